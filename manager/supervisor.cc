@@ -1,0 +1,1 @@
+// Placeholder: the supervisor is being written.

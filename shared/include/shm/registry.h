@@ -1,0 +1,99 @@
+// Registry: the table of named, typed objects in a segment.
+//
+// Every object (counter, dict, list, lease lock, sessions, array) has a unique name in one
+// namespace shared by all kinds: opening a dict at a counter's name is WrongType, never a wrong
+// cast. Names are 1-200 bytes of [A-Za-z0-9._:-] and do not start with '.'.
+//
+// Process-safety: all methods are safe from any thread of any attached process; they take the
+// registry lock (a robust mutex) briefly. Listing takes it per chunk so writers are not stalled.
+#ifndef SHM_REGISTRY_H_
+#define SHM_REGISTRY_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "shm/segment.h"
+#include "shm/status.h"
+
+namespace shm {
+
+struct EntryRep;
+
+enum class ObjectKind : uint32_t {
+  kNone = 0,  // "any kind" in listings.
+  kCounter = 1,
+  kDict = 2,
+  kList = 3,
+  kLock = 4,
+  kSessions = 5,
+  kArray = 6,
+};
+inline constexpr uint32_t kObjectKindCount = 7;
+
+// "counter", "dict", ...; "none" for kNone.
+std::string_view KindName(ObjectKind kind);
+// Inverse of KindName; InvalidArgument for an unknown name.
+Status ParseKind(std::string_view name, ObjectKind* kind);
+
+// OK, or InvalidArgument naming what is wrong with `name`.
+Status ValidateName(std::string_view name);
+
+enum class OpenMode { kOpenExisting, kCreateIfMissing };
+
+struct ObjectInfo {
+  std::string name;
+  ObjectKind kind = ObjectKind::kNone;
+  int64_t created_ms = 0;     // Wall clock.
+  int64_t expires_at_ms = 0;  // Wall clock; 0 = never.
+};
+
+// A process-local reference to one incarnation of an object. Cheap to copy. Becomes stale (every
+// call through it answers NotFound) once the object is deleted, even if the name is reused.
+struct ObjectRef {
+  Segment* segment = nullptr;
+  EntryRep* entry = nullptr;
+  uint64_t incarnation = 0;
+  bool valid() const { return entry != nullptr; }
+};
+
+class Registry {
+ public:
+  explicit Registry(Segment* segment);
+
+  // Lists live objects whose name starts with `prefix` and whose kind is `kind` (kNone: any), in
+  // name order, at most `limit`, starting after the name `after` (for paging).
+  Status List(std::string_view prefix, ObjectKind kind, size_t limit, std::string_view after,
+              std::vector<ObjectInfo>* result);
+  // Deletes the named object of any kind and frees its memory. NotFound if absent.
+  Status Delete(std::string_view name);
+  // The kind of the named object; NotFound if absent or expired.
+  Status Lookup(std::string_view name, ObjectInfo* info);
+
+  uint32_t capacity() const;
+  uint32_t live() const;
+  // Objects by kind, indexed by ObjectKind.
+  std::vector<uint32_t> CountByKind() const;
+
+  // For the object kinds (proxies). Finds `name`; creates it when missing and mode allows,
+  // calling make_body (under the registry lock) to allocate the kind's Rep. ttl_ms > 0 gives the
+  // object an expiry; counter_init is the initial value of a counter.
+  struct OpenSpec {
+    ObjectKind kind = ObjectKind::kNone;
+    OpenMode mode = OpenMode::kOpenExisting;
+    int64_t ttl_ms = 0;
+    int64_t counter_init = 0;
+    std::function<Status(uint64_t* body)> make_body;  // May be empty (counters).
+    bool* created = nullptr;                          // Out: true if this call created it.
+  };
+  Status Open(std::string_view name, const OpenSpec& spec, ObjectRef* ref);
+
+ private:
+  Segment* const segment_;
+};
+
+}  // namespace shm
+
+#endif  // SHM_REGISTRY_H_

@@ -1,0 +1,115 @@
+// Segment: a process-local handle on one shared-memory segment holding shmstate's state.
+//
+// The manager creates the segment (create_only, mode 0600, /dev/shm free space checked first);
+// workers and tools attach to it (open_only; the magic, layout version, Boost version and
+// generation recorded in its Root must match this build or attaching is refused). The segment is
+// named "<prefix>.<generation>"; a rebuild creates the next generation.
+//
+// Process-safety: a Segment may be used from any number of threads of the process that opened it.
+// It must not be used across fork() by both parent and child for writes that are in flight; a
+// forked child may keep using an inherited Segment (each thread claims its own intent slot).
+#ifndef SHM_SEGMENT_H_
+#define SHM_SEGMENT_H_
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "shm/status.h"
+
+namespace shm {
+
+class Registry;
+
+struct SegmentOptions {
+  // Prefix of the shared-memory object name; the segment is /dev/shm/<name>.<generation>.
+  std::string name = "shmstate";
+  uint64_t generation = 1;
+  // Total bytes, charged to /dev/shm at creation.
+  size_t size = size_t{64} << 20;
+  // Capacity of the registry (number of named objects).
+  uint32_t max_objects = 4096;
+};
+
+// Per-worker figures kept in the segment (written by the worker, read by anyone).
+struct WorkerInfo {
+  int index = 0;
+  pid_t pid = 0;
+  uint32_t restarts = 0;
+  int64_t heartbeat_ms = 0;  // Steady clock.
+  int64_t started_ms = 0;    // Wall clock.
+  uint64_t requests = 0;
+  uint64_t client_errors = 0;
+  uint64_t server_errors = 0;
+};
+
+// What RecoverDeadProcess settled.
+struct RecoveryReport {
+  int slots_released = 0;
+  int intents_resolved = 0;
+  int blobs_freed = 0;
+};
+
+class Segment {
+ public:
+  class Impl;
+
+  // "<prefix>.<generation>".
+  static std::string ShmName(std::string_view prefix, uint64_t generation);
+  // Checks a prefix: the same rules as object names, so it cannot reach another file.
+  static Status ValidatePrefix(std::string_view prefix);
+
+  static Status Create(const SegmentOptions& options, std::unique_ptr<Segment>* result);
+  static Status Attach(std::string_view shm_name, std::unique_ptr<Segment>* result);
+  // Unlinks the shared-memory object; NotFound when there is none.
+  static Status Remove(std::string_view shm_name);
+
+  ~Segment();
+  Segment(const Segment&) = delete;
+  Segment& operator=(const Segment&) = delete;
+
+  const std::string& shm_name() const;
+  uint64_t generation() const;
+  size_t size() const;
+  size_t free_bytes() const;
+  Registry& registry();
+
+  // True once any process saw the allocator poisoned: the manager must rebuild.
+  bool poisoned() const;
+  // Allocates and frees a few bytes: Poisoned if the allocator is, OK otherwise.
+  Status Probe();
+
+  // Settles what a dead process left behind: takes the locks its intents name (which runs the
+  // owner-death repair), frees the blobs they prove to be garbage, and releases its slots.
+  Status RecoverDeadProcess(pid_t pid, RecoveryReport* report);
+
+  // Worker table. `index` < kMaxWorkers.
+  static constexpr int kMaxWorkers = 256;
+  void RegisterWorker(int index, pid_t pid, uint32_t restarts);
+  void Heartbeat(int index);
+  void CountResponse(int index, int http_status);
+  std::vector<WorkerInfo> Workers() const;
+  // Steady-clock heartbeat of a worker slot (0 if never).
+  int64_t LastHeartbeatMs(int index) const;
+
+  Impl* impl() { return impl_.get(); }
+
+ private:
+  explicit Segment(std::unique_ptr<Impl> impl);
+
+  std::unique_ptr<Impl> impl_;
+  std::unique_ptr<Registry> registry_;
+};
+
+// Milliseconds on the steady clock (shared by all processes of the machine) and the wall clock.
+int64_t SteadyNowMs();
+int64_t WallNowMs();
+
+}  // namespace shm
+
+#endif  // SHM_SEGMENT_H_

@@ -1,0 +1,62 @@
+// The copy-on-write commit protocol, and its repair after an owner death.
+//
+// A write that replaces a blob publishes the new one with a single atomic store into a `cell`
+// word while holding the lock that guards the cell. Around that store this thread's IntentSlot
+// records {entry, cell, in_cs, new_off, old_off}, in this order:
+//
+//   Stage(new)              slot.new_off = new                (before the lock; new is unreachable)
+//   PublishLocked(cell,new) slot.entry, slot.cell; in_cs = 1; slot.old_off = *cell;
+//                           *cell = new  <- the commit;  slot.new_off = 0; in_cs = 0
+//   ReleaseGarbage()        old = slot.old_off.exchange(0); free(old)    (after or under the lock)
+//
+// If the thread dies anywhere in between, whoever next takes the lock (owner died) calls
+// ResolveIntentsLocked before anything else: for a slot still in_cs on that lock, if *cell == new
+// the commit happened and old_off is garbage, otherwise new_off is garbage and old_off is live.
+// After that, every handle left in a dead thread's slot is garbage and the manager frees it
+// (Segment::RecoverDeadProcess). Worst case a blob leaks; never a torn value or a double free.
+#ifndef SHM_SRC_COW_H_
+#define SHM_SRC_COW_H_
+
+#include <atomic>
+#include <cstdint>
+
+#include "segment_impl.h"
+
+namespace shm {
+
+class CowWriter {
+ public:
+  // Claims this thread's slot; ok() is false when every slot is taken.
+  explicit CowWriter(Segment::Impl* segment) : segment_(segment), slot_(segment->MySlot()) {}
+  // Frees a staged blob that was never published (error paths).
+  ~CowWriter() { DiscardStaged(); }
+  CowWriter(const CowWriter&) = delete;
+  CowWriter& operator=(const CowWriter&) = delete;
+
+  bool ok() const { return slot_ != nullptr; }
+
+  // Records a freshly allocated blob before the lock is taken.
+  void Stage(uint64_t new_blob);
+  // Publishes `new_value` (a blob or a marker) into `cell`; `entry` names the lock held (the
+  // EntryRep's handle, 0 for the registry lock). Returns the value replaced, which becomes garbage
+  // owned by this writer until ReleaseGarbage.
+  uint64_t PublishLocked(uint64_t entry, std::atomic<uint64_t>* cell, uint64_t new_value);
+  // Frees the blob replaced by the last publish, if any. `destroy` frees a structured blob (and
+  // everything it owns); by default the blob alone is freed.
+  void ReleaseGarbage(void (*destroy)(Segment::Impl*, uint64_t) = nullptr);
+  // Frees the staged blob if it was not published.
+  void DiscardStaged();
+
+ private:
+  Segment::Impl* const segment_;
+  IntentSlot* const slot_;
+};
+
+// Resolves the intents of a dead holder of the lock named `entry` (see above). REQUIRES: that lock
+// is held by the caller, who got it with LockResult::kOwnerDied. Idempotent. Returns the number of
+// slots resolved.
+int ResolveIntentsLocked(Segment::Impl* segment, uint64_t entry);
+
+}  // namespace shm
+
+#endif  // SHM_SRC_COW_H_

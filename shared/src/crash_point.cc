@@ -1,0 +1,60 @@
+#include "crash_point.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <string>
+
+namespace shm {
+namespace internal {
+namespace {
+
+struct ArmedPoint {
+  std::mutex mu;
+  std::string name;
+  int remaining = 0;
+};
+
+ArmedPoint& Armed() {
+  static ArmedPoint* armed = new ArmedPoint();  // Never destroyed: used until _exit.
+  return *armed;
+}
+
+bool ArmFromEnvironment() {
+  const char* spec = std::getenv("SHM_CRASH_POINT");
+  if (spec == nullptr || *spec == '\0') return false;
+  std::string text(spec);
+  int hit = 1;
+  if (auto colon = text.find(':'); colon != std::string::npos) {
+    hit = std::atoi(text.c_str() + colon + 1);
+    text.resize(colon);
+  }
+  SetCrashPoint(text.c_str(), hit < 1 ? 1 : hit);
+  return true;
+}
+
+}  // namespace
+
+std::atomic<bool> g_crash_points_armed{ArmFromEnvironment()};
+
+void CrashPointSlow(const char* name) {
+  ArmedPoint& armed = Armed();
+  std::lock_guard<std::mutex> guard(armed.mu);
+  if (armed.name != name) return;
+  if (--armed.remaining > 0) return;
+  _exit(kCrashPointExitCode);
+}
+
+}  // namespace internal
+
+void SetCrashPoint(const char* name, int hit) {
+  internal::ArmedPoint& armed = internal::Armed();
+  std::lock_guard<std::mutex> guard(armed.mu);
+  armed.name = name ? name : "";
+  armed.remaining = hit;
+  internal::g_crash_points_armed.store(name != nullptr, std::memory_order_relaxed);
+}
+
+}  // namespace shm

@@ -1,0 +1,27 @@
+#include "kind_ops.h"
+
+namespace shm {
+namespace {
+
+void DestroyNothing(Segment::Impl*, uint64_t) {}
+
+}  // namespace
+
+// Counters keep their value in the entry itself: no body, nothing to repair.
+const KindOps kCounterOps = {nullptr, DestroyNothing};
+
+const KindOps& KindOpsFor(ObjectKind kind) {
+  static const KindOps kNoOps = {nullptr, DestroyNothing};
+  switch (kind) {
+    case ObjectKind::kCounter: return kCounterOps;
+    case ObjectKind::kDict:
+    case ObjectKind::kSessions: return kDictOps;
+    case ObjectKind::kList: return kListOps;
+    case ObjectKind::kLock: return kLockOps;
+    case ObjectKind::kArray: return kArrayOps;
+    case ObjectKind::kNone: break;
+  }
+  return kNoOps;
+}
+
+}  // namespace shm

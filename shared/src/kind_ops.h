@@ -1,0 +1,32 @@
+// What the registry needs to know about each object kind: how to repair a body after its lock's
+// owner died, and how to free a body with everything it owns. Each kind's .cc defines its ops.
+#ifndef SHM_SRC_KIND_OPS_H_
+#define SHM_SRC_KIND_OPS_H_
+
+#include <cstdint>
+
+#include "segment_impl.h"
+#include "shm/registry.h"
+
+namespace shm {
+
+struct KindOps {
+  // Called with the entry's lock held after an owner death, after the intents on that lock were
+  // resolved. Brings derived state (lengths, byte counts, half-done in-place writes) back in line
+  // with the committed state. Must not allocate.
+  void (*repair_locked)(Segment::Impl* segment, EntryRep* entry);
+  // Frees a body that is no longer reachable, and every blob it owns.
+  void (*destroy)(Segment::Impl* segment, uint64_t body);
+};
+
+extern const KindOps kCounterOps;
+extern const KindOps kDictOps;  // Also used by kSessions: a sessions object is a dict of JSON.
+extern const KindOps kListOps;
+extern const KindOps kLockOps;
+extern const KindOps kArrayOps;
+
+const KindOps& KindOpsFor(ObjectKind kind);
+
+}  // namespace shm
+
+#endif  // SHM_SRC_KIND_OPS_H_

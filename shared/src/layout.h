@@ -1,0 +1,115 @@
+// The in-segment layout: Root and the tables it holds directly.
+//
+// Everything here lives in shared memory and follows the rules of the segment: no raw pointers
+// (offsets from the segment base, "handles", instead), no virtuals, only always-lock-free atomics.
+// A handle of 0 means "none"; handles below kFirstBlobHandle are markers, never blobs.
+// Changes to any type in this file must bump kLayoutVersion.
+#ifndef SHM_SRC_LAYOUT_H_
+#define SHM_SRC_LAYOUT_H_
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "robust_mutex.h"
+
+namespace shm {
+
+inline constexpr uint64_t kSegmentMagic = 0x4554415453484d53ull;  // "SHMSTATE" little endian.
+inline constexpr uint32_t kLayoutVersion = 1;
+inline constexpr uint32_t kMaxIntentSlots = 1024;
+inline constexpr uint32_t kMaxWorkerSlots = 256;
+inline constexpr size_t kMaxNameLength = 200;
+
+inline constexpr uint64_t kNullHandle = 0;
+inline constexpr uint64_t kTombstoneHandle = 1;  // A deleted dict slot.
+inline constexpr uint64_t kFirstBlobHandle = 64;
+inline bool IsBlob(uint64_t handle) { return handle >= kFirstBlobHandle; }
+
+// One per thread that writes. Records a copy-on-write commit in flight so that whoever next takes
+// the lock after this thread's death can tell garbage from live data (see cow.h).
+struct alignas(64) IntentSlot {
+  std::atomic<pid_t> owner_pid{0};  // 0 = free. Claimed by CAS.
+  std::atomic<pid_t> owner_tid{0};
+  std::atomic<uint64_t> entry{0};    // Handle of the EntryRep whose lock guards the commit (0: registry).
+  std::atomic<uint64_t> cell{0};     // Handle of the atomic word the commit stores into.
+  std::atomic<uint32_t> in_cs{0};    // 1 between "old recorded" and "intent cleared".
+  std::atomic<uint64_t> new_off{0};  // Allocated blob, maybe published.
+  std::atomic<uint64_t> old_off{0};  // Replaced blob, garbage once the commit is done.
+};
+
+// One per worker process, written by that worker, read by anyone (stats, heartbeat).
+struct alignas(64) WorkerSlot {
+  std::atomic<pid_t> pid{0};
+  std::atomic<uint32_t> restarts{0};
+  std::atomic<int64_t> heartbeat_ms{0};  // Steady-clock ms; the manager kills a stale worker.
+  std::atomic<int64_t> started_ms{0};    // Wall-clock ms.
+  std::atomic<uint64_t> requests{0};
+  std::atomic<uint64_t> errors{0};       // Responses with status >= 500.
+  std::atomic<uint64_t> client_errors{0};  // Responses with status 4xx.
+};
+
+enum class EntryState : uint32_t { kFree = 0, kCreating = 1, kLive = 2 };
+
+// One registry slot. The array of entries is allocated once at creation and never freed, so a
+// stale proxy never points into freed memory; `incarnation` tells it the object is gone.
+struct EntryRep {
+  std::atomic<uint32_t> state{0};          // EntryState. kLive is the commit of a create.
+  std::atomic<uint32_t> kind{0};           // ObjectKind; written before state becomes kLive.
+  std::atomic<uint64_t> incarnation{0};    // Bumped on every create and delete.
+  std::atomic<int64_t> expires_at_ms{0};   // Wall-clock ms; 0 = never.
+  std::atomic<int64_t> counter{0};         // The value, for counters.
+  std::atomic<uint64_t> body{0};           // Handle of the kind's Rep (none for counters).
+  std::atomic<uint64_t> next_free{0};      // Free-list link (index+1), under the registry lock.
+  std::atomic<uint32_t> wake_seq{0};       // Futex word: bumped to wake blocked pops and lock waits.
+  int64_t created_ms = 0;
+  uint32_t name_length = 0;
+  char name[kMaxNameLength] = {};
+  ObjectMutex mu;                          // Guards body contents; see each kind's Rep.
+};
+
+// The registry: a fixed table of entries plus an open-addressing name index.
+// Invariants (all under `mu`):
+//  (1) names of kLive entries are unique;
+//  (2) an entry is in the index iff it is kLive; index words are entry index + 1, 0 empty,
+//      kIndexTombstone deleted;
+//  (3) the index and the free list are derived data: after an owner death they are rebuilt from
+//      the entries' states (RepairRegistryLocked).
+// Lock order: registry mu -> object mu -> allocator.
+inline constexpr uint32_t kIndexTombstone = 0xffffffffu;
+struct RegistryRep {
+  ObjectMutex mu;
+  uint32_t capacity = 0;                   // Constant after creation.
+  uint32_t index_size = 0;                 // Power of two >= 2 * capacity. Constant.
+  uint64_t entries = 0;                    // Handle of EntryRep[capacity]. Constant.
+  uint64_t index = 0;                      // Handle of std::atomic<uint32_t>[index_size]. Constant.
+  std::atomic<uint32_t> live{0};           // GUARDED_BY(mu) for writes.
+  std::atomic<uint64_t> free_head{0};      // Index+1 of the first free entry; GUARDED_BY(mu).
+  std::atomic<uint64_t> free_tail{0};      // FIFO, so a freed entry is reused last.
+  std::atomic<uint32_t> tombstones{0};     // Index tombstones; the index is rebuilt past a bound.
+};
+
+struct Root {
+  uint64_t magic = 0;
+  uint32_t layout_version = 0;
+  uint32_t boost_version = 0;
+  uint64_t generation = 0;
+  uint64_t size = 0;
+  pid_t creator_pid = 0;
+  int64_t created_ms = 0;
+  std::atomic<uint32_t> poisoned{0};       // Set by whoever sees the allocator poisoned.
+  std::atomic<uint32_t> draining{0};       // Set by the manager while it rebuilds or stops.
+  RegistryRep registry;
+  IntentSlot intents[kMaxIntentSlots];
+  WorkerSlot workers[kMaxWorkerSlots];
+};
+
+static_assert(std::atomic<uint64_t>::is_always_lock_free);
+static_assert(std::atomic<int64_t>::is_always_lock_free);
+static_assert(std::atomic<pid_t>::is_always_lock_free);
+
+}  // namespace shm
+
+#endif  // SHM_SRC_LAYOUT_H_

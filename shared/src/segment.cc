@@ -1,0 +1,413 @@
+#include "shm/segment.h"
+
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <boost/version.hpp>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <new>
+
+#include "cow.h"
+#include "kind_ops.h"
+#include "layout.h"
+#include "object_guard.h"
+#include "segment_impl.h"
+#include "shm/registry.h"
+
+namespace shm {
+namespace {
+
+// The only named object: it holds the handle of Root, which is allocated 64-byte aligned (its
+// slots are cache-line aligned; construct<> only guarantees 16).
+constexpr char kRootAnchorName[] = "shmstate.root";
+struct RootAnchor {
+  uint64_t root = 0;
+};
+// Room for Boost's own bookkeeping on top of Root and the registry tables.
+constexpr size_t kSegmentOverhead = 64 * 1024;
+
+std::atomic<uint64_t> g_next_instance_id{1};
+
+pid_t ThisThreadId() { return static_cast<pid_t>(syscall(SYS_gettid)); }
+
+std::string HumanBytes(uint64_t bytes) {
+  char text[64];
+  if (bytes >= (uint64_t{1} << 30)) {
+    snprintf(text, sizeof text, "%.1f GiB", static_cast<double>(bytes) / (1 << 30));
+  } else if (bytes >= (uint64_t{1} << 20)) {
+    snprintf(text, sizeof text, "%.1f MiB", static_cast<double>(bytes) / (1 << 20));
+  } else {
+    snprintf(text, sizeof text, "%llu bytes", static_cast<unsigned long long>(bytes));
+  }
+  return text;
+}
+
+Status CheckShmSpace(size_t size) {
+  struct statvfs fs;
+  if (statvfs("/dev/shm", &fs) != 0) {
+    return Status::Internal(std::string("cannot stat /dev/shm: ") + strerror(errno));
+  }
+  uint64_t available = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+  if (available < size) {
+    return Status::OutOfSpace("not enough space in /dev/shm for a " + HumanBytes(size) +
+                              " segment: " + HumanBytes(available) +
+                              " free (use a smaller --size, or e.g. docker --shm-size)");
+  }
+  return Status::OK();
+}
+
+// Lays out the registry tables right after Root. Runs once, in the creating process.
+Status InitRegistry(Segment::Impl* impl, uint32_t capacity) {
+  RegistryRep& reg = impl->root()->registry;
+  uint32_t index_size = 16;
+  while (index_size < capacity * 2) index_size *= 2;
+  uint64_t entries = 0;
+  uint64_t index = 0;
+  SHM_RETURN_IF_ERROR(impl->Allocate(sizeof(EntryRep) * capacity, &entries, 64));
+  SHM_RETURN_IF_ERROR(impl->Allocate(sizeof(std::atomic<uint32_t>) * index_size, &index, 64));
+  auto* entry_array = impl->Ptr<EntryRep>(entries);
+  for (uint32_t i = 0; i < capacity; ++i) new (&entry_array[i]) EntryRep();
+  auto* words = impl->Ptr<std::atomic<uint32_t>>(index);
+  for (uint32_t i = 0; i < index_size; ++i) new (&words[i]) std::atomic<uint32_t>(0);
+  reg.capacity = capacity;
+  reg.index_size = index_size;
+  reg.entries = entries;
+  reg.index = index;
+  RepairRegistryLocked(impl);  // Builds the free list from the (all free) entries.
+  return Status::OK();
+}
+
+Status VerifyRoot(const Root* root, std::string_view shm_name) {
+  std::string where = " in segment '" + std::string(shm_name) + "'";
+  if (root->magic != kSegmentMagic) {
+    return Status::InvalidArgument("not a shmstate segment (bad magic)" + where);
+  }
+  if (root->layout_version != kLayoutVersion) {
+    return Status::InvalidArgument("segment layout v" + std::to_string(root->layout_version) +
+                                   ", expected v" + std::to_string(kLayoutVersion) + where);
+  }
+  if (root->boost_version != BOOST_VERSION) {
+    return Status::InvalidArgument("segment made with Boost " +
+                                   std::to_string(root->boost_version) + ", this build uses " +
+                                   std::to_string(BOOST_VERSION) + where);
+  }
+  std::string_view gen_text = shm_name.substr(shm_name.rfind('.') + 1);
+  if (gen_text != std::to_string(root->generation)) {
+    return Status::InvalidArgument("segment records generation " +
+                                   std::to_string(root->generation) + where);
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
+int64_t SteadyNowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+int64_t WallNowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Segment::Impl
+
+Segment::Impl::Impl(ManagedSegment&& managed, std::string shm_name)
+    : managed_(std::move(managed)),
+      shm_name_(std::move(shm_name)),
+      base_(static_cast<char*>(managed_.get_address())),
+      root_(nullptr),
+      instance_id_(g_next_instance_id.fetch_add(1)) {
+  RootAnchor* anchor = managed_.find<RootAnchor>(kRootAnchorName).first;
+  if (anchor != nullptr && anchor->root != 0) root_ = Ptr<Root>(anchor->root);
+}
+
+Status Segment::Impl::Allocate(size_t bytes, uint64_t* handle, size_t alignment) {
+  if (root_ != nullptr && root_->poisoned.load(std::memory_order_acquire)) {
+    return Status::Poisoned("segment allocator is poisoned; the manager is rebuilding it");
+  }
+  try {
+    void* p = alignment <= 16 ? managed_.allocate(bytes, std::nothrow)
+                              : managed_.allocate_aligned(bytes, alignment, std::nothrow);
+    if (p == nullptr) {
+      return Status::OutOfSpace("segment full: cannot allocate " + HumanBytes(bytes) + " (" +
+                                HumanBytes(managed_.get_free_memory()) + " free)");
+    }
+    *handle = Handle(p);
+    return Status::OK();
+  } catch (const SegmentPoisoned&) {
+    MarkPoisoned();
+    return Status::Poisoned("segment allocator is poisoned; the manager is rebuilding it");
+  } catch (const std::exception& e) {
+    return Status::Internal(std::string("allocate: ") + e.what());
+  }
+}
+
+void Segment::Impl::Free(uint64_t handle) {
+  if (!IsBlob(handle)) return;
+  try {
+    managed_.deallocate(Ptr<void>(handle));
+  } catch (const SegmentPoisoned&) {
+    MarkPoisoned();  // Leaked; the rebuild reclaims it.
+  } catch (const std::exception&) {
+    MarkPoisoned();
+  }
+}
+
+namespace {
+struct CachedSlot {
+  uint64_t instance_id = 0;
+  IntentSlot* slot = nullptr;
+};
+thread_local CachedSlot t_slot_cache[4];
+}  // namespace
+
+IntentSlot* Segment::Impl::MySlot() {
+  pid_t tid = ThisThreadId();
+  for (CachedSlot& cached : t_slot_cache) {
+    if (cached.instance_id == instance_id_ && cached.slot != nullptr &&
+        cached.slot->owner_tid.load(std::memory_order_relaxed) == tid &&
+        cached.slot->owner_pid.load(std::memory_order_relaxed) == getpid()) {
+      return cached.slot;
+    }
+  }
+  pid_t pid = getpid();
+  IntentSlot* claimed = nullptr;
+  for (IntentSlot& slot : root_->intents) {
+    pid_t expected = 0;
+    if (slot.owner_pid.compare_exchange_strong(expected, pid)) {
+      slot.owner_tid.store(tid);
+      claimed = &slot;
+      break;
+    }
+  }
+  if (claimed == nullptr) return nullptr;
+  CachedSlot* victim = &t_slot_cache[0];
+  for (CachedSlot& cached : t_slot_cache) {
+    if (cached.instance_id == instance_id_ || cached.instance_id == 0) {
+      victim = &cached;
+      break;
+    }
+  }
+  *victim = CachedSlot{instance_id_, claimed};
+  return claimed;
+}
+
+void Segment::Impl::ReleaseSlotsOfThisProcess() {
+  pid_t pid = getpid();
+  for (IntentSlot& slot : root_->intents) {
+    if (slot.owner_pid.load() != pid) continue;
+    if (slot.in_cs.load() || slot.new_off.load() || slot.old_off.load()) continue;
+    slot.owner_tid.store(0);
+    slot.owner_pid.store(0);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Segment
+
+Segment::Segment(std::unique_ptr<Impl> impl)
+    : impl_(std::move(impl)), registry_(std::make_unique<Registry>(this)) {}
+
+Segment::~Segment() {
+  if (impl_ && impl_->root()) impl_->ReleaseSlotsOfThisProcess();
+}
+
+std::string Segment::ShmName(std::string_view prefix, uint64_t generation) {
+  return std::string(prefix) + "." + std::to_string(generation);
+}
+
+Status Segment::ValidatePrefix(std::string_view prefix) {
+  Status s = ValidateName(prefix);
+  if (!s.ok()) return Status::InvalidArgument("bad segment name: " + std::string(s.message()));
+  if (prefix.size() > 100) return Status::InvalidArgument("segment name longer than 100 bytes");
+  return Status::OK();
+}
+
+Status Segment::Create(const SegmentOptions& options, std::unique_ptr<Segment>* result) {
+  SHM_RETURN_IF_ERROR(ValidatePrefix(options.name));
+  if (options.max_objects < 1 || options.max_objects > (1u << 24)) {
+    return Status::InvalidArgument("max_objects must be between 1 and 16777216");
+  }
+  size_t minimum = sizeof(Root) + kSegmentOverhead +
+                   size_t{options.max_objects} * (sizeof(EntryRep) + 2 * sizeof(uint32_t) * 2);
+  if (options.size < minimum) {
+    return Status::InvalidArgument("segment size " + HumanBytes(options.size) +
+                                   " is too small for " + std::to_string(options.max_objects) +
+                                   " objects: at least " + HumanBytes(minimum) + " needed");
+  }
+  SHM_RETURN_IF_ERROR(CheckShmSpace(options.size));
+  std::string shm_name = ShmName(options.name, options.generation);
+  std::unique_ptr<Impl> impl;
+  try {
+    bip::permissions perm;
+    perm.set_permissions(0600);
+    ManagedSegment managed(bip::create_only, shm_name.c_str(), options.size, nullptr, perm);
+    void* memory = managed.allocate_aligned(sizeof(Root), alignof(Root));
+    Root* root = new (memory) Root();
+    managed.construct<RootAnchor>(kRootAnchorName)()->root =
+        static_cast<uint64_t>(static_cast<char*>(memory) - static_cast<char*>(managed.get_address()));
+    root->magic = kSegmentMagic;
+    root->layout_version = kLayoutVersion;
+    root->boost_version = BOOST_VERSION;
+    root->generation = options.generation;
+    root->size = options.size;
+    root->creator_pid = getpid();
+    root->created_ms = WallNowMs();
+    impl = std::make_unique<Impl>(std::move(managed), shm_name);
+  } catch (const bip::interprocess_exception& e) {
+    if (e.get_error_code() == bip::already_exists_error) {
+      return Status::AlreadyExists("shared-memory segment '" + shm_name + "' already exists");
+    }
+    bip::shared_memory_object::remove(shm_name.c_str());
+    return Status::Internal("cannot create segment '" + shm_name + "': " + e.what());
+  }
+  Status s = InitRegistry(impl.get(), options.max_objects);
+  if (!s.ok()) {
+    impl.reset();
+    bip::shared_memory_object::remove(shm_name.c_str());
+    return s;
+  }
+  result->reset(new Segment(std::move(impl)));
+  return Status::OK();
+}
+
+Status Segment::Attach(std::string_view shm_name, std::unique_ptr<Segment>* result) {
+  std::string name(shm_name);
+  std::unique_ptr<Impl> impl;
+  try {
+    ManagedSegment managed(bip::open_only, name.c_str());
+    impl = std::make_unique<Impl>(std::move(managed), name);
+  } catch (const SegmentPoisoned&) {
+    return Status::Poisoned("segment '" + name + "' is poisoned");
+  } catch (const bip::interprocess_exception& e) {
+    if (e.get_error_code() == bip::not_found_error) {
+      return Status::NotFound("no shared-memory segment named '" + name + "'");
+    }
+    return Status::InvalidArgument("cannot attach to segment '" + name + "': " + e.what());
+  }
+  if (impl->root() == nullptr) {
+    return Status::InvalidArgument("not a shmstate segment (no root) in segment '" + name + "'");
+  }
+  SHM_RETURN_IF_ERROR(VerifyRoot(impl->root(), name));
+  result->reset(new Segment(std::move(impl)));
+  return Status::OK();
+}
+
+Status Segment::Remove(std::string_view shm_name) {
+  std::string name(shm_name);
+  if (!bip::shared_memory_object::remove(name.c_str())) {
+    return Status::NotFound("no shared-memory segment named '" + name + "'");
+  }
+  return Status::OK();
+}
+
+const std::string& Segment::shm_name() const { return impl_->shm_name(); }
+uint64_t Segment::generation() const { return impl_->root()->generation; }
+size_t Segment::size() const { return impl_->managed().get_size(); }
+size_t Segment::free_bytes() const { return impl_->managed().get_free_memory(); }
+Registry& Segment::registry() { return *registry_; }
+
+bool Segment::poisoned() const {
+  return impl_->root()->poisoned.load(std::memory_order_acquire) != 0;
+}
+
+Status Segment::Probe() {
+  uint64_t handle = 0;
+  SHM_RETURN_IF_ERROR(impl_->Allocate(8, &handle));
+  impl_->Free(handle);
+  return poisoned() ? Status::Poisoned("segment allocator is poisoned") : Status::OK();
+}
+
+Status Segment::RecoverDeadProcess(pid_t pid, RecoveryReport* report) {
+  RecoveryReport local;
+  if (report == nullptr) report = &local;
+  Impl* impl = impl_.get();
+  for (IntentSlot& slot : impl->root()->intents) {
+    if (slot.owner_pid.load() != pid) continue;
+    if (slot.in_cs.load()) {
+      // Taking the lock runs the owner-death repair, which resolves this slot.
+      uint64_t entry = slot.entry.load();
+      if (entry == 0) {
+        RegistryGuard guard;
+        SHM_RETURN_IF_ERROR(guard.Lock(impl));
+        report->intents_resolved += ResolveIntentsLocked(impl, 0);
+      } else {
+        ObjectGuard guard;
+        SHM_RETURN_IF_ERROR(guard.LockEntry(impl, impl->Ptr<EntryRep>(entry)));
+        report->intents_resolved += ResolveIntentsLocked(impl, entry);
+      }
+    }
+    for (std::atomic<uint64_t>* garbage : {&slot.new_off, &slot.old_off}) {
+      uint64_t handle = garbage->exchange(0);
+      if (IsBlob(handle)) {
+        impl->Free(handle);
+        ++report->blobs_freed;
+      }
+    }
+    slot.owner_tid.store(0);
+    slot.owner_pid.store(0);
+    ++report->slots_released;
+  }
+  return impl->root()->poisoned.load() ? Status::Poisoned("segment allocator is poisoned")
+                                       : Status::OK();
+}
+
+void Segment::RegisterWorker(int index, pid_t pid, uint32_t restarts) {
+  if (index < 0 || index >= kMaxWorkers) return;
+  WorkerSlot& w = impl_->root()->workers[index];
+  w.pid.store(pid);
+  w.restarts.store(restarts);
+  w.heartbeat_ms.store(SteadyNowMs());
+  w.started_ms.store(WallNowMs());
+}
+
+void Segment::Heartbeat(int index) {
+  if (index < 0 || index >= kMaxWorkers) return;
+  impl_->root()->workers[index].heartbeat_ms.store(SteadyNowMs(), std::memory_order_relaxed);
+}
+
+void Segment::CountResponse(int index, int http_status) {
+  if (index < 0 || index >= kMaxWorkers) return;
+  WorkerSlot& w = impl_->root()->workers[index];
+  w.requests.fetch_add(1, std::memory_order_relaxed);
+  if (http_status >= 500) {
+    w.errors.fetch_add(1, std::memory_order_relaxed);
+  } else if (http_status >= 400) {
+    w.client_errors.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+int64_t Segment::LastHeartbeatMs(int index) const {
+  if (index < 0 || index >= kMaxWorkers) return 0;
+  return impl_->root()->workers[index].heartbeat_ms.load(std::memory_order_relaxed);
+}
+
+std::vector<WorkerInfo> Segment::Workers() const {
+  std::vector<WorkerInfo> result;
+  for (int i = 0; i < kMaxWorkers; ++i) {
+    const WorkerSlot& w = impl_->root()->workers[i];
+    pid_t pid = w.pid.load(std::memory_order_relaxed);
+    if (pid == 0) continue;
+    WorkerInfo info;
+    info.index = i;
+    info.pid = pid;
+    info.restarts = w.restarts.load(std::memory_order_relaxed);
+    info.heartbeat_ms = w.heartbeat_ms.load(std::memory_order_relaxed);
+    info.started_ms = w.started_ms.load(std::memory_order_relaxed);
+    info.requests = w.requests.load(std::memory_order_relaxed);
+    info.client_errors = w.client_errors.load(std::memory_order_relaxed);
+    info.server_errors = w.errors.load(std::memory_order_relaxed);
+    result.push_back(info);
+  }
+  return result;
+}
+
+}  // namespace shm

@@ -1,0 +1,72 @@
+// Segment::Impl: the process-local state behind a Segment handle, and the internal interface the
+// object kinds use: handles <-> addresses, allocation that reports OutOfSpace/Poisoned instead of
+// throwing, and this thread's intent slot.
+#ifndef SHM_SRC_SEGMENT_IMPL_H_
+#define SHM_SRC_SEGMENT_IMPL_H_
+
+#include <boost/interprocess/indexes/iset_index.hpp>
+#include <boost/interprocess/managed_shared_memory.hpp>
+#include <boost/interprocess/mem_algo/rbtree_best_fit.hpp>
+#include <chrono>
+#include <string>
+
+#include "layout.h"
+#include "shm/segment.h"
+
+namespace shm {
+
+namespace bip = boost::interprocess;
+
+using ManagedSegment = bip::basic_managed_shared_memory<
+    char, bip::rbtree_best_fit<RobustMutexFamily, bip::offset_ptr<void>>, bip::iset_index>;
+
+// How long a request path waits for an object or registry lock before answering Timeout.
+inline constexpr std::chrono::milliseconds kDefaultLockTimeout{2000};
+
+class Segment::Impl {
+ public:
+  Impl(ManagedSegment&& managed, std::string shm_name);
+
+  template <class T>
+  T* Ptr(uint64_t handle) const {
+    return reinterpret_cast<T*>(base_ + handle);
+  }
+  uint64_t Handle(const void* address) const {
+    return static_cast<uint64_t>(static_cast<const char*>(address) - base_);
+  }
+
+  // Allocates `bytes` aligned to `alignment` (a power of two, >= 16). OutOfSpace when the segment
+  // is full, Poisoned when the allocator is. Never throws.
+  Status Allocate(size_t bytes, uint64_t* handle, size_t alignment = 16);
+  // Frees a blob allocated by Allocate. Never throws; a poisoned allocator leaks it.
+  void Free(uint64_t handle);
+
+  // This thread's intent slot, claimed on first use (and again after fork).
+  // nullptr when every slot is taken (the caller answers OutOfSpace).
+  IntentSlot* MySlot();
+  // Releases every slot held by this process (called on detach).
+  void ReleaseSlotsOfThisProcess();
+
+  EntryRep* Entry(uint32_t index) const {
+    return Ptr<EntryRep>(root_->registry.entries) + index;
+  }
+  std::atomic<uint32_t>* IndexWords() const {
+    return Ptr<std::atomic<uint32_t>>(root_->registry.index);
+  }
+
+  Root* root() const { return root_; }
+  ManagedSegment& managed() { return managed_; }
+  const std::string& shm_name() const { return shm_name_; }
+  void MarkPoisoned() { root_->poisoned.store(1, std::memory_order_release); }
+
+ private:
+  ManagedSegment managed_;
+  std::string shm_name_;
+  char* base_;
+  Root* root_;
+  uint64_t instance_id_;  // Distinguishes this mapping in thread-local slot caches.
+};
+
+}  // namespace shm
+
+#endif  // SHM_SRC_SEGMENT_IMPL_H_

@@ -1,0 +1,79 @@
+#include "common/test_util.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <thread>
+
+namespace shm::test {
+
+std::string UniquePrefix() {
+  static std::atomic<int> next{0};
+  return "shmtest-" + std::to_string(getpid()) + "-" + std::to_string(next.fetch_add(1));
+}
+
+ScopedSegment::ScopedSegment(size_t size, uint32_t max_objects) {
+  SegmentOptions options;
+  options.name = UniquePrefix();
+  options.size = size;
+  options.max_objects = max_objects;
+  shm_name_ = Segment::ShmName(options.name, options.generation);
+  Status s = Segment::Create(options, &segment_);
+  if (!s.ok()) ADD_FAILURE() << "Segment::Create: " << s.ToString();
+}
+
+ScopedSegment::~ScopedSegment() { Reset(); }
+
+void ScopedSegment::Reset() {
+  segment_.reset();
+  if (!shm_name_.empty()) Segment::Remove(shm_name_);
+}
+
+pid_t ForkChild(const std::function<int()>& body) {
+  pid_t pid = fork();
+  if (pid != 0) return pid;
+  int code = 99;
+  try {
+    code = body();
+  } catch (...) {
+    code = 99;
+  }
+  _exit(code);
+}
+
+ChildExit WaitChild(pid_t pid, int timeout_ms) {
+  ChildExit result;
+  int status = 0;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (true) {
+    pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid) break;
+    if (r < 0) return result;
+    if (std::chrono::steady_clock::now() > deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  if (WIFEXITED(status)) {
+    result.exited = true;
+    result.code = WEXITSTATUS(status);
+  } else if (WIFSIGNALED(status)) {
+    result.signaled = true;
+    result.signal = WTERMSIG(status);
+  }
+  return result;
+}
+
+std::string ToolPath(const std::string& name) {
+  const char* dir = std::getenv("SHM_TOOLS_DIR");
+  return std::string(dir ? dir : "tests/tools") + "/" + name;
+}
+
+}  // namespace shm::test

@@ -1,0 +1,114 @@
+#include "shm/segment.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include "common/test_util.h"
+#include "layout.h"
+#include "segment_impl.h"
+#include "shm/registry.h"
+
+namespace shm {
+namespace {
+
+TEST(SegmentTest, CreateIsMode0600AndAttachable) {
+  test::ScopedSegment seg;
+  ASSERT_NE(seg.get(), nullptr);
+  struct stat st;
+  ASSERT_EQ(stat(("/dev/shm/" + seg.shm_name()).c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+
+  std::unique_ptr<Segment> attached;
+  ASSERT_TRUE(Segment::Attach(seg.shm_name(), &attached).ok());
+  EXPECT_EQ(attached->generation(), 1u);
+  EXPECT_EQ(attached->size(), seg->size());
+  EXPECT_GT(attached->free_bytes(), 0u);
+}
+
+TEST(SegmentTest, CreateTwiceIsAlreadyExists) {
+  test::ScopedSegment seg;
+  SegmentOptions options;
+  options.name = seg.shm_name().substr(0, seg.shm_name().rfind('.'));
+  options.size = 16 << 20;
+  std::unique_ptr<Segment> second;
+  EXPECT_TRUE(Segment::Create(options, &second).IsAlreadyExists());
+}
+
+TEST(SegmentTest, AttachMissingIsNotFound) {
+  std::unique_ptr<Segment> seg;
+  EXPECT_TRUE(Segment::Attach(test::UniquePrefix() + ".1", &seg).IsNotFound());
+}
+
+TEST(SegmentTest, TooBigForDevShmIsRefusedWithAClearMessage) {
+  SegmentOptions options;
+  options.name = test::UniquePrefix();
+  options.size = size_t{1} << 50;  // 1 PiB.
+  std::unique_ptr<Segment> seg;
+  Status s = Segment::Create(options, &seg);
+  EXPECT_TRUE(s.IsOutOfSpace()) << s.ToString();
+  EXPECT_NE(s.message().find("/dev/shm"), std::string_view::npos);
+  EXPECT_TRUE(Segment::Remove(Segment::ShmName(options.name, 1)).IsNotFound());
+}
+
+TEST(SegmentTest, BadPrefixAndTinySizeAreInvalid) {
+  SegmentOptions options;
+  std::unique_ptr<Segment> seg;
+  options.name = "../etc";
+  EXPECT_TRUE(Segment::Create(options, &seg).IsInvalidArgument());
+  options.name = "a/b";
+  EXPECT_TRUE(Segment::Create(options, &seg).IsInvalidArgument());
+  options.name = test::UniquePrefix();
+  options.size = 4096;
+  EXPECT_TRUE(Segment::Create(options, &seg).IsInvalidArgument());
+}
+
+TEST(SegmentTest, AttachRefusesAWrongLayoutVersionNamingBoth) {
+  test::ScopedSegment seg;
+  Root* root = seg->impl()->root();
+  root->layout_version = kLayoutVersion + 1;
+  std::unique_ptr<Segment> attached;
+  Status s = Segment::Attach(seg.shm_name(), &attached);
+  EXPECT_TRUE(s.IsInvalidArgument());
+  EXPECT_NE(s.message().find("layout v" + std::to_string(kLayoutVersion + 1)),
+            std::string_view::npos)
+      << s.ToString();
+  root->layout_version = kLayoutVersion;
+  root->magic = 42;
+  EXPECT_NE(Segment::Attach(seg.shm_name(), &attached).message().find("magic"),
+            std::string_view::npos);
+  root->magic = kSegmentMagic;
+  root->boost_version = 107000;
+  EXPECT_NE(Segment::Attach(seg.shm_name(), &attached).message().find("Boost"),
+            std::string_view::npos);
+}
+
+TEST(SegmentTest, ProbeIsOkOnAHealthySegment) {
+  test::ScopedSegment seg;
+  EXPECT_TRUE(seg->Probe().ok());
+  EXPECT_FALSE(seg->poisoned());
+}
+
+TEST(SegmentTest, AllocateReportsOutOfSpace) {
+  test::ScopedSegment seg(1 << 20, 16);
+  uint64_t handle = 0;
+  Status s = seg->impl()->Allocate(size_t{2} << 20, &handle);
+  EXPECT_TRUE(s.IsOutOfSpace()) << s.ToString();
+}
+
+TEST(SegmentTest, WorkerTableRecordsResponses) {
+  test::ScopedSegment seg;
+  seg->RegisterWorker(3, 1234, 2);
+  seg->CountResponse(3, 200);
+  seg->CountResponse(3, 404);
+  seg->CountResponse(3, 503);
+  auto workers = seg->Workers();
+  ASSERT_EQ(workers.size(), 1u);
+  EXPECT_EQ(workers[0].pid, 1234);
+  EXPECT_EQ(workers[0].restarts, 2u);
+  EXPECT_EQ(workers[0].requests, 3u);
+  EXPECT_EQ(workers[0].client_errors, 1u);
+  EXPECT_EQ(workers[0].server_errors, 1u);
+}
+
+}  // namespace
+}  // namespace shm

@@ -1,0 +1,1 @@
+// Placeholder: the worker is being written.
