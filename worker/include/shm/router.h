@@ -1,0 +1,62 @@
+// Router: maps (method, path pattern) to handlers; the HTTP side of an application.
+//
+// The built-in REST API (RegisterApiRoutes in shm/api.h) is registered through the same Router
+// an application uses for its own routes. Handlers are pure functions of the request and the
+// shared state: they return a Status, and Router::Handle turns a non-OK Status into the JSON error
+// response in one place ({"error": {"code", "message"}} with the status of the design's table).
+//
+// Thread-safety: register every route before serving; Handle is then safe from many threads.
+#ifndef SHM_ROUTER_H_
+#define SHM_ROUTER_H_
+
+#include <boost/beast/http.hpp>
+#include <functional>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "shm/segment.h"
+#include "shm/status.h"
+
+namespace shm {
+
+namespace http = boost::beast::http;
+using HttpRequest = http::request<http::string_body>;
+using HttpResponse = http::response<http::string_body>;
+
+// What a handler sees of one request.
+struct RequestContext {
+  const HttpRequest& request;
+  Segment* segment;
+  int worker_index;
+  std::vector<std::string> params;           // Percent-decoded {captures}, in pattern order.
+  std::map<std::string, std::string> query;  // Percent-decoded query parameters.
+};
+
+// Fills `response` (status, body, content type) and returns OK, or returns the error.
+using Handler = std::function<Status(RequestContext& context, HttpResponse* response)>;
+
+class Router {
+ public:
+  // `pattern` is a path such as "/v1/counters/{name}/incr"; each {…} captures one segment.
+  void Add(http::verb method, std::string_view pattern, Handler handler);
+  // Builds the response for `request`: 404 for an unknown path, 405 for a known path with
+  // another method, the handler's response or its mapped error otherwise. Never throws.
+  HttpResponse Handle(const HttpRequest& request, Segment* segment, int worker_index) const;
+
+ private:
+  struct Route {
+    http::verb method;
+    std::vector<std::string> parts;  // Literal segments; "{}" marks a capture.
+    Handler handler;
+  };
+  std::vector<Route> routes_;
+};
+
+// The HTTP status for a Status code (the design's table).
+unsigned HttpStatusFor(const Status& status);
+
+}  // namespace shm
+
+#endif  // SHM_ROUTER_H_
