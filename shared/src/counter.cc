@@ -8,10 +8,9 @@
 namespace shm {
 namespace {
 
-// Below these bounds a plain fetch_add cannot overflow, even with every thread of the machine
-// adding at once between our load and our add; above them we fall back to a CAS loop.
-constexpr int64_t kSafeValue = int64_t{1} << 62;
-constexpr int64_t kSafeDelta = int64_t{1} << 32;
+bool NearLimits(int64_t value) {
+  return value >= (int64_t{1} << 61) || value <= -(int64_t{1} << 61);
+}
 
 Status Overflow(int64_t value, int64_t delta) {
   return Status::InvalidArgument("counter overflow: " + std::to_string(value) + " + " +
@@ -19,6 +18,13 @@ Status Overflow(int64_t value, int64_t delta) {
 }
 
 }  // namespace
+
+Counter::Counter(const ObjectRef& ref)
+    : ref_(ref),
+      value_(&ref.entry->counter),
+      incarnation_(&ref.entry->incarnation),
+      expires_at_ms_(&ref.entry->expires_at_ms),
+      slow_path_(&ref.entry->counter_slow) {}
 
 Status Counter::Open(Segment* segment, std::string_view name, const Options& options,
                      Counter* result, bool* created) {
@@ -57,22 +63,22 @@ Status Counter::Get(int64_t* value) const {
 
 Status Counter::Set(int64_t value) {
   SHM_RETURN_IF_ERROR(CheckLive());
+  if (NearLimits(value)) MarkSlowPath();
   ref_.entry->counter.store(value, std::memory_order_release);
   return Status::OK();
 }
 
-Status Counter::Add(int64_t delta, int64_t* new_value) {
+void Counter::MarkSlowPath() { slow_path_->store(1, std::memory_order_relaxed); }
+
+Status Counter::AddSlow(int64_t delta, int64_t* new_value) {
   SHM_RETURN_IF_ERROR(CheckLive());
-  std::atomic<int64_t>& word = ref_.entry->counter;
+  std::atomic<int64_t>& word = *value_;
   int64_t seen = word.load(std::memory_order_relaxed);
-  if (seen > -kSafeValue && seen < kSafeValue && delta > -kSafeDelta && delta < kSafeDelta) {
-    *new_value = word.fetch_add(delta, std::memory_order_acq_rel) + delta;
-    return Status::OK();
-  }
   int64_t next = 0;
   do {
     if (__builtin_add_overflow(seen, delta, &next)) return Overflow(seen, delta);
   } while (!word.compare_exchange_weak(seen, next, std::memory_order_acq_rel));
+  if (NearLimits(next)) MarkSlowPath();
   *new_value = next;
   return Status::OK();
 }
@@ -82,6 +88,7 @@ Status Counter::CompareAndSet(int64_t expected, int64_t desired, int64_t* actual
   int64_t seen = expected;
   bool swapped =
       ref_.entry->counter.compare_exchange_strong(seen, desired, std::memory_order_acq_rel);
+  if (swapped && NearLimits(desired)) MarkSlowPath();
   if (actual != nullptr) *actual = swapped ? desired : seen;
   if (!swapped) {
     return Status::Conflict("counter is " + std::to_string(seen) + ", expected " +

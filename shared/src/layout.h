@@ -33,7 +33,8 @@ inline bool IsBlob(uint64_t handle) { return handle >= kFirstBlobHandle; }
 struct alignas(64) IntentSlot {
   std::atomic<pid_t> owner_pid{0};  // 0 = free. Claimed by CAS.
   std::atomic<pid_t> owner_tid{0};
-  std::atomic<uint64_t> entry{0};    // Handle of the EntryRep whose lock guards the commit (0: registry).
+  std::atomic<uint64_t> entry{
+      0};  // Handle of the EntryRep whose lock guards the commit (0: registry).
   std::atomic<uint64_t> cell{0};     // Handle of the atomic word the commit stores into.
   std::atomic<uint32_t> in_cs{0};    // 1 between "old recorded" and "intent cleared".
   std::atomic<uint64_t> new_off{0};  // Allocated blob, maybe published.
@@ -47,7 +48,7 @@ struct alignas(64) WorkerSlot {
   std::atomic<int64_t> heartbeat_ms{0};  // Steady-clock ms; the manager kills a stale worker.
   std::atomic<int64_t> started_ms{0};    // Wall-clock ms.
   std::atomic<uint64_t> requests{0};
-  std::atomic<uint64_t> errors{0};       // Responses with status >= 500.
+  std::atomic<uint64_t> errors{0};         // Responses with status >= 500.
   std::atomic<uint64_t> client_errors{0};  // Responses with status 4xx.
 };
 
@@ -56,18 +57,22 @@ enum class EntryState : uint32_t { kFree = 0, kCreating = 1, kLive = 2 };
 // One registry slot. The array of entries is allocated once at creation and never freed, so a
 // stale proxy never points into freed memory; `incarnation` tells it the object is gone.
 struct EntryRep {
-  std::atomic<uint32_t> state{0};          // EntryState. kLive is the commit of a create.
-  std::atomic<uint32_t> kind{0};           // ObjectKind; written before state becomes kLive.
-  std::atomic<uint64_t> incarnation{0};    // Bumped on every create and delete.
-  std::atomic<int64_t> expires_at_ms{0};   // Wall-clock ms; 0 = never.
-  std::atomic<int64_t> counter{0};         // The value, for counters.
-  std::atomic<uint64_t> body{0};           // Handle of the kind's Rep (none for counters).
-  std::atomic<uint64_t> next_free{0};      // Free-list link (index+1), under the registry lock.
-  std::atomic<uint32_t> wake_seq{0};       // Futex word: bumped to wake blocked pops and lock waits.
+  std::atomic<uint32_t> state{0};         // EntryState. kLive is the commit of a create.
+  std::atomic<uint32_t> kind{0};          // ObjectKind; written before state becomes kLive.
+  std::atomic<uint64_t> incarnation{0};   // Bumped on every create and delete.
+  std::atomic<int64_t> expires_at_ms{0};  // Wall-clock ms; 0 = never.
+  std::atomic<uint32_t> counter_slow{0};  // Sticky: the value came near the int64 limits.
+  std::atomic<uint64_t> body{0};          // Handle of the kind's Rep (none for counters).
+  std::atomic<uint64_t> next_free{0};     // Free-list link (index+1), under the registry lock.
+  std::atomic<uint32_t> wake_seq{0};      // Futex word: bumped to wake blocked pops and lock waits.
   int64_t created_ms = 0;
   uint32_t name_length = 0;
   char name[kMaxNameLength] = {};
-  ObjectMutex mu;                          // Guards body contents; see each kind's Rep.
+  ObjectMutex mu;  // Guards body contents; see each kind's Rep.
+  // The value, for counters, alone in its 128-byte block: adders contend on it, while the fields
+  // above are read on every add and must stay in every reader's cache.
+  alignas(128) std::atomic<int64_t> counter{0};
+  char counter_padding[120] = {};  // Adjacent-line prefetch pairs 128-byte blocks.
 };
 
 // The registry: a fixed table of entries plus an open-addressing name index.
@@ -81,14 +86,14 @@ struct EntryRep {
 inline constexpr uint32_t kIndexTombstone = 0xffffffffu;
 struct RegistryRep {
   ObjectMutex mu;
-  uint32_t capacity = 0;                   // Constant after creation.
-  uint32_t index_size = 0;                 // Power of two >= 2 * capacity. Constant.
-  uint64_t entries = 0;                    // Handle of EntryRep[capacity]. Constant.
-  uint64_t index = 0;                      // Handle of std::atomic<uint32_t>[index_size]. Constant.
-  std::atomic<uint32_t> live{0};           // GUARDED_BY(mu) for writes.
-  std::atomic<uint64_t> free_head{0};      // Index+1 of the first free entry; GUARDED_BY(mu).
-  std::atomic<uint64_t> free_tail{0};      // FIFO, so a freed entry is reused last.
-  std::atomic<uint32_t> tombstones{0};     // Index tombstones; the index is rebuilt past a bound.
+  uint32_t capacity = 0;                // Constant after creation.
+  uint32_t index_size = 0;              // Power of two >= 2 * capacity. Constant.
+  uint64_t entries = 0;                 // Handle of EntryRep[capacity]. Constant.
+  uint64_t index = 0;                   // Handle of std::atomic<uint32_t>[index_size]. Constant.
+  std::atomic<uint32_t> live{0};        // GUARDED_BY(mu) for writes.
+  std::atomic<uint64_t> free_head{0};   // Index+1 of the first free entry; GUARDED_BY(mu).
+  std::atomic<uint64_t> free_tail{0};   // FIFO, so a freed entry is reused last.
+  std::atomic<uint32_t> tombstones{0};  // Index tombstones; the index is rebuilt past a bound.
 };
 
 struct Root {
@@ -99,8 +104,8 @@ struct Root {
   uint64_t size = 0;
   pid_t creator_pid = 0;
   int64_t created_ms = 0;
-  std::atomic<uint32_t> poisoned{0};       // Set by whoever sees the allocator poisoned.
-  std::atomic<uint32_t> draining{0};       // Set by the manager while it rebuilds or stops.
+  std::atomic<uint32_t> poisoned{0};  // Set by whoever sees the allocator poisoned.
+  std::atomic<uint32_t> draining{0};  // Set by the manager while it rebuilds or stops.
   RegistryRep registry;
   IntentSlot intents[kMaxIntentSlots];
   WorkerSlot workers[kMaxWorkerSlots];

@@ -14,7 +14,7 @@
 namespace shm {
 namespace {
 
-constexpr std::string_view kKindNames[kObjectKindCount] = {"none", "counter", "dict",    "list",
+constexpr std::string_view kKindNames[kObjectKindCount] = {"none", "counter",  "dict", "list",
                                                            "lock", "sessions", "array"};
 constexpr uint32_t kListChunk = 256;  // Entries scanned per registry-lock hold when listing.
 
@@ -151,6 +151,9 @@ Status CreateLocked(Segment::Impl* seg, std::string_view name, const Registry::O
   e->created_ms = WallNowMs();
   e->expires_at_ms.store(spec.ttl_ms > 0 ? WallNowMs() + spec.ttl_ms : 0);
   e->counter.store(spec.counter_init);
+  // A counter born near the int64 limits takes the overflow-checked path from the start.
+  e->counter_slow.store(spec.counter_init >= (int64_t{1} << 61) ||
+                        spec.counter_init <= -(int64_t{1} << 61));
   if (body != 0) writer.PublishLocked(0, &e->body, body);
   e->incarnation.fetch_add(1);
   CrashPoint("before_create_commit");
@@ -204,8 +207,7 @@ Status ParseKind(std::string_view name, ObjectKind* kind) {
 Status ValidateName(std::string_view name) {
   if (name.empty()) return Status::InvalidArgument("name is empty");
   if (name.size() > kMaxNameLength) {
-    return Status::InvalidArgument("name longer than " + std::to_string(kMaxNameLength) +
-                                   " bytes");
+    return Status::InvalidArgument("name longer than " + std::to_string(kMaxNameLength) + " bytes");
   }
   if (name[0] == '.') return Status::InvalidArgument("name starts with '.'");
   for (unsigned char c : name) {
@@ -249,9 +251,8 @@ Status Registry::Open(std::string_view name, const OpenSpec& spec, ObjectRef* re
     } else {
       auto kind = static_cast<ObjectKind>(e->kind.load());
       if (kind != spec.kind) {
-        return Status::WrongType("'" + std::string(name) + "' is a " +
-                                 std::string(KindName(kind)) + ", not a " +
-                                 std::string(KindName(spec.kind)));
+        return Status::WrongType("'" + std::string(name) + "' is a " + std::string(KindName(kind)) +
+                                 ", not a " + std::string(KindName(spec.kind)));
       }
       *ref = ObjectRef{segment_, e, e->incarnation.load()};
       return Status::OK();
@@ -317,8 +318,8 @@ Status Registry::List(std::string_view prefix, ObjectKind kind, size_t limit,
       auto entry_kind = static_cast<ObjectKind>(e->kind.load());
       if (name.substr(0, prefix.size()) != prefix || name <= after) continue;
       if (kind != ObjectKind::kNone && entry_kind != kind) continue;
-      found.push_back(ObjectInfo{std::string(name), entry_kind, e->created_ms,
-                                 e->expires_at_ms.load()});
+      found.push_back(
+          ObjectInfo{std::string(name), entry_kind, e->created_ms, e->expires_at_ms.load()});
     }
   }
   std::sort(found.begin(), found.end(),

@@ -66,7 +66,7 @@ Status InitRegistry(Segment::Impl* impl, uint32_t capacity) {
   while (index_size < capacity * 2) index_size *= 2;
   uint64_t entries = 0;
   uint64_t index = 0;
-  SHM_RETURN_IF_ERROR(impl->Allocate(sizeof(EntryRep) * capacity, &entries, 64));
+  SHM_RETURN_IF_ERROR(impl->Allocate(sizeof(EntryRep) * capacity, &entries, alignof(EntryRep)));
   SHM_RETURN_IF_ERROR(impl->Allocate(sizeof(std::atomic<uint32_t>) * index_size, &index, 64));
   auto* entry_array = impl->Ptr<EntryRep>(entries);
   for (uint32_t i = 0; i < capacity; ++i) new (&entry_array[i]) EntryRep();

@@ -10,6 +10,7 @@
 #ifndef SHM_COUNTER_H_
 #define SHM_COUNTER_H_
 
+#include <atomic>
 #include <cstdint>
 #include <string_view>
 
@@ -34,18 +35,46 @@ class Counter {
   Status Get(int64_t* value) const;
   Status Set(int64_t value);
   // Adds `delta` and returns the new value. InvalidArgument on overflow (value unchanged).
-  Status Add(int64_t delta, int64_t* new_value);
+  // The common case is inline: one check of words no one writes, then one fetch_add.
+  Status Add(int64_t delta, int64_t* new_value) {
+    if (FastAddAllowed(delta)) {
+      int64_t old_value = value_->fetch_add(delta, std::memory_order_acq_rel);
+      if (old_value >= kSlowPathAt || old_value <= -kSlowPathAt) MarkSlowPath();
+      *new_value = old_value + delta;
+      return Status();
+    }
+    return AddSlow(delta, new_value);
+  }
   // Sets `desired` if the value is `expected`. Conflict otherwise; `actual` gets the value seen.
   Status CompareAndSet(int64_t expected, int64_t desired, int64_t* actual);
 
   const ObjectRef& ref() const { return ref_; }
 
  private:
-  explicit Counter(const ObjectRef& ref) : ref_(ref) {}
+  // While the value stays within +-kSlowPathAt, a fetch_add with |delta| < kMaxFastDelta cannot
+  // overflow, even with every thread of the machine adding between check and add. The first add
+  // that sees the value past the threshold switches the counter to a CAS loop for good.
+  static constexpr int64_t kSlowPathAt = int64_t{1} << 61;
+  static constexpr int64_t kMaxFastDelta = int64_t{1} << 32;
+
+  explicit Counter(const ObjectRef& ref);
+  bool FastAddAllowed(int64_t delta) const {
+    return value_ != nullptr && incarnation_->load(std::memory_order_relaxed) == ref_.incarnation &&
+           expires_at_ms_->load(std::memory_order_relaxed) == 0 &&
+           slow_path_->load(std::memory_order_relaxed) == 0 && delta > -kMaxFastDelta &&
+           delta < kMaxFastDelta;
+  }
+  void MarkSlowPath();
+  Status AddSlow(int64_t delta, int64_t* new_value);
   // NotFound once the object this handle opened is gone or expired.
   Status CheckLive() const;
 
   ObjectRef ref_;
+  // Words of this counter's entry in this process's mapping (never stored in shared memory).
+  std::atomic<int64_t>* value_ = nullptr;
+  const std::atomic<uint64_t>* incarnation_ = nullptr;
+  const std::atomic<int64_t>* expires_at_ms_ = nullptr;
+  std::atomic<uint32_t>* slow_path_ = nullptr;
 };
 
 }  // namespace shm
