@@ -1,9 +1,365 @@
-// Placeholder until this kind is implemented: frees the body blob alone.
+#include "shm/list.h"
+
+#include <algorithm>
+#include <cstring>
+#include <exception>
+#include <new>
+#include <string>
+
+#include "cow.h"
+#include "futex.h"
 #include "kind_ops.h"
+#include "layout.h"
+#include "list_rep.h"
+#include "object_guard.h"
+#include "segment_impl.h"
 
 namespace shm {
 namespace {
-void Destroy(Segment::Impl* segment, uint64_t body) { segment->Free(body); }
+
+constexpr uint64_t kInitialCapacity = 8;
+// Pops shrink a ring bigger than this once it is at most 1/8 full.
+constexpr uint64_t kShrinkAbove = 64;
+// Each failed attempt grows the ring, so a push needs a handful at most.
+constexpr int kMaxPushAttempts = 64;
+
+ListRep* RepOf(Segment::Impl* seg, const EntryRep* entry) {
+  return seg->Ptr<ListRep>(entry->body.load(std::memory_order_acquire));
+}
+
+uint64_t CapacityOf(Segment::Impl* seg, const ListRep* rep) {
+  uint64_t ring = rep->ring.load(std::memory_order_acquire);
+  return ring == 0 ? 0 : seg->Ptr<ListRingRep>(ring)->capacity;
+}
+
+std::atomic<uint64_t>* SlotAt(Segment::Impl* seg, uint64_t ring, int64_t pos) {
+  auto* r = seg->Ptr<ListRingRep>(ring);
+  return RingSlots(r) + (static_cast<uint64_t>(pos) & (r->capacity - 1));
+}
+
+uint64_t LengthOf(const ListRep* rep) {
+  return static_cast<uint64_t>(rep->tail.load() - rep->head.load());
+}
+
+// Invariant (2): one slot always stays free.
+bool HasRoom(uint64_t length, uint64_t capacity) { return length + 1 < capacity; }
+
+std::string_view ItemView(Segment::Impl* seg, uint64_t handle) {
+  auto* item = seg->Ptr<ListItemRep>(handle);
+  return {ItemData(item), item->size};
+}
+
+Status AllocateItem(Segment::Impl* seg, std::string_view bytes, uint64_t* handle) {
+  SHM_RETURN_IF_ERROR(seg->Allocate(sizeof(ListItemRep) + bytes.size(), handle));
+  auto* item = new (seg->Ptr<void>(*handle)) ListItemRep();
+  item->size = bytes.size();
+  if (!bytes.empty()) std::memcpy(ItemData(item), bytes.data(), bytes.size());
+  return Status::OK();
+}
+
+Status AllocateRing(Segment::Impl* seg, uint64_t capacity, uint64_t* handle) {
+  SHM_RETURN_IF_ERROR(
+      seg->Allocate(sizeof(ListRingRep) + capacity * sizeof(std::atomic<uint64_t>), handle));
+  auto* ring = new (seg->Ptr<void>(*handle)) ListRingRep();
+  ring->capacity = capacity;
+  std::atomic<uint64_t>* slots = RingSlots(ring);
+  for (uint64_t i = 0; i < capacity; ++i) new (&slots[i]) std::atomic<uint64_t>(0);
+  return Status::OK();
+}
+
+// Whether a list of `length` items in a ring of `capacity` should move to one of `target`.
+bool WantsCapacity(uint64_t length, uint64_t capacity, uint64_t target) {
+  if (target > capacity) return !HasRoom(length, capacity);  // Grow only when full.
+  if (target < capacity) return length <= target / 2;        // Shrink with room to spare.
+  return false;
+}
+
+Status CheckWait(std::chrono::milliseconds wait) {
+  if (wait.count() < 0 || wait > List::kMaxWait) {
+    return Status::InvalidArgument("wait must be between 0 and " +
+                                   std::to_string(List::kMaxWait.count()) + " ms");
+  }
+  return Status::OK();
+}
+
+Status NoIntentSlot() { return Status::OutOfSpace("no free intent slot (too many threads)"); }
+
+// The library boundary: nothing thrown below (bad_alloc copying an item out, an unexpected
+// pthread error) reaches the caller.
+template <class Fn>
+Status Boundary(const char* what, Fn&& fn) {
+  try {
+    return fn();
+  } catch (const std::bad_alloc&) {
+    return Status::OutOfSpace(std::string(what) + ": out of process memory");
+  } catch (const std::exception& e) {
+    return Status::Internal(std::string(what) + ": " + e.what());
+  }
+}
+
+// Owner-death repair (see list_rep.h, invariant 3): the slots are the truth. An interrupted push
+// left a published slot just outside [head, tail); an interrupted pop left a zero slot just
+// inside. Invariant (2) guarantees the two ends never name the same slot.
+void RepairListLocked(Segment::Impl* seg, EntryRep* entry) {
+  ListRep* rep = RepOf(seg, entry);
+  uint64_t ring = rep->ring.load();
+  int64_t head = rep->head.load();
+  int64_t tail = rep->tail.load();
+  if (ring == 0) {
+    rep->tail.store(head);
+    rep->bytes.store(0);
+    return;
+  }
+  auto cap = static_cast<int64_t>(CapacityOf(seg, rep));
+  if (tail < head || tail - head >= cap) tail = head;  // Cannot happen; rescan from head.
+  while (tail - head < cap - 1 && SlotAt(seg, ring, tail)->load() != 0) ++tail;
+  while (tail - head < cap - 1 && SlotAt(seg, ring, head - 1)->load() != 0) --head;
+  while (head < tail && SlotAt(seg, ring, head)->load() == 0) ++head;
+  while (tail > head && SlotAt(seg, ring, tail - 1)->load() == 0) --tail;
+  uint64_t bytes = 0;
+  for (int64_t pos = head; pos < tail; ++pos) {
+    bytes += seg->Ptr<ListItemRep>(SlotAt(seg, ring, pos)->load())->size;
+  }
+  rep->head.store(head);
+  rep->tail.store(tail);
+  rep->bytes.store(bytes);
+}
+
+// Frees every item, the ring and the rep. Slots, not head/tail, say what is owned.
+void DestroyList(Segment::Impl* seg, uint64_t body) {
+  auto* rep = seg->Ptr<ListRep>(body);
+  uint64_t ring = rep->ring.load();
+  if (ring != 0) {
+    auto* r = seg->Ptr<ListRingRep>(ring);
+    std::atomic<uint64_t>* slots = RingSlots(r);
+    for (uint64_t i = 0; i < r->capacity; ++i) seg->Free(slots[i].load());
+    seg->Free(ring);
+  }
+  seg->Free(body);
+}
+
 }  // namespace
-const KindOps kListOps = {nullptr, Destroy};
+
+const KindOps kListOps = {RepairListLocked, DestroyList};
+
+Status List::Open(Segment* segment, std::string_view name, OpenMode mode,
+                  const ListOptions& options, List* result, bool* created) {
+  if (options.max_items < 1 || options.max_items > kMaxItemsLimit) {
+    return Status::InvalidArgument("max_items must be between 1 and " +
+                                   std::to_string(kMaxItemsLimit));
+  }
+  if (options.max_item_bytes < 1 || options.max_item_bytes > kMaxItemBytesLimit) {
+    return Status::InvalidArgument("max_item_bytes must be between 1 and " +
+                                   std::to_string(kMaxItemBytesLimit));
+  }
+  return Boundary("list open", [&]() -> Status {
+    Segment::Impl* seg = segment->impl();
+    Registry::OpenSpec spec;
+    spec.kind = ObjectKind::kList;
+    spec.mode = mode;
+    spec.created = created;
+    spec.make_body = [&](uint64_t* body) {
+      SHM_RETURN_IF_ERROR(seg->Allocate(sizeof(ListRep), body));
+      auto* rep = new (seg->Ptr<void>(*body)) ListRep();
+      rep->max_items = options.max_items;
+      rep->max_item_bytes = options.max_item_bytes;
+      return Status::OK();
+    };
+    ObjectRef ref;
+    SHM_RETURN_IF_ERROR(segment->registry().Open(name, spec, &ref));
+    ObjectGuard guard;  // The limits of an existing list are its own, read once.
+    SHM_RETURN_IF_ERROR(guard.Lock(ref));
+    ListRep* rep = RepOf(seg, ref.entry);
+    *result = List(ref, rep->max_items, rep->max_item_bytes);
+    return Status::OK();
+  });
+}
+
+Status List::Push(End end, std::string_view item, uint64_t* length) {
+  if (!ref_.valid()) return Status::InvalidArgument("list handle is not open");
+  if (item.size() > max_item_bytes_) {
+    return Status::InvalidArgument("item of " + std::to_string(item.size()) +
+                                   " bytes exceeds the list's max_item_bytes (" +
+                                   std::to_string(max_item_bytes_) + ")");
+  }
+  return Boundary("list push", [&] { return DoPush(end, item, length); });
+}
+
+// The item is allocated and staged outside the lock; under it, one slot publish commits. A full
+// ring is grown as a separate copy-on-write step (the writer holds one staged blob at a time),
+// so the staged item is dropped and allocated again: rare, since rings double.
+Status List::DoPush(End end, std::string_view item, uint64_t* length) {
+  Segment::Impl* seg = ref_.segment->impl();
+  const uint64_t entry_handle = seg->Handle(ref_.entry);
+  CowWriter writer(seg);
+  if (!writer.ok()) return NoIntentSlot();
+  for (int attempt = 0; attempt < kMaxPushAttempts; ++attempt) {
+    uint64_t blob = 0;
+    SHM_RETURN_IF_ERROR(AllocateItem(seg, item, &blob));
+    writer.Stage(blob);
+    ObjectGuard guard;
+    SHM_RETURN_IF_ERROR(guard.Lock(ref_));  // On error the writer frees the staged item.
+    ListRep* rep = RepOf(seg, ref_.entry);
+    const int64_t head = rep->head.load();
+    const int64_t tail = rep->tail.load();
+    const uint64_t count = static_cast<uint64_t>(tail - head);
+    if (count >= rep->max_items) {
+      return Status::OutOfSpace("list is full: " + std::to_string(count) +
+                                " items (its max_items)");
+    }
+    const uint64_t capacity = CapacityOf(seg, rep);
+    if (HasRoom(count, capacity)) {
+      uint64_t ring = rep->ring.load();
+      if (end == End::kRight) {
+        writer.PublishLocked(entry_handle, SlotAt(seg, ring, tail), blob);  // The commit.
+        rep->tail.store(tail + 1);
+      } else {
+        writer.PublishLocked(entry_handle, SlotAt(seg, ring, head - 1), blob);  // The commit.
+        rep->head.store(head - 1);
+      }
+      rep->bytes.fetch_add(item.size());
+      bool wake = rep->waiters.load() != 0;
+      guard.Unlock();
+      writer.ReleaseGarbage();  // Nothing was replaced; keeps the protocol uniform.
+      if (wake) FutexWakeAll(&ref_.entry->wake_seq);
+      if (length != nullptr) *length = count + 1;
+      return Status::OK();
+    }
+    guard.Unlock();
+    writer.DiscardStaged();
+    SHM_RETURN_IF_ERROR(ResizeRing(std::max(kInitialCapacity, capacity * 2)));
+  }
+  return Status::Internal("list push: the ring kept filling up while growing it");
+}
+
+// Copies the slots of [head, tail) by logical position into a new ring and publishes it with one
+// store into ListRep::ring; the old ring array (not its items) is then garbage.
+Status List::ResizeRing(uint64_t capacity) {
+  Segment::Impl* seg = ref_.segment->impl();
+  CowWriter writer(seg);
+  if (!writer.ok()) return NoIntentSlot();
+  uint64_t fresh = 0;
+  SHM_RETURN_IF_ERROR(AllocateRing(seg, capacity, &fresh));
+  writer.Stage(fresh);
+  ObjectGuard guard;
+  SHM_RETURN_IF_ERROR(guard.Lock(ref_));
+  ListRep* rep = RepOf(seg, ref_.entry);
+  const int64_t head = rep->head.load();
+  const int64_t tail = rep->tail.load();
+  if (!WantsCapacity(static_cast<uint64_t>(tail - head), CapacityOf(seg, rep), capacity)) {
+    return Status::OK();  // Another process resized first; the writer frees the staged ring.
+  }
+  const uint64_t old_ring = rep->ring.load();
+  for (int64_t pos = head; pos < tail; ++pos) {
+    SlotAt(seg, fresh, pos)->store(SlotAt(seg, old_ring, pos)->load(), std::memory_order_relaxed);
+  }
+  writer.PublishLocked(seg->Handle(ref_.entry), &rep->ring, fresh);  // The commit.
+  guard.Unlock();
+  writer.ReleaseGarbage();
+  return Status::OK();
+}
+
+Status List::Pop(End end, std::chrono::milliseconds wait, std::string* item, bool* got) {
+  *got = false;
+  if (!ref_.valid()) return Status::InvalidArgument("list handle is not open");
+  SHM_RETURN_IF_ERROR(CheckWait(wait));
+  return Boundary("list pop", [&] { return DoPop(end, wait, item, got); });
+}
+
+// Blocking without condition variables: read the wake sequence, look under the lock, and sleep
+// on the sequence only if nothing changed since it was read (a push bumps it after unlocking).
+Status List::DoPop(End end, std::chrono::milliseconds wait, std::string* item, bool* got) {
+  Segment::Impl* seg = ref_.segment->impl();
+  EntryRep* entry = ref_.entry;
+  CowWriter writer(seg);
+  if (!writer.ok()) return NoIntentSlot();
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  bool counted_as_waiter = false;
+  while (true) {
+    const uint32_t seen = entry->wake_seq.load(std::memory_order_acquire);
+    ObjectGuard guard;
+    SHM_RETURN_IF_ERROR(guard.Lock(ref_));
+    ListRep* rep = RepOf(seg, entry);
+    if (counted_as_waiter) rep->waiters.fetch_sub(1);
+    counted_as_waiter = false;
+    const int64_t head = rep->head.load();
+    const int64_t tail = rep->tail.load();
+    if (tail > head) {
+      const uint64_t ring = rep->ring.load();
+      const int64_t pos = end == End::kLeft ? head : tail - 1;
+      std::atomic<uint64_t>* slot = SlotAt(seg, ring, pos);
+      const uint64_t blob = slot->load();
+      if (!IsBlob(blob)) return Status::Internal("list slot inside [head, tail) is empty");
+      std::string_view bytes = ItemView(seg, blob);
+      item->assign(bytes.data(), bytes.size());           // Copied out before the commit.
+      writer.PublishLocked(seg->Handle(entry), slot, 0);  // The commit; the item is garbage.
+      if (end == End::kLeft) {
+        rep->head.store(head + 1);
+      } else {
+        rep->tail.store(tail - 1);
+      }
+      rep->bytes.fetch_sub(bytes.size());
+      const uint64_t length = static_cast<uint64_t>(tail - head) - 1;
+      const uint64_t capacity = CapacityOf(seg, rep);
+      guard.Unlock();
+      writer.ReleaseGarbage();
+      *got = true;
+      if (capacity > kShrinkAbove && length <= capacity / 8) {
+        ResizeRing(capacity / 4).ok();  // Best effort: the pop itself is done.
+      }
+      return Status::OK();
+    }
+    const auto remaining = deadline - std::chrono::steady_clock::now();
+    if (remaining.count() <= 0) return Status::OK();
+    rep->waiters.fetch_add(1);
+    counted_as_waiter = true;
+    guard.Unlock();
+    FutexWait(&entry->wake_seq, seen, remaining);
+  }
+}
+
+Status List::Length(uint64_t* length) const {
+  return Boundary("list length", [&]() -> Status {
+    ObjectGuard guard;
+    SHM_RETURN_IF_ERROR(guard.Lock(ref_));
+    *length = LengthOf(RepOf(ref_.segment->impl(), ref_.entry));
+    return Status::OK();
+  });
+}
+
+Status List::Range(int64_t start, int64_t stop, std::vector<std::string>* items,
+                   bool* truncated) const {
+  items->clear();
+  if (truncated != nullptr) *truncated = false;
+  return Boundary("list range", [&] { return DoRange(start, stop, items, truncated); });
+}
+
+Status List::DoRange(int64_t start, int64_t stop, std::vector<std::string>* items,
+                     bool* truncated) const {
+  Segment::Impl* seg = ref_.segment->impl();
+  ObjectGuard guard;
+  SHM_RETURN_IF_ERROR(guard.Lock(ref_));
+  ListRep* rep = RepOf(seg, ref_.entry);
+  const int64_t head = rep->head.load();
+  const auto length = static_cast<int64_t>(LengthOf(rep));
+  // LRANGE: negative from the end, then clamp. Lengths are < 2^28, so no overflow once clamped.
+  if (start < 0) start = std::max<int64_t>(start, -length) + length;
+  if (stop < 0) stop = std::max<int64_t>(stop, -length - 1) + length;
+  stop = std::min(stop, length - 1);
+  if (start > stop) return Status::OK();
+  const uint64_t ring = rep->ring.load();
+  size_t bytes = 0;
+  for (int64_t i = start; i <= stop; ++i) {
+    std::string_view item = ItemView(seg, SlotAt(seg, ring, head + i)->load());
+    if (!items->empty() &&
+        (items->size() >= kMaxRangeItems || bytes + item.size() > kMaxRangeBytes)) {
+      if (truncated != nullptr) *truncated = true;
+      break;
+    }
+    bytes += item.size();
+    items->emplace_back(item);
+  }
+  return Status::OK();
+}
+
 }  // namespace shm

@@ -1,0 +1,85 @@
+// List: a named deque of byte strings with Redis LPUSH/RPUSH/LPOP/RPOP/LLEN/LRANGE semantics; a
+// pop can block until another process pushes.
+//
+// Every push and pop commits by publishing one word under the list's robust lock, so a process
+// killed at any instruction leaves each acknowledged item exactly once and the in-flight one
+// either fully present or absent; the next process to take the lock repairs the rest.
+//
+// Process-safety: a List is a cheap process-local handle; copy it freely and use it from any
+// thread. It never lives in shared memory. Once the list is deleted (or expires), every call
+// answers NotFound and blocked pops wake up with NotFound.
+#ifndef SHM_LIST_H_
+#define SHM_LIST_H_
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "shm/registry.h"
+#include "shm/status.h"
+
+namespace shm {
+
+// Limits of a list, fixed when it is created (opening an existing list keeps its own).
+struct ListOptions {
+  uint64_t max_items = uint64_t{1} << 20;       // 1 .. List::kMaxItemsLimit.
+  uint64_t max_item_bytes = uint64_t{1} << 20;  // 1 .. List::kMaxItemBytesLimit.
+};
+
+class List {
+ public:
+  enum class End { kLeft, kRight };
+
+  static constexpr uint64_t kMaxItemsLimit = uint64_t{1} << 28;
+  static constexpr uint64_t kMaxItemBytesLimit = uint64_t{64} << 20;
+  // Range returns at most this many items and bytes (but always at least one item).
+  static constexpr size_t kMaxRangeItems = 10000;
+  static constexpr size_t kMaxRangeBytes = size_t{16} << 20;
+  // Longest a Pop may block.
+  static constexpr std::chrono::milliseconds kMaxWait = std::chrono::hours(24);
+
+  List() = default;
+
+  static Status Open(Segment* segment, std::string_view name, OpenMode mode,
+                     const ListOptions& options, List* result, bool* created = nullptr);
+
+  // Adds `item` at `end`; `length` (optional) gets the new length. OutOfSpace when the list holds
+  // max_items or the segment is full; InvalidArgument past max_item_bytes. Either way the list is
+  // unchanged.
+  Status Push(End end, std::string_view item, uint64_t* length = nullptr);
+  // Removes the item at `end` into `item`. When the list is empty, blocks up to `wait` for a
+  // push; `got` is false when the wait ran out (the status is still OK).
+  Status Pop(End end, std::chrono::milliseconds wait, std::string* item, bool* got);
+  Status Length(uint64_t* length) const;
+  // Items start..stop inclusive, as LRANGE: negative indices count from the end (-1 is the last
+  // item), out-of-range bounds are clamped, start > stop is empty. At most kMaxRangeItems items
+  // and kMaxRangeBytes bytes; `truncated` (optional) tells whether the range was cut short.
+  Status Range(int64_t start, int64_t stop, std::vector<std::string>* items,
+               bool* truncated = nullptr) const;
+
+  const ObjectRef& ref() const { return ref_; }
+  uint64_t max_items() const { return max_items_; }
+  uint64_t max_item_bytes() const { return max_item_bytes_; }
+
+ private:
+  List(const ObjectRef& ref, uint64_t max_items, uint64_t max_item_bytes)
+      : ref_(ref), max_items_(max_items), max_item_bytes_(max_item_bytes) {}
+
+  Status DoPush(End end, std::string_view item, uint64_t* length);
+  Status DoPop(End end, std::chrono::milliseconds wait, std::string* item, bool* got);
+  Status DoRange(int64_t start, int64_t stop, std::vector<std::string>* items,
+                 bool* truncated) const;
+  // Replaces the ring by one of `capacity` slots if that is still what the list needs.
+  Status ResizeRing(uint64_t capacity);
+
+  ObjectRef ref_;
+  uint64_t max_items_ = 0;  // Copied from the list at Open: constant per incarnation.
+  uint64_t max_item_bytes_ = 0;
+};
+
+}  // namespace shm
+
+#endif  // SHM_LIST_H_

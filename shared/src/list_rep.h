@@ -1,0 +1,60 @@
+// ListRep: the in-segment layout of a List (a deque of byte strings), and its commit protocol.
+//
+// Items are immutable blobs {size, bytes}. Their handles sit in a ring array of atomic words,
+// addressed by logical position: slot index = pos & (capacity - 1). head and tail are logical
+// positions ([head, tail) holds the items); they start at kListOrigin so pushes on the left
+// never make them negative.
+//
+// Invariants, under the entry's lock (EntryRep::mu):
+//  (1) every slot outside [head, tail) is 0; every slot inside holds an item;
+//  (2) tail - head <= capacity - 1: one slot always stays free, so after a crash the slot at
+//      tail and the slot at head - 1 are never the same word and repair knows which end grew;
+//  (3) head, tail and bytes are derived data: the slots are the truth. Every operation commits by
+//      publishing ONE slot word (CowWriter::PublishLocked) and only then moves head or tail, so
+//      repair_locked re-derives them from the slots after an owner death.
+// A ring is replaced whole (grow or shrink) by publishing a new one into `ring`, copy-on-write.
+#ifndef SHM_SRC_LIST_REP_H_
+#define SHM_SRC_LIST_REP_H_
+
+#include <atomic>
+#include <cstdint>
+
+namespace shm {
+
+inline constexpr int64_t kListOrigin = int64_t{1} << 62;
+
+// An item: `size` bytes follow the header.
+struct ListItemRep {
+  uint64_t size = 0;
+};
+inline char* ItemData(ListItemRep* item) { return reinterpret_cast<char*>(item + 1); }
+
+// The ring array: `capacity` atomic slot words follow the header. Immutable capacity.
+struct ListRingRep {
+  uint64_t capacity = 0;  // Power of two.
+  uint64_t reserved = 0;  // Keeps the slots 16-byte aligned.
+};
+inline std::atomic<uint64_t>* RingSlots(ListRingRep* ring) {
+  return reinterpret_cast<std::atomic<uint64_t>*>(ring + 1);
+}
+
+struct ListRep {
+  std::atomic<uint64_t> ring{0};           // Handle of the ListRingRep; 0 until the first push.
+  std::atomic<int64_t> head{kListOrigin};  // GUARDED_BY(entry mu). Derived (invariant 3).
+  std::atomic<int64_t> tail{kListOrigin};  // GUARDED_BY(entry mu). Derived (invariant 3).
+  std::atomic<uint64_t> bytes{0};          // Sum of item sizes. Derived.
+  std::atomic<uint32_t> waiters{0};        // Blocked pops (may over-count after a waiter died:
+                                           // that costs a spare wake, never a lost one).
+  uint32_t reserved = 0;
+  uint64_t max_items = 0;       // Constant after creation.
+  uint64_t max_item_bytes = 0;  // Constant after creation.
+};
+
+static_assert(std::atomic<uint64_t>::is_always_lock_free);
+static_assert(std::atomic<int64_t>::is_always_lock_free);
+static_assert(std::atomic<uint32_t>::is_always_lock_free);
+static_assert(sizeof(ListRingRep) % sizeof(std::atomic<uint64_t>) == 0);
+
+}  // namespace shm
+
+#endif  // SHM_SRC_LIST_REP_H_
