@@ -119,6 +119,8 @@ TEST(RegistryCrashTest, SigkillLoopKeepsCountersAndRegistryConsistent) {
   int kills = 0;
   int poisoned = 0;
   for (int round = 0; round < 40; ++round) {
+    int64_t acked = 0;  // The last value the child acknowledged (or the value before it ran).
+    ASSERT_TRUE(total.Get(&acked).ok());
     int fds[2];
     ASSERT_EQ(pipe(fds), 0);
     pid_t pid = test::ForkChild([&] {
@@ -140,7 +142,6 @@ TEST(RegistryCrashTest, SigkillLoopKeepsCountersAndRegistryConsistent) {
     test::ChildExit exit = test::WaitChild(pid);
     ASSERT_TRUE(exit.signaled) << "child failed with code " << exit.code;
     ++kills;
-    int64_t acked = 0;
     int64_t value = 0;
     while (read(fds[0], &value, sizeof value) == sizeof value) acked = value;
     close(fds[0]);
