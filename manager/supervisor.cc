@@ -1,1 +1,346 @@
-// Placeholder: the supervisor is being written.
+#include "supervisor.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <exception>
+#include <string>
+
+#include "shm/log.h"
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+namespace shm {
+namespace {
+
+constexpr int kHeartbeatCheckMs = 100;  // Also the idle poll period.
+
+int PidfdOpen(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
+
+int PidfdSendSignal(int pidfd, int signal) {
+  return static_cast<int>(syscall(SYS_pidfd_send_signal, pidfd, signal, nullptr, 0));
+}
+
+std::string DescribeExit(const siginfo_t& info) {
+  if (info.si_code == CLD_EXITED) return "exited with code " + std::to_string(info.si_status);
+  const char* name = sigabbrev_np(info.si_status);
+  std::string text = "killed by signal " + std::to_string(info.si_status);
+  if (name != nullptr) text += std::string(" (SIG") + name + ")";
+  if (info.si_code == CLD_DUMPED) text += ", core dumped";
+  return text;
+}
+
+// What a forked worker must not inherit from the manager's signal setup.
+void ResetSignalsInChild() {
+  for (int signal : {SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGPIPE}) {
+    struct sigaction action = {};
+    action.sa_handler = SIG_DFL;
+    sigemptyset(&action.sa_mask);
+    sigaction(signal, &action, nullptr);
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+}
+
+}  // namespace
+
+void BlockManagerSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int signal : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&set, signal);
+  sigprocmask(SIG_BLOCK, &set, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+}
+
+Supervisor::Supervisor(Segment* segment, int listen_fd, const Router* router,
+                       const SupervisorOptions& options, std::function<void()> in_child)
+    : segment_(segment),
+      listen_fd_(listen_fd),
+      router_(router),
+      options_(options),
+      in_child_(std::move(in_child)),
+      manager_pid_(getpid()) {
+  for (int i = 0; i < options_.workers; ++i)
+    slots_.push_back(Slot{.backoff = CrashBackoff(options_.backoff)});
+}
+
+Supervisor::~Supervisor() {
+  for (auto& [pid, child] : children_) {
+    PidfdSendSignal(child.pidfd, SIGKILL);
+    siginfo_t info = {};
+    waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(child.pidfd), &info, WEXITED);
+    close(child.pidfd);
+  }
+  if (listen_fd_ >= 0) close(listen_fd_);
+  if (signal_fd_ >= 0) close(signal_fd_);
+}
+
+Status Supervisor::Start() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int signal : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&set, signal);
+  signal_fd_ = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (signal_fd_ < 0) return Status::Internal(std::string("signalfd: ") + strerror(errno));
+  for (int slot = 0; slot < options_.workers; ++slot) {
+    Status s = Spawn(slot);
+    if (!s.ok() && slot == 0) return s;
+    if (!s.ok()) slots_[slot].respawn_at_ms = SteadyNowMs() + options_.backoff.base_delay_ms;
+  }
+  return Status::OK();
+}
+
+Status Supervisor::Spawn(int slot) {
+  Slot& s = slots_[slot];
+  if (s.started_once) ++s.restarts;
+  pid_t pid = fork();
+  if (pid < 0) return Status::Internal(std::string("fork: ") + strerror(errno));
+  if (pid == 0) RunChild(slot);
+  s.started_once = true;
+  int pidfd = PidfdOpen(pid);
+  if (pidfd < 0) {
+    // Cannot watch it, so it must not run: the kernel lacks pidfd_open (Linux < 5.3).
+    int error = errno;
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+    return Status::Internal(std::string("pidfd_open: ") + strerror(error) +
+                            " (shmstate needs Linux 5.3 or later)");
+  }
+  segment_->RegisterWorker(slot, pid, s.restarts);
+  s.pid = pid;
+  s.respawn_at_ms = -1;
+  children_[pid] = Child{.pid = pid, .pidfd = pidfd, .slot = slot};
+  SHM_LOG(kInfo) << "worker " << slot << " started (pid " << pid << ", restarts " << s.restarts
+                 << ")";
+  return Status::OK();
+}
+
+void Supervisor::RunChild(int slot) {
+  // Die with the manager, and close the race where it died before prctl ran.
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != manager_pid_) _exit(1);
+  ResetSignalsInChild();
+  if (signal_fd_ >= 0) close(signal_fd_);
+  for (auto& [pid, child] : children_) close(child.pidfd);
+  int code = 70;
+  try {
+    if (in_child_) in_child_();
+    WorkerOptions worker = options_.worker;
+    worker.index = slot;
+    code = RunWorker(segment_, listen_fd_, *router_, worker);
+  } catch (const std::exception& e) {
+    SHM_LOG(kError) << "worker " << slot << ": " << e.what();
+  } catch (...) {
+    SHM_LOG(kError) << "worker " << slot << ": unknown exception";
+  }
+  // _exit: the manager's atexit handlers and destructors are not the child's to run.
+  _exit(code);
+}
+
+int Supervisor::Run() {
+  while (!(shutting_down_ && children_.empty())) {
+    std::vector<pollfd> fds;
+    std::vector<pid_t> pids;
+    fds.push_back(pollfd{signal_fd_, POLLIN, 0});
+    for (auto& [pid, child] : children_) {
+      fds.push_back(pollfd{child.pidfd, POLLIN, 0});
+      pids.push_back(pid);
+    }
+    int ready = poll(fds.data(), fds.size(), PollTimeoutMs(SteadyNowMs()));
+    if (ready < 0 && errno != EINTR) {
+      SHM_LOG(kError) << "poll: " << strerror(errno);
+      BeginShutdown(SteadyNowMs());
+    }
+    if (ready > 0 && (fds[0].revents & POLLIN)) ReadSignals();
+    for (size_t i = 1; ready > 0 && i < fds.size(); ++i) {
+      if (fds[i].revents == 0) continue;
+      auto it = children_.find(pids[i - 1]);
+      if (it != children_.end()) Reap(it->second);
+    }
+    int64_t now = SteadyNowMs();
+    if (!shutting_down_) {
+      StartDueRespawns(now);
+      CheckHeartbeats(now);
+      AdvanceRollingRestart(now);
+    }
+    EnforceStopDeadlines(now);
+  }
+  SHM_LOG(kInfo) << "all workers stopped";
+  return 0;
+}
+
+void Supervisor::ReadSignals() {
+  signalfd_siginfo info;
+  while (read(signal_fd_, &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
+    int64_t now = SteadyNowMs();
+    if (info.ssi_signo == SIGHUP && !shutting_down_) {
+      SHM_LOG(kInfo) << "SIGHUP: restarting the workers one by one";
+      for (int slot = 0; slot < options_.workers; ++slot) {
+        if (std::find(roll_queue_.begin(), roll_queue_.end(), slot) == roll_queue_.end()) {
+          roll_queue_.push_back(slot);
+        }
+      }
+    } else if (info.ssi_signo == SIGTERM || info.ssi_signo == SIGINT) {
+      if (!shutting_down_) {
+        SHM_LOG(kInfo) << (info.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT")
+                       << ": stopping the workers";
+      }
+      BeginShutdown(now);
+    }
+  }
+}
+
+void Supervisor::Reap(Child& child) {
+  siginfo_t info = {};
+  if (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(child.pidfd), &info,
+             WEXITED | WNOHANG) != 0 ||
+      info.si_pid == 0) {
+    return;  // Not dead yet (spurious wakeup) or already reaped.
+  }
+  close(child.pidfd);
+  Child dead = child;
+  children_.erase(dead.pid);
+  HandleExit(dead, info);
+}
+
+void Supervisor::HandleExit(const Child& child, const siginfo_t& info) {
+  // Whether it crashed or stopped when asked, release its slots and settle any write it left
+  // half done, before a replacement (or anyone) can trip over them.
+  RecoveryReport report;
+  Status recovered = segment_->RecoverDeadProcess(child.pid, &report);
+  if (report.intents_resolved > 0 || report.blobs_freed > 0) {
+    SHM_LOG(kWarn) << "worker " << child.slot << " (pid " << child.pid << ") left "
+                   << report.intents_resolved << " unfinished writes; freed " << report.blobs_freed
+                   << " blocks";
+  }
+  Status probe = recovered.ok() ? segment_->Probe() : recovered;
+  if (!probe.ok()) {
+    SHM_LOG(kError) << "segment check after worker " << child.slot << " (pid " << child.pid
+                    << ") exited: " << probe.ToString();
+  }
+  if (child.pid == rolling_old_pid_) rolling_old_pid_ = 0;
+  Slot& slot = slots_[child.slot];
+  bool current = slot.pid == child.pid;
+  if (current) slot.pid = 0;
+  bool clean = info.si_code == CLD_EXITED && info.si_status == 0;
+  if (child.stopping) {
+    LogMessage(clean ? LogLevel::kInfo : LogLevel::kWarn).stream()
+        << "worker " << child.slot << " (pid " << child.pid << ") stopped: " << DescribeExit(info);
+    return;
+  }
+  // Any exit we did not ask for is a crash, a clean one included: the slot must be refilled.
+  if (!current || shutting_down_) return;
+  int64_t now = SteadyNowMs();
+  int64_t delay = slot.backoff.RecordCrash(now);
+  SHM_LOG(kWarn) << "worker " << child.slot << " (pid " << child.pid << ") "
+                 << (child.killed_as_hung ? "hung and was killed: " : "died: ")
+                 << DescribeExit(info) << "; restarts so far " << slot.restarts
+                 << (delay > 0
+                         ? "; crash loop (" + std::to_string(slot.backoff.CrashesInWindow(now)) +
+                               " crashes), replacing it in " + std::to_string(delay) + " ms"
+                         : "; replacing it");
+  slot.respawn_at_ms = now + delay;
+  StartDueRespawns(now);
+}
+
+void Supervisor::StartDueRespawns(int64_t now_ms) {
+  for (int i = 0; i < options_.workers; ++i) {
+    Slot& slot = slots_[i];
+    if (slot.pid != 0 || slot.respawn_at_ms < 0 || slot.respawn_at_ms > now_ms) continue;
+    Status s = Spawn(i);
+    if (!s.ok()) {
+      int64_t delay = std::max<int64_t>(slot.backoff.RecordCrash(now_ms), 100);
+      SHM_LOG(kError) << "cannot start worker " << i << ": " << s.ToString() << "; retrying in "
+                      << delay << " ms";
+      slot.respawn_at_ms = now_ms + delay;
+    }
+  }
+}
+
+void Supervisor::CheckHeartbeats(int64_t now_ms) {
+  if (options_.heartbeat_timeout_ms <= 0) return;
+  for (auto& [pid, child] : children_) {
+    if (child.stopping || child.killed_as_hung) continue;
+    int64_t age = now_ms - segment_->LastHeartbeatMs(child.slot);
+    if (age <= options_.heartbeat_timeout_ms) continue;
+    SHM_LOG(kWarn) << "worker " << child.slot << " (pid " << pid
+                   << ") has not sent a heartbeat for " << age << " ms; killing it";
+    child.killed_as_hung = true;
+    Signal(child, SIGKILL);
+  }
+}
+
+void Supervisor::AdvanceRollingRestart(int64_t now_ms) {
+  while (rolling_old_pid_ == 0 && !roll_queue_.empty()) {
+    int slot = roll_queue_.front();
+    roll_queue_.pop_front();
+    pid_t old_pid = slots_[slot].pid;
+    if (old_pid == 0) continue;  // Being replaced after a crash anyway.
+    // Start the new one first: the listening socket never lacks an acceptor.
+    Status s = Spawn(slot);
+    if (!s.ok()) {
+      SHM_LOG(kError) << "rolling restart: cannot start worker " << slot << ": " << s.ToString();
+      slots_[slot].pid = old_pid;
+      continue;
+    }
+    RequestStop(children_[old_pid], now_ms);
+    rolling_old_pid_ = old_pid;
+  }
+}
+
+void Supervisor::RequestStop(Child& child, int64_t now_ms) {
+  if (child.stopping) return;
+  child.stopping = true;
+  child.kill_at_ms = now_ms + options_.stop_timeout_ms;
+  Signal(child, SIGTERM);
+}
+
+void Supervisor::BeginShutdown(int64_t now_ms) {
+  if (shutting_down_) return;
+  shutting_down_ = true;
+  roll_queue_.clear();
+  // Stop accepting: connections not yet accepted are refused rather than left hanging.
+  if (listen_fd_ >= 0) {
+    close(listen_fd_);
+    listen_fd_ = -1;
+  }
+  for (auto& [pid, child] : children_) RequestStop(child, now_ms);
+}
+
+void Supervisor::EnforceStopDeadlines(int64_t now_ms) {
+  for (auto& [pid, child] : children_) {
+    if (!child.stopping || child.sent_kill || now_ms < child.kill_at_ms) continue;
+    SHM_LOG(kWarn) << "worker " << child.slot << " (pid " << pid << ") did not stop within "
+                   << options_.stop_timeout_ms << " ms; killing it";
+    child.sent_kill = true;
+    Signal(child, SIGKILL);
+  }
+}
+
+void Supervisor::Signal(const Child& child, int signal) {
+  if (PidfdSendSignal(child.pidfd, signal) != 0 && errno != ESRCH) {
+    SHM_LOG(kError) << "cannot signal worker pid " << child.pid << ": " << strerror(errno);
+  }
+}
+
+int Supervisor::PollTimeoutMs(int64_t now_ms) const {
+  int64_t timeout = kHeartbeatCheckMs;
+  for (const Slot& slot : slots_) {
+    if (slot.pid == 0 && slot.respawn_at_ms >= 0) {
+      timeout = std::min(timeout, std::max<int64_t>(slot.respawn_at_ms - now_ms, 0));
+    }
+  }
+  return static_cast<int>(timeout);
+}
+
+}  // namespace shm

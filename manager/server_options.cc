@@ -1,0 +1,305 @@
+#include "shm/server_options.h"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <boost/program_options.hpp>
+#include <cctype>
+#include <charconv>
+#include <cstdio>
+#include <exception>
+#include <limits>
+#include <sstream>
+
+#include "shm/segment.h"
+
+namespace shm {
+namespace po = boost::program_options;
+namespace {
+
+constexpr char kUsage[] = "Usage: shmstate serve [options]\n";
+
+// Strict unsigned decimal: digits only, no sign, no spaces, no overflow.
+bool ParseUnsigned(std::string_view text, uint64_t* value) {
+  if (text.empty()) return false;
+  const char* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, *value);
+  return ec == std::errc() && ptr == end;
+}
+
+// Splits "64MiB" into "64" and "MiB".
+void SplitNumberAndUnit(std::string_view text, std::string_view* number, std::string_view* unit) {
+  size_t i = 0;
+  while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) ++i;
+  *number = text.substr(0, i);
+  *unit = text.substr(i);
+}
+
+Status IntInRange(const std::string& flag, std::string_view text, uint64_t low, uint64_t high,
+                  uint64_t* value) {
+  if (!ParseUnsigned(text, value) || *value < low || *value > high) {
+    return Status::InvalidArgument("--" + flag + " must be an integer from " + std::to_string(low) +
+                                   " to " + std::to_string(high) + ", not '" + std::string(text) +
+                                   "'");
+  }
+  return Status::OK();
+}
+
+Status SizeInRange(const std::string& flag, std::string_view text, size_t low, size_t high,
+                   size_t* value) {
+  Status s = ParseSize(text, value);
+  if (!s.ok()) return Status::InvalidArgument("--" + flag + ": " + std::string(s.message()));
+  if (*value < low || *value > high) {
+    return Status::InvalidArgument("--" + flag + " must be from " + FormatSize(low) + " to " +
+                                   FormatSize(high) + ", not " + std::string(text));
+  }
+  return Status::OK();
+}
+
+po::options_description ServeFlags() {
+  po::options_description flags("Options of 'shmstate serve'");
+  // Every value is taken as text and checked by our own parsers, so errors name the flag and
+  // the limits instead of Boost's generic "invalid option value".
+  flags.add_options()                         //
+      ("help,h", "print this help and exit")  //
+      ("listen", po::value<std::string>()->value_name("HOST:PORT"),
+       "address to listen on; port 0 picks a free port (default 127.0.0.1:8080)")  //
+      ("workers", po::value<std::string>()->value_name("N"),
+       "worker processes, 1-128 (default: number of cores)")  //
+      ("threads", po::value<std::string>()->value_name("T"),
+       "threads per worker, 1-64 (default 1)")  //
+      ("size", po::value<std::string>()->value_name("BYTES"),
+       "shared-memory segment size, e.g. 64MiB, 1GiB (default 64MiB)")  //
+      ("name", po::value<std::string>()->value_name("NAME"),
+       "instance name: segment /dev/shm/NAME.<gen>, lock /dev/shm/NAME.lock (default shmstate)")  //
+      ("max-objects", po::value<std::string>()->value_name("K"),
+       "capacity of the object registry (default 4096)")  //
+      ("max-body", po::value<std::string>()->value_name("BYTES"),
+       "largest request body; larger gets 413 (default 1MiB)")  //
+      ("log-level", po::value<std::string>()->value_name("LEVEL"),
+       "debug, info, warn, error or off (default info)")  //
+      ("token", po::value<std::string>()->value_name("T"),
+       "require 'Authorization: Bearer T' on every request (or set SHMSTATE_TOKEN)")  //
+      ("heartbeat-timeout", po::value<std::string>()->value_name("DURATION"),
+       "kill and replace a worker silent this long, e.g. 5s, 500ms; 0 disables (default 5s)")  //
+      ("snapshot", po::value<std::string>()->value_name("FILE"),
+       "restore from and save to FILE (not implemented yet)");
+  return flags;
+}
+
+std::string HelpText(const po::options_description& flags) {
+  std::ostringstream out;
+  out << kUsage
+      << "\nRuns the shared-memory state server in the foreground: a manager process "
+         "that owns the segment\nand forks HTTP workers. SIGTERM/SIGINT stop it cleanly, "
+         "SIGHUP restarts the workers one by one.\n\n"
+      << flags;
+  return out.str();
+}
+
+// Copies the checked values of `vm` into `options`.
+Status ApplyFlags(const po::variables_map& vm, ServerOptions* options) {
+  auto text = [&vm](const char* flag) { return vm[flag].as<std::string>(); };
+  uint64_t number = 0;
+  if (vm.count("listen")) {
+    Status s = ParseListenAddress(text("listen"), &options->listen);
+    if (!s.ok()) return Status::InvalidArgument("--listen: " + std::string(s.message()));
+  }
+  if (vm.count("workers")) {
+    SHM_RETURN_IF_ERROR(
+        IntInRange("workers", text("workers"), 1, ServerOptions::kMaxWorkers, &number));
+    options->workers = static_cast<int>(number);
+  }
+  if (vm.count("threads")) {
+    SHM_RETURN_IF_ERROR(
+        IntInRange("threads", text("threads"), 1, ServerOptions::kMaxThreads, &number));
+    options->threads = static_cast<int>(number);
+  }
+  if (vm.count("size")) {
+    SHM_RETURN_IF_ERROR(SizeInRange("size", text("size"), ServerOptions::kMinSegmentSize,
+                                    ServerOptions::kMaxSegmentSize, &options->segment_size));
+  }
+  if (vm.count("name")) {
+    options->name = text("name");
+    Status s = Segment::ValidatePrefix(options->name);
+    if (!s.ok()) return Status::InvalidArgument("--name: " + std::string(s.message()));
+  }
+  if (vm.count("max-objects")) {
+    SHM_RETURN_IF_ERROR(
+        IntInRange("max-objects", text("max-objects"), 1, ServerOptions::kMaxObjects, &number));
+    options->max_objects = static_cast<uint32_t>(number);
+  }
+  if (vm.count("max-body")) {
+    SHM_RETURN_IF_ERROR(SizeInRange("max-body", text("max-body"), ServerOptions::kMinBodyBytes,
+                                    ServerOptions::kMaxBodyBytes, &options->max_body_bytes));
+  }
+  if (vm.count("log-level")) {
+    Status s = ParseLogLevel(text("log-level"), &options->log_level);
+    if (!s.ok()) return Status::InvalidArgument("--log-level: " + std::string(s.message()));
+  }
+  if (vm.count("token")) options->token = text("token");
+  if (vm.count("heartbeat-timeout")) {
+    Status s = ParseDuration(text("heartbeat-timeout"), &options->heartbeat_timeout);
+    if (!s.ok()) return Status::InvalidArgument("--heartbeat-timeout: " + std::string(s.message()));
+  }
+  if (vm.count("snapshot")) options->snapshot_path = text("snapshot");
+  return Status::OK();
+}
+
+}  // namespace
+
+std::string ListenAddress::ToString() const {
+  return ipv6 ? "[" + host + "]:" + std::to_string(port) : host + ":" + std::to_string(port);
+}
+
+bool ListenAddress::IsLoopback() const {
+  if (ipv6) return host == "::1";
+  return host.rfind("127.", 0) == 0;
+}
+
+Status ParseSize(std::string_view text, size_t* bytes) {
+  std::string_view number, unit;
+  SplitNumberAndUnit(text, &number, &unit);
+  uint64_t value = 0;
+  if (!ParseUnsigned(number, &value)) {
+    return Status::InvalidArgument("bad size '" + std::string(text) + "' (e.g. 64MiB, 512KiB)");
+  }
+  int shift = -1;
+  for (auto [names, unit_shift] : {std::pair{"|B", 0}, std::pair{"K|KB|KiB|k|kB", 10},
+                                   std::pair{"M|MB|MiB", 20}, std::pair{"G|GB|GiB", 30}}) {
+    std::string_view list = names;
+    while (shift < 0 && !list.empty()) {
+      size_t bar = list.find('|');
+      std::string_view candidate = list.substr(0, bar);
+      if (candidate == unit) shift = unit_shift;
+      list = bar == std::string_view::npos ? std::string_view() : list.substr(bar + 1);
+    }
+  }
+  if (shift < 0) {
+    return Status::InvalidArgument("bad size unit in '" + std::string(text) +
+                                   "' (use KiB, MiB or GiB)");
+  }
+  if (value == 0) return Status::InvalidArgument("size must not be zero");
+  if (value > (std::numeric_limits<uint64_t>::max() >> shift)) {
+    return Status::InvalidArgument("size '" + std::string(text) + "' is too large");
+  }
+  *bytes = static_cast<size_t>(value << shift);
+  return Status::OK();
+}
+
+Status ParseDuration(std::string_view text, std::chrono::milliseconds* duration) {
+  std::string_view number, unit;
+  SplitNumberAndUnit(text, &number, &unit);
+  uint64_t value = 0;
+  if (!ParseUnsigned(number, &value)) {
+    return Status::InvalidArgument("bad duration '" + std::string(text) + "' (e.g. 5s, 500ms)");
+  }
+  uint64_t scale = 0;
+  if (unit.empty() || unit == "s") scale = 1000;
+  if (unit == "ms") scale = 1;
+  if (unit == "m") scale = 60000;
+  constexpr uint64_t kMaxMs = uint64_t{24} * 3600 * 1000;
+  if (scale == 0) {
+    return Status::InvalidArgument("bad duration unit in '" + std::string(text) +
+                                   "' (use ms, s or m)");
+  }
+  if (value > kMaxMs / scale) {
+    return Status::InvalidArgument("duration '" + std::string(text) + "' is longer than a day");
+  }
+  *duration = std::chrono::milliseconds(value * scale);
+  return Status::OK();
+}
+
+Status ParseListenAddress(std::string_view text, ListenAddress* address) {
+  ListenAddress result;
+  std::string_view host = "127.0.0.1", port = text;
+  if (!text.empty() && text.front() == '[') {
+    size_t close = text.find("]:");
+    if (close == std::string_view::npos) {
+      return Status::InvalidArgument("bad address '" + std::string(text) + "' (use [::1]:8080)");
+    }
+    host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+    result.ipv6 = true;
+  } else if (size_t colon = text.rfind(':'); colon != std::string_view::npos) {
+    host = colon == 0 ? std::string_view("127.0.0.1") : text.substr(0, colon);
+    port = text.substr(colon + 1);
+    if (host.find(':') != std::string_view::npos) {
+      return Status::InvalidArgument("IPv6 addresses need brackets: [" + std::string(host) +
+                                     "]:PORT");
+    }
+  }
+  if (host == "localhost") host = "127.0.0.1";
+  uint64_t port_number = 0;
+  if (!ParseUnsigned(port, &port_number) || port_number > 65535) {
+    return Status::InvalidArgument("bad port '" + std::string(port) + "' in '" + std::string(text) +
+                                   "' (0-65535)");
+  }
+  unsigned char scratch[sizeof(in6_addr)];
+  std::string host_text(host);
+  if (inet_pton(result.ipv6 ? AF_INET6 : AF_INET, host_text.c_str(), scratch) != 1) {
+    return Status::InvalidArgument("bad address '" + host_text +
+                                   "' (use a numeric IP address such as 127.0.0.1 or 0.0.0.0)");
+  }
+  result.host = host_text;
+  result.port = static_cast<uint16_t>(port_number);
+  *address = result;
+  return Status::OK();
+}
+
+std::string FormatSize(size_t bytes) {
+  char text[64];
+  if (bytes >= (size_t{1} << 30)) {
+    snprintf(text, sizeof text, "%.1f GiB", static_cast<double>(bytes) / (1 << 30));
+  } else if (bytes >= (size_t{1} << 20)) {
+    snprintf(text, sizeof text, "%.1f MiB", static_cast<double>(bytes) / (1 << 20));
+  } else if (bytes >= (size_t{1} << 10)) {
+    snprintf(text, sizeof text, "%.1f KiB", static_cast<double>(bytes) / (1 << 10));
+  } else {
+    snprintf(text, sizeof text, "%zu bytes", bytes);
+  }
+  return text;
+}
+
+Status ParseServerArgs(const std::vector<std::string>& args, const char* env_token,
+                       int default_workers, ServerOptions* options, CliAction* action,
+                       std::string* help) {
+  po::options_description flags = ServeFlags();
+  if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+    *action = CliAction::kHelp;
+    *help = HelpText(flags);
+    return Status::OK();
+  }
+  if (args[0] == "--version") {
+    *action = CliAction::kVersion;
+    return Status::OK();
+  }
+  if (args[0] != "serve") {
+    return Status::InvalidArgument("unknown command '" + args[0] + "' (try 'shmstate --help')");
+  }
+  ServerOptions result;
+  result.workers = default_workers;
+  if (env_token != nullptr) result.token = env_token;
+  po::variables_map vm;
+  try {
+    std::vector<std::string> rest(args.begin() + 1, args.end());
+    po::store(po::command_line_parser(rest).options(flags).run(), vm);
+    po::notify(vm);
+  } catch (const std::exception& e) {
+    return Status::InvalidArgument(std::string(e.what()) + " (try 'shmstate --help')");
+  }
+  if (vm.count("help")) {
+    *action = CliAction::kHelp;
+    *help = HelpText(flags);
+    return Status::OK();
+  }
+  SHM_RETURN_IF_ERROR(ApplyFlags(vm, &result));
+  if (result.workers < 1 || result.workers > ServerOptions::kMaxWorkers) {
+    result.workers = std::clamp(result.workers, 1, ServerOptions::kMaxWorkers);
+  }
+  *action = CliAction::kServe;
+  *options = result;
+  return Status::OK();
+}
+
+}  // namespace shm
