@@ -1,9 +1,744 @@
-// Placeholder until this kind is implemented: frees the body blob alone.
+#include "shm/dict.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <new>
+#include <optional>
+#include <string>
+
+#include "cow.h"
+#include "dict_rep.h"
 #include "kind_ops.h"
+#include "layout.h"
+#include "object_guard.h"
+#include "segment_impl.h"
 
 namespace shm {
+
+const size_t Dict::kEntryOverhead = sizeof(DictEntryBlob);
+
 namespace {
-void Destroy(Segment::Impl* segment, uint64_t body) { segment->Free(body); }
+
+constexpr uint64_t kMinCapacity = 16;
+constexpr uint64_t kMaxCapacity = uint64_t{1} << 30;  // Cursors keep the slot in 32 bits.
+constexpr uint64_t kListChunk = 256;                  // Slots scanned per lock hold by ListKeys.
+constexpr int kMaxWriteAttempts = 16;
+constexpr uint64_t kMaxMaxBytes = uint64_t{1} << 48;
+constexpr std::string_view kIncrContentType = "text/plain";
+
+// ---------------------------------------------------------------------------------------------
+// Validation
+
+Status ValidateKey(std::string_view key) {
+  if (key.empty()) return Status::InvalidArgument("key is empty");
+  if (key.size() > Dict::kMaxKey) {
+    return Status::InvalidArgument("key longer than " + std::to_string(Dict::kMaxKey) + " bytes");
+  }
+  return Status::OK();
+}
+
+Status ValidateValue(std::string_view value) {
+  if (value.size() > Dict::kMaxValue) {
+    return Status::InvalidArgument("value of " + std::to_string(value.size()) +
+                                   " bytes is longer than the limit of " +
+                                   std::to_string(Dict::kMaxValue));
+  }
+  return Status::OK();
+}
+
+// Content types become HTTP headers: printable ASCII only, so none can inject a header.
+Status ValidateContentType(std::string_view content_type) {
+  if (content_type.size() > Dict::kMaxContentType) {
+    return Status::InvalidArgument("content type longer than " +
+                                   std::to_string(Dict::kMaxContentType) + " bytes");
+  }
+  for (unsigned char c : content_type) {
+    if (c < 0x20 || c > 0x7e) {
+      return Status::InvalidArgument("content type has a byte outside printable ASCII");
+    }
+  }
+  return Status::OK();
+}
+
+Status ValidateTtl(int64_t ttl_ms) {
+  if (ttl_ms < 0 || ttl_ms > Dict::kMaxTtlMs) {
+    return Status::InvalidArgument("ttl must be between 0 (default) and " +
+                                   std::to_string(Dict::kMaxTtlMs) + " ms");
+  }
+  return Status::OK();
+}
+
+Status ValidateOptions(const DictOptions& options) {
+  if (options.max_bytes > kMaxMaxBytes) {
+    return Status::InvalidArgument("max_bytes larger than " + std::to_string(kMaxMaxBytes));
+  }
+  if (options.eviction != DictEviction::kNone && options.eviction != DictEviction::kClock) {
+    return Status::InvalidArgument("unknown eviction policy (none, clock)");
+  }
+  if (options.eviction == DictEviction::kClock && options.max_bytes == 0) {
+    return Status::InvalidArgument("clock eviction needs max_bytes > 0");
+  }
+  Status s = ValidateTtl(options.default_ttl_ms);
+  if (!s.ok()) return Status::InvalidArgument("default " + std::string(s.message()));
+  return Status::OK();
+}
+
+Status NoIntentSlot() { return Status::OutOfSpace("no free intent slot (too many threads)"); }
+
+// No exception crosses the public API: process-local allocations (copies out) may throw.
+template <class Fn>
+Status Guarded(Fn&& fn) {
+  try {
+    return fn();
+  } catch (const std::bad_alloc&) {
+    return Status::Internal("out of process memory");
+  } catch (const std::exception& e) {
+    return Status::Internal(std::string("dict: ") + e.what());
+  }
+}
+
+uint64_t HashKey(std::string_view key) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a, then a murmur finalizer for the low bits.
+  for (unsigned char c : key) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdull;
+  h ^= h >> 33;
+  return h;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The dict as seen while holding its lock.
+
+struct Locked {
+  Segment::Impl* seg;
+  DictRep* rep;
+  DictTableRep* table;
+  uint64_t entry;  // Handle of the EntryRep whose lock is held (names the lock in intents).
+
+  uint64_t mask() const { return table->capacity - 1; }
+  DictSlot& slot(uint64_t pos) const { return table->slots()[pos]; }
+  const DictEntryBlob* blob(uint64_t handle) const { return seg->Ptr<DictEntryBlob>(handle); }
+};
+
+// REQUIRES: the object lock of `ref` is held (ObjectGuard::Lock succeeded).
+Locked ViewLocked(const ObjectRef& ref) {
+  Segment::Impl* seg = ref.segment->impl();
+  auto* rep = seg->Ptr<DictRep>(ref.entry->body.load(std::memory_order_acquire));
+  auto* table = seg->Ptr<DictTableRep>(rep->table.load(std::memory_order_acquire));
+  return Locked{seg, rep, table, seg->Handle(ref.entry)};
+}
+
+struct Probe {
+  int64_t found = -1;  // Slot holding the key (maybe expired).
+  int64_t free = -1;   // First tombstone or empty slot on the key's chain: where it would go.
+};
+
+Probe FindLocked(const Locked& d, std::string_view key, uint64_t hash) {
+  Probe probe;
+  uint64_t pos = hash & d.mask();
+  for (uint64_t n = 0; n < d.table->capacity; ++n, pos = (pos + 1) & d.mask()) {
+    uint64_t word = d.slot(pos).blob.load(std::memory_order_acquire);
+    if (!IsBlob(word)) {
+      if (probe.free < 0) probe.free = static_cast<int64_t>(pos);
+      if (word == kNullHandle) return probe;  // End of the chain.
+      continue;
+    }
+    const DictEntryBlob* b = d.blob(word);
+    if (b->hash == hash && b->key() == key) {
+      probe.found = static_cast<int64_t>(pos);
+      return probe;
+    }
+  }
+  return probe;
+}
+
+// The live entry a probe found, or nullptr when absent or expired.
+const DictEntryBlob* LiveBlob(const Locked& d, const Probe& probe, int64_t now_ms) {
+  if (probe.found < 0) return nullptr;
+  const DictEntryBlob* b = d.blob(d.slot(static_cast<uint64_t>(probe.found)).blob.load());
+  return b->expired(now_ms) ? nullptr : b;
+}
+
+void Account(const Locked& d, uint64_t word, int sign) {
+  DictRep* rep = d.rep;
+  auto add = [sign](std::atomic<uint64_t>& counter, uint64_t amount) {
+    if (sign > 0) {
+      counter.fetch_add(amount, std::memory_order_relaxed);
+    } else {
+      counter.fetch_sub(amount, std::memory_order_relaxed);
+    }
+  };
+  if (word == kTombstoneHandle) add(rep->tombstones, 1);
+  if (!IsBlob(word)) return;
+  add(rep->entries, 1);
+  add(rep->bytes, d.blob(word)->charged_bytes());
+}
+
+// Publishes `next` (a blob or a marker) into slot `pos` and keeps the derived counts. The
+// replaced blob is the writer's garbage until its ReleaseGarbage.
+void PublishSlotLocked(const Locked& d, CowWriter* writer, uint64_t pos, uint64_t next) {
+  uint64_t old = writer->PublishLocked(d.entry, &d.slot(pos).blob, next);
+  Account(d, old, -1);
+  Account(d, next, +1);
+}
+
+// Removes the entry at `pos`. A slot whose successor is empty ends no other key's chain, so it
+// can become empty rather than a tombstone.
+void RemoveLocked(const Locked& d, CowWriter* writer, uint64_t pos) {
+  bool chain_ends = d.slot((pos + 1) & d.mask()).blob.load() == kNullHandle;
+  d.slot(pos).ref_bit.store(0, std::memory_order_relaxed);
+  PublishSlotLocked(d, writer, pos, chain_ends ? kNullHandle : kTombstoneHandle);
+}
+
+// Tables are rebuilt (grown, or cleared of tombstones) past 3/4 use, and never filled past 7/8.
+bool NeedsRebuildLocked(const Locked& d) {
+  uint64_t used = d.rep->entries.load() + d.rep->tombstones.load();
+  return used * 4 > d.table->capacity * 3;
+}
+bool TooFullToInsertLocked(const Locked& d, const Probe& probe) {
+  if (probe.found >= 0) return false;  // Replaces in place.
+  uint64_t used = d.rep->entries.load() + d.rep->tombstones.load() + 1;
+  return probe.free < 0 || used * 8 > d.table->capacity * 7;
+}
+uint64_t CapacityFor(uint64_t entries) {
+  uint64_t capacity = kMinCapacity;
+  while (capacity < (entries + 1) * 2) capacity *= 2;
+  return capacity;
+}
+
+int64_t ExpiryFor(int64_t ttl_ms, const DictRep* rep, int64_t now_ms) {
+  int64_t ttl = ttl_ms > 0 ? ttl_ms : rep->default_ttl_ms;
+  return ttl > 0 ? now_ms + ttl : 0;
+}
+
+// Brings bytes + incoming - outgoing under max_bytes, evicting with CLOCK when allowed. Slot
+// `keep` (the entry being replaced) is never evicted. Evictions publish tombstones (never empty
+// slots), so probes taken before stay valid. REQUIRES: incoming <= max_bytes.
+Status MakeRoomLocked(const Locked& d, CowWriter* writer, uint64_t outgoing, uint64_t incoming,
+                      int64_t keep, int64_t now_ms) {
+  uint64_t max = d.rep->max_bytes;
+  auto over = [&] { return max != 0 && d.rep->bytes.load() - outgoing + incoming > max; };
+  if (!over()) return Status::OK();
+  if (d.rep->eviction != static_cast<uint32_t>(DictEviction::kClock)) {
+    return Status::OutOfSpace("dict is full: " + std::to_string(d.rep->bytes.load()) + " of " +
+                              std::to_string(max) + " bytes used, " + std::to_string(incoming) +
+                              " more needed (eviction is off)");
+  }
+  // Two turns of the hand clear every reference bit, so everything but `keep` is evictable.
+  for (uint64_t step = 0; over() && step <= 2 * d.table->capacity; ++step) {
+    uint64_t pos = d.rep->clock_hand.load() & d.mask();
+    d.rep->clock_hand.store((pos + 1) & d.mask());
+    if (static_cast<int64_t>(pos) == keep) continue;
+    DictSlot& slot = d.slot(pos);
+    uint64_t word = slot.blob.load();
+    if (!IsBlob(word)) continue;
+    bool expired = d.blob(word)->expired(now_ms);
+    if (!expired && slot.ref_bit.load(std::memory_order_relaxed) != 0) {
+      slot.ref_bit.store(0, std::memory_order_relaxed);
+      continue;
+    }
+    slot.ref_bit.store(0, std::memory_order_relaxed);
+    PublishSlotLocked(d, writer, pos, kTombstoneHandle);
+    writer->ReleaseGarbage();
+    (expired ? d.rep->expirations : d.rep->evictions).fetch_add(1, std::memory_order_relaxed);
+  }
+  if (over()) return Status::Internal("dict eviction could not make room");
+  return Status::OK();
+}
+
+// Publishes the staged blob `handle` for the key `probe` looked up, after making room.
+// REQUIRES: !TooFullToInsertLocked(d, probe); the blob is complete but for its version.
+Status CommitLocked(const Locked& d, CowWriter* writer, const Probe& probe, uint64_t handle,
+                    int64_t now_ms, bool* rebuild_after) {
+  auto* blob = d.seg->Ptr<DictEntryBlob>(handle);
+  uint64_t incoming = blob->charged_bytes();
+  if (d.rep->max_bytes != 0 && incoming > d.rep->max_bytes) {
+    return Status::InvalidArgument("entry of " + std::to_string(incoming) +
+                                   " bytes is larger than the dict's max_bytes (" +
+                                   std::to_string(d.rep->max_bytes) + ")");
+  }
+  bool replace = probe.found >= 0;
+  const DictEntryBlob* old = replace ? d.blob(d.slot(probe.found).blob.load()) : nullptr;
+  uint64_t outgoing = replace ? old->charged_bytes() : 0;
+  SHM_RETURN_IF_ERROR(MakeRoomLocked(d, writer, outgoing, incoming, probe.found, now_ms));
+  if (replace && old->expired(now_ms)) d.rep->expirations.fetch_add(1, std::memory_order_relaxed);
+  blob->version = d.rep->next_version.fetch_add(1);
+  uint64_t pos = static_cast<uint64_t>(replace ? probe.found : probe.free);
+  // A rewrite counts as a use; a new key must be read to earn protection from the hand.
+  d.slot(pos).ref_bit.store(replace ? 1 : 0, std::memory_order_relaxed);
+  PublishSlotLocked(d, writer, pos, handle);
+  *rebuild_after = !replace && NeedsRebuildLocked(d);
+  return Status::OK();
+}
+
+// Allocates a blob for the entry and fills all but its version and expiry. No lock needed: the
+// blob is unreachable until published.
+Status AllocateBlob(Segment::Impl* seg, std::string_view key, uint64_t hash,
+                    std::string_view content_type, std::string_view value, uint64_t* handle) {
+  uint64_t size = sizeof(DictEntryBlob) + key.size() + content_type.size() + value.size();
+  SHM_RETURN_IF_ERROR(seg->Allocate(size, handle));
+  auto* blob = new (seg->Ptr<void>(*handle)) DictEntryBlob{};
+  blob->hash = hash;
+  blob->key_len = static_cast<uint32_t>(key.size());
+  blob->ctype_len = static_cast<uint32_t>(content_type.size());
+  blob->value_len = value.size();
+  char* out = blob->bytes();
+  std::memcpy(out, key.data(), key.size());
+  std::memcpy(out + key.size(), content_type.data(), content_type.size());
+  if (!value.empty())
+    std::memcpy(out + key.size() + content_type.size(), value.data(), value.size());
+  return Status::OK();
+}
+
+void CopyOut(const DictEntryBlob* blob, DictValue* value) {
+  value->data.assign(blob->value());
+  value->content_type.assign(blob->content_type());
+  value->version = blob->version;
+  value->expires_at_ms = blob->expires_at_ms;
+}
+
+Status CheckSetLocked(const DictEntryBlob* live, const SetOptions& options) {
+  if (options.mode == SetMode::kAdd && live != nullptr) {
+    return Status::AlreadyExists("key already exists (mode add)");
+  }
+  if (options.mode == SetMode::kReplace && live == nullptr) {
+    return Status::NotFound("key does not exist (mode replace)");
+  }
+  if (options.if_version.has_value()) {
+    if (live == nullptr) {
+      return Status::Conflict("key does not exist, expected version " +
+                              std::to_string(*options.if_version));
+    }
+    if (live->version != *options.if_version) {
+      return Status::Conflict("key has version " + std::to_string(live->version) + ", expected " +
+                              std::to_string(*options.if_version));
+    }
+  }
+  return Status::OK();
+}
+
+// Copies the live slots of `d.table` into the empty table `fresh`. REQUIRES: the lock.
+void CopyTableLocked(const Locked& d, DictTableRep* fresh) {
+  uint64_t mask = fresh->capacity - 1;
+  for (uint64_t i = 0; i < d.table->capacity; ++i) {
+    uint64_t word = d.slot(i).blob.load();
+    if (!IsBlob(word)) continue;
+    uint64_t pos = d.blob(word)->hash & mask;
+    while (fresh->slots()[pos].blob.load(std::memory_order_relaxed) != kNullHandle) {
+      pos = (pos + 1) & mask;
+    }
+    fresh->slots()[pos].blob.store(word, std::memory_order_relaxed);
+    fresh->slots()[pos].ref_bit.store(d.slot(i).ref_bit.load(), std::memory_order_relaxed);
+  }
+}
+
+Status AllocateTable(Segment::Impl* seg, uint64_t capacity, uint64_t* handle) {
+  if (capacity > kMaxCapacity) {
+    return Status::OutOfSpace("dict has too many entries (table limit " +
+                              std::to_string(kMaxCapacity) + " slots)");
+  }
+  SHM_RETURN_IF_ERROR(seg->Allocate(DictTableRep::AllocationSize(capacity), handle));
+  auto* table = new (seg->Ptr<void>(*handle)) DictTableRep{capacity, 0};
+  for (uint64_t i = 0; i < capacity; ++i) new (&table->slots()[i]) DictSlot();
+  return Status::OK();
+}
+
+// Replaces the table by one sized for the live entries (dropping tombstones) when it is past
+// 3/4 use. The new table is allocated outside the lock and filled and published under it.
+// REQUIRES: nothing staged in `writer`.
+Status RebuildIfNeeded(const ObjectRef& ref, CowWriter* writer) {
+  Segment::Impl* seg = ref.segment->impl();
+  for (int attempt = 0; attempt < kMaxWriteAttempts; ++attempt) {
+    uint64_t capacity = 0;
+    {
+      ObjectGuard guard;
+      SHM_RETURN_IF_ERROR(guard.Lock(ref));
+      Locked d = ViewLocked(ref);
+      if (!NeedsRebuildLocked(d)) return Status::OK();
+      capacity = CapacityFor(d.rep->entries.load() + d.table->capacity / 8);  // Some headroom.
+    }
+    uint64_t handle = 0;
+    SHM_RETURN_IF_ERROR(AllocateTable(seg, capacity, &handle));
+    writer->Stage(handle);
+    ObjectGuard guard;
+    Status s = guard.Lock(ref);
+    if (!s.ok()) {
+      writer->DiscardStaged();
+      return s;
+    }
+    Locked d = ViewLocked(ref);
+    if (!NeedsRebuildLocked(d)) {
+      guard.Unlock();
+      writer->DiscardStaged();
+      return Status::OK();
+    }
+    if ((d.rep->entries.load() + 1) * 4 > capacity * 3) {  // Outgrown meanwhile: size again.
+      guard.Unlock();
+      writer->DiscardStaged();
+      continue;
+    }
+    CopyTableLocked(d, seg->Ptr<DictTableRep>(handle));
+    writer->PublishLocked(d.entry, &d.rep->table, handle);
+    d.rep->tombstones.store(0);
+    d.rep->clock_hand.store(0);
+    d.rep->table_epoch.fetch_add(1);
+    guard.Unlock();
+    writer->ReleaseGarbage();  // The old slot array; the blobs now belong to the new table.
+    return Status::OK();
+  }
+  return Status::Timeout("dict is growing faster than it can be rebuilt; try again");
+}
+
+// After an owner death (intents resolved): recompute what is derived from the table.
+void RepairDictLocked(Segment::Impl* seg, EntryRep* entry) {
+  auto* rep = seg->Ptr<DictRep>(entry->body.load());
+  auto* table = seg->Ptr<DictTableRep>(rep->table.load());
+  Locked d{seg, rep, table, seg->Handle(entry)};
+  uint64_t entries = 0, bytes = 0, tombstones = 0, max_version = 0;
+  for (uint64_t i = 0; i < table->capacity; ++i) {
+    uint64_t word = d.slot(i).blob.load();
+    if (word == kTombstoneHandle) ++tombstones;
+    if (!IsBlob(word)) continue;
+    ++entries;
+    bytes += d.blob(word)->charged_bytes();
+    max_version = std::max(max_version, d.blob(word)->version);
+  }
+  rep->entries.store(entries);
+  rep->bytes.store(bytes);
+  rep->tombstones.store(tombstones);
+  if (rep->next_version.load() <= max_version) rep->next_version.store(max_version + 1);
+  rep->clock_hand.store(rep->clock_hand.load() & d.mask());
+  rep->table_epoch.fetch_add(1);  // A rebuild may have died between publish and bump.
+}
+
+void DestroyDict(Segment::Impl* seg, uint64_t body) {
+  if (!IsBlob(body)) return;
+  auto* rep = seg->Ptr<DictRep>(body);
+  uint64_t table_handle = rep->table.load();
+  if (IsBlob(table_handle)) {
+    auto* table = seg->Ptr<DictTableRep>(table_handle);
+    for (uint64_t i = 0; i < table->capacity; ++i) seg->Free(table->slots()[i].blob.load());
+    seg->Free(table_handle);
+  }
+  seg->Free(body);
+}
+
+Status MakeBody(Segment::Impl* seg, const DictOptions& options, uint64_t* body) {
+  uint64_t table = 0;
+  SHM_RETURN_IF_ERROR(AllocateTable(seg, kMinCapacity, &table));
+  Status s = seg->Allocate(sizeof(DictRep), body);
+  if (!s.ok()) {
+    seg->Free(table);
+    return s;
+  }
+  auto* rep = new (seg->Ptr<void>(*body)) DictRep();
+  rep->max_bytes = options.max_bytes;
+  rep->eviction = static_cast<uint32_t>(options.eviction);
+  rep->default_ttl_ms = options.default_ttl_ms;
+  rep->table.store(table);
+  return Status::OK();
+}
+
+bool ParseInt64(std::string_view text, int64_t* value) {
+  if (text.empty() || text.size() > 20) return false;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), *value);
+  return ec == std::errc() && end == text.data() + text.size();
+}
+
 }  // namespace
-const KindOps kDictOps = {nullptr, Destroy};
+
+const KindOps kDictOps = {RepairDictLocked, DestroyDict};
+
+// ---------------------------------------------------------------------------------------------
+// Dict
+
+Status Dict::Open(Segment* segment, std::string_view name, OpenMode mode,
+                  const DictOptions& options, Dict* result, bool* created) {
+  return OpenKind(segment, name, ObjectKind::kDict, mode, options, result, created);
+}
+
+Status Dict::OpenKind(Segment* segment, std::string_view name, ObjectKind kind, OpenMode mode,
+                      const DictOptions& options, Dict* result, bool* created) {
+  SHM_RETURN_IF_ERROR(ValidateOptions(options));
+  return Guarded([&] {
+    Segment::Impl* seg = segment->impl();
+    Registry::OpenSpec spec;
+    spec.kind = kind;
+    spec.mode = mode;
+    spec.created = created;
+    spec.make_body = [&](uint64_t* body) { return MakeBody(seg, options, body); };
+    ObjectRef ref;
+    SHM_RETURN_IF_ERROR(segment->registry().Open(name, spec, &ref));
+    *result = Dict(ref);
+    return Status::OK();
+  });
+}
+
+Status Dict::Get(std::string_view key, DictValue* value) {
+  SHM_RETURN_IF_ERROR(ValidateKey(key));
+  return Guarded([&] {
+    std::optional<CowWriter> writer;  // Only to remove an expired entry.
+    ObjectGuard guard;
+    SHM_RETURN_IF_ERROR(guard.Lock(ref_));
+    Locked d = ViewLocked(ref_);
+    int64_t now = WallNowMs();
+    Probe probe = FindLocked(d, key, HashKey(key));
+    const DictEntryBlob* live = LiveBlob(d, probe, now);
+    if (live == nullptr) {
+      d.rep->misses.fetch_add(1, std::memory_order_relaxed);
+      if (probe.found >= 0 && writer.emplace(d.seg).ok()) {  // Expired: remove it lazily.
+        RemoveLocked(d, &*writer, static_cast<uint64_t>(probe.found));
+        d.rep->expirations.fetch_add(1, std::memory_order_relaxed);
+        guard.Unlock();
+        writer->ReleaseGarbage();
+      }
+      return Status::NotFound("no such key");
+    }
+    DictSlot& slot = d.slot(static_cast<uint64_t>(probe.found));
+    if (slot.ref_bit.load(std::memory_order_relaxed) == 0) {
+      slot.ref_bit.store(1, std::memory_order_relaxed);
+    }
+    d.rep->hits.fetch_add(1, std::memory_order_relaxed);
+    CopyOut(live, value);
+    return Status::OK();
+  });
+}
+
+Status Dict::Set(std::string_view key, std::string_view value, const SetOptions& options,
+                 uint64_t* version) {
+  SHM_RETURN_IF_ERROR(ValidateKey(key));
+  SHM_RETURN_IF_ERROR(ValidateValue(value));
+  SHM_RETURN_IF_ERROR(ValidateContentType(options.content_type));
+  SHM_RETURN_IF_ERROR(ValidateTtl(options.ttl_ms));
+  return Guarded([&] { return SetImpl(key, value, options, version); });
+}
+
+Status Dict::SetImpl(std::string_view key, std::string_view value, const SetOptions& options,
+                     uint64_t* version) {
+  if (!ref_.valid()) return Status::InvalidArgument("dict handle is not open");
+  Segment::Impl* seg = ref_.segment->impl();
+  CowWriter writer(seg);
+  if (!writer.ok()) return NoIntentSlot();
+  uint64_t hash = HashKey(key);
+  for (int attempt = 0; attempt < kMaxWriteAttempts; ++attempt) {
+    uint64_t handle = 0;
+    SHM_RETURN_IF_ERROR(AllocateBlob(seg, key, hash, options.content_type, value, &handle));
+    writer.Stage(handle);
+    bool rebuild_first = false;
+    bool rebuild_after = false;
+    {
+      ObjectGuard guard;
+      SHM_RETURN_IF_ERROR(guard.Lock(ref_));  // The writer frees the staged blob.
+      Locked d = ViewLocked(ref_);
+      int64_t now = WallNowMs();
+      Probe probe = FindLocked(d, key, hash);
+      SHM_RETURN_IF_ERROR(CheckSetLocked(LiveBlob(d, probe, now), options));
+      rebuild_first = TooFullToInsertLocked(d, probe);
+      if (!rebuild_first) {
+        auto* blob = seg->Ptr<DictEntryBlob>(handle);
+        blob->expires_at_ms = ExpiryFor(options.ttl_ms, d.rep, now);
+        SHM_RETURN_IF_ERROR(CommitLocked(d, &writer, probe, handle, now, &rebuild_after));
+        if (version != nullptr) *version = blob->version;
+      }
+    }
+    if (rebuild_first) {
+      writer.DiscardStaged();
+      SHM_RETURN_IF_ERROR(RebuildIfNeeded(ref_, &writer));
+      continue;
+    }
+    writer.ReleaseGarbage();
+    // The write is done; a failed rebuild (e.g. segment full) is retried by the next insert.
+    if (rebuild_after) RebuildIfNeeded(ref_, &writer);
+    return Status::OK();
+  }
+  return Status::Timeout("dict is being resized by other writers; try again");
+}
+
+Status Dict::Update(std::string_view key, const DictUpdateFn& fn, uint64_t* version) {
+  SHM_RETURN_IF_ERROR(ValidateKey(key));
+  return Guarded([&] { return UpdateImpl(key, fn, version); });
+}
+
+Status Dict::UpdateImpl(std::string_view key, const DictUpdateFn& fn, uint64_t* version) {
+  if (!ref_.valid()) return Status::InvalidArgument("dict handle is not open");
+  Segment::Impl* seg = ref_.segment->impl();
+  CowWriter writer(seg);
+  if (!writer.ok()) return NoIntentSlot();
+  uint64_t hash = HashKey(key);
+  for (int attempt = 0; attempt < kMaxWriteAttempts; ++attempt) {
+    bool rebuild_after = false;
+    {
+      ObjectGuard guard;
+      SHM_RETURN_IF_ERROR(guard.Lock(ref_));
+      Locked d = ViewLocked(ref_);
+      int64_t now = WallNowMs();
+      Probe probe = FindLocked(d, key, hash);
+      if (TooFullToInsertLocked(d, probe)) {
+        guard.Unlock();
+        SHM_RETURN_IF_ERROR(RebuildIfNeeded(ref_, &writer));
+        continue;
+      }
+      const DictEntryBlob* live = LiveBlob(d, probe, now);
+      DictValue current;
+      if (live != nullptr) CopyOut(live, &current);
+      DictUpdate update;
+      SHM_RETURN_IF_ERROR(fn(live != nullptr ? &current : nullptr, &update));
+      if (!update.write) {
+        if (version != nullptr) *version = live != nullptr ? live->version : 0;
+        return Status::OK();
+      }
+      SHM_RETURN_IF_ERROR(ValidateValue(update.data));
+      SHM_RETURN_IF_ERROR(ValidateContentType(update.content_type));
+      SHM_RETURN_IF_ERROR(ValidateTtl(update.ttl_ms));
+      // The size depends on the current value, so this blob is allocated under the lock (the
+      // allocator's lock is innermost; see the lock order in DESIGN.md).
+      uint64_t handle = 0;
+      SHM_RETURN_IF_ERROR(AllocateBlob(seg, key, hash, update.content_type, update.data, &handle));
+      writer.Stage(handle);
+      auto* blob = seg->Ptr<DictEntryBlob>(handle);
+      blob->expires_at_ms = update.keep_expiry && live != nullptr
+                                ? live->expires_at_ms
+                                : ExpiryFor(update.ttl_ms, d.rep, now);
+      SHM_RETURN_IF_ERROR(CommitLocked(d, &writer, probe, handle, now, &rebuild_after));
+      if (version != nullptr) *version = blob->version;
+    }
+    writer.ReleaseGarbage();
+    if (rebuild_after) RebuildIfNeeded(ref_, &writer);
+    return Status::OK();
+  }
+  return Status::Timeout("dict is being resized by other writers; try again");
+}
+
+Status Dict::Delete(std::string_view key, std::optional<uint64_t> if_version) {
+  SHM_RETURN_IF_ERROR(ValidateKey(key));
+  return Guarded([&] {
+    if (!ref_.valid()) return Status::InvalidArgument("dict handle is not open");
+    CowWriter writer(ref_.segment->impl());
+    if (!writer.ok()) return NoIntentSlot();
+    ObjectGuard guard;
+    SHM_RETURN_IF_ERROR(guard.Lock(ref_));
+    Locked d = ViewLocked(ref_);
+    int64_t now = WallNowMs();
+    Probe probe = FindLocked(d, key, HashKey(key));
+    const DictEntryBlob* live = LiveBlob(d, probe, now);
+    Status result;
+    if (live == nullptr && if_version.has_value()) {
+      result =
+          Status::Conflict("key does not exist, expected version " + std::to_string(*if_version));
+    } else if (live == nullptr) {
+      result = Status::NotFound("no such key");
+    } else if (if_version.has_value() && live->version != *if_version) {
+      return Status::Conflict("key has version " + std::to_string(live->version) + ", expected " +
+                              std::to_string(*if_version));
+    }
+    if (probe.found < 0) return result;
+    if (live == nullptr) d.rep->expirations.fetch_add(1, std::memory_order_relaxed);
+    RemoveLocked(d, &writer, static_cast<uint64_t>(probe.found));  // Live, or expired: lazily.
+    guard.Unlock();
+    writer.ReleaseGarbage();
+    return result;
+  });
+}
+
+Status Dict::Incr(std::string_view key, int64_t by, int64_t init, int64_t ttl_ms, int64_t* result) {
+  SHM_RETURN_IF_ERROR(ValidateTtl(ttl_ms));
+  int64_t next = 0;
+  DictUpdateFn add = [&](const DictValue* current, DictUpdate* update) {
+    int64_t base = init;
+    if (current != nullptr) {
+      if (!ParseInt64(current->data, &base)) {
+        return Status::InvalidArgument("value is not a decimal int64, cannot increment it");
+      }
+      update->content_type = current->content_type;
+      update->keep_expiry = true;
+    } else {
+      update->content_type = kIncrContentType;
+      update->ttl_ms = ttl_ms;
+    }
+    if (__builtin_add_overflow(base, by, &next)) {
+      return Status::InvalidArgument("increment overflow: " + std::to_string(base) + " + " +
+                                     std::to_string(by) + " does not fit in int64");
+    }
+    update->data = std::to_string(next);
+    return Status::OK();
+  };
+  SHM_RETURN_IF_ERROR(Update(key, add));
+  *result = next;
+  return Status::OK();
+}
+
+Status Dict::ListKeys(std::string_view prefix, size_t limit, uint64_t cursor,
+                      std::vector<std::string>* keys, uint64_t* next_cursor) {
+  if (prefix.size() > kMaxKey) return Status::InvalidArgument("prefix longer than the key limit");
+  if (limit < 1 || limit > kMaxListLimit) {
+    return Status::InvalidArgument("limit must be between 1 and " + std::to_string(kMaxListLimit));
+  }
+  keys->clear();
+  *next_cursor = 0;
+  return Guarded([&] {
+    // A cursor is (table epoch << 32 | next slot); a rebuilt table restarts the scan.
+    bool restart = cursor == 0;
+    auto epoch = static_cast<uint32_t>(cursor >> 32);
+    uint64_t pos = cursor & 0xffffffffu;
+    while (true) {
+      ObjectGuard guard;  // Per chunk, so writers interleave with a long scan.
+      SHM_RETURN_IF_ERROR(guard.Lock(ref_));
+      Locked d = ViewLocked(ref_);
+      auto current_epoch = static_cast<uint32_t>(d.rep->table_epoch.load());
+      if (restart || current_epoch != epoch) {
+        epoch = current_epoch;
+        pos = 0;
+        restart = false;
+      }
+      uint64_t capacity = d.table->capacity;
+      if (pos > capacity) return Status::InvalidArgument("bad cursor");
+      uint64_t end = std::min(capacity, pos + kListChunk);
+      int64_t now = WallNowMs();
+      while (pos < end && keys->size() < limit) {
+        uint64_t word = d.slot(pos++).blob.load();
+        if (!IsBlob(word)) continue;
+        const DictEntryBlob* b = d.blob(word);
+        if (b->expired(now) || b->key().substr(0, prefix.size()) != prefix) continue;
+        keys->emplace_back(b->key());
+      }
+      if (pos >= capacity) return Status::OK();  // Complete: next_cursor stays 0.
+      if (keys->size() == limit) {
+        *next_cursor = (uint64_t{epoch} << 32) | pos;
+        return Status::OK();
+      }
+    }
+  });
+}
+
+Status Dict::Stats(DictStats* stats) {
+  return Guarded([&] {
+    ObjectGuard guard;
+    SHM_RETURN_IF_ERROR(guard.Lock(ref_));
+    Locked d = ViewLocked(ref_);
+    stats->hits = d.rep->hits.load();
+    stats->misses = d.rep->misses.load();
+    stats->evictions = d.rep->evictions.load();
+    stats->expirations = d.rep->expirations.load();
+    stats->entries = d.rep->entries.load();
+    stats->bytes = d.rep->bytes.load();
+    stats->max_bytes = d.rep->max_bytes;
+    stats->capacity = d.table->capacity;
+    return Status::OK();
+  });
+}
+
+Status Dict::GetOptions(DictOptions* options) {
+  ObjectGuard guard;
+  SHM_RETURN_IF_ERROR(guard.Lock(ref_));
+  Locked d = ViewLocked(ref_);
+  options->max_bytes = d.rep->max_bytes;
+  options->eviction = static_cast<DictEviction>(d.rep->eviction);
+  options->default_ttl_ms = d.rep->default_ttl_ms;
+  return Status::OK();
+}
+
 }  // namespace shm

@@ -1,0 +1,151 @@
+// Dict: a named map from byte-string keys to byte-string values, each with a content type, a
+// version (for compare-and-set) and an optional expiry, shared by every attached process.
+//
+// Crash safety: every entry is an immutable blob in the segment, published into an open-addressing
+// slot with one atomic store under the dict's lock (copy-on-write, see DESIGN.md), so a process
+// killed at any instruction leaves each key with its old or its new value, whole. Optional CLOCK
+// eviction keeps the dict under max_bytes.
+//
+// Process-safety: a Dict is a cheap process-local handle; copy it freely and use it from any
+// thread. Every call takes the dict's lock (a robust mutex) briefly; ListKeys takes it per chunk.
+// Once the dict is deleted (or expires), every call answers NotFound; open it again.
+#ifndef SHM_DICT_H_
+#define SHM_DICT_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "shm/registry.h"
+#include "shm/status.h"
+
+namespace shm {
+
+class Sessions;
+
+enum class DictEviction : uint32_t {
+  kNone = 0,   // A write that would pass max_bytes fails with OutOfSpace and changes nothing.
+  kClock = 1,  // Such a write first evicts expired, then least recently read entries (CLOCK).
+};
+
+// Fixed when the dict is created; ignored when opening an existing one.
+struct DictOptions {
+  // Bound on the bytes of all entries (keys, content types, values and a 40-byte header each);
+  // 0 = bounded only by the segment. Required (> 0) with kClock.
+  uint64_t max_bytes = 0;
+  DictEviction eviction = DictEviction::kNone;
+  // Expiry of entries written without a TTL; 0 = never.
+  int64_t default_ttl_ms = 0;
+};
+
+struct DictValue {
+  std::string data;
+  std::string content_type;
+  uint64_t version = 0;       // Unique per write within this dict, increasing.
+  int64_t expires_at_ms = 0;  // Wall clock; 0 = never.
+};
+
+enum class SetMode {
+  kSet,      // Create or replace.
+  kAdd,      // Only if absent: AlreadyExists otherwise.
+  kReplace,  // Only if present: NotFound otherwise.
+};
+
+struct SetOptions {
+  SetMode mode = SetMode::kSet;
+  int64_t ttl_ms = 0;  // 0: the dict's default TTL.
+  // Write only if the entry exists with this version; Conflict otherwise (absent included).
+  std::optional<uint64_t> if_version;
+  std::string_view content_type;  // <= kMaxContentType bytes of printable ASCII.
+};
+
+struct DictStats {
+  uint64_t hits = 0;         // Gets that found the key.
+  uint64_t misses = 0;       // Gets that did not.
+  uint64_t evictions = 0;    // Entries removed by CLOCK to make room.
+  uint64_t expirations = 0;  // Expired entries removed (lazily, or to make room).
+  uint64_t entries = 0;      // Stored entries (expired ones not yet removed included).
+  uint64_t bytes = 0;        // Bytes charged against max_bytes.
+  uint64_t max_bytes = 0;    // 0 = no bound but the segment.
+  uint64_t capacity = 0;     // Slots of the hash table.
+};
+
+// What an Update callback wants written.
+struct DictUpdate {
+  bool write = true;  // false: leave the entry as it is (Update answers OK, version unchanged).
+  std::string data;
+  std::string content_type;
+  int64_t ttl_ms = 0;        // 0: the dict's default TTL.
+  bool keep_expiry = false;  // true: keep the current entry's expiry (ignores ttl_ms).
+};
+// Runs under the dict's lock: `current` is the entry (nullptr when absent or expired). A non-OK
+// return aborts the update and is returned by Update. Keep it short; never touch a Dict from it.
+using DictUpdateFn = std::function<Status(const DictValue* current, DictUpdate* update)>;
+
+class Dict {
+ public:
+  static constexpr size_t kMaxKey = 1024;
+  static constexpr size_t kMaxValue = size_t{16} << 20;
+  static constexpr size_t kMaxContentType = 128;
+  static constexpr size_t kMaxListLimit = 10000;
+  static constexpr int64_t kMaxTtlMs = int64_t{100} * 365 * 24 * 3600 * 1000;  // ~100 years.
+  // Bytes charged per entry on top of key, content type and value.
+  static const size_t kEntryOverhead;
+
+  Dict() = default;
+
+  // Opens the dict `name`, creating it with `options` when missing and `mode` allows.
+  // WrongType if the name holds another kind; InvalidArgument for bad options.
+  static Status Open(Segment* segment, std::string_view name, OpenMode mode,
+                     const DictOptions& options, Dict* result, bool* created = nullptr);
+
+  // NotFound if absent or expired. Marks the entry as recently used (CLOCK).
+  Status Get(std::string_view key, DictValue* value);
+  // Writes `value` as the options say; `version` (may be null) gets the new version.
+  Status Set(std::string_view key, std::string_view value, const SetOptions& options,
+             uint64_t* version = nullptr);
+  // NotFound if absent; with `if_version`, Conflict unless the entry exists with that version.
+  Status Delete(std::string_view key, std::optional<uint64_t> if_version = std::nullopt);
+  // Adds `by` to the entry's decimal int64 text, creating it at `init` (then adding `by`) with
+  // `ttl_ms` (0: default) when absent; an existing entry keeps its expiry. InvalidArgument when
+  // the value is not a decimal int64 or on overflow (nothing changes).
+  Status Incr(std::string_view key, int64_t by, int64_t init, int64_t ttl_ms, int64_t* result);
+  // Computes the entry's next value from its current one under the lock (atomic
+  // read-modify-write). `version` (may be null) gets the version written, or the current one.
+  Status Update(std::string_view key, const DictUpdateFn& fn, uint64_t* version = nullptr);
+
+  // Keys starting with `prefix`, at most `limit` (1..kMaxListLimit), in table order, resuming at
+  // `cursor` (0: from the start). `next_cursor` is 0 when the scan is complete. Takes the lock
+  // per chunk, so writers are never stalled for long. As with Redis SCAN, a key present for the
+  // whole scan is returned at least once; when the table is rebuilt between calls the scan
+  // restarts, so a key may be returned more than once.
+  Status ListKeys(std::string_view prefix, size_t limit, uint64_t cursor,
+                  std::vector<std::string>* keys, uint64_t* next_cursor);
+
+  Status Stats(DictStats* stats);
+  // The options the dict was created with.
+  Status GetOptions(DictOptions* options);
+
+  const ObjectRef& ref() const { return ref_; }
+
+ private:
+  friend class Sessions;
+  explicit Dict(const ObjectRef& ref) : ref_(ref) {}
+
+  // Opens a dict-bodied object of `kind` (kDict or kSessions).
+  static Status OpenKind(Segment* segment, std::string_view name, ObjectKind kind, OpenMode mode,
+                         const DictOptions& options, Dict* result, bool* created);
+  Status SetImpl(std::string_view key, std::string_view value, const SetOptions& options,
+                 uint64_t* version);
+  Status UpdateImpl(std::string_view key, const DictUpdateFn& fn, uint64_t* version);
+
+  ObjectRef ref_;
+};
+
+}  // namespace shm
+
+#endif  // SHM_DICT_H_

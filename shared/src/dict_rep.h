@@ -1,0 +1,91 @@
+// DictRep: the in-segment body of a dict (and of a sessions object), and its hash table.
+//
+// The table is open addressing with linear probing over a power-of-two array of slots. A slot's
+// `blob` word is the commit point of every write: 0 (empty), kTombstoneHandle (deleted) or the
+// handle of an immutable DictEntryBlob. Writers build a new blob, then publish it with
+// CowWriter::PublishLocked under the entry's lock; the replaced blob becomes garbage. Growth and
+// tombstone cleanup build a new table (sharing the blobs) and publish it into DictRep::table the
+// same way. Nothing is ever mutated in place except single atomic words, so the committed state is
+// whole at every instant and a dead writer's half-done work is resolved by its intent slot.
+//
+// Everything here follows the rules of the segment: handles, not pointers; always-lock-free
+// atomics only. Changes to these types must bump kLayoutVersion (layout.h).
+#ifndef SHM_SRC_DICT_REP_H_
+#define SHM_SRC_DICT_REP_H_
+
+#include <atomic>
+#include <cstdint>
+#include <string_view>
+
+namespace shm {
+
+// One entry, immutable once published: the header then key, content type and value bytes.
+struct DictEntryBlob {
+  uint64_t version;
+  int64_t expires_at_ms;  // Wall clock; 0 = never.
+  uint64_t hash;          // Of the key, so a rebuild never re-reads keys.
+  uint32_t key_len;
+  uint32_t ctype_len;
+  uint64_t value_len;
+
+  char* bytes() { return reinterpret_cast<char*>(this + 1); }
+  const char* bytes() const { return reinterpret_cast<const char*>(this + 1); }
+  std::string_view key() const { return {bytes(), key_len}; }
+  std::string_view content_type() const { return {bytes() + key_len, ctype_len}; }
+  std::string_view value() const { return {bytes() + key_len + ctype_len, value_len}; }
+  // What the entry is charged against max_bytes.
+  uint64_t charged_bytes() const { return sizeof(DictEntryBlob) + key_len + ctype_len + value_len; }
+  bool expired(int64_t now_ms) const { return expires_at_ms != 0 && now_ms >= expires_at_ms; }
+};
+
+struct DictSlot {
+  std::atomic<uint64_t> blob{0};     // 0, kTombstoneHandle or a DictEntryBlob handle. Commit word.
+  std::atomic<uint32_t> ref_bit{0};  // CLOCK reference bit: set by reads, cleared by the hand.
+  uint32_t reserved = 0;
+};
+
+// A table: this header then `capacity` slots. Capacity is a power of two, constant.
+struct DictTableRep {
+  uint64_t capacity;
+  uint64_t reserved;
+
+  DictSlot* slots() { return reinterpret_cast<DictSlot*>(this + 1); }
+  static uint64_t AllocationSize(uint64_t capacity) {
+    return sizeof(DictTableRep) + capacity * sizeof(DictSlot);
+  }
+};
+
+struct DictRep {
+  // Options: constant after creation.
+  uint64_t max_bytes = 0;  // 0 = no bound but the segment.
+  uint32_t eviction = 0;   // DictEviction.
+  uint32_t reserved = 0;
+  int64_t default_ttl_ms = 0;
+
+  // Everything below is written only under the entry's lock (GUARDED_BY(entry->mu)); atomics so
+  // that a reader or a dead writer never sees a torn word.
+  std::atomic<uint64_t> table{0};        // Handle of the current DictTableRep. Commit word.
+  std::atomic<uint64_t> table_epoch{0};  // Bumped on every rebuild and repair (ListKeys cursors).
+  std::atomic<uint64_t> next_version{1};
+  std::atomic<uint64_t> clock_hand{0};  // Next slot the CLOCK sweep looks at.
+
+  // Derived from the table; recomputed by the owner-death repair.
+  std::atomic<uint64_t> entries{0};     // Slots holding a blob.
+  std::atomic<uint64_t> bytes{0};       // Sum of their charged_bytes().
+  std::atomic<uint64_t> tombstones{0};  // Slots holding kTombstoneHandle.
+
+  // Statistics (monotonic; a dead writer may lose an increment).
+  std::atomic<uint64_t> hits{0};
+  std::atomic<uint64_t> misses{0};
+  std::atomic<uint64_t> evictions{0};
+  std::atomic<uint64_t> expirations{0};
+};
+
+static_assert(std::atomic<uint64_t>::is_always_lock_free);
+static_assert(std::atomic<uint32_t>::is_always_lock_free);
+static_assert(sizeof(DictSlot) == 16);
+static_assert(sizeof(DictEntryBlob) == 40);
+
+}  // namespace shm
+
+#endif  // SHM_SRC_DICT_REP_H_
