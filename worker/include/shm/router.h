@@ -34,6 +34,10 @@ struct RequestContext {
   std::map<std::string, std::string> query;  // Percent-decoded query parameters.
 };
 
+// Limits the router applies before any handler runs.
+inline constexpr size_t kMaxQueryParams = 32;
+inline constexpr size_t kMaxQueryValueBytes = 1024;
+
 // Fills `response` (status, body, content type) and returns OK, or returns the error.
 using Handler = std::function<Status(RequestContext& context, HttpResponse* response)>;
 
@@ -51,11 +55,26 @@ class Router {
     std::vector<std::string> parts;  // Literal segments; "{}" marks a capture.
     Handler handler;
   };
+  // OK when `path` matches the route, with its decoded captures in `params`; NotFound when it
+  // does not match; InvalidArgument when it matches but a capture is badly escaped.
+  static Status Match(const Route& route, const std::vector<std::string_view>& segments,
+                      std::vector<std::string>* params);
+
   std::vector<Route> routes_;
 };
 
-// The HTTP status for a Status code (the design's table).
+// The HTTP status for a Status code (the design's table). Conflict is 409, or 412 when the
+// request made it conditional with If-Match (Router::Handle decides that).
 unsigned HttpStatusFor(const Status& status);
+
+// A complete JSON error response {"error": {"code", "message"}} carrying X-Worker-Pid; 503s also
+// carry Retry-After. Used for every error the worker answers, routed or not.
+HttpResponse ErrorResponse(unsigned http_status, std::string_view code, std::string_view message,
+                           unsigned version = 11);
+
+// Percent-decodes `in` ("%2F" -> "/"); with `plus_is_space` (query strings) '+' becomes ' '.
+// InvalidArgument on a malformed escape.
+Status PercentDecode(std::string_view in, bool plus_is_space, std::string* out);
 
 }  // namespace shm
 

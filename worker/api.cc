@@ -1,0 +1,10 @@
+#include "shm/api.h"
+
+namespace shm {
+
+void RegisterApiRoutes(Router* router) {
+  RegisterAdminRoutes(router);
+  RegisterCounterRoutes(router);
+}
+
+}  // namespace shm

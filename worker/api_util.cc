@@ -1,0 +1,153 @@
+#include "api_util.h"
+
+#include <algorithm>
+#include <charconv>
+#include <string>
+
+#include "object_guard.h"
+#include "proxy_cache.h"
+#include "shm/registry.h"
+
+namespace shm::api {
+
+bool RefIsLive(const ObjectRef& ref) {
+  if (!ref.valid()) return false;
+  const EntryRep* e = ref.entry;
+  return e->incarnation.load(std::memory_order_acquire) == ref.incarnation &&
+         e->state.load(std::memory_order_acquire) == static_cast<uint32_t>(EntryState::kLive) &&
+         !EntryExpired(e, WallNowMs());
+}
+
+Status ParseInt64(std::string_view text, int64_t* value) {
+  std::string_view digits = text.substr(!text.empty() && text.front() == '-' ? 1 : 0);
+  bool all_digits = !digits.empty() && std::all_of(digits.begin(), digits.end(),
+                                                   [](char c) { return c >= '0' && c <= '9'; });
+  int64_t parsed = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), parsed);
+  if (!all_digits || ec != std::errc() || end != text.data() + text.size()) {
+    return Status::InvalidArgument("'" + std::string(text.substr(0, 64)) +
+                                   "' is not a 64-bit integer");
+  }
+  *value = parsed;
+  return Status::OK();
+}
+
+Status ParseSecondsMs(std::string_view text, int64_t max_ms, int64_t* ms) {
+  size_t dot = text.find('.');
+  std::string_view whole = text.substr(0, dot);
+  std::string_view fraction = dot == std::string_view::npos ? "" : text.substr(dot + 1);
+  auto digits = [](std::string_view s) {
+    return std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+  };
+  bool ok = !whole.empty() && whole.size() <= 12 && digits(whole) && digits(fraction) &&
+            fraction.size() <= 3 && (dot == std::string_view::npos || !fraction.empty());
+  if (!ok) {
+    return Status::InvalidArgument("'" + std::string(text.substr(0, 64)) +
+                                   "' is not a duration in seconds (e.g. 5 or 0.25)");
+  }
+  int64_t seconds = std::stoll(std::string(whole));
+  int64_t millis = fraction.empty() ? 0 : std::stoll((std::string(fraction) + "00").substr(0, 3));
+  int64_t total = seconds * 1000 + millis;
+  if (total > max_ms) {
+    return Status::InvalidArgument("duration " + std::string(text) + "s is longer than " +
+                                   std::to_string(max_ms / 1000) + "s");
+  }
+  *ms = total;
+  return Status::OK();
+}
+
+Status CheckQueryKeys(const RequestContext& context,
+                      std::initializer_list<std::string_view> allowed) {
+  for (const auto& [key, value] : context.query) {
+    if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
+      return Status::InvalidArgument("unknown query parameter '" + key.substr(0, 64) + "'");
+    }
+  }
+  return Status::OK();
+}
+
+std::string_view QueryString(const RequestContext& context, std::string_view key,
+                             std::string_view fallback) {
+  auto it = context.query.find(std::string(key));
+  return it == context.query.end() ? fallback : std::string_view(it->second);
+}
+
+Status QueryInt64(const RequestContext& context, std::string_view key, int64_t fallback,
+                  int64_t* value) {
+  auto it = context.query.find(std::string(key));
+  if (it == context.query.end()) {
+    *value = fallback;
+    return Status::OK();
+  }
+  Status s = ParseInt64(it->second, value);
+  if (!s.ok()) return Status::InvalidArgument(std::string(key) + ": " + std::string(s.message()));
+  return Status::OK();
+}
+
+Status QueryCount(const RequestContext& context, std::string_view key, size_t fallback, size_t max,
+                  size_t* value) {
+  int64_t parsed = 0;
+  SHM_RETURN_IF_ERROR(QueryInt64(context, key, static_cast<int64_t>(fallback), &parsed));
+  if (parsed < 0 || static_cast<uint64_t>(parsed) > max) {
+    return Status::InvalidArgument(std::string(key) + " must be between 0 and " +
+                                   std::to_string(max));
+  }
+  *value = static_cast<size_t>(parsed);
+  return Status::OK();
+}
+
+Status QuerySecondsMs(const RequestContext& context, std::string_view key, int64_t fallback_ms,
+                      int64_t max_ms, int64_t* ms) {
+  auto it = context.query.find(std::string(key));
+  if (it == context.query.end()) {
+    *ms = fallback_ms;
+    return Status::OK();
+  }
+  Status s = ParseSecondsMs(it->second, max_ms, ms);
+  if (!s.ok()) return Status::InvalidArgument(std::string(key) + ": " + std::string(s.message()));
+  return Status::OK();
+}
+
+Status ParseJsonObject(const RequestContext& context,
+                       std::initializer_list<std::string_view> allowed, json::object* object) {
+  boost::system::error_code ec;
+  json::value value = json::parse(context.request.body(), ec);
+  if (ec) return Status::InvalidArgument("body is not valid JSON: " + ec.message());
+  if (!value.is_object()) return Status::InvalidArgument("body must be a JSON object");
+  for (const auto& member : value.as_object()) {
+    if (std::find(allowed.begin(), allowed.end(), member.key()) == allowed.end()) {
+      return Status::InvalidArgument("unknown member '" + std::string(member.key().substr(0, 64)) +
+                                     "'");
+    }
+  }
+  *object = std::move(value.as_object());
+  return Status::OK();
+}
+
+Status JsonInt64(const json::object& object, std::string_view key, int64_t* value) {
+  const json::value* member = object.if_contains(key);
+  if (member == nullptr)
+    return Status::InvalidArgument("missing member '" + std::string(key) + "'");
+  if (member->is_int64()) {
+    *value = member->as_int64();
+    return Status::OK();
+  }
+  if (member->is_uint64()) {
+    return Status::InvalidArgument("'" + std::string(key) + "' does not fit in int64");
+  }
+  return Status::InvalidArgument("'" + std::string(key) + "' must be an integer");
+}
+
+Status CheckName(std::string_view name) { return ValidateName(name); }
+
+void SetJson(HttpResponse* response, const json::value& value, http::status status) {
+  response->result(status);
+  response->set(http::field::content_type, "application/json");
+  response->body() = json::serialize(value);
+}
+
+void SetValue(HttpResponse* response, int64_t value) {
+  SetJson(response, json::object{{"value", value}});
+}
+
+}  // namespace shm::api

@@ -1,0 +1,61 @@
+// Helpers shared by the REST handlers: strict query and JSON parsing, JSON responses.
+//
+// Every parser rejects rather than guesses: "1.5", "+1", " 1" or "1e3" is not an integer, an
+// unknown query parameter or JSON member is InvalidArgument. Stateless and thread-safe.
+#ifndef SHM_WORKER_API_UTIL_H_
+#define SHM_WORKER_API_UTIL_H_
+
+#include <boost/json.hpp>
+#include <cstdint>
+#include <initializer_list>
+#include <string_view>
+
+#include "shm/router.h"
+#include "shm/status.h"
+
+namespace shm::api {
+
+namespace json = boost::json;
+
+inline constexpr int64_t kMaxTtlMs = int64_t{10} * 365 * 24 * 3600 * 1000;  // Ten years.
+inline constexpr size_t kMaxListLimit = 1000;
+
+// "-12" -> -12; anything but an optional '-' and 1-19 digits that fit is InvalidArgument.
+Status ParseInt64(std::string_view text, int64_t* value);
+// Seconds as "5", "0.25" (at most millisecond precision), into milliseconds in [0, max_ms].
+Status ParseSecondsMs(std::string_view text, int64_t max_ms, int64_t* ms);
+
+// InvalidArgument naming the first query parameter not in `allowed`.
+Status CheckQueryKeys(const RequestContext& context,
+                      std::initializer_list<std::string_view> allowed);
+// The parameter `key` parsed strictly, or `fallback` when absent.
+Status QueryInt64(const RequestContext& context, std::string_view key, int64_t fallback,
+                  int64_t* value);
+// A count in [0, max], or `fallback` when absent.
+Status QueryCount(const RequestContext& context, std::string_view key, size_t fallback, size_t max,
+                  size_t* value);
+// A duration in seconds (see ParseSecondsMs), or `fallback_ms` when absent.
+Status QuerySecondsMs(const RequestContext& context, std::string_view key, int64_t fallback_ms,
+                      int64_t max_ms, int64_t* ms);
+// The parameter, or `fallback` when absent.
+std::string_view QueryString(const RequestContext& context, std::string_view key,
+                             std::string_view fallback = {});
+
+// The body as a JSON object whose members are all in `allowed`.
+Status ParseJsonObject(const RequestContext& context,
+                       std::initializer_list<std::string_view> allowed, json::object* object);
+// Member `key` as an exact int64 (no fraction, no string); InvalidArgument if missing.
+Status JsonInt64(const json::object& object, std::string_view key, int64_t* value);
+
+// Checks an object name taken from the path (after percent-decoding).
+Status CheckName(std::string_view name);
+
+// Sets a JSON body, content type and status.
+void SetJson(HttpResponse* response, const json::value& value,
+             http::status status = http::status::ok);
+// {"value": n}.
+void SetValue(HttpResponse* response, int64_t value);
+
+}  // namespace shm::api
+
+#endif  // SHM_WORKER_API_UTIL_H_

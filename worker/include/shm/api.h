@@ -1,0 +1,23 @@
+// The built-in REST API (DESIGN.md "HTTP API (v1)"), one Register…Routes per object family.
+//
+// Handlers open objects through a process-local proxy cache, so a request takes the registry lock
+// only the first time a worker touches a name (or after the object was deleted). All handlers are
+// safe to run from many threads of many workers at once.
+#ifndef SHM_API_H_
+#define SHM_API_H_
+
+#include "shm/router.h"
+
+namespace shm {
+
+// Every family below.
+void RegisterApiRoutes(Router* router);
+
+// /v1/counters/{name}[/incr|/cas].
+void RegisterCounterRoutes(Router* router);
+// /v1/objects, /v1/stats, /metrics, /healthz.
+void RegisterAdminRoutes(Router* router);
+
+}  // namespace shm
+
+#endif  // SHM_API_H_

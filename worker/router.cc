@@ -1,0 +1,228 @@
+#include "shm/router.h"
+
+#include <unistd.h>
+
+#include <boost/json.hpp>
+#include <exception>
+#include <string>
+
+namespace shm {
+namespace {
+
+namespace json = boost::json;
+
+// Splits "/a/b/c" into {"a", "b", "c"} without decoding or normalising anything: "/a//b" has an
+// empty segment and "/a/../b" keeps "..", so neither matches a route by accident.
+std::vector<std::string_view> SplitPath(std::string_view path) {
+  std::vector<std::string_view> segments;
+  path.remove_prefix(1);  // REQUIRES: path starts with '/'.
+  while (true) {
+    size_t slash = path.find('/');
+    segments.push_back(path.substr(0, slash));
+    if (slash == std::string_view::npos) break;
+    path.remove_prefix(slash + 1);
+  }
+  return segments;
+}
+
+std::vector<std::string> SplitPattern(std::string_view pattern) {
+  std::vector<std::string> parts;
+  for (std::string_view part : SplitPath(pattern)) {
+    bool capture = part.size() >= 2 && part.front() == '{' && part.back() == '}';
+    parts.emplace_back(capture ? "{}" : std::string(part));
+  }
+  return parts;
+}
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// Parses "a=1&b=x%20y" strictly: a repeated key, an empty key, too many keys or an over-long value
+// is InvalidArgument rather than a silent pick.
+Status ParseQuery(std::string_view query, std::map<std::string, std::string>* out) {
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    if (pair.empty()) continue;
+    size_t eq = pair.find('=');
+    std::string key;
+    std::string value;
+    SHM_RETURN_IF_ERROR(PercentDecode(pair.substr(0, eq), true, &key));
+    if (eq != std::string_view::npos) {
+      SHM_RETURN_IF_ERROR(PercentDecode(pair.substr(eq + 1), true, &value));
+    }
+    if (key.empty()) return Status::InvalidArgument("empty query parameter name");
+    if (value.size() > kMaxQueryValueBytes) {
+      return Status::InvalidArgument("query parameter '" + key + "' is longer than " +
+                                     std::to_string(kMaxQueryValueBytes) + " bytes");
+    }
+    if (out->size() >= kMaxQueryParams) {
+      return Status::InvalidArgument("more than " + std::to_string(kMaxQueryParams) +
+                                     " query parameters");
+    }
+    if (!out->emplace(std::move(key), std::move(value)).second) {
+      return Status::InvalidArgument("query parameter repeated");
+    }
+  }
+  return Status::OK();
+}
+
+std::string AllowHeader(const std::vector<http::verb>& methods) {
+  std::string allow;
+  for (http::verb m : methods) {
+    if (allow.find(std::string(http::to_string(m))) != std::string::npos) continue;
+    if (!allow.empty()) allow += ", ";
+    allow += std::string(http::to_string(m));
+  }
+  return allow;
+}
+
+}  // namespace
+
+Status PercentDecode(std::string_view in, bool plus_is_space, std::string* out) {
+  out->clear();
+  out->reserve(in.size());
+  for (size_t i = 0; i < in.size(); ++i) {
+    char c = in[i];
+    if (c == '%') {
+      if (i + 2 >= in.size()) return Status::InvalidArgument("truncated percent-escape");
+      int hi = HexValue(in[i + 1]);
+      int lo = HexValue(in[i + 2]);
+      if (hi < 0 || lo < 0) return Status::InvalidArgument("bad percent-escape");
+      out->push_back(static_cast<char>(hi * 16 + lo));
+      i += 2;
+    } else if (c == '+' && plus_is_space) {
+      out->push_back(' ');
+    } else {
+      out->push_back(c);
+    }
+  }
+  return Status::OK();
+}
+
+unsigned HttpStatusFor(const Status& status) {
+  switch (status.code()) {
+    case Status::Code::kOk:
+      return 200;
+    case Status::Code::kNotFound:
+      return 404;
+    case Status::Code::kInvalidArgument:
+      return 400;
+    case Status::Code::kWrongType:
+    case Status::Code::kAlreadyExists:
+    case Status::Code::kConflict:
+      return 409;
+    case Status::Code::kOutOfSpace:
+      return 507;
+    case Status::Code::kTimeout:
+    case Status::Code::kPoisoned:
+      return 503;
+    case Status::Code::kInternal:
+      return 500;
+  }
+  return 500;
+}
+
+HttpResponse ErrorResponse(unsigned http_status, std::string_view code, std::string_view message,
+                           unsigned version) {
+  HttpResponse response{static_cast<http::status>(http_status), version};
+  json::object error;
+  error["code"] = code;
+  error["message"] = message;
+  json::object body;
+  body["error"] = std::move(error);
+  response.set(http::field::content_type, "application/json");
+  response.set("X-Worker-Pid", std::to_string(getpid()));
+  if (http_status == 503) response.set(http::field::retry_after, "1");
+  response.body() = json::serialize(body);
+  response.prepare_payload();
+  return response;
+}
+
+void Router::Add(http::verb method, std::string_view pattern, Handler handler) {
+  routes_.push_back(Route{method, SplitPattern(pattern), std::move(handler)});
+}
+
+Status Router::Match(const Route& route, const std::vector<std::string_view>& segments,
+                     std::vector<std::string>* params) {
+  if (route.parts.size() != segments.size()) return Status::NotFound("");
+  for (size_t i = 0; i < segments.size(); ++i) {
+    if (route.parts[i] != "{}" && route.parts[i] != segments[i]) return Status::NotFound("");
+  }
+  params->clear();
+  for (size_t i = 0; i < segments.size(); ++i) {
+    if (route.parts[i] != "{}") continue;
+    std::string decoded;
+    SHM_RETURN_IF_ERROR(PercentDecode(segments[i], false, &decoded));
+    params->push_back(std::move(decoded));
+  }
+  return Status::OK();
+}
+
+HttpResponse Router::Handle(const HttpRequest& request, Segment* segment, int worker_index) const {
+  HttpResponse response;
+  try {
+    std::string_view target = request.target();
+    size_t question = target.find('?');
+    std::string_view path = target.substr(0, question);
+    std::string_view query =
+        question == std::string_view::npos ? std::string_view() : target.substr(question + 1);
+    if (path.empty() || path.front() != '/') {
+      return ErrorResponse(400, "InvalidArgument", "request target must be an absolute path",
+                           request.version());
+    }
+    std::vector<std::string_view> segments = SplitPath(path);
+    const Route* found = nullptr;
+    std::vector<http::verb> allowed;
+    std::vector<std::string> params;
+    for (const Route& route : routes_) {
+      Status s = Match(route, segments, &params);
+      if (s.IsNotFound()) continue;
+      if (!s.ok()) return ErrorResponse(400, s.CodeName(), s.message(), request.version());
+      if (route.method == request.method()) {
+        found = &route;
+        break;
+      }
+      allowed.push_back(route.method);
+    }
+    if (found == nullptr && allowed.empty()) {
+      return ErrorResponse(404, "NotFound", "no route for " + std::string(path), request.version());
+    }
+    if (found == nullptr) {
+      HttpResponse r = ErrorResponse(
+          405, "MethodNotAllowed",
+          std::string(request.method_string()) + " is not allowed on " + std::string(path),
+          request.version());
+      r.set(http::field::allow, AllowHeader(allowed));
+      return r;
+    }
+    RequestContext context{request, segment, worker_index, std::move(params), {}};
+    Status s = ParseQuery(query, &context.query);
+    if (s.ok()) {
+      response.version(request.version());
+      response.result(http::status::ok);
+      s = found->handler(context, &response);
+    }
+    if (!s.ok()) {
+      unsigned code = HttpStatusFor(s);
+      if (s.IsConflict() && request.find(http::field::if_match) != request.end()) code = 412;
+      return ErrorResponse(code, s.CodeName(), s.message(), request.version());
+    }
+  } catch (const std::exception& e) {
+    return ErrorResponse(500, "Internal", std::string("handler failed: ") + e.what(),
+                         request.version());
+  } catch (...) {
+    return ErrorResponse(500, "Internal", "handler failed", request.version());
+  }
+  response.version(request.version());
+  response.set("X-Worker-Pid", std::to_string(getpid()));
+  response.prepare_payload();
+  return response;
+}
+
+}  // namespace shm

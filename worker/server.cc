@@ -1,1 +1,0 @@
-// Placeholder: the worker is being written.

@@ -1,0 +1,397 @@
+// The worker's HTTP server: listener on the inherited socket, one Session per connection
+// (Beast's advanced server: DoRead/OnRead/DoWrite/OnWrite/DoClose kept alive by
+// shared_from_this, pipelining with a bounded queue), heartbeat timer and graceful drain.
+#include "shm/worker.h"
+
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <chrono>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "shm/log.h"
+
+namespace shm {
+namespace {
+
+namespace beast = boost::beast;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+constexpr size_t kQueueLimit = 8;  // Responses queued per connection before reads pause.
+static_assert(kQueueLimit > 0, "a connection must be able to queue one response");
+constexpr auto kHeartbeatPeriod = std::chrono::milliseconds(250);
+constexpr auto kAcceptRetryDelay = std::chrono::milliseconds(50);
+// After an error response the client may still be sending (an oversized body): read and drop
+// that much, for that long, so it gets our answer instead of a reset.
+constexpr size_t kLingerBytes = size_t{1} << 20;
+constexpr auto kLingerTimeout = std::chrono::milliseconds(1000);
+constexpr int kMaxThreads = 64;
+
+class Session;
+
+// State shared by the listener, the sessions, the timers and the signal handler of one RunWorker.
+// The io_context is the last member, so it is destroyed first: handlers it still holds destroy
+// their sessions while the rest of the server is alive.
+struct Server {
+  Server(Segment* segment_in, const Router& router_in, const WorkerOptions& options_in)
+      : segment(segment_in), router(router_in), options(options_in) {}
+
+  // Constant after construction.
+  Segment* const segment;
+  const Router& router;
+  const WorkerOptions& options;
+
+  std::atomic<bool> draining{false};
+
+  std::mutex mu;
+  std::map<Session*, std::weak_ptr<Session>> sessions;  // GUARDED_BY(mu)
+
+  net::io_context ioc;
+};
+
+bool TokenMatches(std::string_view given, std::string_view expected) {
+  // Constant time in the token's contents: a timing probe learns nothing about a prefix.
+  unsigned diff = given.size() == expected.size() ? 0 : 1;
+  for (size_t i = 0; i < given.size(); ++i) {
+    diff |= static_cast<unsigned char>(given[i]) ^
+            static_cast<unsigned char>(expected[i % expected.size()]);
+  }
+  return diff == 0;
+}
+
+bool IsHttpError(const beast::error_code& ec) {
+  return &ec.category() == &beast::http::make_error_code(http::error::end_of_stream).category();
+}
+
+// The one place where a failure to read a request becomes an HTTP answer. Returns nothing when
+// there is no one to answer (the client went away).
+std::optional<HttpResponse> ReadErrorResponse(const beast::error_code& ec) {
+  if (ec == http::error::body_limit) {
+    return ErrorResponse(413, "PayloadTooLarge", "request body is larger than the limit");
+  }
+  if (ec == http::error::header_limit) {
+    return ErrorResponse(431, "HeaderTooLarge", "request header is larger than the limit");
+  }
+  if (ec == http::error::partial_message || !IsHttpError(ec)) return std::nullopt;
+  return ErrorResponse(400, "BadRequest", "malformed request: " + ec.message());
+}
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket&& socket, Server* server) : stream_(std::move(socket)), server_(server) {}
+
+  ~Session() {
+    std::lock_guard<std::mutex> lock(server_->mu);
+    server_->sessions.erase(this);
+    if (server_->draining.load() && server_->sessions.empty()) server_->ioc.stop();
+  }
+
+  void Run() {
+    {
+      std::lock_guard<std::mutex> lock(server_->mu);
+      server_->sessions.emplace(this, weak_from_this());
+    }
+    // Run on the connection's strand: the handlers of one session never run concurrently.
+    net::dispatch(stream_.get_executor(),
+                  beast::bind_front_handler(&Session::DoRead, shared_from_this()));
+  }
+
+  // The worker is stopping: finish what was received, then close. An idle connection closes now.
+  void Drain() {
+    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->OnDrain(); });
+  }
+
+ private:
+  void OnDrain() {
+    closing_ = true;
+    bool idle = reading_ && buffer_.size() == 0 && parser_ && !parser_->got_some();
+    if (idle) stream_.socket().cancel();
+  }
+
+  void DoRead() {
+    if (closing_) return;
+    reading_ = true;
+    parser_.emplace();  // A fresh parser per request: limits and state never leak across.
+    parser_->body_limit(server_->options.max_body_bytes);
+    parser_->header_limit(static_cast<uint32_t>(server_->options.max_header_bytes));
+    stream_.expires_after(server_->options.read_timeout);
+    http::async_read(stream_, buffer_, *parser_,
+                     beast::bind_front_handler(&Session::OnRead, shared_from_this()));
+  }
+
+  void OnRead(beast::error_code ec, size_t /*bytes*/) {
+    reading_ = false;
+    if (ec == http::error::end_of_stream || ec == net::error::operation_aborted) {
+      closing_ = true;
+      if (queue_.empty()) DoClose();
+      return;
+    }
+    if (ec == beast::error::timeout) return;  // The stream closed the socket.
+    if (ec) {
+      std::optional<HttpResponse> error = ReadErrorResponse(ec);
+      if (error) {
+        Enqueue(std::move(*error), Clock::now(), "-", "-", /*close=*/true);
+      } else {
+        SHM_LOG(kDebug) << "read: " << ec.message();
+      }
+      return;
+    }
+    Clock::time_point start = Clock::now();
+    HttpRequest request = parser_->release();
+    std::string method(request.method_string());
+    std::string target(request.target());
+    HttpResponse response = Respond(request);
+    Enqueue(std::move(response), start, method, target, /*close=*/false);
+  }
+
+  HttpResponse Respond(const HttpRequest& request) {
+    // Request smuggling guard: Beast refuses the pair in one order only.
+    if (request.count(http::field::content_length) > 0 &&
+        request.count(http::field::transfer_encoding) > 0) {
+      HttpResponse r = ErrorResponse(400, "BadRequest", "both Content-Length and Transfer-Encoding",
+                                     request.version());
+      r.keep_alive(false);
+      return r;
+    }
+    if (!Authorized(request)) {
+      HttpResponse r =
+          ErrorResponse(401, "Unauthorized", "missing or wrong bearer token", request.version());
+      r.set(http::field::www_authenticate, "Bearer");
+      r.keep_alive(request.keep_alive());
+      return r;
+    }
+    HttpResponse response =
+        server_->router.Handle(request, server_->segment, server_->options.index);
+    response.keep_alive(request.keep_alive());
+    return response;
+  }
+
+  bool Authorized(const HttpRequest& request) const {
+    const std::string& token = server_->options.token;
+    if (token.empty()) return true;
+    std::string_view target = request.target();
+    if (target.substr(0, target.find('?')) == "/healthz") return true;
+    auto it = request.find(http::field::authorization);
+    if (it == request.end()) return false;
+    std::string_view value = it->value();
+    constexpr std::string_view kBearer = "Bearer ";
+    if (value.substr(0, kBearer.size()) != kBearer) return false;
+    return TokenMatches(value.substr(kBearer.size()), token);
+  }
+
+  // Counts, logs and queues `response`; `close` (or a response that must end the connection, or
+  // a draining worker) stops reading further requests on this connection.
+  void Enqueue(HttpResponse&& response, Clock::time_point start, std::string_view method,
+               std::string_view target, bool close) {
+    if (close || server_->draining.load()) response.keep_alive(false);
+    response.set("X-Worker-Pid", std::to_string(getpid()));
+    response.prepare_payload();
+    unsigned status = response.result_int();
+    server_->segment->CountResponse(server_->options.index, static_cast<int>(status));
+    LogAccess(method, target, status, response.body().size(), start);
+    closing_ = closing_ || response.need_eof();
+    queue_.push_back(std::move(response));
+    if (queue_.size() == 1) DoWrite();
+    if (!closing_ && !reading_ && queue_.size() < kQueueLimit) DoRead();
+  }
+
+  static void LogAccess(std::string_view method, std::string_view target, unsigned status,
+                        size_t bytes, Clock::time_point start) {
+    LogLevel level = status >= 500 ? LogLevel::kWarn : LogLevel::kDebug;
+    if (!LogEnabled(level)) return;
+    auto micros =
+        std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count();
+    LogMessage(level).stream() << "http " << method << " " << target << " " << status << " "
+                               << bytes << "B " << micros << "us";
+  }
+
+  void DoWrite() {
+    stream_.expires_after(server_->options.read_timeout);
+    http::async_write(stream_, queue_.front(),
+                      beast::bind_front_handler(&Session::OnWrite, shared_from_this()));
+  }
+
+  void OnWrite(beast::error_code ec, size_t /*bytes*/) {
+    if (ec) {
+      SHM_LOG(kDebug) << "write: " << ec.message();
+      return;
+    }
+    bool last = queue_.front().need_eof();
+    queue_.pop_front();
+    if (last) return DoClose();
+    if (!queue_.empty()) return DoWrite();
+    if (closing_) return DoClose();
+    if (!reading_) DoRead();  // Reads paused while the queue was full.
+  }
+
+  // Graceful close: send FIN, then read and drop what the client still sends (bounded), so an
+  // error response is not lost to a reset.
+  void DoClose() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    if (ec) return;
+    stream_.expires_after(std::min<Clock::duration>(kLingerTimeout, server_->options.read_timeout));
+    DoLinger();
+  }
+
+  void DoLinger() {
+    linger_.resize(16 << 10);
+    stream_.async_read_some(net::buffer(linger_),
+                            beast::bind_front_handler(&Session::OnLinger, shared_from_this()));
+  }
+
+  void OnLinger(beast::error_code ec, size_t bytes) {
+    lingered_ += bytes;
+    if (ec || lingered_ >= kLingerBytes) return;  // EOF, timeout or enough: the socket closes.
+    DoLinger();
+  }
+
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  std::deque<HttpResponse> queue_;  // Responses in request order; front() is being written.
+  bool reading_ = false;            // A read is outstanding.
+  bool closing_ = false;            // No further requests: close once the queue is written.
+  std::vector<char> linger_;
+  size_t lingered_ = 0;
+  Server* const server_;
+};
+
+class Listener : public std::enable_shared_from_this<Listener> {
+ public:
+  explicit Listener(Server* server)
+      : server_(server), acceptor_(server->ioc), retry_(server->ioc) {}
+
+  Status Adopt(int listen_fd) {
+    sockaddr_storage address{};
+    socklen_t length = sizeof address;
+    if (getsockname(listen_fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+      return Status::InvalidArgument("listen fd " + std::to_string(listen_fd) + " is not a socket");
+    }
+    tcp protocol = address.ss_family == AF_INET6 ? tcp::v6() : tcp::v4();
+    beast::error_code ec;
+    acceptor_.assign(protocol, listen_fd, ec);
+    if (ec) return Status::Internal("cannot adopt the listening socket: " + ec.message());
+    return Status::OK();
+  }
+
+  void DoAccept() {
+    acceptor_.async_accept(net::make_strand(server_->ioc),
+                           beast::bind_front_handler(&Listener::OnAccept, shared_from_this()));
+  }
+
+  void Stop() {
+    beast::error_code ec;
+    retry_.cancel();
+    acceptor_.close(ec);
+  }
+
+ private:
+  void OnAccept(beast::error_code ec, tcp::socket socket) {
+    if (server_->draining.load() || ec == net::error::operation_aborted) return;
+    if (ec) {
+      // Out of descriptors or similar: wait a little rather than spin.
+      SHM_LOG(kWarn) << "accept: " << ec.message();
+      retry_.expires_after(kAcceptRetryDelay);
+      retry_.async_wait([self = shared_from_this()](beast::error_code wait_ec) {
+        if (!wait_ec) self->DoAccept();
+      });
+      return;
+    }
+    std::make_shared<Session>(std::move(socket), server_)->Run();
+    DoAccept();
+  }
+
+  Server* const server_;
+  tcp::acceptor acceptor_;
+  net::steady_timer retry_;
+};
+
+void ScheduleHeartbeat(Server* server, net::steady_timer* timer) {
+  server->segment->Heartbeat(server->options.index);
+  timer->expires_after(kHeartbeatPeriod);
+  timer->async_wait([server, timer](beast::error_code ec) {
+    if (!ec) ScheduleHeartbeat(server, timer);
+  });
+}
+
+// Stop accepting, drain every session, and stop the loop when they are gone or time is up.
+void StartDrain(Server* server, Listener* listener, net::steady_timer* drain_timer) {
+  SHM_LOG(kInfo) << "worker " << server->options.index << " draining";
+  server->draining.store(true);
+  listener->Stop();
+  drain_timer->expires_after(server->options.drain_timeout);
+  drain_timer->async_wait([server](beast::error_code ec) {
+    if (!ec) server->ioc.stop();
+  });
+  std::vector<std::shared_ptr<Session>> live;
+  {
+    std::lock_guard<std::mutex> lock(server->mu);
+    if (server->sessions.empty()) server->ioc.stop();
+    for (auto& [raw, weak] : server->sessions) {
+      if (auto session = weak.lock()) live.push_back(std::move(session));
+    }
+  }
+  for (auto& session : live) session->Drain();
+}
+
+void RunLoop(net::io_context* ioc) {
+  while (true) {
+    try {
+      ioc->run();
+      return;
+    } catch (const std::exception& e) {
+      // A throw escaping a handler must not end the worker.
+      SHM_LOG(kError) << "worker loop: " << e.what();
+    }
+  }
+}
+
+}  // namespace
+
+int RunWorker(Segment* segment, int listen_fd, const Router& router, const WorkerOptions& options) {
+  Server server(segment, router, options);
+  auto listener = std::make_shared<Listener>(&server);
+  Status s = listener->Adopt(listen_fd);
+  if (!s.ok()) {
+    SHM_LOG(kError) << "worker " << options.index << ": " << s.ToString();
+    return 1;
+  }
+  net::steady_timer heartbeat(server.ioc);
+  net::steady_timer drain_timer(server.ioc);
+  net::signal_set signals(server.ioc, SIGINT, SIGTERM);
+  signals.async_wait([&](beast::error_code ec, int) {
+    if (ec) return;
+    StartDrain(&server, listener.get(), &drain_timer);
+    signals.async_wait([&](beast::error_code again, int) {
+      if (!again) server.ioc.stop();  // A second signal: stop now.
+    });
+  });
+  ScheduleHeartbeat(&server, &heartbeat);
+  listener->DoAccept();
+
+  int threads = std::clamp(options.threads, 1, kMaxThreads);
+  std::vector<std::thread> pool;
+  for (int i = 1; i < threads; ++i) pool.emplace_back(RunLoop, &server.ioc);
+  RunLoop(&server.ioc);
+  for (std::thread& t : pool) t.join();
+  SHM_LOG(kInfo) << "worker " << options.index << " stopped";
+  return 0;
+}
+
+}  // namespace shm
