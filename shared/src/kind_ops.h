@@ -4,6 +4,8 @@
 #define SHM_SRC_KIND_OPS_H_
 
 #include <cstdint>
+#include <string>
+#include <string_view>
 
 #include "segment_impl.h"
 #include "shm/registry.h"
@@ -17,6 +19,14 @@ struct KindOps {
   void (*repair_locked)(Segment::Impl* segment, EntryRep* entry);
   // Frees a body that is no longer reachable, and every blob it owns.
   void (*destroy)(Segment::Impl* segment, uint64_t body);
+  // Appends the committed state of the entry's body to `out` (format private to the kind).
+  // Called with the entry's lock held (after any owner-death repair). Used by snapshots and by
+  // the rebuild of a poisoned or growing segment, so it must not allocate in the segment.
+  Status (*serialize_locked)(Segment::Impl* segment, const EntryRep* entry, std::string* out);
+  // Builds a new body in `segment` from serialize_locked's bytes; InvalidArgument if they are
+  // malformed (never trust them: they come from a file). Returns the body's handle unpublished;
+  // on error it has freed whatever it allocated.
+  Status (*deserialize)(Segment::Impl* segment, std::string_view bytes, uint64_t* body);
 };
 
 extern const KindOps kCounterOps;
