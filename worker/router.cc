@@ -152,7 +152,9 @@ Status Router::Match(const Route& route, const std::vector<std::string_view>& se
                      std::vector<std::string>* params) {
   if (route.parts.size() != segments.size()) return Status::NotFound("");
   for (size_t i = 0; i < segments.size(); ++i) {
-    if (route.parts[i] != "{}" && route.parts[i] != segments[i]) return Status::NotFound("");
+    bool capture = route.parts[i] == "{}";
+    // An empty segment ("//") captures nothing: such a path is not one of ours.
+    if (capture ? segments[i].empty() : route.parts[i] != segments[i]) return Status::NotFound("");
   }
   params->clear();
   for (size_t i = 0; i < segments.size(); ++i) {
