@@ -1,0 +1,603 @@
+#include "shm/dict.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/test_util.h"
+#include "segment_impl.h"
+#include "shm/counter.h"
+#include "shm/sessions.h"
+
+namespace shm {
+namespace {
+
+#define ASSERT_OK(expr)                                     \
+  do {                                                      \
+    ::shm::Status s_ = (expr);                              \
+    ASSERT_TRUE(s_.ok()) << #expr << ": " << s_.ToString(); \
+  } while (0)
+#define EXPECT_OK(expr)                                     \
+  do {                                                      \
+    ::shm::Status s_ = (expr);                              \
+    EXPECT_TRUE(s_.ok()) << #expr << ": " << s_.ToString(); \
+  } while (0)
+
+Dict OpenDict(Segment* seg, std::string_view name, const DictOptions& options = {}) {
+  Dict dict;
+  Status s = Dict::Open(seg, name, OpenMode::kCreateIfMissing, options, &dict);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  return dict;
+}
+
+SetOptions Mode(SetMode mode) {
+  SetOptions options;
+  options.mode = mode;
+  return options;
+}
+
+DictStats StatsOf(Dict& dict) {
+  DictStats stats;
+  EXPECT_OK(dict.Stats(&stats));
+  return stats;
+}
+
+// Waits (bounded) until the wall clock passes `deadline_ms`.
+void WaitUntilWallMs(int64_t deadline_ms) {
+  for (int i = 0; i < 5000 && WallNowMs() <= deadline_ms; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_GT(WallNowMs(), deadline_ms);
+}
+
+// A value whose first 8 bytes are a checksum of the rest, so a torn read is detectable.
+uint64_t Checksum(std::string_view bytes) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : bytes) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+std::string MakeCheckedValue(std::mt19937_64& rng, size_t length) {
+  std::string value(8 + length, '\0');
+  for (size_t i = 8; i < value.size(); ++i) value[i] = static_cast<char>(rng());
+  uint64_t sum = Checksum(std::string_view(value).substr(8));
+  std::memcpy(value.data(), &sum, 8);
+  return value;
+}
+bool CheckedValueIsWhole(std::string_view value) {
+  if (value.size() < 8) return false;
+  uint64_t sum = 0;
+  std::memcpy(&sum, value.data(), 8);
+  return sum == Checksum(value.substr(8));
+}
+
+TEST(DictTest, SetGetKeepsBytesContentTypeAndIncreasingVersions) {
+  test::ScopedSegment seg;
+  Dict dict = OpenDict(seg.get(), "d");
+  std::string binary_key("k\0\xff", 3);
+  std::string binary_value("v\0\x01\x80", 4);
+  SetOptions options;
+  options.content_type = "application/octet-stream";
+  uint64_t v1 = 0, v2 = 0;
+  ASSERT_OK(dict.Set(binary_key, binary_value, options, &v1));
+  ASSERT_OK(dict.Set("other", "", {}, &v2));
+  EXPECT_GT(v2, v1);
+  DictValue got;
+  ASSERT_OK(dict.Get(binary_key, &got));
+  EXPECT_EQ(got.data, binary_value);
+  EXPECT_EQ(got.content_type, "application/octet-stream");
+  EXPECT_EQ(got.version, v1);
+  EXPECT_EQ(got.expires_at_ms, 0);
+  ASSERT_OK(dict.Get("other", &got));
+  EXPECT_EQ(got.data, "");
+  EXPECT_EQ(got.content_type, "");
+  uint64_t v3 = 0;
+  ASSERT_OK(dict.Set(binary_key, "new", {}, &v3));
+  EXPECT_GT(v3, v2);
+  ASSERT_OK(dict.Get(binary_key, &got));
+  EXPECT_EQ(got.data, "new");
+  EXPECT_TRUE(dict.Get("missing", &got).IsNotFound());
+  DictStats stats = StatsOf(dict);
+  EXPECT_EQ(stats.entries, 2u);
+  EXPECT_EQ(stats.bytes, 2 * Dict::kEntryOverhead + binary_key.size() + 3 + 5);
+  EXPECT_EQ(stats.hits, 3u);
+  EXPECT_EQ(stats.misses, 1u);
+}
+
+TEST(DictTest, AddAndReplaceModes) {
+  test::ScopedSegment seg;
+  Dict dict = OpenDict(seg.get(), "d");
+  EXPECT_TRUE(dict.Set("k", "x", Mode(SetMode::kReplace)).IsNotFound());
+  ASSERT_OK(dict.Set("k", "one", Mode(SetMode::kAdd)));
+  EXPECT_TRUE(dict.Set("k", "two", Mode(SetMode::kAdd)).IsAlreadyExists());
+  DictValue got;
+  ASSERT_OK(dict.Get("k", &got));
+  EXPECT_EQ(got.data, "one");
+  ASSERT_OK(dict.Set("k", "three", Mode(SetMode::kReplace)));
+  ASSERT_OK(dict.Get("k", &got));
+  EXPECT_EQ(got.data, "three");
+  EXPECT_EQ(StatsOf(dict).entries, 1u);
+}
+
+TEST(DictTest, CompareAndSetOnVersion) {
+  test::ScopedSegment seg;
+  Dict dict = OpenDict(seg.get(), "d");
+  SetOptions cas;
+  cas.if_version = 1234;
+  EXPECT_TRUE(dict.Set("k", "x", cas).IsConflict());  // Absent.
+  uint64_t version = 0;
+  ASSERT_OK(dict.Set("k", "a", {}, &version));
+  cas.if_version = version + 1;
+  EXPECT_TRUE(dict.Set("k", "b", cas).IsConflict());
+  EXPECT_TRUE(dict.Delete("k", version + 1).IsConflict());
+  DictValue got;
+  ASSERT_OK(dict.Get("k", &got));
+  EXPECT_EQ(got.data, "a");
+  cas.if_version = version;
+  uint64_t next = 0;
+  ASSERT_OK(dict.Set("k", "b", cas, &next));
+  EXPECT_NE(next, version);
+  EXPECT_TRUE(dict.Set("k", "c", cas).IsConflict());  // The old version is spent.
+  EXPECT_TRUE(dict.Delete("k", version).IsConflict());
+  ASSERT_OK(dict.Delete("k", next));
+  EXPECT_TRUE(dict.Get("k", &got).IsNotFound());
+  EXPECT_TRUE(dict.Delete("k").IsNotFound());
+  EXPECT_TRUE(dict.Delete("k", next).IsConflict());
+}
+
+TEST(DictTest, BadInputIsInvalidArgumentAndChangesNothing) {
+  test::ScopedSegment seg;
+  Dict dict = OpenDict(seg.get(), "d");
+  ASSERT_OK(dict.Set("k", "v", {}));
+  DictStats before = StatsOf(dict);
+  DictValue got;
+  EXPECT_TRUE(dict.Set("", "v", {}).IsInvalidArgument());
+  EXPECT_TRUE(dict.Get("", &got).IsInvalidArgument());
+  std::string long_key(Dict::kMaxKey + 1, 'k');
+  EXPECT_TRUE(dict.Set(long_key, "v", {}).IsInvalidArgument());
+  ASSERT_OK(dict.Set(std::string(Dict::kMaxKey, 'k'), "v", {}));
+  ASSERT_OK(dict.Delete(std::string(Dict::kMaxKey, 'k')));
+  std::string huge(Dict::kMaxValue + 1, 'v');
+  Status s = dict.Set("k", huge, {});
+  EXPECT_TRUE(s.IsInvalidArgument());
+  EXPECT_NE(s.message().find("longer than the limit"), std::string_view::npos);
+  SetOptions options;
+  options.content_type = std::string(Dict::kMaxContentType + 1, 't');
+  EXPECT_TRUE(dict.Set("k", "x", options).IsInvalidArgument());
+  options.content_type = "text/plain\r\nX-Evil: 1";
+  EXPECT_TRUE(dict.Set("k", "x", options).IsInvalidArgument());
+  options = {};
+  options.ttl_ms = -1;
+  EXPECT_TRUE(dict.Set("k", "x", options).IsInvalidArgument());
+  std::vector<std::string> keys;
+  uint64_t cursor = 0;
+  EXPECT_TRUE(dict.ListKeys("", 0, 0, &keys, &cursor).IsInvalidArgument());
+  EXPECT_TRUE(dict.ListKeys("", Dict::kMaxListLimit + 1, 0, &keys, &cursor).IsInvalidArgument());
+  ASSERT_OK(dict.Get("k", &got));
+  EXPECT_EQ(got.data, "v");
+  DictStats after = StatsOf(dict);
+  EXPECT_EQ(after.entries, before.entries);
+  EXPECT_EQ(after.bytes, before.bytes);
+
+  Dict other;
+  DictOptions bad;
+  bad.eviction = DictEviction::kClock;  // Without max_bytes.
+  EXPECT_TRUE(
+      Dict::Open(seg.get(), "e", OpenMode::kCreateIfMissing, bad, &other).IsInvalidArgument());
+  bad = {};
+  bad.default_ttl_ms = -5;
+  EXPECT_TRUE(
+      Dict::Open(seg.get(), "e", OpenMode::kCreateIfMissing, bad, &other).IsInvalidArgument());
+  ObjectInfo info;
+  EXPECT_TRUE(seg->registry().Lookup("e", &info).IsNotFound());
+}
+
+TEST(DictTest, OptionsApplyOnCreateOnly) {
+  test::ScopedSegment seg;
+  DictOptions options;
+  options.max_bytes = 4096;
+  options.eviction = DictEviction::kClock;
+  options.default_ttl_ms = 60000;
+  Dict dict;
+  bool created = false;
+  ASSERT_OK(Dict::Open(seg.get(), "d", OpenMode::kCreateIfMissing, options, &dict, &created));
+  EXPECT_TRUE(created);
+  Dict again;
+  ASSERT_OK(Dict::Open(seg.get(), "d", OpenMode::kOpenExisting, {}, &again, &created));
+  EXPECT_FALSE(created);
+  DictOptions got;
+  ASSERT_OK(again.GetOptions(&got));
+  EXPECT_EQ(got.max_bytes, 4096u);
+  EXPECT_EQ(got.eviction, DictEviction::kClock);
+  EXPECT_EQ(got.default_ttl_ms, 60000);
+  EXPECT_TRUE(Dict::Open(seg.get(), "nope", OpenMode::kOpenExisting, {}, &again).IsNotFound());
+}
+
+TEST(DictTest, TtlExpiryIsObservedOnTheClockAndCounted) {
+  test::ScopedSegment seg;
+  DictOptions options;
+  options.default_ttl_ms = 40;
+  Dict dict = OpenDict(seg.get(), "d", options);
+  SetOptions ttl;
+  ttl.ttl_ms = 20;
+  ASSERT_OK(dict.Set("short", "s", ttl));
+  ASSERT_OK(dict.Set("default", "d", {}));
+  ttl.ttl_ms = 3600 * 1000;
+  ASSERT_OK(dict.Set("long", "l", ttl));
+  DictValue short_value, default_value, long_value;
+  ASSERT_OK(dict.Get("short", &short_value));
+  ASSERT_OK(dict.Get("default", &default_value));
+  ASSERT_OK(dict.Get("long", &long_value));
+  EXPECT_GT(short_value.expires_at_ms, 0);
+  WaitUntilWallMs(short_value.expires_at_ms);
+  DictValue got;
+  EXPECT_TRUE(dict.Get("short", &got).IsNotFound());
+  EXPECT_GE(default_value.expires_at_ms, short_value.expires_at_ms);
+  // An expired key is absent for every operation.
+  WaitUntilWallMs(default_value.expires_at_ms);
+  EXPECT_TRUE(dict.Set("default", "x", Mode(SetMode::kReplace)).IsNotFound());
+  ASSERT_OK(dict.Set("default", "again", Mode(SetMode::kAdd)));
+  ASSERT_OK(dict.Get("default", &got));
+  EXPECT_EQ(got.data, "again");
+  ASSERT_OK(dict.Get("long", &got));
+  DictStats stats = StatsOf(dict);
+  EXPECT_EQ(stats.expirations, 2u);  // "short" on read, "default" on rewrite.
+  EXPECT_EQ(stats.entries, 2u);
+}
+
+// Entries of exactly `each` charged bytes: 3-byte keys, values filling the rest.
+std::string Key(int i) {
+  char text[8];
+  snprintf(text, sizeof text, "k%02d", i);
+  return text;
+}
+
+TEST(DictTest, ClockEvictionKeepsMaxBytesAndEvictsUnreferencedFirst) {
+  test::ScopedSegment seg;
+  constexpr uint64_t kEach = 104;
+  const std::string value(kEach - Dict::kEntryOverhead - 3, 'v');
+  DictOptions options;
+  options.max_bytes = 10 * kEach;
+  options.eviction = DictEviction::kClock;
+  Dict dict = OpenDict(seg.get(), "cache", options);
+  for (int i = 0; i < 10; ++i) ASSERT_OK(dict.Set(Key(i), value, {}));
+  EXPECT_EQ(StatsOf(dict).bytes, 10 * kEach);
+  DictValue got;
+  for (int i = 0; i < 5; ++i) ASSERT_OK(dict.Get(Key(i), &got));  // Referenced.
+  ASSERT_OK(dict.Set(Key(10), value, {}));
+  DictStats stats = StatsOf(dict);
+  EXPECT_EQ(stats.evictions, 1u);
+  EXPECT_EQ(stats.bytes, 10 * kEach);
+  EXPECT_LE(stats.bytes, options.max_bytes);
+  for (int i = 0; i < 5; ++i) EXPECT_TRUE(dict.Get(Key(i), &got).ok()) << Key(i);
+  ASSERT_OK(dict.Get(Key(10), &got));
+  int unreferenced_left = 0;
+  for (int i = 5; i < 10; ++i) unreferenced_left += dict.Get(Key(i), &got).ok() ? 1 : 0;
+  EXPECT_EQ(unreferenced_left, 4);
+  // Many more writes: the bound always holds.
+  for (int i = 11; i < 60; ++i) {
+    ASSERT_OK(dict.Set(Key(i), value, {}));
+    ASSERT_LE(StatsOf(dict).bytes, options.max_bytes);
+  }
+  EXPECT_EQ(StatsOf(dict).entries, 10u);
+  // An entry larger than the whole dict can never fit.
+  EXPECT_TRUE(dict.Set("big", std::string(options.max_bytes, 'b'), {}).IsInvalidArgument());
+  EXPECT_EQ(StatsOf(dict).entries, 10u);
+}
+
+TEST(DictTest, ClockEvictsExpiredEntriesEvenIfReferenced) {
+  test::ScopedSegment seg;
+  constexpr uint64_t kEach = 104;
+  const std::string value(kEach - Dict::kEntryOverhead - 3, 'v');
+  DictOptions options;
+  options.max_bytes = 4 * kEach;
+  options.eviction = DictEviction::kClock;
+  Dict dict = OpenDict(seg.get(), "cache", options);
+  SetOptions short_ttl;
+  short_ttl.ttl_ms = 20;
+  ASSERT_OK(dict.Set(Key(0), value, short_ttl));
+  for (int i = 1; i < 4; ++i) ASSERT_OK(dict.Set(Key(i), value, {}));
+  DictValue got;
+  for (int i = 0; i < 4; ++i) ASSERT_OK(dict.Get(Key(i), &got));  // All referenced.
+  ASSERT_OK(dict.Get(Key(0), &got));
+  WaitUntilWallMs(got.expires_at_ms);
+  ASSERT_OK(dict.Set(Key(4), value, {}));
+  DictStats stats = StatsOf(dict);
+  EXPECT_EQ(stats.expirations, 1u);
+  EXPECT_EQ(stats.evictions, 0u);
+  for (int i = 1; i < 5; ++i) EXPECT_TRUE(dict.Get(Key(i), &got).ok()) << Key(i);
+}
+
+TEST(DictTest, FullDictWithoutEvictionIsOutOfSpaceAndChangesNothing) {
+  test::ScopedSegment seg;
+  constexpr uint64_t kEach = 104;
+  const std::string value(kEach - Dict::kEntryOverhead - 3, 'v');
+  DictOptions options;
+  options.max_bytes = 3 * kEach;
+  Dict dict = OpenDict(seg.get(), "d", options);
+  std::vector<uint64_t> versions(3);
+  for (int i = 0; i < 3; ++i) ASSERT_OK(dict.Set(Key(i), value, {}, &versions[i]));
+  DictStats before = StatsOf(dict);
+  Status s = dict.Set(Key(3), value, {});
+  EXPECT_TRUE(s.IsOutOfSpace()) << s.ToString();
+  EXPECT_TRUE(dict.Set(Key(0), value + "x", {}).IsOutOfSpace());  // Growing an entry too.
+  DictStats after = StatsOf(dict);
+  EXPECT_EQ(after.entries, before.entries);
+  EXPECT_EQ(after.bytes, before.bytes);
+  EXPECT_EQ(after.evictions, 0u);
+  DictValue got;
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_OK(dict.Get(Key(i), &got));
+    EXPECT_EQ(got.version, versions[i]);
+  }
+  EXPECT_TRUE(dict.Get(Key(3), &got).IsNotFound());
+  ASSERT_OK(dict.Set(Key(0), value, {}));  // Same size: fits.
+  ASSERT_OK(dict.Delete(Key(1)));
+  ASSERT_OK(dict.Set(Key(3), value, {}));
+}
+
+TEST(DictTest, FullSegmentIsOutOfSpaceAndChangesNothing) {
+  test::ScopedSegment seg(size_t{4} << 20, 16);
+  Dict dict = OpenDict(seg.get(), "d");
+  ASSERT_OK(dict.Set("k", "small", {}));
+  std::string big(size_t{1} << 20, 'b');
+  Status s;
+  int stored = 0;
+  for (int i = 0; i < 16 && s.ok(); ++i) {
+    s = dict.Set("big" + std::to_string(i), big, {});
+    if (s.ok()) ++stored;
+  }
+  EXPECT_TRUE(s.IsOutOfSpace()) << s.ToString();
+  EXPECT_GT(stored, 0);
+  DictValue got;
+  ASSERT_OK(dict.Get("k", &got));
+  EXPECT_EQ(got.data, "small");
+  EXPECT_EQ(StatsOf(dict).entries, static_cast<uint64_t>(stored) + 1);
+}
+
+TEST(DictTest, GrowsToThousandsOfKeysAndDeletesHalf) {
+  test::ScopedSegment seg(size_t{32} << 20);
+  Dict dict = OpenDict(seg.get(), "d");
+  constexpr int kKeys = 5000;
+  for (int i = 0; i < kKeys; ++i)
+    ASSERT_OK(dict.Set("key" + std::to_string(i), std::to_string(i), {}));
+  DictStats stats = StatsOf(dict);
+  EXPECT_EQ(stats.entries, static_cast<uint64_t>(kKeys));
+  EXPECT_GE(stats.capacity, static_cast<uint64_t>(kKeys) * 4 / 3);
+  DictValue got;
+  for (int i = 0; i < kKeys; ++i) {
+    ASSERT_OK(dict.Get("key" + std::to_string(i), &got));
+    ASSERT_EQ(got.data, std::to_string(i));
+  }
+  for (int i = 0; i < kKeys; i += 2) ASSERT_OK(dict.Delete("key" + std::to_string(i)));
+  for (int i = 0; i < kKeys; ++i) {
+    Status s = dict.Get("key" + std::to_string(i), &got);
+    ASSERT_EQ(s.ok(), i % 2 == 1) << i;
+  }
+}
+
+TEST(DictTest, ChurnThroughManyKeysKeepsTheTableSmall) {
+  test::ScopedSegment seg;
+  Dict dict = OpenDict(seg.get(), "d");
+  constexpr int kAlive = 50;
+  for (int i = 0; i < 20000; ++i) {
+    ASSERT_OK(dict.Set("churn" + std::to_string(i), "x", {}));
+    if (i >= kAlive) ASSERT_OK(dict.Delete("churn" + std::to_string(i - kAlive)));
+  }
+  DictStats stats = StatsOf(dict);
+  EXPECT_EQ(stats.entries, static_cast<uint64_t>(kAlive));
+  EXPECT_LE(stats.capacity, 256u);  // Tombstones are reused or cleared by rebuilds.
+  DictValue got;
+  for (int i = 20000 - kAlive; i < 20000; ++i) {
+    ASSERT_OK(dict.Get("churn" + std::to_string(i), &got));
+  }
+  EXPECT_TRUE(dict.Get("churn0", &got).IsNotFound());
+}
+
+TEST(DictTest, ListKeysPagingVisitsEveryKeyOnce) {
+  test::ScopedSegment seg;
+  Dict dict = OpenDict(seg.get(), "d");
+  std::set<std::string> expected;
+  for (int i = 0; i < 3000; ++i) {
+    std::string key = (i % 3 == 0 ? "b:" : "a:") + std::to_string(i);
+    ASSERT_OK(dict.Set(key, "v", {}));
+    if (key.starts_with("a:")) expected.insert(key);
+  }
+  std::multiset<std::string> seen;
+  uint64_t cursor = 0;
+  int pages = 0;
+  do {
+    std::vector<std::string> keys;
+    ASSERT_OK(dict.ListKeys("a:", 7, cursor, &keys, &cursor));
+    EXPECT_LE(keys.size(), 7u);
+    seen.insert(keys.begin(), keys.end());
+    ASSERT_LT(++pages, 1000);
+  } while (cursor != 0);
+  EXPECT_EQ(seen.size(), expected.size());
+  EXPECT_EQ(std::set<std::string>(seen.begin(), seen.end()), expected);
+
+  std::vector<std::string> all;
+  ASSERT_OK(dict.ListKeys("", Dict::kMaxListLimit, 0, &all, &cursor));
+  EXPECT_EQ(all.size(), 3000u);
+  EXPECT_EQ(cursor, 0u);
+  std::vector<std::string> one;
+  ASSERT_OK(dict.ListKeys("", 1, 0, &one, &cursor));
+  ASSERT_NE(cursor, 0u);
+  uint64_t forged = (cursor & ~uint64_t{0xffffffff}) | 0xfffffff;
+  EXPECT_TRUE(dict.ListKeys("", 1, forged, &one, &cursor).IsInvalidArgument());
+}
+
+TEST(DictTest, IncrCountsInDecimalText) {
+  test::ScopedSegment seg;
+  Dict dict = OpenDict(seg.get(), "d");
+  int64_t result = 0;
+  ASSERT_OK(dict.Incr("n", 5, 100, 0, &result));
+  EXPECT_EQ(result, 105);
+  ASSERT_OK(dict.Incr("n", -10, 0, 0, &result));
+  EXPECT_EQ(result, 95);
+  DictValue got;
+  ASSERT_OK(dict.Get("n", &got));
+  EXPECT_EQ(got.data, "95");
+  EXPECT_EQ(got.content_type, "text/plain");
+  ASSERT_OK(dict.Set("text", "12abc", {}));
+  EXPECT_TRUE(dict.Incr("text", 1, 0, 0, &result).IsInvalidArgument());
+  ASSERT_OK(dict.Set("max", std::to_string(std::numeric_limits<int64_t>::max()), {}));
+  EXPECT_TRUE(dict.Incr("max", 1, 0, 0, &result).IsInvalidArgument());
+  ASSERT_OK(dict.Get("max", &got));
+  EXPECT_EQ(got.data, std::to_string(std::numeric_limits<int64_t>::max()));
+  // A created entry takes the TTL; an existing one keeps its expiry.
+  ASSERT_OK(dict.Incr("ttl", 1, 0, 60000, &result));
+  DictValue first;
+  ASSERT_OK(dict.Get("ttl", &first));
+  EXPECT_GT(first.expires_at_ms, 0);
+  ASSERT_OK(dict.Incr("ttl", 1, 0, 0, &result));
+  ASSERT_OK(dict.Get("ttl", &got));
+  EXPECT_EQ(got.expires_at_ms, first.expires_at_ms);
+  EXPECT_EQ(got.data, "2");
+  EXPECT_TRUE(dict.Incr("n", 1, 0, -1, &result).IsInvalidArgument());
+}
+
+TEST(DictTest, UpdateAbortsOnErrorAndCanLeaveTheEntry) {
+  test::ScopedSegment seg;
+  Dict dict = OpenDict(seg.get(), "d");
+  uint64_t version = 0;
+  ASSERT_OK(dict.Set("k", "a", {}, &version));
+  Status s =
+      dict.Update("k", [](const DictValue*, DictUpdate*) { return Status::Conflict("no thanks"); });
+  EXPECT_TRUE(s.IsConflict());
+  uint64_t seen = 0;
+  ASSERT_OK(dict.Update(
+      "k",
+      [](const DictValue* current, DictUpdate* update) {
+        EXPECT_EQ(current->data, "a");
+        update->write = false;
+        return Status::OK();
+      },
+      &seen));
+  EXPECT_EQ(seen, version);
+  ASSERT_OK(dict.Update(
+      "k",
+      [](const DictValue* current, DictUpdate* update) {
+        update->data = current->data + "b";
+        return Status::OK();
+      },
+      &seen));
+  DictValue got;
+  ASSERT_OK(dict.Get("k", &got));
+  EXPECT_EQ(got.data, "ab");
+  EXPECT_EQ(got.version, seen);
+  EXPECT_TRUE(dict.Update("k",
+                          [](const DictValue*, DictUpdate* update) {
+                            update->content_type = "bad\n";
+                            return Status::OK();
+                          })
+                  .IsInvalidArgument());
+}
+
+TEST(DictTest, WrongTypeOpenAndStaleHandleAfterDelete) {
+  test::ScopedSegment seg;
+  Counter counter;
+  ASSERT_OK(Counter::Open(seg.get(), "c", {OpenMode::kCreateIfMissing, 0, 0}, &counter));
+  Dict dict;
+  Status s = Dict::Open(seg.get(), "c", OpenMode::kCreateIfMissing, {}, &dict);
+  EXPECT_TRUE(s.IsWrongType()) << s.ToString();
+  Sessions sessions;
+  ASSERT_OK(Sessions::Open(seg.get(), "s", OpenMode::kCreateIfMissing, 1000, &sessions));
+  EXPECT_TRUE(Dict::Open(seg.get(), "s", OpenMode::kCreateIfMissing, {}, &dict).IsWrongType());
+
+  size_t baseline = seg->free_bytes();
+  dict = OpenDict(seg.get(), "d");
+  for (int i = 0; i < 1000; ++i) ASSERT_OK(dict.Set("k" + std::to_string(i), "value", {}));
+  ASSERT_OK(seg->registry().Delete("d"));
+  EXPECT_EQ(seg->free_bytes(), baseline);  // Every blob, the table and the rep were freed.
+  DictValue got;
+  EXPECT_TRUE(dict.Get("k1", &got).IsNotFound());
+  EXPECT_TRUE(dict.Set("k1", "x", {}).IsNotFound());
+  EXPECT_TRUE(dict.Delete("k1").IsNotFound());
+  DictStats stats;
+  EXPECT_TRUE(dict.Stats(&stats).IsNotFound());
+  EXPECT_EQ(seg->free_bytes(), baseline);  // The failed Set freed its blob.
+  Dict fresh = OpenDict(seg.get(), "d");
+  EXPECT_TRUE(fresh.Get("k1", &got).IsNotFound());
+  EXPECT_TRUE(dict.Get("k1", &got).IsNotFound());  // Still stale: a new incarnation.
+}
+
+TEST(DictTest, SecondMappingAtAnotherAddressSeesTheSameEntries) {
+  test::ScopedSegment seg;
+  Dict dict = OpenDict(seg.get(), "d");
+  for (int i = 0; i < 200; ++i) ASSERT_OK(dict.Set("k" + std::to_string(i), std::to_string(i), {}));
+  std::unique_ptr<Segment> other;
+  ASSERT_OK(Segment::Attach(seg.shm_name(), &other));
+  ASSERT_NE(other->impl()->root(), seg->impl()->root());
+  Dict there;
+  ASSERT_OK(Dict::Open(other.get(), "d", OpenMode::kOpenExisting, {}, &there));
+  DictValue got;
+  for (int i = 0; i < 200; ++i) {
+    ASSERT_OK(there.Get("k" + std::to_string(i), &got));
+    EXPECT_EQ(got.data, std::to_string(i));
+  }
+  ASSERT_OK(there.Set("from-there", "x", {}));
+  ASSERT_OK(dict.Get("from-there", &got));
+}
+
+// 4 forked processes write, read and delete the same keys; values carry a checksum, so a torn
+// or mixed value is caught; the final state is consistent with the stats.
+TEST(DictTest, ForkedWritersAndReadersNeverSeeATornValue) {
+  test::ScopedSegment seg(size_t{64} << 20);
+  Dict dict = OpenDict(seg.get(), "shared");
+  constexpr int kProcesses = 4;
+  constexpr int kOps = 3000;
+  constexpr int kKeys = 24;
+  std::vector<pid_t> children;
+  for (int p = 0; p < kProcesses; ++p) {
+    children.push_back(test::ForkChild([&, p] {
+      std::mt19937_64 rng(1000 + p);
+      DictValue got;
+      for (int i = 0; i < kOps; ++i) {
+        std::string key = "key" + std::to_string(rng() % kKeys);
+        uint64_t op = rng() % 10;
+        if (op < 4) {
+          if (!dict.Set(key, MakeCheckedValue(rng, rng() % 3000), {}).ok()) return 2;
+        } else if (op < 9) {
+          Status s = dict.Get(key, &got);
+          if (s.ok() && !CheckedValueIsWhole(got.data)) return 3;
+          if (!s.ok() && !s.IsNotFound()) return 4;
+        } else {
+          Status s = dict.Delete(key);
+          if (!s.ok() && !s.IsNotFound()) return 5;
+        }
+      }
+      return 0;
+    }));
+  }
+  for (pid_t pid : children) {
+    test::ChildExit exit = test::WaitChild(pid);
+    EXPECT_TRUE(exit.exited) << "signal " << exit.signal;
+    EXPECT_EQ(exit.code, 0);
+  }
+  uint64_t present = 0, bytes = 0;
+  DictValue got;
+  for (int k = 0; k < kKeys; ++k) {
+    std::string key = "key" + std::to_string(k);
+    Status s = dict.Get(key, &got);
+    if (s.IsNotFound()) continue;
+    ASSERT_OK(s);
+    EXPECT_TRUE(CheckedValueIsWhole(got.data));
+    ++present;
+    bytes += Dict::kEntryOverhead + key.size() + got.data.size();
+  }
+  DictStats stats = StatsOf(dict);
+  EXPECT_EQ(stats.entries, present);
+  EXPECT_EQ(stats.bytes, bytes);
+}
+
+}  // namespace
+}  // namespace shm
