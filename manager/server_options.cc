@@ -57,7 +57,7 @@ Status SizeInRange(const std::string& flag, std::string_view text, size_t low, s
 }
 
 po::options_description ServeFlags() {
-  po::options_description flags("Options of 'shmstate serve'");
+  po::options_description flags("Options of 'shmstate serve'", 100, 50);
   // Every value is taken as text and checked by our own parsers, so errors name the flag and
   // the limits instead of Boost's generic "invalid option value".
   flags.add_options()                         //
@@ -283,10 +283,20 @@ Status ParseServerArgs(const std::vector<std::string>& args, const char* env_tok
   po::variables_map vm;
   try {
     std::vector<std::string> rest(args.begin() + 1, args.end());
-    po::store(po::command_line_parser(rest).options(flags).run(), vm);
+    // Stray words are collected under a hidden name, to be refused with a clear message.
+    po::options_description all = flags;
+    all.add_options()("stray", po::value<std::vector<std::string>>());
+    po::positional_options_description stray;
+    stray.add("stray", -1);
+    po::store(po::command_line_parser(rest).options(all).positional(stray).run(), vm);
     po::notify(vm);
   } catch (const std::exception& e) {
     return Status::InvalidArgument(std::string(e.what()) + " (try 'shmstate --help')");
+  }
+  if (vm.count("stray")) {
+    return Status::InvalidArgument("unexpected argument '" +
+                                   vm["stray"].as<std::vector<std::string>>()[0] +
+                                   "' (try 'shmstate --help')");
   }
   if (vm.count("help")) {
     *action = CliAction::kHelp;
