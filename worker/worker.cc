@@ -199,6 +199,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void Enqueue(HttpResponse&& response, Clock::time_point start, std::string_view method,
                std::string_view target, bool close) {
     if (close || server_->draining.load()) response.keep_alive(false);
+    linger_ = linger_ || close;
     response.set("X-Worker-Pid", std::to_string(getpid()));
     response.prepare_payload();
     unsigned status = response.result_int();
@@ -244,14 +245,14 @@ class Session : public std::enable_shared_from_this<Session> {
   void DoClose() {
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-    if (ec) return;
+    if (ec || !linger_) return;
     stream_.expires_after(std::min<Clock::duration>(kLingerTimeout, server_->options.read_timeout));
     DoLinger();
   }
 
   void DoLinger() {
-    linger_.resize(16 << 10);
-    stream_.async_read_some(net::buffer(linger_),
+    discard_.resize(16 << 10);
+    stream_.async_read_some(net::buffer(discard_),
                             beast::bind_front_handler(&Session::OnLinger, shared_from_this()));
   }
 
@@ -267,7 +268,8 @@ class Session : public std::enable_shared_from_this<Session> {
   std::deque<HttpResponse> queue_;  // Responses in request order; front() is being written.
   bool reading_ = false;            // A read is outstanding.
   bool closing_ = false;            // No further requests: close once the queue is written.
-  std::vector<char> linger_;
+  bool linger_ = false;             // An error answer may leave unread bytes: drain on close.
+  std::vector<char> discard_;
   size_t lingered_ = 0;
   Server* const server_;
 };
