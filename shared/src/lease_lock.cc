@@ -9,6 +9,7 @@
 #include <new>
 #include <string>
 
+#include "byte_io.h"
 #include "crash_point.h"
 #include "futex.h"
 #include "kind_ops.h"
@@ -122,9 +123,41 @@ void RepairLeaseLocked(Segment::Impl* seg, EntryRep* entry) {
 
 void DestroyLease(Segment::Impl* seg, uint64_t body) { seg->Free(body); }
 
+// Snapshot form: token, expires_at_ms, acquisitions, owner (length-prefixed). A lease survives a
+// rebuild with its token, so its holder can still release it.
+Status SerializeLeaseLocked(Segment::Impl* seg, const EntryRep* entry, std::string* out) {
+  const LeaseRep* rep = RepOf(seg, entry);
+  ByteWriter w(out);
+  w.Put<uint64_t>(rep->token.load());
+  w.Put<int64_t>(rep->expires_at_ms.load());
+  w.Put<uint64_t>(rep->acquisitions.load());
+  w.PutBytes(OwnerLocked(rep));
+  return Status::OK();
+}
+
+Status DeserializeLease(Segment::Impl* seg, std::string_view bytes, uint64_t* body) {
+  ByteReader r(bytes);
+  uint64_t token = 0;
+  int64_t expires = 0;
+  uint64_t acquisitions = 0;
+  std::string_view owner;
+  if (!r.Get(&token) || !r.Get(&expires) || !r.Get(&acquisitions) || !r.GetBytes(&owner) ||
+      r.remaining() != 0 || !CheckOwner(owner).ok() || (token != 0 && expires <= 0)) {
+    return Status::InvalidArgument("malformed lock snapshot");
+  }
+  SHM_RETURN_IF_ERROR(seg->Allocate(sizeof(LeaseRep), body));
+  auto* rep = new (seg->Ptr<void>(*body)) LeaseRep();
+  rep->expires_at_ms.store(token == 0 ? 0 : expires);
+  std::memcpy(rep->owner, owner.data(), owner.size());
+  rep->owner_length.store(token == 0 ? 0 : static_cast<uint32_t>(owner.size()));
+  rep->acquisitions.store(acquisitions);
+  rep->token.store(token);
+  return Status::OK();
+}
+
 }  // namespace
 
-const KindOps kLockOps = {RepairLeaseLocked, DestroyLease};
+const KindOps kLockOps = {RepairLeaseLocked, DestroyLease, SerializeLeaseLocked, DeserializeLease};
 
 Status LeaseLock::Open(Segment* segment, std::string_view name, OpenMode mode, LeaseLock* result,
                        bool* created) {

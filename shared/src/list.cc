@@ -6,6 +6,7 @@
 #include <new>
 #include <string>
 
+#include "byte_io.h"
 #include "cow.h"
 #include "futex.h"
 #include "kind_ops.h"
@@ -138,9 +139,71 @@ void DestroyList(Segment::Impl* seg, uint64_t body) {
   seg->Free(body);
 }
 
+// Snapshot form: max_items, max_item_bytes, count, then each item (length-prefixed), left first.
+Status SerializeListLocked(Segment::Impl* seg, const EntryRep* entry, std::string* out) {
+  const ListRep* rep = RepOf(seg, entry);
+  ByteWriter w(out);
+  w.Put<uint64_t>(rep->max_items);
+  w.Put<uint64_t>(rep->max_item_bytes);
+  w.Put<uint64_t>(LengthOf(rep));
+  const uint64_t ring = rep->ring.load();
+  for (int64_t pos = rep->head.load(); pos < rep->tail.load(); ++pos) {
+    w.PutBytes(ItemView(seg, SlotAt(seg, ring, pos)->load()));
+  }
+  return Status::OK();
+}
+
+Status Malformed(const char* what) {
+  return Status::InvalidArgument(std::string("malformed list snapshot: ") + what);
+}
+
+// Fills a fresh rep from snapshot bytes. On error the caller destroys the partial body.
+Status FillListFromBytes(Segment::Impl* seg, ListRep* rep, std::string_view bytes) {
+  ByteReader r(bytes);
+  uint64_t count = 0;
+  if (!r.Get(&rep->max_items) || !r.Get(&rep->max_item_bytes) || !r.Get(&count)) {
+    return Malformed("truncated header");
+  }
+  if (rep->max_items < 1 || rep->max_items > List::kMaxItemsLimit || rep->max_item_bytes < 1 ||
+      rep->max_item_bytes > List::kMaxItemBytesLimit || count > rep->max_items ||
+      count > r.remaining() / sizeof(uint64_t)) {
+    return Malformed("limits out of range");
+  }
+  uint64_t capacity = kInitialCapacity;
+  while (!HasRoom(count, capacity)) capacity *= 2;
+  uint64_t ring = 0;
+  SHM_RETURN_IF_ERROR(AllocateRing(seg, capacity, &ring));
+  rep->ring.store(ring);
+  uint64_t total = 0;
+  for (uint64_t i = 0; i < count; ++i) {
+    std::string_view item;
+    if (!r.GetBytes(&item)) return Malformed("truncated item");
+    if (item.size() > rep->max_item_bytes) return Malformed("item larger than max_item_bytes");
+    uint64_t blob = 0;
+    SHM_RETURN_IF_ERROR(AllocateItem(seg, item, &blob));
+    SlotAt(seg, ring, kListOrigin + static_cast<int64_t>(i))->store(blob);
+    total += item.size();
+  }
+  if (r.remaining() != 0) return Malformed("trailing bytes");
+  rep->tail.store(kListOrigin + static_cast<int64_t>(count));
+  rep->bytes.store(total);
+  return Status::OK();
+}
+
+Status DeserializeList(Segment::Impl* seg, std::string_view bytes, uint64_t* body) {
+  SHM_RETURN_IF_ERROR(seg->Allocate(sizeof(ListRep), body));
+  auto* rep = new (seg->Ptr<void>(*body)) ListRep();
+  Status s = FillListFromBytes(seg, rep, bytes);
+  if (!s.ok()) {
+    DestroyList(seg, *body);
+    *body = 0;
+  }
+  return s;
+}
+
 }  // namespace
 
-const KindOps kListOps = {RepairListLocked, DestroyList};
+const KindOps kListOps = {RepairListLocked, DestroyList, SerializeListLocked, DeserializeList};
 
 Status List::Open(Segment* segment, std::string_view name, OpenMode mode,
                   const ListOptions& options, List* result, bool* created) {

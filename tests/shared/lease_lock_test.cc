@@ -15,6 +15,7 @@
 #include "lease_lock_rep.h"
 #include "object_guard.h"
 #include "shm/registry.h"
+#include "shm/snapshot.h"
 
 namespace shm {
 namespace {
@@ -253,6 +254,27 @@ TEST(LeaseLockTest, DeletingTheLockWakesWaitersWithNotFound) {
   test::ChildExit exit = test::WaitChild(child, 20000);
   EXPECT_TRUE(exit.exited && exit.code == 0);
   EXPECT_TRUE(lock.Release(token).IsNotFound());
+}
+
+TEST(LeaseLockTest, SnapshotKeepsTheLeaseAndItsToken) {
+  test::ScopedSegment seg;
+  LeaseLock lock = OpenLock(seg.get(), "kept");
+  uint64_t token = 0;
+  int64_t expires = 0;
+  ASSERT_TRUE(lock.Acquire(600000, milliseconds(0), "holder", &token, &expires).ok());
+  std::string bytes;
+  ASSERT_TRUE(SerializeSegment(seg.get(), &bytes, nullptr).ok());
+  test::ScopedSegment fresh;
+  ASSERT_TRUE(RestoreSegment(bytes, fresh.get(), nullptr).ok());
+  LeaseLock restored;
+  ASSERT_TRUE(LeaseLock::Open(fresh.get(), "kept", OpenMode::kOpenExisting, &restored).ok());
+  LeaseInfo info;
+  ASSERT_TRUE(restored.Get(&info).ok());
+  EXPECT_TRUE(info.held);
+  EXPECT_EQ(info.owner, "holder");
+  EXPECT_EQ(info.expires_at_ms, expires);
+  EXPECT_TRUE(restored.Release(token + 1).IsConflict());
+  EXPECT_TRUE(restored.Release(token).ok());
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include "common/test_util.h"
 #include "shm/counter.h"
 #include "shm/registry.h"
+#include "shm/snapshot.h"
 
 namespace shm {
 namespace {
@@ -369,6 +370,35 @@ TEST(ListTest, ProducersAndConsumersExchangeEveryItemExactlyOnce) {
   uint64_t length = 1;
   ASSERT_TRUE(list.Length(&length).ok());
   EXPECT_EQ(length, 0u);
+}
+
+TEST(ListTest, SnapshotRoundTripKeepsItemsOrderAndLimits) {
+  test::ScopedSegment seg;
+  List list = OpenList(seg.get(), "saved", {50, 1000});
+  std::vector<std::string> want;
+  for (int i = 0; i < 20; ++i) {
+    std::string item = i == 7 ? std::string() : std::string("item\0", 5) + std::to_string(i);
+    ASSERT_TRUE(list.Push(i % 2 ? End::kLeft : End::kRight, item).ok());
+    if (i % 2) {
+      want.insert(want.begin(), item);
+    } else {
+      want.push_back(item);
+    }
+  }
+  std::string bytes;
+  ASSERT_TRUE(SerializeSegment(seg.get(), &bytes, nullptr).ok());
+  test::ScopedSegment fresh;
+  ASSERT_TRUE(RestoreSegment(bytes, fresh.get(), nullptr).ok());
+  List restored;
+  ASSERT_TRUE(List::Open(fresh.get(), "saved", OpenMode::kOpenExisting, {}, &restored).ok());
+  EXPECT_EQ(All(restored), want);
+  EXPECT_EQ(restored.max_items(), 50u);
+  EXPECT_EQ(restored.max_item_bytes(), 1000u);
+  ASSERT_TRUE(restored.Push(End::kRight, "more").ok());
+  std::string item;
+  bool got = false;
+  ASSERT_TRUE(restored.Pop(End::kLeft, milliseconds(0), &item, &got).ok());
+  EXPECT_EQ(item, want.front());
 }
 
 }  // namespace
