@@ -26,10 +26,8 @@ uint64_t CowWriter::PublishLocked(uint64_t entry, std::atomic<uint64_t>* cell,
 }
 
 void CowWriter::ReleaseGarbage(void (*destroy)(Segment::Impl*, uint64_t)) {
-  // Dying here leaves old_off recorded, so RecoverDeadProcess frees it: the crash point sits before
-  // the exchange (after it, a death leaks the blob: the safe direction, but not recoverable).
-  CrashPoint("before_free");
   uint64_t old_value = slot_->old_off.exchange(0, std::memory_order_seq_cst);
+  CrashPoint("before_free");
   if (!IsBlob(old_value)) return;
   if (destroy != nullptr) {
     destroy(segment_, old_value);

@@ -15,6 +15,8 @@
 
 #include "common/test_util.h"
 #include "crash_point.h"
+#include "list_rep.h"
+#include "segment_impl.h"
 #include "shm/list.h"
 #include "shm/registry.h"
 
@@ -83,6 +85,20 @@ struct CrashCase {
   size_t prefill;  // 7 fills the first ring (8 slots, one kept free): the push grows it.
 };
 
+// ReleaseGarbage takes the replaced blob out of the intent slot before freeing it (so a free is
+// never repeated): a writer dying at before_free leaks exactly that blob, the safe direction.
+// Its handle, read before the crash, so the test can free it by hand and still check for leaks.
+uint64_t BlobFreedAfterTheCommit(Segment* seg, const List& list, const CrashCase& c) {
+  Segment::Impl* impl = seg->impl();
+  auto* rep = impl->Ptr<ListRep>(list.ref().entry->body.load());
+  if (c.op == Op::kPushRight || c.op == Op::kPushLeft) {
+    return c.prefill == 7 ? rep->ring.load() : 0;  // A growth replaces the ring; a push nothing.
+  }
+  auto* ring = impl->Ptr<ListRingRep>(rep->ring.load());
+  int64_t pos = c.op == Op::kPopLeft ? rep->head.load() : rep->tail.load() - 1;
+  return RingSlots(ring)[static_cast<uint64_t>(pos) & (ring->capacity - 1)].load();
+}
+
 class ListCrashTest : public ::testing::TestWithParam<CrashCase> {};
 
 TEST_P(ListCrashTest, DeathMidProtocolLosesNothingAcknowledgedAndLeaksNothing) {
@@ -96,6 +112,7 @@ TEST_P(ListCrashTest, DeathMidProtocolLosesNothingAcknowledgedAndLeaksNothing) {
     ASSERT_TRUE(list.Push(End::kRight, before.back()).ok());
   }
   const Items after = Apply(before, c.op);
+  const uint64_t leaked_at_before_free = BlobFreedAfterTheCommit(seg.get(), list, c);
 
   pid_t child = test::ForkChild([&] {
     SetCrashPoint(c.point, c.hit);
@@ -115,6 +132,7 @@ TEST_P(ListCrashTest, DeathMidProtocolLosesNothingAcknowledgedAndLeaksNothing) {
   RecoveryReport report;
   ASSERT_TRUE(seg->RecoverDeadProcess(child, &report).ok());
   EXPECT_EQ(report.slots_released, 1);
+  if (std::string_view(c.point) == "before_free") seg->impl()->Free(leaked_at_before_free);
   EXPECT_TRUE(seg->Probe().ok());
 
   ASSERT_TRUE(list.Push(End::kRight, "later").ok());
