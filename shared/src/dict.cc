@@ -359,7 +359,8 @@ Status RebuildIfNeeded(const ObjectRef& ref, CowWriter* writer) {
       SHM_RETURN_IF_ERROR(guard.Lock(ref));
       Locked d = ViewLocked(ref);
       if (!NeedsRebuildLocked(d)) return Status::OK();
-      capacity = CapacityFor(d.rep->entries.load() + d.table->capacity / 8);  // Some headroom.
+      uint64_t entries = d.rep->entries.load();
+      capacity = CapacityFor(entries + entries / 4 + 1);  // Headroom for inserts meanwhile.
     }
     uint64_t handle = 0;
     SHM_RETURN_IF_ERROR(AllocateTable(seg, capacity, &handle));
