@@ -73,7 +73,7 @@ ChildExit WaitChild(pid_t pid, int timeout_ms) {
 
 std::string ToolPath(const std::string& name) {
   const char* dir = std::getenv("SHM_TOOLS_DIR");
-  return std::string(dir ? dir : "tests/tools") + "/" + name;
+  return std::string(dir ? dir : SHM_DEFAULT_TOOLS_DIR) + "/" + name;
 }
 
 }  // namespace shm::test
