@@ -1,6 +1,7 @@
 #include "shm/dict.h"
 
 #include <algorithm>
+#include <bit>
 #include <charconv>
 #include <cstring>
 #include <new>
@@ -22,7 +23,7 @@ namespace {
 
 constexpr uint64_t kMinCapacity = 16;
 constexpr uint64_t kMaxCapacity = uint64_t{1} << 30;  // Cursors keep the slot in 32 bits.
-constexpr uint64_t kListChunk = 256;                  // Slots scanned per lock hold by ListKeys.
+constexpr uint64_t kListChunk = 256;  // Home slots scanned per lock hold (ListKeys).
 constexpr int kMaxWriteAttempts = 16;
 constexpr uint64_t kMaxMaxBytes = uint64_t{1} << 48;
 constexpr std::string_view kIncrContentType = "text/plain";
@@ -110,6 +111,10 @@ uint64_t HashKey(std::string_view key) {
   return h;
 }
 
+uint64_t HomeSlot(uint64_t hash, uint64_t capacity) {
+  return hash >> (64 - std::countr_zero(capacity));
+}
+
 // ---------------------------------------------------------------------------------------------
 // The dict as seen while holding its lock.
 
@@ -120,6 +125,9 @@ struct Locked {
   uint64_t entry;  // Handle of the EntryRep whose lock is held (names the lock in intents).
 
   uint64_t mask() const { return table->capacity - 1; }
+  // A key's first slot comes from the top bits of its hash, so slot order follows hash order
+  // and a ListKeys cursor (a hash) stays meaningful across rebuilds.
+  uint64_t home(uint64_t hash) const { return HomeSlot(hash, table->capacity); }
   DictSlot& slot(uint64_t pos) const { return table->slots()[pos]; }
   const DictEntryBlob* blob(uint64_t handle) const { return seg->Ptr<DictEntryBlob>(handle); }
 };
@@ -139,7 +147,7 @@ struct Probe {
 
 Probe FindLocked(const Locked& d, std::string_view key, uint64_t hash) {
   Probe probe;
-  uint64_t pos = hash & d.mask();
+  uint64_t pos = d.home(hash);
   for (uint64_t n = 0; n < d.table->capacity; ++n, pos = (pos + 1) & d.mask()) {
     uint64_t word = d.slot(pos).blob.load(std::memory_order_acquire);
     if (!IsBlob(word)) {
@@ -327,7 +335,7 @@ void CopyTableLocked(const Locked& d, DictTableRep* fresh) {
   for (uint64_t i = 0; i < d.table->capacity; ++i) {
     uint64_t word = d.slot(i).blob.load();
     if (!IsBlob(word)) continue;
-    uint64_t pos = d.blob(word)->hash & mask;
+    uint64_t pos = HomeSlot(d.blob(word)->hash, fresh->capacity);
     while (fresh->slots()[pos].blob.load(std::memory_order_relaxed) != kNullHandle) {
       pos = (pos + 1) & mask;
     }
@@ -386,7 +394,6 @@ Status RebuildIfNeeded(const ObjectRef& ref, CowWriter* writer) {
     writer->PublishLocked(d.entry, &d.rep->table, handle);
     d.rep->tombstones.store(0);
     d.rep->clock_hand.store(0);
-    d.rep->table_epoch.fetch_add(1);
     guard.Unlock();
     writer->ReleaseGarbage();  // The old slot array; the blobs now belong to the new table.
     return Status::OK();
@@ -413,7 +420,6 @@ void RepairDictLocked(Segment::Impl* seg, EntryRep* entry) {
   rep->tombstones.store(tombstones);
   if (rep->next_version.load() <= max_version) rep->next_version.store(max_version + 1);
   rep->clock_hand.store(rep->clock_hand.load() & d.mask());
-  rep->table_epoch.fetch_add(1);  // A rebuild may have died between publish and bump.
 }
 
 void DestroyDict(Segment::Impl* seg, uint64_t body) {
@@ -448,6 +454,47 @@ bool ParseInt64(std::string_view text, int64_t* value) {
   if (text.empty() || text.size() > 20) return false;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), *value);
   return ec == std::errc() && end == text.data() + text.size();
+}
+
+struct ListedKey {
+  uint64_t hash;
+  std::string key;
+};
+
+// Collects the live keys starting with `prefix` whose hash is in [from, until), where `until`
+// ends a chunk of kListChunk home slots; returns `until`, 0 when the chunk reaches the end of
+// the hash space. Linear probing never leaves an empty slot between a key's home and its slot,
+// so following the last chain to an empty slot finds every key of the chunk.
+uint64_t CollectChunkLocked(const Locked& d, uint64_t from, std::string_view prefix, int64_t now_ms,
+                            std::vector<ListedKey>* out) {
+  uint64_t capacity = d.table->capacity;
+  uint64_t first = d.home(from);
+  uint64_t last = std::min(capacity, first + kListChunk);  // Exclusive.
+  uint64_t until = last == capacity ? 0 : last << (64 - std::countr_zero(capacity));
+  for (uint64_t n = 0; n < capacity; ++n) {
+    uint64_t word = d.slot((first + n) & d.mask()).blob.load();
+    if (n >= last - first && word == kNullHandle) break;
+    if (!IsBlob(word)) continue;
+    const DictEntryBlob* b = d.blob(word);
+    if (b->hash < from || (until != 0 && b->hash >= until)) continue;
+    if (b->expired(now_ms) || !b->key().starts_with(prefix)) continue;
+    out->push_back(ListedKey{b->hash, std::string(b->key())});
+  }
+  return until;
+}
+
+// Keeps the first `room` keys of the hash-sorted `chunk` (fewer when the cut would split keys of
+// equal hash) and returns the cursor that resumes after them.
+uint64_t TakeUpToLimit(std::vector<ListedKey>* chunk, size_t room, bool nothing_yet) {
+  uint64_t boundary = (*chunk)[room].hash;
+  size_t take = room;
+  while (take > 0 && (*chunk)[take - 1].hash == boundary) --take;
+  if (take == 0 && nothing_yet) {  // Keys sharing one 64-bit hash: return them all at once.
+    while (take < chunk->size() && (*chunk)[take].hash == boundary) ++take;
+    boundary += 1;  // 0 after the last hash: the scan is complete.
+  }
+  chunk->resize(take);
+  return boundary;
 }
 
 }  // namespace
@@ -681,34 +728,30 @@ Status Dict::ListKeys(std::string_view prefix, size_t limit, uint64_t cursor,
   keys->clear();
   *next_cursor = 0;
   return Guarded([&] {
-    // A cursor is (table epoch << 32 | next slot); a rebuilt table restarts the scan.
-    bool restart = cursor == 0;
-    auto epoch = static_cast<uint32_t>(cursor >> 32);
-    uint64_t pos = cursor & 0xffffffffu;
+    // Keys come in hash order and the cursor is the next hash to visit, so a rebuild between
+    // chunks (or calls) neither repeats nor skips a key.
+    uint64_t from = cursor;
     while (true) {
-      ObjectGuard guard;  // Per chunk, so writers interleave with a long scan.
-      SHM_RETURN_IF_ERROR(guard.Lock(ref_));
-      Locked d = ViewLocked(ref_);
-      auto current_epoch = static_cast<uint32_t>(d.rep->table_epoch.load());
-      if (restart || current_epoch != epoch) {
-        epoch = current_epoch;
-        pos = 0;
-        restart = false;
+      std::vector<ListedKey> chunk;
+      uint64_t until = 0;
+      {
+        ObjectGuard guard;  // Per chunk, so writers interleave with a long scan.
+        SHM_RETURN_IF_ERROR(guard.Lock(ref_));
+        until = CollectChunkLocked(ViewLocked(ref_), from, prefix, WallNowMs(), &chunk);
       }
-      uint64_t capacity = d.table->capacity;
-      if (pos > capacity) return Status::InvalidArgument("bad cursor");
-      uint64_t end = std::min(capacity, pos + kListChunk);
-      int64_t now = WallNowMs();
-      while (pos < end && keys->size() < limit) {
-        uint64_t word = d.slot(pos++).blob.load();
-        if (!IsBlob(word)) continue;
-        const DictEntryBlob* b = d.blob(word);
-        if (b->expired(now) || b->key().substr(0, prefix.size()) != prefix) continue;
-        keys->emplace_back(b->key());
+      std::sort(chunk.begin(), chunk.end(),
+                [](const ListedKey& a, const ListedKey& b) { return a.hash < b.hash; });
+      size_t room = limit - keys->size();
+      if (chunk.size() > room) {
+        *next_cursor = TakeUpToLimit(&chunk, room, keys->empty());
+        for (ListedKey& listed : chunk) keys->push_back(std::move(listed.key));
+        return Status::OK();
       }
-      if (pos >= capacity) return Status::OK();  // Complete: next_cursor stays 0.
+      for (ListedKey& listed : chunk) keys->push_back(std::move(listed.key));
+      if (until == 0) return Status::OK();  // The whole hash space is done: next_cursor 0.
+      from = until;
       if (keys->size() == limit) {
-        *next_cursor = (uint64_t{epoch} << 32) | pos;
+        *next_cursor = from;
         return Status::OK();
       }
     }

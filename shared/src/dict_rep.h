@@ -64,8 +64,7 @@ struct DictRep {
 
   // Everything below is written only under the entry's lock (GUARDED_BY(entry->mu)); atomics so
   // that a reader or a dead writer never sees a torn word.
-  std::atomic<uint64_t> table{0};        // Handle of the current DictTableRep. Commit word.
-  std::atomic<uint64_t> table_epoch{0};  // Bumped on every rebuild and repair (ListKeys cursors).
+  std::atomic<uint64_t> table{0};  // Handle of the current DictTableRep. Commit word.
   std::atomic<uint64_t> next_version{1};
   std::atomic<uint64_t> clock_hand{0};  // Next slot the CLOCK sweep looks at.
 

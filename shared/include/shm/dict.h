@@ -118,11 +118,11 @@ class Dict {
   // read-modify-write). `version` (may be null) gets the version written, or the current one.
   Status Update(std::string_view key, const DictUpdateFn& fn, uint64_t* version = nullptr);
 
-  // Keys starting with `prefix`, at most `limit` (1..kMaxListLimit), in table order, resuming at
-  // `cursor` (0: from the start). `next_cursor` is 0 when the scan is complete. Takes the lock
-  // per chunk, so writers are never stalled for long. As with Redis SCAN, a key present for the
-  // whole scan is returned at least once; when the table is rebuilt between calls the scan
-  // restarts, so a key may be returned more than once.
+  // Keys starting with `prefix`, at most `limit` (1..kMaxListLimit), resuming at `cursor` (0:
+  // from the start); `next_cursor` is 0 when the scan is complete. Keys come in hash order and
+  // the cursor is a position in hash space, so, unlike Redis SCAN, a key present for the whole
+  // scan is returned exactly once even if the table is rebuilt meanwhile. Takes the lock per
+  // chunk, so writers are never stalled for long.
   Status ListKeys(std::string_view prefix, size_t limit, uint64_t cursor,
                   std::vector<std::string>* keys, uint64_t* next_cursor);
 
