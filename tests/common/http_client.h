@@ -44,6 +44,8 @@ class HttpClient {
   // Drops the connection (the next request opens a new one).
   void Close();
   bool connected() const { return fd_ >= 0; }
+  // Requests sent a second time because a kept-alive connection closed before any answer.
+  int resends() const { return resends_; }
 
  private:
   Status Connect();
@@ -59,6 +61,7 @@ class HttpClient {
   std::chrono::milliseconds timeout_;
   int fd_ = -1;
   std::string buffer_;  // Received, not yet consumed.
+  int resends_ = 0;
 };
 
 }  // namespace shm::test
