@@ -5,6 +5,10 @@ namespace shm {
 void RegisterApiRoutes(Router* router) {
   RegisterAdminRoutes(router);
   RegisterCounterRoutes(router);
+  RegisterDictRoutes(router);
+  RegisterListRoutes(router);
+  RegisterLockRoutes(router);
+  RegisterSessionRoutes(router);
 }
 
 }  // namespace shm

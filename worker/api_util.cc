@@ -1,11 +1,14 @@
 #include "api_util.h"
 
 #include <algorithm>
+#include <atomic>
+#include <boost/beast/core/detail/base64.hpp>
 #include <charconv>
 #include <string>
 
 #include "object_guard.h"
 #include "proxy_cache.h"
+#include "shm/api.h"
 #include "shm/registry.h"
 
 namespace shm::api {
@@ -140,6 +143,59 @@ Status JsonInt64(const json::object& object, std::string_view key, int64_t* valu
 
 Status CheckName(std::string_view name) { return ValidateName(name); }
 
+bool IsUtf8(std::string_view text) {
+  size_t i = 0;
+  while (i < text.size()) {
+    auto c = static_cast<unsigned char>(text[i]);
+    size_t extra = c < 0x80           ? 0
+                   : (c >> 5) == 0x6  ? 1
+                   : (c >> 4) == 0xE  ? 2
+                   : (c >> 3) == 0x1E ? 3
+                                      : 4;
+    if (extra == 4 || (extra != 0 && extra >= text.size() - i)) return false;
+    uint32_t code = extra == 0 ? c : c & (0x3F >> extra);
+    for (size_t k = 1; k <= extra; ++k) {
+      auto next = static_cast<unsigned char>(text[i + k]);
+      if ((next & 0xC0) != 0x80) return false;
+      code = (code << 6) | (next & 0x3F);
+    }
+    static constexpr uint32_t kMinForLength[] = {0, 0x80, 0x800, 0x10000};
+    if (code < kMinForLength[extra] || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF)) {
+      return false;
+    }
+    i += extra + 1;
+  }
+  return true;
+}
+
+std::string Base64Encode(std::string_view bytes) {
+  std::string out(boost::beast::detail::base64::encoded_size(bytes.size()), '\0');
+  out.resize(boost::beast::detail::base64::encode(out.data(), bytes.data(), bytes.size()));
+  return out;
+}
+
+namespace {
+std::atomic<bool> g_stop_blocking_waits{false};
+constexpr auto kWaitSlice = std::chrono::milliseconds(250);
+}  // namespace
+
+Status WaitInSlices(
+    RequestContext& context, int64_t wait_ms,
+    const std::function<Status(std::chrono::milliseconds slice, bool* retry)>& attempt) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
+  while (true) {
+    auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    auto slice =
+        std::clamp(remaining, std::chrono::milliseconds(0), std::chrono::milliseconds(kWaitSlice));
+    if (g_stop_blocking_waits.load()) slice = std::chrono::milliseconds(0);
+    bool retry = false;
+    Status s = attempt(slice, &retry);
+    if (!retry || slice < kWaitSlice || g_stop_blocking_waits.load()) return s;
+    context.segment->Heartbeat(context.worker_index);
+  }
+}
+
 void SetJson(HttpResponse* response, const json::value& value, http::status status) {
   response->result(status);
   response->set(http::field::content_type, "application/json");
@@ -151,3 +207,9 @@ void SetValue(HttpResponse* response, int64_t value) {
 }
 
 }  // namespace shm::api
+
+namespace shm {
+
+void StopBlockingWaits() { api::g_stop_blocking_waits.store(true); }
+
+}  // namespace shm

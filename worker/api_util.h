@@ -6,8 +6,11 @@
 #define SHM_WORKER_API_UTIL_H_
 
 #include <boost/json.hpp>
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
+#include <string>
 #include <string_view>
 
 #include "shm/router.h"
@@ -49,6 +52,18 @@ Status JsonInt64(const json::object& object, std::string_view key, int64_t* valu
 
 // Checks an object name taken from the path (after percent-decoding).
 Status CheckName(std::string_view name);
+// True when `text` is well-formed UTF-8 (no overlongs, surrogates or values past U+10FFFF).
+bool IsUtf8(std::string_view text);
+std::string Base64Encode(std::string_view bytes);
+
+// Longest a request may block (pop, acquire); blocking holds one of the worker's threads.
+inline constexpr int64_t kMaxWaitMs = 30 * 1000;
+// Runs `attempt(slice, &retry)` until it answers without `retry` or `wait_ms` has passed, in
+// slices of at most 250 ms with a heartbeat between them, so a long wait does not look like a
+// hung worker. Stops early (as if the wait ran out) once StopBlockingWaits was called.
+Status WaitInSlices(
+    RequestContext& context, int64_t wait_ms,
+    const std::function<Status(std::chrono::milliseconds slice, bool* retry)>& attempt);
 
 // Sets a JSON body, content type and status.
 void SetJson(HttpResponse* response, const json::value& value,

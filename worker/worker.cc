@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "shm/api.h"
 #include "shm/log.h"
 
 namespace shm {
@@ -336,6 +337,7 @@ void ScheduleHeartbeat(Server* server, net::steady_timer* timer) {
 void StartDrain(Server* server, Listener* listener, net::steady_timer* drain_timer) {
   SHM_LOG(kInfo) << "worker " << server->options.index << " draining";
   server->draining.store(true);
+  StopBlockingWaits();
   listener->Stop();
   drain_timer->expires_after(server->options.drain_timeout);
   drain_timer->async_wait([server](beast::error_code ec) {

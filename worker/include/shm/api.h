@@ -17,6 +17,18 @@ void RegisterApiRoutes(Router* router);
 void RegisterCounterRoutes(Router* router);
 // /v1/objects, /v1/stats, /metrics, /healthz.
 void RegisterAdminRoutes(Router* router);
+// /v1/dicts/{dict}[/{key}].
+void RegisterDictRoutes(Router* router);
+// /v1/lists/{name}[/push|/pop|/items].
+void RegisterListRoutes(Router* router);
+// /v1/locks/{name}[/acquire|/release|/refresh].
+void RegisterLockRoutes(Router* router);
+// /v1/session/{key}[/incr], with the shmsid cookie.
+void RegisterSessionRoutes(Router* router);
+
+// Called by RunWorker when it starts draining: handlers blocked in a wait (pop, acquire) stop
+// waiting at their next slice and answer as if the wait ran out. Process-wide.
+void StopBlockingWaits();
 
 }  // namespace shm
 

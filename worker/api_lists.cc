@@ -1,0 +1,131 @@
+// /v1/lists: deques of byte items; pop can wait for a push (in heartbeat-sized slices).
+#include <string>
+
+#include "api_util.h"
+#include "proxy_cache.h"
+#include "shm/api.h"
+#include "shm/list.h"
+
+namespace shm {
+namespace {
+
+using api::json::array;
+using api::json::object;
+
+api::ProxyCache<List>& Lists() {
+  static api::ProxyCache<List> cache;
+  return cache;
+}
+
+template <typename Op>
+Status WithList(RequestContext& context, bool create, Op&& op) {
+  const std::string& name = context.params[0];
+  SHM_RETURN_IF_ERROR(api::CheckName(name));
+  Segment* segment = context.segment;
+  OpenMode mode = create ? OpenMode::kCreateIfMissing : OpenMode::kOpenExisting;
+  auto open = [&](List* list) { return List::Open(segment, name, mode, ListOptions(), list); };
+  return Lists().With(segment, name, open, std::forward<Op>(op));
+}
+
+Status ParseEnd(const RequestContext& context, std::string_view fallback, List::End* end) {
+  std::string_view text = api::QueryString(context, "end", fallback);
+  if (text == "left") {
+    *end = List::End::kLeft;
+  } else if (text == "right") {
+    *end = List::End::kRight;
+  } else {
+    return Status::InvalidArgument("end must be left or right");
+  }
+  return Status::OK();
+}
+
+// The body is one item; pushes at the right by default (a queue with the default pop).
+Status Push(RequestContext& context, HttpResponse* response) {
+  SHM_RETURN_IF_ERROR(api::CheckQueryKeys(context, {"end"}));
+  List::End end = List::End::kRight;
+  SHM_RETURN_IF_ERROR(ParseEnd(context, "right", &end));
+  uint64_t length = 0;
+  const std::string& item = context.request.body();
+  SHM_RETURN_IF_ERROR(
+      WithList(context, true, [&](List& list) { return list.Push(end, item, &length); }));
+  api::SetJson(response, object{{"length", length}});
+  return Status::OK();
+}
+
+// 200 with the item as the body, or 204 when the list stayed empty for `wait` seconds.
+Status Pop(RequestContext& context, HttpResponse* response) {
+  SHM_RETURN_IF_ERROR(api::CheckQueryKeys(context, {"end", "wait"}));
+  List::End end = List::End::kLeft;
+  SHM_RETURN_IF_ERROR(ParseEnd(context, "left", &end));
+  int64_t wait_ms = 0;
+  SHM_RETURN_IF_ERROR(api::QuerySecondsMs(context, "wait", 0, api::kMaxWaitMs, &wait_ms));
+  std::string item;
+  bool got = false;
+  SHM_RETURN_IF_ERROR(
+      api::WaitInSlices(context, wait_ms, [&](std::chrono::milliseconds slice, bool* retry) {
+        // A consumer may start before its producer: a waiting pop creates the list, as Redis
+        // BLPOP waits on a missing key; a non-waiting pop of a missing list is just empty.
+        Status s = WithList(context, wait_ms > 0,
+                            [&](List& list) { return list.Pop(end, slice, &item, &got); });
+        if (s.IsNotFound() && wait_ms == 0) return Status::OK();
+        *retry = s.ok() && !got;
+        return s;
+      }));
+  if (!got) {
+    response->result(http::status::no_content);
+    return Status::OK();
+  }
+  response->set(http::field::content_type, "application/octet-stream");
+  response->body() = std::move(item);
+  return Status::OK();
+}
+
+Status Length(RequestContext& context, HttpResponse* response) {
+  SHM_RETURN_IF_ERROR(api::CheckQueryKeys(context, {}));
+  uint64_t length = 0;
+  SHM_RETURN_IF_ERROR(WithList(context, false, [&](List& list) { return list.Length(&length); }));
+  api::SetJson(response, object{{"length", length}});
+  return Status::OK();
+}
+
+// start..stop inclusive as LRANGE; utf-8 items as JSON strings, or every item base64.
+Status Items(RequestContext& context, HttpResponse* response) {
+  SHM_RETURN_IF_ERROR(api::CheckQueryKeys(context, {"start", "stop", "encoding"}));
+  int64_t start = 0;
+  int64_t stop = -1;
+  SHM_RETURN_IF_ERROR(api::QueryInt64(context, "start", 0, &start));
+  SHM_RETURN_IF_ERROR(api::QueryInt64(context, "stop", -1, &stop));
+  std::string_view encoding = api::QueryString(context, "encoding", "utf-8");
+  if (encoding != "utf-8" && encoding != "base64") {
+    return Status::InvalidArgument("encoding must be utf-8 or base64");
+  }
+  std::vector<std::string> items;
+  bool truncated = false;
+  SHM_RETURN_IF_ERROR(WithList(
+      context, false, [&](List& list) { return list.Range(start, stop, &items, &truncated); }));
+  array out;
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (encoding == "base64") {
+      out.push_back(api::json::string(api::Base64Encode(items[i])));
+    } else if (api::IsUtf8(items[i])) {
+      out.push_back(api::json::string(items[i]));
+    } else {
+      return Status::InvalidArgument("item " + std::to_string(i) +
+                                     " is not UTF-8; ask for encoding=base64");
+    }
+  }
+  api::SetJson(response,
+               object{{"items", std::move(out)}, {"encoding", encoding}, {"truncated", truncated}});
+  return Status::OK();
+}
+
+}  // namespace
+
+void RegisterListRoutes(Router* router) {
+  router->Add(http::verb::post, "/v1/lists/{name}/push", Push);
+  router->Add(http::verb::post, "/v1/lists/{name}/pop", Pop);
+  router->Add(http::verb::get, "/v1/lists/{name}", Length);
+  router->Add(http::verb::get, "/v1/lists/{name}/items", Items);
+}
+
+}  // namespace shm
