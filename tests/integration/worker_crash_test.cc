@@ -1,0 +1,171 @@
+// End-to-end crash handling: killed, hung and orphaned processes of the real binary.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <chrono>
+#include <vector>
+
+#include "common/http_client.h"
+#include "integration/server_process.h"
+
+namespace shm::test {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using Clock = std::chrono::steady_clock;
+
+int64_t ValueOf(const HttpResult& result) {
+  return boost::json::parse(result.body).at("value").to_number<int64_t>();
+}
+
+// The only worker is SIGKILLed: nobody else can answer, so the first answer proves the
+// replacement is serving. The design promises that within 1 s.
+TEST(WorkerCrashTest, KilledWorkerIsReplacedAndAnsweringWithinOneSecond) {
+  ServerProcess server("kill");
+  ASSERT_TRUE(server.Start({"--workers", "1"}).ok()) << server.stderr_text();
+  HttpClient client(server.port(), seconds(5));
+  HttpResult result;
+  ASSERT_TRUE(client.Post("/v1/counters/c/incr", "", &result).ok());
+  std::vector<pid_t> before;
+  ASSERT_TRUE(server.WorkerPids(&before).ok());
+  ASSERT_EQ(before.size(), 1u);
+  client.Close();
+
+  Clock::time_point killed = Clock::now();
+  ASSERT_EQ(kill(before[0], SIGKILL), 0);
+  HttpClient fresh(server.port(), seconds(5));
+  Status s = fresh.Post("/v1/counters/c/incr", "", &result);
+  auto answered_after = std::chrono::duration_cast<milliseconds>(Clock::now() - killed);
+  ASSERT_TRUE(s.ok()) << s.ToString() << "\n" << server.stderr_text();
+  EXPECT_EQ(result.status, 200);
+  EXPECT_EQ(ValueOf(result), 2);  // State survived the worker.
+  EXPECT_NE(result.Header("X-Worker-Pid"), std::to_string(before[0]));
+  EXPECT_LT(answered_after.count(), 1000) << server.stderr_text();
+
+  std::vector<pid_t> after;
+  ASSERT_TRUE(server.WorkerPids(&after).ok());
+  ASSERT_EQ(after.size(), 1u);
+  EXPECT_NE(after[0], before[0]);
+  EXPECT_EQ(std::to_string(after[0]), result.Header("X-Worker-Pid"));
+  EXPECT_NE(server.stderr_text().find("killed by signal 9"), std::string::npos);
+  ChildExit exit = server.Stop();
+  EXPECT_EQ(exit.code, 0);
+  EXPECT_TRUE(ShmEntriesOf(server.name()).empty());
+}
+
+TEST(WorkerCrashTest, RestartCountIsReportedPerSlot) {
+  ServerProcess server("restarts");
+  ASSERT_TRUE(server.Start({"--workers", "2"}).ok()) << server.stderr_text();
+  for (int round = 0; round < 3; ++round) {
+    std::vector<pid_t> pids;
+    ASSERT_TRUE(server.WorkerPids(&pids).ok());
+    ASSERT_EQ(kill(pids[1], SIGKILL), 0);
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          std::vector<pid_t> now;
+          return server.WorkerPids(&now).ok() && now.size() == 2 && now[1] != pids[1];
+        },
+        seconds(10)));
+  }
+  HttpClient client(server.port());
+  HttpResult result;
+  ASSERT_TRUE(client.Get("/v1/stats", &result).ok());
+  boost::json::value stats = boost::json::parse(result.body);
+  const auto& workers = stats.at("workers").as_array();
+  ASSERT_EQ(workers.size(), 2u);
+  EXPECT_EQ(workers[0].at("restarts").to_number<int64_t>(), 0);
+  EXPECT_EQ(workers[1].at("restarts").to_number<int64_t>(), 3);
+  EXPECT_EQ(server.Stop().code, 0);
+}
+
+// SIGSTOP freezes a worker: its heartbeat goes stale, the manager SIGKILLs and replaces it.
+TEST(WorkerCrashTest, HungWorkerIsKilledAndReplaced) {
+  ServerProcess server("hung");
+  ASSERT_TRUE(server.Start({"--workers", "2", "--heartbeat-timeout", "1s"}).ok())
+      << server.stderr_text();
+  std::vector<pid_t> before;
+  ASSERT_TRUE(server.WorkerPids(&before).ok());
+  ASSERT_EQ(before.size(), 2u);
+  ASSERT_EQ(kill(before[0], SIGSTOP), 0);
+  bool replaced = WaitFor(
+      [&] {
+        std::vector<pid_t> now;
+        return server.WorkerPids(&now).ok() && now.size() == 2 && now[0] != before[0] &&
+               now[1] == before[1] && !ProcessAlive(before[0]);
+      },
+      seconds(15));
+  EXPECT_TRUE(replaced) << server.stderr_text();
+  EXPECT_NE(server.stderr_text().find("has not sent a heartbeat"), std::string::npos);
+  HttpClient client(server.port());
+  HttpResult result;
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(client.Post("/v1/counters/h/incr", "", &result).ok());
+    EXPECT_EQ(result.status, 200);
+  }
+  if (!replaced) kill(before[0], SIGKILL);
+  EXPECT_EQ(server.Stop().code, 0);
+  EXPECT_TRUE(ShmEntriesOf(server.name()).empty());
+}
+
+// A SIGKILLed manager leaves its segment and lock file; its workers die with it (PDEATHSIG). The
+// next start with that name finds the lock unheld, removes the leftovers and starts afresh.
+TEST(WorkerCrashTest, StaleSegmentOfAKilledManagerIsCleanedAtTheNextStart) {
+  ServerProcess crashed("stale");
+  ASSERT_TRUE(crashed.Start({"--workers", "2"}).ok()) << crashed.stderr_text();
+  HttpClient client(crashed.port());
+  HttpResult result;
+  ASSERT_TRUE(client.Post("/v1/counters/old/incr", "", &result).ok());
+  std::vector<pid_t> workers = ChildrenOf(crashed.pid());
+  ASSERT_EQ(workers.size(), 2u);
+  kill(crashed.pid(), SIGKILL);
+  ChildExit exit = crashed.Wait();
+  ASSERT_TRUE(exit.signaled);
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        for (pid_t pid : workers) {
+          if (ProcessAlive(pid)) return false;
+        }
+        return true;
+      },
+      seconds(10)))
+      << "workers outlived their manager";
+  std::vector<std::string> left = ShmEntriesOf(crashed.name());
+  EXPECT_EQ(left.size(), 2u);  // <name>.1 and <name>.lock
+
+  ServerProcess next("stale");
+  next.set_name(crashed.name());
+  ASSERT_TRUE(next.Start({"--workers", "1"}).ok()) << next.stderr_text();
+  EXPECT_NE(next.stderr_text().find("removed stale segment /dev/shm/" + crashed.name() + ".1"),
+            std::string::npos)
+      << next.stderr_text();
+  HttpClient fresh(next.port());
+  ASSERT_TRUE(fresh.Get("/v1/counters/old", &result).ok());
+  EXPECT_EQ(result.status, 404);  // A fresh segment, not the dead run's.
+  EXPECT_EQ(next.Stop().code, 0);
+  EXPECT_TRUE(ShmEntriesOf(crashed.name()).empty());
+  crashed.set_name("");
+}
+
+// A worker that keeps dying is still replaced (with backoff) and the manager stays up.
+TEST(WorkerCrashTest, CrashLoopKeepsTheManagerUpAndEndsWithAWorkingReplacement) {
+  ServerProcess server("loop");
+  ASSERT_TRUE(server.Start({"--workers", "1"}).ok()) << server.stderr_text();
+  for (int i = 0; i < 8; ++i) {
+    std::vector<pid_t> pids;
+    ASSERT_TRUE(WaitFor([&] { return server.WorkerPids(&pids).ok(); }, seconds(10)));
+    kill(pids[0], SIGKILL);
+    ASSERT_TRUE(WaitFor([&] { return !ProcessAlive(pids[0]); }, seconds(5)));
+  }
+  EXPECT_TRUE(ProcessAlive(server.pid()));
+  HttpClient client(server.port(), seconds(10));
+  HttpResult result;
+  ASSERT_TRUE(client.Post("/v1/counters/l/incr", "", &result).ok());
+  EXPECT_EQ(result.status, 200);
+  EXPECT_NE(server.stderr_text().find("crash loop"), std::string::npos) << server.stderr_text();
+  EXPECT_EQ(server.Stop().code, 0);
+  EXPECT_TRUE(ShmEntriesOf(server.name()).empty());
+}
+
+}  // namespace
+}  // namespace shm::test
