@@ -17,7 +17,7 @@
 
 namespace shm {
 
-const size_t Dict::kEntryOverhead = sizeof(DictEntryBlob);
+static_assert(Dict::kEntryOverhead == sizeof(DictEntryBlob));
 
 namespace {
 

@@ -94,7 +94,7 @@ class Dict {
   static constexpr size_t kMaxListLimit = 10000;
   static constexpr int64_t kMaxTtlMs = int64_t{100} * 365 * 24 * 3600 * 1000;  // ~100 years.
   // Bytes charged per entry on top of key, content type and value.
-  static const size_t kEntryOverhead;
+  static constexpr size_t kEntryOverhead = 40;
 
   Dict() = default;
 
