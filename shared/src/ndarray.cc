@@ -19,6 +19,7 @@
 #include "object_guard.h"
 #include "segment_impl.h"
 #include "shm/log.h"
+#include "shm/npy.h"
 
 namespace shm {
 namespace {
@@ -930,7 +931,12 @@ Status NdArray::LoadMeta() {
   Segment::Impl* seg = ref_.segment->impl();
   auto* rep = seg->Ptr<NdArrayRep>(ref_.entry->body.load());
   if (rep->magic != kNdArrayMagic) return Status::Internal("array body has a bad magic");
-  if (rep->entry == 0) rep->entry = seg->Handle(ref_.entry);  // Lets destroy find the pins.
+  if (rep->entry == 0) {
+    // First open of this body (new, or restored from a snapshot that also restored the entry's
+    // counter word): no handle has pinned it yet, so the pin count starts clean.
+    ref_.entry->counter.store(0, std::memory_order_seq_cst);
+    rep->entry = seg->Handle(ref_.entry);  // Lets destroy find the pins.
+  }
   dtype_ = static_cast<DType>(rep->dtype);
   shape_.assign(rep->shape, rep->shape + rep->ndim);
   return Status::OK();
@@ -1173,6 +1179,34 @@ Status NdArray::Load(const std::vector<int64_t>& index, Scalar* value) const {
   return Status::OK();
 }
 
-const KindOps kArrayOps = {RepairArrayLocked, DestroyArray};
+namespace {
+
+// Snapshots store an array as a .npy file.
+Status SerializeArrayLocked(Segment::Impl* seg, const EntryRep* entry, std::string* out) {
+  uint64_t body = entry->body.load();
+  const auto* rep = seg->Ptr<NdArrayRep>(body);
+  ArrayData data;
+  data.dtype = static_cast<DType>(rep->dtype);
+  data.shape.assign(rep->shape, rep->shape + rep->ndim);
+  data.bytes.assign(DataOf(seg, body), rep->nbytes);
+  std::string npy;
+  SHM_RETURN_IF_ERROR(WriteNpy(data, &npy));
+  out->append(npy);
+  return Status::OK();
+}
+
+Status DeserializeArray(Segment::Impl* seg, std::string_view bytes, uint64_t* body) {
+  ArrayData data;
+  SHM_RETURN_IF_ERROR(ParseNpy(bytes, &data));
+  uint64_t nbytes = 0;
+  SHM_RETURN_IF_ERROR(CheckShape(data.shape, data.dtype, &nbytes));
+  return MakeBody(
+      seg, data.dtype, data.shape, nbytes,
+      [&](char* out) { std::memcpy(out, data.bytes.data(), nbytes); }, body);
+}
+
+}  // namespace
+
+const KindOps kArrayOps = {RepairArrayLocked, DestroyArray, SerializeArrayLocked, DeserializeArray};
 
 }  // namespace shm

@@ -136,7 +136,10 @@ Status Slice::Parse(std::string_view text, Slice* result) {
   }
   Slice slice;
   std::string_view rest = Trim(text);
-  if (!rest.empty() && rest.back() == ',') rest.remove_suffix(1);  // "1," is the tuple (1,).
+  if (!rest.empty() && rest.back() == ',') {
+    rest.remove_suffix(1);  // "1," is the tuple (1,); "," alone is nothing.
+    if (Trim(rest).empty()) return BadSlice("empty item", text);
+  }
   while (!rest.empty()) {
     size_t comma = rest.find(',');
     std::string_view item = rest.substr(0, comma);
