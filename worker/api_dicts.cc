@@ -144,18 +144,21 @@ Status ListKeys(RequestContext& context, HttpResponse* response) {
   SHM_RETURN_IF_ERROR(
       api::QueryCount(context, "limit", kDefaultKeyLimit, api::kMaxListLimit, &limit));
   if (limit == 0) return Status::InvalidArgument("limit must be at least 1");
-  int64_t cursor = 0;
-  SHM_RETURN_IF_ERROR(api::QueryInt64(context, "cursor", 0, &cursor));
-  if (cursor < 0) return Status::InvalidArgument("cursor must not be negative");
+  // Cursors are opaque uint64s, sent as decimal strings (JSON numbers lose bits in JavaScript).
+  uint64_t cursor = 0;
+  std::string_view cursor_text = api::QueryString(context, "cursor", "0");
+  if (!api::ParseUint64(cursor_text, &cursor).ok()) {
+    return Status::InvalidArgument("cursor must be the decimal string a listing answered");
+  }
   std::string prefix(api::QueryString(context, "prefix"));
   std::vector<std::string> keys;
   uint64_t next = 0;
   SHM_RETURN_IF_ERROR(WithDict(context, false, [&](Dict& dict) {
-    return dict.ListKeys(prefix, limit, static_cast<uint64_t>(cursor), &keys, &next);
+    return dict.ListKeys(prefix, limit, cursor, &keys, &next);
   }));
   array list;
   for (std::string& key : keys) list.push_back(api::json::string(key));
-  api::SetJson(response, object{{"keys", std::move(list)}, {"cursor", next}});
+  api::SetJson(response, object{{"keys", std::move(list)}, {"cursor", std::to_string(next)}});
   return Status::OK();
 }
 

@@ -35,6 +35,19 @@ Status ParseInt64(std::string_view text, int64_t* value) {
   return Status::OK();
 }
 
+Status ParseUint64(std::string_view text, uint64_t* value) {
+  bool all_digits = !text.empty() && std::all_of(text.begin(), text.end(),
+                                                 [](char c) { return c >= '0' && c <= '9'; });
+  uint64_t parsed = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), parsed);
+  if (!all_digits || ec != std::errc() || end != text.data() + text.size()) {
+    return Status::InvalidArgument("'" + std::string(text.substr(0, 64)) +
+                                   "' is not an unsigned 64-bit integer");
+  }
+  *value = parsed;
+  return Status::OK();
+}
+
 Status ParseSecondsMs(std::string_view text, int64_t max_ms, int64_t* ms) {
   size_t dot = text.find('.');
   std::string_view whole = text.substr(0, dot);

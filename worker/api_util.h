@@ -25,6 +25,8 @@ inline constexpr size_t kMaxListLimit = 1000;
 
 // "-12" -> -12; anything but an optional '-' and 1-19 digits that fit is InvalidArgument.
 Status ParseInt64(std::string_view text, int64_t* value);
+// "12" -> 12; 1-20 digits that fit in uint64, nothing else.
+Status ParseUint64(std::string_view text, uint64_t* value);
 // Seconds as "5", "0.25" (at most millisecond precision), into milliseconds in [0, max_ms].
 Status ParseSecondsMs(std::string_view text, int64_t max_ms, int64_t* ms);
 
