@@ -9,6 +9,7 @@ void RegisterApiRoutes(Router* router) {
   RegisterListRoutes(router);
   RegisterLockRoutes(router);
   RegisterSessionRoutes(router);
+  RegisterArrayRoutes(router);
 }
 
 }  // namespace shm

@@ -819,6 +819,40 @@ Status CastArray(const ArrayData& in, DType dtype, ArrayData* result) {
   return Status::OK();
 }
 
+Status ArrayFromScalars(const std::vector<Scalar>& values, std::vector<int64_t> shape, DType dtype,
+                        ArrayData* result) {
+  ArrayData out;
+  out.dtype = dtype;
+  out.shape = std::move(shape);
+  uint64_t n = 1;  // Product of the dimensions, stopping before it could overflow.
+  for (int64_t d : out.shape) {
+    if (d < 0 || (d != 0 && n > values.size() / static_cast<uint64_t>(d) + 1)) {
+      n = values.size() + 1;
+      break;
+    }
+    n *= static_cast<uint64_t>(d);
+  }
+  if (n != values.size()) {
+    return Status::InvalidArgument("shape " + ShapeToString(out.shape) + " does not hold " +
+                                   std::to_string(values.size()) + " values");
+  }
+  out.bytes.resize(values.size() * DTypeSize(dtype));
+  for (const Scalar& v : values) {
+    Domain domain;
+    SHM_RETURN_IF_ERROR(ScalarOperand(dtype, v, &domain));
+  }
+  DispatchDType(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    for (size_t k = 0; k < values.size(); ++k) {
+      T v = ScalarAs<T>(values[k]);
+      std::memcpy(out.bytes.data() + k * sizeof(T), &v, sizeof(T));
+    }
+  });
+  SHM_RETURN_IF_ERROR(out.Check());
+  *result = std::move(out);
+  return Status::OK();
+}
+
 Status ReduceArray(const ArrayData& in, ReduceOp op, std::optional<int> axis, ArrayData* result) {
   SHM_RETURN_IF_ERROR(in.Check());
   int nd = static_cast<int>(in.shape.size());

@@ -286,6 +286,10 @@ class NdArray {
 Status ReduceArray(const ArrayData& in, ReduceOp op, std::optional<int> axis, ArrayData* result);
 // Casts every element to `dtype` with the rules of NdArray::Apply's kFill.
 Status CastArray(const ArrayData& in, DType dtype, ArrayData* result);
+// Builds an array of `dtype` from scalars in C order (e.g. parsed JSON), each cast as Fill casts
+// a scalar: an int must fit an int dtype (InvalidArgument otherwise), a float is truncated.
+Status ArrayFromScalars(const std::vector<Scalar>& values, std::vector<int64_t> shape, DType dtype,
+                        ArrayData* result);
 
 }  // namespace shm
 

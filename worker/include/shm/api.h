@@ -25,6 +25,8 @@ void RegisterListRoutes(Router* router);
 void RegisterLockRoutes(Router* router);
 // /v1/session/{key}[/incr], with the shmsid cookie.
 void RegisterSessionRoutes(Router* router);
+// /v1/arrays/{name}[/data|/ops|/atomic|/reduce] (worker/api_arrays.cc, docs/arrays.md).
+void RegisterArrayRoutes(Router* router);
 
 // Called by RunWorker when it starts draining: handlers blocked in a wait (pop, acquire) stop
 // waiting at their next slice and answer as if the wait ran out. Process-wide.
