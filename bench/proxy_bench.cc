@@ -3,11 +3,22 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <unordered_map>
+#include <vector>
 
 #include "shm/counter.h"
+#include "shm/dict.h"
+#include "shm/lease_lock.h"
+#include "shm/list.h"
+#include "shm/ndarray.h"
 #include "shm/segment.h"
+#include "shm/slice.h"
 
 namespace {
 
@@ -58,6 +69,163 @@ void BM_CounterOpenByName(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_CounterOpenByName);
+
+// Dict: 16-byte keys and 64-byte values (DESIGN.md), 1024 keys, walked in a fixed order.
+constexpr int kDictKeys = 1024;
+
+std::vector<std::string> DictKeys() {
+  std::vector<std::string> keys;
+  for (int i = 0; i < kDictKeys; ++i) {
+    char buffer[32];
+    std::snprintf(buffer, sizeof(buffer), "k%015d", i);
+    keys.emplace_back(buffer, 16);
+  }
+  return keys;
+}
+
+shm::Dict FilledDict(const char* name) {
+  shm::Dict dict;
+  if (!shm::Dict::Open(BenchSegment(), name, shm::OpenMode::kCreateIfMissing, shm::DictOptions(),
+                       &dict)
+           .ok()) {
+    std::abort();
+  }
+  const std::string value(64, 'v');
+  for (const std::string& key : DictKeys()) {
+    if (!dict.Set(key, value, shm::SetOptions()).ok()) std::abort();
+  }
+  return dict;
+}
+
+// The reference: the same lookup in a std::unordered_map behind a std::mutex.
+void BM_StdMapGetUnderMutex(benchmark::State& state) {
+  std::unordered_map<std::string, std::string> map;
+  for (const std::string& key : DictKeys()) map[key] = std::string(64, 'v');
+  std::vector<std::string> keys = DictKeys();
+  std::mutex mu;
+  std::string out;
+  size_t i = 0;
+  for (auto _ : state) {
+    std::lock_guard<std::mutex> lock(mu);
+    out = map.find(keys[i++ % kDictKeys])->second;
+    benchmark::DoNotOptimize(out);
+  }
+}
+BENCHMARK(BM_StdMapGetUnderMutex);
+
+void BM_DictGet(benchmark::State& state) {
+  shm::Dict dict = FilledDict("bench-dict-get");
+  std::vector<std::string> keys = DictKeys();
+  shm::DictValue value;
+  size_t i = 0;
+  for (auto _ : state) benchmark::DoNotOptimize(dict.Get(keys[i++ % kDictKeys], &value));
+}
+BENCHMARK(BM_DictGet);
+
+void BM_DictSet(benchmark::State& state) {
+  shm::Dict dict = FilledDict("bench-dict-set");
+  std::vector<std::string> keys = DictKeys();
+  const std::string value(64, 'w');
+  size_t i = 0;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(dict.Set(keys[i++ % kDictKeys], value, shm::SetOptions()));
+  }
+}
+BENCHMARK(BM_DictSet);
+
+void BM_DictIncr(benchmark::State& state) {
+  shm::Dict dict = FilledDict("bench-dict-incr");
+  int64_t result = 0;
+  for (auto _ : state) benchmark::DoNotOptimize(dict.Incr("hits-counter-key", 1, 0, 0, &result));
+}
+BENCHMARK(BM_DictIncr);
+
+void BM_ListPushPop(benchmark::State& state) {
+  shm::List list;
+  if (!shm::List::Open(BenchSegment(), "bench-list", shm::OpenMode::kCreateIfMissing,
+                       shm::ListOptions(), &list)
+           .ok()) {
+    std::abort();
+  }
+  const std::string payload(64, 'i');
+  std::string item;
+  bool got = false;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(list.Push(shm::List::End::kRight, payload));
+    benchmark::DoNotOptimize(
+        list.Pop(shm::List::End::kLeft, std::chrono::milliseconds(0), &item, &got));
+  }
+  state.SetItemsProcessed(state.iterations() * 2);
+}
+BENCHMARK(BM_ListPushPop);
+
+void BM_LeaseAcquireRelease(benchmark::State& state) {
+  shm::LeaseLock lock;
+  if (!shm::LeaseLock::Open(BenchSegment(), "bench-lease", shm::OpenMode::kCreateIfMissing, &lock)
+           .ok()) {
+    std::abort();
+  }
+  uint64_t token = 0;
+  int64_t expires = 0;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(
+        lock.Acquire(10000, std::chrono::milliseconds(0), "bench", &token, &expires));
+    benchmark::DoNotOptimize(lock.Release(token));
+  }
+}
+BENCHMARK(BM_LeaseAcquireRelease);
+
+// Bulk copies of a float64 array of range(0) bytes, next to memcpy of the same size.
+void BM_Memcpy(benchmark::State& state) {
+  const size_t bytes = static_cast<size_t>(state.range(0));
+  std::vector<char> from(bytes, 1);
+  std::vector<char> to(bytes);
+  for (auto _ : state) {
+    std::memcpy(to.data(), from.data(), bytes);
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * bytes));
+}
+BENCHMARK(BM_Memcpy)->Arg(4 << 10)->Arg(1 << 20);
+
+shm::NdArray BenchArray(const std::string& name, size_t bytes) {
+  shm::NdArray array;
+  shm::Status s = shm::NdArray::Open(BenchSegment(), name, &array);
+  if (s.ok()) return array;
+  if (!shm::NdArray::Create(BenchSegment(), name, shm::DType::kFloat64,
+                            {static_cast<int64_t>(bytes / sizeof(double))}, shm::Scalar::Float(0),
+                            &array)
+           .ok()) {
+    std::abort();
+  }
+  return array;
+}
+
+void BM_ArraySliceCopyOut(benchmark::State& state) {
+  const size_t bytes = static_cast<size_t>(state.range(0));
+  shm::NdArray array = BenchArray("bench-array-" + std::to_string(bytes), bytes);
+  std::string out;
+  for (auto _ : state) benchmark::DoNotOptimize(array.ReadSlice(shm::Slice(), &out));
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * bytes));
+}
+BENCHMARK(BM_ArraySliceCopyOut)->Arg(4 << 10)->Arg(1 << 20);
+
+void BM_ArraySliceCopyIn(benchmark::State& state) {
+  const size_t bytes = static_cast<size_t>(state.range(0));
+  shm::NdArray array = BenchArray("bench-array-" + std::to_string(bytes), bytes);
+  const std::string in(bytes, '\0');
+  for (auto _ : state) benchmark::DoNotOptimize(array.WriteSlice(shm::Slice(), in));
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * bytes));
+}
+BENCHMARK(BM_ArraySliceCopyIn)->Arg(4 << 10)->Arg(1 << 20);
+
+void BM_ArrayAtomicAdd(benchmark::State& state) {
+  shm::NdArray array = BenchArray("bench-array-4096", 4 << 10);
+  shm::Scalar old;
+  const std::vector<int64_t> index = {7};
+  for (auto _ : state) benchmark::DoNotOptimize(array.FetchAdd(index, shm::Scalar::Float(1), &old));
+}
+BENCHMARK(BM_ArrayAtomicAdd);
 
 }  // namespace
 
