@@ -295,10 +295,10 @@ Status AllocateBlob(Segment::Impl* seg, std::string_view key, uint64_t hash,
   blob->ctype_len = static_cast<uint32_t>(content_type.size());
   blob->value_len = value.size();
   char* out = blob->bytes();
-  std::memcpy(out, key.data(), key.size());
-  std::memcpy(out + key.size(), content_type.data(), content_type.size());
-  if (!value.empty())
-    std::memcpy(out + key.size() + content_type.size(), value.data(), value.size());
+  for (std::string_view part : {key, content_type, value}) {
+    if (!part.empty()) std::memcpy(out, part.data(), part.size());  // Empty views may be null.
+    out += part.size();
+  }
   return Status::OK();
 }
 
