@@ -33,7 +33,7 @@ TEST(HitCounterTest, ConcurrentHitsAreNumberedOneToNAcrossWorkers) {
                  << "' (configured with -DSHM_BUILD_EXAMPLES=OFF?)";
   }
   ServerProcess server("hits");
-  ASSERT_TRUE(server.Start({"--workers", "3"}, HitCounterBinary()).ok()) << server.stderr_text();
+  ASSERT_STARTED(server.Start({"--workers", "3"}, HitCounterBinary()));
   constexpr int kClients = 60;
   std::vector<int64_t> numbers(kClients, -1);
   std::vector<std::string> pids(kClients);

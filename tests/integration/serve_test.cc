@@ -36,7 +36,7 @@ void ExpectStopsCleanly(ServerProcess* server) {
 
 TEST(ServeTest, HundredConcurrentClientsGetExactlyOneToHundredFromSeveralWorkers) {
   ServerProcess server("hundred");
-  ASSERT_TRUE(server.Start({"--workers", "4"}).ok()) << server.stderr_text();
+  ASSERT_STARTED(server.Start({"--workers", "4"}));
   EXPECT_NE(server.listening_line().find("(4 workers, segment /dev/shm/" + server.name() +
                                          ".1, 64.0 MiB)"),
             std::string::npos)
@@ -74,7 +74,7 @@ TEST(ServeTest, HundredConcurrentClientsGetExactlyOneToHundredFromSeveralWorkers
 
 TEST(ServeTest, TwentyThousandIncrementsOverSixtyFourKeptAliveConnectionsAreExact) {
   ServerProcess server("twentyk");
-  ASSERT_TRUE(server.Start({"--workers", "2"}).ok()) << server.stderr_text();
+  ASSERT_STARTED(server.Start({"--workers", "2"}));
   constexpr int kConnections = 64;
   constexpr int kTotal = 20000;
   std::vector<std::vector<int64_t>> seen(kConnections);
@@ -112,7 +112,7 @@ TEST(ServeTest, TwentyThousandIncrementsOverSixtyFourKeptAliveConnectionsAreExac
 
 TEST(ServeTest, SegmentAndLockFileAreOwnerOnly) {
   ServerProcess server("mode");
-  ASSERT_TRUE(server.Start({"--workers", "1", "--size", "8MiB"}).ok()) << server.stderr_text();
+  ASSERT_STARTED(server.Start({"--workers", "1", "--size", "8MiB"}));
   for (const std::string& file : {server.name() + ".1", server.name() + ".lock"}) {
     struct stat st;
     ASSERT_EQ(stat(("/dev/shm/" + file).c_str(), &st), 0) << file;
@@ -124,7 +124,7 @@ TEST(ServeTest, SegmentAndLockFileAreOwnerOnly) {
 
 TEST(ServeTest, SigtermLeavesNoProcessNoSegmentNoLockFile) {
   ServerProcess server("term");
-  ASSERT_TRUE(server.Start({"--workers", "3"}).ok()) << server.stderr_text();
+  ASSERT_STARTED(server.Start({"--workers", "3"}));
   std::vector<pid_t> pids;
   ASSERT_TRUE(server.WorkerPids(&pids).ok());
   EXPECT_EQ(pids.size(), 3u);
@@ -138,7 +138,7 @@ TEST(ServeTest, SigtermLeavesNoProcessNoSegmentNoLockFile) {
 
 TEST(ServeTest, SigintStopsCleanlyToo) {
   ServerProcess server("int");
-  ASSERT_TRUE(server.Start({"--workers", "1"}).ok()) << server.stderr_text();
+  ASSERT_STARTED(server.Start({"--workers", "1"}));
   std::vector<pid_t> workers = ChildrenOf(server.pid());
   kill(server.pid(), SIGINT);
   ChildExit exit = server.Wait();
@@ -146,6 +146,34 @@ TEST(ServeTest, SigintStopsCleanlyToo) {
   EXPECT_EQ(exit.code, 0);
   for (pid_t pid : workers) EXPECT_FALSE(ProcessAlive(pid));
   EXPECT_TRUE(ShmEntriesOf(server.name()).empty());
+}
+
+TEST(ServeTest, TokenFromTheEnvironmentIsRequiredAndTheFlagWins) {
+  for (bool by_flag : {false, true}) {
+    ServerProcess server("token");
+    server.add_env("SHMSTATE_TOKEN=env-secret");
+    std::vector<std::string> extra = {"--workers", "1"};
+    if (by_flag) extra.insert(extra.end(), {"--token", "flag-secret"});
+    ASSERT_STARTED(server.Start(extra));
+    std::string good = by_flag ? "flag-secret" : "env-secret";
+    std::string bad = by_flag ? "env-secret" : "flag-secret";
+    HttpClient client(server.port());
+    HttpResult result;
+    ASSERT_TRUE(client.Post("/v1/counters/t/incr", "", &result).ok());
+    EXPECT_EQ(result.status, 401);
+    ASSERT_TRUE(client
+                    .Request("POST", "/v1/counters/t/incr", "", &result,
+                             {{"Authorization", "Bearer " + bad}})
+                    .ok());
+    EXPECT_EQ(result.status, 401);
+    ASSERT_TRUE(client
+                    .Request("POST", "/v1/counters/t/incr", "", &result,
+                             {{"Authorization", "Bearer " + good}})
+                    .ok());
+    EXPECT_EQ(result.status, 200);
+    EXPECT_EQ(ValueOf(result), 1);  // The refused requests changed nothing.
+    EXPECT_EQ(server.Stop().code, 0);
+  }
 }
 
 // Counts the lines of a stderr text that are not empty.
@@ -177,7 +205,7 @@ TEST(ServeTest, BusyPortFailsWithOneLineAndLeavesNothing) {
 
 TEST(ServeTest, LiveDuplicateNameFailsWithOneLineAndLeavesTheFirstAlone) {
   ServerProcess first("dup");
-  ASSERT_TRUE(first.Start({"--workers", "1"}).ok()) << first.stderr_text();
+  ASSERT_STARTED(first.Start({"--workers", "1"}));
   HttpClient client(first.port());
   HttpResult result;
   ASSERT_TRUE(client.Post("/v1/counters/kept/incr?by=7", "", &result).ok());
@@ -284,7 +312,7 @@ bool RollWorkers(ServerProcess* server) {
 
 TEST(ServeTest, SighupReplacesEveryWorkerWhileAClientKeepsGettingAnswers) {
   ServerProcess server("hup");
-  ASSERT_TRUE(server.Start({"--workers", "2"}).ok()) << server.stderr_text();
+  ASSERT_STARTED(server.Start({"--workers", "2"}));
   BusyClient client(server.port(), "hup");
   ASSERT_TRUE(
       WaitFor([&] { return client.answers() > 0 || client.failed(); }, std::chrono::seconds(10)));
@@ -313,7 +341,7 @@ TEST(ServeTest, SighupReplacesEveryWorkerWhileAClientKeepsGettingAnswers) {
 // queued responses (and stops reading before it half-closes).
 TEST(ServeTest, DISABLED_DrainAnswersEveryRequestItExecuted) {
   ServerProcess server("drain");
-  ASSERT_TRUE(server.Start({"--workers", "2"}).ok()) << server.stderr_text();
+  ASSERT_STARTED(server.Start({"--workers", "2"}));
   BusyClient client(server.port(), "drain");
   ASSERT_TRUE(
       WaitFor([&] { return client.answers() > 0 || client.failed(); }, std::chrono::seconds(10)));

@@ -33,10 +33,14 @@
 
 namespace shm::test {
 
-// The binary under test: $SHMSTATE_BIN (set by CTest).
+// The binary under test: $SHMSTATE_BIN, else the path tests/CMakeLists.txt compiles in.
 inline std::string ShmstateBinary() {
-  const char* bin = std::getenv("SHMSTATE_BIN");
-  return bin ? bin : "";
+  if (const char* bin = std::getenv("SHMSTATE_BIN")) return bin;
+#ifdef SHM_DEFAULT_SHMSTATE_BIN
+  return SHM_DEFAULT_SHMSTATE_BIN;
+#else
+  return "";
+#endif
 }
 
 // A server name no other test or run uses.
@@ -129,6 +133,14 @@ class ServerProcess {
     stderr_path_ = path;
     int out[2];
     if (pipe2(out, O_CLOEXEC) != 0) return Status::Internal("pipe failed");
+    // Built before fork: the child only calls async-signal-safe functions.
+    std::vector<char*> argv;
+    for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    std::vector<char*> envp;
+    for (char** e = environ; *e != nullptr; ++e) envp.push_back(*e);
+    for (std::string& e : extra_env_) envp.push_back(e.data());
+    envp.push_back(nullptr);
     pid_t parent = getpid();
     pid_ = fork();
     if (pid_ == 0) {
@@ -136,10 +148,7 @@ class ServerProcess {
       if (getppid() != parent) _exit(127);
       dup2(out[1], STDOUT_FILENO);
       dup2(err_fd, STDERR_FILENO);
-      std::vector<char*> argv;
-      for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-      argv.push_back(nullptr);
-      execv(argv[0], argv.data());
+      execve(argv[0], argv.data(), envp.data());
       _exit(127);
     }
     close(out[1]);
@@ -187,6 +196,8 @@ class ServerProcess {
   }
 
   void set_listen(const std::string& listen) { listen_ = listen; }
+  // Adds "NAME=value" to the server's environment (on top of this process's).
+  void add_env(const std::string& assignment) { extra_env_.push_back(assignment); }
   void set_name(const std::string& name) { name_ = name; }
   const std::string& name() const { return name_; }
   uint16_t port() const { return port_; }
@@ -223,6 +234,7 @@ class ServerProcess {
 
   std::string name_;
   std::string listen_ = "127.0.0.1:0";
+  std::vector<std::string> extra_env_;
   std::string stderr_path_;
   pid_t pid_ = 0;
   int stdout_fd_ = -1;
@@ -232,5 +244,12 @@ class ServerProcess {
 };
 
 }  // namespace shm::test
+
+// Fails the test with the reason (the server's stderr included) when a start fails.
+#define ASSERT_STARTED(start_expr)                     \
+  do {                                                 \
+    ::shm::Status started_ = (start_expr);             \
+    ASSERT_TRUE(started_.ok()) << started_.ToString(); \
+  } while (0)
 
 #endif  // SHM_TESTS_INTEGRATION_SERVER_PROCESS_H_

@@ -23,7 +23,7 @@ int64_t ValueOf(const HttpResult& result) {
 // replacement is serving. The design promises that within 1 s.
 TEST(WorkerCrashTest, KilledWorkerIsReplacedAndAnsweringWithinOneSecond) {
   ServerProcess server("kill");
-  ASSERT_TRUE(server.Start({"--workers", "1"}).ok()) << server.stderr_text();
+  ASSERT_STARTED(server.Start({"--workers", "1"}));
   HttpClient client(server.port(), seconds(5));
   HttpResult result;
   ASSERT_TRUE(client.Post("/v1/counters/c/incr", "", &result).ok());
@@ -56,7 +56,7 @@ TEST(WorkerCrashTest, KilledWorkerIsReplacedAndAnsweringWithinOneSecond) {
 
 TEST(WorkerCrashTest, RestartCountIsReportedPerSlot) {
   ServerProcess server("restarts");
-  ASSERT_TRUE(server.Start({"--workers", "2"}).ok()) << server.stderr_text();
+  ASSERT_STARTED(server.Start({"--workers", "2"}));
   for (int round = 0; round < 3; ++round) {
     std::vector<pid_t> pids;
     ASSERT_TRUE(server.WorkerPids(&pids).ok());
@@ -82,8 +82,7 @@ TEST(WorkerCrashTest, RestartCountIsReportedPerSlot) {
 // SIGSTOP freezes a worker: its heartbeat goes stale, the manager SIGKILLs and replaces it.
 TEST(WorkerCrashTest, HungWorkerIsKilledAndReplaced) {
   ServerProcess server("hung");
-  ASSERT_TRUE(server.Start({"--workers", "2", "--heartbeat-timeout", "1s"}).ok())
-      << server.stderr_text();
+  ASSERT_STARTED(server.Start({"--workers", "2", "--heartbeat-timeout", "1s"}));
   std::vector<pid_t> before;
   ASSERT_TRUE(server.WorkerPids(&before).ok());
   ASSERT_EQ(before.size(), 2u);
@@ -112,7 +111,7 @@ TEST(WorkerCrashTest, HungWorkerIsKilledAndReplaced) {
 // next start with that name finds the lock unheld, removes the leftovers and starts afresh.
 TEST(WorkerCrashTest, StaleSegmentOfAKilledManagerIsCleanedAtTheNextStart) {
   ServerProcess crashed("stale");
-  ASSERT_TRUE(crashed.Start({"--workers", "2"}).ok()) << crashed.stderr_text();
+  ASSERT_STARTED(crashed.Start({"--workers", "2"}));
   HttpClient client(crashed.port());
   HttpResult result;
   ASSERT_TRUE(client.Post("/v1/counters/old/incr", "", &result).ok());
@@ -135,7 +134,7 @@ TEST(WorkerCrashTest, StaleSegmentOfAKilledManagerIsCleanedAtTheNextStart) {
 
   ServerProcess next("stale");
   next.set_name(crashed.name());
-  ASSERT_TRUE(next.Start({"--workers", "1"}).ok()) << next.stderr_text();
+  ASSERT_STARTED(next.Start({"--workers", "1"}));
   EXPECT_NE(next.stderr_text().find("removed stale segment /dev/shm/" + crashed.name() + ".1"),
             std::string::npos)
       << next.stderr_text();
@@ -150,7 +149,7 @@ TEST(WorkerCrashTest, StaleSegmentOfAKilledManagerIsCleanedAtTheNextStart) {
 // A worker that keeps dying is still replaced (with backoff) and the manager stays up.
 TEST(WorkerCrashTest, CrashLoopKeepsTheManagerUpAndEndsWithAWorkingReplacement) {
   ServerProcess server("loop");
-  ASSERT_TRUE(server.Start({"--workers", "1"}).ok()) << server.stderr_text();
+  ASSERT_STARTED(server.Start({"--workers", "1"}));
   for (int i = 0; i < 8; ++i) {
     std::vector<pid_t> pids;
     ASSERT_TRUE(WaitFor([&] { return server.WorkerPids(&pids).ok(); }, seconds(10)));
