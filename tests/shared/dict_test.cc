@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <limits>
@@ -316,6 +317,26 @@ TEST(DictTest, ClockEvictsExpiredEntriesEvenIfReferenced) {
   for (int i = 1; i < 5; ++i) EXPECT_TRUE(dict.Get(Key(i), &got).ok()) << Key(i);
 }
 
+TEST(DictTest, IncrIntoAFullClockDictEvicts) {
+  test::ScopedSegment seg;
+  constexpr uint64_t kEach = 104;
+  const std::string value(kEach - Dict::kEntryOverhead - 3, 'v');
+  DictOptions options;
+  options.max_bytes = 4 * kEach;
+  options.eviction = DictEviction::kClock;
+  Dict dict = OpenDict(seg.get(), "cache", options);
+  for (int i = 0; i < 4; ++i) ASSERT_OK(dict.Set(Key(i), value, {}));
+  int64_t result = 0;
+  ASSERT_OK(dict.Incr("n", 1, 0, 0, &result));
+  DictStats stats = StatsOf(dict);
+  EXPECT_EQ(stats.evictions, 1u);
+  EXPECT_EQ(stats.entries, 4u);
+  EXPECT_LE(stats.bytes, options.max_bytes);
+  DictValue got;
+  ASSERT_OK(dict.Get("n", &got));
+  EXPECT_EQ(got.data, "1");
+}
+
 TEST(DictTest, FullDictWithoutEvictionIsOutOfSpaceAndChangesNothing) {
   test::ScopedSegment seg;
   constexpr uint64_t kEach = 104;
@@ -571,6 +592,33 @@ TEST(DictTest, SecondMappingAtAnotherAddressSeesTheSameEntries) {
   }
   ASSERT_OK(there.Set("from-there", "x", {}));
   ASSERT_OK(dict.Get("from-there", &got));
+}
+
+// Threads of one process each get their own intent slot: concurrent increments are exact.
+TEST(DictTest, ThreadsIncrementExactly) {
+  test::ScopedSegment seg;
+  Dict dict = OpenDict(seg.get(), "d");
+  constexpr int kThreads = 4;
+  constexpr int kIncrements = 2000;
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      int64_t result = 0;
+      for (int i = 0; i < kIncrements; ++i) {
+        if (!dict.Incr("n", 1, 0, 0, &result).ok()) ++failures;
+        if (!dict.Set("t" + std::to_string(t) + ":" + std::to_string(i), "x", {}).ok()) {
+          ++failures;
+        }
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(failures.load(), 0);
+  DictValue got;
+  ASSERT_OK(dict.Get("n", &got));
+  EXPECT_EQ(got.data, std::to_string(kThreads * kIncrements));
+  EXPECT_EQ(StatsOf(dict).entries, static_cast<uint64_t>(kThreads * kIncrements + 1));
 }
 
 // 4 forked processes write, read and delete the same keys; values carry a checksum, so a torn
