@@ -2,6 +2,7 @@
 
 #include <sched.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cfloat>
 #include <charconv>
@@ -924,8 +925,15 @@ Status NdArray::Create(Segment* segment, std::string_view name, DType dtype,
       std::memset(data, 0, nbytes);
       return;
     }
-    for (uint64_t off = 0; off < nbytes; off += pattern.size()) {
+    // One page element by element, then doubling copies (the registry lock is held meanwhile).
+    uint64_t done = std::min<uint64_t>(nbytes, 4096);
+    for (uint64_t off = 0; off < done; off += pattern.size()) {
       std::memcpy(data + off, pattern.data(), pattern.size());
+    }
+    while (done < nbytes) {
+      uint64_t n = std::min(done, nbytes - done);
+      std::memcpy(data + done, data, n);
+      done += n;
     }
   };
   NdArray array;
@@ -1057,25 +1065,29 @@ Status NdArray::MutateView(const StridedView& view, const MutateFn& fn) {
 }
 
 Status NdArray::ReadSlice(const Slice& slice, ArrayData* result) const {
-  StridedView view;
-  SHM_RETURN_IF_ERROR(ViewOf(slice, &view));
   ArrayData out;
   out.dtype = dtype_;
-  out.shape = view.shape;
-  out.bytes.resize(static_cast<size_t>(view.size()) * DTypeSize(dtype_));  // Outside the lock.
-  ObjectGuard guard;
-  SHM_RETURN_IF_ERROR(guard.Lock(ref_));
-  Gather(DataOf(ref_.segment->impl(), ref_.entry->body.load()), view, DTypeSize(dtype_),
-         out.bytes.data());
-  guard.Unlock();
+  StridedView view;
+  SHM_RETURN_IF_ERROR(ReadView(slice, &view, &out.bytes));
+  out.shape = std::move(view.shape);
   *result = std::move(out);
   return Status::OK();
 }
 
 Status NdArray::ReadSlice(const Slice& slice, std::string* bytes) const {
-  ArrayData data;
-  SHM_RETURN_IF_ERROR(ReadSlice(slice, &data));
-  *bytes = std::move(data.bytes);
+  StridedView view;
+  return ReadView(slice, &view, bytes);
+}
+
+Status NdArray::ReadView(const Slice& slice, StridedView* view, std::string* bytes) const {
+  SHM_RETURN_IF_ERROR(ViewOf(slice, view));
+  // Outside the lock; a buffer of the right size already (a caller reading in a loop) is reused
+  // without being cleared first.
+  bytes->resize(static_cast<size_t>(view->size()) * DTypeSize(dtype_));
+  ObjectGuard guard;
+  SHM_RETURN_IF_ERROR(guard.Lock(ref_));
+  Gather(DataOf(ref_.segment->impl(), ref_.entry->body.load()), *view, DTypeSize(dtype_),
+         bytes->data());
   return Status::OK();
 }
 

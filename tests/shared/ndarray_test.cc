@@ -97,6 +97,14 @@ TEST(NdArrayTest, DataIsAlignedTo64Bytes) {
   }
 }
 
+// The fill is written a page at a time, then in doubling copies: every element gets it.
+TEST(NdArrayTest, FillReachesEveryElementOfALargeArray) {
+  test::ScopedSegment seg;
+  NdArray a;
+  ASSERT_OK(NdArray::Create(seg.get(), "big", DType::kInt16, {3, 5001}, Scalar::Int(-3), &a));
+  EXPECT_EQ(ReadAll<int16_t>(a), std::vector<int16_t>(3 * 5001, -3));
+}
+
 TEST(NdArrayTest, BadCreatesChangeNothing) {
   test::ScopedSegment seg(size_t{16} << 20);
   NdArray a;

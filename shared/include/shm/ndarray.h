@@ -218,7 +218,8 @@ class NdArray {
   //  * float scalar on an int or bool array: computed in float64 (div is true division), then cast
   //    back: truncation toward zero, saturating at the dtype's min/max, NaN -> 0;
   //  * float arrays compute in float64 and round to the dtype (exact for float32 + - * /);
-  //  * bool arrays: add = or, mul = and, min = and, max = or; sub and div are InvalidArgument.
+  //  * bool arrays with a bool scalar: add = or, mul = and, min = and, max = or; sub and div are
+  //    InvalidArgument (an int or float scalar computes in int64 or float64, then != 0);
   //  * integer div is floor division; x div 0 is 0; INT_MIN div -1 wraps to INT_MIN.
   Status Apply(ArrayOp op, const Slice& slice, Scalar value);
   // Same with an operand array of the slice's shape; types promote as numpy's result_type (e.g.
@@ -273,6 +274,8 @@ class NdArray {
   Status MutateView(const StridedView& view, const MutateFn& fn);
   Status Inspect(const Slice& slice, DType dtype, const InspectFn& fn) const;
   Status ViewOf(const Slice& slice, StridedView* view) const;
+  // Copies the slice's bytes out under the lock; *view gets the slice's view.
+  Status ReadView(const Slice& slice, StridedView* view, std::string* bytes) const;
   // Element offset of a full index; InvalidArgument when out of range.
   Status ElementOffset(const std::vector<int64_t>& index, int64_t* offset) const;
   Status LoadMeta();
