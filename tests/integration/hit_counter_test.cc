@@ -2,10 +2,12 @@
 // built-in API. The binary is $HIT_COUNTER_BIN, else "hit_counter" next to $SHMSTATE_BIN (both
 // are built into the build directory's top; examples are on by default).
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <barrier>
+#include <cstdio>
 #include <set>
 #include <thread>
 #include <vector>
@@ -69,6 +71,45 @@ TEST(HitCounterTest, ConcurrentHitsAreNumberedOneToNAcrossWorkers) {
   ChildExit exit = server.Stop();
   EXPECT_EQ(exit.code, 0) << server.stderr_text();
   EXPECT_TRUE(ShmEntriesOf(server.name()).empty());
+}
+
+// Runs `command` through the shell; returns its exit code and its stdout in `output`.
+int RunCommand(const std::string& command, std::string* output) {
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) return -1;
+  char chunk[512];
+  while (size_t n = fread(chunk, 1, sizeof chunk, pipe)) output->append(chunk, n);
+  int status = pclose(pipe);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// examples/clients/concurrent_hits.py against both servers: a one-line OK verdict, exit 0.
+TEST(HitCounterTest, ClientScriptGivesAnOkVerdict) {
+  if (access("/usr/bin/python3", X_OK) != 0) GTEST_SKIP() << "no /usr/bin/python3";
+  if (access(HitCounterBinary().c_str(), X_OK) != 0) GTEST_SKIP() << "no hit_counter binary";
+  std::string script = std::string(SHM_DEFAULT_SOURCE_DIR) + "/examples/clients/concurrent_hits.py";
+  for (bool hits : {false, true}) {
+    ServerProcess server("script");
+    ASSERT_STARTED(server.Start({"--workers", "3"}, hits ? HitCounterBinary() : ""));
+    std::string output;
+    int code = RunCommand("/usr/bin/python3 " + script + " --port " +
+                              std::to_string(server.port()) + (hits ? " --hits" : ""),
+                          &output);
+    EXPECT_EQ(code, 0) << output;
+    EXPECT_EQ(output.rfind("OK: 100 concurrent requests got exactly 1..100 from ", 0), 0u)
+        << output;
+    EXPECT_EQ(std::count(output.begin(), output.end(), '\n'), 1) << output;
+    // Run again on the same counter: the numbers no longer start at 1, and it says so.
+    if (hits) {
+      output.clear();
+      code = RunCommand(
+          "/usr/bin/python3 " + script + " --hits --port " + std::to_string(server.port()),
+          &output);
+      EXPECT_EQ(code, 1) << output;
+      EXPECT_EQ(output.rfind("FAIL: ", 0), 0u) << output;
+    }
+    EXPECT_EQ(server.Stop().code, 0);
+  }
 }
 
 }  // namespace
