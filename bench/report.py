@@ -1,0 +1,297 @@
+#!/usr/bin/env python3
+"""Turns the raw files of one bench/run (a directory) into bench/results/<date>.md and a PNG chart.
+
+Inputs, all optional (a missing file leaves its section empty, marked "not measured"):
+  facts.tsv   key<TAB>value                        machine facts
+  proxy.csv   Google Benchmark CSV                  single-threaded proxy operations
+  mp.tsv      workload<TAB>procs<TAB>value<TAB>unit mp_driver (value < 0: the ops failed)
+  refs.tsv    same format                           redis-benchmark, multiprocessing.Manager
+  http.tsv    target<TAB>workers<TAB>route<TAB>label<TAB>RESULT k=v...<TAB>cpu_us=N
+  checks.tsv  target<TAB>workers<TAB>check<TAB>label<TAB>verdict
+"""
+import csv
+import os
+import shutil
+import subprocess
+import sys
+
+TARGETS_NOTE = "DESIGN.md \"Performance targets\""
+
+
+def read_tsv(path):
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [line.rstrip("\n").split("\t") for line in f if line.strip()]
+
+
+def load_values(path):
+    """{(workload, procs): value} from mp.tsv / refs.tsv."""
+    values = {}
+    for row in read_tsv(path):
+        if len(row) >= 3:
+            try:
+                values[(row[0], int(row[1]))] = float(row[2])
+            except ValueError:
+                pass
+    return values
+
+
+def load_http(path):
+    rows = []
+    for row in read_tsv(path):
+        if len(row) < 6:
+            continue
+        fields = dict(kv.split("=", 1) for kv in (row[4].split()[1:] + [row[5]]))
+        numbers = {k: float(v) for k, v in fields.items()}
+        seconds = numbers["duration_us"] / 1e6
+        rows.append({
+            "target": row[0], "workers": int(row[1]), "route": row[2], "label": row[3],
+            "rps": numbers["requests"] / seconds if seconds > 0 else 0.0,
+            "p50": numbers["p50_us"] / 1e3, "p99": numbers["p99_us"] / 1e3,
+            "p999": numbers["p999_us"] / 1e3,
+            "cpu": numbers["cpu_us"] / numbers["requests"] if numbers["requests"] else 0.0,
+            "errors": int(numbers["errors"] + numbers["non2xx"]),
+        })
+    return rows
+
+
+def human(value, unit="ops/s"):
+    if value is None:
+        return "not measured"
+    if value < 0:
+        return "FAILED"
+    if unit == "B/s":
+        return "%.2f GB/s" % (value / 1e9)
+    if value >= 1e6:
+        return "%.2fM %s" % (value / 1e6, unit)
+    if value >= 1e3:
+        return "%.1fk %s" % (value / 1e3, unit)
+    return "%.0f %s" % (value, unit)
+
+
+def ratio(a, b):
+    if a is None or b is None or a < 0 or b <= 0:
+        return None
+    return a / b
+
+
+class Targets:
+    """Rows of the headline table: measured, reference, ratio, goal, verdict."""
+
+    def __init__(self):
+        self.rows = []
+
+    def add(self, what, measured, reference_name, reference, goal, unit="ops/s", higher=True):
+        r = ratio(measured, reference)
+        if r is None:
+            verdict = "not measured" if measured is None or reference is None else "FAILED"
+        else:
+            verdict = "met" if (r >= goal if higher else r <= goal) else "**missed**"
+        self.rows.append("| %s | %s | %s: %s | %s | %s %.4g× | %s |" % (
+            what, human(measured, unit), reference_name, human(reference, unit),
+            "-" if r is None else "%.3g×" % r, ">=" if higher else "<=", goal, verdict))
+
+    def add_raw(self, what, measured, reference_text, r, goal_text, met):
+        self.rows.append("| %s | %s | %s | %s | %s | %s |" % (
+            what, measured, reference_text, "-" if r is None else "%.3g×" % r, goal_text,
+            "not measured" if met is None else ("met" if met else "**missed**")))
+
+    def markdown(self):
+        return ["| target | shmstate | reference | ratio | goal | verdict |",
+                "|---|---|---|---|---|---|"] + self.rows
+
+
+def http_lookup(http, target, workers, route):
+    for row in http:
+        if (row["target"], row["workers"], row["route"]) == (target, workers, route):
+            return row
+    return None
+
+
+def build_targets(mp, refs, http, checks):
+    t = Targets()
+    t.add("Counter add, 2 processes", mp.get(("counter add, one object", 2)), "raw fetch_add",
+          mp.get(("raw fetch_add (shared mmap)", 2)), 0.8)
+    for op, redis_op in (("get", "GET"), ("set", "SET")):
+        shm_value = mp.get(("dict %s, one object" % op, 2))
+        t.add("Dict %s, 2 processes" % op, shm_value, "Redis %s -P 16" % redis_op,
+              refs.get(("redis %s P16" % redis_op, 1)), 20)
+        t.add("Dict %s, 2 processes" % op, shm_value, "Manager dict %s" % op,
+              refs.get(("manager dict %s" % op, 2)), 500)
+    for direction in ("out", "in"):
+        t.add("Array slice copy %s (1 MiB), 2 processes" % direction,
+              mp.get(("array slice copy %s (1 MiB), one object" % direction, 2)),
+              "memcpy", mp.get(("memcpy %s shared mmap (1 MiB)" % (
+                  "out of" if direction == "out" else "into"), 2)), 0.8, unit="B/s")
+    for route, label in (("incr", "POST /v1/counters/x/incr"), ("get", "GET dict key")):
+        shm_row = http_lookup(http, "shmstate", 2, route)
+        ngx_row = http_lookup(http, "nginx-lua", 2, route)
+        if shm_row is None or ngx_row is None:
+            t.add_raw("HTTP %s, 2 workers" % label, "not measured", "nginx lua_shared_dict",
+                      None, "", None)
+            continue
+        t.add("HTTP %s, 2 workers: requests/s" % label, shm_row["rps"], "nginx lua_shared_dict",
+              ngx_row["rps"], 1.0, unit="req/s")
+        t.add_raw("HTTP %s, 2 workers: p99" % label, "%.2f ms" % shm_row["p99"],
+                  "nginx: %.2f ms" % ngx_row["p99"], ratio(shm_row["p99"], ngx_row["p99"]),
+                  "<= 1×", shm_row["p99"] <= ngx_row["p99"])
+        t.add_raw("HTTP %s, 2 workers: server CPU/request" % label, "%.1f µs" % shm_row["cpu"],
+                  "nginx: %.1f µs" % ngx_row["cpu"], ratio(shm_row["cpu"], ngx_row["cpu"]),
+                  "<= 1×", shm_row["cpu"] <= ngx_row["cpu"])
+    wrong = [c for c in checks if len(c) >= 5 and c[0] == "shmstate" and c[4] != "ok"]
+    t.add_raw("100 concurrent increments answer 1..100", "wrong" if wrong else (
+        "ok" if any(c[0] == "shmstate" for c in checks) else "not measured"), "-", None,
+        "exact", None if not checks else not wrong)
+    return t
+
+
+def proxy_table(path):
+    if not os.path.exists(path):
+        return ["not measured"]
+    with open(path) as f:
+        lines = [line for line in f if line.startswith("name,") or line.startswith('"BM_')]
+    out = ["| operation | CPU time/op | throughput |", "|---|---|---|"]
+    for row in csv.DictReader(lines):
+        if row.get("error_occurred") == "true":
+            out.append("| %s | FAILED: %s | |" % (row["name"], row.get("error_message", "")))
+            continue
+        extra = ""
+        if row.get("bytes_per_second"):
+            extra = "%.2f GB/s" % (float(row["bytes_per_second"]) / 1e9)
+        elif row.get("items_per_second"):
+            extra = "%.2fM items/s" % (float(row["items_per_second"]) / 1e6)
+        out.append("| %s | %.1f %s | %s |" % (row["name"], float(row["cpu_time"]),
+                                              row["time_unit"], extra))
+    return out
+
+
+REFERENCE_OF = {  # mp_driver workload -> the reference it is divided by.
+    "pthread mutex (process-shared)": "raw fetch_add (shared mmap)",
+    "counter add": "raw fetch_add (shared mmap)",
+    "array slice copy out": "memcpy out of shared mmap (1 MiB)",
+    "array slice copy in": "memcpy into shared mmap (1 MiB)",
+}
+
+
+def mp_table(path, refs):
+    rows = read_tsv(path)
+    if not rows:
+        return ["not measured"]
+    values = load_values(path)
+    out = ["| workload | procs | result | vs reference | vs Redis -P 16 | vs Manager |",
+           "|---|---|---|---|---|---|"]
+    for row in rows:
+        name, procs, unit = row[0], int(row[1]), row[3]
+        value = float(row[2])
+        reference = next((r for prefix, r in REFERENCE_OF.items() if name.startswith(prefix)),
+                         None)
+        if reference is None and name.startswith(("dict", "list")):
+            reference = "pthread mutex (process-shared)"
+        r = ratio(value, values.get((reference, procs))) if reference else None
+        vs_ref = "-" if r is None else "%.3g× %s" % (r, reference.split(" (")[0])
+        vs_redis = vs_manager = "-"
+        if name.startswith("dict get") or name.startswith("dict set"):
+            op = name.split()[1]
+            rr = ratio(value, refs.get(("redis %s P16" % op.upper(), 1)))
+            rm = ratio(value, refs.get(("manager dict %s" % op, 2)))
+            vs_redis = "-" if rr is None else "%.3g×" % rr
+            vs_manager = "-" if rm is None else "%.3g×" % rm
+        out.append("| %s | %d | %s | %s | %s | %s |" % (name, procs, human(value, unit), vs_ref,
+                                                        vs_redis, vs_manager))
+    return out
+
+
+def http_table(http, checks):
+    if not http:
+        return ["not measured"]
+    verdicts = {(c[0], int(c[1])): c[4] for c in checks if len(c) >= 5}
+    out = ["| server | workers | route | requests/s | p50 | p99 | p99.9 | server CPU/req | "
+           "errors | 100 concurrent incr |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in http:
+        out.append("| %s | %d | %s | %.0f | %.2f ms | %.2f ms | %.2f ms | %.1f µs | %d | %s |" % (
+            r["target"], r["workers"], r["label"], r["rps"], r["p50"], r["p99"], r["p999"],
+            r["cpu"], r["errors"], verdicts.get((r["target"], r["workers"]), "not run")))
+    return out
+
+
+def chart(http, png):
+    """Grouped bars: requests/s per route, one bar per server (the most workers measured)."""
+    if not http or shutil.which("gnuplot") is None:
+        return False
+    workers = max(r["workers"] for r in http)
+    servers = [s for s in ("shmstate", "nginx-lua", "flask-redis")
+               if any(r["target"] == s for r in http)]
+    routes = [r for r in ("incr", "get", "put") if any(x["route"] == r for x in http)]
+    data = png[:-4] + ".dat"
+    with open(data, "w") as f:
+        f.write("route " + " ".join(servers) + "\n")
+        for route in routes:
+            cells = []
+            for s in servers:
+                row = http_lookup(http, s, workers, route)
+                cells.append("%.0f" % row["rps"] if row else "0")
+            f.write("%s %s\n" % (route, " ".join(cells)))
+    script = """set terminal pngcairo size 900,500 noenhanced
+set output '%s'
+set title 'HTTP requests/s, wrk -t2 -c64, %d worker(s) (higher is better)'
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set key top right
+set ylabel 'requests/s'
+set grid ytics
+plot for [i=2:%d] '%s' using i:xtic(1) title columnheader(i)
+""" % (png, workers, len(servers) + 1, data)
+    try:
+        subprocess.run(["gnuplot"], input=script, text=True, check=True, timeout=30,
+                       capture_output=True)
+    except (subprocess.SubprocessError, OSError):
+        return False
+    finally:
+        os.remove(data)
+    return os.path.exists(png)
+
+
+def main():
+    src, out_md = sys.argv[1], sys.argv[2]
+    facts = read_tsv(os.path.join(src, "facts.tsv"))
+    mp = load_values(os.path.join(src, "mp.tsv"))
+    refs = load_values(os.path.join(src, "refs.tsv"))
+    http = load_http(os.path.join(src, "http.tsv"))
+    checks = read_tsv(os.path.join(src, "checks.tsv"))
+    png = out_md[:-3] + ".png" if out_md.endswith(".md") else out_md + ".png"
+    has_chart = chart(http, png)
+
+    lines = ["# shmstate benchmark results", "",
+             "Produced by `bench/run`; every figure below was measured in the same run on this "
+             "machine. Goals from %s. See `docs/benchmarks.md` for what each row measures and "
+             "what limits the missed targets." % TARGETS_NOTE, "",
+             "| fact | value |", "|---|---|"]
+    lines += ["| %s | %s |" % (k, v) for k, v in (f for f in facts if len(f) == 2)]
+    lines += ["", "## Targets", ""] + build_targets(mp, refs, http, checks).markdown()
+    lines += ["", "## Processes on shared objects (mp_driver)", "",
+              "One object: every process hammers the same object; object per process: each its "
+              "own. Dict: 1024 keys of 16 bytes, 64-byte values, random keys; list: 64-byte "
+              "items, a push then a pop; array: a 1 MiB float64 array copied whole.", ""]
+    lines += mp_table(os.path.join(src, "mp.tsv"), refs)
+    lines += ["", "## References: Redis and multiprocessing.Manager", "",
+              "redis-benchmark `-t get,set -d 64 -r 100000` (50 clients) with and without "
+              "`-P 16`; Manager: bench/manager_dict.py, 2 processes, same keys and values.", "",
+              "| reference | procs | ops/s |", "|---|---|---|"]
+    lines += ["| %s | %d | %s |" % (k[0], k[1], human(v)) for k, v in refs.items()] or [
+        "not measured"]
+    lines += ["", "## HTTP (wrk -t2 -c64 --latency)", "",
+              "Server CPU per request: utime+stime of the server's processes (and, for "
+              "Flask, its Redis) before and after each wrk run, divided by the requests.", ""]
+    lines += http_table(http, checks)
+    if has_chart:
+        lines += ["", "![HTTP requests/s](%s)" % os.path.basename(png)]
+    lines += ["", "## Single-threaded proxy operations (proxy_bench)", ""]
+    lines += proxy_table(os.path.join(src, "proxy.csv"))
+    with open(out_md, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
