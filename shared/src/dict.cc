@@ -526,7 +526,7 @@ Status Dict::OpenKind(Segment* segment, std::string_view name, ObjectKind kind, 
   });
 }
 
-Status Dict::Get(std::string_view key, DictValue* value) {
+Status Dict::Get(std::string_view key, DictValue* value) const {
   SHM_RETURN_IF_ERROR(ValidateKey(key));
   return Guarded([&] {
     std::optional<CowWriter> writer;  // Only to remove an expired entry.
@@ -720,7 +720,7 @@ Status Dict::Incr(std::string_view key, int64_t by, int64_t init, int64_t ttl_ms
 }
 
 Status Dict::ListKeys(std::string_view prefix, size_t limit, uint64_t cursor,
-                      std::vector<std::string>* keys, uint64_t* next_cursor) {
+                      std::vector<std::string>* keys, uint64_t* next_cursor) const {
   if (prefix.size() > kMaxKey) return Status::InvalidArgument("prefix longer than the key limit");
   if (limit < 1 || limit > kMaxListLimit) {
     return Status::InvalidArgument("limit must be between 1 and " + std::to_string(kMaxListLimit));
@@ -758,7 +758,7 @@ Status Dict::ListKeys(std::string_view prefix, size_t limit, uint64_t cursor,
   });
 }
 
-Status Dict::Stats(DictStats* stats) {
+Status Dict::Stats(DictStats* stats) const {
   return Guarded([&] {
     ObjectGuard guard;
     SHM_RETURN_IF_ERROR(guard.Lock(ref_));
@@ -775,7 +775,7 @@ Status Dict::Stats(DictStats* stats) {
   });
 }
 
-Status Dict::GetOptions(DictOptions* options) {
+Status Dict::GetOptions(DictOptions* options) const {
   ObjectGuard guard;
   SHM_RETURN_IF_ERROR(guard.Lock(ref_));
   Locked d = ViewLocked(ref_);

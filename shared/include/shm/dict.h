@@ -104,7 +104,7 @@ class Dict {
                      const DictOptions& options, Dict* result, bool* created = nullptr);
 
   // NotFound if absent or expired. Marks the entry as recently used (CLOCK).
-  Status Get(std::string_view key, DictValue* value);
+  Status Get(std::string_view key, DictValue* value) const;
   // Writes `value` as the options say; `version` (may be null) gets the new version.
   Status Set(std::string_view key, std::string_view value, const SetOptions& options,
              uint64_t* version = nullptr);
@@ -124,11 +124,11 @@ class Dict {
   // scan is returned exactly once even if the table is rebuilt meanwhile. Takes the lock per
   // chunk, so writers are never stalled for long.
   Status ListKeys(std::string_view prefix, size_t limit, uint64_t cursor,
-                  std::vector<std::string>* keys, uint64_t* next_cursor);
+                  std::vector<std::string>* keys, uint64_t* next_cursor) const;
 
-  Status Stats(DictStats* stats);
+  Status Stats(DictStats* stats) const;
   // The options the dict was created with.
-  Status GetOptions(DictOptions* options);
+  Status GetOptions(DictOptions* options) const;
 
   const ObjectRef& ref() const { return ref_; }
 
