@@ -238,8 +238,13 @@ void Supervisor::HandleExit(const Child& child, const siginfo_t& info) {
         << "worker " << child.slot << " (pid " << child.pid << ") stopped: " << DescribeExit(info);
     return;
   }
-  // Any exit we did not ask for is a crash, a clean one included: the slot must be refilled.
-  if (!current || shutting_down_) return;
+  // Any exit we did not ask for is a crash, a clean one included: the slot must be refilled
+  // (unless a rolling restart already refilled it, or we are stopping anyway).
+  if (!current || shutting_down_) {
+    SHM_LOG(kWarn) << "worker " << child.slot << " (pid " << child.pid << ") died while being "
+                   << (shutting_down_ ? "shut down" : "replaced") << ": " << DescribeExit(info);
+    return;
+  }
   int64_t now = SteadyNowMs();
   int64_t delay = slot.backoff.RecordCrash(now);
   SHM_LOG(kWarn) << "worker " << child.slot << " (pid " << child.pid << ") "
