@@ -217,6 +217,23 @@ Status RestoreSegment(std::string_view snapshot, Segment* into, SnapshotStats* s
   return Status::OK();
 }
 
+Status CopyIntoNewSegment(Segment* from, const SegmentOptions& options,
+                          std::unique_ptr<Segment>* result, SnapshotStats* stats) {
+  std::string bytes;
+  SHM_RETURN_IF_ERROR(SerializeSegment(from, &bytes, stats));
+  std::unique_ptr<Segment> fresh;
+  SHM_RETURN_IF_ERROR(Segment::Create(options, &fresh));
+  Status s = RestoreSegment(bytes, fresh.get(), stats);
+  if (!s.ok()) {
+    std::string name = fresh->shm_name();
+    fresh.reset();
+    Segment::Remove(name);
+    return s;
+  }
+  *result = std::move(fresh);
+  return Status::OK();
+}
+
 Status WriteFileAtomically(const std::string& path, std::string_view data) {
   std::string temp = path + ".tmp." + std::to_string(getpid());
   int fd = open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);

@@ -10,6 +10,7 @@
 #define SHM_SNAPSHOT_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -28,6 +29,12 @@ struct SnapshotStats {
 Status SerializeSegment(Segment* segment, std::string* out, SnapshotStats* stats);
 // Restores a serialized form into `into`, which should be empty (existing names -> AlreadyExists).
 Status RestoreSegment(std::string_view snapshot, Segment* into, SnapshotStats* stats);
+
+// The rebuild: creates a new segment with `options` (normally the next generation, maybe bigger)
+// and copies every live object of `from` into it. `from` may be poisoned: copying reads committed
+// state and takes only object locks, never the allocator. On error nothing is left behind.
+Status CopyIntoNewSegment(Segment* from, const SegmentOptions& options,
+                          std::unique_ptr<Segment>* result, SnapshotStats* stats);
 
 // Writes `data` to `path` atomically: a 0600 temporary file in the same folder, fsync, rename,
 // fsync of the folder.
