@@ -1,5 +1,6 @@
 // Single-threaded cost of each proxy operation, next to the raw operation it wraps.
 #include <benchmark/benchmark.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -42,6 +43,19 @@ void BM_RawFetchAdd(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(word.fetch_add(1));
 }
 BENCHMARK(BM_RawFetchAdd);
+
+// What the lock paths of Dict/List/LeaseLock pay per call today (see docs/benchmarks.md):
+// glibc's getpid() is a real system call since 2.25, and each op reads the clock 2-3 times.
+void BM_GetpidSyscall(benchmark::State& state) {
+  for (auto _ : state) benchmark::DoNotOptimize(getpid());
+}
+BENCHMARK(BM_GetpidSyscall);
+
+void BM_ClockGettime(benchmark::State& state) {
+  timespec ts;
+  for (auto _ : state) benchmark::DoNotOptimize(clock_gettime(CLOCK_MONOTONIC, &ts));
+}
+BENCHMARK(BM_ClockGettime);
 
 void BM_CounterAdd(benchmark::State& state) {
   shm::Counter counter;
