@@ -204,7 +204,7 @@ Status HttpClient::Request(const std::string& method, const std::string& target,
     if (s.ok()) return s;
     Close();
     // A kept-alive connection the server closed while idle: the request never ran, resend it.
-    if (!reused || !closed_before_answer) return s;
+    if (!resend_unanswered_ || !reused || !closed_before_answer) return s;
     ++resends_;
   }
   return Status::Internal("unreachable");

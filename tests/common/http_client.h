@@ -31,8 +31,10 @@ class HttpClient {
   HttpClient(const HttpClient&) = delete;
   HttpClient& operator=(const HttpClient&) = delete;
 
-  // Sends one request and reads the whole response. On a reused connection that the server had
-  // closed before answering, reconnects and sends once more.
+  // Sends one request and reads the whole response. With set_resend_unanswered(true), a request
+  // on a kept-alive connection that the server closed without answering is sent once more on a
+  // new connection (what browsers do; it may run twice if the server ran it and then dropped the
+  // answer). Without it, such a close is an error.
   Status Request(const std::string& method, const std::string& target, const std::string& body,
                  HttpResult* result, const std::map<std::string, std::string>& headers = {});
   Status Get(const std::string& target, HttpResult* result) {
@@ -44,6 +46,7 @@ class HttpClient {
   // Drops the connection (the next request opens a new one).
   void Close();
   bool connected() const { return fd_ >= 0; }
+  void set_resend_unanswered(bool resend) { resend_unanswered_ = resend; }
   // Requests sent a second time because a kept-alive connection closed before any answer.
   int resends() const { return resends_; }
 
@@ -61,6 +64,7 @@ class HttpClient {
   std::chrono::milliseconds timeout_;
   int fd_ = -1;
   std::string buffer_;  // Received, not yet consumed.
+  bool resend_unanswered_ = false;
   int resends_ = 0;
 };
 

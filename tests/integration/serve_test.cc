@@ -272,6 +272,7 @@ class BusyClient {
  private:
   void Loop(uint16_t port, const std::string& counter) {
     HttpClient client(port);
+    client.set_resend_unanswered(true);  // A draining worker closes kept-alive connections.
     while (!stop_.load()) {
       HttpResult result;
       Status s = client.Post("/v1/counters/" + counter + "/incr", "", &result);

@@ -166,5 +166,34 @@ TEST(WorkerCrashTest, CrashLoopKeepsTheManagerUpAndEndsWithAWorkingReplacement) 
   EXPECT_TRUE(ShmEntriesOf(server.name()).empty());
 }
 
+// A worker dies in the middle of creating an object, holding the registry lock with an intent
+// recorded (crash point before_create_commit, armed through the environment for the 2nd create
+// of each worker process). The manager reaps it, settles its intent, and the replacement serves:
+// the half-created object does not exist, the committed one kept its value, and creating works.
+TEST(WorkerCrashTest, WorkerDyingMidCreateIsSettledAndReplaced) {
+  ServerProcess server("midcreate");
+  server.add_env("SHM_CRASH_POINT=before_create_commit:2");
+  ASSERT_STARTED(server.Start({"--workers", "1"}));
+  HttpClient client(server.port(), seconds(10));
+  HttpResult result;
+  ASSERT_TRUE(client.Post("/v1/counters/kept/incr", "", &result).ok());
+  ASSERT_EQ(result.status, 200);
+  EXPECT_FALSE(client.Post("/v1/counters/lost/incr", "", &result).ok())
+      << "the worker should have died before answering";
+  client.Close();
+  ASSERT_TRUE(client.Post("/v1/counters/kept/incr", "", &result).ok());
+  EXPECT_EQ(result.status, 200);
+  EXPECT_EQ(ValueOf(result), 2);
+  ASSERT_TRUE(client.Get("/v1/counters/lost", &result).ok());
+  EXPECT_EQ(result.status, 404) << result.body;
+  ASSERT_TRUE(client.Post("/v1/counters/fresh/incr", "", &result).ok());  // 1st create: allowed.
+  EXPECT_EQ(result.status, 200) << result.body;
+  std::string log = server.stderr_text();
+  EXPECT_NE(log.find("exited with code 86"), std::string::npos) << log;
+  EXPECT_EQ(log.find("poisoned"), std::string::npos) << log;
+  EXPECT_EQ(server.Stop().code, 0);
+  EXPECT_TRUE(ShmEntriesOf(server.name()).empty());
+}
+
 }  // namespace
 }  // namespace shm::test
