@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 
+#include "byte_io.h"
 #include "cow.h"
 #include "dict_rep.h"
 #include "kind_ops.h"
@@ -497,9 +498,130 @@ uint64_t TakeUpToLimit(std::vector<ListedKey>* chunk, size_t room, bool nothing_
   return boundary;
 }
 
+// Snapshot form (snapshots and the rebuild of a segment): options, next version, statistics,
+// then the live entries: version, expiry, key, content type, value. Reads only.
+Status SerializeDictLocked(Segment::Impl* seg, const EntryRep* entry, std::string* out) {
+  auto* rep = seg->Ptr<DictRep>(entry->body.load());
+  auto* table = seg->Ptr<DictTableRep>(rep->table.load());
+  ByteWriter w(out);
+  w.Put<uint64_t>(rep->max_bytes);
+  w.Put<uint32_t>(rep->eviction);
+  w.Put<int64_t>(rep->default_ttl_ms);
+  w.Put<uint64_t>(rep->next_version.load());
+  for (const std::atomic<uint64_t>* stat :
+       {&rep->hits, &rep->misses, &rep->evictions, &rep->expirations}) {
+    w.Put<uint64_t>(stat->load());
+  }
+  int64_t now = WallNowMs();
+  std::string entries;
+  ByteWriter e(&entries);
+  uint64_t count = 0;
+  for (uint64_t i = 0; i < table->capacity; ++i) {
+    uint64_t word = table->slots()[i].blob.load();
+    if (!IsBlob(word)) continue;
+    const auto* b = seg->Ptr<DictEntryBlob>(word);
+    if (b->expired(now)) continue;
+    e.Put<uint64_t>(b->version);
+    e.Put<int64_t>(b->expires_at_ms);
+    e.PutBytes(b->key());
+    e.PutBytes(b->content_type());
+    e.PutBytes(b->value());
+    ++count;
+  }
+  w.Put<uint64_t>(count);
+  w.PutRaw(entries);
+  return Status::OK();
+}
+
+Status MalformedDict(const std::string& what) {
+  return Status::InvalidArgument("malformed dict snapshot: " + what);
+}
+
+// Reads one entry and inserts it into the unpublished dict `d`.
+Status RestoreEntry(const Locked& d, ByteReader* r, int64_t now) {
+  uint64_t version = 0;
+  int64_t expires_at_ms = 0;
+  std::string_view key, content_type, value;
+  if (!r->Get(&version) || !r->Get(&expires_at_ms) || !r->GetBytes(&key) ||
+      !r->GetBytes(&content_type) || !r->GetBytes(&value)) {
+    return MalformedDict("truncated entry");
+  }
+  for (const Status& s :
+       {ValidateKey(key), ValidateContentType(content_type), ValidateValue(value)}) {
+    if (!s.ok()) return MalformedDict(std::string(s.message()));
+  }
+  if (version == 0 || version >= d.rep->next_version.load() || expires_at_ms < 0) {
+    return MalformedDict("entry version or expiry out of range");
+  }
+  if (expires_at_ms != 0 && expires_at_ms <= now) return Status::OK();  // Expired meanwhile.
+  uint64_t hash = HashKey(key);
+  Probe probe = FindLocked(d, key, hash);
+  if (probe.found >= 0) return MalformedDict("duplicate key");
+  if (probe.free < 0) return MalformedDict("more entries than announced");
+  uint64_t handle = 0;
+  SHM_RETURN_IF_ERROR(AllocateBlob(d.seg, key, hash, content_type, value, &handle));
+  auto* blob = d.seg->Ptr<DictEntryBlob>(handle);
+  blob->version = version;
+  blob->expires_at_ms = expires_at_ms;
+  d.slot(static_cast<uint64_t>(probe.free)).blob.store(handle);
+  Account(d, handle, +1);
+  if (d.rep->max_bytes != 0 && d.rep->bytes.load() > d.rep->max_bytes) {
+    return MalformedDict("entries exceed max_bytes");
+  }
+  return Status::OK();
+}
+
+// Fills the fresh body `rep` from snapshot bytes. On error the caller destroys the body.
+Status FillDictFromBytes(Segment::Impl* seg, DictRep* rep, std::string_view bytes) {
+  ByteReader r(bytes);
+  uint64_t next_version = 0, count = 0;
+  uint32_t eviction = 0;
+  DictOptions options;
+  if (!r.Get(&options.max_bytes) || !r.Get(&eviction) || !r.Get(&options.default_ttl_ms) ||
+      !r.Get(&next_version)) {
+    return MalformedDict("truncated header");
+  }
+  options.eviction = static_cast<DictEviction>(eviction);
+  Status s = ValidateOptions(options);
+  if (!s.ok()) return MalformedDict(std::string(s.message()));
+  rep->max_bytes = options.max_bytes;
+  rep->eviction = static_cast<uint32_t>(options.eviction);
+  rep->default_ttl_ms = options.default_ttl_ms;
+  rep->next_version.store(next_version);
+  for (std::atomic<uint64_t>* stat :
+       {&rep->hits, &rep->misses, &rep->evictions, &rep->expirations}) {
+    uint64_t value = 0;
+    if (!r.Get(&value)) return MalformedDict("truncated statistics");
+    stat->store(value);
+  }
+  constexpr uint64_t kMinEntryBytes = 2 * 8 + 3 * 8 + 1;
+  if (!r.Get(&count) || count > r.remaining() / kMinEntryBytes) {
+    return MalformedDict("entry count out of range");
+  }
+  uint64_t table = 0;
+  SHM_RETURN_IF_ERROR(AllocateTable(seg, CapacityFor(count + count / 4 + 1), &table));
+  rep->table.store(table);
+  Locked d{seg, rep, seg->Ptr<DictTableRep>(table), 0};
+  int64_t now = WallNowMs();
+  for (uint64_t i = 0; i < count; ++i) SHM_RETURN_IF_ERROR(RestoreEntry(d, &r, now));
+  if (r.remaining() != 0) return MalformedDict("trailing bytes");
+  return Status::OK();
+}
+
+Status DeserializeDict(Segment::Impl* seg, std::string_view bytes, uint64_t* body) {
+  SHM_RETURN_IF_ERROR(seg->Allocate(sizeof(DictRep), body));
+  auto* rep = new (seg->Ptr<void>(*body)) DictRep();
+  Status s = FillDictFromBytes(seg, rep, bytes);
+  if (!s.ok()) {
+    DestroyDict(seg, *body);
+    *body = 0;
+  }
+  return s;
+}
+
 }  // namespace
 
-const KindOps kDictOps = {RepairDictLocked, DestroyDict};
+const KindOps kDictOps = {RepairDictLocked, DestroyDict, SerializeDictLocked, DeserializeDict};
 
 // ---------------------------------------------------------------------------------------------
 // Dict

@@ -15,9 +15,12 @@
 #include <vector>
 
 #include "common/test_util.h"
+#include "kind_ops.h"
+#include "object_guard.h"
 #include "segment_impl.h"
 #include "shm/counter.h"
 #include "shm/sessions.h"
+#include "shm/snapshot.h"
 
 namespace shm {
 namespace {
@@ -592,6 +595,96 @@ TEST(DictTest, SecondMappingAtAnotherAddressSeesTheSameEntries) {
   }
   ASSERT_OK(there.Set("from-there", "x", {}));
   ASSERT_OK(dict.Get("from-there", &got));
+}
+
+// Snapshots and segment rebuilds carry a dict whole: options, entries, versions, expiries.
+TEST(DictTest, SnapshotRoundTripKeepsEntriesVersionsAndOptions) {
+  test::ScopedSegment from;
+  DictOptions options;
+  options.max_bytes = 1 << 20;
+  options.eviction = DictEviction::kClock;
+  options.default_ttl_ms = 3600 * 1000;
+  Dict dict = OpenDict(from.get(), "d", options);
+  std::map<std::string, DictValue> written;
+  for (int i = 0; i < 300; ++i) {
+    SetOptions set;
+    set.content_type = i % 2 ? "text/plain" : "";
+    set.ttl_ms = i % 3 ? 0 : 7200 * 1000;
+    std::string key = "k" + std::to_string(i);
+    ASSERT_OK(dict.Set(key, std::string(i, 'x'), set));
+    ASSERT_OK(dict.Get(key, &written[key]));
+  }
+  SetOptions short_ttl;
+  short_ttl.ttl_ms = 1;
+  ASSERT_OK(dict.Set("gone", "soon", short_ttl));
+  Sessions sessions;
+  ASSERT_OK(Sessions::Open(from.get(), "s", OpenMode::kCreateIfMissing, 5000, &sessions));
+  std::string id;
+  ASSERT_OK(Sessions::NewId(&id));
+  int64_t visits = 0;
+  ASSERT_OK(sessions.Incr(id, "visits", 3, &visits));
+  DictValue gone;
+  ASSERT_OK(dict.Get("gone", &gone));
+  WaitUntilWallMs(gone.expires_at_ms);
+
+  std::string bytes;
+  ASSERT_OK(SerializeSegment(from.get(), &bytes, nullptr));
+  test::ScopedSegment into;
+  ASSERT_OK(RestoreSegment(bytes, into.get(), nullptr));
+  Dict copy;
+  ASSERT_OK(Dict::Open(into.get(), "d", OpenMode::kOpenExisting, {}, &copy));
+  DictOptions got_options;
+  ASSERT_OK(copy.GetOptions(&got_options));
+  EXPECT_EQ(got_options.max_bytes, options.max_bytes);
+  EXPECT_EQ(got_options.eviction, options.eviction);
+  EXPECT_EQ(got_options.default_ttl_ms, options.default_ttl_ms);
+  DictValue got;
+  for (const auto& [key, value] : written) {
+    ASSERT_OK(copy.Get(key, &got));
+    EXPECT_EQ(got.data, value.data);
+    EXPECT_EQ(got.content_type, value.content_type);
+    EXPECT_EQ(got.version, value.version);
+    EXPECT_EQ(got.expires_at_ms, value.expires_at_ms);
+  }
+  EXPECT_TRUE(copy.Get("gone", &got).IsNotFound());
+  EXPECT_EQ(StatsOf(copy).entries, written.size());
+  EXPECT_EQ(StatsOf(copy).bytes, StatsOf(dict).bytes - Dict::kEntryOverhead - 4 - 4);
+  uint64_t version = 0;
+  ASSERT_OK(copy.Set("new", "v", {}, &version));
+  EXPECT_GT(version, written["k299"].version);  // Versions stay unique after a restore.
+  Sessions sessions_copy;
+  ASSERT_OK(Sessions::Open(into.get(), "s", OpenMode::kOpenExisting, 1, &sessions_copy));
+  EXPECT_EQ(sessions_copy.idle_ttl_ms(), 5000);
+  ASSERT_OK(sessions_copy.Incr(id, "visits", 1, &visits));
+  EXPECT_EQ(visits, 4);
+}
+
+// The snapshot bytes come from a file: every truncation is refused and frees what it built.
+TEST(DictTest, MalformedSnapshotBytesAreRefusedWithoutALeak) {
+  test::ScopedSegment seg;
+  Dict dict = OpenDict(seg.get(), "d");
+  for (int i = 0; i < 20; ++i) ASSERT_OK(dict.Set("k" + std::to_string(i), "value", {}));
+  std::string bytes;
+  {
+    ObjectGuard guard;
+    ASSERT_OK(guard.Lock(dict.ref()));
+    ASSERT_OK(kDictOps.serialize_locked(seg->impl(), dict.ref().entry, &bytes));
+  }
+  size_t baseline = seg->free_bytes();
+  uint64_t body = 0;
+  ASSERT_OK(kDictOps.deserialize(seg->impl(), bytes, &body));
+  kDictOps.destroy(seg->impl(), body);
+  EXPECT_EQ(seg->free_bytes(), baseline);
+  for (size_t cut = 0; cut < bytes.size(); cut += 7) {
+    Status s = kDictOps.deserialize(seg->impl(), bytes.substr(0, cut), &body);
+    ASSERT_TRUE(s.IsInvalidArgument()) << cut << ": " << s.ToString();
+    ASSERT_EQ(seg->free_bytes(), baseline) << cut;
+  }
+  std::string bad_eviction = bytes;
+  bad_eviction[8] = 7;  // The eviction policy follows max_bytes.
+  EXPECT_TRUE(kDictOps.deserialize(seg->impl(), bad_eviction, &body).IsInvalidArgument());
+  EXPECT_TRUE(kDictOps.deserialize(seg->impl(), bytes + "x", &body).IsInvalidArgument());
+  EXPECT_EQ(seg->free_bytes(), baseline);
 }
 
 // Threads of one process each get their own intent slot: concurrent increments are exact.
