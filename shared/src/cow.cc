@@ -9,8 +9,7 @@ void CowWriter::Stage(uint64_t new_blob) {
   CrashPoint("after_allocate");
 }
 
-uint64_t CowWriter::PublishLocked(uint64_t entry, std::atomic<uint64_t>* cell,
-                                  uint64_t new_value) {
+uint64_t CowWriter::PublishLocked(uint64_t entry, std::atomic<uint64_t>* cell, uint64_t new_value) {
   slot_->new_off.store(new_value, std::memory_order_relaxed);
   slot_->entry.store(entry, std::memory_order_relaxed);
   slot_->cell.store(segment_->Handle(cell), std::memory_order_relaxed);
@@ -25,8 +24,15 @@ uint64_t CowWriter::PublishLocked(uint64_t entry, std::atomic<uint64_t>* cell,
   return old_value;
 }
 
+uint64_t CowWriter::PublishBodyLocked(uint64_t entry, std::atomic<uint64_t>* cell,
+                                      uint64_t new_value, uint32_t kind) {
+  slot_->old_kind.store(kind, std::memory_order_seq_cst);
+  return PublishLocked(entry, cell, new_value);
+}
+
 void CowWriter::ReleaseGarbage(void (*destroy)(Segment::Impl*, uint64_t)) {
   uint64_t old_value = slot_->old_off.exchange(0, std::memory_order_seq_cst);
+  slot_->old_kind.store(0, std::memory_order_seq_cst);
   CrashPoint("before_free");
   if (!IsBlob(old_value)) return;
   if (destroy != nullptr) {

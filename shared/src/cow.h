@@ -41,6 +41,10 @@ class CowWriter {
   // EntryRep's handle, 0 for the registry lock). Returns the value replaced, which becomes garbage
   // owned by this writer until ReleaseGarbage.
   uint64_t PublishLocked(uint64_t entry, std::atomic<uint64_t>* cell, uint64_t new_value);
+  // Like PublishLocked, for a cell holding a whole object body of `kind` (a registry delete):
+  // should the writer die, the manager frees the replaced body with the kind's destroy.
+  uint64_t PublishBodyLocked(uint64_t entry, std::atomic<uint64_t>* cell, uint64_t new_value,
+                             uint32_t kind);
   // Frees the blob replaced by the last publish, if any. `destroy` frees a structured blob (and
   // everything it owns); by default the blob alone is freed.
   void ReleaseGarbage(void (*destroy)(Segment::Impl*, uint64_t) = nullptr);

@@ -35,10 +35,11 @@ struct alignas(64) IntentSlot {
   std::atomic<pid_t> owner_tid{0};
   std::atomic<uint64_t> entry{
       0};  // Handle of the EntryRep whose lock guards the commit (0: registry).
-  std::atomic<uint64_t> cell{0};     // Handle of the atomic word the commit stores into.
-  std::atomic<uint32_t> in_cs{0};    // 1 between "old recorded" and "intent cleared".
-  std::atomic<uint64_t> new_off{0};  // Allocated blob, maybe published.
-  std::atomic<uint64_t> old_off{0};  // Replaced blob, garbage once the commit is done.
+  std::atomic<uint64_t> cell{0};      // Handle of the atomic word the commit stores into.
+  std::atomic<uint32_t> in_cs{0};     // 1 between "old recorded" and "intent cleared".
+  std::atomic<uint64_t> new_off{0};   // Allocated blob, maybe published.
+  std::atomic<uint64_t> old_off{0};   // Replaced blob, garbage once the commit is done.
+  std::atomic<uint32_t> old_kind{0};  // ObjectKind when old_off is a whole object body, else 0.
 };
 
 // One per worker process, written by that worker, read by anyone (stats, heartbeat).

@@ -117,7 +117,9 @@ Status DeleteLocked(Segment::Impl* seg, EntryRep* e, int64_t index_pos) {
   auto kind = static_cast<ObjectKind>(e->kind.load());
   e->state.store(static_cast<uint32_t>(EntryState::kFree), std::memory_order_release);  // Commit.
   e->incarnation.fetch_add(1);
-  if (e->body.load() != 0) writer.PublishLocked(seg->Handle(e), &e->body, 0);
+  if (e->body.load() != 0) {
+    writer.PublishBodyLocked(seg->Handle(e), &e->body, 0, static_cast<uint32_t>(kind));
+  }
   guard.Unlock();
   FutexWakeAll(&e->wake_seq);  // Blocked pops and lock waits notice the object is gone.
   RegistryRep& reg = seg->root()->registry;

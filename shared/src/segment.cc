@@ -252,8 +252,8 @@ Status Segment::Create(const SegmentOptions& options, std::unique_ptr<Segment>* 
     ManagedSegment managed(bip::create_only, shm_name.c_str(), options.size, nullptr, perm);
     void* memory = managed.allocate_aligned(sizeof(Root), alignof(Root));
     Root* root = new (memory) Root();
-    managed.construct<RootAnchor>(kRootAnchorName)()->root =
-        static_cast<uint64_t>(static_cast<char*>(memory) - static_cast<char*>(managed.get_address()));
+    managed.construct<RootAnchor>(kRootAnchorName)()->root = static_cast<uint64_t>(
+        static_cast<char*>(memory) - static_cast<char*>(managed.get_address()));
     root->magic = kSegmentMagic;
     root->layout_version = kLayoutVersion;
     root->boost_version = BOOST_VERSION;
@@ -338,19 +338,29 @@ Status Segment::RecoverDeadProcess(pid_t pid, RecoveryReport* report) {
       if (entry == 0) {
         RegistryGuard guard;
         SHM_RETURN_IF_ERROR(guard.Lock(impl));
-        report->intents_resolved += ResolveIntentsLocked(impl, 0);
+        ResolveIntentsLocked(impl, 0);
       } else {
         ObjectGuard guard;
         SHM_RETURN_IF_ERROR(guard.LockEntry(impl, impl->Ptr<EntryRep>(entry)));
-        report->intents_resolved += ResolveIntentsLocked(impl, entry);
+        ResolveIntentsLocked(impl, entry);
       }
+      ++report->intents_resolved;  // By the lock's owner-death repair, or just now.
     }
-    for (std::atomic<uint64_t>* garbage : {&slot.new_off, &slot.old_off}) {
-      uint64_t handle = garbage->exchange(0);
-      if (IsBlob(handle)) {
-        impl->Free(handle);
-        ++report->blobs_freed;
+    uint64_t unpublished = slot.new_off.exchange(0);
+    if (IsBlob(unpublished)) {
+      impl->Free(unpublished);
+      ++report->blobs_freed;
+    }
+    uint64_t replaced = slot.old_off.exchange(0);
+    auto replaced_kind = static_cast<ObjectKind>(slot.old_kind.exchange(0));
+    if (IsBlob(replaced)) {
+      // A whole object body (a delete that died) is freed with everything it owns.
+      if (replaced_kind != ObjectKind::kNone) {
+        KindOpsFor(replaced_kind).destroy(impl, replaced);
+      } else {
+        impl->Free(replaced);
       }
+      ++report->blobs_freed;
     }
     slot.owner_tid.store(0);
     slot.owner_pid.store(0);

@@ -15,6 +15,7 @@
 #include "object_guard.h"
 #include "segment_impl.h"
 #include "shm/counter.h"
+#include "shm/dict.h"
 
 namespace shm {
 namespace {
@@ -107,6 +108,33 @@ TEST(RegistryCrashTest, DeathInsideTheAllocatorPoisonsInsteadOfCorrupting) {
   ASSERT_TRUE(c.Add(1, &v).ok());
   EXPECT_EQ(v, 8);
   EXPECT_EQ(seg->free_bytes(), free_before);
+}
+
+// A delete that dies right after detaching the body leaves the whole body (a dict's rep, table and
+// entry blobs) as garbage in its intent slot; recovery frees all of it with the kind's destroy.
+TEST(RegistryCrashTest, DeleteThatDiesAfterDetachingTheBodyLeaksNothing) {
+  test::ScopedSegment seg;
+  size_t baseline = seg->free_bytes();
+  Dict dict;
+  ASSERT_TRUE(Dict::Open(seg.get(), "d", OpenMode::kCreateIfMissing, {}, &dict).ok());
+  for (int i = 0; i < 200; ++i) {
+    ASSERT_TRUE(dict.Set("key" + std::to_string(i), std::string(100, 'v'), {}).ok());
+  }
+  ASSERT_LT(seg->free_bytes(), baseline);
+  pid_t pid = test::ForkChild([&] {
+    SetCrashPoint("after_commit");
+    seg->registry().Delete("d");
+    return 1;  // Not reached.
+  });
+  ExpectCrashedAtPoint(pid);
+  ObjectInfo info;
+  EXPECT_TRUE(seg->registry().Lookup("d", &info).IsNotFound());
+  RecoveryReport report;
+  ASSERT_TRUE(seg->RecoverDeadProcess(pid, &report).ok());
+  EXPECT_EQ(report.intents_resolved, 1);
+  EXPECT_EQ(seg->free_bytes(), baseline);
+  DictValue value;
+  EXPECT_TRUE(dict.Get("key1", &value).IsNotFound());
 }
 
 // A child creates, deletes and increments in a loop and is SIGKILLed at random moments. After
