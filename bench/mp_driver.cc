@@ -2,15 +2,17 @@
 // physical references measured in the same run: a raw fetch_add on a shared mmap, a process-shared
 // pthread mutex, and memcpy bandwidth for bulk copies.
 //
-//   mp_driver [--procs 1,2] [--duration-ms 1000] [--workload all|counter|dict|list|array]
-//             [--tsv FILE]
-// Prints a Markdown table (one row per workload and process count, with the ratio to its
-// reference); --tsv also writes "workload<TAB>procs<TAB>value<TAB>unit" lines for bench/report.py.
+//   mp_driver [--procs 1,2] [--duration-ms 1000] [--repeat 3]
+//             [--workload all|counter|dict|list|array] [--tsv FILE]
+// Each figure is the best of --repeat runs. Prints a Markdown table (one row per workload and
+// process count, with the ratio to its reference); --tsv also writes
+// "workload<TAB>procs<TAB>value<TAB>unit" lines for bench/report.py.
 #include <pthread.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -66,7 +68,7 @@ using Op = std::function<bool(int proc)>;
 
 // Runs `op` in `procs` forked processes for `duration_ms`; returns aggregate ops/s, or -1 if
 // any op failed.
-double RunProcesses(int procs, int duration_ms, const Op& op) {
+double RunProcessesOnce(int procs, int duration_ms, const Op& op) {
   Control* control = SharedAnon<Control>();
   std::vector<pid_t> children;
   for (int p = 0; p < procs; ++p) {
@@ -103,6 +105,20 @@ double RunProcesses(int procs, int duration_ms, const Op& op) {
   bool failed = control->failed.load() != 0;
   munmap(control, sizeof(Control));
   return failed ? -1 : static_cast<double>(total) / seconds;
+}
+
+// Best of g_repeats runs: on a machine shared with other work, the best run is the one least
+// disturbed, for the object and for its reference alike.
+int g_repeats = 3;
+
+double RunProcesses(int procs, int duration_ms, const Op& op) {
+  double best = 0;
+  for (int r = 0; r < g_repeats; ++r) {
+    double rate = RunProcessesOnce(procs, duration_ms, op);
+    if (rate < 0) return rate;
+    best = std::max(best, rate);
+  }
+  return best;
 }
 
 struct PshMutex {
@@ -339,6 +355,7 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--duration-ms")) duration_ms = std::atoi(argv[i + 1]);
     if (!std::strcmp(argv[i], "--workload")) workload = argv[i + 1];
     if (!std::strcmp(argv[i], "--tsv")) tsv_path = argv[i + 1];
+    if (!std::strcmp(argv[i], "--repeat")) g_repeats = std::atoi(argv[i + 1]);
   }
   int max_procs = 1;
   for (int procs : procs_list) {
@@ -347,6 +364,10 @@ int main(int argc, char** argv) {
       return 2;
     }
     max_procs = std::max(max_procs, procs);
+  }
+  if (g_repeats < 1 || g_repeats > 20) {
+    std::fprintf(stderr, "mp_driver: --repeat must be 1-20\n");
+    return 2;
   }
   if (duration_ms < 10 || duration_ms > 60000) {
     std::fprintf(stderr, "mp_driver: --duration-ms must be 10-60000\n");

@@ -216,40 +216,50 @@ def http_table(http, checks):
 
 
 def chart(http, png):
-    """Grouped bars: requests/s per route, one bar per server (the most workers measured)."""
+    """Two panels of grouped bars per route, one bar per server (the most workers measured):
+    requests/s, and server CPU time per request (log scale: Flask is ~30x the others)."""
     if not http or shutil.which("gnuplot") is None:
         return False
     workers = max(r["workers"] for r in http)
     servers = [s for s in ("shmstate", "nginx-lua", "flask-redis")
                if any(r["target"] == s for r in http)]
     routes = [r for r in ("incr", "get", "put") if any(x["route"] == r for x in http)]
-    data = png[:-4] + ".dat"
-    with open(data, "w") as f:
-        f.write("route " + " ".join(servers) + "\n")
-        for route in routes:
-            cells = []
-            for s in servers:
-                row = http_lookup(http, s, workers, route)
-                cells.append("%.0f" % row["rps"] if row else "0")
-            f.write("%s %s\n" % (route, " ".join(cells)))
-    script = """set terminal pngcairo size 900,500 noenhanced
-set output '%s'
-set title 'HTTP requests/s, wrk -t2 -c64, %d worker(s) (higher is better)'
+    data = {}
+    for key in ("rps", "cpu"):
+        data[key] = png[:-4] + ".%s.dat" % key
+        with open(data[key], "w") as f:
+            f.write("route " + " ".join(servers) + "\n")
+            for route in routes:
+                cells = []
+                for s in servers:
+                    row = http_lookup(http, s, workers, route)
+                    cells.append("%.1f" % row[key] if row else "NaN")
+                f.write("%s %s\n" % (route, " ".join(cells)))
+    script = """set terminal pngcairo size 1200,500 noenhanced
+set output '{png}'
+set multiplot layout 1,2 title 'wrk -t2 -c64, {workers} worker(s), same machine, same run'
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
 set key top right
-set ylabel 'requests/s'
 set grid ytics
-plot for [i=2:%d] '%s' using i:xtic(1) title columnheader(i)
-""" % (png, workers, len(servers) + 1, data)
+set yrange [0:*]
+set title 'requests/s (higher is better)'
+plot for [i=2:{n}] '{rps}' using i:xtic(1) title columnheader(i)
+set title 'server CPU time per request, µs (lower is better)'
+set logscale y
+set yrange [1:*]
+plot for [i=2:{n}] '{cpu}' using i:xtic(1) title columnheader(i)
+unset multiplot
+""".format(png=png, workers=workers, n=len(servers) + 1, rps=data["rps"], cpu=data["cpu"])
     try:
         subprocess.run(["gnuplot"], input=script, text=True, check=True, timeout=30,
                        capture_output=True)
     except (subprocess.SubprocessError, OSError):
         return False
     finally:
-        os.remove(data)
+        for path in data.values():
+            os.remove(path)
     return os.path.exists(png)
 
 
@@ -286,7 +296,7 @@ def main():
               "Flask, its Redis) before and after each wrk run, divided by the requests.", ""]
     lines += http_table(http, checks)
     if has_chart:
-        lines += ["", "![HTTP requests/s](%s)" % os.path.basename(png)]
+        lines += ["", "![HTTP requests/s and server CPU per request](%s)" % os.path.basename(png)]
     lines += ["", "## Single-threaded proxy operations (proxy_bench)", ""]
     lines += proxy_table(os.path.join(src, "proxy.csv"))
     with open(out_md, "w") as f:
