@@ -49,6 +49,9 @@ constexpr char kHistogram[] = "demo.hist";
 constexpr int64_t kMaxStripes = 4096;
 constexpr int64_t kMaxIterations = 100000;
 constexpr int64_t kDefaultIterations = 256;
+// Most inner-loop steps (multiply-adds, Mandelbrot iterations) one request may ask for, a few
+// seconds of one core: more is a 400 asking for more stripes.
+constexpr int64_t kMaxStepsPerRequest = int64_t{1} << 31;
 
 // The Mandelbrot region: pixel (i, j) of an h x w image is the point
 // (kRealMin + j * (kRealSpan / w), kImagMin + i * (kImagSpan / h)).
@@ -120,6 +123,21 @@ Status ParseStripe(const RequestContext& context, int64_t rows, Stripe* stripe) 
   return Status::OK();
 }
 
+// OK when `rows` rows of `steps_per_row` steps each are at most kMaxStepsPerRequest (checked by
+// division: the product could overflow).
+Status CheckWork(int64_t rows, int64_t steps_per_row) {
+  if (rows > 0 && steps_per_row > kMaxStepsPerRequest / rows) {
+    return Status::InvalidArgument("a stripe of " + std::to_string(rows) + " rows x " +
+                                   std::to_string(steps_per_row) + " steps is more than " +
+                                   std::to_string(kMaxStepsPerRequest) + ": use more stripes");
+  }
+  return Status::OK();
+}
+
+// A long stripe runs on the worker's only thread, where its heartbeat timer cannot fire: beat
+// once per row so the supervisor does not take the busy worker for a hung one.
+void Beat(RequestContext& context) { context.segment->Heartbeat(context.worker_index); }
+
 // Copies C-order rows into rows [first, last) of a 2-d array, in place, under the array's lock
 // (with its undo record): the only time the shared array is locked.
 template <class T>
@@ -161,14 +179,17 @@ Status MatmulStripe(RequestContext& context, shm::HttpResponse* response) {
   }
   Stripe stripe;
   SHM_RETURN_IF_ERROR(ParseStripe(context, n, &stripe));
+  const int64_t rows = stripe.last - stripe.first;
+  SHM_RETURN_IF_ERROR(CheckWork(rows, inner * m));
   // Copies of the inputs: the inputs' locks are held only while copying.
   ArrayData a_rows, b_all;
   SHM_RETURN_IF_ERROR(a.ReadSlice(Slice().Range(stripe.first, stripe.last), &a_rows));
   SHM_RETURN_IF_ERROR(b.ReadSlice(Slice(), &b_all));
   const double* a_data = a_rows.data<double>();
   const double* b_data = b_all.data<double>();
-  std::vector<double> out((stripe.last - stripe.first) * m, 0.0);
-  for (int64_t i = 0; i < stripe.last - stripe.first; ++i) {
+  std::vector<double> out(rows * m, 0.0);
+  for (int64_t i = 0; i < rows; ++i) {
+    Beat(context);
     for (int64_t k = 0; k < inner; ++k) {
       const double a_ik = a_data[i * inner + k];
       for (int64_t j = 0; j < m; ++j) out[i * m + j] += a_ik * b_data[k * m + j];
@@ -202,11 +223,14 @@ Status MandelbrotStripe(RequestContext& context, shm::HttpResponse* response) {
   const int64_t height = image.shape()[0], width = image.shape()[1];
   Stripe stripe;
   SHM_RETURN_IF_ERROR(ParseStripe(context, height, &stripe));
+  const int64_t rows = stripe.last - stripe.first;
+  SHM_RETURN_IF_ERROR(CheckWork(rows, width * max_iter));
   const double dx = kRealSpan / static_cast<double>(width);
   const double dy = kImagSpan / static_cast<double>(height);
   std::vector<int32_t> out;
-  out.reserve((stripe.last - stripe.first) * width);
+  out.reserve(rows * width);
   for (int64_t i = stripe.first; i < stripe.last; ++i) {
+    Beat(context);
     const double cy = kImagMin + static_cast<double>(i) * dy;
     for (int64_t j = 0; j < width; ++j) {
       const double cx = kRealMin + static_cast<double>(j) * dx;

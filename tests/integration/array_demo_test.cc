@@ -237,6 +237,12 @@ TEST_F(ArrayDemoTest, BadRequestsAreRefusedAndChangeNothing) {
   }
   ArrayData image = Fetch("demo.mandel");
   for (int64_t i = 0; i < 16; ++i) EXPECT_EQ(image.data<int32_t>()[i], 0);
+  // One stripe of 30000 pixels x 100000 iterations is more work than one request may ask for.
+  EXPECT_EQ(Send("DELETE", "/v1/arrays/demo.mandel").status, 204);
+  Create("demo.mandel", "int32", "[1,30000]");
+  r = Send("POST", "/demo/mandelbrot/0?max_iter=100000");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("use more stripes"), std::string::npos) << r.body;
 
   // Missing inputs are 404; inputs of the wrong kind or shape are 400 naming them.
   EXPECT_EQ(Send("POST", "/demo/matmul/0").status, 404);
