@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 
+#include "boundary.h"
 #include "byte_io.h"
 #include "cow.h"
 #include "dict_rep.h"
@@ -84,20 +85,6 @@ Status ValidateOptions(const DictOptions& options) {
   Status s = ValidateTtl(options.default_ttl_ms);
   if (!s.ok()) return Status::InvalidArgument("default " + std::string(s.message()));
   return Status::OK();
-}
-
-Status NoIntentSlot() { return Status::OutOfSpace("no free intent slot (too many threads)"); }
-
-// No exception crosses the public API: process-local allocations (copies out) may throw.
-template <class Fn>
-Status Guarded(Fn&& fn) {
-  try {
-    return fn();
-  } catch (const std::bad_alloc&) {
-    return Status::Internal("out of process memory");
-  } catch (const std::exception& e) {
-    return Status::Internal(std::string("dict: ") + e.what());
-  }
 }
 
 uint64_t HashKey(std::string_view key) {
@@ -634,7 +621,7 @@ Status Dict::Open(Segment* segment, std::string_view name, OpenMode mode,
 Status Dict::OpenKind(Segment* segment, std::string_view name, ObjectKind kind, OpenMode mode,
                       const DictOptions& options, Dict* result, bool* created) {
   SHM_RETURN_IF_ERROR(ValidateOptions(options));
-  return Guarded([&] {
+  return CatchAtBoundary("dict", [&] {
     Segment::Impl* seg = segment->impl();
     Registry::OpenSpec spec;
     spec.kind = kind;
@@ -650,7 +637,7 @@ Status Dict::OpenKind(Segment* segment, std::string_view name, ObjectKind kind, 
 
 Status Dict::Get(std::string_view key, DictValue* value) const {
   SHM_RETURN_IF_ERROR(ValidateKey(key));
-  return Guarded([&] {
+  return CatchAtBoundary("dict", [&] {
     std::optional<CowWriter> writer;  // Only to remove an expired entry.
     ObjectGuard guard;
     SHM_RETURN_IF_ERROR(guard.Lock(ref_));
@@ -684,7 +671,7 @@ Status Dict::Set(std::string_view key, std::string_view value, const SetOptions&
   SHM_RETURN_IF_ERROR(ValidateValue(value));
   SHM_RETURN_IF_ERROR(ValidateContentType(options.content_type));
   SHM_RETURN_IF_ERROR(ValidateTtl(options.ttl_ms));
-  return Guarded([&] { return SetImpl(key, value, options, version); });
+  return CatchAtBoundary("dict", [&] { return SetImpl(key, value, options, version); });
 }
 
 Status Dict::SetImpl(std::string_view key, std::string_view value, const SetOptions& options,
@@ -730,7 +717,7 @@ Status Dict::SetImpl(std::string_view key, std::string_view value, const SetOpti
 
 Status Dict::Update(std::string_view key, const DictUpdateFn& fn, uint64_t* version) {
   SHM_RETURN_IF_ERROR(ValidateKey(key));
-  return Guarded([&] { return UpdateImpl(key, fn, version); });
+  return CatchAtBoundary("dict", [&] { return UpdateImpl(key, fn, version); });
 }
 
 Status Dict::UpdateImpl(std::string_view key, const DictUpdateFn& fn, uint64_t* version) {
@@ -785,7 +772,7 @@ Status Dict::UpdateImpl(std::string_view key, const DictUpdateFn& fn, uint64_t* 
 
 Status Dict::Delete(std::string_view key, std::optional<uint64_t> if_version) {
   SHM_RETURN_IF_ERROR(ValidateKey(key));
-  return Guarded([&] {
+  return CatchAtBoundary("dict", [&] {
     if (!ref_.valid()) return Status::InvalidArgument("dict handle is not open");
     CowWriter writer(ref_.segment->impl());
     if (!writer.ok()) return NoIntentSlot();
@@ -849,7 +836,7 @@ Status Dict::ListKeys(std::string_view prefix, size_t limit, uint64_t cursor,
   }
   keys->clear();
   *next_cursor = 0;
-  return Guarded([&] {
+  return CatchAtBoundary("dict", [&] {
     // Keys come in hash order and the cursor is the next hash to visit, so a rebuild between
     // chunks (or calls) neither repeats nor skips a key.
     uint64_t from = cursor;
@@ -881,7 +868,7 @@ Status Dict::ListKeys(std::string_view prefix, size_t limit, uint64_t cursor,
 }
 
 Status Dict::Stats(DictStats* stats) const {
-  return Guarded([&] {
+  return CatchAtBoundary("dict", [&] {
     ObjectGuard guard;
     SHM_RETURN_IF_ERROR(guard.Lock(ref_));
     Locked d = ViewLocked(ref_);

@@ -9,6 +9,7 @@
 #include <new>
 #include <string>
 
+#include "boundary.h"
 #include "byte_io.h"
 #include "crash_point.h"
 #include "futex.h"
@@ -100,17 +101,6 @@ Status CheckHolderLocked(const LeaseRep* rep, uint64_t token, int64_t now_ms) {
   return Status::OK();
 }
 
-template <class Fn>
-Status Boundary(const char* what, Fn&& fn) {
-  try {
-    return fn();
-  } catch (const std::bad_alloc&) {
-    return Status::OutOfSpace(std::string(what) + ": out of process memory");
-  } catch (const std::exception& e) {
-    return Status::Internal(std::string(what) + ": " + e.what());
-  }
-}
-
 // Owner-death repair: a record that breaks the invariant of lease_lock_rep.h is a take that did
 // not finish, so the lease is free.
 void RepairLeaseLocked(Segment::Impl* seg, EntryRep* entry) {
@@ -161,7 +151,7 @@ const KindOps kLockOps = {RepairLeaseLocked, DestroyLease, SerializeLeaseLocked,
 
 Status LeaseLock::Open(Segment* segment, std::string_view name, OpenMode mode, LeaseLock* result,
                        bool* created) {
-  return Boundary("lock open", [&]() -> Status {
+  return CatchAtBoundary("lock open", [&]() -> Status {
     Segment::Impl* seg = segment->impl();
     Registry::OpenSpec spec;
     spec.kind = ObjectKind::kLock;
@@ -188,8 +178,8 @@ Status LeaseLock::Acquire(int64_t ttl_ms, std::chrono::milliseconds wait, std::s
     return Status::InvalidArgument("wait must be between 0 and " +
                                    std::to_string(kMaxWait.count()) + " ms");
   }
-  return Boundary("lock acquire",
-                  [&] { return DoAcquire(ttl_ms, wait, owner, token, expires_at_ms); });
+  return CatchAtBoundary("lock acquire",
+                         [&] { return DoAcquire(ttl_ms, wait, owner, token, expires_at_ms); });
 }
 
 // Waits on the entry's futex word, which Release bumps; also wakes when the holder's lease runs
@@ -224,7 +214,7 @@ Status LeaseLock::DoAcquire(int64_t ttl_ms, std::chrono::milliseconds wait, std:
 
 Status LeaseLock::Release(uint64_t token) {
   if (!ref_.valid()) return Status::InvalidArgument("lock handle is not open");
-  return Boundary("lock release", [&]() -> Status {
+  return CatchAtBoundary("lock release", [&]() -> Status {
     ObjectGuard guard;
     SHM_RETURN_IF_ERROR(guard.Lock(ref_));
     LeaseRep* rep = RepOf(ref_.segment->impl(), ref_.entry);
@@ -239,7 +229,7 @@ Status LeaseLock::Release(uint64_t token) {
 Status LeaseLock::Refresh(uint64_t token, int64_t ttl_ms, int64_t* expires_at_ms) {
   if (!ref_.valid()) return Status::InvalidArgument("lock handle is not open");
   SHM_RETURN_IF_ERROR(CheckTtl(ttl_ms));
-  return Boundary("lock refresh", [&]() -> Status {
+  return CatchAtBoundary("lock refresh", [&]() -> Status {
     ObjectGuard guard;
     SHM_RETURN_IF_ERROR(guard.Lock(ref_));
     LeaseRep* rep = RepOf(ref_.segment->impl(), ref_.entry);
@@ -253,7 +243,7 @@ Status LeaseLock::Refresh(uint64_t token, int64_t ttl_ms, int64_t* expires_at_ms
 
 Status LeaseLock::Get(LeaseInfo* info) const {
   if (!ref_.valid()) return Status::InvalidArgument("lock handle is not open");
-  return Boundary("lock get", [&]() -> Status {
+  return CatchAtBoundary("lock get", [&]() -> Status {
     ObjectGuard guard;
     SHM_RETURN_IF_ERROR(guard.Lock(ref_));
     LeaseRep* rep = RepOf(ref_.segment->impl(), ref_.entry);

@@ -6,6 +6,7 @@
 #include <new>
 #include <string>
 
+#include "boundary.h"
 #include "byte_io.h"
 #include "cow.h"
 #include "futex.h"
@@ -81,21 +82,6 @@ Status CheckWait(std::chrono::milliseconds wait) {
                                    std::to_string(List::kMaxWait.count()) + " ms");
   }
   return Status::OK();
-}
-
-Status NoIntentSlot() { return Status::OutOfSpace("no free intent slot (too many threads)"); }
-
-// The library boundary: nothing thrown below (bad_alloc copying an item out, an unexpected
-// pthread error) reaches the caller.
-template <class Fn>
-Status Boundary(const char* what, Fn&& fn) {
-  try {
-    return fn();
-  } catch (const std::bad_alloc&) {
-    return Status::OutOfSpace(std::string(what) + ": out of process memory");
-  } catch (const std::exception& e) {
-    return Status::Internal(std::string(what) + ": " + e.what());
-  }
 }
 
 // Owner-death repair (see list_rep.h, invariant 3): the slots are the truth. An interrupted push
@@ -215,7 +201,7 @@ Status List::Open(Segment* segment, std::string_view name, OpenMode mode,
     return Status::InvalidArgument("max_item_bytes must be between 1 and " +
                                    std::to_string(kMaxItemBytesLimit));
   }
-  return Boundary("list open", [&]() -> Status {
+  return CatchAtBoundary("list open", [&]() -> Status {
     Segment::Impl* seg = segment->impl();
     Registry::OpenSpec spec;
     spec.kind = ObjectKind::kList;
@@ -245,7 +231,7 @@ Status List::Push(End end, std::string_view item, uint64_t* length) {
                                    " bytes exceeds the list's max_item_bytes (" +
                                    std::to_string(max_item_bytes_) + ")");
   }
-  return Boundary("list push", [&] { return DoPush(end, item, length); });
+  return CatchAtBoundary("list push", [&] { return DoPush(end, item, length); });
 }
 
 // The item is allocated and staged outside the lock; under it, one slot publish commits. A full
@@ -326,7 +312,7 @@ Status List::Pop(End end, std::chrono::milliseconds wait, std::string* item, boo
   *got = false;
   if (!ref_.valid()) return Status::InvalidArgument("list handle is not open");
   SHM_RETURN_IF_ERROR(CheckWait(wait));
-  return Boundary("list pop", [&] { return DoPop(end, wait, item, got); });
+  return CatchAtBoundary("list pop", [&] { return DoPop(end, wait, item, got); });
 }
 
 // Blocking without condition variables: read the wake sequence, look under the lock, and sleep
@@ -382,7 +368,7 @@ Status List::DoPop(End end, std::chrono::milliseconds wait, std::string* item, b
 }
 
 Status List::Length(uint64_t* length) const {
-  return Boundary("list length", [&]() -> Status {
+  return CatchAtBoundary("list length", [&]() -> Status {
     ObjectGuard guard;
     SHM_RETURN_IF_ERROR(guard.Lock(ref_));
     *length = LengthOf(RepOf(ref_.segment->impl(), ref_.entry));
@@ -394,7 +380,7 @@ Status List::Range(int64_t start, int64_t stop, std::vector<std::string>* items,
                    bool* truncated) const {
   items->clear();
   if (truncated != nullptr) *truncated = false;
-  return Boundary("list range", [&] { return DoRange(start, stop, items, truncated); });
+  return CatchAtBoundary("list range", [&] { return DoRange(start, stop, items, truncated); });
 }
 
 Status List::DoRange(int64_t start, int64_t stop, std::vector<std::string>* items,

@@ -12,6 +12,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "boundary.h"
 #include "cow.h"
 #include "crash_point.h"
 #include "kind_ops.h"
@@ -1028,7 +1029,7 @@ Status NdArray::MutateView(const StridedView& view, const MutateFn& fn) {
   ObjectGuard guard;
   if (view.size() == 0) return guard.Lock(ref_);  // Nothing to write; still NotFound if gone.
   CowWriter writer(seg);
-  if (!writer.ok()) return Status::OutOfSpace("no free intent slot (too many threads)");
+  if (!writer.ok()) return NoIntentSlot();
   size_t itemsize = DTypeSize(dtype_);
   uint64_t saved = static_cast<uint64_t>(view.size()) * itemsize;
   uint64_t undo = 0;

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <string>
 
+#include "boundary.h"
 #include "cow.h"
 #include "futex.h"
 #include "kind_ops.h"
@@ -111,7 +112,7 @@ void RebuildIndexLocked(Segment::Impl* seg) {
 // Deletes a live entry. REQUIRES: registry lock; `index_pos` is its index word.
 Status DeleteLocked(Segment::Impl* seg, EntryRep* e, int64_t index_pos) {
   CowWriter writer(seg);
-  if (!writer.ok()) return Status::OutOfSpace("no free intent slot (too many threads)");
+  if (!writer.ok()) return NoIntentSlot();
   ObjectGuard guard;
   SHM_RETURN_IF_ERROR(guard.LockEntry(seg, e));
   auto kind = static_cast<ObjectKind>(e->kind.load());
@@ -140,7 +141,7 @@ Status CreateLocked(Segment::Impl* seg, std::string_view name, const Registry::O
                               " objects (raise --max-objects)");
   }
   CowWriter writer(seg);
-  if (!writer.ok()) return Status::OutOfSpace("no free intent slot (too many threads)");
+  if (!writer.ok()) return NoIntentSlot();
   uint64_t body = 0;
   if (spec.make_body) {
     SHM_RETURN_IF_ERROR(spec.make_body(&body));

@@ -10,6 +10,8 @@
 #include <cstring>
 #include <string>
 
+#include "boundary.h"
+
 namespace shm {
 namespace {
 
@@ -43,17 +45,6 @@ Status ReadInt64Field(const boost::json::object& session, std::string_view field
     return Status::OK();
   }
   return Status::InvalidArgument("session field is not an int64, cannot increment it");
-}
-
-template <class Fn>
-Status Guarded(Fn&& fn) {
-  try {
-    return fn();
-  } catch (const std::bad_alloc&) {
-    return Status::Internal("out of process memory");
-  } catch (const std::exception& e) {
-    return Status::Internal(std::string("sessions: ") + e.what());
-  }
 }
 
 }  // namespace
@@ -108,7 +99,7 @@ Status Sessions::ValidateId(std::string_view id) {
 
 Status Sessions::Get(std::string_view id, boost::json::object* session) {
   SHM_RETURN_IF_ERROR(ValidateId(id));
-  return Guarded([&] {
+  return CatchAtBoundary("sessions", [&] {
     std::string text;
     int64_t now = WallNowMs();
     int64_t refresh_before = now + idle_ttl_ms_ - idle_ttl_ms_ / 16;
@@ -129,7 +120,7 @@ Status Sessions::Get(std::string_view id, boost::json::object* session) {
 
 Status Sessions::Put(std::string_view id, const boost::json::object& session) {
   SHM_RETURN_IF_ERROR(ValidateId(id));
-  return Guarded([&] {
+  return CatchAtBoundary("sessions", [&] {
     std::string text = boost::json::serialize(session);
     if (text.size() > kMaxSessionBytes) return SessionTooLarge(text.size());
     SetOptions options;
@@ -152,7 +143,7 @@ Status Sessions::Incr(std::string_view id, std::string_view field, int64_t by, i
     return Status::InvalidArgument("session field name must be 1 to " +
                                    std::to_string(kMaxFieldName) + " bytes");
   }
-  return Guarded([&] {
+  return CatchAtBoundary("sessions", [&] {
     int64_t next = 0;
     SHM_RETURN_IF_ERROR(dict_.Update(id, [&](const DictValue* current, DictUpdate* update) {
       boost::json::object session;
