@@ -275,10 +275,18 @@ struct Workloads {
   Objects* o;
   std::vector<KeyPicker>* pickers;  // One per process (copied into the child by fork).
 
+  // The shared case captures the handle itself, as the raw reference captures its word, so
+  // both pay the same harness indirection.
   Op CounterAdd(bool shared) {
-    return [this, shared](int p) {
+    if (shared) {
+      return [counter = &o->counter](int) {
+        int64_t v;
+        return counter->Add(1, &v).ok();
+      };
+    }
+    return [this](int p) {
       int64_t v;
-      return (shared ? o->counter : o->own_counters[p]).Add(1, &v).ok();
+      return o->own_counters[p].Add(1, &v).ok();
     };
   }
   Op DictGet(bool shared) {
