@@ -138,6 +138,20 @@ Status IncrField(RequestContext& context, HttpResponse* response) {
 
 }  // namespace
 
+Status WithClientSession(RequestContext& context, HttpResponse* response,
+                         const std::function<Status(Sessions&, const std::string&)>& fn) {
+  return WithSessions(context, [&](Sessions& sessions) -> Status {
+    std::string id = CookieId(context);
+    object existing;
+    if (id.empty() || sessions.Get(id, &existing).IsNotFound()) {
+      SHM_RETURN_IF_ERROR(Sessions::NewId(&id));
+      response->set(http::field::set_cookie,
+                    std::string(kCookie) + "=" + id + "; Path=/; HttpOnly; SameSite=Lax");
+    }
+    return fn(sessions, id);
+  });
+}
+
 void RegisterSessionRoutes(Router* router) {
   router->Add(http::verb::get, "/v1/session/{key}", GetField);
   router->Add(http::verb::put, "/v1/session/{key}", PutField);

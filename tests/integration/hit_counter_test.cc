@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <barrier>
 #include <cstdio>
+#include <map>
 #include <set>
 #include <thread>
 #include <vector>
@@ -71,6 +72,47 @@ TEST(HitCounterTest, ConcurrentHitsAreNumberedOneToNAcrossWorkers) {
   ChildExit exit = server.Stop();
   EXPECT_EQ(exit.code, 0) << server.stderr_text();
   EXPECT_TRUE(ShmEntriesOf(server.name()).empty());
+}
+
+// The per-client session counter: each client's count lives in its own server-side session
+// (cookie shmsid) and follows it across workers; another client starts from zero.
+TEST(HitCounterTest, SessionCounterIsPerClientAcrossWorkers) {
+  if (access(HitCounterBinary().c_str(), X_OK) != 0) GTEST_SKIP() << "no hit_counter binary";
+  ServerProcess server("hitsess");
+  ASSERT_STARTED(server.Start({"--workers", "3"}, HitCounterBinary()));
+  std::string cookie;
+  std::set<std::string> pids;
+  auto call = [&](const std::string& action, const std::string& with_cookie) {
+    HttpClient client(server.port());  // A new connection each time, to reach other workers.
+    HttpResult result;
+    std::map<std::string, std::string> headers;
+    if (!with_cookie.empty()) headers["Cookie"] = with_cookie;
+    EXPECT_TRUE(client.Request("POST", "/session-counter/" + action, "", &result, headers).ok());
+    EXPECT_EQ(result.status, 200) << result.body;
+    pids.insert(result.Header("X-Worker-Pid"));
+    std::string set_cookie = result.Header("Set-Cookie");
+    if (!set_cookie.empty()) {
+      EXPECT_NE(set_cookie.find("HttpOnly"), std::string::npos);
+      EXPECT_NE(set_cookie.find("SameSite=Lax"), std::string::npos);
+      cookie = set_cookie.substr(0, set_cookie.find(';'));
+    }
+    return Field(result, "count");
+  };
+  EXPECT_EQ(call("increment", ""), 1);
+  ASSERT_FALSE(cookie.empty());
+  std::string mine = cookie;
+  for (int i = 2; i <= 12; ++i) EXPECT_EQ(call("increment", mine), i);
+  EXPECT_EQ(call("decrement", mine), 11);
+  EXPECT_EQ(cookie, mine) << "a live session keeps its id";
+  EXPECT_EQ(call("increment", ""), 1) << "another client has its own count";
+  EXPECT_NE(cookie, mine);
+  EXPECT_EQ(call("reset", mine), 0);
+  EXPECT_EQ(call("increment", mine), 1);
+  EXPECT_EQ(call("increment", "shmsid=00000000000000000000000000000000"), 1)
+      << "a cookie the client made up is never adopted";
+  // Sequential connections usually reach several workers, but the kernel does not promise it.
+  RecordProperty("workers_reached", static_cast<int>(pids.size()));
+  EXPECT_EQ(server.Stop().code, 0);
 }
 
 // Runs `command` through the shell; returns its exit code and its stdout in `output`.

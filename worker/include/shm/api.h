@@ -6,7 +6,11 @@
 #ifndef SHM_API_H_
 #define SHM_API_H_
 
+#include <functional>
+#include <string>
+
 #include "shm/router.h"
+#include "shm/sessions.h"
 
 namespace shm {
 
@@ -27,6 +31,13 @@ void RegisterLockRoutes(Router* router);
 void RegisterSessionRoutes(Router* router);
 // /v1/arrays/{name}[/data|/ops|/atomic|/reduce] (worker/api_arrays.cc, docs/arrays.md).
 void RegisterArrayRoutes(Router* router);
+
+// For an application's own routes: runs `fn` on the calling client's server-side session (the
+// one /v1/session uses, found by the shmsid cookie). A client without a live session gets a new
+// random id (never one it chose) and its cookie (HttpOnly, SameSite=Lax) is set on `response`.
+Status WithClientSession(
+    RequestContext& context, HttpResponse* response,
+    const std::function<Status(Sessions& sessions, const std::string& id)>& fn);
 
 // Called by RunWorker when it starts draining: handlers blocked in a wait (pop, acquire) stop
 // waiting at their next slice and answer as if the wait ran out. Process-wide.
