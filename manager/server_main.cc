@@ -3,8 +3,10 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -19,6 +21,7 @@
 #include "shm/log.h"
 #include "shm/segment.h"
 #include "shm/server_options.h"
+#include "shm/snapshot.h"
 #include "supervisor.h"
 
 namespace shm {
@@ -78,12 +81,75 @@ Status OpenListener(const ListenAddress& address, int* fd_out, uint16_t* port_ou
   return Status::OK();
 }
 
+// A snapshot that does not exist yet will be written at stop: its folder must be writable now,
+// not discovered broken after hours of state.
+Status CheckSnapshotFolder(const std::string& path) {
+  size_t slash = path.rfind('/');
+  std::string folder =
+      slash == std::string::npos ? "." : path.substr(0, std::max<size_t>(slash, 1));
+  if (access(folder.c_str(), W_OK | X_OK) != 0) {
+    return Status::InvalidArgument("cannot write the snapshot " + path + ": folder " + folder +
+                                   ": " + strerror(errno));
+  }
+  return Status::OK();
+}
+
 // Called with the lock file held, so no live manager owns these: a crashed run left them.
 void RemoveStaleSegments(const std::string& name) {
   for (const std::string& stale : ListSegmentsOf(name)) {
     Status s = Segment::Remove(stale);
     SHM_LOG(kWarn) << "removed stale segment /dev/shm/" << stale << " left by a crashed run"
                    << (s.ok() ? "" : ": " + s.ToString());
+  }
+}
+
+// Loads --snapshot into a fresh generation-1 segment, growing it (up to --max-size) if the state
+// does not fit. A missing file starts empty. Anything else that fails (unreadable, corrupt,
+// truncated, too big) refuses the start with nothing left behind.
+Status CreateAndRestore(const ServerOptions& options, std::unique_ptr<Segment>* segment) {
+  SegmentOptions segment_options;
+  segment_options.name = options.name;
+  segment_options.size = options.segment_size;
+  segment_options.max_objects = options.max_objects;
+  std::string bytes;
+  if (!options.snapshot_path.empty()) {
+    struct stat info = {};
+    if (stat(options.snapshot_path.c_str(), &info) == 0 &&
+        static_cast<uint64_t>(info.st_size) > options.max_segment_size) {
+      return Status::InvalidArgument("snapshot " + options.snapshot_path + " (" +
+                                     FormatSize(static_cast<size_t>(info.st_size)) +
+                                     ") is larger than --max-size");
+    }
+    Status read = ReadWholeFile(options.snapshot_path, &bytes);
+    if (read.IsNotFound()) {
+      SHM_LOG(kInfo) << "no snapshot at " << options.snapshot_path << " yet; starting empty";
+      SHM_RETURN_IF_ERROR(CheckSnapshotFolder(options.snapshot_path));
+    } else if (!read.ok()) {
+      return Status::InvalidArgument("cannot read snapshot " + options.snapshot_path + ": " +
+                                     std::string(read.message()));
+    }
+  }
+  while (true) {
+    SHM_RETURN_IF_ERROR(Segment::Create(segment_options, segment));
+    if (bytes.empty()) return Status::OK();
+    int64_t started = SteadyNowMs();
+    SnapshotStats stats;
+    Status restored = RestoreSegment(bytes, segment->get(), &stats);
+    if (restored.ok()) {
+      SHM_LOG(kInfo) << "restored " << stats.objects << " objects (" << bytes.size()
+                     << " bytes) from snapshot " << options.snapshot_path << " in "
+                     << (SteadyNowMs() - started) << " ms";
+      return Status::OK();
+    }
+    std::string shm_name = (*segment)->shm_name();
+    segment->reset();
+    Segment::Remove(shm_name);
+    if (!restored.IsOutOfSpace() || segment_options.size >= options.max_segment_size) {
+      return Status::InvalidArgument("snapshot " + options.snapshot_path +
+                                     " refused: " + std::string(restored.message()) +
+                                     " (nothing was loaded; move the file away to start empty)");
+    }
+    segment_options.size = std::min(segment_options.size * 2, options.max_segment_size);
   }
 }
 
@@ -95,6 +161,12 @@ SupervisorOptions MakeSupervisorOptions(const ServerOptions& options) {
   result.worker.token = options.token;
   result.heartbeat_timeout_ms = options.heartbeat_timeout.count();
   result.stop_timeout_ms = result.worker.drain_timeout.count() + 2000;
+  result.segment_name = options.name;
+  result.max_objects = options.max_objects;
+  result.max_segment_size = options.max_segment_size;
+  result.snapshot_path = options.snapshot_path;
+  result.snapshot_interval_ms = options.snapshot_interval.count();
+  ReadTestCrashPoint(getenv("SHMSTATE_TEST_WORKER_CRASH_POINT"), &result);
   return result;
 }
 
@@ -109,9 +181,23 @@ void AnnounceListening(const ServerOptions& options, uint16_t port, const Segmen
   fflush(stdout);
 }
 
+// At stop, with every worker gone: the state as the clients left it.
+bool WriteFinalSnapshot(const ServerOptions& options, Segment* segment) {
+  SnapshotStats stats;
+  int64_t took_ms = 0;
+  Status s = WriteSnapshot(segment, options.snapshot_path, &stats, &took_ms);
+  if (!s.ok()) {
+    SHM_LOG(kError) << "cannot write the snapshot " << options.snapshot_path << ": "
+                    << s.ToString();
+    return false;
+  }
+  SHM_LOG(kInfo) << "snapshot written to " << options.snapshot_path << ": " << stats.objects
+                 << " objects, " << stats.bytes << " bytes in " << took_ms << " ms";
+  return true;
+}
+
 // Runs the manager once the command line is good. Every exit path below unwinds what was made.
 int Serve(const ServerOptions& options, const std::function<void(Router*)>& add_routes) {
-  if (!options.snapshot_path.empty()) return Fail(kExitUsage, "--snapshot is not implemented yet");
   SetLogLevel(options.log_level);
   BlockManagerSignals();  // First: a SIGTERM during startup waits for the signalfd.
   Router router;
@@ -126,12 +212,8 @@ int Serve(const ServerOptions& options, const std::function<void(Router*)>& add_
   uint16_t port = 0;
   s = OpenListener(options.listen, &listen_fd, &port);
   if (!s.ok()) return Fail(kExitStartFailed, s.message());
-  SegmentOptions segment_options;
-  segment_options.name = options.name;
-  segment_options.size = options.segment_size;
-  segment_options.max_objects = options.max_objects;
   std::unique_ptr<Segment> segment;
-  s = Segment::Create(segment_options, &segment);
+  s = CreateAndRestore(options, &segment);
   if (!s.ok()) {
     close(listen_fd);
     return Fail(kExitStartFailed, s.message());
@@ -143,7 +225,7 @@ int Serve(const ServerOptions& options, const std::function<void(Router*)>& add_
   }
   int code = 0;
   {
-    Supervisor supervisor(segment.get(), listen_fd, &router, MakeSupervisorOptions(options),
+    Supervisor supervisor(&segment, listen_fd, &router, MakeSupervisorOptions(options),
                           [&lock] { lock.Abandon(); });
     s = supervisor.Start();
     if (s.ok()) {
@@ -153,6 +235,7 @@ int Serve(const ServerOptions& options, const std::function<void(Router*)>& add_
       code = Fail(kExitStartFailed, s.message());
     }
   }  // Every worker is reaped here.
+  if (!options.snapshot_path.empty() && !WriteFinalSnapshot(options, segment.get())) code = 1;
   std::string shm_name = segment->shm_name();
   segment.reset();
   Segment::Remove(shm_name);

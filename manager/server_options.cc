@@ -82,8 +82,12 @@ po::options_description ServeFlags() {
        "require 'Authorization: Bearer T' on every request (or set SHMSTATE_TOKEN)")  //
       ("heartbeat-timeout", po::value<std::string>()->value_name("DURATION"),
        "kill and replace a worker silent this long, e.g. 5s, 500ms; 0 disables (default 5s)")  //
+      ("max-size", po::value<std::string>()->value_name("BYTES"),
+       "grow the segment online up to this, doubling when 80% is used (default: --size)")  //
       ("snapshot", po::value<std::string>()->value_name("FILE"),
-       "restore from and save to FILE (not implemented yet)");
+       "restore the state from FILE at start (missing: start empty); save it there at stop")  //
+      ("snapshot-interval", po::value<std::string>()->value_name("DURATION"),
+       "also save the snapshot this often, e.g. 60s, 5m; 0 = only at stop (default 60s)");
   return flags;
 }
 
@@ -142,7 +146,21 @@ Status ApplyFlags(const po::variables_map& vm, ServerOptions* options) {
     Status s = ParseDuration(text("heartbeat-timeout"), &options->heartbeat_timeout);
     if (!s.ok()) return Status::InvalidArgument("--heartbeat-timeout: " + std::string(s.message()));
   }
-  if (vm.count("snapshot")) options->snapshot_path = text("snapshot");
+  options->max_segment_size = options->segment_size;
+  if (vm.count("max-size")) {
+    SHM_RETURN_IF_ERROR(SizeInRange("max-size", text("max-size"), options->segment_size,
+                                    ServerOptions::kMaxSegmentSize, &options->max_segment_size));
+  }
+  if (vm.count("snapshot")) {
+    options->snapshot_path = text("snapshot");
+    if (options->snapshot_path.empty() || options->snapshot_path.size() > 4096) {
+      return Status::InvalidArgument("--snapshot needs a file path (at most 4096 bytes)");
+    }
+  }
+  if (vm.count("snapshot-interval")) {
+    Status s = ParseDuration(text("snapshot-interval"), &options->snapshot_interval);
+    if (!s.ok()) return Status::InvalidArgument("--snapshot-interval: " + std::string(s.message()));
+  }
   return Status::OK();
 }
 

@@ -10,11 +10,14 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <string>
 
+#include "crash_point.h"
 #include "shm/log.h"
+#include "shm/snapshot.h"
 
 #ifndef P_PIDFD
 #define P_PIDFD 3
@@ -23,7 +26,8 @@
 namespace shm {
 namespace {
 
-constexpr int kHeartbeatCheckMs = 100;  // Also the idle poll period.
+constexpr int kHeartbeatCheckMs = 100;     // Also the idle poll period, so the poison check.
+constexpr int64_t kSlowSnapshotMs = 1000;  // A periodic snapshot slower than this is logged.
 
 int PidfdOpen(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
 
@@ -63,7 +67,25 @@ void BlockManagerSignals() {
   signal(SIGPIPE, SIG_IGN);
 }
 
-Supervisor::Supervisor(Segment* segment, int listen_fd, const Router* router,
+void ReadTestCrashPoint(const char* spec, SupervisorOptions* options) {
+  if (spec == nullptr || *spec == '\0') return;
+  std::string text(spec);
+  size_t colon = text.find(':');
+  if (colon == std::string::npos) return;
+  std::string name = text.substr(colon + 1);
+  int hit = 1;
+  if (size_t second = name.find(':'); second != std::string::npos) {
+    hit = std::max(1, std::atoi(name.c_str() + second + 1));
+    name.resize(second);
+  }
+  options->crash_point_slot = std::atoi(text.c_str());
+  options->crash_point_name = name;
+  options->crash_point_hit = hit;
+  SHM_LOG(kWarn) << "test hook: worker " << options->crash_point_slot << " will die at crash point "
+                 << name << " (arrival " << hit << ")";
+}
+
+Supervisor::Supervisor(std::unique_ptr<Segment>* segment, int listen_fd, const Router* router,
                        const SupervisorOptions& options, std::function<void()> in_child)
     : segment_(segment),
       listen_fd_(listen_fd),
@@ -102,10 +124,11 @@ Status Supervisor::Start() {
 
 Status Supervisor::Spawn(int slot) {
   Slot& s = slots_[slot];
+  bool arm = !s.started_once && slot == options_.crash_point_slot;
   if (s.started_once) ++s.restarts;
   pid_t pid = fork();
   if (pid < 0) return Status::Internal(std::string("fork: ") + strerror(errno));
-  if (pid == 0) RunChild(slot);
+  if (pid == 0) RunChild(slot, arm);
   s.started_once = true;
   int pidfd = PidfdOpen(pid);
   if (pidfd < 0) {
@@ -116,7 +139,7 @@ Status Supervisor::Spawn(int slot) {
     return Status::Internal(std::string("pidfd_open: ") + strerror(error) +
                             " (shmstate needs Linux 5.3 or later)");
   }
-  segment_->RegisterWorker(slot, pid, s.restarts);
+  segment()->RegisterWorker(slot, pid, s.restarts);
   s.pid = pid;
   s.respawn_at_ms = -1;
   children_[pid] = Child{.pid = pid, .pidfd = pidfd, .slot = slot};
@@ -125,7 +148,7 @@ Status Supervisor::Spawn(int slot) {
   return Status::OK();
 }
 
-void Supervisor::RunChild(int slot) {
+void Supervisor::RunChild(int slot, bool arm_crash_point) {
   // Die with the manager, and close the race where it died before prctl ran.
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() != manager_pid_) _exit(1);
@@ -135,9 +158,12 @@ void Supervisor::RunChild(int slot) {
   int code = 70;
   try {
     if (in_child_) in_child_();
+    if (arm_crash_point) {
+      SetCrashPoint(options_.crash_point_name.c_str(), options_.crash_point_hit);
+    }
     WorkerOptions worker = options_.worker;
     worker.index = slot;
-    code = RunWorker(segment_, listen_fd_, *router_, worker);
+    code = RunWorker(segment(), listen_fd_, *router_, worker);
   } catch (const std::exception& e) {
     SHM_LOG(kError) << "worker " << slot << ": " << e.what();
   } catch (...) {
@@ -167,16 +193,18 @@ int Supervisor::Run() {
       auto it = children_.find(pids[i - 1]);
       if (it != children_.end()) Reap(it->second);
     }
+    if (!shutting_down_) MaybeRebuild();
     int64_t now = SteadyNowMs();
     if (!shutting_down_) {
       StartDueRespawns(now);
       CheckHeartbeats(now);
       AdvanceRollingRestart(now);
+      MaybeSnapshot(now);
     }
     EnforceStopDeadlines(now);
   }
   SHM_LOG(kInfo) << "all workers stopped";
-  return 0;
+  return exit_code_;
 }
 
 void Supervisor::ReadSignals() {
@@ -217,13 +245,13 @@ void Supervisor::HandleExit(const Child& child, const siginfo_t& info) {
   // Whether it crashed or stopped when asked, release its slots and settle any write it left
   // half done, before a replacement (or anyone) can trip over them.
   RecoveryReport report;
-  Status recovered = segment_->RecoverDeadProcess(child.pid, &report);
+  Status recovered = segment()->RecoverDeadProcess(child.pid, &report);
   if (report.intents_resolved > 0 || report.blobs_freed > 0) {
     SHM_LOG(kWarn) << "worker " << child.slot << " (pid " << child.pid << ") left "
                    << report.intents_resolved << " unfinished writes; freed " << report.blobs_freed
                    << " blocks";
   }
-  Status probe = recovered.ok() ? segment_->Probe() : recovered;
+  Status probe = recovered.ok() ? segment()->Probe() : recovered;
   if (!probe.ok()) {
     SHM_LOG(kError) << "segment check after worker " << child.slot << " (pid " << child.pid
                     << ") exited: " << probe.ToString();
@@ -255,7 +283,8 @@ void Supervisor::HandleExit(const Child& child, const siginfo_t& info) {
                                " crashes), replacing it in " + std::to_string(delay) + " ms"
                          : "; replacing it");
   slot.respawn_at_ms = now + delay;
-  StartDueRespawns(now);
+  // On a poisoned segment the replacement would be killed at once by the rebuild.
+  if (!segment()->poisoned()) StartDueRespawns(now);
 }
 
 void Supervisor::StartDueRespawns(int64_t now_ms) {
@@ -276,7 +305,7 @@ void Supervisor::CheckHeartbeats(int64_t now_ms) {
   if (options_.heartbeat_timeout_ms <= 0) return;
   for (auto& [pid, child] : children_) {
     if (child.stopping || child.killed_as_hung) continue;
-    int64_t age = now_ms - segment_->LastHeartbeatMs(child.slot);
+    int64_t age = now_ms - segment()->LastHeartbeatMs(child.slot);
     if (age <= options_.heartbeat_timeout_ms) continue;
     SHM_LOG(kWarn) << "worker " << child.slot << " (pid " << pid
                    << ") has not sent a heartbeat for " << age << " ms; killing it";
@@ -336,6 +365,133 @@ void Supervisor::Signal(const Child& child, int signal) {
   if (PidfdSendSignal(child.pidfd, signal) != 0 && errno != ESRCH) {
     SHM_LOG(kError) << "cannot signal worker pid " << child.pid << ": " << strerror(errno);
   }
+}
+
+void Supervisor::MaybeRebuild() {
+  Segment* current = segment();
+  if (current->poisoned()) {
+    Rebuild(RebuildReason::kPoisoned, current->size());
+    return;
+  }
+  size_t size = current->size();
+  if (growth_failed_ || size >= options_.max_segment_size) return;
+  size_t used = size - std::min(size, current->free_bytes());
+  if (static_cast<double>(used) < options_.growth_high_water * static_cast<double>(size)) return;
+  Rebuild(RebuildReason::kGrowth, std::min(size * 2, options_.max_segment_size));
+}
+
+void Supervisor::Rebuild(RebuildReason reason, size_t new_size) {
+  bool poisoned = reason == RebuildReason::kPoisoned;
+  Segment* old_segment = segment();
+  std::string old_name = old_segment->shm_name();
+  LogMessage(poisoned ? LogLevel::kError : LogLevel::kInfo).stream()
+      << (poisoned ? "segment /dev/shm/" + old_name +
+                         " is poisoned (a process died inside its "
+                         "allocator): rebuilding it"
+                   : "segment /dev/shm/" + old_name + " is " +
+                         std::to_string(100 * (old_segment->size() - old_segment->free_bytes()) /
+                                        old_segment->size()) +
+                         "% used: growing it to " + std::to_string(new_size >> 20) + " MiB");
+  int64_t started = SteadyNowMs();
+  // A poisoned segment must not be touched by anyone during the copy: kill at once. Growth lets
+  // in-flight requests finish (bounded) so no client loses an answer.
+  StopAllWorkersNow(/*graceful=*/!poisoned);
+  roll_queue_.clear();
+  rolling_old_pid_ = 0;
+
+  SegmentOptions next;
+  next.name = options_.segment_name;
+  next.generation = old_segment->generation() + 1;
+  next.size = new_size;
+  next.max_objects = options_.max_objects;
+  std::unique_ptr<Segment> fresh;
+  SnapshotStats stats;
+  Status copied = CopyIntoNewSegment(old_segment, next, &fresh, &stats);
+  if (copied.ok()) {
+    *segment_ = std::move(fresh);  // Unmaps the old generation in this process.
+    Segment::Remove(old_name);
+    SHM_LOG(kInfo) << "rebuilt /dev/shm/" << old_name << " into /dev/shm/" << segment()->shm_name()
+                   << " (" << (segment()->size() >> 20) << " MiB) in " << (SteadyNowMs() - started)
+                   << " ms: " << stats.objects << " objects copied (" << stats.bytes << " bytes)";
+  } else if (poisoned) {
+    // Serving a broken allocator is worse than not serving: stop, leaving the snapshot (if any)
+    // to the caller.
+    SHM_LOG(kError) << "cannot rebuild the poisoned segment /dev/shm/" << old_name << ": "
+                    << copied.ToString() << "; stopping (exit code 1)";
+    exit_code_ = 1;
+    BeginShutdown(SteadyNowMs());
+    return;
+  } else {
+    growth_failed_ = true;
+    SHM_LOG(kError) << "cannot grow /dev/shm/" << old_name << ": " << copied.ToString()
+                    << "; going on with the current segment";
+  }
+  for (int slot = 0; slot < options_.workers; ++slot) {
+    Status s = Spawn(slot);
+    if (!s.ok()) {
+      SHM_LOG(kError) << "cannot start worker " << slot << ": " << s.ToString();
+      slots_[slot].respawn_at_ms = SteadyNowMs() + options_.backoff.base_delay_ms;
+    }
+  }
+}
+
+void Supervisor::StopAllWorkersNow(bool graceful) {
+  int64_t kill_at = SteadyNowMs() + (graceful ? options_.stop_timeout_ms : 0);
+  for (auto& [pid, child] : children_) {
+    child.stopping = true;
+    Signal(child, graceful ? SIGTERM : SIGKILL);
+  }
+  bool killed = !graceful;
+  while (!children_.empty()) {
+    int64_t now = SteadyNowMs();
+    if (!killed && now >= kill_at) {
+      SHM_LOG(kWarn) << "workers did not stop within " << options_.stop_timeout_ms
+                     << " ms; killing them";
+      for (auto& [pid, child] : children_) Signal(child, SIGKILL);
+      killed = true;
+    }
+    auto it = children_.begin();
+    pollfd pfd{it->second.pidfd, POLLIN, 0};
+    poll(&pfd, 1, killed ? 1000 : static_cast<int>(std::max<int64_t>(kill_at - now, 1)));
+    siginfo_t info = {};
+    if (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(it->second.pidfd), &info,
+               WEXITED | WNOHANG) != 0 ||
+        info.si_pid == 0) {
+      continue;
+    }
+    close(it->second.pidfd);
+    slots_[it->second.slot].pid = 0;
+    children_.erase(it);
+  }
+  for (Slot& slot : slots_) slot.respawn_at_ms = -1;
+}
+
+void Supervisor::MaybeSnapshot(int64_t now_ms) {
+  if (options_.snapshot_path.empty() || options_.snapshot_interval_ms <= 0) return;
+  if (next_snapshot_ms_ == 0) next_snapshot_ms_ = now_ms + options_.snapshot_interval_ms;
+  if (now_ms < next_snapshot_ms_ || segment()->poisoned()) return;
+  next_snapshot_ms_ = now_ms + options_.snapshot_interval_ms;
+  int64_t took_ms = 0;
+  SnapshotStats stats;
+  Status s = WriteSnapshot(segment(), options_.snapshot_path, &stats, &took_ms);
+  if (!s.ok()) {
+    SHM_LOG(kError) << "periodic snapshot to " << options_.snapshot_path
+                    << " failed: " << s.ToString();
+    return;
+  }
+  LogMessage(took_ms > kSlowSnapshotMs ? LogLevel::kWarn : LogLevel::kInfo).stream()
+      << "snapshot written to " << options_.snapshot_path << ": " << stats.objects << " objects, "
+      << stats.bytes << " bytes in " << took_ms << " ms";
+}
+
+Status WriteSnapshot(Segment* segment, const std::string& path, SnapshotStats* stats,
+                     int64_t* took_ms) {
+  int64_t started = SteadyNowMs();
+  std::string bytes;
+  SHM_RETURN_IF_ERROR(SerializeSegment(segment, &bytes, stats));
+  SHM_RETURN_IF_ERROR(WriteFileAtomically(path, bytes));
+  *took_ms = SteadyNowMs() - started;
+  return Status::OK();
 }
 
 int Supervisor::PollTimeoutMs(int64_t now_ms) const {

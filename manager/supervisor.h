@@ -1,5 +1,10 @@
 // Supervisor: the manager's single-threaded loop that forks, watches and replaces the workers.
 //
+// It also keeps the segment healthy: when the allocator is poisoned (a process died inside it) or
+// used bytes pass the high-water mark (online growth), it stops every worker, copies the committed
+// state into the next generation, unlinks the old one and forks the workers again on the new one
+// (the listening socket stays open meanwhile, so clients queue). It writes periodic snapshots.
+//
 // It forks every worker before any thread exists, watches each child through a pidfd (no SIGCHLD
 // handler, no pid reuse races), settles what a dead worker left in the segment, replaces it at
 // once (with backoff when one slot crash-loops), kills workers whose heartbeat went stale, rolls
@@ -17,11 +22,14 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "shm/crash_backoff.h"
 #include "shm/router.h"
 #include "shm/segment.h"
+#include "shm/snapshot.h"
 #include "shm/status.h"
 #include "shm/worker.h"
 
@@ -33,16 +41,39 @@ struct SupervisorOptions {
   int64_t heartbeat_timeout_ms = 5000;  // 0: never kill a silent worker.
   int64_t stop_timeout_ms = 7000;       // After SIGTERM, a worker gets this long before SIGKILL.
   BackoffPolicy backoff;
+
+  // Rebuild and growth: the next generation is `name`.<gen+1> with `max_objects`.
+  std::string segment_name;
+  uint32_t max_objects = 4096;
+  size_t max_segment_size = 0;     // Grow (double) up to this; <= current size: never grow.
+  double growth_high_water = 0.8;  // Fraction of the segment in use that triggers growth.
+
+  std::string snapshot_path;         // Empty: no periodic snapshot.
+  int64_t snapshot_interval_ms = 0;  // 0: none while running (the caller writes one at stop).
+
+  // Test hook: the first incarnation of worker `crash_point_slot` arms crash point
+  // `crash_point_name` (hit `crash_point_hit`), so exactly one process dies there.
+  int crash_point_slot = -1;
+  std::string crash_point_name;
+  int crash_point_hit = 1;
 };
+
+// Reads SHMSTATE_TEST_WORKER_CRASH_POINT="<slot>:<name>[:<n>]" into `options` (test hook).
+void ReadTestCrashPoint(const char* spec, SupervisorOptions* options);
 
 // Blocks SIGTERM, SIGINT and SIGHUP (delivered later through the signalfd) and ignores SIGPIPE.
 void BlockManagerSignals();
 
+// Serializes `segment` (one object lock at a time) and writes it to `path` atomically (0600).
+Status WriteSnapshot(Segment* segment, const std::string& path, SnapshotStats* stats,
+                     int64_t* took_ms);
+
 class Supervisor {
  public:
-  // `segment`, `router` must outlive the Supervisor. `listen_fd` is owned from now on (closed
-  // when stopping). `in_child` runs first in every forked worker (e.g. to drop the lock file).
-  Supervisor(Segment* segment, int listen_fd, const Router* router,
+  // `segment`, `router` must outlive the Supervisor; a rebuild replaces `*segment` with the next
+  // generation (the old one is unlinked). `listen_fd` is owned from now on (closed when
+  // stopping). `in_child` runs first in every forked worker (e.g. to drop the lock file).
+  Supervisor(std::unique_ptr<Segment>* segment, int listen_fd, const Router* router,
              const SupervisorOptions& options, std::function<void()> in_child);
   ~Supervisor();
   Supervisor(const Supervisor&) = delete;
@@ -50,7 +81,8 @@ class Supervisor {
 
   // Forks the workers: Internal if the signalfd or the first fork fails (nothing left running).
   Status Start();
-  // Supervises until SIGTERM/SIGINT, then stops every worker (bounded). Returns the exit code.
+  // Supervises until SIGTERM/SIGINT, then stops every worker (bounded). Returns the exit code:
+  // 0, or 1 when a poisoned segment could not be rebuilt.
   int Run();
 
  private:
@@ -71,8 +103,15 @@ class Supervisor {
     CrashBackoff backoff;
   };
 
+  enum class RebuildReason { kPoisoned, kGrowth };
+
   Status Spawn(int slot);
-  [[noreturn]] void RunChild(int slot);
+  [[noreturn]] void RunChild(int slot, bool arm_crash_point);
+  Segment* segment() const { return segment_->get(); }
+  void MaybeRebuild();
+  void Rebuild(RebuildReason reason, size_t new_size);
+  void StopAllWorkersNow(bool graceful);
+  void MaybeSnapshot(int64_t now_ms);
   void ReadSignals();
   void Reap(Child& child);
   void HandleExit(const Child& child, const siginfo_t& info);
@@ -85,7 +124,7 @@ class Supervisor {
   void Signal(const Child& child, int signal);
   int PollTimeoutMs(int64_t now_ms) const;
 
-  Segment* const segment_;
+  std::unique_ptr<Segment>* const segment_;
   int listen_fd_;
   const Router* const router_;
   const SupervisorOptions options_;
@@ -98,6 +137,9 @@ class Supervisor {
   std::map<pid_t, Child> children_;  // Every live (unreaped) worker, current or retiring.
   std::deque<int> roll_queue_;       // Slots still to roll over after a SIGHUP.
   pid_t rolling_old_pid_ = 0;        // The retiring worker the roll waits for; 0 if none.
+  int exit_code_ = 0;
+  bool growth_failed_ = false;    // A growth rebuild failed: do not retry it every 100 ms.
+  int64_t next_snapshot_ms_ = 0;  // Steady clock; 0: not scheduled.
 };
 
 }  // namespace shm

@@ -231,7 +231,7 @@ TEST(ServeTest, BadFlagsFailWithOneLineAndExitCodeTwo) {
   for (std::vector<std::string> extra :
        {std::vector<std::string>{"--workers", "zero"}, std::vector<std::string>{"--size", "1XB"},
         std::vector<std::string>{"--no-such-flag"},
-        std::vector<std::string>{"--snapshot", "/tmp/none.snap"}}) {
+        std::vector<std::string>{"--snapshot-interval", "soon"}}) {
     ServerProcess server("badflag");
     Status s = server.Start(extra);
     ASSERT_FALSE(s.ok()) << extra[0];

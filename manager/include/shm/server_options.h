@@ -35,13 +35,17 @@ struct ServerOptions {
   int workers = 0;  // Number of worker processes (1..kMaxWorkers); the default is the core count.
   int threads = 1;  // Asio threads per worker (1..kMaxThreads).
   size_t segment_size = size_t{64} << 20;
+  // The segment may grow online up to this (a rebuild into twice the size when 80% is used).
+  // Never below segment_size; equal means no growth.
+  size_t max_segment_size = size_t{64} << 20;
   std::string name = "shmstate";  // Segment prefix; also names the lock file.
   uint32_t max_objects = 4096;
   size_t max_body_bytes = size_t{1} << 20;
   LogLevel log_level = LogLevel::kInfo;
   std::string token;  // Non-empty: clients must send "Authorization: Bearer <token>".
   std::chrono::milliseconds heartbeat_timeout{5000};  // 0 disables the hung-worker check.
-  std::string snapshot_path;                          // Accepted; not implemented yet.
+  std::string snapshot_path;  // Non-empty: restored at start, written at stop and periodically.
+  std::chrono::milliseconds snapshot_interval{60000};  // 0: write the snapshot only at stop.
 
   static constexpr int kMaxWorkers = 128;
   static constexpr int kMaxThreads = 64;
