@@ -118,10 +118,24 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
  private:
+  // A request already executed must get its answer: only an idle read is cancelled, and only
+  // once no write is in flight (cancel() aborts every operation on the socket). Otherwise
+  // OnWrite cancels it when the queue empties.
   void OnDrain() {
     closing_ = true;
-    bool idle = reading_ && buffer_.size() == 0 && parser_ && !parser_->got_some();
-    if (idle) stream_.socket().cancel();
+    if (queue_.empty()) CancelIdleRead();
+  }
+
+  // The pending read has not received a byte of a request: nothing was executed for it.
+  bool ReadIsIdle() const {
+    return reading_ && buffer_.size() == 0 && parser_ && !parser_->got_some();
+  }
+
+  // Requires: no write in flight (queue_ empty).
+  void CancelIdleRead() {
+    if (!ReadIsIdle()) return;  // A request is arriving: it runs, is answered, then we close.
+    beast::error_code ec;
+    stream_.socket().cancel(ec);
   }
 
   void DoRead() {
@@ -237,7 +251,13 @@ class Session : public std::enable_shared_from_this<Session> {
     queue_.pop_front();
     if (last) return DoClose();
     if (!queue_.empty()) return DoWrite();
-    if (closing_) return DoClose();
+    if (closing_) {
+      // A pipelined read is still pending (drain): a request in progress is still executed and
+      // answered; an idle read is cancelled and OnRead closes. Half-closing now would leave the
+      // answer of a request that is arriving unsendable.
+      if (reading_) return CancelIdleRead();
+      return DoClose();
+    }
     if (!reading_) DoRead();  // Reads paused while the queue was full.
   }
 
