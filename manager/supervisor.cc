@@ -437,6 +437,8 @@ void Supervisor::Rebuild(RebuildReason reason, size_t new_size) {
 
 void Supervisor::StopAllWorkersNow(bool graceful) {
   int64_t kill_at = SteadyNowMs() + (graceful ? options_.stop_timeout_ms : 0);
+  SHM_LOG(kInfo) << (graceful ? "stopping " : "killing ") << children_.size()
+                 << " workers for the rebuild";
   for (auto& [pid, child] : children_) {
     child.stopping = true;
     Signal(child, graceful ? SIGTERM : SIGKILL);

@@ -1,0 +1,141 @@
+// End-to-end rebuild of a poisoned segment: one worker of the real binary dies inside the
+// allocator (crash point armed in that worker only, through the manager's test hook), the manager
+// kills the others, copies the committed state into generation 2, unlinks generation 1 and
+// respawns. Every acknowledged write must be there afterwards; unacknowledged ones may or may not.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "common/http_client.h"
+#include "integration/server_process.h"
+
+namespace shm::test {
+namespace {
+
+using std::chrono::seconds;
+
+// What /v1/stats says about the segment.
+struct SegmentStats {
+  int64_t generation = 0;
+  int64_t size_bytes = 0;
+};
+
+bool ReadSegmentStats(uint16_t port, SegmentStats* stats) {
+  HttpClient client(port, seconds(5));
+  HttpResult result;
+  if (!client.Get("/v1/stats", &result).ok() || result.status != 200) return false;
+  try {
+    boost::json::value all = boost::json::parse(result.body);
+    const boost::json::value& segment = all.at("segment");
+    stats->generation = segment.at("generation").to_number<int64_t>();
+    stats->size_bytes = segment.at("size_bytes").to_number<int64_t>();
+  } catch (const std::exception&) {
+    return false;
+  }
+  return true;
+}
+
+bool HasEntry(const std::string& name, const std::string& entry) {
+  for (const std::string& file : ShmEntriesOf(name)) {
+    if (file == entry) return true;
+  }
+  return false;
+}
+
+// One request on a connection of its own, so the two workers share the load.
+struct Outcome {
+  bool answered = false;
+  HttpResult result;
+};
+Outcome SendOnce(uint16_t port, const std::string& method, const std::string& target,
+                 const std::string& body) {
+  HttpClient client(port, seconds(10));
+  Outcome outcome;
+  outcome.answered = client.Request(method, target, body, &outcome.result).ok();
+  return outcome;
+}
+
+TEST(RecoveryCrashTest, PoisonedSegmentIsRebuiltIntoTheNextGenerationWithEveryAcknowledgedWrite) {
+  ServerProcess server("rebuild");
+  // Worker 0's 25th allocator lock kills it with the allocator mutex held.
+  server.add_env("SHMSTATE_TEST_WORKER_CRASH_POINT=0:inside_allocator:25");
+  ASSERT_STARTED(server.Start({"--workers", "2", "--size", "4MiB", "--max-objects", "64"}));
+  const uint16_t port = server.port();
+
+  std::map<std::string, std::string> acked_keys;  // dict key -> value acknowledged
+  std::vector<std::string> acked_items;           // list items acknowledged
+  int acked_incrs = 0, unknown_incrs = 0, unanswered = 0, unavailable = 0;
+  for (int i = 0; i < 300; ++i) {
+    std::string key = "k" + std::to_string(i), value = "value-" + std::to_string(i);
+    Outcome put = SendOnce(port, "PUT", "/v1/dicts/cache/" + key, value);
+    if (put.answered && put.result.status == 200) acked_keys[key] = value;
+    Outcome push = SendOnce(port, "POST", "/v1/lists/jobs/push", "job" + std::to_string(i));
+    if (push.answered && push.result.status == 200)
+      acked_items.push_back("job" + std::to_string(i));
+    Outcome incr = SendOnce(port, "POST", "/v1/counters/hits/incr", "");
+    if (incr.answered && incr.result.status == 200) ++acked_incrs;
+    if (!(incr.answered && incr.result.status == 200)) ++unknown_incrs;
+    for (const Outcome* o : {&put, &push, &incr}) {
+      if (!o->answered) ++unanswered;
+      if (!o->answered) continue;
+      // Poisoned (until the manager notices) is 503 with Retry-After; never a 5xx of another kind.
+      if (o->result.status == 503) {
+        ++unavailable;
+        EXPECT_FALSE(o->result.Header("Retry-After").empty()) << o->result.body;
+      } else {
+        EXPECT_EQ(o->result.status, 200) << o->result.body;
+      }
+    }
+  }
+  EXPECT_GE(unanswered, 1) << "worker 0 never died inside the allocator";
+
+  SegmentStats stats;
+  ASSERT_TRUE(
+      WaitFor([&] { return ReadSegmentStats(port, &stats) && stats.generation == 2; }, seconds(15)))
+      << "generation " << stats.generation << "\n"
+      << server.stderr_text();
+  EXPECT_FALSE(HasEntry(server.name(), server.name() + ".1"));
+  EXPECT_TRUE(HasEntry(server.name(), server.name() + ".2"));
+
+  HttpClient client(port, seconds(10));
+  client.set_resend_unanswered(true);  // Only reads below until the last write.
+  HttpResult result;
+  for (const auto& [key, value] : acked_keys) {
+    ASSERT_TRUE(client.Get("/v1/dicts/cache/" + key, &result).ok());
+    ASSERT_EQ(result.status, 200) << key;
+    EXPECT_EQ(result.body, value) << key;
+  }
+  ASSERT_TRUE(client.Get("/v1/lists/jobs/items?start=0&stop=-1", &result).ok());
+  ASSERT_EQ(result.status, 200) << result.body;
+  std::multiset<std::string> items;
+  boost::json::value list = boost::json::parse(result.body);
+  for (const auto& item : list.at("items").as_array()) {
+    items.insert(std::string(item.as_string()));
+  }
+  for (const std::string& item : acked_items) EXPECT_EQ(items.count(item), 1u) << item;
+  ASSERT_TRUE(client.Get("/v1/counters/hits", &result).ok());
+  ASSERT_EQ(result.status, 200) << result.body;
+  int64_t hits = boost::json::parse(result.body).at("value").to_number<int64_t>();
+  EXPECT_GE(hits, acked_incrs);
+  EXPECT_LE(hits, acked_incrs + unknown_incrs);
+
+  // The new generation takes writes (the allocator is healthy again).
+  client.set_resend_unanswered(false);
+  ASSERT_TRUE(client.Request("PUT", "/v1/dicts/cache/after", "rebuilt", &result).ok());
+  EXPECT_EQ(result.status, 200) << result.body;
+
+  std::string log = server.stderr_text();
+  EXPECT_NE(log.find("exited with code 86"), std::string::npos) << log;
+  EXPECT_NE(log.find("is poisoned"), std::string::npos) << log;
+  EXPECT_NE(log.find("objects copied"), std::string::npos) << log;
+  EXPECT_EQ(server.Stop().code, 0) << server.stderr_text();
+  EXPECT_TRUE(ShmEntriesOf(server.name()).empty());
+  RecordProperty("unavailable_answers", unavailable);
+}
+
+}  // namespace
+}  // namespace shm::test
