@@ -6,8 +6,21 @@
 #include <exception>
 #include <string>
 
+#include "shm/process_id.h"
+
 namespace shm {
 namespace {
+
+// This worker's pid as header text, formatted once per process (getpid is a system call).
+const std::string& WorkerPidText() {
+  thread_local pid_t cached_pid = 0;
+  thread_local std::string text;
+  if (cached_pid != CurrentPid()) {
+    cached_pid = CurrentPid();
+    text = std::to_string(cached_pid);
+  }
+  return text;
+}
 
 namespace json = boost::json;
 
@@ -137,7 +150,7 @@ HttpResponse ErrorResponse(unsigned http_status, std::string_view code, std::str
   json::object body;
   body["error"] = std::move(error);
   response.set(http::field::content_type, "application/json");
-  response.set("X-Worker-Pid", std::to_string(getpid()));
+  response.set("X-Worker-Pid", WorkerPidText());
   if (http_status == 503) response.set(http::field::retry_after, "1");
   response.body() = json::serialize(body);
   response.prepare_payload();
@@ -222,7 +235,7 @@ HttpResponse Router::Handle(const HttpRequest& request, Segment* segment, int wo
     return ErrorResponse(500, "Internal", "handler failed", request.version());
   }
   response.version(request.version());
-  response.set("X-Worker-Pid", std::to_string(getpid()));
+  response.set("X-Worker-Pid", WorkerPidText());
   response.prepare_payload();
   return response;
 }

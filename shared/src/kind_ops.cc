@@ -13,13 +13,19 @@ const KindOps kCounterOps = {nullptr, DestroyNothing};
 const KindOps& KindOpsFor(ObjectKind kind) {
   static const KindOps kNoOps = {nullptr, DestroyNothing};
   switch (kind) {
-    case ObjectKind::kCounter: return kCounterOps;
+    case ObjectKind::kCounter:
+      return kCounterOps;
     case ObjectKind::kDict:
-    case ObjectKind::kSessions: return kDictOps;
-    case ObjectKind::kList: return kListOps;
-    case ObjectKind::kLock: return kLockOps;
-    case ObjectKind::kArray: return kArrayOps;
-    case ObjectKind::kNone: break;
+    case ObjectKind::kSessions:
+      return kDictOps;
+    case ObjectKind::kList:
+      return kListOps;
+    case ObjectKind::kLock:
+      return kLockOps;
+    case ObjectKind::kArray:
+      return kArrayOps;
+    case ObjectKind::kNone:
+      break;
   }
   return kNoOps;
 }

@@ -20,6 +20,11 @@ bool EntryExpired(const EntryRep* entry, int64_t now_ms) {
   return expires != 0 && now_ms >= expires;
 }
 
+bool EntryExpiredNow(const EntryRep* entry) {
+  int64_t expires = entry->expires_at_ms.load(std::memory_order_relaxed);
+  return expires != 0 && WallNowMs() >= expires;  // The clock is read only for objects with a TTL.
+}
+
 void RepairEntryLocked(Segment::Impl* segment, EntryRep* entry) {
   ResolveIntentsLocked(segment, segment->Handle(entry));
   if (entry->body.load() == 0) return;
@@ -48,7 +53,7 @@ Status ObjectGuard::Lock(const ObjectRef& ref, std::chrono::milliseconds timeout
     Unlock();
     return Status::NotFound("object was deleted");
   }
-  if (EntryExpired(ref.entry, WallNowMs())) {
+  if (EntryExpiredNow(ref.entry)) {
     Unlock();
     return Status::NotFound("object has expired");
   }

@@ -60,6 +60,8 @@ void RepairEntryLocked(Segment::Impl* segment, EntryRep* entry);
 void RepairRegistryLocked(Segment::Impl* segment);
 // True when the entry is live and past its expiry.
 bool EntryExpired(const EntryRep* entry, int64_t now_ms);
+// The same, reading the wall clock only when the entry has an expiry.
+bool EntryExpiredNow(const EntryRep* entry);
 
 }  // namespace shm
 

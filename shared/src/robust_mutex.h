@@ -27,6 +27,7 @@
 #include <stdexcept>
 
 #include "crash_point.h"
+#include "shm/process_id.h"
 
 namespace shm {
 
@@ -88,6 +89,10 @@ class RobustMutexT {
   // Our own interface: waits at most `timeout` (steady clock); never throws for kRecover.
   LockResult LockFor(std::chrono::nanoseconds timeout) {
     ThrowIfPoisoned();
+    // Uncontended: no clock read, no deadline. Safe on a robust mutex because we never let one
+    // become NOTRECOVERABLE (where glibc's trylock misbehaves, reference/locks.md §1).
+    LockResult quick = Handle(pthread_mutex_trylock(&mutex_));
+    if (quick != LockResult::kTimedOut) return quick;
     timespec deadline;
     clock_gettime(CLOCK_MONOTONIC, &deadline);
     auto ns = deadline.tv_nsec + timeout.count();
@@ -131,7 +136,7 @@ class RobustMutexT {
   }
 
   void OnAcquired() {
-    owner_pid_.store(getpid(), std::memory_order_relaxed);
+    owner_pid_.store(CurrentPid(), std::memory_order_relaxed);
     if (kPolicy == OnOwnerDeath::kPoison && !kRecursive) CrashPoint("inside_allocator");
   }
 

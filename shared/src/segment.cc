@@ -1,7 +1,6 @@
 #include "shm/segment.h"
 
 #include <sys/statvfs.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <boost/version.hpp>
@@ -15,6 +14,7 @@
 #include "layout.h"
 #include "object_guard.h"
 #include "segment_impl.h"
+#include "shm/process_id.h"
 #include "shm/registry.h"
 
 namespace shm {
@@ -30,8 +30,6 @@ struct RootAnchor {
 constexpr size_t kSegmentOverhead = 64 * 1024;
 
 std::atomic<uint64_t> g_next_instance_id{1};
-
-pid_t ThisThreadId() { return static_cast<pid_t>(syscall(SYS_gettid)); }
 
 std::string HumanBytes(uint64_t bytes) {
   char text[64];
@@ -170,15 +168,15 @@ thread_local CachedSlot t_slot_cache[4];
 }  // namespace
 
 IntentSlot* Segment::Impl::MySlot() {
-  pid_t tid = ThisThreadId();
+  pid_t tid = CurrentTid();
+  pid_t pid = CurrentPid();
   for (CachedSlot& cached : t_slot_cache) {
     if (cached.instance_id == instance_id_ && cached.slot != nullptr &&
         cached.slot->owner_tid.load(std::memory_order_relaxed) == tid &&
-        cached.slot->owner_pid.load(std::memory_order_relaxed) == getpid()) {
+        cached.slot->owner_pid.load(std::memory_order_relaxed) == pid) {
       return cached.slot;
     }
   }
-  pid_t pid = getpid();
   IntentSlot* claimed = nullptr;
   for (IntentSlot& slot : root_->intents) {
     pid_t expected = 0;
@@ -201,7 +199,7 @@ IntentSlot* Segment::Impl::MySlot() {
 }
 
 void Segment::Impl::ReleaseSlotsOfThisProcess() {
-  pid_t pid = getpid();
+  pid_t pid = CurrentPid();
   for (IntentSlot& slot : root_->intents) {
     if (slot.owner_pid.load() != pid) continue;
     if (slot.in_cs.load() || slot.new_off.load() || slot.old_off.load()) continue;

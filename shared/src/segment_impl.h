@@ -47,9 +47,7 @@ class Segment::Impl {
   // Releases every slot held by this process (called on detach).
   void ReleaseSlotsOfThisProcess();
 
-  EntryRep* Entry(uint32_t index) const {
-    return Ptr<EntryRep>(root_->registry.entries) + index;
-  }
+  EntryRep* Entry(uint32_t index) const { return Ptr<EntryRep>(root_->registry.entries) + index; }
   std::atomic<uint32_t>* IndexWords() const {
     return Ptr<std::atomic<uint32_t>>(root_->registry.index);
   }

@@ -15,16 +15,26 @@ Status& Status::operator=(const Status& other) {
 
 std::string_view Status::CodeName() const {
   switch (code()) {
-    case Code::kOk: return "OK";
-    case Code::kNotFound: return "NotFound";
-    case Code::kAlreadyExists: return "AlreadyExists";
-    case Code::kWrongType: return "WrongType";
-    case Code::kInvalidArgument: return "InvalidArgument";
-    case Code::kConflict: return "Conflict";
-    case Code::kOutOfSpace: return "OutOfSpace";
-    case Code::kTimeout: return "Timeout";
-    case Code::kPoisoned: return "Poisoned";
-    case Code::kInternal: return "Internal";
+    case Code::kOk:
+      return "OK";
+    case Code::kNotFound:
+      return "NotFound";
+    case Code::kAlreadyExists:
+      return "AlreadyExists";
+    case Code::kWrongType:
+      return "WrongType";
+    case Code::kInvalidArgument:
+      return "InvalidArgument";
+    case Code::kConflict:
+      return "Conflict";
+    case Code::kOutOfSpace:
+      return "OutOfSpace";
+    case Code::kTimeout:
+      return "Timeout";
+    case Code::kPoisoned:
+      return "Poisoned";
+    case Code::kInternal:
+      return "Internal";
   }
   return "Unknown";
 }
