@@ -96,7 +96,9 @@ std::string HelpText(const po::options_description& flags) {
   out << kUsage
       << "\nRuns the shared-memory state server in the foreground: a manager process "
          "that owns the segment\nand forks HTTP workers. SIGTERM/SIGINT stop it cleanly, "
-         "SIGHUP restarts the workers one by one.\n\n"
+         "SIGHUP restarts the workers one by one.\nA segment poisoned by a dying worker is "
+         "rebuilt into its next generation (/dev/shm/NAME.<gen+1>)\nwhile clients queue; with "
+         "--max-size it also grows online.\n\n"
       << flags;
   return out.str();
 }
