@@ -20,11 +20,7 @@ Status Overflow(int64_t value, int64_t delta) {
 }  // namespace
 
 Counter::Counter(const ObjectRef& ref)
-    : ref_(ref),
-      value_(&ref.entry->counter),
-      incarnation_(&ref.entry->incarnation),
-      expires_at_ms_(&ref.entry->expires_at_ms),
-      slow_path_(&ref.entry->counter_slow) {}
+    : ref_(ref), value_(&ref.entry->counter), fast_tag_(&ref.entry->counter_fast_tag) {}
 
 Status Counter::Open(Segment* segment, std::string_view name, const Options& options,
                      Counter* result, bool* created) {
@@ -68,7 +64,7 @@ Status Counter::Set(int64_t value) {
   return Status::OK();
 }
 
-void Counter::MarkSlowPath() { slow_path_->store(1, std::memory_order_relaxed); }
+void Counter::MarkSlowPath() { fast_tag_->store(0, std::memory_order_relaxed); }
 
 Status Counter::AddSlow(int64_t delta, int64_t* new_value) {
   SHM_RETURN_IF_ERROR(CheckLive());

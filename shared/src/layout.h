@@ -62,10 +62,12 @@ struct EntryRep {
   std::atomic<uint32_t> kind{0};          // ObjectKind; written before state becomes kLive.
   std::atomic<uint64_t> incarnation{0};   // Bumped on every create and delete.
   std::atomic<int64_t> expires_at_ms{0};  // Wall-clock ms; 0 = never.
-  std::atomic<uint32_t> counter_slow{0};  // Sticky: the value came near the int64 limits.
-  std::atomic<uint64_t> body{0};          // Handle of the kind's Rep (none for counters).
-  std::atomic<uint64_t> next_free{0};     // Free-list link (index+1), under the registry lock.
-  std::atomic<uint32_t> wake_seq{0};      // Futex word: bumped to wake blocked pops and lock waits.
+  // Equal to `incarnation` while a counter may use a plain fetch_add (live, no TTL, value far from
+  // the int64 limits); 0 otherwise, for good. One word, so the fast path checks one load.
+  std::atomic<uint64_t> counter_fast_tag{0};
+  std::atomic<uint64_t> body{0};       // Handle of the kind's Rep (none for counters).
+  std::atomic<uint64_t> next_free{0};  // Free-list link (index+1), under the registry lock.
+  std::atomic<uint32_t> wake_seq{0};   // Futex word: bumped to wake blocked pops and lock waits.
   int64_t created_ms = 0;
   uint32_t name_length = 0;
   char name[kMaxNameLength] = {};

@@ -116,6 +116,7 @@ Status DeleteLocked(Segment::Impl* seg, EntryRep* e, int64_t index_pos) {
   ObjectGuard guard;
   SHM_RETURN_IF_ERROR(guard.LockEntry(seg, e));
   auto kind = static_cast<ObjectKind>(e->kind.load());
+  e->counter_fast_tag.store(0);
   e->state.store(static_cast<uint32_t>(EntryState::kFree), std::memory_order_release);  // Commit.
   e->incarnation.fetch_add(1);
   if (e->body.load() != 0) {
@@ -154,9 +155,11 @@ Status CreateLocked(Segment::Impl* seg, std::string_view name, const Registry::O
   e->created_ms = WallNowMs();
   e->expires_at_ms.store(spec.ttl_ms > 0 ? WallNowMs() + spec.ttl_ms : 0);
   e->counter.store(spec.counter_init);
-  // A counter born near the int64 limits takes the overflow-checked path from the start.
-  e->counter_slow.store(spec.counter_init >= (int64_t{1} << 61) ||
-                        spec.counter_init <= -(int64_t{1} << 61));
+  // A counter born near the int64 limits, or with a TTL, takes the checked path from the start.
+  bool near_limits =
+      spec.counter_init >= (int64_t{1} << 61) || spec.counter_init <= -(int64_t{1} << 61);
+  bool fast = spec.kind == ObjectKind::kCounter && spec.ttl_ms <= 0 && !near_limits;
+  e->counter_fast_tag.store(fast ? e->incarnation.load() + 1 : 0);
   if (body != 0) writer.PublishLocked(0, &e->body, body);
   e->incarnation.fetch_add(1);
   CrashPoint("before_create_commit");

@@ -59,10 +59,8 @@ class Counter {
 
   explicit Counter(const ObjectRef& ref);
   bool FastAddAllowed(int64_t delta) const {
-    return value_ != nullptr && incarnation_->load(std::memory_order_relaxed) == ref_.incarnation &&
-           expires_at_ms_->load(std::memory_order_relaxed) == 0 &&
-           slow_path_->load(std::memory_order_relaxed) == 0 && delta > -kMaxFastDelta &&
-           delta < kMaxFastDelta;
+    return fast_tag_ != nullptr && fast_tag_->load(std::memory_order_relaxed) == ref_.incarnation &&
+           delta > -kMaxFastDelta && delta < kMaxFastDelta;
   }
   void MarkSlowPath();
   Status AddSlow(int64_t delta, int64_t* new_value);
@@ -72,9 +70,7 @@ class Counter {
   ObjectRef ref_;
   // Words of this counter's entry in this process's mapping (never stored in shared memory).
   std::atomic<int64_t>* value_ = nullptr;
-  const std::atomic<uint64_t>* incarnation_ = nullptr;
-  const std::atomic<int64_t>* expires_at_ms_ = nullptr;
-  std::atomic<uint32_t>* slow_path_ = nullptr;
+  std::atomic<uint64_t>* fast_tag_ = nullptr;  // EntryRep::counter_fast_tag.
 };
 
 }  // namespace shm
