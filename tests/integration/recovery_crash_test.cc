@@ -2,9 +2,12 @@
 // allocator (crash point armed in that worker only, through the manager's test hook), the manager
 // kills the others, copies the committed state into generation 2, unlinks generation 1 and
 // respawns. Every acknowledged write must be there afterwards; unacknowledged ones may or may not.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <map>
 #include <set>
 #include <string>
@@ -135,6 +138,56 @@ TEST(RecoveryCrashTest, PoisonedSegmentIsRebuiltIntoTheNextGenerationWithEveryAc
   EXPECT_EQ(server.Stop().code, 0) << server.stderr_text();
   EXPECT_TRUE(ShmEntriesOf(server.name()).empty());
   RecordProperty("unavailable_answers", unavailable);
+}
+
+// The next generation cannot be created (its name is taken): the manager must not go on serving
+// the poisoned segment. It exits 1 with a clear log line, after saving the snapshot, and removes
+// its own files; the restart restores every acknowledged write.
+TEST(RecoveryCrashTest, RebuildThatCannotBeMadeStopsTheServerAfterSavingTheSnapshot) {
+  char folder[] = "/tmp/shm-recovery-test-XXXXXX";
+  ASSERT_NE(mkdtemp(folder), nullptr);
+  std::string snapshot = std::string(folder) + "/state.snap";
+  ServerProcess server("rebuildfail");
+  server.add_env("SHMSTATE_TEST_WORKER_CRASH_POINT=0:inside_allocator:25");
+  ASSERT_STARTED(server.Start({"--workers", "1", "--size", "4MiB", "--max-objects", "64",
+                               "--snapshot", snapshot, "--snapshot-interval", "0"}));
+  std::string squatter = "/dev/shm/" + server.name() + ".2";
+  int fd = open(squatter.c_str(), O_CREAT | O_EXCL | O_WRONLY, 0600);
+  ASSERT_GE(fd, 0);
+  close(fd);
+
+  std::map<std::string, std::string> acked_keys;
+  bool died = false;
+  for (int i = 0; i < 300 && !died; ++i) {
+    std::string key = "k" + std::to_string(i), value = "value-" + std::to_string(i);
+    Outcome put = SendOnce(server.port(), "PUT", "/v1/dicts/cache/" + key, value);
+    if (put.answered && put.result.status == 200) acked_keys[key] = value;
+    died = !put.answered;
+  }
+  ASSERT_TRUE(died) << "the worker never died inside the allocator";
+  ChildExit exit = server.Wait(30000);
+  EXPECT_TRUE(exit.exited);
+  EXPECT_EQ(exit.code, 1);
+  std::string log = server.stderr_text();
+  EXPECT_NE(log.find("cannot rebuild the poisoned segment"), std::string::npos) << log;
+  EXPECT_NE(log.find("snapshot written to " + snapshot), std::string::npos) << log;
+  std::vector<std::string> left = ShmEntriesOf(server.name());
+  EXPECT_EQ(left, std::vector<std::string>{server.name() + ".2"});  // Only the squatter.
+  unlink(squatter.c_str());
+
+  ServerProcess next("rebuildfail");
+  ASSERT_STARTED(next.Start({"--workers", "1", "--snapshot", snapshot}));
+  HttpClient client(next.port(), seconds(10));
+  HttpResult result;
+  for (const auto& [key, value] : acked_keys) {
+    ASSERT_TRUE(client.Get("/v1/dicts/cache/" + key, &result).ok());
+    ASSERT_EQ(result.status, 200) << key;
+    EXPECT_EQ(result.body, value) << key;
+  }
+  EXPECT_GE(acked_keys.size(), 10u);
+  EXPECT_EQ(next.Stop().code, 0);
+  std::error_code ignored;
+  std::filesystem::remove_all(folder, ignored);
 }
 
 }  // namespace
