@@ -28,6 +28,7 @@ namespace {
 
 constexpr int kHeartbeatCheckMs = 100;     // Also the idle poll period, so the poison check.
 constexpr int64_t kSlowSnapshotMs = 1000;  // A periodic snapshot slower than this is logged.
+constexpr int64_t kGrowthRetryMs = 60000;  // After a failed growth (e.g. /dev/shm full).
 
 int PidfdOpen(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
 
@@ -193,7 +194,7 @@ int Supervisor::Run() {
       auto it = children_.find(pids[i - 1]);
       if (it != children_.end()) Reap(it->second);
     }
-    if (!shutting_down_) MaybeRebuild();
+    if (!shutting_down_) MaybeRebuild(SteadyNowMs());
     int64_t now = SteadyNowMs();
     if (!shutting_down_) {
       StartDueRespawns(now);
@@ -367,31 +368,26 @@ void Supervisor::Signal(const Child& child, int signal) {
   }
 }
 
-void Supervisor::MaybeRebuild() {
+void Supervisor::MaybeRebuild(int64_t now_ms) {
   Segment* current = segment();
   if (current->poisoned()) {
+    SHM_LOG(kError) << "segment /dev/shm/" << current->shm_name()
+                    << " is poisoned (a process died inside its allocator): rebuilding it";
     Rebuild(RebuildReason::kPoisoned, current->size());
     return;
   }
   size_t size = current->size();
-  if (growth_failed_ || size >= options_.max_segment_size) return;
+  if (now_ms < growth_retry_at_ms_ || size >= options_.max_segment_size) return;
   size_t used = size - std::min(size, current->free_bytes());
   if (static_cast<double>(used) < options_.growth_high_water * static_cast<double>(size)) return;
-  Rebuild(RebuildReason::kGrowth, std::min(size * 2, options_.max_segment_size));
+  size_t new_size = std::min(size * 2, options_.max_segment_size);
+  SHM_LOG(kInfo) << "segment /dev/shm/" << current->shm_name() << " is " << (100 * used / size)
+                 << "% used: growing it to " << (new_size >> 20) << " MiB";
+  Rebuild(RebuildReason::kGrowth, new_size);
 }
 
 void Supervisor::Rebuild(RebuildReason reason, size_t new_size) {
   bool poisoned = reason == RebuildReason::kPoisoned;
-  Segment* old_segment = segment();
-  std::string old_name = old_segment->shm_name();
-  LogMessage(poisoned ? LogLevel::kError : LogLevel::kInfo).stream()
-      << (poisoned ? "segment /dev/shm/" + old_name +
-                         " is poisoned (a process died inside its "
-                         "allocator): rebuilding it"
-                   : "segment /dev/shm/" + old_name + " is " +
-                         std::to_string(100 * (old_segment->size() - old_segment->free_bytes()) /
-                                        old_segment->size()) +
-                         "% used: growing it to " + std::to_string(new_size >> 20) + " MiB");
   int64_t started = SteadyNowMs();
   // A poisoned segment must not be touched by anyone during the copy: kill at once. Growth lets
   // in-flight requests finish (bounded) so no client loses an answer.
@@ -399,6 +395,8 @@ void Supervisor::Rebuild(RebuildReason reason, size_t new_size) {
   roll_queue_.clear();
   rolling_old_pid_ = 0;
 
+  Segment* old_segment = segment();
+  std::string old_name = old_segment->shm_name();
   SegmentOptions next;
   next.name = options_.segment_name;
   next.generation = old_segment->generation() + 1;
@@ -414,18 +412,23 @@ void Supervisor::Rebuild(RebuildReason reason, size_t new_size) {
                    << " (" << (segment()->size() >> 20) << " MiB) in " << (SteadyNowMs() - started)
                    << " ms: " << stats.objects << " objects copied (" << stats.bytes << " bytes)";
   } else if (poisoned) {
-    // Serving a broken allocator is worse than not serving: stop, leaving the snapshot (if any)
-    // to the caller.
+    // Serving a broken allocator is worse than not serving: stop (the caller still writes the
+    // snapshot, which reads committed state only).
     SHM_LOG(kError) << "cannot rebuild the poisoned segment /dev/shm/" << old_name << ": "
                     << copied.ToString() << "; stopping (exit code 1)";
     exit_code_ = 1;
     BeginShutdown(SteadyNowMs());
     return;
   } else {
-    growth_failed_ = true;
+    growth_retry_at_ms_ = SteadyNowMs() + kGrowthRetryMs;
     SHM_LOG(kError) << "cannot grow /dev/shm/" << old_name << ": " << copied.ToString()
-                    << "; going on with the current segment";
+                    << "; going on with the current segment (next try in " << kGrowthRetryMs / 1000
+                    << " s)";
   }
+  RespawnAll();
+}
+
+void Supervisor::RespawnAll() {
   for (int slot = 0; slot < options_.workers; ++slot) {
     Status s = Spawn(slot);
     if (!s.ok()) {
@@ -461,6 +464,9 @@ void Supervisor::StopAllWorkersNow(bool graceful) {
         info.si_pid == 0) {
       continue;
     }
+    // If growth fails the old segment stays in use: settle what a killed worker left there.
+    // (Never on a poisoned segment: the copy repairs what it reads, the rest is dropped.)
+    if (graceful) segment()->RecoverDeadProcess(it->second.pid, nullptr);
     close(it->second.pidfd);
     slots_[it->second.slot].pid = 0;
     children_.erase(it);

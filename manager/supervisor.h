@@ -108,9 +108,12 @@ class Supervisor {
   Status Spawn(int slot);
   [[noreturn]] void RunChild(int slot, bool arm_crash_point);
   Segment* segment() const { return segment_->get(); }
-  void MaybeRebuild();
+  void MaybeRebuild(int64_t now_ms);
   void Rebuild(RebuildReason reason, size_t new_size);
+  // Stops (graceful: SIGTERM, SIGKILL after stop_timeout_ms) or kills every worker and reaps
+  // them all before returning; no replacement is scheduled.
   void StopAllWorkersNow(bool graceful);
+  void RespawnAll();
   void MaybeSnapshot(int64_t now_ms);
   void ReadSignals();
   void Reap(Child& child);
@@ -138,8 +141,8 @@ class Supervisor {
   std::deque<int> roll_queue_;       // Slots still to roll over after a SIGHUP.
   pid_t rolling_old_pid_ = 0;        // The retiring worker the roll waits for; 0 if none.
   int exit_code_ = 0;
-  bool growth_failed_ = false;    // A growth rebuild failed: do not retry it every 100 ms.
-  int64_t next_snapshot_ms_ = 0;  // Steady clock; 0: not scheduled.
+  int64_t growth_retry_at_ms_ = 0;  // After a failed growth: not before then (steady clock).
+  int64_t next_snapshot_ms_ = 0;    // Steady clock; 0: not scheduled.
 };
 
 }  // namespace shm
