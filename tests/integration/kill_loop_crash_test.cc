@@ -16,10 +16,12 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <random>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -118,16 +120,27 @@ struct ClientLog {
 
 enum class Outcome { kAcked, kNotFound, kUnavailable, kFailed, kUnexpected };
 
-Outcome Send(HttpClient* client, ClientLog* log, const std::string& method,
-             const std::string& target, const std::string& body, HttpResult* result,
-             bool not_found_ok = false) {
+// A client's connection and the worker serving it, published while a request is in flight so
+// the killer can aim at a worker in the middle of a request.
+struct Connection {
+  HttpClient* client;
+  pid_t last_pid = 0;             // Answered the previous request on this connection.
+  std::atomic<pid_t>* in_flight;  // last_pid while a request is outstanding, else 0.
+};
+
+Outcome Send(Connection* conn, ClientLog* log, const std::string& method, const std::string& target,
+             const std::string& body, HttpResult* result, bool not_found_ok = false) {
   ++log->requests;
-  Status s = client->Request(method, target, body, result);
+  if (conn->client->connected()) conn->in_flight->store(conn->last_pid);
+  Status s = conn->client->Request(method, target, body, result);
+  conn->in_flight->store(0);
   if (!s.ok()) {
-    client->Close();
+    conn->client->Close();
+    conn->last_pid = 0;
     ++log->failed;
     return Outcome::kFailed;
   }
+  conn->last_pid = static_cast<pid_t>(std::atoi(result->Header("X-Worker-Pid").c_str()));
   if (result->status >= 200 && result->status < 300) {
     ++log->acked;
     return Outcome::kAcked;
@@ -167,21 +180,22 @@ class KillLoop {
   void RunClient(int c, Clock::time_point deadline, ClientLog* log) {
     std::mt19937 rng(config_.seed + 1000u * static_cast<uint32_t>(c + 1));
     HttpClient client(server_->port(), kRequestTimeout);
+    Connection conn{&client, 0, &in_flight_[c]};
     HttpResult result;
     for (int64_t seq = 0; Clock::now() < deadline; ++seq) {
       uint32_t op = rng() % 10;
       if (op < 3) {
         int i = static_cast<int>(rng() % kCounters);
         ++log->incr_attempted[i];
-        if (Send(&client, log, "POST", "/v1/counters/c" + std::to_string(i) + "/incr", "",
-                 &result) == Outcome::kAcked) {
+        if (Send(&conn, log, "POST", "/v1/counters/c" + std::to_string(i) + "/incr", "", &result) ==
+            Outcome::kAcked) {
           ++log->incr_acked[i];
         }
       } else if (op < 5) {
         int key = static_cast<int>(rng() % kDictKeys);
         std::string value = DictValue(key, c, seq, config_.dict_bytes, &rng);
         log->dict_attempted[key].insert(value);
-        if (Send(&client, log, "PUT", "/v1/dicts/d/k" + std::to_string(key), value, &result) ==
+        if (Send(&conn, log, "PUT", "/v1/dicts/d/k" + std::to_string(key), value, &result) ==
             Outcome::kAcked) {
           log->dict_acked[key] = true;
         }
@@ -189,7 +203,7 @@ class KillLoop {
         // A read while writers are killed: catches a torn value before a later write hides it.
         int key = static_cast<int>(rng() % kDictKeys);
         std::string target = "/v1/dicts/d/k" + std::to_string(key);
-        if (Send(&client, log, "GET", target, "", &result, /*not_found_ok=*/true) ==
+        if (Send(&conn, log, "GET", target, "", &result, /*not_found_ok=*/true) ==
             Outcome::kAcked) {
           std::string problem = DictValueProblem(key, result.body);
           if (!problem.empty() && log->violations.size() < kMaxViolationsKept) {
@@ -199,43 +213,66 @@ class KillLoop {
       } else if (op < 8) {
         std::string item = "t" + std::to_string(c) + "-" + std::to_string(seq);
         log->list_attempted.insert(item);
-        if (Send(&client, log, "POST", "/v1/lists/l/push", item, &result) == Outcome::kAcked) {
+        if (Send(&conn, log, "POST", "/v1/lists/l/push", item, &result) == Outcome::kAcked) {
           log->list_acked.insert(item);
         }
       } else {
         int row = static_cast<int>(rng() % kRows);
         int64_t value = (c + 1) * int64_t{1000000000} + seq;
         log->row_attempted[row].insert(value);
-        Send(&client, log, "PUT", "/v1/arrays/a/data?slice=" + std::to_string(row),
+        Send(&conn, log, "PUT", "/v1/arrays/a/data?slice=" + std::to_string(row),
              std::to_string(value), &result);
       }
     }
   }
 
+  // Kills every few ms: mostly the worker serving a request in flight (so kills land inside
+  // requests), else any worker /v1/stats names.
   void RunKiller(Clock::time_point deadline) {
     std::mt19937 rng(config_.seed);
     std::uniform_int_distribution<int> gap(1, 2 * config_.kill_interval_ms);
     while (Clock::now() < deadline) {
       std::this_thread::sleep_for(milliseconds(gap(rng)));
-      std::vector<pid_t> pids;
-      if (!server_->WorkerPids(&pids).ok() || pids.empty()) continue;
-      pid_t victim = pids[rng() % pids.size()];
+      pid_t victim = rng() % 4 != 0 ? BusyWorker(&rng) : 0;
+      if (victim == 0) victim = AnyWorker(&rng);
       if (!IsWorker(victim)) continue;  // Being replaced: never signal a recycled pid.
       if (kill(victim, SIGKILL) == 0) ++kills_;
     }
   }
 
-  bool IsWorker(pid_t pid) const {
-    if (pid <= 0 || !ProcessAlive(pid)) return false;
-    for (pid_t child : ChildrenOf(server_->pid())) {
-      if (child == pid) return true;
+  pid_t BusyWorker(std::mt19937* rng) {
+    int first = static_cast<int>((*rng)() % kClients);
+    for (int i = 0; i < kClients; ++i) {
+      pid_t pid = in_flight_[(first + i) % kClients].load();
+      if (pid > 0) return pid;
     }
-    return false;
+    return 0;
+  }
+
+  pid_t AnyWorker(std::mt19937* rng) {
+    std::vector<pid_t> pids;
+    if (!server_->WorkerPids(&pids).ok() || pids.empty()) return 0;
+    return pids[(*rng)() % pids.size()];
+  }
+
+  // A live child of the manager (read from /proc/<pid>/stat, quickly: the request is running).
+  bool IsWorker(pid_t pid) const {
+    if (pid <= 0) return false;
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string all((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    size_t close = all.rfind(')');
+    if (close == std::string::npos) return false;
+    std::istringstream rest(all.substr(close + 2));
+    std::string state;
+    pid_t parent = 0;
+    rest >> state >> parent;
+    return state != "Z" && parent == server_->pid();
   }
 
   ServerProcess* const server_;
   const Config config_;
   std::vector<ClientLog> logs_;
+  std::array<std::atomic<pid_t>, kClients> in_flight_{};  // Per client: see Connection.
   std::atomic<int64_t> kills_{0};
 };
 
