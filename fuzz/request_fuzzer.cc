@@ -49,7 +49,10 @@ bool BuildRequest(std::string_view text, HttpRequest* request) {
       std::string_view name = TakeUntil(&header, ":");
       while (!header.empty() && header.front() == ' ') header.remove_prefix(1);
       if (name.empty()) continue;
-      request->insert(name, header);
+      // Beast 1.81's iequals reads one byte past the name when two names differ only in case;
+      // its parser always has the ':' there, so give the name the same tail.
+      std::string name_with_colon = std::string(name) + ":";
+      request->insert(std::string_view(name_with_colon.data(), name.size()), header);
     }
     request->body() = std::string(text);
     request->prepare_payload();
