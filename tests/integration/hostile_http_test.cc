@@ -218,11 +218,12 @@ std::vector<HostileCase> SizeCases() {
   std::string tiny_headers;
   for (int i = 0; i < 3000; ++i) tiny_headers += "a:b\r\n";
   return {
-      {"header flood", Push("flood1", many_headers + "Content-Length: 1\r\n", "x")},
-      {"thousands of tiny headers", Push("flood2", tiny_headers + "Content-Length: 1\r\n", "x")},
+      {"header flood", Push("flood1", many_headers + "Content-Length: 1\r\n", "x"), 431},
+      {"thousands of tiny headers", Push("flood2", tiny_headers + "Content-Length: 1\r\n", "x"),
+       431},
       {"one 16 KiB header",
-       Push("flood3", "X-Big: " + std::string(16384, 'h') + "\r\nContent-Length: 1\r\n", "x")},
-      {"16 KiB target", Request("POST", "/v1/counters/" + std::string(16384, 't') + "/incr")},
+       Push("flood3", "X-Big: " + std::string(16384, 'h') + "\r\nContent-Length: 1\r\n", "x"), 431},
+      {"16 KiB target", Request("POST", "/v1/counters/" + std::string(16384, 't') + "/incr"), 431},
       {"body one byte over the limit",
        WithLength("POST", "/v1/lists/big1/push", std::string(kMaxBody + 1, 'b')), 413},
       {"body of 256 KiB", WithLength("POST", "/v1/lists/big2/push", std::string(256 << 10, 'b')),
