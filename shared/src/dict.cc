@@ -694,6 +694,17 @@ Status Dict::SetImpl(std::string_view key, std::string_view value, const SetOpti
       int64_t now = WallNowMs();
       Probe probe = FindLocked(d, key, hash);
       SHM_RETURN_IF_ERROR(CheckSetLocked(LiveBlob(d, probe, now), options));
+#ifdef SHM_NEGATIVE_CONTROL_IN_PLACE
+      // NEGATIVE CONTROL ONLY (scripts/negative-control): overwrite a value of equal size in
+      // place instead of copy-on-write, so a writer killed mid-copy leaves it torn. The kill
+      // loop must catch that. Never enable this in a real build.
+      if (const DictEntryBlob* live = LiveBlob(d, probe, now);
+          live != nullptr && live->value().size() == value.size()) {
+        std::memcpy(const_cast<char*>(live->value().data()), value.data(), value.size());
+        if (version != nullptr) *version = live->version;
+        return Status::OK();  // ~CowWriter frees the staged blob.
+      }
+#endif
       rebuild_first = TooFullToInsertLocked(d, probe);
       if (!rebuild_first) {
         auto* blob = seg->Ptr<DictEntryBlob>(handle);
