@@ -64,7 +64,7 @@ struct Config {
     c.kill_interval_ms =
         static_cast<int>(EnvInt("SHM_KILL_LOOP_INTERVAL_MS", c.kill_interval_ms, 1, 60000));
     c.dict_bytes = static_cast<size_t>(
-        EnvInt("SHM_KILL_LOOP_DICT_BYTES", static_cast<int64_t>(c.dict_bytes), 64, 512 << 10));
+        EnvInt("SHM_KILL_LOOP_DICT_BYTES", static_cast<int64_t>(c.dict_bytes), 64, 8 << 20));
     c.seed = static_cast<uint32_t>(EnvInt("SHM_KILL_LOOP_SEED", c.seed, 0, UINT32_MAX));
     c.expect_violations = EnvInt("SHM_KILL_LOOP_EXPECT_VIOLATIONS", 0, 0, 1) == 1;
     return c;
@@ -183,7 +183,8 @@ class KillLoop {
     Connection conn{&client, 0, &in_flight_[c]};
     HttpResult result;
     for (int64_t seq = 0; Clock::now() < deadline; ++seq) {
-      uint32_t op = rng() % 10;
+      // The negative control only breaks dict writes: spend the run on them.
+      uint32_t op = config_.expect_violations ? 3 + rng() % 3 : rng() % 10;
       if (op < 3) {
         int i = static_cast<int>(rng() % kCounters);
         ++log->incr_attempted[i];
@@ -446,7 +447,13 @@ bool AllWorkersServing(ServerProcess* server) {
 TEST(KillLoopCrashTest, AcknowledgedWritesSurviveRandomWorkerKillsWhole) {
   const Config config = Config::FromEnvironment();
   ServerProcess server("killloop");
-  ASSERT_STARTED(server.Start({"--workers", std::to_string(kWorkers), "--log-level", "warn"}));
+  // Room for every dict value twice (copy-on-write) besides the rest.
+  size_t mib = size_t{1} << 20;
+  size_t segment_mib = std::max<size_t>(64, (4 * kDictKeys * config.dict_bytes) / mib + 32);
+  size_t body_mib = std::max<size_t>(1, 2 * config.dict_bytes / mib);
+  ASSERT_STARTED(server.Start({"--workers", std::to_string(kWorkers), "--log-level", "warn",
+                               "--size", std::to_string(segment_mib) + "MiB", "--max-body",
+                               std::to_string(body_mib) + "MiB"}));
   {
     HttpClient setup(server.port());
     HttpResult result;
