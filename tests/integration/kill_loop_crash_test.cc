@@ -120,26 +120,41 @@ struct ClientLog {
 
 enum class Outcome { kAcked, kNotFound, kUnavailable, kFailed, kUnexpected };
 
-// A client's connection and the worker serving it, published while a request is in flight so
-// the killer can aim at a worker in the middle of a request.
+// What the killer may aim at: a client's request in flight and how long its requests take.
+struct InFlight {
+  std::atomic<uint64_t> request{0};       // (serving pid << 32) | sequence; 0 when none.
+  std::atomic<int64_t> latency_us{1000};  // Moving average over answered requests.
+};
+
+// A client's connection and the worker serving it.
 struct Connection {
   HttpClient* client;
-  pid_t last_pid = 0;             // Answered the previous request on this connection.
-  std::atomic<pid_t>* in_flight;  // last_pid while a request is outstanding, else 0.
+  InFlight* in_flight;
+  pid_t last_pid = 0;  // Answered the previous request on this connection.
+  uint32_t sequence = 0;
 };
 
 Outcome Send(Connection* conn, ClientLog* log, const std::string& method, const std::string& target,
              const std::string& body, HttpResult* result, bool not_found_ok = false) {
   ++log->requests;
-  if (conn->client->connected()) conn->in_flight->store(conn->last_pid);
+  if (conn->client->connected() && conn->last_pid > 0) {
+    uint32_t sequence = ++conn->sequence == 0 ? ++conn->sequence : conn->sequence;
+    conn->in_flight->request.store(uint64_t{static_cast<uint32_t>(conn->last_pid)} << 32 |
+                                   sequence);
+  }
+  Clock::time_point start = Clock::now();
   Status s = conn->client->Request(method, target, body, result);
-  conn->in_flight->store(0);
+  conn->in_flight->request.store(0);
   if (!s.ok()) {
     conn->client->Close();
     conn->last_pid = 0;
     ++log->failed;
     return Outcome::kFailed;
   }
+  int64_t took =
+      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count();
+  int64_t average = conn->in_flight->latency_us.load();
+  conn->in_flight->latency_us.store((7 * average + took) / 8);
   conn->last_pid = static_cast<pid_t>(std::atoi(result->Header("X-Worker-Pid").c_str()));
   if (result->status >= 200 && result->status < 300) {
     ++log->acked;
@@ -180,11 +195,12 @@ class KillLoop {
   void RunClient(int c, Clock::time_point deadline, ClientLog* log) {
     std::mt19937 rng(config_.seed + 1000u * static_cast<uint32_t>(c + 1));
     HttpClient client(server_->port(), kRequestTimeout);
-    Connection conn{&client, 0, &in_flight_[c]};
+    Connection conn{&client, &in_flight_[c]};
     HttpResult result;
     for (int64_t seq = 0; Clock::now() < deadline; ++seq) {
-      // The negative control only breaks dict writes: spend the run on them.
-      uint32_t op = config_.expect_violations ? 3 + rng() % 3 : rng() % 10;
+      // The negative control only breaks dict writes: spend the run on them, reading twice as
+      // often as writing, so a torn value is seen before a later write to its key hides it.
+      uint32_t op = config_.expect_violations ? (rng() % 3 == 0 ? 3 : 5) : rng() % 10;
       if (op < 3) {
         int i = static_cast<int>(rng() % kCounters);
         ++log->incr_attempted[i];
@@ -227,25 +243,37 @@ class KillLoop {
     }
   }
 
-  // Kills every few ms: mostly the worker serving a request in flight (so kills land inside
-  // requests), else any worker /v1/stats names.
+  // Kills every few ms: 3 times in 4 the worker serving a request in flight, at a random point
+  // of a typical request's span (so kills land anywhere inside requests, the commit included),
+  // else any worker /v1/stats names.
   void RunKiller(Clock::time_point deadline) {
     std::mt19937 rng(config_.seed);
     std::uniform_int_distribution<int> gap(1, 2 * config_.kill_interval_ms);
     while (Clock::now() < deadline) {
       std::this_thread::sleep_for(milliseconds(gap(rng)));
-      pid_t victim = rng() % 4 != 0 ? BusyWorker(&rng) : 0;
+      pid_t victim = 0;
+      if (rng() % 4 != 0) {
+        victim = WorkerInsideARequest(&rng);
+        if (victim < 0) continue;  // That request ended first.
+      }
       if (victim == 0) victim = AnyWorker(&rng);
       if (!IsWorker(victim)) continue;  // Being replaced: never signal a recycled pid.
       if (kill(victim, SIGKILL) == 0) ++kills_;
     }
   }
 
-  pid_t BusyWorker(std::mt19937* rng) {
+  // The pid serving a request in flight, after waiting a random part of that client's typical
+  // request time; -1 if the request was answered meanwhile; 0 if none is in flight.
+  pid_t WorkerInsideARequest(std::mt19937* rng) {
     int first = static_cast<int>((*rng)() % kClients);
     for (int i = 0; i < kClients; ++i) {
-      pid_t pid = in_flight_[(first + i) % kClients].load();
-      if (pid > 0) return pid;
+      InFlight& slot = in_flight_[(first + i) % kClients];
+      uint64_t request = slot.request.load();
+      if (request == 0) continue;
+      int64_t span = std::max<int64_t>(1, slot.latency_us.load());
+      std::this_thread::sleep_for(std::chrono::microseconds((*rng)() % span));
+      if (slot.request.load() != request) return -1;
+      return static_cast<pid_t>(request >> 32);
     }
     return 0;
   }
@@ -273,7 +301,7 @@ class KillLoop {
   ServerProcess* const server_;
   const Config config_;
   std::vector<ClientLog> logs_;
-  std::array<std::atomic<pid_t>, kClients> in_flight_{};  // Per client: see Connection.
+  std::array<InFlight, kClients> in_flight_;  // Per client: see Connection.
   std::atomic<int64_t> kills_{0};
 };
 
