@@ -24,6 +24,7 @@
 
 #include "shm/api.h"
 #include "shm/log.h"
+#include "shm/process_id.h"
 
 namespace shm {
 namespace {
@@ -183,6 +184,14 @@ class Session : public std::enable_shared_from_this<Session> {
       r.keep_alive(false);
       return r;
     }
+    // RFC 9112 §6.3: a Transfer-Encoding whose last coding is not chunked has no length we can
+    // trust; Beast reads it as bodiless, so its body would become the next request. Refuse, close.
+    if (request.count(http::field::transfer_encoding) > 0 && !request.chunked()) {
+      HttpResponse r = ErrorResponse(400, "BadRequest", "Transfer-Encoding must end in chunked",
+                                     request.version());
+      r.keep_alive(false);
+      return r;
+    }
     if (!Authorized(request)) {
       HttpResponse r =
           ErrorResponse(401, "Unauthorized", "missing or wrong bearer token", request.version());
@@ -215,7 +224,7 @@ class Session : public std::enable_shared_from_this<Session> {
                std::string_view target, bool close) {
     if (close || server_->draining.load()) response.keep_alive(false);
     linger_ = linger_ || close;
-    response.set("X-Worker-Pid", std::to_string(getpid()));
+    response.set("X-Worker-Pid", std::to_string(CurrentPid()));
     response.prepare_payload();
     unsigned status = response.result_int();
     server_->segment->CountResponse(server_->options.index, static_cast<int>(status));
