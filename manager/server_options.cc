@@ -82,6 +82,8 @@ po::options_description ServeFlags() {
        "require 'Authorization: Bearer T' on every request (or set SHMSTATE_TOKEN)")  //
       ("heartbeat-timeout", po::value<std::string>()->value_name("DURATION"),
        "kill and replace a worker silent this long, e.g. 5s, 500ms; 0 disables (default 5s)")  //
+      ("read-timeout", po::value<std::string>()->value_name("DURATION"),
+       "close a connection idle or slow this long, e.g. 30s, 500ms (default 30s)")  //
       ("max-size", po::value<std::string>()->value_name("BYTES"),
        "grow the segment online up to this, doubling when 80% is used (default: --size)")  //
       ("snapshot", po::value<std::string>()->value_name("FILE"),
@@ -147,6 +149,13 @@ Status ApplyFlags(const po::variables_map& vm, ServerOptions* options) {
   if (vm.count("heartbeat-timeout")) {
     Status s = ParseDuration(text("heartbeat-timeout"), &options->heartbeat_timeout);
     if (!s.ok()) return Status::InvalidArgument("--heartbeat-timeout: " + std::string(s.message()));
+  }
+  if (vm.count("read-timeout")) {
+    Status s = ParseDuration(text("read-timeout"), &options->read_timeout);
+    if (s.ok() && (options->read_timeout.count() < 10 || options->read_timeout.count() > 3600000)) {
+      s = Status::InvalidArgument("must be between 10ms and 1h");
+    }
+    if (!s.ok()) return Status::InvalidArgument("--read-timeout: " + std::string(s.message()));
   }
   options->max_segment_size = options->segment_size;
   if (vm.count("max-size")) {

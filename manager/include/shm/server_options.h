@@ -44,6 +44,7 @@ struct ServerOptions {
   LogLevel log_level = LogLevel::kInfo;
   std::string token;  // Non-empty: clients must send "Authorization: Bearer <token>".
   std::chrono::milliseconds heartbeat_timeout{5000};  // 0 disables the hung-worker check.
+  std::chrono::milliseconds read_timeout{30000};  // An idle or slow client is closed after this.
   std::string snapshot_path;  // Non-empty: restored at start, written at stop and periodically.
   std::chrono::milliseconds snapshot_interval{60000};  // 0: write the snapshot only at stop.
 
