@@ -178,39 +178,59 @@ Status SerializeSegment(Segment* segment, std::string* out, SnapshotStats* stats
   return Status::OK();
 }
 
+namespace {
+
+// Restores one record; sets *created when it made an object (so a failure can undo it).
+Status RestoreRecord(const Record& record, int64_t now, Segment* into, bool* created) {
+  Segment::Impl* impl = into->impl();
+  Registry::OpenSpec spec;
+  spec.kind = record.kind;
+  spec.mode = OpenMode::kCreateIfMissing;
+  spec.ttl_ms = record.expires_at_ms == 0 ? 0 : record.expires_at_ms - now;
+  spec.counter_init = record.counter;
+  spec.created = created;
+  if (record.kind != ObjectKind::kCounter) {
+    const KindOps& ops = KindOpsFor(record.kind);
+    if (ops.deserialize == nullptr) {
+      return Status::Internal("objects of kind " + std::string(KindName(record.kind)) +
+                              " cannot be restored yet");
+    }
+    spec.make_body = [&](uint64_t* body) { return ops.deserialize(impl, record.payload, body); };
+  }
+  ObjectRef ref;
+  Status s = into->registry().Open(record.name, spec, &ref);
+  if (s.IsWrongType() || (s.ok() && !*created)) {
+    return Status::AlreadyExists("'" + std::string(record.name) + "' already exists");
+  }
+  return s;
+}
+
+}  // namespace
+
 Status RestoreSegment(std::string_view snapshot, Segment* into, SnapshotStats* stats) {
   SnapshotStats local;
   if (stats == nullptr) stats = &local;
   *stats = SnapshotStats();
   std::vector<Record> records;
   SHM_RETURN_IF_ERROR(ParseSnapshot(snapshot, &records));
-  Segment::Impl* impl = into->impl();
   int64_t now = WallNowMs();
+  std::vector<std::string_view> restored;
   for (const Record& record : records) {
     if (record.expires_at_ms != 0 && record.expires_at_ms <= now) {
       ++stats->expired;
       continue;
     }
-    Registry::OpenSpec spec;
-    spec.kind = record.kind;
-    spec.mode = OpenMode::kCreateIfMissing;
-    spec.ttl_ms = record.expires_at_ms == 0 ? 0 : record.expires_at_ms - now;
-    spec.counter_init = record.counter;
     bool created = false;
-    spec.created = &created;
-    if (record.kind != ObjectKind::kCounter) {
-      const KindOps& ops = KindOpsFor(record.kind);
-      if (ops.deserialize == nullptr) {
-        return Status::Internal("objects of kind " + std::string(KindName(record.kind)) +
-                                " cannot be restored yet");
-      }
-      spec.make_body = [&](uint64_t* body) { return ops.deserialize(impl, record.payload, body); };
+    Status s = RestoreRecord(record, now, into, &created);
+    if (!s.ok()) {
+      // Never half-loaded: a record the framing checks could not judge (a malformed payload)
+      // undoes every object this call restored.
+      for (std::string_view name : restored) into->registry().Delete(name);
+      if (created) into->registry().Delete(record.name);
+      *stats = SnapshotStats();
+      return s;
     }
-    ObjectRef ref;
-    SHM_RETURN_IF_ERROR(into->registry().Open(record.name, spec, &ref));
-    if (!created) {
-      return Status::AlreadyExists("'" + std::string(record.name) + "' already exists");
-    }
+    restored.push_back(record.name);
     ++stats->objects;
   }
   stats->bytes = snapshot.size();

@@ -4,8 +4,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <boost/crc.hpp>
+#include <cstring>
+
 #include "common/test_util.h"
 #include "shm/counter.h"
+#include "shm/ndarray.h"
 
 namespace shm {
 namespace {
@@ -83,6 +87,65 @@ TEST(SnapshotTest, RestoringOverAnExistingNameIsAlreadyExists) {
   MakeCounter(into.get(), "dup", 5);
   EXPECT_TRUE(RestoreSegment(bytes, into.get(), nullptr).IsAlreadyExists());
   EXPECT_EQ(CounterValue(into.get(), "dup"), 5);
+}
+
+uint32_t Crc32(std::string_view bytes) {
+  boost::crc_32_type crc;
+  crc.process_bytes(bytes.data(), bytes.size());
+  return crc.checksum();
+}
+
+// Breaks the payload of the first record of `kind` while keeping every checksum right, as a
+// fuzzer would (the framing is the one of shared/src/snapshot.cc: 24-byte header, records of
+// [u64 size][u32 crc][body], trailer [magic][u64 count][u32 crc of everything before]).
+std::string BreakPayloadOfFirst(std::string bytes, uint32_t kind) {
+  size_t pos = 24;
+  while (pos + 12 < bytes.size() - 20) {
+    uint64_t size;
+    std::memcpy(&size, bytes.data() + pos, 8);
+    size_t body = pos + 12;
+    uint32_t record_kind;
+    std::memcpy(&record_kind, bytes.data() + body, 4);
+    if (record_kind == kind) {
+      uint64_t name_length;
+      std::memcpy(&name_length, bytes.data() + body + 20, 8);
+      size_t payload = body + 28 + name_length + 8;
+      bytes[payload] ^= 0x5a;  // The .npy magic of an array, the first byte of other kinds.
+      uint32_t crc = Crc32(std::string_view(bytes).substr(body, size));
+      std::memcpy(bytes.data() + pos + 8, &crc, 4);
+      uint32_t total = Crc32(std::string_view(bytes).substr(0, bytes.size() - 4));
+      std::memcpy(bytes.data() + bytes.size() - 4, &total, 4);
+      return bytes;
+    }
+    pos = body + size;
+  }
+  ADD_FAILURE() << "no record of kind " << kind;
+  return bytes;
+}
+
+// A record whose framing and checksums are fine but whose payload its kind refuses (found by the
+// fuzzer) must not leave the records before it restored.
+TEST(SnapshotTest, AMalformedPayloadUndoesEverythingRestoredBeforeIt) {
+  test::ScopedSegment from;
+  MakeCounter(from.get(), "a-first", 1);
+  NdArray array;
+  ASSERT_TRUE(
+      NdArray::Create(from.get(), "b-array", DType::kInt32, {3}, Scalar::Int(1), &array).ok());
+  MakeCounter(from.get(), "c-last", 3);
+  std::string bytes;
+  ASSERT_TRUE(SerializeSegment(from.get(), &bytes, nullptr).ok());
+  std::string broken = BreakPayloadOfFirst(bytes, static_cast<uint32_t>(ObjectKind::kArray));
+
+  test::ScopedSegment into;
+  size_t baseline = into->free_bytes();
+  SnapshotStats stats;
+  Status s = RestoreSegment(broken, into.get(), &stats);
+  EXPECT_TRUE(s.IsInvalidArgument()) << s.ToString();
+  EXPECT_EQ(into->registry().live(), 0u);
+  EXPECT_EQ(stats.objects, 0u);
+  EXPECT_EQ(into->free_bytes(), baseline);
+  ASSERT_TRUE(RestoreSegment(bytes, into.get(), &stats).ok());  // The intact one still loads.
+  EXPECT_EQ(stats.objects, 3u);
 }
 
 TEST(SnapshotTest, FilesAreWrittenAtomicallyWithMode0600) {
