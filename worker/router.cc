@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <boost/json.hpp>
+#include <cstdio>
 #include <exception>
 #include <string>
 
@@ -141,12 +142,55 @@ unsigned HttpStatusFor(const Status& status) {
   return 500;
 }
 
+namespace {
+
+// Length of the valid UTF-8 sequence at text[i], or 0 (RFC 3629: no overlongs, no surrogates).
+size_t Utf8SequenceAt(std::string_view text, size_t i) {
+  auto byte = [&](size_t k) { return static_cast<unsigned char>(text[k]); };
+  unsigned char lead = byte(i);
+  if (lead < 0x80) return 1;
+  size_t length = lead >= 0xC2 && lead <= 0xDF   ? 2
+                  : lead >= 0xE0 && lead <= 0xEF ? 3
+                  : lead >= 0xF0 && lead <= 0xF4 ? 4
+                                                 : 0;
+  if (length == 0 || i + length > text.size()) return 0;
+  unsigned char low = lead == 0xE0 ? 0xA0 : lead == 0xF0 ? 0x90 : 0x80;
+  unsigned char high = lead == 0xED ? 0x9F : lead == 0xF4 ? 0x8F : 0xBF;
+  if (byte(i + 1) < low || byte(i + 1) > high) return 0;
+  for (size_t k = 2; k < length; ++k) {
+    if (byte(i + k) < 0x80 || byte(i + k) > 0xBF) return 0;
+  }
+  return length;
+}
+
+// Error messages echo request bytes (paths, names); JSON needs UTF-8, so invalid bytes are
+// written as the text "\xNN".
+std::string AsUtf8Text(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size();) {
+    size_t length = Utf8SequenceAt(text, i);
+    if (length == 0) {
+      char escaped[8];
+      std::snprintf(escaped, sizeof escaped, "\\x%02X", static_cast<unsigned char>(text[i]));
+      out += escaped;
+      ++i;
+    } else {
+      out.append(text.substr(i, length));
+      i += length;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 HttpResponse ErrorResponse(unsigned http_status, std::string_view code, std::string_view message,
                            unsigned version) {
   HttpResponse response{static_cast<http::status>(http_status), version};
   json::object error;
   error["code"] = code;
-  error["message"] = message;
+  error["message"] = AsUtf8Text(message);
   json::object body;
   body["error"] = std::move(error);
   response.set(http::field::content_type, "application/json");

@@ -74,6 +74,17 @@ TEST_F(RouterTest, UnknownPathIs404AndPathsAreNotNormalised) {
   }
 }
 
+// Error messages echo the path; bytes that are not UTF-8 must not make the body invalid JSON
+// (found by the request fuzzer).
+TEST_F(RouterTest, ErrorBodiesStayValidJsonWhateverThePathBytes) {
+  HttpResponse r = Get("/v1/counte\xa2s/x\xff\xc3\xa9");
+  EXPECT_EQ(r.result_int(), 404u);
+  json::value body;
+  ASSERT_NO_THROW(body = json::parse(r.body())) << r.body();
+  std::string message(body.at("error").at("message").as_string());
+  EXPECT_NE(message.find("counte\\xA2s/x\\xFF\xc3\xa9"), std::string::npos) << message;
+}
+
 TEST_F(RouterTest, KnownPathWithOtherMethodIs405WithAllow) {
   HttpResponse r = Get("/echo/a/x/b", http::verb::delete_);
   EXPECT_EQ(r.result_int(), 405u);
