@@ -44,6 +44,9 @@ constexpr size_t kLingerBytes = size_t{1} << 20;
 constexpr auto kLingerTimeout = std::chrono::milliseconds(1000);
 constexpr int kMaxThreads = 64;
 
+// How long a draining worker still waits for the first request of a just-accepted connection.
+constexpr std::chrono::milliseconds kFirstRequestGrace{1000};
+
 class Session;
 
 // State shared by the listener, the sessions, the timers and the signal handler of one RunWorker.
@@ -135,6 +138,13 @@ class Session : public std::enable_shared_from_this<Session> {
   // Requires: no write in flight (queue_ empty).
   void CancelIdleRead() {
     if (!ReadIsIdle()) return;  // A request is arriving: it runs, is answered, then we close.
+    if (requests_read_ == 0) {
+      // A connection accepted an instant ago carries a request on its way (its client may even
+      // have sent it already); closing now would drop it unanswered. Give it a short grace: it
+      // is answered with Connection: close, or the read times out.
+      stream_.expires_after(kFirstRequestGrace);
+      return;
+    }
     beast::error_code ec;
     stream_.socket().cancel(ec);
   }
@@ -168,6 +178,7 @@ class Session : public std::enable_shared_from_this<Session> {
       return;
     }
     Clock::time_point start = Clock::now();
+    ++requests_read_;
     HttpRequest request = parser_->release();
     std::string method(request.method_string());
     std::string target(request.target());
@@ -298,6 +309,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::deque<HttpResponse> queue_;  // Responses in request order; front() is being written.
   bool reading_ = false;            // A read is outstanding.
   bool closing_ = false;            // No further requests: close once the queue is written.
+  uint64_t requests_read_ = 0;      // Requests read on this connection.
   bool linger_ = false;             // An error answer may leave unread bytes: drain on close.
   std::vector<char> discard_;
   size_t lingered_ = 0;
