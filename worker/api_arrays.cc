@@ -212,14 +212,7 @@ Status GetInfo(RequestContext& context, HttpResponse* response) {
 Status Delete(RequestContext& context, HttpResponse* response) {
   SHM_RETURN_IF_ERROR(api::CheckQueryKeys(context, {}));
   const std::string& name = context.params[0];
-  SHM_RETURN_IF_ERROR(api::CheckName(name));
-  ObjectInfo info;
-  SHM_RETURN_IF_ERROR(context.segment->registry().Lookup(name, &info));
-  if (info.kind != ObjectKind::kArray) {
-    return Status::WrongType("'" + name + "' is a " + std::string(KindName(info.kind)) +
-                             ", not an array");
-  }
-  SHM_RETURN_IF_ERROR(context.segment->registry().Delete(name));
+  SHM_RETURN_IF_ERROR(api::DeleteObjectOfKind(context, name, ObjectKind::kArray, "an array"));
   Arrays().Forget(context.segment, name);
   response->result(http::status::no_content);
   return Status::OK();

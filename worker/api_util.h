@@ -13,6 +13,7 @@
 #include <string>
 #include <string_view>
 
+#include "shm/registry.h"
 #include "shm/router.h"
 #include "shm/status.h"
 
@@ -54,6 +55,10 @@ Status JsonInt64(const json::object& object, std::string_view key, int64_t* valu
 
 // Checks an object name taken from the path (after percent-decoding).
 Status CheckName(std::string_view name);
+// DELETE of a typed route (/v1/counters/{name}, /v1/arrays/{name}): the name must hold an object
+// of `kind` (NotFound, or WrongType naming both kinds), which is then deleted.
+Status DeleteObjectOfKind(RequestContext& context, std::string_view name, ObjectKind kind,
+                          std::string_view kind_with_article);
 // True when `text` is well-formed UTF-8 (no overlongs, surrogates or values past U+10FFFF).
 bool IsUtf8(std::string_view text);
 std::string Base64Encode(std::string_view bytes);
