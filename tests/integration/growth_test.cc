@@ -14,26 +14,6 @@ namespace {
 
 using std::chrono::seconds;
 
-struct SegmentStats {
-  int64_t generation = 0;
-  int64_t size_bytes = 0;
-};
-
-bool ReadSegmentStats(uint16_t port, SegmentStats* stats) {
-  HttpClient client(port, seconds(5));
-  HttpResult result;
-  if (!client.Get("/v1/stats", &result).ok() || result.status != 200) return false;
-  try {
-    boost::json::value all = boost::json::parse(result.body);
-    const boost::json::value& segment = all.at("segment");
-    stats->generation = segment.at("generation").to_number<int64_t>();
-    stats->size_bytes = segment.at("size_bytes").to_number<int64_t>();
-  } catch (const std::exception&) {
-    return false;
-  }
-  return true;
-}
-
 std::string ValueFor(int i) { return std::string(3000, static_cast<char>('a' + i % 26)); }
 
 TEST(GrowthTest, FillingPastTheHighWaterMarkGrowsTheSegmentAndKeepsEveryValue) {

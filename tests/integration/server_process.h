@@ -243,6 +243,27 @@ class ServerProcess {
   ChildExit exit_;
 };
 
+// What /v1/stats says about the segment.
+struct SegmentStats {
+  int64_t generation = 0;
+  int64_t size_bytes = 0;
+};
+
+inline bool ReadSegmentStats(uint16_t port, SegmentStats* stats) {
+  HttpClient client(port, std::chrono::seconds(5));
+  HttpResult result;
+  if (!client.Get("/v1/stats", &result).ok() || result.status != 200) return false;
+  try {
+    boost::json::value all = boost::json::parse(result.body);
+    const boost::json::value& segment = all.at("segment");
+    stats->generation = segment.at("generation").to_number<int64_t>();
+    stats->size_bytes = segment.at("size_bytes").to_number<int64_t>();
+  } catch (const std::exception&) {
+    return false;
+  }
+  return true;
+}
+
 }  // namespace shm::test
 
 // Fails the test with the reason (the server's stderr included) when a start fails.
