@@ -11,6 +11,9 @@
 #include "common/test_util.h"
 #include "segment_impl.h"
 #include "shm/counter.h"
+#include "shm/dict.h"
+#include "shm/list.h"
+#include "shm/ndarray.h"
 
 namespace shm {
 namespace {
@@ -56,6 +59,38 @@ TEST(AttachTest, ExecedProcessSharesStateAtAnotherAddress) {
   ASSERT_TRUE(made_there.Get(&value).ok());
   EXPECT_EQ(value, 2);
   EXPECT_EQ(RunCommand(tool + " list", &code), "made-there counter\nvisits counter");
+}
+
+// The containers keep only offsets: a process mapping the segment elsewhere walks a grown dict
+// table, a list ring and array data written by this one, and writes back.
+TEST(AttachTest, ExecedProcessReadsAndWritesEveryContainer) {
+  test::ScopedSegment seg;
+  Dict dict;
+  ASSERT_TRUE(Dict::Open(seg.get(), "d", OpenMode::kCreateIfMissing, {}, &dict).ok());
+  for (int i = 0; i < 300; ++i) {
+    ASSERT_TRUE(dict.Set("k" + std::to_string(i), "v" + std::to_string(i * 7), {}).ok());
+  }
+  List list;
+  ASSERT_TRUE(List::Open(seg.get(), "l", OpenMode::kCreateIfMissing, {}, &list).ok());
+  std::string expected_items;
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_TRUE(list.Push(List::End::kRight, "item" + std::to_string(i)).ok());
+    expected_items += (i ? "\n" : "") + std::string("item") + std::to_string(i);
+  }
+  NdArray array;
+  ASSERT_TRUE(
+      NdArray::Create(seg.get(), "a", DType::kInt32, {10, 10}, Scalar::Int(3), &array).ok());
+
+  std::string tool = test::ToolPath("shm_attach") + " " + seg.shm_name();
+  int code = -1;
+  EXPECT_EQ(RunCommand(tool + " dict-get d k137", &code), "v959");
+  EXPECT_EQ(RunCommand(tool + " list-items l", &code), expected_items);
+  EXPECT_EQ(RunCommand(tool + " array-sum a", &code), "300");
+  RunCommand(tool + " dict-set d from-there hello", &code);
+  ASSERT_EQ(code, 0);
+  DictValue value;
+  ASSERT_TRUE(dict.Get("from-there", &value).ok());
+  EXPECT_EQ(value.data, "hello");
 }
 
 TEST(AttachTest, AttachToSomethingElseIsRefused) {
