@@ -35,9 +35,9 @@ class ScopedSegment {
 pid_t ForkChild(const std::function<int()>& body);
 
 struct ChildExit {
-  bool exited = false;   // Normal exit; `code` is the exit status.
+  bool exited = false;  // Normal exit; `code` is the exit status.
   int code = -1;
-  bool signaled = false; // Killed; `signal` is the signal.
+  bool signaled = false;  // Killed; `signal` is the signal.
   int signal = 0;
 };
 // Waits for `pid`, at most `timeout_ms` (then SIGKILLs it and reports the kill).

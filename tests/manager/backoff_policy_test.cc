@@ -1,6 +1,6 @@
-#include "shm/crash_backoff.h"
-
 #include <gtest/gtest.h>
+
+#include "shm/crash_backoff.h"
 
 namespace shm {
 namespace {

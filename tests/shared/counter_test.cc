@@ -18,8 +18,8 @@ TEST(CounterTest, AddGetSetCas) {
   test::ScopedSegment seg;
   Counter c;
   bool created = false;
-  ASSERT_TRUE(Counter::Open(seg.get(), "hits", {OpenMode::kCreateIfMissing, 10, 0}, &c, &created)
-                  .ok());
+  ASSERT_TRUE(
+      Counter::Open(seg.get(), "hits", {OpenMode::kCreateIfMissing, 10, 0}, &c, &created).ok());
   EXPECT_TRUE(created);
   int64_t v = 0;
   ASSERT_TRUE(c.Add(5, &v).ok());
@@ -35,9 +35,8 @@ TEST(CounterTest, AddGetSetCas) {
   ASSERT_TRUE(c.CompareAndSet(100, 1, &actual).ok());
   EXPECT_EQ(actual, 1);
   Counter again;
-  ASSERT_TRUE(Counter::Open(seg.get(), "hits", {OpenMode::kCreateIfMissing, 10, 0}, &again,
-                            &created)
-                  .ok());
+  ASSERT_TRUE(
+      Counter::Open(seg.get(), "hits", {OpenMode::kCreateIfMissing, 10, 0}, &again, &created).ok());
   EXPECT_FALSE(created);
   ASSERT_TRUE(again.Get(&v).ok());
   EXPECT_EQ(v, 1);

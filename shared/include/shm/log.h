@@ -35,9 +35,9 @@ class LogMessage {
 
 }  // namespace shm
 
-#define SHM_LOG(level)                                  \
-  if (!::shm::LogEnabled(::shm::LogLevel::level)) {     \
-  } else                                                \
+#define SHM_LOG(level)                              \
+  if (!::shm::LogEnabled(::shm::LogLevel::level)) { \
+  } else                                            \
     ::shm::LogMessage(::shm::LogLevel::level).stream()
 
 #endif  // SHM_LOG_H_

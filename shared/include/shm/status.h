@@ -79,9 +79,9 @@ class Status {
 }  // namespace shm
 
 // Returns from the enclosing function when `expr` is not OK.
-#define SHM_RETURN_IF_ERROR(expr)         \
-  do {                                    \
-    ::shm::Status shm_status_ = (expr);   \
+#define SHM_RETURN_IF_ERROR(expr)              \
+  do {                                         \
+    ::shm::Status shm_status_ = (expr);        \
     if (!shm_status_.ok()) return shm_status_; \
   } while (0)
 
