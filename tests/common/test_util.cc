@@ -8,6 +8,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
 #include <thread>
 
 namespace shm::test {
@@ -69,6 +71,41 @@ ChildExit WaitChild(pid_t pid, int timeout_ms) {
     result.signal = WTERMSIG(status);
   }
   return result;
+}
+
+bool WaitUntilInFutex(pid_t pid, int timeout_ms) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::ifstream wchan("/proc/" + std::to_string(pid) + "/wchan");
+    std::string where;
+    std::getline(wchan, where);
+    if (where.find("futex") != std::string::npos) return true;
+    std::this_thread::yield();
+  }
+  return false;
+}
+
+namespace {
+uint64_t Checksum(std::string_view bytes) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a.
+  for (unsigned char c : bytes) h = (h ^ c) * 1099511628211ull;
+  return h | 1;  // Never 0: 0 stands for "not whole".
+}
+}  // namespace
+
+std::string MakeCheckedValue(std::mt19937_64& rng, size_t length) {
+  std::string value(8 + length, '\0');
+  for (size_t i = 8; i < value.size(); ++i) value[i] = static_cast<char>(rng());
+  uint64_t sum = Checksum(std::string_view(value).substr(8));
+  std::memcpy(value.data(), &sum, 8);
+  return value;
+}
+
+uint64_t WholeChecksum(std::string_view value) {
+  if (value.size() < 8) return 0;
+  uint64_t sum = 0;
+  std::memcpy(&sum, value.data(), 8);
+  return sum == Checksum(value.substr(8)) ? sum : 0;
 }
 
 std::string ToolPath(const std::string& name) {

@@ -4,9 +4,12 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <functional>
 #include <memory>
+#include <random>
 #include <string>
+#include <string_view>
 
 #include "shm/segment.h"
 
@@ -42,6 +45,16 @@ struct ChildExit {
 };
 // Waits for `pid`, at most `timeout_ms` (then SIGKILLs it and reports the kill).
 ChildExit WaitChild(pid_t pid, int timeout_ms = 60000);
+
+// True once `pid` sleeps in a futex wait (a blocked pop or acquire), false after `timeout_ms`.
+// Only orders a test's steps; no outcome may depend on it.
+bool WaitUntilInFutex(pid_t pid, int timeout_ms = 5000);
+
+// Values whose first 8 bytes are a checksum of the rest, so a torn or mixed value is caught and
+// the checksum names the write. MakeCheckedValue adds `length` random bytes from `rng`.
+std::string MakeCheckedValue(std::mt19937_64& rng, size_t length);
+// The value's checksum (never 0) if it is whole, else 0.
+uint64_t WholeChecksum(std::string_view value);
 
 // Path of a helper program built from tests/tools/<name>.cc.
 std::string ToolPath(const std::string& name);

@@ -30,28 +30,6 @@ namespace {
     ASSERT_TRUE(s_.ok()) << #expr << ": " << s_.ToString(); \
   } while (0)
 
-// Values whose first 8 bytes are a checksum of the rest: torn or mixed values are caught, and
-// the checksum names the write.
-uint64_t Checksum(std::string_view bytes) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : bytes) h = (h ^ c) * 1099511628211ull;
-  return h | 1;  // Never 0: 0 stands for "absent" below.
-}
-std::string MakeCheckedValue(std::mt19937_64& rng, size_t length) {
-  std::string value(8 + length, '\0');
-  for (size_t i = 8; i < value.size(); ++i) value[i] = static_cast<char>(rng());
-  uint64_t sum = Checksum(std::string_view(value).substr(8));
-  std::memcpy(value.data(), &sum, 8);
-  return value;
-}
-// The value's checksum if it is whole, else 0.
-uint64_t WholeChecksum(std::string_view value) {
-  if (value.size() < 8) return 0;
-  uint64_t sum = 0;
-  std::memcpy(&sum, value.data(), 8);
-  return sum == Checksum(value.substr(8)) ? sum : 0;
-}
-
 // The handle of the blob holding `key` (white-box: to account for the protocol's one leak).
 uint64_t BlobHandleOf(Segment* seg, const Dict& dict, std::string_view key) {
   Segment::Impl* impl = seg->impl();
@@ -82,11 +60,11 @@ TEST_P(DictCrashPointTest, WriterDyingMidSetLeavesOldOrNewWholeAndNoLeak) {
   std::mt19937_64 rng(7);
   std::vector<std::string> acked;
   for (int i = 0; i < 8; ++i) {
-    acked.push_back(MakeCheckedValue(rng, 100 + i));
+    acked.push_back(test::MakeCheckedValue(rng, 100 + i));
     ASSERT_OK(dict.Set("ack" + std::to_string(i), acked.back(), {}));
   }
-  std::string old_value = MakeCheckedValue(rng, 300);
-  std::string new_value = MakeCheckedValue(rng, 500);
+  std::string old_value = test::MakeCheckedValue(rng, 300);
+  std::string new_value = test::MakeCheckedValue(rng, 500);
   ASSERT_OK(dict.Set("target", old_value, {}));
   uint64_t old_blob = BlobHandleOf(seg.get(), dict, "target");
   ASSERT_NE(old_blob, 0u);
@@ -163,8 +141,8 @@ int WriterLoop(Dict dict, KeyLog* log, uint64_t seed) {
     int k = static_cast<int>(rng() % kLogKeys);
     uint64_t op = rng() % 10;
     if (op < 7) {
-      std::string value = MakeCheckedValue(rng, rng() % 1500);
-      uint64_t sum = WholeChecksum(value);
+      std::string value = test::MakeCheckedValue(rng, rng() % 1500);
+      uint64_t sum = test::WholeChecksum(value);
       log[k].in_flight.store(sum);
       Status s = dict.Set(LogKey(k), value, {});
       if (!s.ok()) return 2;
@@ -176,7 +154,7 @@ int WriterLoop(Dict dict, KeyLog* log, uint64_t seed) {
       log[k].acked.store(0);
     } else {
       Status s = dict.Get(LogKey(k), &got);
-      if (s.ok() && WholeChecksum(got.data) == 0) return 4;
+      if (s.ok() && test::WholeChecksum(got.data) == 0) return 4;
     }
   }
 }
@@ -192,7 +170,7 @@ void VerifyAfterKill(Dict& dict, KeyLog* log, int kill) {
     ASSERT_TRUE(s.ok() || s.IsNotFound()) << s.ToString();
     uint64_t found = 0;
     if (s.ok()) {
-      found = WholeChecksum(got.data);
+      found = test::WholeChecksum(got.data);
       ASSERT_NE(found, 0u) << "torn value at key " << k << " after kill " << kill;
       ++present;
       bytes += Dict::kEntryOverhead + LogKey(k).size() + got.data.size();

@@ -63,26 +63,6 @@ void WaitUntilWallMs(int64_t deadline_ms) {
   ASSERT_GT(WallNowMs(), deadline_ms);
 }
 
-// A value whose first 8 bytes are a checksum of the rest, so a torn read is detectable.
-uint64_t Checksum(std::string_view bytes) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : bytes) h = (h ^ c) * 1099511628211ull;
-  return h;
-}
-std::string MakeCheckedValue(std::mt19937_64& rng, size_t length) {
-  std::string value(8 + length, '\0');
-  for (size_t i = 8; i < value.size(); ++i) value[i] = static_cast<char>(rng());
-  uint64_t sum = Checksum(std::string_view(value).substr(8));
-  std::memcpy(value.data(), &sum, 8);
-  return value;
-}
-bool CheckedValueIsWhole(std::string_view value) {
-  if (value.size() < 8) return false;
-  uint64_t sum = 0;
-  std::memcpy(&sum, value.data(), 8);
-  return sum == Checksum(value.substr(8));
-}
-
 TEST(DictTest, SetGetKeepsBytesContentTypeAndIncreasingVersions) {
   test::ScopedSegment seg;
   Dict dict = OpenDict(seg.get(), "d");
@@ -731,10 +711,10 @@ TEST(DictTest, ForkedWritersAndReadersNeverSeeATornValue) {
         std::string key = "key" + std::to_string(rng() % kKeys);
         uint64_t op = rng() % 10;
         if (op < 4) {
-          if (!dict.Set(key, MakeCheckedValue(rng, rng() % 3000), {}).ok()) return 2;
+          if (!dict.Set(key, test::MakeCheckedValue(rng, rng() % 3000), {}).ok()) return 2;
         } else if (op < 9) {
           Status s = dict.Get(key, &got);
-          if (s.ok() && !CheckedValueIsWhole(got.data)) return 3;
+          if (s.ok() && test::WholeChecksum(got.data) == 0) return 3;
           if (!s.ok() && !s.IsNotFound()) return 4;
         } else {
           Status s = dict.Delete(key);
@@ -756,7 +736,7 @@ TEST(DictTest, ForkedWritersAndReadersNeverSeeATornValue) {
     Status s = dict.Get(key, &got);
     if (s.IsNotFound()) continue;
     ASSERT_OK(s);
-    EXPECT_TRUE(CheckedValueIsWhole(got.data));
+    EXPECT_NE(test::WholeChecksum(got.data), 0u);
     ++present;
     bytes += Dict::kEntryOverhead + key.size() + got.data.size();
   }

@@ -29,20 +29,6 @@ LeaseLock OpenLock(Segment* seg, std::string_view name) {
   return lock;
 }
 
-// True once `pid` sleeps in a futex wait (a blocked acquire). Only orders the test's steps; the
-// outcome checked does not depend on it.
-bool WaitUntilInFutex(pid_t pid, int timeout_ms = 5000) {
-  auto deadline = std::chrono::steady_clock::now() + milliseconds(timeout_ms);
-  while (std::chrono::steady_clock::now() < deadline) {
-    std::ifstream wchan("/proc/" + std::to_string(pid) + "/wchan");
-    std::string where;
-    std::getline(wchan, where);
-    if (where.find("futex") != std::string::npos) return true;
-    std::this_thread::yield();
-  }
-  return false;
-}
-
 TEST(LeaseLockTest, AcquireGetReleaseWithTokens) {
   test::ScopedSegment seg;
   LeaseLock lock = OpenLock(seg.get(), "deploy");
@@ -136,7 +122,7 @@ TEST(LeaseLockTest, WaiterInAnotherProcessGetsItAfterRelease) {
     Status s = lock.Acquire(60000, milliseconds(30000), "child", &mine, &until);
     return s.ok() && mine != token ? 0 : 1;
   });
-  WaitUntilInFutex(child);
+  test::WaitUntilInFutex(child);
   ASSERT_TRUE(lock.Release(token).ok());
   test::ChildExit exit = test::WaitChild(child);
   EXPECT_TRUE(exit.exited && exit.code == 0) << exit.code;
@@ -249,7 +235,7 @@ TEST(LeaseLockTest, DeletingTheLockWakesWaitersWithNotFound) {
     int64_t until = 0;
     return lock.Acquire(1000, milliseconds(30000), "waiter", &mine, &until).IsNotFound() ? 0 : 1;
   });
-  WaitUntilInFutex(child);
+  test::WaitUntilInFutex(child);
   ASSERT_TRUE(seg->registry().Delete("gone").ok());
   test::ChildExit exit = test::WaitChild(child, 20000);
   EXPECT_TRUE(exit.exited && exit.code == 0);

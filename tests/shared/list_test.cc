@@ -43,20 +43,6 @@ std::vector<std::string> Items(std::initializer_list<const char*> items) {
   return std::vector<std::string>(items.begin(), items.end());
 }
 
-// True once `pid` sleeps in a futex wait (a blocked pop), false after `timeout_ms`. Used to push
-// only once the other side is really blocked; the test's outcome does not depend on it.
-bool WaitUntilInFutex(pid_t pid, int timeout_ms = 5000) {
-  auto deadline = std::chrono::steady_clock::now() + milliseconds(timeout_ms);
-  while (std::chrono::steady_clock::now() < deadline) {
-    std::ifstream wchan("/proc/" + std::to_string(pid) + "/wchan");
-    std::string where;
-    std::getline(wchan, where);
-    if (where.find("futex") != std::string::npos) return true;
-    std::this_thread::yield();
-  }
-  return false;
-}
-
 TEST(ListTest, PushPopBothEndsMatchADequeModel) {
   test::ScopedSegment seg;
   List list = OpenList(seg.get(), "model");
@@ -277,7 +263,7 @@ TEST(ListTest, BlockingPopIsReleasedByAPushFromAnotherProcess) {
   List list = OpenList(seg.get(), "wake");
   const pid_t parent = getpid();
   pid_t child = test::ForkChild([&] {
-    WaitUntilInFutex(parent);
+    test::WaitUntilInFutex(parent);
     return list.Push(End::kRight, "hello from the child").ok() ? 0 : 1;
   });
   std::string item;
@@ -298,7 +284,7 @@ TEST(ListTest, DeletingAListWakesItsBlockedPopsWithNotFound) {
     Status s = list.Pop(End::kLeft, milliseconds(30000), &item, &got);
     return s.IsNotFound() && !got ? 0 : 1;
   });
-  WaitUntilInFutex(child);
+  test::WaitUntilInFutex(child);
   ASSERT_TRUE(seg->registry().Delete("doomed").ok());
   test::ChildExit exit = test::WaitChild(child, 20000);
   EXPECT_TRUE(exit.exited && exit.code == 0);
