@@ -14,6 +14,7 @@
 #include "layout.h"
 #include "object_guard.h"
 #include "segment_impl.h"
+#include "shm/format_size.h"
 #include "shm/process_id.h"
 #include "shm/registry.h"
 
@@ -31,18 +32,6 @@ constexpr size_t kSegmentOverhead = 64 * 1024;
 
 std::atomic<uint64_t> g_next_instance_id{1};
 
-std::string HumanBytes(uint64_t bytes) {
-  char text[64];
-  if (bytes >= (uint64_t{1} << 30)) {
-    snprintf(text, sizeof text, "%.1f GiB", static_cast<double>(bytes) / (1 << 30));
-  } else if (bytes >= (uint64_t{1} << 20)) {
-    snprintf(text, sizeof text, "%.1f MiB", static_cast<double>(bytes) / (1 << 20));
-  } else {
-    snprintf(text, sizeof text, "%llu bytes", static_cast<unsigned long long>(bytes));
-  }
-  return text;
-}
-
 Status CheckShmSpace(size_t size) {
   struct statvfs fs;
   if (statvfs("/dev/shm", &fs) != 0) {
@@ -50,8 +39,8 @@ Status CheckShmSpace(size_t size) {
   }
   uint64_t available = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
   if (available < size) {
-    return Status::OutOfSpace("not enough space in /dev/shm for a " + HumanBytes(size) +
-                              " segment: " + HumanBytes(available) +
+    return Status::OutOfSpace("not enough space in /dev/shm for a " + FormatSize(size) +
+                              " segment: " + FormatSize(available) +
                               " free (use a smaller --size, or e.g. docker --shm-size)");
   }
   return Status::OK();
@@ -135,8 +124,8 @@ Status Segment::Impl::Allocate(size_t bytes, uint64_t* handle, size_t alignment)
     void* p = alignment <= 16 ? managed_.allocate(bytes, std::nothrow)
                               : managed_.allocate_aligned(bytes, alignment, std::nothrow);
     if (p == nullptr) {
-      return Status::OutOfSpace("segment full: cannot allocate " + HumanBytes(bytes) + " (" +
-                                HumanBytes(managed_.get_free_memory()) + " free)");
+      return Status::OutOfSpace("segment full: cannot allocate " + FormatSize(bytes) + " (" +
+                                FormatSize(managed_.get_free_memory()) + " free)");
     }
     *handle = Handle(p);
     return Status::OK();
@@ -237,9 +226,9 @@ Status Segment::Create(const SegmentOptions& options, std::unique_ptr<Segment>* 
   size_t minimum = sizeof(Root) + kSegmentOverhead +
                    size_t{options.max_objects} * (sizeof(EntryRep) + 2 * sizeof(uint32_t) * 2);
   if (options.size < minimum) {
-    return Status::InvalidArgument("segment size " + HumanBytes(options.size) +
+    return Status::InvalidArgument("segment size " + FormatSize(options.size) +
                                    " is too small for " + std::to_string(options.max_objects) +
-                                   " objects: at least " + HumanBytes(minimum) + " needed");
+                                   " objects: at least " + FormatSize(minimum) + " needed");
   }
   SHM_RETURN_IF_ERROR(CheckShmSpace(options.size));
   std::string shm_name = ShmName(options.name, options.generation);

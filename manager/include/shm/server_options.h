@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "shm/format_size.h"  // FormatSize, used with these parsers.
 #include "shm/log.h"
 #include "shm/status.h"
 
@@ -64,8 +65,6 @@ Status ParseSize(std::string_view text, size_t* bytes);
 Status ParseDuration(std::string_view text, std::chrono::milliseconds* duration);
 // "host:port", "[v6]:port", ":port" (loopback) or "port" alone (loopback).
 Status ParseListenAddress(std::string_view text, ListenAddress* address);
-// "64.0 MiB".
-std::string FormatSize(size_t bytes);
 
 // What the command line asked for.
 enum class CliAction { kServe, kHelp, kVersion };
