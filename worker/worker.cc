@@ -24,7 +24,6 @@
 
 #include "shm/api.h"
 #include "shm/log.h"
-#include "shm/process_id.h"
 
 namespace shm {
 namespace {
@@ -235,7 +234,6 @@ class Session : public std::enable_shared_from_this<Session> {
                std::string_view target, bool close) {
     if (close || server_->draining.load()) response.keep_alive(false);
     linger_ = linger_ || close;
-    response.set("X-Worker-Pid", std::to_string(CurrentPid()));
     response.prepare_payload();
     unsigned status = response.result_int();
     server_->segment->CountResponse(server_->options.index, static_cast<int>(status));
