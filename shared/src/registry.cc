@@ -152,8 +152,9 @@ Status CreateLocked(Segment::Impl* seg, std::string_view name, const Registry::O
   e->kind.store(static_cast<uint32_t>(spec.kind));
   e->name_length = static_cast<uint32_t>(name.size());
   std::memcpy(e->name, name.data(), name.size());
-  e->created_ms = WallNowMs();
-  e->expires_at_ms.store(spec.ttl_ms > 0 ? WallNowMs() + spec.ttl_ms : 0);
+  int64_t now = WallNowMs();
+  e->created_ms = now;
+  e->expires_at_ms.store(spec.ttl_ms > 0 ? now + spec.ttl_ms : 0);
   e->counter.store(spec.counter_init);
   // A counter born near the int64 limits, or with a TTL, takes the checked path from the start.
   bool near_limits =
@@ -252,7 +253,7 @@ Status Registry::Open(std::string_view name, const OpenSpec& spec, ObjectRef* re
   int64_t pos = FindSlotLocked(seg, name);
   if (pos >= 0) {
     EntryRep* e = seg->Entry(seg->IndexWords()[pos].load() - 1);
-    if (EntryExpired(e, WallNowMs())) {
+    if (EntryExpiredNow(e)) {
       SHM_RETURN_IF_ERROR(DeleteLocked(seg, e, pos));
     } else {
       auto kind = static_cast<ObjectKind>(e->kind.load());
@@ -283,7 +284,7 @@ Status Registry::Delete(std::string_view name) {
   int64_t pos = FindSlotLocked(seg, name);
   if (pos < 0) return Status::NotFound("no object named '" + std::string(name) + "'");
   EntryRep* e = seg->Entry(seg->IndexWords()[pos].load() - 1);
-  bool expired = EntryExpired(e, WallNowMs());
+  bool expired = EntryExpiredNow(e);
   SHM_RETURN_IF_ERROR(DeleteLocked(seg, e, pos));
   if (expired) return Status::NotFound("no object named '" + std::string(name) + "'");
   return Status::OK();
@@ -297,7 +298,7 @@ Status Registry::Lookup(std::string_view name, ObjectInfo* info) {
   int64_t pos = FindSlotLocked(seg, name);
   if (pos < 0) return Status::NotFound("no object named '" + std::string(name) + "'");
   EntryRep* e = seg->Entry(seg->IndexWords()[pos].load() - 1);
-  if (EntryExpired(e, WallNowMs())) {
+  if (EntryExpiredNow(e)) {
     return Status::NotFound("no object named '" + std::string(name) + "'");
   }
   info->name = std::string(name);
