@@ -3,6 +3,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <boost/version.hpp>
 #include <cerrno>
 #include <chrono>
@@ -17,6 +18,7 @@
 #include "shm/format_size.h"
 #include "shm/process_id.h"
 #include "shm/registry.h"
+#include "test_clock.h"
 
 namespace shm {
 namespace {
@@ -97,11 +99,23 @@ int64_t SteadyNowMs() {
       .count();
 }
 
+namespace {
+// Zero outside tests; a relaxed load costs nothing next to reading the clock.
+std::atomic<int64_t> wall_clock_advance_ms{0};
+}  // namespace
+
 int64_t WallNowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
-      .count();
+             .count() +
+         wall_clock_advance_ms.load(std::memory_order_relaxed);
 }
+
+void AdvanceWallClockForTesting(int64_t ms) {
+  wall_clock_advance_ms.fetch_add(ms, std::memory_order_relaxed);
+}
+
+void ResetWallClockForTesting() { wall_clock_advance_ms.store(0, std::memory_order_relaxed); }
 
 // ---------------------------------------------------------------------------------------------
 // Segment::Impl

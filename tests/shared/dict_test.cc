@@ -21,6 +21,7 @@
 #include "shm/counter.h"
 #include "shm/sessions.h"
 #include "shm/snapshot.h"
+#include "test_clock.h"
 
 namespace shm {
 namespace {
@@ -53,14 +54,6 @@ DictStats StatsOf(Dict& dict) {
   DictStats stats;
   EXPECT_OK(dict.Stats(&stats));
   return stats;
-}
-
-// Waits (bounded) until the wall clock passes `deadline_ms`.
-void WaitUntilWallMs(int64_t deadline_ms) {
-  for (int i = 0; i < 5000 && WallNowMs() <= deadline_ms; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  ASSERT_GT(WallNowMs(), deadline_ms);
 }
 
 TEST(DictTest, SetGetKeepsBytesContentTypeAndIncreasingVersions) {
@@ -207,26 +200,34 @@ TEST(DictTest, OptionsApplyOnCreateOnly) {
 
 TEST(DictTest, TtlExpiryIsObservedOnTheClockAndCounted) {
   test::ScopedSegment seg;
+  ScopedWallClockForTesting clock;
+  constexpr int64_t kMinute = 60 * 1000;
   DictOptions options;
-  options.default_ttl_ms = 40;
+  options.default_ttl_ms = 2 * kMinute;
   Dict dict = OpenDict(seg.get(), "d", options);
   SetOptions ttl;
-  ttl.ttl_ms = 20;
+  ttl.ttl_ms = kMinute;
+  const int64_t before = WallNowMs();
   ASSERT_OK(dict.Set("short", "s", ttl));
   ASSERT_OK(dict.Set("default", "d", {}));
   ttl.ttl_ms = 3600 * 1000;
   ASSERT_OK(dict.Set("long", "l", ttl));
-  DictValue short_value, default_value, long_value;
+  const int64_t after = WallNowMs();
+  DictValue short_value, default_value;
   ASSERT_OK(dict.Get("short", &short_value));
   ASSERT_OK(dict.Get("default", &default_value));
-  ASSERT_OK(dict.Get("long", &long_value));
-  EXPECT_GT(short_value.expires_at_ms, 0);
-  WaitUntilWallMs(short_value.expires_at_ms);
+  EXPECT_GE(short_value.expires_at_ms, before + kMinute);
+  EXPECT_LE(short_value.expires_at_ms, after + kMinute);
+  EXPECT_GE(default_value.expires_at_ms, before + 2 * kMinute);
+  EXPECT_LE(default_value.expires_at_ms, after + 2 * kMinute);
+  // The last millisecond of the ttl still reads the entry; the next one does not.
+  clock.Advance(short_value.expires_at_ms - 1 - WallNowMs());
   DictValue got;
+  ASSERT_OK(dict.Get("short", &got));
+  clock.Advance(1);
   EXPECT_TRUE(dict.Get("short", &got).IsNotFound());
-  EXPECT_GE(default_value.expires_at_ms, short_value.expires_at_ms);
   // An expired key is absent for every operation.
-  WaitUntilWallMs(default_value.expires_at_ms);
+  clock.Advance(default_value.expires_at_ms - WallNowMs());
   EXPECT_TRUE(dict.Set("default", "x", Mode(SetMode::kReplace)).IsNotFound());
   ASSERT_OK(dict.Set("default", "again", Mode(SetMode::kAdd)));
   ASSERT_OK(dict.Get("default", &got));
@@ -285,14 +286,15 @@ TEST(DictTest, ClockEvictsExpiredEntriesEvenIfReferenced) {
   options.max_bytes = 4 * kEach;
   options.eviction = DictEviction::kClock;
   Dict dict = OpenDict(seg.get(), "cache", options);
+  ScopedWallClockForTesting clock;
   SetOptions short_ttl;
-  short_ttl.ttl_ms = 20;
+  short_ttl.ttl_ms = 60 * 1000;
   ASSERT_OK(dict.Set(Key(0), value, short_ttl));
   for (int i = 1; i < 4; ++i) ASSERT_OK(dict.Set(Key(i), value, {}));
   DictValue got;
   for (int i = 0; i < 4; ++i) ASSERT_OK(dict.Get(Key(i), &got));  // All referenced.
   ASSERT_OK(dict.Get(Key(0), &got));
-  WaitUntilWallMs(got.expires_at_ms);
+  clock.Advance(got.expires_at_ms - WallNowMs());
   ASSERT_OK(dict.Set(Key(4), value, {}));
   DictStats stats = StatsOf(dict);
   EXPECT_EQ(stats.expirations, 1u);
@@ -594,18 +596,19 @@ TEST(DictTest, SnapshotRoundTripKeepsEntriesVersionsAndOptions) {
     ASSERT_OK(dict.Set(key, std::string(i, 'x'), set));
     ASSERT_OK(dict.Get(key, &written[key]));
   }
+  ScopedWallClockForTesting clock;
   SetOptions short_ttl;
-  short_ttl.ttl_ms = 1;
+  short_ttl.ttl_ms = 60 * 1000;
   ASSERT_OK(dict.Set("gone", "soon", short_ttl));
   Sessions sessions;
-  ASSERT_OK(Sessions::Open(from.get(), "s", OpenMode::kCreateIfMissing, 5000, &sessions));
+  ASSERT_OK(Sessions::Open(from.get(), "s", OpenMode::kCreateIfMissing, 600000, &sessions));
   std::string id;
   ASSERT_OK(Sessions::NewId(&id));
   int64_t visits = 0;
   ASSERT_OK(sessions.Incr(id, "visits", 3, &visits));
   DictValue gone;
   ASSERT_OK(dict.Get("gone", &gone));
-  WaitUntilWallMs(gone.expires_at_ms);
+  clock.Advance(gone.expires_at_ms - WallNowMs());  // Expired, still taking its bytes.
 
   std::string bytes;
   ASSERT_OK(SerializeSegment(from.get(), &bytes, nullptr));
@@ -634,7 +637,7 @@ TEST(DictTest, SnapshotRoundTripKeepsEntriesVersionsAndOptions) {
   EXPECT_GT(version, written["k299"].version);  // Versions stay unique after a restore.
   Sessions sessions_copy;
   ASSERT_OK(Sessions::Open(into.get(), "s", OpenMode::kOpenExisting, 1, &sessions_copy));
-  EXPECT_EQ(sessions_copy.idle_ttl_ms(), 5000);
+  EXPECT_EQ(sessions_copy.idle_ttl_ms(), 600000);
   ASSERT_OK(sessions_copy.Incr(id, "visits", 1, &visits));
   EXPECT_EQ(visits, 4);
 }

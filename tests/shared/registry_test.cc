@@ -2,10 +2,9 @@
 
 #include <gtest/gtest.h>
 
-#include <thread>
-
 #include "common/test_util.h"
 #include "shm/counter.h"
+#include "test_clock.h"
 
 namespace shm {
 namespace {
@@ -116,16 +115,19 @@ TEST(RegistryTest, ChurnDoesNotExhaustTheIndex) {
 
 TEST(RegistryTest, ExpiredObjectIsGoneAndRecreated) {
   test::ScopedSegment seg;
-  Counter c = OpenCounter(seg.get(), "ttl", 10, /*ttl=*/30);
+  ScopedWallClockForTesting clock;
+  constexpr int64_t kTtl = 60 * 1000;
+  Counter c = OpenCounter(seg.get(), "ttl", 10, kTtl);
   int64_t v = 0;
   ASSERT_TRUE(c.Get(&v).ok());
-  // Wait on the clock for the expiry itself (the behaviour under test), bounded.
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (c.Get(&v).ok() && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  EXPECT_TRUE(c.Get(&v).IsNotFound());
   ObjectInfo info;
+  ASSERT_TRUE(seg->registry().Lookup("ttl", &info).ok());
+  clock.Advance(info.expires_at_ms - 1 - WallNowMs());
+  ASSERT_TRUE(c.Get(&v).ok());
+  EXPECT_EQ(v, 10);
+  clock.Advance(1);
+  EXPECT_TRUE(c.Get(&v).IsNotFound());
+  EXPECT_TRUE(c.Add(1, &v).IsNotFound());
   EXPECT_TRUE(seg->registry().Lookup("ttl", &info).IsNotFound());
   Counter again = OpenCounter(seg.get(), "ttl", 1);
   ASSERT_TRUE(again.Get(&v).ok());

@@ -3,14 +3,13 @@
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
-#include <chrono>
 #include <set>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "common/test_util.h"
 #include "shm/dict.h"
+#include "test_clock.h"
 
 namespace shm {
 namespace {
@@ -123,25 +122,29 @@ TEST(SessionsTest, ExistingObjectKeepsItsIdleTimeoutAndKind) {
 // Reads and writes push the expiry back; once idle for the timeout, the session is gone.
 TEST(SessionsTest, IdleSessionsExpireAndActivityKeepsThemAlive) {
   test::ScopedSegment seg;
-  constexpr int64_t kIdle = 500;
+  ScopedWallClockForTesting clock;
+  constexpr int64_t kIdle = 60 * 1000;
   Sessions sessions = OpenSessions(seg.get(), kIdle);
   std::string id = NewId();
   boost::json::object session;
   session["a"] = 1;
   ASSERT_OK(sessions.Put(id, session));
-  int64_t start = WallNowMs();
-  // Keep reading for 2 idle periods: each read refreshes the expiry.
+  // In use for 3 idle periods: each read, just before the expiry, pushes it back.
   boost::json::object got;
-  int64_t last_touch = WallNowMs();
-  while (WallNowMs() < start + 2 * kIdle) {
-    ASSERT_OK(sessions.Get(id, &got));  // Not expired while in use.
-    last_touch = WallNowMs();
-    std::this_thread::sleep_for(std::chrono::milliseconds(kIdle / 8));
+  for (int i = 0; i < 3; ++i) {
+    clock.Advance(kIdle - 1);
+    SCOPED_TRACE(i);
+    ASSERT_OK(sessions.Get(id, &got));
   }
-  // Then stay idle past the timeout (bounded wait on the clock).
-  while (WallNowMs() <= last_touch + kIdle) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  EXPECT_EQ(got.at("a").as_int64(), 1);
+  // A write pushes it back too.
+  clock.Advance(kIdle - 1);
+  int64_t visits = 0;
+  ASSERT_OK(sessions.Incr(id, "visits", 1, &visits));
+  clock.Advance(kIdle - 1);
+  ASSERT_OK(sessions.Get(id, &got));
+  // Then idle for the whole timeout: gone.
+  clock.Advance(kIdle);
   EXPECT_TRUE(sessions.Get(id, &got).IsNotFound());
 }
 
