@@ -62,7 +62,7 @@ TEST(LeaseLockTest, AcquireGetReleaseWithTokens) {
   ASSERT_TRUE(lock.Get(&info).ok());
   EXPECT_FALSE(info.held);
   EXPECT_TRUE(lock.Release(token).IsConflict());
-  ASSERT_TRUE(lock.Acquire(1000, milliseconds(0), "bob", &other, &other_expires).ok());
+  ASSERT_TRUE(lock.Acquire(60000, milliseconds(0), "bob", &other, &other_expires).ok());
   EXPECT_NE(other, token);
   ASSERT_TRUE(lock.Get(&info).ok());
   EXPECT_EQ(info.owner, "bob");
@@ -74,7 +74,7 @@ TEST(LeaseLockTest, RefreshExtendsOnlyForTheHolder) {
   LeaseLock lock = OpenLock(seg.get(), "r");
   uint64_t token = 0;
   int64_t expires = 0;
-  ASSERT_TRUE(lock.Acquire(1000, milliseconds(0), "me", &token, &expires).ok());
+  ASSERT_TRUE(lock.Acquire(60000, milliseconds(0), "me", &token, &expires).ok());
   int64_t extended = 0;
   ASSERT_TRUE(lock.Refresh(token, 3'600'000, &extended).ok());
   EXPECT_GT(extended, expires);
