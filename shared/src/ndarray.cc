@@ -1101,10 +1101,45 @@ Status NdArray::WriteSlice(const Slice& slice, std::string_view bytes) {
         "slice of shape " + ShapeToString(view.shape) + " " + std::string(DTypeName(dtype_)) +
         " needs " + std::to_string(expected) + " bytes, got " + std::to_string(bytes.size()));
   }
+  if (view.offset == 0 && view.shape == shape_ &&
+      view.strides == StridedView::Contiguous(shape_).strides) {
+    return ReplaceData(bytes);
+  }
   size_t itemsize = DTypeSize(dtype_);
   return MutateView(view, [&](char* data, const StridedView& v) {
     Scatter(data, v, itemsize, bytes.data(), true);
   });
+}
+
+// A write of every element in C order needs none of the old bytes, so instead of saving them in an
+// undo record and writing in place (two copies under the lock) it fills a new body outside the
+// lock and publishes it with the COW protocol: one copy, and a crash before the publish leaves
+// the old body untouched. Atomics still touching the old body are waited for before it is freed
+// (DestroyArray); one that lands there after the copy is ordered before this write, which
+// overwrites its element anyway.
+Status NdArray::ReplaceData(std::string_view bytes) {
+  Segment::Impl* seg = ref_.segment->impl();
+  CowWriter writer(seg);
+  if (!writer.ok()) return NoIntentSlot();
+  uint64_t fresh = 0;
+  SHM_RETURN_IF_ERROR(MakeBody(
+      seg, dtype_, shape_, bytes.size(),
+      [&](char* data) { std::memcpy(data, bytes.data(), bytes.size()); }, &fresh));
+  writer.Stage(fresh);  // Freed by ~CowWriter if we return before publishing it.
+  ObjectGuard guard;
+  SHM_RETURN_IF_ERROR(guard.Lock(ref_));
+  const auto* old_rep = seg->Ptr<NdArrayRep>(ref_.entry->body.load());
+  auto* rep = seg->Ptr<NdArrayRep>(fresh);
+  rep->entry = old_rep->entry;
+  rep->version.store(old_rep->version.load(std::memory_order_acquire) + 1,
+                     std::memory_order_relaxed);
+  CrashPoint("array_before_replace");
+  writer.PublishBodyLocked(seg->Handle(ref_.entry), &ref_.entry->body, fresh,
+                           static_cast<uint32_t>(ObjectKind::kArray));
+  guard.Unlock();
+  CrashPoint("array_after_replace");
+  writer.ReleaseGarbage(DestroyArray);
+  return Status::OK();
 }
 
 Status NdArray::WriteSlice(const Slice& slice, const ArrayData& data) {

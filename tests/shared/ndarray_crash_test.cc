@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/wait.h>
 
+#include <algorithm>
 #include <cstring>
 #include <functional>
 #include <string>
@@ -92,6 +94,98 @@ TEST(NdArrayCrashTest, TypedUpdateDyingMidwayIsRolledBack) {
       CrashPoint("array_mid_write");
     });
   });
+}
+
+// A write of the whole array fills a new body and publishes it (copy-on-write): a writer dying
+// before the publish leaves the old array and no repair to do; dying after it leaves the new one.
+// Either way the manager's recovery of the dead process frees the orphaned body.
+void ExpectWholeWriteSettled(const char* point, int32_t expected) {
+  SCOPED_TRACE(point);
+  test::ScopedSegment seg;
+  NdArray a;
+  ASSERT_TRUE(
+      NdArray::Create(seg.get(), "a", DType::kInt32, {kRows, kCols}, Scalar::Int(7), &a).ok());
+  ArrayInfo before;
+  ASSERT_TRUE(a.Info(&before).ok());
+  size_t free_before = seg->free_bytes();
+  std::vector<int32_t> nines(kRows * kCols, 9);
+  pid_t pid = test::ForkChild([&] {
+    SetCrashPoint(point, 1);
+    std::string_view bytes(reinterpret_cast<const char*>(nines.data()),
+                           nines.size() * sizeof(int32_t));
+    return a.WriteSlice(Slice(), bytes).ok() ? 0 : 1;  // Reaching here: the point was missed.
+  });
+  test::ChildExit exit = test::WaitChild(pid);
+  ASSERT_TRUE(exit.exited);
+  ASSERT_EQ(exit.code, kCrashPointExitCode);
+
+  EXPECT_EQ(ReadAll(a), std::vector<int32_t>(kRows * kCols, expected));
+  ArrayInfo after;
+  ASSERT_TRUE(a.Info(&after).ok());
+  EXPECT_EQ(after.version, before.version + (expected == 7 ? 0 : 1));
+  EXPECT_LT(seg->free_bytes(), free_before);  // The orphan waits in the dead thread's slot...
+  ASSERT_TRUE(seg->RecoverDeadProcess(pid, nullptr).ok());
+  EXPECT_EQ(seg->free_bytes(), free_before);  // ...until the manager frees it.
+
+  ASSERT_TRUE(a.Fill(S("::2"), Scalar::Int(1)).ok());
+  std::vector<int32_t> values = ReadAll(a);
+  EXPECT_EQ(values[0], 1);
+  EXPECT_EQ(values[kCols], expected);
+}
+
+TEST(NdArrayCrashTest, WholeArrayWriterDyingBeforeThePublishLeavesTheOldArray) {
+  ExpectWholeWriteSettled("array_before_replace", 7);
+}
+
+TEST(NdArrayCrashTest, WholeArrayWriterDyingAfterThePublishLeavesTheNewArray) {
+  ExpectWholeWriteSettled("array_after_replace", 9);
+}
+
+// Whole-array writes replace the body while another process runs lock-free atomics on it: the
+// old body is freed only after the atomics touching it are done, so nothing is written to freed
+// memory (the segment's free space balances exactly once the array is deleted).
+TEST(NdArrayCrashTest, WholeArrayWritesRacingAtomicsFreeEveryBodyOnce) {
+  test::ScopedSegment seg;
+  size_t free_before = seg->free_bytes();
+  NdArray a;
+  ASSERT_TRUE(
+      NdArray::Create(seg.get(), "a", DType::kInt64, {kRows, kCols}, Scalar::Int(0), &a).ok());
+  constexpr int kAdds = 200000, kMaxWrites = 100000;
+  pid_t adder = test::ForkChild([&] {
+    Scalar old;
+    for (int i = 0; i < kAdds; ++i) {
+      if (!a.FetchAdd({i % kRows, 0}, Scalar::Int(1), &old).ok()) return 1;
+    }
+    return 0;
+  });
+  // Writes for as long as the adder runs (bounded), so the two overlap on any machine.
+  std::vector<int64_t> values(kRows * kCols);
+  int64_t writes = 0;
+  int wait_status = 0;
+  pid_t reaped = 0;
+  while (reaped == 0 && writes < kMaxWrites) {
+    ++writes;
+    std::fill(values.begin(), values.end(), writes << 32);
+    std::string_view bytes(reinterpret_cast<const char*>(values.data()),
+                           values.size() * sizeof(int64_t));
+    ASSERT_TRUE(a.WriteSlice(Slice(), bytes).ok());
+    reaped = waitpid(adder, &wait_status, WNOHANG);
+  }
+  if (reaped == 0) reaped = waitpid(adder, &wait_status, 0);
+  ASSERT_EQ(reaped, adder);
+  ASSERT_TRUE(WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 0) << wait_status;
+  RecordProperty("whole_array_writes", static_cast<int>(writes));
+  ArrayData data;
+  ASSERT_TRUE(a.ReadSlice(Slice(), &data).ok());
+  const auto* v = data.data<int64_t>();
+  for (int64_t i = 0; i < kRows * kCols; ++i) {
+    ASSERT_EQ(v[i] >> 32, writes) << i;  // Every element holds the last write (plus adds).
+    if (i % kCols != 0) {
+      ASSERT_EQ(v[i], writes << 32) << i;
+    }
+  }
+  ASSERT_TRUE(seg->registry().Delete("a").ok());
+  EXPECT_EQ(seg->free_bytes(), free_before);
 }
 
 // SIGKILL in the middle of a stream of whole-array writes: the array always holds one write's

@@ -272,6 +272,7 @@ class NdArray {
   // Runs fn on the slice's view under the lock, inside an undo record. `dtype` must match.
   Status Mutate(const Slice& slice, DType dtype, const MutateFn& fn);
   Status MutateView(const StridedView& view, const MutateFn& fn);
+  Status ReplaceData(std::string_view bytes);
   Status Inspect(const Slice& slice, DType dtype, const InspectFn& fn) const;
   Status ViewOf(const Slice& slice, StridedView* view) const;
   // Copies the slice's bytes out under the lock; *view gets the slice's view.
