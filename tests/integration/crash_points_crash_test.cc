@@ -46,13 +46,19 @@ pid_t AnsweringPid(HttpClient* client) {
   return static_cast<pid_t>(std::atoi(result.Header("X-Worker-Pid").c_str()));
 }
 
-// Opens connections until one is served by `pid` (each worker accepts its share; bounded).
+// Opens connections until one is served by `pid`. Each worker accepts its share, but a worker
+// still starting on a loaded machine may let the other take every connection for a while, so this
+// keeps trying for a bounded time; connections that reached the other worker stay open (a bounded
+// number) so that the next accept is more likely to go elsewhere.
 std::unique_ptr<HttpClient> ConnectionServedBy(uint16_t port, pid_t pid,
                                                std::vector<std::unique_ptr<HttpClient>>* others) {
-  for (int i = 0; i < 64; ++i) {
+  constexpr size_t kMaxOpen = 128;
+  const auto deadline = std::chrono::steady_clock::now() + seconds(20);
+  for (int i = 0; i < 5000 && std::chrono::steady_clock::now() < deadline; ++i) {
     auto client = std::make_unique<HttpClient>(port, seconds(10));
     if (AnsweringPid(client.get()) == pid) return client;
-    others->push_back(std::move(client));  // Kept open, so the next accept may go elsewhere.
+    if (others->size() == kMaxOpen) others->erase(others->begin(), others->begin() + kMaxOpen / 2);
+    others->push_back(std::move(client));
   }
   return nullptr;
 }
