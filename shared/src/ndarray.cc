@@ -1049,7 +1049,8 @@ Status NdArray::MutateView(const StridedView& view, const MutateFn& fn) {
   u->saved_bytes = saved;
   Gather(DataOf(seg, body), view, itemsize, seg->Ptr<char>(undo) + kUndoDataOffset);
   uint64_t entry = seg->Handle(ref_.entry);
-  writer.PublishLocked(entry, &rep->undo, undo);  // From here a crash rolls back.
+  writer.PublishLocked(entry, &rep->undo, undo);        // From here a crash rolls back.
+  std::atomic_thread_fence(std::memory_order_release);  // Lock-free readers see undo first.
   Status status;
   try {
     fn(DataOf(seg, body), view);
@@ -1080,11 +1081,46 @@ Status NdArray::ReadSlice(const Slice& slice, std::string* bytes) const {
   return ReadView(slice, &view, bytes);
 }
 
+namespace {
+
+// Copies the view without taking the lock, as a seqlock reader: it starts only when no write is in
+// flight (`undo == 0`) and keeps the copy only if none started or finished meanwhile (`undo` still
+// 0, `version` unchanged; every in-place write and rollback bumps the version before clearing
+// `undo`, and MutateView fences its data stores after publishing `undo`). A whole-array write
+// swaps the body, so a copy of the pinned old body is a consistent copy from before it. False:
+// retry or take the lock (a write in flight, a dead writer's undo waiting for repair, an atomic
+// that bumped the version, or the array gone). ThreadSanitizer would report the discarded racy
+// copies, so its builds always take the lock.
+bool TryCopyWithoutLock(const ObjectRef& ref, const StridedView& view, size_t itemsize, char* out) {
+#if defined(__SANITIZE_THREAD__)
+  return false;
+#else
+  Pin pin(ref);
+  if (pin.body() == 0) return false;
+  Segment::Impl* seg = ref.segment->impl();
+  const auto* rep = seg->Ptr<NdArrayRep>(pin.body());
+  const uint64_t version = rep->version.load(std::memory_order_acquire);
+  if (rep->undo.load(std::memory_order_acquire) != 0) return false;
+  Gather(DataOf(seg, pin.body()), view, itemsize, out);
+  std::atomic_thread_fence(std::memory_order_acquire);
+  // Acquire: a commit seen here (undo back to 0) brings its version bump with it.
+  return rep->undo.load(std::memory_order_acquire) == 0 &&
+         rep->version.load(std::memory_order_relaxed) == version;
+#endif
+}
+
+constexpr int kUnlockedReadAttempts = 3;
+
+}  // namespace
+
 Status NdArray::ReadView(const Slice& slice, StridedView* view, std::string* bytes) const {
   SHM_RETURN_IF_ERROR(ViewOf(slice, view));
   // Outside the lock; a buffer of the right size already (a caller reading in a loop) is reused
   // without being cleared first.
   bytes->resize(static_cast<size_t>(view->size()) * DTypeSize(dtype_));
+  for (int attempt = 0; attempt < kUnlockedReadAttempts; ++attempt) {
+    if (TryCopyWithoutLock(ref_, *view, DTypeSize(dtype_), bytes->data())) return Status::OK();
+  }
   ObjectGuard guard;
   SHM_RETURN_IF_ERROR(guard.Lock(ref_));
   Gather(DataOf(ref_.segment->impl(), ref_.entry->body.load()), *view, DTypeSize(dtype_),

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <numeric>
@@ -390,6 +391,55 @@ TEST(NdArrayTest, ForkedProcessesBuildAnExactHistogram) {
   EXPECT_EQ(ReadAll<int64_t>(ints), expected);
   std::vector<float> as_float(expected.begin(), expected.end());
   EXPECT_EQ(ReadAll<float>(floats), as_float);  // Exact: counts are far below 2^24.
+}
+
+// A writer process alternates whole-array writes of the value k done in place (a reversed fill,
+// with an undo record) and by a body swap (WriteSlice of everything): readers copy without the
+// lock when they can, and must still never see a mix of two writes, nor go back in time.
+TEST(NdArrayTest, ReadersNeverSeeATornWriteFromAnotherProcess) {
+  test::ScopedSegment seg;
+  constexpr int64_t kRows = 64, kCols = 128;
+  constexpr int kWrites = 3000, kMaxReads = 200000;
+  NdArray a;
+  ASSERT_OK(NdArray::Create(seg.get(), "a", DType::kInt64, {kRows, kCols}, Scalar::Int(0), &a));
+  pid_t writer = test::ForkChild([&] {
+    std::vector<int64_t> values(kRows * kCols);
+    for (int64_t k = 1; k <= kWrites; ++k) {
+      Status s;
+      if (k % 2) {
+        s = a.Fill(S("::-1,::-1"), Scalar::Int(k));
+      } else {
+        std::fill(values.begin(), values.end(), k);
+        s = a.WriteSlice(Slice(), std::string_view(reinterpret_cast<const char*>(values.data()),
+                                                   values.size() * sizeof(int64_t)));
+      }
+      if (!s.ok()) return 1;
+    }
+    return 0;
+  });
+  int64_t last_seen = 0;
+  int reads = 0, mixed = 0, backwards = 0;
+  ArrayData whole, strided;
+  for (; reads < kMaxReads; ++reads) {
+    ASSERT_OK(a.ReadSlice(Slice(), &whole));
+    ASSERT_OK(a.ReadSlice(S("1::3,::-5"), &strided));
+    const int64_t* w = whole.data<int64_t>();
+    for (int64_t i = 1; i < whole.size(); ++i) mixed += w[i] != w[0];
+    const int64_t* t = strided.data<int64_t>();
+    for (int64_t i = 0; i < strided.size(); ++i) {
+      mixed += t[i] != t[0];
+      backwards += t[i] < w[0];
+    }
+    backwards += w[0] < last_seen;
+    last_seen = w[0];
+    if (last_seen == kWrites) break;
+  }
+  test::ChildExit exit = test::WaitChild(writer);
+  ASSERT_TRUE(exit.exited && exit.code == 0) << exit.code;
+  EXPECT_EQ(mixed, 0);
+  EXPECT_EQ(backwards, 0);
+  EXPECT_EQ(ReadAll<int64_t>(a), std::vector<int64_t>(kRows * kCols, kWrites));
+  RecordProperty("reads", reads);
 }
 
 TEST(NdArrayTest, TypedViewsComputeInPlace) {
