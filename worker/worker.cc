@@ -53,12 +53,19 @@ class Session;
 // their sessions while the rest of the server is alive.
 struct Server {
   Server(Segment* segment_in, const Router& router_in, const WorkerOptions& options_in)
-      : segment(segment_in), router(router_in), options(options_in) {}
+      : segment(segment_in),
+        router(router_in),
+        options(options_in),
+        single_thread(options_in.threads <= 1),
+        ioc(single_thread ? 1 : BOOST_ASIO_CONCURRENCY_HINT_DEFAULT) {}
 
   // Constant after construction.
   Segment* const segment;
   const Router& router;
   const WorkerOptions& options;
+  // One thread runs every handler, so sessions need no strand and Asio may skip its
+  // multi-thread bookkeeping (concurrency hint 1).
+  const bool single_thread;
 
   std::atomic<bool> draining{false};
 
@@ -110,7 +117,8 @@ class Session : public std::enable_shared_from_this<Session> {
       std::lock_guard<std::mutex> lock(server_->mu);
       server_->sessions.emplace(this, weak_from_this());
     }
-    // Run on the connection's strand: the handlers of one session never run concurrently.
+    // Run on the connection's strand (or the single thread's executor): the handlers of one
+    // session never run concurrently.
     net::dispatch(stream_.get_executor(),
                   beast::bind_front_handler(&Session::DoRead, shared_from_this()));
   }
@@ -333,8 +341,12 @@ class Listener : public std::enable_shared_from_this<Listener> {
   }
 
   void DoAccept() {
-    acceptor_.async_accept(net::make_strand(server_->ioc),
-                           beast::bind_front_handler(&Listener::OnAccept, shared_from_this()));
+    auto on_accept = beast::bind_front_handler(&Listener::OnAccept, shared_from_this());
+    if (server_->single_thread) {
+      acceptor_.async_accept(server_->ioc.get_executor(), std::move(on_accept));
+    } else {
+      acceptor_.async_accept(net::make_strand(server_->ioc), std::move(on_accept));
+    }
   }
 
   void Stop() {
