@@ -635,9 +635,104 @@ Status Dict::OpenKind(Segment* segment, std::string_view name, ObjectKind kind, 
   });
 }
 
+// ---------------------------------------------------------------------------------------------
+// Get without the lock.
+//
+// A hit is answered as an optimistic reader: follow the committed words (body, table, slots, blob)
+// as they are, copy the entry out, and keep the answer only if nothing that was read can have been
+// freed meanwhile. Blobs and tables are immutable once published and every free of one first bumps
+// the entry's reclaim_seq (CowWriter::ReleaseGarbage; the manager's recovery of a dead writer); a
+// delete of the dict makes the entry not live before it frees the body. Until that final check the
+// words read may come from a freed and reused blob, so every handle and length is bounds-checked
+// before it is followed and every loop is bounded. Anything but a plain hit (a miss, an expired
+// entry, a CLOCK reference bit still to set, a failed check) takes the locked path, which counts
+// misses, removes expired entries and sets reference bits. ThreadSanitizer would report the racy
+// reads of a discarded attempt, so its builds always take the lock.
+namespace {
+
+constexpr uint64_t kMaxTableCapacity = uint64_t{1} << 40;
+
+bool LiveIncarnation(const ObjectRef& ref) {
+  return ref.entry->state.load(std::memory_order_seq_cst) ==
+             static_cast<uint32_t>(EntryState::kLive) &&
+         ref.entry->incarnation.load(std::memory_order_seq_cst) == ref.incarnation;
+}
+
+// The blob holding `key` on the chain from its home slot, with its header as read once (a freed
+// blob's header may change under us, so only `*header` is trusted for lengths); nullptr when
+// absent, or when the words read make no sense, which only a concurrent free can cause.
+const DictEntryBlob* FindWithoutLock(Segment::Impl* seg, const DictRep* rep, std::string_view key,
+                                     uint64_t hash, DictEntryBlob* header,
+                                     const DictSlot** found_slot) {
+  uint64_t table_handle = rep->table.load(std::memory_order_acquire);
+  if (!seg->Contains(table_handle, sizeof(DictTableRep))) return nullptr;
+  const auto* table = seg->Ptr<DictTableRep>(table_handle);
+  const uint64_t capacity = table->capacity;
+  if (capacity < 2 || capacity > kMaxTableCapacity || !std::has_single_bit(capacity) ||
+      !seg->Contains(table_handle, DictTableRep::AllocationSize(capacity))) {
+    return nullptr;
+  }
+  const DictSlot* slots = const_cast<DictTableRep*>(table)->slots();
+  uint64_t pos = HomeSlot(hash, capacity);
+  for (uint64_t n = 0; n < capacity; ++n, pos = (pos + 1) & (capacity - 1)) {
+    uint64_t word = slots[pos].blob.load(std::memory_order_acquire);
+    if (word == kNullHandle) return nullptr;
+    if (!IsBlob(word)) continue;
+    if (!seg->Contains(word, sizeof(DictEntryBlob))) return nullptr;
+    const auto* blob = seg->Ptr<DictEntryBlob>(word);
+    std::memcpy(header, blob, sizeof(DictEntryBlob));
+    if (header->hash != hash || header->key_len != key.size()) continue;
+    if (header->ctype_len > Dict::kMaxContentType || header->value_len > Dict::kMaxValue ||
+        !seg->Contains(word, header->charged_bytes())) {
+      return nullptr;
+    }
+    if (std::memcmp(blob->bytes(), key.data(), key.size()) != 0) continue;
+    *found_slot = &slots[pos];
+    return blob;
+  }
+  return nullptr;
+}
+
+bool TryGetWithoutLock(const ObjectRef& ref, std::string_view key, uint64_t hash,
+                       DictValue* value) {
+#if defined(__SANITIZE_THREAD__)
+  return false;
+#else
+  Segment::Impl* seg = ref.segment->impl();
+  const uint64_t seq = ref.entry->reclaim_seq.load(std::memory_order_seq_cst);
+  if (!LiveIncarnation(ref)) return false;
+  uint64_t body = ref.entry->body.load(std::memory_order_acquire);
+  if (!seg->Contains(body, sizeof(DictRep))) return false;
+  const auto* rep = seg->Ptr<DictRep>(body);
+  DictEntryBlob header;
+  const DictSlot* slot = nullptr;
+  const DictEntryBlob* blob = FindWithoutLock(seg, rep, key, hash, &header, &slot);
+  if (blob == nullptr) return false;
+  if (rep->eviction == static_cast<uint32_t>(DictEviction::kClock) &&
+      slot->ref_bit.load(std::memory_order_relaxed) == 0) {
+    return false;
+  }
+  if (header.expires_at_ms != 0 && header.expired(WallNowMs())) return false;
+  const char* bytes = blob->bytes() + header.key_len;
+  value->content_type.assign(bytes, header.ctype_len);
+  value->data.assign(bytes + header.ctype_len, header.value_len);
+  value->version = header.version;
+  value->expires_at_ms = header.expires_at_ms;
+  std::atomic_thread_fence(std::memory_order_acquire);
+  if (ref.entry->reclaim_seq.load(std::memory_order_seq_cst) != seq || !LiveIncarnation(ref)) {
+    return false;
+  }
+  ref.entry->unlocked_hits.fetch_add(1, std::memory_order_relaxed);
+  return true;
+#endif
+}
+
+}  // namespace
+
 Status Dict::Get(std::string_view key, DictValue* value) const {
   SHM_RETURN_IF_ERROR(ValidateKey(key));
   return CatchAtBoundary("dict", [&] {
+    if (ref_.valid() && TryGetWithoutLock(ref_, key, HashKey(key), value)) return Status::OK();
     std::optional<CowWriter> writer;  // Only to remove an expired entry.
     ObjectGuard guard;
     SHM_RETURN_IF_ERROR(guard.Lock(ref_));
@@ -883,7 +978,7 @@ Status Dict::Stats(DictStats* stats) const {
     ObjectGuard guard;
     SHM_RETURN_IF_ERROR(guard.Lock(ref_));
     Locked d = ViewLocked(ref_);
-    stats->hits = d.rep->hits.load();
+    stats->hits = d.rep->hits.load() + ref_.entry->unlocked_hits.load();
     stats->misses = d.rep->misses.load();
     stats->evictions = d.rep->evictions.load();
     stats->expirations = d.rep->expirations.load();

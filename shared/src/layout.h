@@ -18,7 +18,7 @@
 namespace shm {
 
 inline constexpr uint64_t kSegmentMagic = 0x4554415453484d53ull;  // "SHMSTATE" little endian.
-inline constexpr uint32_t kLayoutVersion = 1;
+inline constexpr uint32_t kLayoutVersion = 2;
 inline constexpr uint32_t kMaxIntentSlots = 1024;
 inline constexpr uint32_t kMaxWorkerSlots = 256;
 inline constexpr size_t kMaxNameLength = 200;
@@ -65,9 +65,14 @@ struct EntryRep {
   // Equal to `incarnation` while a counter may use a plain fetch_add (live, no TTL, value far from
   // the int64 limits); 0 otherwise, for good. One word, so the fast path checks one load.
   std::atomic<uint64_t> counter_fast_tag{0};
-  std::atomic<uint64_t> body{0};       // Handle of the kind's Rep (none for counters).
-  std::atomic<uint64_t> next_free{0};  // Free-list link (index+1), under the registry lock.
-  std::atomic<uint32_t> wake_seq{0};   // Futex word: bumped to wake blocked pops and lock waits.
+  std::atomic<uint64_t> body{0};  // Handle of the kind's Rep (none for counters).
+  // Bumped before any blob this object's lock guards is freed (CowWriter::ReleaseGarbage, and the
+  // manager's recovery of a dead writer): readers that follow handles without the lock (Dict::Get)
+  // keep what they read only if it did not change.
+  std::atomic<uint64_t> reclaim_seq{0};
+  std::atomic<uint64_t> unlocked_hits{0};  // Dict hits answered without the lock (statistics).
+  std::atomic<uint64_t> next_free{0};      // Free-list link (index+1), under the registry lock.
+  std::atomic<uint32_t> wake_seq{0};  // Futex word: bumped to wake blocked pops and lock waits.
   int64_t created_ms = 0;
   uint32_t name_length = 0;
   char name[kMaxNameLength] = {};

@@ -124,6 +124,7 @@ Segment::Impl::Impl(ManagedSegment&& managed, std::string shm_name)
     : managed_(std::move(managed)),
       shm_name_(std::move(shm_name)),
       base_(static_cast<char*>(managed_.get_address())),
+      size_(managed_.get_size()),
       root_(nullptr),
       instance_id_(g_next_instance_id.fetch_add(1)) {
   RootAnchor* anchor = managed_.find<RootAnchor>(kRootAnchorName).first;
@@ -355,6 +356,8 @@ Status Segment::RecoverDeadProcess(pid_t pid, RecoveryReport* report) {
     uint64_t replaced = slot.old_off.exchange(0);
     auto replaced_kind = static_cast<ObjectKind>(slot.old_kind.exchange(0));
     if (IsBlob(replaced)) {
+      uint64_t entry = slot.entry.load();
+      if (entry != 0) impl->Ptr<EntryRep>(entry)->reclaim_seq.fetch_add(1);
       // A whole object body (a delete that died) is freed with everything it owns.
       if (replaced_kind != ObjectKind::kNone) {
         KindOpsFor(replaced_kind).destroy(impl, replaced);

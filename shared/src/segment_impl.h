@@ -31,6 +31,11 @@ class Segment::Impl {
   T* Ptr(uint64_t handle) const {
     return reinterpret_cast<T*>(base_ + handle);
   }
+  // Whether [handle, handle + bytes) lies inside the mapping: for readers that follow handles
+  // without a lock and may read a freed, reused blob (see EntryRep::reclaim_seq).
+  bool Contains(uint64_t handle, uint64_t bytes) const {
+    return handle >= kFirstBlobHandle && handle <= size_ && bytes <= size_ - handle;
+  }
   uint64_t Handle(const void* address) const {
     return static_cast<uint64_t>(static_cast<const char*>(address) - base_);
   }
@@ -61,6 +66,7 @@ class Segment::Impl {
   ManagedSegment managed_;
   std::string shm_name_;
   char* base_;
+  uint64_t size_;  // Of the mapping; constant.
   Root* root_;
   uint64_t instance_id_;  // Distinguishes this mapping in thread-local slot caches.
 };

@@ -748,5 +748,79 @@ TEST(DictTest, ForkedWritersAndReadersNeverSeeATornValue) {
   EXPECT_EQ(stats.bytes, bytes);
 }
 
+// Get answers hits without the lock while other processes overwrite, delete and re-insert keys
+// (freeing blobs that are at once reused for other keys' values of the same size) and grow and
+// clean the table (freeing whole tables). Every answer must be a whole value written for that key:
+// values are their key, "=", then a self-checking body (test::MakeCheckedValue).
+TEST(DictTest, GetsWithoutTheLockNeverSeeAFreedOrForeignValue) {
+  test::ScopedSegment seg(size_t{64} << 20);
+  Dict dict = OpenDict(seg.get(), "shared");
+  constexpr int kWriters = 2, kReaders = 2, kWriterOps = 20000, kMaxReads = 2000000;
+  constexpr int kKeys = 64;
+  auto key_of = [](uint64_t k) { return "key" + std::to_string(k); };
+  auto value_of = [](const std::string& key, std::mt19937_64& rng) {
+    return key + "=" + test::MakeCheckedValue(rng, 2000 + rng() % 2000);
+  };
+  for (uint64_t k = 0; k < kKeys; ++k) {
+    std::mt19937_64 rng(k);
+    ASSERT_OK(dict.Set(key_of(k), value_of(key_of(k), rng), {}));
+  }
+  Counter writers_done;
+  ASSERT_OK(
+      Counter::Open(seg.get(), "writers-done", {OpenMode::kCreateIfMissing, 0, 0}, &writers_done));
+  std::vector<pid_t> children;
+  for (int w = 0; w < kWriters; ++w) {
+    children.push_back(test::ForkChild([&, w] {
+      std::mt19937_64 rng(77 + w);
+      int64_t done = 0;
+      for (int i = 0; i < kWriterOps; ++i) {
+        uint64_t op = rng() % 100;
+        if (op < 70) {
+          std::string key = key_of(rng() % kKeys);
+          if (!dict.Set(key, value_of(key, rng), {}).ok()) return 2;
+        } else if (op < 95) {
+          Status s = dict.Delete(key_of(rng() % kKeys));
+          if (!s.ok() && !s.IsNotFound()) return 3;
+        } else {
+          // A burst of fresh keys grows the table; deleting them leaves tombstones to clean.
+          for (int j = 0; j < 40; ++j) {
+            std::string key = "burst" + std::to_string(w) + "-" + std::to_string(j);
+            if (!dict.Set(key, value_of(key, rng), {}).ok()) return 4;
+          }
+          for (int j = 0; j < 40; ++j) {
+            if (!dict.Delete("burst" + std::to_string(w) + "-" + std::to_string(j)).ok()) return 5;
+          }
+        }
+      }
+      return writers_done.Add(1, &done).ok() ? 0 : 6;
+    }));
+  }
+  for (int r = 0; r < kReaders; ++r) {
+    children.push_back(test::ForkChild([&, r] {
+      std::mt19937_64 rng(500 + r);
+      DictValue got;
+      int64_t done = 0;
+      for (int i = 0; i < kMaxReads && writers_done.Get(&done).ok() && done < kWriters; ++i) {
+        std::string key = key_of(rng() % kKeys);
+        Status s = dict.Get(key, &got);
+        if (s.IsNotFound()) continue;
+        if (!s.ok()) return 7;
+        if (got.data.compare(0, key.size() + 1, key + "=") != 0) return 8;  // Another key's.
+        if (test::WholeChecksum(std::string_view(got.data).substr(key.size() + 1)) == 0) {
+          return 9;  // Torn, or read from a freed blob.
+        }
+      }
+      return 0;
+    }));
+  }
+  for (pid_t pid : children) {
+    test::ChildExit exit = test::WaitChild(pid);
+    EXPECT_TRUE(exit.exited) << "signal " << exit.signal;
+    EXPECT_EQ(exit.code, 0);
+  }
+  DictStats stats = StatsOf(dict);
+  EXPECT_GT(stats.hits, 0u);
+}
+
 }  // namespace
 }  // namespace shm
