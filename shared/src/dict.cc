@@ -495,8 +495,8 @@ Status SerializeDictLocked(Segment::Impl* seg, const EntryRep* entry, std::strin
   w.Put<uint32_t>(rep->eviction);
   w.Put<int64_t>(rep->default_ttl_ms);
   w.Put<uint64_t>(rep->next_version.load());
-  for (const std::atomic<uint64_t>* stat :
-       {&rep->hits, &rep->misses, &rep->evictions, &rep->expirations}) {
+  w.Put<uint64_t>(rep->hits.load() + entry->unlocked_hits.load());
+  for (const std::atomic<uint64_t>* stat : {&rep->misses, &rep->evictions, &rep->expirations}) {
     w.Put<uint64_t>(stat->load());
   }
   int64_t now = WallNowMs();

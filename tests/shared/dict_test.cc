@@ -610,12 +610,15 @@ TEST(DictTest, SnapshotRoundTripKeepsEntriesVersionsAndOptions) {
   ASSERT_OK(dict.Get("gone", &gone));
   clock.Advance(gone.expires_at_ms - WallNowMs());  // Expired, still taking its bytes.
 
+  const uint64_t hits = StatsOf(dict).hits;
+  EXPECT_EQ(hits, written.size() + 1);  // With or without the lock, every hit counts.
   std::string bytes;
   ASSERT_OK(SerializeSegment(from.get(), &bytes, nullptr));
   test::ScopedSegment into;
   ASSERT_OK(RestoreSegment(bytes, into.get(), nullptr));
   Dict copy;
   ASSERT_OK(Dict::Open(into.get(), "d", OpenMode::kOpenExisting, {}, &copy));
+  EXPECT_EQ(StatsOf(copy).hits, hits);
   DictOptions got_options;
   ASSERT_OK(copy.GetOptions(&got_options));
   EXPECT_EQ(got_options.max_bytes, options.max_bytes);
