@@ -172,6 +172,7 @@ void Account(const Locked& d, uint64_t word, int sign) {
   if (!IsBlob(word)) return;
   add(rep->entries, 1);
   add(rep->bytes, d.blob(word)->charged_bytes());
+  if (sign > 0 && d.blob(word)->expires_at_ms != 0) rep->may_expire.store(1);
 }
 
 // Publishes `next` (a blob or a marker) into slot `pos` and keeps the derived counts. The
@@ -206,9 +207,19 @@ uint64_t CapacityFor(uint64_t entries) {
   return capacity;
 }
 
+// The wall clock for an operation on the dict, or 0 (before every expiry) when no entry of it can
+// have expired: most dicts never use a TTL, and then no operation reads the clock.
+int64_t NowFor(const DictRep* rep) {
+  return rep->default_ttl_ms > 0 || rep->may_expire.load(std::memory_order_relaxed) != 0
+             ? WallNowMs()
+             : 0;
+}
+
+// `now_ms` is NowFor's answer, so it may be 0 and is read here when a TTL needs it.
 int64_t ExpiryFor(int64_t ttl_ms, const DictRep* rep, int64_t now_ms) {
   int64_t ttl = ttl_ms > 0 ? ttl_ms : rep->default_ttl_ms;
-  return ttl > 0 ? now_ms + ttl : 0;
+  if (ttl <= 0) return 0;
+  return (now_ms != 0 ? now_ms : WallNowMs()) + ttl;
 }
 
 // Brings bytes + incoming - outgoing under max_bytes, evicting with CLOCK when allowed. Slot
@@ -737,7 +748,7 @@ Status Dict::Get(std::string_view key, DictValue* value) const {
     ObjectGuard guard;
     SHM_RETURN_IF_ERROR(guard.Lock(ref_));
     Locked d = ViewLocked(ref_);
-    int64_t now = WallNowMs();
+    int64_t now = NowFor(d.rep);
     Probe probe = FindLocked(d, key, HashKey(key));
     const DictEntryBlob* live = LiveBlob(d, probe, now);
     if (live == nullptr) {
@@ -786,7 +797,7 @@ Status Dict::SetImpl(std::string_view key, std::string_view value, const SetOpti
       ObjectGuard guard;
       SHM_RETURN_IF_ERROR(guard.Lock(ref_));  // The writer frees the staged blob.
       Locked d = ViewLocked(ref_);
-      int64_t now = WallNowMs();
+      int64_t now = NowFor(d.rep);
       Probe probe = FindLocked(d, key, hash);
       SHM_RETURN_IF_ERROR(CheckSetLocked(LiveBlob(d, probe, now), options));
 #ifdef SHM_NEGATIVE_CONTROL_IN_PLACE
@@ -838,7 +849,7 @@ Status Dict::UpdateImpl(std::string_view key, const DictUpdateFn& fn, uint64_t* 
       ObjectGuard guard;
       SHM_RETURN_IF_ERROR(guard.Lock(ref_));
       Locked d = ViewLocked(ref_);
-      int64_t now = WallNowMs();
+      int64_t now = NowFor(d.rep);
       Probe probe = FindLocked(d, key, hash);
       if (TooFullToInsertLocked(d, probe)) {
         guard.Unlock();
@@ -885,7 +896,7 @@ Status Dict::Delete(std::string_view key, std::optional<uint64_t> if_version) {
     ObjectGuard guard;
     SHM_RETURN_IF_ERROR(guard.Lock(ref_));
     Locked d = ViewLocked(ref_);
-    int64_t now = WallNowMs();
+    int64_t now = NowFor(d.rep);
     Probe probe = FindLocked(d, key, HashKey(key));
     const DictEntryBlob* live = LiveBlob(d, probe, now);
     Status result;
@@ -952,7 +963,8 @@ Status Dict::ListKeys(std::string_view prefix, size_t limit, uint64_t cursor,
       {
         ObjectGuard guard;  // Per chunk, so writers interleave with a long scan.
         SHM_RETURN_IF_ERROR(guard.Lock(ref_));
-        until = CollectChunkLocked(ViewLocked(ref_), from, prefix, WallNowMs(), &chunk);
+        Locked d = ViewLocked(ref_);
+        until = CollectChunkLocked(d, from, prefix, NowFor(d.rep), &chunk);
       }
       std::sort(chunk.begin(), chunk.end(),
                 [](const ListedKey& a, const ListedKey& b) { return a.hash < b.hash; });

@@ -67,6 +67,8 @@ struct DictRep {
   std::atomic<uint64_t> table{0};  // Handle of the current DictTableRep. Commit word.
   std::atomic<uint64_t> next_version{1};
   std::atomic<uint64_t> clock_hand{0};  // Next slot the CLOCK sweep looks at.
+  // 1 once an entry with an expiry was published: until then no operation needs the clock.
+  std::atomic<uint32_t> may_expire{0};
 
   // Derived from the table; recomputed by the owner-death repair.
   std::atomic<uint64_t> entries{0};     // Slots holding a blob.

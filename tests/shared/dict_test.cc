@@ -238,6 +238,33 @@ TEST(DictTest, TtlExpiryIsObservedOnTheClockAndCounted) {
   EXPECT_EQ(stats.entries, 2u);
 }
 
+// A dict without a default TTL reads no clock until its first entry with an expiry: from then on
+// that entry expires for every operation, and entries without one never do.
+TEST(DictTest, FirstEntryWithATtlInADictWithoutDefaultTtlExpires) {
+  test::ScopedSegment seg;
+  ScopedWallClockForTesting clock;
+  Dict dict = OpenDict(seg.get(), "d");
+  ASSERT_OK(dict.Set("plain", "p", {}));
+  SetOptions ttl;
+  ttl.ttl_ms = 60 * 1000;
+  ASSERT_OK(dict.Set("short", "s", ttl));
+  clock.Advance(60 * 1000);
+  DictValue got;
+  EXPECT_TRUE(dict.Get("short", &got).IsNotFound());
+  std::vector<std::string> keys;
+  uint64_t next = 0;
+  ASSERT_OK(dict.ListKeys("", 10, 0, &keys, &next));
+  EXPECT_EQ(keys, std::vector<std::string>{"plain"});
+  ASSERT_OK(dict.Set("short", "again", ttl));
+  clock.Advance(60 * 1000);
+  EXPECT_TRUE(dict.Set("short", "x", Mode(SetMode::kReplace)).IsNotFound());
+  ASSERT_OK(dict.Set("short", "added", Mode(SetMode::kAdd)));  // Replaces the expired entry.
+  clock.Advance(int64_t{3650} * 24 * 3600 * 1000);
+  for (const char* key : {"plain", "short"}) ASSERT_OK(dict.Get(key, &got));
+  EXPECT_EQ(got.data, "added");
+  EXPECT_EQ(StatsOf(dict).expirations, 2u);  // On the read, then on the rewrite.
+}
+
 // Entries of exactly `each` charged bytes: 3-byte keys, values filling the rest.
 std::string Key(int i) {
   char text[8];
