@@ -277,7 +277,7 @@ Status Registry::Open(std::string_view name, const OpenSpec& spec, ObjectRef* re
   return Status::OK();
 }
 
-Status Registry::Delete(std::string_view name) {
+Status Registry::Delete(std::string_view name, ObjectKind kind) {
   SHM_RETURN_IF_ERROR(ValidateName(name));
   Segment::Impl* seg = segment_->impl();
   RegistryGuard guard;
@@ -286,6 +286,15 @@ Status Registry::Delete(std::string_view name) {
   if (pos < 0) return Status::NotFound("no object named '" + std::string(name) + "'");
   EntryRep* e = seg->Entry(seg->IndexWords()[pos].load() - 1);
   bool expired = EntryExpiredNow(e);
+  auto actual = static_cast<ObjectKind>(e->kind.load());
+  if (kind != ObjectKind::kNone && actual != kind && !expired) {
+    auto with_article = [](ObjectKind k) {
+      std::string_view name = KindName(k);
+      return std::string(name.find_first_of("aeiou") == 0 ? "an " : "a ") + std::string(name);
+    };
+    return Status::WrongType("'" + std::string(name) + "' is " + with_article(actual) + ", not " +
+                             with_article(kind));
+  }
   SHM_RETURN_IF_ERROR(DeleteLocked(seg, e, pos));
   if (expired) return Status::NotFound("no object named '" + std::string(name) + "'");
   return Status::OK();

@@ -78,6 +78,24 @@ TEST(RegistryTest, LookupListAndDelete) {
   EXPECT_EQ(reg.CountByKind()[static_cast<int>(ObjectKind::kCounter)], 2u);
 }
 
+// A typed delete checks the kind and deletes in one hold of the registry lock: another kind is
+// WrongType and stays, the right kind goes.
+TEST(RegistryTest, TypedDeleteRefusesAnotherKindAndKeepsIt) {
+  test::ScopedSegment seg;
+  Counter c = OpenCounter(seg.get(), "c", 5);
+  Registry& reg = seg->registry();
+  Status s = reg.Delete("c", ObjectKind::kArray);
+  EXPECT_TRUE(s.IsWrongType()) << s.ToString();
+  EXPECT_EQ(s.message(), "'c' is a counter, not an array");
+  int64_t v = 0;
+  ASSERT_TRUE(c.Get(&v).ok());
+  EXPECT_EQ(v, 5);
+  EXPECT_TRUE(reg.Delete("absent", ObjectKind::kCounter).IsNotFound());
+  ASSERT_TRUE(reg.Delete("c", ObjectKind::kCounter).ok());
+  EXPECT_TRUE(c.Get(&v).IsNotFound());
+  EXPECT_EQ(reg.live(), 0u);
+}
+
 TEST(RegistryTest, DeletedHandleIsStaleEvenIfTheNameIsReused) {
   test::ScopedSegment seg;
   Counter first = OpenCounter(seg.get(), "x", 5);

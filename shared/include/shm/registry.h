@@ -67,8 +67,10 @@ class Registry {
   // name order, at most `limit`, starting after the name `after` (for paging).
   Status List(std::string_view prefix, ObjectKind kind, size_t limit, std::string_view after,
               std::vector<ObjectInfo>* result);
-  // Deletes the named object of any kind and frees its memory. NotFound if absent.
-  Status Delete(std::string_view name);
+  // Deletes the named object and frees its memory, in one hold of the registry lock. NotFound if
+  // absent; with a `kind` other than kNone, WrongType (and nothing deleted) if the object is of
+  // another kind.
+  Status Delete(std::string_view name, ObjectKind kind = ObjectKind::kNone);
   // The kind of the named object; NotFound if absent or expired.
   Status Lookup(std::string_view name, ObjectInfo* info);
 
