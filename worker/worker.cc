@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
@@ -23,6 +24,7 @@
 #include <vector>
 
 #include "shm/api.h"
+#include "shm/http_wire.h"
 #include "shm/log.h"
 
 namespace shm {
@@ -42,6 +44,11 @@ constexpr auto kAcceptRetryDelay = std::chrono::milliseconds(50);
 constexpr size_t kLingerBytes = size_t{1} << 20;
 constexpr auto kLingerTimeout = std::chrono::milliseconds(1000);
 constexpr int kMaxThreads = 64;
+// Bodies up to this size are copied behind the head and sent in one buffer; larger ones are sent
+// from their own string. A connection keeps its last buffer for the next response up to
+// kSpareBufferBytes, so one large answer does not pin memory.
+constexpr size_t kInlineBodyBytes = 16 << 10;
+constexpr size_t kSpareBufferBytes = 64 << 10;
 
 // How long a draining worker still waits for the first request of a just-accepted connection.
 constexpr std::chrono::milliseconds kFirstRequestGrace{1000};
@@ -246,8 +253,18 @@ class Session : public std::enable_shared_from_this<Session> {
     unsigned status = response.result_int();
     server_->segment->CountResponse(server_->options.index, static_cast<int>(status));
     LogAccess(method, target, status, response.body().size(), start);
-    closing_ = closing_ || response.need_eof();
-    queue_.push_back(std::move(response));
+    bool last = response.need_eof();
+    closing_ = closing_ || last;
+    // The wire bytes go out of a recycled buffer: no allocation per response once warm. A large
+    // body is sent from its own string rather than copied.
+    Outgoing& out = queue_.emplace_back(Outgoing{std::move(spare_), {}, last});
+    if (response.body().size() > kInlineBodyBytes && !response.chunked()) {
+      out.head.clear();
+      AppendResponseHead(response, &out.head);
+      out.body = std::move(response.body());
+    } else {
+      SerializeResponse(response, &out.head);
+    }
     if (queue_.size() == 1) DoWrite();
     if (!closing_ && !reading_ && queue_.size() < kQueueLimit) DoRead();
   }
@@ -264,8 +281,10 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void DoWrite() {
     stream_.expires_after(server_->options.read_timeout);
-    http::async_write(stream_, queue_.front(),
-                      beast::bind_front_handler(&Session::OnWrite, shared_from_this()));
+    const Outgoing& out = queue_.front();
+    std::array<net::const_buffer, 2> buffers{net::buffer(out.head), net::buffer(out.body)};
+    net::async_write(stream_, buffers,
+                     beast::bind_front_handler(&Session::OnWrite, shared_from_this()));
   }
 
   void OnWrite(beast::error_code ec, size_t /*bytes*/) {
@@ -273,7 +292,10 @@ class Session : public std::enable_shared_from_this<Session> {
       SHM_LOG(kDebug) << "write: " << ec.message();
       return;
     }
-    bool last = queue_.front().need_eof();
+    bool last = queue_.front().need_eof;
+    if (queue_.front().head.capacity() <= kSpareBufferBytes) {
+      spare_ = std::move(queue_.front().head);
+    }
     queue_.pop_front();
     if (last) return DoClose();
     if (!queue_.empty()) return DoWrite();
@@ -312,11 +334,19 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
-  std::deque<HttpResponse> queue_;  // Responses in request order; front() is being written.
-  bool reading_ = false;            // A read is outstanding.
-  bool closing_ = false;            // No further requests: close once the queue is written.
-  uint64_t requests_read_ = 0;      // Requests read on this connection.
-  bool linger_ = false;             // An error answer may leave unread bytes: drain on close.
+  // A response as sent: its serialized head (and small body), a large body apart, and whether
+  // the connection ends after it.
+  struct Outgoing {
+    std::string head;
+    std::string body;
+    bool need_eof;
+  };
+  std::deque<Outgoing> queue_;  // Responses in request order; front() is being written.
+  std::string spare_;           // The last written buffer, reused for the next response.
+  bool reading_ = false;        // A read is outstanding.
+  bool closing_ = false;        // No further requests: close once the queue is written.
+  uint64_t requests_read_ = 0;  // Requests read on this connection.
+  bool linger_ = false;         // An error answer may leave unread bytes: drain on close.
   std::vector<char> discard_;
   size_t lingered_ = 0;
   Server* const server_;
