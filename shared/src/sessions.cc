@@ -137,31 +137,57 @@ Status Sessions::Delete(std::string_view id) {
   return s;
 }
 
-Status Sessions::Incr(std::string_view id, std::string_view field, int64_t by, int64_t* result) {
+Status Sessions::Modify(std::string_view id, std::string_view field, bool create,
+                        const std::function<Status(boost::json::object&)>& fn) {
   SHM_RETURN_IF_ERROR(ValidateId(id));
   if (field.empty() || field.size() > kMaxFieldName) {
     return Status::InvalidArgument("session field name must be 1 to " +
                                    std::to_string(kMaxFieldName) + " bytes");
   }
   return CatchAtBoundary("sessions", [&] {
-    int64_t next = 0;
-    SHM_RETURN_IF_ERROR(dict_.Update(id, [&](const DictValue* current, DictUpdate* update) {
+    return dict_.Update(id, [&](const DictValue* current, DictUpdate* update) {
+      if (current == nullptr && !create) return Status::NotFound("no such session");
       boost::json::object session;
       if (current != nullptr) SHM_RETURN_IF_ERROR(ParseSession(current->data, &session));
-      int64_t value = 0;
-      SHM_RETURN_IF_ERROR(ReadInt64Field(session, field, &value));
-      if (__builtin_add_overflow(value, by, &next)) {
-        return Status::InvalidArgument("session field overflow: " + std::to_string(value) + " + " +
-                                       std::to_string(by) + " does not fit in int64");
-      }
-      session[field] = next;
+      SHM_RETURN_IF_ERROR(fn(session));
       update->data = boost::json::serialize(session);
       if (update->data.size() > kMaxSessionBytes) return SessionTooLarge(update->data.size());
       update->content_type = kJsonContentType;
       update->ttl_ms = idle_ttl_ms_;
       return Status::OK();
-    }));
-    *result = next;
+    });
+  });
+}
+
+Status Sessions::Incr(std::string_view id, std::string_view field, int64_t by, int64_t* result) {
+  int64_t next = 0;
+  SHM_RETURN_IF_ERROR(Modify(id, field, /*create=*/true, [&](boost::json::object& session) {
+    int64_t value = 0;
+    SHM_RETURN_IF_ERROR(ReadInt64Field(session, field, &value));
+    if (__builtin_add_overflow(value, by, &next)) {
+      return Status::InvalidArgument("session field overflow: " + std::to_string(value) + " + " +
+                                     std::to_string(by) + " does not fit in int64");
+    }
+    session[field] = next;
+    return Status::OK();
+  }));
+  *result = next;
+  return Status::OK();
+}
+
+Status Sessions::SetField(std::string_view id, std::string_view field,
+                          const boost::json::value& value) {
+  return Modify(id, field, /*create=*/true, [&](boost::json::object& session) {
+    session[field] = value;
+    return Status::OK();
+  });
+}
+
+Status Sessions::EraseField(std::string_view id, std::string_view field) {
+  return Modify(id, field, /*create=*/false, [&](boost::json::object& session) {
+    if (session.erase(field) == 0) {
+      return Status::NotFound("session has no key '" + std::string(field) + "'");
+    }
     return Status::OK();
   });
 }

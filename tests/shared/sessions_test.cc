@@ -148,6 +148,48 @@ TEST(SessionsTest, IdleSessionsExpireAndActivityKeepsThemAlive) {
   EXPECT_TRUE(sessions.Get(id, &got).IsNotFound());
 }
 
+// Field writes are read-modify-writes under the lock: processes writing different fields of one
+// session at once all land, and an erase removes exactly its field.
+TEST(SessionsTest, ConcurrentFieldWritesFromProcessesAllLand) {
+  test::ScopedSegment seg;
+  Sessions sessions = OpenSessions(seg.get());
+  std::string id = NewId();
+  constexpr int kProcesses = 4, kFields = 50;
+  std::vector<pid_t> children;
+  for (int p = 0; p < kProcesses; ++p) {
+    children.push_back(test::ForkChild([&, p] {
+      for (int f = 0; f < kFields; ++f) {
+        std::string field = "p" + std::to_string(p) + "-f" + std::to_string(f);
+        if (!sessions.SetField(id, field, boost::json::value(p * 1000 + f)).ok()) return 1;
+      }
+      return 0;
+    }));
+  }
+  for (pid_t pid : children) {
+    test::ChildExit exit = test::WaitChild(pid);
+    EXPECT_TRUE(exit.exited && exit.code == 0) << exit.code;
+  }
+  boost::json::object got;
+  ASSERT_OK(sessions.Get(id, &got));
+  ASSERT_EQ(got.size(), size_t{kProcesses * kFields});
+  for (int p = 0; p < kProcesses; ++p) {
+    for (int f = 0; f < kFields; ++f) {
+      std::string field = "p" + std::to_string(p) + "-f" + std::to_string(f);
+      ASSERT_TRUE(got.contains(field)) << field;
+      EXPECT_EQ(got.at(field).as_int64(), p * 1000 + f);
+    }
+  }
+  ASSERT_OK(sessions.EraseField(id, "p0-f0"));
+  EXPECT_TRUE(sessions.EraseField(id, "p0-f0").IsNotFound());
+  EXPECT_TRUE(sessions.EraseField(NewId(), "p0-f0").IsNotFound());
+  EXPECT_TRUE(sessions.SetField(id, "", boost::json::value(1)).IsInvalidArgument());
+  std::string big(Sessions::kMaxSessionBytes, 'x');
+  EXPECT_TRUE(sessions.SetField(id, "big", boost::json::value(big)).IsInvalidArgument());
+  ASSERT_OK(sessions.Get(id, &got));
+  EXPECT_EQ(got.size(), size_t{kProcesses * kFields - 1});
+  EXPECT_FALSE(got.contains("big"));
+}
+
 // 4 forked processes increment the same session field: no increment is lost.
 TEST(SessionsTest, ForkedIncrementsAreExact) {
   test::ScopedSegment seg;

@@ -9,8 +9,10 @@
 #define SHM_SESSIONS_H_
 
 #include <boost/json/object.hpp>
+#include <boost/json/value.hpp>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -49,12 +51,23 @@ class Sessions {
   // Adds `by` to the integer field `field` (absent: 0), creating the session if needed, and
   // returns the new value. InvalidArgument if the field is not an integer, or on overflow.
   Status Incr(std::string_view id, std::string_view field, int64_t by, int64_t* result);
+  // Sets one field, creating the session if needed; one read-modify-write under the lock, so
+  // concurrent writes of different fields of one session all land. InvalidArgument past
+  // kMaxSessionBytes (the session is unchanged).
+  Status SetField(std::string_view id, std::string_view field, const boost::json::value& value);
+  // Removes one field. NotFound if there is no such session or field.
+  Status EraseField(std::string_view id, std::string_view field);
 
   int64_t idle_ttl_ms() const { return idle_ttl_ms_; }
   const ObjectRef& ref() const { return dict_.ref(); }
 
  private:
   Sessions(const Dict& dict, int64_t idle_ttl_ms) : dict_(dict), idle_ttl_ms_(idle_ttl_ms) {}
+
+  // Runs `fn` on the session (empty when absent and `create`; NotFound when absent otherwise) and
+  // writes the result back, all under the sessions object's lock.
+  Status Modify(std::string_view id, std::string_view field, bool create,
+                const std::function<Status(boost::json::object&)>& fn);
 
   Dict dict_;
   int64_t idle_ttl_ms_ = 0;
