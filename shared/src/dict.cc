@@ -663,12 +663,6 @@ namespace {
 
 constexpr uint64_t kMaxTableCapacity = uint64_t{1} << 40;
 
-bool LiveIncarnation(const ObjectRef& ref) {
-  return ref.entry->state.load(std::memory_order_seq_cst) ==
-             static_cast<uint32_t>(EntryState::kLive) &&
-         ref.entry->incarnation.load(std::memory_order_seq_cst) == ref.incarnation;
-}
-
 // The blob holding `key` on the chain from its home slot, with its header as read once (a freed
 // blob's header may change under us, so only `*header` is trusted for lengths); nullptr when
 // absent, or when the words read make no sense, which only a concurrent free can cause.
@@ -711,7 +705,7 @@ bool TryGetWithoutLock(const ObjectRef& ref, std::string_view key, uint64_t hash
 #else
   Segment::Impl* seg = ref.segment->impl();
   const uint64_t seq = ref.entry->reclaim_seq.load(std::memory_order_seq_cst);
-  if (!LiveIncarnation(ref)) return false;
+  if (!IsCurrent(ref)) return false;
   uint64_t body = ref.entry->body.load(std::memory_order_acquire);
   if (!seg->Contains(body, sizeof(DictRep))) return false;
   const auto* rep = seg->Ptr<DictRep>(body);
@@ -730,7 +724,7 @@ bool TryGetWithoutLock(const ObjectRef& ref, std::string_view key, uint64_t hash
   value->version = header.version;
   value->expires_at_ms = header.expires_at_ms;
   std::atomic_thread_fence(std::memory_order_acquire);
-  if (ref.entry->reclaim_seq.load(std::memory_order_seq_cst) != seq || !LiveIncarnation(ref)) {
+  if (ref.entry->reclaim_seq.load(std::memory_order_seq_cst) != seq || !IsCurrent(ref)) {
     return false;
   }
   ref.entry->unlocked_hits.fetch_add(1, std::memory_order_relaxed);

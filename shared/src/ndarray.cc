@@ -595,21 +595,15 @@ void DestroyArray(Segment::Impl* seg, uint64_t body) {
   seg->Free(body);
 }
 
-bool SameIncarnation(const ObjectRef& ref) {
-  return ref.entry->state.load(std::memory_order_seq_cst) ==
-             static_cast<uint32_t>(EntryState::kLive) &&
-         ref.entry->incarnation.load(std::memory_order_seq_cst) == ref.incarnation;
-}
-
 // Keeps the array's blob from being freed while a lock-free op touches it (see DestroyArray).
 class Pin {
  public:
   explicit Pin(const ObjectRef& ref) : entry_(ref.entry) {
-    if (!SameIncarnation(ref)) return;
+    if (!IsCurrent(ref)) return;
     entry_->counter.fetch_add(1, std::memory_order_seq_cst);
     pinned_ = true;
     body_ = entry_->body.load(std::memory_order_seq_cst);
-    if (!SameIncarnation(ref)) body_ = 0;
+    if (!IsCurrent(ref)) body_ = 0;
   }
   ~Pin() {
     if (pinned_) entry_->counter.fetch_sub(1, std::memory_order_seq_cst);

@@ -45,11 +45,16 @@ Status ObjectGuard::LockEntry(Segment::Impl* segment, EntryRep* entry,
   return Status::OK();
 }
 
+bool IsCurrent(const ObjectRef& ref) {
+  return ref.entry->state.load(std::memory_order_seq_cst) ==
+             static_cast<uint32_t>(EntryState::kLive) &&
+         ref.entry->incarnation.load(std::memory_order_seq_cst) == ref.incarnation;
+}
+
 Status ObjectGuard::Lock(const ObjectRef& ref, std::chrono::milliseconds timeout) {
   if (!ref.valid()) return Status::InvalidArgument("handle is not open");
   SHM_RETURN_IF_ERROR(LockEntry(ref.segment->impl(), ref.entry, timeout));
-  if (ref.entry->state.load() != static_cast<uint32_t>(EntryState::kLive) ||
-      ref.entry->incarnation.load() != ref.incarnation) {
+  if (!IsCurrent(ref)) {
     Unlock();
     return Status::NotFound("object was deleted");
   }

@@ -54,6 +54,10 @@ class RegistryGuard {
   Segment::Impl* segment_ = nullptr;
 };
 
+// Whether `ref` still names the live incarnation of its entry. Safe without the lock (entries are
+// never freed): readers that follow an entry's handles without it check before and after.
+bool IsCurrent(const ObjectRef& ref);
+
 // Runs the owner-death repair of an entry whose lock the caller holds.
 void RepairEntryLocked(Segment::Impl* segment, EntryRep* entry);
 // Rebuilds the registry's index and free list from the entries' states. REQUIRES: registry lock.
