@@ -101,7 +101,7 @@ Status PutKey(RequestContext& context, HttpResponse* response) {
   SHM_RETURN_IF_ERROR(
       WithDict(context, true, [&](Dict& dict) { return dict.Set(key, body, options, &version); }));
   response->set(http::field::etag, ETag(version));
-  api::SetJson(response, object{{"version", version}});
+  api::SetJsonInteger(response, "version", version);
   return Status::OK();
 }
 

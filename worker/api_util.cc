@@ -228,9 +228,35 @@ void SetJson(HttpResponse* response, const json::value& value, http::status stat
   response->body() = json::serialize(value);
 }
 
-void SetValue(HttpResponse* response, int64_t value) {
-  SetJson(response, json::object{{"value", value}});
+namespace {
+
+template <typename Integer>
+void SetJsonIntegerImpl(HttpResponse* response, std::string_view key, Integer value) {
+  char digits[24];
+  auto [end, ec] = std::to_chars(digits, digits + sizeof digits, value);  // Always fits.
+  std::string& body = response->body();
+  body.clear();
+  body.reserve(key.size() + static_cast<size_t>(end - digits) + 5);
+  body += "{\"";
+  body += key;
+  body += "\":";
+  body.append(digits, end);
+  body += '}';
+  response->result(http::status::ok);
+  response->set(http::field::content_type, "application/json");
 }
+
+}  // namespace
+
+void SetJsonInteger(HttpResponse* response, std::string_view key, int64_t value) {
+  SetJsonIntegerImpl(response, key, value);
+}
+
+void SetJsonInteger(HttpResponse* response, std::string_view key, uint64_t value) {
+  SetJsonIntegerImpl(response, key, value);
+}
+
+void SetValue(HttpResponse* response, int64_t value) { SetJsonInteger(response, "value", value); }
 
 }  // namespace shm::api
 

@@ -75,7 +75,11 @@ Status WaitInSlices(
 // Sets a JSON body, content type and status.
 void SetJson(HttpResponse* response, const json::value& value,
              http::status status = http::status::ok);
-// {"value": n}.
+// {"<key>":n} with status 200, the bytes json::serialize writes, without building a JSON value
+// (the hot answers of counters and dicts). `key` must need no JSON escaping.
+void SetJsonInteger(HttpResponse* response, std::string_view key, int64_t value);
+void SetJsonInteger(HttpResponse* response, std::string_view key, uint64_t value);
+// {"value":n}.
 void SetValue(HttpResponse* response, int64_t value);
 
 }  // namespace shm::api

@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <boost/container/small_vector.hpp>
 #include <boost/json.hpp>
 #include <cstdio>
 #include <exception>
@@ -25,25 +27,28 @@ const std::string& WorkerPidText() {
 
 namespace json = boost::json;
 
+constexpr std::string_view kCapture = "{}";  // A {…} segment of a pattern, as Route stores it.
+
 // Splits "/a/b/c" into {"a", "b", "c"} without decoding or normalising anything: "/a//b" has an
 // empty segment and "/a/../b" keeps "..", so neither matches a route by accident.
-std::vector<std::string_view> SplitPath(std::string_view path) {
-  std::vector<std::string_view> segments;
+template <typename Segments>
+void SplitPath(std::string_view path, Segments* segments) {
   path.remove_prefix(1);  // REQUIRES: path starts with '/'.
   while (true) {
     size_t slash = path.find('/');
-    segments.push_back(path.substr(0, slash));
+    segments->push_back(path.substr(0, slash));
     if (slash == std::string_view::npos) break;
     path.remove_prefix(slash + 1);
   }
-  return segments;
 }
 
 std::vector<std::string> SplitPattern(std::string_view pattern) {
+  std::vector<std::string_view> pieces;
+  SplitPath(pattern, &pieces);
   std::vector<std::string> parts;
-  for (std::string_view part : SplitPath(pattern)) {
+  for (std::string_view part : pieces) {
     bool capture = part.size() >= 2 && part.front() == '{' && part.back() == '}';
-    parts.emplace_back(capture ? "{}" : std::string(part));
+    parts.emplace_back(capture ? kCapture : part);
   }
   return parts;
 }
@@ -86,7 +91,7 @@ Status ParseQuery(std::string_view query, std::map<std::string, std::string>* ou
   return Status::OK();
 }
 
-std::string AllowHeader(const std::vector<http::verb>& methods) {
+std::string AllowHeader(std::span<const http::verb> methods) {
   std::string allow;
   for (http::verb m : methods) {
     if (allow.find(std::string(http::to_string(m))) != std::string::npos) continue;
@@ -202,23 +207,28 @@ HttpResponse ErrorResponse(unsigned http_status, std::string_view code, std::str
 }
 
 void Router::Add(http::verb method, std::string_view pattern, Handler handler) {
-  routes_.push_back(Route{method, SplitPattern(pattern), std::move(handler)});
+  std::vector<std::string> parts = SplitPattern(pattern);
+  size_t captures = std::count(parts.begin(), parts.end(), kCapture);
+  routes_.push_back(Route{method, std::move(parts), captures, std::move(handler)});
 }
 
-Status Router::Match(const Route& route, const std::vector<std::string_view>& segments,
-                     std::vector<std::string>* params) {
-  if (route.parts.size() != segments.size()) return Status::NotFound("");
+bool Router::HasShape(const Route& route, std::span<const std::string_view> segments) {
+  if (route.parts.size() != segments.size()) return false;
   for (size_t i = 0; i < segments.size(); ++i) {
-    bool capture = route.parts[i] == "{}";
+    bool capture = route.parts[i] == kCapture;
     // An empty segment ("//") captures nothing: such a path is not one of ours.
-    if (capture ? segments[i].empty() : route.parts[i] != segments[i]) return Status::NotFound("");
+    if (capture ? segments[i].empty() : route.parts[i] != segments[i]) return false;
   }
-  params->clear();
+  return true;
+}
+
+Status Router::DecodeCaptures(const Route& route, std::span<const std::string_view> segments,
+                              std::vector<std::string>* params) {
+  std::string scratch;
   for (size_t i = 0; i < segments.size(); ++i) {
-    if (route.parts[i] != "{}") continue;
-    std::string decoded;
-    SHM_RETURN_IF_ERROR(PercentDecode(segments[i], false, &decoded));
-    params->push_back(std::move(decoded));
+    if (route.parts[i] != kCapture) continue;
+    std::string* decoded = params != nullptr ? &params->emplace_back() : &scratch;
+    SHM_RETURN_IF_ERROR(PercentDecode(segments[i], false, decoded));
   }
   return Status::OK();
 }
@@ -235,19 +245,28 @@ HttpResponse Router::Handle(const HttpRequest& request, Segment* segment, int wo
       return ErrorResponse(400, "InvalidArgument", "request target must be an absolute path",
                            request.version());
     }
-    std::vector<std::string_view> segments = SplitPath(path);
+    // Inline capacity for every built-in route: matching allocates nothing.
+    boost::container::small_vector<std::string_view, 8> segments;
+    SplitPath(path, &segments);
+    // The first route of this shape and method wins. A shape match whose captures are badly
+    // escaped is 400 whatever its method; one with another method only feeds the 405's Allow.
     const Route* found = nullptr;
-    std::vector<http::verb> allowed;
-    std::vector<std::string> params;
+    boost::container::small_vector<http::verb, 8> allowed;
     for (const Route& route : routes_) {
-      Status s = Match(route, segments, &params);
-      if (s.IsNotFound()) continue;
-      if (!s.ok()) return ErrorResponse(400, s.CodeName(), s.message(), request.version());
+      if (!HasShape(route, segments)) continue;
       if (route.method == request.method()) {
         found = &route;
         break;
       }
+      Status s = DecodeCaptures(route, segments, nullptr);
+      if (!s.ok()) return ErrorResponse(400, s.CodeName(), s.message(), request.version());
       allowed.push_back(route.method);
+    }
+    std::vector<std::string> params;
+    if (found != nullptr) {
+      params.reserve(found->captures);
+      Status s = DecodeCaptures(*found, segments, &params);
+      if (!s.ok()) return ErrorResponse(400, s.CodeName(), s.message(), request.version());
     }
     if (found == nullptr && allowed.empty()) {
       return ErrorResponse(404, "NotFound", "no route for " + std::string(path), request.version());

@@ -194,10 +194,9 @@ class Session : public std::enable_shared_from_this<Session> {
     Clock::time_point start = Clock::now();
     ++requests_read_;
     HttpRequest request = parser_->release();
-    std::string method(request.method_string());
-    std::string target(request.target());
     HttpResponse response = Respond(request);
-    Enqueue(std::move(response), start, method, target, /*close=*/false);
+    Enqueue(std::move(response), start, request.method_string(), request.target(),
+            /*close=*/false);
   }
 
   HttpResponse Respond(const HttpRequest& request) {

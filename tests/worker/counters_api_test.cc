@@ -30,6 +30,21 @@ TEST_F(CountersApiTest, IncrCreatesAtInitThenAdds) {
   EXPECT_EQ(ValueOf(Call(V::get, "/v1/counters/hits")), -4);
 }
 
+// The hot answers are written without a JSON value: the bytes are still exactly JSON's.
+TEST_F(CountersApiTest, ValueBodiesAreExactJsonAtTheLimits) {
+  HttpResponse r = Call(V::post, "/v1/counters/edge/incr?init=-9223372036854775807&by=-1");
+  ASSERT_EQ(r.result_int(), 200u) << r.body();
+  EXPECT_EQ(r.body(), R"({"value":-9223372036854775808})");
+  EXPECT_EQ(r[http::field::content_type], "application/json");
+  r = Call(V::put, "/v1/counters/edge", R"({"value": 9223372036854775807})");
+  EXPECT_EQ(r.body(), R"({"value":9223372036854775807})");
+  r = Call(V::put, "/v1/counters/edge", R"({"value": 0})");
+  EXPECT_EQ(r.body(), R"({"value":0})");
+  EXPECT_EQ(r.body(), json::serialize(json::object{{"value", 0}}));
+  r = Call(V::get, "/v1/counters/edge");
+  EXPECT_EQ(r.body(), R"({"value":0})");
+}
+
 TEST_F(CountersApiTest, GetPutDelete) {
   EXPECT_EQ(Call(V::get, "/v1/counters/c").result_int(), 404u);
   EXPECT_EQ(ErrorCode(Call(V::get, "/v1/counters/c")), "NotFound");

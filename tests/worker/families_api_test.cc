@@ -23,6 +23,8 @@ TEST_F(FamiliesApiTest, DictPutGetKeepsContentTypeAndETag) {
   ASSERT_EQ(put.result_int(), 200u) << put.body();
   std::string etag(put[http::field::etag]);
   EXPECT_EQ(etag, "\"" + std::to_string(Json(put).at("version").to_number<uint64_t>()) + "\"");
+  EXPECT_EQ(put.body(), "{\"version\":" + etag.substr(1, etag.size() - 2) + "}");
+  EXPECT_EQ(put[http::field::content_type], "application/json");
   HttpResponse get = Call(V::get, "/v1/dicts/d/k%2F1");
   ASSERT_EQ(get.result_int(), 200u);
   EXPECT_EQ(get.body(), "hello");

@@ -103,6 +103,44 @@ TEST_F(RouterTest, BadEscapesAndBadQueriesAre400) {
   }
 }
 
+// A shape match with another method is checked before the matching route: its bad escape is
+// 400, not a silent skip to the next route.
+TEST_F(RouterTest, BadEscapeIs400EvenWhenOnlyAnotherMethodsRouteHasTheShape) {
+  HttpResponse r = Get("/echo/%zz/x/b", http::verb::delete_);
+  EXPECT_EQ(r.result_int(), 400u);
+  EXPECT_EQ(ErrorCode(r), "InvalidArgument");
+  EXPECT_EQ(Get("/echo/%zz/x/b", http::verb::post).result_int(), 400u);
+}
+
+// Paths with more segments than any route (past the matcher's inline capacity) are plain 404s;
+// routes that deep still match.
+TEST_F(RouterTest, DeepPathsMatchOnlyRoutesOfTheirDepth) {
+  router_.Add(http::verb::get, "/a/b/c/d/e/f/g/h/i/j/{k}", [](RequestContext& c, HttpResponse* r) {
+    r->body() = c.params[0];
+    return Status::OK();
+  });
+  HttpResponse deep = Get("/a/b/c/d/e/f/g/h/i/j/k%21");
+  ASSERT_EQ(deep.result_int(), 200u) << deep.body();
+  EXPECT_EQ(deep.body(), "k!");
+  EXPECT_EQ(Get("/a/b/c/d/e/f/g/h/i/j/k/l").result_int(), 404u);
+  EXPECT_EQ(Get("/a/b/c/d/e/f/g/h/i/x/k").result_int(), 404u);
+  std::string very_deep;
+  for (int i = 0; i < 200; ++i) very_deep += "/s";
+  EXPECT_EQ(Get(very_deep).result_int(), 404u);
+}
+
+TEST_F(RouterTest, AllowListsEachMethodOnceInRouteOrder) {
+  router_.Add(http::verb::put, "/echo/{a}/x/{b}",
+              [](RequestContext&, HttpResponse*) { return Status::OK(); });
+  router_.Add(http::verb::get, "/echo/{a}/x/{b}", [](RequestContext&, HttpResponse*) {
+    return Status::Internal("shadowed by the first GET route");
+  });
+  HttpResponse r = Get("/echo/a/x/b", http::verb::delete_);
+  EXPECT_EQ(r.result_int(), 405u);
+  EXPECT_EQ(r[http::field::allow], "GET, POST, PUT");
+  EXPECT_EQ(Get("/echo/a/x/b").result_int(), 200u);  // The first GET route wins.
+}
+
 TEST_F(RouterTest, QueryLimits) {
   std::string many = "/echo/a/x/b?";
   for (size_t i = 0; i <= kMaxQueryParams; ++i) many += "k" + std::to_string(i) + "=1&";

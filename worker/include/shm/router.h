@@ -12,6 +12,7 @@
 #include <boost/beast/http.hpp>
 #include <functional>
 #include <map>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -53,12 +54,16 @@ class Router {
   struct Route {
     http::verb method;
     std::vector<std::string> parts;  // Literal segments; "{}" marks a capture.
+    size_t captures;                 // How many parts are "{}".
     Handler handler;
   };
-  // OK when `path` matches the route, with its decoded captures in `params`; NotFound when it
-  // does not match; InvalidArgument when it matches but a capture is badly escaped.
-  static Status Match(const Route& route, const std::vector<std::string_view>& segments,
-                      std::vector<std::string>* params);
+  // True when the path's segments match the route's literals, with a non-empty segment for each
+  // capture. Allocates nothing.
+  static bool HasShape(const Route& route, std::span<const std::string_view> segments);
+  // Appends the route's percent-decoded captures to `params` (or, when null, only checks that
+  // they decode); InvalidArgument when one is badly escaped.
+  static Status DecodeCaptures(const Route& route, std::span<const std::string_view> segments,
+                               std::vector<std::string>* params);
 
   std::vector<Route> routes_;
 };
