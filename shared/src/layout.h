@@ -40,6 +40,10 @@ struct alignas(64) IntentSlot {
   std::atomic<uint64_t> new_off{0};   // Allocated blob, maybe published.
   std::atomic<uint64_t> old_off{0};   // Replaced blob, garbage once the commit is done.
   std::atomic<uint32_t> old_kind{0};  // ObjectKind when old_off is a whole object body, else 0.
+  // Handle of the EntryRep whose body this thread touches without the lock (array atomics and
+  // lock-free reads), else 0: whoever frees an array body first waits until no live thread's
+  // slot names its entry. A dead thread's pin names nothing it can still touch.
+  std::atomic<uint64_t> pinned{0};
 };
 
 // One per worker process, written by that worker, read by anyone (stats, heartbeat).
@@ -115,6 +119,9 @@ struct Root {
   std::atomic<uint32_t> poisoned{0};  // Set by whoever sees the allocator poisoned.
   std::atomic<uint32_t> draining{0};  // Set by the manager while it rebuilds or stops.
   RegistryRep registry;
+  // Slots are claimed lowest first, and never beyond this mark: scans of every thread's slot
+  // (pins) stop here instead of reading all kMaxIntentSlots.
+  std::atomic<uint32_t> intents_in_use{0};
   IntentSlot intents[kMaxIntentSlots];
   WorkerSlot workers[kMaxWorkerSlots];
 };

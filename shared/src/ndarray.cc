@@ -1,9 +1,11 @@
 #include "shm/ndarray.h"
 
 #include <sched.h>
+#include <signal.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cfloat>
 #include <charconv>
 #include <cmath>
@@ -574,50 +576,74 @@ void RepairArrayLocked(Segment::Impl* seg, EntryRep* entry) {
                  << "': rolled back a write interrupted by a dead process";
 }
 
-// Waits for lock-free atomics still touching the data (they finish in nanoseconds; a pin held
-// longer belongs to a dead process). False when pins remain.
-bool WaitForPins(EntryRep* entry) {
-  int64_t deadline = SteadyNowMs() + 1000;
-  while (entry->counter.load(std::memory_order_seq_cst) > 0) {
-    if (SteadyNowMs() > deadline) return false;
-    sched_yield();
+// Waits until no live thread pins `entry` (IntentSlot::pinned; array atomics and lock-free reads
+// hold a pin for nanoseconds). A pin left by a dead process is skipped: that process can touch
+// nothing any more, and the manager clears its slot. False after a second of pins by live threads
+// (a stalled thread): the caller then leaks the body rather than free it under that thread.
+bool WaitForPins(Segment::Impl* seg, uint64_t entry) {
+  int64_t deadline = 0;
+  const uint32_t in_use = seg->root()->intents_in_use.load(std::memory_order_seq_cst);
+  for (uint32_t i = 0; i < in_use && i < kMaxIntentSlots; ++i) {
+    IntentSlot& slot = seg->root()->intents[i];
+    while (slot.pinned.load(std::memory_order_seq_cst) == entry) {
+      pid_t pid = slot.owner_pid.load(std::memory_order_relaxed);
+      if (pid == 0 || (kill(pid, 0) != 0 && errno == ESRCH)) break;
+      if (deadline == 0) deadline = SteadyNowMs() + 1000;
+      if (SteadyNowMs() > deadline) return false;
+      sched_yield();
+    }
   }
   return true;
 }
 
 void DestroyArray(Segment::Impl* seg, uint64_t body) {
   auto* rep = seg->Ptr<NdArrayRep>(body);
-  if (rep->entry != 0 && !WaitForPins(seg->Ptr<EntryRep>(rep->entry))) {
-    SHM_LOG(kWarn) << "array body leaked: an atomic op of a dead process still pins it";
+  if (rep->entry != 0 && !WaitForPins(seg, rep->entry)) {
+    SHM_LOG(kWarn) << "array body leaked: a stalled thread still touches it";
     return;
   }
   seg->Free(rep->undo.exchange(0));
   seg->Free(body);
 }
 
-// Keeps the array's blob from being freed while a lock-free op touches it (see DestroyArray).
+// Keeps the array's body from being freed while this thread touches it without the lock: for
+// its lifetime, this thread's intent slot names the entry (see WaitForPins). The slot is stored
+// before the body is loaded, and a freer publishes before it scans the slots, so one of the two
+// sees the other. held() is false when no intent slot is free: the caller then takes the lock.
 class Pin {
  public:
-  explicit Pin(const ObjectRef& ref) : entry_(ref.entry) {
-    if (!IsCurrent(ref)) return;
-    entry_->counter.fetch_add(1, std::memory_order_seq_cst);
-    pinned_ = true;
-    body_ = entry_->body.load(std::memory_order_seq_cst);
+  explicit Pin(const ObjectRef& ref) : slot_(ref.segment->impl()->MySlot()) {
+    if (slot_ == nullptr) return;
+    slot_->pinned.store(ref.segment->impl()->Handle(ref.entry), std::memory_order_seq_cst);
+    if (IsCurrent(ref)) body_ = ref.entry->body.load(std::memory_order_seq_cst);
     if (!IsCurrent(ref)) body_ = 0;
   }
   ~Pin() {
-    if (pinned_) entry_->counter.fetch_sub(1, std::memory_order_seq_cst);
+    if (slot_ != nullptr) slot_->pinned.store(0, std::memory_order_release);
   }
   Pin(const Pin&) = delete;
   Pin& operator=(const Pin&) = delete;
+  bool held() const { return slot_ != nullptr; }
   // 0 when the array is gone.
   uint64_t body() const { return body_; }
 
  private:
-  EntryRep* entry_;
-  bool pinned_ = false;
+  IntentSlot* const slot_;
   uint64_t body_ = 0;
 };
+
+// The body for a lock-free op: pinned, or, when no slot is free to pin with, under the lock.
+Status PinnedOrLockedBody(const ObjectRef& ref, const Pin& pin, ObjectGuard* guard,
+                          uint64_t* body) {
+  if (!pin.held()) {
+    SHM_RETURN_IF_ERROR(guard->Lock(ref));
+    *body = ref.entry->body.load(std::memory_order_acquire);
+    return Status::OK();
+  }
+  if (pin.body() == 0) return Status::NotFound("array was deleted");
+  *body = pin.body();
+  return Status::OK();
+}
 
 Status CheckShape(const std::vector<int64_t>& shape, DType dtype, uint64_t* nbytes) {
   if (shape.empty() || shape.size() > static_cast<size_t>(kMaxDims)) {
@@ -968,12 +994,7 @@ Status NdArray::LoadMeta() {
   Segment::Impl* seg = ref_.segment->impl();
   auto* rep = seg->Ptr<NdArrayRep>(ref_.entry->body.load());
   if (rep->magic != kNdArrayMagic) return Status::Internal("array body has a bad magic");
-  if (rep->entry == 0) {
-    // First open of this body (new, or restored from a snapshot that also restored the entry's
-    // counter word): no handle has pinned it yet, so the pin count starts clean.
-    ref_.entry->counter.store(0, std::memory_order_seq_cst);
-    rep->entry = seg->Handle(ref_.entry);  // Lets destroy find the pins.
-  }
+  if (rep->entry == 0) rep->entry = seg->Handle(ref_.entry);  // Lets destroy find the pins.
   dtype_ = static_cast<DType>(rep->dtype);
   shape_.assign(rep->shape, rep->shape + rep->ndim);
   return Status::OK();
@@ -1090,7 +1111,7 @@ bool TryCopyWithoutLock(const ObjectRef& ref, const StridedView& view, size_t it
   return false;
 #else
   Pin pin(ref);
-  if (pin.body() == 0) return false;
+  if (!pin.held() || pin.body() == 0) return false;
   Segment::Impl* seg = ref.segment->impl();
   const auto* rep = seg->Ptr<NdArrayRep>(pin.body());
   const uint64_t version = rep->version.load(std::memory_order_acquire);
@@ -1259,14 +1280,15 @@ Status NdArray::Atomic(AtomicOp op, const std::vector<int64_t>& index, Scalar va
       SHM_RETURN_IF_ERROR(ExactScalar<T>(value, dtype_, &v));
       if (op == AtomicOp::kCas) SHM_RETURN_IF_ERROR(ExactScalar<T>(expected, dtype_, &e));
       Pin pin(ref_);
-      if (pin.body() == 0) return Status::NotFound("array was deleted");
+      ObjectGuard guard;
+      uint64_t body = 0;
+      SHM_RETURN_IF_ERROR(PinnedOrLockedBody(ref_, pin, &guard, &body));
       Segment::Impl* seg = ref_.segment->impl();
-      T* p = reinterpret_cast<T*>(DataOf(seg, pin.body())) + offset;
+      T* p = reinterpret_cast<T*>(DataOf(seg, body)) + offset;
+      CrashPoint("array_atomic_pinned");
       bool changed = false;
       T before = AtomicKernel<T>(p, op, v, e, &changed);
-      if (changed) {
-        seg->Ptr<NdArrayRep>(pin.body())->version.fetch_add(1, std::memory_order_relaxed);
-      }
+      if (changed) seg->Ptr<NdArrayRep>(body)->version.fetch_add(1, std::memory_order_relaxed);
       *old = ToScalar(before);
       if (op == AtomicOp::kCas && !changed) {
         return Status::Conflict("element is " + old->ToString() + ", expected " +
@@ -1281,8 +1303,10 @@ Status NdArray::Load(const std::vector<int64_t>& index, Scalar* value) const {
   int64_t offset = 0;
   SHM_RETURN_IF_ERROR(ElementOffset(index, &offset));
   Pin pin(ref_);
-  if (pin.body() == 0) return Status::NotFound("array was deleted");
-  char* data = DataOf(ref_.segment->impl(), pin.body());
+  ObjectGuard guard;
+  uint64_t body = 0;
+  SHM_RETURN_IF_ERROR(PinnedOrLockedBody(ref_, pin, &guard, &body));
+  char* data = DataOf(ref_.segment->impl(), body);
   *value = DispatchDType(dtype_, [&](auto tag) {
     using T = typename decltype(tag)::type;
     T* p = reinterpret_cast<T*>(data) + offset;

@@ -11,8 +11,9 @@
 // owner-died sees `undo != 0` exactly when a write may be half done, copies the saved bytes back
 // and frees the blob (kArrayOps.repair_locked).
 //
-// Lock-free atomics pin the entry (EntryRep::counter, unused by arrays otherwise) while they touch
-// the data, so kArrayOps.destroy waits for them before freeing the blob.
+// Lock-free atomics and reads pin the entry in their thread's intent slot (IntentSlot::pinned)
+// while they touch the data, so whoever frees a body (kArrayOps.destroy, a whole-array swap)
+// waits for them first.
 #ifndef SHM_SRC_NDARRAY_REP_H_
 #define SHM_SRC_NDARRAY_REP_H_
 
@@ -32,7 +33,7 @@ struct NdArrayRep {
   uint32_t itemsize = 0;
   int64_t shape[kMaxDims] = {};  // Constant.
   uint64_t nbytes = 0;           // Data bytes. Constant.
-  uint64_t entry = 0;  // Handle of the EntryRep holding the pin count; 0 until the creator sets it.
+  uint64_t entry = 0;  // Handle of the EntryRep, which pins name; 0 until the first open sets it.
   std::atomic<uint64_t> version{0};  // Bumped by every write.
   std::atomic<uint64_t> undo{0};     // Handle of the UndoRep of a write in flight. GUARDED_BY(mu).
 };

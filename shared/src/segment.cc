@@ -182,11 +182,15 @@ IntentSlot* Segment::Impl::MySlot() {
     }
   }
   IntentSlot* claimed = nullptr;
-  for (IntentSlot& slot : root_->intents) {
+  for (uint32_t i = 0; i < kMaxIntentSlots; ++i) {
+    IntentSlot& slot = root_->intents[i];
     pid_t expected = 0;
     if (slot.owner_pid.compare_exchange_strong(expected, pid)) {
       slot.owner_tid.store(tid);
       claimed = &slot;
+      uint32_t in_use = root_->intents_in_use.load();
+      while (in_use < i + 1 && !root_->intents_in_use.compare_exchange_weak(in_use, i + 1)) {
+      }
       break;
     }
   }
@@ -207,6 +211,7 @@ void Segment::Impl::ReleaseSlotsOfThisProcess() {
   for (IntentSlot& slot : root_->intents) {
     if (slot.owner_pid.load() != pid) continue;
     if (slot.in_cs.load() || slot.new_off.load() || slot.old_off.load()) continue;
+    slot.pinned.store(0);
     slot.owner_tid.store(0);
     slot.owner_pid.store(0);
   }
@@ -366,6 +371,7 @@ Status Segment::RecoverDeadProcess(pid_t pid, RecoveryReport* report) {
       }
       ++report->blobs_freed;
     }
+    slot.pinned.store(0);
     slot.owner_tid.store(0);
     slot.owner_pid.store(0);
     ++report->slots_released;

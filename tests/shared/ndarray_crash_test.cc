@@ -188,6 +188,37 @@ TEST(NdArrayCrashTest, WholeArrayWritesRacingAtomicsFreeEveryBodyOnce) {
   EXPECT_EQ(seg->free_bytes(), free_before);
 }
 
+// A process that dies in the middle of an atomic leaves its pin in its intent slot. A dead
+// process touches nothing, so a whole-array swap and a delete free the bodies at once instead of
+// waiting for it (and leaking them, as a pin count would).
+TEST(NdArrayCrashTest, PinOfADeadProcessHoldsNothingBack) {
+  test::ScopedSegment seg;
+  size_t free_before = seg->free_bytes();
+  NdArray a;
+  ASSERT_TRUE(
+      NdArray::Create(seg.get(), "a", DType::kInt32, {kRows, kCols}, Scalar::Int(7), &a).ok());
+  size_t free_with_array = seg->free_bytes();
+  pid_t pid = test::ForkChild([&] {
+    SetCrashPoint("array_atomic_pinned", 1);
+    Scalar old;
+    return a.FetchAdd({0, 0}, Scalar::Int(1), &old).ok() ? 0 : 1;  // Dies before the add.
+  });
+  test::ChildExit exit = test::WaitChild(pid);
+  ASSERT_TRUE(exit.exited);
+  ASSERT_EQ(exit.code, kCrashPointExitCode);
+
+  std::vector<int32_t> nines(kRows * kCols, 9);
+  ASSERT_TRUE(a.WriteSlice(Slice(), std::string_view(reinterpret_cast<const char*>(nines.data()),
+                                                     nines.size() * sizeof(int32_t)))
+                  .ok());
+  EXPECT_EQ(ReadAll(a), nines);
+  EXPECT_EQ(seg->free_bytes(), free_with_array);  // The old body was freed, not leaked.
+  ASSERT_TRUE(seg->registry().Delete("a").ok());
+  EXPECT_EQ(seg->free_bytes(), free_before);
+  ASSERT_TRUE(seg->RecoverDeadProcess(pid, nullptr).ok());
+  EXPECT_EQ(seg->free_bytes(), free_before);
+}
+
 // SIGKILL in the middle of a stream of whole-array writes: the array always holds one write's
 // value everywhere, never a mix. The parent watches the data lock-free and kills the writer once a
 // write has visibly started (its last row, written first, changed).
