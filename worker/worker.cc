@@ -111,7 +111,8 @@ std::optional<HttpResponse> ReadErrorResponse(const beast::error_code& ec) {
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket&& socket, Server* server) : stream_(std::move(socket)), server_(server) {}
+  Session(tcp::socket&& socket, Server* server)
+      : socket_(std::move(socket)), timer_(socket_.get_executor()), server_(server) {}
 
   ~Session() {
     std::lock_guard<std::mutex> lock(server_->mu);
@@ -126,13 +127,13 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     // Run on the connection's strand (or the single thread's executor): the handlers of one
     // session never run concurrently.
-    net::dispatch(stream_.get_executor(),
+    net::dispatch(socket_.get_executor(),
                   beast::bind_front_handler(&Session::DoRead, shared_from_this()));
   }
 
   // The worker is stopping: finish what was received, then close. An idle connection closes now.
   void Drain() {
-    net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->OnDrain(); });
+    net::dispatch(socket_.get_executor(), [self = shared_from_this()] { self->OnDrain(); });
   }
 
  private:
@@ -156,11 +157,11 @@ class Session : public std::enable_shared_from_this<Session> {
       // A connection accepted an instant ago carries a request on its way (its client may even
       // have sent it already); closing now would drop it unanswered. Give it a short grace: it
       // is answered with Connection: close, or the read times out.
-      stream_.expires_after(kFirstRequestGrace);
+      SetDeadline(kFirstRequestGrace);
       return;
     }
     beast::error_code ec;
-    stream_.socket().cancel(ec);
+    socket_.cancel(ec);
   }
 
   void DoRead() {
@@ -169,19 +170,19 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_.emplace();  // A fresh parser per request: limits and state never leak across.
     parser_->body_limit(server_->options.max_body_bytes);
     parser_->header_limit(static_cast<uint32_t>(server_->options.max_header_bytes));
-    stream_.expires_after(server_->options.read_timeout);
-    http::async_read(stream_, buffer_, *parser_,
+    SetDeadline(server_->options.read_timeout);
+    http::async_read(socket_, buffer_, *parser_,
                      beast::bind_front_handler(&Session::OnRead, shared_from_this()));
   }
 
   void OnRead(beast::error_code ec, size_t /*bytes*/) {
     reading_ = false;
+    if (timed_out_) return;  // The socket is closed.
     if (ec == http::error::end_of_stream || ec == net::error::operation_aborted) {
       closing_ = true;
       if (queue_.empty()) DoClose();
       return;
     }
-    if (ec == beast::error::timeout) return;  // The stream closed the socket.
     if (ec) {
       std::optional<HttpResponse> error = ReadErrorResponse(ec);
       if (error) {
@@ -279,10 +280,10 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void DoWrite() {
-    stream_.expires_after(server_->options.read_timeout);
+    SetDeadline(server_->options.read_timeout);
     const Outgoing& out = queue_.front();
     std::array<net::const_buffer, 2> buffers{net::buffer(out.head), net::buffer(out.body)};
-    net::async_write(stream_, buffers,
+    net::async_write(socket_, buffers,
                      beast::bind_front_handler(&Session::OnWrite, shared_from_this()));
   }
 
@@ -312,16 +313,45 @@ class Session : public std::enable_shared_from_this<Session> {
   // error response is not lost to a reset.
   void DoClose() {
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    socket_.shutdown(tcp::socket::shutdown_send, ec);
     if (ec || !linger_) return;
-    stream_.expires_after(std::min<Clock::duration>(kLingerTimeout, server_->options.read_timeout));
+    SetDeadline(std::min<Clock::duration>(kLingerTimeout, server_->options.read_timeout));
     DoLinger();
   }
 
   void DoLinger() {
     discard_.resize(16 << 10);
-    stream_.async_read_some(net::buffer(discard_),
+    socket_.async_read_some(net::buffer(discard_),
                             beast::bind_front_handler(&Session::OnLinger, shared_from_this()));
+  }
+
+  // Every read and write of the connection must finish by one deadline, set when an operation
+  // starts (as beast::tcp_stream's expires_after, which cost a timer insert and cancel per
+  // operation). The timer is re-armed only when the deadline moves earlier or when it fires
+  // before the deadline; past the deadline the socket is closed and pending operations end.
+  void SetDeadline(Clock::duration timeout) {
+    deadline_ = Clock::now() + timeout;
+    if (timer_armed_ && timer_expiry_ <= deadline_) return;  // OnTimer will look again.
+    ArmTimer();
+  }
+
+  void ArmTimer() {
+    timer_armed_ = true;
+    timer_expiry_ = deadline_;
+    timer_.expires_at(deadline_);  // Cancels an earlier wait, whose handler then does nothing.
+    // A weak reference: a pending timer must not keep a finished connection alive.
+    timer_.async_wait([weak = weak_from_this()](beast::error_code ec) {
+      if (auto self = weak.lock()) self->OnTimer(ec);
+    });
+  }
+
+  void OnTimer(beast::error_code ec) {
+    if (ec == net::error::operation_aborted) return;  // Re-armed (or closing): a newer wait runs.
+    timer_armed_ = false;
+    if (Clock::now() < deadline_) return ArmTimer();  // Operations started since: not yet.
+    timed_out_ = true;
+    beast::error_code ignored;
+    socket_.close(ignored);
   }
 
   void OnLinger(beast::error_code ec, size_t bytes) {
@@ -330,7 +360,12 @@ class Session : public std::enable_shared_from_this<Session> {
     DoLinger();
   }
 
-  beast::tcp_stream stream_;
+  tcp::socket socket_;
+  net::steady_timer timer_;         // Waits until timer_expiry_ while timer_armed_.
+  Clock::time_point deadline_;      // Pending operations must finish by then.
+  Clock::time_point timer_expiry_;  // When the armed timer fires: never after deadline_.
+  bool timer_armed_ = false;
+  bool timed_out_ = false;  // The deadline passed and the socket was closed.
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   // A response as sent: its serialized head (and small body), a large body apart, and whether
