@@ -10,6 +10,7 @@
 #include <cctype>
 #include <map>
 #include <string>
+#include <thread>
 
 #include "common/test_util.h"
 #include "shm/api.h"
@@ -324,6 +325,50 @@ TEST(SessionTest, SlowClientIsClosedByReadTimeout) {
   Response r;
   ASSERT_TRUE(other.Read(&r));
   EXPECT_EQ(r.status, 200);
+}
+
+// The single-threaded worker (no strand) enforces the same timeout.
+TEST(SessionTest, SlowClientIsClosedByReadTimeoutWithOneThread) {
+  test::ScopedSegment seg;
+  WorkerOptions options = WorkerProcess::SmallLimits();
+  options.threads = 1;
+  WorkerProcess worker(seg.get(), options);
+  Client client(worker.port());
+  ASSERT_TRUE(client.Send("GET /healthz HTTP/1.1\r\nHost:"));
+  EXPECT_TRUE(client.WaitClosed());
+  Client other(worker.port());
+  ASSERT_TRUE(other.Send(Request("GET", "/healthz")));
+  Response r;
+  ASSERT_TRUE(other.Read(&r));
+  EXPECT_EQ(r.status, 200);
+}
+
+// The read timeout bounds each operation, not the connection: a client that keeps sending
+// requests stays connected well past it (the worker's timer fires at the first deadline, finds
+// a later one and waits again), and is closed once it goes quiet.
+TEST(SessionTest, BusyConnectionOutlivesTheReadTimeoutThenIdleOneCloses) {
+  test::ScopedSegment seg;
+  for (int threads : {1, 2}) {
+    WorkerOptions options = WorkerProcess::SmallLimits();
+    options.threads = threads;
+    options.read_timeout = std::chrono::milliseconds(600);
+    WorkerProcess worker(seg.get(), options);
+    Client client(worker.port());
+    auto start = std::chrono::steady_clock::now();
+    int answered = 0;
+    // Requests 100 ms apart for three read timeouts.
+    while (std::chrono::steady_clock::now() - start < 3 * options.read_timeout) {
+      ASSERT_TRUE(
+          client.Send(Request("POST", "/v1/counters/busy" + std::to_string(threads) + "/incr")));
+      Response r;
+      ASSERT_TRUE(client.Read(&r)) << "closed after " << answered << " requests";
+      ASSERT_EQ(r.status, 200);
+      EXPECT_EQ(r.body, "{\"value\":" + std::to_string(++answered) + "}");
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    EXPECT_GE(answered, 5);
+    EXPECT_TRUE(client.WaitClosed()) << threads << " threads";
+  }
 }
 
 TEST(SessionTest, BearerTokenGuardsAllButHealthz) {
