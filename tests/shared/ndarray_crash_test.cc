@@ -35,26 +35,37 @@ std::vector<int32_t> ReadAll(const NdArray& a) {
   return out;
 }
 
+// A kRows x kCols int32 array of 7s named "a".
+NdArray SevensArray(Segment* seg) {
+  NdArray a;
+  EXPECT_TRUE(NdArray::Create(seg, "a", DType::kInt32, {kRows, kCols}, Scalar::Int(7), &a).ok());
+  return a;
+}
+
+// Runs `op` in a child armed to die at the crash point's `hit`-th arrival; checks that it died
+// there (returning means the point was never reached) and returns its pid.
+pid_t DieAtCrashPoint(const char* point, int hit, const std::function<Status()>& op) {
+  pid_t pid = test::ForkChild([&] {
+    SetCrashPoint(point, hit);
+    return op().ok() ? 0 : 1;
+  });
+  test::ChildExit exit = test::WaitChild(pid);
+  EXPECT_TRUE(exit.exited && exit.code == kCrashPointExitCode)
+      << point << " not reached: exit " << exit.code << ", signal " << exit.signal;
+  return pid;
+}
+
 // Runs `write` in a child armed to die at the crash point's `hit`-th arrival, then checks that
 // the array still holds its old values once this process takes the lock, that the undo record
 // was freed, and that the array takes writes again.
 void ExpectRolledBack(const char* point, int hit, const std::function<Status(NdArray&)>& write) {
   SCOPED_TRACE(std::string(point) + ":" + std::to_string(hit));
   test::ScopedSegment seg;
-  NdArray a;
-  ASSERT_TRUE(
-      NdArray::Create(seg.get(), "a", DType::kInt32, {kRows, kCols}, Scalar::Int(7), &a).ok());
+  NdArray a = SevensArray(seg.get());
   ArrayInfo before;
   ASSERT_TRUE(a.Info(&before).ok());
   size_t free_before = seg->free_bytes();
-  pid_t pid = test::ForkChild([&] {
-    SetCrashPoint(point, hit);
-    Status s = write(a);
-    return s.ok() ? 0 : 1;  // Reaching here means the crash point was never hit.
-  });
-  test::ChildExit exit = test::WaitChild(pid);
-  ASSERT_TRUE(exit.exited);
-  ASSERT_EQ(exit.code, kCrashPointExitCode);
+  pid_t pid = DieAtCrashPoint(point, hit, [&] { return write(a); });
 
   EXPECT_EQ(ReadAll(a), std::vector<int32_t>(kRows * kCols, 7));  // Repairs, then reads.
   ArrayInfo after;
@@ -102,22 +113,14 @@ TEST(NdArrayCrashTest, TypedUpdateDyingMidwayIsRolledBack) {
 void ExpectWholeWriteSettled(const char* point, int32_t expected) {
   SCOPED_TRACE(point);
   test::ScopedSegment seg;
-  NdArray a;
-  ASSERT_TRUE(
-      NdArray::Create(seg.get(), "a", DType::kInt32, {kRows, kCols}, Scalar::Int(7), &a).ok());
+  NdArray a = SevensArray(seg.get());
   ArrayInfo before;
   ASSERT_TRUE(a.Info(&before).ok());
   size_t free_before = seg->free_bytes();
   std::vector<int32_t> nines(kRows * kCols, 9);
-  pid_t pid = test::ForkChild([&] {
-    SetCrashPoint(point, 1);
-    std::string_view bytes(reinterpret_cast<const char*>(nines.data()),
-                           nines.size() * sizeof(int32_t));
-    return a.WriteSlice(Slice(), bytes).ok() ? 0 : 1;  // Reaching here: the point was missed.
-  });
-  test::ChildExit exit = test::WaitChild(pid);
-  ASSERT_TRUE(exit.exited);
-  ASSERT_EQ(exit.code, kCrashPointExitCode);
+  std::string_view bytes(reinterpret_cast<const char*>(nines.data()),
+                         nines.size() * sizeof(int32_t));
+  pid_t pid = DieAtCrashPoint(point, 1, [&] { return a.WriteSlice(Slice(), bytes); });
 
   EXPECT_EQ(ReadAll(a), std::vector<int32_t>(kRows * kCols, expected));
   ArrayInfo after;
@@ -194,18 +197,12 @@ TEST(NdArrayCrashTest, WholeArrayWritesRacingAtomicsFreeEveryBodyOnce) {
 TEST(NdArrayCrashTest, PinOfADeadProcessHoldsNothingBack) {
   test::ScopedSegment seg;
   size_t free_before = seg->free_bytes();
-  NdArray a;
-  ASSERT_TRUE(
-      NdArray::Create(seg.get(), "a", DType::kInt32, {kRows, kCols}, Scalar::Int(7), &a).ok());
+  NdArray a = SevensArray(seg.get());
   size_t free_with_array = seg->free_bytes();
-  pid_t pid = test::ForkChild([&] {
-    SetCrashPoint("array_atomic_pinned", 1);
-    Scalar old;
-    return a.FetchAdd({0, 0}, Scalar::Int(1), &old).ok() ? 0 : 1;  // Dies before the add.
+  Scalar old;
+  pid_t pid = DieAtCrashPoint("array_atomic_pinned", 1, [&] {
+    return a.FetchAdd({0, 0}, Scalar::Int(1), &old);
   });
-  test::ChildExit exit = test::WaitChild(pid);
-  ASSERT_TRUE(exit.exited);
-  ASSERT_EQ(exit.code, kCrashPointExitCode);
 
   std::vector<int32_t> nines(kRows * kCols, 9);
   ASSERT_TRUE(a.WriteSlice(Slice(), std::string_view(reinterpret_cast<const char*>(nines.data()),
