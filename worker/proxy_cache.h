@@ -35,7 +35,7 @@ class ProxyCache {
   template <typename Op>
   Status With(Segment* segment, std::string_view name, const Opener& open, Op&& op) {
     Proxy proxy;
-    Key key{segment, segment->shm_name(), std::string(name)};
+    KeyView key{segment, segment->shm_name(), name};
     bool cached = Lookup(key, &proxy);
     if (!cached) SHM_RETURN_IF_ERROR(OpenAndStore(key, open, &proxy));
     Status s = op(proxy);
@@ -47,15 +47,17 @@ class ProxyCache {
 
   // Forgets `name` (e.g. after this worker deleted it).
   void Forget(Segment* segment, std::string_view name) {
-    Erase(Key{segment, segment->shm_name(), std::string(name)});
+    Erase(KeyView{segment, segment->shm_name(), name});
   }
 
  private:
   // The shm name guards against a new segment mapped where a destroyed one was.
   using Key = std::tuple<Segment*, std::string, std::string>;
+  // Looks a Key up without copying the names (the map's comparator is transparent).
+  using KeyView = std::tuple<Segment*, std::string_view, std::string_view>;
   static constexpr size_t kMaxEntries = 8192;
 
-  bool Lookup(const Key& key, Proxy* proxy) {
+  bool Lookup(const KeyView& key, Proxy* proxy) {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = proxies_.find(key);
     if (it == proxies_.end()) return false;
@@ -63,21 +65,23 @@ class ProxyCache {
     return true;
   }
 
-  Status OpenAndStore(const Key& key, const Opener& open, Proxy* proxy) {
+  Status OpenAndStore(const KeyView& key, const Opener& open, Proxy* proxy) {
     SHM_RETURN_IF_ERROR(open(proxy));
     std::lock_guard<std::mutex> lock(mu_);
     if (proxies_.size() >= kMaxEntries) proxies_.clear();  // Bounded; re-opening is cheap enough.
-    proxies_.insert_or_assign(key, *proxy);
+    auto [segment, shm_name, name] = key;
+    proxies_.insert_or_assign(Key{segment, std::string(shm_name), std::string(name)}, *proxy);
     return Status::OK();
   }
 
-  void Erase(const Key& key) {
+  void Erase(const KeyView& key) {
     std::lock_guard<std::mutex> lock(mu_);
-    proxies_.erase(key);
+    auto it = proxies_.find(key);
+    if (it != proxies_.end()) proxies_.erase(it);
   }
 
   std::mutex mu_;
-  std::map<Key, Proxy> proxies_;  // GUARDED_BY(mu_)
+  std::map<Key, Proxy, std::less<>> proxies_;  // GUARDED_BY(mu_)
 };
 
 }  // namespace shm::api

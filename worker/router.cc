@@ -291,15 +291,15 @@ HttpResponse Router::Handle(const HttpRequest& request, Segment* segment, int wo
       if (s.IsConflict() && request.find(http::field::if_match) != request.end()) code = 412;
       return ErrorResponse(code, s.CodeName(), s.message(), request.version());
     }
+    response.version(request.version());
+    response.set("X-Worker-Pid", WorkerPidText());
+    response.prepare_payload();  // Throws for a body on a 204 or 304: a handler bug, so a 500.
   } catch (const std::exception& e) {
     return ErrorResponse(500, "Internal", std::string("handler failed: ") + e.what(),
                          request.version());
   } catch (...) {
     return ErrorResponse(500, "Internal", "handler failed", request.version());
   }
-  response.version(request.version());
-  response.set("X-Worker-Pid", WorkerPidText());
-  response.prepare_payload();
   return response;
 }
 

@@ -249,7 +249,7 @@ class Session : public std::enable_shared_from_this<Session> {
                std::string_view target, bool close) {
     if (close || server_->draining.load()) response.keep_alive(false);
     linger_ = linger_ || close;
-    response.prepare_payload();
+    // Respond and ErrorResponse prepare the payload; keep_alive() changes only Connection.
     unsigned status = response.result_int();
     server_->segment->CountResponse(server_->options.index, static_cast<int>(status));
     LogAccess(method, target, status, response.body().size(), start);

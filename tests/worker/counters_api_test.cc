@@ -73,6 +73,21 @@ TEST_F(CountersApiTest, StaleCachedProxyIsReopened) {
   EXPECT_EQ(ValueOf(Call(V::get, "/v1/counters/s")), 7);
 }
 
+// The cache is keyed by (segment, shm name, object name), looked up without copying the names:
+// names longer than a short-string buffer, and names that share a prefix, stay distinct.
+TEST_F(CountersApiTest, CachedProxiesAreKeyedByTheFullName) {
+  const std::string long_name = "a-counter-name-longer-than-any-short-string-buffer";
+  EXPECT_EQ(ValueOf(Call(V::post, "/v1/counters/" + long_name + "/incr")), 1);
+  EXPECT_EQ(ValueOf(Call(V::post, "/v1/counters/" + long_name + "/incr")), 2);
+  EXPECT_EQ(ValueOf(Call(V::post, "/v1/counters/" + long_name + "x/incr?by=10")), 10);
+  EXPECT_EQ(ValueOf(Call(V::post, "/v1/counters/a-counter/incr?by=20")), 20);
+  EXPECT_EQ(ValueOf(Call(V::get, "/v1/counters/" + long_name)), 2);
+  EXPECT_EQ(Call(V::delete_, "/v1/counters/" + long_name).result_int(), 204u);
+  EXPECT_EQ(Call(V::get, "/v1/counters/" + long_name).result_int(), 404u);
+  EXPECT_EQ(ValueOf(Call(V::get, "/v1/counters/" + long_name + "x")), 10);
+  EXPECT_EQ(ValueOf(Call(V::post, "/v1/counters/" + long_name + "/incr")), 1);
+}
+
 TEST_F(CountersApiTest, CompareAndSet) {
   EXPECT_EQ(Call(V::post, "/v1/counters/k/cas", R"({"expected":0,"value":1})").result_int(), 404u);
   Call(V::put, "/v1/counters/k", R"({"value": 5})");

@@ -185,6 +185,23 @@ TEST_F(RouterTest, ThrowingHandlerIs500AndRouterKeepsServing) {
   EXPECT_EQ(Get("/echo/a/x/b").result_int(), 200u);
 }
 
+// The response is complete when Handle returns: Content-Length is set, and a body that HTTP
+// forbids (on a 204) is the handler's bug, answered 500 instead of an exception.
+TEST_F(RouterTest, ResponsesArePreparedAndBadPayloadsAre500) {
+  HttpResponse r = Get("/echo/a/x/b?k=v");
+  EXPECT_EQ(r[http::field::content_length], std::to_string(r.body().size()));
+  router_.Add(http::verb::get, "/bad204", [](RequestContext&, HttpResponse* response) {
+    response->result(http::status::no_content);
+    response->body() = "not allowed";
+    return Status::OK();
+  });
+  HttpResponse bad;
+  ASSERT_NO_THROW(bad = Get("/bad204"));
+  EXPECT_EQ(bad.result_int(), 500u);
+  EXPECT_EQ(ErrorCode(bad), "Internal");
+  EXPECT_EQ(bad[http::field::content_length], std::to_string(bad.body().size()));
+}
+
 TEST(PercentDecodeTest, DecodesStrictly) {
   std::string out;
   ASSERT_TRUE(PercentDecode("a%2fb%2F+", false, &out).ok());
