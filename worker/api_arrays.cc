@@ -212,7 +212,7 @@ Status GetInfo(RequestContext& context, HttpResponse* response) {
 Status Delete(RequestContext& context, HttpResponse* response) {
   SHM_RETURN_IF_ERROR(api::CheckQueryKeys(context, {}));
   const std::string& name = context.params[0];
-  SHM_RETURN_IF_ERROR(api::DeleteObjectOfKind(context, name, ObjectKind::kArray, "an array"));
+  SHM_RETURN_IF_ERROR(api::DeleteObjectOfKind(context, name, ObjectKind::kArray));
   Arrays().Forget(context.segment, name);
   response->result(http::status::no_content);
   return Status::OK();

@@ -69,7 +69,7 @@ Status Put(RequestContext& context, HttpResponse* response) {
 Status Delete(RequestContext& context, HttpResponse* response) {
   SHM_RETURN_IF_ERROR(api::CheckQueryKeys(context, {}));
   const std::string& name = context.params[0];
-  SHM_RETURN_IF_ERROR(api::DeleteObjectOfKind(context, name, ObjectKind::kCounter, "a counter"));
+  SHM_RETURN_IF_ERROR(api::DeleteObjectOfKind(context, name, ObjectKind::kCounter));
   Counters().Forget(context.segment, name);
   response->result(http::status::no_content);
   return Status::OK();

@@ -89,8 +89,8 @@ Status GetField(RequestContext& context, HttpResponse* response) {
   return Status::OK();
 }
 
-// Body {"value": any JSON}. Read-modify-write of the whole session: two concurrent writes to one
-// session may lose one (use incr for counts); sessions are one client's state.
+// Body {"value": any JSON}. One read-modify-write of the session under its lock, so writes of
+// different keys from several workers at once all land.
 Status PutField(RequestContext& context, HttpResponse* response) {
   SHM_RETURN_IF_ERROR(api::CheckQueryKeys(context, {}));
   SHM_RETURN_IF_ERROR(CheckField(context.params[0]));
@@ -100,8 +100,8 @@ Status PutField(RequestContext& context, HttpResponse* response) {
   std::string id;
   object session;
   SHM_RETURN_IF_ERROR(LoadOrStartSession(context, response, &id, &session));
-  session[context.params[0]] = body["value"];
-  SHM_RETURN_IF_ERROR(WithSessions(context, [&](Sessions& s) { return s.Put(id, session); }));
+  SHM_RETURN_IF_ERROR(WithSessions(
+      context, [&](Sessions& s) { return s.SetField(id, context.params[0], body["value"]); }));
   api::SetJson(response, object{{"value", body["value"]}});
   return Status::OK();
 }
@@ -109,13 +109,10 @@ Status PutField(RequestContext& context, HttpResponse* response) {
 Status DeleteField(RequestContext& context, HttpResponse* response) {
   SHM_RETURN_IF_ERROR(api::CheckQueryKeys(context, {}));
   SHM_RETURN_IF_ERROR(CheckField(context.params[0]));
-  std::string id;
-  object session;
-  SHM_RETURN_IF_ERROR(LoadSession(context, &id, &session));
-  if (session.erase(context.params[0]) == 0) {
-    return Status::NotFound("session has no key '" + context.params[0] + "'");
-  }
-  SHM_RETURN_IF_ERROR(WithSessions(context, [&](Sessions& s) { return s.Put(id, session); }));
+  std::string id = CookieId(context);
+  if (id.empty()) return Status::NotFound("no session (no shmsid cookie)");
+  SHM_RETURN_IF_ERROR(
+      WithSessions(context, [&](Sessions& s) { return s.EraseField(id, context.params[0]); }));
   response->result(http::status::no_content);
   return Status::OK();
 }

@@ -156,17 +156,9 @@ Status JsonInt64(const json::object& object, std::string_view key, int64_t* valu
 
 Status CheckName(std::string_view name) { return ValidateName(name); }
 
-Status DeleteObjectOfKind(RequestContext& context, std::string_view name, ObjectKind kind,
-                          std::string_view kind_with_article) {
+Status DeleteObjectOfKind(RequestContext& context, std::string_view name, ObjectKind kind) {
   SHM_RETURN_IF_ERROR(CheckName(name));
-  ObjectInfo info;
-  SHM_RETURN_IF_ERROR(context.segment->registry().Lookup(name, &info));
-  if (info.kind != kind) {
-    return Status::WrongType("'" + std::string(name) + "' is a " +
-                             std::string(KindName(info.kind)) + ", not " +
-                             std::string(kind_with_article));
-  }
-  return context.segment->registry().Delete(name);
+  return context.segment->registry().Delete(name, kind);
 }
 
 bool IsUtf8(std::string_view text) {
