@@ -53,7 +53,13 @@ constexpr size_t kSpareBufferBytes = 64 << 10;
 // How long a draining worker still waits for the first request of a just-accepted connection.
 constexpr std::chrono::milliseconds kFirstRequestGrace{1000};
 
-class Session;
+// What the server needs of a connection whatever its executor type.
+class SessionBase {
+ public:
+  virtual ~SessionBase() = default;
+  // The worker is stopping: finish what was received, then close.
+  virtual void Drain() = 0;
+};
 
 // State shared by the listener, the sessions, the timers and the signal handler of one RunWorker.
 // The io_context is the last member, so it is destroyed first: handlers it still holds destroy
@@ -77,7 +83,7 @@ struct Server {
   std::atomic<bool> draining{false};
 
   std::mutex mu;
-  std::map<Session*, std::weak_ptr<Session>> sessions;  // GUARDED_BY(mu)
+  std::map<SessionBase*, std::weak_ptr<SessionBase>> sessions;  // GUARDED_BY(mu)
 
   net::io_context ioc;
 };
@@ -109,12 +115,18 @@ std::optional<HttpResponse> ReadErrorResponse(const beast::error_code& ec) {
   return ErrorResponse(400, "BadRequest", "malformed request: " + ec.message());
 }
 
-class Session : public std::enable_shared_from_this<Session> {
+// One connection. `Executor` is the io_context's own executor in a single-threaded worker and a
+// strand of it otherwise: a concrete type, so no operation pays for a polymorphic executor.
+template <typename Executor>
+class Session final : public SessionBase, public std::enable_shared_from_this<Session<Executor>> {
  public:
-  Session(tcp::socket&& socket, Server* server)
+  using Socket = net::basic_stream_socket<tcp, Executor>;
+  using Timer = net::basic_waitable_timer<Clock, net::wait_traits<Clock>, Executor>;
+
+  Session(Socket&& socket, Server* server)
       : socket_(std::move(socket)), timer_(socket_.get_executor()), server_(server) {}
 
-  ~Session() {
+  ~Session() override {
     std::lock_guard<std::mutex> lock(server_->mu);
     server_->sessions.erase(this);
     if (server_->draining.load() && server_->sessions.empty()) server_->ioc.stop();
@@ -123,17 +135,17 @@ class Session : public std::enable_shared_from_this<Session> {
   void Run() {
     {
       std::lock_guard<std::mutex> lock(server_->mu);
-      server_->sessions.emplace(this, weak_from_this());
+      server_->sessions.emplace(this, this->weak_from_this());
     }
     // Run on the connection's strand (or the single thread's executor): the handlers of one
     // session never run concurrently.
     net::dispatch(socket_.get_executor(),
-                  beast::bind_front_handler(&Session::DoRead, shared_from_this()));
+                  beast::bind_front_handler(&Session::DoRead, this->shared_from_this()));
   }
 
-  // The worker is stopping: finish what was received, then close. An idle connection closes now.
-  void Drain() {
-    net::dispatch(socket_.get_executor(), [self = shared_from_this()] { self->OnDrain(); });
+  // An idle connection closes now.
+  void Drain() override {
+    net::dispatch(socket_.get_executor(), [self = this->shared_from_this()] { self->OnDrain(); });
   }
 
  private:
@@ -172,7 +184,7 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->header_limit(static_cast<uint32_t>(server_->options.max_header_bytes));
     SetDeadline(server_->options.read_timeout);
     http::async_read(socket_, buffer_, *parser_,
-                     beast::bind_front_handler(&Session::OnRead, shared_from_this()));
+                     beast::bind_front_handler(&Session::OnRead, this->shared_from_this()));
   }
 
   void OnRead(beast::error_code ec, size_t /*bytes*/) {
@@ -284,7 +296,7 @@ class Session : public std::enable_shared_from_this<Session> {
     const Outgoing& out = queue_.front();
     std::array<net::const_buffer, 2> buffers{net::buffer(out.head), net::buffer(out.body)};
     net::async_write(socket_, buffers,
-                     beast::bind_front_handler(&Session::OnWrite, shared_from_this()));
+                     beast::bind_front_handler(&Session::OnWrite, this->shared_from_this()));
   }
 
   void OnWrite(beast::error_code ec, size_t /*bytes*/) {
@@ -313,7 +325,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // error response is not lost to a reset.
   void DoClose() {
     beast::error_code ec;
-    socket_.shutdown(tcp::socket::shutdown_send, ec);
+    socket_.shutdown(Socket::shutdown_send, ec);
     if (ec || !linger_) return;
     SetDeadline(std::min<Clock::duration>(kLingerTimeout, server_->options.read_timeout));
     DoLinger();
@@ -321,8 +333,9 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void DoLinger() {
     discard_.resize(16 << 10);
-    socket_.async_read_some(net::buffer(discard_),
-                            beast::bind_front_handler(&Session::OnLinger, shared_from_this()));
+    socket_.async_read_some(
+        net::buffer(discard_),
+        beast::bind_front_handler(&Session::OnLinger, this->shared_from_this()));
   }
 
   // Every read and write of the connection must finish by one deadline, set when an operation
@@ -340,7 +353,7 @@ class Session : public std::enable_shared_from_this<Session> {
     timer_expiry_ = deadline_;
     timer_.expires_at(deadline_);  // Cancels an earlier wait, whose handler then does nothing.
     // A weak reference: a pending timer must not keep a finished connection alive.
-    timer_.async_wait([weak = weak_from_this()](beast::error_code ec) {
+    timer_.async_wait([weak = this->weak_from_this()](beast::error_code ec) {
       if (auto self = weak.lock()) self->OnTimer(ec);
     });
   }
@@ -360,8 +373,8 @@ class Session : public std::enable_shared_from_this<Session> {
     DoLinger();
   }
 
-  tcp::socket socket_;
-  net::steady_timer timer_;         // Waits until timer_expiry_ while timer_armed_.
+  Socket socket_;
+  Timer timer_;                     // Waits until timer_expiry_ while timer_armed_.
   Clock::time_point deadline_;      // Pending operations must finish by then.
   Clock::time_point timer_expiry_;  // When the armed timer fires: never after deadline_.
   bool timer_armed_ = false;
@@ -405,11 +418,16 @@ class Listener : public std::enable_shared_from_this<Listener> {
   }
 
   void DoAccept() {
-    auto on_accept = beast::bind_front_handler(&Listener::OnAccept, shared_from_this());
+    using Plain = net::io_context::executor_type;
+    using Strand = net::strand<Plain>;
     if (server_->single_thread) {
-      acceptor_.async_accept(server_->ioc.get_executor(), std::move(on_accept));
+      acceptor_.async_accept(server_->ioc.get_executor(),
+                             beast::bind_front_handler(&Listener::OnAccept<Session<Plain>::Socket>,
+                                                       shared_from_this()));
     } else {
-      acceptor_.async_accept(net::make_strand(server_->ioc), std::move(on_accept));
+      acceptor_.async_accept(net::make_strand(server_->ioc),
+                             beast::bind_front_handler(&Listener::OnAccept<Session<Strand>::Socket>,
+                                                       shared_from_this()));
     }
   }
 
@@ -420,7 +438,8 @@ class Listener : public std::enable_shared_from_this<Listener> {
   }
 
  private:
-  void OnAccept(beast::error_code ec, tcp::socket socket) {
+  template <typename Socket>
+  void OnAccept(beast::error_code ec, Socket socket) {
     if (server_->draining.load() || ec == net::error::operation_aborted) return;
     if (ec) {
       // Out of descriptors or similar: wait a little rather than spin.
@@ -431,7 +450,8 @@ class Listener : public std::enable_shared_from_this<Listener> {
       });
       return;
     }
-    std::make_shared<Session>(std::move(socket), server_)->Run();
+    using Executor = typename Socket::executor_type;
+    std::make_shared<Session<Executor>>(std::move(socket), server_)->Run();
     DoAccept();
   }
 
@@ -458,7 +478,7 @@ void StartDrain(Server* server, Listener* listener, net::steady_timer* drain_tim
   drain_timer->async_wait([server](beast::error_code ec) {
     if (!ec) server->ioc.stop();
   });
-  std::vector<std::shared_ptr<Session>> live;
+  std::vector<std::shared_ptr<SessionBase>> live;
   {
     std::lock_guard<std::mutex> lock(server->mu);
     if (server->sessions.empty()) server->ioc.stop();
