@@ -56,6 +56,17 @@ class ProxyCache {
   // Looks a Key up without copying the names (the map's comparator is transparent).
   using KeyView = std::tuple<Segment*, std::string_view, std::string_view>;
   static constexpr size_t kMaxEntries = 8192;
+  // Orders Keys and KeyViews alike. Spelled out: comparing tuples of different element types
+  // through std::less<> does not compile with clang and libstdc++ in C++20 (the fuzz build).
+  struct KeyLess {
+    using is_transparent = void;
+    static KeyView View(const Key& k) { return {std::get<0>(k), std::get<1>(k), std::get<2>(k)}; }
+    static const KeyView& View(const KeyView& k) { return k; }
+    template <typename A, typename B>
+    bool operator()(const A& a, const B& b) const {
+      return View(a) < View(b);
+    }
+  };
 
   bool Lookup(const KeyView& key, Proxy* proxy) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -81,7 +92,7 @@ class ProxyCache {
   }
 
   std::mutex mu_;
-  std::map<Key, Proxy, std::less<>> proxies_;  // GUARDED_BY(mu_)
+  std::map<Key, Proxy, KeyLess> proxies_;  // GUARDED_BY(mu_)
 };
 
 }  // namespace shm::api
