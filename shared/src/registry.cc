@@ -109,6 +109,17 @@ void RebuildIndexLocked(Segment::Impl* seg) {
   reg.live.store(live);
 }
 
+// "'x' is a dict, not an array": the answer to opening or deleting an object as another kind.
+Status WrongKind(std::string_view name, ObjectKind actual, ObjectKind wanted) {
+  auto with_article = [](ObjectKind kind) {
+    std::string_view kind_name = KindName(kind);
+    return std::string(kind_name.find_first_of("aeiou") == 0 ? "an " : "a ") +
+           std::string(kind_name);
+  };
+  return Status::WrongType("'" + std::string(name) + "' is " + with_article(actual) + ", not " +
+                           with_article(wanted));
+}
+
 // Deletes a live entry. REQUIRES: registry lock; `index_pos` is its index word.
 Status DeleteLocked(Segment::Impl* seg, EntryRep* e, int64_t index_pos) {
   CowWriter writer(seg);
@@ -258,10 +269,7 @@ Status Registry::Open(std::string_view name, const OpenSpec& spec, ObjectRef* re
       SHM_RETURN_IF_ERROR(DeleteLocked(seg, e, pos));
     } else {
       auto kind = static_cast<ObjectKind>(e->kind.load());
-      if (kind != spec.kind) {
-        return Status::WrongType("'" + std::string(name) + "' is a " + std::string(KindName(kind)) +
-                                 ", not a " + std::string(KindName(spec.kind)));
-      }
+      if (kind != spec.kind) return WrongKind(name, kind, spec.kind);
       *ref = ObjectRef{segment_, e, e->incarnation.load()};
       return Status::OK();
     }
@@ -288,12 +296,7 @@ Status Registry::Delete(std::string_view name, ObjectKind kind) {
   bool expired = EntryExpiredNow(e);
   auto actual = static_cast<ObjectKind>(e->kind.load());
   if (kind != ObjectKind::kNone && actual != kind && !expired) {
-    auto with_article = [](ObjectKind k) {
-      std::string_view name = KindName(k);
-      return std::string(name.find_first_of("aeiou") == 0 ? "an " : "a ") + std::string(name);
-    };
-    return Status::WrongType("'" + std::string(name) + "' is " + with_article(actual) + ", not " +
-                             with_article(kind));
+    return WrongKind(name, actual, kind);
   }
   SHM_RETURN_IF_ERROR(DeleteLocked(seg, e, pos));
   if (expired) return Status::NotFound("no object named '" + std::string(name) + "'");
