@@ -737,13 +737,14 @@ bool TryGetWithoutLock(const ObjectRef& ref, std::string_view key, uint64_t hash
 Status Dict::Get(std::string_view key, DictValue* value) const {
   SHM_RETURN_IF_ERROR(ValidateKey(key));
   return CatchAtBoundary("dict", [&] {
-    if (ref_.valid() && TryGetWithoutLock(ref_, key, HashKey(key), value)) return Status::OK();
+    const uint64_t hash = HashKey(key);
+    if (ref_.valid() && TryGetWithoutLock(ref_, key, hash, value)) return Status::OK();
     std::optional<CowWriter> writer;  // Only to remove an expired entry.
     ObjectGuard guard;
     SHM_RETURN_IF_ERROR(guard.Lock(ref_));
     Locked d = ViewLocked(ref_);
     int64_t now = NowFor(d.rep);
-    Probe probe = FindLocked(d, key, HashKey(key));
+    Probe probe = FindLocked(d, key, hash);
     const DictEntryBlob* live = LiveBlob(d, probe, now);
     if (live == nullptr) {
       d.rep->misses.fetch_add(1, std::memory_order_relaxed);
