@@ -35,9 +35,7 @@ void CowWriter::ReleaseGarbage(void (*destroy)(Segment::Impl*, uint64_t)) {
   slot_->old_kind.store(0, std::memory_order_seq_cst);
   CrashPoint("before_free");
   if (!IsBlob(old_value)) return;
-  uint64_t entry = slot_->entry.load(std::memory_order_relaxed);
-  if (entry != 0)
-    segment_->Ptr<EntryRep>(entry)->reclaim_seq.fetch_add(1, std::memory_order_seq_cst);
+  segment_->NoteReclaim(slot_->entry.load(std::memory_order_relaxed));
   if (destroy != nullptr) {
     destroy(segment_, old_value);
   } else {

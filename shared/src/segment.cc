@@ -361,8 +361,7 @@ Status Segment::RecoverDeadProcess(pid_t pid, RecoveryReport* report) {
     uint64_t replaced = slot.old_off.exchange(0);
     auto replaced_kind = static_cast<ObjectKind>(slot.old_kind.exchange(0));
     if (IsBlob(replaced)) {
-      uint64_t entry = slot.entry.load();
-      if (entry != 0) impl->Ptr<EntryRep>(entry)->reclaim_seq.fetch_add(1);
+      impl->NoteReclaim(slot.entry.load());
       // A whole object body (a delete that died) is freed with everything it owns.
       if (replaced_kind != ObjectKind::kNone) {
         KindOpsFor(replaced_kind).destroy(impl, replaced);
