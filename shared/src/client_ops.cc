@@ -99,6 +99,12 @@ void Segment::SetSuccessor(uint64_t generation) {
   impl_->root()->successor_generation.store(generation, std::memory_order_release);
 }
 
+void Segment::MarkServing() { impl_->root()->serving.store(1, std::memory_order_release); }
+
+bool Segment::serving() const {
+  return impl_->root()->serving.load(std::memory_order_acquire) != 0;
+}
+
 std::vector<pid_t> Segment::SlotOwners() const {
   std::vector<pid_t> pids;
   Root* root = impl_->root();
