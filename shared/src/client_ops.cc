@@ -116,4 +116,16 @@ std::vector<pid_t> Segment::SlotOwners() const {
   return pids;
 }
 
+std::vector<pid_t> Segment::LiveClients() const {
+  pid_t manager = impl_->root()->creator_pid;
+  std::vector<pid_t> clients;
+  std::vector<WorkerInfo> workers = Workers();
+  for (pid_t pid : SlotOwners()) {
+    bool worker = std::any_of(workers.begin(), workers.end(),
+                              [pid](const WorkerInfo& w) { return w.pid == pid; });
+    if (!worker && pid != manager && ProcessAlive(pid)) clients.push_back(pid);
+  }
+  return clients;
+}
+
 }  // namespace shm

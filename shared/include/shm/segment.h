@@ -119,6 +119,9 @@ class Segment {
   bool serving() const;
   // Distinct pids that hold intent slots (workers and clients, live or dead).
   std::vector<pid_t> SlotOwners() const;
+  // Live processes holding intent slots that are neither in the worker table nor the manager
+  // that created the segment: the attached clients.
+  std::vector<pid_t> LiveClients() const;
 
   // Worker table. `index` < kMaxWorkers.
   static constexpr int kMaxWorkers = 256;
