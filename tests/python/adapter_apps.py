@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -63,6 +64,7 @@ def make_metrics_app():
     workers.inc()
     started.inc()
     pids.set(os.getpid())
+    largest = [0]
     registry = pc.CollectorRegistry()
     shmstate.prometheus.ShmstateCollector(registry)
     app = flask.Flask("metrics_app")
@@ -74,7 +76,8 @@ def make_metrics_app():
         work.inc(n)
         latency.observe(n / 10)
         size.observe(n)
-        if n > biggest.get():
+        if n > largest[0]:
+            largest[0] = n
             biggest.set(n)
         return "ok"
 
@@ -111,8 +114,10 @@ def gunicorn(app, name, workers=3, env=None, args=()):
     cmd = [sys.executable, "-m", "gunicorn", "--chdir", HERE, "-w", str(workers),
            "-b", f"127.0.0.1:{port}", "--graceful-timeout", "5", "--log-level", "warning",
            *args, app]
+    log = tempfile.TemporaryFile()  # Not a pipe: a full pipe would block the workers' logging.
     proc = subprocess.Popen(cmd, env=dict(os.environ, SHMSTATE_NAME=name, **(env or {})),
-                            stderr=subprocess.PIPE)
+                            stderr=log)
+    proc.log = lambda: (log.seek(0), log.read().decode(errors="replace"))[1]
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -122,7 +127,7 @@ def gunicorn(app, name, workers=3, env=None, args=()):
             except OSError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("gunicorn did not start: " + proc.stderr.read().decode())
+                raise RuntimeError("gunicorn did not start: " + proc.log())
             time.sleep(0.1)
         yield proc, port
     finally:
@@ -132,3 +137,4 @@ def gunicorn(app, name, workers=3, env=None, args=()):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        log.close()
