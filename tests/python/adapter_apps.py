@@ -1,10 +1,10 @@
 """WSGI apps for the adapter tests, run by gunicorn with several workers, and the helper that
 runs them. The server's name comes in SHMSTATE_NAME.
 
-  make_limits_app():  Flask + Flask-Limiter on shmstate://NAME; /limited allows LIMIT per hour, shared
-               by every worker; /pid answers the worker's pid.
-  make_metrics_app(): Flask + prometheus_client values in the segment; /work?n=.. counts, /metrics
-               scrapes every worker's values in one go; /pid answers the worker's pid.
+  make_limits_app():  Flask + Flask-Limiter on shmstate://NAME; /limited allows LIMIT
+                      (10/hour), shared by every worker; /pid answers the worker's pid.
+  make_metrics_app(): Flask + prometheus_client values in the segment; /work?n=.. counts,
+                      /metrics scrapes every worker's values in one go; /pid as above.
 """
 import contextlib
 import os

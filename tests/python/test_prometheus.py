@@ -131,7 +131,7 @@ def test_the_same_scrape_as_prometheus_clients_file_mode(server, tmp_path, resto
     release_shm()
     assert got == expected
     assert got[("c_total", (("who", "child"),))] == 4 * 300
-    assert got[("g_livesum", ())] == (0 + 7.25) + (10 + 7.25)  # children 0 and 1, and the parent's 0
+    assert got[("g_livesum", ())] == (0 + 7.25) + (10 + 7.25)  # children 0, 1 (and parent's 0)
     assert ("g_liveall", (("pid", "child3"),)) not in got
     assert got[("g_all", (("pid", "child3"),))] == 30 + 0.25
 
