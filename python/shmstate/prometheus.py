@@ -81,9 +81,12 @@ class _Store:
         self.meta = client.dict(prefix + ".meta")
         self.next_slot = client.counter(prefix + ".next")
         self.free = client.list(prefix + ".free")
-        self.fold_lock = client.lock(prefix + ".fold", ttl=30, timeout=30)
         self._chunks: Dict[int, shmstate.Array] = {}
         self._guard = threading.Lock()
+
+    def fold_lock(self) -> shmstate.Lock:
+        """A fresh handle (a Lock handle keeps its token: one per holder, thread-safe)."""
+        return self.client.lock(self.prefix + ".fold", ttl=30, timeout=30)
 
     def chunk(self, n: int) -> shmstate.Array:
         with self._guard:
@@ -243,7 +246,7 @@ def mark_process_dead(pid: int) -> int:
     gauges (counters need nothing). For gunicorn's ``child_exit`` hook; scrapes do the same for
     every pid they find gone. Returns the number of series dropped or folded."""
     store = _require_store()
-    with store.fold_lock:
+    with store.fold_lock():
         meta = {k.decode(): json.loads(v) for k, v in store.meta.items()}
         return _fold_dead(store, meta, only_pid=pid)
 
@@ -266,7 +269,7 @@ class ShmstateCollector:
 
     def collect(self) -> Iterable[Metric]:
         store = self._store or _require_store()
-        with store.fold_lock:
+        with store.fold_lock():
             meta = {k.decode(): json.loads(v) for k, v in store.meta.items()}
             _fold_dead(store, meta)
             meta, values = store.snapshot()

@@ -178,6 +178,52 @@ def test_recycled_processes_do_not_pile_up(server, restore_value_class):
     assert got[("g_max", ())] == 60 and got[("g_min", ())] == 1
 
 
+def test_concurrent_scrapes_while_workers_die_count_each_dead_gauge_once(server,
+                                                                        restore_value_class):
+    """Threads scrape while 40 children, one after another, set a `sum` gauge to 1 and die: every
+    scrape's sum lies between the children reaped before it began and those released, so a
+    dead process's gauge is seen once, never twice, while it is being folded."""
+    import threading
+    shmprom.enable(server.name, prefix="racing")
+    gauge = pc.Gauge("g_deaths", "x", multiprocess_mode="sum", registry=None)
+    gauge.set(0)
+    counts = {"released": 0, "reaped": 0}
+    failures, stop = [], threading.Event()
+
+    def scraper():
+        while not stop.is_set():
+            low = counts["reaped"]
+            got = scrape_shm([]).get(("g_deaths", ()), 0.0)
+            high = counts["released"]
+            if not low <= got <= high:
+                failures.append((low, got, high))
+
+    children = []  # Forked before the threads start (a fork beside threads could copy a held lock).
+    for _ in range(40):
+        gate_read, gate_write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.read(gate_read, 1)
+            gauge.set(1)
+            os._exit(0)
+        children.append((pid, gate_write))
+    threads = [threading.Thread(target=scraper) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        for pid, gate in children:
+            counts["released"] += 1
+            os.write(gate, b"x")
+            assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+            counts["reaped"] += 1
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert failures == []
+    assert scrape_shm([])[("g_deaths", ())] == 40
+
+
 def test_values_before_enable_and_errors(server, restore_value_class):
     shmprom.disable()
     with pytest.raises(shmstate.InvalidArgument, match="enable"):
