@@ -175,6 +175,14 @@ def python_targets(t, python, http, checks):
         other = http_lookup(http, target, 2, "incr")
         t.add("Seed app incr (gunicorn gthread 2x4)", ours and ours["rps"], name,
               other and other["rps"], goal, unit="req/s")
+    # Requests per second of server CPU (the apps' processes, and Redis for Flask + Redis): the
+    # figure that holds when the machine's load moves between the runs.
+    for target, name, goal in (("flask-redis-gthread", "Flask + Redis", 1.8),
+                               ("flask-global", "Flask global counter (wrong)", 0.9)):
+        other = http_lookup(http, target, 2, "incr")
+        t.add("Seed app incr: requests per server CPU-second", ours and ours["cpu"] and
+              1e6 / ours["cpu"], name, other and other["cpu"] and 1e6 / other["cpu"], goal,
+              unit="req/CPU-s")
     verdict = [c[4] for c in checks if len(c) >= 5 and c[0] == "flask-shmstate"]
     t.add_raw("Seed app: 100 concurrent increments answer 1..100",
               verdict[0] if verdict else "not measured", "-", None, "exact",
