@@ -228,6 +228,7 @@ int Serve(const ServerOptions& options, const std::function<void(Router*)>& add_
     close(listen_fd);
     return Fail(kExitStartFailed, s.message());
   }
+  segment->MarkServing();
   if (!options.listen.IsLoopback() && options.token.empty()) {
     SHM_LOG(kWarn) << "listening on " << options.listen.ToString()
                    << " without a token: anyone who can reach it can read and change the state "

@@ -421,6 +421,7 @@ void Supervisor::Rebuild(RebuildReason reason, size_t new_size) {
   SnapshotStats stats;
   Status copied = CopyIntoNewSegment(old_segment, next, &fresh, &stats);
   if (copied.ok()) {
+    fresh->MarkServing();
     old_segment->SetSuccessor(next.generation);  // Clients waiting in the old one follow.
     *segment_ = std::move(fresh);                // Unmaps the old generation in this process.
     Segment::Remove(old_name);

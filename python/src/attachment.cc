@@ -16,6 +16,9 @@ Status Attachment::AttachNewest(const std::string& prefix, std::shared_ptr<Segme
   for (const std::string& name : Segment::ListGenerations(prefix)) {
     std::unique_ptr<Segment> segment;
     Status s = Segment::Attach(name, &segment);
+    if (s.ok() && !segment->serving())
+      continue;  // Being filled by a rebuild: the older one
+                 // is draining and points at it when done.
     if (s.ok()) {
       *result = std::shared_ptr<Segment>(std::move(segment));
       return Status::OK();

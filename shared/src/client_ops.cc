@@ -99,6 +99,12 @@ void Segment::SetSuccessor(uint64_t generation) {
   impl_->root()->successor_generation.store(generation, std::memory_order_release);
 }
 
+void Segment::MarkServing() { impl_->root()->serving.store(1, std::memory_order_release); }
+
+bool Segment::serving() const {
+  return impl_->root()->serving.load(std::memory_order_acquire) != 0;
+}
+
 std::vector<pid_t> Segment::SlotOwners() const {
   std::vector<pid_t> pids;
   Root* root = impl_->root();
@@ -108,6 +114,18 @@ std::vector<pid_t> Segment::SlotOwners() const {
     if (pid != 0 && std::find(pids.begin(), pids.end(), pid) == pids.end()) pids.push_back(pid);
   }
   return pids;
+}
+
+std::vector<pid_t> Segment::LiveClients() const {
+  pid_t manager = impl_->root()->creator_pid;
+  std::vector<pid_t> clients;
+  std::vector<WorkerInfo> workers = Workers();
+  for (pid_t pid : SlotOwners()) {
+    bool worker = std::any_of(workers.begin(), workers.end(),
+                              [pid](const WorkerInfo& w) { return w.pid == pid; });
+    if (!worker && pid != manager && ProcessAlive(pid)) clients.push_back(pid);
+  }
+  return clients;
 }
 
 }  // namespace shm

@@ -127,6 +127,9 @@ struct Root {
   // The generation the state was copied into, once that copy is complete; 0 before (and when the
   // manager stopped instead). Attached clients follow it.
   std::atomic<uint64_t> successor_generation{0};
+  // Set by the manager once this segment holds the state it serves (restored at start, or the
+  // whole copy of a rebuild): clients never attach to a segment still being filled.
+  std::atomic<uint32_t> serving{0};
   RegistryRep registry;
   // Slots are claimed lowest first, and never beyond this mark: scans of every thread's slot
   // (pins) stop here instead of reading all kMaxIntentSlots.

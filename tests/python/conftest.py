@@ -21,6 +21,9 @@ SHMSTATE_BIN = os.environ.get("SHMSTATE_BIN", os.path.join(BUILD, "shmstate"))
 PYTHON_DIR = os.path.join(BUILD, "python")
 if PYTHON_DIR not in sys.path:
     sys.path.insert(0, PYTHON_DIR)
+# Child processes the tests start (writers, gunicorn) import the same build of the module.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [PYTHON_DIR] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
 
 
 class Server:

@@ -113,8 +113,15 @@ class Segment {
   // False if a live client thread was still inside an operation when `timeout` ran out.
   bool WaitForClientOps(std::chrono::milliseconds timeout);
   void SetSuccessor(uint64_t generation);
+  // Whether the manager has opened this segment to clients (after its start-up restore or its
+  // rebuild copy); clients attach only to such a segment.
+  void MarkServing();
+  bool serving() const;
   // Distinct pids that hold intent slots (workers and clients, live or dead).
   std::vector<pid_t> SlotOwners() const;
+  // Live processes holding intent slots that are neither in the worker table nor the manager
+  // that created the segment: the attached clients.
+  std::vector<pid_t> LiveClients() const;
 
   // Worker table. `index` < kMaxWorkers.
   static constexpr int kMaxWorkers = 256;
