@@ -32,7 +32,7 @@ except ImportError as error:  # pragma: no cover - only without Flask installed.
 
 from itsdangerous import BadSignature, Signer
 
-__all__ = ["ShmstateSession", "ShmstateSessionInterface", "ShmstateCache"]
+__all__ = ["ShmstateSession", "ShmstateSessionInterface"]  # + ShmstateCache with Flask-Caching
 
 logger = logging.getLogger(__name__)
 
@@ -175,6 +175,7 @@ except ImportError:  # Sessions work without Flask-Caching installed.
 _INT_TEXT = re.compile(rb"-?[0-9]{1,19}\Z")
 
 if _BaseCache is not None:
+    __all__.append("ShmstateCache")
 
     class ShmstateCache(_BaseCache):
         """A Flask-Caching backend in a shmstate dict, shared by every worker process.

@@ -10,6 +10,7 @@ import uuid
 import pytest
 
 import flask_test_app
+import shmstate
 from gunicorn_process import Gunicorn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -192,6 +193,10 @@ def test_cache_inc_dec(cache):
     assert cache.get("n") == 4
     cache.set("n", 10)
     assert cache.inc("n") == 11
+    cache.set("text", "abc")  # Pickled: not an integer, and left as it was.
+    with pytest.raises(shmstate.InvalidArgument):
+        cache.inc("text")
+    assert cache.get("text") == "abc"
 
 
 def test_cache_clear_only_removes_its_prefix(server, app, cache, st):
