@@ -277,17 +277,41 @@ def gunicorn(make_server):
     assert g.stop() == 0, g.log()
 
 
+def concurrent_gets(gunicorn, requests):
+    """GETs all `requests` ((path, headers)...) at once, each on its own connection."""
+    answers, errors = [None] * len(requests), []
+    start = threading.Barrier(len(requests))
+
+    def one(i, path, headers):
+        try:
+            start.wait(timeout=20)
+            answers[i] = (path, gunicorn.json("GET", path, headers=headers)[0])
+        except Exception as error:  # noqa: BLE001 - reported below.
+            errors.append(repr(error))
+
+    threads = [threading.Thread(target=one, args=(i, p, h)) for i, (p, h) in enumerate(requests)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors[:3]
+    return answers
+
+
 def test_gunicorn_workers_share_sessions_and_cache(gunicorn):
     status, headers, _ = gunicorn.request("POST", "/session/user", body=b"erin")
     assert status == 200
     cookie = headers["set-cookie"].split(";")[0]
     assert gunicorn.json("POST", "/cache/shared", body=b"hello")[0]["ok"] is True
+    # Bursts of concurrent requests, so that more than one worker answers (sequential requests
+    # may all reach the same idle worker); every answer must see the session and the cache.
     pids = set()
-    for _ in range(60):
-        session, _ = gunicorn.json("GET", "/session/user", headers={"Cookie": cookie})
-        cached, _ = gunicorn.json("GET", "/cache/shared")
-        assert session["value"] == "erin" and cached["value"] == "hello"
-        pids |= {session["pid"], cached["pid"]}
+    for _ in range(10):
+        answers = concurrent_gets(gunicorn, [("/session/user", {"Cookie": cookie}),
+                                             ("/cache/shared", {})] * 6)
+        for path, answer in answers:
+            assert answer["value"] == ("erin" if path.startswith("/session") else "hello")
+            pids.add(answer["pid"])
         if len(pids) >= 2:
             break
     assert len(pids) >= 2, "every request reached one worker; nothing shown"
