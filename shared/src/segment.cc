@@ -13,8 +13,6 @@
 #include <new>
 #include <vector>
 
-#include "cow.h"
-#include "kind_ops.h"
 #include "layout.h"
 #include "object_guard.h"
 #include "segment_impl.h"
@@ -183,16 +181,14 @@ void Segment::Impl::Free(uint64_t handle) {
   }
 }
 
-namespace {
-
-// Gives a slot with no commit in flight back to the pool; the owner pid goes last, as the CAS
-// that claims a slot looks at it first.
-void ReleaseSlot(IntentSlot& slot) {
+void ReleaseIntentSlot(IntentSlot& slot) {
   slot.pinned.store(0);
   slot.client_op.store(0);
   slot.owner_tid.store(0);
   slot.owner_pid.store(0);
 }
+
+namespace {
 
 struct CachedSlot {
   uint64_t instance_id = 0;
@@ -215,7 +211,7 @@ struct ThreadSlots {
       IntentSlot& slot = *c.slot;
       if (slot.owner_pid.load() != CurrentPid() || slot.owner_tid.load() != CurrentTid()) continue;
       if (slot.in_cs.load() || slot.new_off.load() || slot.old_off.load()) continue;
-      ReleaseSlot(slot);
+      ReleaseIntentSlot(slot);
     }
   }
 };
@@ -269,7 +265,7 @@ void Segment::Impl::ReleaseSlotsOfThisProcess() {
   for (IntentSlot& slot : root_->intents) {
     if (slot.owner_pid.load() != pid) continue;
     if (slot.in_cs.load() || slot.new_off.load() || slot.old_off.load()) continue;
-    ReleaseSlot(slot);
+    ReleaseIntentSlot(slot);
   }
 }
 
@@ -387,100 +383,6 @@ Status Segment::Probe() {
   SHM_RETURN_IF_ERROR(impl_->Allocate(8, &handle));
   impl_->Free(handle);
   return poisoned() ? Status::Poisoned("segment allocator is poisoned") : Status::OK();
-}
-
-Status Segment::RecoverDeadProcess(pid_t pid, RecoveryReport* report) {
-  RecoveryReport local;
-  if (report == nullptr) report = &local;
-  Impl* impl = impl_.get();
-  for (IntentSlot& slot : impl->root()->intents) {
-    if (slot.owner_pid.load() != pid) continue;
-    if (slot.in_cs.load()) {
-      // Taking the lock runs the owner-death repair, which resolves this slot.
-      uint64_t entry = slot.entry.load();
-      if (entry == 0) {
-        RegistryGuard guard;
-        SHM_RETURN_IF_ERROR(guard.Lock(impl));
-        ResolveIntentsLocked(impl, 0);
-      } else {
-        ObjectGuard guard;
-        SHM_RETURN_IF_ERROR(guard.LockEntry(impl, impl->Ptr<EntryRep>(entry)));
-        ResolveIntentsLocked(impl, entry);
-      }
-      ++report->intents_resolved;  // By the lock's owner-death repair, or just now.
-    }
-    uint64_t unpublished = slot.new_off.exchange(0);
-    if (IsBlob(unpublished)) {
-      impl->Free(unpublished);
-      ++report->blobs_freed;
-    }
-    uint64_t replaced = slot.old_off.exchange(0);
-    auto replaced_kind = static_cast<ObjectKind>(slot.old_kind.exchange(0));
-    if (IsBlob(replaced)) {
-      impl->NoteReclaim(slot.entry.load());
-      // A whole object body (a delete that died) is freed with everything it owns.
-      if (replaced_kind != ObjectKind::kNone) {
-        KindOpsFor(replaced_kind).destroy(impl, replaced);
-      } else {
-        impl->Free(replaced);
-      }
-      ++report->blobs_freed;
-    }
-    ReleaseSlot(slot);
-    ++report->slots_released;
-  }
-  return impl->root()->poisoned.load() ? Status::Poisoned("segment allocator is poisoned")
-                                       : Status::OK();
-}
-
-void Segment::RegisterWorker(int index, pid_t pid, uint32_t restarts) {
-  if (index < 0 || index >= kMaxWorkers) return;
-  WorkerSlot& w = impl_->root()->workers[index];
-  w.pid.store(pid);
-  w.restarts.store(restarts);
-  w.heartbeat_ms.store(SteadyNowMs());
-  w.started_ms.store(WallNowMs());
-}
-
-void Segment::Heartbeat(int index) {
-  if (index < 0 || index >= kMaxWorkers) return;
-  impl_->root()->workers[index].heartbeat_ms.store(SteadyNowMs(), std::memory_order_relaxed);
-}
-
-void Segment::CountResponse(int index, int http_status) {
-  if (index < 0 || index >= kMaxWorkers) return;
-  WorkerSlot& w = impl_->root()->workers[index];
-  w.requests.fetch_add(1, std::memory_order_relaxed);
-  if (http_status >= 500) {
-    w.errors.fetch_add(1, std::memory_order_relaxed);
-  } else if (http_status >= 400) {
-    w.client_errors.fetch_add(1, std::memory_order_relaxed);
-  }
-}
-
-int64_t Segment::LastHeartbeatMs(int index) const {
-  if (index < 0 || index >= kMaxWorkers) return 0;
-  return impl_->root()->workers[index].heartbeat_ms.load(std::memory_order_relaxed);
-}
-
-std::vector<WorkerInfo> Segment::Workers() const {
-  std::vector<WorkerInfo> result;
-  for (int i = 0; i < kMaxWorkers; ++i) {
-    const WorkerSlot& w = impl_->root()->workers[i];
-    pid_t pid = w.pid.load(std::memory_order_relaxed);
-    if (pid == 0) continue;
-    WorkerInfo info;
-    info.index = i;
-    info.pid = pid;
-    info.restarts = w.restarts.load(std::memory_order_relaxed);
-    info.heartbeat_ms = w.heartbeat_ms.load(std::memory_order_relaxed);
-    info.started_ms = w.started_ms.load(std::memory_order_relaxed);
-    info.requests = w.requests.load(std::memory_order_relaxed);
-    info.client_errors = w.client_errors.load(std::memory_order_relaxed);
-    info.server_errors = w.errors.load(std::memory_order_relaxed);
-    result.push_back(info);
-  }
-  return result;
 }
 
 }  // namespace shm

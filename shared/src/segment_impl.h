@@ -80,6 +80,10 @@ class Segment::Impl {
   uint64_t instance_id_;  // Distinguishes this mapping in thread-local slot caches.
 };
 
+// Gives a slot with no commit in flight back to the pool; the owner pid goes last, as the CAS
+// that claims a slot looks at it first.
+void ReleaseIntentSlot(IntentSlot& slot);
+
 }  // namespace shm
 
 #endif  // SHM_SRC_SEGMENT_IMPL_H_

@@ -1,0 +1,58 @@
+// Segment::RecoverDeadProcess: what the manager does for a process that died (a worker it
+// reaped, an attached client that is gone). See docs/crash-protocol.md, "The manager's recovery
+// of a dead process".
+#include "cow.h"
+#include "kind_ops.h"
+#include "layout.h"
+#include "object_guard.h"
+#include "segment_impl.h"
+#include "shm/registry.h"
+#include "shm/segment.h"
+
+namespace shm {
+
+Status Segment::RecoverDeadProcess(pid_t pid, RecoveryReport* report) {
+  RecoveryReport local;
+  if (report == nullptr) report = &local;
+  Impl* impl = impl_.get();
+  for (IntentSlot& slot : impl->root()->intents) {
+    if (slot.owner_pid.load() != pid) continue;
+    if (slot.in_cs.load()) {
+      // Taking the lock runs the owner-death repair, which resolves this slot.
+      uint64_t entry = slot.entry.load();
+      if (entry == 0) {
+        RegistryGuard guard;
+        SHM_RETURN_IF_ERROR(guard.Lock(impl));
+        ResolveIntentsLocked(impl, 0);
+      } else {
+        ObjectGuard guard;
+        SHM_RETURN_IF_ERROR(guard.LockEntry(impl, impl->Ptr<EntryRep>(entry)));
+        ResolveIntentsLocked(impl, entry);
+      }
+      ++report->intents_resolved;  // By the lock's owner-death repair, or just now.
+    }
+    uint64_t unpublished = slot.new_off.exchange(0);
+    if (IsBlob(unpublished)) {
+      impl->Free(unpublished);
+      ++report->blobs_freed;
+    }
+    uint64_t replaced = slot.old_off.exchange(0);
+    auto replaced_kind = static_cast<ObjectKind>(slot.old_kind.exchange(0));
+    if (IsBlob(replaced)) {
+      impl->NoteReclaim(slot.entry.load());
+      // A whole object body (a delete that died) is freed with everything it owns.
+      if (replaced_kind != ObjectKind::kNone) {
+        KindOpsFor(replaced_kind).destroy(impl, replaced);
+      } else {
+        impl->Free(replaced);
+      }
+      ++report->blobs_freed;
+    }
+    ReleaseIntentSlot(slot);
+    ++report->slots_released;
+  }
+  return impl->root()->poisoned.load() ? Status::Poisoned("segment allocator is poisoned")
+                                       : Status::OK();
+}
+
+}  // namespace shm
