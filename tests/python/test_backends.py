@@ -118,6 +118,11 @@ def cluster(workdir):
         # Every node knows every other one and the 3 masters cover all the slots.
         _wait_until(lambda: all(_cli(n.port, "cluster", "nodes").count("connected") == 6
                                 for n in nodes), 20, "every node connected")
+        # And each replica has synced with its master (else WAIT 1 cannot be satisfied yet).
+        for n in nodes:
+            _wait_until(lambda: "role:master" in _cli(n.port, "info", "replication") or
+                        "master_link_status:up" in _cli(n.port, "info", "replication"), 20,
+                        f"the replica {n.port} in sync")
         yield nodes
     finally:
         for n in nodes:
@@ -313,10 +318,13 @@ def test_lock_lease_and_fencing_tokens(st, n):
     assert held.release() is False  # Released already.
     short = st.lock(n("report"), ttl=0.2)
     stale = short.acquire()
-    assert stale > first  # Tokens only grow: a fencing token.
     taker = st.lock(n("report"), ttl=30, timeout=10)
     newer = taker.acquire()  # Waits for the 0.2 s lease to run out.
-    assert newer > stale
+    assert len({first, stale, newer}) == 3
+    if st.backend != "shm":
+        # On Redis the token is a fencing token: it only grows, per lock. (shm:// tokens are
+        # random: they prove the holder, they do not order holders; docs/scaling.md.)
+        assert first < stale < newer
     assert short.refresh(30) is False and short.release() is False  # Not ours any more.
     assert taker.info()["held"] and taker.release() is True
     with st.lock(n("report"), ttl=30, timeout=0):
@@ -521,45 +529,70 @@ def test_a_stopped_redis_raises_unavailable(workdir, n):
         shmstate.connect(f"redis://127.0.0.1:{node.port}")
 
 
-def test_master_failover_keeps_every_acknowledged_increment(cluster, n):
-    """With wait_replicas=1 an increment is acknowledged once its master and the master's one
-    replica have it. Kill the counter's master: its replica is promoted, and every increment
-    the client saw acknowledged is there afterwards; the others raised an error. Runs last:
-    the cluster keeps one master without a replica."""
-    st = shmstate.connect(_cluster_url(cluster, "?wait_replicas=1&wait_timeout=2"))
-    name = n("acked")
-    hits = st.counter(name)
-    probe = cluster[0].port
-    slot = int(_cli(probe, "cluster", "keyslot", f"ss:{{{name}}}").strip())
-    master_port = None
-    for line in _cli(probe, "cluster", "nodes").splitlines():
-        fields = line.split()
-        if "master" in fields[2]:
-            for r in fields[8:]:
+def _slot_owner(port, key):
+    """(master port, its replica's port) of the node serving key's slot."""
+    slot = int(_cli(port, "cluster", "keyslot", key).strip())
+    lines = [line.split() for line in _cli(port, "cluster", "nodes").splitlines() if line]
+    for f in lines:
+        if "master" in f[2] and "fail" not in f[2]:
+            for r in f[8:]:
                 lo, _, hi = r.partition("-")
                 if r[0] != "[" and int(lo) <= slot <= int(hi or lo):
-                    master_port = int(fields[1].split(":")[1].split("@")[0])
-    master = next(node for node in cluster if node.port == master_port)
+                    replica = next(int(g[1].split(":")[1].split("@")[0]) for g in lines
+                                   if g[3] == f[0])
+                    return int(f[1].split(":")[1].split("@")[0]), replica
+    raise AssertionError(f"no master serves slot {slot}")
 
-    acked, errors = [], 0
-    for _ in range(200):
-        acked.append(hits.incr())
-    master.kill()
-    deadline = time.monotonic() + 30
-    after = 0
-    while after < 200:
-        assert time.monotonic() < deadline, f"no failover within 30 s ({errors} errors)"
+
+def test_master_failover_keeps_every_acknowledged_increment(cluster, n):
+    """With wait_replicas=1 an increment is acknowledged once its master and the master's one
+    replica have it. A thread increments; once 200 are acknowledged the counter's master is
+    SIGKILLed under it (the thread stops at its next call). The replica takes over, and the
+    counter holds every acknowledged increment, plus at most the calls that raised. Runs last:
+    the cluster keeps a master without a replica."""
+    url = _cluster_url(cluster)
+    name = n("acked")
+    master_port, replica_port = _slot_owner(cluster[0].port, f"ss:{{{name}}}")
+    master = next(node for node in cluster if node.port == master_port)
+    hits = shmstate.connect(url + "?wait_replicas=1&wait_timeout=2").counter(name)
+    acked, errors, stop = [], [], threading.Event()
+
+    def increment():
+        while not stop.is_set():
+            try:
+                acked.append(hits.incr())
+            except shmstate.Unavailable as e:
+                errors.append(e)
+
+    writer = threading.Thread(target=increment)
+    writer.start()
+    try:
+        _wait_until(lambda: len(acked) >= 200 or not writer.is_alive(), 30, "200 increments")
+        master.kill()
+    finally:
+        stop.set()
+        writer.join(timeout=30)
+    assert not writer.is_alive()
+    _wait_until(lambda: _cli(replica_port, "role").startswith("master") and
+                "cluster_state:ok" in _cli(replica_port, "cluster", "info"), 30,
+                f"the replica {replica_port} to take over")
+
+    plain = shmstate.connect(url)  # No WAIT: the new master has no replica left.
+    value = None
+
+    def read():
+        nonlocal value
         try:
-            acked.append(hits.incr())
-            after += 1
+            value = plain.counter(name).value
+            return True
         except shmstate.Unavailable:
-            errors += 1
-            time.sleep(0.05)
-    assert errors > 0  # The master really went away under the client.
-    # One sequential client: each acknowledged value is larger than the one before by 1 plus
-    # at most the number of failed calls (a failed call may or may not have been applied), so
-    # no acknowledged increment was lost (a loss would repeat or lower a value).
-    assert acked[:200] == list(range(1, 201))
-    gaps = [b - a - 1 for a, b in zip(acked, acked[1:])]
-    assert all(g >= 0 for g in gaps) and sum(gaps) <= errors
-    assert hits.value == acked[-1]
+            return False
+    _wait_until(read, 30, "the counter to be served again")
+    assert acked == list(range(1, len(acked) + 1))  # One writer: each ack is the next value.
+    assert len(errors) <= 2  # The call in flight at the kill (and one more at most).
+    # Nothing acknowledged was lost; a call that raised may or may not have been applied.
+    assert len(acked) <= value <= len(acked) + len(errors)
+    # Without a replica a waiting write is applied but not acknowledged: an error, not a loss.
+    with pytest.raises(shmstate.Unavailable, match="not acknowledged"):
+        hits.incr()
+    assert plain.counter(name).incr() == value + 2
