@@ -500,31 +500,38 @@ class _Router:
                 raise _error(_shmstate.Unavailable, "Unavailable",
                              f"redis at {self.url}: {last} (not applied)")
 
+    def _acknowledged(self, node: redis.Redis, *command: Any) -> Any:
+        """command, then WAIT on the same connection; Unavailable unless enough replicas
+        acknowledged it."""
+        pipe = node.pipeline(transaction=False)
+        pipe.execute_command(*command)
+        pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+        result, acked = pipe.execute(raise_on_error=False)
+        if isinstance(result, Exception):
+            raise result
+        if isinstance(acked, Exception) or int(acked) < self.wait_replicas:
+            raise _error(_shmstate.Unavailable, "Unavailable",
+                         f"the write was not acknowledged by {self.wait_replicas} replica(s) "
+                         f"within {self.wait_timeout_ms} ms: it may or may not survive a failover")
+        return result
+
+    def command(self, key: bytes, *command: Any, write: bool = False) -> Any:
+        """One command on key's node (a write with wait_replicas waits for the replicas)."""
+        if write and self.wait_replicas > 0:
+            return self.call(key, lambda node: self._acknowledged(node, *command))
+        return self.call(key, lambda node: node.execute_command(*command))
+
     def run(self, script: _Script, keys: "list[bytes]", args: "list[Any]") -> Any:
-        """The script on keys[0]'s node; for a write with wait_replicas, WAIT on the same
-        connection (a pipeline) and Unavailable unless enough replicas acknowledged it."""
+        """The script on keys[0]'s node (a write with wait_replicas waits for the replicas)."""
         wait = script.write and self.wait_replicas > 0
+        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
 
         def once(node: redis.Redis) -> Any:
-            for _ in range(2):
-                try:
-                    if not wait:
-                        return node.evalsha(script.sha, len(keys), *keys, *args)
-                    pipe = node.pipeline(transaction=False)
-                    pipe.evalsha(script.sha, len(keys), *keys, *args)
-                    pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
-                    result, acked = pipe.execute(raise_on_error=False)
-                    if isinstance(result, Exception):
-                        raise result
-                    if isinstance(acked, Exception) or int(acked) < self.wait_replicas:
-                        raise _error(_shmstate.Unavailable, "Unavailable",
-                                     f"the write was not acknowledged by {self.wait_replicas} "
-                                     f"replica(s) within {self.wait_timeout_ms} ms: it may or "
-                                     "may not survive a failover")
-                    return result
-                except rex.NoScriptError:
-                    node.script_load(script.source)
-            raise _error(_shmstate.Internal, "Internal", "script load failed")
+            try:
+                return self._acknowledged(node, *command) if wait else node.execute_command(*command)
+            except rex.NoScriptError:
+                node.script_load(script.source)  # A new node, or one that restarted empty.
+                return self._acknowledged(node, *command) if wait else node.execute_command(*command)
 
         return self.call(keys[0], once)
 
@@ -655,16 +662,14 @@ class _List(_Object):
         total = _wait_s(wait, 0.0)
         k = self._list
         if total <= 0:
-            return self._r.call(k, lambda n: n.lpop(k) if e == b"left" else n.rpop(k))
+            return self._r.command(k, "LPOP" if e == b"left" else "RPOP", k, write=True)
         deadline = time.monotonic() + total
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
             slice_s = max(0.01, min(left, _BLOCK_SLICE_S))
-            block = (lambda n: n.blpop([k], slice_s)) if e == b"left" else (
-                lambda n: n.brpop([k], slice_s))
-            got = self._r.call(k, block)
+            got = self._r.command(k, "BLPOP" if e == b"left" else "BRPOP", k, slice_s, write=True)
             if got is not None:
                 return got[1]
 
