@@ -26,6 +26,7 @@ connection and raises ``Unavailable`` unless N replicas acknowledged it.
 
 from __future__ import annotations
 
+import hashlib
 import json as _json
 import os
 import time
@@ -174,7 +175,6 @@ class _Script:
 
     def __init__(self, body: str, *, write: bool = True, check_kind: bool = True) -> None:
         self.source = (_KIND_CHECK if check_kind else "") + body
-        import hashlib
         self.sha = hashlib.sha1(self.source.encode()).hexdigest()
         self.write = write
 
@@ -350,7 +350,9 @@ _SESSION_INCR = _Script(_SESSION_HEAD + """
 redis.call('HSET', KEYS[2], '@', '1')
 local ok, v = pcall(redis.call, 'HINCRBY', KEYS[2], ARGV[5], ARGV[6])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
-if not ok then return redis.error_reply('InvalidArgument: the field is not an integer, or the sum overflows') end
+if not ok then
+  return redis.error_reply('InvalidArgument: the field is not an integer, or the sum overflows')
+end
 return v
 """)
 _SESSION_DELETE = _Script(_SESSION_HEAD + "return redis.call('DEL', KEYS[2])")
@@ -389,7 +391,9 @@ if kind then
   if kind ~= ARGV[2] then
     return redis.error_reply('WrongType: ' .. ARGV[1] .. ' is a ' .. kind .. ', not a ' .. ARGV[2])
   end
-  if ARGV[3] == '1' then return redis.error_reply('AlreadyExists: array ' .. ARGV[1] .. ' exists') end
+  if ARGV[3] == '1' then
+    return redis.error_reply('AlreadyExists: array ' .. ARGV[1] .. ' exists')
+  end
   return redis.call('HGETALL', KEYS[1])
 end
 redis.call('HSET', KEYS[1], 'kind', 'array', 'dtype', ARGV[4], 'shape', ARGV[5], 'chunk', ARGV[6],
@@ -397,6 +401,8 @@ redis.call('HSET', KEYS[1], 'kind', 'array', 'dtype', ARGV[4], 'shape', ARGV[5],
 for i = 2, #KEYS do redis.call('SET', KEYS[i], ARGV[6 + i - 1]) end
 return redis.call('HGETALL', KEYS[1])
 """, check_kind=False)
+
+_META_GET = _Script("return redis.call('HGETALL', KEYS[1])", write=False, check_kind=False)
 
 # KEYS = meta; ARGV[1] = name, ARGV[2] = prefix of the object's keys.
 _DELETE = _Script("""
@@ -437,7 +443,8 @@ class _Router:
             for part in rest.split("/")[0].split(","):
                 host, _, port = part.strip().rpartition(":")
                 if not host or not port.isdigit():
-                    raise _invalid(f"expected redis+cluster://HOST:PORT[,HOST:PORT...], not {url!r}")
+                    raise _invalid("expected redis+cluster://HOST:PORT[,HOST:PORT...], "
+                                   f"not {url!r}")
                 nodes.append(ClusterNode(host, int(port)))
             try:
                 self.cluster = RedisCluster(startup_nodes=nodes, **self._kw)
@@ -450,7 +457,8 @@ class _Router:
             try:
                 self._single.ping()
             except (rex.ConnectionError, rex.TimeoutError, OSError) as e:
-                raise _error(_shmstate.Unavailable, "Unavailable", f"no Redis at {url}: {e}") from None
+                raise _error(_shmstate.Unavailable, "Unavailable",
+                             f"no Redis at {url}: {e}") from None
 
     def node_for(self, key: bytes) -> redis.Redis:
         if self.cluster is None:
@@ -526,12 +534,15 @@ class _Router:
         wait = script.write and self.wait_replicas > 0
         command = ("EVALSHA", script.sha, len(keys), *keys, *args)
 
+        def send(node: redis.Redis) -> Any:
+            return self._acknowledged(node, *command) if wait else node.execute_command(*command)
+
         def once(node: redis.Redis) -> Any:
             try:
-                return self._acknowledged(node, *command) if wait else node.execute_command(*command)
+                return send(node)
             except rex.NoScriptError:
                 node.script_load(script.source)  # A new node, or one that restarted empty.
-                return self._acknowledged(node, *command) if wait else node.execute_command(*command)
+                return send(node)
 
         return self.call(keys[0], once)
 
@@ -687,7 +698,8 @@ class _Lock(_Object):
         super().__init__(router, prefix, name)
         self._open(0, seq=0, acq=0)
 
-    def acquire(self, ttl: float, timeout: Optional[float] = None, owner: str = "") -> Optional[int]:
+    def acquire(self, ttl: float, timeout: Optional[float] = None,
+                owner: str = "") -> Optional[int]:
         ttl_ms = _ttl_ms(ttl)
         total = _wait_s(timeout, _MAX_WAIT_S)
         deadline = time.monotonic() + total
@@ -806,8 +818,7 @@ class _Array(_Object):
         meta_key = f"{prefix}:{{{name}}}".encode()
         keys, args = [meta_key], [name, "array"]
         if dtype is None and data is None:
-            reply = router.run(_Script("return redis.call('HGETALL', KEYS[1])", write=False),
-                               keys, args)
+            reply = router.run(_META_GET, keys, args)
             if not reply:
                 raise _error(_shmstate.NotFound, "NotFound", f"no array {name!r}")
             meta = dict(zip(reply[::2], reply[1::2]))
@@ -862,11 +873,16 @@ class _Array(_Object):
         except IndexError as e:
             raise _invalid(str(e)) from None
 
+    def _chunk_keys(self, first: int, last: int) -> "list[bytes]":
+        """The keys of the chunks holding bytes first..last."""
+        return [self._base + b":c:%d" % c
+                for c in range(first // self._chunk, last // self._chunk + 1)]
+
     def _read_range(self, lo: int, hi: int) -> tuple:
         """(version, elements lo..hi as a flat numpy array)."""
         item = self.dtype.itemsize
         first, last = lo * item, (hi + 1) * item - 1
-        keys = [self._base + b":c:%d" % c for c in range(first // self._chunk, last // self._chunk + 1)]
+        keys = self._chunk_keys(first, last)
         version, raw = self._run(_ARRAY_READ, keys, first % self._chunk, last - first + 1,
                                  self._chunk)
         return version, self._np.frombuffer(raw, dtype=self.dtype).copy()
@@ -892,14 +908,15 @@ class _Array(_Object):
         lo, hi = int(flat.min()), int(flat.max())
         item = self.dtype.itemsize
         first, last = lo * item, (hi + 1) * item - 1
-        keys = [self._base + b":c:%d" % c for c in range(first // self._chunk, last // self._chunk + 1)]
+        keys = self._chunk_keys(first, last)
         for _ in range(1000):
             version, values = self._read_range(lo, hi)
             result = change(values, flat - lo)
             if self._run(_ARRAY_WRITE, keys, first % self._chunk, last - first + 1, self._chunk,
                          version, values.tobytes()):
                 return result
-        raise _error(_shmstate.Conflict, "Conflict", f"array {self.name!r}: too many concurrent writers")
+        raise _error(_shmstate.Conflict, "Conflict",
+                     f"array {self.name!r}: too many concurrent writers")
 
     def write(self, key: Any, values: Any) -> None:
         src = self._np.asarray(values, dtype=self.dtype)

@@ -69,8 +69,8 @@ class RedisNode:
             args += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                      "--cluster-node-timeout", "1000"]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _wait_until(lambda: _cli(self.port, "ping").strip() == "PONG" or self.proc.poll() is not None,
-                    10, f"redis-server on {self.port}")
+        _wait_until(lambda: self.proc.poll() is not None or
+                    _cli(self.port, "ping").strip() == "PONG", 10, f"redis-server on {self.port}")
         assert self.proc.poll() is None, f"redis-server on {self.port} exited"
 
     def kill(self):
