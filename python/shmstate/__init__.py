@@ -49,13 +49,19 @@ def attach(name: str = "shmstate", *, follow_timeout: float = 10.0) -> "Client":
 
 
 def connect(url: str, **options: Any) -> "Client":
-    """``shm://NAME`` is :func:`attach` (NAME).  Other schemes are not available in this build."""
+    """``shm://NAME`` is :func:`attach` (NAME); ``redis://HOST:PORT[/DB]`` and
+    ``redis+cluster://HOST:PORT[,HOST:PORT...]`` give the same classes on Redis / Redis Cluster
+    (``options``: ``prefix``, ``wait_replicas``, ``wait_timeout``; see docs/scaling.md)."""
     scheme, sep, rest = url.partition("://")
     if not sep:
         raise InvalidArgument(f"not a URL: {url!r} (expected shm://NAME)")
     if scheme == "shm":
         return attach(rest or "shmstate", **options)
-    raise InvalidArgument(f"unsupported scheme {scheme!r} in {url!r} (expected shm://NAME)")
+    if scheme in ("redis", "rediss", "redis+cluster"):
+        from .redis_backend import RedisClient  # redis-py is imported only when used.
+        return Client(RedisClient(url, **options))
+    raise InvalidArgument(f"unsupported scheme {scheme!r} in {url!r} "
+                          "(expected shm://, redis:// or redis+cluster://)")
 
 
 class Client:
