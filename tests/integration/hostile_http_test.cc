@@ -336,9 +336,12 @@ class HostileHttpTest : public ::testing::Test {
     ASSERT_TRUE(server_.WorkerPids(&workers_after).ok());
     EXPECT_EQ(workers_after, workers_before_) << "a worker was replaced: it crashed or hung";
 
-    // Several connections open at once, so both workers get to accept some; bounded rounds.
+    // Several connections open at once, so both workers get to accept some; bounded in time
+    // (on a loaded machine one worker can take every connection of many rounds).
     std::set<std::string> pids;
-    for (int round = 0; round < 20 && pids.size() < 2; ++round) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    for (int round = 0;
+         round < 2000 && pids.size() < 2 && std::chrono::steady_clock::now() < deadline; ++round) {
       std::vector<std::unique_ptr<HttpClient>> clients;
       for (int i = 0; i < 8; ++i) clients.push_back(std::make_unique<HttpClient>(server_.port()));
       for (auto& client : clients) {
