@@ -227,3 +227,23 @@ def test_visible_through_http(r, server):
     base = "http://127.0.0.1:%d" % server.http_port
     assert urllib.request.urlopen(base + "/v1/dicts/redis:0/greeting").read() == b"hello"
     assert b'"length":1' in urllib.request.urlopen(base + "/v1/lists/jobs").read()
+
+
+def test_concurrent_incr_over_workers_counts_exactly(server):
+    server.client().delete("hits")
+    seen = []
+    lock = threading.Lock()
+
+    def worker():
+        client = server.client()
+        mine = [client.incr("hits") for _ in range(250)]
+        with lock:
+            seen.extend(mine)
+        client.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(seen) == list(range(1, 1001))
