@@ -462,12 +462,41 @@ void LLen(Call& c) {
   c.w.Integer(static_cast<int64_t>(length));
 }
 
+// List::Range answers at most kMaxRangeItems per call, so a longer range is read in chunks
+// (not atomically: docs/resp.md), up to kMaxRangeReplyBytes.
+constexpr size_t kMaxRangeReplyBytes = size_t{64} << 20;
+
 void LRange(Call& c) {
   int64_t start = 0, stop = 0;
   if (!ParseInt(c.args[2], &start) || !ParseInt(c.args[3], &stop)) return c.w.Error(kNotInteger);
   std::vector<std::string> items;
-  Status s = WithList(c.segment(), c.args[1], false,
-                      [&](List& l) { return l.Range(start, stop, &items); });
+  std::string error;
+  Status s = WithList(c.segment(), c.args[1], false, [&](List& l) {
+    uint64_t length = 0;
+    SHM_RETURN_IF_ERROR(l.Length(&length));
+    const int64_t n = static_cast<int64_t>(length);
+    int64_t first = start < 0 ? std::max<int64_t>(n + start, 0) : start;
+    int64_t last = stop < 0 ? n + stop : std::min<int64_t>(stop, n - 1);
+    size_t bytes = 0;
+    while (first <= last) {
+      std::vector<std::string> chunk;
+      bool truncated = false;
+      SHM_RETURN_IF_ERROR(l.Range(first, last, &chunk, &truncated));
+      if (chunk.empty()) break;
+      first += static_cast<int64_t>(chunk.size());
+      for (std::string& item : chunk) {
+        bytes += item.size();
+        items.push_back(std::move(item));
+      }
+      if (bytes > kMaxRangeReplyBytes) {
+        error = "ERR LRANGE reply would pass 64 MiB; ask for a smaller range";
+        return Status::OK();
+      }
+      if (!truncated) break;
+    }
+    return Status::OK();
+  });
+  if (!error.empty()) return c.w.Error(error);
   if (!s.ok()) return ListMissing(c, s, [&] { c.w.Array(0); });
   c.w.Array(items.size());
   for (const std::string& item : items) c.w.Bulk(item);

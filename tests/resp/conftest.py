@@ -21,7 +21,7 @@ class Server:
         self.name = name
         self.proc = subprocess.Popen(
             [BINARY, "serve", "--listen", "127.0.0.1:0", "--resp-listen", "127.0.0.1:0",
-             "--workers", "2", "--size", "64MiB", "--name", name, "--log-level", "warn",
+             "--workers", "2", "--size", "64MiB", "--name", name, "--log-level", os.environ.get("RESP_LOG", "warn"),
              *extra],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()

@@ -247,3 +247,14 @@ def test_concurrent_incr_over_workers_counts_exactly(server):
     for t in threads:
         t.join(60)
     assert sorted(seen) == list(range(1, 1001))
+
+
+def test_lrange_longer_than_one_chunk(r):
+    pipe = r.pipeline(transaction=False)
+    for i in range(0, 25000, 500):
+        pipe.rpush("long", *range(i, i + 500))
+    pipe.execute()
+    items = r.lrange("long", 0, -1)
+    assert len(items) == 25000 and items[0] == "0" and items[-1] == "24999"
+    assert r.lrange("long", -12000, -11999) == ["13000", "13001"]
+    assert len(r.lrange("long", 5, 20004)) == 20000
