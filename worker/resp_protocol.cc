@@ -9,6 +9,7 @@ namespace shm::resp {
 namespace {
 
 constexpr size_t kMaxLengthDigits = 20;  // A header line longer than this is garbage.
+constexpr size_t kMinBulkBytes = 6;      // "$0\r\n\r\n": the shortest argument.
 
 // Reads a decimal integer header line starting after its type byte at data[pos]. Returns the
 // position after its CRLF, 0 when the line is incomplete, or SIZE_MAX when malformed.
@@ -115,6 +116,7 @@ ParseStatus ParseInline(std::string_view data, const RespLimits& limits, ParsedC
       out->error = "Protocol error: too big inline request";
       return ParseStatus::kError;
     }
+    out->needed = data.size() + 1;
     return ParseStatus::kIncomplete;
   }
   if (newline > limits.max_inline_bytes) {
@@ -148,12 +150,16 @@ ParseStatus ParseCommand(std::string_view data, const RespLimits& limits, Parsed
   out->args.clear();
   out->storage.clear();
   out->consumed = 0;
+  out->needed = 0;
   out->error.clear();
   if (data.empty()) return ParseStatus::kIncomplete;
   if (data[0] != '*') return ParseInline(data, limits, out);
   int64_t count = 0;
   size_t pos = ReadLength(data, 1, &count);
-  if (pos == 0) return ParseStatus::kIncomplete;
+  if (pos == 0) {
+    out->needed = data.size() + 1;
+    return ParseStatus::kIncomplete;
+  }
   if (pos == SIZE_MAX || count > static_cast<int64_t>(limits.max_array_length)) {
     return Fail(out, "Protocol error: invalid multibulk length");
   }
@@ -161,22 +167,30 @@ ParseStatus ParseCommand(std::string_view data, const RespLimits& limits, Parsed
     out->consumed = pos;
     return ParseStatus::kEmpty;
   }
+  if (pos + static_cast<size_t>(count) * kMinBulkBytes > limits.max_command_bytes) {
+    return Fail(out, "Protocol error: command too large");
+  }
   // Reserve by what the bytes at hand can hold, not by what the header claims.
   out->args.reserve(std::min<size_t>(static_cast<size_t>(count), data.size() / 4 + 1));
+  auto incomplete = [&](size_t at_least, int64_t args_after) {
+    out->args.clear();
+    out->needed = at_least + static_cast<size_t>(args_after) * kMinBulkBytes;
+    return ParseStatus::kIncomplete;
+  };
   for (int64_t i = 0; i < count; ++i) {
-    if (pos >= data.size()) return ParseStatus::kIncomplete;
+    if (pos >= data.size()) return incomplete(pos + kMinBulkBytes, count - i - 1);
     if (data[pos] != '$') {
       return Fail(out, std::string("Protocol error: expected '$', got '") + data[pos] + "'");
     }
     int64_t length = 0;
     size_t body = ReadLength(data, pos + 1, &length);
-    if (body == 0) return ParseStatus::kIncomplete;
+    if (body == 0) return incomplete(data.size() + 1, count - i - 1);
     if (body == SIZE_MAX || length < 0 || static_cast<uint64_t>(length) > limits.max_bulk_bytes) {
       return Fail(out, "Protocol error: invalid bulk length");
     }
     size_t end = body + static_cast<size_t>(length);
     if (end > limits.max_command_bytes) return Fail(out, "Protocol error: command too large");
-    if (end + 2 > data.size()) return ParseStatus::kIncomplete;
+    if (end + 2 > data.size()) return incomplete(end + 2, count - i - 1);
     if (data[end] != '\r' || data[end + 1] != '\n') {
       return Fail(out, "Protocol error: bulk string not terminated by CRLF");
     }

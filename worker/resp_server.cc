@@ -143,15 +143,18 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     if (reading_ || closed_) return;
     if (in_.size() - used_ < kReadChunk) in_.resize(used_ + kReadChunk);
     reading_ = true;
-    if (!blocked_) {
-      idle_timer_.expires_after(server_->read_timeout());
-      idle_timer_.async_wait([weak = this->weak_from_this()](error_code ec) {
-        if (auto self = weak.lock(); self && !ec) self->OnIdle();
-      });
-    }
+    if (!blocked_) ArmIdleTimer();
     socket_.async_read_some(
         net::buffer(in_.data() + used_, in_.size() - used_),
         [self = this->shared_from_this()](error_code ec, size_t n) { self->OnRead(ec, n); });
+  }
+
+  // A connection must send its next command within the read timeout (a blocked pop excepted).
+  void ArmIdleTimer() {
+    idle_timer_.expires_after(server_->read_timeout());
+    idle_timer_.async_wait([weak = this->weak_from_this()](error_code ec) {
+      if (auto self = weak.lock(); self && !ec) self->OnIdle();
+    });
   }
 
   void OnIdle() {
@@ -178,10 +181,14 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
 
   // Runs every complete command in the buffer, in order, into one batch of replies.
   void Process() {
-    while (!blocked_ && !closing_ && out_.size() < kMaxPendingOutput) {
+    while (!blocked_ && !closing_ && out_.size() < kMaxPendingOutput && used_ - start_ >= needed_) {
       resp::ParseStatus status = resp::ParseCommand(
           std::string_view(in_.data() + start_, used_ - start_), server_->limits(), &parsed_);
-      if (status == resp::ParseStatus::kIncomplete) break;
+      needed_ = 0;
+      if (status == resp::ParseStatus::kIncomplete) {
+        needed_ = parsed_.needed;
+        break;
+      }
       if (status == resp::ParseStatus::kError) {
         resp::ReplyWriter(&out_, client_.protocol).Error("ERR " + parsed_.error);
         closing_ = true;
@@ -244,6 +251,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       return SchedulePoll();
     }
     blocked_ = false;
+    if (reading_) ArmIdleTimer();  // The read kept pending while blocked had no deadline.
     Process();
   }
 
@@ -286,6 +294,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   std::string in_;  // Received bytes; [start_, used_) not yet parsed.
   size_t start_ = 0;
   size_t used_ = 0;
+  size_t needed_ = 0;  // Bytes past start_ before parsing again can make progress.
   resp::ParsedCommand parsed_;
   std::string out_;      // Replies of the current batch.
   std::string sending_;  // The batch being written.

@@ -38,6 +38,9 @@ struct ParsedCommand {
                                        // point into `storage`.
   std::vector<std::string> storage;    // Owns inline arguments that needed unescaping.
   size_t consumed = 0;
+  // On kIncomplete: the parse cannot end before this many bytes are buffered (a lower bound),
+  // so a session need not parse again until then (a long command is not re-parsed per read).
+  size_t needed = 0;
   std::string error;
 };
 
