@@ -96,7 +96,7 @@ Status CheckSnapshotFolder(const std::string& path) {
 
 // Called with the lock file held, so no live manager owns these: a crashed run left them.
 void RemoveStaleSegments(const std::string& name) {
-  for (const std::string& stale : ListSegmentsOf(name)) {
+  for (const std::string& stale : Segment::ListGenerations(name)) {
     Status s = Segment::Remove(stale);
     SHM_LOG(kWarn) << "removed stale segment /dev/shm/" << stale << " left by a crashed run"
                    << (s.ok() ? "" : ": " + s.ToString());
@@ -173,6 +173,13 @@ SupervisorOptions MakeSupervisorOptions(const ServerOptions& options) {
 
 void AnnounceListening(const ServerOptions& options, uint16_t port, uint16_t resp_port,
                        const Segment& segment) {
+  if (options.workers == 0) {
+    std::string line = "shmstate: manager only (no HTTP workers), segment /dev/shm/" +
+                       segment.shm_name() + ", " + FormatSize(segment.size()) + "\n";
+    fputs(line.c_str(), stdout);
+    fflush(stdout);
+    return;
+  }
   ListenAddress actual = options.listen;
   actual.port = port;
   std::string line = "shmstate: listening on http://" + actual.ToString() + " (" +
@@ -218,11 +225,13 @@ int Serve(const ServerOptions& options, const std::function<void(Router*)>& add_
   RemoveStaleSegments(options.name);
   int listen_fd = -1;
   uint16_t port = 0;
-  s = OpenListener(options.listen, &listen_fd, &port);
-  if (!s.ok()) return Fail(kExitStartFailed, s.message());
+  if (options.workers > 0) {  // The manager alone serves nothing: no port to take.
+    s = OpenListener(options.listen, &listen_fd, &port);
+    if (!s.ok()) return Fail(kExitStartFailed, s.message());
+  }
   int resp_fd = -1;
   uint16_t resp_port = 0;
-  if (options.resp) {
+  if (options.resp && options.workers > 0) {
     s = OpenListener(options.resp_listen, &resp_fd, &resp_port);
     if (!s.ok()) {
       close(listen_fd);
@@ -236,6 +245,7 @@ int Serve(const ServerOptions& options, const std::function<void(Router*)>& add_
     if (resp_fd >= 0) close(resp_fd);
     return Fail(kExitStartFailed, s.message());
   }
+  segment->MarkServing();
   for (const ListenAddress* address : {&options.listen, &options.resp_listen}) {
     if (address == &options.resp_listen && !options.resp) continue;
     if (!address->IsLoopback() && options.token.empty()) {
@@ -258,6 +268,11 @@ int Serve(const ServerOptions& options, const std::function<void(Router*)>& add_
       code = Fail(kExitStartFailed, s.message());
     }
   }  // Every worker is reaped here.
+  // Attached clients stop writing before the final snapshot; they see no successor and fail.
+  segment->BeginDrain();
+  if (!segment->WaitForClientOps(std::chrono::milliseconds(2000))) {
+    SHM_LOG(kWarn) << "an attached client was still inside an operation at stop";
+  }
   if (!options.snapshot_path.empty() && !WriteFinalSnapshot(options, segment.get())) code = 1;
   std::string shm_name = segment->shm_name();
   segment.reset();

@@ -68,7 +68,8 @@ po::options_description ServeFlags() {
        "also speak the Redis protocol (RESP2/3) there; --token is the AUTH password (default "
        "off; HOST defaults to 127.0.0.1)")  //
       ("workers", po::value<std::string>()->value_name("N"),
-       "worker processes, 1-128 (default: number of cores)")  //
+       "worker processes, 0-128; 0 = the manager alone, for apps that attach in-process "
+       "(the Python module) and serve no HTTP (default: number of cores)")  //
       ("threads", po::value<std::string>()->value_name("T"),
        "threads per worker, 1-64 (default 1)")  //
       ("size", po::value<std::string>()->value_name("BYTES"),
@@ -123,7 +124,7 @@ Status ApplyFlags(const po::variables_map& vm, ServerOptions* options) {
   }
   if (vm.count("workers")) {
     SHM_RETURN_IF_ERROR(
-        IntInRange("workers", text("workers"), 1, ServerOptions::kMaxWorkers, &number));
+        IntInRange("workers", text("workers"), 0, ServerOptions::kMaxWorkers, &number));
     options->workers = static_cast<int>(number);
   }
   if (vm.count("threads")) {
@@ -301,7 +302,7 @@ Status ParseServerArgs(const std::vector<std::string>& args, const char* env_tok
     return Status::InvalidArgument("unknown command '" + args[0] + "' (try 'shmstate --help')");
   }
   ServerOptions result;
-  result.workers = default_workers;
+  result.workers = std::clamp(default_workers, 1, ServerOptions::kMaxWorkers);
   if (env_token != nullptr) result.token = env_token;
   po::variables_map vm;
   try {
@@ -327,9 +328,6 @@ Status ParseServerArgs(const std::vector<std::string>& args, const char* env_tok
     return Status::OK();
   }
   SHM_RETURN_IF_ERROR(ApplyFlags(vm, &result));
-  if (result.workers < 1 || result.workers > ServerOptions::kMaxWorkers) {
-    result.workers = std::clamp(result.workers, 1, ServerOptions::kMaxWorkers);
-  }
   *action = CliAction::kServe;
   *options = result;
   return Status::OK();

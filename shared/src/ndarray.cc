@@ -1133,14 +1133,36 @@ Status NdArray::ReadView(const Slice& slice, StridedView* view, std::string* byt
   // Outside the lock; a buffer of the right size already (a caller reading in a loop) is reused
   // without being cleared first.
   bytes->resize(static_cast<size_t>(view->size()) * DTypeSize(dtype_));
+  return CopyViewOut(*view, bytes->data());
+}
+
+Status NdArray::CopyViewOut(const StridedView& view, char* out) const {
   for (int attempt = 0; attempt < kUnlockedReadAttempts; ++attempt) {
-    if (TryCopyWithoutLock(ref_, *view, DTypeSize(dtype_), bytes->data())) return Status::OK();
+    if (TryCopyWithoutLock(ref_, view, DTypeSize(dtype_), out)) return Status::OK();
   }
   ObjectGuard guard;
   SHM_RETURN_IF_ERROR(guard.Lock(ref_));
-  Gather(DataOf(ref_.segment->impl(), ref_.entry->body.load()), *view, DTypeSize(dtype_),
-         bytes->data());
+  Gather(DataOf(ref_.segment->impl(), ref_.entry->body.load()), view, DTypeSize(dtype_), out);
   return Status::OK();
+}
+
+Status NdArray::SliceShape(const Slice& slice, std::vector<int64_t>* shape) const {
+  StridedView view;
+  SHM_RETURN_IF_ERROR(ViewOf(slice, &view));
+  *shape = std::move(view.shape);
+  return Status::OK();
+}
+
+Status NdArray::ReadSliceInto(const Slice& slice, void* out, size_t out_bytes) const {
+  StridedView view;
+  SHM_RETURN_IF_ERROR(ViewOf(slice, &view));
+  size_t needed = static_cast<size_t>(view.size()) * DTypeSize(dtype_);
+  if (out_bytes != needed) {
+    return Status::InvalidArgument("slice of shape " + ShapeToString(view.shape) + " needs " +
+                                   std::to_string(needed) + " bytes, the buffer holds " +
+                                   std::to_string(out_bytes));
+  }
+  return CopyViewOut(view, static_cast<char*>(out));
 }
 
 Status NdArray::WriteSlice(const Slice& slice, std::string_view bytes) {

@@ -205,6 +205,11 @@ class NdArray {
   Status ReadSlice(const Slice& slice, ArrayData* result) const;
   // Same, bytes only (C order, the array's dtype).
   Status ReadSlice(const Slice& slice, std::string* bytes) const;
+  // The shape of the slice's view (InvalidArgument for a slice that does not apply).
+  Status SliceShape(const Slice& slice, std::vector<int64_t>* shape) const;
+  // Copies the slice out, as ReadSlice, into `out` (C order, the array's dtype), which must hold
+  // exactly the view's bytes: for callers that own the buffer (a fresh numpy array).
+  Status ReadSliceInto(const Slice& slice, void* out, size_t out_bytes) const;
   // Writes C-order bytes of the array's dtype, exactly the slice's size, in place.
   Status WriteSlice(const Slice& slice, std::string_view bytes);
   // Writes `data` (any dtype, cast as by kFill) whose shape must equal the slice's shape.
@@ -277,6 +282,8 @@ class NdArray {
   Status ViewOf(const Slice& slice, StridedView* view) const;
   // Copies the slice's bytes out under the lock; *view gets the slice's view.
   Status ReadView(const Slice& slice, StridedView* view, std::string* bytes) const;
+  // Copies `view` (checked) into `out`, which holds its bytes.
+  Status CopyViewOut(const StridedView& view, char* out) const;
   // Element offset of a full index; InvalidArgument when out of range.
   Status ElementOffset(const std::vector<int64_t>& index, int64_t* offset) const;
   Status LoadMeta();
