@@ -258,3 +258,27 @@ def test_lrange_longer_than_one_chunk(r):
     assert len(items) == 25000 and items[0] == "0" and items[-1] == "24999"
     assert r.lrange("long", -12000, -11999) == ["13000", "13001"]
     assert len(r.lrange("long", 5, 20004)) == 20000
+
+
+def test_sigterm_stops_cleanly_with_resp_clients_connected(request):
+    from conftest import start
+    server = start(request)
+    idle = server.client()
+    assert idle.set("k", "v")
+    blocked = server.client(socket_timeout=20)
+    outcome = []
+
+    def wait():
+        try:
+            outcome.append(blocked.blpop("never", timeout=0))
+        except redis.ConnectionError:
+            outcome.append("closed")
+
+    t = threading.Thread(target=wait)
+    t.start()
+    time.sleep(0.2)  # Let the BLPOP arrive (any order is fine: the check is the exit code).
+    started = time.time()
+    assert server.stop() == 0
+    assert time.time() - started < 10
+    t.join(20)
+    assert outcome == ["closed"]
