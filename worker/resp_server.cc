@@ -204,7 +204,8 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       }
       if (client_.close_after_reply) closing_ = true;
     }
-    Compact();
+    // A pending read writes into in_ past used_: the buffer may move only between reads.
+    if (!reading_) Compact();
     if (!out_.empty() && !writing_) DoWrite();
     if (closing_ && !writing_ && out_.empty()) return Close();
     // Keep reading while blocked too: that is how a client that hangs up is noticed.

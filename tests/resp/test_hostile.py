@@ -80,3 +80,38 @@ def test_hundred_thousand_command_pipeline(server):
 
 def test_workers_survived(server):
     assert server.alive()
+
+
+def test_large_replies_while_more_commands_arrive(server):
+    # Replies past the session's 4 MiB batch bound pause parsing; writes then complete while the
+    # next read is pending, which must not move the buffer that read fills. The later commands
+    # differ from the first ones, so stale buffer bytes would show in the replies.
+    value = bytes(range(256)) * 800  # 200 KiB
+    r = server.client()
+    r.set("big", value)
+    r.delete("seq")
+    get = b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n"
+    incr = b"*2\r\n$4\r\nINCR\r\n$3\r\nseq\r\n"
+    one = b"$%d\r\n" % len(value) + value + b"\r\n"
+    expected = bytearray(one * 60)
+    s = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    s.sendall(get * 60)
+    received = bytearray()
+    n = 0
+    for round_ in range(4):
+        while len(received) < len(expected) - 30 * len(one):
+            chunk = s.recv(1 << 20)
+            assert chunk
+            received += chunk
+        for _ in range(30):
+            n += 1
+            s.sendall(incr[:9])
+            s.sendall(incr[9:] + get)
+            expected += b":%d\r\n" % n + one
+    while len(received) < len(expected):
+        chunk = s.recv(1 << 20)
+        assert chunk
+        received += chunk
+    s.close()
+    assert bytes(received) == bytes(expected)
+    assert_serving(server)
