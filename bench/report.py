@@ -6,6 +6,7 @@ Inputs, all optional (a missing file leaves its section empty, marked "not measu
   proxy.csv   Google Benchmark CSV                  single-threaded proxy operations
   mp.tsv      workload<TAB>procs<TAB>value<TAB>unit mp_driver (value < 0: the ops failed)
   refs.tsv    same format                           redis-benchmark, multiprocessing.Manager
+  resp.tsv    resp|cpu<TAB>test<TAB>pipeline<TAB>redis<TAB>shmstate   bench/resp_compare
   http.tsv    target<TAB>workers<TAB>route<TAB>label<TAB>RESULT k=v...<TAB>cpu_us=N
   checks.tsv  target<TAB>workers<TAB>check<TAB>label<TAB>verdict
   python.tsv  python<TAB>impl<TAB>op<TAB>procs<TAB>value<TAB>unit   bench/python_inproc.py
@@ -329,6 +330,31 @@ unset multiplot
     return os.path.exists(png)
 
 
+def resp_table(path):
+    """redis-benchmark against redis-server and shmstate's RESP listener, as ratios."""
+    rows = read_tsv(path)
+    if not rows:
+        return ["not measured"]
+    lines = ["| test | -P | redis-server | shmstate (2 workers) | ratio | goal |",
+             "|---|---|---|---|---|---|"]
+    for row in rows:
+        if len(row) != 5:
+            continue
+        kind, test, pipeline, redis, shm = row
+        redis, shm = float(redis), float(shm)
+        if kind == "cpu":
+            goal = "below Redis: %s" % ("met" if shm < redis else "NOT met")
+            lines.append("| server CPU per command (us) | %s | %.3f | %.3f | %.2fx | %s |" %
+                         (pipeline, redis, shm, ratio(shm, redis) or 0, goal))
+            continue
+        want = 2.0 if pipeline == "16" and test in ("GET", "INCR") else 1.5
+        met = redis > 0 and shm / redis >= want
+        lines.append("| %s | %s | %s | %s | %.2fx | >= %.1fx %s |" %
+                     (test, pipeline, human(redis), human(shm), ratio(shm, redis) or 0, want,
+                      "met" if met else "NOT met"))
+    return lines
+
+
 def main():
     src, out_md = sys.argv[1], sys.argv[2]
     facts = read_tsv(os.path.join(src, "facts.tsv"))
@@ -360,6 +386,10 @@ def main():
               "| reference | procs | ops/s |", "|---|---|---|"]
     lines += ["| %s | %d | %s |" % (k[0], k[1], human(v)) for k, v in refs.items()] or [
         "not measured"]
+    lines += ["", "## Redis protocol (redis-benchmark -c 50 -r 100000)", "",
+              "bench/resp_compare: the same redis-benchmark tests against redis-server and "
+              "against `shmstate serve --workers 2 --resp-listen`, in one run.", ""]
+    lines += resp_table(os.path.join(src, "resp.tsv"))
     lines += ["", "## HTTP (wrk -t2 -c64 --latency)", "",
               "Server CPU per request: utime+stime of the server's processes (and, for "
               "Flask, its Redis) before and after each wrk run, divided by the requests.", ""]

@@ -171,7 +171,8 @@ SupervisorOptions MakeSupervisorOptions(const ServerOptions& options) {
   return result;
 }
 
-void AnnounceListening(const ServerOptions& options, uint16_t port, const Segment& segment) {
+void AnnounceListening(const ServerOptions& options, uint16_t port, uint16_t resp_port,
+                       const Segment& segment) {
   if (options.workers == 0) {
     std::string line = "shmstate: manager only (no HTTP workers), segment /dev/shm/" +
                        segment.shm_name() + ", " + FormatSize(segment.size()) + "\n";
@@ -184,7 +185,13 @@ void AnnounceListening(const ServerOptions& options, uint16_t port, const Segmen
   std::string line = "shmstate: listening on http://" + actual.ToString() + " (" +
                      std::to_string(options.workers) +
                      (options.workers == 1 ? " worker" : " workers") + ", segment /dev/shm/" +
-                     segment.shm_name() + ", " + FormatSize(segment.size()) + ")\n";
+                     segment.shm_name() + ", " + FormatSize(segment.size()) + ")";
+  if (options.resp) {
+    ListenAddress resp = options.resp_listen;
+    resp.port = resp_port;
+    line += " and redis://" + resp.ToString();
+  }
+  line += "\n";
   fputs(line.c_str(), stdout);
   fflush(stdout);
 }
@@ -222,25 +229,40 @@ int Serve(const ServerOptions& options, const std::function<void(Router*)>& add_
     s = OpenListener(options.listen, &listen_fd, &port);
     if (!s.ok()) return Fail(kExitStartFailed, s.message());
   }
+  int resp_fd = -1;
+  uint16_t resp_port = 0;
+  if (options.resp && options.workers > 0) {
+    s = OpenListener(options.resp_listen, &resp_fd, &resp_port);
+    if (!s.ok()) {
+      close(listen_fd);
+      return Fail(kExitStartFailed, "--resp-listen: " + std::string(s.message()));
+    }
+  }
   std::unique_ptr<Segment> segment;
   s = CreateAndRestore(options, &segment);
   if (!s.ok()) {
     close(listen_fd);
+    if (resp_fd >= 0) close(resp_fd);
     return Fail(kExitStartFailed, s.message());
   }
   segment->MarkServing();
-  if (!options.listen.IsLoopback() && options.token.empty()) {
-    SHM_LOG(kWarn) << "listening on " << options.listen.ToString()
-                   << " without a token: anyone who can reach it can read and change the state "
-                      "(set --token or SHMSTATE_TOKEN)";
+  for (const ListenAddress* address : {&options.listen, &options.resp_listen}) {
+    if (address == &options.resp_listen && !options.resp) continue;
+    if (!address->IsLoopback() && options.token.empty()) {
+      SHM_LOG(kWarn) << "listening on " << address->ToString()
+                     << " without a token: anyone who can reach it can read and change the "
+                        "state (set --token or SHMSTATE_TOKEN)";
+    }
   }
   int code = 0;
   {
-    Supervisor supervisor(&segment, listen_fd, &router, MakeSupervisorOptions(options),
+    SupervisorOptions supervisor_options = MakeSupervisorOptions(options);
+    supervisor_options.worker.resp_listen_fd = resp_fd;  // Owned by the supervisor from now on.
+    Supervisor supervisor(&segment, listen_fd, &router, supervisor_options,
                           [&lock] { lock.Abandon(); });
     s = supervisor.Start();
     if (s.ok()) {
-      AnnounceListening(options, port, *segment);
+      AnnounceListening(options, port, resp_port, *segment);
       code = supervisor.Run();
     } else {
       code = Fail(kExitStartFailed, s.message());

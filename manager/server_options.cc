@@ -64,6 +64,9 @@ po::options_description ServeFlags() {
       ("help,h", "print this help and exit")  //
       ("listen", po::value<std::string>()->value_name("HOST:PORT"),
        "address to listen on; port 0 picks a free port (default 127.0.0.1:8080)")  //
+      ("resp-listen", po::value<std::string>()->value_name("HOST:PORT"),
+       "also speak the Redis protocol (RESP2/3) there; --token is the AUTH password (default "
+       "off; HOST defaults to 127.0.0.1)")  //
       ("workers", po::value<std::string>()->value_name("N"),
        "worker processes, 0-128; 0 = the manager alone, for apps that attach in-process "
        "(the Python module) and serve no HTTP (default: number of cores)")  //
@@ -113,6 +116,11 @@ Status ApplyFlags(const po::variables_map& vm, ServerOptions* options) {
   if (vm.count("listen")) {
     Status s = ParseListenAddress(text("listen"), &options->listen);
     if (!s.ok()) return Status::InvalidArgument("--listen: " + std::string(s.message()));
+  }
+  if (vm.count("resp-listen")) {
+    Status s = ParseListenAddress(text("resp-listen"), &options->resp_listen);
+    if (!s.ok()) return Status::InvalidArgument("--resp-listen: " + std::string(s.message()));
+    options->resp = true;
   }
   if (vm.count("workers")) {
     SHM_RETURN_IF_ERROR(

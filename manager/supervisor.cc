@@ -103,6 +103,7 @@ Supervisor::Supervisor(std::unique_ptr<Segment>* segment, int listen_fd, const R
                        const SupervisorOptions& options, std::function<void()> in_child)
     : segment_(segment),
       listen_fd_(listen_fd),
+      resp_listen_fd_(options.worker.resp_listen_fd),
       router_(router),
       options_(options),
       in_child_(std::move(in_child)),
@@ -119,6 +120,7 @@ Supervisor::~Supervisor() {
     close(child.pidfd);
   }
   if (listen_fd_ >= 0) close(listen_fd_);
+  if (resp_listen_fd_ >= 0) close(resp_listen_fd_);
   if (signal_fd_ >= 0) close(signal_fd_);
 }
 
@@ -362,6 +364,10 @@ void Supervisor::BeginShutdown(int64_t now_ms) {
   if (listen_fd_ >= 0) {
     close(listen_fd_);
     listen_fd_ = -1;
+  }
+  if (resp_listen_fd_ >= 0) {
+    close(resp_listen_fd_);
+    resp_listen_fd_ = -1;
   }
   for (auto& [pid, child] : children_) RequestStop(child, now_ms);
 }

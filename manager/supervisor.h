@@ -131,6 +131,7 @@ class Supervisor {
 
   std::unique_ptr<Segment>* const segment_;
   int listen_fd_;
+  int resp_listen_fd_;  // options_.worker.resp_listen_fd while open (closed when stopping).
   const Router* const router_;
   const SupervisorOptions options_;
   const std::function<void()> in_child_;

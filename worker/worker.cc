@@ -26,6 +26,7 @@
 #include "shm/api.h"
 #include "shm/http_wire.h"
 #include "shm/log.h"
+#include "shm/resp_server.h"
 
 namespace shm {
 namespace {
@@ -84,6 +85,12 @@ struct Server {
 
   std::mutex mu;
   std::map<SessionBase*, std::weak_ptr<SessionBase>> sessions;  // GUARDED_BY(mu)
+  std::shared_ptr<RespServer> resp;  // Set before the loop runs; null without --resp-listen.
+
+  // REQUIRES: mu. A draining worker stops once no HTTP or RESP connection is left.
+  void StopIfDrainedLocked() {
+    if (draining.load() && sessions.empty() && (!resp || resp->live() == 0)) ioc.stop();
+  }
 
   net::io_context ioc;
 };
@@ -129,7 +136,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   ~Session() override {
     std::lock_guard<std::mutex> lock(server_->mu);
     server_->sessions.erase(this);
-    if (server_->draining.load() && server_->sessions.empty()) server_->ioc.stop();
+    server_->StopIfDrainedLocked();
   }
 
   void Run() {
@@ -474,6 +481,7 @@ void StartDrain(Server* server, Listener* listener, net::steady_timer* drain_tim
   server->draining.store(true);
   StopBlockingWaits();
   listener->Stop();
+  if (server->resp) server->resp->Drain();
   drain_timer->expires_after(server->options.drain_timeout);
   drain_timer->async_wait([server](beast::error_code ec) {
     if (!ec) server->ioc.stop();
@@ -481,7 +489,7 @@ void StartDrain(Server* server, Listener* listener, net::steady_timer* drain_tim
   std::vector<std::shared_ptr<SessionBase>> live;
   {
     std::lock_guard<std::mutex> lock(server->mu);
-    if (server->sessions.empty()) server->ioc.stop();
+    server->StopIfDrainedLocked();
     for (auto& [raw, weak] : server->sessions) {
       if (auto session = weak.lock()) live.push_back(std::move(session));
     }
@@ -510,6 +518,19 @@ int RunWorker(Segment* segment, int listen_fd, const Router& router, const Worke
   if (!s.ok()) {
     SHM_LOG(kError) << "worker " << options.index << ": " << s.ToString();
     return 1;
+  }
+  if (options.resp_listen_fd >= 0) {
+    s = StartRespServer(
+        &server.ioc, server.single_thread, segment, options,
+        [&server] {
+          std::lock_guard<std::mutex> lock(server.mu);
+          server.StopIfDrainedLocked();
+        },
+        &server.resp);
+    if (!s.ok()) {
+      SHM_LOG(kError) << "worker " << options.index << ": " << s.ToString();
+      return 1;
+    }
   }
   net::steady_timer heartbeat(server.ioc);
   net::steady_timer drain_timer(server.ioc);

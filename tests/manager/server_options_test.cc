@@ -201,5 +201,19 @@ TEST(FormatSizeTest, HumanUnits) {
   EXPECT_EQ(FormatSize(10), "10 bytes");
 }
 
+TEST(ParseServerArgsTest, RespListenIsOffUnlessGivenAndLoopbackByDefault) {
+  ServerOptions o;
+  ASSERT_TRUE(Parse({"serve"}, &o).ok());
+  EXPECT_FALSE(o.resp);
+  ASSERT_TRUE(Parse({"serve", "--resp-listen", "6380"}, &o).ok());
+  EXPECT_TRUE(o.resp);
+  EXPECT_EQ(o.resp_listen.ToString(), "127.0.0.1:6380");
+  ASSERT_TRUE(Parse({"serve", "--resp-listen", "[::1]:0"}, &o).ok());
+  EXPECT_TRUE(o.resp_listen.ipv6);
+  Status s = Parse({"serve", "--resp-listen", "nowhere:1"}, &o);
+  EXPECT_TRUE(s.IsInvalidArgument());
+  EXPECT_NE(s.message().find("--resp-listen"), std::string_view::npos) << s.ToString();
+}
+
 }  // namespace
 }  // namespace shm

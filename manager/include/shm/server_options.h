@@ -33,6 +33,8 @@ struct ListenAddress {
 
 struct ServerOptions {
   ListenAddress listen;
+  bool resp = false;          // --resp-listen given: workers also speak RESP (docs/resp.md).
+  ListenAddress resp_listen;  // Where, when `resp`.
   int workers = 0;  // Number of worker processes (1..kMaxWorkers); the default is the core count.
   int threads = 1;  // Asio threads per worker (1..kMaxThreads).
   size_t segment_size = size_t{64} << 20;

@@ -22,7 +22,9 @@ struct WorkerOptions {
   size_t max_header_bytes = size_t{8} << 10;      // Larger headers get 431.
   std::chrono::milliseconds read_timeout{30000};  // Idle or slow client: connection closed.
   std::chrono::milliseconds drain_timeout{5000};  // Graceful stop bound.
-  std::string token;                              // Non-empty: Authorization: Bearer required.
+  std::string token;                              // Non-empty: Authorization: Bearer required
+                                                  // (and the RESP AUTH password).
+  int resp_listen_fd = -1;                        // >= 0: also serve RESP on this socket.
 };
 
 // Serves until asked to stop; returns the process exit code (0 on a clean stop).

@@ -1,0 +1,155 @@
+// The RESP parser, reply encoder and command dispatcher, without sockets.
+#include "shm/resp_protocol.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "common/test_util.h"
+#include "shm/resp_commands.h"
+
+namespace shm::resp {
+namespace {
+
+std::vector<std::string> Args(const ParsedCommand& parsed) {
+  return std::vector<std::string>(parsed.args.begin(), parsed.args.end());
+}
+
+TEST(RespParserTest, MultibulkCommand) {
+  std::string wire = "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n*1\r\n$4\r\nPING\r\n";
+  ParsedCommand parsed;
+  ASSERT_EQ(ParseCommand(wire, RespLimits(), &parsed), ParseStatus::kCommand);
+  EXPECT_EQ(Args(parsed), (std::vector<std::string>{"SET", "k", ""}));
+  EXPECT_EQ(parsed.consumed, wire.find("*1"));
+}
+
+TEST(RespParserTest, EveryPrefixIsIncomplete) {
+  std::string wire = "*2\r\n$3\r\nGET\r\n$5\r\nhello\r\n";
+  for (size_t n = 0; n < wire.size(); ++n) {
+    ParsedCommand parsed;
+    EXPECT_EQ(ParseCommand(wire.substr(0, n), RespLimits(), &parsed), ParseStatus::kIncomplete)
+        << n;
+  }
+}
+
+TEST(RespParserTest, InlineWithQuotes) {
+  ParsedCommand parsed;
+  ASSERT_EQ(ParseCommand("SET k \"a b\\x41\\n\" 'it\\'s'\r\n", RespLimits(), &parsed),
+            ParseStatus::kCommand);
+  EXPECT_EQ(Args(parsed), (std::vector<std::string>{"SET", "k", "a bA\n", "it's"}));
+  ASSERT_EQ(ParseCommand("   \r\n", RespLimits(), &parsed), ParseStatus::kEmpty);
+  EXPECT_EQ(parsed.consumed, 5u);
+  EXPECT_EQ(ParseCommand("SET \"open\r\n", RespLimits(), &parsed), ParseStatus::kError);
+  EXPECT_EQ(ParseCommand("SET \"a\"b\r\n", RespLimits(), &parsed), ParseStatus::kError);
+}
+
+TEST(RespParserTest, LimitsAndMalformedFraming) {
+  RespLimits limits;
+  limits.max_bulk_bytes = 10;
+  limits.max_array_length = 3;
+  limits.max_inline_bytes = 16;
+  limits.max_command_bytes = 30;
+  ParsedCommand parsed;
+  for (const char* bad :
+       {"*4\r\n", "*x\r\n", "*1\r\n$11\r\n", "*1\r\n$-1\r\n", "*1\r\n$1\r\nab\r\n", "*1\r\n*1\r\n",
+        "*1\r\n:1\r\n", "*99999999999999999999999\r\n",
+        "*2\r\n$10\r\n0123456789\r\n$10\r\n0123456789\r\n"}) {
+    EXPECT_EQ(ParseCommand(bad, limits, &parsed), ParseStatus::kError) << bad;
+    EXPECT_FALSE(parsed.error.empty());
+  }
+  EXPECT_EQ(ParseCommand(std::string(17, 'a'), limits, &parsed), ParseStatus::kError);
+  EXPECT_EQ(ParseCommand(std::string(16, 'a'), limits, &parsed), ParseStatus::kIncomplete);
+  // A header that claims much more than is here reserves nothing for it, and says how many
+  // bytes must arrive before parsing again is worth it.
+  limits = RespLimits();
+  ASSERT_EQ(ParseCommand("*500000\r\n$1\r\na\r\n", limits, &parsed), ParseStatus::kIncomplete);
+  EXPECT_GE(parsed.needed, 499999u * 6);
+  // More arguments than the command size limit can hold is refused at once.
+  EXPECT_EQ(ParseCommand("*1000000\r\n", limits, &parsed), ParseStatus::kError);
+}
+
+TEST(RespWriterTest, Resp2AndResp3) {
+  std::string two, three;
+  ReplyWriter w2(&two, 2), w3(&three, 3);
+  for (ReplyWriter* w : {&w2, &w3}) {
+    w->Null();
+    w->Map(1);
+    w->Bulk("a");
+    w->Double(1.5);
+    w->Error("ERR bad\r\nline");
+  }
+  EXPECT_EQ(two, "$-1\r\n*2\r\n$1\r\na\r\n$3\r\n1.5\r\n-ERR bad  line\r\n");
+  EXPECT_EQ(three, "_\r\n%1\r\n$1\r\na\r\n,1.5\r\n-ERR bad  line\r\n");
+}
+
+TEST(RespGlobTest, RedisPatterns) {
+  EXPECT_TRUE(GlobMatch("*", ""));
+  EXPECT_TRUE(GlobMatch("user:*:name", "user:42:name"));
+  EXPECT_FALSE(GlobMatch("user:*:name", "user:42:age"));
+  EXPECT_TRUE(GlobMatch("h?llo", "hallo"));
+  EXPECT_TRUE(GlobMatch("h[ae]llo", "hello"));
+  EXPECT_FALSE(GlobMatch("h[^e]llo", "hello"));
+  EXPECT_TRUE(GlobMatch("h[a-c]llo", "hbllo"));
+  EXPECT_TRUE(GlobMatch("a\\*b", "a*b"));
+  EXPECT_FALSE(GlobMatch("a\\*b", "axb"));
+}
+
+class RespDispatchTest : public ::testing::Test {
+ protected:
+  std::string Run(std::vector<std::string> command) {
+    std::vector<std::string_view> args(command.begin(), command.end());
+    std::string out;
+    BlockedPop blocked;
+    Outcome outcome = Execute(config_, &client_, args, &out, &blocked);
+    if (outcome == Outcome::kBlock) return "<blocked>";
+    return out;
+  }
+
+  void SetUp() override { config_.segment = segment_.get(); }
+
+  test::ScopedSegment segment_;
+  RespConfig config_;
+  RespClient client_;
+};
+
+TEST_F(RespDispatchTest, StringsCountersAndTypes) {
+  EXPECT_EQ(Run({"SET", "a", "1"}), "+OK\r\n");
+  EXPECT_EQ(Run({"incr", "a"}), ":2\r\n");
+  EXPECT_EQ(Run({"GET", "a"}), "$1\r\n2\r\n");
+  EXPECT_EQ(Run({"GET", "missing"}), "$-1\r\n");
+  EXPECT_EQ(Run({"RPUSH", "l", "x"}), ":1\r\n");
+  EXPECT_EQ(Run({"GET", "l"}).substr(0, 10), "-WRONGTYPE");
+  EXPECT_EQ(Run({"LPUSH", "a", "x"}).substr(0, 10), "-WRONGTYPE");
+  EXPECT_EQ(Run({"TYPE", "l"}), "+list\r\n");
+  EXPECT_EQ(Run({"GET"}), "-ERR wrong number of arguments for 'get' command\r\n");
+  EXPECT_EQ(Run({"FOO", "x"}), "-ERR unknown command 'FOO', with args beginning with: 'x' \r\n");
+}
+
+TEST_F(RespDispatchTest, BlockingPopBlocksOnlyWhenEmpty) {
+  EXPECT_EQ(Run({"BLPOP", "q", "0"}), "<blocked>");
+  Run({"RPUSH", "q", "job"});
+  EXPECT_EQ(Run({"BLPOP", "q", "0"}), "*2\r\n$1\r\nq\r\n$3\r\njob\r\n");
+  // Inside a transaction a blocking pop answers at once.
+  Run({"MULTI"});
+  EXPECT_EQ(Run({"BLPOP", "q", "0"}), "+QUEUED\r\n");
+  EXPECT_EQ(Run({"EXEC"}), "*1\r\n*-1\r\n");
+}
+
+TEST_F(RespDispatchTest, AuthIsRequiredWithAPassword) {
+  config_.password = "pw";
+  EXPECT_EQ(Run({"GET", "a"}), "-NOAUTH Authentication required.\r\n");
+  EXPECT_EQ(Run({"AUTH", "nope"}).substr(0, 10), "-WRONGPASS");
+  EXPECT_EQ(Run({"AUTH", "pw"}), "+OK\r\n");
+  EXPECT_EQ(Run({"GET", "a"}), "$-1\r\n");
+}
+
+TEST_F(RespDispatchTest, HelloSwitchesToResp3) {
+  std::string hello = Run({"HELLO", "3"});
+  EXPECT_EQ(hello.substr(0, 4), "%7\r\n");
+  EXPECT_EQ(Run({"GET", "missing"}), "_\r\n");
+  EXPECT_EQ(Run({"HELLO", "4"}), "-NOPROTO unsupported protocol version\r\n");
+}
+
+}  // namespace
+}  // namespace shm::resp

@@ -1,0 +1,82 @@
+// RespCommands: executes Redis commands against the shared segment (docs/resp.md has the
+// keyspace mapping and where shmstate differs from Redis).
+//
+// Pure with respect to I/O: a command goes in as its arguments, its reply comes out as RESP
+// bytes appended to a string, so unit tests and the fuzzer drive it without a socket. The only
+// command that cannot answer at once is a blocking pop (BLPOP/BRPOP) on empty lists: Execute
+// then returns kBlock with a BlockedPop that the session retries on a timer (TryBlockedPop),
+// so the worker's event loop never sleeps.
+// Process-safety: every call works through thread-safe proxies; a RespClient belongs to one
+// connection and is used by one handler at a time.
+#ifndef SHM_RESP_COMMANDS_H_
+#define SHM_RESP_COMMANDS_H_
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "shm/list.h"
+#include "shm/resp_protocol.h"
+#include "shm/segment.h"
+
+namespace shm::resp {
+
+// Constant for the life of a worker.
+struct RespConfig {
+  Segment* segment = nullptr;
+  int worker_index = 0;
+  std::string password;  // Non-empty: AUTH required (the server's --token).
+  int64_t started_ms = 0;
+};
+
+// A BLPOP/BRPOP waiting for one of its lists to get an item.
+struct BlockedPop {
+  std::vector<std::string> keys;
+  List::End end = List::End::kLeft;
+  std::chrono::steady_clock::time_point deadline;  // time_point::max(): wait forever.
+};
+
+// Per-connection state.
+struct RespClient {
+  uint64_t id = 0;
+  int protocol = 2;
+  bool authenticated = false;
+  bool close_after_reply = false;  // QUIT.
+  std::string name;
+  std::string address;  // Peer, for CLIENT INFO.
+  int64_t connected_ms = 0;
+  // MULTI: queued commands (owned copies); an error while queuing aborts EXEC.
+  bool in_multi = false;
+  bool multi_failed = false;
+  std::vector<std::vector<std::string>> queued;
+  // WATCH: string keys and the version (0 = absent) each had when watched.
+  std::vector<std::pair<std::string, uint64_t>> watched;
+};
+
+enum class Outcome {
+  kReplied,  // The reply was appended.
+  kBlock,    // Nothing appended yet: retry `blocked` with TryBlockedPop until it answers.
+};
+
+// Runs one command (args[0] is its name, any case).
+Outcome Execute(const RespConfig& config, RespClient* client,
+                const std::vector<std::string_view>& args, std::string* out, BlockedPop* blocked);
+
+// Retries a blocked pop: true when it answered (an item, a timeout's null, or an error).
+bool TryBlockedPop(const RespConfig& config, RespClient* client, const BlockedPop& blocked,
+                   std::string* out);
+
+// A fresh connection id (unique within the server's lifetime, across workers).
+uint64_t NextClientId(Segment* segment, int worker_index);
+
+// Wall-clock milliseconds (expiry times, CLIENT INFO ages).
+int64_t NowMs();
+
+// Counts for INFO, per worker process.
+void CountConnection(int delta);
+
+}  // namespace shm::resp
+
+#endif  // SHM_RESP_COMMANDS_H_

@@ -1,0 +1,39 @@
+// RespServer: the RESP (Redis protocol) listener of one worker, on the worker's io_context.
+//
+// Each connection is a session in the Beast style (DoRead/OnRead/DoWrite/OnWrite kept alive by
+// shared_from_this): it parses every complete command in its buffer, answers them in order with
+// one write per batch (pipelining), bounds what it buffers, closes idle connections, and parks a
+// blocking pop on a timer so the event loop never sleeps. The commands themselves are the pure
+// functions of shm/resp_commands.h.
+// Process-safety: one RespServer per worker process; its methods run on the io_context threads.
+#ifndef SHM_RESP_SERVER_H_
+#define SHM_RESP_SERVER_H_
+
+#include <boost/asio/io_context.hpp>
+#include <functional>
+#include <memory>
+
+#include "shm/segment.h"
+#include "shm/status.h"
+#include "shm/worker.h"
+
+namespace shm {
+
+class RespServer {
+ public:
+  virtual ~RespServer() = default;
+  // Stops accepting and closes every connection once its in-flight command is answered.
+  virtual void Drain() = 0;
+  // Connections still open.
+  virtual size_t live() const = 0;
+};
+
+// Adopts `options.resp_listen_fd` and starts accepting. `on_drained` runs (on a loop thread)
+// when the last connection closes after Drain().
+Status StartRespServer(boost::asio::io_context* ioc, bool single_thread, Segment* segment,
+                       const WorkerOptions& options, std::function<void()> on_drained,
+                       std::shared_ptr<RespServer>* result);
+
+}  // namespace shm
+
+#endif  // SHM_RESP_SERVER_H_

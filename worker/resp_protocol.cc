@@ -1,0 +1,350 @@
+// RESP parsing and reply encoding (see shm/resp_protocol.h).
+#include "shm/resp_protocol.h"
+
+#include <charconv>
+#include <cmath>
+#include <cstring>
+
+namespace shm::resp {
+namespace {
+
+constexpr size_t kMaxLengthDigits = 20;  // A header line longer than this is garbage.
+constexpr size_t kMinBulkBytes = 6;      // "$0\r\n\r\n": the shortest argument.
+
+// Reads a decimal integer header line starting after its type byte at data[pos]. Returns the
+// position after its CRLF, 0 when the line is incomplete, or SIZE_MAX when malformed.
+size_t ReadLength(std::string_view data, size_t pos, int64_t* value) {
+  size_t cr = data.find('\r', pos);
+  if (cr == std::string_view::npos) {
+    return data.size() - pos > kMaxLengthDigits + 1 ? SIZE_MAX : 0;
+  }
+  if (cr - pos > kMaxLengthDigits + 1) return SIZE_MAX;
+  if (cr + 1 >= data.size()) return 0;
+  if (data[cr + 1] != '\n') return SIZE_MAX;
+  const char* begin = data.data() + pos;
+  const char* end = data.data() + cr;
+  if (begin == end) return SIZE_MAX;
+  auto [ptr, ec] = std::from_chars(begin, end, *value);
+  if (ec != std::errc() || ptr != end) return SIZE_MAX;
+  return cr + 2;
+}
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+bool IsSpace(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
+// Splits an inline line as Redis's sdssplitargs does: words separated by blanks, "double quoted"
+// with \n \r \t \b \a \\ \" \xHH escapes, or 'single quoted' with \'. False on unbalanced quotes
+// or a closing quote not followed by a blank.
+bool SplitInline(std::string_view line, ParsedCommand* out) {
+  size_t i = 0;
+  while (true) {
+    while (i < line.size() && IsSpace(line[i])) ++i;
+    if (i == line.size()) return true;
+    if (line[i] != '"' && line[i] != '\'') {
+      size_t start = i;
+      while (i < line.size() && !IsSpace(line[i])) ++i;
+      out->args.push_back(line.substr(start, i - start));
+      continue;
+    }
+    const char quote = line[i++];
+    std::string word;
+    bool closed = false;
+    while (i < line.size()) {
+      char c = line[i];
+      if (quote == '"' && c == '\\' && i + 1 < line.size()) {
+        char e = line[i + 1];
+        if (e == 'x' && i + 3 < line.size() && HexValue(line[i + 2]) >= 0 &&
+            HexValue(line[i + 3]) >= 0) {
+          word.push_back(static_cast<char>(HexValue(line[i + 2]) * 16 + HexValue(line[i + 3])));
+          i += 4;
+          continue;
+        }
+        switch (e) {
+          case 'n':
+            word.push_back('\n');
+            break;
+          case 'r':
+            word.push_back('\r');
+            break;
+          case 't':
+            word.push_back('\t');
+            break;
+          case 'b':
+            word.push_back('\b');
+            break;
+          case 'a':
+            word.push_back('\a');
+            break;
+          default:
+            word.push_back(e);
+            break;
+        }
+        i += 2;
+        continue;
+      }
+      if (quote == '\'' && c == '\\' && i + 1 < line.size() && line[i + 1] == '\'') {
+        word.push_back('\'');
+        i += 2;
+        continue;
+      }
+      if (c == quote) {
+        ++i;
+        closed = true;
+        break;
+      }
+      word.push_back(c);
+      ++i;
+    }
+    if (!closed || (i < line.size() && !IsSpace(line[i]))) return false;
+    out->storage.push_back(std::move(word));
+    out->args.emplace_back();  // Pointed at storage once it stops moving.
+  }
+}
+
+ParseStatus ParseInline(std::string_view data, const RespLimits& limits, ParsedCommand* out) {
+  size_t newline = data.find('\n');
+  if (newline == std::string_view::npos) {
+    if (data.size() > limits.max_inline_bytes) {
+      out->error = "Protocol error: too big inline request";
+      return ParseStatus::kError;
+    }
+    out->needed = data.size() + 1;
+    return ParseStatus::kIncomplete;
+  }
+  if (newline > limits.max_inline_bytes) {
+    out->error = "Protocol error: too big inline request";
+    return ParseStatus::kError;
+  }
+  std::string_view line = data.substr(0, newline);
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  out->consumed = newline + 1;
+  if (!SplitInline(line, out)) {
+    out->error = "Protocol error: unbalanced quotes in request";
+    return ParseStatus::kError;
+  }
+  // Quoted words live in `storage`; the empty views placed for them are filled in order.
+  size_t next = 0;
+  for (std::string_view& arg : out->args) {
+    if (arg.data() == nullptr) arg = out->storage[next++];
+  }
+  return out->args.empty() ? ParseStatus::kEmpty : ParseStatus::kCommand;
+}
+
+ParseStatus Fail(ParsedCommand* out, std::string message) {
+  out->args.clear();
+  out->error = std::move(message);
+  return ParseStatus::kError;
+}
+
+}  // namespace
+
+ParseStatus ParseCommand(std::string_view data, const RespLimits& limits, ParsedCommand* out) {
+  out->args.clear();
+  out->storage.clear();
+  out->consumed = 0;
+  out->needed = 0;
+  out->error.clear();
+  if (data.empty()) return ParseStatus::kIncomplete;
+  if (data[0] != '*') return ParseInline(data, limits, out);
+  int64_t count = 0;
+  size_t pos = ReadLength(data, 1, &count);
+  if (pos == 0) {
+    out->needed = data.size() + 1;
+    return ParseStatus::kIncomplete;
+  }
+  if (pos == SIZE_MAX || count > static_cast<int64_t>(limits.max_array_length)) {
+    return Fail(out, "Protocol error: invalid multibulk length");
+  }
+  if (count <= 0) {  // "*0" and "*-1" are empty requests, skipped as Redis does.
+    out->consumed = pos;
+    return ParseStatus::kEmpty;
+  }
+  if (pos + static_cast<size_t>(count) * kMinBulkBytes > limits.max_command_bytes) {
+    return Fail(out, "Protocol error: command too large");
+  }
+  // Reserve by what the bytes at hand can hold, not by what the header claims.
+  out->args.reserve(std::min<size_t>(static_cast<size_t>(count), data.size() / 4 + 1));
+  auto incomplete = [&](size_t at_least, int64_t args_after) {
+    out->args.clear();
+    out->needed = at_least + static_cast<size_t>(args_after) * kMinBulkBytes;
+    return ParseStatus::kIncomplete;
+  };
+  for (int64_t i = 0; i < count; ++i) {
+    if (pos >= data.size()) return incomplete(pos + kMinBulkBytes, count - i - 1);
+    if (data[pos] != '$') {
+      return Fail(out, std::string("Protocol error: expected '$', got '") + data[pos] + "'");
+    }
+    int64_t length = 0;
+    size_t body = ReadLength(data, pos + 1, &length);
+    if (body == 0) return incomplete(data.size() + 1, count - i - 1);
+    if (body == SIZE_MAX || length < 0 || static_cast<uint64_t>(length) > limits.max_bulk_bytes) {
+      return Fail(out, "Protocol error: invalid bulk length");
+    }
+    size_t end = body + static_cast<size_t>(length);
+    if (end > limits.max_command_bytes) return Fail(out, "Protocol error: command too large");
+    if (end + 2 > data.size()) return incomplete(end + 2, count - i - 1);
+    if (data[end] != '\r' || data[end + 1] != '\n') {
+      return Fail(out, "Protocol error: bulk string not terminated by CRLF");
+    }
+    out->args.push_back(data.substr(body, static_cast<size_t>(length)));
+    pos = end + 2;
+  }
+  out->consumed = pos;
+  return ParseStatus::kCommand;
+}
+
+void ReplyWriter::Header(char type, int64_t count) {
+  char digits[24];
+  auto [end, ec] = std::to_chars(digits, digits + sizeof digits, count);
+  out_->push_back(type);
+  out_->append(digits, end);
+  out_->append("\r\n", 2);
+}
+
+void ReplyWriter::Simple(std::string_view text) {
+  out_->push_back('+');
+  out_->append(text);
+  out_->append("\r\n", 2);
+}
+
+void ReplyWriter::Error(std::string_view text) {
+  out_->push_back('-');
+  // An error line cannot carry CR or LF; Redis replaces them by spaces as well.
+  for (char c : text) out_->push_back(c == '\r' || c == '\n' ? ' ' : c);
+  out_->append("\r\n", 2);
+}
+
+void ReplyWriter::Integer(int64_t value) { Header(':', value); }
+
+void ReplyWriter::Bulk(std::string_view bytes) {
+  Header('$', static_cast<int64_t>(bytes.size()));
+  out_->append(bytes);
+  out_->append("\r\n", 2);
+}
+
+void ReplyWriter::Null() {
+  if (protocol_ >= 3) {
+    out_->append("_\r\n", 3);
+  } else {
+    out_->append("$-1\r\n", 5);
+  }
+}
+
+void ReplyWriter::NullArray() {
+  if (protocol_ >= 3) {
+    out_->append("_\r\n", 3);
+  } else {
+    out_->append("*-1\r\n", 5);
+  }
+}
+
+void ReplyWriter::Array(size_t count) { Header('*', static_cast<int64_t>(count)); }
+
+void ReplyWriter::Map(size_t pairs) {
+  if (protocol_ >= 3) {
+    Header('%', static_cast<int64_t>(pairs));
+  } else {
+    Header('*', static_cast<int64_t>(pairs * 2));
+  }
+}
+
+void ReplyWriter::Set(size_t count) {
+  Header(protocol_ >= 3 ? '~' : '*', static_cast<int64_t>(count));
+}
+
+void ReplyWriter::Double(double value) {
+  std::string text = FormatDouble(value);
+  if (protocol_ >= 3) {
+    out_->push_back(',');
+    out_->append(text);
+    out_->append("\r\n", 2);
+  } else {
+    Bulk(text);
+  }
+}
+
+std::string FormatDouble(double value) {
+  if (std::isinf(value)) return value > 0 ? "inf" : "-inf";
+  char digits[64];
+  auto [end, ec] = std::to_chars(digits, digits + sizeof digits, value, std::chars_format::fixed);
+  if (ec != std::errc()) {
+    end = std::to_chars(digits, digits + sizeof digits, value).ptr;
+  }
+  return std::string(digits, end);
+}
+
+bool GlobMatch(std::string_view pattern, std::string_view text, bool nocase) {
+  auto lower = [nocase](char c) {
+    return nocase && c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+  };
+  size_t p = 0, t = 0;
+  size_t star_p = std::string_view::npos, star_t = 0;
+  while (t < text.size()) {
+    bool matched = false;
+    size_t next_p = p;
+    if (p < pattern.size()) {
+      char c = pattern[p];
+      if (c == '*') {
+        while (p < pattern.size() && pattern[p] == '*') ++p;
+        if (p == pattern.size()) return true;
+        star_p = p;
+        star_t = t;
+        continue;
+      }
+      if (c == '?') {
+        matched = true;
+        next_p = p + 1;
+      } else if (c == '[') {
+        size_t q = p + 1;
+        bool negate = q < pattern.size() && pattern[q] == '^';
+        if (negate) ++q;
+        bool in_class = false;
+        while (q < pattern.size() && pattern[q] != ']') {
+          if (pattern[q] == '\\' && q + 1 < pattern.size()) {
+            ++q;
+            if (lower(pattern[q]) == lower(text[t])) in_class = true;
+          } else if (q + 2 < pattern.size() && pattern[q + 1] == '-' && pattern[q + 2] != ']') {
+            char lo = lower(pattern[q]), hi = lower(pattern[q + 2]);
+            if (lo > hi) std::swap(lo, hi);
+            char x = lower(text[t]);
+            if (x >= lo && x <= hi) in_class = true;
+            q += 2;
+          } else if (lower(pattern[q]) == lower(text[t])) {
+            in_class = true;
+          }
+          ++q;
+        }
+        matched = in_class != negate;
+        next_p = q < pattern.size() ? q + 1 : q;
+      } else {
+        if (c == '\\' && p + 1 < pattern.size()) {
+          ++p;
+          c = pattern[p];
+        }
+        matched = lower(c) == lower(text[t]);
+        next_p = p + 1;
+      }
+    }
+    if (matched) {
+      p = next_p;
+      ++t;
+    } else if (star_p != std::string_view::npos) {
+      p = star_p;
+      t = ++star_t;
+    } else {
+      return false;
+    }
+  }
+  while (p < pattern.size() && pattern[p] == '*') ++p;
+  return p == pattern.size();
+}
+
+}  // namespace shm::resp

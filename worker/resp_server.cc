@@ -1,0 +1,384 @@
+// The RESP listener and session (see shm/resp_server.h).
+#include "shm/resp_server.h"
+
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <atomic>
+#include <boost/asio.hpp>
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "shm/log.h"
+#include "shm/resp_commands.h"
+#include "shm/resp_protocol.h"
+
+namespace shm {
+namespace {
+
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+using Clock = std::chrono::steady_clock;
+using error_code = boost::system::error_code;
+
+constexpr size_t kReadChunk = 16 << 10;
+// Replies batched before the session stops parsing and waits for the write (a long pipeline
+// of large replies must not grow memory without bound).
+constexpr size_t kMaxPendingOutput = size_t{4} << 20;
+// A blocked pop looks at its lists this often at first, backing off to kMaxPollInterval.
+constexpr auto kMinPollInterval = std::chrono::milliseconds(1);
+constexpr auto kMaxPollInterval = std::chrono::milliseconds(20);
+constexpr auto kAcceptRetryDelay = std::chrono::milliseconds(50);
+
+class SessionBase {
+ public:
+  virtual ~SessionBase() = default;
+  virtual void Drain() = 0;
+};
+
+class Server final : public RespServer, public std::enable_shared_from_this<Server> {
+ public:
+  Server(net::io_context* ioc, bool single_thread, Segment* segment, const WorkerOptions& options,
+         std::function<void()> on_drained)
+      : ioc_(ioc),
+        single_thread_(single_thread),
+        acceptor_(*ioc),
+        retry_(*ioc),
+        on_drained_(std::move(on_drained)) {
+    config_.segment = segment;
+    config_.worker_index = options.index;
+    config_.password = options.token;
+    config_.started_ms = resp::NowMs();
+    limits_.max_bulk_bytes = options.max_body_bytes;
+    limits_.max_command_bytes = std::max<size_t>(options.max_body_bytes * 4, size_t{4} << 20);
+    read_timeout_ = options.read_timeout;
+  }
+
+  Status Adopt(int fd);
+  void DoAccept();
+  void Drain() override;
+  size_t live() const override { return live_.load(); }
+
+  void Register(SessionBase* session, std::weak_ptr<SessionBase> weak) {
+    std::lock_guard<std::mutex> lock(mu_);
+    sessions_.emplace(session, std::move(weak));
+    live_.fetch_add(1);
+    resp::CountConnection(1);
+  }
+  void Unregister(SessionBase* session) {
+    bool last = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      sessions_.erase(session);
+      last = live_.fetch_sub(1) == 1;
+    }
+    resp::CountConnection(-1);
+    if (last && draining_.load() && on_drained_) on_drained_();
+  }
+
+  const resp::RespConfig& config() const { return config_; }
+  const resp::RespLimits& limits() const { return limits_; }
+  std::chrono::milliseconds read_timeout() const { return read_timeout_; }
+  bool draining() const { return draining_.load(); }
+
+ private:
+  template <typename Socket>
+  void OnAccept(error_code ec, Socket socket);
+
+  net::io_context* ioc_;
+  const bool single_thread_;
+  resp::RespConfig config_;
+  resp::RespLimits limits_;
+  std::chrono::milliseconds read_timeout_{30000};
+  tcp::acceptor acceptor_;
+  net::steady_timer retry_;
+  std::function<void()> on_drained_;
+  std::atomic<bool> draining_{false};
+  std::atomic<size_t> live_{0};
+  std::mutex mu_;
+  std::map<SessionBase*, std::weak_ptr<SessionBase>> sessions_;  // GUARDED_BY(mu_)
+};
+
+template <typename Executor>
+class Session final : public SessionBase, public std::enable_shared_from_this<Session<Executor>> {
+ public:
+  using Socket = net::basic_stream_socket<tcp, Executor>;
+  using Timer = net::basic_waitable_timer<Clock, net::wait_traits<Clock>, Executor>;
+
+  Session(Socket&& socket, std::shared_ptr<Server> server)
+      : socket_(std::move(socket)),
+        idle_timer_(socket_.get_executor()),
+        poll_timer_(socket_.get_executor()),
+        server_(std::move(server)) {}
+
+  ~Session() override { server_->Unregister(this); }
+
+  void Run() {
+    server_->Register(this, this->weak_from_this());
+    client_.id = resp::NextClientId(server_->config().segment, server_->config().worker_index);
+    client_.connected_ms = resp::NowMs();
+    error_code ec;
+    tcp::endpoint peer = socket_.remote_endpoint(ec);
+    if (!ec) client_.address = peer.address().to_string() + ":" + std::to_string(peer.port());
+    socket_.set_option(tcp::no_delay(true), ec);
+    net::dispatch(socket_.get_executor(), [self = this->shared_from_this()] { self->DoRead(); });
+  }
+
+  void Drain() override {
+    net::dispatch(socket_.get_executor(), [self = this->shared_from_this()] {
+      self->closing_ = true;
+      // An idle connection (nothing half-received, nothing to send) closes now; a blocked pop
+      // gives up without taking an item.
+      if (!self->writing_ && (self->blocked_ || self->start_ == self->used_)) self->Close();
+    });
+  }
+
+ private:
+  void DoRead() {
+    if (reading_ || closed_) return;
+    if (in_.size() - used_ < kReadChunk) in_.resize(used_ + kReadChunk);
+    reading_ = true;
+    if (!blocked_) ArmIdleTimer();
+    socket_.async_read_some(
+        net::buffer(in_.data() + used_, in_.size() - used_),
+        [self = this->shared_from_this()](error_code ec, size_t n) { self->OnRead(ec, n); });
+  }
+
+  // A connection must send its next command within the read timeout (a blocked pop excepted).
+  void ArmIdleTimer() {
+    idle_timer_.expires_after(server_->read_timeout());
+    idle_timer_.async_wait([weak = this->weak_from_this()](error_code ec) {
+      if (auto self = weak.lock(); self && !ec) self->OnIdle();
+    });
+  }
+
+  void OnIdle() {
+    if (blocked_ || !reading_) return;
+    SHM_LOG(kDebug) << "resp: closing idle connection " << client_.address;
+    Close();
+  }
+
+  void OnRead(error_code ec, size_t bytes) {
+    reading_ = false;
+    idle_timer_.cancel();
+    if (ec) {
+      // The client went away (or the idle timer closed the socket): a parked pop must not take
+      // an item no one will read.
+      blocked_ = false;
+      poll_timer_.cancel();
+      if (!writing_) Close();
+      closing_ = true;
+      return;
+    }
+    used_ += bytes;
+    Process();
+  }
+
+  // Runs every complete command in the buffer, in order, into one batch of replies.
+  void Process() {
+    while (!blocked_ && !closing_ && out_.size() < kMaxPendingOutput && used_ - start_ >= needed_) {
+      resp::ParseStatus status = resp::ParseCommand(
+          std::string_view(in_.data() + start_, used_ - start_), server_->limits(), &parsed_);
+      needed_ = 0;
+      if (status == resp::ParseStatus::kIncomplete) {
+        needed_ = parsed_.needed;
+        break;
+      }
+      if (status == resp::ParseStatus::kError) {
+        resp::ReplyWriter(&out_, client_.protocol).Error("ERR " + parsed_.error);
+        closing_ = true;
+        break;
+      }
+      start_ += parsed_.consumed;
+      if (status == resp::ParseStatus::kEmpty) continue;
+      resp::Outcome outcome = Execute();
+      if (outcome == resp::Outcome::kBlock) {
+        blocked_ = true;
+        poll_interval_ = kMinPollInterval;
+        SchedulePoll();
+      }
+      if (client_.close_after_reply) closing_ = true;
+    }
+    // A pending read writes into in_ past used_: the buffer may move only between reads.
+    if (!reading_) Compact();
+    if (!out_.empty() && !writing_) DoWrite();
+    if (closing_ && !writing_ && out_.empty()) return Close();
+    // Keep reading while blocked too: that is how a client that hangs up is noticed.
+    if (!closing_ && out_.size() < kMaxPendingOutput &&
+        used_ - start_ <= server_->limits().max_command_bytes) {
+      DoRead();
+    }
+  }
+
+  resp::Outcome Execute() {
+    try {
+      return resp::Execute(server_->config(), &client_, parsed_.args, &out_, &blocked_pop_);
+    } catch (const std::exception& e) {
+      // A throw must not end the worker; the connection stays usable.
+      SHM_LOG(kError) << "resp: " << e.what();
+      resp::ReplyWriter(&out_, client_.protocol)
+          .Error(std::string("ERR internal error: ") + e.what());
+      return resp::Outcome::kReplied;
+    }
+  }
+
+  void Compact() {
+    if (start_ == used_) {
+      start_ = used_ = 0;
+      if (in_.capacity() > (size_t{1} << 20)) std::string().swap(in_);
+    } else if (start_ > 0 && start_ >= used_ / 2) {
+      std::memmove(in_.data(), in_.data() + start_, used_ - start_);
+      used_ -= start_;
+      start_ = 0;
+    }
+  }
+
+  void SchedulePoll() {
+    poll_timer_.expires_after(poll_interval_);
+    poll_timer_.async_wait([self = this->shared_from_this()](error_code ec) {
+      if (!ec) self->OnPoll();
+    });
+  }
+
+  void OnPoll() {
+    if (!blocked_ || closed_) return;
+    if (!resp::TryBlockedPop(server_->config(), &client_, blocked_pop_, &out_)) {
+      poll_interval_ = std::min<Clock::duration>(poll_interval_ * 2, kMaxPollInterval);
+      return SchedulePoll();
+    }
+    blocked_ = false;
+    if (reading_) ArmIdleTimer();  // The read kept pending while blocked had no deadline.
+    Process();
+  }
+
+  void DoWrite() {
+    writing_ = true;
+    std::swap(out_, sending_);
+    net::async_write(
+        socket_, net::buffer(sending_),
+        [self = this->shared_from_this()](error_code ec, size_t) { self->OnWrite(ec); });
+  }
+
+  void OnWrite(error_code ec) {
+    writing_ = false;
+    sending_.clear();
+    if (sending_.capacity() > kMaxPendingOutput) std::string().swap(sending_);
+    if (ec) {
+      blocked_ = false;
+      poll_timer_.cancel();
+      return Close();
+    }
+    if (closing_ && out_.empty() && (blocked_ || start_ == used_ || !reading_)) return Close();
+    Process();  // Parsing may have paused for the output bound.
+  }
+
+  void Close() {
+    if (closed_) return;
+    closed_ = true;
+    blocked_ = false;
+    error_code ec;
+    idle_timer_.cancel();
+    poll_timer_.cancel();
+    socket_.shutdown(Socket::shutdown_both, ec);
+    socket_.close(ec);
+  }
+
+  Socket socket_;
+  Timer idle_timer_;
+  Timer poll_timer_;
+  std::shared_ptr<Server> server_;
+  std::string in_;  // Received bytes; [start_, used_) not yet parsed.
+  size_t start_ = 0;
+  size_t used_ = 0;
+  size_t needed_ = 0;  // Bytes past start_ before parsing again can make progress.
+  resp::ParsedCommand parsed_;
+  std::string out_;      // Replies of the current batch.
+  std::string sending_;  // The batch being written.
+  resp::RespClient client_;
+  resp::BlockedPop blocked_pop_;
+  Clock::duration poll_interval_ = kMinPollInterval;
+  bool reading_ = false;
+  bool writing_ = false;
+  bool blocked_ = false;  // A BLPOP/BRPOP waits; later commands stay in the buffer.
+  bool closing_ = false;  // Answer what was run, then close.
+  bool closed_ = false;
+};
+
+Status Server::Adopt(int fd) {
+  sockaddr_storage address{};
+  socklen_t length = sizeof address;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+    return Status::InvalidArgument("RESP listen fd " + std::to_string(fd) + " is not a socket");
+  }
+  error_code ec;
+  acceptor_.assign(address.ss_family == AF_INET6 ? tcp::v6() : tcp::v4(), fd, ec);
+  if (ec) return Status::Internal("cannot adopt the RESP listening socket: " + ec.message());
+  return Status::OK();
+}
+
+void Server::DoAccept() {
+  using Plain = net::io_context::executor_type;
+  using Strand = net::strand<Plain>;
+  auto self = shared_from_this();
+  if (single_thread_) {
+    acceptor_.async_accept(ioc_->get_executor(), [self](error_code ec, Session<Plain>::Socket s) {
+      self->OnAccept(ec, std::move(s));
+    });
+  } else {
+    acceptor_.async_accept(
+        net::make_strand(*ioc_),
+        [self](error_code ec, Session<Strand>::Socket s) { self->OnAccept(ec, std::move(s)); });
+  }
+}
+
+template <typename Socket>
+void Server::OnAccept(error_code ec, Socket socket) {
+  if (draining_.load() || ec == net::error::operation_aborted) return;
+  if (ec) {
+    SHM_LOG(kWarn) << "resp accept: " << ec.message();
+    retry_.expires_after(kAcceptRetryDelay);
+    retry_.async_wait([self = shared_from_this()](error_code wait_ec) {
+      if (!wait_ec) self->DoAccept();
+    });
+    return;
+  }
+  using Executor = typename Socket::executor_type;
+  std::make_shared<Session<Executor>>(std::move(socket), shared_from_this())->Run();
+  DoAccept();
+}
+
+void Server::Drain() {
+  draining_.store(true);
+  error_code ec;
+  retry_.cancel();
+  acceptor_.close(ec);
+  std::vector<std::shared_ptr<SessionBase>> live;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [raw, weak] : sessions_) {
+      if (auto session = weak.lock()) live.push_back(std::move(session));
+    }
+    if (sessions_.empty() && on_drained_) net::post(*ioc_, on_drained_);
+  }
+  for (auto& session : live) session->Drain();
+}
+
+}  // namespace
+
+Status StartRespServer(net::io_context* ioc, bool single_thread, Segment* segment,
+                       const WorkerOptions& options, std::function<void()> on_drained,
+                       std::shared_ptr<RespServer>* result) {
+  auto server =
+      std::make_shared<Server>(ioc, single_thread, segment, options, std::move(on_drained));
+  SHM_RETURN_IF_ERROR(server->Adopt(options.resp_listen_fd));
+  server->DoAccept();
+  *result = server;
+  return Status::OK();
+}
+
+}  // namespace shm
