@@ -91,12 +91,18 @@ Status ParseQuery(std::string_view query, std::map<std::string, std::string>* ou
   return Status::OK();
 }
 
+// Alphabetical, each method once, whatever order the routes were added in.
 std::string AllowHeader(std::span<const http::verb> methods) {
-  std::string allow;
+  std::vector<std::string_view> names;
   for (http::verb m : methods) {
-    if (allow.find(std::string(http::to_string(m))) != std::string::npos) continue;
+    names.push_back(http::to_string(m));
+  }
+  std::sort(names.begin(), names.end());
+  names.erase(std::unique(names.begin(), names.end()), names.end());
+  std::string allow;
+  for (std::string_view name : names) {
     if (!allow.empty()) allow += ", ";
-    allow += std::string(http::to_string(m));
+    allow += name;
   }
   return allow;
 }

@@ -129,16 +129,26 @@ TEST_F(RouterTest, DeepPathsMatchOnlyRoutesOfTheirDepth) {
   EXPECT_EQ(Get(very_deep).result_int(), 404u);
 }
 
-TEST_F(RouterTest, AllowListsEachMethodOnceInRouteOrder) {
+TEST_F(RouterTest, AllowListsEachMethodOnceAlphabetically) {
   router_.Add(http::verb::put, "/echo/{a}/x/{b}",
               [](RequestContext&, HttpResponse*) { return Status::OK(); });
   router_.Add(http::verb::get, "/echo/{a}/x/{b}", [](RequestContext&, HttpResponse*) {
     return Status::Internal("shadowed by the first GET route");
   });
-  HttpResponse r = Get("/echo/a/x/b", http::verb::delete_);
+  router_.Add(http::verb::delete_, "/echo/{a}/x/{b}",
+              [](RequestContext&, HttpResponse*) { return Status::OK(); });
+  HttpResponse r = Get("/echo/a/x/b", http::verb::patch);
   EXPECT_EQ(r.result_int(), 405u);
-  EXPECT_EQ(r[http::field::allow], "GET, POST, PUT");
+  EXPECT_EQ(r[http::field::allow], "DELETE, GET, POST, PUT");
   EXPECT_EQ(Get("/echo/a/x/b").result_int(), 200u);  // The first GET route wins.
+  // Routes added in another order give the same header.
+  Router reversed;
+  for (http::verb m : {http::verb::put, http::verb::delete_, http::verb::post, http::verb::get}) {
+    reversed.Add(m, "/r", [](RequestContext&, HttpResponse*) { return Status::OK(); });
+  }
+  HttpRequest request{http::verb::patch, "/r", 11};
+  EXPECT_EQ(reversed.Handle(request, segment_.get(), 0)[http::field::allow],
+            "DELETE, GET, POST, PUT");
 }
 
 TEST_F(RouterTest, QueryLimits) {

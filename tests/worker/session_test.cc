@@ -411,3 +411,25 @@ TEST(SessionTest, SigtermDrainsAndReturnsZero) {
 
 }  // namespace
 }  // namespace shm
+
+namespace shm {
+namespace {
+
+// A 405's Allow names each method of the path once, alphabetically, whatever the route order.
+TEST(SessionTest, AllowIsAlphabetical) {
+  test::ScopedSegment seg;
+  WorkerProcess worker(seg.get());
+  Client client(worker.port());
+  ASSERT_TRUE(client.Send(Request("PATCH", "/v1/dicts/d/k") + Request("PATCH", "/v1/dicts/d")));
+  Response key;
+  ASSERT_TRUE(client.Read(&key));
+  EXPECT_EQ(key.status, 405);
+  EXPECT_EQ(key.headers["allow"], "DELETE, GET, PUT");
+  Response dict;
+  ASSERT_TRUE(client.Read(&dict));
+  EXPECT_EQ(dict.status, 405);
+  EXPECT_EQ(dict.headers["allow"], "GET, POST");
+}
+
+}  // namespace
+}  // namespace shm
