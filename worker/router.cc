@@ -91,11 +91,13 @@ Status ParseQuery(std::string_view query, std::map<std::string, std::string>* ou
   return Status::OK();
 }
 
-// Alphabetical, each method once, whatever order the routes were added in.
+// Alphabetical, each method once, whatever order the routes were added in; HEAD wherever GET is
+// (Router::Handle answers HEAD with the GET route).
 std::string AllowHeader(std::span<const http::verb> methods) {
   std::vector<std::string_view> names;
   for (http::verb m : methods) {
     names.push_back(http::to_string(m));
+    if (m == http::verb::get) names.push_back(http::to_string(http::verb::head));
   }
   std::sort(names.begin(), names.end());
   names.erase(std::unique(names.begin(), names.end()), names.end());
@@ -256,11 +258,13 @@ HttpResponse Router::Handle(const HttpRequest& request, Segment* segment, int wo
     SplitPath(path, &segments);
     // The first route of this shape and method wins. A shape match whose captures are badly
     // escaped is 400 whatever its method; one with another method only feeds the 405's Allow.
+    // HEAD runs the GET route (RFC 9110 §9.3.2); the session sends its head without the body.
+    http::verb method = request.method() == http::verb::head ? http::verb::get : request.method();
     const Route* found = nullptr;
     boost::container::small_vector<http::verb, 8> allowed;
     for (const Route& route : routes_) {
       if (!HasShape(route, segments)) continue;
-      if (route.method == request.method()) {
+      if (route.method == method) {
         found = &route;
         break;
       }

@@ -208,6 +208,8 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     ++requests_read_;
     HttpRequest request = parser_->release();
     HttpResponse response = Respond(request);
+    // RFC 9110 §9.3.2: the GET's status and fields (Content-Length included), and no body.
+    if (request.method() == http::verb::head) response.body().clear();
     Enqueue(std::move(response), start, request.method_string(), request.target(),
             /*close=*/false);
   }

@@ -52,8 +52,9 @@ class Client {
     return true;
   }
 
-  // Reads one response (Content-Length framed). False on EOF, error or timeout.
-  bool Read(Response* response) {
+  // Reads one response (Content-Length framed; `bodiless`: the answer to a HEAD, whose
+  // Content-Length is the GET's). False on EOF, error or timeout.
+  bool Read(Response* response, bool bodiless = false) {
     size_t end = 0;
     while ((end = buffer_.find("\r\n\r\n")) == std::string::npos) {
       if (!Fill()) return false;
@@ -79,8 +80,10 @@ class Client {
       }
       pos = next;
     }
-    size_t length = std::stoul(
-        response->headers.count("content-length") ? response->headers["content-length"] : "0");
+    size_t length = bodiless ? 0
+                             : std::stoul(response->headers.count("content-length")
+                                              ? response->headers["content-length"]
+                                              : "0");
     while (buffer_.size() < length) {
       if (!Fill()) return false;
     }
@@ -415,6 +418,61 @@ TEST(SessionTest, SigtermDrainsAndReturnsZero) {
 namespace shm {
 namespace {
 
+// HEAD answers what GET would (status, fields, Content-Length of the GET's body) without the body,
+// so the next requests on the connection are framed right.
+TEST(SessionTest, HeadIsGetWithoutTheBody) {
+  test::ScopedSegment seg;
+  WorkerProcess worker(seg.get());
+  Client client(worker.port());
+  ASSERT_TRUE(
+      client.Send(Request("PUT", "/v1/dicts/d/k", "hello head", "Content-Type: text/x\r\n")));
+  Response put;
+  ASSERT_TRUE(client.Read(&put));
+  ASSERT_EQ(put.status, 200) << put.body;
+  ASSERT_TRUE(client.Send(Request("GET", "/v1/dicts/d/k")));
+  Response get;
+  ASSERT_TRUE(client.Read(&get));
+  ASSERT_EQ(get.body, "hello head");
+  // A HEAD, then a GET and a HEAD of a missing key, pipelined in one write.
+  ASSERT_TRUE(client.Send(Request("HEAD", "/v1/dicts/d/k") + Request("GET", "/v1/counters/none") +
+                          Request("HEAD", "/v1/counters/none")));
+  Response head;
+  ASSERT_TRUE(client.Read(&head, /*bodiless=*/true));
+  EXPECT_EQ(head.status, 200);
+  EXPECT_EQ(head.headers["content-length"], "10");
+  EXPECT_EQ(head.headers["content-type"], "text/x");
+  EXPECT_EQ(head.headers["etag"], get.headers["etag"]);
+  Response missing;
+  ASSERT_TRUE(client.Read(&missing));
+  EXPECT_EQ(missing.status, 404);
+  EXPECT_TRUE(IsJsonError(missing, "NotFound")) << missing.body;
+  Response missing_head;
+  ASSERT_TRUE(client.Read(&missing_head, /*bodiless=*/true));
+  EXPECT_EQ(missing_head.status, 404);
+  EXPECT_EQ(missing_head.headers["content-length"], missing.headers["content-length"]);
+  // Nothing was sent past the heads: the next request's answer is the next bytes.
+  ASSERT_TRUE(client.Send(Request("GET", "/healthz")));
+  Response health;
+  ASSERT_TRUE(client.Read(&health));
+  EXPECT_EQ(health.status, 200);
+  EXPECT_EQ(health.body.find("{\"status\":\"ok\""), 0u) << health.body;
+  // HEAD of a POST-only path: 405 listing the path's methods.
+  ASSERT_TRUE(client.Send(Request("HEAD", "/v1/counters/c/incr")));
+  Response not_allowed;
+  ASSERT_TRUE(client.Read(&not_allowed, /*bodiless=*/true));
+  EXPECT_EQ(not_allowed.status, 405);
+  EXPECT_EQ(not_allowed.headers["allow"], "POST");
+  ASSERT_TRUE(client.Send(Request("GET", "/v1/dicts/d/k")));
+  ASSERT_TRUE(client.Read(&get));
+  EXPECT_EQ(get.body, "hello head");
+}
+
+}  // namespace
+}  // namespace shm
+
+namespace shm {
+namespace {
+
 // A 405's Allow names each method of the path once, alphabetically, whatever the route order.
 TEST(SessionTest, AllowIsAlphabetical) {
   test::ScopedSegment seg;
@@ -424,11 +482,11 @@ TEST(SessionTest, AllowIsAlphabetical) {
   Response key;
   ASSERT_TRUE(client.Read(&key));
   EXPECT_EQ(key.status, 405);
-  EXPECT_EQ(key.headers["allow"], "DELETE, GET, PUT");
+  EXPECT_EQ(key.headers["allow"], "DELETE, GET, HEAD, PUT");
   Response dict;
   ASSERT_TRUE(client.Read(&dict));
   EXPECT_EQ(dict.status, 405);
-  EXPECT_EQ(dict.headers["allow"], "GET, POST");
+  EXPECT_EQ(dict.headers["allow"], "GET, HEAD, POST");
 }
 
 }  // namespace
