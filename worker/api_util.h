@@ -71,7 +71,8 @@ Status WaitInSlices(
     RequestContext& context, int64_t wait_ms,
     const std::function<Status(std::chrono::milliseconds slice, bool* retry)>& attempt);
 
-// Sets a JSON body, content type and status.
+// Sets a JSON body, content type and status. Doubles are written in their shortest round-trip
+// form ("0.0", "0.7316522598266602", "1e+100"); NaN and infinities as Python's json writes them.
 void SetJson(HttpResponse* response, const json::value& value,
              http::status status = http::status::ok);
 // {"<key>":n} with status 200, the bytes json::serialize writes, without building a JSON value

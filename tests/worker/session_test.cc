@@ -491,3 +491,44 @@ TEST(SessionTest, AllowIsAlphabetical) {
 
 }  // namespace
 }  // namespace shm
+
+namespace shm {
+namespace {
+
+// Floats come back in the shortest text that reads back exactly (as Python and JavaScript print
+// them), integral ones with ".0"; integers stay integers.
+TEST(SessionTest, JsonFloatsAreShortestRoundTrip) {
+  test::ScopedSegment seg;
+  WorkerProcess worker(seg.get());
+  Client client(worker.port());
+  ASSERT_TRUE(
+      client.Send(Request("POST", "/v1/arrays/f", R"({"dtype":"float64","shape":[6],"fill":0})")));
+  Response r;
+  ASSERT_TRUE(client.Read(&r));
+  ASSERT_EQ(r.status, 201) << r.body;
+  ASSERT_TRUE(client.Send(
+      Request("PUT", "/v1/arrays/f/data?slice=1:", "[0.7316522598266602, -2.5, 1e100, 3, 1e-7]")));
+  ASSERT_TRUE(client.Read(&r));
+  ASSERT_EQ(r.status, 200) << r.body;
+  ASSERT_TRUE(client.Send(Request("GET", "/v1/arrays/f/data")));
+  ASSERT_TRUE(client.Read(&r));
+  EXPECT_EQ(
+      r.body,
+      R"({"dtype":"float64","shape":[6],"data":[0.0,0.7316522598266602,-2.5,1e+100,3.0,1e-07]})");
+  ASSERT_TRUE(client.Send(Request("GET", "/v1/arrays/f/reduce?op=sum&slice=:2")));
+  ASSERT_TRUE(client.Read(&r));
+  EXPECT_EQ(r.body, R"({"value":0.7316522598266602})");
+  // A session value keeps its float form too; integer arrays are untouched.
+  ASSERT_TRUE(client.Send(Request("PUT", "/v1/session/x", R"({"value":{"a":[0.5,1,null]}})")));
+  ASSERT_TRUE(client.Read(&r));
+  EXPECT_EQ(r.body, R"({"value":{"a":[0.5,1,null]}})");
+  ASSERT_TRUE(
+      client.Send(Request("POST", "/v1/arrays/i", R"({"dtype":"int64","shape":[2],"fill":-3})")));
+  ASSERT_TRUE(client.Read(&r));
+  ASSERT_TRUE(client.Send(Request("GET", "/v1/arrays/i/data")));
+  ASSERT_TRUE(client.Read(&r));
+  EXPECT_EQ(r.body, R"({"dtype":"int64","shape":[2],"data":[-3,-3]})");
+}
+
+}  // namespace
+}  // namespace shm
