@@ -298,12 +298,19 @@ HttpResponse Router::Handle(const HttpRequest& request, Segment* segment, int wo
     }
     if (!s.ok()) {
       unsigned code = HttpStatusFor(s);
-      if (s.IsConflict() && request.find(http::field::if_match) != request.end()) code = 412;
+      bool conditional = request.find(http::field::if_match) != request.end() ||
+                         request.find(http::field::if_none_match) != request.end();
+      if (s.IsConflict() && conditional) code = 412;
       return ErrorResponse(code, s.CodeName(), s.message(), request.version());
     }
     response.version(request.version());
     response.set("X-Worker-Pid", WorkerPidText());
     response.prepare_payload();  // Throws for a body on a 204 or 304: a handler bug, so a 500.
+    // RFC 9110 §8.6: no Content-Length on a 204; on a 304 only the 200's, which we do not know.
+    if (response.result() == http::status::no_content ||
+        response.result() == http::status::not_modified) {
+      response.erase(http::field::content_length);
+    }
   } catch (const std::exception& e) {
     return ErrorResponse(500, "Internal", std::string("handler failed: ") + e.what(),
                          request.version());

@@ -532,3 +532,62 @@ TEST(SessionTest, JsonFloatsAreShortestRoundTrip) {
 
 }  // namespace
 }  // namespace shm
+
+namespace shm {
+namespace {
+
+// RFC 9110 §13.1: If-None-Match compares weakly (`*`, lists, W/ tags) and gives 304 without a
+// Content-Length; If-Match compares strongly and gives 412.
+TEST(SessionTest, ConditionalRequests) {
+  test::ScopedSegment seg;
+  WorkerProcess worker(seg.get());
+  Client client(worker.port());
+  auto exchange = [&](std::string_view method, std::string_view target, std::string_view body,
+                      std::string_view headers) {
+    Response r;
+    EXPECT_TRUE(client.Send(Request(method, target, body, headers)));
+    EXPECT_TRUE(client.Read(&r, method == "HEAD"));
+    return r;
+  };
+  Response put = exchange("PUT", "/v1/dicts/d/k", "v1", "");
+  ASSERT_EQ(put.status, 200) << put.body;
+  const std::string etag = put.headers["etag"];  // "n"
+  const std::string weak = "W/" + etag;
+  for (std::string condition :
+       {std::string("*"), etag, weak, "\"0\", " + weak, "\"x\",," + etag + " , \"y\""}) {
+    Response r = exchange("GET", "/v1/dicts/d/k", "", "If-None-Match: " + condition + "\r\n");
+    EXPECT_EQ(r.status, 304) << condition;
+    EXPECT_EQ(r.headers.count("content-length"), 0u) << condition;
+    EXPECT_EQ(r.headers["etag"], etag) << condition;
+    EXPECT_EQ(r.body, "") << condition;
+    EXPECT_EQ(exchange("HEAD", "/v1/dicts/d/k", "", "If-None-Match: " + condition + "\r\n").status,
+              304);
+  }
+  Response other = exchange("GET", "/v1/dicts/d/k", "", "If-None-Match: \"0\", W/\"0\"\r\n");
+  EXPECT_EQ(other.status, 200);
+  EXPECT_EQ(other.body, "v1");
+  EXPECT_EQ(exchange("GET", "/v1/dicts/d/nope", "", "If-None-Match: *\r\n").status, 404);
+  EXPECT_EQ(exchange("GET", "/v1/dicts/d/k", "", "If-None-Match: \"unclosed\r\n").status, 400);
+  // If-Match: a weak tag never matches strongly; a list matches if one strong tag does.
+  EXPECT_EQ(exchange("PUT", "/v1/dicts/d/k", "v2", "If-Match: " + weak + "\r\n").status, 412);
+  EXPECT_EQ(exchange("GET", "/v1/dicts/d/k", "", "If-Match: " + weak + "\r\n").status, 412);
+  EXPECT_EQ(exchange("GET", "/v1/dicts/d/k", "", "").body, "v1");
+  Response listed = exchange("PUT", "/v1/dicts/d/k", "v2", "If-Match: \"0\", " + etag + "\r\n");
+  EXPECT_EQ(listed.status, 200) << listed.body;
+  EXPECT_EQ(exchange("PUT", "/v1/dicts/d/k", "v3", "If-Match: " + etag + "\r\n").status, 412);
+  EXPECT_EQ(exchange("PUT", "/v1/dicts/d/k", "v3", "If-Match: *\r\n").status, 200);
+  EXPECT_EQ(exchange("PUT", "/v1/dicts/d/new", "n", "If-Match: *\r\n").status, 412);
+  // If-None-Match: * on a write means "create only".
+  EXPECT_EQ(exchange("PUT", "/v1/dicts/d/k", "v4", "If-None-Match: *\r\n").status, 412);
+  EXPECT_EQ(exchange("PUT", "/v1/dicts/d/new", "n", "If-None-Match: *\r\n").status, 200);
+  EXPECT_EQ(exchange("GET", "/v1/dicts/d/k", "", "").body, "v3");
+  EXPECT_EQ(exchange("DELETE", "/v1/dicts/d/new", "", "If-Match: W/\"1\"\r\n").status, 412);
+  EXPECT_EQ(exchange("DELETE", "/v1/dicts/d/new", "", "If-Match: *\r\n").status, 204);
+  EXPECT_EQ(exchange("DELETE", "/v1/dicts/d/new", "", "If-Match: *\r\n").status, 412);
+  // A 204 carries no Content-Length either.
+  EXPECT_EQ(exchange("DELETE", "/v1/dicts/d/k", "", "").headers.count("content-length"), 0u);
+  EXPECT_EQ(exchange("GET", "/healthz", "", "").status, 200);  // Framing held throughout.
+}
+
+}  // namespace
+}  // namespace shm

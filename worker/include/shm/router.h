@@ -50,8 +50,8 @@ class Router {
   // another method (Allow: the path's methods in alphabetical order), the handler's response or
   // its mapped error otherwise (a handler that throws, or leaves a body on a 204 or 304, gets a
   // 500). HEAD runs the GET route and keeps its body: the caller sends the head only. Never
-  // throws. The payload is prepared (Content-Length set), so the response can be written as
-  // is.
+  // throws. The payload is prepared (Content-Length set, none on a 204 or 304), so the response
+  // can be written as is.
   HttpResponse Handle(const HttpRequest& request, Segment* segment, int worker_index) const;
 
  private:
@@ -73,7 +73,7 @@ class Router {
 };
 
 // The HTTP status for a Status code (the design's table). Conflict is 409, or 412 when the
-// request made it conditional with If-Match (Router::Handle decides that).
+// request made it conditional with If-Match or If-None-Match (Router::Handle decides that).
 unsigned HttpStatusFor(const Status& status);
 
 // A complete JSON error response {"error": {"code", "message"}} carrying X-Worker-Pid; 503s also
