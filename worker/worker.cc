@@ -183,8 +183,37 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     parser_->body_limit(server_->options.max_body_bytes);
     parser_->header_limit(static_cast<uint32_t>(server_->options.max_header_bytes));
     SetDeadline(server_->options.read_timeout);
+    // The head first: a client that sent Expect: 100-continue waits for our go before its body.
+    http::async_read_header(
+        socket_, buffer_, *parser_,
+        beast::bind_front_handler(&Session::OnReadHeader, this->shared_from_this()));
+  }
+
+  // A declared length over the limit has already failed here (Beast checks Content-Length
+  // against body_limit with the head), so its 413 goes out without reading the body.
+  void OnReadHeader(beast::error_code ec, size_t bytes) {
+    if (ec || parser_->is_done()) return OnRead(ec, bytes);
+    const HttpRequest& head = parser_->get();
+    if (ExpectsContinue(head)) {
+      // RFC 9110 §10.1.1: refuse now rather than invite a body we would not use.
+      if (std::optional<HttpResponse> refusal = Refusal(head)) {
+        reading_ = false;
+        ++requests_read_;
+        Enqueue(std::move(*refusal), Clock::now(), head.method_string(), head.target(),
+                /*close=*/true);
+        return;
+      }
+      // An interim response, queued behind the answers to earlier pipelined requests.
+      queue_.push_back(Outgoing{"HTTP/1.1 100 Continue\r\n\r\n", {}, false});
+      if (queue_.size() == 1) DoWrite();
+    }
     http::async_read(socket_, buffer_, *parser_,
                      beast::bind_front_handler(&Session::OnRead, this->shared_from_this()));
+  }
+
+  static bool ExpectsContinue(const HttpRequest& head) {
+    auto it = head.find(http::field::expect);
+    return head.version() >= 11 && it != head.end() && beast::iequals(it->value(), "100-continue");
   }
 
   void OnRead(beast::error_code ec, size_t /*bytes*/) {
@@ -215,6 +244,15 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   }
 
   HttpResponse Respond(const HttpRequest& request) {
+    if (std::optional<HttpResponse> refusal = Refusal(request)) return std::move(*refusal);
+    HttpResponse response =
+        server_->router.Handle(request, server_->segment, server_->options.index);
+    response.keep_alive(request.keep_alive());
+    return response;
+  }
+
+  // The answer to a request refused on its head alone (framing, token), or nothing.
+  std::optional<HttpResponse> Refusal(const HttpRequest& request) const {
     // Request smuggling guard: Beast refuses the pair in one order only.
     if (request.count(http::field::content_length) > 0 &&
         request.count(http::field::transfer_encoding) > 0) {
@@ -238,10 +276,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       r.keep_alive(request.keep_alive());
       return r;
     }
-    HttpResponse response =
-        server_->router.Handle(request, server_->segment, server_->options.index);
-    response.keep_alive(request.keep_alive());
-    return response;
+    return std::nullopt;
   }
 
   bool Authorized(const HttpRequest& request) const {

@@ -591,3 +591,61 @@ TEST(SessionTest, ConditionalRequests) {
 
 }  // namespace
 }  // namespace shm
+
+namespace shm {
+namespace {
+
+// The head of a request whose body is sent only after the server's go.
+std::string ExpectContinueHead(std::string_view method, std::string_view target, size_t length,
+                               std::string_view extra_headers = "") {
+  return std::string(method) + " " + std::string(target) +
+         " HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n" + std::string(extra_headers) +
+         "Content-Length: " + std::to_string(length) + "\r\n\r\n";
+}
+
+// Expect: 100-continue gets 100 Continue before the body is read, behind the answers to earlier
+// pipelined requests; a body over the limit, or a request the token refuses, is answered at once
+// (the body never sent) and the connection closed.
+TEST(SessionTest, ExpectContinue) {
+  test::ScopedSegment seg;
+  WorkerOptions options = WorkerProcess::SmallLimits();
+  options.token = "tok";
+  WorkerProcess worker(seg.get(), options);
+  const std::string auth = "Authorization: Bearer tok\r\n";
+  const std::string body = "{\"value\":7}";
+  Client client(worker.port());
+  ASSERT_TRUE(client.Send(Request("GET", "/healthz") +
+                          ExpectContinueHead("PUT", "/v1/counters/c", body.size(), auth)));
+  Response r;
+  ASSERT_TRUE(client.Read(&r));
+  EXPECT_EQ(r.status, 200);  // The pipelined GET first.
+  ASSERT_TRUE(client.Read(&r));
+  EXPECT_EQ(r.status, 100);
+  ASSERT_TRUE(client.Send(body));
+  ASSERT_TRUE(client.Read(&r));
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.body, body);
+  // The connection goes on.
+  ASSERT_TRUE(client.Send(Request("GET", "/v1/counters/c", "", auth)));
+  ASSERT_TRUE(client.Read(&r));
+  EXPECT_EQ(r.body, body);
+
+  Client big(worker.port());
+  ASSERT_TRUE(big.Send(ExpectContinueHead("PUT", "/v1/counters/c", 5000, auth)));
+  ASSERT_TRUE(big.Read(&r));
+  EXPECT_EQ(r.status, 413);
+  EXPECT_TRUE(IsJsonError(r, "PayloadTooLarge")) << r.body;
+  EXPECT_TRUE(big.WaitClosed());
+
+  Client stranger(worker.port());
+  ASSERT_TRUE(stranger.Send(ExpectContinueHead("PUT", "/v1/counters/c", body.size())));
+  ASSERT_TRUE(stranger.Read(&r));
+  EXPECT_EQ(r.status, 401);
+  EXPECT_TRUE(stranger.WaitClosed());
+  ASSERT_TRUE(client.Send(Request("GET", "/v1/counters/c", "", auth)));
+  ASSERT_TRUE(client.Read(&r));
+  EXPECT_EQ(r.body, body);  // Neither refused request changed anything.
+}
+
+}  // namespace
+}  // namespace shm
