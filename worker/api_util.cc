@@ -10,6 +10,7 @@
 #include "object_guard.h"
 #include "proxy_cache.h"
 #include "shm/api.h"
+#include "shm/log.h"
 #include "shm/registry.h"
 
 namespace shm::api {
@@ -198,9 +199,13 @@ std::atomic<bool> g_stop_blocking_waits{false};
 constexpr auto kWaitSlice = std::chrono::milliseconds(250);
 }  // namespace
 
+bool BlockingWaitsStopped() { return g_stop_blocking_waits.load(); }
+
 Status WaitInSlices(
     RequestContext& context, int64_t wait_ms,
     const std::function<Status(std::chrono::milliseconds slice, bool* retry)>& attempt) {
+  SHM_LOG(kDebug) << "wait: " << context.request.method_string() << " " << context.request.target()
+                  << " may wait " << wait_ms << " ms";
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
   while (true) {
     auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(

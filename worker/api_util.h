@@ -67,6 +67,10 @@ inline constexpr int64_t kMaxWaitMs = 30 * 1000;
 // Runs `attempt(slice, &retry)` until it answers without `retry` or `wait_ms` has passed, in
 // slices of at most 250 ms with a heartbeat between them, so a long wait does not look like a
 // hung worker. Stops early (as if the wait ran out) once StopBlockingWaits was called.
+//
+// A wait may be cut short by the drain: BlockingWaitsStopped() then tells the caller, which
+// answers as the wait running out (an empty pop) or 503 with Retry-After (a lock still held).
+bool BlockingWaitsStopped();
 Status WaitInSlices(
     RequestContext& context, int64_t wait_ms,
     const std::function<Status(std::chrono::milliseconds slice, bool* retry)>& attempt);

@@ -3,6 +3,7 @@
 // shared_from_this, pipelining with a bounded queue), heartbeat timer and graceful drain.
 #include "shm/worker.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -550,13 +551,28 @@ int RunWorker(Segment* segment, int listen_fd, const Router& router, const Worke
   }
   net::steady_timer heartbeat(server.ioc);
   net::steady_timer drain_timer(server.ioc);
-  net::signal_set signals(server.ioc, SIGINT, SIGTERM);
-  signals.async_wait([&](beast::error_code ec, int) {
-    if (ec) return;
-    StartDrain(&server, listener.get(), &drain_timer);
-    signals.async_wait([&](beast::error_code again, int) {
-      if (!again) server.ioc.stop();  // A second signal: stop now.
-    });
+  // SIGTERM/SIGINT are taken by a thread of their own, blocked in every other one (threads
+  // inherit the mask): a handler blocked in a pop or lock wait holds an io thread, perhaps the
+  // only one, and a signal handled on the io_context would wait for it, past the manager's
+  // SIGKILL. The watcher ends those waits at once, then drains on the io_context.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  std::atomic<bool> stopped{false};
+  std::thread signal_watcher([&] {
+    for (int received = 0;;) {
+      int signal = 0;
+      if (sigwait(&stop_signals, &signal) != 0) continue;
+      if (stopped.load()) return;
+      if (++received == 1) {
+        StopBlockingWaits();
+        net::post(server.ioc, [&] { StartDrain(&server, listener.get(), &drain_timer); });
+      } else {
+        server.ioc.stop();  // A second signal: stop now.
+      }
+    }
   });
   ScheduleHeartbeat(&server, &heartbeat);
   listener->DoAccept();
@@ -566,6 +582,10 @@ int RunWorker(Segment* segment, int listen_fd, const Router& router, const Worke
   for (int i = 1; i < threads; ++i) pool.emplace_back(RunLoop, &server.ioc);
   RunLoop(&server.ioc);
   for (std::thread& t : pool) t.join();
+  // The stop signals stay blocked: one arriving now is not a reason to die instead of returning.
+  stopped.store(true);
+  pthread_kill(signal_watcher.native_handle(), SIGTERM);
+  signal_watcher.join();
   SHM_LOG(kInfo) << "worker " << options.index << " stopped";
   return 0;
 }
