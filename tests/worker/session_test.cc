@@ -649,3 +649,42 @@ TEST(SessionTest, ExpectContinue) {
 
 }  // namespace
 }  // namespace shm
+
+namespace shm {
+namespace {
+
+// An entry that can never fit the dict's max_bytes is the client's error (400), whatever is
+// evicted; one that does not fit now, with eviction off, is 507 (it may fit after deletes).
+TEST(SessionTest, DictEntryLargerThanMaxBytesIs400AndFullIs507) {
+  test::ScopedSegment seg;
+  WorkerProcess worker(seg.get());
+  Client client(worker.port());
+  Response r;
+  for (std::string_view dict : {"none", "clock"}) {
+    std::string options = "{\"max_bytes\":200,\"eviction\":\"" + std::string(dict) + "\"}";
+    ASSERT_TRUE(client.Send(Request("POST", "/v1/dicts/" + std::string(dict), options)));
+    ASSERT_TRUE(client.Read(&r));
+    ASSERT_EQ(r.status, 201) << r.body;
+    // Charged: key 1 + content type 24 + value + 40.
+    ASSERT_TRUE(client.Send(
+        Request("PUT", "/v1/dicts/" + std::string(dict) + "/a", std::string(150, 'v'))));
+    ASSERT_TRUE(client.Read(&r));
+    EXPECT_EQ(r.status, 400) << dict;
+    EXPECT_TRUE(IsJsonError(r, "InvalidArgument")) << r.body;
+    EXPECT_NE(r.body.find("larger than the dict's max_bytes"), std::string::npos) << r.body;
+    for (std::string_view key : {"a", "b"}) {
+      ASSERT_TRUE(client.Send(Request(
+          "PUT", "/v1/dicts/" + std::string(dict) + "/" + std::string(key), std::string(50, 'v'))));
+      ASSERT_TRUE(client.Read(&r));
+    }
+    if (dict == "none") {
+      EXPECT_EQ(r.status, 507) << r.body;
+      EXPECT_TRUE(IsJsonError(r, "OutOfSpace")) << r.body;
+    } else {
+      EXPECT_EQ(r.status, 200) << r.body;  // "a" was evicted for it.
+    }
+  }
+}
+
+}  // namespace
+}  // namespace shm
