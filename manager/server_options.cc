@@ -146,6 +146,20 @@ Status ApplyFlags(const po::variables_map& vm, ServerOptions* options) {
         IntInRange("max-objects", text("max-objects"), 1, ServerOptions::kMaxObjects, &number));
     options->max_objects = static_cast<uint32_t>(number);
   }
+  if (vm.count("max-objects")) {
+    if (Segment::MinimumSize(options->max_objects) > options->segment_size) {
+      return Status::InvalidArgument("--max-objects " + std::to_string(options->max_objects) +
+                                     " needs --size of at least " +
+                                     FormatSize(Segment::MinimumSize(options->max_objects)));
+    }
+  } else {
+    // The default registry takes at most half the segment, so a small --size starts with room
+    // for data (1 MiB: 512 objects) and the default --size keeps its 4096.
+    while (options->max_objects > 1 &&
+           Segment::MinimumSize(options->max_objects) > options->segment_size / 2) {
+      options->max_objects /= 2;
+    }
+  }
   if (vm.count("max-body")) {
     SHM_RETURN_IF_ERROR(SizeInRange("max-body", text("max-body"), ServerOptions::kMinBodyBytes,
                                     ServerOptions::kMaxBodyBytes, &options->max_body_bytes));

@@ -120,8 +120,14 @@ Status Metrics(RequestContext& context, HttpResponse* response) {
              [](const WorkerInfo& w) { return w.client_errors; });
   per_worker("shmstate_http_server_errors_total", "counter", "5xx responses sent by the worker.",
              [](const WorkerInfo& w) { return w.server_errors; });
-  per_worker("shmstate_worker_restarts_total", "counter", "Times the worker slot was respawned.",
-             [](const WorkerInfo& w) { return w.restarts; });
+  // One series per slot, without the pid: a restart changes the pid, and a series per pid
+  // would start at the new count and never rise, so rate() would never see a restart.
+  MetricHeader(&out, "shmstate_worker_restarts_total", "counter",
+               "Times the worker slot was respawned.");
+  for (const WorkerInfo& w : workers) {
+    out += "shmstate_worker_restarts_total{worker=\"" + std::to_string(w.index) + "\"} " +
+           std::to_string(w.restarts) + "\n";
+  }
   MetricHeader(&out, "shmstate_segment_size_bytes", "gauge", "Size of the shared segment.");
   out += "shmstate_segment_size_bytes " + std::to_string(segment->size()) + "\n";
   MetricHeader(&out, "shmstate_segment_free_bytes", "gauge", "Free bytes in the shared segment.");

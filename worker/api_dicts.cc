@@ -1,6 +1,9 @@
 // /v1/dicts: byte values under string keys, with content type, ETag (= version) and If-Match CAS.
+#include <algorithm>
+#include <boost/range/iterator_range.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "api_util.h"
 #include "proxy_cache.h"
@@ -43,31 +46,123 @@ Status CheckKey(std::string_view key) {
 
 std::string ETag(uint64_t version) { return "\"" + std::to_string(version) + "\""; }
 
-// If-Match: "<version>" (or a bare number). `*` is not a version: the caller treats it.
-Status ParseETag(std::string_view text, uint64_t* version) {
-  if (text.size() >= 2 && text.front() == '"' && text.back() == '"') {
-    text = text.substr(1, text.size() - 2);
+// An If-Match or If-None-Match header (RFC 9110 §13.1.1-2): `*`, or a list of entity tags.
+struct TagCondition {
+  bool present = false;
+  bool any = false;  // `*`: true when the key exists.
+  struct Tag {
+    bool weak;
+    std::string opaque;  // Between the quotes.
+  };
+  std::vector<Tag> tags;
+
+  // Strong comparison (If-Match): only a strong tag matches our (strong) ETag.
+  bool MatchesStrongly(uint64_t version) const {
+    std::string ours = std::to_string(version);
+    return any || std::any_of(tags.begin(), tags.end(),
+                              [&](const Tag& t) { return !t.weak && t.opaque == ours; });
   }
-  int64_t parsed = 0;
-  if (!api::ParseInt64(text, &parsed).ok() || parsed < 0) {
-    return Status::InvalidArgument("If-Match must be an ETag this server gave, e.g. \"12\"");
+  // Weak comparison (If-None-Match): W/"v" and "v" both match.
+  bool MatchesWeakly(uint64_t version) const {
+    std::string ours = std::to_string(version);
+    return any ||
+           std::any_of(tags.begin(), tags.end(), [&](const Tag& t) { return t.opaque == ours; });
   }
-  *version = static_cast<uint64_t>(parsed);
+};
+
+// Every `field` line of the request, as one list. A tag is W/"x" or "x"; a bare number is taken
+// as the strong tag "n" (what earlier clients of this server sent).
+Status ParseTagCondition(const RequestContext& context, http::field field, TagCondition* out) {
+  const std::string name(http::to_string(field));
+  auto bad = [&] {
+    return Status::InvalidArgument(name + " must be * or a list of ETags such as \"12\", W/\"12\"");
+  };
+  for (const auto& line : boost::make_iterator_range(context.request.equal_range(field))) {
+    out->present = true;
+    std::string_view rest = line.value();
+    while (true) {
+      size_t begin = rest.find_first_not_of(" \t");
+      if (begin == std::string_view::npos) break;
+      rest.remove_prefix(begin);
+      if (rest.front() == ',') {  // An empty list element (RFC 9110 §5.6.1).
+        rest.remove_prefix(1);
+        continue;
+      }
+      if (rest.front() == '*') {
+        out->any = true;
+        rest.remove_prefix(1);
+      } else {
+        bool weak = rest.substr(0, 2) == "W/";
+        if (weak) rest.remove_prefix(2);
+        size_t length = 0;
+        std::string_view opaque;
+        if (!rest.empty() && rest.front() == '"') {
+          size_t close = rest.find('"', 1);
+          if (close == std::string_view::npos) return bad();
+          opaque = rest.substr(1, close - 1);
+          length = close + 1;
+        } else if (!weak) {
+          length = std::min(rest.find_first_not_of("0123456789"), rest.size());
+          opaque = rest.substr(0, length);
+        }
+        if (length == 0) return bad();
+        out->tags.push_back({weak, std::string(opaque)});
+        rest.remove_prefix(length);
+      }
+      size_t next = rest.find_first_not_of(" \t");
+      if (next == std::string_view::npos) break;
+      if (rest[next] != ',') return bad();
+      rest.remove_prefix(next + 1);
+    }
+  }
+  if (out->present && !out->any && out->tags.empty()) return bad();
   return Status::OK();
 }
 
-// The If-Match header as a version, `*` as "must exist", or nothing.
-Status IfMatch(const RequestContext& context, std::optional<uint64_t>* version, bool* any) {
-  *any = false;
-  auto it = context.request.find(http::field::if_match);
-  if (it == context.request.end()) return Status::OK();
-  if (it->value() == "*") {
-    *any = true;
+// The request's If-Match and If-None-Match.
+struct Preconditions {
+  TagCondition if_match;
+  TagCondition if_none_match;
+};
+
+Status ParsePreconditions(const RequestContext& context, Preconditions* out) {
+  SHM_RETURN_IF_ERROR(ParseTagCondition(context, http::field::if_match, &out->if_match));
+  return ParseTagCondition(context, http::field::if_none_match, &out->if_none_match);
+}
+
+// Conflict is what the router answers 412 for a conditional request.
+Status PreconditionFailed(std::string_view why) {
+  return Status::Conflict(std::string("precondition failed: ") + std::string(why));
+}
+
+// The version a write must find for the preconditions to hold (RFC 9110 §13.2.2, If-Match first),
+// or nothing when they allow any state. A single strong If-Match tag is passed to the dict as is,
+// so the check and the write are one atomic compare-and-set; otherwise the key's current version
+// is read, checked, and then required by the write (a change in between is a 412 as well).
+Status WriteCondition(RequestContext& context, const std::string& key, const Preconditions& pre,
+                      std::optional<uint64_t>* if_version) {
+  const TagCondition& match = pre.if_match;
+  const TagCondition& none_match = pre.if_none_match;
+  uint64_t single = 0;
+  if (match.present && !match.any && match.tags.size() == 1 && !match.tags[0].weak &&
+      !none_match.present && api::ParseUint64(match.tags[0].opaque, &single).ok()) {
+    *if_version = single;
     return Status::OK();
   }
-  uint64_t parsed = 0;
-  SHM_RETURN_IF_ERROR(ParseETag(it->value(), &parsed));
-  *version = parsed;
+  if (!match.present && !none_match.present) return Status::OK();
+  DictValue current;
+  Status s = WithDict(context, false, [&](Dict& dict) { return dict.Get(key, &current); });
+  if (!s.ok() && !s.IsNotFound()) return s;
+  bool exists = s.ok();
+  if (match.present && !(exists && match.MatchesStrongly(current.version))) {
+    return PreconditionFailed(exists ? "If-Match does not match the current ETag"
+                                     : "If-Match on a key that does not exist");
+  }
+  if (none_match.present && exists && none_match.MatchesWeakly(current.version)) {
+    return PreconditionFailed("If-None-Match matches the current ETag");
+  }
+  // A key that must be absent is created with mode=add, so a racing create still fails.
+  if (exists) *if_version = current.version;
   return Status::OK();
 }
 
@@ -90,31 +185,44 @@ Status PutKey(RequestContext& context, HttpResponse* response) {
   SetOptions options;
   SHM_RETURN_IF_ERROR(ParseMode(api::QueryString(context, "mode", "set"), &options.mode));
   SHM_RETURN_IF_ERROR(api::QuerySecondsMs(context, "ttl", 0, Dict::kMaxTtlMs, &options.ttl_ms));
-  bool any = false;
-  SHM_RETURN_IF_ERROR(IfMatch(context, &options.if_version, &any));
-  if (any) options.mode = SetMode::kReplace;
+  Preconditions pre;
+  SHM_RETURN_IF_ERROR(ParsePreconditions(context, &pre));
+  SHM_RETURN_IF_ERROR(WriteCondition(context, key, pre, &options.if_version));
+  bool must_be_new = pre.if_none_match.present && !options.if_version;
+  if (must_be_new) options.mode = SetMode::kAdd;
   auto type = context.request.find(http::field::content_type);
   options.content_type =
       type == context.request.end() ? kDefaultContentType : std::string_view(type->value());
   uint64_t version = 0;
   const std::string& body = context.request.body();
-  SHM_RETURN_IF_ERROR(
-      WithDict(context, true, [&](Dict& dict) { return dict.Set(key, body, options, &version); }));
+  Status s =
+      WithDict(context, true, [&](Dict& dict) { return dict.Set(key, body, options, &version); });
+  if (must_be_new && s.IsAlreadyExists())
+    return PreconditionFailed("the key was created meanwhile");
+  SHM_RETURN_IF_ERROR(s);
   response->set(http::field::etag, ETag(version));
   api::SetJsonInteger(response, "version", version);
   return Status::OK();
 }
 
+// If-Match (strong) is checked first, then If-None-Match (weak): a match is 304 (RFC 9110 §13.2.2).
 Status GetKey(RequestContext& context, HttpResponse* response) {
   SHM_RETURN_IF_ERROR(api::CheckQueryKeys(context, {}));
   const std::string& key = context.params[1];
   SHM_RETURN_IF_ERROR(CheckKey(key));
+  Preconditions pre;
+  SHM_RETURN_IF_ERROR(ParsePreconditions(context, &pre));
   DictValue value;
-  SHM_RETURN_IF_ERROR(WithDict(context, false, [&](Dict& dict) { return dict.Get(key, &value); }));
-  std::string etag = ETag(value.version);
-  response->set(http::field::etag, etag);
-  auto none_match = context.request.find(http::field::if_none_match);
-  if (none_match != context.request.end() && none_match->value() == etag) {
+  Status s = WithDict(context, false, [&](Dict& dict) { return dict.Get(key, &value); });
+  if (s.IsNotFound() && pre.if_match.present) {
+    return PreconditionFailed("If-Match on a key that does not exist");
+  }
+  SHM_RETURN_IF_ERROR(s);
+  response->set(http::field::etag, ETag(value.version));
+  if (pre.if_match.present && !pre.if_match.MatchesStrongly(value.version)) {
+    return PreconditionFailed("If-Match does not match the current ETag");
+  }
+  if (pre.if_none_match.present && pre.if_none_match.MatchesWeakly(value.version)) {
     response->result(http::status::not_modified);
     return Status::OK();
   }
@@ -128,11 +236,15 @@ Status DeleteKey(RequestContext& context, HttpResponse* response) {
   SHM_RETURN_IF_ERROR(api::CheckQueryKeys(context, {}));
   const std::string& key = context.params[1];
   SHM_RETURN_IF_ERROR(CheckKey(key));
+  Preconditions pre;
+  SHM_RETURN_IF_ERROR(ParsePreconditions(context, &pre));
   std::optional<uint64_t> if_version;
-  bool any = false;
-  SHM_RETURN_IF_ERROR(IfMatch(context, &if_version, &any));
-  SHM_RETURN_IF_ERROR(
-      WithDict(context, false, [&](Dict& dict) { return dict.Delete(key, if_version); }));
+  SHM_RETURN_IF_ERROR(WriteCondition(context, key, pre, &if_version));
+  Status s = WithDict(context, false, [&](Dict& dict) { return dict.Delete(key, if_version); });
+  if (s.IsNotFound() && pre.if_match.present) {
+    return PreconditionFailed("If-Match on a key that does not exist");
+  }
+  SHM_RETURN_IF_ERROR(s);
   response->result(http::status::no_content);
   return Status::OK();
 }

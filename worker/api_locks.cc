@@ -67,6 +67,9 @@ Status Acquire(RequestContext& context, HttpResponse* response) {
           return lock.Acquire(ttl_ms, slice, owner, &token, &expires_at_ms);
         });
         *retry = s.IsConflict();
+        if (s.IsConflict() && wait_ms > 0 && api::BlockingWaitsStopped()) {
+          return Status::Timeout("the worker is stopping; retry the acquire");  // 503.
+        }
         return s;
       }));
   api::SetJson(response, object{{"token", TokenText(token)}, {"expires_at_ms", expires_at_ms}});

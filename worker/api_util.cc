@@ -4,11 +4,13 @@
 #include <atomic>
 #include <boost/beast/core/detail/base64.hpp>
 #include <charconv>
+#include <cmath>
 #include <string>
 
 #include "object_guard.h"
 #include "proxy_cache.h"
 #include "shm/api.h"
+#include "shm/log.h"
 #include "shm/registry.h"
 
 namespace shm::api {
@@ -197,9 +199,13 @@ std::atomic<bool> g_stop_blocking_waits{false};
 constexpr auto kWaitSlice = std::chrono::milliseconds(250);
 }  // namespace
 
+bool BlockingWaitsStopped() { return g_stop_blocking_waits.load(); }
+
 Status WaitInSlices(
     RequestContext& context, int64_t wait_ms,
     const std::function<Status(std::chrono::milliseconds slice, bool* retry)>& attempt) {
+  SHM_LOG(kDebug) << "wait: " << context.request.method_string() << " " << context.request.target()
+                  << " may wait " << wait_ms << " ms";
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
   while (true) {
     auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -214,10 +220,82 @@ Status WaitInSlices(
   }
 }
 
+namespace {
+
+bool HasDouble(const json::value& value) {
+  if (value.is_double()) return true;
+  if (const json::array* a = value.if_array()) return std::any_of(a->begin(), a->end(), HasDouble);
+  if (const json::object* o = value.if_object()) {
+    return std::any_of(o->begin(), o->end(), [](const auto& m) { return HasDouble(m.value()); });
+  }
+  return false;
+}
+
+template <typename Number>
+void AppendChars(Number number, std::string* out) {
+  char text[32];
+  auto [end, ec] = std::to_chars(text, text + sizeof text, number);  // Shortest; always fits.
+  out->append(text, end);
+}
+
+// The shortest text that reads back as `d` (as Python's repr and JavaScript print it), with ".0"
+// on an integral value so it stays a float for the reader; NaN and infinities as Python's json.
+void AppendDouble(double d, std::string* out) {
+  if (!std::isfinite(d)) {
+    out->append(std::isnan(d) ? "NaN" : d > 0 ? "Infinity" : "-Infinity");
+    return;
+  }
+  size_t start = out->size();
+  AppendChars(d, out);
+  if (out->find_first_of(".e", start) == std::string::npos) out->append(".0");
+}
+
+// json::serialize's output except for doubles, which Boost.JSON 1.81 writes in its own
+// scientific form ("0E0", "7.316522598266602E-1"): valid JSON, but not what clients print.
+void AppendJson(const json::value& value, std::string* out) {
+  switch (value.kind()) {
+    case json::kind::double_:
+      return AppendDouble(value.get_double(), out);
+    case json::kind::int64:
+      return AppendChars(value.get_int64(), out);
+    case json::kind::uint64:
+      return AppendChars(value.get_uint64(), out);
+    case json::kind::array: {
+      out->push_back('[');
+      for (const json::value& element : value.get_array()) {
+        if (out->back() != '[') out->push_back(',');
+        AppendJson(element, out);
+      }
+      return out->push_back(']');
+    }
+    case json::kind::object: {
+      out->push_back('{');
+      for (const auto& member : value.get_object()) {
+        if (out->back() != '{') out->push_back(',');
+        out->append(json::serialize(member.key()));
+        out->push_back(':');
+        AppendJson(member.value(), out);
+      }
+      return out->push_back('}');
+    }
+    default:  // null, bool, string.
+      out->append(json::serialize(value));
+      return;
+  }
+}
+
+}  // namespace
+
 void SetJson(HttpResponse* response, const json::value& value, http::status status) {
   response->result(status);
   response->set(http::field::content_type, "application/json");
-  response->body() = json::serialize(value);
+  std::string& body = response->body();
+  if (!HasDouble(value)) {
+    body = json::serialize(value);
+    return;
+  }
+  body.clear();
+  AppendJson(value, &body);
 }
 
 namespace {

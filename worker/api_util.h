@@ -67,11 +67,16 @@ inline constexpr int64_t kMaxWaitMs = 30 * 1000;
 // Runs `attempt(slice, &retry)` until it answers without `retry` or `wait_ms` has passed, in
 // slices of at most 250 ms with a heartbeat between them, so a long wait does not look like a
 // hung worker. Stops early (as if the wait ran out) once StopBlockingWaits was called.
+//
+// A wait may be cut short by the drain: BlockingWaitsStopped() then tells the caller, which
+// answers as the wait running out (an empty pop) or 503 with Retry-After (a lock still held).
+bool BlockingWaitsStopped();
 Status WaitInSlices(
     RequestContext& context, int64_t wait_ms,
     const std::function<Status(std::chrono::milliseconds slice, bool* retry)>& attempt);
 
-// Sets a JSON body, content type and status.
+// Sets a JSON body, content type and status. Doubles are written in their shortest round-trip
+// form ("0.0", "0.7316522598266602", "1e+100"); NaN and infinities as Python's json writes them.
 void SetJson(HttpResponse* response, const json::value& value,
              http::status status = http::status::ok);
 // {"<key>":n} with status 200, the bytes json::serialize writes, without building a JSON value

@@ -91,12 +91,20 @@ Status ParseQuery(std::string_view query, std::map<std::string, std::string>* ou
   return Status::OK();
 }
 
+// Alphabetical, each method once, whatever order the routes were added in; HEAD wherever GET is
+// (Router::Handle answers HEAD with the GET route).
 std::string AllowHeader(std::span<const http::verb> methods) {
-  std::string allow;
+  std::vector<std::string_view> names;
   for (http::verb m : methods) {
-    if (allow.find(std::string(http::to_string(m))) != std::string::npos) continue;
+    names.push_back(http::to_string(m));
+    if (m == http::verb::get) names.push_back(http::to_string(http::verb::head));
+  }
+  std::sort(names.begin(), names.end());
+  names.erase(std::unique(names.begin(), names.end()), names.end());
+  std::string allow;
+  for (std::string_view name : names) {
     if (!allow.empty()) allow += ", ";
-    allow += std::string(http::to_string(m));
+    allow += name;
   }
   return allow;
 }
@@ -250,11 +258,13 @@ HttpResponse Router::Handle(const HttpRequest& request, Segment* segment, int wo
     SplitPath(path, &segments);
     // The first route of this shape and method wins. A shape match whose captures are badly
     // escaped is 400 whatever its method; one with another method only feeds the 405's Allow.
+    // HEAD runs the GET route (RFC 9110 §9.3.2); the session sends its head without the body.
+    http::verb method = request.method() == http::verb::head ? http::verb::get : request.method();
     const Route* found = nullptr;
     boost::container::small_vector<http::verb, 8> allowed;
     for (const Route& route : routes_) {
       if (!HasShape(route, segments)) continue;
-      if (route.method == request.method()) {
+      if (route.method == method) {
         found = &route;
         break;
       }
@@ -288,12 +298,19 @@ HttpResponse Router::Handle(const HttpRequest& request, Segment* segment, int wo
     }
     if (!s.ok()) {
       unsigned code = HttpStatusFor(s);
-      if (s.IsConflict() && request.find(http::field::if_match) != request.end()) code = 412;
+      bool conditional = request.find(http::field::if_match) != request.end() ||
+                         request.find(http::field::if_none_match) != request.end();
+      if (s.IsConflict() && conditional) code = 412;
       return ErrorResponse(code, s.CodeName(), s.message(), request.version());
     }
     response.version(request.version());
     response.set("X-Worker-Pid", WorkerPidText());
     response.prepare_payload();  // Throws for a body on a 204 or 304: a handler bug, so a 500.
+    // RFC 9110 §8.6: no Content-Length on a 204; on a 304 only the 200's, which we do not know.
+    if (response.result() == http::status::no_content ||
+        response.result() == http::status::not_modified) {
+      response.erase(http::field::content_length);
+    }
   } catch (const std::exception& e) {
     return ErrorResponse(500, "Internal", std::string("handler failed: ") + e.what(),
                          request.version());

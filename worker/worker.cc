@@ -3,6 +3,7 @@
 // shared_from_this, pipelining with a bounded queue), heartbeat timer and graceful drain.
 #include "shm/worker.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -190,8 +191,37 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     parser_->body_limit(server_->options.max_body_bytes);
     parser_->header_limit(static_cast<uint32_t>(server_->options.max_header_bytes));
     SetDeadline(server_->options.read_timeout);
+    // The head first: a client that sent Expect: 100-continue waits for our go before its body.
+    http::async_read_header(
+        socket_, buffer_, *parser_,
+        beast::bind_front_handler(&Session::OnReadHeader, this->shared_from_this()));
+  }
+
+  // A declared length over the limit has already failed here (Beast checks Content-Length
+  // against body_limit with the head), so its 413 goes out without reading the body.
+  void OnReadHeader(beast::error_code ec, size_t bytes) {
+    if (ec || parser_->is_done()) return OnRead(ec, bytes);
+    const HttpRequest& head = parser_->get();
+    if (ExpectsContinue(head)) {
+      // RFC 9110 §10.1.1: refuse now rather than invite a body we would not use.
+      if (std::optional<HttpResponse> refusal = Refusal(head)) {
+        reading_ = false;
+        ++requests_read_;
+        Enqueue(std::move(*refusal), Clock::now(), head.method_string(), head.target(),
+                /*close=*/true);
+        return;
+      }
+      // An interim response, queued behind the answers to earlier pipelined requests.
+      queue_.push_back(Outgoing{"HTTP/1.1 100 Continue\r\n\r\n", {}, false});
+      if (queue_.size() == 1) DoWrite();
+    }
     http::async_read(socket_, buffer_, *parser_,
                      beast::bind_front_handler(&Session::OnRead, this->shared_from_this()));
+  }
+
+  static bool ExpectsContinue(const HttpRequest& head) {
+    auto it = head.find(http::field::expect);
+    return head.version() >= 11 && it != head.end() && beast::iequals(it->value(), "100-continue");
   }
 
   void OnRead(beast::error_code ec, size_t /*bytes*/) {
@@ -215,11 +245,22 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     ++requests_read_;
     HttpRequest request = parser_->release();
     HttpResponse response = Respond(request);
+    // RFC 9110 §9.3.2: the GET's status and fields (Content-Length included), and no body.
+    if (request.method() == http::verb::head) response.body().clear();
     Enqueue(std::move(response), start, request.method_string(), request.target(),
             /*close=*/false);
   }
 
   HttpResponse Respond(const HttpRequest& request) {
+    if (std::optional<HttpResponse> refusal = Refusal(request)) return std::move(*refusal);
+    HttpResponse response =
+        server_->router.Handle(request, server_->segment, server_->options.index);
+    response.keep_alive(request.keep_alive());
+    return response;
+  }
+
+  // The answer to a request refused on its head alone (framing, token), or nothing.
+  std::optional<HttpResponse> Refusal(const HttpRequest& request) const {
     // Request smuggling guard: Beast refuses the pair in one order only.
     if (request.count(http::field::content_length) > 0 &&
         request.count(http::field::transfer_encoding) > 0) {
@@ -243,10 +284,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       r.keep_alive(request.keep_alive());
       return r;
     }
-    HttpResponse response =
-        server_->router.Handle(request, server_->segment, server_->options.index);
-    response.keep_alive(request.keep_alive());
-    return response;
+    return std::nullopt;
   }
 
   bool Authorized(const HttpRequest& request) const {
@@ -534,13 +572,28 @@ int RunWorker(Segment* segment, int listen_fd, const Router& router, const Worke
   }
   net::steady_timer heartbeat(server.ioc);
   net::steady_timer drain_timer(server.ioc);
-  net::signal_set signals(server.ioc, SIGINT, SIGTERM);
-  signals.async_wait([&](beast::error_code ec, int) {
-    if (ec) return;
-    StartDrain(&server, listener.get(), &drain_timer);
-    signals.async_wait([&](beast::error_code again, int) {
-      if (!again) server.ioc.stop();  // A second signal: stop now.
-    });
+  // SIGTERM/SIGINT are taken by a thread of their own, blocked in every other one (threads
+  // inherit the mask): a handler blocked in a pop or lock wait holds an io thread, perhaps the
+  // only one, and a signal handled on the io_context would wait for it, past the manager's
+  // SIGKILL. The watcher ends those waits at once, then drains on the io_context.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  std::atomic<bool> stopped{false};
+  std::thread signal_watcher([&] {
+    for (int received = 0;;) {
+      int signal = 0;
+      if (sigwait(&stop_signals, &signal) != 0) continue;
+      if (stopped.load()) return;
+      if (++received == 1) {
+        StopBlockingWaits();
+        net::post(server.ioc, [&] { StartDrain(&server, listener.get(), &drain_timer); });
+      } else {
+        server.ioc.stop();  // A second signal: stop now.
+      }
+    }
   });
   ScheduleHeartbeat(&server, &heartbeat);
   listener->DoAccept();
@@ -550,6 +603,10 @@ int RunWorker(Segment* segment, int listen_fd, const Router& router, const Worke
   for (int i = 1; i < threads; ++i) pool.emplace_back(RunLoop, &server.ioc);
   RunLoop(&server.ioc);
   for (std::thread& t : pool) t.join();
+  // The stop signals stay blocked: one arriving now is not a reason to die instead of returning.
+  stopped.store(true);
+  pthread_kill(signal_watcher.native_handle(), SIGTERM);
+  signal_watcher.join();
   SHM_LOG(kInfo) << "worker " << options.index << " stopped";
   return 0;
 }

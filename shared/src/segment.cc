@@ -290,13 +290,17 @@ Status Segment::ValidatePrefix(std::string_view prefix) {
   return Status::OK();
 }
 
+size_t Segment::MinimumSize(uint32_t max_objects) {
+  return sizeof(Root) + kSegmentOverhead +
+         size_t{max_objects} * (sizeof(EntryRep) + 2 * sizeof(uint32_t) * 2);
+}
+
 Status Segment::Create(const SegmentOptions& options, std::unique_ptr<Segment>* result) {
   SHM_RETURN_IF_ERROR(ValidatePrefix(options.name));
   if (options.max_objects < 1 || options.max_objects > (1u << 24)) {
     return Status::InvalidArgument("max_objects must be between 1 and 16777216");
   }
-  size_t minimum = sizeof(Root) + kSegmentOverhead +
-                   size_t{options.max_objects} * (sizeof(EntryRep) + 2 * sizeof(uint32_t) * 2);
+  size_t minimum = MinimumSize(options.max_objects);
   if (options.size < minimum) {
     return Status::InvalidArgument("segment size " + FormatSize(options.size) +
                                    " is too small for " + std::to_string(options.max_objects) +

@@ -231,7 +231,9 @@ TEST(ServeTest, BadFlagsFailWithOneLineAndExitCodeTwo) {
   for (std::vector<std::string> extra :
        {std::vector<std::string>{"--workers", "zero"}, std::vector<std::string>{"--size", "1XB"},
         std::vector<std::string>{"--no-such-flag"},
-        std::vector<std::string>{"--snapshot-interval", "soon"}}) {
+        std::vector<std::string>{"--snapshot-interval", "soon"},
+        std::vector<std::string>{"--size", "512KiB"},
+        std::vector<std::string>{"--size", "1MiB", "--max-objects", "4096"}}) {
     ServerProcess server("badflag");
     Status s = server.Start(extra);
     ASSERT_FALSE(s.ok()) << extra[0];
@@ -241,6 +243,22 @@ TEST(ServeTest, BadFlagsFailWithOneLineAndExitCodeTwo) {
     EXPECT_EQ(err.rfind("shmstate: error: ", 0), 0u) << err;
     EXPECT_TRUE(ShmEntriesOf(server.name()).empty());
   }
+}
+
+// The documented minimum --size starts with the other defaults (the registry scaled down to
+// half the segment) and stores data.
+TEST(ServeTest, MinimumSizeStartsAndServes) {
+  ServerProcess server("minsize");
+  ASSERT_STARTED(server.Start({"--size", "1MiB", "--workers", "1"}));
+  HttpClient client(server.port());
+  HttpResult result;
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_TRUE(client.Post("/v1/counters/c" + std::to_string(i) + "/incr", "", &result).ok());
+    ASSERT_EQ(result.status, 200) << result.body;
+  }
+  ASSERT_TRUE(client.Request("PUT", "/v1/dicts/d/k", std::string(100000, 'v'), &result).ok());
+  EXPECT_EQ(result.status, 200) << result.body;
+  EXPECT_EQ(server.Stop().code, 0);
 }
 
 TEST(ServeTest, TooLittleSharedMemoryFailsCleanly) {

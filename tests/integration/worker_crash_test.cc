@@ -1,8 +1,12 @@
 // End-to-end crash handling: killed, hung and orphaned processes of the real binary.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "common/http_client.h"
@@ -76,6 +80,70 @@ TEST(WorkerCrashTest, RestartCountIsReportedPerSlot) {
   ASSERT_EQ(workers.size(), 2u);
   EXPECT_EQ(workers[0].at("restarts").to_number<int64_t>(), 0);
   EXPECT_EQ(workers[1].at("restarts").to_number<int64_t>(), 3);
+  EXPECT_EQ(server.Stop().code, 0);
+}
+
+// The metric line of `series` (name and labels) in the Prometheus text, or "" when absent.
+std::string MetricLine(const std::string& text, const std::string& series) {
+  size_t at = text.find("\n" + series + " ");
+  if (at == std::string::npos) return "";
+  return text.substr(at + 1, text.find('\n', at + 1) - at - 1);
+}
+
+// `promtool check metrics` on `text`, when promtool is installed (Debian's prometheus package):
+// its output, or nullopt when it is not installed.
+std::optional<std::string> PromtoolCheck(const std::string& text) {
+  if (access("/usr/bin/promtool", X_OK) != 0) return std::nullopt;
+  char path[] = "/tmp/shm-metrics-XXXXXX";
+  int fd = mkstemp(path);
+  if (fd < 0) return "mkstemp failed";
+  bool written = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  close(fd);
+  std::string command = "/usr/bin/promtool check metrics < " + std::string(path) + " 2>&1";
+  std::string output = written ? "" : "write failed";
+  if (FILE* pipe = popen(command.c_str(), "r")) {
+    char chunk[512];
+    while (size_t n = fread(chunk, 1, sizeof chunk, pipe)) output.append(chunk, n);
+    if (pclose(pipe) != 0) output += " (promtool failed)";
+  }
+  unlink(path);
+  return output;
+}
+
+// A restart makes the slot's one restart series rise (a dashboard's rate() sees it), rather
+// than start a new series for the new pid; promtool finds nothing to complain about.
+TEST(WorkerCrashTest, RestartsMetricIsOneRisingSeriesPerSlot) {
+  ServerProcess server("restart-metric");
+  ASSERT_STARTED(server.Start({"--workers", "1"}));
+  HttpClient client(server.port());
+  HttpResult before;
+  ASSERT_TRUE(client.Get("/metrics", &before).ok());
+  EXPECT_EQ(MetricLine(before.body, "shmstate_worker_restarts_total{worker=\"0\"}"),
+            "shmstate_worker_restarts_total{worker=\"0\"} 0")
+      << before.body;
+  std::optional<std::string> lint = PromtoolCheck(before.body);
+  if (lint) {
+    EXPECT_EQ(*lint, "") << before.body;
+  }
+  std::vector<pid_t> pids;
+  ASSERT_TRUE(server.WorkerPids(&pids).ok());
+  ASSERT_EQ(kill(pids[0], SIGKILL), 0);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        std::vector<pid_t> now;
+        return server.WorkerPids(&now).ok() && now.size() == 1 && now[0] != pids[0];
+      },
+      seconds(10)));
+  client.Close();  // Its connection was the killed worker's.
+  HttpResult after;
+  ASSERT_TRUE(client.Get("/metrics", &after).ok());
+  EXPECT_EQ(MetricLine(after.body, "shmstate_worker_restarts_total{worker=\"0\"}"),
+            "shmstate_worker_restarts_total{worker=\"0\"} 1")
+      << after.body;
+  lint = PromtoolCheck(after.body);
+  if (lint) {
+    EXPECT_EQ(*lint, "") << after.body;
+  }
   EXPECT_EQ(server.Stop().code, 0);
 }
 

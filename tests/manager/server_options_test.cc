@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "shm/segment.h"
+
 namespace shm {
 namespace {
 
@@ -127,6 +129,23 @@ TEST(ParseServerArgsTest, EveryFlag) {
   EXPECT_EQ(o.token, "t0k");
   EXPECT_EQ(o.heartbeat_timeout, milliseconds(1500));
   EXPECT_EQ(o.snapshot_path, "/tmp/x.snap");
+}
+
+// Without --max-objects the registry takes at most half the segment; an explicit one that does
+// not fit is a bad command line.
+TEST(ParseServerArgsTest, DefaultRegistryScalesToTheSize) {
+  ServerOptions o;
+  ASSERT_TRUE(Parse({"serve"}, &o).ok());
+  EXPECT_EQ(o.max_objects, 4096u);
+  ASSERT_TRUE(Parse({"serve", "--size", "1MiB"}, &o).ok());
+  EXPECT_LT(o.max_objects, 4096u);
+  EXPECT_GE(o.max_objects, 256u);
+  EXPECT_LE(Segment::MinimumSize(o.max_objects), (size_t{1} << 20) / 2);
+  Status s = Parse({"serve", "--size", "1MiB", "--max-objects", "4096"}, &o);
+  EXPECT_TRUE(s.IsInvalidArgument()) << s.ToString();
+  EXPECT_NE(s.message().find("--max-objects"), std::string::npos) << s.message();
+  ASSERT_TRUE(Parse({"serve", "--size", "1MiB", "--max-objects", "100"}, &o).ok());
+  EXPECT_EQ(o.max_objects, 100u);
 }
 
 TEST(ParseServerArgsTest, TokenFromEnvironmentUnlessTheFlagIsGiven) {

@@ -89,8 +89,19 @@ TEST_F(RouterTest, KnownPathWithOtherMethodIs405WithAllow) {
   HttpResponse r = Get("/echo/a/x/b", http::verb::delete_);
   EXPECT_EQ(r.result_int(), 405u);
   EXPECT_EQ(ErrorCode(r), "MethodNotAllowed");
-  EXPECT_EQ(r[http::field::allow], "GET, POST");
+  EXPECT_EQ(r[http::field::allow], "GET, HEAD, POST");
   EXPECT_EQ(test::PidHeader(r), test::MyPid());
+}
+
+// HEAD runs the GET route: same status and fields; the session drops the body on the wire.
+TEST_F(RouterTest, HeadRunsTheGetRoute) {
+  HttpResponse get = Get("/echo/a/x/b");
+  HttpResponse head = Get("/echo/a/x/b", http::verb::head);
+  ASSERT_EQ(head.result_int(), 200u);
+  EXPECT_EQ(head[http::field::content_length], get[http::field::content_length]);
+  EXPECT_EQ(head.body(), get.body());
+  EXPECT_EQ(Get("/status/notfound", http::verb::head).result_int(), 404u);
+  EXPECT_EQ(Get("/nothing", http::verb::head).result_int(), 404u);
 }
 
 TEST_F(RouterTest, BadEscapesAndBadQueriesAre400) {
@@ -129,16 +140,26 @@ TEST_F(RouterTest, DeepPathsMatchOnlyRoutesOfTheirDepth) {
   EXPECT_EQ(Get(very_deep).result_int(), 404u);
 }
 
-TEST_F(RouterTest, AllowListsEachMethodOnceInRouteOrder) {
+TEST_F(RouterTest, AllowListsEachMethodOnceAlphabetically) {
   router_.Add(http::verb::put, "/echo/{a}/x/{b}",
               [](RequestContext&, HttpResponse*) { return Status::OK(); });
   router_.Add(http::verb::get, "/echo/{a}/x/{b}", [](RequestContext&, HttpResponse*) {
     return Status::Internal("shadowed by the first GET route");
   });
-  HttpResponse r = Get("/echo/a/x/b", http::verb::delete_);
+  router_.Add(http::verb::delete_, "/echo/{a}/x/{b}",
+              [](RequestContext&, HttpResponse*) { return Status::OK(); });
+  HttpResponse r = Get("/echo/a/x/b", http::verb::patch);
   EXPECT_EQ(r.result_int(), 405u);
-  EXPECT_EQ(r[http::field::allow], "GET, POST, PUT");
+  EXPECT_EQ(r[http::field::allow], "DELETE, GET, HEAD, POST, PUT");
   EXPECT_EQ(Get("/echo/a/x/b").result_int(), 200u);  // The first GET route wins.
+  // Routes added in another order give the same header.
+  Router reversed;
+  for (http::verb m : {http::verb::put, http::verb::delete_, http::verb::post, http::verb::get}) {
+    reversed.Add(m, "/r", [](RequestContext&, HttpResponse*) { return Status::OK(); });
+  }
+  HttpRequest request{http::verb::patch, "/r", 11};
+  EXPECT_EQ(reversed.Handle(request, segment_.get(), 0)[http::field::allow],
+            "DELETE, GET, HEAD, POST, PUT");
 }
 
 TEST_F(RouterTest, QueryLimits) {

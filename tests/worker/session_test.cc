@@ -52,8 +52,9 @@ class Client {
     return true;
   }
 
-  // Reads one response (Content-Length framed). False on EOF, error or timeout.
-  bool Read(Response* response) {
+  // Reads one response (Content-Length framed; `bodiless`: the answer to a HEAD, whose
+  // Content-Length is the GET's). False on EOF, error or timeout.
+  bool Read(Response* response, bool bodiless = false) {
     size_t end = 0;
     while ((end = buffer_.find("\r\n\r\n")) == std::string::npos) {
       if (!Fill()) return false;
@@ -79,8 +80,10 @@ class Client {
       }
       pos = next;
     }
-    size_t length = std::stoul(
-        response->headers.count("content-length") ? response->headers["content-length"] : "0");
+    size_t length = bodiless ? 0
+                             : std::stoul(response->headers.count("content-length")
+                                              ? response->headers["content-length"]
+                                              : "0");
     while (buffer_.size() < length) {
       if (!Fill()) return false;
     }
@@ -407,6 +410,280 @@ TEST(SessionTest, SigtermDrainsAndReturnsZero) {
   EXPECT_TRUE(exit.exited);
   EXPECT_EQ(exit.code, 0);
   EXPECT_TRUE(idle.WaitClosed());
+}
+
+}  // namespace
+}  // namespace shm
+
+namespace shm {
+namespace {
+
+// HEAD answers what GET would (status, fields, Content-Length of the GET's body) without the body,
+// so the next requests on the connection are framed right.
+TEST(SessionTest, HeadIsGetWithoutTheBody) {
+  test::ScopedSegment seg;
+  WorkerProcess worker(seg.get());
+  Client client(worker.port());
+  ASSERT_TRUE(
+      client.Send(Request("PUT", "/v1/dicts/d/k", "hello head", "Content-Type: text/x\r\n")));
+  Response put;
+  ASSERT_TRUE(client.Read(&put));
+  ASSERT_EQ(put.status, 200) << put.body;
+  ASSERT_TRUE(client.Send(Request("GET", "/v1/dicts/d/k")));
+  Response get;
+  ASSERT_TRUE(client.Read(&get));
+  ASSERT_EQ(get.body, "hello head");
+  // A HEAD, then a GET and a HEAD of a missing key, pipelined in one write.
+  ASSERT_TRUE(client.Send(Request("HEAD", "/v1/dicts/d/k") + Request("GET", "/v1/counters/none") +
+                          Request("HEAD", "/v1/counters/none")));
+  Response head;
+  ASSERT_TRUE(client.Read(&head, /*bodiless=*/true));
+  EXPECT_EQ(head.status, 200);
+  EXPECT_EQ(head.headers["content-length"], "10");
+  EXPECT_EQ(head.headers["content-type"], "text/x");
+  EXPECT_EQ(head.headers["etag"], get.headers["etag"]);
+  Response missing;
+  ASSERT_TRUE(client.Read(&missing));
+  EXPECT_EQ(missing.status, 404);
+  EXPECT_TRUE(IsJsonError(missing, "NotFound")) << missing.body;
+  Response missing_head;
+  ASSERT_TRUE(client.Read(&missing_head, /*bodiless=*/true));
+  EXPECT_EQ(missing_head.status, 404);
+  EXPECT_EQ(missing_head.headers["content-length"], missing.headers["content-length"]);
+  // Nothing was sent past the heads: the next request's answer is the next bytes.
+  ASSERT_TRUE(client.Send(Request("GET", "/healthz")));
+  Response health;
+  ASSERT_TRUE(client.Read(&health));
+  EXPECT_EQ(health.status, 200);
+  EXPECT_EQ(health.body.find("{\"status\":\"ok\""), 0u) << health.body;
+  // HEAD of a POST-only path: 405 listing the path's methods.
+  ASSERT_TRUE(client.Send(Request("HEAD", "/v1/counters/c/incr")));
+  Response not_allowed;
+  ASSERT_TRUE(client.Read(&not_allowed, /*bodiless=*/true));
+  EXPECT_EQ(not_allowed.status, 405);
+  EXPECT_EQ(not_allowed.headers["allow"], "POST");
+  ASSERT_TRUE(client.Send(Request("GET", "/v1/dicts/d/k")));
+  ASSERT_TRUE(client.Read(&get));
+  EXPECT_EQ(get.body, "hello head");
+}
+
+}  // namespace
+}  // namespace shm
+
+namespace shm {
+namespace {
+
+// A 405's Allow names each method of the path once, alphabetically, whatever the route order.
+TEST(SessionTest, AllowIsAlphabetical) {
+  test::ScopedSegment seg;
+  WorkerProcess worker(seg.get());
+  Client client(worker.port());
+  ASSERT_TRUE(client.Send(Request("PATCH", "/v1/dicts/d/k") + Request("PATCH", "/v1/dicts/d")));
+  Response key;
+  ASSERT_TRUE(client.Read(&key));
+  EXPECT_EQ(key.status, 405);
+  EXPECT_EQ(key.headers["allow"], "DELETE, GET, HEAD, PUT");
+  Response dict;
+  ASSERT_TRUE(client.Read(&dict));
+  EXPECT_EQ(dict.status, 405);
+  EXPECT_EQ(dict.headers["allow"], "GET, HEAD, POST");
+}
+
+}  // namespace
+}  // namespace shm
+
+namespace shm {
+namespace {
+
+// Floats come back in the shortest text that reads back exactly (as Python and JavaScript print
+// them), integral ones with ".0"; integers stay integers.
+TEST(SessionTest, JsonFloatsAreShortestRoundTrip) {
+  test::ScopedSegment seg;
+  WorkerProcess worker(seg.get());
+  Client client(worker.port());
+  ASSERT_TRUE(
+      client.Send(Request("POST", "/v1/arrays/f", R"({"dtype":"float64","shape":[6],"fill":0})")));
+  Response r;
+  ASSERT_TRUE(client.Read(&r));
+  ASSERT_EQ(r.status, 201) << r.body;
+  ASSERT_TRUE(client.Send(
+      Request("PUT", "/v1/arrays/f/data?slice=1:", "[0.7316522598266602, -2.5, 1e100, 3, 1e-7]")));
+  ASSERT_TRUE(client.Read(&r));
+  ASSERT_EQ(r.status, 200) << r.body;
+  ASSERT_TRUE(client.Send(Request("GET", "/v1/arrays/f/data")));
+  ASSERT_TRUE(client.Read(&r));
+  EXPECT_EQ(
+      r.body,
+      R"({"dtype":"float64","shape":[6],"data":[0.0,0.7316522598266602,-2.5,1e+100,3.0,1e-07]})");
+  ASSERT_TRUE(client.Send(Request("GET", "/v1/arrays/f/reduce?op=sum&slice=:2")));
+  ASSERT_TRUE(client.Read(&r));
+  EXPECT_EQ(r.body, R"({"value":0.7316522598266602})");
+  // A session value keeps its float form too; integer arrays are untouched.
+  ASSERT_TRUE(client.Send(Request("PUT", "/v1/session/x", R"({"value":{"a":[0.5,1,null]}})")));
+  ASSERT_TRUE(client.Read(&r));
+  EXPECT_EQ(r.body, R"({"value":{"a":[0.5,1,null]}})");
+  ASSERT_TRUE(
+      client.Send(Request("POST", "/v1/arrays/i", R"({"dtype":"int64","shape":[2],"fill":-3})")));
+  ASSERT_TRUE(client.Read(&r));
+  ASSERT_TRUE(client.Send(Request("GET", "/v1/arrays/i/data")));
+  ASSERT_TRUE(client.Read(&r));
+  EXPECT_EQ(r.body, R"({"dtype":"int64","shape":[2],"data":[-3,-3]})");
+}
+
+}  // namespace
+}  // namespace shm
+
+namespace shm {
+namespace {
+
+// RFC 9110 §13.1: If-None-Match compares weakly (`*`, lists, W/ tags) and gives 304 without a
+// Content-Length; If-Match compares strongly and gives 412.
+TEST(SessionTest, ConditionalRequests) {
+  test::ScopedSegment seg;
+  WorkerProcess worker(seg.get());
+  Client client(worker.port());
+  auto exchange = [&](std::string_view method, std::string_view target, std::string_view body,
+                      std::string_view headers) {
+    Response r;
+    EXPECT_TRUE(client.Send(Request(method, target, body, headers)));
+    EXPECT_TRUE(client.Read(&r, method == "HEAD"));
+    return r;
+  };
+  Response put = exchange("PUT", "/v1/dicts/d/k", "v1", "");
+  ASSERT_EQ(put.status, 200) << put.body;
+  const std::string etag = put.headers["etag"];  // "n"
+  const std::string weak = "W/" + etag;
+  for (std::string condition :
+       {std::string("*"), etag, weak, "\"0\", " + weak, "\"x\",," + etag + " , \"y\""}) {
+    Response r = exchange("GET", "/v1/dicts/d/k", "", "If-None-Match: " + condition + "\r\n");
+    EXPECT_EQ(r.status, 304) << condition;
+    EXPECT_EQ(r.headers.count("content-length"), 0u) << condition;
+    EXPECT_EQ(r.headers["etag"], etag) << condition;
+    EXPECT_EQ(r.body, "") << condition;
+    EXPECT_EQ(exchange("HEAD", "/v1/dicts/d/k", "", "If-None-Match: " + condition + "\r\n").status,
+              304);
+  }
+  Response other = exchange("GET", "/v1/dicts/d/k", "", "If-None-Match: \"0\", W/\"0\"\r\n");
+  EXPECT_EQ(other.status, 200);
+  EXPECT_EQ(other.body, "v1");
+  EXPECT_EQ(exchange("GET", "/v1/dicts/d/nope", "", "If-None-Match: *\r\n").status, 404);
+  EXPECT_EQ(exchange("GET", "/v1/dicts/d/k", "", "If-None-Match: \"unclosed\r\n").status, 400);
+  // If-Match: a weak tag never matches strongly; a list matches if one strong tag does.
+  EXPECT_EQ(exchange("PUT", "/v1/dicts/d/k", "v2", "If-Match: " + weak + "\r\n").status, 412);
+  EXPECT_EQ(exchange("GET", "/v1/dicts/d/k", "", "If-Match: " + weak + "\r\n").status, 412);
+  EXPECT_EQ(exchange("GET", "/v1/dicts/d/k", "", "").body, "v1");
+  Response listed = exchange("PUT", "/v1/dicts/d/k", "v2", "If-Match: \"0\", " + etag + "\r\n");
+  EXPECT_EQ(listed.status, 200) << listed.body;
+  EXPECT_EQ(exchange("PUT", "/v1/dicts/d/k", "v3", "If-Match: " + etag + "\r\n").status, 412);
+  EXPECT_EQ(exchange("PUT", "/v1/dicts/d/k", "v3", "If-Match: *\r\n").status, 200);
+  EXPECT_EQ(exchange("PUT", "/v1/dicts/d/new", "n", "If-Match: *\r\n").status, 412);
+  // If-None-Match: * on a write means "create only".
+  EXPECT_EQ(exchange("PUT", "/v1/dicts/d/k", "v4", "If-None-Match: *\r\n").status, 412);
+  EXPECT_EQ(exchange("PUT", "/v1/dicts/d/new", "n", "If-None-Match: *\r\n").status, 200);
+  EXPECT_EQ(exchange("GET", "/v1/dicts/d/k", "", "").body, "v3");
+  EXPECT_EQ(exchange("DELETE", "/v1/dicts/d/new", "", "If-Match: W/\"1\"\r\n").status, 412);
+  EXPECT_EQ(exchange("DELETE", "/v1/dicts/d/new", "", "If-Match: *\r\n").status, 204);
+  EXPECT_EQ(exchange("DELETE", "/v1/dicts/d/new", "", "If-Match: *\r\n").status, 412);
+  // A 204 carries no Content-Length either.
+  EXPECT_EQ(exchange("DELETE", "/v1/dicts/d/k", "", "").headers.count("content-length"), 0u);
+  EXPECT_EQ(exchange("GET", "/healthz", "", "").status, 200);  // Framing held throughout.
+}
+
+}  // namespace
+}  // namespace shm
+
+namespace shm {
+namespace {
+
+// The head of a request whose body is sent only after the server's go.
+std::string ExpectContinueHead(std::string_view method, std::string_view target, size_t length,
+                               std::string_view extra_headers = "") {
+  return std::string(method) + " " + std::string(target) +
+         " HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n" + std::string(extra_headers) +
+         "Content-Length: " + std::to_string(length) + "\r\n\r\n";
+}
+
+// Expect: 100-continue gets 100 Continue before the body is read, behind the answers to earlier
+// pipelined requests; a body over the limit, or a request the token refuses, is answered at once
+// (the body never sent) and the connection closed.
+TEST(SessionTest, ExpectContinue) {
+  test::ScopedSegment seg;
+  WorkerOptions options = WorkerProcess::SmallLimits();
+  options.token = "tok";
+  WorkerProcess worker(seg.get(), options);
+  const std::string auth = "Authorization: Bearer tok\r\n";
+  const std::string body = "{\"value\":7}";
+  Client client(worker.port());
+  ASSERT_TRUE(client.Send(Request("GET", "/healthz") +
+                          ExpectContinueHead("PUT", "/v1/counters/c", body.size(), auth)));
+  Response r;
+  ASSERT_TRUE(client.Read(&r));
+  EXPECT_EQ(r.status, 200);  // The pipelined GET first.
+  ASSERT_TRUE(client.Read(&r));
+  EXPECT_EQ(r.status, 100);
+  ASSERT_TRUE(client.Send(body));
+  ASSERT_TRUE(client.Read(&r));
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.body, body);
+  // The connection goes on.
+  ASSERT_TRUE(client.Send(Request("GET", "/v1/counters/c", "", auth)));
+  ASSERT_TRUE(client.Read(&r));
+  EXPECT_EQ(r.body, body);
+
+  Client big(worker.port());
+  ASSERT_TRUE(big.Send(ExpectContinueHead("PUT", "/v1/counters/c", 5000, auth)));
+  ASSERT_TRUE(big.Read(&r));
+  EXPECT_EQ(r.status, 413);
+  EXPECT_TRUE(IsJsonError(r, "PayloadTooLarge")) << r.body;
+  EXPECT_TRUE(big.WaitClosed());
+
+  Client stranger(worker.port());
+  ASSERT_TRUE(stranger.Send(ExpectContinueHead("PUT", "/v1/counters/c", body.size())));
+  ASSERT_TRUE(stranger.Read(&r));
+  EXPECT_EQ(r.status, 401);
+  EXPECT_TRUE(stranger.WaitClosed());
+  ASSERT_TRUE(client.Send(Request("GET", "/v1/counters/c", "", auth)));
+  ASSERT_TRUE(client.Read(&r));
+  EXPECT_EQ(r.body, body);  // Neither refused request changed anything.
+}
+
+}  // namespace
+}  // namespace shm
+
+namespace shm {
+namespace {
+
+// An entry that can never fit the dict's max_bytes is the client's error (400), whatever is
+// evicted; one that does not fit now, with eviction off, is 507 (it may fit after deletes).
+TEST(SessionTest, DictEntryLargerThanMaxBytesIs400AndFullIs507) {
+  test::ScopedSegment seg;
+  WorkerProcess worker(seg.get());
+  Client client(worker.port());
+  Response r;
+  for (std::string_view dict : {"none", "clock"}) {
+    std::string options = "{\"max_bytes\":200,\"eviction\":\"" + std::string(dict) + "\"}";
+    ASSERT_TRUE(client.Send(Request("POST", "/v1/dicts/" + std::string(dict), options)));
+    ASSERT_TRUE(client.Read(&r));
+    ASSERT_EQ(r.status, 201) << r.body;
+    // Charged: key 1 + content type 24 + value + 40.
+    ASSERT_TRUE(client.Send(
+        Request("PUT", "/v1/dicts/" + std::string(dict) + "/a", std::string(150, 'v'))));
+    ASSERT_TRUE(client.Read(&r));
+    EXPECT_EQ(r.status, 400) << dict;
+    EXPECT_TRUE(IsJsonError(r, "InvalidArgument")) << r.body;
+    EXPECT_NE(r.body.find("larger than the dict's max_bytes"), std::string::npos) << r.body;
+    for (std::string_view key : {"a", "b"}) {
+      ASSERT_TRUE(client.Send(Request(
+          "PUT", "/v1/dicts/" + std::string(dict) + "/" + std::string(key), std::string(50, 'v'))));
+      ASSERT_TRUE(client.Read(&r));
+    }
+    if (dict == "none") {
+      EXPECT_EQ(r.status, 507) << r.body;
+      EXPECT_TRUE(IsJsonError(r, "OutOfSpace")) << r.body;
+    } else {
+      EXPECT_EQ(r.status, 200) << r.body;  // "a" was evicted for it.
+    }
+  }
 }
 
 }  // namespace

@@ -65,6 +65,9 @@ class Segment {
   // Checks a prefix: the same rules as object names, so it cannot reach another file.
   static Status ValidatePrefix(std::string_view prefix);
 
+  // The smallest size Create accepts for a registry of `max_objects`.
+  static size_t MinimumSize(uint32_t max_objects);
+
   static Status Create(const SegmentOptions& options, std::unique_ptr<Segment>* result);
   static Status Attach(std::string_view shm_name, std::unique_ptr<Segment>* result);
   // Names "<prefix>.<generation>" of the segments of `prefix` in `dir`, newest generation first.

@@ -39,8 +39,9 @@ Status WithClientSession(
     RequestContext& context, HttpResponse* response,
     const std::function<Status(Sessions& sessions, const std::string& id)>& fn);
 
-// Called by RunWorker when it starts draining: handlers blocked in a wait (pop, acquire) stop
-// waiting at their next slice and answer as if the wait ran out. Process-wide.
+// Called by RunWorker when it is asked to stop (from its signal thread, so even a worker whose
+// every io thread is blocked in a wait gets it): handlers blocked in a wait stop at their next
+// slice; a pop answers as if the wait ran out, an acquire 503. Process-wide.
 void StopBlockingWaits();
 
 }  // namespace shm

@@ -47,9 +47,11 @@ class Router {
   // `pattern` is a path such as "/v1/counters/{name}/incr"; each {…} captures one segment.
   void Add(http::verb method, std::string_view pattern, Handler handler);
   // Builds the response for `request`: 404 for an unknown path, 405 for a known path with
-  // another method, the handler's response or its mapped error otherwise (a handler that throws,
-  // or leaves a body on a 204 or 304, gets a 500). Never throws. The payload is prepared
-  // (Content-Length set), so the response can be written as is.
+  // another method (Allow: the path's methods in alphabetical order), the handler's response or
+  // its mapped error otherwise (a handler that throws, or leaves a body on a 204 or 304, gets a
+  // 500). HEAD runs the GET route and keeps its body: the caller sends the head only. Never
+  // throws. The payload is prepared (Content-Length set, none on a 204 or 304), so the response
+  // can be written as is.
   HttpResponse Handle(const HttpRequest& request, Segment* segment, int worker_index) const;
 
  private:
@@ -71,7 +73,7 @@ class Router {
 };
 
 // The HTTP status for a Status code (the design's table). Conflict is 409, or 412 when the
-// request made it conditional with If-Match (Router::Handle decides that).
+// request made it conditional with If-Match or If-None-Match (Router::Handle decides that).
 unsigned HttpStatusFor(const Status& status);
 
 // A complete JSON error response {"error": {"code", "message"}} carrying X-Worker-Pid; 503s also
