@@ -6,7 +6,8 @@ run, that paging and the prefix filter work, that previews render (a heat map fo
 that a stored <script> value is shown as text and never runs.
 
 Run: /usr/bin/python3 -m pytest tests/browser (ctest -L browser). SHMSTATE_BIN names the binary
-(default build/shmstate); SHMSTATE_UI_SCREENSHOT=path saves a screenshot of the page there.
+(default build/shmstate), SHMSTATE_CHROMIUM the browser; SHMSTATE_UI_SCREENSHOT=path saves a
+screenshot of the page there.
 Skips only when Chromium is not installed.
 """
 import base64
@@ -23,7 +24,8 @@ import time
 
 import pytest
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM = (os.environ.get("SHMSTATE_CHROMIUM") or shutil.which("chromium")
+            or "/usr/bin/chromium")
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("SHMSTATE_BIN", os.path.join(REPO, "build", "shmstate"))
 TOKEN = "ui-test-" + secrets.token_hex(8)
@@ -31,9 +33,12 @@ HOSTILE = '<script>window.pwned=1</script><img src=x onerror="window.pwned=2">'
 WAIT_S = 15  # Longest any one condition may take to show in the page.
 
 if not os.path.exists(CHROMIUM):
-    pytest.skip("chromium is not installed (/usr/bin/chromium): scripts/setup --test installs it",
+    pytest.skip("chromium is not installed (no %s): scripts/setup --test installs it" % CHROMIUM,
                 allow_module_level=True)
-websocket = pytest.importorskip("websocket", reason="python3-websocket (scripts/setup --test)")
+try:
+    import websocket  # Debian's python3-websocket.
+except ImportError:  # A missing test dependency is a failure, not a skip.
+    websocket = None
 
 
 class Http:
@@ -117,6 +122,8 @@ class Cdp:
 
 @pytest.fixture(scope="module")
 def browser():
+    if websocket is None:
+        pytest.fail("python3-websocket is missing: run scripts/setup --test", pytrace=False)
     profile = tempfile.mkdtemp(prefix="shmstate-ui-chromium-")
     proc = subprocess.Popen([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
                              "--disable-quic", "--no-first-run", "--disable-background-networking",
