@@ -35,7 +35,7 @@ namespace {
 
 constexpr int kMaxProcs = 64;
 constexpr int kDictKeys = 1024;         // Keys per dict: the working set of the get/set loops.
-constexpr size_t kKeyBytes = 16;        // DESIGN.md: 16-byte keys ...
+constexpr size_t kKeyBytes = 16;        // docs/design.md: 16-byte keys ...
 constexpr size_t kValueBytes = 64;      // ... and 64-byte values.
 constexpr size_t kBulkBytes = 1 << 20;  // One bulk copy (array slice or memcpy).
 

@@ -84,7 +84,8 @@ void BM_CounterOpenByName(benchmark::State& state) {
 }
 BENCHMARK(BM_CounterOpenByName);
 
-// Dict: 16-byte keys and 64-byte values (DESIGN.md), 1024 keys, walked in a fixed order.
+// Dict: 16-byte keys and 64-byte values (docs/design.md, "Performance targets"), 1024 keys, walked
+// in a fixed order.
 constexpr int kDictKeys = 1024;
 
 std::vector<std::string> DictKeys() {

@@ -8,6 +8,7 @@ Inputs, all optional (a missing file leaves its section empty, marked "not measu
   refs.tsv    same format                           redis-benchmark, multiprocessing.Manager
   http.tsv    target<TAB>workers<TAB>route<TAB>label<TAB>RESULT k=v...<TAB>cpu_us=N
   checks.tsv  target<TAB>workers<TAB>check<TAB>label<TAB>verdict
+  python.tsv  python<TAB>impl<TAB>op<TAB>procs<TAB>value<TAB>unit   bench/python_inproc.py
 """
 import csv
 import os
@@ -54,6 +55,18 @@ def load_http(path):
             "errors": int(numbers["errors"] + numbers["non2xx"]),
         })
     return rows
+
+
+def load_python(path):
+    """{(impl, op): value} from python.tsv."""
+    values = {}
+    for row in read_tsv(path):
+        if len(row) >= 6 and row[0] == "python":
+            try:
+                values[(row[1], row[2])] = float(row[4])
+            except ValueError:
+                pass
+    return values
 
 
 def human(value, unit="ops/s"):
@@ -147,6 +160,59 @@ def build_targets(mp, refs, http, checks):
         "ok" if any(c[0] == "shmstate" for c in checks) else "not measured"), "-", None,
         "exact", None if not checks else not wrong)
     return t
+
+
+def python_targets(t, python, http, checks):
+    """The Python module's goals (issue 9): in-process and the seed app over HTTP."""
+    for op, what in (("incr", "counter incr"), ("get", "dict get"), ("set", "dict set")):
+        t.add("Python %s, 2 processes" % what, python.get(("shmstate", op)), "redis-py",
+              python.get(("redis-py", op)), 20)
+        t.add("Python %s, 2 processes" % what, python.get(("shmstate", op)), "Manager",
+              python.get(("Manager", op)), 100)
+    t.add("Python array read 1 MiB into a fresh ndarray", python.get(("shmstate",
+          "array read 1 MiB")), "numpy copyto", python.get(("numpy copyto", "array read 1 MiB")),
+          0.8, unit="B/s")
+    ours = http_lookup(http, "flask-shmstate", 2, "incr")
+    for target, name, goal in (("flask-redis-gthread", "Flask + Redis", 1.8),
+                               ("flask-global", "Flask global counter (wrong)", 0.9)):
+        other = http_lookup(http, target, 2, "incr")
+        t.add("Seed app incr (gunicorn gthread 2x4)", ours and ours["rps"], name,
+              other and other["rps"], goal, unit="req/s")
+    # Requests per second of server CPU (the apps' processes, and Redis for Flask + Redis): the
+    # figure that holds when the machine's load moves between the runs.
+    for target, name, goal in (("flask-redis-gthread", "Flask + Redis", 1.8),
+                               ("flask-global", "Flask global counter (wrong)", 0.9)):
+        other = http_lookup(http, target, 2, "incr")
+        t.add("Seed app incr: requests per server CPU-second", ours and ours["cpu"] and
+              1e6 / ours["cpu"], name, other and other["cpu"] and 1e6 / other["cpu"], goal,
+              unit="req/CPU-s")
+    verdict = [c[4] for c in checks if len(c) >= 5 and c[0] == "flask-shmstate"]
+    t.add_raw("Seed app: 100 concurrent increments answer 1..100",
+              verdict[0] if verdict else "not measured", "-", None, "exact",
+              None if not verdict else verdict[0] == "ok")
+
+
+def python_table(python):
+    if not python:
+        return ["not measured"]
+    out = ["| operation | shmstate module | redis-py | multiprocessing.Manager | × redis-py | "
+           "× Manager |", "|---|---|---|---|---|---|"]
+    for op in ("incr", "get", "set"):
+        s, r, m = (python.get((impl, op)) for impl in ("shmstate", "redis-py", "Manager"))
+        out.append("| %s | %s | %s | %s | %s | %s |" % (
+            op, human(s), human(r), human(m),
+            "-" if ratio(s, r) is None else "%.3g×" % ratio(s, r),
+            "-" if ratio(s, m) is None else "%.3g×" % ratio(s, m)))
+    a, c, f = (python.get((impl, "array read 1 MiB"))
+               for impl in ("shmstate", "numpy copyto", "numpy copy (fresh)"))
+    out += ["", "| array read 1 MiB | shmstate `a.to_numpy()` | numpy `copyto` from "
+            "shared_memory | numpy `.copy()` (fresh) | × copyto | × fresh |",
+            "|---|---|---|---|---|---|",
+            "| float64 | %s | %s | %s | %s | %s |" % (
+                human(a, "B/s"), human(c, "B/s"), human(f, "B/s"),
+                "-" if ratio(a, c) is None else "%.3g×" % ratio(a, c),
+                "-" if ratio(a, f) is None else "%.3g×" % ratio(a, f))]
+    return out
 
 
 def proxy_table(path):
@@ -317,8 +383,10 @@ def main():
     refs = load_values(os.path.join(src, "refs.tsv"))
     http = load_http(os.path.join(src, "http.tsv"))
     checks = read_tsv(os.path.join(src, "checks.tsv"))
+    python = load_python(os.path.join(src, "python.tsv"))
     png = out_md[:-3] + ".png" if out_md.endswith(".md") else out_md + ".png"
     targets = build_targets(mp, refs, http, checks)
+    python_targets(targets, python, http, checks)
     has_chart = chart(targets.pairs, http, png)
 
     lines = ["# shmstate benchmark results", "",
@@ -347,6 +415,13 @@ def main():
               "Server CPU per request: utime+stime of the server's processes (and, for "
               "Flask, its Redis) before and after each wrk run, divided by the requests.", ""]
     lines += http_table(http, checks)
+    lines += ["", "## Python module in-process (bench/python_inproc.py)", "",
+              "2 forked Python processes at once, counter incr and dict get/set (1024 keys of 16 "
+              "bytes, 64-byte values, random keys), through the module, redis-py to a local "
+              "redis-server, and a multiprocessing.Manager (dict proxy; a registered counter "
+              "object for incr). HTTP rows flask-*: the seed app (examples/flask_counter), "
+              "Flask + Redis and the global counter, gunicorn gthread 2 workers x 4 threads.", ""]
+    lines += python_table(python)
     lines += ["", "## Single-threaded proxy operations (proxy_bench)", ""]
     lines += proxy_table(os.path.join(src, "proxy.csv"))
     with open(out_md, "w") as f:

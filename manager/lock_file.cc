@@ -1,6 +1,5 @@
 #include "shm/lock_file.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -92,25 +91,6 @@ void LockFile::Abandon() {
   if (!held()) return;
   close(fd_);
   fd_ = -1;
-}
-
-std::vector<std::string> ListSegmentsOf(std::string_view name, std::string_view dir) {
-  std::vector<std::string> result;
-  std::string dir_text(dir);
-  DIR* d = opendir(dir_text.c_str());
-  if (d == nullptr) return result;
-  while (dirent* e = readdir(d)) {
-    std::string_view file = e->d_name;
-    if (file.size() <= name.size() + 1 || file.substr(0, name.size()) != name ||
-        file[name.size()] != '.') {
-      continue;
-    }
-    std::string_view generation = file.substr(name.size() + 1);
-    bool digits = generation.find_first_not_of("0123456789") == std::string_view::npos;
-    if (digits) result.emplace_back(file);
-  }
-  closedir(d);
-  return result;
 }
 
 }  // namespace shm

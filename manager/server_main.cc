@@ -96,7 +96,7 @@ Status CheckSnapshotFolder(const std::string& path) {
 
 // Called with the lock file held, so no live manager owns these: a crashed run left them.
 void RemoveStaleSegments(const std::string& name) {
-  for (const std::string& stale : ListSegmentsOf(name)) {
+  for (const std::string& stale : Segment::ListGenerations(name)) {
     Status s = Segment::Remove(stale);
     SHM_LOG(kWarn) << "removed stale segment /dev/shm/" << stale << " left by a crashed run"
                    << (s.ok() ? "" : ": " + s.ToString());
@@ -172,6 +172,13 @@ SupervisorOptions MakeSupervisorOptions(const ServerOptions& options) {
 }
 
 void AnnounceListening(const ServerOptions& options, uint16_t port, const Segment& segment) {
+  if (options.workers == 0) {
+    std::string line = "shmstate: manager only (no HTTP workers), segment /dev/shm/" +
+                       segment.shm_name() + ", " + FormatSize(segment.size()) + "\n";
+    fputs(line.c_str(), stdout);
+    fflush(stdout);
+    return;
+  }
   ListenAddress actual = options.listen;
   actual.port = port;
   std::string line = "shmstate: listening on http://" + actual.ToString() + " (" +
@@ -211,14 +218,17 @@ int Serve(const ServerOptions& options, const std::function<void(Router*)>& add_
   RemoveStaleSegments(options.name);
   int listen_fd = -1;
   uint16_t port = 0;
-  s = OpenListener(options.listen, &listen_fd, &port);
-  if (!s.ok()) return Fail(kExitStartFailed, s.message());
+  if (options.workers > 0) {  // The manager alone serves nothing: no port to take.
+    s = OpenListener(options.listen, &listen_fd, &port);
+    if (!s.ok()) return Fail(kExitStartFailed, s.message());
+  }
   std::unique_ptr<Segment> segment;
   s = CreateAndRestore(options, &segment);
   if (!s.ok()) {
     close(listen_fd);
     return Fail(kExitStartFailed, s.message());
   }
+  segment->MarkServing();
   if (!options.listen.IsLoopback() && options.token.empty()) {
     SHM_LOG(kWarn) << "listening on " << options.listen.ToString()
                    << " without a token: anyone who can reach it can read and change the state "
@@ -236,6 +246,11 @@ int Serve(const ServerOptions& options, const std::function<void(Router*)>& add_
       code = Fail(kExitStartFailed, s.message());
     }
   }  // Every worker is reaped here.
+  // Attached clients stop writing before the final snapshot; they see no successor and fail.
+  segment->BeginDrain();
+  if (!segment->WaitForClientOps(std::chrono::milliseconds(2000))) {
+    SHM_LOG(kWarn) << "an attached client was still inside an operation at stop";
+  }
   if (!options.snapshot_path.empty() && !WriteFinalSnapshot(options, segment.get())) code = 1;
   std::string shm_name = segment->shm_name();
   segment.reset();

@@ -65,7 +65,8 @@ po::options_description ServeFlags() {
       ("listen", po::value<std::string>()->value_name("HOST:PORT"),
        "address to listen on; port 0 picks a free port (default 127.0.0.1:8080)")  //
       ("workers", po::value<std::string>()->value_name("N"),
-       "worker processes, 1-128 (default: number of cores)")  //
+       "worker processes, 0-128; 0 = the manager alone, for apps that attach in-process "
+       "(the Python module) and serve no HTTP (default: number of cores)")  //
       ("threads", po::value<std::string>()->value_name("T"),
        "threads per worker, 1-64 (default 1)")  //
       ("size", po::value<std::string>()->value_name("BYTES"),
@@ -115,7 +116,7 @@ Status ApplyFlags(const po::variables_map& vm, ServerOptions* options) {
   }
   if (vm.count("workers")) {
     SHM_RETURN_IF_ERROR(
-        IntInRange("workers", text("workers"), 1, ServerOptions::kMaxWorkers, &number));
+        IntInRange("workers", text("workers"), 0, ServerOptions::kMaxWorkers, &number));
     options->workers = static_cast<int>(number);
   }
   if (vm.count("threads")) {
@@ -293,7 +294,7 @@ Status ParseServerArgs(const std::vector<std::string>& args, const char* env_tok
     return Status::InvalidArgument("unknown command '" + args[0] + "' (try 'shmstate --help')");
   }
   ServerOptions result;
-  result.workers = default_workers;
+  result.workers = std::clamp(default_workers, 1, ServerOptions::kMaxWorkers);
   if (env_token != nullptr) result.token = env_token;
   po::variables_map vm;
   try {
@@ -319,9 +320,6 @@ Status ParseServerArgs(const std::vector<std::string>& args, const char* env_tok
     return Status::OK();
   }
   SHM_RETURN_IF_ERROR(ApplyFlags(vm, &result));
-  if (result.workers < 1 || result.workers > ServerOptions::kMaxWorkers) {
-    result.workers = std::clamp(result.workers, 1, ServerOptions::kMaxWorkers);
-  }
   *action = CliAction::kServe;
   *options = result;
   return Status::OK();

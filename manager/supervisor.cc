@@ -29,6 +29,19 @@ namespace {
 constexpr int kHeartbeatCheckMs = 100;     // Also the idle poll period, so the poison check.
 constexpr int64_t kSlowSnapshotMs = 1000;  // A periodic snapshot slower than this is logged.
 constexpr int64_t kGrowthRetryMs = 60000;  // After a failed growth (e.g. /dev/shm full).
+// How long a rebuild of a poisoned segment waits for attached clients' operations to end.
+constexpr int64_t kPoisonedClientWaitMs = 1000;
+constexpr int64_t kClientReapIntervalMs = 1000;
+
+// Stops attached clients' operations on `segment` before it is copied (Segment::BeginDrain).
+void QuiesceClients(Segment* segment, int64_t timeout_ms) {
+  segment->BeginDrain();
+  if (!segment->WaitForClientOps(std::chrono::milliseconds(timeout_ms))) {
+    SHM_LOG(kWarn) << "an attached client was still inside an operation on /dev/shm/"
+                   << segment->shm_name() << " after " << timeout_ms
+                   << " ms; copying without it (that write may be lost)";
+  }
+}
 
 int PidfdOpen(pid_t pid) { return static_cast<int>(syscall(SYS_pidfd_open, pid, 0)); }
 
@@ -200,6 +213,7 @@ int Supervisor::Run() {
       StartDueRespawns(now);
       CheckHeartbeats(now);
       AdvanceRollingRestart(now);
+      ReapDeadClients(now);
       MaybeSnapshot(now);
     }
     EnforceStopDeadlines(now);
@@ -402,11 +416,14 @@ void Supervisor::Rebuild(RebuildReason reason, size_t new_size) {
   next.generation = old_segment->generation() + 1;
   next.size = new_size;
   next.max_objects = options_.max_objects;
+  QuiesceClients(old_segment, poisoned ? kPoisonedClientWaitMs : options_.stop_timeout_ms);
   std::unique_ptr<Segment> fresh;
   SnapshotStats stats;
   Status copied = CopyIntoNewSegment(old_segment, next, &fresh, &stats);
   if (copied.ok()) {
-    *segment_ = std::move(fresh);  // Unmaps the old generation in this process.
+    fresh->MarkServing();
+    old_segment->SetSuccessor(next.generation);  // Clients waiting in the old one follow.
+    *segment_ = std::move(fresh);                // Unmaps the old generation in this process.
     Segment::Remove(old_name);
     SHM_LOG(kInfo) << "rebuilt /dev/shm/" << old_name << " into /dev/shm/" << segment()->shm_name()
                    << " (" << (segment()->size() >> 20) << " MiB) in " << (SteadyNowMs() - started)
@@ -420,12 +437,28 @@ void Supervisor::Rebuild(RebuildReason reason, size_t new_size) {
     BeginShutdown(SteadyNowMs());
     return;
   } else {
+    old_segment->EndDrain();
     growth_retry_at_ms_ = SteadyNowMs() + kGrowthRetryMs;
     SHM_LOG(kError) << "cannot grow /dev/shm/" << old_name << ": " << copied.ToString()
                     << "; going on with the current segment (next try in " << kGrowthRetryMs / 1000
                     << " s)";
   }
   RespawnAll();
+}
+
+void Supervisor::ReapDeadClients(int64_t now_ms) {
+  if (now_ms < next_client_reap_ms_) return;
+  next_client_reap_ms_ = now_ms + kClientReapIntervalMs;
+  for (pid_t pid : segment()->SlotOwners()) {
+    if (pid == getpid() || children_.count(pid) != 0) continue;
+    if (kill(pid, 0) == 0 || errno != ESRCH) continue;
+    RecoveryReport report;
+    Status s = segment()->RecoverDeadProcess(pid, &report);
+    LogMessage(report.intents_resolved > 0 ? LogLevel::kWarn : LogLevel::kInfo).stream()
+        << "attached client pid " << pid << " is gone: released " << report.slots_released
+        << " slots, settled " << report.intents_resolved << " unfinished writes, freed "
+        << report.blobs_freed << " blocks" << (s.ok() ? "" : ": " + s.ToString());
+  }
 }
 
 void Supervisor::RespawnAll() {

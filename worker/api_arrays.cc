@@ -1,4 +1,4 @@
-// /v1/arrays: numpy-like shared n-d arrays over HTTP (DESIGN.md "HTTP API (v1)", docs/arrays.md).
+// /v1/arrays: numpy-like shared n-d arrays over HTTP (docs/http-api.md, docs/arrays.md).
 //
 // Metadata is {"dtype","shape","nbytes","version"}; data goes in and out as JSON nested lists or
 // as an .npy body (recognised by its magic). Every parser is strict: unknown members, ragged

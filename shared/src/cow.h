@@ -14,6 +14,8 @@
 // the commit happened and old_off is garbage, otherwise new_off is garbage and old_off is live.
 // After that, every handle left in a dead thread's slot is garbage and the manager frees it
 // (Segment::RecoverDeadProcess). Worst case a blob leaks; never a torn value or a double free.
+// The whole protocol (every commit word, repair routine and the test that proves it) is on one
+// page: docs/crash-protocol.md.
 #ifndef SHM_SRC_COW_H_
 #define SHM_SRC_COW_H_
 

@@ -872,7 +872,7 @@ Status Dict::UpdateImpl(std::string_view key, const DictUpdateFn& fn, uint64_t* 
       SHM_RETURN_IF_ERROR(ValidateContentType(update.content_type));
       SHM_RETURN_IF_ERROR(ValidateTtl(update.ttl_ms));
       // The size depends on the current value, so this blob is allocated under the lock (the
-      // allocator's lock is innermost; see the lock order in DESIGN.md).
+      // allocator's lock is innermost; see the lock order in docs/design.md).
       uint64_t handle = 0;
       SHM_RETURN_IF_ERROR(AllocateBlob(seg, key, hash, update.content_type, update.data, &handle));
       writer.Stage(handle);

@@ -18,7 +18,7 @@
 namespace shm {
 
 inline constexpr uint64_t kSegmentMagic = 0x4554415453484d53ull;  // "SHMSTATE" little endian.
-inline constexpr uint32_t kLayoutVersion = 2;
+inline constexpr uint32_t kLayoutVersion = 3;
 inline constexpr uint32_t kMaxIntentSlots = 1024;
 inline constexpr uint32_t kMaxWorkerSlots = 256;
 inline constexpr size_t kMaxNameLength = 200;
@@ -40,6 +40,10 @@ struct alignas(64) IntentSlot {
   std::atomic<uint64_t> new_off{0};   // Allocated blob, maybe published.
   std::atomic<uint64_t> old_off{0};   // Replaced blob, garbage once the commit is done.
   std::atomic<uint32_t> old_kind{0};  // ObjectKind when old_off is a whole object body, else 0.
+  // 1 while a thread of a process the manager did not fork (the Python module, a tool) is inside
+  // one operation (Segment::EnterClientOp): the manager waits for it to be 0 before it copies the
+  // segment into its successor, so no such write lands in a segment already copied.
+  std::atomic<uint32_t> client_op{0};
   // Handle of the EntryRep whose body this thread touches without the lock (array atomics and
   // lock-free reads), else 0: whoever frees an array body first waits until no live thread's
   // slot names its entry. A dead thread's pin names nothing it can still touch.
@@ -117,7 +121,15 @@ struct Root {
   pid_t creator_pid = 0;
   int64_t created_ms = 0;
   std::atomic<uint32_t> poisoned{0};  // Set by whoever sees the allocator poisoned.
-  std::atomic<uint32_t> draining{0};  // Set by the manager while it rebuilds or stops.
+  // Set by the manager before it copies the state into the next generation or stops; client
+  // operations that see it leave the segment alone (Segment::EnterClientOp).
+  std::atomic<uint32_t> draining{0};
+  // The generation the state was copied into, once that copy is complete; 0 before (and when the
+  // manager stopped instead). Attached clients follow it.
+  std::atomic<uint64_t> successor_generation{0};
+  // Set by the manager once this segment holds the state it serves (restored at start, or the
+  // whole copy of a rebuild): clients never attach to a segment still being filled.
+  std::atomic<uint32_t> serving{0};
   RegistryRep registry;
   // Slots are claimed lowest first, and never beyond this mark: scans of every thread's slot
   // (pins) stop here instead of reading all kMaxIntentSlots.

@@ -3,13 +3,13 @@
 // One blob holds the Rep followed (at kArrayDataOffset, 64-byte aligned) by the C-contiguous data.
 // dtype, ndim, shape and nbytes never change after creation, so they are read without the lock.
 //
-// Crash safety of in-place writes (DESIGN.md "Array slice writes"): before the first byte of a
-// slice write changes, the writer saves the old bytes of the slice in an undo blob (its strided
-// view plus the bytes in C order, i.e. the "offset runs" and the saved bytes) and publishes the
-// blob's handle into `undo` with the COW intent protocol (cow.h); `undo != 0` is the "valid" flag.
-// After the write it publishes 0 (the commit) and frees the blob. A holder that gets the lock with
-// owner-died sees `undo != 0` exactly when a write may be half done, copies the saved bytes back
-// and frees the blob (kArrayOps.repair_locked).
+// Crash safety of in-place writes (docs/crash-protocol.md, "The undo record"): before the first
+// byte of a slice write changes, the writer saves the old bytes of the slice in an undo blob (its
+// strided view plus the bytes in C order, i.e. the "offset runs" and the saved bytes) and publishes
+// the blob's handle into `undo` with the COW intent protocol (cow.h); `undo != 0` is the "valid"
+// flag. After the write it publishes 0 (the commit) and frees the blob. A holder that gets the lock
+// with owner-died sees `undo != 0` exactly when a write may be half done, copies the saved bytes
+// back and frees the blob (kArrayOps.repair_locked).
 //
 // Lock-free atomics and reads pin the entry in their thread's intent slot (IntentSlot::pinned)
 // while they touch the data, so whoever frees a body (kArrayOps.destroy, a whole-array swap)

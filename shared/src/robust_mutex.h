@@ -1,7 +1,8 @@
 // RobustMutex: a process-shared, robust pthread mutex that lives in the segment.
 //
 // Boost's interprocess_mutex turns a dead owner into a mutex that is broken for good, so every lock
-// in the segment is this one (see reference/locks.md). Two policies decide what owner death means:
+// in the segment is this one (see docs/design.md, "Rules of the segment"). Two policies decide what
+// owner death means:
 //
 //  * kPoison  (allocator and name-index locks): a death inside means the heap may be half-updated.
 //    The mutex is made consistent (never NOTRECOVERABLE), marked poisoned, and every later acquire,
@@ -90,7 +91,7 @@ class RobustMutexT {
   LockResult LockFor(std::chrono::nanoseconds timeout) {
     ThrowIfPoisoned();
     // Uncontended: no clock read, no deadline. Safe on a robust mutex because we never let one
-    // become NOTRECOVERABLE (where glibc's trylock misbehaves, reference/locks.md §1).
+    // become NOTRECOVERABLE (where glibc's trylock misbehaves, docs/crash-protocol.md).
     LockResult quick = Handle(pthread_mutex_trylock(&mutex_));
     if (quick != LockResult::kTimedOut) return quick;
 #if defined(__SANITIZE_THREAD__)

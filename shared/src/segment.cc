@@ -3,12 +3,15 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/version.hpp>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <mutex>
 #include <new>
+#include <vector>
 
 #include "cow.h"
 #include "kind_ops.h"
@@ -120,6 +123,21 @@ void ResetWallClockForTesting() { wall_clock_advance_ms.store(0, std::memory_ord
 // ---------------------------------------------------------------------------------------------
 // Segment::Impl
 
+namespace {
+
+// Mappings of this process that are still mapped, by instance id: a thread that exits releases
+// its slots only in those (a slot of an unmapped segment is not memory it may touch).
+std::mutex& LiveInstancesMutex() {
+  static auto* mu = new std::mutex;  // Never destroyed: threads may exit during static teardown.
+  return *mu;
+}
+std::vector<uint64_t>& LiveInstances() {  // GUARDED_BY(LiveInstancesMutex())
+  static auto* ids = new std::vector<uint64_t>;
+  return *ids;
+}
+
+}  // namespace
+
 Segment::Impl::Impl(ManagedSegment&& managed, std::string shm_name)
     : managed_(std::move(managed)),
       shm_name_(std::move(shm_name)),
@@ -129,6 +147,8 @@ Segment::Impl::Impl(ManagedSegment&& managed, std::string shm_name)
       instance_id_(g_next_instance_id.fetch_add(1)) {
   RootAnchor* anchor = managed_.find<RootAnchor>(kRootAnchorName).first;
   if (anchor != nullptr && anchor->root != 0) root_ = Ptr<Root>(anchor->root);
+  std::lock_guard<std::mutex> lock(LiveInstancesMutex());
+  LiveInstances().push_back(instance_id_);
 }
 
 Status Segment::Impl::Allocate(size_t bytes, uint64_t* handle, size_t alignment) {
@@ -164,17 +184,55 @@ void Segment::Impl::Free(uint64_t handle) {
 }
 
 namespace {
+
+// Gives a slot with no commit in flight back to the pool; the owner pid goes last, as the CAS
+// that claims a slot looks at it first.
+void ReleaseSlot(IntentSlot& slot) {
+  slot.pinned.store(0);
+  slot.client_op.store(0);
+  slot.owner_tid.store(0);
+  slot.owner_pid.store(0);
+}
+
 struct CachedSlot {
   uint64_t instance_id = 0;
   IntentSlot* slot = nullptr;
 };
-thread_local CachedSlot t_slot_cache[4];
+
+// This thread's slots, one per mapping it used. When the thread exits, the slots it holds go
+// back to the pool (threads that come and go, e.g. one per request, would otherwise use up the
+// segment's slots); a slot with a commit in flight cannot be left mid-way by a thread that
+// returns normally, and is kept for the dead-process repair if it somehow is.
+struct ThreadSlots {
+  CachedSlot cached[4];
+  ~ThreadSlots() {
+    std::lock_guard<std::mutex> lock(LiveInstancesMutex());
+    const std::vector<uint64_t>& live = LiveInstances();
+    for (CachedSlot& c : cached) {
+      if (c.slot == nullptr || std::find(live.begin(), live.end(), c.instance_id) == live.end()) {
+        continue;
+      }
+      IntentSlot& slot = *c.slot;
+      if (slot.owner_pid.load() != CurrentPid() || slot.owner_tid.load() != CurrentTid()) continue;
+      if (slot.in_cs.load() || slot.new_off.load() || slot.old_off.load()) continue;
+      ReleaseSlot(slot);
+    }
+  }
+};
+thread_local ThreadSlots t_slot_cache;
+
 }  // namespace
+
+Segment::Impl::~Impl() {
+  std::lock_guard<std::mutex> lock(LiveInstancesMutex());
+  std::vector<uint64_t>& live = LiveInstances();
+  live.erase(std::remove(live.begin(), live.end(), instance_id_), live.end());
+}
 
 IntentSlot* Segment::Impl::MySlot() {
   pid_t tid = CurrentTid();
   pid_t pid = CurrentPid();
-  for (CachedSlot& cached : t_slot_cache) {
+  for (CachedSlot& cached : t_slot_cache.cached) {
     if (cached.instance_id == instance_id_ && cached.slot != nullptr &&
         cached.slot->owner_tid.load(std::memory_order_relaxed) == tid &&
         cached.slot->owner_pid.load(std::memory_order_relaxed) == pid) {
@@ -195,8 +253,8 @@ IntentSlot* Segment::Impl::MySlot() {
     }
   }
   if (claimed == nullptr) return nullptr;
-  CachedSlot* victim = &t_slot_cache[0];
-  for (CachedSlot& cached : t_slot_cache) {
+  CachedSlot* victim = &t_slot_cache.cached[0];
+  for (CachedSlot& cached : t_slot_cache.cached) {
     if (cached.instance_id == instance_id_ || cached.instance_id == 0) {
       victim = &cached;
       break;
@@ -211,9 +269,7 @@ void Segment::Impl::ReleaseSlotsOfThisProcess() {
   for (IntentSlot& slot : root_->intents) {
     if (slot.owner_pid.load() != pid) continue;
     if (slot.in_cs.load() || slot.new_off.load() || slot.old_off.load()) continue;
-    slot.pinned.store(0);
-    slot.owner_tid.store(0);
-    slot.owner_pid.store(0);
+    ReleaseSlot(slot);
   }
 }
 
@@ -370,9 +426,7 @@ Status Segment::RecoverDeadProcess(pid_t pid, RecoveryReport* report) {
       }
       ++report->blobs_freed;
     }
-    slot.pinned.store(0);
-    slot.owner_tid.store(0);
-    slot.owner_pid.store(0);
+    ReleaseSlot(slot);
     ++report->slots_released;
   }
   return impl->root()->poisoned.load() ? Status::Poisoned("segment allocator is poisoned")

@@ -26,6 +26,9 @@ inline constexpr std::chrono::milliseconds kDefaultLockTimeout{2000};
 class Segment::Impl {
  public:
   Impl(ManagedSegment&& managed, std::string shm_name);
+  ~Impl();
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
 
   template <class T>
   T* Ptr(uint64_t handle) const {

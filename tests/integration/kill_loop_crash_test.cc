@@ -1,6 +1,6 @@
 // Kill loop over HTTP: client threads write every kind of object through the real server while a
 // killer SIGKILLs random workers. Afterwards, through HTTP, every acknowledged write is there
-// whole and nothing that was never attempted is (reference/locks.md §4.6, over the wire).
+// whole and nothing that was never attempted is (docs/crash-safety.md, "Kill loop").
 //
 // Environment: SHM_KILL_LOOP_SECONDS (default 20), SHM_KILL_LOOP_INTERVAL_MS (mean gap between
 // kills, default 15), SHM_KILL_LOOP_DICT_BYTES (dict value size, default 256),

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "common/test_util.h"
+#include "shm/segment.h"
 
 namespace shm {
 namespace {
@@ -105,11 +106,10 @@ TEST_F(LockFileTest, AbandonKeepsTheFileAndALaterAcquireWorks) {
   EXPECT_TRUE(other.Acquire(path).ok());
 }
 
-TEST_F(LockFileTest, ListSegmentsOfMatchesOnlyGenerationsOfThatName) {
+TEST_F(LockFileTest, ListGenerationsMatchesOnlyGenerationsOfThatNameNewestFirst) {
   for (const char* file : {"a.lock", "a.1", "a.22", "ab.1", "a.x1", "a."}) Touch(file);
-  std::vector<std::string> found = ListSegmentsOf("a", dir_);
-  std::sort(found.begin(), found.end());
-  EXPECT_EQ(found, (std::vector<std::string>{"a.1", "a.22"}));
+  std::vector<std::string> found = Segment::ListGenerations("a", dir_);
+  EXPECT_EQ(found, (std::vector<std::string>{"a.22", "a.1"}));
 }
 
 }  // namespace

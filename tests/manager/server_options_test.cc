@@ -143,7 +143,7 @@ TEST(ParseServerArgsTest, BadFlagsGiveOneClearLineNamingTheFlag) {
     std::string mentions;
   };
   const Case cases[] = {
-      {{"serve", "--workers", "0"}, "--workers"},
+      {{"serve", "--workers", "-1"}, "--workers"},
       {{"serve", "--workers", "129"}, "--workers"},
       {{"serve", "--workers", "two"}, "--workers"},
       {{"serve", "--threads", "65"}, "--threads"},

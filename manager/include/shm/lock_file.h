@@ -42,9 +42,6 @@ class LockFile {
   std::string path_;
 };
 
-// Names of the segments "<name>.<digits>" in `dir` (not the lock file, not "<name>x.1").
-std::vector<std::string> ListSegmentsOf(std::string_view name, std::string_view dir = "/dev/shm");
-
 }  // namespace shm
 
 #endif  // SHM_LOCK_FILE_H_

@@ -2,12 +2,14 @@
 // version (for compare-and-set) and an optional expiry, shared by every attached process.
 //
 // Crash safety: every entry is an immutable blob in the segment, published into an open-addressing
-// slot with one atomic store under the dict's lock (copy-on-write, see DESIGN.md), so a process
-// killed at any instruction leaves each key with its old or its new value, whole. Optional CLOCK
-// eviction keeps the dict under max_bytes.
+// slot with one atomic store under the dict's lock (copy-on-write, see docs/crash-protocol.md), so
+// a process killed at any instruction leaves each key with its old or its new value, whole.
+// Optional CLOCK eviction keeps the dict under max_bytes.
 //
 // Process-safety: a Dict is a cheap process-local handle; copy it freely and use it from any
-// thread. Every call takes the dict's lock (a robust mutex) briefly; ListKeys takes it per chunk.
+// thread. Every call takes the dict's lock (a robust mutex) briefly, except a Get that hits, which
+// is first tried without it (docs/crash-protocol.md, "The reclaim sequence"); ListKeys takes it per
+// chunk.
 // Once the dict is deleted (or expires), every call answers NotFound; open it again.
 #ifndef SHM_DICT_H_
 #define SHM_DICT_H_

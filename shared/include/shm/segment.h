@@ -13,6 +13,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -66,6 +67,9 @@ class Segment {
 
   static Status Create(const SegmentOptions& options, std::unique_ptr<Segment>* result);
   static Status Attach(std::string_view shm_name, std::unique_ptr<Segment>* result);
+  // Names "<prefix>.<generation>" of the segments of `prefix` in `dir`, newest generation first.
+  static std::vector<std::string> ListGenerations(std::string_view prefix,
+                                                  std::string_view dir = "/dev/shm");
   // Unlinks the shared-memory object; NotFound when there is none.
   static Status Remove(std::string_view shm_name);
 
@@ -87,6 +91,37 @@ class Segment {
   // Settles what a dead process left behind: takes the locks its intents name (which runs the
   // owner-death repair), frees the blobs they prove to be garbage, and releases its slots.
   Status RecoverDeadProcess(pid_t pid, RecoveryReport* report);
+
+  // --- Processes the manager did not fork (clients: the Python module, tools) ---------------
+  // The manager moves the state into a new generation (growth, a poisoned allocator) or stops;
+  // it stops its own workers first but cannot stop clients, so a client brackets each operation:
+  // EnterClientOp marks this thread's intent slot busy and then checks the draining flag. It
+  // answers OK (the caller runs the operation, then calls LeaveClientOp), Poisoned when the
+  // segment is draining (the caller must not touch it, but follow successor_generation()), or
+  // OutOfSpace when every intent slot is taken. The manager sets the flag first (BeginDrain) and
+  // then waits until no live thread is busy (WaitForClientOps), so no client write lands in a
+  // segment that is being copied. Both sides use sequentially consistent accesses.
+  Status EnterClientOp();
+  void LeaveClientOp();
+  bool draining() const;
+  // The generation the state was copied into, once the copy is complete; 0 until then (and for
+  // good when the manager stopped instead).
+  uint64_t successor_generation() const;
+  void BeginDrain();
+  // The move failed and this segment stays in use: clients go on with it.
+  void EndDrain();
+  // False if a live client thread was still inside an operation when `timeout` ran out.
+  bool WaitForClientOps(std::chrono::milliseconds timeout);
+  void SetSuccessor(uint64_t generation);
+  // Whether the manager has opened this segment to clients (after its start-up restore or its
+  // rebuild copy); clients attach only to such a segment.
+  void MarkServing();
+  bool serving() const;
+  // Distinct pids that hold intent slots (workers and clients, live or dead).
+  std::vector<pid_t> SlotOwners() const;
+  // Live processes holding intent slots that are neither in the worker table nor the manager
+  // that created the segment: the attached clients.
+  std::vector<pid_t> LiveClients() const;
 
   // Worker table. `index` < kMaxWorkers.
   static constexpr int kMaxWorkers = 256;

@@ -1,4 +1,4 @@
-// The built-in REST API (DESIGN.md "HTTP API (v1)"), one Register…Routes per object family.
+// The built-in REST API (docs/http-api.md), one Register…Routes per object family.
 //
 // Handlers open objects through a process-local proxy cache, so a request takes the registry lock
 // only the first time a worker touches a name (or after the object was deleted). All handlers are

@@ -1,0 +1,488 @@
+"""shmstate: shared state for prefork Python apps, in shared memory, in-process.
+
+Attach to a running ``shmstate serve --name NAME`` (or ``--workers 0``: the manager alone) and
+use its objects directly from every gunicorn/uWSGI worker, at memory speed, with no socket::
+
+    import shmstate
+    st = shmstate.attach("NAME")
+    hits = st.counter("hits")
+    hits.incr()                      # exact across every process
+
+Every write commits with one atomic store in the segment, so a process killed at any
+instruction leaves each value old or new, whole; the server repairs what it left. Attach before
+or after fork: a handle stays valid in a forked child. When the server grows or repairs its
+segment it copies the state into a new generation; handles follow it by themselves.
+
+Errors are exceptions of one hierarchy: :class:`Error` and its subclasses :class:`NotFound`
+(also a ``KeyError``), :class:`WrongKind` (``TypeError``), :class:`InvalidArgument`
+(``ValueError``), :class:`Conflict`, :class:`Full`, :class:`Timeout` (``TimeoutError``),
+:class:`Unavailable` (server stopped: attach again), :class:`AlreadyExists`, :class:`Internal`.
+"""
+
+from __future__ import annotations
+
+import json as _json
+from typing import Any, Iterator, Optional, Union
+
+from . import _shmstate
+from ._shmstate import (AlreadyExists, Conflict, Error, Full, Internal, InvalidArgument,
+                        NotFound, Timeout, Unavailable, WrongKind)
+
+__all__ = [
+    "attach", "connect", "Client", "Counter", "Dict", "List", "Lock", "Sessions", "Array",
+    "Error", "NotFound", "AlreadyExists", "WrongKind", "InvalidArgument", "Conflict", "Full",
+    "Timeout", "Unavailable", "Internal",
+]
+
+Key = Union[bytes, str]
+_MISSING = object()
+
+
+def attach(name: str = "shmstate", *, follow_timeout: float = 10.0) -> "Client":
+    """Maps the segment of the running server ``shmstate serve --name NAME`` into this process.
+
+    ``follow_timeout``: how long an operation waits for the server to finish moving its state
+    into a new generation (growth, repair) before it raises :class:`Unavailable`.
+    Raises :class:`NotFound` when no such server runs.
+    """
+    return Client(_shmstate._Client(name, follow_timeout))
+
+
+def connect(url: str, **options: Any) -> "Client":
+    """``shm://NAME`` is :func:`attach` (NAME).  Other schemes are not available in this build."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise InvalidArgument(f"not a URL: {url!r} (expected shm://NAME)")
+    if scheme == "shm":
+        return attach(rest or "shmstate", **options)
+    raise InvalidArgument(f"unsupported scheme {scheme!r} in {url!r} (expected shm://NAME)")
+
+
+class Client:
+    """An attachment to one server's shared memory; create with :func:`attach`.
+
+    The ``counter``/``dict``/``list``/... methods open the named object, creating it with the
+    given options when it is missing. Handles are cheap; keep them (e.g. at module level).
+    """
+
+    def __init__(self, native: Any) -> None:
+        self._native = native
+
+    @property
+    def name(self) -> str:
+        """The server's ``--name``."""
+        return self._native.name
+
+    @property
+    def generation(self) -> int:
+        """The generation of the segment this process uses now."""
+        return self._native.generation
+
+    def counter(self, name: str, *, init: int = 0, ttl: Optional[float] = None) -> "Counter":
+        """A signed 64-bit counter; created at ``init`` (with an expiry of ``ttl`` s) if missing."""
+        return Counter(self._native.counter(name, init, ttl))
+
+    def dict(self, name: str, *, max_bytes: int = 0, eviction: str = "none",
+             default_ttl: Optional[float] = None) -> "Dict":
+        """A bytes-to-bytes dict with TTLs; ``eviction="clock"`` (needs ``max_bytes``) evicts the
+        least recently read entries instead of raising :class:`Full`."""
+        return Dict(self._native.dict(name, max_bytes, eviction, default_ttl))
+
+    def list(self, name: str, *, max_items: int = 1 << 20, max_item_bytes: int = 1 << 20) -> "List":
+        """A deque of bytes items (a queue: ``push`` right, ``pop`` left)."""
+        return List(self._native.list(name, max_items, max_item_bytes))
+
+    def lock(self, name: str, *, ttl: float = 30.0, timeout: Optional[float] = 10.0,
+             owner: str = "") -> "Lock":
+        """A lease lock: ``with st.lock("report", ttl=30): ...``. Held for at most ``ttl``
+        seconds (a holder that dies stops blocking others then); ``timeout`` bounds the wait
+        (None: up to 24 h), after which :class:`Timeout` is raised."""
+        return Lock(self._native.lock(name), ttl, timeout, owner)
+
+    def sessions(self, name: str = "sessions", *, ttl: float = 1800.0) -> "Sessions":
+        """Server-side sessions that expire after ``ttl`` idle seconds (fixed when created)."""
+        return Sessions(self._native.sessions(name, ttl))
+
+    def array(self, name: str, dtype: Optional[str] = None, shape: Optional[tuple] = None,
+              fill: Any = 0) -> "Array":
+        """An n-d array: opens ``name``, or creates it when ``dtype`` and ``shape`` are given.
+        An existing array with another dtype/shape raises :class:`AlreadyExists`."""
+        if shape is not None:
+            shape = [int(n) for n in (shape if isinstance(shape, (tuple, list)) else (shape,))]
+        return Array(self._native.array(name, dtype, shape, fill if dtype is not None else None))
+
+    def array_from_numpy(self, name: str, values: Any) -> "Array":
+        """Creates the array ``name`` holding a copy of the numpy array ``values``."""
+        import numpy as np
+        return Array(self._native.array_from_numpy(name, np.ascontiguousarray(values)))
+
+    def objects(self, prefix: str = "") -> "list[tuple[str, str]]":
+        """``[(name, kind), ...]`` of the objects whose name starts with ``prefix``."""
+        return self._native.objects(prefix)
+
+    def delete(self, name: str) -> bool:
+        """Deletes the named object of any kind; False if there was none."""
+        return self._native.delete(name)
+
+    def __repr__(self) -> str:
+        return f"<shmstate.Client {self.name!r} segment={self._native.segment_name!r}>"
+
+
+class Counter:
+    """A signed 64-bit integer changed atomically by every process (overflow raises)."""
+
+    __slots__ = ("_c", "incr", "cas", "set")
+
+    def __init__(self, native: Any) -> None:
+        self._c = native
+        # Bound straight to the native methods: one call, no Python frame, on the hot path.
+        self.incr = native.incr
+        self.cas = native.cas
+        self.set = native.set
+
+    @property
+    def value(self) -> int:
+        return self._c.value()
+
+    @property
+    def name(self) -> str:
+        return self._c.name
+
+    def __int__(self) -> int:
+        return self._c.value()
+
+    def __repr__(self) -> str:
+        return f"<shmstate.Counter {self.name!r} value={self.value}>"
+
+
+class Dict:
+    """A dict of bytes keys (str keys are UTF-8) to bytes values, shared by every process.
+
+    ``len()`` counts stored entries, which may include expired ones not yet removed.
+    Iteration is a scan that never stalls writers: a key present for the whole scan is seen
+    exactly once.
+    """
+
+    __slots__ = ("_d", "get_raw", "incr", "cas", "delete")
+
+    def __init__(self, native: Any) -> None:
+        self._d = native
+        self.get_raw = native.get
+        self.incr = native.incr
+        self.cas = native.cas
+        self.delete = native.delete
+
+    @property
+    def name(self) -> str:
+        return self._d.name
+
+    def __getitem__(self, key: Key) -> bytes:
+        value = self._d.get(key)
+        if value is None:
+            raise NotFound(key)
+        return value
+
+    def get(self, key: Key, default: Any = None) -> Any:
+        value = self._d.get(key)
+        return default if value is None else value
+
+    def __setitem__(self, key: Key, value: bytes) -> None:
+        self._d.set(key, value)
+
+    def set(self, key: Key, value: bytes, ttl: Optional[float] = None, *,
+            mode: str = "set", if_version: Optional[int] = None) -> bool:
+        """Stores ``value`` (expiring after ``ttl`` s). ``mode="add"`` writes only if absent,
+        ``"replace"`` only if present; ``if_version`` only if the entry has that version.
+        Returns False when the condition did not hold."""
+        return self._d.set(key, value, ttl, mode, if_version)
+
+    def add(self, key: Key, value: bytes, ttl: Optional[float] = None) -> bool:
+        """Stores ``value`` only if ``key`` is absent; False otherwise."""
+        return self._d.set(key, value, ttl, "add", None)
+
+    def entry(self, key: Key) -> Optional[tuple]:
+        """``(value, version, expires_at_ms)`` or None; ``expires_at_ms`` is 0 for no expiry."""
+        return self._d.get_entry(key)
+
+    def __delitem__(self, key: Key) -> None:
+        if not self._d.delete(key):
+            raise NotFound(key)
+
+    def pop(self, key: Key, default: Any = _MISSING) -> Any:
+        value = self._d.get(key)
+        if value is None or not self._d.delete(key):
+            if default is _MISSING:
+                raise NotFound(key)
+            return default
+        return value
+
+    def __contains__(self, key: Key) -> bool:
+        return self._d.get(key) is not None
+
+    def __len__(self) -> int:
+        return int(self._d.stats()["entries"])
+
+    def keys(self, prefix: Key = "") -> Iterator[bytes]:
+        """Keys starting with ``prefix``, in hash order."""
+        prefix_text = prefix.decode("utf-8", "surrogateescape") if isinstance(prefix, bytes) else prefix
+        cursor = 0
+        while True:
+            page, cursor = self._d.keys_page(prefix_text, cursor, 1000)
+            yield from page
+            if cursor == 0:
+                return
+
+    __iter__ = keys
+
+    def items(self, prefix: Key = "") -> Iterator[tuple]:
+        for key in self.keys(prefix):
+            value = self._d.get(key)
+            if value is not None:
+                yield key, value
+
+    def clear(self) -> None:
+        """Deletes every key (one at a time: concurrent writers are not stalled)."""
+        for key in list(self.keys()):
+            self._d.delete(key)
+
+    def stats(self) -> "dict[str, int]":
+        return self._d.stats()
+
+    def __repr__(self) -> str:
+        return f"<shmstate.Dict {self.name!r} entries={len(self)}>"
+
+
+class List:
+    """A deque of bytes items shared by every process; ``pop(wait=...)`` blocks for a push."""
+
+    __slots__ = ("_l",)
+
+    def __init__(self, native: Any) -> None:
+        self._l = native
+
+    @property
+    def name(self) -> str:
+        return self._l.name
+
+    def push(self, item: bytes, *, end: str = "right") -> int:
+        """Adds ``item`` at ``end`` ("left"/"right"); returns the new length."""
+        return self._l.push(item, end)
+
+    def pop(self, wait: Optional[float] = None, *, end: str = "left") -> Optional[bytes]:
+        """Removes the item at ``end``; waits up to ``wait`` seconds for one (None/0: no wait).
+        Returns None when the list stays empty. The GIL is released while waiting."""
+        return self._l.pop(wait, end)
+
+    def range(self, start: int = 0, stop: int = -1) -> "list[bytes]":
+        """Items ``start..stop`` inclusive, as Redis LRANGE (negative counts from the end)."""
+        return self._l.range(start, stop)
+
+    def __len__(self) -> int:
+        return self._l.length()
+
+    def __repr__(self) -> str:
+        return f"<shmstate.List {self.name!r} length={len(self)}>"
+
+
+class Lock:
+    """A lease lock; use as ``with st.lock("name", ttl=30):``. Not reentrant.
+
+    ``acquire()`` returns the lease's token (also in ``.token``); only the token's holder can
+    ``release()`` or ``refresh()``. A holder that dies stops blocking others after ``ttl``.
+    """
+
+    __slots__ = ("_k", "ttl", "timeout", "owner", "token")
+
+    def __init__(self, native: Any, ttl: float, timeout: Optional[float], owner: str) -> None:
+        self._k = native
+        self.ttl = ttl
+        self.timeout = timeout
+        self.owner = owner
+        self.token: Optional[int] = None
+
+    @property
+    def name(self) -> str:
+        return self._k.name
+
+    def acquire(self, *, ttl: Optional[float] = None, timeout: Any = _MISSING) -> int:
+        """Takes the lease; raises :class:`Timeout` if it is still held after ``timeout`` s."""
+        wait = self.timeout if timeout is _MISSING else timeout
+        token = self._k.acquire(self.ttl if ttl is None else ttl, wait, self.owner)
+        if token is None:
+            raise Timeout(f"lock {self.name!r} still held after {wait} s")
+        self.token = token
+        return token
+
+    def release(self) -> bool:
+        """Gives the lease back; False if it was no longer ours (expired, taken over)."""
+        token, self.token = self.token, None
+        return token is not None and self._k.release(token)
+
+    def refresh(self, ttl: Optional[float] = None) -> bool:
+        """Extends our lease to ``ttl`` s from now; False if it is no longer ours."""
+        return self.token is not None and self._k.refresh(self.token, self.ttl if ttl is None else ttl)
+
+    def info(self) -> "dict[str, Any]":
+        return self._k.info()
+
+    def __enter__(self) -> "Lock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return f"<shmstate.Lock {self.name!r} held={self.info()['held']}>"
+
+
+def _to_json_value(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidArgument("session values are JSON: bytes must be UTF-8 text") from None
+    return value
+
+
+class Sessions:
+    """Server-side sessions: JSON objects under random ids, expiring after idle ``ttl`` s.
+
+    Values are JSON values; bytes values are stored as (UTF-8) text and read back as str.
+    """
+
+    __slots__ = ("_s",)
+
+    def __init__(self, native: Any) -> None:
+        self._s = native
+
+    @property
+    def name(self) -> str:
+        return self._s.name
+
+    @property
+    def ttl(self) -> float:
+        return self._s.idle_ttl()
+
+    def create(self, data: Optional["dict[str, Any]"] = None) -> str:
+        """A new session holding ``data``; returns its id (128 random bits, hex)."""
+        return self._s.create(_json.dumps({k: _to_json_value(v) for k, v in (data or {}).items()}))
+
+    def get(self, sid: str) -> Optional["dict[str, Any]"]:
+        """The session's fields, or None if there is none (or it expired). Refreshes its expiry."""
+        text = self._s.get(sid)
+        return None if text is None else _json.loads(text)
+
+    def put(self, sid: str, data: "dict[str, Any]") -> None:
+        """Creates or replaces the whole session."""
+        self._s.put(sid, _json.dumps({k: _to_json_value(v) for k, v in data.items()}))
+
+    def set_field(self, sid: str, field: str, value: Any) -> None:
+        """Sets one field atomically (creating the session if needed)."""
+        self._s.set_field(sid, field, _json.dumps(_to_json_value(value)))
+
+    def delete_field(self, sid: str, field: str) -> bool:
+        return self._s.erase_field(sid, field)
+
+    def incr(self, sid: str, field: str, by: int = 1) -> int:
+        """Adds ``by`` to an integer field atomically; returns the new value."""
+        return self._s.incr(sid, field, by)
+
+    def delete(self, sid: str) -> bool:
+        return self._s.delete(sid)
+
+    def __repr__(self) -> str:
+        return f"<shmstate.Sessions {self.name!r} ttl={self.ttl}>"
+
+
+class Array:
+    """A numpy-like n-d array in shared memory. Indexing is numpy's basic indexing.
+
+    ``a[1:, ::2]`` is a fresh numpy array (a copy, taken without a lock when no write is in
+    flight, whole: never half of a concurrent slice write); ``a[0] = values`` writes in place
+    (broadcast and cast as numpy assignment does). The GIL is released around copies.
+    """
+
+    __slots__ = ("_a",)
+
+    def __init__(self, native: Any) -> None:
+        self._a = native
+
+    @property
+    def name(self) -> str:
+        return self._a.name
+
+    @property
+    def dtype(self) -> Any:
+        return self._a.dtype
+
+    @property
+    def shape(self) -> tuple:
+        return self._a.shape
+
+    @property
+    def ndim(self) -> int:
+        return len(self._a.shape)
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for d in self._a.shape:
+            n *= d
+        return n
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * self._a.dtype.itemsize
+
+    @property
+    def version(self) -> int:
+        """Bumped by every write."""
+        return self._a.version()
+
+    def __len__(self) -> int:
+        return self._a.shape[0]
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._a.read(key)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        import numpy as np
+        if np.isscalar(value) or (isinstance(value, np.ndarray) and value.ndim == 0):
+            self._a.fill(key, value)
+            return
+        shape = tuple(self._a.slice_shape(key))
+        values = np.ascontiguousarray(np.broadcast_to(np.asarray(value), shape),
+                                      dtype=self._a.dtype)
+        self._a.write(key, values)
+
+    def to_numpy(self) -> Any:
+        """A copy of the whole array."""
+        return self._a.read(None)
+
+    __array__ = lambda self, dtype=None: (self.to_numpy() if dtype is None  # noqa: E731
+                                          else self.to_numpy().astype(dtype))
+
+    def add(self, index: Any, value: Any) -> Any:
+        """Atomically adds ``value`` to one element (no lock); returns the old value."""
+        return self._a.atomic("add", index, value)
+
+    def min(self, index: Any, value: Any) -> Any:
+        """Atomically lowers one element to ``value`` if smaller; returns the old value."""
+        return self._a.atomic("min", index, value)
+
+    def max(self, index: Any, value: Any) -> Any:
+        """Atomically raises one element to ``value`` if larger; returns the old value."""
+        return self._a.atomic("max", index, value)
+
+    def cas(self, index: Any, expected: Any, value: Any) -> tuple:
+        """Stores ``value`` in one element if it equals ``expected``: ``(swapped, old)``."""
+        return self._a.atomic("cas", index, value, expected)
+
+    def apply(self, op: str, value: Any, key: Any = None) -> None:
+        """In place ``a[key] <op>= value`` under the array's lock: add, sub, mul, div, min,
+        max or fill (numpy casting, see docs/arrays.md)."""
+        self._a.apply(op, key, value)
+
+    def __repr__(self) -> str:
+        return f"<shmstate.Array {self.name!r} dtype={self.dtype} shape={self.shape}>"

@@ -1,0 +1,1031 @@
+// _shmstate: the CPython extension behind the `shmstate` package. Every call goes straight to
+// the library's proxies on the segment mapped in this process (no socket); the pure-Python
+// package (python/shmstate/) adds the friendlier surface on top.
+//
+// Each handle runs its operations through Bound<Proxy>::Run, which brackets them with the
+// segment's client gate (Attachment) and reopens the proxy by name when the server moved its
+// state into a new generation. Blocking calls and array copies run without the GIL.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <boost/json.hpp>
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "attachment.h"
+#include "shm/counter.h"
+#include "shm/dict.h"
+#include "shm/lease_lock.h"
+#include "shm/list.h"
+#include "shm/ndarray.h"
+#include "shm/registry.h"
+#include "shm/sessions.h"
+#include "shm/slice.h"
+
+namespace py = pybind11;
+using shm::Status;
+
+namespace shmstate {
+namespace {
+
+// --- Errors ------------------------------------------------------------------------------------
+
+struct StatusError {
+  Status status;
+};
+
+[[noreturn]] void Raise(const Status& status) { throw StatusError{status}; }
+void Check(const Status& status) {
+  if (!status.ok()) Raise(status);
+}
+
+struct Exceptions {
+  py::object error, not_found, already_exists, wrong_kind, invalid_argument, conflict, full,
+      timeout, unavailable, internal;
+};
+Exceptions* g_exceptions = nullptr;  // Created once at import; lives as long as the module.
+
+py::object NewException(py::module_& m, const char* name, py::tuple bases, const char* doc) {
+  std::string qualified = std::string("shmstate.") + name;
+  PyObject* type = PyErr_NewExceptionWithDoc(qualified.c_str(), doc, bases.ptr(), nullptr);
+  if (type == nullptr) throw py::error_already_set();
+  py::object result = py::reinterpret_steal<py::object>(type);
+  m.attr(name) = result;
+  return result;
+}
+
+const py::object& ExceptionFor(Status::Code code) {
+  Exceptions& e = *g_exceptions;
+  switch (code) {
+    case Status::Code::kNotFound:
+      return e.not_found;
+    case Status::Code::kAlreadyExists:
+      return e.already_exists;
+    case Status::Code::kWrongType:
+      return e.wrong_kind;
+    case Status::Code::kInvalidArgument:
+      return e.invalid_argument;
+    case Status::Code::kConflict:
+      return e.conflict;
+    case Status::Code::kOutOfSpace:
+      return e.full;
+    case Status::Code::kTimeout:
+      return e.timeout;
+    case Status::Code::kPoisoned:
+      return e.unavailable;
+    case Status::Code::kInternal:
+      return e.internal;
+    case Status::Code::kOk:
+      break;
+  }
+  return e.error;
+}
+
+// --- The gate every operation goes through
+// --------------------------------------------------------
+
+// A proxy of kind Proxy bound to an attachment: opened by name in whatever generation the
+// attachment is in, reopened after a move.
+template <class Proxy>
+class Bound {
+ public:
+  using Opener = std::function<Status(shm::Segment*, Proxy*)>;
+
+  Bound(std::shared_ptr<Attachment> attachment, Opener open)
+      : attachment_(std::move(attachment)), open_(std::move(open)) {
+    Run([](Proxy&) { return Status::OK(); });  // Opens (and creates) now, so errors show here.
+  }
+
+  // Runs fn(proxy) -> Status as one client operation. With `release_gil`, fn runs without the
+  // GIL on a copy of the proxy (another thread may reopen the handle meanwhile).
+  template <class F>
+  void Run(F&& fn, bool release_gil = false) {
+    while (true) {
+      std::shared_ptr<shm::Segment> segment = CurrentSegment();
+      Status s = segment->EnterClientOp();
+      if (s.ok()) {
+        s = ReopenIfMovedLocked(segment);
+        if (s.ok()) {
+          if (release_gil) {
+            Proxy proxy = proxy_;
+            py::gil_scoped_release nogil;
+            s = fn(proxy);
+          } else {
+            s = fn(proxy_);
+          }
+        }
+        segment->LeaveClientOp();
+      }
+      // Poisoned: the operation did not happen (the gate refused it, or the allocator failed
+      // before the commit); run it again in the successor.
+      if (s.IsPoisoned()) {
+        Status followed;
+        {
+          py::gil_scoped_release nogil;
+          followed = attachment_->Follow(segment);
+        }
+        Check(followed);
+        continue;
+      }
+      Check(s);
+      return;
+    }
+  }
+
+  const std::shared_ptr<Attachment>& attachment() const { return attachment_; }
+
+ private:
+  std::shared_ptr<shm::Segment> CurrentSegment() {
+    if (segment_ && epoch_ == attachment_->epoch()) return segment_;
+    return attachment_->segment();
+  }
+  // Called inside the gate of `segment`; the GIL guards proxy_, segment_ and epoch_.
+  Status ReopenIfMovedLocked(const std::shared_ptr<shm::Segment>& segment) {
+    if (segment == segment_) return Status::OK();
+    uint64_t epoch = attachment_->epoch();
+    Proxy fresh;
+    SHM_RETURN_IF_ERROR(open_(segment.get(), &fresh));
+    proxy_ = std::move(fresh);
+    segment_ = segment;
+    epoch_ = epoch;
+    return Status::OK();
+  }
+
+  std::shared_ptr<Attachment> attachment_;
+  Opener open_;
+  std::shared_ptr<shm::Segment> segment_;  // The segment proxy_ was opened in.
+  uint64_t epoch_ = 0;
+  Proxy proxy_;
+};
+
+// --- Conversions --------------------------------------------------------------------------------
+
+int64_t TtlMs(std::optional<double> seconds) {
+  if (!seconds) return 0;
+  if (!std::isfinite(*seconds) || *seconds <= 0 || *seconds > 100.0 * 365 * 24 * 3600) {
+    Raise(Status::InvalidArgument("ttl must be a positive number of seconds (at most ~100 years)"));
+  }
+  return std::max<int64_t>(1, static_cast<int64_t>(std::llround(*seconds * 1000)));
+}
+
+std::chrono::milliseconds WaitMs(std::optional<double> seconds, std::chrono::milliseconds max) {
+  if (!seconds) return max;
+  if (!std::isfinite(*seconds) || *seconds < 0) {
+    Raise(Status::InvalidArgument("wait/timeout must be a number of seconds >= 0"));
+  }
+  double ms = std::min(*seconds * 1000, static_cast<double>(max.count()));
+  return std::chrono::milliseconds(static_cast<int64_t>(std::llround(ms)));
+}
+
+// Keys: bytes or str (UTF-8).
+std::string KeyBytes(const py::handle& key) {
+  if (PyBytes_Check(key.ptr())) return std::string(py::reinterpret_borrow<py::bytes>(key));
+  if (PyUnicode_Check(key.ptr())) {
+    Py_ssize_t size = 0;
+    const char* data = PyUnicode_AsUTF8AndSize(key.ptr(), &size);
+    if (data == nullptr) throw py::error_already_set();
+    return std::string(data, static_cast<size_t>(size));
+  }
+  throw py::type_error("keys are bytes or str, not " +
+                       std::string(py::str(py::type::of(key).attr("__name__"))));
+}
+
+// Values: any bytes-like object (bytes, bytearray, memoryview, ...).
+std::string ValueBytes(const py::handle& value) {
+  if (PyBytes_Check(value.ptr())) return std::string(py::reinterpret_borrow<py::bytes>(value));
+  if (PyUnicode_Check(value.ptr())) {
+    throw py::type_error("values are bytes: encode the str first (e.g. value.encode())");
+  }
+  Py_buffer view;
+  if (PyObject_GetBuffer(value.ptr(), &view, PyBUF_SIMPLE) != 0) {
+    PyErr_Clear();
+    throw py::type_error("values are bytes-like (contiguous), not " +
+                         std::string(py::str(py::type::of(value).attr("__name__"))));
+  }
+  std::string bytes(static_cast<const char*>(view.buf), static_cast<size_t>(view.len));
+  PyBuffer_Release(&view);
+  return bytes;
+}
+
+py::bytes Bytes(const std::string& s) { return py::bytes(s.data(), s.size()); }
+
+shm::Scalar ToScalar(const py::handle& value) {
+  if (PyBool_Check(value.ptr())) return shm::Scalar::Bool(value.ptr() == Py_True);
+  if (PyLong_Check(value.ptr())) {
+    int overflow = 0;
+    long long v = PyLong_AsLongLongAndOverflow(value.ptr(), &overflow);
+    if (overflow == 0) return shm::Scalar::Int(v);
+    unsigned long long u = PyLong_AsUnsignedLongLong(value.ptr());
+    if (PyErr_Occurred()) {
+      PyErr_Clear();
+      Raise(Status::InvalidArgument("integer out of the int64/uint64 range"));
+    }
+    return shm::Scalar::UInt(u);
+  }
+  if (PyFloat_Check(value.ptr())) return shm::Scalar::Float(PyFloat_AsDouble(value.ptr()));
+  // numpy scalars and 0-d arrays: by their kind.
+  if (py::hasattr(value, "dtype") && py::hasattr(value, "item")) {
+    return ToScalar(value.attr("item")());
+  }
+  throw py::type_error("expected a number");
+}
+
+py::object FromScalar(const shm::Scalar& s) {
+  switch (s.kind) {
+    case shm::Scalar::Kind::kBool:
+      return py::bool_(s.i != 0);
+    case shm::Scalar::Kind::kInt:
+      return py::int_(s.i);
+    case shm::Scalar::Kind::kUInt:
+      return py::int_(s.u);
+    case shm::Scalar::Kind::kFloat:
+      return py::float_(s.f);
+  }
+  return py::none();
+}
+
+std::optional<int64_t> OptionalIndex(const py::handle& h) {
+  if (h.is_none()) return std::nullopt;
+  return py::cast<int64_t>(h);
+}
+
+// numpy basic indexing -> Slice. Fancy indexing and newaxis are refused.
+shm::Slice ToSlice(const py::handle& key) {
+  shm::Slice slice;
+  auto add = [&slice](const py::handle& item) {
+    if (PySlice_Check(item.ptr())) {
+      slice.Range(OptionalIndex(item.attr("start")), OptionalIndex(item.attr("stop")),
+                  OptionalIndex(item.attr("step")));
+    } else if (item.ptr() == Py_Ellipsis) {
+      slice.Ellipsis();
+    } else if (PyLong_Check(item.ptr()) && !PyBool_Check(item.ptr())) {
+      slice.Index(py::cast<int64_t>(item));
+    } else if (PyIndex_Check(item.ptr()) && !PyBool_Check(item.ptr())) {
+      slice.Index(py::cast<int64_t>(py::reinterpret_steal<py::object>(PyNumber_Index(item.ptr()))));
+    } else {
+      Raise(
+          Status::InvalidArgument("only basic indexing is supported (integers, slices, ...), not " +
+                                  std::string(py::str(py::type::of(item).attr("__name__")))));
+    }
+  };
+  if (PyTuple_Check(key.ptr())) {
+    for (const py::handle& item : py::reinterpret_borrow<py::tuple>(key)) add(item);
+  } else {
+    add(key);
+  }
+  return slice;
+}
+
+std::vector<int64_t> ToIndex(const py::handle& index) {
+  std::vector<int64_t> result;
+  if (PyTuple_Check(index.ptr()) || PyList_Check(index.ptr())) {
+    for (const py::handle& i : index) result.push_back(py::cast<int64_t>(i));
+  } else {
+    result.push_back(py::cast<int64_t>(index));
+  }
+  return result;
+}
+
+// --- Handles
+// --------------------------------------------------------------------------------------
+
+class PyCounter {
+ public:
+  PyCounter(std::shared_ptr<Attachment> a, std::string name, int64_t init, int64_t ttl_ms)
+      : name_(name), bound_(std::move(a), [name, init, ttl_ms](shm::Segment* seg, shm::Counter* c) {
+          shm::Counter::Options options;
+          options.mode = shm::OpenMode::kCreateIfMissing;
+          options.init = init;
+          options.ttl_ms = ttl_ms;
+          return shm::Counter::Open(seg, name, options, c);
+        }) {}
+
+  int64_t Incr(int64_t by) {
+    int64_t value = 0;
+    bound_.Run([&](shm::Counter& c) { return c.Add(by, &value); });
+    return value;
+  }
+  int64_t Value() {
+    int64_t value = 0;
+    bound_.Run([&](shm::Counter& c) { return c.Get(&value); });
+    return value;
+  }
+  void Set(int64_t value) {
+    bound_.Run([&](shm::Counter& c) { return c.Set(value); });
+  }
+  bool Cas(int64_t expected, int64_t desired) {
+    bool swapped = false;
+    bound_.Run([&](shm::Counter& c) {
+      int64_t actual = 0;
+      Status s = c.CompareAndSet(expected, desired, &actual);
+      swapped = s.ok();
+      return s.IsConflict() ? Status::OK() : s;
+    });
+    return swapped;
+  }
+  const std::string& name() const { return name_; }
+
+ private:
+  std::string name_;
+  Bound<shm::Counter> bound_;
+};
+
+class PyDict {
+ public:
+  PyDict(std::shared_ptr<Attachment> a, std::string name, const shm::DictOptions& options)
+      : name_(name), bound_(std::move(a), [name, options](shm::Segment* seg, shm::Dict* d) {
+          return shm::Dict::Open(seg, name, shm::OpenMode::kCreateIfMissing, options, d);
+        }) {}
+
+  // None when absent.
+  py::object Get(const py::handle& key) {
+    std::string k = KeyBytes(key);
+    shm::DictValue value;
+    bool found = false;
+    bound_.Run([&](shm::Dict& d) {
+      Status s = d.Get(k, &value);
+      found = s.ok();
+      return s.IsNotFound() ? Status::OK() : s;
+    });
+    if (!found) return py::none();
+    return Bytes(value.data);
+  }
+  // (value, version, expires_at_ms) or None.
+  py::object GetEntry(const py::handle& key) {
+    std::string k = KeyBytes(key);
+    shm::DictValue value;
+    bool found = false;
+    bound_.Run([&](shm::Dict& d) {
+      Status s = d.Get(k, &value);
+      found = s.ok();
+      return s.IsNotFound() ? Status::OK() : s;
+    });
+    if (!found) return py::none();
+    return py::make_tuple(Bytes(value.data), value.version, value.expires_at_ms);
+  }
+  // mode "set" | "add" | "replace"; False when add/replace did not apply; version-checked with
+  // if_version (False on a mismatch).
+  bool Set(const py::handle& key, const py::handle& value, std::optional<double> ttl,
+           const std::string& mode, std::optional<uint64_t> if_version) {
+    std::string k = KeyBytes(key);
+    std::string v = ValueBytes(value);
+    shm::SetOptions options;
+    options.ttl_ms = TtlMs(ttl);
+    options.if_version = if_version;
+    if (mode == "set") {
+      options.mode = shm::SetMode::kSet;
+    } else if (mode == "add") {
+      options.mode = shm::SetMode::kAdd;
+    } else if (mode == "replace") {
+      options.mode = shm::SetMode::kReplace;
+    } else {
+      Raise(Status::InvalidArgument("mode must be 'set', 'add' or 'replace'"));
+    }
+    bool applied = true;
+    bound_.Run([&](shm::Dict& d) {
+      Status s = d.Set(k, v, options);
+      if (s.IsAlreadyExists() || (s.IsNotFound() && options.mode == shm::SetMode::kReplace) ||
+          (s.IsConflict() && if_version)) {
+        applied = false;
+        return Status::OK();
+      }
+      applied = s.ok();
+      return s;
+    });
+    return applied;
+  }
+  bool Delete(const py::handle& key) {
+    std::string k = KeyBytes(key);
+    bool deleted = false;
+    bound_.Run([&](shm::Dict& d) {
+      Status s = d.Delete(k);
+      deleted = s.ok();
+      return s.IsNotFound() ? Status::OK() : s;
+    });
+    return deleted;
+  }
+  int64_t Incr(const py::handle& key, int64_t by, int64_t init, std::optional<double> ttl) {
+    std::string k = KeyBytes(key);
+    int64_t ttl_ms = TtlMs(ttl);
+    int64_t result = 0;
+    bound_.Run([&](shm::Dict& d) { return d.Incr(k, by, init, ttl_ms, &result); });
+    return result;
+  }
+  // Writes `desired` only if the value is `expected` (None: only if absent).
+  bool Cas(const py::handle& key, const py::handle& expected, const py::handle& desired) {
+    std::string k = KeyBytes(key);
+    std::optional<std::string> want;
+    if (!expected.is_none()) want = ValueBytes(expected);
+    std::string next = ValueBytes(desired);
+    bool swapped = false;
+    bound_.Run([&](shm::Dict& d) {
+      return d.Update(k, [&](const shm::DictValue* current, shm::DictUpdate* update) {
+        bool match = current == nullptr ? !want : (want && current->data == *want);
+        swapped = match;
+        update->write = match;
+        if (match) {
+          update->data = next;
+          update->keep_expiry = current != nullptr;
+          if (current != nullptr) update->content_type = current->content_type;
+        }
+        return Status::OK();
+      });
+    });
+    return swapped;
+  }
+  // One page of keys: (keys, next_cursor); next_cursor 0 = done.
+  py::tuple Keys(const std::string& prefix, uint64_t cursor, size_t limit) {
+    std::vector<std::string> keys;
+    uint64_t next = 0;
+    bound_.Run([&](shm::Dict& d) { return d.ListKeys(prefix, limit, cursor, &keys, &next); });
+    py::list out;
+    for (const std::string& k : keys) out.append(Bytes(k));
+    return py::make_tuple(out, next);
+  }
+  py::dict Stats() {
+    shm::DictStats st;
+    bound_.Run([&](shm::Dict& d) { return d.Stats(&st); });
+    py::dict out;
+    out["hits"] = st.hits;
+    out["misses"] = st.misses;
+    out["evictions"] = st.evictions;
+    out["expirations"] = st.expirations;
+    out["entries"] = st.entries;
+    out["bytes"] = st.bytes;
+    out["max_bytes"] = st.max_bytes;
+    return out;
+  }
+  const std::string& name() const { return name_; }
+
+ private:
+  std::string name_;
+  Bound<shm::Dict> bound_;
+};
+
+shm::List::End ParseEnd(const std::string& end) {
+  if (end == "left") return shm::List::End::kLeft;
+  if (end == "right") return shm::List::End::kRight;
+  Raise(Status::InvalidArgument("end must be 'left' or 'right'"));
+}
+
+class PyList {
+ public:
+  // A blocking pop waits in slices this long, leaving the client gate between them so that a
+  // generation move never waits for a long poll.
+  static constexpr std::chrono::milliseconds kWaitSlice{100};
+
+  PyList(std::shared_ptr<Attachment> a, std::string name, const shm::ListOptions& options)
+      : name_(name), bound_(std::move(a), [name, options](shm::Segment* seg, shm::List* l) {
+          return shm::List::Open(seg, name, shm::OpenMode::kCreateIfMissing, options, l);
+        }) {}
+
+  uint64_t Push(const py::handle& item, const std::string& end) {
+    std::string v = ValueBytes(item);
+    shm::List::End e = ParseEnd(end);
+    uint64_t length = 0;
+    bound_.Run([&](shm::List& l) { return l.Push(e, v, &length); });
+    return length;
+  }
+  py::object Pop(std::optional<double> wait, const std::string& end) {
+    shm::List::End e = ParseEnd(end);
+    auto total = WaitMs(wait.value_or(0), shm::List::kMaxWait);
+    auto deadline = std::chrono::steady_clock::now() + total;
+    std::string item;
+    bool got = false;
+    while (true) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      auto slice = std::clamp(left, std::chrono::milliseconds(0), kWaitSlice);
+      bound_.Run([&](shm::List& l) { return l.Pop(e, slice, &item, &got); },
+                 /*release_gil=*/slice.count() > 0);
+      if (got) return Bytes(item);
+      if (left <= kWaitSlice) return py::none();
+      if (PyErr_CheckSignals() != 0) throw py::error_already_set();  // Ctrl-C ends a long wait.
+    }
+  }
+  uint64_t Length() {
+    uint64_t length = 0;
+    bound_.Run([&](shm::List& l) { return l.Length(&length); });
+    return length;
+  }
+  py::list Range(int64_t start, int64_t stop) {
+    std::vector<std::string> items;
+    bound_.Run([&](shm::List& l) { return l.Range(start, stop, &items); });
+    py::list out;
+    for (const std::string& item : items) out.append(Bytes(item));
+    return out;
+  }
+  const std::string& name() const { return name_; }
+
+ private:
+  std::string name_;
+  Bound<shm::List> bound_;
+};
+
+class PyLock {
+ public:
+  static constexpr std::chrono::milliseconds kWaitSlice{100};
+
+  PyLock(std::shared_ptr<Attachment> a, std::string name)
+      : name_(name), bound_(std::move(a), [name](shm::Segment* seg, shm::LeaseLock* l) {
+          return shm::LeaseLock::Open(seg, name, shm::OpenMode::kCreateIfMissing, l);
+        }) {}
+
+  // The token, or None when still held by someone else after `timeout` seconds.
+  py::object Acquire(double ttl, std::optional<double> timeout, const std::string& owner) {
+    int64_t ttl_ms = TtlMs(ttl);
+    auto total = WaitMs(timeout, shm::LeaseLock::kMaxWait);
+    auto deadline = std::chrono::steady_clock::now() + total;
+    while (true) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      auto slice = std::clamp(left, std::chrono::milliseconds(0), kWaitSlice);
+      uint64_t token = 0;
+      bool held_by_other = false;
+      bound_.Run(
+          [&](shm::LeaseLock& l) {
+            int64_t expires = 0;
+            Status s = l.Acquire(ttl_ms, slice, owner, &token, &expires);
+            held_by_other = s.IsConflict();
+            return held_by_other ? Status::OK() : s;
+          },
+          /*release_gil=*/slice.count() > 0);
+      if (!held_by_other) return py::int_(token);
+      if (left <= kWaitSlice) return py::none();
+      if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+    }
+  }
+  bool Release(uint64_t token) {
+    bool released = false;
+    bound_.Run([&](shm::LeaseLock& l) {
+      Status s = l.Release(token);
+      released = s.ok();
+      return s.IsConflict() ? Status::OK() : s;
+    });
+    return released;
+  }
+  bool Refresh(uint64_t token, double ttl) {
+    int64_t ttl_ms = TtlMs(ttl);
+    bool refreshed = false;
+    bound_.Run([&](shm::LeaseLock& l) {
+      Status s = l.Refresh(token, ttl_ms);
+      refreshed = s.ok();
+      return s.IsConflict() ? Status::OK() : s;
+    });
+    return refreshed;
+  }
+  py::dict Info() {
+    shm::LeaseInfo info;
+    bound_.Run([&](shm::LeaseLock& l) { return l.Get(&info); });
+    py::dict out;
+    out["held"] = info.held;
+    out["owner"] = info.owner;
+    out["expires_at_ms"] = info.expires_at_ms;
+    out["remaining_ms"] = info.remaining_ms;
+    out["acquisitions"] = info.acquisitions;
+    return out;
+  }
+  const std::string& name() const { return name_; }
+
+ private:
+  std::string name_;
+  Bound<shm::LeaseLock> bound_;
+};
+
+// Sessions speak JSON text; the Python layer turns it into dicts.
+class PySessions {
+ public:
+  PySessions(std::shared_ptr<Attachment> a, std::string name, int64_t idle_ms)
+      : name_(name), bound_(std::move(a), [name, idle_ms](shm::Segment* seg, shm::Sessions* s) {
+          return shm::Sessions::Open(seg, name, shm::OpenMode::kCreateIfMissing, idle_ms, s);
+        }) {}
+
+  std::string Create(const std::string& json) {
+    boost::json::object session = ParseObject(json);
+    std::string id;
+    Check(shm::Sessions::NewId(&id));
+    bound_.Run([&](shm::Sessions& s) { return s.Put(id, session); });
+    return id;
+  }
+  // JSON text, or None.
+  py::object Get(const std::string& id) {
+    boost::json::object session;
+    bool found = false;
+    bound_.Run([&](shm::Sessions& s) {
+      Status st = s.Get(id, &session);
+      found = st.ok();
+      return st.IsNotFound() ? Status::OK() : st;
+    });
+    if (!found) return py::none();
+    return py::str(boost::json::serialize(session));
+  }
+  void Put(const std::string& id, const std::string& json) {
+    boost::json::object session = ParseObject(json);
+    bound_.Run([&](shm::Sessions& s) { return s.Put(id, session); });
+  }
+  bool Delete(const std::string& id) {
+    bool deleted = false;
+    bound_.Run([&](shm::Sessions& s) {
+      Status st = s.Delete(id);
+      deleted = st.ok();
+      return st.IsNotFound() ? Status::OK() : st;
+    });
+    return deleted;
+  }
+  void SetField(const std::string& id, const std::string& field, const std::string& json) {
+    boost::json::value value = ParseValue(json);
+    bound_.Run([&](shm::Sessions& s) { return s.SetField(id, field, value); });
+  }
+  bool EraseField(const std::string& id, const std::string& field) {
+    bool erased = false;
+    bound_.Run([&](shm::Sessions& s) {
+      Status st = s.EraseField(id, field);
+      erased = st.ok();
+      return st.IsNotFound() ? Status::OK() : st;
+    });
+    return erased;
+  }
+  int64_t Incr(const std::string& id, const std::string& field, int64_t by) {
+    int64_t result = 0;
+    bound_.Run([&](shm::Sessions& s) { return s.Incr(id, field, by, &result); });
+    return result;
+  }
+  double idle_ttl() {
+    int64_t ms = 0;
+    bound_.Run([&](shm::Sessions& s) {
+      ms = s.idle_ttl_ms();
+      return Status::OK();
+    });
+    return static_cast<double>(ms) / 1000;
+  }
+  const std::string& name() const { return name_; }
+
+ private:
+  static boost::json::value ParseValue(const std::string& json) {
+    boost::system::error_code ec;
+    boost::json::value value = boost::json::parse(json, ec);
+    if (ec) Raise(Status::InvalidArgument("not JSON: " + ec.message()));
+    return value;
+  }
+  static boost::json::object ParseObject(const std::string& json) {
+    boost::json::value value = ParseValue(json);
+    if (!value.is_object()) Raise(Status::InvalidArgument("a session is a JSON object"));
+    return std::move(value.as_object());
+  }
+
+  std::string name_;
+  Bound<shm::Sessions> bound_;
+};
+
+py::dtype NumpyDType(shm::DType dtype) { return py::dtype(std::string(shm::DTypeName(dtype))); }
+
+class PyArray {
+ public:
+  using Opener = Bound<shm::NdArray>::Opener;
+
+  PyArray(std::shared_ptr<Attachment> a, std::string name, Opener open)
+      : name_(std::move(name)), bound_(std::move(a), std::move(open)) {
+    bound_.Run([&](shm::NdArray& arr) {
+      dtype_ = arr.dtype();
+      shape_ = arr.shape();
+      return Status::OK();
+    });
+  }
+
+  // A fresh numpy array (or a numpy scalar for an all-integer index) copied from the slice.
+  py::object Read(const py::handle& key) {
+    shm::Slice slice = key.is_none() ? shm::Slice() : ToSlice(key);
+    std::vector<int64_t> shape;
+    bound_.Run([&](shm::NdArray& arr) { return arr.SliceShape(slice, &shape); });
+    py::array out(NumpyDType(dtype_), std::vector<py::ssize_t>(shape.begin(), shape.end()));
+    void* data = out.mutable_data();
+    size_t nbytes = static_cast<size_t>(out.nbytes());
+    bound_.Run([&](shm::NdArray& arr) { return arr.ReadSliceInto(slice, data, nbytes); },
+               /*release_gil=*/true);
+    if (shape.empty()) return out[py::tuple()];
+    return out;
+  }
+  // `values` is C-contiguous, of this array's dtype and of the slice's shape (the Python layer
+  // broadcasts and casts with numpy first).
+  void Write(const py::handle& key, const py::array& values) {
+    if (!(values.flags() & py::array::c_style)) {
+      Raise(Status::InvalidArgument("values must be C-contiguous"));
+    }
+    shm::Slice slice = key.is_none() ? shm::Slice() : ToSlice(key);
+    const char* data = static_cast<const char*>(values.data());
+    std::string_view bytes(data, static_cast<size_t>(values.nbytes()));
+    bound_.Run([&](shm::NdArray& arr) { return arr.WriteSlice(slice, bytes); },
+               /*release_gil=*/true);
+  }
+  std::vector<int64_t> SliceShape(const py::handle& key) {
+    shm::Slice slice = key.is_none() ? shm::Slice() : ToSlice(key);
+    std::vector<int64_t> shape;
+    bound_.Run([&](shm::NdArray& arr) { return arr.SliceShape(slice, &shape); });
+    return shape;
+  }
+  void Fill(const py::handle& key, const py::handle& value) {
+    shm::Slice slice = key.is_none() ? shm::Slice() : ToSlice(key);
+    shm::Scalar scalar = ToScalar(value);
+    bound_.Run([&](shm::NdArray& arr) { return arr.Fill(slice, scalar); }, true);
+  }
+  py::object Atomic(const std::string& op, const py::handle& index, const py::handle& value,
+                    const py::handle& expected) {
+    shm::AtomicOp parsed;
+    Check(shm::ParseAtomicOp(op, &parsed));
+    std::vector<int64_t> idx = ToIndex(index);
+    shm::Scalar v = ToScalar(value);
+    shm::Scalar e = expected.is_none() ? shm::Scalar() : ToScalar(expected);
+    shm::Scalar old;
+    bool swapped = true;
+    bound_.Run([&](shm::NdArray& arr) {
+      Status s = arr.Atomic(parsed, idx, v, e, &old);
+      if (parsed == shm::AtomicOp::kCas && s.IsConflict()) {
+        swapped = false;
+        return Status::OK();
+      }
+      return s;
+    });
+    if (parsed == shm::AtomicOp::kCas) return py::make_tuple(swapped, FromScalar(old));
+    return FromScalar(old);
+  }
+  void Apply(const std::string& op, const py::handle& key, const py::handle& value) {
+    shm::ArrayOp parsed;
+    Check(shm::ParseArrayOp(op, &parsed));
+    shm::Slice slice = key.is_none() ? shm::Slice() : ToSlice(key);
+    shm::Scalar scalar = ToScalar(value);
+    bound_.Run([&](shm::NdArray& arr) { return arr.Apply(parsed, slice, scalar); }, true);
+  }
+  uint64_t Version() {
+    shm::ArrayInfo info;
+    bound_.Run([&](shm::NdArray& arr) { return arr.Info(&info); });
+    return info.version;
+  }
+  py::dtype dtype() const { return NumpyDType(dtype_); }
+  py::tuple shape() const {
+    py::tuple t(shape_.size());
+    for (size_t i = 0; i < shape_.size(); ++i) t[i] = shape_[i];
+    return t;
+  }
+  const std::string& name() const { return name_; }
+
+ private:
+  std::string name_;
+  Bound<shm::NdArray> bound_;
+  shm::DType dtype_ = shm::DType::kFloat64;
+  std::vector<int64_t> shape_;
+};
+
+// --- The attachment as Python sees it
+// -------------------------------------------------------------
+
+class PyClient {
+ public:
+  PyClient(const std::string& name, double follow_timeout) {
+    if (!std::isfinite(follow_timeout) || follow_timeout < 0) {
+      Raise(Status::InvalidArgument("follow_timeout must be a number of seconds >= 0"));
+    }
+    auto ms = std::chrono::milliseconds(static_cast<int64_t>(follow_timeout * 1000));
+    Check(Attachment::Open(name, ms, &attachment_));
+  }
+
+  std::shared_ptr<PyCounter> Counter(const std::string& name, int64_t init,
+                                     std::optional<double> ttl) {
+    return std::make_shared<PyCounter>(attachment_, name, init, TtlMs(ttl));
+  }
+  std::shared_ptr<PyDict> Dict(const std::string& name, uint64_t max_bytes,
+                               const std::string& eviction, std::optional<double> default_ttl) {
+    shm::DictOptions options;
+    options.max_bytes = max_bytes;
+    if (eviction == "clock") {
+      options.eviction = shm::DictEviction::kClock;
+    } else if (eviction != "none") {
+      Raise(Status::InvalidArgument("eviction must be 'none' or 'clock'"));
+    }
+    options.default_ttl_ms = TtlMs(default_ttl);
+    return std::make_shared<PyDict>(attachment_, name, options);
+  }
+  std::shared_ptr<PyList> List(const std::string& name, uint64_t max_items,
+                               uint64_t max_item_bytes) {
+    shm::ListOptions options;
+    options.max_items = max_items;
+    options.max_item_bytes = max_item_bytes;
+    return std::make_shared<PyList>(attachment_, name, options);
+  }
+  std::shared_ptr<PyLock> Lock(const std::string& name) {
+    return std::make_shared<PyLock>(attachment_, name);
+  }
+  std::shared_ptr<PySessions> Sessions(const std::string& name, double idle_ttl) {
+    return std::make_shared<PySessions>(attachment_, name, TtlMs(idle_ttl));
+  }
+  // Opens an existing array, or creates one when dtype and shape are given. Opening checks a
+  // given dtype/shape against the array's (InvalidArgument on a mismatch).
+  std::shared_ptr<PyArray> Array(const std::string& name, std::optional<std::string> dtype,
+                                 std::optional<std::vector<int64_t>> shape,
+                                 const py::handle& fill) {
+    if (dtype.has_value() != shape.has_value()) {
+      Raise(Status::InvalidArgument("give both dtype and shape to create an array, or neither"));
+    }
+    shm::DType parsed = shm::DType::kFloat64;
+    if (dtype) Check(shm::ParseDType(*dtype, &parsed));
+    shm::Scalar fill_value = fill.is_none() ? shm::Scalar::Int(0) : ToScalar(fill);
+    auto array = std::make_shared<PyArray>(
+        attachment_, name, [=, create = dtype.has_value()](shm::Segment* seg, shm::NdArray* a) {
+          Status s = shm::NdArray::Open(seg, name, a);
+          if (s.IsNotFound() && create) {
+            s = shm::NdArray::Create(seg, name, parsed, *shape, fill_value, a);
+            if (s.IsAlreadyExists()) s = shm::NdArray::Open(seg, name, a);  // Lost a race.
+          }
+          return s;
+        });
+    CheckMatches(*array, dtype, shape);
+    return array;
+  }
+  std::shared_ptr<PyArray> ArrayFromNumpy(const std::string& name, const py::array& values) {
+    if (!(values.flags() & py::array::c_style)) {
+      Raise(Status::InvalidArgument("the array must be C-contiguous"));
+    }
+    shm::ArrayData data;
+    Check(shm::ParseDType(std::string(py::str(values.dtype().attr("name"))), &data.dtype));
+    data.shape.assign(values.shape(), values.shape() + values.ndim());
+    data.bytes.assign(static_cast<const char*>(values.data()),
+                      static_cast<size_t>(values.nbytes()));
+    return std::make_shared<PyArray>(
+        attachment_, name,
+        [name, data, created = std::make_shared<bool>(false)](shm::Segment* seg, shm::NdArray* a) {
+          // Created once; a reopen after a move finds the copy the manager carried over.
+          if (*created) return shm::NdArray::Open(seg, name, a);
+          *created = true;
+          return shm::NdArray::CreateFrom(seg, name, data, a);
+        });
+  }
+  // [(name, kind)] of live objects whose name starts with prefix.
+  py::list Objects(const std::string& prefix) {
+    std::vector<shm::ObjectInfo> objects;
+    Bound<shm::Segment*> bound(attachment_, [](shm::Segment* seg, shm::Segment** out) {
+      *out = seg;
+      return Status::OK();
+    });
+    py::list out;
+    std::string after;
+    while (true) {
+      objects.clear();
+      bound.Run([&](shm::Segment*& seg) {
+        return seg->registry().List(prefix, shm::ObjectKind::kNone, 1000, after, &objects);
+      });
+      for (const shm::ObjectInfo& o : objects) {
+        out.append(py::make_tuple(o.name, std::string(shm::KindName(o.kind))));
+      }
+      if (objects.size() < 1000) return out;
+      after = objects.back().name;
+    }
+  }
+  bool Delete(const std::string& name) {
+    bool deleted = false;
+    Bound<shm::Segment*> bound(attachment_, [](shm::Segment* seg, shm::Segment** out) {
+      *out = seg;
+      return Status::OK();
+    });
+    bound.Run([&](shm::Segment*& seg) {
+      Status s = seg->registry().Delete(name);
+      deleted = s.ok();
+      return s.IsNotFound() ? Status::OK() : s;
+    });
+    return deleted;
+  }
+  std::string SegmentName() const { return attachment_->segment()->shm_name(); }
+  uint64_t Generation() const { return attachment_->segment()->generation(); }
+  const std::string& name() const { return attachment_->prefix(); }
+
+ private:
+  static void CheckMatches(const PyArray& array, const std::optional<std::string>& dtype,
+                           const std::optional<std::vector<int64_t>>& shape) {
+    if (!dtype) return;
+    std::string have = py::str(array.dtype().attr("name"));
+    py::tuple want_shape = py::cast(*shape);
+    if (have != *dtype || !array.shape().equal(want_shape)) {
+      Raise(Status::AlreadyExists("array '" + array.name() + "' exists as " + have + " " +
+                                  std::string(py::str(array.shape())) + ", not " + *dtype + " " +
+                                  std::string(py::str(want_shape))));
+    }
+  }
+
+  std::shared_ptr<Attachment> attachment_;
+};
+
+}  // namespace
+}  // namespace shmstate
+
+PYBIND11_MODULE(_shmstate, m) {
+  using namespace shmstate;
+  m.doc() = "In-process access to a running shmstate server's shared memory (see shmstate).";
+
+  static Exceptions exceptions;
+  g_exceptions = &exceptions;
+  py::handle exc = PyExc_Exception;
+  exceptions.error = NewException(m, "Error", py::make_tuple(exc),
+                                  "Base of every shmstate error; `code` names the library status.");
+  auto sub = [&](const char* name, PyObject* builtin, const char* doc) {
+    py::tuple bases = builtin ? py::make_tuple(exceptions.error, py::handle(builtin))
+                              : py::make_tuple(exceptions.error);
+    return NewException(m, name, bases, doc);
+  };
+  exceptions.not_found = sub("NotFound", PyExc_KeyError, "No such object, key or item.");
+  exceptions.already_exists = sub("AlreadyExists", nullptr, "It exists already.");
+  exceptions.wrong_kind =
+      sub("WrongKind", PyExc_TypeError, "The name belongs to an object of another kind.");
+  exceptions.invalid_argument =
+      sub("InvalidArgument", PyExc_ValueError, "A bad name, value, slice or option.");
+  exceptions.conflict = sub("Conflict", nullptr, "A compare-and-set or lease conflict.");
+  exceptions.full = sub("Full", nullptr, "The segment, the object or the intent slots are full.");
+  exceptions.timeout =
+      sub("Timeout", PyExc_TimeoutError, "A lock or wait ran out of time; retrying may succeed.");
+  exceptions.unavailable =
+      sub("Unavailable", nullptr, "The server stopped or is moving its state; attach again.");
+  exceptions.internal = sub("Internal", nullptr, "A bug or an unexpected system error.");
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const StatusError& e) {
+      const py::object& type = ExceptionFor(e.status.code());
+      py::object value = type(std::string(e.status.message()));
+      value.attr("code") = std::string(e.status.CodeName());
+      PyErr_SetObject(type.ptr(), value.ptr());
+    }
+  });
+
+  using py::arg;
+  py::class_<PyCounter, std::shared_ptr<PyCounter>>(m, "_Counter")
+      .def("incr", &PyCounter::Incr, arg("by") = 1)
+      .def("value", &PyCounter::Value)
+      .def("set", &PyCounter::Set, arg("value"))
+      .def("cas", &PyCounter::Cas, arg("expected"), arg("value"))
+      .def_property_readonly("name", &PyCounter::name);
+  py::class_<PyDict, std::shared_ptr<PyDict>>(m, "_Dict")
+      .def("get", &PyDict::Get, arg("key"))
+      .def("get_entry", &PyDict::GetEntry, arg("key"))
+      .def("set", &PyDict::Set, arg("key"), arg("value"), arg("ttl") = py::none(),
+           arg("mode") = "set", arg("if_version") = py::none())
+      .def("delete", &PyDict::Delete, arg("key"))
+      .def("incr", &PyDict::Incr, arg("key"), arg("by") = 1, arg("init") = 0,
+           arg("ttl") = py::none())
+      .def("cas", &PyDict::Cas, arg("key"), arg("expected"), arg("value"))
+      .def("keys_page", &PyDict::Keys, arg("prefix") = "", arg("cursor") = 0, arg("limit") = 1000)
+      .def("stats", &PyDict::Stats)
+      .def_property_readonly("name", &PyDict::name);
+  py::class_<PyList, std::shared_ptr<PyList>>(m, "_List")
+      .def("push", &PyList::Push, arg("item"), arg("end") = "right")
+      .def("pop", &PyList::Pop, arg("wait") = py::none(), arg("end") = "left")
+      .def("length", &PyList::Length)
+      .def("range", &PyList::Range, arg("start") = 0, arg("stop") = -1)
+      .def_property_readonly("name", &PyList::name);
+  py::class_<PyLock, std::shared_ptr<PyLock>>(m, "_Lock")
+      .def("acquire", &PyLock::Acquire, arg("ttl"), arg("timeout") = py::none(), arg("owner") = "")
+      .def("release", &PyLock::Release, arg("token"))
+      .def("refresh", &PyLock::Refresh, arg("token"), arg("ttl"))
+      .def("info", &PyLock::Info)
+      .def_property_readonly("name", &PyLock::name);
+  py::class_<PySessions, std::shared_ptr<PySessions>>(m, "_Sessions")
+      .def("create", &PySessions::Create, arg("json") = "{}")
+      .def("get", &PySessions::Get, arg("sid"))
+      .def("put", &PySessions::Put, arg("sid"), arg("json"))
+      .def("delete", &PySessions::Delete, arg("sid"))
+      .def("set_field", &PySessions::SetField, arg("sid"), arg("field"), arg("json"))
+      .def("erase_field", &PySessions::EraseField, arg("sid"), arg("field"))
+      .def("incr", &PySessions::Incr, arg("sid"), arg("field"), arg("by") = 1)
+      .def("idle_ttl", &PySessions::idle_ttl)
+      .def_property_readonly("name", &PySessions::name);
+  py::class_<PyArray, std::shared_ptr<PyArray>>(m, "_Array")
+      .def("read", &PyArray::Read, arg("key"))
+      .def("write", &PyArray::Write, arg("key"), arg("values"))
+      .def("slice_shape", &PyArray::SliceShape, arg("key"))
+      .def("fill", &PyArray::Fill, arg("key"), arg("value"))
+      .def("atomic", &PyArray::Atomic, arg("op"), arg("index"), arg("value"),
+           arg("expected") = py::none())
+      .def("apply", &PyArray::Apply, arg("op"), arg("key"), arg("value"))
+      .def("version", &PyArray::Version)
+      .def_property_readonly("dtype", &PyArray::dtype)
+      .def_property_readonly("shape", &PyArray::shape)
+      .def_property_readonly("name", &PyArray::name);
+  py::class_<PyClient, std::shared_ptr<PyClient>>(m, "_Client")
+      .def(py::init<const std::string&, double>(), arg("name"), arg("follow_timeout") = 10.0)
+      .def("counter", &PyClient::Counter, arg("name"), arg("init") = 0, arg("ttl") = py::none())
+      .def("dict", &PyClient::Dict, arg("name"), arg("max_bytes") = 0, arg("eviction") = "none",
+           arg("default_ttl") = py::none())
+      .def("list", &PyClient::List, arg("name"), arg("max_items") = uint64_t{1} << 20,
+           arg("max_item_bytes") = uint64_t{1} << 20)
+      .def("lock", &PyClient::Lock, arg("name"))
+      .def("sessions", &PyClient::Sessions, arg("name"), arg("idle_ttl"))
+      .def("array", &PyClient::Array, arg("name"), arg("dtype") = py::none(),
+           arg("shape") = py::none(), arg("fill") = py::none())
+      .def("array_from_numpy", &PyClient::ArrayFromNumpy, arg("name"), arg("values"))
+      .def("objects", &PyClient::Objects, arg("prefix") = "")
+      .def("delete", &PyClient::Delete, arg("name"))
+      .def_property_readonly("segment_name", &PyClient::SegmentName)
+      .def_property_readonly("generation", &PyClient::Generation)
+      .def_property_readonly("name", &PyClient::name);
+}

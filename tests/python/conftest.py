@@ -1,0 +1,117 @@
+"""Fixtures for the shmstate Python tests: a real `shmstate serve` per test (or module), on a
+free 127.0.0.1 port with a unique --name, stopped by pid; the module imported from build/python.
+
+Run through CTest (./scripts/test), or by hand:
+  PYTHONPATH=build/python /usr/bin/python3 -m pytest -q tests/python
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.environ.get("SHMSTATE_BUILD_DIR", os.path.join(REPO, "build"))
+SHMSTATE_BIN = os.environ.get("SHMSTATE_BIN", os.path.join(BUILD, "shmstate"))
+PYTHON_DIR = os.path.join(BUILD, "python")
+if PYTHON_DIR not in sys.path:
+    sys.path.insert(0, PYTHON_DIR)
+# Child processes the tests start (writers, gunicorn) import the same build of the module.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [PYTHON_DIR] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+
+
+class Server:
+    """A running `shmstate serve`: .name, .port (None with --workers 0), .url(path), .stop()."""
+
+    def __init__(self, *args, workers=2, size="16MiB", extra_env=None):
+        self.name = "pyt" + uuid.uuid4().hex[:12]
+        cmd = [SHMSTATE_BIN, "serve", "--name", self.name, "--workers", str(workers),
+               "--size", size, "--listen", "127.0.0.1:0", "--log-level", "info", *args]
+        env = dict(os.environ, **(extra_env or {}))
+        self.log_path = f"/tmp/{self.name}.log"
+        self._log = open(self.log_path, "w+b")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log, env=env)
+        line = self.proc.stdout.readline().decode()  # The first line says where it listens.
+        if not line.startswith("shmstate:"):
+            self.stop()
+            raise RuntimeError(f"server did not start: {line!r}\n{self.log()}")
+        self.port = None
+        if "http://" in line:
+            self.port = int(line.split("http://", 1)[1].split()[0].rsplit(":", 1)[1])
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def http(self, method, path, body=None, headers=None):
+        """(status, body bytes) of one request to the server's HTTP API."""
+        req = urllib.request.Request(self.url(path), data=body, method=method,
+                                     headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    def stats(self):
+        status, body = self.http("GET", "/v1/stats")
+        assert status == 200, body
+        return json.loads(body)
+
+    def log(self):
+        self._log.flush()
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def wait_log(self, text, timeout=10.0):
+        """Waits (bounded) for the server to log `text`; returns the log."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            log = self.log()
+            if text in log:
+                return log
+            time.sleep(0.05)
+        raise AssertionError(f"server never logged {text!r}:\n{self.log()}")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def server():
+    s = Server()
+    yield s
+    assert s.stop() == 0, s.log()
+
+
+@pytest.fixture
+def make_server():
+    started = []
+
+    def make(*args, **kwargs):
+        s = Server(*args, **kwargs)
+        started.append(s)
+        return s
+
+    yield make
+    for s in started:
+        s.stop()
+
+
+@pytest.fixture
+def st(server):
+    import shmstate
+    return shmstate.attach(server.name)

@@ -1,0 +1,48 @@
+"""A writer the kill tests start and kill: counter increments, dict sets of self-checking values
+and list pushes through the shmstate module, one acknowledgement line on stdout after each call
+returned ("c VALUE", "d KEY SEQ", "l ITEM"). Usage: writer_child.py NAME ID SEED [LIMIT]."""
+import random
+import sys
+import zlib
+
+import shmstate
+
+
+def payload(writer, seq, size):
+    """Bytes that say who wrote them and carry their own checksum, so a torn value shows."""
+    body = (f"{writer}:{seq}:".encode() * (size // 8 + 1))[:size]
+    return body + b"|%08x" % zlib.crc32(body)
+
+
+def check(value):
+    """(writer, seq) of a whole payload; AssertionError on a torn one."""
+    body, _, crc = value.rpartition(b"|")
+    assert crc == b"%08x" % zlib.crc32(body), f"torn value {value[:40]!r}..."
+    writer, seq, _ = body.split(b":", 2)
+    return int(writer), int(seq)
+
+
+def main():
+    name, writer, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    limit = int(sys.argv[4]) if len(sys.argv) > 4 else 10**9
+    rng = random.Random(seed)
+    st = shmstate.attach(name)
+    hits, d, jobs = st.counter("hits"), st.dict("kv"), st.list("jobs")
+    out = sys.stdout
+    for seq in range(limit):
+        op = rng.randrange(3)
+        if op == 0:
+            out.write(f"c {hits.incr()}\n")
+        elif op == 1:
+            key = f"w{writer}-{rng.randrange(16)}"
+            d[key] = payload(writer, seq, rng.randrange(8, 3000))
+            out.write(f"d {key} {seq}\n")
+        else:
+            item = payload(writer, seq, rng.randrange(8, 600))
+            jobs.push(item)
+            out.write(f"l {item.decode()}\n")
+        out.flush()
+
+
+if __name__ == "__main__":
+    main()
