@@ -95,13 +95,16 @@ class Targets:
 
     def __init__(self):
         self.rows = []
+        self.pairs = []  # (what, reference_name, ratio, goal, met) of every measured add().
 
     def add(self, what, measured, reference_name, reference, goal, unit="ops/s", higher=True):
         r = ratio(measured, reference)
         if r is None:
             verdict = "not measured" if measured is None or reference is None else "FAILED"
         else:
-            verdict = "met" if (r >= goal if higher else r <= goal) else "**missed**"
+            met = r >= goal if higher else r <= goal
+            verdict = "met" if met else "**missed**"
+            self.pairs.append((what, reference_name, r, goal, met))
         self.rows.append("| %s | %s | %s: %s | %s | %s %.4g× | %s |" % (
             what, human(measured, unit), reference_name, human(reference, unit),
             "-" if r is None else "%.3g×" % r, ">=" if higher else "<=", goal, verdict))
@@ -282,19 +285,38 @@ def http_table(http, checks):
     return out
 
 
-def chart(http, png):
-    """Two panels of grouped bars per route, one bar per server (the most workers measured):
-    requests/s, and server CPU time per request (log scale: Flask is ~30x the others)."""
-    if not http or shutil.which("gnuplot") is None:
+def short_label(what, reference_name, goal):
+    """'Dict get, 2 processes', 'Redis GET -P 16', 20 -> 'dict get\nvs Redis -P16\ngoal 20×'."""
+    what = what.replace(", 2 processes", "").replace(", 2 workers: requests/s", "")
+    what = what.replace("HTTP POST /v1/counters/x/incr", "HTTP incr").replace(
+        "HTTP GET dict key", "HTTP dict get").replace("Array slice copy", "array copy")
+    what = what.replace(" (1 MiB)", "").replace("Counter", "counter").replace("Dict", "dict")
+    reference_name = reference_name.replace("nginx lua_shared_dict", "nginx lua").replace(
+        "Manager dict get", "mp.Manager").replace("Manager dict set", "mp.Manager").replace(
+        "raw fetch_add", "fetch_add").replace(" GET -P 16", " -P16").replace(" SET -P 16", " -P16")
+    return "%s\nvs %s\ngoal %.3g×" % (what, reference_name, goal)
+
+
+def chart(pairs, http, png):
+    """The picture a reader looks at first. Left: every target as two bars side by side, the
+    baseline measured in the same run (1x) and shmstate (its ratio to it), log scale, green when
+    the goal is met and red when missed. Right: HTTP requests/s and server CPU per request for
+    each server (the most workers measured)."""
+    if not pairs or shutil.which("gnuplot") is None:
         return False
-    workers = max(r["workers"] for r in http)
+    files = {"pairs": png[:-4] + ".pairs.dat"}
+    with open(files["pairs"], "w") as f:
+        for what, reference_name, r, goal, met in pairs:
+            label = short_label(what, reference_name, goal).replace('"', "'")
+            f.write('"%s" 1 %.6g %s "%.3g×"\n' % (
+                label.replace("\n", "\\n"), r, "0x2ca02c" if met else "0xd62728", r))
+    workers = max((r["workers"] for r in http), default=0)
     servers = [s for s in ("shmstate", "nginx-lua", "flask-redis")
                if any(r["target"] == s for r in http)]
     routes = [r for r in ("incr", "get", "put") if any(x["route"] == r for x in http)]
-    data = {}
     for key in ("rps", "cpu"):
-        data[key] = png[:-4] + ".%s.dat" % key
-        with open(data[key], "w") as f:
+        files[key] = png[:-4] + ".%s.dat" % key
+        with open(files[key], "w") as f:
             f.write("route " + " ".join(servers) + "\n")
             for route in routes:
                 cells = []
@@ -302,31 +324,56 @@ def chart(http, png):
                     row = http_lookup(http, s, workers, route)
                     cells.append("%.1f" % row[key] if row else "NaN")
                 f.write("%s %s\n" % (route, " ".join(cells)))
-    script = """set terminal pngcairo size 1200,500 noenhanced
+    script = """set terminal pngcairo size 1500,680 noenhanced font ',10'
 set output '{png}'
-set multiplot layout 1,2 title 'wrk -t2 -c64, {workers} worker(s), same machine, same run'
+set multiplot title 'shmstate against the baselines measured in the same run, same machine'
+set style fill solid 0.85 border -1
+set grid ytics
+set size 0.62,0.94
+set origin 0,0
+set bmargin 5
+set title 'shmstate / baseline (log scale; the baseline is 1×)'
+set logscale y
+set yrange [0.1:3000]
+set xrange [-0.6:{last}+0.6]
+set xtics rotate by 0 font ',8'
+set key top left
+set boxwidth 0.36
+plot '{pairs}' using ($0-0.19):2:xtic(1) with boxes lc rgb '#9aa0a6' title 'baseline', \\
+     '' using ($0+0.19):3:4 with boxes lc rgb variable title 'shmstate (green: goal met, red: missed)', \\
+     '' using ($0+0.19):($3*1.35):5 with labels font ',9' notitle
+unset logscale y
+set bmargin 3
+set xrange [*:*]
+set xtics font ',9'
+set boxwidth 0.9 relative
 set style data histograms
 set style histogram clustered gap 1
-set style fill solid 0.8 border -1
-set key top right
-set grid ytics
+set key top left
+""".format(png=png, pairs=files["pairs"], last=len(pairs) - 1)
+    if servers and routes:
+        script += """set size 0.38,0.47
+set origin 0.62,0.47
+set title 'HTTP requests/s, wrk -t2 -c64, {workers} worker(s)'
 set yrange [0:*]
-set title 'requests/s (higher is better)'
 plot for [i=2:{n}] '{rps}' using i:xtic(1) title columnheader(i)
-set title 'server CPU time per request, µs (lower is better)'
+set origin 0.62,0
+set title 'server CPU time per request, µs (log)'
 set logscale y
 set yrange [1:*]
 plot for [i=2:{n}] '{cpu}' using i:xtic(1) title columnheader(i)
-unset multiplot
-""".format(png=png, workers=workers, n=len(servers) + 1, rps=data["rps"], cpu=data["cpu"])
+""".format(workers=workers, n=len(servers) + 1, rps=files["rps"], cpu=files["cpu"])
+    script += "unset multiplot\n"
     try:
         subprocess.run(["gnuplot"], input=script, text=True, check=True, timeout=30,
                        capture_output=True)
-    except (subprocess.SubprocessError, OSError):
+    except (subprocess.SubprocessError, OSError) as e:
+        print("report.py: gnuplot failed: %s" % getattr(e, "stderr", e), file=sys.stderr)
         return False
     finally:
-        for path in data.values():
-            os.remove(path)
+        for path in files.values():
+            if os.path.exists(path):
+                os.remove(path)
     return os.path.exists(png)
 
 
@@ -364,7 +411,9 @@ def main():
     checks = read_tsv(os.path.join(src, "checks.tsv"))
     python = load_python(os.path.join(src, "python.tsv"))
     png = out_md[:-3] + ".png" if out_md.endswith(".md") else out_md + ".png"
-    has_chart = chart(http, png)
+    targets = build_targets(mp, refs, http, checks)
+    python_targets(targets, python, http, checks)
+    has_chart = chart(targets.pairs, http, png)
 
     lines = ["# shmstate benchmark results", "",
              "Produced by `bench/run`; every figure below was measured in the same run on this "
@@ -372,9 +421,11 @@ def main():
              "what limits the missed targets." % TARGETS_NOTE, "",
              "| fact | value |", "|---|---|"]
     lines += ["| %s | %s |" % (k, v) for k, v in (f for f in facts if len(f) == 2)]
-    targets = build_targets(mp, refs, http, checks)
-    python_targets(targets, python, http, checks)
-    lines += ["", "## Targets", ""] + targets.markdown()
+    lines += ["", "## Targets", ""]
+    if has_chart:
+        lines += ["![shmstate against each baseline, and HTTP requests/s and CPU per request](%s)"
+                  % os.path.basename(png), ""]
+    lines += targets.markdown()
     lines += ["", "## Processes on shared objects (mp_driver)", "",
               "One object: every process hammers the same object; object per process: each its "
               "own. Dict: 1024 keys of 16 bytes, 64-byte values, random keys; list: 64-byte "
@@ -401,8 +452,6 @@ def main():
               "object for incr). HTTP rows flask-*: the seed app (examples/flask_counter), "
               "Flask + Redis and the global counter, gunicorn gthread 2 workers x 4 threads.", ""]
     lines += python_table(python)
-    if has_chart:
-        lines += ["", "![HTTP requests/s and server CPU per request](%s)" % os.path.basename(png)]
     lines += ["", "## Single-threaded proxy operations (proxy_bench)", ""]
     lines += proxy_table(os.path.join(src, "proxy.csv"))
     with open(out_md, "w") as f:

@@ -29,12 +29,19 @@ Status ListObjects(RequestContext& context, HttpResponse* response) {
   SHM_RETURN_IF_ERROR(context.segment->registry().List(api::QueryString(context, "prefix"), kind,
                                                        limit, api::QueryString(context, "after"),
                                                        &infos));
+  int64_t now = WallNowMs();
   array objects;
   for (const ObjectInfo& info : infos) {
-    objects.push_back(object{{"name", info.name},
-                             {"kind", KindName(info.kind)},
-                             {"created_ms", info.created_ms},
-                             {"expires_at_ms", info.expires_at_ms}});
+    object o{{"name", info.name},
+             {"kind", KindName(info.kind)},
+             {"created_ms", info.created_ms},
+             {"expires_at_ms", info.expires_at_ms},
+             {"ttl_ms", nullptr},
+             {"size_bytes", info.size_bytes}};
+    if (info.expires_at_ms != 0) o["ttl_ms"] = std::max<int64_t>(0, info.expires_at_ms - now);
+    if (info.length >= 0) o["length"] = info.length;
+    if (info.kind == ObjectKind::kCounter) o["value"] = info.counter_value;
+    objects.push_back(std::move(o));
   }
   object body{{"objects", std::move(objects)}};
   // A full page may have a successor: pass "next" as ?after= to continue.

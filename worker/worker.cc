@@ -291,7 +291,9 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     const std::string& token = server_->options.token;
     if (token.empty()) return true;
     std::string_view target = request.target();
-    if (target.substr(0, target.find('?')) == "/healthz") return true;
+    // Liveness probes carry no token; the status page is static markup whose data calls need it.
+    std::string_view path = target.substr(0, target.find('?'));
+    if (path == "/healthz" || path == "/ui") return true;
     auto it = request.find(http::field::authorization);
     if (it == request.end()) return false;
     std::string_view value = it->value();

@@ -617,9 +617,17 @@ Status DeserializeDict(Segment::Impl* seg, std::string_view bytes, uint64_t* bod
   return s;
 }
 
+void DictUsage(Segment::Impl* seg, const EntryRep* entry, ObjectInfo* info) {
+  // The DictRep lives as long as the object (only its table is replaced); its counts are atomics.
+  const auto* rep = seg->Ptr<DictRep>(entry->body.load(std::memory_order_acquire));
+  info->size_bytes = rep->bytes.load(std::memory_order_relaxed);
+  info->length = static_cast<int64_t>(rep->entries.load(std::memory_order_relaxed));
+}
+
 }  // namespace
 
-const KindOps kDictOps = {RepairDictLocked, DestroyDict, SerializeDictLocked, DeserializeDict};
+const KindOps kDictOps = {RepairDictLocked, DestroyDict, SerializeDictLocked, DeserializeDict,
+                          DictUsage};
 
 // ---------------------------------------------------------------------------------------------
 // Dict

@@ -5,10 +5,15 @@ namespace {
 
 void DestroyNothing(Segment::Impl*, uint64_t) {}
 
+void CounterUsage(Segment::Impl*, const EntryRep* entry, ObjectInfo* info) {
+  info->size_bytes = sizeof(int64_t);
+  info->counter_value = entry->counter.load(std::memory_order_acquire);
+}
+
 }  // namespace
 
 // Counters keep their value in the entry itself: no body, nothing to repair.
-const KindOps kCounterOps = {nullptr, DestroyNothing};
+const KindOps kCounterOps = {nullptr, DestroyNothing, nullptr, nullptr, CounterUsage};
 
 const KindOps& KindOpsFor(ObjectKind kind) {
   static const KindOps kNoOps = {nullptr, DestroyNothing};

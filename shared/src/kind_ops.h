@@ -27,6 +27,10 @@ struct KindOps {
   // malformed (never trust them: they come from a file). Returns the body's handle unpublished;
   // on error it has freed whatever it allocated.
   Status (*deserialize)(Segment::Impl* segment, std::string_view bytes, uint64_t* body);
+  // Fills info->size_bytes and info->length from the body's atomics, without the entry's lock
+  // (listings must not slow writers). Called with the registry lock held, so a delete cannot
+  // free the body meanwhile. May be null (nothing to report).
+  void (*usage)(Segment::Impl* segment, const EntryRep* entry, ObjectInfo* info);
 };
 
 extern const KindOps kCounterOps;

@@ -187,9 +187,20 @@ Status DeserializeList(Segment::Impl* seg, std::string_view bytes, uint64_t* bod
   return s;
 }
 
+void ListUsage(Segment::Impl* seg, const EntryRep* entry, ObjectInfo* info) {
+  // The ListRep lives as long as the object (only its ring is replaced). head and tail are read
+  // apart, so a concurrent pop and push may show a length off by one, never a negative one.
+  const ListRep* rep = RepOf(seg, entry);
+  int64_t head = rep->head.load(std::memory_order_relaxed);
+  int64_t tail = rep->tail.load(std::memory_order_relaxed);
+  info->length = std::max<int64_t>(0, tail - head);
+  info->size_bytes = rep->bytes.load(std::memory_order_relaxed);
+}
+
 }  // namespace
 
-const KindOps kListOps = {RepairListLocked, DestroyList, SerializeListLocked, DeserializeList};
+const KindOps kListOps = {RepairListLocked, DestroyList, SerializeListLocked, DeserializeList,
+                          ListUsage};
 
 Status List::Open(Segment* segment, std::string_view name, OpenMode mode,
                   const ListOptions& options, List* result, bool* created) {

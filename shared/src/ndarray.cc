@@ -629,8 +629,33 @@ Status DeserializeArray(Segment::Impl* seg, std::string_view bytes, uint64_t* bo
       [&](char* out) { std::memcpy(out, data.bytes.data(), nbytes); }, body);
 }
 
+// An array's body is replaced whole by ReplaceData (same dtype and shape, so the same sizes),
+// which bumps reclaim_seq before it frees the old one: the sizes read are kept only if it did not
+// move. ThreadSanitizer would report the racy read of a body freed meanwhile, so its builds take
+// the entry's lock (the registry lock is held: registry -> object is the lock order).
+void ArrayUsage(Segment::Impl* seg, const EntryRep* entry, ObjectInfo* info) {
+#if defined(__SANITIZE_THREAD__)
+  ObjectGuard guard;
+  if (!guard.LockEntry(seg, const_cast<EntryRep*>(entry)).ok()) return;
+#endif
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    uint64_t seq = entry->reclaim_seq.load(std::memory_order_seq_cst);
+    uint64_t body = entry->body.load(std::memory_order_acquire);
+    if (!seg->Contains(body, sizeof(NdArrayRep))) return;
+    const auto* rep = seg->Ptr<NdArrayRep>(body);
+    uint64_t nbytes = rep->nbytes;
+    uint32_t itemsize = rep->itemsize;
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (entry->reclaim_seq.load(std::memory_order_seq_cst) != seq) continue;
+    info->size_bytes = nbytes;
+    info->length = itemsize == 0 ? 0 : static_cast<int64_t>(nbytes / itemsize);
+    return;
+  }
+}
+
 }  // namespace
 
-const KindOps kArrayOps = {RepairArrayLocked, DestroyArray, SerializeArrayLocked, DeserializeArray};
+const KindOps kArrayOps = {RepairArrayLocked, DestroyArray, SerializeArrayLocked, DeserializeArray,
+                           ArrayUsage};
 
 }  // namespace shm

@@ -326,7 +326,12 @@ Status Registry::List(std::string_view prefix, ObjectKind kind, size_t limit,
   result->clear();
   Segment::Impl* seg = segment_->impl();
   int64_t now = WallNowMs();
-  std::vector<ObjectInfo> found;
+  struct Found {
+    ObjectInfo info;
+    uint32_t index;
+    uint64_t incarnation;
+  };
+  std::vector<Found> found;
   for (uint32_t start = 0; start < capacity(); start += kListChunk) {
     RegistryGuard guard;  // Per chunk, so creates and deletes interleave with a long listing.
     SHM_RETURN_IF_ERROR(guard.Lock(seg));
@@ -338,14 +343,28 @@ Status Registry::List(std::string_view prefix, ObjectKind kind, size_t limit,
       auto entry_kind = static_cast<ObjectKind>(e->kind.load());
       if (name.substr(0, prefix.size()) != prefix || name <= after) continue;
       if (kind != ObjectKind::kNone && entry_kind != kind) continue;
-      found.push_back(
-          ObjectInfo{std::string(name), entry_kind, e->created_ms, e->expires_at_ms.load()});
+      ObjectInfo info{std::string(name), entry_kind, e->created_ms, e->expires_at_ms.load()};
+      found.push_back(Found{std::move(info), i, e->incarnation.load()});
     }
   }
   std::sort(found.begin(), found.end(),
-            [](const ObjectInfo& a, const ObjectInfo& b) { return a.name < b.name; });
+            [](const Found& a, const Found& b) { return a.info.name < b.info.name; });
   if (found.size() > limit) found.resize(limit);
-  *result = std::move(found);
+  // Sizes only for the page returned. An object deleted since the scan keeps its name and kind
+  // with no sizes.
+  for (size_t start = 0; start < found.size(); start += kListChunk) {
+    RegistryGuard guard;
+    SHM_RETURN_IF_ERROR(guard.Lock(seg));
+    size_t end = std::min(found.size(), start + kListChunk);
+    for (size_t i = start; i < end; ++i) {
+      const EntryRep* e = seg->Entry(found[i].index);
+      if (!IsLive(e) || e->incarnation.load() != found[i].incarnation) continue;
+      const KindOps& ops = KindOpsFor(found[i].info.kind);
+      if (ops.usage != nullptr) ops.usage(seg, e, &found[i].info);
+    }
+  }
+  result->reserve(found.size());
+  for (Found& f : found) result->push_back(std::move(f.info));
   return Status::OK();
 }
 

@@ -172,6 +172,13 @@ TEST(ServeTest, TokenFromTheEnvironmentIsRequiredAndTheFlagWins) {
                     .ok());
     EXPECT_EQ(result.status, 200);
     EXPECT_EQ(ValueOf(result), 1);  // The refused requests changed nothing.
+    // The status page is static markup: served without the token. Only that exact path is.
+    ASSERT_TRUE(client.Get("/ui", &result).ok());
+    EXPECT_EQ(result.status, 200);
+    for (const char* path : {"/ui/", "/ui/../v1/stats", "/v1/stats"}) {
+      ASSERT_TRUE(client.Get(path, &result).ok());
+      EXPECT_EQ(result.status, 401) << path;
+    }
     EXPECT_EQ(server.Stop().code, 0);
   }
 }

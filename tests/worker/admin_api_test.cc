@@ -1,9 +1,11 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <map>
 #include <string>
 
 #include "api_test_util.h"
+#include "shm/dict.h"
 
 namespace shm {
 namespace {
@@ -33,6 +35,74 @@ TEST_F(AdminApiTest, ListObjectsFiltersAndPages) {
   EXPECT_EQ(Json(Call(V::get, "/v1/objects")).as_object()["objects"].as_array().size(), 4u);
   EXPECT_EQ(Json(Call(V::get, "/v1/objects?kind=dict")).as_object()["objects"].as_array().size(),
             0u);
+}
+
+// Each listed object carries what it holds and the time it has left.
+TEST_F(AdminApiTest, ListObjectsReportsSizesAndTtl) {
+  ASSERT_EQ(Call(V::post, "/v1/counters/c/incr?by=41&init=1&ttl=100").result_int(), 200u);
+  ASSERT_EQ(Call(V::put, "/v1/dicts/d/k1", "abc").result_int(), 200u);
+  ASSERT_EQ(Call(V::put, "/v1/dicts/d/k22", "defgh").result_int(), 200u);
+  for (const char* item : {"x", "yz", "uvw"}) {
+    ASSERT_EQ(Call(V::post, "/v1/lists/l/push", item).result_int(), 200u);
+  }
+  ASSERT_EQ(Call(V::post, "/v1/arrays/a", R"({"dtype":"int32","shape":[3,5]})").result_int(), 201u);
+  ASSERT_EQ(Call(V::post, "/v1/locks/k/acquire?ttl=5").result_int(), 200u);
+  json::array objects = Json(Call(V::get, "/v1/objects")).as_object()["objects"].as_array();
+  ASSERT_EQ(objects.size(), 5u);
+  std::map<std::string, json::object> by_name;
+  for (json::value& o : objects)
+    by_name[std::string(o.as_object()["name"].as_string())] = o.as_object();
+  json::object& counter = by_name["c"];
+  EXPECT_EQ(counter["value"].as_int64(), 42);
+  EXPECT_EQ(counter["size_bytes"].to_number<uint64_t>(), 8u);
+  EXPECT_FALSE(counter.contains("length"));
+  int64_t ttl = counter["ttl_ms"].as_int64();
+  EXPECT_GT(ttl, 0);
+  EXPECT_LE(ttl, 100000);
+  json::object& dict = by_name["d"];
+  EXPECT_EQ(dict["length"].as_int64(), 2);
+  // Keys, values and content types (application/octet-stream by default), 40 bytes each.
+  DictStats stats;
+  Dict d;
+  ASSERT_TRUE(Dict::Open(segment(), "d", OpenMode::kOpenExisting, {}, &d).ok());
+  ASSERT_TRUE(d.Stats(&stats).ok());
+  EXPECT_EQ(dict["size_bytes"].to_number<uint64_t>(), stats.bytes);
+  EXPECT_TRUE(dict["ttl_ms"].is_null());
+  EXPECT_FALSE(dict.contains("value"));
+  EXPECT_EQ(by_name["l"]["length"].as_int64(), 3);
+  EXPECT_EQ(by_name["l"]["size_bytes"].to_number<uint64_t>(), 6u);
+  EXPECT_EQ(by_name["a"]["length"].as_int64(), 15);
+  EXPECT_EQ(by_name["a"]["size_bytes"].to_number<uint64_t>(), 60u);
+  EXPECT_EQ(by_name["k"]["size_bytes"].to_number<uint64_t>(), 0u);
+  EXPECT_FALSE(by_name["k"].contains("length"));
+  // A pop and a delete show in the next listing.
+  ASSERT_EQ(Call(V::post, "/v1/lists/l/pop").result_int(), 200u);
+  ASSERT_EQ(Call(V::delete_, "/v1/dicts/d/k1").result_int(), 204u);
+  objects = Json(Call(V::get, "/v1/objects?prefix=l")).as_object()["objects"].as_array();
+  EXPECT_EQ(objects[0].as_object()["length"].as_int64(), 2);
+  EXPECT_EQ(objects[0].as_object()["size_bytes"].to_number<uint64_t>(), 5u);
+  objects = Json(Call(V::get, "/v1/objects?prefix=d")).as_object()["objects"].as_array();
+  EXPECT_EQ(objects[0].as_object()["length"].as_int64(), 1);
+}
+
+// The status page: HTML whose only script and style carry this response's nonce.
+TEST_F(AdminApiTest, UiPageCarriesAFreshNonce) {
+  HttpResponse first = Call(V::get, "/ui");
+  ASSERT_EQ(first.result_int(), 200u);
+  EXPECT_EQ(first[http::field::content_type], "text/html; charset=utf-8");
+  std::string csp(first["Content-Security-Policy"]);
+  size_t at = csp.find("'nonce-");
+  ASSERT_NE(at, std::string::npos) << csp;
+  std::string nonce = csp.substr(at + 7, csp.find('\'', at + 7) - at - 7);
+  EXPECT_EQ(nonce.size(), 32u);
+  EXPECT_NE(first.body().find("<script nonce=\"" + nonce + "\">"), std::string::npos);
+  EXPECT_NE(first.body().find("<style nonce=\"" + nonce + "\">"), std::string::npos);
+  EXPECT_EQ(first.body().find("@NONCE@"), std::string::npos);
+  EXPECT_EQ(first["X-Content-Type-Options"], "nosniff");
+  HttpResponse second = Call(V::get, "/ui");
+  EXPECT_EQ(second["Content-Security-Policy"].find(nonce), std::string::npos);
+  EXPECT_EQ(Call(V::get, "/ui?x=1").result_int(), 400u);
+  EXPECT_EQ(Call(V::post, "/ui").result_int(), 405u);
 }
 
 TEST_F(AdminApiTest, ListObjectsRejectsBadParameters) {

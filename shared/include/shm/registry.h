@@ -48,6 +48,13 @@ struct ObjectInfo {
   ObjectKind kind = ObjectKind::kNone;
   int64_t created_ms = 0;     // Wall clock.
   int64_t expires_at_ms = 0;  // Wall clock; 0 = never.
+  // Filled by List from the object's atomics, without its lock, so listing never waits for or
+  // slows a writer; a moment's view, not a snapshot. size_bytes: a counter's 8 bytes, the bytes a
+  // dict charges against max_bytes, the bytes of a list's items, an array's data (0 for locks).
+  // length: a dict's entries, a list's items, an array's elements; -1 for counters and locks.
+  uint64_t size_bytes = 0;
+  int64_t length = -1;
+  int64_t counter_value = 0;  // Counters only.
 };
 
 // A process-local reference to one incarnation of an object. Cheap to copy. Becomes stale (every

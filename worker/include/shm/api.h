@@ -31,6 +31,8 @@ void RegisterLockRoutes(Router* router);
 void RegisterSessionRoutes(Router* router);
 // /v1/arrays/{name}[/data|/ops|/atomic|/reduce] (worker/api_arrays.cc, docs/arrays.md).
 void RegisterArrayRoutes(Router* router);
+// GET /ui, the status page (docs/ui.md); served without the token, its data calls need it.
+void RegisterUiRoutes(Router* router);
 
 // For an application's own routes: runs `fn` on the calling client's server-side session (the
 // one /v1/session uses, found by the shmsid cookie). A client without a live session gets a new
