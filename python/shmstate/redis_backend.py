@@ -611,9 +611,10 @@ class _Dict(_Object):
     def _keys(self, key: Any) -> "list[bytes]":
         return [self._entry_prefix + key, self._index]
 
-    def get(self, key: Any) -> Optional[bytes]:
+    def get(self, key: Any, default: Any = None) -> Any:
         k = self._entry_prefix + _key(key)
-        return self._r.call(k, lambda node: node.hget(k, "v"))
+        value = self._r.call(k, lambda node: node.hget(k, "v"))
+        return default if value is None else value
 
     def get_entry(self, key: Any) -> Optional[tuple]:
         k = self._entry_prefix + _key(key)

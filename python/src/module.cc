@@ -342,8 +342,8 @@ class PyDict {
           return shm::Dict::Open(seg, name, shm::OpenMode::kCreateIfMissing, options, d);
         }) {}
 
-  // None when absent.
-  py::object Get(const py::handle& key) {
+  // `absent` (None by default) when absent.
+  py::object Get(const py::handle& key, const py::handle& absent) {
     std::string k = KeyBytes(key);
     shm::DictValue value;
     bool found = false;
@@ -352,7 +352,7 @@ class PyDict {
       found = s.ok();
       return s.IsNotFound() ? Status::OK() : s;
     });
-    if (!found) return py::none();
+    if (!found) return py::reinterpret_borrow<py::object>(absent);
     return Bytes(value.data);
   }
   // (value, version, expires_at_ms) or None.
@@ -966,7 +966,7 @@ PYBIND11_MODULE(_shmstate, m) {
       .def("cas", &PyCounter::Cas, arg("expected"), arg("value"))
       .def_property_readonly("name", &PyCounter::name);
   py::class_<PyDict, std::shared_ptr<PyDict>>(m, "_Dict")
-      .def("get", &PyDict::Get, arg("key"))
+      .def("get", &PyDict::Get, arg("key"), arg("default") = py::none())
       .def("get_entry", &PyDict::GetEntry, arg("key"))
       .def("set", &PyDict::Set, arg("key"), arg("value"), arg("ttl") = py::none(),
            arg("mode") = "set", arg("if_version") = py::none())
