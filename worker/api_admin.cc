@@ -95,6 +95,9 @@ Status Stats(RequestContext& context, HttpResponse* response) {
                                  {"capacity", registry.capacity()},
                                  {"by_kind", KindCounts(segment)}}},
               {"workers", std::move(workers)},
+              // Processes attached in-process (the Python module), live ones only: a dead
+              // client's slots are released by the manager within a second.
+              {"clients", segment->LiveClients().size()},
               {"worker_pid", getpid()},
               {"uptime_seconds", (now_wall - earliest_start) / 1000}};
   api::SetJson(response, body);
@@ -139,6 +142,9 @@ Status Metrics(RequestContext& context, HttpResponse* response) {
   out += "shmstate_segment_size_bytes " + std::to_string(segment->size()) + "\n";
   MetricHeader(&out, "shmstate_segment_free_bytes", "gauge", "Free bytes in the shared segment.");
   out += "shmstate_segment_free_bytes " + std::to_string(segment->free_bytes()) + "\n";
+  MetricHeader(&out, "shmstate_attached_clients", "gauge",
+               "Live processes attached to the segment besides the workers (e.g. Python apps).");
+  out += "shmstate_attached_clients " + std::to_string(segment->LiveClients().size()) + "\n";
   MetricHeader(&out, "shmstate_objects", "gauge", "Live objects by kind.");
   std::vector<uint32_t> counts = segment->registry().CountByKind();
   for (uint32_t k = 1; k < kObjectKindCount && k < counts.size(); ++k) {

@@ -3,6 +3,8 @@ the same state, GIL release on waits, fork safety and exact counts across proces
 import json
 import os
 import random
+import subprocess
+import sys
 import threading
 import time
 
@@ -249,3 +251,23 @@ def test_forked_processes_count_exactly(server, attach_in_child):
         assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
     values = sorted(v for r in results for v in r)
     assert values == list(range(1, children * per_child + 1))
+
+
+def test_stats_count_live_attached_clients_only(server):
+    st = shmstate.attach(server.name)
+    st.counter("hits").incr()  # This process now holds an intent slot.
+    before = server.stats()["clients"]
+    assert before >= 1
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys, shmstate; hits = shmstate.attach(sys.argv[1])"
+         ".counter('hits'); hits.incr(); print('ready', flush=True); sys.stdin.read()",
+         server.name],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline() == "ready\n"
+    assert server.stats()["clients"] == before + 1
+    status, metrics = server.http("GET", "/metrics")
+    assert f"shmstate_attached_clients {before + 1}\n" in metrics.decode()
+    child.kill()
+    child.wait(timeout=10)
+    assert server.stats()["clients"] == before  # Dead is not live, even before the manager reaps.
+    server.wait_log(f"attached client pid {child.pid} is gone", timeout=10)
