@@ -446,11 +446,19 @@ class _Router:
                     raise _invalid("expected redis+cluster://HOST:PORT[,HOST:PORT...], "
                                    f"not {url!r}")
                 nodes.append(ClusterNode(host, int(port)))
-            try:
-                self.cluster = RedisCluster(startup_nodes=nodes, **self._kw)
-            except (rex.RedisError, OSError) as e:
+            # redis-py 4.3 gives up when the first startup node is down (its error handling
+            # then fails to copy the exception), so each node gets to be the first in turn.
+            last: Optional[BaseException] = None
+            for first in range(len(nodes)):
+                try:
+                    self.cluster = RedisCluster(startup_nodes=nodes[first:] + nodes[:first],
+                                                **self._kw)
+                    break
+                except (rex.RedisError, rex.RedisClusterException, OSError) as e:
+                    last = e
+            if self.cluster is None:
                 raise _error(_shmstate.Unavailable, "Unavailable",
-                             f"no Redis Cluster at {url}: {e}") from None
+                             f"no Redis Cluster at {url}: {last}") from None
             self._single = None
         else:
             self._single = redis.Redis.from_url(url, **self._kw)

@@ -577,7 +577,9 @@ def test_master_failover_keeps_every_acknowledged_increment(cluster, n):
                 "cluster_state:ok" in _cli(replica_port, "cluster", "info"), 30,
                 f"the replica {replica_port} to take over")
 
-    plain = shmstate.connect(url)  # No WAIT: the new master has no replica left.
+    # No WAIT: the new master has no replica left. The dead master comes first in the URL, as
+    # it may in a client's configuration: connect must go on to the live nodes.
+    plain = shmstate.connect(_cluster_url([master] + [n for n in cluster if n is not master]))
     value = None
 
     def read():
