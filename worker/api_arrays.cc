@@ -7,7 +7,6 @@
 #include <vector>
 
 #include "api_util.h"
-#include "proxy_cache.h"
 #include "shm/api.h"
 #include "shm/ndarray.h"
 #include "shm/npy.h"
@@ -22,18 +21,12 @@ using api::json::value;
 // Largest slice answered as JSON (use format=npy beyond).
 constexpr int64_t kMaxJsonElements = int64_t{1} << 20;
 
-api::ProxyCache<NdArray>& Arrays() {
-  static api::ProxyCache<NdArray> cache;
-  return cache;
-}
-
 template <typename Op>
 Status WithArray(RequestContext& context, Op&& op) {
-  const std::string& name = context.params[0];
-  SHM_RETURN_IF_ERROR(api::CheckName(name));
-  Segment* segment = context.segment;
-  auto open = [&](NdArray* array) { return NdArray::Open(segment, name, array); };
-  return Arrays().With(segment, name, open, std::forward<Op>(op));
+  auto open = [](Segment* segment, std::string_view name, NdArray* array) {
+    return NdArray::Open(segment, name, array);
+  };
+  return api::WithObject<NdArray>(context, open, std::forward<Op>(op));
 }
 
 value ShapeJson(const std::vector<int64_t>& shape) {
@@ -194,7 +187,7 @@ Status Create(RequestContext& context, HttpResponse* response) {
   } else {
     SHM_RETURN_IF_ERROR(CreateFromJson(context, &array));
   }
-  Arrays().Forget(context.segment, name);  // A stale handle of a former incarnation.
+  api::CacheOf<NdArray>().Forget(context.segment, name);  // A stale handle of a former incarnation.
   ArrayInfo info;
   SHM_RETURN_IF_ERROR(array.Info(&info));
   SetInfo(response, info, http::status::created);
@@ -213,7 +206,7 @@ Status Delete(RequestContext& context, HttpResponse* response) {
   SHM_RETURN_IF_ERROR(api::CheckQueryKeys(context, {}));
   const std::string& name = context.params[0];
   SHM_RETURN_IF_ERROR(api::DeleteObjectOfKind(context, name, ObjectKind::kArray));
-  Arrays().Forget(context.segment, name);
+  api::CacheOf<NdArray>().Forget(context.segment, name);
   response->result(http::status::no_content);
   return Status::OK();
 }

@@ -2,7 +2,6 @@
 #include <string>
 
 #include "api_util.h"
-#include "proxy_cache.h"
 #include "shm/api.h"
 #include "shm/counter.h"
 
@@ -11,21 +10,15 @@ namespace {
 
 using api::json::object;
 
-api::ProxyCache<Counter>& Counters() {
-  static api::ProxyCache<Counter> cache;
-  return cache;
-}
-
 // Opens `name` (creating it at `init` with `ttl_ms` when `create`) and runs `op` on it.
 template <typename Op>
 Status WithCounter(RequestContext& context, bool create, int64_t init, int64_t ttl_ms, Op&& op) {
-  const std::string& name = context.params[0];
-  SHM_RETURN_IF_ERROR(api::CheckName(name));
-  Segment* segment = context.segment;
   Counter::Options options{create ? OpenMode::kCreateIfMissing : OpenMode::kOpenExisting, init,
                            ttl_ms};
-  auto open = [&](Counter* counter) { return Counter::Open(segment, name, options, counter); };
-  return Counters().With(segment, name, open, std::forward<Op>(op));
+  auto open = [&](Segment* segment, std::string_view name, Counter* counter) {
+    return Counter::Open(segment, name, options, counter);
+  };
+  return api::WithObject<Counter>(context, open, std::forward<Op>(op));
 }
 
 Status Increment(RequestContext& context, HttpResponse* response) {
@@ -70,7 +63,7 @@ Status Delete(RequestContext& context, HttpResponse* response) {
   SHM_RETURN_IF_ERROR(api::CheckQueryKeys(context, {}));
   const std::string& name = context.params[0];
   SHM_RETURN_IF_ERROR(api::DeleteObjectOfKind(context, name, ObjectKind::kCounter));
-  Counters().Forget(context.segment, name);
+  api::CacheOf<Counter>().Forget(context.segment, name);
   response->result(http::status::no_content);
   return Status::OK();
 }

@@ -6,7 +6,6 @@
 #include <vector>
 
 #include "api_util.h"
-#include "proxy_cache.h"
 #include "shm/api.h"
 #include "shm/dict.h"
 
@@ -19,20 +18,14 @@ using api::json::object;
 constexpr std::string_view kDefaultContentType = "application/octet-stream";
 constexpr size_t kDefaultKeyLimit = 100;
 
-api::ProxyCache<Dict>& Dicts() {
-  static api::ProxyCache<Dict> cache;
-  return cache;
-}
-
 // Runs `op` on the dict named by the first capture; `create` makes a missing one (defaults).
 template <typename Op>
 Status WithDict(RequestContext& context, bool create, Op&& op) {
-  const std::string& name = context.params[0];
-  SHM_RETURN_IF_ERROR(api::CheckName(name));
-  Segment* segment = context.segment;
   OpenMode mode = create ? OpenMode::kCreateIfMissing : OpenMode::kOpenExisting;
-  auto open = [&](Dict* dict) { return Dict::Open(segment, name, mode, DictOptions(), dict); };
-  return Dicts().With(segment, name, open, std::forward<Op>(op));
+  auto open = [&](Segment* segment, std::string_view name, Dict* dict) {
+    return Dict::Open(segment, name, mode, DictOptions(), dict);
+  };
+  return api::WithObject<Dict>(context, open, std::forward<Op>(op));
 }
 
 // Keys come from the path: percent-decoded, 1..kMaxKey bytes of UTF-8 so listings stay JSON.

@@ -2,7 +2,6 @@
 #include <string>
 
 #include "api_util.h"
-#include "proxy_cache.h"
 #include "shm/api.h"
 #include "shm/list.h"
 
@@ -12,19 +11,13 @@ namespace {
 using api::json::array;
 using api::json::object;
 
-api::ProxyCache<List>& Lists() {
-  static api::ProxyCache<List> cache;
-  return cache;
-}
-
 template <typename Op>
 Status WithList(RequestContext& context, bool create, Op&& op) {
-  const std::string& name = context.params[0];
-  SHM_RETURN_IF_ERROR(api::CheckName(name));
-  Segment* segment = context.segment;
   OpenMode mode = create ? OpenMode::kCreateIfMissing : OpenMode::kOpenExisting;
-  auto open = [&](List* list) { return List::Open(segment, name, mode, ListOptions(), list); };
-  return Lists().With(segment, name, open, std::forward<Op>(op));
+  auto open = [&](Segment* segment, std::string_view name, List* list) {
+    return List::Open(segment, name, mode, ListOptions(), list);
+  };
+  return api::WithObject<List>(context, open, std::forward<Op>(op));
 }
 
 Status ParseEnd(const RequestContext& context, std::string_view fallback, List::End* end) {

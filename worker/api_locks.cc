@@ -3,7 +3,6 @@
 #include <string>
 
 #include "api_util.h"
-#include "proxy_cache.h"
 #include "shm/api.h"
 #include "shm/lease_lock.h"
 
@@ -14,19 +13,13 @@ using api::json::object;
 
 constexpr int64_t kDefaultTtlMs = 30 * 1000;
 
-api::ProxyCache<LeaseLock>& Locks() {
-  static api::ProxyCache<LeaseLock> cache;
-  return cache;
-}
-
 template <typename Op>
 Status WithLock(RequestContext& context, bool create, Op&& op) {
-  const std::string& name = context.params[0];
-  SHM_RETURN_IF_ERROR(api::CheckName(name));
-  Segment* segment = context.segment;
   OpenMode mode = create ? OpenMode::kCreateIfMissing : OpenMode::kOpenExisting;
-  auto open = [&](LeaseLock* lock) { return LeaseLock::Open(segment, name, mode, lock); };
-  return Locks().With(segment, name, open, std::forward<Op>(op));
+  auto open = [&](Segment* segment, std::string_view name, LeaseLock* lock) {
+    return LeaseLock::Open(segment, name, mode, lock);
+  };
+  return api::WithObject<LeaseLock>(context, open, std::forward<Op>(op));
 }
 
 // Tokens travel as decimal strings: JSON numbers past 2^53 do not survive JavaScript.

@@ -4,7 +4,6 @@
 #include <string>
 
 #include "api_util.h"
-#include "proxy_cache.h"
 #include "shm/api.h"
 #include "shm/sessions.h"
 
@@ -16,11 +15,6 @@ using api::json::object;
 constexpr std::string_view kObjectName = "shm:sessions";
 constexpr std::string_view kCookie = "shmsid";
 
-api::ProxyCache<Sessions>& SessionStores() {
-  static api::ProxyCache<Sessions> cache;
-  return cache;
-}
-
 template <typename Op>
 Status WithSessions(RequestContext& context, Op&& op) {
   Segment* segment = context.segment;
@@ -28,7 +22,7 @@ Status WithSessions(RequestContext& context, Op&& op) {
     return Sessions::Open(segment, kObjectName, OpenMode::kCreateIfMissing,
                           Sessions::kDefaultIdleTtlMs, sessions);
   };
-  return SessionStores().With(segment, kObjectName, open, std::forward<Op>(op));
+  return api::CacheOf<Sessions>().With(segment, kObjectName, open, std::forward<Op>(op));
 }
 
 // The well-formed shmsid cookie of the request, or "".

@@ -13,6 +13,7 @@
 #include <string>
 #include <string_view>
 
+#include "proxy_cache.h"
 #include "shm/registry.h"
 #include "shm/router.h"
 #include "shm/status.h"
@@ -85,6 +86,25 @@ void SetJsonInteger(HttpResponse* response, std::string_view key, int64_t value)
 void SetJsonInteger(HttpResponse* response, std::string_view key, uint64_t value);
 // {"value":n}.
 void SetValue(HttpResponse* response, int64_t value);
+
+// The HTTP API's per-worker cache of one proxy type.
+template <typename Proxy>
+ProxyCache<Proxy>& CacheOf() {
+  static ProxyCache<Proxy> cache;
+  return cache;
+}
+
+// Runs `op(proxy)` on the object named by the request's first path capture (checked with
+// CheckName), through CacheOf<Proxy>(); `open(segment, name, &proxy)` opens it when it is not
+// cached (or went stale).
+template <typename Proxy, typename Open, typename Op>
+Status WithObject(RequestContext& context, Open&& open, Op&& op) {
+  const std::string& name = context.params[0];
+  SHM_RETURN_IF_ERROR(CheckName(name));
+  Segment* segment = context.segment;
+  auto opener = [&](Proxy* proxy) { return open(segment, name, proxy); };
+  return CacheOf<Proxy>().With(segment, name, opener, std::forward<Op>(op));
+}
 
 }  // namespace shm::api
 
