@@ -120,7 +120,9 @@ INSTANTIATE_TEST_SUITE_P(
                     CrashCase{"after_intent", false, true, 1},     // Frees the new blob.
                     CrashCase{"after_commit", true, true, 1},      // Frees the old blob.
                     CrashCase{"before_free", true, false, 1}),     // Frees the old blob.
-    [](const testing::TestParamInfo<CrashCase>& info) { return std::string(info.param.point); });
+    [](const testing::TestParamInfo<CrashCase>& param_info) {
+      return std::string(param_info.param.point);
+    });
 
 // What a writer child tells the parent, through memory that survives its SIGKILL: per key, the
 // checksum of the last acknowledged state and of the write in flight (0 = absent).

@@ -78,11 +78,16 @@ class Status {
 
 }  // namespace shm
 
-// Returns from the enclosing function when `expr` is not OK.
-#define SHM_RETURN_IF_ERROR(expr)              \
-  do {                                         \
-    ::shm::Status shm_status_ = (expr);        \
-    if (!shm_status_.ok()) return shm_status_; \
+// Returns from the enclosing function when `expr` is not OK. Each use declares its own variable,
+// so a use inside a lambda inside another use shadows nothing (-Wshadow).
+#define SHM_RETURN_IF_ERROR(expr) \
+  SHM_RETURN_IF_ERROR_AS(expr, SHM_STATUS_CONCAT(shm_status_, __COUNTER__))
+#define SHM_RETURN_IF_ERROR_AS(expr, var) \
+  do {                                    \
+    ::shm::Status var = (expr);           \
+    if (!var.ok()) return var;            \
   } while (0)
+#define SHM_STATUS_CONCAT(a, b) SHM_STATUS_CONCAT_INNER(a, b)
+#define SHM_STATUS_CONCAT_INNER(a, b) a##b
 
 #endif  // SHM_STATUS_H_
