@@ -473,12 +473,26 @@ shm::List::End ParseEnd(const std::string& end) {
   Raise(Status::InvalidArgument("end must be 'left' or 'right'"));
 }
 
+// Blocking calls wait in slices this long, leaving the client gate between them so that a
+// generation move never waits for a long poll, and Ctrl-C ends a long wait.
+constexpr std::chrono::milliseconds kWaitSlice{100};
+
+// Calls attempt(slice) -> bool (done) with slices of `total` until it is done (true) or the time
+// is up (false). The first call has a slice of 0 when `total` is 0 (no wait at all).
+template <class Attempt>
+bool WaitInSlices(std::chrono::milliseconds total, Attempt&& attempt) {
+  auto deadline = std::chrono::steady_clock::now() + total;
+  while (true) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (attempt(std::clamp(left, std::chrono::milliseconds(0), kWaitSlice))) return true;
+    if (left <= kWaitSlice) return false;
+    if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+  }
+}
+
 class PyList {
  public:
-  // A blocking pop waits in slices this long, leaving the client gate between them so that a
-  // generation move never waits for a long poll.
-  static constexpr std::chrono::milliseconds kWaitSlice{100};
-
   PyList(std::shared_ptr<Attachment> a, std::string name, const shm::ListOptions& options)
       : name_(name), bound_(std::move(a), [name, options](shm::Segment* seg, shm::List* l) {
           return shm::List::Open(seg, name, shm::OpenMode::kCreateIfMissing, options, l);
@@ -493,20 +507,14 @@ class PyList {
   }
   py::object Pop(std::optional<double> wait, const std::string& end) {
     shm::List::End e = ParseEnd(end);
-    auto total = WaitMs(wait.value_or(0), shm::List::kMaxWait);
-    auto deadline = std::chrono::steady_clock::now() + total;
     std::string item;
-    bool got = false;
-    while (true) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-          deadline - std::chrono::steady_clock::now());
-      auto slice = std::clamp(left, std::chrono::milliseconds(0), kWaitSlice);
-      bound_.Run([&](shm::List& l) { return l.Pop(e, slice, &item, &got); },
+    bool got = WaitInSlices(WaitMs(wait.value_or(0), shm::List::kMaxWait), [&](auto slice) {
+      bool popped = false;
+      bound_.Run([&](shm::List& l) { return l.Pop(e, slice, &item, &popped); },
                  /*release_gil=*/slice.count() > 0);
-      if (got) return Bytes(item);
-      if (left <= kWaitSlice) return py::none();
-      if (PyErr_CheckSignals() != 0) throw py::error_already_set();  // Ctrl-C ends a long wait.
-    }
+      return popped;
+    });
+    return got ? py::object(Bytes(item)) : py::object(py::none());
   }
   uint64_t Length() {
     uint64_t length = 0;
@@ -529,8 +537,6 @@ class PyList {
 
 class PyLock {
  public:
-  static constexpr std::chrono::milliseconds kWaitSlice{100};
-
   PyLock(std::shared_ptr<Attachment> a, std::string name)
       : name_(name), bound_(std::move(a), [name](shm::Segment* seg, shm::LeaseLock* l) {
           return shm::LeaseLock::Open(seg, name, shm::OpenMode::kCreateIfMissing, l);
@@ -539,13 +545,8 @@ class PyLock {
   // The token, or None when still held by someone else after `timeout` seconds.
   py::object Acquire(double ttl, std::optional<double> timeout, const std::string& owner) {
     int64_t ttl_ms = TtlMs(ttl);
-    auto total = WaitMs(timeout, shm::LeaseLock::kMaxWait);
-    auto deadline = std::chrono::steady_clock::now() + total;
-    while (true) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-          deadline - std::chrono::steady_clock::now());
-      auto slice = std::clamp(left, std::chrono::milliseconds(0), kWaitSlice);
-      uint64_t token = 0;
+    uint64_t token = 0;
+    bool got = WaitInSlices(WaitMs(timeout, shm::LeaseLock::kMaxWait), [&](auto slice) {
       bool held_by_other = false;
       bound_.Run(
           [&](shm::LeaseLock& l) {
@@ -555,10 +556,9 @@ class PyLock {
             return held_by_other ? Status::OK() : s;
           },
           /*release_gil=*/slice.count() > 0);
-      if (!held_by_other) return py::int_(token);
-      if (left <= kWaitSlice) return py::none();
-      if (PyErr_CheckSignals() != 0) throw py::error_already_set();
-    }
+      return !held_by_other;
+    });
+    return got ? py::object(py::int_(token)) : py::object(py::none());
   }
   bool Release(uint64_t token) {
     bool released = false;
