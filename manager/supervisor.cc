@@ -16,6 +16,7 @@
 #include <string>
 
 #include "crash_point.h"
+#include "shm/format_size.h"
 #include "shm/log.h"
 #include "shm/snapshot.h"
 
@@ -463,7 +464,14 @@ void Supervisor::ReapDeadClients(int64_t now_ms) {
     LogMessage(report.intents_resolved > 0 ? LogLevel::kWarn : LogLevel::kInfo).stream()
         << "attached client pid " << pid << " is gone: released " << report.slots_released
         << " slots, settled " << report.intents_resolved << " unfinished writes, freed "
-        << report.blobs_freed << " blocks" << (s.ok() ? "" : ": " + s.ToString());
+        << report.blobs_freed << " blocks and " << report.cached_blocks_freed << " cached ones"
+        << (s.ok() ? "" : ": " + s.ToString());
+  }
+  // Caches of threads that wrote nothing for a whole interval go back to the allocator, so
+  // idle processes do not keep free memory from the others.
+  size_t trimmed = segment()->TrimIdleCaches();
+  if (trimmed > 0) {
+    SHM_LOG(kDebug) << "returned " << FormatSize(trimmed) << " from idle writers' blob caches";
   }
 }
 

@@ -90,6 +90,8 @@ Status Stats(RequestContext& context, HttpResponse* response) {
                                  {"generation", segment->generation()},
                                  {"size_bytes", segment->size()},
                                  {"free_bytes", segment->free_bytes()},
+                                 // Part of free_bytes: blocks the writers' caches keep.
+                                 {"cached_bytes", segment->cached_bytes()},
                                  {"poisoned", segment->poisoned()}}},
               {"objects", object{{"live", registry.live()},
                                  {"capacity", registry.capacity()},
@@ -142,6 +144,9 @@ Status Metrics(RequestContext& context, HttpResponse* response) {
   out += "shmstate_segment_size_bytes " + std::to_string(segment->size()) + "\n";
   MetricHeader(&out, "shmstate_segment_free_bytes", "gauge", "Free bytes in the shared segment.");
   out += "shmstate_segment_free_bytes " + std::to_string(segment->free_bytes()) + "\n";
+  MetricHeader(&out, "shmstate_segment_cached_bytes", "gauge",
+               "Part of the free bytes held in the writers' per-thread blob caches.");
+  out += "shmstate_segment_cached_bytes " + std::to_string(segment->cached_bytes()) + "\n";
   MetricHeader(&out, "shmstate_attached_clients", "gauge",
                "Live processes attached to the segment besides the workers (e.g. Python apps).");
   out += "shmstate_attached_clients " + std::to_string(segment->LiveClients().size()) + "\n";

@@ -4,6 +4,42 @@
 
 namespace shm {
 
+CowWriter::CowWriter(Segment::Impl* segment)
+    : segment_(segment), slot_(segment->MySlot()), cache_(segment, slot_) {
+  if (slot_ != nullptr) cache_.Acquire();
+}
+
+CowWriter::~CowWriter() {
+  DiscardStaged();
+  cache_.Release();
+}
+
+Status CowWriter::AllocateStaged(size_t bytes, uint64_t* handle) {
+  if (cache_.held() && bytes <= kMaxCachedBlob) {
+    *handle = cache_.Take(bytes, &slot_->new_off);
+    if (*handle != 0) {
+      CrashPoint("after_allocate");
+      return Status::OK();
+    }
+    // Allocated at the class size, so the block comes back to this class when freed.
+    bytes = kBlobClassSizes[ClassForRequest(bytes)];
+  }
+  Status s = segment_->Allocate(bytes, handle);
+  if (s.IsOutOfSpace() && cache_.held()) {
+    cache_.Empty();  // Blocks of other classes may make room once coalesced.
+    s = segment_->Allocate(bytes, handle);
+  }
+  SHM_RETURN_IF_ERROR(s);
+  Stage(*handle);
+  return Status::OK();
+}
+
+void CowWriter::FreeRecorded(uint64_t blob, std::atomic<uint64_t>* record) {
+  if (cache_.held() && cache_.Put(blob, record)) return;
+  record->store(0, std::memory_order_seq_cst);
+  segment_->Free(blob);
+}
+
 void CowWriter::Stage(uint64_t new_blob) {
   slot_->new_off.store(new_blob, std::memory_order_seq_cst);
   CrashPoint("after_allocate");
@@ -31,11 +67,19 @@ uint64_t CowWriter::PublishBodyLocked(uint64_t entry, std::atomic<uint64_t>* cel
 }
 
 void CowWriter::ReleaseGarbage(void (*destroy)(Segment::Impl*, uint64_t)) {
-  uint64_t old_value = slot_->old_off.exchange(0, std::memory_order_seq_cst);
+  uint64_t old_value = slot_->old_off.load(std::memory_order_seq_cst);
+  bool blob = IsBlob(old_value);
+  // Readers that follow handles without the lock learn of the reuse before anything is written.
+  if (blob) segment_->NoteReclaim(slot_->entry.load(std::memory_order_relaxed));
+  bool to_cache = blob && destroy == nullptr && cache_.held();
+  if (to_cache) {
+    CrashPoint("before_free");  // Still recorded: whoever settles this slot frees it.
+    if (cache_.Put(old_value, &slot_->old_off)) return;
+  }
+  slot_->old_off.store(0, std::memory_order_seq_cst);
   slot_->old_kind.store(0, std::memory_order_seq_cst);
-  CrashPoint("before_free");
-  if (!IsBlob(old_value)) return;
-  segment_->NoteReclaim(slot_->entry.load(std::memory_order_relaxed));
+  if (!to_cache) CrashPoint("before_free");  // Dying here leaks old_value: never a double free.
+  if (!blob) return;
   if (destroy != nullptr) {
     destroy(segment_, old_value);
   } else {
@@ -45,8 +89,12 @@ void CowWriter::ReleaseGarbage(void (*destroy)(Segment::Impl*, uint64_t)) {
 
 void CowWriter::DiscardStaged() {
   if (slot_ == nullptr) return;
-  uint64_t staged = slot_->new_off.exchange(0, std::memory_order_seq_cst);
-  if (IsBlob(staged)) segment_->Free(staged);
+  uint64_t staged = slot_->new_off.load(std::memory_order_seq_cst);
+  if (IsBlob(staged)) {
+    FreeRecorded(staged, &slot_->new_off);
+  } else {
+    slot_->new_off.store(0, std::memory_order_seq_cst);
+  }
 }
 
 int ResolveIntentsLocked(Segment::Impl* segment, uint64_t entry) {

@@ -9,34 +9,40 @@
 //                           *cell = new  <- the commit;  slot.new_off = 0; in_cs = 0
 //   ReleaseGarbage()        old = slot.old_off.exchange(0); free(old)    (after or under the lock)
 //
-// If the thread dies anywhere in between, whoever next takes the lock (owner died) calls
-// ResolveIntentsLocked before anything else: for a slot still in_cs on that lock, if *cell == new
-// the commit happened and old_off is garbage, otherwise new_off is garbage and old_off is live.
-// After that, every handle left in a dead thread's slot is garbage and the manager frees it
-// (Segment::RecoverDeadProcess). Worst case a blob leaks; never a torn value or a double free.
-// The whole protocol (every commit word, repair routine and the test that proves it) is on one
-// page: docs/crash-protocol.md.
+// Blobs come from and go back to this thread's BlobCache when they fit it; its moves keep the
+// same rule (blob_cache.h). If the thread dies anywhere in between, whoever next takes the lock
+// (owner died) calls ResolveIntentsLocked before anything else: for a slot still in_cs on that
+// lock, if *cell == new the commit happened and old_off is garbage, otherwise new_off is garbage
+// and old_off is live. After that, every handle left in a dead thread's slot is garbage and the
+// manager frees it (Segment::RecoverDeadProcess). Worst case a blob leaks; never a torn value or a
+// double free. The whole protocol (every commit word, repair routine and the test that proves it)
+// is on one page: docs/crash-protocol.md.
 #ifndef SHM_SRC_COW_H_
 #define SHM_SRC_COW_H_
 
 #include <atomic>
 #include <cstdint>
 
+#include "blob_cache.h"
 #include "segment_impl.h"
 
 namespace shm {
 
 class CowWriter {
  public:
-  // Claims this thread's slot; ok() is false when every slot is taken.
-  explicit CowWriter(Segment::Impl* segment) : segment_(segment), slot_(segment->MySlot()) {}
+  // Claims this thread's slot and, for the writer's life, the slot's blob cache (blob_cache.h);
+  // ok() is false when every slot is taken.
+  explicit CowWriter(Segment::Impl* segment);
   // Frees a staged blob that was never published (error paths).
-  ~CowWriter() { DiscardStaged(); }
+  ~CowWriter();
   CowWriter(const CowWriter&) = delete;
   CowWriter& operator=(const CowWriter&) = delete;
 
   bool ok() const { return slot_ != nullptr; }
 
+  // Allocates a blob of `bytes` (16-byte aligned) and stages it: from this thread's cache when
+  // its size class has a block, else from the segment. OutOfSpace or Poisoned as Allocate.
+  Status AllocateStaged(size_t bytes, uint64_t* handle);
   // Records a freshly allocated blob before the lock is taken.
   void Stage(uint64_t new_blob);
   // Publishes `new_value` (a blob or a marker) into `cell`; `entry` names the lock held (the
@@ -54,8 +60,12 @@ class CowWriter {
   void DiscardStaged();
 
  private:
+  // Frees a blob this writer owns, named by `*record`: into the cache when it takes it.
+  void FreeRecorded(uint64_t blob, std::atomic<uint64_t>* record);
+
   Segment::Impl* const segment_;
   IntentSlot* const slot_;
+  BlobCache cache_;  // Held (cache_.held()) for the writer's life, when the slot's is free.
 };
 
 // Resolves the intents of a dead holder of the lock named `entry` (see above). REQUIRES: that lock

@@ -282,13 +282,11 @@ Status CommitLocked(const Locked& d, CowWriter* writer, const Probe& probe, uint
   return Status::OK();
 }
 
-// Allocates a blob for the entry and fills all but its version and expiry. No lock needed: the
-// blob is unreachable until published.
-Status AllocateBlob(Segment::Impl* seg, std::string_view key, uint64_t hash,
-                    std::string_view content_type, std::string_view value, uint64_t* handle) {
-  uint64_t size = sizeof(DictEntryBlob) + key.size() + content_type.size() + value.size();
-  SHM_RETURN_IF_ERROR(seg->Allocate(size, handle));
-  auto* blob = new (seg->Ptr<void>(*handle)) DictEntryBlob{};
+// Fills the blob at `handle` with all of the entry but its version and expiry. No lock needed:
+// the blob is unreachable until published.
+void FillBlob(Segment::Impl* seg, uint64_t handle, std::string_view key, uint64_t hash,
+              std::string_view content_type, std::string_view value) {
+  auto* blob = new (seg->Ptr<void>(handle)) DictEntryBlob{};
   blob->hash = hash;
   blob->key_len = static_cast<uint32_t>(key.size());
   blob->ctype_len = static_cast<uint32_t>(content_type.size());
@@ -298,6 +296,17 @@ Status AllocateBlob(Segment::Impl* seg, std::string_view key, uint64_t hash,
     if (!part.empty()) std::memcpy(out, part.data(), part.size());  // Empty views may be null.
     out += part.size();
   }
+}
+
+uint64_t BlobSize(std::string_view key, std::string_view content_type, std::string_view value) {
+  return sizeof(DictEntryBlob) + key.size() + content_type.size() + value.size();
+}
+
+// Allocates and stages (from the writer's cache when it can) a blob for the entry, and fills it.
+Status AllocateBlob(CowWriter* writer, Segment::Impl* seg, std::string_view key, uint64_t hash,
+                    std::string_view content_type, std::string_view value, uint64_t* handle) {
+  SHM_RETURN_IF_ERROR(writer->AllocateStaged(BlobSize(key, content_type, value), handle));
+  FillBlob(seg, *handle, key, hash, content_type, value);
   return Status::OK();
 }
 
@@ -557,7 +566,8 @@ Status RestoreEntry(const Locked& d, ByteReader* r, int64_t now) {
   if (probe.found >= 0) return MalformedDict("duplicate key");
   if (probe.free < 0) return MalformedDict("more entries than announced");
   uint64_t handle = 0;
-  SHM_RETURN_IF_ERROR(AllocateBlob(d.seg, key, hash, content_type, value, &handle));
+  SHM_RETURN_IF_ERROR(d.seg->Allocate(BlobSize(key, content_type, value), &handle));
+  FillBlob(d.seg, handle, key, hash, content_type, value);
   auto* blob = d.seg->Ptr<DictEntryBlob>(handle);
   blob->version = version;
   blob->expires_at_ms = expires_at_ms;
@@ -792,8 +802,8 @@ Status Dict::SetImpl(std::string_view key, std::string_view value, const SetOpti
   uint64_t hash = HashKey(key);
   for (int attempt = 0; attempt < kMaxWriteAttempts; ++attempt) {
     uint64_t handle = 0;
-    SHM_RETURN_IF_ERROR(AllocateBlob(seg, key, hash, options.content_type, value, &handle));
-    writer.Stage(handle);
+    SHM_RETURN_IF_ERROR(
+        AllocateBlob(&writer, seg, key, hash, options.content_type, value, &handle));
     bool rebuild_first = false;
     bool rebuild_after = false;
     {
@@ -874,8 +884,8 @@ Status Dict::UpdateImpl(std::string_view key, const DictUpdateFn& fn, uint64_t* 
       // The size depends on the current value, so this blob is allocated under the lock (the
       // allocator's lock is innermost; see the lock order in docs/design.md).
       uint64_t handle = 0;
-      SHM_RETURN_IF_ERROR(AllocateBlob(seg, key, hash, update.content_type, update.data, &handle));
-      writer.Stage(handle);
+      SHM_RETURN_IF_ERROR(
+          AllocateBlob(&writer, seg, key, hash, update.content_type, update.data, &handle));
       auto* blob = seg->Ptr<DictEntryBlob>(handle);
       blob->expires_at_ms = update.keep_expiry && live != nullptr
                                 ? live->expires_at_ms

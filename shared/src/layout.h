@@ -18,7 +18,7 @@
 namespace shm {
 
 inline constexpr uint64_t kSegmentMagic = 0x4554415453484d53ull;  // "SHMSTATE" little endian.
-inline constexpr uint32_t kLayoutVersion = 3;
+inline constexpr uint32_t kLayoutVersion = 4;
 inline constexpr uint32_t kMaxIntentSlots = 1024;
 inline constexpr uint32_t kMaxWorkerSlots = 256;
 inline constexpr size_t kMaxNameLength = 200;
@@ -48,7 +48,21 @@ struct alignas(64) IntentSlot {
   // lock-free reads), else 0: whoever frees an array body first waits until no live thread's
   // slot names its entry. A dead thread's pin names nothing it can still touch.
   std::atomic<uint64_t> pinned{0};
+  // This slot's cache of freed small blobs (blob_cache.h): the handle of its BlobCacheRep, or 0
+  // before the slot's first write. Freed with the slot's claim (ReleaseIntentSlot).
+  std::atomic<uint64_t> cache{0};
+  // Bytes the allocator would get back if the cache were emptied: its blocks and its rep.
+  std::atomic<uint64_t> cached_bytes{0};
+  // Who may touch the cache: kCacheFree, kCacheOwnerThread (the slot's thread, for the life of a
+  // CowWriter) or kCacheTrimmer (the manager emptying an idle cache). Taken by CAS.
+  std::atomic<uint32_t> cache_owner{0};
+  // Bumped by the slot's thread each time it takes the cache: unchanged over a manager tick means
+  // the cache sat idle, and the manager returns its blocks.
+  std::atomic<uint32_t> cache_uses{0};
 };
+inline constexpr uint32_t kCacheFree = 0;
+inline constexpr uint32_t kCacheOwnerThread = 1;
+inline constexpr uint32_t kCacheTrimmer = 2;
 
 // One per worker process, written by that worker, read by anyone (stats, heartbeat).
 struct alignas(64) WorkerSlot {

@@ -51,11 +51,17 @@ std::string_view ItemView(Segment::Impl* seg, uint64_t handle) {
   return {ItemData(item), item->size};
 }
 
-Status AllocateItem(Segment::Impl* seg, std::string_view bytes, uint64_t* handle) {
-  SHM_RETURN_IF_ERROR(seg->Allocate(sizeof(ListItemRep) + bytes.size(), handle));
-  auto* item = new (seg->Ptr<void>(*handle)) ListItemRep();
+void FillItem(Segment::Impl* seg, uint64_t handle, std::string_view bytes) {
+  auto* item = new (seg->Ptr<void>(handle)) ListItemRep();
   item->size = bytes.size();
   if (!bytes.empty()) std::memcpy(ItemData(item), bytes.data(), bytes.size());
+}
+
+// Allocates and stages (from the writer's cache when it can) an item holding `bytes`.
+Status AllocateItem(CowWriter* writer, Segment::Impl* seg, std::string_view bytes,
+                    uint64_t* handle) {
+  SHM_RETURN_IF_ERROR(writer->AllocateStaged(sizeof(ListItemRep) + bytes.size(), handle));
+  FillItem(seg, *handle, bytes);
   return Status::OK();
 }
 
@@ -166,7 +172,8 @@ Status FillListFromBytes(Segment::Impl* seg, ListRep* rep, std::string_view byte
     if (!r.GetBytes(&item)) return Malformed("truncated item");
     if (item.size() > rep->max_item_bytes) return Malformed("item larger than max_item_bytes");
     uint64_t blob = 0;
-    SHM_RETURN_IF_ERROR(AllocateItem(seg, item, &blob));
+    SHM_RETURN_IF_ERROR(seg->Allocate(sizeof(ListItemRep) + item.size(), &blob));
+    FillItem(seg, blob, item);
     SlotAt(seg, ring, kListOrigin + static_cast<int64_t>(i))->store(blob);
     total += item.size();
   }
@@ -255,8 +262,7 @@ Status List::DoPush(End end, std::string_view item, uint64_t* length) {
   if (!writer.ok()) return NoIntentSlot();
   for (int attempt = 0; attempt < kMaxPushAttempts; ++attempt) {
     uint64_t blob = 0;
-    SHM_RETURN_IF_ERROR(AllocateItem(seg, item, &blob));
-    writer.Stage(blob);
+    SHM_RETURN_IF_ERROR(AllocateItem(&writer, seg, item, &blob));
     ObjectGuard guard;
     SHM_RETURN_IF_ERROR(guard.Lock(ref_));  // On error the writer frees the staged item.
     ListRep* rep = RepOf(seg, ref_.entry);

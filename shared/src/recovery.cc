@@ -1,6 +1,7 @@
 // Segment::RecoverDeadProcess: what the manager does for a process that died (a worker it
 // reaped, an attached client that is gone). See docs/crash-protocol.md, "The manager's recovery
 // of a dead process".
+#include "blob_cache.h"
 #include "cow.h"
 #include "kind_ops.h"
 #include "layout.h"
@@ -31,14 +32,16 @@ Status Segment::RecoverDeadProcess(pid_t pid, RecoveryReport* report) {
       }
       ++report->intents_resolved;  // By the lock's owner-death repair, or just now.
     }
+    // A handle recorded while it was also the head of a cache class (a death inside
+    // BlobCache::Take or Put) is the cache's: DropSlotCache frees it below.
     uint64_t unpublished = slot.new_off.exchange(0);
-    if (IsBlob(unpublished)) {
+    if (IsBlob(unpublished) && !SlotCacheHolds(impl, slot, unpublished)) {
       impl->Free(unpublished);
       ++report->blobs_freed;
     }
     uint64_t replaced = slot.old_off.exchange(0);
     auto replaced_kind = static_cast<ObjectKind>(slot.old_kind.exchange(0));
-    if (IsBlob(replaced)) {
+    if (IsBlob(replaced) && !SlotCacheHolds(impl, slot, replaced)) {
       impl->NoteReclaim(slot.entry.load());
       // A whole object body (a delete that died) is freed with everything it owns.
       if (replaced_kind != ObjectKind::kNone) {
@@ -48,7 +51,8 @@ Status Segment::RecoverDeadProcess(pid_t pid, RecoveryReport* report) {
       }
       ++report->blobs_freed;
     }
-    ReleaseIntentSlot(slot);
+    report->cached_blocks_freed += DropSlotCache(impl, slot);
+    ReleaseIntentSlot(impl, slot, /*owner_alive=*/false);
     ++report->slots_released;
   }
   return impl->root()->poisoned.load() ? Status::Poisoned("segment allocator is poisoned")

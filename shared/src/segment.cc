@@ -11,8 +11,10 @@
 #include <cstring>
 #include <mutex>
 #include <new>
+#include <thread>
 #include <vector>
 
+#include "blob_cache.h"
 #include "layout.h"
 #include "object_guard.h"
 #include "segment_impl.h"
@@ -181,17 +183,31 @@ void Segment::Impl::Free(uint64_t handle) {
   }
 }
 
-void ReleaseIntentSlot(IntentSlot& slot) {
+bool ReleaseIntentSlot(Segment::Impl* segment, IntentSlot& slot, bool owner_alive) {
+  if (owner_alive) {
+    // The manager may be trimming this cache right now; that takes microseconds.
+    uint32_t expected = kCacheFree;
+    for (int spin = 0; !slot.cache_owner.compare_exchange_strong(expected, kCacheOwnerThread);
+         ++spin) {
+      if (spin == 100000) return false;  // A trimmer that died: the slot is settled with its pid.
+      expected = kCacheFree;
+      std::this_thread::yield();
+    }
+  }
+  DropSlotCache(segment, slot);
+  slot.cache_owner.store(kCacheFree);
   slot.pinned.store(0);
   slot.client_op.store(0);
   slot.owner_tid.store(0);
   slot.owner_pid.store(0);
+  return true;
 }
 
 namespace {
 
 struct CachedSlot {
   uint64_t instance_id = 0;
+  Segment::Impl* segment = nullptr;  // Valid while instance_id is among LiveInstances().
   IntentSlot* slot = nullptr;
 };
 
@@ -211,7 +227,7 @@ struct ThreadSlots {
       IntentSlot& slot = *c.slot;
       if (slot.owner_pid.load() != CurrentPid() || slot.owner_tid.load() != CurrentTid()) continue;
       if (slot.in_cs.load() || slot.new_off.load() || slot.old_off.load()) continue;
-      ReleaseIntentSlot(slot);
+      ReleaseIntentSlot(c.segment, slot, /*owner_alive=*/true);
     }
   }
 };
@@ -256,7 +272,7 @@ IntentSlot* Segment::Impl::MySlot() {
       break;
     }
   }
-  *victim = CachedSlot{instance_id_, claimed};
+  *victim = CachedSlot{instance_id_, this, claimed};
   return claimed;
 }
 
@@ -265,7 +281,7 @@ void Segment::Impl::ReleaseSlotsOfThisProcess() {
   for (IntentSlot& slot : root_->intents) {
     if (slot.owner_pid.load() != pid) continue;
     if (slot.in_cs.load() || slot.new_off.load() || slot.old_off.load()) continue;
-    ReleaseIntentSlot(slot);
+    ReleaseIntentSlot(this, slot, /*owner_alive=*/true);
   }
 }
 
@@ -375,7 +391,11 @@ Status Segment::Remove(std::string_view shm_name) {
 const std::string& Segment::shm_name() const { return impl_->shm_name(); }
 uint64_t Segment::generation() const { return impl_->root()->generation; }
 size_t Segment::size() const { return impl_->managed().get_size(); }
-size_t Segment::free_bytes() const { return impl_->managed().get_free_memory(); }
+size_t Segment::free_bytes() const {
+  return impl_->managed().get_free_memory() + CachedBytes(impl_.get());
+}
+size_t Segment::cached_bytes() const { return CachedBytes(impl_.get()); }
+size_t Segment::TrimIdleCaches() { return impl_->TrimIdleCaches(); }
 Registry& Segment::registry() { return *registry_; }
 
 bool Segment::poisoned() const {

@@ -9,6 +9,7 @@
 #include <boost/interprocess/mem_algo/rbtree_best_fit.hpp>
 #include <chrono>
 #include <string>
+#include <vector>
 
 #include "layout.h"
 #include "shm/segment.h"
@@ -25,6 +26,10 @@ inline constexpr std::chrono::milliseconds kDefaultLockTimeout{2000};
 
 class Segment::Impl {
  public:
+  // rbtree_best_fit's size header, less the next block's size field a block may use: a block's
+  // footprint is UsableSize + this (checked by a test against get_free_memory).
+  static constexpr size_t kBlockOverhead = 8;
+
   Impl(ManagedSegment&& managed, std::string shm_name);
   ~Impl();
   Impl(const Impl&) = delete;
@@ -54,6 +59,16 @@ class Segment::Impl {
   Status Allocate(size_t bytes, uint64_t* handle, size_t alignment = 16);
   // Frees a blob allocated by Allocate. Never throws; a poisoned allocator leaks it.
   void Free(uint64_t handle);
+  // What a blob allocated by Allocate can hold (at least what was asked for), and what the
+  // allocator's free memory grows by when it is freed. No lock: a block's size is its owner's.
+  size_t UsableSize(uint64_t handle) const {
+    return managed_.get_segment_manager()->size(Ptr<void>(handle));
+  }
+  size_t BlockBytes(uint64_t handle) const { return UsableSize(handle) + kBlockOverhead; }
+
+  // Empties the blob caches (blob_cache.h) of slots that did not write since the last call and
+  // that no thread holds; returns the bytes given back. For the manager's periodic tick.
+  uint64_t TrimIdleCaches();
 
   // This thread's intent slot, claimed on first use (and again after fork).
   // nullptr when every slot is taken (the caller answers OutOfSpace).
@@ -78,11 +93,14 @@ class Segment::Impl {
   uint64_t size_;  // Of the mapping; constant.
   Root* root_;
   uint64_t instance_id_;  // Distinguishes this mapping in thread-local slot caches.
+  // The manager's view of each slot's cache_uses at its last trim (TrimIdleCaches).
+  std::vector<uint32_t> cache_uses_seen_;
 };
 
-// Gives a slot with no commit in flight back to the pool; the owner pid goes last, as the CAS
-// that claims a slot looks at it first.
-void ReleaseIntentSlot(IntentSlot& slot);
+// Gives a slot with no commit in flight back to the pool, with its blob cache emptied; the owner
+// pid goes last, as the CAS that claims a slot looks at it first. With `owner_alive` (the slot's
+// own process) the cache is taken from a trimmer first; false if that never happened.
+bool ReleaseIntentSlot(Segment::Impl* segment, IntentSlot& slot, bool owner_alive);
 
 }  // namespace shm
 

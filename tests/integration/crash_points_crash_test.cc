@@ -35,6 +35,9 @@ enum class After {
 struct CrashCase {
   const char* point;
   After after;
+  // Overwrites of another key, of the same size, on the armed worker before the armed write: the
+  // second caches a blob in the worker's thread, and the armed write takes it.
+  bool warm_cache = false;
 };
 
 std::string PrintCase(const testing::TestParamInfo<CrashCase>& info) { return info.param.point; }
@@ -101,6 +104,11 @@ TEST_P(CrashPointTest, ArmedWorkerDiesMidWriteAndTheStateIsWholeAndServing) {
   ASSERT_TRUE(armed->Get("/v1/dicts/d/k", &result).ok());  // Worker 0 opens the dict: no write.
   ASSERT_EQ(result.body, kOldValue);
 
+  for (int i = 0; c.warm_cache && i < 2; ++i) {
+    ASSERT_TRUE(armed->Request("PUT", "/v1/dicts/d/w", kOldValue, &result).ok());
+    ASSERT_EQ(result.status, 200) << result.body;
+  }
+
   // The write that reaches the step: an overwrite, or the creation of a new dict.
   const std::string target = c.after == After::kAbsent ? "/v1/dicts/fresh/k" : "/v1/dicts/d/k";
   Status sent = armed->Request("PUT", target, kNewValue, &result);
@@ -159,6 +167,10 @@ INSTANTIATE_TEST_SUITE_P(
     testing::Values(CrashCase{"after_allocate", After::kOld},
                     CrashCase{"after_intent", After::kOld}, CrashCase{"after_commit", After::kNew},
                     CrashCase{"before_free", After::kNew},
+                    // The replaced blob goes into the worker thread's blob cache ...
+                    CrashCase{"cache_put", After::kNew},
+                    // ... and the next write of its size takes it from there.
+                    CrashCase{"cache_take", After::kOld, /*warm_cache=*/true},
                     // The first allocator lock of the overwrite: the new blob's, before any commit.
                     CrashCase{"inside_allocator", After::kOld},
                     CrashCase{"before_create_commit", After::kAbsent}),

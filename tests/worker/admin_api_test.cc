@@ -133,6 +133,10 @@ TEST_F(AdminApiTest, StatsReportSegmentObjectsAndWorkers) {
   json::object seg = body["segment"].as_object();
   EXPECT_EQ(seg["size_bytes"].to_number<uint64_t>(), segment()->size());
   EXPECT_GT(seg["free_bytes"].to_number<uint64_t>(), 0u);
+  // The counter's create went through this thread's writer, which keeps a blob cache.
+  EXPECT_EQ(seg["cached_bytes"].to_number<uint64_t>(), segment()->cached_bytes());
+  EXPECT_GT(seg["cached_bytes"].to_number<uint64_t>(), 0u);
+  EXPECT_LE(seg["cached_bytes"].to_number<uint64_t>(), seg["free_bytes"].to_number<uint64_t>());
   EXPECT_EQ(seg["poisoned"].as_bool(), false);
   json::object objects = body["objects"].as_object();
   EXPECT_EQ(objects["live"].to_number<int>(), 1);
@@ -167,6 +171,10 @@ TEST_F(AdminApiTest, MetricsArePrometheusText) {
   EXPECT_NE(text.find("shmstate_objects{kind=\"counter\"} 1\n"), std::string::npos);
   EXPECT_NE(text.find("shmstate_segment_size_bytes " + std::to_string(segment()->size())),
             std::string::npos);
+  EXPECT_NE(text.find("# TYPE shmstate_segment_cached_bytes gauge\nshmstate_segment_cached_bytes " +
+                      std::to_string(segment()->cached_bytes()) + "\n"),
+            std::string::npos)
+      << text;
 }
 
 TEST_F(AdminApiTest, Healthz) {

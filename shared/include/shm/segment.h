@@ -53,7 +53,8 @@ struct WorkerInfo {
 struct RecoveryReport {
   int slots_released = 0;
   int intents_resolved = 0;
-  int blobs_freed = 0;
+  int blobs_freed = 0;          // Garbage and unpublished blobs its intent slots named.
+  int cached_blocks_freed = 0;  // Free blocks its threads' caches held.
 };
 
 class Segment {
@@ -83,7 +84,14 @@ class Segment {
   const std::string& shm_name() const;
   uint64_t generation() const;
   size_t size() const;
+  // Bytes not holding data: the allocator's free memory plus what the threads' blob caches
+  // hold (their blocks are free, kept for the next write of their thread).
   size_t free_bytes() const;
+  // The part of free_bytes in blob caches.
+  size_t cached_bytes() const;
+  // Returns to the allocator the blocks of caches no thread used since the previous call (the
+  // manager calls it every second). Returns the bytes given back.
+  size_t TrimIdleCaches();
   Registry& registry();
 
   // True once any process saw the allocator poisoned: the manager must rebuild.

@@ -1,0 +1,111 @@
+// Crash tests of the blob cache's two moves (blob_cache.h): a writer that dies inside Take (its
+// intent slot names a block that is still the head of its cache class) or inside Put (the
+// replaced blob is already cached but still recorded as garbage) loses nothing acknowledged, and
+// the recovery frees that block exactly once, with the rest of the cache and its rep.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "common/test_util.h"
+#include "crash_point.h"
+#include "segment_impl.h"
+#include "shm/dict.h"
+#include "shm/list.h"
+
+namespace shm {
+namespace {
+
+#define ASSERT_OK(expr)                                     \
+  do {                                                      \
+    ::shm::Status s_ = (expr);                              \
+    ASSERT_TRUE(s_.ok()) << #expr << ": " << s_.ToString(); \
+  } while (0)
+
+struct CacheCrashCase {
+  const char* point;
+  int hit;
+  // What the child's writes leave committed: the value of its `committed_writes`-th set.
+  int committed_writes;
+};
+
+class BlobCacheCrashTest : public testing::TestWithParam<CacheCrashCase> {};
+
+// The child sets "k" three times with small values: the first set replaces the parent's value
+// (its blob goes into the child's fresh cache: Put), the second takes that block (Take).
+TEST_P(BlobCacheCrashTest, DeathInsideACacheMoveFreesTheBlockOnce) {
+  const CacheCrashCase& c = GetParam();
+  test::ScopedSegment seg;
+  size_t baseline = seg->free_bytes();
+  Dict dict;
+  ASSERT_OK(Dict::Open(seg.get(), "d", OpenMode::kCreateIfMissing, {}, &dict));
+  auto value = [](int write) { return std::string(60, static_cast<char>('a' + write)); };
+  ASSERT_OK(dict.Set("k", value(0), {}));
+  ASSERT_OK(dict.Set("other", "kept", {}));
+
+  pid_t child = test::ForkChild([&] {
+    SetCrashPoint(c.point, c.hit);
+    for (int write = 1; write <= 3; ++write) {
+      if (!dict.Set("k", value(write), {}).ok()) return 1;
+    }
+    return 0;  // The crash point was not reached.
+  });
+  test::ChildExit exit = test::WaitChild(child, 30000);
+  ASSERT_TRUE(exit.exited);
+  ASSERT_EQ(exit.code, kCrashPointExitCode) << c.point;
+
+  DictValue got;
+  ASSERT_OK(dict.Get("k", &got));
+  EXPECT_EQ(got.data, value(c.committed_writes));
+  ASSERT_OK(dict.Get("other", &got));
+  EXPECT_EQ(got.data, "kept");
+
+  RecoveryReport report;
+  ASSERT_OK(seg->RecoverDeadProcess(child, &report));
+  EXPECT_EQ(report.slots_released, 1);
+  EXPECT_EQ(report.blobs_freed, 0);  // The recorded block was the cache's...
+  EXPECT_EQ(report.cached_blocks_freed, 1);  // ... and freed with it, once.
+  ASSERT_OK(seg->Probe());
+  ASSERT_OK(dict.Set("k", "after", {}));
+  ASSERT_OK(seg->registry().Delete("d"));
+  EXPECT_EQ(seg->free_bytes(), baseline) << "leak or double free";
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Moves, BlobCacheCrashTest,
+    testing::Values(CacheCrashCase{"cache_put", 1, 1},    // Set 1 replaced value 0: cached.
+                    CacheCrashCase{"cache_take", 1, 1}),  // Set 2 took value 0's block.
+    [](const testing::TestParamInfo<CacheCrashCase>& param_info) {
+      return std::string(param_info.param.point);
+    });
+
+// The same for a list: pops cache the items they remove, pushes take them.
+TEST(BlobCacheCrashTest, ListPushDyingInsideTakeLosesNoItem) {
+  test::ScopedSegment seg;
+  size_t baseline = seg->free_bytes();
+  List list;
+  ASSERT_OK(List::Open(seg.get(), "l", OpenMode::kCreateIfMissing, {}, &list));
+  for (int i = 0; i < 4; ++i) ASSERT_OK(list.Push(List::End::kRight, "item" + std::to_string(i)));
+  pid_t child = test::ForkChild([&] {
+    std::string item;
+    bool got = false;
+    if (!list.Pop(List::End::kLeft, std::chrono::milliseconds(0), &item, &got).ok()) return 1;
+    SetCrashPoint("cache_take");
+    list.Push(List::End::kRight, "pushed");
+    return 0;
+  });
+  test::ChildExit exit = test::WaitChild(child, 30000);
+  ASSERT_TRUE(exit.exited);
+  ASSERT_EQ(exit.code, kCrashPointExitCode);
+  uint64_t length = 0;
+  ASSERT_OK(list.Length(&length));
+  EXPECT_EQ(length, 3u);  // The pop was acknowledged; the push never committed.
+  RecoveryReport report;
+  ASSERT_OK(seg->RecoverDeadProcess(child, &report));
+  EXPECT_EQ(report.cached_blocks_freed, 1);
+  ASSERT_OK(seg->registry().Delete("l"));
+  EXPECT_EQ(seg->free_bytes(), baseline) << "leak or double free";
+}
+
+}  // namespace
+}  // namespace shm
