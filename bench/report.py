@@ -136,12 +136,23 @@ def build_targets(mp, refs, http, checks):
               refs.get(("redis %s P16" % redis_op, 1)), 20)
         t.add("Dict %s, 2 processes" % op, shm_value, "Manager dict %s" % op,
               refs.get(("manager dict %s" % op, 2)), 500)
+    # Writes scale with processes (issue 11): 2 processes against 1 on the same workload.
+    for workload in ("dict set, one object", "dict set, object per process",
+                     "list push/pop, one object", "list push/pop, object per process"):
+        t.add("%s%s: 2 processes" % (workload[0].upper(), workload[1:]), mp.get((workload, 2)),
+              "1 process", mp.get((workload, 1)), 1.7)
+    shm_set = mp.get(("dict set, one object", 2))
+    t.add("Dict set, 2 processes (write goal)", shm_set, "Redis SET -P 16",
+          refs.get(("redis SET P16", 1)), 8)
+    t.add("Dict set, 2 processes (write goal)", shm_set, "Manager dict set",
+          refs.get(("manager dict set", 2)), 100)
     for direction in ("out", "in"):
         t.add("Array slice copy %s (1 MiB), 2 processes" % direction,
               mp.get(("array slice copy %s (1 MiB), one object" % direction, 2)),
               "memcpy", mp.get(("memcpy %s shared mmap (1 MiB)" % (
                   "out of" if direction == "out" else "into"), 2)), 0.8, unit="B/s")
-    for route, label in (("incr", "POST /v1/counters/x/incr"), ("get", "GET dict key")):
+    for route, label in (("incr", "POST /v1/counters/x/incr"), ("get", "GET dict key"),
+                         ("put", "PUT dict key")):
         shm_row = http_lookup(http, "shmstate", 2, route)
         ngx_row = http_lookup(http, "nginx-lua", 2, route)
         if shm_row is None or ngx_row is None:
