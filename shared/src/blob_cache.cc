@@ -123,8 +123,8 @@ bool BlobCache::Put(uint64_t handle, std::atomic<uint64_t>* record) {
       slot_->cached_bytes.load(std::memory_order_relaxed) + footprint > kMaxCachedBytes) {
     return false;
   }
-  Link(segment_, handle).store(rep_->head[c].load(std::memory_order_relaxed),
-                               std::memory_order_relaxed);
+  Link(segment_, handle)
+      .store(rep_->head[c].load(std::memory_order_relaxed), std::memory_order_relaxed);
   rep_->head[c].store(handle, std::memory_order_seq_cst);
   CrashPoint("cache_put");
   rep_->count[c].fetch_add(1, std::memory_order_relaxed);

@@ -40,8 +40,8 @@ namespace shm {
 
 // Size classes: 16-byte steps to 128, then four steps per power of two to 512. A request is
 // served from the smallest class that holds it; a freed block joins the largest class it holds.
-inline constexpr std::array<uint32_t, 15> kBlobClassSizes = {
-    32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512};
+inline constexpr std::array<uint32_t, 15> kBlobClassSizes = {32,  48,  64,  80,  96,  112, 128, 160,
+                                                             192, 224, 256, 320, 384, 448, 512};
 inline constexpr size_t kBlobClasses = kBlobClassSizes.size();
 inline constexpr size_t kMaxCachedBlob = kBlobClassSizes.back();
 inline constexpr uint32_t kMaxBlocksPerClass = 8;

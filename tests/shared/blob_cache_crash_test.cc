@@ -63,7 +63,7 @@ TEST_P(BlobCacheCrashTest, DeathInsideACacheMoveFreesTheBlockOnce) {
   RecoveryReport report;
   ASSERT_OK(seg->RecoverDeadProcess(child, &report));
   EXPECT_EQ(report.slots_released, 1);
-  EXPECT_EQ(report.blobs_freed, 0);  // The recorded block was the cache's...
+  EXPECT_EQ(report.blobs_freed, 0);          // The recorded block was the cache's...
   EXPECT_EQ(report.cached_blocks_freed, 1);  // ... and freed with it, once.
   ASSERT_OK(seg->Probe());
   ASSERT_OK(dict.Set("k", "after", {}));
