@@ -37,7 +37,7 @@ Status Attachment::Open(const std::string& prefix, std::chrono::milliseconds fol
 }
 
 void Attachment::Replace(const std::shared_ptr<Segment>& seen, std::shared_ptr<Segment> next) {
-  std::lock_guard<std::mutex> lock(mu_);
+  shm::MutexLock lock(&mu_);
   if (segment_ != seen) return;
   segment_ = std::move(next);
   epoch_.fetch_add(1, std::memory_order_acq_rel);

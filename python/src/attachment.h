@@ -15,9 +15,9 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
-#include <mutex>
 #include <string>
 
+#include "shm/mutex.h"
 #include "shm/segment.h"
 #include "shm/status.h"
 
@@ -30,8 +30,8 @@ class Attachment {
                           std::shared_ptr<Attachment>* result);
 
   // The segment operations run in now, and the epoch it belongs to (bumped on every move).
-  std::shared_ptr<shm::Segment> segment() const {
-    std::lock_guard<std::mutex> lock(mu_);
+  std::shared_ptr<shm::Segment> segment() const EXCLUDES(mu_) {
+    shm::MutexLock lock(&mu_);
     return segment_;
   }
   uint64_t epoch() const { return epoch_.load(std::memory_order_acquire); }
@@ -52,13 +52,14 @@ class Attachment {
 
   static shm::Status AttachNewest(const std::string& prefix, std::shared_ptr<shm::Segment>* result);
   // Installs `next` unless another thread already moved past `seen`.
-  void Replace(const std::shared_ptr<shm::Segment>& seen, std::shared_ptr<shm::Segment> next);
+  void Replace(const std::shared_ptr<shm::Segment>& seen, std::shared_ptr<shm::Segment> next)
+      EXCLUDES(mu_);
 
   const std::string prefix_;
   const std::chrono::milliseconds follow_timeout_;
-  mutable std::mutex mu_;
-  std::shared_ptr<shm::Segment> segment_;  // GUARDED_BY(mu_)
-  std::atomic<uint64_t> epoch_{1};         // Written under mu_.
+  mutable shm::Mutex mu_;
+  std::shared_ptr<shm::Segment> segment_ GUARDED_BY(mu_);
+  std::atomic<uint64_t> epoch_{1};  // Written under mu_.
 };
 
 }  // namespace shmstate

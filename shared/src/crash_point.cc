@@ -4,17 +4,18 @@
 
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
 #include <string>
+
+#include "shm/mutex.h"
 
 namespace shm {
 namespace internal {
 namespace {
 
 struct ArmedPoint {
-  std::mutex mu;
-  std::string name;
-  int remaining = 0;
+  Mutex mu;
+  std::string name GUARDED_BY(mu);
+  int remaining GUARDED_BY(mu) = 0;
 };
 
 ArmedPoint& Armed() {
@@ -41,7 +42,7 @@ std::atomic<bool> g_crash_points_armed{ArmFromEnvironment()};
 
 void CrashPointSlow(const char* name) {
   ArmedPoint& armed = Armed();
-  std::lock_guard<std::mutex> guard(armed.mu);
+  MutexLock guard(&armed.mu);
   if (armed.name != name) return;
   if (--armed.remaining > 0) return;
   _exit(kCrashPointExitCode);
@@ -51,7 +52,7 @@ void CrashPointSlow(const char* name) {
 
 void SetCrashPoint(const char* name, int hit) {
   internal::ArmedPoint& armed = internal::Armed();
-  std::lock_guard<std::mutex> guard(armed.mu);
+  MutexLock guard(&armed.mu);
   armed.name = name ? name : "";
   armed.remaining = hit;
   internal::g_crash_points_armed.store(name != nullptr, std::memory_order_relaxed);

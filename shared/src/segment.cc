@@ -9,7 +9,6 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-#include <mutex>
 #include <new>
 #include <thread>
 #include <vector>
@@ -19,6 +18,7 @@
 #include "object_guard.h"
 #include "segment_impl.h"
 #include "shm/format_size.h"
+#include "shm/mutex.h"
 #include "shm/process_id.h"
 #include "shm/registry.h"
 #include "test_clock.h"
@@ -127,13 +127,13 @@ namespace {
 
 // Mappings of this process that are still mapped, by instance id: a thread that exits releases
 // its slots only in those (a slot of an unmapped segment is not memory it may touch).
-std::mutex& LiveInstancesMutex() {
-  static auto* mu = new std::mutex;  // Never destroyed: threads may exit during static teardown.
-  return *mu;
-}
-std::vector<uint64_t>& LiveInstances() {  // GUARDED_BY(LiveInstancesMutex())
-  static auto* ids = new std::vector<uint64_t>;
-  return *ids;
+struct LiveInstanceSet {
+  Mutex mu;
+  std::vector<uint64_t> ids GUARDED_BY(mu);
+};
+LiveInstanceSet& LiveInstances() {
+  static auto* set = new LiveInstanceSet;  // Never destroyed: threads may exit during teardown.
+  return *set;
 }
 
 }  // namespace
@@ -147,8 +147,9 @@ Segment::Impl::Impl(ManagedSegment&& managed, std::string shm_name)
       instance_id_(g_next_instance_id.fetch_add(1)) {
   RootAnchor* anchor = managed_.find<RootAnchor>(kRootAnchorName).first;
   if (anchor != nullptr && anchor->root != 0) root_ = Ptr<Root>(anchor->root);
-  std::lock_guard<std::mutex> lock(LiveInstancesMutex());
-  LiveInstances().push_back(instance_id_);
+  LiveInstanceSet& live = LiveInstances();
+  MutexLock lock(&live.mu);
+  live.ids.push_back(instance_id_);
 }
 
 Status Segment::Impl::Allocate(size_t bytes, uint64_t* handle, size_t alignment) {
@@ -218,8 +219,9 @@ struct CachedSlot {
 struct ThreadSlots {
   CachedSlot cached[4];
   ~ThreadSlots() {
-    std::lock_guard<std::mutex> lock(LiveInstancesMutex());
-    const std::vector<uint64_t>& live = LiveInstances();
+    LiveInstanceSet& instances = LiveInstances();
+    MutexLock lock(&instances.mu);
+    const std::vector<uint64_t>& live = instances.ids;
     for (CachedSlot& c : cached) {
       if (c.slot == nullptr || std::find(live.begin(), live.end(), c.instance_id) == live.end()) {
         continue;
@@ -236,8 +238,9 @@ thread_local ThreadSlots t_slot_cache;
 }  // namespace
 
 Segment::Impl::~Impl() {
-  std::lock_guard<std::mutex> lock(LiveInstancesMutex());
-  std::vector<uint64_t>& live = LiveInstances();
+  LiveInstanceSet& instances = LiveInstances();
+  MutexLock lock(&instances.mu);
+  std::vector<uint64_t>& live = instances.ids;
   live.erase(std::remove(live.begin(), live.end(), instance_id_), live.end());
 }
 
