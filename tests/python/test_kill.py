@@ -133,7 +133,7 @@ def _log_time(line):
 
 
 CRASH_POINTS = ["after_allocate", "after_intent", "after_commit", "before_free",
-                "inside_allocator"]
+                "cache_take", "cache_put", "inside_allocator"]
 
 
 @pytest.mark.parametrize("point", CRASH_POINTS)
