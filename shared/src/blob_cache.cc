@@ -52,11 +52,12 @@ int EmptyRep(Segment::Impl* segment, IntentSlot& slot, BlobCacheRep* rep) {
       if (block == 0) break;
       rep->head[c].store(Link(segment, block).load(std::memory_order_relaxed),
                          std::memory_order_release);
-      rep->count[c].fetch_sub(1, std::memory_order_relaxed);
       slot.cached_bytes.fetch_sub(segment->BlockBytes(block), std::memory_order_relaxed);
       segment->Free(block);
       ++freed;
     }
+    // Set, not counted down: a thread that died inside Take or Put may have left it off by one.
+    rep->count[c].store(0, std::memory_order_relaxed);
   }
   return freed;
 }
