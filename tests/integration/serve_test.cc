@@ -268,6 +268,41 @@ TEST(ServeTest, MinimumSizeStartsAndServes) {
   EXPECT_EQ(server.Stop().code, 0);
 }
 
+uint64_t CachedBytes(uint16_t port) {
+  HttpClient client(port);
+  HttpResult result;
+  if (!client.Get("/v1/stats", &result).ok() || result.status != 200) return UINT64_MAX;
+  return boost::json::parse(result.body).at("segment").at("cached_bytes").to_number<uint64_t>();
+}
+
+// A worker's blob cache (blocks its writes freed) goes back to the allocator once it has been
+// idle for a manager tick: /v1/stats shows the bytes leave.
+TEST(ServeTest, AnIdleWorkersBlobCacheGoesBackToTheAllocator) {
+  ServerProcess server("trim");
+  ASSERT_STARTED(server.Start({"--workers", "1"}));
+  HttpClient client(server.port());
+  HttpResult result;
+  // Eight values of eight size classes, then their deletes: each delete frees a cached block.
+  for (int i = 0; i < 8; ++i) {
+    std::string key = "/v1/dicts/d/k" + std::to_string(i);
+    ASSERT_TRUE(client.Request("PUT", key, std::string(40 + i * 50, 'v'), &result).ok());
+    ASSERT_EQ(result.status, 200) << result.body;
+    ASSERT_TRUE(client.Request("DELETE", key, "", &result).ok());
+    ASSERT_EQ(result.status, 204) << result.body;
+  }
+  ASSERT_TRUE(client.Request("PUT", "/v1/dicts/d/kept", "kept", &result).ok());
+  uint64_t busy = CachedBytes(server.port());
+  EXPECT_GT(busy, 2048u) << "the deletes left nothing in the worker's cache";
+  EXPECT_NE(busy, UINT64_MAX);
+  // Only reads from here on: the worker's cache is idle, and within two ticks it is emptied
+  // (what remains is each writing thread's small cache record).
+  EXPECT_TRUE(WaitFor([&] { return CachedBytes(server.port()) <= 1024; }, std::chrono::seconds(10)))
+      << "still cached: " << CachedBytes(server.port());
+  ASSERT_TRUE(client.Get("/v1/dicts/d/kept", &result).ok());
+  EXPECT_EQ(result.body, "kept");
+  EXPECT_EQ(server.Stop().code, 0);
+}
+
 TEST(ServeTest, TooLittleSharedMemoryFailsCleanly) {
   ServerProcess server("toobig");
   Status s = server.Start({"--workers", "1", "--size", "64GiB"});
