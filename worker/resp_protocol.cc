@@ -14,6 +14,22 @@ constexpr size_t kMinBulkBytes = 6;      // "$0\r\n\r\n": the shortest argument.
 // Reads a decimal integer header line starting after its type byte at data[pos]. Returns the
 // position after its CRLF, 0 when the line is incomplete, or SIZE_MAX when malformed.
 size_t ReadLength(std::string_view data, size_t pos, int64_t* value) {
+  // The usual line, a few digits then CRLF, in one pass; anything else (a long number, garbage,
+  // a line not yet complete) takes the general path below.
+  constexpr size_t kFastDigits = 18;  // Cannot overflow int64.
+  size_t i = pos;
+  const bool negative = i < data.size() && data[i] == '-';
+  if (negative) ++i;
+  int64_t fast = 0;
+  const size_t first = i;
+  while (i < data.size() && i - first < kFastDigits && data[i] >= '0' && data[i] <= '9') {
+    fast = fast * 10 + (data[i] - '0');
+    ++i;
+  }
+  if (i > first && i + 1 < data.size() && data[i] == '\r' && data[i + 1] == '\n') {
+    *value = negative ? -fast : fast;
+    return i + 2;
+  }
   size_t cr = data.find('\r', pos);
   if (cr == std::string_view::npos) {
     return data.size() - pos > kMaxLengthDigits + 1 ? SIZE_MAX : 0;
