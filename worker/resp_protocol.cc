@@ -125,6 +125,12 @@ bool SplitInline(std::string_view line, ParsedCommand* out) {
   }
 }
 
+ParseStatus Fail(ParsedCommand* out, std::string message) {
+  out->args.clear();
+  out->error = std::move(message);
+  return ParseStatus::kError;
+}
+
 ParseStatus ParseInline(std::string_view data, const RespLimits& limits, ParsedCommand* out) {
   size_t newline = data.find('\n');
   if (newline == std::string_view::npos) {
@@ -146,18 +152,15 @@ ParseStatus ParseInline(std::string_view data, const RespLimits& limits, ParsedC
     out->error = "Protocol error: unbalanced quotes in request";
     return ParseStatus::kError;
   }
+  if (out->args.size() > limits.max_array_length) {  // Only small limits make this reachable.
+    return Fail(out, "Protocol error: invalid multibulk length");
+  }
   // Quoted words live in `storage`; the empty views placed for them are filled in order.
   size_t next = 0;
   for (std::string_view& arg : out->args) {
     if (arg.data() == nullptr) arg = out->storage[next++];
   }
   return out->args.empty() ? ParseStatus::kEmpty : ParseStatus::kCommand;
-}
-
-ParseStatus Fail(ParsedCommand* out, std::string message) {
-  out->args.clear();
-  out->error = std::move(message);
-  return ParseStatus::kError;
 }
 
 }  // namespace

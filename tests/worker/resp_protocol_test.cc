@@ -58,6 +58,17 @@ TEST(RespParserTest, LengthLines) {
   }
 }
 
+// The argument limit holds for inline commands too (found by the fuzzer, whose limits are small).
+TEST(RespParserTest, InlineArgumentLimit) {
+  RespLimits limits;
+  limits.max_array_length = 3;
+  ParsedCommand parsed;
+  EXPECT_EQ(ParseCommand("a b c\r\n", limits, &parsed), ParseStatus::kCommand);
+  EXPECT_EQ(ParseCommand("a b c d\r\n", limits, &parsed), ParseStatus::kError);
+  EXPECT_EQ(parsed.error, "Protocol error: invalid multibulk length");
+  EXPECT_TRUE(parsed.args.empty());
+}
+
 TEST(RespParserTest, EveryPrefixIsIncomplete) {
   std::string wire = "*2\r\n$3\r\nGET\r\n$5\r\nhello\r\n";
   for (size_t n = 0; n < wire.size(); ++n) {
