@@ -55,8 +55,17 @@ OpenMode ModeOf(bool create) {
 Status OpenProxy(Segment* segment, std::string_view name, bool create, Dict* d) {
   return Dict::Open(segment, name, ModeOf(create), DictOptions(), d);
 }
+// A Redis list has no bound to speak of (2^32 - 1 items): a list made through RESP gets the
+// largest a List allows. Lists made through another API keep their own.
+ListOptions RespListOptions() {
+  ListOptions options;
+  options.max_items = List::kMaxItemsLimit;
+  options.max_item_bytes = List::kMaxItemBytesLimit;
+  return options;
+}
+
 Status OpenProxy(Segment* segment, std::string_view name, bool create, List* l) {
-  return List::Open(segment, name, ModeOf(create), ListOptions(), l);
+  return List::Open(segment, name, ModeOf(create), RespListOptions(), l);
 }
 
 ProxyMap<Dict>& MapOf(ThreadHandles& h, Dict*) { return h.dicts; }
