@@ -232,7 +232,7 @@ void ExpireGeneric(Call& c, int64_t scale, bool absolute) {
   bool applied = false, delete_now = false;
   uint64_t version = 0;
   Status s = WithStrings(c.segment(), false, [&](Dict& d) {
-    return d.Update(c.args[1], [&](const DictValue* current, DictUpdate* u) {
+    return UpdateWith(d, c.args[1], [&](const DictValue* current, DictUpdate* u) {
       u->write = false;
       if (current == nullptr) return Status::OK();
       int64_t old = current->expires_at_ms;  // 0: no expiry, which GT/LT treat as infinite.
@@ -295,7 +295,7 @@ void PTtl(Call& c) { TtlGeneric(c, true); }
 void Persist(Call& c) {
   bool changed = false;
   Status s = WithStrings(c.segment(), false, [&](Dict& d) {
-    return d.Update(c.args[1], [&](const DictValue* current, DictUpdate* u) {
+    return UpdateWith(d, c.args[1], [&](const DictValue* current, DictUpdate* u) {
       if (current == nullptr || current->expires_at_ms == 0) {
         u->write = false;
         return Status::OK();
@@ -610,13 +610,37 @@ const std::unordered_map<std::string_view, Command>& ControlCommands() {
   return table;
 }
 
-Handler Find(std::string_view lower, int* arity) {
-  auto it = ControlCommands().find(lower);
-  if (it != ControlCommands().end()) {
-    *arity = it->second.arity;
-    return it->second.handler;
+// Every command, control and data, by lower-case name: one lookup per call.
+const std::unordered_map<std::string_view, Command>& AllCommands() {
+  static const std::unordered_map<std::string_view, Command> table = [] {
+    std::unordered_map<std::string_view, Command> all = ControlCommands();
+    for (const CommandSpec& spec : DataCommandSpecs()) {
+      all.emplace(spec.name, Command{spec.handler, spec.arity});
+    }
+    return all;
+  }();
+  return table;
+}
+
+// No command's name is longer: a longer one is unknown without being lower-cased.
+constexpr size_t kMaxCommandName = 16;
+
+// `name` lower-cased into `buffer` (kMaxCommandName bytes); empty when it is too long to be a
+// command's.
+std::string_view LowerName(std::string_view name, char* buffer) {
+  if (name.size() > kMaxCommandName) return {};
+  for (size_t i = 0; i < name.size(); ++i) {
+    char ch = name[i];
+    buffer[i] = ch >= 'A' && ch <= 'Z' ? static_cast<char>(ch - 'A' + 'a') : ch;
   }
-  return FindDataCommand(lower, arity);
+  return {buffer, name.size()};
+}
+
+// The command named `lower` (lower-case), or nullptr.
+const Command* Find(std::string_view lower) {
+  if (lower.empty()) return nullptr;
+  auto it = AllCommands().find(lower);
+  return it == AllCommands().end() ? nullptr : &it->second;
 }
 
 void CommandInfo(Call& c) {
@@ -630,15 +654,7 @@ void CommandInfo(Call& c) {
   }
   std::vector<std::pair<std::string_view, int>> all;
   for (const auto& [name, command] : ControlCommands()) all.emplace_back(name, command.arity);
-  for (std::string_view name :
-       {"get",     "set",         "setnx",  "setex",  "psetex",  "getset", "getdel", "getex",
-        "mget",    "mset",        "msetnx", "append", "strlen",  "incr",   "decr",   "incrby",
-        "decrby",  "incrbyfloat", "lpush",  "rpush",  "lpop",    "rpop",   "llen",   "lrange",
-        "lindex",  "blpop",       "brpop",  "hset",   "hmset",   "hsetnx", "hget",   "hmget",
-        "hgetall", "hkeys",       "hvals",  "hdel",   "hexists", "hlen",   "hincrby"}) {
-    int arity = 0;
-    if (FindDataCommand(name, &arity) != nullptr) all.emplace_back(name, arity);
-  }
+  for (const CommandSpec& spec : DataCommandSpecs()) all.emplace_back(spec.name, spec.arity);
   c.w.Array(all.size());
   for (const auto& [name, arity] : all) {
     c.w.Array(6);
@@ -660,16 +676,20 @@ void UnknownCommand(Call& c, const std::vector<std::string_view>& args) {
   c.w.Error(text);
 }
 
-void RunOne(Call& c, const std::vector<std::string_view>& args, bool may_block) {
+// Runs `command` (nullptr: unknown) with `args`.
+void RunCommand(Call& c, const std::vector<std::string_view>& args, const Command* command,
+                bool may_block) {
   Call inner{c.config, c.client, args, c.w, c.blocked, may_block};
-  std::string name = Lower(args[0].substr(0, 32));
-  int arity = 0;
-  Handler handler = Find(name, &arity);
-  if (handler == nullptr) return UnknownCommand(inner, args);
-  if (!ArityOk(arity, args.size())) return WrongArity(inner);
-  handler(inner);
+  if (command == nullptr) return UnknownCommand(inner, args);
+  if (!ArityOk(command->arity, args.size())) return WrongArity(inner);
+  command->handler(inner);
   c.w = inner.w;  // HELLO may have switched the protocol.
   c.block = inner.block;
+}
+
+void RunOne(Call& c, const std::vector<std::string_view>& args, bool may_block) {
+  char buffer[kMaxCommandName];
+  RunCommand(c, args, Find(LowerName(args[0], buffer)), may_block);
 }
 
 }  // namespace
@@ -679,7 +699,9 @@ Outcome Execute(const RespConfig& config, RespClient* client,
   g_commands.fetch_add(1, std::memory_order_relaxed);
   Call c{config, client, args, ReplyWriter(out, client->protocol), blocked, true};
   if (args.empty()) return Outcome::kReplied;
-  std::string name = Lower(args[0].substr(0, 32));
+  char buffer[kMaxCommandName];
+  std::string_view name = LowerName(args[0], buffer);
+  const Command* command = Find(name);
   if (!config.password.empty() && !client->authenticated && name != "auth" && name != "hello" &&
       name != "quit") {
     c.w.Error("NOAUTH Authentication required.");
@@ -687,11 +709,10 @@ Outcome Execute(const RespConfig& config, RespClient* client,
   }
   if (client->in_multi && name != "exec" && name != "discard" && name != "multi" &&
       name != "watch" && name != "quit") {
-    int arity = 0;
-    if (Find(name, &arity) == nullptr) {
+    if (command == nullptr) {
       client->multi_failed = true;
       UnknownCommand(c, args);
-    } else if (!ArityOk(arity, args.size())) {
+    } else if (!ArityOk(command->arity, args.size())) {
       client->multi_failed = true;
       WrongArity(c);
     } else if (client->queued.size() >= kMaxQueuedCommands) {
@@ -703,7 +724,7 @@ Outcome Execute(const RespConfig& config, RespClient* client,
     }
     return Outcome::kReplied;
   }
-  RunOne(c, args, true);
+  RunCommand(c, args, command, true);
   return c.block ? Outcome::kBlock : Outcome::kReplied;
 }
 

@@ -13,14 +13,86 @@
 namespace shm::resp {
 namespace {
 
-api::ProxyCache<Dict>& Dicts() {
-  static api::ProxyCache<Dict> cache;
-  return cache;
+// ---------------------------------------------------------------------------------------------
+// Per-thread handles (resp_internal.h).
+
+struct NameHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view name) const { return std::hash<std::string_view>()(name); }
+};
+template <typename Proxy>
+using ProxyMap = std::unordered_map<std::string, Proxy, NameHash, std::equal_to<>>;
+
+// Bounded; reopening is cheap enough.
+constexpr size_t kMaxCachedObjects = 8192;
+
+struct ThreadHandles {
+  Segment* segment = nullptr;
+  std::string shm_name;  // Guards against a new segment where a destroyed one was.
+  bool has_strings = false;
+  Dict strings;
+  ProxyMap<Dict> dicts;
+  ProxyMap<List> lists;
+};
+
+thread_local ThreadHandles t_handles;
+
+ThreadHandles& HandlesOf(Segment* segment) {
+  ThreadHandles& h = t_handles;
+  if (h.segment != segment || h.shm_name != segment->shm_name()) {
+    h.has_strings = false;
+    h.dicts.clear();
+    h.lists.clear();
+    h.segment = segment;
+    h.shm_name = segment->shm_name();
+  }
+  return h;
 }
 
-api::ProxyCache<List>& Lists() {
-  static api::ProxyCache<List> cache;
-  return cache;
+OpenMode ModeOf(bool create) {
+  return create ? OpenMode::kCreateIfMissing : OpenMode::kOpenExisting;
+}
+Status OpenProxy(Segment* segment, std::string_view name, bool create, Dict* d) {
+  return Dict::Open(segment, name, ModeOf(create), DictOptions(), d);
+}
+// A Redis list has no bound to speak of (2^32 - 1 items): a list made through RESP gets the
+// largest a List allows. Lists made through another API keep their own.
+ListOptions RespListOptions() {
+  ListOptions options;
+  options.max_items = List::kMaxItemsLimit;
+  options.max_item_bytes = List::kMaxItemBytesLimit;
+  return options;
+}
+
+Status OpenProxy(Segment* segment, std::string_view name, bool create, List* l) {
+  return List::Open(segment, name, ModeOf(create), RespListOptions(), l);
+}
+
+ProxyMap<Dict>& MapOf(ThreadHandles& h, Dict*) { return h.dicts; }
+ProxyMap<List>& MapOf(ThreadHandles& h, List*) { return h.lists; }
+
+template <typename Proxy>
+Status CachedObject(Segment* segment, std::string_view name, bool create, Proxy* proxy,
+                    bool* cached) {
+  ProxyMap<Proxy>& map = MapOf(HandlesOf(segment), proxy);
+  auto it = map.find(name);
+  *cached = it != map.end();
+  if (*cached) {
+    *proxy = it->second;
+    return Status::OK();
+  }
+  SHM_RETURN_IF_ERROR(OpenProxy(segment, name, create, proxy));
+  if (map.size() >= kMaxCachedObjects) map.clear();
+  map.emplace(std::string(name), *proxy);
+  return Status::OK();
+}
+
+template <typename Proxy>
+Status ReopenObject(Segment* segment, std::string_view name, bool create, Proxy* proxy) {
+  ProxyMap<Proxy>& map = MapOf(HandlesOf(segment), proxy);
+  if (auto it = map.find(name); it != map.end()) map.erase(it);
+  bool cached = false;
+  return CachedObject(segment, name, create, proxy, &cached);
 }
 
 constexpr char kHex[] = "0123456789abcdef";
@@ -68,12 +140,12 @@ int64_t TtlFrom(int64_t at_ms) { return at_ms - NowMs(); }
 // Runs `fn` on the string `key` under the strings dict's lock. A key absent as a string but held
 // by a list or hash is WRONGTYPE, found without a registry lookup for existing strings: the
 // first pass writes nothing when the key is absent.
-Status UpdateString(Segment* segment, std::string_view key, const DictUpdateFn& fn,
-                    uint64_t* version = nullptr) {
+template <typename Fn>
+Status UpdateString(Segment* segment, std::string_view key, Fn&& fn, uint64_t* version = nullptr) {
   bool absent = false;
   Status s = WithStrings(segment, true, [&](Dict& d) {
-    return d.Update(
-        key,
+    return UpdateWith(
+        d, key,
         [&](const DictValue* current, DictUpdate* update) {
           if (current == nullptr) {
             absent = true;
@@ -88,7 +160,7 @@ Status UpdateString(Segment* segment, std::string_view key, const DictUpdateFn& 
   ObjectKind kind = ObjectKindOf(segment, key);
   if (kind != ObjectKind::kNone)
     return Status::WrongType("key holds a " + std::string(KindName(kind)));
-  return WithStrings(segment, true, [&](Dict& d) { return d.Update(key, fn, version); });
+  return WithStrings(segment, true, [&](Dict& d) { return UpdateWith(d, key, fn, version); });
 }
 
 // Makes room for a string at `key` (Redis's SET replaces any type): drops a list or hash there.
@@ -161,7 +233,7 @@ void Set(Call& c) {
   bool existed = false;
   std::optional<std::string> old;
   Status s = WithStrings(c.segment(), true, [&](Dict& d) {
-    return d.Update(key, [&](const DictValue* current, DictUpdate* update) {
+    return UpdateWith(d, key, [&](const DictValue* current, DictUpdate* update) {
       existed = current != nullptr;
       if (existed) old = current->data;
       if ((nx && existed) || (xx && !existed) || ttl < 0) {
@@ -253,7 +325,7 @@ void GetEx(Call& c) {
   std::optional<std::string> data;
   bool past = expiry.set && TtlFrom(expiry.at_ms) <= 0;
   Status s = WithStrings(c.segment(), false, [&](Dict& d) {
-    return d.Update(c.args[1], [&](const DictValue* current, DictUpdate* u) {
+    return UpdateWith(d, c.args[1], [&](const DictValue* current, DictUpdate* u) {
       if (current == nullptr) {
         u->write = false;
         return Status::OK();
@@ -551,7 +623,7 @@ void HSetGeneric(Call& c, bool reply_ok) {
   int64_t created = 0;
   Status s = WithHash(c.segment(), c.args[1], true, [&](Dict& d) {
     for (size_t i = 2; i + 1 < c.args.size(); i += 2) {
-      SHM_RETURN_IF_ERROR(d.Update(c.args[i], [&](const DictValue* current, DictUpdate* u) {
+      SHM_RETURN_IF_ERROR(UpdateWith(d, c.args[i], [&](const DictValue* current, DictUpdate* u) {
         if (current == nullptr) ++created;
         u->data.assign(c.args[i + 1]);
         return Status::OK();
@@ -677,7 +749,7 @@ void HIncrBy(Call& c) {
   int64_t result = 0;
   std::string error;
   Status s = WithHash(c.segment(), c.args[1], true, [&](Dict& d) {
-    return d.Update(c.args[2], [&](const DictValue* current, DictUpdate* u) {
+    return UpdateWith(d, c.args[2], [&](const DictValue* current, DictUpdate* u) {
       int64_t value = 0;
       if (current && !ParseInt(current->data, &value)) {
         error = "ERR hash value is not an integer";
@@ -697,63 +769,51 @@ void HIncrBy(Call& c) {
   s.ok() ? c.w.Integer(result) : ReplyStatus(c.w, s);
 }
 
-struct DataCommand {
-  Handler handler;
-  int arity;  // As Redis: n exact, -n at least n (the name included).
-};
-
-const std::unordered_map<std::string_view, DataCommand>& DataCommands() {
-  static const std::unordered_map<std::string_view, DataCommand> table = {
-      {"get", {Get, 2}},
-      {"set", {Set, -3}},
-      {"setnx", {SetNx, 3}},
-      {"setex", {SetEx, 4}},
-      {"psetex", {PSetEx, 4}},
-      {"getset", {GetSet, 3}},
-      {"getdel", {GetDel, 2}},
-      {"getex", {GetEx, -2}},
-      {"mget", {MGet, -2}},
-      {"mset", {MSet, -3}},
-      {"msetnx", {MSetNx, -3}},
-      {"append", {Append, 3}},
-      {"strlen", {StrLen, 2}},
-      {"incr", {Incr, 2}},
-      {"decr", {Decr, 2}},
-      {"incrby", {IncrByCommand, 3}},
-      {"decrby", {DecrByCommand, 3}},
-      {"incrbyfloat", {IncrByFloat, 3}},
-      {"lpush", {LPush, -3}},
-      {"rpush", {RPush, -3}},
-      {"lpop", {LPop, -2}},
-      {"rpop", {RPop, -2}},
-      {"llen", {LLen, 2}},
-      {"lrange", {LRange, 4}},
-      {"lindex", {LIndex, 3}},
-      {"blpop", {BLPop, -3}},
-      {"brpop", {BRPop, -3}},
-      {"hset", {HSet, -4}},
-      {"hmset", {HMSet, -4}},
-      {"hsetnx", {HSetNx, 4}},
-      {"hget", {HGet, 3}},
-      {"hmget", {HMGet, -3}},
-      {"hgetall", {HGetAll, 2}},
-      {"hkeys", {HKeys, 2}},
-      {"hvals", {HVals, 2}},
-      {"hdel", {HDel, -3}},
-      {"hexists", {HExists, 3}},
-      {"hlen", {HLen, 2}},
-      {"hincrby", {HIncrBy, 4}},
-  };
-  return table;
-}
-
 }  // namespace
 
-Handler FindDataCommand(std::string_view lower_name, int* arity) {
-  auto it = DataCommands().find(lower_name);
-  if (it == DataCommands().end()) return nullptr;
-  *arity = it->second.arity;
-  return it->second.handler;
+const std::vector<CommandSpec>& DataCommandSpecs() {
+  static const std::vector<CommandSpec> specs = {
+      {"get", Get, 2},
+      {"set", Set, -3},
+      {"setnx", SetNx, 3},
+      {"setex", SetEx, 4},
+      {"psetex", PSetEx, 4},
+      {"getset", GetSet, 3},
+      {"getdel", GetDel, 2},
+      {"getex", GetEx, -2},
+      {"mget", MGet, -2},
+      {"mset", MSet, -3},
+      {"msetnx", MSetNx, -3},
+      {"append", Append, 3},
+      {"strlen", StrLen, 2},
+      {"incr", Incr, 2},
+      {"decr", Decr, 2},
+      {"incrby", IncrByCommand, 3},
+      {"decrby", DecrByCommand, 3},
+      {"incrbyfloat", IncrByFloat, 3},
+      {"lpush", LPush, -3},
+      {"rpush", RPush, -3},
+      {"lpop", LPop, -2},
+      {"rpop", RPop, -2},
+      {"llen", LLen, 2},
+      {"lrange", LRange, 4},
+      {"lindex", LIndex, 3},
+      {"blpop", BLPop, -3},
+      {"brpop", BRPop, -3},
+      {"hset", HSet, -4},
+      {"hmset", HMSet, -4},
+      {"hsetnx", HSetNx, 4},
+      {"hget", HGet, 3},
+      {"hmget", HMGet, -3},
+      {"hgetall", HGetAll, 2},
+      {"hkeys", HKeys, 2},
+      {"hvals", HVals, 2},
+      {"hdel", HDel, -3},
+      {"hexists", HExists, 3},
+      {"hlen", HLen, 2},
+      {"hincrby", HIncrBy, 4},
+  };
+  return specs;
 }
 
 bool TryBlockedPop(const RespConfig& config, RespClient* client, const BlockedPop& blocked,
@@ -808,33 +868,47 @@ std::optional<std::string> KeyOfObject(std::string_view name) {
   return key;
 }
 
-Status WithStrings(Segment* segment, bool create, const std::function<Status(Dict&)>& op) {
-  OpenMode mode = create ? OpenMode::kCreateIfMissing : OpenMode::kOpenExisting;
-  auto open = [&](Dict* d) { return Dict::Open(segment, kStringsDict, mode, DictOptions(), d); };
-  return Dicts().With(segment, kStringsDict, open, op);
+namespace handles {
+
+Status Strings(Segment* segment, bool create, Dict* proxy, bool* cached) {
+  ThreadHandles& h = HandlesOf(segment);
+  *cached = h.has_strings;
+  if (*cached) {
+    *proxy = h.strings;
+    return Status::OK();
+  }
+  SHM_RETURN_IF_ERROR(OpenProxy(segment, kStringsDict, create, proxy));
+  h.strings = *proxy;
+  h.has_strings = true;
+  return Status::OK();
 }
 
-Status WithHash(Segment* segment, std::string_view key, bool create,
-                const std::function<Status(Dict&)>& op) {
-  std::optional<std::string> name = ObjectName(key);
-  if (!name) return Status::InvalidArgument("key is too long for a hash (at most 96 bytes)");
-  OpenMode mode = create ? OpenMode::kCreateIfMissing : OpenMode::kOpenExisting;
-  auto open = [&](Dict* d) { return Dict::Open(segment, *name, mode, DictOptions(), d); };
-  return Dicts().With(segment, *name, open, op);
+Status ReopenStrings(Segment* segment, bool create, Dict* proxy) {
+  HandlesOf(segment).has_strings = false;
+  bool cached = false;
+  return Strings(segment, create, proxy, &cached);
 }
 
-Status WithList(Segment* segment, std::string_view key, bool create,
-                const std::function<Status(List&)>& op) {
-  std::optional<std::string> name = ObjectName(key);
-  if (!name) return Status::InvalidArgument("key is too long for a list (at most 96 bytes)");
-  OpenMode mode = create ? OpenMode::kCreateIfMissing : OpenMode::kOpenExisting;
-  auto open = [&](List* l) { return List::Open(segment, *name, mode, ListOptions(), l); };
-  return Lists().With(segment, *name, open, op);
+Status Object(Segment* segment, std::string_view name, bool create, Dict* proxy, bool* cached) {
+  return CachedObject(segment, name, create, proxy, cached);
 }
+Status Object(Segment* segment, std::string_view name, bool create, List* proxy, bool* cached) {
+  return CachedObject(segment, name, create, proxy, cached);
+}
+Status Reopen(Segment* segment, std::string_view name, bool create, Dict* proxy) {
+  return ReopenObject(segment, name, create, proxy);
+}
+Status Reopen(Segment* segment, std::string_view name, bool create, List* proxy) {
+  return ReopenObject(segment, name, create, proxy);
+}
+
+}  // namespace handles
 
 void ForgetObject(Segment* segment, std::string_view name) {
-  Dicts().Forget(segment, name);
-  Lists().Forget(segment, name);
+  ThreadHandles& h = HandlesOf(segment);
+  if (name == kStringsDict) h.has_strings = false;
+  if (auto it = h.dicts.find(name); it != h.dicts.end()) h.dicts.erase(it);
+  if (auto it = h.lists.find(name); it != h.lists.end()) h.lists.erase(it);
 }
 
 ObjectKind ObjectKindOf(Segment* segment, std::string_view key) {

@@ -45,13 +45,80 @@ std::optional<std::string> ObjectName(std::string_view key);
 // The key a registry name stands for; nullopt for shmstate's own names (the strings dict).
 std::optional<std::string> KeyOfObject(std::string_view name);
 
-// The strings dict; `create` makes it when missing (else NotFound).
-Status WithStrings(Segment* segment, bool create, const std::function<Status(Dict&)>& op);
-Status WithHash(Segment* segment, std::string_view key, bool create,
-                const std::function<Status(Dict&)>& op);
-Status WithList(Segment* segment, std::string_view key, bool create,
-                const std::function<Status(List&)>& op);
+// Per-thread handles (resp_data.cc). Each thread keeps its own proxies of the strings dict and
+// of the lists and hashes it used, so a command takes no process-local lock to find its object.
+// A cached proxy goes stale when its object is deleted or expires (by any worker, thread or
+// API): every call through it then answers NotFound, and With*() below notice that (the proxy's
+// ObjectRef is no longer live), reopen and run the operation once more. The cache is dropped
+// when the thread first sees another segment (Segment* or shm name, which carries the
+// generation). Use from the thread that owns the handles only; nothing here is shared.
+namespace handles {
+
+// Copies this thread's proxy of `name` to *proxy, opening it (creating it with `create`) when it
+// is not cached. *cached: it came from the cache, so it may be stale.
+Status Strings(Segment* segment, bool create, Dict* proxy, bool* cached);
+Status Object(Segment* segment, std::string_view name, bool create, Dict* proxy, bool* cached);
+Status Object(Segment* segment, std::string_view name, bool create, List* proxy, bool* cached);
+// Drops a stale proxy and opens `name` again.
+Status ReopenStrings(Segment* segment, bool create, Dict* proxy);
+Status Reopen(Segment* segment, std::string_view name, bool create, Dict* proxy);
+Status Reopen(Segment* segment, std::string_view name, bool create, List* proxy);
+
+// Runs `op(proxy)` on the handle, and once more on a reopened one when the handle was stale.
+// `op` must change nothing when it answers NotFound for a stale proxy.
+template <typename Proxy, typename Get, typename Reopener, typename Op>
+Status Run(Get&& get, Reopener&& reopen, Op& op) {
+  Proxy proxy;
+  bool cached = false;
+  SHM_RETURN_IF_ERROR(get(&proxy, &cached));
+  Status s = op(proxy);
+  if (!cached || !s.IsNotFound() || api::RefIsLive(proxy.ref())) return s;
+  SHM_RETURN_IF_ERROR(reopen(&proxy));
+  return op(proxy);
+}
+
+}  // namespace handles
+
+// The strings dict; `create` makes it when missing (else NotFound). `op` is Status(Dict&).
+template <typename Op>
+Status WithStrings(Segment* segment, bool create, Op&& op) {
+  return handles::Run<Dict>(
+      [&](Dict* d, bool* cached) { return handles::Strings(segment, create, d, cached); },
+      [&](Dict* d) { return handles::ReopenStrings(segment, create, d); }, op);
+}
+
+// The hash or list object of `key` (ObjectName); InvalidArgument when the key cannot be mapped.
+template <typename Proxy, typename Op>
+Status WithObject(Segment* segment, std::string_view key, bool create, std::string_view what,
+                  Op& op) {
+  std::optional<std::string> name = ObjectName(key);
+  if (!name) {
+    return Status::InvalidArgument("key is too long for a " + std::string(what) +
+                                   " (at most 96 bytes)");
+  }
+  return handles::Run<Proxy>(
+      [&](Proxy* p, bool* cached) { return handles::Object(segment, *name, create, p, cached); },
+      [&](Proxy* p) { return handles::Reopen(segment, *name, create, p); }, op);
+}
+template <typename Op>
+Status WithHash(Segment* segment, std::string_view key, bool create, Op&& op) {
+  return WithObject<Dict>(segment, key, create, "hash", op);
+}
+template <typename Op>
+Status WithList(Segment* segment, std::string_view key, bool create, Op&& op) {
+  return WithObject<List>(segment, key, create, "list", op);
+}
+// Drops this thread's handles of `name` (after deleting it; other threads find theirs stale).
 void ForgetObject(Segment* segment, std::string_view name);
+
+// Dict::Update with a callback of any size: the DictUpdateFn it builds holds one reference to
+// `fn`, so it fits std::function's own storage and never allocates.
+template <typename Fn>
+Status UpdateWith(Dict& d, std::string_view key, Fn&& fn, uint64_t* version = nullptr) {
+  return d.Update(
+      key, [&fn](const DictValue* current, DictUpdate* update) { return fn(current, update); },
+      version);
+}
 
 // kList, kDict (a hash) or kNone for a key not held by a registry object; other kinds (a
 // counter or array of that name) are reported as they are.
@@ -72,8 +139,14 @@ bool ParseInt(std::string_view text, int64_t* value);
 bool ParseDouble(std::string_view text, double* value);
 bool EqualsIgnoreCase(std::string_view a, std::string_view b);
 
-// The data commands (resp_data.cc), looked up by lower-case name.
-Handler FindDataCommand(std::string_view lower_name, int* arity);
+struct CommandSpec {
+  std::string_view name;  // Lower-case.
+  Handler handler;
+  int arity;  // As Redis: n exact, -n at least n (the name included).
+};
+
+// The data commands (resp_data.cc), in the order COMMAND lists them.
+const std::vector<CommandSpec>& DataCommandSpecs();
 
 }  // namespace shm::resp
 

@@ -14,6 +14,22 @@ constexpr size_t kMinBulkBytes = 6;      // "$0\r\n\r\n": the shortest argument.
 // Reads a decimal integer header line starting after its type byte at data[pos]. Returns the
 // position after its CRLF, 0 when the line is incomplete, or SIZE_MAX when malformed.
 size_t ReadLength(std::string_view data, size_t pos, int64_t* value) {
+  // The usual line, a few digits then CRLF, in one pass; anything else (a long number, garbage,
+  // a line not yet complete) takes the general path below.
+  constexpr size_t kFastDigits = 18;  // Cannot overflow int64.
+  size_t i = pos;
+  const bool negative = i < data.size() && data[i] == '-';
+  if (negative) ++i;
+  int64_t fast = 0;
+  const size_t first = i;
+  while (i < data.size() && i - first < kFastDigits && data[i] >= '0' && data[i] <= '9') {
+    fast = fast * 10 + (data[i] - '0');
+    ++i;
+  }
+  if (i > first && i + 1 < data.size() && data[i] == '\r' && data[i + 1] == '\n') {
+    *value = negative ? -fast : fast;
+    return i + 2;
+  }
   size_t cr = data.find('\r', pos);
   if (cr == std::string_view::npos) {
     return data.size() - pos > kMaxLengthDigits + 1 ? SIZE_MAX : 0;
@@ -109,6 +125,12 @@ bool SplitInline(std::string_view line, ParsedCommand* out) {
   }
 }
 
+ParseStatus Fail(ParsedCommand* out, std::string message) {
+  out->args.clear();
+  out->error = std::move(message);
+  return ParseStatus::kError;
+}
+
 ParseStatus ParseInline(std::string_view data, const RespLimits& limits, ParsedCommand* out) {
   size_t newline = data.find('\n');
   if (newline == std::string_view::npos) {
@@ -130,18 +152,15 @@ ParseStatus ParseInline(std::string_view data, const RespLimits& limits, ParsedC
     out->error = "Protocol error: unbalanced quotes in request";
     return ParseStatus::kError;
   }
+  if (out->args.size() > limits.max_array_length) {  // Only small limits make this reachable.
+    return Fail(out, "Protocol error: invalid multibulk length");
+  }
   // Quoted words live in `storage`; the empty views placed for them are filled in order.
   size_t next = 0;
   for (std::string_view& arg : out->args) {
     if (arg.data() == nullptr) arg = out->storage[next++];
   }
   return out->args.empty() ? ParseStatus::kEmpty : ParseStatus::kCommand;
-}
-
-ParseStatus Fail(ParsedCommand* out, std::string message) {
-  out->args.clear();
-  out->error = std::move(message);
-  return ParseStatus::kError;
 }
 
 }  // namespace

@@ -126,6 +126,9 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     tcp::endpoint peer = socket_.remote_endpoint(ec);
     if (!ec) client_.address = peer.address().to_string() + ":" + std::to_string(peer.port());
     socket_.set_option(tcp::no_delay(true), ec);
+    // Replies are written at once when the socket takes them (WriteNow); the socket must then
+    // answer would_block rather than block the worker.
+    socket_.non_blocking(true, ec);
     net::dispatch(socket_.get_executor(), [self = this->shared_from_this()] { self->DoRead(); });
   }
 
@@ -143,29 +146,41 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     if (reading_ || closed_) return;
     if (in_.size() - used_ < kReadChunk) in_.resize(used_ + kReadChunk);
     reading_ = true;
-    if (!blocked_) ArmIdleTimer();
+    if (!blocked_) StartIdleClock();
     socket_.async_read_some(
         net::buffer(in_.data() + used_, in_.size() - used_),
         [self = this->shared_from_this()](error_code ec, size_t n) { self->OnRead(ec, n); });
   }
 
-  // A connection must send its next command within the read timeout (a blocked pop excepted).
+  // A connection must send its next command within the read timeout (a blocked pop excepted):
+  // every read moves the deadline. The timer is not re-armed per read (an insert, a cancel and
+  // a posted handler per command): it is armed only when none is pending, and when it fires
+  // before the deadline it waits again for what is left.
+  void StartIdleClock() {
+    idle_deadline_ = Clock::now() + server_->read_timeout();
+    if (!idle_timer_armed_) ArmIdleTimer();
+  }
+
   void ArmIdleTimer() {
-    idle_timer_.expires_after(server_->read_timeout());
+    idle_timer_armed_ = true;
+    idle_timer_.expires_at(idle_deadline_);
+    // A weak reference: a pending timer must not keep a finished connection alive.
     idle_timer_.async_wait([weak = this->weak_from_this()](error_code ec) {
-      if (auto self = weak.lock(); self && !ec) self->OnIdle();
+      if (auto self = weak.lock()) self->OnIdle(ec);
     });
   }
 
-  void OnIdle() {
-    if (blocked_ || !reading_) return;
+  void OnIdle(error_code ec) {
+    idle_timer_armed_ = false;
+    // Nothing to time while no read is pending or a pop is blocked: the next read arms again.
+    if (ec || closed_ || blocked_ || !reading_) return;
+    if (Clock::now() < idle_deadline_) return ArmIdleTimer();
     SHM_LOG(kDebug) << "resp: closing idle connection " << client_.address;
     Close();
   }
 
   void OnRead(error_code ec, size_t bytes) {
     reading_ = false;
-    idle_timer_.cancel();
     if (ec) {
       // The client went away (or the idle timer closed the socket): a parked pop must not take
       // an item no one will read.
@@ -179,8 +194,24 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     Process();
   }
 
-  // Runs every complete command in the buffer, in order, into one batch of replies.
+  // Runs every complete command in the buffer, in order, into one batch of replies, and writes
+  // the batch with one system call.
   void Process() {
+    while (RunCommands() && !writing_ && !closed_ && WriteNow()) {
+      // The output bound paused parsing and the batch went out at once: parse on.
+    }
+    if (!out_.empty() && !writing_ && !closed_) WriteNow();
+    if (closing_ && !writing_ && out_.empty()) return Close();
+    // Keep reading while blocked too: that is how a client that hangs up is noticed.
+    if (!closing_ && out_.size() < kMaxPendingOutput &&
+        used_ - start_ <= server_->limits().max_command_bytes) {
+      DoRead();
+    }
+  }
+
+  // Runs the complete commands in the buffer; true when it stopped for the output bound with
+  // complete commands possibly left.
+  bool RunCommands() {
     while (!blocked_ && !closing_ && out_.size() < kMaxPendingOutput && used_ - start_ >= needed_) {
       resp::ParseStatus status = resp::ParseCommand(
           std::string_view(in_.data() + start_, used_ - start_), server_->limits(), &parsed_);
@@ -206,13 +237,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     }
     // A pending read writes into in_ past used_: the buffer may move only between reads.
     if (!reading_) Compact();
-    if (!out_.empty() && !writing_) DoWrite();
-    if (closing_ && !writing_ && out_.empty()) return Close();
-    // Keep reading while blocked too: that is how a client that hangs up is noticed.
-    if (!closing_ && out_.size() < kMaxPendingOutput &&
-        used_ - start_ <= server_->limits().max_command_bytes) {
-      DoRead();
-    }
+    return !blocked_ && !closing_ && out_.size() >= kMaxPendingOutput;
   }
 
   resp::Outcome Execute() {
@@ -252,8 +277,34 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       return SchedulePoll();
     }
     blocked_ = false;
-    if (reading_) ArmIdleTimer();  // The read kept pending while blocked had no deadline.
+    if (reading_) StartIdleClock();  // The read kept pending while blocked had no deadline.
     Process();
+  }
+
+  // Writes the batch at once when the socket takes it all (the usual case: no write operation,
+  // no completion handler); whatever it does not take goes out with an async_write. False when
+  // the batch is not all written (a write is pending, or the connection failed and closed).
+  bool WriteNow() {
+    error_code ec;
+    size_t n = socket_.write_some(net::buffer(out_), ec);
+    if (ec == net::error::would_block || ec == net::error::try_again) {
+      ec = {};
+      n = 0;
+    }
+    if (ec) {
+      blocked_ = false;
+      poll_timer_.cancel();
+      Close();
+      return false;
+    }
+    if (n == out_.size()) {
+      out_.clear();
+      if (out_.capacity() > kMaxPendingOutput) std::string().swap(out_);
+      return true;
+    }
+    out_.erase(0, n);
+    DoWrite();
+    return false;
   }
 
   void DoWrite() {
@@ -289,7 +340,9 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   }
 
   Socket socket_;
-  Timer idle_timer_;
+  Timer idle_timer_;  // Pending while idle_timer_armed_; fires at or before idle_deadline_.
+  Clock::time_point idle_deadline_;
+  bool idle_timer_armed_ = false;
   Timer poll_timer_;
   std::shared_ptr<Server> server_;
   std::string in_;  // Received bytes; [start_, used_) not yet parsed.

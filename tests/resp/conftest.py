@@ -19,9 +19,10 @@ BINARY = os.environ.get("SHMSTATE_BIN", os.path.join(ROOT, "build", "shmstate"))
 class Server:
     def __init__(self, name, extra=()):
         self.name = name
+        size = [] if "--size" in extra else ["--size", "64MiB"]  # extra may choose its own.
         self.proc = subprocess.Popen(
             [BINARY, "serve", "--listen", "127.0.0.1:0", "--resp-listen", "127.0.0.1:0",
-             "--workers", "2", "--size", "64MiB", "--name", name, "--log-level", os.environ.get("RESP_LOG", "warn"),
+             "--workers", "2", *size, "--name", name, "--log-level", os.environ.get("RESP_LOG", "warn"),
              *extra],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()

@@ -282,3 +282,20 @@ def test_sigterm_stops_cleanly_with_resp_clients_connected(request):
     assert time.time() - started < 10
     t.join(20)
     assert outcome == ["closed"]
+
+
+def test_list_holds_more_than_the_default_list_bound(request):
+    # A list made through RESP has the largest bounds a list allows (Redis lists have none to
+    # speak of), not the default 1,048,576 items of lists made through other APIs.
+    from conftest import start
+    server = start(request, ["--size", "384MiB"])
+    r = server.client()
+    items = [b"%d" % i for i in range(10000)]
+    pipe = r.pipeline(transaction=False)
+    for _ in range(106):  # 1,060,000 items.
+        pipe.rpush("big", *items)
+    replies = pipe.execute()
+    assert replies[-1] == 1060000
+    assert r.llen("big") == 1060000
+    assert r.lindex("big", -1) == b"9999"
+    r.close()

@@ -24,6 +24,51 @@ TEST(RespParserTest, MultibulkCommand) {
   EXPECT_EQ(parsed.consumed, wire.find("*1"));
 }
 
+// Length lines: the one-pass reading of "digits CRLF" and the general path agree on every form.
+TEST(RespParserTest, LengthLines) {
+  struct Case {
+    std::string wire;
+    ParseStatus status;
+  };
+  const std::vector<Case> cases = {
+      {"*1\r\n$3\r\nabc\r\n", ParseStatus::kCommand},
+      {"*01\r\n$003\r\nabc\r\n", ParseStatus::kCommand},  // Leading zeros, as before.
+      {"*1\r\n$000000000000000000003\r\nabc\r\n", ParseStatus::kCommand},  // 21 bytes: fits.
+      {"*1\r\n$0000000000000000000003\r\nabc\r\n", ParseStatus::kError},   // Line too long.
+      {"*1\r\n$9999999999999999999\r\n", ParseStatus::kError},             // Past int64.
+      {"*1\r\n$999999999999999999\r\n", ParseStatus::kError},  // 18 digits, past the limit.
+      {"*1\r\n$-1\r\n", ParseStatus::kError},
+      {"*1\r\n$-\r\n", ParseStatus::kError},
+      {"*1\r\n$\r\n", ParseStatus::kError},
+      {"*1\r\n$12a\r\n", ParseStatus::kError},
+      {"*1\r\n$+3\r\nabc\r\n", ParseStatus::kError},
+      {"*1\r\n$3\rxabc\r\n", ParseStatus::kError},
+      {"*1\r\n$3\r", ParseStatus::kIncomplete},
+      {"*1\r\n$12", ParseStatus::kIncomplete},
+      {"*1\r\n$ab", ParseStatus::kIncomplete},  // Garbage is judged once its line ends.
+      {"*-1\r\n", ParseStatus::kEmpty},
+      {"*0\r\n", ParseStatus::kEmpty},
+  };
+  for (const Case& c : cases) {
+    ParsedCommand parsed;
+    EXPECT_EQ(ParseCommand(c.wire, RespLimits(), &parsed), c.status) << c.wire;
+    if (c.status == ParseStatus::kCommand) {
+      EXPECT_EQ(Args(parsed), std::vector<std::string>{"abc"});
+    }
+  }
+}
+
+// The argument limit holds for inline commands too (found by the fuzzer, whose limits are small).
+TEST(RespParserTest, InlineArgumentLimit) {
+  RespLimits limits;
+  limits.max_array_length = 3;
+  ParsedCommand parsed;
+  EXPECT_EQ(ParseCommand("a b c\r\n", limits, &parsed), ParseStatus::kCommand);
+  EXPECT_EQ(ParseCommand("a b c d\r\n", limits, &parsed), ParseStatus::kError);
+  EXPECT_EQ(parsed.error, "Protocol error: invalid multibulk length");
+  EXPECT_TRUE(parsed.args.empty());
+}
+
 TEST(RespParserTest, EveryPrefixIsIncomplete) {
   std::string wire = "*2\r\n$3\r\nGET\r\n$5\r\nhello\r\n";
   for (size_t n = 0; n < wire.size(); ++n) {
