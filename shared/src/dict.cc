@@ -143,6 +143,7 @@ Probe FindLocked(const Locked& d, std::string_view key, uint64_t hash) {
       if (word == kNullHandle) return probe;  // End of the chain.
       continue;
     }
+    if (d.slot(pos).hash_tag.load(std::memory_order_relaxed) != DictHashTag(hash)) continue;
     const DictEntryBlob* b = d.blob(word);
     if (b->hash == hash && b->key() == key) {
       probe.found = static_cast<int64_t>(pos);
@@ -277,6 +278,8 @@ Status CommitLocked(const Locked& d, CowWriter* writer, const Probe& probe, uint
   uint64_t pos = static_cast<uint64_t>(replace ? probe.found : probe.free);
   // A rewrite counts as a use; a new key must be read to earn protection from the hand.
   d.slot(pos).ref_bit.store(replace ? 1 : 0, std::memory_order_relaxed);
+  // Before the publish, which releases it to readers without the lock.
+  if (!replace) d.slot(pos).hash_tag.store(DictHashTag(blob->hash), std::memory_order_relaxed);
   PublishSlotLocked(d, writer, pos, handle);
   *rebuild_after = !replace && NeedsRebuildLocked(d);
   return Status::OK();
@@ -349,6 +352,7 @@ void CopyTableLocked(const Locked& d, DictTableRep* fresh) {
     }
     fresh->slots()[pos].blob.store(word, std::memory_order_relaxed);
     fresh->slots()[pos].ref_bit.store(d.slot(i).ref_bit.load(), std::memory_order_relaxed);
+    fresh->slots()[pos].hash_tag.store(d.slot(i).hash_tag.load(), std::memory_order_relaxed);
   }
 }
 
@@ -571,6 +575,7 @@ Status RestoreEntry(const Locked& d, ByteReader* r, int64_t now) {
   auto* blob = d.seg->Ptr<DictEntryBlob>(handle);
   blob->version = version;
   blob->expires_at_ms = expires_at_ms;
+  d.slot(static_cast<uint64_t>(probe.free)).hash_tag.store(DictHashTag(hash));
   d.slot(static_cast<uint64_t>(probe.free)).blob.store(handle);
   Account(d, handle, +1);
   if (d.rep->max_bytes != 0 && d.rep->bytes.load() > d.rep->max_bytes) {
@@ -701,6 +706,7 @@ const DictEntryBlob* FindWithoutLock(Segment::Impl* seg, const DictRep* rep, std
     uint64_t word = slots[pos].blob.load(std::memory_order_acquire);
     if (word == kNullHandle) return nullptr;
     if (!IsBlob(word)) continue;
+    if (slots[pos].hash_tag.load(std::memory_order_relaxed) != DictHashTag(hash)) continue;
     if (!seg->Contains(word, sizeof(DictEntryBlob))) return nullptr;
     const auto* blob = seg->Ptr<DictEntryBlob>(word);
     std::memcpy(header, blob, sizeof(DictEntryBlob));

@@ -41,8 +41,14 @@ struct DictEntryBlob {
 struct DictSlot {
   std::atomic<uint64_t> blob{0};     // 0, kTombstoneHandle or a DictEntryBlob handle. Commit word.
   std::atomic<uint32_t> ref_bit{0};  // CLOCK reference bit: set by reads, cleared by the hand.
-  uint32_t reserved = 0;
+  // DictHashTag of the key of `blob`, written before the blob is published into this slot, so a
+  // probe compares keys only where the tag matches instead of reading every blob on the chain.
+  // Invariant: whenever `blob` holds a blob, hash_tag is its key's tag (a blob only ever enters a
+  // free slot, or replaces one of the same key). A reader without the lock may see a stale tag:
+  // that is a miss, which it answers under the lock.
+  std::atomic<uint32_t> hash_tag{0};
 };
+inline uint32_t DictHashTag(uint64_t hash) { return static_cast<uint32_t>(hash); }
 
 // A table: this header then `capacity` slots. Capacity is a power of two, constant.
 struct DictTableRep {
