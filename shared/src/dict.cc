@@ -7,6 +7,7 @@
 #include <new>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "boundary.h"
 #include "byte_io.h"
@@ -23,7 +24,7 @@ static_assert(Dict::kEntryOverhead == sizeof(DictEntryBlob));
 
 namespace {
 
-constexpr uint64_t kMinCapacity = 16;
+constexpr uint64_t kMinCapacity = 8;                  // Per shard.
 constexpr uint64_t kMaxCapacity = uint64_t{1} << 30;  // Cursors keep the slot in 32 bits.
 constexpr uint64_t kListChunk = 256;  // Home slots scanned per lock hold (ListKeys).
 constexpr int kMaxWriteAttempts = 16;
@@ -87,17 +88,7 @@ Status ValidateOptions(const DictOptions& options) {
   return Status::OK();
 }
 
-uint64_t HashKey(std::string_view key) {
-  uint64_t h = 1469598103934665603ull;  // FNV-1a, then a murmur finalizer for the low bits.
-  for (unsigned char c : key) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  h ^= h >> 33;
-  h *= 0xff51afd7ed558ccdull;
-  h ^= h >> 33;
-  return h;
-}
+uint64_t HashKey(std::string_view key) { return DictKeyHash(key); }
 
 uint64_t HomeSlot(uint64_t hash, uint64_t capacity) {
   return hash >> (64 - std::countr_zero(capacity));
@@ -108,24 +99,127 @@ uint64_t HomeSlot(uint64_t hash, uint64_t capacity) {
 
 struct Locked {
   Segment::Impl* seg;
-  DictRep* rep;
-  DictTableRep* table;
-  uint64_t entry;  // Handle of the EntryRep whose lock is held (names the lock in intents).
+  DictRep* rep;         // Options (constant) and the shards.
+  DictShardRep* shard;  // The shard whose lock is held.
+  DictTableRep* table;  // Its current table.
+  uint64_t entry;       // The lock word of the shard's stripe (names the lock in intents).
+  uint32_t shard_index;
 
   uint64_t mask() const { return table->capacity - 1; }
-  // A key's first slot comes from the top bits of its hash, so slot order follows hash order
-  // and a ListKeys cursor (a hash) stays meaningful across rebuilds.
-  uint64_t home(uint64_t hash) const { return HomeSlot(hash, table->capacity); }
+  // A key's first slot comes from the top bits of its hash below the shard bits, so slot order
+  // follows hash order and a ListKeys cursor (a hash) stays meaningful across rebuilds.
+  uint64_t home(uint64_t hash) const { return HomeSlot(hash << rep->shard_bits, table->capacity); }
   DictSlot& slot(uint64_t pos) const { return table->slots()[pos]; }
   const DictEntryBlob* blob(uint64_t handle) const { return seg->Ptr<DictEntryBlob>(handle); }
+  // The version a write in this shard gives its entry.
+  uint64_t NextVersion() const {
+    return shard->next_version.fetch_add(1) * rep->shard_count() + shard_index;
+  }
 };
 
-// REQUIRES: the object lock of `ref` is held (ObjectGuard::Lock succeeded).
-Locked ViewLocked(const ObjectRef& ref) {
+DictStripeRep* StripeFor(Segment::Impl* seg, uint64_t body, uint32_t shard) {
+  return &seg->root()->dict_stripes[DictStripeIndex(body, shard)];
+}
+
+void RepairShardLocked(Segment::Impl* seg, DictRep* rep, uint32_t shard_index);
+
+// After the death of a stripe's holder: resolve its intents, then recompute what it may have
+// left half-updated. REQUIRES: the stripe's lock, taken with LockResult::kOwnerDied.
+void SettleStripeLocked(Segment::Impl* seg, DictStripeRep* stripe) {
+  ResolveIntentsLocked(seg, StripeLockWord(seg->Handle(stripe)));
+  uint64_t body = stripe->holder_body.load();
+  if (body != 0) RepairShardLocked(seg, seg->Ptr<DictRep>(body), stripe->holder_shard.load());
+  stripe->holder_body.store(0);
+}
+
+Status StripeBusy(const DictStripeRep* stripe) {
+  return Status::Timeout("dict is busy (held by pid " + std::to_string(stripe->mu.owner_pid()) +
+                         "); try again");
+}
+
+// The shard of ref's dict holding `hash`. Read without the lock: if the body is gone meanwhile,
+// ShardGuard::Lock answers NotFound, whatever this returned.
+uint32_t ShardFor(const ObjectRef& ref, uint64_t hash) {
+  if (!ref.valid()) return 0;
   Segment::Impl* seg = ref.segment->impl();
-  auto* rep = seg->Ptr<DictRep>(ref.entry->body.load(std::memory_order_acquire));
-  auto* table = seg->Ptr<DictTableRep>(rep->table.load(std::memory_order_acquire));
-  return Locked{seg, rep, table, seg->Handle(ref.entry)};
+  uint64_t body = ref.entry->body.load(std::memory_order_acquire);
+  if (!seg->Contains(body, sizeof(DictRep))) return 0;
+  return seg->Ptr<DictRep>(body)->ShardOf(hash) % kDictShards;
+}
+
+// Holds the lock of one shard of a live dict: the way every dict operation takes it.
+class ShardGuard {
+ public:
+  ShardGuard() = default;
+  ~ShardGuard() { Unlock(); }
+  ShardGuard(const ShardGuard&) = delete;
+  ShardGuard& operator=(const ShardGuard&) = delete;
+
+  // Locks shard `shard` of ref's dict (after repairing a dead holder's work), then checks the
+  // dict is still this live incarnation: NotFound otherwise, so a stale proxy never touches a
+  // freed body. The body cannot be freed while the lock is held (DestroyDict waits for it).
+  Status Lock(const ObjectRef& ref, uint32_t shard) {
+    Unlock();
+    if (!ref.valid()) return Status::InvalidArgument("handle is not open");
+    Segment::Impl* seg = ref.segment->impl();
+    uint64_t body = ref.entry->body.load(std::memory_order_acquire);
+    if (!IsCurrent(ref) || body == 0) return Status::NotFound("object was deleted");
+    DictStripeRep* stripe = StripeFor(seg, body, shard);
+    LockResult result = stripe->mu.LockFor(kDefaultLockTimeout);
+    if (result == LockResult::kTimedOut) return StripeBusy(stripe);
+    stripe_ = stripe;
+    if (result == LockResult::kOwnerDied) SettleStripeLocked(seg, stripe);
+    if (!IsCurrent(ref) || ref.entry->body.load(std::memory_order_acquire) != body) {
+      Unlock();
+      return Status::NotFound("object was deleted");
+    }
+    if (EntryExpiredNow(ref.entry)) {
+      Unlock();
+      return Status::NotFound("object has expired");
+    }
+    stripe->holder_shard.store(shard);
+    stripe->holder_body.store(body);
+    auto* rep = seg->Ptr<DictRep>(body);
+    DictShardRep* shard_rep = &rep->shards[shard];
+    view_ = Locked{seg,
+                   rep,
+                   shard_rep,
+                   seg->Ptr<DictTableRep>(shard_rep->table.load(std::memory_order_acquire)),
+                   StripeLockWord(seg->Handle(stripe)),
+                   shard};
+    return Status::OK();
+  }
+
+  void Unlock() {
+    if (stripe_ == nullptr) return;
+    stripe_->holder_body.store(0);
+    stripe_->mu.unlock();
+    stripe_ = nullptr;
+  }
+
+  // The dict as seen under the lock. REQUIRES: Lock succeeded. After a table publish, the
+  // caller re-reads it with Refresh.
+  const Locked& view() const { return view_; }
+  void Refresh() {
+    view_.table = view_.seg->Ptr<DictTableRep>(view_.shard->table.load(std::memory_order_acquire));
+  }
+
+ private:
+  DictStripeRep* stripe_ = nullptr;
+  Locked view_{};
+};
+
+// Takes and releases each stripe of the dict `body` (repairing dead holders): afterwards no
+// writer is inside any of its shards, and none enters again once the dict is not live.
+void QuiesceShards(Segment::Impl* seg, uint64_t body) {
+  auto* rep = seg->Ptr<DictRep>(body);
+  for (uint32_t shard = 0; shard < rep->shard_count(); ++shard) {
+    DictStripeRep* stripe = StripeFor(seg, body, shard);
+    LockResult result = stripe->mu.LockFor(std::chrono::hours(24));  // Writers hold it briefly.
+    if (result == LockResult::kTimedOut) continue;
+    if (result == LockResult::kOwnerDied) SettleStripeLocked(seg, stripe);
+    stripe->mu.unlock();
+  }
 }
 
 struct Probe {
@@ -161,7 +255,7 @@ const DictEntryBlob* LiveBlob(const Locked& d, const Probe& probe, int64_t now_m
 }
 
 void Account(const Locked& d, uint64_t word, int sign) {
-  DictRep* rep = d.rep;
+  DictShardRep* rep = d.shard;
   auto add = [sign](std::atomic<uint64_t>& counter, uint64_t amount) {
     if (sign > 0) {
       counter.fetch_add(amount, std::memory_order_relaxed);
@@ -173,7 +267,9 @@ void Account(const Locked& d, uint64_t word, int sign) {
   if (!IsBlob(word)) return;
   add(rep->entries, 1);
   add(rep->bytes, d.blob(word)->charged_bytes());
-  if (sign > 0 && d.blob(word)->expires_at_ms != 0) rep->may_expire.store(1);
+  if (sign > 0 && d.blob(word)->expires_at_ms != 0 && d.rep->may_expire.load() == 0) {
+    d.rep->may_expire.store(1);  // Once: the word is read by every operation of every shard.
+  }
 }
 
 // Publishes `next` (a blob or a marker) into slot `pos` and keeps the derived counts. The
@@ -194,12 +290,12 @@ void RemoveLocked(const Locked& d, CowWriter* writer, uint64_t pos) {
 
 // Tables are rebuilt (grown, or cleared of tombstones) past 3/4 use, and never filled past 7/8.
 bool NeedsRebuildLocked(const Locked& d) {
-  uint64_t used = d.rep->entries.load() + d.rep->tombstones.load();
+  uint64_t used = d.shard->entries.load() + d.shard->tombstones.load();
   return used * 4 > d.table->capacity * 3;
 }
 bool TooFullToInsertLocked(const Locked& d, const Probe& probe) {
   if (probe.found >= 0) return false;  // Replaces in place.
-  uint64_t used = d.rep->entries.load() + d.rep->tombstones.load() + 1;
+  uint64_t used = d.shard->entries.load() + d.shard->tombstones.load() + 1;
   return probe.free < 0 || used * 8 > d.table->capacity * 7;
 }
 uint64_t CapacityFor(uint64_t entries) {
@@ -229,17 +325,17 @@ int64_t ExpiryFor(int64_t ttl_ms, const DictRep* rep, int64_t now_ms) {
 Status MakeRoomLocked(const Locked& d, CowWriter* writer, uint64_t outgoing, uint64_t incoming,
                       int64_t keep, int64_t now_ms) {
   uint64_t max = d.rep->max_bytes;
-  auto over = [&] { return max != 0 && d.rep->bytes.load() - outgoing + incoming > max; };
+  auto over = [&] { return max != 0 && d.shard->bytes.load() - outgoing + incoming > max; };
   if (!over()) return Status::OK();
   if (d.rep->eviction != static_cast<uint32_t>(DictEviction::kClock)) {
-    return Status::OutOfSpace("dict is full: " + std::to_string(d.rep->bytes.load()) + " of " +
+    return Status::OutOfSpace("dict is full: " + std::to_string(d.shard->bytes.load()) + " of " +
                               std::to_string(max) + " bytes used, " + std::to_string(incoming) +
                               " more needed (eviction is off)");
   }
   // Two turns of the hand clear every reference bit, so everything but `keep` is evictable.
   for (uint64_t step = 0; over() && step <= 2 * d.table->capacity; ++step) {
-    uint64_t pos = d.rep->clock_hand.load() & d.mask();
-    d.rep->clock_hand.store((pos + 1) & d.mask());
+    uint64_t pos = d.shard->clock_hand.load() & d.mask();
+    d.shard->clock_hand.store((pos + 1) & d.mask());
     if (static_cast<int64_t>(pos) == keep) continue;
     DictSlot& slot = d.slot(pos);
     uint64_t word = slot.blob.load();
@@ -252,7 +348,7 @@ Status MakeRoomLocked(const Locked& d, CowWriter* writer, uint64_t outgoing, uin
     slot.ref_bit.store(0, std::memory_order_relaxed);
     PublishSlotLocked(d, writer, pos, kTombstoneHandle);
     writer->ReleaseGarbage();
-    (expired ? d.rep->expirations : d.rep->evictions).fetch_add(1, std::memory_order_relaxed);
+    (expired ? d.shard->expirations : d.shard->evictions).fetch_add(1, std::memory_order_relaxed);
   }
   if (over()) return Status::Internal("dict eviction could not make room");
   return Status::OK();
@@ -273,8 +369,8 @@ Status CommitLocked(const Locked& d, CowWriter* writer, const Probe& probe, uint
   const DictEntryBlob* old = replace ? d.blob(d.slot(probe.found).blob.load()) : nullptr;
   uint64_t outgoing = replace ? old->charged_bytes() : 0;
   SHM_RETURN_IF_ERROR(MakeRoomLocked(d, writer, outgoing, incoming, probe.found, now_ms));
-  if (replace && old->expired(now_ms)) d.rep->expirations.fetch_add(1, std::memory_order_relaxed);
-  blob->version = d.rep->next_version.fetch_add(1);
+  if (replace && old->expired(now_ms)) d.shard->expirations.fetch_add(1, std::memory_order_relaxed);
+  blob->version = d.NextVersion();
   uint64_t pos = static_cast<uint64_t>(replace ? probe.found : probe.free);
   // A rewrite counts as a use; a new key must be read to earn protection from the hand.
   d.slot(pos).ref_bit.store(replace ? 1 : 0, std::memory_order_relaxed);
@@ -346,7 +442,7 @@ void CopyTableLocked(const Locked& d, DictTableRep* fresh) {
   for (uint64_t i = 0; i < d.table->capacity; ++i) {
     uint64_t word = d.slot(i).blob.load();
     if (!IsBlob(word)) continue;
-    uint64_t pos = HomeSlot(d.blob(word)->hash, fresh->capacity);
+    uint64_t pos = HomeSlot(d.blob(word)->hash << d.rep->shard_bits, fresh->capacity);
     while (fresh->slots()[pos].blob.load(std::memory_order_relaxed) != kNullHandle) {
       pos = (pos + 1) & mask;
     }
@@ -367,45 +463,45 @@ Status AllocateTable(Segment::Impl* seg, uint64_t capacity, uint64_t* handle) {
   return Status::OK();
 }
 
-// Replaces the table by one sized for the live entries (dropping tombstones) when it is past
-// 3/4 use. The new table is allocated outside the lock and filled and published under it.
+// Replaces shard `shard`'s table by one sized for its live entries (dropping tombstones) when it
+// is past 3/4 use. The new table is allocated outside the lock and filled and published under it.
 // REQUIRES: nothing staged in `writer`.
-Status RebuildIfNeeded(const ObjectRef& ref, CowWriter* writer) {
+Status RebuildIfNeeded(const ObjectRef& ref, uint32_t shard, CowWriter* writer) {
   Segment::Impl* seg = ref.segment->impl();
   for (int attempt = 0; attempt < kMaxWriteAttempts; ++attempt) {
     uint64_t capacity = 0;
     {
-      ObjectGuard guard;
-      SHM_RETURN_IF_ERROR(guard.Lock(ref));
-      Locked d = ViewLocked(ref);
+      ShardGuard guard;
+      SHM_RETURN_IF_ERROR(guard.Lock(ref, shard));
+      const Locked& d = guard.view();
       if (!NeedsRebuildLocked(d)) return Status::OK();
-      uint64_t entries = d.rep->entries.load();
+      uint64_t entries = d.shard->entries.load();
       capacity = CapacityFor(entries + entries / 4 + 1);  // Headroom for inserts meanwhile.
     }
     uint64_t handle = 0;
     SHM_RETURN_IF_ERROR(AllocateTable(seg, capacity, &handle));
     writer->Stage(handle);
-    ObjectGuard guard;
-    Status s = guard.Lock(ref);
+    ShardGuard guard;
+    Status s = guard.Lock(ref, shard);
     if (!s.ok()) {
       writer->DiscardStaged();
       return s;
     }
-    Locked d = ViewLocked(ref);
+    const Locked& d = guard.view();
     if (!NeedsRebuildLocked(d)) {
       guard.Unlock();
       writer->DiscardStaged();
       return Status::OK();
     }
-    if ((d.rep->entries.load() + 1) * 4 > capacity * 3) {  // Outgrown meanwhile: size again.
+    if ((d.shard->entries.load() + 1) * 4 > capacity * 3) {  // Outgrown meanwhile: size again.
       guard.Unlock();
       writer->DiscardStaged();
       continue;
     }
     CopyTableLocked(d, seg->Ptr<DictTableRep>(handle));
-    writer->PublishLocked(d.entry, &d.rep->table, handle);
-    d.rep->tombstones.store(0);
-    d.rep->clock_hand.store(0);
+    writer->PublishLocked(d.entry, &d.shard->table, handle);
+    d.shard->tombstones.store(0);
+    d.shard->clock_hand.store(0);
     guard.Unlock();
     writer->ReleaseGarbage();  // The old slot array; the blobs now belong to the new table.
     return Status::OK();
@@ -413,32 +509,41 @@ Status RebuildIfNeeded(const ObjectRef& ref, CowWriter* writer) {
   return Status::Timeout("dict is growing faster than it can be rebuilt; try again");
 }
 
-// After an owner death (intents resolved): recompute what is derived from the table.
-void RepairDictLocked(Segment::Impl* seg, EntryRep* entry) {
-  auto* rep = seg->Ptr<DictRep>(entry->body.load());
-  auto* table = seg->Ptr<DictTableRep>(rep->table.load());
-  Locked d{seg, rep, table, seg->Handle(entry)};
-  uint64_t entries = 0, bytes = 0, tombstones = 0, max_version = 0;
+// After the death of a shard's lock holder (intents resolved): recompute what is derived from
+// the shard's table.
+void RepairShardLocked(Segment::Impl* seg, DictRep* rep, uint32_t shard_index) {
+  if (shard_index >= rep->shard_count()) return;
+  DictShardRep* shard = &rep->shards[shard_index];
+  auto* table = seg->Ptr<DictTableRep>(shard->table.load());
+  Locked d{seg, rep, shard, table, 0, shard_index};
+  uint64_t entries = 0, bytes = 0, tombstones = 0, max_seq = 0;
   for (uint64_t i = 0; i < table->capacity; ++i) {
     uint64_t word = d.slot(i).blob.load();
     if (word == kTombstoneHandle) ++tombstones;
     if (!IsBlob(word)) continue;
     ++entries;
     bytes += d.blob(word)->charged_bytes();
-    max_version = std::max(max_version, d.blob(word)->version);
+    max_seq = std::max(max_seq, d.blob(word)->version / rep->shard_count());
   }
-  rep->entries.store(entries);
-  rep->bytes.store(bytes);
-  rep->tombstones.store(tombstones);
-  if (rep->next_version.load() <= max_version) rep->next_version.store(max_version + 1);
-  rep->clock_hand.store(rep->clock_hand.load() & d.mask());
+  shard->entries.store(entries);
+  shard->bytes.store(bytes);
+  shard->tombstones.store(tombstones);
+  if (shard->next_version.load() <= max_seq) shard->next_version.store(max_seq + 1);
+  shard->clock_hand.store(shard->clock_hand.load() & d.mask());
 }
 
+// The entry lock's owner-death repair: a dict's state is guarded by its shards' stripes, which
+// repair their own (SettleStripeLocked); the entry lock guards only its delete and snapshots.
+void RepairDictLocked(Segment::Impl*, EntryRep*) {}
+
+// Frees a dict body and every blob it owns, once no writer is inside any of its shards.
 void DestroyDict(Segment::Impl* seg, uint64_t body) {
   if (!IsBlob(body)) return;
+  QuiesceShards(seg, body);
   auto* rep = seg->Ptr<DictRep>(body);
-  uint64_t table_handle = rep->table.load();
-  if (IsBlob(table_handle)) {
+  for (uint32_t shard = 0; shard < rep->shard_count(); ++shard) {
+    uint64_t table_handle = rep->shards[shard].table.load();
+    if (!IsBlob(table_handle)) continue;
     auto* table = seg->Ptr<DictTableRep>(table_handle);
     for (uint64_t i = 0; i < table->capacity; ++i) seg->Free(table->slots()[i].blob.load());
     seg->Free(table_handle);
@@ -446,20 +551,35 @@ void DestroyDict(Segment::Impl* seg, uint64_t body) {
   seg->Free(body);
 }
 
-Status MakeBody(Segment::Impl* seg, const DictOptions& options, uint64_t* body) {
-  uint64_t table = 0;
-  SHM_RETURN_IF_ERROR(AllocateTable(seg, kMinCapacity, &table));
-  Status s = seg->Allocate(sizeof(DictRep), body);
-  if (!s.ok()) {
-    seg->Free(table);
-    return s;
-  }
+// A body with its options and shards, each with a table of `capacity` (0: the smallest).
+Status AllocateBody(Segment::Impl* seg, const DictOptions& options, uint64_t* body) {
+  SHM_RETURN_IF_ERROR(seg->Allocate(sizeof(DictRep), body, alignof(DictRep)));
   auto* rep = new (seg->Ptr<void>(*body)) DictRep();
   rep->max_bytes = options.max_bytes;
   rep->eviction = static_cast<uint32_t>(options.eviction);
   rep->default_ttl_ms = options.default_ttl_ms;
-  rep->table.store(table);
+  rep->shard_bits = options.max_bytes == 0 ? kDictShardBits : 0;
   return Status::OK();
+}
+
+// Gives every shard of a fresh body a table; on error the caller destroys the body.
+Status AllocateShardTables(Segment::Impl* seg, DictRep* rep, uint64_t capacity) {
+  for (uint32_t shard = 0; shard < rep->shard_count(); ++shard) {
+    uint64_t table = 0;
+    SHM_RETURN_IF_ERROR(AllocateTable(seg, capacity, &table));
+    rep->shards[shard].table.store(table);
+  }
+  return Status::OK();
+}
+
+Status MakeBody(Segment::Impl* seg, const DictOptions& options, uint64_t* body) {
+  SHM_RETURN_IF_ERROR(AllocateBody(seg, options, body));
+  Status s = AllocateShardTables(seg, seg->Ptr<DictRep>(*body), kMinCapacity);
+  if (!s.ok()) {
+    DestroyDict(seg, *body);
+    *body = 0;
+  }
+  return s;
 }
 
 bool ParseInt64(std::string_view text, int64_t* value) {
@@ -474,15 +594,21 @@ struct ListedKey {
 };
 
 // Collects the live keys starting with `prefix` whose hash is in [from, until), where `until`
-// ends a chunk of kListChunk home slots; returns `until`, 0 when the chunk reaches the end of
-// the hash space. Linear probing never leaves an empty slot between a key's home and its slot,
-// so following the last chain to an empty slot finds every key of the chunk.
+// ends a chunk of kListChunk home slots of `from`'s shard; returns `until`, 0 when the chunk
+// reaches the end of the hash space. Linear probing never leaves an empty slot between a key's home
+// and its slot, so following the last chain to an empty slot finds every key of the chunk.
 uint64_t CollectChunkLocked(const Locked& d, uint64_t from, std::string_view prefix, int64_t now_ms,
                             std::vector<ListedKey>* out) {
   uint64_t capacity = d.table->capacity;
   uint64_t first = d.home(from);
   uint64_t last = std::min(capacity, first + kListChunk);  // Exclusive.
-  uint64_t until = last == capacity ? 0 : last << (64 - std::countr_zero(capacity));
+  uint32_t bits = d.rep->shard_bits;
+  uint64_t shard_base = bits == 0 ? 0 : uint64_t{d.shard_index} << (64 - bits);
+  uint64_t shard_end =  // The first hash of the next shard, 0 past the last.
+      d.shard_index + 1 == d.rep->shard_count() ? 0 : uint64_t{d.shard_index + 1} << (64 - bits);
+  uint64_t until = last == capacity
+                       ? shard_end
+                       : shard_base | (last << (64 - bits - std::countr_zero(capacity)));
   for (uint64_t n = 0; n < capacity; ++n) {
     uint64_t word = d.slot((first + n) & d.mask()).blob.load();
     if (n >= last - first && word == kNullHandle) break;
@@ -509,36 +635,48 @@ uint64_t TakeUpToLimit(std::vector<ListedKey>* chunk, size_t room, bool nothing_
   return boundary;
 }
 
-// Snapshot form (snapshots and the rebuild of a segment): options, next version, statistics,
-// then the live entries: version, expiry, key, content type, value. Reads only.
+// Snapshot form (snapshots and the rebuild of a segment): options, a bound above every version,
+// statistics, then the live entries: version, expiry, key, content type, value. Reads only, each
+// shard under its lock (the caller holds the entry's: lock order entry -> stripe).
 Status SerializeDictLocked(Segment::Impl* seg, const EntryRep* entry, std::string* out) {
-  auto* rep = seg->Ptr<DictRep>(entry->body.load());
-  auto* table = seg->Ptr<DictTableRep>(rep->table.load());
+  uint64_t body = entry->body.load();
+  auto* rep = seg->Ptr<DictRep>(body);
+  int64_t now = WallNowMs();
+  std::string entries;
+  ByteWriter e(&entries);
+  uint64_t count = 0, version_bound = 1;
+  uint64_t stats[4] = {entry->unlocked_hits.load(), 0, 0, 0};
+  for (uint32_t shard = 0; shard < rep->shard_count(); ++shard) {
+    DictStripeRep* stripe = StripeFor(seg, body, shard);
+    LockResult result = stripe->mu.LockFor(kDefaultLockTimeout);
+    if (result == LockResult::kTimedOut) return StripeBusy(stripe);
+    if (result == LockResult::kOwnerDied) SettleStripeLocked(seg, stripe);
+    const DictShardRep& s = rep->shards[shard];
+    version_bound = std::max(version_bound, s.next_version.load() * rep->shard_count());
+    uint64_t shard_stats[4] = {s.hits.load(), s.misses.load(), s.evictions.load(),
+                               s.expirations.load()};
+    for (int i = 0; i < 4; ++i) stats[i] += shard_stats[i];
+    auto* table = seg->Ptr<DictTableRep>(s.table.load());
+    for (uint64_t i = 0; i < table->capacity; ++i) {
+      uint64_t word = table->slots()[i].blob.load();
+      if (!IsBlob(word)) continue;
+      const auto* b = seg->Ptr<DictEntryBlob>(word);
+      if (b->expired(now)) continue;
+      e.Put<uint64_t>(b->version);
+      e.Put<int64_t>(b->expires_at_ms);
+      e.PutBytes(b->key());
+      e.PutBytes(b->content_type());
+      e.PutBytes(b->value());
+      ++count;
+    }
+    stripe->mu.unlock();
+  }
   ByteWriter w(out);
   w.Put<uint64_t>(rep->max_bytes);
   w.Put<uint32_t>(rep->eviction);
   w.Put<int64_t>(rep->default_ttl_ms);
-  w.Put<uint64_t>(rep->next_version.load());
-  w.Put<uint64_t>(rep->hits.load() + entry->unlocked_hits.load());
-  for (const std::atomic<uint64_t>* stat : {&rep->misses, &rep->evictions, &rep->expirations}) {
-    w.Put<uint64_t>(stat->load());
-  }
-  int64_t now = WallNowMs();
-  std::string entries;
-  ByteWriter e(&entries);
-  uint64_t count = 0;
-  for (uint64_t i = 0; i < table->capacity; ++i) {
-    uint64_t word = table->slots()[i].blob.load();
-    if (!IsBlob(word)) continue;
-    const auto* b = seg->Ptr<DictEntryBlob>(word);
-    if (b->expired(now)) continue;
-    e.Put<uint64_t>(b->version);
-    e.Put<int64_t>(b->expires_at_ms);
-    e.PutBytes(b->key());
-    e.PutBytes(b->content_type());
-    e.PutBytes(b->value());
-    ++count;
-  }
+  w.Put<uint64_t>(version_bound);
+  for (uint64_t stat : stats) w.Put<uint64_t>(stat);
   w.Put<uint64_t>(count);
   w.PutRaw(entries);
   return Status::OK();
@@ -548,83 +686,112 @@ Status MalformedDict(const std::string& what) {
   return Status::InvalidArgument("malformed dict snapshot: " + what);
 }
 
-// Reads one entry and inserts it into the unpublished dict `d`.
-Status RestoreEntry(const Locked& d, ByteReader* r, int64_t now) {
+// The unpublished body being filled from a snapshot: its shards as if locked.
+Locked RestoreView(Segment::Impl* seg, DictRep* rep, uint32_t shard) {
+  DictShardRep* s = &rep->shards[shard];
+  return Locked{seg, rep, s, seg->Ptr<DictTableRep>(s->table.load()), 0, shard};
+}
+
+struct SnapshotEntry {
   uint64_t version = 0;
   int64_t expires_at_ms = 0;
   std::string_view key, content_type, value;
-  if (!r->Get(&version) || !r->Get(&expires_at_ms) || !r->GetBytes(&key) ||
-      !r->GetBytes(&content_type) || !r->GetBytes(&value)) {
+  uint64_t hash = 0;
+};
+
+// Reads and checks one entry of a snapshot whose versions are all below `version_bound`.
+Status ReadEntry(ByteReader* r, uint64_t version_bound, SnapshotEntry* entry) {
+  if (!r->Get(&entry->version) || !r->Get(&entry->expires_at_ms) || !r->GetBytes(&entry->key) ||
+      !r->GetBytes(&entry->content_type) || !r->GetBytes(&entry->value)) {
     return MalformedDict("truncated entry");
   }
-  for (const Status& s :
-       {ValidateKey(key), ValidateContentType(content_type), ValidateValue(value)}) {
+  for (const Status& s : {ValidateKey(entry->key), ValidateContentType(entry->content_type),
+                          ValidateValue(entry->value)}) {
     if (!s.ok()) return MalformedDict(std::string(s.message()));
   }
-  if (version == 0 || version >= d.rep->next_version.load() || expires_at_ms < 0) {
+  if (entry->version == 0 || entry->version >= version_bound || entry->expires_at_ms < 0) {
     return MalformedDict("entry version or expiry out of range");
   }
-  if (expires_at_ms != 0 && expires_at_ms <= now) return Status::OK();  // Expired meanwhile.
-  uint64_t hash = HashKey(key);
-  Probe probe = FindLocked(d, key, hash);
+  entry->hash = HashKey(entry->key);
+  return Status::OK();
+}
+
+// Inserts an entry into the unpublished dict `rep`, whose shard tables have room for it.
+Status RestoreEntry(Segment::Impl* seg, DictRep* rep, const SnapshotEntry& e) {
+  Locked d = RestoreView(seg, rep, rep->ShardOf(e.hash));
+  Probe probe = FindLocked(d, e.key, e.hash);
   if (probe.found >= 0) return MalformedDict("duplicate key");
   if (probe.free < 0) return MalformedDict("more entries than announced");
   uint64_t handle = 0;
-  SHM_RETURN_IF_ERROR(d.seg->Allocate(BlobSize(key, content_type, value), &handle));
-  FillBlob(d.seg, handle, key, hash, content_type, value);
-  auto* blob = d.seg->Ptr<DictEntryBlob>(handle);
-  blob->version = version;
-  blob->expires_at_ms = expires_at_ms;
-  d.slot(static_cast<uint64_t>(probe.free)).hash_tag.store(DictHashTag(hash));
+  SHM_RETURN_IF_ERROR(seg->Allocate(BlobSize(e.key, e.content_type, e.value), &handle));
+  FillBlob(seg, handle, e.key, e.hash, e.content_type, e.value);
+  auto* blob = seg->Ptr<DictEntryBlob>(handle);
+  blob->version = e.version;
+  blob->expires_at_ms = e.expires_at_ms;
+  d.slot(static_cast<uint64_t>(probe.free)).hash_tag.store(DictHashTag(e.hash));
   d.slot(static_cast<uint64_t>(probe.free)).blob.store(handle);
   Account(d, handle, +1);
-  if (d.rep->max_bytes != 0 && d.rep->bytes.load() > d.rep->max_bytes) {
+  if (d.rep->max_bytes != 0 && d.shard->bytes.load() > d.rep->max_bytes) {
     return MalformedDict("entries exceed max_bytes");
   }
   return Status::OK();
 }
 
-// Fills the fresh body `rep` from snapshot bytes. On error the caller destroys the body.
-Status FillDictFromBytes(Segment::Impl* seg, DictRep* rep, std::string_view bytes) {
+// Fills the fresh body `rep` from the entries of a snapshot; on error the caller destroys it.
+Status FillDict(Segment::Impl* seg, DictRep* rep, ByteReader* r, uint64_t count,
+                uint64_t version_bound) {
+  int64_t now = WallNowMs();
+  std::vector<SnapshotEntry> entries;
+  std::vector<uint64_t> per_shard(rep->shard_count(), 0);
+  for (uint64_t i = 0; i < count; ++i) {
+    SnapshotEntry e;
+    SHM_RETURN_IF_ERROR(ReadEntry(r, version_bound, &e));
+    if (e.expires_at_ms != 0 && e.expires_at_ms <= now) continue;  // Expired meanwhile.
+    ++per_shard[rep->ShardOf(e.hash)];
+    entries.push_back(e);
+  }
+  if (r->remaining() != 0) return MalformedDict("trailing bytes");
+  for (uint32_t shard = 0; shard < rep->shard_count(); ++shard) {
+    uint64_t n = per_shard[shard];
+    uint64_t table = 0;
+    SHM_RETURN_IF_ERROR(AllocateTable(seg, CapacityFor(n + n / 4 + 1), &table));
+    rep->shards[shard].table.store(table);
+    // New versions, seq * shards + shard, start at the bound.
+    rep->shards[shard].next_version.store(version_bound / rep->shard_count() + 1);
+  }
+  for (const SnapshotEntry& e : entries) SHM_RETURN_IF_ERROR(RestoreEntry(seg, rep, e));
+  return Status::OK();
+}
+
+// Builds a body from snapshot bytes. Statistics go to shard 0 (they are reported as sums).
+Status DeserializeDict(Segment::Impl* seg, std::string_view bytes, uint64_t* body) {
+  *body = 0;
   ByteReader r(bytes);
-  uint64_t next_version = 0, count = 0;
+  uint64_t version_bound = 0, count = 0;
   uint32_t eviction = 0;
   DictOptions options;
   if (!r.Get(&options.max_bytes) || !r.Get(&eviction) || !r.Get(&options.default_ttl_ms) ||
-      !r.Get(&next_version)) {
+      !r.Get(&version_bound)) {
     return MalformedDict("truncated header");
   }
   options.eviction = static_cast<DictEviction>(eviction);
   Status s = ValidateOptions(options);
   if (!s.ok()) return MalformedDict(std::string(s.message()));
-  rep->max_bytes = options.max_bytes;
-  rep->eviction = static_cast<uint32_t>(options.eviction);
-  rep->default_ttl_ms = options.default_ttl_ms;
-  rep->next_version.store(next_version);
-  for (std::atomic<uint64_t>* stat :
-       {&rep->hits, &rep->misses, &rep->evictions, &rep->expirations}) {
-    uint64_t value = 0;
-    if (!r.Get(&value)) return MalformedDict("truncated statistics");
-    stat->store(value);
+  uint64_t stats[4] = {};
+  for (uint64_t& stat : stats) {
+    if (!r.Get(&stat)) return MalformedDict("truncated statistics");
   }
   constexpr uint64_t kMinEntryBytes = 2 * 8 + 3 * 8 + 1;
   if (!r.Get(&count) || count > r.remaining() / kMinEntryBytes) {
     return MalformedDict("entry count out of range");
   }
-  uint64_t table = 0;
-  SHM_RETURN_IF_ERROR(AllocateTable(seg, CapacityFor(count + count / 4 + 1), &table));
-  rep->table.store(table);
-  Locked d{seg, rep, seg->Ptr<DictTableRep>(table), 0};
-  int64_t now = WallNowMs();
-  for (uint64_t i = 0; i < count; ++i) SHM_RETURN_IF_ERROR(RestoreEntry(d, &r, now));
-  if (r.remaining() != 0) return MalformedDict("trailing bytes");
-  return Status::OK();
-}
-
-Status DeserializeDict(Segment::Impl* seg, std::string_view bytes, uint64_t* body) {
-  SHM_RETURN_IF_ERROR(seg->Allocate(sizeof(DictRep), body));
-  auto* rep = new (seg->Ptr<void>(*body)) DictRep();
-  Status s = FillDictFromBytes(seg, rep, bytes);
+  SHM_RETURN_IF_ERROR(AllocateBody(seg, options, body));
+  auto* rep = seg->Ptr<DictRep>(*body);
+  DictShardRep& first = rep->shards[0];
+  std::atomic<uint64_t>* targets[4] = {&first.hits, &first.misses, &first.evictions,
+                                       &first.expirations};
+  for (int i = 0; i < 4; ++i) targets[i]->store(stats[i]);
+  s = FillDict(seg, rep, &r, count, version_bound);
   if (!s.ok()) {
     DestroyDict(seg, *body);
     *body = 0;
@@ -633,13 +800,29 @@ Status DeserializeDict(Segment::Impl* seg, std::string_view bytes, uint64_t* bod
 }
 
 void DictUsage(Segment::Impl* seg, const EntryRep* entry, ObjectInfo* info) {
-  // The DictRep lives as long as the object (only its table is replaced); its counts are atomics.
+  // The DictRep lives as long as the object (only its tables are replaced); its counts are
+  // atomics.
   const auto* rep = seg->Ptr<DictRep>(entry->body.load(std::memory_order_acquire));
-  info->size_bytes = rep->bytes.load(std::memory_order_relaxed);
-  info->length = static_cast<int64_t>(rep->entries.load(std::memory_order_relaxed));
+  uint64_t bytes = 0, entries = 0;
+  for (uint32_t shard = 0; shard < rep->shard_count(); ++shard) {
+    bytes += rep->shards[shard].bytes.load(std::memory_order_relaxed);
+    entries += rep->shards[shard].entries.load(std::memory_order_relaxed);
+  }
+  info->size_bytes = bytes;
+  info->length = static_cast<int64_t>(entries);
 }
 
 }  // namespace
+
+Status SettleDictStripe(Segment::Impl* seg, uint64_t stripe_word) {
+  auto* stripe = seg->Ptr<DictStripeRep>(StripeHandleOf(stripe_word));
+  LockResult result = stripe->mu.LockFor(kDefaultLockTimeout);
+  if (result == LockResult::kTimedOut) return StripeBusy(stripe);
+  if (result == LockResult::kOwnerDied) SettleStripeLocked(seg, stripe);
+  ResolveIntentsLocked(seg, stripe_word);
+  stripe->mu.unlock();
+  return Status::OK();
+}
 
 const KindOps kDictOps = {RepairDictLocked, DestroyDict, SerializeDictLocked, DeserializeDict,
                           DictUsage};
@@ -692,7 +875,9 @@ constexpr uint64_t kMaxTableCapacity = uint64_t{1} << 40;
 const DictEntryBlob* FindWithoutLock(Segment::Impl* seg, const DictRep* rep, std::string_view key,
                                      uint64_t hash, DictEntryBlob* header,
                                      const DictSlot** found_slot) {
-  uint64_t table_handle = rep->table.load(std::memory_order_acquire);
+  uint32_t bits = rep->shard_bits;
+  if (bits != 0 && bits != kDictShardBits) return nullptr;
+  uint64_t table_handle = rep->shards[rep->ShardOf(hash)].table.load(std::memory_order_acquire);
   if (!seg->Contains(table_handle, sizeof(DictTableRep))) return nullptr;
   const auto* table = seg->Ptr<DictTableRep>(table_handle);
   const uint64_t capacity = table->capacity;
@@ -701,7 +886,7 @@ const DictEntryBlob* FindWithoutLock(Segment::Impl* seg, const DictRep* rep, std
     return nullptr;
   }
   const DictSlot* slots = const_cast<DictTableRep*>(table)->slots();
-  uint64_t pos = HomeSlot(hash, capacity);
+  uint64_t pos = HomeSlot(hash << bits, capacity);
   for (uint64_t n = 0; n < capacity; ++n, pos = (pos + 1) & (capacity - 1)) {
     uint64_t word = slots[pos].blob.load(std::memory_order_acquire);
     if (word == kNullHandle) return nullptr;
@@ -728,11 +913,14 @@ bool TryGetWithoutLock(const ObjectRef& ref, std::string_view key, uint64_t hash
   return false;
 #else
   Segment::Impl* seg = ref.segment->impl();
-  const uint64_t seq = ref.entry->reclaim_seq.load(std::memory_order_seq_cst);
-  if (!IsCurrent(ref)) return false;
   uint64_t body = ref.entry->body.load(std::memory_order_acquire);
   if (!seg->Contains(body, sizeof(DictRep))) return false;
   const auto* rep = seg->Ptr<DictRep>(body);
+  // The shard's stripe is named by the body handle and the hash: if the body was freed and
+  // reused meanwhile, IsCurrent below fails, whatever stripe this read.
+  const DictStripeRep* stripe = StripeFor(seg, body, rep->ShardOf(hash) % kDictShards);
+  const uint64_t seq = stripe->reclaim_seq.load(std::memory_order_seq_cst);
+  if (!IsCurrent(ref) || ref.entry->body.load(std::memory_order_seq_cst) != body) return false;
   DictEntryBlob header;
   const DictSlot* slot = nullptr;
   const DictEntryBlob* blob = FindWithoutLock(seg, rep, key, hash, &header, &slot);
@@ -748,7 +936,8 @@ bool TryGetWithoutLock(const ObjectRef& ref, std::string_view key, uint64_t hash
   value->version = header.version;
   value->expires_at_ms = header.expires_at_ms;
   std::atomic_thread_fence(std::memory_order_acquire);
-  if (ref.entry->reclaim_seq.load(std::memory_order_seq_cst) != seq || !IsCurrent(ref)) {
+  if (stripe->reclaim_seq.load(std::memory_order_seq_cst) != seq || !IsCurrent(ref) ||
+      ref.entry->body.load(std::memory_order_seq_cst) != body) {
     return false;
   }
   ref.entry->unlocked_hits.fetch_add(1, std::memory_order_relaxed);
@@ -764,17 +953,17 @@ Status Dict::Get(std::string_view key, DictValue* value) const {
     const uint64_t hash = HashKey(key);
     if (ref_.valid() && TryGetWithoutLock(ref_, key, hash, value)) return Status::OK();
     std::optional<CowWriter> writer;  // Only to remove an expired entry.
-    ObjectGuard guard;
-    SHM_RETURN_IF_ERROR(guard.Lock(ref_));
-    Locked d = ViewLocked(ref_);
+    ShardGuard guard;
+    SHM_RETURN_IF_ERROR(guard.Lock(ref_, ShardFor(ref_, hash)));
+    const Locked& d = guard.view();
     int64_t now = NowFor(d.rep);
     Probe probe = FindLocked(d, key, hash);
     const DictEntryBlob* live = LiveBlob(d, probe, now);
     if (live == nullptr) {
-      d.rep->misses.fetch_add(1, std::memory_order_relaxed);
+      d.shard->misses.fetch_add(1, std::memory_order_relaxed);
       if (probe.found >= 0 && writer.emplace(d.seg).ok()) {  // Expired: remove it lazily.
         RemoveLocked(d, &*writer, static_cast<uint64_t>(probe.found));
-        d.rep->expirations.fetch_add(1, std::memory_order_relaxed);
+        d.shard->expirations.fetch_add(1, std::memory_order_relaxed);
         guard.Unlock();
         writer->ReleaseGarbage();
       }
@@ -784,7 +973,7 @@ Status Dict::Get(std::string_view key, DictValue* value) const {
     if (slot.ref_bit.load(std::memory_order_relaxed) == 0) {
       slot.ref_bit.store(1, std::memory_order_relaxed);
     }
-    d.rep->hits.fetch_add(1, std::memory_order_relaxed);
+    d.shard->hits.fetch_add(1, std::memory_order_relaxed);
     CopyOut(live, value);
     return Status::OK();
   });
@@ -805,7 +994,8 @@ Status Dict::SetImpl(std::string_view key, std::string_view value, const SetOpti
   Segment::Impl* seg = ref_.segment->impl();
   CowWriter writer(seg);
   if (!writer.ok()) return NoIntentSlot();
-  uint64_t hash = HashKey(key);
+  const uint64_t hash = HashKey(key);
+  const uint32_t shard = ShardFor(ref_, hash);
   for (int attempt = 0; attempt < kMaxWriteAttempts; ++attempt) {
     uint64_t handle = 0;
     SHM_RETURN_IF_ERROR(
@@ -813,9 +1003,9 @@ Status Dict::SetImpl(std::string_view key, std::string_view value, const SetOpti
     bool rebuild_first = false;
     bool rebuild_after = false;
     {
-      ObjectGuard guard;
-      SHM_RETURN_IF_ERROR(guard.Lock(ref_));  // The writer frees the staged blob.
-      Locked d = ViewLocked(ref_);
+      ShardGuard guard;
+      SHM_RETURN_IF_ERROR(guard.Lock(ref_, shard));  // The writer frees the staged blob.
+      const Locked& d = guard.view();
       int64_t now = NowFor(d.rep);
       Probe probe = FindLocked(d, key, hash);
       SHM_RETURN_IF_ERROR(CheckSetLocked(LiveBlob(d, probe, now), options));
@@ -840,12 +1030,12 @@ Status Dict::SetImpl(std::string_view key, std::string_view value, const SetOpti
     }
     if (rebuild_first) {
       writer.DiscardStaged();
-      SHM_RETURN_IF_ERROR(RebuildIfNeeded(ref_, &writer));
+      SHM_RETURN_IF_ERROR(RebuildIfNeeded(ref_, shard, &writer));
       continue;
     }
     writer.ReleaseGarbage();
     // The write is done; a failed rebuild (e.g. segment full) is retried by the next insert.
-    if (rebuild_after) RebuildIfNeeded(ref_, &writer);
+    if (rebuild_after) RebuildIfNeeded(ref_, shard, &writer);
     return Status::OK();
   }
   return Status::Timeout("dict is being resized by other writers; try again");
@@ -861,18 +1051,19 @@ Status Dict::UpdateImpl(std::string_view key, const DictUpdateFn& fn, uint64_t* 
   Segment::Impl* seg = ref_.segment->impl();
   CowWriter writer(seg);
   if (!writer.ok()) return NoIntentSlot();
-  uint64_t hash = HashKey(key);
+  const uint64_t hash = HashKey(key);
+  const uint32_t shard = ShardFor(ref_, hash);
   for (int attempt = 0; attempt < kMaxWriteAttempts; ++attempt) {
     bool rebuild_after = false;
     {
-      ObjectGuard guard;
-      SHM_RETURN_IF_ERROR(guard.Lock(ref_));
-      Locked d = ViewLocked(ref_);
+      ShardGuard guard;
+      SHM_RETURN_IF_ERROR(guard.Lock(ref_, shard));
+      const Locked& d = guard.view();
       int64_t now = NowFor(d.rep);
       Probe probe = FindLocked(d, key, hash);
       if (TooFullToInsertLocked(d, probe)) {
         guard.Unlock();
-        SHM_RETURN_IF_ERROR(RebuildIfNeeded(ref_, &writer));
+        SHM_RETURN_IF_ERROR(RebuildIfNeeded(ref_, shard, &writer));
         continue;
       }
       const DictEntryBlob* live = LiveBlob(d, probe, now);
@@ -900,7 +1091,7 @@ Status Dict::UpdateImpl(std::string_view key, const DictUpdateFn& fn, uint64_t* 
       if (version != nullptr) *version = blob->version;
     }
     writer.ReleaseGarbage();
-    if (rebuild_after) RebuildIfNeeded(ref_, &writer);
+    if (rebuild_after) RebuildIfNeeded(ref_, shard, &writer);
     return Status::OK();
   }
   return Status::Timeout("dict is being resized by other writers; try again");
@@ -912,11 +1103,12 @@ Status Dict::Delete(std::string_view key, std::optional<uint64_t> if_version) {
     if (!ref_.valid()) return Status::InvalidArgument("dict handle is not open");
     CowWriter writer(ref_.segment->impl());
     if (!writer.ok()) return NoIntentSlot();
-    ObjectGuard guard;
-    SHM_RETURN_IF_ERROR(guard.Lock(ref_));
-    Locked d = ViewLocked(ref_);
+    const uint64_t hash = HashKey(key);
+    ShardGuard guard;
+    SHM_RETURN_IF_ERROR(guard.Lock(ref_, ShardFor(ref_, hash)));
+    const Locked& d = guard.view();
     int64_t now = NowFor(d.rep);
-    Probe probe = FindLocked(d, key, HashKey(key));
+    Probe probe = FindLocked(d, key, hash);
     const DictEntryBlob* live = LiveBlob(d, probe, now);
     Status result;
     if (live == nullptr && if_version.has_value()) {
@@ -929,7 +1121,7 @@ Status Dict::Delete(std::string_view key, std::optional<uint64_t> if_version) {
                               std::to_string(*if_version));
     }
     if (probe.found < 0) return result;
-    if (live == nullptr) d.rep->expirations.fetch_add(1, std::memory_order_relaxed);
+    if (live == nullptr) d.shard->expirations.fetch_add(1, std::memory_order_relaxed);
     RemoveLocked(d, &writer, static_cast<uint64_t>(probe.found));  // Live, or expired: lazily.
     guard.Unlock();
     writer.ReleaseGarbage();
@@ -980,9 +1172,9 @@ Status Dict::ListKeys(std::string_view prefix, size_t limit, uint64_t cursor,
       std::vector<ListedKey> chunk;
       uint64_t until = 0;
       {
-        ObjectGuard guard;  // Per chunk, so writers interleave with a long scan.
-        SHM_RETURN_IF_ERROR(guard.Lock(ref_));
-        Locked d = ViewLocked(ref_);
+        ShardGuard guard;  // Per chunk, so writers interleave with a long scan.
+        SHM_RETURN_IF_ERROR(guard.Lock(ref_, ShardFor(ref_, from)));
+        const Locked& d = guard.view();
         until = CollectChunkLocked(d, from, prefix, NowFor(d.rep), &chunk);
       }
       std::sort(chunk.begin(), chunk.end(),
@@ -1006,25 +1198,29 @@ Status Dict::ListKeys(std::string_view prefix, size_t limit, uint64_t cursor,
 
 Status Dict::Stats(DictStats* stats) const {
   return CatchAtBoundary("dict", [&] {
-    ObjectGuard guard;
-    SHM_RETURN_IF_ERROR(guard.Lock(ref_));
-    Locked d = ViewLocked(ref_);
-    stats->hits = d.rep->hits.load() + ref_.entry->unlocked_hits.load();
-    stats->misses = d.rep->misses.load();
-    stats->evictions = d.rep->evictions.load();
-    stats->expirations = d.rep->expirations.load();
-    stats->entries = d.rep->entries.load();
-    stats->bytes = d.rep->bytes.load();
-    stats->max_bytes = d.rep->max_bytes;
-    stats->capacity = d.table->capacity;
-    return Status::OK();
+    *stats = DictStats{};
+    stats->hits = ref_.valid() ? ref_.entry->unlocked_hits.load() : 0;
+    for (uint32_t shard = 0;; ++shard) {  // Each shard under its lock, one at a time.
+      ShardGuard guard;
+      SHM_RETURN_IF_ERROR(guard.Lock(ref_, shard));
+      const Locked& d = guard.view();
+      stats->hits += d.shard->hits.load();
+      stats->misses += d.shard->misses.load();
+      stats->evictions += d.shard->evictions.load();
+      stats->expirations += d.shard->expirations.load();
+      stats->entries += d.shard->entries.load();
+      stats->bytes += d.shard->bytes.load();
+      stats->capacity += d.table->capacity;
+      stats->max_bytes = d.rep->max_bytes;
+      if (shard + 1 >= d.rep->shard_count()) return Status::OK();
+    }
   });
 }
 
 Status Dict::GetOptions(DictOptions* options) const {
-  ObjectGuard guard;
-  SHM_RETURN_IF_ERROR(guard.Lock(ref_));
-  Locked d = ViewLocked(ref_);
+  ShardGuard guard;  // The options are constant; the lock tells a live dict from a deleted one.
+  SHM_RETURN_IF_ERROR(guard.Lock(ref_, 0));
+  const Locked& d = guard.view();
   options->max_bytes = d.rep->max_bytes;
   options->eviction = static_cast<DictEviction>(d.rep->eviction);
   options->default_ttl_ms = d.rep->default_ttl_ms;

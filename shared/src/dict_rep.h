@@ -8,6 +8,10 @@
 // same way. Nothing is ever mutated in place except single atomic words, so the committed state is
 // whole at every instant and a dead writer's half-done work is resolved by its intent slot.
 //
+// The lock of a shard is a DictStripeRep in Root (layout.h), never freed, so a writer waiting on
+// it or the manager's recovery taking it never touches freed memory; a delete waits out every
+// holder of its shards' stripes (DestroyDict) before it frees the body.
+//
 // Everything here follows the rules of the segment: handles, not pointers; always-lock-free
 // atomics only. Changes to these types must bump kLayoutVersion (layout.h).
 #ifndef SHM_SRC_DICT_REP_H_
@@ -16,6 +20,9 @@
 #include <atomic>
 #include <cstdint>
 #include <string_view>
+
+#include "layout.h"
+#include "segment_impl.h"
 
 namespace shm {
 
@@ -50,6 +57,19 @@ struct DictSlot {
 };
 inline uint32_t DictHashTag(uint64_t hash) { return static_cast<uint32_t>(hash); }
 
+// The hash of a key: its shard (top bits), home slot (the next bits) and tag (the low 32).
+inline uint64_t DictKeyHash(std::string_view key) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a, then a murmur finalizer for the low bits.
+  for (unsigned char c : key) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdull;
+  h ^= h >> 33;
+  return h;
+}
+
 // A table: this header then `capacity` slots. Capacity is a power of two, constant.
 struct DictTableRep {
   uint64_t capacity;
@@ -61,22 +81,22 @@ struct DictTableRep {
   }
 };
 
-struct DictRep {
-  // Options: constant after creation.
-  uint64_t max_bytes = 0;  // 0 = no bound but the segment.
-  uint32_t eviction = 0;   // DictEviction.
-  uint32_t reserved = 0;
-  int64_t default_ttl_ms = 0;
+// Dicts without max_bytes are split by the top bits of the key's hash into kDictShards shards,
+// each with its own lock, table, counts and version sequence, on lines of their own: writes of
+// different keys from different processes do not queue on one mutex or bounce one line. A dict
+// with max_bytes has one shard, so its bound and its CLOCK eviction stay exact.
+inline constexpr uint32_t kDictShardBits = 4;
+inline constexpr uint32_t kDictShards = 1u << kDictShardBits;
 
-  // Everything below is written only under the entry's lock (GUARDED_BY(entry->mu)); atomics so
-  // that a reader or a dead writer never sees a torn word.
+// Everything here is written only under the shard's lock (its DictStripeRep, layout.h);
+// atomics so that a reader without the lock or a dead writer never sees a torn word.
+struct alignas(64) DictShardRep {
   std::atomic<uint64_t> table{0};  // Handle of the current DictTableRep. Commit word.
+  // Versions of this shard are seq * shard_count + shard index: unique in the dict.
   std::atomic<uint64_t> next_version{1};
   std::atomic<uint64_t> clock_hand{0};  // Next slot the CLOCK sweep looks at.
-  // 1 once an entry with an expiry was published: until then no operation needs the clock.
-  std::atomic<uint32_t> may_expire{0};
 
-  // Derived from the table; recomputed by the owner-death repair.
+  // Derived from the table; recomputed by the owner-death repair (RepairShardLocked).
   std::atomic<uint64_t> entries{0};     // Slots holding a blob.
   std::atomic<uint64_t> bytes{0};       // Sum of their charged_bytes().
   std::atomic<uint64_t> tombstones{0};  // Slots holding kTombstoneHandle.
@@ -87,6 +107,34 @@ struct DictRep {
   std::atomic<uint64_t> evictions{0};
   std::atomic<uint64_t> expirations{0};
 };
+
+struct DictRep {
+  // Options: constant after creation.
+  uint64_t max_bytes = 0;   // 0 = no bound but the segment.
+  uint32_t eviction = 0;    // DictEviction.
+  uint32_t shard_bits = 0;  // 0 (one shard) or kDictShardBits.
+  int64_t default_ttl_ms = 0;
+  // 1 once an entry with an expiry was published: until then no operation needs the clock.
+  std::atomic<uint32_t> may_expire{0};
+
+  DictShardRep shards[kDictShards];
+
+  uint32_t shard_count() const { return shard_bits == kDictShardBits ? kDictShards : 1; }
+  uint32_t ShardOf(uint64_t hash) const {
+    return shard_bits == kDictShardBits ? static_cast<uint32_t>(hash >> (64 - kDictShardBits)) : 0;
+  }
+};
+
+// The stripe lock guarding shard `shard` of the dict whose body is `body` (several shards, of
+// any dicts, may share one).
+inline uint32_t DictStripeIndex(uint64_t body, uint32_t shard) {
+  uint64_t mixed = ((body >> 6) * kDictShards + shard) * 0x9e3779b97f4a7c15ull;
+  return static_cast<uint32_t>(mixed >> 32) % kDictStripes;
+}
+
+// For the manager's recovery of a dead writer whose intent names a shard's stripe: takes the
+// stripe (which repairs a dead holder's shard) and resolves the intents on it.
+Status SettleDictStripe(Segment::Impl* segment, uint64_t stripe_word);
 
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
 static_assert(std::atomic<uint32_t>::is_always_lock_free);

@@ -33,8 +33,9 @@ inline bool IsBlob(uint64_t handle) { return handle >= kFirstBlobHandle; }
 struct alignas(64) IntentSlot {
   std::atomic<pid_t> owner_pid{0};  // 0 = free. Claimed by CAS.
   std::atomic<pid_t> owner_tid{0};
-  std::atomic<uint64_t> entry{
-      0};  // Handle of the EntryRep whose lock guards the commit (0: registry).
+  // The lock that guards the commit: an EntryRep's handle, a StripeLockWord (a dict shard's), or
+  // 0 (the registry's).
+  std::atomic<uint64_t> entry{0};
   std::atomic<uint64_t> cell{0};      // Handle of the atomic word the commit stores into.
   std::atomic<uint32_t> in_cs{0};     // 1 between "old recorded" and "intent cleared".
   std::atomic<uint64_t> new_off{0};   // Allocated blob, maybe published.
@@ -63,6 +64,23 @@ struct alignas(64) IntentSlot {
 inline constexpr uint32_t kCacheFree = 0;
 inline constexpr uint32_t kCacheOwnerThread = 1;
 inline constexpr uint32_t kCacheTrimmer = 2;
+
+// The locks of dict shards (dict_rep.h): in Root, never freed. A shard's lock is the stripe
+// DictStripeIndex(body, shard); an intent slot names it by StripeLockWord (odd, unlike an entry's
+// handle), and its reclaim sequence is what readers without the lock check.
+inline constexpr uint32_t kDictStripes = 256;
+struct alignas(64) DictStripeRep {
+  ObjectMutex mu;
+  // The dict body and shard whose derived state the holder changes, set once it holds `mu` and
+  // saw the dict live, 0 otherwise: what the owner-death repair recomputes.
+  std::atomic<uint64_t> holder_body{0};
+  std::atomic<uint32_t> holder_shard{0};
+  // Bumped before any blob a shard on this stripe guards is freed or reused.
+  std::atomic<uint64_t> reclaim_seq{0};
+};
+inline uint64_t StripeLockWord(uint64_t stripe_handle) { return stripe_handle | 1; }
+inline bool IsStripeLockWord(uint64_t word) { return (word & 1) != 0; }
+inline uint64_t StripeHandleOf(uint64_t word) { return word & ~uint64_t{1}; }
 
 // One per worker process, written by that worker, read by anyone (stats, heartbeat).
 struct alignas(64) WorkerSlot {
@@ -150,6 +168,7 @@ struct Root {
   std::atomic<uint32_t> intents_in_use{0};
   IntentSlot intents[kMaxIntentSlots];
   WorkerSlot workers[kMaxWorkerSlots];
+  DictStripeRep dict_stripes[kDictStripes];
 };
 
 static_assert(std::atomic<uint64_t>::is_always_lock_free);

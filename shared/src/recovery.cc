@@ -3,6 +3,7 @@
 // of a dead process".
 #include "blob_cache.h"
 #include "cow.h"
+#include "dict_rep.h"
 #include "kind_ops.h"
 #include "layout.h"
 #include "object_guard.h"
@@ -25,6 +26,8 @@ Status Segment::RecoverDeadProcess(pid_t pid, RecoveryReport* report) {
         RegistryGuard guard;
         SHM_RETURN_IF_ERROR(guard.Lock(impl));
         ResolveIntentsLocked(impl, 0);
+      } else if (IsStripeLockWord(entry)) {
+        SHM_RETURN_IF_ERROR(SettleDictStripe(impl, entry));  // Stripes are never freed.
       } else {
         ObjectGuard guard;
         SHM_RETURN_IF_ERROR(guard.LockEntry(impl, impl->Ptr<EntryRep>(entry)));

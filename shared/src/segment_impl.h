@@ -46,9 +46,15 @@ class Segment::Impl {
   }
   // Tells readers that follow the object's handles without its lock (EntryRep::reclaim_seq)
   // that a blob it guards is about to be freed. `entry` names the lock (0: the registry's, which
-  // guards nothing such readers follow). Call before every free of a replaced blob.
+  // guards nothing such readers follow; a dict shard's stripe word: that stripe's sequence).
+  // Call before every free of a replaced blob.
   void NoteReclaim(uint64_t entry) const {
-    if (entry != 0) Ptr<EntryRep>(entry)->reclaim_seq.fetch_add(1, std::memory_order_seq_cst);
+    if (IsStripeLockWord(entry)) {
+      Ptr<DictStripeRep>(StripeHandleOf(entry))
+          ->reclaim_seq.fetch_add(1, std::memory_order_seq_cst);
+    } else if (entry != 0) {
+      Ptr<EntryRep>(entry)->reclaim_seq.fetch_add(1, std::memory_order_seq_cst);
+    }
   }
   uint64_t Handle(const void* address) const {
     return static_cast<uint64_t>(static_cast<const char*>(address) - base_);

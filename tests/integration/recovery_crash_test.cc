@@ -127,7 +127,9 @@ TEST(RecoveryCrashTest, RebuildThatCannotBeMadeStopsTheServerAfterSavingTheSnaps
   ASSERT_NE(mkdtemp(folder), nullptr);
   std::string snapshot = std::string(folder) + "/state.snap";
   ServerProcess server("rebuildfail");
-  server.add_env("SHMSTATE_TEST_WORKER_CRASH_POINT=0:inside_allocator:25");
+  // Late enough that ten or more writes are acknowledged first (a new dict's shard tables and
+  // the first writes take the earlier allocations).
+  server.add_env("SHMSTATE_TEST_WORKER_CRASH_POINT=0:inside_allocator:45");
   ASSERT_STARTED(server.Start({"--workers", "1", "--size", "4MiB", "--max-objects", "64",
                                "--snapshot", snapshot, "--snapshot-interval", "0"}));
   std::string squatter = "/dev/shm/" + server.name() + ".2";

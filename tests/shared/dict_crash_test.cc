@@ -34,12 +34,22 @@ namespace {
 uint64_t BlobHandleOf(Segment* seg, const Dict& dict, std::string_view key) {
   Segment::Impl* impl = seg->impl();
   auto* rep = impl->Ptr<DictRep>(dict.ref().entry->body.load());
-  auto* table = impl->Ptr<DictTableRep>(rep->table.load());
-  for (uint64_t i = 0; i < table->capacity; ++i) {
-    uint64_t word = table->slots()[i].blob.load();
-    if (IsBlob(word) && impl->Ptr<DictEntryBlob>(word)->key() == key) return word;
+  for (uint32_t shard = 0; shard < rep->shard_count(); ++shard) {
+    auto* table = impl->Ptr<DictTableRep>(rep->shards[shard].table.load());
+    for (uint64_t i = 0; i < table->capacity; ++i) {
+      uint64_t word = table->slots()[i].blob.load();
+      if (IsBlob(word) && impl->Ptr<DictEntryBlob>(word)->key() == key) return word;
+    }
   }
   return 0;
+}
+
+// The lock of the shard holding `key` (white-box: which lock a writer died holding).
+const DictStripeRep& StripeOf(Segment* seg, const Dict& dict, std::string_view key) {
+  Segment::Impl* impl = seg->impl();
+  uint64_t body = dict.ref().entry->body.load();
+  uint32_t shard = impl->Ptr<DictRep>(body)->ShardOf(DictKeyHash(key));
+  return impl->root()->dict_stripes[DictStripeIndex(body, shard)];
 }
 
 struct CrashCase {
@@ -77,7 +87,7 @@ TEST_P(DictCrashPointTest, WriterDyingMidSetLeavesOldOrNewWholeAndNoLeak) {
   test::ChildExit exit = test::WaitChild(child, 30000);
   ASSERT_TRUE(exit.exited);
   ASSERT_EQ(exit.code, kCrashPointExitCode) << c.point;
-  EXPECT_EQ(dict.ref().entry->mu.owner_pid() == child, c.lock_held);
+  EXPECT_EQ(StripeOf(seg.get(), dict, "target").mu.owner_pid() == child, c.lock_held);
 
   // Bounded: the dead owner's lock is repaired, not waited for.
   DictValue got;
@@ -123,6 +133,65 @@ INSTANTIATE_TEST_SUITE_P(
     [](const testing::TestParamInfo<CrashCase>& param_info) {
       return std::string(param_info.param.point);
     });
+
+// A writer dies holding a shard's lock, and the dict is deleted before the manager settles the
+// dead writer: the delete's DestroyDict takes that shard's stripe (settling the dead holder)
+// before it frees the body, and the recovery afterwards frees the garbage once, without touching
+// the freed shard (its intent names the stripe, which lives in Root).
+class DictDeleteAfterDeathTest : public testing::TestWithParam<const char*> {};
+
+TEST_P(DictDeleteAfterDeathTest, DeleteSettlesTheDeadShardHolderBeforeFreeing) {
+  test::ScopedSegment seg;
+  size_t baseline = seg->free_bytes();
+  Dict dict;
+  ASSERT_OK(Dict::Open(seg.get(), "d", OpenMode::kCreateIfMissing, {}, &dict));
+  std::mt19937_64 rng(11);
+  for (int i = 0; i < 40; ++i) {
+    ASSERT_OK(dict.Set("k" + std::to_string(i), test::MakeCheckedValue(rng, 600 + i), {}));
+  }
+  pid_t child = test::ForkChild([&] {
+    SetCrashPoint(GetParam());
+    dict.Set("k7", std::string(700, 'n'), {});
+    return 0;
+  });
+  test::ChildExit exit = test::WaitChild(child, 30000);
+  ASSERT_TRUE(exit.exited);
+  ASSERT_EQ(exit.code, kCrashPointExitCode);
+  ASSERT_EQ(StripeOf(seg.get(), dict, "k7").mu.owner_pid(), child);  // Died holding it.
+
+  ASSERT_OK(seg->registry().Delete("d"));
+  // Reuse the freed body, tables and blobs, so that a recovery reading them would go wrong.
+  Dict other;
+  ASSERT_OK(Dict::Open(seg.get(), "other", OpenMode::kCreateIfMissing, {}, &other));
+  std::vector<std::string> values;
+  for (int i = 0; i < 60; ++i) {
+    values.push_back(test::MakeCheckedValue(rng, 640 + i));
+    ASSERT_OK(other.Set("o" + std::to_string(i), values.back(), {}));
+  }
+  RecoveryReport report;
+  ASSERT_OK(seg->RecoverDeadProcess(child, &report));
+  EXPECT_EQ(report.slots_released, 1);
+  EXPECT_EQ(report.blobs_freed, 1);  // The unpublished new blob, or the replaced old one.
+  ASSERT_OK(seg->Probe());
+  DictValue got;
+  for (int i = 0; i < 60; ++i) {
+    ASSERT_OK(other.Get("o" + std::to_string(i), &got));
+    EXPECT_EQ(got.data, values[i]);
+  }
+  ASSERT_OK(seg->registry().Delete("other"));
+  EXPECT_EQ(seg->free_bytes(), baseline) << "leak or double free";
+  // The stripe is usable again: a new dict of the same name works.
+  ASSERT_OK(Dict::Open(seg.get(), "d", OpenMode::kCreateIfMissing, {}, &dict));
+  ASSERT_OK(dict.Set("k7", "again", {}));
+  ASSERT_OK(dict.Get("k7", &got));
+  EXPECT_EQ(got.data, "again");
+}
+
+INSTANTIATE_TEST_SUITE_P(Points, DictDeleteAfterDeathTest,
+                         testing::Values("after_intent", "after_commit"),
+                         [](const testing::TestParamInfo<const char*>& param_info) {
+                           return std::string(param_info.param);
+                         });
 
 // What a writer child tells the parent, through memory that survives its SIGKILL: per key, the
 // checksum of the last acknowledged state and of the write in flight (0 = absent).

@@ -428,7 +428,8 @@ TEST(DictTest, ChurnThroughManyKeysKeepsTheTableSmall) {
   }
   DictStats stats = StatsOf(dict);
   EXPECT_EQ(stats.entries, static_cast<uint64_t>(kAlive));
-  EXPECT_LE(stats.capacity, 256u);  // Tombstones are reused or cleared by rebuilds.
+  // Tombstones are reused or cleared by rebuilds: 16 shards of at most 32 slots for 50 keys.
+  EXPECT_LE(stats.capacity, 512u);
   DictValue got;
   for (int i = 20000 - kAlive; i < 20000; ++i) {
     ASSERT_OK(dict.Get("churn" + std::to_string(i), &got));
