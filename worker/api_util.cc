@@ -7,21 +7,12 @@
 #include <cmath>
 #include <string>
 
-#include "object_guard.h"
 #include "proxy_cache.h"
 #include "shm/api.h"
 #include "shm/log.h"
 #include "shm/registry.h"
 
 namespace shm::api {
-
-bool RefIsLive(const ObjectRef& ref) {
-  if (!ref.valid()) return false;
-  const EntryRep* e = ref.entry;
-  return e->incarnation.load(std::memory_order_acquire) == ref.incarnation &&
-         e->state.load(std::memory_order_acquire) == static_cast<uint32_t>(EntryState::kLive) &&
-         !EntryExpired(e, WallNowMs());
-}
 
 Status ParseInt64(std::string_view text, int64_t* value) {
   std::string_view digits = text.substr(!text.empty() && text.front() == '-' ? 1 : 0);
