@@ -8,6 +8,7 @@
 #include "api_util.h"
 #include "shm/api.h"
 #include "shm/dict.h"
+#include "shm/utf8.h"
 
 namespace shm {
 namespace {
@@ -33,7 +34,7 @@ Status CheckKey(std::string_view key) {
   if (key.empty() || key.size() > Dict::kMaxKey) {
     return Status::InvalidArgument("key must be 1-" + std::to_string(Dict::kMaxKey) + " bytes");
   }
-  if (!api::IsUtf8(key)) return Status::InvalidArgument("key must be UTF-8");
+  if (!IsUtf8(key)) return Status::InvalidArgument("key must be UTF-8");
   return Status::OK();
 }
 

@@ -154,31 +154,6 @@ Status DeleteObjectOfKind(RequestContext& context, std::string_view name, Object
   return context.segment->registry().Delete(name, kind);
 }
 
-bool IsUtf8(std::string_view text) {
-  size_t i = 0;
-  while (i < text.size()) {
-    auto c = static_cast<unsigned char>(text[i]);
-    size_t extra = c < 0x80           ? 0
-                   : (c >> 5) == 0x6  ? 1
-                   : (c >> 4) == 0xE  ? 2
-                   : (c >> 3) == 0x1E ? 3
-                                      : 4;
-    if (extra == 4 || (extra != 0 && extra >= text.size() - i)) return false;
-    uint32_t code = extra == 0 ? c : c & (0x3F >> extra);
-    for (size_t k = 1; k <= extra; ++k) {
-      auto next = static_cast<unsigned char>(text[i + k]);
-      if ((next & 0xC0) != 0x80) return false;
-      code = (code << 6) | (next & 0x3F);
-    }
-    static constexpr uint32_t kMinForLength[] = {0, 0x80, 0x800, 0x10000};
-    if (code < kMinForLength[extra] || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF)) {
-      return false;
-    }
-    i += extra + 1;
-  }
-  return true;
-}
-
 std::string Base64Encode(std::string_view bytes) {
   std::string out(boost::beast::detail::base64::encoded_size(bytes.size()), '\0');
   out.resize(boost::beast::detail::base64::encode(out.data(), bytes.data(), bytes.size()));

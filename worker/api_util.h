@@ -59,8 +59,6 @@ Status CheckName(std::string_view name);
 // DELETE of a typed route (/v1/counters/{name}, /v1/arrays/{name}): the name must hold an object
 // of `kind` (NotFound, or WrongType naming both kinds), which is then deleted.
 Status DeleteObjectOfKind(RequestContext& context, std::string_view name, ObjectKind kind);
-// True when `text` is well-formed UTF-8 (no overlongs, surrogates or values past U+10FFFF).
-bool IsUtf8(std::string_view text);
 std::string Base64Encode(std::string_view bytes);
 
 // Longest a request may block (pop, acquire); blocking holds one of the worker's threads.
