@@ -149,9 +149,13 @@ Status JsonInt64(const json::object& object, std::string_view key, int64_t* valu
 
 Status CheckName(std::string_view name) { return ValidateName(name); }
 
-Status DeleteObjectOfKind(RequestContext& context, std::string_view name, ObjectKind kind) {
+Status DeleteNamedObject(RequestContext& context, ObjectKind kind, HttpResponse* response) {
+  SHM_RETURN_IF_ERROR(CheckQueryKeys(context, {}));
+  const std::string& name = context.params[0];
   SHM_RETURN_IF_ERROR(CheckName(name));
-  return context.segment->registry().Delete(name, kind);
+  SHM_RETURN_IF_ERROR(context.segment->registry().Delete(name, kind));
+  response->result(http::status::no_content);
+  return Status::OK();
 }
 
 std::string Base64Encode(std::string_view bytes) {
@@ -293,6 +297,14 @@ void SetJsonInteger(HttpResponse* response, std::string_view key, uint64_t value
 }
 
 void SetValue(HttpResponse* response, int64_t value) { SetJsonInteger(response, "value", value); }
+
+void SetConflict(HttpResponse* response, const Status& conflict, std::string_view member,
+                 json::value seen) {
+  json::object error{{"code", conflict.CodeName()}, {"message", conflict.message()}};
+  json::object body{{"error", std::move(error)}};
+  body[member] = std::move(seen);
+  SetJson(response, body, http::status::conflict);
+}
 
 }  // namespace shm::api
 
