@@ -22,6 +22,7 @@
 #include "shm/registry.h"
 #include "shm/router.h"
 #include "shm/segment.h"
+#include "shm/utf8.h"
 
 namespace shm::fuzz {
 
@@ -72,32 +73,6 @@ inline void DeleteAllObjects(Segment* segment) {
     Status s = segment->registry().Delete(name);
     Check(s.ok() || s.IsNotFound(), "Registry::Delete failed", s.ToString());
   }
-}
-
-// Whether `text` is well-formed UTF-8 (no overlongs, surrogates or code points past U+10FFFF).
-inline bool IsUtf8(std::string_view text) {
-  size_t i = 0;
-  while (i < text.size()) {
-    unsigned char c = static_cast<unsigned char>(text[i]);
-    size_t extra = c < 0x80           ? 0
-                   : (c >> 5) == 0x6  ? 1
-                   : (c >> 4) == 0xE  ? 2
-                   : (c >> 3) == 0x1E ? 3
-                                      : 9;
-    if (extra == 9 || i + extra >= text.size() + (extra == 0 ? 1 : 0)) return false;
-    uint32_t code = extra == 0 ? c : c & (0x3F >> extra);
-    for (size_t k = 1; k <= extra; ++k) {
-      unsigned char next = static_cast<unsigned char>(text[i + k]);
-      if ((next & 0xC0) != 0x80) return false;
-      code = (code << 6) | (next & 0x3F);
-    }
-    static constexpr uint32_t kMinForLength[] = {0, 0x80, 0x800, 0x10000};
-    if (code < kMinForLength[extra] || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF)) {
-      return false;
-    }
-    i += extra + 1;
-  }
-  return true;
 }
 
 inline bool StrictUtf8() {

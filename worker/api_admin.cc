@@ -51,11 +51,7 @@ Status ListObjects(RequestContext& context, HttpResponse* response) {
 }
 
 Status DeleteObject(RequestContext& context, HttpResponse* response) {
-  SHM_RETURN_IF_ERROR(api::CheckQueryKeys(context, {}));
-  SHM_RETURN_IF_ERROR(api::CheckName(context.params[0]));
-  SHM_RETURN_IF_ERROR(context.segment->registry().Delete(context.params[0]));
-  response->result(http::status::no_content);
-  return Status::OK();
+  return api::DeleteNamedObject(context, ObjectKind::kNone, response);
 }
 
 object KindCounts(Segment* segment) {

@@ -203,12 +203,7 @@ Status GetInfo(RequestContext& context, HttpResponse* response) {
 }
 
 Status Delete(RequestContext& context, HttpResponse* response) {
-  SHM_RETURN_IF_ERROR(api::CheckQueryKeys(context, {}));
-  const std::string& name = context.params[0];
-  SHM_RETURN_IF_ERROR(api::DeleteObjectOfKind(context, name, ObjectKind::kArray));
-  api::CacheOf<NdArray>().Forget(context.segment, name);
-  response->result(http::status::no_content);
-  return Status::OK();
+  return api::DeleteObjectOfKind<NdArray>(context, ObjectKind::kArray, response);
 }
 
 Status ReadData(RequestContext& context, HttpResponse* response) {
@@ -376,10 +371,7 @@ Status Atomic(RequestContext& context, HttpResponse* response) {
   Scalar old;
   Status s = WithArray(context, [&](NdArray& a) { return a.Atomic(op, index, v, expected, &old); });
   if (s.IsConflict()) {
-    api::SetJson(response,
-                 object{{"error", object{{"code", s.CodeName()}, {"message", s.message()}}},
-                        {"old", ScalarJson(old)}},
-                 http::status::conflict);
+    api::SetConflict(response, s, "old", ScalarJson(old));
     return Status::OK();
   }
   SHM_RETURN_IF_ERROR(s);

@@ -60,12 +60,7 @@ Status Put(RequestContext& context, HttpResponse* response) {
 }
 
 Status Delete(RequestContext& context, HttpResponse* response) {
-  SHM_RETURN_IF_ERROR(api::CheckQueryKeys(context, {}));
-  const std::string& name = context.params[0];
-  SHM_RETURN_IF_ERROR(api::DeleteObjectOfKind(context, name, ObjectKind::kCounter));
-  api::CacheOf<Counter>().Forget(context.segment, name);
-  response->result(http::status::no_content);
-  return Status::OK();
+  return api::DeleteObjectOfKind<Counter>(context, ObjectKind::kCounter, response);
 }
 
 // A mismatch is 409 with the value seen, so the client can retry without another GET.
@@ -81,10 +76,7 @@ Status CompareAndSet(RequestContext& context, HttpResponse* response) {
   Status s = WithCounter(context, false, 0, 0,
                          [&](Counter& c) { return c.CompareAndSet(expected, desired, &actual); });
   if (s.IsConflict()) {
-    api::SetJson(response,
-                 object{{"error", object{{"code", s.CodeName()}, {"message", s.message()}}},
-                        {"value", actual}},
-                 http::status::conflict);
+    api::SetConflict(response, s, "value", actual);
     return Status::OK();
   }
   SHM_RETURN_IF_ERROR(s);

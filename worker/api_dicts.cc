@@ -8,6 +8,7 @@
 #include "api_util.h"
 #include "shm/api.h"
 #include "shm/dict.h"
+#include "shm/utf8.h"
 
 namespace shm {
 namespace {
@@ -33,7 +34,7 @@ Status CheckKey(std::string_view key) {
   if (key.empty() || key.size() > Dict::kMaxKey) {
     return Status::InvalidArgument("key must be 1-" + std::to_string(Dict::kMaxKey) + " bytes");
   }
-  if (!api::IsUtf8(key)) return Status::InvalidArgument("key must be UTF-8");
+  if (!IsUtf8(key)) return Status::InvalidArgument("key must be UTF-8");
   return Status::OK();
 }
 
@@ -128,6 +129,15 @@ Status PreconditionFailed(std::string_view why) {
   return Status::Conflict(std::string("precondition failed: ") + std::string(why));
 }
 
+constexpr std::string_view kIfMatchMissing = "If-Match on a key that does not exist";
+
+// `s`, the result of an operation on a key, except that a missing key fails an If-Match (412)
+// rather than being NotFound (RFC 9110 §13.1.1: no current representation matches).
+Status UnderPreconditions(const Preconditions& pre, Status s) {
+  if (s.IsNotFound() && pre.if_match.present) return PreconditionFailed(kIfMatchMissing);
+  return s;
+}
+
 // The version a write must find for the preconditions to hold (RFC 9110 §13.2.2, If-Match first),
 // or nothing when they allow any state. A single strong If-Match tag is passed to the dict as is,
 // so the check and the write are one atomic compare-and-set; otherwise the key's current version
@@ -149,7 +159,7 @@ Status WriteCondition(RequestContext& context, const std::string& key, const Pre
   bool exists = s.ok();
   if (match.present && !(exists && match.MatchesStrongly(current.version))) {
     return PreconditionFailed(exists ? "If-Match does not match the current ETag"
-                                     : "If-Match on a key that does not exist");
+                                     : kIfMatchMissing);
   }
   if (none_match.present && exists && none_match.MatchesWeakly(current.version)) {
     return PreconditionFailed("If-None-Match matches the current ETag");
@@ -207,10 +217,7 @@ Status GetKey(RequestContext& context, HttpResponse* response) {
   SHM_RETURN_IF_ERROR(ParsePreconditions(context, &pre));
   DictValue value;
   Status s = WithDict(context, false, [&](Dict& dict) { return dict.Get(key, &value); });
-  if (s.IsNotFound() && pre.if_match.present) {
-    return PreconditionFailed("If-Match on a key that does not exist");
-  }
-  SHM_RETURN_IF_ERROR(s);
+  SHM_RETURN_IF_ERROR(UnderPreconditions(pre, std::move(s)));
   response->set(http::field::etag, ETag(value.version));
   if (pre.if_match.present && !pre.if_match.MatchesStrongly(value.version)) {
     return PreconditionFailed("If-Match does not match the current ETag");
@@ -234,10 +241,7 @@ Status DeleteKey(RequestContext& context, HttpResponse* response) {
   std::optional<uint64_t> if_version;
   SHM_RETURN_IF_ERROR(WriteCondition(context, key, pre, &if_version));
   Status s = WithDict(context, false, [&](Dict& dict) { return dict.Delete(key, if_version); });
-  if (s.IsNotFound() && pre.if_match.present) {
-    return PreconditionFailed("If-Match on a key that does not exist");
-  }
-  SHM_RETURN_IF_ERROR(s);
+  SHM_RETURN_IF_ERROR(UnderPreconditions(pre, std::move(s)));
   response->result(http::status::no_content);
   return Status::OK();
 }

@@ -4,6 +4,7 @@
 #include "api_util.h"
 #include "shm/api.h"
 #include "shm/list.h"
+#include "shm/utf8.h"
 
 namespace shm {
 namespace {
@@ -100,7 +101,7 @@ Status Items(RequestContext& context, HttpResponse* response) {
   for (size_t i = 0; i < items.size(); ++i) {
     if (encoding == "base64") {
       out.push_back(api::json::string(api::Base64Encode(items[i])));
-    } else if (api::IsUtf8(items[i])) {
+    } else if (IsUtf8(items[i])) {
       out.push_back(api::json::string(items[i]));
     } else {
       return Status::InvalidArgument("item " + std::to_string(i) +

@@ -6,6 +6,7 @@
 #include "api_util.h"
 #include "shm/api.h"
 #include "shm/sessions.h"
+#include "shm/utf8.h"
 
 namespace shm {
 namespace {
@@ -45,7 +46,7 @@ std::string CookieId(const RequestContext& context) {
 }
 
 Status CheckField(std::string_view field) {
-  if (field.empty() || field.size() > Sessions::kMaxFieldName || !api::IsUtf8(field)) {
+  if (field.empty() || field.size() > Sessions::kMaxFieldName || !IsUtf8(field)) {
     return Status::InvalidArgument("session key must be 1-" +
                                    std::to_string(Sessions::kMaxFieldName) + " bytes of UTF-8");
   }

@@ -7,21 +7,12 @@
 #include <cmath>
 #include <string>
 
-#include "object_guard.h"
 #include "proxy_cache.h"
 #include "shm/api.h"
 #include "shm/log.h"
 #include "shm/registry.h"
 
 namespace shm::api {
-
-bool RefIsLive(const ObjectRef& ref) {
-  if (!ref.valid()) return false;
-  const EntryRep* e = ref.entry;
-  return e->incarnation.load(std::memory_order_acquire) == ref.incarnation &&
-         e->state.load(std::memory_order_acquire) == static_cast<uint32_t>(EntryState::kLive) &&
-         !EntryExpired(e, WallNowMs());
-}
 
 Status ParseInt64(std::string_view text, int64_t* value) {
   std::string_view digits = text.substr(!text.empty() && text.front() == '-' ? 1 : 0);
@@ -158,34 +149,13 @@ Status JsonInt64(const json::object& object, std::string_view key, int64_t* valu
 
 Status CheckName(std::string_view name) { return ValidateName(name); }
 
-Status DeleteObjectOfKind(RequestContext& context, std::string_view name, ObjectKind kind) {
+Status DeleteNamedObject(RequestContext& context, ObjectKind kind, HttpResponse* response) {
+  SHM_RETURN_IF_ERROR(CheckQueryKeys(context, {}));
+  const std::string& name = context.params[0];
   SHM_RETURN_IF_ERROR(CheckName(name));
-  return context.segment->registry().Delete(name, kind);
-}
-
-bool IsUtf8(std::string_view text) {
-  size_t i = 0;
-  while (i < text.size()) {
-    auto c = static_cast<unsigned char>(text[i]);
-    size_t extra = c < 0x80           ? 0
-                   : (c >> 5) == 0x6  ? 1
-                   : (c >> 4) == 0xE  ? 2
-                   : (c >> 3) == 0x1E ? 3
-                                      : 4;
-    if (extra == 4 || (extra != 0 && extra >= text.size() - i)) return false;
-    uint32_t code = extra == 0 ? c : c & (0x3F >> extra);
-    for (size_t k = 1; k <= extra; ++k) {
-      auto next = static_cast<unsigned char>(text[i + k]);
-      if ((next & 0xC0) != 0x80) return false;
-      code = (code << 6) | (next & 0x3F);
-    }
-    static constexpr uint32_t kMinForLength[] = {0, 0x80, 0x800, 0x10000};
-    if (code < kMinForLength[extra] || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF)) {
-      return false;
-    }
-    i += extra + 1;
-  }
-  return true;
+  SHM_RETURN_IF_ERROR(context.segment->registry().Delete(name, kind));
+  response->result(http::status::no_content);
+  return Status::OK();
 }
 
 std::string Base64Encode(std::string_view bytes) {
@@ -327,6 +297,14 @@ void SetJsonInteger(HttpResponse* response, std::string_view key, uint64_t value
 }
 
 void SetValue(HttpResponse* response, int64_t value) { SetJsonInteger(response, "value", value); }
+
+void SetConflict(HttpResponse* response, const Status& conflict, std::string_view member,
+                 json::value seen) {
+  json::object error{{"code", conflict.CodeName()}, {"message", conflict.message()}};
+  json::object body{{"error", std::move(error)}};
+  body[member] = std::move(seen);
+  SetJson(response, body, http::status::conflict);
+}
 
 }  // namespace shm::api
 

@@ -56,11 +56,10 @@ Status JsonInt64(const json::object& object, std::string_view key, int64_t* valu
 
 // Checks an object name taken from the path (after percent-decoding).
 Status CheckName(std::string_view name);
-// DELETE of a typed route (/v1/counters/{name}, /v1/arrays/{name}): the name must hold an object
-// of `kind` (NotFound, or WrongType naming both kinds), which is then deleted.
-Status DeleteObjectOfKind(RequestContext& context, std::string_view name, ObjectKind kind);
-// True when `text` is well-formed UTF-8 (no overlongs, surrogates or values past U+10FFFF).
-bool IsUtf8(std::string_view text);
+// DELETE of the object named by the first path capture, without query parameters: with `kind`
+// other than kNone it must be of that kind (NotFound, or WrongType naming both kinds). Answers
+// 204 No Content.
+Status DeleteNamedObject(RequestContext& context, ObjectKind kind, HttpResponse* response);
 std::string Base64Encode(std::string_view bytes);
 
 // Longest a request may block (pop, acquire); blocking holds one of the worker's threads.
@@ -86,6 +85,10 @@ void SetJsonInteger(HttpResponse* response, std::string_view key, int64_t value)
 void SetJsonInteger(HttpResponse* response, std::string_view key, uint64_t value);
 // {"value":n}.
 void SetValue(HttpResponse* response, int64_t value);
+// 409 {"error": {"code", "message"}, "<member>": seen}: a failed compare-and-set answers with the
+// value it found, so the client can retry without reading first.
+void SetConflict(HttpResponse* response, const Status& conflict, std::string_view member,
+                 json::value seen);
 
 // The HTTP API's per-worker cache of one proxy type.
 template <typename Proxy>
@@ -104,6 +107,15 @@ Status WithObject(RequestContext& context, Open&& open, Op&& op) {
   Segment* segment = context.segment;
   auto opener = [&](Proxy* proxy) { return open(segment, name, proxy); };
   return CacheOf<Proxy>().With(segment, name, opener, std::forward<Op>(op));
+}
+
+// DELETE of a typed route (/v1/counters/{name}, /v1/arrays/{name}): DeleteNamedObject of `kind`,
+// and this worker's cached proxy is dropped at once rather than found stale by the next request.
+template <typename Proxy>
+Status DeleteObjectOfKind(RequestContext& context, ObjectKind kind, HttpResponse* response) {
+  SHM_RETURN_IF_ERROR(DeleteNamedObject(context, kind, response));
+  CacheOf<Proxy>().Forget(context.segment, context.params[0]);
+  return Status::OK();
 }
 
 }  // namespace shm::api

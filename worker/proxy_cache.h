@@ -22,9 +22,6 @@
 
 namespace shm::api {
 
-// True while `ref` names the incarnation it opened and that incarnation has not expired.
-bool RefIsLive(const ObjectRef& ref);
-
 template <typename Proxy>
 class ProxyCache {
  public:
@@ -39,7 +36,7 @@ class ProxyCache {
     bool cached = Lookup(key, &proxy);
     if (!cached) SHM_RETURN_IF_ERROR(OpenAndStore(key, open, &proxy));
     Status s = op(proxy);
-    if (!cached || !s.IsNotFound() || RefIsLive(proxy.ref())) return s;
+    if (!cached || !s.IsNotFound() || proxy.ref().live()) return s;
     Erase(key);
     SHM_RETURN_IF_ERROR(OpenAndStore(key, open, &proxy));
     return op(proxy);

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "shm/process_id.h"
+#include "shm/utf8.h"
 
 namespace shm {
 namespace {
@@ -156,25 +157,6 @@ unsigned HttpStatusFor(const Status& status) {
 }
 
 namespace {
-
-// Length of the valid UTF-8 sequence at text[i], or 0 (RFC 3629: no overlongs, no surrogates).
-size_t Utf8SequenceAt(std::string_view text, size_t i) {
-  auto byte = [&](size_t k) { return static_cast<unsigned char>(text[k]); };
-  unsigned char lead = byte(i);
-  if (lead < 0x80) return 1;
-  size_t length = lead >= 0xC2 && lead <= 0xDF   ? 2
-                  : lead >= 0xE0 && lead <= 0xEF ? 3
-                  : lead >= 0xF0 && lead <= 0xF4 ? 4
-                                                 : 0;
-  if (length == 0 || i + length > text.size()) return 0;
-  unsigned char low = lead == 0xE0 ? 0xA0 : lead == 0xF0 ? 0x90 : 0x80;
-  unsigned char high = lead == 0xED ? 0x9F : lead == 0xF4 ? 0x8F : 0xBF;
-  if (byte(i + 1) < low || byte(i + 1) > high) return 0;
-  for (size_t k = 2; k < length; ++k) {
-    if (byte(i + k) < 0x80 || byte(i + k) > 0xBF) return 0;
-  }
-  return length;
-}
 
 // Error messages echo request bytes (paths, names); JSON needs UTF-8, so invalid bytes are
 // written as the text "\xNN".

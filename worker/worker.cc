@@ -27,6 +27,7 @@
 #include "shm/api.h"
 #include "shm/http_wire.h"
 #include "shm/log.h"
+#include "shm/request_gate.h"
 #include "shm/resp_server.h"
 
 namespace shm {
@@ -71,6 +72,7 @@ struct Server {
       : segment(segment_in),
         router(router_in),
         options(options_in),
+        gate(GateOptionsOf(options_in)),
         single_thread(options_in.threads <= 1),
         ioc(single_thread ? 1 : BOOST_ASIO_CONCURRENCY_HINT_DEFAULT) {}
 
@@ -78,6 +80,7 @@ struct Server {
   Segment* const segment;
   const Router& router;
   const WorkerOptions& options;
+  const GateOptions gate;  // Views options.token.
   // One thread runs every handler, so sessions need no strand and Asio may skip its
   // multi-thread bookkeeping (concurrency hint 1).
   const bool single_thread;
@@ -95,33 +98,6 @@ struct Server {
 
   net::io_context ioc;
 };
-
-bool TokenMatches(std::string_view given, std::string_view expected) {
-  // Constant time in the token's contents: a timing probe learns nothing about a prefix.
-  unsigned diff = given.size() == expected.size() ? 0 : 1;
-  for (size_t i = 0; i < given.size(); ++i) {
-    diff |= static_cast<unsigned char>(given[i]) ^
-            static_cast<unsigned char>(expected[i % expected.size()]);
-  }
-  return diff == 0;
-}
-
-bool IsHttpError(const beast::error_code& ec) {
-  return &ec.category() == &beast::http::make_error_code(http::error::end_of_stream).category();
-}
-
-// The one place where a failure to read a request becomes an HTTP answer. Returns nothing when
-// there is no one to answer (the client went away).
-std::optional<HttpResponse> ReadErrorResponse(const beast::error_code& ec) {
-  if (ec == http::error::body_limit) {
-    return ErrorResponse(413, "PayloadTooLarge", "request body is larger than the limit");
-  }
-  if (ec == http::error::header_limit) {
-    return ErrorResponse(431, "HeaderTooLarge", "request header is larger than the limit");
-  }
-  if (ec == http::error::partial_message || !IsHttpError(ec)) return std::nullopt;
-  return ErrorResponse(400, "BadRequest", "malformed request: " + ec.message());
-}
 
 // One connection. `Executor` is the io_context's own executor in a single-threaded worker and a
 // strand of it otherwise: a concrete type, so no operation pays for a polymorphic executor.
@@ -188,8 +164,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     if (closing_) return;
     reading_ = true;
     parser_.emplace();  // A fresh parser per request: limits and state never leak across.
-    parser_->body_limit(server_->options.max_body_bytes);
-    parser_->header_limit(static_cast<uint32_t>(server_->options.max_header_bytes));
+    ApplyLimits(server_->gate, &*parser_);
     SetDeadline(server_->options.read_timeout);
     // The head first: a client that sent Expect: 100-continue waits for our go before its body.
     http::async_read_header(
@@ -204,7 +179,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     const HttpRequest& head = parser_->get();
     if (ExpectsContinue(head)) {
       // RFC 9110 §10.1.1: refuse now rather than invite a body we would not use.
-      if (std::optional<HttpResponse> refusal = Refusal(head)) {
+      if (std::optional<HttpResponse> refusal = GateHead(head, server_->gate)) {
         reading_ = false;
         ++requests_read_;
         Enqueue(std::move(*refusal), Clock::now(), head.method_string(), head.target(),
@@ -233,7 +208,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       return;
     }
     if (ec) {
-      std::optional<HttpResponse> error = ReadErrorResponse(ec);
+      std::optional<HttpResponse> error = GateReadError(ec);
       if (error) {
         Enqueue(std::move(*error), Clock::now(), "-", "-", /*close=*/true);
       } else {
@@ -252,54 +227,13 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   }
 
   HttpResponse Respond(const HttpRequest& request) {
-    if (std::optional<HttpResponse> refusal = Refusal(request)) return std::move(*refusal);
+    if (std::optional<HttpResponse> refusal = GateHead(request, server_->gate)) {
+      return std::move(*refusal);
+    }
     HttpResponse response =
         server_->router.Handle(request, server_->segment, server_->options.index);
     response.keep_alive(request.keep_alive());
     return response;
-  }
-
-  // The answer to a request refused on its head alone (framing, token), or nothing.
-  std::optional<HttpResponse> Refusal(const HttpRequest& request) const {
-    // Request smuggling guard: Beast refuses the pair in one order only.
-    if (request.count(http::field::content_length) > 0 &&
-        request.count(http::field::transfer_encoding) > 0) {
-      HttpResponse r = ErrorResponse(400, "BadRequest", "both Content-Length and Transfer-Encoding",
-                                     request.version());
-      r.keep_alive(false);
-      return r;
-    }
-    // RFC 9112 §6.3: a Transfer-Encoding whose last coding is not chunked has no length we can
-    // trust; Beast reads it as bodiless, so its body would become the next request. Refuse, close.
-    if (request.count(http::field::transfer_encoding) > 0 && !request.chunked()) {
-      HttpResponse r = ErrorResponse(400, "BadRequest", "Transfer-Encoding must end in chunked",
-                                     request.version());
-      r.keep_alive(false);
-      return r;
-    }
-    if (!Authorized(request)) {
-      HttpResponse r =
-          ErrorResponse(401, "Unauthorized", "missing or wrong bearer token", request.version());
-      r.set(http::field::www_authenticate, "Bearer");
-      r.keep_alive(request.keep_alive());
-      return r;
-    }
-    return std::nullopt;
-  }
-
-  bool Authorized(const HttpRequest& request) const {
-    const std::string& token = server_->options.token;
-    if (token.empty()) return true;
-    std::string_view target = request.target();
-    // Liveness probes carry no token; the status page is static markup whose data calls need it.
-    std::string_view path = target.substr(0, target.find('?'));
-    if (path == "/healthz" || path == "/ui") return true;
-    auto it = request.find(http::field::authorization);
-    if (it == request.end()) return false;
-    std::string_view value = it->value();
-    constexpr std::string_view kBearer = "Bearer ";
-    if (value.substr(0, kBearer.size()) != kBearer) return false;
-    return TokenMatches(value.substr(kBearer.size()), token);
   }
 
   // Counts, logs and queues `response`; `close` (or a response that must end the connection, or

@@ -49,11 +49,21 @@ inline std::string UniqueServerName(const std::string& tag) {
   return "it-" + tag + "-" + std::to_string(getpid()) + "-" + std::to_string(next.fetch_add(1));
 }
 
+// The text of /proc/<pid>/stat, or "" once the process is gone. A plain read(): a process reaped
+// between open and read makes the read fail with ESRCH, which libstdc++'s filebuf throws.
+inline std::string ProcStat(pid_t pid) {
+  int fd = open(("/proc/" + std::to_string(pid) + "/stat").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return "";
+  char buffer[1024];
+  ssize_t n = read(fd, buffer, sizeof buffer);
+  close(fd);
+  return n > 0 ? std::string(buffer, static_cast<size_t>(n)) : "";
+}
+
 inline bool ProcessAlive(pid_t pid) {
   // A zombie still answers kill(0); read its state instead.
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  if (!stat) return false;
-  std::string all((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  std::string all = ProcStat(pid);
+  if (all.empty()) return false;
   size_t close = all.rfind(')');
   return close != std::string::npos && close + 2 < all.size() && all[close + 2] != 'Z';
 }
@@ -66,8 +76,7 @@ inline std::vector<pid_t> ChildrenOf(pid_t parent) {
   while (dirent* e = readdir(proc)) {
     pid_t pid = static_cast<pid_t>(std::atoi(e->d_name));
     if (pid <= 0) continue;
-    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-    std::string all((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    std::string all = ProcStat(pid);
     size_t close = all.rfind(')');
     if (close == std::string::npos) continue;
     std::istringstream rest(all.substr(close + 2));

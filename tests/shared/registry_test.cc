@@ -152,5 +152,29 @@ TEST(RegistryTest, ExpiredObjectIsGoneAndRecreated) {
   EXPECT_EQ(v, 1);
 }
 
+// ObjectRef::live is what a proxy cache asks after a NotFound: stale (deleted, re-created under
+// the same name, or expired) or still the object it opened.
+TEST(RegistryTest, RefIsLiveUntilDeletedOrExpired) {
+  test::ScopedSegment seg;
+  ScopedWallClockForTesting clock;
+  EXPECT_FALSE(ObjectRef{}.live());
+  Counter plain = OpenCounter(seg.get(), "plain");
+  EXPECT_TRUE(plain.ref().live());
+  ASSERT_TRUE(seg->registry().Delete("plain").ok());
+  EXPECT_FALSE(plain.ref().live());
+  Counter reborn = OpenCounter(seg.get(), "plain");
+  EXPECT_TRUE(reborn.ref().live());
+  EXPECT_FALSE(plain.ref().live());  // Same name, another incarnation.
+
+  Counter ttl = OpenCounter(seg.get(), "ttl", 0, 60 * 1000);
+  ObjectInfo info;
+  ASSERT_TRUE(seg->registry().Lookup("ttl", &info).ok());
+  clock.Advance(info.expires_at_ms - 10'000 - WallNowMs());
+  EXPECT_TRUE(ttl.ref().live());
+  clock.Advance(info.expires_at_ms - WallNowMs());
+  EXPECT_FALSE(ttl.ref().live());
+  EXPECT_TRUE(reborn.ref().live());  // Without a TTL, no clock makes it expire.
+}
+
 }  // namespace
 }  // namespace shm

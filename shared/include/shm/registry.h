@@ -64,6 +64,10 @@ struct ObjectRef {
   EntryRep* entry = nullptr;
   uint64_t incarnation = 0;
   bool valid() const { return entry != nullptr; }
+  // True while the object is still the incarnation this reference opened, live, and not past its
+  // expiry. Lock-free (entries are never freed), so it is a moment's answer: a caller that got
+  // NotFound through a proxy asks it to tell "stale handle, re-open" from "really absent".
+  bool live() const;
 };
 
 class Registry {
