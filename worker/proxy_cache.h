@@ -16,6 +16,7 @@
 #include <tuple>
 #include <utility>
 
+#include "shm/mutex.h"
 #include "shm/registry.h"
 #include "shm/segment.h"
 #include "shm/status.h"
@@ -66,7 +67,7 @@ class ProxyCache {
   };
 
   bool Lookup(const KeyView& key, Proxy* proxy) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     auto it = proxies_.find(key);
     if (it == proxies_.end()) return false;
     *proxy = it->second;
@@ -75,7 +76,7 @@ class ProxyCache {
 
   Status OpenAndStore(const KeyView& key, const Opener& open, Proxy* proxy) {
     SHM_RETURN_IF_ERROR(open(proxy));
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (proxies_.size() >= kMaxEntries) proxies_.clear();  // Bounded; re-opening is cheap enough.
     auto [segment, shm_name, name] = key;
     proxies_.insert_or_assign(Key{segment, std::string(shm_name), std::string(name)}, *proxy);
@@ -83,13 +84,13 @@ class ProxyCache {
   }
 
   void Erase(const KeyView& key) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     auto it = proxies_.find(key);
     if (it != proxies_.end()) proxies_.erase(it);
   }
 
-  std::mutex mu_;
-  std::map<Key, Proxy, KeyLess> proxies_;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::map<Key, Proxy, KeyLess> proxies_ GUARDED_BY(mu_);
 };
 
 }  // namespace shm::api

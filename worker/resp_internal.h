@@ -72,7 +72,7 @@ Status Run(Get&& get, Reopener&& reopen, Op& op) {
   bool cached = false;
   SHM_RETURN_IF_ERROR(get(&proxy, &cached));
   Status s = op(proxy);
-  if (!cached || !s.IsNotFound() || api::RefIsLive(proxy.ref())) return s;
+  if (!cached || !s.IsNotFound() || proxy.ref().live()) return s;
   SHM_RETURN_IF_ERROR(reopen(&proxy));
   return op(proxy);
 }

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "shm/log.h"
+#include "shm/mutex.h"
 #include "shm/resp_commands.h"
 #include "shm/resp_protocol.h"
 
@@ -65,7 +66,7 @@ class Server final : public RespServer, public std::enable_shared_from_this<Serv
   size_t live() const override { return live_.load(); }
 
   void Register(SessionBase* session, std::weak_ptr<SessionBase> weak) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     sessions_.emplace(session, std::move(weak));
     live_.fetch_add(1);
     resp::CountConnection(1);
@@ -73,7 +74,7 @@ class Server final : public RespServer, public std::enable_shared_from_this<Serv
   void Unregister(SessionBase* session) {
     bool last = false;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       sessions_.erase(session);
       last = live_.fetch_sub(1) == 1;
     }
@@ -100,8 +101,8 @@ class Server final : public RespServer, public std::enable_shared_from_this<Serv
   std::function<void()> on_drained_;
   std::atomic<bool> draining_{false};
   std::atomic<size_t> live_{0};
-  std::mutex mu_;
-  std::map<SessionBase*, std::weak_ptr<SessionBase>> sessions_;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::map<SessionBase*, std::weak_ptr<SessionBase>> sessions_ GUARDED_BY(mu_);
 };
 
 template <typename Executor>
@@ -412,7 +413,7 @@ void Server::Drain() {
   acceptor_.close(ec);
   std::vector<std::shared_ptr<SessionBase>> live;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     for (auto& [raw, weak] : sessions_) {
       if (auto session = weak.lock()) live.push_back(std::move(session));
     }

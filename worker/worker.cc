@@ -27,6 +27,7 @@
 #include "shm/api.h"
 #include "shm/http_wire.h"
 #include "shm/log.h"
+#include "shm/mutex.h"
 #include "shm/request_gate.h"
 #include "shm/resp_server.h"
 
@@ -87,12 +88,12 @@ struct Server {
 
   std::atomic<bool> draining{false};
 
-  std::mutex mu;
-  std::map<SessionBase*, std::weak_ptr<SessionBase>> sessions;  // GUARDED_BY(mu)
+  Mutex mu;
+  std::map<SessionBase*, std::weak_ptr<SessionBase>> sessions GUARDED_BY(mu);
   std::shared_ptr<RespServer> resp;  // Set before the loop runs; null without --resp-listen.
 
-  // REQUIRES: mu. A draining worker stops once no HTTP or RESP connection is left.
-  void StopIfDrainedLocked() {
+  // A draining worker stops once no HTTP or RESP connection is left.
+  void StopIfDrainedLocked() REQUIRES(mu) {
     if (draining.load() && sessions.empty() && (!resp || resp->live() == 0)) ioc.stop();
   }
 
@@ -111,14 +112,14 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       : socket_(std::move(socket)), timer_(socket_.get_executor()), server_(server) {}
 
   ~Session() override {
-    std::lock_guard<std::mutex> lock(server_->mu);
+    MutexLock lock(&server_->mu);
     server_->sessions.erase(this);
     server_->StopIfDrainedLocked();
   }
 
   void Run() {
     {
-      std::lock_guard<std::mutex> lock(server_->mu);
+      MutexLock lock(&server_->mu);
       server_->sessions.emplace(this, this->weak_from_this());
     }
     // Run on the connection's strand (or the single thread's executor): the handlers of one
@@ -462,7 +463,7 @@ void StartDrain(Server* server, Listener* listener, net::steady_timer* drain_tim
   });
   std::vector<std::shared_ptr<SessionBase>> live;
   {
-    std::lock_guard<std::mutex> lock(server->mu);
+    MutexLock lock(&server->mu);
     server->StopIfDrainedLocked();
     for (auto& [raw, weak] : server->sessions) {
       if (auto session = weak.lock()) live.push_back(std::move(session));
@@ -497,7 +498,7 @@ int RunWorker(Segment* segment, int listen_fd, const Router& router, const Worke
     s = StartRespServer(
         &server.ioc, server.single_thread, segment, options,
         [&server] {
-          std::lock_guard<std::mutex> lock(server.mu);
+          MutexLock lock(&server.mu);
           server.StopIfDrainedLocked();
         },
         &server.resp);
