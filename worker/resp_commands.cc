@@ -15,6 +15,7 @@
 #include <unordered_map>
 
 #include "resp_internal.h"
+#include "shm/request_gate.h"
 
 namespace shm::resp {
 namespace {
@@ -57,13 +58,8 @@ bool CheckPassword(Call& c, std::string_view user, std::string_view password) {
         "you sure your configuration is correct?");
     return false;
   }
-  // Constant time in the password's contents.
-  unsigned diff = password.size() == expected.size() ? 0 : 1;
-  for (size_t i = 0; i < password.size(); ++i) {
-    diff |= static_cast<unsigned char>(password[i]) ^
-            static_cast<unsigned char>(expected[i % expected.size()]);
-  }
-  if (user != "default" || diff != 0) {
+  // The HTTP gate's constant-time comparison: one token check for both protocols.
+  if (user != "default" || !TokenMatches(password, expected)) {
     c.w.Error("WRONGPASS invalid username-password pair or user is disabled.");
     return false;
   }
