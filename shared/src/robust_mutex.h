@@ -94,6 +94,17 @@ class RobustMutexT {
     // become NOTRECOVERABLE (where glibc's trylock misbehaves, docs/crash-protocol.md).
     LockResult quick = Handle(pthread_mutex_trylock(&mutex_));
     if (quick != LockResult::kTimedOut) return quick;
+    // Object locks are held for a few hundred nanoseconds: a contender that spins briefly gets
+    // the lock without the futex sleep and wake (microseconds each) that glibc's robust mutexes
+    // go to at once. It watches the lock word (glibc keeps the holder's tid there, 0 when free)
+    // with plain loads, so spinning does not steal the line from the holder.
+    for (int spin = 0; spin < kSpinsBeforeSleeping; ++spin) {
+      if (__atomic_load_n(&mutex_.__data.__lock, __ATOMIC_RELAXED) == 0) {
+        quick = Handle(pthread_mutex_trylock(&mutex_));
+        if (quick != LockResult::kTimedOut) return quick;
+      }
+      CpuRelax();
+    }
 #if defined(__SANITIZE_THREAD__)
     // GCC 12's ThreadSanitizer does not intercept pthread_mutex_clocklock (false reports).
     constexpr clockid_t kClock = CLOCK_REALTIME;
@@ -112,11 +123,22 @@ class RobustMutexT {
 #endif
   }
 
+  // About 2 us on current x86 (a pause is ~40 cycles on Skylake and later).
+  static constexpr int kSpinsBeforeSleeping = 200;
+
   bool poisoned() const { return poisoned_.load(std::memory_order_acquire) != 0; }
   // Pid of the current holder, 0 when free (advisory: for logs and stats).
   pid_t owner_pid() const { return owner_pid_.load(std::memory_order_relaxed); }
 
  private:
+  static void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    asm volatile("yield");
+#endif
+  }
+
   void ThrowIfPoisoned() const {
     if (kPolicy == OnOwnerDeath::kPoison && poisoned()) throw SegmentPoisoned();
   }
