@@ -17,6 +17,7 @@
 #include "layout.h"
 #include "object_guard.h"
 #include "segment_impl.h"
+#include "shm/log.h"
 
 namespace shm {
 
@@ -139,12 +140,18 @@ Status StripeBusy(const DictStripeRep* stripe) {
 
 // The shard of ref's dict holding `hash`. Read without the lock: if the body is gone meanwhile,
 // ShardGuard::Lock answers NotFound, whatever this returned.
+// The body `body` names if it could be a DictRep: inside the mapping and aligned as one. Read
+// without the lock, it may be a freed body or, behind a stale ref, another kind's.
+const DictRep* DictRepIfPlausible(Segment::Impl* seg, uint64_t body) {
+  if (!seg->Contains(body, sizeof(DictRep)) || body % alignof(DictRep) != 0) return nullptr;
+  return seg->Ptr<DictRep>(body);
+}
+
 uint32_t ShardFor(const ObjectRef& ref, uint64_t hash) {
   if (!ref.valid()) return 0;
-  Segment::Impl* seg = ref.segment->impl();
-  uint64_t body = ref.entry->body.load(std::memory_order_acquire);
-  if (!seg->Contains(body, sizeof(DictRep))) return 0;
-  return seg->Ptr<DictRep>(body)->ShardOf(hash) % kDictShards;
+  const DictRep* rep =
+      DictRepIfPlausible(ref.segment->impl(), ref.entry->body.load(std::memory_order_acquire));
+  return rep == nullptr ? 0 : rep->ShardOf(hash) % kDictShards;
 }
 
 // Holds the lock of one shard of a live dict: the way every dict operation takes it.
@@ -210,16 +217,24 @@ class ShardGuard {
 };
 
 // Takes and releases each stripe of the dict `body` (repairing dead holders): afterwards no
-// writer is inside any of its shards, and none enters again once the dict is not live.
-void QuiesceShards(Segment::Impl* seg, uint64_t body) {
+// writer is inside any of its shards, and none enters again once the dict is not live. False if
+// a holder kept a stripe past the wait (a stopped process): the body must then leak, not be freed
+// under it.
+bool QuiesceShards(Segment::Impl* seg, uint64_t body) {
+  constexpr std::chrono::seconds kPatience{10};  // Writers hold a stripe for microseconds.
   auto* rep = seg->Ptr<DictRep>(body);
+  bool quiet = true;
   for (uint32_t shard = 0; shard < rep->shard_count(); ++shard) {
     DictStripeRep* stripe = StripeFor(seg, body, shard);
-    LockResult result = stripe->mu.LockFor(std::chrono::hours(24));  // Writers hold it briefly.
-    if (result == LockResult::kTimedOut) continue;
+    LockResult result = stripe->mu.LockFor(kPatience);
+    if (result == LockResult::kTimedOut) {
+      quiet = false;
+      continue;
+    }
     if (result == LockResult::kOwnerDied) SettleStripeLocked(seg, stripe);
     stripe->mu.unlock();
   }
+  return quiet;
 }
 
 struct Probe {
@@ -539,7 +554,11 @@ void RepairDictLocked(Segment::Impl*, EntryRep*) {}
 // Frees a dict body and every blob it owns, once no writer is inside any of its shards.
 void DestroyDict(Segment::Impl* seg, uint64_t body) {
   if (!IsBlob(body)) return;
-  QuiesceShards(seg, body);
+  if (!QuiesceShards(seg, body)) {
+    SHM_LOG(kError) << "a deleted dict's shard lock was held for over 10 s; its memory is left "
+                       "allocated (the next rebuild or restart reclaims it)";
+    return;
+  }
   auto* rep = seg->Ptr<DictRep>(body);
   for (uint32_t shard = 0; shard < rep->shard_count(); ++shard) {
     uint64_t table_handle = rep->shards[shard].table.load();
@@ -914,8 +933,8 @@ bool TryGetWithoutLock(const ObjectRef& ref, std::string_view key, uint64_t hash
 #else
   Segment::Impl* seg = ref.segment->impl();
   uint64_t body = ref.entry->body.load(std::memory_order_acquire);
-  if (!seg->Contains(body, sizeof(DictRep))) return false;
-  const auto* rep = seg->Ptr<DictRep>(body);
+  const DictRep* rep = DictRepIfPlausible(seg, body);
+  if (rep == nullptr) return false;
   // The shard's stripe is named by the body handle and the hash: if the body was freed and
   // reused meanwhile, IsCurrent below fails, whatever stripe this read.
   const DictStripeRep* stripe = StripeFor(seg, body, rep->ShardOf(hash) % kDictShards);
