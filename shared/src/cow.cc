@@ -71,14 +71,15 @@ void CowWriter::ReleaseGarbage(void (*destroy)(Segment::Impl*, uint64_t)) {
   bool blob = IsBlob(old_value);
   // Readers that follow handles without the lock learn of the reuse before anything is written.
   if (blob) segment_->NoteReclaim(slot_->entry.load(std::memory_order_relaxed));
-  bool to_cache = blob && destroy == nullptr && cache_.held();
-  if (to_cache) {
+  if (blob && destroy == nullptr && cache_.held()) {
     CrashPoint("before_free");  // Still recorded: whoever settles this slot frees it.
-    if (cache_.Put(old_value, &slot_->old_off)) return;
+    slot_->old_kind.store(0, std::memory_order_seq_cst);  // A plain blob, as recovery sees it.
+    FreeRecorded(old_value, &slot_->old_off);
+    return;
   }
   slot_->old_off.store(0, std::memory_order_seq_cst);
   slot_->old_kind.store(0, std::memory_order_seq_cst);
-  if (!to_cache) CrashPoint("before_free");  // Dying here leaks old_value: never a double free.
+  CrashPoint("before_free");  // Dying here leaks old_value: never a double free.
   if (!blob) return;
   if (destroy != nullptr) {
     destroy(segment_, old_value);

@@ -138,6 +138,15 @@ Status StripeBusy(const DictStripeRep* stripe) {
                          "); try again");
 }
 
+// Takes a stripe lock, first settling what a dead holder left (SettleStripeLocked). False when
+// `timeout` ran out, with the lock not held.
+bool LockStripe(Segment::Impl* seg, DictStripeRep* stripe, std::chrono::nanoseconds timeout) {
+  LockResult result = stripe->mu.LockFor(timeout);
+  if (result == LockResult::kTimedOut) return false;
+  if (result == LockResult::kOwnerDied) SettleStripeLocked(seg, stripe);
+  return true;
+}
+
 // The shard of ref's dict holding `hash`. Read without the lock: if the body is gone meanwhile,
 // ShardGuard::Lock answers NotFound, whatever this returned.
 // The body `body` names if it could be a DictRep: inside the mapping and aligned as one. Read
@@ -172,10 +181,8 @@ class ShardGuard {
     uint64_t body = ref.entry->body.load(std::memory_order_acquire);
     if (!IsCurrent(ref) || body == 0) return Status::NotFound("object was deleted");
     DictStripeRep* stripe = StripeFor(seg, body, shard);
-    LockResult result = stripe->mu.LockFor(kDefaultLockTimeout);
-    if (result == LockResult::kTimedOut) return StripeBusy(stripe);
+    if (!LockStripe(seg, stripe, kDefaultLockTimeout)) return StripeBusy(stripe);
     stripe_ = stripe;
-    if (result == LockResult::kOwnerDied) SettleStripeLocked(seg, stripe);
     if (!IsCurrent(ref) || ref.entry->body.load(std::memory_order_acquire) != body) {
       Unlock();
       return Status::NotFound("object was deleted");
@@ -204,12 +211,8 @@ class ShardGuard {
     stripe_ = nullptr;
   }
 
-  // The dict as seen under the lock. REQUIRES: Lock succeeded. After a table publish, the
-  // caller re-reads it with Refresh.
+  // The dict as seen under the lock. REQUIRES: Lock succeeded.
   const Locked& view() const { return view_; }
-  void Refresh() {
-    view_.table = view_.seg->Ptr<DictTableRep>(view_.shard->table.load(std::memory_order_acquire));
-  }
 
  private:
   DictStripeRep* stripe_ = nullptr;
@@ -226,12 +229,10 @@ bool QuiesceShards(Segment::Impl* seg, uint64_t body) {
   bool quiet = true;
   for (uint32_t shard = 0; shard < rep->shard_count(); ++shard) {
     DictStripeRep* stripe = StripeFor(seg, body, shard);
-    LockResult result = stripe->mu.LockFor(kPatience);
-    if (result == LockResult::kTimedOut) {
+    if (!LockStripe(seg, stripe, kPatience)) {
       quiet = false;
       continue;
     }
-    if (result == LockResult::kOwnerDied) SettleStripeLocked(seg, stripe);
     stripe->mu.unlock();
   }
   return quiet;
@@ -667,9 +668,7 @@ Status SerializeDictLocked(Segment::Impl* seg, const EntryRep* entry, std::strin
   uint64_t stats[4] = {entry->unlocked_hits.load(), 0, 0, 0};
   for (uint32_t shard = 0; shard < rep->shard_count(); ++shard) {
     DictStripeRep* stripe = StripeFor(seg, body, shard);
-    LockResult result = stripe->mu.LockFor(kDefaultLockTimeout);
-    if (result == LockResult::kTimedOut) return StripeBusy(stripe);
-    if (result == LockResult::kOwnerDied) SettleStripeLocked(seg, stripe);
+    if (!LockStripe(seg, stripe, kDefaultLockTimeout)) return StripeBusy(stripe);
     const DictShardRep& s = rep->shards[shard];
     version_bound = std::max(version_bound, s.next_version.load() * rep->shard_count());
     uint64_t shard_stats[4] = {s.hits.load(), s.misses.load(), s.evictions.load(),
@@ -835,9 +834,7 @@ void DictUsage(Segment::Impl* seg, const EntryRep* entry, ObjectInfo* info) {
 
 Status SettleDictStripe(Segment::Impl* seg, uint64_t stripe_word) {
   auto* stripe = seg->Ptr<DictStripeRep>(StripeHandleOf(stripe_word));
-  LockResult result = stripe->mu.LockFor(kDefaultLockTimeout);
-  if (result == LockResult::kTimedOut) return StripeBusy(stripe);
-  if (result == LockResult::kOwnerDied) SettleStripeLocked(seg, stripe);
+  if (!LockStripe(seg, stripe, kDefaultLockTimeout)) return StripeBusy(stripe);
   ResolveIntentsLocked(seg, stripe_word);
   stripe->mu.unlock();
   return Status::OK();
