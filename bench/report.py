@@ -389,28 +389,35 @@ plot for [i=2:{n}] '{cpu}' using i:xtic(1) title columnheader(i)
 
 
 def resp_table(path):
-    """redis-benchmark against redis-server and shmstate's RESP listener, as ratios."""
-    rows = read_tsv(path)
+    """redis-benchmark against redis-server and shmstate's RESP listener, as ratios; then the
+    server CPU per command of each test and how busy redis-benchmark's one thread was (near 1.0
+    it, not the server, set the pace)."""
+    rows = [r for r in read_tsv(path) if len(r) == 5]
     if not rows:
         return ["not measured"]
     lines = ["| test | -P | redis-server | shmstate (2 workers) | ratio | goal |",
              "|---|---|---|---|---|---|"]
-    for row in rows:
-        if len(row) != 5:
-            continue
-        kind, test, pipeline, redis, shm = row
+    client = {(t, p): (float(a), float(b)) for kind, t, p, a, b in rows if kind == "client"}
+    cpu_lines = ["", "| server CPU per command (us) | -P | redis-server | shmstate | ratio | "
+                 "below Redis | redis-benchmark busy (Redis run / shmstate run) |",
+                 "|---|---|---|---|---|---|---|"]
+    for kind, test, pipeline, redis, shm in rows:
         redis, shm = float(redis), float(shm)
         if kind == "cpu":
-            goal = "below Redis: %s" % ("met" if shm < redis else "NOT met")
-            lines.append("| server CPU per command (us) | %s | %.3f | %.3f | %.2fx | %s |" %
-                         (pipeline, redis, shm, ratio(shm, redis) or 0, goal))
+            busy = client.get((test, pipeline))
+            cpu_lines.append("| %s | %s | %.3f | %.3f | %.2fx | %s | %s |" % (
+                test, pipeline, redis, shm, ratio(shm, redis) or 0,
+                "met" if shm < redis else "NOT met",
+                "%.2f / %.2f core" % busy if busy else ""))
+            continue
+        if kind != "resp":
             continue
         want = 2.0 if pipeline == "16" and test in ("GET", "INCR") else 1.5
         met = redis > 0 and shm / redis >= want
         lines.append("| %s | %s | %s | %s | %.2fx | >= %.1fx %s |" %
                      (test, pipeline, human(redis), human(shm), ratio(shm, redis) or 0, want,
                       "met" if met else "NOT met"))
-    return lines
+    return lines + cpu_lines
 
 
 def main():
