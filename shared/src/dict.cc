@@ -665,7 +665,7 @@ Status SerializeDictLocked(Segment::Impl* seg, const EntryRep* entry, std::strin
   std::string entries;
   ByteWriter e(&entries);
   uint64_t count = 0, version_bound = 1;
-  uint64_t stats[4] = {entry->unlocked_hits.load(), 0, 0, 0};
+  uint64_t stats[4] = {entry->unlocked_hits.load(), entry->unlocked_misses.load(), 0, 0};
   for (uint32_t shard = 0; shard < rep->shard_count(); ++shard) {
     DictStripeRep* stripe = StripeFor(seg, body, shard);
     if (!LockStripe(seg, stripe, kDefaultLockTimeout)) return StripeBusy(stripe);
@@ -877,88 +877,126 @@ Status Dict::OpenKind(Segment* segment, std::string_view name, ObjectKind kind, 
 // the entry's reclaim_seq (CowWriter::ReleaseGarbage; the manager's recovery of a dead writer); a
 // delete of the dict makes the entry not live before it frees the body. Until that final check the
 // words read may come from a freed and reused blob, so every handle and length is bounds-checked
-// before it is followed and every loop is bounded. Anything but a plain hit (a miss, an expired
-// entry, a CLOCK reference bit still to set, a failed check) takes the locked path, which counts
-// misses, removes expired entries and sets reference bits. ThreadSanitizer would report the racy
-// reads of a discarded attempt, so its builds always take the lock.
+// before it is followed and every loop is bounded.
+//
+// A miss is answered the same way when the chain from the key's home slot ends (an empty slot)
+// before the key. That is sound because, under the lock, every store keeps this invariant: every
+// slot from a key's home slot up to the key's own is non-empty (an insert fills an empty slot or
+// tombstone; a remove empties a slot only when its successor is empty, else leaves a tombstone;
+// keys never move within a table, and a rebuild fills a fresh table that readers of the old one
+// never see changing). So a key present for the whole read is found, and an empty slot before it
+// means it was absent at some moment of the read. Anything else (an expired entry, a CLOCK
+// reference bit still to set, a failed check) takes the locked path, which removes expired entries
+// and sets reference bits. ThreadSanitizer would report the racy reads of a discarded attempt, so
+// its builds always take the lock.
 namespace {
+
+// What a read without the lock concluded.
+enum class LockFreeRead { kHit, kAbsent, kUnsure };
 
 constexpr uint64_t kMaxTableCapacity = uint64_t{1} << 40;
 
-// The blob holding `key` on the chain from its home slot, with its header as read once (a freed
-// blob's header may change under us, so only `*header` is trusted for lengths); nullptr when
-// absent, or when the words read make no sense, which only a concurrent free can cause.
-const DictEntryBlob* FindWithoutLock(Segment::Impl* seg, const DictRep* rep, std::string_view key,
-                                     uint64_t hash, DictEntryBlob* header,
-                                     const DictSlot** found_slot) {
+// Looks for `key` on the chain from its home slot: kHit with the blob (*found) and its header as
+// read once (a freed blob's header may change under us, so only `*header` is trusted for
+// lengths), kAbsent when the chain ends first, kUnsure when the words read make no sense, which
+// only a concurrent free can cause.
+LockFreeRead FindWithoutLock(Segment::Impl* seg, const DictRep* rep, std::string_view key,
+                             uint64_t hash, DictEntryBlob* header, const DictEntryBlob** found,
+                             const DictSlot** found_slot) {
   uint32_t bits = rep->shard_bits;
-  if (bits != 0 && bits != kDictShardBits) return nullptr;
+  if (bits != 0 && bits != kDictShardBits) return LockFreeRead::kUnsure;
   uint64_t table_handle = rep->shards[rep->ShardOf(hash)].table.load(std::memory_order_acquire);
-  if (!seg->Contains(table_handle, sizeof(DictTableRep))) return nullptr;
+  if (!seg->Contains(table_handle, sizeof(DictTableRep))) return LockFreeRead::kUnsure;
   const auto* table = seg->Ptr<DictTableRep>(table_handle);
   const uint64_t capacity = table->capacity;
   if (capacity < 2 || capacity > kMaxTableCapacity || !std::has_single_bit(capacity) ||
       !seg->Contains(table_handle, DictTableRep::AllocationSize(capacity))) {
-    return nullptr;
+    return LockFreeRead::kUnsure;
   }
   const DictSlot* slots = const_cast<DictTableRep*>(table)->slots();
   uint64_t pos = HomeSlot(hash << bits, capacity);
   for (uint64_t n = 0; n < capacity; ++n, pos = (pos + 1) & (capacity - 1)) {
     uint64_t word = slots[pos].blob.load(std::memory_order_acquire);
-    if (word == kNullHandle) return nullptr;
+    if (word == kNullHandle) return LockFreeRead::kAbsent;
     if (!IsBlob(word)) continue;
     if (slots[pos].hash_tag.load(std::memory_order_relaxed) != DictHashTag(hash)) continue;
-    if (!seg->Contains(word, sizeof(DictEntryBlob))) return nullptr;
+    if (!seg->Contains(word, sizeof(DictEntryBlob))) return LockFreeRead::kUnsure;
     const auto* blob = seg->Ptr<DictEntryBlob>(word);
     std::memcpy(header, blob, sizeof(DictEntryBlob));
     if (header->hash != hash || header->key_len != key.size()) continue;
     if (header->ctype_len > Dict::kMaxContentType || header->value_len > Dict::kMaxValue ||
         !seg->Contains(word, header->charged_bytes())) {
-      return nullptr;
+      return LockFreeRead::kUnsure;
     }
     if (std::memcmp(blob->bytes(), key.data(), key.size()) != 0) continue;
+    *found = blob;
     *found_slot = &slots[pos];
-    return blob;
+    return LockFreeRead::kHit;
   }
-  return nullptr;
+  return LockFreeRead::kUnsure;  // A full table: not a state a writer leaves.
 }
 
-bool TryGetWithoutLock(const ObjectRef& ref, std::string_view key, uint64_t hash,
-                       DictValue* value) {
+// kHit (the entry copied to *value) or kAbsent when the read was not disturbed; kUnsure for
+// anything the locked path must answer.
+LockFreeRead TryGetWithoutLock(const ObjectRef& ref, std::string_view key, uint64_t hash,
+                               DictValue* value) {
 #if defined(__SANITIZE_THREAD__)
-  return false;
+  return LockFreeRead::kUnsure;
 #else
   Segment::Impl* seg = ref.segment->impl();
   uint64_t body = ref.entry->body.load(std::memory_order_acquire);
   const DictRep* rep = DictRepIfPlausible(seg, body);
-  if (rep == nullptr) return false;
+  if (rep == nullptr) return LockFreeRead::kUnsure;
   // The shard's stripe is named by the body handle and the hash: if the body was freed and
   // reused meanwhile, IsCurrent below fails, whatever stripe this read.
   const DictStripeRep* stripe = StripeFor(seg, body, rep->ShardOf(hash) % kDictShards);
   const uint64_t seq = stripe->reclaim_seq.load(std::memory_order_seq_cst);
-  if (!IsCurrent(ref) || ref.entry->body.load(std::memory_order_seq_cst) != body) return false;
-  DictEntryBlob header;
-  const DictSlot* slot = nullptr;
-  const DictEntryBlob* blob = FindWithoutLock(seg, rep, key, hash, &header, &slot);
-  if (blob == nullptr) return false;
-  if (rep->eviction == static_cast<uint32_t>(DictEviction::kClock) &&
-      slot->ref_bit.load(std::memory_order_relaxed) == 0) {
-    return false;
+  if (!IsCurrent(ref) || ref.entry->body.load(std::memory_order_seq_cst) != body) {
+    return LockFreeRead::kUnsure;
   }
-  if (header.expires_at_ms != 0 && header.expired(WallNowMs())) return false;
-  const char* bytes = blob->bytes() + header.key_len;
-  value->content_type.assign(bytes, header.ctype_len);
-  value->data.assign(bytes + header.ctype_len, header.value_len);
-  value->version = header.version;
-  value->expires_at_ms = header.expires_at_ms;
+  DictEntryBlob header;
+  const DictEntryBlob* blob = nullptr;
+  const DictSlot* slot = nullptr;
+  const LockFreeRead read = FindWithoutLock(seg, rep, key, hash, &header, &blob, &slot);
+  if (read == LockFreeRead::kUnsure) return read;
+  if (read == LockFreeRead::kHit) {
+    if (rep->eviction == static_cast<uint32_t>(DictEviction::kClock) &&
+        slot->ref_bit.load(std::memory_order_relaxed) == 0) {
+      return LockFreeRead::kUnsure;
+    }
+    if (header.expires_at_ms != 0 && header.expired(WallNowMs())) return LockFreeRead::kUnsure;
+    const char* bytes = blob->bytes() + header.key_len;
+    value->content_type.assign(bytes, header.ctype_len);
+    value->data.assign(bytes + header.ctype_len, header.value_len);
+    value->version = header.version;
+    value->expires_at_ms = header.expires_at_ms;
+  }
   std::atomic_thread_fence(std::memory_order_acquire);
   if (stripe->reclaim_seq.load(std::memory_order_seq_cst) != seq || !IsCurrent(ref) ||
       ref.entry->body.load(std::memory_order_seq_cst) != body) {
-    return false;
+    return LockFreeRead::kUnsure;
   }
-  ref.entry->unlocked_hits.fetch_add(1, std::memory_order_relaxed);
-  return true;
+  (read == LockFreeRead::kHit ? ref.entry->unlocked_hits : ref.entry->unlocked_misses)
+      .fetch_add(1, std::memory_order_relaxed);
+  return read;
 #endif
+}
+
+// The home slot of `hash` in its shard's table, or nullptr when the words read make no sense (a
+// concurrent free). Used by Prefetch, where a wrong slot costs a useless load and nothing else.
+const DictSlot* HomeSlotWithoutLock(Segment::Impl* seg, const DictRep* rep, uint64_t hash) {
+  const uint32_t bits = rep->shard_bits;
+  if (bits != 0 && bits != kDictShardBits) return nullptr;
+  const uint64_t table_handle =
+      rep->shards[rep->ShardOf(hash)].table.load(std::memory_order_relaxed);
+  if (!seg->Contains(table_handle, sizeof(DictTableRep))) return nullptr;
+  auto* table = seg->Ptr<DictTableRep>(table_handle);
+  const uint64_t capacity = table->capacity;
+  if (capacity < 2 || capacity > kMaxTableCapacity || !std::has_single_bit(capacity) ||
+      !seg->Contains(table_handle, DictTableRep::AllocationSize(capacity))) {
+    return nullptr;
+  }
+  return &table->slots()[HomeSlot(hash << bits, capacity)];
 }
 
 }  // namespace
@@ -967,7 +1005,11 @@ Status Dict::Get(std::string_view key, DictValue* value) const {
   SHM_RETURN_IF_ERROR(ValidateKey(key));
   return CatchAtBoundary("dict", [&] {
     const uint64_t hash = HashKey(key);
-    if (ref_.valid() && TryGetWithoutLock(ref_, key, hash, value)) return Status::OK();
+    if (ref_.valid()) {
+      const LockFreeRead read = TryGetWithoutLock(ref_, key, hash, value);
+      if (read == LockFreeRead::kHit) return Status::OK();
+      if (read == LockFreeRead::kAbsent) return Status::NotFound("no such key");
+    }
     std::optional<CowWriter> writer;  // Only to remove an expired entry.
     ShardGuard guard;
     SHM_RETURN_IF_ERROR(guard.Lock(ref_, ShardFor(ref_, hash)));
@@ -993,6 +1035,33 @@ Status Dict::Get(std::string_view key, DictValue* value) const {
     CopyOut(live, value);
     return Status::OK();
   });
+}
+
+void Dict::Prefetch(std::span<const std::string_view> keys) const {
+#if !defined(__SANITIZE_THREAD__)  // Its reads race with writers by design.
+  if (!ref_.valid()) return;
+  Segment::Impl* seg = ref_.segment->impl();
+  const DictRep* rep = DictRepIfPlausible(seg, ref_.entry->body.load(std::memory_order_acquire));
+  if (rep == nullptr) return;
+  const size_t n = std::min(keys.size(), kMaxPrefetch);
+  const DictSlot* slots[kMaxPrefetch];
+  // Two passes, so that the loads of one pass are in flight together: the slots, then the
+  // entries they name (the key is compared at the entry's start).
+  for (size_t i = 0; i < n; ++i) {
+    slots[i] =
+        keys[i].size() <= kMaxKey ? HomeSlotWithoutLock(seg, rep, HashKey(keys[i])) : nullptr;
+    if (slots[i] != nullptr) __builtin_prefetch(slots[i]);
+  }
+  for (size_t i = 0; i < n; ++i) {
+    if (slots[i] == nullptr) continue;
+    const uint64_t word = slots[i]->blob.load(std::memory_order_relaxed);
+    if (IsBlob(word) && seg->Contains(word, sizeof(DictEntryBlob))) {
+      __builtin_prefetch(seg->Ptr<DictEntryBlob>(word));
+    }
+  }
+#else
+  (void)keys;
+#endif
 }
 
 Status Dict::Set(std::string_view key, std::string_view value, const SetOptions& options,
@@ -1216,6 +1285,7 @@ Status Dict::Stats(DictStats* stats) const {
   return CatchAtBoundary("dict", [&] {
     *stats = DictStats{};
     stats->hits = ref_.valid() ? ref_.entry->unlocked_hits.load() : 0;
+    stats->misses = ref_.valid() ? ref_.entry->unlocked_misses.load() : 0;
     for (uint32_t shard = 0;; ++shard) {  // Each shard under its lock, one at a time.
       ShardGuard guard;
       SHM_RETURN_IF_ERROR(guard.Lock(ref_, shard));

@@ -18,7 +18,7 @@
 namespace shm {
 
 inline constexpr uint64_t kSegmentMagic = 0x4554415453484d53ull;  // "SHMSTATE" little endian.
-inline constexpr uint32_t kLayoutVersion = 4;
+inline constexpr uint32_t kLayoutVersion = 5;
 inline constexpr uint32_t kMaxIntentSlots = 1024;
 inline constexpr uint32_t kMaxWorkerSlots = 256;
 inline constexpr size_t kMaxNameLength = 200;
@@ -110,8 +110,9 @@ struct EntryRep {
   // manager's recovery of a dead writer): readers that follow handles without the lock (Dict::Get)
   // keep what they read only if it did not change.
   std::atomic<uint64_t> reclaim_seq{0};
-  std::atomic<uint64_t> unlocked_hits{0};  // Dict hits answered without the lock (statistics).
-  std::atomic<uint64_t> next_free{0};      // Free-list link (index+1), under the registry lock.
+  std::atomic<uint64_t> unlocked_hits{0};    // Dict hits answered without the lock (statistics).
+  std::atomic<uint64_t> unlocked_misses{0};  // Dict misses answered without the lock.
+  std::atomic<uint64_t> next_free{0};        // Free-list link (index+1), under the registry lock.
   std::atomic<uint32_t> wake_seq{0};  // Futex word: bumped to wake blocked pops and lock waits.
   int64_t created_ms = 0;
   uint32_t name_length = 0;

@@ -168,6 +168,7 @@ Status CreateLocked(Segment::Impl* seg, std::string_view name, const Registry::O
   e->expires_at_ms.store(spec.ttl_ms > 0 ? now + spec.ttl_ms : 0);
   e->counter.store(spec.counter_init);
   e->unlocked_hits.store(0);
+  e->unlocked_misses.store(0);
   // A counter born near the int64 limits, or with a TTL, takes the checked path from the start.
   bool near_limits =
       spec.counter_init >= (int64_t{1} << 61) || spec.counter_init <= -(int64_t{1} << 61);

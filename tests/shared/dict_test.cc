@@ -854,5 +854,116 @@ TEST(DictTest, GetsWithoutTheLockNeverSeeAFreedOrForeignValue) {
   EXPECT_GT(stats.hits, 0u);
 }
 
+// A miss is answered without the lock when the key's chain ends before it: that must never hide
+// a key that is there. Other processes churn the same dict meanwhile: bursts of fresh keys grow
+// the table, their deletes leave tombstones (or empty a slot whose successor is empty), re-inserts
+// fill tombstones, and rebuilds replace whole tables. Keys set before and never touched must be
+// found on every read; keys never set must never be.
+TEST(DictTest, MissesWithoutTheLockNeverHideAKeyThatIsThere) {
+  test::ScopedSegment seg(size_t{64} << 20);
+  Dict dict = OpenDict(seg.get(), "shared");
+  constexpr int kWriters = 2, kReaders = 2, kWriterOps = 3000, kMaxReads = 2000000;
+  constexpr int kStay = 200, kChurn = 400;
+  for (int k = 0; k < kStay; ++k) ASSERT_OK(dict.Set("stay" + std::to_string(k), "v", {}));
+  Counter writers_done;
+  ASSERT_OK(
+      Counter::Open(seg.get(), "writers-done", {OpenMode::kCreateIfMissing, 0, 0}, &writers_done));
+  std::vector<pid_t> children;
+  for (int w = 0; w < kWriters; ++w) {
+    children.push_back(test::ForkChild([&, w] {
+      std::mt19937_64 rng(300 + w);
+      int64_t done = 0;
+      for (int i = 0; i < kWriterOps; ++i) {
+        const int first = static_cast<int>(rng() % kChurn);
+        const int count = 1 + static_cast<int>(rng() % 60);
+        for (int j = first; j < first + count; ++j) {
+          if (!dict.Set("churn" + std::to_string(w) + "-" + std::to_string(j), "x", {}).ok()) {
+            return 2;
+          }
+        }
+        for (int j = first; j < first + count; ++j) {
+          if (!dict.Delete("churn" + std::to_string(w) + "-" + std::to_string(j)).ok()) return 3;
+        }
+      }
+      return writers_done.Add(1, &done).ok() ? 0 : 4;
+    }));
+  }
+  for (int r = 0; r < kReaders; ++r) {
+    children.push_back(test::ForkChild([&, r] {
+      std::mt19937_64 rng(700 + r);
+      DictValue got;
+      int64_t done = 0;
+      for (int i = 0; i < kMaxReads && writers_done.Get(&done).ok() && done < kWriters; ++i) {
+        const bool stay = rng() % 2 == 0;
+        const std::string key = (stay ? "stay" : "never") + std::to_string(rng() % kStay);
+        Status s = dict.Get(key, &got);
+        if (stay && !s.ok()) return 5;           // Hidden (or an error).
+        if (!stay && !s.IsNotFound()) return 6;  // Found a key never set.
+      }
+      return 0;
+    }));
+  }
+  for (pid_t pid : children) {
+    test::ChildExit exit = test::WaitChild(pid);
+    EXPECT_TRUE(exit.exited) << "signal " << exit.signal;
+    EXPECT_EQ(exit.code, 0);
+  }
+  DictStats stats = StatsOf(dict);
+  EXPECT_GT(stats.misses, 0u);
+  EXPECT_EQ(stats.entries, static_cast<uint64_t>(kStay));
+}
+
+TEST(DictTest, EveryMissIsCountedWithOrWithoutTheLock) {
+  test::ScopedSegment seg;
+  Dict dict = OpenDict(seg.get(), "d");
+  ASSERT_OK(dict.Set("present", "v", {}));
+  const DictStats before = StatsOf(dict);
+  DictValue got;
+  for (int i = 0; i < 5; ++i)
+    EXPECT_TRUE(dict.Get("absent" + std::to_string(i), &got).IsNotFound());
+  ASSERT_OK(dict.Get("present", &got));
+  const DictStats after = StatsOf(dict);
+  EXPECT_EQ(after.misses - before.misses, 5u);
+  EXPECT_EQ(after.hits - before.hits, 1u);
+}
+
+// Prefetch is a hint: whatever it is given (absent, over-long or empty keys, more than
+// kMaxPrefetch of them, a handle whose dict was deleted, a handle never opened), it changes no
+// entry and no statistic, and the reads that follow answer as without it.
+TEST(DictTest, PrefetchChangesNothing) {
+  test::ScopedSegment seg;
+  Dict dict = OpenDict(seg.get(), "d");
+  std::vector<std::string> names;
+  for (int k = 0; k < 100; ++k) {
+    names.push_back("key" + std::to_string(k));
+    ASSERT_OK(dict.Set(names.back(), "value" + std::to_string(k), {}));
+  }
+  names.push_back("absent");
+  names.push_back("");
+  names.push_back(std::string(Dict::kMaxKey + 1, 'k'));
+  std::vector<std::string_view> keys(names.begin(), names.end());
+  const DictStats before = StatsOf(dict);
+  dict.Prefetch(keys);
+  dict.Prefetch({});
+  const DictStats after = StatsOf(dict);
+  EXPECT_EQ(after.hits, before.hits);
+  EXPECT_EQ(after.misses, before.misses);
+  EXPECT_EQ(after.entries, before.entries);
+  EXPECT_EQ(after.bytes, before.bytes);
+  DictValue got;
+  for (int k = 0; k < 100; ++k) {
+    ASSERT_OK(dict.Get(names[k], &got));
+    EXPECT_EQ(got.data, "value" + std::to_string(k));
+  }
+  EXPECT_TRUE(dict.Get("absent", &got).IsNotFound());
+
+  Dict stale = dict;
+  ASSERT_OK(seg.get()->registry().Delete("d"));
+  stale.Prefetch(keys);
+  EXPECT_TRUE(stale.Get("key1", &got).IsNotFound());
+  Dict never_opened;
+  never_opened.Prefetch(keys);
+}
+
 }  // namespace
 }  // namespace shm
