@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <span>
 #include <string>
 #include <unordered_map>
 
@@ -565,6 +566,8 @@ void Exec(Call& c) {
 struct Command {
   Handler handler;
   int arity;
+  bool data = false;  // A data command: `keys` says which arguments are string keys.
+  StringKeys keys = StringKeys::kFirst;
 };
 
 const std::unordered_map<std::string_view, Command>& ControlCommands() {
@@ -611,7 +614,7 @@ const std::unordered_map<std::string_view, Command>& AllCommands() {
   static const std::unordered_map<std::string_view, Command> table = [] {
     std::unordered_map<std::string_view, Command> all = ControlCommands();
     for (const CommandSpec& spec : DataCommandSpecs()) {
-      all.emplace(spec.name, Command{spec.handler, spec.arity});
+      all.emplace(spec.name, Command{spec.handler, spec.arity, true, spec.keys});
     }
     return all;
   }();
@@ -722,6 +725,26 @@ Outcome Execute(const RespConfig& config, RespClient* client,
   }
   RunCommand(c, args, command, true);
   return c.block ? Outcome::kBlock : Outcome::kReplied;
+}
+
+void Prefetch(const RespConfig& config, std::span<const ParsedCommand> commands) {
+  std::string_view keys[Dict::kMaxPrefetch];
+  size_t n = 0;
+  for (const ParsedCommand& command : commands) {
+    const std::vector<std::string_view>& args = command.args;
+    char buffer[kMaxCommandName];
+    const Command* found = args.size() > 1 ? Find(LowerName(args[0], buffer)) : nullptr;
+    if (found == nullptr || !found->data) continue;
+    const size_t step = found->keys == StringKeys::kEveryOther ? 2 : 1;
+    const size_t last = found->keys == StringKeys::kFirst ? 1 : args.size() - 1;
+    for (size_t i = 1; i <= last && n < Dict::kMaxPrefetch; i += step) keys[n++] = args[i];
+  }
+  if (n == 0) return;
+  Dict strings;
+  bool cached = false;
+  if (handles::Strings(config.segment, false, &strings, &cached).ok()) {
+    strings.Prefetch(std::span(keys, n));
+  }
 }
 
 uint64_t NextClientId(Segment* /*segment*/, int worker_index) {

@@ -3,6 +3,7 @@
 #ifndef SHM_WORKER_RESP_INTERNAL_H_
 #define SHM_WORKER_RESP_INTERNAL_H_
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -139,10 +140,16 @@ bool ParseInt(std::string_view text, int64_t* value);
 bool ParseDouble(std::string_view text, double* value);
 bool EqualsIgnoreCase(std::string_view a, std::string_view b);
 
+// Which arguments of a data command are keys of the strings dict, read or checked for their
+// type (for the prefetch of a pipeline's batch): the first, every one, or every other (MSET's
+// key value pairs).
+enum class StringKeys : uint8_t { kFirst, kAll, kEveryOther };
+
 struct CommandSpec {
   std::string_view name;  // Lower-case.
   Handler handler;
   int arity;  // As Redis: n exact, -n at least n (the name included).
+  StringKeys keys = StringKeys::kFirst;
 };
 
 // The data commands (resp_data.cc), in the order COMMAND lists them.

@@ -115,3 +115,54 @@ def test_large_replies_while_more_commands_arrive(server):
     s.close()
     assert bytes(received) == bytes(expected)
     assert_serving(server)
+
+
+def receive(sock, length):
+    data = b""
+    while len(data) < length:
+        chunk = sock.recv(65536)
+        assert chunk, "closed after %r" % data
+        data += chunk
+    return data
+
+
+def test_commands_before_a_protocol_error_answer_in_order(server):
+    # The session parses a pipeline ahead in batches (to prefetch their keys): the commands
+    # before a bad one still run and answer in order, then the error, and nothing after it runs.
+    sets = b"".join(b"*3\r\n$3\r\nSET\r\n$4\r\nbk%02d\r\n$1\r\n%d\r\n" % (i, i % 10)
+                    for i in range(20))
+    get = b"*2\r\n$3\r\nGET\r\n$4\r\nbk17\r\n"
+    after = b"*3\r\n$3\r\nSET\r\n$5\r\nafter\r\n$1\r\n1\r\n"
+    reply = exchange(server, sets + get + b"*1\r\n$2\r\nabc\r\n" + after)
+    assert reply.startswith(b"+OK\r\n" * 20 + b"$1\r\n7\r\n-ERR Protocol error")
+    assert b"not terminated by CRLF" in reply
+    r = server.client()
+    assert r.get("bk19") == b"9" and r.get("after") is None
+    r.close()
+
+
+def test_a_blocked_pop_in_a_pipeline_holds_the_commands_after_it(server):
+    # As in Redis: BLPOP waits (here until its timeout), and only then do the commands parsed
+    # after it in the same batch run, in order.
+    server.client().delete("bl")
+    s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    s.sendall(b"*3\r\n$5\r\nBLPOP\r\n$2\r\nbl\r\n$3\r\n0.3\r\n"
+              b"*3\r\n$5\r\nRPUSH\r\n$2\r\nbl\r\n$1\r\nx\r\n"
+              b"*2\r\n$4\r\nLPOP\r\n$2\r\nbl\r\n")
+    expected = b"*-1\r\n:1\r\n$1\r\nx\r\n"
+    assert receive(s, len(expected)) == expected
+    s.close()
+
+
+def test_a_command_split_across_reads_after_a_full_batch(server):
+    # More commands than one parse-ahead batch, the last one cut in the middle of a bulk string:
+    # the first ones answer at once, the last one when its bytes arrive.
+    n = 40
+    s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    cmd = b"*3\r\n$3\r\nSET\r\n$6\r\nsplitk\r\n$2\r\nv%d\r\n"
+    tail = b"*2\r\n$3\r\nGET\r\n$6\r\nsplitk\r\n"
+    s.sendall(b"".join(cmd % (i % 10) for i in range(n)) + tail[:12])
+    assert receive(s, 5 * n) == b"+OK\r\n" * n
+    s.sendall(tail[12:])
+    assert receive(s, 8) == b"$2\r\nv9\r\n"
+    s.close()

@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -63,6 +64,10 @@ enum class Outcome {
 // Runs one command (args[0] is its name, any case).
 Outcome Execute(const RespConfig& config, RespClient* client,
                 const std::vector<std::string_view>& args, std::string* out, BlockedPop* blocked);
+
+// A hint before running `commands` (parsed, in order): starts loading the entries of the string
+// keys they name into the CPU cache (Dict::Prefetch). No effect on any reply or state.
+void Prefetch(const RespConfig& config, std::span<const ParsedCommand> commands);
 
 // Retries a blocked pop: true when it answered (an item, a timeout's null, or an error).
 bool TryBlockedPop(const RespConfig& config, RespClient* client, const BlockedPop& blocked,
