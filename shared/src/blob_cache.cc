@@ -1,5 +1,7 @@
 #include "blob_cache.h"
 
+#include <algorithm>
+
 #include "crash_point.h"
 
 namespace shm {
@@ -115,7 +117,29 @@ uint64_t BlobCache::Take(size_t bytes, std::atomic<uint64_t>* record) {
   return block;
 }
 
+void BlobCache::Refill(size_t bytes) {
+  const size_t c = ClassForRequest(bytes);
+  const uint64_t footprint = kBlobClassSizes[c] + Segment::Impl::kBlockOverhead;
+  const uint64_t cached = slot_->cached_bytes.load(std::memory_order_relaxed);
+  const uint32_t count = rep_->count[c].load(std::memory_order_relaxed);
+  if (count != 0 || cached + 2 * footprint > kMaxCachedBytes) return;
+  const size_t n = std::min<uint64_t>(kRefillBlocks, (kMaxCachedBytes - cached) / footprint);
+  uint64_t blocks[kRefillBlocks];
+  size_t got = 0;
+  if (!segment_->AllocateMany(kBlobClassSizes[c], n, blocks, &got).ok()) return;
+  // Each block is named by nothing until it is linked (see Refill's contract), so no crash point.
+  for (size_t i = 0; i < got; ++i) {
+    if (!Push(blocks[i], nullptr)) segment_->Free(blocks[i]);
+  }
+}
+
 bool BlobCache::Put(uint64_t handle, std::atomic<uint64_t>* record) {
+  if (!Push(handle, "cache_put")) return false;
+  record->store(0, std::memory_order_seq_cst);
+  return true;
+}
+
+bool BlobCache::Push(uint64_t handle, const char* crash_point) {
   size_t usable = segment_->UsableSize(handle);
   size_t c = ClassForBlock(usable);
   if (c == kBlobClasses) return false;
@@ -127,10 +151,9 @@ bool BlobCache::Put(uint64_t handle, std::atomic<uint64_t>* record) {
   Link(segment_, handle)
       .store(rep_->head[c].load(std::memory_order_relaxed), std::memory_order_relaxed);
   rep_->head[c].store(handle, std::memory_order_seq_cst);
-  CrashPoint("cache_put");
+  if (crash_point != nullptr) CrashPoint(crash_point);
   rep_->count[c].fetch_add(1, std::memory_order_relaxed);
   slot_->cached_bytes.fetch_add(footprint, std::memory_order_relaxed);
-  record->store(0, std::memory_order_seq_cst);
   return true;
 }
 

@@ -5,7 +5,10 @@
 // twice, and from two processes the writes queued on it (docs/benchmarks.md). Now each intent
 // slot may own a cache: per size class, a stack of freed blocks linked through their first word,
 // its head in a BlobCacheRep allocated for the slot on first use. A replaced blob is pushed onto
-// its class; the next write of that class pops it. Blocks leave the cache only to the allocator.
+// its class; the next write of that class pops it. A write that finds its class empty refills it
+// with up to kRefillBlocks blocks from one allocator call (Refill), so writes that only add (list
+// pushes, new keys) take the allocator's lock once per refill. Blocks leave the cache only to the
+// allocator.
 //
 // The invariant (docs/crash-safety.md): a block is in exactly one of the allocator's free lists,
 // one slot's cache, one slot's intent record (new_off / old_off), or a committed value. The two
@@ -46,6 +49,7 @@ inline constexpr size_t kBlobClasses = kBlobClassSizes.size();
 inline constexpr size_t kMaxCachedBlob = kBlobClassSizes.back();
 inline constexpr uint32_t kMaxBlocksPerClass = 8;
 inline constexpr uint64_t kMaxCachedBytes = 8 * 1024;
+inline constexpr uint32_t kRefillBlocks = kMaxBlocksPerClass;
 
 // In the segment, one per slot that has written (IntentSlot::cache). GUARDED_BY(slot.cache_owner).
 struct BlobCacheRep {
@@ -73,6 +77,12 @@ class BlobCache {
   // Pops a block of the class serving `bytes` into `*record` (the slot's new_off); 0 if the
   // class is empty.
   uint64_t Take(size_t bytes, std::atomic<uint64_t>* record);
+  // Fills the (empty) class serving `bytes` with up to kRefillBlocks blocks from one
+  // AllocateMany, within the cache's bounds, so that writes that only add (list pushes, new
+  // keys) take the allocator's lock once per refill rather than once per write. A death before
+  // the last block is linked leaks the blocks not yet linked: the allocate-to-record window of a
+  // single Allocate, a few instructions wider.
+  void Refill(size_t bytes);
   // Pushes `handle` (a block the caller owns, named by `*record`) and then clears `*record`.
   // False (and nothing changed) if the block is too large or the cache is at its bounds.
   bool Put(uint64_t handle, std::atomic<uint64_t>* record);
@@ -80,6 +90,10 @@ class BlobCache {
   void Empty();
 
  private:
+  // Links `handle` onto its class within the bounds (false, and nothing changed, past them),
+  // stopping at `crash_point` (may be null) once it is linked.
+  bool Push(uint64_t handle, const char* crash_point);
+
   Segment::Impl* segment_ = nullptr;
   IntentSlot* slot_ = nullptr;
   BlobCacheRep* rep_ = nullptr;  // Non-null while held.

@@ -16,7 +16,15 @@ CowWriter::~CowWriter() {
 
 Status CowWriter::AllocateStaged(size_t bytes, uint64_t* handle) {
   if (cache_.held() && bytes <= kMaxCachedBlob) {
+    // A poisoned segment takes no write, whether or not this one would touch the allocator.
+    if (segment_->root()->poisoned.load(std::memory_order_acquire) != 0) {
+      return Status::Poisoned("segment allocator is poisoned; the manager is rebuilding it");
+    }
     *handle = cache_.Take(bytes, &slot_->new_off);
+    if (*handle == 0) {
+      cache_.Refill(bytes);
+      *handle = cache_.Take(bytes, &slot_->new_off);
+    }
     if (*handle != 0) {
       CrashPoint("after_allocate");
       return Status::OK();

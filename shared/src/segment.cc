@@ -173,6 +173,25 @@ Status Segment::Impl::Allocate(size_t bytes, uint64_t* handle, size_t alignment)
   }
 }
 
+Status Segment::Impl::AllocateMany(size_t bytes, size_t n, uint64_t* handles, size_t* got) {
+  *got = 0;
+  if (root_ != nullptr && root_->poisoned.load(std::memory_order_acquire)) {
+    return Status::Poisoned("segment allocator is poisoned; the manager is rebuilding it");
+  }
+  try {
+    ManagedSegment::segment_manager::multiallocation_chain chain;
+    managed_.get_segment_manager()->allocate_many(std::nothrow, bytes, n, chain);
+    while (!chain.empty() && *got < n) handles[(*got)++] = Handle(chain.pop_front());
+    if (*got == 0) return Status::OutOfSpace("segment full: cannot allocate " + FormatSize(bytes));
+    return Status::OK();
+  } catch (const SegmentPoisoned&) {
+    MarkPoisoned();
+    return Status::Poisoned("segment allocator is poisoned; the manager is rebuilding it");
+  } catch (const std::exception& e) {
+    return Status::Internal(std::string("allocate: ") + e.what());
+  }
+}
+
 void Segment::Impl::Free(uint64_t handle) {
   if (!IsBlob(handle)) return;
   try {

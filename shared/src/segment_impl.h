@@ -63,6 +63,10 @@ class Segment::Impl {
   // Allocates `bytes` aligned to `alignment` (a power of two, >= 16). OutOfSpace when the segment
   // is full, Poisoned when the allocator is. Never throws.
   Status Allocate(size_t bytes, uint64_t* handle, size_t alignment = 16);
+  // Allocates up to `n` blocks of `bytes` each with one allocator call (one lock, one split of
+  // one free block) into handles[0..*got); none when the segment cannot give them all. Status as
+  // Allocate's. Never throws.
+  Status AllocateMany(size_t bytes, size_t n, uint64_t* handles, size_t* got);
   // Frees a blob allocated by Allocate. Never throws; a poisoned allocator leaks it.
   void Free(uint64_t handle);
   // What a blob allocated by Allocate can hold (at least what was asked for), and what the

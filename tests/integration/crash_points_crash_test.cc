@@ -38,6 +38,8 @@ struct CrashCase {
   // Overwrites of another key, of the same size, on the armed worker before the armed write: the
   // second caches a blob in the worker's thread, and the armed write takes it.
   bool warm_cache = false;
+  // Which arrival at the step dies: the warm-up writes may reach it first.
+  int hit = 1;
 };
 
 std::string PrintCase(const testing::TestParamInfo<CrashCase>& info) { return info.param.point; }
@@ -85,7 +87,8 @@ class CrashPointTest : public testing::TestWithParam<CrashCase> {};
 TEST_P(CrashPointTest, ArmedWorkerDiesMidWriteAndTheStateIsWholeAndServing) {
   const CrashCase& c = GetParam();
   ServerProcess server(std::string("cp-") + c.point);
-  server.add_env(std::string("SHMSTATE_TEST_WORKER_CRASH_POINT=0:") + c.point + ":1");
+  server.add_env(std::string("SHMSTATE_TEST_WORKER_CRASH_POINT=0:") + c.point + ":" +
+                 std::to_string(c.hit));
   ASSERT_STARTED(server.Start({"--workers", "2"}));
   const uint16_t port = server.port();
   std::vector<pid_t> pids;
@@ -169,8 +172,10 @@ INSTANTIATE_TEST_SUITE_P(
                     CrashCase{"before_free", After::kNew},
                     // The replaced blob goes into the worker thread's blob cache ...
                     CrashCase{"cache_put", After::kNew},
-                    // ... and the next write of its size takes it from there.
-                    CrashCase{"cache_take", After::kOld, /*warm_cache=*/true},
+                    // ... and the next write of its size takes it from there: the first warm-up
+                    // write refills the empty class and takes a block (take 1), the second takes
+                    // one and caches the first's blob, which the armed write takes (take 3).
+                    CrashCase{"cache_take", After::kOld, /*warm_cache=*/true, /*hit=*/3},
                     // The first allocator lock of the overwrite: the new blob's, before any commit.
                     CrashCase{"inside_allocator", After::kOld},
                     CrashCase{"before_create_commit", After::kAbsent}),

@@ -84,6 +84,26 @@ TEST(BlobCacheTest, AWriteReusesTheBlockItsPredecessorFreed) {
   EXPECT_EQ(got.data, std::string(64, 'a' + 999 % 26));
 }
 
+// Writes that only add (pushes) find their class empty: one allocator call refills it, and the
+// next pushes take the refilled blocks without the allocator.
+TEST(BlobCacheTest, AnEmptyClassIsRefilledInOneAllocation) {
+  test::ScopedSegment seg;
+  List list;
+  ASSERT_OK(List::Open(seg.get(), "l", OpenMode::kCreateIfMissing, {}, &list));
+  ASSERT_OK(list.Push(List::End::kRight, std::string(100, 'x')));  // Refills, takes one.
+  const size_t cached = seg->cached_bytes();
+  const size_t free_before = seg->impl()->managed().get_free_memory();
+  for (uint32_t i = 1; i < kRefillBlocks - 1; ++i) {
+    ASSERT_OK(list.Push(List::End::kRight, std::string(100, 'x')));
+  }
+  EXPECT_EQ(seg->impl()->managed().get_free_memory(), free_before);
+  EXPECT_LT(seg->cached_bytes(), cached);
+  EXPECT_EQ(seg->free_bytes(), seg->impl()->managed().get_free_memory() + seg->cached_bytes());
+  uint64_t length = 0;
+  ASSERT_OK(list.Length(&length));
+  EXPECT_EQ(length, kRefillBlocks - 1);
+}
+
 TEST(BlobCacheTest, CachesStayWithinTheirBounds) {
   test::ScopedSegment seg;
   List list;
