@@ -1,5 +1,6 @@
 // Fuzzes the RESP parser (resp::ParseCommand) the way a session drives it, and runs the first
-// commands it yields through the dispatcher (resp::Execute) on a scratch segment.
+// commands it yields through the prefetch hint and the dispatcher (resp::Prefetch, resp::Execute)
+// on a scratch segment.
 //
 // Checks: no crash; a command or empty request consumes at least one byte and no more than it
 // was given; every argument respects the limits; one byte less of the same input is incomplete
@@ -7,6 +8,7 @@
 // least one reply byte, or blocks only on BLPOP/BRPOP. The registry is emptied after each input.
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -60,6 +62,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (status == resp::ParseStatus::kCommand && run++ < kMaxCommandsRun) {
       std::string out;
       resp::BlockedPop blocked;
+      resp::Prefetch(config, std::span(&parsed, 1));  // As the session does, before running.
       resp::Outcome outcome = resp::Execute(config, &client, parsed.args, &out, &blocked);
       if (outcome == resp::Outcome::kBlock) {
         blocked.deadline = std::chrono::steady_clock::now();  // Never wait in a fuzzer.

@@ -1038,8 +1038,8 @@ Status Dict::Get(std::string_view key, DictValue* value) const {
 }
 
 void Dict::Prefetch(std::span<const std::string_view> keys) const {
-#if !defined(__SANITIZE_THREAD__)  // Its reads race with writers by design.
-  if (!ref_.valid()) return;
+#if !defined(__SANITIZE_THREAD__)                 // Its reads race with writers by design.
+  if (!ref_.valid() || !IsCurrent(ref_)) return;  // A stale handle's body may be another kind's.
   Segment::Impl* seg = ref_.segment->impl();
   const DictRep* rep = DictRepIfPlausible(seg, ref_.entry->body.load(std::memory_order_acquire));
   if (rep == nullptr) return;
