@@ -152,11 +152,32 @@ Segment::Impl::Impl(ManagedSegment&& managed, std::string shm_name)
   live.ids.push_back(instance_id_);
 }
 
-Status Segment::Impl::Allocate(size_t bytes, uint64_t* handle, size_t alignment) {
-  if (root_ != nullptr && root_->poisoned.load(std::memory_order_acquire)) {
+namespace {
+
+// Runs `allocate` (Status()) on the allocator unless the segment is poisoned, and turns what the
+// allocator throws into a Status: the one boundary of Allocate and AllocateMany.
+template <typename Fn>
+Status WithAllocator(Segment::Impl* segment, Fn&& allocate) {
+  auto poisoned = [] {
     return Status::Poisoned("segment allocator is poisoned; the manager is rebuilding it");
+  };
+  if (segment->root() != nullptr && segment->root()->poisoned.load(std::memory_order_acquire)) {
+    return poisoned();
   }
   try {
+    return allocate();
+  } catch (const SegmentPoisoned&) {
+    segment->MarkPoisoned();
+    return poisoned();
+  } catch (const std::exception& e) {
+    return Status::Internal(std::string("allocate: ") + e.what());
+  }
+}
+
+}  // namespace
+
+Status Segment::Impl::Allocate(size_t bytes, uint64_t* handle, size_t alignment) {
+  return WithAllocator(this, [&] {
     void* p = alignment <= 16 ? managed_.allocate(bytes, std::nothrow)
                               : managed_.allocate_aligned(bytes, alignment, std::nothrow);
     if (p == nullptr) {
@@ -165,31 +186,18 @@ Status Segment::Impl::Allocate(size_t bytes, uint64_t* handle, size_t alignment)
     }
     *handle = Handle(p);
     return Status::OK();
-  } catch (const SegmentPoisoned&) {
-    MarkPoisoned();
-    return Status::Poisoned("segment allocator is poisoned; the manager is rebuilding it");
-  } catch (const std::exception& e) {
-    return Status::Internal(std::string("allocate: ") + e.what());
-  }
+  });
 }
 
 Status Segment::Impl::AllocateMany(size_t bytes, size_t n, uint64_t* handles, size_t* got) {
   *got = 0;
-  if (root_ != nullptr && root_->poisoned.load(std::memory_order_acquire)) {
-    return Status::Poisoned("segment allocator is poisoned; the manager is rebuilding it");
-  }
-  try {
+  return WithAllocator(this, [&] {
     ManagedSegment::segment_manager::multiallocation_chain chain;
     managed_.get_segment_manager()->allocate_many(std::nothrow, bytes, n, chain);
     while (!chain.empty() && *got < n) handles[(*got)++] = Handle(chain.pop_front());
     if (*got == 0) return Status::OutOfSpace("segment full: cannot allocate " + FormatSize(bytes));
     return Status::OK();
-  } catch (const SegmentPoisoned&) {
-    MarkPoisoned();
-    return Status::Poisoned("segment allocator is poisoned; the manager is rebuilding it");
-  } catch (const std::exception& e) {
-    return Status::Internal(std::string("allocate: ") + e.what());
-  }
+  });
 }
 
 void Segment::Impl::Free(uint64_t handle) {
