@@ -18,7 +18,7 @@
 namespace shm {
 
 inline constexpr uint64_t kSegmentMagic = 0x4554415453484d53ull;  // "SHMSTATE" little endian.
-inline constexpr uint32_t kLayoutVersion = 5;
+inline constexpr uint32_t kLayoutVersion = 6;
 inline constexpr uint32_t kMaxIntentSlots = 1024;
 inline constexpr uint32_t kMaxWorkerSlots = 256;
 inline constexpr size_t kMaxNameLength = 200;
@@ -170,6 +170,11 @@ struct Root {
   IntentSlot intents[kMaxIntentSlots];
   WorkerSlot workers[kMaxWorkerSlots];
   DictStripeRep dict_stripes[kDictStripes];
+  // The shard locks of keyspaces (keyspace.h), a set apart from dicts' so that a keyspace
+  // command may take the lock of a hash's shard while it holds its key's: the order is keyspace
+  // stripe -> registry -> object (a dict's stripe included) -> allocator, and no dict stripe is
+  // ever held while a keyspace stripe is taken.
+  DictStripeRep keyspace_stripes[kDictStripes];
 };
 
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
