@@ -9,6 +9,7 @@
 #include <boost/asio.hpp>
 #include <chrono>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -49,19 +50,20 @@ class SessionBase {
 
 class Server final : public RespServer, public std::enable_shared_from_this<Server> {
  public:
-  Server(net::io_context* ioc, bool single_thread, Segment* segment, const WorkerOptions& options,
-         std::function<void()> on_drained)
+  Server(net::io_context* ioc, bool single_thread, Segment* segment,
+         const RespServerOptions& options, std::function<void()> on_drained)
       : ioc_(ioc),
         single_thread_(single_thread),
         acceptor_(*ioc),
         retry_(*ioc),
         on_drained_(std::move(on_drained)) {
     config_.segment = segment;
-    config_.worker_index = options.index;
-    config_.password = options.token;
+    config_.worker_index = options.worker_index;
+    config_.password = options.password;
+    config_.token_matches = options.token_matches;
     config_.started_ms = resp::NowMs();
-    limits_.max_bulk_bytes = options.max_body_bytes;
-    limits_.max_command_bytes = std::max<size_t>(options.max_body_bytes * 4, size_t{4} << 20);
+    limits_.max_bulk_bytes = options.max_bulk_bytes;
+    limits_.max_command_bytes = std::max<size_t>(options.max_bulk_bytes * 4, size_t{4} << 20);
     read_timeout_ = options.read_timeout;
   }
 
@@ -258,6 +260,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       if (status == resp::ParseStatus::kIncomplete || status == resp::ParseStatus::kError) {
         return status;
       }
+      command.row = command.args.empty() ? nullptr : resp::Lookup(command.args[0]);
       offset += command.consumed;
       ++*parsed;
     }
@@ -276,7 +279,8 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
 
   resp::Outcome Execute(const resp::ParsedCommand& command) {
     try {
-      return resp::Execute(server_->config(), &client_, command.args, &out_, &blocked_pop_);
+      return resp::Execute(server_->config(), &client_, command.row, command.args, &out_,
+                           &blocked_pop_);
     } catch (const std::exception& e) {
       // A throw must not end the worker; the connection stays usable.
       SHM_LOG(kError) << "resp: " << e.what();
@@ -460,11 +464,11 @@ void Server::Drain() {
 }  // namespace
 
 Status StartRespServer(net::io_context* ioc, bool single_thread, Segment* segment,
-                       const WorkerOptions& options, std::function<void()> on_drained,
+                       const RespServerOptions& options, std::function<void()> on_drained,
                        std::shared_ptr<RespServer>* result) {
   auto server =
       std::make_shared<Server>(ioc, single_thread, segment, options, std::move(on_drained));
-  SHM_RETURN_IF_ERROR(server->Adopt(options.resp_listen_fd));
+  SHM_RETURN_IF_ERROR(server->Adopt(options.listen_fd));
   server->DoAccept();
   *result = server;
   return Status::OK();

@@ -1,0 +1,297 @@
+// Connection and server commands (Redis's "connection" and "server" groups): PING, AUTH, HELLO,
+// SELECT, CLIENT, QUIT, TIME, INFO, CONFIG, COMMAND.
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "internal.h"
+
+namespace shm::resp {
+namespace {
+
+constexpr std::string_view kRedisVersion = "7.0.0";  // What clients are told (HELLO, INFO).
+
+// ---------------------------------------------------------------------------------------------
+// Connection.
+
+void Ping(Call& c) {
+  if (c.args.size() > 2) return WrongArity(c);
+  c.args.size() == 2 ? c.w.Bulk(c.args[1]) : c.w.Simple("PONG");
+}
+
+void Echo(Call& c) { c.w.Bulk(c.args[1]); }
+
+// AUTH's check, shared with HELLO ... AUTH. Writes the error and returns false when refused.
+bool CheckPassword(Call& c, std::string_view user, std::string_view password) {
+  const std::string& expected = c.config.password;
+  if (expected.empty()) {
+    c.w.Error(
+        "ERR AUTH <password> called without any password configured for the default user. Are "
+        "you sure your configuration is correct?");
+    return false;
+  }
+  // The HTTP gate's constant-time comparison: one token check for both protocols.
+  if (user != "default" || c.config.token_matches == nullptr ||
+      !c.config.token_matches(password, expected)) {
+    c.w.Error("WRONGPASS invalid username-password pair or user is disabled.");
+    return false;
+  }
+  c.client->authenticated = true;
+  return true;
+}
+
+void Auth(Call& c) {
+  if (c.args.size() > 3) return c.w.Error(kSyntax);
+  std::string_view user = c.args.size() == 3 ? c.args[1] : "default";
+  if (CheckPassword(c, user, c.args.back())) c.w.Simple("OK");
+}
+
+bool ValidClientName(std::string_view name) {
+  return std::all_of(name.begin(), name.end(), [](char ch) { return ch > ' ' && ch <= '~'; });
+}
+
+void Hello(Call& c) {
+  int64_t protocol = c.client->protocol;
+  size_t i = 1;
+  if (c.args.size() > 1) {
+    if (!ParseInt(c.args[1], &protocol)) {
+      return c.w.Error("ERR Protocol version is not an integer or out of range");
+    }
+    if (protocol != 2 && protocol != 3) return c.w.Error("NOPROTO unsupported protocol version");
+    i = 2;
+  }
+  std::string_view name;
+  bool set_name = false;
+  for (; i < c.args.size(); ++i) {
+    if (EqualsIgnoreCase(c.args[i], "auth") && i + 2 < c.args.size()) {
+      if (!CheckPassword(c, c.args[i + 1], c.args[i + 2])) return;
+      i += 2;
+    } else if (EqualsIgnoreCase(c.args[i], "setname") && i + 1 < c.args.size()) {
+      name = c.args[++i];
+      set_name = true;
+    } else {
+      return c.w.Error("ERR Syntax error in HELLO option '" + std::string(c.args[i]) + "'");
+    }
+  }
+  if (!c.config.password.empty() && !c.client->authenticated) {
+    return c.w.Error(
+        "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO "
+        "<proto> AUTH <user> <pass> option can be used to authenticate the client and select "
+        "the RESP protocol version at the same time");
+  }
+  if (set_name && !ValidClientName(name)) {
+    return c.w.Error("ERR Client names cannot contain spaces, newlines or special characters.");
+  }
+  if (set_name) c.client->name = std::string(name);
+  c.client->protocol = static_cast<int>(protocol);
+  c.w = ReplyWriter(c.w.buffer(), c.client->protocol);
+  c.w.Map(7);
+  c.w.Bulk("server");
+  c.w.Bulk("redis");
+  c.w.Bulk("version");
+  c.w.Bulk(kRedisVersion);
+  c.w.Bulk("proto");
+  c.w.Integer(protocol);
+  c.w.Bulk("id");
+  c.w.Integer(static_cast<int64_t>(c.client->id));
+  c.w.Bulk("mode");
+  c.w.Bulk("standalone");
+  c.w.Bulk("role");
+  c.w.Bulk("master");
+  c.w.Bulk("modules");
+  c.w.Array(0);
+}
+
+void Select(Call& c) {
+  int64_t index = 0;
+  if (!ParseInt(c.args[1], &index)) return c.w.Error(kNotInteger);
+  if (index != 0) return c.w.Error("ERR DB index is out of range");
+  c.w.Simple("OK");
+}
+
+std::string ClientInfoLine(const Call& c) {
+  int64_t age = (NowMs() - c.client->connected_ms) / 1000;
+  return "id=" + std::to_string(c.client->id) + " addr=" + c.client->address +
+         " name=" + c.client->name + " age=" + std::to_string(age) +
+         " db=0 multi=" + (c.client->in_multi ? std::to_string(c.client->queued.size()) : "-1") +
+         " resp=" + std::to_string(c.client->protocol) +
+         " worker=" + std::to_string(c.config.worker_index) + "\n";
+}
+
+void Client(Call& c) {
+  std::string sub = Lower(c.args[1]);
+  if (sub == "setname" && c.args.size() == 3) {
+    if (!ValidClientName(c.args[2])) {
+      return c.w.Error("ERR Client names cannot contain spaces, newlines or special characters.");
+    }
+    c.client->name = std::string(c.args[2]);
+    return c.w.Simple("OK");
+  }
+  if (sub == "getname" && c.args.size() == 2) {
+    return c.client->name.empty() ? c.w.Null() : c.w.Bulk(c.client->name);
+  }
+  if (sub == "id" && c.args.size() == 2) return c.w.Integer(static_cast<int64_t>(c.client->id));
+  if ((sub == "info" || sub == "list") && c.args.size() == 2) return c.w.Bulk(ClientInfoLine(c));
+  if (sub == "setinfo" && c.args.size() == 4) return c.w.Simple("OK");
+  c.w.Error("ERR unknown subcommand or wrong number of arguments for '" + std::string(c.args[1]) +
+            "'. Try CLIENT HELP.");
+}
+
+void Quit(Call& c) {
+  c.client->close_after_reply = true;
+  c.w.Simple("OK");
+}
+
+void Time(Call& c) {
+  auto now = std::chrono::system_clock::now().time_since_epoch();
+  int64_t micros = std::chrono::duration_cast<std::chrono::microseconds>(now).count();
+  c.w.Array(2);
+  c.w.Bulk(std::to_string(micros / 1000000));
+  c.w.Bulk(std::to_string(micros % 1000000));
+}
+
+// ---------------------------------------------------------------------------------------------
+// INFO, COMMAND, CONFIG.
+
+void Info(Call& c) {
+  std::vector<std::string> sections;
+  for (size_t i = 1; i < c.args.size(); ++i) sections.push_back(Lower(c.args[i]));
+  auto wants = [&](std::string_view name) {
+    if (sections.empty()) return true;
+    for (const std::string& s : sections) {
+      if (s == name || s == "all" || s == "everything" || s == "default") return true;
+    }
+    return false;
+  };
+  std::string text;
+  Segment* segment = c.segment();
+  if (wants("server")) {
+    text += "# Server\r\nredis_version:" + std::string(kRedisVersion) +
+            "\r\nredis_mode:standalone\r\nos:Linux\r\narch_bits:64\r\nprocess_id:" +
+            std::to_string(getpid()) +
+            "\r\nuptime_in_seconds:" + std::to_string((NowMs() - c.config.started_ms) / 1000) +
+            "\r\nshmstate_worker:" + std::to_string(c.config.worker_index) +
+            "\r\nshmstate_segment:" + segment->shm_name() + "\r\n\r\n";
+  }
+  if (wants("clients")) {
+    text += "# Clients\r\nconnected_clients:" + std::to_string(Counters().connected.load()) +
+            "\r\n\r\n";
+  }
+  if (wants("memory")) {
+    size_t used = segment->size() - segment->free_bytes();
+    text += "# Memory\r\nused_memory:" + std::to_string(used) +
+            "\r\nmaxmemory:" + std::to_string(segment->size()) +
+            "\r\nmaxmemory_policy:noeviction\r\n\r\n";
+  }
+  if (wants("stats")) {
+    text +=
+        "# Stats\r\ntotal_connections_received:" + std::to_string(Counters().connections.load()) +
+        "\r\ntotal_commands_processed:" + std::to_string(Counters().commands.load()) + "\r\n\r\n";
+  }
+  if (wants("keyspace")) {
+    text += "# Keyspace\r\n";
+    uint64_t keys = KeyCount(segment);
+    if (keys > 0) text += "db0:keys=" + std::to_string(keys) + ",expires=0,avg_ttl=0\r\n";
+  }
+  c.w.Bulk(text);
+}
+
+// Redis's flag names, in the order COMMAND lists them.
+constexpr std::pair<uint32_t, std::string_view> kFlagNames[] = {
+    {kWrite, "write"},       {kReadOnly, "readonly"}, {kDenyOom, "denyoom"},      {kAdmin, "admin"},
+    {kNoScript, "noscript"}, {kBlocking, "blocking"}, {kLoading, "loading"},      {kStale, "stale"},
+    {kFast, "fast"},         {kNoAuth, "no_auth"},    {kAllowBusy, "allow_busy"},
+};
+
+// One row as COMMAND and COMMAND INFO answer it: name, arity, flags, first key, last key, step.
+void WriteCommandRow(ReplyWriter& w, const CommandRow& row) {
+  w.Array(6);
+  w.Bulk(row.name);
+  w.Integer(row.arity);
+  size_t flags = 0;
+  for (const auto& [flag, name] : kFlagNames) flags += (row.flags & flag) != 0;
+  w.Set(flags);
+  for (const auto& [flag, name] : kFlagNames) {
+    if ((row.flags & flag) != 0) w.Simple(name);
+  }
+  w.Integer(row.keys.first);
+  w.Integer(row.keys.last);
+  w.Integer(row.keys.step);
+}
+
+void CommandCommand(Call& c) {
+  const CommandTable& table = Commands();
+  std::string sub = c.args.size() > 1 ? Lower(c.args[1]) : "";
+  if (sub == "docs") return c.w.Map(0);  // redis-cli asks at start; it copes with no docs.
+  if (sub == "count" && c.args.size() == 2) {
+    return c.w.Integer(static_cast<int64_t>(table.rows().size()));
+  }
+  if (sub == "info") {
+    c.w.Array(c.args.size() - 2);
+    for (size_t i = 2; i < c.args.size(); ++i) {
+      const CommandRow* row = table.Find(c.args[i]);
+      row == nullptr ? c.w.NullArray() : WriteCommandRow(c.w, *row);
+    }
+    return;
+  }
+  if (!sub.empty()) {
+    return c.w.Error("ERR unknown subcommand '" + std::string(c.args[1].substr(0, 128)) +
+                     "'. Try COMMAND HELP.");
+  }
+  c.w.Array(table.rows().size());
+  for (const CommandRow& row : table.rows()) WriteCommandRow(c.w, row);
+}
+
+void Config(Call& c) {
+  std::string sub = Lower(c.args[1]);
+  if (sub == "get") return c.w.Map(0);  // No settings are exposed.
+  if (sub == "resetstat") return c.w.Simple("OK");
+  c.w.Error("ERR shmstate is configured on its command line (CONFIG " + std::string(c.args[1]) +
+            " is not supported)");
+}
+
+}  // namespace
+
+ServerCounters& Counters() {
+  static ServerCounters counters;
+  return counters;
+}
+
+uint64_t NextClientId(Segment* /*segment*/, int worker_index) {
+  // Unique across workers: the worker's index in the low bits.
+  return (Counters().next_id.fetch_add(1) + 1) * 1024 + static_cast<uint64_t>(worker_index % 1024);
+}
+
+void CountConnection(int delta) {
+  Counters().connected.fetch_add(delta);
+  if (delta > 0) Counters().connections.fetch_add(1);
+}
+
+void RegisterServerCommands(CommandTable* table) {
+  constexpr KeyPositions kNone{};
+  constexpr uint32_t kLoadingStale = kLoading | kStale;
+  for (const CommandRow& row : {
+           CommandRow{"ping", -1, kFast, kNone, Ping},
+           CommandRow{"echo", 2, kFast, kNone, Echo},
+           CommandRow{"auth", -2, kNoScript | kLoadingStale | kFast | kNoAuth | kAllowBusy, kNone,
+                      Auth},
+           CommandRow{"hello", -1, kNoScript | kLoadingStale | kFast | kNoAuth | kAllowBusy, kNone,
+                      Hello},
+           CommandRow{"select", 2, kLoadingStale | kFast, kNone, Select},
+           CommandRow{"client", -2, kAdmin | kNoScript | kLoadingStale, kNone, Client},
+           CommandRow{"quit", -1,
+                      kNoScript | kLoadingStale | kFast | kNoAuth | kAllowBusy | kUnqueued, kNone,
+                      Quit},
+           CommandRow{"command", -1, kLoadingStale, kNone, CommandCommand},
+           CommandRow{"time", 1, kLoadingStale | kFast, kNone, Time},
+           CommandRow{"info", -1, kLoadingStale, kNone, Info},
+           CommandRow{"config", -2, kAdmin | kNoScript | kLoadingStale, kNone, Config},
+       }) {
+    table->Add(row);
+  }
+}
+
+}  // namespace shm::resp
