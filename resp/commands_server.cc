@@ -108,7 +108,8 @@ void Hello(Call& c) {
 void Select(Call& c) {
   int64_t index = 0;
   if (!ParseInt(c.args[1], &index)) return c.w.Error(kNotInteger);
-  if (index != 0) return c.w.Error("ERR DB index is out of range");
+  if (index < 0 || index >= Keyspace::kDatabases) return c.w.Error("ERR DB index is out of range");
+  c.client->db = static_cast<int>(index);
   c.w.Simple("OK");
 }
 
@@ -116,7 +117,8 @@ std::string ClientInfoLine(const Call& c) {
   int64_t age = (NowMs() - c.client->connected_ms) / 1000;
   return "id=" + std::to_string(c.client->id) + " addr=" + c.client->address +
          " name=" + c.client->name + " age=" + std::to_string(age) +
-         " db=0 multi=" + (c.client->in_multi ? std::to_string(c.client->queued.size()) : "-1") +
+         " db=" + std::to_string(c.client->db) +
+         " multi=" + (c.client->in_multi ? std::to_string(c.client->queued.size()) : "-1") +
          " resp=" + std::to_string(c.client->protocol) +
          " worker=" + std::to_string(c.config.worker_index) + "\n";
 }
@@ -193,8 +195,13 @@ void Info(Call& c) {
   }
   if (wants("keyspace")) {
     text += "# Keyspace\r\n";
-    uint64_t keys = KeyCount(segment);
-    if (keys > 0) text += "db0:keys=" + std::to_string(keys) + ",expires=0,avg_ttl=0\r\n";
+    for (int db = 0; db < Keyspace::kDatabases; ++db) {
+      uint64_t keys = KeyCount(segment, db);
+      if (keys > 0) {
+        text += "db" + std::to_string(db) + ":keys=" + std::to_string(keys) +
+                ",expires=0,avg_ttl=0\r\n";
+      }
+    }
   }
   c.w.Bulk(text);
 }

@@ -14,6 +14,7 @@
 
 #include "command_table.h"
 #include "internal.h"
+#include "shm/integer.h"
 
 namespace shm::resp {
 namespace {
@@ -132,10 +133,9 @@ void Prefetch(const RespConfig& config, std::span<const ParsedCommand> commands)
     });
   }
   if (n == 0) return;
-  Dict strings;
-  bool cached = false;
-  if (handles::Strings(config.segment, false, &strings, &cached).ok()) {
-    strings.Prefetch(std::span(keys, n));
+  // Database 0's: the one a pipeline almost always uses (a hint, never wrong, at worst idle).
+  if (Keyspace* keyspace = KeyspaceOf(config.segment, 0, false)) {
+    keyspace->Prefetch(std::span(keys, n));
   }
 }
 
@@ -165,10 +165,7 @@ void WrongArity(Call& c) {
 }
 
 bool ParseInt(std::string_view text, int64_t* value) {
-  if (text.empty() || text.size() > 20 || text[0] == '+') return false;
-  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), *value);
-  return ec == std::errc() && ptr == text.data() + text.size() &&
-         !(text.size() > 1 && (text[0] == '0' || (text[0] == '-' && text[1] == '0')));
+  return ParseInt64(text, value, IntSyntax::kRedisStrict);
 }
 
 bool ParseDouble(std::string_view text, double* value) {

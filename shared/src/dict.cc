@@ -36,8 +36,8 @@ constexpr std::string_view kIncrContentType = "text/plain";
 // ---------------------------------------------------------------------------------------------
 // Validation
 
+// The empty key is a key (as in Redis: a Redis key or hash field may be empty).
 Status ValidateKey(std::string_view key) {
-  if (key.empty()) return Status::InvalidArgument("key is empty");
   if (key.size() > Dict::kMaxKey) {
     return Status::InvalidArgument("key longer than " + std::to_string(Dict::kMaxKey) + " bytes");
   }

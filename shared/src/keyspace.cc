@@ -1,9 +1,10 @@
 #include "shm/keyspace.h"
 
+#include <unistd.h>
+
 #include <charconv>
 #include <random>
 #include <string>
-#include <unistd.h>
 #include <unordered_map>
 
 #include "boundary.h"
@@ -204,21 +205,11 @@ Status ValidateKey(std::string_view key) {
   return Status::OK();
 }
 
-// Redis allows the empty key; the index (a dict) does not, so every key is stored behind one
-// byte: "k" + key. ListKeys strips it again.
-std::string IndexKey(std::string_view key) {
-  std::string k;
-  k.reserve(key.size() + 1);
-  k.push_back('k');
-  k.append(key);
-  return k;
-}
-
 // Dict::Update on a key's entry, where an entry whose aggregate no longer stands (EntryLive) is
 // shown to `fn` as absent and dropped unless fn writes the key; its aggregate, if any, goes to
 // *dead for deletion after the commit.
 template <typename Fn>
-Status UpdateKey(Dict& index, const std::string& key, Orphan* dead, Fn&& fn) {
+Status UpdateKey(Dict& index, std::string_view key, Orphan* dead, Fn&& fn) {
   Segment* seg = index.ref().segment;
   return index.Update(key, [&](const DictValue* current, DictUpdate* update) {
     bool stale = current != nullptr && !EntryLive(seg, *current);
@@ -251,8 +242,8 @@ std::string_view KeyTypeName(KeyType type) {
 Status Keyspace::Open(Segment* segment, int db, Keyspace* result, OpenMode mode) {
   if (db < 0 || db >= kDatabases) return Status::InvalidArgument("DB index is out of range");
   Dict index;
-  SHM_RETURN_IF_ERROR(Dict::OpenKind(segment, "redis:" + std::to_string(db), ObjectKind::kKeyspace, mode,
-                                     DictOptions(), &index, nullptr));
+  SHM_RETURN_IF_ERROR(Dict::OpenKind(segment, "redis:" + std::to_string(db), ObjectKind::kKeyspace,
+                                     mode, DictOptions(), &index, nullptr));
   *result = Keyspace(index, db);
   return Status::OK();
 }
@@ -260,7 +251,7 @@ Status Keyspace::Open(Segment* segment, int db, Keyspace* result, OpenMode mode)
 Status Keyspace::Type(std::string_view key, KeyType* type) const {
   SHM_RETURN_IF_ERROR(ValidateKey(key));
   DictValue entry;
-  Status s = index_.Get(IndexKey(key), &entry);
+  Status s = index_.Get(key, &entry);
   *type = KeyType::kNone;
   if (s.IsNotFound()) return Status::OK();
   SHM_RETURN_IF_ERROR(s);
@@ -271,7 +262,7 @@ Status Keyspace::Type(std::string_view key, KeyType* type) const {
 Status Keyspace::Get(std::string_view key, std::string* value, int64_t* expires_at_ms) const {
   SHM_RETURN_IF_ERROR(ValidateKey(key));
   DictValue entry;
-  SHM_RETURN_IF_ERROR(index_.Get(IndexKey(key), &entry));
+  SHM_RETURN_IF_ERROR(index_.Get(key, &entry));
   if (TypeOfEntry(entry) != KeyType::kString) {
     return EntryLive(index_.ref().segment, entry) ? WrongType() : Status::NotFound("no such key");
   }
@@ -289,7 +280,7 @@ Status Keyspace::Set(std::string_view key, std::string_view value, const StringS
   }
   *result = StringSetResult{};
   Orphan orphan;
-  Status s = UpdateKey(index_, IndexKey(key), &orphan, [&](const DictValue* current, DictUpdate* update) {
+  Status s = UpdateKey(index_, key, &orphan, [&](const DictValue* current, DictUpdate* update) {
     update->write = false;
     if (options.get && current != nullptr) {
       if (TypeOfEntry(*current) != KeyType::kString) return WrongType();
@@ -332,7 +323,7 @@ Status Keyspace::IncrBy(std::string_view key, int64_t by, int64_t* result) {
 Status Keyspace::UpdateString(std::string_view key, const StringUpdateFn& fn) {
   SHM_RETURN_IF_ERROR(ValidateKey(key));
   Orphan dead;
-  Status s = UpdateKey(index_, IndexKey(key), &dead, [&](const DictValue* current, DictUpdate* update) {
+  Status s = UpdateKey(index_, key, &dead, [&](const DictValue* current, DictUpdate* update) {
     update->write = false;
     if (current != nullptr && TypeOfEntry(*current) != KeyType::kString) return WrongType();
     StringUpdate change;
@@ -365,7 +356,7 @@ Status Keyspace::Delete(std::string_view key, bool* existed) {
   SHM_RETURN_IF_ERROR(ValidateKey(key));
   *existed = false;
   Orphan orphan;
-  Status s = UpdateKey(index_, IndexKey(key), &orphan, [&](const DictValue* current, DictUpdate* update) {
+  Status s = UpdateKey(index_, key, &orphan, [&](const DictValue* current, DictUpdate* update) {
     update->write = false;
     if (current == nullptr) return Status::OK();
     orphan.From(current);
@@ -381,7 +372,7 @@ Status Keyspace::Expire(std::string_view key, int64_t at_ms, ExpireIf cond, bool
   SHM_RETURN_IF_ERROR(ValidateKey(key));
   *applied = false;
   Orphan orphan;
-  Status s = UpdateKey(index_, IndexKey(key), &orphan, [&](const DictValue* current, DictUpdate* update) {
+  Status s = UpdateKey(index_, key, &orphan, [&](const DictValue* current, DictUpdate* update) {
     update->write = false;
     if (current == nullptr) return Status::OK();
     const int64_t now = current->expires_at_ms;  // 0: none, "infinitely late" for GT/LT.
@@ -423,7 +414,7 @@ Status Keyspace::Persist(std::string_view key, bool* removed) {
   SHM_RETURN_IF_ERROR(ValidateKey(key));
   *removed = false;
   Orphan dead;
-  Status s = UpdateKey(index_, IndexKey(key), &dead, [&](const DictValue* current, DictUpdate* update) {
+  Status s = UpdateKey(index_, key, &dead, [&](const DictValue* current, DictUpdate* update) {
     update->write = false;
     if (current == nullptr || current->expires_at_ms == 0) return Status::OK();
     *removed = true;
@@ -440,7 +431,7 @@ Status Keyspace::Persist(std::string_view key, bool* removed) {
 Status Keyspace::ExpiryOf(std::string_view key, int64_t* at_ms) const {
   SHM_RETURN_IF_ERROR(ValidateKey(key));
   DictValue entry;
-  SHM_RETURN_IF_ERROR(index_.Get(IndexKey(key), &entry));
+  SHM_RETURN_IF_ERROR(index_.Get(key, &entry));
   *at_ms = entry.expires_at_ms;
   return Status::OK();
 }
@@ -450,7 +441,7 @@ Status Keyspace::Rename(std::string_view from, std::string_view to, bool only_if
   SHM_RETURN_IF_ERROR(ValidateKey(from));
   SHM_RETURN_IF_ERROR(ValidateKey(to));
   *renamed = false;
-  const std::string from_key = IndexKey(from), to_key = IndexKey(to);
+  const std::string from_key = std::string(from), to_key = std::string(to);
   DictValue moving;
   bool found = false;
   SHM_RETURN_IF_ERROR(index_.Update(from_key, [&](const DictValue* current, DictUpdate* update) {
@@ -494,7 +485,7 @@ Status Keyspace::Rename(std::string_view from, std::string_view to, bool only_if
 Status Keyspace::Version(std::string_view key, uint64_t* version) const {
   SHM_RETURN_IF_ERROR(ValidateKey(key));
   DictValue entry;
-  Status s = index_.Get(IndexKey(key), &entry);
+  Status s = index_.Get(key, &entry);
   *version = 0;
   if (s.IsNotFound()) return Status::OK();
   SHM_RETURN_IF_ERROR(s);
@@ -508,9 +499,9 @@ Status Keyspace::WithAggregate(std::string_view key, Access access,
   SHM_RETURN_IF_ERROR(ValidateKey(key));
   Segment* seg = index_.ref().segment;
   const KeyType type = TypeOfProxy(static_cast<Proxy*>(nullptr));
-  Orphan orphan;  // One removed for being empty.
+  Orphan orphan;   // One removed for being empty.
   Status outcome;  // fn's, or NotFound; the update itself commits whatever fn left.
-  Status s = index_.Update(IndexKey(key), [&](const DictValue* current, DictUpdate* update) {
+  Status s = index_.Update(key, [&](const DictValue* current, DictUpdate* update) {
     update->write = false;
     Proxy proxy;
     std::string name;
@@ -569,6 +560,59 @@ Status Keyspace::WithHash(std::string_view key, Access access,
   return WithAggregate<Dict>(key, access, fn);
 }
 
+Status Keyspace::RewriteList(std::string_view key,
+                             const std::function<Status(std::vector<std::string>* items)>& fn) {
+  SHM_RETURN_IF_ERROR(ValidateKey(key));
+  Segment* seg = index_.ref().segment;
+  Orphan replaced;  // The old list once the new one is published, or the new one on failure.
+  Status outcome;
+  Status s = UpdateKey(index_, key, &replaced, [&](const DictValue* current, DictUpdate* update) {
+    update->write = false;
+    if (current == nullptr) {
+      outcome = Status::NotFound("no such key");
+      return Status::OK();
+    }
+    if (TypeOfEntry(*current) != KeyType::kList) return WrongType();
+    List old;
+    SHM_RETURN_IF_ERROR(FindAggregate(seg, current->data, &old));
+    std::vector<std::string> items;
+    for (int64_t first = 0;;) {
+      std::vector<std::string> chunk;
+      bool truncated = false;
+      SHM_RETURN_IF_ERROR(old.Range(first, -1, &chunk, &truncated));
+      first += static_cast<int64_t>(chunk.size());
+      for (std::string& item : chunk) items.push_back(std::move(item));
+      if (!truncated || chunk.empty()) break;
+    }
+    outcome = fn(&items);
+    if (!outcome.ok()) return Status::OK();
+    if (items.empty()) {
+      replaced.From(current);
+      update->erase = true;
+      return Status::OK();
+    }
+    std::string name;
+    List fresh;
+    SHM_RETURN_IF_ERROR(CreateAggregate(seg, db_, &name, &fresh));
+    for (const std::string& item : items) {
+      Status pushed = fresh.Push(List::End::kRight, item);
+      if (!pushed.ok()) {
+        DeleteAggregate(seg, name, KeyType::kList);
+        return pushed;
+      }
+    }
+    replaced.From(current);
+    update->write = true;
+    update->data = name;
+    update->content_type = kListTag;
+    update->keep_expiry = true;
+    return Status::OK();
+  });
+  if (s.ok()) replaced.Delete(seg);
+  SHM_RETURN_IF_ERROR(s);
+  return outcome;
+}
+
 Status Keyspace::Count(uint64_t* keys) const {
   DictStats stats;
   SHM_RETURN_IF_ERROR(index_.Stats(&stats));
@@ -578,9 +622,7 @@ Status Keyspace::Count(uint64_t* keys) const {
 
 Status Keyspace::ListKeys(std::string_view prefix, size_t limit, uint64_t cursor,
                           std::vector<std::string>* keys, uint64_t* next_cursor) const {
-  SHM_RETURN_IF_ERROR(index_.ListKeys(IndexKey(prefix), limit, cursor, keys, next_cursor));
-  for (std::string& key : *keys) key.erase(0, 1);
-  return Status::OK();
+  return index_.ListKeys(prefix, limit, cursor, keys, next_cursor);
 }
 
 Status Keyspace::SweepExpired(size_t budget_per_shard, size_t* removed) {

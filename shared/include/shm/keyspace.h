@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -104,8 +105,8 @@ class Keyspace {
   Status Persist(std::string_view key, bool* removed);
   // The key's expiry: NotFound when absent; 0 when it has none.
   Status ExpiryOf(std::string_view key, int64_t* at_ms) const;
-  // Moves `from` (any type, with its expiry) to `to`, replacing what `to` held unless `only_if_absent`
-  // (then *renamed is false and nothing changes). NotFound when `from` is absent.
+  // Moves `from` (any type, with its expiry) to `to`, replacing what `to` held unless
+  // `only_if_absent` (then *renamed is false and nothing changes). NotFound when `from` is absent.
   Status Rename(std::string_view from, std::string_view to, bool only_if_absent, bool* renamed);
   // The key's version: changes with every write of the key, of any type (its list's or hash's
   // contents included); 0 when absent. What a transaction's read set records (issue 24).
@@ -120,6 +121,13 @@ class Keyspace {
   Status WithList(std::string_view key, Access access, const std::function<Status(List&)>& fn);
   Status WithHash(std::string_view key, Access access, const std::function<Status(Dict&)>& fn);
 
+  // Replaces the key's list by `fn`'s edit of its items (LSET, LINSERT, LREM, LTRIM): the new
+  // list is built aside and published by one commit of the key's entry, so a crash leaves the
+  // old list or the new one, whole (at worst the unpublished copy leaks). O(length). NotFound if
+  // absent, WrongType if another type; an empty result removes the key.
+  Status RewriteList(std::string_view key,
+                     const std::function<Status(std::vector<std::string>* items)>& fn);
+
   // Keys present, expired ones not yet swept included (as Redis's DBSIZE).
   Status Count(uint64_t* keys) const;
   // Keys in hash order, a page at a time (SCAN, KEYS): as Dict::ListKeys; expired keys skipped.
@@ -130,6 +138,8 @@ class Keyspace {
   Status SweepExpired(size_t budget_per_shard, size_t* removed);
   // Deletes every key (FLUSHDB).
   Status Flush();
+  // A hint for a batch of operations on `keys` that follows (Dict::Prefetch).
+  void Prefetch(std::span<const std::string_view> keys) const { index_.Prefetch(keys); }
 
   const ObjectRef& ref() const { return index_.ref(); }
   int db() const { return db_; }
