@@ -12,9 +12,9 @@
 #include <vector>
 
 #include "common/test_util.h"
-#include "shm/integer.h"
 #include "dict_rep.h"
 #include "segment_impl.h"
+#include "shm/integer.h"
 #include "shm/registry.h"
 #include "shm/snapshot.h"
 #include "test_clock.h"
@@ -156,8 +156,8 @@ TEST(KeyspaceTest, ListsAndHashesGoWithTheirLastElement) {
 TEST(KeyspaceTest, AFailedFirstWriteCreatesNothing) {
   test::ScopedSegment seg;
   Keyspace ks = Open(seg.get());
-  Status s = ks.WithHash("h", Access::kCreate,
-                         [](Dict&) { return Status::InvalidArgument("refused"); });
+  Status s =
+      ks.WithHash("h", Access::kCreate, [](Dict&) { return Status::InvalidArgument("refused"); });
   EXPECT_TRUE(s.IsInvalidArgument());
   EXPECT_EQ(TypeOf(ks, "h"), KeyType::kNone);
   EXPECT_EQ(Aggregates(seg.get()), 0u);
@@ -243,7 +243,7 @@ TEST(KeyspaceTest, EveryTypeExpiresPersistsAndRenames) {
   EXPECT_EQ(TypeOf(ks, "l2"), KeyType::kList);
   int64_t at = 0;
   ASSERT_OK(ks.ExpiryOf("l2", &at));
-  EXPECT_EQ(at, later);  // The expiry moves with the key.
+  EXPECT_EQ(at, later);                            // The expiry moves with the key.
   ASSERT_OK(ks.Rename("s", "h", true, &renamed));  // RENAMENX onto an existing key.
   EXPECT_FALSE(renamed);
   ASSERT_OK(ks.Rename("s", "h", false, &renamed));  // RENAME replaces the hash.
@@ -361,8 +361,8 @@ TEST(KeyspaceTest, TheKeyspaceIsNotADictToOtherFrontEnds) {
   Keyspace ks = Open(seg.get());
   EXPECT_EQ(ks.db(), 0);
   Dict dict;
-  EXPECT_TRUE(
-      Dict::Open(seg.get(), "redis:0", OpenMode::kOpenExisting, DictOptions(), &dict).IsWrongType());
+  EXPECT_TRUE(Dict::Open(seg.get(), "redis:0", OpenMode::kOpenExisting, DictOptions(), &dict)
+                  .IsWrongType());
 }
 
 TEST(KeyspaceTest, ASnapshotKeepsEveryTypeAndTheKeyspaceLocks) {
@@ -402,9 +402,9 @@ TEST(KeyspaceTest, ProcessesRacingTwoTypesForOneKeyLeaveOne) {
   test::ScopedSegment seg(size_t{64} << 20, 4096);
   Keyspace ks = Open(seg.get());
   constexpr int kKeys = 600;
-  auto* go = static_cast<std::atomic<int>*>(mmap(nullptr, sizeof(std::atomic<int>),
-                                                 PROT_READ | PROT_WRITE,
-                                                 MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+  auto* go =
+      static_cast<std::atomic<int>*>(mmap(nullptr, sizeof(std::atomic<int>), PROT_READ | PROT_WRITE,
+                                          MAP_SHARED | MAP_ANONYMOUS, -1, 0));
   ASSERT_NE(go, MAP_FAILED);
   new (go) std::atomic<int>(0);
   auto racer = [&](bool strings) {
