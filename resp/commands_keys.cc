@@ -386,13 +386,14 @@ void Object(Call& c) {
   Status s = ks->Type(c.args[2], &type);
   if (!s.ok()) return ReplyStatus(c.w, s);
   if (type == KeyType::kNone) return c.w.Null();
-  if (sub == "refcount") return c.w.Integer(1);
   if (sub == "freq") {
     return c.w.Error(
         "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note "
         "that when switching between policies at runtime LRU and LFU data will take some time to "
         "adjust.");
   }
+  // Every value has one owner, its key's entry (no shared objects, unlike Redis's small ints).
+  if (sub == "refcount") return c.w.Integer(1);
   if (sub == "idletime") {
     return c.w.Error("ERR shmstate does not track key access times (OBJECT IDLETIME)");
   }

@@ -1147,8 +1147,13 @@ Status Dict::Update(std::string_view key, const DictUpdateFn& fn, uint64_t* vers
 Status Dict::UpdateImpl(std::string_view key, const DictUpdateFn& fn, uint64_t* version) {
   if (!ref_.valid()) return Status::InvalidArgument("dict handle is not open");
   Segment::Impl* seg = ref_.segment->impl();
-  CowWriter writer(seg);
-  if (!writer.ok()) return NoIntentSlot();
+  // Made when the update turns out to write: one that only reads (the keyspace's commands on a
+  // list or hash mostly) claims no intent slot and no blob cache.
+  std::optional<CowWriter> lazy_writer;
+  auto writer_for = [&]() -> CowWriter* {
+    if (!lazy_writer) lazy_writer.emplace(seg);
+    return lazy_writer->ok() ? &*lazy_writer : nullptr;
+  };
   const uint64_t hash = HashKey(key);
   const uint32_t shard = ShardFor(ref_, hash);
   for (int attempt = 0; attempt < kMaxWriteAttempts; ++attempt) {
@@ -1161,7 +1166,9 @@ Status Dict::UpdateImpl(std::string_view key, const DictUpdateFn& fn, uint64_t* 
       Probe probe = FindLocked(d, key, hash);
       if (TooFullToInsertLocked(d, probe)) {
         guard.Unlock();
-        SHM_RETURN_IF_ERROR(RebuildIfNeeded(ref_, shard, &writer));
+        CowWriter* writer = writer_for();
+        if (writer == nullptr) return NoIntentSlot();
+        SHM_RETURN_IF_ERROR(RebuildIfNeeded(ref_, shard, writer));
         continue;
       }
       const DictEntryBlob* live = LiveBlob(d, probe, now);
@@ -1172,10 +1179,12 @@ Status Dict::UpdateImpl(std::string_view key, const DictUpdateFn& fn, uint64_t* 
       if (update.erase) {
         if (version != nullptr) *version = 0;
         if (probe.found < 0) return Status::OK();
+        CowWriter* writer = writer_for();
+        if (writer == nullptr) return NoIntentSlot();
         if (live == nullptr) d.shard->expirations.fetch_add(1, std::memory_order_relaxed);
-        RemoveLocked(d, &writer, static_cast<uint64_t>(probe.found));
+        RemoveLocked(d, writer, static_cast<uint64_t>(probe.found));
         guard.Unlock();
-        writer.ReleaseGarbage();
+        writer->ReleaseGarbage();
         return Status::OK();
       }
       if (!update.write) {
@@ -1185,11 +1194,12 @@ Status Dict::UpdateImpl(std::string_view key, const DictUpdateFn& fn, uint64_t* 
       SHM_RETURN_IF_ERROR(ValidateValue(update.data));
       SHM_RETURN_IF_ERROR(ValidateContentType(update.content_type));
       SHM_RETURN_IF_ERROR(ValidateTtl(update.ttl_ms));
+      if (writer_for() == nullptr) return NoIntentSlot();
       // The size depends on the current value, so this blob is allocated under the lock (the
       // allocator's lock is innermost; see the lock order in docs/design.md).
       uint64_t handle = 0;
       SHM_RETURN_IF_ERROR(
-          AllocateBlob(&writer, seg, key, hash, update.content_type, update.data, &handle));
+          AllocateBlob(&*lazy_writer, seg, key, hash, update.content_type, update.data, &handle));
       auto* blob = seg->Ptr<DictEntryBlob>(handle);
       if (update.expires_at_ms >= 0) {
         blob->expires_at_ms = update.expires_at_ms;  // Account() sets may_expire.
@@ -1198,11 +1208,11 @@ Status Dict::UpdateImpl(std::string_view key, const DictUpdateFn& fn, uint64_t* 
                                   ? live->expires_at_ms
                                   : ExpiryFor(update.ttl_ms, d.rep, now);
       }
-      SHM_RETURN_IF_ERROR(CommitLocked(d, &writer, probe, handle, now, &rebuild_after));
+      SHM_RETURN_IF_ERROR(CommitLocked(d, &*lazy_writer, probe, handle, now, &rebuild_after));
       if (version != nullptr) *version = blob->version;
     }
-    writer.ReleaseGarbage();
-    if (rebuild_after) RebuildIfNeeded(ref_, shard, &writer);
+    lazy_writer->ReleaseGarbage();
+    if (rebuild_after) RebuildIfNeeded(ref_, shard, &*lazy_writer);
     return Status::OK();
   }
   return Status::Timeout("dict is being resized by other writers; try again");

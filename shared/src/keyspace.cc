@@ -10,6 +10,7 @@
 #include "boundary.h"
 #include "crash_point.h"
 #include "dict_rep.h"
+#include "layout.h"
 #include "segment_impl.h"
 #include "shm/integer.h"
 
@@ -36,16 +37,18 @@ Status WrongType() {
   return Status::WrongType("Operation against a key holding the wrong kind of value");
 }
 
-// "redis:<db>:<16 hex digits>", random, so that a name is never reused for another key (a
-// deleted aggregate's name does not come back while a stale handle may still name it).
+// "redis:<db>:" and 7 random characters (42 bits) of a name's alphabet: short enough for
+// std::string's inline buffer (15 bytes) for databases 0-9, so reading a key's entry allocates
+// nothing. A name taken (by another key or front end) is skipped: CreateAggregate tries again.
 std::string NewAggregateName(int db) {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
   thread_local std::mt19937_64 rng(std::random_device{}() ^
                                    (static_cast<uint64_t>(getpid()) << 32));
-  char hex[17];
+  std::string name = "redis:" + std::to_string(db) + ":";
   uint64_t id = rng();
-  for (int i = 15; i >= 0; --i, id >>= 4) hex[i] = "0123456789abcdef"[id & 15];
-  hex[16] = '\0';
-  return "redis:" + std::to_string(db) + ":" + hex;
+  for (int i = 0; i < 7; ++i, id >>= 6) name.push_back(kAlphabet[id & 63]);
+  return name;
 }
 
 // This thread's proxies of the aggregates it used, so a command takes no registry lock to find
@@ -490,6 +493,22 @@ Status Keyspace::Version(std::string_view key, uint64_t* version) const {
   if (s.IsNotFound()) return Status::OK();
   SHM_RETURN_IF_ERROR(s);
   *version = entry.version;
+  const KeyType type = TypeOfEntry(entry);
+  if (type != KeyType::kList && type != KeyType::kHash) return Status::OK();
+  // A list's or hash's writes leave its entry alone: mix in its object's write count.
+  Segment* seg = index_.ref().segment;
+  uint64_t writes = 0;
+  if (type == KeyType::kList) {
+    List list;
+    if (FindAggregate(seg, entry.data, &list).ok()) writes = list.ref().entry->keyspace_writes;
+  } else {
+    Dict hash;
+    if (FindAggregate(seg, entry.data, &hash).ok()) writes = hash.ref().entry->keyspace_writes;
+  }
+  uint64_t mixed = entry.version + 0x9e3779b97f4a7c15ull * (writes + 1);  // splitmix64
+  mixed = (mixed ^ (mixed >> 30)) * 0xbf58476d1ce4e5b9ull;
+  mixed = (mixed ^ (mixed >> 27)) * 0x94d049bb133111ebull;
+  *version = (mixed ^ (mixed >> 31)) | 1;  // Never 0 (absent).
   return Status::OK();
 }
 
@@ -525,11 +544,15 @@ Status Keyspace::WithAggregate(std::string_view key, Access access,
       SHM_RETURN_IF_ERROR(CreateAggregate(seg, db_, &name, &proxy));
       CrashPoint("keyspace_after_create");
     }
+    if (access != Access::kRead) proxy.ref().entry->keyspace_writes.fetch_add(1);
     outcome = fn(proxy);
     if (access == Access::kRead) return Status::OK();
+    // A kCreate fn adds (a push, a field set): only its failure can leave the aggregate empty.
     bool empty = false;
-    Status checked = IsEmpty(proxy, &empty);
-    if (!checked.ok()) empty = false;
+    if (access == Access::kWrite || !outcome.ok()) {
+      Status checked = IsEmpty(proxy, &empty);
+      if (!checked.ok()) empty = false;
+    }
     if (empty) {
       // Removed with its last element: the entry first (this commit), the aggregate after it,
       // so a crash leaves at worst an empty list or hash that no key names (a leak).
@@ -538,8 +561,10 @@ Status Keyspace::WithAggregate(std::string_view key, Access access,
       update->erase = true;
       return Status::OK();
     }
-    // A new version for the key (its contents may have changed), or the new key's first entry.
+    // The new key's first entry; an existing key's entry stays (its version is the entry's
+    // and its object's keyspace_writes together: Version).
     update->erase = false;
+    if (current != nullptr) return Status::OK();
     update->write = true;
     update->data = name;
     update->content_type = TagOf(type);

@@ -109,14 +109,18 @@ class Keyspace {
   // `only_if_absent` (then *renamed is false and nothing changes). NotFound when `from` is absent.
   Status Rename(std::string_view from, std::string_view to, bool only_if_absent, bool* renamed);
   // The key's version: changes with every write of the key, of any type (its list's or hash's
-  // contents included); 0 when absent. What a transaction's read set records (issue 24).
+  // contents included, when written through a keyspace); 0 when absent. A string's is its
+  // entry's version; a list's or hash's mixes its entry's with its object's write count (64-bit
+  // mix: two different states share a version with probability 2^-64). What WATCH compares and
+  // a transaction's read set records (issue 24).
   Status Version(std::string_view key, uint64_t* version) const;
 
   // Aggregates. Runs `fn` on the key's list (or hash) under the key's lock: WrongType if the key
   // holds another type. kRead and kWrite answer NotFound for an absent key without calling fn;
-  // kCreate gives fn a new empty one. After a kWrite or kCreate the key's version moves on, a
-  // list or hash left empty is removed with its key, and a new one fn did not fill is never
-  // created. `fn` must not block and must not use this keyspace.
+  // kCreate gives fn a new empty one, and is for fns that add (a push, a field set): the
+  // emptiness check after it runs only when fn failed. After a kWrite or kCreate the key's version
+  // moves on, a list or hash left empty is removed with its key, and a new one fn did not fill is
+  // never created. `fn` must not block and must not use this keyspace.
   enum class Access : uint8_t { kRead, kWrite, kCreate };
   Status WithList(std::string_view key, Access access, const std::function<Status(List&)>& fn);
   Status WithHash(std::string_view key, Access access, const std::function<Status(Dict&)>& fn);
