@@ -230,7 +230,9 @@ void HRandField(Call& c) {
     } else if (c.args.size() > 4) {
       return c.w.Error(kSyntax);
     }
-    if (count < -(int64_t{1} << 40) || count > (int64_t{1} << 40)) {
+    // Repeats (a negative count) make a reply as long as asked: bounded like a MULTI queue.
+    constexpr int64_t kMaxPicks = 10'000'000;
+    if (count < -kMaxPicks || count > std::numeric_limits<int64_t>::max() / 2) {
       return c.w.Error("ERR value is out of range");
     }
   }

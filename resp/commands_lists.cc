@@ -270,13 +270,9 @@ void LPos(Call& c) {
     std::string opt = Lower(c.args[j]);
     if (j + 1 >= c.args.size()) return c.w.Error(kSyntax);
     int64_t value = 0;
-    if (!ParseInt(c.args[j + 1], &value)) return c.w.Error(kNotInteger);
+    bool integer = ParseInt(c.args[j + 1], &value);
     if (opt == "rank") {
-      if (value == std::numeric_limits<int64_t>::min()) {
-        return c.w.Error(
-            "ERR value is out of range, value must between -9223372036854775807 and "
-            "9223372036854775807");
-      }
+      if (!integer) return c.w.Error(kNotInteger);
       if (value == 0) {
         return c.w.Error(
             "ERR RANK can't be zero: use 1 to start from the first match, 2 from the second ... "
@@ -284,10 +280,10 @@ void LPos(Call& c) {
       }
       rank = value;
     } else if (opt == "count") {
-      if (value < 0) return c.w.Error("ERR COUNT can't be negative");
+      if (!integer || value < 0) return c.w.Error("ERR COUNT can't be negative");
       count = value;
     } else if (opt == "maxlen") {
-      if (value < 0) return c.w.Error("ERR MAXLEN can't be negative");
+      if (!integer || value < 0) return c.w.Error("ERR MAXLEN can't be negative");
       maxlen = value;
     } else {
       return c.w.Error(kSyntax);
@@ -303,7 +299,8 @@ void LPos(Call& c) {
   if (!s.ok()) return ReplyStatus(c.w, s);
   std::vector<int64_t> found;
   const int64_t n = static_cast<int64_t>(items.size());
-  int64_t skip = (rank > 0 ? rank : -rank) - 1;
+  // Matches to pass over first (|rank| - 1, computed without negating INT64_MIN).
+  uint64_t skip = rank > 0 ? static_cast<uint64_t>(rank) - 1 : static_cast<uint64_t>(-(rank + 1));
   for (int64_t k = 0; k < n && (maxlen == 0 || k < maxlen); ++k) {
     int64_t i = rank > 0 ? k : n - 1 - k;
     if (items[static_cast<size_t>(i)] != c.args[2]) continue;

@@ -185,19 +185,24 @@ void GetDel(Call& c) {
   old ? c.w.Bulk(*old) : c.w.Null();
 }
 
+// GETEX: options, then the key and its type, then the expiry's value (Redis's order).
 void GetEx(Call& c) {
   StringOptions o;
   if (!ParseStringOptions(c, 2, false, &o)) return;
+  Keyspace* ks = KS(c);
+  if (ks == nullptr) return;
+  std::string current_value;
+  Status s = ks->Get(c.args[1], &current_value);
+  if (s.IsNotFound()) return c.w.Null();
+  if (!s.ok()) return ReplyStatus(c.w, s);
   std::optional<int64_t> at;
   if (o.has_expire) {
     int64_t when = 0;
     if (!ExpiryFromArg(c, o.expire, o.seconds, o.relative, &when)) return;
     at = when;
   }
-  Keyspace* ks = KS(c);
-  if (ks == nullptr) return;
   std::optional<std::string> value;
-  Status s = ks->UpdateString(c.args[1], [&](const std::string* current, int64_t, StringUpdate* u) {
+  s = ks->UpdateString(c.args[1], [&](const std::string* current, int64_t, StringUpdate* u) {
     if (current == nullptr) return Status::OK();
     value = *current;
     if (at && *at <= NowMs()) {
@@ -402,7 +407,8 @@ void Lcs(Call& c) {
   if (get_idx && get_len) {
     return c.w.Error("ERR If you want both the length and indexes, please just use IDX.");
   }
-  if (a.size() * b.size() > (uint64_t{1} << 28)) {
+  // The table is (|a|+1) x (|b|+1) 32-bit cells: at most 64 MiB of transient memory.
+  if ((a.size() + 1) * (b.size() + 1) > (uint64_t{1} << 24)) {
     return c.w.Error(
         "ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len");
   }
