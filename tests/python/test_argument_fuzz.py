@@ -1,0 +1,110 @@
+"""No argument crashes the calling process or escapes the shmstate.Error hierarchy.
+
+Every public method of every class of the module (enumerated from the module: see argfuzz.py)
+is called with generated arguments: wrong types, huge and negative numbers, NaN and inf, empty,
+non-UTF-8 and surrogate strings, nested and deeply nested sequences, numpy scalars and arrays of
+every dtype, None, bytes-likes contiguous or not, and every numpy index form. Each class's
+methods run in a child process, which must exit normally (never by a signal); every exception a
+call raises must be a shmstate.Error, and array reads must give numpy's answer for the same key.
+Hypothesis runs derandomized (the same calls every run) with SHMSTATE_FUZZ_EXAMPLES examples per
+method (default 40).
+"""
+import collections
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import argfuzz
+
+EXAMPLES = int(os.environ.get("SHMSTATE_FUZZ_EXAMPLES", "40"))
+BATCH_TIMEOUT_S = 240  # A hung child is a failure too (a wait that never ends).
+
+
+def run_batch(server_name, targets, progress_path):
+    """Runs targets in children until all ran; returns (failures, calls). A child that dies (or
+    hangs) is a failure named after the call it was in; the next child starts after that
+    target, so one crash does not hide the others."""
+    failures, calls = [], 0
+    remaining = list(targets)
+    env = dict(os.environ, SHMSTATE_FUZZ_SERVER=server_name)
+    while remaining:
+        with open(progress_path, "w"):
+            pass
+        cmd = [sys.executable, argfuzz.__file__, server_name, progress_path, str(EXAMPLES),
+               *remaining]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env,
+                                  timeout=BATCH_TIMEOUT_S)
+            returncode, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
+        except subprocess.TimeoutExpired as e:
+            returncode = "hung"
+            stdout = (e.stdout or b"").decode(errors="replace")
+            stderr = (e.stderr or b"").decode(errors="replace")
+        done = False
+        for line in stdout.splitlines():
+            record = json.loads(line)
+            if record.get("done"):
+                done, calls = True, calls + record["calls"]
+            else:
+                failures.append(record)
+        if returncode == 0 and done:
+            return failures, calls
+        with open(progress_path) as f:
+            progress = f.read().splitlines()
+        started = [line[3:] for line in progress if line.startswith("== ")]
+        current = started[-1] if started else remaining[0]
+        last_call = next((line for line in reversed(progress) if not line.startswith("== ")),
+                         "(before the first call)")
+        if isinstance(returncode, int) and returncode < 0:
+            kind = f"killed by {signal.Signals(-returncode).name}"
+        else:
+            kind = f"child ended with {returncode}"
+        failures.append({"target": current, "kind": kind, "example": last_call,
+                         "detail": stderr[-2000:]})
+        remaining = remaining[remaining.index(current) + 1:] if current in remaining else []
+    return failures, calls
+
+
+def test_every_public_method_has_a_strategy(make_server):
+    server = make_server(workers=0)
+    targets, missing = argfuzz.enumerate_targets(argfuzz.Fixtures(server.name))
+    assert not missing, f"public methods without a strategy in argfuzz.SPECS: {missing}"
+    stale = sorted(set(argfuzz.SPECS) - set(targets))
+    assert not stale, f"argfuzz.SPECS names methods the module no longer has: {stale}"
+    # Sanity: the enumeration sees every class and the operators.
+    for target in ("Array.__getitem__", "Array.__setitem__", "Dict.__setitem__", "Counter.incr",
+                   "Sessions.create", "Lock.acquire", "List.pop", "_Array.read",
+                   "module.attach"):
+        assert target in targets
+
+
+def test_no_argument_crashes_or_escapes_the_error_hierarchy(make_server, tmp_path):
+    server = make_server(workers=0, size="64MiB")
+    targets, missing = argfuzz.enumerate_targets(argfuzz.Fixtures(server.name))
+    assert not missing
+    batches = collections.defaultdict(list)
+    for target in targets:
+        batches[target.split(".", 1)[0]].append(target)
+    started = time.monotonic()
+    failures, calls = [], 0
+    for cls_name, batch in sorted(batches.items()):
+        found, n = run_batch(server.name, batch, str(tmp_path / f"progress-{cls_name}"))
+        failures += found
+        calls += n
+    elapsed = time.monotonic() - started
+    report = os.environ.get("SHMSTATE_FUZZ_REPORT")
+    if report:
+        with open(report, "w") as f:
+            json.dump({"calls": calls, "seconds": round(elapsed, 1), "failures": failures}, f,
+                      indent=1)
+    print(f"argument fuzz: {len(targets)} targets, {calls} calls, {len(failures)} failure "
+          f"kinds, {elapsed:.1f} s")
+    assert not failures, "\n".join(
+        f"{f['target']}: {f['kind']}: {f['detail'][:200]}\n    e.g. {f['example'][:300]}"
+        for f in failures)
+    assert calls >= EXAMPLES * 10  # The children really ran the calls.
