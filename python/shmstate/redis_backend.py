@@ -865,21 +865,23 @@ class _Array(_Object):
         return array
 
     # -- index arithmetic on the client --
-    def _flat(self, key: Any) -> Any:
-        """The flat element indices a basic-indexing key selects (numpy's rules)."""
+    def _flat(self, key: Any, write: bool = True) -> Any:
+        """The flat element indices `key` selects (numpy's rules). Writes take basic indexing
+        only (integers, slices, ..., None), as the shm backend; reads take numpy's advanced
+        indexing too (integer arrays, boolean masks), as a copy."""
         np = self._np
         grid = np.arange(self._size, dtype=np.int64).reshape(self.shape)
-        if key is None:
-            return grid
         parts = key if isinstance(key, tuple) else (key,)
-        for p in parts:
-            if not (isinstance(p, slice) or p is Ellipsis or
+        for p in parts if write else ():
+            if not (isinstance(p, slice) or p is Ellipsis or p is None or
                     (isinstance(p, (int, np.integer)) and not isinstance(p, (bool, np.bool_)))):
-                raise _invalid("only basic indexing is supported (integers, slices, ...), not "
-                               f"{type(p).__name__}")
+                raise _invalid(f"an index with {type(p).__name__} (numpy's advanced indexing) "
+                               "selects a copy: it can be read, not written")
         try:
             return grid[key]
-        except IndexError as e:
+        except TypeError as e:
+            raise _error(_shmstate.InvalidType, "InvalidArgument", f"index: {e}") from None
+        except (IndexError, ValueError) as e:
             raise _invalid(str(e)) from None
 
     def _chunk_keys(self, first: int, last: int) -> "list[bytes]":
@@ -897,7 +899,7 @@ class _Array(_Object):
         return version, self._np.frombuffer(raw, dtype=self.dtype).copy()
 
     def read(self, key: Any) -> Any:
-        flat = self._flat(key)
+        flat = self._flat(key, write=False)
         np = self._np
         if flat.size == 0:
             return np.empty(flat.shape, dtype=self.dtype)

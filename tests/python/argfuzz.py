@@ -20,9 +20,12 @@ import os
 import signal
 import sys
 
+import tempfile
+
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
 
 import shmstate
 from shmstate import _shmstate
@@ -621,6 +624,9 @@ class Runner:
         except shmstate.Error as e:
             return False, e
         except Exception as e:  # noqa: BLE001 - what the test is looking for.
+            if os.environ.get("SHMSTATE_FUZZ_TRACEBACKS"):
+                import traceback
+                traceback.print_exc(limit=-8)
             self.report(target, type(e).__name__, f"{type(e).__name__}: {e}", example)
             return False, e
 
@@ -668,6 +674,8 @@ class Runner:
 
 def main():
     server, progress_path, examples, *targets = sys.argv[1:]
+    # Hypothesis keeps caches in ./.hypothesis: not in the source tree.
+    set_hypothesis_home_dir(os.path.join(tempfile.gettempdir(), "shmstate-hypothesis"))
     signal.signal(signal.SIGALRM, _on_alarm)
     runner = Runner(server, progress_path, int(examples))
     for target in targets:
