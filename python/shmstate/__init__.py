@@ -553,7 +553,9 @@ class Array:
             return
         shape = tuple(self._a.slice_shape(key))
         try:
-            values = np.array(np.broadcast_to(np.asarray(value), shape), dtype=self._a.dtype,
+            # Cast first, then broadcast: numpy's order (a value it cannot cast is refused even
+            # for an empty slice).
+            values = np.array(np.broadcast_to(np.asarray(value, dtype=self._a.dtype), shape),
                               order="C")
         except Exception as e:  # noqa: BLE001 - numpy's refusal of the value, whatever it is.
             raise _numpy_error(e, f"a value for a slice of shape {shape}") from None

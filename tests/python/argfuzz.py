@@ -21,6 +21,7 @@ import signal
 import sys
 
 import tempfile
+import warnings
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
@@ -646,6 +647,44 @@ class Runner:
         elif ok is False and numpy_ok:
             self.report(target, "refuses a key numpy accepts", short(result), example)
 
+    def check_numpy_write(self, target, receiver, args, ok, result, before):
+        """Array.__setitem__ must change the elements numpy's assignment changes, and only
+        those. It may refuse what numpy takes (advanced-index writes). Values: an array-like is
+        cast as numpy casts it; a scalar is a fill with the library's casting (docs/arrays.md:
+        it saturates floats and refuses out-of-range integers), so only its selection is
+        compared."""
+        if not ok:
+            return
+        key, value = args
+        example = f"{target}({short(key)}, {short(value)}) on {short(before)}"
+        after = receiver.to_numpy()
+        nan_ok = after.dtype.kind == "f"
+        selected = np.zeros(before.shape, dtype=bool)
+        try:
+            selected[key] = True
+        except Exception:  # noqa: BLE001
+            self.report(target, "accepts a key numpy refuses", "", example)
+            return
+        if shmstate._is_fill_scalar(value):
+            filled = after[selected]
+            if not np.array_equal(after[~selected], before[~selected], equal_nan=nan_ok) or \
+                    not np.array_equal(filled, np.full_like(filled, filled.flat[0])
+                                       if filled.size else filled, equal_nan=nan_ok):
+                self.report(target, "fills other elements than numpy",
+                            f"got {short(after)}", example)
+            return
+        expected = before.copy()
+        try:
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                expected[key] = value
+        except Exception:  # noqa: BLE001
+            self.report(target, "accepts a write numpy refuses", "", example)
+            return
+        if not np.array_equal(after, expected, equal_nan=nan_ok):
+            self.report(target, "writes differ from numpy",
+                        f"got {short(after)}, numpy {short(expected)}", example)
+
     def run_target(self, target):
         cls_name, member = target.split(".", 1)
         is_property = target not in SPECS
@@ -655,6 +694,7 @@ class Runner:
         else:
             receivers = self.fixtures.instances(cls_name)
         numpy_check = target in ("Array.__getitem__", "_Array.read")
+        write_check = target == "Array.__setitem__"
 
         @settings(max_examples=1 if is_property else self.examples, derandomize=True,
                   database=None, deadline=None, suppress_health_check=list(HealthCheck),
@@ -665,9 +705,13 @@ class Runner:
             before = None
             if numpy_check:
                 before = receiver.read(()) if cls_name.startswith("_") else receiver.to_numpy()
+            if write_check:
+                before = receiver.to_numpy()
             ok, result = self.call(target, receiver, member, args, kwargs, is_property)
             if numpy_check and ok is not None:
                 self.check_numpy(target, receiver, args, ok, result, before)
+            if write_check and ok is not None:
+                self.check_numpy_write(target, receiver, args, ok, result, before)
 
         drive()
 
@@ -676,6 +720,7 @@ def main():
     server, progress_path, examples, *targets = sys.argv[1:]
     # Hypothesis keeps caches in ./.hypothesis: not in the source tree.
     set_hypothesis_home_dir(os.path.join(tempfile.gettempdir(), "shmstate-hypothesis"))
+    warnings.simplefilter("ignore")  # numpy's ComplexWarning etc.: not failures, only noise.
     signal.signal(signal.SIGALRM, _on_alarm)
     runner = Runner(server, progress_path, int(examples))
     for target in targets:

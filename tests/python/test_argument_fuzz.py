@@ -70,6 +70,95 @@ def run_batch(server_name, targets, progress_path):
     return failures, calls
 
 
+# The cases issue 21 names, each with what it must do now. Run in a child: before the fix some
+# of them killed the interpreter.
+ISSUE_21_CASES = r"""
+import json, sys
+import numpy as np
+import shmstate
+st = shmstate.attach(sys.argv[1])
+a = st.array("i21.a", dtype="float64", shape=(3, 4))
+a[...] = np.arange(12.0).reshape(3, 4)
+ref = a.to_numpy()
+out = {}
+
+def case(name, fn):
+    try:
+        result = fn()
+        out[name] = ["ok", np.asarray(result).tolist(), list(np.shape(result))]
+    except shmstate.Error as e:
+        out[name] = [type(e).__name__, str(e), isinstance(e, TypeError), isinstance(e, ValueError)]
+    except Exception as e:
+        out[name] = ["ESCAPED " + type(e).__name__, str(e)]
+
+mask, rows = np.array([True, False, True]), np.array([0, 2])
+case("mask", lambda: a[mask])
+case("rows", lambda: a[rows])
+case("rows=", lambda: a.__setitem__(rows, 1.0))
+case("None", lambda: a[None])
+case("None,0", lambda: a[None, 0])
+case("...,None", lambda: a[..., None])
+case("1,None,::-2", lambda: a[1, None, ::-2])
+case("True", lambda: a[True])
+case("add(array)", lambda: a.add(np.array([0, 1]), 1))
+case("2**63", lambda: a[2**63])
+case("a[0]=ones((3,4))", lambda: a.__setitem__(0, np.ones((3, 4))))
+case("incr(2**64)", lambda: st.counter("i21.c").incr(2**64))
+lst = st.list("i21.l")
+lst.push(b"x")
+case("pop(wait=2**1100)", lambda: lst.pop(wait=2**1100).decode())
+case("pop(wait=-2**1100)", lambda: lst.pop(wait=-2**1100))
+d = st.dict("i21.d")
+case("key U+DCFF", lambda: (d.set("\udcff", b"v"), d[b"\xff"].decode())[1])
+case("key U+D800", lambda: d.set("\ud800", b"v"))
+case("memoryview[::2]", lambda: (d.set("m", memoryview(b"abcdef")[::2]), d["m"].decode())[1])
+s = st.sessions("i21.s")
+case("create([1, 2])", lambda: s.create([1, 2]))
+deep = 0
+for _ in range(5000):
+    deep = [deep]
+case("deep", lambda: s.create({"v": deep}))
+print(json.dumps({"ref": ref.tolist(), "out": out}))
+"""
+
+
+def test_the_cases_issue_21_names(make_server):
+    import numpy as np
+    server = make_server(workers=0)
+    proc = subprocess.run([sys.executable, "-c", ISSUE_21_CASES, server.name],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    ref, out = np.array(result["ref"]), result["out"]
+    assert not [k for k, v in out.items() if v[0].startswith("ESCAPED")], out
+
+    def read(name, expected):
+        status, values, shape = out[name]
+        assert status == "ok" and list(np.shape(expected)) == shape, (name, out[name])
+        np.testing.assert_array_equal(np.array(values).reshape(shape), expected)
+
+    read("mask", ref[np.array([True, False, True])])
+    read("rows", ref[np.array([0, 2])])
+    read("None", ref[None])
+    read("None,0", ref[None, 0])
+    read("...,None", ref[..., None])
+    read("1,None,::-2", ref[1, None, ::-2])
+    read("True", ref[True])
+    assert out["rows="][0] == "InvalidArgument" and "advanced indexing" in out["rows="][1]
+    assert out["add(array)"][0] == "InvalidType" and out["add(array)"][2] is True  # TypeError.
+    assert out["2**63"][0] == "InvalidArgument" and "out of bounds" in out["2**63"][1]
+    # Also a ValueError, as numpy's broadcast error was.
+    assert out["a[0]=ones((3,4))"][0] == "InvalidArgument" and out["a[0]=ones((3,4))"][3]
+    assert out["incr(2**64)"][0] == "InvalidArgument"
+    assert out["pop(wait=2**1100)"][:2] == ["ok", "x"]  # A huge wait waits at most 24 h.
+    assert out["pop(wait=-2**1100)"][0] == "InvalidArgument"
+    assert out["key U+DCFF"][:2] == ["ok", "v"]  # surrogateescape: the key is the byte 0xff.
+    assert out["key U+D800"][0] == "InvalidArgument"
+    assert out["memoryview[::2]"][:2] == ["ok", "ace"]  # Not contiguous: gathered.
+    assert out["create([1, 2])"][0] == "InvalidType"
+    assert out["deep"][0] == "InvalidArgument"
+
+
 def test_every_public_method_has_a_strategy(make_server):
     server = make_server(workers=0)
     targets, missing = argfuzz.enumerate_targets(argfuzz.Fixtures(server.name))
