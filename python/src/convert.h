@@ -100,7 +100,10 @@ inline const NumpyTypes& Numpy() {
   return types;
 }
 inline bool IsInstance(py::handle h, py::handle type) {
-  return type.ptr() != nullptr && PyObject_IsInstance(h.ptr(), type.ptr()) == 1;
+  if (type.ptr() == nullptr) return false;
+  int is = PyObject_IsInstance(h.ptr(), type.ptr());
+  if (is < 0) PyErr_Clear();  // A hostile __class__: not a numpy object.
+  return is == 1;
 }
 inline bool IsBool(py::handle h) { return PyBool_Check(h.ptr()) || IsInstance(h, Numpy().bool_); }
 inline bool IsNdarray(py::handle h) { return IsInstance(h, Numpy().ndarray); }

@@ -2,6 +2,10 @@
 // the library's proxies on the segment mapped in this process (no socket); the pure-Python
 // package (python/shmstate/) adds the friendlier surface on top.
 //
+// Every binding takes its arguments as Python objects and converts each with convert.h before
+// anything reaches the library, so a wrong argument is a shmstate.InvalidArgument (or
+// InvalidType) and never a crash or a foreign exception (tests/python/test_argument_fuzz.py).
+//
 // Each handle runs its operations through Bound<Proxy>::Run, which brackets them with the
 // segment's client gate (Attachment) and reopens the proxy by name when the server moved its
 // state into a new generation. Blocking calls and array copies run without the GIL.
