@@ -582,6 +582,15 @@ def same_result(ours, theirs):
                                equal_nan=ours_arr.dtype.kind in "fc"))
 
 
+def is_fill_scalar(value):
+    """Whether Array.__setitem__ fills with `value` (the library's casting) rather than
+    assigning it with numpy's (older modules: numpy.isscalar)."""
+    rule = getattr(shmstate, "_is_fill_scalar", None)
+    if rule is not None:
+        return rule(value)
+    return np.isscalar(value) or (isinstance(value, np.ndarray) and value.ndim == 0)
+
+
 class Runner:
     def __init__(self, server, progress_path, examples):
         self.fixtures = Fixtures(server)
@@ -665,7 +674,7 @@ class Runner:
         except Exception:  # noqa: BLE001
             self.report(target, "accepts a key numpy refuses", "", example)
             return
-        if shmstate._is_fill_scalar(value):
+        if is_fill_scalar(value):
             filled = after[selected]
             if not np.array_equal(after[~selected], before[~selected], equal_nan=nan_ok) or \
                     not np.array_equal(filled, np.full_like(filled, filled.flat[0])
