@@ -948,6 +948,40 @@ PYBIND11_MODULE(_shmstate, m) {
   });
 
   using py::arg;
+  // The argument rules of convert.h for the pure-Python backend (shmstate/redis_backend.py), so
+  // that both backends accept and refuse the same arguments with the same errors.
+  m.def("_to_text", [](py::handle h, const std::string& what) { return ToText(h, what.c_str()); });
+  m.def("_to_key",
+        [](py::handle h, const std::string& what) { return Bytes(ToKey(h, what.c_str())); });
+  m.def("_to_bytes",
+        [](py::handle h, const std::string& what) { return Bytes(ToBytes(h, what.c_str())); });
+  m.def("_to_int64",
+        [](py::handle h, const std::string& what) { return ToInt64(h, what.c_str()); });
+  m.def(
+      "_to_uint64",
+      [](py::handle h, const std::string& what, uint64_t max) {
+        return ToUInt64(h, what.c_str(), max);
+      },
+      arg("h"), arg("what"), arg("max") = std::numeric_limits<uint64_t>::max());
+  m.def("_to_ttl_ms", [](py::handle h, const std::string& what, bool none_is_no_expiry) {
+    return ToTtlMs(h, what.c_str(), none_is_no_expiry);
+  });
+  m.def("_to_wait_s", [](py::handle h, const std::string& what, double none_s, double max_s) {
+    auto ms = [](double s) { return std::chrono::milliseconds(std::llround(s * 1000)); };
+    return ToWait(h, what.c_str(), ms(none_s), ms(max_s)).count() / 1000.0;
+  });
+  m.def("_to_scalar", [](py::handle h, const std::string& what) {
+    return FromScalar(ToScalar(h, what.c_str()));
+  });
+  m.def("_to_element_index", [](py::handle h) { return ToElementIndex(h); });
+  m.def("_to_shape", [](py::handle h) { return ToShape(h); });
+  m.def("_to_dtype_name", [](py::handle h) { return std::string(shm::DTypeName(ToDType(h))); });
+  // None for a basic key, else what makes it advanced ("a boolean mask", ...).
+  m.def("_advanced_form", [](py::handle h) -> py::object {
+    ArrayKey key = ToArrayKey(h);
+    return key.advanced ? py::object(py::str(key.advanced_form)) : py::object(py::none());
+  });
+
   py::class_<PyCounter, std::shared_ptr<PyCounter>>(m, "_Counter")
       .def("incr", &PyCounter::Incr, arg("by") = 1)
       .def("value", &PyCounter::Value)

@@ -464,7 +464,8 @@ class Fixtures:
 
     def __init__(self, server):
         self.server = server
-        self.client = shmstate.attach(server)
+        # A shm server's name, or a redis:// URL: the same classes on the Redis backend.
+        self.client = shmstate.connect(server) if "://" in server else shmstate.attach(server)
 
     def instances(self, cls_name):
         c = self.client

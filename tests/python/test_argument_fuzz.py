@@ -172,23 +172,21 @@ def test_every_public_method_has_a_strategy(make_server):
         assert target in targets
 
 
-def test_no_argument_crashes_or_escapes_the_error_hierarchy(make_server, tmp_path):
-    server = make_server(workers=0, size="64MiB")
-    targets, missing = argfuzz.enumerate_targets(argfuzz.Fixtures(server.name))
-    assert not missing
+def fuzz(server_name, targets, tmp_path, report_suffix=""):
+    """Runs the targets, one child per class; asserts no failure."""
     batches = collections.defaultdict(list)
     for target in targets:
         batches[target.split(".", 1)[0]].append(target)
     started = time.monotonic()
     failures, calls = [], 0
     for cls_name, batch in sorted(batches.items()):
-        found, n = run_batch(server.name, batch, str(tmp_path / f"progress-{cls_name}"))
+        found, n = run_batch(server_name, batch, str(tmp_path / f"progress-{cls_name}"))
         failures += found
         calls += n
     elapsed = time.monotonic() - started
     report = os.environ.get("SHMSTATE_FUZZ_REPORT")
     if report:
-        with open(report, "w") as f:
+        with open(report + report_suffix, "w") as f:
             json.dump({"calls": calls, "seconds": round(elapsed, 1), "failures": failures}, f,
                       indent=1)
     print(f"argument fuzz: {len(targets)} targets, {calls} calls, {len(failures)} failure "
@@ -197,3 +195,30 @@ def test_no_argument_crashes_or_escapes_the_error_hierarchy(make_server, tmp_pat
         f"{f['target']}: {f['kind']}: {f['detail'][:200]}\n    e.g. {f['example'][:300]}"
         for f in failures)
     assert calls >= EXAMPLES * 10  # The children really ran the calls.
+
+
+def test_no_argument_crashes_or_escapes_the_error_hierarchy(make_server, tmp_path):
+    server = make_server(workers=0, size="64MiB")
+    targets, missing = argfuzz.enumerate_targets(argfuzz.Fixtures(server.name))
+    assert not missing
+    fuzz(server.name, targets, tmp_path)
+
+
+def test_the_redis_backend_takes_the_same_arguments(tmp_path):
+    """The same classes on redis:// (shmstate/redis_backend.py, which uses the module's own
+    converters): the wrapper classes' methods, through to the Redis-side objects."""
+    import test_backends
+    if not (test_backends.REDIS_SERVER and test_backends.REDIS_CLI):
+        pytest.skip("needs redis-server and redis-cli (scripts/setup --test)")
+    node = test_backends.RedisNode(str(tmp_path))
+    try:
+        url = f"redis://127.0.0.1:{node.port}"
+        targets, missing = argfuzz.enumerate_targets(argfuzz.Fixtures(url))
+        # The module's functions attach to shm servers; the native classes are shm's own.
+        shm_only = ("module.", "_")
+        targets = [t for t in targets if not t.startswith(shm_only)]
+        missing = [t for t in missing if not t.startswith(shm_only)]
+        assert not missing and len(targets) > 50
+        fuzz(url, targets, tmp_path, ".redis")
+    finally:
+        node.kill()
