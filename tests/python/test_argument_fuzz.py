@@ -7,7 +7,8 @@ every dtype, None, bytes-likes contiguous or not, and every numpy index form. Ea
 methods run in a child process, which must exit normally (never by a signal); every exception a
 call raises must be a shmstate.Error, and array reads must give numpy's answer for the same key.
 Hypothesis runs derandomized (the same calls every run) with SHMSTATE_FUZZ_EXAMPLES examples per
-method (default 40).
+method (default 40); SHMSTATE_FUZZ_REPORT=FILE writes the failures found as JSON (FILE.redis for
+the Redis backend). The same wrapper classes are then fuzzed on a redis-server.
 """
 import collections
 import json
