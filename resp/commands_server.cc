@@ -5,9 +5,11 @@
 #include <algorithm>
 #include <chrono>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "internal.h"
+#include "shm/mutex.h"
 
 namespace shm::resp {
 namespace {
@@ -245,12 +247,148 @@ void CommandCommand(Call& c) {
   for (const CommandRow& row : table.rows()) WriteCommandRow(c.w, row);
 }
 
+// CONFIG: shmstate is configured on its command line, so CONFIG exposes what maps to it and
+// nothing else (docs/resp.md). A parameter is either a fact (its value is shmstate's; SET
+// accepts only that value), or an encoding tunable, which shmstate has no use for (one
+// representation per type): its value is kept per worker process and changes nothing.
+struct ConfigParam {
+  std::string_view name;
+  bool tunable;            // Settable, no effect; else a fact.
+  std::string_view value;  // Redis 7.0's default for a tunable; empty: see ConfigFact.
+};
+
+constexpr ConfigParam kConfigParams[] = {
+    {"save", false, ""},  // No save points: snapshots are the manager's (--snapshot).
+    {"appendonly", false, "no"},
+    {"maxmemory", false, ""},
+    {"maxmemory-policy", false, "noeviction"},
+    {"databases", false, "1"},
+    {"cluster-enabled", false, "no"},
+    {"list-max-ziplist-size", true, "-2"},
+    {"list-max-listpack-size", true, "-2"},
+    {"list-compress-depth", true, "0"},
+    {"hash-max-ziplist-entries", true, "128"},
+    {"hash-max-ziplist-value", true, "64"},
+    {"hash-max-listpack-entries", true, "128"},
+    {"hash-max-listpack-value", true, "64"},
+    {"set-max-intset-entries", true, "512"},
+    {"zset-max-ziplist-entries", true, "128"},
+    {"zset-max-ziplist-value", true, "64"},
+    {"zset-max-listpack-entries", true, "128"},
+    {"zset-max-listpack-value", true, "64"},
+};
+
+struct TunableValues {
+  Mutex mu;
+  std::unordered_map<std::string_view, std::string> values GUARDED_BY(mu);
+};
+TunableValues& Tunables() {
+  static TunableValues tunables;
+  return tunables;
+}
+
+std::string ConfigValue(const Call& c, const ConfigParam& param) {
+  if (param.name == "maxmemory") return std::to_string(c.segment()->size());
+  if (!param.tunable) return std::string(param.value);
+  TunableValues& t = Tunables();
+  MutexLock lock(&t.mu);
+  auto it = t.values.find(param.name);
+  return it == t.values.end() ? std::string(param.value) : it->second;
+}
+
+const ConfigParam* FindConfigParam(std::string_view name) {
+  for (const ConfigParam& param : kConfigParams) {
+    if (EqualsIgnoreCase(param.name, name)) return &param;
+  }
+  return nullptr;
+}
+
+void ConfigGet(Call& c) {
+  std::vector<const ConfigParam*> found;
+  for (const ConfigParam& param : kConfigParams) {
+    for (size_t i = 2; i < c.args.size(); ++i) {
+      if (GlobMatch(Lower(c.args[i]), param.name)) {
+        found.push_back(&param);
+        break;
+      }
+    }
+  }
+  c.w.Map(found.size());
+  for (const ConfigParam* param : found) {
+    c.w.Bulk(param->name);
+    c.w.Bulk(ConfigValue(c, *param));
+  }
+}
+
+// All or nothing, as Redis: every pair is checked before any is applied.
+void ConfigSet(Call& c) {
+  if (c.args.size() < 4 || c.args.size() % 2 != 0) return WrongArity(c);
+  for (size_t i = 2; i < c.args.size(); i += 2) {
+    const ConfigParam* param = FindConfigParam(c.args[i]);
+    std::string name = Lower(c.args[i]);
+    if (param == nullptr) {
+      return c.w.Error("ERR Unknown option or number of arguments for CONFIG SET - '" + name + "'");
+    }
+    if (param->tunable) {
+      int64_t number = 0;
+      if (!ParseInt(c.args[i + 1], &number)) {
+        return c.w.Error("ERR CONFIG SET failed (possibly related to argument '" + name +
+                         "') - argument couldn't be parsed into an integer");
+      }
+    } else if (c.args[i + 1] != ConfigValue(c, *param)) {
+      return c.w.Error("ERR CONFIG SET failed (possibly related to argument '" + name +
+                       "') - shmstate takes '" + name + "' from its command line only");
+    }
+  }
+  TunableValues& t = Tunables();
+  MutexLock lock(&t.mu);
+  for (size_t i = 2; i < c.args.size(); i += 2) {
+    const ConfigParam* param = FindConfigParam(c.args[i]);
+    if (param->tunable) t.values[param->name] = std::string(c.args[i + 1]);
+  }
+  c.w.Simple("OK");
+}
+
 void Config(Call& c) {
   std::string sub = Lower(c.args[1]);
-  if (sub == "get") return c.w.Map(0);  // No settings are exposed.
-  if (sub == "resetstat") return c.w.Simple("OK");
-  c.w.Error("ERR shmstate is configured on its command line (CONFIG " + std::string(c.args[1]) +
-            " is not supported)");
+  if (sub == "get" && c.args.size() >= 3) return ConfigGet(c);
+  if (sub == "set") return ConfigSet(c);
+  c.w.Error("ERR shmstate is configured on its command line (CONFIG " +
+            std::string(c.args[1].substr(0, 64)) + " is not supported)");
+}
+
+// MEMORY USAGE key [SAMPLES n]: the bytes of the key's data (KeyBytes); nil for a missing key.
+void Memory(Call& c) {
+  std::string sub = Lower(c.args[1]);
+  if (sub == "usage" && (c.args.size() == 3 || c.args.size() == 5)) {
+    int64_t samples = 0;
+    if (c.args.size() == 5 &&
+        (!EqualsIgnoreCase(c.args[3], "samples") || !ParseInt(c.args[4], &samples))) {
+      return c.w.Error(kSyntax);
+    }
+    uint64_t bytes = 0;
+    if (!KeyBytes(c.segment(), c.args[2], &bytes)) return c.w.Null();
+    return c.w.Integer(static_cast<int64_t>(bytes));
+  }
+  c.w.Error("ERR unknown subcommand or wrong number of arguments for '" +
+            std::string(c.args[1].substr(0, 64)) + "'. Try MEMORY HELP.");
+}
+
+// FUNCTION: shmstate runs no scripts, so there are never functions to list, flush or call.
+// FLUSH and LIST answer that truthfully (Redis's test harness flushes before every unit);
+// loading one is refused.
+void Function(Call& c) {
+  std::string sub = Lower(c.args[1]);
+  if (sub == "flush" && c.args.size() <= 3) {
+    if (c.args.size() == 3 && !EqualsIgnoreCase(c.args[2], "sync") &&
+        !EqualsIgnoreCase(c.args[2], "async")) {
+      return c.w.Error("ERR FUNCTION FLUSH only supports SYNC|ASYNC option");
+    }
+    return c.w.Simple("OK");
+  }
+  if (sub == "list") return c.w.Array(0);
+  c.w.Error("ERR shmstate does not run Redis functions or scripts (FUNCTION " +
+            std::string(c.args[1].substr(0, 64)) + ")");
 }
 
 }  // namespace
@@ -289,6 +427,8 @@ void RegisterServerCommands(CommandTable* table) {
            CommandRow{"time", 1, kLoadingStale | kFast, kNone, Time},
            CommandRow{"info", -1, kLoadingStale, kNone, Info},
            CommandRow{"config", -2, kAdmin | kNoScript | kLoadingStale, kNone, Config},
+           CommandRow{"function", -2, kNoScript, kNone, Function},
+           CommandRow{"memory", -2, kReadOnly, {2, 2, 1}, Memory},
        }) {
     table->Add(row);
   }

@@ -156,6 +156,9 @@ std::string Lower(std::string_view text);
 // of every type (DBSIZE, INFO keyspace).
 std::vector<std::pair<std::string, std::string_view>> ObjectKeys(Segment* segment);
 uint64_t KeyCount(Segment* segment);
+// The bytes of a key's data (its name and its value's or items' bytes, not the allocator's
+// overhead) for MEMORY USAGE; false when the key does not exist.
+bool KeyBytes(Segment* segment, std::string_view key, uint64_t* bytes);
 
 // Runs a command queued by MULTI, from EXEC (resp_commands.cc): looked up, arity-checked, never
 // blocking.

@@ -223,6 +223,20 @@ std::vector<std::pair<std::string, std::string_view>> ObjectKeys(Segment* segmen
   return keys;
 }
 
+bool KeyBytes(Segment* segment, std::string_view key, uint64_t* bytes) {
+  DictValue value;
+  if (WithStrings(segment, false, [&](Dict& d) { return d.Get(key, &value); }).ok()) {
+    *bytes = key.size() + value.data.size();
+    return true;
+  }
+  if (TypeOf(segment, key) == "none") return false;
+  ObjectInfo info;
+  std::optional<std::string> name = ObjectName(key);
+  if (!name || !segment->registry().Lookup(*name, &info).ok()) return false;
+  *bytes = key.size() + info.size_bytes;
+  return true;
+}
+
 uint64_t KeyCount(Segment* segment) {
   DictStats stats;
   WithStrings(segment, false, [&](Dict& d) { return d.Stats(&stats); });
