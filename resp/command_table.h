@@ -35,6 +35,8 @@ enum CommandFlag : uint32_t {
   // shmstate's own, not listed by COMMAND: runs at once inside MULTI instead of being queued
   // (MULTI, EXEC, DISCARD, WATCH, QUIT, as Redis's processCommand exempts them).
   kUnqueued = 1u << 16,
+  // shmstate's own: a container of subcommands; a connection's `cmd` is "name|subcommand".
+  kContainer = 1u << 17,
 };
 
 // Redis's legacy key specification: keys at first, first + step, ..., last (negative: counted

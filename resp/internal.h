@@ -47,6 +47,9 @@ Keyspace* KS(Call& c);
 uint64_t KeyCount(Segment* segment, int db = 0);
 // The key's version (0: absent): what WATCH records.
 uint64_t KeyVersion(Segment* segment, int db, std::string_view key);
+// The bytes of a key's data (its name and its value's or items' bytes, not the allocator's
+// overhead) for MEMORY USAGE; false when the key does not exist.
+bool KeyBytes(Segment* segment, int db, std::string_view key, uint64_t* bytes);
 
 // Writes `status` as a Redis error: WrongType is WRONGTYPE, OutOfSpace OOM, busy locks TRYAGAIN.
 void ReplyStatus(ReplyWriter& w, const Status& status);

@@ -57,4 +57,12 @@ uint64_t KeyVersion(Segment* segment, int db, std::string_view key) {
   return version;
 }
 
+bool KeyBytes(Segment* segment, int db, std::string_view key, uint64_t* bytes) {
+  Keyspace* keyspace = KeyspaceOf(segment, db, false);
+  uint64_t value_bytes = 0;
+  if (keyspace == nullptr || !keyspace->Usage(key, &value_bytes).ok()) return false;
+  *bytes = key.size() + value_bytes;
+  return true;
+}
+
 }  // namespace shm::resp

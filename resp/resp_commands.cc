@@ -113,7 +113,13 @@ Outcome Execute(const RespConfig& config, RespClient* client, const CommandRow* 
     }
     return Outcome::kReplied;
   }
+  // CLIENT REPLY: a reply is dropped while OFF, and for the command after SKIP (the CLIENT
+  // REPLY OFF|SKIP command's own included).
+  client->reply_skip_this = client->reply_skip_next;
+  client->reply_skip_next = false;
+  const size_t mark = out->size();
   RunCommand(c, args, row, true);
+  if (client->reply_off || client->reply_skip_this || client->reply_skip_next) out->resize(mark);
   return c.block ? Outcome::kBlock : Outcome::kReplied;
 }
 

@@ -2,6 +2,7 @@
 #include "shm/resp_server.h"
 
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -17,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "command_table.h"
+#include "shm/client_table.h"
 #include "shm/log.h"
 #include "shm/mutex.h"
 #include "shm/resp_commands.h"
@@ -46,7 +49,12 @@ class SessionBase {
  public:
   virtual ~SessionBase() = default;
   virtual void Drain() = 0;
+  // Closes the connection if CLIENT KILL (of any worker) asked for it.
+  virtual void CloseIfKilled() = 0;
 };
+
+// How often a worker looks for CLIENT KILL requests of its connections (ClientTable).
+constexpr auto kKillSweepInterval = std::chrono::milliseconds(100);
 
 class Server final : public RespServer, public std::enable_shared_from_this<Server> {
  public:
@@ -56,6 +64,7 @@ class Server final : public RespServer, public std::enable_shared_from_this<Serv
         single_thread_(single_thread),
         acceptor_(*ioc),
         retry_(*ioc),
+        kill_sweep_(*ioc),
         on_drained_(std::move(on_drained)) {
     config_.segment = segment;
     config_.worker_index = options.worker_index;
@@ -69,6 +78,7 @@ class Server final : public RespServer, public std::enable_shared_from_this<Serv
 
   Status Adopt(int fd);
   void DoAccept();
+  void SweepKilled();
   void Drain() override;
   size_t live() const override { return live_.load(); }
 
@@ -105,6 +115,7 @@ class Server final : public RespServer, public std::enable_shared_from_this<Serv
   std::chrono::milliseconds read_timeout_{30000};
   tcp::acceptor acceptor_;
   net::steady_timer retry_;
+  net::steady_timer kill_sweep_;
   std::function<void()> on_drained_;
   std::atomic<bool> draining_{false};
   std::atomic<size_t> live_{0};
@@ -124,7 +135,24 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
         poll_timer_(socket_.get_executor()),
         server_(std::move(server)) {}
 
-  ~Session() override { server_->Unregister(this); }
+  ~Session() override {
+    ClientTable(server_->config().segment).Release(client_.table_slot, client_.id);
+    server_->Unregister(this);
+  }
+
+  void CloseIfKilled() override {
+    net::dispatch(socket_.get_executor(), [self = this->shared_from_this()] {
+      if (self->closed_ || !ClientTable(self->server_->config().segment)
+                                .KillRequested(self->client_.table_slot, self->client_.id)) {
+        return;
+      }
+      // Killed after its current command: what was answered is still sent.
+      self->closing_ = true;
+      self->blocked_ = false;
+      self->poll_timer_.cancel();
+      if (!self->writing_) self->Close();
+    });
+  }
 
   void Run() {
     server_->Register(this, this->weak_from_this());
@@ -133,6 +161,13 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     error_code ec;
     tcp::endpoint peer = socket_.remote_endpoint(ec);
     if (!ec) client_.address = peer.address().to_string() + ":" + std::to_string(peer.port());
+    tcp::endpoint local = socket_.local_endpoint(ec);
+    if (!ec)
+      client_.local_address = local.address().to_string() + ":" + std::to_string(local.port());
+    client_.fd = socket_.native_handle();
+    client_.table_slot = ClientTable(server_->config().segment)
+                             .Claim(client_.id, getpid(), client_.fd, client_.address,
+                                    client_.local_address, client_.connected_ms);
     socket_.set_option(tcp::no_delay(true), ec);
     // Replies are written at once when the socket takes them (WriteNow); the socket must then
     // answer would_block rather than block the worker.
@@ -268,8 +303,11 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   }
 
   void Run(const resp::ParsedCommand& command) {
+    NoteCommand(command);
     resp::Outcome outcome = Execute(command);
+    NoteState();
     if (outcome == resp::Outcome::kBlock) {
+      SetTableFlag(ClientRow::kBlocked, true);
       blocked_ = true;
       poll_interval_ = kMinPollInterval;
       SchedulePoll();
@@ -288,6 +326,46 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
           .Error(std::string("ERR internal error: ") + e.what());
       return resp::Outcome::kReplied;
     }
+  }
+
+  // The connection's row (ClientTable): the command's name when it changed, and its time.
+  void NoteCommand(const resp::ParsedCommand& command) {
+    if (client_.table_slot < 0) return;
+    client_.query_bytes = used_ - start_ + command.consumed;
+    std::string_view name = command.row != nullptr ? command.row->name : "unknown";
+    ClientTable table(server_->config().segment);
+    if (command.row != nullptr && (command.row->flags & resp::kContainer) != 0 &&
+        command.args.size() > 1) {
+      // Redis's "container|subcommand" (client|list), lower case, bounded.
+      std::string full(name);
+      full += '|';
+      for (char ch : command.args[1].substr(0, 24)) {
+        full += static_cast<char>(ch >= 'A' && ch <= 'Z' ? ch - 'A' + 'a' : ch);
+      }
+      noted_command_ = {};
+      table.SetCommand(client_.table_slot, client_.id, full, resp::NowMs());
+    } else if (name != noted_command_) {
+      noted_command_ = name;
+      table.SetCommand(client_.table_slot, client_.id, name, resp::NowMs());
+    } else {
+      table.Touch(client_.table_slot, client_.id, resp::NowMs());
+    }
+  }
+  // What a command may have changed in the row: MULTI state, protocol (HELLO).
+  void NoteState() {
+    if (client_.table_slot < 0) return;
+    if (client_.in_multi != noted_multi_) {
+      noted_multi_ = client_.in_multi;
+      SetTableFlag(ClientRow::kInMulti, noted_multi_);
+    }
+    if (client_.protocol != noted_protocol_) {
+      noted_protocol_ = client_.protocol;
+      ClientTable(server_->config().segment)
+          .SetProtocol(client_.table_slot, client_.id, noted_protocol_);
+    }
+  }
+  void SetTableFlag(uint32_t flag, bool on) {
+    ClientTable(server_->config().segment).SetFlag(client_.table_slot, client_.id, flag, on);
   }
 
   void Compact() {
@@ -310,11 +388,19 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
 
   void OnPoll() {
     if (!blocked_ || closed_) return;
-    if (!resp::TryBlockedPop(server_->config(), &client_, blocked_pop_, &out_)) {
+    uint32_t unblock =
+        ClientTable(server_->config().segment).TakeUnblock(client_.table_slot, client_.id);
+    if (unblock == ClientRow::kUnblockError) {
+      resp::ReplyWriter(&out_, client_.protocol)
+          .Error("UNBLOCKED client unblocked via CLIENT UNBLOCK");
+    } else if (unblock == ClientRow::kUnblockTimeout) {
+      resp::ReplyWriter(&out_, client_.protocol).NullArray();  // What a timeout answers.
+    } else if (!resp::TryBlockedPop(server_->config(), &client_, blocked_pop_, &out_)) {
       poll_interval_ = std::min<Clock::duration>(poll_interval_ * 2, kMaxPollInterval);
       return SchedulePoll();
     }
     blocked_ = false;
+    SetTableFlag(ClientRow::kBlocked, false);
     if (reading_) StartIdleClock();  // The read kept pending while blocked had no deadline.
     Process();
   }
@@ -369,6 +455,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   void Close() {
     if (closed_) return;
     closed_ = true;
+    if (blocked_) SetTableFlag(ClientRow::kBlocked, false);
     blocked_ = false;
     error_code ec;
     idle_timer_.cancel();
@@ -394,6 +481,10 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   std::string sending_;  // The batch being written.
   resp::RespClient client_;
   resp::BlockedPop blocked_pop_;
+  // What the row was last told (NoteCommand, NoteState).
+  std::string_view noted_command_;
+  bool noted_multi_ = false;
+  int noted_protocol_ = 2;
   Clock::duration poll_interval_ = kMinPollInterval;
   bool reading_ = false;
   bool writing_ = false;
@@ -445,10 +536,28 @@ void Server::OnAccept(error_code ec, Socket socket) {
   DoAccept();
 }
 
+void Server::SweepKilled() {
+  kill_sweep_.expires_after(kKillSweepInterval);
+  kill_sweep_.async_wait([self = shared_from_this()](error_code ec) {
+    if (ec || self->draining_.load()) return;
+    if (!ClientTable(self->config_.segment).AnyKillRequested(getpid())) return self->SweepKilled();
+    std::vector<std::shared_ptr<SessionBase>> live;
+    {
+      MutexLock lock(&self->mu_);
+      for (auto& [raw, weak] : self->sessions_) {
+        if (auto session = weak.lock()) live.push_back(std::move(session));
+      }
+    }
+    for (auto& session : live) session->CloseIfKilled();
+    self->SweepKilled();
+  });
+}
+
 void Server::Drain() {
   draining_.store(true);
   error_code ec;
   retry_.cancel();
+  kill_sweep_.cancel();
   acceptor_.close(ec);
   std::vector<std::shared_ptr<SessionBase>> live;
   {
@@ -470,6 +579,7 @@ Status StartRespServer(net::io_context* ioc, bool single_thread, Segment* segmen
       std::make_shared<Server>(ioc, single_thread, segment, options, std::move(on_drained));
   SHM_RETURN_IF_ERROR(server->Adopt(options.listen_fd));
   server->DoAccept();
+  server->SweepKilled();
   *result = server;
   return Status::OK();
 }

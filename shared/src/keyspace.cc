@@ -638,6 +638,22 @@ Status Keyspace::RewriteList(std::string_view key,
   return outcome;
 }
 
+Status Keyspace::Usage(std::string_view key, uint64_t* bytes) const {
+  SHM_RETURN_IF_ERROR(ValidateKey(key));
+  DictValue entry;
+  SHM_RETURN_IF_ERROR(index_.Get(key, &entry));
+  Segment* seg = index_.ref().segment;
+  if (!EntryLive(seg, entry)) return Status::NotFound("no such key");
+  if (TypeOfEntry(entry) == KeyType::kString) {
+    *bytes = entry.data.size();
+    return Status::OK();
+  }
+  ObjectInfo info;
+  SHM_RETURN_IF_ERROR(seg->registry().Lookup(entry.data, &info));
+  *bytes = info.size_bytes;
+  return Status::OK();
+}
+
 Status Keyspace::Count(uint64_t* keys) const {
   DictStats stats;
   SHM_RETURN_IF_ERROR(index_.Stats(&stats));

@@ -56,7 +56,15 @@ struct RespClient {
   bool authenticated = false;
   bool close_after_reply = false;  // QUIT.
   std::string name;
-  std::string address;  // Peer, for CLIENT INFO.
+  std::string address;        // Peer, for CLIENT INFO.
+  std::string local_address;  // Local end.
+  int fd = -1;
+  int table_slot = -1;     // Its row in the segment's ClientTable (-1: none).
+  size_t query_bytes = 0;  // Received bytes not yet run, the running command's included.
+  // CLIENT REPLY: OFF drops every reply; SKIP drops the next command's.
+  bool reply_off = false;
+  bool reply_skip_next = false;
+  bool reply_skip_this = false;  // The running command's reply is dropped (SKIP before it).
   int64_t connected_ms = 0;
   // MULTI: queued commands (owned copies); an error while queuing aborts EXEC.
   bool in_multi = false;

@@ -132,6 +132,10 @@ class Keyspace {
   Status RewriteList(std::string_view key,
                      const std::function<Status(std::vector<std::string>* items)>& fn);
 
+  // The bytes of the key's value: a string's length, or what its list's or hash's object holds
+  // (ObjectInfo::size_bytes). NotFound when absent.
+  Status Usage(std::string_view key, uint64_t* bytes) const;
+
   // Keys present, expired ones not yet swept included (as Redis's DBSIZE).
   Status Count(uint64_t* keys) const;
   // Keys in hash order, a page at a time (SCAN, KEYS): as Dict::ListKeys; expired keys skipped.
