@@ -194,23 +194,23 @@ void HIncrBy(Call& c) {
 }
 
 void HIncrByFloat(Call& c) {
-  double by = 0;
-  if (!ParseDouble(c.args[3], &by)) return c.w.Error("ERR value is not a valid float");
+  long double by = 0;
+  if (!ParseLongDouble(c.args[3], &by)) return c.w.Error("ERR value is not a valid float");
   if (std::isnan(by) || std::isinf(by)) return c.w.Error("ERR value is NaN or Infinity");
   Keyspace* ks = KS(c);
   if (ks == nullptr) return;
   std::string text;
   Status s = ks->WithHash(c.args[1], Access::kCreate, [&](Dict& d) {
     return UpdateField(d, c.args[2], [&](const DictValue* current, DictUpdate* u) {
-      double value = 0;
-      if (current != nullptr && !ParseDouble(current->data, &value)) {
+      long double value = 0;
+      if (current != nullptr && !ParseLongDouble(current->data, &value)) {
         return Status::InvalidArgument("hash value is not a float");
       }
-      double result = value + by;
+      long double result = value + by;
       if (std::isnan(result) || std::isinf(result)) {
         return Status::InvalidArgument("increment would produce NaN or Infinity");
       }
-      text = FormatDouble(result);
+      text = FormatLongDouble(result);
       u->data = text;
       return Status::OK();
     });

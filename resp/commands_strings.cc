@@ -315,15 +315,16 @@ void IncrByFloat(Call& c) {
   if (ks == nullptr) return;
   std::string text;
   Status s = ks->UpdateString(c.args[1], [&](const std::string* current, int64_t, StringUpdate* u) {
-    double value = 0, by = 0;
-    if ((current != nullptr && !ParseDouble(*current, &value)) || !ParseDouble(c.args[2], &by)) {
+    long double value = 0, by = 0;
+    if ((current != nullptr && !ParseLongDouble(*current, &value)) ||
+        !ParseLongDouble(c.args[2], &by)) {
       return Status::InvalidArgument(std::string(kNotFloat.substr(4)));
     }
-    double result = value + by;
+    long double result = value + by;
     if (std::isnan(result) || std::isinf(result)) {
       return Status::InvalidArgument("increment would produce NaN or Infinity");
     }
-    text = FormatDouble(result);
+    text = FormatLongDouble(result);
     u->action = StringUpdate::Action::kWrite;
     u->value = text;
     return Status::OK();

@@ -58,6 +58,9 @@ void WrongArity(Call& c);
 // Strict integers as Redis reads them.
 bool ParseInt(std::string_view text, int64_t* value);
 bool ParseDouble(std::string_view text, double* value);
+// INCRBYFLOAT's and HINCRBYFLOAT's numbers, as Redis reads and prints them (long double).
+bool ParseLongDouble(std::string_view text, long double* value);
+std::string FormatLongDouble(long double value);
 bool EqualsIgnoreCase(std::string_view a, std::string_view b);
 
 // Lower-case copy (subcommand and option names).

@@ -5,9 +5,11 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <charconv>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <span>
 #include <string>
@@ -182,6 +184,38 @@ bool ParseDouble(std::string_view text, double* value) {
   char* end = nullptr;
   *value = std::strtod(copy.c_str(), &end);
   return end == copy.c_str() + copy.size() && !std::isnan(*value);
+}
+
+// Redis's string2ld: the whole text, no leading space, no NaN, no overflow to infinity.
+bool ParseLongDouble(std::string_view text, long double* value) {
+  constexpr size_t kMaxLongDoubleChars = 5 * 1024;
+  if (text.empty() || text.size() >= kMaxLongDoubleChars ||
+      std::isspace(static_cast<unsigned char>(text[0]))) {
+    return false;
+  }
+  std::string copy(text);
+  char* end = nullptr;
+  errno = 0;
+  long double parsed = std::strtold(copy.c_str(), &end);
+  if (end != copy.c_str() + copy.size() || std::isnan(parsed)) return false;
+  if (errno == ERANGE && (std::isinf(parsed) || parsed == 0)) return false;
+  *value = parsed;
+  return true;
+}
+
+// Redis's ld2string(LD_STR_HUMAN): "%.17Lf" without trailing zeros (nor a trailing '.'), and
+// "-0" as "0".
+std::string FormatLongDouble(long double value) {
+  char buf[5 * 1024];
+  int n = std::snprintf(buf, sizeof buf, "%.17Lf", value);
+  if (n < 0 || static_cast<size_t>(n) >= sizeof buf) return "0";
+  std::string text(buf, static_cast<size_t>(n));
+  if (text.find('.') != std::string::npos) {
+    while (!text.empty() && text.back() == '0') text.pop_back();
+    if (!text.empty() && text.back() == '.') text.pop_back();
+  }
+  if (text == "-0") text = "0";
+  return text;
 }
 
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
