@@ -208,13 +208,21 @@ Status ValidateKey(std::string_view key) {
   return Status::OK();
 }
 
+// Dict::Update with a callback of any size: the DictUpdateFn it builds holds one reference to
+// `fn`, so it fits std::function's own storage and allocates nothing (a hot path: every command).
+template <typename Fn>
+Status UpdateEntry(Dict& index, std::string_view key, Fn&& fn) {
+  return index.Update(
+      key, [&fn](const DictValue* current, DictUpdate* update) { return fn(current, update); });
+}
+
 // Dict::Update on a key's entry, where an entry whose aggregate no longer stands (EntryLive) is
 // shown to `fn` as absent and dropped unless fn writes the key; its aggregate, if any, goes to
 // *dead for deletion after the commit.
 template <typename Fn>
 Status UpdateKey(Dict& index, std::string_view key, Orphan* dead, Fn&& fn) {
   Segment* seg = index.ref().segment;
-  return index.Update(key, [&](const DictValue* current, DictUpdate* update) {
+  return UpdateEntry(index, key, [&](const DictValue* current, DictUpdate* update) {
     bool stale = current != nullptr && !EntryLive(seg, *current);
     if (stale) {
       dead->From(current);
@@ -447,12 +455,13 @@ Status Keyspace::Rename(std::string_view from, std::string_view to, bool only_if
   const std::string from_key = std::string(from), to_key = std::string(to);
   DictValue moving;
   bool found = false;
-  SHM_RETURN_IF_ERROR(index_.Update(from_key, [&](const DictValue* current, DictUpdate* update) {
-    update->write = false;
-    if (current != nullptr) moving = *current;
-    found = current != nullptr;
-    return Status::OK();
-  }));
+  SHM_RETURN_IF_ERROR(
+      UpdateEntry(index_, from_key, [&](const DictValue* current, DictUpdate* update) {
+        update->write = false;
+        if (current != nullptr) moving = *current;
+        found = current != nullptr;
+        return Status::OK();
+      }));
   if (!found) return Status::NotFound("no such key");
   if (from == to) {
     *renamed = !only_if_absent;
@@ -462,23 +471,24 @@ Status Keyspace::Rename(std::string_view from, std::string_view to, bool only_if
   // concurrent writer of the source) in between leaves both keys, never neither. Making the
   // pair one commit is the transactions issue's (docs/resp.md).
   Orphan orphan;
-  SHM_RETURN_IF_ERROR(index_.Update(to_key, [&](const DictValue* current, DictUpdate* update) {
-    update->write = false;
-    if (only_if_absent && current != nullptr) return Status::OK();
-    if (current == nullptr || current->data != moving.data ||
-        current->content_type != moving.content_type) {
-      orphan.From(current);
-    }
-    update->write = true;
-    update->data = moving.data;
-    update->content_type = moving.content_type;
-    update->expires_at_ms = moving.expires_at_ms;
-    *renamed = true;
-    return Status::OK();
-  }));
+  SHM_RETURN_IF_ERROR(
+      UpdateEntry(index_, to_key, [&](const DictValue* current, DictUpdate* update) {
+        update->write = false;
+        if (only_if_absent && current != nullptr) return Status::OK();
+        if (current == nullptr || current->data != moving.data ||
+            current->content_type != moving.content_type) {
+          orphan.From(current);
+        }
+        update->write = true;
+        update->data = moving.data;
+        update->content_type = moving.content_type;
+        update->expires_at_ms = moving.expires_at_ms;
+        *renamed = true;
+        return Status::OK();
+      }));
   if (!*renamed) return Status::OK();
   orphan.Delete(index_.ref().segment);
-  return index_.Update(from_key, [&](const DictValue* current, DictUpdate* update) {
+  return UpdateEntry(index_, from_key, [&](const DictValue* current, DictUpdate* update) {
     update->write = false;
     if (current != nullptr && current->version == moving.version) update->erase = true;
     return Status::OK();
@@ -520,7 +530,7 @@ Status Keyspace::WithAggregate(std::string_view key, Access access,
   const KeyType type = TypeOfProxy(static_cast<Proxy*>(nullptr));
   Orphan orphan;   // One removed for being empty.
   Status outcome;  // fn's, or NotFound; the update itself commits whatever fn left.
-  Status s = index_.Update(key, [&](const DictValue* current, DictUpdate* update) {
+  Status s = UpdateEntry(index_, key, [&](const DictValue* current, DictUpdate* update) {
     update->write = false;
     Proxy proxy;
     std::string name;

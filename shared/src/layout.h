@@ -133,14 +133,15 @@ struct EntryRep {
   std::atomic<uint64_t> unlocked_misses{0};  // Dict misses answered without the lock.
   std::atomic<uint64_t> next_free{0};        // Free-list link (index+1), under the registry lock.
   std::atomic<uint32_t> wake_seq{0};  // Futex word: bumped to wake blocked pops and lock waits.
-  // Bumped by every write through a keyspace to the list or hash this entry holds, before the
-  // write (a death in between shows a change that did not happen, never hides one): with the
-  // key's entry version it makes the key's version (Keyspace::Version).
-  std::atomic<uint64_t> keyspace_writes{0};
   int64_t created_ms = 0;
   uint32_t name_length = 0;
   char name[kMaxNameLength] = {};
   ObjectMutex mu;  // Guards body contents; see each kind's Rep.
+  // Bumped by every write through a keyspace to the list or hash this entry holds, before the
+  // write (a death in between shows a change that did not happen, never hides one): with the
+  // key's entry version it makes the key's version (Keyspace::Version). Next to `mu`, whose
+  // line such a write takes anyway.
+  std::atomic<uint64_t> keyspace_writes{0};
   // The value, for counters, alone in its 128-byte block: adders contend on it, while the fields
   // above are read on every add and must stay in every reader's cache.
   alignas(128) std::atomic<int64_t> counter{0};

@@ -27,6 +27,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "shm/dict.h"
@@ -94,6 +95,14 @@ class Keyspace {
   // A read-modify-write of the string at `key` under its lock (APPEND, SETRANGE, GETDEL, GETEX,
   // INCRBYFLOAT...). WrongType if the key holds a list or hash.
   Status UpdateString(std::string_view key, const StringUpdateFn& fn);
+  template <typename Fn>
+  requires(!std::is_same_v<std::decay_t<Fn>, StringUpdateFn>) Status
+      UpdateString(std::string_view key, Fn&& fn) {
+    return UpdateString(
+        key, StringUpdateFn([&fn](const std::string* current, int64_t at, StringUpdate* update) {
+          return fn(current, at, update);
+        }));
+  }
 
   // Generic key operations, every type alike.
   // *existed: the key was there (and is now gone).
@@ -124,6 +133,18 @@ class Keyspace {
   enum class Access : uint8_t { kRead, kWrite, kCreate };
   Status WithList(std::string_view key, Access access, const std::function<Status(List&)>& fn);
   Status WithHash(std::string_view key, Access access, const std::function<Status(Dict&)>& fn);
+  // The same for a callable of any size, without a heap allocation (the std::function built
+  // holds one reference to `fn`): what a hot path calls.
+  template <typename Fn>
+  requires(!std::is_same_v<std::decay_t<Fn>, std::function<Status(List&)>>) Status
+      WithList(std::string_view key, Access access, Fn&& fn) {
+    return WithList(key, access, std::function<Status(List&)>([&fn](List& l) { return fn(l); }));
+  }
+  template <typename Fn>
+  requires(!std::is_same_v<std::decay_t<Fn>, std::function<Status(Dict&)>>) Status
+      WithHash(std::string_view key, Access access, Fn&& fn) {
+    return WithHash(key, access, std::function<Status(Dict&)>([&fn](Dict& d) { return fn(d); }));
+  }
 
   // Replaces the key's list by `fn`'s edit of its items (LSET, LINSERT, LREM, LTRIM): the new
   // list is built aside and published by one commit of the key's entry, so a crash leaves the
