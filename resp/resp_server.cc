@@ -261,6 +261,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       size_t parsed = 0;
       const resp::ParseStatus stop = ParseAhead(&parsed);
       if (parsed > 1) resp::Prefetch(server_->config(), std::span(ahead_.data(), parsed));
+      batch_ms_ = resp::NowMs();  // The commands' time in the client table: one clock read.
       size_t ran = 0;
       for (; ran < parsed && !blocked_ && !closing_ && out_.size() < kMaxPendingOutput; ++ran) {
         start_ += ahead_[ran].consumed;
@@ -343,12 +344,12 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
         full += static_cast<char>(ch >= 'A' && ch <= 'Z' ? ch - 'A' + 'a' : ch);
       }
       noted_command_ = {};
-      table.SetCommand(client_.table_slot, client_.id, full, resp::NowMs());
+      table.SetCommand(client_.table_slot, client_.id, full, batch_ms_);
     } else if (name != noted_command_) {
       noted_command_ = name;
-      table.SetCommand(client_.table_slot, client_.id, name, resp::NowMs());
+      table.SetCommand(client_.table_slot, client_.id, name, batch_ms_);
     } else {
-      table.Touch(client_.table_slot, client_.id, resp::NowMs());
+      table.Touch(client_.table_slot, client_.id, batch_ms_);
     }
   }
   // What a command may have changed in the row: MULTI state, protocol (HELLO).
@@ -485,6 +486,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   std::string_view noted_command_;
   bool noted_multi_ = false;
   int noted_protocol_ = 2;
+  int64_t batch_ms_ = 0;  // Wall clock when the current batch was parsed.
   Clock::duration poll_interval_ = kMinPollInterval;
   bool reading_ = false;
   bool writing_ = false;
