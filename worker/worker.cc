@@ -321,6 +321,8 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       return WatchHangup();
     }
     server_->waits->Cancel(parked_->id);
+    SHM_LOG(kDebug) << "wait: the client of " << parked_->request.method_string() << " "
+                    << parked_->request.target() << " went away; its wait is dropped";
     parked_.reset();
     closing_ = true;
     if (queue_.empty()) DoClose();
