@@ -173,7 +173,7 @@ bool BlockingWaitsStopped() { return g_stop_blocking_waits.load(); }
 
 bool CanPark(const RequestContext& context, int64_t wait_ms) {
   SHM_LOG(kDebug) << "wait: " << context.request.method_string() << " " << context.request.target()
-                  << " may wait " << wait_ms << " ms" << (context.park ? " (parked)" : "");
+                  << " may wait " << wait_ms << " ms";
   return context.park != nullptr;
 }
 

@@ -164,8 +164,8 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     socket_.cancel(ec);
   }
 
-  // Requests that arrived before a drain and that no handler has seen: each gets a 503 rather
-  // than a close without an answer (OnRead).
+  // Requests already sent on the connection when a draining worker answers: read and answered
+  // (served, or refused after a wait the stop cut short) rather than closed on without a reply.
   bool DrainPending() {
     if (!server_->draining.load() || final_) return false;
     beast::error_code ec;
@@ -232,10 +232,9 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     }
     Clock::time_point start = Clock::now();
     HttpRequest request = parser_->release();
-    const bool first = requests_read_++ == 0;
-    if (server_->draining.load() && !first) {
-      // Read after the stop began, behind others on this connection: not run, answered. (A
-      // connection's first request is served: its client connected before the stop.)
+    ++requests_read_;
+    if (refuse_rest_) {
+      // Pipelined behind a wait the stop cut short: not run, but answered.
       Enqueue(ErrorResponse(503, "ShuttingDown",
                             "the worker is stopping; send the request again on a new connection",
                             request.version()),
@@ -285,6 +284,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     if (server_->waits->Submit(std::move(wait), std::move(done), &status, &response, &id)) {
       return AnswerWait(request, status, std::move(response), start);
     }
+    SHM_LOG(kDebug) << "wait: " << request.method_string() << " " << request.target() << " parked";
     parked_.emplace(Parked{std::move(request), start, id});
     SetDeadline(remaining + server_->options.read_timeout);
     WatchHangup();
@@ -301,6 +301,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     if (!parked_) return;  // The client went away meanwhile.
     Parked parked = std::move(*parked_);
     parked_.reset();
+    refuse_rest_ = server_->draining.load();
     AnswerWait(parked.request, status, std::move(response), parked.start);
   }
 
@@ -477,6 +478,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   bool reading_ = false;        // A read is outstanding.
   bool closing_ = false;        // No further requests: close once the queue is written.
   bool final_ = false;          // The last answer is queued (or the client ended): read no more.
+  bool refuse_rest_ = false;    // The stop cut a parked wait: later requests get 503.
   uint64_t requests_read_ = 0;  // Requests read on this connection.
   bool linger_ = false;         // An error answer may leave unread bytes: drain on close.
   std::vector<char> discard_;

@@ -55,9 +55,10 @@ size_t CountOf(const std::string& text, const std::string& needle) {
   return found;
 }
 
-// Waits (bounded) until the server logged `count` parked waits (--log-level debug).
+// Waits (bounded) until the server logged `count` parked waits (--log-level debug): requests
+// queued in a worker's WaitHub, not answered.
 bool WaitForParked(const ServerProcess& server, size_t count) {
-  return WaitFor([&] { return CountOf(server.stderr_text(), "(parked)") >= count; }, seconds(30));
+  return WaitFor([&] { return CountOf(server.stderr_text(), " parked\n") >= count; }, seconds(30));
 }
 
 // Connections in the listening socket's accept queue (not yet accepted by any worker), from
