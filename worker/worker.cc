@@ -269,7 +269,8 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   }
 
   // The request waits (a pop, an acquire) on the worker's WaitHub, holding no thread; reads
-  // stop until it is answered (its answer must go out before those of later requests).
+  // stop until it is answered (its answer must go out before those of later requests). The
+  // answer always arrives through OnWaitDone, posted to this connection's executor.
   void Park(HttpRequest&& request, ParkedWait&& wait, Clock::time_point start) {
     const Clock::duration remaining = std::max<Clock::duration>(wait.deadline - Clock::now(), {});
     auto done = [self = this->shared_from_this()](Status status, HttpResponse response) {
@@ -278,31 +279,23 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
                   self->OnWaitDone(std::move(status), std::move(response));
                 });
     };
-    Status status;
-    HttpResponse response;
-    uint64_t id = 0;
-    if (server_->waits->Submit(std::move(wait), std::move(done), &status, &response, &id)) {
-      return AnswerWait(request, status, std::move(response), start);
-    }
-    SHM_LOG(kDebug) << "wait: " << request.method_string() << " " << request.target() << " parked";
-    parked_.emplace(Parked{std::move(request), start, id});
+    parked_.emplace(Parked{std::move(request), start, 0, false});
+    if (server_->waits->Submit(std::move(wait), std::move(done), &parked_->id)) return;
+    parked_->queued = true;
+    SHM_LOG(kDebug) << "wait: " << parked_->request.method_string() << " "
+                    << parked_->request.target() << " parked";
     SetDeadline(remaining + server_->options.read_timeout);
     WatchHangup();
   }
 
-  void AnswerWait(const HttpRequest& request, const Status& status, HttpResponse&& outcome,
-                  Clock::time_point start) {
-    HttpResponse response = Router::Finish(request, status, std::move(outcome));
-    response.keep_alive(request.keep_alive());
-    Answer(request, std::move(response), start);
-  }
-
-  void OnWaitDone(Status status, HttpResponse response) {
+  void OnWaitDone(Status status, HttpResponse outcome) {
     if (!parked_) return;  // The client went away meanwhile.
     Parked parked = std::move(*parked_);
     parked_.reset();
-    refuse_rest_ = server_->draining.load();
-    AnswerWait(parked.request, status, std::move(response), parked.start);
+    refuse_rest_ = parked.queued && server_->draining.load();
+    HttpResponse response = Router::Finish(parked.request, status, std::move(outcome));
+    response.keep_alive(parked.request.keep_alive());
+    Answer(parked.request, std::move(response), parked.start);
   }
 
   // A parked request's client may hang up: notice it (the socket turns readable at EOF), so
@@ -472,6 +465,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     HttpRequest request;
     Clock::time_point start;
     uint64_t id;
+    bool queued;  // It waited (was not answered at once).
   };
   std::optional<Parked> parked_;
   std::string spare_;           // The last written buffer, reused for the next response.
