@@ -22,7 +22,7 @@ Status Guarded(const Fn& fn) {
 
 }  // namespace
 
-bool WaitHub::Submit(ParkedWait wait, Done done, uint64_t* id) {
+bool WaitHub::SubmitHttp(ParkedWait wait, Done done, uint64_t* id) {
   struct Call {
     ParkedWait wait;
     Done done;
@@ -46,15 +46,7 @@ bool WaitHub::Submit(ParkedWait wait, Done done, uint64_t* id) {
   };
   WaitQueue::Wait queued{call->wait.key, call->wait.deadline, std::move(attempt),
                          std::move(give_up)};
-  if (queue_.Submit(std::move(queued), id)) return true;
-  Arm();
-  return false;
-}
-
-void WaitHub::Kick() {
-  if (queue_.size() == 0) return;
-  queue_.Kick();
-  Arm();
+  return queue_.Submit(std::move(queued), id);
 }
 
 void WaitHub::Stop() {

@@ -1,6 +1,8 @@
-// WaitHub: the HTTP side of a worker's parked waits (a pop waiting for a push, an acquire waiting
-// for a release): the library's WaitQueue (shm/wait_queue.h: arrival order, backoff, deadlines)
-// driven by a timer on the worker's event loop, with a request's ParkedWait as its wait.
+// WaitHub: a worker's parked waits (a pop waiting for a push, an acquire waiting for a release):
+// the library's WaitQueue (shm/wait_queue.h: arrival order, backoff, deadlines) driven by a
+// timer on the worker's event loop. One per worker, shared by its HTTP sessions (SubmitHttp,
+// with a request's ParkedWait) and its Redis-protocol sessions (queue()), so the waiters of one
+// list are served in arrival order whichever protocol they came by.
 //
 // Thread-safety: every member may be called from any thread. `done` is called once per
 // submitted wait (unless cancelled), from whichever thread answers it, under the queue's mutex:
@@ -26,17 +28,15 @@ class WaitHub {
   // The wait's outcome: the handler's status and response (Router::Finish makes the answer).
   using Done = std::function<void(Status status, HttpResponse response)>;
 
-  explicit WaitHub(boost::asio::io_context* ioc) : timer_(*ioc) {}
+  explicit WaitHub(boost::asio::io_context* ioc) : queue_([this] { Arm(); }), timer_(*ioc) {}
   WaitHub(const WaitHub&) = delete;
   WaitHub& operator=(const WaitHub&) = delete;
 
   // Queues `wait` (WaitQueue::Submit). True when it was answered at once (`done` has run);
   // false when it waits, as *id.
-  bool Submit(ParkedWait wait, Done done, uint64_t* id);
-  // The waiting client went away: its wait is dropped and takes nothing.
-  void Cancel(uint64_t id) { queue_.Cancel(id); }
-  // A write of this worker may answer queued waits: try them now. Cheap when nothing waits.
-  void Kick();
+  bool SubmitHttp(ParkedWait wait, Done done, uint64_t* id);
+  // The queue itself, for waits of other front ends (and Cancel, Kick: see WaitQueue).
+  WaitQueue* queue() { return &queue_; }
   // The worker is stopping: every wait gives up now (a pop 204, an acquire 503), and so does
   // every later one that would have to wait.
   void Stop();

@@ -264,7 +264,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
             /*close=*/false);
     // A write of this worker (a push, a release, a delete) may be what a parked wait waits for.
     if (request.method() != http::verb::get && request.method() != http::verb::head) {
-      server_->waits->Kick();
+      server_->waits->queue()->Kick();
     }
   }
 
@@ -280,7 +280,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
                 });
     };
     parked_.emplace(Parked{std::move(request), start, 0, false});
-    if (server_->waits->Submit(std::move(wait), std::move(done), &parked_->id)) return;
+    if (server_->waits->SubmitHttp(std::move(wait), std::move(done), &parked_->id)) return;
     parked_->queued = true;
     SHM_LOG(kDebug) << "wait: " << parked_->request.method_string() << " "
                     << parked_->request.target() << " parked";
@@ -314,7 +314,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
       return WatchHangup();
     }
-    server_->waits->Cancel(parked_->id);
+    server_->waits->queue()->Cancel(parked_->id);
     SHM_LOG(kDebug) << "wait: the client of " << parked_->request.method_string() << " "
                     << parked_->request.target() << " went away; its wait is dropped";
     parked_.reset();
@@ -598,7 +598,7 @@ int RunWorker(Segment* segment, int listen_fd, const Router& router, const Worke
   }
   if (options.resp_listen_fd >= 0) {
     s = StartRespServer(
-        &server.ioc, server.single_thread, segment, options,
+        &server.ioc, server.single_thread, segment, options, waits.queue(),
         [&server] {
           MutexLock lock(&server.mu);
           server.StopIfDrainedLocked();

@@ -7,7 +7,15 @@
 namespace shm {
 
 bool WaitQueue::Submit(Wait wait, uint64_t* id) {
-  MutexLock lock(&mu_);
+  {
+    MutexLock lock(&mu_);
+    if (SubmitLocked(std::move(wait), id)) return true;
+  }
+  if (on_sooner_) on_sooner_();
+  return false;
+}
+
+bool WaitQueue::SubmitLocked(Wait wait, uint64_t* id) {
   auto it = per_key_.find(wait.key);
   const bool behind_others = it != per_key_.end();
   if (!behind_others && wait.attempt()) return true;
@@ -42,10 +50,13 @@ bool WaitQueue::Cancel(uint64_t id) {
 
 void WaitQueue::Kick() {
   if (size() == 0) return;
-  MutexLock lock(&mu_);
-  if (waiters_.empty()) return;
-  backoff_ = kMinPoll;
-  next_poll_ = Clock::now();
+  {
+    MutexLock lock(&mu_);
+    if (waiters_.empty()) return;
+    backoff_ = kMinPoll;
+    next_poll_ = Clock::now();
+  }
+  if (on_sooner_) on_sooner_();
 }
 
 void WaitQueue::Poll(Clock::time_point now) {

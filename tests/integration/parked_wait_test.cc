@@ -334,6 +334,42 @@ TEST(ParkedWaitTest, SigtermAnswersEveryAcceptedConnection) {
       << server.stderr_text();
 }
 
+// One queue per worker for both protocols: HTTP pops and a Redis-protocol BLPOP waiting on the
+// same list are served in arrival order together.
+TEST(ParkedWaitTest, HttpAndRedisWaitersOfAListShareOneArrivalOrder) {
+  ServerProcess server("parked-resp");
+  ASSERT_STARTED(
+      server.Start({"--workers", "1", "--resp-listen", "127.0.0.1:0", "--log-level", "debug"}));
+  const uint16_t port = server.port();
+  const std::string& line = server.listening_line();
+  size_t at = line.find("redis://127.0.0.1:");
+  ASSERT_NE(at, std::string::npos) << line;
+  const uint16_t resp_port =
+      static_cast<uint16_t>(std::stoi(line.substr(at + std::string("redis://127.0.0.1:").size())));
+
+  std::future<HttpResult> first = SendInBackground(port, "POST", "/v1/lists/shared/pop?wait=30");
+  ASSERT_TRUE(WaitForParked(server, 1)) << server.stderr_text();
+  RawConnection redis(resp_port);
+  ASSERT_TRUE(redis.ok());
+  ASSERT_TRUE(redis.Send("*3\r\n$5\r\nBLPOP\r\n$6\r\nshared\r\n$2\r\n30\r\n"));
+  ASSERT_TRUE(WaitForParked(server, 2)) << server.stderr_text();
+  std::future<HttpResult> third = SendInBackground(port, "POST", "/v1/lists/shared/pop?wait=30");
+  ASSERT_TRUE(WaitForParked(server, 3)) << server.stderr_text();
+
+  HttpClient client(port);
+  HttpResult result;
+  for (const char* item : {"one", "two", "three"}) {
+    ASSERT_TRUE(client.Post("/v1/lists/shared/push", item, &result).ok());
+    ASSERT_EQ(result.status, 200) << result.body;
+  }
+  EXPECT_EQ(first.get().body, "one");
+  EXPECT_EQ(third.get().body, "three");
+  ASSERT_TRUE(redis.Send("*1\r\n$4\r\nQUIT\r\n"));
+  EXPECT_EQ(redis.ReadUntilClosed(std::chrono::milliseconds(20000)),
+            "*2\r\n$6\r\nshared\r\n$3\r\ntwo\r\n+OK\r\n");
+  EXPECT_EQ(server.Stop().code, 0);
+}
+
 // A waiting client that hangs up takes nothing: its wait is dropped, and the next push is for
 // whoever waits next.
 TEST(ParkedWaitTest, WaiterThatHangsUpTakesNoItem) {

@@ -15,7 +15,9 @@
 //    seen by that poll.
 //  - Past its deadline a wait gives up (`stopping` false); after Stop every queued wait, and every
 //    later one that would have to wait, gives up with `stopping` true.
-// The queue has no clock or timer of its own: the owner's event loop drives it.
+// The queue has no clock or timer of its own: the owner's event loop drives it, told by the
+// `on_sooner` callback when NextPoll moves earlier, so a front end that only submits and
+// cancels needs nothing but the queue.
 //
 // Thread-safety: every member may be called from any thread. The callbacks run under the queue's
 // mutex, in Submit, Poll or Stop, and must not call the queue; they never block (hand the answer
@@ -30,6 +32,7 @@
 #include <list>
 #include <map>
 #include <string>
+#include <utility>
 
 #include "shm/mutex.h"
 #include "shm/thread_annotations.h"
@@ -52,7 +55,9 @@ class WaitQueue {
   static constexpr std::chrono::milliseconds kMinPoll{1};
   static constexpr std::chrono::milliseconds kMaxPoll{20};
 
-  WaitQueue() = default;
+  // `on_sooner` (may be empty) runs, without the queue's mutex held, when NextPoll moved earlier
+  // in Submit or Kick: the owner re-arms its timer.
+  explicit WaitQueue(std::function<void()> on_sooner = {}) : on_sooner_(std::move(on_sooner)) {}
   WaitQueue(const WaitQueue&) = delete;
   WaitQueue& operator=(const WaitQueue&) = delete;
 
@@ -78,9 +83,11 @@ class WaitQueue {
     Wait wait;
   };
 
+  bool SubmitLocked(Wait wait, uint64_t* id) REQUIRES(mu_);
   void RoundLocked(Clock::time_point now) REQUIRES(mu_);
   void EraseLocked(std::list<Waiter>::iterator it) REQUIRES(mu_);
 
+  const std::function<void()> on_sooner_;
   mutable Mutex mu_;
   std::list<Waiter> waiters_ GUARDED_BY(mu_);                           // Arrival order.
   std::map<std::string, size_t, std::less<>> per_key_ GUARDED_BY(mu_);  // Queued per key.
