@@ -612,9 +612,10 @@ int RunWorker(Segment* segment, int listen_fd, const Router& router, const Worke
   net::steady_timer heartbeat(server.ioc);
   net::steady_timer drain_timer(server.ioc);
   // SIGTERM/SIGINT are taken by a thread of their own, blocked in every other one (threads
-  // inherit the mask): a handler blocked in a pop or lock wait holds an io thread, perhaps the
-  // only one, and a signal handled on the io_context would wait for it, past the manager's
-  // SIGKILL. The watcher ends those waits at once, then drains on the io_context.
+  // inherit the mask): the built-in waits park (WaitHub), but an application's handler may
+  // still block an io thread, perhaps the only one, and a signal handled on the io_context
+  // would wait for it, past the manager's SIGKILL. The watcher ends blocking library waits at
+  // once (StopBlockingWaits), then drains on the io_context, which answers the parked waits.
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
