@@ -50,8 +50,9 @@ TEST(WorkerCrashTest, KilledWorkerIsReplacedAndAnsweringWithinOneSecond) {
   ASSERT_EQ(after.size(), 1u);
   EXPECT_NE(after[0], before[0]);
   EXPECT_EQ(std::to_string(after[0]), result.Header("X-Worker-Pid"));
-  EXPECT_NE(server.stderr_text().find("killed by signal 9; restarts so far 0; replacing it\n"),
-            std::string::npos)
+  EXPECT_NE(
+      server.stderr_text().find("killed by signal 9 (SIGKILL); restarts so far 0; replacing it\n"),
+      std::string::npos)
       << server.stderr_text();
   ChildExit exit = server.Stop();
   EXPECT_EQ(exit.code, 0);
