@@ -59,12 +59,19 @@ Status ParkPop(RequestContext& context, List::End end, int64_t wait_ms) {
   // A consumer may start before its producer: a waiting pop creates the list, as Redis BLPOP
   // waits on a missing key; a non-waiting pop of a missing list is just empty.
   const OpenMode mode = wait_ms > 0 ? OpenMode::kCreateIfMissing : OpenMode::kOpenExisting;
-  auto attempt = [segment, name, end, mode](HttpResponse* response, Status* status) {
+  auto open = [mode](Segment* seg, std::string_view list_name, List* list) {
+    return List::Open(seg, list_name, mode, ListOptions(), list);
+  };
+  ObjectRef object;  // Watched for pushes while the pop waits.
+  if (wait_ms > 0) {
+    api::WithNamedObject<List>(segment, name, open, [&](List& list) {
+      object = list.ref();
+      return Status::OK();
+    }).ok();  // An error is the attempt's to answer.
+  }
+  auto attempt = [segment, name, end, mode, open](HttpResponse* response, Status* status) {
     std::string item;
     bool got = false;
-    auto open = [mode](Segment* seg, std::string_view list_name, List* list) {
-      return List::Open(seg, list_name, mode, ListOptions(), list);
-    };
     Status s = api::WithNamedObject<List>(segment, name, open, [&](List& list) {
       return list.Pop(end, std::chrono::milliseconds(0), &item, &got);
     });
@@ -80,7 +87,7 @@ Status ParkPop(RequestContext& context, List::End end, int64_t wait_ms) {
     response->result(http::status::no_content);  // Empty after the wait, or cut by a stop.
     return Status::OK();
   };
-  api::ParkWait(context, "list:" + name, wait_ms, std::move(attempt), std::move(give_up));
+  api::ParkWait(context, "list:" + name, object, wait_ms, std::move(attempt), std::move(give_up));
   return Status::OK();
 }
 

@@ -51,13 +51,20 @@ Status ParkAcquire(RequestContext& context, int64_t ttl_ms, int64_t wait_ms, std
   const std::string& name = context.params[0];
   SHM_RETURN_IF_ERROR(api::CheckName(name));
   Segment* segment = context.segment;
+  auto open = [](Segment* seg, std::string_view lock_name, LeaseLock* lock) {
+    return LeaseLock::Open(seg, lock_name, OpenMode::kCreateIfMissing, lock);
+  };
+  ObjectRef object;  // Watched for releases while the acquire waits.
+  if (wait_ms > 0) {
+    api::WithNamedObject<LeaseLock>(segment, name, open, [&](LeaseLock& lock) {
+      object = lock.ref();
+      return Status::OK();
+    }).ok();  // An error is the attempt's to answer.
+  }
   // One try: Conflict while another holds it.
-  auto try_once = [segment, name, ttl_ms, owner](HttpResponse* response) {
+  auto try_once = [segment, name, ttl_ms, owner, open](HttpResponse* response) {
     uint64_t token = 0;
     int64_t expires_at_ms = 0;
-    auto open = [](Segment* seg, std::string_view lock_name, LeaseLock* lock) {
-      return LeaseLock::Open(seg, lock_name, OpenMode::kCreateIfMissing, lock);
-    };
     Status s = api::WithNamedObject<LeaseLock>(segment, name, open, [&](LeaseLock& lock) {
       return lock.Acquire(ttl_ms, std::chrono::milliseconds(0), owner, &token, &expires_at_ms);
     });
@@ -74,7 +81,7 @@ Status ParkAcquire(RequestContext& context, int64_t ttl_ms, int64_t wait_ms, std
     if (stopping) return Status::Timeout("the worker is stopping; retry the acquire");  // 503.
     return try_once(response);  // 409 naming the holder, unless it was just released.
   };
-  api::ParkWait(context, "lock:" + name, wait_ms, std::move(attempt), std::move(give_up));
+  api::ParkWait(context, "lock:" + name, object, wait_ms, std::move(attempt), std::move(give_up));
   return Status::OK();
 }
 

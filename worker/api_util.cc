@@ -177,12 +177,12 @@ bool CanPark(const RequestContext& context, int64_t wait_ms) {
   return context.park != nullptr;
 }
 
-void ParkWait(RequestContext& context, std::string key, int64_t wait_ms,
+void ParkWait(RequestContext& context, std::string key, ObjectRef object, int64_t wait_ms,
               std::function<bool(HttpResponse* response, Status* status)> attempt,
               std::function<Status(HttpResponse* response, bool stopping)> give_up) {
   *context.park = ParkedWait{std::move(key),
                              std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms),
-                             std::move(attempt), std::move(give_up)};
+                             object, std::move(attempt), std::move(give_up)};
 }
 
 Status WaitInSlices(

@@ -67,8 +67,8 @@ inline constexpr int64_t kMaxWaitMs = 30 * 1000;
 // Logs (debug) that the request may wait `wait_ms`, and answers whether the server parks it
 // (context.park): a handler then stores a ParkedWait (ParkWait) instead of blocking.
 bool CanPark(const RequestContext& context, int64_t wait_ms);
-// Parks `attempt`/`give_up` on the object `key` until `wait_ms` from now.
-void ParkWait(RequestContext& context, std::string key, int64_t wait_ms,
+// Parks `attempt`/`give_up` on the object `key` (`object` when known) until `wait_ms` from now.
+void ParkWait(RequestContext& context, std::string key, ObjectRef object, int64_t wait_ms,
               std::function<bool(HttpResponse* response, Status* status)> attempt,
               std::function<Status(HttpResponse* response, bool stopping)> give_up);
 // Without parking (Router::Handle called directly): runs `attempt(slice, &retry)` on this thread

@@ -20,7 +20,41 @@ Status Guarded(const Fn& fn) {
   }
 }
 
+// The watcher's longest sleep: how soon it stops watching objects nobody waits on any more.
+constexpr std::chrono::milliseconds kWatchSlice{100};
+
 }  // namespace
+
+WaitHub::WaitHub(boost::asio::io_context* ioc)
+    : queue_([this] { Arm(); }), timer_(*ioc), watcher_([this] { RunWatcher(); }) {}
+
+WaitHub::~WaitHub() {
+  stopping_.store(true);
+  watch_.Interrupt();
+  watcher_.join();
+}
+
+void WaitHub::WatchObject(const std::string& key, const ObjectRef& object) {
+  MutexLock lock(&watch_mu_);
+  if (watched_.contains(key) || !watch_.Watch(object)) return;
+  watched_.emplace(key, object);
+  watch_.Interrupt();  // The watcher sleeps on the new word from now on.
+}
+
+void WaitHub::RunWatcher() {
+  while (!stopping_.load()) {
+    if (watch_.Wait(kWatchSlice) && !stopping_.load()) queue_.Kick();
+    MutexLock lock(&watch_mu_);
+    for (auto it = watched_.begin(); it != watched_.end();) {
+      if (queue_.HasKey(it->first)) {
+        ++it;
+        continue;
+      }
+      watch_.Unwatch(it->second);
+      it = watched_.erase(it);
+    }
+  }
+}
 
 bool WaitHub::SubmitHttp(ParkedWait wait, Done done, uint64_t* id) {
   struct Call {
@@ -46,10 +80,16 @@ bool WaitHub::SubmitHttp(ParkedWait wait, Done done, uint64_t* id) {
   };
   WaitQueue::Wait queued{call->wait.key, call->wait.deadline, std::move(attempt),
                          std::move(give_up)};
-  return queue_.Submit(std::move(queued), id);
+  const ObjectRef object = call->wait.object;
+  const std::string key = call->wait.key;
+  if (queue_.Submit(std::move(queued), id)) return true;
+  if (object.valid()) WatchObject(key, object);
+  return false;
 }
 
 void WaitHub::Stop() {
+  stopping_.store(true);
+  watch_.Interrupt();
   queue_.Stop();
   MutexLock lock(&mu_);
   ++generation_;

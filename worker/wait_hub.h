@@ -4,21 +4,30 @@
 // with a request's ParkedWait) and its Redis-protocol sessions (queue()), so the waiters of one
 // list are served in arrival order whichever protocol they came by.
 //
+// A wait that names its object (ParkedWait::object) is also retried at once when any process
+// changes that object: a watcher thread sleeps on the objects' futex words (shm/wake_watch.h)
+// and kicks the queue; the poll remains for what it cannot watch.
+//
 // Thread-safety: every member may be called from any thread. `done` is called once per
 // submitted wait (unless cancelled), from whichever thread answers it, under the queue's mutex:
 // it must only hand the answer to its connection's executor.
 #ifndef SHM_WORKER_WAIT_HUB_H_
 #define SHM_WORKER_WAIT_HUB_H_
 
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <string>
+#include <thread>
 
 #include "shm/mutex.h"
 #include "shm/router.h"
 #include "shm/status.h"
 #include "shm/wait_queue.h"
+#include "shm/wake_watch.h"
 
 namespace shm {
 
@@ -28,7 +37,9 @@ class WaitHub {
   // The wait's outcome: the handler's status and response (Router::Finish makes the answer).
   using Done = std::function<void(Status status, HttpResponse response)>;
 
-  explicit WaitHub(boost::asio::io_context* ioc) : queue_([this] { Arm(); }), timer_(*ioc) {}
+  // Starts the watcher thread: construct after fork.
+  explicit WaitHub(boost::asio::io_context* ioc);
+  ~WaitHub();
   WaitHub(const WaitHub&) = delete;
   WaitHub& operator=(const WaitHub&) = delete;
 
@@ -45,6 +56,11 @@ class WaitHub {
   // Makes the timer fire at the queue's NextPoll.
   void Arm();
   void OnTimer(uint64_t generation);
+  // Watches the object of a queued wait of `key`.
+  void WatchObject(const std::string& key, const ObjectRef& object);
+  // The watcher thread: kicks the queue when a watched object changes, and stops watching the
+  // objects nobody waits on any more.
+  void RunWatcher();
 
   WaitQueue queue_;
   Mutex mu_;  // The timer's state.
@@ -52,6 +68,12 @@ class WaitHub {
   bool armed_ GUARDED_BY(mu_) = false;
   Clock::time_point armed_at_ GUARDED_BY(mu_);
   uint64_t generation_ GUARDED_BY(mu_) = 0;  // Of the armed wait; older ones do nothing.
+
+  WakeWatch watch_;
+  Mutex watch_mu_;
+  std::map<std::string, ObjectRef> watched_ GUARDED_BY(watch_mu_);  // By wait key.
+  std::atomic<bool> stopping_{false};
+  std::thread watcher_;  // Last: started once everything it uses exists.
 };
 
 }  // namespace shm

@@ -587,6 +587,13 @@ void RunLoop(net::io_context* ioc) {
 }  // namespace
 
 int RunWorker(Segment* segment, int listen_fd, const Router& router, const WorkerOptions& options) {
+  // The stop signals are blocked in every thread of the worker (threads inherit the mask, so
+  // before the first one starts) and taken by the signal watcher below.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   Server server(segment, router, options);
   WaitHub waits(&server.ioc);
   server.waits = &waits;
@@ -616,11 +623,7 @@ int RunWorker(Segment* segment, int listen_fd, const Router& router, const Worke
   // still block an io thread, perhaps the only one, and a signal handled on the io_context
   // would wait for it, past the manager's SIGKILL. The watcher ends blocking library waits at
   // once (StopBlockingWaits), then drains on the io_context, which answers the parked waits.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // (Blocked at the top of RunWorker, before any thread starts.)
   std::atomic<bool> stopped{false};
   std::thread signal_watcher([&] {
     for (int received = 0;;) {

@@ -72,6 +72,11 @@ void WaitQueue::Poll(Clock::time_point now) {
   backoff_ = std::min<Clock::duration>(backoff_ * 2, kMaxPoll);
 }
 
+bool WaitQueue::HasKey(std::string_view key) const {
+  MutexLock lock(&mu_);
+  return per_key_.find(key) != per_key_.end();
+}
+
 WaitQueue::Clock::time_point WaitQueue::NextPoll() const {
   MutexLock lock(&mu_);
   return next_poll_;

@@ -32,6 +32,7 @@
 #include <list>
 #include <map>
 #include <string>
+#include <string_view>
 #include <utility>
 
 #include "shm/mutex.h"
@@ -76,6 +77,8 @@ class WaitQueue {
   // Every queued wait gives up (`stopping`), and so does every later Submit that would wait.
   void Stop();
   size_t size() const { return size_.load(std::memory_order_relaxed); }
+  // Whether a wait of `key` is queued.
+  bool HasKey(std::string_view key) const;
 
  private:
   struct Waiter {

@@ -19,6 +19,7 @@
 #include <string_view>
 #include <vector>
 
+#include "shm/registry.h"
 #include "shm/segment.h"
 #include "shm/status.h"
 
@@ -36,6 +37,9 @@ struct ParkedWait {
   // and a wait behind others of its key is never tried before them.
   std::string key;
   std::chrono::steady_clock::time_point deadline;
+  // The object, when known: a change to it by any process retries the wait at once (else the
+  // server's poll finds it).
+  ObjectRef object;
   // One try that never blocks: true when it is the answer (response filled, or *status an
   // error); false to wait on.
   std::function<bool(HttpResponse* response, Status* status)> attempt;
