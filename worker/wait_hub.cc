@@ -22,6 +22,7 @@ Status Guarded(const Fn& fn) {
 
 // The watcher's longest sleep: how soon it stops watching objects nobody waits on any more.
 constexpr std::chrono::milliseconds kWatchSlice{100};
+constexpr std::chrono::seconds kIdleSlice{3600};
 
 }  // namespace
 
@@ -43,7 +44,9 @@ void WaitHub::WatchObject(const std::string& key, const ObjectRef& object) {
 
 void WaitHub::RunWatcher() {
   while (!stopping_.load()) {
-    if (watch_.Wait(kWatchSlice) && !stopping_.load()) queue_.Kick();
+    // Nothing watched: nothing to reconcile, and a new watch interrupts the sleep.
+    const auto slice = watch_.watched() == 0 ? kIdleSlice : kWatchSlice;
+    if (watch_.Wait(slice) && !stopping_.load()) queue_.Kick();
     MutexLock lock(&watch_mu_);
     for (auto it = watched_.begin(); it != watched_.end();) {
       if (queue_.HasKey(it->first)) {

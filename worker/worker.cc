@@ -650,6 +650,15 @@ int RunWorker(Segment* segment, int listen_fd, const Router& router, const Worke
   stopped.store(true);
   pthread_kill(signal_watcher.native_handle(), SIGTERM);
   signal_watcher.join();
+  // The RESP server's io objects must go before the io_context: dropped here when no session
+  // holds it, else with the last session, while the io_context destroys its handlers (as the
+  // HTTP sessions). As a member it would outlive the io_context (an ASan use-after-free).
+  std::shared_ptr<RespServer> resp;
+  {
+    MutexLock lock(&server.mu);
+    resp = std::move(server.resp);
+  }
+  resp.reset();
   SHM_LOG(kInfo) << "worker " << options.index << " stopped";
   return 0;
 }
