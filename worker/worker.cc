@@ -262,10 +262,8 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     if (request.method() == http::verb::head) response.body().clear();
     Enqueue(std::move(response), start, request.method_string(), request.target(),
             /*close=*/false);
-    // A write of this worker (a push, a release, a delete) may be what a parked wait waits for.
-    if (request.method() != http::verb::get && request.method() != http::verb::head) {
-      server_->waits->queue()->Kick();
-    }
+    // A push, release or delete that a parked wait of this worker waits for needs no kick from
+    // here: it wakes the WaitHub's watcher through the segment, like one of another process.
   }
 
   // The request waits (a pop, an acquire) on the worker's WaitHub, holding no thread; reads

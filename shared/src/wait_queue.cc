@@ -1,8 +1,8 @@
 #include "shm/wait_queue.h"
 
 #include <algorithm>
-#include <set>
 #include <utility>
+#include <vector>
 
 namespace shm {
 
@@ -16,43 +16,43 @@ bool WaitQueue::Submit(Wait wait, uint64_t* id) {
 }
 
 bool WaitQueue::SubmitLocked(Wait wait, uint64_t* id) {
-  auto it = per_key_.find(wait.key);
-  const bool behind_others = it != per_key_.end();
+  auto key = by_key_.find(wait.key);
+  const bool behind_others = key != by_key_.end();
   if (!behind_others && wait.attempt()) return true;
   if (stopped_ || (!behind_others && wait.deadline <= Clock::now())) {
     wait.give_up(stopped_);
     return true;
   }
   *id = next_id_++;
-  ++per_key_[wait.key];
-  waiters_.push_back(Waiter{*id, std::move(wait)});
-  size_.store(waiters_.size(), std::memory_order_relaxed);
+  if (!behind_others) key = by_key_.try_emplace(wait.key).first;
+  const Clock::time_point deadline = wait.deadline;
+  key->second.push_back(Waiter{*id, std::move(wait)});
+  by_id_.emplace(*id,
+                 Where{key, std::prev(key->second.end()), by_deadline_.emplace(deadline, *id)});
+  size_.store(by_id_.size(), std::memory_order_relaxed);
   backoff_ = kMinPoll;
   // Queued behind others: what they wait for may be there already, so look now.
   const Clock::time_point now = Clock::now();
-  next_poll_ =
-      std::min({next_poll_, behind_others ? now : now + kMinPoll, waiters_.back().wait.deadline});
+  next_poll_ = std::min({next_poll_, behind_others ? now : now + kMinPoll, deadline});
   return false;
 }
 
 bool WaitQueue::Cancel(uint64_t id) {
   Wait dropped;  // Destroyed after the mutex is released: it may own the waiter's connection.
   MutexLock lock(&mu_);
-  for (auto it = waiters_.begin(); it != waiters_.end(); ++it) {
-    if (it->id != id) continue;
-    dropped.attempt = std::move(it->wait.attempt);
-    dropped.give_up = std::move(it->wait.give_up);
-    EraseLocked(it);
-    return true;
-  }
-  return false;
+  auto it = by_id_.find(id);
+  if (it == by_id_.end()) return false;
+  dropped.attempt = std::move(it->second.waiter->wait.attempt);
+  dropped.give_up = std::move(it->second.waiter->wait.give_up);
+  EraseLocked(id);
+  return true;
 }
 
 void WaitQueue::Kick() {
   if (size() == 0) return;
   {
     MutexLock lock(&mu_);
-    if (waiters_.empty()) return;
+    if (by_id_.empty()) return;
     backoff_ = kMinPoll;
     next_poll_ = Clock::now();
   }
@@ -61,20 +61,19 @@ void WaitQueue::Kick() {
 
 void WaitQueue::Poll(Clock::time_point now) {
   MutexLock lock(&mu_);
-  if (waiters_.empty() || now < next_poll_) return;
+  if (by_id_.empty() || now < next_poll_) return;
   RoundLocked(now);
-  if (waiters_.empty()) {
+  if (by_id_.empty()) {
     next_poll_ = Clock::time_point::max();
     return;
   }
-  next_poll_ = now + backoff_;
-  for (const Waiter& w : waiters_) next_poll_ = std::min(next_poll_, w.wait.deadline);
+  next_poll_ = std::min(now + backoff_, by_deadline_.begin()->first);
   backoff_ = std::min<Clock::duration>(backoff_ * 2, kMaxPoll);
 }
 
 bool WaitQueue::HasKey(std::string_view key) const {
   MutexLock lock(&mu_);
-  return per_key_.find(key) != per_key_.end();
+  return by_key_.find(key) != by_key_.end();
 }
 
 WaitQueue::Clock::time_point WaitQueue::NextPoll() const {
@@ -85,37 +84,49 @@ WaitQueue::Clock::time_point WaitQueue::NextPoll() const {
 void WaitQueue::Stop() {
   MutexLock lock(&mu_);
   stopped_ = true;
-  for (Waiter& w : waiters_) w.wait.give_up(true);
-  waiters_.clear();
-  per_key_.clear();
+  std::vector<Waiter*> all;  // In arrival order.
+  for (auto& [key, waiters] : by_key_) {
+    for (Waiter& w : waiters) all.push_back(&w);
+  }
+  std::sort(all.begin(), all.end(), [](Waiter* a, Waiter* b) { return a->id < b->id; });
+  for (Waiter* w : all) w->wait.give_up(true);
+  by_key_.clear();
+  by_deadline_.clear();
+  by_id_.clear();
   size_.store(0, std::memory_order_relaxed);
   next_poll_ = Clock::time_point::max();
 }
 
 void WaitQueue::RoundLocked(Clock::time_point now) {
-  std::set<std::string, std::less<>> found_empty;  // Keys whose first waiter found nothing.
-  for (auto it = waiters_.begin(); it != waiters_.end();) {
-    Wait& w = it->wait;
-    const bool tried = !found_empty.contains(w.key);
-    if (tried && w.attempt()) {
-      EraseLocked(it++);
-      continue;
+  // Each key's waits in order, until one finds nothing.
+  for (auto key = by_key_.begin(); key != by_key_.end();) {
+    const auto next = std::next(key);  // Stays valid: only `key` may be erased.
+    while (true) {
+      std::list<Waiter>& waiters = key->second;
+      if (!waiters.front().wait.attempt()) break;
+      const bool last = waiters.size() == 1;
+      EraseLocked(waiters.front().id);
+      if (last) break;  // The key went with its last wait.
     }
-    if (tried) found_empty.insert(w.key);
-    if (w.deadline <= now) {
-      w.give_up(false);
-      EraseLocked(it++);
-      continue;
-    }
-    ++it;
+    key = next;
+  }
+  // Then whatever is past its deadline gives up.
+  while (!by_deadline_.empty() && by_deadline_.begin()->first <= now) {
+    const uint64_t id = by_deadline_.begin()->second;
+    by_id_.at(id).waiter->wait.give_up(false);
+    EraseLocked(id);
   }
 }
 
-void WaitQueue::EraseLocked(std::list<Waiter>::iterator it) {
-  auto count = per_key_.find(it->wait.key);
-  if (count != per_key_.end() && --count->second == 0) per_key_.erase(count);
-  waiters_.erase(it);
-  size_.store(waiters_.size(), std::memory_order_relaxed);
+void WaitQueue::EraseLocked(uint64_t id) {
+  auto it = by_id_.find(id);
+  if (it == by_id_.end()) return;
+  Where where = it->second;
+  by_id_.erase(it);
+  by_deadline_.erase(where.deadline);
+  where.key->second.erase(where.waiter);
+  if (where.key->second.empty()) by_key_.erase(where.key);
+  size_.store(by_id_.size(), std::memory_order_relaxed);
 }
 
 }  // namespace shm

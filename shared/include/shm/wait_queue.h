@@ -5,10 +5,10 @@
 // it waits on (its key), a deadline, one try that never blocks, and the answer when it gives up.
 // The queue holds the rule every front end shares:
 //  - A wait is tried at once only when no earlier wait of its key is queued; otherwise it queues
-//    behind them. Queued waits are tried in arrival order, and once the first waiter of a key
-//    finds nothing in a round, the waiters behind it are not tried in that round. So within one
-//    queue, an object's waiters are served strictly first come, first served, and a round costs
-//    one try per key.
+//    behind them. Each key's waits are tried in arrival order, and once one finds nothing in a
+//    round, the waits behind it are not tried in that round. So within one queue, an object's
+//    waiters are served strictly first come, first served, and a round costs one try per key
+//    (plus one per answer and per expired wait), however many wait.
 //  - Rounds run when the owner calls Poll at the time NextPoll tells: at once after Kick (this
 //    process changed something a waiter may want), else 1 ms after the last change, doubling up
 //    to 20 ms while nothing is answered, and at the earliest deadline. Another process's change is
@@ -33,6 +33,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 
 #include "shm/mutex.h"
@@ -85,15 +86,26 @@ class WaitQueue {
     uint64_t id;
     Wait wait;
   };
+  using KeyMap = std::map<std::string, std::list<Waiter>, std::less<>>;
+  using DeadlineMap = std::multimap<Clock::time_point, uint64_t>;
+  // Where a queued wait is, for Cancel and expiry.
+  struct Where {
+    KeyMap::iterator key;
+    std::list<Waiter>::iterator waiter;
+    DeadlineMap::iterator deadline;
+  };
 
   bool SubmitLocked(Wait wait, uint64_t* id) REQUIRES(mu_);
   void RoundLocked(Clock::time_point now) REQUIRES(mu_);
-  void EraseLocked(std::list<Waiter>::iterator it) REQUIRES(mu_);
+  // Removes a queued wait; its callbacks are destroyed with it.
+  void EraseLocked(uint64_t id) REQUIRES(mu_);
 
   const std::function<void()> on_sooner_;
   mutable Mutex mu_;
-  std::list<Waiter> waiters_ GUARDED_BY(mu_);                           // Arrival order.
-  std::map<std::string, size_t, std::less<>> per_key_ GUARDED_BY(mu_);  // Queued per key.
+  // A round costs one try per key (plus one per answer and per expiry), however many wait.
+  KeyMap by_key_ GUARDED_BY(mu_);  // Each key's waits in arrival order; no empty lists.
+  DeadlineMap by_deadline_ GUARDED_BY(mu_);
+  std::unordered_map<uint64_t, Where> by_id_ GUARDED_BY(mu_);
   Clock::time_point next_poll_ GUARDED_BY(mu_) = Clock::time_point::max();
   Clock::duration backoff_ GUARDED_BY(mu_) = kMinPoll;
   uint64_t next_id_ GUARDED_BY(mu_) = 1;
