@@ -45,7 +45,9 @@ from ._shmstate import Full as _NativeFull
 __all__ = ["Manager", "SyncManager", "BaseProxy"]
 
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
-_FOREVER = 86400.0  # Longest single sleep; waits without a timeout loop over it.
+# Longest single sleep: a sleeper re-checks its state at least this often, which bounds what a
+# waker killed between its commit and its wake, or a move of the segment, can cost it.
+_FOREVER = 2.0
 # A waiter for a lock or semaphore unit re-checks at least this often whether the holder died
 # (a dead process wakes nobody). A bounded sleep, not a spin: one check per period.
 _LIVENESS_PERIOD = 0.5
@@ -316,7 +318,7 @@ class DictProxy(BaseProxy):
                     raise KeyError(key)
                 return default
             # Delete only the version read, so the value returned is the one removed.
-            if self._d.set(ekey, b"", if_version=entry[1]) and self._d.delete(ekey):
+            if self._word.delete_if(ekey, entry[1]):
                 return pickle.loads(entry[0])[2]
 
     def popitem(self) -> tuple:
@@ -337,7 +339,7 @@ class DictProxy(BaseProxy):
         return key in self
 
     def __len__(self) -> int:
-        return sum(1 for k in self._d.keys() if not k.startswith(_META))
+        return int(self._d.stats()["entries"]) - 1  # The one metadata entry: the order counter.
 
     def _entries(self) -> list:
         """[(entry key, (order, key, value))] in insertion order."""
@@ -361,7 +363,7 @@ class DictProxy(BaseProxy):
         return [(v[1], v[2]) for _, v in self._entries()]
 
     def __iter__(self):
-        return iter(self.keys())
+        return _DictIterator(self)
 
     def copy(self) -> dict:
         return dict(self.items())
@@ -406,7 +408,7 @@ class ListProxy(BaseProxy):
         return item in self._load()
 
     def __iter__(self):
-        return iter(self._load())
+        return _ListIterator(self)
 
     def __reversed__(self):
         return reversed(self._load())
@@ -473,6 +475,50 @@ class ListProxy(BaseProxy):
             return seq
         self._update(lambda seq: (op(seq), None))
         return self
+
+
+class _ListIterator:
+    """Reads the live list item by item, as an iterator of the stdlib's proxied list does."""
+
+    def __init__(self, proxy: ListProxy) -> None:
+        self._proxy, self._index = proxy, 0
+
+    def __iter__(self) -> "_ListIterator":
+        return self
+
+    def __next__(self) -> Any:
+        if self._proxy is None:
+            raise StopIteration
+        try:
+            item = self._proxy._load()[self._index]
+        except IndexError:
+            self._proxy = None
+            raise StopIteration from None
+        self._index += 1
+        return item
+
+
+class _DictIterator:
+    """The keys of the live dict; like a dict's iterator, RuntimeError once its size changed."""
+
+    def __init__(self, proxy: DictProxy) -> None:
+        self._proxy, self._size = proxy, len(proxy)
+        self._keys = iter(proxy.keys())
+
+    def __iter__(self) -> "_DictIterator":
+        return self
+
+    def __next__(self) -> Any:
+        if self._proxy is None:
+            raise StopIteration
+        if len(self._proxy) != self._size:
+            self._proxy = None
+            raise RuntimeError("dictionary changed size during iteration")
+        try:
+            return next(self._keys)
+        except StopIteration:
+            self._proxy = None
+            raise
 
 
 # -- Value and Namespace --------------------------------------------------------------------------
@@ -964,7 +1010,7 @@ class QueueProxy(BaseProxy):
             deadline = None if timeout is None else time.monotonic() + timeout
             while True:
                 remaining = _FOREVER if deadline is None else max(deadline - time.monotonic(), 0)
-                data = self._items.pop(wait=remaining if remaining > 0 else None)
+                data = self._items.pop(wait=min(remaining, _FOREVER) if remaining > 0 else None)
                 if data is not None or deadline is not None:
                     break
         if data is None:
@@ -1159,7 +1205,12 @@ class SyncManager:
              initargs: tuple = (), maxtasksperchild: Optional[int] = None) -> Any:
         """A local multiprocessing.pool.Pool: its workers use this manager's proxies."""
         import multiprocessing.pool
-        return multiprocessing.pool.Pool(processes, initializer, initargs, maxtasksperchild)
+        import traceback
+        from multiprocessing.managers import RemoteError
+        try:
+            return multiprocessing.pool.Pool(processes, initializer, initargs, maxtasksperchild)
+        except Exception as e:  # As the stdlib's manager reports its server's errors.
+            raise RemoteError("".join(traceback.format_exception(e))) from None
 
     @classmethod
     def register(cls, typeid: str, callable: Any = None, proxytype: Any = None,

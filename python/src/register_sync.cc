@@ -11,6 +11,7 @@
 #include <string>
 
 #include "attachment.h"
+#include "shm/dict.h"
 #include "shm/registry.h"
 #include "shm/wake_word.h"
 
@@ -47,35 +48,97 @@ std::shared_ptr<Attachment> AttachmentFor(const std::string& prefix, shm::Status
 
 class PyWakeWord {
  public:
-  PyWakeWord(const std::string& prefix, const std::string& name, const std::string& kind) {
+  PyWakeWord(const std::string& prefix, const std::string& name, const std::string& kind)
+      : name_(name) {
     shm::Status status;
     attachment_ = AttachmentFor(prefix, &status);
     if (attachment_ == nullptr) RaiseStatus(status);
-    segment_ = attachment_->segment();
-    shm::ObjectKind object_kind;
-    status = shm::ParseKind(kind, &object_kind);
-    if (status.ok()) status = segment_->EnterClientOp();
-    if (status.ok()) {
-      status = shm::WakeWord::Open(segment_.get(), name, object_kind, &word_);
-      segment_->LeaveClientOp();
-    }
+    status = shm::ParseKind(kind, &kind_);
+    if (status.ok()) status = OpenIn(attachment_->segment());
     if (!status.ok()) RaiseStatus(status);
   }
 
-  uint32_t Sequence() const { return word_.Sequence(); }
+  // Also moves the word into the generation the server copied its state into (growth, a
+  // poisoned allocator), so waiters keep meeting the wakers; callers re-check at least every
+  // few seconds (manager.py), which bounds a sleep begun on the old generation.
+  uint32_t Sequence() {
+    Refresh();
+    return Word().Sequence();
+  }
 
-  void Wait(uint32_t seen, double timeout_seconds) const {
+  void Wait(uint32_t seen, double timeout_seconds) {
     if (!(timeout_seconds > 0)) return;
     auto timeout = std::chrono::duration_cast<std::chrono::nanoseconds>(
         std::chrono::duration<double>(std::min(timeout_seconds, 86400.0)));
+    shm::WakeWord word = Word();
     py::gil_scoped_release release;
-    word_.Wait(seen, timeout);
+    word.Wait(seen, timeout);
   }
 
-  void WakeAll() const { word_.WakeAll(); }
+  void WakeAll() {
+    Refresh();
+    Word().WakeAll();
+  }
+
+  // Deletes `key` of this dict object only if it still has `version` (a pop that returns the
+  // value it removed); False if it changed or is gone. One commit: nothing half-done to repair.
+  bool DeleteIf(const py::bytes& key, uint64_t version) const {
+    std::string k = key;
+    Refresh();
+    std::shared_ptr<shm::Segment> segment = Segment();
+    shm::Status status = segment->EnterClientOp();
+    if (status.ok()) {
+      shm::Dict dict;
+      status = shm::Dict::Open(segment.get(), name_, shm::OpenMode::kOpenExisting,
+                               shm::DictOptions(), &dict);
+      if (status.ok()) status = dict.Delete(k, version);
+      segment->LeaveClientOp();
+    }
+    if (status.IsConflict() || status.IsNotFound()) return false;
+    if (!status.ok()) RaiseStatus(status);
+    return true;
+  }
 
  private:
+  shm::Status OpenIn(std::shared_ptr<shm::Segment> segment) {
+    shm::Status status = segment->EnterClientOp();
+    if (!status.ok()) return status;
+    shm::WakeWord word;
+    status = shm::WakeWord::Open(segment.get(), name_, kind_, &word);
+    segment->LeaveClientOp();
+    if (!status.ok()) return status;
+    std::lock_guard<std::mutex> lock(mu_);
+    segment_ = std::move(segment);
+    word_ = word;
+    return status;
+  }
+
+  void Refresh() {
+    std::shared_ptr<shm::Segment> segment = Segment();
+    if (segment->successor_generation() != 0) {
+      py::gil_scoped_release release;
+      (void)attachment_->Follow(segment);  // Its failure shows in the next operation.
+    }
+    std::shared_ptr<shm::Segment> current = attachment_->segment();
+    if (current != segment) {
+      shm::Status status = OpenIn(current);
+      if (!status.ok()) RaiseStatus(status);
+    }
+  }
+
+  std::shared_ptr<shm::Segment> Segment() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return segment_;
+  }
+  shm::WakeWord Word() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return word_;
+  }
+
+  const std::string name_;
+  shm::ObjectKind kind_ = shm::ObjectKind::kNone;
   std::shared_ptr<Attachment> attachment_;
+  std::mutex mu_;
   std::shared_ptr<shm::Segment> segment_;  // Keeps the mapping the word lives in.
   shm::WakeWord word_;
 };
@@ -88,7 +151,8 @@ void RegisterSync(py::module_& m) {
            py::arg("server"), py::arg("name"), py::arg("kind"))
       .def("seq", &PyWakeWord::Sequence)
       .def("wait", &PyWakeWord::Wait, py::arg("seen"), py::arg("timeout"))
-      .def("wake", &PyWakeWord::WakeAll);
+      .def("wake", &PyWakeWord::WakeAll)
+      .def("delete_if", &PyWakeWord::DeleteIf, py::arg("key"), py::arg("version"));
 }
 
 }  // namespace shmstate

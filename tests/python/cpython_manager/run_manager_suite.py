@@ -48,8 +48,14 @@ def fetch_suite():
             got = subprocess.run(["apt-get", "download", f"{PACKAGE}={version}"], cwd=tmp,
                                  capture_output=True, text=True)
             if got.returncode != 0:
-                subprocess.run(["apt-get", "download", PACKAGE], cwd=tmp, check=True,
-                               capture_output=True, text=True)
+                got = subprocess.run(["apt-get", "download", PACKAGE], cwd=tmp,
+                                     capture_output=True, text=True)
+            if got.returncode != 0 and os.geteuid() == 0:  # No package lists yet (fresh CI).
+                subprocess.run(["apt-get", "update", "-qq"], check=True)
+                got = subprocess.run(["apt-get", "download", PACKAGE], cwd=tmp,
+                                     capture_output=True, text=True)
+            if got.returncode != 0:
+                sys.exit(f"apt-get download {PACKAGE} failed:\n{got.stderr}")
             deb = glob.glob(os.path.join(tmp, "*.deb"))[0]
             subprocess.run(["dpkg-deb", "-x", deb, os.path.join(tmp, "x")], check=True)
             src = os.path.join(tmp, "x", "usr", "lib", "python3.11", "test")
