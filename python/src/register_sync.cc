@@ -82,7 +82,7 @@ class PyWakeWord {
 
   // Deletes `key` of this dict object only if it still has `version` (a pop that returns the
   // value it removed); False if it changed or is gone. One commit: nothing half-done to repair.
-  bool DeleteIf(const py::bytes& key, uint64_t version) const {
+  bool DeleteIf(const py::bytes& key, uint64_t version) {
     std::string k = key;
     Refresh();
     std::shared_ptr<shm::Segment> segment = Segment();

@@ -5,8 +5,7 @@
 
 namespace shm {
 
-Status WakeWord::Open(Segment* segment, std::string_view name, ObjectKind kind,
-                      WakeWord* result) {
+Status WakeWord::Open(Segment* segment, std::string_view name, ObjectKind kind, WakeWord* result) {
   Registry registry(segment);
   Registry::OpenSpec spec;
   spec.kind = kind;
@@ -17,9 +16,7 @@ Status WakeWord::Open(Segment* segment, std::string_view name, ObjectKind kind,
   return Status::OK();
 }
 
-uint32_t WakeWord::Sequence() const {
-  return ref_.entry->wake_seq.load(std::memory_order_seq_cst);
-}
+uint32_t WakeWord::Sequence() const { return ref_.entry->wake_seq.load(std::memory_order_seq_cst); }
 
 void WakeWord::Wait(uint32_t seen, std::chrono::nanoseconds timeout) const {
   FutexWait(&ref_.entry->wake_seq, seen, timeout);
