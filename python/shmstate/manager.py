@@ -1047,6 +1047,85 @@ class QueueProxy(BaseProxy):
         return [pickle.loads(x) for x in self._items.range(0, -1)]
 
 
+def _new_queue(server: str, maxsize: int, joinable: bool) -> QueueProxy:
+    name = _new_object(server, {})
+    client = _client(server)
+    limit = maxsize if maxsize > 0 else (1 << 28)
+    client.list(name + ".items", max_items=limit, max_item_bytes=64 << 20)
+    client.counter(name + ".tasks")
+    return QueueProxy._open(server, name, (maxsize, joinable))
+
+
+class PoolProxy:
+    """Manager.Pool(): a multiprocessing.pool.Pool of the process that created it. There, every
+    method is the pool's own. Elsewhere (the proxy pickled into another process), the
+    synchronous methods (apply, map, starmap, close, terminate, join, and `with`) travel through
+    a managed Queue to a thread of the creating process, which calls the pool and sends back the
+    result or the exception; the *_async and imap* methods need the creating process."""
+
+    _REMOTE = ("apply", "map", "starmap", "close", "terminate", "join")
+
+    def __init__(self, pool: Any, requests: QueueProxy) -> None:
+        self._pool, self._requests, self._owner = pool, requests, os.getpid()
+        threading.Thread(target=self._serve, name="shmstate-pool-proxy", daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                request = self._requests.get()
+            except Exception:  # The manager shut down.
+                return
+            if request is None:
+                return
+            method, args, kwargs, reply = request
+            try:
+                result = (True, getattr(self._pool, method)(*args, **kwargs))
+            except Exception as e:
+                result = (False, e)
+            try:
+                reply.put(result)
+            except Exception:
+                return
+
+    def __reduce__(self):
+        return (_rebuild_pool, (self._requests, self._owner))
+
+    def _remote(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        if self._pool is not None and os.getpid() == self._owner:
+            return getattr(self._pool, method)(*args, **kwargs)
+        reply = _new_queue(self._requests._server, 0, False)
+        self._requests.put((method, args, kwargs, reply))
+        ok, value = reply.get()
+        if not ok:
+            raise value
+        return value
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name in self._REMOTE:
+            return lambda *args, **kwargs: self._remote(name, *args, **kwargs)
+        if self._pool is not None and os.getpid() == self._owner:
+            return getattr(self._pool, name)
+        raise NotImplementedError(f"Pool.{name}() of a shmstate.Manager pool works only in the "
+                                  "process that created the pool (docs/manager.md)")
+
+    def __enter__(self) -> "PoolProxy":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._remote("terminate")
+
+    def __repr__(self) -> str:
+        return f"<PoolProxy object, typeid 'Pool' at {hex(id(self))}>"
+
+
+def _rebuild_pool(requests: QueueProxy, owner: int) -> PoolProxy:
+    proxy = PoolProxy.__new__(PoolProxy)
+    proxy._pool, proxy._requests, proxy._owner = None, requests, owner
+    return proxy
+
+
 # --- the manager ----------------------------------------------------------------------------------
 
 class SyncManager:
@@ -1187,13 +1266,7 @@ class SyncManager:
         return self._make(BarrierProxy, {b"v": _dumps(state)}, (parties, action, timeout))
 
     def _queue(self, maxsize: int, joinable: bool) -> QueueProxy:
-        server = self._check()
-        name = _new_object(server, {})
-        client = _client(server)
-        limit = maxsize if maxsize > 0 else (1 << 28)
-        client.list(name + ".items", max_items=limit, max_item_bytes=64 << 20)
-        client.counter(name + ".tasks")
-        return QueueProxy._open(server, name, (maxsize, joinable))
+        return _new_queue(self._check(), maxsize, joinable)
 
     def Queue(self, maxsize: int = 0) -> QueueProxy:
         return self._queue(maxsize, False)
@@ -1208,9 +1281,10 @@ class SyncManager:
         import traceback
         from multiprocessing.managers import RemoteError
         try:
-            return multiprocessing.pool.Pool(processes, initializer, initargs, maxtasksperchild)
+            pool = multiprocessing.pool.Pool(processes, initializer, initargs, maxtasksperchild)
         except Exception as e:  # As the stdlib's manager reports its server's errors.
             raise RemoteError("".join(traceback.format_exception(e))) from None
+        return PoolProxy(pool, _new_queue(self._check(), 0, False))
 
     @classmethod
     def register(cls, typeid: str, callable: Any = None, proxytype: Any = None,
