@@ -171,8 +171,11 @@ class BaseProxy:
         self._server = server
         self._name = name
         self._client = _client(server)
-        self._d = self._client.dict(name)
         self._word_ = None
+        self._attach_native()
+
+    def _attach_native(self) -> None:
+        self._d = self._client.dict(self._name)
 
     @classmethod
     def _open(cls, server: str, name: str, extra: Any) -> "BaseProxy":
@@ -385,9 +388,9 @@ class DictProxy(BaseProxy):
 
 # -- list and Array -----------------------------------------------------------------------------
 
-class ListProxy(BaseProxy):
-    """The whole sequence is one pickled entry, replaced by compare-and-set on each change."""
-    _typeid = "list"
+class _BlobSequenceProxy(BaseProxy):
+    """Array(): the whole array.array is one pickled entry, replaced by compare-and-set."""
+    _typeid = "Array"
 
     def _getvalue(self) -> Any:
         return self._load()
@@ -465,11 +468,11 @@ class ListProxy(BaseProxy):
     def sort(self, *args: Any, **kwargs: Any) -> None:
         self._mutate(lambda seq: seq.sort(*args, **kwargs))
 
-    def __iadd__(self, other: Any) -> "ListProxy":
+    def __iadd__(self, other: Any) -> "_BlobSequenceProxy":
         self.extend(other)
         return self
 
-    def __imul__(self, n: int) -> "ListProxy":
+    def __imul__(self, n: int) -> "_BlobSequenceProxy":
         def op(seq):
             seq *= n
             return seq
@@ -477,10 +480,143 @@ class ListProxy(BaseProxy):
         return self
 
 
+class ListProxy(BaseProxy):
+    """A shmstate list of pickled items: append, pop at the ends, len, item get and set are one
+    library call each (O(1)); inserts, deletes, sorts and slice writes read the list, compute,
+    and commit the whole new content with List::Replace, a compare-and-set on the content."""
+    _typeid = "list"
+    _kind = "list"
+
+    def _attach_native(self) -> None:
+        self._l = self._client.list(self._name)
+        self._seq = _shmstate._SeqList(self._server, self._name)
+
+    def _raw(self) -> list:
+        items, start = [], 0
+        while True:  # Pages of at most List::kMaxRangeItems.
+            page = self._l.range(start, -1)
+            if not page:
+                return items
+            items += page
+            start += len(page)
+
+    def _getvalue(self) -> list:
+        return [pickle.loads(b) for b in self._raw()]
+
+    _load = _getvalue
+
+    def _mutate(self, op: Callable[[list], Any]) -> Any:
+        while True:
+            raw = self._raw()
+            seq = [pickle.loads(b) for b in raw]
+            result = op(seq)
+            if self._seq.replace(raw, [_dumps(x) for x in seq]):
+                if seq:
+                    self._word.wake()
+                return result
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return self._getvalue()[index]
+        index = index.__index__()
+        page = self._l.range(index, index)
+        if not page:
+            raise IndexError("list index out of range")
+        return pickle.loads(page[0])
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        if isinstance(index, slice):
+            def op(seq):
+                seq[index] = value
+            self._mutate(op)
+            return
+        try:
+            self._seq.set(index.__index__(), _dumps(value))
+        except KeyError:
+            raise IndexError("list assignment index out of range") from None
+
+    def __delitem__(self, index: Any) -> None:
+        def op(seq):
+            del seq[index]
+        self._mutate(op)
+
+    def __len__(self) -> int:
+        return len(self._l)
+
+    def __contains__(self, item: Any) -> bool:
+        return item in self._getvalue()
+
+    def __iter__(self):
+        return _ListIterator(self)
+
+    def __reversed__(self):
+        return reversed(self._getvalue())
+
+    def __add__(self, other: Any) -> Any:
+        return self._getvalue() + other
+
+    def __mul__(self, n: int) -> Any:
+        return self._getvalue() * n
+
+    __rmul__ = __mul__
+
+    def __eq__(self, other: Any) -> bool:
+        return self._getvalue() == other
+
+    def __lt__(self, other: Any) -> bool:
+        return self._getvalue() < other
+
+    def count(self, item: Any) -> int:
+        return self._getvalue().count(item)
+
+    def index(self, *args: Any) -> int:
+        return self._getvalue().index(*args)
+
+    def append(self, item: Any) -> None:
+        self._l.push(_dumps(item))
+
+    def extend(self, items: Any) -> None:
+        items = list(items)
+        if len(items) == 1:
+            self.append(items[0])
+        elif items:
+            self._mutate(lambda seq: seq.extend(items))  # All or nothing, as one commit.
+
+    def insert(self, index: int, item: Any) -> None:
+        self._mutate(lambda seq: seq.insert(index, item))
+
+    def pop(self, index: int = -1) -> Any:
+        if index == -1 or index == 0:
+            data = self._l.pop(end="right" if index == -1 else "left")
+            if data is None:
+                raise IndexError("pop from empty list")
+            return pickle.loads(data)
+        return self._mutate(lambda seq: seq.pop(index))
+
+    def remove(self, item: Any) -> None:
+        self._mutate(lambda seq: seq.remove(item))
+
+    def reverse(self) -> None:
+        self._mutate(lambda seq: seq.reverse())
+
+    def sort(self, *args: Any, **kwargs: Any) -> None:
+        self._mutate(lambda seq: seq.sort(*args, **kwargs))
+
+    def __iadd__(self, other: Any) -> "ListProxy":
+        self.extend(other)
+        return self
+
+    def __imul__(self, n: int) -> "ListProxy":
+        def op(seq):
+            seq[:] = seq * n
+        self._mutate(op)
+        return self
+
+
 class _ListIterator:
     """Reads the live list item by item, as an iterator of the stdlib's proxied list does."""
 
-    def __init__(self, proxy: ListProxy) -> None:
+    def __init__(self, proxy: Any) -> None:
         self._proxy, self._index = proxy, 0
 
     def __iter__(self) -> "_ListIterator":
@@ -490,7 +626,7 @@ class _ListIterator:
         if self._proxy is None:
             raise StopIteration
         try:
-            item = self._proxy._load()[self._index]
+            item = self._proxy[self._index]
         except IndexError:
             self._proxy = None
             raise StopIteration from None
@@ -1214,7 +1350,15 @@ class SyncManager:
         return proxy
 
     def list(self, sequence: Any = ()) -> ListProxy:
-        return self._make(ListProxy, {b"v": _dumps(list(sequence))})
+        server = self._check()
+        client = _client(server)
+        name = f"o.{client.counter('mp.ids').incr()}"
+        client.list(name, max_items=1 << 28, max_item_bytes=64 << 20)
+        proxy = ListProxy._open(server, name, None)
+        items = [_dumps(x) for x in sequence]
+        if items:
+            proxy._seq.replace(None, items)
+        return proxy
 
     def Namespace(self, **kwargs: Any) -> NamespaceProxy:
         proxy = self._make(NamespaceProxy, {})
@@ -1225,7 +1369,7 @@ class SyncManager:
     def Value(self, typecode: Any, value: Any, lock: bool = True) -> ValueProxy:
         return self._make(ValueProxy, {b"v": _dumps(value)})
 
-    def Array(self, typecode: Any, sequence: Any, lock: bool = True) -> ListProxy:
+    def Array(self, typecode: Any, sequence: Any, lock: bool = True) -> "ArrayProxy":
         return self._make(ArrayProxy, {b"v": _dumps(_array.array(typecode, sequence))})
 
     def _acquirer(self, typeid: str, value: int) -> AcquirerProxy:
@@ -1296,7 +1440,7 @@ class SyncManager:
             "BaseManager for those (docs/manager.md)")
 
 
-class ArrayProxy(ListProxy):
+class ArrayProxy(_BlobSequenceProxy):
     _typeid = "Array"
 
 

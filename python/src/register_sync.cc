@@ -1,17 +1,23 @@
-// _shmstate._WakeWord: the futex sequence word of a named object (shm/wake_word.h), for the
-// blocking calls of shmstate.Manager's proxies (python/shmstate/manager.py). A proxy keeps its
-// state in an ordinary dict (or list) object, committed by compare-and-set, and sleeps here
-// between checks: the GIL is released while it sleeps, and it never spins.
+// The bindings behind shmstate.Manager's proxies (python/shmstate/manager.py):
+//  - _WakeWord: the futex sequence word of a named object (shm/wake_word.h). A proxy keeps its
+//    state in an ordinary dict (or list) object, committed by compare-and-set, and sleeps here
+//    between checks: the GIL is released while it sleeps, and it never spins.
+//  - _SeqList: index access of a list (List::Set, List::Replace) for ListProxy.
 #include "register_sync.h"
+
+#include <pybind11/stl.h>
 
 #include <chrono>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "attachment.h"
 #include "shm/dict.h"
+#include "shm/list.h"
 #include "shm/registry.h"
 #include "shm/wake_word.h"
 
@@ -45,6 +51,69 @@ std::shared_ptr<Attachment> AttachmentFor(const std::string& prefix, shm::Status
   PyErr_SetObject(core.attr(type).ptr(), exc.ptr());
   throw py::error_already_set();
 }
+
+// Runs fn(segment) (a shared_ptr) as one client operation; a segment the server is moving away from
+// refuses it (Poisoned, nothing done), and the operation runs again in the successor.
+template <class F>
+shm::Status RunOp(Attachment* attachment, F&& fn) {
+  while (true) {
+    std::shared_ptr<shm::Segment> segment = attachment->segment();
+    shm::Status status = segment->EnterClientOp();
+    if (status.ok()) {
+      status = fn(segment);
+      segment->LeaveClientOp();
+    }
+    if (!status.IsPoisoned()) return status;
+    shm::Status followed;
+    {
+      py::gil_scoped_release release;
+      followed = attachment->Follow(segment);
+    }
+    if (!followed.ok()) return followed;
+  }
+}
+
+class PySeqList {
+ public:
+  PySeqList(const std::string& prefix, const std::string& name) : name_(name) {
+    shm::Status status;
+    attachment_ = AttachmentFor(prefix, &status);
+    if (attachment_ == nullptr) RaiseStatus(status);
+  }
+
+  // IndexError-worthy NotFound is told apart by the caller (the object itself exists).
+  void Set(int64_t index, const py::bytes& item) {
+    std::string bytes = item;
+    Check(RunOp(attachment_.get(), [&](const std::shared_ptr<shm::Segment>& segment) {
+      shm::List list;
+      SHM_RETURN_IF_ERROR(Open(segment.get(), &list));
+      return list.Set(index, bytes);
+    }));
+  }
+
+  bool Replace(const py::object& expected, const std::vector<std::string>& items) {
+    std::optional<std::vector<std::string>> want;
+    if (!expected.is_none()) want = expected.cast<std::vector<std::string>>();
+    bool swapped = false;
+    Check(RunOp(attachment_.get(), [&](const std::shared_ptr<shm::Segment>& segment) {
+      shm::List list;
+      SHM_RETURN_IF_ERROR(Open(segment.get(), &list));
+      return list.Replace(want ? &*want : nullptr, items, &swapped);
+    }));
+    return swapped;
+  }
+
+ private:
+  shm::Status Open(shm::Segment* segment, shm::List* list) {
+    return shm::List::Open(segment, name_, shm::OpenMode::kOpenExisting, shm::ListOptions(), list);
+  }
+  static void Check(const shm::Status& status) {
+    if (!status.ok()) RaiseStatus(status);
+  }
+
+  const std::string name_;
+  std::shared_ptr<Attachment> attachment_;
+};
 
 class PyWakeWord {
  public:
@@ -84,31 +153,32 @@ class PyWakeWord {
   // value it removed); False if it changed or is gone. One commit: nothing half-done to repair.
   bool DeleteIf(const py::bytes& key, uint64_t version) {
     std::string k = key;
-    Refresh();
-    std::shared_ptr<shm::Segment> segment = Segment();
-    shm::Status status = segment->EnterClientOp();
-    if (status.ok()) {
-      shm::Dict dict;
-      status = shm::Dict::Open(segment.get(), name_, shm::OpenMode::kOpenExisting,
-                               shm::DictOptions(), &dict);
-      if (status.ok()) status = dict.Delete(k, version);
-      segment->LeaveClientOp();
-    }
+    shm::Status status =
+        RunOp(attachment_.get(), [&](const std::shared_ptr<shm::Segment>& segment) {
+          shm::Dict dict;
+          SHM_RETURN_IF_ERROR(shm::Dict::Open(segment.get(), name_, shm::OpenMode::kOpenExisting,
+                                              shm::DictOptions(), &dict));
+          return dict.Delete(k, version);
+        });
     if (status.IsConflict() || status.IsNotFound()) return false;
     if (!status.ok()) RaiseStatus(status);
     return true;
   }
 
  private:
-  shm::Status OpenIn(std::shared_ptr<shm::Segment> segment) {
-    shm::Status status = segment->EnterClientOp();
-    if (!status.ok()) return status;
+  // Opens the word in the segment the attachment maps now (following a move in progress).
+  shm::Status OpenIn(const std::shared_ptr<shm::Segment>& /*hint*/) {
+    std::shared_ptr<shm::Segment> opened_in;
     shm::WakeWord word;
-    status = shm::WakeWord::Open(segment.get(), name_, kind_, &word);
-    segment->LeaveClientOp();
+    shm::Status status =
+        RunOp(attachment_.get(), [&](const std::shared_ptr<shm::Segment>& segment) {
+          SHM_RETURN_IF_ERROR(shm::WakeWord::Open(segment.get(), name_, kind_, &word));
+          opened_in = segment;
+          return shm::Status::OK();
+        });
     if (!status.ok()) return status;
     std::lock_guard<std::mutex> lock(mu_);
-    segment_ = std::move(segment);
+    segment_ = std::move(opened_in);
     word_ = word;
     return status;
   }
@@ -153,6 +223,10 @@ void RegisterSync(py::module_& m) {
       .def("wait", &PyWakeWord::Wait, py::arg("seen"), py::arg("timeout"))
       .def("wake", &PyWakeWord::WakeAll)
       .def("delete_if", &PyWakeWord::DeleteIf, py::arg("key"), py::arg("version"));
+  py::class_<PySeqList, std::shared_ptr<PySeqList>>(m, "_SeqList")
+      .def(py::init<const std::string&, const std::string&>(), py::arg("server"), py::arg("name"))
+      .def("set", &PySeqList::Set, py::arg("index"), py::arg("item"))
+      .def("replace", &PySeqList::Replace, py::arg("expected"), py::arg("items"));
 }
 
 }  // namespace shmstate

@@ -194,7 +194,11 @@ def finish(proc):
 
 
 def verify(objects, acks, killed):
-    d, lst, value, lock, q = objects
+    d, lst, value, lock, q, slots = objects
+    assert len(slots) == 8
+    for item in slots[:]:
+        if item is not None:
+            check(item)
     for key, seq in acks.dict_seq.items():
         writer, stored = check(d[key])
         assert stored >= seq, f"{key}: acknowledged seq {seq} lost (have {stored})"
@@ -226,7 +230,7 @@ def verify(objects, acks, killed):
 def test_writers_killed_at_random_moments():
     rng = random.Random(22)
     with shmstate.Manager() as m:
-        objects = (m.dict(), m.list(), m.Value("i", 0), m.Lock(), m.Queue())
+        objects = (m.dict(), m.list(), m.Value("i", 0), m.Lock(), m.Queue(), m.list([None] * 8))
         handles = pickle.dumps(objects).hex()
         acks = Acks()
         killed = 0
@@ -251,7 +255,7 @@ CRASH_POINTS = ["after_allocate", "after_intent", "after_commit", "before_free",
 @pytest.mark.parametrize("point", CRASH_POINTS)
 def test_writer_dies_at_each_crash_point(point):
     with shmstate.Manager() as m:
-        objects = (m.dict(), m.list(), m.Value("i", 0), m.Lock(), m.Queue())
+        objects = (m.dict(), m.list(), m.Value("i", 0), m.Lock(), m.Queue(), m.list([None] * 8))
         handles = pickle.dumps(objects).hex()
         acks = Acks()
         killed = 0
