@@ -244,6 +244,7 @@ def _new_object(server: str, kind_meta: dict, prefix: str = "o") -> str:
 # -- dict ---------------------------------------------------------------------------------------
 
 _META = b"!"  # Entry keys of metadata; every user key's encoding starts with a letter.
+_WAITERS = b"!w"  # Sleepers of a blocking object (_Blocking._wait_until).
 
 
 def _encode_key(key: Any) -> bytes:
@@ -717,17 +718,33 @@ class _Blocking(BaseProxy):
     def _wait_until(self, attempt: Callable[[], Any], timeout: Optional[float],
                     period: float = _FOREVER) -> Any:
         """Calls attempt() until it returns a value other than _MISSING, or the timeout ends
-        (then _MISSING)."""
+        (then _MISSING). Sleepers count themselves in the `!w` entry, so that wakers whose
+        change nobody waits for skip the futex wake (a system call)."""
+        result = attempt()
+        if result is not _MISSING or timeout == 0:
+            return result
         deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
-        while True:
-            seen = self._word.seq()
-            result = attempt()
-            if result is not _MISSING:
-                return result
-            remaining = _FOREVER if deadline is None else deadline - time.monotonic()
-            if remaining <= 0:
-                return _MISSING
-            self._word.wait(seen, min(remaining, period))
+        d = self._d
+        d.incr(_WAITERS, 1)
+        try:
+            while True:
+                seen = self._word.seq()
+                result = attempt()
+                if result is not _MISSING:
+                    return result
+                remaining = _FOREVER if deadline is None else deadline - time.monotonic()
+                if remaining <= 0:
+                    return _MISSING
+                self._word.wait(seen, min(remaining, period))
+        finally:
+            d.incr(_WAITERS, -1)
+
+    def _wake(self) -> None:
+        """After a change: wakes the sleepers, if any (a sleeper counts itself before its last
+        check, and each count and change is ordered by the object's lock)."""
+        waiting = self._d.get(_WAITERS)
+        if waiting is not None and int(waiting) > 0:
+            self._word.wake()
 
 
 def _timeout_arg(blocking: bool, timeout: Optional[float]) -> Optional[float]:
@@ -818,7 +835,7 @@ class AcquirerProxy(_Blocking):
                 state["value"] += 1
                 return state, True
         if self._update(change):
-            self._word.wake()
+            self._wake()
 
     def _is_owned(self) -> bool:
         state = self._load()
@@ -839,7 +856,7 @@ class AcquirerProxy(_Blocking):
             state["value"] = 1
             return state, count
         count = self._update(change)
-        self._word.wake()
+        self._wake()
         return count
 
     def _acquire_restore(self, saved: Any) -> None:
@@ -864,6 +881,101 @@ class AcquirerProxy(_Blocking):
 
     def _getvalue(self) -> Any:
         return self._load()
+
+
+_HOLDER = b"h"  # A Lock's or RLock's holder entry: present while held.
+_owner_bytes: list = [None, None]
+
+
+def _process_owner() -> bytes:
+    pid = os.getpid()
+    if _owner_bytes[0] != pid:
+        _owner_bytes[0], _owner_bytes[1] = pid, _dumps(_me())
+    return _owner_bytes[1]
+
+
+class _LockProxy(AcquirerProxy):
+    """Lock and RLock: the holder entry `h` exists while the lock is held, so an uncontended
+    acquire is one add-if-absent and a release one delete. A Lock's holder is its process (any
+    process may release it, as in the stdlib); an RLock's is (process, thread) with a count.
+    A holder found dead is removed (compare-and-delete on the entry's version) and the lock
+    taken: `owner_died` tells the taker."""
+
+    def __repr__(self) -> str:
+        return f"<AcquirerProxy object, typeid {self._typeid!r} at {hex(id(self))}>"
+
+    def _try_acquire(self):
+        d = self._d
+        mine = _dumps((_thread_owner(), 1)) if self._rlock else _process_owner()
+        died = False
+        while True:
+            if d.set(_HOLDER, mine, mode="add"):
+                self.owner_died = died
+                return True
+            entry = d.entry(_HOLDER)
+            if entry is None:
+                continue
+            holder = pickle.loads(entry[0])
+            if self._rlock:
+                owner, count = holder
+                if owner == _thread_owner():
+                    if d.set(_HOLDER, _dumps((owner, count + 1)), if_version=entry[1]):
+                        return True
+                    continue
+            else:
+                owner = holder
+            if _alive(owner):
+                return _MISSING
+            if self._word.delete_if(_HOLDER, entry[1]):
+                died = True
+
+    def release(self) -> None:
+        d = self._d
+        if not self._rlock:
+            if not d.delete(_HOLDER):
+                raise RuntimeError("release unlocked lock")
+            self._wake()
+            return
+        me = _thread_owner()
+        while True:
+            entry = d.entry(_HOLDER)
+            if entry is None or pickle.loads(entry[0])[0] != me:
+                raise RuntimeError("cannot release un-acquired lock")
+            count = pickle.loads(entry[0])[1]
+            if count > 1:
+                if d.set(_HOLDER, _dumps((me, count - 1)), if_version=entry[1]):
+                    return
+            elif self._word.delete_if(_HOLDER, entry[1]):
+                self._wake()
+                return
+
+    def _is_owned(self) -> bool:
+        data = self._d.get(_HOLDER)
+        if not self._rlock:
+            return data is not None
+        return data is not None and pickle.loads(data)[0] == _thread_owner()
+
+    def _release_save(self) -> Any:
+        if not self._rlock:
+            self.release()
+            return None
+        me = _thread_owner()
+        while True:
+            entry = self._d.entry(_HOLDER)
+            if entry is None or pickle.loads(entry[0])[0] != me:
+                raise RuntimeError("cannot release un-acquired lock")
+            if self._word.delete_if(_HOLDER, entry[1]):
+                self._wake()
+                return pickle.loads(entry[0])[1]
+
+    def _acquire_restore(self, saved: Any) -> None:
+        self.acquire()
+        if self._rlock and saved > 1:
+            self._d[_HOLDER] = _dumps((_thread_owner(), saved))
+
+    def _getvalue(self) -> Any:
+        data = self._d.get(_HOLDER)
+        return None if data is None else pickle.loads(data)
 
 
 def _acquirer_state(typeid: str, value: int) -> dict:
@@ -951,7 +1063,7 @@ class ConditionProxy(_Blocking):
             state["signaled"].extend(chosen)
             return state, bool(chosen)
         if self._update(signal_some):
-            self._word.wake()
+            self._wake()
 
     def notify_all(self) -> None:
         self.notify(1 << 62)
@@ -970,7 +1082,7 @@ class EventProxy(_Blocking):
 
     def set(self) -> None:
         self._d[b"v"] = _dumps(True)
-        self._word.wake()
+        self._wake()
 
     def clear(self) -> None:
         self._d[b"v"] = _dumps(False)
@@ -1010,7 +1122,7 @@ class BarrierProxy(_Blocking):
             state["broken"] = True
             return state, None
         self._update(change)
-        self._word.wake()
+        self._wake()
 
     def abort(self) -> None:
         self._break()
@@ -1024,7 +1136,7 @@ class BarrierProxy(_Blocking):
             state["broken"] = False
             return state, None
         self._update(change)
-        self._word.wake()
+        self._wake()
 
     def wait(self, timeout: Optional[float] = None) -> int:
         if timeout is None:
@@ -1053,7 +1165,7 @@ class BarrierProxy(_Blocking):
                 state["generation"] += 1
                 return state, None
             self._update(release)
-            self._word.wake()
+            self._wake()
             return index
 
         def passed():
@@ -1373,6 +1485,8 @@ class SyncManager:
         return self._make(ArrayProxy, {b"v": _dumps(_array.array(typecode, sequence))})
 
     def _acquirer(self, typeid: str, value: int) -> AcquirerProxy:
+        if typeid in ("Lock", "RLock"):
+            return self._make(_LockProxy, {}, typeid)
         return self._make(AcquirerProxy, {b"v": _dumps(_acquirer_state(typeid, value))}, typeid)
 
     def Lock(self) -> AcquirerProxy:
