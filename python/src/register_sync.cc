@@ -223,6 +223,15 @@ void RegisterSync(py::module_& m) {
       .def("wait", &PyWakeWord::Wait, py::arg("seen"), py::arg("timeout"))
       .def("wake", &PyWakeWord::WakeAll)
       .def("delete_if", &PyWakeWord::DeleteIf, py::arg("key"), py::arg("version"));
+  m.def(
+      "_segment_free_bytes",
+      [](const std::string& server) {
+        shm::Status status;
+        std::shared_ptr<Attachment> attachment = AttachmentFor(server, &status);
+        if (attachment == nullptr) RaiseStatus(status);
+        return attachment->segment()->free_bytes();
+      },
+      py::arg("server"), "Free bytes of the server's segment (for memory accounting).");
   py::class_<PySeqList, std::shared_ptr<PySeqList>>(m, "_SeqList")
       .def(py::init<const std::string&, const std::string&>(), py::arg("server"), py::arg("name"))
       .def("set", &PySeqList::Set, py::arg("index"), py::arg("item"))
