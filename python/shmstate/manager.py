@@ -143,6 +143,7 @@ class _Server:
         if os.getpid() != self.creator or self.proc.returncode is not None:
             return
         _clients.pop(self.name, None)
+        _shmstate._forget_server(self.name)
         self.proc.terminate()
         try:
             self.proc.wait(timeout=30)
@@ -232,10 +233,16 @@ class BaseProxy:
                 return result
 
 
-def _new_object(server: str, kind_meta: dict, prefix: str = "o") -> str:
+# A bound as large as the library takes: it makes a dict of one shard (a small object's state
+# needs no 16 stripes, and one shard is a quarter of the memory) without bounding it in practice.
+_ONE_SHARD = 1 << 48
+
+
+def _new_object(server: str, kind_meta: dict, sharded: bool = False) -> str:
+    """A fresh dict object `o.N` holding `kind_meta`; one shard unless `sharded` (DictProxy)."""
     client = _client(server)
-    name = f"{prefix}.{client.counter('mp.ids').incr()}"
-    d = client.dict(name)
+    name = f"o.{client.counter('mp.ids').incr()}"
+    d = client.dict(name, max_bytes=0 if sharded else _ONE_SHARD)
     for key, value in kind_meta.items():
         d[key] = value
     return name
@@ -1452,7 +1459,7 @@ class SyncManager:
     # -- types --
     def _make(self, cls: type, meta: dict, extra: Any = None) -> Any:
         server = self._check()
-        return cls._open(server, _new_object(server, meta), extra)
+        return cls._open(server, _new_object(server, meta, cls is DictProxy), extra)
 
     def dict(self, *args: Any, **kwargs: Any) -> DictProxy:
         proxy = self._make(DictProxy, {})

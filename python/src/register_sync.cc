@@ -28,10 +28,13 @@ namespace {
 
 // One attachment per server name and process, shared by every word (a word of a manager's
 // object is opened once per proxy; mapping the segment once per proxy would not scale).
+std::mutex g_attachments_mu;
+std::map<std::string, std::shared_ptr<Attachment>>* g_attachments =
+    new std::map<std::string, std::shared_ptr<Attachment>>();
+
 std::shared_ptr<Attachment> AttachmentFor(const std::string& prefix, shm::Status* status) {
-  static std::mutex mu;
-  static auto* cache = new std::map<std::string, std::shared_ptr<Attachment>>();
-  std::lock_guard<std::mutex> lock(mu);
+  std::lock_guard<std::mutex> lock(g_attachments_mu);
+  auto* cache = g_attachments;
   auto it = cache->find(prefix);
   if (it != cache->end()) return it->second;
   std::shared_ptr<Attachment> result;
@@ -223,6 +226,13 @@ void RegisterSync(py::module_& m) {
       .def("wait", &PyWakeWord::Wait, py::arg("seen"), py::arg("timeout"))
       .def("wake", &PyWakeWord::WakeAll)
       .def("delete_if", &PyWakeWord::DeleteIf, py::arg("key"), py::arg("version"));
+  m.def(
+      "_forget_server",
+      [](const std::string& server) {
+        std::lock_guard<std::mutex> lock(g_attachments_mu);
+        g_attachments->erase(server);  // Unmapped once the last proxy of it is gone.
+      },
+      py::arg("server"), "Drops this process's cached attachment of a stopped server.");
   m.def(
       "_segment_free_bytes",
       [](const std::string& server) {

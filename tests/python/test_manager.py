@@ -270,3 +270,20 @@ def test_writer_dies_at_each_crash_point(point):
             acks.read([first] + finish(survivor))
             killed += 1
         verify(objects, acks, killed)
+
+
+def test_many_managers_in_one_thread_do_not_run_out_of_intent_slots():
+    # Each manager is two mappings in this process; a thread's slot cache holds four, and an
+    # evicted mapping's slot used to be forgotten and claimed again on its next use, until the
+    # segment's 1024 slots ran out.
+    managers = [shmstate.Manager() for _ in range(3)]
+    try:
+        lists = [m.list([0]) for m in managers]
+        for round_ in range(1200):
+            for lst in lists:
+                lst.append(round_)  # The module's mapping.
+                lst[0] = round_  # The Manager bindings' own mapping.
+        assert all(lst[0] == 1199 and len(lst) == 1201 for lst in lists)
+    finally:
+        for m in managers:
+            m.shutdown()
