@@ -154,6 +154,9 @@ class _Server:
 
 # --- proxies --------------------------------------------------------------------------------------
 
+_loads = pickle.loads
+
+
 def _dumps(value: Any) -> bytes:
     return pickle.dumps(value, _PROTOCOL)
 
@@ -286,10 +289,13 @@ class DictProxy(BaseProxy):
         return value
 
     def __getitem__(self, key: Any) -> Any:
-        value = self._get(key)
-        if value is _MISSING:
+        # The hot path, inlined: short str keys (the common case; never hashed, see
+        # _encode_key) are encoded here.
+        data = self._d.get(b"s" + key.encode("utf-8", "surrogatepass")
+                           if type(key) is str and len(key) < 240 else _encode_key(key))
+        if data is None:
             raise KeyError(key)
-        return value
+        return _loads(data)[2]
 
     def get(self, key: Any, default: Any = None) -> Any:
         value = self._get(key)
