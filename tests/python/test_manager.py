@@ -287,3 +287,53 @@ def test_many_managers_in_one_thread_do_not_run_out_of_intent_slots():
     finally:
         for m in managers:
             m.shutdown()
+
+
+def _append_pid(lst):
+    lst.append(os.getpid())
+    return len(lst)
+
+
+def _put_proxy_back(q):
+    d = q.get(timeout=30)  # A proxy that came through the queue: the same object.
+    d["seen_by"] = os.getpid()
+    q.put(d)
+
+
+def test_proxies_travel_through_pool_tasks_and_queues():
+    with shmstate.Manager() as m:
+        lst, d, q = m.list(), m.dict(), m.Queue()
+        with multiprocessing.get_context("spawn").Pool(2) as pool:
+            assert sorted(pool.map(_append_pid, [lst] * 4)) == [1, 2, 3, 4]
+        assert len(lst) == 4
+        q.put(d)
+        p = multiprocessing.get_context("fork").Process(target=_put_proxy_back, args=(q,))
+        p.start()
+        p.join(30)
+        assert p.exitcode == 0
+        assert d["seen_by"] == p.pid
+        assert q.get(timeout=10)["seen_by"] == p.pid
+
+
+def test_blocking_calls_release_the_gil():
+    import threading
+    with shmstate.Manager() as m:
+        ev, q, lock = m.Event(), m.Queue(), m.Lock()
+        lock.acquire()
+        results = []
+        waiters = [threading.Thread(target=lambda: results.append(ev.wait(60))),
+                   threading.Thread(target=lambda: results.append(q.get(timeout=60))),
+                   threading.Thread(target=lambda: results.append(lock.acquire(timeout=60)))]
+        for t in waiters:
+            t.start()
+        # The three are blocked (they have not returned) while this thread keeps running Python.
+        spins = 0
+        while spins < 200000:
+            spins += 1
+        assert results == [] and all(t.is_alive() for t in waiters)
+        ev.set()
+        q.put("item")
+        lock.release()
+        for t in waiters:
+            t.join(30)
+        assert sorted(map(str, results)) == ["True", "True", "item"]
