@@ -242,13 +242,13 @@ struct CachedSlot {
 // This thread's slots, one per mapping it used. When the thread exits, the slots it holds go
 // back to the pool (threads that come and go, e.g. one per request, would otherwise use up the
 // segment's slots); a slot with a commit in flight cannot be left mid-way by a thread that
-// returns normally, and is kept for the dead-process repair if it somehow is.
-// Gives an idle slot of this thread back to its (still mapped) segment.
+// returns normally, and is kept for the dead-process repair if it somehow is. The same goes for
+// the slot of a mapping evicted from the cache (MySlot).
 void ReleaseCachedSlot(const CachedSlot& c) {
   LiveInstanceSet& instances = LiveInstances();
   MutexLock lock(&instances.mu);
-  const std::vector<uint64_t>& live = instances.ids;
-  if (c.slot == nullptr || std::find(live.begin(), live.end(), c.instance_id) == live.end()) {
+  if (c.slot == nullptr ||
+      std::find(instances.ids.begin(), instances.ids.end(), c.instance_id) == instances.ids.end()) {
     return;
   }
   IntentSlot& slot = *c.slot;
