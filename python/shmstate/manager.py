@@ -1276,11 +1276,10 @@ class QueueProxy(BaseProxy):
         self.put(item, False)
 
     def get(self, block: bool = True, timeout: Optional[float] = None) -> Any:
-        if not block:
-            data = self._items.pop()
-        else:
-            if timeout is not None and timeout < 0:
-                raise ValueError("'timeout' must be a non-negative number")
+        if block and timeout is not None and timeout < 0:
+            raise ValueError("'timeout' must be a non-negative number")
+        data = self._items.pop()  # First without waiting: no GIL release when an item is there.
+        if data is None and block:
             deadline = None if timeout is None else time.monotonic() + timeout
             while True:
                 remaining = _FOREVER if deadline is None else max(deadline - time.monotonic(), 0)
