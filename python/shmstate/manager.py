@@ -1232,6 +1232,9 @@ class QueueProxy(BaseProxy):
     def _extra(self) -> Any:
         return (self._maxsize, self._joinable)
 
+    def __repr__(self) -> str:  # The stdlib serves queues through an AutoProxy.
+        return f"<AutoProxy[{self._typeid}] object, typeid {self._typeid!r} at {hex(id(self))}>"
+
     @property
     def _iword(self):
         if self._items_word is None:

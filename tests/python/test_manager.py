@@ -114,6 +114,9 @@ def test_repr_and_str_follow_the_stdlib():
         assert str(d) == "{1: 2}"
         assert re.fullmatch(r"<AcquirerProxy object, typeid 'Lock' at 0x[0-9a-f]+>",
                             repr(m.Lock()))
+        assert re.fullmatch(r"<AutoProxy\[Queue\] object, typeid 'Queue' at 0x[0-9a-f]+>",
+                            repr(m.Queue()))
+        assert re.fullmatch(r"<ListProxy object, typeid 'list' at 0x[0-9a-f]+>", repr(m.list()))
 
 
 def test_equal_keys_of_different_types_are_one_key():
