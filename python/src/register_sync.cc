@@ -3,9 +3,9 @@
 //    state in an ordinary dict (or list) object, committed by compare-and-set, and sleeps here
 //    between checks: the GIL is released while it sleeps, and it never spins.
 //  - _SeqList: index access of a list (List::Set, List::Replace) for ListProxy.
+// Arguments go through convert.h, as every binding's do: a wrong one raises the module's
+// InvalidType or InvalidArgument and changes nothing.
 #include "register_sync.h"
-
-#include <pybind11/stl.h>
 
 #include <chrono>
 #include <map>
@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "attachment.h"
+#include "convert.h"
 #include "shm/dict.h"
 #include "shm/list.h"
 #include "shm/registry.h"
@@ -44,17 +45,6 @@ std::shared_ptr<Attachment> AttachmentFor(const std::string& prefix, shm::Status
   return result;
 }
 
-[[noreturn]] void RaiseStatus(const shm::Status& status) {
-  py::module_ core = py::module_::import("shmstate._shmstate");
-  const char* type = "Error";
-  if (status.IsNotFound()) type = "NotFound";
-  if (status.IsWrongType()) type = "WrongKind";
-  py::object exc = core.attr(type)(std::string(status.message()));
-  exc.attr("code") = std::string(status.CodeName());
-  PyErr_SetObject(core.attr(type).ptr(), exc.ptr());
-  throw py::error_already_set();
-}
-
 // Runs fn(segment) (a shared_ptr) as one client operation; a segment the server is moving away from
 // refuses it (Poisoned, nothing done), and the operation runs again in the successor.
 template <class F>
@@ -78,15 +68,16 @@ shm::Status RunOp(Attachment* attachment, F&& fn) {
 
 class PySeqList {
  public:
-  PySeqList(const std::string& prefix, const std::string& name) : name_(name) {
+  PySeqList(py::handle prefix, py::handle name) : name_(ToText(name, "name")) {
     shm::Status status;
-    attachment_ = AttachmentFor(prefix, &status);
-    if (attachment_ == nullptr) RaiseStatus(status);
+    attachment_ = AttachmentFor(ToText(prefix, "server"), &status);
+    if (attachment_ == nullptr) Raise(status);
   }
 
   // IndexError-worthy NotFound is told apart by the caller (the object itself exists).
-  void Set(int64_t index, const py::bytes& item) {
-    std::string bytes = item;
+  void Set(py::handle index_arg, py::handle item) {
+    const int64_t index = ToInt64(index_arg, "index");
+    std::string bytes = ToBytes(item, "item");
     Check(RunOp(attachment_.get(), [&](const std::shared_ptr<shm::Segment>& segment) {
       shm::List list;
       SHM_RETURN_IF_ERROR(Open(segment.get(), &list));
@@ -94,9 +85,10 @@ class PySeqList {
     }));
   }
 
-  bool Replace(const py::object& expected, const std::vector<std::string>& items) {
+  bool Replace(py::handle expected, py::handle items_arg) {
     std::optional<std::vector<std::string>> want;
-    if (!expected.is_none()) want = expected.cast<std::vector<std::string>>();
+    if (!expected.is_none()) want = ToByteList(expected, "expected");
+    const std::vector<std::string> items = ToByteList(items_arg, "items");
     bool swapped = false;
     Check(RunOp(attachment_.get(), [&](const std::shared_ptr<shm::Segment>& segment) {
       shm::List list;
@@ -110,8 +102,14 @@ class PySeqList {
   shm::Status Open(shm::Segment* segment, shm::List* list) {
     return shm::List::Open(segment, name_, shm::OpenMode::kOpenExisting, shm::ListOptions(), list);
   }
-  static void Check(const shm::Status& status) {
-    if (!status.ok()) RaiseStatus(status);
+  // A list or tuple of bytes-like items.
+  static std::vector<std::string> ToByteList(py::handle h, const char* what) {
+    if (!PyList_Check(h.ptr()) && !PyTuple_Check(h.ptr())) {
+      RaiseType(std::string(what) + " must be a list of bytes, not " + TypeName(h));
+    }
+    std::vector<std::string> out;
+    for (py::handle item : h) out.push_back(ToBytes(item, what));
+    return out;
   }
 
   const std::string name_;
@@ -120,14 +118,13 @@ class PySeqList {
 
 class PyWakeWord {
  public:
-  PyWakeWord(const std::string& prefix, const std::string& name, const std::string& kind)
-      : name_(name) {
-    shm::Status status;
-    attachment_ = AttachmentFor(prefix, &status);
-    if (attachment_ == nullptr) RaiseStatus(status);
-    status = shm::ParseKind(kind, &kind_);
+  PyWakeWord(py::handle prefix, py::handle name, py::handle kind) : name_(ToText(name, "name")) {
+    shm::Status status = shm::ParseKind(ToText(kind, "kind"), &kind_);
+    if (!status.ok()) Raise(status);
+    attachment_ = AttachmentFor(ToText(prefix, "server"), &status);
+    if (attachment_ == nullptr) Raise(status);
     if (status.ok()) status = OpenIn(attachment_->segment());
-    if (!status.ok()) RaiseStatus(status);
+    if (!status.ok()) Raise(status);
   }
 
   // Also moves the word into the generation the server copied its state into (growth, a
@@ -138,10 +135,11 @@ class PyWakeWord {
     return Word().Sequence();
   }
 
-  void Wait(uint32_t seen, double timeout_seconds) {
-    if (!(timeout_seconds > 0)) return;
-    auto timeout = std::chrono::duration_cast<std::chrono::nanoseconds>(
-        std::chrono::duration<double>(std::min(timeout_seconds, 86400.0)));
+  void Wait(py::handle seen_arg, py::handle timeout_arg) {
+    const auto seen = static_cast<uint32_t>(ToUInt64(seen_arg, "seen", UINT32_MAX));
+    const std::chrono::nanoseconds timeout =
+        ToWait(timeout_arg, "timeout", std::chrono::hours(24), std::chrono::hours(24));
+    if (timeout.count() <= 0) return;
     shm::WakeWord word = Word();
     py::gil_scoped_release release;
     word.Wait(seen, timeout);
@@ -154,8 +152,9 @@ class PyWakeWord {
 
   // Deletes `key` of this dict object only if it still has `version` (a pop that returns the
   // value it removed); False if it changed or is gone. One commit: nothing half-done to repair.
-  bool DeleteIf(const py::bytes& key, uint64_t version) {
-    std::string k = key;
+  bool DeleteIf(py::handle key, py::handle version_arg) {
+    const std::string k = ToKey(key, "key");
+    const uint64_t version = ToUInt64(version_arg, "version");
     shm::Status status =
         RunOp(attachment_.get(), [&](const std::shared_ptr<shm::Segment>& segment) {
           shm::Dict dict;
@@ -164,7 +163,7 @@ class PyWakeWord {
           return dict.Delete(k, version);
         });
     if (status.IsConflict() || status.IsNotFound()) return false;
-    if (!status.ok()) RaiseStatus(status);
+    if (!status.ok()) Raise(status);
     return true;
   }
 
@@ -195,7 +194,7 @@ class PyWakeWord {
     std::shared_ptr<shm::Segment> current = attachment_->segment();
     if (current != segment) {
       shm::Status status = OpenIn(current);
-      if (!status.ok()) RaiseStatus(status);
+      if (!status.ok()) Raise(status);
     }
   }
 
@@ -220,30 +219,31 @@ class PyWakeWord {
 
 void RegisterSync(py::module_& m) {
   py::class_<PyWakeWord, std::shared_ptr<PyWakeWord>>(m, "_WakeWord")
-      .def(py::init<const std::string&, const std::string&, const std::string&>(),
-           py::arg("server"), py::arg("name"), py::arg("kind"))
+      .def(py::init<py::handle, py::handle, py::handle>(), py::arg("server"), py::arg("name"),
+           py::arg("kind"))
       .def("seq", &PyWakeWord::Sequence)
       .def("wait", &PyWakeWord::Wait, py::arg("seen"), py::arg("timeout"))
       .def("wake", &PyWakeWord::WakeAll)
       .def("delete_if", &PyWakeWord::DeleteIf, py::arg("key"), py::arg("version"));
   m.def(
       "_forget_server",
-      [](const std::string& server) {
+      [](py::handle server) {
+        const std::string name = ToText(server, "server");
         std::lock_guard<std::mutex> lock(g_attachments_mu);
-        g_attachments->erase(server);  // Unmapped once the last proxy of it is gone.
+        g_attachments->erase(name);  // Unmapped once the last proxy of it is gone.
       },
       py::arg("server"), "Drops this process's cached attachment of a stopped server.");
   m.def(
       "_segment_free_bytes",
-      [](const std::string& server) {
+      [](py::handle server) {
         shm::Status status;
-        std::shared_ptr<Attachment> attachment = AttachmentFor(server, &status);
-        if (attachment == nullptr) RaiseStatus(status);
+        std::shared_ptr<Attachment> attachment = AttachmentFor(ToText(server, "server"), &status);
+        if (attachment == nullptr) Raise(status);
         return attachment->segment()->free_bytes();
       },
       py::arg("server"), "Free bytes of the server's segment (for memory accounting).");
   py::class_<PySeqList, std::shared_ptr<PySeqList>>(m, "_SeqList")
-      .def(py::init<const std::string&, const std::string&>(), py::arg("server"), py::arg("name"))
+      .def(py::init<py::handle, py::handle>(), py::arg("server"), py::arg("name"))
       .def("set", &PySeqList::Set, py::arg("index"), py::arg("item"))
       .def("replace", &PySeqList::Replace, py::arg("expected"), py::arg("items"));
 }
