@@ -775,10 +775,10 @@ def _timeout_arg(blocking: bool, timeout: Optional[float]) -> Optional[float]:
 
 
 class AcquirerProxy(_Blocking):
-    """Lock (one unit, no owner check on release), RLock (owner + count), Semaphore,
-    BoundedSemaphore. State: {"value": free units, "holders": {owner: units}, "bound": max or
-    None, "rlock": bool}. A unit whose holder died goes back to the pool when a waiter finds
-    none free; `owner_died` then says so on the proxy that took it."""
+    """Semaphore and BoundedSemaphore (Lock and RLock: _LockProxy). State: {"value": free
+    units, "holders": {owner: units} (BoundedSemaphore only), "bound": max or None}, changed by
+    compare-and-set. A BoundedSemaphore unit whose holder died goes back to the pool when a
+    waiter finds none free; `owner_died` then says so on the proxy that took it."""
 
     owner_died = False
 
@@ -789,23 +789,24 @@ class AcquirerProxy(_Blocking):
         self._typeid = extra
 
     def _try_acquire(self):
-        owner = _thread_owner() if self._rlock else _me()
+        owner = _me()
+        # Only a BoundedSemaphore's units are holdings (taken, used, given back): a plain
+        # Semaphore also counts signals, whose taker keeps the unit for good, so a unit of a
+        # process that has exited must not be handed out again.
+        tracked = self._typeid == "BoundedSemaphore"
 
         def change(state):
             holders = state["holders"]
-            if self._rlock and state["value"] == 0 and owner in holders:
-                holders[owner] += 1
-                return state, True
             died = False
-            if state["value"] <= 0:
+            if state["value"] <= 0 and tracked:
                 for holder in [h for h in holders if not _alive(h)]:
-                    state["value"] += 1 if self._rlock else holders[holder]
-                    del holders[holder]
+                    state["value"] += holders.pop(holder)
                     died = True
             if state["value"] <= 0:
                 return _MISSING, _MISSING
             state["value"] -= 1
-            holders[owner] = holders.get(owner, 0) + 1
+            if tracked:
+                holders[owner] = holders.get(owner, 0) + 1
             return state, died
         result = self._update(change)
         if result is _MISSING:
@@ -819,70 +820,25 @@ class AcquirerProxy(_Blocking):
         return result is not _MISSING
 
     def release(self) -> None:
-        if self._rlock:
-            owner = _thread_owner()
+        me = _me()
 
-            def change(state):
-                holders = state["holders"]
-                if owner not in holders:
-                    raise RuntimeError("cannot release un-acquired lock")
+        def change(state):
+            holders = state["holders"]
+            bound = state["bound"]
+            if bound is not None and state["value"] >= bound:
+                raise ValueError("Semaphore released too many times")
+            # A unit released by another process than its taker (allowed, as in the stdlib)
+            # is taken off some holder's count, a dead one's first.
+            owner = me if me in holders else next(
+                (h for h in holders if not _alive(h)), next(iter(holders), None))
+            if owner is not None:
                 holders[owner] -= 1
                 if holders[owner] == 0:
                     del holders[owner]
-                    state["value"] = 1
-                return state, holders.get(owner, 0) == 0
-        else:
-            me = _me()
-
-            def change(state):
-                holders = state["holders"]
-                bound = state["bound"]
-                if bound is not None and state["value"] >= bound:
-                    raise (RuntimeError("release unlocked lock") if self._typeid == "Lock"
-                           else ValueError("Semaphore released too many times"))
-                # A unit released by another process than its taker (allowed, as in the
-                # stdlib) is taken off some holder's count.
-                owner = me if me in holders else next(iter(holders), None)
-                if owner is not None:
-                    holders[owner] -= 1
-                    if holders[owner] == 0:
-                        del holders[owner]
-                state["value"] += 1
-                return state, True
+            state["value"] += 1
+            return state, True
         if self._update(change):
             self._wake()
-
-    def _is_owned(self) -> bool:
-        state = self._load()
-        if self._rlock:
-            return _thread_owner() in state["holders"]
-        return state["value"] == 0
-
-    def _release_save(self) -> Any:
-        if not self._rlock:
-            self.release()
-            return None
-        owner = _thread_owner()
-
-        def change(state):
-            count = state["holders"].pop(owner, 0)
-            if count == 0:
-                raise RuntimeError("cannot release un-acquired lock")
-            state["value"] = 1
-            return state, count
-        count = self._update(change)
-        self._wake()
-        return count
-
-    def _acquire_restore(self, saved: Any) -> None:
-        self.acquire()
-        if self._rlock and saved > 1:
-            owner = _thread_owner()
-
-            def change(state):
-                state["holders"][owner] = saved
-                return state, None
-            self._update(change)
 
     @property
     def _rlock(self) -> bool:
@@ -1536,7 +1492,7 @@ class SyncManager:
     def Condition(self, lock: Optional[AcquirerProxy] = None) -> ConditionProxy:
         if lock is None:
             lock = self.RLock()
-        elif not isinstance(lock, AcquirerProxy):
+        elif not isinstance(lock, _LockProxy):
             raise TypeError("shmstate.Manager().Condition(lock): lock must be a Lock or RLock "
                             "of a shmstate.Manager")
         return self._make(ConditionProxy, {b"v": _dumps({"waiting": [], "signaled": []})}, lock)

@@ -162,6 +162,22 @@ def test_units_held_by_a_dead_process_are_taken_back():
         assert lock.acquire(timeout=10) and not lock.owner_died
 
 
+def _take_one(sem):
+    sem.acquire()  # A signal consumed: the unit is this process's for good.
+
+
+def test_a_plain_semaphore_unit_is_not_handed_out_again_after_its_taker_exits():
+    with shmstate.Manager() as m:
+        sem = m.Semaphore(1)
+        p = multiprocessing.get_context("fork").Process(target=_take_one, args=(sem,))
+        p.start()
+        p.join(30)
+        assert p.exitcode == 0
+        assert not sem.acquire(timeout=1.2)  # Past the 0.5 s liveness re-check: still none.
+        sem.release()
+        assert sem.acquire(timeout=10) and not sem.owner_died
+
+
 class Acks:
     def __init__(self):
         self.dict_seq = {}
