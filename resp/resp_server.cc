@@ -19,11 +19,13 @@
 #include <vector>
 
 #include "command_table.h"
+#include "internal.h"
 #include "shm/client_table.h"
 #include "shm/log.h"
 #include "shm/mutex.h"
 #include "shm/resp_commands.h"
 #include "shm/resp_protocol.h"
+#include "shm/wait_queue.h"
 
 namespace shm {
 namespace {
@@ -40,9 +42,6 @@ constexpr size_t kMaxPendingOutput = size_t{4} << 20;
 // Commands parsed, and their keys prefetched, at a time: a pipeline's batch (redis-benchmark -P
 // 16) at once, few enough that the prefetched lines are still cached when the command runs.
 constexpr size_t kParseAhead = 16;
-// A blocked pop looks at its lists this often at first, backing off to kMaxPollInterval.
-constexpr auto kMinPollInterval = std::chrono::milliseconds(1);
-constexpr auto kMaxPollInterval = std::chrono::milliseconds(20);
 constexpr auto kAcceptRetryDelay = std::chrono::milliseconds(50);
 
 class SessionBase {
@@ -59,9 +58,10 @@ constexpr auto kKillSweepInterval = std::chrono::milliseconds(100);
 class Server final : public RespServer, public std::enable_shared_from_this<Server> {
  public:
   Server(net::io_context* ioc, bool single_thread, Segment* segment,
-         const RespServerOptions& options, std::function<void()> on_drained)
+         const RespServerOptions& options, WaitQueue* waits, std::function<void()> on_drained)
       : ioc_(ioc),
         single_thread_(single_thread),
+        waits_(waits),
         acceptor_(*ioc),
         retry_(*ioc),
         kill_sweep_(*ioc),
@@ -103,6 +103,7 @@ class Server final : public RespServer, public std::enable_shared_from_this<Serv
   const resp::RespLimits& limits() const { return limits_; }
   std::chrono::milliseconds read_timeout() const { return read_timeout_; }
   bool draining() const { return draining_.load(); }
+  WaitQueue* waits() const { return waits_; }
 
  private:
   template <typename Socket>
@@ -110,6 +111,7 @@ class Server final : public RespServer, public std::enable_shared_from_this<Serv
 
   net::io_context* ioc_;
   const bool single_thread_;
+  WaitQueue* const waits_;  // The worker's, shared with HTTP: where blocked pops wait.
   resp::RespConfig config_;
   resp::RespLimits limits_;
   std::chrono::milliseconds read_timeout_{30000};
@@ -132,7 +134,6 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   Session(Socket&& socket, std::shared_ptr<Server> server)
       : socket_(std::move(socket)),
         idle_timer_(socket_.get_executor()),
-        poll_timer_(socket_.get_executor()),
         server_(std::move(server)) {}
 
   ~Session() override {
@@ -148,8 +149,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       }
       // Killed after its current command: what was answered is still sent.
       self->closing_ = true;
-      self->blocked_ = false;
-      self->poll_timer_.cancel();
+      self->Unblock();
       if (!self->writing_) self->Close();
     });
   }
@@ -227,8 +227,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     if (ec) {
       // The client went away (or the idle timer closed the socket): a parked pop must not take
       // an item no one will read.
-      blocked_ = false;
-      poll_timer_.cancel();
+      Unblock();
       if (!writing_) Close();
       closing_ = true;
       return;
@@ -261,6 +260,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       size_t parsed = 0;
       const resp::ParseStatus stop = ParseAhead(&parsed);
       if (parsed > 1) resp::Prefetch(server_->config(), std::span(ahead_.data(), parsed));
+      batch_ms_ = resp::NowMs();  // The commands' time in the client table: one clock read.
       size_t ran = 0;
       for (; ran < parsed && !blocked_ && !closing_ && out_.size() < kMaxPendingOutput; ++ran) {
         start_ += ahead_[ran].consumed;
@@ -308,9 +308,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     NoteState();
     if (outcome == resp::Outcome::kBlock) {
       SetTableFlag(ClientRow::kBlocked, true);
-      blocked_ = true;
-      poll_interval_ = kMinPollInterval;
-      SchedulePoll();
+      Block();
     }
     if (client_.close_after_reply) closing_ = true;
   }
@@ -343,12 +341,12 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
         full += static_cast<char>(ch >= 'A' && ch <= 'Z' ? ch - 'A' + 'a' : ch);
       }
       noted_command_ = {};
-      table.SetCommand(client_.table_slot, client_.id, full, resp::NowMs());
+      table.SetCommand(client_.table_slot, client_.id, full, batch_ms_);
     } else if (name != noted_command_) {
       noted_command_ = name;
-      table.SetCommand(client_.table_slot, client_.id, name, resp::NowMs());
+      table.SetCommand(client_.table_slot, client_.id, name, batch_ms_);
     } else {
-      table.Touch(client_.table_slot, client_.id, resp::NowMs());
+      table.Touch(client_.table_slot, client_.id, batch_ms_);
     }
   }
   // What a command may have changed in the row: MULTI state, protocol (HELLO).
@@ -379,30 +377,90 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     }
   }
 
-  void SchedulePoll() {
-    poll_timer_.expires_after(poll_interval_);
-    poll_timer_.async_wait([self = this->shared_from_this()](error_code ec) {
-      if (!ec) self->OnPoll();
-    });
+  // The pop waits in the worker's WaitQueue (shm/wait_queue.h), behind earlier waiters of its
+  // list (HTTP ones too; a pop of several lists is ordered only by its own key set). The queue
+  // tries it on the worker's timer; its reply comes back through OnUnblocked on this executor.
+  void Block() {
+    blocked_ = true;
+    const uint64_t seq = ++block_seq_;
+    auto self = this->shared_from_this();
+    WaitQueue::Wait wait{WaitKey(), blocked_pop_.deadline,
+                         [self, seq] {
+                           std::string reply;
+                           if (!self->TakeUnblockRequest(&reply) &&
+                               !resp::TryBlockedPop(self->server_->config(), &self->client_,
+                                                    self->blocked_pop_, &reply)) {
+                             return false;
+                           }
+                           self->Unblocked(seq, std::move(reply), false);
+                           return true;
+                         },
+                         [self, seq](bool stopping) {
+                           std::string reply;
+                           if (!stopping) {
+                             resp::ReplyWriter w(&reply, self->client_.protocol);
+                             // BLMOVE and BRPOPLPUSH time out with a nil, the pops with *-1.
+                             if (self->blocked_pop_.kind == resp::BlockedPop::Kind::kMove) {
+                               w.Null();
+                             } else {
+                               w.NullArray();
+                             }
+                           }
+                           self->Unblocked(seq, std::move(reply),
+                                           stopping);  // Stopping: close, as Drain does.
+                         }};
+    if (!server_->waits()->Submit(std::move(wait), &wait_id_)) {
+      SHM_LOG(kDebug) << "resp: blocked pop of " << client_.address << " parked";
+    }
   }
 
-  void OnPoll() {
-    if (!blocked_ || closed_) return;
-    uint32_t unblock =
-        ClientTable(server_->config().segment).TakeUnblock(client_.table_slot, client_.id);
-    if (unblock == ClientRow::kUnblockError) {
-      resp::ReplyWriter(&out_, client_.protocol)
-          .Error("UNBLOCKED client unblocked via CLIENT UNBLOCK");
-    } else if (unblock == ClientRow::kUnblockTimeout) {
-      resp::ReplyWriter(&out_, client_.protocol).NullArray();  // What a timeout answers.
-    } else if (!resp::TryBlockedPop(server_->config(), &client_, blocked_pop_, &out_)) {
-      poll_interval_ = std::min<Clock::duration>(poll_interval_ * 2, kMaxPollInterval);
-      return SchedulePoll();
-    }
+  // The queue key of the pop's keys in its database: pops of the same keys wait in order. (A
+  // Redis list is the keyspace's entry, whose object can change under it, so the key names the
+  // Redis key, not the object HTTP pops wait on.)
+  std::string WaitKey() const {
+    std::string key = "resp-lists:" + std::to_string(client_.db);
+    for (const std::string& k : blocked_pop_.keys) key += ":" + std::to_string(k.size()) + ":" + k;
+    return key;
+  }
+
+  // Called from the queue (any thread): hands the reply to this connection's executor.
+  void Unblocked(uint64_t seq, std::string reply, bool close) {
+    net::post(socket_.get_executor(),
+              [self = this->shared_from_this(), seq, reply = std::move(reply), close]() mutable {
+                self->OnUnblocked(seq, std::move(reply), close);
+              });
+  }
+
+  void OnUnblocked(uint64_t seq, std::string reply, bool close) {
+    if (!blocked_ || seq != block_seq_ || closed_) return;  // Cancelled meanwhile.
     blocked_ = false;
     SetTableFlag(ClientRow::kBlocked, false);
+    if (close) return Close();
+    out_ += reply;
     if (reading_) StartIdleClock();  // The read kept pending while blocked had no deadline.
     Process();
+  }
+
+  // The blocked pop ends unanswered (the client went away): it must take nothing.
+  // CLIENT UNBLOCK (of any worker) asked this pop to end: its answer, a timeout's nil or the
+  // UNBLOCKED error, into *reply. Called by the queue's try (any thread): the table is
+  // lock-free and the protocol is not changed while the connection is blocked.
+  bool TakeUnblockRequest(std::string* reply) {
+    uint32_t unblock =
+        ClientTable(server_->config().segment).TakeUnblock(client_.table_slot, client_.id);
+    if (unblock == 0) return false;
+    resp::ReplyWriter w(reply, client_.protocol);
+    unblock == ClientRow::kUnblockError ? w.Error("UNBLOCKED client unblocked via CLIENT UNBLOCK")
+                                        : w.NullArray();
+    return true;
+  }
+
+  void Unblock() {
+    if (!blocked_) return;
+    SetTableFlag(ClientRow::kBlocked, false);
+    blocked_ = false;
+    ++block_seq_;
+    server_->waits()->Cancel(wait_id_);
   }
 
   // Writes the batch at once when the socket takes it all (the usual case: no write operation,
@@ -416,8 +474,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       n = 0;
     }
     if (ec) {
-      blocked_ = false;
-      poll_timer_.cancel();
+      Unblock();
       Close();
       return false;
     }
@@ -444,8 +501,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     sending_.clear();
     if (sending_.capacity() > kMaxPendingOutput) std::string().swap(sending_);
     if (ec) {
-      blocked_ = false;
-      poll_timer_.cancel();
+      Unblock();
       return Close();
     }
     if (closing_ && out_.empty() && (blocked_ || start_ == used_ || !reading_)) return Close();
@@ -455,11 +511,9 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   void Close() {
     if (closed_) return;
     closed_ = true;
-    if (blocked_) SetTableFlag(ClientRow::kBlocked, false);
-    blocked_ = false;
+    Unblock();
     error_code ec;
     idle_timer_.cancel();
-    poll_timer_.cancel();
     socket_.shutdown(Socket::shutdown_both, ec);
     socket_.close(ec);
   }
@@ -468,7 +522,6 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   Timer idle_timer_;  // Pending while idle_timer_armed_; fires at or before idle_deadline_.
   Clock::time_point idle_deadline_;
   bool idle_timer_armed_ = false;
-  Timer poll_timer_;
   std::shared_ptr<Server> server_;
   std::string in_;  // Received bytes; [start_, used_) not yet parsed.
   size_t start_ = 0;
@@ -485,7 +538,9 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   std::string_view noted_command_;
   bool noted_multi_ = false;
   int noted_protocol_ = 2;
-  Clock::duration poll_interval_ = kMinPollInterval;
+  int64_t batch_ms_ = 0;    // Wall clock when the current batch was parsed.
+  uint64_t block_seq_ = 0;  // Bumped per blocked pop and per cancel: stale replies are dropped.
+  uint64_t wait_id_ = 0;    // The blocked pop's id in the WaitQueue.
   bool reading_ = false;
   bool writing_ = false;
   bool blocked_ = false;  // A BLPOP/BRPOP waits; later commands stay in the buffer.
@@ -573,10 +628,10 @@ void Server::Drain() {
 }  // namespace
 
 Status StartRespServer(net::io_context* ioc, bool single_thread, Segment* segment,
-                       const RespServerOptions& options, std::function<void()> on_drained,
-                       std::shared_ptr<RespServer>* result) {
+                       const RespServerOptions& options, WaitQueue* waits,
+                       std::function<void()> on_drained, std::shared_ptr<RespServer>* result) {
   auto server =
-      std::make_shared<Server>(ioc, single_thread, segment, options, std::move(on_drained));
+      std::make_shared<Server>(ioc, single_thread, segment, options, waits, std::move(on_drained));
   SHM_RETURN_IF_ERROR(server->Adopt(options.listen_fd));
   server->DoAccept();
   server->SweepKilled();

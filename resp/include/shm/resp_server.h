@@ -19,6 +19,7 @@
 #include "shm/resp_commands.h"
 #include "shm/segment.h"
 #include "shm/status.h"
+#include "shm/wait_queue.h"
 
 namespace shm {
 
@@ -35,18 +36,18 @@ class RespServer {
 struct RespServerOptions {
   int listen_fd = -1;  // Adopted: closed by the server.
   int worker_index = 0;
-  std::string password;  // Non-empty: AUTH required.
-  resp::TokenMatcher token_matches =
-      nullptr;  // Compares AUTH's password (the HTTP gate's compare).
+  std::string password;                        // Non-empty: AUTH required.
+  resp::TokenMatcher token_matches = nullptr;  // AUTH's compare (the HTTP gate's TokenMatches).
   size_t max_bulk_bytes = size_t{1} << 20;
   std::chrono::milliseconds read_timeout{30000};
 };
 
-// Adopts `options.listen_fd` and starts accepting. `on_drained` runs (on a loop thread)
-// when the last connection closes after Drain().
+// Adopts `options.listen_fd` and starts accepting. Blocked pops wait in `waits` (the worker's,
+// which HTTP waits share). `on_drained` runs (on a loop thread) when the last connection closes
+// after Drain().
 Status StartRespServer(boost::asio::io_context* ioc, bool single_thread, Segment* segment,
-                       const RespServerOptions& options, std::function<void()> on_drained,
-                       std::shared_ptr<RespServer>* result);
+                       const RespServerOptions& options, WaitQueue* waits,
+                       std::function<void()> on_drained, std::shared_ptr<RespServer>* result);
 
 }  // namespace shm
 
