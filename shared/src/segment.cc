@@ -1,5 +1,8 @@
 #include "shm/segment.h"
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -21,6 +24,7 @@
 #include "shm/mutex.h"
 #include "shm/process_id.h"
 #include "shm/registry.h"
+#include "shm/version.h"
 #include "test_clock.h"
 
 namespace shm {
@@ -72,26 +76,54 @@ Status InitRegistry(Segment::Impl* impl, uint32_t capacity) {
   return Status::OK();
 }
 
+// The first fields of Root (magic, layout_version, boost_version) never move (layout.h), so a
+// build of any layout version reads them right and refuses what it cannot read, naming both
+// sides and what to do, instead of misreading the rest.
 Status VerifyRoot(const Root* root, std::string_view shm_name) {
-  std::string where = " in segment '" + std::string(shm_name) + "'";
+  std::string where = "segment '" + std::string(shm_name) + "'";
   if (root->magic != kSegmentMagic) {
-    return Status::InvalidArgument("not a shmstate segment (bad magic)" + where);
+    return Status::InvalidArgument("not a shmstate segment (bad magic) in " + where);
   }
   if (root->layout_version != kLayoutVersion) {
-    return Status::InvalidArgument("segment layout v" + std::to_string(root->layout_version) +
-                                   ", expected v" + std::to_string(kLayoutVersion) + where);
+    const bool newer = root->layout_version > kLayoutVersion;
+    return Status::InvalidArgument(
+        where + " has layout v" + std::to_string(root->layout_version) +
+        " but this build (shmstate " + SHMSTATE_VERSION + ") reads layout v" +
+        std::to_string(kLayoutVersion) + ": " +
+        (newer ? "the server is newer; upgrade this module/client to the server's release"
+               : "the server is older; upgrade the server (stop it with --snapshot, install the "
+                 "new release, start it again: docs/deploy.md#upgrades)") +
+        ", or run the same shmstate release on both sides");
   }
   if (root->boost_version != BOOST_VERSION) {
-    return Status::InvalidArgument("segment made with Boost " +
-                                   std::to_string(root->boost_version) + ", this build uses " +
-                                   std::to_string(BOOST_VERSION) + where);
+    return Status::InvalidArgument(where + " was made with Boost " +
+                                   std::to_string(root->boost_version) + " but this build uses " +
+                                   std::to_string(BOOST_VERSION) +
+                                   ": build the server and its clients with the same Boost");
   }
   std::string_view gen_text = shm_name.substr(shm_name.rfind('.') + 1);
   if (gen_text != std::to_string(root->generation)) {
-    return Status::InvalidArgument("segment records generation " +
-                                   std::to_string(root->generation) + where);
+    return Status::InvalidArgument(where + " records generation " +
+                                   std::to_string(root->generation));
   }
   return Status::OK();
+}
+
+// Mode 0660 and `group` on the shared-memory object just created (Boost made it 0600).
+Status GiveToGroup(const std::string& shm_name, gid_t group) {
+  int fd = shm_open(("/" + shm_name).c_str(), O_RDWR | O_CLOEXEC, 0);
+  if (fd < 0)
+    return Status::Internal("cannot reopen segment '" + shm_name + "': " + strerror(errno));
+  Status s;
+  if (fchown(fd, static_cast<uid_t>(-1), group) != 0) {
+    s = Status::InvalidArgument("cannot give segment '" + shm_name + "' to group " +
+                                std::to_string(group) + ": " + strerror(errno) +
+                                " (the server's user must be a member of the group)");
+  } else if (fchmod(fd, 0660) != 0) {
+    s = Status::Internal("cannot chmod segment '" + shm_name + "': " + strerror(errno));
+  }
+  close(fd);
+  return s;
 }
 
 }  // namespace
@@ -336,6 +368,8 @@ Status Segment::ValidatePrefix(std::string_view prefix) {
   return Status::OK();
 }
 
+uint32_t Segment::LayoutVersion() { return kLayoutVersion; }
+
 size_t Segment::MinimumSize(uint32_t max_objects) {
   return sizeof(Root) + kSegmentOverhead +
          size_t{max_objects} * (sizeof(EntryRep) + 2 * sizeof(uint32_t) * 2);
@@ -378,7 +412,9 @@ Status Segment::Create(const SegmentOptions& options, std::unique_ptr<Segment>* 
     bip::shared_memory_object::remove(shm_name.c_str());
     return Status::Internal("cannot create segment '" + shm_name + "': " + e.what());
   }
-  Status s = InitRegistry(impl.get(), options.max_objects);
+  Status s = options.group == SegmentOptions::kNoGroup ? Status::OK()
+                                                       : GiveToGroup(shm_name, options.group);
+  if (s.ok()) s = InitRegistry(impl.get(), options.max_objects);
   if (!s.ok()) {
     impl.reset();
     bip::shared_memory_object::remove(shm_name.c_str());
