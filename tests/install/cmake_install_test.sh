@@ -36,7 +36,7 @@ pid=$!
 read -r line <"$fifo"  # "shmstate: ... http://127.0.0.1:PORT ...", once it serves.
 port=$(echo "$line" | sed -n 's|.*http://127\.0\.0\.1:\([0-9]*\).*|\1|p')
 [ -n "$port" ] || { echo "no port in: $line" >&2; exit 1; }
-python3 - "$port" <<'PY'
+/usr/bin/python3 - "$port" <<'PY'
 import json, sys, urllib.request
 base = f"http://127.0.0.1:{sys.argv[1]}"
 hits = [json.load(urllib.request.urlopen(base + "/hits", timeout=10)) for _ in range(2)]

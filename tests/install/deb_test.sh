@@ -11,7 +11,7 @@ if [ "$(id -u)" -eq 0 ]; then sudo=""
 elif sudo -n true 2>/dev/null; then sudo="sudo -n"
 else echo "deb_test: needs root or passwordless sudo: skipped"; exit 77; fi
 for p in shmstate python3-shmstate libshmstate-dev; do
-  if dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
+  if dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep >/dev/null "ok installed"; then
     echo "deb_test: $p is installed on this machine already: skipped"; exit 77
   fi
 done
@@ -28,17 +28,17 @@ cpack -G DEB --config "$build/CPackConfig.cmake" -B "$tmp" >/dev/null
 server_deb=$tmp/shmstate_${version}-1_$(dpkg --print-architecture).deb
 python_deb=$(ls "$tmp"/python3-shmstate_"$version"-1_*.deb)
 ls "$tmp"/libshmstate-dev_"$version"-1_*.deb >/dev/null
-dpkg-deb -c "$server_deb" | grep -q ' ./usr/bin/shmstate$' || fail "no /usr/bin/shmstate"
-dpkg-deb -c "$server_deb" | grep -q ' ./usr/lib/systemd/system/shmstate@.service$' ||
+dpkg-deb -c "$server_deb" | grep >/dev/null ' ./usr/bin/shmstate$' || fail "no /usr/bin/shmstate"
+dpkg-deb -c "$server_deb" | grep >/dev/null ' ./usr/lib/systemd/system/shmstate@.service$' ||
   fail "no systemd unit"
-dpkg-deb -c "$python_deb" | grep -q './usr/lib/python3/dist-packages/shmstate/_shmstate\..*\.so$' ||
+dpkg-deb -c "$python_deb" | grep >/dev/null './usr/lib/python3/dist-packages/shmstate/_shmstate\..*\.so$' ||
   fail "no extension in python3-shmstate"
-dpkg-deb -f "$server_deb" Depends | grep -q 'libboost-json' || fail "no Boost dependency"
+dpkg-deb -f "$server_deb" Depends | grep >/dev/null 'libboost-json' || fail "no Boost dependency"
 
 installed=yes
 $sudo dpkg -i "$server_deb" "$python_deb" >/dev/null
 [ "$(command -v shmstate)" = /usr/bin/shmstate ] || fail "shmstate is not /usr/bin/shmstate"
-shmstate --version | grep -q "^shmstate $version " || fail "shmstate --version: $(shmstate --version)"
+shmstate --version | grep >/dev/null "^shmstate $version " || fail "shmstate --version: $(shmstate --version)"
 cd /
 env -u PYTHONPATH /usr/bin/python3 -I -c 'import shmstate; print("python3:", shmstate.__file__)'
 env -u PYTHONPATH /usr/bin/python3 -I "$src/tests/install/smoke.py" /usr/bin/shmstate "$version" \
