@@ -436,7 +436,11 @@ Status Segment::Attach(std::string_view shm_name, std::unique_ptr<Segment>* resu
     if (e.get_error_code() == bip::not_found_error) {
       return Status::NotFound("no shared-memory segment named '" + name + "'");
     }
-    return Status::InvalidArgument("cannot attach to segment '" + name + "': " + e.what());
+    std::string hint = e.get_native_error() == EACCES
+                           ? " (only the server's user, or with `shmstate serve --group G` members "
+                             "of G, may attach: docs/deploy.md#permissions)"
+                           : "";
+    return Status::InvalidArgument("cannot attach to segment '" + name + "': " + e.what() + hint);
   }
   if (impl->root() == nullptr) {
     return Status::InvalidArgument("not a shmstate segment (no root) in segment '" + name + "'");

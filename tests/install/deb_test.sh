@@ -45,6 +45,31 @@ env -u PYTHONPATH /usr/bin/python3 -I "$src/tests/install/smoke.py" /usr/bin/shm
   /usr/lib/python3/dist-packages
 getent passwd shmstate >/dev/null || fail "no shmstate user"
 [ "$(stat -c %G /etc/shmstate)" = shmstate ] || fail "/etc/shmstate is not group shmstate"
+# The deployment of docs/deploy.md#permissions: the server as user shmstate with --group
+# www-data, the app as www-data attaches and counts; a user outside the group is refused.
+if getent group www-data >/dev/null && getent passwd www-data >/dev/null; then
+  $sudo adduser --quiet shmstate www-data
+  name="debci$$"
+  mkfifo "$tmp/ready"
+  $sudo setpriv --reuid=shmstate --regid=shmstate --init-groups /usr/bin/shmstate serve \
+    --name "$name" --workers 0 --size 4MiB --group www-data --log-level warn >"$tmp/ready" &
+  server_pid=$!  # setpriv execs the server (sudo forwards signals to it).
+  read -r line <"$tmp/ready"
+  case "$line" in shmstate:*) ;; *) fail "the server as user shmstate did not start: $line" ;; esac
+  [ "$(stat -c '%a %U %G' "/dev/shm/$name.1")" = "660 shmstate www-data" ] ||
+    fail "segment: $(stat -c '%a %U %G' "/dev/shm/$name.1")"
+  $sudo setpriv --reuid=www-data --regid=www-data --init-groups env -u PYTHONPATH \
+    /usr/bin/python3 -I -c 'import shmstate, sys; assert shmstate.attach(sys.argv[1]).counter("c").incr() == 1' "$name"
+  if $sudo setpriv --reuid=nobody --regid=nogroup --clear-groups env -u PYTHONPATH \
+      /usr/bin/python3 -I -c 'import shmstate, sys; shmstate.attach(sys.argv[1])' "$name" 2>"$tmp/err"; then
+    fail "a user outside the group attached"
+  fi
+  grep >/dev/null "Permission denied (only the server.s user" "$tmp/err" || fail "refused without saying why: $(cat "$tmp/err")"
+  kill -TERM "$server_pid"
+  wait "$server_pid" || fail "the server exited with $?"
+  [ ! -e "/dev/shm/$name.1" ] || fail "segment left after SIGTERM"
+  echo "permissions: shmstate --group www-data, attached as www-data, refused to nobody: ok"
+fi
 # The unit is a template: verify an instance of it (a copy named like one).
 mkdir "$tmp/units"
 cp /usr/lib/systemd/system/shmstate@.service "$tmp/units/shmstate@ci.service"
