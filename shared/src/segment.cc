@@ -79,15 +79,11 @@ Status InitRegistry(Segment::Impl* impl, uint32_t capacity) {
 // The first fields of Root (magic, layout_version, boost_version) never move (layout.h), so a
 // build of any layout version reads them right and refuses what it cannot read, naming both
 // sides and what to do, instead of misreading the rest.
-Status VerifyRoot(const Root* root, std::string_view shm_name) {
-  std::string where = "segment '" + std::string(shm_name) + "'";
-  if (root->magic != kSegmentMagic) {
-    return Status::InvalidArgument("not a shmstate segment (bad magic) in " + where);
-  }
-  if (root->layout_version != kLayoutVersion) {
-    const bool newer = root->layout_version > kLayoutVersion;
+Status VerifyVersions(uint32_t layout_version, uint32_t boost_version, std::string_view where) {
+  if (layout_version != kLayoutVersion) {
+    const bool newer = layout_version > kLayoutVersion;
     return Status::InvalidArgument(
-        where + " has layout v" + std::to_string(root->layout_version) +
+        std::string(where) + " has layout v" + std::to_string(layout_version) +
         " but this build (shmstate " + SHMSTATE_VERSION + ") reads layout v" +
         std::to_string(kLayoutVersion) + ": " +
         (newer ? "the server is newer; upgrade this module/client to the server's release"
@@ -95,16 +91,52 @@ Status VerifyRoot(const Root* root, std::string_view shm_name) {
                  "new release, start it again: docs/deploy.md#upgrades)") +
         ", or run the same shmstate release on both sides");
   }
-  if (root->boost_version != BOOST_VERSION) {
-    return Status::InvalidArgument(where + " was made with Boost " +
-                                   std::to_string(root->boost_version) + " but this build uses " +
+  if (boost_version != BOOST_VERSION) {
+    return Status::InvalidArgument(std::string(where) + " was made with Boost " +
+                                   std::to_string(boost_version) + " but this build uses " +
                                    std::to_string(BOOST_VERSION) +
                                    ": build the server and its clients with the same Boost");
   }
+  return Status::OK();
+}
+
+Status VerifyRoot(const Root* root, std::string_view shm_name) {
+  std::string where = "segment '" + std::string(shm_name) + "'";
+  if (root->magic != kSegmentMagic) {
+    return Status::InvalidArgument("not a shmstate segment (bad magic) in " + where);
+  }
+  SHM_RETURN_IF_ERROR(VerifyVersions(root->layout_version, root->boost_version, where));
   std::string_view gen_text = shm_name.substr(shm_name.rfind('.') + 1);
   if (gen_text != std::to_string(root->generation)) {
     return Status::InvalidArgument(where + " records generation " +
                                    std::to_string(root->generation));
+  }
+  return Status::OK();
+}
+
+// Reads the versions of a segment before Boost parses anything in it: the segment manager's own
+// header (and the index that finds Root) may differ in a segment of another release, and Boost
+// would then misread it. Root is the first allocation, 64-byte aligned, within the first 64 KiB;
+// its frozen prefix is found there by its magic. Nothing found (or no read access) is left to
+// the regular checks after the open.
+Status PrecheckVersions(const std::string& shm_name) {
+  int fd = shm_open(("/" + shm_name).c_str(), O_RDONLY | O_CLOEXEC, 0);
+  if (fd < 0) return Status::OK();
+  std::vector<char> head(64 * 1024);
+  ssize_t got = pread(fd, head.data(), head.size(), 0);
+  close(fd);
+  struct Prefix {
+    uint64_t magic;
+    uint32_t layout_version;
+    uint32_t boost_version;
+  };
+  for (ssize_t at = 0; at + static_cast<ssize_t>(sizeof(Prefix)) <= got; at += alignof(Root)) {
+    Prefix prefix;
+    memcpy(&prefix, head.data() + at, sizeof prefix);
+    if (prefix.magic == kSegmentMagic) {
+      return VerifyVersions(prefix.layout_version, prefix.boost_version,
+                            "segment '" + shm_name + "'");
+    }
   }
   return Status::OK();
 }
@@ -426,6 +458,7 @@ Status Segment::Create(const SegmentOptions& options, std::unique_ptr<Segment>* 
 
 Status Segment::Attach(std::string_view shm_name, std::unique_ptr<Segment>* result) {
   std::string name(shm_name);
+  SHM_RETURN_IF_ERROR(PrecheckVersions(name));
   std::unique_ptr<Impl> impl;
   try {
     ManagedSegment managed(bip::open_only, name.c_str());

@@ -1,8 +1,15 @@
 #include "shm/segment.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <boost/version.hpp>
+#include <cstring>
+#include <tuple>
+#include <vector>
 
 #include "common/test_util.h"
 #include "layout.h"
@@ -116,6 +123,35 @@ TEST(SegmentTest, AttachToAnotherLayoutSaysWhichSideToUpgrade) {
 
   root->layout_version = kLayoutVersion;
   EXPECT_TRUE(Segment::Attach(seg.shm_name(), &attached).ok());
+}
+
+// A segment of another release may differ in Boost's own header too, which Boost would misread:
+// the versions are read from Root's frozen prefix before Boost parses anything. This one is
+// crafted: garbage where Boost's header is, a Root prefix of a newer layout at a 64-byte offset.
+TEST(SegmentTest, AnotherLayoutIsRefusedBeforeBoostReadsTheSegment) {
+  for (auto [layout, boost, expected] :
+       {std::tuple{kLayoutVersion + 7, uint32_t{BOOST_VERSION},
+                   std::string("has layout v") + std::to_string(kLayoutVersion + 7)},
+        std::tuple{kLayoutVersion, uint32_t{BOOST_VERSION} + 100,
+                   std::string("made with Boost")}}) {
+    std::string name = test::UniquePrefix() + ".1";
+    int fd = shm_open(("/" + name).c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
+    ASSERT_GE(fd, 0);
+    std::vector<unsigned char> head(64 * 1024, 0xA5);
+    uint64_t magic = kSegmentMagic;
+    memcpy(head.data() + 4096, &magic, 8);
+    memcpy(head.data() + 4096 + 8, &layout, 4);
+    memcpy(head.data() + 4096 + 12, &boost, 4);
+    ASSERT_EQ(ftruncate(fd, 1 << 20), 0);
+    ASSERT_EQ(pwrite(fd, head.data(), head.size(), 0), static_cast<ssize_t>(head.size()));
+    close(fd);
+    std::unique_ptr<Segment> attached;
+    Status s = Segment::Attach(name, &attached);
+    EXPECT_TRUE(s.IsInvalidArgument()) << s.ToString();
+    EXPECT_NE(s.message().find(expected), std::string_view::npos) << s.ToString();
+    EXPECT_EQ(attached, nullptr);
+    EXPECT_TRUE(Segment::Remove(name).ok());
+  }
 }
 
 // --group: 0660 and the group, so the app's user can attach; the default stays 0600.
