@@ -20,7 +20,7 @@ namespace shm {
 namespace po = boost::program_options;
 namespace {
 
-constexpr char kUsage[] = "Usage: shmstate serve [options]\n";
+constexpr char kUsage[] = "Usage: shmstate serve [options]\n       shmstate --version\n";
 
 // Strict unsigned decimal: digits only, no sign, no spaces, no overflow.
 bool ParseUnsigned(std::string_view text, uint64_t* value) {
