@@ -45,14 +45,21 @@ env -u PYTHONPATH /usr/bin/python3 -I "$src/tests/install/smoke.py" /usr/bin/shm
   /usr/lib/python3/dist-packages
 getent passwd shmstate >/dev/null || fail "no shmstate user"
 [ "$(stat -c %G /etc/shmstate)" = shmstate ] || fail "/etc/shmstate is not group shmstate"
-# The deployment of docs/deploy.md#permissions: the server as user shmstate with --group
-# www-data, the app as www-data attaches and counts; a user outside the group is refused.
+# The deployment of docs/deploy.md, as the unit runs it: user shmstate, the options of the
+# packaged example instance file (--workers 0 --group www-data --snapshot /var/lib/shmstate/...).
+# The app as www-data attaches and counts; a user outside the group is refused; the stop writes
+# the snapshot into the state folder.
 if getent group www-data >/dev/null && getent passwd www-data >/dev/null; then
   $sudo adduser --quiet shmstate www-data
   name="debci$$"
+  opts=$(sh -c '. "$1" && printf %s "$SHMSTATE_OPTS"' _ /usr/share/doc/shmstate/examples/instance.conf |
+    sed "s/myapp/$name/g")
+  case "$opts" in *"--group www-data"*"/var/lib/shmstate/$name.snap"*) ;;
+    *) fail "unexpected example options: $opts" ;; esac
   mkfifo "$tmp/ready"
+  # shellcheck disable=SC2086 # Word splitting, as systemd does with $SHMSTATE_OPTS.
   $sudo setpriv --reuid=shmstate --regid=shmstate --init-groups /usr/bin/shmstate serve \
-    --name "$name" --workers 0 --size 4MiB --group www-data --log-level warn >"$tmp/ready" &
+    --name "$name" $opts --log-level warn >"$tmp/ready" &
   server_pid=$!  # setpriv execs the server (sudo forwards signals to it).
   read -r line <"$tmp/ready"
   case "$line" in shmstate:*) ;; *) fail "the server as user shmstate did not start: $line" ;; esac
@@ -68,7 +75,8 @@ if getent group www-data >/dev/null && getent passwd www-data >/dev/null; then
   kill -TERM "$server_pid"
   wait "$server_pid" || fail "the server exited with $?"
   [ ! -e "/dev/shm/$name.1" ] || fail "segment left after SIGTERM"
-  echo "permissions: shmstate --group www-data, attached as www-data, refused to nobody: ok"
+  [ "$(stat -c '%a %U' "/var/lib/shmstate/$name.snap")" = "600 shmstate" ] || fail "no snapshot at stop"
+  echo "deployment: example options as shmstate, attached as www-data, nobody refused, snapshot: ok"
 fi
 # The unit is a template: verify an instance of it (a copy named like one).
 mkdir "$tmp/units"
