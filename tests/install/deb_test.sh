@@ -72,10 +72,10 @@ if getent group www-data >/dev/null && getent passwd www-data >/dev/null; then
     fail "a user outside the group attached"
   fi
   grep >/dev/null "Permission denied (only the server.s user" "$tmp/err" || fail "refused without saying why: $(cat "$tmp/err")"
-  kill -TERM "$server_pid"
+  $sudo kill -TERM "$server_pid"
   wait "$server_pid" || fail "the server exited with $?"
   [ ! -e "/dev/shm/$name.1" ] || fail "segment left after SIGTERM"
-  [ "$(stat -c '%a %U' "/var/lib/shmstate/$name.snap")" = "600 shmstate" ] || fail "no snapshot at stop"
+  [ "$($sudo stat -c "%a %U" "/var/lib/shmstate/$name.snap")" = "600 shmstate" ] || fail "no snapshot at stop"
   echo "deployment: example options as shmstate, attached as www-data, nobody refused, snapshot: ok"
 fi
 # The unit is a template: verify an instance of it (a copy named like one).
