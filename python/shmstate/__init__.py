@@ -15,32 +15,44 @@ segment it copies the state into a new generation; handles follow it by themselv
 
 Errors are exceptions of one hierarchy: :class:`Error` and its subclasses :class:`NotFound`
 (also a ``KeyError``), :class:`WrongKind` (``TypeError``), :class:`InvalidArgument`
-(``ValueError``), :class:`Conflict`, :class:`Full`, :class:`Timeout` (``TimeoutError``),
+(``ValueError``) and its subclass :class:`InvalidType` (also a ``TypeError``: an argument of
+the wrong Python type), :class:`Conflict`, :class:`Full`, :class:`Timeout` (``TimeoutError``),
 :class:`Unavailable` (server stopped: attach again), :class:`AlreadyExists`, :class:`Internal`.
+No argument, however wrong, raises anything else (or crashes the process).
 """
 
 from __future__ import annotations
 
 import json as _json
+import sys as _sys
 from typing import Any, Iterator, Optional, Union
 
 from . import _shmstate
 from ._version import __version__
 from ._shmstate import (AlreadyExists, Conflict, Error, Full, Internal, InvalidArgument,
-                        NotFound, Timeout, Unavailable, WrongKind)
+                        InvalidType, NotFound, Timeout, Unavailable, WrongKind)
 
 #: The in-segment layout this module reads; a server of another layout is refused at attach
 #: with a message naming both (docs/deploy.md#upgrades).
 LAYOUT_VERSION: int = _shmstate.LAYOUT_VERSION
 
 __all__ = [
-    "__version__", "LAYOUT_VERSION", "attach", "connect", "Client", "Counter", "Dict", "List", "Lock", "Sessions", "Array",
-    "Error", "NotFound", "AlreadyExists", "WrongKind", "InvalidArgument", "Conflict", "Full",
-    "Timeout", "Unavailable", "Internal",
+    "__version__", "LAYOUT_VERSION", "attach", "connect", "Client", "Counter", "Dict", "List",
+    "Lock", "Sessions", "Array", "Error", "NotFound", "AlreadyExists", "WrongKind",
+    "InvalidArgument", "InvalidType", "Conflict", "Full", "Timeout", "Unavailable", "Internal",
 ]
 
 Key = Union[bytes, str]
 _MISSING = object()
+_REDIS_OPTIONS = {"prefix", "wait_replicas", "wait_timeout", "socket_timeout"}
+_URL_OPTIONS = {"shm": {"follow_timeout"}, "redis": _REDIS_OPTIONS, "rediss": _REDIS_OPTIONS,
+                "redis+cluster": _REDIS_OPTIONS}
+
+
+def _numpy_error(e: Exception, what: str) -> Error:
+    """numpy's refusal of an argument as the module's: a TypeError is InvalidType."""
+    kind = InvalidType if isinstance(e, TypeError) else InvalidArgument
+    return kind(f"{what}: {e}")
 
 
 def attach(name: str = "shmstate", *, follow_timeout: float = 10.0) -> "Client":
@@ -57,9 +69,16 @@ def connect(url: str, **options: Any) -> "Client":
     """``shm://NAME`` is :func:`attach` (NAME); ``redis://HOST:PORT[/DB]`` and
     ``redis+cluster://HOST:PORT[,HOST:PORT...]`` give the same classes on Redis / Redis Cluster
     (``options``: ``prefix``, ``wait_replicas``, ``wait_timeout``; see docs/scaling.md)."""
+    if not isinstance(url, str):
+        raise InvalidType(f"url must be str, not {type(url).__name__}")
     scheme, sep, rest = url.partition("://")
     if not sep:
         raise InvalidArgument(f"not a URL: {url!r} (expected shm://NAME)")
+    allowed = _URL_OPTIONS.get(scheme)
+    unknown = sorted(set(options) - allowed) if allowed is not None else []
+    if unknown:
+        raise InvalidArgument(f"unknown option(s) {', '.join(unknown)} for {scheme}:// "
+                              f"(it takes {', '.join(sorted(allowed))})")
     if scheme == "shm":
         return attach(rest or "shmstate", **options)
     if scheme in ("redis", "rediss", "redis+cluster"):
@@ -118,14 +137,21 @@ class Client:
               fill: Any = 0) -> "Array":
         """An n-d array: opens ``name``, or creates it when ``dtype`` and ``shape`` are given.
         An existing array with another dtype/shape raises :class:`AlreadyExists`."""
-        if shape is not None:
-            shape = [int(n) for n in (shape if isinstance(shape, (tuple, list)) else (shape,))]
+        if isinstance(shape, (tuple, list)):
+            shape = list(shape)  # Each item is checked by the backend (an integer >= 0).
+        elif shape is not None:
+            shape = [shape]
         return Array(self._native.array(name, dtype, shape, fill if dtype is not None else None))
 
     def array_from_numpy(self, name: str, values: Any) -> "Array":
-        """Creates the array ``name`` holding a copy of the numpy array ``values``."""
+        """Creates the array ``name`` holding a copy of the numpy array ``values`` (or of what
+        ``numpy.asarray`` makes of it)."""
         import numpy as np
-        return Array(self._native.array_from_numpy(name, np.ascontiguousarray(values)))
+        try:
+            values = np.ascontiguousarray(values)
+        except Exception as e:  # noqa: BLE001 - numpy's refusal of the argument, whatever it is.
+            raise _numpy_error(e, "values") from None
+        return Array(self._native.array_from_numpy(name, values))
 
     def objects(self, prefix: str = "") -> "list[tuple[str, str]]":
         """``[(name, kind), ...]`` of the objects whose name starts with ``prefix``."""
@@ -234,10 +260,9 @@ class Dict:
 
     def keys(self, prefix: Key = "") -> Iterator[bytes]:
         """Keys starting with ``prefix``, in hash order."""
-        prefix_text = prefix.decode("utf-8", "surrogateescape") if isinstance(prefix, bytes) else prefix
         cursor = 0
         while True:
-            page, cursor = self._d.keys_page(prefix_text, cursor, 1000)
+            page, cursor = self._d.keys_page(prefix, cursor, 1000)
             yield from page
             if cursor == 0:
                 return
@@ -346,13 +371,66 @@ class Lock:
         return f"<shmstate.Lock {self.name!r} held={self.info()['held']}>"
 
 
-def _to_json_value(value: Any) -> Any:
+# How deep session values may nest: the library's JSON parser allows 32 levels.
+_MAX_JSON_DEPTH = 30
+_JSON_INT = (-2**63, 2**64 - 1)
+
+
+def _json_value(value: Any, depth: int = 0) -> Any:
+    """``value`` as plain JSON data, or InvalidArgument/InvalidType saying what is not JSON.
+    Bytes become (UTF-8) text, numpy scalars their Python value; NaN, infinities, lone
+    surrogates, integers beyond 64 bits and non-str keys are refused."""
+    if depth > _MAX_JSON_DEPTH:
+        raise InvalidArgument(f"session values nest at most {_MAX_JSON_DEPTH} levels deep")
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if not _JSON_INT[0] <= value <= _JSON_INT[1]:
+            raise InvalidArgument(f"session integers are 64-bit, not {value}")
+        return int(value)
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise InvalidArgument(f"session values are JSON: {value} is not a JSON number")
+        return float(value)
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidArgument("session text must be valid Unicode (it holds a lone "
+                                  "surrogate)") from None
+        return str(value)
     if isinstance(value, (bytes, bytearray, memoryview)):
         try:
             return bytes(value).decode("utf-8")
-        except UnicodeDecodeError:
+        except (UnicodeDecodeError, TypeError, ValueError):
             raise InvalidArgument("session values are JSON: bytes must be UTF-8 text") from None
-    return value
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v, depth + 1) for v in value]
+    if isinstance(value, dict):
+        return _json_object(value, depth)
+    numpy = _sys.modules.get("numpy")
+    if numpy is not None and not isinstance(value, numpy.timedelta64):  # (an integer kind)
+        # numpy's scalars as the Python values they stand for.
+        for kind, python in ((numpy.bool_, bool), (numpy.integer, int), (numpy.floating, float)):
+            if isinstance(value, kind):
+                return _json_value(python(value), depth)
+    raise InvalidType("session values are JSON (None, bool, int, float, str, bytes, list, "
+                      f"dict), not {type(value).__name__}")
+
+
+def _json_object(data: Any, depth: int = 0) -> "dict[str, Any]":
+    if not isinstance(data, dict):
+        raise InvalidType(f"session data is a dict, not {type(data).__name__}")
+    out = {}
+    for key, value in data.items():
+        if not isinstance(key, str):
+            raise InvalidType(f"session field names are str, not {type(key).__name__}")
+        out[_json_value(key, depth + 1)] = _json_value(value, depth + 1)
+    return out
+
+
+def _json_text(value: Any) -> str:
+    return _json.dumps(value, allow_nan=False)
 
 
 class Sessions:
@@ -376,7 +454,7 @@ class Sessions:
 
     def create(self, data: Optional["dict[str, Any]"] = None) -> str:
         """A new session holding ``data``; returns its id (128 random bits, hex)."""
-        return self._s.create(_json.dumps({k: _to_json_value(v) for k, v in (data or {}).items()}))
+        return self._s.create(_json_text(_json_object({} if data is None else data)))
 
     def get(self, sid: str) -> Optional["dict[str, Any]"]:
         """The session's fields, or None if there is none (or it expired). Refreshes its expiry."""
@@ -385,11 +463,11 @@ class Sessions:
 
     def put(self, sid: str, data: "dict[str, Any]") -> None:
         """Creates or replaces the whole session."""
-        self._s.put(sid, _json.dumps({k: _to_json_value(v) for k, v in data.items()}))
+        self._s.put(sid, _json_text(_json_object(data)))
 
     def set_field(self, sid: str, field: str, value: Any) -> None:
         """Sets one field atomically (creating the session if needed)."""
-        self._s.set_field(sid, field, _json.dumps(_to_json_value(value)))
+        self._s.set_field(sid, field, _json_text(_json_value(value)))
 
     def delete_field(self, sid: str, field: str) -> bool:
         return self._s.erase_field(sid, field)
@@ -405,12 +483,29 @@ class Sessions:
         return f"<shmstate.Sessions {self.name!r} ttl={self.ttl}>"
 
 
+def _is_fill_scalar(value: Any) -> bool:
+    """A real number the library fills with itself: bool, int within 64 bits, float, or a numpy
+    one (0-d arrays included). Anything else goes through numpy's own assignment rules."""
+    if isinstance(value, (bool, float)):
+        return True
+    if isinstance(value, int):
+        return -2**63 <= value < 2**64
+    numpy = _sys.modules.get("numpy")
+    if numpy is None:
+        return False
+    if isinstance(value, numpy.ndarray):
+        return value.ndim == 0 and value.dtype.kind in "biuf"
+    return isinstance(value, (numpy.bool_, numpy.integer, numpy.floating))
+
+
 class Array:
-    """A numpy-like n-d array in shared memory. Indexing is numpy's basic indexing.
+    """A numpy-like n-d array in shared memory, indexed as numpy indexes.
 
     ``a[1:, ::2]`` is a fresh numpy array (a copy, taken without a lock when no write is in
     flight, whole: never half of a concurrent slice write); ``a[0] = values`` writes in place
-    (broadcast and cast as numpy assignment does). The GIL is released around copies.
+    (broadcast and cast as numpy assignment does). Keys are numpy's: integers, slices, ``...``,
+    ``None`` (a new axis); integer arrays and boolean masks are read as a copy (numpy's advanced
+    indexing) and refused in writes. The GIL is released around copies.
     """
 
     __slots__ = ("_a",)
@@ -458,20 +553,31 @@ class Array:
 
     def __setitem__(self, key: Any, value: Any) -> None:
         import numpy as np
-        if np.isscalar(value) or (isinstance(value, np.ndarray) and value.ndim == 0):
+        if _is_fill_scalar(value):
             self._a.fill(key, value)
             return
         shape = tuple(self._a.slice_shape(key))
-        values = np.ascontiguousarray(np.broadcast_to(np.asarray(value), shape),
-                                      dtype=self._a.dtype)
+        try:
+            # Cast first, then broadcast: numpy's order (a value it cannot cast is refused even
+            # for an empty slice).
+            values = np.array(np.broadcast_to(np.asarray(value, dtype=self._a.dtype), shape),
+                              order="C")
+        except Exception as e:  # noqa: BLE001 - numpy's refusal of the value, whatever it is.
+            raise _numpy_error(e, f"a value for a slice of shape {shape}") from None
         self._a.write(key, values)
 
     def to_numpy(self) -> Any:
         """A copy of the whole array."""
-        return self._a.read(None)
+        return self._a.read(())
 
-    __array__ = lambda self, dtype=None: (self.to_numpy() if dtype is None  # noqa: E731
-                                          else self.to_numpy().astype(dtype))
+    def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
+        values = self.to_numpy()
+        if dtype is None:
+            return values
+        try:
+            return values.astype(dtype)
+        except Exception as e:  # noqa: BLE001 - numpy's refusal of the dtype, whatever it is.
+            raise _numpy_error(e, "dtype") from None
 
     def add(self, index: Any, value: Any) -> Any:
         """Atomically adds ``value`` to one element (no lock); returns the old value."""

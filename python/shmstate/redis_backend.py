@@ -40,14 +40,12 @@ from . import _shmstate
 
 _MAX_NAME = 200
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-")
-_MAX_TTL_S = 100.0 * 365 * 24 * 3600
 _MAX_WAIT_S = 24 * 3600.0
 _BLOCK_SLICE_S = 1.0  # A blocking pop waits in slices this long (Ctrl-C, socket timeouts).
 _ARRAY_CHUNK = 64 << 10
 _ARRAY_MAX_BYTES = 1 << 30
 _DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
            "float32", "float64")
-_INT64 = (-(1 << 63), (1 << 63) - 1)
 
 
 # --- Errors -----------------------------------------------------------------------------------
@@ -88,11 +86,13 @@ def _invalid(message: str) -> Exception:
     return _error(_shmstate.InvalidArgument, "InvalidArgument", message)
 
 
-# --- Conversions (the native module's rules) --------------------------------------------------
+# --- Conversions (the native module's rules: its own converters, python/src/convert.h) -------
+
+_text = _shmstate._to_text
+
 
 def _check_name(name: str) -> str:
-    if not isinstance(name, str):
-        raise TypeError("names are str")
+    name = _text(name, "name")
     if not name:
         raise _invalid("name is empty")
     if len(name.encode()) > _MAX_NAME:
@@ -104,51 +104,31 @@ def _check_name(name: str) -> str:
     return name
 
 
-def _ttl_ms(seconds: Optional[float]) -> int:
-    if seconds is None:
-        return 0
-    s = float(seconds)
-    if not (0 < s <= _MAX_TTL_S):  # Also false for NaN.
-        raise _invalid("ttl must be a positive number of seconds (at most ~100 years)")
-    return max(1, round(s * 1000))
+def _ttl_ms(seconds: Optional[float], what: str = "ttl", none_is_no_expiry: bool = True) -> int:
+    return _shmstate._to_ttl_ms(seconds, what, none_is_no_expiry)
 
 
-def _wait_s(seconds: Optional[float], default: float) -> float:
-    if seconds is None:
-        return default
-    s = float(seconds)
-    if not s >= 0:  # Also true for NaN.
-        raise _invalid("wait/timeout must be a number of seconds >= 0")
-    return min(s, _MAX_WAIT_S)
+def _wait_s(seconds: Optional[float], default: float, what: str = "wait") -> float:
+    return _shmstate._to_wait_s(seconds, what, default, _MAX_WAIT_S)
 
 
-def _key(key: Any) -> bytes:
-    if isinstance(key, bytes):
-        return key
-    if isinstance(key, str):
-        return key.encode("utf-8", "surrogateescape")
-    raise TypeError(f"keys are bytes or str, not {type(key).__name__}")
+def _key(key: Any, what: str = "key") -> bytes:
+    return _shmstate._to_key(key, what)
 
 
-def _value(value: Any) -> bytes:
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        raise TypeError("values are bytes: encode the str first (e.g. value.encode())")
-    try:
-        return memoryview(value).tobytes()
-    except TypeError:
-        raise TypeError(f"values are bytes-like (contiguous), not {type(value).__name__}") from None
+def _value(value: Any, what: str = "value") -> bytes:
+    return _shmstate._to_bytes(value, what)
 
 
 def _int64(value: Any, what: str = "value") -> int:
-    v = int(value)
-    if not _INT64[0] <= v <= _INT64[1]:
-        raise _invalid(f"{what} out of the int64 range")
-    return v
+    return _shmstate._to_int64(value, what)
+
+
+_uint64 = _shmstate._to_uint64
 
 
 def _end(end: str) -> bytes:
+    end = _text(end, "end")
     if end not in ("left", "right"):
         raise _invalid("end must be 'left' or 'right'")
     return end.encode()
@@ -609,12 +589,12 @@ class _Dict(_Object):
 
     def __init__(self, router, prefix, name, max_bytes, eviction, default_ttl) -> None:
         super().__init__(router, prefix, name)
-        if eviction not in ("none", "clock"):
+        if _text(eviction, "eviction") not in ("none", "clock"):
             raise _invalid("eviction must be 'none' or 'clock'")
         self._index = self._base + b":i"
         self._entry_prefix = self._base + b":e:"
-        self._open(0, max_bytes=int(max_bytes), eviction=eviction,
-                   default_ttl_ms=_ttl_ms(default_ttl), ver=0)
+        self._open(0, max_bytes=_uint64(max_bytes, "max_bytes"), eviction=eviction,
+                   default_ttl_ms=_ttl_ms(default_ttl, "default_ttl"), ver=0)
 
     def _keys(self, key: Any) -> "list[bytes]":
         return [self._entry_prefix + key, self._index]
@@ -632,9 +612,9 @@ class _Dict(_Object):
     def set(self, key: Any, value: Any, ttl: Optional[float] = None, mode: str = "set",
             if_version: Optional[int] = None) -> bool:
         k, v = _key(key), _value(value)
-        if mode not in ("set", "add", "replace"):
+        if _text(mode, "mode") not in ("set", "add", "replace"):
             raise _invalid("mode must be 'set', 'add' or 'replace'")
-        version = "" if if_version is None else str(int(if_version))
+        version = "" if if_version is None else str(_uint64(if_version, "if_version"))
         return bool(self._run(_DICT_SET, self._keys(k), k, v, mode, _ttl_ms(ttl), version))
 
     def delete(self, key: Any) -> bool:
@@ -648,13 +628,14 @@ class _Dict(_Object):
 
     def cas(self, key: Any, expected: Any, value: Any) -> bool:
         k = _key(key)
-        want = b"" if expected is None else _value(expected)
+        want = b"" if expected is None else _value(expected, "expected")
         return bool(self._run(_DICT_CAS, self._keys(k), k, 0 if expected is None else 1,
                               want, _value(value)))
 
     def keys_page(self, prefix: str = "", cursor: int = 0, limit: int = 1000) -> tuple:
-        want = prefix.encode("utf-8", "surrogateescape") if isinstance(prefix, str) else prefix
-        next_cursor, keys = self._run(_DICT_KEYS, [self._index], int(cursor), max(1, int(limit)),
+        want = _key(prefix, "prefix")
+        cursor, limit = _uint64(cursor, "cursor"), _uint64(limit, "limit", 100000)
+        next_cursor, keys = self._run(_DICT_KEYS, [self._index], cursor, max(1, limit),
                                       self._entry_prefix)
         return [k for k in keys if k.startswith(want)], int(next_cursor)
 
@@ -671,15 +652,16 @@ class _List(_Object):
     def __init__(self, router, prefix, name, max_items, max_item_bytes) -> None:
         super().__init__(router, prefix, name)
         self._list = self._base + b":l"
-        self._open(0, max_items=int(max_items), max_item_bytes=int(max_item_bytes))
+        self._open(0, max_items=_uint64(max_items, "max_items"),
+                   max_item_bytes=_uint64(max_item_bytes, "max_item_bytes"))
 
     def push(self, item: Any, end: str = "right") -> int:
         e = _end(end)
-        return int(self._run(_LIST_PUSH, [self._list], e, _value(item)))
+        return int(self._run(_LIST_PUSH, [self._list], e, _value(item, "item")))
 
     def pop(self, wait: Optional[float] = None, end: str = "left") -> Optional[bytes]:
-        e = _end(end)
         total = _wait_s(wait, 0.0)
+        e = _end(end)
         k = self._list
         if total <= 0:
             return self._r.command(k, "LPOP" if e == b"left" else "RPOP", k, write=True)
@@ -697,7 +679,8 @@ class _List(_Object):
         return int(self._r.call(self._list, lambda n: n.llen(self._list)))
 
     def range(self, start: int = 0, stop: int = -1) -> "list[bytes]":
-        return self._r.call(self._list, lambda n: n.lrange(self._list, int(start), int(stop)))
+        start, stop = _int64(start, "start"), _int64(stop, "stop")
+        return self._r.call(self._list, lambda n: n.lrange(self._list, start, stop))
 
 
 class _Lock(_Object):
@@ -709,8 +692,9 @@ class _Lock(_Object):
 
     def acquire(self, ttl: float, timeout: Optional[float] = None,
                 owner: str = "") -> Optional[int]:
-        ttl_ms = _ttl_ms(ttl)
-        total = _wait_s(timeout, _MAX_WAIT_S)
+        ttl_ms = _ttl_ms(ttl, "ttl", none_is_no_expiry=False)
+        total = _wait_s(timeout, _MAX_WAIT_S, "timeout")
+        owner = _text(owner, "owner")
         deadline = time.monotonic() + total
         pause = 0.002
         while True:
@@ -726,10 +710,11 @@ class _Lock(_Object):
             pause = min(pause * 2, 0.05)
 
     def release(self, token: int) -> bool:
-        return bool(self._run(_LOCK_RELEASE, [], int(token)))
+        return bool(self._run(_LOCK_RELEASE, [], _uint64(token, "token")))
 
     def refresh(self, token: int, ttl: float) -> bool:
-        return bool(self._run(_LOCK_REFRESH, [], int(token), _ttl_ms(ttl)))
+        return bool(self._run(_LOCK_REFRESH, [], _uint64(token, "token"),
+                              _ttl_ms(ttl, "ttl", none_is_no_expiry=False)))
 
     def info(self) -> "dict[str, Any]":
         held, owner, exp, remaining, acq, _ = self._run(_LOCK_INFO, [])
@@ -749,22 +734,21 @@ class _Sessions(_Object):
         self._session_prefix = self._base + b":" + self._epoch + b":s:"
 
     def _call(self, script: _Script, sid: str, *args: Any) -> Any:
-        if not isinstance(sid, str):
-            raise TypeError("session ids are str")
+        sid = _text(sid, "sid")
         return self._run(script, [self._session_prefix + sid.encode()], self._epoch,
                          self._idle_ms, *args)
 
     @staticmethod
     def _fields(text: str) -> "list[bytes]":
         try:
-            data = _json.loads(text)
+            data = _json.loads(_text(text, "json"))
         except ValueError as e:
             raise _invalid(f"not JSON: {e}") from None
         if not isinstance(data, dict):
             raise _invalid("a session is a JSON object")
         out: "list[bytes]" = []
         for k, v in data.items():
-            out += [b"f:" + k.encode(), _json.dumps(v).encode()]
+            out += [b"f:" + k.encode("utf-8", "surrogatepass"), _json.dumps(v).encode()]
         return out
 
     def create(self, json: str = "{}") -> str:
@@ -788,16 +772,18 @@ class _Sessions(_Object):
         return bool(self._call(_SESSION_DELETE, sid))
 
     def set_field(self, sid: str, field: str, json: str) -> None:
+        json = _text(json, "json")
         try:
             _json.loads(json)
         except ValueError as e:
             raise _invalid(f"not JSON: {e}") from None
-        self._call(_SESSION_SET_FIELD, sid, b"f:" + field.encode(), json)
+        self._call(_SESSION_SET_FIELD, sid, b"f:" + _text(field, "field").encode(), json)
 
     def erase_field(self, sid: str, field: str) -> bool:
-        return bool(self._call(_SESSION_ERASE_FIELD, sid, b"f:" + field.encode()))
+        return bool(self._call(_SESSION_ERASE_FIELD, sid, b"f:" + _text(field, "field").encode()))
 
     def incr(self, sid: str, field: str, by: int = 1) -> int:
+        field = _text(field, "field")
         return int(self._call(_SESSION_INCR, sid, b"f:" + field.encode(), _int64(by, "by")))
 
     def idle_ttl(self) -> float:
@@ -836,16 +822,22 @@ class _Array(_Object):
                              f"{name} is a {meta.get(b'kind', b'?').decode()}, not an array")
             return cls(router, prefix, name, meta)
         if data is None:
+            dtype = _shmstate._to_dtype_name(dtype)
+            shape = _shmstate._to_shape(shape)
             if dtype not in _DTYPES:
                 raise _invalid(f"unknown dtype '{dtype}' ({', '.join(_DTYPES)})")
-            if any(n < 0 for n in shape):
-                raise _invalid("array dimensions must be >= 0")
+            if not 1 <= len(shape) <= 8:
+                raise _invalid(f"an array has 1 to 8 dimensions, not {len(shape)}")
             try:
                 data = np.full(tuple(shape), fill, dtype=dtype)
             except (OverflowError, ValueError, TypeError) as e:
                 raise _invalid(f"fill {fill!r}: {e}") from None
         elif data.dtype.name not in _DTYPES:
             raise _invalid(f"unknown dtype '{data.dtype.name}' ({', '.join(_DTYPES)})")
+        else:
+            if not 1 <= data.ndim <= 8:
+                raise _invalid(f"an array has 1 to 8 dimensions, not {data.ndim}")
+            data = data.astype(data.dtype.newbyteorder("="), copy=False)  # Stored native.
         if data.nbytes > _ARRAY_MAX_BYTES:
             raise _invalid(f"array larger than {_ARRAY_MAX_BYTES} bytes")
         chunk = max(data.dtype.itemsize, _ARRAY_CHUNK // data.dtype.itemsize * data.dtype.itemsize)
@@ -865,22 +857,23 @@ class _Array(_Object):
         return array
 
     # -- index arithmetic on the client --
-    def _flat(self, key: Any) -> Any:
-        """The flat element indices a basic-indexing key selects (numpy's rules)."""
+    def _flat(self, key: Any, write: bool = True) -> Any:
+        """The flat element indices `key` selects (numpy's rules). Writes take basic indexing
+        only (integers, slices, ..., None), as the shm backend; reads take numpy's advanced
+        indexing too (integer arrays, boolean masks), as a copy."""
         np = self._np
         grid = np.arange(self._size, dtype=np.int64).reshape(self.shape)
-        if key is None:
-            return grid
-        parts = key if isinstance(key, tuple) else (key,)
-        for p in parts:
-            if not (isinstance(p, slice) or p is Ellipsis or
-                    (isinstance(p, (int, np.integer)) and not isinstance(p, (bool, np.bool_)))):
-                raise _invalid("only basic indexing is supported (integers, slices, ...), not "
-                               f"{type(p).__name__}")
+        form = _shmstate._advanced_form(key)  # Also refuses what numpy refuses outright.
+        if write and form is not None:
+            raise _invalid(f"an index with {form} (numpy's advanced indexing) selects a copy: "
+                           "it can be read, not written; write with integers, slices, ... and "
+                           "None")
         try:
             return grid[key]
-        except IndexError as e:
-            raise _invalid(str(e)) from None
+        except TypeError as e:
+            raise _error(_shmstate.InvalidType, "InvalidArgument", f"index: {e}") from None
+        except Exception as e:  # noqa: BLE001 - numpy's refusal (IndexError, OverflowError, ...).
+            raise _invalid(f"index: {e}") from None
 
     def _chunk_keys(self, first: int, last: int) -> "list[bytes]":
         """The keys of the chunks holding bytes first..last."""
@@ -897,7 +890,7 @@ class _Array(_Object):
         return version, self._np.frombuffer(raw, dtype=self.dtype).copy()
 
     def read(self, key: Any) -> Any:
-        flat = self._flat(key)
+        flat = self._flat(key, write=False)
         np = self._np
         if flat.size == 0:
             return np.empty(flat.shape, dtype=self.dtype)
@@ -935,6 +928,8 @@ class _Array(_Object):
         self._update(key, change)
 
     def fill(self, key: Any, value: Any) -> None:
+        value = _shmstate._to_scalar(value, "value")
+
         def change(vals, pos):
             try:
                 vals[pos] = value
@@ -943,15 +938,18 @@ class _Array(_Object):
         self._update(key, change)
 
     def atomic(self, op: str, index: Any, value: Any, expected: Any = None) -> Any:
+        op = _text(op, "op")
         if op not in ("add", "min", "max", "cas"):
             raise _invalid("atomic op must be add, min, max or cas")
-        idx = tuple(int(i) for i in index) if isinstance(index, (tuple, list)) else (int(index),)
+        idx = tuple(_shmstate._to_element_index(index))
+        value = _shmstate._to_scalar(value, "value")
+        if expected is not None:
+            expected = _shmstate._to_scalar(expected, "expected")
         if len(idx) != len(self.shape):
             raise _invalid("an atomic op takes one element: give one index per dimension")
         np = self._np
 
-        def change(vals, pos):
-            p = int(pos)
+        def update(vals, p):
             old = vals[p].item()
             if op == "add":
                 vals[p] = np.array(old + value).astype(self.dtype)
@@ -965,14 +963,22 @@ class _Array(_Object):
             else:
                 return False, old
             return old
+
+        def change(vals, pos):
+            try:
+                return update(vals, int(pos))
+            except (OverflowError, ValueError, TypeError) as e:  # The value does not fit.
+                raise _invalid(f"{op} {value!r} on {self.dtype}: {e}") from None
         return self._update(idx, change)
 
     def apply(self, op: str, key: Any, value: Any) -> None:
         np = self._np
         ops = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "min": np.minimum,
                "max": np.maximum}
+        op = _text(op, "op")
         if op not in ops and op not in ("div", "fill"):
             raise _invalid("op must be add, sub, mul, div, min, max or fill")
+        value = _shmstate._to_scalar(value, "value")
 
         def change(vals, pos):
             cur = vals[pos]
@@ -1000,9 +1006,17 @@ class RedisClient:
                  wait_timeout: float = 1.0, socket_timeout: float = 10.0) -> None:
         parsed = urllib.parse.urlsplit(url)
         query = dict(urllib.parse.parse_qsl(parsed.query))
-        prefix = query.pop("prefix", prefix)
-        wait_replicas = int(query.pop("wait_replicas", wait_replicas))
-        wait_timeout = float(query.pop("wait_timeout", wait_timeout))
+        prefix = _text(query.pop("prefix", prefix), "prefix")
+        try:
+            wait_replicas = int(query.pop("wait_replicas", wait_replicas))
+            wait_timeout = float(query.pop("wait_timeout", wait_timeout))
+            socket_timeout = float(socket_timeout)
+        except (TypeError, ValueError, OverflowError) as e:
+            raise _invalid(f"bad option in {url!r}: {e}") from None
+        if not 0 <= wait_replicas <= 100 or not 0 < wait_timeout <= 3600 or \
+                not 0 < socket_timeout <= 3600:
+            raise _invalid("wait_replicas is 0..100; wait_timeout and socket_timeout are "
+                           "seconds in (0, 3600]")
         if query:
             raise _invalid(f"unknown URL options {sorted(query)} in {url!r}")
         if not prefix or not set(prefix) <= _NAME_CHARS:
@@ -1029,7 +1043,8 @@ class RedisClient:
         return _Lock(self._r, self._prefix, name)
 
     def sessions(self, name: str, idle_ttl: float) -> _Sessions:
-        return _Sessions(self._r, self._prefix, name, _ttl_ms(idle_ttl))
+        return _Sessions(self._r, self._prefix, name,
+                         _ttl_ms(idle_ttl, "idle_ttl", none_is_no_expiry=False))
 
     def array(self, name: str, dtype: Optional[str] = None, shape: Optional[list] = None,
               fill: Any = None) -> _Array:
@@ -1041,6 +1056,7 @@ class RedisClient:
         return _Array.open(self._r, self._prefix, name, None, None, None, data=values)
 
     def objects(self, prefix: str = "") -> "list[tuple[str, str]]":
+        prefix = _text(prefix, "prefix")
         head = f"{self._prefix}:{{"
         found = {}
         for node in self._r.primaries():

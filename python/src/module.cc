@@ -2,6 +2,10 @@
 // the library's proxies on the segment mapped in this process (no socket); the pure-Python
 // package (python/shmstate/) adds the friendlier surface on top.
 //
+// Every binding takes its arguments as Python objects and converts each with convert.h before
+// anything reaches the library, so a wrong argument is a shmstate.InvalidArgument (or
+// InvalidType) and never a crash or a foreign exception (tests/python/test_argument_fuzz.py).
+//
 // Each handle runs its operations through Bound<Proxy>::Run, which brackets them with the
 // segment's client gate (Attachment) and reopens the proxy by name when the server moved its
 // state into a new generation. Blocking calls and array copies run without the GIL.
@@ -18,6 +22,7 @@
 #include <vector>
 
 #include "attachment.h"
+#include "convert.h"
 #include "shm/counter.h"
 #include "shm/dict.h"
 #include "shm/lease_lock.h"
@@ -35,18 +40,9 @@ namespace {
 
 // --- Errors ------------------------------------------------------------------------------------
 
-struct StatusError {
-  Status status;
-};
-
-[[noreturn]] void Raise(const Status& status) { throw StatusError{status}; }
-void Check(const Status& status) {
-  if (!status.ok()) Raise(status);
-}
-
 struct Exceptions {
-  py::object error, not_found, already_exists, wrong_kind, invalid_argument, conflict, full,
-      timeout, unavailable, internal;
+  py::object error, not_found, already_exists, wrong_kind, invalid_argument, invalid_type, conflict,
+      full, timeout, unavailable, internal;
 };
 Exceptions* g_exceptions = nullptr;  // Created once at import; lives as long as the module.
 
@@ -165,75 +161,9 @@ class Bound {
 
 // --- Conversions --------------------------------------------------------------------------------
 
-int64_t TtlMs(std::optional<double> seconds) {
-  if (!seconds) return 0;
-  if (!std::isfinite(*seconds) || *seconds <= 0 || *seconds > 100.0 * 365 * 24 * 3600) {
-    Raise(Status::InvalidArgument("ttl must be a positive number of seconds (at most ~100 years)"));
-  }
-  return std::max<int64_t>(1, static_cast<int64_t>(std::llround(*seconds * 1000)));
-}
-
-std::chrono::milliseconds WaitMs(std::optional<double> seconds, std::chrono::milliseconds max) {
-  if (!seconds) return max;
-  if (!std::isfinite(*seconds) || *seconds < 0) {
-    Raise(Status::InvalidArgument("wait/timeout must be a number of seconds >= 0"));
-  }
-  double ms = std::min(*seconds * 1000, static_cast<double>(max.count()));
-  return std::chrono::milliseconds(static_cast<int64_t>(std::llround(ms)));
-}
-
-// Keys: bytes or str (UTF-8).
-std::string KeyBytes(const py::handle& key) {
-  if (PyBytes_Check(key.ptr())) return std::string(py::reinterpret_borrow<py::bytes>(key));
-  if (PyUnicode_Check(key.ptr())) {
-    Py_ssize_t size = 0;
-    const char* data = PyUnicode_AsUTF8AndSize(key.ptr(), &size);
-    if (data == nullptr) throw py::error_already_set();
-    return std::string(data, static_cast<size_t>(size));
-  }
-  throw py::type_error("keys are bytes or str, not " +
-                       std::string(py::str(py::type::of(key).attr("__name__"))));
-}
-
-// Values: any bytes-like object (bytes, bytearray, memoryview, ...).
-std::string ValueBytes(const py::handle& value) {
-  if (PyBytes_Check(value.ptr())) return std::string(py::reinterpret_borrow<py::bytes>(value));
-  if (PyUnicode_Check(value.ptr())) {
-    throw py::type_error("values are bytes: encode the str first (e.g. value.encode())");
-  }
-  Py_buffer view;
-  if (PyObject_GetBuffer(value.ptr(), &view, PyBUF_SIMPLE) != 0) {
-    PyErr_Clear();
-    throw py::type_error("values are bytes-like (contiguous), not " +
-                         std::string(py::str(py::type::of(value).attr("__name__"))));
-  }
-  std::string bytes(static_cast<const char*>(view.buf), static_cast<size_t>(view.len));
-  PyBuffer_Release(&view);
-  return bytes;
-}
+// Argument conversions are in convert.h; these turn library values into Python ones.
 
 py::bytes Bytes(const std::string& s) { return py::bytes(s.data(), s.size()); }
-
-shm::Scalar ToScalar(const py::handle& value) {
-  if (PyBool_Check(value.ptr())) return shm::Scalar::Bool(value.ptr() == Py_True);
-  if (PyLong_Check(value.ptr())) {
-    int overflow = 0;
-    long long v = PyLong_AsLongLongAndOverflow(value.ptr(), &overflow);
-    if (overflow == 0) return shm::Scalar::Int(v);
-    unsigned long long u = PyLong_AsUnsignedLongLong(value.ptr());
-    if (PyErr_Occurred()) {
-      PyErr_Clear();
-      Raise(Status::InvalidArgument("integer out of the int64/uint64 range"));
-    }
-    return shm::Scalar::UInt(u);
-  }
-  if (PyFloat_Check(value.ptr())) return shm::Scalar::Float(PyFloat_AsDouble(value.ptr()));
-  // numpy scalars and 0-d arrays: by their kind.
-  if (py::hasattr(value, "dtype") && py::hasattr(value, "item")) {
-    return ToScalar(value.attr("item")());
-  }
-  throw py::type_error("expected a number");
-}
 
 py::object FromScalar(const shm::Scalar& s) {
   switch (s.kind) {
@@ -247,48 +177,6 @@ py::object FromScalar(const shm::Scalar& s) {
       return py::float_(s.f);
   }
   return py::none();
-}
-
-std::optional<int64_t> OptionalIndex(const py::handle& h) {
-  if (h.is_none()) return std::nullopt;
-  return py::cast<int64_t>(h);
-}
-
-// numpy basic indexing -> Slice. Fancy indexing and newaxis are refused.
-shm::Slice ToSlice(const py::handle& key) {
-  shm::Slice slice;
-  auto add = [&slice](const py::handle& item) {
-    if (PySlice_Check(item.ptr())) {
-      slice.Range(OptionalIndex(item.attr("start")), OptionalIndex(item.attr("stop")),
-                  OptionalIndex(item.attr("step")));
-    } else if (item.ptr() == Py_Ellipsis) {
-      slice.Ellipsis();
-    } else if (PyLong_Check(item.ptr()) && !PyBool_Check(item.ptr())) {
-      slice.Index(py::cast<int64_t>(item));
-    } else if (PyIndex_Check(item.ptr()) && !PyBool_Check(item.ptr())) {
-      slice.Index(py::cast<int64_t>(py::reinterpret_steal<py::object>(PyNumber_Index(item.ptr()))));
-    } else {
-      Raise(
-          Status::InvalidArgument("only basic indexing is supported (integers, slices, ...), not " +
-                                  std::string(py::str(py::type::of(item).attr("__name__")))));
-    }
-  };
-  if (PyTuple_Check(key.ptr())) {
-    for (const py::handle& item : py::reinterpret_borrow<py::tuple>(key)) add(item);
-  } else {
-    add(key);
-  }
-  return slice;
-}
-
-std::vector<int64_t> ToIndex(const py::handle& index) {
-  std::vector<int64_t> result;
-  if (PyTuple_Check(index.ptr()) || PyList_Check(index.ptr())) {
-    for (const py::handle& i : index) result.push_back(py::cast<int64_t>(i));
-  } else {
-    result.push_back(py::cast<int64_t>(index));
-  }
-  return result;
 }
 
 // --- Handles
@@ -305,7 +193,8 @@ class PyCounter {
           return shm::Counter::Open(seg, name, options, c);
         }) {}
 
-  int64_t Incr(int64_t by) {
+  int64_t Incr(const py::handle& by_arg) {
+    int64_t by = ToInt64(by_arg, "by");
     int64_t value = 0;
     bound_.Run([&](shm::Counter& c) { return c.Add(by, &value); });
     return value;
@@ -315,10 +204,13 @@ class PyCounter {
     bound_.Run([&](shm::Counter& c) { return c.Get(&value); });
     return value;
   }
-  void Set(int64_t value) {
+  void Set(const py::handle& value_arg) {
+    int64_t value = ToInt64(value_arg, "value");
     bound_.Run([&](shm::Counter& c) { return c.Set(value); });
   }
-  bool Cas(int64_t expected, int64_t desired) {
+  bool Cas(const py::handle& expected_arg, const py::handle& desired_arg) {
+    int64_t expected = ToInt64(expected_arg, "expected");
+    int64_t desired = ToInt64(desired_arg, "value");
     bool swapped = false;
     bound_.Run([&](shm::Counter& c) {
       int64_t actual = 0;
@@ -335,6 +227,9 @@ class PyCounter {
   Bound<shm::Counter> bound_;
 };
 
+// The largest page of Dict keys one call returns.
+constexpr uint64_t kMaxKeysPage = 100000;
+
 class PyDict {
  public:
   PyDict(std::shared_ptr<Attachment> a, std::string name, const shm::DictOptions& options)
@@ -344,7 +239,7 @@ class PyDict {
 
   // `absent` (None by default) when absent.
   py::object Get(const py::handle& key, const py::handle& absent) {
-    std::string k = KeyBytes(key);
+    std::string k = ToKey(key, "key");
     shm::DictValue value;
     bool found = false;
     bound_.Run([&](shm::Dict& d) {
@@ -357,7 +252,7 @@ class PyDict {
   }
   // (value, version, expires_at_ms) or None.
   py::object GetEntry(const py::handle& key) {
-    std::string k = KeyBytes(key);
+    std::string k = ToKey(key, "key");
     shm::DictValue value;
     bool found = false;
     bound_.Run([&](shm::Dict& d) {
@@ -370,13 +265,14 @@ class PyDict {
   }
   // mode "set" | "add" | "replace"; False when add/replace did not apply; version-checked with
   // if_version (False on a mismatch).
-  bool Set(const py::handle& key, const py::handle& value, std::optional<double> ttl,
-           const std::string& mode, std::optional<uint64_t> if_version) {
-    std::string k = KeyBytes(key);
-    std::string v = ValueBytes(value);
+  bool Set(const py::handle& key, const py::handle& value, const py::handle& ttl,
+           const py::handle& mode_arg, const py::handle& if_version) {
+    std::string k = ToKey(key, "key");
+    std::string v = ToBytes(value, "value");
     shm::SetOptions options;
-    options.ttl_ms = TtlMs(ttl);
-    options.if_version = if_version;
+    options.ttl_ms = ToTtlMs(ttl, "ttl");
+    if (!if_version.is_none()) options.if_version = ToUInt64(if_version, "if_version");
+    std::string mode = ToText(mode_arg, "mode");
     if (mode == "set") {
       options.mode = shm::SetMode::kSet;
     } else if (mode == "add") {
@@ -390,7 +286,7 @@ class PyDict {
     bound_.Run([&](shm::Dict& d) {
       Status s = d.Set(k, v, options);
       if (s.IsAlreadyExists() || (s.IsNotFound() && options.mode == shm::SetMode::kReplace) ||
-          (s.IsConflict() && if_version)) {
+          (s.IsConflict() && options.if_version)) {
         applied = false;
         return Status::OK();
       }
@@ -400,7 +296,7 @@ class PyDict {
     return applied;
   }
   bool Delete(const py::handle& key) {
-    std::string k = KeyBytes(key);
+    std::string k = ToKey(key, "key");
     bool deleted = false;
     bound_.Run([&](shm::Dict& d) {
       Status s = d.Delete(k);
@@ -409,19 +305,22 @@ class PyDict {
     });
     return deleted;
   }
-  int64_t Incr(const py::handle& key, int64_t by, int64_t init, std::optional<double> ttl) {
-    std::string k = KeyBytes(key);
-    int64_t ttl_ms = TtlMs(ttl);
+  int64_t Incr(const py::handle& key, const py::handle& by_arg, const py::handle& init_arg,
+               const py::handle& ttl) {
+    std::string k = ToKey(key, "key");
+    int64_t by = ToInt64(by_arg, "by");
+    int64_t init = ToInt64(init_arg, "init");
+    int64_t ttl_ms = ToTtlMs(ttl, "ttl");
     int64_t result = 0;
     bound_.Run([&](shm::Dict& d) { return d.Incr(k, by, init, ttl_ms, &result); });
     return result;
   }
   // Writes `desired` only if the value is `expected` (None: only if absent).
   bool Cas(const py::handle& key, const py::handle& expected, const py::handle& desired) {
-    std::string k = KeyBytes(key);
+    std::string k = ToKey(key, "key");
     std::optional<std::string> want;
-    if (!expected.is_none()) want = ValueBytes(expected);
-    std::string next = ValueBytes(desired);
+    if (!expected.is_none()) want = ToBytes(expected, "expected");
+    std::string next = ToBytes(desired, "value");
     bool swapped = false;
     bound_.Run([&](shm::Dict& d) {
       return d.Update(k, [&](const shm::DictValue* current, shm::DictUpdate* update) {
@@ -439,7 +338,11 @@ class PyDict {
     return swapped;
   }
   // One page of keys: (keys, next_cursor); next_cursor 0 = done.
-  py::tuple Keys(const std::string& prefix, uint64_t cursor, size_t limit) {
+  py::tuple Keys(const py::handle& prefix_arg, const py::handle& cursor_arg,
+                 const py::handle& limit_arg) {
+    std::string prefix = ToKey(prefix_arg, "prefix");
+    uint64_t cursor = ToUInt64(cursor_arg, "cursor");
+    size_t limit = ToUInt64(limit_arg, "limit", kMaxKeysPage);
     std::vector<std::string> keys;
     uint64_t next = 0;
     bound_.Run([&](shm::Dict& d) { return d.ListKeys(prefix, limit, cursor, &keys, &next); });
@@ -467,7 +370,8 @@ class PyDict {
   Bound<shm::Dict> bound_;
 };
 
-shm::List::End ParseEnd(const std::string& end) {
+shm::List::End ParseEnd(const py::handle& end_arg) {
+  std::string end = ToText(end_arg, "end");
   if (end == "left") return shm::List::End::kLeft;
   if (end == "right") return shm::List::End::kRight;
   Raise(Status::InvalidArgument("end must be 'left' or 'right'"));
@@ -498,17 +402,18 @@ class PyList {
           return shm::List::Open(seg, name, shm::OpenMode::kCreateIfMissing, options, l);
         }) {}
 
-  uint64_t Push(const py::handle& item, const std::string& end) {
-    std::string v = ValueBytes(item);
+  uint64_t Push(const py::handle& item, const py::handle& end) {
+    std::string v = ToBytes(item, "item");
     shm::List::End e = ParseEnd(end);
     uint64_t length = 0;
     bound_.Run([&](shm::List& l) { return l.Push(e, v, &length); });
     return length;
   }
-  py::object Pop(std::optional<double> wait, const std::string& end) {
+  py::object Pop(const py::handle& wait, const py::handle& end) {
+    auto total = ToWait(wait, "wait", std::chrono::milliseconds(0), shm::List::kMaxWait);
     shm::List::End e = ParseEnd(end);
     std::string item;
-    bool got = WaitInSlices(WaitMs(wait.value_or(0), shm::List::kMaxWait), [&](auto slice) {
+    bool got = WaitInSlices(total, [&](auto slice) {
       bool popped = false;
       bound_.Run([&](shm::List& l) { return l.Pop(e, slice, &item, &popped); },
                  /*release_gil=*/slice.count() > 0);
@@ -521,7 +426,9 @@ class PyList {
     bound_.Run([&](shm::List& l) { return l.Length(&length); });
     return length;
   }
-  py::list Range(int64_t start, int64_t stop) {
+  py::list Range(const py::handle& start_arg, const py::handle& stop_arg) {
+    int64_t start = ToInt64(start_arg, "start");
+    int64_t stop = ToInt64(stop_arg, "stop");
     std::vector<std::string> items;
     bound_.Run([&](shm::List& l) { return l.Range(start, stop, &items); });
     py::list out;
@@ -543,10 +450,13 @@ class PyLock {
         }) {}
 
   // The token, or None when still held by someone else after `timeout` seconds.
-  py::object Acquire(double ttl, std::optional<double> timeout, const std::string& owner) {
-    int64_t ttl_ms = TtlMs(ttl);
+  py::object Acquire(const py::handle& ttl, const py::handle& timeout,
+                     const py::handle& owner_arg) {
+    int64_t ttl_ms = ToTtlMs(ttl, "ttl", /*none_is_no_expiry=*/false);
+    auto total = ToWait(timeout, "timeout", shm::LeaseLock::kMaxWait, shm::LeaseLock::kMaxWait);
+    std::string owner = ToText(owner_arg, "owner");
     uint64_t token = 0;
-    bool got = WaitInSlices(WaitMs(timeout, shm::LeaseLock::kMaxWait), [&](auto slice) {
+    bool got = WaitInSlices(total, [&](auto slice) {
       bool held_by_other = false;
       bound_.Run(
           [&](shm::LeaseLock& l) {
@@ -560,7 +470,8 @@ class PyLock {
     });
     return got ? py::object(py::int_(token)) : py::object(py::none());
   }
-  bool Release(uint64_t token) {
+  bool Release(const py::handle& token_arg) {
+    uint64_t token = ToUInt64(token_arg, "token");
     bool released = false;
     bound_.Run([&](shm::LeaseLock& l) {
       Status s = l.Release(token);
@@ -569,8 +480,9 @@ class PyLock {
     });
     return released;
   }
-  bool Refresh(uint64_t token, double ttl) {
-    int64_t ttl_ms = TtlMs(ttl);
+  bool Refresh(const py::handle& token_arg, const py::handle& ttl) {
+    uint64_t token = ToUInt64(token_arg, "token");
+    int64_t ttl_ms = ToTtlMs(ttl, "ttl", /*none_is_no_expiry=*/false);
     bool refreshed = false;
     bound_.Run([&](shm::LeaseLock& l) {
       Status s = l.Refresh(token, ttl_ms);
@@ -605,15 +517,16 @@ class PySessions {
           return shm::Sessions::Open(seg, name, shm::OpenMode::kCreateIfMissing, idle_ms, s);
         }) {}
 
-  std::string Create(const std::string& json) {
-    boost::json::object session = ParseObject(json);
+  std::string Create(const py::handle& json) {
+    boost::json::object session = ParseObject(ToText(json, "json"));
     std::string id;
     Check(shm::Sessions::NewId(&id));
     bound_.Run([&](shm::Sessions& s) { return s.Put(id, session); });
     return id;
   }
   // JSON text, or None.
-  py::object Get(const std::string& id) {
+  py::object Get(const py::handle& id_arg) {
+    std::string id = ToText(id_arg, "sid");
     boost::json::object session;
     bool found = false;
     bound_.Run([&](shm::Sessions& s) {
@@ -624,11 +537,13 @@ class PySessions {
     if (!found) return py::none();
     return py::str(boost::json::serialize(session));
   }
-  void Put(const std::string& id, const std::string& json) {
-    boost::json::object session = ParseObject(json);
+  void Put(const py::handle& id_arg, const py::handle& json) {
+    std::string id = ToText(id_arg, "sid");
+    boost::json::object session = ParseObject(ToText(json, "json"));
     bound_.Run([&](shm::Sessions& s) { return s.Put(id, session); });
   }
-  bool Delete(const std::string& id) {
+  bool Delete(const py::handle& id_arg) {
+    std::string id = ToText(id_arg, "sid");
     bool deleted = false;
     bound_.Run([&](shm::Sessions& s) {
       Status st = s.Delete(id);
@@ -637,11 +552,15 @@ class PySessions {
     });
     return deleted;
   }
-  void SetField(const std::string& id, const std::string& field, const std::string& json) {
-    boost::json::value value = ParseValue(json);
+  void SetField(const py::handle& id_arg, const py::handle& field_arg, const py::handle& json) {
+    std::string id = ToText(id_arg, "sid");
+    std::string field = ToText(field_arg, "field");
+    boost::json::value value = ParseValue(ToText(json, "json"));
     bound_.Run([&](shm::Sessions& s) { return s.SetField(id, field, value); });
   }
-  bool EraseField(const std::string& id, const std::string& field) {
+  bool EraseField(const py::handle& id_arg, const py::handle& field_arg) {
+    std::string id = ToText(id_arg, "sid");
+    std::string field = ToText(field_arg, "field");
     bool erased = false;
     bound_.Run([&](shm::Sessions& s) {
       Status st = s.EraseField(id, field);
@@ -650,7 +569,10 @@ class PySessions {
     });
     return erased;
   }
-  int64_t Incr(const std::string& id, const std::string& field, int64_t by) {
+  int64_t Incr(const py::handle& id_arg, const py::handle& field_arg, const py::handle& by_arg) {
+    std::string id = ToText(id_arg, "sid");
+    std::string field = ToText(field_arg, "field");
+    int64_t by = ToInt64(by_arg, "by");
     int64_t result = 0;
     bound_.Run([&](shm::Sessions& s) { return s.Incr(id, field, by, &result); });
     return result;
@@ -697,49 +619,65 @@ class PyArray {
     });
   }
 
-  // A fresh numpy array (or a numpy scalar for an all-integer index) copied from the slice.
-  py::object Read(const py::handle& key) {
-    shm::Slice slice = key.is_none() ? shm::Slice() : ToSlice(key);
-    std::vector<int64_t> shape;
-    bound_.Run([&](shm::NdArray& arr) { return arr.SliceShape(slice, &shape); });
+  // A fresh numpy array (or a numpy scalar for an all-integer index) copied from the slice,
+  // exactly as numpy's `array[key]` would give it. Advanced indexing (integer arrays, boolean
+  // masks) copies the whole array and lets numpy select from the copy.
+  py::object Read(const py::handle& key_arg) {
+    ArrayKey key = ToArrayKey(key_arg);
+    if (key.advanced) return ReadAdvanced(key_arg);
+    std::vector<int64_t> sliced = SlicedShape(key);
+    std::vector<int64_t> shape = key.ResultShape(sliced);
     py::array out(NumpyDType(dtype_), std::vector<py::ssize_t>(shape.begin(), shape.end()));
     void* data = out.mutable_data();
     size_t nbytes = static_cast<size_t>(out.nbytes());
-    bound_.Run([&](shm::NdArray& arr) { return arr.ReadSliceInto(slice, data, nbytes); },
+    bound_.Run([&](shm::NdArray& arr) { return arr.ReadSliceInto(key.slice, data, nbytes); },
                /*release_gil=*/true);
     if (shape.empty()) return out[py::tuple()];
     return out;
   }
-  // `values` is C-contiguous, of this array's dtype and of the slice's shape (the Python layer
-  // broadcasts and casts with numpy first).
-  void Write(const py::handle& key, const py::array& values) {
-    if (!(values.flags() & py::array::c_style)) {
-      Raise(Status::InvalidArgument("values must be C-contiguous"));
+  // `values`: a C-contiguous numpy array of this array's dtype and of the key's shape (the
+  // Python layer broadcasts and casts with numpy first).
+  void Write(const py::handle& key_arg, const py::handle& values_arg) {
+    ArrayKey key = ToBasicKey(key_arg);
+    std::vector<int64_t> sliced = SlicedShape(key);
+    std::vector<int64_t> shape = key.ResultShape(sliced);
+    if (!IsNdarray(values_arg)) {
+      RaiseType("values must be a numpy array of dtype " + std::string(shm::DTypeName(dtype_)) +
+                " (a[key] = values broadcasts and casts), not " + TypeName(values_arg));
     }
-    shm::Slice slice = key.is_none() ? shm::Slice() : ToSlice(key);
+    py::array values = py::reinterpret_borrow<py::array>(values_arg);
+    std::vector<int64_t> have(values.shape(), values.shape() + values.ndim());
+    if (!values.dtype().equal(NumpyDType(dtype_))) {
+      RaiseInvalid("values must have the array's dtype " + std::string(shm::DTypeName(dtype_)) +
+                   ", not " + py::str(values.dtype()).cast<std::string>());
+    }
+    if (have != shape && have != sliced) {
+      RaiseInvalid("values of shape " + shm::ShapeToString(have) + " for a slice of shape " +
+                   shm::ShapeToString(shape));
+    }
+    if (!(values.flags() & py::array::c_style)) RaiseInvalid("values must be C-contiguous");
     const char* data = static_cast<const char*>(values.data());
     std::string_view bytes(data, static_cast<size_t>(values.nbytes()));
-    bound_.Run([&](shm::NdArray& arr) { return arr.WriteSlice(slice, bytes); },
+    bound_.Run([&](shm::NdArray& arr) { return arr.WriteSlice(key.slice, bytes); },
                /*release_gil=*/true);
   }
-  std::vector<int64_t> SliceShape(const py::handle& key) {
-    shm::Slice slice = key.is_none() ? shm::Slice() : ToSlice(key);
-    std::vector<int64_t> shape;
-    bound_.Run([&](shm::NdArray& arr) { return arr.SliceShape(slice, &shape); });
-    return shape;
+  // The shape numpy gives `array[key]` (basic keys only: a key that can be written).
+  std::vector<int64_t> SliceShape(const py::handle& key_arg) {
+    ArrayKey key = ToBasicKey(key_arg);
+    return key.ResultShape(SlicedShape(key));
   }
-  void Fill(const py::handle& key, const py::handle& value) {
-    shm::Slice slice = key.is_none() ? shm::Slice() : ToSlice(key);
-    shm::Scalar scalar = ToScalar(value);
-    bound_.Run([&](shm::NdArray& arr) { return arr.Fill(slice, scalar); }, true);
+  void Fill(const py::handle& key_arg, const py::handle& value) {
+    ArrayKey key = ToBasicKey(key_arg);
+    shm::Scalar scalar = ToScalar(value, "value");
+    bound_.Run([&](shm::NdArray& arr) { return arr.Fill(key.slice, scalar); }, true);
   }
-  py::object Atomic(const std::string& op, const py::handle& index, const py::handle& value,
+  py::object Atomic(const py::handle& op, const py::handle& index, const py::handle& value,
                     const py::handle& expected) {
     shm::AtomicOp parsed;
-    Check(shm::ParseAtomicOp(op, &parsed));
-    std::vector<int64_t> idx = ToIndex(index);
-    shm::Scalar v = ToScalar(value);
-    shm::Scalar e = expected.is_none() ? shm::Scalar() : ToScalar(expected);
+    Check(shm::ParseAtomicOp(ToText(op, "op"), &parsed));
+    std::vector<int64_t> idx = ToElementIndex(index);
+    shm::Scalar v = ToScalar(value, "value");
+    shm::Scalar e = expected.is_none() ? shm::Scalar() : ToScalar(expected, "expected");
     shm::Scalar old;
     bool swapped = true;
     bound_.Run([&](shm::NdArray& arr) {
@@ -753,12 +691,12 @@ class PyArray {
     if (parsed == shm::AtomicOp::kCas) return py::make_tuple(swapped, FromScalar(old));
     return FromScalar(old);
   }
-  void Apply(const std::string& op, const py::handle& key, const py::handle& value) {
+  void Apply(const py::handle& op, const py::handle& key_arg, const py::handle& value) {
     shm::ArrayOp parsed;
-    Check(shm::ParseArrayOp(op, &parsed));
-    shm::Slice slice = key.is_none() ? shm::Slice() : ToSlice(key);
-    shm::Scalar scalar = ToScalar(value);
-    bound_.Run([&](shm::NdArray& arr) { return arr.Apply(parsed, slice, scalar); }, true);
+    Check(shm::ParseArrayOp(ToText(op, "op"), &parsed));
+    ArrayKey key = ToBasicKey(key_arg);
+    shm::Scalar scalar = ToScalar(value, "value");
+    bound_.Run([&](shm::NdArray& arr) { return arr.Apply(parsed, key.slice, scalar); }, true);
   }
   uint64_t Version() {
     shm::ArrayInfo info;
@@ -774,6 +712,29 @@ class PyArray {
   const std::string& name() const { return name_; }
 
  private:
+  // A key that selects elements in place (writes, fills): advanced indexing makes a copy in
+  // numpy, so writing through it would change nothing there and is refused here.
+  static ArrayKey ToBasicKey(const py::handle& key_arg) {
+    ArrayKey key = ToArrayKey(key_arg);
+    if (key.advanced) {
+      RaiseInvalid("an index with " + key.advanced_form +
+                   " (numpy's advanced indexing) selects a copy: it can be read, not written; "
+                   "write with integers, slices, ... and None");
+    }
+    return key;
+  }
+  std::vector<int64_t> SlicedShape(const ArrayKey& key) {
+    std::vector<int64_t> shape;
+    bound_.Run([&](shm::NdArray& arr) { return arr.SliceShape(key.slice, &shape); });
+    return shape;
+  }
+  py::object ReadAdvanced(const py::handle& key_arg) {
+    py::object whole = Read(py::tuple());
+    PyObject* result = PyObject_GetItem(whole.ptr(), key_arg.ptr());
+    if (result == nullptr) RaisePending("index");
+    return py::reinterpret_steal<py::object>(result);
+  }
+
   std::string name_;
   Bound<shm::NdArray> bound_;
   shm::DType dtype_ = shm::DType::kFloat64;
@@ -783,61 +744,70 @@ class PyArray {
 // --- The attachment as Python sees it
 // -------------------------------------------------------------
 
+// How long an operation waits for the server's next generation by default, and at most.
+constexpr std::chrono::milliseconds kDefaultFollow{10000};
+constexpr std::chrono::milliseconds kMaxFollow = std::chrono::hours(24);
+
 class PyClient {
  public:
-  PyClient(const std::string& name, double follow_timeout) {
-    if (!std::isfinite(follow_timeout) || follow_timeout < 0) {
-      Raise(Status::InvalidArgument("follow_timeout must be a number of seconds >= 0"));
-    }
-    auto ms = std::chrono::milliseconds(static_cast<int64_t>(follow_timeout * 1000));
-    Check(Attachment::Open(name, ms, &attachment_));
+  PyClient(const py::handle& name, const py::handle& follow_timeout) {
+    std::string prefix = ToText(name, "name");
+    auto ms = ToWait(follow_timeout, "follow_timeout", kDefaultFollow, kMaxFollow);
+    Check(Attachment::Open(prefix, ms, &attachment_));
   }
 
-  std::shared_ptr<PyCounter> Counter(const std::string& name, int64_t init,
-                                     std::optional<double> ttl) {
-    return std::make_shared<PyCounter>(attachment_, name, init, TtlMs(ttl));
+  std::shared_ptr<PyCounter> Counter(const py::handle& name, const py::handle& init,
+                                     const py::handle& ttl) {
+    return std::make_shared<PyCounter>(attachment_, ToText(name, "name"), ToInt64(init, "init"),
+                                       ToTtlMs(ttl, "ttl"));
   }
-  std::shared_ptr<PyDict> Dict(const std::string& name, uint64_t max_bytes,
-                               const std::string& eviction, std::optional<double> default_ttl) {
+  std::shared_ptr<PyDict> Dict(const py::handle& name, const py::handle& max_bytes,
+                               const py::handle& eviction_arg, const py::handle& default_ttl) {
     shm::DictOptions options;
-    options.max_bytes = max_bytes;
+    options.max_bytes = ToUInt64(max_bytes, "max_bytes");
+    std::string eviction = ToText(eviction_arg, "eviction");
     if (eviction == "clock") {
       options.eviction = shm::DictEviction::kClock;
     } else if (eviction != "none") {
       Raise(Status::InvalidArgument("eviction must be 'none' or 'clock'"));
     }
-    options.default_ttl_ms = TtlMs(default_ttl);
-    return std::make_shared<PyDict>(attachment_, name, options);
+    options.default_ttl_ms = ToTtlMs(default_ttl, "default_ttl");
+    return std::make_shared<PyDict>(attachment_, ToText(name, "name"), options);
   }
-  std::shared_ptr<PyList> List(const std::string& name, uint64_t max_items,
-                               uint64_t max_item_bytes) {
+  std::shared_ptr<PyList> List(const py::handle& name, const py::handle& max_items,
+                               const py::handle& max_item_bytes) {
     shm::ListOptions options;
-    options.max_items = max_items;
-    options.max_item_bytes = max_item_bytes;
-    return std::make_shared<PyList>(attachment_, name, options);
+    options.max_items = ToUInt64(max_items, "max_items");
+    options.max_item_bytes = ToUInt64(max_item_bytes, "max_item_bytes");
+    return std::make_shared<PyList>(attachment_, ToText(name, "name"), options);
   }
-  std::shared_ptr<PyLock> Lock(const std::string& name) {
-    return std::make_shared<PyLock>(attachment_, name);
+  std::shared_ptr<PyLock> Lock(const py::handle& name) {
+    return std::make_shared<PyLock>(attachment_, ToText(name, "name"));
   }
-  std::shared_ptr<PySessions> Sessions(const std::string& name, double idle_ttl) {
-    return std::make_shared<PySessions>(attachment_, name, TtlMs(idle_ttl));
+  std::shared_ptr<PySessions> Sessions(const py::handle& name, const py::handle& idle_ttl) {
+    return std::make_shared<PySessions>(attachment_, ToText(name, "name"),
+                                        ToTtlMs(idle_ttl, "idle_ttl", /*none_is_no_expiry=*/false));
   }
   // Opens an existing array, or creates one when dtype and shape are given. Opening checks a
   // given dtype/shape against the array's (InvalidArgument on a mismatch).
-  std::shared_ptr<PyArray> Array(const std::string& name, std::optional<std::string> dtype,
-                                 std::optional<std::vector<int64_t>> shape,
-                                 const py::handle& fill) {
-    if (dtype.has_value() != shape.has_value()) {
-      Raise(Status::InvalidArgument("give both dtype and shape to create an array, or neither"));
+  std::shared_ptr<PyArray> Array(const py::handle& name_arg, const py::handle& dtype_arg,
+                                 const py::handle& shape_arg, const py::handle& fill) {
+    std::string name = ToText(name_arg, "name");
+    if (dtype_arg.is_none() != shape_arg.is_none()) {
+      RaiseInvalid("give both dtype and shape to create an array, or neither");
     }
-    shm::DType parsed = shm::DType::kFloat64;
-    if (dtype) Check(shm::ParseDType(*dtype, &parsed));
-    shm::Scalar fill_value = fill.is_none() ? shm::Scalar::Int(0) : ToScalar(fill);
-    auto array = std::make_shared<PyArray>(
-        attachment_, name, [=, create = dtype.has_value()](shm::Segment* seg, shm::NdArray* a) {
+    std::optional<shm::DType> dtype;
+    std::optional<std::vector<int64_t>> shape;
+    if (!dtype_arg.is_none()) {
+      dtype = ToDType(dtype_arg);
+      shape = ToShape(shape_arg);
+    }
+    shm::Scalar fill_value = fill.is_none() ? shm::Scalar::Int(0) : ToScalar(fill, "fill");
+    auto array =
+        std::make_shared<PyArray>(attachment_, name, [=](shm::Segment* seg, shm::NdArray* a) {
           Status s = shm::NdArray::Open(seg, name, a);
-          if (s.IsNotFound() && create) {
-            s = shm::NdArray::Create(seg, name, parsed, *shape, fill_value, a);
+          if (s.IsNotFound() && dtype) {
+            s = shm::NdArray::Create(seg, name, *dtype, *shape, fill_value, a);
             if (s.IsAlreadyExists()) s = shm::NdArray::Open(seg, name, a);  // Lost a race.
           }
           return s;
@@ -845,12 +815,20 @@ class PyClient {
     CheckMatches(*array, dtype, shape);
     return array;
   }
-  std::shared_ptr<PyArray> ArrayFromNumpy(const std::string& name, const py::array& values) {
-    if (!(values.flags() & py::array::c_style)) {
-      Raise(Status::InvalidArgument("the array must be C-contiguous"));
-    }
+  // `values`: a numpy array or anything numpy.asarray takes; copied in C order, native byte
+  // order.
+  std::shared_ptr<PyArray> ArrayFromNumpy(const py::handle& name_arg,
+                                          const py::handle& values_arg) {
+    std::string name = ToText(name_arg, "name");
+    py::module_ np = py::module_::import("numpy");
+    PyObject* converted = PyObject_CallOneArg(np.attr("ascontiguousarray").ptr(), values_arg.ptr());
+    if (converted == nullptr) RaisePending("values");
+    py::array values = py::reinterpret_steal<py::array>(converted);
     shm::ArrayData data;
-    Check(shm::ParseDType(std::string(py::str(values.dtype().attr("name"))), &data.dtype));
+    Check(shm::ParseDType(values.dtype().attr("name").cast<std::string>(), &data.dtype));
+    if (!values.dtype().equal(NumpyDType(data.dtype))) {  // Another byte order: swap to native.
+      values = values.attr("astype")(NumpyDType(data.dtype));
+    }
     data.shape.assign(values.shape(), values.shape() + values.ndim());
     data.bytes.assign(static_cast<const char*>(values.data()),
                       static_cast<size_t>(values.nbytes()));
@@ -864,7 +842,8 @@ class PyClient {
         });
   }
   // [(name, kind)] of live objects whose name starts with prefix.
-  py::list Objects(const std::string& prefix) {
+  py::list Objects(const py::handle& prefix_arg) {
+    std::string prefix = ToText(prefix_arg, "prefix");
     std::vector<shm::ObjectInfo> objects;
     Bound<shm::Segment*> bound(attachment_, [](shm::Segment* seg, shm::Segment** out) {
       *out = seg;
@@ -884,7 +863,8 @@ class PyClient {
       after = objects.back().name;
     }
   }
-  bool Delete(const std::string& name) {
+  bool Delete(const py::handle& name_arg) {
+    std::string name = ToText(name_arg, "name");
     bool deleted = false;
     Bound<shm::Segment*> bound(attachment_, [](shm::Segment* seg, shm::Segment** out) {
       *out = seg;
@@ -902,14 +882,15 @@ class PyClient {
   const std::string& name() const { return attachment_->prefix(); }
 
  private:
-  static void CheckMatches(const PyArray& array, const std::optional<std::string>& dtype,
+  static void CheckMatches(const PyArray& array, const std::optional<shm::DType>& dtype,
                            const std::optional<std::vector<int64_t>>& shape) {
     if (!dtype) return;
     std::string have = py::str(array.dtype().attr("name"));
+    std::string want = std::string(shm::DTypeName(*dtype));
     py::tuple want_shape = py::cast(*shape);
-    if (have != *dtype || !array.shape().equal(want_shape)) {
+    if (have != want || !array.shape().equal(want_shape)) {
       Raise(Status::AlreadyExists("array '" + array.name() + "' exists as " + have + " " +
-                                  std::string(py::str(array.shape())) + ", not " + *dtype + " " +
+                                  std::string(py::str(array.shape())) + ", not " + want + " " +
                                   std::string(py::str(want_shape))));
     }
   }
@@ -941,7 +922,10 @@ PYBIND11_MODULE(_shmstate, m) {
   exceptions.wrong_kind =
       sub("WrongKind", PyExc_TypeError, "The name belongs to an object of another kind.");
   exceptions.invalid_argument =
-      sub("InvalidArgument", PyExc_ValueError, "A bad name, value, slice or option.");
+      sub("InvalidArgument", PyExc_ValueError, "A bad name, value, index or option.");
+  exceptions.invalid_type = NewException(
+      m, "InvalidType", py::make_tuple(exceptions.invalid_argument, py::handle(PyExc_TypeError)),
+      "An argument of the wrong Python type (an InvalidArgument that is also a TypeError).");
   exceptions.conflict = sub("Conflict", nullptr, "A compare-and-set or lease conflict.");
   exceptions.full = sub("Full", nullptr, "The segment, the object or the intent slots are full.");
   exceptions.timeout =
@@ -954,13 +938,52 @@ PYBIND11_MODULE(_shmstate, m) {
       if (p) std::rethrow_exception(p);
     } catch (const StatusError& e) {
       const py::object& type = ExceptionFor(e.status.code());
-      py::object value = type(std::string(e.status.message()));
+      py::object value = type(MessageText(e.status.message()));
       value.attr("code") = std::string(e.status.CodeName());
+      PyErr_SetObject(type.ptr(), value.ptr());
+    } catch (const TypeArgumentError& e) {
+      const py::object& type = g_exceptions->invalid_type;
+      py::object value = type(MessageText(e.message));
+      value.attr("code") = std::string(Status::InvalidArgument("").CodeName());
       PyErr_SetObject(type.ptr(), value.ptr());
     }
   });
 
   using py::arg;
+  // The argument rules of convert.h for the pure-Python backend (shmstate/redis_backend.py), so
+  // that both backends accept and refuse the same arguments with the same errors.
+  m.def("_to_text", [](py::handle h, const std::string& what) { return ToText(h, what.c_str()); });
+  m.def("_to_key",
+        [](py::handle h, const std::string& what) { return Bytes(ToKey(h, what.c_str())); });
+  m.def("_to_bytes",
+        [](py::handle h, const std::string& what) { return Bytes(ToBytes(h, what.c_str())); });
+  m.def("_to_int64",
+        [](py::handle h, const std::string& what) { return ToInt64(h, what.c_str()); });
+  m.def(
+      "_to_uint64",
+      [](py::handle h, const std::string& what, uint64_t max) {
+        return ToUInt64(h, what.c_str(), max);
+      },
+      arg("h"), arg("what"), arg("max") = std::numeric_limits<uint64_t>::max());
+  m.def("_to_ttl_ms", [](py::handle h, const std::string& what, bool none_is_no_expiry) {
+    return ToTtlMs(h, what.c_str(), none_is_no_expiry);
+  });
+  m.def("_to_wait_s", [](py::handle h, const std::string& what, double none_s, double max_s) {
+    auto ms = [](double s) { return std::chrono::milliseconds(std::llround(s * 1000)); };
+    return ToWait(h, what.c_str(), ms(none_s), ms(max_s)).count() / 1000.0;
+  });
+  m.def("_to_scalar", [](py::handle h, const std::string& what) {
+    return FromScalar(ToScalar(h, what.c_str()));
+  });
+  m.def("_to_element_index", [](py::handle h) { return ToElementIndex(h); });
+  m.def("_to_shape", [](py::handle h) { return ToShape(h); });
+  m.def("_to_dtype_name", [](py::handle h) { return std::string(shm::DTypeName(ToDType(h))); });
+  // None for a basic key, else what makes it advanced ("a boolean mask", ...).
+  m.def("_advanced_form", [](py::handle h) -> py::object {
+    ArrayKey key = ToArrayKey(h);
+    return key.advanced ? py::object(py::str(key.advanced_form)) : py::object(py::none());
+  });
+
   py::class_<PyCounter, std::shared_ptr<PyCounter>>(m, "_Counter")
       .def("incr", &PyCounter::Incr, arg("by") = 1)
       .def("value", &PyCounter::Value)
@@ -1014,7 +1037,8 @@ PYBIND11_MODULE(_shmstate, m) {
       .def_property_readonly("shape", &PyArray::shape)
       .def_property_readonly("name", &PyArray::name);
   py::class_<PyClient, std::shared_ptr<PyClient>>(m, "_Client")
-      .def(py::init<const std::string&, double>(), arg("name"), arg("follow_timeout") = 10.0)
+      .def(py::init<const py::handle&, const py::handle&>(), arg("name"),
+           arg("follow_timeout") = 10.0)
       .def("counter", &PyClient::Counter, arg("name"), arg("init") = 0, arg("ttl") = py::none())
       .def("dict", &PyClient::Dict, arg("name"), arg("max_bytes") = 0, arg("eviction") = "none",
            arg("default_ttl") = py::none())

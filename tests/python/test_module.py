@@ -193,8 +193,10 @@ def test_array_writes_atomics_and_errors(st, server):
     assert a.max((0, 0), 100) == 0 and a.min((0, 0), -2) == 100 and a[0, 0] == -2
     a.apply("mul", 2, np.s_[2])
     assert a[2].tolist() == [14, 18, 14, 2]
-    with pytest.raises(shmstate.InvalidArgument):
-        a[[0, 1]]  # Fancy indexing.
+    # Advanced indexing (issue 21): read as numpy reads it, a copy; refused in writes.
+    np.testing.assert_array_equal(a[[0, 1]], a.to_numpy()[[0, 1]])
+    with pytest.raises(shmstate.InvalidArgument, match="advanced indexing"):
+        a[[0, 1]] = 5
     with pytest.raises(shmstate.InvalidArgument):
         a[5]
     with pytest.raises(ValueError):
