@@ -3,6 +3,9 @@
 # installs the static library into the export set `shmstateTargets` as shmstate::<export name>
 # (with an alias of that name in the build tree too), and the headers of its public include
 # folders. Targets keep plain source-tree include paths; this wraps them for the install tree.
+# A library that an installed one links and that has no line of its own (a new shm_<x> target)
+# is installed by shm_install_package as shmstate::<x>: the export set must hold every shm_*
+# library the installed ones need.
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
@@ -39,11 +42,38 @@ function(shm_install_library target export_name)
   install(TARGETS ${target} EXPORT shmstateTargets
           ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT dev)
   add_library(shmstate::${export_name} ALIAS ${target})
+  set_property(GLOBAL APPEND PROPERTY SHM_INSTALLED_LIBRARIES ${target})
+endfunction()
+
+# Installs the shm_* libraries the installed ones link (directly or not) that have no
+# shm_install_library line of their own.
+function(shm_install_linked_libraries)
+  get_property(queue GLOBAL PROPERTY SHM_INSTALLED_LIBRARIES)
+  while(queue)
+    list(POP_FRONT queue target)
+    get_target_property(links ${target} INTERFACE_LINK_LIBRARIES)
+    if(NOT links)
+      continue()
+    endif()
+    foreach(link IN LISTS links)
+      string(REGEX REPLACE "^\\$<LINK_ONLY:(.*)>$" "\\1" link "${link}")
+      if(NOT link MATCHES "^shm_[A-Za-z0-9_]+$" OR NOT TARGET ${link})
+        continue()
+      endif()
+      get_property(installed GLOBAL PROPERTY SHM_INSTALLED_LIBRARIES)
+      if(NOT link IN_LIST installed)
+        string(REGEX REPLACE "^shm_" "" export_name ${link})
+        shm_install_library(${link} ${export_name})
+        list(APPEND queue ${link})
+      endif()
+    endforeach()
+  endwhile()
 endfunction()
 
 # The package config: shmstateConfig.cmake (finds Boost and Threads, then the targets) and its
 # version file. Called once, after every library target exists.
 function(shm_install_package)
+  shm_install_linked_libraries()
   install(EXPORT shmstateTargets NAMESPACE shmstate:: DESTINATION ${SHM_INSTALL_CMAKEDIR}
           COMPONENT dev)
   configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/shmstateConfig.cmake.in
