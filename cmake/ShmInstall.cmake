@@ -17,6 +17,9 @@ set(SHM_INSTALL_PYTHONDIR lib/python3/dist-packages CACHE STRING
 function(shm_install_library target export_name)
   cmake_parse_arguments(ARG "NO_HEADERS" "" "" ${ARGN})
   get_target_property(dirs ${target} INTERFACE_INCLUDE_DIRECTORIES)
+  if(NOT dirs)  # A library without include folders of its own.
+    set(dirs "")
+  endif()
   set(wrapped "")
   foreach(dir IN LISTS dirs)
     if(dir MATCHES "^\\$<")
