@@ -178,6 +178,10 @@ void Supervisor::RunChild(int slot, bool arm_crash_point) {
     if (arm_crash_point) {
       SetCrashPoint(options_.crash_point_name.c_str(), options_.crash_point_hit);
     }
+    // In the worker table before serving: once this worker answers, /v1/stats names it and no
+    // longer the worker it replaces (the manager writes the same row after fork, but may do so
+    // after this worker's first answer).
+    segment()->RegisterWorker(slot, getpid(), slots_[slot].restarts);
     WorkerOptions worker = options_.worker;
     worker.index = slot;
     code = RunWorker(segment(), listen_fd_, *router_, worker);

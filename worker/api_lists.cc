@@ -1,4 +1,4 @@
-// /v1/lists: deques of byte items; pop can wait for a push (in heartbeat-sized slices).
+// /v1/lists: deques of byte items; pop can wait for a push, parked on the worker's event loop.
 #include <string>
 
 #include "api_util.h"
@@ -46,6 +46,51 @@ Status Push(RequestContext& context, HttpResponse* response) {
   return Status::OK();
 }
 
+void SetItem(HttpResponse* response, std::string&& item) {
+  response->set(http::field::content_type, "application/octet-stream");
+  response->body() = std::move(item);
+}
+
+// Parked: tried in arrival order among this worker's waiters of the list (worker/wait_hub.h).
+Status ParkPop(RequestContext& context, List::End end, int64_t wait_ms) {
+  const std::string& name = context.params[0];
+  SHM_RETURN_IF_ERROR(api::CheckName(name));
+  Segment* segment = context.segment;
+  // A consumer may start before its producer: a waiting pop creates the list, as Redis BLPOP
+  // waits on a missing key; a non-waiting pop of a missing list is just empty.
+  const OpenMode mode = wait_ms > 0 ? OpenMode::kCreateIfMissing : OpenMode::kOpenExisting;
+  auto open = [mode](Segment* seg, std::string_view list_name, List* list) {
+    return List::Open(seg, list_name, mode, ListOptions(), list);
+  };
+  ObjectRef object;  // Watched for pushes while the pop waits.
+  if (wait_ms > 0) {
+    api::WithNamedObject<List>(segment, name, open, [&](List& list) {
+      object = list.ref();
+      return Status::OK();
+    }).ok();  // An error is the attempt's to answer.
+  }
+  auto attempt = [segment, name, end, mode, open](HttpResponse* response, Status* status) {
+    std::string item;
+    bool got = false;
+    Status s = api::WithNamedObject<List>(segment, name, open, [&](List& list) {
+      return list.Pop(end, std::chrono::milliseconds(0), &item, &got);
+    });
+    if (s.IsNotFound() && mode == OpenMode::kOpenExisting) return false;
+    if (!s.ok()) {
+      *status = s;
+      return true;
+    }
+    if (got) SetItem(response, std::move(item));
+    return got;
+  };
+  auto give_up = [](HttpResponse* response, bool /*stopping*/) {
+    response->result(http::status::no_content);  // Empty after the wait, or cut by a stop.
+    return Status::OK();
+  };
+  api::ParkWait(context, "list:" + name, object, wait_ms, std::move(attempt), std::move(give_up));
+  return Status::OK();
+}
+
 // 200 with the item as the body, or 204 when the list stayed empty for `wait` seconds.
 Status Pop(RequestContext& context, HttpResponse* response) {
   SHM_RETURN_IF_ERROR(api::CheckQueryKeys(context, {"end", "wait"}));
@@ -53,12 +98,11 @@ Status Pop(RequestContext& context, HttpResponse* response) {
   SHM_RETURN_IF_ERROR(ParseEnd(context, "left", &end));
   int64_t wait_ms = 0;
   SHM_RETURN_IF_ERROR(api::QuerySecondsMs(context, "wait", 0, api::kMaxWaitMs, &wait_ms));
+  if (api::CanPark(context, wait_ms)) return ParkPop(context, end, wait_ms);
   std::string item;
   bool got = false;
   SHM_RETURN_IF_ERROR(
       api::WaitInSlices(context, wait_ms, [&](std::chrono::milliseconds slice, bool* retry) {
-        // A consumer may start before its producer: a waiting pop creates the list, as Redis
-        // BLPOP waits on a missing key; a non-waiting pop of a missing list is just empty.
         Status s = WithList(context, wait_ms > 0,
                             [&](List& list) { return list.Pop(end, slice, &item, &got); });
         if (s.IsNotFound() && wait_ms == 0) return Status::OK();
@@ -69,8 +113,7 @@ Status Pop(RequestContext& context, HttpResponse* response) {
     response->result(http::status::no_content);
     return Status::OK();
   }
-  response->set(http::field::content_type, "application/octet-stream");
-  response->body() = std::move(item);
+  SetItem(response, std::move(item));
   return Status::OK();
 }
 

@@ -42,6 +42,49 @@ Status ParseToken(const RequestContext& context, uint64_t* token) {
   return Status::OK();
 }
 
+void SetAcquired(HttpResponse* response, uint64_t token, int64_t expires_at_ms) {
+  api::SetJson(response, object{{"token", TokenText(token)}, {"expires_at_ms", expires_at_ms}});
+}
+
+// Parked: tried in arrival order among this worker's acquirers of the lock (worker/wait_hub.h).
+Status ParkAcquire(RequestContext& context, int64_t ttl_ms, int64_t wait_ms, std::string owner) {
+  const std::string& name = context.params[0];
+  SHM_RETURN_IF_ERROR(api::CheckName(name));
+  Segment* segment = context.segment;
+  auto open = [](Segment* seg, std::string_view lock_name, LeaseLock* lock) {
+    return LeaseLock::Open(seg, lock_name, OpenMode::kCreateIfMissing, lock);
+  };
+  ObjectRef object;  // Watched for releases while the acquire waits.
+  if (wait_ms > 0) {
+    api::WithNamedObject<LeaseLock>(segment, name, open, [&](LeaseLock& lock) {
+      object = lock.ref();
+      return Status::OK();
+    }).ok();  // An error is the attempt's to answer.
+  }
+  // One try: Conflict while another holds it.
+  auto try_once = [segment, name, ttl_ms, owner, open](HttpResponse* response) {
+    uint64_t token = 0;
+    int64_t expires_at_ms = 0;
+    Status s = api::WithNamedObject<LeaseLock>(segment, name, open, [&](LeaseLock& lock) {
+      return lock.Acquire(ttl_ms, std::chrono::milliseconds(0), owner, &token, &expires_at_ms);
+    });
+    if (s.ok()) SetAcquired(response, token, expires_at_ms);
+    return s;
+  };
+  auto attempt = [try_once](HttpResponse* response, Status* status) {
+    Status s = try_once(response);
+    if (s.IsConflict()) return false;
+    *status = s;
+    return true;
+  };
+  auto give_up = [try_once](HttpResponse* response, bool stopping) {
+    if (stopping) return Status::Timeout("the worker is stopping; retry the acquire");  // 503.
+    return try_once(response);  // 409 naming the holder, unless it was just released.
+  };
+  api::ParkWait(context, "lock:" + name, object, wait_ms, std::move(attempt), std::move(give_up));
+  return Status::OK();
+}
+
 // 200 {"token","expires_at_ms"}; 409 naming the holder when it stayed held for `wait`.
 Status Acquire(RequestContext& context, HttpResponse* response) {
   SHM_RETURN_IF_ERROR(api::CheckQueryKeys(context, {"ttl", "wait", "owner"}));
@@ -52,6 +95,7 @@ Status Acquire(RequestContext& context, HttpResponse* response) {
   if (ttl_ms < LeaseLock::kMinTtlMs) return Status::InvalidArgument("ttl must be positive");
   SHM_RETURN_IF_ERROR(api::QuerySecondsMs(context, "wait", 0, api::kMaxWaitMs, &wait_ms));
   std::string owner(api::QueryString(context, "owner", "http"));
+  if (api::CanPark(context, wait_ms)) return ParkAcquire(context, ttl_ms, wait_ms, owner);
   uint64_t token = 0;
   int64_t expires_at_ms = 0;
   SHM_RETURN_IF_ERROR(
@@ -65,7 +109,7 @@ Status Acquire(RequestContext& context, HttpResponse* response) {
         }
         return s;
       }));
-  api::SetJson(response, object{{"token", TokenText(token)}, {"expires_at_ms", expires_at_ms}});
+  SetAcquired(response, token, expires_at_ms);
   return Status::OK();
 }
 

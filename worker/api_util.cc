@@ -171,11 +171,23 @@ constexpr auto kWaitSlice = std::chrono::milliseconds(250);
 
 bool BlockingWaitsStopped() { return g_stop_blocking_waits.load(); }
 
+bool CanPark(const RequestContext& context, int64_t wait_ms) {
+  SHM_LOG(kDebug) << "wait: " << context.request.method_string() << " " << context.request.target()
+                  << " may wait " << wait_ms << " ms";
+  return context.park != nullptr;
+}
+
+void ParkWait(RequestContext& context, std::string key, ObjectRef object, int64_t wait_ms,
+              std::function<bool(HttpResponse* response, Status* status)> attempt,
+              std::function<Status(HttpResponse* response, bool stopping)> give_up) {
+  *context.park = ParkedWait{std::move(key),
+                             std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms),
+                             object, std::move(attempt), std::move(give_up)};
+}
+
 Status WaitInSlices(
     RequestContext& context, int64_t wait_ms,
     const std::function<Status(std::chrono::milliseconds slice, bool* retry)>& attempt) {
-  SHM_LOG(kDebug) << "wait: " << context.request.method_string() << " " << context.request.target()
-                  << " may wait " << wait_ms << " ms";
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
   while (true) {
     auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(

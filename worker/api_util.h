@@ -62,9 +62,17 @@ Status CheckName(std::string_view name);
 Status DeleteNamedObject(RequestContext& context, ObjectKind kind, HttpResponse* response);
 std::string Base64Encode(std::string_view bytes);
 
-// Longest a request may block (pop, acquire); blocking holds one of the worker's threads.
+// Longest a request may wait (pop, acquire).
 inline constexpr int64_t kMaxWaitMs = 30 * 1000;
-// Runs `attempt(slice, &retry)` until it answers without `retry` or `wait_ms` has passed, in
+// Logs (debug) that the request may wait `wait_ms`, and answers whether the server parks it
+// (context.park): a handler then stores a ParkedWait (ParkWait) instead of blocking.
+bool CanPark(const RequestContext& context, int64_t wait_ms);
+// Parks `attempt`/`give_up` on the object `key` (`object` when known) until `wait_ms` from now.
+void ParkWait(RequestContext& context, std::string key, ObjectRef object, int64_t wait_ms,
+              std::function<bool(HttpResponse* response, Status* status)> attempt,
+              std::function<Status(HttpResponse* response, bool stopping)> give_up);
+// Without parking (Router::Handle called directly): runs `attempt(slice, &retry)` on this thread
+// until it answers without `retry` or `wait_ms` has passed, in
 // slices of at most 250 ms with a heartbeat between them, so a long wait does not look like a
 // hung worker. Stops early (as if the wait ran out) once StopBlockingWaits was called.
 //
@@ -97,6 +105,15 @@ ProxyCache<Proxy>& CacheOf() {
   return cache;
 }
 
+// Runs `op(proxy)` on the object `name` (already checked) through CacheOf<Proxy>(), opening it
+// with `open(segment, name, &proxy)` when it is not cached: what a parked wait does once its
+// request context is gone.
+template <typename Proxy, typename Open, typename Op>
+Status WithNamedObject(Segment* segment, const std::string& name, Open&& open, Op&& op) {
+  auto opener = [&](Proxy* proxy) { return open(segment, name, proxy); };
+  return CacheOf<Proxy>().With(segment, name, opener, std::forward<Op>(op));
+}
+
 // Runs `op(proxy)` on the object named by the request's first path capture (checked with
 // CheckName), through CacheOf<Proxy>(); `open(segment, name, &proxy)` opens it when it is not
 // cached (or went stale).
@@ -104,9 +121,8 @@ template <typename Proxy, typename Open, typename Op>
 Status WithObject(RequestContext& context, Open&& open, Op&& op) {
   const std::string& name = context.params[0];
   SHM_RETURN_IF_ERROR(CheckName(name));
-  Segment* segment = context.segment;
-  auto opener = [&](Proxy* proxy) { return open(segment, name, proxy); };
-  return CacheOf<Proxy>().With(segment, name, opener, std::forward<Op>(op));
+  return WithNamedObject<Proxy>(context.segment, name, std::forward<Open>(open),
+                                std::forward<Op>(op));
 }
 
 // DELETE of a typed route (/v1/counters/{name}, /v1/arrays/{name}): DeleteNamedObject of `kind`,

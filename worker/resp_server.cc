@@ -16,10 +16,12 @@
 #include <string>
 #include <vector>
 
+#include "resp_internal.h"
 #include "shm/log.h"
 #include "shm/mutex.h"
 #include "shm/resp_commands.h"
 #include "shm/resp_protocol.h"
+#include "shm/wait_queue.h"
 
 namespace shm {
 namespace {
@@ -36,9 +38,6 @@ constexpr size_t kMaxPendingOutput = size_t{4} << 20;
 // Commands parsed, and their keys prefetched, at a time: a pipeline's batch (redis-benchmark -P
 // 16) at once, few enough that the prefetched lines are still cached when the command runs.
 constexpr size_t kParseAhead = 16;
-// A blocked pop looks at its lists this often at first, backing off to kMaxPollInterval.
-constexpr auto kMinPollInterval = std::chrono::milliseconds(1);
-constexpr auto kMaxPollInterval = std::chrono::milliseconds(20);
 constexpr auto kAcceptRetryDelay = std::chrono::milliseconds(50);
 
 class SessionBase {
@@ -50,9 +49,10 @@ class SessionBase {
 class Server final : public RespServer, public std::enable_shared_from_this<Server> {
  public:
   Server(net::io_context* ioc, bool single_thread, Segment* segment, const WorkerOptions& options,
-         std::function<void()> on_drained)
+         WaitQueue* waits, std::function<void()> on_drained)
       : ioc_(ioc),
         single_thread_(single_thread),
+        waits_(waits),
         acceptor_(*ioc),
         retry_(*ioc),
         on_drained_(std::move(on_drained)) {
@@ -91,6 +91,7 @@ class Server final : public RespServer, public std::enable_shared_from_this<Serv
   const resp::RespLimits& limits() const { return limits_; }
   std::chrono::milliseconds read_timeout() const { return read_timeout_; }
   bool draining() const { return draining_.load(); }
+  WaitQueue* waits() const { return waits_; }
 
  private:
   template <typename Socket>
@@ -98,6 +99,7 @@ class Server final : public RespServer, public std::enable_shared_from_this<Serv
 
   net::io_context* ioc_;
   const bool single_thread_;
+  WaitQueue* const waits_;  // The worker's, shared with HTTP: where blocked pops wait.
   resp::RespConfig config_;
   resp::RespLimits limits_;
   std::chrono::milliseconds read_timeout_{30000};
@@ -119,7 +121,6 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   Session(Socket&& socket, std::shared_ptr<Server> server)
       : socket_(std::move(socket)),
         idle_timer_(socket_.get_executor()),
-        poll_timer_(socket_.get_executor()),
         server_(std::move(server)) {}
 
   ~Session() override { server_->Unregister(this); }
@@ -190,8 +191,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     if (ec) {
       // The client went away (or the idle timer closed the socket): a parked pop must not take
       // an item no one will read.
-      blocked_ = false;
-      poll_timer_.cancel();
+      Unblock();
       if (!writing_) Close();
       closing_ = true;
       return;
@@ -266,11 +266,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
 
   void Run(const resp::ParsedCommand& command) {
     resp::Outcome outcome = Execute(command);
-    if (outcome == resp::Outcome::kBlock) {
-      blocked_ = true;
-      poll_interval_ = kMinPollInterval;
-      SchedulePoll();
-    }
+    if (outcome == resp::Outcome::kBlock) Block();
     if (client_.close_after_reply) closing_ = true;
   }
 
@@ -297,22 +293,67 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     }
   }
 
-  void SchedulePoll() {
-    poll_timer_.expires_after(poll_interval_);
-    poll_timer_.async_wait([self = this->shared_from_this()](error_code ec) {
-      if (!ec) self->OnPoll();
-    });
+  // The pop waits in the worker's WaitQueue (shm/wait_queue.h), behind earlier waiters of its
+  // list (HTTP ones too; a pop of several lists is ordered only by its own key set). The queue
+  // tries it on the worker's timer; its reply comes back through OnUnblocked on this executor.
+  void Block() {
+    blocked_ = true;
+    const uint64_t seq = ++block_seq_;
+    auto self = this->shared_from_this();
+    WaitQueue::Wait wait{WaitKey(), blocked_pop_.deadline,
+                         [self, seq] {
+                           std::string reply;
+                           if (!resp::TryBlockedPop(self->server_->config(), &self->client_,
+                                                    self->blocked_pop_, &reply)) {
+                             return false;
+                           }
+                           self->Unblocked(seq, std::move(reply), false);
+                           return true;
+                         },
+                         [self, seq](bool stopping) {
+                           std::string reply;
+                           if (!stopping)
+                             resp::ReplyWriter(&reply, self->client_.protocol).NullArray();
+                           self->Unblocked(seq, std::move(reply),
+                                           stopping);  // Stopping: close, as Drain does.
+                         }};
+    if (!server_->waits()->Submit(std::move(wait), &wait_id_)) {
+      SHM_LOG(kDebug) << "resp: blocked pop of " << client_.address << " parked";
+    }
   }
 
-  void OnPoll() {
-    if (!blocked_ || closed_) return;
-    if (!resp::TryBlockedPop(server_->config(), &client_, blocked_pop_, &out_)) {
-      poll_interval_ = std::min<Clock::duration>(poll_interval_ * 2, kMaxPollInterval);
-      return SchedulePoll();
-    }
+  std::string WaitKey() const {
+    const std::vector<std::string>& keys = blocked_pop_.keys;
+    std::optional<std::string> name = keys.size() == 1 ? resp::ObjectName(keys[0]) : std::nullopt;
+    if (name) return "list:" + *name;  // The key HTTP pops of that list wait on.
+    std::string key = "resp-lists";
+    for (const std::string& k : keys) key += ":" + std::to_string(k.size()) + ":" + k;
+    return key;
+  }
+
+  // Called from the queue (any thread): hands the reply to this connection's executor.
+  void Unblocked(uint64_t seq, std::string reply, bool close) {
+    net::post(socket_.get_executor(),
+              [self = this->shared_from_this(), seq, reply = std::move(reply), close]() mutable {
+                self->OnUnblocked(seq, std::move(reply), close);
+              });
+  }
+
+  void OnUnblocked(uint64_t seq, std::string reply, bool close) {
+    if (!blocked_ || seq != block_seq_ || closed_) return;  // Cancelled meanwhile.
     blocked_ = false;
+    if (close) return Close();
+    out_ += reply;
     if (reading_) StartIdleClock();  // The read kept pending while blocked had no deadline.
     Process();
+  }
+
+  // The blocked pop ends unanswered (the client went away): it must take nothing.
+  void Unblock() {
+    if (!blocked_) return;
+    blocked_ = false;
+    ++block_seq_;
+    server_->waits()->Cancel(wait_id_);
   }
 
   // Writes the batch at once when the socket takes it all (the usual case: no write operation,
@@ -326,8 +367,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       n = 0;
     }
     if (ec) {
-      blocked_ = false;
-      poll_timer_.cancel();
+      Unblock();
       Close();
       return false;
     }
@@ -354,8 +394,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     sending_.clear();
     if (sending_.capacity() > kMaxPendingOutput) std::string().swap(sending_);
     if (ec) {
-      blocked_ = false;
-      poll_timer_.cancel();
+      Unblock();
       return Close();
     }
     if (closing_ && out_.empty() && (blocked_ || start_ == used_ || !reading_)) return Close();
@@ -365,10 +404,9 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   void Close() {
     if (closed_) return;
     closed_ = true;
-    blocked_ = false;
+    Unblock();
     error_code ec;
     idle_timer_.cancel();
-    poll_timer_.cancel();
     socket_.shutdown(Socket::shutdown_both, ec);
     socket_.close(ec);
   }
@@ -377,7 +415,6 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   Timer idle_timer_;  // Pending while idle_timer_armed_; fires at or before idle_deadline_.
   Clock::time_point idle_deadline_;
   bool idle_timer_armed_ = false;
-  Timer poll_timer_;
   std::shared_ptr<Server> server_;
   std::string in_;  // Received bytes; [start_, used_) not yet parsed.
   size_t start_ = 0;
@@ -390,7 +427,8 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   std::string sending_;  // The batch being written.
   resp::RespClient client_;
   resp::BlockedPop blocked_pop_;
-  Clock::duration poll_interval_ = kMinPollInterval;
+  uint64_t block_seq_ = 0;  // Bumped per blocked pop and per cancel: stale replies are dropped.
+  uint64_t wait_id_ = 0;    // The blocked pop's id in the WaitQueue.
   bool reading_ = false;
   bool writing_ = false;
   bool blocked_ = false;  // A BLPOP/BRPOP waits; later commands stay in the buffer.
@@ -460,10 +498,10 @@ void Server::Drain() {
 }  // namespace
 
 Status StartRespServer(net::io_context* ioc, bool single_thread, Segment* segment,
-                       const WorkerOptions& options, std::function<void()> on_drained,
-                       std::shared_ptr<RespServer>* result) {
+                       const WorkerOptions& options, WaitQueue* waits,
+                       std::function<void()> on_drained, std::shared_ptr<RespServer>* result) {
   auto server =
-      std::make_shared<Server>(ioc, single_thread, segment, options, std::move(on_drained));
+      std::make_shared<Server>(ioc, single_thread, segment, options, waits, std::move(on_drained));
   SHM_RETURN_IF_ERROR(server->Adopt(options.resp_listen_fd));
   server->DoAccept();
   *result = server;

@@ -223,8 +223,8 @@ Status Router::DecodeCaptures(const Route& route, std::span<const std::string_vi
   return Status::OK();
 }
 
-HttpResponse Router::Handle(const HttpRequest& request, Segment* segment, int worker_index) const {
-  HttpResponse response;
+HttpResponse Router::Handle(const HttpRequest& request, Segment* segment, int worker_index,
+                            std::optional<ParkedWait>* park) const {
   try {
     std::string_view target = request.target();
     size_t question = target.find('?');
@@ -271,13 +271,26 @@ HttpResponse Router::Handle(const HttpRequest& request, Segment* segment, int wo
       r.set(http::field::allow, AllowHeader(allowed));
       return r;
     }
-    RequestContext context{request, segment, worker_index, std::move(params), {}};
+    RequestContext context{request, segment, worker_index, std::move(params), {}, park};
+    HttpResponse response;
     Status s = ParseQuery(query, &context.query);
     if (s.ok()) {
       response.version(request.version());
       response.result(http::status::ok);
       s = found->handler(context, &response);
     }
+    if (s.ok() && park != nullptr && park->has_value()) return response;  // Answered later.
+    return Finish(request, s, std::move(response));
+  } catch (const std::exception& e) {
+    return ErrorResponse(500, "Internal", std::string("handler failed: ") + e.what(),
+                         request.version());
+  } catch (...) {
+    return ErrorResponse(500, "Internal", "handler failed", request.version());
+  }
+}
+
+HttpResponse Router::Finish(const HttpRequest& request, const Status& s, HttpResponse response) {
+  try {
     if (!s.ok()) {
       unsigned code = HttpStatusFor(s);
       bool conditional = request.find(http::field::if_match) != request.end() ||

@@ -3,6 +3,7 @@
 // shared_from_this, pipelining with a bounded queue), heartbeat timer and graceful drain.
 #include "shm/worker.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -30,6 +31,7 @@
 #include "shm/mutex.h"
 #include "shm/request_gate.h"
 #include "shm/resp_server.h"
+#include "wait_hub.h"
 
 namespace shm {
 namespace {
@@ -87,6 +89,7 @@ struct Server {
   const bool single_thread;
 
   std::atomic<bool> draining{false};
+  WaitHub* waits = nullptr;  // Set before the loop runs: where pops and acquires wait.
 
   Mutex mu;
   std::map<SessionBase*, std::weak_ptr<SessionBase>> sessions GUARDED_BY(mu);
@@ -161,8 +164,17 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     socket_.cancel(ec);
   }
 
+  // Requests already sent on the connection when a draining worker answers: read and answered
+  // (served, or refused after a wait the stop cut short) rather than closed on without a reply.
+  bool DrainPending() {
+    if (!server_->draining.load() || final_) return false;
+    beast::error_code ec;
+    return buffer_.size() > 0 || socket_.available(ec) > 0;
+  }
+
   void DoRead() {
-    if (closing_) return;
+    // While a request is parked, the requests pipelined behind it wait in the socket.
+    if (parked_ || (closing_ && !DrainPending())) return;
     reading_ = true;
     parser_.emplace();  // A fresh parser per request: limits and state never leak across.
     ApplyLimits(server_->gate, &*parser_);
@@ -205,6 +217,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     if (timed_out_) return;  // The socket is closed.
     if (ec == http::error::end_of_stream || ec == net::error::operation_aborted) {
       closing_ = true;
+      final_ = true;
       if (queue_.empty()) DoClose();
       return;
     }
@@ -218,30 +231,102 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       return;
     }
     Clock::time_point start = Clock::now();
-    ++requests_read_;
     HttpRequest request = parser_->release();
-    HttpResponse response = Respond(request);
-    // RFC 9110 §9.3.2: the GET's status and fields (Content-Length included), and no body.
-    if (request.method() == http::verb::head) response.body().clear();
-    Enqueue(std::move(response), start, request.method_string(), request.target(),
-            /*close=*/false);
+    ++requests_read_;
+    if (refuse_rest_) {
+      // Pipelined behind a wait the stop cut short: not run, but answered.
+      Enqueue(ErrorResponse(503, "ShuttingDown",
+                            "the worker is stopping; send the request again on a new connection",
+                            request.version()),
+              start, request.method_string(), request.target(), /*close=*/true);
+      return;
+    }
+    std::optional<ParkedWait> park;
+    HttpResponse response = Respond(request, &park);
+    if (park) return Park(std::move(request), std::move(*park), start);
+    Answer(request, std::move(response), start);
   }
 
-  HttpResponse Respond(const HttpRequest& request) {
+  HttpResponse Respond(const HttpRequest& request, std::optional<ParkedWait>* park) {
     if (std::optional<HttpResponse> refusal = GateHead(request, server_->gate)) {
       return std::move(*refusal);
     }
     HttpResponse response =
-        server_->router.Handle(request, server_->segment, server_->options.index);
+        server_->router.Handle(request, server_->segment, server_->options.index, park);
     response.keep_alive(request.keep_alive());
     return response;
+  }
+
+  void Answer(const HttpRequest& request, HttpResponse&& response, Clock::time_point start) {
+    // RFC 9110 §9.3.2: the GET's status and fields (Content-Length included), and no body.
+    if (request.method() == http::verb::head) response.body().clear();
+    Enqueue(std::move(response), start, request.method_string(), request.target(),
+            /*close=*/false);
+    // A push, release or delete that a parked wait of this worker waits for needs no kick from
+    // here: it wakes the WaitHub's watcher through the segment, like one of another process.
+  }
+
+  // The request waits (a pop, an acquire) on the worker's WaitHub, holding no thread; reads
+  // stop until it is answered (its answer must go out before those of later requests). The
+  // answer always arrives through OnWaitDone, posted to this connection's executor.
+  void Park(HttpRequest&& request, ParkedWait&& wait, Clock::time_point start) {
+    const Clock::duration remaining = std::max<Clock::duration>(wait.deadline - Clock::now(), {});
+    auto done = [self = this->shared_from_this()](Status status, HttpResponse response) {
+      net::post(self->socket_.get_executor(),
+                [self, status = std::move(status), response = std::move(response)]() mutable {
+                  self->OnWaitDone(std::move(status), std::move(response));
+                });
+    };
+    parked_.emplace(Parked{std::move(request), start, 0, false});
+    if (server_->waits->SubmitHttp(std::move(wait), std::move(done), &parked_->id)) return;
+    parked_->queued = true;
+    SHM_LOG(kDebug) << "wait: " << parked_->request.method_string() << " "
+                    << parked_->request.target() << " parked";
+    SetDeadline(remaining + server_->options.read_timeout);
+    WatchHangup();
+  }
+
+  void OnWaitDone(Status status, HttpResponse outcome) {
+    if (!parked_) return;  // The client went away meanwhile.
+    Parked parked = std::move(*parked_);
+    parked_.reset();
+    refuse_rest_ = parked.queued && server_->draining.load();
+    HttpResponse response = Router::Finish(parked.request, status, std::move(outcome));
+    response.keep_alive(parked.request.keep_alive());
+    Answer(parked.request, std::move(response), parked.start);
+  }
+
+  // A parked request's client may hang up: notice it (the socket turns readable at EOF), so
+  // its wait does not take an item nobody will read. Bytes of a pipelined request prove the
+  // client is there; they are read once the parked request is answered.
+  void WatchHangup() {
+    socket_.async_wait(Socket::wait_read,
+                       beast::bind_front_handler(&Session::OnReadable, this->shared_from_this()));
+  }
+
+  void OnReadable(beast::error_code ec) {
+    if (ec || !parked_) return;  // Closed, or answered meanwhile.
+    char byte = 0;
+    ssize_t n = ::recv(socket_.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n > 0) return;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+      return WatchHangup();
+    }
+    server_->waits->queue()->Cancel(parked_->id);
+    SHM_LOG(kDebug) << "wait: the client of " << parked_->request.method_string() << " "
+                    << parked_->request.target() << " went away; its wait is dropped";
+    parked_.reset();
+    closing_ = true;
+    if (queue_.empty()) DoClose();
   }
 
   // Counts, logs and queues `response`; `close` (or a response that must end the connection, or
   // a draining worker) stops reading further requests on this connection.
   void Enqueue(HttpResponse&& response, Clock::time_point start, std::string_view method,
                std::string_view target, bool close) {
-    if (close || server_->draining.load()) response.keep_alive(false);
+    // A draining worker closes after this answer, unless requests already sent on the
+    // connection wait behind it: they get their 503 first.
+    if (close || (server_->draining.load() && !DrainPending())) response.keep_alive(false);
     linger_ = linger_ || close;
     // Respond and ErrorResponse prepare the payload; keep_alive() changes only Connection.
     unsigned status = response.result_int();
@@ -249,6 +334,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     LogAccess(method, target, status, response.body().size(), start);
     bool last = response.need_eof();
     closing_ = closing_ || last;
+    final_ = final_ || last;
     // The wire bytes go out of a recycled buffer: no allocation per response once warm. A large
     // body is sent from its own string rather than copied.
     Outgoing& out = queue_.emplace_back(Outgoing{std::move(spare_), {}, last});
@@ -260,7 +346,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       SerializeResponse(response, &out.head);
     }
     if (queue_.size() == 1) DoWrite();
-    if (!closing_ && !reading_ && queue_.size() < kQueueLimit) DoRead();
+    if ((!closing_ || DrainPending()) && !reading_ && queue_.size() < kQueueLimit) DoRead();
   }
 
   static void LogAccess(std::string_view method, std::string_view target, unsigned status,
@@ -298,6 +384,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       // answered; an idle read is cancelled and OnRead closes. Half-closing now would leave the
       // answer of a request that is arriving unsendable.
       if (reading_) return CancelIdleRead();
+      if (DrainPending()) return DoRead();
       return DoClose();
     }
     if (!reading_) DoRead();  // Reads paused while the queue was full.
@@ -371,9 +458,19 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     bool need_eof;
   };
   std::deque<Outgoing> queue_;  // Responses in request order; front() is being written.
+  // The request waiting in the WaitHub, if any: answered by OnWaitDone.
+  struct Parked {
+    HttpRequest request;
+    Clock::time_point start;
+    uint64_t id;
+    bool queued;  // It waited (was not answered at once).
+  };
+  std::optional<Parked> parked_;
   std::string spare_;           // The last written buffer, reused for the next response.
   bool reading_ = false;        // A read is outstanding.
   bool closing_ = false;        // No further requests: close once the queue is written.
+  bool final_ = false;          // The last answer is queued (or the client ended): read no more.
+  bool refuse_rest_ = false;    // The stop cut a parked wait: later requests get 503.
   uint64_t requests_read_ = 0;  // Requests read on this connection.
   bool linger_ = false;         // An error answer may leave unread bytes: drain on close.
   std::vector<char> discard_;
@@ -454,6 +551,7 @@ void ScheduleHeartbeat(Server* server, net::steady_timer* timer) {
 void StartDrain(Server* server, Listener* listener, net::steady_timer* drain_timer) {
   SHM_LOG(kInfo) << "worker " << server->options.index << " draining";
   server->draining.store(true);
+  server->waits->Stop();  // Parked waits answer now: a pop 204, an acquire 503.
   StopBlockingWaits();
   listener->Stop();
   if (server->resp) server->resp->Drain();
@@ -487,7 +585,16 @@ void RunLoop(net::io_context* ioc) {
 }  // namespace
 
 int RunWorker(Segment* segment, int listen_fd, const Router& router, const WorkerOptions& options) {
+  // The stop signals are blocked in every thread of the worker (threads inherit the mask, so
+  // before the first one starts) and taken by the signal watcher below.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   Server server(segment, router, options);
+  WaitHub waits(&server.ioc);
+  server.waits = &waits;
   auto listener = std::make_shared<Listener>(&server);
   Status s = listener->Adopt(listen_fd);
   if (!s.ok()) {
@@ -496,7 +603,7 @@ int RunWorker(Segment* segment, int listen_fd, const Router& router, const Worke
   }
   if (options.resp_listen_fd >= 0) {
     s = StartRespServer(
-        &server.ioc, server.single_thread, segment, options,
+        &server.ioc, server.single_thread, segment, options, waits.queue(),
         [&server] {
           MutexLock lock(&server.mu);
           server.StopIfDrainedLocked();
@@ -510,14 +617,11 @@ int RunWorker(Segment* segment, int listen_fd, const Router& router, const Worke
   net::steady_timer heartbeat(server.ioc);
   net::steady_timer drain_timer(server.ioc);
   // SIGTERM/SIGINT are taken by a thread of their own, blocked in every other one (threads
-  // inherit the mask): a handler blocked in a pop or lock wait holds an io thread, perhaps the
-  // only one, and a signal handled on the io_context would wait for it, past the manager's
-  // SIGKILL. The watcher ends those waits at once, then drains on the io_context.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // inherit the mask): the built-in waits park (WaitHub), but an application's handler may
+  // still block an io thread, perhaps the only one, and a signal handled on the io_context
+  // would wait for it, past the manager's SIGKILL. The watcher ends blocking library waits at
+  // once (StopBlockingWaits), then drains on the io_context, which answers the parked waits.
+  // (Blocked at the top of RunWorker, before any thread starts.)
   std::atomic<bool> stopped{false};
   std::thread signal_watcher([&] {
     for (int received = 0;;) {
@@ -544,6 +648,15 @@ int RunWorker(Segment* segment, int listen_fd, const Router& router, const Worke
   stopped.store(true);
   pthread_kill(signal_watcher.native_handle(), SIGTERM);
   signal_watcher.join();
+  // The RESP server's io objects must go before the io_context: dropped here when no session
+  // holds it, else with the last session, while the io_context destroys its handlers (as the
+  // HTTP sessions). As a member it would outlive the io_context (an ASan use-after-free).
+  std::shared_ptr<RespServer> resp;
+  {
+    MutexLock lock(&server.mu);
+    resp = std::move(server.resp);
+  }
+  resp.reset();
   SHM_LOG(kInfo) << "worker " << options.index << " stopped";
   return 0;
 }

@@ -15,6 +15,7 @@
 
 #include "shm/segment.h"
 #include "shm/status.h"
+#include "shm/wait_queue.h"
 #include "shm/worker.h"
 
 namespace shm {
@@ -28,11 +29,12 @@ class RespServer {
   virtual size_t live() const = 0;
 };
 
-// Adopts `options.resp_listen_fd` and starts accepting. `on_drained` runs (on a loop thread)
-// when the last connection closes after Drain().
+// Adopts `options.resp_listen_fd` and starts accepting. Blocked pops wait in `waits` (the
+// worker's, which HTTP waits share). `on_drained` runs (on a loop thread) when the last
+// connection closes after Drain().
 Status StartRespServer(boost::asio::io_context* ioc, bool single_thread, Segment* segment,
-                       const WorkerOptions& options, std::function<void()> on_drained,
-                       std::shared_ptr<RespServer>* result);
+                       const WorkerOptions& options, WaitQueue* waits,
+                       std::function<void()> on_drained, std::shared_ptr<RespServer>* result);
 
 }  // namespace shm
 

@@ -10,13 +10,16 @@
 #define SHM_ROUTER_H_
 
 #include <boost/beast/http.hpp>
+#include <chrono>
 #include <functional>
 #include <map>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "shm/registry.h"
 #include "shm/segment.h"
 #include "shm/status.h"
 
@@ -26,6 +29,24 @@ namespace http = boost::beast::http;
 using HttpRequest = http::request<http::string_body>;
 using HttpResponse = http::response<http::string_body>;
 
+// A request that waits for another process (a pop for a push, an acquire for a release) without
+// holding a thread. The handler describes the wait; the server retries it on its event loop
+// until it answers, the deadline passes or the server stops (worker/wait_hub.h).
+struct ParkedWait {
+  // The object waited on ("list:<name>"). Waits with the same key are tried in arrival order,
+  // and a wait behind others of its key is never tried before them.
+  std::string key;
+  std::chrono::steady_clock::time_point deadline;
+  // The object, when known: a change to it by any process retries the wait at once (else the
+  // server's poll finds it).
+  ObjectRef object;
+  // One try that never blocks: true when it is the answer (response filled, or *status an
+  // error); false to wait on.
+  std::function<bool(HttpResponse* response, Status* status)> attempt;
+  // The answer when the deadline passed (`stopping` false) or the server is stopping (true).
+  std::function<Status(HttpResponse* response, bool stopping)> give_up;
+};
+
 // What a handler sees of one request.
 struct RequestContext {
   const HttpRequest& request;
@@ -33,6 +54,10 @@ struct RequestContext {
   int worker_index;
   std::vector<std::string> params;           // Percent-decoded {captures}, in pattern order.
   std::map<std::string, std::string> query;  // Percent-decoded query parameters.
+  // Non-null when the server can park waits: a handler that must wait stores its wait here and
+  // returns OK, and the server answers later. Null (Router::Handle without it): the handler
+  // waits on the calling thread.
+  std::optional<ParkedWait>* park = nullptr;
 };
 
 // Limits the router applies before any handler runs.
@@ -52,7 +77,19 @@ class Router {
   // 500). HEAD runs the GET route and keeps its body: the caller sends the head only. Never
   // throws. The payload is prepared (Content-Length set, none on a 204 or 304), so the response
   // can be written as is.
-  HttpResponse Handle(const HttpRequest& request, Segment* segment, int worker_index) const;
+  HttpResponse Handle(const HttpRequest& request, Segment* segment, int worker_index) const {
+    return Handle(request, segment, worker_index, nullptr);
+  }
+  // As above, but a handler may park its wait in `*park` (see RequestContext::park): the
+  // returned response is then meaningless, and the caller answers with Finish once the wait
+  // ends.
+  HttpResponse Handle(const HttpRequest& request, Segment* segment, int worker_index,
+                      std::optional<ParkedWait>* park) const;
+  // The response for a handler's outcome: `response` as filled when `status` is OK, else the
+  // mapped error (412 for a Conflict of a conditional request). Prepared as Handle's. Never
+  // throws.
+  static HttpResponse Finish(const HttpRequest& request, const Status& status,
+                             HttpResponse response);
 
  private:
   struct Route {
