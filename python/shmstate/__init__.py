@@ -602,3 +602,6 @@ class Array:
 
     def __repr__(self) -> str:
         return f"<shmstate.Array {self.name!r} dtype={self.dtype} shape={self.shape}>"
+
+
+from .manager import Manager, SyncManager  # noqa: E402  (drop-in for multiprocessing.Manager)

@@ -23,6 +23,7 @@
 
 #include "attachment.h"
 #include "convert.h"
+#include "register_sync.h"
 #include "shm/counter.h"
 #include "shm/dict.h"
 #include "shm/lease_lock.h"
@@ -1054,4 +1055,6 @@ PYBIND11_MODULE(_shmstate, m) {
       .def_property_readonly("segment_name", &PyClient::SegmentName)
       .def_property_readonly("generation", &PyClient::Generation)
       .def_property_readonly("name", &PyClient::name);
+
+  RegisterSync(m);  // shmstate.Manager's blocking proxies (register_sync.cc).
 }

@@ -306,22 +306,28 @@ struct CachedSlot {
 // This thread's slots, one per mapping it used. When the thread exits, the slots it holds go
 // back to the pool (threads that come and go, e.g. one per request, would otherwise use up the
 // segment's slots); a slot with a commit in flight cannot be left mid-way by a thread that
-// returns normally, and is kept for the dead-process repair if it somehow is.
+// returns normally, and is kept for the dead-process repair if it somehow is. The same goes for
+// the slot of a mapping evicted from the cache (MySlot).
+void ReleaseCachedSlot(const CachedSlot& c) {
+  LiveInstanceSet& instances = LiveInstances();
+  MutexLock lock(&instances.mu);
+  if (c.slot == nullptr ||
+      std::find(instances.ids.begin(), instances.ids.end(), c.instance_id) == instances.ids.end()) {
+    return;
+  }
+  IntentSlot& slot = *c.slot;
+  if (slot.owner_pid.load() != CurrentPid() || slot.owner_tid.load() != CurrentTid()) return;
+  if (slot.in_cs.load() || slot.new_off.load() || slot.old_off.load()) return;
+  // Not while this thread is inside an operation on that segment (an eviction can happen from a
+  // nested use of another mapping).
+  if (slot.client_op.load() || slot.pinned.load() || slot.cache_owner.load() != kCacheFree) return;
+  ReleaseIntentSlot(c.segment, slot, /*owner_alive=*/true);
+}
+
 struct ThreadSlots {
   CachedSlot cached[4];
   ~ThreadSlots() {
-    LiveInstanceSet& instances = LiveInstances();
-    MutexLock lock(&instances.mu);
-    const std::vector<uint64_t>& live = instances.ids;
-    for (CachedSlot& c : cached) {
-      if (c.slot == nullptr || std::find(live.begin(), live.end(), c.instance_id) == live.end()) {
-        continue;
-      }
-      IntentSlot& slot = *c.slot;
-      if (slot.owner_pid.load() != CurrentPid() || slot.owner_tid.load() != CurrentTid()) continue;
-      if (slot.in_cs.load() || slot.new_off.load() || slot.old_off.load()) continue;
-      ReleaseIntentSlot(c.segment, slot, /*owner_alive=*/true);
-    }
+    for (CachedSlot& c : cached) ReleaseCachedSlot(c);
   }
 };
 thread_local ThreadSlots t_slot_cache;
@@ -366,6 +372,10 @@ IntentSlot* Segment::Impl::MySlot() {
       break;
     }
   }
+  // A thread that uses more mappings than the cache holds (a process with several segments)
+  // gives the evicted mapping's slot back; kept, it would be forgotten here and claimed again
+  // on the next use, until that segment ran out of slots.
+  if (victim->instance_id != 0 && victim->instance_id != instance_id_) ReleaseCachedSlot(*victim);
   *victim = CachedSlot{instance_id_, this, claimed};
   return claimed;
 }
