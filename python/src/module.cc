@@ -905,6 +905,8 @@ class PyClient {
 PYBIND11_MODULE(_shmstate, m) {
   using namespace shmstate;
   m.doc() = "In-process access to a running shmstate server's shared memory (see shmstate).";
+  // What attach() checks against the segment (docs/deploy.md#upgrades).
+  m.attr("LAYOUT_VERSION") = shm::Segment::LayoutVersion();
 
   static Exceptions exceptions;
   g_exceptions = &exceptions;
