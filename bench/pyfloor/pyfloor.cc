@@ -24,13 +24,15 @@ static struct Shared* g_shared;
 
 static uint64_t Hash(const char* key, Py_ssize_t n) {
   uint64_t h = 1469598103934665603ull;
-  for (Py_ssize_t i = 0; i < n; ++i) h = (h ^ static_cast<unsigned char>(key[i])) * 1099511628211ull;
+  for (Py_ssize_t i = 0; i < n; ++i)
+    h = (h ^ static_cast<unsigned char>(key[i])) * 1099511628211ull;
   return h;
 }
 
 static struct Slot* Find(const char* key, Py_ssize_t n, int insert) {
   if (n != kKey) return nullptr;
-  for (uint64_t i = static_cast<uint64_t>(Hash(key, n) % kSlots), probes = 0; probes < kSlots; i = (i + 1) % kSlots, ++probes) {
+  for (uint64_t i = static_cast<uint64_t>(Hash(key, n) % kSlots), probes = 0; probes < kSlots;
+       i = (i + 1) % kSlots, ++probes) {
     struct Slot* s = &g_shared->slots[i];
     if (!s->used) {
       if (!insert) return nullptr;
@@ -44,11 +46,11 @@ static struct Slot* Find(const char* key, Py_ssize_t n, int insert) {
 }
 
 static PyObject* Incr(PyObject*, PyObject*) {
-    return PyLong_FromLongLong(__atomic_add_fetch(&g_shared->counter, 1, __ATOMIC_ACQ_REL));
+  return PyLong_FromLongLong(__atomic_add_fetch(&g_shared->counter, 1, __ATOMIC_ACQ_REL));
 }
 
 static PyObject* Get(PyObject*, PyObject* key) {
-    if (!PyBytes_Check(key)) {
+  if (!PyBytes_Check(key)) {
     PyErr_SetString(PyExc_TypeError, "key must be bytes");
     return nullptr;
   }
@@ -58,7 +60,7 @@ static PyObject* Get(PyObject*, PyObject* key) {
 }
 
 static PyObject* Set(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-    if (nargs != 2 || !PyBytes_Check(args[0]) || !PyBytes_Check(args[1]) ||
+  if (nargs != 2 || !PyBytes_Check(args[0]) || !PyBytes_Check(args[1]) ||
       PyBytes_GET_SIZE(args[1]) != kValue) {
     PyErr_SetString(PyExc_TypeError, "set(key: bytes, value: 64 bytes)");
     return nullptr;
@@ -75,11 +77,12 @@ static PyObject* Set(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 static PyMethodDef kMethods[] = {
     {"incr", Incr, METH_NOARGS, "One atomic add on the shared mapping."},
     {"get", Get, METH_O, "The 64-byte value of a 16-byte key, or None."},
-    {"set", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(Set)), METH_FASTCALL, "Copies a 64-byte value in."},
+    {"set", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(Set)), METH_FASTCALL,
+     "Copies a 64-byte value in."},
     {nullptr, nullptr, 0, nullptr}};
 
-static struct PyModuleDef kModule = {PyModuleDef_HEAD_INIT, "pyfloor", nullptr, -1, kMethods,
-                                     nullptr, nullptr, nullptr, nullptr};
+static struct PyModuleDef kModule = {
+    PyModuleDef_HEAD_INIT, "pyfloor", nullptr, -1, kMethods, nullptr, nullptr, nullptr, nullptr};
 
 PyMODINIT_FUNC PyInit_pyfloor(void) {
   void* p = mmap(nullptr, sizeof(struct Shared), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
