@@ -1091,9 +1091,8 @@ PyObject* CounterIncr(PyObject* self, PyObject* const* args, Py_ssize_t nargs, P
   if (native == nullptr) return nullptr;
   PyCounter* counter = CppOf<PyCounter>(native, g_fast.counter);
   if (counter == nullptr) {
-    PyObject* call_args[] = {native, by};
-    return PyObject_VectorcallMethod(py::str("incr").ptr(), call_args, by == nullptr ? 1 : 2,
-                                     nullptr);
+    return by == nullptr ? PyObject_CallMethod(native, "incr", nullptr)
+                         : PyObject_CallMethod(native, "incr", "(O)", by);
   }
   return Guarded([&] {
     return PyLong_FromLongLong(counter->IncrFast(by == nullptr ? 1 : Int64Arg(by, "by")));
@@ -1114,8 +1113,7 @@ PyObject* DictLookup(PyObject* self, PyObject* key, PyObject* absent) {
   if (native == nullptr) return nullptr;
   PyDict* dict = CppOf<PyDict>(native, g_fast.dict);
   if (dict == nullptr) {
-    PyObject* call_args[] = {native, key, absent};
-    return PyObject_VectorcallMethod(py::str("get").ptr(), call_args, 3, nullptr);
+    return PyObject_CallMethod(native, "get", "OO", key, absent);
   }
   return Guarded([&] {
     PyObject* value = dict->GetFast(BytesArg(key, true, "key").view());
@@ -1165,8 +1163,7 @@ PyObject* DictSetItem(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
   if (native == nullptr) return nullptr;
   PyDict* dict = CppOf<PyDict>(native, g_fast.dict);
   if (dict == nullptr) {
-    PyObject* call_args[] = {native, args[0], args[1]};
-    PyObject* r = PyObject_VectorcallMethod(py::str("set").ptr(), call_args, 3, nullptr);
+    PyObject* r = PyObject_CallMethod(native, "set", "OO", args[0], args[1]);
     if (r == nullptr) return nullptr;
     Py_DECREF(r);
     Py_RETURN_NONE;
