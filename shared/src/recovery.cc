@@ -8,6 +8,7 @@
 #include "layout.h"
 #include "object_guard.h"
 #include "segment_impl.h"
+#include "shm/client_table.h"
 #include "shm/registry.h"
 #include "shm/segment.h"
 
@@ -58,6 +59,7 @@ Status Segment::RecoverDeadProcess(pid_t pid, RecoveryReport* report) {
     ReleaseIntentSlot(impl, slot, /*owner_alive=*/false);
     ++report->slots_released;
   }
+  ClientTable(this).ReleaseRowsOf(pid);  // Its Redis connections died with it.
   return impl->root()->poisoned.load() ? Status::Poisoned("segment allocator is poisoned")
                                        : Status::OK();
 }
