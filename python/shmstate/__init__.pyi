@@ -3,6 +3,9 @@ from typing import Any, Iterator, Optional, Union
 
 import numpy as np
 
+__version__: str
+LAYOUT_VERSION: int
+
 Key = Union[bytes, str]
 BytesLike = Union[bytes, bytearray, memoryview]
 
