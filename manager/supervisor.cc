@@ -17,6 +17,7 @@
 
 #include "crash_point.h"
 #include "shm/format_size.h"
+#include "shm/keyspace.h"
 #include "shm/log.h"
 #include "shm/snapshot.h"
 
@@ -27,6 +28,9 @@
 namespace shm {
 namespace {
 
+constexpr int kExpireIntervalMs = 100;        // Redis's active expiry runs at 10 Hz.
+constexpr size_t kExpireBudgetPerShard = 20;  // Redis samples 20 keys per round.
+constexpr int kExpireRounds = 16;
 constexpr int kHeartbeatCheckMs = 100;     // Also the idle poll period, so the poison check.
 constexpr int64_t kSlowSnapshotMs = 1000;  // A periodic snapshot slower than this is logged.
 constexpr int64_t kGrowthRetryMs = 60000;  // After a failed growth (e.g. /dev/shm full).
@@ -221,6 +225,7 @@ int Supervisor::Run() {
       CheckHeartbeats(now);
       AdvanceRollingRestart(now);
       ReapDeadClients(now);
+      ExpireKeys(now);
       MaybeSnapshot(now);
     }
     EnforceStopDeadlines(now);
@@ -477,6 +482,25 @@ void Supervisor::ReapDeadClients(int64_t now_ms) {
   size_t trimmed = segment()->TrimIdleCaches();
   if (trimmed > 0) {
     SHM_LOG(kDebug) << "returned " << FormatSize(trimmed) << " from idle writers' blob caches";
+  }
+}
+
+void Supervisor::ExpireKeys(int64_t now_ms) {
+  if (now_ms < next_expire_ms_) return;
+  next_expire_ms_ = now_ms + kExpireIntervalMs;
+  for (int db = 0; db < Keyspace::kDatabases; ++db) {
+    Keyspace keyspace;
+    if (!Keyspace::Open(segment(), db, &keyspace, OpenMode::kOpenExisting).ok()) continue;
+    // Like Redis: sample again while a quarter or more of the budget was expired, a few rounds.
+    for (int round = 0; round < kExpireRounds; ++round) {
+      size_t removed = 0;
+      Status s = keyspace.SweepExpired(kExpireBudgetPerShard, &removed);
+      if (!s.ok()) {
+        SHM_LOG(kWarn) << "expiring keys of database " << db << ": " << s.ToString();
+        break;
+      }
+      if (removed * 4 < kExpireBudgetPerShard) break;
+    }
   }
 }
 

@@ -119,6 +119,9 @@ class Supervisor {
   void MaybeSnapshot(int64_t now_ms);
   // Settles what attached clients (processes this manager did not fork) left when they died.
   void ReapDeadClients(int64_t now_ms);
+  // Removes expired Redis keys in the background (sampled, as Redis's active expiry), so that
+  // DBSIZE and INFO keyspace stop counting them.
+  void ExpireKeys(int64_t now_ms);
   void ReadSignals();
   void Reap(Child& child);
   void HandleExit(const Child& child, const siginfo_t& info);
@@ -147,6 +150,7 @@ class Supervisor {
   pid_t rolling_old_pid_ = 0;        // The retiring worker the roll waits for; 0 if none.
   int exit_code_ = 0;
   int64_t next_client_reap_ms_ = 0;  // Steady clock.
+  int64_t next_expire_ms_ = 0;       // Steady clock.
   int64_t growth_retry_at_ms_ = 0;   // After a failed growth: not before then (steady clock).
   int64_t next_snapshot_ms_ = 0;     // Steady clock; 0: not scheduled.
 };

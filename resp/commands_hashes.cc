@@ -1,4 +1,10 @@
-// The hash commands (Redis's "hash" group).
+// The hash commands (Redis's "hash" group), on the library keyspace: a hash is removed with its
+// last field; an empty field name is a field, as in Redis.
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <limits>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -7,13 +13,22 @@
 namespace shm::resp {
 namespace {
 
+using Access = Keyspace::Access;
+
+template <typename Fn>
+Status UpdateField(Dict& d, std::string_view field, Fn&& fn) {
+  return d.Update(
+      field, [&fn](const DictValue* current, DictUpdate* update) { return fn(current, update); });
+}
+
 void HSetGeneric(Call& c, bool reply_ok) {
   if (c.args.size() % 2 != 0) return WrongArity(c);
-  if (StringExists(c.segment(), c.args[1])) return c.w.Error(kWrongType);
+  Keyspace* ks = KS(c);
+  if (ks == nullptr) return;
   int64_t created = 0;
-  Status s = WithHash(c.segment(), c.args[1], true, [&](Dict& d) {
+  Status s = ks->WithHash(c.args[1], Access::kCreate, [&](Dict& d) {
     for (size_t i = 2; i + 1 < c.args.size(); i += 2) {
-      SHM_RETURN_IF_ERROR(UpdateWith(d, c.args[i], [&](const DictValue* current, DictUpdate* u) {
+      SHM_RETURN_IF_ERROR(UpdateField(d, c.args[i], [&](const DictValue* current, DictUpdate* u) {
         if (current == nullptr) ++created;
         u->data.assign(c.args[i + 1]);
         return Status::OK();
@@ -28,30 +43,51 @@ void HSet(Call& c) { HSetGeneric(c, false); }
 void HMSet(Call& c) { HSetGeneric(c, true); }
 
 void HSetNx(Call& c) {
-  if (StringExists(c.segment(), c.args[1])) return c.w.Error(kWrongType);
-  SetOptions options;
-  options.mode = SetMode::kAdd;
-  Status s = WithHash(c.segment(), c.args[1], true,
-                      [&](Dict& d) { return d.Set(c.args[2], c.args[3], options); });
-  if (s.IsAlreadyExists()) return c.w.Integer(0);
-  s.ok() ? c.w.Integer(1) : ReplyStatus(c.w, s);
+  Keyspace* ks = KS(c);
+  if (ks == nullptr) return;
+  bool set = false;
+  Status s = ks->WithHash(c.args[1], Access::kCreate, [&](Dict& d) {
+    return UpdateField(d, c.args[2], [&](const DictValue* current, DictUpdate* u) {
+      u->write = current == nullptr;
+      set = u->write;
+      if (set) u->data.assign(c.args[3]);
+      return Status::OK();
+    });
+  });
+  s.ok() ? c.w.Integer(set ? 1 : 0) : ReplyStatus(c.w, s);
 }
 
 void HGet(Call& c) {
+  Keyspace* ks = KS(c);
+  if (ks == nullptr) return;
   DictValue value;
-  bool hash_found = false;
-  Status s = WithHash(c.segment(), c.args[1], false, [&](Dict& d) {
-    hash_found = true;
-    return d.Get(c.args[2], &value);
+  bool found = false;
+  Status s = ks->WithHash(c.args[1], Access::kRead, [&](Dict& d) {
+    Status got = d.Get(c.args[2], &value);
+    found = got.ok();
+    return got.IsNotFound() ? Status::OK() : got;
   });
-  if (s.ok()) return c.w.Bulk(value.data);
-  if (s.IsNotFound() && hash_found) return c.w.Null();
-  ReplyMissing(c, s, [&] { c.w.Null(); });
+  if (s.IsNotFound() || (s.ok() && !found)) return c.w.Null();
+  s.ok() ? c.w.Bulk(value.data) : ReplyStatus(c.w, s);
+}
+
+void HStrLen(Call& c) {
+  Keyspace* ks = KS(c);
+  if (ks == nullptr) return;
+  DictValue value;
+  Status s = ks->WithHash(c.args[1], Access::kRead, [&](Dict& d) {
+    Status got = d.Get(c.args[2], &value);
+    return got.IsNotFound() ? Status::OK() : got;
+  });
+  if (s.IsNotFound()) return c.w.Integer(0);
+  s.ok() ? c.w.Integer(static_cast<int64_t>(value.data.size())) : ReplyStatus(c.w, s);
 }
 
 void HMGet(Call& c) {
+  Keyspace* ks = KS(c);
+  if (ks == nullptr) return;
   std::vector<std::optional<std::string>> values(c.args.size() - 2);
-  Status s = WithHash(c.segment(), c.args[1], false, [&](Dict& d) {
+  Status s = ks->WithHash(c.args[1], Access::kRead, [&](Dict& d) {
     for (size_t i = 2; i < c.args.size(); ++i) {
       DictValue value;
       if (d.Get(c.args[i], &value).ok()) values[i - 2] = std::move(value.data);
@@ -59,36 +95,33 @@ void HMGet(Call& c) {
     return Status::OK();
   });
   if (!s.ok() && !s.IsNotFound()) return ReplyStatus(c.w, s);
-  if (!s.ok() && StringExists(c.segment(), c.args[1])) return c.w.Error(kWrongType);
   c.w.Array(values.size());
   for (auto& v : values) v ? c.w.Bulk(*v) : c.w.Null();
 }
 
 // Every field of a hash (and its value when `values`), in the dict's hash order.
-Status ReadHash(Segment* segment, std::string_view key, bool values,
-                std::vector<std::pair<std::string, std::string>>* out) {
-  return WithHash(segment, key, false, [&](Dict& d) {
-    out->clear();
-    uint64_t cursor = 0;
-    do {
-      std::vector<std::string> keys;
-      SHM_RETURN_IF_ERROR(d.ListKeys("", Dict::kMaxListLimit, cursor, &keys, &cursor));
-      for (std::string& field : keys) {
-        DictValue value;
-        if (values && !d.Get(field, &value).ok()) continue;  // Deleted meanwhile.
-        out->emplace_back(std::move(field), std::move(value.data));
-      }
-    } while (cursor != 0);
-    return Status::OK();
-  });
+Status ReadFields(Dict& d, bool values, std::vector<std::pair<std::string, std::string>>* out) {
+  out->clear();
+  uint64_t cursor = 0;
+  do {
+    std::vector<std::string> keys;
+    SHM_RETURN_IF_ERROR(d.ListKeys("", Dict::kMaxListLimit, cursor, &keys, &cursor));
+    for (std::string& field : keys) {
+      DictValue value;
+      if (values && !d.Get(field, &value).ok()) continue;
+      out->emplace_back(std::move(field), std::move(value.data));
+    }
+  } while (cursor != 0);
+  return Status::OK();
 }
 
 void HashListing(Call& c, bool fields, bool values) {
+  Keyspace* ks = KS(c);
+  if (ks == nullptr) return;
   std::vector<std::pair<std::string, std::string>> entries;
-  Status s = ReadHash(c.segment(), c.args[1], values, &entries);
-  if (!s.ok()) {
-    return ReplyMissing(c, s, [&] { fields&& values ? c.w.Map(0) : c.w.Array(0); });
-  }
+  Status s = ks->WithHash(c.args[1], Access::kRead,
+                          [&](Dict& d) { return ReadFields(d, values, &entries); });
+  if (!s.ok() && !s.IsNotFound()) return ReplyStatus(c.w, s);
   if (fields && values) {
     c.w.Map(entries.size());
   } else {
@@ -104,59 +137,189 @@ void HKeys(Call& c) { HashListing(c, true, false); }
 void HVals(Call& c) { HashListing(c, false, true); }
 
 void HDel(Call& c) {
+  Keyspace* ks = KS(c);
+  if (ks == nullptr) return;
   int64_t deleted = 0;
-  Status s = WithHash(c.segment(), c.args[1], false, [&](Dict& d) {
+  Status s = ks->WithHash(c.args[1], Access::kWrite, [&](Dict& d) {
     for (size_t i = 2; i < c.args.size(); ++i) deleted += d.Delete(c.args[i]).ok() ? 1 : 0;
     return Status::OK();
   });
-  if (!s.ok()) return ReplyMissing(c, s, [&] { c.w.Integer(0); });
-  c.w.Integer(deleted);
+  if (s.IsNotFound()) return c.w.Integer(0);
+  s.ok() ? c.w.Integer(deleted) : ReplyStatus(c.w, s);
 }
 
 void HExists(Call& c) {
-  DictValue value;
-  bool hash_found = false;
-  Status s = WithHash(c.segment(), c.args[1], false, [&](Dict& d) {
-    hash_found = true;
-    return d.Get(c.args[2], &value);
+  Keyspace* ks = KS(c);
+  if (ks == nullptr) return;
+  bool found = false;
+  Status s = ks->WithHash(c.args[1], Access::kRead, [&](Dict& d) {
+    DictValue value;
+    Status got = d.Get(c.args[2], &value);
+    found = got.ok();
+    return got.IsNotFound() ? Status::OK() : got;
   });
-  if (s.ok()) return c.w.Integer(1);
-  if (s.IsNotFound() && hash_found) return c.w.Integer(0);
-  ReplyMissing(c, s, [&] { c.w.Integer(0); });
+  if (s.IsNotFound()) return c.w.Integer(0);
+  s.ok() ? c.w.Integer(found ? 1 : 0) : ReplyStatus(c.w, s);
 }
 
 void HLen(Call& c) {
+  Keyspace* ks = KS(c);
+  if (ks == nullptr) return;
   DictStats stats;
-  Status s = WithHash(c.segment(), c.args[1], false, [&](Dict& d) { return d.Stats(&stats); });
-  if (!s.ok()) return ReplyMissing(c, s, [&] { c.w.Integer(0); });
-  c.w.Integer(static_cast<int64_t>(stats.entries));
+  Status s = ks->WithHash(c.args[1], Access::kRead, [&](Dict& d) { return d.Stats(&stats); });
+  if (s.IsNotFound()) return c.w.Integer(0);
+  s.ok() ? c.w.Integer(static_cast<int64_t>(stats.entries)) : ReplyStatus(c.w, s);
 }
 
 void HIncrBy(Call& c) {
   int64_t by = 0;
   if (!ParseInt(c.args[3], &by)) return c.w.Error(kNotInteger);
-  if (StringExists(c.segment(), c.args[1])) return c.w.Error(kWrongType);
+  Keyspace* ks = KS(c);
+  if (ks == nullptr) return;
   int64_t result = 0;
-  std::string error;
-  Status s = WithHash(c.segment(), c.args[1], true, [&](Dict& d) {
-    return UpdateWith(d, c.args[2], [&](const DictValue* current, DictUpdate* u) {
+  Status s = ks->WithHash(c.args[1], Access::kCreate, [&](Dict& d) {
+    return UpdateField(d, c.args[2], [&](const DictValue* current, DictUpdate* u) {
       int64_t value = 0;
-      if (current && !ParseInt(current->data, &value)) {
-        error = "ERR hash value is not an integer";
-        return Status::InvalidArgument(error);
+      if (current != nullptr && !ParseInt(current->data, &value)) {
+        return Status::InvalidArgument("hash value is not an integer");
       }
-      if ((by > 0 && value > std::numeric_limits<int64_t>::max() - by) ||
-          (by < 0 && value < std::numeric_limits<int64_t>::min() - by)) {
-        error = "ERR increment or decrement would overflow";
-        return Status::InvalidArgument(error);
+      if (!AddInt64(value, by, &result)) {
+        return Status::InvalidArgument("increment or decrement would overflow");
       }
-      result = value + by;
       u->data = std::to_string(result);
       return Status::OK();
     });
   });
-  if (!error.empty()) return c.w.Error(error);
   s.ok() ? c.w.Integer(result) : ReplyStatus(c.w, s);
+}
+
+void HIncrByFloat(Call& c) {
+  long double by = 0;
+  if (!ParseLongDouble(c.args[3], &by)) return c.w.Error("ERR value is not a valid float");
+  if (std::isnan(by) || std::isinf(by)) return c.w.Error("ERR value is NaN or Infinity");
+  Keyspace* ks = KS(c);
+  if (ks == nullptr) return;
+  std::string text;
+  Status s = ks->WithHash(c.args[1], Access::kCreate, [&](Dict& d) {
+    return UpdateField(d, c.args[2], [&](const DictValue* current, DictUpdate* u) {
+      long double value = 0;
+      if (current != nullptr && !ParseLongDouble(current->data, &value)) {
+        return Status::InvalidArgument("hash value is not a float");
+      }
+      long double result = value + by;
+      if (std::isnan(result) || std::isinf(result)) {
+        return Status::InvalidArgument("increment would produce NaN or Infinity");
+      }
+      text = FormatLongDouble(result);
+      u->data = text;
+      return Status::OK();
+    });
+  });
+  s.ok() ? c.w.Bulk(text) : ReplyStatus(c.w, s);
+}
+
+// HRANDFIELD key [count [WITHVALUES]] (Redis's hrandfieldCommand).
+void HRandField(Call& c) {
+  int64_t count = 0;
+  bool with_count = c.args.size() >= 3, with_values = false;
+  if (with_count) {
+    if (!ParseInt(c.args[2], &count)) return c.w.Error(kNotInteger);
+    if (c.args.size() == 4) {
+      if (!EqualsIgnoreCase(c.args[3], "withvalues")) return c.w.Error(kSyntax);
+      with_values = true;
+    } else if (c.args.size() > 4) {
+      return c.w.Error(kSyntax);
+    }
+    // Repeats (a negative count) make a reply as long as asked: bounded like a MULTI queue.
+    constexpr int64_t kMaxPicks = 10'000'000;
+    if (count < -kMaxPicks || count > std::numeric_limits<int64_t>::max() / 2) {
+      return c.w.Error("ERR value is out of range");
+    }
+  }
+  Keyspace* ks = KS(c);
+  if (ks == nullptr) return;
+  std::vector<std::pair<std::string, std::string>> entries;
+  Status s = ks->WithHash(c.args[1], Access::kRead,
+                          [&](Dict& d) { return ReadFields(d, true, &entries); });
+  if (s.IsNotFound()) return with_count ? c.w.Array(0) : c.w.Null();
+  if (!s.ok()) return ReplyStatus(c.w, s);
+  thread_local std::mt19937_64 rng(std::random_device{}());
+  if (!with_count) {
+    return c.w.Bulk(entries[rng() % entries.size()].first);
+  }
+  std::vector<size_t> picks;
+  if (count < 0) {  // Repeats allowed.
+    for (int64_t i = 0; i < -count; ++i) picks.push_back(rng() % entries.size());
+  } else {
+    std::vector<size_t> all(entries.size());
+    for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+    std::shuffle(all.begin(), all.end(), rng);
+    all.resize(std::min<size_t>(all.size(), static_cast<size_t>(count)));
+    picks = std::move(all);
+  }
+  if (with_values && c.client->protocol >= 3) {
+    c.w.Array(picks.size());
+    for (size_t i : picks) {
+      c.w.Array(2);
+      c.w.Bulk(entries[i].first);
+      c.w.Bulk(entries[i].second);
+    }
+    return;
+  }
+  c.w.Array(picks.size() * (with_values ? 2 : 1));
+  for (size_t i : picks) {
+    c.w.Bulk(entries[i].first);
+    if (with_values) c.w.Bulk(entries[i].second);
+  }
+}
+
+// HSCAN key cursor [MATCH pattern] [COUNT n]: the hash's fields in hash order, by cursor.
+void HScan(Call& c) {
+  uint64_t cursor = 0;
+  {
+    std::string_view text = c.args[2];
+    auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), cursor);
+    if (ec != std::errc() || ptr != text.data() + text.size()) {
+      return c.w.Error("ERR invalid cursor");
+    }
+  }
+  std::string_view pattern = "*";
+  int64_t count = 10;
+  for (size_t i = 3; i < c.args.size(); i += 2) {
+    if (i + 1 >= c.args.size()) return c.w.Error(kSyntax);
+    std::string option = Lower(c.args[i]);
+    if (option == "match") {
+      pattern = c.args[i + 1];
+    } else if (option == "count") {
+      if (!ParseInt(c.args[i + 1], &count)) return c.w.Error(kNotInteger);
+      if (count < 1) return c.w.Error(kSyntax);
+    } else {
+      return c.w.Error(kSyntax);
+    }
+  }
+  Keyspace* ks = KS(c);
+  if (ks == nullptr) return;
+  std::vector<std::pair<std::string, std::string>> found;
+  uint64_t next = 0;
+  Status s = ks->WithHash(c.args[1], Access::kRead, [&](Dict& d) {
+    std::vector<std::string> keys;
+    size_t limit = static_cast<size_t>(std::min<int64_t>(count, Dict::kMaxListLimit));
+    SHM_RETURN_IF_ERROR(d.ListKeys("", limit, cursor, &keys, &next));
+    for (std::string& field : keys) {
+      DictValue value;
+      if (!GlobMatch(pattern, field) || !d.Get(field, &value).ok()) continue;
+      found.emplace_back(std::move(field), std::move(value.data));
+    }
+    return Status::OK();
+  });
+  if (!s.ok() && !s.IsNotFound()) return ReplyStatus(c.w, s);
+  c.w.Array(2);
+  c.w.Bulk(std::to_string(next));
+  c.w.Array(found.size() * 2);
+  for (auto& [field, value] : found) {
+    c.w.Bulk(field);
+    c.w.Bulk(value);
+  }
 }
 
 }  // namespace
@@ -175,7 +338,11 @@ void RegisterHashCommands(CommandTable* table) {
            CommandRow{"hdel", -3, kWrite | kFast, kOne, HDel},
            CommandRow{"hexists", 3, kReadOnly | kFast, kOne, HExists},
            CommandRow{"hlen", 2, kReadOnly | kFast, kOne, HLen},
+           CommandRow{"hstrlen", 3, kReadOnly | kFast, kOne, HStrLen},
            CommandRow{"hincrby", 4, kWrite | kDenyOom | kFast, kOne, HIncrBy},
+           CommandRow{"hincrbyfloat", 4, kWrite | kDenyOom | kFast, kOne, HIncrByFloat},
+           CommandRow{"hrandfield", -2, kReadOnly, kOne, HRandField},
+           CommandRow{"hscan", -3, kReadOnly, kOne, HScan},
        }) {
     table->Add(row);
   }

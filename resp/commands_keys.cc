@@ -1,7 +1,9 @@
-// The generic key commands (Redis's "generic" group): DEL, EXISTS, TYPE, expiry, KEYS, SCAN,
-// DBSIZE, FLUSHDB, RENAME.
+// The generic key commands (Redis's "generic" group), on the library keyspace: every type
+// expires, persists, renames and is deleted alike (shm/keyspace.h).
 #include <algorithm>
 #include <charconv>
+#include <limits>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -13,23 +15,47 @@ namespace {
 constexpr size_t kMaxScanCount = Dict::kMaxListLimit;
 
 void Del(Call& c) {
+  Keyspace* ks = KS(c);
+  if (ks == nullptr) return;
   int64_t deleted = 0;
-  for (size_t i = 1; i < c.args.size(); ++i) deleted += DeleteKey(c.segment(), c.args[i]) ? 1 : 0;
+  for (size_t i = 1; i < c.args.size(); ++i) {
+    bool existed = false;
+    Status s = ks->Delete(c.args[i], &existed);
+    if (!s.ok()) return ReplyStatus(c.w, s);
+    deleted += existed;
+  }
   c.w.Integer(deleted);
 }
 
+// EXISTS and TOUCH: how many of the keys exist (a key named twice counts twice).
 void Exists(Call& c) {
+  Keyspace* ks = KS(c);
+  if (ks == nullptr) return;
   int64_t found = 0;
-  for (size_t i = 1; i < c.args.size(); ++i) found += TypeOf(c.segment(), c.args[i]) != "none";
+  for (size_t i = 1; i < c.args.size(); ++i) {
+    KeyType type = KeyType::kNone;
+    Status s = ks->Type(c.args[i], &type);
+    if (!s.ok()) return ReplyStatus(c.w, s);
+    found += type != KeyType::kNone;
+  }
   c.w.Integer(found);
 }
 
-void Type(Call& c) { c.w.Simple(TypeOf(c.segment(), c.args[1])); }
+void Type(Call& c) {
+  Keyspace* ks = KS(c);
+  if (ks == nullptr) return;
+  KeyType type = KeyType::kNone;
+  Status s = ks->Type(c.args[1], &type);
+  s.ok() ? c.w.Simple(KeyTypeName(type)) : ReplyStatus(c.w, s);
+}
 
-// EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT: `scale` ms per unit, `absolute` for the *AT forms.
-void ExpireGeneric(Call& c, int64_t scale, bool absolute) {
-  int64_t value = 0;
-  if (!ParseInt(c.args[2], &value)) return c.w.Error(kNotInteger);
+std::string InvalidExpire(const Call& c) {
+  return "ERR invalid expire time in '" + Lower(c.args[0]) + "' command";
+}
+
+// EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT (Redis's expireGenericCommand): options, then the time,
+// then the key. A time not in the future deletes the key.
+void ExpireGeneric(Call& c, bool seconds, bool absolute) {
   bool nx = false, xx = false, gt = false, lt = false;
   for (size_t i = 3; i < c.args.size(); ++i) {
     std::string option = Lower(c.args[i]);
@@ -49,119 +75,75 @@ void ExpireGeneric(Call& c, int64_t scale, bool absolute) {
     return c.w.Error("ERR NX and XX, GT or LT options at the same time are not compatible");
   }
   if (gt && lt) return c.w.Error("ERR GT and LT options at the same time are not compatible");
-  if (value > Dict::kMaxTtlMs / scale || value < -Dict::kMaxTtlMs / scale) {
-    return c.w.Error("ERR invalid expire time in '" + Lower(c.args[0]) + "' command");
+  int64_t when = 0;
+  if (!ParseInt(c.args[2], &when)) return c.w.Error(kNotInteger);
+  if (seconds) {
+    constexpr int64_t kMax = std::numeric_limits<int64_t>::max() / 1000;
+    constexpr int64_t kMin = std::numeric_limits<int64_t>::min() / 1000;
+    if (when > kMax || when < kMin) return c.w.Error(InvalidExpire(c));
+    when *= 1000;
   }
-  int64_t now = NowMs();
-  int64_t at = absolute ? value * scale : now + value * scale;
-  if (at - now > Dict::kMaxTtlMs) {
-    return c.w.Error("ERR invalid expire time in '" + Lower(c.args[0]) + "' command");
-  }
-  bool applied = false, delete_now = false;
-  uint64_t version = 0;
-  Status s = WithStrings(c.segment(), false, [&](Dict& d) {
-    return UpdateWith(d, c.args[1], [&](const DictValue* current, DictUpdate* u) {
-      u->write = false;
-      if (current == nullptr) return Status::OK();
-      int64_t old = current->expires_at_ms;  // 0: no expiry, which GT/LT treat as infinite.
-      if ((nx && old != 0) || (xx && old == 0) || (gt && (old == 0 || at <= old)) ||
-          (lt && old != 0 && at >= old)) {
-        return Status::OK();
-      }
-      applied = true;
-      version = current->version;
-      if (at <= now) {
-        delete_now = true;
-        return Status::OK();
-      }
-      u->write = true;
-      u->data = current->data;
-      u->content_type = current->content_type;
-      u->ttl_ms = at - now;
-      return Status::OK();
-    });
-  });
-  if (!s.ok() && !s.IsNotFound()) return ReplyStatus(c.w, s);
-  if (!applied) {
-    ObjectKind kind = ObjectKindOf(c.segment(), c.args[1]);
-    if ((kind == ObjectKind::kList || kind == ObjectKind::kDict) &&
-        TypeOf(c.segment(), c.args[1]) != "none") {
-      return c.w.Error("ERR shmstate supports expiry on string keys only");
-    }
-    return c.w.Integer(0);
-  }
-  if (delete_now) {
-    WithStrings(c.segment(), false, [&](Dict& d) { return d.Delete(c.args[1], version); });
-  }
-  c.w.Integer(1);
+  if (!absolute && !AddInt64(when, NowMs(), &when)) return c.w.Error(InvalidExpire(c));
+  Keyspace* ks = KS(c);
+  if (ks == nullptr) return;
+  ExpireIf cond = nx   ? ExpireIf::kNx
+                  : xx ? ExpireIf::kXx
+                  : gt ? ExpireIf::kGt
+                  : lt ? ExpireIf::kLt
+                       : ExpireIf::kAlways;
+  bool applied = false;
+  Status s = ks->Expire(c.args[1], when, cond, &applied);
+  s.ok() ? c.w.Integer(applied ? 1 : 0) : ReplyStatus(c.w, s);
 }
-void Expire(Call& c) { ExpireGeneric(c, 1000, false); }
-void PExpire(Call& c) { ExpireGeneric(c, 1, false); }
-void ExpireAt(Call& c) { ExpireGeneric(c, 1000, true); }
-void PExpireAt(Call& c) { ExpireGeneric(c, 1, true); }
+void Expire(Call& c) { ExpireGeneric(c, true, false); }
+void PExpire(Call& c) { ExpireGeneric(c, false, false); }
+void ExpireAt(Call& c) { ExpireGeneric(c, true, true); }
+void PExpireAt(Call& c) { ExpireGeneric(c, false, true); }
 
-void TtlGeneric(Call& c, bool millis) {
-  DictValue value;
-  Status s = WithStrings(c.segment(), false, [&](Dict& d) { return d.Get(c.args[1], &value); });
+// TTL, PTTL, EXPIRETIME, PEXPIRETIME (Redis's ttlGenericCommand).
+void TtlGeneric(Call& c, bool millis, bool absolute) {
+  Keyspace* ks = KS(c);
+  if (ks == nullptr) return;
   int64_t at = 0;
-  if (s.ok()) {
-    at = value.expires_at_ms;
-  } else if (TypeOf(c.segment(), c.args[1]) == "none") {
-    return c.w.Integer(-2);
-  } else {
-    ObjectInfo info;
-    std::optional<std::string> name = ObjectName(c.args[1]);
-    if (name && c.segment()->registry().Lookup(*name, &info).ok()) at = info.expires_at_ms;
-  }
+  Status s = ks->ExpiryOf(c.args[1], &at);
+  if (s.IsNotFound()) return c.w.Integer(-2);
+  if (!s.ok()) return ReplyStatus(c.w, s);
   if (at == 0) return c.w.Integer(-1);
-  int64_t left = std::max<int64_t>(at - NowMs(), 0);
+  int64_t left = std::max<int64_t>(absolute ? at : at - NowMs(), 0);
   c.w.Integer(millis ? left : (left + 500) / 1000);
 }
-void Ttl(Call& c) { TtlGeneric(c, false); }
-void PTtl(Call& c) { TtlGeneric(c, true); }
+void Ttl(Call& c) { TtlGeneric(c, false, false); }
+void PTtl(Call& c) { TtlGeneric(c, true, false); }
+void ExpireTime(Call& c) { TtlGeneric(c, false, true); }
+void PExpireTime(Call& c) { TtlGeneric(c, true, true); }
 
 void Persist(Call& c) {
-  bool changed = false;
-  Status s = WithStrings(c.segment(), false, [&](Dict& d) {
-    return UpdateWith(d, c.args[1], [&](const DictValue* current, DictUpdate* u) {
-      if (current == nullptr || current->expires_at_ms == 0) {
-        u->write = false;
-        return Status::OK();
-      }
-      changed = true;
-      u->data = current->data;
-      u->content_type = current->content_type;
-      u->ttl_ms = 0;  // The strings dict has no default TTL: 0 is "never".
-      return Status::OK();
-    });
-  });
-  if (!s.ok() && !s.IsNotFound()) return ReplyStatus(c.w, s);
-  c.w.Integer(changed ? 1 : 0);
+  Keyspace* ks = KS(c);
+  if (ks == nullptr) return;
+  bool removed = false;
+  Status s = ks->Persist(c.args[1], &removed);
+  s.ok() ? c.w.Integer(removed ? 1 : 0) : ReplyStatus(c.w, s);
 }
 
 void Keys(Call& c) {
+  Keyspace* ks = KS(c);
+  if (ks == nullptr) return;
   std::vector<std::string> found;
   std::string_view pattern = c.args[1];
-  WithStrings(c.segment(), false, [&](Dict& d) {
-    uint64_t cursor = 0;
-    do {
-      std::vector<std::string> keys;
-      SHM_RETURN_IF_ERROR(d.ListKeys("", Dict::kMaxListLimit, cursor, &keys, &cursor));
-      for (std::string& key : keys) {
-        if (GlobMatch(pattern, key)) found.push_back(std::move(key));
-      }
-    } while (cursor != 0);
-    return Status::OK();
-  });
-  for (auto& [key, type] : ObjectKeys(c.segment())) {
-    if (GlobMatch(pattern, key)) found.push_back(std::move(key));
-  }
+  uint64_t cursor = 0;
+  do {
+    std::vector<std::string> keys;
+    Status s = ks->ListKeys("", Dict::kMaxListLimit, cursor, &keys, &cursor);
+    if (!s.ok()) return ReplyStatus(c.w, s);
+    for (std::string& key : keys) {
+      if (GlobMatch(pattern, key)) found.push_back(std::move(key));
+    }
+  } while (cursor != 0);
   c.w.Array(found.size());
   for (const std::string& key : found) c.w.Bulk(key);
 }
 
-// SCAN walks the strings dict by its cursor; the first call (cursor 0) also returns every list
-// and hash key (docs/resp.md).
+// SCAN walks the keyspace in hash order: a key present for the whole scan comes exactly once.
 void Scan(Call& c) {
   uint64_t cursor = 0;
   {
@@ -188,24 +170,20 @@ void Scan(Call& c) {
       return c.w.Error(kSyntax);
     }
   }
-  std::vector<std::string> found;
-  if (cursor == 0 && type != "string") {
-    for (auto& [key, key_type] : ObjectKeys(c.segment())) {
-      if ((type.empty() || key_type == type) && GlobMatch(pattern, key)) {
-        found.push_back(std::move(key));
-      }
-    }
-  }
+  Keyspace* ks = KS(c);
+  if (ks == nullptr) return;
+  size_t limit = static_cast<size_t>(std::min<int64_t>(count, kMaxScanCount));
+  std::vector<std::string> keys, found;
   uint64_t next = 0;
-  if (type.empty() || type == "string") {
-    size_t limit = static_cast<size_t>(std::min<int64_t>(count, kMaxScanCount));
-    std::vector<std::string> keys;
-    Status s = WithStrings(c.segment(), false,
-                           [&](Dict& d) { return d.ListKeys("", limit, cursor, &keys, &next); });
-    if (!s.ok() && !s.IsNotFound()) return ReplyStatus(c.w, s);
-    for (std::string& key : keys) {
-      if (GlobMatch(pattern, key)) found.push_back(std::move(key));
+  Status s = ks->ListKeys("", limit, cursor, &keys, &next);
+  if (!s.ok()) return ReplyStatus(c.w, s);
+  for (std::string& key : keys) {
+    if (!GlobMatch(pattern, key)) continue;
+    if (!type.empty()) {
+      KeyType key_type = KeyType::kNone;
+      if (!ks->Type(key, &key_type).ok() || KeyTypeName(key_type) != type) continue;
     }
+    found.push_back(std::move(key));
   }
   c.w.Array(2);
   c.w.Bulk(std::to_string(next));
@@ -213,42 +191,241 @@ void Scan(Call& c) {
   for (const std::string& key : found) c.w.Bulk(key);
 }
 
-void DbSize(Call& c) { c.w.Integer(static_cast<int64_t>(KeyCount(c.segment()))); }
+void DbSize(Call& c) { c.w.Integer(static_cast<int64_t>(KeyCount(c.segment(), c.client->db))); }
 
-void FlushAll(Call& c) {
+bool FlushArgsOk(Call& c) {
   if (c.args.size() > 2 || (c.args.size() == 2 && !EqualsIgnoreCase(c.args[1], "sync") &&
                             !EqualsIgnoreCase(c.args[1], "async"))) {
-    return c.w.Error(kSyntax);
+    c.w.Error(kSyntax);
+    return false;
   }
-  Registry& registry = c.segment()->registry();
-  if (registry.Delete(kStringsDict, ObjectKind::kDict).ok())
-    ForgetObject(c.segment(), kStringsDict);
-  for (auto& [key, type] : ObjectKeys(c.segment())) DeleteKey(c.segment(), key);
+  return true;
+}
+
+void FlushDb(Call& c) {
+  if (!FlushArgsOk(c)) return;
+  Keyspace* ks = KeyspaceOf(c.segment(), c.client->db, false);
+  Status s = ks != nullptr ? ks->Flush() : Status::OK();
+  s.ok() ? c.w.Simple("OK") : ReplyStatus(c.w, s);
+}
+
+void FlushAll(Call& c) {
+  if (!FlushArgsOk(c)) return;
+  for (int db = 0; db < Keyspace::kDatabases; ++db) {
+    Keyspace* ks = KeyspaceOf(c.segment(), db, false);
+    if (ks == nullptr) continue;
+    Status s = ks->Flush();
+    if (!s.ok()) return ReplyStatus(c.w, s);
+  }
   c.w.Simple("OK");
 }
 
-void Rename(Call& c) {
-  DictValue value;
-  Status s = WithStrings(c.segment(), false, [&](Dict& d) { return d.Get(c.args[1], &value); });
-  if (s.IsNotFound()) {
-    if (TypeOf(c.segment(), c.args[1]) != "none") {
-      return c.w.Error("ERR shmstate renames string keys only");
-    }
-    return c.w.Error("ERR no such key");
-  }
+void RenameGeneric(Call& c, bool nx) {
+  Keyspace* ks = KS(c);
+  if (ks == nullptr) return;
+  bool renamed = false;
+  Status s = ks->Rename(c.args[1], c.args[2], nx, &renamed);
+  if (s.IsNotFound()) return c.w.Error("ERR no such key");
   if (!s.ok()) return ReplyStatus(c.w, s);
-  if (c.args[1] == c.args[2]) return c.w.Simple("OK");
-  int64_t ttl = value.expires_at_ms == 0 ? 0 : std::max<int64_t>(value.expires_at_ms - NowMs(), 1);
-  DeleteKey(c.segment(), c.args[2]);
-  s = WithStrings(c.segment(), true, [&](Dict& d) {
-    SetOptions options;
-    options.ttl_ms = ttl;
-    options.content_type = value.content_type;
-    return d.Set(c.args[2], value.data, options);
+  nx ? c.w.Integer(renamed ? 1 : 0) : c.w.Simple("OK");
+}
+void Rename(Call& c) { RenameGeneric(c, false); }
+void RenameNx(Call& c) { RenameGeneric(c, true); }
+
+void RandomKey(Call& c) {
+  Keyspace* ks = KS(c);
+  if (ks == nullptr) return;
+  thread_local std::mt19937_64 rng(std::random_device{}());
+  // The first key at or after a random point of hash space, wrapping around once.
+  for (uint64_t from : {rng(), uint64_t{0}}) {
+    std::vector<std::string> keys;
+    uint64_t next = 0;
+    Status s = ks->ListKeys("", 1, from, &keys, &next);
+    if (!s.ok()) return ReplyStatus(c.w, s);
+    if (!keys.empty()) return c.w.Bulk(keys[0]);
+  }
+  c.w.Null();
+}
+
+// Copies one key's value into a new key of `to`'s keyspace (COPY): strings with their expiry,
+// lists and hashes item by item.
+Status CopyKey(Keyspace& from, Keyspace& to, std::string_view src, std::string_view dst,
+               KeyType type) {
+  int64_t at = 0;
+  SHM_RETURN_IF_ERROR(from.ExpiryOf(src, &at));
+  if (type == KeyType::kString) {
+    std::string value;
+    SHM_RETURN_IF_ERROR(from.Get(src, &value));
+    StringSet options;
+    options.expires_at_ms = at;
+    StringSetResult result;
+    return to.Set(dst, value, options, &result);
+  }
+  if (type == KeyType::kList) {
+    std::vector<std::string> items;
+    SHM_RETURN_IF_ERROR(from.WithList(src, Keyspace::Access::kRead, [&](List& list) {
+      for (int64_t first = 0;;) {
+        std::vector<std::string> chunk;
+        bool truncated = false;
+        SHM_RETURN_IF_ERROR(list.Range(first, -1, &chunk, &truncated));
+        first += static_cast<int64_t>(chunk.size());
+        for (std::string& item : chunk) items.push_back(std::move(item));
+        if (!truncated || chunk.empty()) return Status::OK();
+      }
+    }));
+    SHM_RETURN_IF_ERROR(to.WithList(dst, Keyspace::Access::kCreate, [&](List& list) {
+      for (const std::string& item : items) SHM_RETURN_IF_ERROR(list.Push(List::End::kRight, item));
+      return Status::OK();
+    }));
+  } else {
+    std::vector<std::pair<std::string, std::string>> fields;
+    SHM_RETURN_IF_ERROR(from.WithHash(src, Keyspace::Access::kRead, [&](Dict& hash) {
+      uint64_t cursor = 0;
+      do {
+        std::vector<std::string> keys;
+        SHM_RETURN_IF_ERROR(hash.ListKeys("", Dict::kMaxListLimit, cursor, &keys, &cursor));
+        for (std::string& field : keys) {
+          DictValue value;
+          if (hash.Get(field, &value).ok()) fields.emplace_back(std::move(field), value.data);
+        }
+      } while (cursor != 0);
+      return Status::OK();
+    }));
+    SHM_RETURN_IF_ERROR(to.WithHash(dst, Keyspace::Access::kCreate, [&](Dict& hash) {
+      for (auto& [field, value] : fields) SHM_RETURN_IF_ERROR(hash.Set(field, value, {}));
+      return Status::OK();
+    }));
+  }
+  if (at == 0) return Status::OK();
+  bool applied = false;
+  return to.Expire(dst, at, ExpireIf::kAlways, &applied);
+}
+
+void Copy(Call& c) {
+  int db = c.client->db;
+  bool replace = false;
+  for (size_t j = 3; j < c.args.size(); ++j) {
+    if (EqualsIgnoreCase(c.args[j], "replace")) {
+      replace = true;
+    } else if (EqualsIgnoreCase(c.args[j], "db") && j + 1 < c.args.size()) {
+      int64_t index = 0;
+      if (!ParseInt(c.args[++j], &index)) return c.w.Error(kNotInteger);
+      if (index < 0 || index >= Keyspace::kDatabases) {
+        return c.w.Error("ERR DB index is out of range");
+      }
+      db = static_cast<int>(index);
+    } else {
+      return c.w.Error(kSyntax);
+    }
+  }
+  Keyspace* from = KS(c);
+  if (from == nullptr) return;
+  Keyspace* to = KeyspaceOf(c.segment(), db, true);
+  if (to == nullptr) return c.w.Error("ERR the keyspace cannot be opened");
+  if (db == c.client->db && c.args[1] == c.args[2]) {
+    return c.w.Error("ERR source and destination objects are the same");
+  }
+  KeyType type = KeyType::kNone, there = KeyType::kNone;
+  Status s = from->Type(c.args[1], &type);
+  if (s.ok()) s = to->Type(c.args[2], &there);
+  if (!s.ok()) return ReplyStatus(c.w, s);
+  if (type == KeyType::kNone) return c.w.Integer(0);
+  if (there != KeyType::kNone) {
+    if (!replace) return c.w.Integer(0);
+    bool existed = false;
+    s = to->Delete(c.args[2], &existed);
+    if (!s.ok()) return ReplyStatus(c.w, s);
+  }
+  s = CopyKey(*from, *to, c.args[1], c.args[2], type);
+  s.ok() ? c.w.Integer(1) : ReplyStatus(c.w, s);
+}
+
+// MOVE key db: copy into the other database when the key is absent there, then delete.
+void Move(Call& c) {
+  int64_t index = 0;
+  if (!ParseInt(c.args[2], &index) || index < 0 || index >= Keyspace::kDatabases) {
+    return c.w.Error("ERR DB index is out of range");
+  }
+  if (index == c.client->db) return c.w.Error("ERR source and destination objects are the same");
+  Keyspace* from = KS(c);
+  if (from == nullptr) return;
+  Keyspace* to = KeyspaceOf(c.segment(), static_cast<int>(index), true);
+  if (to == nullptr) return c.w.Error("ERR the keyspace cannot be opened");
+  KeyType type = KeyType::kNone, there = KeyType::kNone;
+  Status s = from->Type(c.args[1], &type);
+  if (s.ok()) s = to->Type(c.args[1], &there);
+  if (!s.ok()) return ReplyStatus(c.w, s);
+  if (type == KeyType::kNone || there != KeyType::kNone) return c.w.Integer(0);
+  s = CopyKey(*from, *to, c.args[1], c.args[1], type);
+  bool existed = false;
+  if (s.ok()) s = from->Delete(c.args[1], &existed);
+  s.ok() ? c.w.Integer(1) : ReplyStatus(c.w, s);
+}
+
+// OBJECT ENCODING|REFCOUNT|FREQ|IDLETIME|HELP: the encodings Redis 7.0 would report for the
+// value with its default thresholds; no access times or frequencies are tracked, and those
+// subcommands answer so.
+void Object(Call& c) {
+  std::string sub = Lower(c.args[1]);
+  if (sub == "help") {
+    c.w.Array(4);
+    c.w.Simple("OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:");
+    c.w.Simple("ENCODING <key>");
+    c.w.Simple("REFCOUNT <key>");
+    c.w.Simple("HELP");
+    return;
+  }
+  if (c.args.size() != 3 ||
+      (sub != "encoding" && sub != "refcount" && sub != "freq" && sub != "idletime")) {
+    return c.w.Error("ERR unknown subcommand or wrong number of arguments for '" +
+                     std::string(c.args[1]) + "'. Try OBJECT HELP.");
+  }
+  Keyspace* ks = KS(c);
+  if (ks == nullptr) return;
+  KeyType type = KeyType::kNone;
+  Status s = ks->Type(c.args[2], &type);
+  if (!s.ok()) return ReplyStatus(c.w, s);
+  if (type == KeyType::kNone) return c.w.Null();
+  if (sub == "freq") {
+    return c.w.Error(
+        "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note "
+        "that when switching between policies at runtime LRU and LFU data will take some time to "
+        "adjust.");
+  }
+  // Every value has one owner, its key's entry (no shared objects, unlike Redis's small ints).
+  if (sub == "refcount") return c.w.Integer(1);
+  if (sub == "idletime") {
+    return c.w.Error("ERR shmstate does not track key access times (OBJECT IDLETIME)");
+  }
+  if (type == KeyType::kString) {
+    std::string value;
+    s = ks->Get(c.args[2], &value);
+    if (!s.ok()) return ReplyStatus(c.w, s);
+    int64_t n = 0;
+    if (value.size() <= 20 && ParseInt(value, &n)) return c.w.Bulk("int");
+    return c.w.Bulk(value.size() <= 44 ? "embstr" : "raw");
+  }
+  if (type == KeyType::kList) return c.w.Bulk("quicklist");
+  bool small = true;
+  s = ks->WithHash(c.args[2], Keyspace::Access::kRead, [&](Dict& hash) {
+    DictStats stats;
+    SHM_RETURN_IF_ERROR(hash.Stats(&stats));
+    if (stats.entries > 128) small = false;
+    uint64_t cursor = 0;
+    do {
+      std::vector<std::string> keys;
+      SHM_RETURN_IF_ERROR(hash.ListKeys("", Dict::kMaxListLimit, cursor, &keys, &cursor));
+      for (const std::string& field : keys) {
+        DictValue value;
+        if (field.size() > 64 || (hash.Get(field, &value).ok() && value.data.size() > 64)) {
+          small = false;
+        }
+      }
+    } while (small && cursor != 0);
+    return Status::OK();
   });
   if (!s.ok()) return ReplyStatus(c.w, s);
-  WithStrings(c.segment(), false, [&](Dict& d) { return d.Delete(c.args[1], value.version); });
-  c.w.Simple("OK");
+  c.w.Bulk(small ? "listpack" : "hashtable");
 }
 
 }  // namespace
@@ -261,6 +438,7 @@ void RegisterKeyCommands(CommandTable* table) {
            CommandRow{"del", -2, kWrite, kAll, Del},
            CommandRow{"unlink", -2, kWrite | kFast, kAll, Del},
            CommandRow{"exists", -2, kReadOnly | kFast, kAll, Exists},
+           CommandRow{"touch", -2, kReadOnly | kFast, kAll, Exists},
            CommandRow{"type", 2, kReadOnly | kFast, kOne, Type},
            CommandRow{"expire", -3, kWrite | kFast, kOne, Expire},
            CommandRow{"pexpire", -3, kWrite | kFast, kOne, PExpire},
@@ -268,13 +446,20 @@ void RegisterKeyCommands(CommandTable* table) {
            CommandRow{"pexpireat", -3, kWrite | kFast, kOne, PExpireAt},
            CommandRow{"ttl", 2, kReadOnly | kFast, kOne, Ttl},
            CommandRow{"pttl", 2, kReadOnly | kFast, kOne, PTtl},
+           CommandRow{"expiretime", 2, kReadOnly | kFast, kOne, ExpireTime},
+           CommandRow{"pexpiretime", 2, kReadOnly | kFast, kOne, PExpireTime},
            CommandRow{"persist", 2, kWrite | kFast, kOne, Persist},
            CommandRow{"keys", 2, kReadOnly, kNone, Keys},
            CommandRow{"scan", -2, kReadOnly, kNone, Scan},
+           CommandRow{"randomkey", 1, kReadOnly, kNone, RandomKey},
            CommandRow{"dbsize", 1, kReadOnly | kFast, kNone, DbSize},
-           CommandRow{"flushdb", -1, kWrite, kNone, FlushAll},
+           CommandRow{"flushdb", -1, kWrite, kNone, FlushDb},
            CommandRow{"flushall", -1, kWrite, kNone, FlushAll},
            CommandRow{"rename", 3, kWrite, {1, 2, 1}, Rename},
+           CommandRow{"renamenx", 3, kWrite | kFast, {1, 2, 1}, RenameNx},
+           CommandRow{"copy", -3, kWrite | kDenyOom, {1, 2, 1}, Copy},
+           CommandRow{"move", 3, kWrite | kFast, kOne, Move},
+           CommandRow{"object", -2, kReadOnly, {2, 2, 1}, Object},
        }) {
     table->Add(row);
   }

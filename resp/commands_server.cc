@@ -112,7 +112,9 @@ void Hello(Call& c) {
 void Select(Call& c) {
   int64_t index = 0;
   if (!ParseInt(c.args[1], &index)) return c.w.Error(kNotInteger);
-  if (index != 0) return c.w.Error("ERR DB index is out of range");
+  if (index < 0 || index >= Keyspace::kDatabases) return c.w.Error("ERR DB index is out of range");
+  c.client->db = static_cast<int>(index);
+  ClientTable(c.segment()).SetDb(c.client->table_slot, c.client->id, c.client->db);
   c.w.Simple("OK");
 }
 
@@ -333,6 +335,8 @@ void Reset(Call& c) {
   client->reply_skip_next = false;
   client->authenticated = false;
   client->protocol = 2;
+  client->db = 0;
+  ClientTable(c.segment()).SetDb(client->table_slot, client->id, 0);
   c.w = ReplyWriter(c.w.buffer(), 2);
   c.w.Simple("RESET");
 }
@@ -407,8 +411,13 @@ void Info(Call& c) {
   if (wants("cluster")) text += "# Cluster\r\ncluster_enabled:0\r\n\r\n";
   if (wants("keyspace")) {
     text += "# Keyspace\r\n";
-    uint64_t keys = KeyCount(segment);
-    if (keys > 0) text += "db0:keys=" + std::to_string(keys) + ",expires=0,avg_ttl=0\r\n";
+    for (int db = 0; db < Keyspace::kDatabases; ++db) {
+      uint64_t keys = KeyCount(segment, db);
+      if (keys > 0) {
+        text += "db" + std::to_string(db) + ":keys=" + std::to_string(keys) +
+                ",expires=0,avg_ttl=0\r\n";
+      }
+    }
   }
   c.w.Bulk(text);
 }
@@ -474,7 +483,7 @@ constexpr ConfigParam kConfigParams[] = {
     {"appendonly", false, "no"},
     {"maxmemory", false, ""},
     {"maxmemory-policy", false, "noeviction"},
-    {"databases", false, "1"},
+    {"databases", false, "16"},
     {"cluster-enabled", false, "no"},
     {"list-max-ziplist-size", true, "-2"},
     {"list-max-listpack-size", true, "-2"},
@@ -597,7 +606,7 @@ void Memory(Call& c) {
       return c.w.Error(kSyntax);
     }
     uint64_t bytes = 0;
-    if (!KeyBytes(c.segment(), c.args[2], &bytes)) return c.w.Null();
+    if (!KeyBytes(c.segment(), c.client->db, c.args[2], &bytes)) return c.w.Null();
     return c.w.Integer(static_cast<int64_t>(bytes));
   }
   c.w.Error("ERR unknown subcommand or wrong number of arguments for '" +

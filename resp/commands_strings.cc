@@ -1,279 +1,241 @@
-// The string commands (Redis's "string" group): GET/SET and their variants, counters, APPEND.
-#include <charconv>
-#include <chrono>
+// The string commands (Redis's "string" group), on the library keyspace (shm/keyspace.h): type
+// checks, increments and expiry are the keyspace's; this file parses and replies as Redis 7.0.
+#include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include "internal.h"
 
 namespace shm::resp {
 namespace {
 
-// Expiry options shared by SET and GETEX: EX/PX/EXAT/PXAT as an absolute wall-clock ms.
-struct Expiry {
-  bool set = false;
-  int64_t at_ms = 0;
-};
+constexpr std::string_view kNotFloat = "ERR value is not a valid float";
 
-// Parses "EX n" etc. at args[*i]; false when args[*i] is not an expiry option. `error` gets the
-// reply for a bad value.
-bool ParseExpiryOption(Call& c, size_t* i, std::string_view command, Expiry* expiry,
-                       std::string* error) {
-  std::string_view option = c.args[*i];
-  bool ex = EqualsIgnoreCase(option, "ex"), px = EqualsIgnoreCase(option, "px");
-  bool exat = EqualsIgnoreCase(option, "exat"), pxat = EqualsIgnoreCase(option, "pxat");
-  if (!ex && !px && !exat && !pxat) return false;
-  if (*i + 1 >= c.args.size() || expiry->set) {
-    *error = kSyntax;
-    return true;
-  }
+std::string InvalidExpire(const Call& c) {
+  return "ERR invalid expire time in '" + Lower(c.args[0]) + "' command";
+}
+
+// Redis's getExpireMillisecondsOrReply: `text` in seconds (or ms), relative (or absolute), into
+// an absolute wall-clock ms; false after replying the error.
+bool ExpiryFromArg(Call& c, std::string_view text, bool seconds, bool relative, int64_t* at_ms) {
   int64_t value = 0;
-  if (!ParseInt(c.args[*i + 1], &value)) {
-    *error = kNotInteger;
-    return true;
+  if (!ParseInt(text, &value)) {
+    c.w.Error(kNotInteger);
+    return false;
   }
-  constexpr int64_t kMax = Dict::kMaxTtlMs;
-  if (value <= 0 || ((ex || exat) && value > kMax / 1000) || (px && value > kMax)) {
-    *error = "ERR invalid expire time in '" + std::string(command) + "' command";
-    return true;
+  if (value <= 0 || (seconds && value > std::numeric_limits<int64_t>::max() / 1000)) {
+    c.w.Error(InvalidExpire(c));
+    return false;
   }
-  int64_t ms = ex || exat ? value * 1000 : value;
-  expiry->set = true;
-  expiry->at_ms = ex || px ? NowMs() + ms : ms;
-  *i += 2;
+  if (seconds) value *= 1000;
+  if (relative && !AddInt64(value, NowMs(), &value)) {
+    c.w.Error(InvalidExpire(c));
+    return false;
+  }
+  *at_ms = value;
   return true;
 }
 
-int64_t TtlFrom(int64_t at_ms) { return at_ms - NowMs(); }
+// SET's and GETEX's options (Redis's parseExtendedStringArgumentsOrReply, 7.0).
+struct StringOptions {
+  bool nx = false, xx = false, get = false, keepttl = false, persist = false;
+  bool has_expire = false;
+  std::string_view expire;  // The value of the last EX/PX/EXAT/PXAT.
+  bool seconds = false, relative = false;
+};
 
-// Runs `fn` on the string `key` under the strings dict's lock. A key absent as a string but held
-// by a list or hash is WRONGTYPE, found without a registry lookup for existing strings: the
-// first pass writes nothing when the key is absent.
-template <typename Fn>
-Status UpdateString(Segment* segment, std::string_view key, Fn&& fn, uint64_t* version = nullptr) {
-  bool absent = false;
-  Status s = WithStrings(segment, true, [&](Dict& d) {
-    return UpdateWith(
-        d, key,
-        [&](const DictValue* current, DictUpdate* update) {
-          if (current == nullptr) {
-            absent = true;
-            update->write = false;
-            return Status::OK();
-          }
-          return fn(current, update);
-        },
-        version);
-  });
-  if (!s.ok() || !absent) return s;
-  ObjectKind kind = ObjectKindOf(segment, key);
-  if (kind != ObjectKind::kNone)
-    return Status::WrongType("key holds a " + std::string(KindName(kind)));
-  return WithStrings(segment, true, [&](Dict& d) { return UpdateWith(d, key, fn, version); });
+bool ParseStringOptions(Call& c, size_t from, bool for_set, StringOptions* o) {
+  bool ex = false, px = false, exat = false, pxat = false;
+  for (size_t j = from; j < c.args.size(); ++j) {
+    std::string_view opt = c.args[j];
+    bool has_next = j + 1 < c.args.size();
+    bool any_expire_but = false;
+    auto only = [&](bool mine) {  // No other expiry option (the same one again is allowed).
+      any_expire_but = (ex && !mine) || (px && !mine) || (exat && !mine) || (pxat && !mine);
+      return !any_expire_but;
+    };
+    if (for_set && EqualsIgnoreCase(opt, "nx") && !o->xx) {
+      o->nx = true;
+    } else if (for_set && EqualsIgnoreCase(opt, "xx") && !o->nx) {
+      o->xx = true;
+    } else if (for_set && EqualsIgnoreCase(opt, "get")) {
+      o->get = true;
+    } else if (for_set && EqualsIgnoreCase(opt, "keepttl") && !o->persist && !ex && !px && !exat &&
+               !pxat) {
+      o->keepttl = true;
+    } else if (!for_set && EqualsIgnoreCase(opt, "persist") && !ex && !px && !exat && !pxat &&
+               !o->keepttl) {
+      o->persist = true;
+    } else if (EqualsIgnoreCase(opt, "ex") && !o->keepttl && !o->persist && only(ex) && has_next) {
+      ex = true;
+      o->expire = c.args[++j];
+      o->has_expire = true;
+      o->seconds = o->relative = true;
+    } else if (EqualsIgnoreCase(opt, "px") && !o->keepttl && !o->persist && only(px) && has_next) {
+      px = true;
+      o->expire = c.args[++j];
+      o->has_expire = true;
+      o->seconds = false;
+      o->relative = true;
+    } else if (EqualsIgnoreCase(opt, "exat") && !o->keepttl && !o->persist && only(exat) &&
+               has_next) {
+      exat = true;
+      o->expire = c.args[++j];
+      o->has_expire = true;
+      o->seconds = true;
+      o->relative = false;
+    } else if (EqualsIgnoreCase(opt, "pxat") && !o->keepttl && !o->persist && only(pxat) &&
+               has_next) {
+      pxat = true;
+      o->expire = c.args[++j];
+      o->has_expire = true;
+      o->seconds = o->relative = false;
+    } else {
+      c.w.Error(kSyntax);
+      return false;
+    }
+  }
+  return true;
 }
 
-// Makes room for a string at `key` (Redis's SET replaces any type): drops a list or hash there.
-void DropObject(Segment* segment, std::string_view key) {
-  ObjectKind kind = ObjectKindOf(segment, key);
-  if (kind != ObjectKind::kList && kind != ObjectKind::kDict) return;
-  std::optional<std::string> name = ObjectName(key);
-  if (name && segment->registry().Delete(*name, kind).ok()) ForgetObject(segment, *name);
-}
-
-// SET without conditions. The replace pass succeeds for an existing string, which cannot also be
-// a list or hash, so only new keys pay for the registry lookup.
-Status SetString(Segment* segment, std::string_view key, std::string_view value, int64_t ttl_ms) {
-  SetOptions options;
-  options.ttl_ms = ttl_ms;
-  options.mode = SetMode::kReplace;
-  Status s = WithStrings(segment, true, [&](Dict& d) { return d.Set(key, value, options); });
-  if (!s.IsNotFound()) return s;
-  DropObject(segment, key);
-  options.mode = SetMode::kSet;
-  return WithStrings(segment, true, [&](Dict& d) { return d.Set(key, value, options); });
+void ReplyString(Call& c, const Status& s, const std::string& value) {
+  if (s.ok()) return c.w.Bulk(value);
+  if (s.IsNotFound()) return c.w.Null();
+  ReplyStatus(c.w, s);
 }
 
 void Get(Call& c) {
-  DictValue value;
-  Status s = WithStrings(c.segment(), false, [&](Dict& d) { return d.Get(c.args[1], &value); });
-  if (s.ok()) return c.w.Bulk(value.data);
-  if (!s.IsNotFound()) return ReplyStatus(c.w, s);
-  if (ObjectKindOf(c.segment(), c.args[1]) != ObjectKind::kNone) return c.w.Error(kWrongType);
-  c.w.Null();
+  Keyspace* ks = KS(c);
+  if (ks == nullptr) return;
+  std::string value;
+  ReplyString(c, ks->Get(c.args[1], &value), value);
 }
 
 void Set(Call& c) {
-  bool nx = false, xx = false, get = false, keepttl = false;
-  Expiry expiry;
-  std::string error;
-  for (size_t i = 3; i < c.args.size();) {
-    if (ParseExpiryOption(c, &i, "set", &expiry, &error)) {
-      if (!error.empty()) return c.w.Error(error);
-      continue;
-    }
-    std::string_view option = c.args[i++];
-    if (EqualsIgnoreCase(option, "nx") && !xx) {
-      nx = true;
-    } else if (EqualsIgnoreCase(option, "xx") && !nx) {
-      xx = true;
-    } else if (EqualsIgnoreCase(option, "get")) {
-      get = true;
-    } else if (EqualsIgnoreCase(option, "keepttl") && !expiry.set) {
-      keepttl = true;
-    } else {
-      return c.w.Error(kSyntax);
-    }
+  StringOptions o;
+  if (!ParseStringOptions(c, 3, true, &o)) return;
+  StringSet options;
+  if (o.has_expire) {
+    int64_t at = 0;
+    if (!ExpiryFromArg(c, o.expire, o.seconds, o.relative, &at)) return;
+    options.expires_at_ms = at;
   }
-  if (keepttl && expiry.set) return c.w.Error(kSyntax);
-  std::string_view key = c.args[1], value = c.args[2];
-  int64_t ttl = expiry.set ? TtlFrom(expiry.at_ms) : 0;
-  if (expiry.set && ttl <= 0) ttl = -1;  // Already past: the key ends up absent.
-  if (!nx && !xx && !get && !keepttl) {
-    Status s = ttl < 0 ? Status::OK() : SetString(c.segment(), key, value, ttl);
-    if (ttl < 0) DeleteKey(c.segment(), key);
-    return s.ok() ? c.w.Simple("OK") : ReplyStatus(c.w, s);
-  }
-  // Conditional or GET: one read-modify-write under the dict's lock.
-  if (get && !StringExists(c.segment(), key) &&
-      ObjectKindOf(c.segment(), key) != ObjectKind::kNone) {
-    return c.w.Error(kWrongType);
-  }
-  if (!get) DropObject(c.segment(), key);
-  bool existed = false;
-  std::optional<std::string> old;
-  Status s = WithStrings(c.segment(), true, [&](Dict& d) {
-    return UpdateWith(d, key, [&](const DictValue* current, DictUpdate* update) {
-      existed = current != nullptr;
-      if (existed) old = current->data;
-      if ((nx && existed) || (xx && !existed) || ttl < 0) {
-        update->write = false;
-        return Status::OK();
-      }
-      update->data.assign(value);
-      update->keep_expiry = keepttl;
-      update->ttl_ms = ttl > 0 ? ttl : 0;
-      return Status::OK();
-    });
-  });
+  Keyspace* ks = KS(c);
+  if (ks == nullptr) return;
+  options.cond = o.nx   ? StringSet::Cond::kIfAbsent
+                 : o.xx ? StringSet::Cond::kIfPresent
+                        : StringSet::Cond::kAlways;
+  options.keep_ttl = o.keepttl;
+  options.get = o.get;
+  StringSetResult result;
+  Status s = ks->Set(c.args[1], c.args[2], options, &result);
   if (!s.ok()) return ReplyStatus(c.w, s);
-  bool condition_failed = (nx && existed) || (xx && !existed);
-  if (!condition_failed && ttl < 0) DeleteKey(c.segment(), key);
-  if (get) return old ? c.w.Bulk(*old) : c.w.Null();
-  condition_failed ? c.w.Null() : c.w.Simple("OK");
+  if (o.get) return result.old ? c.w.Bulk(*result.old) : c.w.Null();
+  result.written ? c.w.Simple("OK") : c.w.Null();
 }
 
 void SetNx(Call& c) {
-  if (ObjectKindOf(c.segment(), c.args[1]) != ObjectKind::kNone) return c.w.Integer(0);
-  SetOptions options;
-  options.mode = SetMode::kAdd;
-  Status s =
-      WithStrings(c.segment(), true, [&](Dict& d) { return d.Set(c.args[1], c.args[2], options); });
-  if (s.IsAlreadyExists()) return c.w.Integer(0);
-  s.ok() ? c.w.Integer(1) : ReplyStatus(c.w, s);
+  Keyspace* ks = KS(c);
+  if (ks == nullptr) return;
+  StringSet options;
+  options.cond = StringSet::Cond::kIfAbsent;
+  StringSetResult result;
+  Status s = ks->Set(c.args[1], c.args[2], options, &result);
+  s.ok() ? c.w.Integer(result.written ? 1 : 0) : ReplyStatus(c.w, s);
 }
 
-void SetExGeneric(Call& c, bool millis) {
-  int64_t value = 0;
-  if (!ParseInt(c.args[2], &value)) return c.w.Error(kNotInteger);
-  int64_t limit = millis ? Dict::kMaxTtlMs : Dict::kMaxTtlMs / 1000;
-  if (value <= 0 || value > limit) {
-    return c.w.Error("ERR invalid expire time in '" + std::string(millis ? "psetex" : "setex") +
-                     "' command");
-  }
-  Status s = SetString(c.segment(), c.args[1], c.args[3], millis ? value : value * 1000);
+void SetExGeneric(Call& c, bool seconds) {
+  StringSet options;
+  int64_t at = 0;
+  if (!ExpiryFromArg(c, c.args[2], seconds, true, &at)) return;
+  options.expires_at_ms = at;
+  Keyspace* ks = KS(c);
+  if (ks == nullptr) return;
+  StringSetResult result;
+  Status s = ks->Set(c.args[1], c.args[3], options, &result);
   s.ok() ? c.w.Simple("OK") : ReplyStatus(c.w, s);
 }
-void SetEx(Call& c) { SetExGeneric(c, false); }
-void PSetEx(Call& c) { SetExGeneric(c, true); }
+void SetEx(Call& c) { SetExGeneric(c, true); }
+void PSetEx(Call& c) { SetExGeneric(c, false); }
 
 void GetSet(Call& c) {
+  Keyspace* ks = KS(c);
+  if (ks == nullptr) return;
+  StringSet options;
+  options.get = true;
+  StringSetResult result;
+  Status s = ks->Set(c.args[1], c.args[2], options, &result);
+  if (!s.ok()) return ReplyStatus(c.w, s);
+  result.old ? c.w.Bulk(*result.old) : c.w.Null();
+}
+
+void GetDel(Call& c) {
+  Keyspace* ks = KS(c);
+  if (ks == nullptr) return;
   std::optional<std::string> old;
-  Status s = UpdateString(c.segment(), c.args[1], [&](const DictValue* current, DictUpdate* u) {
-    if (current) old = current->data;
-    u->data.assign(c.args[2]);
+  Status s = ks->UpdateString(c.args[1], [&](const std::string* current, int64_t, StringUpdate* u) {
+    if (current == nullptr) return Status::OK();
+    old = *current;
+    u->action = StringUpdate::Action::kErase;
     return Status::OK();
   });
   if (!s.ok()) return ReplyStatus(c.w, s);
   old ? c.w.Bulk(*old) : c.w.Null();
 }
 
-void GetDel(Call& c) {
-  for (int attempt = 0; attempt < 8; ++attempt) {
-    DictValue value;
-    Status s = WithStrings(c.segment(), false, [&](Dict& d) { return d.Get(c.args[1], &value); });
-    if (s.IsNotFound()) {
-      if (ObjectKindOf(c.segment(), c.args[1]) != ObjectKind::kNone) return c.w.Error(kWrongType);
-      return c.w.Null();
-    }
-    if (!s.ok()) return ReplyStatus(c.w, s);
-    s = WithStrings(c.segment(), false,
-                    [&](Dict& d) { return d.Delete(c.args[1], value.version); });
-    if (s.ok()) return c.w.Bulk(value.data);
-    if (!s.IsConflict() && !s.IsNotFound()) return ReplyStatus(c.w, s);
-  }
-  c.w.Error("TRYAGAIN the key kept changing");
-}
-
+// GETEX: options, then the key and its type, then the expiry's value (Redis's order).
 void GetEx(Call& c) {
-  Expiry expiry;
-  bool persist = false;
-  std::string error;
-  for (size_t i = 2; i < c.args.size();) {
-    if (ParseExpiryOption(c, &i, "getex", &expiry, &error)) {
-      if (!error.empty()) return c.w.Error(error);
-      if (persist) return c.w.Error(kSyntax);
-      continue;
-    }
-    if (EqualsIgnoreCase(c.args[i], "persist") && !expiry.set && !persist) {
-      persist = true;
-      ++i;
-      continue;
-    }
-    return c.w.Error(kSyntax);
+  StringOptions o;
+  if (!ParseStringOptions(c, 2, false, &o)) return;
+  Keyspace* ks = KS(c);
+  if (ks == nullptr) return;
+  std::string current_value;
+  Status s = ks->Get(c.args[1], &current_value);
+  if (s.IsNotFound()) return c.w.Null();
+  if (!s.ok()) return ReplyStatus(c.w, s);
+  std::optional<int64_t> at;
+  if (o.has_expire) {
+    int64_t when = 0;
+    if (!ExpiryFromArg(c, o.expire, o.seconds, o.relative, &when)) return;
+    at = when;
   }
-  std::optional<std::string> data;
-  bool past = expiry.set && TtlFrom(expiry.at_ms) <= 0;
-  Status s = WithStrings(c.segment(), false, [&](Dict& d) {
-    return UpdateWith(d, c.args[1], [&](const DictValue* current, DictUpdate* u) {
-      if (current == nullptr) {
-        u->write = false;
-        return Status::OK();
-      }
-      data = current->data;
-      if (past || (!expiry.set && !persist)) {
-        u->write = false;
-        return Status::OK();
-      }
-      u->data = current->data;
-      u->content_type = current->content_type;
-      u->ttl_ms = expiry.set ? TtlFrom(expiry.at_ms) : 0;
-      return Status::OK();
-    });
+  std::optional<std::string> value;
+  s = ks->UpdateString(c.args[1], [&](const std::string* current, int64_t, StringUpdate* u) {
+    if (current == nullptr) return Status::OK();
+    value = *current;
+    if (at && *at <= NowMs()) {
+      u->action = StringUpdate::Action::kErase;
+    } else if (at || o.persist) {
+      u->action = StringUpdate::Action::kWrite;
+      u->value = *current;
+      u->expires_at_ms = at ? *at : 0;
+    }
+    return Status::OK();
   });
-  if (!s.ok() && !s.IsNotFound()) return ReplyStatus(c.w, s);
-  if (!data) {
-    if (ObjectKindOf(c.segment(), c.args[1]) != ObjectKind::kNone) return c.w.Error(kWrongType);
-    return c.w.Null();
-  }
-  if (past) DeleteKey(c.segment(), c.args[1]);
-  c.w.Bulk(*data);
+  if (!s.ok()) return ReplyStatus(c.w, s);
+  value ? c.w.Bulk(*value) : c.w.Null();
 }
 
 void MGet(Call& c) {
+  Keyspace* ks = KS(c);
+  if (ks == nullptr) return;
   c.w.Array(c.args.size() - 1);
   for (size_t i = 1; i < c.args.size(); ++i) {
-    DictValue value;
-    Status s = WithStrings(c.segment(), false, [&](Dict& d) { return d.Get(c.args[i], &value); });
-    s.ok() ? c.w.Bulk(value.data) : c.w.Null();
+    std::string value;
+    ks->Get(c.args[i], &value).ok() ? c.w.Bulk(value) : c.w.Null();
   }
 }
 
+// MSET and MSETNX set key by key (atomic across keys is the transactions issue's: docs/resp.md).
 void MSet(Call& c) {
   if (c.args.size() % 2 != 1) return WrongArity(c);
+  Keyspace* ks = KS(c);
+  if (ks == nullptr) return;
   for (size_t i = 1; i + 1 < c.args.size(); i += 2) {
-    Status s = SetString(c.segment(), c.args[i], c.args[i + 1], 0);
+    StringSetResult result;
+    Status s = ks->Set(c.args[i], c.args[i + 1], StringSet(), &result);
     if (!s.ok()) return ReplyStatus(c.w, s);
   }
   c.w.Simple("OK");
@@ -281,70 +243,59 @@ void MSet(Call& c) {
 
 void MSetNx(Call& c) {
   if (c.args.size() % 2 != 1) return WrongArity(c);
+  Keyspace* ks = KS(c);
+  if (ks == nullptr) return;
   for (size_t i = 1; i + 1 < c.args.size(); i += 2) {
-    if (TypeOf(c.segment(), c.args[i]) != "none") return c.w.Integer(0);
+    KeyType type = KeyType::kNone;
+    Status s = ks->Type(c.args[i], &type);
+    if (!s.ok()) return ReplyStatus(c.w, s);
+    if (type != KeyType::kNone) return c.w.Integer(0);
   }
-  SetOptions options;
-  options.mode = SetMode::kAdd;
-  for (size_t i = 1; i + 1 < c.args.size(); i += 2) {
-    Status s = WithStrings(c.segment(), true,
-                           [&](Dict& d) { return d.Set(c.args[i], c.args[i + 1], options); });
-    if (!s.ok() && !s.IsAlreadyExists()) return ReplyStatus(c.w, s);
+  for (size_t i = 1; i + 1 < c.args.size(); i += 2) {  // As Redis: a repeated key's last wins.
+    StringSetResult result;
+    Status s = ks->Set(c.args[i], c.args[i + 1], StringSet(), &result);
+    if (!s.ok()) return ReplyStatus(c.w, s);
   }
   c.w.Integer(1);
 }
 
+Status TooLong() {
+  return Status::InvalidArgument("string exceeds maximum allowed size (proto-max-bulk-len)");
+}
+
 void Append(Call& c) {
+  Keyspace* ks = KS(c);
+  if (ks == nullptr) return;
   size_t length = 0;
-  Status s = UpdateString(c.segment(), c.args[1], [&](const DictValue* current, DictUpdate* u) {
-    if (current) {
-      u->data.reserve(current->data.size() + c.args[2].size());
-      u->data = current->data;
-      u->content_type = current->content_type;
-      u->keep_expiry = true;
-    }
-    u->data.append(c.args[2]);
-    length = u->data.size();
+  Status s = ks->UpdateString(c.args[1], [&](const std::string* current, int64_t, StringUpdate* u) {
+    size_t before = current != nullptr ? current->size() : 0;
+    if (before + c.args[2].size() > Keyspace::kMaxValue) return TooLong();
+    u->action = StringUpdate::Action::kWrite;
+    u->value.reserve(before + c.args[2].size());
+    if (current != nullptr) u->value = *current;
+    u->value.append(c.args[2]);
+    length = u->value.size();
     return Status::OK();
   });
   s.ok() ? c.w.Integer(static_cast<int64_t>(length)) : ReplyStatus(c.w, s);
 }
 
 void StrLen(Call& c) {
-  DictValue value;
-  Status s = WithStrings(c.segment(), false, [&](Dict& d) { return d.Get(c.args[1], &value); });
-  if (s.ok()) return c.w.Integer(static_cast<int64_t>(value.data.size()));
-  if (!s.IsNotFound()) return ReplyStatus(c.w, s);
-  if (ObjectKindOf(c.segment(), c.args[1]) != ObjectKind::kNone) return c.w.Error(kWrongType);
-  c.w.Integer(0);
+  Keyspace* ks = KS(c);
+  if (ks == nullptr) return;
+  std::string value;
+  Status s = ks->Get(c.args[1], &value);
+  if (s.ok() || s.IsNotFound()) return c.w.Integer(static_cast<int64_t>(value.size()));
+  ReplyStatus(c.w, s);
 }
 
 void IncrBy(Call& c, int64_t by) {
+  Keyspace* ks = KS(c);
+  if (ks == nullptr) return;
   int64_t result = 0;
-  std::string error;
-  Status s = UpdateString(c.segment(), c.args[1], [&](const DictValue* current, DictUpdate* u) {
-    int64_t value = 0;
-    if (current && !ParseInt(current->data, &value)) {
-      error = kNotInteger;
-      return Status::InvalidArgument(error);
-    }
-    if ((by > 0 && value > std::numeric_limits<int64_t>::max() - by) ||
-        (by < 0 && value < std::numeric_limits<int64_t>::min() - by)) {
-      error = "ERR increment or decrement would overflow";
-      return Status::InvalidArgument(error);
-    }
-    result = value + by;
-    char digits[24];
-    auto [end, ec] = std::to_chars(digits, digits + sizeof digits, result);
-    u->data.assign(digits, end);
-    if (current) u->content_type = current->content_type;
-    u->keep_expiry = current != nullptr;
-    return Status::OK();
-  });
-  if (!error.empty()) return c.w.Error(error);
+  Status s = ks->IncrBy(c.args[1], by, &result);
   s.ok() ? c.w.Integer(result) : ReplyStatus(c.w, s);
 }
-
 void Incr(Call& c) { IncrBy(c, 1); }
 void Decr(Call& c) { IncrBy(c, -1); }
 void IncrByCommand(Call& c) {
@@ -354,35 +305,176 @@ void IncrByCommand(Call& c) {
 }
 void DecrByCommand(Call& c) {
   int64_t by = 0;
-  if (!ParseInt(c.args[2], &by) || by == std::numeric_limits<int64_t>::min()) {
-    return c.w.Error(kNotInteger);
-  }
+  if (!ParseInt(c.args[2], &by)) return c.w.Error(kNotInteger);
+  if (by == std::numeric_limits<int64_t>::min()) return c.w.Error("ERR decrement would overflow");
   IncrBy(c, -by);
 }
 
 void IncrByFloat(Call& c) {
-  double by = 0;
-  if (!ParseDouble(c.args[2], &by)) return c.w.Error("ERR value is not a valid float");
-  std::string text, error;
-  Status s = UpdateString(c.segment(), c.args[1], [&](const DictValue* current, DictUpdate* u) {
-    double value = 0;
-    if (current && !ParseDouble(current->data, &value)) {
-      error = "ERR value is not a valid float";
-      return Status::InvalidArgument(error);
+  Keyspace* ks = KS(c);
+  if (ks == nullptr) return;
+  std::string text;
+  Status s = ks->UpdateString(c.args[1], [&](const std::string* current, int64_t, StringUpdate* u) {
+    long double value = 0, by = 0;
+    if ((current != nullptr && !ParseLongDouble(*current, &value)) ||
+        !ParseLongDouble(c.args[2], &by)) {
+      return Status::InvalidArgument(std::string(kNotFloat.substr(4)));
     }
-    double result = value + by;
+    long double result = value + by;
     if (std::isnan(result) || std::isinf(result)) {
-      error = "ERR increment would produce NaN or Infinity";
-      return Status::InvalidArgument(error);
+      return Status::InvalidArgument("increment would produce NaN or Infinity");
     }
-    text = FormatDouble(result);
-    u->data = text;
-    u->keep_expiry = current != nullptr;
+    text = FormatLongDouble(result);
+    u->action = StringUpdate::Action::kWrite;
+    u->value = text;
     return Status::OK();
   });
-  if (!error.empty()) return c.w.Error(error);
   s.ok() ? c.w.Bulk(text) : ReplyStatus(c.w, s);
 }
+
+// GETRANGE and SUBSTR (Redis's getrangeCommand).
+void GetRange(Call& c) {
+  int64_t start = 0, end = 0;
+  if (!ParseInt(c.args[2], &start) || !ParseInt(c.args[3], &end)) return c.w.Error(kNotInteger);
+  Keyspace* ks = KS(c);
+  if (ks == nullptr) return;
+  std::string value;
+  Status s = ks->Get(c.args[1], &value);
+  if (!s.ok() && !s.IsNotFound()) return ReplyStatus(c.w, s);
+  const int64_t n = static_cast<int64_t>(value.size());
+  if (start < 0 && end < 0 && start > end) return c.w.Bulk("");
+  if (start < 0) start = n + start;
+  if (end < 0) end = n + end;
+  start = std::max<int64_t>(start, 0);
+  end = std::max<int64_t>(end, 0);
+  if (end >= n) end = n - 1;
+  if (start > end || n == 0) return c.w.Bulk("");
+  c.w.Bulk(std::string_view(value).substr(static_cast<size_t>(start),
+                                          static_cast<size_t>(end - start + 1)));
+}
+
+void SetRange(Call& c) {
+  int64_t offset = 0;
+  if (!ParseInt(c.args[2], &offset)) return c.w.Error(kNotInteger);
+  if (offset < 0) return c.w.Error("ERR offset is out of range");
+  Keyspace* ks = KS(c);
+  if (ks == nullptr) return;
+  std::string_view piece = c.args[3];
+  int64_t length = 0;
+  Status s = ks->UpdateString(c.args[1], [&](const std::string* current, int64_t, StringUpdate* u) {
+    length = current != nullptr ? static_cast<int64_t>(current->size()) : 0;
+    if (piece.empty()) return Status::OK();  // Nothing to write, nothing created.
+    if (static_cast<uint64_t>(offset) + piece.size() > Keyspace::kMaxValue) return TooLong();
+    u->action = StringUpdate::Action::kWrite;
+    if (current != nullptr) u->value = *current;
+    size_t end = static_cast<size_t>(offset) + piece.size();
+    if (u->value.size() < end) u->value.resize(end, '\0');
+    u->value.replace(static_cast<size_t>(offset), piece.size(), piece);
+    length = static_cast<int64_t>(u->value.size());
+    return Status::OK();
+  });
+  s.ok() ? c.w.Integer(length) : ReplyStatus(c.w, s);
+}
+
+// LCS key1 key2 [LEN] [IDX] [MINMATCHLEN len] [WITHMATCHLEN] (Redis's lcsCommand).
+void Lcs(Call& c) {
+  Keyspace* ks = KS(c);
+  if (ks == nullptr) return;
+  std::string a, b;
+  for (auto [key, out] : {std::pair{c.args[1], &a}, std::pair{c.args[2], &b}}) {
+    Status s = ks->Get(key, out);
+    if (s.IsWrongType()) {
+      return c.w.Error("ERR The specified keys must contain string values");
+    }
+    if (!s.ok() && !s.IsNotFound()) return ReplyStatus(c.w, s);
+  }
+  bool get_len = false, get_idx = false, with_len = false;
+  int64_t min_len = 0;
+  for (size_t j = 3; j < c.args.size(); ++j) {
+    std::string opt = Lower(c.args[j]);
+    if (opt == "idx") {
+      get_idx = true;
+    } else if (opt == "len") {
+      get_len = true;
+    } else if (opt == "withmatchlen") {
+      with_len = true;
+    } else if (opt == "minmatchlen" && j + 1 < c.args.size()) {
+      if (!ParseInt(c.args[++j], &min_len)) return c.w.Error(kNotInteger);
+      min_len = std::max<int64_t>(min_len, 0);
+    } else {
+      return c.w.Error(kSyntax);
+    }
+  }
+  if (get_idx && get_len) {
+    return c.w.Error("ERR If you want both the length and indexes, please just use IDX.");
+  }
+  // The table is (|a|+1) x (|b|+1) 32-bit cells: at most 64 MiB of transient memory.
+  if ((a.size() + 1) * (b.size() + 1) > (uint64_t{1} << 24)) {
+    return c.w.Error(
+        "ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len");
+  }
+  const size_t n = a.size(), m = b.size();
+  std::vector<uint32_t> dp((n + 1) * (m + 1), 0);
+  auto at = [&](size_t i, size_t j) -> uint32_t& { return dp[i * (m + 1) + j]; };
+  for (size_t i = 1; i <= n; ++i) {
+    for (size_t j = 1; j <= m; ++j) {
+      at(i, j) = a[i - 1] == b[j - 1] ? at(i - 1, j - 1) + 1 : std::max(at(i - 1, j), at(i, j - 1));
+    }
+  }
+  const uint32_t total = at(n, m);
+  if (get_len) return c.w.Integer(total);
+  std::string result(total, '\0');
+  struct Match {
+    size_t a_start, a_end, b_start, b_end;
+  };
+  std::vector<Match> matches;
+  size_t i = n, j = m, idx = total;
+  bool open = false;
+  Match current{};
+  auto close = [&]() {
+    if (open && static_cast<int64_t>(current.a_end - current.a_start + 1) >= min_len) {
+      matches.push_back(current);
+    }
+    open = false;
+  };
+  while (i > 0 && j > 0) {
+    if (a[i - 1] == b[j - 1]) {
+      result[--idx] = a[i - 1];
+      if (open && current.a_start == i && current.b_start == j) {
+        current.a_start = i - 1;
+        current.b_start = j - 1;
+      } else {
+        close();
+        current = Match{i - 1, i - 1, j - 1, j - 1};
+        open = true;
+      }
+      --i;
+      --j;
+    } else if (at(i - 1, j) > at(i, j - 1)) {
+      --i;
+    } else {
+      --j;
+    }
+  }
+  close();
+  if (!get_idx) return c.w.Bulk(result);
+  c.w.Map(2);
+  c.w.Bulk("matches");
+  c.w.Array(matches.size());
+  for (const Match& match : matches) {
+    c.w.Array(with_len ? 3 : 2);
+    c.w.Array(2);
+    c.w.Integer(static_cast<int64_t>(match.a_start));
+    c.w.Integer(static_cast<int64_t>(match.a_end));
+    c.w.Array(2);
+    c.w.Integer(static_cast<int64_t>(match.b_start));
+    c.w.Integer(static_cast<int64_t>(match.b_end));
+    if (with_len) c.w.Integer(static_cast<int64_t>(match.a_end - match.a_start + 1));
+  }
+  c.w.Bulk("len");
+  c.w.Integer(total);
+}
+
 }  // namespace
 
 void RegisterStringCommands(CommandTable* table) {
@@ -406,6 +498,10 @@ void RegisterStringCommands(CommandTable* table) {
            CommandRow{"incrby", 3, kWrite | kDenyOom | kFast, kOne, IncrByCommand},
            CommandRow{"decrby", 3, kWrite | kDenyOom | kFast, kOne, DecrByCommand},
            CommandRow{"incrbyfloat", 3, kWrite | kDenyOom | kFast, kOne, IncrByFloat},
+           CommandRow{"getrange", 4, kReadOnly, kOne, GetRange},
+           CommandRow{"substr", 4, kReadOnly, kOne, GetRange},
+           CommandRow{"setrange", 4, kWrite | kDenyOom, kOne, SetRange},
+           CommandRow{"lcs", -3, kReadOnly, {1, 2, 1}, Lcs},
        }) {
     table->Add(row);
   }

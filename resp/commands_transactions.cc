@@ -25,16 +25,14 @@ void Discard(Call& c) {
   c.w.Simple("OK");
 }
 
-uint64_t VersionOf(Segment* segment, std::string_view key) {
-  DictValue value;
-  bool ok = WithStrings(segment, false, [&](Dict& d) { return d.Get(key, &value); }).ok();
-  return ok ? value.version : 0;
+uint64_t VersionOf(Call& c, std::string_view key) {
+  return KeyVersion(c.segment(), c.client->db, key);
 }
 
 void Watch(Call& c) {
   if (c.client->in_multi) return c.w.Error("ERR WATCH inside MULTI is not allowed");
   for (size_t i = 1; i < c.args.size(); ++i) {
-    c.client->watched.emplace_back(std::string(c.args[i]), VersionOf(c.segment(), c.args[i]));
+    c.client->watched.emplace_back(std::string(c.args[i]), VersionOf(c, c.args[i]));
   }
   c.w.Simple("OK");
 }
@@ -56,7 +54,7 @@ void Exec(Call& c) {
     return c.w.Error("EXECABORT Transaction discarded because of previous errors.");
   }
   for (const auto& [key, version] : watched) {
-    if (VersionOf(c.segment(), key) != version) return c.w.NullArray();
+    if (VersionOf(c, key) != version) return c.w.NullArray();
   }
   c.w.Array(queued.size());
   for (const std::vector<std::string>& command : queued) {

@@ -5,15 +5,18 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <charconv>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <span>
 #include <string>
 
 #include "command_table.h"
 #include "internal.h"
+#include "shm/integer.h"
 
 namespace shm::resp {
 namespace {
@@ -138,10 +141,9 @@ void Prefetch(const RespConfig& config, std::span<const ParsedCommand> commands)
     });
   }
   if (n == 0) return;
-  Dict strings;
-  bool cached = false;
-  if (handles::Strings(config.segment, false, &strings, &cached).ok()) {
-    strings.Prefetch(std::span(keys, n));
+  // Database 0's: the one a pipeline almost always uses (a hint, never wrong, at worst idle).
+  if (Keyspace* keyspace = KeyspaceOf(config.segment, 0, false)) {
+    keyspace->Prefetch(std::span(keys, n));
   }
 }
 
@@ -171,10 +173,7 @@ void WrongArity(Call& c) {
 }
 
 bool ParseInt(std::string_view text, int64_t* value) {
-  if (text.empty() || text.size() > 20 || text[0] == '+') return false;
-  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), *value);
-  return ec == std::errc() && ptr == text.data() + text.size() &&
-         !(text.size() > 1 && (text[0] == '0' || (text[0] == '-' && text[1] == '0')));
+  return ParseInt64(text, value, IntSyntax::kRedisStrict);
 }
 
 bool ParseDouble(std::string_view text, double* value) {
@@ -185,6 +184,38 @@ bool ParseDouble(std::string_view text, double* value) {
   char* end = nullptr;
   *value = std::strtod(copy.c_str(), &end);
   return end == copy.c_str() + copy.size() && !std::isnan(*value);
+}
+
+// Redis's string2ld: the whole text, no leading space, no NaN, no overflow to infinity.
+bool ParseLongDouble(std::string_view text, long double* value) {
+  constexpr size_t kMaxLongDoubleChars = 5 * 1024;
+  if (text.empty() || text.size() >= kMaxLongDoubleChars ||
+      std::isspace(static_cast<unsigned char>(text[0]))) {
+    return false;
+  }
+  std::string copy(text);
+  char* end = nullptr;
+  errno = 0;
+  long double parsed = std::strtold(copy.c_str(), &end);
+  if (end != copy.c_str() + copy.size() || std::isnan(parsed)) return false;
+  if (errno == ERANGE && (std::isinf(parsed) || parsed == 0)) return false;
+  *value = parsed;
+  return true;
+}
+
+// Redis's ld2string(LD_STR_HUMAN): "%.17Lf" without trailing zeros (nor a trailing '.'), and
+// "-0" as "0".
+std::string FormatLongDouble(long double value) {
+  char buf[5 * 1024];
+  int n = std::snprintf(buf, sizeof buf, "%.17Lf", value);
+  if (n < 0 || static_cast<size_t>(n) >= sizeof buf) return "0";
+  std::string text(buf, static_cast<size_t>(n));
+  if (text.find('.') != std::string::npos) {
+    while (!text.empty() && text.back() == '0') text.pop_back();
+    if (!text.empty() && text.back() == '.') text.pop_back();
+  }
+  if (text == "-0") text = "0";
+  return text;
 }
 
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {

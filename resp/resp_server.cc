@@ -397,8 +397,15 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
                          },
                          [self, seq](bool stopping) {
                            std::string reply;
-                           if (!stopping)
-                             resp::ReplyWriter(&reply, self->client_.protocol).NullArray();
+                           if (!stopping) {
+                             resp::ReplyWriter w(&reply, self->client_.protocol);
+                             // BLMOVE and BRPOPLPUSH time out with a nil, the pops with *-1.
+                             if (self->blocked_pop_.kind == resp::BlockedPop::Kind::kMove) {
+                               w.Null();
+                             } else {
+                               w.NullArray();
+                             }
+                           }
                            self->Unblocked(seq, std::move(reply),
                                            stopping);  // Stopping: close, as Drain does.
                          }};
@@ -407,12 +414,12 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     }
   }
 
+  // The queue key of the pop's keys in its database: pops of the same keys wait in order. (A
+  // Redis list is the keyspace's entry, whose object can change under it, so the key names the
+  // Redis key, not the object HTTP pops wait on.)
   std::string WaitKey() const {
-    const std::vector<std::string>& keys = blocked_pop_.keys;
-    std::optional<std::string> name = keys.size() == 1 ? resp::ObjectName(keys[0]) : std::nullopt;
-    if (name) return "list:" + *name;  // The key HTTP pops of that list wait on.
-    std::string key = "resp-lists";
-    for (const std::string& k : keys) key += ":" + std::to_string(k.size()) + ":" + k;
+    std::string key = "resp-lists:" + std::to_string(client_.db);
+    for (const std::string& k : blocked_pop_.keys) key += ":" + std::to_string(k.size()) + ":" + k;
     return key;
   }
 

@@ -8,6 +8,8 @@
 #include "api_util.h"
 #include "shm/api.h"
 #include "shm/dict.h"
+#include "shm/integer.h"
+#include "shm/keyspace.h"
 #include "shm/utf8.h"
 
 namespace shm {
@@ -27,6 +29,24 @@ Status WithDict(RequestContext& context, bool create, Op&& op) {
     return Dict::Open(segment, name, mode, DictOptions(), dict);
   };
   return api::WithObject<Dict>(context, open, std::forward<Op>(op));
+}
+
+// A Redis database's keyspace ("redis:<n>", kind keyspace) reads like a dict of its string keys
+// (docs/resp.md); its lists and hashes are the objects its entries name, and it is written only
+// through the Redis protocol (any other write is 409 WrongType, as for every kind mismatch).
+Status GetFromKeyspace(RequestContext& context, const std::string& key, DictValue* value) {
+  std::string_view name = context.params[0];
+  int db = -1;
+  if (name.substr(0, 6) == "redis:" && name.size() >= 7 && name.size() <= 8) {
+    int64_t n = 0;
+    if (ParseInt64(name.substr(6), &n, IntSyntax::kRedisStrict)) db = static_cast<int>(n);
+  }
+  Keyspace keyspace;
+  if (db < 0 || !Keyspace::Open(context.segment, db, &keyspace, OpenMode::kOpenExisting).ok()) {
+    return Status::WrongType("not a dict");
+  }
+  SHM_RETURN_IF_ERROR(keyspace.Get(key, &value->data, &value->expires_at_ms));
+  return keyspace.Version(key, &value->version);
 }
 
 // Keys come from the path: percent-decoded, 1..kMaxKey bytes of UTF-8 so listings stay JSON.
@@ -217,6 +237,7 @@ Status GetKey(RequestContext& context, HttpResponse* response) {
   SHM_RETURN_IF_ERROR(ParsePreconditions(context, &pre));
   DictValue value;
   Status s = WithDict(context, false, [&](Dict& dict) { return dict.Get(key, &value); });
+  if (s.IsWrongType()) s = GetFromKeyspace(context, key, &value);
   SHM_RETURN_IF_ERROR(UnderPreconditions(pre, std::move(s)));
   response->set(http::field::etag, ETag(value.version));
   if (pre.if_match.present && !pre.if_match.MatchesStrongly(value.version)) {

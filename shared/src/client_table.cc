@@ -138,6 +138,12 @@ void ClientTable::SetProtocol(int slot, uint64_t id, int resp) {
   if (s.id.load(std::memory_order_acquire) == id) s.resp.store(resp, std::memory_order_relaxed);
 }
 
+void ClientTable::SetDb(int slot, uint64_t id, int db) {
+  if (!Valid(slot)) return;
+  ClientSlot& s = Slots(segment_)[slot];
+  if (s.id.load(std::memory_order_acquire) == id) s.db.store(db, std::memory_order_relaxed);
+}
+
 std::vector<ClientRow> ClientTable::List() const {
   std::vector<ClientRow> rows;
   ClientSlot* slots = Slots(segment_);

@@ -4,6 +4,7 @@
 
 #include "layout.h"
 #include "object_guard.h"
+#include "shm/integer.h"
 
 namespace shm {
 namespace {
@@ -72,7 +73,7 @@ Status Counter::AddSlow(int64_t delta, int64_t* new_value) {
   int64_t seen = word.load(std::memory_order_relaxed);
   int64_t next = 0;
   do {
-    if (__builtin_add_overflow(seen, delta, &next)) return Overflow(seen, delta);
+    if (!AddInt64(seen, delta, &next)) return Overflow(seen, delta);
   } while (!word.compare_exchange_weak(seen, next, std::memory_order_acq_rel));
   if (NearLimits(next)) MarkSlowPath();
   *new_value = next;

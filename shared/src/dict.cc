@@ -17,6 +17,7 @@
 #include "layout.h"
 #include "object_guard.h"
 #include "segment_impl.h"
+#include "shm/integer.h"
 #include "shm/log.h"
 
 namespace shm {
@@ -35,8 +36,8 @@ constexpr std::string_view kIncrContentType = "text/plain";
 // ---------------------------------------------------------------------------------------------
 // Validation
 
+// The empty key is a key (as in Redis: a Redis key or hash field may be empty).
 Status ValidateKey(std::string_view key) {
-  if (key.empty()) return Status::InvalidArgument("key is empty");
   if (key.size() > Dict::kMaxKey) {
     return Status::InvalidArgument("key longer than " + std::to_string(Dict::kMaxKey) + " bytes");
   }
@@ -119,7 +120,9 @@ struct Locked {
 };
 
 DictStripeRep* StripeFor(Segment::Impl* seg, uint64_t body, uint32_t shard) {
-  return &seg->root()->dict_stripes[DictStripeIndex(body, shard)];
+  Root* root = seg->root();
+  const bool keyspace = seg->Ptr<DictRep>(body)->stripe_set != 0;
+  return &(keyspace ? root->keyspace_stripes : root->dict_stripes)[DictStripeIndex(body, shard)];
 }
 
 void RepairShardLocked(Segment::Impl* seg, DictRep* rep, uint32_t shard_index);
@@ -602,12 +605,6 @@ Status MakeBody(Segment::Impl* seg, const DictOptions& options, uint64_t* body) 
   return s;
 }
 
-bool ParseInt64(std::string_view text, int64_t* value) {
-  if (text.empty() || text.size() > 20) return false;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), *value);
-  return ec == std::errc() && end == text.data() + text.size();
-}
-
 struct ListedKey {
   uint64_t hash;
   std::string key;
@@ -843,6 +840,18 @@ Status SettleDictStripe(Segment::Impl* seg, uint64_t stripe_word) {
 const KindOps kDictOps = {RepairDictLocked, DestroyDict, SerializeDictLocked, DeserializeDict,
                           DictUsage};
 
+namespace {
+// A keyspace's body is a dict's, locked by the keyspace stripes (Root::keyspace_stripes).
+Status DeserializeKeyspace(Segment::Impl* seg, std::string_view bytes, uint64_t* body) {
+  SHM_RETURN_IF_ERROR(DeserializeDict(seg, bytes, body));
+  seg->Ptr<DictRep>(*body)->stripe_set = 1;  // Unpublished yet: no lock can be held on it.
+  return Status::OK();
+}
+}  // namespace
+
+const KindOps kKeyspaceOps = {RepairDictLocked, DestroyDict, SerializeDictLocked,
+                              DeserializeKeyspace, DictUsage};
+
 // ---------------------------------------------------------------------------------------------
 // Dict
 
@@ -860,7 +869,11 @@ Status Dict::OpenKind(Segment* segment, std::string_view name, ObjectKind kind, 
     spec.kind = kind;
     spec.mode = mode;
     spec.created = created;
-    spec.make_body = [&](uint64_t* body) { return MakeBody(seg, options, body); };
+    spec.make_body = [&](uint64_t* body) {
+      SHM_RETURN_IF_ERROR(MakeBody(seg, options, body));
+      if (kind == ObjectKind::kKeyspace) seg->Ptr<DictRep>(*body)->stripe_set = 1;
+      return Status::OK();
+    };
     ObjectRef ref;
     SHM_RETURN_IF_ERROR(segment->registry().Open(name, spec, &ref));
     *result = Dict(ref);
@@ -1134,8 +1147,13 @@ Status Dict::Update(std::string_view key, const DictUpdateFn& fn, uint64_t* vers
 Status Dict::UpdateImpl(std::string_view key, const DictUpdateFn& fn, uint64_t* version) {
   if (!ref_.valid()) return Status::InvalidArgument("dict handle is not open");
   Segment::Impl* seg = ref_.segment->impl();
-  CowWriter writer(seg);
-  if (!writer.ok()) return NoIntentSlot();
+  // Made when the update turns out to write: one that only reads (the keyspace's commands on a
+  // list or hash mostly) claims no intent slot and no blob cache.
+  std::optional<CowWriter> lazy_writer;
+  auto writer_for = [&]() -> CowWriter* {
+    if (!lazy_writer) lazy_writer.emplace(seg);
+    return lazy_writer->ok() ? &*lazy_writer : nullptr;
+  };
   const uint64_t hash = HashKey(key);
   const uint32_t shard = ShardFor(ref_, hash);
   for (int attempt = 0; attempt < kMaxWriteAttempts; ++attempt) {
@@ -1148,7 +1166,9 @@ Status Dict::UpdateImpl(std::string_view key, const DictUpdateFn& fn, uint64_t* 
       Probe probe = FindLocked(d, key, hash);
       if (TooFullToInsertLocked(d, probe)) {
         guard.Unlock();
-        SHM_RETURN_IF_ERROR(RebuildIfNeeded(ref_, shard, &writer));
+        CowWriter* writer = writer_for();
+        if (writer == nullptr) return NoIntentSlot();
+        SHM_RETURN_IF_ERROR(RebuildIfNeeded(ref_, shard, writer));
         continue;
       }
       const DictEntryBlob* live = LiveBlob(d, probe, now);
@@ -1156,6 +1176,17 @@ Status Dict::UpdateImpl(std::string_view key, const DictUpdateFn& fn, uint64_t* 
       if (live != nullptr) CopyOut(live, &current);
       DictUpdate update;
       SHM_RETURN_IF_ERROR(fn(live != nullptr ? &current : nullptr, &update));
+      if (update.erase) {
+        if (version != nullptr) *version = 0;
+        if (probe.found < 0) return Status::OK();
+        CowWriter* writer = writer_for();
+        if (writer == nullptr) return NoIntentSlot();
+        if (live == nullptr) d.shard->expirations.fetch_add(1, std::memory_order_relaxed);
+        RemoveLocked(d, writer, static_cast<uint64_t>(probe.found));
+        guard.Unlock();
+        writer->ReleaseGarbage();
+        return Status::OK();
+      }
       if (!update.write) {
         if (version != nullptr) *version = live != nullptr ? live->version : 0;
         return Status::OK();
@@ -1163,23 +1194,65 @@ Status Dict::UpdateImpl(std::string_view key, const DictUpdateFn& fn, uint64_t* 
       SHM_RETURN_IF_ERROR(ValidateValue(update.data));
       SHM_RETURN_IF_ERROR(ValidateContentType(update.content_type));
       SHM_RETURN_IF_ERROR(ValidateTtl(update.ttl_ms));
+      if (writer_for() == nullptr) return NoIntentSlot();
       // The size depends on the current value, so this blob is allocated under the lock (the
       // allocator's lock is innermost; see the lock order in docs/design.md).
       uint64_t handle = 0;
       SHM_RETURN_IF_ERROR(
-          AllocateBlob(&writer, seg, key, hash, update.content_type, update.data, &handle));
+          AllocateBlob(&*lazy_writer, seg, key, hash, update.content_type, update.data, &handle));
       auto* blob = seg->Ptr<DictEntryBlob>(handle);
-      blob->expires_at_ms = update.keep_expiry && live != nullptr
-                                ? live->expires_at_ms
-                                : ExpiryFor(update.ttl_ms, d.rep, now);
-      SHM_RETURN_IF_ERROR(CommitLocked(d, &writer, probe, handle, now, &rebuild_after));
+      if (update.expires_at_ms >= 0) {
+        blob->expires_at_ms = update.expires_at_ms;  // Account() sets may_expire.
+      } else {
+        blob->expires_at_ms = update.keep_expiry && live != nullptr
+                                  ? live->expires_at_ms
+                                  : ExpiryFor(update.ttl_ms, d.rep, now);
+      }
+      SHM_RETURN_IF_ERROR(CommitLocked(d, &*lazy_writer, probe, handle, now, &rebuild_after));
       if (version != nullptr) *version = blob->version;
     }
-    writer.ReleaseGarbage();
-    if (rebuild_after) RebuildIfNeeded(ref_, shard, &writer);
+    lazy_writer->ReleaseGarbage();
+    if (rebuild_after) RebuildIfNeeded(ref_, shard, &*lazy_writer);
     return Status::OK();
   }
   return Status::Timeout("dict is being resized by other writers; try again");
+}
+
+Status Dict::SweepExpired(
+    uint32_t shard, size_t budget,
+    const std::function<void(std::string_view key, const DictValue&)>& removed, size_t* count,
+    uint32_t* shards) {
+  *count = 0;
+  return CatchAtBoundary("dict", [&] {
+    if (!ref_.valid()) return Status::InvalidArgument("dict handle is not open");
+    CowWriter writer(ref_.segment->impl());
+    if (!writer.ok()) return NoIntentSlot();
+    ShardGuard guard;
+    SHM_RETURN_IF_ERROR(guard.Lock(ref_, shard % kDictShards));
+    const Locked& d = guard.view();
+    if (shards != nullptr) *shards = d.rep->shard_count();
+    if (shard >= d.rep->shard_count() || d.rep->may_expire.load() == 0) return Status::OK();
+    const int64_t now = WallNowMs();
+    // The sweep's cursor is the shard's clock hand: a keyspace never evicts (no max_bytes).
+    uint64_t pos = d.shard->clock_hand.load() & d.mask();
+    const uint64_t looks = std::min<uint64_t>(d.table->capacity, 16 * budget);
+    for (uint64_t n = 0; n < looks && *count < budget; ++n, pos = (pos + 1) & d.mask()) {
+      uint64_t word = d.slot(pos).blob.load();
+      if (!IsBlob(word) || !d.blob(word)->expired(now)) continue;
+      if (removed) {
+        DictValue value;
+        CopyOut(d.blob(word), &value);
+        removed(d.blob(word)->key(), value);
+      }
+      d.shard->expirations.fetch_add(1, std::memory_order_relaxed);
+      // A tombstone, never an empty slot: this sweep goes on along chains it may be inside.
+      PublishSlotLocked(d, &writer, pos, kTombstoneHandle);
+      writer.ReleaseGarbage();
+      ++*count;
+    }
+    d.shard->clock_hand.store(pos);
+    return Status::OK();
+  });
 }
 
 Status Dict::Delete(std::string_view key, std::optional<uint64_t> if_version) {
@@ -1229,7 +1302,7 @@ Status Dict::Incr(std::string_view key, int64_t by, int64_t init, int64_t ttl_ms
       update->content_type = kIncrContentType;
       update->ttl_ms = ttl_ms;
     }
-    if (__builtin_add_overflow(base, by, &next)) {
+    if (!AddInt64(base, by, &next)) {
       return Status::InvalidArgument("increment overflow: " + std::to_string(base) + " + " +
                                      std::to_string(by) + " does not fit in int64");
     }

@@ -116,6 +116,9 @@ struct DictRep {
   int64_t default_ttl_ms = 0;
   // 1 once an entry with an expiry was published: until then no operation needs the clock.
   std::atomic<uint32_t> may_expire{0};
+  // Which stripes lock the shards: 0 Root::dict_stripes, 1 Root::keyspace_stripes (a keyspace).
+  // Constant after creation.
+  uint32_t stripe_set = 0;
 
   DictShardRep shards[kDictShards];
 

@@ -29,6 +29,8 @@ const KindOps& KindOpsFor(ObjectKind kind) {
       return kLockOps;
     case ObjectKind::kArray:
       return kArrayOps;
+    case ObjectKind::kKeyspace:
+      return kKeyspaceOps;
     case ObjectKind::kNone:
       break;
   }

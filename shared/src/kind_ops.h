@@ -36,6 +36,9 @@ struct KindOps {
 extern const KindOps kCounterOps;
 extern const KindOps kDictOps;  // Also used by kSessions: a sessions object is a dict of JSON.
 extern const KindOps kListOps;
+// A keyspace is a dict body on the keyspace stripes whose entries name their aggregates; its
+// destroy also deletes those aggregates.
+extern const KindOps kKeyspaceOps;
 extern const KindOps kLockOps;
 extern const KindOps kArrayOps;
 

@@ -18,7 +18,7 @@
 namespace shm {
 
 inline constexpr uint64_t kSegmentMagic = 0x4554415453484d53ull;  // "SHMSTATE" little endian.
-inline constexpr uint32_t kLayoutVersion = 6;
+inline constexpr uint32_t kLayoutVersion = 7;
 inline constexpr uint32_t kMaxIntentSlots = 1024;
 inline constexpr uint32_t kMaxWorkerSlots = 256;
 inline constexpr size_t kMaxNameLength = 200;
@@ -137,6 +137,11 @@ struct EntryRep {
   uint32_t name_length = 0;
   char name[kMaxNameLength] = {};
   ObjectMutex mu;  // Guards body contents; see each kind's Rep.
+  // Bumped by every write through a keyspace to the list or hash this entry holds, before the
+  // write (a death in between shows a change that did not happen, never hides one): with the
+  // key's entry version it makes the key's version (Keyspace::Version). Next to `mu`, whose
+  // line such a write takes anyway.
+  std::atomic<uint64_t> keyspace_writes{0};
   // The value, for counters, alone in its 128-byte block: adders contend on it, while the fields
   // above are read on every add and must stay in every reader's cache.
   alignas(128) std::atomic<int64_t> counter{0};
@@ -192,6 +197,11 @@ struct Root {
   WorkerSlot workers[kMaxWorkerSlots];
   DictStripeRep dict_stripes[kDictStripes];
   ClientSlot clients[kMaxClientSlots];
+  // The shard locks of keyspaces (keyspace.h), a set apart from dicts' so that a keyspace
+  // command may take the lock of a hash's shard while it holds its key's: the order is keyspace
+  // stripe -> registry -> object (a dict's stripe included) -> allocator, and no dict stripe is
+  // ever held while a keyspace stripe is taken.
+  DictStripeRep keyspace_stripes[kDictStripes];
 };
 
 static_assert(offsetof(Root, magic) == 0 && offsetof(Root, layout_version) == 8 &&

@@ -15,8 +15,8 @@
 namespace shm {
 namespace {
 
-constexpr std::string_view kKindNames[kObjectKindCount] = {"none", "counter",  "dict", "list",
-                                                           "lock", "sessions", "array"};
+constexpr std::string_view kKindNames[kObjectKindCount] = {"none", "counter",  "dict",  "list",
+                                                           "lock", "sessions", "array", "keyspace"};
 constexpr uint32_t kListChunk = 256;  // Entries scanned per registry-lock hold when listing.
 
 uint64_t HashName(std::string_view name) {

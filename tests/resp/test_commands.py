@@ -1,4 +1,5 @@
 """redis-py against shmstate: replies and errors as Redis gives them."""
+import json
 import threading
 import time
 
@@ -14,7 +15,11 @@ def test_connection_commands(r, server):
     assert isinstance(r.client_id(), int)
     assert r.execute_command("SELECT", 0) is True
     with pytest.raises(redis.ResponseError, match="DB index is out of range"):
-        r.execute_command("SELECT", 1)
+        r.execute_command("SELECT", 16)
+    assert r.execute_command("SELECT", 1) is True  # Databases 0..15, one keyspace each.
+    r.set("in-db1", "x")
+    assert r.execute_command("SELECT", 0) is True
+    assert r.get("in-db1") is None
     info = r.info()
     assert info["redis_version"]
     assert "used_memory" in r.info("memory")
@@ -225,8 +230,17 @@ def test_visible_through_http(r, server):
     r.set("greeting", "hello")
     r.rpush("jobs", "a")
     base = "http://127.0.0.1:%d" % server.http_port
+    # Database 0 is the keyspace object "redis:0": its strings read like a dict's keys, and each
+    # list or hash is the object "redis:0:<id>" its entry names (docs/resp.md).
     assert urllib.request.urlopen(base + "/v1/dicts/redis:0/greeting").read() == b"hello"
-    assert b'"length":1' in urllib.request.urlopen(base + "/v1/lists/jobs").read()
+    listing = json.loads(urllib.request.urlopen(
+        base + "/v1/objects?prefix=redis:0:&kind=list").read())
+    lengths = [o.get("length") for o in listing["objects"]]
+    assert 1 in lengths
+    r.rpush("jobs", "b")
+    listing = json.loads(urllib.request.urlopen(
+        base + "/v1/objects?prefix=redis:0:&kind=list").read())
+    assert 2 in [o.get("length") for o in listing["objects"]]
 
 
 def test_concurrent_incr_over_workers_counts_exactly(server):

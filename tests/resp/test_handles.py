@@ -2,6 +2,7 @@
 of lists and hashes. When an object is deleted and made again (through RESP on another
 connection, thread or worker, or through HTTP), every connection must see the new object, never
 the old one and never an error."""
+import json
 import threading
 import urllib.request
 
@@ -91,8 +92,13 @@ def test_object_deleted_over_http_reopens(clients, server):
     a = clients[0]
     a.rpush("shared:list", "1", "2")
     assert everyone(clients, lambda c: c.llen("shared:list")) == [2] * CLIENTS
-    req = urllib.request.Request(
-        "http://127.0.0.1:%d/v1/objects/shared:list" % server.http_port, method="DELETE")
+    # The key's list is the object its keyspace entry names (docs/resp.md): the only list here.
+    base = "http://127.0.0.1:%d" % server.http_port
+    listing = json.loads(urllib.request.urlopen(
+        base + "/v1/objects?prefix=redis:0:&kind=list").read())
+    names = [o["name"] for o in listing["objects"] if o.get("length") == 2]
+    assert len(names) == 1
+    req = urllib.request.Request(base + "/v1/objects/" + names[0], method="DELETE")
     with urllib.request.urlopen(req, timeout=10) as resp:
         assert resp.status in (200, 204)
     assert everyone(clients, lambda c: c.llen("shared:list")) == [0] * CLIENTS

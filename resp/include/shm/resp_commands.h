@@ -39,8 +39,12 @@ struct RespConfig {
 
 // A BLPOP/BRPOP waiting for one of its lists to get an item.
 struct BlockedPop {
+  enum class Kind { kPop, kMove, kMultiPop } kind = Kind::kPop;  // BLPOP/BRPOP, BLMOVE, BLMPOP.
   std::vector<std::string> keys;
   List::End end = List::End::kLeft;
+  std::string destination;                         // kMove: where the item goes,
+  List::End to = List::End::kLeft;                 // and at which end.
+  int64_t count = 1;                               // kMultiPop: at most this many items.
   std::chrono::steady_clock::time_point deadline;  // time_point::max(): wait forever.
 };
 
@@ -48,6 +52,7 @@ struct BlockedPop {
 struct RespClient {
   uint64_t id = 0;
   int protocol = 2;
+  int db = 0;  // SELECT: the keyspace the commands use (0..15).
   bool authenticated = false;
   bool close_after_reply = false;  // QUIT.
   std::string name;

@@ -67,6 +67,7 @@ class ClientTable {
   void Touch(int slot, uint64_t id, int64_t now_ms);
   void SetFlag(int slot, uint64_t id, uint32_t flag, bool on);
   void SetProtocol(int slot, uint64_t id, int resp);
+  void SetDb(int slot, uint64_t id, int db);
   // Every row in use, by slot.
   std::vector<ClientRow> List() const;
   // Asks the worker of connection `id` to close it; false when no row has that id.

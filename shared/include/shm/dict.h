@@ -28,6 +28,7 @@
 
 namespace shm {
 
+class Keyspace;
 class Sessions;
 
 enum class DictEviction : uint32_t {
@@ -84,6 +85,10 @@ struct DictUpdate {
   std::string content_type;
   int64_t ttl_ms = 0;        // 0: the dict's default TTL.
   bool keep_expiry = false;  // true: keep the current entry's expiry (ignores ttl_ms).
+  // >= 0: the expiry as an absolute wall-clock time (0 = never), overriding ttl_ms and
+  // keep_expiry; any time is allowed (an absolute time needs no cap to stay in range).
+  int64_t expires_at_ms = -1;
+  bool erase = false;  // true: remove the entry (NotFound-free: absent stays absent).
 };
 // Runs under the dict's lock: `current` is the entry (nullptr when absent or expired). A non-OK
 // return aborts the update and is returned by Update. Keep it short; never touch a Dict from it.
@@ -144,6 +149,7 @@ class Dict {
   const ObjectRef& ref() const { return ref_; }
 
  private:
+  friend class Keyspace;
   friend class Sessions;
   explicit Dict(const ObjectRef& ref) : ref_(ref) {}
 
@@ -153,6 +159,13 @@ class Dict {
   Status SetImpl(std::string_view key, std::string_view value, const SetOptions& options,
                  uint64_t* version);
   Status UpdateImpl(std::string_view key, const DictUpdateFn& fn, uint64_t* version);
+  // Removes up to `budget` expired entries of shard `shard`, resuming where the last sweep of the
+  // shard stopped, and looks at no more than 16 * budget slots (Redis's sampling, bounded work per
+  // call). `removed(value)` runs under the shard's lock for each, before it is unlinked.
+  // `shards` (may be null) gets the dict's shard count.
+  Status SweepExpired(uint32_t shard, size_t budget,
+                      const std::function<void(std::string_view key, const DictValue&)>& removed,
+                      size_t* count, uint32_t* shards = nullptr);
 
   ObjectRef ref_;
 };

@@ -30,8 +30,9 @@ enum class ObjectKind : uint32_t {
   kLock = 4,
   kSessions = 5,
   kArray = 6,
+  kKeyspace = 7,  // The Redis keyspace of one database (keyspace.h).
 };
-inline constexpr uint32_t kObjectKindCount = 7;
+inline constexpr uint32_t kObjectKindCount = 8;
 
 // "counter", "dict", ...; "none" for kNone.
 std::string_view KindName(ObjectKind kind);

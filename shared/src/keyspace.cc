@@ -1,0 +1,713 @@
+#include "shm/keyspace.h"
+
+#include <unistd.h>
+
+#include <charconv>
+#include <random>
+#include <string>
+#include <unordered_map>
+
+#include "boundary.h"
+#include "crash_point.h"
+#include "dict_rep.h"
+#include "layout.h"
+#include "segment_impl.h"
+#include "shm/integer.h"
+
+namespace shm {
+
+// An entry's type is its content type: no HTTP or Python write reaches a keyspace's entries (the
+// object is of kind keyspace, not dict), so these tags cannot be forged.
+namespace {
+
+constexpr std::string_view kListTag = "redis/list";
+constexpr std::string_view kHashTag = "redis/hash";
+constexpr std::string_view kNotInteger = "value is not an integer or out of range";
+constexpr std::string_view kOverflow = "increment or decrement would overflow";
+constexpr int kMaxNameAttempts = 8;
+
+KeyType TypeOfEntry(const DictValue& entry) {
+  if (entry.content_type.empty()) return KeyType::kString;
+  if (entry.content_type == kListTag) return KeyType::kList;
+  if (entry.content_type == kHashTag) return KeyType::kHash;
+  return KeyType::kString;  // Never written; a string is the harmless reading.
+}
+
+Status WrongType() {
+  return Status::WrongType("Operation against a key holding the wrong kind of value");
+}
+
+// "redis:<db>:" and 7 random characters (42 bits) of a name's alphabet: short enough for
+// std::string's inline buffer (15 bytes) for databases 0-9, so reading a key's entry allocates
+// nothing. A name taken (by another key or front end) is skipped: CreateAggregate tries again.
+std::string NewAggregateName(int db) {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
+  thread_local std::mt19937_64 rng(std::random_device{}() ^
+                                   (static_cast<uint64_t>(getpid()) << 32));
+  std::string name = "redis:" + std::to_string(db) + ":";
+  uint64_t id = rng();
+  for (int i = 0; i < 7; ++i, id >>= 6) name.push_back(kAlphabet[id & 63]);
+  return name;
+}
+
+// This thread's proxies of the aggregates it used, so a command takes no registry lock to find
+// its list or hash. A proxy goes stale when its object is deleted (ref().live() tells), and the
+// map is dropped when the thread sees another segment.
+struct ProxyCache {
+  Segment* segment = nullptr;
+  std::string shm_name;
+  std::unordered_map<std::string, List> lists;
+  std::unordered_map<std::string, Dict> hashes;
+
+  static constexpr size_t kMax = 8192;
+};
+thread_local ProxyCache t_cache;
+
+ProxyCache& CacheOf(Segment* segment) {
+  ProxyCache& c = t_cache;
+  if (c.segment != segment || c.shm_name != segment->shm_name()) {
+    c.lists.clear();
+    c.hashes.clear();
+    c.segment = segment;
+    c.shm_name = segment->shm_name();
+  }
+  return c;
+}
+
+std::unordered_map<std::string, List>& MapOf(ProxyCache& c, List*) { return c.lists; }
+std::unordered_map<std::string, Dict>& MapOf(ProxyCache& c, Dict*) { return c.hashes; }
+
+// A list of a key has Redis's bounds, the largest a List allows.
+ListOptions AggregateListOptions() {
+  ListOptions options;
+  options.max_items = List::kMaxItemsLimit;
+  options.max_item_bytes = List::kMaxItemBytesLimit;
+  return options;
+}
+// A hash is one shard (a bound no segment reaches): its emptiness is one word to read, and the
+// keyspace's own shard lock already keeps its writers apart.
+DictOptions AggregateDictOptions() {
+  DictOptions options;
+  options.max_bytes = uint64_t{1} << 48;
+  return options;
+}
+
+Status OpenAggregate(Segment* seg, std::string_view name, OpenMode mode, List* proxy,
+                     bool* created) {
+  return List::Open(seg, name, mode, AggregateListOptions(), proxy, created);
+}
+Status OpenAggregate(Segment* seg, std::string_view name, OpenMode mode, Dict* proxy,
+                     bool* created) {
+  return Dict::Open(seg, name, mode, AggregateDictOptions(), proxy, created);
+}
+
+// The existing aggregate `name`, from this thread's cache when it is still live. NotFound when
+// it is gone (deleted by another front end, or a crash between its delete and its key's).
+template <typename Proxy>
+Status FindAggregate(Segment* seg, const std::string& name, Proxy* proxy) {
+  auto& map = MapOf(CacheOf(seg), proxy);
+  if (auto it = map.find(name); it != map.end()) {
+    if (it->second.ref().live()) {
+      *proxy = it->second;
+      return Status::OK();
+    }
+    map.erase(it);
+  }
+  SHM_RETURN_IF_ERROR(OpenAggregate(seg, name, OpenMode::kOpenExisting, proxy, nullptr));
+  if (map.size() >= ProxyCache::kMax) map.clear();
+  map.emplace(name, *proxy);
+  return Status::OK();
+}
+
+// A new, empty aggregate under a fresh name.
+template <typename Proxy>
+Status CreateAggregate(Segment* seg, int db, std::string* name, Proxy* proxy) {
+  for (int attempt = 0; attempt < kMaxNameAttempts; ++attempt) {
+    *name = NewAggregateName(db);
+    bool created = false;
+    Status s = OpenAggregate(seg, *name, OpenMode::kCreateIfMissing, proxy, &created);
+    if (s.IsWrongType() || (s.ok() && !created)) continue;  // Someone else's object: next name.
+    SHM_RETURN_IF_ERROR(s);
+    auto& map = MapOf(CacheOf(seg), proxy);
+    if (map.size() >= ProxyCache::kMax) map.clear();
+    map.emplace(*name, *proxy);
+    return Status::OK();
+  }
+  return Status::Internal("no free name for a new list or hash");
+}
+
+void DeleteAggregate(Segment* seg, const std::string& name, KeyType type) {
+  if (name.empty()) return;
+  ObjectKind kind = type == KeyType::kList ? ObjectKind::kList : ObjectKind::kDict;
+  (void)seg->registry().Delete(name, kind);  // Already gone is fine.
+  ProxyCache& c = CacheOf(seg);
+  c.lists.erase(name);
+  c.hashes.erase(name);
+}
+
+Status IsEmpty(List& list, bool* empty) {
+  uint64_t length = 0;
+  SHM_RETURN_IF_ERROR(list.Length(&length));
+  *empty = length == 0;
+  return Status::OK();
+}
+Status IsEmpty(Dict& hash, bool* empty) {
+  DictStats stats;
+  SHM_RETURN_IF_ERROR(hash.Stats(&stats));
+  *empty = stats.entries == 0;
+  return Status::OK();
+}
+
+// Whether an aggregate entry still stands for a key: its list or hash exists and is not empty.
+// Only a crash between an aggregate's last removal and its key's (or another front end emptying
+// or deleting the object) leaves an entry for which this is false; such a key reads as absent
+// everywhere and the next write of the key drops the entry.
+template <typename Proxy>
+bool ProxyLive(Segment* seg, const std::string& name) {
+  Proxy proxy;
+  bool empty = true;
+  return FindAggregate(seg, name, &proxy).ok() && IsEmpty(proxy, &empty).ok() && !empty;
+}
+bool EntryLive(Segment* seg, const DictValue& entry) {
+  switch (TypeOfEntry(entry)) {
+    case KeyType::kList:
+      return ProxyLive<List>(seg, entry.data);
+    case KeyType::kHash:
+      return ProxyLive<Dict>(seg, entry.data);
+    default:
+      return true;
+  }
+}
+
+KeyType TypeOfProxy(List*) { return KeyType::kList; }
+KeyType TypeOfProxy(Dict*) { return KeyType::kHash; }
+std::string_view TagOf(KeyType type) { return type == KeyType::kList ? kListTag : kHashTag; }
+
+// The aggregate an entry names, to delete once the entry no longer does.
+struct Orphan {
+  std::string name;
+  KeyType type = KeyType::kNone;
+  void From(const DictValue* entry) {
+    if (entry == nullptr) return;
+    type = TypeOfEntry(*entry);
+    if (type == KeyType::kList || type == KeyType::kHash) name = entry->data;
+  }
+  void Delete(Segment* seg) {
+    if (name.empty()) return;
+    CrashPoint("keyspace_before_orphan_delete");
+    DeleteAggregate(seg, name, type);
+  }
+};
+
+Status ValidateKey(std::string_view key) {
+  if (key.size() > Keyspace::kMaxKey) {
+    return Status::InvalidArgument("key longer than " + std::to_string(Keyspace::kMaxKey) +
+                                   " bytes");
+  }
+  return Status::OK();
+}
+
+// Dict::Update with a callback of any size: the DictUpdateFn it builds holds one reference to
+// `fn`, so it fits std::function's own storage and allocates nothing (a hot path: every command).
+template <typename Fn>
+Status UpdateEntry(Dict& index, std::string_view key, Fn&& fn) {
+  return index.Update(
+      key, [&fn](const DictValue* current, DictUpdate* update) { return fn(current, update); });
+}
+
+// Dict::Update on a key's entry, where an entry whose aggregate no longer stands (EntryLive) is
+// shown to `fn` as absent and dropped unless fn writes the key; its aggregate, if any, goes to
+// *dead for deletion after the commit.
+template <typename Fn>
+Status UpdateKey(Dict& index, std::string_view key, Orphan* dead, Fn&& fn) {
+  Segment* seg = index.ref().segment;
+  return UpdateEntry(index, key, [&](const DictValue* current, DictUpdate* update) {
+    bool stale = current != nullptr && !EntryLive(seg, *current);
+    if (stale) {
+      dead->From(current);
+      current = nullptr;
+    }
+    SHM_RETURN_IF_ERROR(fn(current, update));
+    if (stale && !update->write) update->erase = true;
+    return Status::OK();
+  });
+}
+
+}  // namespace
+
+std::string_view KeyTypeName(KeyType type) {
+  switch (type) {
+    case KeyType::kString:
+      return "string";
+    case KeyType::kList:
+      return "list";
+    case KeyType::kHash:
+      return "hash";
+    case KeyType::kNone:
+      break;
+  }
+  return "none";
+}
+
+Status Keyspace::Open(Segment* segment, int db, Keyspace* result, OpenMode mode) {
+  if (db < 0 || db >= kDatabases) return Status::InvalidArgument("DB index is out of range");
+  Dict index;
+  SHM_RETURN_IF_ERROR(Dict::OpenKind(segment, "redis:" + std::to_string(db), ObjectKind::kKeyspace,
+                                     mode, DictOptions(), &index, nullptr));
+  *result = Keyspace(index, db);
+  return Status::OK();
+}
+
+Status Keyspace::Type(std::string_view key, KeyType* type) const {
+  SHM_RETURN_IF_ERROR(ValidateKey(key));
+  DictValue entry;
+  Status s = index_.Get(key, &entry);
+  *type = KeyType::kNone;
+  if (s.IsNotFound()) return Status::OK();
+  SHM_RETURN_IF_ERROR(s);
+  if (EntryLive(index_.ref().segment, entry)) *type = TypeOfEntry(entry);
+  return Status::OK();
+}
+
+Status Keyspace::Get(std::string_view key, std::string* value, int64_t* expires_at_ms) const {
+  SHM_RETURN_IF_ERROR(ValidateKey(key));
+  DictValue entry;
+  SHM_RETURN_IF_ERROR(index_.Get(key, &entry));
+  if (TypeOfEntry(entry) != KeyType::kString) {
+    return EntryLive(index_.ref().segment, entry) ? WrongType() : Status::NotFound("no such key");
+  }
+  *value = std::move(entry.data);
+  if (expires_at_ms != nullptr) *expires_at_ms = entry.expires_at_ms;
+  return Status::OK();
+}
+
+Status Keyspace::Set(std::string_view key, std::string_view value, const StringSet& options,
+                     StringSetResult* result) {
+  SHM_RETURN_IF_ERROR(ValidateKey(key));
+  if (value.size() > kMaxValue) {
+    return Status::InvalidArgument("string exceeds maximum allowed size (" +
+                                   std::to_string(kMaxValue) + " bytes)");
+  }
+  *result = StringSetResult{};
+  Orphan orphan;
+  Status s = UpdateKey(index_, key, &orphan, [&](const DictValue* current, DictUpdate* update) {
+    update->write = false;
+    if (options.get && current != nullptr) {
+      if (TypeOfEntry(*current) != KeyType::kString) return WrongType();
+      result->old = current->data;
+    }
+    using Cond = StringSet::Cond;
+    if ((options.cond == Cond::kIfAbsent && current != nullptr) ||
+        (options.cond == Cond::kIfPresent && current == nullptr)) {
+      return Status::OK();
+    }
+    orphan.From(current);
+    update->write = true;
+    update->data.assign(value);
+    if (options.keep_ttl) {
+      update->expires_at_ms = current != nullptr ? current->expires_at_ms : 0;
+    } else {
+      update->expires_at_ms = options.expires_at_ms.value_or(0);
+    }
+    result->written = true;
+    return Status::OK();
+  });
+  // After the publish: a crash in between leaks the old list or hash, never loses the key.
+  if (s.ok()) orphan.Delete(index_.ref().segment);
+  return s;
+}
+
+Status Keyspace::IncrBy(std::string_view key, int64_t by, int64_t* result) {
+  return UpdateString(key, [&](const std::string* current, int64_t, StringUpdate* update) {
+    int64_t base = 0;
+    if (current != nullptr && !ParseInt64(*current, &base, IntSyntax::kRedisStrict)) {
+      return Status::InvalidArgument(std::string(kNotInteger));
+    }
+    if (!AddInt64(base, by, result)) return Status::InvalidArgument(std::string(kOverflow));
+    update->action = StringUpdate::Action::kWrite;
+    update->value = std::to_string(*result);
+    return Status::OK();
+  });
+}
+
+Status Keyspace::UpdateString(std::string_view key, const StringUpdateFn& fn) {
+  SHM_RETURN_IF_ERROR(ValidateKey(key));
+  Orphan dead;
+  Status s = UpdateKey(index_, key, &dead, [&](const DictValue* current, DictUpdate* update) {
+    update->write = false;
+    if (current != nullptr && TypeOfEntry(*current) != KeyType::kString) return WrongType();
+    StringUpdate change;
+    SHM_RETURN_IF_ERROR(fn(current != nullptr ? &current->data : nullptr,
+                           current != nullptr ? current->expires_at_ms : 0, &change));
+    switch (change.action) {
+      case StringUpdate::Action::kKeep:
+        return Status::OK();
+      case StringUpdate::Action::kErase:
+        update->erase = true;
+        return Status::OK();
+      case StringUpdate::Action::kWrite:
+        break;
+    }
+    if (change.value.size() > kMaxValue) {
+      return Status::InvalidArgument("string exceeds maximum allowed size (" +
+                                     std::to_string(kMaxValue) + " bytes)");
+    }
+    update->write = true;
+    update->data = std::move(change.value);
+    update->expires_at_ms =
+        change.expires_at_ms.value_or(current != nullptr ? current->expires_at_ms : 0);
+    return Status::OK();
+  });
+  if (s.ok()) dead.Delete(index_.ref().segment);
+  return s;
+}
+
+Status Keyspace::Delete(std::string_view key, bool* existed) {
+  SHM_RETURN_IF_ERROR(ValidateKey(key));
+  *existed = false;
+  Orphan orphan;
+  Status s = UpdateKey(index_, key, &orphan, [&](const DictValue* current, DictUpdate* update) {
+    update->write = false;
+    if (current == nullptr) return Status::OK();
+    orphan.From(current);
+    *existed = true;
+    update->erase = true;
+    return Status::OK();
+  });
+  if (s.ok()) orphan.Delete(index_.ref().segment);
+  return s;
+}
+
+Status Keyspace::Expire(std::string_view key, int64_t at_ms, ExpireIf cond, bool* applied) {
+  SHM_RETURN_IF_ERROR(ValidateKey(key));
+  *applied = false;
+  Orphan orphan;
+  Status s = UpdateKey(index_, key, &orphan, [&](const DictValue* current, DictUpdate* update) {
+    update->write = false;
+    if (current == nullptr) return Status::OK();
+    const int64_t now = current->expires_at_ms;  // 0: none, "infinitely late" for GT/LT.
+    bool allowed = true;
+    switch (cond) {
+      case ExpireIf::kAlways:
+        break;
+      case ExpireIf::kNx:
+        allowed = now == 0;
+        break;
+      case ExpireIf::kXx:
+        allowed = now != 0;
+        break;
+      case ExpireIf::kGt:
+        allowed = now != 0 && at_ms > now;
+        break;
+      case ExpireIf::kLt:
+        allowed = now == 0 || at_ms < now;
+        break;
+    }
+    if (!allowed) return Status::OK();
+    *applied = true;
+    if (at_ms <= WallNowMs()) {
+      orphan.From(current);
+      update->erase = true;
+      return Status::OK();
+    }
+    update->write = true;
+    update->data = current->data;
+    update->content_type = current->content_type;
+    update->expires_at_ms = at_ms;
+    return Status::OK();
+  });
+  if (s.ok()) orphan.Delete(index_.ref().segment);
+  return s;
+}
+
+Status Keyspace::Persist(std::string_view key, bool* removed) {
+  SHM_RETURN_IF_ERROR(ValidateKey(key));
+  *removed = false;
+  Orphan dead;
+  Status s = UpdateKey(index_, key, &dead, [&](const DictValue* current, DictUpdate* update) {
+    update->write = false;
+    if (current == nullptr || current->expires_at_ms == 0) return Status::OK();
+    *removed = true;
+    update->write = true;
+    update->data = current->data;
+    update->content_type = current->content_type;
+    update->expires_at_ms = 0;
+    return Status::OK();
+  });
+  if (s.ok()) dead.Delete(index_.ref().segment);
+  return s;
+}
+
+Status Keyspace::ExpiryOf(std::string_view key, int64_t* at_ms) const {
+  SHM_RETURN_IF_ERROR(ValidateKey(key));
+  DictValue entry;
+  SHM_RETURN_IF_ERROR(index_.Get(key, &entry));
+  *at_ms = entry.expires_at_ms;
+  return Status::OK();
+}
+
+Status Keyspace::Rename(std::string_view from, std::string_view to, bool only_if_absent,
+                        bool* renamed) {
+  SHM_RETURN_IF_ERROR(ValidateKey(from));
+  SHM_RETURN_IF_ERROR(ValidateKey(to));
+  *renamed = false;
+  const std::string from_key = std::string(from), to_key = std::string(to);
+  DictValue moving;
+  bool found = false;
+  SHM_RETURN_IF_ERROR(
+      UpdateEntry(index_, from_key, [&](const DictValue* current, DictUpdate* update) {
+        update->write = false;
+        if (current != nullptr) moving = *current;
+        found = current != nullptr;
+        return Status::OK();
+      }));
+  if (!found) return Status::NotFound("no such key");
+  if (from == to) {
+    *renamed = !only_if_absent;
+    return Status::OK();
+  }
+  // The destination first, then the source only if it did not change meanwhile: a crash (or a
+  // concurrent writer of the source) in between leaves both keys, never neither. Making the
+  // pair one commit is the transactions issue's (docs/resp.md).
+  Orphan orphan;
+  SHM_RETURN_IF_ERROR(
+      UpdateEntry(index_, to_key, [&](const DictValue* current, DictUpdate* update) {
+        update->write = false;
+        if (only_if_absent && current != nullptr) return Status::OK();
+        if (current == nullptr || current->data != moving.data ||
+            current->content_type != moving.content_type) {
+          orphan.From(current);
+        }
+        update->write = true;
+        update->data = moving.data;
+        update->content_type = moving.content_type;
+        update->expires_at_ms = moving.expires_at_ms;
+        *renamed = true;
+        return Status::OK();
+      }));
+  if (!*renamed) return Status::OK();
+  orphan.Delete(index_.ref().segment);
+  return UpdateEntry(index_, from_key, [&](const DictValue* current, DictUpdate* update) {
+    update->write = false;
+    if (current != nullptr && current->version == moving.version) update->erase = true;
+    return Status::OK();
+  });
+}
+
+Status Keyspace::Version(std::string_view key, uint64_t* version) const {
+  SHM_RETURN_IF_ERROR(ValidateKey(key));
+  DictValue entry;
+  Status s = index_.Get(key, &entry);
+  *version = 0;
+  if (s.IsNotFound()) return Status::OK();
+  SHM_RETURN_IF_ERROR(s);
+  *version = entry.version;
+  const KeyType type = TypeOfEntry(entry);
+  if (type != KeyType::kList && type != KeyType::kHash) return Status::OK();
+  // A list's or hash's writes leave its entry alone: mix in its object's write count.
+  Segment* seg = index_.ref().segment;
+  uint64_t writes = 0;
+  if (type == KeyType::kList) {
+    List list;
+    if (FindAggregate(seg, entry.data, &list).ok()) writes = list.ref().entry->keyspace_writes;
+  } else {
+    Dict hash;
+    if (FindAggregate(seg, entry.data, &hash).ok()) writes = hash.ref().entry->keyspace_writes;
+  }
+  uint64_t mixed = entry.version + 0x9e3779b97f4a7c15ull * (writes + 1);  // splitmix64
+  mixed = (mixed ^ (mixed >> 30)) * 0xbf58476d1ce4e5b9ull;
+  mixed = (mixed ^ (mixed >> 27)) * 0x94d049bb133111ebull;
+  *version = (mixed ^ (mixed >> 31)) | 1;  // Never 0 (absent).
+  return Status::OK();
+}
+
+template <typename Proxy>
+Status Keyspace::WithAggregate(std::string_view key, Access access,
+                               const std::function<Status(Proxy&)>& fn) {
+  SHM_RETURN_IF_ERROR(ValidateKey(key));
+  Segment* seg = index_.ref().segment;
+  const KeyType type = TypeOfProxy(static_cast<Proxy*>(nullptr));
+  Orphan orphan;   // One removed for being empty.
+  Status outcome;  // fn's, or NotFound; the update itself commits whatever fn left.
+  Status s = UpdateEntry(index_, key, [&](const DictValue* current, DictUpdate* update) {
+    update->write = false;
+    Proxy proxy;
+    std::string name;
+    if (current != nullptr) {
+      if (TypeOfEntry(*current) != type) return WrongType();
+      name = current->data;
+      Status found = FindAggregate(seg, name, &proxy);
+      if (!found.ok() && !found.IsNotFound()) return found;
+      if (found.IsNotFound()) {
+        current = nullptr;  // Its aggregate is gone: the key is absent; drop the stale entry.
+        update->erase = true;
+      }
+    }
+    if (current == nullptr) {
+      if (access != Access::kCreate) {
+        outcome = Status::NotFound("no such key");
+        return Status::OK();
+      }
+      // Under the key's lock (keyspace stripe -> registry is the lock order): a crash before
+      // the entry is published leaks an empty list or hash, never shows one.
+      SHM_RETURN_IF_ERROR(CreateAggregate(seg, db_, &name, &proxy));
+      CrashPoint("keyspace_after_create");
+    }
+    if (access != Access::kRead) proxy.ref().entry->keyspace_writes.fetch_add(1);
+    outcome = fn(proxy);
+    if (access == Access::kRead) return Status::OK();
+    // A kCreate fn adds (a push, a field set): only its failure can leave the aggregate empty.
+    bool empty = false;
+    if (access == Access::kWrite || !outcome.ok()) {
+      Status checked = IsEmpty(proxy, &empty);
+      if (!checked.ok()) empty = false;
+    }
+    if (empty) {
+      // Removed with its last element: the entry first (this commit), the aggregate after it,
+      // so a crash leaves at worst an empty list or hash that no key names (a leak).
+      orphan.name = name;
+      orphan.type = type;
+      update->erase = true;
+      return Status::OK();
+    }
+    // The new key's first entry; an existing key's entry stays (its version is the entry's
+    // and its object's keyspace_writes together: Version).
+    update->erase = false;
+    if (current != nullptr) return Status::OK();
+    update->write = true;
+    update->data = name;
+    update->content_type = TagOf(type);
+    update->keep_expiry = true;
+    return Status::OK();
+  });
+  orphan.Delete(seg);
+  SHM_RETURN_IF_ERROR(s);
+  return outcome;
+}
+
+Status Keyspace::WithList(std::string_view key, Access access,
+                          const std::function<Status(List&)>& fn) {
+  return WithAggregate<List>(key, access, fn);
+}
+Status Keyspace::WithHash(std::string_view key, Access access,
+                          const std::function<Status(Dict&)>& fn) {
+  return WithAggregate<Dict>(key, access, fn);
+}
+
+Status Keyspace::RewriteList(std::string_view key,
+                             const std::function<Status(std::vector<std::string>* items)>& fn) {
+  SHM_RETURN_IF_ERROR(ValidateKey(key));
+  Segment* seg = index_.ref().segment;
+  Orphan replaced;  // The old list once the new one is published, or the new one on failure.
+  Status outcome;
+  Status s = UpdateKey(index_, key, &replaced, [&](const DictValue* current, DictUpdate* update) {
+    update->write = false;
+    if (current == nullptr) {
+      outcome = Status::NotFound("no such key");
+      return Status::OK();
+    }
+    if (TypeOfEntry(*current) != KeyType::kList) return WrongType();
+    List old;
+    SHM_RETURN_IF_ERROR(FindAggregate(seg, current->data, &old));
+    std::vector<std::string> items;
+    for (int64_t first = 0;;) {
+      std::vector<std::string> chunk;
+      bool truncated = false;
+      SHM_RETURN_IF_ERROR(old.Range(first, -1, &chunk, &truncated));
+      first += static_cast<int64_t>(chunk.size());
+      for (std::string& item : chunk) items.push_back(std::move(item));
+      if (!truncated || chunk.empty()) break;
+    }
+    outcome = fn(&items);
+    if (!outcome.ok()) return Status::OK();
+    if (items.empty()) {
+      replaced.From(current);
+      update->erase = true;
+      return Status::OK();
+    }
+    std::string name;
+    List fresh;
+    SHM_RETURN_IF_ERROR(CreateAggregate(seg, db_, &name, &fresh));
+    for (const std::string& item : items) {
+      Status pushed = fresh.Push(List::End::kRight, item);
+      if (!pushed.ok()) {
+        DeleteAggregate(seg, name, KeyType::kList);
+        return pushed;
+      }
+    }
+    replaced.From(current);
+    update->write = true;
+    update->data = name;
+    update->content_type = kListTag;
+    update->keep_expiry = true;
+    return Status::OK();
+  });
+  if (s.ok()) replaced.Delete(seg);
+  SHM_RETURN_IF_ERROR(s);
+  return outcome;
+}
+
+Status Keyspace::Usage(std::string_view key, uint64_t* bytes) const {
+  SHM_RETURN_IF_ERROR(ValidateKey(key));
+  DictValue entry;
+  SHM_RETURN_IF_ERROR(index_.Get(key, &entry));
+  Segment* seg = index_.ref().segment;
+  if (!EntryLive(seg, entry)) return Status::NotFound("no such key");
+  if (TypeOfEntry(entry) == KeyType::kString) {
+    *bytes = entry.data.size();
+    return Status::OK();
+  }
+  ObjectInfo info;
+  SHM_RETURN_IF_ERROR(seg->registry().Lookup(entry.data, &info));
+  *bytes = info.size_bytes;
+  return Status::OK();
+}
+
+Status Keyspace::Count(uint64_t* keys) const {
+  DictStats stats;
+  SHM_RETURN_IF_ERROR(index_.Stats(&stats));
+  *keys = stats.entries;
+  return Status::OK();
+}
+
+Status Keyspace::ListKeys(std::string_view prefix, size_t limit, uint64_t cursor,
+                          std::vector<std::string>* keys, uint64_t* next_cursor) const {
+  return index_.ListKeys(prefix, limit, cursor, keys, next_cursor);
+}
+
+Status Keyspace::SweepExpired(size_t budget_per_shard, size_t* removed) {
+  *removed = 0;
+  Segment* seg = index_.ref().segment;
+  uint32_t shards = 1;
+  for (uint32_t shard = 0; shard < shards; ++shard) {
+    std::vector<Orphan> orphans;
+    size_t count = 0;
+    SHM_RETURN_IF_ERROR(index_.SweepExpired(
+        shard, budget_per_shard,
+        [&](std::string_view, const DictValue& entry) {
+          Orphan orphan;
+          orphan.From(&entry);
+          if (!orphan.name.empty()) orphans.push_back(std::move(orphan));
+        },
+        &count, &shards));
+    for (Orphan& orphan : orphans) orphan.Delete(seg);
+    *removed += count;
+  }
+  return Status::OK();
+}
+
+Status Keyspace::Flush() {
+  uint64_t cursor = 0;
+  do {
+    std::vector<std::string> keys;
+    SHM_RETURN_IF_ERROR(ListKeys("", Dict::kMaxListLimit, cursor, &keys, &cursor));
+    for (const std::string& key : keys) {
+      bool existed = false;
+      SHM_RETURN_IF_ERROR(Delete(key, &existed));
+    }
+  } while (cursor != 0);
+  return Status::OK();
+}
+
+}  // namespace shm

@@ -1,0 +1,150 @@
+"""The typed keyspace through the Redis protocol (docs/resp.md, "The keyspace mapping"): each of
+issue 23's defects, reproduced with redis-py, answers as Redis 7.0 does; every type expires,
+persists and renames; expired keys leave DBSIZE without being read; two types never share a key
+even when clients on different workers race."""
+import threading
+import time
+
+import pytest
+import redis
+
+
+def test_set_over_another_type_follows_its_condition(r):
+    r.hset("hx", "f", "v")
+    assert r.set("hx", "s", xx=True) is True  # The hash exists, so XX writes.
+    assert r.type("hx") == "string" and r.get("hx") == "s"
+    r.rpush("lx", "a")
+    assert r.set("lx", "v", nx=True) is None  # The list exists, so NX does not.
+    assert r.type("lx") == "list" and r.lrange("lx", 0, -1) == ["a"]
+
+
+def test_empty_lists_and_hashes_are_absent(r):
+    r.rpush("q", "a")
+    assert r.lpop("q") == "a"
+    assert r.get("q") is None and r.exists("q") == 0 and r.type("q") == "none"
+    assert r.execute_command("LPOP", "q", 0) is None
+    assert r.incr("q") == 1
+    r.hset("h", "f", "v")
+    r.hdel("h", "f")
+    assert r.type("h") == "none" and r.get("h") is None
+
+
+def test_the_empty_string_is_a_key_and_a_field(r):
+    assert r.set("", "v") is True and r.get("") == "v"
+    assert r.hset("h2", "", "w") == 1 and r.hget("h2", "") == "w"
+
+
+def test_checks_come_in_redis_order(r):
+    r.set("str", "x")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        r.execute_command("LINDEX", "str", "abc")
+    with pytest.raises(redis.ResponseError, match="decrement would overflow"):
+        r.execute_command("DECRBY", "k", "-9223372036854775808")
+    assert r.execute_command("SET", "k", "v", "EX", "10", "EX", "20") is True
+    assert 0 < r.ttl("k") <= 20
+    with pytest.raises(redis.ResponseError, match="syntax error"):
+        r.execute_command("SET", "k", "v", "EX", "PX", "5")
+    with pytest.raises(redis.ResponseError, match="NX and XX, GT or LT"):
+        r.execute_command("PEXPIRE", "k", "abc", "NX", "XX")
+    with pytest.raises(redis.ResponseError, match="wrong number of arguments"):
+        r.execute_command("LPOP", "k", "1", "1")
+
+
+def test_expiry_of_every_type_and_far_absolute_times(r):
+    r.set("s", "v")
+    r.rpush("l", "a")
+    r.hset("hh", "f", "v")
+    for key in ("s", "l", "hh"):
+        assert r.expire(key, 100) is True
+        assert 0 < r.ttl(key) <= 100
+    assert r.persist("hh") is True and r.ttl("hh") == -1
+    assert r.rename("l", "l2") is True and r.type("l2") == "list" and 0 < r.ttl("l2") <= 100
+    assert r.execute_command("EXPIREAT", "s", "3153600001") == 1  # After 2069: no cap.
+    assert r.execute_command("EXPIRETIME", "s") == 3153600001
+    assert r.execute_command("PEXPIREAT", "s", "-9223372036854770000") == 1
+    assert r.exists("s") == 0
+
+
+def test_msetnx_last_pair_wins(r):
+    assert r.execute_command("MSETNX", "x1", "a", "x1", "b") == 1
+    assert r.get("x1") == "b"
+
+
+def test_expired_keys_leave_dbsize_without_being_read(server):
+    c = server.client(decode_responses=True)
+    c.execute_command("SELECT", 3)  # A database of its own: other tests' keys stay out.
+    c.flushdb()
+    for i in range(50):
+        c.set("gone%d" % i, "v", px=50)
+    c.set("stays", "v")
+    deadline = time.monotonic() + 30
+    while c.dbsize() != 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert c.dbsize() == 1  # The manager's tick removed the 50, none was read.
+    assert c.get("stays") == "v"
+
+
+def test_select_gives_separate_databases(server):
+    a, b = server.client(decode_responses=True), server.client(decode_responses=True)
+    a.execute_command("SELECT", 5)
+    b.execute_command("SELECT", 6)
+    a.set("k", "five")
+    b.rpush("k", "six")
+    assert a.get("k") == "five" and b.lrange("k", 0, -1) == ["six"]
+    assert a.execute_command("MOVE", "k", 7) == 1 and a.exists("k") == 0
+
+
+def test_racing_set_and_lpush_never_leave_two_types(server):
+    clients = [server.client(decode_responses=True) for _ in range(4)]
+    keys = ["race%d" % i for i in range(300)]
+
+    def run(c, as_string):
+        for key in keys:
+            try:
+                if as_string:
+                    c.set(key, "s", nx=True)
+                else:
+                    c.lpush(key, "x")
+            except redis.ResponseError as e:
+                assert "WRONGTYPE" in str(e)
+
+    threads = [threading.Thread(target=run, args=(c, i % 2 == 0)) for i, c in enumerate(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    c = clients[0]
+    for key in keys:
+        t = c.type(key)
+        assert t in ("string", "list")
+        if t == "string":
+            assert c.get(key) == "s"
+        else:
+            assert set(c.lrange(key, 0, -1)) == {"x"}
+
+
+def test_list_edits(r):
+    r.rpush("e", "a", "b", "c", "b")
+    assert r.lset("e", 1, "B") is True
+    assert r.linsert("e", "before", "c", "x") == 5
+    assert r.lrem("e", 0, "b") == 1
+    assert r.lrange("e", 0, -1) == ["a", "B", "x", "c"]
+    assert r.lpos("e", "x") == 2
+    assert r.ltrim("e", 1, 2) is True and r.lrange("e", 0, -1) == ["B", "x"]
+    assert r.lmove("e", "f", "LEFT", "RIGHT") == "B"
+    assert r.rpoplpush("e", "f") == "x" and r.exists("e") == 0
+    assert r.execute_command("LMPOP", 2, "e", "f", "LEFT", "COUNT", 5) == ["f", ["x", "B"]]
+    with pytest.raises(redis.ResponseError, match="no such key"):
+        r.lset("e", 0, "v")
+
+
+def test_watch_sees_a_list_write(server):
+    a, b = server.client(decode_responses=True), server.client(decode_responses=True)
+    a.rpush("w", "1")
+    pipe = a.pipeline()
+    pipe.watch("w")
+    b.rpush("w", "2")
+    pipe.multi()
+    pipe.lpop("w")
+    with pytest.raises(redis.WatchError):
+        pipe.execute()
