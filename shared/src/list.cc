@@ -406,7 +406,8 @@ Status List::Pop(End end, std::chrono::milliseconds wait, std::string* item, boo
 Status List::Join(ListPlace* place) {
   if (!ref_.valid()) return Status::InvalidArgument("list handle is not open");
   return CatchAtBoundary("list join", [&]() -> Status {
-    place->Leave();
+    LeaveOtherLine(place);
+    if (place->in_line()) return Status::OK();  // In this line already.
     ObjectGuard guard;
     SHM_RETURN_IF_ERROR(guard.Lock(ref_));
     place->ref_ = ref_;
@@ -414,6 +415,18 @@ Status List::Join(ListPlace* place) {
                                 MonotonicNs(place->deadline_), &place->slot_);
     return Status::OK();
   });
+}
+
+// Before this list's lock: a place in another list's line (or another incarnation's) leaves it.
+// One in another segment (a generation the caller moved away from, maybe unmapped) is only
+// forgotten: nobody waits there any more.
+void List::LeaveOtherLine(ListPlace* place) const {
+  if (!place->in_line()) return;
+  if (place->ref_.segment != ref_.segment) {
+    place->ticket_ = 0;
+  } else if (place->ref_.entry != ref_.entry || place->ref_.incarnation != ref_.incarnation) {
+    place->Leave();
+  }
 }
 
 void ListPlace::Leave() {
@@ -442,11 +455,7 @@ Status List::DoPop(End end, std::chrono::milliseconds wait, std::string* item, b
   const auto deadline = std::chrono::steady_clock::now() + wait;
   ListPlace own(deadline);  // The place of a pop that waits without the caller's.
   if (place == nullptr && wait.count() > 0) place = &own;
-  // A place in another list's line (or another incarnation's) leaves it before this lock.
-  if (place != nullptr && place->in_line() &&
-      (place->ref_.entry != entry || place->ref_.incarnation != ref_.incarnation)) {
-    place->Leave();
-  }
+  if (place != nullptr) LeaveOtherLine(place);
   bool counted_as_waiter = false;
   while (true) {
     const uint32_t seen = entry->wake_seq.load(std::memory_order_acquire);

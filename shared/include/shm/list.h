@@ -44,6 +44,8 @@ class List;
 // one ListPlace for the whole wait: it joins the line at its first Pop (or Join) and leaves it
 // when a Pop gets an item, on Leave, or when destroyed. A place is void once `deadline` passes or
 // its process is gone (a process that is a zombie still counts: its parent must reap it).
+// It must not outlive the Segment of the list it is in; a Pop in another segment (a caller that
+// followed the state into a new generation) forgets the old place without touching it.
 // Thread-compatible: one waiter uses it. Process-local.
 class ListPlace {
  public:
@@ -98,8 +100,8 @@ class List {
   // and the place stays in line when `got` is false.
   Status Pop(End end, std::chrono::milliseconds wait, std::string* item, bool* got,
              ListPlace* place = nullptr);
-  // Puts `place` in this list's line now (at the back), leaving any other line it was in. OK
-  // with place->in_line() false when the line is full.
+  // Puts `place` in this list's line now (at the back) unless it is in it already, leaving any
+  // other line it was in. OK with place->in_line() false when the line is full.
   Status Join(ListPlace* place);
   Status Length(uint64_t* length) const;
   // Items start..stop inclusive, as LRANGE: negative indices count from the end (-1 is the last
@@ -121,6 +123,7 @@ class List {
                ListPlace* place);
   Status DoRange(int64_t start, int64_t stop, std::vector<std::string>* items,
                  bool* truncated) const;
+  void LeaveOtherLine(ListPlace* place) const;
   // Replaces the ring by one of `capacity` slots if that is still what the list needs.
   Status ResizeRing(uint64_t capacity);
 
