@@ -46,8 +46,8 @@ std::vector<pid_t> ParkedBy(const std::string& log, const std::string& list) {
     const std::string line = log.substr(start, end - start);
     start = end + 1;
     const size_t pid_at = line.find(" pid=");
-    if (line.find(target) == std::string::npos || pid_at == std::string::npos ||
-        line.size() < 7 || line.compare(line.size() - 7, 7, " parked") != 0) {
+    if (line.find(target) == std::string::npos || pid_at == std::string::npos || line.size() < 7 ||
+        line.compare(line.size() - 7, 7, " parked") != 0) {
       continue;
     }
     pids.push_back(static_cast<pid_t>(std::atoi(line.c_str() + pid_at + 5)));
