@@ -472,6 +472,12 @@ def main():
     lines += python_table(python)
     lines += ["", "## Single-threaded proxy operations (proxy_bench)", ""]
     lines += proxy_table(os.path.join(src, "proxy.csv"))
+    manager = os.path.join(src, "manager_compare.md")
+    if os.path.exists(manager) and os.path.getsize(manager) > 0:
+        lines += ["", "## shmstate.Manager against multiprocessing.Manager (bench/manager_compare.py)",
+                  "", "2 forked processes on one object per row, each manager in turn; memory "
+                  "per object over 1000 objects. See docs/manager.md.", ""]
+        lines += open(manager).read().rstrip("\n").split("\n")
     with open(out_md, "w") as f:
         f.write("\n".join(lines) + "\n")
 

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <boost/version.hpp>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -22,6 +23,7 @@
 #include "shm/segment.h"
 #include "shm/server_options.h"
 #include "shm/snapshot.h"
+#include "shm/version.h"
 #include "supervisor.h"
 
 namespace shm {
@@ -111,6 +113,7 @@ Status CreateAndRestore(const ServerOptions& options, std::unique_ptr<Segment>* 
   segment_options.name = options.name;
   segment_options.size = options.segment_size;
   segment_options.max_objects = options.max_objects;
+  segment_options.group = options.group_id;
   std::string bytes;
   if (!options.snapshot_path.empty()) {
     struct stat info = {};
@@ -164,6 +167,7 @@ SupervisorOptions MakeSupervisorOptions(const ServerOptions& options) {
   result.stop_timeout_ms = result.worker.drain_timeout.count() + 2000;
   result.segment_name = options.name;
   result.max_objects = options.max_objects;
+  result.segment_group = options.group_id;
   result.max_segment_size = options.max_segment_size;
   result.snapshot_path = options.snapshot_path;
   result.snapshot_interval_ms = options.snapshot_interval.count();
@@ -298,7 +302,8 @@ int ServerMainUnguarded(int argc, char** argv, const std::function<void(Router*)
     return 0;
   }
   if (action == CliAction::kVersion) {
-    fputs("shmstate 0.1.0\n", stdout);
+    printf("shmstate %s (segment layout v%u, Boost %d.%d)\n", SHMSTATE_VERSION,
+           Segment::LayoutVersion(), BOOST_VERSION / 100000, BOOST_VERSION / 100 % 1000);
     return 0;
   }
   return Serve(options, add_routes);

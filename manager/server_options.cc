@@ -1,15 +1,18 @@
 #include "shm/server_options.h"
 
 #include <arpa/inet.h>
+#include <grp.h>
 
 #include <algorithm>
 #include <boost/program_options.hpp>
 #include <cctype>
 #include <charconv>
 #include <cstdio>
+#include <cstring>
 #include <exception>
 #include <limits>
 #include <sstream>
+#include <vector>
 
 #include "shm/segment.h"
 
@@ -17,7 +20,7 @@ namespace shm {
 namespace po = boost::program_options;
 namespace {
 
-constexpr char kUsage[] = "Usage: shmstate serve [options]\n";
+constexpr char kUsage[] = "Usage: shmstate serve [options]\n       shmstate --version\n";
 
 // Strict unsigned decimal: digits only, no sign, no spaces, no overflow.
 bool ParseUnsigned(std::string_view text, uint64_t* value) {
@@ -56,6 +59,28 @@ Status SizeInRange(const std::string& flag, std::string_view text, size_t low, s
   return Status::OK();
 }
 
+// --group: a group name (or a numeric gid) of this machine.
+Status LookUpGroup(const std::string& name, ServerOptions* options) {
+  if (name.empty() || name.size() > 256) {
+    return Status::InvalidArgument("--group needs a group name (at most 256 bytes)");
+  }
+  struct group entry;
+  struct group* found = nullptr;
+  std::vector<char> buffer(16384);
+  int error = getgrnam_r(name.c_str(), &entry, buffer.data(), buffer.size(), &found);
+  uint64_t gid = 0;
+  if (found == nullptr && error == 0 && ParseUnsigned(name, &gid) && gid < 0xffffffffu) {
+    error = getgrgid_r(static_cast<gid_t>(gid), &entry, buffer.data(), buffer.size(), &found);
+  }
+  if (found == nullptr) {
+    return Status::InvalidArgument("--group: no group '" + name + "' on this machine" +
+                                   (error != 0 ? std::string(" (") + strerror(error) + ")" : ""));
+  }
+  options->group = found->gr_name;
+  options->group_id = found->gr_gid;
+  return Status::OK();
+}
+
 po::options_description ServeFlags() {
   po::options_description flags("Options of 'shmstate serve'", 100, 50);
   // Every value is taken as text and checked by our own parsers, so errors name the flag and
@@ -76,6 +101,9 @@ po::options_description ServeFlags() {
        "shared-memory segment size, e.g. 64MiB, 1GiB (default 64MiB)")  //
       ("name", po::value<std::string>()->value_name("NAME"),
        "instance name: segment /dev/shm/NAME.<gen>, lock /dev/shm/NAME.lock (default shmstate)")  //
+      ("group", po::value<std::string>()->value_name("GROUP"),
+       "make the segment 0660 and owned by GROUP (e.g. www-data), so apps of another user in "
+       "that group can attach; the server's user must be in GROUP (default: 0600, owner only)")  //
       ("max-objects", po::value<std::string>()->value_name("K"),
        "capacity of the object registry (default 4096)")  //
       ("max-body", po::value<std::string>()->value_name("BYTES"),
@@ -141,6 +169,7 @@ Status ApplyFlags(const po::variables_map& vm, ServerOptions* options) {
     Status s = Segment::ValidatePrefix(options->name);
     if (!s.ok()) return Status::InvalidArgument("--name: " + std::string(s.message()));
   }
+  if (vm.count("group")) SHM_RETURN_IF_ERROR(LookUpGroup(text("group"), options));
   if (vm.count("max-objects")) {
     SHM_RETURN_IF_ERROR(
         IntInRange("max-objects", text("max-objects"), 1, ServerOptions::kMaxObjects, &number));

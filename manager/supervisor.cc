@@ -427,6 +427,7 @@ void Supervisor::Rebuild(RebuildReason reason, size_t new_size) {
   next.generation = old_segment->generation() + 1;
   next.size = new_size;
   next.max_objects = options_.max_objects;
+  next.group = options_.segment_group;
   QuiesceClients(old_segment, poisoned ? kPoisonedClientWaitMs : options_.stop_timeout_ms);
   std::unique_ptr<Segment> fresh;
   SnapshotStats stats;

@@ -42,9 +42,11 @@ struct SupervisorOptions {
   int64_t stop_timeout_ms = 7000;       // After SIGTERM, a worker gets this long before SIGKILL.
   BackoffPolicy backoff;
 
-  // Rebuild and growth: the next generation is `name`.<gen+1> with `max_objects`.
+  // Rebuild and growth: the next generation is `name`.<gen+1> with `max_objects`, given to
+  // `segment_group` like the first (SegmentOptions::group).
   std::string segment_name;
   uint32_t max_objects = 4096;
+  gid_t segment_group = SegmentOptions::kNoGroup;
   size_t max_segment_size = 0;     // Grow (double) up to this; <= current size: never grow.
   double growth_high_water = 0.8;  // Fraction of the segment in use that triggers growth.
 

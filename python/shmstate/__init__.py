@@ -28,13 +28,18 @@ import sys as _sys
 from typing import Any, Iterator, Optional, Union
 
 from . import _shmstate
+from ._version import __version__
 from ._shmstate import (AlreadyExists, Conflict, Error, Full, Internal, InvalidArgument,
                         InvalidType, NotFound, Timeout, Unavailable, WrongKind)
 
+#: The in-segment layout this module reads; a server of another layout is refused at attach
+#: with a message naming both (docs/deploy.md#upgrades).
+LAYOUT_VERSION: int = _shmstate.LAYOUT_VERSION
+
 __all__ = [
-    "attach", "connect", "Client", "Counter", "Dict", "List", "Lock", "Sessions", "Array",
-    "Error", "NotFound", "AlreadyExists", "WrongKind", "InvalidArgument", "InvalidType",
-    "Conflict", "Full", "Timeout", "Unavailable", "Internal",
+    "__version__", "LAYOUT_VERSION", "attach", "connect", "Client", "Counter", "Dict", "List",
+    "Lock", "Sessions", "Array", "Error", "NotFound", "AlreadyExists", "WrongKind",
+    "InvalidArgument", "InvalidType", "Conflict", "Full", "Timeout", "Unavailable", "Internal",
 ]
 
 Key = Union[bytes, str]
@@ -597,3 +602,6 @@ class Array:
 
     def __repr__(self) -> str:
         return f"<shmstate.Array {self.name!r} dtype={self.dtype} shape={self.shape}>"
+
+
+from .manager import Manager, SyncManager  # noqa: E402  (drop-in for multiprocessing.Manager)

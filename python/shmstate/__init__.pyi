@@ -3,6 +3,9 @@ from typing import Any, Iterator, Optional, Union
 
 import numpy as np
 
+__version__: str
+LAYOUT_VERSION: int
+
 Key = Union[bytes, str]
 BytesLike = Union[bytes, bytearray, memoryview]
 
@@ -134,3 +137,6 @@ class Array:
     def max(self, index: Any, value: Any) -> Any: ...
     def cas(self, index: Any, expected: Any, value: Any) -> tuple[bool, Any]: ...
     def apply(self, op: str, value: Any, key: Any = ...) -> None: ...
+
+# shmstate.Manager(): the drop-in for multiprocessing.Manager() (docs/manager.md).
+from .manager import Manager as Manager, SyncManager as SyncManager

@@ -23,6 +23,7 @@
 
 #include "attachment.h"
 #include "convert.h"
+#include "register_sync.h"
 #include "shm/counter.h"
 #include "shm/dict.h"
 #include "shm/lease_lock.h"
@@ -907,6 +908,8 @@ class PyClient {
 PYBIND11_MODULE(_shmstate, m) {
   using namespace shmstate;
   m.doc() = "In-process access to a running shmstate server's shared memory (see shmstate).";
+  // What attach() checks against the segment (docs/deploy.md#upgrades).
+  m.attr("LAYOUT_VERSION") = shm::Segment::LayoutVersion();
 
   static Exceptions exceptions;
   g_exceptions = &exceptions;
@@ -1055,4 +1058,6 @@ PYBIND11_MODULE(_shmstate, m) {
       .def_property_readonly("segment_name", &PyClient::SegmentName)
       .def_property_readonly("generation", &PyClient::Generation)
       .def_property_readonly("name", &PyClient::name);
+
+  RegisterSync(m);  // shmstate.Manager's blocking proxies (register_sync.cc).
 }

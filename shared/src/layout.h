@@ -18,7 +18,7 @@
 namespace shm {
 
 inline constexpr uint64_t kSegmentMagic = 0x4554415453484d53ull;  // "SHMSTATE" little endian.
-inline constexpr uint32_t kLayoutVersion = 6;
+inline constexpr uint32_t kLayoutVersion = 8;
 inline constexpr uint32_t kMaxIntentSlots = 1024;
 inline constexpr uint32_t kMaxWorkerSlots = 256;
 inline constexpr size_t kMaxNameLength = 200;
@@ -145,6 +145,8 @@ struct RegistryRep {
   std::atomic<uint32_t> tombstones{0};  // Index tombstones; the index is rebuilt past a bound.
 };
 
+// The first three fields are frozen across layout versions (static_asserts below): every build
+// can read them in any segment and refuse a segment of another version with a clear message.
 struct Root {
   uint64_t magic = 0;
   uint32_t layout_version = 0;
@@ -172,6 +174,9 @@ struct Root {
   DictStripeRep dict_stripes[kDictStripes];
 };
 
+static_assert(offsetof(Root, magic) == 0 && offsetof(Root, layout_version) == 8 &&
+                  offsetof(Root, boost_version) == 12,
+              "Root's version fields must keep their place in every layout version");
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
 static_assert(std::atomic<int64_t>::is_always_lock_free);
 static_assert(std::atomic<pid_t>::is_always_lock_free);

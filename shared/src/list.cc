@@ -274,6 +274,17 @@ void ListUsage(Segment::Impl* seg, const EntryRep* entry, ObjectInfo* info) {
   info->size_bytes = rep->bytes.load(std::memory_order_relaxed);
 }
 
+// Frees a ring replaced by List::Replace together with the items it names (garbage after the
+// commit: the new ring holds copies).
+void DestroyRingAndItems(Segment::Impl* seg, uint64_t ring) {
+  auto* r = seg->Ptr<ListRingRep>(ring);
+  std::atomic<uint64_t>* slots = RingSlots(r);
+  for (uint64_t i = 0; i < r->capacity; ++i) {
+    if (IsBlob(slots[i].load())) seg->Free(slots[i].load());
+  }
+  seg->Free(ring);
+}
+
 }  // namespace
 
 const KindOps kListOps = {RepairListLocked, DestroyList, SerializeListLocked, DeserializeList,
@@ -562,6 +573,129 @@ Status List::DoRange(int64_t start, int64_t stop, std::vector<std::string>* item
     bytes += item.size();
     items->emplace_back(item);
   }
+  return Status::OK();
+}
+
+Status List::Set(int64_t index, std::string_view item) {
+  if (!ref_.valid()) return Status::InvalidArgument("list handle is not open");
+  if (item.size() > max_item_bytes_) {
+    return Status::InvalidArgument("item of " + std::to_string(item.size()) +
+                                   " bytes exceeds the list's max_item_bytes (" +
+                                   std::to_string(max_item_bytes_) + ")");
+  }
+  return CatchAtBoundary("list set", [&] { return DoSet(index, item); });
+}
+
+// Like a push: the item is allocated and staged outside the lock; one slot publish commits and
+// the replaced item is garbage. head, tail and the ring do not change.
+Status List::DoSet(int64_t index, std::string_view item) {
+  Segment::Impl* seg = ref_.segment->impl();
+  CowWriter writer(seg);
+  if (!writer.ok()) return NoIntentSlot();
+  uint64_t blob = 0;
+  SHM_RETURN_IF_ERROR(AllocateItem(&writer, seg, item, &blob));
+  ObjectGuard guard;
+  SHM_RETURN_IF_ERROR(guard.Lock(ref_));
+  ListRep* rep = RepOf(seg, ref_.entry);
+  const auto length = static_cast<int64_t>(LengthOf(rep));
+  if (index < 0) index += length;
+  if (index < 0 || index >= length) return Status::NotFound("list index out of range");
+  std::atomic<uint64_t>* slot = SlotAt(seg, rep->ring.load(), rep->head.load() + index);
+  const uint64_t old_size = seg->Ptr<ListItemRep>(slot->load())->size;
+  writer.PublishLocked(seg->Handle(ref_.entry), slot, blob);  // The commit.
+  rep->bytes.fetch_add(item.size());
+  rep->bytes.fetch_sub(old_size);
+  guard.Unlock();
+  writer.ReleaseGarbage();
+  return Status::OK();
+}
+
+Status List::Replace(const std::vector<std::string>* expected,
+                     const std::vector<std::string>& items, bool* swapped) {
+  *swapped = false;
+  if (!ref_.valid()) return Status::InvalidArgument("list handle is not open");
+  if (items.size() > max_items_) {
+    return Status::OutOfSpace("list is full: " + std::to_string(items.size()) +
+                              " items exceed its max_items (" + std::to_string(max_items_) + ")");
+  }
+  for (const std::string& item : items) {
+    if (item.size() > max_item_bytes_) {
+      return Status::InvalidArgument("item of " + std::to_string(item.size()) +
+                                     " bytes exceeds the list's max_item_bytes (" +
+                                     std::to_string(max_item_bytes_) + ")");
+    }
+  }
+  return CatchAtBoundary("list replace", [&] { return DoReplace(expected, items, swapped); });
+}
+
+// The new ring and its items are built outside the lock, the ring staged; under the lock the
+// content is compared with `expected` and the ring published into ListRep::ring (the commit),
+// laid out from the current head so that repair (which trusts the slots) finds it whole. The
+// old ring with its items is the garbage. A death before the commit leaks the new items (the
+// staged ring itself is freed by whoever settles the intent), never a torn list.
+Status List::DoReplace(const std::vector<std::string>* expected,
+                       const std::vector<std::string>& items, bool* swapped) {
+  Segment::Impl* seg = ref_.segment->impl();
+  CowWriter writer(seg);
+  if (!writer.ok()) return NoIntentSlot();
+  uint64_t capacity = kInitialCapacity;
+  while (!HasRoom(items.size(), capacity)) capacity *= 2;
+  std::vector<uint64_t> blobs;
+  blobs.reserve(items.size());
+  auto free_blobs = [&] {
+    for (uint64_t b : blobs) seg->Free(b);
+  };
+  for (const std::string& item : items) {
+    uint64_t blob = 0;
+    Status s = seg->Allocate(sizeof(ListItemRep) + item.size(), &blob);
+    if (!s.ok()) {
+      free_blobs();
+      return s;
+    }
+    FillItem(seg, blob, item);
+    blobs.push_back(blob);
+  }
+  uint64_t fresh = 0;
+  Status s = AllocateRing(seg, capacity, &fresh);
+  if (!s.ok()) {
+    free_blobs();
+    return s;
+  }
+  writer.Stage(fresh);
+  ObjectGuard guard;
+  s = guard.Lock(ref_);
+  if (!s.ok()) {
+    free_blobs();
+    return s;
+  }
+  ListRep* rep = RepOf(seg, ref_.entry);
+  const int64_t head = rep->head.load();
+  const int64_t tail = rep->tail.load();
+  const uint64_t old_ring = rep->ring.load();
+  if (expected != nullptr) {
+    bool same = expected->size() == static_cast<uint64_t>(tail - head);
+    for (int64_t pos = head; same && pos < tail; ++pos) {
+      same = ItemView(seg, SlotAt(seg, old_ring, pos)->load()) == (*expected)[pos - head];
+    }
+    if (!same) {
+      guard.Unlock();
+      free_blobs();  // The writer frees the staged ring.
+      return Status::OK();
+    }
+  }
+  uint64_t bytes = 0;
+  for (size_t i = 0; i < blobs.size(); ++i) {
+    SlotAt(seg, fresh, head + static_cast<int64_t>(i))->store(blobs[i]);
+    bytes += items[i].size();
+  }
+  writer.PublishLocked(seg->Handle(ref_.entry), &rep->ring, fresh);  // The commit.
+  rep->tail.store(head + static_cast<int64_t>(items.size()));
+  rep->bytes.store(bytes);
+  const bool wake = rep->waiters.load() != 0 && !items.empty();
+  guard.Unlock();
+  writer.ReleaseGarbage(old_ring == 0 ? nullptr : DestroyRingAndItems);
+  if (wake) FutexWakeAll(&ref_.entry->wake_seq);
+  *swapped = true;
   return Status::OK();
 }
 

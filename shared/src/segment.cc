@@ -1,5 +1,8 @@
 #include "shm/segment.h"
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -21,6 +24,7 @@
 #include "shm/mutex.h"
 #include "shm/process_id.h"
 #include "shm/registry.h"
+#include "shm/version.h"
 #include "test_clock.h"
 
 namespace shm {
@@ -72,26 +76,86 @@ Status InitRegistry(Segment::Impl* impl, uint32_t capacity) {
   return Status::OK();
 }
 
-Status VerifyRoot(const Root* root, std::string_view shm_name) {
-  std::string where = " in segment '" + std::string(shm_name) + "'";
-  if (root->magic != kSegmentMagic) {
-    return Status::InvalidArgument("not a shmstate segment (bad magic)" + where);
+// The first fields of Root (magic, layout_version, boost_version) never move (layout.h), so a
+// build of any layout version reads them right and refuses what it cannot read, naming both
+// sides and what to do, instead of misreading the rest.
+Status VerifyVersions(uint32_t layout_version, uint32_t boost_version, std::string_view where) {
+  if (layout_version != kLayoutVersion) {
+    const bool newer = layout_version > kLayoutVersion;
+    return Status::InvalidArgument(
+        std::string(where) + " has layout v" + std::to_string(layout_version) +
+        " but this build (shmstate " + SHMSTATE_VERSION + ") reads layout v" +
+        std::to_string(kLayoutVersion) + ": " +
+        (newer ? "the server is newer; upgrade this module/client to the server's release"
+               : "the server is older; upgrade the server (stop it with --snapshot, install the "
+                 "new release, start it again: docs/deploy.md#upgrades)") +
+        ", or run the same shmstate release on both sides");
   }
-  if (root->layout_version != kLayoutVersion) {
-    return Status::InvalidArgument("segment layout v" + std::to_string(root->layout_version) +
-                                   ", expected v" + std::to_string(kLayoutVersion) + where);
-  }
-  if (root->boost_version != BOOST_VERSION) {
-    return Status::InvalidArgument("segment made with Boost " +
-                                   std::to_string(root->boost_version) + ", this build uses " +
-                                   std::to_string(BOOST_VERSION) + where);
-  }
-  std::string_view gen_text = shm_name.substr(shm_name.rfind('.') + 1);
-  if (gen_text != std::to_string(root->generation)) {
-    return Status::InvalidArgument("segment records generation " +
-                                   std::to_string(root->generation) + where);
+  if (boost_version != BOOST_VERSION) {
+    return Status::InvalidArgument(std::string(where) + " was made with Boost " +
+                                   std::to_string(boost_version) + " but this build uses " +
+                                   std::to_string(BOOST_VERSION) +
+                                   ": build the server and its clients with the same Boost");
   }
   return Status::OK();
+}
+
+Status VerifyRoot(const Root* root, std::string_view shm_name) {
+  std::string where = "segment '" + std::string(shm_name) + "'";
+  if (root->magic != kSegmentMagic) {
+    return Status::InvalidArgument("not a shmstate segment (bad magic) in " + where);
+  }
+  SHM_RETURN_IF_ERROR(VerifyVersions(root->layout_version, root->boost_version, where));
+  std::string_view gen_text = shm_name.substr(shm_name.rfind('.') + 1);
+  if (gen_text != std::to_string(root->generation)) {
+    return Status::InvalidArgument(where + " records generation " +
+                                   std::to_string(root->generation));
+  }
+  return Status::OK();
+}
+
+// Reads the versions of a segment before Boost parses anything in it: the segment manager's own
+// header (and the index that finds Root) may differ in a segment of another release, and Boost
+// would then misread it. Root is the first allocation, 64-byte aligned, within the first 64 KiB;
+// its frozen prefix is found there by its magic. Nothing found (or no read access) is left to
+// the regular checks after the open.
+Status PrecheckVersions(const std::string& shm_name) {
+  int fd = shm_open(("/" + shm_name).c_str(), O_RDONLY | O_CLOEXEC, 0);
+  if (fd < 0) return Status::OK();
+  std::vector<char> head(64 * 1024);
+  ssize_t got = pread(fd, head.data(), head.size(), 0);
+  close(fd);
+  struct Prefix {
+    uint64_t magic;
+    uint32_t layout_version;
+    uint32_t boost_version;
+  };
+  for (ssize_t at = 0; at + static_cast<ssize_t>(sizeof(Prefix)) <= got; at += alignof(Root)) {
+    Prefix prefix;
+    memcpy(&prefix, head.data() + at, sizeof prefix);
+    if (prefix.magic == kSegmentMagic) {
+      return VerifyVersions(prefix.layout_version, prefix.boost_version,
+                            "segment '" + shm_name + "'");
+    }
+  }
+  return Status::OK();
+}
+
+// Mode 0660 and `group` on the shared-memory object just created (Boost made it 0600).
+Status GiveToGroup(const std::string& shm_name, gid_t group) {
+  int fd = shm_open(("/" + shm_name).c_str(), O_RDWR | O_CLOEXEC, 0);
+  if (fd < 0)
+    return Status::Internal("cannot reopen segment '" + shm_name + "': " + strerror(errno));
+  Status s;
+  if (fchown(fd, static_cast<uid_t>(-1), group) != 0) {
+    s = Status::InvalidArgument("cannot give segment '" + shm_name + "' to group " +
+                                std::to_string(group) + ": " + strerror(errno) +
+                                " (the server's user must be a member of the group)");
+  } else if (fchmod(fd, 0660) != 0) {
+    s = Status::Internal("cannot chmod segment '" + shm_name + "': " + strerror(errno));
+  }
+  close(fd);
+  return s;
 }
 
 }  // namespace
@@ -242,22 +306,28 @@ struct CachedSlot {
 // This thread's slots, one per mapping it used. When the thread exits, the slots it holds go
 // back to the pool (threads that come and go, e.g. one per request, would otherwise use up the
 // segment's slots); a slot with a commit in flight cannot be left mid-way by a thread that
-// returns normally, and is kept for the dead-process repair if it somehow is.
+// returns normally, and is kept for the dead-process repair if it somehow is. The same goes for
+// the slot of a mapping evicted from the cache (MySlot).
+void ReleaseCachedSlot(const CachedSlot& c) {
+  LiveInstanceSet& instances = LiveInstances();
+  MutexLock lock(&instances.mu);
+  if (c.slot == nullptr ||
+      std::find(instances.ids.begin(), instances.ids.end(), c.instance_id) == instances.ids.end()) {
+    return;
+  }
+  IntentSlot& slot = *c.slot;
+  if (slot.owner_pid.load() != CurrentPid() || slot.owner_tid.load() != CurrentTid()) return;
+  if (slot.in_cs.load() || slot.new_off.load() || slot.old_off.load()) return;
+  // Not while this thread is inside an operation on that segment (an eviction can happen from a
+  // nested use of another mapping).
+  if (slot.client_op.load() || slot.pinned.load() || slot.cache_owner.load() != kCacheFree) return;
+  ReleaseIntentSlot(c.segment, slot, /*owner_alive=*/true);
+}
+
 struct ThreadSlots {
   CachedSlot cached[4];
   ~ThreadSlots() {
-    LiveInstanceSet& instances = LiveInstances();
-    MutexLock lock(&instances.mu);
-    const std::vector<uint64_t>& live = instances.ids;
-    for (CachedSlot& c : cached) {
-      if (c.slot == nullptr || std::find(live.begin(), live.end(), c.instance_id) == live.end()) {
-        continue;
-      }
-      IntentSlot& slot = *c.slot;
-      if (slot.owner_pid.load() != CurrentPid() || slot.owner_tid.load() != CurrentTid()) continue;
-      if (slot.in_cs.load() || slot.new_off.load() || slot.old_off.load()) continue;
-      ReleaseIntentSlot(c.segment, slot, /*owner_alive=*/true);
-    }
+    for (CachedSlot& c : cached) ReleaseCachedSlot(c);
   }
 };
 thread_local ThreadSlots t_slot_cache;
@@ -302,6 +372,10 @@ IntentSlot* Segment::Impl::MySlot() {
       break;
     }
   }
+  // A thread that uses more mappings than the cache holds (a process with several segments)
+  // gives the evicted mapping's slot back; kept, it would be forgotten here and claimed again
+  // on the next use, until that segment ran out of slots.
+  if (victim->instance_id != 0 && victim->instance_id != instance_id_) ReleaseCachedSlot(*victim);
   *victim = CachedSlot{instance_id_, this, claimed};
   return claimed;
 }
@@ -335,6 +409,8 @@ Status Segment::ValidatePrefix(std::string_view prefix) {
   if (prefix.size() > 100) return Status::InvalidArgument("segment name longer than 100 bytes");
   return Status::OK();
 }
+
+uint32_t Segment::LayoutVersion() { return kLayoutVersion; }
 
 size_t Segment::MinimumSize(uint32_t max_objects) {
   return sizeof(Root) + kSegmentOverhead +
@@ -378,7 +454,9 @@ Status Segment::Create(const SegmentOptions& options, std::unique_ptr<Segment>* 
     bip::shared_memory_object::remove(shm_name.c_str());
     return Status::Internal("cannot create segment '" + shm_name + "': " + e.what());
   }
-  Status s = InitRegistry(impl.get(), options.max_objects);
+  Status s = options.group == SegmentOptions::kNoGroup ? Status::OK()
+                                                       : GiveToGroup(shm_name, options.group);
+  if (s.ok()) s = InitRegistry(impl.get(), options.max_objects);
   if (!s.ok()) {
     impl.reset();
     bip::shared_memory_object::remove(shm_name.c_str());
@@ -390,6 +468,7 @@ Status Segment::Create(const SegmentOptions& options, std::unique_ptr<Segment>* 
 
 Status Segment::Attach(std::string_view shm_name, std::unique_ptr<Segment>* result) {
   std::string name(shm_name);
+  SHM_RETURN_IF_ERROR(PrecheckVersions(name));
   std::unique_ptr<Impl> impl;
   try {
     ManagedSegment managed(bip::open_only, name.c_str());
@@ -400,7 +479,11 @@ Status Segment::Attach(std::string_view shm_name, std::unique_ptr<Segment>* resu
     if (e.get_error_code() == bip::not_found_error) {
       return Status::NotFound("no shared-memory segment named '" + name + "'");
     }
-    return Status::InvalidArgument("cannot attach to segment '" + name + "': " + e.what());
+    std::string hint = e.get_native_error() == EACCES
+                           ? " (only the server's user, or with `shmstate serve --group G` members "
+                             "of G, may attach: docs/deploy.md#permissions)"
+                           : "";
+    return Status::InvalidArgument("cannot attach to segment '" + name + "': " + e.what() + hint);
   }
   if (impl->root() == nullptr) {
     return Status::InvalidArgument("not a shmstate segment (no root) in segment '" + name + "'");

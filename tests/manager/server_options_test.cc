@@ -108,6 +108,23 @@ TEST(ParseServerArgsTest, Defaults) {
   EXPECT_TRUE(o.token.empty());
 }
 
+// --group takes a name or a gid of this machine; without it the segment stays owner-only.
+TEST(ParseServerArgsTest, GroupByNameOrGidElseOwnerOnly) {
+  ServerOptions o;
+  ASSERT_TRUE(Parse({"serve"}, &o).ok());
+  EXPECT_EQ(o.group_id, SegmentOptions::kNoGroup);
+  ASSERT_TRUE(Parse({"serve", "--group", "root"}, &o).ok());
+  EXPECT_EQ(o.group_id, 0u);
+  EXPECT_EQ(o.group, "root");
+  ASSERT_TRUE(Parse({"serve", "--group", "0"}, &o).ok());
+  EXPECT_EQ(o.group, "root");
+  for (const char* bad : {"", "no-such-group-shmstate", "4294967295", "-1"}) {
+    Status s = Parse({"serve", "--group", bad}, &o);
+    EXPECT_TRUE(s.IsInvalidArgument()) << bad;
+    EXPECT_NE(s.message().find("--group"), std::string_view::npos) << s.ToString();
+  }
+}
+
 TEST(ParseServerArgsTest, EveryFlag) {
   ServerOptions o;
   Status s = Parse({"serve",  "--listen",   "0.0.0.0:0",  "--workers",

@@ -451,6 +451,15 @@ SPECS = {
                       ("expected", SCALAR, O)],
     "_Array.apply": [("op", ARRAY_OP, R), ("key", INDEX_KEY, R), ("value", SCALAR, R)],
     "_Array.version": [],
+
+    # shmstate.Manager's bindings (python/src/register_sync.cc).
+    "_WakeWord.seq": [],
+    "_WakeWord.wait": [("seen", UINT, R), ("timeout", SECONDS, R)],
+    "_WakeWord.wake": [],
+    "_WakeWord.delete_if": [("key", KEY, R), ("version", UINT, R)],
+    "_SeqList.set": [("index", INT, R), ("item", VALUE, R)],
+    "_SeqList.replace": [("expected", some(st.one_of(st.none(), st.lists(VALUE, max_size=4))), R),
+                         ("items", some(st.lists(VALUE, max_size=4)), R)],
 }
 
 # --- The objects methods are called on --------------------------------------------------------------
@@ -491,6 +500,18 @@ class Fixtures:
             s = c.sessions("fz.sessions")
             s.put("0" * 32, {"visits": 1, "user": "ann"})
             objs = [s]
+        elif cls_name in ("_WakeWord", "_SeqList") and "://" in self.server:
+            raise KeyError(cls_name)  # Bindings of shm segments only.
+        elif cls_name == "_WakeWord":  # Words of a dict and of a list.
+            c.dict("fz.dict")["k1"] = b"v"
+            c.list("fz.list").push(b"a")
+            return [_shmstate._WakeWord(self.server, "fz.dict", "dict"),
+                    _shmstate._WakeWord(self.server, "fz.list", "list")]
+        elif cls_name == "_SeqList":
+            lst = c.list("fz.list")
+            for item in (b"a", b"b", b"c"):
+                lst.push(item)
+            return [_shmstate._SeqList(self.server, "fz.list")]
         elif cls_name in ("Array", "_Array"):
             objs = []
             for name, (dtype, shape) in ARRAYS.items():

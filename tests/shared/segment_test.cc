@@ -1,12 +1,21 @@
 #include "shm/segment.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <boost/version.hpp>
+#include <cstring>
+#include <tuple>
+#include <vector>
 
 #include "common/test_util.h"
 #include "layout.h"
 #include "segment_impl.h"
 #include "shm/registry.h"
+#include "shm/version.h"
 
 namespace shm {
 namespace {
@@ -80,6 +89,124 @@ TEST(SegmentTest, AttachRefusesAWrongLayoutVersionNamingBoth) {
   root->boost_version = 107000;
   EXPECT_NE(Segment::Attach(seg.shm_name(), &attached).message().find("Boost"),
             std::string_view::npos);
+}
+
+// A build of another layout version (a module or client of another release) gets one message
+// naming both versions and what to do, never a misread: the frozen first fields of Root say so.
+TEST(SegmentTest, AttachToAnotherLayoutSaysWhichSideToUpgrade) {
+  test::ScopedSegment seg;
+  Root* root = seg->impl()->root();
+  std::unique_ptr<Segment> attached;
+  const std::string ours = "layout v" + std::to_string(Segment::LayoutVersion());
+  EXPECT_EQ(Segment::LayoutVersion(), kLayoutVersion);
+
+  root->layout_version = kLayoutVersion + 1;  // The server is newer than this build.
+  Status s = Segment::Attach(seg.shm_name(), &attached);
+  EXPECT_TRUE(s.IsInvalidArgument()) << s.ToString();
+  EXPECT_EQ(attached, nullptr);
+  std::string message(s.message());
+  EXPECT_NE(message.find("has layout v" + std::to_string(kLayoutVersion + 1)), std::string::npos)
+      << message;
+  EXPECT_NE(message.find("reads " + ours), std::string::npos) << message;
+  EXPECT_NE(message.find("upgrade this module/client"), std::string::npos) << message;
+  EXPECT_NE(message.find(std::string("shmstate ") + SHMSTATE_VERSION), std::string::npos)
+      << message;
+
+  root->layout_version = kLayoutVersion - 1;  // The server is older.
+  s = Segment::Attach(seg.shm_name(), &attached);
+  message = std::string(s.message());
+  EXPECT_TRUE(s.IsInvalidArgument()) << message;
+  EXPECT_NE(message.find("has layout v" + std::to_string(kLayoutVersion - 1)), std::string::npos)
+      << message;
+  EXPECT_NE(message.find("upgrade the server"), std::string::npos) << message;
+  EXPECT_NE(message.find("docs/deploy.md#upgrades"), std::string::npos) << message;
+
+  root->layout_version = kLayoutVersion;
+  EXPECT_TRUE(Segment::Attach(seg.shm_name(), &attached).ok());
+}
+
+// A segment of another release may differ in Boost's own header too, which Boost would misread:
+// the versions are read from Root's frozen prefix before Boost parses anything. This one is
+// crafted: garbage where Boost's header is, a Root prefix of a newer layout at a 64-byte offset.
+TEST(SegmentTest, AnotherLayoutIsRefusedBeforeBoostReadsTheSegment) {
+  for (auto [layout, boost, expected] :
+       {std::tuple{kLayoutVersion + 7, uint32_t{BOOST_VERSION},
+                   std::string("has layout v") + std::to_string(kLayoutVersion + 7)},
+        std::tuple{kLayoutVersion, uint32_t{BOOST_VERSION} + 100,
+                   std::string("made with Boost")}}) {
+    std::string name = test::UniquePrefix() + ".1";
+    int fd = shm_open(("/" + name).c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
+    ASSERT_GE(fd, 0);
+    std::vector<unsigned char> head(64 * 1024, 0xA5);
+    uint64_t magic = kSegmentMagic;
+    memcpy(head.data() + 4096, &magic, 8);
+    memcpy(head.data() + 4096 + 8, &layout, 4);
+    memcpy(head.data() + 4096 + 12, &boost, 4);
+    ASSERT_EQ(ftruncate(fd, 1 << 20), 0);
+    ASSERT_EQ(pwrite(fd, head.data(), head.size(), 0), static_cast<ssize_t>(head.size()));
+    close(fd);
+    std::unique_ptr<Segment> attached;
+    Status s = Segment::Attach(name, &attached);
+    EXPECT_TRUE(s.IsInvalidArgument()) << s.ToString();
+    EXPECT_NE(s.message().find(expected), std::string_view::npos) << s.ToString();
+    EXPECT_EQ(attached, nullptr);
+    EXPECT_TRUE(Segment::Remove(name).ok());
+  }
+}
+
+// --group: 0660 and the group, so the app's user can attach; the default stays 0600.
+TEST(SegmentTest, CreateForAGroupIs0660AndOwnedByTheGroup) {
+  gid_t group = SegmentOptions::kNoGroup;
+  if (geteuid() == 0) {
+    group = getegid() == 0 ? 1 : 0;  // root may give it to any group: "daemon" (1) or root.
+  } else {
+    gid_t groups[64];
+    int n = getgroups(64, groups);
+    for (int i = 0; i < n; ++i) {
+      if (groups[i] != getegid()) group = groups[i];
+    }
+  }
+  if (group == SegmentOptions::kNoGroup) GTEST_SKIP() << "this user is in one group only";
+  SegmentOptions options;
+  options.name = test::UniquePrefix();
+  options.size = 4 << 20;
+  options.max_objects = 16;
+  options.group = group;
+  std::unique_ptr<Segment> seg;
+  ASSERT_TRUE(Segment::Create(options, &seg).ok());
+  std::string path = "/dev/shm/" + seg->shm_name();
+  struct stat st;
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0660u);
+  EXPECT_EQ(st.st_gid, group);
+  EXPECT_EQ(st.st_uid, geteuid());
+  std::unique_ptr<Segment> attached;
+  EXPECT_TRUE(Segment::Attach(seg->shm_name(), &attached).ok());
+  attached.reset();
+  seg.reset();
+  EXPECT_TRUE(Segment::Remove(Segment::ShmName(options.name, 1)).ok());
+}
+
+// A group the creator may not chown to: refused, with nothing left in /dev/shm.
+TEST(SegmentTest, CreateForAForeignGroupFailsAndLeavesNothing) {
+  if (geteuid() == 0) GTEST_SKIP() << "root may give a segment to any group";
+  gid_t foreign = 0;  // root's group: not ours unless we are in it.
+  gid_t groups[64];
+  int n = getgroups(64, groups);
+  for (int i = 0; i < n; ++i) {
+    if (groups[i] == foreign) GTEST_SKIP() << "this user is in group 0";
+  }
+  if (getegid() == foreign) GTEST_SKIP() << "this user's group is 0";
+  SegmentOptions options;
+  options.name = test::UniquePrefix();
+  options.size = 4 << 20;
+  options.max_objects = 16;
+  options.group = foreign;
+  std::unique_ptr<Segment> seg;
+  Status s = Segment::Create(options, &seg);
+  EXPECT_TRUE(s.IsInvalidArgument()) << s.ToString();
+  EXPECT_NE(s.message().find("member of the group"), std::string_view::npos) << s.ToString();
+  EXPECT_TRUE(Segment::Remove(Segment::ShmName(options.name, 1)).IsNotFound());
 }
 
 TEST(SegmentTest, ProbeIsOkOnAHealthySegment) {

@@ -15,6 +15,7 @@
 
 #include "shm/format_size.h"  // FormatSize, used with these parsers.
 #include "shm/log.h"
+#include "shm/segment.h"
 #include "shm/status.h"
 
 namespace shm {
@@ -42,6 +43,9 @@ struct ServerOptions {
   // Never below segment_size; equal means no growth.
   size_t max_segment_size = size_t{64} << 20;
   std::string name = "shmstate";  // Segment prefix; also names the lock file.
+  // --group: the segment is 0660 and owned by this group (SegmentOptions::group); else 0600.
+  std::string group;
+  gid_t group_id = SegmentOptions::kNoGroup;
   uint32_t max_objects = 4096;
   size_t max_body_bytes = size_t{1} << 20;
   LogLevel log_level = LogLevel::kInfo;

@@ -110,6 +110,20 @@ class List {
   Status Range(int64_t start, int64_t stop, std::vector<std::string>* items,
                bool* truncated = nullptr) const;
 
+  // Index access for sequence front ends (shmstate.Manager().list()).
+  //
+  // Replaces the item at `index` (negative counts from the end, as in Python): one slot publish,
+  // like a push. NotFound ("list index out of range") when there is no such item.
+  Status Set(int64_t index, std::string_view item);
+  // Replaces the whole content by `items` in one commit (a new ring, published with one store;
+  // the old ring and its items are then garbage), if the list still holds exactly `*expected`
+  // (nullptr: unconditionally); `swapped` says whether it did. Inserts, deletes, sorts and
+  // slice assignments of a front end are read, compute, Replace: a compare-and-set on the
+  // content, so a concurrent push is never lost. OutOfSpace past max_items, InvalidArgument
+  // past max_item_bytes; the list is unchanged then.
+  Status Replace(const std::vector<std::string>* expected, const std::vector<std::string>& items,
+                 bool* swapped);
+
   const ObjectRef& ref() const { return ref_; }
   uint64_t max_items() const { return max_items_; }
   uint64_t max_item_bytes() const { return max_item_bytes_; }
@@ -124,6 +138,9 @@ class List {
   Status DoRange(int64_t start, int64_t stop, std::vector<std::string>* items,
                  bool* truncated) const;
   void LeaveOtherLine(ListPlace* place) const;
+  Status DoSet(int64_t index, std::string_view item);
+  Status DoReplace(const std::vector<std::string>* expected, const std::vector<std::string>& items,
+                   bool* swapped);
   // Replaces the ring by one of `capacity` slots if that is still what the list needs.
   Status ResizeRing(uint64_t capacity);
 

@@ -1,9 +1,10 @@
 // Segment: a process-local handle on one shared-memory segment holding shmstate's state.
 //
-// The manager creates the segment (create_only, mode 0600, /dev/shm free space checked first);
-// workers and tools attach to it (open_only; the magic, layout version, Boost version and
-// generation recorded in its Root must match this build or attaching is refused). The segment is
-// named "<prefix>.<generation>"; a rebuild creates the next generation.
+// The manager creates the segment (create_only, mode 0600, or 0660 for one group when asked;
+// /dev/shm free space checked first); workers and tools attach to it (open_only; the magic,
+// layout version, Boost version and generation recorded in its Root must match this build or
+// attaching is refused with a message naming both versions). The segment is named
+// "<prefix>.<generation>"; a rebuild creates the next generation.
 //
 // Process-safety: a Segment may be used from any number of threads of the process that opened it.
 // It must not be used across fork() by both parent and child for writes that are in flight; a
@@ -35,6 +36,10 @@ struct SegmentOptions {
   size_t size = size_t{64} << 20;
   // Capacity of the registry (number of named objects).
   uint32_t max_objects = 4096;
+  // kNoGroup: mode 0600, the creating user alone. Else mode 0660 and this group, so processes of
+  // another user in the group (a web app) can attach. The creator must be allowed to chown to it.
+  static constexpr gid_t kNoGroup = static_cast<gid_t>(-1);
+  gid_t group = kNoGroup;
 };
 
 // Per-worker figures kept in the segment (written by the worker, read by anyone).
@@ -65,6 +70,11 @@ class Segment {
   static std::string ShmName(std::string_view prefix, uint64_t generation);
   // Checks a prefix: the same rules as object names, so it cannot reach another file.
   static Status ValidatePrefix(std::string_view prefix);
+
+  // The version of the in-segment layout this build reads and writes. Attaching to a segment of
+  // another layout version is refused (InvalidArgument naming both); the fields that say so
+  // (magic, layout version, Boost version) keep their place in every version.
+  static uint32_t LayoutVersion();
 
   // The smallest size Create accepts for a registry of `max_objects`.
   static size_t MinimumSize(uint32_t max_objects);
