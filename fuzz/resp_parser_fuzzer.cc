@@ -62,8 +62,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (status == resp::ParseStatus::kCommand && run++ < kMaxCommandsRun) {
       std::string out;
       resp::BlockedPop blocked;
-      resp::Prefetch(config, std::span(&parsed, 1));  // As the session does, before running.
-      resp::Outcome outcome = resp::Execute(config, &client, parsed.args, &out, &blocked);
+      // As the session does: one lookup, shared by the prefetch and the execution.
+      parsed.row = resp::Lookup(parsed.args[0]);
+      resp::Prefetch(config, std::span(&parsed, 1));
+      resp::Outcome outcome =
+          resp::Execute(config, &client, parsed.row, parsed.args, &out, &blocked);
       if (outcome == resp::Outcome::kBlock) {
         blocked.deadline = std::chrono::steady_clock::now();  // Never wait in a fuzzer.
         shm::fuzz::Check(resp::TryBlockedPop(config, &client, blocked, &out), "blocked pop hung");

@@ -602,8 +602,15 @@ int RunWorker(Segment* segment, int listen_fd, const Router& router, const Worke
     return 1;
   }
   if (options.resp_listen_fd >= 0) {
+    RespServerOptions resp_options;
+    resp_options.listen_fd = options.resp_listen_fd;
+    resp_options.worker_index = options.index;
+    resp_options.password = options.token;
+    resp_options.token_matches = TokenMatches;
+    resp_options.max_bulk_bytes = options.max_body_bytes;
+    resp_options.read_timeout = options.read_timeout;
     s = StartRespServer(
-        &server.ioc, server.single_thread, segment, options, waits.queue(),
+        &server.ioc, server.single_thread, segment, resp_options, waits.queue(),
         [&server] {
           MutexLock lock(&server.mu);
           server.StopIfDrainedLocked();

@@ -168,14 +168,19 @@ class Client:
 class Counter:
     """A signed 64-bit integer changed atomically by every process (overflow raises)."""
 
-    __slots__ = ("_c", "incr", "cas", "set")
+    __slots__ = ("_c", "cas", "set")
 
     def __init__(self, native: Any) -> None:
         self._c = native
-        # Bound straight to the native methods: one call, no Python frame, on the hot path.
-        self.incr = native.incr
+        # Bound straight to the native methods: one call, no Python frame.
         self.cas = native.cas
         self.set = native.set
+
+    # incr and value are replaced by the module's C-API fast path (_install_fast_paths below);
+    # these definitions say what they do.
+    def incr(self, by: int = 1) -> int:
+        """Adds ``by`` atomically; returns the new value."""
+        return self._c.incr(by)
 
     @property
     def value(self) -> int:
@@ -200,13 +205,11 @@ class Dict:
     exactly once.
     """
 
-    __slots__ = ("_d", "get", "get_raw", "incr", "cas", "delete")
+    __slots__ = ("_d", "get_raw", "incr", "cas", "delete")
 
     def __init__(self, native: Any) -> None:
         self._d = native
         # Bound straight to the native methods: one call, no Python frame, on the hot paths.
-        # get(key, default=None) -> bytes | default.
-        self.get = native.get
         self.get_raw = native.get
         self.incr = native.incr
         self.cas = native.cas
@@ -215,6 +218,12 @@ class Dict:
     @property
     def name(self) -> str:
         return self._d.name
+
+    # get, __getitem__, __setitem__ and __contains__ are replaced by the module's C-API fast
+    # path (_install_fast_paths below); these definitions say what they do.
+    def get(self, key: Key, default: Any = None) -> Any:
+        """The value of ``key``, or ``default`` when absent."""
+        return self._d.get(key, default)
 
     def __getitem__(self, key: Key) -> bytes:
         value = self._d.get(key)
@@ -285,6 +294,9 @@ class Dict:
 
     def __repr__(self) -> str:
         return f"<shmstate.Dict {self.name!r} entries={len(self)}>"
+
+
+_shmstate._install_fast_paths(Counter, Dict)
 
 
 class List:

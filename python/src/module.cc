@@ -12,6 +12,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
+#include <structmember.h>
 
 #include <boost/json.hpp>
 #include <cmath>
@@ -134,6 +135,27 @@ class Bound {
     }
   }
 
+  // Run for the hot methods (the fast path below): fn(proxy) -> Status under the GIL, without
+  // copying the segment's shared_ptr. It takes the same gate and raises the same errors as Run;
+  // whenever the handle must move (a new epoch, a refused gate, a Poisoned answer: the operation
+  // did not happen) it hands the call to Run, which follows and reopens.
+  template <class F>
+  void RunFast(F&& fn) {
+    if (segment_ != nullptr && epoch_ == attachment_->epoch()) {
+      shm::Segment* segment = segment_.get();  // Kept alive by segment_ (the GIL is held).
+      Status s = segment->EnterClientOp();
+      if (s.ok()) {
+        s = fn(proxy_);
+        segment->LeaveClientOp();
+        if (!s.IsPoisoned()) {
+          Check(s);
+          return;
+        }
+      }
+    }
+    Run(std::forward<F>(fn));
+  }
+
   const std::shared_ptr<Attachment>& attachment() const { return attachment_; }
 
  private:
@@ -220,6 +242,16 @@ class PyCounter {
       return s.IsConflict() ? Status::OK() : s;
     });
     return swapped;
+  }
+  int64_t IncrFast(int64_t by) {
+    int64_t value = 0;
+    bound_.RunFast([&](shm::Counter& c) { return c.Add(by, &value); });
+    return value;
+  }
+  int64_t ValueFast() {
+    int64_t value = 0;
+    bound_.RunFast([&](shm::Counter& c) { return c.Get(&value); });
+    return value;
   }
   const std::string& name() const { return name_; }
 
@@ -364,11 +396,34 @@ class PyDict {
     out["max_bytes"] = st.max_bytes;
     return out;
   }
+  // The value as a new bytes, or null when absent (no Python error set then). The segment's
+  // bytes land in scratch_ (its buffer reused from call to call) and then in the bytes.
+  PyObject* GetFast(std::string_view key) {
+    bool found = false;
+    bound_.RunFast([&](shm::Dict& d) {
+      Status s = d.Get(key, &scratch_);
+      found = s.ok();
+      return s.IsNotFound() ? Status::OK() : s;
+    });
+    if (!found) return nullptr;
+    PyObject* value = PyBytes_FromStringAndSize(scratch_.data.data(),
+                                                static_cast<Py_ssize_t>(scratch_.data.size()));
+    if (value == nullptr) throw py::error_already_set();
+    return value;
+  }
+  // set(key, value): no ttl (the dict's default), mode "set".
+  void SetFast(std::string_view key, std::string_view value) {
+    shm::SetOptions options;
+    options.ttl_ms = set_ttl_ms_;
+    bound_.RunFast([&](shm::Dict& d) { return d.Set(key, value, options); });
+  }
   const std::string& name() const { return name_; }
 
  private:
   std::string name_;
   Bound<shm::Dict> bound_;
+  shm::DictValue scratch_;                                 // GetFast's; the GIL guards it.
+  const int64_t set_ttl_ms_ = ToTtlMs(py::none(), "ttl");  // What Set makes of ttl=None.
 };
 
 shm::List::End ParseEnd(const py::handle& end_arg) {
@@ -902,6 +957,280 @@ class PyClient {
   std::shared_ptr<Attachment> attachment_;
 };
 
+// --- The fast path of the hot methods
+// ------------------------------------------------------------
+//
+// Counter.incr/value and Dict.get/__getitem__/__setitem__/__contains__ are C-API descriptors
+// installed on the Python classes themselves (install_fast_paths, called by shmstate/__init__.py):
+// a call goes from the interpreter to here with no pybind11 dispatch and no Python frame. A
+// descriptor reads the wrapper's native handle from its __slots__ member, keys and values in
+// place from a bytes (or ASCII str) argument, and runs through Bound::RunFast. Anything else
+// (other argument types, a handle of the Redis backend) takes the same converters or calls the
+// handle's own method, so arguments, results and errors are those of the slow path.
+
+// Sets the shmstate exception of a caught StatusError / TypeArgumentError, as the translator.
+void SetModuleError(const py::object& type, std::string_view message, const Status& status) {
+  try {
+    py::object value = type(MessageText(message));
+    value.attr("code") = std::string(status.CodeName());
+    PyErr_SetObject(type.ptr(), value.ptr());
+  } catch (py::error_already_set& e) {
+    e.restore();
+  }
+}
+
+template <class F>
+PyObject* Guarded(F&& fn) noexcept {
+  try {
+    return fn();
+  } catch (const StatusError& e) {
+    SetModuleError(ExceptionFor(e.status.code()), e.status.message(), e.status);
+  } catch (const TypeArgumentError& e) {
+    SetModuleError(g_exceptions->invalid_type, e.message, Status::InvalidArgument(""));
+  } catch (py::error_already_set& e) {
+    e.restore();
+  } catch (const std::bad_alloc&) {
+    PyErr_NoMemory();
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+  }
+  return nullptr;
+}
+
+// A key or value argument as bytes: viewed in place for bytes and ASCII str (whose UTF-8 is
+// itself), else converted by convert.h (a copy, its errors).
+class BytesArg {
+ public:
+  BytesArg(PyObject* h, bool key, const char* what) {
+    if (PyBytes_CheckExact(h)) {
+      view_ = std::string_view(PyBytes_AS_STRING(h), static_cast<size_t>(PyBytes_GET_SIZE(h)));
+    } else if (key && PyUnicode_CheckExact(h) && PyUnicode_IS_COMPACT_ASCII(h)) {
+      view_ = std::string_view(static_cast<const char*>(PyUnicode_DATA(h)),
+                               static_cast<size_t>(PyUnicode_GET_LENGTH(h)));
+    } else {
+      copy_ = key ? ToKey(h, what) : ToBytes(h, what);
+      view_ = copy_;
+    }
+  }
+  std::string_view view() const { return view_; }
+
+ private:
+  std::string copy_;
+  std::string_view view_;
+};
+
+int64_t Int64Arg(PyObject* h, const char* what) {
+  if (PyLong_CheckExact(h)) {
+    int overflow = 0;
+    long long v = PyLong_AsLongLongAndOverflow(h, &overflow);
+    if (overflow == 0 && !(v == -1 && PyErr_Occurred())) return v;
+    PyErr_Clear();
+  }
+  return ToInt64(h, what);  // Its message for what the fast check did not take.
+}
+
+// Where the wrappers keep their native handle, and the native types the fast path knows.
+struct FastPaths {
+  PyTypeObject* counter = nullptr;  // _Counter
+  PyTypeObject* dict = nullptr;     // _Dict
+  Py_ssize_t counter_slot = 0;      // Counter._c
+  Py_ssize_t dict_slot = 0;         // Dict._d
+};
+FastPaths g_fast;
+
+// The wrapper's native handle (borrowed), or null with AttributeError when unset.
+PyObject* NativeOf(PyObject* self, Py_ssize_t slot) {
+  PyObject* native = *reinterpret_cast<PyObject**>(reinterpret_cast<char*>(self) + slot);
+  if (native == nullptr) PyErr_SetString(PyExc_AttributeError, "the handle is not initialised");
+  return native;
+}
+template <class T>
+T* CppOf(PyObject* native, PyTypeObject* type) {
+  if (Py_TYPE(native) != type) return nullptr;  // The Redis backend's handle, say.
+  auto* inst = reinterpret_cast<py::detail::instance*>(native);
+  return inst->get_value_and_holder().value_ptr<T>();
+}
+
+// Positional or keyword arguments `names` (the first `required` of them required) into out.
+bool ParseArgs(const char* fname, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames,
+               std::initializer_list<const char*> names, size_t required, PyObject** out) {
+  size_t n = names.size();
+  if (static_cast<size_t>(nargs) > n) {
+    PyErr_Format(PyExc_TypeError, "%s() takes at most %zu arguments (%zd given)", fname, n, nargs);
+    return false;
+  }
+  for (size_t i = 0; i < n; ++i) out[i] = i < static_cast<size_t>(nargs) ? args[i] : nullptr;
+  Py_ssize_t nkw = kwnames == nullptr ? 0 : PyTuple_GET_SIZE(kwnames);
+  for (Py_ssize_t k = 0; k < nkw; ++k) {
+    PyObject* kw = PyTuple_GET_ITEM(kwnames, k);
+    size_t i = 0;
+    while (i < n && PyUnicode_CompareWithASCIIString(kw, names.begin()[i]) != 0) ++i;
+    if (i == n) {
+      PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'", fname, kw);
+      return false;
+    }
+    if (out[i] != nullptr) {
+      PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%U'", fname, kw);
+      return false;
+    }
+    out[i] = args[nargs + k];
+  }
+  for (size_t i = 0; i < required; ++i) {
+    if (out[i] == nullptr) {
+      PyErr_Format(PyExc_TypeError, "%s() missing required argument '%s'", fname, names.begin()[i]);
+      return false;
+    }
+  }
+  return true;
+}
+
+PyObject* CounterIncr(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  PyObject* by = nullptr;
+  if ((nargs != 0 || kwnames != nullptr) &&
+      !ParseArgs("incr", args, nargs, kwnames, {"by"}, 0, &by)) {
+    return nullptr;
+  }
+  PyObject* native = NativeOf(self, g_fast.counter_slot);
+  if (native == nullptr) return nullptr;
+  PyCounter* counter = CppOf<PyCounter>(native, g_fast.counter);
+  if (counter == nullptr) {
+    return by == nullptr ? PyObject_CallMethod(native, "incr", nullptr)
+                         : PyObject_CallMethod(native, "incr", "(O)", by);
+  }
+  return Guarded([&] {
+    return PyLong_FromLongLong(counter->IncrFast(by == nullptr ? 1 : Int64Arg(by, "by")));
+  });
+}
+
+PyObject* CounterValue(PyObject* self, void*) {
+  PyObject* native = NativeOf(self, g_fast.counter_slot);
+  if (native == nullptr) return nullptr;
+  PyCounter* counter = CppOf<PyCounter>(native, g_fast.counter);
+  if (counter == nullptr) return PyObject_CallMethod(native, "value", nullptr);
+  return Guarded([&] { return PyLong_FromLongLong(counter->ValueFast()); });
+}
+
+// The value, or `absent` (a new reference) when there is none; null with an error set.
+PyObject* DictLookup(PyObject* self, PyObject* key, PyObject* absent) {
+  PyObject* native = NativeOf(self, g_fast.dict_slot);
+  if (native == nullptr) return nullptr;
+  PyDict* dict = CppOf<PyDict>(native, g_fast.dict);
+  if (dict == nullptr) {
+    return PyObject_CallMethod(native, "get", "OO", key, absent);
+  }
+  return Guarded([&] {
+    PyObject* value = dict->GetFast(BytesArg(key, true, "key").view());
+    if (value != nullptr) return value;
+    Py_INCREF(absent);
+    return absent;
+  });
+}
+
+PyObject* DictGet(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  PyObject* parsed[2];
+  if (nargs == 1 && kwnames == nullptr) {
+    parsed[0] = args[0];
+    parsed[1] = nullptr;
+  } else if (!ParseArgs("get", args, nargs, kwnames, {"key", "default"}, 1, parsed)) {
+    return nullptr;
+  }
+  return DictLookup(self, parsed[0], parsed[1] == nullptr ? Py_None : parsed[1]);
+}
+
+PyObject* DictGetItem(PyObject* self, PyObject* key) {
+  PyObject* value = DictLookup(self, key, Py_None);
+  if (value != Py_None) return value;
+  Py_DECREF(value);
+  PyObject* error = PyObject_CallOneArg(g_exceptions->not_found.ptr(), key);
+  if (error != nullptr) {
+    PyErr_SetObject(g_exceptions->not_found.ptr(), error);
+    Py_DECREF(error);
+  }
+  return nullptr;
+}
+
+PyObject* DictContains(PyObject* self, PyObject* key) {
+  PyObject* value = DictLookup(self, key, Py_None);
+  if (value == nullptr) return nullptr;
+  bool found = value != Py_None;
+  Py_DECREF(value);
+  return PyBool_FromLong(found);
+}
+
+PyObject* DictSetItem(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 2) {
+    PyErr_Format(PyExc_TypeError, "__setitem__() takes 2 arguments (%zd given)", nargs);
+    return nullptr;
+  }
+  PyObject* native = NativeOf(self, g_fast.dict_slot);
+  if (native == nullptr) return nullptr;
+  PyDict* dict = CppOf<PyDict>(native, g_fast.dict);
+  if (dict == nullptr) {
+    PyObject* r = PyObject_CallMethod(native, "set", "OO", args[0], args[1]);
+    if (r == nullptr) return nullptr;
+    Py_DECREF(r);
+    Py_RETURN_NONE;
+  }
+  return Guarded([&] {
+    BytesArg key(args[0], true, "key");
+    BytesArg value(args[1], false, "value");
+    dict->SetFast(key.view(), value.view());
+    Py_RETURN_NONE;
+  });
+}
+
+template <class F>
+PyCFunction AsCFunction(F* fn) {
+  return reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(fn));
+}
+
+PyMethodDef kCounterFast[] = {
+    {"incr", AsCFunction(CounterIncr), METH_FASTCALL | METH_KEYWORDS,
+     "incr(by=1) -> int: adds `by` atomically and returns the new value."},
+    {nullptr, nullptr, 0, nullptr}};
+PyGetSetDef kCounterValue = {"value", CounterValue, nullptr, "The current value.", nullptr};
+PyMethodDef kDictFast[] = {
+    {"get", AsCFunction(DictGet), METH_FASTCALL | METH_KEYWORDS,
+     "get(key, default=None) -> bytes | default."},
+    {"__getitem__", DictGetItem, METH_O, "d[key] -> bytes; NotFound (a KeyError) when absent."},
+    {"__contains__", DictContains, METH_O, "key in d."},
+    {"__setitem__", AsCFunction(DictSetItem), METH_FASTCALL, "d[key] = value."},
+    {nullptr, nullptr, 0, nullptr}};
+
+// The offset of the __slots__ member `name` of the Python class `cls`.
+Py_ssize_t SlotOffset(const py::handle& cls, const char* name) {
+  PyObject* member =
+      PyDict_GetItemString(reinterpret_cast<PyTypeObject*>(cls.ptr())->tp_dict, name);
+  if (member == nullptr || Py_TYPE(member) != &PyMemberDescr_Type) {
+    throw py::type_error(std::string("no __slots__ member ") + name);
+  }
+  PyMemberDef* def = reinterpret_cast<PyMemberDescrObject*>(member)->d_member;
+  if (def->type != T_OBJECT_EX) throw py::type_error(std::string("not an object slot: ") + name);
+  return def->offset;
+}
+
+void InstallMethods(const py::handle& cls, PyMethodDef* defs) {
+  auto* type = reinterpret_cast<PyTypeObject*>(cls.ptr());
+  for (PyMethodDef* def = defs; def->ml_name != nullptr; ++def) {
+    py::object descr = py::reinterpret_steal<py::object>(PyDescr_NewMethod(type, def));
+    if (!descr) throw py::error_already_set();
+    py::setattr(cls, def->ml_name, descr);
+  }
+}
+
+void InstallFastPaths(const py::type& counter_cls, const py::type& dict_cls) {
+  g_fast.counter = reinterpret_cast<PyTypeObject*>(py::type::of<PyCounter>().ptr());
+  g_fast.dict = reinterpret_cast<PyTypeObject*>(py::type::of<PyDict>().ptr());
+  g_fast.counter_slot = SlotOffset(counter_cls, "_c");
+  g_fast.dict_slot = SlotOffset(dict_cls, "_d");
+  InstallMethods(counter_cls, kCounterFast);
+  py::object value = py::reinterpret_steal<py::object>(
+      PyDescr_NewGetSet(reinterpret_cast<PyTypeObject*>(counter_cls.ptr()), &kCounterValue));
+  if (!value) throw py::error_already_set();
+  py::setattr(counter_cls, "value", value);
+  InstallMethods(dict_cls, kDictFast);
+}
+
 }  // namespace
 }  // namespace shmstate
 
@@ -1058,6 +1387,9 @@ PYBIND11_MODULE(_shmstate, m) {
       .def_property_readonly("segment_name", &PyClient::SegmentName)
       .def_property_readonly("generation", &PyClient::Generation)
       .def_property_readonly("name", &PyClient::name);
+
+  // The C-API fast path of the wrappers' hot methods (shmstate/__init__.py calls it once).
+  m.def("_install_fast_paths", &InstallFastPaths, arg("counter_cls"), arg("dict_cls"));
 
   RegisterSync(m);  // shmstate.Manager's blocking proxies (register_sync.cc).
 }

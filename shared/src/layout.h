@@ -93,6 +93,25 @@ struct alignas(64) WorkerSlot {
   std::atomic<uint64_t> client_errors{0};  // Responses with status 4xx.
 };
 
+// One Redis-protocol connection of any worker (shm/client_table.h). Written by the thread that
+// serves the connection, read by anyone; freed by that thread or, for a dead process, by the
+// manager's recovery. The text words are guarded by `seq`, a seqlock (odd while written), so a
+// reader never waits and a writer that died mid-write leaves a row readers skip.
+inline constexpr uint32_t kMaxClientSlots = 512;
+inline constexpr uint32_t kClientTextWords = 26;  // addr 48, laddr 48, name 64, cmd 48 bytes.
+struct alignas(64) ClientSlot {
+  std::atomic<uint64_t> id{0};  // 0: free. Claimed by compare-and-swap.
+  std::atomic<pid_t> pid{0};
+  std::atomic<int32_t> fd{-1};
+  std::atomic<int64_t> connected_ms{0};  // Wall clock.
+  std::atomic<int64_t> last_ms{0};       // Wall clock, the last command's start.
+  std::atomic<uint32_t> seq{0};
+  std::atomic<uint32_t> flags{0};  // ClientRow::kInMulti | kBlocked | kKillRequested.
+  std::atomic<int32_t> resp{2};
+  std::atomic<int32_t> db{0};
+  std::atomic<uint64_t> text[kClientTextWords];
+};
+
 enum class EntryState : uint32_t { kFree = 0, kCreating = 1, kLive = 2 };
 
 // One registry slot. The array of entries is allocated once at creation and never freed, so a
@@ -172,6 +191,7 @@ struct Root {
   IntentSlot intents[kMaxIntentSlots];
   WorkerSlot workers[kMaxWorkerSlots];
   DictStripeRep dict_stripes[kDictStripes];
+  ClientSlot clients[kMaxClientSlots];
 };
 
 static_assert(offsetof(Root, magic) == 0 && offsetof(Root, layout_version) == 8 &&

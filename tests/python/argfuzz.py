@@ -68,7 +68,8 @@ def members(instance):
         if name in PUBLIC_DUNDERS and not any(name in vars(k) for k in cls.__mro__[:-1]):
             continue
         static = inspect.getattr_static(instance, name, None)
-        if isinstance(static, property) or type(static).__name__ == "property":
+        if isinstance(static, property) or type(static).__name__ in ("property",
+                                                                    "getset_descriptor"):
             out.append((name, True))
             continue
         try:

@@ -10,6 +10,7 @@ if os.environ.get("SHMSTATE_PYTHON_DIR"):
 import flask  # noqa: E402
 import flask_caching  # noqa: E402
 
+import shmstate  # noqa: E402
 import shmstate.flask  # noqa: E402
 
 
@@ -62,6 +63,16 @@ def create_app(name, **config):
     @app.post("/cache-inc/<key>")
     def cache_inc(key):
         return answer(value=cache.cache.inc(key))
+
+    @app.get("/hold")
+    def hold():
+        """Keeps this (sync, one request at a time) worker busy until the test releases it, so
+        that the test's next requests are answered by other workers: says its pid in the list
+        test:held, then waits for an item in test:release:<pid>."""
+        state = shmstate.attach(name)
+        state.list("test:held").push(str(os.getpid()).encode())
+        released = state.list(f"test:release:{os.getpid()}").pop(wait=30)
+        return answer(released=released is not None)
 
     calls = {"n": 0}
 

@@ -2,6 +2,7 @@
 backend with Flask's test client, then the same app under a real gunicorn (several workers)."""
 import datetime
 import email.utils
+import json
 import os
 import threading
 import time
@@ -12,6 +13,8 @@ import pytest
 import flask_test_app
 import shmstate
 from gunicorn_process import Gunicorn
+
+GUNICORN_WORKERS = 3
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -271,50 +274,47 @@ def test_cached_and_memoize_decorators(app, client, cache):
 @pytest.fixture
 def gunicorn(make_server):
     server = make_server(workers=0)  # The manager alone; gunicorn serves HTTP.
-    g = Gunicorn("flask_test_app:app", chdir=HERE, workers=3,
+    g = Gunicorn("flask_test_app:app", chdir=HERE, workers=GUNICORN_WORKERS,
                  env={"SHMSTATE_NAME": server.name})
+    g.shmstate_name = server.name
     yield g
     assert g.stop() == 0, g.log()
 
 
-def concurrent_gets(gunicorn, requests):
-    """GETs all `requests` ((path, headers)...) at once, each on its own connection."""
-    answers, errors = [None] * len(requests), []
-    start = threading.Barrier(len(requests))
-
-    def one(i, path, headers):
-        try:
-            start.wait(timeout=20)
-            answers[i] = (path, gunicorn.json("GET", path, headers=headers)[0])
-        except Exception as error:  # noqa: BLE001 - reported below.
-            errors.append(repr(error))
-
-    threads = [threading.Thread(target=one, args=(i, p, h)) for i, (p, h) in enumerate(requests)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert not errors, errors[:3]
-    return answers
-
-
 def test_gunicorn_workers_share_sessions_and_cache(gunicorn):
-    status, headers, _ = gunicorn.request("POST", "/session/user", body=b"erin")
+    status, headers, body = gunicorn.request("POST", "/session/user", body=b"erin")
     assert status == 200
     cookie = headers["set-cookie"].split(";")[0]
-    assert gunicorn.json("POST", "/cache/shared", body=b"hello")[0]["ok"] is True
-    # Bursts of concurrent requests, so that more than one worker answers (sequential requests
-    # may all reach the same idle worker); every answer must see the session and the cache.
-    pids = set()
-    for _ in range(10):
-        answers = concurrent_gets(gunicorn, [("/session/user", {"Cookie": cookie}),
-                                             ("/cache/shared", {})] * 6)
-        for path, answer in answers:
+    answer = gunicorn.json("POST", "/cache/shared", body=b"hello")[0]
+    assert answer["ok"] is True
+    writers = {json.loads(body)["pid"], answer["pid"]}
+    # A sync worker answers one request at a time, and a /hold request can only reach a free
+    # worker: hold workers until both writers are held (at most every worker), then let the
+    # others go, so that the reads below are answered by a worker that wrote nothing and the
+    # session and cache it shows can only have come from the segment.
+    state = shmstate.attach(gunicorn.shmstate_name)
+    holders = {}
+
+    def release(pid):
+        state.list(f"test:release:{pid}").push(b"go")
+        holders.pop(pid).join(timeout=60)
+    try:
+        while not writers <= holders.keys():
+            assert len(holders) < GUNICORN_WORKERS, (writers, holders.keys())
+            holder = threading.Thread(target=gunicorn.json, args=("GET", "/hold"))
+            holder.start()
+            pid = state.list("test:held").pop(wait=20)
+            assert pid is not None, gunicorn.log()
+            holders[int(pid)] = holder
+        for pid in [pid for pid in holders if pid not in writers]:
+            release(pid)
+        for path, header in (("/session/user", {"Cookie": cookie}), ("/cache/shared", {})):
+            answer = gunicorn.json("GET", path, headers=header)[0]
+            assert answer["pid"] not in writers
             assert answer["value"] == ("erin" if path.startswith("/session") else "hello")
-            pids.add(answer["pid"])
-        if len(pids) >= 2:
-            break
-    assert len(pids) >= 2, "every request reached one worker; nothing shown"
+    finally:
+        for pid in list(holders):
+            release(pid)
 
 
 def test_gunicorn_cache_inc_is_exact_across_workers(gunicorn):

@@ -24,11 +24,16 @@
 
 namespace shm::resp {
 
+// Whether `given` equals `expected` in constant time (the worker passes the HTTP gate's
+// TokenMatches, so both protocols check the token one way).
+using TokenMatcher = bool (*)(std::string_view given, std::string_view expected);
+
 // Constant for the life of a worker.
 struct RespConfig {
   Segment* segment = nullptr;
   int worker_index = 0;
-  std::string password;  // Non-empty: AUTH required (the server's --token).
+  std::string password;                  // Non-empty: AUTH required (the server's --token).
+  TokenMatcher token_matches = nullptr;  // nullptr: no password is ever accepted.
   int64_t started_ms = 0;
 };
 
@@ -46,7 +51,15 @@ struct RespClient {
   bool authenticated = false;
   bool close_after_reply = false;  // QUIT.
   std::string name;
-  std::string address;  // Peer, for CLIENT INFO.
+  std::string address;        // Peer, for CLIENT INFO.
+  std::string local_address;  // Local end.
+  int fd = -1;
+  int table_slot = -1;     // Its row in the segment's ClientTable (-1: none).
+  size_t query_bytes = 0;  // Received bytes not yet run, the running command's included.
+  // CLIENT REPLY: OFF drops every reply; SKIP drops the next command's.
+  bool reply_off = false;
+  bool reply_skip_next = false;
+  bool reply_skip_this = false;  // The running command's reply is dropped (SKIP before it).
   int64_t connected_ms = 0;
   // MULTI: queued commands (owned copies); an error while queuing aborts EXEC.
   bool in_multi = false;
@@ -61,12 +74,20 @@ enum class Outcome {
   kBlock,    // Nothing appended yet: retry `blocked` with TryBlockedPop until it answers.
 };
 
-// Runs one command (args[0] is its name, any case).
+// The command table's row of the command named `name` (any case); nullptr for an unknown name.
+// A session looks each parsed command up once and passes the row to Prefetch and Execute.
+const CommandRow* Lookup(std::string_view name);
+
+// Runs one command: `row` is Lookup(args[0]).
+Outcome Execute(const RespConfig& config, RespClient* client, const CommandRow* row,
+                const std::vector<std::string_view>& args, std::string* out, BlockedPop* blocked);
+// The same, looking args[0] up (any case).
 Outcome Execute(const RespConfig& config, RespClient* client,
                 const std::vector<std::string_view>& args, std::string* out, BlockedPop* blocked);
 
-// A hint before running `commands` (parsed, in order): starts loading the entries of the string
-// keys they name into the CPU cache (Dict::Prefetch). No effect on any reply or state.
+// A hint before running `commands` (parsed and looked up, in order): starts loading the entries
+// of the keys they name (their rows' key positions) into the CPU cache (Dict::Prefetch). No
+// effect on any reply or state.
 void Prefetch(const RespConfig& config, std::span<const ParsedCommand> commands);
 
 // Retries a blocked pop: true when it answered (an item, a timeout's null, or an error).

@@ -1,15 +1,17 @@
-// Shared by the RESP command files: the call context, the keyspace mapping (docs/resp.md) and
-// the one place where a Status becomes a Redis error reply.
-#ifndef SHM_WORKER_RESP_INTERNAL_H_
-#define SHM_WORKER_RESP_INTERNAL_H_
+// Shared by the RESP command files (one per family, command_table.h): the call context, the
+// keyspace mapping (docs/resp.md) and the one place where a Status becomes a Redis error reply.
+#ifndef SHM_RESP_INTERNAL_H_
+#define SHM_RESP_INTERNAL_H_
 
+#include <atomic>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
-#include "proxy_cache.h"
+#include "command_table.h"
 #include "shm/dict.h"
 #include "shm/list.h"
 #include "shm/registry.h"
@@ -39,14 +41,12 @@ struct Call {
   Segment* segment() const { return config.segment; }
 };
 
-using Handler = void (*)(Call& c);
-
 // The registry name of a list or hash key; nullopt when the key cannot be mapped (too long).
 std::optional<std::string> ObjectName(std::string_view key);
 // The key a registry name stands for; nullopt for shmstate's own names (the strings dict).
 std::optional<std::string> KeyOfObject(std::string_view name);
 
-// Per-thread handles (resp_data.cc). Each thread keeps its own proxies of the strings dict and
+// Per-thread handles (keyspace.cc). Each thread keeps its own proxies of the strings dict and
 // of the lists and hashes it used, so a command takes no process-local lock to find its object.
 // A cached proxy goes stale when its object is deleted or expires (by any worker, thread or
 // API): every call through it then answers NotFound, and With*() below notice that (the proxy's
@@ -135,26 +135,44 @@ bool DeleteKey(Segment* segment, std::string_view key);
 void ReplyStatus(ReplyWriter& w, const Status& status);
 void WrongArity(Call& c);
 
+// The reply when a list or hash is absent (`s` NotFound): WRONGTYPE if a string holds the key,
+// else `absent()`. Any other status is replied as an error.
+template <typename Absent>
+void ReplyMissing(Call& c, const Status& s, Absent absent) {
+  if (!s.IsNotFound()) return ReplyStatus(c.w, s);
+  if (StringExists(c.segment(), c.args[1])) return c.w.Error(kWrongType);
+  absent();
+}
+
 // Strict integers as Redis reads them.
 bool ParseInt(std::string_view text, int64_t* value);
 bool ParseDouble(std::string_view text, double* value);
 bool EqualsIgnoreCase(std::string_view a, std::string_view b);
 
-// Which arguments of a data command are keys of the strings dict, read or checked for their
-// type (for the prefetch of a pipeline's batch): the first, every one, or every other (MSET's
-// key value pairs).
-enum class StringKeys : uint8_t { kFirst, kAll, kEveryOther };
+// Lower-case copy (subcommand and option names).
+std::string Lower(std::string_view text);
 
-struct CommandSpec {
-  std::string_view name;  // Lower-case.
-  Handler handler;
-  int arity;  // As Redis: n exact, -n at least n (the name included).
-  StringKeys keys = StringKeys::kFirst;
+// Every list and hash key (from the registry, name order) with its type, and the number of keys
+// of every type (DBSIZE, INFO keyspace).
+std::vector<std::pair<std::string, std::string_view>> ObjectKeys(Segment* segment);
+uint64_t KeyCount(Segment* segment);
+// The bytes of a key's data (its name and its value's or items' bytes, not the allocator's
+// overhead) for MEMORY USAGE; false when the key does not exist.
+bool KeyBytes(Segment* segment, std::string_view key, uint64_t* bytes);
+
+// Runs a command queued by MULTI, from EXEC (resp_commands.cc): looked up, arity-checked, never
+// blocking.
+void RunQueued(Call& c, const std::vector<std::string_view>& args);
+
+// Per-worker-process counts for INFO (commands_server.cc).
+struct ServerCounters {
+  std::atomic<int64_t> connected{0};
+  std::atomic<uint64_t> connections{0};
+  std::atomic<uint64_t> commands{0};
+  std::atomic<uint64_t> next_id{0};
 };
-
-// The data commands (resp_data.cc), in the order COMMAND lists them.
-const std::vector<CommandSpec>& DataCommandSpecs();
+ServerCounters& Counters();
 
 }  // namespace shm::resp
 
-#endif  // SHM_WORKER_RESP_INTERNAL_H_
+#endif  // SHM_RESP_INTERNAL_H_

@@ -1,6 +1,4 @@
 // The RESP parser, reply encoder and command dispatcher, without sockets.
-#include "shm/resp_protocol.h"
-
 #include <gtest/gtest.h>
 
 #include <string>
@@ -8,6 +6,7 @@
 
 #include "common/test_util.h"
 #include "shm/resp_commands.h"
+#include "shm/resp_protocol.h"
 
 namespace shm::resp {
 namespace {
@@ -151,7 +150,13 @@ class RespDispatchTest : public ::testing::Test {
     return out;
   }
 
-  void SetUp() override { config_.segment = segment_.get(); }
+  void SetUp() override {
+    config_.segment = segment_.get();
+    // The worker passes the HTTP gate's constant-time compare; any exact compare serves here.
+    config_.token_matches = [](std::string_view given, std::string_view expected) {
+      return given == expected;
+    };
+  }
 
   test::ScopedSegment segment_;
   RespConfig config_;
@@ -194,6 +199,30 @@ TEST_F(RespDispatchTest, HelloSwitchesToResp3) {
   EXPECT_EQ(hello.substr(0, 4), "%7\r\n");
   EXPECT_EQ(Run({"GET", "missing"}), "_\r\n");
   EXPECT_EQ(Run({"HELLO", "4"}), "-NOPROTO unsupported protocol version\r\n");
+}
+
+// COMMAND, COMMAND COUNT and COMMAND INFO read one table: the count is COMMAND's length, and a
+// row carries Redis's arity, flags and key positions.
+TEST_F(RespDispatchTest, CommandCountMatchesCommandAndInfoShowsTheRow) {
+  std::string all = Run({"COMMAND"});
+  ASSERT_EQ(all[0], '*');
+  std::string count = Run({"COMMAND", "COUNT"});
+  EXPECT_EQ(count, ":" + all.substr(1, all.find("\r\n") - 1) + "\r\n");
+  EXPECT_EQ(Run({"COMMAND", "INFO", "get", "nosuch"}),
+            "*2\r\n*6\r\n$3\r\nget\r\n:2\r\n*2\r\n+readonly\r\n+fast\r\n:1\r\n:1\r\n:1\r\n"
+            "*-1\r\n");
+  EXPECT_EQ(Run({"COMMAND", "INFO", "MSET"}),
+            "*1\r\n*6\r\n$4\r\nmset\r\n:-3\r\n*2\r\n+write\r\n+denyoom\r\n:1\r\n:-1\r\n:2\r\n");
+}
+
+// CLIENT REPLY OFF drops replies until ON; SKIP drops the next command's.
+TEST_F(RespDispatchTest, ClientReplyOffAndSkip) {
+  EXPECT_EQ(Run({"CLIENT", "REPLY", "OFF"}), "");
+  EXPECT_EQ(Run({"SET", "a", "1"}), "");
+  EXPECT_EQ(Run({"CLIENT", "REPLY", "ON"}), "+OK\r\n");
+  EXPECT_EQ(Run({"CLIENT", "REPLY", "SKIP"}), "");
+  EXPECT_EQ(Run({"GET", "a"}), "");
+  EXPECT_EQ(Run({"GET", "a"}), "$1\r\n1\r\n");
 }
 
 }  // namespace

@@ -18,6 +18,8 @@
 
 namespace shm::resp {
 
+struct CommandRow;  // The command table's row (resp_commands.h: Lookup).
+
 struct RespLimits {
   size_t max_bulk_bytes = size_t{1} << 20;     // One argument; larger is a protocol error.
   size_t max_array_length = size_t{1} << 20;   // Arguments of one command (Redis: 1M).
@@ -42,6 +44,9 @@ struct ParsedCommand {
   // so a session need not parse again until then (a long command is not re-parsed per read).
   size_t needed = 0;
   std::string error;
+  // The command table's row for args[0] (nullptr: unknown), filled in by the caller after the
+  // parse (resp::Lookup) so that the prefetch and the execution share one lookup.
+  const CommandRow* row = nullptr;
 };
 
 // Parses the first command of `data`.

@@ -10,13 +10,16 @@
 #define SHM_RESP_SERVER_H_
 
 #include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <cstddef>
 #include <functional>
 #include <memory>
+#include <string>
 
+#include "shm/resp_commands.h"
 #include "shm/segment.h"
 #include "shm/status.h"
 #include "shm/wait_queue.h"
-#include "shm/worker.h"
 
 namespace shm {
 
@@ -29,11 +32,21 @@ class RespServer {
   virtual size_t live() const = 0;
 };
 
-// Adopts `options.resp_listen_fd` and starts accepting. Blocked pops wait in `waits` (the
-// worker's, which HTTP waits share). `on_drained` runs (on a loop thread) when the last
-// connection closes after Drain().
+// What a worker tells its RESP server (from its own WorkerOptions).
+struct RespServerOptions {
+  int listen_fd = -1;  // Adopted: closed by the server.
+  int worker_index = 0;
+  std::string password;                        // Non-empty: AUTH required.
+  resp::TokenMatcher token_matches = nullptr;  // AUTH's compare (the HTTP gate's TokenMatches).
+  size_t max_bulk_bytes = size_t{1} << 20;
+  std::chrono::milliseconds read_timeout{30000};
+};
+
+// Adopts `options.listen_fd` and starts accepting. Blocked pops wait in `waits` (the worker's,
+// which HTTP waits share). `on_drained` runs (on a loop thread) when the last connection closes
+// after Drain().
 Status StartRespServer(boost::asio::io_context* ioc, bool single_thread, Segment* segment,
-                       const WorkerOptions& options, WaitQueue* waits,
+                       const RespServerOptions& options, WaitQueue* waits,
                        std::function<void()> on_drained, std::shared_ptr<RespServer>* result);
 
 }  // namespace shm

@@ -2,6 +2,7 @@
 #include "shm/resp_server.h"
 
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -9,6 +10,7 @@
 #include <boost/asio.hpp>
 #include <chrono>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -16,7 +18,9 @@
 #include <string>
 #include <vector>
 
-#include "resp_internal.h"
+#include "command_table.h"
+#include "internal.h"
+#include "shm/client_table.h"
 #include "shm/log.h"
 #include "shm/mutex.h"
 #include "shm/resp_commands.h"
@@ -44,29 +48,37 @@ class SessionBase {
  public:
   virtual ~SessionBase() = default;
   virtual void Drain() = 0;
+  // Closes the connection if CLIENT KILL (of any worker) asked for it.
+  virtual void CloseIfKilled() = 0;
 };
+
+// How often a worker looks for CLIENT KILL requests of its connections (ClientTable).
+constexpr auto kKillSweepInterval = std::chrono::milliseconds(100);
 
 class Server final : public RespServer, public std::enable_shared_from_this<Server> {
  public:
-  Server(net::io_context* ioc, bool single_thread, Segment* segment, const WorkerOptions& options,
-         WaitQueue* waits, std::function<void()> on_drained)
+  Server(net::io_context* ioc, bool single_thread, Segment* segment,
+         const RespServerOptions& options, WaitQueue* waits, std::function<void()> on_drained)
       : ioc_(ioc),
         single_thread_(single_thread),
         waits_(waits),
         acceptor_(*ioc),
         retry_(*ioc),
+        kill_sweep_(*ioc),
         on_drained_(std::move(on_drained)) {
     config_.segment = segment;
-    config_.worker_index = options.index;
-    config_.password = options.token;
+    config_.worker_index = options.worker_index;
+    config_.password = options.password;
+    config_.token_matches = options.token_matches;
     config_.started_ms = resp::NowMs();
-    limits_.max_bulk_bytes = options.max_body_bytes;
-    limits_.max_command_bytes = std::max<size_t>(options.max_body_bytes * 4, size_t{4} << 20);
+    limits_.max_bulk_bytes = options.max_bulk_bytes;
+    limits_.max_command_bytes = std::max<size_t>(options.max_bulk_bytes * 4, size_t{4} << 20);
     read_timeout_ = options.read_timeout;
   }
 
   Status Adopt(int fd);
   void DoAccept();
+  void SweepKilled();
   void Drain() override;
   size_t live() const override { return live_.load(); }
 
@@ -105,6 +117,7 @@ class Server final : public RespServer, public std::enable_shared_from_this<Serv
   std::chrono::milliseconds read_timeout_{30000};
   tcp::acceptor acceptor_;
   net::steady_timer retry_;
+  net::steady_timer kill_sweep_;
   std::function<void()> on_drained_;
   std::atomic<bool> draining_{false};
   std::atomic<size_t> live_{0};
@@ -123,7 +136,23 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
         idle_timer_(socket_.get_executor()),
         server_(std::move(server)) {}
 
-  ~Session() override { server_->Unregister(this); }
+  ~Session() override {
+    ClientTable(server_->config().segment).Release(client_.table_slot, client_.id);
+    server_->Unregister(this);
+  }
+
+  void CloseIfKilled() override {
+    net::dispatch(socket_.get_executor(), [self = this->shared_from_this()] {
+      if (self->closed_ || !ClientTable(self->server_->config().segment)
+                                .KillRequested(self->client_.table_slot, self->client_.id)) {
+        return;
+      }
+      // Killed after its current command: what was answered is still sent.
+      self->closing_ = true;
+      self->Unblock();
+      if (!self->writing_) self->Close();
+    });
+  }
 
   void Run() {
     server_->Register(this, this->weak_from_this());
@@ -132,6 +161,13 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     error_code ec;
     tcp::endpoint peer = socket_.remote_endpoint(ec);
     if (!ec) client_.address = peer.address().to_string() + ":" + std::to_string(peer.port());
+    tcp::endpoint local = socket_.local_endpoint(ec);
+    if (!ec)
+      client_.local_address = local.address().to_string() + ":" + std::to_string(local.port());
+    client_.fd = socket_.native_handle();
+    client_.table_slot = ClientTable(server_->config().segment)
+                             .Claim(client_.id, getpid(), client_.fd, client_.address,
+                                    client_.local_address, client_.connected_ms);
     socket_.set_option(tcp::no_delay(true), ec);
     // Replies are written at once when the socket takes them (WriteNow); the socket must then
     // answer would_block rather than block the worker.
@@ -224,6 +260,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       size_t parsed = 0;
       const resp::ParseStatus stop = ParseAhead(&parsed);
       if (parsed > 1) resp::Prefetch(server_->config(), std::span(ahead_.data(), parsed));
+      batch_ms_ = resp::NowMs();  // The commands' time in the client table: one clock read.
       size_t ran = 0;
       for (; ran < parsed && !blocked_ && !closing_ && out_.size() < kMaxPendingOutput; ++ran) {
         start_ += ahead_[ran].consumed;
@@ -258,6 +295,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       if (status == resp::ParseStatus::kIncomplete || status == resp::ParseStatus::kError) {
         return status;
       }
+      command.row = command.args.empty() ? nullptr : resp::Lookup(command.args[0]);
       offset += command.consumed;
       ++*parsed;
     }
@@ -265,14 +303,20 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   }
 
   void Run(const resp::ParsedCommand& command) {
+    NoteCommand(command);
     resp::Outcome outcome = Execute(command);
-    if (outcome == resp::Outcome::kBlock) Block();
+    NoteState();
+    if (outcome == resp::Outcome::kBlock) {
+      SetTableFlag(ClientRow::kBlocked, true);
+      Block();
+    }
     if (client_.close_after_reply) closing_ = true;
   }
 
   resp::Outcome Execute(const resp::ParsedCommand& command) {
     try {
-      return resp::Execute(server_->config(), &client_, command.args, &out_, &blocked_pop_);
+      return resp::Execute(server_->config(), &client_, command.row, command.args, &out_,
+                           &blocked_pop_);
     } catch (const std::exception& e) {
       // A throw must not end the worker; the connection stays usable.
       SHM_LOG(kError) << "resp: " << e.what();
@@ -280,6 +324,46 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
           .Error(std::string("ERR internal error: ") + e.what());
       return resp::Outcome::kReplied;
     }
+  }
+
+  // The connection's row (ClientTable): the command's name when it changed, and its time.
+  void NoteCommand(const resp::ParsedCommand& command) {
+    if (client_.table_slot < 0) return;
+    client_.query_bytes = used_ - start_ + command.consumed;
+    std::string_view name = command.row != nullptr ? command.row->name : "unknown";
+    ClientTable table(server_->config().segment);
+    if (command.row != nullptr && (command.row->flags & resp::kContainer) != 0 &&
+        command.args.size() > 1) {
+      // Redis's "container|subcommand" (client|list), lower case, bounded.
+      std::string full(name);
+      full += '|';
+      for (char ch : command.args[1].substr(0, 24)) {
+        full += static_cast<char>(ch >= 'A' && ch <= 'Z' ? ch - 'A' + 'a' : ch);
+      }
+      noted_command_ = {};
+      table.SetCommand(client_.table_slot, client_.id, full, batch_ms_);
+    } else if (name != noted_command_) {
+      noted_command_ = name;
+      table.SetCommand(client_.table_slot, client_.id, name, batch_ms_);
+    } else {
+      table.Touch(client_.table_slot, client_.id, batch_ms_);
+    }
+  }
+  // What a command may have changed in the row: MULTI state, protocol (HELLO).
+  void NoteState() {
+    if (client_.table_slot < 0) return;
+    if (client_.in_multi != noted_multi_) {
+      noted_multi_ = client_.in_multi;
+      SetTableFlag(ClientRow::kInMulti, noted_multi_);
+    }
+    if (client_.protocol != noted_protocol_) {
+      noted_protocol_ = client_.protocol;
+      ClientTable(server_->config().segment)
+          .SetProtocol(client_.table_slot, client_.id, noted_protocol_);
+    }
+  }
+  void SetTableFlag(uint32_t flag, bool on) {
+    ClientTable(server_->config().segment).SetFlag(client_.table_slot, client_.id, flag, on);
   }
 
   void Compact() {
@@ -303,7 +387,8 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     WaitQueue::Wait wait{WaitKey(), blocked_pop_.deadline,
                          [self, seq] {
                            std::string reply;
-                           if (!resp::TryBlockedPop(self->server_->config(), &self->client_,
+                           if (!self->TakeUnblockRequest(&reply) &&
+                               !resp::TryBlockedPop(self->server_->config(), &self->client_,
                                                     self->blocked_pop_, &reply)) {
                              return false;
                            }
@@ -342,6 +427,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   void OnUnblocked(uint64_t seq, std::string reply, bool close) {
     if (!blocked_ || seq != block_seq_ || closed_) return;  // Cancelled meanwhile.
     blocked_ = false;
+    SetTableFlag(ClientRow::kBlocked, false);
     if (close) return Close();
     out_ += reply;
     if (reading_) StartIdleClock();  // The read kept pending while blocked had no deadline.
@@ -349,8 +435,22 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   }
 
   // The blocked pop ends unanswered (the client went away): it must take nothing.
+  // CLIENT UNBLOCK (of any worker) asked this pop to end: its answer, a timeout's nil or the
+  // UNBLOCKED error, into *reply. Called by the queue's try (any thread): the table is
+  // lock-free and the protocol is not changed while the connection is blocked.
+  bool TakeUnblockRequest(std::string* reply) {
+    uint32_t unblock =
+        ClientTable(server_->config().segment).TakeUnblock(client_.table_slot, client_.id);
+    if (unblock == 0) return false;
+    resp::ReplyWriter w(reply, client_.protocol);
+    unblock == ClientRow::kUnblockError ? w.Error("UNBLOCKED client unblocked via CLIENT UNBLOCK")
+                                        : w.NullArray();
+    return true;
+  }
+
   void Unblock() {
     if (!blocked_) return;
+    SetTableFlag(ClientRow::kBlocked, false);
     blocked_ = false;
     ++block_seq_;
     server_->waits()->Cancel(wait_id_);
@@ -427,6 +527,11 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   std::string sending_;  // The batch being written.
   resp::RespClient client_;
   resp::BlockedPop blocked_pop_;
+  // What the row was last told (NoteCommand, NoteState).
+  std::string_view noted_command_;
+  bool noted_multi_ = false;
+  int noted_protocol_ = 2;
+  int64_t batch_ms_ = 0;    // Wall clock when the current batch was parsed.
   uint64_t block_seq_ = 0;  // Bumped per blocked pop and per cancel: stale replies are dropped.
   uint64_t wait_id_ = 0;    // The blocked pop's id in the WaitQueue.
   bool reading_ = false;
@@ -479,10 +584,28 @@ void Server::OnAccept(error_code ec, Socket socket) {
   DoAccept();
 }
 
+void Server::SweepKilled() {
+  kill_sweep_.expires_after(kKillSweepInterval);
+  kill_sweep_.async_wait([self = shared_from_this()](error_code ec) {
+    if (ec || self->draining_.load()) return;
+    if (!ClientTable(self->config_.segment).AnyKillRequested(getpid())) return self->SweepKilled();
+    std::vector<std::shared_ptr<SessionBase>> live;
+    {
+      MutexLock lock(&self->mu_);
+      for (auto& [raw, weak] : self->sessions_) {
+        if (auto session = weak.lock()) live.push_back(std::move(session));
+      }
+    }
+    for (auto& session : live) session->CloseIfKilled();
+    self->SweepKilled();
+  });
+}
+
 void Server::Drain() {
   draining_.store(true);
   error_code ec;
   retry_.cancel();
+  kill_sweep_.cancel();
   acceptor_.close(ec);
   std::vector<std::shared_ptr<SessionBase>> live;
   {
@@ -498,12 +621,13 @@ void Server::Drain() {
 }  // namespace
 
 Status StartRespServer(net::io_context* ioc, bool single_thread, Segment* segment,
-                       const WorkerOptions& options, WaitQueue* waits,
+                       const RespServerOptions& options, WaitQueue* waits,
                        std::function<void()> on_drained, std::shared_ptr<RespServer>* result) {
   auto server =
       std::make_shared<Server>(ioc, single_thread, segment, options, waits, std::move(on_drained));
-  SHM_RETURN_IF_ERROR(server->Adopt(options.resp_listen_fd));
+  SHM_RETURN_IF_ERROR(server->Adopt(options.listen_fd));
   server->DoAccept();
+  server->SweepKilled();
   *result = server;
   return Status::OK();
 }

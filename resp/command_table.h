@@ -1,0 +1,95 @@
+// The Redis command table: one row per command (name, arity, flags, key positions, handler), as
+// Redis's own table. Each command family registers its rows from its own file
+// (Register*Commands); COMMAND, COMMAND COUNT, COMMAND INFO, the dispatcher and the pipeline's
+// prefetch all read this one table.
+// Process-safety: built once (a function-local static), read-only afterwards.
+#ifndef SHM_RESP_COMMAND_TABLE_H_
+#define SHM_RESP_COMMAND_TABLE_H_
+
+#include <algorithm>
+#include <cstdint>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "shm/resp_commands.h"
+
+namespace shm::resp {
+
+struct Call;
+using Handler = void (*)(Call& c);
+
+// Redis's command flags (the subset shmstate's commands carry); COMMAND lists their names.
+enum CommandFlag : uint32_t {
+  kWrite = 1u << 0,
+  kReadOnly = 1u << 1,
+  kDenyOom = 1u << 2,
+  kAdmin = 1u << 3,
+  kNoScript = 1u << 4,
+  kBlocking = 1u << 5,
+  kLoading = 1u << 6,
+  kStale = 1u << 7,
+  kFast = 1u << 8,
+  kNoAuth = 1u << 9,  // Runs before AUTH (AUTH, HELLO, QUIT).
+  kAllowBusy = 1u << 10,
+  // shmstate's own, not listed by COMMAND: runs at once inside MULTI instead of being queued
+  // (MULTI, EXEC, DISCARD, WATCH, QUIT, as Redis's processCommand exempts them).
+  kUnqueued = 1u << 16,
+  // shmstate's own: a container of subcommands; a connection's `cmd` is "name|subcommand".
+  kContainer = 1u << 17,
+};
+
+// Redis's legacy key specification: keys at first, first + step, ..., last (negative: counted
+// from the end, -1 the last argument). first == 0: the command takes no key.
+struct KeyPositions {
+  int first = 0;
+  int last = 0;
+  int step = 0;
+};
+
+struct CommandRow {
+  std::string_view name;  // Lower-case.
+  int arity;              // As Redis: n exact, -n at least n (the name included).
+  uint32_t flags;
+  KeyPositions keys;
+  Handler handler;
+};
+
+class CommandTable {
+ public:
+  // Adds a row; a second row of the same name is a programming error (aborts).
+  void Add(const CommandRow& row);
+  // The row named `name` (any case), or nullptr.
+  const CommandRow* Find(std::string_view name) const;
+  // Every row, in registration order (COMMAND's order).
+  const std::vector<CommandRow>& rows() const { return rows_; }
+
+ private:
+  std::vector<CommandRow> rows_;
+  std::unordered_map<std::string_view, size_t> index_;
+};
+
+// The one table, every family registered.
+const CommandTable& Commands();
+
+// One per family file.
+void RegisterServerCommands(CommandTable* table);  // commands_server.cc: connection and server.
+void RegisterKeyCommands(CommandTable* table);     // commands_keys.cc: generic keys and expiry.
+void RegisterStringCommands(CommandTable* table);  // commands_strings.cc
+void RegisterListCommands(CommandTable* table);    // commands_lists.cc
+void RegisterHashCommands(CommandTable* table);    // commands_hashes.cc
+void RegisterTransactionCommands(CommandTable* table);  // commands_transactions.cc
+
+// The argument indexes of `row`'s keys in a command of `argc` arguments, in order.
+template <typename Fn>
+void ForEachKey(const CommandRow& row, size_t argc, Fn&& fn) {
+  if (row.keys.first <= 0 || argc <= static_cast<size_t>(row.keys.first)) return;
+  int last = row.keys.last < 0 ? static_cast<int>(argc) + row.keys.last : row.keys.last;
+  last = std::min(last, static_cast<int>(argc) - 1);
+  const int step = row.keys.step > 0 ? row.keys.step : 1;
+  for (int i = row.keys.first; i <= last; i += step) fn(static_cast<size_t>(i));
+}
+
+}  // namespace shm::resp
+
+#endif  // SHM_RESP_COMMAND_TABLE_H_

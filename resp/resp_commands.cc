@@ -1,0 +1,203 @@
+// RESP dispatch (shm/resp_commands.h): the one command table, lookup, AUTH and MULTI gating,
+// arity, the pipeline's prefetch, and the helpers every family shares (error mapping, strict
+// integer parsing).
+#include "shm/resp_commands.h"
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <span>
+#include <string>
+
+#include "command_table.h"
+#include "internal.h"
+
+namespace shm::resp {
+namespace {
+
+constexpr size_t kMaxQueuedCommands = 10000;  // MULTI without EXEC.
+// No command's name is longer: a longer one is unknown without being lower-cased.
+constexpr size_t kMaxCommandName = 16;
+
+bool ArityOk(int arity, size_t argc) {
+  return arity >= 0 ? argc == static_cast<size_t>(arity) : argc >= static_cast<size_t>(-arity);
+}
+
+void UnknownCommand(Call& c, const std::vector<std::string_view>& args) {
+  std::string text = "ERR unknown command '" + std::string(args[0].substr(0, 128)) +
+                     "', with args beginning with: ";
+  for (size_t i = 1; i < args.size() && text.size() < 512; ++i) {
+    text += "'" + std::string(args[i].substr(0, 128)) + "' ";
+  }
+  c.w.Error(text);
+}
+
+// Runs `row` (nullptr: unknown) with `args`.
+void RunCommand(Call& c, const std::vector<std::string_view>& args, const CommandRow* row,
+                bool may_block) {
+  Call inner{c.config, c.client, args, c.w, c.blocked, may_block};
+  if (row == nullptr) return UnknownCommand(inner, args);
+  if (!ArityOk(row->arity, args.size())) return WrongArity(inner);
+  row->handler(inner);
+  c.w = inner.w;  // HELLO may have switched the protocol.
+  c.block = inner.block;
+}
+
+}  // namespace
+
+void CommandTable::Add(const CommandRow& row) {
+  if (row.name.size() > kMaxCommandName || !index_.emplace(row.name, rows_.size()).second) {
+    std::abort();  // A programming error in a Register*Commands function.
+  }
+  rows_.push_back(row);
+}
+
+const CommandRow* CommandTable::Find(std::string_view name) const {
+  if (name.empty() || name.size() > kMaxCommandName) return nullptr;
+  char buffer[kMaxCommandName];
+  for (size_t i = 0; i < name.size(); ++i) {
+    char ch = name[i];
+    buffer[i] = ch >= 'A' && ch <= 'Z' ? static_cast<char>(ch - 'A' + 'a') : ch;
+  }
+  auto it = index_.find(std::string_view(buffer, name.size()));
+  return it == index_.end() ? nullptr : &rows_[it->second];
+}
+
+const CommandTable& Commands() {
+  static const CommandTable table = [] {
+    CommandTable t;
+    RegisterServerCommands(&t);
+    RegisterKeyCommands(&t);
+    RegisterStringCommands(&t);
+    RegisterListCommands(&t);
+    RegisterHashCommands(&t);
+    RegisterTransactionCommands(&t);
+    return t;
+  }();
+  return table;
+}
+
+const CommandRow* Lookup(std::string_view name) { return Commands().Find(name); }
+
+void RunQueued(Call& c, const std::vector<std::string_view>& args) {
+  RunCommand(c, args, Lookup(args[0]), /*may_block=*/false);
+}
+
+Outcome Execute(const RespConfig& config, RespClient* client, const CommandRow* row,
+                const std::vector<std::string_view>& args, std::string* out, BlockedPop* blocked) {
+  Counters().commands.fetch_add(1, std::memory_order_relaxed);
+  Call c{config, client, args, ReplyWriter(out, client->protocol), blocked, true};
+  if (args.empty()) return Outcome::kReplied;
+  const uint32_t flags = row == nullptr ? 0 : row->flags;
+  if (!config.password.empty() && !client->authenticated && (flags & kNoAuth) == 0) {
+    c.w.Error("NOAUTH Authentication required.");
+    return Outcome::kReplied;
+  }
+  if (client->in_multi && (flags & kUnqueued) == 0) {
+    if (row == nullptr) {
+      client->multi_failed = true;
+      UnknownCommand(c, args);
+    } else if (!ArityOk(row->arity, args.size())) {
+      client->multi_failed = true;
+      WrongArity(c);
+    } else if (client->queued.size() >= kMaxQueuedCommands) {
+      client->multi_failed = true;
+      c.w.Error("ERR shmstate queues at most 10000 commands in a transaction");
+    } else {
+      client->queued.emplace_back(args.begin(), args.end());
+      c.w.Simple("QUEUED");
+    }
+    return Outcome::kReplied;
+  }
+  // CLIENT REPLY: a reply is dropped while OFF, and for the command after SKIP (the CLIENT
+  // REPLY OFF|SKIP command's own included).
+  client->reply_skip_this = client->reply_skip_next;
+  client->reply_skip_next = false;
+  const size_t mark = out->size();
+  RunCommand(c, args, row, true);
+  if (client->reply_off || client->reply_skip_this || client->reply_skip_next) out->resize(mark);
+  return c.block ? Outcome::kBlock : Outcome::kReplied;
+}
+
+Outcome Execute(const RespConfig& config, RespClient* client,
+                const std::vector<std::string_view>& args, std::string* out, BlockedPop* blocked) {
+  const CommandRow* row = args.empty() ? nullptr : Lookup(args[0]);
+  return Execute(config, client, row, args, out, blocked);
+}
+
+void Prefetch(const RespConfig& config, std::span<const ParsedCommand> commands) {
+  std::string_view keys[Dict::kMaxPrefetch];
+  size_t n = 0;
+  for (const ParsedCommand& command : commands) {
+    if (command.row == nullptr) continue;
+    ForEachKey(*command.row, command.args.size(), [&](size_t i) {
+      if (n < Dict::kMaxPrefetch) keys[n++] = command.args[i];
+    });
+  }
+  if (n == 0) return;
+  Dict strings;
+  bool cached = false;
+  if (handles::Strings(config.segment, false, &strings, &cached).ok()) {
+    strings.Prefetch(std::span(keys, n));
+  }
+}
+
+std::string Lower(std::string_view text) {
+  std::string lower(text);
+  for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return lower;
+}
+
+void ReplyStatus(ReplyWriter& w, const Status& status) {
+  std::string message(status.message());
+  switch (status.code()) {
+    case Status::Code::kWrongType:
+      return w.Error(kWrongType);
+    case Status::Code::kOutOfSpace:
+      return w.Error("OOM " + message);
+    case Status::Code::kTimeout:
+    case Status::Code::kPoisoned:
+      return w.Error("TRYAGAIN " + message);
+    default:
+      return w.Error("ERR " + message);
+  }
+}
+
+void WrongArity(Call& c) {
+  c.w.Error("ERR wrong number of arguments for '" + Lower(c.args[0].substr(0, 64)) + "' command");
+}
+
+bool ParseInt(std::string_view text, int64_t* value) {
+  if (text.empty() || text.size() > 20 || text[0] == '+') return false;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), *value);
+  return ec == std::errc() && ptr == text.data() + text.size() &&
+         !(text.size() > 1 && (text[0] == '0' || (text[0] == '-' && text[1] == '0')));
+}
+
+bool ParseDouble(std::string_view text, double* value) {
+  if (text.empty() || text.size() > 64 || std::isspace(static_cast<unsigned char>(text[0]))) {
+    return false;
+  }
+  std::string copy(text);
+  char* end = nullptr;
+  *value = std::strtod(copy.c_str(), &end);
+  return end == copy.c_str() + copy.size() && !std::isnan(*value);
+}
+
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace shm::resp
