@@ -1,4 +1,7 @@
 // /v1/lists: deques of byte items; pop can wait for a push, parked on the worker's event loop.
+#include <chrono>
+#include <functional>
+#include <memory>
 #include <string>
 
 #include "api_util.h"
@@ -51,7 +54,9 @@ void SetItem(HttpResponse* response, std::string&& item) {
   response->body() = std::move(item);
 }
 
-// Parked: tried in arrival order among this worker's waiters of the list (worker/wait_hub.h).
+// Parked: a waiting pop takes its place in the list's line as it arrives in the worker's queue,
+// so it is served in arrival order among every process's waiters (shm/list.h); within this
+// worker, the queue keeps it in order with the pops without a place (Redis BLPOP's) too.
 Status ParkPop(RequestContext& context, List::End end, int64_t wait_ms) {
   const std::string& name = context.params[0];
   SHM_RETURN_IF_ERROR(api::CheckName(name));
@@ -69,11 +74,23 @@ Status ParkPop(RequestContext& context, List::End end, int64_t wait_ms) {
       return Status::OK();
     }).ok();  // An error is the attempt's to answer.
   }
-  auto attempt = [segment, name, end, mode, open](HttpResponse* response, Status* status) {
+  // The place is left when the wait ends: answered, given up or cancelled (its lambdas go).
+  auto place = wait_ms > 0 ? std::make_shared<ListPlace>(std::chrono::steady_clock::now() +
+                                                         std::chrono::milliseconds(wait_ms))
+                           : nullptr;
+  std::function<void()> arrive;
+  if (place != nullptr) {
+    arrive = [segment, name, open, place] {
+      api::WithNamedObject<List>(segment, name, open, [&](List& list) {
+        return list.Join(place.get());
+      }).ok();  // Not in line (the list is gone): the attempt answers.
+    };
+  }
+  auto attempt = [segment, name, end, mode, open, place](HttpResponse* response, Status* status) {
     std::string item;
     bool got = false;
     Status s = api::WithNamedObject<List>(segment, name, open, [&](List& list) {
-      return list.Pop(end, std::chrono::milliseconds(0), &item, &got);
+      return list.Pop(end, std::chrono::milliseconds(0), &item, &got, place.get());
     });
     if (s.IsNotFound() && mode == OpenMode::kOpenExisting) return false;
     if (!s.ok()) {
@@ -87,7 +104,8 @@ Status ParkPop(RequestContext& context, List::End end, int64_t wait_ms) {
     response->result(http::status::no_content);  // Empty after the wait, or cut by a stop.
     return Status::OK();
   };
-  api::ParkWait(context, "list:" + name, object, wait_ms, std::move(attempt), std::move(give_up));
+  api::ParkWait(context, "list:" + name, object, wait_ms, std::move(attempt), std::move(give_up),
+                std::move(arrive));
   return Status::OK();
 }
 

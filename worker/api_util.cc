@@ -179,10 +179,14 @@ bool CanPark(const RequestContext& context, int64_t wait_ms) {
 
 void ParkWait(RequestContext& context, std::string key, ObjectRef object, int64_t wait_ms,
               std::function<bool(HttpResponse* response, Status* status)> attempt,
-              std::function<Status(HttpResponse* response, bool stopping)> give_up) {
+              std::function<Status(HttpResponse* response, bool stopping)> give_up,
+              std::function<void()> arrive) {
   *context.park = ParkedWait{std::move(key),
                              std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms),
-                             object, std::move(attempt), std::move(give_up)};
+                             object,
+                             std::move(attempt),
+                             std::move(give_up),
+                             std::move(arrive)};
 }
 
 Status WaitInSlices(

@@ -70,7 +70,8 @@ bool CanPark(const RequestContext& context, int64_t wait_ms);
 // Parks `attempt`/`give_up` on the object `key` (`object` when known) until `wait_ms` from now.
 void ParkWait(RequestContext& context, std::string key, ObjectRef object, int64_t wait_ms,
               std::function<bool(HttpResponse* response, Status* status)> attempt,
-              std::function<Status(HttpResponse* response, bool stopping)> give_up);
+              std::function<Status(HttpResponse* response, bool stopping)> give_up,
+              std::function<void()> arrive = {});
 // Without parking (Router::Handle called directly): runs `attempt(slice, &retry)` on this thread
 // until it answers without `retry` or `wait_ms` has passed, in
 // slices of at most 250 ms with a heartbeat between them, so a long wait does not look like a

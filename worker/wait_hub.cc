@@ -81,8 +81,15 @@ bool WaitHub::SubmitHttp(ParkedWait wait, Done done, uint64_t* id) {
     Status status = Guarded([&] { return call->wait.give_up(&response, stopping); });
     call->done(std::move(status), std::move(response));
   };
+  auto arrive = [call] {
+    if (!call->wait.arrive) return;
+    Guarded([&] {
+      call->wait.arrive();
+      return Status::OK();
+    }).ok();
+  };
   WaitQueue::Wait queued{call->wait.key, call->wait.deadline, std::move(attempt),
-                         std::move(give_up)};
+                         std::move(give_up), std::move(arrive)};
   const ObjectRef object = call->wait.object;
   const std::string key = call->wait.key;
   if (queue_.Submit(std::move(queued), id)) return true;

@@ -469,9 +469,12 @@ class PyList {
     auto total = ToWait(wait, "wait", std::chrono::milliseconds(0), shm::List::kMaxWait);
     shm::List::End e = ParseEnd(end);
     std::string item;
+    // One place in the list's line for the whole wait, across its slices (arrival order).
+    shm::ListPlace place(std::chrono::steady_clock::now() + total);
+    shm::ListPlace* line = total.count() > 0 ? &place : nullptr;
     bool got = WaitInSlices(total, [&](auto slice) {
       bool popped = false;
-      bound_.Run([&](shm::List& l) { return l.Pop(e, slice, &item, &popped); },
+      bound_.Run([&](shm::List& l) { return l.Pop(e, slice, &item, &popped, line); },
                  /*release_gil=*/slice.count() > 0);
       return popped;
     });

@@ -1,10 +1,14 @@
 #include "shm/list.h"
 
+#include <signal.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <exception>
 #include <new>
 #include <string>
+#include <utility>
 
 #include "boundary.h"
 #include "byte_io.h"
@@ -15,6 +19,7 @@
 #include "list_rep.h"
 #include "object_guard.h"
 #include "segment_impl.h"
+#include "shm/process_id.h"
 
 namespace shm {
 namespace {
@@ -80,6 +85,71 @@ bool WantsCapacity(uint64_t length, uint64_t capacity, uint64_t target) {
   if (target > capacity) return !HasRoom(length, capacity);  // Grow only when full.
   if (target < capacity) return length <= target / 2;        // Shrink with room to spare.
   return false;
+}
+
+static_assert(List::kLineSlots == kListLineSlots);
+
+int64_t MonotonicNs(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+
+bool OwnerGone(pid_t pid) {
+  return pid != CurrentPid() && (pid <= 0 || (kill(pid, 0) != 0 && errno == ESRCH));
+}
+
+// Whether `place` holds a turn; frees it when its owner is gone or its deadline passed.
+bool PlaceLiveLocked(ListPlaceRep& place, int64_t now_ns) {
+  if (place.ticket.load() == 0) return false;
+  if (place.deadline_ns.load() >= now_ns && !OwnerGone(place.pid.load())) return true;
+  place.ticket.store(0);
+  return false;
+}
+
+// Whether a pop holding `ticket` may take an item: its place is the oldest live one. A pop
+// without a place (`ticket` 0) may when no place is live or the oldest is its own process's: that
+// process's front end orders its own pops (a worker's WaitQueue), and the process of the oldest
+// waiter can always make progress.
+bool MayPopLocked(ListRep* rep, uint64_t ticket) {
+  const int64_t now_ns = MonotonicNs(std::chrono::steady_clock::now());
+  while (true) {
+    ListPlaceRep* oldest = nullptr;
+    for (ListPlaceRep& place : rep->line) {
+      const uint64_t t = place.ticket.load();
+      if (t != 0 && (oldest == nullptr || t < oldest->ticket.load())) oldest = &place;
+    }
+    if (oldest == nullptr || oldest->ticket.load() == ticket) return true;
+    if (!PlaceLiveLocked(*oldest, now_ns)) continue;  // Freed it: look again.
+    return ticket == 0 && oldest->pid.load() == CurrentPid();
+  }
+}
+
+bool AnyoneInLineLocked(const ListRep* rep) {
+  return std::any_of(std::begin(rep->line), std::end(rep->line),
+                     [](const ListPlaceRep& p) { return p.ticket.load() != 0; });
+}
+
+// Claims a free place (or a void one) for `pid`: the new ticket, or 0 when the line is full.
+uint64_t JoinLocked(ListRep* rep, pid_t pid, int64_t deadline_ns, uint32_t* slot) {
+  const int64_t now_ns = MonotonicNs(std::chrono::steady_clock::now());
+  for (uint32_t i = 0; i < kListLineSlots; ++i) {
+    ListPlaceRep& place = rep->line[i];
+    if (PlaceLiveLocked(place, now_ns)) continue;
+    place.pid.store(pid);
+    place.deadline_ns.store(deadline_ns);
+    const uint64_t ticket = rep->next_ticket.fetch_add(1);
+    place.ticket.store(ticket);  // The commit.
+    *slot = i;
+    return ticket;
+  }
+  return 0;
+}
+
+// A place left the line (or its waiter was served): the next in line may now take an item that
+// is already there, so wake the waiters when there is one.
+bool LeaveLocked(ListRep* rep, uint32_t slot, uint64_t ticket) {
+  ListPlaceRep& place = rep->line[slot];
+  if (place.ticket.load() == ticket) place.ticket.store(0);
+  return LengthOf(rep) > 0 && AnyoneInLineLocked(rep);
 }
 
 Status CheckWait(std::chrono::milliseconds wait) {
@@ -336,21 +406,67 @@ Status List::ResizeRing(uint64_t capacity) {
   return Status::OK();
 }
 
-Status List::Pop(End end, std::chrono::milliseconds wait, std::string* item, bool* got) {
+Status List::Pop(End end, std::chrono::milliseconds wait, std::string* item, bool* got,
+                 ListPlace* place) {
   *got = false;
   if (!ref_.valid()) return Status::InvalidArgument("list handle is not open");
   SHM_RETURN_IF_ERROR(CheckWait(wait));
-  return CatchAtBoundary("list pop", [&] { return DoPop(end, wait, item, got); });
+  return CatchAtBoundary("list pop", [&] { return DoPop(end, wait, item, got, place); });
+}
+
+Status List::Join(ListPlace* place) {
+  if (!ref_.valid()) return Status::InvalidArgument("list handle is not open");
+  return CatchAtBoundary("list join", [&]() -> Status {
+    LeaveOtherLine(place);
+    if (place->in_line()) return Status::OK();  // In this line already.
+    ObjectGuard guard;
+    SHM_RETURN_IF_ERROR(guard.Lock(ref_));
+    place->ref_ = ref_;
+    place->ticket_ = JoinLocked(RepOf(ref_.segment->impl(), ref_.entry), CurrentPid(),
+                                MonotonicNs(place->deadline_), &place->slot_);
+    return Status::OK();
+  });
+}
+
+// Before this list's lock: a place in another list's line (or another incarnation's) leaves it.
+// One in another segment (a generation the caller moved away from, maybe unmapped) is only
+// forgotten: nobody waits there any more.
+void List::LeaveOtherLine(ListPlace* place) const {
+  if (!place->in_line()) return;
+  if (place->ref_.segment != ref_.segment) {
+    place->ticket_ = 0;
+  } else if (place->ref_.entry != ref_.entry || place->ref_.incarnation != ref_.incarnation) {
+    place->Leave();
+  }
+}
+
+void ListPlace::Leave() {
+  if (ticket_ == 0) return;
+  const uint64_t ticket = std::exchange(ticket_, 0);
+  try {
+    ObjectGuard guard;
+    if (!guard.Lock(ref_).ok()) return;  // The list is gone, and its line with it.
+    const bool wake = LeaveLocked(RepOf(ref_.segment->impl(), ref_.entry), slot_, ticket);
+    guard.Unlock();
+    if (wake) FutexWakeAll(&ref_.entry->wake_seq);
+  } catch (...) {
+    // Best effort: a place left behind is void at its deadline.
+  }
 }
 
 // Blocking without condition variables: read the wake sequence, look under the lock, and sleep
-// on the sequence only if nothing changed since it was read (a push bumps it after unlocking).
-Status List::DoPop(End end, std::chrono::milliseconds wait, std::string* item, bool* got) {
+// on the sequence only if nothing changed since it was read (a push, or a waiter leaving the
+// line, bumps it after unlocking).
+Status List::DoPop(End end, std::chrono::milliseconds wait, std::string* item, bool* got,
+                   ListPlace* place) {
   Segment::Impl* seg = ref_.segment->impl();
   EntryRep* entry = ref_.entry;
   CowWriter writer(seg);
   if (!writer.ok()) return NoIntentSlot();
   const auto deadline = std::chrono::steady_clock::now() + wait;
+  ListPlace own(deadline);  // The place of a pop that waits without the caller's.
+  if (place == nullptr && wait.count() > 0) place = &own;
+  if (place != nullptr) LeaveOtherLine(place);
   bool counted_as_waiter = false;
   while (true) {
     const uint32_t seen = entry->wake_seq.load(std::memory_order_acquire);
@@ -359,9 +475,13 @@ Status List::DoPop(End end, std::chrono::milliseconds wait, std::string* item, b
     ListRep* rep = RepOf(seg, entry);
     if (counted_as_waiter) rep->waiters.fetch_sub(1);
     counted_as_waiter = false;
+    if (place != nullptr && !place->in_line()) {  // Joins first: the line decides who pops.
+      place->ref_ = ref_;
+      place->ticket_ = JoinLocked(rep, CurrentPid(), MonotonicNs(place->deadline_), &place->slot_);
+    }
     const int64_t head = rep->head.load();
     const int64_t tail = rep->tail.load();
-    if (tail > head) {
+    if (tail > head && MayPopLocked(rep, place == nullptr ? 0 : place->ticket_)) {
       const uint64_t ring = rep->ring.load();
       const int64_t pos = end == End::kLeft ? head : tail - 1;
       std::atomic<uint64_t>* slot = SlotAt(seg, ring, pos);
@@ -376,10 +496,15 @@ Status List::DoPop(End end, std::chrono::milliseconds wait, std::string* item, b
         rep->tail.store(tail - 1);
       }
       rep->bytes.fetch_sub(bytes.size());
+      bool wake = false;
+      if (place != nullptr && place->in_line()) {  // Served: the next in line may take the rest.
+        wake = LeaveLocked(rep, place->slot_, std::exchange(place->ticket_, 0));
+      }
       const uint64_t length = static_cast<uint64_t>(tail - head) - 1;
       const uint64_t capacity = CapacityOf(seg, rep);
       guard.Unlock();
       writer.ReleaseGarbage();
+      if (wake) FutexWakeAll(&entry->wake_seq);
       *got = true;
       if (capacity > kShrinkAbove && length <= capacity / 8) {
         ResizeRing(capacity / 4).ok();  // Best effort: the pop itself is done.
@@ -387,12 +512,24 @@ Status List::DoPop(End end, std::chrono::milliseconds wait, std::string* item, b
       return Status::OK();
     }
     const auto remaining = deadline - std::chrono::steady_clock::now();
-    if (remaining.count() <= 0) return Status::OK();
+    if (remaining.count() <= 0) return Status::OK();  // `own` leaves the line as it goes.
     rep->waiters.fetch_add(1);
     counted_as_waiter = true;
     guard.Unlock();
     FutexWait(&entry->wake_seq, seen, remaining);
   }
+}
+
+void DropListPlacesOf(Segment::Impl* seg, EntryRep* entry, pid_t pid) {
+  ListRep* rep = RepOf(seg, entry);
+  bool dropped = false;
+  for (ListPlaceRep& place : rep->line) {
+    if (place.ticket.load() != 0 && place.pid.load() == pid) {
+      place.ticket.store(0);
+      dropped = true;
+    }
+  }
+  if (dropped && LengthOf(rep) > 0) FutexWakeAll(&entry->wake_seq);
 }
 
 Status List::Length(uint64_t* length) const {

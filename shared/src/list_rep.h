@@ -13,11 +13,24 @@
 //      publishing ONE slot word (CowWriter::PublishLocked) and only then moves head or tail, so
 //      repair_locked re-derives them from the slots after an owner death.
 // A ring is replaced whole (grow or shrink) by publishing a new one into `ring`, copy-on-write.
+//
+// The line of waiting pops (arrival order across processes, see shm/list.h's ListPlace): a waiter
+// takes ticket next_ticket++ and records it in a free ListPlaceRep of `line`, under the lock. A
+// pop holding a place succeeds only when its place is the oldest live one; a pop without one,
+// when no place is live or the oldest is its own process's. A place is void, and is freed by
+// whoever sees it so, once its owner process is gone or its deadline passed; the manager's recovery
+// of a dead pid frees that pid's places. The ticket word is written last when joining and is the
+// place's only truth: a death between the writes leaves a free place (ticket 0) or a whole one
+// whose dead owner voids it. No repair is needed.
 #ifndef SHM_SRC_LIST_REP_H_
 #define SHM_SRC_LIST_REP_H_
 
+#include <sys/types.h>
+
 #include <atomic>
 #include <cstdint>
+
+#include "shm/segment.h"
 
 namespace shm {
 
@@ -38,6 +51,16 @@ inline std::atomic<uint64_t>* RingSlots(ListRingRep* ring) {
   return reinterpret_cast<std::atomic<uint64_t>*>(ring + 1);
 }
 
+inline constexpr uint32_t kListLineSlots = 64;
+
+// One waiting pop's place in the list's line. GUARDED_BY(entry mu).
+struct ListPlaceRep {
+  std::atomic<uint64_t> ticket{0};      // 0: free. Written last on join.
+  std::atomic<int64_t> deadline_ns{0};  // CLOCK_MONOTONIC (one clock for every process).
+  std::atomic<int32_t> pid{0};          // The owner: a gone pid voids the place.
+  uint32_t reserved = 0;
+};
+
 struct ListRep {
   std::atomic<uint64_t> ring{0};           // Handle of the ListRingRep; 0 until the first push.
   std::atomic<int64_t> head{kListOrigin};  // GUARDED_BY(entry mu). Derived (invariant 3).
@@ -46,9 +69,17 @@ struct ListRep {
   std::atomic<uint32_t> waiters{0};        // Blocked pops (may over-count after a waiter died:
                                            // that costs a spare wake, never a lost one).
   uint32_t reserved = 0;
-  uint64_t max_items = 0;       // Constant after creation.
-  uint64_t max_item_bytes = 0;  // Constant after creation.
+  uint64_t max_items = 0;                // Constant after creation.
+  uint64_t max_item_bytes = 0;           // Constant after creation.
+  std::atomic<uint64_t> next_ticket{1};  // GUARDED_BY(entry mu). The next place's ticket.
+  ListPlaceRep line[kListLineSlots];     // Places of waiting pops, in no order.
 };
+
+struct EntryRep;
+
+// Frees the places of `pid` in the line of the list `entry` (locked by the caller): the manager's
+// recovery of a dead process. Wakes the list's waiters when that lets the next one pop.
+void DropListPlacesOf(Segment::Impl* seg, EntryRep* entry, pid_t pid);
 
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
 static_assert(std::atomic<int64_t>::is_always_lock_free);

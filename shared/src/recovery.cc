@@ -6,6 +6,7 @@
 #include "dict_rep.h"
 #include "kind_ops.h"
 #include "layout.h"
+#include "list_rep.h"
 #include "object_guard.h"
 #include "segment_impl.h"
 #include "shm/client_table.h"
@@ -13,6 +14,30 @@
 #include "shm/segment.h"
 
 namespace shm {
+namespace {
+
+// The dead process's places in the lines of waiting pops: anyone who sees its pid gone already
+// skips them; this frees them before the pid can be reused.
+Status DropLinePlaces(Segment::Impl* impl, pid_t pid) {
+  const uint32_t capacity = impl->root()->registry.capacity;
+  for (uint32_t i = 0; i < capacity; ++i) {
+    EntryRep* entry = impl->Entry(i);
+    if (entry->state.load() != static_cast<uint32_t>(EntryState::kLive) ||
+        entry->kind.load() != static_cast<uint32_t>(ObjectKind::kList)) {
+      continue;
+    }
+    ObjectGuard guard;
+    SHM_RETURN_IF_ERROR(guard.LockEntry(impl, entry));
+    // Deleted or reused meanwhile: only a live list has a line.
+    if (entry->state.load() == static_cast<uint32_t>(EntryState::kLive) &&
+        entry->kind.load() == static_cast<uint32_t>(ObjectKind::kList) && entry->body.load() != 0) {
+      DropListPlacesOf(impl, entry, pid);
+    }
+  }
+  return Status::OK();
+}
+
+}  // namespace
 
 Status Segment::RecoverDeadProcess(pid_t pid, RecoveryReport* report) {
   RecoveryReport local;
@@ -60,6 +85,7 @@ Status Segment::RecoverDeadProcess(pid_t pid, RecoveryReport* report) {
     ++report->slots_released;
   }
   ClientTable(this).ReleaseRowsOf(pid);  // Its Redis connections died with it.
+  SHM_RETURN_IF_ERROR(DropLinePlaces(impl, pid));
   return impl->root()->poisoned.load() ? Status::Poisoned("segment allocator is poisoned")
                                        : Status::OK();
 }

@@ -16,6 +16,7 @@ bool WaitQueue::Submit(Wait wait, uint64_t* id) {
 }
 
 bool WaitQueue::SubmitLocked(Wait wait, uint64_t* id) {
+  if (wait.arrive) wait.arrive();
   auto key = by_key_.find(wait.key);
   const bool behind_others = key != by_key_.end();
   if (!behind_others && wait.attempt()) return true;

@@ -29,10 +29,10 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 class Server:
     """A running `shmstate serve`: .name, .port (None with --workers 0), .url(path), .stop()."""
 
-    def __init__(self, *args, workers=2, size="16MiB", extra_env=None):
+    def __init__(self, *args, workers=2, size="16MiB", extra_env=None, log_level="info"):
         self.name = "pyt" + uuid.uuid4().hex[:12]
         cmd = [SHMSTATE_BIN, "serve", "--name", self.name, "--workers", str(workers),
-               "--size", size, "--listen", "127.0.0.1:0", "--log-level", "info", *args]
+               "--size", size, "--listen", "127.0.0.1:0", "--log-level", log_level, *args]
         env = dict(os.environ, **(extra_env or {}))
         self.log_path = f"/tmp/{self.name}.log"
         self._log = open(self.log_path, "w+b")

@@ -62,6 +62,32 @@ TEST(WaitQueueTest, WaitersOfAKeyAreServedInArrivalOrder) {
   EXPECT_EQ(queue.size(), 1u);
 }
 
+// `arrive` runs as a wait is submitted, before its first try, also for a wait queued behind
+// others (which is not tried then): a front end's line across processes gets the queue's order.
+TEST(WaitQueueTest, ArriveRunsAtSubmitBeforeAnyTryInSubmitOrder) {
+  World world;
+  WaitQueue queue;
+  std::vector<std::string> events;
+  auto waiter = [&](const std::string& name) {
+    WaitQueue::Wait wait = world.Waiter(name, "k", kFar);
+    wait.arrive = [&events, name] { events.push_back("arrive " + name); };
+    auto attempt = std::move(wait.attempt);
+    wait.attempt = [&events, name, attempt] {
+      events.push_back("try " + name);
+      return attempt();
+    };
+    return wait;
+  };
+  uint64_t id = 0;
+  EXPECT_FALSE(queue.Submit(waiter("a"), &id));
+  EXPECT_FALSE(queue.Submit(waiter("b"), &id));  // Behind a: arrives, is not tried.
+  EXPECT_EQ(events, (std::vector<std::string>{"arrive a", "try a", "arrive b"}));
+  world.items["k"] = 2;
+  queue.Kick();
+  queue.Poll(Clock::now());
+  EXPECT_EQ(world.served, (std::vector<std::string>{"a", "b"}));
+}
+
 TEST(WaitQueueTest, ARoundTriesEachKeyOnceWhileItIsEmptyAndKeysAreIndependent) {
   World world;
   WaitQueue queue;

@@ -5,6 +5,14 @@
 // killed at any instruction leaves each acknowledged item exactly once and the in-flight one
 // either fully present or absent; the next process to take the lock repairs the rest.
 //
+// Arrival order: pops that wait take a place in the list's line, kept in the segment, and a
+// waiting pop gets an item only when no older waiter of any process is in line. A pop without a
+// place (one that does not wait, one tried by a front end that keeps no place, a wait that found
+// the line full) gets one only when no waiter is in line or the oldest is of its own process,
+// whose front end orders its own pops (a worker's WaitQueue). So waiters are served first come,
+// first served across processes. A waiter whose process died, or whose deadline passed, loses
+// its place at once (see ListPlace).
+//
 // Process-safety: a List is a cheap process-local handle; copy it freely and use it from any
 // thread. It never lives in shared memory. Once the list is deleted (or expires), every call
 // answers NotFound and blocked pops wake up with NotFound.
@@ -29,8 +37,43 @@ struct ListOptions {
   uint64_t max_item_bytes = uint64_t{1} << 20;  // 1 .. List::kMaxItemBytesLimit.
 };
 
+class List;
+
+// A waiting pop's place in a list's line (arrival order across processes). A caller that waits
+// across several Pop calls (a parked wait retried on an event loop, a wait cut into slices) keeps
+// one ListPlace for the whole wait: it joins the line at its first Pop (or Join) and leaves it
+// when a Pop gets an item, on Leave, or when destroyed. A place is void once `deadline` passes or
+// its process is gone (a process that is a zombie still counts: its parent must reap it).
+// It must not outlive the Segment of the list it is in; a Pop in another segment (a caller that
+// followed the state into a new generation) forgets the old place without touching it.
+// Thread-compatible: one waiter uses it. Process-local.
+class ListPlace {
+ public:
+  explicit ListPlace(std::chrono::steady_clock::time_point deadline) : deadline_(deadline) {}
+  ~ListPlace() { Leave(); }
+  ListPlace(const ListPlace&) = delete;
+  ListPlace& operator=(const ListPlace&) = delete;
+
+  // Gives the place up (best effort: a list already gone has no line).
+  void Leave();
+  // Whether the place is in a line (false before joining, after leaving, or when it found the
+  // line full).
+  bool in_line() const { return ticket_ != 0; }
+  uint64_t ticket() const { return ticket_; }
+
+ private:
+  friend class List;
+  std::chrono::steady_clock::time_point deadline_;
+  ObjectRef ref_;  // The list whose line it is in.
+  uint64_t ticket_ = 0;
+  uint32_t slot_ = 0;
+};
+
 class List {
  public:
+  // Places in one list's line; waiters beyond it wait as pops that do not wait.
+  static constexpr size_t kLineSlots = 64;
+
   enum class End { kLeft, kRight };
 
   static constexpr uint64_t kMaxItemsLimit = uint64_t{1} << 28;
@@ -50,9 +93,16 @@ class List {
   // max_items or the segment is full; InvalidArgument past max_item_bytes. Either way the list is
   // unchanged.
   Status Push(End end, std::string_view item, uint64_t* length = nullptr);
-  // Removes the item at `end` into `item`. When the list is empty, blocks up to `wait` for a
-  // push; `got` is false when the wait ran out (the status is still OK).
-  Status Pop(End end, std::chrono::milliseconds wait, std::string* item, bool* got);
+  // Removes the item at `end` into `item`. When the list is empty (or older waiters are in line),
+  // blocks up to `wait` for a push; `got` is false when the wait ran out (the status is still OK).
+  // A pop with `wait` > 0 waits in line (in its own place, or in `place` when given); with
+  // `place`, the pop takes its turn as that place, joining the line first if it is not in it,
+  // and the place stays in line when `got` is false.
+  Status Pop(End end, std::chrono::milliseconds wait, std::string* item, bool* got,
+             ListPlace* place = nullptr);
+  // Puts `place` in this list's line now (at the back) unless it is in it already, leaving any
+  // other line it was in. OK with place->in_line() false when the line is full.
+  Status Join(ListPlace* place);
   Status Length(uint64_t* length) const;
   // Items start..stop inclusive, as LRANGE: negative indices count from the end (-1 is the last
   // item), out-of-range bounds are clamped, start > stop is empty. At most kMaxRangeItems items
@@ -83,9 +133,11 @@ class List {
       : ref_(ref), max_items_(max_items), max_item_bytes_(max_item_bytes) {}
 
   Status DoPush(End end, std::string_view item, uint64_t* length);
-  Status DoPop(End end, std::chrono::milliseconds wait, std::string* item, bool* got);
+  Status DoPop(End end, std::chrono::milliseconds wait, std::string* item, bool* got,
+               ListPlace* place);
   Status DoRange(int64_t start, int64_t stop, std::vector<std::string>* items,
                  bool* truncated) const;
+  void LeaveOtherLine(ListPlace* place) const;
   Status DoSet(int64_t index, std::string_view item);
   Status DoReplace(const std::vector<std::string>* expected, const std::vector<std::string>& items,
                    bool* swapped);

@@ -52,6 +52,10 @@ class WaitQueue {
     std::function<bool()> attempt;
     // The wait ends unanswered: the deadline passed (`stopping` false) or the queue stopped.
     std::function<void(bool stopping)> give_up;
+    // Optional: runs first in Submit, under the queue's mutex, before the first try. A wait that
+    // takes a place in a line across processes (shm/list.h's ListPlace) takes it here, so the
+    // line's order and this queue's order of the key agree.
+    std::function<void()> arrive;
   };
 
   static constexpr std::chrono::milliseconds kMinPoll{1};

@@ -45,6 +45,9 @@ struct ParkedWait {
   std::function<bool(HttpResponse* response, Status* status)> attempt;
   // The answer when the deadline passed (`stopping` false) or the server is stopping (true).
   std::function<Status(HttpResponse* response, bool stopping)> give_up;
+  // Optional: runs once as the wait arrives in the worker's queue, before its first try (a pop
+  // takes its place in the list's line here: WaitQueue::Wait::arrive).
+  std::function<void()> arrive;
 };
 
 // What a handler sees of one request.
