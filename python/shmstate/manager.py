@@ -1159,9 +1159,18 @@ class BarrierProxy(_Blocking):
             return _MISSING
         result = self._wait_until(passed, timeout)
         if result is _MISSING:
-            self._break()
-            raise threading.BrokenBarrierError
-        if not result:
+            # Timed out: break the barrier only if it is still this generation's, in the same
+            # commit that checks it; the last party may have released it since our last look,
+            # and then this wait has passed (breaking it would break the next generation).
+            def give_up(state):
+                if state["generation"] == generation and not state["broken"]:
+                    state["broken"] = True
+                    return state, None
+                return _MISSING, passed()
+            result = self._update(give_up)
+            if result is None:
+                self._wake()
+        if not result or result is _MISSING:
             raise threading.BrokenBarrierError
         return index
 
