@@ -404,7 +404,69 @@ class DictProxy(BaseProxy):
 
 # -- list and Array -----------------------------------------------------------------------------
 
-class _BlobSequenceProxy(BaseProxy):
+class _SequenceProxy(BaseProxy):
+    """What list() and Array() proxies share: reads answered from the whole value
+    (_getvalue()), and edits that rewrite it in one commit (_mutate(op), op editing a Python
+    list in place). A subclass may answer a read or an edit more directly."""
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._getvalue()[index]
+
+    def __len__(self) -> int:
+        return len(self._getvalue())
+
+    def __contains__(self, item: Any) -> bool:
+        return item in self._getvalue()
+
+    def __iter__(self):
+        return _ListIterator(self)
+
+    def __reversed__(self):
+        return reversed(self._getvalue())
+
+    def __add__(self, other: Any) -> Any:
+        return self._getvalue() + other
+
+    def __mul__(self, n: int) -> Any:
+        return self._getvalue() * n
+
+    __rmul__ = __mul__
+
+    def __eq__(self, other: Any) -> bool:
+        return self._getvalue() == other
+
+    def __lt__(self, other: Any) -> bool:
+        return self._getvalue() < other
+
+    def count(self, item: Any) -> int:
+        return self._getvalue().count(item)
+
+    def index(self, *args: Any) -> int:
+        return self._getvalue().index(*args)
+
+    def __delitem__(self, index: Any) -> None:
+        def op(seq):
+            del seq[index]
+        self._mutate(op)
+
+    def insert(self, index: int, item: Any) -> None:
+        self._mutate(lambda seq: seq.insert(index, item))
+
+    def remove(self, item: Any) -> None:
+        self._mutate(lambda seq: seq.remove(item))
+
+    def reverse(self) -> None:
+        self._mutate(lambda seq: seq.reverse())
+
+    def sort(self, *args: Any, **kwargs: Any) -> None:
+        self._mutate(lambda seq: seq.sort(*args, **kwargs))
+
+    def __iadd__(self, other: Any) -> "_SequenceProxy":
+        self.extend(other)
+        return self
+
+
+class _BlobSequenceProxy(_SequenceProxy):
     """Array(): the whole array.array is one pickled entry, replaced by compare-and-set."""
     _typeid = "Array"
 
@@ -417,49 +479,9 @@ class _BlobSequenceProxy(BaseProxy):
             return seq, result
         return self._update(change)
 
-    def __getitem__(self, index: Any) -> Any:
-        return self._load()[index]
-
-    def __len__(self) -> int:
-        return len(self._load())
-
-    def __contains__(self, item: Any) -> bool:
-        return item in self._load()
-
-    def __iter__(self):
-        return _ListIterator(self)
-
-    def __reversed__(self):
-        return reversed(self._load())
-
-    def __add__(self, other: Any) -> Any:
-        return self._load() + other
-
-    def __mul__(self, n: int) -> Any:
-        return self._load() * n
-
-    __rmul__ = __mul__
-
-    def __eq__(self, other: Any) -> bool:
-        return self._load() == other
-
-    def __lt__(self, other: Any) -> bool:
-        return self._load() < other
-
-    def count(self, item: Any) -> int:
-        return self._load().count(item)
-
-    def index(self, *args: Any) -> int:
-        return self._load().index(*args)
-
     def __setitem__(self, index: Any, value: Any) -> None:
         def op(seq):
             seq[index] = value
-        self._mutate(op)
-
-    def __delitem__(self, index: Any) -> None:
-        def op(seq):
-            del seq[index]
         self._mutate(op)
 
     def append(self, item: Any) -> None:
@@ -469,24 +491,8 @@ class _BlobSequenceProxy(BaseProxy):
         items = list(items)
         self._mutate(lambda seq: seq.extend(items))
 
-    def insert(self, index: int, item: Any) -> None:
-        self._mutate(lambda seq: seq.insert(index, item))
-
     def pop(self, *args: Any) -> Any:
         return self._mutate(lambda seq: seq.pop(*args))
-
-    def remove(self, item: Any) -> None:
-        self._mutate(lambda seq: seq.remove(item))
-
-    def reverse(self) -> None:
-        self._mutate(lambda seq: seq.reverse())
-
-    def sort(self, *args: Any, **kwargs: Any) -> None:
-        self._mutate(lambda seq: seq.sort(*args, **kwargs))
-
-    def __iadd__(self, other: Any) -> "_BlobSequenceProxy":
-        self.extend(other)
-        return self
 
     def __imul__(self, n: int) -> "_BlobSequenceProxy":
         def op(seq):
@@ -496,7 +502,7 @@ class _BlobSequenceProxy(BaseProxy):
         return self
 
 
-class ListProxy(BaseProxy):
+class ListProxy(_SequenceProxy):
     """A shmstate list of pickled items: append, pop at the ends, len, item get and set are one
     library call each (O(1)); inserts, deletes, sorts and slice writes read the list, compute,
     and commit the whole new content with List::Replace, a compare-and-set on the content."""
@@ -551,42 +557,8 @@ class ListProxy(BaseProxy):
         except KeyError:
             raise IndexError("list assignment index out of range") from None
 
-    def __delitem__(self, index: Any) -> None:
-        def op(seq):
-            del seq[index]
-        self._mutate(op)
-
     def __len__(self) -> int:
         return len(self._l)
-
-    def __contains__(self, item: Any) -> bool:
-        return item in self._getvalue()
-
-    def __iter__(self):
-        return _ListIterator(self)
-
-    def __reversed__(self):
-        return reversed(self._getvalue())
-
-    def __add__(self, other: Any) -> Any:
-        return self._getvalue() + other
-
-    def __mul__(self, n: int) -> Any:
-        return self._getvalue() * n
-
-    __rmul__ = __mul__
-
-    def __eq__(self, other: Any) -> bool:
-        return self._getvalue() == other
-
-    def __lt__(self, other: Any) -> bool:
-        return self._getvalue() < other
-
-    def count(self, item: Any) -> int:
-        return self._getvalue().count(item)
-
-    def index(self, *args: Any) -> int:
-        return self._getvalue().index(*args)
 
     def append(self, item: Any) -> None:
         self._l.push(_dumps(item))
@@ -598,9 +570,6 @@ class ListProxy(BaseProxy):
         elif items:
             self._mutate(lambda seq: seq.extend(items))  # All or nothing, as one commit.
 
-    def insert(self, index: int, item: Any) -> None:
-        self._mutate(lambda seq: seq.insert(index, item))
-
     def pop(self, index: int = -1) -> Any:
         if index == -1 or index == 0:
             data = self._l.pop(end="right" if index == -1 else "left")
@@ -608,19 +577,6 @@ class ListProxy(BaseProxy):
                 raise IndexError("pop from empty list")
             return pickle.loads(data)
         return self._mutate(lambda seq: seq.pop(index))
-
-    def remove(self, item: Any) -> None:
-        self._mutate(lambda seq: seq.remove(item))
-
-    def reverse(self) -> None:
-        self._mutate(lambda seq: seq.reverse())
-
-    def sort(self, *args: Any, **kwargs: Any) -> None:
-        self._mutate(lambda seq: seq.sort(*args, **kwargs))
-
-    def __iadd__(self, other: Any) -> "ListProxy":
-        self.extend(other)
-        return self
 
     def __imul__(self, n: int) -> "ListProxy":
         def op(seq):
