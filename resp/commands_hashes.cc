@@ -1,7 +1,6 @@
 // The hash commands (Redis's "hash" group), on the library keyspace: a hash is removed with its
 // last field; an empty field name is a field, as in Redis.
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 #include <limits>
 #include <random>
@@ -275,39 +274,19 @@ void HRandField(Call& c) {
 
 // HSCAN key cursor [MATCH pattern] [COUNT n]: the hash's fields in hash order, by cursor.
 void HScan(Call& c) {
-  uint64_t cursor = 0;
-  {
-    std::string_view text = c.args[2];
-    auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), cursor);
-    if (ec != std::errc() || ptr != text.data() + text.size()) {
-      return c.w.Error("ERR invalid cursor");
-    }
-  }
-  std::string_view pattern = "*";
-  int64_t count = 10;
-  for (size_t i = 3; i < c.args.size(); i += 2) {
-    if (i + 1 >= c.args.size()) return c.w.Error(kSyntax);
-    std::string option = Lower(c.args[i]);
-    if (option == "match") {
-      pattern = c.args[i + 1];
-    } else if (option == "count") {
-      if (!ParseInt(c.args[i + 1], &count)) return c.w.Error(kNotInteger);
-      if (count < 1) return c.w.Error(kSyntax);
-    } else {
-      return c.w.Error(kSyntax);
-    }
-  }
+  ScanArgs args;
+  if (!ParseScanArgs(c, 2, /*with_type=*/false, &args)) return;
   Keyspace* ks = KS(c);
   if (ks == nullptr) return;
   std::vector<std::pair<std::string, std::string>> found;
   uint64_t next = 0;
   Status s = ks->WithHash(c.args[1], Access::kRead, [&](Dict& d) {
     std::vector<std::string> keys;
-    size_t limit = static_cast<size_t>(std::min<int64_t>(count, Dict::kMaxListLimit));
-    SHM_RETURN_IF_ERROR(d.ListKeys("", limit, cursor, &keys, &next));
+    size_t limit = static_cast<size_t>(std::min<int64_t>(args.count, Dict::kMaxListLimit));
+    SHM_RETURN_IF_ERROR(d.ListKeys("", limit, args.cursor, &keys, &next));
     for (std::string& field : keys) {
       DictValue value;
-      if (!GlobMatch(pattern, field) || !d.Get(field, &value).ok()) continue;
+      if (!GlobMatch(args.pattern, field) || !d.Get(field, &value).ok()) continue;
       found.emplace_back(std::move(field), std::move(value.data));
     }
     return Status::OK();

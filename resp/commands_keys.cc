@@ -1,7 +1,6 @@
 // The generic key commands (Redis's "generic" group), on the library keyspace: every type
 // expires, persists, renames and is deleted alike (shm/keyspace.h).
 #include <algorithm>
-#include <charconv>
 #include <limits>
 #include <random>
 #include <string>
@@ -145,43 +144,20 @@ void Keys(Call& c) {
 
 // SCAN walks the keyspace in hash order: a key present for the whole scan comes exactly once.
 void Scan(Call& c) {
-  uint64_t cursor = 0;
-  {
-    std::string_view text = c.args[1];
-    auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), cursor);
-    if (ec != std::errc() || ptr != text.data() + text.size()) {
-      return c.w.Error("ERR invalid cursor");
-    }
-  }
-  std::string_view pattern = "*";
-  std::string type;
-  int64_t count = 10;
-  for (size_t i = 2; i < c.args.size(); i += 2) {
-    if (i + 1 >= c.args.size()) return c.w.Error(kSyntax);
-    std::string option = Lower(c.args[i]);
-    if (option == "match") {
-      pattern = c.args[i + 1];
-    } else if (option == "count") {
-      if (!ParseInt(c.args[i + 1], &count)) return c.w.Error(kNotInteger);
-      if (count < 1) return c.w.Error(kSyntax);
-    } else if (option == "type") {
-      type = Lower(c.args[i + 1]);
-    } else {
-      return c.w.Error(kSyntax);
-    }
-  }
+  ScanArgs args;
+  if (!ParseScanArgs(c, 1, /*with_type=*/true, &args)) return;
   Keyspace* ks = KS(c);
   if (ks == nullptr) return;
-  size_t limit = static_cast<size_t>(std::min<int64_t>(count, kMaxScanCount));
+  size_t limit = static_cast<size_t>(std::min<int64_t>(args.count, kMaxScanCount));
   std::vector<std::string> keys, found;
   uint64_t next = 0;
-  Status s = ks->ListKeys("", limit, cursor, &keys, &next);
+  Status s = ks->ListKeys("", limit, args.cursor, &keys, &next);
   if (!s.ok()) return ReplyStatus(c.w, s);
   for (std::string& key : keys) {
-    if (!GlobMatch(pattern, key)) continue;
-    if (!type.empty()) {
+    if (!GlobMatch(args.pattern, key)) continue;
+    if (!args.type.empty()) {
       KeyType key_type = KeyType::kNone;
-      if (!ks->Type(key, &key_type).ok() || KeyTypeName(key_type) != type) continue;
+      if (!ks->Type(key, &key_type).ok() || KeyTypeName(key_type) != args.type) continue;
     }
     found.push_back(std::move(key));
   }

@@ -66,6 +66,17 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view b);
 // Lower-case copy (subcommand and option names).
 std::string Lower(std::string_view text);
 
+// SCAN's and HSCAN's arguments: `cursor [MATCH pattern] [COUNT n]`, and `[TYPE t]` where
+// `with_type` (SCAN). Parsed from c.args[cursor_at] on; on bad input the error is already
+// replied and the result is false.
+struct ScanArgs {
+  uint64_t cursor = 0;
+  std::string_view pattern = "*";
+  int64_t count = 10;
+  std::string type;  // Lower-case; empty: every type.
+};
+bool ParseScanArgs(Call& c, size_t cursor_at, bool with_type, ScanArgs* args);
+
 // Runs a command queued by MULTI, from EXEC (resp_commands.cc): looked up, arity-checked, never
 // blocking.
 void RunQueued(Call& c, const std::vector<std::string_view>& args);

@@ -176,6 +176,31 @@ bool ParseInt(std::string_view text, int64_t* value) {
   return ParseInt64(text, value, IntSyntax::kRedisStrict);
 }
 
+bool ParseScanArgs(Call& c, size_t cursor_at, bool with_type, ScanArgs* args) {
+  auto refuse = [&](std::string_view error) {
+    c.w.Error(error);
+    return false;
+  };
+  std::string_view text = c.args[cursor_at];
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), args->cursor);
+  if (ec != std::errc() || ptr != text.data() + text.size()) return refuse("ERR invalid cursor");
+  for (size_t i = cursor_at + 1; i < c.args.size(); i += 2) {
+    if (i + 1 >= c.args.size()) return refuse(kSyntax);
+    std::string option = Lower(c.args[i]);
+    if (option == "match") {
+      args->pattern = c.args[i + 1];
+    } else if (option == "count") {
+      if (!ParseInt(c.args[i + 1], &args->count)) return refuse(kNotInteger);
+      if (args->count < 1) return refuse(kSyntax);
+    } else if (with_type && option == "type") {
+      args->type = Lower(c.args[i + 1]);
+    } else {
+      return refuse(kSyntax);
+    }
+  }
+  return true;
+}
+
 bool ParseDouble(std::string_view text, double* value) {
   if (text.empty() || text.size() > 64 || std::isspace(static_cast<unsigned char>(text[0]))) {
     return false;
