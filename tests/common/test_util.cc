@@ -1,5 +1,6 @@
 #include "common/test_util.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -73,12 +74,19 @@ ChildExit WaitChild(pid_t pid, int timeout_ms) {
   return result;
 }
 
+std::string ReadProcFile(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return "";
+  char buffer[4096];
+  ssize_t n = read(fd, buffer, sizeof buffer);
+  close(fd);
+  return n > 0 ? std::string(buffer, static_cast<size_t>(n)) : "";
+}
+
 bool WaitUntilInFutex(pid_t pid, int timeout_ms) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   while (std::chrono::steady_clock::now() < deadline) {
-    std::ifstream wchan("/proc/" + std::to_string(pid) + "/wchan");
-    std::string where;
-    std::getline(wchan, where);
+    std::string where = ReadProcFile("/proc/" + std::to_string(pid) + "/wchan");
     if (where.find("futex") != std::string::npos) return true;
     std::this_thread::yield();
   }

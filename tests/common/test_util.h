@@ -46,6 +46,11 @@ struct ChildExit {
 // Waits for `pid`, at most `timeout_ms` (then SIGKILLs it and reports the kill).
 ChildExit WaitChild(pid_t pid, int timeout_ms = 60000);
 
+// The contents of a /proc file (at most 4 KiB), or "" when it cannot be read. A plain read():
+// a process reaped between open and read makes the read fail with ESRCH, which libstdc++'s
+// filebuf turns into an exception from istreambuf_iterator.
+std::string ReadProcFile(const std::string& path);
+
 // True once `pid` sleeps in a futex wait (a blocked pop or acquire), false after `timeout_ms`.
 // Only orders a test's steps; no outcome may depend on it.
 bool WaitUntilInFutex(pid_t pid, int timeout_ms = 5000);

@@ -286,16 +286,10 @@ class KillLoop {
 
   // A live child of the manager (read from /proc/<pid>/stat, quickly: the request is running).
   bool IsWorker(pid_t pid) const {
-    if (pid <= 0) return false;
-    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-    std::string all((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
-    size_t close = all.rfind(')');
-    if (close == std::string::npos) return false;
-    std::istringstream rest(all.substr(close + 2));
-    std::string state;
+    char state = 0;
     pid_t parent = 0;
-    rest >> state >> parent;
-    return state != "Z" && parent == server_->pid();
+    return pid > 0 && ProcStateAndParent(pid, &state, &parent) && state != 'Z' &&
+           parent == server_->pid();
   }
 
   ServerProcess* const server_;

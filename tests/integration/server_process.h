@@ -49,23 +49,26 @@ inline std::string UniqueServerName(const std::string& tag) {
   return "it-" + tag + "-" + std::to_string(getpid()) + "-" + std::to_string(next.fetch_add(1));
 }
 
-// The text of /proc/<pid>/stat, or "" once the process is gone. A plain read(): a process reaped
-// between open and read makes the read fail with ESRCH, which libstdc++'s filebuf throws.
+// The text of /proc/<pid>/stat, or "" once the process is gone.
 inline std::string ProcStat(pid_t pid) {
-  int fd = open(("/proc/" + std::to_string(pid) + "/stat").c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return "";
-  char buffer[1024];
-  ssize_t n = read(fd, buffer, sizeof buffer);
-  close(fd);
-  return n > 0 ? std::string(buffer, static_cast<size_t>(n)) : "";
+  return ReadProcFile("/proc/" + std::to_string(pid) + "/stat");
+}
+
+// The state letter and parent of `pid` from /proc/<pid>/stat; false once the process is gone.
+inline bool ProcStateAndParent(pid_t pid, char* state, pid_t* parent) {
+  std::string all = ProcStat(pid);
+  size_t close = all.rfind(')');  // The command name may hold spaces and parentheses.
+  if (close == std::string::npos || close + 2 >= all.size()) return false;
+  std::istringstream rest(all.substr(close + 2));
+  rest >> *state >> *parent;
+  return !rest.fail();
 }
 
 inline bool ProcessAlive(pid_t pid) {
   // A zombie still answers kill(0); read its state instead.
-  std::string all = ProcStat(pid);
-  if (all.empty()) return false;
-  size_t close = all.rfind(')');
-  return close != std::string::npos && close + 2 < all.size() && all[close + 2] != 'Z';
+  char state = 0;
+  pid_t parent = 0;
+  return ProcStateAndParent(pid, &state, &parent) && state != 'Z';
 }
 
 // Pids whose parent is `parent` (scans /proc).
@@ -75,15 +78,9 @@ inline std::vector<pid_t> ChildrenOf(pid_t parent) {
   if (proc == nullptr) return result;
   while (dirent* e = readdir(proc)) {
     pid_t pid = static_cast<pid_t>(std::atoi(e->d_name));
-    if (pid <= 0) continue;
-    std::string all = ProcStat(pid);
-    size_t close = all.rfind(')');
-    if (close == std::string::npos) continue;
-    std::istringstream rest(all.substr(close + 2));
-    std::string state;
+    char state = 0;
     pid_t ppid = 0;
-    rest >> state >> ppid;
-    if (ppid == parent) result.push_back(pid);
+    if (pid > 0 && ProcStateAndParent(pid, &state, &ppid) && ppid == parent) result.push_back(pid);
   }
   closedir(proc);
   return result;
