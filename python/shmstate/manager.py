@@ -143,7 +143,6 @@ class _Server:
         if os.getpid() != self.creator or self.proc.returncode is not None:
             return
         _clients.pop(self.name, None)
-        _shmstate._forget_server(self.name)
         self.proc.terminate()
         try:
             self.proc.wait(timeout=30)

@@ -1,6 +1,9 @@
 #include "attachment.h"
 
+#include <map>
+#include <mutex>
 #include <thread>
+#include <utility>
 
 namespace shmstate {
 
@@ -33,6 +36,24 @@ Status Attachment::Open(const std::string& prefix, std::chrono::milliseconds fol
   std::shared_ptr<Segment> segment;
   SHM_RETURN_IF_ERROR(AttachNewest(prefix, &segment));
   result->reset(new Attachment(prefix, follow_timeout, std::move(segment)));
+  return Status::OK();
+}
+
+Status Attachment::Shared(const std::string& prefix, std::chrono::milliseconds follow_timeout,
+                          std::shared_ptr<Attachment>* result) {
+  using Key = std::pair<std::string, int64_t>;
+  static std::mutex* mu = new std::mutex();  // Never destroyed: used from exit-time finalizers.
+  static auto* cache = new std::map<Key, std::weak_ptr<Attachment>>();
+  std::lock_guard<std::mutex> lock(*mu);
+  const Key key(prefix, follow_timeout.count());
+  if (auto it = cache->find(key); it != cache->end()) {
+    if ((*result = it->second.lock()) != nullptr) return Status::OK();
+  }
+  SHM_RETURN_IF_ERROR(Open(prefix, follow_timeout, result));
+  for (auto it = cache->begin(); it != cache->end();) {  // Forget the unmapped ones.
+    it = it->second.expired() ? cache->erase(it) : std::next(it);
+  }
+  (*cache)[key] = *result;
   return Status::OK();
 }
 

@@ -29,6 +29,12 @@ class Attachment {
   static shm::Status Open(const std::string& prefix, std::chrono::milliseconds follow_timeout,
                           std::shared_ptr<Attachment>* result);
 
+  // As Open, but shares the attachment of `prefix` (and `follow_timeout`) that the process has
+  // already, so that every client, proxy and wake word of one server maps its segment once.
+  // The mapping goes away with the last user (the cache holds it weakly).
+  static shm::Status Shared(const std::string& prefix, std::chrono::milliseconds follow_timeout,
+                            std::shared_ptr<Attachment>* result);
+
   // The segment operations run in now, and the epoch it belongs to (bumped on every move).
   std::shared_ptr<shm::Segment> segment() const EXCLUDES(mu_) {
     shm::MutexLock lock(&mu_);

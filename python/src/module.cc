@@ -812,7 +812,7 @@ class PyClient {
   PyClient(const py::handle& name, const py::handle& follow_timeout) {
     std::string prefix = ToText(name, "name");
     auto ms = ToWait(follow_timeout, "follow_timeout", kDefaultFollow, kMaxFollow);
-    Check(Attachment::Open(prefix, ms, &attachment_));
+    Check(Attachment::Shared(prefix, ms, &attachment_));
   }
 
   std::shared_ptr<PyCounter> Counter(const py::handle& name, const py::handle& init,

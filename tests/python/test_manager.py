@@ -292,20 +292,37 @@ def test_writer_dies_at_each_crash_point(point):
 
 
 def test_many_managers_in_one_thread_do_not_run_out_of_intent_slots():
-    # Each manager is two mappings in this process; a thread's slot cache holds four, and an
-    # evicted mapping's slot used to be forgotten and claimed again on its next use, until the
-    # segment's 1024 slots ran out.
+    # A thread's slot cache holds four mappings, and an evicted mapping's slot used to be
+    # forgotten and claimed again on its next use, until the segment's 1024 slots ran out.
     managers = [shmstate.Manager() for _ in range(3)]
     try:
         lists = [m.list([0]) for m in managers]
         for round_ in range(1200):
             for lst in lists:
-                lst.append(round_)  # The module's mapping.
-                lst[0] = round_  # The Manager bindings' own mapping.
+                lst.append(round_)  # The module's List.
+                lst[0] = round_  # The Manager bindings' _SeqList.
         assert all(lst[0] == 1199 and len(lst) == 1201 for lst in lists)
     finally:
         for m in managers:
             m.shutdown()
+
+
+def test_a_process_maps_the_segment_once():
+    with shmstate.Manager() as m:
+        d, lst, q, lock, ev = m.dict(), m.list(), m.Queue(), m.Lock(), m.Event()
+        d["a"] = 1
+        lst.append(1)
+        lst[0] = 2  # _SeqList
+        q.put(1)
+        assert q.get() == 1  # The items list and the queue's wake word
+        with lock:
+            ev.set()
+        assert ev.wait(1)
+        other = shmstate.attach(m.address)  # A client of the same server shares the mapping.
+        assert other.dict("o.x") is not None
+        with open("/proc/self/maps") as f:
+            mappings = [line for line in f if f"/dev/shm/{m.address}." in line]
+        assert len(mappings) == 1, mappings
 
 
 def _append_pid(lst):
