@@ -88,6 +88,23 @@ def _thread_owner() -> tuple:
     return _me() + (threading.get_ident(),)
 
 
+def _armed_crash_point() -> list:
+    """[name, hits left] from SHM_CRASH_POINT=name[:hit], as the library's crash points (tests
+    kill a process at a proxy's commit points with it; the library ignores names it lacks)."""
+    name, _, hit = os.environ.get("SHM_CRASH_POINT", "").partition(":")
+    return [name, max(int(hit or 1), 1)] if name else []
+
+
+_crash_armed = _armed_crash_point()
+
+
+def _crash_point(name: str) -> None:
+    if _crash_armed and _crash_armed[0] == name:
+        _crash_armed[1] -= 1
+        if _crash_armed[1] == 0:
+            os._exit(86)
+
+
 # --- the server -----------------------------------------------------------------------------------
 
 def _find_binary() -> str:
@@ -160,6 +177,35 @@ def _dumps(value: Any) -> bytes:
     return pickle.dumps(value, _PROTOCOL)
 
 
+# Object lifetime. An object is freed when the proxy it was created with is gone, unless it was
+# shared first: pickled (to another process, into a managed container, through a queue; a
+# copy.copy too) or inherited by fork (any process forked while the proxy lived). A shared object
+# stays until the manager shuts down (or shmstate.attach(name).delete(...)): the segment keeps
+# no count of the proxies of other processes. _owned: (server, name) of the objects this process
+# created and has not shared -> the segment objects they consist of.
+_owned: dict = {}
+os.register_at_fork(before=_owned.clear)  # The child may use any of them, for as long as it runs.
+
+
+def _own(proxy: "BaseProxy", parts: tuple) -> Any:
+    """Makes `proxy` the owner of its new object, made of the segment objects `parts`."""
+    proxy._parts = parts
+    _owned[(proxy._server, proxy._name)] = parts
+    return proxy
+
+
+def _free(server: str, parts: tuple) -> None:
+    try:
+        client = _clients.get(server)
+        if client is None:
+            return  # The manager shut down: its segment is gone.
+        for part in parts:
+            client.delete(part)
+        _got_tasks.pop(parts[0], None)
+    except Exception:  # A finalizer cannot report: a stopped or unreachable server frees all.
+        pass
+
+
 def _rebuild(cls: type, server: str, name: str, extra: Any) -> "BaseProxy":
     return cls._open(server, name, extra)
 
@@ -195,7 +241,13 @@ class BaseProxy:
         pass
 
     def __reduce__(self):
+        _owned.pop((self._server, self._name), None)  # Shared now: kept (see _owned).
         return (_rebuild, (type(self), self._server, self._name, self._extra()))
+
+    def __del__(self) -> None:
+        parts = self.__dict__.get("_parts")
+        if parts is not None and _owned.pop((self._server, self._name), None) is not None:
+            _free(self._server, parts)
 
     def __deepcopy__(self, memo):
         return self._getvalue()
@@ -920,6 +972,25 @@ def _acquirer_state(typeid: str, value: int) -> dict:
     return {"value": value, "holders": {}, "bound": bound}
 
 
+def _signal_oldest(state: dict, n: int) -> bool:
+    """Moves the n oldest live waiters of a Condition's state to its signaled ones."""
+    waiting = [t for t in state["waiting"] if _alive(t[0])]
+    chosen, state["waiting"] = waiting[:n], waiting[n:]
+    state["signaled"].extend(chosen)
+    return bool(chosen)
+
+
+def _pass_on_dead_signals(state: dict) -> bool:
+    """A waiter that died after a notify chose it, before it took the signal, would lose that
+    notify: its signal goes to the oldest live waiter instead. True if the state changed."""
+    dead = [t for t in state["signaled"] if not _alive(t[0])]
+    if not dead:
+        return False
+    state["signaled"] = [t for t in state["signaled"] if t not in dead]
+    _signal_oldest(state, len(dead))
+    return True
+
+
 class ConditionProxy(_Blocking):
     """A Condition: its lock proxy plus a ticket list; notify(n) signals the n oldest live
     waiters."""
@@ -959,8 +1030,14 @@ class ConditionProxy(_Blocking):
                     if ticket in state["signaled"]:
                         state["signaled"].remove(ticket)
                         return state, True
+                    if _pass_on_dead_signals(state):
+                        return state, None  # Passed on: wake the chosen, check again.
                     return _MISSING, _MISSING
-                return self._update(take)
+                result = self._update(take)
+                if result is None:
+                    self._wake()
+                    return signaled()
+                return result
             result = self._wait_until(signaled, timeout)
             if result is _MISSING:
                 def withdraw(state):
@@ -995,10 +1072,8 @@ class ConditionProxy(_Blocking):
             raise RuntimeError("cannot notify on un-acquired lock")
 
         def signal_some(state):
-            waiting = [t for t in state["waiting"] if _alive(t[0])]
-            chosen, state["waiting"] = waiting[:n], waiting[n:]
-            state["signaled"].extend(chosen)
-            return state, bool(chosen)
+            _pass_on_dead_signals(state)
+            return state, _signal_oldest(state, n)
         if self._update(signal_some):
             self._wake()
 
@@ -1135,16 +1210,21 @@ class BarrierProxy(_Blocking):
 
 # -- queues -------------------------------------------------------------------------------------
 
+_TASK = b"t"  # A JoinableQueue task's entry key: _TASK + the token its item starts with.
+_TOKEN_BYTES = 16
+_QUEUED, _GOTTEN, _LOST = 0, 1, 2  # Task states, ordered so that task_done takes gotten first.
+_got_tasks: dict = {}  # Queue name -> task keys this process got and has not finished.
+
+
 class QueueProxy(BaseProxy):
     """Items in a shmstate list (its futex word wakes getters, and putters waiting on a full
-    queue); unfinished tasks in a counter."""
+    queue); a JoinableQueue's unfinished tasks are entries of its dict object, one per put."""
     _typeid = "Queue"
     _kind = "list"
 
     def _set_extra(self, extra: Any) -> None:
         self._maxsize, self._joinable = extra
         self._items = self._client.list(self._name + ".items")
-        self._unfinished = self._client.counter(self._name + ".tasks")
         self._items_word = None
         if self._joinable:
             self._typeid = "JoinableQueue"
@@ -1174,8 +1254,15 @@ class QueueProxy(BaseProxy):
         data = _dumps(item)
         if timeout is not None and timeout < 0:
             raise ValueError("'timeout' must be a non-negative number")
+        task = None
         if self._joinable:
-            self._unfinished.incr()
+            # The task counts from its entry's add (one commit) and names its item, so a put
+            # killed before its push leaves an entry whose item never came (_live_tasks).
+            token = os.urandom(_TOKEN_BYTES)
+            task = _TASK + token
+            self._n.set(task, _dumps((_me(), _QUEUED)), None, "add")
+            _crash_point("queue_put_counted")
+            data = token + data
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             while True:
@@ -1191,8 +1278,8 @@ class QueueProxy(BaseProxy):
                     raise _queue.Full
                 self._iword.wait(seen, remaining)
         except BaseException:
-            if self._joinable:
-                self._unfinished.incr(-1)
+            if task is not None:
+                self._n.delete(task)
             raise
 
     def put_nowait(self, item: Any) -> None:
@@ -1213,25 +1300,81 @@ class QueueProxy(BaseProxy):
             raise _queue.Empty
         if self._maxsize > 0:
             self._iword.wake()  # A putter may wait for room.
+        if self._joinable:
+            _crash_point("queue_get_popped")
+            data = self._take_task(data)
         return pickle.loads(data)
 
     def get_nowait(self) -> Any:
         return self.get(False)
 
+    # A JoinableQueue's unfinished tasks are the `t<token>` entries of its dict object that are
+    # not _LOST: added by put (queued), marked by get (gotten), deleted by task_done.
+    def _take_task(self, data: bytes) -> bytes:
+        token, data = data[:_TOKEN_BYTES], data[_TOKEN_BYTES:]
+        task = _TASK + token
+        n = self._n
+        while True:
+            entry = n.get_entry(task)
+            if entry is None:  # task_done() came first (as the stdlib allows): nothing to mark.
+                break
+            if n.set(task, _dumps((_me(), _GOTTEN)), None, "set", entry[1]):
+                _got_tasks.setdefault(self._name, []).append(task)
+                break
+        return data
+
+    def _tasks(self) -> list:
+        """[(entry key, version, (owner, state))] of the unfinished and lost tasks."""
+        out = []
+        for key in self._d.keys(_TASK):
+            entry = self._n.get_entry(key)
+            if entry is not None:
+                out.append((key, entry[1], pickle.loads(entry[0])))
+        return out
+
     def task_done(self) -> None:
-        left = self._unfinished.incr(-1)
-        if left < 0:
-            self._unfinished.incr(1)
-            raise ValueError("task_done() called too many times")
-        if left == 0:
+        mine = _got_tasks.get(self._name)
+        while mine:  # The tasks this process got, first.
+            if self._n.delete(mine.pop()):
+                self._task_finished()
+                return
+        # Any task: a gotten one first (the stdlib counts, so any process may finish any task).
+        for key, version, (owner, state) in sorted(self._live_tasks(), key=lambda t: -t[2][1]):
+            if state != _LOST and self._word.delete_if(key, version):
+                self._task_finished()
+                return
+        raise ValueError("task_done() called too many times")
+
+    def _task_finished(self) -> None:
+        waiting = self._d.get(_WAITERS)
+        if waiting is not None and int(waiting) > 0:
             self._word.wake()
 
+    def _live_tasks(self) -> list:
+        """The unfinished tasks (as _tasks()), after marking lost (uncounted) the tasks of puts
+        killed before their push: a dead putter's queued task whose item is not in the queue
+        (if a getter took the item meanwhile, the getter marks it gotten, over _LOST too)."""
+        tasks = self._tasks()
+        suspects = [(key, version) for key, version, (owner, state) in tasks
+                    if state == _QUEUED and not _alive(owner)]
+        if suspects:
+            queued = {_TASK + raw[:_TOKEN_BYTES] for raw in self._items.range(0, -1)}
+            for key, version in suspects:
+                if key not in queued:
+                    self._n.set(key, _dumps((None, _LOST)), None, "set", version)
+            tasks = self._tasks()
+        return [task for task in tasks if task[2][1] != _LOST]
+
     def join(self) -> None:
-        while True:
-            seen = self._word.seq()
-            if self._unfinished.value <= 0:
-                return
-            self._word.wait(seen, _FOREVER)
+        self._d.incr(_WAITERS, 1)
+        try:
+            while True:
+                seen = self._word.seq()
+                if not self._live_tasks():
+                    return
+                self._word.wait(seen, _FOREVER)
+        finally:
+            self._d.incr(_WAITERS, -1)
 
     @property
     def _word(self):
@@ -1240,7 +1383,8 @@ class QueueProxy(BaseProxy):
         return self._word_
 
     def _getvalue(self) -> Any:
-        return [pickle.loads(x) for x in self._items.range(0, -1)]
+        skip = _TOKEN_BYTES if self._joinable else 0
+        return [pickle.loads(x[skip:]) for x in self._items.range(0, -1)]
 
 
 def _new_queue(server: str, maxsize: int, joinable: bool) -> QueueProxy:
@@ -1248,8 +1392,7 @@ def _new_queue(server: str, maxsize: int, joinable: bool) -> QueueProxy:
     client = _client(server)
     limit = maxsize if maxsize > 0 else (1 << 28)
     client.list(name + ".items", max_items=limit, max_item_bytes=64 << 20)
-    client.counter(name + ".tasks")
-    return QueueProxy._open(server, name, (maxsize, joinable))
+    return _own(QueueProxy._open(server, name, (maxsize, joinable)), (name, name + ".items"))
 
 
 class PoolProxy:
@@ -1400,7 +1543,8 @@ class SyncManager:
     # -- types --
     def _make(self, cls: type, meta: dict, extra: Any = None) -> Any:
         server = self._check()
-        return cls._open(server, _new_object(server, meta, cls is DictProxy), extra)
+        name = _new_object(server, meta, cls is DictProxy)
+        return _own(cls._open(server, name, extra), (name,))
 
     def dict(self, *args: Any, **kwargs: Any) -> DictProxy:
         proxy = self._make(DictProxy, {})
@@ -1414,7 +1558,7 @@ class SyncManager:
         client = _client(server)
         name = f"o.{client.counter('mp.ids').incr()}"
         client.list(name, max_items=1 << 28, max_item_bytes=64 << 20)
-        proxy = ListProxy._open(server, name, None)
+        proxy = _own(ListProxy._open(server, name, None), (name,))
         items = [_dumps(x) for x in sequence]
         if items:
             proxy._seq.replace(None, items)

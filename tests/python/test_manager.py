@@ -373,3 +373,158 @@ def test_blocking_calls_release_the_gil():
         for t in waiters:
             t.join(30)
         assert sorted(map(str, results)) == ["True", "True", "item"]
+
+
+def _run_child(code, *args, env=None):
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *args],
+                            stdout=subprocess.PIPE, text=True,
+                            env=dict(os.environ, **(env or {})))
+
+
+def wait_for(predicate, timeout=30.0):
+    """Waits (bounded) for a state another process brings about; True once it holds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+@pytest.mark.parametrize("point,hit", [("queue_put_counted", 1), ("queue_put_counted", 5),
+                                       ("queue_get_popped", 1), ("queue_get_popped", 5)])
+def test_joinable_queue_put_or_get_killed_leaves_join_answerable(point, hit):
+    # A put killed after counting its task but before pushing its item used to leave the
+    # count one too high, so join() waited forever; a get killed after its pop takes the item
+    # with it (the stdlib's count would wait forever for that item's task_done).
+    with shmstate.Manager() as m:
+        q = m.JoinableQueue()
+        child = _run_child("""
+            import pickle, sys
+            import shmstate
+            q = pickle.loads(bytes.fromhex(sys.argv[1]))
+            for i in range(10):
+                q.put(i)
+                if sys.argv[2] == "get":
+                    q.get()
+                print(i, flush=True)
+        """, pickle.dumps(q).hex(), "put" if "put" in point else "get",
+            env={"SHM_CRASH_POINT": f"{point}:{hit}"})
+        acked = [int(line) for line in child.stdout]
+        child.wait(30)
+        assert child.returncode == 86 and len(acked) == hit - 1
+        got = []
+        while True:
+            try:
+                got.append(q.get_nowait())
+            except Exception:
+                break
+            q.task_done()
+        if "put" in point:
+            assert got == acked  # Every acknowledged put, the killed one's item not there.
+        else:
+            # Each acknowledged round's put/get left its task unfinished (nobody called
+            # task_done): the stdlib counts them too. The killed get's item is gone.
+            assert got == []
+            for _ in acked:
+                q.task_done()
+        with pytest.raises(ValueError):
+            q.task_done()
+        import threading
+        joined = threading.Thread(target=q.join, daemon=True)
+        joined.start()
+        joined.join(30)
+        assert not joined.is_alive(), "join() waits for a task that can never be done"
+        q.put("next")  # The queue works on: a new task counts, and join waits for it.
+        assert q.get(timeout=10) == "next"
+        joined = threading.Thread(target=q.join, daemon=True)
+        joined.start()
+        assert not wait_for(lambda: not joined.is_alive(), timeout=0.3)
+        q.task_done()
+        joined.join(30)
+        assert not joined.is_alive()
+
+
+def test_a_condition_waiter_killed_after_its_notify_passes_it_on():
+    with shmstate.Manager() as m:
+        cond = m.Condition()
+        handle = pickle.dumps(cond).hex()
+        code = """
+            import pickle, sys
+            import shmstate
+            cond = pickle.loads(bytes.fromhex(sys.argv[1]))
+            with cond:
+                print("waiting", flush=True)
+                print(cond.wait(60), flush=True)
+        """
+        first = _run_child(code, handle)
+        assert first.stdout.readline() == "waiting\n"
+        assert wait_for(lambda: len(cond._getvalue()["waiting"]) == 1)
+        second = _run_child(code, handle)
+        assert second.stdout.readline() == "waiting\n"
+        assert wait_for(lambda: len(cond._getvalue()["waiting"]) == 2)
+        first.send_signal(signal.SIGSTOP)  # It cannot take the signal before it dies.
+        with cond:
+            cond.notify()  # Chooses the oldest waiter: the first.
+        assert cond._getvalue()["signaled"][0][0][0] == first.pid
+        first.send_signal(signal.SIGKILL)
+        first.wait(30)
+        assert second.stdout.readline() == "True\n"  # The notify reached the live waiter.
+        second.wait(30)
+        assert second.returncode == 0
+        assert cond._getvalue() == {"waiting": [], "signaled": []}
+
+
+def test_temporary_objects_are_freed_with_their_proxy():
+    # 100k dict()/list()/Value() made and dropped: the segment does not grow, and the registry
+    # (1024 objects here) never fills.
+    from shmstate import _shmstate
+    with shmstate.Manager(size="64MiB", max_objects=1024) as m:
+        free_after_warmup = None
+        for i in range(100_000):
+            if i % 3 == 0:
+                d = m.dict()
+                d["k"] = i
+            elif i % 3 == 1:
+                lst = m.list([i])
+                lst.append(i)
+            else:
+                v = m.Value("i", i)
+                v.value += 1
+            if i == 999:
+                free_after_warmup = _shmstate._segment_free_bytes(m.address)
+        assert _shmstate._segment_free_bytes(m.address) >= free_after_warmup - 64 * 1024
+        assert m._number_of_objects() == 3  # The last d, lst and v.
+        name = d._name
+        del d
+        assert name not in [o for o, _ in shmstate.attach(m.address).objects("o.")]
+
+
+def _use_after_parent_dropped(lst, ready, done):
+    ready.wait(30)
+    lst.append("child")
+    done.put(list(lst))
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_an_object_a_live_process_or_a_container_holds_is_never_freed(method):
+    import gc
+    with shmstate.Manager() as m:
+        outer = m.dict()
+        outer["l"] = m.list([1])  # Its only proxy is gone at once: the dict holds the object.
+        gc.collect()
+        outer["l"].append(2)
+        assert outer["l"][:] == [1, 2]
+        ready, done = m.Event(), m.Queue()
+        lst = m.list(["parent"])
+        name = lst._name
+        p = multiprocessing.get_context(method).Process(target=_use_after_parent_dropped,
+                                                        args=(lst, ready, done))
+        p.start()
+        del lst  # The creator drops its last reference (start() dropped the args).
+        gc.collect()
+        ready.set()
+        assert done.get(timeout=60) == ["parent", "child"]
+        p.join(30)
+        assert p.exitcode == 0
+        assert name in [o for o, _ in shmstate.attach(m.address).objects("o.")]
