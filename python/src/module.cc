@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "attachment.h"
+#include "bound.h"
 #include "convert.h"
 #include "fast_call.h"
 #include "register_sync.h"
@@ -109,104 +110,6 @@ void SetInvalidTypeError(std::string_view message) {
 }
 
 namespace {
-
-// --- The gate every operation goes through
-// --------------------------------------------------------
-
-// A proxy of kind Proxy bound to an attachment: opened by name in whatever generation the
-// attachment is in, reopened after a move.
-template <class Proxy>
-class Bound {
- public:
-  using Opener = std::function<Status(shm::Segment*, Proxy*)>;
-
-  Bound(std::shared_ptr<Attachment> attachment, Opener open)
-      : attachment_(std::move(attachment)), open_(std::move(open)) {
-    Run([](Proxy&) { return Status::OK(); });  // Opens (and creates) now, so errors show here.
-  }
-
-  // Runs fn(proxy) -> Status as one client operation. With `release_gil`, fn runs without the
-  // GIL on a copy of the proxy (another thread may reopen the handle meanwhile).
-  template <class F>
-  void Run(F&& fn, bool release_gil = false) {
-    while (true) {
-      std::shared_ptr<shm::Segment> segment = CurrentSegment();
-      Status s = segment->EnterClientOp();
-      if (s.ok()) {
-        s = ReopenIfMovedLocked(segment);
-        if (s.ok()) {
-          if (release_gil) {
-            Proxy proxy = proxy_;
-            py::gil_scoped_release nogil;
-            s = fn(proxy);
-          } else {
-            s = fn(proxy_);
-          }
-        }
-        segment->LeaveClientOp();
-      }
-      // Poisoned: the operation did not happen (the gate refused it, or the allocator failed
-      // before the commit); run it again in the successor.
-      if (s.IsPoisoned()) {
-        Status followed;
-        {
-          py::gil_scoped_release nogil;
-          followed = attachment_->Follow(segment);
-        }
-        Check(followed);
-        continue;
-      }
-      Check(s);
-      return;
-    }
-  }
-
-  // Run for the hot methods (the fast path below): fn(proxy) -> Status under the GIL, without
-  // copying the segment's shared_ptr. It takes the same gate and raises the same errors as Run;
-  // whenever the handle must move (a new epoch, a refused gate, a Poisoned answer: the operation
-  // did not happen) it hands the call to Run, which follows and reopens.
-  template <class F>
-  void RunFast(F&& fn) {
-    if (segment_ != nullptr && epoch_ == attachment_->epoch()) {
-      shm::Segment* segment = segment_.get();  // Kept alive by segment_ (the GIL is held).
-      Status s = segment->EnterClientOp();
-      if (s.ok()) {
-        s = fn(proxy_);
-        segment->LeaveClientOp();
-        if (!s.IsPoisoned()) {
-          Check(s);
-          return;
-        }
-      }
-    }
-    Run(std::forward<F>(fn));
-  }
-
-  const std::shared_ptr<Attachment>& attachment() const { return attachment_; }
-
- private:
-  std::shared_ptr<shm::Segment> CurrentSegment() {
-    if (segment_ && epoch_ == attachment_->epoch()) return segment_;
-    return attachment_->segment();
-  }
-  // Called inside the gate of `segment`; the GIL guards proxy_, segment_ and epoch_.
-  Status ReopenIfMovedLocked(const std::shared_ptr<shm::Segment>& segment) {
-    if (segment == segment_) return Status::OK();
-    uint64_t epoch = attachment_->epoch();
-    Proxy fresh;
-    SHM_RETURN_IF_ERROR(open_(segment.get(), &fresh));
-    proxy_ = std::move(fresh);
-    segment_ = segment;
-    epoch_ = epoch;
-    return Status::OK();
-  }
-
-  std::shared_ptr<Attachment> attachment_;
-  Opener open_;
-  std::shared_ptr<shm::Segment> segment_;  // The segment proxy_ was opened in.
-  uint64_t epoch_ = 0;
-  Proxy proxy_;
-};
 
 // --- Conversions --------------------------------------------------------------------------------
 
