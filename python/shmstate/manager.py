@@ -26,6 +26,7 @@ import array as _array
 import atexit
 import ctypes
 import hashlib
+import operator as _operator
 import os
 import pickle
 import queue as _queue
@@ -170,11 +171,12 @@ class _Server:
 
 # --- proxies --------------------------------------------------------------------------------------
 
-_loads = pickle.loads
-
-
-def _dumps(value: Any) -> bytes:
-    return pickle.dumps(value, _PROTOCOL)
+# Stored values are records (register_manager.cc): None, bool, int, float, str and bytes natively,
+# anything else pickled. A dict entry is one record of (insertion order, key, value).
+_dumps = _shmstate._mgr_dump
+_loads = _shmstate._mgr_load
+_entry = _shmstate._mgr_entry
+_entry_load = _shmstate._mgr_entry_load
 
 
 # Object lifetime. An object is freed when the proxy it was created with is gone, unless it was
@@ -226,6 +228,7 @@ class BaseProxy:
     def _attach_native(self) -> None:
         self._d = self._client.dict(self._name)
         self._n = self._d._d  # The native handle: one call less on the hot paths.
+        self._h = _shmstate._MgrDict(self._server, self._name)  # The fast paths' handle.
 
     @classmethod
     def _open(cls, server: str, name: str, extra: Any) -> "BaseProxy":
@@ -275,7 +278,7 @@ class BaseProxy:
         data = self._d.get(key)
         if data is None:
             raise ReferenceError(f"managed object {self._name} no longer exists")
-        return pickle.loads(data)
+        return _loads(data)
 
     def _update(self, change: Callable[[Any], tuple], key: bytes = b"v") -> Any:
         """change(state) -> (new state or _MISSING for no write, result); retried on a race."""
@@ -283,7 +286,7 @@ class BaseProxy:
             entry = self._n.get_entry(key)
             if entry is None:
                 raise ReferenceError(f"managed object {self._name} no longer exists")
-            new, result = change(pickle.loads(entry[0]))
+            new, result = change(_loads(entry[0]))
             if new is _MISSING or self._n.set(key, _dumps(new), None, "set", entry[1]):
                 return result
 
@@ -324,7 +327,7 @@ def _encode_key(key: Any) -> bytes:
         out = b"n"
     else:
         hash(key)  # TypeError for unhashable keys, as a dict raises.
-        out = b"p" + _dumps(key)
+        out = b"p" + pickle.dumps(key, _PROTOCOL)
     if len(out) > 1000:
         out = b"h" + hashlib.sha256(out).digest()
     return out
@@ -333,29 +336,8 @@ def _encode_key(key: Any) -> bytes:
 class DictProxy(BaseProxy):
     _typeid = "dict"
 
-    def _get(self, key: Any) -> Any:
-        data = self._d.get(_encode_key(key))
-        if data is None:
-            return _MISSING
-        _, stored_key, value = pickle.loads(data)
-        return value
-
-    def __getitem__(self, key: Any) -> Any:
-        # The hot path, inlined: short str keys (the common case; never hashed, see
-        # _encode_key) are encoded here.
-        data = self._d.get(b"s" + key.encode("utf-8", "surrogatepass")
-                           if type(key) is str and len(key) < 240 else _encode_key(key))
-        if data is None:
-            raise KeyError(key)
-        return _loads(data)[2]
-
-    def get(self, key: Any, default: Any = None) -> Any:
-        value = self._get(key)
-        return default if value is _MISSING else value
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        self._set(b"s" + key.encode("utf-8", "surrogatepass")
-                  if type(key) is str and len(key) < 240 else _encode_key(key), key, value)
+    # d[key], d[key] = value, key in d and d.get(): native (register_manager.cc, the same entry
+    # rules as _set).
 
     def _set(self, ekey: bytes, key: Any, value: Any, only_if_absent: bool = False) -> Any:
         n = self._n
@@ -363,13 +345,13 @@ class DictProxy(BaseProxy):
             entry = n.get_entry(ekey)
             if entry is None:
                 order = n.incr(_META + b"order")
-                if n.set(ekey, _dumps((order, key, value)), None, "add"):
+                if n.set(ekey, _entry(order, key, value), None, "add"):
                     return value
             else:
-                order, old_key, old_value = pickle.loads(entry[0])
+                order, old_key, old_value = _entry_load(entry[0])
                 if only_if_absent:
                     return old_value
-                if n.set(ekey, _dumps((order, old_key, value)), None, "set", entry[1]):
+                if n.set(ekey, _entry(order, old_key, value), None, "set", entry[1]):
                     return value
 
     def setdefault(self, key: Any, default: Any = None) -> Any:
@@ -389,7 +371,7 @@ class DictProxy(BaseProxy):
                 return default
             # Delete only the version read, so the value returned is the one removed.
             if self._word.delete_if(ekey, entry[1]):
-                return pickle.loads(entry[0])[2]
+                return _entry_load(entry[0])[2]
 
     def popitem(self) -> tuple:
         while True:
@@ -401,9 +383,6 @@ class DictProxy(BaseProxy):
                 return key, self.pop(key)
             except KeyError:
                 continue
-
-    def __contains__(self, key: Any) -> bool:
-        return self._d.get(_encode_key(key)) is not None
 
     def has_key(self, key: Any) -> bool:
         return key in self
@@ -419,7 +398,7 @@ class DictProxy(BaseProxy):
                 continue
             data = self._d.get(ekey)
             if data:
-                out.append((ekey, pickle.loads(data)))
+                out.append((ekey, _entry_load(data)))
         out.sort(key=lambda item: item[1][0])
         return out
 
@@ -563,6 +542,7 @@ class ListProxy(_SequenceProxy):
     def _attach_native(self) -> None:
         self._l = self._client.list(self._name)
         self._seq = _shmstate._SeqList(self._server, self._name)
+        self._h = _shmstate._MgrList(self._server, self._name)
 
     def _raw(self) -> list:
         items, start = [], 0
@@ -574,28 +554,28 @@ class ListProxy(_SequenceProxy):
             start += len(page)
 
     def _getvalue(self) -> list:
-        return [pickle.loads(b) for b in self._raw()]
+        return [_loads(b) for b in self._raw()]
 
     _load = _getvalue
 
     def _mutate(self, op: Callable[[list], Any]) -> Any:
         while True:
             raw = self._raw()
-            seq = [pickle.loads(b) for b in raw]
+            seq = [_loads(b) for b in raw]
             result = op(seq)
             if self._seq.replace(raw, [_dumps(x) for x in seq]):
                 if seq:
                     self._word.wake()
                 return result
 
-    def __getitem__(self, index: Any) -> Any:
+    def _getitem_slow(self, index: Any) -> Any:  # l[i] of an int i: native (ListGetItem).
         if isinstance(index, slice):
             return self._getvalue()[index]
-        index = index.__index__()
+        index = _operator.index(index)  # TypeError for a non-integer, as a list says
         page = self._l.range(index, index)
         if not page:
             raise IndexError("list index out of range")
-        return pickle.loads(page[0])
+        return _loads(page[0])
 
     def __setitem__(self, index: Any, value: Any) -> None:
         if isinstance(index, slice):
@@ -604,20 +584,19 @@ class ListProxy(_SequenceProxy):
             self._mutate(op)
             return
         try:
-            self._seq.set(index.__index__(), _dumps(value))
+            self._seq.set(_operator.index(index), _dumps(value))
         except KeyError:
             raise IndexError("list assignment index out of range") from None
 
     def __len__(self) -> int:
         return len(self._l)
 
-    def append(self, item: Any) -> None:
-        self._l.push(_dumps(item))
+    # append(item): native (ListAppend), one push.
 
     def extend(self, items: Any) -> None:
         items = list(items)
         if len(items) == 1:
-            self.append(items[0])
+            self._l.push(_dumps(items[0]))
         elif items:
             self._mutate(lambda seq: seq.extend(items))  # All or nothing, as one commit.
 
@@ -626,7 +605,7 @@ class ListProxy(_SequenceProxy):
             data = self._l.pop(end="right" if index == -1 else "left")
             if data is None:
                 raise IndexError("pop from empty list")
-            return pickle.loads(data)
+            return _loads(data)
         return self._mutate(lambda seq: seq.pop(index))
 
     def __imul__(self, n: int) -> "ListProxy":
@@ -683,16 +662,11 @@ class _DictIterator:
 # -- Value and Namespace --------------------------------------------------------------------------
 
 class ValueProxy(BaseProxy):
+    """get(), set() and .value are native (ValueGet, ValueSet): the `v` entry's record."""
     _typeid = "Value"
 
-    def get(self) -> Any:
-        return self._load()
-
-    def set(self, value: Any) -> None:
-        self._n.set(b"v", _dumps(value))
-
-    value = property(get, set)
-    _getvalue = get
+    def _getvalue(self) -> Any:
+        return self.get()
 
     def __repr__(self) -> str:
         return BaseProxy.__repr__(self)
@@ -707,7 +681,7 @@ class NamespaceProxy(BaseProxy):
         data = self._d.get(b"a" + name.encode("utf-8", "surrogatepass"))
         if data is None:
             raise AttributeError(f"'Namespace' object has no attribute '{name}'")
-        return pickle.loads(data)
+        return _loads(data)
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name.startswith("_"):
@@ -728,7 +702,7 @@ class NamespaceProxy(BaseProxy):
             if key.startswith(b"a"):
                 data = self._d.get(key)
                 if data is not None:
-                    attrs[key[1:].decode("utf-8", "surrogatepass")] = pickle.loads(data)
+                    attrs[key[1:].decode("utf-8", "surrogatepass")] = _loads(data)
         return Namespace(**attrs)
 
 
@@ -794,6 +768,7 @@ class AcquirerProxy(_Blocking):
 
     def _set_extra(self, extra: Any) -> None:
         self._typeid = extra
+        self._rlock = extra == "RLock"
 
     def _try_acquire(self):
         owner = _me()
@@ -847,9 +822,6 @@ class AcquirerProxy(_Blocking):
         if self._update(change):
             self._wake()
 
-    @property
-    def _rlock(self) -> bool:
-        return self._typeid == "RLock"
 
     def __enter__(self) -> bool:
         return self.acquire()
@@ -882,12 +854,9 @@ class _LockProxy(AcquirerProxy):
     def __repr__(self) -> str:
         return f"<AcquirerProxy object, typeid {self._typeid!r} at {hex(id(self))}>"
 
-    def acquire(self, blocking: bool = True, timeout: Optional[float] = None) -> bool:
-        # The uncontended Lock, first: one add-if-absent.
-        if (timeout is None and not self._rlock
-                and self._n.set(_HOLDER, _process_owner(), None, "add")):
-            self.owner_died = False
-            return True
+    # acquire() and release() of a Lock are native (LockAcquire, LockRelease): one add-if-absent,
+    # one delete; everything else (an RLock, a held lock, a timeout) comes here.
+    def _acquire_slow(self, blocking: bool = True, timeout: Optional[float] = None) -> bool:
         return AcquirerProxy.acquire(self, blocking, timeout)
 
     def __enter__(self) -> bool:
@@ -904,7 +873,7 @@ class _LockProxy(AcquirerProxy):
             entry = n.get_entry(_HOLDER)
             if entry is None:
                 continue
-            holder = pickle.loads(entry[0])
+            holder = _loads(entry[0])
             if self._rlock:
                 owner, count = holder
                 if owner == _thread_owner():
@@ -918,19 +887,14 @@ class _LockProxy(AcquirerProxy):
             if self._word.delete_if(_HOLDER, entry[1]):
                 died = True
 
-    def release(self) -> None:
+    def _release_slow(self) -> None:  # An RLock's.
         d = self._d
-        if not self._rlock:
-            if not d.delete(_HOLDER):
-                raise RuntimeError("release unlocked lock")
-            self._wake()
-            return
         me = _thread_owner()
         while True:
             entry = d.entry(_HOLDER)
-            if entry is None or pickle.loads(entry[0])[0] != me:
+            if entry is None or _loads(entry[0])[0] != me:
                 raise RuntimeError("cannot release un-acquired lock")
-            count = pickle.loads(entry[0])[1]
+            count = _loads(entry[0])[1]
             if count > 1:
                 if d.set(_HOLDER, _dumps((me, count - 1)), if_version=entry[1]):
                     return
@@ -942,7 +906,7 @@ class _LockProxy(AcquirerProxy):
         data = self._d.get(_HOLDER)
         if not self._rlock:
             return data is not None
-        return data is not None and pickle.loads(data)[0] == _thread_owner()
+        return data is not None and _loads(data)[0] == _thread_owner()
 
     def _release_save(self) -> Any:
         if not self._rlock:
@@ -951,11 +915,11 @@ class _LockProxy(AcquirerProxy):
         me = _thread_owner()
         while True:
             entry = self._d.entry(_HOLDER)
-            if entry is None or pickle.loads(entry[0])[0] != me:
+            if entry is None or _loads(entry[0])[0] != me:
                 raise RuntimeError("cannot release un-acquired lock")
             if self._word.delete_if(_HOLDER, entry[1]):
                 self._wake()
-                return pickle.loads(entry[0])[1]
+                return _loads(entry[0])[1]
 
     def _acquire_restore(self, saved: Any) -> None:
         self.acquire()
@@ -964,7 +928,7 @@ class _LockProxy(AcquirerProxy):
 
     def _getvalue(self) -> Any:
         data = self._d.get(_HOLDER)
-        return None if data is None else pickle.loads(data)
+        return None if data is None else _loads(data)
 
 
 def _acquirer_state(typeid: str, value: int) -> dict:
@@ -1089,12 +1053,7 @@ class ConditionProxy(_Blocking):
 class EventProxy(_Blocking):
     _typeid = "Event"
 
-    def is_set(self) -> bool:
-        return self._load()
-
-    def set(self) -> None:
-        self._d[b"v"] = _dumps(True)
-        self._wake()
+    # is_set() and set() are native (ValueGet, EventSet).
 
     def clear(self) -> None:
         self._d[b"v"] = _dumps(False)
@@ -1103,7 +1062,8 @@ class EventProxy(_Blocking):
         result = self._wait_until(lambda: True if self._load() else _MISSING, timeout)
         return result is True
 
-    _getvalue = is_set
+    def _getvalue(self) -> Any:
+        return self.is_set()
 
 
 class BarrierProxy(_Blocking):
@@ -1225,6 +1185,8 @@ class QueueProxy(BaseProxy):
     def _set_extra(self, extra: Any) -> None:
         self._maxsize, self._joinable = extra
         self._items = self._client.list(self._name + ".items")
+        self._h = _shmstate._MgrList(self._server, self._name + ".items")
+        self._fast = self._maxsize <= 0 and not self._joinable  # Native put(x) and get().
         self._items_word = None
         if self._joinable:
             self._typeid = "JoinableQueue"
@@ -1250,7 +1212,7 @@ class QueueProxy(BaseProxy):
     def full(self) -> bool:
         return 0 < self._maxsize <= len(self._items)
 
-    def put(self, item: Any, block: bool = True, timeout: Optional[float] = None) -> None:
+    def _put_slow(self, item: Any, block: bool = True, timeout: Optional[float] = None) -> None:
         data = _dumps(item)
         if timeout is not None and timeout < 0:
             raise ValueError("'timeout' must be a non-negative number")
@@ -1285,7 +1247,7 @@ class QueueProxy(BaseProxy):
     def put_nowait(self, item: Any) -> None:
         self.put(item, False)
 
-    def get(self, block: bool = True, timeout: Optional[float] = None) -> Any:
+    def _get_slow(self, block: bool = True, timeout: Optional[float] = None) -> Any:
         if block and timeout is not None and timeout < 0:
             raise ValueError("'timeout' must be a non-negative number")
         data = self._items.pop()  # First without waiting: no GIL release when an item is there.
@@ -1303,7 +1265,7 @@ class QueueProxy(BaseProxy):
         if self._joinable:
             _crash_point("queue_get_popped")
             data = self._take_task(data)
-        return pickle.loads(data)
+        return _loads(data)
 
     def get_nowait(self) -> Any:
         return self.get(False)
@@ -1329,7 +1291,7 @@ class QueueProxy(BaseProxy):
         for key in self._d.keys(_TASK):
             entry = self._n.get_entry(key)
             if entry is not None:
-                out.append((key, entry[1], pickle.loads(entry[0])))
+                out.append((key, entry[1], _loads(entry[0])))
         return out
 
     def task_done(self) -> None:
@@ -1384,7 +1346,7 @@ class QueueProxy(BaseProxy):
 
     def _getvalue(self) -> Any:
         skip = _TOKEN_BYTES if self._joinable else 0
-        return [pickle.loads(x[skip:]) for x in self._items.range(0, -1)]
+        return [_loads(x[skip:]) for x in self._items.range(0, -1)]
 
 
 def _new_queue(server: str, maxsize: int, joinable: bool) -> QueueProxy:
@@ -1655,3 +1617,8 @@ def Manager(name: Optional[str] = None, **options: Any) -> SyncManager:
     manager = SyncManager(name=name, **options)
     manager.start()
     return manager
+
+
+_shmstate._install_manager_fast_paths(
+    {"dict": DictProxy, "Value": ValueProxy, "Event": EventProxy, "Lock": _LockProxy,
+     "list": ListProxy, "Queue": QueueProxy}, _encode_key, _process_owner)

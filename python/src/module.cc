@@ -25,6 +25,7 @@
 #include "bound.h"
 #include "convert.h"
 #include "fast_call.h"
+#include "register_manager.h"
 #include "register_sync.h"
 #include "shm/counter.h"
 #include "shm/dict.h"
@@ -1475,5 +1476,6 @@ PYBIND11_MODULE(_shmstate, m) {
   m.def("_install_fast_paths", &InstallFastPaths, arg("counter_cls"), arg("dict_cls"),
         arg("list_cls"), arg("lock_cls"), arg("missing"));
 
-  RegisterSync(m);  // shmstate.Manager's blocking proxies (register_sync.cc).
+  RegisterSync(m);     // shmstate.Manager's blocking proxies (register_sync.cc).
+  RegisterManager(m);  // Its hot paths and value records (register_manager.cc).
 }

@@ -528,3 +528,103 @@ def test_an_object_a_live_process_or_a_container_holds_is_never_freed(method):
         p.join(30)
         assert p.exitcode == 0
         assert name in [o for o, _ in shmstate.attach(m.address).objects("o.")]
+
+
+class _Flag(int):
+    pass
+
+
+ROUND_TRIP = [None, True, False, 0, -1, 2**63 - 1, -2**63, 2**63, -2**200, 0.0, -0.0, 1.5,
+              float("inf"), 1e-310, "", "é\u20ac", "\ud800x", b"", b"\x00\xff", _Flag(3),
+              (1, "a"), [1, [2]], {"k": b"v"}, frozenset({1})]
+
+
+def _same(a, b):
+    """Equal with the same type (and sign of zero, and NaN as itself)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float):
+        return (a == b and str(a) == str(b)) or (a != a and b != b)
+    return a == b
+
+
+def _echo_all(d, lst, value, q, out):
+    got = [d[i] for i in range(len(ROUND_TRIP))] + [d.get("nan")]
+    got += [lst[i] for i in range(len(ROUND_TRIP))] + [value.value]
+    got += [q.get(timeout=30) for _ in ROUND_TRIP]
+    out.put(got)
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_values_round_trip_exactly_through_every_fast_path(method):
+    # None, bool, int (in int64), float, str, bytes are stored natively; everything else (big
+    # ints, an int subclass, containers) pickled: the type comes back exactly either way.
+    with shmstate.Manager() as m:
+        d, lst, value, q, out = m.dict(), m.list(), m.Value("d", float("nan")), m.Queue(), m.Queue()
+        for i, v in enumerate(ROUND_TRIP):
+            d[i] = v
+            lst.append(v)
+            q.put(v)
+            assert _same(d[i], v) and _same(lst[i], v) and i in d
+        d["nan"] = float("nan")
+        p = multiprocessing.get_context(method).Process(target=_echo_all,
+                                                        args=(d, lst, value, q, out))
+        p.start()
+        got = out.get(timeout=60)
+        p.join(30)
+        n = len(ROUND_TRIP)
+        for i, v in enumerate(ROUND_TRIP):
+            assert _same(got[i], v) and _same(got[n + 1 + i], v) and _same(got[2 * n + 2 + i], v)
+        nan, last = got[n], got[2 * n + 1]
+        assert nan != nan and last != last
+        assert d.items()[0] == (0, None) and d.keys()[-1] == "nan"
+        assert _same(d.copy()[2], False) and lst[:][3] == 0 and value.get() != value.get()
+
+
+def test_fast_paths_refuse_bad_calls_clearly():
+    with shmstate.Manager() as m:
+        d, lst, value, q, lock, ev = m.dict(), m.list([1]), m.Value("i", 1), m.Queue(), \
+            m.Lock(), m.Event()
+        with pytest.raises(KeyError):
+            d["absent"]
+        with pytest.raises(TypeError):
+            d[[1]]  # Unhashable, as a dict says.
+        with pytest.raises(TypeError):
+            d.get()
+        assert d.get("absent", 7) == 7 and d.get(key="absent") is None
+        with pytest.raises(TypeError):
+            d.__setitem__("k")
+        with pytest.raises(IndexError):
+            lst[5]
+        with pytest.raises(TypeError):
+            lst["x"]
+        assert lst[-1] == 1 and lst[0:1] == [1]
+        with pytest.raises(IndexError):
+            lst[2**70]
+        with pytest.raises(TypeError):
+            value.set()
+        with pytest.raises(AttributeError):
+            del value.value
+        with pytest.raises(RuntimeError):
+            lock.release()
+        with pytest.raises(TypeError):
+            lock.acquire(1, 2, 3)
+        assert lock.acquire() and not lock.acquire(False) and not lock.acquire(timeout=0.01)
+        lock.release()
+        with pytest.raises(_queue_empty()):
+            q.get_nowait()
+        with pytest.raises(TypeError):
+            q.put()
+        q.put(1, True, None)
+        assert q.get() == 1
+        with pytest.raises(TypeError):
+            ev.set(1)
+        assert not ev.is_set()
+        ev.set()
+        assert ev.is_set() and ev.wait(0)
+        assert d == {} and len(d) == 0
+
+
+def _queue_empty():
+    import queue
+    return queue.Empty
