@@ -854,13 +854,10 @@ class _LockProxy(AcquirerProxy):
     def __repr__(self) -> str:
         return f"<AcquirerProxy object, typeid {self._typeid!r} at {hex(id(self))}>"
 
-    # acquire() and release() of a Lock are native (LockAcquire, LockRelease): one add-if-absent,
-    # one delete; everything else (an RLock, a held lock, a timeout) comes here.
+    # acquire(), release() and `with` of a Lock are native (LockAcquire, LockRelease): one
+    # add-if-absent, one delete; everything else (an RLock, a held lock, a timeout) comes here.
     def _acquire_slow(self, blocking: bool = True, timeout: Optional[float] = None) -> bool:
         return AcquirerProxy.acquire(self, blocking, timeout)
-
-    def __enter__(self) -> bool:
-        return self.acquire()
 
     def _try_acquire(self):
         n = self._n

@@ -182,15 +182,15 @@ bool ParseEntry(std::string_view e, EntryView* out) {
   return true;
 }
 
-// The entry with `order`, the key record `key` and the value `value`; false with an error set.
-bool MakeEntry(int64_t order, std::string_view key, PyObject* value, std::string* out) {
+// The entry with `order`, the key record `key` and the value record `value`.
+void MakeEntry(int64_t order, std::string_view key, std::string_view value, std::string* out) {
   out->clear();
   out->push_back(kEntry);
   PutU64(out, static_cast<uint64_t>(order));
   const auto klen = static_cast<uint32_t>(key.size());
   for (int i = 0; i < 4; ++i) out->push_back(static_cast<char>(klen >> (8 * i)));
   out->append(key);
-  return AppendRecord(value, out);
+  out->append(value);
 }
 
 // --- handles
@@ -246,6 +246,27 @@ class MgrDict {
       return s.IsNotFound() ? shm::Status::OK() : s;
     });
     return deleted;
+  }
+  // Rewrites the entry's value record in place of its old one, keeping its order and key (one
+  // read-modify-write under the dict's lock); false when the key is absent (nothing written).
+  bool ReplaceValue(std::string_view key, std::string_view value_record, bool* malformed) {
+    bool present = false;
+    bound_.RunFast([&](shm::Dict& d) {
+      return d.Update(key, [&](const shm::DictValue* current, shm::DictUpdate* update) {
+        present = current != nullptr;
+        EntryView old;
+        if (!present || !ParseEntry(current->data, &old)) {
+          *malformed = present;
+          update->write = false;
+          return shm::Status::OK();
+        }
+        update->data.assign(current->data, 0, kEntryHeader + old.key.size());
+        update->data.append(value_record);
+        update->keep_expiry = true;
+        return shm::Status::OK();
+      });
+    });
+    return present && !*malformed;
   }
   int64_t Incr(std::string_view key, int64_t by) {
     int64_t result = 0;
@@ -397,21 +418,16 @@ PyObject* DictSetItem(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
   MgrDict* d = HandleOf<MgrDict>(self, g.dict_type);
   if (d == nullptr) return nullptr;
   return Guarded([&]() -> PyObject* {
-    std::string ekey, entry, key_record;
-    if (!EntryKey(args[0], &ekey)) return nullptr;
+    std::string ekey, value_record, key_record, entry;
+    if (!EntryKey(args[0], &ekey) || !AppendRecord(args[1], &value_record)) return nullptr;
     while (true) {
-      shm::DictValue current;
-      if (d->Get(ekey, &current)) {
-        EntryView old;
-        if (!ParseEntry(current.data, &old)) return BadRecord();
-        if (!MakeEntry(old.order, old.key, args[1], &entry)) return nullptr;
-        if (d->Set(ekey, entry, shm::SetMode::kSet, current.version)) break;
-      } else {
-        if (key_record.empty() && !AppendRecord(args[0], &key_record)) return nullptr;
-        int64_t order = d->Incr("!order", 1);
-        if (!MakeEntry(order, key_record, args[1], &entry)) return nullptr;
-        if (d->Set(ekey, entry, shm::SetMode::kAdd)) break;
-      }
+      bool malformed = false;
+      if (d->ReplaceValue(ekey, value_record, &malformed)) break;
+      if (malformed) return BadRecord();
+      if (key_record.empty() && !AppendRecord(args[0], &key_record)) return nullptr;
+      int64_t order = d->Incr("!order", 1);
+      MakeEntry(order, key_record, value_record, &entry);
+      if (d->Set(ekey, entry, shm::SetMode::kAdd)) break;  // Else added meanwhile: replace it.
     }
     Py_RETURN_NONE;
   });
@@ -593,12 +609,18 @@ PyObject* QueuePut(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyOb
   }
   MgrList* l = HandleOf<MgrList>(self, g.list_type);
   if (l == nullptr) return nullptr;
-  return Guarded([&]() -> PyObject* {
+  bool full = false;
+  PyObject* done = Guarded([&]() -> PyObject* {
     std::string record;
     if (!AppendRecord(args[0], &record)) return nullptr;
-    Check(l->Push(record));
+    shm::Status s = l->Push(record);
+    full = s.IsOutOfSpace();
+    if (!full) Check(s);
     Py_RETURN_NONE;
   });
+  if (done == nullptr || !full) return done;
+  Py_DECREF(done);
+  return Slow(self, "_put_slow", args, nargs, kwnames);  // queue.Full, as the Python put says.
 }
 
 PyObject* QueueGet(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
@@ -637,6 +659,7 @@ PyMethodDef kEventFast[] = {
 PyMethodDef kLockFast[] = {
     {"acquire", AsCFunction(LockAcquire), METH_FASTCALL | METH_KEYWORDS, "acquire()"},
     {"release", reinterpret_cast<PyCFunction>(LockRelease), METH_NOARGS, "release()"},
+    {"__enter__", AsCFunction(LockAcquire), METH_FASTCALL | METH_KEYWORDS, "acquire()"},
     {"__exit__", AsCFunction(LockExit), METH_FASTCALL, "release()"},
     {nullptr, nullptr, 0, nullptr}};
 PyMethodDef kListFast[] = {
@@ -700,11 +723,11 @@ void RegisterManager(py::module_& m) {
   m.def(
       "_mgr_entry",
       [](int64_t order, py::handle key, py::handle value) {
-        std::string key_record, out;
-        if (!AppendRecord(key.ptr(), &key_record) ||
-            !MakeEntry(order, key_record, value.ptr(), &out)) {
+        std::string key_record, value_record, out;
+        if (!AppendRecord(key.ptr(), &key_record) || !AppendRecord(value.ptr(), &value_record)) {
           throw py::error_already_set();
         }
+        MakeEntry(order, key_record, value_record, &out);
         return py::reinterpret_steal<py::object>(ToPyBytes(out));
       },
       py::arg("order"), py::arg("key"), py::arg("value"), "A managed dict's entry.");
