@@ -11,10 +11,13 @@ the segment and repairs what dead processes leave) under a unique name, and stop
 ``Manager(name="app")`` attaches to a server that runs already (the ``BaseManager.connect()``
 pattern) and never stops it.
 
-Every managed object is an ordinary shmstate object of the segment (a dict, a list, a counter);
-a proxy calls the library in-process, with no server round trip. Values are pickled into the
-segment; every change commits with one atomic store (a compare-and-set on an entry's version), so
-a process killed inside any call leaves each object whole, with every acknowledged change.
+Every managed object is an ordinary shmstate object of the segment (a dict, a list); a proxy
+calls the library in-process, with no server round trip, and its hot methods are native
+(python/src/register_manager.cc). Values are stored as records (None, bool, int, float, str and
+bytes natively, anything else pickled); every change commits with one atomic store (a
+compare-and-set on an entry's version, a push, a pop), so a process killed inside any call leaves
+each object whole, with every acknowledged change. An object is freed with the proxy it was
+created with, unless it was shared first (pickled, or inherited by a fork): see _owned.
 Blocking calls (lock waits, queue gets, event waits, barrier waits) sleep on the object's futex
 word (shm/wake_word.h) with the GIL released; they never spin. docs/manager.md says what
 differs from the stdlib.

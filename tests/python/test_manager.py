@@ -193,6 +193,7 @@ class Acks:
         self.items = []
         self.values = []
         self.queued = []
+        self.joinable = []
 
     def read(self, lines):
         for line in lines:
@@ -206,6 +207,8 @@ class Acks:
                 self.values.append(int(rest))
             elif kind == "q":
                 self.queued.append(rest)
+            elif kind == "j":
+                self.joinable.append(rest)
 
 
 def start_writer(handles, writer, seed, env=None):
@@ -221,8 +224,21 @@ def finish(proc):
     return rest.splitlines(keepends=True)
 
 
+def drain(q, task_done=False):
+    items = []
+    while True:
+        try:
+            items.append(q.get_nowait())
+        except Exception:
+            return items
+        if task_done:
+            q.task_done()
+
+
 def verify(objects, acks, killed):
-    d, lst, value, lock, q, slots = objects
+    d, lst, value, lock, q, slots = objects[:6]
+    if len(objects) > 6:
+        verify_more(objects[6], d, acks)
     assert len(slots) == 8
     for item in slots[:]:
         if item is not None:
@@ -242,12 +258,7 @@ def verify(objects, acks, killed):
     assert value.value <= len(acks.values) + killed
     assert lock.acquire(timeout=10), "the lock is stuck"
     lock.release()
-    queued = []
-    while True:
-        try:
-            queued.append(q.get_nowait())
-        except Exception:
-            break
+    queued = drain(q)
     for item in queued:
         check(item.encode())
     counts = collections.Counter(queued)
@@ -255,10 +266,44 @@ def verify(objects, acks, killed):
         assert counts[item] == 1
 
 
+def verify_more(extra, d, acks):
+    import threading
+    rlock, sem, ns, arr, jq, ev = extra
+    for key in d.keys():  # Pops and setdefaults left every value whole.
+        check(d[key])
+    assert rlock.acquire(timeout=10), "the RLock is stuck"
+    rlock.release()
+    assert sem.acquire(timeout=10) and sem.acquire(timeout=10), "a semaphore unit is stuck"
+    sem.release()
+    sem.release()
+    try:
+        check(ns.x)
+    except AttributeError:
+        pass  # No writer got that far.
+    assert len(arr) == 8 and all(type(x) is int for x in arr[:])
+    assert ev.is_set() in (True, False)
+    items = drain(jq, task_done=True)
+    for item in items:
+        check(item.encode())
+    counts = collections.Counter(items)
+    for item in acks.joinable:
+        assert counts[item] == 1, "an acknowledged JoinableQueue put is lost or doubled"
+    joined = threading.Thread(target=jq.join, daemon=True)
+    joined.start()
+    joined.join(30)
+    assert not joined.is_alive(), "join() waits for a task a killed process left counted"
+
+
+def make_objects(m):
+    return (m.dict(), m.list(), m.Value("i", 0), m.Lock(), m.Queue(), m.list([None] * 8),
+            (m.RLock(), m.BoundedSemaphore(2), m.Namespace(), m.Array("i", [0] * 8),
+             m.JoinableQueue(), m.Event()))
+
+
 def test_writers_killed_at_random_moments():
     rng = random.Random(22)
     with shmstate.Manager() as m:
-        objects = (m.dict(), m.list(), m.Value("i", 0), m.Lock(), m.Queue(), m.list([None] * 8))
+        objects = make_objects(m)
         handles = pickle.dumps(objects).hex()
         acks = Acks()
         killed = 0
@@ -283,7 +328,7 @@ CRASH_POINTS = ["after_allocate", "after_intent", "after_commit", "before_free",
 @pytest.mark.parametrize("point", CRASH_POINTS)
 def test_writer_dies_at_each_crash_point(point):
     with shmstate.Manager() as m:
-        objects = (m.dict(), m.list(), m.Value("i", 0), m.Lock(), m.Queue(), m.list([None] * 8))
+        objects = make_objects(m)
         handles = pickle.dumps(objects).hex()
         acks = Acks()
         killed = 0
