@@ -1,11 +1,8 @@
-#include "attachment.h"
+#include "shm/attachment.h"
 
 #include <thread>
 
-namespace shmstate {
-
-using shm::Segment;
-using shm::Status;
+namespace shm {
 
 Status Attachment::AttachNewest(const std::string& prefix, std::shared_ptr<Segment>* result) {
   SHM_RETURN_IF_ERROR(Segment::ValidatePrefix(prefix));
@@ -37,7 +34,7 @@ Status Attachment::Open(const std::string& prefix, std::chrono::milliseconds fol
 }
 
 void Attachment::Replace(const std::shared_ptr<Segment>& seen, std::shared_ptr<Segment> next) {
-  shm::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (segment_ != seen) return;
   segment_ = std::move(next);
   epoch_.fetch_add(1, std::memory_order_acq_rel);
@@ -72,4 +69,4 @@ Status Attachment::Follow(const std::shared_ptr<Segment>& seen) {
   }
 }
 
-}  // namespace shmstate
+}  // namespace shm
