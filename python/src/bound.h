@@ -15,20 +15,26 @@
 
 #include "attachment.h"
 #include "convert.h"
+#include "shm/attachment.h"
+#include "shm/handle.h"
 #include "shm/segment.h"
 #include "shm/status.h"
 
 namespace shmstate {
 
-// A proxy of kind Proxy bound to an attachment: opened by name in whatever generation the
-// attachment is in, reopened after a move.
+// A proxy of kind Proxy bound to an attachment: the library's Handle (shm/handle.h), opened by
+// name in whatever generation the attachment is in and reopened after a move
+// (shm::RunClientOp). It stands for the object it opened: a deleted object answers NotFound
+// rather than being created again (kKeepStale). The GIL guards it.
 template <class Proxy>
 class Bound {
  public:
   using Opener = std::function<shm::Status(shm::Segment*, Proxy*)>;
 
   Bound(std::shared_ptr<Attachment> attachment, Opener open)
-      : attachment_(std::move(attachment)), open_(std::move(open)) {
+      : attachment_(std::move(attachment)),
+        open_(std::move(open)),
+        handle_(shm::StalePolicy::kKeepStale) {
     Run([](Proxy&) { return shm::Status::OK(); });  // Opens (and creates) now, so errors show here.
   }
 
@@ -36,36 +42,23 @@ class Bound {
   // GIL on a copy of the proxy (another thread may reopen the handle meanwhile).
   template <class F>
   void Run(F&& fn, bool release_gil = false) {
-    while (true) {
-      std::shared_ptr<shm::Segment> segment = CurrentSegment();
-      shm::Status s = segment->EnterClientOp();
-      if (s.ok()) {
-        s = ReopenIfMovedLocked(segment);
-        if (s.ok()) {
-          if (release_gil) {
-            Proxy proxy = proxy_;
-            py::gil_scoped_release nogil;
-            s = fn(proxy);
-          } else {
-            s = fn(proxy_);
-          }
+    auto op = [&](const std::shared_ptr<shm::Segment>& segment) {
+      uint64_t epoch = attachment_->epoch();
+      return handle_.Run(segment.get(), open_, [&](Proxy& proxy) {
+        if (segment_ != segment) {  // Keeps the mapping the handle points into.
+          segment_ = segment;
+          epoch_ = epoch;
         }
-        segment->LeaveClientOp();
-      }
-      // Poisoned: the operation did not happen (the gate refused it, or the allocator failed
-      // before the commit); run it again in the successor.
-      if (s.IsPoisoned()) {
-        shm::Status followed;
-        {
-          py::gil_scoped_release nogil;
-          followed = attachment_->Follow(segment);
-        }
-        Check(followed);
-        continue;
-      }
-      Check(s);
-      return;
-    }
+        if (!release_gil) return fn(proxy);
+        Proxy copy = proxy;
+        py::gil_scoped_release nogil;
+        return fn(copy);
+      });
+    };
+    Check(shm::RunClientOp(*attachment_, op, [&](const std::shared_ptr<shm::Segment>& seen) {
+      py::gil_scoped_release nogil;
+      return attachment_->Follow(seen);
+    }));
   }
 
   // Run for the hot methods (the fast path below): fn(proxy) -> Status under the GIL, without
@@ -74,11 +67,11 @@ class Bound {
   // did not happen) it hands the call to Run, which follows and reopens.
   template <class F>
   void RunFast(F&& fn) {
-    if (segment_ != nullptr && epoch_ == attachment_->epoch()) {
+    if (segment_ != nullptr && epoch_ == attachment_->epoch() && handle_.OpenedIn(segment_.get())) {
       shm::Segment* segment = segment_.get();  // Kept alive by segment_ (the GIL is held).
       shm::Status s = segment->EnterClientOp();
       if (s.ok()) {
-        s = fn(proxy_);
+        s = fn(handle_.proxy());
         segment->LeaveClientOp();
         if (!s.IsPoisoned()) {
           Check(s);
@@ -92,27 +85,11 @@ class Bound {
   const std::shared_ptr<Attachment>& attachment() const { return attachment_; }
 
  private:
-  std::shared_ptr<shm::Segment> CurrentSegment() {
-    if (segment_ && epoch_ == attachment_->epoch()) return segment_;
-    return attachment_->segment();
-  }
-  // Called inside the gate of `segment`; the GIL guards proxy_, segment_ and epoch_.
-  shm::Status ReopenIfMovedLocked(const std::shared_ptr<shm::Segment>& segment) {
-    if (segment == segment_) return shm::Status::OK();
-    uint64_t epoch = attachment_->epoch();
-    Proxy fresh;
-    SHM_RETURN_IF_ERROR(open_(segment.get(), &fresh));
-    proxy_ = std::move(fresh);
-    segment_ = segment;
-    epoch_ = epoch;
-    return shm::Status::OK();
-  }
-
   std::shared_ptr<Attachment> attachment_;
   Opener open_;
-  std::shared_ptr<shm::Segment> segment_;  // The segment proxy_ was opened in.
-  uint64_t epoch_ = 0;
-  Proxy proxy_;
+  shm::Handle<Proxy> handle_;
+  std::shared_ptr<shm::Segment> segment_;  // The segment handle_ was last used in.
+  uint64_t epoch_ = 0;                     // The attachment's epoch then.
 };
 
 }  // namespace shmstate

@@ -29,6 +29,7 @@
 #include "register_sync.h"
 #include "shm/counter.h"
 #include "shm/dict.h"
+#include "shm/handle.h"
 #include "shm/lease_lock.h"
 #include "shm/list.h"
 #include "shm/ndarray.h"

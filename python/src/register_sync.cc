@@ -38,21 +38,10 @@ std::shared_ptr<Attachment> AttachmentFor(const std::string& prefix, shm::Status
 // refuses it (Poisoned, nothing done), and the operation runs again in the successor.
 template <class F>
 shm::Status RunOp(Attachment* attachment, F&& fn) {
-  while (true) {
-    std::shared_ptr<shm::Segment> segment = attachment->segment();
-    shm::Status status = segment->EnterClientOp();
-    if (status.ok()) {
-      status = fn(segment);
-      segment->LeaveClientOp();
-    }
-    if (!status.IsPoisoned()) return status;
-    shm::Status followed;
-    {
-      py::gil_scoped_release release;
-      followed = attachment->Follow(segment);
-    }
-    if (!followed.ok()) return followed;
-  }
+  return shm::RunClientOp(*attachment, fn, [&](const std::shared_ptr<shm::Segment>& seen) {
+    py::gil_scoped_release release;
+    return attachment->Follow(seen);
+  });
 }
 
 class PySeqList {
