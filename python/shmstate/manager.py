@@ -252,8 +252,13 @@ class BaseProxy:
 
     def __del__(self) -> None:
         parts = self.__dict__.get("_parts")
-        if parts is not None and _owned.pop((self._server, self._name), None) is not None:
-            _free(self._server, parts)
+        if parts is None:
+            return
+        try:
+            if _owned.pop((self._server, self._name), None) is not None:
+                _free(self._server, parts)
+        except Exception:  # At interpreter exit the module's globals may be gone already.
+            pass
 
     def __deepcopy__(self, memo):
         return self._getvalue()
