@@ -164,6 +164,9 @@ class _Server:
         if os.getpid() != self.creator or self.proc.returncode is not None:
             return
         _clients.pop(self.name, None)
+        _unshared_handles.pop(self.name, None)
+        for key in [key for key in _owned if key[0] == self.name]:
+            del _owned[key]  # Gone with the segment.
         self.proc.terminate()
         try:
             self.proc.wait(timeout=30)
@@ -187,16 +190,52 @@ _entry_load = _shmstate._mgr_entry_load
 # copy.copy too) or inherited by fork (any process forked while the proxy lived). A shared object
 # stays until the manager shuts down (or shmstate.attach(name).delete(...)): the segment keeps
 # no count of the proxies of other processes. _owned: (server, name) of the objects this process
-# created and has not shared -> the segment objects they consist of.
+# created and has not shared -> the segment objects they consist of. The same objects are listed
+# in the server's `mp.unshared` dict with their creator, so that the objects of a creator that
+# died before its proxies were collected are freed by the next sweep (_sweep).
 _owned: dict = {}
-os.register_at_fork(before=_owned.clear)  # The child may use any of them, for as long as it runs.
+_UNSHARED = "mp.unshared"
+_SWEEP_EVERY = 1024  # Creations between sweeps (and one at every start or connect).
+_created = [0]
+
+
+_unshared_handles: dict = {}
+
+
+def _unshared(server: str):
+    """The native handle of the server's list of unshared objects."""
+    handle = _unshared_handles.get(server)
+    if handle is None:
+        handle = _unshared_handles[server] = _client(server).dict(_UNSHARED)._d
+    return handle
 
 
 def _own(proxy: "BaseProxy", parts: tuple) -> Any:
     """Makes `proxy` the owner of its new object, made of the segment objects `parts`."""
     proxy._parts = parts
     _owned[(proxy._server, proxy._name)] = parts
+    _unshared(proxy._server).set(proxy._name, _dumps((_me(), parts)))
+    _created[0] += 1
+    if _created[0] % _SWEEP_EVERY == 0:
+        _sweep(proxy._server)
     return proxy
+
+
+def _share(server: str, name: str) -> None:
+    """Kept from now on: another process or a container may hold it."""
+    if _owned.pop((server, name), None) is not None and server in _clients:
+        _unshared(server).delete(name)
+
+
+def _share_all_before_fork() -> None:
+    for server, name in list(_owned):  # The child may use any of them, for as long as it runs.
+        try:
+            _share(server, name)
+        except Exception:  # The manager shut down.
+            _owned.pop((server, name), None)
+
+
+os.register_at_fork(before=_share_all_before_fork)
 
 
 def _free(server: str, parts: tuple) -> None:
@@ -206,9 +245,28 @@ def _free(server: str, parts: tuple) -> None:
             return  # The manager shut down: its segment is gone.
         for part in parts:
             client.delete(part)
+        _unshared(server).delete(parts[0])  # Last: a death before it leaves the sweep to do it.
         _got_tasks.pop(parts[0], None)
     except Exception:  # A finalizer cannot report: a stopped or unreachable server frees all.
         pass
+
+
+def _sweep(server: str) -> int:
+    """Frees the unshared objects whose creator is dead; returns how many."""
+    registry = _client(server).dict(_UNSHARED)
+    freed = 0
+    for name in list(registry.keys()):
+        entry = registry._d.get_entry(name)
+        if entry is None:
+            continue
+        owner, parts = _loads(entry[0])
+        if _alive(owner):
+            continue
+        for part in parts:
+            _client(server).delete(part)
+        registry._d.delete(name)
+        freed += 1
+    return freed
 
 
 def _rebuild(cls: type, server: str, name: str, extra: Any) -> "BaseProxy":
@@ -247,7 +305,7 @@ class BaseProxy:
         pass
 
     def __reduce__(self):
-        _owned.pop((self._server, self._name), None)  # Shared now: kept (see _owned).
+        _share(self._server, self._name)  # Kept from now on (see _owned).
         return (_rebuild, (type(self), self._server, self._name, self._extra()))
 
     def __del__(self) -> None:
@@ -1461,6 +1519,7 @@ class SyncManager:
         else:
             self._server_name = self._name
         _client(self._server_name)
+        _sweep(self._server_name)  # What dead creators of unshared objects left.
         self._state = "started"
         if initializer is not None:
             initializer(*initargs)

@@ -682,3 +682,28 @@ def test_fast_paths_refuse_bad_calls_clearly():
 def _queue_empty():
     import queue
     return queue.Empty
+
+
+def test_unshared_objects_of_a_killed_creator_are_swept(server):
+    # A process attached by name creates objects, shares one (pickled to us), and is killed
+    # before its proxies are collected: the next start (or connect) frees the others.
+    child = _run_child("""
+        import pickle, sys, time
+        import shmstate
+        m = shmstate.Manager(name=sys.argv[1])
+        kept = [m.dict({"a": 1}), m.list([1]), m.Queue(), m.Value("i", 1)]
+        shared = m.list(["shared"])
+        print(pickle.dumps(shared).hex(), flush=True)
+        time.sleep(600)
+    """, server.name)
+    shared = pickle.loads(bytes.fromhex(child.stdout.readline()))
+    client = shmstate.attach(server.name)
+    before = {o for o, _ in client.objects("o.")}
+    assert len(before) == 6  # The four kept (a queue is two objects) and the shared list.
+    child.send_signal(signal.SIGKILL)
+    child.wait(30)
+    m = shmstate.Manager(name=server.name)
+    assert {o for o, _ in client.objects("o.")} == {shared._name}
+    shared.append("still here")
+    assert shared[:] == ["shared", "still here"]
+    m.shutdown()  # Attached by name: the server keeps running.
