@@ -195,8 +195,8 @@ _entry_load = _shmstate._mgr_entry_load
 # died before its proxies were collected are freed by the next sweep (_sweep).
 _owned: dict = {}
 _UNSHARED = "mp.unshared"
-_SWEEP_EVERY = 1024  # Creations between sweeps (and one at every start or connect).
-_created = [0]
+_SWEEP_EVERY = 1024  # Creations between sweeps, at least (and one at every start or connect).
+_created = [0, _SWEEP_EVERY]  # Objects this process created; the count of the next sweep.
 
 
 _unshared_handles: dict = {}
@@ -216,8 +216,10 @@ def _own(proxy: "BaseProxy", parts: tuple) -> Any:
     _owned[(proxy._server, proxy._name)] = parts
     _unshared(proxy._server).set(proxy._name, _dumps((_me(), parts)))
     _created[0] += 1
-    if _created[0] % _SWEEP_EVERY == 0:
-        _sweep(proxy._server)
+    if _created[0] >= _created[1]:
+        # At least as many creations between sweeps as the last sweep saw entries: amortized
+        # O(1) a creation, however many unshared objects live.
+        _created[1] = _created[0] + max(_SWEEP_EVERY, _sweep(proxy._server)[1])
     return proxy
 
 
@@ -251,11 +253,12 @@ def _free(server: str, parts: tuple) -> None:
         pass
 
 
-def _sweep(server: str) -> int:
-    """Frees the unshared objects whose creator is dead; returns how many."""
+def _sweep(server: str) -> tuple:
+    """Frees the unshared objects whose creator is dead: (how many, how many entries seen)."""
     registry = _client(server).dict(_UNSHARED)
     freed = 0
-    for name in list(registry.keys()):
+    names = list(registry.keys())
+    for name in names:
         entry = registry._d.get_entry(name)
         if entry is None:
             continue
@@ -266,7 +269,7 @@ def _sweep(server: str) -> int:
             _client(server).delete(part)
         registry._d.delete(name)
         freed += 1
-    return freed
+    return freed, len(names)
 
 
 def _rebuild(cls: type, server: str, name: str, extra: Any) -> "BaseProxy":
