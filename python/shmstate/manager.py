@@ -1374,8 +1374,11 @@ class QueueProxy(BaseProxy):
         raise ValueError("task_done() called too many times")
 
     def _task_finished(self) -> None:
+        # Wakes the joiners only once no task is left (the `!w` entry is the dict's only other
+        # one while anybody joins), not at every task_done: each wake costs them a scan. A task
+        # marked lost keeps the count above that; the joiners' 2 s re-check then sees it.
         waiting = self._d.get(_WAITERS)
-        if waiting is not None and int(waiting) > 0:
+        if waiting is not None and int(waiting) > 0 and int(self._d.stats()["entries"]) <= 1:
             self._word.wake()
 
     def _live_tasks(self) -> list:

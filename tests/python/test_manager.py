@@ -707,3 +707,31 @@ def test_unshared_objects_of_a_killed_creator_are_swept(server):
     shared.append("still here")
     assert shared[:] == ["shared", "still here"]
     m.shutdown()  # Attached by name: the server keeps running.
+
+
+def test_joinable_queue_join_waits_for_every_task_done_of_another_process():
+    import threading
+    with shmstate.Manager() as m:
+        q = m.JoinableQueue()
+        for i in range(2000):
+            q.put(i)
+        worker = _run_child("""
+            import pickle, sys
+            import shmstate
+            q = pickle.loads(bytes.fromhex(sys.argv[1]))
+            print("started", flush=True)
+            while True:
+                item = q.get()
+                q.task_done()
+                if item == 1999:
+                    break
+        """, pickle.dumps(q).hex())
+        joined = threading.Thread(target=q.join, daemon=True)
+        joined.start()
+        assert worker.stdout.readline() == "started\n"
+        joined.join(60)
+        assert not joined.is_alive() and q.qsize() == 0
+        worker.wait(30)
+        assert worker.returncode == 0
+        with pytest.raises(ValueError):
+            q.task_done()
