@@ -735,3 +735,33 @@ def test_joinable_queue_join_waits_for_every_task_done_of_another_process():
         assert worker.returncode == 0
         with pytest.raises(ValueError):
             q.task_done()
+
+
+def test_stored_records_decode_or_raise_never_crash():
+    # Whatever bytes an entry holds (a foreign writer, a bug), decoding answers a value or an
+    # exception: run in a child, which must exit normally.
+    code = """
+        import pickle, random, sys
+        from shmstate import _shmstate
+        rng = random.Random(22)
+        tags = b"NTFifsbpE" + bytes([0, 255])
+        outcomes = set()
+        for i in range(20000):
+            data = bytes([rng.choice(tags)]) + rng.randbytes(rng.randrange(0, 24))
+            if rng.random() < 0.2:
+                data = b"E" + rng.randbytes(8) + (rng.randrange(40)).to_bytes(4, "little") + data
+            for decode in (_shmstate._mgr_load, _shmstate._mgr_entry_load):
+                try:
+                    decode(data)
+                    outcomes.add("value")
+                except Exception as e:
+                    outcomes.add(type(e).__name__)
+        for value in [None, True, 3, -2**63, 2**64, 1.5, "é", b"x", (1,), {1: 2}]:
+            assert _shmstate._mgr_load(_shmstate._mgr_dump(value)) == value
+            assert _shmstate._mgr_entry_load(_shmstate._mgr_entry(7, "k", value)) == (7, "k", value)
+        print(sorted(outcomes))
+    """
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "value" in out.stdout and "ValueError" in out.stdout
