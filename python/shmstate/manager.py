@@ -923,14 +923,15 @@ class _LockProxy(AcquirerProxy):
     def __repr__(self) -> str:
         return f"<AcquirerProxy object, typeid {self._typeid!r} at {hex(id(self))}>"
 
-    # acquire(), release() and `with` of a Lock are native (LockAcquire, LockRelease): one
-    # add-if-absent, one delete; everything else (an RLock, a held lock, a timeout) comes here.
+    # acquire(), release() and `with` are native (LockAcquire, LockRelease): for a Lock one
+    # add-if-absent and one delete, for an RLock the same or a compare-and-set of its count;
+    # everything else (a held lock, a timeout, an RLock of another thread) comes here.
     def _acquire_slow(self, blocking: bool = True, timeout: Optional[float] = None) -> bool:
         return AcquirerProxy.acquire(self, blocking, timeout)
 
     def _try_acquire(self):
         n = self._n
-        mine = _dumps((_thread_owner(), 1)) if self._rlock else _process_owner()
+        mine = _rlock_value(1) if self._rlock else _process_owner()
         died = False
         while True:
             if n.set(_HOLDER, mine, None, "add"):
@@ -939,15 +940,14 @@ class _LockProxy(AcquirerProxy):
             entry = n.get_entry(_HOLDER)
             if entry is None:
                 continue
-            holder = _loads(entry[0])
             if self._rlock:
-                owner, count = holder
+                owner, count = _rlock_holder(entry[0])
                 if owner == _thread_owner():
-                    if n.set(_HOLDER, _dumps((owner, count + 1)), None, "set", entry[1]):
+                    if n.set(_HOLDER, _rlock_value(count + 1), None, "set", entry[1]):
                         return True
                     continue
             else:
-                owner = holder
+                owner = _loads(entry[0])
             if _alive(owner):
                 return _MISSING
             if self._word.delete_if(_HOLDER, entry[1]):
@@ -958,11 +958,11 @@ class _LockProxy(AcquirerProxy):
         me = _thread_owner()
         while True:
             entry = d.entry(_HOLDER)
-            if entry is None or _loads(entry[0])[0] != me:
+            if entry is None or _rlock_holder(entry[0])[0] != me:
                 raise RuntimeError("cannot release un-acquired lock")
-            count = _loads(entry[0])[1]
+            count = _rlock_holder(entry[0])[1]
             if count > 1:
-                if d.set(_HOLDER, _dumps((me, count - 1)), if_version=entry[1]):
+                if d.set(_HOLDER, _rlock_value(count - 1), if_version=entry[1]):
                     return
             elif self._word.delete_if(_HOLDER, entry[1]):
                 self._wake()
@@ -972,7 +972,7 @@ class _LockProxy(AcquirerProxy):
         data = self._d.get(_HOLDER)
         if not self._rlock:
             return data is not None
-        return data is not None and _loads(data)[0] == _thread_owner()
+        return data is not None and _rlock_holder(data)[0] == _thread_owner()
 
     def _release_save(self) -> Any:
         if not self._rlock:
@@ -981,20 +981,35 @@ class _LockProxy(AcquirerProxy):
         me = _thread_owner()
         while True:
             entry = self._d.entry(_HOLDER)
-            if entry is None or _loads(entry[0])[0] != me:
+            if entry is None or _rlock_holder(entry[0])[0] != me:
                 raise RuntimeError("cannot release un-acquired lock")
             if self._word.delete_if(_HOLDER, entry[1]):
                 self._wake()
-                return _loads(entry[0])[1]
+                return _rlock_holder(entry[0])[1]
 
     def _acquire_restore(self, saved: Any) -> None:
         self.acquire()
         if self._rlock and saved > 1:
-            self._d[_HOLDER] = _dumps((_thread_owner(), saved))
+            self._d[_HOLDER] = _rlock_value(saved)
 
     def _getvalue(self) -> Any:
         data = self._d.get(_HOLDER)
-        return None if data is None else _loads(data)
+        if data is None:
+            return None
+        return _rlock_holder(data) if self._rlock else _loads(data)
+
+
+# An RLock's holder entry: this process's owner record (_process_owner), the thread's ident and
+# the count, as 8-byte little-endian numbers (register_manager.cc reads and writes it too).
+def _rlock_value(count: int) -> bytes:
+    return (_process_owner() + threading.get_ident().to_bytes(8, "little")
+            + count.to_bytes(8, "little"))
+
+
+def _rlock_holder(data: bytes) -> tuple:
+    """((pid, start time, thread ident), count) of an RLock's holder entry."""
+    return (_loads(data[:-16]) + (int.from_bytes(data[-16:-8], "little"),),
+            int.from_bytes(data[-8:], "little"))
 
 
 def _acquirer_state(typeid: str, value: int) -> dict:

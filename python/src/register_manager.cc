@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -238,12 +239,13 @@ class MgrDict {
     });
     return applied;
   }
-  bool Delete(std::string_view key) {
+  // False when absent (or, with if_version, changed).
+  bool Delete(std::string_view key, std::optional<uint64_t> if_version = std::nullopt) {
     bool deleted = false;
     bound_.RunFast([&](shm::Dict& d) {
-      shm::Status s = d.Delete(key);
+      shm::Status s = d.Delete(key, if_version);
       deleted = s.ok();
-      return s.IsNotFound() ? shm::Status::OK() : s;
+      return s.IsNotFound() || s.IsConflict() ? shm::Status::OK() : s;
     });
     return deleted;
   }
@@ -503,17 +505,93 @@ bool OwnerRecord(std::string_view* out) {
   return true;
 }
 
-// Lock.acquire() without arguments: one add-if-absent; else (held, an RLock, a timeout) the
-// Python method's rules.
+// An RLock's holder entry (manager._rlock_value): this thread's key (the process's owner record
+// and the thread's ident) and the count, little-endian.
+bool RLockKey(std::string* key) {
+  std::string_view owner;
+  if (!OwnerRecord(&owner)) return false;
+  key->assign(owner);
+  PutU64(key, static_cast<uint64_t>(PyThread_get_thread_ident()));
+  return true;
+}
+
+// The count of `holder` if this thread (`key`) holds the RLock, else 0.
+uint64_t MyCount(const std::string& holder, const std::string& key) {
+  if (holder.size() != key.size() + 8 || holder.compare(0, key.size(), key) != 0) return 0;
+  return GetU64(holder.data() + key.size());
+}
+
+// RLock.acquire() without arguments: an add-if-absent (*took), or this thread's count + 1 (a
+// compare-and-set). False when neither applied (the caller runs the Python method) or on an
+// error (set).
+bool RLockTryAcquire(MgrDict* d, bool* took) {
+  std::string key, value;
+  if (!RLockKey(&key)) return false;
+  value = key;
+  PutU64(&value, 1);
+  PyObject* ok = Guarded([&]() -> PyObject* {
+    if (d->Set("h", value, shm::SetMode::kAdd)) {
+      *took = true;
+      Py_RETURN_TRUE;
+    }
+    shm::DictValue current;
+    uint64_t count = 0;
+    if (d->Get("h", &current) && (count = MyCount(current.data, key)) != 0) {
+      value = key;
+      PutU64(&value, count + 1);
+      if (d->Set("h", value, shm::SetMode::kSet, current.version)) Py_RETURN_TRUE;
+    }
+    Py_RETURN_FALSE;
+  });
+  if (ok == nullptr) return false;
+  const bool result = ok == Py_True;
+  Py_DECREF(ok);
+  return result;
+}
+
+// RLock.release() by its holding thread: its count - 1, or the entry's delete at 1 (both
+// compare-and-set on the version read). False when neither applied (the caller runs the Python
+// method, which raises or retries) or on an error (set).
+bool RLockTryRelease(MgrDict* d, bool* waiters) {
+  std::string key;
+  if (!RLockKey(&key)) return false;
+  PyObject* ok = Guarded([&]() -> PyObject* {
+    shm::DictValue current;
+    uint64_t count = 0;
+    if (!d->Get("h", &current) || (count = MyCount(current.data, key)) == 0) Py_RETURN_FALSE;
+    if (count > 1) {
+      std::string value = key;
+      PutU64(&value, count - 1);
+      return PyBool_FromLong(d->Set("h", value, shm::SetMode::kSet, current.version));
+    }
+    if (!d->Delete("h", current.version)) Py_RETURN_FALSE;
+    *waiters = d->HasWaiters();
+    Py_RETURN_TRUE;
+  });
+  if (ok == nullptr) return false;
+  const bool result = ok == Py_True;
+  Py_DECREF(ok);
+  return result;
+}
+
+// Lock.acquire() without arguments: one add-if-absent (an RLock: RLockTryAcquire); else (held,
+// a timeout) the Python method's rules.
 PyObject* LockAcquire(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   if (nargs != 0 || kwnames != nullptr) return Slow(self, "_acquire_slow", args, nargs, kwnames);
   PyObject* rlock = PyObject_GetAttr(self, g.rlock);
   if (rlock == nullptr) return nullptr;
   const bool is_rlock = rlock == Py_True;
   Py_DECREF(rlock);
-  if (is_rlock) return Slow(self, "_acquire_slow", args, nargs, kwnames);
   MgrDict* d = HandleOf<MgrDict>(self, g.dict_type);
   if (d == nullptr) return nullptr;
+  if (is_rlock) {
+    bool took = false;
+    if (!RLockTryAcquire(d, &took)) {
+      return PyErr_Occurred() ? nullptr : Slow(self, "_acquire_slow", args, nargs, kwnames);
+    }
+    if (took && PyObject_SetAttr(self, g.owner_died, Py_False) != 0) return nullptr;
+    Py_RETURN_TRUE;
+  }
   std::string_view owner;
   if (!OwnerRecord(&owner)) return nullptr;
   PyObject* added = Guarded(
@@ -534,10 +612,16 @@ PyObject* LockRelease(PyObject* self, PyObject*) {
   if (rlock == nullptr) return nullptr;
   const bool is_rlock = rlock == Py_True;
   Py_DECREF(rlock);
-  if (is_rlock) return Slow(self, "_release_slow", nullptr, 0, nullptr);
   MgrDict* d = HandleOf<MgrDict>(self, g.dict_type);
   if (d == nullptr) return nullptr;
   bool deleted = false, waiters = false;
+  if (is_rlock) {
+    if (!RLockTryRelease(d, &waiters)) {
+      return PyErr_Occurred() ? nullptr : Slow(self, "_release_slow", nullptr, 0, nullptr);
+    }
+    if (waiters) return PyObject_CallMethod(self, "_wake", nullptr);
+    Py_RETURN_NONE;
+  }
   PyObject* ok = Guarded([&]() -> PyObject* {
     deleted = d->Delete("h");
     if (deleted) waiters = d->HasWaiters();

@@ -765,3 +765,46 @@ def test_stored_records_decode_or_raise_never_crash():
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "value" in out.stdout and "ValueError" in out.stdout
+
+
+def test_rlock_fast_path_counts_per_thread():
+    import threading
+    with shmstate.Manager() as m:
+        r = m.RLock()
+        assert r.acquire() and r.acquire() and r._getvalue()[1] == 2
+        r.release()
+        assert r._getvalue()[1] == 1 and r._is_owned()
+        r.release()
+        assert r._getvalue() is None
+        with pytest.raises(RuntimeError):
+            r.release()
+        got = []
+        with r:
+            with r:
+                other = threading.Thread(target=lambda: got.append(r.acquire(timeout=0.2)))
+                other.start()
+                other.join(30)
+                assert got == [False]  # Another thread's acquire waits (and times out).
+
+                def release_elsewhere():
+                    try:
+                        r.release()
+                    except RuntimeError:
+                        got.append("refused")
+                other = threading.Thread(target=release_elsewhere)
+                other.start()
+                other.join(30)
+                assert got == [False, "refused"] and r._getvalue()[1] == 2
+        assert r._getvalue() is None
+        cond = m.Condition(r)
+
+        def waiter():
+            with cond:
+                got.append(cond.wait(30))
+        other = threading.Thread(target=waiter)
+        other.start()
+        assert wait_for(lambda: len(cond._getvalue()["waiting"]) == 1)
+        with cond:
+            cond.notify()
+        other.join(30)
+        assert got[-1] is True
