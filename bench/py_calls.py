@@ -13,9 +13,12 @@ the table quotes each row's median over the rounds with its ratio to the floor r
 Timed by the thread's CPU time by default (--clock wall for wall time): on a shared machine the
 time the process waits for a core is not the call's.
 Two processes: two fresh interpreters, each on its own objects (its own pyfloor mapping, its own
-counter, dict, list and lock), run the same loop at the same moment; ops/s is both processes'
-calls over the longer of their two run times, against one of them alone in the same round
-(rounds alternate 1 and 2 processes), medians over the rounds.
+counter, dict, list and lock), run the same loop at the same moment, against one of them alone
+in the same round (rounds alternate 1 and 2 processes), medians over the rounds. ops/s is the
+sum of each process's calls over its own CPU time (what the processes cost each other through
+shared memory shows there; the wait for a core on a loaded machine does not), or with
+--clock wall both processes' calls over the longer of their two wall times (needs two idle
+cores).
 
   PYTHONPATH=build/python:build/bench/pyfloor /usr/bin/python3 bench/py_calls.py \
       --shmstate build/shmstate [--rounds 15] [--calls 200000] [--mp-rounds 7]
@@ -197,9 +200,10 @@ def child(server, index, calls):
         shape(obj, keys, 1)  # Warm.
         print("ready", flush=True)
         sys.stdin.readline()  # "go"
-        t0 = time.perf_counter_ns()
+        t0, c0 = time.perf_counter_ns(), time.thread_time_ns()
         shape(obj, keys, reps)
-        print(time.perf_counter_ns() - t0, reps * len(keys), flush=True)
+        c1, t1 = time.thread_time_ns(), time.perf_counter_ns()
+        print(t1 - t0, c1 - c0, reps * len(keys), flush=True)
 
 
 def two_process_table(args, name):
@@ -217,9 +221,10 @@ def two_process_table(args, name):
             for p in procs[:n]:
                 p.stdin.write("go\n")
                 p.stdin.flush()
-            results = [p.stdout.readline().split() for p in procs[:n]]
-            calls = sum(int(r[1]) for r in results)
-            return calls / (max(int(r[0]) for r in results) / 1e9)
+            results = [[int(x) for x in p.stdout.readline().split()] for p in procs[:n]]
+            wall = sum(r[2] for r in results) / (max(r[0] for r in results) / 1e9)
+            cpu = sum(r[2] / (r[1] / 1e9) for r in results)
+            return wall if args.clock == "wall" else cpu
         one = {r: [] for r in MP_ROWS}
         two = {r: [] for r in MP_ROWS}
         for round_no in range(args.mp_rounds):
@@ -229,7 +234,8 @@ def two_process_table(args, name):
                 for n in (first, second):
                     (one if n == 1 else two)[row_name].append(run(row_name, n))
         print(f"\n{'call (2 processes)':22} {'1 proc Mops/s':>13} {'2 procs Mops/s':>14} "
-              f"{'2 / 1':>6}   (median of {args.mp_rounds} rounds, separate objects)")
+              f"{'2 / 1':>6}   (median of {args.mp_rounds} rounds, separate objects, "
+              f"{args.clock} time)")
         for row_name in MP_ROWS:
             a, b = statistics.median(one[row_name]), statistics.median(two[row_name])
             print(f"{row_name:22} {a / 1e6:13.2f} {b / 1e6:14.2f} {b / a:6.2f}")
