@@ -10,10 +10,15 @@ and compared with two floor calls.
 
 One process: each round times every row once (ROUNDS rounds, rows in alternating order), and
 the table quotes each row's median over the rounds with its ratio to the floor row of its kind.
+Timed by the thread's CPU time by default (--clock wall for wall time): on a shared machine the
+time the process waits for a core is not the call's.
 Two processes: two fresh interpreters, each on its own objects (its own pyfloor mapping, its own
-counter, dict, list and lock), run the same loop at the same moment; ops/s is both processes'
-calls over the longer of their two run times, against one of them alone in the same round
-(rounds alternate 1 and 2 processes), medians over the rounds.
+counter, dict, list and lock), run the same loop at the same moment, against one of them alone
+in the same round (rounds alternate 1 and 2 processes), medians over the rounds. ops/s is the
+sum of each process's calls over its own CPU time (what the processes cost each other through
+shared memory shows there; the wait for a core on a loaded machine does not), or with
+--clock wall both processes' calls over the longer of their two wall times (needs two idle
+cores).
 
   PYTHONPATH=build/python:build/bench/pyfloor /usr/bin/python3 bench/py_calls.py \
       --shmstate build/shmstate [--rounds 15] [--calls 200000] [--mp-rounds 7]
@@ -132,14 +137,17 @@ def empty(obj, keys, reps):
             pass
 
 
-def timed(shape, obj, keys, calls):
+CLOCKS = {"cpu": time.thread_time_ns, "wall": time.perf_counter_ns}
+
+
+def timed(shape, obj, keys, calls, clock):
     """ns per call, the cost of the empty loop subtracted."""
     reps = calls // len(keys)
-    t0 = time.perf_counter_ns()
+    t0 = clock()
     shape(obj, keys, reps)
-    t1 = time.perf_counter_ns()
+    t1 = clock()
     empty(obj, keys, reps)
-    t2 = time.perf_counter_ns()
+    t2 = clock()
     return ((t1 - t0) - (t2 - t1)) / (reps * len(keys))
 
 
@@ -192,9 +200,10 @@ def child(server, index, calls):
         shape(obj, keys, 1)  # Warm.
         print("ready", flush=True)
         sys.stdin.readline()  # "go"
-        t0 = time.perf_counter_ns()
+        t0, c0 = time.perf_counter_ns(), time.thread_time_ns()
         shape(obj, keys, reps)
-        print(time.perf_counter_ns() - t0, reps * len(keys), flush=True)
+        c1, t1 = time.thread_time_ns(), time.perf_counter_ns()
+        print(t1 - t0, c1 - c0, reps * len(keys), flush=True)
 
 
 def two_process_table(args, name):
@@ -212,9 +221,10 @@ def two_process_table(args, name):
             for p in procs[:n]:
                 p.stdin.write("go\n")
                 p.stdin.flush()
-            results = [p.stdout.readline().split() for p in procs[:n]]
-            calls = sum(int(r[1]) for r in results)
-            return calls / (max(int(r[0]) for r in results) / 1e9)
+            results = [[int(x) for x in p.stdout.readline().split()] for p in procs[:n]]
+            wall = sum(r[2] for r in results) / (max(r[0] for r in results) / 1e9)
+            cpu = sum(r[2] / (r[1] / 1e9) for r in results)
+            return wall if args.clock == "wall" else cpu
         one = {r: [] for r in MP_ROWS}
         two = {r: [] for r in MP_ROWS}
         for round_no in range(args.mp_rounds):
@@ -224,7 +234,8 @@ def two_process_table(args, name):
                 for n in (first, second):
                     (one if n == 1 else two)[row_name].append(run(row_name, n))
         print(f"\n{'call (2 processes)':22} {'1 proc Mops/s':>13} {'2 procs Mops/s':>14} "
-              f"{'2 / 1':>6}   (median of {args.mp_rounds} rounds, separate objects)")
+              f"{'2 / 1':>6}   (median of {args.mp_rounds} rounds, separate objects, "
+              f"{args.clock} time)")
         for row_name in MP_ROWS:
             a, b = statistics.median(one[row_name]), statistics.median(two[row_name])
             print(f"{row_name:22} {a / 1e6:13.2f} {b / 1e6:14.2f} {b / a:6.2f}")
@@ -239,6 +250,9 @@ def main():
     parser.add_argument("--shmstate", default="build/shmstate")
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--calls", type=int, default=200000)
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="cpu",
+                        help="one process's clock: the thread's CPU time (default: what a "
+                        "loaded machine does not inflate) or wall time")
     parser.add_argument("--mp-rounds", type=int, default=7,
                         help="rounds of the two-process table (0: skip it)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -259,11 +273,12 @@ def main():
         for round_no in range(args.rounds):
             order = table if round_no % 2 == 0 else list(reversed(table))
             for row_name, _, shape, obj, keys in order:
-                samples[row_name].append(timed(shape, obj, keys, args.calls))
+                samples[row_name].append(timed(shape, obj, keys, args.calls,
+                                               CLOCKS[args.clock]))
         floors = {kind: statistics.median(samples[n]) for n, kind, *_ in table
                   if n.startswith("floor")}
         print(f"{'call':22} {'ns/call':>9} {'x floor':>8}   (median of {args.rounds} rounds, "
-              f"{args.calls} calls each)")
+              f"{args.calls} calls each, {args.clock} time)")
         for row_name, kind, *_ in table:
             med = statistics.median(samples[row_name])
             print(f"{row_name:22} {med:9.1f} {med / floors[kind]:8.2f}")
