@@ -1,9 +1,12 @@
 """shmstate.Manager(): lifecycle (a private server, gone after shutdown, `with`, or the creator's
 death, nothing left in /dev/shm), attaching by name, proxies through pickling, the stdlib's repr,
 dict keys of different types, a lock held by a dead process, and writers SIGKILLed inside proxy
-calls at random moments and at each crash point of the commit protocol (every acknowledged
-change there, every object whole, the lock never stuck). CPython's own manager tests run in
-tests/python/cpython_manager/."""
+calls of every type at random moments and at each crash point of the commit protocol (every
+acknowledged change there, every object whole, no lock or unit stuck), JoinableQueue puts and
+gets killed at their commit points, a Condition waiter killed after its notify; one mapping per
+process; object lifetime (temporary objects freed, shared ones kept, a killed creator's swept);
+the native fast paths (exact round trips of stored values, bad calls refused). CPython's own
+manager tests run in tests/python/cpython_manager/."""
 import collections
 import glob
 import multiprocessing
