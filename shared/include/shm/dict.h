@@ -23,6 +23,7 @@
 #include <string_view>
 #include <vector>
 
+#include "shm/limits.h"
 #include "shm/registry.h"
 #include "shm/status.h"
 
@@ -96,11 +97,11 @@ using DictUpdateFn = std::function<Status(const DictValue* current, DictUpdate* 
 
 class Dict {
  public:
-  static constexpr size_t kMaxKey = 1024;
-  static constexpr size_t kMaxValue = size_t{16} << 20;
-  static constexpr size_t kMaxContentType = 128;
-  static constexpr size_t kMaxListLimit = 10000;
-  static constexpr int64_t kMaxTtlMs = int64_t{100} * 365 * 24 * 3600 * 1000;  // ~100 years.
+  static constexpr size_t kMaxKey = limits::kMaxKey;
+  static constexpr size_t kMaxValue = limits::kMaxValue;
+  static constexpr size_t kMaxContentType = limits::kMaxContentType;
+  static constexpr size_t kMaxListLimit = limits::kMaxPage;
+  static constexpr int64_t kMaxTtlMs = limits::kMaxTtlMs;
   // Bytes charged per entry on top of key, content type and value.
   static constexpr size_t kEntryOverhead = 40;
 
