@@ -412,10 +412,12 @@ void Info(Call& c) {
   if (wants("keyspace")) {
     text += "# Keyspace\r\n";
     for (int db = 0; db < Keyspace::kDatabases; ++db) {
-      uint64_t keys = KeyCount(segment, db);
+      uint64_t expiring = 0;
+      uint64_t keys = KeyCount(segment, db, &expiring);
       if (keys > 0) {
+        // avg_ttl is Redis's running estimate from its expiry sampling; shmstate keeps none.
         text += "db" + std::to_string(db) + ":keys=" + std::to_string(keys) +
-                ",expires=0,avg_ttl=0\r\n";
+                ",expires=" + std::to_string(expiring) + ",avg_ttl=0\r\n";
       }
     }
   }

@@ -74,6 +74,7 @@ struct DictStats {
   uint64_t evictions = 0;    // Entries removed by CLOCK to make room.
   uint64_t expirations = 0;  // Expired entries removed (lazily, or to make room).
   uint64_t entries = 0;      // Stored entries (expired ones not yet removed included).
+  uint64_t expiring = 0;     // Of those, entries with an expiry (Redis's INFO "expires=").
   uint64_t bytes = 0;        // Bytes charged against max_bytes.
   uint64_t max_bytes = 0;    // 0 = no bound but the segment.
   uint64_t capacity = 0;     // Slots of the hash table.
