@@ -6,7 +6,8 @@ Inputs, all optional (a missing file leaves its section empty, marked "not measu
   proxy.csv   Google Benchmark CSV                  single-threaded proxy operations
   mp.tsv      workload<TAB>procs<TAB>value<TAB>unit mp_driver (value < 0: the ops failed)
   refs.tsv    same format                           redis-benchmark, multiprocessing.Manager
-  resp.tsv    resp|cpu<TAB>test<TAB>pipeline<TAB>redis<TAB>shmstate   bench/resp_compare
+  resp.tsv    resp|cpu|client<TAB>test<TAB>pipeline<TAB>redis<TAB>shmstate[<TAB>redis-io2]
+                                                    bench/resp_compare
   http.tsv    target<TAB>workers<TAB>route<TAB>label<TAB>RESULT k=v...<TAB>cpu_us=N
   checks.tsv  target<TAB>workers<TAB>check<TAB>label<TAB>verdict
   python.tsv  python<TAB>impl<TAB>op<TAB>procs<TAB>value<TAB>unit   bench/python_inproc.py
