@@ -8,7 +8,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -91,7 +90,7 @@ def test_sigkill_loop(make_server):
     server = make_server(workers=1, size="32MiB")
     rng = random.Random(20261202)
     acks = Acks()
-    killed = []  # (pid, wall-clock time of the kill)
+    killed = []  # (pid, the last segment generation it wrote in)
     for round_ in range(24):
         # Writer ids are unique per process: a key's sequence numbers only grow.
         writers = [start_writer(server, 10 * round_ + w, rng.randrange(1 << 30)) for w in range(3)]
@@ -109,27 +108,19 @@ def test_sigkill_loop(make_server):
         for w, proc in enumerate(writers):
             output = lines[w] + finish(proc)
             acks.read(output)
-            if output:  # It had attached (a writer killed during its imports never did).
-                killed.append((proc.pid, time.time()))
+            generations = [int(line.split()[1]) for line in output if line.startswith("g ")]
+            if generations:  # It had written (a writer killed during its imports never did).
+                killed.append((proc.pid, generations[-1]))
             assert proc.returncode == -signal.SIGKILL
             acks.in_flight += 1
     verify(server, acks)
-    # The manager noticed every dead client and released what it held, except a client that was
-    # attached to a generation a poisoned-allocator rebuild has removed since (nothing of it is
-    # left to settle): those killed up to a second after the last rebuild may have been.
-    last_rebuild = max([_log_time(line) for line in server.log().splitlines()
-                        if " rebuilt /dev/shm/" in line], default=0.0)
-    for pid, when in killed:
-        if when > last_rebuild + 1.0:
+    # The manager noticed every dead client that held a slot in the segment it serves now. One
+    # that last wrote in an older generation (a poisoned-allocator rebuild removed it since) left
+    # nothing of it to settle.
+    generation = shmstate.attach(server.name).generation
+    for pid, last_generation in killed:
+        if last_generation == generation:
             server.wait_log(f"attached client pid {pid} is gone", timeout=15)
-
-
-def _log_time(line):
-    """Wall-clock seconds of a log line ("2026-11-25T19:00:00.123Z pid=... ...")."""
-    import datetime
-    stamp = line.split(" ", 1)[0].rstrip("Z")
-    return datetime.datetime.fromisoformat(stamp).replace(
-        tzinfo=datetime.timezone.utc).timestamp()
 
 
 CRASH_POINTS = ["after_allocate", "after_intent", "after_commit", "before_free",

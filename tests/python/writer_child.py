@@ -1,6 +1,7 @@
 """A writer the kill tests start and kill: counter increments, dict sets of self-checking values
 and list pushes through the shmstate module, one acknowledgement line on stdout after each call
-returned ("c VALUE", "d KEY SEQ", "l ITEM"). Usage: writer_child.py NAME ID SEED [LIMIT]."""
+returned ("c VALUE", "d KEY SEQ", "l ITEM"), and "g GENERATION" after a call made in a segment
+generation it had not written in yet (the generation it holds a client slot in). Usage: writer_child.py NAME ID SEED [LIMIT]."""
 import random
 import sys
 import zlib
@@ -29,6 +30,7 @@ def main():
     st = shmstate.attach(name)
     hits, d, jobs = st.counter("hits"), st.dict("kv"), st.list("jobs")
     out = sys.stdout
+    generation = None
     for seq in range(limit):
         op = rng.randrange(3)
         if op == 0:
@@ -41,6 +43,9 @@ def main():
             item = payload(writer, seq, rng.randrange(8, 600))
             jobs.push(item)
             out.write(f"l {item.decode()}\n")
+        if st.generation != generation:
+            generation = st.generation
+            out.write(f"g {generation}\n")
         out.flush()
 
 
