@@ -20,6 +20,7 @@
 
 #include "command_table.h"
 #include "internal.h"
+#include "shm/block_lines.h"
 #include "shm/client_table.h"
 #include "shm/log.h"
 #include "shm/mutex.h"
@@ -74,6 +75,7 @@ class Server final : public RespServer, public std::enable_shared_from_this<Serv
     limits_.max_bulk_bytes = options.max_bulk_bytes;
     limits_.max_command_bytes = std::max<size_t>(options.max_bulk_bytes * 4, size_t{4} << 20);
     read_timeout_ = options.read_timeout;
+    watch_ = options.watch;
   }
 
   Status Adopt(int fd);
@@ -104,6 +106,11 @@ class Server final : public RespServer, public std::enable_shared_from_this<Serv
   std::chrono::milliseconds read_timeout() const { return read_timeout_; }
   bool draining() const { return draining_.load(); }
   WaitQueue* waits() const { return waits_; }
+  // Retries the waits of `key` at once when database `db`'s blocked pops' lines change.
+  void WatchLines(const std::string& key, int db) const {
+    ObjectRef ref;
+    if (watch_ && resp::LinesObject(config_.segment, db, &ref)) watch_(key, ref);
+  }
 
  private:
   template <typename Socket>
@@ -115,6 +122,7 @@ class Server final : public RespServer, public std::enable_shared_from_this<Serv
   resp::RespConfig config_;
   resp::RespLimits limits_;
   std::chrono::milliseconds read_timeout_{30000};
+  std::function<void(const std::string&, const ObjectRef&)> watch_;
   tcp::acceptor acceptor_;
   net::steady_timer retry_;
   net::steady_timer kill_sweep_;
@@ -304,11 +312,13 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
 
   void Run(const resp::ParsedCommand& command) {
     NoteCommand(command);
+    const size_t mark = out_.size();
     resp::Outcome outcome = Execute(command);
     NoteState();
     if (outcome == resp::Outcome::kBlock) {
-      SetTableFlag(ClientRow::kBlocked, true);
       Block();
+    } else if (!client_.pushed.empty()) {
+      ServeBeforeReply(mark);
     }
     if (client_.close_after_reply) closing_ = true;
   }
@@ -377,50 +387,130 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     }
   }
 
-  // The pop waits in the worker's WaitQueue (shm/wait_queue.h), behind earlier waiters of its
-  // list (HTTP ones too; a pop of several lists is ordered only by its own key set). The queue
-  // tries it on the worker's timer; its reply comes back through OnUnblocked on this executor.
+  // The pop takes its place in the lines of its keys (shm/block_lines.h: across workers, in the
+  // order pops blocked), then waits in the worker's WaitQueue (shm/wait_queue.h) under a key of
+  // its own: the line, not the queue, orders it. The queue retries it when its keyspace's word
+  // rings (a pusher notified it) and on the worker's poll; its reply comes back through
+  // OnUnblocked on this executor.
   void Block() {
+    Segment* segment = server_->config().segment;
+    Status joined = BlockLines(segment).Join(client_.db, blocked_pop_.keys, &place_);
+    if (!joined.ok()) {
+      resp::ReplyWriter(&out_, client_.protocol).Error("ERR " + std::string(joined.message()));
+      return;
+    }
+    // In line before INFO counts it: a client that saw blocked_clients and pushes finds it.
+    SetTableFlag(ClientRow::kBlocked, true);
+    phase_ = Phase::kWaiting;
+    Park(
+        blocked_pop_.deadline, [](Session& self, uint64_t seq) { return self.TryServePop(seq); },
+        [](Session& self, uint64_t seq, bool stopping) { self.GiveUpPop(seq, stopping); });
+  }
+
+  // The command pushed to keys that blocked pops wait on: its reply (what it appended to out_
+  // from `mark`) waits until their lines are served, as Redis serves them before the next
+  // command (chains included: a served BLMOVE serves its destination's line the same way).
+  void ServeBeforeReply(size_t mark) {
+    service_ = resp::LineService(server_->config().segment, std::move(client_.pushed));
+    client_.pushed.clear();
+    if (service_.Step()) {
+      service_ = {};
+      return;
+    }
+    held_ = out_.substr(mark);
+    out_.resize(mark);
+    phase_ = Phase::kPushing;
+    Park(
+        Clock::now() + resp::LineService::kMaxServe,
+        [](Session& self, uint64_t seq) {
+          if (!self.service_.Step()) return false;
+          self.FinishWait(seq, std::move(self.held_), false);
+          return true;
+        },
+        [](Session& self, uint64_t seq, bool) {
+          self.FinishWait(seq, std::move(self.held_), false);  // Bounded: answer anyway.
+        });
+  }
+
+  template <typename Attempt, typename GiveUp>
+  void Park(Clock::time_point deadline, Attempt attempt, GiveUp give_up) {
     blocked_ = true;
     const uint64_t seq = ++block_seq_;
     auto self = this->shared_from_this();
-    WaitQueue::Wait wait{WaitKey(), blocked_pop_.deadline,
-                         [self, seq] {
-                           std::string reply;
-                           if (!self->TakeUnblockRequest(&reply) &&
-                               !resp::TryBlockedPop(self->server_->config(), &self->client_,
-                                                    self->blocked_pop_, &reply)) {
-                             return false;
-                           }
-                           self->Unblocked(seq, std::move(reply), false);
-                           return true;
-                         },
-                         [self, seq](bool stopping) {
-                           std::string reply;
-                           if (!stopping) {
-                             resp::ReplyWriter w(&reply, self->client_.protocol);
-                             // BLMOVE and BRPOPLPUSH time out with a nil, the pops with *-1.
-                             if (self->blocked_pop_.kind == resp::BlockedPop::Kind::kMove) {
-                               w.Null();
-                             } else {
-                               w.NullArray();
-                             }
-                           }
-                           self->Unblocked(seq, std::move(reply),
-                                           stopping);  // Stopping: close, as Drain does.
-                         }};
+    std::string key = "resp-block:" + std::to_string(client_.id) + ":" + std::to_string(seq);
+    WaitQueue::Wait wait{key, deadline, [self, seq, attempt] { return attempt(*self, seq); },
+                         [self, seq, give_up](bool stopping) { give_up(*self, seq, stopping); }};
+    const int db = phase_ == Phase::kPushing ? service_.db() : client_.db;
+    wait_id_ = 0;
     if (!server_->waits()->Submit(std::move(wait), &wait_id_)) {
+      server_->WatchLines(key, db);
       SHM_LOG(kDebug) << "resp: blocked pop of " << client_.address << " parked";
     }
   }
 
-  // The queue key of the pop's keys in its database: pops of the same keys wait in order. (A
-  // Redis list is the keyspace's entry, whose object can change under it, so the key names the
-  // Redis key, not the object HTTP pops wait on.)
-  std::string WaitKey() const {
-    std::string key = "resp-lists:" + std::to_string(client_.db);
-    for (const std::string& k : blocked_pop_.keys) key += ":" + std::to_string(k.size()) + ":" + k;
-    return key;
+  // The queue's try of a blocked pop (any thread, under the queue's mutex; the session is
+  // blocked, so nothing else uses its state).
+  bool TryServePop(uint64_t seq) {
+    Segment* segment = server_->config().segment;
+    if (phase_ == Phase::kServing) {
+      if (!service_.Step()) return false;
+      FinishWait(seq, std::move(held_), false);
+      return true;
+    }
+    std::string reply;
+    if (TakeUnblockRequest(&reply)) {
+      FinishWait(seq, std::move(reply), false);
+      return true;
+    }
+    BlockLines lines(segment);
+    const bool notified = lines.StateOf(place_) == BlockLines::State::kNotified;
+    if (!resp::TryBlockedPop(server_->config(), &client_, blocked_pop_, &place_, &reply)) {
+      // Notified but nothing to take (another client took it): back in line, and the pusher
+      // moves on.
+      if (notified && lines.Rearm(place_)) resp::RingLines(segment, client_.db);
+      return false;
+    }
+    if (!client_.pushed.empty()) {  // A BLMOVE moved: its destination's line first.
+      lines.Serve(place_);
+      phase_ = Phase::kServing;
+      held_ = std::move(reply);
+      service_ = resp::LineService(segment, std::move(client_.pushed));
+      client_.pushed.clear();
+      return TryServePop(seq);
+    }
+    FinishWait(seq, std::move(reply), false);
+    return true;
+  }
+
+  void GiveUpPop(uint64_t seq, bool stopping) {
+    if (phase_ == Phase::kServing) return FinishWait(seq, std::move(held_), stopping);
+    std::string reply;
+    if (!stopping) {
+      resp::ReplyWriter w(&reply, client_.protocol);
+      // BLMOVE and BRPOPLPUSH time out with a nil, the pops with *-1.
+      if (blocked_pop_.kind == resp::BlockedPop::Kind::kMove) {
+        w.Null();
+      } else {
+        w.NullArray();
+      }
+    }
+    FinishWait(seq, std::move(reply), stopping);  // Stopping: close, as Drain does.
+  }
+
+  // The wait is over: leave the line (the next pop's turn) and hand the reply over.
+  void FinishWait(uint64_t seq, std::string reply, bool close) {
+    LeaveLine();
+    Unblocked(seq, std::move(reply), close);
+  }
+
+  void LeaveLine() {
+    phase_ = Phase::kNone;
+    service_ = {};
+    if (!place_.valid()) return;
+    Segment* segment = server_->config().segment;
+    BlockLines(segment).Leave(place_);
+    place_ = {};
+    resp::RingLines(segment, client_.db);
   }
 
   // Called from the queue (any thread): hands the reply to this connection's executor.
@@ -461,6 +551,8 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     blocked_ = false;
     ++block_seq_;
     server_->waits()->Cancel(wait_id_);
+    LeaveLine();  // After the cancel: no try of the wait runs any more.
+    held_.clear();
   }
 
   // Writes the batch at once when the socket takes it all (the usual case: no write operation,
@@ -541,6 +633,13 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   int64_t batch_ms_ = 0;    // Wall clock when the current batch was parsed.
   uint64_t block_seq_ = 0;  // Bumped per blocked pop and per cancel: stale replies are dropped.
   uint64_t wait_id_ = 0;    // The blocked pop's id in the WaitQueue.
+  // What the parked wait is: a blocked pop waiting in line or serving its destination's line
+  // (BLMOVE), or a command whose reply waits for the pops it serves (ServeBeforeReply).
+  enum class Phase { kNone, kWaiting, kServing, kPushing };
+  Phase phase_ = Phase::kNone;
+  BlockLines::Place place_;    // The blocked pop's place in its keys' lines.
+  resp::LineService service_;  // The lines a pusher (or a served BLMOVE) serves.
+  std::string held_;           // The reply that waits for service_.
   bool reading_ = false;
   bool writing_ = false;
   bool blocked_ = false;  // A BLPOP/BRPOP waits; later commands stay in the buffer.

@@ -53,8 +53,12 @@ void WaitHub::RunWatcher() {
         ++it;
         continue;
       }
-      watch_.Unwatch(it->second);
+      const ObjectRef object = it->second;
       it = watched_.erase(it);
+      // Several keys may watch one object (a keyspace): it stays watched while one is left.
+      bool shared = false;
+      for (const auto& [key, other] : watched_) shared = shared || other.entry == object.entry;
+      if (!shared) watch_.Unwatch(object);
     }
   }
 }

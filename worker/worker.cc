@@ -609,6 +609,9 @@ int RunWorker(Segment* segment, int listen_fd, const Router& router, const Worke
     resp_options.token_matches = TokenMatches;
     resp_options.max_bulk_bytes = options.max_body_bytes;
     resp_options.read_timeout = options.read_timeout;
+    resp_options.watch = [&waits](const std::string& key, const ObjectRef& object) {
+      waits.WatchObject(key, object);
+    };
     s = StartRespServer(
         &server.ioc, server.single_thread, segment, resp_options, waits.queue(),
         [&server] {

@@ -16,6 +16,7 @@
 #include <memory>
 #include <string>
 
+#include "shm/registry.h"
 #include "shm/resp_commands.h"
 #include "shm/segment.h"
 #include "shm/status.h"
@@ -40,6 +41,10 @@ struct RespServerOptions {
   resp::TokenMatcher token_matches = nullptr;  // AUTH's compare (the HTTP gate's TokenMatches).
   size_t max_bulk_bytes = size_t{1} << 20;
   std::chrono::milliseconds read_timeout{30000};
+  // Retries the waits of `key` at once when `object` changes (the worker's WaitHub::WatchObject):
+  // blocked pops watch their keyspace, whose word rings when their line moves. Empty: they are
+  // retried by the queue's poll alone.
+  std::function<void(const std::string& key, const ObjectRef& object)> watch;
 };
 
 // Adopts `options.listen_fd` and starts accepting. Blocked pops wait in `waits` (the worker's,

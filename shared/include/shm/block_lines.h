@@ -1,0 +1,80 @@
+// BlockLines: the Redis blocked pops of every worker, each with its place in the line of every
+// key it waits on, in the order the pops blocked (a ticket from one counter in the segment).
+//
+// The rule every front end shares (docs/resp.md, "Blocked pops"): a blocked pop may take an item
+// of a key only when no earlier place of that key's line is still waiting or notified (MayTake);
+// a command that pushed to a key serves the key's line before it replies: it notifies the line's
+// earliest waiting place (NotifyNext), waits until that place is done (Pending false), and goes
+// on while the key has items and the line has places. A notified pop that finds nothing goes
+// back to waiting (Rearm); one that took its item but must itself serve the line of the key it
+// pushed to (BLMOVE) is kServing: out of every line, still pending for whoever notified it.
+// The table only orders and signals: it holds no items, so a crash loses none.
+//
+// Process-safety: lock-free (compare-and-swap on each place's pid and state). A place whose
+// process died is freed by whoever meets it (a kill(pid, 0) probe) and by the manager's recovery
+// of the pid (ReleaseOf), so a killed worker never leaves a line stuck. Bounded: kMaxPlaces
+// places; Join answers OutOfSpace when every one is taken. A key is known by a 64-bit hash, so
+// two keys of one database share a line with probability 2^-64 per pair (that costs order
+// between them, never an item). A pop of more than kMaxKeys keys joins no line: it is served by
+// its own retries, unordered (documented).
+#ifndef SHM_BLOCK_LINES_H_
+#define SHM_BLOCK_LINES_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "shm/segment.h"
+#include "shm/status.h"
+
+namespace shm {
+
+class BlockLines {
+ public:
+  static constexpr int kMaxPlaces = 1024;
+  static constexpr size_t kMaxKeys = 16;
+
+  enum class State : uint32_t { kFree = 0, kWaiting = 1, kNotified = 2, kServing = 3 };
+  // A place and the ticket it was claimed with (a freed and reclaimed slot has another).
+  struct Place {
+    int slot = -1;
+    uint64_t ticket = 0;
+    bool valid() const { return slot >= 0; }
+  };
+  enum class Step { kIdle, kBusy, kNotified };
+
+  explicit BlockLines(Segment* segment) : segment_(segment) {}
+
+  // Takes the next place in the lines of `keys` of database `db`, waiting. OutOfSpace when every
+  // place is taken.
+  Status Join(int db, std::span<const std::string> keys, Place* place);
+  // Frees the place (its pop answered, timed out, or its client left); no-op if not ours.
+  void Leave(const Place& place);
+  // Whether `place` may take an item of `key` now: no earlier place of the key's line is waiting
+  // or notified. With an invalid place: whether the line is empty (a pop that has not blocked).
+  bool MayTake(const Place& place, int db, std::string_view key);
+  // The place was notified: true, and it is waiting again (it found nothing to take).
+  bool Rearm(const Place& place);
+  // The place took its item and now serves the line of the key it pushed to.
+  void Serve(const Place& place);
+  // For a command that pushed to `key` of `db`: kBusy while a place of the line is notified;
+  // else notifies the earliest waiting place (kNotified, *notified) or finds none (kIdle).
+  Step NotifyNext(int db, std::string_view key, Place* notified);
+  // Whether the notified place has not finished: notified or serving, and its process alive.
+  bool Pending(const Place& place);
+  State StateOf(const Place& place) const;
+  // Whether any place is taken (a push checks this one word before anything else).
+  bool AnyTaken() const;
+  // Frees every place of `pid` (the manager's recovery of a dead process); how many.
+  int ReleaseOf(pid_t pid);
+
+ private:
+  Segment* segment_;
+};
+
+}  // namespace shm
+
+#endif  // SHM_BLOCK_LINES_H_

@@ -1,0 +1,219 @@
+// BlockLines (shm/block_lines.h): places in Root::block_places.
+#include "shm/block_lines.h"
+
+#include <errno.h>
+#include <signal.h>
+
+#include <atomic>
+
+#include "layout.h"
+#include "segment_impl.h"
+#include "shm/process_id.h"
+
+namespace shm {
+namespace {
+
+static_assert(BlockLines::kMaxPlaces == static_cast<int>(kMaxBlockPlaces));
+static_assert(BlockLines::kMaxKeys == kMaxBlockKeys);
+
+using State = BlockLines::State;
+
+// FNV-1a: stable across builds and processes (std::hash promises neither).
+uint64_t KeyHash(std::string_view key) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : key) {
+    h ^= c;
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+Root* RootOf(Segment* segment) { return segment->impl()->root(); }
+
+bool ProcessGone(pid_t pid) { return pid > 0 && kill(pid, 0) != 0 && errno == ESRCH; }
+
+State Load(const BlockPlace& p) { return static_cast<State>(p.state.load(std::memory_order_acquire)); }
+
+bool InLine(const BlockPlace& p, int db, uint64_t hash) {
+  if (p.db.load(std::memory_order_relaxed) != db) return false;
+  const uint32_t keys = p.keys.load(std::memory_order_relaxed);
+  for (uint32_t i = 0; i < keys && i < kMaxBlockKeys; ++i) {
+    if (p.key_hash[i].load(std::memory_order_relaxed) == hash) return true;
+  }
+  return false;
+}
+
+void Free(Root* root, BlockPlace& p) {
+  p.state.store(static_cast<uint32_t>(State::kFree), std::memory_order_release);
+  p.ticket.store(0, std::memory_order_relaxed);
+  p.keys.store(0, std::memory_order_relaxed);
+  if (p.pid.exchange(0, std::memory_order_acq_rel) != 0) {
+    root->block_places_taken.fetch_sub(1, std::memory_order_acq_rel);
+  }
+}
+
+// Frees `p` if it still holds `ticket` and its process is gone; true if it did.
+bool ReapIfDead(Root* root, BlockPlace& p, uint64_t ticket) {
+  const pid_t pid = p.pid.load(std::memory_order_acquire);
+  if (!ProcessGone(pid) || p.ticket.load(std::memory_order_acquire) != ticket) return false;
+  pid_t expected = pid;
+  // Claimed for the free (-1: no other freer matches it), then freed.
+  if (!p.pid.compare_exchange_strong(expected, -1, std::memory_order_acq_rel)) return false;
+  Free(root, p);
+  return true;
+}
+
+// Calls fn(place, ticket, state) for every taken place of `key`'s line in `db` (waiting,
+// notified or serving), dead ones freed on the way.
+template <typename Fn>
+void ForLine(Root* root, int db, uint64_t hash, Fn&& fn) {
+  const uint32_t end = root->block_places_in_use.load(std::memory_order_acquire);
+  for (uint32_t i = 0; i < end && i < kMaxBlockPlaces; ++i) {
+    BlockPlace& p = root->block_places[i];
+    if (p.pid.load(std::memory_order_relaxed) == 0) continue;
+    const State state = Load(p);
+    if (state == State::kFree || !InLine(p, db, hash)) continue;
+    const uint64_t ticket = p.ticket.load(std::memory_order_acquire);
+    if (ticket == 0 || Load(p) != state) continue;  // Changed under us: not a stable reading.
+    fn(static_cast<int>(i), p, ticket, state);
+  }
+}
+
+}  // namespace
+
+Status BlockLines::Join(int db, std::span<const std::string> keys, Place* place) {
+  Root* root = RootOf(segment_);
+  const pid_t me = CurrentPid();
+  for (uint32_t i = 0; i < kMaxBlockPlaces; ++i) {
+    BlockPlace& p = root->block_places[i];
+    pid_t expected = 0;
+    if (p.pid.load(std::memory_order_relaxed) != 0 ||
+        !p.pid.compare_exchange_strong(expected, me, std::memory_order_acq_rel)) {
+      continue;
+    }
+    root->block_places_taken.fetch_add(1, std::memory_order_acq_rel);
+    uint32_t in_use = root->block_places_in_use.load(std::memory_order_relaxed);
+    while (in_use < i + 1 &&
+           !root->block_places_in_use.compare_exchange_weak(in_use, i + 1,
+                                                            std::memory_order_acq_rel)) {
+    }
+    p.db.store(db, std::memory_order_relaxed);
+    const bool lined = keys.size() <= kMaxBlockKeys;
+    for (size_t k = 0; lined && k < keys.size(); ++k) {
+      p.key_hash[k].store(KeyHash(keys[k]), std::memory_order_relaxed);
+    }
+    p.keys.store(lined ? static_cast<uint32_t>(keys.size()) : 0, std::memory_order_relaxed);
+    const uint64_t ticket = root->block_tickets.fetch_add(1, std::memory_order_acq_rel) + 1;
+    p.ticket.store(ticket, std::memory_order_release);
+    p.state.store(static_cast<uint32_t>(State::kWaiting), std::memory_order_release);
+    *place = Place{static_cast<int>(i), ticket};
+    return Status::OK();
+  }
+  return Status::OutOfSpace("too many blocked clients (at most " + std::to_string(kMaxPlaces) +
+                            " across the server)");
+}
+
+void BlockLines::Leave(const Place& place) {
+  if (!place.valid()) return;
+  Root* root = RootOf(segment_);
+  BlockPlace& p = root->block_places[place.slot];
+  if (p.ticket.load(std::memory_order_acquire) != place.ticket) return;
+  Free(root, p);
+}
+
+bool BlockLines::MayTake(const Place& place, int db, std::string_view key) {
+  Root* root = RootOf(segment_);
+  if (root->block_places_taken.load(std::memory_order_acquire) == 0) return true;
+  const uint64_t mine = place.valid() ? place.ticket : UINT64_MAX;
+  bool may = true;
+  ForLine(root, db, KeyHash(key), [&](int, BlockPlace& p, uint64_t ticket, State state) {
+    if (!may || ticket >= mine || state == State::kServing) return;
+    if (!ReapIfDead(root, p, ticket)) may = false;
+  });
+  return may;
+}
+
+bool BlockLines::Rearm(const Place& place) {
+  if (!place.valid()) return false;
+  BlockPlace& p = RootOf(segment_)->block_places[place.slot];
+  if (p.ticket.load(std::memory_order_acquire) != place.ticket) return false;
+  uint32_t expected = static_cast<uint32_t>(State::kNotified);
+  return p.state.compare_exchange_strong(expected, static_cast<uint32_t>(State::kWaiting),
+                                         std::memory_order_acq_rel);
+}
+
+void BlockLines::Serve(const Place& place) {
+  if (!place.valid()) return;
+  BlockPlace& p = RootOf(segment_)->block_places[place.slot];
+  if (p.ticket.load(std::memory_order_acquire) != place.ticket) return;
+  p.state.store(static_cast<uint32_t>(State::kServing), std::memory_order_release);
+}
+
+BlockLines::Step BlockLines::NotifyNext(int db, std::string_view key, Place* notified) {
+  Root* root = RootOf(segment_);
+  if (root->block_places_taken.load(std::memory_order_acquire) == 0) return Step::kIdle;
+  const uint64_t hash = KeyHash(key);
+  for (int attempt = 0; attempt < 64; ++attempt) {
+    bool busy = false;
+    int first = -1;
+    uint64_t first_ticket = UINT64_MAX;
+    ForLine(root, db, hash, [&](int slot, BlockPlace& p, uint64_t ticket, State state) {
+      if (state == State::kServing || ReapIfDead(root, p, ticket)) return;
+      if (state == State::kNotified) busy = true;
+      if (state == State::kWaiting && ticket < first_ticket) {
+        first = slot;
+        first_ticket = ticket;
+      }
+    });
+    if (busy) return Step::kBusy;
+    if (first < 0) return Step::kIdle;
+    BlockPlace& p = root->block_places[first];
+    uint32_t expected = static_cast<uint32_t>(State::kWaiting);
+    if (p.ticket.load(std::memory_order_acquire) == first_ticket &&
+        p.state.compare_exchange_strong(expected, static_cast<uint32_t>(State::kNotified),
+                                        std::memory_order_acq_rel)) {
+      if (p.ticket.load(std::memory_order_acquire) != first_ticket) continue;  // Reused meanwhile.
+      *notified = Place{first, first_ticket};
+      return Step::kNotified;
+    }
+    // The place left or was notified by another pusher meanwhile: look again.
+  }
+  return Step::kBusy;
+}
+
+BlockLines::State BlockLines::StateOf(const Place& place) const {
+  if (!place.valid()) return State::kFree;
+  const BlockPlace& p = RootOf(segment_)->block_places[place.slot];
+  const State state = Load(p);
+  return p.ticket.load(std::memory_order_acquire) == place.ticket ? state : State::kFree;
+}
+
+bool BlockLines::Pending(const Place& place) {
+  if (!place.valid()) return false;
+  Root* root = RootOf(segment_);
+  BlockPlace& p = root->block_places[place.slot];
+  const State state = StateOf(place);
+  if (state != State::kNotified && state != State::kServing) return false;
+  return !ReapIfDead(root, p, place.ticket);
+}
+
+bool BlockLines::AnyTaken() const {
+  return RootOf(segment_)->block_places_taken.load(std::memory_order_acquire) != 0;
+}
+
+int BlockLines::ReleaseOf(pid_t pid) {
+  Root* root = RootOf(segment_);
+  int freed = 0;
+  for (uint32_t i = 0; i < kMaxBlockPlaces; ++i) {
+    BlockPlace& p = root->block_places[i];
+    pid_t expected = pid;
+    if (pid <= 0 || !p.pid.compare_exchange_strong(expected, -1, std::memory_order_acq_rel)) {
+      continue;
+    }
+    Free(root, p);
+    ++freed;
+  }
+  return freed;
+}
+
+}  // namespace shm
