@@ -32,7 +32,9 @@ Root* RootOf(Segment* segment) { return segment->impl()->root(); }
 
 bool ProcessGone(pid_t pid) { return pid > 0 && kill(pid, 0) != 0 && errno == ESRCH; }
 
-State Load(const BlockPlace& p) { return static_cast<State>(p.state.load(std::memory_order_acquire)); }
+State Load(const BlockPlace& p) {
+  return static_cast<State>(p.state.load(std::memory_order_acquire));
+}
 
 bool InLine(const BlockPlace& p, int db, uint64_t hash) {
   if (p.db.load(std::memory_order_relaxed) != db) return false;
@@ -93,9 +95,8 @@ Status BlockLines::Join(int db, std::span<const std::string> keys, Place* place)
     }
     root->block_places_taken.fetch_add(1, std::memory_order_acq_rel);
     uint32_t in_use = root->block_places_in_use.load(std::memory_order_relaxed);
-    while (in_use < i + 1 &&
-           !root->block_places_in_use.compare_exchange_weak(in_use, i + 1,
-                                                            std::memory_order_acq_rel)) {
+    while (in_use < i + 1 && !root->block_places_in_use.compare_exchange_weak(
+                                 in_use, i + 1, std::memory_order_acq_rel)) {
     }
     p.db.store(db, std::memory_order_relaxed);
     const bool lined = keys.size() <= kMaxBlockKeys;

@@ -1,0 +1,157 @@
+// BlockLines: blocked pops ordered per key by the ticket they blocked with, one notified at a
+// time, and a dead process's places freed by whoever meets them and by its recovery.
+#include "shm/block_lines.h"
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <string>
+#include <vector>
+
+#include "common/test_util.h"
+
+namespace shm {
+namespace {
+
+using Place = BlockLines::Place;
+using State = BlockLines::State;
+using Step = BlockLines::Step;
+
+std::vector<std::string> Keys(std::initializer_list<const char*> keys) {
+  return std::vector<std::string>(keys.begin(), keys.end());
+}
+
+TEST(BlockLinesTest, OnlyTheHeadOfAKeysLineMayTake) {
+  test::ScopedSegment segment;
+  BlockLines lines(segment.get());
+  EXPECT_FALSE(lines.AnyTaken());
+  const Place none;
+  EXPECT_TRUE(lines.MayTake(none, 0, "q"));
+  Place first, second, other;
+  ASSERT_TRUE(lines.Join(0, Keys({"q"}), &first).ok());
+  ASSERT_TRUE(lines.Join(0, Keys({"other", "q"}), &second).ok());
+  ASSERT_TRUE(lines.Join(1, Keys({"q"}), &other).ok());  // Another database: another line.
+  EXPECT_TRUE(lines.AnyTaken());
+  EXPECT_LT(first.ticket, second.ticket);
+  EXPECT_TRUE(lines.MayTake(first, 0, "q"));
+  EXPECT_FALSE(lines.MayTake(second, 0, "q"));
+  EXPECT_TRUE(lines.MayTake(second, 0, "other"));
+  EXPECT_TRUE(lines.MayTake(other, 1, "q"));
+  EXPECT_FALSE(lines.MayTake(none, 0, "q"));  // A pop that has not blocked comes after them.
+  // A place that took its item and serves a chain holds no line.
+  lines.Serve(first);
+  EXPECT_TRUE(lines.MayTake(second, 0, "q"));
+  lines.Leave(first);
+  EXPECT_EQ(lines.StateOf(first), State::kFree);
+  lines.Leave(second);
+  lines.Leave(other);
+  EXPECT_FALSE(lines.AnyTaken());
+  EXPECT_TRUE(lines.MayTake(none, 0, "q"));
+}
+
+TEST(BlockLinesTest, NotifiesOneAtATimeInBlockingOrder) {
+  test::ScopedSegment segment;
+  BlockLines lines(segment.get());
+  Place a, b;
+  ASSERT_TRUE(lines.Join(0, Keys({"q"}), &a).ok());
+  ASSERT_TRUE(lines.Join(0, Keys({"q"}), &b).ok());
+  Place notified;
+  ASSERT_EQ(lines.NotifyNext(0, "q", &notified), Step::kNotified);
+  EXPECT_EQ(notified.slot, a.slot);
+  EXPECT_EQ(lines.StateOf(a), State::kNotified);
+  EXPECT_TRUE(lines.Pending(a));
+  Place again;
+  EXPECT_EQ(lines.NotifyNext(0, "q", &again), Step::kBusy);  // a's turn is not over.
+  // a found nothing: back to waiting, first in line still.
+  EXPECT_TRUE(lines.Rearm(a));
+  EXPECT_FALSE(lines.Rearm(a));
+  EXPECT_FALSE(lines.Pending(a));
+  ASSERT_EQ(lines.NotifyNext(0, "q", &notified), Step::kNotified);
+  EXPECT_EQ(notified.slot, a.slot);
+  lines.Leave(a);
+  EXPECT_FALSE(lines.Pending(a));
+  ASSERT_EQ(lines.NotifyNext(0, "q", &notified), Step::kNotified);
+  EXPECT_EQ(notified.slot, b.slot);
+  lines.Serve(b);
+  EXPECT_TRUE(lines.Pending(b));  // Serving its destination: its notifier still waits.
+  EXPECT_EQ(lines.NotifyNext(0, "q", &notified), Step::kIdle);
+  lines.Leave(b);
+  EXPECT_EQ(lines.NotifyNext(0, "q", &notified), Step::kIdle);
+}
+
+TEST(BlockLinesTest, FullTableIsAnErrorAndAReleasedPlaceIsReused) {
+  test::ScopedSegment segment;
+  BlockLines lines(segment.get());
+  std::vector<Place> places(BlockLines::kMaxPlaces);
+  for (Place& place : places) ASSERT_TRUE(lines.Join(0, Keys({"k"}), &place).ok());
+  Place extra;
+  Status full = lines.Join(0, Keys({"k"}), &extra);
+  EXPECT_TRUE(full.IsOutOfSpace()) << full.ToString();
+  EXPECT_NE(std::string(full.message()).find("blocked clients"), std::string::npos);
+  lines.Leave(places[7]);
+  ASSERT_TRUE(lines.Join(0, Keys({"k"}), &extra).ok());
+  EXPECT_EQ(extra.slot, places[7].slot);
+  EXPECT_GT(extra.ticket, places.back().ticket);  // A new ticket: the end of the line.
+  lines.Leave(places[7]);                          // The old place's owner: no effect.
+  EXPECT_EQ(lines.StateOf(extra), State::kWaiting);
+}
+
+TEST(BlockLinesTest, TooManyKeysJoinsNoLine) {
+  test::ScopedSegment segment;
+  BlockLines lines(segment.get());
+  std::vector<std::string> many;
+  for (size_t i = 0; i <= BlockLines::kMaxKeys; ++i) many.push_back("k" + std::to_string(i));
+  Place wide, next;
+  ASSERT_TRUE(lines.Join(0, many, &wide).ok());
+  ASSERT_TRUE(lines.Join(0, Keys({"k0"}), &next).ok());
+  EXPECT_TRUE(lines.MayTake(next, 0, "k0"));
+  Place notified;
+  ASSERT_EQ(lines.NotifyNext(0, "k0", &notified), Step::kNotified);
+  EXPECT_EQ(notified.slot, next.slot);
+}
+
+// A place of a process that died (a killed worker) holds no line: the next pop may take, a
+// pusher passes it by, and the recovery of its pid frees whatever is left.
+TEST(BlockLinesTest, DeadProcessesPlacesAreFreed) {
+  test::ScopedSegment segment;
+  BlockLines lines(segment.get());
+  int pipe_fds[2];
+  ASSERT_EQ(pipe(pipe_fds), 0);
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    Place place, notified;
+    BlockLines mine(segment.get());
+    bool ok = mine.Join(0, Keys({"q"}), &place).ok() && mine.Join(0, Keys({"r"}), &place).ok() &&
+              mine.NotifyNext(0, "r", &notified) == Step::kNotified;
+    char byte = ok ? 1 : 0;
+    (void)!write(pipe_fds[1], &byte, 1);
+    _exit(0);
+  }
+  char byte = 0;
+  ASSERT_EQ(read(pipe_fds[0], &byte, 1), 1);
+  ASSERT_EQ(byte, 1);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  close(pipe_fds[0]);
+  close(pipe_fds[1]);
+  Place mine;
+  ASSERT_TRUE(lines.Join(0, Keys({"q", "r"}), &mine).ok());
+  EXPECT_TRUE(lines.MayTake(mine, 0, "q"));  // The dead child's earlier place is freed.
+  Place notified;
+  EXPECT_EQ(lines.NotifyNext(0, "r", &notified), Step::kNotified);  // Its notified one too.
+  EXPECT_EQ(notified.slot, mine.slot);
+  lines.Leave(mine);
+  EXPECT_FALSE(lines.AnyTaken());
+  // The recovery of a pid frees its places.
+  Place a, b;
+  ASSERT_TRUE(lines.Join(0, Keys({"x"}), &a).ok());
+  ASSERT_TRUE(lines.Join(0, Keys({"y"}), &b).ok());
+  EXPECT_EQ(lines.ReleaseOf(getpid()), 2);
+  EXPECT_FALSE(lines.AnyTaken());
+  EXPECT_EQ(lines.StateOf(a), State::kFree);
+}
+
+}  // namespace
+}  // namespace shm
