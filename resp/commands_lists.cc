@@ -490,8 +490,13 @@ bool TryBlockedPop(const RespConfig& config, RespClient* client, const BlockedPo
     return true;
   }
   BlockLines lines(config.segment);
+  // Once blocked, a key of another type is not ready (Redis serves only lists that became ready);
+  // the first try answers WRONGTYPE.
+  const bool retry = place != nullptr && place->valid();
   auto may_take = [&](std::string_view key) {
-    return place == nullptr || lines.MayTake(*place, client->db, key);
+    if (place != nullptr && !lines.MayTake(*place, client->db, key)) return false;
+    KeyType type = KeyType::kList;
+    return !retry || (ks->Type(key, &type).ok() && type == KeyType::kList);
   };
   if (blocked.kind == BlockedPop::Kind::kMove) {
     std::string item;
@@ -514,6 +519,7 @@ bool TryBlockedPop(const RespConfig& config, RespClient* client, const BlockedPo
       std::vector<std::string> items;
       int64_t count = blocked.kind == BlockedPop::Kind::kMultiPop ? blocked.count : 1;
       Status s = PopItems(*ks, key, blocked.end, count, &items);
+      if (retry && s.IsWrongType()) continue;  // Turned into another type since the check.
       if (!s.ok() && !s.IsNotFound()) {
         ReplyStatus(w, s);
         return true;

@@ -1,7 +1,10 @@
 // The RESP listener and session (see shm/resp_server.h).
 #include "shm/resp_server.h"
 
+#include <errno.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -16,6 +19,7 @@
 #include <set>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "command_table.h"
@@ -177,6 +181,10 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
                              .Claim(client_.id, getpid(), client_.fd, client_.address,
                                     client_.local_address, client_.connected_ms);
     socket_.set_option(tcp::no_delay(true), ec);
+    if constexpr (kStampedReads) {
+      int on = 1;  // Receive timestamps: when a blocked pop's command arrived (ReadStamped).
+      setsockopt(socket_.native_handle(), SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on);
+    }
     // Replies are written at once when the socket takes them (WriteNow); the socket must then
     // answer would_block rather than block the worker.
     socket_.non_blocking(true, ec);
@@ -198,9 +206,72 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     if (in_.size() - used_ < kReadChunk) in_.resize(used_ + kReadChunk);
     reading_ = true;
     if (!blocked_) StartIdleClock();
-    socket_.async_read_some(
-        net::buffer(in_.data() + used_, in_.size() - used_),
-        [self = this->shared_from_this()](error_code ec, size_t n) { self->OnRead(ec, n); });
+    if constexpr (kStampedReads) {
+      ReadStamped();
+    } else {
+      socket_.async_read_some(net::buffer(in_.data() + used_, in_.size() - used_),
+                              [self = this->shared_from_this()](error_code ec, size_t n) {
+                                self->arrival_ns_ = WallNowNs();
+                                self->OnRead(ec, n);
+                              });
+    }
+  }
+
+  // With one thread on the loop, a read is recvmsg(2) itself, to learn when the bytes reached
+  // the server (the kernel's receive timestamp): blocked pops line up by that (BlockLines), so
+  // two clients that blocked on two workers are served in the order they sent, whichever worker
+  // ran first. Nothing left to read: wait for readiness and read again. (No reactor runs between
+  // the read that found nothing and the wait on this thread, so no readiness is missed; with a
+  // pool of threads the session reads through Asio and stamps the time it read.)
+  void ReadStamped() {
+    iovec iov{in_.data() + used_, in_.size() - used_};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(timespec))];
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    const ssize_t n = ::recvmsg(socket_.native_handle(), &msg, MSG_DONTWAIT);
+    auto self = this->shared_from_this();
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+      socket_.async_wait(Socket::wait_read, [self](error_code ec) {
+        if (ec || self->closed_) return self->OnRead(ec ? ec : net::error::operation_aborted, 0);
+        self->ReadStamped();
+      });
+      return;
+    }
+    error_code ec;
+    if (n < 0) {
+      ec = error_code(errno, boost::system::system_category());
+    } else if (n == 0) {
+      ec = net::error::eof;
+    } else {
+      arrival_ns_ = StampOf(msg);
+    }
+    // Completed as Asio completes a read: through the loop, never inside the caller.
+    net::post(socket_.get_executor(), [self, ec, n] {
+      if (self->closed_) {
+        self->reading_ = false;
+        return;
+      }
+      self->OnRead(ec, ec ? 0 : static_cast<size_t>(n));
+    });
+  }
+
+  static int64_t WallNowNs() {
+    timespec now{};
+    clock_gettime(CLOCK_REALTIME, &now);
+    return static_cast<int64_t>(now.tv_sec) * 1'000'000'000 + now.tv_nsec;
+  }
+  static int64_t StampOf(msghdr& msg) {
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_TIMESTAMPNS) {
+        timespec at{};
+        std::memcpy(&at, CMSG_DATA(c), sizeof at);
+        return static_cast<int64_t>(at.tv_sec) * 1'000'000'000 + at.tv_nsec;
+      }
+    }
+    return WallNowNs();  // The kernel timestamps only once some socket asked for it.
   }
 
   // A connection must send its next command within the read timeout (a blocked pop excepted):
@@ -313,7 +384,14 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   void Run(const resp::ParsedCommand& command) {
     NoteCommand(command);
     const size_t mark = out_.size();
+    // EXEC holds its database from blocked pops, so none sees the transaction half done (a
+    // push then a delete of the same list): they are served after it, from what it left.
+    BlockLines::Place hold;
+    if (client_.in_multi && command.row != nullptr && command.row->name == "exec") {
+      BlockLines(server_->config().segment).Hold(client_.db, &hold).ok();
+    }
     resp::Outcome outcome = Execute(command);
+    if (hold.valid()) BlockLines(server_->config().segment).Leave(hold);
     NoteState();
     if (outcome == resp::Outcome::kBlock) {
       Block();
@@ -394,7 +472,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   // OnUnblocked on this executor.
   void Block() {
     Segment* segment = server_->config().segment;
-    Status joined = BlockLines(segment).Join(client_.db, blocked_pop_.keys, &place_);
+    Status joined = BlockLines(segment).Join(client_.db, blocked_pop_.keys, arrival_ns_, &place_);
     if (!joined.ok()) {
       resp::ReplyWriter(&out_, client_.protocol).Error("ERR " + std::string(joined.message()));
       return;
@@ -640,6 +718,9 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   BlockLines::Place place_;    // The blocked pop's place in its keys' lines.
   resp::LineService service_;  // The lines a pusher (or a served BLMOVE) serves.
   std::string held_;           // The reply that waits for service_.
+  // Wall-clock ns when the last bytes read reached the server: a blocked pop's place in line.
+  int64_t arrival_ns_ = 0;
+  static constexpr bool kStampedReads = std::is_same_v<Executor, net::io_context::executor_type>;
   bool reading_ = false;
   bool writing_ = false;
   bool blocked_ = false;  // A BLPOP/BRPOP waits; later commands stay in the buffer.

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <time.h>
 
 #include <atomic>
 
@@ -18,6 +19,9 @@ static_assert(BlockLines::kMaxKeys == kMaxBlockKeys);
 
 using State = BlockLines::State;
 
+// The hold this thread took (Hold): its own transaction's pops are not held back by it.
+thread_local int t_own_hold = -1;
+
 // FNV-1a: stable across builds and processes (std::hash promises neither).
 uint64_t KeyHash(std::string_view key) {
   uint64_t h = 0xcbf29ce484222325ull;
@@ -29,6 +33,24 @@ uint64_t KeyHash(std::string_view key) {
 }
 
 Root* RootOf(Segment* segment) { return segment->impl()->root(); }
+
+int64_t WallNowNs() {
+  timespec now{};
+  clock_gettime(CLOCK_REALTIME, &now);
+  return static_cast<int64_t>(now.tv_sec) * 1'000'000'000 + now.tv_nsec;
+}
+
+// A place's position in its lines: arrival first, then the order places joined.
+struct Order {
+  int64_t arrival = 0;
+  uint64_t ticket = 0;
+  bool operator<(const Order& o) const {
+    return arrival != o.arrival ? arrival < o.arrival : ticket < o.ticket;
+  }
+};
+Order OrderOf(const BlockPlace& p, uint64_t ticket) {
+  return Order{p.arrival_ns.load(std::memory_order_relaxed), ticket};
+}
 
 bool ProcessGone(pid_t pid) { return pid > 0 && kill(pid, 0) != 0 && errno == ESRCH; }
 
@@ -83,7 +105,8 @@ void ForLine(Root* root, int db, uint64_t hash, Fn&& fn) {
 
 }  // namespace
 
-Status BlockLines::Join(int db, std::span<const std::string> keys, Place* place) {
+Status BlockLines::Join(int db, std::span<const std::string> keys, int64_t arrival_ns,
+                        Place* place) {
   Root* root = RootOf(segment_);
   const pid_t me = CurrentPid();
   for (uint32_t i = 0; i < kMaxBlockPlaces; ++i) {
@@ -99,6 +122,7 @@ Status BlockLines::Join(int db, std::span<const std::string> keys, Place* place)
                                  in_use, i + 1, std::memory_order_acq_rel)) {
     }
     p.db.store(db, std::memory_order_relaxed);
+    p.arrival_ns.store(arrival_ns != 0 ? arrival_ns : WallNowNs(), std::memory_order_relaxed);
     const bool lined = keys.size() <= kMaxBlockKeys;
     for (size_t k = 0; lined && k < keys.size(); ++k) {
       p.key_hash[k].store(KeyHash(keys[k]), std::memory_order_relaxed);
@@ -116,6 +140,7 @@ Status BlockLines::Join(int db, std::span<const std::string> keys, Place* place)
 
 void BlockLines::Leave(const Place& place) {
   if (!place.valid()) return;
+  if (t_own_hold == place.slot) t_own_hold = -1;
   Root* root = RootOf(segment_);
   BlockPlace& p = root->block_places[place.slot];
   if (p.ticket.load(std::memory_order_acquire) != place.ticket) return;
@@ -125,13 +150,36 @@ void BlockLines::Leave(const Place& place) {
 bool BlockLines::MayTake(const Place& place, int db, std::string_view key) {
   Root* root = RootOf(segment_);
   if (root->block_places_taken.load(std::memory_order_acquire) == 0) return true;
-  const uint64_t mine = place.valid() ? place.ticket : UINT64_MAX;
+  const Order mine = place.valid() ? OrderOf(root->block_places[place.slot], place.ticket)
+                                   : Order{INT64_MAX, UINT64_MAX};
   bool may = true;
   ForLine(root, db, KeyHash(key), [&](int, BlockPlace& p, uint64_t ticket, State state) {
-    if (!may || ticket >= mine || state == State::kServing) return;
+    if (!may || ticket == place.ticket || !(OrderOf(p, ticket) < mine) ||
+        state == State::kServing || state == State::kHolding) {
+      return;
+    }
     if (!ReapIfDead(root, p, ticket)) may = false;
   });
+  // A notified place takes its turn; others wait while a transaction holds the database.
+  if (!may || StateOf(place) == State::kNotified) return may;
+  const uint32_t end = root->block_places_in_use.load(std::memory_order_acquire);
+  for (uint32_t i = 0; i < end && i < kMaxBlockPlaces && may; ++i) {
+    BlockPlace& p = root->block_places[i];
+    if (static_cast<int>(i) == t_own_hold || p.pid.load(std::memory_order_relaxed) == 0 ||
+        Load(p) != State::kHolding || p.db.load(std::memory_order_relaxed) != db) {
+      continue;
+    }
+    if (!ReapIfDead(root, p, p.ticket.load(std::memory_order_acquire))) may = false;
+  }
   return may;
+}
+
+Status BlockLines::Hold(int db, Place* place) {
+  SHM_RETURN_IF_ERROR(Join(db, {}, 0, place));
+  RootOf(segment_)->block_places[place->slot].state.store(static_cast<uint32_t>(State::kHolding),
+                                                          std::memory_order_release);
+  t_own_hold = place->slot;
+  return Status::OK();
 }
 
 bool BlockLines::Rearm(const Place& place) {
@@ -157,13 +205,15 @@ BlockLines::Step BlockLines::NotifyNext(int db, std::string_view key, Place* not
   for (int attempt = 0; attempt < 64; ++attempt) {
     bool busy = false;
     int first = -1;
-    uint64_t first_ticket = UINT64_MAX;
+    uint64_t first_ticket = 0;
+    Order first_order{INT64_MAX, UINT64_MAX};
     ForLine(root, db, hash, [&](int slot, BlockPlace& p, uint64_t ticket, State state) {
       if (state == State::kServing || ReapIfDead(root, p, ticket)) return;
       if (state == State::kNotified) busy = true;
-      if (state == State::kWaiting && ticket < first_ticket) {
+      if (state == State::kWaiting && OrderOf(p, ticket) < first_order) {
         first = slot;
         first_ticket = ticket;
+        first_order = OrderOf(p, ticket);
       }
     });
     if (busy) return Step::kBusy;

@@ -122,6 +122,7 @@ struct alignas(64) BlockPlace {
   std::atomic<pid_t> pid{0};  // 0: free.
   std::atomic<uint32_t> state{0};
   std::atomic<uint64_t> ticket{0};
+  std::atomic<int64_t> arrival_ns{0};  // When the pop's command arrived: the line's order.
   std::atomic<int32_t> db{0};
   std::atomic<uint32_t> keys{0};  // Hashes used in key_hash; 0: in no line (too many keys).
   std::atomic<uint64_t> key_hash[kMaxBlockKeys];

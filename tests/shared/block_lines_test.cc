@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/test_util.h"
@@ -29,9 +30,9 @@ TEST(BlockLinesTest, OnlyTheHeadOfAKeysLineMayTake) {
   const Place none;
   EXPECT_TRUE(lines.MayTake(none, 0, "q"));
   Place first, second, other;
-  ASSERT_TRUE(lines.Join(0, Keys({"q"}), &first).ok());
-  ASSERT_TRUE(lines.Join(0, Keys({"other", "q"}), &second).ok());
-  ASSERT_TRUE(lines.Join(1, Keys({"q"}), &other).ok());  // Another database: another line.
+  ASSERT_TRUE(lines.Join(0, Keys({"q"}), 0, &first).ok());
+  ASSERT_TRUE(lines.Join(0, Keys({"other", "q"}), 0, &second).ok());
+  ASSERT_TRUE(lines.Join(1, Keys({"q"}), 0, &other).ok());  // Another database: another line.
   EXPECT_TRUE(lines.AnyTaken());
   EXPECT_LT(first.ticket, second.ticket);
   EXPECT_TRUE(lines.MayTake(first, 0, "q"));
@@ -50,12 +51,36 @@ TEST(BlockLinesTest, OnlyTheHeadOfAKeysLineMayTake) {
   EXPECT_TRUE(lines.MayTake(none, 0, "q"));
 }
 
+// Pops that reached two workers are lined up by when they arrived, not by which worker ran first.
+TEST(BlockLinesTest, ArrivalOrdersTheLineBeforeTheOrderOfJoining) {
+  test::ScopedSegment segment;
+  BlockLines lines(segment.get());
+  Place late, early;
+  ASSERT_TRUE(lines.Join(0, Keys({"q"}), 2'000, &late).ok());
+  ASSERT_TRUE(lines.Join(0, Keys({"q"}), 1'000, &early).ok());
+  EXPECT_TRUE(lines.MayTake(early, 0, "q"));
+  EXPECT_FALSE(lines.MayTake(late, 0, "q"));
+  Place notified;
+  ASSERT_EQ(lines.NotifyNext(0, "q", &notified), Step::kNotified);
+  EXPECT_EQ(notified.slot, early.slot);
+  // A notified pop still yields to an earlier arrival that joined after it was notified.
+  lines.Leave(early);
+  ASSERT_EQ(lines.NotifyNext(0, "q", &notified), Step::kNotified);
+  EXPECT_EQ(notified.slot, late.slot);
+  Place earliest;
+  ASSERT_TRUE(lines.Join(0, Keys({"q"}), 500, &earliest).ok());
+  EXPECT_FALSE(lines.MayTake(late, 0, "q"));
+  EXPECT_TRUE(lines.Rearm(late));
+  ASSERT_EQ(lines.NotifyNext(0, "q", &notified), Step::kNotified);
+  EXPECT_EQ(notified.slot, earliest.slot);
+}
+
 TEST(BlockLinesTest, NotifiesOneAtATimeInBlockingOrder) {
   test::ScopedSegment segment;
   BlockLines lines(segment.get());
   Place a, b;
-  ASSERT_TRUE(lines.Join(0, Keys({"q"}), &a).ok());
-  ASSERT_TRUE(lines.Join(0, Keys({"q"}), &b).ok());
+  ASSERT_TRUE(lines.Join(0, Keys({"q"}), 0, &a).ok());
+  ASSERT_TRUE(lines.Join(0, Keys({"q"}), 0, &b).ok());
   Place notified;
   ASSERT_EQ(lines.NotifyNext(0, "q", &notified), Step::kNotified);
   EXPECT_EQ(notified.slot, a.slot);
@@ -80,20 +105,46 @@ TEST(BlockLinesTest, NotifiesOneAtATimeInBlockingOrder) {
   EXPECT_EQ(lines.NotifyNext(0, "q", &notified), Step::kIdle);
 }
 
+// EXEC's hold: no pop of the database takes (not even the head of a line) unless notified, and
+// the holding thread's own pops (a BLPOP inside the transaction) are not held back.
+TEST(BlockLinesTest, AHoldKeepsPopsOfItsDatabaseWaitingUnlessNotified) {
+  test::ScopedSegment segment;
+  BlockLines lines(segment.get());
+  Place waiting, hold;
+  ASSERT_TRUE(lines.Join(0, Keys({"q"}), 0, &waiting).ok());
+  ASSERT_TRUE(lines.Hold(0, &hold).ok());
+  EXPECT_EQ(lines.StateOf(hold), State::kHolding);
+  EXPECT_TRUE(lines.MayTake(Place(), 1, "q"));  // Another database.
+  EXPECT_TRUE(lines.MayTake(waiting, 0, "q"));  // This thread holds: its own pops go on.
+  bool other_thread_may = true, notified_may = false;
+  std::thread([&] {
+    other_thread_may = lines.MayTake(waiting, 0, "q");
+    Place notified;
+    ASSERT_EQ(lines.NotifyNext(0, "q", &notified), Step::kNotified);
+    notified_may = lines.MayTake(waiting, 0, "q");
+  }).join();
+  EXPECT_FALSE(other_thread_may);
+  EXPECT_TRUE(notified_may);
+  lines.Leave(hold);
+  EXPECT_EQ(lines.StateOf(hold), State::kFree);
+  lines.Leave(waiting);
+  EXPECT_FALSE(lines.AnyTaken());
+}
+
 TEST(BlockLinesTest, FullTableIsAnErrorAndAReleasedPlaceIsReused) {
   test::ScopedSegment segment;
   BlockLines lines(segment.get());
   std::vector<Place> places(BlockLines::kMaxPlaces);
-  for (Place& place : places) ASSERT_TRUE(lines.Join(0, Keys({"k"}), &place).ok());
+  for (Place& place : places) ASSERT_TRUE(lines.Join(0, Keys({"k"}), 0, &place).ok());
   Place extra;
-  Status full = lines.Join(0, Keys({"k"}), &extra);
+  Status full = lines.Join(0, Keys({"k"}), 0, &extra);
   EXPECT_TRUE(full.IsOutOfSpace()) << full.ToString();
   EXPECT_NE(std::string(full.message()).find("blocked clients"), std::string::npos);
   lines.Leave(places[7]);
-  ASSERT_TRUE(lines.Join(0, Keys({"k"}), &extra).ok());
+  ASSERT_TRUE(lines.Join(0, Keys({"k"}), 0, &extra).ok());
   EXPECT_EQ(extra.slot, places[7].slot);
   EXPECT_GT(extra.ticket, places.back().ticket);  // A new ticket: the end of the line.
-  lines.Leave(places[7]);                          // The old place's owner: no effect.
+  lines.Leave(places[7]);                         // The old place's owner: no effect.
   EXPECT_EQ(lines.StateOf(extra), State::kWaiting);
 }
 
@@ -103,8 +154,8 @@ TEST(BlockLinesTest, TooManyKeysJoinsNoLine) {
   std::vector<std::string> many;
   for (size_t i = 0; i <= BlockLines::kMaxKeys; ++i) many.push_back("k" + std::to_string(i));
   Place wide, next;
-  ASSERT_TRUE(lines.Join(0, many, &wide).ok());
-  ASSERT_TRUE(lines.Join(0, Keys({"k0"}), &next).ok());
+  ASSERT_TRUE(lines.Join(0, many, 0, &wide).ok());
+  ASSERT_TRUE(lines.Join(0, Keys({"k0"}), 0, &next).ok());
   EXPECT_TRUE(lines.MayTake(next, 0, "k0"));
   Place notified;
   ASSERT_EQ(lines.NotifyNext(0, "k0", &notified), Step::kNotified);
@@ -123,7 +174,8 @@ TEST(BlockLinesTest, DeadProcessesPlacesAreFreed) {
   if (child == 0) {
     Place place, notified;
     BlockLines mine(segment.get());
-    bool ok = mine.Join(0, Keys({"q"}), &place).ok() && mine.Join(0, Keys({"r"}), &place).ok() &&
+    bool ok = mine.Join(0, Keys({"q"}), 0, &place).ok() &&
+              mine.Join(0, Keys({"r"}), 0, &place).ok() &&
               mine.NotifyNext(0, "r", &notified) == Step::kNotified;
     char byte = ok ? 1 : 0;
     (void)!write(pipe_fds[1], &byte, 1);
@@ -137,7 +189,7 @@ TEST(BlockLinesTest, DeadProcessesPlacesAreFreed) {
   close(pipe_fds[0]);
   close(pipe_fds[1]);
   Place mine;
-  ASSERT_TRUE(lines.Join(0, Keys({"q", "r"}), &mine).ok());
+  ASSERT_TRUE(lines.Join(0, Keys({"q", "r"}), 0, &mine).ok());
   EXPECT_TRUE(lines.MayTake(mine, 0, "q"));  // The dead child's earlier place is freed.
   Place notified;
   EXPECT_EQ(lines.NotifyNext(0, "r", &notified), Step::kNotified);  // Its notified one too.
@@ -146,8 +198,8 @@ TEST(BlockLinesTest, DeadProcessesPlacesAreFreed) {
   EXPECT_FALSE(lines.AnyTaken());
   // The recovery of a pid frees its places.
   Place a, b;
-  ASSERT_TRUE(lines.Join(0, Keys({"x"}), &a).ok());
-  ASSERT_TRUE(lines.Join(0, Keys({"y"}), &b).ok());
+  ASSERT_TRUE(lines.Join(0, Keys({"x"}), 0, &a).ok());
+  ASSERT_TRUE(lines.Join(0, Keys({"y"}), 0, &b).ok());
   EXPECT_EQ(lines.ReleaseOf(getpid()), 2);
   EXPECT_FALSE(lines.AnyTaken());
   EXPECT_EQ(lines.StateOf(a), State::kFree);

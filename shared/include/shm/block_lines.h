@@ -37,7 +37,13 @@ class BlockLines {
   static constexpr int kMaxPlaces = 1024;
   static constexpr size_t kMaxKeys = 16;
 
-  enum class State : uint32_t { kFree = 0, kWaiting = 1, kNotified = 2, kServing = 3 };
+  enum class State : uint32_t {
+    kFree = 0,
+    kWaiting = 1,
+    kNotified = 2,
+    kServing = 3,
+    kHolding = 4
+  };
   // A place and the ticket it was claimed with (a freed and reclaimed slot has another).
   struct Place {
     int slot = -1;
@@ -48,14 +54,21 @@ class BlockLines {
 
   explicit BlockLines(Segment* segment) : segment_(segment) {}
 
-  // Takes the next place in the lines of `keys` of database `db`, waiting. OutOfSpace when every
-  // place is taken.
-  Status Join(int db, std::span<const std::string> keys, Place* place);
+  // Takes a place in the lines of `keys` of database `db`, waiting. Places are ordered by
+  // `arrival_ns` (wall-clock ns when the pop's command arrived: the kernel's receive timestamp,
+  // so pops that reached two workers are ordered as they reached the server, whichever worker
+  // ran first), then by the order they joined. 0: now. OutOfSpace when every place is taken.
+  Status Join(int db, std::span<const std::string> keys, int64_t arrival_ns, Place* place);
   // Frees the place (its pop answered, timed out, or its client left); no-op if not ours.
   void Leave(const Place& place);
   // Whether `place` may take an item of `key` now: no earlier place of the key's line is waiting
-  // or notified. With an invalid place: whether the line is empty (a pop that has not blocked).
+  // or notified, and, unless `place` is notified, no transaction holds the database. With an
+  // invalid place: whether the line is empty (a pop that has not blocked).
   bool MayTake(const Place& place, int db, std::string_view key);
+  // Holds database `db` for a transaction (EXEC): until it leaves, no pop takes an item of the
+  // db unless notified (a pusher's turn), so no pop sees the transaction half done. A place of
+  // no line, freed like the others (Leave, dead process).
+  Status Hold(int db, Place* place);
   // The place was notified: true, and it is waiting again (it found nothing to take).
   bool Rearm(const Place& place);
   // The place took its item and now serves the line of the key it pushed to.
