@@ -44,6 +44,15 @@ bool HasItems(Segment* segment, int db, const std::string& key) {
 bool LineService::Step() {
   if (segment_ == nullptr || std::chrono::steady_clock::now() >= until_) return true;
   BlockLines lines(segment_);
+  if (barrier_ == 0) {
+    // A line to serve: first every worker runs what reached it before this push, so a pop that
+    // arrived before it takes its place (by arrival) before the line is served.
+    bool any = false;
+    for (const auto& [db, key] : keys_) any = any || lines.HasLine(db, key);
+    if (!any) return true;
+    barrier_ = lines.RequestBarrier();
+  }
+  if (!lines.BarrierDone(barrier_)) return false;
   std::erase_if(notified_, [&](const BlockLines::Place& p) { return !lines.Pending(p); });
   if (!notified_.empty()) return false;
   bool idle = true;

@@ -391,6 +391,20 @@ bool ParseMultiPop(Call& c, size_t first, BlockedPop* pop) {
   return true;
 }
 
+// Whether a key the pop takes from holds items (of a list).
+bool AnyItems(Call& c, const BlockedPop& blocked) {
+  Keyspace* ks = KeyspaceOf(c.segment(), c.client->db, true);
+  for (const std::string& key : blocked.keys) {
+    uint64_t length = 0;
+    if (ks != nullptr &&
+        ks->WithList(key, Access::kRead, [&](List& l) { return l.Length(&length); }).ok() &&
+        length > 0) {
+      return true;
+    }
+  }
+  return false;
+}
+
 // Starts a blocking command: answers at once when it can, else leaves it to the session.
 void Block(Call& c, BlockedPop blocked, std::string_view timeout) {
   double seconds = 0;
@@ -403,6 +417,12 @@ void Block(Call& c, BlockedPop blocked, std::string_view timeout) {
                          ? std::chrono::steady_clock::time_point::max()
                          : now + std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
   if (!c.may_block) blocked.deadline = now;
+  if (c.may_block && AnyItems(c, blocked) && BlockLines(c.segment()).BarrierMembers() > 1) {
+    blocked.first_try = true;  // In line first, then the barrier, then the try (BlockedPop).
+    *c.blocked = std::move(blocked);
+    c.block = true;
+    return;
+  }
   // Not in line yet: it may take only from keys no blocked pop waits on (they come first).
   const BlockLines::Place none;
   if (TryBlockedPop(c.config, c.client, blocked, &none, c.w.buffer())) return;
@@ -492,7 +512,7 @@ bool TryBlockedPop(const RespConfig& config, RespClient* client, const BlockedPo
   BlockLines lines(config.segment);
   // Once blocked, a key of another type is not ready (Redis serves only lists that became ready);
   // the first try answers WRONGTYPE.
-  const bool retry = place != nullptr && place->valid();
+  const bool retry = place != nullptr && place->valid() && !blocked.first_try;
   auto may_take = [&](std::string_view key) {
     if (place != nullptr && !lines.MayTake(*place, client->db, key)) return false;
     KeyType type = KeyType::kList;

@@ -84,6 +84,8 @@ class Server final : public RespServer, public std::enable_shared_from_this<Serv
 
   Status Adopt(int fd);
   void DoAccept();
+  // Answers the blocked pops' barriers (BlockLines::RequestBarrier) from this worker.
+  void JoinBarrier(const RespServerOptions& options);
   void SweepKilled();
   void Drain() override;
   size_t live() const override { return live_.load(); }
@@ -121,7 +123,12 @@ class Server final : public RespServer, public std::enable_shared_from_this<Serv
   void OnAccept(error_code ec, Socket socket);
 
   net::io_context* ioc_;
+  void AnswerBarrier(uint64_t request, int turns);
+  static constexpr int kBarrierTurns = 4;
+
   const bool single_thread_;
+  int barrier_slot_ = -1;
+  std::atomic<uint64_t> barrier_asked_{0};
   WaitQueue* const waits_;  // The worker's, shared with HTTP: where blocked pops wait.
   resp::RespConfig config_;
   resp::RespLimits limits_;
@@ -480,6 +487,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     // In line before INFO counts it: a client that saw blocked_clients and pushes finds it.
     SetTableFlag(ClientRow::kBlocked, true);
     phase_ = Phase::kWaiting;
+    if (blocked_pop_.first_try) barrier_ = BlockLines(segment).RequestBarrier();
     Park(
         blocked_pop_.deadline, [](Session& self, uint64_t seq) { return self.TryServePop(seq); },
         [](Session& self, uint64_t seq, bool stopping) { self.GiveUpPop(seq, stopping); });
@@ -541,8 +549,12 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       return true;
     }
     BlockLines lines(segment);
+    if (blocked_pop_.first_try && !lines.BarrierDone(barrier_)) return false;
     const bool notified = lines.StateOf(place_) == BlockLines::State::kNotified;
-    if (!resp::TryBlockedPop(server_->config(), &client_, blocked_pop_, &place_, &reply)) {
+    const bool answered =
+        resp::TryBlockedPop(server_->config(), &client_, blocked_pop_, &place_, &reply);
+    blocked_pop_.first_try = false;
+    if (!answered) {
       // Notified but nothing to take (another client took it): back in line, and the pusher
       // moves on.
       if (notified && lines.Rearm(place_)) resp::RingLines(segment, client_.db);
@@ -563,6 +575,14 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   void GiveUpPop(uint64_t seq, bool stopping) {
     if (phase_ == Phase::kServing) return FinishWait(seq, std::move(held_), stopping);
     std::string reply;
+    if (blocked_pop_.first_try && !stopping) {
+      // The deadline came before the barrier (a tiny timeout): the command's own try, now.
+      blocked_pop_.first_try = false;
+      blocked_pop_.deadline = Clock::time_point::min();
+      resp::TryBlockedPop(server_->config(), &client_, blocked_pop_, &place_, &reply);
+      client_.pushed.clear();  // A move's destination line is left to its own pops' retries.
+      return FinishWait(seq, std::move(reply), false);
+    }
     if (!stopping) {
       resp::ReplyWriter w(&reply, client_.protocol);
       // BLMOVE and BRPOPLPUSH time out with a nil, the pops with *-1.
@@ -720,6 +740,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   std::string held_;           // The reply that waits for service_.
   // Wall-clock ns when the last bytes read reached the server: a blocked pop's place in line.
   int64_t arrival_ns_ = 0;
+  uint64_t barrier_ = 0;  // The barrier a blocked pop's first try waits for (BlockedPop).
   static constexpr bool kStampedReads = std::is_same_v<Executor, net::io_context::executor_type>;
   bool reading_ = false;
   bool writing_ = false;
@@ -788,8 +809,34 @@ void Server::SweepKilled() {
   });
 }
 
+void Server::JoinBarrier(const RespServerOptions& options) {
+  if (!options.watch_word) return;
+  BlockLines lines(config_.segment);
+  barrier_slot_ = lines.JoinBarrier();
+  if (barrier_slot_ < 0) return;  // More workers than slots: pushers do not wait for this one.
+  std::weak_ptr<Server> weak = shared_from_this();
+  options.watch_word(lines.BarrierWord(), [weak] {
+    auto self = weak.lock();
+    if (!self || self->draining_.load()) return;
+    const uint64_t request = BlockLines(self->config_.segment).BarrierRequested();
+    uint64_t asked = self->barrier_asked_.load();
+    if (request <= asked || !self->barrier_asked_.compare_exchange_strong(asked, request)) return;
+    self->AnswerBarrier(request, kBarrierTurns);
+  });
+}
+
+// A few turns of the loop, each behind the reactor's next look at the sockets: what reached
+// this worker before the request (a pop's command) has been read and run before it answers.
+void Server::AnswerBarrier(uint64_t request, int turns) {
+  net::post(*ioc_, [self = shared_from_this(), request, turns] {
+    if (turns > 1) return self->AnswerBarrier(request, turns - 1);
+    BlockLines(self->config_.segment).AckBarrier(self->barrier_slot_, request);
+  });
+}
+
 void Server::Drain() {
   draining_.store(true);
+  BlockLines(config_.segment).LeaveBarrier(barrier_slot_);  // Pushers no longer wait for it.
   error_code ec;
   retry_.cancel();
   kill_sweep_.cancel();
@@ -813,6 +860,7 @@ Status StartRespServer(net::io_context* ioc, bool single_thread, Segment* segmen
   auto server =
       std::make_shared<Server>(ioc, single_thread, segment, options, waits, std::move(on_drained));
   SHM_RETURN_IF_ERROR(server->Adopt(options.listen_fd));
+  server->JoinBarrier(options);
   server->DoAccept();
   server->SweepKilled();
   *result = server;

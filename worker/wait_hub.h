@@ -51,6 +51,9 @@ class WaitHub {
   // Retries the queue at once when `object` changes, while a wait of `key` is queued (the Redis
   // side's waits watch their keyspace, whose word the blocked pops' lines ring).
   void WatchObject(const std::string& key, const ObjectRef& object);
+  // Watches `word` (a futex word in the segment) for the hub's life: each change kicks the queue
+  // and runs `on_change` on the watcher thread (it must only post work to the loop).
+  void WatchWord(std::atomic<uint32_t>* word, std::function<void()> on_change);
   // The worker is stopping: every wait gives up now (a pop 204, an acquire 503), and so does
   // every later one that would have to wait.
   void Stop();
@@ -73,6 +76,7 @@ class WaitHub {
   WakeWatch watch_;
   Mutex watch_mu_;
   std::map<std::string, ObjectRef> watched_ GUARDED_BY(watch_mu_);  // By wait key.
+  std::function<void()> on_word_ GUARDED_BY(watch_mu_);
   std::atomic<bool> stopping_{false};
   std::thread watcher_;  // Last: started once everything it uses exists.
 };

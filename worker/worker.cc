@@ -612,6 +612,9 @@ int RunWorker(Segment* segment, int listen_fd, const Router& router, const Worke
     resp_options.watch = [&waits](const std::string& key, const ObjectRef& object) {
       waits.WatchObject(key, object);
     };
+    resp_options.watch_word = [&waits](std::atomic<uint32_t>* word, std::function<void()> fn) {
+      waits.WatchWord(word, std::move(fn));
+    };
     s = StartRespServer(
         &server.ioc, server.single_thread, segment, resp_options, waits.queue(),
         [&server] {

@@ -7,6 +7,7 @@
 
 #include <atomic>
 
+#include "futex.h"
 #include "layout.h"
 #include "segment_impl.h"
 #include "shm/process_id.h"
@@ -252,8 +253,92 @@ bool BlockLines::AnyTaken() const {
   return RootOf(segment_)->block_places_taken.load(std::memory_order_acquire) != 0;
 }
 
+bool BlockLines::HasLine(int db, std::string_view key) {
+  Root* root = RootOf(segment_);
+  if (root->block_places_taken.load(std::memory_order_acquire) == 0) return false;
+  bool found = false;
+  ForLine(root, db, KeyHash(key), [&](int, BlockPlace&, uint64_t, State state) {
+    found = found || state == State::kWaiting || state == State::kNotified;
+  });
+  return found;
+}
+
+int BlockLines::JoinBarrier() {
+  Root* root = RootOf(segment_);
+  const pid_t me = CurrentPid();
+  for (uint32_t i = 0; i < kMaxWorkerSlots; ++i) {
+    BlockBarrierAck& a = root->block_barrier_acks[i];
+    pid_t expected = 0;
+    if (a.pid.load(std::memory_order_relaxed) != 0 ||
+        !a.pid.compare_exchange_strong(expected, me, std::memory_order_acq_rel)) {
+      continue;
+    }
+    a.acked.store(root->block_barrier.load(std::memory_order_acquire), std::memory_order_release);
+    return static_cast<int>(i);
+  }
+  return -1;
+}
+
+void BlockLines::LeaveBarrier(int slot) {
+  if (slot < 0 || slot >= static_cast<int>(kMaxWorkerSlots)) return;
+  Root* root = RootOf(segment_);
+  root->block_barrier_acks[slot].pid.store(0, std::memory_order_release);
+  FutexWakeAll(&root->block_barrier_word);  // A pusher waiting for this worker looks again.
+}
+
+uint64_t BlockLines::RequestBarrier() {
+  Root* root = RootOf(segment_);
+  const uint64_t request = root->block_barrier.fetch_add(1, std::memory_order_acq_rel) + 1;
+  FutexWakeAll(&root->block_barrier_word);
+  return request;
+}
+
+uint64_t BlockLines::BarrierRequested() const {
+  return RootOf(segment_)->block_barrier.load(std::memory_order_acquire);
+}
+
+void BlockLines::AckBarrier(int slot, uint64_t request) {
+  if (slot < 0 || slot >= static_cast<int>(kMaxWorkerSlots)) return;
+  Root* root = RootOf(segment_);
+  std::atomic<uint64_t>& acked = root->block_barrier_acks[slot].acked;
+  uint64_t seen = acked.load(std::memory_order_acquire);
+  while (seen < request && !acked.compare_exchange_weak(seen, request, std::memory_order_acq_rel)) {
+  }
+  FutexWakeAll(&root->block_barrier_word);
+}
+
+bool BlockLines::BarrierDone(uint64_t request) {
+  Root* root = RootOf(segment_);
+  for (uint32_t i = 0; i < kMaxWorkerSlots; ++i) {
+    BlockBarrierAck& a = root->block_barrier_acks[i];
+    const pid_t pid = a.pid.load(std::memory_order_acquire);
+    if (pid <= 0 || a.acked.load(std::memory_order_acquire) >= request) continue;
+    if (!ProcessGone(pid)) return false;
+    pid_t expected = pid;
+    a.pid.compare_exchange_strong(expected, 0, std::memory_order_acq_rel);  // Its slot is free.
+  }
+  return true;
+}
+
+int BlockLines::BarrierMembers() const {
+  const Root* root = RootOf(segment_);
+  int members = 0;
+  for (const BlockBarrierAck& a : root->block_barrier_acks) {
+    members += a.pid.load(std::memory_order_relaxed) > 0;
+  }
+  return members;
+}
+
+std::atomic<uint32_t>* BlockLines::BarrierWord() const {
+  return &RootOf(segment_)->block_barrier_word;
+}
+
 int BlockLines::ReleaseOf(pid_t pid) {
   Root* root = RootOf(segment_);
+  for (BlockBarrierAck& a : root->block_barrier_acks) {
+    pid_t expected = pid;
+    if (pid > 0) a.pid.compare_exchange_strong(expected, 0, std::memory_order_acq_rel);
+  }
   int freed = 0;
   for (uint32_t i = 0; i < kMaxBlockPlaces; ++i) {
     BlockPlace& p = root->block_places[i];

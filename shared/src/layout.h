@@ -118,6 +118,11 @@ struct alignas(64) ClientSlot {
 // dead, or by the manager's recovery of that pid.
 inline constexpr uint32_t kMaxBlockPlaces = 1024;
 inline constexpr uint32_t kMaxBlockKeys = 16;
+// A worker's answer to barriers (BlockLines::RequestBarrier): the last request it answered.
+struct alignas(64) BlockBarrierAck {
+  std::atomic<pid_t> pid{0};  // 0: free.
+  std::atomic<uint64_t> acked{0};
+};
 struct alignas(64) BlockPlace {
   std::atomic<pid_t> pid{0};  // 0: free.
   std::atomic<uint32_t> state{0};
@@ -223,6 +228,9 @@ struct Root {
   std::atomic<uint64_t> block_tickets{0};
   std::atomic<uint32_t> block_places_in_use{0};
   std::atomic<uint32_t> block_places_taken{0};  // Claimed now: 0 lets a push skip the scan.
+  std::atomic<uint32_t> block_barrier_word{0};  // Futex word: a barrier asked or answered.
+  std::atomic<uint64_t> block_barrier{0};       // Barriers asked.
+  BlockBarrierAck block_barrier_acks[kMaxWorkerSlots];
   BlockPlace block_places[kMaxBlockPlaces];
 };
 

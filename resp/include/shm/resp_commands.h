@@ -48,6 +48,10 @@ struct BlockedPop {
   List::End to = List::End::kLeft;                 // and at which end.
   int64_t count = 1;                               // kMultiPop: at most this many items.
   std::chrono::steady_clock::time_point deadline;  // time_point::max(): wait forever.
+  // An item was there when the command ran, but with several workers the pop takes its place in
+  // line and waits for a barrier first (a pop that reached another worker earlier goes first);
+  // its first try then answers as the command would have (WRONGTYPE included).
+  bool first_try = false;
 };
 
 // Per-connection state.
@@ -131,6 +135,7 @@ class LineService {
   Segment* segment_ = nullptr;
   std::vector<std::pair<int, std::string>> keys_;
   std::vector<BlockLines::Place> notified_;
+  uint64_t barrier_ = 0;  // Asked before the first notification; 0: not yet.
   std::chrono::steady_clock::time_point until_;
 };
 

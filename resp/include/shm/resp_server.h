@@ -9,6 +9,7 @@
 #ifndef SHM_RESP_SERVER_H_
 #define SHM_RESP_SERVER_H_
 
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <cstddef>
@@ -45,6 +46,10 @@ struct RespServerOptions {
   // blocked pops watch their keyspace, whose word rings when their line moves. Empty: they are
   // retried by the queue's poll alone.
   std::function<void(const std::string& key, const ObjectRef& object)> watch;
+  // Watches `word` for the server's life, running `on_change` when it changes (the worker's
+  // WaitHub::WatchWord): how the worker hears barriers of the blocked pops' lines. Empty: it
+  // answers none, and pushers pass it by.
+  std::function<void(std::atomic<uint32_t>* word, std::function<void()> on_change)> watch_word;
 };
 
 // Adopts `options.listen_fd` and starts accepting. Blocked pops wait in `waits` (the worker's,

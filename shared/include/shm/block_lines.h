@@ -22,6 +22,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -81,8 +82,26 @@ class BlockLines {
   State StateOf(const Place& place) const;
   // Whether any place is taken (a push checks this one word before anything else).
   bool AnyTaken() const;
-  // Frees every place of `pid` (the manager's recovery of a dead process); how many.
+  // Whether the line of `key` has a place waiting or notified.
+  bool HasLine(int db, std::string_view key);
+  // Frees every place (and barrier slot) of `pid` (the manager's recovery of a dead process);
+  // how many places.
   int ReleaseOf(pid_t pid);
+
+  // Barriers: before a pusher serves a line, every worker runs what reached it before the push
+  // (a pop that arrived first but whose worker had not run yet then takes its place in line
+  // first). A worker joins once (a slot; -1 when full) and answers each request it sees on
+  // BarrierWord() from its event loop once its pending input ran (AckBarrier); a request is
+  // done when every live joined worker answered it. A dead worker's slot is skipped and freed.
+  int JoinBarrier();
+  void LeaveBarrier(int slot);
+  uint64_t RequestBarrier();
+  uint64_t BarrierRequested() const;
+  void AckBarrier(int slot, uint64_t request);
+  bool BarrierDone(uint64_t request);
+  // How many workers answer barriers (a barrier is moot with one).
+  int BarrierMembers() const;
+  std::atomic<uint32_t>* BarrierWord() const;
 
  private:
   Segment* segment_;
