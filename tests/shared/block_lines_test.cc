@@ -205,5 +205,44 @@ TEST(BlockLinesTest, DeadProcessesPlacesAreFreed) {
   EXPECT_EQ(lines.StateOf(a), State::kFree);
 }
 
+// A barrier is done once every live member answered it; a member that died is passed by.
+TEST(BlockLinesTest, BarrierWaitsForEveryLiveMember) {
+  test::ScopedSegment segment;
+  BlockLines lines(segment.get());
+  const int mine = lines.JoinBarrier();
+  ASSERT_GE(mine, 0);
+  int joined[2], release[2];
+  ASSERT_EQ(pipe(joined), 0);
+  ASSERT_EQ(pipe(release), 0);
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {  // A second member that answers nothing, until it exits.
+    BlockLines(segment.get()).JoinBarrier();
+    char byte = 1;
+    (void)!write(joined[1], &byte, 1);
+    (void)!read(release[0], &byte, 1);
+    _exit(0);
+  }
+  char byte = 0;
+  ASSERT_EQ(read(joined[0], &byte, 1), 1);
+  EXPECT_EQ(lines.BarrierMembers(), 2);
+  const uint32_t word = lines.BarrierWord()->load();
+  const uint64_t request = lines.RequestBarrier();
+  EXPECT_NE(lines.BarrierWord()->load(), word);  // Rung: members look.
+  EXPECT_EQ(lines.BarrierRequested(), request);
+  EXPECT_FALSE(lines.BarrierDone(request));
+  lines.AckBarrier(mine, request);
+  EXPECT_FALSE(lines.BarrierDone(request));  // The child has not answered.
+  ASSERT_EQ(write(release[1], &byte, 1), 1);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  for (int fd : {joined[0], joined[1], release[0], release[1]}) close(fd);
+  EXPECT_TRUE(lines.BarrierDone(request));  // Dead: passed by, and its slot freed.
+  EXPECT_EQ(lines.BarrierMembers(), 1);
+  lines.LeaveBarrier(mine);
+  EXPECT_EQ(lines.BarrierMembers(), 0);
+  EXPECT_TRUE(lines.BarrierDone(lines.RequestBarrier()));
+}
+
 }  // namespace
 }  // namespace shm
