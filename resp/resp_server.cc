@@ -551,6 +551,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     BlockLines lines(segment);
     if (blocked_pop_.first_try && !lines.BarrierDone(barrier_)) return false;
     const bool notified = lines.StateOf(place_) == BlockLines::State::kNotified;
+    const bool taking = !notified && lines.BeginTake(place_);
     const bool answered =
         resp::TryBlockedPop(server_->config(), &client_, blocked_pop_, &place_, &reply);
     blocked_pop_.first_try = false;
@@ -558,6 +559,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       // Notified but nothing to take (another client took it): back in line, and the pusher
       // moves on.
       if (notified && lines.Rearm(place_)) resp::RingLines(segment, client_.db);
+      if (taking) lines.EndTake(place_);
       return false;
     }
     if (!client_.pushed.empty()) {  // A BLMOVE moved: its destination's line first.

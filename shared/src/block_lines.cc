@@ -199,6 +199,26 @@ void BlockLines::Serve(const Place& place) {
   p.state.store(static_cast<uint32_t>(State::kServing), std::memory_order_release);
 }
 
+namespace {
+bool Swap(BlockPlace& p, uint64_t ticket, State from, State to) {
+  if (p.ticket.load(std::memory_order_acquire) != ticket) return false;
+  uint32_t expected = static_cast<uint32_t>(from);
+  return p.state.compare_exchange_strong(expected, static_cast<uint32_t>(to),
+                                         std::memory_order_acq_rel);
+}
+}  // namespace
+
+bool BlockLines::BeginTake(const Place& place) {
+  if (!place.valid()) return false;
+  return Swap(RootOf(segment_)->block_places[place.slot], place.ticket, State::kWaiting,
+              State::kTaking);
+}
+
+void BlockLines::EndTake(const Place& place) {
+  if (!place.valid()) return;
+  Swap(RootOf(segment_)->block_places[place.slot], place.ticket, State::kTaking, State::kWaiting);
+}
+
 BlockLines::Step BlockLines::NotifyNext(int db, std::string_view key, Place* notified) {
   Root* root = RootOf(segment_);
   if (root->block_places_taken.load(std::memory_order_acquire) == 0) return Step::kIdle;
@@ -210,7 +230,7 @@ BlockLines::Step BlockLines::NotifyNext(int db, std::string_view key, Place* not
     Order first_order{INT64_MAX, UINT64_MAX};
     ForLine(root, db, hash, [&](int slot, BlockPlace& p, uint64_t ticket, State state) {
       if (state == State::kServing || ReapIfDead(root, p, ticket)) return;
-      if (state == State::kNotified) busy = true;
+      if (state == State::kNotified || state == State::kTaking) busy = true;
       if (state == State::kWaiting && OrderOf(p, ticket) < first_order) {
         first = slot;
         first_ticket = ticket;
@@ -258,7 +278,8 @@ bool BlockLines::HasLine(int db, std::string_view key) {
   if (root->block_places_taken.load(std::memory_order_acquire) == 0) return false;
   bool found = false;
   ForLine(root, db, KeyHash(key), [&](int, BlockPlace&, uint64_t, State state) {
-    found = found || state == State::kWaiting || state == State::kNotified;
+    found =
+        found || state == State::kWaiting || state == State::kNotified || state == State::kTaking;
   });
   return found;
 }

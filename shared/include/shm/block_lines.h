@@ -41,9 +41,10 @@ class BlockLines {
   enum class State : uint32_t {
     kFree = 0,
     kWaiting = 1,
-    kNotified = 2,
-    kServing = 3,
-    kHolding = 4
+    kNotified = 2,  // A pusher gave it its turn.
+    kServing = 3,   // Took its item; serves its destination's line (BLMOVE).
+    kHolding = 4,   // EXEC's hold of a database (Hold).
+    kTaking = 5,    // Tries on its own (a retry): a pusher waits for it as for a notified one.
   };
   // A place and the ticket it was claimed with (a freed and reclaimed slot has another).
   struct Place {
@@ -70,6 +71,10 @@ class BlockLines {
   // db unless notified (a pusher's turn), so no pop sees the transaction half done. A place of
   // no line, freed like the others (Leave, dead process).
   Status Hold(int db, Place* place);
+  // A waiting place's own try begins (true: it is kTaking) and ends without an item (waiting
+  // again). While it tries, a pusher of its keys waits, so none replies with an item in transit.
+  bool BeginTake(const Place& place);
+  void EndTake(const Place& place);
   // The place was notified: true, and it is waiting again (it found nothing to take).
   bool Rearm(const Place& place);
   // The place took its item and now serves the line of the key it pushed to.
