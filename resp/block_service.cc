@@ -62,8 +62,14 @@ bool LineService::Step() {
     switch (lines.NotifyNext(db, key, &place)) {
       case BlockLines::Step::kIdle:
         break;
-      case BlockLines::Step::kBusy:  // Another pusher's notified pop is taking its turn.
-        idle = false;
+      case BlockLines::Step::kBusy:  // A pop takes its turn (another pusher's, or its own try):
+        idle = false;                // its chain, if any, completes before this reply too.
+        if (place.valid() &&
+            std::none_of(notified_.begin(), notified_.end(), [&](const BlockLines::Place& p) {
+              return p.slot == place.slot && p.ticket == place.ticket;
+            })) {
+          notified_.push_back(place);
+        }
         break;
       case BlockLines::Step::kNotified:
         notified_.push_back(place);

@@ -224,20 +224,27 @@ BlockLines::Step BlockLines::NotifyNext(int db, std::string_view key, Place* not
   if (root->block_places_taken.load(std::memory_order_acquire) == 0) return Step::kIdle;
   const uint64_t hash = KeyHash(key);
   for (int attempt = 0; attempt < 64; ++attempt) {
+    Place busy_place;
     bool busy = false;
     int first = -1;
     uint64_t first_ticket = 0;
     Order first_order{INT64_MAX, UINT64_MAX};
     ForLine(root, db, hash, [&](int slot, BlockPlace& p, uint64_t ticket, State state) {
       if (state == State::kServing || ReapIfDead(root, p, ticket)) return;
-      if (state == State::kNotified || state == State::kTaking) busy = true;
+      if (state == State::kNotified || state == State::kTaking) {
+        busy = true;
+        busy_place = Place{slot, ticket};
+      }
       if (state == State::kWaiting && OrderOf(p, ticket) < first_order) {
         first = slot;
         first_ticket = ticket;
         first_order = OrderOf(p, ticket);
       }
     });
-    if (busy) return Step::kBusy;
+    if (busy) {
+      *notified = busy_place;
+      return Step::kBusy;
+    }
     if (first < 0) return Step::kIdle;
     BlockPlace& p = root->block_places[first];
     uint32_t expected = static_cast<uint32_t>(State::kWaiting);
@@ -265,7 +272,9 @@ bool BlockLines::Pending(const Place& place) {
   Root* root = RootOf(segment_);
   BlockPlace& p = root->block_places[place.slot];
   const State state = StateOf(place);
-  if (state != State::kNotified && state != State::kServing) return false;
+  if (state != State::kNotified && state != State::kServing && state != State::kTaking) {
+    return false;
+  }
   return !ReapIfDead(root, p, place.ticket);
 }
 

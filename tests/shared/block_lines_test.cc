@@ -88,6 +88,7 @@ TEST(BlockLinesTest, NotifiesOneAtATimeInBlockingOrder) {
   EXPECT_TRUE(lines.Pending(a));
   Place again;
   EXPECT_EQ(lines.NotifyNext(0, "q", &again), Step::kBusy);  // a's turn is not over.
+  EXPECT_EQ(again.slot, a.slot);                             // What the pusher waits for.
   // a found nothing: back to waiting, first in line still.
   EXPECT_TRUE(lines.Rearm(a));
   EXPECT_FALSE(lines.Rearm(a));
@@ -100,6 +101,17 @@ TEST(BlockLinesTest, NotifiesOneAtATimeInBlockingOrder) {
   EXPECT_EQ(notified.slot, b.slot);
   lines.Serve(b);
   EXPECT_TRUE(lines.Pending(b));  // Serving its destination: its notifier still waits.
+  // A pop's own try makes a pusher wait for it as for a notified one.
+  Place c;
+  ASSERT_TRUE(lines.Join(0, Keys({"q"}), 0, &c).ok());
+  ASSERT_TRUE(lines.BeginTake(c));
+  EXPECT_TRUE(lines.Pending(c));
+  ASSERT_EQ(lines.NotifyNext(0, "q", &notified), Step::kBusy);
+  EXPECT_EQ(notified.slot, c.slot);
+  lines.EndTake(c);
+  EXPECT_FALSE(lines.Pending(c));
+  EXPECT_EQ(lines.StateOf(c), State::kWaiting);
+  lines.Leave(c);
   EXPECT_EQ(lines.NotifyNext(0, "q", &notified), Step::kIdle);
   lines.Leave(b);
   EXPECT_EQ(lines.NotifyNext(0, "q", &notified), Step::kIdle);

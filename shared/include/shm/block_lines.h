@@ -79,10 +79,12 @@ class BlockLines {
   bool Rearm(const Place& place);
   // The place took its item and now serves the line of the key it pushed to.
   void Serve(const Place& place);
-  // For a command that pushed to `key` of `db`: kBusy while a place of the line is notified;
-  // else notifies the earliest waiting place (kNotified, *notified) or finds none (kIdle).
+  // For a command that pushed to `key` of `db`: kBusy while a place of the line is notified or
+  // taking (*notified: that place, to wait for as for one it notified); else notifies the
+  // earliest waiting place (kNotified, *notified) or finds none (kIdle).
   Step NotifyNext(int db, std::string_view key, Place* notified);
-  // Whether the notified place has not finished: notified or serving, and its process alive.
+  // Whether the place has not finished its turn: notified, taking or serving, and its process
+  // alive.
   bool Pending(const Place& place);
   State StateOf(const Place& place) const;
   // Whether any place is taken (a push checks this one word before anything else).
