@@ -551,6 +551,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     BlockLines lines(segment);
     if (blocked_pop_.first_try && !lines.BarrierDone(barrier_)) return false;
     const bool notified = lines.StateOf(place_) == BlockLines::State::kNotified;
+    if (!notified && lines.BarrierPending()) return false;  // A pusher serves in turn soon.
     const bool taking = !notified && lines.BeginTake(place_);
     const bool answered =
         resp::TryBlockedPop(server_->config(), &client_, blocked_pop_, &place_, &reply);

@@ -350,6 +350,10 @@ bool BlockLines::BarrierDone(uint64_t request) {
   return true;
 }
 
+bool BlockLines::BarrierPending() {
+  return !BarrierDone(RootOf(segment_)->block_barrier.load(std::memory_order_acquire));
+}
+
 int BlockLines::BarrierMembers() const {
   const Root* root = RootOf(segment_);
   int members = 0;

@@ -106,6 +106,10 @@ class BlockLines {
   uint64_t BarrierRequested() const;
   void AckBarrier(int slot, uint64_t request);
   bool BarrierDone(uint64_t request);
+  // Whether a barrier is asked and not yet answered by every live member: a pop's own retry
+  // waits it out (a pusher is about to serve in arrival order, a command that arrived before
+  // the push first).
+  bool BarrierPending();
   // How many workers answer barriers (a barrier is moot with one).
   int BarrierMembers() const;
   std::atomic<uint32_t>* BarrierWord() const;
