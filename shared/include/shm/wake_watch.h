@@ -4,9 +4,9 @@
 //
 // Writers already wake the blocked waiters of an object through the futex word of its registry
 // entry; a watched list counts the watch as one blocked pop, so that its pushes wake. Wait is one
-// futex_waitv(2) over the words of the watched objects (at most kMaxWatched) and the watch's
-// own interrupt word. Objects past kMaxWatched, and a kernel without futex_waitv (Linux < 5.16),
-// leave the caller to its poll.
+// futex_waitv(2) over the words of the watched objects (at most kMaxWatched), one raw word of
+// the segment (WatchWord) and the watch's own interrupt word. Objects past kMaxWatched, and a
+// kernel without futex_waitv (Linux < 5.16), leave the caller to its poll.
 //
 // Process-safety: a process killed while it watches a list leaves the list counting a waiter
 // that is gone; that costs a spare wake per push, never a lost one (as a killed blocked pop).
