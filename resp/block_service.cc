@@ -48,7 +48,7 @@ bool LineService::Step() {
     // A line to serve: first every worker runs what reached it before this push, so a pop that
     // arrived before it takes its place (by arrival) before the line is served.
     bool any = false;
-    for (const auto& [db, key] : keys_) any = any || lines.HasLine(db, key);
+    for (const auto& [db, key] : keys_) any = any || lines.HasLine(db, key, !chain_);
     if (!any) return true;
     barrier_ = lines.RequestBarrier();
   }
@@ -57,9 +57,11 @@ bool LineService::Step() {
   if (!notified_.empty()) return false;
   bool idle = true;
   for (const auto& [db, key] : keys_) {
-    if (!HasItems(segment_, db, key)) continue;
     BlockLines::Place place;
-    switch (lines.NotifyNext(db, key, &place)) {
+    const bool items = HasItems(segment_, db, key);
+    // No item: nothing to serve, but a command still waits for a chain moving one (kBusy).
+    if (!items && chain_) continue;
+    switch (lines.NotifyNext(db, key, &place, !chain_)) {
       case BlockLines::Step::kIdle:
         break;
       case BlockLines::Step::kBusy:  // A pop takes its turn (another pusher's, or its own try):
@@ -72,6 +74,10 @@ bool LineService::Step() {
         }
         break;
       case BlockLines::Step::kNotified:
+        if (!items) {  // Notified for nothing: back in line at once.
+          lines.Rearm(place);
+          break;
+        }
         notified_.push_back(place);
         RingLines(segment_, db);
         return false;  // One pop at a time: the next after this one is done.

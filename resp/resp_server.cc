@@ -497,7 +497,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   // from `mark`) waits until their lines are served, as Redis serves them before the next
   // command (chains included: a served BLMOVE serves its destination's line the same way).
   void ServeBeforeReply(size_t mark) {
-    service_ = resp::LineService(server_->config().segment, std::move(client_.pushed));
+    service_ = resp::LineService(server_->config().segment, std::move(client_.pushed), false);
     client_.pushed.clear();
     if (service_.Step()) {
       service_ = {};
@@ -567,7 +567,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       lines.Serve(place_);
       phase_ = Phase::kServing;
       held_ = std::move(reply);
-      service_ = resp::LineService(segment, std::move(client_.pushed));
+      service_ = resp::LineService(segment, std::move(client_.pushed), true);
       client_.pushed.clear();
       return TryServePop(seq);
     }

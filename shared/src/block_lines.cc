@@ -219,7 +219,8 @@ void BlockLines::EndTake(const Place& place) {
   Swap(RootOf(segment_)->block_places[place.slot], place.ticket, State::kTaking, State::kWaiting);
 }
 
-BlockLines::Step BlockLines::NotifyNext(int db, std::string_view key, Place* notified) {
+BlockLines::Step BlockLines::NotifyNext(int db, std::string_view key, Place* notified,
+                                        bool serving_busy) {
   Root* root = RootOf(segment_);
   if (root->block_places_taken.load(std::memory_order_acquire) == 0) return Step::kIdle;
   const uint64_t hash = KeyHash(key);
@@ -230,8 +231,8 @@ BlockLines::Step BlockLines::NotifyNext(int db, std::string_view key, Place* not
     uint64_t first_ticket = 0;
     Order first_order{INT64_MAX, UINT64_MAX};
     ForLine(root, db, hash, [&](int slot, BlockPlace& p, uint64_t ticket, State state) {
-      if (state == State::kServing || ReapIfDead(root, p, ticket)) return;
-      if (state == State::kNotified || state == State::kTaking) {
+      if ((state == State::kServing && !serving_busy) || ReapIfDead(root, p, ticket)) return;
+      if (state == State::kNotified || state == State::kTaking || state == State::kServing) {
         busy = true;
         busy_place = Place{slot, ticket};
       }
@@ -282,13 +283,13 @@ bool BlockLines::AnyTaken() const {
   return RootOf(segment_)->block_places_taken.load(std::memory_order_acquire) != 0;
 }
 
-bool BlockLines::HasLine(int db, std::string_view key) {
+bool BlockLines::HasLine(int db, std::string_view key, bool serving) {
   Root* root = RootOf(segment_);
   if (root->block_places_taken.load(std::memory_order_acquire) == 0) return false;
   bool found = false;
   ForLine(root, db, KeyHash(key), [&](int, BlockPlace&, uint64_t, State state) {
-    found =
-        found || state == State::kWaiting || state == State::kNotified || state == State::kTaking;
+    found = found || state == State::kWaiting || state == State::kNotified ||
+            state == State::kTaking || (serving && state == State::kServing);
   });
   return found;
 }

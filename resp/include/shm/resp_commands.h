@@ -122,9 +122,12 @@ class LineService {
   // never ends): the pops left are served by their own retries.
   static constexpr std::chrono::seconds kMaxServe{5};
 
-  LineService(Segment* segment, std::vector<std::pair<int, std::string>> keys)
+  // `chain`: the service of a served BLMOVE (its destination's line), which does not wait for
+  // other chains; a command's reply waits for every chain that serves its keys.
+  LineService(Segment* segment, std::vector<std::pair<int, std::string>> keys, bool chain)
       : segment_(segment),
         keys_(std::move(keys)),
+        chain_(chain),
         until_(std::chrono::steady_clock::now() + kMaxServe) {}
   bool Step();
   bool active() const { return segment_ != nullptr; }
@@ -134,6 +137,7 @@ class LineService {
  private:
   Segment* segment_ = nullptr;
   std::vector<std::pair<int, std::string>> keys_;
+  bool chain_ = false;
   std::vector<BlockLines::Place> notified_;
   uint64_t barrier_ = 0;  // Asked before the first notification; 0: not yet.
   std::chrono::steady_clock::time_point until_;

@@ -82,15 +82,18 @@ class BlockLines {
   // For a command that pushed to `key` of `db`: kBusy while a place of the line is notified or
   // taking (*notified: that place, to wait for as for one it notified); else notifies the
   // earliest waiting place (kNotified, *notified) or finds none (kIdle).
-  Step NotifyNext(int db, std::string_view key, Place* notified);
+  // With `serving_busy`, a serving place (a BLMOVE's chain) is busy too: what a command's own
+  // reply waits for, never a chain's (two chains may serve each other's keys).
+  Step NotifyNext(int db, std::string_view key, Place* notified, bool serving_busy = false);
   // Whether the place has not finished its turn: notified, taking or serving, and its process
   // alive.
   bool Pending(const Place& place);
   State StateOf(const Place& place) const;
   // Whether any place is taken (a push checks this one word before anything else).
   bool AnyTaken() const;
-  // Whether the line of `key` has a place waiting or notified.
-  bool HasLine(int db, std::string_view key);
+  // Whether the line of `key` has a place waiting, notified or taking (or, with `serving`,
+  // serving).
+  bool HasLine(int db, std::string_view key, bool serving = false);
   // Frees every place (and barrier slot) of `pid` (the manager's recovery of a dead process);
   // how many places.
   int ReleaseOf(pid_t pid);
