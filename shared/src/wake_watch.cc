@@ -110,12 +110,19 @@ bool WakeWatch::Wait(std::chrono::nanoseconds timeout) {
     syscall(SYS_futex, reinterpret_cast<uint32_t*>(&interrupt_), FUTEX_WAIT | FUTEX_PRIVATE_FLAG,
             interrupt_seen, &relative, nullptr, 0);
   }
-  // Consume what woke us: a change after this read makes the next Wait return at once.
+  // Consume what woke us: a change after this read makes the next Wait return at once. A change
+  // between the timeout and this read is consumed too, so it counts as a wake (else it is lost).
   MutexLock lock(&mu_);
-  interrupt_seen_ = interrupt_.load(std::memory_order_acquire);
-  for (auto& [entry, w] : watched_) w.seen = WordOf(w.ref)->load(std::memory_order_acquire);
-  if (word_ != nullptr) word_seen_ = word_->load(std::memory_order_acquire);
-  return !timed_out;
+  bool changed = false;
+  auto consume = [&changed](uint32_t* seen, uint32_t now) {
+    changed = changed || now != *seen;
+    *seen = now;
+  };
+  consume(&interrupt_seen_, interrupt_.load(std::memory_order_acquire));
+  for (auto& [entry, w] : watched_)
+    consume(&w.seen, WordOf(w.ref)->load(std::memory_order_acquire));
+  if (word_ != nullptr) consume(&word_seen_, word_->load(std::memory_order_acquire));
+  return !timed_out || changed;
 }
 
 }  // namespace shm
