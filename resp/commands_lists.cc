@@ -41,6 +41,7 @@ void Push(Call& c, List::End end, bool only_existing) {
         return Status::OK();
       });
   if (s.IsNotFound()) return c.w.Integer(0);
+  if (s.ok()) NotePush(c, c.args[1]);
   s.ok() ? c.w.Integer(static_cast<int64_t>(length)) : ReplyStatus(c.w, s);
 }
 void LPush(Call& c) { Push(c, List::End::kLeft, false); }
@@ -349,6 +350,7 @@ void LMoveGeneric(Call& c, List::End from, List::End to) {
   bool moved = false;
   Status s = MoveItem(*ks, c.args[1], c.args[2], from, to, &item, &moved);
   if (!s.ok()) return ReplyStatus(c.w, s);
+  if (moved) NotePush(c, c.args[2]);
   moved ? c.w.Bulk(item) : c.w.Null();
 }
 void LMove(Call& c) {
@@ -389,6 +391,20 @@ bool ParseMultiPop(Call& c, size_t first, BlockedPop* pop) {
   return true;
 }
 
+// Whether a key the pop takes from holds items (of a list).
+bool AnyItems(Call& c, const BlockedPop& blocked) {
+  Keyspace* ks = KeyspaceOf(c.segment(), c.client->db, true);
+  for (const std::string& key : blocked.keys) {
+    uint64_t length = 0;
+    if (ks != nullptr &&
+        ks->WithList(key, Access::kRead, [&](List& l) { return l.Length(&length); }).ok() &&
+        length > 0) {
+      return true;
+    }
+  }
+  return false;
+}
+
 // Starts a blocking command: answers at once when it can, else leaves it to the session.
 void Block(Call& c, BlockedPop blocked, std::string_view timeout) {
   double seconds = 0;
@@ -401,7 +417,15 @@ void Block(Call& c, BlockedPop blocked, std::string_view timeout) {
                          ? std::chrono::steady_clock::time_point::max()
                          : now + std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
   if (!c.may_block) blocked.deadline = now;
-  if (TryBlockedPop(c.config, c.client, blocked, c.w.buffer())) return;
+  if (c.may_block && AnyItems(c, blocked) && BlockLines(c.segment()).BarrierMembers() > 1) {
+    blocked.first_try = true;  // In line first, then the barrier, then the try (BlockedPop).
+    *c.blocked = std::move(blocked);
+    c.block = true;
+    return;
+  }
+  // Not in line yet: it may take only from keys no blocked pop waits on (they come first).
+  const BlockLines::Place none;
+  if (TryBlockedPop(c.config, c.client, blocked, &none, c.w.buffer())) return;
   *c.blocked = std::move(blocked);
   c.block = true;
 }
@@ -410,7 +434,7 @@ void LMPop(Call& c) {
   BlockedPop pop;
   if (!ParseMultiPop(c, 1, &pop)) return;
   pop.deadline = std::chrono::steady_clock::time_point::min();
-  TryBlockedPop(c.config, c.client, pop, c.w.buffer());
+  TryBlockedPop(c.config, c.client, pop, nullptr, c.w.buffer());
 }
 
 void BLMPop(Call& c) {
@@ -478,31 +502,44 @@ void RegisterListCommands(CommandTable* table) {
 }
 
 bool TryBlockedPop(const RespConfig& config, RespClient* client, const BlockedPop& blocked,
-                   std::string* out) {
+                   const BlockLines::Place* place, std::string* out) {
   ReplyWriter w(out, client->protocol);
   Keyspace* ks = KeyspaceOf(config.segment, client->db, true);
   if (ks == nullptr) {
     w.Error("ERR the keyspace cannot be opened");
     return true;
   }
+  BlockLines lines(config.segment);
+  // Once blocked, a key of another type is not ready (Redis serves only lists that became ready);
+  // the first try answers WRONGTYPE.
+  const bool retry = place != nullptr && place->valid() && !blocked.first_try;
+  auto may_take = [&](std::string_view key) {
+    if (place != nullptr && !lines.MayTake(*place, client->db, key)) return false;
+    KeyType type = KeyType::kList;
+    return !retry || (ks->Type(key, &type).ok() && type == KeyType::kList);
+  };
   if (blocked.kind == BlockedPop::Kind::kMove) {
     std::string item;
     bool moved = false;
-    Status s =
-        MoveItem(*ks, blocked.keys[0], blocked.destination, blocked.end, blocked.to, &item, &moved);
+    Status s = !may_take(blocked.keys[0]) ? Status::OK()
+                                          : MoveItem(*ks, blocked.keys[0], blocked.destination,
+                                                     blocked.end, blocked.to, &item, &moved);
     if (!s.ok()) {
       ReplyStatus(w, s);
       return true;
     }
     if (moved) {
+      if (lines.AnyTaken()) client->pushed.emplace_back(client->db, blocked.destination);
       w.Bulk(item);
       return true;
     }
   } else {
     for (const std::string& key : blocked.keys) {
+      if (!may_take(key)) continue;
       std::vector<std::string> items;
       int64_t count = blocked.kind == BlockedPop::Kind::kMultiPop ? blocked.count : 1;
       Status s = PopItems(*ks, key, blocked.end, count, &items);
+      if (retry && s.IsWrongType()) continue;  // Turned into another type since the check.
       if (!s.ok() && !s.IsNotFound()) {
         ReplyStatus(w, s);
         return true;

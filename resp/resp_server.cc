@@ -1,7 +1,10 @@
 // The RESP listener and session (see shm/resp_server.h).
 #include "shm/resp_server.h"
 
+#include <errno.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -16,10 +19,12 @@
 #include <set>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "command_table.h"
 #include "internal.h"
+#include "shm/block_lines.h"
 #include "shm/client_table.h"
 #include "shm/log.h"
 #include "shm/mutex.h"
@@ -74,10 +79,13 @@ class Server final : public RespServer, public std::enable_shared_from_this<Serv
     limits_.max_bulk_bytes = options.max_bulk_bytes;
     limits_.max_command_bytes = std::max<size_t>(options.max_bulk_bytes * 4, size_t{4} << 20);
     read_timeout_ = options.read_timeout;
+    watch_ = options.watch;
   }
 
   Status Adopt(int fd);
   void DoAccept();
+  // Answers the blocked pops' barriers (BlockLines::RequestBarrier) from this worker.
+  void JoinBarrier(const RespServerOptions& options);
   void SweepKilled();
   void Drain() override;
   size_t live() const override { return live_.load(); }
@@ -104,17 +112,28 @@ class Server final : public RespServer, public std::enable_shared_from_this<Serv
   std::chrono::milliseconds read_timeout() const { return read_timeout_; }
   bool draining() const { return draining_.load(); }
   WaitQueue* waits() const { return waits_; }
+  // Retries the waits of `key` at once when database `db`'s blocked pops' lines change.
+  void WatchLines(const std::string& key, int db) const {
+    ObjectRef ref;
+    if (watch_ && resp::LinesObject(config_.segment, db, &ref)) watch_(key, ref);
+  }
 
  private:
   template <typename Socket>
   void OnAccept(error_code ec, Socket socket);
 
   net::io_context* ioc_;
+  void AnswerBarrier(uint64_t request, int turns);
+  static constexpr int kBarrierTurns = 4;
+
   const bool single_thread_;
+  int barrier_slot_ = -1;
+  std::atomic<uint64_t> barrier_asked_{0};
   WaitQueue* const waits_;  // The worker's, shared with HTTP: where blocked pops wait.
   resp::RespConfig config_;
   resp::RespLimits limits_;
   std::chrono::milliseconds read_timeout_{30000};
+  std::function<void(const std::string&, const ObjectRef&)> watch_;
   tcp::acceptor acceptor_;
   net::steady_timer retry_;
   net::steady_timer kill_sweep_;
@@ -169,6 +188,10 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
                              .Claim(client_.id, getpid(), client_.fd, client_.address,
                                     client_.local_address, client_.connected_ms);
     socket_.set_option(tcp::no_delay(true), ec);
+    if constexpr (kStampedReads) {
+      int on = 1;  // Receive timestamps: when a blocked pop's command arrived (ReadStamped).
+      setsockopt(socket_.native_handle(), SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on);
+    }
     // Replies are written at once when the socket takes them (WriteNow); the socket must then
     // answer would_block rather than block the worker.
     socket_.non_blocking(true, ec);
@@ -190,9 +213,72 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     if (in_.size() - used_ < kReadChunk) in_.resize(used_ + kReadChunk);
     reading_ = true;
     if (!blocked_) StartIdleClock();
-    socket_.async_read_some(
-        net::buffer(in_.data() + used_, in_.size() - used_),
-        [self = this->shared_from_this()](error_code ec, size_t n) { self->OnRead(ec, n); });
+    if constexpr (kStampedReads) {
+      ReadStamped();
+    } else {
+      socket_.async_read_some(net::buffer(in_.data() + used_, in_.size() - used_),
+                              [self = this->shared_from_this()](error_code ec, size_t n) {
+                                self->arrival_ns_ = WallNowNs();
+                                self->OnRead(ec, n);
+                              });
+    }
+  }
+
+  // With one thread on the loop, a read is recvmsg(2) itself, to learn when the bytes reached
+  // the server (the kernel's receive timestamp): blocked pops line up by that (BlockLines), so
+  // two clients that blocked on two workers are served in the order they sent, whichever worker
+  // ran first. Nothing left to read: wait for readiness and read again. (No reactor runs between
+  // the read that found nothing and the wait on this thread, so no readiness is missed; with a
+  // pool of threads the session reads through Asio and stamps the time it read.)
+  void ReadStamped() {
+    iovec iov{in_.data() + used_, in_.size() - used_};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(timespec))];
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    const ssize_t n = ::recvmsg(socket_.native_handle(), &msg, MSG_DONTWAIT);
+    auto self = this->shared_from_this();
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+      socket_.async_wait(Socket::wait_read, [self](error_code ec) {
+        if (ec || self->closed_) return self->OnRead(ec ? ec : net::error::operation_aborted, 0);
+        self->ReadStamped();
+      });
+      return;
+    }
+    error_code ec;
+    if (n < 0) {
+      ec = error_code(errno, boost::system::system_category());
+    } else if (n == 0) {
+      ec = net::error::eof;
+    } else {
+      arrival_ns_ = StampOf(msg);
+    }
+    // Completed as Asio completes a read: through the loop, never inside the caller.
+    net::post(socket_.get_executor(), [self, ec, n] {
+      if (self->closed_) {
+        self->reading_ = false;
+        return;
+      }
+      self->OnRead(ec, ec ? 0 : static_cast<size_t>(n));
+    });
+  }
+
+  static int64_t WallNowNs() {
+    timespec now{};
+    clock_gettime(CLOCK_REALTIME, &now);
+    return static_cast<int64_t>(now.tv_sec) * 1'000'000'000 + now.tv_nsec;
+  }
+  static int64_t StampOf(msghdr& msg) {
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_TIMESTAMPNS) {
+        timespec at{};
+        std::memcpy(&at, CMSG_DATA(c), sizeof at);
+        return static_cast<int64_t>(at.tv_sec) * 1'000'000'000 + at.tv_nsec;
+      }
+    }
+    return WallNowNs();  // The kernel timestamps only once some socket asked for it.
   }
 
   // A connection must send its next command within the read timeout (a blocked pop excepted):
@@ -304,11 +390,20 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
 
   void Run(const resp::ParsedCommand& command) {
     NoteCommand(command);
+    const size_t mark = out_.size();
+    // EXEC holds its database from blocked pops, so none sees the transaction half done (a
+    // push then a delete of the same list): they are served after it, from what it left.
+    BlockLines::Place hold;
+    if (client_.in_multi && command.row != nullptr && command.row->name == "exec") {
+      BlockLines(server_->config().segment).Hold(client_.db, &hold).ok();
+    }
     resp::Outcome outcome = Execute(command);
+    if (hold.valid()) BlockLines(server_->config().segment).Leave(hold);
     NoteState();
     if (outcome == resp::Outcome::kBlock) {
-      SetTableFlag(ClientRow::kBlocked, true);
       Block();
+    } else if (!client_.pushed.empty()) {
+      ServeBeforeReply(mark);
     }
     if (client_.close_after_reply) closing_ = true;
   }
@@ -377,50 +472,146 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     }
   }
 
-  // The pop waits in the worker's WaitQueue (shm/wait_queue.h), behind earlier waiters of its
-  // list (HTTP ones too; a pop of several lists is ordered only by its own key set). The queue
-  // tries it on the worker's timer; its reply comes back through OnUnblocked on this executor.
+  // The pop takes its place in the lines of its keys (shm/block_lines.h: across workers, in the
+  // order pops blocked), then waits in the worker's WaitQueue (shm/wait_queue.h) under a key of
+  // its own: the line, not the queue, orders it. The queue retries it when its keyspace's word
+  // rings (a pusher notified it) and on the worker's poll; its reply comes back through
+  // OnUnblocked on this executor.
   void Block() {
+    Segment* segment = server_->config().segment;
+    Status joined = BlockLines(segment).Join(client_.db, blocked_pop_.keys, arrival_ns_, &place_);
+    if (!joined.ok()) {
+      resp::ReplyWriter(&out_, client_.protocol).Error("ERR " + std::string(joined.message()));
+      return;
+    }
+    // In line before INFO counts it: a client that saw blocked_clients and pushes finds it.
+    SetTableFlag(ClientRow::kBlocked, true);
+    phase_ = Phase::kWaiting;
+    if (blocked_pop_.first_try) barrier_ = BlockLines(segment).RequestBarrier();
+    Park(
+        blocked_pop_.deadline, [](Session& self, uint64_t seq) { return self.TryServePop(seq); },
+        [](Session& self, uint64_t seq, bool stopping) { self.GiveUpPop(seq, stopping); });
+  }
+
+  // The command pushed to keys that blocked pops wait on: its reply (what it appended to out_
+  // from `mark`) waits until their lines are served, as Redis serves them before the next
+  // command (chains included: a served BLMOVE serves its destination's line the same way).
+  void ServeBeforeReply(size_t mark) {
+    service_ = resp::LineService(server_->config().segment, std::move(client_.pushed), false);
+    client_.pushed.clear();
+    if (service_.Step()) {
+      service_ = {};
+      return;
+    }
+    held_ = out_.substr(mark);
+    out_.resize(mark);
+    phase_ = Phase::kPushing;
+    Park(
+        Clock::now() + resp::LineService::kMaxServe,
+        [](Session& self, uint64_t seq) {
+          if (!self.service_.Step()) return false;
+          self.FinishWait(seq, std::move(self.held_), false);
+          return true;
+        },
+        [](Session& self, uint64_t seq, bool) {
+          self.FinishWait(seq, std::move(self.held_), false);  // Bounded: answer anyway.
+        });
+  }
+
+  template <typename Attempt, typename GiveUp>
+  void Park(Clock::time_point deadline, Attempt attempt, GiveUp give_up) {
     blocked_ = true;
     const uint64_t seq = ++block_seq_;
     auto self = this->shared_from_this();
-    WaitQueue::Wait wait{WaitKey(), blocked_pop_.deadline,
-                         [self, seq] {
-                           std::string reply;
-                           if (!self->TakeUnblockRequest(&reply) &&
-                               !resp::TryBlockedPop(self->server_->config(), &self->client_,
-                                                    self->blocked_pop_, &reply)) {
-                             return false;
-                           }
-                           self->Unblocked(seq, std::move(reply), false);
-                           return true;
-                         },
-                         [self, seq](bool stopping) {
-                           std::string reply;
-                           if (!stopping) {
-                             resp::ReplyWriter w(&reply, self->client_.protocol);
-                             // BLMOVE and BRPOPLPUSH time out with a nil, the pops with *-1.
-                             if (self->blocked_pop_.kind == resp::BlockedPop::Kind::kMove) {
-                               w.Null();
-                             } else {
-                               w.NullArray();
-                             }
-                           }
-                           self->Unblocked(seq, std::move(reply),
-                                           stopping);  // Stopping: close, as Drain does.
-                         }};
+    std::string key = "resp-block:" + std::to_string(client_.id) + ":" + std::to_string(seq);
+    WaitQueue::Wait wait{key, deadline, [self, seq, attempt] { return attempt(*self, seq); },
+                         [self, seq, give_up](bool stopping) { give_up(*self, seq, stopping); }};
+    const int db = phase_ == Phase::kPushing ? service_.db() : client_.db;
+    wait_id_ = 0;
     if (!server_->waits()->Submit(std::move(wait), &wait_id_)) {
+      server_->WatchLines(key, db);
       SHM_LOG(kDebug) << "resp: blocked pop of " << client_.address << " parked";
     }
   }
 
-  // The queue key of the pop's keys in its database: pops of the same keys wait in order. (A
-  // Redis list is the keyspace's entry, whose object can change under it, so the key names the
-  // Redis key, not the object HTTP pops wait on.)
-  std::string WaitKey() const {
-    std::string key = "resp-lists:" + std::to_string(client_.db);
-    for (const std::string& k : blocked_pop_.keys) key += ":" + std::to_string(k.size()) + ":" + k;
-    return key;
+  // The queue's try of a blocked pop (any thread, under the queue's mutex; the session is
+  // blocked, so nothing else uses its state).
+  bool TryServePop(uint64_t seq) {
+    Segment* segment = server_->config().segment;
+    if (phase_ == Phase::kServing) {
+      if (!service_.Step()) return false;
+      FinishWait(seq, std::move(held_), false);
+      return true;
+    }
+    std::string reply;
+    if (TakeUnblockRequest(&reply)) {
+      FinishWait(seq, std::move(reply), false);
+      return true;
+    }
+    BlockLines lines(segment);
+    if (blocked_pop_.first_try && !lines.BarrierDone(barrier_)) return false;
+    const bool notified = lines.StateOf(place_) == BlockLines::State::kNotified;
+    if (!notified && lines.BarrierPending()) return false;  // A pusher serves in turn soon.
+    const bool taking = !notified && lines.BeginTake(place_);
+    const bool answered =
+        resp::TryBlockedPop(server_->config(), &client_, blocked_pop_, &place_, &reply);
+    blocked_pop_.first_try = false;
+    if (!answered) {
+      // Notified but nothing to take (another client took it): back in line, and the pusher
+      // moves on.
+      if (notified && lines.Rearm(place_)) resp::RingLines(segment, client_.db);
+      if (taking) lines.EndTake(place_);
+      return false;
+    }
+    if (!client_.pushed.empty()) {  // A BLMOVE moved: its destination's line first.
+      lines.Serve(place_);
+      phase_ = Phase::kServing;
+      held_ = std::move(reply);
+      service_ = resp::LineService(segment, std::move(client_.pushed), true);
+      client_.pushed.clear();
+      return TryServePop(seq);
+    }
+    FinishWait(seq, std::move(reply), false);
+    return true;
+  }
+
+  void GiveUpPop(uint64_t seq, bool stopping) {
+    if (phase_ == Phase::kServing) return FinishWait(seq, std::move(held_), stopping);
+    std::string reply;
+    if (blocked_pop_.first_try && !stopping) {
+      // The deadline came before the barrier (a tiny timeout): the command's own try, now.
+      blocked_pop_.first_try = false;
+      blocked_pop_.deadline = Clock::time_point::min();
+      resp::TryBlockedPop(server_->config(), &client_, blocked_pop_, &place_, &reply);
+      client_.pushed.clear();  // A move's destination line is left to its own pops' retries.
+      return FinishWait(seq, std::move(reply), false);
+    }
+    if (!stopping) {
+      resp::ReplyWriter w(&reply, client_.protocol);
+      // BLMOVE and BRPOPLPUSH time out with a nil, the pops with *-1.
+      if (blocked_pop_.kind == resp::BlockedPop::Kind::kMove) {
+        w.Null();
+      } else {
+        w.NullArray();
+      }
+    }
+    FinishWait(seq, std::move(reply), stopping);  // Stopping: close, as Drain does.
+  }
+
+  // The wait is over: leave the line (the next pop's turn) and hand the reply over.
+  void FinishWait(uint64_t seq, std::string reply, bool close) {
+    LeaveLine();
+    Unblocked(seq, std::move(reply), close);
+  }
+
+  void LeaveLine() {
+    phase_ = Phase::kNone;
+    service_ = {};
+    if (!place_.valid()) return;
+    Segment* segment = server_->config().segment;
+    BlockLines(segment).Leave(place_);
+    place_ = {};
+    resp::RingLines(segment, client_.db);
   }
 
   // Called from the queue (any thread): hands the reply to this connection's executor.
@@ -461,6 +652,8 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     blocked_ = false;
     ++block_seq_;
     server_->waits()->Cancel(wait_id_);
+    LeaveLine();  // After the cancel: no try of the wait runs any more.
+    held_.clear();
   }
 
   // Writes the batch at once when the socket takes it all (the usual case: no write operation,
@@ -541,6 +734,17 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   int64_t batch_ms_ = 0;    // Wall clock when the current batch was parsed.
   uint64_t block_seq_ = 0;  // Bumped per blocked pop and per cancel: stale replies are dropped.
   uint64_t wait_id_ = 0;    // The blocked pop's id in the WaitQueue.
+  // What the parked wait is: a blocked pop waiting in line or serving its destination's line
+  // (BLMOVE), or a command whose reply waits for the pops it serves (ServeBeforeReply).
+  enum class Phase { kNone, kWaiting, kServing, kPushing };
+  Phase phase_ = Phase::kNone;
+  BlockLines::Place place_;    // The blocked pop's place in its keys' lines.
+  resp::LineService service_;  // The lines a pusher (or a served BLMOVE) serves.
+  std::string held_;           // The reply that waits for service_.
+  // Wall-clock ns when the last bytes read reached the server: a blocked pop's place in line.
+  int64_t arrival_ns_ = 0;
+  uint64_t barrier_ = 0;  // The barrier a blocked pop's first try waits for (BlockedPop).
+  static constexpr bool kStampedReads = std::is_same_v<Executor, net::io_context::executor_type>;
   bool reading_ = false;
   bool writing_ = false;
   bool blocked_ = false;  // A BLPOP/BRPOP waits; later commands stay in the buffer.
@@ -608,8 +812,34 @@ void Server::SweepKilled() {
   });
 }
 
+void Server::JoinBarrier(const RespServerOptions& options) {
+  if (!options.watch_word) return;
+  BlockLines lines(config_.segment);
+  barrier_slot_ = lines.JoinBarrier();
+  if (barrier_slot_ < 0) return;  // More workers than slots: pushers do not wait for this one.
+  std::weak_ptr<Server> weak = shared_from_this();
+  options.watch_word(lines.BarrierWord(), [weak] {
+    auto self = weak.lock();
+    if (!self || self->draining_.load()) return;
+    const uint64_t request = BlockLines(self->config_.segment).BarrierRequested();
+    uint64_t asked = self->barrier_asked_.load();
+    if (request <= asked || !self->barrier_asked_.compare_exchange_strong(asked, request)) return;
+    self->AnswerBarrier(request, kBarrierTurns);
+  });
+}
+
+// A few turns of the loop, each behind the reactor's next look at the sockets: what reached
+// this worker before the request (a pop's command) has been read and run before it answers.
+void Server::AnswerBarrier(uint64_t request, int turns) {
+  net::post(*ioc_, [self = shared_from_this(), request, turns] {
+    if (turns > 1) return self->AnswerBarrier(request, turns - 1);
+    BlockLines(self->config_.segment).AckBarrier(self->barrier_slot_, request);
+  });
+}
+
 void Server::Drain() {
   draining_.store(true);
+  BlockLines(config_.segment).LeaveBarrier(barrier_slot_);  // Pushers no longer wait for it.
   error_code ec;
   retry_.cancel();
   kill_sweep_.cancel();
@@ -633,6 +863,7 @@ Status StartRespServer(net::io_context* ioc, bool single_thread, Segment* segmen
   auto server =
       std::make_shared<Server>(ioc, single_thread, segment, options, waits, std::move(on_drained));
   SHM_RETURN_IF_ERROR(server->Adopt(options.listen_fd));
+  server->JoinBarrier(options);
   server->DoAccept();
   server->SweepKilled();
   *result = server;

@@ -46,17 +46,32 @@ void WaitHub::RunWatcher() {
   while (!stopping_.load()) {
     // Nothing watched: nothing to reconcile, and a new watch interrupts the sleep.
     const auto slice = watch_.watched() == 0 ? kIdleSlice : kWatchSlice;
-    if (watch_.Wait(slice) && !stopping_.load()) queue_.Kick();
+    if (watch_.Wait(slice) && !stopping_.load()) {
+      queue_.Kick();
+      MutexLock lock(&watch_mu_);
+      if (on_word_) on_word_();
+    }
     MutexLock lock(&watch_mu_);
     for (auto it = watched_.begin(); it != watched_.end();) {
       if (queue_.HasKey(it->first)) {
         ++it;
         continue;
       }
-      watch_.Unwatch(it->second);
+      const ObjectRef object = it->second;
       it = watched_.erase(it);
+      // Several keys may watch one object (a keyspace): it stays watched while one is left.
+      bool shared = false;
+      for (const auto& [key, other] : watched_) shared = shared || other.entry == object.entry;
+      if (!shared) watch_.Unwatch(object);
     }
   }
+}
+
+void WaitHub::WatchWord(std::atomic<uint32_t>* word, std::function<void()> on_change) {
+  MutexLock lock(&watch_mu_);
+  on_word_ = std::move(on_change);
+  watch_.WatchWord(word);
+  watch_.Interrupt();
 }
 
 bool WaitHub::SubmitHttp(ParkedWait wait, Done done, uint64_t* id) {

@@ -48,6 +48,12 @@ class WaitHub {
   bool SubmitHttp(ParkedWait wait, Done done, uint64_t* id);
   // The queue itself, for waits of other front ends (and Cancel, Kick: see WaitQueue).
   WaitQueue* queue() { return &queue_; }
+  // Retries the queue at once when `object` changes, while a wait of `key` is queued (the Redis
+  // side's waits watch their keyspace, whose word the blocked pops' lines ring).
+  void WatchObject(const std::string& key, const ObjectRef& object);
+  // Watches `word` (a futex word in the segment) for the hub's life: each change kicks the queue
+  // and runs `on_change` on the watcher thread (it must only post work to the loop).
+  void WatchWord(std::atomic<uint32_t>* word, std::function<void()> on_change);
   // The worker is stopping: every wait gives up now (a pop 204, an acquire 503), and so does
   // every later one that would have to wait.
   void Stop();
@@ -56,8 +62,6 @@ class WaitHub {
   // Makes the timer fire at the queue's NextPoll.
   void Arm();
   void OnTimer(uint64_t generation);
-  // Watches the object of a queued wait of `key`.
-  void WatchObject(const std::string& key, const ObjectRef& object);
   // The watcher thread: kicks the queue when a watched object changes, and stops watching the
   // objects nobody waits on any more.
   void RunWatcher();
@@ -72,6 +76,7 @@ class WaitHub {
   WakeWatch watch_;
   Mutex watch_mu_;
   std::map<std::string, ObjectRef> watched_ GUARDED_BY(watch_mu_);  // By wait key.
+  std::function<void()> on_word_ GUARDED_BY(watch_mu_);
   std::atomic<bool> stopping_{false};
   std::thread watcher_;  // Last: started once everything it uses exists.
 };

@@ -609,6 +609,12 @@ int RunWorker(Segment* segment, int listen_fd, const Router& router, const Worke
     resp_options.token_matches = TokenMatches;
     resp_options.max_bulk_bytes = options.max_body_bytes;
     resp_options.read_timeout = options.read_timeout;
+    resp_options.watch = [&waits](const std::string& key, const ObjectRef& object) {
+      waits.WatchObject(key, object);
+    };
+    resp_options.watch_word = [&waits](std::atomic<uint32_t>* word, std::function<void()> fn) {
+      waits.WatchWord(word, std::move(fn));
+    };
     s = StartRespServer(
         &server.ioc, server.single_thread, segment, resp_options, waits.queue(),
         [&server] {

@@ -19,7 +19,7 @@
 namespace shm {
 
 inline constexpr uint64_t kSegmentMagic = 0x4554415453484d53ull;  // "SHMSTATE" little endian.
-inline constexpr uint32_t kLayoutVersion = 9;
+inline constexpr uint32_t kLayoutVersion = 10;
 inline constexpr uint32_t kMaxIntentSlots = 1024;
 inline constexpr uint32_t kMaxWorkerSlots = 256;
 inline constexpr size_t kMaxNameLength = limits::kMaxObjectName;
@@ -113,6 +113,27 @@ struct alignas(64) ClientSlot {
   std::atomic<uint64_t> text[kClientTextWords];
 };
 
+// One Redis blocked pop's place in the lines of its keys (shm/block_lines.h). Claimed by a
+// compare-and-swap of `pid` from 0; `ticket` (the blocking order) and the keys are written before
+// `state` leaves kFree, and read only after it did. Freed by its owner, by whoever finds its pid
+// dead, or by the manager's recovery of that pid.
+inline constexpr uint32_t kMaxBlockPlaces = 1024;
+inline constexpr uint32_t kMaxBlockKeys = 16;
+// A worker's answer to barriers (BlockLines::RequestBarrier): the last request it answered.
+struct alignas(64) BlockBarrierAck {
+  std::atomic<pid_t> pid{0};  // 0: free.
+  std::atomic<uint64_t> acked{0};
+};
+struct alignas(64) BlockPlace {
+  std::atomic<pid_t> pid{0};  // 0: free.
+  std::atomic<uint32_t> state{0};
+  std::atomic<uint64_t> ticket{0};
+  std::atomic<int64_t> arrival_ns{0};  // When the pop's command arrived: the line's order.
+  std::atomic<int32_t> db{0};
+  std::atomic<uint32_t> keys{0};  // Hashes used in key_hash; 0: in no line (too many keys).
+  std::atomic<uint64_t> key_hash[kMaxBlockKeys];
+};
+
 enum class EntryState : uint32_t { kFree = 0, kCreating = 1, kLive = 2 };
 
 // One registry slot. The array of entries is allocated once at creation and never freed, so a
@@ -203,6 +224,15 @@ struct Root {
   // stripe -> registry -> object (a dict's stripe included) -> allocator, and no dict stripe is
   // ever held while a keyspace stripe is taken.
   DictStripeRep keyspace_stripes[kDictStripes];
+  // Redis blocked pops of every worker (shm/block_lines.h): places are claimed lowest first and
+  // never beyond block_places_in_use, so a scan stops there.
+  std::atomic<uint64_t> block_tickets{0};
+  std::atomic<uint32_t> block_places_in_use{0};
+  std::atomic<uint32_t> block_places_taken{0};  // Claimed now: 0 lets a push skip the scan.
+  std::atomic<uint32_t> block_barrier_word{0};  // Futex word: a barrier asked or answered.
+  std::atomic<uint64_t> block_barrier{0};       // Barriers asked.
+  BlockBarrierAck block_barrier_acks[kMaxWorkerSlots];
+  BlockPlace block_places[kMaxBlockPlaces];
 };
 
 static_assert(offsetof(Root, magic) == 0 && offsetof(Root, layout_version) == 8 &&

@@ -9,6 +9,7 @@
 #include "list_rep.h"
 #include "object_guard.h"
 #include "segment_impl.h"
+#include "shm/block_lines.h"
 #include "shm/client_table.h"
 #include "shm/registry.h"
 #include "shm/segment.h"
@@ -85,6 +86,7 @@ Status Segment::RecoverDeadProcess(pid_t pid, RecoveryReport* report) {
     ++report->slots_released;
   }
   ClientTable(this).ReleaseRowsOf(pid);  // Its Redis connections died with it.
+  BlockLines(this).ReleaseOf(pid);       // And their places in the blocked pops' lines.
   SHM_RETURN_IF_ERROR(DropLinePlaces(impl, pid));
   return impl->root()->poisoned.load() ? Status::Poisoned("segment allocator is poisoned")
                                        : Status::OK();

@@ -61,9 +61,15 @@ void WakeWatch::Unwatch(const ObjectRef& ref) {
   watched_.erase(it);
 }
 
+void WakeWatch::WatchWord(std::atomic<uint32_t>* word) {
+  MutexLock lock(&mu_);
+  word_ = word;
+  if (word != nullptr) word_seen_ = word->load(std::memory_order_acquire);
+}
+
 size_t WakeWatch::watched() const {
   MutexLock lock(&mu_);
-  return watched_.size();
+  return watched_.size() + (word_ != nullptr ? 1 : 0);
 }
 
 void WakeWatch::Interrupt() {
@@ -79,11 +85,14 @@ bool WakeWatch::Wait(std::chrono::nanoseconds timeout) {
   {
     MutexLock lock(&mu_);
     interrupt_seen = interrupt_seen_;
-    words.reserve(watched_.size() + 1);
+    words.reserve(watched_.size() + 2);
     words.push_back(futex_waitv{interrupt_seen_, reinterpret_cast<uintptr_t>(&interrupt_),
                                 FUTEX_32 | FUTEX_PRIVATE_FLAG, 0});
     for (auto& [entry, w] : watched_) {
       words.push_back(futex_waitv{w.seen, reinterpret_cast<uintptr_t>(WordOf(w.ref)), FUTEX_32, 0});
+    }
+    if (word_ != nullptr) {
+      words.push_back(futex_waitv{word_seen_, reinterpret_cast<uintptr_t>(word_), FUTEX_32, 0});
     }
   }
   timespec deadline{};
@@ -101,11 +110,19 @@ bool WakeWatch::Wait(std::chrono::nanoseconds timeout) {
     syscall(SYS_futex, reinterpret_cast<uint32_t*>(&interrupt_), FUTEX_WAIT | FUTEX_PRIVATE_FLAG,
             interrupt_seen, &relative, nullptr, 0);
   }
-  // Consume what woke us: a change after this read makes the next Wait return at once.
+  // Consume what woke us: a change after this read makes the next Wait return at once. A change
+  // between the timeout and this read is consumed too, so it counts as a wake (else it is lost).
   MutexLock lock(&mu_);
-  interrupt_seen_ = interrupt_.load(std::memory_order_acquire);
-  for (auto& [entry, w] : watched_) w.seen = WordOf(w.ref)->load(std::memory_order_acquire);
-  return !timed_out;
+  bool changed = false;
+  auto consume = [&changed](uint32_t* seen, uint32_t now) {
+    changed = changed || now != *seen;
+    *seen = now;
+  };
+  consume(&interrupt_seen_, interrupt_.load(std::memory_order_acquire));
+  for (auto& [entry, w] : watched_)
+    consume(&w.seen, WordOf(w.ref)->load(std::memory_order_acquire));
+  if (word_ != nullptr) consume(&word_seen_, word_->load(std::memory_order_acquire));
+  return !timed_out || changed;
 }
 
 }  // namespace shm

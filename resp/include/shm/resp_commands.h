@@ -16,8 +16,10 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
+#include "shm/block_lines.h"
 #include "shm/list.h"
 #include "shm/resp_protocol.h"
 #include "shm/segment.h"
@@ -46,6 +48,10 @@ struct BlockedPop {
   List::End to = List::End::kLeft;                 // and at which end.
   int64_t count = 1;                               // kMultiPop: at most this many items.
   std::chrono::steady_clock::time_point deadline;  // time_point::max(): wait forever.
+  // An item was there when the command ran, but with several workers the pop takes its place in
+  // line and waits for a barrier first (a pop that reached another worker earlier goes first);
+  // its first try then answers as the command would have (WRONGTYPE included).
+  bool first_try = false;
 };
 
 // Per-connection state.
@@ -72,6 +78,9 @@ struct RespClient {
   std::vector<std::vector<std::string>> queued;
   // WATCH: string keys and the version (0 = absent) each had when watched.
   std::vector<std::pair<std::string, uint64_t>> watched;
+  // The (database, key) pairs the running command pushed to while some pop was blocked
+  // (NotePush): the session serves their lines before it sends the reply (ServeLines).
+  std::vector<std::pair<int, std::string>> pushed;
 };
 
 enum class Outcome {
@@ -95,9 +104,51 @@ Outcome Execute(const RespConfig& config, RespClient* client,
 // effect on any reply or state.
 void Prefetch(const RespConfig& config, std::span<const ParsedCommand> commands);
 
-// Retries a blocked pop: true when it answered (an item, a timeout's null, or an error).
+// Retries a blocked pop: true when it answered (an item, a timeout's null, or an error). It
+// takes only from keys where `place` may (BlockLines::MayTake; an invalid place: keys with no
+// blocked pop in line); nullptr: from any key. A BLMOVE that moved notes its destination in
+// client->pushed.
 bool TryBlockedPop(const RespConfig& config, RespClient* client, const BlockedPop& blocked,
-                   std::string* out);
+                   const BlockLines::Place* place, std::string* out);
+
+// A command's duty to the blocked pops of the keys it pushed to: serve their lines, one pop at
+// a time in blocking order, until each key is empty or has no pop waiting (docs/resp.md,
+// "Blocked pops"). Step never blocks: it notifies the next pop and answers false until the pops
+// it notified are done, then true.
+class LineService {
+ public:
+  LineService() = default;
+  // Past kMaxServe, Step answers true whatever is left (a pop that never answers, a chain that
+  // never ends): the pops left are served by their own retries.
+  static constexpr std::chrono::seconds kMaxServe{5};
+
+  // `chain`: the service of a served BLMOVE (its destination's line), which does not wait for
+  // other chains; a command's reply waits for every chain that serves its keys.
+  LineService(Segment* segment, std::vector<std::pair<int, std::string>> keys, bool chain)
+      : segment_(segment),
+        keys_(std::move(keys)),
+        chain_(chain),
+        until_(std::chrono::steady_clock::now() + kMaxServe) {}
+  bool Step();
+  bool active() const { return segment_ != nullptr; }
+  // The database whose keyspace word wakes the pops this service waits for.
+  int db() const { return keys_.empty() ? 0 : keys_.front().first; }
+
+ private:
+  Segment* segment_ = nullptr;
+  std::vector<std::pair<int, std::string>> keys_;
+  bool chain_ = false;
+  std::vector<BlockLines::Place> notified_;
+  uint64_t barrier_ = 0;  // Asked before the first notification; 0: not yet.
+  std::chrono::steady_clock::time_point until_;
+};
+
+// Wakes every worker's waits on database `db`'s blocked pops (the keyspace's futex word, which
+// their wait hubs watch): a place was notified, left or went back to waiting.
+void RingLines(Segment* segment, int db);
+// The keyspace of `db` (created when missing), for a wait hub's watch; false when it cannot be
+// opened.
+bool LinesObject(Segment* segment, int db, ObjectRef* ref);
 
 // A fresh connection id (unique within the server's lifetime, across workers).
 uint64_t NextClientId(Segment* segment, int worker_index);

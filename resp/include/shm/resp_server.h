@@ -9,6 +9,7 @@
 #ifndef SHM_RESP_SERVER_H_
 #define SHM_RESP_SERVER_H_
 
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <cstddef>
@@ -16,6 +17,7 @@
 #include <memory>
 #include <string>
 
+#include "shm/registry.h"
 #include "shm/resp_commands.h"
 #include "shm/segment.h"
 #include "shm/status.h"
@@ -40,6 +42,14 @@ struct RespServerOptions {
   resp::TokenMatcher token_matches = nullptr;  // AUTH's compare (the HTTP gate's TokenMatches).
   size_t max_bulk_bytes = size_t{1} << 20;
   std::chrono::milliseconds read_timeout{30000};
+  // Retries the waits of `key` at once when `object` changes (the worker's WaitHub::WatchObject):
+  // blocked pops watch their keyspace, whose word rings when their line moves. Empty: they are
+  // retried by the queue's poll alone.
+  std::function<void(const std::string& key, const ObjectRef& object)> watch;
+  // Watches `word` for the server's life, running `on_change` when it changes (the worker's
+  // WaitHub::WatchWord): how the worker hears barriers of the blocked pops' lines. Empty: it
+  // answers none, and pushers pass it by.
+  std::function<void(std::atomic<uint32_t>* word, std::function<void()> on_change)> watch_word;
 };
 
 // Adopts `options.listen_fd` and starts accepting. Blocked pops wait in `waits` (the worker's,

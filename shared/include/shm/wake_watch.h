@@ -4,9 +4,9 @@
 //
 // Writers already wake the blocked waiters of an object through the futex word of its registry
 // entry; a watched list counts the watch as one blocked pop, so that its pushes wake. Wait is one
-// futex_waitv(2) over the words of the watched objects (at most kMaxWatched) and the watch's
-// own interrupt word. Objects past kMaxWatched, and a kernel without futex_waitv (Linux < 5.16),
-// leave the caller to its poll.
+// futex_waitv(2) over the words of the watched objects (at most kMaxWatched), one raw word of
+// the segment (WatchWord) and the watch's own interrupt word. Objects past kMaxWatched, and a
+// kernel without futex_waitv (Linux < 5.16), leave the caller to its poll.
 //
 // Process-safety: a process killed while it watches a list leaves the list counting a waiter
 // that is gone; that costs a spare wake per push, never a lost one (as a killed blocked pop).
@@ -29,7 +29,8 @@ namespace shm {
 
 class WakeWatch {
  public:
-  static constexpr size_t kMaxWatched = 127;  // futex_waitv takes 128 words, one is ours.
+  // futex_waitv takes 128 words: two are the interrupt and WatchWord's.
+  static constexpr size_t kMaxWatched = 126;
 
   WakeWatch() = default;
   ~WakeWatch();  // Unwatches everything.
@@ -40,6 +41,9 @@ class WakeWatch {
   // kMaxWatched objects are watched already, or the object is gone.
   bool Watch(const ObjectRef& ref);
   void Unwatch(const ObjectRef& ref);
+  // Also watches `word`, a process-shared futex word in the segment (one at a time; nullptr
+  // stops), for as long as the watch lives.
+  void WatchWord(std::atomic<uint32_t>* word);
   // Sleeps until a watched object changed since the last Wait returned (or since it was
   // watched), Interrupt was called, or `timeout` passed. True unless the timeout passed.
   bool Wait(std::chrono::nanoseconds timeout);
@@ -55,6 +59,8 @@ class WakeWatch {
 
   mutable Mutex mu_;
   std::map<const void*, Watched> watched_ GUARDED_BY(mu_);  // By entry.
+  std::atomic<uint32_t>* word_ GUARDED_BY(mu_) = nullptr;
+  uint32_t word_seen_ GUARDED_BY(mu_) = 0;
   std::atomic<uint32_t> interrupt_{0};
   uint32_t interrupt_seen_ GUARDED_BY(mu_) = 0;
 };

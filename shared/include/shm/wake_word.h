@@ -30,6 +30,9 @@ class WakeWord {
   // kind.
   static Status Open(Segment* segment, std::string_view name, ObjectKind kind, WakeWord* result);
 
+  // The word of an object already open (a keyspace's: Redis blocked pops, shm/block_lines.h).
+  static WakeWord Of(const ObjectRef& ref) { return WakeWord(ref); }
+
   uint32_t Sequence() const;
   // Sleeps while the sequence is still `seen`, at most `timeout`; returns early on a wake or a
   // signal (the caller re-checks its state either way). Never spins.
