@@ -10,6 +10,7 @@
 #include "boundary.h"
 #include "crash_point.h"
 #include "dict_rep.h"
+#include "keyspace_internal.h"
 #include "layout.h"
 #include "segment_impl.h"
 #include "shm/integer.h"
@@ -502,11 +503,21 @@ Status Keyspace::Version(std::string_view key, uint64_t* version) const {
   *version = 0;
   if (s.IsNotFound()) return Status::OK();
   SHM_RETURN_IF_ERROR(s);
-  *version = entry.version;
+  *version = KeyVersionOfEntry(index_.ref().segment, entry);
+  return Status::OK();
+}
+
+KeyType KeyTypeOfEntry(const DictValue& entry) { return TypeOfEntry(entry); }
+bool KeyEntryLive(Segment* segment, const DictValue& entry) { return EntryLive(segment, entry); }
+void DeleteKeyAggregate(Segment* segment, const std::string& name, KeyType type) {
+  DeleteAggregate(segment, name, type);
+}
+const Dict& KeyspaceIndex(const Keyspace& keyspace) { return keyspace.index_; }
+
+uint64_t KeyVersionOfEntry(Segment* seg, const DictValue& entry) {
   const KeyType type = TypeOfEntry(entry);
-  if (type != KeyType::kList && type != KeyType::kHash) return Status::OK();
+  if (type != KeyType::kList && type != KeyType::kHash) return entry.version;
   // A list's or hash's writes leave its entry alone: mix in its object's write count.
-  Segment* seg = index_.ref().segment;
   uint64_t writes = 0;
   if (type == KeyType::kList) {
     List list;
@@ -518,8 +529,7 @@ Status Keyspace::Version(std::string_view key, uint64_t* version) const {
   uint64_t mixed = entry.version + 0x9e3779b97f4a7c15ull * (writes + 1);  // splitmix64
   mixed = (mixed ^ (mixed >> 30)) * 0xbf58476d1ce4e5b9ull;
   mixed = (mixed ^ (mixed >> 27)) * 0x94d049bb133111ebull;
-  *version = (mixed ^ (mixed >> 31)) | 1;  // Never 0 (absent).
-  return Status::OK();
+  return (mixed ^ (mixed >> 31)) | 1;  // Never 0 (absent).
 }
 
 template <typename Proxy>

@@ -18,7 +18,7 @@
 namespace shm {
 
 inline constexpr uint64_t kSegmentMagic = 0x4554415453484d53ull;  // "SHMSTATE" little endian.
-inline constexpr uint32_t kLayoutVersion = 8;
+inline constexpr uint32_t kLayoutVersion = 9;
 inline constexpr uint32_t kMaxIntentSlots = 1024;
 inline constexpr uint32_t kMaxWorkerSlots = 256;
 inline constexpr size_t kMaxNameLength = 200;
@@ -77,6 +77,11 @@ struct alignas(64) DictStripeRep {
   std::atomic<uint32_t> holder_shard{0};
   // Bumped before any blob a shard on this stripe guards is freed or reused.
   std::atomic<uint64_t> reclaim_seq{0};
+  // Handle of the TxRecordRep (transaction_rep.h) of a transaction commit that holds this stripe
+  // and has not yet applied its changes here, else 0. Set and cleared under `mu`; readers without
+  // the lock that see it set take the lock (so no one sees part of a transaction), and the next
+  // holder after the committer's death settles the record's share here.
+  std::atomic<uint64_t> tx_record{0};
 };
 inline uint64_t StripeLockWord(uint64_t stripe_handle) { return stripe_handle | 1; }
 inline bool IsStripeLockWord(uint64_t word) { return (word & 1) != 0; }
