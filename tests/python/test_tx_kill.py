@@ -86,7 +86,8 @@ def test_transfers_killed_at_random(make_server):
             output = lines[w] + finish(proc)
             assert proc.returncode == -signal.SIGKILL, output[-3:]
             acked += [line.split()[1] for line in output if line.startswith("t ")]
-            killed.append(proc.pid)
+            if output:  # It had attached (one killed during its imports never did).
+                killed.append(proc.pid)
             in_flight += 1
         assert reader.poll() is None, finish(reader)[-3:]  # No total seen was wrong.
     reader.send_signal(signal.SIGKILL)
@@ -131,7 +132,7 @@ def http_transfer(client, rng, ref):
     source, target = rng.sample(ACCOUNTS, 2)
     amount = rng.randrange(1, 200)
     conflicts = 0
-    while True:
+    for _ in range(10000):  # Bounded: a server that stopped answering fails the test.
         status, body = client.post([{"op": "get", "dict": "acct", "key": source},
                                     {"op": "get", "dict": "acct", "key": target},
                                     {"op": "get", "dict": "txlog", "key": ref}])
@@ -154,6 +155,7 @@ def http_transfer(client, rng, ref):
         if status == 409:
             assert body["error"]["code"] == "Conflict" and body["error"]["index"] in (0, 1, 2)
             conflicts += 1
+    raise AssertionError(f"transfer {ref} never went through")
 
 
 HTTP_CLIENT = r"""
@@ -205,12 +207,14 @@ def test_http_batches_from_concurrent_clients_while_workers_are_killed(make_serv
     # Kill a worker now and then while the clients run; the manager replaces it.
     kills = 0
     while any(c.poll() is None for c in clients) and kills < 6:
+        time.sleep(rng.uniform(0.05, 0.3))
         workers = [int(pid) for pid in open(f"/proc/{server.proc.pid}/task/"
                                             f"{server.proc.pid}/children").read().split()]
-        time.sleep(rng.uniform(0.05, 0.3))
-        if workers:
+        try:
             os.kill(rng.choice(workers), signal.SIGKILL)
             kills += 1
+        except (IndexError, ProcessLookupError):
+            pass  # Between a death and its replacement (a killed worker not yet reaped).
     acked, conflicts = [], 0
     for c in clients:
         out, _ = c.communicate(timeout=240)
