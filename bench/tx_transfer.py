@@ -9,7 +9,10 @@ Rows (each a transfer of 1 from account a to account b, the pair drawn from a fi
   redis backend tx       st.transaction(fn) with shmstate.connect("redis://...") (same fn)
 
 Each round times every row once (rows in alternating order from round to round), ROUNDS rounds;
-the table quotes each row's median with its ratio to the redis-py row. The servers it starts
+the table quotes each row's median with its ratio to the redis-py row, in wall-clock time and in
+CPU time: this process's own, plus redis-server's for the Redis rows (read from /proc; the
+shmstate rows use no server at all). On a machine whose cores are shared (2 cores, other jobs)
+the wall-clock figures mostly measure the scheduler; the CPU figures travel. The servers it starts
 (`shmstate serve --workers 0`, `redis-server` on a free 127.0.0.1 port) are stopped by pid.
 
   PYTHONPATH=build/python /usr/bin/python3 bench/tx_transfer.py --shmstate build/shmstate \
@@ -77,10 +80,22 @@ def redis_py(r, pairs):
                     continue
 
 
-def timed(fn, target, pairs):
-    t0 = time.perf_counter_ns()
+def cpu_seconds(pid):
+    """User + system CPU seconds of process `pid` so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(fn, target, pairs, server_pid):
+    """(wall us, CPU us) per transfer; CPU is ours plus the server's (None: no server)."""
+    s0 = cpu_seconds(server_pid) if server_pid else 0.0
+    c0, t0 = time.process_time(), time.perf_counter()
     fn(target, pairs)
-    return (time.perf_counter_ns() - t0) / len(pairs) / 1000.0
+    t1, c1 = time.perf_counter(), time.process_time()
+    s1 = cpu_seconds(server_pid) if server_pid else 0.0
+    n = len(pairs)
+    return (t1 - t0) / n * 1e6, ((c1 - c0) + (s1 - s0)) / n * 1e6
 
 
 def main():
@@ -122,22 +137,27 @@ def main():
             for a in ACCOUNTS:
                 d[a] = b"1000000"
         r.mset({"acct:" + a: 1000000 for a in ACCOUNTS})
-        table = [("shm st.transaction", shm_tx, st), ("shm plain (no tx)", shm_plain, st),
-                 ("redis-py WATCH/MULTI", redis_py, r), ("redis backend tx", shm_tx, rst)]
+        rp = redis_server.pid
+        table = [("shm st.transaction", shm_tx, st, None),
+                 ("shm plain (no tx)", shm_plain, st, None),
+                 ("redis-py WATCH/MULTI", redis_py, r, rp), ("redis backend tx", shm_tx, rst, rp)]
         samples = {row[0]: [] for row in table}
         for round_no in range(args.rounds):
             order = table if round_no % 2 == 0 else list(reversed(table))
-            for row_name, fn, target in order:
-                samples[row_name].append(timed(fn, target, pairs))
+            for row_name, fn, target, server_pid in order:
+                samples[row_name].append(timed(fn, target, pairs, server_pid))
         for client in (st, rst):  # Every transfer kept the total.
             d = client.dict("bench-acct")
             assert sum(int(d[a]) for a in ACCOUNTS) == 16 * 1000000
-        base = statistics.median(samples["redis-py WATCH/MULTI"])
-        print(f"{'transfer':22} {'us/transfer':>11} {'redis-py/x':>10}   (median of {args.rounds} "
-              f"rounds, {args.transfers} transfers each, one process)")
+        def median(row, i):
+            return statistics.median(sample[i] for sample in samples[row])
+        base = [median("redis-py WATCH/MULTI", i) for i in (0, 1)]
+        print(f"{'transfer':22} {'wall us':>9} {'redis-py/x':>10} {'CPU us':>9} {'redis-py/x':>10}"
+              f"   (median of {args.rounds} rounds, {args.transfers} transfers each, one process;"
+              f" load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
         for row_name, *_ in table:
-            med = statistics.median(samples[row_name])
-            print(f"{row_name:22} {med:11.2f} {base / med:10.1f}")
+            wall, cpu = median(row_name, 0), median(row_name, 1)
+            print(f"{row_name:22} {wall:9.2f} {base[0] / wall:10.1f} {cpu:9.2f} {base[1] / cpu:10.1f}")
     finally:
         for proc in (server, redis_server):
             proc.terminate()

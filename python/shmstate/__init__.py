@@ -168,7 +168,8 @@ class Client:
         """
         if not callable(fn):
             raise InvalidType(f"fn must be callable, not {type(fn).__name__}")
-        retries = _shmstate._to_uint64(retries, "retries", _MAX_RETRIES)
+        if type(retries) is not int or not 0 <= retries <= _MAX_RETRIES:
+            retries = _shmstate._to_uint64(retries, "retries", _MAX_RETRIES)
         for attempt in range(retries + 1):
             native = self._native.transaction()
             try:

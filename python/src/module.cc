@@ -1091,6 +1091,19 @@ PyObject* DictLookup(PyObject* self, PyObject* key, PyObject* absent) {
   PyObject* native = NativeOf(self, g_fast.dict_slot);
   if (native == nullptr) return nullptr;
   PyDict* dict = CppOf<PyDict>(native, g_fast.dict);
+  if (dict == nullptr && IsTxDict(native)) {  // Inside a transaction (register_tx.cc).
+    return Guarded([&] {
+      std::string value;
+      if (!TxDictGet(native, BytesArg(key, true, "key").view(), &value)) {
+        Py_INCREF(absent);
+        return absent;
+      }
+      PyObject* bytes =
+          PyBytes_FromStringAndSize(value.data(), static_cast<Py_ssize_t>(value.size()));
+      if (bytes == nullptr) throw py::error_already_set();
+      return bytes;
+    });
+  }
   if (dict == nullptr) {
     return PyObject_CallMethod(native, "get", "OO", key, absent);
   }
@@ -1141,6 +1154,14 @@ PyObject* DictSetItem(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
   PyObject* native = NativeOf(self, g_fast.dict_slot);
   if (native == nullptr) return nullptr;
   PyDict* dict = CppOf<PyDict>(native, g_fast.dict);
+  if (dict == nullptr && IsTxDict(native)) {  // Inside a transaction (register_tx.cc).
+    return Guarded([&] {
+      BytesArg key(args[0], true, "key");
+      BytesArg value(args[1], false, "value");
+      TxDictSet(native, key.view(), value.view());
+      Py_RETURN_NONE;
+    });
+  }
   if (dict == nullptr) {
     PyObject* r = PyObject_CallMethod(native, "set", "OO", args[0], args[1]);
     if (r == nullptr) return nullptr;

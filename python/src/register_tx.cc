@@ -14,6 +14,7 @@
 #include "register_tx.h"
 
 #include <deque>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -39,6 +40,41 @@ py::bytes Bytes(const std::string& s) { return py::bytes(s.data(), s.size()); }
   RaiseInvalid(what + " is not available inside a transaction");
 }
 
+// The proxies transactions of this process opened, by segment and name, so that a transaction
+// does not take the registry lock to find an object an earlier one found. A proxy is reused while
+// it is of the same segment and its object is still the one it opened (ObjectRef::live);
+// otherwise it is opened again. The GIL guards the map.
+template <class Proxy>
+class OpenedObjects {
+ public:
+  static bool Find(const shm::Segment& segment, const std::string& name, Proxy* proxy) {
+    auto it = map().find(Key{segment.shm_name(), name});
+    if (it == map().end() || it->second.segment.lock().get() != &segment ||
+        !it->second.proxy.ref().live()) {
+      return false;
+    }
+    *proxy = it->second.proxy;
+    return true;
+  }
+  static void Keep(const std::shared_ptr<shm::Segment>& segment, const std::string& name,
+                   const Proxy& proxy) {
+    if (map().size() >= kMaxEntries) map().clear();  // Bounded; opening again is cheap enough.
+    map().insert_or_assign(Key{segment->shm_name(), name}, Entry{segment, proxy});
+  }
+
+ private:
+  static constexpr size_t kMaxEntries = 4096;
+  using Key = std::pair<std::string, std::string>;  // The segment's shm name, the object's.
+  struct Entry {
+    std::weak_ptr<shm::Segment> segment;
+    Proxy proxy;
+  };
+  static std::map<Key, Entry>& map() {
+    static auto* entries = new std::map<Key, Entry>();  // Never destroyed: no exit-order issue.
+    return *entries;
+  }
+};
+
 class PyTransaction {
  public:
   explicit PyTransaction(const std::shared_ptr<Attachment>& attachment)
@@ -61,12 +97,16 @@ class PyTransaction {
     Check(s);
   }
 
-  // Opens (creating) an object in this transaction's segment; the proxy lives as long as the
-  // transaction, which refers to it until it commits.
+  // Opens (creating) the object `name` in this transaction's segment; the proxy lives as long as
+  // the transaction, which refers to it until it commits. Proxies are reused from transaction to
+  // transaction (OpenedObjects) while their object is live.
   template <class Proxy, class Open>
-  const Proxy* OpenObject(std::deque<Proxy>* store, Open&& open) {
+  const Proxy* OpenObject(std::deque<Proxy>* store, const std::string& name, Open&& open) {
     Proxy proxy;
-    Run([&](shm::Transaction&) { return open(segment_.get(), &proxy); });
+    if (!OpenedObjects<Proxy>::Find(*segment_, name, &proxy)) {
+      Run([&](shm::Transaction&) { return open(segment_.get(), &proxy); });
+      OpenedObjects<Proxy>::Keep(segment_, name, proxy);
+    }
     store->push_back(std::move(proxy));
     return &store->back();
   }
@@ -132,7 +172,7 @@ class PyTxCounter {
  public:
   PyTxCounter(std::shared_ptr<PyTransaction> tx, std::string name, int64_t init, int64_t ttl_ms)
       : tx_(std::move(tx)), name_(std::move(name)) {
-    counter_ = tx_->OpenObject(&tx_->counters, [&](shm::Segment* seg, shm::Counter* c) {
+    counter_ = tx_->OpenObject(&tx_->counters, name_, [&](shm::Segment* seg, shm::Counter* c) {
       return shm::Counter::Open(seg, name_, {shm::OpenMode::kCreateIfMissing, init, ttl_ms}, c);
     });
   }
@@ -171,7 +211,7 @@ class PyTxDict {
  public:
   PyTxDict(std::shared_ptr<PyTransaction> tx, std::string name, const shm::DictOptions& options)
       : tx_(std::move(tx)), name_(std::move(name)) {
-    dict_ = tx_->OpenObject(&tx_->dicts, [&](shm::Segment* seg, shm::Dict* d) {
+    dict_ = tx_->OpenObject(&tx_->dicts, name_, [&](shm::Segment* seg, shm::Dict* d) {
       return shm::Dict::Open(seg, name_, shm::OpenMode::kCreateIfMissing, options, d);
     });
   }
@@ -243,6 +283,13 @@ class PyTxDict {
     Write(k, next, options);
     return true;
   }
+  // The fast path's get and set (module.cc): keys and values viewed in place.
+  bool GetFast(std::string_view key, std::string* value) {
+    bool found = Read(key, &scratch_);
+    if (found) value->assign(scratch_.data);
+    return found;
+  }
+  void SetFast(std::string_view key, std::string_view value) { Write(key, value, {}); }
   py::tuple Keys(const py::handle&, const py::handle&, const py::handle&) {
     RaiseNotInTransaction("listing a dict's keys");
   }
@@ -251,7 +298,7 @@ class PyTxDict {
 
  private:
   // The entry as this transaction sees it (the read is recorded: absence too).
-  bool Read(const std::string& key, shm::DictValue* value) {
+  bool Read(std::string_view key, shm::DictValue* value) {
     bool found = false;
     tx_->Run([&](shm::Transaction& tx) {
       Status s = tx.Get(*dict_, key, value);
@@ -260,20 +307,28 @@ class PyTxDict {
     });
     return found;
   }
-  void Write(const std::string& key, const std::string& value, const shm::SetOptions& options) {
+  void Write(std::string_view key, std::string_view value, const shm::SetOptions& options) {
     tx_->Run([&](shm::Transaction& tx) { return tx.Set(*dict_, key, value, options); });
   }
 
   std::shared_ptr<PyTransaction> tx_;
   std::string name_;
   const shm::Dict* dict_ = nullptr;
+  shm::DictValue scratch_;  // GetFast's; the GIL guards it.
 };
+
+PyTypeObject* g_tx_dict_type = nullptr;  // _TxDict, set at registration.
+
+PyTxDict* TxDictFrom(PyObject* native) {
+  auto* inst = reinterpret_cast<py::detail::instance*>(native);
+  return inst->get_value_and_holder().value_ptr<PyTxDict>();
+}
 
 class PyTxList {
  public:
   PyTxList(std::shared_ptr<PyTransaction> tx, std::string name, const shm::ListOptions& options)
       : tx_(std::move(tx)), name_(std::move(name)) {
-    list_ = tx_->OpenObject(&tx_->lists, [&](shm::Segment* seg, shm::List* l) {
+    list_ = tx_->OpenObject(&tx_->lists, name_, [&](shm::Segment* seg, shm::List* l) {
       return shm::List::Open(seg, name_, shm::OpenMode::kCreateIfMissing, options, l);
     });
   }
@@ -337,6 +392,16 @@ std::shared_ptr<PyTxList> OpenList(const std::shared_ptr<PyTransaction>& tx, con
 
 }  // namespace
 
+bool IsTxDict(PyObject* native) { return Py_TYPE(native) == g_tx_dict_type; }
+
+bool TxDictGet(PyObject* native, std::string_view key, std::string* value) {
+  return TxDictFrom(native)->GetFast(key, value);
+}
+
+void TxDictSet(PyObject* native, std::string_view key, std::string_view value) {
+  TxDictFrom(native)->SetFast(key, value);
+}
+
 py::object BeginTransaction(const std::shared_ptr<Attachment>& attachment) {
   return py::cast(std::make_shared<PyTransaction>(attachment));
 }
@@ -369,6 +434,7 @@ void RegisterTransaction(py::module_& m) {
       .def("keys_page", &PyTxDict::Keys, arg("prefix") = "", arg("cursor") = 0, arg("limit") = 1000)
       .def("stats", &PyTxDict::Stats)
       .def_property_readonly("name", &PyTxDict::name);
+  g_tx_dict_type = reinterpret_cast<PyTypeObject*>(py::type::of<PyTxDict>().ptr());
   py::class_<PyTxList, std::shared_ptr<PyTxList>>(m, "_TxList")
       .def("push", &PyTxList::Push, arg("item"), arg("end") = "right")
       .def("pop", &PyTxList::Pop, arg("wait") = py::none(), arg("end") = "left")
