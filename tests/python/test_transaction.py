@@ -156,23 +156,39 @@ def test_dict_methods_inside_a_transaction(url, n):
     assert d["k"] == b"w" and "n" not in d and "zz" not in d
 
 
-def test_counter_and_list_inside_a_transaction(url, n):
+def test_counter_inside_a_transaction(url, n):
     st = client(url)
-    hits, jobs = st.counter(n("hits")), st.list(n("jobs"))
+    hits = st.counter(n("hits"))
     hits.set(5)
+
+    def count(tx):
+        c = tx.counter(n("hits"))
+        return [c.incr(2), c.value, c.cas(7, 9), c.cas(7, 1), int(c)]
+
+    assert st.transaction(count) == [7, 7, True, False, 9]
+    assert hits.value == 9
+
+
+def test_list_inside_a_transaction(url, n, request):
+    if "://" not in url:
+        # shm::Transaction answers InvalidArgument for list operations until tx-core adds them;
+        # strict: this fails as soon as they work, so the marker goes then.
+        request.applymarker(pytest.mark.xfail(strict=True, raises=shmstate.InvalidArgument,
+                                              reason="lists cannot join a shm::Transaction yet"))
+    st = client(url)
+    jobs = st.list(n("jobs"))
     jobs.push(b"old")
 
     def move(tx):
-        c, q = tx.counter(n("hits")), tx.list(n("jobs"))
-        out = [c.incr(2), c.value, c.cas(7, 9), c.cas(7, 1), q.push(b"new"), len(q),
-               q.pop(), q.pop(end="right"), q.pop()]
+        q = tx.list(n("jobs"))
+        out = [q.push(b"new"), len(q), q.pop(), q.pop(end="right"), q.pop()]
         q.push(b"kept", end="left")
         with pytest.raises(shmstate.InvalidArgument):
             q.pop(wait=1)
         return out
 
-    assert st.transaction(move) == [7, 7, True, False, 2, 2, b"old", b"new", None]
-    assert hits.value == 9 and jobs.range() == [b"kept"]
+    assert st.transaction(move) == [2, 2, b"old", b"new", None]
+    assert jobs.range() == [b"kept"]
 
 
 def test_handles_kept_after_the_transaction_refuse_calls(url, n):
