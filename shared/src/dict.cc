@@ -1,5 +1,7 @@
 #include "shm/dict.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <bit>
 #include <charconv>
@@ -169,6 +171,16 @@ uint32_t ShardFor(const ObjectRef& ref, uint64_t hash) {
   return rep == nullptr ? 0 : rep->ShardOf(hash) % kDictShards;
 }
 
+// The stripes this thread holds for a batch of commands (DictTxHoldAll), in lock order.
+thread_local std::vector<DictStripeRep*> t_held_stripes;
+
+bool HeldByThisThread(const DictStripeRep* stripe) {
+  for (const DictStripeRep* held : t_held_stripes) {
+    if (held == stripe) return true;
+  }
+  return false;
+}
+
 // Holds the lock of one shard of a live dict: the way every dict operation takes it.
 class ShardGuard {
  public:
@@ -187,8 +199,12 @@ class ShardGuard {
     uint64_t body = ref.entry->body.load(std::memory_order_acquire);
     if (!IsCurrent(ref) || body == 0) return Status::NotFound("object was deleted");
     DictStripeRep* stripe = StripeFor(seg, body, shard);
-    if (!LockStripe(seg, stripe, kDefaultLockTimeout)) return StripeBusy(stripe);
-    stripe_ = stripe;
+    // A stripe this thread holds for a whole batch (DictTxHoldAll) is not taken again.
+    const bool reentrant = HeldByThisThread(stripe);
+    if (!reentrant) {
+      if (!LockStripe(seg, stripe, kDefaultLockTimeout)) return StripeBusy(stripe);
+      stripe_ = stripe;
+    }
     if (!IsCurrent(ref) || ref.entry->body.load(std::memory_order_acquire) != body) {
       Unlock();
       return Status::NotFound("object was deleted");
@@ -197,8 +213,10 @@ class ShardGuard {
       Unlock();
       return Status::NotFound("object has expired");
     }
-    stripe->holder_shard.store(shard);
-    stripe->holder_body.store(body);
+    if (!reentrant) {
+      stripe->holder_shard.store(shard);
+      stripe->holder_body.store(body);
+    }
     auto* rep = seg->Ptr<DictRep>(body);
     DictShardRep* shard_rep = &rep->shards[shard];
     view_ = Locked{seg,
@@ -1528,6 +1546,54 @@ void DictTxRepairShardLocked(Segment::Impl* seg, uint64_t body, uint32_t shard) 
 
 void DictTxRebuildIfNeeded(const ObjectRef& ref, uint32_t shard, CowWriter* writer) {
   RebuildIfNeeded(ref, shard, writer);  // A failure is retried by the next insert.
+}
+
+Status DictTxHoldAll(const ObjectRef& ref, std::vector<DictStripeRep*>* held, uint64_t* record) {
+  if (!ref.valid()) return Status::InvalidArgument("handle is not open");
+  if (!t_held_stripes.empty()) return Status::InvalidArgument("this thread holds a batch already");
+  Segment::Impl* seg = ref.segment->impl();
+  const uint64_t body = ref.entry->body.load(std::memory_order_acquire);
+  if (!IsCurrent(ref) || body == 0) return Status::NotFound("object was deleted");
+  std::vector<DictStripeRep*> stripes;
+  for (uint32_t shard = 0; shard < seg->Ptr<DictRep>(body)->shard_count(); ++shard) {
+    stripes.push_back(StripeFor(seg, body, shard));
+  }
+  std::sort(stripes.begin(), stripes.end());
+  stripes.erase(std::unique(stripes.begin(), stripes.end()), stripes.end());
+  // A record without changes: readers without the lock see it and take the lock (so they wait
+  // for the batch), and a holder's death is settled like a transaction's that did not commit.
+  SHM_RETURN_IF_ERROR(seg->Allocate(TxRecordRep::AllocationSize(0), record));
+  auto* rec = new (seg->Ptr<void>(*record)) TxRecordRep();
+  rec->owner = getpid();
+  rec->shares_left.store(static_cast<uint32_t>(stripes.size()));
+  for (DictStripeRep* stripe : stripes) {
+    if (!LockStripe(seg, stripe, kDefaultLockTimeout)) {
+      DictTxReleaseAll(seg, held, *record);
+      *record = 0;
+      return StripeBusy(stripe);
+    }
+    stripe->tx_record.store(*record, std::memory_order_seq_cst);
+    held->push_back(stripe);
+  }
+  if (!IsCurrent(ref) || ref.entry->body.load(std::memory_order_acquire) != body) {
+    DictTxReleaseAll(seg, held, *record);
+    *record = 0;
+    return Status::NotFound("object was deleted");
+  }
+  t_held_stripes = *held;
+  return Status::OK();
+}
+
+bool DictTxHoldingAll() { return !t_held_stripes.empty(); }
+
+void DictTxReleaseAll(Segment::Impl* seg, std::vector<DictStripeRep*>* held, uint64_t record) {
+  t_held_stripes.clear();
+  for (auto it = held->rbegin(); it != held->rend(); ++it) {
+    (*it)->tx_record.store(0, std::memory_order_seq_cst);
+    (*it)->mu.unlock();
+  }
+  held->clear();
+  if (record != 0) seg->Free(record);
 }
 
 }  // namespace shm

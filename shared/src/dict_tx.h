@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string_view>
+#include <vector>
 
 #include "cow.h"
 #include "dict_rep.h"
@@ -49,6 +50,15 @@ Status DictTxAllocateBlob(Segment::Impl* seg, std::string_view key, std::string_
 Status DictTxApplyLocked(Segment::Impl* seg, const TxChangeRep& change, CowWriter* evictor);
 // Under the lock: recomputes what is derived from the shard's table (after a repair's apply).
 void DictTxRepairShardLocked(Segment::Impl* seg, uint64_t body, uint32_t shard);
+// Takes every shard lock of ref's dict in lock order and marks each with a fresh record without
+// changes (*record), for a batch of operations run by this thread meanwhile: its dict operations
+// on those shards do not take the locks again (re-entrant), everyone else's wait. Refused while
+// this thread holds a batch already.
+Status DictTxHoldAll(const ObjectRef& ref, std::vector<DictStripeRep*>* held, uint64_t* record);
+// Whether this thread is inside a DictTxHoldAll batch.
+bool DictTxHoldingAll();
+// Ends DictTxHoldAll's batch: clears the marks, releases the locks, frees the record.
+void DictTxReleaseAll(Segment::Impl* seg, std::vector<DictStripeRep*>* held, uint64_t record);
 // After the commit, without locks: grows the shard's table if the inserts filled it.
 void DictTxRebuildIfNeeded(const ObjectRef& ref, uint32_t shard, CowWriter* writer);
 

@@ -446,6 +446,94 @@ void FreeTxRecord(Segment::Impl* seg, uint64_t handle) {
   seg->Free(handle);
 }
 
+// ---- Keyspace routing (keyspace_internal.h) ----------------------------------------------------
+
+namespace {
+thread_local KeyspaceTransactionScope* t_scope = nullptr;
+}  // namespace
+
+struct TransactionAccess {
+  static State* StateOf(KeyspaceTransactionScope* scope) { return scope->tx_->state_.get(); }
+  static void MarkUnsupported(KeyspaceTransactionScope* scope) { scope->unsupported_ = true; }
+};
+
+KeyspaceTransactionScope::KeyspaceTransactionScope(Transaction* tx) : tx_(tx), outer_(t_scope) {
+  t_scope = this;
+}
+KeyspaceTransactionScope::~KeyspaceTransactionScope() { t_scope = outer_; }
+
+KeyspaceTransactionScope* ActiveKeyspaceScope() { return t_scope; }
+bool KeyspaceTransactionScope::Active() { return t_scope != nullptr; }
+
+Status ScopedGetEntry(KeyspaceTransactionScope* scope, const Dict& index, std::string_view key,
+                      DictValue* entry) {
+  bool found = false;
+  SHM_RETURN_IF_ERROR(
+      ViewEntry(TransactionAccess::StateOf(scope), index, true, key, entry, &found));
+  return found ? Status::OK() : Status::NotFound("no such key");
+}
+
+Status ScopedUpdateEntry(KeyspaceTransactionScope* scope, const Dict& index, std::string_view key,
+                         const DictUpdateFn& fn) {
+  State* st = TransactionAccess::StateOf(scope);
+  DictValue current;
+  bool found = false;
+  SHM_RETURN_IF_ERROR(ViewEntry(st, index, true, key, &current, &found));
+  DictUpdate update;
+  SHM_RETURN_IF_ERROR(fn(found ? &current : nullptr, &update));
+  if (update.erase) {
+    if (!found) return Status::OK();
+    return Stage(st, index, true, key, true, DictValue(), Expiry::kAbsolute, 0);
+  }
+  if (!update.write) return Status::OK();
+  if (update.data.size() > Dict::kMaxValue) {
+    return Status::InvalidArgument("value larger than " + std::to_string(Dict::kMaxValue) +
+                                   " bytes");
+  }
+  DictValue next;
+  next.data = std::move(update.data);
+  next.content_type = std::move(update.content_type);
+  Expiry expiry = Expiry::kAbsolute;
+  if (update.expires_at_ms >= 0) {
+    next.expires_at_ms = update.expires_at_ms;
+  } else if (update.keep_expiry) {
+    next.expires_at_ms = found ? current.expires_at_ms : 0;
+  } else {
+    expiry = Expiry::kTtl;
+  }
+  return Stage(st, index, true, key, false, std::move(next), expiry, update.ttl_ms);
+}
+
+void ScopedDeferOrphan(KeyspaceTransactionScope* scope, const std::string& name, KeyType type) {
+  TransactionAccess::StateOf(scope)->orphans.emplace_back(name, type);
+}
+
+Status ScopedUnsupported(KeyspaceTransactionScope* scope) {
+  TransactionAccess::MarkUnsupported(scope);
+  return Status::Conflict("this operation cannot join a transaction; run the batch exclusively");
+}
+
+// ---- KeyspaceExclusive -------------------------------------------------------------------------
+
+Status KeyspaceExclusive::Lock(const Keyspace& keyspace) {
+  Unlock();
+  const ObjectRef& ref = keyspace.ref();
+  return CatchAtBoundary("keyspace", [&] {
+    SHM_RETURN_IF_ERROR(DictTxHoldAll(ref, &held_, &record_));
+    segment_ = ref.segment;
+    return Status::OK();
+  });
+}
+
+bool KeyspaceExclusive::HeldByThisThread() { return DictTxHoldingAll(); }
+
+void KeyspaceExclusive::Unlock() {
+  if (segment_ == nullptr) return;
+  DictTxReleaseAll(segment_->impl(), &held_, record_);
+  record_ = 0;
+  segment_ = nullptr;
+}
+
 // ---- Transaction -------------------------------------------------------------------------------
 
 Transaction::Transaction(Segment* segment) : segment_(segment), state_(std::make_unique<State>()) {}
