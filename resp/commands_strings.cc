@@ -229,6 +229,9 @@ void MGet(Call& c) {
 }
 
 // MSET and MSETNX set key by key (atomic across keys is the transactions issue's: docs/resp.md).
+// MGET of several keys reads them at one instant (as one read-only transaction).
+void MGetKeys(Call& c) { c.args.size() <= 2 ? MGet(c) : Isolated<MGet>(c); }
+
 void MSet(Call& c) {
   if (c.args.size() % 2 != 1) return WrongArity(c);
   Keyspace* ks = KS(c);
@@ -488,7 +491,7 @@ void RegisterStringCommands(CommandTable* table) {
            CommandRow{"getset", 3, kWrite | kDenyOom | kFast, kOne, GetSet},
            CommandRow{"getdel", 2, kWrite | kFast, kOne, GetDel},
            CommandRow{"getex", -2, kWrite | kFast, kOne, GetEx},
-           CommandRow{"mget", -2, kReadOnly | kFast, {1, -1, 1}, MGet},
+           CommandRow{"mget", -2, kReadOnly | kFast, {1, -1, 1}, MGetKeys},
            CommandRow{"mset", -3, kWrite | kDenyOom, {1, -1, 2}, Isolated<MSet>},
            CommandRow{"msetnx", -3, kWrite | kDenyOom, {1, -1, 2}, Isolated<MSetNx>},
            CommandRow{"append", 3, kWrite | kDenyOom | kFast, kOne, Append},
