@@ -1477,10 +1477,8 @@ bool DictTxRoomLocked(Segment::Impl* seg, const DictTxTarget& target, uint64_t i
   return used * 8 <= d.table->capacity * 7;
 }
 
-Status DictTxGrow(const ObjectRef& ref, uint32_t shard, uint64_t inserts) {
-  CowWriter writer(ref.segment->impl());
-  if (!writer.ok()) return NoIntentSlot();
-  return RebuildIfNeeded(ref, shard, &writer, inserts);
+Status DictTxGrow(const ObjectRef& ref, uint32_t shard, uint64_t inserts, CowWriter* writer) {
+  return RebuildIfNeeded(ref, shard, writer, inserts);
 }
 
 int64_t DictTxExpiryLocked(Segment::Impl* seg, const DictTxTarget& target, int64_t ttl_ms) {
@@ -1488,9 +1486,10 @@ int64_t DictTxExpiryLocked(Segment::Impl* seg, const DictTxTarget& target, int64
   return ExpiryFor(ttl_ms, rep, NowFor(rep));
 }
 
-Status DictTxAllocateBlob(Segment::Impl* seg, std::string_view key, std::string_view content_type,
-                          std::string_view value, int64_t expires_at_ms, uint64_t* handle) {
-  SHM_RETURN_IF_ERROR(seg->Allocate(BlobSize(key, content_type, value), handle));
+Status DictTxAllocateBlob(Segment::Impl* seg, CowWriter* writer, std::string_view key,
+                          std::string_view content_type, std::string_view value,
+                          int64_t expires_at_ms, uint64_t* handle) {
+  SHM_RETURN_IF_ERROR(writer->AllocateOwned(BlobSize(key, content_type, value), handle));
   FillBlob(seg, *handle, key, HashKey(key), content_type, value);
   seg->Ptr<DictEntryBlob>(*handle)->expires_at_ms = expires_at_ms;
   return Status::OK();
@@ -1533,7 +1532,10 @@ Status DictTxApplyLocked(Segment::Impl* seg, const TxChangeRep& change, CowWrite
   d.slot(pos).blob.store(next, std::memory_order_seq_cst);
   Account(d, old, -1);
   Account(d, next, +1);
-  if (IsBlob(old)) {
+  if (!IsBlob(old)) return Status::OK();
+  if (evictor != nullptr) {
+    evictor->FreeGarbage(d.entry, old);  // Through its blob cache: no allocator lock.
+  } else {
     seg->NoteReclaim(d.entry);
     seg->Free(old);
   }

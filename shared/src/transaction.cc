@@ -176,13 +176,15 @@ bool LockOrder(const Share& a, const Share& b) {
 
 class Committer {
  public:
-  Committer(Segment* segment, State* st) : segment_(segment), seg_(segment->impl()), st_(st) {}
+  Committer(Segment* segment, State* st)
+      : segment_(segment), seg_(segment->impl()), st_(st), writer_(seg_) {}
   ~Committer() {
     ReleaseAll();
-    if (record_ != 0) FreeTxRecord(seg_, record_);
+    if (record_ != 0) FreeTxRecord(seg_, record_, &writer_);
   }
 
   Status Run() {
+    if (!writer_.ok()) return NoIntentSlot();
     SHM_RETURN_IF_ERROR(Plan());
     SHM_RETURN_IF_ERROR(BuildRecord());
     for (int round = 0;; ++round) {
@@ -193,23 +195,18 @@ class Committer {
       SHM_RETURN_IF_ERROR(s);
       if (round == kMaxGrowRounds) return Status::Timeout("tables keep filling; try again");
       for (const auto& [ref, shard, inserts] : grow_) {
-        SHM_RETURN_IF_ERROR(DictTxGrow(ref, shard, inserts));
+        SHM_RETURN_IF_ERROR(DictTxGrow(ref, shard, inserts, &writer_));
       }
     }
     Apply();
     ReleaseAll();
-    FreeTxRecord(seg_, record_);
+    if (record_ != 0) FreeTxRecord(seg_, record_, &writer_);
     record_ = 0;
     for (const auto& [name, type] : st_->orphans) {
       CrashPoint("tx_before_orphan_delete");
       DeleteKeyAggregate(segment_, name, type);
     }
-    if (!inserted_.empty()) {
-      CowWriter writer(seg_);
-      for (const auto& [ref, shard] : inserted_) {
-        if (writer.ok()) DictTxRebuildIfNeeded(ref, shard, &writer);
-      }
-    }
+    for (const auto& [ref, shard] : inserted_) DictTxRebuildIfNeeded(ref, shard, &writer_);
     return Status::OK();
   }
 
@@ -253,7 +250,7 @@ class Committer {
   Status BuildRecord() {
     const auto count = static_cast<uint32_t>(write_targets_.size());
     if (count == 0) return Status::OK();
-    SHM_RETURN_IF_ERROR(seg_->Allocate(TxRecordRep::AllocationSize(count), &record_));
+    SHM_RETURN_IF_ERROR(writer_.AllocateOwned(TxRecordRep::AllocationSize(count), &record_));
     auto* rec = new (seg_->Ptr<void>(record_)) TxRecordRep();
     rec->owner = getpid();
     for (uint32_t i = 0; i < count; ++i) new (&rec->changes()[i]) TxChangeRep{};
@@ -269,7 +266,8 @@ class Committer {
       c.shard = target.shard;
       c.erase = write->erase ? 1 : 0;
       const DictValue& v = write->value;
-      SHM_RETURN_IF_ERROR(DictTxAllocateBlob(seg_, write->key, write->erase ? "" : v.content_type,
+      SHM_RETURN_IF_ERROR(DictTxAllocateBlob(seg_, &writer_, write->key,
+                                             write->erase ? "" : v.content_type,
                                              write->erase ? "" : v.data, v.expires_at_ms, &c.blob));
       shares_[index_[target.stripe]].changes.push_back(i);
     }
@@ -370,13 +368,12 @@ class Committer {
     CrashPoint("tx_before_commit");
     rec->committed.store(1, std::memory_order_seq_cst);  // The commit of the whole transaction.
     CrashPoint("tx_after_commit");
-    CowWriter evictor(seg_);
     for (Share& share : shares_) {
       if (share.changes.empty()) continue;
       for (uint32_t i : share.changes) {
         const TxChangeRep& change = rec->changes()[i];
         // Cannot fail but for a broken invariant: room was checked under these locks.
-        Status s = DictTxApplyLocked(seg_, change, evictor.ok() ? &evictor : nullptr);
+        Status s = DictTxApplyLocked(seg_, change, &writer_);
         if (!s.ok()) {
           SHM_LOG(kError) << "transaction apply: " << s.ToString();
         }
@@ -408,6 +405,7 @@ class Committer {
   uint64_t record_ = 0;
   std::vector<std::tuple<ObjectRef, uint32_t, uint64_t>> grow_;
   std::vector<std::pair<ObjectRef, uint32_t>> inserted_;
+  CowWriter writer_;  // This thread's: its blob cache serves the record and the blobs.
 };
 
 }  // namespace
@@ -435,15 +433,18 @@ void SettleTxRecordLocked(Segment::Impl* seg, DictStripeRep* stripe) {
   if (rec->shares_left.fetch_sub(1, std::memory_order_seq_cst) == 1) FreeTxRecord(seg, handle);
 }
 
-void FreeTxRecord(Segment::Impl* seg, uint64_t handle) {
+void FreeTxRecord(Segment::Impl* seg, uint64_t handle, CowWriter* writer) {
   auto* rec = seg->Ptr<TxRecordRep>(handle);
   const bool committed = rec->committed.load(std::memory_order_seq_cst) == 1;
+  auto free = [&](uint64_t blob) {  // No reader without a lock follows these: entry 0.
+    writer != nullptr ? writer->FreeGarbage(0, blob) : seg->Free(blob);
+  };
   for (uint32_t i = 0; i < rec->count; ++i) {
     const TxChangeRep& change = rec->changes()[i];
     // A committed put's blob is its entry now; an erase's only carried the key.
-    if (IsBlob(change.blob) && (!committed || change.erase != 0)) seg->Free(change.blob);
+    if (IsBlob(change.blob) && (!committed || change.erase != 0)) free(change.blob);
   }
-  seg->Free(handle);
+  free(handle);
 }
 
 // ---- Keyspace routing (keyspace_internal.h) ----------------------------------------------------

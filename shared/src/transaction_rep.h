@@ -21,6 +21,7 @@
 #include <atomic>
 #include <cstdint>
 
+#include "cow.h"
 #include "layout.h"
 #include "segment_impl.h"
 
@@ -56,8 +57,9 @@ struct TxRecordRep {
 // tx_record. REQUIRES: the stripe's lock, taken with LockResult::kOwnerDied, intents resolved.
 void SettleTxRecordLocked(Segment::Impl* seg, DictStripeRep* stripe);
 // Frees the record and the blobs it owns (all new blobs when uncommitted; the key-only blobs of
-// erases when committed). REQUIRES: no stripe names it.
-void FreeTxRecord(Segment::Impl* seg, uint64_t record);
+// erases when committed), through `writer`'s blob cache when given (the committer's).
+// REQUIRES: no stripe names it.
+void FreeTxRecord(Segment::Impl* seg, uint64_t record, CowWriter* writer = nullptr);
 
 static_assert(sizeof(TxChangeRep) == 48);
 static_assert(std::atomic<uint32_t>::is_always_lock_free);
