@@ -1,9 +1,13 @@
 #include "shm/transaction.h"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <chrono>
 #include <map>
+#include <thread>
 #include <tuple>
 #include <utility>
 
@@ -63,12 +67,19 @@ struct Transaction::State {
   };
   std::map<EntryKey, Read> reads;
   std::map<EntryKey, Write> writes;
+  // Counters by entry: the value read (recorded, checked at commit), the value to leave.
+  struct CounterOp {
+    ObjectRef ref;
+    std::optional<int64_t> read;
+    std::optional<int64_t> write;
+  };
+  std::map<std::pair<const EntryRep*, uint64_t>, CounterOp> counters;
   // Lists and hashes to delete once the commit removed or replaced the keys naming them.
   std::vector<std::pair<std::string, KeyType>> orphans;
   size_t staged_bytes = 0;
 
   Status CheckRoom(size_t bytes) const {
-    if (reads.size() + writes.size() >= kMaxOps) {
+    if (reads.size() + writes.size() + counters.size() >= kMaxOps) {
       return Status::InvalidArgument("transaction has more than " + std::to_string(kMaxOps) +
                                      " operations");
     }
@@ -235,6 +246,12 @@ class Committer {
       ShareOf(target);
       write_targets_.emplace_back(&write, target);
     }
+    for (auto& [id, op] : st_->counters) counters_.push_back(&op);
+    std::sort(counters_.begin(), counters_.end(),
+              [](const State::CounterOp* a, const State::CounterOp* b) {
+                return a->ref.entry < b->ref.entry;
+              });
+    counter_state_.assign(counters_.size(), 0);
     std::vector<Share> sorted = shares_;
     std::sort(sorted.begin(), sorted.end(), LockOrder);
     shares_ = std::move(sorted);
@@ -248,7 +265,8 @@ class Committer {
 
   // The record and every new blob, allocated before any lock is taken.
   Status BuildRecord() {
-    const auto count = static_cast<uint32_t>(write_targets_.size());
+    const auto writes = static_cast<uint32_t>(write_targets_.size());
+    const auto count = writes + static_cast<uint32_t>(counters_.size());
     if (count == 0) return Status::OK();
     SHM_RETURN_IF_ERROR(writer_.AllocateOwned(TxRecordRep::AllocationSize(count), &record_));
     auto* rec = new (seg_->Ptr<void>(record_)) TxRecordRep();
@@ -256,7 +274,13 @@ class Committer {
     for (uint32_t i = 0; i < count; ++i) new (&rec->changes()[i]) TxChangeRep{};
     rec->count = count;  // Set once every change is zeroed: FreeTxRecord reads this many.
     CrashPoint("tx_after_record");
-    for (uint32_t i = 0; i < count; ++i) {
+    for (uint32_t j = 0; j < counters_.size(); ++j) {
+      TxChangeRep& c = rec->changes()[writes + j];
+      c.entry = seg_->Handle(counters_[j]->ref.entry);
+      c.incarnation = counters_[j]->ref.incarnation;
+      c.erase = kTxCounter;
+    }
+    for (uint32_t i = 0; i < writes; ++i) {
       const auto& [write, target] = write_targets_[i];
       TxChangeRep& c = rec->changes()[i];
       c.stripe = seg_->Handle(target.stripe);
@@ -273,7 +297,7 @@ class Committer {
     }
     uint32_t shares = 0;
     for (const Share& share : shares_) shares += share.changes.empty() ? 0 : 1;
-    rec->shares_left.store(shares);
+    rec->shares_left.store(shares + static_cast<uint32_t>(counters_.size()));
     return Status::OK();
   }
 
@@ -359,6 +383,44 @@ class Committer {
       SHM_RETURN_IF_ERROR(ValidateShare(share));
       SHM_RETURN_IF_ERROR(PrepareShare(share));
     }
+    for (size_t j = 0; j < counters_.size(); ++j) SHM_RETURN_IF_ERROR(LockCounter(j));
+    return Status::OK();
+  }
+
+  // Counters come last in the lock order, by entry address. Taking one: name the record in its
+  // counter_tx (waiting for, or settling, another commit's), then add kTxLock to its value,
+  // which fixes the value it had (*v): fast adds that land meanwhile undo themselves.
+  Status LockCounter(size_t j) {
+    const State::CounterOp& op = *counters_[j];
+    EntryRep* e = op.ref.entry;
+    TxChangeRep& change = record()->changes()[write_targets_.size() + j];
+    const auto deadline = std::chrono::steady_clock::now() + kDefaultLockTimeout;
+    for (int spins = 0;; ++spins) {
+      uint64_t holder = 0;
+      if (e->counter_tx.compare_exchange_strong(holder, record_, std::memory_order_seq_cst)) break;
+      if (SettleCounterTxIfOwnerDied(seg_, e, holder)) continue;
+      if (std::chrono::steady_clock::now() > deadline) {
+        return Status::Timeout("a transaction's counter is busy; try again");
+      }
+      std::this_thread::yield();
+    }
+    counter_state_[j] = 1;
+    if (e->incarnation.load() != op.ref.incarnation ||
+        e->state.load() != static_cast<uint32_t>(EntryState::kLive) || EntryExpiredNow(e)) {
+      return Status::NotFound("counter was deleted");
+    }
+    int64_t v = e->counter.load(std::memory_order_acquire);
+    do {
+      if (v >= Counter::kTxLockableBelow || v <= -Counter::kTxLockableBelow) {
+        return Status::InvalidArgument("counter is too far from 0 for a transaction");
+      }
+    } while (!e->counter.compare_exchange_weak(v, v + Counter::kTxLock, std::memory_order_acq_rel));
+    counter_state_[j] = 2;
+    change.blob = static_cast<uint64_t>(v);
+    if (op.read.has_value() && *op.read != v) {
+      return Status::Conflict("a counter read by the transaction changed before its commit");
+    }
+    change.body = static_cast<uint64_t>(op.write.value_or(v));
     return Status::OK();
   }
 
@@ -368,6 +430,18 @@ class Committer {
     CrashPoint("tx_before_commit");
     rec->committed.store(1, std::memory_order_seq_cst);  // The commit of the whole transaction.
     CrashPoint("tx_after_commit");
+    for (size_t j = 0; j < counters_.size(); ++j) {
+      const TxChangeRep& change = rec->changes()[write_targets_.size() + j];
+      EntryRep* e = counters_[j]->ref.entry;
+      // One add takes the lock off and leaves the new value: applied and released at once.
+      e->counter.fetch_add(
+          static_cast<int64_t>(change.body) - static_cast<int64_t>(change.blob) - Counter::kTxLock,
+          std::memory_order_acq_rel);
+      CrashPoint("tx_after_counter");
+      e->counter_tx.store(0, std::memory_order_seq_cst);
+      counter_state_[j] = 0;
+      rec->shares_left.fetch_sub(1, std::memory_order_seq_cst);
+    }
     for (Share& share : shares_) {
       if (share.changes.empty()) continue;
       for (uint32_t i : share.changes) {
@@ -387,6 +461,12 @@ class Committer {
   }
 
   void ReleaseAll() {
+    for (size_t j = counters_.size(); j-- > 0;) {
+      EntryRep* e = counters_[j]->ref.entry;
+      if (counter_state_[j] == 2) e->counter.fetch_sub(Counter::kTxLock, std::memory_order_acq_rel);
+      if (counter_state_[j] >= 1) e->counter_tx.store(0, std::memory_order_seq_cst);
+      counter_state_[j] = 0;
+    }
     for (auto it = shares_.rbegin(); it != shares_.rend(); ++it) {
       if (!it->held) continue;
       if (!it->changes.empty()) it->stripe->tx_record.store(0, std::memory_order_seq_cst);
@@ -406,6 +486,8 @@ class Committer {
   std::vector<std::tuple<ObjectRef, uint32_t, uint64_t>> grow_;
   std::vector<std::pair<ObjectRef, uint32_t>> inserted_;
   CowWriter writer_;  // This thread's: its blob cache serves the record and the blobs.
+  std::vector<State::CounterOp*> counters_;  // In lock order.
+  std::vector<int> counter_state_;           // 0 free, 1 named in counter_tx, 2 value locked.
 };
 
 }  // namespace
@@ -433,6 +515,41 @@ void SettleTxRecordLocked(Segment::Impl* seg, DictStripeRep* stripe) {
   if (rec->shares_left.fetch_sub(1, std::memory_order_seq_cst) == 1) FreeTxRecord(seg, handle);
 }
 
+bool SettleCounterTxIfOwnerDied(Segment::Impl* seg, EntryRep* e, uint64_t record) {
+  if (record == 0 || !seg->Contains(record, sizeof(TxRecordRep))) return false;
+  auto* rec = seg->Ptr<TxRecordRep>(record);
+  const pid_t owner = rec->owner;
+  if (owner <= 0 || owner == getpid() || kill(owner, 0) == 0 || errno != ESRCH) return false;
+  // One repairer at a time, under the entry's robust lock; a repairer's death is repaired again
+  // (every step below is idempotent).
+  const LockResult locked = e->mu.LockFor(kDefaultLockTimeout);
+  if (locked == LockResult::kTimedOut) return false;
+  if (locked == LockResult::kOwnerDied) RepairEntryLocked(seg, e);
+  if (e->counter_tx.load(std::memory_order_seq_cst) == record && rec->owner == owner) {
+    const bool committed = rec->committed.load(std::memory_order_seq_cst) == 1;
+    const uint64_t mine = seg->Handle(e);
+    const TxChangeRep* change = nullptr;
+    for (uint32_t i = 0; i < rec->count; ++i) {
+      if (rec->changes()[i].erase == kTxCounter && rec->changes()[i].entry == mine) {
+        change = &rec->changes()[i];
+      }
+    }
+    // Still locked: the change (committed) or the lock alone (not) is left to undo.
+    if (e->counter.load(std::memory_order_acquire) >= Counter::kMaybeTxLocked) {
+      const int64_t undo = committed && change != nullptr
+                               ? static_cast<int64_t>(change->body) -
+                                     static_cast<int64_t>(change->blob) - Counter::kTxLock
+                               : -Counter::kTxLock;
+      e->counter.fetch_add(undo, std::memory_order_acq_rel);
+    }
+    CrashPoint("tx_settle_counter");
+    e->counter_tx.store(0, std::memory_order_seq_cst);
+    if (rec->shares_left.fetch_sub(1, std::memory_order_seq_cst) == 1) FreeTxRecord(seg, record);
+  }
+  e->mu.unlock();
+  return true;
+}
+
 void FreeTxRecord(Segment::Impl* seg, uint64_t handle, CowWriter* writer) {
   auto* rec = seg->Ptr<TxRecordRep>(handle);
   const bool committed = rec->committed.load(std::memory_order_seq_cst) == 1;
@@ -442,6 +559,7 @@ void FreeTxRecord(Segment::Impl* seg, uint64_t handle, CowWriter* writer) {
   for (uint32_t i = 0; i < rec->count; ++i) {
     const TxChangeRep& change = rec->changes()[i];
     // A committed put's blob is its entry now; an erase's only carried the key.
+    if (change.erase == kTxCounter) continue;  // Holds values, not blobs.
     if (IsBlob(change.blob) && (!committed || change.erase != 0)) free(change.blob);
   }
   free(handle);
@@ -634,11 +752,68 @@ Status Transaction::Expect(const Dict& dict, std::string_view key,
   return Status::OK();
 }
 
-Status Transaction::Get(const Counter&, int64_t*) { return NotInTransactions("a counter"); }
-Status Transaction::Add(const Counter&, int64_t, int64_t*) {
-  return NotInTransactions("a counter");
+namespace {
+
+State::CounterOp* CounterOf(State* st, const Counter& counter) {
+  const ObjectRef& ref = counter.ref();
+  auto [it, inserted] = st->counters.try_emplace({ref.entry, ref.incarnation});
+  if (inserted) it->second.ref = ref;
+  return &it->second;
 }
-Status Transaction::Set(const Counter&, int64_t) { return NotInTransactions("a counter"); }
+
+// The counter's value as this transaction sees it (its staged value, else a read it records).
+Status CounterView(State* st, const Counter& counter, int64_t* value) {
+  if (!counter.ref().valid()) return Status::InvalidArgument("counter handle is not open");
+  if (st->counters.find({counter.ref().entry, counter.ref().incarnation}) == st->counters.end()) {
+    SHM_RETURN_IF_ERROR(st->CheckRoom(0));
+  }
+  State::CounterOp* op = CounterOf(st, counter);
+  if (op->write.has_value()) {
+    *value = *op->write;
+    return Status::OK();
+  }
+  int64_t seen = 0;
+  SHM_RETURN_IF_ERROR(counter.Get(&seen));
+  if (op->read.has_value() && *op->read != seen) {
+    return Status::Conflict("counter changed while the transaction read it");
+  }
+  op->read = seen;
+  *value = seen;
+  return Status::OK();
+}
+
+Status StageCounter(State* st, const Counter& counter, int64_t value) {
+  if (value >= Counter::kTxMaxValue || value <= -Counter::kTxMaxValue) {
+    return Status::InvalidArgument("a transaction leaves a counter within +-2^61");
+  }
+  if (!counter.ref().valid()) return Status::InvalidArgument("counter handle is not open");
+  CounterOf(st, counter)->write = value;
+  return Status::OK();
+}
+
+}  // namespace
+
+Status Transaction::Get(const Counter& counter, int64_t* value) {
+  return CounterView(state_.get(), counter, value);
+}
+
+Status Transaction::Add(const Counter& counter, int64_t delta, int64_t* new_value) {
+  int64_t value = 0;
+  SHM_RETURN_IF_ERROR(CounterView(state_.get(), counter, &value));
+  int64_t next = 0;
+  if (!AddInt64(value, delta, &next)) {
+    return Status::InvalidArgument("counter overflow: " + std::to_string(value) + " + " +
+                                   std::to_string(delta) + " does not fit in int64");
+  }
+  SHM_RETURN_IF_ERROR(StageCounter(state_.get(), counter, next));
+  *new_value = next;
+  return Status::OK();
+}
+
+Status Transaction::Set(const Counter& counter, int64_t value) {
+  return StageCounter(state_.get(), counter, value);
+}
+
 Status Transaction::Push(const List&, List::End, std::string_view, uint64_t*) {
   return NotInTransactions("a list");
 }
@@ -769,7 +944,7 @@ Status Transaction::HashDelete(const Keyspace&, std::string_view, std::string_vi
 
 Status Transaction::Commit() {
   State* st = state_.get();
-  if (st->reads.empty() && st->writes.empty()) return Status::OK();
+  if (st->reads.empty() && st->writes.empty() && st->counters.empty()) return Status::OK();
   Status s = CatchAtBoundary("transaction", [&] {
     Committer committer(segment_, st);
     return committer.Run();
@@ -780,7 +955,11 @@ Status Transaction::Commit() {
 
 void Transaction::Reset() { state_ = std::make_unique<State>(); }
 
-size_t Transaction::staged_writes() const { return state_->writes.size(); }
+size_t Transaction::staged_writes() const {
+  size_t n = state_->writes.size();
+  for (const auto& [id, op] : state_->counters) n += op.write.has_value() ? 1 : 0;
+  return n;
+}
 
 Status Transaction::Run(Segment* segment, int attempts,
                         const std::function<Status(Transaction&)>& fn) {

@@ -15,6 +15,7 @@
 
 #include "common/test_util.h"
 #include "crash_point.h"
+#include "shm/counter.h"
 #include "shm/dict.h"
 #include "shm/keyspace.h"
 #include "shm/registry.h"
@@ -32,7 +33,12 @@ namespace {
 struct Objects {
   Dict a, b;
   Keyspace ks;
+  Counter hits;
   Status Open(Segment* seg) {
+    Counter::Options options;
+    options.mode = OpenMode::kCreateIfMissing;
+    options.init = 40;
+    SHM_RETURN_IF_ERROR(Counter::Open(seg, "hits", options, &hits));
     SHM_RETURN_IF_ERROR(Dict::Open(seg, "a", OpenMode::kCreateIfMissing, DictOptions(), &a));
     SHM_RETURN_IF_ERROR(Dict::Open(seg, "b", OpenMode::kCreateIfMissing, DictOptions(), &b));
     return Keyspace::Open(seg, 0, &ks);
@@ -53,6 +59,8 @@ std::map<std::string, std::string> Snapshot(Objects& o) {
     std::string s;
     out[std::string("ks/") + key] = o.ks.Get(key, &s).ok() ? s : "-";
   }
+  int64_t hits = 0;
+  out["hits"] = o.hits.Get(&hits).ok() ? std::to_string(hits) : "?";
   KeyType type = KeyType::kNone;
   out["ks/l type"] = o.ks.Type("l", &type).ok() ? std::string(KeyTypeName(type)) : "?";
   return out;
@@ -68,6 +76,7 @@ Status RunTransaction(Segment* seg, Objects& o) {
   SHM_RETURN_IF_ERROR(tx.Incr(o.a, "acct2", -7, 0, 0, &n));
   SHM_RETURN_IF_ERROR(tx.Incr(o.a, "acct3", 7, 0, 0, &n));
   SHM_RETURN_IF_ERROR(tx.Set(o.b, "log", "transferred"));
+  SHM_RETURN_IF_ERROR(tx.Add(o.hits, 2, &n));
   StringSetResult set;
   SHM_RETURN_IF_ERROR(tx.Set(o.ks, "k1", "new1", StringSet(), &set));
   SHM_RETURN_IF_ERROR(tx.Set(o.ks, "k2", "new2", StringSet(), &set));
@@ -146,9 +155,10 @@ std::string CaseName(const testing::TestParamInfo<CrashCase>& info) {
 INSTANTIATE_TEST_SUITE_P(
     EveryStep, TransactionCrashPointTest,
     testing::Values(CrashCase{"tx_after_record", 1, false}, CrashCase{"tx_before_commit", 1, false},
-                    CrashCase{"tx_after_commit", 1, true},  // Nothing applied yet: rolled forward.
-                    CrashCase{"tx_after_apply", 1, true},   // One change applied.
-                    CrashCase{"tx_after_apply", 5, true},   // Several stripes in.
+                    CrashCase{"tx_after_commit", 1, true},   // Nothing applied yet: rolled forward.
+                    CrashCase{"tx_after_counter", 1, true},  // The counter applied, not cleared.
+                    CrashCase{"tx_after_apply", 1, true},    // One change applied.
+                    CrashCase{"tx_after_apply", 5, true},    // Several stripes in.
                     CrashCase{"tx_after_apply_all", 1, true},
                     CrashCase{"tx_before_orphan_delete", 1, true}),
     CaseName);
@@ -188,6 +198,7 @@ TEST(TransactionCrashTest, RepairerDyingMidSettleIsSettledAgain) {
   EXPECT_EQ(now.at("ks/k2"), "new2");
   EXPECT_EQ(now.at("ks/moved"), "payload");
   EXPECT_EQ(now.at("ks/gone"), "-");
+  EXPECT_EQ(now.at("hits"), "42");
   DictStats stats;
   ASSERT_OK(o.a.Stats(&stats));
   EXPECT_EQ(stats.entries, 4u);  // The derived counts were recomputed.

@@ -20,10 +20,16 @@
 // Single-object operations on objects no transaction touches keep their speed (one relaxed load
 // of the pending mark at most).
 //
-// Covered: registry dicts' entries (Dict), counters (Counter), registry lists' push and pop
-// (List), and keyspace keys of every type (strings; list push and pop; hash fields; delete and
-// rename of whole keys). Not covered: arrays (NDArray) and sessions; their operations keep their
-// own single-object atomicity and cannot join a transaction.
+// Covered: registry dicts' entries (Dict), counters (Counter), and keyspace keys: strings, and
+// delete and rename of whole keys of every type. Declared but not yet joining (they answer
+// InvalidArgument "... cannot join a transaction yet", staging nothing): registry lists' push and
+// pop, keyspace lists' push and pop, hash fields. Not covered: arrays (NDArray) and sessions;
+// their operations keep their own single-object atomicity and cannot join a transaction.
+//
+// A counter held by a commit carries a lock mark in its value for a few microseconds: plain adds
+// that meet it undo themselves and wait (Counter::AfterFarValue), so a counter some transaction
+// touched keeps its one-fetch_add fast path. A transaction takes a counter only while its value
+// is within +-2^59, and leaves it within +-2^61 (InvalidArgument otherwise).
 //
 // Staged writes are seen by later reads of the same transaction (read your own writes).
 // Bad input (a key too long, a value too large, a wrong type) is reported by the operation that
