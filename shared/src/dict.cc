@@ -1,5 +1,7 @@
 #include "shm/dict.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <bit>
 #include <charconv>
@@ -169,6 +171,16 @@ uint32_t ShardFor(const ObjectRef& ref, uint64_t hash) {
   return rep == nullptr ? 0 : rep->ShardOf(hash) % kDictShards;
 }
 
+// The stripes this thread holds for a batch of commands (DictTxHoldAll), in lock order.
+thread_local std::vector<DictStripeRep*> t_held_stripes;
+
+bool HeldByThisThread(const DictStripeRep* stripe) {
+  for (const DictStripeRep* held : t_held_stripes) {
+    if (held == stripe) return true;
+  }
+  return false;
+}
+
 // Holds the lock of one shard of a live dict: the way every dict operation takes it.
 class ShardGuard {
  public:
@@ -187,8 +199,12 @@ class ShardGuard {
     uint64_t body = ref.entry->body.load(std::memory_order_acquire);
     if (!IsCurrent(ref) || body == 0) return Status::NotFound("object was deleted");
     DictStripeRep* stripe = StripeFor(seg, body, shard);
-    if (!LockStripe(seg, stripe, kDefaultLockTimeout)) return StripeBusy(stripe);
-    stripe_ = stripe;
+    // A stripe this thread holds for a whole batch (DictTxHoldAll) is not taken again.
+    const bool reentrant = HeldByThisThread(stripe);
+    if (!reentrant) {
+      if (!LockStripe(seg, stripe, kDefaultLockTimeout)) return StripeBusy(stripe);
+      stripe_ = stripe;
+    }
     if (!IsCurrent(ref) || ref.entry->body.load(std::memory_order_acquire) != body) {
       Unlock();
       return Status::NotFound("object was deleted");
@@ -197,8 +213,10 @@ class ShardGuard {
       Unlock();
       return Status::NotFound("object has expired");
     }
-    stripe->holder_shard.store(shard);
-    stripe->holder_body.store(body);
+    if (!reentrant) {
+      stripe->holder_shard.store(shard);
+      stripe->holder_body.store(body);
+    }
     auto* rep = seg->Ptr<DictRep>(body);
     DictShardRep* shard_rep = &rep->shards[shard];
     view_ = Locked{seg,
@@ -1459,10 +1477,8 @@ bool DictTxRoomLocked(Segment::Impl* seg, const DictTxTarget& target, uint64_t i
   return used * 8 <= d.table->capacity * 7;
 }
 
-Status DictTxGrow(const ObjectRef& ref, uint32_t shard, uint64_t inserts) {
-  CowWriter writer(ref.segment->impl());
-  if (!writer.ok()) return NoIntentSlot();
-  return RebuildIfNeeded(ref, shard, &writer, inserts);
+Status DictTxGrow(const ObjectRef& ref, uint32_t shard, uint64_t inserts, CowWriter* writer) {
+  return RebuildIfNeeded(ref, shard, writer, inserts);
 }
 
 int64_t DictTxExpiryLocked(Segment::Impl* seg, const DictTxTarget& target, int64_t ttl_ms) {
@@ -1470,9 +1486,10 @@ int64_t DictTxExpiryLocked(Segment::Impl* seg, const DictTxTarget& target, int64
   return ExpiryFor(ttl_ms, rep, NowFor(rep));
 }
 
-Status DictTxAllocateBlob(Segment::Impl* seg, std::string_view key, std::string_view content_type,
-                          std::string_view value, int64_t expires_at_ms, uint64_t* handle) {
-  SHM_RETURN_IF_ERROR(seg->Allocate(BlobSize(key, content_type, value), handle));
+Status DictTxAllocateBlob(Segment::Impl* seg, CowWriter* writer, std::string_view key,
+                          std::string_view content_type, std::string_view value,
+                          int64_t expires_at_ms, uint64_t* handle) {
+  SHM_RETURN_IF_ERROR(writer->AllocateOwned(BlobSize(key, content_type, value), handle));
   FillBlob(seg, *handle, key, HashKey(key), content_type, value);
   seg->Ptr<DictEntryBlob>(*handle)->expires_at_ms = expires_at_ms;
   return Status::OK();
@@ -1515,7 +1532,10 @@ Status DictTxApplyLocked(Segment::Impl* seg, const TxChangeRep& change, CowWrite
   d.slot(pos).blob.store(next, std::memory_order_seq_cst);
   Account(d, old, -1);
   Account(d, next, +1);
-  if (IsBlob(old)) {
+  if (!IsBlob(old)) return Status::OK();
+  if (evictor != nullptr) {
+    evictor->FreeGarbage(d.entry, old);  // Through its blob cache: no allocator lock.
+  } else {
     seg->NoteReclaim(d.entry);
     seg->Free(old);
   }
@@ -1528,6 +1548,54 @@ void DictTxRepairShardLocked(Segment::Impl* seg, uint64_t body, uint32_t shard) 
 
 void DictTxRebuildIfNeeded(const ObjectRef& ref, uint32_t shard, CowWriter* writer) {
   RebuildIfNeeded(ref, shard, writer);  // A failure is retried by the next insert.
+}
+
+Status DictTxHoldAll(const ObjectRef& ref, std::vector<DictStripeRep*>* held, uint64_t* record) {
+  if (!ref.valid()) return Status::InvalidArgument("handle is not open");
+  if (!t_held_stripes.empty()) return Status::InvalidArgument("this thread holds a batch already");
+  Segment::Impl* seg = ref.segment->impl();
+  const uint64_t body = ref.entry->body.load(std::memory_order_acquire);
+  if (!IsCurrent(ref) || body == 0) return Status::NotFound("object was deleted");
+  std::vector<DictStripeRep*> stripes;
+  for (uint32_t shard = 0; shard < seg->Ptr<DictRep>(body)->shard_count(); ++shard) {
+    stripes.push_back(StripeFor(seg, body, shard));
+  }
+  std::sort(stripes.begin(), stripes.end());
+  stripes.erase(std::unique(stripes.begin(), stripes.end()), stripes.end());
+  // A record without changes: readers without the lock see it and take the lock (so they wait
+  // for the batch), and a holder's death is settled like a transaction's that did not commit.
+  SHM_RETURN_IF_ERROR(seg->Allocate(TxRecordRep::AllocationSize(0), record));
+  auto* rec = new (seg->Ptr<void>(*record)) TxRecordRep();
+  rec->owner = getpid();
+  rec->shares_left.store(static_cast<uint32_t>(stripes.size()));
+  for (DictStripeRep* stripe : stripes) {
+    if (!LockStripe(seg, stripe, kDefaultLockTimeout)) {
+      DictTxReleaseAll(seg, held, *record);
+      *record = 0;
+      return StripeBusy(stripe);
+    }
+    stripe->tx_record.store(*record, std::memory_order_seq_cst);
+    held->push_back(stripe);
+  }
+  if (!IsCurrent(ref) || ref.entry->body.load(std::memory_order_acquire) != body) {
+    DictTxReleaseAll(seg, held, *record);
+    *record = 0;
+    return Status::NotFound("object was deleted");
+  }
+  t_held_stripes = *held;
+  return Status::OK();
+}
+
+bool DictTxHoldingAll() { return !t_held_stripes.empty(); }
+
+void DictTxReleaseAll(Segment::Impl* seg, std::vector<DictStripeRep*>* held, uint64_t record) {
+  t_held_stripes.clear();
+  for (auto it = held->rbegin(); it != held->rend(); ++it) {
+    (*it)->tx_record.store(0, std::memory_order_seq_cst);
+    (*it)->mu.unlock();
+  }
+  held->clear();
+  if (record != 0) seg->Free(record);
 }
 
 }  // namespace shm

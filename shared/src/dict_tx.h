@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string_view>
+#include <vector>
 
 #include "cow.h"
 #include "dict_rep.h"
@@ -35,13 +36,14 @@ Status DictTxReadLocked(const ObjectRef& ref, const DictTxTarget& target, std::s
 // Under the lock: whether `inserts` new keys fit the shard's table without a rebuild.
 bool DictTxRoomLocked(Segment::Impl* seg, const DictTxTarget& target, uint64_t inserts);
 // Without any lock held: rebuilds the shard's table with room for `inserts` more keys.
-Status DictTxGrow(const ObjectRef& ref, uint32_t shard, uint64_t inserts);
+Status DictTxGrow(const ObjectRef& ref, uint32_t shard, uint64_t inserts, CowWriter* writer);
 // Under the lock: the absolute expiry of an entry written with `ttl_ms` (0: the dict's default).
 int64_t DictTxExpiryLocked(Segment::Impl* seg, const DictTxTarget& target, int64_t ttl_ms);
-// A fresh blob (allocated from the segment, owned by the caller until published) holding the
-// entry but its version: its expiry `expires_at_ms`.
-Status DictTxAllocateBlob(Segment::Impl* seg, std::string_view key, std::string_view content_type,
-                          std::string_view value, int64_t expires_at_ms, uint64_t* handle);
+// A fresh blob (from the writer's cache or the segment; owned by the caller until published)
+// holding the entry but its version: its expiry `expires_at_ms`.
+Status DictTxAllocateBlob(Segment::Impl* seg, CowWriter* writer, std::string_view key,
+                          std::string_view content_type, std::string_view value,
+                          int64_t expires_at_ms, uint64_t* handle);
 // Under the lock: applies `change` with plain stores (the record, not an intent slot, owns its
 // blobs), freeing the blob it replaces. With `evictor` (the committer's writer) a dict with
 // max_bytes first evicts to make room; a repair passes none. Idempotent: a put whose blob is in
@@ -49,6 +51,15 @@ Status DictTxAllocateBlob(Segment::Impl* seg, std::string_view key, std::string_
 Status DictTxApplyLocked(Segment::Impl* seg, const TxChangeRep& change, CowWriter* evictor);
 // Under the lock: recomputes what is derived from the shard's table (after a repair's apply).
 void DictTxRepairShardLocked(Segment::Impl* seg, uint64_t body, uint32_t shard);
+// Takes every shard lock of ref's dict in lock order and marks each with a fresh record without
+// changes (*record), for a batch of operations run by this thread meanwhile: its dict operations
+// on those shards do not take the locks again (re-entrant), everyone else's wait. Refused while
+// this thread holds a batch already.
+Status DictTxHoldAll(const ObjectRef& ref, std::vector<DictStripeRep*>* held, uint64_t* record);
+// Whether this thread is inside a DictTxHoldAll batch.
+bool DictTxHoldingAll();
+// Ends DictTxHoldAll's batch: clears the marks, releases the locks, frees the record.
+void DictTxReleaseAll(Segment::Impl* seg, std::vector<DictStripeRep*>* held, uint64_t record);
 // After the commit, without locks: grows the shard's table if the inserts filled it.
 void DictTxRebuildIfNeeded(const ObjectRef& ref, uint32_t shard, CowWriter* writer);
 

@@ -8,6 +8,7 @@
 
 #include "shm/dict.h"
 #include "shm/keyspace.h"
+#include "shm/transaction.h"
 
 namespace shm {
 
@@ -22,6 +23,20 @@ uint64_t KeyVersionOfEntry(Segment* segment, const DictValue& entry);
 void DeleteKeyAggregate(Segment* segment, const std::string& name, KeyType type);
 // The keyspace's index (its dict of entries).
 const Dict& KeyspaceIndex(const Keyspace& keyspace);
+
+// The routing of a KeyspaceTransactionScope (transaction.cc). nullptr when none is active on
+// this thread.
+KeyspaceTransactionScope* ActiveKeyspaceScope();
+// Through the scope's transaction: the key's entry (NotFound when absent), and an update of it
+// staged with Dict::Update's semantics.
+Status ScopedGetEntry(KeyspaceTransactionScope* scope, const Dict& index, std::string_view key,
+                      DictValue* entry);
+Status ScopedUpdateEntry(KeyspaceTransactionScope* scope, const Dict& index, std::string_view key,
+                         const DictUpdateFn& fn);
+// A list or hash to delete once the scope's transaction commits.
+void ScopedDeferOrphan(KeyspaceTransactionScope* scope, const std::string& name, KeyType type);
+// Marks the scope unsupported() and answers Conflict: the operation cannot be staged.
+Status ScopedUnsupported(KeyspaceTransactionScope* scope);
 
 }  // namespace shm
 

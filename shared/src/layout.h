@@ -129,6 +129,10 @@ struct EntryRep {
   // Equal to `incarnation` while a counter may use a plain fetch_add (live, no TTL, value far from
   // the int64 limits); 0 otherwise, for good. One word, so the fast path checks one load.
   std::atomic<uint64_t> counter_fast_tag{0};
+  // For a counter: the TxRecordRep of a transaction commit that holds it (its value then carries
+  // kCounterTxLock, counter.h), else 0. Set before the lock is added, cleared after it is taken
+  // off; a waiter that finds the record's owner dead settles it (SettleCounterTx).
+  std::atomic<uint64_t> counter_tx{0};
   std::atomic<uint64_t> body{0};  // Handle of the kind's Rep (none for counters).
   // Bumped before any blob this object's lock guards is freed (CowWriter::ReleaseGarbage, and the
   // manager's recovery of a dead writer): readers that follow handles without the lock (Dict::Get)

@@ -1,9 +1,13 @@
 #include "shm/transaction.h"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <chrono>
 #include <map>
+#include <thread>
 #include <tuple>
 #include <utility>
 
@@ -63,12 +67,19 @@ struct Transaction::State {
   };
   std::map<EntryKey, Read> reads;
   std::map<EntryKey, Write> writes;
+  // Counters by entry: the value read (recorded, checked at commit), the value to leave.
+  struct CounterOp {
+    ObjectRef ref;
+    std::optional<int64_t> read;
+    std::optional<int64_t> write;
+  };
+  std::map<std::pair<const EntryRep*, uint64_t>, CounterOp> counters;
   // Lists and hashes to delete once the commit removed or replaced the keys naming them.
   std::vector<std::pair<std::string, KeyType>> orphans;
   size_t staged_bytes = 0;
 
   Status CheckRoom(size_t bytes) const {
-    if (reads.size() + writes.size() >= kMaxOps) {
+    if (reads.size() + writes.size() + counters.size() >= kMaxOps) {
       return Status::InvalidArgument("transaction has more than " + std::to_string(kMaxOps) +
                                      " operations");
     }
@@ -176,13 +187,15 @@ bool LockOrder(const Share& a, const Share& b) {
 
 class Committer {
  public:
-  Committer(Segment* segment, State* st) : segment_(segment), seg_(segment->impl()), st_(st) {}
+  Committer(Segment* segment, State* st)
+      : segment_(segment), seg_(segment->impl()), st_(st), writer_(seg_) {}
   ~Committer() {
     ReleaseAll();
-    if (record_ != 0) FreeTxRecord(seg_, record_);
+    if (record_ != 0) FreeTxRecord(seg_, record_, &writer_);
   }
 
   Status Run() {
+    if (!writer_.ok()) return NoIntentSlot();
     SHM_RETURN_IF_ERROR(Plan());
     SHM_RETURN_IF_ERROR(BuildRecord());
     for (int round = 0;; ++round) {
@@ -193,23 +206,18 @@ class Committer {
       SHM_RETURN_IF_ERROR(s);
       if (round == kMaxGrowRounds) return Status::Timeout("tables keep filling; try again");
       for (const auto& [ref, shard, inserts] : grow_) {
-        SHM_RETURN_IF_ERROR(DictTxGrow(ref, shard, inserts));
+        SHM_RETURN_IF_ERROR(DictTxGrow(ref, shard, inserts, &writer_));
       }
     }
     Apply();
     ReleaseAll();
-    FreeTxRecord(seg_, record_);
+    if (record_ != 0) FreeTxRecord(seg_, record_, &writer_);
     record_ = 0;
     for (const auto& [name, type] : st_->orphans) {
       CrashPoint("tx_before_orphan_delete");
       DeleteKeyAggregate(segment_, name, type);
     }
-    if (!inserted_.empty()) {
-      CowWriter writer(seg_);
-      for (const auto& [ref, shard] : inserted_) {
-        if (writer.ok()) DictTxRebuildIfNeeded(ref, shard, &writer);
-      }
-    }
+    for (const auto& [ref, shard] : inserted_) DictTxRebuildIfNeeded(ref, shard, &writer_);
     return Status::OK();
   }
 
@@ -238,6 +246,12 @@ class Committer {
       ShareOf(target);
       write_targets_.emplace_back(&write, target);
     }
+    for (auto& [id, op] : st_->counters) counters_.push_back(&op);
+    std::sort(counters_.begin(), counters_.end(),
+              [](const State::CounterOp* a, const State::CounterOp* b) {
+                return a->ref.entry < b->ref.entry;
+              });
+    counter_state_.assign(counters_.size(), 0);
     std::vector<Share> sorted = shares_;
     std::sort(sorted.begin(), sorted.end(), LockOrder);
     shares_ = std::move(sorted);
@@ -251,15 +265,22 @@ class Committer {
 
   // The record and every new blob, allocated before any lock is taken.
   Status BuildRecord() {
-    const auto count = static_cast<uint32_t>(write_targets_.size());
+    const auto writes = static_cast<uint32_t>(write_targets_.size());
+    const auto count = writes + static_cast<uint32_t>(counters_.size());
     if (count == 0) return Status::OK();
-    SHM_RETURN_IF_ERROR(seg_->Allocate(TxRecordRep::AllocationSize(count), &record_));
+    SHM_RETURN_IF_ERROR(writer_.AllocateOwned(TxRecordRep::AllocationSize(count), &record_));
     auto* rec = new (seg_->Ptr<void>(record_)) TxRecordRep();
     rec->owner = getpid();
     for (uint32_t i = 0; i < count; ++i) new (&rec->changes()[i]) TxChangeRep{};
     rec->count = count;  // Set once every change is zeroed: FreeTxRecord reads this many.
     CrashPoint("tx_after_record");
-    for (uint32_t i = 0; i < count; ++i) {
+    for (uint32_t j = 0; j < counters_.size(); ++j) {
+      TxChangeRep& c = rec->changes()[writes + j];
+      c.entry = seg_->Handle(counters_[j]->ref.entry);
+      c.incarnation = counters_[j]->ref.incarnation;
+      c.erase = kTxCounter;
+    }
+    for (uint32_t i = 0; i < writes; ++i) {
       const auto& [write, target] = write_targets_[i];
       TxChangeRep& c = rec->changes()[i];
       c.stripe = seg_->Handle(target.stripe);
@@ -269,13 +290,14 @@ class Committer {
       c.shard = target.shard;
       c.erase = write->erase ? 1 : 0;
       const DictValue& v = write->value;
-      SHM_RETURN_IF_ERROR(DictTxAllocateBlob(seg_, write->key, write->erase ? "" : v.content_type,
+      SHM_RETURN_IF_ERROR(DictTxAllocateBlob(seg_, &writer_, write->key,
+                                             write->erase ? "" : v.content_type,
                                              write->erase ? "" : v.data, v.expires_at_ms, &c.blob));
       shares_[index_[target.stripe]].changes.push_back(i);
     }
     uint32_t shares = 0;
     for (const Share& share : shares_) shares += share.changes.empty() ? 0 : 1;
-    rec->shares_left.store(shares);
+    rec->shares_left.store(shares + static_cast<uint32_t>(counters_.size()));
     return Status::OK();
   }
 
@@ -361,6 +383,44 @@ class Committer {
       SHM_RETURN_IF_ERROR(ValidateShare(share));
       SHM_RETURN_IF_ERROR(PrepareShare(share));
     }
+    for (size_t j = 0; j < counters_.size(); ++j) SHM_RETURN_IF_ERROR(LockCounter(j));
+    return Status::OK();
+  }
+
+  // Counters come last in the lock order, by entry address. Taking one: name the record in its
+  // counter_tx (waiting for, or settling, another commit's), then add kTxLock to its value,
+  // which fixes the value it had (*v): fast adds that land meanwhile undo themselves.
+  Status LockCounter(size_t j) {
+    const State::CounterOp& op = *counters_[j];
+    EntryRep* e = op.ref.entry;
+    TxChangeRep& change = record()->changes()[write_targets_.size() + j];
+    const auto deadline = std::chrono::steady_clock::now() + kDefaultLockTimeout;
+    for (int spins = 0;; ++spins) {
+      uint64_t holder = 0;
+      if (e->counter_tx.compare_exchange_strong(holder, record_, std::memory_order_seq_cst)) break;
+      if (SettleCounterTxIfOwnerDied(seg_, e, holder)) continue;
+      if (std::chrono::steady_clock::now() > deadline) {
+        return Status::Timeout("a transaction's counter is busy; try again");
+      }
+      std::this_thread::yield();
+    }
+    counter_state_[j] = 1;
+    if (e->incarnation.load() != op.ref.incarnation ||
+        e->state.load() != static_cast<uint32_t>(EntryState::kLive) || EntryExpiredNow(e)) {
+      return Status::NotFound("counter was deleted");
+    }
+    int64_t v = e->counter.load(std::memory_order_acquire);
+    do {
+      if (v >= Counter::kTxLockableBelow || v <= -Counter::kTxLockableBelow) {
+        return Status::InvalidArgument("counter is too far from 0 for a transaction");
+      }
+    } while (!e->counter.compare_exchange_weak(v, v + Counter::kTxLock, std::memory_order_acq_rel));
+    counter_state_[j] = 2;
+    change.blob = static_cast<uint64_t>(v);
+    if (op.read.has_value() && *op.read != v) {
+      return Status::Conflict("a counter read by the transaction changed before its commit");
+    }
+    change.body = static_cast<uint64_t>(op.write.value_or(v));
     return Status::OK();
   }
 
@@ -370,13 +430,24 @@ class Committer {
     CrashPoint("tx_before_commit");
     rec->committed.store(1, std::memory_order_seq_cst);  // The commit of the whole transaction.
     CrashPoint("tx_after_commit");
-    CowWriter evictor(seg_);
+    for (size_t j = 0; j < counters_.size(); ++j) {
+      const TxChangeRep& change = rec->changes()[write_targets_.size() + j];
+      EntryRep* e = counters_[j]->ref.entry;
+      // One add takes the lock off and leaves the new value: applied and released at once.
+      e->counter.fetch_add(
+          static_cast<int64_t>(change.body) - static_cast<int64_t>(change.blob) - Counter::kTxLock,
+          std::memory_order_acq_rel);
+      CrashPoint("tx_after_counter");
+      e->counter_tx.store(0, std::memory_order_seq_cst);
+      counter_state_[j] = 0;
+      rec->shares_left.fetch_sub(1, std::memory_order_seq_cst);
+    }
     for (Share& share : shares_) {
       if (share.changes.empty()) continue;
       for (uint32_t i : share.changes) {
         const TxChangeRep& change = rec->changes()[i];
         // Cannot fail but for a broken invariant: room was checked under these locks.
-        Status s = DictTxApplyLocked(seg_, change, evictor.ok() ? &evictor : nullptr);
+        Status s = DictTxApplyLocked(seg_, change, &writer_);
         if (!s.ok()) {
           SHM_LOG(kError) << "transaction apply: " << s.ToString();
         }
@@ -390,6 +461,12 @@ class Committer {
   }
 
   void ReleaseAll() {
+    for (size_t j = counters_.size(); j-- > 0;) {
+      EntryRep* e = counters_[j]->ref.entry;
+      if (counter_state_[j] == 2) e->counter.fetch_sub(Counter::kTxLock, std::memory_order_acq_rel);
+      if (counter_state_[j] >= 1) e->counter_tx.store(0, std::memory_order_seq_cst);
+      counter_state_[j] = 0;
+    }
     for (auto it = shares_.rbegin(); it != shares_.rend(); ++it) {
       if (!it->held) continue;
       if (!it->changes.empty()) it->stripe->tx_record.store(0, std::memory_order_seq_cst);
@@ -408,6 +485,9 @@ class Committer {
   uint64_t record_ = 0;
   std::vector<std::tuple<ObjectRef, uint32_t, uint64_t>> grow_;
   std::vector<std::pair<ObjectRef, uint32_t>> inserted_;
+  CowWriter writer_;  // This thread's: its blob cache serves the record and the blobs.
+  std::vector<State::CounterOp*> counters_;  // In lock order.
+  std::vector<int> counter_state_;           // 0 free, 1 named in counter_tx, 2 value locked.
 };
 
 }  // namespace
@@ -435,15 +515,142 @@ void SettleTxRecordLocked(Segment::Impl* seg, DictStripeRep* stripe) {
   if (rec->shares_left.fetch_sub(1, std::memory_order_seq_cst) == 1) FreeTxRecord(seg, handle);
 }
 
-void FreeTxRecord(Segment::Impl* seg, uint64_t handle) {
+bool SettleCounterTxIfOwnerDied(Segment::Impl* seg, EntryRep* e, uint64_t record) {
+  if (record == 0 || !seg->Contains(record, sizeof(TxRecordRep))) return false;
+  auto* rec = seg->Ptr<TxRecordRep>(record);
+  const pid_t owner = rec->owner;
+  if (owner <= 0 || owner == getpid() || kill(owner, 0) == 0 || errno != ESRCH) return false;
+  // One repairer at a time, under the entry's robust lock; a repairer's death is repaired again
+  // (every step below is idempotent).
+  const LockResult locked = e->mu.LockFor(kDefaultLockTimeout);
+  if (locked == LockResult::kTimedOut) return false;
+  if (locked == LockResult::kOwnerDied) RepairEntryLocked(seg, e);
+  if (e->counter_tx.load(std::memory_order_seq_cst) == record && rec->owner == owner) {
+    const bool committed = rec->committed.load(std::memory_order_seq_cst) == 1;
+    const uint64_t mine = seg->Handle(e);
+    const TxChangeRep* change = nullptr;
+    for (uint32_t i = 0; i < rec->count; ++i) {
+      if (rec->changes()[i].erase == kTxCounter && rec->changes()[i].entry == mine) {
+        change = &rec->changes()[i];
+      }
+    }
+    // Still locked: the change (committed) or the lock alone (not) is left to undo.
+    if (e->counter.load(std::memory_order_acquire) >= Counter::kMaybeTxLocked) {
+      const int64_t undo = committed && change != nullptr
+                               ? static_cast<int64_t>(change->body) -
+                                     static_cast<int64_t>(change->blob) - Counter::kTxLock
+                               : -Counter::kTxLock;
+      e->counter.fetch_add(undo, std::memory_order_acq_rel);
+    }
+    CrashPoint("tx_settle_counter");
+    e->counter_tx.store(0, std::memory_order_seq_cst);
+    if (rec->shares_left.fetch_sub(1, std::memory_order_seq_cst) == 1) FreeTxRecord(seg, record);
+  }
+  e->mu.unlock();
+  return true;
+}
+
+void FreeTxRecord(Segment::Impl* seg, uint64_t handle, CowWriter* writer) {
   auto* rec = seg->Ptr<TxRecordRep>(handle);
   const bool committed = rec->committed.load(std::memory_order_seq_cst) == 1;
+  auto free = [&](uint64_t blob) {  // No reader without a lock follows these: entry 0.
+    writer != nullptr ? writer->FreeGarbage(0, blob) : seg->Free(blob);
+  };
   for (uint32_t i = 0; i < rec->count; ++i) {
     const TxChangeRep& change = rec->changes()[i];
     // A committed put's blob is its entry now; an erase's only carried the key.
-    if (IsBlob(change.blob) && (!committed || change.erase != 0)) seg->Free(change.blob);
+    if (change.erase == kTxCounter) continue;  // Holds values, not blobs.
+    if (IsBlob(change.blob) && (!committed || change.erase != 0)) free(change.blob);
   }
-  seg->Free(handle);
+  free(handle);
+}
+
+// ---- Keyspace routing (keyspace_internal.h) ----------------------------------------------------
+
+namespace {
+thread_local KeyspaceTransactionScope* t_scope = nullptr;
+}  // namespace
+
+struct TransactionAccess {
+  static State* StateOf(KeyspaceTransactionScope* scope) { return scope->tx_->state_.get(); }
+  static void MarkUnsupported(KeyspaceTransactionScope* scope) { scope->unsupported_ = true; }
+};
+
+KeyspaceTransactionScope::KeyspaceTransactionScope(Transaction* tx) : tx_(tx), outer_(t_scope) {
+  t_scope = this;
+}
+KeyspaceTransactionScope::~KeyspaceTransactionScope() { t_scope = outer_; }
+
+KeyspaceTransactionScope* ActiveKeyspaceScope() { return t_scope; }
+bool KeyspaceTransactionScope::Active() { return t_scope != nullptr; }
+
+Status ScopedGetEntry(KeyspaceTransactionScope* scope, const Dict& index, std::string_view key,
+                      DictValue* entry) {
+  bool found = false;
+  SHM_RETURN_IF_ERROR(
+      ViewEntry(TransactionAccess::StateOf(scope), index, true, key, entry, &found));
+  return found ? Status::OK() : Status::NotFound("no such key");
+}
+
+Status ScopedUpdateEntry(KeyspaceTransactionScope* scope, const Dict& index, std::string_view key,
+                         const DictUpdateFn& fn) {
+  State* st = TransactionAccess::StateOf(scope);
+  DictValue current;
+  bool found = false;
+  SHM_RETURN_IF_ERROR(ViewEntry(st, index, true, key, &current, &found));
+  DictUpdate update;
+  SHM_RETURN_IF_ERROR(fn(found ? &current : nullptr, &update));
+  if (update.erase) {
+    if (!found) return Status::OK();
+    return Stage(st, index, true, key, true, DictValue(), Expiry::kAbsolute, 0);
+  }
+  if (!update.write) return Status::OK();
+  if (update.data.size() > Dict::kMaxValue) {
+    return Status::InvalidArgument("value larger than " + std::to_string(Dict::kMaxValue) +
+                                   " bytes");
+  }
+  DictValue next;
+  next.data = std::move(update.data);
+  next.content_type = std::move(update.content_type);
+  Expiry expiry = Expiry::kAbsolute;
+  if (update.expires_at_ms >= 0) {
+    next.expires_at_ms = update.expires_at_ms;
+  } else if (update.keep_expiry) {
+    next.expires_at_ms = found ? current.expires_at_ms : 0;
+  } else {
+    expiry = Expiry::kTtl;
+  }
+  return Stage(st, index, true, key, false, std::move(next), expiry, update.ttl_ms);
+}
+
+void ScopedDeferOrphan(KeyspaceTransactionScope* scope, const std::string& name, KeyType type) {
+  TransactionAccess::StateOf(scope)->orphans.emplace_back(name, type);
+}
+
+Status ScopedUnsupported(KeyspaceTransactionScope* scope) {
+  TransactionAccess::MarkUnsupported(scope);
+  return Status::Conflict("this operation cannot join a transaction; run the batch exclusively");
+}
+
+// ---- KeyspaceExclusive -------------------------------------------------------------------------
+
+Status KeyspaceExclusive::Lock(const Keyspace& keyspace) {
+  Unlock();
+  const ObjectRef& ref = keyspace.ref();
+  return CatchAtBoundary("keyspace", [&] {
+    SHM_RETURN_IF_ERROR(DictTxHoldAll(ref, &held_, &record_));
+    segment_ = ref.segment;
+    return Status::OK();
+  });
+}
+
+bool KeyspaceExclusive::HeldByThisThread() { return DictTxHoldingAll(); }
+
+void KeyspaceExclusive::Unlock() {
+  if (segment_ == nullptr) return;
+  DictTxReleaseAll(segment_->impl(), &held_, record_);
+  record_ = 0;
+  segment_ = nullptr;
 }
 
 // ---- Transaction -------------------------------------------------------------------------------
@@ -545,11 +752,68 @@ Status Transaction::Expect(const Dict& dict, std::string_view key,
   return Status::OK();
 }
 
-Status Transaction::Get(const Counter&, int64_t*) { return NotInTransactions("a counter"); }
-Status Transaction::Add(const Counter&, int64_t, int64_t*) {
-  return NotInTransactions("a counter");
+namespace {
+
+State::CounterOp* CounterOf(State* st, const Counter& counter) {
+  const ObjectRef& ref = counter.ref();
+  auto [it, inserted] = st->counters.try_emplace({ref.entry, ref.incarnation});
+  if (inserted) it->second.ref = ref;
+  return &it->second;
 }
-Status Transaction::Set(const Counter&, int64_t) { return NotInTransactions("a counter"); }
+
+// The counter's value as this transaction sees it (its staged value, else a read it records).
+Status CounterView(State* st, const Counter& counter, int64_t* value) {
+  if (!counter.ref().valid()) return Status::InvalidArgument("counter handle is not open");
+  if (st->counters.find({counter.ref().entry, counter.ref().incarnation}) == st->counters.end()) {
+    SHM_RETURN_IF_ERROR(st->CheckRoom(0));
+  }
+  State::CounterOp* op = CounterOf(st, counter);
+  if (op->write.has_value()) {
+    *value = *op->write;
+    return Status::OK();
+  }
+  int64_t seen = 0;
+  SHM_RETURN_IF_ERROR(counter.Get(&seen));
+  if (op->read.has_value() && *op->read != seen) {
+    return Status::Conflict("counter changed while the transaction read it");
+  }
+  op->read = seen;
+  *value = seen;
+  return Status::OK();
+}
+
+Status StageCounter(State* st, const Counter& counter, int64_t value) {
+  if (value >= Counter::kTxMaxValue || value <= -Counter::kTxMaxValue) {
+    return Status::InvalidArgument("a transaction leaves a counter within +-2^61");
+  }
+  if (!counter.ref().valid()) return Status::InvalidArgument("counter handle is not open");
+  CounterOf(st, counter)->write = value;
+  return Status::OK();
+}
+
+}  // namespace
+
+Status Transaction::Get(const Counter& counter, int64_t* value) {
+  return CounterView(state_.get(), counter, value);
+}
+
+Status Transaction::Add(const Counter& counter, int64_t delta, int64_t* new_value) {
+  int64_t value = 0;
+  SHM_RETURN_IF_ERROR(CounterView(state_.get(), counter, &value));
+  int64_t next = 0;
+  if (!AddInt64(value, delta, &next)) {
+    return Status::InvalidArgument("counter overflow: " + std::to_string(value) + " + " +
+                                   std::to_string(delta) + " does not fit in int64");
+  }
+  SHM_RETURN_IF_ERROR(StageCounter(state_.get(), counter, next));
+  *new_value = next;
+  return Status::OK();
+}
+
+Status Transaction::Set(const Counter& counter, int64_t value) {
+  return StageCounter(state_.get(), counter, value);
+}
+
 Status Transaction::Push(const List&, List::End, std::string_view, uint64_t*) {
   return NotInTransactions("a list");
 }
@@ -680,7 +944,7 @@ Status Transaction::HashDelete(const Keyspace&, std::string_view, std::string_vi
 
 Status Transaction::Commit() {
   State* st = state_.get();
-  if (st->reads.empty() && st->writes.empty()) return Status::OK();
+  if (st->reads.empty() && st->writes.empty() && st->counters.empty()) return Status::OK();
   Status s = CatchAtBoundary("transaction", [&] {
     Committer committer(segment_, st);
     return committer.Run();
@@ -691,7 +955,11 @@ Status Transaction::Commit() {
 
 void Transaction::Reset() { state_ = std::make_unique<State>(); }
 
-size_t Transaction::staged_writes() const { return state_->writes.size(); }
+size_t Transaction::staged_writes() const {
+  size_t n = state_->writes.size();
+  for (const auto& [id, op] : state_->counters) n += op.write.has_value() ? 1 : 0;
+  return n;
+}
 
 Status Transaction::Run(Segment* segment, int attempts,
                         const std::function<Status(Transaction&)>& fn) {

@@ -21,6 +21,7 @@
 #include <atomic>
 #include <cstdint>
 
+#include "cow.h"
 #include "layout.h"
 #include "segment_impl.h"
 
@@ -36,8 +37,11 @@ struct TxChangeRep {
   // the key to remove.
   uint64_t blob;
   uint32_t shard;
-  uint32_t erase;  // 1: remove the key; 0: publish `blob` as its entry.
+  uint32_t erase;  // 1: remove the key; 0: publish `blob` as its entry; kTxCounter: see below.
 };
+// A counter's change: `entry` and `incarnation` name it, `stripe` is 0, `body` is the new value;
+// the value it had when the commit took it is what the commit's lock add leaves to subtract.
+inline constexpr uint32_t kTxCounter = 2;
 
 struct TxRecordRep {
   std::atomic<uint32_t> committed{0};    // The commit word: 1 once every change is staged.
@@ -55,9 +59,14 @@ struct TxRecordRep {
 // if the record is committed, frees the record once its last share is settled, and clears
 // tx_record. REQUIRES: the stripe's lock, taken with LockResult::kOwnerDied, intents resolved.
 void SettleTxRecordLocked(Segment::Impl* seg, DictStripeRep* stripe);
+// If the record a counter's counter_tx names belongs to a dead process, settles the counter under
+// its entry lock (rolls its change forward if the record is committed, else takes the lock
+// off) and answers true; false when the owner lives (or the word changed).
+bool SettleCounterTxIfOwnerDied(Segment::Impl* seg, EntryRep* entry, uint64_t record);
 // Frees the record and the blobs it owns (all new blobs when uncommitted; the key-only blobs of
-// erases when committed). REQUIRES: no stripe names it.
-void FreeTxRecord(Segment::Impl* seg, uint64_t record);
+// erases when committed), through `writer`'s blob cache when given (the committer's).
+// REQUIRES: no stripe names it.
+void FreeTxRecord(Segment::Impl* seg, uint64_t record, CowWriter* writer = nullptr);
 
 static_assert(sizeof(TxChangeRep) == 48);
 static_assert(std::atomic<uint32_t>::is_always_lock_free);

@@ -28,6 +28,15 @@ from writer_child import check  # noqa: E402
 CHILD = os.path.join(HERE, "manager_child.py")
 
 
+def process_state(pid):
+    """The state letter of /proc/<pid>/stat, or "" once the process is gone (even mid-read)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return ""
+
+
 def server_gone(name, timeout=20.0):
     """Waits (bounded) until no segment or lock file of `name` is left in /dev/shm."""
     deadline = time.monotonic() + timeout
@@ -68,9 +77,9 @@ def test_server_stops_when_the_creator_ends(how):
     name, pid = proc.stdout.split()
     assert server_gone(name), f"{how}: the server's segment is still there"
     deadline = time.monotonic() + 20
-    while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+    while process_state(pid) not in ("", "Z") and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not os.path.exists(f"/proc/{pid}") or "Z" in open(f"/proc/{pid}/stat").read()
+    assert process_state(pid) in ("", "Z"), f"{how}: the server (pid {pid}) still runs"
 
 
 def test_attach_by_name_to_a_running_server(server):

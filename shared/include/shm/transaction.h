@@ -20,10 +20,16 @@
 // Single-object operations on objects no transaction touches keep their speed (one relaxed load
 // of the pending mark at most).
 //
-// Covered: registry dicts' entries (Dict), counters (Counter), registry lists' push and pop
-// (List), and keyspace keys of every type (strings; list push and pop; hash fields; delete and
-// rename of whole keys). Not covered: arrays (NDArray) and sessions; their operations keep their
-// own single-object atomicity and cannot join a transaction.
+// Covered: registry dicts' entries (Dict), counters (Counter), and keyspace keys: strings, and
+// delete and rename of whole keys of every type. Declared but not yet joining (they answer
+// InvalidArgument "... cannot join a transaction yet", staging nothing): registry lists' push and
+// pop, keyspace lists' push and pop, hash fields. Not covered: arrays (NDArray) and sessions;
+// their operations keep their own single-object atomicity and cannot join a transaction.
+//
+// A counter held by a commit carries a lock mark in its value for a few microseconds: plain adds
+// that meet it undo themselves and wait (Counter::AfterFarValue), so a counter some transaction
+// touched keeps its one-fetch_add fast path. A transaction takes a counter only while its value
+// is within +-2^59, and leaves it within +-2^61 (InvalidArgument otherwise).
 //
 // Staged writes are seen by later reads of the same transaction (read your own writes).
 // Bad input (a key too long, a value too large, a wrong type) is reported by the operation that
@@ -56,6 +62,7 @@
 namespace shm {
 
 class Segment;
+struct DictStripeRep;  // In the segment (layout.h).
 
 class Transaction {
  public:
@@ -150,8 +157,59 @@ class Transaction {
   struct State;  // Staged operations and reads (transaction.cc).
 
  private:
+  friend struct TransactionAccess;  // The keyspace's routing into a transaction (keyspace.cc).
   Segment* segment_ = nullptr;
   std::unique_ptr<State> state_;
+};
+
+// While one lives, this thread's Keyspace operations join `tx` (MULTI/EXEC, multi-key commands):
+// the commands of strings and whole keys (get, set, incr, delete, rename, expire, ...) read
+// through the transaction (recorded, seeing its staged writes) and stage their writes in it, with
+// exactly their usual semantics; nothing is visible until tx.Commit(). An operation that cannot
+// be staged (a list's or hash's contents, counting, listing or flushing keys) answers Conflict
+// and sets unsupported(): the caller then runs the batch under a KeyspaceExclusive instead.
+// Scopes do not nest. Thread-local; use from the thread that made it.
+class KeyspaceTransactionScope {
+ public:
+  explicit KeyspaceTransactionScope(Transaction* tx);
+  ~KeyspaceTransactionScope();
+  KeyspaceTransactionScope(const KeyspaceTransactionScope&) = delete;
+  KeyspaceTransactionScope& operator=(const KeyspaceTransactionScope&) = delete;
+
+  bool unsupported() const { return unsupported_; }
+  // Whether a scope is active on this thread.
+  static bool Active();
+
+ private:
+  friend struct TransactionAccess;
+  Transaction* tx_;
+  KeyspaceTransactionScope* outer_;
+  bool unsupported_ = false;
+};
+
+// Holds every shard lock of one keyspace for this thread until Unlock or destruction: the
+// keyspace operations this thread runs meanwhile (of every type) do not take those locks again,
+// and every other process's wait, lock-free readers included. So a batch run under it is
+// isolated (no one sees part of it). It is not atomic across a crash: a holder killed mid-batch
+// leaves the operations it completed. What MULTI/EXEC uses for lists and hashes.
+class KeyspaceExclusive {
+ public:
+  KeyspaceExclusive() = default;
+  ~KeyspaceExclusive() { Unlock(); }
+  KeyspaceExclusive(const KeyspaceExclusive&) = delete;
+  KeyspaceExclusive& operator=(const KeyspaceExclusive&) = delete;
+
+  // Timeout when a lock is not obtained in time (none held then); InvalidArgument when this
+  // thread holds one already.
+  Status Lock(const Keyspace& keyspace);
+  void Unlock();
+  // Whether this thread holds one (its operations are isolated already).
+  static bool HeldByThisThread();
+
+ private:
+  Segment* segment_ = nullptr;
+  std::vector<DictStripeRep*> held_;  // In lock order.
+  uint64_t record_ = 0;
 };
 
 }  // namespace shm
