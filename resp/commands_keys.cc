@@ -28,6 +28,9 @@ void Del(Call& c) {
   c.w.Integer(deleted);
 }
 
+// DEL and UNLINK: one key as it is; several in one isolated batch (all or none deleted).
+void DelKeys(Call& c) { c.args.size() <= 2 ? Del(c) : Isolated<Del>(c); }
+
 // EXISTS and TOUCH: how many of the keys exist (a key named twice counts twice).
 void Exists(Call& c) {
   Keyspace* ks = KS(c);
@@ -519,8 +522,8 @@ void RegisterKeyCommands(CommandTable* table) {
   constexpr KeyPositions kAll{1, -1, 1};
   constexpr KeyPositions kNone{};
   for (const CommandRow& row : {
-           CommandRow{"del", -2, kWrite, kAll, Del},
-           CommandRow{"unlink", -2, kWrite | kFast, kAll, Del},
+           CommandRow{"del", -2, kWrite, kAll, DelKeys},
+           CommandRow{"unlink", -2, kWrite | kFast, kAll, DelKeys},
            CommandRow{"exists", -2, kReadOnly | kFast, kAll, Exists},
            CommandRow{"touch", -2, kReadOnly | kFast, kAll, Exists},
            CommandRow{"type", 2, kReadOnly | kFast, kOne, Type},
@@ -539,10 +542,10 @@ void RegisterKeyCommands(CommandTable* table) {
            CommandRow{"dbsize", 1, kReadOnly | kFast, kNone, DbSize},
            CommandRow{"flushdb", -1, kWrite, kNone, FlushDb},
            CommandRow{"flushall", -1, kWrite, kNone, FlushAll},
-           CommandRow{"rename", 3, kWrite, {1, 2, 1}, Rename},
-           CommandRow{"renamenx", 3, kWrite | kFast, {1, 2, 1}, RenameNx},
-           CommandRow{"copy", -3, kWrite | kDenyOom, {1, 2, 1}, Copy},
-           CommandRow{"move", 3, kWrite | kFast, kOne, Move},
+           CommandRow{"rename", 3, kWrite, {1, 2, 1}, Isolated<Rename>},
+           CommandRow{"renamenx", 3, kWrite | kFast, {1, 2, 1}, Isolated<RenameNx>},
+           CommandRow{"copy", -3, kWrite | kDenyOom, {1, 2, 1}, Isolated<Copy>},
+           CommandRow{"move", 3, kWrite | kFast, kOne, Isolated<Move>},
            CommandRow{"object", -2, kReadOnly, {2, 2, 1}, Object},
            CommandRow{"dump", 2, kReadOnly, kOne, Dump},
            CommandRow{"restore", -4, kWrite | kDenyOom, kOne, Restore},

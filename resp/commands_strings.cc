@@ -229,6 +229,9 @@ void MGet(Call& c) {
 }
 
 // MSET and MSETNX set key by key (atomic across keys is the transactions issue's: docs/resp.md).
+// MGET of several keys reads them at one instant (as one read-only transaction).
+void MGetKeys(Call& c) { c.args.size() <= 2 ? MGet(c) : Isolated<MGet>(c); }
+
 void MSet(Call& c) {
   if (c.args.size() % 2 != 1) return WrongArity(c);
   Keyspace* ks = KS(c);
@@ -488,9 +491,9 @@ void RegisterStringCommands(CommandTable* table) {
            CommandRow{"getset", 3, kWrite | kDenyOom | kFast, kOne, GetSet},
            CommandRow{"getdel", 2, kWrite | kFast, kOne, GetDel},
            CommandRow{"getex", -2, kWrite | kFast, kOne, GetEx},
-           CommandRow{"mget", -2, kReadOnly | kFast, {1, -1, 1}, MGet},
-           CommandRow{"mset", -3, kWrite | kDenyOom, {1, -1, 2}, MSet},
-           CommandRow{"msetnx", -3, kWrite | kDenyOom, {1, -1, 2}, MSetNx},
+           CommandRow{"mget", -2, kReadOnly | kFast, {1, -1, 1}, MGetKeys},
+           CommandRow{"mset", -3, kWrite | kDenyOom, {1, -1, 2}, Isolated<MSet>},
+           CommandRow{"msetnx", -3, kWrite | kDenyOom, {1, -1, 2}, Isolated<MSetNx>},
            CommandRow{"append", 3, kWrite | kDenyOom | kFast, kOne, Append},
            CommandRow{"strlen", 2, kReadOnly | kFast, kOne, StrLen},
            CommandRow{"incr", 2, kWrite | kDenyOom | kFast, kOne, Incr},

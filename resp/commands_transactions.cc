@@ -1,10 +1,13 @@
-// MULTI, EXEC, DISCARD, WATCH, UNWATCH (Redis's "transactions" group). EXEC runs the queued
-// commands one after the other; isolation is the transactions issue's (docs/resp.md).
+// MULTI, EXEC, DISCARD, WATCH, UNWATCH (Redis's "transactions" group), and RunIsolated, what
+// EXEC and the multi-key commands run in: one shm::Transaction (atomic and isolated) when the
+// commands touch strings and whole keys only, else every shard lock of the keyspace held
+// (isolated). WATCH's versions are checked inside the same isolation (docs/resp.md).
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "internal.h"
+#include "shm/transaction.h"
 
 namespace shm::resp {
 namespace {
@@ -53,17 +56,66 @@ void Exec(Call& c) {
   if (client->multi_failed) {
     return c.w.Error("EXECABORT Transaction discarded because of previous errors.");
   }
-  for (const auto& [key, version] : watched) {
-    if (VersionOf(c, key) != version) return c.w.NullArray();
-  }
-  c.w.Array(queued.size());
-  for (const std::vector<std::string>& command : queued) {
-    std::vector<std::string_view> args(command.begin(), command.end());
-    RunQueued(c, args);
-  }
+  // The database each attempt starts in (a queued SELECT changes it).
+  const int db = client->db;
+  auto watched_unchanged = [&] {
+    client->db = db;
+    for (const auto& [key, version] : watched) {
+      if (VersionOf(c, key) != version) {
+        c.w.NullArray();
+        return false;
+      }
+    }
+    return true;
+  };
+  RunIsolated(c, watched_unchanged, [&] {
+    c.w.Array(queued.size());
+    for (const std::vector<std::string>& command : queued) {
+      std::vector<std::string_view> args(command.begin(), command.end());
+      RunQueued(c, args);
+    }
+  });
 }
 
 }  // namespace
+
+void RunIsolated(Call& c, const std::function<bool()>& check, const std::function<void()>& body) {
+  if (KeyspaceTransactionScope::Active() || KeyspaceExclusive::HeldByThisThread()) {
+    if (!check || check()) body();
+    return;
+  }
+  constexpr int kAttempts = 16;  // Then the exclusive path, which always makes progress.
+  std::string* out = c.w.buffer();
+  const size_t mark = out->size();
+  const int db = c.client->db;
+  for (int attempt = 0; attempt < kAttempts; ++attempt) {
+    out->resize(mark);
+    c.client->db = db;
+    Transaction tx(c.segment());
+    bool unsupported = false;
+    bool run = true;
+    {
+      KeyspaceTransactionScope scope(&tx);
+      run = !check || check();
+      if (run) body();
+      unsupported = scope.unsupported();
+    }
+    if (unsupported) break;
+    Status s = tx.Commit();
+    if (s.ok()) return;
+    if (s.IsConflict()) continue;  // A key read changed: run the batch again.
+    out->resize(mark);
+    return ReplyStatus(c.w, s);
+  }
+  out->resize(mark);
+  c.client->db = db;
+  Keyspace* ks = KS(c);
+  if (ks == nullptr) return;
+  KeyspaceExclusive exclusive;
+  Status s = exclusive.Lock(*ks);
+  if (!s.ok()) return ReplyStatus(c.w, s);
+  if (!check || check()) body();
+}
 
 void RegisterTransactionCommands(CommandTable* table) {
   // kUnqueued: they run at once inside MULTI (Redis's processCommand exempts the same ones).

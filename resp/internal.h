@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -81,6 +82,19 @@ struct ScanArgs {
 };
 bool ParseScanArgs(Call& c, size_t cursor_at, bool with_type, ScanArgs* args);
 
+// Runs `body` (a command's handler, or EXEC's batch) so that no other client sees part of it:
+// in a shm::Transaction when every keyspace operation it makes can be staged (strings and whole
+// keys: atomic across a crash too; retried on a conflict), else holding every shard lock of the
+// client's keyspace (KeyspaceExclusive: isolated). Replies written by a discarded attempt are
+// dropped. `check` (may be empty) runs first in each attempt, under the same isolation (EXEC's
+// WATCH): false means it replied and the batch must not run. Inside another such batch, runs
+// `body` directly.
+void RunIsolated(Call& c, const std::function<bool()>& check, const std::function<void()>& body);
+// A handler run by RunIsolated: MSET, DEL k1 k2, RENAME, LMOVE...
+template <void (*Handler)(Call&)>
+void Isolated(Call& c) {
+  RunIsolated(c, {}, [&c] { Handler(c); });
+}
 // Runs a command queued by MULTI, from EXEC (resp_commands.cc): looked up, arity-checked, never
 // blocking.
 void RunQueued(Call& c, const std::vector<std::string_view>& args);

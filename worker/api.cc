@@ -10,6 +10,7 @@ void RegisterApiRoutes(Router* router) {
   RegisterLockRoutes(router);
   RegisterSessionRoutes(router);
   RegisterArrayRoutes(router);
+  RegisterTxRoutes(router);
   RegisterUiRoutes(router);
 }
 

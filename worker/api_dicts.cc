@@ -50,16 +50,6 @@ Status GetFromKeyspace(RequestContext& context, const std::string& key, DictValu
   return keyspace.Version(key, &value->version);
 }
 
-// Keys come from the path: percent-decoded, 1..limits::kMaxKey bytes of UTF-8 so listings stay
-// JSON (the request head limit, 8 KiB by default, bounds a key in the URL first).
-Status CheckKey(std::string_view key) {
-  if (key.empty() || key.size() > limits::kMaxKey) {
-    return Status::InvalidArgument("key must be 1-" + std::to_string(limits::kMaxKey) + " bytes");
-  }
-  if (!IsUtf8(key)) return Status::InvalidArgument("key must be UTF-8");
-  return Status::OK();
-}
-
 std::string ETag(uint64_t version) { return "\"" + std::to_string(version) + "\""; }
 
 // An If-Match or If-None-Match header (RFC 9110 §13.1.1-2): `*`, or a list of entity tags.
@@ -191,24 +181,12 @@ Status WriteCondition(RequestContext& context, const std::string& key, const Pre
   return Status::OK();
 }
 
-Status ParseMode(std::string_view text, SetMode* mode) {
-  if (text == "set")
-    *mode = SetMode::kSet;
-  else if (text == "add")
-    *mode = SetMode::kAdd;
-  else if (text == "replace")
-    *mode = SetMode::kReplace;
-  else
-    return Status::InvalidArgument("mode must be set, add or replace");
-  return Status::OK();
-}
-
 Status PutKey(RequestContext& context, HttpResponse* response) {
   SHM_RETURN_IF_ERROR(api::CheckQueryKeys(context, {"ttl", "mode"}));
   const std::string& key = context.params[1];
-  SHM_RETURN_IF_ERROR(CheckKey(key));
+  SHM_RETURN_IF_ERROR(api::CheckDictKey(key));
   SetOptions options;
-  SHM_RETURN_IF_ERROR(ParseMode(api::QueryString(context, "mode", "set"), &options.mode));
+  SHM_RETURN_IF_ERROR(api::ParseSetMode(api::QueryString(context, "mode", "set"), &options.mode));
   SHM_RETURN_IF_ERROR(api::QuerySecondsMs(context, "ttl", 0, Dict::kMaxTtlMs, &options.ttl_ms));
   Preconditions pre;
   SHM_RETURN_IF_ERROR(ParsePreconditions(context, &pre));
@@ -234,7 +212,7 @@ Status PutKey(RequestContext& context, HttpResponse* response) {
 Status GetKey(RequestContext& context, HttpResponse* response) {
   SHM_RETURN_IF_ERROR(api::CheckQueryKeys(context, {}));
   const std::string& key = context.params[1];
-  SHM_RETURN_IF_ERROR(CheckKey(key));
+  SHM_RETURN_IF_ERROR(api::CheckDictKey(key));
   Preconditions pre;
   SHM_RETURN_IF_ERROR(ParsePreconditions(context, &pre));
   DictValue value;
@@ -258,7 +236,7 @@ Status GetKey(RequestContext& context, HttpResponse* response) {
 Status DeleteKey(RequestContext& context, HttpResponse* response) {
   SHM_RETURN_IF_ERROR(api::CheckQueryKeys(context, {}));
   const std::string& key = context.params[1];
-  SHM_RETURN_IF_ERROR(CheckKey(key));
+  SHM_RETURN_IF_ERROR(api::CheckDictKey(key));
   Preconditions pre;
   SHM_RETURN_IF_ERROR(ParsePreconditions(context, &pre));
   std::optional<uint64_t> if_version;
@@ -310,16 +288,7 @@ Status ParseDictOptions(const object& body, DictOptions* options) {
       return Status::InvalidArgument("eviction must be \"clock\" or \"none\"");
     }
   }
-  if (const auto* ttl = body.if_contains("default_ttl")) {
-    // Seconds; a JSON number with at most millisecond precision.
-    if (!ttl->is_number()) return Status::InvalidArgument("default_ttl must be seconds");
-    double seconds = ttl->to_number<double>();
-    if (!(seconds >= 0) || seconds * 1000 > static_cast<double>(Dict::kMaxTtlMs)) {
-      return Status::InvalidArgument("default_ttl is out of range");
-    }
-    options->default_ttl_ms = static_cast<int64_t>(seconds * 1000 + 0.5);
-  }
-  return Status::OK();
+  return api::JsonSecondsMs(body, "default_ttl", Dict::kMaxTtlMs, &options->default_ttl_ms);
 }
 
 // Creates the dict with options; 409 AlreadyExists if it exists (its options are fixed).

@@ -25,15 +25,7 @@ Status WithList(RequestContext& context, bool create, Op&& op) {
 }
 
 Status ParseEnd(const RequestContext& context, std::string_view fallback, List::End* end) {
-  std::string_view text = api::QueryString(context, "end", fallback);
-  if (text == "left") {
-    *end = List::End::kLeft;
-  } else if (text == "right") {
-    *end = List::End::kRight;
-  } else {
-    return Status::InvalidArgument("end must be left or right");
-  }
-  return Status::OK();
+  return api::ParseListEnd(api::QueryString(context, "end", fallback), end);
 }
 
 // The body is one item; pushes at the right by default (a queue with the default pop).

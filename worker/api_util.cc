@@ -8,8 +8,10 @@
 #include <string>
 
 #include "shm/api.h"
+#include "shm/limits.h"
 #include "shm/log.h"
 #include "shm/registry.h"
+#include "shm/utf8.h"
 
 namespace shm::api {
 
@@ -146,7 +148,53 @@ Status JsonInt64(const json::object& object, std::string_view key, int64_t* valu
   return Status::InvalidArgument("'" + std::string(key) + "' must be an integer");
 }
 
+Status JsonSecondsMs(const json::object& object, std::string_view key, int64_t max_ms,
+                     int64_t* ms) {
+  const json::value* member = object.if_contains(key);
+  if (member == nullptr) return Status::OK();
+  std::string name(key);
+  if (!member->is_number()) return Status::InvalidArgument(name + " must be seconds");
+  double seconds = member->to_number<double>();
+  if (!(seconds >= 0) || seconds * 1000 > static_cast<double>(max_ms)) {
+    return Status::InvalidArgument(name + " is out of range");
+  }
+  *ms = static_cast<int64_t>(seconds * 1000 + 0.5);
+  return Status::OK();
+}
+
 Status CheckName(std::string_view name) { return ValidateName(name); }
+
+Status CheckDictKey(std::string_view key) {
+  if (key.empty() || key.size() > limits::kMaxKey) {
+    return Status::InvalidArgument("key must be 1-" + std::to_string(limits::kMaxKey) + " bytes");
+  }
+  if (!IsUtf8(key)) return Status::InvalidArgument("key must be UTF-8");
+  return Status::OK();
+}
+
+Status ParseSetMode(std::string_view text, SetMode* mode) {
+  if (text == "set") {
+    *mode = SetMode::kSet;
+  } else if (text == "add") {
+    *mode = SetMode::kAdd;
+  } else if (text == "replace") {
+    *mode = SetMode::kReplace;
+  } else {
+    return Status::InvalidArgument("mode must be set, add or replace");
+  }
+  return Status::OK();
+}
+
+Status ParseListEnd(std::string_view text, List::End* end) {
+  if (text == "left") {
+    *end = List::End::kLeft;
+  } else if (text == "right") {
+    *end = List::End::kRight;
+  } else {
+    return Status::InvalidArgument("end must be left or right");
+  }
+  return Status::OK();
+}
 
 Status DeleteNamedObject(RequestContext& context, ObjectKind kind, HttpResponse* response) {
   SHM_RETURN_IF_ERROR(CheckQueryKeys(context, {}));
@@ -161,6 +209,23 @@ std::string Base64Encode(std::string_view bytes) {
   std::string out(boost::beast::detail::base64::encoded_size(bytes.size()), '\0');
   out.resize(boost::beast::detail::base64::encode(out.data(), bytes.data(), bytes.size()));
   return out;
+}
+
+Status Base64Decode(std::string_view text, std::string* bytes) {
+  namespace base64 = boost::beast::detail::base64;
+  auto is_symbol = [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+           c == '/';
+  };
+  size_t padding = text.size() - std::min(text.size(), text.find_last_not_of('=') + 1);
+  std::string_view symbols = text.substr(0, text.size() - padding);
+  if (text.size() % 4 != 0 || padding > 2 ||
+      !std::all_of(symbols.begin(), symbols.end(), is_symbol)) {
+    return Status::InvalidArgument("not base64 (RFC 4648, with padding)");
+  }
+  bytes->resize(base64::decoded_size(text.size()));
+  bytes->resize(base64::decode(bytes->data(), text.data(), text.size()).first);
+  return Status::OK();
 }
 
 namespace {
@@ -319,6 +384,14 @@ void SetConflict(HttpResponse* response, const Status& conflict, std::string_vie
   json::object body{{"error", std::move(error)}};
   body[member] = std::move(seen);
   SetJson(response, body, http::status::conflict);
+}
+
+void SetError(HttpResponse* response, const Status& error, const json::object& extra) {
+  json::object detail{{"code", error.CodeName()}, {"message", error.message()}};
+  for (const auto& member : extra) detail[member.key()] = member.value();
+  unsigned status = HttpStatusFor(error);
+  SetJson(response, json::object{{"error", std::move(detail)}}, static_cast<http::status>(status));
+  if (status == 503) response->set(http::field::retry_after, "1");
 }
 
 }  // namespace shm::api

@@ -13,7 +13,9 @@
 #include <string>
 #include <string_view>
 
+#include "shm/dict.h"
 #include "shm/handle.h"
+#include "shm/list.h"
 #include "shm/registry.h"
 #include "shm/router.h"
 #include "shm/status.h"
@@ -54,13 +56,25 @@ Status ParseJsonObject(const RequestContext& context,
 // Member `key` as an exact int64 (no fraction, no string); InvalidArgument if missing.
 Status JsonInt64(const json::object& object, std::string_view key, int64_t* value);
 
+// Member `key` as seconds (a JSON number, at most millisecond precision) in milliseconds within
+// [0, max_ms]; `*ms` is left alone when the member is absent.
+Status JsonSecondsMs(const json::object& object, std::string_view key, int64_t max_ms, int64_t* ms);
+
 // Checks an object name taken from the path (after percent-decoding).
 Status CheckName(std::string_view name);
+// A dict key: 1..limits::kMaxKey bytes of UTF-8 (so listings stay JSON).
+Status CheckDictKey(std::string_view key);
+// "set" | "add" | "replace".
+Status ParseSetMode(std::string_view text, SetMode* mode);
+// "left" | "right".
+Status ParseListEnd(std::string_view text, List::End* end);
 // DELETE of the object named by the first path capture, without query parameters: with `kind`
 // other than kNone it must be of that kind (NotFound, or WrongType naming both kinds). Answers
 // 204 No Content.
 Status DeleteNamedObject(RequestContext& context, ObjectKind kind, HttpResponse* response);
 std::string Base64Encode(std::string_view bytes);
+// Standard base64 with padding; anything else is InvalidArgument.
+Status Base64Decode(std::string_view text, std::string* bytes);
 
 // Longest a request may wait (pop, acquire).
 inline constexpr int64_t kMaxWaitMs = 30 * 1000;
@@ -98,6 +112,10 @@ void SetValue(HttpResponse* response, int64_t value);
 // value it found, so the client can retry without reading first.
 void SetConflict(HttpResponse* response, const Status& conflict, std::string_view member,
                  json::value seen);
+// The router's error answer for `error` (status from HttpStatusFor, Retry-After on a 503) with
+// `extra` added to the "error" object: what a handler answers when the error needs more than a
+// code and a message (the position of a batch's failing operation).
+void SetError(HttpResponse* response, const Status& error, const json::object& extra);
 
 // The HTTP API's handles of one proxy type: this thread's (shm/handle.h), so a request takes no
 // lock to find an object another request of this thread already opened.

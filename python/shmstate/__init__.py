@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json as _json
 import sys as _sys
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Callable, Iterator, Optional, Union
 
 from . import _shmstate
 from ._version import __version__
@@ -41,12 +41,13 @@ LIMITS: "dict[str, int]" = dict(_shmstate.LIMITS)
 
 __all__ = [
     "__version__", "LAYOUT_VERSION", "LIMITS", "attach", "connect", "Client", "Counter", "Dict", "List",
-    "Lock", "Sessions", "Array", "Error", "NotFound", "AlreadyExists", "WrongKind",
+    "Lock", "Sessions", "Array", "Transaction", "Error", "NotFound", "AlreadyExists", "WrongKind",
     "InvalidArgument", "InvalidType", "Conflict", "Full", "Timeout", "Unavailable", "Internal",
 ]
 
 Key = Union[bytes, str]
 _MISSING = object()
+_MAX_RETRIES = 1_000_000
 _REDIS_OPTIONS = {"prefix", "wait_replicas", "wait_timeout", "socket_timeout"}
 _URL_OPTIONS = {"shm": {"follow_timeout"}, "redis": _REDIS_OPTIONS, "rediss": _REDIS_OPTIONS,
                 "redis+cluster": _REDIS_OPTIONS}
@@ -155,6 +156,34 @@ class Client:
         except Exception as e:  # noqa: BLE001 - numpy's refusal of the argument, whatever it is.
             raise _numpy_error(e, "values") from None
         return Array(self._native.array_from_numpy(name, values))
+
+    def transaction(self, fn: Callable[..., Any], *args: Any, retries: int = 100) -> Any:
+        """Runs ``fn(tx, *args)`` as one transaction and returns what it returns.
+
+        ``tx.dict(name)``, ``tx.counter(name)`` and ``tx.list(name)`` are the usual proxies,
+        whose reads and writes inside ``fn`` belong to the transaction: every write is applied
+        when ``fn`` returns, all of them at one instant or none (also when the process is killed
+        at any point), and only if nothing ``fn`` read was changed meanwhile by anyone else.
+        Otherwise ``fn`` runs again, up to ``retries`` more times, then :class:`Conflict` is
+        raised. An exception from ``fn`` applies nothing and is raised as is (unless what ``fn``
+        read had changed: then it may have come from an inconsistent read, and ``fn`` runs
+        again). ``fn`` may run several times: keep side effects out of it.
+        """
+        if not callable(fn):
+            raise InvalidType(f"fn must be callable, not {type(fn).__name__}")
+        if type(retries) is not int or not 0 <= retries <= _MAX_RETRIES:
+            retries = _shmstate._to_uint64(retries, "retries", _MAX_RETRIES)
+        for attempt in range(retries + 1):
+            native = self._native.transaction()
+            try:
+                result = fn(Transaction(native), *args)
+            except BaseException as e:
+                if native.abort() and attempt < retries and isinstance(e, Exception):
+                    continue  # fn saw an inconsistent state: run it again.
+                raise
+            if native.commit():
+                return result
+        raise Conflict(f"transaction still conflicting after {retries} retries")
 
     def objects(self, prefix: str = "") -> "list[tuple[str, str]]":
         """``[(name, kind), ...]`` of the objects whose name starts with ``prefix``."""
@@ -301,6 +330,38 @@ class Dict:
 
     def __repr__(self) -> str:
         return f"<shmstate.Dict {self.name!r} entries={len(self)}>"
+
+
+class Transaction:
+    """The handle ``fn`` gets from :meth:`Client.transaction`: opens the objects whose reads
+    and writes belong to the transaction. Opening creates a missing object at once, as
+    :meth:`Client.dict` does (outside the transaction: an empty dict or list is the same as
+    none); its contents change only when the transaction commits.
+
+    Inside a transaction a ``Dict`` reads and writes entries (``d[k]``, ``get``, ``entry``,
+    ``set`` with ``mode``/``if_version``, ``add``, ``incr``, ``cas``, ``del``, ``pop``,
+    ``in``), a ``Counter`` reads, sets and adds, a ``List`` pushes, pops (without waiting), and
+    reads its length and ranges. Listing a dict's keys, ``len(d)`` and ``d.stats()`` raise
+    :class:`InvalidArgument`. The handles are for use inside ``fn`` only.
+    """
+
+    __slots__ = ("_t",)
+
+    def __init__(self, native: Any) -> None:
+        self._t = native
+
+    def counter(self, name: str, *, init: int = 0, ttl: Optional[float] = None) -> "Counter":
+        return Counter(self._t.counter(name, init, ttl))
+
+    def dict(self, name: str, *, max_bytes: int = 0, eviction: str = "none",
+             default_ttl: Optional[float] = None) -> "Dict":
+        return Dict(self._t.dict(name, max_bytes, eviction, default_ttl))
+
+    def list(self, name: str, *, max_items: int = 1 << 20, max_item_bytes: int = 1 << 20) -> "List":
+        return List(self._t.list(name, max_items, max_item_bytes))
+
+    def __repr__(self) -> str:
+        return "<shmstate.Transaction>"
 
 
 class List:

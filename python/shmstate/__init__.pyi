@@ -1,5 +1,5 @@
 # Type stubs for the shmstate package (see docs/python.md).
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Callable, Iterator, Optional, TypeVar, Union
 
 import numpy as np
 
@@ -9,6 +9,7 @@ LIMITS: dict[str, int]
 
 Key = Union[bytes, str]
 BytesLike = Union[bytes, bytearray, memoryview]
+_T = TypeVar("_T")
 
 class Error(Exception):
     code: str
@@ -43,6 +44,13 @@ class Client:
     def array_from_numpy(self, name: str, values: np.ndarray) -> Array: ...
     def objects(self, prefix: str = ...) -> list[tuple[str, str]]: ...
     def delete(self, name: str) -> bool: ...
+    def transaction(self, fn: Callable[..., _T], *args: Any, retries: int = ...) -> _T: ...
+
+class Transaction:
+    def counter(self, name: str, *, init: int = ..., ttl: Optional[float] = ...) -> Counter: ...
+    def dict(self, name: str, *, max_bytes: int = ..., eviction: str = ...,
+             default_ttl: Optional[float] = ...) -> Dict: ...
+    def list(self, name: str, *, max_items: int = ..., max_item_bytes: int = ...) -> List: ...
 
 class Counter:
     @property

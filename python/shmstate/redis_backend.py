@@ -1076,5 +1076,349 @@ class RedisClient:
         base = f"{self._prefix}:{{{name}}}".encode()
         return bool(self._r.run(_DELETE, [base], [name, base]))
 
+    def transaction(self) -> "_RedisTransaction":
+        return _RedisTransaction(self)
+
     def close(self) -> None:
         self._r.close()
+
+
+# --- Transactions: WATCH, reads, then MULTI ... EXEC ------------------------------------------
+
+_INT64 = (-2**63, 2**63 - 1)
+
+
+class _RedisTransaction:
+    """The native transaction interface of :meth:`shmstate.Client.transaction`, on Redis.
+
+    Optimistic, as the shm one: every key read is WATCHed on one connection before it is read,
+    writes are checked against what was read and queued, and ``commit`` sends them in one
+    MULTI ... EXEC, which Redis refuses (nothing applied) when a watched key changed since it
+    was watched. The meta hash of every object touched is watched too, so a dict's writes
+    conflict with every other write to that dict (its version sequence lives there), and a
+    deleted or recreated object is a conflict. The queued commands are plain ones whose
+    preconditions were checked here (modes, versions, sizes, overflow), so EXEC applies all of
+    them. On Redis Cluster a transaction must stay in one slot: one object (Redis refuses a
+    MULTI across slots, and nothing is applied).
+    """
+
+    def __init__(self, client: "RedisClient") -> None:
+        self._client = client
+        self._pipe: Any = None
+        self._watched: "set[bytes]" = set()
+        self._metas: "dict[bytes, dict[bytes, bytes]]" = {}
+        self._writes: "list[tuple]" = []
+        self._handles: "dict[str, _TxObject]" = {}
+        self._now_ms: Optional[int] = None
+        self._done = False
+
+    # The connection and its reads.
+
+    def _check_open(self) -> None:
+        if self._done:
+            raise _invalid("the transaction is over: use its handles only inside fn")
+
+    def _call(self, fn: Callable[[Any], Any]) -> Any:
+        try:
+            return fn(self._pipe)
+        except rex.WatchError:
+            raise
+        except (rex.ConnectionError, rex.TimeoutError, OSError) as e:
+            raise _error(_shmstate.Unavailable, "Unavailable",
+                         f"redis at {self._client._r.url}: {e}") from None
+        except rex.ResponseError as e:
+            raise _map_response_error(e) from None
+
+    def _watch(self, key: bytes) -> None:
+        self._check_open()
+        if self._pipe is None:
+            node = self._client._r.node_for(key)
+            self._pipe = node.pipeline(transaction=True)
+        if key not in self._watched:
+            self._call(lambda p: p.watch(key))
+            self._watched.add(key)
+
+    def meta(self, meta_key: bytes, name: str, kind: str) -> "dict[bytes, bytes]":
+        """The object's meta hash, watched (read once per transaction)."""
+        fields = self._metas.get(meta_key)
+        if fields is None:
+            self._watch(meta_key)
+            fields = self._call(lambda p: p.hgetall(meta_key))
+            if fields.get(b"kind") != kind.encode():
+                if not fields:
+                    raise _error(_shmstate.NotFound, "NotFound", f"no object {name}")
+                raise _error(_shmstate.WrongKind, "WrongType",
+                             f"{name} is a {fields[b'kind'].decode()}, not a {kind}")
+            self._metas[meta_key] = fields
+        return fields
+
+    def read(self, key: bytes, fn: Callable[[Any], Any]) -> Any:
+        """fn(connection) after key is watched."""
+        self._watch(key)
+        return self._call(fn)
+
+    def now_ms(self) -> int:
+        if self._now_ms is None:
+            seconds, micros = self._call(lambda p: p.time())
+            self._now_ms = seconds * 1000 + micros // 1000
+        return self._now_ms
+
+    def queue(self, *command: Any) -> None:
+        self._check_open()
+        self._writes.append(command)
+
+    # What Client.transaction calls.
+
+    def _handle(self, kind: type, name: str, open_: Callable[[], _Object]) -> Any:
+        """One handle per object and transaction, so every use sees the transaction's writes."""
+        self._check_open()
+        handle = self._handles.get(_check_name(name))
+        if handle is None:
+            handle = self._handles[name] = kind(self, open_())
+        elif not isinstance(handle, kind):
+            raise _error(_shmstate.WrongKind, "WrongType", f"{name} is a {handle._obj.kind}")
+        return handle
+
+    def counter(self, name: str, init: int = 0, ttl: Optional[float] = None) -> "_TxCounter":
+        return self._handle(_TxCounter, name, lambda: self._client.counter(name, init, ttl))
+
+    def dict(self, name: str, max_bytes: int = 0, eviction: str = "none",
+             default_ttl: Optional[float] = None) -> "_TxDict":
+        return self._handle(_TxDict, name, lambda: self._client.dict(name, max_bytes, eviction,
+                                                                      default_ttl))
+
+    def list(self, name: str, max_items: int = 1 << 20,
+             max_item_bytes: int = 1 << 20) -> "_TxList":
+        return self._handle(_TxList, name, lambda: self._client.list(name, max_items,
+                                                                      max_item_bytes))
+
+    def commit(self) -> bool:
+        """Applies the queued writes, all or none: False when a watched key changed."""
+        self._check_open()
+        self._done = True
+        pipe = self._pipe
+        if pipe is None:
+            return True  # Nothing was read or written.
+        try:
+            pipe.multi()
+            for command in self._writes:
+                pipe.execute_command(*command)
+            self._call(lambda p: p.execute())
+            return True
+        except rex.WatchError:
+            return False
+        finally:
+            self._pipe = None
+            pipe.reset()
+
+    def abort(self) -> bool:
+        """Drops the queued writes. True when what was read may be stale (fn then runs again)."""
+        stale = False
+        pipe, self._pipe = self._pipe, None
+        if not self._done and pipe is not None:
+            try:
+                pipe.multi()  # An empty EXEC tells whether a watched key changed.
+                pipe.execute()
+            except rex.WatchError:
+                stale = True
+            except (rex.RedisError, OSError):
+                pass
+            finally:
+                pipe.reset()
+        self._done = True
+        return stale
+
+
+class _TxObject:
+    def __init__(self, tx: _RedisTransaction, obj: _Object) -> None:
+        self._tx = tx
+        self._obj = obj
+        self.name = obj.name
+
+    def _meta(self) -> "dict[bytes, bytes]":
+        return self._tx.meta(self._obj._meta, self.name, self._obj.kind)
+
+    def _not_here(self, what: str) -> Exception:
+        return _invalid(f"{what} is not available inside a transaction")
+
+
+class _TxCounter(_TxObject):
+    def value(self) -> int:
+        return int(self._meta().get(b"v", b"0"))
+
+    def set(self, value: int) -> None:
+        value = _int64(value)
+        self._meta()[b"v"] = str(value).encode()
+        self._tx.queue("HSET", self._obj._meta, "v", value)
+
+    def incr(self, by: int = 1) -> int:
+        value = self.value() + _int64(by, "by")
+        if not _INT64[0] <= value <= _INT64[1]:
+            raise _invalid("counter overflow")
+        self.set(value)
+        return value
+
+    def cas(self, expected: int, value: int) -> bool:
+        expected, value = _int64(expected, "expected"), _int64(value)
+        if self.value() != expected:
+            return False
+        self.set(value)
+        return True
+
+
+class _TxDict(_TxObject):
+    def __init__(self, tx: _RedisTransaction, obj: _Dict) -> None:
+        super().__init__(tx, obj)
+        self._entries: "dict[bytes, Optional[tuple]]" = {}  # key -> (value, version, exp) / None
+
+    def get_entry(self, key: Any) -> Optional[tuple]:
+        k = _key(key)
+        if k not in self._entries:
+            self._meta()
+            entry_key = self._obj._entry_prefix + k
+            v, ver, exp = self._tx.read(entry_key, lambda p: p.hmget(entry_key, "v", "ver", "exp"))
+            self._entries[k] = None if v is None else (v, int(ver or 0), int(exp or 0))
+        return self._entries[k]
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        entry = self.get_entry(key)
+        return default if entry is None else entry[0]
+
+    def _write(self, k: bytes, value: bytes, exp: int) -> None:
+        meta = self._meta()
+        version = int(meta.get(b"ver", b"0")) + 1
+        meta[b"ver"] = str(version).encode()
+        entry_key = self._obj._entry_prefix + k
+        self._tx.queue("DEL", entry_key)
+        self._tx.queue("HSET", entry_key, "v", value, "ver", version, "exp", exp)
+        if exp > 0:
+            self._tx.queue("PEXPIREAT", entry_key, exp)
+        self._tx.queue("SADD", self._obj._index, k)
+        self._tx.queue("HSET", self._obj._meta, "ver", version)
+        self._entries[k] = (value, version, exp)
+
+    def _expiry(self, ttl_ms: int) -> int:
+        if ttl_ms == 0:
+            ttl_ms = int(self._meta().get(b"default_ttl_ms", b"0"))
+        return self._tx.now_ms() + ttl_ms if ttl_ms > 0 else 0
+
+    def set(self, key: Any, value: Any, ttl: Optional[float] = None, mode: str = "set",
+            if_version: Optional[int] = None) -> bool:
+        k, v = _key(key), _value(value)
+        mode = _text(mode, "mode")
+        if mode not in ("set", "add", "replace"):
+            raise _invalid("mode must be 'set', 'add' or 'replace'")
+        version = None if if_version is None else _uint64(if_version, "if_version")
+        ttl_ms = _ttl_ms(ttl)
+        entry = self.get_entry(k)
+        if (mode == "add" and entry is not None) or (mode == "replace" and entry is None) or \
+                (version is not None and (entry is None or entry[1] != version)):
+            return False
+        self._write(k, v, self._expiry(ttl_ms))
+        return True
+
+    def delete(self, key: Any) -> bool:
+        k = _key(key)
+        if self.get_entry(k) is None:
+            return False
+        self._tx.queue("DEL", self._obj._entry_prefix + k)
+        self._tx.queue("SREM", self._obj._index, k)
+        self._entries[k] = None
+        return True
+
+    def incr(self, key: Any, by: int = 1, init: int = 0, ttl: Optional[float] = None) -> int:
+        k = _key(key)
+        by, init, ttl_ms = _int64(by, "by"), _int64(init, "init"), _ttl_ms(ttl)
+        entry = self.get_entry(k)
+        if entry is None:
+            current, exp = init, self._expiry(ttl_ms)
+        else:
+            try:
+                current = int(entry[0])
+            except ValueError:
+                raise _invalid("the value is not an integer, or the sum overflows") from None
+            exp = entry[2]
+        value = current + by
+        if not _INT64[0] <= value <= _INT64[1] or not _INT64[0] <= current <= _INT64[1]:
+            raise _invalid("the value is not an integer, or the sum overflows")
+        self._write(k, str(value).encode(), exp)
+        return value
+
+    def cas(self, key: Any, expected: Any, value: Any) -> bool:
+        k = _key(key)
+        want = None if expected is None else _value(expected, "expected")
+        new = _value(value)
+        entry = self.get_entry(k)
+        if (entry is None) != (want is None) or (entry is not None and entry[0] != want):
+            return False
+        self._write(k, new, self._expiry(0) if entry is None else entry[2])
+        return True
+
+    def keys_page(self, prefix: Any = "", cursor: int = 0, limit: int = 1000) -> tuple:
+        raise self._not_here("listing a dict's keys")
+
+    def stats(self) -> "dict[str, int]":
+        raise self._not_here("a dict's stats (and len)")
+
+
+class _TxList(_TxObject):
+    """Pops read the list's items one by one (LINDEX on the watched list); pushes are queued.
+    The items this transaction pushed are kept here, so it pops its own pushes as Redis would."""
+
+    def __init__(self, tx: _RedisTransaction, obj: _List) -> None:
+        super().__init__(tx, obj)
+        self._stored: Optional[int] = None  # Items in Redis when first read.
+        self._taken = [0, 0]  # Stored items this transaction popped: left, right.
+        self._added: "list[list[bytes]]" = [[], []]  # Pushed: left (nearest first), right.
+
+    def _stored_left(self) -> int:
+        if self._stored is None:
+            self._meta()
+            k = self._obj._list
+            self._stored = int(self._tx.read(k, lambda p: p.llen(k)))
+        return self._stored - self._taken[0] - self._taken[1]
+
+    def length(self) -> int:
+        return self._stored_left() + len(self._added[0]) + len(self._added[1])
+
+    def push(self, item: Any, end: str = "right") -> int:
+        e = _end(end)
+        v = _value(item, "item")
+        meta = self._meta()
+        max_items, max_item_bytes = int(meta[b"max_items"]), int(meta[b"max_item_bytes"])
+        if len(v) > max_item_bytes:
+            raise _invalid(f"item larger than max_item_bytes {max_item_bytes}")
+        if self.length() >= max_items:
+            raise _error(_shmstate.Full, "OutOfSpace",
+                         f"list {self.name} holds max_items {max_items}")
+        side = 0 if e == b"left" else 1
+        self._added[side].append(v)
+        self._tx.queue("LPUSH" if side == 0 else "RPUSH", self._obj._list, v)
+        return self.length()
+
+    def pop(self, wait: Optional[float] = None, end: str = "left") -> Optional[bytes]:
+        if _wait_s(wait, 0.0) > 0:
+            raise _invalid("a pop inside a transaction does not wait (wait=None)")
+        side = 0 if _end(end) == b"left" else 1
+        if self._added[side]:
+            item = self._added[side].pop()
+        elif self._stored_left() > 0:
+            k, at = self._obj._list, self._taken[0] if side == 0 else -1 - self._taken[1]
+            item = self._tx.read(k, lambda p: p.lindex(k, at))
+            self._taken[side] += 1
+        elif self._added[1 - side]:
+            item = self._added[1 - side].pop(0)
+        else:
+            return None
+        self._tx.queue("LPOP" if side == 0 else "RPOP", self._obj._list)
+        return item
+
+    def range(self, start: int = 0, stop: int = -1) -> "list[bytes]":
+        start, stop = _int64(start, "start"), _int64(stop, "stop")
+        left = self._stored_left()
+        k, first = self._obj._list, self._taken[0]
+        stored = self._tx.read(k, lambda p: p.lrange(k, first, first + left - 1)) if left else []
+        items = self._added[0][::-1] + stored + self._added[1]
+        n = len(items)
+        start, stop = (start + n if start < 0 else start), (stop + n if stop < 0 else stop)
+        return items[max(start, 0):max(min(stop, n - 1) + 1, 0)]

@@ -20,6 +20,8 @@
 #include <string>
 #include <vector>
 
+#include "shm/dict.h"
+#include "shm/list.h"
 #include "shm/ndarray.h"
 #include "shm/slice.h"
 #include "shm/status.h"
@@ -487,6 +489,48 @@ inline shm::DType ToDType(py::handle h) {
   }
   Check(shm::ParseDType(name, &parsed));
   return parsed;
+}
+
+// --- Object options and modes
+// ---------------------------------------------------------------------------
+
+// A dict's options when it is created: max_bytes, eviction "none" | "clock", default_ttl.
+inline shm::DictOptions ToDictOptions(py::handle max_bytes, py::handle eviction_arg,
+                                      py::handle default_ttl) {
+  shm::DictOptions options;
+  options.max_bytes = ToUInt64(max_bytes, "max_bytes");
+  std::string eviction = ToText(eviction_arg, "eviction");
+  if (eviction == "clock") {
+    options.eviction = shm::DictEviction::kClock;
+  } else if (eviction != "none") {
+    Raise(shm::Status::InvalidArgument("eviction must be 'none' or 'clock'"));
+  }
+  options.default_ttl_ms = ToTtlMs(default_ttl, "default_ttl");
+  return options;
+}
+
+inline shm::ListOptions ToListOptions(py::handle max_items, py::handle max_item_bytes) {
+  shm::ListOptions options;
+  options.max_items = ToUInt64(max_items, "max_items");
+  options.max_item_bytes = ToUInt64(max_item_bytes, "max_item_bytes");
+  return options;
+}
+
+// A dict write's mode: "set" | "add" | "replace".
+inline shm::SetMode ToSetMode(py::handle h) {
+  std::string mode = ToText(h, "mode");
+  if (mode == "set") return shm::SetMode::kSet;
+  if (mode == "add") return shm::SetMode::kAdd;
+  if (mode == "replace") return shm::SetMode::kReplace;
+  Raise(shm::Status::InvalidArgument("mode must be 'set', 'add' or 'replace'"));
+}
+
+// A list's end: "left" | "right".
+inline shm::List::End ToListEnd(py::handle h) {
+  std::string end = ToText(h, "end");
+  if (end == "left") return shm::List::End::kLeft;
+  if (end == "right") return shm::List::End::kRight;
+  Raise(shm::Status::InvalidArgument("end must be 'left' or 'right'"));
 }
 
 }  // namespace shmstate

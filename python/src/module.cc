@@ -27,6 +27,7 @@
 #include "fast_call.h"
 #include "register_manager.h"
 #include "register_sync.h"
+#include "register_tx.h"
 #include "shm/counter.h"
 #include "shm/dict.h"
 #include "shm/handle.h"
@@ -237,16 +238,7 @@ class PyDict {
     shm::SetOptions options;
     options.ttl_ms = ToTtlMs(ttl, "ttl");
     if (!if_version.is_none()) options.if_version = ToUInt64(if_version, "if_version");
-    std::string mode = ToText(mode_arg, "mode");
-    if (mode == "set") {
-      options.mode = shm::SetMode::kSet;
-    } else if (mode == "add") {
-      options.mode = shm::SetMode::kAdd;
-    } else if (mode == "replace") {
-      options.mode = shm::SetMode::kReplace;
-    } else {
-      Raise(Status::InvalidArgument("mode must be 'set', 'add' or 'replace'"));
-    }
+    options.mode = ToSetMode(mode_arg);
     bool applied = true;
     bound_.Run([&](shm::Dict& d) {
       Status s = d.Set(k, v, options);
@@ -363,13 +355,6 @@ class PyDict {
   const int64_t set_ttl_ms_ = ToTtlMs(py::none(), "ttl");  // What Set makes of ttl=None.
 };
 
-shm::List::End ParseEnd(const py::handle& end_arg) {
-  std::string end = ToText(end_arg, "end");
-  if (end == "left") return shm::List::End::kLeft;
-  if (end == "right") return shm::List::End::kRight;
-  Raise(Status::InvalidArgument("end must be 'left' or 'right'"));
-}
-
 // Blocking calls wait in slices this long, leaving the client gate between them so that a
 // generation move never waits for a long poll, and Ctrl-C ends a long wait.
 constexpr std::chrono::milliseconds kWaitSlice{100};
@@ -397,14 +382,14 @@ class PyList {
 
   uint64_t Push(const py::handle& item, const py::handle& end) {
     std::string v = ToBytes(item, "item");
-    shm::List::End e = ParseEnd(end);
+    shm::List::End e = ToListEnd(end);
     uint64_t length = 0;
     bound_.Run([&](shm::List& l) { return l.Push(e, v, &length); });
     return length;
   }
   py::object Pop(const py::handle& wait, const py::handle& end) {
     auto total = ToWait(wait, "wait", std::chrono::milliseconds(0), shm::List::kMaxWait);
-    shm::List::End e = ParseEnd(end);
+    shm::List::End e = ToListEnd(end);
     std::string item;
     // One place in the list's line for the whole wait, across its slices (arrival order).
     shm::ListPlace place(std::chrono::steady_clock::now() + total);
@@ -810,22 +795,12 @@ class PyClient {
   }
   std::shared_ptr<PyDict> Dict(const py::handle& name, const py::handle& max_bytes,
                                const py::handle& eviction_arg, const py::handle& default_ttl) {
-    shm::DictOptions options;
-    options.max_bytes = ToUInt64(max_bytes, "max_bytes");
-    std::string eviction = ToText(eviction_arg, "eviction");
-    if (eviction == "clock") {
-      options.eviction = shm::DictEviction::kClock;
-    } else if (eviction != "none") {
-      Raise(Status::InvalidArgument("eviction must be 'none' or 'clock'"));
-    }
-    options.default_ttl_ms = ToTtlMs(default_ttl, "default_ttl");
+    shm::DictOptions options = ToDictOptions(max_bytes, eviction_arg, default_ttl);
     return std::make_shared<PyDict>(attachment_, ToText(name, "name"), options);
   }
   std::shared_ptr<PyList> List(const py::handle& name, const py::handle& max_items,
                                const py::handle& max_item_bytes) {
-    shm::ListOptions options;
-    options.max_items = ToUInt64(max_items, "max_items");
-    options.max_item_bytes = ToUInt64(max_item_bytes, "max_item_bytes");
+    shm::ListOptions options = ToListOptions(max_items, max_item_bytes);
     return std::make_shared<PyList>(attachment_, ToText(name, "name"), options);
   }
   std::shared_ptr<PyLock> Lock(const py::handle& name) {
@@ -924,6 +899,7 @@ class PyClient {
     });
     return deleted;
   }
+  py::object Transaction() { return BeginTransaction(attachment_); }
   std::string SegmentName() const { return attachment_->segment()->shm_name(); }
   uint64_t Generation() const { return attachment_->segment()->generation(); }
   const std::string& name() const { return attachment_->prefix(); }
@@ -1027,6 +1003,19 @@ PyObject* DictLookup(PyObject* self, PyObject* key, PyObject* absent) {
   PyObject* native = SlotValue(self, g_fast.dict_slot);
   if (native == nullptr) return nullptr;
   PyDict* dict = CppOf<PyDict>(native, g_fast.dict);
+  if (dict == nullptr && IsTxDict(native)) {  // Inside a transaction (register_tx.cc).
+    return Guarded([&] {
+      std::string value;
+      if (!TxDictGet(native, BytesArg(key, true, "key").view(), &value)) {
+        Py_INCREF(absent);
+        return absent;
+      }
+      PyObject* bytes =
+          PyBytes_FromStringAndSize(value.data(), static_cast<Py_ssize_t>(value.size()));
+      if (bytes == nullptr) throw py::error_already_set();
+      return bytes;
+    });
+  }
   if (dict == nullptr) {
     return PyObject_CallMethod(native, "get", "OO", key, absent);
   }
@@ -1077,6 +1066,14 @@ PyObject* DictSetItem(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
   PyObject* native = SlotValue(self, g_fast.dict_slot);
   if (native == nullptr) return nullptr;
   PyDict* dict = CppOf<PyDict>(native, g_fast.dict);
+  if (dict == nullptr && IsTxDict(native)) {  // Inside a transaction (register_tx.cc).
+    return Guarded([&] {
+      BytesArg key(args[0], true, "key");
+      BytesArg value(args[1], false, "value");
+      TxDictSet(native, key.view(), value.view());
+      Py_RETURN_NONE;
+    });
+  }
   if (dict == nullptr) {
     PyObject* r = PyObject_CallMethod(native, "set", "OO", args[0], args[1]);
     if (r == nullptr) return nullptr;
@@ -1484,6 +1481,7 @@ PYBIND11_MODULE(_shmstate, m) {
       .def("array_from_numpy", &PyClient::ArrayFromNumpy, arg("name"), arg("values"))
       .def("objects", &PyClient::Objects, arg("prefix") = "")
       .def("delete", &PyClient::Delete, arg("name"))
+      .def("transaction", &PyClient::Transaction)
       .def_property_readonly("segment_name", &PyClient::SegmentName)
       .def_property_readonly("generation", &PyClient::Generation)
       .def_property_readonly("name", &PyClient::name);
@@ -1492,6 +1490,7 @@ PYBIND11_MODULE(_shmstate, m) {
   m.def("_install_fast_paths", &InstallFastPaths, arg("counter_cls"), arg("dict_cls"),
         arg("list_cls"), arg("lock_cls"), arg("missing"));
 
-  RegisterSync(m);     // shmstate.Manager's blocking proxies (register_sync.cc).
-  RegisterManager(m);  // Its hot paths and value records (register_manager.cc).
+  RegisterSync(m);         // shmstate.Manager's blocking proxies (register_sync.cc).
+  RegisterManager(m);      // Its hot paths and value records (register_manager.cc).
+  RegisterTransaction(m);  // shmstate.Client.transaction (register_tx.cc).
 }

@@ -48,6 +48,18 @@ void CowWriter::FreeRecorded(uint64_t blob, std::atomic<uint64_t>* record) {
   segment_->Free(blob);
 }
 
+Status CowWriter::AllocateOwned(size_t bytes, uint64_t* handle) {
+  SHM_RETURN_IF_ERROR(AllocateStaged(bytes, handle));
+  slot_->new_off.store(0, std::memory_order_seq_cst);
+  return Status::OK();
+}
+
+void CowWriter::FreeGarbage(uint64_t entry, uint64_t blob) {
+  slot_->entry.store(entry, std::memory_order_relaxed);
+  slot_->old_off.store(blob, std::memory_order_seq_cst);
+  ReleaseGarbage();
+}
+
 void CowWriter::Stage(uint64_t new_blob) {
   slot_->new_off.store(new_blob, std::memory_order_seq_cst);
   CrashPoint("after_allocate");

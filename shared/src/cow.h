@@ -59,6 +59,15 @@ class CowWriter {
   // Frees the staged blob if it was not published.
   void DiscardStaged();
 
+  // For a transaction's redo record (transaction_rep.h), which owns its blobs itself: allocates
+  // like AllocateStaged, then hands the blob to the caller (the slot no longer names it, so a
+  // death before the caller records it leaks it; never a double free).
+  Status AllocateOwned(size_t bytes, uint64_t* handle);
+  // Frees `blob`, garbage no committed word names any more, as ReleaseGarbage frees a replaced
+  // blob: readers without the lock named by `entry` (0: none follow it) are told first, and a
+  // death midway leaves it to the slot's settler.
+  void FreeGarbage(uint64_t entry, uint64_t blob);
+
  private:
   // Frees a blob this writer owns, named by `*record`: into the cache when it takes it.
   void FreeRecorded(uint64_t blob, std::atomic<uint64_t>* record);

@@ -1,5 +1,7 @@
 #include "shm/dict.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <bit>
 #include <charconv>
@@ -13,12 +15,14 @@
 #include "byte_io.h"
 #include "cow.h"
 #include "dict_rep.h"
+#include "dict_tx.h"
 #include "kind_ops.h"
 #include "layout.h"
 #include "object_guard.h"
 #include "segment_impl.h"
 #include "shm/integer.h"
 #include "shm/log.h"
+#include "transaction_rep.h"
 
 namespace shm {
 
@@ -131,6 +135,7 @@ void RepairShardLocked(Segment::Impl* seg, DictRep* rep, uint32_t shard_index);
 // left half-updated. REQUIRES: the stripe's lock, taken with LockResult::kOwnerDied.
 void SettleStripeLocked(Segment::Impl* seg, DictStripeRep* stripe) {
   ResolveIntentsLocked(seg, StripeLockWord(seg->Handle(stripe)));
+  SettleTxRecordLocked(seg, stripe);  // A transaction's share here (transaction_rep.h).
   uint64_t body = stripe->holder_body.load();
   if (body != 0) RepairShardLocked(seg, seg->Ptr<DictRep>(body), stripe->holder_shard.load());
   stripe->holder_body.store(0);
@@ -166,6 +171,16 @@ uint32_t ShardFor(const ObjectRef& ref, uint64_t hash) {
   return rep == nullptr ? 0 : rep->ShardOf(hash) % kDictShards;
 }
 
+// The stripes this thread holds for a batch of commands (DictTxHoldAll), in lock order.
+thread_local std::vector<DictStripeRep*> t_held_stripes;
+
+bool HeldByThisThread(const DictStripeRep* stripe) {
+  for (const DictStripeRep* held : t_held_stripes) {
+    if (held == stripe) return true;
+  }
+  return false;
+}
+
 // Holds the lock of one shard of a live dict: the way every dict operation takes it.
 class ShardGuard {
  public:
@@ -184,8 +199,12 @@ class ShardGuard {
     uint64_t body = ref.entry->body.load(std::memory_order_acquire);
     if (!IsCurrent(ref) || body == 0) return Status::NotFound("object was deleted");
     DictStripeRep* stripe = StripeFor(seg, body, shard);
-    if (!LockStripe(seg, stripe, kDefaultLockTimeout)) return StripeBusy(stripe);
-    stripe_ = stripe;
+    // A stripe this thread holds for a whole batch (DictTxHoldAll) is not taken again.
+    const bool reentrant = HeldByThisThread(stripe);
+    if (!reentrant) {
+      if (!LockStripe(seg, stripe, kDefaultLockTimeout)) return StripeBusy(stripe);
+      stripe_ = stripe;
+    }
     if (!IsCurrent(ref) || ref.entry->body.load(std::memory_order_acquire) != body) {
       Unlock();
       return Status::NotFound("object was deleted");
@@ -194,8 +213,10 @@ class ShardGuard {
       Unlock();
       return Status::NotFound("object has expired");
     }
-    stripe->holder_shard.store(shard);
-    stripe->holder_body.store(body);
+    if (!reentrant) {
+      stripe->holder_shard.store(shard);
+      stripe->holder_body.store(body);
+    }
     auto* rep = seg->Ptr<DictRep>(body);
     DictShardRep* shard_rep = &rep->shards[shard];
     view_ = Locked{seg,
@@ -486,17 +507,24 @@ Status AllocateTable(Segment::Impl* seg, uint64_t capacity, uint64_t* handle) {
 // Replaces shard `shard`'s table by one sized for its live entries (dropping tombstones) when it
 // is past 3/4 use. The new table is allocated outside the lock and filled and published under it.
 // REQUIRES: nothing staged in `writer`.
-Status RebuildIfNeeded(const ObjectRef& ref, uint32_t shard, CowWriter* writer) {
+Status RebuildIfNeeded(const ObjectRef& ref, uint32_t shard, CowWriter* writer,
+                       uint64_t inserts = 0) {
   Segment::Impl* seg = ref.segment->impl();
+  // Past 3/4 use, or (for a transaction) too full to take `inserts` more keys.
+  auto needs = [inserts](const Locked& d) {
+    uint64_t used = d.shard->entries.load() + d.shard->tombstones.load() + inserts;
+    return NeedsRebuildLocked(d) || (inserts != 0 && used * 8 > d.table->capacity * 7);
+  };
   for (int attempt = 0; attempt < kMaxWriteAttempts; ++attempt) {
     uint64_t capacity = 0;
     {
       ShardGuard guard;
       SHM_RETURN_IF_ERROR(guard.Lock(ref, shard));
       const Locked& d = guard.view();
-      if (!NeedsRebuildLocked(d)) return Status::OK();
+      if (!needs(d)) return Status::OK();
       uint64_t entries = d.shard->entries.load();
-      capacity = CapacityFor(entries + entries / 4 + 1);  // Headroom for inserts meanwhile.
+      capacity =
+          CapacityFor(entries + inserts + entries / 4 + 1);  // Headroom for inserts meanwhile.
     }
     uint64_t handle = 0;
     SHM_RETURN_IF_ERROR(AllocateTable(seg, capacity, &handle));
@@ -508,12 +536,13 @@ Status RebuildIfNeeded(const ObjectRef& ref, uint32_t shard, CowWriter* writer) 
       return s;
     }
     const Locked& d = guard.view();
-    if (!NeedsRebuildLocked(d)) {
+    if (!needs(d)) {
       guard.Unlock();
       writer->DiscardStaged();
       return Status::OK();
     }
-    if ((d.shard->entries.load() + 1) * 4 > capacity * 3) {  // Outgrown meanwhile: size again.
+    if ((d.shard->entries.load() + inserts + 1) * 4 >
+        capacity * 3) {  // Outgrown meanwhile: size again.
       guard.Unlock();
       writer->DiscardStaged();
       continue;
@@ -987,6 +1016,10 @@ LockFreeRead TryGetWithoutLock(const ObjectRef& ref, std::string_view key, uint6
     value->version = header.version;
     value->expires_at_ms = header.expires_at_ms;
   }
+  // A transaction commit holds the stripe: what was read may be one side of it. The lock waits
+  // for the commit to be whole. Loaded after the slot (acquire), so a reader that saw a
+  // transaction's entry sees the mark until every share of it is applied.
+  if (stripe->tx_record.load(std::memory_order_relaxed) != 0) return LockFreeRead::kUnsure;
   std::atomic_thread_fence(std::memory_order_acquire);
   if (stripe->reclaim_seq.load(std::memory_order_seq_cst) != seq || !IsCurrent(ref) ||
       ref.entry->body.load(std::memory_order_seq_cst) != body) {
@@ -1391,6 +1424,185 @@ Status Dict::GetOptions(DictOptions* options) const {
   options->eviction = static_cast<DictEviction>(d.rep->eviction);
   options->default_ttl_ms = d.rep->default_ttl_ms;
   return Status::OK();
+}
+
+// ---------------------------------------------------------------------------------------------
+// What a transaction commit uses (dict_tx.h).
+
+namespace {
+
+// The shard a change names, as if its stripe were locked by ShardGuard.
+Locked TxView(Segment::Impl* seg, DictStripeRep* stripe, uint64_t body, uint32_t shard) {
+  auto* rep = seg->Ptr<DictRep>(body);
+  DictShardRep* shard_rep = &rep->shards[shard];
+  return Locked{seg,
+                rep,
+                shard_rep,
+                seg->Ptr<DictTableRep>(shard_rep->table.load(std::memory_order_acquire)),
+                StripeLockWord(seg->Handle(stripe)),
+                shard};
+}
+
+}  // namespace
+
+Status DictTxLocate(const ObjectRef& ref, std::string_view key, DictTxTarget* target) {
+  if (!ref.valid()) return Status::InvalidArgument("handle is not open");
+  Segment::Impl* seg = ref.segment->impl();
+  const uint64_t body = ref.entry->body.load(std::memory_order_acquire);
+  if (!IsCurrent(ref) || body == 0) return Status::NotFound("object was deleted");
+  target->hash = HashKey(key);
+  target->body = body;
+  target->shard = ShardFor(ref, target->hash);
+  target->stripe = StripeFor(seg, body, target->shard);
+  return Status::OK();
+}
+
+bool DictTxLockStripe(Segment::Impl* seg, DictStripeRep* stripe, std::chrono::nanoseconds timeout) {
+  return LockStripe(seg, stripe, timeout);
+}
+
+Status DictTxReadLocked(const ObjectRef& ref, const DictTxTarget& target, std::string_view key,
+                        DictValue* value, bool* found) {
+  *found = false;
+  if (!IsCurrent(ref) || ref.entry->body.load(std::memory_order_acquire) != target.body) {
+    return Status::NotFound("object was deleted");
+  }
+  if (EntryExpiredNow(ref.entry)) return Status::NotFound("object has expired");
+  Segment::Impl* seg = ref.segment->impl();
+  const Locked d = TxView(seg, target.stripe, target.body, target.shard);
+  const Probe probe = FindLocked(d, key, target.hash);
+  const DictEntryBlob* live = LiveBlob(d, probe, NowFor(d.rep));
+  if (live == nullptr) return Status::OK();
+  CopyOut(live, value);
+  *found = true;
+  return Status::OK();
+}
+
+bool DictTxRoomLocked(Segment::Impl* seg, const DictTxTarget& target, uint64_t inserts) {
+  const Locked d = TxView(seg, target.stripe, target.body, target.shard);
+  const uint64_t used = d.shard->entries.load() + d.shard->tombstones.load() + inserts;
+  return used * 8 <= d.table->capacity * 7;
+}
+
+Status DictTxGrow(const ObjectRef& ref, uint32_t shard, uint64_t inserts, CowWriter* writer) {
+  return RebuildIfNeeded(ref, shard, writer, inserts);
+}
+
+int64_t DictTxExpiryLocked(Segment::Impl* seg, const DictTxTarget& target, int64_t ttl_ms) {
+  const auto* rep = seg->Ptr<DictRep>(target.body);
+  return ExpiryFor(ttl_ms, rep, NowFor(rep));
+}
+
+Status DictTxAllocateBlob(Segment::Impl* seg, CowWriter* writer, std::string_view key,
+                          std::string_view content_type, std::string_view value,
+                          int64_t expires_at_ms, uint64_t* handle) {
+  SHM_RETURN_IF_ERROR(writer->AllocateOwned(BlobSize(key, content_type, value), handle));
+  FillBlob(seg, *handle, key, HashKey(key), content_type, value);
+  seg->Ptr<DictEntryBlob>(*handle)->expires_at_ms = expires_at_ms;
+  return Status::OK();
+}
+
+Status DictTxApplyLocked(Segment::Impl* seg, const TxChangeRep& change, CowWriter* evictor) {
+  auto* stripe = seg->Ptr<DictStripeRep>(change.stripe);
+  const Locked d = TxView(seg, stripe, change.body, change.shard);
+  auto* blob = seg->Ptr<DictEntryBlob>(change.blob);
+  const Probe probe = FindLocked(d, blob->key(), blob->hash);
+  uint64_t pos = 0, next = 0;
+  if (change.erase != 0) {
+    if (probe.found < 0) return Status::OK();  // Absent, or removed before its committer died.
+    pos = static_cast<uint64_t>(probe.found);
+    next = d.slot((pos + 1) & d.mask()).blob.load() == kNullHandle ? kNullHandle : kTombstoneHandle;
+    d.slot(pos).ref_bit.store(0, std::memory_order_relaxed);
+  } else {
+    const bool replace = probe.found >= 0;
+    if (replace && d.slot(static_cast<uint64_t>(probe.found)).blob.load() == change.blob) {
+      return Status::OK();  // Applied before its committer died.
+    }
+    if (!replace && probe.free < 0) return Status::Internal("no room for a committed entry");
+    if (evictor != nullptr && d.rep->max_bytes != 0) {
+      // Evictions publish tombstones, so the probe stays valid. Past max_bytes at worst when
+      // nothing can be evicted (the commit checked the entry fits the bound alone).
+      const uint64_t outgoing =
+          replace ? d.blob(d.slot(probe.found).blob.load())->charged_bytes() : 0;
+      MakeRoomLocked(d, evictor, outgoing, blob->charged_bytes(), probe.found, NowFor(d.rep));
+    }
+    pos = static_cast<uint64_t>(replace ? probe.found : probe.free);
+    blob->version = d.NextVersion();
+    d.slot(pos).ref_bit.store(replace ? 1 : 0, std::memory_order_relaxed);
+    if (!replace) d.slot(pos).hash_tag.store(DictHashTag(blob->hash), std::memory_order_relaxed);
+    next = change.blob;
+  }
+  // Plain stores, not CowWriter::PublishLocked: an intent slot would name the record's blob as
+  // the dead thread's garbage, while the record (not the slot) decides whether it is live. The
+  // replaced blob is freed after readers without the lock are told; a death in between leaks it.
+  const uint64_t old = d.slot(pos).blob.load();
+  d.slot(pos).blob.store(next, std::memory_order_seq_cst);
+  Account(d, old, -1);
+  Account(d, next, +1);
+  if (!IsBlob(old)) return Status::OK();
+  if (evictor != nullptr) {
+    evictor->FreeGarbage(d.entry, old);  // Through its blob cache: no allocator lock.
+  } else {
+    seg->NoteReclaim(d.entry);
+    seg->Free(old);
+  }
+  return Status::OK();
+}
+
+void DictTxRepairShardLocked(Segment::Impl* seg, uint64_t body, uint32_t shard) {
+  RepairShardLocked(seg, seg->Ptr<DictRep>(body), shard);
+}
+
+void DictTxRebuildIfNeeded(const ObjectRef& ref, uint32_t shard, CowWriter* writer) {
+  RebuildIfNeeded(ref, shard, writer);  // A failure is retried by the next insert.
+}
+
+Status DictTxHoldAll(const ObjectRef& ref, std::vector<DictStripeRep*>* held, uint64_t* record) {
+  if (!ref.valid()) return Status::InvalidArgument("handle is not open");
+  if (!t_held_stripes.empty()) return Status::InvalidArgument("this thread holds a batch already");
+  Segment::Impl* seg = ref.segment->impl();
+  const uint64_t body = ref.entry->body.load(std::memory_order_acquire);
+  if (!IsCurrent(ref) || body == 0) return Status::NotFound("object was deleted");
+  std::vector<DictStripeRep*> stripes;
+  for (uint32_t shard = 0; shard < seg->Ptr<DictRep>(body)->shard_count(); ++shard) {
+    stripes.push_back(StripeFor(seg, body, shard));
+  }
+  std::sort(stripes.begin(), stripes.end());
+  stripes.erase(std::unique(stripes.begin(), stripes.end()), stripes.end());
+  // A record without changes: readers without the lock see it and take the lock (so they wait
+  // for the batch), and a holder's death is settled like a transaction's that did not commit.
+  SHM_RETURN_IF_ERROR(seg->Allocate(TxRecordRep::AllocationSize(0), record));
+  auto* rec = new (seg->Ptr<void>(*record)) TxRecordRep();
+  rec->owner = getpid();
+  rec->shares_left.store(static_cast<uint32_t>(stripes.size()));
+  for (DictStripeRep* stripe : stripes) {
+    if (!LockStripe(seg, stripe, kDefaultLockTimeout)) {
+      DictTxReleaseAll(seg, held, *record);
+      *record = 0;
+      return StripeBusy(stripe);
+    }
+    stripe->tx_record.store(*record, std::memory_order_seq_cst);
+    held->push_back(stripe);
+  }
+  if (!IsCurrent(ref) || ref.entry->body.load(std::memory_order_acquire) != body) {
+    DictTxReleaseAll(seg, held, *record);
+    *record = 0;
+    return Status::NotFound("object was deleted");
+  }
+  t_held_stripes = *held;
+  return Status::OK();
+}
+
+bool DictTxHoldingAll() { return !t_held_stripes.empty(); }
+
+void DictTxReleaseAll(Segment::Impl* seg, std::vector<DictStripeRep*>* held, uint64_t record) {
+  t_held_stripes.clear();
+  for (auto it = held->rbegin(); it != held->rend(); ++it) {
+    (*it)->tx_record.store(0, std::memory_order_seq_cst);
+    (*it)->mu.unlock();
+  }
+  held->clear();
+  if (record != 0) seg->Free(record);
 }
 
 }  // namespace shm

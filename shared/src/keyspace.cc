@@ -9,6 +9,7 @@
 #include "boundary.h"
 #include "crash_point.h"
 #include "dict_rep.h"
+#include "keyspace_internal.h"
 #include "layout.h"
 #include "segment_impl.h"
 #include "shm/handle.h"
@@ -171,6 +172,10 @@ struct Orphan {
   }
   void Delete(Segment* seg) {
     if (name.empty()) return;
+    if (KeyspaceTransactionScope* scope = ActiveKeyspaceScope(); scope != nullptr) {
+      ScopedDeferOrphan(scope, name, type);  // Once the transaction commits.
+      return;
+    }
     CrashPoint("keyspace_before_orphan_delete");
     DeleteAggregate(seg, name, type);
   }
@@ -184,10 +189,29 @@ Status ValidateKey(std::string_view key) {
   return Status::OK();
 }
 
+// The key's entry: through this thread's transaction when one is active.
+Status GetEntry(const Dict& index, std::string_view key, DictValue* entry) {
+  if (KeyspaceTransactionScope* scope = ActiveKeyspaceScope(); scope != nullptr) {
+    return ScopedGetEntry(scope, index, key, entry);
+  }
+  return index.Get(key, entry);
+}
+
+// What a transaction cannot stage: Conflict, and the caller runs its batch exclusively.
+#define SHM_KEYSPACE_NOT_IN_TRANSACTION()                                            \
+  if (KeyspaceTransactionScope* scope_ = ActiveKeyspaceScope(); scope_ != nullptr) { \
+    return ScopedUnsupported(scope_);                                                \
+  }
+
 // Dict::Update with a callback of any size: the DictUpdateFn it builds holds one reference to
 // `fn`, so it fits std::function's own storage and allocates nothing (a hot path: every command).
 template <typename Fn>
 Status UpdateEntry(Dict& index, std::string_view key, Fn&& fn) {
+  if (KeyspaceTransactionScope* scope = ActiveKeyspaceScope(); scope != nullptr) {
+    return ScopedUpdateEntry(
+        scope, index, key,
+        [&fn](const DictValue* current, DictUpdate* update) { return fn(current, update); });
+  }
   return index.Update(
       key, [&fn](const DictValue* current, DictUpdate* update) { return fn(current, update); });
 }
@@ -238,7 +262,7 @@ Status Keyspace::Open(Segment* segment, int db, Keyspace* result, OpenMode mode)
 Status Keyspace::Type(std::string_view key, KeyType* type) const {
   SHM_RETURN_IF_ERROR(ValidateKey(key));
   DictValue entry;
-  Status s = index_.Get(key, &entry);
+  Status s = GetEntry(index_, key, &entry);
   *type = KeyType::kNone;
   if (s.IsNotFound()) return Status::OK();
   SHM_RETURN_IF_ERROR(s);
@@ -249,7 +273,7 @@ Status Keyspace::Type(std::string_view key, KeyType* type) const {
 Status Keyspace::Get(std::string_view key, std::string* value, int64_t* expires_at_ms) const {
   SHM_RETURN_IF_ERROR(ValidateKey(key));
   DictValue entry;
-  SHM_RETURN_IF_ERROR(index_.Get(key, &entry));
+  SHM_RETURN_IF_ERROR(GetEntry(index_, key, &entry));
   if (TypeOfEntry(entry) != KeyType::kString) {
     return EntryLive(index_.ref().segment, entry) ? WrongType() : Status::NotFound("no such key");
   }
@@ -418,7 +442,7 @@ Status Keyspace::Persist(std::string_view key, bool* removed) {
 Status Keyspace::ExpiryOf(std::string_view key, int64_t* at_ms) const {
   SHM_RETURN_IF_ERROR(ValidateKey(key));
   DictValue entry;
-  SHM_RETURN_IF_ERROR(index_.Get(key, &entry));
+  SHM_RETURN_IF_ERROR(GetEntry(index_, key, &entry));
   *at_ms = entry.expires_at_ms;
   return Status::OK();
 }
@@ -474,15 +498,25 @@ Status Keyspace::Rename(std::string_view from, std::string_view to, bool only_if
 Status Keyspace::Version(std::string_view key, uint64_t* version) const {
   SHM_RETURN_IF_ERROR(ValidateKey(key));
   DictValue entry;
-  Status s = index_.Get(key, &entry);
+  Status s = GetEntry(index_, key, &entry);
   *version = 0;
   if (s.IsNotFound()) return Status::OK();
   SHM_RETURN_IF_ERROR(s);
-  *version = entry.version;
+  *version = KeyVersionOfEntry(index_.ref().segment, entry);
+  return Status::OK();
+}
+
+KeyType KeyTypeOfEntry(const DictValue& entry) { return TypeOfEntry(entry); }
+bool KeyEntryLive(Segment* segment, const DictValue& entry) { return EntryLive(segment, entry); }
+void DeleteKeyAggregate(Segment* segment, const std::string& name, KeyType type) {
+  DeleteAggregate(segment, name, type);
+}
+const Dict& KeyspaceIndex(const Keyspace& keyspace) { return keyspace.index_; }
+
+uint64_t KeyVersionOfEntry(Segment* seg, const DictValue& entry) {
   const KeyType type = TypeOfEntry(entry);
-  if (type != KeyType::kList && type != KeyType::kHash) return Status::OK();
+  if (type != KeyType::kList && type != KeyType::kHash) return entry.version;
   // A list's or hash's writes leave its entry alone: mix in its object's write count.
-  Segment* seg = index_.ref().segment;
   uint64_t writes = 0;
   if (type == KeyType::kList) {
     List list;
@@ -494,13 +528,13 @@ Status Keyspace::Version(std::string_view key, uint64_t* version) const {
   uint64_t mixed = entry.version + 0x9e3779b97f4a7c15ull * (writes + 1);  // splitmix64
   mixed = (mixed ^ (mixed >> 30)) * 0xbf58476d1ce4e5b9ull;
   mixed = (mixed ^ (mixed >> 27)) * 0x94d049bb133111ebull;
-  *version = (mixed ^ (mixed >> 31)) | 1;  // Never 0 (absent).
-  return Status::OK();
+  return (mixed ^ (mixed >> 31)) | 1;  // Never 0 (absent).
 }
 
 template <typename Proxy>
 Status Keyspace::WithAggregate(std::string_view key, Access access,
                                const std::function<Status(Proxy&)>& fn) {
+  SHM_KEYSPACE_NOT_IN_TRANSACTION();
   SHM_RETURN_IF_ERROR(ValidateKey(key));
   Segment* seg = index_.ref().segment;
   const KeyType type = TypeOfProxy(static_cast<Proxy*>(nullptr));
@@ -573,6 +607,7 @@ Status Keyspace::WithHash(std::string_view key, Access access,
 
 Status Keyspace::RewriteList(std::string_view key,
                              const std::function<Status(std::vector<std::string>* items)>& fn) {
+  SHM_KEYSPACE_NOT_IN_TRANSACTION();
   SHM_RETURN_IF_ERROR(ValidateKey(key));
   Segment* seg = index_.ref().segment;
   Orphan replaced;  // The old list once the new one is published, or the new one on failure.
@@ -627,7 +662,7 @@ Status Keyspace::RewriteList(std::string_view key,
 Status Keyspace::Usage(std::string_view key, uint64_t* bytes) const {
   SHM_RETURN_IF_ERROR(ValidateKey(key));
   DictValue entry;
-  SHM_RETURN_IF_ERROR(index_.Get(key, &entry));
+  SHM_RETURN_IF_ERROR(GetEntry(index_, key, &entry));
   Segment* seg = index_.ref().segment;
   if (!EntryLive(seg, entry)) return Status::NotFound("no such key");
   if (TypeOfEntry(entry) == KeyType::kString) {
@@ -641,6 +676,7 @@ Status Keyspace::Usage(std::string_view key, uint64_t* bytes) const {
 }
 
 Status Keyspace::Count(uint64_t* keys, uint64_t* expiring) const {
+  SHM_KEYSPACE_NOT_IN_TRANSACTION();
   DictStats stats;
   SHM_RETURN_IF_ERROR(index_.Stats(&stats));
   *keys = stats.entries;
@@ -650,10 +686,12 @@ Status Keyspace::Count(uint64_t* keys, uint64_t* expiring) const {
 
 Status Keyspace::ListKeys(std::string_view prefix, size_t limit, uint64_t cursor,
                           std::vector<std::string>* keys, uint64_t* next_cursor) const {
+  SHM_KEYSPACE_NOT_IN_TRANSACTION();
   return index_.ListKeys(prefix, limit, cursor, keys, next_cursor);
 }
 
 Status Keyspace::SweepExpired(size_t budget_per_shard, size_t* removed) {
+  SHM_KEYSPACE_NOT_IN_TRANSACTION();
   *removed = 0;
   Segment* seg = index_.ref().segment;
   uint32_t shards = 1;
@@ -675,6 +713,7 @@ Status Keyspace::SweepExpired(size_t budget_per_shard, size_t* removed) {
 }
 
 Status Keyspace::Flush() {
+  SHM_KEYSPACE_NOT_IN_TRANSACTION();
   uint64_t cursor = 0;
   do {
     std::vector<std::string> keys;

@@ -19,7 +19,7 @@
 namespace shm {
 
 inline constexpr uint64_t kSegmentMagic = 0x4554415453484d53ull;  // "SHMSTATE" little endian.
-inline constexpr uint32_t kLayoutVersion = 10;
+inline constexpr uint32_t kLayoutVersion = 11;
 inline constexpr uint32_t kMaxIntentSlots = 1024;
 inline constexpr uint32_t kMaxWorkerSlots = 256;
 inline constexpr size_t kMaxNameLength = limits::kMaxObjectName;
@@ -78,6 +78,11 @@ struct alignas(64) DictStripeRep {
   std::atomic<uint32_t> holder_shard{0};
   // Bumped before any blob a shard on this stripe guards is freed or reused.
   std::atomic<uint64_t> reclaim_seq{0};
+  // Handle of the TxRecordRep (transaction_rep.h) of a transaction commit that holds this stripe
+  // and has not yet applied its changes here, else 0. Set and cleared under `mu`; readers without
+  // the lock that see it set take the lock (so no one sees part of a transaction), and the next
+  // holder after the committer's death settles the record's share here.
+  std::atomic<uint64_t> tx_record{0};
 };
 inline uint64_t StripeLockWord(uint64_t stripe_handle) { return stripe_handle | 1; }
 inline bool IsStripeLockWord(uint64_t word) { return (word & 1) != 0; }
@@ -146,6 +151,10 @@ struct EntryRep {
   // Equal to `incarnation` while a counter may use a plain fetch_add (live, no TTL, value far from
   // the int64 limits); 0 otherwise, for good. One word, so the fast path checks one load.
   std::atomic<uint64_t> counter_fast_tag{0};
+  // For a counter: the TxRecordRep of a transaction commit that holds it (its value then carries
+  // kCounterTxLock, counter.h), else 0. Set before the lock is added, cleared after it is taken
+  // off; a waiter that finds the record's owner dead settles it (SettleCounterTx).
+  std::atomic<uint64_t> counter_tx{0};
   std::atomic<uint64_t> body{0};  // Handle of the kind's Rep (none for counters).
   // Bumped before any blob this object's lock guards is freed (CowWriter::ReleaseGarbage, and the
   // manager's recovery of a dead writer): readers that follow handles without the lock (Dict::Get)

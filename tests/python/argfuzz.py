@@ -255,6 +255,19 @@ JSON_TEXT = some(st.sampled_from(['{}', '{"a": 1}', '[]', '1', '{"a": NaN}', '',
 SID = some(st.one_of(st.just("0" * 32), st.text("0123456789abcdef", max_size=33)))
 FIELD = some(st.sampled_from(["visits", "user", "", "x" * 300]))
 # The server under test (the parent sets it; importing this file alone leaves a placeholder).
+# What Client.transaction runs: functions that use the transaction (with the call's extra
+# arguments too), or values that are not callable. Not ANY: it holds callables (int, lambda: 0)
+# whose own TypeError on fn(tx) is fn's exception, which transaction() rightly raises as is.
+TX_FN = st.one_of(
+    st.sampled_from([
+        lambda tx, *a: None,
+        lambda tx, *a: tx.dict("fz.dict").get("k1"),
+        lambda tx, *a: tx.dict("fz.dict").set("k2", b"v", mode="add"),
+        lambda tx, *a: tx.counter("fz.counter").incr(),
+        lambda tx, *a: tx.dict(a[0] if a else "fz.dict").get(a[1] if len(a) > 1 else "k1"),
+    ]),
+    st.none(), st.integers(), st.text(max_size=3), st.binary(max_size=3))
+
 SERVER = os.environ.get("SHMSTATE_FUZZ_SERVER", "fz-no-server")
 URL = some(st.sampled_from(["shm://" + SERVER, "shm://", "shm://no-such", "ftp://x", "shm",
                             "://", "shm://../x"]))
@@ -329,7 +342,14 @@ SPECS = {
     "Client.array_from_numpy": [("name", NAME, R), ("values", some(numpy_arrays()), R)],
     "Client.objects": [("prefix", NAME, O)],
     "Client.delete": [("name", NAME, R)],
+    "Client.transaction": [("fn", TX_FN, R), ("args", ANY, V), ("retries", UINT, K)],
     "Client.__repr__": [],
+
+    "Transaction.counter": [("name", NAME, R), ("init", INT, K), ("ttl", SECONDS, K)],
+    "Transaction.dict": [("name", NAME, R), ("max_bytes", UINT, K), ("eviction", EVICTION, K),
+                         ("default_ttl", SECONDS, K)],
+    "Transaction.list": [("name", NAME, R), ("max_items", UINT, K), ("max_item_bytes", UINT, K)],
+    "Transaction.__repr__": [],
 
     "Counter.incr": [("by", INT, O)],
     "Counter.set": [("value", INT, R)],
@@ -453,6 +473,34 @@ SPECS = {
     "_Array.apply": [("op", ARRAY_OP, R), ("key", INDEX_KEY, R), ("value", SCALAR, R)],
     "_Array.version": [],
 
+    # The transaction's handles (python/src/register_tx.cc): _Counter's, _Dict's and _List's
+    # methods, staged in an open transaction.
+    "_Client.transaction": [],
+    "_Transaction.counter": [("name", NAME, R), ("init", INT, O), ("ttl", SECONDS, O)],
+    "_Transaction.dict": [("name", NAME, R), ("max_bytes", UINT, O), ("eviction", EVICTION, O),
+                          ("default_ttl", SECONDS, O)],
+    "_Transaction.list": [("name", NAME, R), ("max_items", UINT, O), ("max_item_bytes", UINT, O)],
+    "_Transaction.commit": [],
+    "_Transaction.abort": [],
+    "_TxCounter.incr": [("by", INT, O)],
+    "_TxCounter.value": [],
+    "_TxCounter.set": [("value", INT, R)],
+    "_TxCounter.cas": [("expected", INT, R), ("value", INT, R)],
+    "_TxDict.get": [("key", KEY, R), ("default", ANY, O)],
+    "_TxDict.get_entry": [("key", KEY, R)],
+    "_TxDict.set": [("key", KEY, R), ("value", VALUE, R), ("ttl", SECONDS, O), ("mode", MODE, O),
+                    ("if_version", UINT, O)],
+    "_TxDict.delete": [("key", KEY, R)],
+    "_TxDict.incr": [("key", KEY, R), ("by", INT, O), ("init", INT, O), ("ttl", SECONDS, O)],
+    "_TxDict.cas": [("key", KEY, R), ("expected", some(st.one_of(st.none(), VALUE)), R),
+                    ("value", VALUE, R)],
+    "_TxDict.keys_page": [("prefix", KEY, O), ("cursor", UINT, O), ("limit", UINT, O)],
+    "_TxDict.stats": [],
+    "_TxList.push": [("item", VALUE, R), ("end", END, O)],
+    "_TxList.pop": [("wait", SECONDS, O), ("end", END, O)],
+    "_TxList.length": [],
+    "_TxList.range": [("start", INT, O), ("stop", INT, O)],
+
     # shmstate.Manager's bindings (python/src/register_sync.cc).
     "_WakeWord.seq": [],
     "_WakeWord.wait": [("seen", UINT, R), ("timeout", SECONDS, R)],
@@ -501,6 +549,21 @@ class Fixtures:
             s = c.sessions("fz.sessions")
             s.put("0" * 32, {"visits": 1, "user": "ann"})
             objs = [s]
+        elif cls_name in ("Transaction", "_Transaction"):
+            # Open transactions, never committed by the fixture (a call may commit one).
+            native = c._native.transaction()
+            return [native if cls_name == "_Transaction" else shmstate.Transaction(native)]
+        elif cls_name in ("_TxCounter", "_TxDict", "_TxList"):
+            d = c.dict("fz.dict")
+            for k, v in [("k1", b"v"), ("n", b"5"), (b"\xff", b"x")]:
+                d[k] = v
+            for item in (b"a", b"b", b"c"):
+                c.list("fz.list").push(item)
+            c.counter("fz.counter")
+            tx = c._native.transaction()
+            return [{"_TxCounter": lambda: tx.counter("fz.counter"),
+                     "_TxDict": lambda: tx.dict("fz.dict"),
+                     "_TxList": lambda: tx.list("fz.list")}[cls_name]()]
         elif cls_name in ("_WakeWord", "_SeqList", "_MgrDict", "_MgrList") and "://" in self.server:
             raise KeyError(cls_name)  # Bindings of shm segments only.
         elif cls_name == "_WakeWord":  # Words of a dict and of a list.

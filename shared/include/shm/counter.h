@@ -39,7 +39,9 @@ class Counter {
   Status Add(int64_t delta, int64_t* new_value) {
     if (FastAddAllowed(delta)) {
       int64_t old_value = value_->fetch_add(delta, std::memory_order_acq_rel);
-      if (old_value >= kSlowPathAt || old_value <= -kSlowPathAt) MarkSlowPath();
+      if (old_value >= kSlowPathAt || old_value <= -kSlowPathAt) {
+        return AfterFarValue(old_value, delta, new_value);
+      }
       *new_value = old_value + delta;
       return Status();
     }
@@ -57,7 +59,23 @@ class Counter {
   static constexpr int64_t kSlowPathAt = int64_t{1} << 61;
   static constexpr int64_t kMaxFastDelta = int64_t{1} << 32;
 
+  // A transaction commit holding the counter (shm/transaction.h) adds kTxLock to its value, which
+  // it takes only while |value| < kTxLockableBelow: a held value is above kMaybeTxLocked, where
+  // no value a fast add can meet lies. A fast add that lands on one undoes itself and waits.
+ public:
+  static constexpr int64_t kTxLock = int64_t{1} << 62;
+  static constexpr int64_t kTxLockableBelow = int64_t{1} << 59;
+  static constexpr int64_t kMaybeTxLocked = (int64_t{3} << 60);
+  // A transaction may leave a counter at most this far from 0 (so a settled one never looks held).
+  static constexpr int64_t kTxMaxValue = int64_t{1} << 61;
+
+ private:
   explicit Counter(const ObjectRef& ref);
+  // A fast add that met a value past kSlowPathAt: near the limits (switch to the slow path for
+  // good), or held by a transaction (undo, then the slow path, which waits for it).
+  Status AfterFarValue(int64_t old_value, int64_t delta, int64_t* new_value);
+  // Waits until no transaction holds the counter (settling one whose committer died).
+  Status WaitForTx() const;
   bool FastAddAllowed(int64_t delta) const {
     return fast_tag_ != nullptr && fast_tag_->load(std::memory_order_relaxed) == ref_.incarnation &&
            delta > -kMaxFastDelta && delta < kMaxFastDelta;

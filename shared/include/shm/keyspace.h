@@ -175,6 +175,7 @@ class Keyspace {
   int db() const { return db_; }
 
  private:
+  friend const Dict& KeyspaceIndex(const Keyspace& keyspace);  // For transactions.
   Keyspace(const Dict& index, int db) : index_(index), db_(db) {}
 
   template <typename Proxy>

@@ -31,6 +31,9 @@ void RegisterLockRoutes(Router* router);
 void RegisterSessionRoutes(Router* router);
 // /v1/arrays/{name}[/data|/ops|/atomic|/reduce] (worker/api_arrays.cc, docs/arrays.md).
 void RegisterArrayRoutes(Router* router);
+// POST /v1/tx: a batch of dict, counter and list operations applied all or nothing
+// (worker/api_tx.cc, shm/transaction.h).
+void RegisterTxRoutes(Router* router);
 // GET /ui, the status page (docs/ui.md); served without the token, its data calls need it.
 void RegisterUiRoutes(Router* router);
 

@@ -1,0 +1,217 @@
+// Transaction: several operations on several objects, committed all or nothing, serializable,
+// and crash-safe.
+//
+// Reads go to the committed state and record the version they saw; writes are staged in this
+// handle and touch nothing shared until Commit. Commit then
+//   1. locks every shard or object read or written, in one global order (the address of each
+//      lock word in the segment, ascending), so two commits never deadlock;
+//   2. checks that every version read is unchanged: otherwise Status::Conflict, nothing applied;
+//   3. writes one redo record in the segment naming every staged change, and makes it count with
+//      a single atomic store (the record's commit word);
+//   4. applies the changes and releases the locks.
+// A process killed at any instruction leaves all of the transaction visible or none of it: the
+// next holder of any of its locks rolls a committed record forward (its own share of it) and
+// discards an uncommitted one (docs/crash-protocol.md, "Transactions").
+//
+// Isolation: a committed transaction, read-only ones included, saw and changed the state of one
+// instant (serializable). What reads return before a failed Commit may be inconsistent; such a
+// run is thrown away (Run retries it). While a commit holds a shard, single-object operations on
+// it wait (lock-free readers see a pending mark and take the lock), so no one sees part of it.
+// Single-object operations on objects no transaction touches keep their speed (one relaxed load
+// of the pending mark at most).
+//
+// Covered: registry dicts' entries (Dict), counters (Counter), and keyspace keys: strings, and
+// delete and rename of whole keys of every type. Declared but not yet joining (they answer
+// InvalidArgument "... cannot join a transaction yet", staging nothing): registry lists' push and
+// pop, keyspace lists' push and pop, hash fields. Not covered: arrays (NDArray) and sessions;
+// their operations keep their own single-object atomicity and cannot join a transaction.
+//
+// A counter held by a commit carries a lock mark in its value for a few microseconds: plain adds
+// that meet it undo themselves and wait (Counter::AfterFarValue), so a counter some transaction
+// touched keeps its one-fetch_add fast path. A transaction takes a counter only while its value
+// is within +-2^59, and leaves it within +-2^61 (InvalidArgument otherwise).
+//
+// Staged writes are seen by later reads of the same transaction (read your own writes).
+// Bad input (a key too long, a value too large, a wrong type) is reported by the operation that
+// stages it and aborts nothing else; Commit reports only Conflict (validation failed, nothing
+// applied), Timeout (a lock not obtained in time, nothing applied), OutOfSpace, or an error of
+// the segment, and in every non-OK case nothing was applied.
+//
+// Process-safety: a Transaction is a process-local handle used by one thread at a time; any
+// number of transactions in any processes may run at once. It holds no lock between calls
+// except inside Commit. Objects it names must outlive it (a deleted object makes Commit answer
+// NotFound and apply nothing).
+#ifndef SHM_TRANSACTION_H_
+#define SHM_TRANSACTION_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "shm/counter.h"
+#include "shm/dict.h"
+#include "shm/keyspace.h"
+#include "shm/list.h"
+#include "shm/status.h"
+
+namespace shm {
+
+class Segment;
+struct DictStripeRep;  // In the segment (layout.h).
+
+class Transaction {
+ public:
+  // Limits on one transaction (bad input is refused with InvalidArgument when staged).
+  static constexpr size_t kMaxOps = 4096;                      // Staged writes and reads.
+  static constexpr size_t kMaxStagedBytes = size_t{64} << 20;  // Keys and values staged.
+
+  explicit Transaction(Segment* segment);
+  ~Transaction();
+  Transaction(Transaction&&) noexcept;
+  Transaction& operator=(Transaction&&) noexcept;
+  Transaction(const Transaction&) = delete;
+  Transaction& operator=(const Transaction&) = delete;
+
+  // ---- Registry dicts' entries --------------------------------------------------------------
+  // As Dict::Get, seeing this transaction's staged writes. Absence is recorded too (a later
+  // insert by someone else is a conflict).
+  Status Get(const Dict& dict, std::string_view key, DictValue* value);
+  // As Dict::Set (mode, ttl, if_version, content type): the options are checked against the
+  // state this transaction sees now and again at Commit (if_version and mode become read
+  // preconditions: a failed one at Commit is Conflict). `version` is not known before Commit.
+  Status Set(const Dict& dict, std::string_view key, std::string_view value,
+             const SetOptions& options = {});
+  // As Dict::Delete: NotFound when absent (as this transaction sees it).
+  Status Delete(const Dict& dict, std::string_view key,
+                std::optional<uint64_t> if_version = std::nullopt);
+  // As Dict::Incr.
+  Status Incr(const Dict& dict, std::string_view key, int64_t by, int64_t init, int64_t ttl_ms,
+              int64_t* result);
+  // A precondition without a read of the value: the entry has `version` (nullopt: is absent)
+  // at Commit, else Conflict. Checked now too: Conflict at once when it already fails.
+  Status Expect(const Dict& dict, std::string_view key, std::optional<uint64_t> version);
+
+  // ---- Counters ------------------------------------------------------------------------------
+  Status Get(const Counter& counter, int64_t* value);
+  // Adds `delta` (InvalidArgument on overflow of the value this transaction sees).
+  Status Add(const Counter& counter, int64_t delta, int64_t* new_value);
+  Status Set(const Counter& counter, int64_t value);
+
+  // ---- Registry lists ---------------------------------------------------------------------
+  // A push at `end` (limits as List::Push); a pop never waits: *got false when the list (as this
+  // transaction sees it) is empty. Both count as reads of the list's contents.
+  Status Push(const List& list, List::End end, std::string_view item, uint64_t* length = nullptr);
+  Status Pop(const List& list, List::End end, std::string* item, bool* got);
+  Status Length(const List& list, uint64_t* length);
+
+  // ---- Keyspace keys (Redis database `keyspace.db()`) ----------------------------------------
+  Status Type(const Keyspace& keyspace, std::string_view key, KeyType* type);
+  // The key's version (Keyspace::Version) recorded as read: WATCH. Conflict at Commit when the
+  // key was written meanwhile (any type, its list's or hash's contents included).
+  Status Watch(const Keyspace& keyspace, std::string_view key, uint64_t version);
+  // Strings: as the Keyspace operations of the same names.
+  Status Get(const Keyspace& keyspace, std::string_view key, std::string* value);
+  Status Set(const Keyspace& keyspace, std::string_view key, std::string_view value,
+             const StringSet& options, StringSetResult* result);
+  Status IncrBy(const Keyspace& keyspace, std::string_view key, int64_t by, int64_t* result);
+  // Any type: *existed says whether the key was there.
+  Status Delete(const Keyspace& keyspace, std::string_view key, bool* existed);
+  // As Keyspace::Rename (any type, with its expiry), in this transaction's one commit.
+  Status Rename(const Keyspace& keyspace, std::string_view from, std::string_view to,
+                bool only_if_absent, bool* renamed);
+  // Lists: push (creating the key), pop (removing the key with its last item; *got false when
+  // absent or empty), length.
+  Status Push(const Keyspace& keyspace, std::string_view key, List::End end, std::string_view item,
+              uint64_t* length = nullptr);
+  Status Pop(const Keyspace& keyspace, std::string_view key, List::End end, std::string* item,
+             bool* got);
+  Status Length(const Keyspace& keyspace, std::string_view key, uint64_t* length);
+  // Hash fields: get (NotFound when absent), set (*created: the field was new), delete
+  // (*existed), the last field deleted removes the key.
+  Status HashGet(const Keyspace& keyspace, std::string_view key, std::string_view field,
+                 std::string* value);
+  Status HashSet(const Keyspace& keyspace, std::string_view key, std::string_view field,
+                 std::string_view value, bool* created = nullptr);
+  Status HashDelete(const Keyspace& keyspace, std::string_view key, std::string_view field,
+                    bool* existed);
+
+  // ---- Outcome ---------------------------------------------------------------------------------
+  // Applies everything staged, or nothing (see the top of this file). A transaction commits at
+  // most once; afterwards (whatever the outcome) it is empty again and may be reused.
+  Status Commit();
+  // Drops everything staged and read. Nothing shared is touched.
+  void Reset();
+  // Staged writes (0: a read-only transaction, whose Commit only validates).
+  size_t staged_writes() const;
+
+  // Runs fn(tx) then Commit, up to `attempts` times while either answers Conflict (a fresh
+  // transaction each time). fn's own non-OK status aborts (nothing applied) and is returned;
+  // after the last attempt, Conflict.
+  static Status Run(Segment* segment, int attempts, const std::function<Status(Transaction&)>& fn);
+
+  struct State;  // Staged operations and reads (transaction.cc).
+
+ private:
+  friend struct TransactionAccess;  // The keyspace's routing into a transaction (keyspace.cc).
+  Segment* segment_ = nullptr;
+  std::unique_ptr<State> state_;
+};
+
+// While one lives, this thread's Keyspace operations join `tx` (MULTI/EXEC, multi-key commands):
+// the commands of strings and whole keys (get, set, incr, delete, rename, expire, ...) read
+// through the transaction (recorded, seeing its staged writes) and stage their writes in it, with
+// exactly their usual semantics; nothing is visible until tx.Commit(). An operation that cannot
+// be staged (a list's or hash's contents, counting, listing or flushing keys) answers Conflict
+// and sets unsupported(): the caller then runs the batch under a KeyspaceExclusive instead.
+// Scopes do not nest. Thread-local; use from the thread that made it.
+class KeyspaceTransactionScope {
+ public:
+  explicit KeyspaceTransactionScope(Transaction* tx);
+  ~KeyspaceTransactionScope();
+  KeyspaceTransactionScope(const KeyspaceTransactionScope&) = delete;
+  KeyspaceTransactionScope& operator=(const KeyspaceTransactionScope&) = delete;
+
+  bool unsupported() const { return unsupported_; }
+  // Whether a scope is active on this thread.
+  static bool Active();
+
+ private:
+  friend struct TransactionAccess;
+  Transaction* tx_;
+  KeyspaceTransactionScope* outer_;
+  bool unsupported_ = false;
+};
+
+// Holds every shard lock of one keyspace for this thread until Unlock or destruction: the
+// keyspace operations this thread runs meanwhile (of every type) do not take those locks again,
+// and every other process's wait, lock-free readers included. So a batch run under it is
+// isolated (no one sees part of it). It is not atomic across a crash: a holder killed mid-batch
+// leaves the operations it completed. What MULTI/EXEC uses for lists and hashes.
+class KeyspaceExclusive {
+ public:
+  KeyspaceExclusive() = default;
+  ~KeyspaceExclusive() { Unlock(); }
+  KeyspaceExclusive(const KeyspaceExclusive&) = delete;
+  KeyspaceExclusive& operator=(const KeyspaceExclusive&) = delete;
+
+  // Timeout when a lock is not obtained in time (none held then); InvalidArgument when this
+  // thread holds one already.
+  Status Lock(const Keyspace& keyspace);
+  void Unlock();
+  // Whether this thread holds one (its operations are isolated already).
+  static bool HeldByThisThread();
+
+ private:
+  Segment* segment_ = nullptr;
+  std::vector<DictStripeRep*> held_;  // In lock order.
+  uint64_t record_ = 0;
+};
+
+}  // namespace shm
+
+#endif  // SHM_TRANSACTION_H_

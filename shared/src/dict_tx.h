@@ -1,0 +1,68 @@
+// The dict internals a transaction commit uses (transaction.cc, transaction_rep.h): where a key
+// lives, its entry read under the shard's lock, room for inserts, and the idempotent apply of one
+// staged change. Functions marked "Under the lock" REQUIRE the stripe of `target` held.
+#ifndef SHM_SRC_DICT_TX_H_
+#define SHM_SRC_DICT_TX_H_
+
+#include <chrono>
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+#include "cow.h"
+#include "dict_rep.h"
+#include "shm/dict.h"
+#include "transaction_rep.h"
+
+namespace shm {
+
+struct DictTxTarget {
+  DictStripeRep* stripe = nullptr;
+  uint64_t body = 0;
+  uint32_t shard = 0;
+  uint64_t hash = 0;
+};
+
+// Where `key` of ref's dict lives, read without the lock (DictTxReadLocked checks it again).
+// NotFound when the dict is gone.
+Status DictTxLocate(const ObjectRef& ref, std::string_view key, DictTxTarget* target);
+// Takes a stripe as every dict operation does, settling a dead holder's work first. False when
+// `timeout` ran out, with the lock not held.
+bool DictTxLockStripe(Segment::Impl* seg, DictStripeRep* stripe, std::chrono::nanoseconds timeout);
+// Under the lock: NotFound when the dict is no longer the live incarnation with target.body;
+// else *found says whether the key has a live (unexpired) entry, copied to *value.
+Status DictTxReadLocked(const ObjectRef& ref, const DictTxTarget& target, std::string_view key,
+                        DictValue* value, bool* found);
+// Under the lock: whether `inserts` new keys fit the shard's table without a rebuild.
+bool DictTxRoomLocked(Segment::Impl* seg, const DictTxTarget& target, uint64_t inserts);
+// Without any lock held: rebuilds the shard's table with room for `inserts` more keys.
+Status DictTxGrow(const ObjectRef& ref, uint32_t shard, uint64_t inserts, CowWriter* writer);
+// Under the lock: the absolute expiry of an entry written with `ttl_ms` (0: the dict's default).
+int64_t DictTxExpiryLocked(Segment::Impl* seg, const DictTxTarget& target, int64_t ttl_ms);
+// A fresh blob (from the writer's cache or the segment; owned by the caller until published)
+// holding the entry but its version: its expiry `expires_at_ms`.
+Status DictTxAllocateBlob(Segment::Impl* seg, CowWriter* writer, std::string_view key,
+                          std::string_view content_type, std::string_view value,
+                          int64_t expires_at_ms, uint64_t* handle);
+// Under the lock: applies `change` with plain stores (the record, not an intent slot, owns its
+// blobs), freeing the blob it replaces. With `evictor` (the committer's writer) a dict with
+// max_bytes first evicts to make room; a repair passes none. Idempotent: a put whose blob is in
+// its slot, or an erase of an absent key, is skipped.
+Status DictTxApplyLocked(Segment::Impl* seg, const TxChangeRep& change, CowWriter* evictor);
+// Under the lock: recomputes what is derived from the shard's table (after a repair's apply).
+void DictTxRepairShardLocked(Segment::Impl* seg, uint64_t body, uint32_t shard);
+// Takes every shard lock of ref's dict in lock order and marks each with a fresh record without
+// changes (*record), for a batch of operations run by this thread meanwhile: its dict operations
+// on those shards do not take the locks again (re-entrant), everyone else's wait. Refused while
+// this thread holds a batch already.
+Status DictTxHoldAll(const ObjectRef& ref, std::vector<DictStripeRep*>* held, uint64_t* record);
+// Whether this thread is inside a DictTxHoldAll batch.
+bool DictTxHoldingAll();
+// Ends DictTxHoldAll's batch: clears the marks, releases the locks, frees the record.
+void DictTxReleaseAll(Segment::Impl* seg, std::vector<DictStripeRep*>* held, uint64_t record);
+// After the commit, without locks: grows the shard's table if the inserts filled it.
+void DictTxRebuildIfNeeded(const ObjectRef& ref, uint32_t shard, CowWriter* writer);
+
+}  // namespace shm
+
+#endif  // SHM_SRC_DICT_TX_H_

@@ -1,0 +1,43 @@
+// What a transaction (transaction.cc) needs of the keyspace's entry encoding (keyspace.cc).
+#ifndef SHM_SRC_KEYSPACE_INTERNAL_H_
+#define SHM_SRC_KEYSPACE_INTERNAL_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "shm/dict.h"
+#include "shm/keyspace.h"
+#include "shm/transaction.h"
+
+namespace shm {
+
+// The type an entry stands for (its content type's tag).
+KeyType KeyTypeOfEntry(const DictValue& entry);
+// Whether an aggregate entry's list or hash still exists and is not empty (strings: true).
+bool KeyEntryLive(Segment* segment, const DictValue& entry);
+// Keyspace::Version of a key holding `entry`: the entry's version, mixed with its list's or
+// hash's write count. Takes the registry lock on a cache miss, no object lock.
+uint64_t KeyVersionOfEntry(Segment* segment, const DictValue& entry);
+// Deletes the list or hash `name` (once no key names it).
+void DeleteKeyAggregate(Segment* segment, const std::string& name, KeyType type);
+// The keyspace's index (its dict of entries).
+const Dict& KeyspaceIndex(const Keyspace& keyspace);
+
+// The routing of a KeyspaceTransactionScope (transaction.cc). nullptr when none is active on
+// this thread.
+KeyspaceTransactionScope* ActiveKeyspaceScope();
+// Through the scope's transaction: the key's entry (NotFound when absent), and an update of it
+// staged with Dict::Update's semantics.
+Status ScopedGetEntry(KeyspaceTransactionScope* scope, const Dict& index, std::string_view key,
+                      DictValue* entry);
+Status ScopedUpdateEntry(KeyspaceTransactionScope* scope, const Dict& index, std::string_view key,
+                         const DictUpdateFn& fn);
+// A list or hash to delete once the scope's transaction commits.
+void ScopedDeferOrphan(KeyspaceTransactionScope* scope, const std::string& name, KeyType type);
+// Marks the scope unsupported() and answers Conflict: the operation cannot be staged.
+Status ScopedUnsupported(KeyspaceTransactionScope* scope);
+
+}  // namespace shm
+
+#endif  // SHM_SRC_KEYSPACE_INTERNAL_H_

@@ -1,0 +1,976 @@
+#include "shm/transaction.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <map>
+#include <thread>
+#include <tuple>
+#include <utility>
+
+#include "boundary.h"
+#include "cow.h"
+#include "crash_point.h"
+#include "dict_tx.h"
+#include "keyspace_internal.h"
+#include "layout.h"
+#include "object_guard.h"
+#include "segment_impl.h"
+#include "shm/integer.h"
+#include "shm/log.h"
+#include "transaction_rep.h"
+
+namespace shm {
+
+namespace {
+
+constexpr int kMaxGrowRounds = 8;  // Commits retried after growing a table too full for them.
+constexpr std::string_view kIncrContentType = "text/plain";
+
+Status WrongType() {
+  return Status::WrongType("Operation against a key holding the wrong kind of value");
+}
+Status NotInTransactions(std::string_view what) {
+  return Status::InvalidArgument(std::string(what) + " cannot join a transaction yet");
+}
+
+// The identity of an entry: its object's incarnation (a recreated object is another), and key.
+using EntryKey = std::tuple<const EntryRep*, uint64_t, std::string>;
+
+EntryKey KeyOf(const ObjectRef& ref, std::string_view key) {
+  return {ref.entry, ref.incarnation, std::string(key)};
+}
+
+// How a staged put's expiry is decided at commit, under the lock.
+enum class Expiry : uint8_t { kAbsolute, kTtl, kKeep };
+
+}  // namespace
+
+struct Transaction::State {
+  struct Read {
+    ObjectRef ref;
+    std::string key;
+    bool keyspace = false;
+    uint64_t version = 0;  // 0: absent. For a keyspace key, Keyspace::Version's.
+  };
+  struct Write {
+    ObjectRef ref;
+    std::string key;
+    bool keyspace = false;
+    bool erase = false;
+    DictValue value;  // What a later read of this transaction sees (version 0: not yet known).
+    Expiry expiry = Expiry::kAbsolute;
+    int64_t ttl_ms = 0;
+  };
+  std::map<EntryKey, Read> reads;
+  std::map<EntryKey, Write> writes;
+  // Counters by entry: the value read (recorded, checked at commit), the value to leave.
+  struct CounterOp {
+    ObjectRef ref;
+    std::optional<int64_t> read;
+    std::optional<int64_t> write;
+  };
+  std::map<std::pair<const EntryRep*, uint64_t>, CounterOp> counters;
+  // Lists and hashes to delete once the commit removed or replaced the keys naming them.
+  std::vector<std::pair<std::string, KeyType>> orphans;
+  size_t staged_bytes = 0;
+
+  Status CheckRoom(size_t bytes) const {
+    if (reads.size() + writes.size() + counters.size() >= kMaxOps) {
+      return Status::InvalidArgument("transaction has more than " + std::to_string(kMaxOps) +
+                                     " operations");
+    }
+    if (staged_bytes + bytes > kMaxStagedBytes) {
+      return Status::InvalidArgument("transaction stages more than " +
+                                     std::to_string(kMaxStagedBytes) + " bytes");
+    }
+    return Status::OK();
+  }
+};
+
+namespace {
+
+using State = Transaction::State;
+
+// The entry of `key` as this transaction sees it: a staged write, else the committed state (the
+// version read is recorded; a second read that differs is a conflict at once). *found false
+// when absent. For a keyspace, *version_out gets the key's version (Keyspace::Version's).
+Status ViewEntry(State* st, const Dict& dict, bool keyspace, std::string_view key, DictValue* out,
+                 bool* found) {
+  const EntryKey id = KeyOf(dict.ref(), key);
+  if (auto w = st->writes.find(id); w != st->writes.end()) {
+    *found = !w->second.erase;
+    if (*found) *out = w->second.value;
+    return Status::OK();
+  }
+  SHM_RETURN_IF_ERROR(st->CheckRoom(key.size()));
+  DictValue value;
+  Status s = dict.Get(key, &value);
+  if (!s.ok() && !s.IsNotFound()) return s;
+  *found = s.ok();
+  uint64_t version = 0;
+  if (*found) version = keyspace ? KeyVersionOfEntry(dict.ref().segment, value) : value.version;
+  auto [it, inserted] = st->reads.try_emplace(id);
+  if (inserted) {
+    it->second = State::Read{dict.ref(), std::string(key), keyspace, version};
+    st->staged_bytes += key.size();
+  } else if (it->second.version != version) {
+    return Status::Conflict("key changed while the transaction read it");
+  }
+  if (*found) *out = std::move(value);
+  return Status::OK();
+}
+
+Status Stage(State* st, const Dict& dict, bool keyspace, std::string_view key, bool erase,
+             DictValue value, Expiry expiry, int64_t ttl_ms) {
+  const size_t bytes = key.size() + value.data.size() + value.content_type.size();
+  const EntryKey id = KeyOf(dict.ref(), key);
+  if (st->writes.find(id) == st->writes.end()) SHM_RETURN_IF_ERROR(st->CheckRoom(bytes));
+  value.version = 0;
+  State::Write& w = st->writes[id];
+  w = State::Write{dict.ref(), std::string(key), keyspace, erase, std::move(value), expiry, ttl_ms};
+  st->staged_bytes += bytes;
+  return Status::OK();
+}
+
+// A keyspace entry as this transaction sees it, with an entry whose list or hash is gone shown
+// as absent (as Keyspace does).
+Status ViewKey(State* st, const Keyspace& ks, std::string_view key, DictValue* entry,
+               KeyType* type) {
+  if (key.size() > Keyspace::kMaxKey) {
+    return Status::InvalidArgument("key longer than " + std::to_string(Keyspace::kMaxKey) +
+                                   " bytes");
+  }
+  bool found = false;
+  SHM_RETURN_IF_ERROR(ViewEntry(st, KeyspaceIndex(ks), true, key, entry, &found));
+  *type = found ? KeyTypeOfEntry(*entry) : KeyType::kNone;
+  if (found && *type != KeyType::kString && !KeyEntryLive(ks.ref().segment, *entry)) {
+    *type = KeyType::kNone;
+  }
+  return Status::OK();
+}
+
+void NoteOrphan(State* st, const DictValue& entry, KeyType type) {
+  if (type == KeyType::kList || type == KeyType::kHash) st->orphans.emplace_back(entry.data, type);
+}
+
+Status StageKeyString(State* st, const Keyspace& ks, std::string_view key, std::string value,
+                      int64_t expires_at_ms) {
+  if (value.size() > Keyspace::kMaxValue) {
+    return Status::InvalidArgument("string exceeds maximum allowed size (" +
+                                   std::to_string(Keyspace::kMaxValue) + " bytes)");
+  }
+  DictValue entry;
+  entry.data = std::move(value);
+  entry.expires_at_ms = expires_at_ms;
+  return Stage(st, KeyspaceIndex(ks), true, key, false, std::move(entry), Expiry::kAbsolute, 0);
+}
+
+// ---- Commit ----------------------------------------------------------------------------------
+
+// One lock a commit takes, with what it validates and changes under it.
+struct Share {
+  DictStripeRep* stripe = nullptr;
+  bool keyspace = false;  // A keyspace stripe: taken before every dict stripe (layout.h).
+  std::vector<const State::Read*> reads;
+  std::vector<uint32_t> changes;  // Indices into the record.
+  bool held = false;
+};
+
+bool LockOrder(const Share& a, const Share& b) {
+  if (a.keyspace != b.keyspace) return a.keyspace;
+  return a.stripe < b.stripe;
+}
+
+class Committer {
+ public:
+  Committer(Segment* segment, State* st)
+      : segment_(segment), seg_(segment->impl()), st_(st), writer_(seg_) {}
+  ~Committer() {
+    ReleaseAll();
+    if (record_ != 0) FreeTxRecord(seg_, record_, &writer_);
+  }
+
+  Status Run() {
+    if (!writer_.ok()) return NoIntentSlot();
+    SHM_RETURN_IF_ERROR(Plan());
+    SHM_RETURN_IF_ERROR(BuildRecord());
+    for (int round = 0;; ++round) {
+      grow_.clear();
+      Status s = LockAndValidate();
+      if (s.ok() && grow_.empty()) break;
+      ReleaseAll();
+      SHM_RETURN_IF_ERROR(s);
+      if (round == kMaxGrowRounds) return Status::Timeout("tables keep filling; try again");
+      for (const auto& [ref, shard, inserts] : grow_) {
+        SHM_RETURN_IF_ERROR(DictTxGrow(ref, shard, inserts, &writer_));
+      }
+    }
+    Apply();
+    ReleaseAll();
+    if (record_ != 0) FreeTxRecord(seg_, record_, &writer_);
+    record_ = 0;
+    for (const auto& [name, type] : st_->orphans) {
+      CrashPoint("tx_before_orphan_delete");
+      DeleteKeyAggregate(segment_, name, type);
+    }
+    for (const auto& [ref, shard] : inserted_) DictTxRebuildIfNeeded(ref, shard, &writer_);
+    return Status::OK();
+  }
+
+ private:
+  Share& ShareOf(const DictTxTarget& target) {
+    auto [it, inserted] = index_.try_emplace(target.stripe, shares_.size());
+    if (inserted) {
+      const DictStripeRep* keyspace = seg_->root()->keyspace_stripes;
+      const bool in_keyspace = target.stripe >= keyspace && target.stripe < keyspace + kDictStripes;
+      shares_.push_back(Share{target.stripe, in_keyspace, {}, {}, false});
+    }
+    return shares_[it->second];
+  }
+
+  // Where every read and write lives; the shares in lock order.
+  Status Plan() {
+    for (const auto& [id, read] : st_->reads) {
+      DictTxTarget target;
+      SHM_RETURN_IF_ERROR(DictTxLocate(read.ref, read.key, &target));
+      ShareOf(target);
+      read_targets_.emplace_back(&read, target);
+    }
+    for (const auto& [id, write] : st_->writes) {
+      DictTxTarget target;
+      SHM_RETURN_IF_ERROR(DictTxLocate(write.ref, write.key, &target));
+      ShareOf(target);
+      write_targets_.emplace_back(&write, target);
+    }
+    for (auto& [id, op] : st_->counters) counters_.push_back(&op);
+    std::sort(counters_.begin(), counters_.end(),
+              [](const State::CounterOp* a, const State::CounterOp* b) {
+                return a->ref.entry < b->ref.entry;
+              });
+    counter_state_.assign(counters_.size(), 0);
+    std::vector<Share> sorted = shares_;
+    std::sort(sorted.begin(), sorted.end(), LockOrder);
+    shares_ = std::move(sorted);
+    index_.clear();
+    for (size_t i = 0; i < shares_.size(); ++i) index_[shares_[i].stripe] = i;
+    for (const auto& [read, target] : read_targets_) {
+      shares_[index_[target.stripe]].reads.push_back(read);
+    }
+    return Status::OK();
+  }
+
+  // The record and every new blob, allocated before any lock is taken.
+  Status BuildRecord() {
+    const auto writes = static_cast<uint32_t>(write_targets_.size());
+    const auto count = writes + static_cast<uint32_t>(counters_.size());
+    if (count == 0) return Status::OK();
+    SHM_RETURN_IF_ERROR(writer_.AllocateOwned(TxRecordRep::AllocationSize(count), &record_));
+    auto* rec = new (seg_->Ptr<void>(record_)) TxRecordRep();
+    rec->owner = getpid();
+    for (uint32_t i = 0; i < count; ++i) new (&rec->changes()[i]) TxChangeRep{};
+    rec->count = count;  // Set once every change is zeroed: FreeTxRecord reads this many.
+    CrashPoint("tx_after_record");
+    for (uint32_t j = 0; j < counters_.size(); ++j) {
+      TxChangeRep& c = rec->changes()[writes + j];
+      c.entry = seg_->Handle(counters_[j]->ref.entry);
+      c.incarnation = counters_[j]->ref.incarnation;
+      c.erase = kTxCounter;
+    }
+    for (uint32_t i = 0; i < writes; ++i) {
+      const auto& [write, target] = write_targets_[i];
+      TxChangeRep& c = rec->changes()[i];
+      c.stripe = seg_->Handle(target.stripe);
+      c.entry = seg_->Handle(write->ref.entry);
+      c.incarnation = write->ref.incarnation;
+      c.body = target.body;
+      c.shard = target.shard;
+      c.erase = write->erase ? 1 : 0;
+      const DictValue& v = write->value;
+      SHM_RETURN_IF_ERROR(DictTxAllocateBlob(seg_, &writer_, write->key,
+                                             write->erase ? "" : v.content_type,
+                                             write->erase ? "" : v.data, v.expires_at_ms, &c.blob));
+      shares_[index_[target.stripe]].changes.push_back(i);
+    }
+    uint32_t shares = 0;
+    for (const Share& share : shares_) shares += share.changes.empty() ? 0 : 1;
+    rec->shares_left.store(shares + static_cast<uint32_t>(counters_.size()));
+    return Status::OK();
+  }
+
+  TxRecordRep* record() { return seg_->Ptr<TxRecordRep>(record_); }
+
+  Status LockShare(Share& share) {
+    if (!DictTxLockStripe(seg_, share.stripe, kDefaultLockTimeout)) {
+      return Status::Timeout("a transaction's key is busy (held by pid " +
+                             std::to_string(share.stripe->mu.owner_pid()) + "); try again");
+    }
+    share.held = true;
+    if (!share.changes.empty()) share.stripe->tx_record.store(record_, std::memory_order_seq_cst);
+    return Status::OK();
+  }
+
+  // Under the share's lock: every read still sees the version it recorded.
+  Status ValidateShare(const Share& share) {
+    for (const State::Read* read : share.reads) {
+      DictTxTarget target;
+      SHM_RETURN_IF_ERROR(DictTxLocate(read->ref, read->key, &target));
+      if (target.stripe != share.stripe) return Status::Conflict("object was replaced");
+      DictValue value;
+      bool found = false;
+      Status s = DictTxReadLocked(read->ref, target, read->key, &value, &found);
+      if (s.IsNotFound()) return Status::Conflict("object was deleted");
+      SHM_RETURN_IF_ERROR(s);
+      uint64_t version = 0;
+      if (found) version = read->keyspace ? KeyVersionOfEntry(segment_, value) : value.version;
+      if (version != read->version) {
+        return Status::Conflict("a key read by the transaction changed before its commit");
+      }
+    }
+    return Status::OK();
+  }
+
+  // Under the share's lock: room for its inserts, expiries, and the bound of each dict.
+  Status PrepareShare(const Share& share) {
+    std::map<std::pair<uint64_t, uint32_t>, uint64_t> inserts;  // (body, shard) -> new keys.
+    for (uint32_t i : share.changes) {
+      const auto& [write, target] = write_targets_[i];
+      DictValue current;
+      bool found = false;
+      Status s = DictTxReadLocked(write->ref, target, write->key, &current, &found);
+      if (s.IsNotFound()) return Status::Conflict("object was deleted");
+      SHM_RETURN_IF_ERROR(s);
+      if (write->erase) continue;
+      if (!found) ++inserts[{target.body, target.shard}];
+      auto* blob = seg_->Ptr<DictEntryBlob>(record()->changes()[i].blob);
+      if (write->expiry == Expiry::kKeep) {
+        blob->expires_at_ms =
+            found ? current.expires_at_ms : DictTxExpiryLocked(seg_, target, write->ttl_ms);
+      } else if (write->expiry == Expiry::kTtl) {
+        blob->expires_at_ms = DictTxExpiryLocked(seg_, target, write->ttl_ms);
+      }
+      const uint64_t max_bytes = seg_->Ptr<DictRep>(target.body)->max_bytes;
+      if (max_bytes != 0 && blob->charged_bytes() > max_bytes) {
+        return Status::InvalidArgument("entry of " + std::to_string(blob->charged_bytes()) +
+                                       " bytes is larger than the dict's max_bytes (" +
+                                       std::to_string(max_bytes) + ")");
+      }
+    }
+    for (const auto& [where, n] : inserts) {
+      DictTxTarget target{share.stripe, where.first, where.second, 0};
+      if (!DictTxRoomLocked(seg_, target, n)) {
+        for (uint32_t i : share.changes) {
+          const auto& [write, t] = write_targets_[i];
+          if (t.body == where.first && t.shard == where.second) {
+            grow_.emplace_back(write->ref, where.second, n);
+            break;
+          }
+        }
+      }
+    }
+    return Status::OK();
+  }
+
+  // Keyspace stripes first, validated before any dict stripe is taken: a keyspace read's
+  // version may look up its list or hash in the registry, which comes before dict stripes in
+  // the lock order.
+  Status LockAndValidate() {
+    for (Share& share : shares_) {
+      SHM_RETURN_IF_ERROR(LockShare(share));
+      SHM_RETURN_IF_ERROR(ValidateShare(share));
+      SHM_RETURN_IF_ERROR(PrepareShare(share));
+    }
+    for (size_t j = 0; j < counters_.size(); ++j) SHM_RETURN_IF_ERROR(LockCounter(j));
+    return Status::OK();
+  }
+
+  // Counters come last in the lock order, by entry address. Taking one: name the record in its
+  // counter_tx (waiting for, or settling, another commit's), then add kTxLock to its value,
+  // which fixes the value it had (*v): fast adds that land meanwhile undo themselves.
+  Status LockCounter(size_t j) {
+    const State::CounterOp& op = *counters_[j];
+    EntryRep* e = op.ref.entry;
+    TxChangeRep& change = record()->changes()[write_targets_.size() + j];
+    const auto deadline = std::chrono::steady_clock::now() + kDefaultLockTimeout;
+    for (int spins = 0;; ++spins) {
+      uint64_t holder = 0;
+      if (e->counter_tx.compare_exchange_strong(holder, record_, std::memory_order_seq_cst)) break;
+      if (SettleCounterTxIfOwnerDied(seg_, e, holder)) continue;
+      if (std::chrono::steady_clock::now() > deadline) {
+        return Status::Timeout("a transaction's counter is busy; try again");
+      }
+      std::this_thread::yield();
+    }
+    counter_state_[j] = 1;
+    if (e->incarnation.load() != op.ref.incarnation ||
+        e->state.load() != static_cast<uint32_t>(EntryState::kLive) || EntryExpiredNow(e)) {
+      return Status::NotFound("counter was deleted");
+    }
+    int64_t v = e->counter.load(std::memory_order_acquire);
+    do {
+      if (v >= Counter::kTxLockableBelow || v <= -Counter::kTxLockableBelow) {
+        return Status::InvalidArgument("counter is too far from 0 for a transaction");
+      }
+    } while (!e->counter.compare_exchange_weak(v, v + Counter::kTxLock, std::memory_order_acq_rel));
+    counter_state_[j] = 2;
+    change.blob = static_cast<uint64_t>(v);
+    if (op.read.has_value() && *op.read != v) {
+      return Status::Conflict("a counter read by the transaction changed before its commit");
+    }
+    change.body = static_cast<uint64_t>(op.write.value_or(v));
+    return Status::OK();
+  }
+
+  void Apply() {
+    if (record_ == 0) return;
+    TxRecordRep* rec = record();
+    CrashPoint("tx_before_commit");
+    rec->committed.store(1, std::memory_order_seq_cst);  // The commit of the whole transaction.
+    CrashPoint("tx_after_commit");
+    for (size_t j = 0; j < counters_.size(); ++j) {
+      const TxChangeRep& change = rec->changes()[write_targets_.size() + j];
+      EntryRep* e = counters_[j]->ref.entry;
+      // One add takes the lock off and leaves the new value: applied and released at once.
+      e->counter.fetch_add(
+          static_cast<int64_t>(change.body) - static_cast<int64_t>(change.blob) - Counter::kTxLock,
+          std::memory_order_acq_rel);
+      CrashPoint("tx_after_counter");
+      e->counter_tx.store(0, std::memory_order_seq_cst);
+      counter_state_[j] = 0;
+      rec->shares_left.fetch_sub(1, std::memory_order_seq_cst);
+    }
+    for (Share& share : shares_) {
+      if (share.changes.empty()) continue;
+      for (uint32_t i : share.changes) {
+        const TxChangeRep& change = rec->changes()[i];
+        // Cannot fail but for a broken invariant: room was checked under these locks.
+        Status s = DictTxApplyLocked(seg_, change, &writer_);
+        if (!s.ok()) {
+          SHM_LOG(kError) << "transaction apply: " << s.ToString();
+        }
+        CrashPoint("tx_after_apply");
+        if (change.erase == 0) inserted_.emplace_back(write_targets_[i].first->ref, change.shard);
+      }
+      share.stripe->tx_record.store(0, std::memory_order_seq_cst);
+      rec->shares_left.fetch_sub(1, std::memory_order_seq_cst);
+    }
+    CrashPoint("tx_after_apply_all");
+  }
+
+  void ReleaseAll() {
+    for (size_t j = counters_.size(); j-- > 0;) {
+      EntryRep* e = counters_[j]->ref.entry;
+      if (counter_state_[j] == 2) e->counter.fetch_sub(Counter::kTxLock, std::memory_order_acq_rel);
+      if (counter_state_[j] >= 1) e->counter_tx.store(0, std::memory_order_seq_cst);
+      counter_state_[j] = 0;
+    }
+    for (auto it = shares_.rbegin(); it != shares_.rend(); ++it) {
+      if (!it->held) continue;
+      if (!it->changes.empty()) it->stripe->tx_record.store(0, std::memory_order_seq_cst);
+      it->stripe->mu.unlock();
+      it->held = false;
+    }
+  }
+
+  Segment* const segment_;
+  Segment::Impl* const seg_;
+  State* const st_;
+  std::vector<Share> shares_;
+  std::map<DictStripeRep*, size_t> index_;
+  std::vector<std::pair<const State::Read*, DictTxTarget>> read_targets_;
+  std::vector<std::pair<const State::Write*, DictTxTarget>> write_targets_;
+  uint64_t record_ = 0;
+  std::vector<std::tuple<ObjectRef, uint32_t, uint64_t>> grow_;
+  std::vector<std::pair<ObjectRef, uint32_t>> inserted_;
+  CowWriter writer_;  // This thread's: its blob cache serves the record and the blobs.
+  std::vector<State::CounterOp*> counters_;  // In lock order.
+  std::vector<int> counter_state_;           // 0 free, 1 named in counter_tx, 2 value locked.
+};
+
+}  // namespace
+
+// ---- The record's repair (transaction_rep.h) ---------------------------------------------------
+
+void SettleTxRecordLocked(Segment::Impl* seg, DictStripeRep* stripe) {
+  const uint64_t handle = stripe->tx_record.load(std::memory_order_seq_cst);
+  if (handle == 0) return;
+  auto* rec = seg->Ptr<TxRecordRep>(handle);
+  const bool committed = rec->committed.load(std::memory_order_seq_cst) == 1;
+  const uint64_t mine = seg->Handle(stripe);
+  for (uint32_t i = 0; i < rec->count; ++i) {
+    const TxChangeRep& change = rec->changes()[i];
+    if (change.stripe != mine) continue;
+    if (committed) DictTxApplyLocked(seg, change, nullptr);
+    CrashPoint("tx_settle_after_apply");
+  }
+  for (uint32_t i = 0; i < rec->count; ++i) {
+    const TxChangeRep& change = rec->changes()[i];
+    if (change.stripe == mine) DictTxRepairShardLocked(seg, change.body, change.shard);
+  }
+  stripe->tx_record.store(0, std::memory_order_seq_cst);
+  // The last share settled frees the record; a death before this leaks it, never frees twice.
+  if (rec->shares_left.fetch_sub(1, std::memory_order_seq_cst) == 1) FreeTxRecord(seg, handle);
+}
+
+bool SettleCounterTxIfOwnerDied(Segment::Impl* seg, EntryRep* e, uint64_t record) {
+  if (record == 0 || !seg->Contains(record, sizeof(TxRecordRep))) return false;
+  auto* rec = seg->Ptr<TxRecordRep>(record);
+  const pid_t owner = rec->owner;
+  if (owner <= 0 || owner == getpid() || kill(owner, 0) == 0 || errno != ESRCH) return false;
+  // One repairer at a time, under the entry's robust lock; a repairer's death is repaired again
+  // (every step below is idempotent).
+  const LockResult locked = e->mu.LockFor(kDefaultLockTimeout);
+  if (locked == LockResult::kTimedOut) return false;
+  if (locked == LockResult::kOwnerDied) RepairEntryLocked(seg, e);
+  if (e->counter_tx.load(std::memory_order_seq_cst) == record && rec->owner == owner) {
+    const bool committed = rec->committed.load(std::memory_order_seq_cst) == 1;
+    const uint64_t mine = seg->Handle(e);
+    const TxChangeRep* change = nullptr;
+    for (uint32_t i = 0; i < rec->count; ++i) {
+      if (rec->changes()[i].erase == kTxCounter && rec->changes()[i].entry == mine) {
+        change = &rec->changes()[i];
+      }
+    }
+    // Still locked: the change (committed) or the lock alone (not) is left to undo.
+    if (e->counter.load(std::memory_order_acquire) >= Counter::kMaybeTxLocked) {
+      const int64_t undo = committed && change != nullptr
+                               ? static_cast<int64_t>(change->body) -
+                                     static_cast<int64_t>(change->blob) - Counter::kTxLock
+                               : -Counter::kTxLock;
+      e->counter.fetch_add(undo, std::memory_order_acq_rel);
+    }
+    CrashPoint("tx_settle_counter");
+    e->counter_tx.store(0, std::memory_order_seq_cst);
+    if (rec->shares_left.fetch_sub(1, std::memory_order_seq_cst) == 1) FreeTxRecord(seg, record);
+  }
+  e->mu.unlock();
+  return true;
+}
+
+void FreeTxRecord(Segment::Impl* seg, uint64_t handle, CowWriter* writer) {
+  auto* rec = seg->Ptr<TxRecordRep>(handle);
+  const bool committed = rec->committed.load(std::memory_order_seq_cst) == 1;
+  auto free = [&](uint64_t blob) {  // No reader without a lock follows these: entry 0.
+    writer != nullptr ? writer->FreeGarbage(0, blob) : seg->Free(blob);
+  };
+  for (uint32_t i = 0; i < rec->count; ++i) {
+    const TxChangeRep& change = rec->changes()[i];
+    // A committed put's blob is its entry now; an erase's only carried the key.
+    if (change.erase == kTxCounter) continue;  // Holds values, not blobs.
+    if (IsBlob(change.blob) && (!committed || change.erase != 0)) free(change.blob);
+  }
+  free(handle);
+}
+
+// ---- Keyspace routing (keyspace_internal.h) ----------------------------------------------------
+
+namespace {
+thread_local KeyspaceTransactionScope* t_scope = nullptr;
+}  // namespace
+
+struct TransactionAccess {
+  static State* StateOf(KeyspaceTransactionScope* scope) { return scope->tx_->state_.get(); }
+  static void MarkUnsupported(KeyspaceTransactionScope* scope) { scope->unsupported_ = true; }
+};
+
+KeyspaceTransactionScope::KeyspaceTransactionScope(Transaction* tx) : tx_(tx), outer_(t_scope) {
+  t_scope = this;
+}
+KeyspaceTransactionScope::~KeyspaceTransactionScope() { t_scope = outer_; }
+
+KeyspaceTransactionScope* ActiveKeyspaceScope() { return t_scope; }
+bool KeyspaceTransactionScope::Active() { return t_scope != nullptr; }
+
+Status ScopedGetEntry(KeyspaceTransactionScope* scope, const Dict& index, std::string_view key,
+                      DictValue* entry) {
+  bool found = false;
+  SHM_RETURN_IF_ERROR(
+      ViewEntry(TransactionAccess::StateOf(scope), index, true, key, entry, &found));
+  return found ? Status::OK() : Status::NotFound("no such key");
+}
+
+Status ScopedUpdateEntry(KeyspaceTransactionScope* scope, const Dict& index, std::string_view key,
+                         const DictUpdateFn& fn) {
+  State* st = TransactionAccess::StateOf(scope);
+  DictValue current;
+  bool found = false;
+  SHM_RETURN_IF_ERROR(ViewEntry(st, index, true, key, &current, &found));
+  DictUpdate update;
+  SHM_RETURN_IF_ERROR(fn(found ? &current : nullptr, &update));
+  if (update.erase) {
+    if (!found) return Status::OK();
+    return Stage(st, index, true, key, true, DictValue(), Expiry::kAbsolute, 0);
+  }
+  if (!update.write) return Status::OK();
+  if (update.data.size() > Dict::kMaxValue) {
+    return Status::InvalidArgument("value larger than " + std::to_string(Dict::kMaxValue) +
+                                   " bytes");
+  }
+  DictValue next;
+  next.data = std::move(update.data);
+  next.content_type = std::move(update.content_type);
+  Expiry expiry = Expiry::kAbsolute;
+  if (update.expires_at_ms >= 0) {
+    next.expires_at_ms = update.expires_at_ms;
+  } else if (update.keep_expiry) {
+    next.expires_at_ms = found ? current.expires_at_ms : 0;
+  } else {
+    expiry = Expiry::kTtl;
+  }
+  return Stage(st, index, true, key, false, std::move(next), expiry, update.ttl_ms);
+}
+
+void ScopedDeferOrphan(KeyspaceTransactionScope* scope, const std::string& name, KeyType type) {
+  TransactionAccess::StateOf(scope)->orphans.emplace_back(name, type);
+}
+
+Status ScopedUnsupported(KeyspaceTransactionScope* scope) {
+  TransactionAccess::MarkUnsupported(scope);
+  return Status::Conflict("this operation cannot join a transaction; run the batch exclusively");
+}
+
+// ---- KeyspaceExclusive -------------------------------------------------------------------------
+
+Status KeyspaceExclusive::Lock(const Keyspace& keyspace) {
+  Unlock();
+  const ObjectRef& ref = keyspace.ref();
+  return CatchAtBoundary("keyspace", [&] {
+    SHM_RETURN_IF_ERROR(DictTxHoldAll(ref, &held_, &record_));
+    segment_ = ref.segment;
+    return Status::OK();
+  });
+}
+
+bool KeyspaceExclusive::HeldByThisThread() { return DictTxHoldingAll(); }
+
+void KeyspaceExclusive::Unlock() {
+  if (segment_ == nullptr) return;
+  DictTxReleaseAll(segment_->impl(), &held_, record_);
+  record_ = 0;
+  segment_ = nullptr;
+}
+
+// ---- Transaction -------------------------------------------------------------------------------
+
+Transaction::Transaction(Segment* segment) : segment_(segment), state_(std::make_unique<State>()) {}
+Transaction::~Transaction() = default;
+Transaction::Transaction(Transaction&&) noexcept = default;
+Transaction& Transaction::operator=(Transaction&&) noexcept = default;
+
+Status Transaction::Get(const Dict& dict, std::string_view key, DictValue* value) {
+  if (key.size() > Dict::kMaxKey) return Status::InvalidArgument("key longer than the key limit");
+  bool found = false;
+  SHM_RETURN_IF_ERROR(ViewEntry(state_.get(), dict, false, key, value, &found));
+  return found ? Status::OK() : Status::NotFound("no such key");
+}
+
+Status Transaction::Set(const Dict& dict, std::string_view key, std::string_view value,
+                        const SetOptions& options) {
+  if (key.size() > Dict::kMaxKey) return Status::InvalidArgument("key longer than the key limit");
+  if (value.size() > Dict::kMaxValue) {
+    return Status::InvalidArgument("value larger than " + std::to_string(Dict::kMaxValue) +
+                                   " bytes");
+  }
+  if (options.content_type.size() > Dict::kMaxContentType) {
+    return Status::InvalidArgument("content type too long");
+  }
+  for (char ch : options.content_type) {
+    if (ch < 0x20 || ch > 0x7e) return Status::InvalidArgument("content type must be printable");
+  }
+  if (options.ttl_ms < 0 || options.ttl_ms > Dict::kMaxTtlMs) {
+    return Status::InvalidArgument("ttl_ms out of range");
+  }
+  if (options.mode != SetMode::kSet || options.if_version.has_value()) {
+    DictValue current;
+    bool found = false;
+    SHM_RETURN_IF_ERROR(ViewEntry(state_.get(), dict, false, key, &current, &found));
+    if (options.mode == SetMode::kAdd && found) {
+      return Status::AlreadyExists("key already exists (mode add)");
+    }
+    if (options.mode == SetMode::kReplace && !found) {
+      return Status::NotFound("key does not exist (mode replace)");
+    }
+    if (options.if_version.has_value() && (!found || current.version != *options.if_version)) {
+      return Status::Conflict("key does not have version " + std::to_string(*options.if_version));
+    }
+  }
+  DictValue v;
+  v.data.assign(value);
+  v.content_type.assign(options.content_type);
+  return Stage(state_.get(), dict, false, key, false, std::move(v), Expiry::kTtl, options.ttl_ms);
+}
+
+Status Transaction::Delete(const Dict& dict, std::string_view key,
+                           std::optional<uint64_t> if_version) {
+  DictValue current;
+  SHM_RETURN_IF_ERROR(Get(dict, key, &current));
+  if (if_version.has_value() && current.version != *if_version) {
+    return Status::Conflict("key does not have version " + std::to_string(*if_version));
+  }
+  return Stage(state_.get(), dict, false, key, true, DictValue(), Expiry::kAbsolute, 0);
+}
+
+Status Transaction::Incr(const Dict& dict, std::string_view key, int64_t by, int64_t init,
+                         int64_t ttl_ms, int64_t* result) {
+  if (ttl_ms < 0 || ttl_ms > Dict::kMaxTtlMs) return Status::InvalidArgument("ttl_ms out of range");
+  DictValue current;
+  Status s = Get(dict, key, &current);
+  if (!s.ok() && !s.IsNotFound()) return s;
+  const bool found = s.ok();
+  int64_t base = init;
+  if (found && !ParseInt64(current.data, &base)) {
+    return Status::InvalidArgument("value is not a decimal int64, cannot increment it");
+  }
+  int64_t next = 0;
+  if (!AddInt64(base, by, &next)) {
+    return Status::InvalidArgument("increment overflow: " + std::to_string(base) + " + " +
+                                   std::to_string(by) + " does not fit in int64");
+  }
+  DictValue v;
+  v.data = std::to_string(next);
+  v.content_type = found ? current.content_type : std::string(kIncrContentType);
+  v.expires_at_ms = current.expires_at_ms;
+  SHM_RETURN_IF_ERROR(Stage(state_.get(), dict, false, key, false, std::move(v),
+                            found ? Expiry::kKeep : Expiry::kTtl, ttl_ms));
+  *result = next;
+  return Status::OK();
+}
+
+Status Transaction::Expect(const Dict& dict, std::string_view key,
+                           std::optional<uint64_t> version) {
+  DictValue current;
+  Status s = Get(dict, key, &current);
+  if (!s.ok() && !s.IsNotFound()) return s;
+  if (s.ok() != version.has_value() || (s.ok() && current.version != *version)) {
+    return Status::Conflict(version.has_value()
+                                ? "key does not have version " + std::to_string(*version)
+                                : std::string("key exists"));
+  }
+  return Status::OK();
+}
+
+namespace {
+
+State::CounterOp* CounterOf(State* st, const Counter& counter) {
+  const ObjectRef& ref = counter.ref();
+  auto [it, inserted] = st->counters.try_emplace({ref.entry, ref.incarnation});
+  if (inserted) it->second.ref = ref;
+  return &it->second;
+}
+
+// The counter's value as this transaction sees it (its staged value, else a read it records).
+Status CounterView(State* st, const Counter& counter, int64_t* value) {
+  if (!counter.ref().valid()) return Status::InvalidArgument("counter handle is not open");
+  if (st->counters.find({counter.ref().entry, counter.ref().incarnation}) == st->counters.end()) {
+    SHM_RETURN_IF_ERROR(st->CheckRoom(0));
+  }
+  State::CounterOp* op = CounterOf(st, counter);
+  if (op->write.has_value()) {
+    *value = *op->write;
+    return Status::OK();
+  }
+  int64_t seen = 0;
+  SHM_RETURN_IF_ERROR(counter.Get(&seen));
+  if (op->read.has_value() && *op->read != seen) {
+    return Status::Conflict("counter changed while the transaction read it");
+  }
+  op->read = seen;
+  *value = seen;
+  return Status::OK();
+}
+
+Status StageCounter(State* st, const Counter& counter, int64_t value) {
+  if (value >= Counter::kTxMaxValue || value <= -Counter::kTxMaxValue) {
+    return Status::InvalidArgument("a transaction leaves a counter within +-2^61");
+  }
+  if (!counter.ref().valid()) return Status::InvalidArgument("counter handle is not open");
+  CounterOf(st, counter)->write = value;
+  return Status::OK();
+}
+
+}  // namespace
+
+Status Transaction::Get(const Counter& counter, int64_t* value) {
+  return CounterView(state_.get(), counter, value);
+}
+
+Status Transaction::Add(const Counter& counter, int64_t delta, int64_t* new_value) {
+  int64_t value = 0;
+  SHM_RETURN_IF_ERROR(CounterView(state_.get(), counter, &value));
+  int64_t next = 0;
+  if (!AddInt64(value, delta, &next)) {
+    return Status::InvalidArgument("counter overflow: " + std::to_string(value) + " + " +
+                                   std::to_string(delta) + " does not fit in int64");
+  }
+  SHM_RETURN_IF_ERROR(StageCounter(state_.get(), counter, next));
+  *new_value = next;
+  return Status::OK();
+}
+
+Status Transaction::Set(const Counter& counter, int64_t value) {
+  return StageCounter(state_.get(), counter, value);
+}
+
+Status Transaction::Push(const List&, List::End, std::string_view, uint64_t*) {
+  return NotInTransactions("a list");
+}
+Status Transaction::Pop(const List&, List::End, std::string*, bool*) {
+  return NotInTransactions("a list");
+}
+Status Transaction::Length(const List&, uint64_t*) { return NotInTransactions("a list"); }
+
+Status Transaction::Type(const Keyspace& ks, std::string_view key, KeyType* type) {
+  DictValue entry;
+  return ViewKey(state_.get(), ks, key, &entry, type);
+}
+
+Status Transaction::Watch(const Keyspace& ks, std::string_view key, uint64_t version) {
+  if (key.size() > Keyspace::kMaxKey) return Status::InvalidArgument("key too long");
+  DictValue entry;
+  bool found = false;
+  SHM_RETURN_IF_ERROR(ViewEntry(state_.get(), KeyspaceIndex(ks), true, key, &entry, &found));
+  const auto it = state_->reads.find(KeyOf(KeyspaceIndex(ks).ref(), key));
+  const uint64_t seen = it != state_->reads.end() ? it->second.version : 0;
+  if (seen != version) return Status::Conflict("watched key changed");
+  return Status::OK();
+}
+
+Status Transaction::Get(const Keyspace& ks, std::string_view key, std::string* value) {
+  DictValue entry;
+  KeyType type = KeyType::kNone;
+  SHM_RETURN_IF_ERROR(ViewKey(state_.get(), ks, key, &entry, &type));
+  if (type == KeyType::kNone) return Status::NotFound("no such key");
+  if (type != KeyType::kString) return WrongType();
+  *value = std::move(entry.data);
+  return Status::OK();
+}
+
+Status Transaction::Set(const Keyspace& ks, std::string_view key, std::string_view value,
+                        const StringSet& options, StringSetResult* result) {
+  *result = StringSetResult{};
+  DictValue entry;
+  KeyType type = KeyType::kNone;
+  SHM_RETURN_IF_ERROR(ViewKey(state_.get(), ks, key, &entry, &type));
+  if (options.get && type != KeyType::kNone) {
+    if (type != KeyType::kString) return WrongType();
+    result->old = entry.data;
+  }
+  using Cond = StringSet::Cond;
+  if ((options.cond == Cond::kIfAbsent && type != KeyType::kNone) ||
+      (options.cond == Cond::kIfPresent && type == KeyType::kNone)) {
+    return Status::OK();
+  }
+  const int64_t expiry = options.keep_ttl ? (type != KeyType::kNone ? entry.expires_at_ms : 0)
+                                          : options.expires_at_ms.value_or(0);
+  SHM_RETURN_IF_ERROR(StageKeyString(state_.get(), ks, key, std::string(value), expiry));
+  NoteOrphan(state_.get(), entry, type);
+  result->written = true;
+  return Status::OK();
+}
+
+Status Transaction::IncrBy(const Keyspace& ks, std::string_view key, int64_t by, int64_t* result) {
+  DictValue entry;
+  KeyType type = KeyType::kNone;
+  SHM_RETURN_IF_ERROR(ViewKey(state_.get(), ks, key, &entry, &type));
+  if (type != KeyType::kNone && type != KeyType::kString) return WrongType();
+  int64_t base = 0;
+  if (type == KeyType::kString && !ParseInt64(entry.data, &base, IntSyntax::kRedisStrict)) {
+    return Status::InvalidArgument("value is not an integer or out of range");
+  }
+  if (!AddInt64(base, by, result)) {
+    return Status::InvalidArgument("increment or decrement would overflow");
+  }
+  return StageKeyString(state_.get(), ks, key, std::to_string(*result),
+                        type == KeyType::kNone ? 0 : entry.expires_at_ms);
+}
+
+Status Transaction::Delete(const Keyspace& ks, std::string_view key, bool* existed) {
+  DictValue entry;
+  KeyType type = KeyType::kNone;
+  SHM_RETURN_IF_ERROR(ViewKey(state_.get(), ks, key, &entry, &type));
+  *existed = type != KeyType::kNone;
+  if (!*existed) return Status::OK();
+  SHM_RETURN_IF_ERROR(
+      Stage(state_.get(), KeyspaceIndex(ks), true, key, true, DictValue(), Expiry::kAbsolute, 0));
+  NoteOrphan(state_.get(), entry, type);
+  return Status::OK();
+}
+
+Status Transaction::Rename(const Keyspace& ks, std::string_view from, std::string_view to,
+                           bool only_if_absent, bool* renamed) {
+  *renamed = false;
+  DictValue moving, target;
+  KeyType from_type = KeyType::kNone, to_type = KeyType::kNone;
+  SHM_RETURN_IF_ERROR(ViewKey(state_.get(), ks, from, &moving, &from_type));
+  if (from_type == KeyType::kNone) return Status::NotFound("no such key");
+  SHM_RETURN_IF_ERROR(ViewKey(state_.get(), ks, to, &target, &to_type));
+  if (from == to) {
+    *renamed = !only_if_absent;
+    return Status::OK();
+  }
+  if (only_if_absent && to_type != KeyType::kNone) return Status::OK();
+  const Dict& index = KeyspaceIndex(ks);
+  SHM_RETURN_IF_ERROR(
+      Stage(state_.get(), index, true, from, true, DictValue(), Expiry::kAbsolute, 0));
+  SHM_RETURN_IF_ERROR(Stage(state_.get(), index, true, to, false, moving, Expiry::kAbsolute, 0));
+  NoteOrphan(state_.get(), target, to_type);
+  *renamed = true;
+  return Status::OK();
+}
+
+Status Transaction::Push(const Keyspace&, std::string_view, List::End, std::string_view,
+                         uint64_t*) {
+  return NotInTransactions("a list key's push");
+}
+Status Transaction::Pop(const Keyspace&, std::string_view, List::End, std::string*, bool*) {
+  return NotInTransactions("a list key's pop");
+}
+Status Transaction::Length(const Keyspace&, std::string_view, uint64_t*) {
+  return NotInTransactions("a list key's length");
+}
+Status Transaction::HashGet(const Keyspace&, std::string_view, std::string_view, std::string*) {
+  return NotInTransactions("a hash field");
+}
+Status Transaction::HashSet(const Keyspace&, std::string_view, std::string_view, std::string_view,
+                            bool*) {
+  return NotInTransactions("a hash field");
+}
+Status Transaction::HashDelete(const Keyspace&, std::string_view, std::string_view, bool*) {
+  return NotInTransactions("a hash field");
+}
+
+Status Transaction::Commit() {
+  State* st = state_.get();
+  if (st->reads.empty() && st->writes.empty() && st->counters.empty()) return Status::OK();
+  Status s = CatchAtBoundary("transaction", [&] {
+    Committer committer(segment_, st);
+    return committer.Run();
+  });
+  Reset();
+  return s;
+}
+
+void Transaction::Reset() { state_ = std::make_unique<State>(); }
+
+size_t Transaction::staged_writes() const {
+  size_t n = state_->writes.size();
+  for (const auto& [id, op] : state_->counters) n += op.write.has_value() ? 1 : 0;
+  return n;
+}
+
+Status Transaction::Run(Segment* segment, int attempts,
+                        const std::function<Status(Transaction&)>& fn) {
+  Status last = Status::Conflict("the transaction was not attempted");
+  for (int i = 0; i < attempts; ++i) {
+    Transaction tx(segment);
+    last = fn(tx);
+    if (last.ok()) last = tx.Commit();
+    if (!last.IsConflict()) return last;
+  }
+  return last;
+}
+
+}  // namespace shm

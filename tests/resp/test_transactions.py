@@ -1,0 +1,235 @@
+"""MULTI/EXEC, WATCH and the multi-key commands are isolated (and, for strings and whole keys,
+atomic across a crash): redis-py clients on several connections (two workers) transfer between
+16 accounts, swap keys and move list items while readers check invariants inside MULTI/EXEC;
+workers are SIGKILLed in the middle of transfers. Seeded, bounded."""
+import multiprocessing
+import os
+import random
+import signal
+import threading
+import time
+
+import redis
+
+ACCOUNTS = ["acct%d" % i for i in range(16)]
+START = 1000
+
+
+def run_clients(targets):
+    """Runs each target in its own process (so the clients really run at once, not one at a
+    time under the GIL) and returns everything they report, in one list."""
+    ctx = multiprocessing.get_context("fork")
+    results = ctx.Queue()
+
+    def main(target):
+        results.put(target() or [])
+
+    procs = [ctx.Process(target=main, args=(t,)) for t in targets]
+    for p in procs:
+        p.start()
+    reported = []
+    for _ in procs:
+        reported.extend(results.get(timeout=120))
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0, "a client process failed"
+    return reported
+
+
+def test_multi_exec_transfers_keep_every_readers_total(server):
+    r = server.client(decode_responses=True)
+    r.flushall()
+    r.mset({a: START for a in ACCOUNTS})
+    def transfer(seed):
+        c = server.client(decode_responses=True)
+        rng = random.Random(seed)
+        for _ in range(1500):
+            a, b = rng.sample(ACCOUNTS, 2)
+            amount = rng.randint(1, 50)
+            p = c.pipeline(transaction=True)  # MULTI DECRBY INCRBY EXEC, as redis-py sends it.
+            p.decrby(a, amount)
+            p.incrby(b, amount)
+            p.execute()
+
+    def read():
+        bad = []
+        c = server.client(decode_responses=True)
+        for _ in range(1500):
+            p = c.pipeline(transaction=True)
+            p.mget(ACCOUNTS)
+            total = sum(int(v) for v in p.execute()[0])
+            if total != START * len(ACCOUNTS):
+                bad.append(total)
+        return bad
+
+    bad = run_clients([lambda s=s: transfer(s) for s in (1, 2, 3)] + [read, read])
+    assert bad == [], "a reader's MULTI/EXEC saw a torn total"
+    assert sum(int(v) for v in r.mget(ACCOUNTS)) == START * len(ACCOUNTS)
+
+
+def test_mset_is_never_seen_half_done(server):
+    r = server.client(decode_responses=True)
+    r.flushall()
+    keys = ["m%d" % i for i in range(32)]
+    r.mset({k: "0" for k in keys})
+    def write(tag):
+        c = server.client(decode_responses=True)
+        for n in range(1500):
+            c.mset({k: "%s%d" % (tag, n) for k in keys})
+
+    def read():
+        mixed = []
+        c = server.client(decode_responses=True)
+        for _ in range(3000):
+            values = c.mget(keys)
+            if len(set(values)) != 1:
+                mixed.append(values)
+        return mixed
+
+    mixed = run_clients([lambda: write("a"), lambda: write("b"), read])
+    assert mixed == [], "MGET saw two MSETs mixed: %r" % mixed[:1]
+
+
+def test_watch_is_exact_on_lists_and_hashes(server):
+    r = server.client(decode_responses=True)
+    other = server.client(decode_responses=True)
+    r.flushall()
+    for setup, write in ((lambda: r.rpush("l", "a"), lambda: other.rpush("l", "b")),
+                         (lambda: r.hset("h", "f", "1"), lambda: other.hset("h", "g", "2"))):
+        setup()
+        key = "l" if "rpush" in str(setup.__code__.co_names) else "h"
+        p = r.pipeline(transaction=True)
+        p.watch(key)
+        write()
+        p.multi()
+        p.set("flag", "1")
+        try:
+            p.execute()
+            raised = False
+        except redis.WatchError:
+            raised = True
+        assert raised, "EXEC ran after another client wrote the watched " + key
+        assert r.get("flag") is None
+
+
+def test_watch_increments_lose_no_update(server):
+    r = server.client(decode_responses=True)
+    r.flushall()
+    r.set("n", 0)
+
+    def incr():
+        c = server.client(decode_responses=True)
+        done = 0
+        while done < 250:
+            with c.pipeline(transaction=True) as p:
+                try:
+                    p.watch("n")
+                    value = int(p.get("n"))
+                    p.multi()
+                    p.set("n", value + 1)
+                    p.execute()
+                    done += 1
+                except redis.WatchError:
+                    continue
+
+    run_clients([incr, incr, incr, incr])
+    assert int(r.get("n")) == 1000
+
+
+def test_rename_and_lmove_are_isolated(server):
+    r = server.client(decode_responses=True)
+    r.flushall()
+    r.set("x", "v")
+    r.rpush("left", *range(20))
+    def swap():
+        c = server.client(decode_responses=True)
+        for n in range(300):
+            c.rename("x", "y") if n % 2 == 0 else c.rename("y", "x")
+            c.lmove("left", "right", "LEFT", "RIGHT")
+            c.rpoplpush("right", "left")
+
+    def read():
+        wrong = []
+        c = server.client(decode_responses=True)
+        for _ in range(300):
+            p = c.pipeline(transaction=True)
+            p.exists("x")
+            p.exists("y")
+            p.llen("left")
+            p.llen("right")
+            x, y, left, right = p.execute()
+            if x + y != 1 or left + right != 20:
+                wrong.append((x, y, left, right))
+        return wrong
+
+    wrong = run_clients([swap, read])
+    assert wrong == [], "a MULTI/EXEC saw a rename or a move half done: %r" % wrong[:1]
+
+
+def worker_pids(server):
+    with open("/proc/%d/task/%d/children" % (server.proc.pid, server.proc.pid)) as f:
+        return [int(p) for p in f.read().split()]
+
+
+def test_sigkilled_workers_apply_each_acknowledged_exec_once(server):
+    r = server.client(decode_responses=True)
+    r.flushall()
+    r.mset({a: START for a in ACCOUNTS})
+    stop = threading.Event()
+    acked = []
+    lock = threading.Lock()
+
+    def transfer(seed):
+        c = server.client(decode_responses=True, socket_timeout=5)
+        rng = random.Random(seed)
+        n = 0
+        while not stop.is_set():
+            a, b = rng.sample(ACCOUNTS, 2)
+            amount = rng.randint(1, 50)
+            tid = "t%d_%d" % (seed, n)
+            n += 1
+            try:
+                p = c.pipeline(transaction=True)
+                p.decrby(a, amount)
+                p.incrby(b, amount)
+                p.set("log:" + tid, "%s %s %d" % (a, b, amount))
+                p.execute()
+            except (redis.ConnectionError, redis.TimeoutError):
+                time.sleep(0.01)
+                continue
+            with lock:
+                acked.append(tid)
+
+    threads = [threading.Thread(target=transfer, args=(s,)) for s in (11, 12, 13)]
+    for t in threads:
+        t.start()
+    try:
+        for k in range(8):
+            time.sleep(0.2)
+            pids = worker_pids(server)
+            if pids:
+                os.kill(pids[k % len(pids)], signal.SIGKILL)
+    finally:
+        time.sleep(0.3)
+        stop.set()
+        for t in threads:
+            t.join(30)
+    deadline = time.time() + 15
+    while True:  # The replacement workers answer within a second or so.
+        try:
+            balances = {a: int(v) for a, v in zip(ACCOUNTS, r.mget(ACCOUNTS))}
+            logs = {k: r.get(k) for k in r.scan_iter("log:*", count=1000)}
+            break
+        except redis.ConnectionError:
+            assert time.time() < deadline, "the server did not answer after the kills"
+            time.sleep(0.1)
+    assert sum(balances.values()) == START * len(ACCOUNTS)
+    expected = {a: START for a in ACCOUNTS}
+    for entry in logs.values():
+        a, b, amount = entry.split()
+        expected[a] -= int(amount)
+        expected[b] += int(amount)
+    assert balances == expected, "a transfer was applied partly or twice"
+    missing = [t for t in acked if "log:" + t not in logs]
+    assert missing == [], "acknowledged transfers lost: %r" % missing[:5]
+    assert acked, "no transfer was acknowledged"

@@ -1,0 +1,411 @@
+// shm::Transaction: staged writes seen by the transaction only, all or nothing at Commit,
+// Conflict when a read changed (nothing applied), and serializable transfers between accounts
+// from several processes at once, checked by readers in transactions.
+#include "shm/transaction.h"
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common/test_util.h"
+#include "shm/counter.h"
+#include "shm/dict.h"
+#include "shm/keyspace.h"
+#include "shm/registry.h"
+
+namespace shm {
+namespace {
+
+#define ASSERT_OK(expr)                                     \
+  do {                                                      \
+    ::shm::Status s_ = (expr);                              \
+    ASSERT_TRUE(s_.ok()) << #expr << ": " << s_.ToString(); \
+  } while (0)
+#define EXPECT_OK(expr)                                     \
+  do {                                                      \
+    ::shm::Status s_ = (expr);                              \
+    EXPECT_TRUE(s_.ok()) << #expr << ": " << s_.ToString(); \
+  } while (0)
+
+std::string GetOr(const Dict& d, const std::string& key, const std::string& missing = "<none>") {
+  DictValue v;
+  Status s = d.Get(key, &v);
+  return s.ok() ? v.data : missing;
+}
+
+class TransactionTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_OK(Dict::Open(seg_.get(), "a", OpenMode::kCreateIfMissing, DictOptions(), &a_));
+    ASSERT_OK(Dict::Open(seg_.get(), "b", OpenMode::kCreateIfMissing, DictOptions(), &b_));
+  }
+  test::ScopedSegment seg_{size_t{32} << 20, 256};
+  Dict a_, b_;
+};
+
+TEST_F(TransactionTest, StagedWritesAreInvisibleUntilCommitThenAllVisible) {
+  ASSERT_OK(a_.Set("x", "1", SetOptions()));
+  Transaction tx(seg_.get());
+  ASSERT_OK(tx.Set(a_, "x", "2"));
+  ASSERT_OK(tx.Set(b_, "y", "3"));
+  DictValue v;
+  ASSERT_OK(tx.Get(a_, "x", &v));  // Read your own write.
+  EXPECT_EQ(v.data, "2");
+  EXPECT_EQ(GetOr(a_, "x"), "1");
+  EXPECT_EQ(GetOr(b_, "y"), "<none>");
+  EXPECT_EQ(tx.staged_writes(), 2u);
+  ASSERT_OK(tx.Commit());
+  EXPECT_EQ(GetOr(a_, "x"), "2");
+  EXPECT_EQ(GetOr(b_, "y"), "3");
+  EXPECT_EQ(tx.staged_writes(), 0u);
+  ASSERT_OK(a_.Get("x", &v));
+  EXPECT_GT(v.version, 0u);
+}
+
+TEST_F(TransactionTest, ConflictAppliesNothing) {
+  ASSERT_OK(a_.Set("from", "10", SetOptions()));
+  ASSERT_OK(a_.Set("to", "0", SetOptions()));
+  Transaction tx(seg_.get());
+  int64_t left = 0, right = 0;
+  ASSERT_OK(tx.Incr(a_, "from", -3, 0, 0, &left));
+  ASSERT_OK(tx.Incr(a_, "to", 3, 0, 0, &right));
+  ASSERT_OK(tx.Set(b_, "log", "moved"));
+  ASSERT_OK(a_.Set("from", "11", SetOptions()));  // Someone else, after the read.
+  Status s = tx.Commit();
+  EXPECT_TRUE(s.IsConflict()) << s.ToString();
+  EXPECT_EQ(GetOr(a_, "from"), "11");
+  EXPECT_EQ(GetOr(a_, "to"), "0");
+  EXPECT_EQ(GetOr(b_, "log"), "<none>");
+}
+
+TEST_F(TransactionTest, AbsenceIsARead) {
+  Transaction tx(seg_.get());
+  DictValue v;
+  EXPECT_TRUE(tx.Get(a_, "k", &v).IsNotFound());
+  ASSERT_OK(tx.Set(b_, "seen", "absent"));
+  ASSERT_OK(a_.Set("k", "now here", SetOptions()));
+  EXPECT_TRUE(tx.Commit().IsConflict());
+  EXPECT_EQ(GetOr(b_, "seen"), "<none>");
+}
+
+TEST_F(TransactionTest, PreconditionsAndDeletes) {
+  uint64_t version = 0;
+  ASSERT_OK(a_.Set("k", "v", SetOptions(), &version));
+  Transaction tx(seg_.get());
+  EXPECT_TRUE(tx.Expect(a_, "k", version + 1000).IsConflict());
+  EXPECT_OK(tx.Expect(a_, "k", version));
+  EXPECT_OK(tx.Expect(a_, "other", std::nullopt));
+  SetOptions add;
+  add.mode = SetMode::kAdd;
+  EXPECT_TRUE(tx.Set(a_, "k", "w", add).IsAlreadyExists());
+  EXPECT_OK(tx.Delete(a_, "k", version));
+  EXPECT_TRUE(tx.Delete(a_, "k").IsNotFound());  // Already deleted in this transaction.
+  EXPECT_OK(tx.Set(a_, "other", "x", add));
+  ASSERT_OK(tx.Commit());
+  EXPECT_EQ(GetOr(a_, "k"), "<none>");
+  EXPECT_EQ(GetOr(a_, "other"), "x");
+}
+
+TEST_F(TransactionTest, BadInputIsRefusedWhenStaged) {
+  Transaction tx(seg_.get());
+  EXPECT_TRUE(tx.Set(a_, std::string(Dict::kMaxKey + 1, 'k'), "v").IsInvalidArgument());
+  EXPECT_TRUE(tx.Set(a_, "k", std::string(Dict::kMaxValue + 1, 'v')).IsInvalidArgument());
+  SetOptions ctype;
+  ctype.content_type = "bad\r\nheader";
+  EXPECT_TRUE(tx.Set(a_, "k", "v", ctype).IsInvalidArgument());
+  ASSERT_OK(a_.Set("text", "abc", SetOptions()));
+  int64_t result = 0;
+  EXPECT_TRUE(tx.Incr(a_, "text", 1, 0, 0, &result).IsInvalidArgument());
+  EXPECT_EQ(tx.staged_writes(), 0u);
+  ASSERT_OK(tx.Commit());
+  EXPECT_EQ(GetOr(a_, "text"), "abc");
+}
+
+TEST_F(TransactionTest, ManyInsertsIntoOneDictGrowItsTables) {
+  Transaction tx(seg_.get());
+  for (int i = 0; i < 3000; ++i) ASSERT_OK(tx.Set(a_, "k" + std::to_string(i), "v"));
+  ASSERT_OK(tx.Commit());
+  DictStats stats;
+  ASSERT_OK(a_.Stats(&stats));
+  EXPECT_EQ(stats.entries, 3000u);
+  for (int i = 0; i < 3000; i += 97) EXPECT_EQ(GetOr(a_, "k" + std::to_string(i)), "v");
+}
+
+TEST_F(TransactionTest, DeletedDictMakesCommitNotFoundAndNothingApplied) {
+  Transaction tx(seg_.get());
+  ASSERT_OK(tx.Set(a_, "k", "v"));
+  ASSERT_OK(tx.Set(b_, "k", "v"));
+  ASSERT_OK(seg_->registry().Delete("a"));
+  Status s = tx.Commit();
+  EXPECT_TRUE(s.IsNotFound()) << s.ToString();
+  EXPECT_EQ(GetOr(b_, "k"), "<none>");
+}
+
+TEST_F(TransactionTest, RunRetriesOnConflict) {
+  ASSERT_OK(a_.Set("n", "0", SetOptions()));
+  int calls = 0;
+  ASSERT_OK(Transaction::Run(seg_.get(), 5, [&](Transaction& tx) {
+    int64_t n = 0;
+    SHM_RETURN_IF_ERROR(tx.Incr(a_, "n", 1, 0, 0, &n));
+    if (++calls == 1) SHM_RETURN_IF_ERROR(a_.Set("n", "100", SetOptions()));  // Interferes once.
+    return Status::OK();
+  }));
+  EXPECT_EQ(calls, 2);
+  EXPECT_EQ(GetOr(a_, "n"), "101");
+  // fn's own error aborts with nothing applied.
+  Status s = Transaction::Run(seg_.get(), 5, [&](Transaction& tx) {
+    SHM_RETURN_IF_ERROR(tx.Set(a_, "n", "999"));
+    return Status::InvalidArgument("changed my mind");
+  });
+  EXPECT_TRUE(s.IsInvalidArgument());
+  EXPECT_EQ(GetOr(a_, "n"), "101");
+}
+
+TEST_F(TransactionTest, KeyspaceStringsRenameAndDeleteOfAList) {
+  Keyspace ks;
+  ASSERT_OK(Keyspace::Open(seg_.get(), 0, &ks));
+  StringSetResult set;
+  ASSERT_OK(ks.Set("s", "1", StringSet(), &set));
+  ASSERT_OK(ks.WithList("l", Keyspace::Access::kCreate,
+                        [](List& l) { return l.Push(List::End::kRight, "item"); }));
+  uint64_t watched = 0;
+  ASSERT_OK(ks.Version("l", &watched));
+  Transaction tx(seg_.get());
+  ASSERT_OK(tx.Watch(ks, "l", watched));
+  int64_t n = 0;
+  ASSERT_OK(tx.IncrBy(ks, "s", 41, &n));
+  EXPECT_EQ(n, 42);
+  std::string value;
+  EXPECT_TRUE(tx.Get(ks, "l", &value).IsWrongType());
+  bool renamed = false;
+  ASSERT_OK(tx.Rename(ks, "s", "t", false, &renamed));
+  EXPECT_TRUE(renamed);
+  bool existed = false;
+  ASSERT_OK(tx.Delete(ks, "l", &existed));
+  EXPECT_TRUE(existed);
+  ASSERT_OK(tx.Commit());
+  KeyType type;
+  ASSERT_OK(ks.Type("s", &type));
+  EXPECT_EQ(type, KeyType::kNone);
+  ASSERT_OK(ks.Get("t", &value));
+  EXPECT_EQ(value, "42");
+  ASSERT_OK(ks.Type("l", &type));
+  EXPECT_EQ(type, KeyType::kNone);
+  std::vector<ObjectInfo> objects;  // The list went with its key.
+  ASSERT_OK(seg_->registry().List("redis:0:", ObjectKind::kNone, 100, "", &objects));
+  EXPECT_TRUE(objects.empty());
+}
+
+TEST_F(TransactionTest, WatchSeesAPushToAList) {
+  Keyspace ks;
+  ASSERT_OK(Keyspace::Open(seg_.get(), 0, &ks));
+  ASSERT_OK(ks.WithList("l", Keyspace::Access::kCreate,
+                        [](List& l) { return l.Push(List::End::kRight, "a"); }));
+  uint64_t watched = 0;
+  ASSERT_OK(ks.Version("l", &watched));
+  Transaction tx(seg_.get());
+  ASSERT_OK(tx.Watch(ks, "l", watched));
+  StringSetResult set;
+  ASSERT_OK(tx.Set(ks, "flag", "1", StringSet(), &set));
+  ASSERT_OK(ks.WithList("l", Keyspace::Access::kWrite,
+                        [](List& l) { return l.Push(List::End::kRight, "b"); }));
+  EXPECT_TRUE(tx.Commit().IsConflict());
+  KeyType type;
+  ASSERT_OK(ks.Type("flag", &type));
+  EXPECT_EQ(type, KeyType::kNone);
+}
+
+// Processes transfer random amounts between 16 accounts (two dict entries each, on several
+// shards and both dicts) while readers sum all 16 in read-only transactions: every committed
+// reader sees the exact total, and afterwards the total is exact and the number of transfers
+// logged equals the number acknowledged.
+TEST_F(TransactionTest, ConcurrentTransfersKeepTheTotalForEveryReader) {
+  constexpr int kAccounts = 16;
+  constexpr int64_t kStart = 1000;
+  constexpr int kWriters = 2, kReaders = 1, kTransfers = 1500;
+  auto account = [&](int i) -> std::pair<Dict*, std::string> {
+    return {i % 2 == 0 ? &a_ : &b_, "acct" + std::to_string(i)};
+  };
+  for (int i = 0; i < kAccounts; ++i) {
+    auto [d, key] = account(i);
+    ASSERT_OK(d->Set(key, std::to_string(kStart), SetOptions()));
+  }
+  Segment* seg = seg_.get();
+  std::vector<pid_t> children;
+  for (int w = 0; w < kWriters; ++w) {
+    children.push_back(test::ForkChild([&, w] {
+      std::mt19937 rng(7 + w);
+      for (int n = 0; n < kTransfers; ++n) {
+        const int from = static_cast<int>(rng() % kAccounts);
+        const int to = (from + 1 + static_cast<int>(rng() % (kAccounts - 1))) % kAccounts;
+        const int64_t amount = static_cast<int64_t>(rng() % 50);
+        Status s = Transaction::Run(seg, 1000, [&](Transaction& tx) {
+          int64_t ignored = 0;
+          auto [fd, fk] = account(from);
+          auto [td, tk] = account(to);
+          SHM_RETURN_IF_ERROR(tx.Incr(*fd, fk, -amount, 0, 0, &ignored));
+          SHM_RETURN_IF_ERROR(tx.Incr(*td, tk, amount, 0, 0, &ignored));
+          return tx.Set(b_, "log:" + std::to_string(w) + ":" + std::to_string(n), "1");
+        });
+        if (!s.ok()) return 10;
+      }
+      return 0;
+    }));
+  }
+  for (int r = 0; r < kReaders; ++r) {
+    children.push_back(test::ForkChild([&] {
+      int committed = 0;
+      for (int n = 0; n < 3000; ++n) {
+        int64_t total = 0;
+        Transaction tx(seg);
+        bool bad = false;
+        for (int i = 0; i < kAccounts; ++i) {
+          auto [d, key] = account(i);
+          DictValue v;
+          if (!tx.Get(*d, key, &v).ok()) bad = true;
+          total += bad ? 0 : std::stoll(v.data);
+        }
+        Status s = bad ? Status::Conflict("read failed") : tx.Commit();
+        if (s.ok()) {
+          ++committed;
+          if (total != kAccounts * kStart) return 20;  // A committed reader saw a torn total.
+        } else if (!s.IsConflict()) {
+          return 21;
+        }
+      }
+      return committed > 0 ? 0 : 22;
+    }));
+  }
+  for (pid_t child : children) {
+    test::ChildExit exit = test::WaitChild(child, 120000);
+    EXPECT_TRUE(exit.exited && exit.code == 0) << "child exit " << exit.code;
+  }
+  int64_t total = 0;
+  for (int i = 0; i < kAccounts; ++i) {
+    auto [d, key] = account(i);
+    total += std::stoll(GetOr(*d, key, "0"));
+  }
+  EXPECT_EQ(total, kAccounts * kStart);
+  std::vector<std::string> keys;
+  uint64_t cursor = 0;
+  size_t logged = 0;
+  do {
+    ASSERT_OK(b_.ListKeys("log:", 1000, cursor, &keys, &cursor));
+    logged += keys.size();
+  } while (cursor != 0);
+  EXPECT_EQ(logged, static_cast<size_t>(kWriters * kTransfers));
+}
+
+Counter OpenCounter(Segment* seg, const std::string& name, int64_t init) {
+  Counter c;
+  Counter::Options options;
+  options.mode = OpenMode::kCreateIfMissing;
+  options.init = init;
+  EXPECT_TRUE(Counter::Open(seg, name, options, &c).ok());
+  return c;
+}
+
+TEST_F(TransactionTest, CountersJoinTransactions) {
+  Counter hits = OpenCounter(seg_.get(), "hits", 10);
+  Transaction tx(seg_.get());
+  int64_t n = 0;
+  ASSERT_OK(tx.Add(hits, 5, &n));
+  EXPECT_EQ(n, 15);
+  ASSERT_OK(tx.Get(hits, &n));  // Its own write.
+  EXPECT_EQ(n, 15);
+  ASSERT_OK(tx.Set(a_, "log", "hit"));
+  int64_t outside = 0;
+  ASSERT_OK(hits.Get(&outside));
+  EXPECT_EQ(outside, 10);
+  ASSERT_OK(tx.Commit());
+  ASSERT_OK(hits.Get(&outside));
+  EXPECT_EQ(outside, 15);
+  ASSERT_OK(hits.Add(1, &outside));  // The fast path works after a transaction.
+  EXPECT_EQ(outside, 16);
+  // A read that changed is a conflict; nothing applied.
+  Transaction late(seg_.get());
+  ASSERT_OK(late.Add(hits, 100, &n));
+  ASSERT_OK(late.Set(a_, "log", "late"));
+  ASSERT_OK(hits.Add(1, &outside));
+  EXPECT_TRUE(late.Commit().IsConflict());
+  ASSERT_OK(hits.Get(&outside));
+  EXPECT_EQ(outside, 17);
+  EXPECT_EQ(GetOr(a_, "log"), "hit");
+  // Out of a transaction's range: refused when staged.
+  EXPECT_TRUE(tx.Set(hits, int64_t{1} << 62).IsInvalidArgument());
+}
+
+// Transactions move amounts between three counters while another process adds 1 to the first
+// with plain (fast-path) adds: no add is lost or doubled by the commits' locks, and readers in
+// transactions see a total that only grows, within its bounds.
+TEST_F(TransactionTest, CounterTransfersBesidePlainAdds) {
+  constexpr int64_t kStart = 100000;
+  constexpr int kAdds = 20000;
+  std::vector<Counter> c = {OpenCounter(seg_.get(), "c0", kStart),
+                            OpenCounter(seg_.get(), "c1", kStart),
+                            OpenCounter(seg_.get(), "c2", kStart)};
+  Segment* seg = seg_.get();
+  std::vector<pid_t> children;
+  children.push_back(test::ForkChild([&] {
+    int64_t v = 0;
+    for (int i = 0; i < kAdds; ++i) {
+      if (!c[0].Add(1, &v).ok()) return 10;
+    }
+    return 0;
+  }));
+  children.push_back(test::ForkChild([&] {
+    std::mt19937 rng(5);
+    for (int i = 0; i < 3000; ++i) {
+      const int from = static_cast<int>(rng() % 3), to = (from + 1 + rng() % 2) % 3;
+      const int64_t amount = rng() % 100;
+      Status s = Transaction::Run(seg, 1000, [&](Transaction& tx) {
+        int64_t ignored = 0;
+        SHM_RETURN_IF_ERROR(tx.Add(c[from], -amount, &ignored));
+        return tx.Add(c[to], amount, &ignored);
+      });
+      if (!s.ok()) return 11;
+    }
+    return 0;
+  }));
+  // The total only grows (plain adds; transfers keep it): a committed reader that saw a
+  // transfer half done, or an add undone, would see it fall or leave the bounds.
+  children.push_back(test::ForkChild([&] {
+    int64_t last = 3 * kStart;
+    for (int i = 0; i < 3000; ++i) {
+      Transaction tx(seg);
+      int64_t total = 0;
+      bool read = true;
+      for (Counter& counter : c) {
+        int64_t v = 0;
+        read = read && tx.Get(counter, &v).ok();
+        total += v;
+      }
+      Status s = read ? tx.Commit() : Status::Conflict("read failed");
+      if (s.ok()) {
+        if (total < last || total > 3 * kStart + kAdds) return 20;
+        last = total;
+      } else if (!s.IsConflict()) {
+        return 21;
+      }
+    }
+    return 0;
+  }));
+  for (pid_t child : children) {
+    test::ChildExit exit = test::WaitChild(child, 120000);
+    EXPECT_TRUE(exit.exited && exit.code == 0) << "child exit " << exit.code;
+  }
+  int64_t total = 0;
+  for (Counter& counter : c) {
+    int64_t v = 0;
+    ASSERT_OK(counter.Get(&v));
+    total += v;
+  }
+  EXPECT_EQ(total, 3 * kStart + kAdds);
+}
+
+}  // namespace
+}  // namespace shm
