@@ -2,7 +2,11 @@
 """shmstate.Manager() against multiprocessing.Manager(), same machine, same run: 2 processes on
 one object per row, ops/s summed over both; then the memory each object costs.
 
-    PYTHONPATH=build/python /usr/bin/python3 bench/manager_compare.py [--seconds 1.0] [--md]
+    PYTHONPATH=build/python /usr/bin/python3 bench/manager_compare.py [--seconds 1.0]
+        [--rounds 3]
+
+Each round runs every row against both managers, one after the other; the table shows the
+median over the rounds of each side's ops/s, and the median of the per-round ratios.
 
 Rows: dict get, dict set (1024 16-byte keys, 64-byte values), list append, list getitem (1024
 items), Value += 1 under its Lock, Queue put then get, Lock acquire/release, Event set/wait round
@@ -22,53 +26,60 @@ VALUE = "v" * 64
 
 
 def _loop(op, seconds, start, results, seed):
+    """Calls op(i) for i over a seeded random sequence of indexes (0..1023), drawn beforehand
+    so that the loop costs both managers the same few tens of nanoseconds per call."""
     rng = random.Random(seed)
+    indexes = [rng.randrange(1024) for _ in range(4096)]
     start.wait()
     deadline = time.monotonic() + seconds
     ops = 0
     while time.monotonic() < deadline:
-        for _ in range(32):
-            op(rng)
-        ops += 32
+        for i in indexes[(ops % 4096):(ops % 4096) + 64]:
+            op(i)
+        ops += 64
     results.put(ops)
 
 
 def w_dict_get(d, seconds, start, results, seed):
-    _loop(lambda rng: d[KEYS[rng.randrange(1024)]], seconds, start, results, seed)
+    keys = KEYS
+    _loop(lambda i: d[keys[i]], seconds, start, results, seed)
 
 
 def w_dict_set(d, seconds, start, results, seed):
-    def op(rng):
-        d[KEYS[rng.randrange(1024)]] = VALUE
+    keys = KEYS
+
+    def op(i):
+        d[keys[i]] = VALUE
     _loop(op, seconds, start, results, seed)
 
 
 def w_list_append(lst, seconds, start, results, seed):
-    _loop(lambda rng: lst.append(VALUE), seconds, start, results, seed)
+    append = lst.append
+    _loop(lambda i: append(VALUE), seconds, start, results, seed)
 
 
 def w_list_getitem(lst, seconds, start, results, seed):
-    _loop(lambda rng: lst[rng.randrange(1024)], seconds, start, results, seed)
+    _loop(lambda i: lst[i], seconds, start, results, seed)
 
 
 def w_value_incr(objs, seconds, start, results, seed):
     value, lock = objs
 
-    def op(rng):
+    def op(i):
         with lock:
             value.value += 1
     _loop(op, seconds, start, results, seed)
 
 
 def w_queue(q, seconds, start, results, seed):
-    def op(rng):
+    def op(i):
         q.put(VALUE)
         q.get()
     _loop(op, seconds, start, results, seed)
 
 
 def w_lock(lock, seconds, start, results, seed):
-    def op(rng):
+    def op(i):
         lock.acquire()
         lock.release()
     _loop(op, seconds, start, results, seed)
@@ -154,30 +165,41 @@ def memory(manager, used, count=1000):
     return out
 
 
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=1.0)
-    parser.add_argument("--md", action="store_true", help="print a Markdown table")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     import shmstate
-    results = {}
-    for label, worker, make in ROWS:
-        stock = mp.Manager()
-        results[label] = [run_row(stock, worker, make, args.seconds)]
-        stock.shutdown()
-        with shmstate.Manager() as ours:
-            results[label].append(run_row(ours, worker, make, args.seconds))
-        print(f"{label}\t{results[label][0]:.0f}\t{results[label][1]:.0f}", file=sys.stderr)
+    results = {label: ([], []) for label, _, _ in ROWS}
+    for round_ in range(args.rounds):
+        for label, worker, make in ROWS:  # Alternating: stock, then ours, row by row.
+            stock = mp.Manager()
+            results[label][0].append(run_row(stock, worker, make, args.seconds))
+            stock.shutdown()
+            with shmstate.Manager() as ours:
+                results[label][1].append(run_row(ours, worker, make, args.seconds))
+            print(f"round {round_ + 1}: {label}\t{results[label][0][-1]:.0f}\t"
+                  f"{results[label][1][-1]:.0f}", file=sys.stderr)
     stock = mp.Manager()
     stock_mem = memory(stock, lambda: rss(stock._process.pid))
     stock.shutdown()
     with shmstate.Manager() as ours:
         ours_mem = memory(ours, lambda: segment_used(ours.address))
-    print("| row (2 processes, one object) | multiprocessing.Manager | shmstate.Manager | ratio |")
+    print(f"| row (2 processes, one object; median of {args.rounds} alternating rounds) | "
+          "multiprocessing.Manager | shmstate.Manager | ratio (median; min-max) |")
     print("|---|---|---|---|")
     for label, (stock_ops, ours_ops) in results.items():
-        print(f"| {label} | {stock_ops / 1e3:.1f}k ops/s | {ours_ops / 1e3:.1f}k ops/s | "
-              f"{ours_ops / stock_ops:.1f}x |")
+        ratios = [o / s for s, o in zip(stock_ops, ours_ops)]
+        print(f"| {label} | {median(stock_ops) / 1e3:.1f}k ops/s | "
+              f"{median(ours_ops) / 1e3:.0f}k ops/s | {median(ratios):.0f}x "
+              f"({min(ratios):.0f}-{max(ratios):.0f}) |")
     print()
     print("| memory per object (1000 objects) | multiprocessing.Manager (server RSS growth) | "
           "shmstate.Manager (segment bytes) |")

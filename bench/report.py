@@ -472,6 +472,12 @@ def main():
     lines += python_table(python)
     lines += ["", "## Single-threaded proxy operations (proxy_bench)", ""]
     lines += proxy_table(os.path.join(src, "proxy.csv"))
+    calls = os.path.join(src, "py_calls.txt")
+    if os.path.exists(calls) and os.path.getsize(calls) > 0:
+        lines += ["", "## Python calls against a C floor (bench/py_calls.py)", "",
+                  "ns per call from one process and ops/s from two (separate objects), against "
+                  "bench/pyfloor built in the same run; medians of alternating rounds.", "", "```"]
+        lines += open(calls).read().rstrip("\n").split("\n") + ["```"]
     manager = os.path.join(src, "manager_compare.md")
     if os.path.exists(manager) and os.path.getsize(manager) > 0:
         lines += ["", "## shmstate.Manager against multiprocessing.Manager (bench/manager_compare.py)",

@@ -4,37 +4,27 @@
 #include <string>
 
 #include "internal.h"
+#include "shm/handle.h"
 
 namespace shm::resp {
 namespace {
 
-// Per thread, so a command takes no process-local lock to find its database. A handle goes stale
-// when its keyspace object is deleted (by another front end): it is then reopened. The handles
-// are dropped when the thread first sees another segment (Segment* or shm name, which carries
-// the generation).
-struct ThreadKeyspaces {
-  Segment* segment = nullptr;
-  std::string shm_name;
-  std::array<Keyspace, Keyspace::kDatabases> dbs;
-  std::array<bool, Keyspace::kDatabases> open{};
-};
-thread_local ThreadKeyspaces t_keyspaces;
+// Per thread, so a command takes no process-local lock to find its database (shm/handle.h): a
+// handle whose keyspace object was deleted (by another front end), or that was opened in
+// another segment, is opened again.
+thread_local std::array<Handle<Keyspace>, Keyspace::kDatabases> t_keyspaces;
 
 }  // namespace
 
 Keyspace* KeyspaceOf(Segment* segment, int db, bool create) {
   if (db < 0 || db >= Keyspace::kDatabases) return nullptr;
-  ThreadKeyspaces& t = t_keyspaces;
-  if (t.segment != segment || t.shm_name != segment->shm_name()) {
-    t.open.fill(false);
-    t.segment = segment;
-    t.shm_name = segment->shm_name();
-  }
-  if (t.open[db] && t.dbs[db].ref().live()) return &t.dbs[db];
-  t.open[db] = Keyspace::Open(segment, db, &t.dbs[db],
-                              create ? OpenMode::kCreateIfMissing : OpenMode::kOpenExisting)
-                   .ok();
-  return t.open[db] ? &t.dbs[db] : nullptr;
+  auto open = [&](Segment* seg, Keyspace* keyspace) {
+    return Keyspace::Open(seg, db, keyspace,
+                          create ? OpenMode::kCreateIfMissing : OpenMode::kOpenExisting);
+  };
+  Keyspace* keyspace = nullptr;
+  if (!t_keyspaces[db].Get(segment, open, &keyspace).ok()) return nullptr;
+  return keyspace;
 }
 
 Keyspace* KS(Call& c) {

@@ -187,7 +187,7 @@ Status Create(RequestContext& context, HttpResponse* response) {
   } else {
     SHM_RETURN_IF_ERROR(CreateFromJson(context, &array));
   }
-  api::CacheOf<NdArray>().Forget(context.segment, name);  // A stale handle of a former incarnation.
+  api::CacheOf<NdArray>().Forget(name);  // A stale handle of a former incarnation.
   ArrayInfo info;
   SHM_RETURN_IF_ERROR(array.Info(&info));
   SetInfo(response, info, http::status::created);

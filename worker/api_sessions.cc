@@ -19,11 +19,11 @@ constexpr std::string_view kCookie = "shmsid";
 template <typename Op>
 Status WithSessions(RequestContext& context, Op&& op) {
   Segment* segment = context.segment;
-  auto open = [&](Sessions* sessions) {
-    return Sessions::Open(segment, kObjectName, OpenMode::kCreateIfMissing,
-                          Sessions::kDefaultIdleTtlMs, sessions);
+  auto open = [](Segment* seg, Sessions* sessions) {
+    return Sessions::Open(seg, kObjectName, OpenMode::kCreateIfMissing, Sessions::kDefaultIdleTtlMs,
+                          sessions);
   };
-  return api::CacheOf<Sessions>().With(segment, kObjectName, open, std::forward<Op>(op));
+  return api::CacheOf<Sessions>().Run(segment, kObjectName, open, std::forward<Op>(op));
 }
 
 // The well-formed shmsid cookie of the request, or "".

@@ -7,7 +7,6 @@
 #include <cmath>
 #include <string>
 
-#include "proxy_cache.h"
 #include "shm/api.h"
 #include "shm/log.h"
 #include "shm/registry.h"

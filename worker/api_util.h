@@ -13,7 +13,7 @@
 #include <string>
 #include <string_view>
 
-#include "proxy_cache.h"
+#include "shm/handle.h"
 #include "shm/registry.h"
 #include "shm/router.h"
 #include "shm/status.h"
@@ -99,11 +99,11 @@ void SetValue(HttpResponse* response, int64_t value);
 void SetConflict(HttpResponse* response, const Status& conflict, std::string_view member,
                  json::value seen);
 
-// The HTTP API's per-worker cache of one proxy type.
+// The HTTP API's handles of one proxy type: this thread's (shm/handle.h), so a request takes no
+// lock to find an object another request of this thread already opened.
 template <typename Proxy>
-ProxyCache<Proxy>& CacheOf() {
-  static ProxyCache<Proxy> cache;
-  return cache;
+HandleMap<Proxy>& CacheOf() {
+  return HandleMap<Proxy>::ThisThread();
 }
 
 // Runs `op(proxy)` on the object `name` (already checked) through CacheOf<Proxy>(), opening it
@@ -111,8 +111,8 @@ ProxyCache<Proxy>& CacheOf() {
 // request context is gone.
 template <typename Proxy, typename Open, typename Op>
 Status WithNamedObject(Segment* segment, const std::string& name, Open&& open, Op&& op) {
-  auto opener = [&](Proxy* proxy) { return open(segment, name, proxy); };
-  return CacheOf<Proxy>().With(segment, name, opener, std::forward<Op>(op));
+  auto opener = [&](Segment* seg, Proxy* proxy) { return open(seg, name, proxy); };
+  return CacheOf<Proxy>().Run(segment, name, opener, std::forward<Op>(op));
 }
 
 // Runs `op(proxy)` on the object named by the request's first path capture (checked with
@@ -131,7 +131,7 @@ Status WithObject(RequestContext& context, Open&& open, Op&& op) {
 template <typename Proxy>
 Status DeleteObjectOfKind(RequestContext& context, ObjectKind kind, HttpResponse* response) {
   SHM_RETURN_IF_ERROR(DeleteNamedObject(context, kind, response));
-  CacheOf<Proxy>().Forget(context.segment, context.params[0]);
+  CacheOf<Proxy>().Forget(context.params[0]);
   return Status::OK();
 }
 

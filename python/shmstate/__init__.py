@@ -205,13 +205,12 @@ class Dict:
     exactly once.
     """
 
-    __slots__ = ("_d", "get_raw", "incr", "cas", "delete")
+    __slots__ = ("_d", "get_raw", "cas", "delete")
 
     def __init__(self, native: Any) -> None:
         self._d = native
         # Bound straight to the native methods: one call, no Python frame, on the hot paths.
         self.get_raw = native.get
-        self.incr = native.incr
         self.cas = native.cas
         self.delete = native.delete
 
@@ -219,8 +218,9 @@ class Dict:
     def name(self) -> str:
         return self._d.name
 
-    # get, __getitem__, __setitem__ and __contains__ are replaced by the module's C-API fast
-    # path (_install_fast_paths below); these definitions say what they do.
+    # get, __getitem__, __setitem__, __contains__ and incr are replaced by the module's C-API
+    # fast path (_install_fast_paths below); these definitions say what they do (and run for a
+    # handle of another backend).
     def get(self, key: Key, default: Any = None) -> Any:
         """The value of ``key``, or ``default`` when absent."""
         return self._d.get(key, default)
@@ -233,6 +233,10 @@ class Dict:
 
     def __setitem__(self, key: Key, value: bytes) -> None:
         self._d.set(key, value)
+
+    def incr(self, key: Key, by: int = 1, init: int = 0, ttl: Optional[float] = None) -> int:
+        """Adds ``by`` to the integer at ``key`` (created at ``init``); returns the new value."""
+        return self._d.incr(key, by, init, ttl)
 
     def set(self, key: Key, value: bytes, ttl: Optional[float] = None, *,
             mode: str = "set", if_version: Optional[int] = None) -> bool:
@@ -294,9 +298,6 @@ class Dict:
 
     def __repr__(self) -> str:
         return f"<shmstate.Dict {self.name!r} entries={len(self)}>"
-
-
-_shmstate._install_fast_paths(Counter, Dict)
 
 
 class List:
@@ -381,6 +382,12 @@ class Lock:
 
     def __repr__(self) -> str:
         return f"<shmstate.Lock {self.name!r} held={self.info()['held']}>"
+
+
+# Counter.incr/value, Dict.get/[]/[]=/in/incr, List.push/pop and Lock.acquire/release/with are
+# replaced by C-API descriptors (the module's fast path); the definitions above say what they
+# do and still run for a handle of another backend (shmstate.redis_backend).
+_shmstate._install_fast_paths(Counter, Dict, List, Lock, _MISSING)
 
 
 # How deep session values may nest: the library's JSON parser allows 32 levels.

@@ -11,10 +11,13 @@ the segment and repairs what dead processes leave) under a unique name, and stop
 ``Manager(name="app")`` attaches to a server that runs already (the ``BaseManager.connect()``
 pattern) and never stops it.
 
-Every managed object is an ordinary shmstate object of the segment (a dict, a list, a counter);
-a proxy calls the library in-process, with no server round trip. Values are pickled into the
-segment; every change commits with one atomic store (a compare-and-set on an entry's version), so
-a process killed inside any call leaves each object whole, with every acknowledged change.
+Every managed object is an ordinary shmstate object of the segment (a dict, a list); a proxy
+calls the library in-process, with no server round trip, and its hot methods are native
+(python/src/register_manager.cc). Values are stored as records (None, bool, int, float, str and
+bytes natively, anything else pickled); every change commits with one atomic store (a
+compare-and-set on an entry's version, a push, a pop), so a process killed inside any call leaves
+each object whole, with every acknowledged change. An object is freed with the proxy it was
+created with, unless it was shared first (pickled, or inherited by a fork): see _owned.
 Blocking calls (lock waits, queue gets, event waits, barrier waits) sleep on the object's futex
 word (shm/wake_word.h) with the GIL released; they never spin. docs/manager.md says what
 differs from the stdlib.
@@ -26,6 +29,7 @@ import array as _array
 import atexit
 import ctypes
 import hashlib
+import operator as _operator
 import os
 import pickle
 import queue as _queue
@@ -88,6 +92,23 @@ def _thread_owner() -> tuple:
     return _me() + (threading.get_ident(),)
 
 
+def _armed_crash_point() -> list:
+    """[name, hits left] from SHM_CRASH_POINT=name[:hit], as the library's crash points (tests
+    kill a process at a proxy's commit points with it; the library ignores names it lacks)."""
+    name, _, hit = os.environ.get("SHM_CRASH_POINT", "").partition(":")
+    return [name, max(int(hit or 1), 1)] if name else []
+
+
+_crash_armed = _armed_crash_point()
+
+
+def _crash_point(name: str) -> None:
+    if _crash_armed and _crash_armed[0] == name:
+        _crash_armed[1] -= 1
+        if _crash_armed[1] == 0:
+            os._exit(86)
+
+
 # --- the server -----------------------------------------------------------------------------------
 
 def _find_binary() -> str:
@@ -143,7 +164,9 @@ class _Server:
         if os.getpid() != self.creator or self.proc.returncode is not None:
             return
         _clients.pop(self.name, None)
-        _shmstate._forget_server(self.name)
+        _unshared_handles.pop(self.name, None)
+        for key in [key for key in _owned if key[0] == self.name]:
+            del _owned[key]  # Gone with the segment.
         self.proc.terminate()
         try:
             self.proc.wait(timeout=30)
@@ -154,11 +177,99 @@ class _Server:
 
 # --- proxies --------------------------------------------------------------------------------------
 
-_loads = pickle.loads
+# Stored values are records (register_manager.cc): None, bool, int, float, str and bytes natively,
+# anything else pickled. A dict entry is one record of (insertion order, key, value).
+_dumps = _shmstate._mgr_dump
+_loads = _shmstate._mgr_load
+_entry = _shmstate._mgr_entry
+_entry_load = _shmstate._mgr_entry_load
 
 
-def _dumps(value: Any) -> bytes:
-    return pickle.dumps(value, _PROTOCOL)
+# Object lifetime. An object is freed when the proxy it was created with is gone, unless it was
+# shared first: pickled (to another process, into a managed container, through a queue; a
+# copy.copy too) or inherited by fork (any process forked while the proxy lived). A shared object
+# stays until the manager shuts down (or shmstate.attach(name).delete(...)): the segment keeps
+# no count of the proxies of other processes. _owned: (server, name) of the objects this process
+# created and has not shared -> the segment objects they consist of. The same objects are listed
+# in the server's `mp.unshared` dict with their creator, so that the objects of a creator that
+# died before its proxies were collected are freed by the next sweep (_sweep).
+_owned: dict = {}
+_UNSHARED = "mp.unshared"
+_SWEEP_EVERY = 1024  # Creations between sweeps, at least (and one at every start or connect).
+_created = [0, _SWEEP_EVERY]  # Objects this process created; the count of the next sweep.
+
+
+_unshared_handles: dict = {}
+
+
+def _unshared(server: str):
+    """The native handle of the server's list of unshared objects."""
+    handle = _unshared_handles.get(server)
+    if handle is None:
+        handle = _unshared_handles[server] = _client(server).dict(_UNSHARED)._d
+    return handle
+
+
+def _own(proxy: "BaseProxy", parts: tuple) -> Any:
+    """Makes `proxy` the owner of its new object, made of the segment objects `parts`."""
+    proxy._parts = parts
+    _owned[(proxy._server, proxy._name)] = parts
+    _unshared(proxy._server).set(proxy._name, _dumps((_me(), parts)))
+    _created[0] += 1
+    if _created[0] >= _created[1]:
+        # At least as many creations between sweeps as the last sweep saw entries: amortized
+        # O(1) a creation, however many unshared objects live.
+        _created[1] = _created[0] + max(_SWEEP_EVERY, _sweep(proxy._server)[1])
+    return proxy
+
+
+def _share(server: str, name: str) -> None:
+    """Kept from now on: another process or a container may hold it."""
+    if _owned.pop((server, name), None) is not None and server in _clients:
+        _unshared(server).delete(name)
+
+
+def _share_all_before_fork() -> None:
+    for server, name in list(_owned):  # The child may use any of them, for as long as it runs.
+        try:
+            _share(server, name)
+        except Exception:  # The manager shut down.
+            _owned.pop((server, name), None)
+
+
+os.register_at_fork(before=_share_all_before_fork)
+
+
+def _free(server: str, parts: tuple) -> None:
+    try:
+        client = _clients.get(server)
+        if client is None:
+            return  # The manager shut down: its segment is gone.
+        for part in parts:
+            client.delete(part)
+        _unshared(server).delete(parts[0])  # Last: a death before it leaves the sweep to do it.
+        _got_tasks.pop(parts[0], None)
+    except Exception:  # A finalizer cannot report: a stopped or unreachable server frees all.
+        pass
+
+
+def _sweep(server: str) -> tuple:
+    """Frees the unshared objects whose creator is dead: (how many, how many entries seen)."""
+    registry = _client(server).dict(_UNSHARED)
+    freed = 0
+    names = list(registry.keys())
+    for name in names:
+        entry = registry._d.get_entry(name)
+        if entry is None:
+            continue
+        owner, parts = _loads(entry[0])
+        if _alive(owner):
+            continue
+        for part in parts:
+            _client(server).delete(part)
+        registry._d.delete(name)
+        freed += 1
+    return freed, len(names)
 
 
 def _rebuild(cls: type, server: str, name: str, extra: Any) -> "BaseProxy":
@@ -181,6 +292,7 @@ class BaseProxy:
     def _attach_native(self) -> None:
         self._d = self._client.dict(self._name)
         self._n = self._d._d  # The native handle: one call less on the hot paths.
+        self._h = _shmstate._MgrDict(self._server, self._name)  # The fast paths' handle.
 
     @classmethod
     def _open(cls, server: str, name: str, extra: Any) -> "BaseProxy":
@@ -196,7 +308,18 @@ class BaseProxy:
         pass
 
     def __reduce__(self):
+        _share(self._server, self._name)  # Kept from now on (see _owned).
         return (_rebuild, (type(self), self._server, self._name, self._extra()))
+
+    def __del__(self) -> None:
+        parts = self.__dict__.get("_parts")
+        if parts is None:
+            return
+        try:
+            if _owned.pop((self._server, self._name), None) is not None:
+                _free(self._server, parts)
+        except Exception:  # At interpreter exit the module's globals may be gone already.
+            pass
 
     def __deepcopy__(self, memo):
         return self._getvalue()
@@ -224,7 +347,7 @@ class BaseProxy:
         data = self._d.get(key)
         if data is None:
             raise ReferenceError(f"managed object {self._name} no longer exists")
-        return pickle.loads(data)
+        return _loads(data)
 
     def _update(self, change: Callable[[Any], tuple], key: bytes = b"v") -> Any:
         """change(state) -> (new state or _MISSING for no write, result); retried on a race."""
@@ -232,7 +355,7 @@ class BaseProxy:
             entry = self._n.get_entry(key)
             if entry is None:
                 raise ReferenceError(f"managed object {self._name} no longer exists")
-            new, result = change(pickle.loads(entry[0]))
+            new, result = change(_loads(entry[0]))
             if new is _MISSING or self._n.set(key, _dumps(new), None, "set", entry[1]):
                 return result
 
@@ -273,7 +396,7 @@ def _encode_key(key: Any) -> bytes:
         out = b"n"
     else:
         hash(key)  # TypeError for unhashable keys, as a dict raises.
-        out = b"p" + _dumps(key)
+        out = b"p" + pickle.dumps(key, _PROTOCOL)
     if len(out) > 1000:
         out = b"h" + hashlib.sha256(out).digest()
     return out
@@ -282,29 +405,8 @@ def _encode_key(key: Any) -> bytes:
 class DictProxy(BaseProxy):
     _typeid = "dict"
 
-    def _get(self, key: Any) -> Any:
-        data = self._d.get(_encode_key(key))
-        if data is None:
-            return _MISSING
-        _, stored_key, value = pickle.loads(data)
-        return value
-
-    def __getitem__(self, key: Any) -> Any:
-        # The hot path, inlined: short str keys (the common case; never hashed, see
-        # _encode_key) are encoded here.
-        data = self._d.get(b"s" + key.encode("utf-8", "surrogatepass")
-                           if type(key) is str and len(key) < 240 else _encode_key(key))
-        if data is None:
-            raise KeyError(key)
-        return _loads(data)[2]
-
-    def get(self, key: Any, default: Any = None) -> Any:
-        value = self._get(key)
-        return default if value is _MISSING else value
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        self._set(b"s" + key.encode("utf-8", "surrogatepass")
-                  if type(key) is str and len(key) < 240 else _encode_key(key), key, value)
+    # d[key], d[key] = value, key in d and d.get(): native (register_manager.cc, the same entry
+    # rules as _set).
 
     def _set(self, ekey: bytes, key: Any, value: Any, only_if_absent: bool = False) -> Any:
         n = self._n
@@ -312,13 +414,13 @@ class DictProxy(BaseProxy):
             entry = n.get_entry(ekey)
             if entry is None:
                 order = n.incr(_META + b"order")
-                if n.set(ekey, _dumps((order, key, value)), None, "add"):
+                if n.set(ekey, _entry(order, key, value), None, "add"):
                     return value
             else:
-                order, old_key, old_value = pickle.loads(entry[0])
+                order, old_key, old_value = _entry_load(entry[0])
                 if only_if_absent:
                     return old_value
-                if n.set(ekey, _dumps((order, old_key, value)), None, "set", entry[1]):
+                if n.set(ekey, _entry(order, old_key, value), None, "set", entry[1]):
                     return value
 
     def setdefault(self, key: Any, default: Any = None) -> Any:
@@ -338,7 +440,7 @@ class DictProxy(BaseProxy):
                 return default
             # Delete only the version read, so the value returned is the one removed.
             if self._word.delete_if(ekey, entry[1]):
-                return pickle.loads(entry[0])[2]
+                return _entry_load(entry[0])[2]
 
     def popitem(self) -> tuple:
         while True:
@@ -350,9 +452,6 @@ class DictProxy(BaseProxy):
                 return key, self.pop(key)
             except KeyError:
                 continue
-
-    def __contains__(self, key: Any) -> bool:
-        return self._d.get(_encode_key(key)) is not None
 
     def has_key(self, key: Any) -> bool:
         return key in self
@@ -368,7 +467,7 @@ class DictProxy(BaseProxy):
                 continue
             data = self._d.get(ekey)
             if data:
-                out.append((ekey, pickle.loads(data)))
+                out.append((ekey, _entry_load(data)))
         out.sort(key=lambda item: item[1][0])
         return out
 
@@ -512,6 +611,7 @@ class ListProxy(_SequenceProxy):
     def _attach_native(self) -> None:
         self._l = self._client.list(self._name)
         self._seq = _shmstate._SeqList(self._server, self._name)
+        self._h = _shmstate._MgrList(self._server, self._name)
 
     def _raw(self) -> list:
         items, start = [], 0
@@ -523,28 +623,28 @@ class ListProxy(_SequenceProxy):
             start += len(page)
 
     def _getvalue(self) -> list:
-        return [pickle.loads(b) for b in self._raw()]
+        return [_loads(b) for b in self._raw()]
 
     _load = _getvalue
 
     def _mutate(self, op: Callable[[list], Any]) -> Any:
         while True:
             raw = self._raw()
-            seq = [pickle.loads(b) for b in raw]
+            seq = [_loads(b) for b in raw]
             result = op(seq)
             if self._seq.replace(raw, [_dumps(x) for x in seq]):
                 if seq:
                     self._word.wake()
                 return result
 
-    def __getitem__(self, index: Any) -> Any:
+    def _getitem_slow(self, index: Any) -> Any:  # l[i] of an int i: native (ListGetItem).
         if isinstance(index, slice):
             return self._getvalue()[index]
-        index = index.__index__()
+        index = _operator.index(index)  # TypeError for a non-integer, as a list says
         page = self._l.range(index, index)
         if not page:
             raise IndexError("list index out of range")
-        return pickle.loads(page[0])
+        return _loads(page[0])
 
     def __setitem__(self, index: Any, value: Any) -> None:
         if isinstance(index, slice):
@@ -553,20 +653,19 @@ class ListProxy(_SequenceProxy):
             self._mutate(op)
             return
         try:
-            self._seq.set(index.__index__(), _dumps(value))
+            self._seq.set(_operator.index(index), _dumps(value))
         except KeyError:
             raise IndexError("list assignment index out of range") from None
 
     def __len__(self) -> int:
         return len(self._l)
 
-    def append(self, item: Any) -> None:
-        self._l.push(_dumps(item))
+    # append(item): native (ListAppend), one push.
 
     def extend(self, items: Any) -> None:
         items = list(items)
         if len(items) == 1:
-            self.append(items[0])
+            self._l.push(_dumps(items[0]))
         elif items:
             self._mutate(lambda seq: seq.extend(items))  # All or nothing, as one commit.
 
@@ -575,7 +674,7 @@ class ListProxy(_SequenceProxy):
             data = self._l.pop(end="right" if index == -1 else "left")
             if data is None:
                 raise IndexError("pop from empty list")
-            return pickle.loads(data)
+            return _loads(data)
         return self._mutate(lambda seq: seq.pop(index))
 
     def __imul__(self, n: int) -> "ListProxy":
@@ -632,16 +731,11 @@ class _DictIterator:
 # -- Value and Namespace --------------------------------------------------------------------------
 
 class ValueProxy(BaseProxy):
+    """get(), set() and .value are native (ValueGet, ValueSet): the `v` entry's record."""
     _typeid = "Value"
 
-    def get(self) -> Any:
-        return self._load()
-
-    def set(self, value: Any) -> None:
-        self._n.set(b"v", _dumps(value))
-
-    value = property(get, set)
-    _getvalue = get
+    def _getvalue(self) -> Any:
+        return self.get()
 
     def __repr__(self) -> str:
         return BaseProxy.__repr__(self)
@@ -656,7 +750,7 @@ class NamespaceProxy(BaseProxy):
         data = self._d.get(b"a" + name.encode("utf-8", "surrogatepass"))
         if data is None:
             raise AttributeError(f"'Namespace' object has no attribute '{name}'")
-        return pickle.loads(data)
+        return _loads(data)
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name.startswith("_"):
@@ -677,7 +771,7 @@ class NamespaceProxy(BaseProxy):
             if key.startswith(b"a"):
                 data = self._d.get(key)
                 if data is not None:
-                    attrs[key[1:].decode("utf-8", "surrogatepass")] = pickle.loads(data)
+                    attrs[key[1:].decode("utf-8", "surrogatepass")] = _loads(data)
         return Namespace(**attrs)
 
 
@@ -743,6 +837,7 @@ class AcquirerProxy(_Blocking):
 
     def _set_extra(self, extra: Any) -> None:
         self._typeid = extra
+        self._rlock = extra == "RLock"
 
     def _try_acquire(self):
         owner = _me()
@@ -796,9 +891,6 @@ class AcquirerProxy(_Blocking):
         if self._update(change):
             self._wake()
 
-    @property
-    def _rlock(self) -> bool:
-        return self._typeid == "RLock"
 
     def __enter__(self) -> bool:
         return self.acquire()
@@ -831,20 +923,15 @@ class _LockProxy(AcquirerProxy):
     def __repr__(self) -> str:
         return f"<AcquirerProxy object, typeid {self._typeid!r} at {hex(id(self))}>"
 
-    def acquire(self, blocking: bool = True, timeout: Optional[float] = None) -> bool:
-        # The uncontended Lock, first: one add-if-absent.
-        if (timeout is None and not self._rlock
-                and self._n.set(_HOLDER, _process_owner(), None, "add")):
-            self.owner_died = False
-            return True
+    # acquire(), release() and `with` are native (LockAcquire, LockRelease): for a Lock one
+    # add-if-absent and one delete, for an RLock the same or a compare-and-set of its count;
+    # everything else (a held lock, a timeout, an RLock of another thread) comes here.
+    def _acquire_slow(self, blocking: bool = True, timeout: Optional[float] = None) -> bool:
         return AcquirerProxy.acquire(self, blocking, timeout)
-
-    def __enter__(self) -> bool:
-        return self.acquire()
 
     def _try_acquire(self):
         n = self._n
-        mine = _dumps((_thread_owner(), 1)) if self._rlock else _process_owner()
+        mine = _rlock_value(1) if self._rlock else _process_owner()
         died = False
         while True:
             if n.set(_HOLDER, mine, None, "add"):
@@ -853,35 +940,29 @@ class _LockProxy(AcquirerProxy):
             entry = n.get_entry(_HOLDER)
             if entry is None:
                 continue
-            holder = pickle.loads(entry[0])
             if self._rlock:
-                owner, count = holder
+                owner, count = _rlock_holder(entry[0])
                 if owner == _thread_owner():
-                    if n.set(_HOLDER, _dumps((owner, count + 1)), None, "set", entry[1]):
+                    if n.set(_HOLDER, _rlock_value(count + 1), None, "set", entry[1]):
                         return True
                     continue
             else:
-                owner = holder
+                owner = _loads(entry[0])
             if _alive(owner):
                 return _MISSING
             if self._word.delete_if(_HOLDER, entry[1]):
                 died = True
 
-    def release(self) -> None:
+    def _release_slow(self) -> None:  # An RLock's.
         d = self._d
-        if not self._rlock:
-            if not d.delete(_HOLDER):
-                raise RuntimeError("release unlocked lock")
-            self._wake()
-            return
         me = _thread_owner()
         while True:
             entry = d.entry(_HOLDER)
-            if entry is None or pickle.loads(entry[0])[0] != me:
+            if entry is None or _rlock_holder(entry[0])[0] != me:
                 raise RuntimeError("cannot release un-acquired lock")
-            count = pickle.loads(entry[0])[1]
+            count = _rlock_holder(entry[0])[1]
             if count > 1:
-                if d.set(_HOLDER, _dumps((me, count - 1)), if_version=entry[1]):
+                if d.set(_HOLDER, _rlock_value(count - 1), if_version=entry[1]):
                     return
             elif self._word.delete_if(_HOLDER, entry[1]):
                 self._wake()
@@ -891,7 +972,7 @@ class _LockProxy(AcquirerProxy):
         data = self._d.get(_HOLDER)
         if not self._rlock:
             return data is not None
-        return data is not None and pickle.loads(data)[0] == _thread_owner()
+        return data is not None and _rlock_holder(data)[0] == _thread_owner()
 
     def _release_save(self) -> Any:
         if not self._rlock:
@@ -900,25 +981,59 @@ class _LockProxy(AcquirerProxy):
         me = _thread_owner()
         while True:
             entry = self._d.entry(_HOLDER)
-            if entry is None or pickle.loads(entry[0])[0] != me:
+            if entry is None or _rlock_holder(entry[0])[0] != me:
                 raise RuntimeError("cannot release un-acquired lock")
             if self._word.delete_if(_HOLDER, entry[1]):
                 self._wake()
-                return pickle.loads(entry[0])[1]
+                return _rlock_holder(entry[0])[1]
 
     def _acquire_restore(self, saved: Any) -> None:
         self.acquire()
         if self._rlock and saved > 1:
-            self._d[_HOLDER] = _dumps((_thread_owner(), saved))
+            self._d[_HOLDER] = _rlock_value(saved)
 
     def _getvalue(self) -> Any:
         data = self._d.get(_HOLDER)
-        return None if data is None else pickle.loads(data)
+        if data is None:
+            return None
+        return _rlock_holder(data) if self._rlock else _loads(data)
+
+
+# An RLock's holder entry: this process's owner record (_process_owner), the thread's ident and
+# the count, as 8-byte little-endian numbers (register_manager.cc reads and writes it too).
+def _rlock_value(count: int) -> bytes:
+    return (_process_owner() + threading.get_ident().to_bytes(8, "little")
+            + count.to_bytes(8, "little"))
+
+
+def _rlock_holder(data: bytes) -> tuple:
+    """((pid, start time, thread ident), count) of an RLock's holder entry."""
+    return (_loads(data[:-16]) + (int.from_bytes(data[-16:-8], "little"),),
+            int.from_bytes(data[-8:], "little"))
 
 
 def _acquirer_state(typeid: str, value: int) -> dict:
     bound = {"Lock": 1, "RLock": None, "Semaphore": None, "BoundedSemaphore": value}[typeid]
     return {"value": value, "holders": {}, "bound": bound}
+
+
+def _signal_oldest(state: dict, n: int) -> bool:
+    """Moves the n oldest live waiters of a Condition's state to its signaled ones."""
+    waiting = [t for t in state["waiting"] if _alive(t[0])]
+    chosen, state["waiting"] = waiting[:n], waiting[n:]
+    state["signaled"].extend(chosen)
+    return bool(chosen)
+
+
+def _pass_on_dead_signals(state: dict) -> bool:
+    """A waiter that died after a notify chose it, before it took the signal, would lose that
+    notify: its signal goes to the oldest live waiter instead. True if the state changed."""
+    dead = [t for t in state["signaled"] if not _alive(t[0])]
+    if not dead:
+        return False
+    state["signaled"] = [t for t in state["signaled"] if t not in dead]
+    _signal_oldest(state, len(dead))
+    return True
 
 
 class ConditionProxy(_Blocking):
@@ -960,8 +1075,14 @@ class ConditionProxy(_Blocking):
                     if ticket in state["signaled"]:
                         state["signaled"].remove(ticket)
                         return state, True
+                    if _pass_on_dead_signals(state):
+                        return state, None  # Passed on: wake the chosen, check again.
                     return _MISSING, _MISSING
-                return self._update(take)
+                result = self._update(take)
+                if result is None:
+                    self._wake()
+                    return signaled()
+                return result
             result = self._wait_until(signaled, timeout)
             if result is _MISSING:
                 def withdraw(state):
@@ -996,10 +1117,8 @@ class ConditionProxy(_Blocking):
             raise RuntimeError("cannot notify on un-acquired lock")
 
         def signal_some(state):
-            waiting = [t for t in state["waiting"] if _alive(t[0])]
-            chosen, state["waiting"] = waiting[:n], waiting[n:]
-            state["signaled"].extend(chosen)
-            return state, bool(chosen)
+            _pass_on_dead_signals(state)
+            return state, _signal_oldest(state, n)
         if self._update(signal_some):
             self._wake()
 
@@ -1015,12 +1134,7 @@ class ConditionProxy(_Blocking):
 class EventProxy(_Blocking):
     _typeid = "Event"
 
-    def is_set(self) -> bool:
-        return self._load()
-
-    def set(self) -> None:
-        self._d[b"v"] = _dumps(True)
-        self._wake()
+    # is_set() and set() are native (ValueGet, EventSet).
 
     def clear(self) -> None:
         self._d[b"v"] = _dumps(False)
@@ -1029,7 +1143,8 @@ class EventProxy(_Blocking):
         result = self._wait_until(lambda: True if self._load() else _MISSING, timeout)
         return result is True
 
-    _getvalue = is_set
+    def _getvalue(self) -> Any:
+        return self.is_set()
 
 
 class BarrierProxy(_Blocking):
@@ -1136,16 +1251,23 @@ class BarrierProxy(_Blocking):
 
 # -- queues -------------------------------------------------------------------------------------
 
+_TASK = b"t"  # A JoinableQueue task's entry key: _TASK + the token its item starts with.
+_TOKEN_BYTES = 16
+_QUEUED, _GOTTEN, _LOST = 0, 1, 2  # Task states, ordered so that task_done takes gotten first.
+_got_tasks: dict = {}  # Queue name -> task keys this process got and has not finished.
+
+
 class QueueProxy(BaseProxy):
     """Items in a shmstate list (its futex word wakes getters, and putters waiting on a full
-    queue); unfinished tasks in a counter."""
+    queue); a JoinableQueue's unfinished tasks are entries of its dict object, one per put."""
     _typeid = "Queue"
     _kind = "list"
 
     def _set_extra(self, extra: Any) -> None:
         self._maxsize, self._joinable = extra
         self._items = self._client.list(self._name + ".items")
-        self._unfinished = self._client.counter(self._name + ".tasks")
+        self._h = _shmstate._MgrList(self._server, self._name + ".items")
+        self._fast = self._maxsize <= 0 and not self._joinable  # Native put(x) and get().
         self._items_word = None
         if self._joinable:
             self._typeid = "JoinableQueue"
@@ -1171,12 +1293,19 @@ class QueueProxy(BaseProxy):
     def full(self) -> bool:
         return 0 < self._maxsize <= len(self._items)
 
-    def put(self, item: Any, block: bool = True, timeout: Optional[float] = None) -> None:
+    def _put_slow(self, item: Any, block: bool = True, timeout: Optional[float] = None) -> None:
         data = _dumps(item)
         if timeout is not None and timeout < 0:
             raise ValueError("'timeout' must be a non-negative number")
+        task = None
         if self._joinable:
-            self._unfinished.incr()
+            # The task counts from its entry's add (one commit) and names its item, so a put
+            # killed before its push leaves an entry whose item never came (_live_tasks).
+            token = os.urandom(_TOKEN_BYTES)
+            task = _TASK + token
+            self._n.set(task, _dumps((_me(), _QUEUED)), None, "add")
+            _crash_point("queue_put_counted")
+            data = token + data
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             while True:
@@ -1192,14 +1321,14 @@ class QueueProxy(BaseProxy):
                     raise _queue.Full
                 self._iword.wait(seen, remaining)
         except BaseException:
-            if self._joinable:
-                self._unfinished.incr(-1)
+            if task is not None:
+                self._n.delete(task)
             raise
 
     def put_nowait(self, item: Any) -> None:
         self.put(item, False)
 
-    def get(self, block: bool = True, timeout: Optional[float] = None) -> Any:
+    def _get_slow(self, block: bool = True, timeout: Optional[float] = None) -> Any:
         if block and timeout is not None and timeout < 0:
             raise ValueError("'timeout' must be a non-negative number")
         data = self._items.pop()  # First without waiting: no GIL release when an item is there.
@@ -1214,25 +1343,84 @@ class QueueProxy(BaseProxy):
             raise _queue.Empty
         if self._maxsize > 0:
             self._iword.wake()  # A putter may wait for room.
-        return pickle.loads(data)
+        if self._joinable:
+            _crash_point("queue_get_popped")
+            data = self._take_task(data)
+        return _loads(data)
 
     def get_nowait(self) -> Any:
         return self.get(False)
 
+    # A JoinableQueue's unfinished tasks are the `t<token>` entries of its dict object that are
+    # not _LOST: added by put (queued), marked by get (gotten), deleted by task_done.
+    def _take_task(self, data: bytes) -> bytes:
+        token, data = data[:_TOKEN_BYTES], data[_TOKEN_BYTES:]
+        task = _TASK + token
+        n = self._n
+        while True:
+            entry = n.get_entry(task)
+            if entry is None:  # task_done() came first (as the stdlib allows): nothing to mark.
+                break
+            if n.set(task, _dumps((_me(), _GOTTEN)), None, "set", entry[1]):
+                _got_tasks.setdefault(self._name, []).append(task)
+                break
+        return data
+
+    def _tasks(self) -> list:
+        """[(entry key, version, (owner, state))] of the unfinished and lost tasks."""
+        out = []
+        for key in self._d.keys(_TASK):
+            entry = self._n.get_entry(key)
+            if entry is not None:
+                out.append((key, entry[1], _loads(entry[0])))
+        return out
+
     def task_done(self) -> None:
-        left = self._unfinished.incr(-1)
-        if left < 0:
-            self._unfinished.incr(1)
-            raise ValueError("task_done() called too many times")
-        if left == 0:
+        mine = _got_tasks.get(self._name)
+        while mine:  # The tasks this process got, first.
+            if self._n.delete(mine.pop()):
+                self._task_finished()
+                return
+        # Any task: a gotten one first (the stdlib counts, so any process may finish any task).
+        for key, version, (owner, state) in sorted(self._live_tasks(), key=lambda t: -t[2][1]):
+            if state != _LOST and self._word.delete_if(key, version):
+                self._task_finished()
+                return
+        raise ValueError("task_done() called too many times")
+
+    def _task_finished(self) -> None:
+        # Wakes the joiners only once no task is left (the `!w` entry is the dict's only other
+        # one while anybody joins), not at every task_done: each wake costs them a scan. A task
+        # marked lost keeps the count above that; the joiners' 2 s re-check then sees it.
+        waiting = self._d.get(_WAITERS)
+        if waiting is not None and int(waiting) > 0 and int(self._d.stats()["entries"]) <= 1:
             self._word.wake()
 
+    def _live_tasks(self) -> list:
+        """The unfinished tasks (as _tasks()), after marking lost (uncounted) the tasks of puts
+        killed before their push: a dead putter's queued task whose item is not in the queue
+        (if a getter took the item meanwhile, the getter marks it gotten, over _LOST too)."""
+        tasks = self._tasks()
+        suspects = [(key, version) for key, version, (owner, state) in tasks
+                    if state == _QUEUED and not _alive(owner)]
+        if suspects:
+            queued = {_TASK + raw[:_TOKEN_BYTES] for raw in self._items.range(0, -1)}
+            for key, version in suspects:
+                if key not in queued:
+                    self._n.set(key, _dumps((None, _LOST)), None, "set", version)
+            tasks = self._tasks()
+        return [task for task in tasks if task[2][1] != _LOST]
+
     def join(self) -> None:
-        while True:
-            seen = self._word.seq()
-            if self._unfinished.value <= 0:
-                return
-            self._word.wait(seen, _FOREVER)
+        self._d.incr(_WAITERS, 1)
+        try:
+            while True:
+                seen = self._word.seq()
+                if not self._live_tasks():
+                    return
+                self._word.wait(seen, _FOREVER)
+        finally:
+            self._d.incr(_WAITERS, -1)
 
     @property
     def _word(self):
@@ -1241,7 +1429,8 @@ class QueueProxy(BaseProxy):
         return self._word_
 
     def _getvalue(self) -> Any:
-        return [pickle.loads(x) for x in self._items.range(0, -1)]
+        skip = _TOKEN_BYTES if self._joinable else 0
+        return [_loads(x[skip:]) for x in self._items.range(0, -1)]
 
 
 def _new_queue(server: str, maxsize: int, joinable: bool) -> QueueProxy:
@@ -1249,8 +1438,7 @@ def _new_queue(server: str, maxsize: int, joinable: bool) -> QueueProxy:
     client = _client(server)
     limit = maxsize if maxsize > 0 else (1 << 28)
     client.list(name + ".items", max_items=limit, max_item_bytes=64 << 20)
-    client.counter(name + ".tasks")
-    return QueueProxy._open(server, name, (maxsize, joinable))
+    return _own(QueueProxy._open(server, name, (maxsize, joinable)), (name, name + ".items"))
 
 
 class PoolProxy:
@@ -1352,6 +1540,7 @@ class SyncManager:
         else:
             self._server_name = self._name
         _client(self._server_name)
+        _sweep(self._server_name)  # What dead creators of unshared objects left.
         self._state = "started"
         if initializer is not None:
             initializer(*initargs)
@@ -1401,7 +1590,8 @@ class SyncManager:
     # -- types --
     def _make(self, cls: type, meta: dict, extra: Any = None) -> Any:
         server = self._check()
-        return cls._open(server, _new_object(server, meta, cls is DictProxy), extra)
+        name = _new_object(server, meta, cls is DictProxy)
+        return _own(cls._open(server, name, extra), (name,))
 
     def dict(self, *args: Any, **kwargs: Any) -> DictProxy:
         proxy = self._make(DictProxy, {})
@@ -1415,7 +1605,7 @@ class SyncManager:
         client = _client(server)
         name = f"o.{client.counter('mp.ids').incr()}"
         client.list(name, max_items=1 << 28, max_item_bytes=64 << 20)
-        proxy = ListProxy._open(server, name, None)
+        proxy = _own(ListProxy._open(server, name, None), (name,))
         items = [_dumps(x) for x in sequence]
         if items:
             proxy._seq.replace(None, items)
@@ -1512,3 +1702,8 @@ def Manager(name: Optional[str] = None, **options: Any) -> SyncManager:
     manager = SyncManager(name=name, **options)
     manager.start()
     return manager
+
+
+_shmstate._install_manager_fast_paths(
+    {"dict": DictProxy, "Value": ValueProxy, "Event": EventProxy, "Lock": _LockProxy,
+     "list": ListProxy, "Queue": QueueProxy}, _encode_key, _process_owner)

@@ -1,66 +1,12 @@
-// Attachment: this process's connection to the segment of a running `shmstate serve --name NAME`,
-// for a process the manager did not fork (a Python app under gunicorn, a tool).
-//
-// The manager moves the state into generation g+1 when it grows the segment or repairs a
-// poisoned allocator. Every operation runs between Segment::EnterClientOp and LeaveClientOp (see
-// shm/segment.h): when the segment is draining, the operation has not touched it; the attachment
-// then waits for the successor, maps it, bumps its epoch, and the operation runs again there.
-// Handles opened in the old generation see the new epoch and reopen themselves by name.
-//
-// Process-safety: one Attachment may be used by every thread of the process; it survives fork
-// (the mapping is inherited; the child claims its own intent slots).
+// The module's name for the library's attachment (shm/attachment.h), for its source files.
 #ifndef SHMSTATE_PYTHON_ATTACHMENT_H_
 #define SHMSTATE_PYTHON_ATTACHMENT_H_
 
-#include <atomic>
-#include <chrono>
-#include <memory>
-#include <string>
-
-#include "shm/mutex.h"
-#include "shm/segment.h"
-#include "shm/status.h"
+#include "shm/attachment.h"
 
 namespace shmstate {
 
-class Attachment {
- public:
-  // Maps the newest generation of `prefix`. NotFound when no server of that name runs.
-  static shm::Status Open(const std::string& prefix, std::chrono::milliseconds follow_timeout,
-                          std::shared_ptr<Attachment>* result);
-
-  // The segment operations run in now, and the epoch it belongs to (bumped on every move).
-  std::shared_ptr<shm::Segment> segment() const EXCLUDES(mu_) {
-    shm::MutexLock lock(&mu_);
-    return segment_;
-  }
-  uint64_t epoch() const { return epoch_.load(std::memory_order_acquire); }
-
-  // `seen` refused an operation (draining or poisoned): waits until it has a successor and maps
-  // it (OK: run the operation again), or until the move was called off (OK as well), or until
-  // follow_timeout (Poisoned, with a message that says to re-attach). Blocks: call without the
-  // GIL.
-  shm::Status Follow(const std::shared_ptr<shm::Segment>& seen);
-
-  const std::string& prefix() const { return prefix_; }
-  std::chrono::milliseconds follow_timeout() const { return follow_timeout_; }
-
- private:
-  Attachment(std::string prefix, std::chrono::milliseconds follow_timeout,
-             std::shared_ptr<shm::Segment> segment)
-      : prefix_(std::move(prefix)), follow_timeout_(follow_timeout), segment_(std::move(segment)) {}
-
-  static shm::Status AttachNewest(const std::string& prefix, std::shared_ptr<shm::Segment>* result);
-  // Installs `next` unless another thread already moved past `seen`.
-  void Replace(const std::shared_ptr<shm::Segment>& seen, std::shared_ptr<shm::Segment> next)
-      EXCLUDES(mu_);
-
-  const std::string prefix_;
-  const std::chrono::milliseconds follow_timeout_;
-  mutable shm::Mutex mu_;
-  std::shared_ptr<shm::Segment> segment_ GUARDED_BY(mu_);
-  std::atomic<uint64_t> epoch_{1};  // Written under mu_.
-};
+using shm::Attachment;
 
 }  // namespace shmstate
 

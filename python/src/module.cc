@@ -12,7 +12,6 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
-#include <structmember.h>
 
 #include <boost/json.hpp>
 #include <cmath>
@@ -23,10 +22,14 @@
 #include <vector>
 
 #include "attachment.h"
+#include "bound.h"
 #include "convert.h"
+#include "fast_call.h"
+#include "register_manager.h"
 #include "register_sync.h"
 #include "shm/counter.h"
 #include "shm/dict.h"
+#include "shm/handle.h"
 #include "shm/lease_lock.h"
 #include "shm/list.h"
 #include "shm/ndarray.h"
@@ -84,103 +87,31 @@ const py::object& ExceptionFor(Status::Code code) {
   return e.error;
 }
 
-// --- The gate every operation goes through
-// --------------------------------------------------------
+}  // namespace
 
-// A proxy of kind Proxy bound to an attachment: opened by name in whatever generation the
-// attachment is in, reopened after a move.
-template <class Proxy>
-class Bound {
- public:
-  using Opener = std::function<Status(shm::Segment*, Proxy*)>;
-
-  Bound(std::shared_ptr<Attachment> attachment, Opener open)
-      : attachment_(std::move(attachment)), open_(std::move(open)) {
-    Run([](Proxy&) { return Status::OK(); });  // Opens (and creates) now, so errors show here.
+void SetStatusError(const Status& status) {
+  const py::object& type = ExceptionFor(status.code());
+  try {
+    py::object value = type(MessageText(status.message()));
+    value.attr("code") = std::string(status.CodeName());
+    PyErr_SetObject(type.ptr(), value.ptr());
+  } catch (py::error_already_set& e) {
+    e.restore();
   }
+}
 
-  // Runs fn(proxy) -> Status as one client operation. With `release_gil`, fn runs without the
-  // GIL on a copy of the proxy (another thread may reopen the handle meanwhile).
-  template <class F>
-  void Run(F&& fn, bool release_gil = false) {
-    while (true) {
-      std::shared_ptr<shm::Segment> segment = CurrentSegment();
-      Status s = segment->EnterClientOp();
-      if (s.ok()) {
-        s = ReopenIfMovedLocked(segment);
-        if (s.ok()) {
-          if (release_gil) {
-            Proxy proxy = proxy_;
-            py::gil_scoped_release nogil;
-            s = fn(proxy);
-          } else {
-            s = fn(proxy_);
-          }
-        }
-        segment->LeaveClientOp();
-      }
-      // Poisoned: the operation did not happen (the gate refused it, or the allocator failed
-      // before the commit); run it again in the successor.
-      if (s.IsPoisoned()) {
-        Status followed;
-        {
-          py::gil_scoped_release nogil;
-          followed = attachment_->Follow(segment);
-        }
-        Check(followed);
-        continue;
-      }
-      Check(s);
-      return;
-    }
+void SetInvalidTypeError(std::string_view message) {
+  const py::object& type = g_exceptions->invalid_type;
+  try {
+    py::object value = type(MessageText(message));
+    value.attr("code") = std::string(Status::InvalidArgument("").CodeName());
+    PyErr_SetObject(type.ptr(), value.ptr());
+  } catch (py::error_already_set& e) {
+    e.restore();
   }
+}
 
-  // Run for the hot methods (the fast path below): fn(proxy) -> Status under the GIL, without
-  // copying the segment's shared_ptr. It takes the same gate and raises the same errors as Run;
-  // whenever the handle must move (a new epoch, a refused gate, a Poisoned answer: the operation
-  // did not happen) it hands the call to Run, which follows and reopens.
-  template <class F>
-  void RunFast(F&& fn) {
-    if (segment_ != nullptr && epoch_ == attachment_->epoch()) {
-      shm::Segment* segment = segment_.get();  // Kept alive by segment_ (the GIL is held).
-      Status s = segment->EnterClientOp();
-      if (s.ok()) {
-        s = fn(proxy_);
-        segment->LeaveClientOp();
-        if (!s.IsPoisoned()) {
-          Check(s);
-          return;
-        }
-      }
-    }
-    Run(std::forward<F>(fn));
-  }
-
-  const std::shared_ptr<Attachment>& attachment() const { return attachment_; }
-
- private:
-  std::shared_ptr<shm::Segment> CurrentSegment() {
-    if (segment_ && epoch_ == attachment_->epoch()) return segment_;
-    return attachment_->segment();
-  }
-  // Called inside the gate of `segment`; the GIL guards proxy_, segment_ and epoch_.
-  Status ReopenIfMovedLocked(const std::shared_ptr<shm::Segment>& segment) {
-    if (segment == segment_) return Status::OK();
-    uint64_t epoch = attachment_->epoch();
-    Proxy fresh;
-    SHM_RETURN_IF_ERROR(open_(segment.get(), &fresh));
-    proxy_ = std::move(fresh);
-    segment_ = segment;
-    epoch_ = epoch;
-    return Status::OK();
-  }
-
-  std::shared_ptr<Attachment> attachment_;
-  Opener open_;
-  std::shared_ptr<shm::Segment> segment_;  // The segment proxy_ was opened in.
-  uint64_t epoch_ = 0;
-  Proxy proxy_;
-};
+namespace {
 
 // --- Conversions --------------------------------------------------------------------------------
 
@@ -411,6 +342,11 @@ class PyDict {
     if (value == nullptr) throw py::error_already_set();
     return value;
   }
+  int64_t IncrFast(std::string_view key, int64_t by, int64_t init, int64_t ttl_ms) {
+    int64_t result = 0;
+    bound_.RunFast([&](shm::Dict& d) { return d.Incr(key, by, init, ttl_ms, &result); });
+    return result;
+  }
   // set(key, value): no ttl (the dict's default), mode "set".
   void SetFast(std::string_view key, std::string_view value) {
     shm::SetOptions options;
@@ -494,11 +430,30 @@ class PyList {
     for (const std::string& item : items) out.append(Bytes(item));
     return out;
   }
+  uint64_t PushFast(shm::List::End end, std::string_view item) {
+    uint64_t length = 0;
+    bound_.RunFast([&](shm::List& l) { return l.Push(end, item, &length); });
+    return length;
+  }
+  // pop() without a wait: the item as a new bytes, or null when the list is empty (no Python
+  // error set then). The item lands in scratch_ (its buffer reused from call to call).
+  PyObject* PopFast(shm::List::End end) {
+    bool popped = false;
+    bound_.RunFast([&](shm::List& l) {
+      return l.Pop(end, std::chrono::milliseconds(0), &scratch_, &popped, nullptr);
+    });
+    if (!popped) return nullptr;
+    PyObject* item =
+        PyBytes_FromStringAndSize(scratch_.data(), static_cast<Py_ssize_t>(scratch_.size()));
+    if (item == nullptr) throw py::error_already_set();
+    return item;
+  }
   const std::string& name() const { return name_; }
 
  private:
   std::string name_;
   Bound<shm::List> bound_;
+  std::string scratch_;  // PopFast's; the GIL guards it.
 };
 
 class PyLock {
@@ -549,6 +504,38 @@ class PyLock {
       return s.IsConflict() ? Status::OK() : s;
     });
     return refreshed;
+  }
+  // Acquire's arguments, converted in its order; one try under the GIL without a wait first
+  // (the lease is free: no GIL release), else Acquire itself. The token as an int, or None.
+  PyObject* AcquireFast(PyObject* ttl, PyObject* timeout, PyObject* owner_arg) {
+    int64_t ttl_ms = ToTtlMs(ttl, "ttl", /*none_is_no_expiry=*/false);
+    auto total = ToWait(timeout, "timeout", shm::LeaseLock::kMaxWait, shm::LeaseLock::kMaxWait);
+    if (!PyUnicode_CheckExact(owner_arg) || !PyUnicode_IS_COMPACT_ASCII(owner_arg)) {
+      return Acquire(ttl, timeout, owner_arg).release().ptr();  // ToText's rules and errors.
+    }
+    std::string_view owner(static_cast<const char*>(PyUnicode_DATA(owner_arg)),
+                           static_cast<size_t>(PyUnicode_GET_LENGTH(owner_arg)));
+    uint64_t token = 0;
+    bool held_by_other = false;
+    bound_.RunFast([&](shm::LeaseLock& l) {
+      int64_t expires = 0;
+      Status s = l.Acquire(ttl_ms, std::chrono::milliseconds(0), owner, &token, &expires);
+      held_by_other = s.IsConflict();
+      return held_by_other ? Status::OK() : s;
+    });
+    if (!held_by_other) return PyLong_FromUnsignedLongLong(token);
+    if (total.count() == 0) Py_RETURN_NONE;
+    return Acquire(ttl, timeout, owner_arg).release().ptr();
+  }
+  bool ReleaseFast(PyObject* token_arg) {
+    uint64_t token = ToUInt64(token_arg, "token");
+    bool released = false;
+    bound_.RunFast([&](shm::LeaseLock& l) {
+      Status s = l.Release(token);
+      released = s.ok();
+      return s.IsConflict() ? Status::OK() : s;
+    });
+    return released;
   }
   py::dict Info() {
     shm::LeaseInfo info;
@@ -812,7 +799,7 @@ class PyClient {
   PyClient(const py::handle& name, const py::handle& follow_timeout) {
     std::string prefix = ToText(name, "name");
     auto ms = ToWait(follow_timeout, "follow_timeout", kDefaultFollow, kMaxFollow);
-    Check(Attachment::Open(prefix, ms, &attachment_));
+    Check(Attachment::Shared(prefix, ms, &attachment_));
   }
 
   std::shared_ptr<PyCounter> Counter(const py::handle& name, const py::handle& init,
@@ -960,128 +947,52 @@ class PyClient {
 // --- The fast path of the hot methods
 // ------------------------------------------------------------
 //
-// Counter.incr/value and Dict.get/__getitem__/__setitem__/__contains__ are C-API descriptors
-// installed on the Python classes themselves (install_fast_paths, called by shmstate/__init__.py):
-// a call goes from the interpreter to here with no pybind11 dispatch and no Python frame. A
-// descriptor reads the wrapper's native handle from its __slots__ member, keys and values in
-// place from a bytes (or ASCII str) argument, and runs through Bound::RunFast. Anything else
-// (other argument types, a handle of the Redis backend) takes the same converters or calls the
-// handle's own method, so arguments, results and errors are those of the slow path.
+// Counter.incr/value, Dict.get/__getitem__/__setitem__/__contains__/incr, List.push/pop and
+// Lock.acquire/release/__enter__/__exit__ are C-API descriptors installed on the Python classes
+// themselves (install_fast_paths, called by shmstate/__init__.py): a call goes from the
+// interpreter to here with no pybind11 dispatch and no Python frame. A descriptor reads the
+// wrapper's native handle from its __slots__ member, keys and values in place from a bytes (or
+// ASCII str) argument, and runs through Bound::RunFast. Anything else takes the same converters
+// (their messages), and a handle of another kind (the Redis backend's) runs the wrapper's own
+// Python method, kept at install time, so arguments, results and errors are those of the slow
+// path (fast_call.h).
 
-// Sets the shmstate exception of a caught StatusError / TypeArgumentError, as the translator.
-void SetModuleError(const py::object& type, std::string_view message, const Status& status) {
-  try {
-    py::object value = type(MessageText(message));
-    value.attr("code") = std::string(status.CodeName());
-    PyErr_SetObject(type.ptr(), value.ptr());
-  } catch (py::error_already_set& e) {
-    e.restore();
-  }
-}
-
-template <class F>
-PyObject* Guarded(F&& fn) noexcept {
-  try {
-    return fn();
-  } catch (const StatusError& e) {
-    SetModuleError(ExceptionFor(e.status.code()), e.status.message(), e.status);
-  } catch (const TypeArgumentError& e) {
-    SetModuleError(g_exceptions->invalid_type, e.message, Status::InvalidArgument(""));
-  } catch (py::error_already_set& e) {
-    e.restore();
-  } catch (const std::bad_alloc&) {
-    PyErr_NoMemory();
-  } catch (const std::exception& e) {
-    PyErr_SetString(PyExc_RuntimeError, e.what());
-  }
-  return nullptr;
-}
-
-// A key or value argument as bytes: viewed in place for bytes and ASCII str (whose UTF-8 is
-// itself), else converted by convert.h (a copy, its errors).
-class BytesArg {
- public:
-  BytesArg(PyObject* h, bool key, const char* what) {
-    if (PyBytes_CheckExact(h)) {
-      view_ = std::string_view(PyBytes_AS_STRING(h), static_cast<size_t>(PyBytes_GET_SIZE(h)));
-    } else if (key && PyUnicode_CheckExact(h) && PyUnicode_IS_COMPACT_ASCII(h)) {
-      view_ = std::string_view(static_cast<const char*>(PyUnicode_DATA(h)),
-                               static_cast<size_t>(PyUnicode_GET_LENGTH(h)));
-    } else {
-      copy_ = key ? ToKey(h, what) : ToBytes(h, what);
-      view_ = copy_;
-    }
-  }
-  std::string_view view() const { return view_; }
-
- private:
-  std::string copy_;
-  std::string_view view_;
-};
-
-int64_t Int64Arg(PyObject* h, const char* what) {
-  if (PyLong_CheckExact(h)) {
-    int overflow = 0;
-    long long v = PyLong_AsLongLongAndOverflow(h, &overflow);
-    if (overflow == 0 && !(v == -1 && PyErr_Occurred())) return v;
-    PyErr_Clear();
-  }
-  return ToInt64(h, what);  // Its message for what the fast check did not take.
-}
-
-// Where the wrappers keep their native handle, and the native types the fast path knows.
+// Where the wrappers keep their native handle, the native types the fast path knows, and the
+// wrappers' Python methods for handles of another backend.
 struct FastPaths {
-  PyTypeObject* counter = nullptr;  // _Counter
-  PyTypeObject* dict = nullptr;     // _Dict
-  Py_ssize_t counter_slot = 0;      // Counter._c
-  Py_ssize_t dict_slot = 0;         // Dict._d
+  PyTypeObject* counter = nullptr;   // _Counter
+  PyTypeObject* dict = nullptr;      // _Dict
+  PyTypeObject* list = nullptr;      // _List
+  PyTypeObject* lock = nullptr;      // _Lock
+  PyTypeObject* lock_cls = nullptr;  // shmstate.Lock
+  Py_ssize_t counter_slot = 0;       // Counter._c
+  Py_ssize_t dict_slot = 0;          // Dict._d
+  Py_ssize_t list_slot = 0;          // List._l
+  // Lock._k, .ttl, .timeout, .owner, .token
+  Py_ssize_t lock_slot = 0, lock_ttl = 0, lock_timeout = 0, lock_owner = 0, lock_token = 0;
+  PyObject* missing = nullptr;  // shmstate._MISSING: Lock.acquire's "timeout not given".
+  // The Python methods the descriptors replace, by name (strong references, kept forever).
+  PyObject* dict_incr = nullptr;
+  PyObject* list_push = nullptr;
+  PyObject* list_pop = nullptr;
+  PyObject* lock_acquire = nullptr;
+  PyObject* lock_release = nullptr;
 };
 FastPaths g_fast;
 
-// The wrapper's native handle (borrowed), or null with AttributeError when unset.
-PyObject* NativeOf(PyObject* self, Py_ssize_t slot) {
-  PyObject* native = *reinterpret_cast<PyObject**>(reinterpret_cast<char*>(self) + slot);
-  if (native == nullptr) PyErr_SetString(PyExc_AttributeError, "the handle is not initialised");
-  return native;
-}
-template <class T>
-T* CppOf(PyObject* native, PyTypeObject* type) {
-  if (Py_TYPE(native) != type) return nullptr;  // The Redis backend's handle, say.
-  auto* inst = reinterpret_cast<py::detail::instance*>(native);
-  return inst->get_value_and_holder().value_ptr<T>();
-}
-
-// Positional or keyword arguments `names` (the first `required` of them required) into out.
-bool ParseArgs(const char* fname, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames,
-               std::initializer_list<const char*> names, size_t required, PyObject** out) {
-  size_t n = names.size();
-  if (static_cast<size_t>(nargs) > n) {
-    PyErr_Format(PyExc_TypeError, "%s() takes at most %zu arguments (%zd given)", fname, n, nargs);
-    return false;
+// Calls the Python function `fn` as the method of `self` with a vectorcall's arguments.
+PyObject* CallPython(PyObject* fn, PyObject* self, PyObject* const* args, Py_ssize_t nargs,
+                     PyObject* kwnames) {
+  constexpr Py_ssize_t kMax = 8;
+  Py_ssize_t total = nargs + (kwnames == nullptr ? 0 : PyTuple_GET_SIZE(kwnames));
+  if (total >= kMax) {
+    PyErr_SetString(PyExc_TypeError, "too many arguments");
+    return nullptr;
   }
-  for (size_t i = 0; i < n; ++i) out[i] = i < static_cast<size_t>(nargs) ? args[i] : nullptr;
-  Py_ssize_t nkw = kwnames == nullptr ? 0 : PyTuple_GET_SIZE(kwnames);
-  for (Py_ssize_t k = 0; k < nkw; ++k) {
-    PyObject* kw = PyTuple_GET_ITEM(kwnames, k);
-    size_t i = 0;
-    while (i < n && PyUnicode_CompareWithASCIIString(kw, names.begin()[i]) != 0) ++i;
-    if (i == n) {
-      PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'", fname, kw);
-      return false;
-    }
-    if (out[i] != nullptr) {
-      PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%U'", fname, kw);
-      return false;
-    }
-    out[i] = args[nargs + k];
-  }
-  for (size_t i = 0; i < required; ++i) {
-    if (out[i] == nullptr) {
-      PyErr_Format(PyExc_TypeError, "%s() missing required argument '%s'", fname, names.begin()[i]);
-      return false;
-    }
-  }
-  return true;
+  PyObject* all[kMax];
+  all[0] = self;
+  for (Py_ssize_t i = 0; i < total; ++i) all[i + 1] = args[i];
+  return PyObject_Vectorcall(fn, all, static_cast<size_t>(nargs + 1), kwnames);
 }
 
 PyObject* CounterIncr(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
@@ -1090,7 +1001,7 @@ PyObject* CounterIncr(PyObject* self, PyObject* const* args, Py_ssize_t nargs, P
       !ParseArgs("incr", args, nargs, kwnames, {"by"}, 0, &by)) {
     return nullptr;
   }
-  PyObject* native = NativeOf(self, g_fast.counter_slot);
+  PyObject* native = SlotValue(self, g_fast.counter_slot);
   if (native == nullptr) return nullptr;
   PyCounter* counter = CppOf<PyCounter>(native, g_fast.counter);
   if (counter == nullptr) {
@@ -1103,7 +1014,7 @@ PyObject* CounterIncr(PyObject* self, PyObject* const* args, Py_ssize_t nargs, P
 }
 
 PyObject* CounterValue(PyObject* self, void*) {
-  PyObject* native = NativeOf(self, g_fast.counter_slot);
+  PyObject* native = SlotValue(self, g_fast.counter_slot);
   if (native == nullptr) return nullptr;
   PyCounter* counter = CppOf<PyCounter>(native, g_fast.counter);
   if (counter == nullptr) return PyObject_CallMethod(native, "value", nullptr);
@@ -1112,7 +1023,7 @@ PyObject* CounterValue(PyObject* self, void*) {
 
 // The value, or `absent` (a new reference) when there is none; null with an error set.
 PyObject* DictLookup(PyObject* self, PyObject* key, PyObject* absent) {
-  PyObject* native = NativeOf(self, g_fast.dict_slot);
+  PyObject* native = SlotValue(self, g_fast.dict_slot);
   if (native == nullptr) return nullptr;
   PyDict* dict = CppOf<PyDict>(native, g_fast.dict);
   if (dict == nullptr) {
@@ -1162,7 +1073,7 @@ PyObject* DictSetItem(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
     PyErr_Format(PyExc_TypeError, "__setitem__() takes 2 arguments (%zd given)", nargs);
     return nullptr;
   }
-  PyObject* native = NativeOf(self, g_fast.dict_slot);
+  PyObject* native = SlotValue(self, g_fast.dict_slot);
   if (native == nullptr) return nullptr;
   PyDict* dict = CppOf<PyDict>(native, g_fast.dict);
   if (dict == nullptr) {
@@ -1179,9 +1090,159 @@ PyObject* DictSetItem(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
   });
 }
 
-template <class F>
-PyCFunction AsCFunction(F* fn) {
-  return reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(fn));
+// incr(key, by=1, init=0, ttl=None) -> int
+PyObject* DictIncr(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  PyObject* parsed[4];
+  if (!ParseArgs("incr", args, nargs, kwnames, {"key", "by", "init", "ttl"}, 1, parsed)) {
+    return nullptr;
+  }
+  PyObject* native = SlotValue(self, g_fast.dict_slot);
+  if (native == nullptr) return nullptr;
+  PyDict* dict = CppOf<PyDict>(native, g_fast.dict);
+  if (dict == nullptr) return CallPython(g_fast.dict_incr, self, args, nargs, kwnames);
+  return Guarded([&] {
+    BytesArg key(parsed[0], true, "key");  // The slow path's order: key, by, init, ttl.
+    int64_t by = parsed[1] == nullptr ? 1 : Int64Arg(parsed[1], "by");
+    int64_t init = parsed[2] == nullptr ? 0 : Int64Arg(parsed[2], "init");
+    int64_t ttl_ms = parsed[3] == nullptr ? 0 : ToTtlMs(parsed[3], "ttl");
+    return PyLong_FromLongLong(dict->IncrFast(key.view(), by, init, ttl_ms));
+  });
+}
+
+// `end` ("left"/"right") compared in place; anything else through ParseEnd (its errors).
+shm::List::End EndArg(PyObject* end, shm::List::End absent) {
+  if (end == nullptr) return absent;
+  if (PyUnicode_CheckExact(end) && PyUnicode_IS_COMPACT_ASCII(end)) {
+    if (PyUnicode_CompareWithASCIIString(end, "left") == 0) return shm::List::End::kLeft;
+    if (PyUnicode_CompareWithASCIIString(end, "right") == 0) return shm::List::End::kRight;
+  }
+  return ParseEnd(end);
+}
+
+// push(item, *, end="right") -> int
+PyObject* ListPush(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  PyObject* parsed[2];
+  if (nargs == 1 && kwnames == nullptr) {
+    parsed[0] = args[0];
+    parsed[1] = nullptr;
+  } else if (!ParseArgs("push", args, nargs, kwnames, {"item", "end"}, 1, parsed, 1)) {
+    return nullptr;
+  }
+  PyObject* native = SlotValue(self, g_fast.list_slot);
+  if (native == nullptr) return nullptr;
+  PyList* list = CppOf<PyList>(native, g_fast.list);
+  if (list == nullptr) return CallPython(g_fast.list_push, self, args, nargs, kwnames);
+  return Guarded([&] {
+    BytesArg item(parsed[0], false, "item");  // The slow path's order: item, end.
+    shm::List::End end = EndArg(parsed[1], shm::List::End::kRight);
+    return PyLong_FromUnsignedLongLong(list->PushFast(end, item.view()));
+  });
+}
+
+// pop(wait=None, *, end="left") -> bytes | None; a wait releases the GIL (the slow path's).
+PyObject* ListPop(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  PyObject* parsed[2] = {nullptr, nullptr};
+  if ((nargs != 0 || kwnames != nullptr) &&
+      !ParseArgs("pop", args, nargs, kwnames, {"wait", "end"}, 0, parsed, 1)) {
+    return nullptr;
+  }
+  PyObject* native = SlotValue(self, g_fast.list_slot);
+  if (native == nullptr) return nullptr;
+  PyList* list = CppOf<PyList>(native, g_fast.list);
+  if (list == nullptr) return CallPython(g_fast.list_pop, self, args, nargs, kwnames);
+  return Guarded([&]() -> PyObject* {
+    PyObject* wait = parsed[0] == nullptr ? Py_None : parsed[0];
+    if (wait != Py_None) {  // May block: the slow path, which waits without the GIL.
+      py::object end =
+          parsed[1] == nullptr ? py::str("left") : py::reinterpret_borrow<py::object>(parsed[1]);
+      return list->Pop(wait, end).release().ptr();
+    }
+    PyObject* item = list->PopFast(EndArg(parsed[1], shm::List::End::kLeft));
+    if (item != nullptr) return item;
+    Py_RETURN_NONE;
+  });
+}
+
+// Raises shmstate.Timeout as Lock.acquire does when the lease stayed taken.
+void RaiseLockTimeout(PyLock* lock, PyObject* wait) {
+  py::str name(lock->name());
+  PyObject* message = PyUnicode_FromFormat("lock %R still held after %S s", name.ptr(), wait);
+  if (message == nullptr) throw py::error_already_set();
+  PyObject* error = PyObject_CallOneArg(g_exceptions->timeout.ptr(), message);
+  Py_DECREF(message);
+  if (error == nullptr) throw py::error_already_set();
+  PyErr_SetObject(g_exceptions->timeout.ptr(), error);
+  Py_DECREF(error);
+  throw py::error_already_set();
+}
+
+// acquire(*, ttl=None, timeout=<the lock's>) -> int: the token (also in .token).
+PyObject* LockAcquire(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  PyObject* parsed[2] = {nullptr, nullptr};
+  if ((nargs != 0 || kwnames != nullptr) &&
+      !ParseArgs("acquire", args, nargs, kwnames, {"ttl", "timeout"}, 0, parsed, 0)) {
+    return nullptr;
+  }
+  PyObject* native = SlotValue(self, g_fast.lock_slot);
+  if (native == nullptr) return nullptr;
+  PyLock* lock = CppOf<PyLock>(native, g_fast.lock);
+  if (lock == nullptr) return CallPython(g_fast.lock_acquire, self, args, nargs, kwnames);
+  PyObject* ttl =
+      parsed[0] != nullptr && parsed[0] != Py_None ? parsed[0] : SlotValue(self, g_fast.lock_ttl);
+  PyObject* wait = parsed[1] != nullptr && parsed[1] != g_fast.missing
+                       ? parsed[1]
+                       : SlotValue(self, g_fast.lock_timeout);
+  PyObject* owner = SlotValue(self, g_fast.lock_owner);
+  if (ttl == nullptr || wait == nullptr || owner == nullptr) return nullptr;
+  return Guarded([&] {
+    PyObject* token = lock->AcquireFast(ttl, wait, owner);
+    if (token == Py_None) {
+      Py_DECREF(token);
+      RaiseLockTimeout(lock, wait);
+    }
+    SetSlotValue(self, g_fast.lock_token, token);
+    return token;
+  });
+}
+
+// release() -> bool: False if the lease was no longer ours (or never taken).
+PyObject* LockRelease(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  if (nargs != 0 || (kwnames != nullptr && PyTuple_GET_SIZE(kwnames) != 0)) {
+    PyErr_SetString(PyExc_TypeError, "release() takes no arguments");
+    return nullptr;
+  }
+  PyObject* native = SlotValue(self, g_fast.lock_slot);
+  if (native == nullptr) return nullptr;
+  PyLock* lock = CppOf<PyLock>(native, g_fast.lock);
+  if (lock == nullptr) return CallPython(g_fast.lock_release, self, args, nargs, kwnames);
+  PyObject** field =
+      reinterpret_cast<PyObject**>(reinterpret_cast<char*>(self) + g_fast.lock_token);
+  PyObject* token = *field;  // Taken out first, as the slow path does: None even if it raises.
+  Py_INCREF(Py_None);
+  *field = Py_None;
+  py::object owned = py::reinterpret_steal<py::object>(token);
+  if (token == nullptr || token == Py_None) Py_RETURN_FALSE;
+  return Guarded([&] { return PyBool_FromLong(lock->ReleaseFast(token)); });
+}
+
+PyObject* LockEnter(PyObject* self, PyObject*) {
+  // self.acquire(): straight to the descriptor unless a subclass may have replaced it.
+  PyObject* token = Py_TYPE(self) == g_fast.lock_cls
+                        ? LockAcquire(self, nullptr, 0, nullptr)
+                        : PyObject_CallMethod(self, "acquire", nullptr);
+  if (token == nullptr) return nullptr;
+  Py_DECREF(token);
+  Py_INCREF(self);
+  return self;
+}
+
+PyObject* LockExit(PyObject* self, PyObject* const*, Py_ssize_t) {
+  PyObject* released = Py_TYPE(self) == g_fast.lock_cls
+                           ? LockRelease(self, nullptr, 0, nullptr)
+                           : PyObject_CallMethod(self, "release", nullptr);
+  if (released == nullptr) return nullptr;
+  Py_DECREF(released);
+  Py_RETURN_NONE;
 }
 
 PyMethodDef kCounterFast[] = {
@@ -1195,42 +1256,66 @@ PyMethodDef kDictFast[] = {
     {"__getitem__", DictGetItem, METH_O, "d[key] -> bytes; NotFound (a KeyError) when absent."},
     {"__contains__", DictContains, METH_O, "key in d."},
     {"__setitem__", AsCFunction(DictSetItem), METH_FASTCALL, "d[key] = value."},
+    {"incr", AsCFunction(DictIncr), METH_FASTCALL | METH_KEYWORDS,
+     "incr(key, by=1, init=0, ttl=None) -> int: adds `by` to the integer at `key` (created at "
+     "`init`) and returns the new value."},
+    {nullptr, nullptr, 0, nullptr}};
+PyMethodDef kListFast[] = {
+    {"push", AsCFunction(ListPush), METH_FASTCALL | METH_KEYWORDS,
+     "push(item, *, end='right') -> int: adds `item` at `end`; returns the new length."},
+    {"pop", AsCFunction(ListPop), METH_FASTCALL | METH_KEYWORDS,
+     "pop(wait=None, *, end='left') -> bytes | None: removes the item at `end`, waiting up to "
+     "`wait` seconds for one (the GIL is released while waiting)."},
+    {nullptr, nullptr, 0, nullptr}};
+PyMethodDef kLockFast[] = {
+    {"acquire", AsCFunction(LockAcquire), METH_FASTCALL | METH_KEYWORDS,
+     "acquire(*, ttl=None, timeout=<the lock's>) -> int: takes the lease; Timeout if it is still "
+     "held after `timeout` s."},
+    {"release", AsCFunction(LockRelease), METH_FASTCALL | METH_KEYWORDS,
+     "release() -> bool: gives the lease back; False if it was no longer ours."},
+    {"__enter__", LockEnter, METH_NOARGS, "acquire(); returns the lock."},
+    {"__exit__", AsCFunction(LockExit), METH_FASTCALL, "release()."},
     {nullptr, nullptr, 0, nullptr}};
 
-// The offset of the __slots__ member `name` of the Python class `cls`.
-Py_ssize_t SlotOffset(const py::handle& cls, const char* name) {
-  PyObject* member =
-      PyDict_GetItemString(reinterpret_cast<PyTypeObject*>(cls.ptr())->tp_dict, name);
-  if (member == nullptr || Py_TYPE(member) != &PyMemberDescr_Type) {
-    throw py::type_error(std::string("no __slots__ member ") + name);
+// A new reference to the function `name` of the Python class `cls` (the method a descriptor
+// replaces, for handles of another backend).
+PyObject* PythonMethod(const py::handle& cls, const char* name) {
+  PyObject* fn = PyDict_GetItemString(reinterpret_cast<PyTypeObject*>(cls.ptr())->tp_dict, name);
+  if (fn == nullptr || !PyFunction_Check(fn)) {
+    throw py::type_error(std::string("no Python method ") + name);
   }
-  PyMemberDef* def = reinterpret_cast<PyMemberDescrObject*>(member)->d_member;
-  if (def->type != T_OBJECT_EX) throw py::type_error(std::string("not an object slot: ") + name);
-  return def->offset;
+  Py_INCREF(fn);
+  return fn;
 }
 
-void InstallMethods(const py::handle& cls, PyMethodDef* defs) {
-  auto* type = reinterpret_cast<PyTypeObject*>(cls.ptr());
-  for (PyMethodDef* def = defs; def->ml_name != nullptr; ++def) {
-    py::object descr = py::reinterpret_steal<py::object>(PyDescr_NewMethod(type, def));
-    if (!descr) throw py::error_already_set();
-    py::setattr(cls, def->ml_name, descr);
-  }
-}
-
-void InstallFastPaths(const py::type& counter_cls, const py::type& dict_cls) {
+void InstallFastPaths(const py::type& counter_cls, const py::type& dict_cls,
+                      const py::type& list_cls, const py::type& lock_cls,
+                      const py::object& missing) {
   g_fast.counter = reinterpret_cast<PyTypeObject*>(py::type::of<PyCounter>().ptr());
   g_fast.dict = reinterpret_cast<PyTypeObject*>(py::type::of<PyDict>().ptr());
+  g_fast.list = reinterpret_cast<PyTypeObject*>(py::type::of<PyList>().ptr());
+  g_fast.lock = reinterpret_cast<PyTypeObject*>(py::type::of<PyLock>().ptr());
   g_fast.counter_slot = SlotOffset(counter_cls, "_c");
   g_fast.dict_slot = SlotOffset(dict_cls, "_d");
+  g_fast.list_slot = SlotOffset(list_cls, "_l");
+  g_fast.lock_cls = reinterpret_cast<PyTypeObject*>(lock_cls.ptr());
+  g_fast.lock_slot = SlotOffset(lock_cls, "_k");
+  g_fast.lock_ttl = SlotOffset(lock_cls, "ttl");
+  g_fast.lock_timeout = SlotOffset(lock_cls, "timeout");
+  g_fast.lock_owner = SlotOffset(lock_cls, "owner");
+  g_fast.lock_token = SlotOffset(lock_cls, "token");
+  g_fast.missing = missing.inc_ref().ptr();
+  g_fast.dict_incr = PythonMethod(dict_cls, "incr");
+  g_fast.list_push = PythonMethod(list_cls, "push");
+  g_fast.list_pop = PythonMethod(list_cls, "pop");
+  g_fast.lock_acquire = PythonMethod(lock_cls, "acquire");
+  g_fast.lock_release = PythonMethod(lock_cls, "release");
   InstallMethods(counter_cls, kCounterFast);
-  py::object value = py::reinterpret_steal<py::object>(
-      PyDescr_NewGetSet(reinterpret_cast<PyTypeObject*>(counter_cls.ptr()), &kCounterValue));
-  if (!value) throw py::error_already_set();
-  py::setattr(counter_cls, "value", value);
+  InstallGetSet(counter_cls, &kCounterValue);
   InstallMethods(dict_cls, kDictFast);
+  InstallMethods(list_cls, kListFast);
+  InstallMethods(lock_cls, kLockFast);
 }
-
 }  // namespace
 }  // namespace shmstate
 
@@ -1389,7 +1474,9 @@ PYBIND11_MODULE(_shmstate, m) {
       .def_property_readonly("name", &PyClient::name);
 
   // The C-API fast path of the wrappers' hot methods (shmstate/__init__.py calls it once).
-  m.def("_install_fast_paths", &InstallFastPaths, arg("counter_cls"), arg("dict_cls"));
+  m.def("_install_fast_paths", &InstallFastPaths, arg("counter_cls"), arg("dict_cls"),
+        arg("list_cls"), arg("lock_cls"), arg("missing"));
 
-  RegisterSync(m);  // shmstate.Manager's blocking proxies (register_sync.cc).
+  RegisterSync(m);     // shmstate.Manager's blocking proxies (register_sync.cc).
+  RegisterManager(m);  // Its hot paths and value records (register_manager.cc).
 }

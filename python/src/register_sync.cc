@@ -8,7 +8,6 @@
 #include "register_sync.h"
 
 #include <chrono>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -27,43 +26,22 @@ namespace py = pybind11;
 namespace shmstate {
 namespace {
 
-// One attachment per server name and process, shared by every word (a word of a manager's
-// object is opened once per proxy; mapping the segment once per proxy would not scale).
-std::mutex g_attachments_mu;
-std::map<std::string, std::shared_ptr<Attachment>>* g_attachments =
-    new std::map<std::string, std::shared_ptr<Attachment>>();
-
+// The process's one attachment of a server (Attachment::Shared): the module's clients and every
+// word and list of a manager's proxies share its mapping.
 std::shared_ptr<Attachment> AttachmentFor(const std::string& prefix, shm::Status* status) {
-  std::lock_guard<std::mutex> lock(g_attachments_mu);
-  auto* cache = g_attachments;
-  auto it = cache->find(prefix);
-  if (it != cache->end()) return it->second;
   std::shared_ptr<Attachment> result;
-  *status = Attachment::Open(prefix, std::chrono::seconds(10), &result);
-  if (!status->ok()) return nullptr;
-  (*cache)[prefix] = result;
-  return result;
+  *status = Attachment::Shared(prefix, std::chrono::seconds(10), &result);
+  return status->ok() ? result : nullptr;
 }
 
 // Runs fn(segment) (a shared_ptr) as one client operation; a segment the server is moving away from
 // refuses it (Poisoned, nothing done), and the operation runs again in the successor.
 template <class F>
 shm::Status RunOp(Attachment* attachment, F&& fn) {
-  while (true) {
-    std::shared_ptr<shm::Segment> segment = attachment->segment();
-    shm::Status status = segment->EnterClientOp();
-    if (status.ok()) {
-      status = fn(segment);
-      segment->LeaveClientOp();
-    }
-    if (!status.IsPoisoned()) return status;
-    shm::Status followed;
-    {
-      py::gil_scoped_release release;
-      followed = attachment->Follow(segment);
-    }
-    if (!followed.ok()) return followed;
-  }
+  return shm::RunClientOp(*attachment, fn, [&](const std::shared_ptr<shm::Segment>& seen) {
+    py::gil_scoped_release release;
+    return attachment->Follow(seen);
+  });
 }
 
 class PySeqList {
@@ -225,14 +203,6 @@ void RegisterSync(py::module_& m) {
       .def("wait", &PyWakeWord::Wait, py::arg("seen"), py::arg("timeout"))
       .def("wake", &PyWakeWord::WakeAll)
       .def("delete_if", &PyWakeWord::DeleteIf, py::arg("key"), py::arg("version"));
-  m.def(
-      "_forget_server",
-      [](py::handle server) {
-        const std::string name = ToText(server, "server");
-        std::lock_guard<std::mutex> lock(g_attachments_mu);
-        g_attachments->erase(name);  // Unmapped once the last proxy of it is gone.
-      },
-      py::arg("server"), "Drops this process's cached attachment of a stopped server.");
   m.def(
       "_segment_free_bytes",
       [](py::handle server) {

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstddef>
 #include <thread>
 
 #include "layout.h"
@@ -13,6 +14,16 @@
 
 namespace shm {
 namespace {
+
+// Every client operation reads Root::draining (EnterClientOp) and writes its own thread's
+// IntentSlot::client_op: neither line may hold what another running process writes, or every
+// operation of every process would miss on it. Root's first line holds only fields written at
+// creation or by a drain; the registry (its lock, its counters) starts on the next one.
+static_assert(alignof(Root) >= 64 && offsetof(Root, draining) < 64 &&
+                  offsetof(Root, registry) >= 64,
+              "Root::draining shares its cache line with a field written at run time");
+static_assert(alignof(IntentSlot) == 64 && sizeof(IntentSlot) % 64 == 0,
+              "an intent slot shares a cache line with another thread's");
 
 bool ProcessAlive(pid_t pid) { return pid != 0 && (kill(pid, 0) == 0 || errno != ESRCH); }
 

@@ -1322,9 +1322,12 @@ Status Dict::Delete(std::string_view key, std::optional<uint64_t> if_version) {
 
 Status Dict::Incr(std::string_view key, int64_t by, int64_t init, int64_t ttl_ms, int64_t* result) {
   SHM_RETURN_IF_ERROR(ValidateTtl(ttl_ms));
-  int64_t next = 0;
-  DictUpdateFn add = [&](const DictValue* current, DictUpdate* update) {
-    int64_t base = init;
+  // The callback holds one reference, so the std::function keeps it inline (no allocation).
+  struct Args {
+    int64_t by, init, ttl_ms, next;
+  } args{by, init, ttl_ms, 0};
+  DictUpdateFn add = [&args](const DictValue* current, DictUpdate* update) {
+    int64_t base = args.init;
     if (current != nullptr) {
       if (!ParseInt64(current->data, &base)) {
         return Status::InvalidArgument("value is not a decimal int64, cannot increment it");
@@ -1333,17 +1336,17 @@ Status Dict::Incr(std::string_view key, int64_t by, int64_t init, int64_t ttl_ms
       update->keep_expiry = true;
     } else {
       update->content_type = kIncrContentType;
-      update->ttl_ms = ttl_ms;
+      update->ttl_ms = args.ttl_ms;
     }
-    if (!AddInt64(base, by, &next)) {
+    if (!AddInt64(base, args.by, &args.next)) {
       return Status::InvalidArgument("increment overflow: " + std::to_string(base) + " + " +
-                                     std::to_string(by) + " does not fit in int64");
+                                     std::to_string(args.by) + " does not fit in int64");
     }
-    update->data = std::to_string(next);
+    update->data = std::to_string(args.next);
     return Status::OK();
   };
   SHM_RETURN_IF_ERROR(Update(key, add));
-  *result = next;
+  *result = args.next;
   return Status::OK();
 }
 

@@ -5,7 +5,6 @@
 #include <charconv>
 #include <random>
 #include <string>
-#include <unordered_map>
 
 #include "boundary.h"
 #include "crash_point.h"
@@ -13,6 +12,7 @@
 #include "keyspace_internal.h"
 #include "layout.h"
 #include "segment_impl.h"
+#include "shm/handle.h"
 #include "shm/integer.h"
 
 namespace shm {
@@ -52,32 +52,12 @@ std::string NewAggregateName(int db) {
   return name;
 }
 
-// This thread's proxies of the aggregates it used, so a command takes no registry lock to find
-// its list or hash. A proxy goes stale when its object is deleted (ref().live() tells), and the
-// map is dropped when the thread sees another segment.
-struct ProxyCache {
-  Segment* segment = nullptr;
-  std::string shm_name;
-  std::unordered_map<std::string, List> lists;
-  std::unordered_map<std::string, Dict> hashes;
-
-  static constexpr size_t kMax = 8192;
-};
-thread_local ProxyCache t_cache;
-
-ProxyCache& CacheOf(Segment* segment) {
-  ProxyCache& c = t_cache;
-  if (c.segment != segment || c.shm_name != segment->shm_name()) {
-    c.lists.clear();
-    c.hashes.clear();
-    c.segment = segment;
-    c.shm_name = segment->shm_name();
-  }
-  return c;
+// This thread's handles of the aggregates it used (shm/handle.h), so a command takes no registry
+// lock to find its list or hash.
+template <typename Proxy>
+HandleMap<Proxy>& HandlesOf() {
+  return HandleMap<Proxy>::ThisThread();
 }
-
-std::unordered_map<std::string, List>& MapOf(ProxyCache& c, List*) { return c.lists; }
-std::unordered_map<std::string, Dict>& MapOf(ProxyCache& c, Dict*) { return c.hashes; }
 
 // A list of a key has Redis's bounds, the largest a List allows.
 ListOptions AggregateListOptions() {
@@ -107,17 +87,16 @@ Status OpenAggregate(Segment* seg, std::string_view name, OpenMode mode, Dict* p
 // it is gone (deleted by another front end, or a crash between its delete and its key's).
 template <typename Proxy>
 Status FindAggregate(Segment* seg, const std::string& name, Proxy* proxy) {
-  auto& map = MapOf(CacheOf(seg), proxy);
-  if (auto it = map.find(name); it != map.end()) {
-    if (it->second.ref().live()) {
-      *proxy = it->second;
-      return Status::OK();
-    }
-    map.erase(it);
+  auto open = [&](Segment* s, Proxy* p) {
+    return OpenAggregate(s, name, OpenMode::kOpenExisting, p, nullptr);
+  };
+  Proxy* handle = nullptr;
+  Status s = HandlesOf<Proxy>().Get(seg, name, open, &handle);
+  if (!s.ok()) {
+    HandlesOf<Proxy>().Forget(name);  // Absent: no handle kept for it.
+    return s;
   }
-  SHM_RETURN_IF_ERROR(OpenAggregate(seg, name, OpenMode::kOpenExisting, proxy, nullptr));
-  if (map.size() >= ProxyCache::kMax) map.clear();
-  map.emplace(name, *proxy);
+  *proxy = *handle;
   return Status::OK();
 }
 
@@ -130,9 +109,7 @@ Status CreateAggregate(Segment* seg, int db, std::string* name, Proxy* proxy) {
     Status s = OpenAggregate(seg, *name, OpenMode::kCreateIfMissing, proxy, &created);
     if (s.IsWrongType() || (s.ok() && !created)) continue;  // Someone else's object: next name.
     SHM_RETURN_IF_ERROR(s);
-    auto& map = MapOf(CacheOf(seg), proxy);
-    if (map.size() >= ProxyCache::kMax) map.clear();
-    map.emplace(*name, *proxy);
+    HandlesOf<Proxy>().Set(seg, *name, *proxy);
     return Status::OK();
   }
   return Status::Internal("no free name for a new list or hash");
@@ -142,9 +119,8 @@ void DeleteAggregate(Segment* seg, const std::string& name, KeyType type) {
   if (name.empty()) return;
   ObjectKind kind = type == KeyType::kList ? ObjectKind::kList : ObjectKind::kDict;
   (void)seg->registry().Delete(name, kind);  // Already gone is fine.
-  ProxyCache& c = CacheOf(seg);
-  c.lists.erase(name);
-  c.hashes.erase(name);
+  HandlesOf<List>().Forget(name);
+  HandlesOf<Dict>().Forget(name);
 }
 
 Status IsEmpty(List& list, bool* empty) {

@@ -18,6 +18,7 @@
 #include "lease_lock_rep.h"
 #include "object_guard.h"
 #include "segment_impl.h"
+#include "shm/process_id.h"
 
 namespace shm {
 namespace {
@@ -41,17 +42,39 @@ std::string ObjectName(const EntryRep* entry) {
   return std::string(entry->name, std::min<size_t>(entry->name_length, kMaxNameLength));
 }
 
-// Fresh per call from the kernel: a token drawn from a generator state copied by fork() would
-// repeat in every child.
+// Kernel randomness, drawn kTokenBatch tokens per getrandom call (one call per token was half
+// of an uncontended acquire): each token is used once. The batch belongs to the thread and the
+// process that drew it: a fork child, which inherits the thread's copy, draws its own (a token
+// handed out by both would repeat).
+constexpr int kTokenBatch = 32;
+struct TokenBatch {
+  uint64_t tokens[kTokenBatch];
+  int next = kTokenBatch;
+  pid_t pid = 0;
+};
+thread_local TokenBatch t_tokens;
+
 uint64_t FreshToken() {
-  uint64_t token = 0;
-  while (token == 0) {
-    if (getrandom(&token, sizeof token, 0) != static_cast<ssize_t>(sizeof token)) {
-      token = static_cast<uint64_t>(SteadyNowMs()) * 0x9e3779b97f4a7c15ull ^
-              (static_cast<uint64_t>(getpid()) << 32) ^ reinterpret_cast<uintptr_t>(&token);
+  TokenBatch& batch = t_tokens;
+  pid_t pid = CurrentPid();
+  while (true) {
+    if (batch.pid != pid || batch.next == kTokenBatch) {
+      batch.pid = pid;
+      batch.next = 0;
+      if (getrandom(batch.tokens, sizeof batch.tokens, 0) !=
+          static_cast<ssize_t>(sizeof batch.tokens)) {
+        batch.next = kTokenBatch;  // Not filled: this token the old way, the next call retries.
+        uint64_t token = static_cast<uint64_t>(SteadyNowMs()) * 0x9e3779b97f4a7c15ull ^
+                         (static_cast<uint64_t>(getpid()) << 32) ^
+                         reinterpret_cast<uintptr_t>(&token);
+        if (token != 0) return token;
+        continue;
+      }
     }
+    uint64_t token = batch.tokens[batch.next];
+    batch.tokens[batch.next++] = 0;  // Used once; not left in memory.
+    if (token != 0) return token;
   }
-  return token;
 }
 
 // Takes the lease in the order of lease_lock_rep.h: free, then filled, then committed.

@@ -83,6 +83,7 @@ class Segment::Impl {
   // This thread's intent slot, claimed on first use (and again after fork).
   // nullptr when every slot is taken (the caller answers OutOfSpace).
   IntentSlot* MySlot();
+  IntentSlot* MySlotSlow();  // MySlot past its one-entry cache.
   // Releases every slot held by this process (called on detach).
   void ReleaseSlotsOfThisProcess();
 
@@ -94,6 +95,7 @@ class Segment::Impl {
   Root* root() const { return root_; }
   ManagedSegment& managed() { return managed_; }
   const std::string& shm_name() const { return shm_name_; }
+  uint64_t instance_id() const { return instance_id_; }
   void MarkPoisoned() { root_->poisoned.store(1, std::memory_order_release); }
 
  private:

@@ -501,13 +501,19 @@ class Fixtures:
             s = c.sessions("fz.sessions")
             s.put("0" * 32, {"visits": 1, "user": "ann"})
             objs = [s]
-        elif cls_name in ("_WakeWord", "_SeqList") and "://" in self.server:
+        elif cls_name in ("_WakeWord", "_SeqList", "_MgrDict", "_MgrList") and "://" in self.server:
             raise KeyError(cls_name)  # Bindings of shm segments only.
         elif cls_name == "_WakeWord":  # Words of a dict and of a list.
             c.dict("fz.dict")["k1"] = b"v"
             c.list("fz.list").push(b"a")
             return [_shmstate._WakeWord(self.server, "fz.dict", "dict"),
                     _shmstate._WakeWord(self.server, "fz.list", "list")]
+        elif cls_name == "_MgrDict":  # The Manager's fast-path handles: no public method.
+            c.dict("fz.dict")["k1"] = b"v"
+            return [_shmstate._MgrDict(self.server, "fz.dict")]
+        elif cls_name == "_MgrList":
+            c.list("fz.list").push(b"a")
+            return [_shmstate._MgrList(self.server, "fz.list")]
         elif cls_name == "_SeqList":
             lst = c.list("fz.list")
             for item in (b"a", b"b", b"c"):

@@ -1,9 +1,12 @@
 """shmstate.Manager(): lifecycle (a private server, gone after shutdown, `with`, or the creator's
 death, nothing left in /dev/shm), attaching by name, proxies through pickling, the stdlib's repr,
 dict keys of different types, a lock held by a dead process, and writers SIGKILLed inside proxy
-calls at random moments and at each crash point of the commit protocol (every acknowledged
-change there, every object whole, the lock never stuck). CPython's own manager tests run in
-tests/python/cpython_manager/."""
+calls of every type at random moments and at each crash point of the commit protocol (every
+acknowledged change there, every object whole, no lock or unit stuck), JoinableQueue puts and
+gets killed at their commit points, a Condition waiter killed after its notify; one mapping per
+process; object lifetime (temporary objects freed, shared ones kept, a killed creator's swept);
+the native fast paths (exact round trips of stored values, bad calls refused). CPython's own
+manager tests run in tests/python/cpython_manager/."""
 import collections
 import glob
 import multiprocessing
@@ -193,6 +196,7 @@ class Acks:
         self.items = []
         self.values = []
         self.queued = []
+        self.joinable = []
 
     def read(self, lines):
         for line in lines:
@@ -206,6 +210,8 @@ class Acks:
                 self.values.append(int(rest))
             elif kind == "q":
                 self.queued.append(rest)
+            elif kind == "j":
+                self.joinable.append(rest)
 
 
 def start_writer(handles, writer, seed, env=None):
@@ -221,8 +227,21 @@ def finish(proc):
     return rest.splitlines(keepends=True)
 
 
+def drain(q, task_done=False):
+    items = []
+    while True:
+        try:
+            items.append(q.get_nowait())
+        except Exception:
+            return items
+        if task_done:
+            q.task_done()
+
+
 def verify(objects, acks, killed):
-    d, lst, value, lock, q, slots = objects
+    d, lst, value, lock, q, slots = objects[:6]
+    if len(objects) > 6:
+        verify_more(objects[6], d, acks)
     assert len(slots) == 8
     for item in slots[:]:
         if item is not None:
@@ -242,12 +261,7 @@ def verify(objects, acks, killed):
     assert value.value <= len(acks.values) + killed
     assert lock.acquire(timeout=10), "the lock is stuck"
     lock.release()
-    queued = []
-    while True:
-        try:
-            queued.append(q.get_nowait())
-        except Exception:
-            break
+    queued = drain(q)
     for item in queued:
         check(item.encode())
     counts = collections.Counter(queued)
@@ -255,10 +269,44 @@ def verify(objects, acks, killed):
         assert counts[item] == 1
 
 
+def verify_more(extra, d, acks):
+    import threading
+    rlock, sem, ns, arr, jq, ev = extra
+    for key in d.keys():  # Pops and setdefaults left every value whole.
+        check(d[key])
+    assert rlock.acquire(timeout=10), "the RLock is stuck"
+    rlock.release()
+    assert sem.acquire(timeout=10) and sem.acquire(timeout=10), "a semaphore unit is stuck"
+    sem.release()
+    sem.release()
+    try:
+        check(ns.x)
+    except AttributeError:
+        pass  # No writer got that far.
+    assert len(arr) == 8 and all(type(x) is int for x in arr[:])
+    assert ev.is_set() in (True, False)
+    items = drain(jq, task_done=True)
+    for item in items:
+        check(item.encode())
+    counts = collections.Counter(items)
+    for item in acks.joinable:
+        assert counts[item] == 1, "an acknowledged JoinableQueue put is lost or doubled"
+    joined = threading.Thread(target=jq.join, daemon=True)
+    joined.start()
+    joined.join(30)
+    assert not joined.is_alive(), "join() waits for a task a killed process left counted"
+
+
+def make_objects(m):
+    return (m.dict(), m.list(), m.Value("i", 0), m.Lock(), m.Queue(), m.list([None] * 8),
+            (m.RLock(), m.BoundedSemaphore(2), m.Namespace(), m.Array("i", [0] * 8),
+             m.JoinableQueue(), m.Event()))
+
+
 def test_writers_killed_at_random_moments():
     rng = random.Random(22)
     with shmstate.Manager() as m:
-        objects = (m.dict(), m.list(), m.Value("i", 0), m.Lock(), m.Queue(), m.list([None] * 8))
+        objects = make_objects(m)
         handles = pickle.dumps(objects).hex()
         acks = Acks()
         killed = 0
@@ -283,7 +331,7 @@ CRASH_POINTS = ["after_allocate", "after_intent", "after_commit", "before_free",
 @pytest.mark.parametrize("point", CRASH_POINTS)
 def test_writer_dies_at_each_crash_point(point):
     with shmstate.Manager() as m:
-        objects = (m.dict(), m.list(), m.Value("i", 0), m.Lock(), m.Queue(), m.list([None] * 8))
+        objects = make_objects(m)
         handles = pickle.dumps(objects).hex()
         acks = Acks()
         killed = 0
@@ -301,20 +349,37 @@ def test_writer_dies_at_each_crash_point(point):
 
 
 def test_many_managers_in_one_thread_do_not_run_out_of_intent_slots():
-    # Each manager is two mappings in this process; a thread's slot cache holds four, and an
-    # evicted mapping's slot used to be forgotten and claimed again on its next use, until the
-    # segment's 1024 slots ran out.
+    # A thread's slot cache holds four mappings, and an evicted mapping's slot used to be
+    # forgotten and claimed again on its next use, until the segment's 1024 slots ran out.
     managers = [shmstate.Manager() for _ in range(3)]
     try:
         lists = [m.list([0]) for m in managers]
         for round_ in range(1200):
             for lst in lists:
-                lst.append(round_)  # The module's mapping.
-                lst[0] = round_  # The Manager bindings' own mapping.
+                lst.append(round_)  # The module's List.
+                lst[0] = round_  # The Manager bindings' _SeqList.
         assert all(lst[0] == 1199 and len(lst) == 1201 for lst in lists)
     finally:
         for m in managers:
             m.shutdown()
+
+
+def test_a_process_maps_the_segment_once():
+    with shmstate.Manager() as m:
+        d, lst, q, lock, ev = m.dict(), m.list(), m.Queue(), m.Lock(), m.Event()
+        d["a"] = 1
+        lst.append(1)
+        lst[0] = 2  # _SeqList
+        q.put(1)
+        assert q.get() == 1  # The items list and the queue's wake word
+        with lock:
+            ev.set()
+        assert ev.wait(1)
+        other = shmstate.attach(m.address)  # A client of the same server shares the mapping.
+        assert other.dict("o.x") is not None
+        with open("/proc/self/maps") as f:
+            mappings = [line for line in f if f"/dev/shm/{m.address}." in line]
+        assert len(mappings) == 1, mappings
 
 
 def _append_pid(lst):
@@ -365,3 +430,384 @@ def test_blocking_calls_release_the_gil():
         for t in waiters:
             t.join(30)
         assert sorted(map(str, results)) == ["True", "True", "item"]
+
+
+def _run_child(code, *args, env=None):
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *args],
+                            stdout=subprocess.PIPE, text=True,
+                            env=dict(os.environ, **(env or {})))
+
+
+def wait_for(predicate, timeout=30.0):
+    """Waits (bounded) for a state another process brings about; True once it holds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+@pytest.mark.parametrize("point,hit", [("queue_put_counted", 1), ("queue_put_counted", 5),
+                                       ("queue_get_popped", 1), ("queue_get_popped", 5)])
+def test_joinable_queue_put_or_get_killed_leaves_join_answerable(point, hit):
+    # A put killed after counting its task but before pushing its item used to leave the
+    # count one too high, so join() waited forever; a get killed after its pop takes the item
+    # with it (the stdlib's count would wait forever for that item's task_done).
+    with shmstate.Manager() as m:
+        q = m.JoinableQueue()
+        child = _run_child("""
+            import pickle, sys
+            import shmstate
+            q = pickle.loads(bytes.fromhex(sys.argv[1]))
+            for i in range(10):
+                q.put(i)
+                if sys.argv[2] == "get":
+                    q.get()
+                print(i, flush=True)
+        """, pickle.dumps(q).hex(), "put" if "put" in point else "get",
+            env={"SHM_CRASH_POINT": f"{point}:{hit}"})
+        acked = [int(line) for line in child.stdout]
+        child.wait(30)
+        assert child.returncode == 86 and len(acked) == hit - 1
+        got = []
+        while True:
+            try:
+                got.append(q.get_nowait())
+            except Exception:
+                break
+            q.task_done()
+        if "put" in point:
+            assert got == acked  # Every acknowledged put, the killed one's item not there.
+        else:
+            # Each acknowledged round's put/get left its task unfinished (nobody called
+            # task_done): the stdlib counts them too. The killed get's item is gone.
+            assert got == []
+            for _ in acked:
+                q.task_done()
+        with pytest.raises(ValueError):
+            q.task_done()
+        import threading
+        joined = threading.Thread(target=q.join, daemon=True)
+        joined.start()
+        joined.join(30)
+        assert not joined.is_alive(), "join() waits for a task that can never be done"
+        q.put("next")  # The queue works on: a new task counts, and join waits for it.
+        assert q.get(timeout=10) == "next"
+        joined = threading.Thread(target=q.join, daemon=True)
+        joined.start()
+        assert not wait_for(lambda: not joined.is_alive(), timeout=0.3)
+        q.task_done()
+        joined.join(30)
+        assert not joined.is_alive()
+
+
+def test_a_condition_waiter_killed_after_its_notify_passes_it_on():
+    with shmstate.Manager() as m:
+        cond = m.Condition()
+        handle = pickle.dumps(cond).hex()
+        code = """
+            import pickle, sys
+            import shmstate
+            cond = pickle.loads(bytes.fromhex(sys.argv[1]))
+            with cond:
+                print("waiting", flush=True)
+                print(cond.wait(60), flush=True)
+        """
+        first = _run_child(code, handle)
+        assert first.stdout.readline() == "waiting\n"
+        assert wait_for(lambda: len(cond._getvalue()["waiting"]) == 1)
+        second = _run_child(code, handle)
+        assert second.stdout.readline() == "waiting\n"
+        assert wait_for(lambda: len(cond._getvalue()["waiting"]) == 2)
+        first.send_signal(signal.SIGSTOP)  # It cannot take the signal before it dies.
+        with cond:
+            cond.notify()  # Chooses the oldest waiter: the first.
+        assert cond._getvalue()["signaled"][0][0][0] == first.pid
+        first.send_signal(signal.SIGKILL)
+        first.wait(30)
+        assert second.stdout.readline() == "True\n"  # The notify reached the live waiter.
+        second.wait(30)
+        assert second.returncode == 0
+        assert cond._getvalue() == {"waiting": [], "signaled": []}
+
+
+def test_temporary_objects_are_freed_with_their_proxy():
+    # 100k dict()/list()/Value() made and dropped: the segment does not grow, and the registry
+    # (1024 objects here) never fills.
+    from shmstate import _shmstate
+    with shmstate.Manager(size="64MiB", max_objects=1024) as m:
+        free_after_warmup = None
+        for i in range(100_000):
+            if i % 3 == 0:
+                d = m.dict()
+                d["k"] = i
+            elif i % 3 == 1:
+                lst = m.list([i])
+                lst.append(i)
+            else:
+                v = m.Value("i", i)
+                v.value += 1
+            if i == 999:
+                free_after_warmup = _shmstate._segment_free_bytes(m.address)
+        assert _shmstate._segment_free_bytes(m.address) >= free_after_warmup - 64 * 1024
+        assert m._number_of_objects() == 3  # The last d, lst and v.
+        name = d._name
+        del d
+        assert name not in [o for o, _ in shmstate.attach(m.address).objects("o.")]
+
+
+def _use_after_parent_dropped(lst, ready, done):
+    ready.wait(30)
+    lst.append("child")
+    done.put(list(lst))
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_an_object_a_live_process_or_a_container_holds_is_never_freed(method):
+    import gc
+    with shmstate.Manager() as m:
+        outer = m.dict()
+        outer["l"] = m.list([1])  # Its only proxy is gone at once: the dict holds the object.
+        gc.collect()
+        outer["l"].append(2)
+        assert outer["l"][:] == [1, 2]
+        ready, done = m.Event(), m.Queue()
+        lst = m.list(["parent"])
+        name = lst._name
+        p = multiprocessing.get_context(method).Process(target=_use_after_parent_dropped,
+                                                        args=(lst, ready, done))
+        p.start()
+        del lst  # The creator drops its last reference (start() dropped the args).
+        gc.collect()
+        ready.set()
+        assert done.get(timeout=60) == ["parent", "child"]
+        p.join(30)
+        assert p.exitcode == 0
+        assert name in [o for o, _ in shmstate.attach(m.address).objects("o.")]
+
+
+class _Flag(int):
+    pass
+
+
+ROUND_TRIP = [None, True, False, 0, -1, 2**63 - 1, -2**63, 2**63, -2**200, 0.0, -0.0, 1.5,
+              float("inf"), 1e-310, "", "é\u20ac", "\ud800x", b"", b"\x00\xff", _Flag(3),
+              (1, "a"), [1, [2]], {"k": b"v"}, frozenset({1})]
+
+
+def _same(a, b):
+    """Equal with the same type (and sign of zero, and NaN as itself)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float):
+        return (a == b and str(a) == str(b)) or (a != a and b != b)
+    return a == b
+
+
+def _echo_all(d, lst, value, q, out):
+    got = [d[i] for i in range(len(ROUND_TRIP))] + [d.get("nan")]
+    got += [lst[i] for i in range(len(ROUND_TRIP))] + [value.value]
+    got += [q.get(timeout=30) for _ in ROUND_TRIP]
+    out.put(got)
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_values_round_trip_exactly_through_every_fast_path(method):
+    # None, bool, int (in int64), float, str, bytes are stored natively; everything else (big
+    # ints, an int subclass, containers) pickled: the type comes back exactly either way.
+    with shmstate.Manager() as m:
+        d, lst, value, q, out = m.dict(), m.list(), m.Value("d", float("nan")), m.Queue(), m.Queue()
+        for i, v in enumerate(ROUND_TRIP):
+            d[i] = v
+            lst.append(v)
+            q.put(v)
+            assert _same(d[i], v) and _same(lst[i], v) and i in d
+        d["nan"] = float("nan")
+        p = multiprocessing.get_context(method).Process(target=_echo_all,
+                                                        args=(d, lst, value, q, out))
+        p.start()
+        got = out.get(timeout=60)
+        p.join(30)
+        n = len(ROUND_TRIP)
+        for i, v in enumerate(ROUND_TRIP):
+            assert _same(got[i], v) and _same(got[n + 1 + i], v) and _same(got[2 * n + 2 + i], v)
+        nan, last = got[n], got[2 * n + 1]
+        assert nan != nan and last != last
+        assert d.items()[0] == (0, None) and d.keys()[-1] == "nan"
+        assert _same(d.copy()[2], False) and lst[:][3] == 0 and value.get() != value.get()
+
+
+def test_fast_paths_refuse_bad_calls_clearly():
+    with shmstate.Manager() as m:
+        d, lst, value, q, lock, ev = m.dict(), m.list([1]), m.Value("i", 1), m.Queue(), \
+            m.Lock(), m.Event()
+        with pytest.raises(KeyError):
+            d["absent"]
+        with pytest.raises(TypeError):
+            d[[1]]  # Unhashable, as a dict says.
+        with pytest.raises(TypeError):
+            d.get()
+        assert d.get("absent", 7) == 7 and d.get(key="absent") is None
+        with pytest.raises(TypeError):
+            d.__setitem__("k")
+        with pytest.raises(IndexError):
+            lst[5]
+        with pytest.raises(TypeError):
+            lst["x"]
+        assert lst[-1] == 1 and lst[0:1] == [1]
+        with pytest.raises(IndexError):
+            lst[2**70]
+        with pytest.raises(TypeError):
+            value.set()
+        with pytest.raises(AttributeError):
+            del value.value
+        with pytest.raises(RuntimeError):
+            lock.release()
+        with pytest.raises(TypeError):
+            lock.acquire(1, 2, 3)
+        assert lock.acquire() and not lock.acquire(False) and not lock.acquire(timeout=0.01)
+        lock.release()
+        with pytest.raises(_queue_empty()):
+            q.get_nowait()
+        with pytest.raises(TypeError):
+            q.put()
+        q.put(1, True, None)
+        assert q.get() == 1
+        with pytest.raises(TypeError):
+            ev.set(1)
+        assert not ev.is_set()
+        ev.set()
+        assert ev.is_set() and ev.wait(0)
+        assert d == {} and len(d) == 0
+
+
+def _queue_empty():
+    import queue
+    return queue.Empty
+
+
+def test_unshared_objects_of_a_killed_creator_are_swept(server):
+    # A process attached by name creates objects, shares one (pickled to us), and is killed
+    # before its proxies are collected: the next start (or connect) frees the others.
+    child = _run_child("""
+        import pickle, sys, time
+        import shmstate
+        m = shmstate.Manager(name=sys.argv[1])
+        kept = [m.dict({"a": 1}), m.list([1]), m.Queue(), m.Value("i", 1)]
+        shared = m.list(["shared"])
+        print(pickle.dumps(shared).hex(), flush=True)
+        time.sleep(600)
+    """, server.name)
+    shared = pickle.loads(bytes.fromhex(child.stdout.readline()))
+    client = shmstate.attach(server.name)
+    before = {o for o, _ in client.objects("o.")}
+    assert len(before) == 6  # The four kept (a queue is two objects) and the shared list.
+    child.send_signal(signal.SIGKILL)
+    child.wait(30)
+    m = shmstate.Manager(name=server.name)
+    assert {o for o, _ in client.objects("o.")} == {shared._name}
+    shared.append("still here")
+    assert shared[:] == ["shared", "still here"]
+    m.shutdown()  # Attached by name: the server keeps running.
+
+
+def test_joinable_queue_join_waits_for_every_task_done_of_another_process():
+    import threading
+    with shmstate.Manager() as m:
+        q = m.JoinableQueue()
+        for i in range(2000):
+            q.put(i)
+        worker = _run_child("""
+            import pickle, sys
+            import shmstate
+            q = pickle.loads(bytes.fromhex(sys.argv[1]))
+            print("started", flush=True)
+            while True:
+                item = q.get()
+                q.task_done()
+                if item == 1999:
+                    break
+        """, pickle.dumps(q).hex())
+        joined = threading.Thread(target=q.join, daemon=True)
+        joined.start()
+        assert worker.stdout.readline() == "started\n"
+        joined.join(60)
+        assert not joined.is_alive() and q.qsize() == 0
+        worker.wait(30)
+        assert worker.returncode == 0
+        with pytest.raises(ValueError):
+            q.task_done()
+
+
+def test_stored_records_decode_or_raise_never_crash():
+    # Whatever bytes an entry holds (a foreign writer, a bug), decoding answers a value or an
+    # exception: run in a child, which must exit normally.
+    code = """
+        import pickle, random, sys
+        from shmstate import _shmstate
+        rng = random.Random(22)
+        tags = b"NTFifsbpE" + bytes([0, 255])
+        outcomes = set()
+        for i in range(20000):
+            data = bytes([rng.choice(tags)]) + rng.randbytes(rng.randrange(0, 24))
+            if rng.random() < 0.2:
+                data = b"E" + rng.randbytes(8) + (rng.randrange(40)).to_bytes(4, "little") + data
+            for decode in (_shmstate._mgr_load, _shmstate._mgr_entry_load):
+                try:
+                    decode(data)
+                    outcomes.add("value")
+                except Exception as e:
+                    outcomes.add(type(e).__name__)
+        for value in [None, True, 3, -2**63, 2**64, 1.5, "é", b"x", (1,), {1: 2}]:
+            assert _shmstate._mgr_load(_shmstate._mgr_dump(value)) == value
+            assert _shmstate._mgr_entry_load(_shmstate._mgr_entry(7, "k", value)) == (7, "k", value)
+        print(sorted(outcomes))
+    """
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "value" in out.stdout and "ValueError" in out.stdout
+
+
+def test_rlock_fast_path_counts_per_thread():
+    import threading
+    with shmstate.Manager() as m:
+        r = m.RLock()
+        assert r.acquire() and r.acquire() and r._getvalue()[1] == 2
+        r.release()
+        assert r._getvalue()[1] == 1 and r._is_owned()
+        r.release()
+        assert r._getvalue() is None
+        with pytest.raises(RuntimeError):
+            r.release()
+        got = []
+        with r:
+            with r:
+                other = threading.Thread(target=lambda: got.append(r.acquire(timeout=0.2)))
+                other.start()
+                other.join(30)
+                assert got == [False]  # Another thread's acquire waits (and times out).
+
+                def release_elsewhere():
+                    try:
+                        r.release()
+                    except RuntimeError:
+                        got.append("refused")
+                other = threading.Thread(target=release_elsewhere)
+                other.start()
+                other.join(30)
+                assert got == [False, "refused"] and r._getvalue()[1] == 2
+        assert r._getvalue() is None
+        cond = m.Condition(r)
+
+        def waiter():
+            with cond:
+                got.append(cond.wait(30))
+        other = threading.Thread(target=waiter)
+        other.start()
+        assert wait_for(lambda: len(cond._getvalue()["waiting"]) == 1)
+        with cond:
+            cond.notify()
+        other.join(30)
+        assert got[-1] is True

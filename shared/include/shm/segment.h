@@ -93,6 +93,9 @@ class Segment {
 
   const std::string& shm_name() const;
   uint64_t generation() const;
+  // Tells this mapping from every other one this process made (never reused, never 0): a
+  // handle opened in one is not valid in another, even at the same address (shm/handle.h).
+  uint64_t instance_id() const;
   size_t size() const;
   // Bytes not holding data: the allocator's free memory plus what the threads' blob caches
   // hold (their blocks are free, kept for the next write of their thread).

@@ -1,11 +1,10 @@
-#include "attachment.h"
+#include "shm/attachment.h"
 
+#include <map>
 #include <thread>
+#include <utility>
 
-namespace shmstate {
-
-using shm::Segment;
-using shm::Status;
+namespace shm {
 
 Status Attachment::AttachNewest(const std::string& prefix, std::shared_ptr<Segment>* result) {
   SHM_RETURN_IF_ERROR(Segment::ValidatePrefix(prefix));
@@ -36,8 +35,26 @@ Status Attachment::Open(const std::string& prefix, std::chrono::milliseconds fol
   return Status::OK();
 }
 
+Status Attachment::Shared(const std::string& prefix, std::chrono::milliseconds follow_timeout,
+                          std::shared_ptr<Attachment>* result) {
+  using Key = std::pair<std::string, int64_t>;
+  static Mutex* mu = new Mutex();  // Never destroyed: used from exit-time finalizers.
+  static auto* cache = new std::map<Key, std::weak_ptr<Attachment>>();
+  MutexLock lock(mu);
+  const Key key(prefix, follow_timeout.count());
+  if (auto it = cache->find(key); it != cache->end()) {
+    if ((*result = it->second.lock()) != nullptr) return Status::OK();
+  }
+  SHM_RETURN_IF_ERROR(Open(prefix, follow_timeout, result));
+  for (auto it = cache->begin(); it != cache->end();) {  // Forget the unmapped ones.
+    it = it->second.expired() ? cache->erase(it) : std::next(it);
+  }
+  (*cache)[key] = *result;
+  return Status::OK();
+}
+
 void Attachment::Replace(const std::shared_ptr<Segment>& seen, std::shared_ptr<Segment> next) {
-  shm::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (segment_ != seen) return;
   segment_ = std::move(next);
   epoch_.fetch_add(1, std::memory_order_acq_rel);
@@ -72,4 +89,4 @@ Status Attachment::Follow(const std::shared_ptr<Segment>& seen) {
   }
 }
 
-}  // namespace shmstate
+}  // namespace shm
