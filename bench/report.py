@@ -6,7 +6,8 @@ Inputs, all optional (a missing file leaves its section empty, marked "not measu
   proxy.csv   Google Benchmark CSV                  single-threaded proxy operations
   mp.tsv      workload<TAB>procs<TAB>value<TAB>unit mp_driver (value < 0: the ops failed)
   refs.tsv    same format                           redis-benchmark, multiprocessing.Manager
-  resp.tsv    resp|cpu<TAB>test<TAB>pipeline<TAB>redis<TAB>shmstate   bench/resp_compare
+  resp.tsv    resp|cpu|client<TAB>test<TAB>pipeline<TAB>redis<TAB>shmstate[<TAB>redis-io2]
+                                                    bench/resp_compare
   http.tsv    target<TAB>workers<TAB>route<TAB>label<TAB>RESULT k=v...<TAB>cpu_us=N
   checks.tsv  target<TAB>workers<TAB>check<TAB>label<TAB>verdict
   python.tsv  python<TAB>impl<TAB>op<TAB>procs<TAB>value<TAB>unit   bench/python_inproc.py
@@ -389,34 +390,53 @@ plot for [i=2:{n}] '{cpu}' using i:xtic(1) title columnheader(i)
 
 
 def resp_table(path):
-    """redis-benchmark against redis-server and shmstate's RESP listener, as ratios; then the
-    server CPU per command of each test and how busy redis-benchmark's one thread was (near 1.0
-    it, not the server, set the pace)."""
-    rows = [r for r in read_tsv(path) if len(r) == 5]
+    """redis-benchmark against redis-server, shmstate's RESP listener and (when measured)
+    redis-server --io-threads 2, as ratios; then the server CPU per command of each test against
+    the goal (shmstate <= 1.0x redis-server's at -P 1, <= 0.7x at -P 16) and how busy
+    redis-benchmark's one thread was (near 1.0 it, not the server, set the pace)."""
+    rows = [r + [""] * (6 - len(r)) for r in read_tsv(path) if len(r) in (5, 6)]
     if not rows:
         return ["not measured"]
-    lines = ["| test | -P | redis-server | shmstate (2 workers) | ratio | goal |",
-             "|---|---|---|---|---|---|"]
-    client = {(t, p): (float(a), float(b)) for kind, t, p, a, b in rows if kind == "client"}
+    io2 = any(r[5] for r in rows)
+    lines = ["| test | -P | redis-server | shmstate (2 workers) | ratio | goal |" +
+             (" redis-server --io-threads 2 | shmstate / io-threads |" if io2 else ""),
+             "|---|---|---|---|---|---|" + ("---|---|" if io2 else "")]
+    client = {(r[1], r[2]): r[3:] for r in rows if r[0] == "client"}
     cpu_lines = ["", "| server CPU per command (us) | -P | redis-server | shmstate | ratio | "
-                 "below Redis | redis-benchmark busy (Redis run / shmstate run) |",
-                 "|---|---|---|---|---|---|---|"]
-    for kind, test, pipeline, redis, shm in rows:
+                 "goal |" + (" redis --io-threads 2 | shmstate / io-threads |" if io2 else "") +
+                 " redis-benchmark busy (Redis run / shmstate run%s) |" %
+                 (" / io-threads run" if io2 else ""),
+                 "|---|---|---|---|---|---|" + ("---|---|" if io2 else "") + "---|"]
+
+    def io2_cells(shm, other):
+        if not io2:
+            return ""
+        other = float(other) if other else 0.0
+        return " %s | %s |" % ("%.3f" % other if other else "",
+                               "%.2fx" % ratio(shm, other) if other else "")
+
+    for kind, test, pipeline, redis, shm, other in rows:
         redis, shm = float(redis), float(shm)
         if kind == "cpu":
+            want = 0.7 if pipeline == "16" else 1.0
             busy = client.get((test, pipeline))
-            cpu_lines.append("| %s | %s | %.3f | %.3f | %.2fx | %s | %s |" % (
-                test, pipeline, redis, shm, ratio(shm, redis) or 0,
-                "met" if shm < redis else "NOT met",
-                "%.2f / %.2f core" % busy if busy else ""))
+            cpu_lines.append("| %s | %s | %.3f | %.3f | %.2fx | <= %.1fx %s |%s %s |" % (
+                test, pipeline, redis, shm, ratio(shm, redis) or 0, want,
+                "met" if redis > 0 and shm <= want * redis else "NOT met",
+                io2_cells(shm, other),
+                " / ".join(b for b in busy if b) + " core" if busy else ""))
             continue
         if kind != "resp":
             continue
         want = 2.0 if pipeline == "16" and test in ("GET", "INCR") else 1.5
         met = redis > 0 and shm / redis >= want
-        lines.append("| %s | %s | %s | %s | %.2fx | >= %.1fx %s |" %
+        cells = ""
+        if io2:
+            cells = " %s | %s |" % (human(float(other)) if other else "",
+                                    "%.2fx" % ratio(shm, float(other)) if other else "")
+        lines.append("| %s | %s | %s | %s | %.2fx | >= %.1fx %s |%s" %
                      (test, pipeline, human(redis), human(shm), ratio(shm, redis) or 0, want,
-                      "met" if met else "NOT met"))
+                      "met" if met else "NOT met", cells))
     return lines + cpu_lines
 
 
@@ -456,8 +476,9 @@ def main():
     lines += ["| %s | %d | %s |" % (k[0], k[1], human(v)) for k, v in refs.items()] or [
         "not measured"]
     lines += ["", "## Redis protocol (redis-benchmark -c 50 -r 100000)", "",
-              "bench/resp_compare: the same redis-benchmark tests against redis-server and "
-              "against `shmstate serve --workers 2 --resp-listen`, in one run.", ""]
+              "bench/resp_compare: the same redis-benchmark tests against redis-server, "
+              "against `shmstate serve --workers 2 --resp-listen` and against `redis-server "
+              "--io-threads 2`, in one run.", ""]
     lines += resp_table(os.path.join(src, "resp.tsv"))
     lines += ["", "## HTTP (wrk -t2 -c64 --latency)", "",
               "Server CPU per request: utime+stime of the server's processes (and, for "

@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "internal.h"
+#include "shm/limits.h"
+#include "shm/resp_dump.h"
 
 namespace shm::resp {
 namespace {
@@ -226,58 +228,91 @@ void RandomKey(Call& c) {
   c.w.Null();
 }
 
-// Copies one key's value into a new key of `to`'s keyspace (COPY): strings with their expiry,
-// lists and hashes item by item.
-Status CopyKey(Keyspace& from, Keyspace& to, std::string_view src, std::string_view dst,
-               KeyType type) {
-  int64_t at = 0;
-  SHM_RETURN_IF_ERROR(from.ExpiryOf(src, &at));
-  if (type == KeyType::kString) {
-    std::string value;
-    SHM_RETURN_IF_ERROR(from.Get(src, &value));
-    StringSet options;
-    options.expires_at_ms = at;
-    StringSetResult result;
-    return to.Set(dst, value, options, &result);
-  }
+// One key's value, whole (COPY, MOVE, DUMP): a string, or a list's items or a hash's fields read
+// a page at a time; *at_ms gets its expiry (0: none).
+Status ReadKeyValue(Keyspace& ks, std::string_view key, KeyType type, KeyValue* value,
+                    int64_t* at_ms) {
+  *value = KeyValue{};
+  value->type = type;
+  SHM_RETURN_IF_ERROR(ks.ExpiryOf(key, at_ms));
+  if (type == KeyType::kString) return ks.Get(key, &value->string);
   if (type == KeyType::kList) {
-    std::vector<std::string> items;
-    SHM_RETURN_IF_ERROR(from.WithList(src, Keyspace::Access::kRead, [&](List& list) {
+    return ks.WithList(key, Keyspace::Access::kRead, [&](List& list) {
       for (int64_t first = 0;;) {
         std::vector<std::string> chunk;
         bool truncated = false;
         SHM_RETURN_IF_ERROR(list.Range(first, -1, &chunk, &truncated));
         first += static_cast<int64_t>(chunk.size());
-        for (std::string& item : chunk) items.push_back(std::move(item));
+        for (std::string& item : chunk) value->items.push_back(std::move(item));
         if (!truncated || chunk.empty()) return Status::OK();
       }
-    }));
-    SHM_RETURN_IF_ERROR(to.WithList(dst, Keyspace::Access::kCreate, [&](List& list) {
-      for (const std::string& item : items) SHM_RETURN_IF_ERROR(list.Push(List::End::kRight, item));
-      return Status::OK();
-    }));
-  } else {
-    std::vector<std::pair<std::string, std::string>> fields;
-    SHM_RETURN_IF_ERROR(from.WithHash(src, Keyspace::Access::kRead, [&](Dict& hash) {
-      uint64_t cursor = 0;
-      do {
-        std::vector<std::string> keys;
-        SHM_RETURN_IF_ERROR(hash.ListKeys("", Dict::kMaxListLimit, cursor, &keys, &cursor));
-        for (std::string& field : keys) {
-          DictValue value;
-          if (hash.Get(field, &value).ok()) fields.emplace_back(std::move(field), value.data);
-        }
-      } while (cursor != 0);
-      return Status::OK();
-    }));
-    SHM_RETURN_IF_ERROR(to.WithHash(dst, Keyspace::Access::kCreate, [&](Dict& hash) {
-      for (auto& [field, value] : fields) SHM_RETURN_IF_ERROR(hash.Set(field, value, {}));
-      return Status::OK();
-    }));
+    });
   }
-  if (at == 0) return Status::OK();
+  return ks.WithHash(key, Keyspace::Access::kRead, [&](Dict& hash) {
+    uint64_t cursor = 0;
+    do {
+      std::vector<std::string> keys;
+      SHM_RETURN_IF_ERROR(hash.ListKeys("", Dict::kMaxListLimit, cursor, &keys, &cursor));
+      for (std::string& field : keys) {
+        DictValue data;
+        if (hash.Get(field, &data).ok()) value->fields.emplace_back(std::move(field), data.data);
+      }
+    } while (cursor != 0);
+    return Status::OK();
+  });
+}
+
+// Creates `key` holding `value`, expiring at `at_ms` (0: never), when the key is absent:
+// AlreadyExists when it holds anything, of any type, so a racing writer is never overwritten
+// (COPY, MOVE, RESTORE). A list is published whole (one Replace); a hash's fields are checked
+// against the limits before the first is written.
+Status CreateKey(Keyspace& ks, std::string_view key, const KeyValue& value, int64_t at_ms) {
+  const Status exists = Status::AlreadyExists("the key exists");
+  Status s;
+  if (value.type == KeyType::kString) {
+    StringSet options;
+    options.cond = StringSet::Cond::kIfAbsent;
+    options.expires_at_ms = at_ms;
+    StringSetResult result;
+    SHM_RETURN_IF_ERROR(ks.Set(key, value.string, options, &result));
+    return result.written ? Status::OK() : exists;
+  }
+  if (value.type == KeyType::kList) {
+    s = ks.WithList(key, Keyspace::Access::kCreate, [&](List& list) {
+      const std::vector<std::string> empty;
+      bool swapped = false;
+      SHM_RETURN_IF_ERROR(list.Replace(&empty, value.items, &swapped));
+      return swapped ? Status::OK() : exists;
+    });
+  } else {
+    for (const auto& [field, data] : value.fields) {
+      if (field.size() > limits::kMaxKey) {
+        return Status::InvalidArgument("hash field longer than " + std::to_string(limits::kMaxKey) +
+                                       " bytes");
+      }
+    }
+    s = ks.WithHash(key, Keyspace::Access::kCreate, [&](Dict& hash) {
+      DictStats stats;
+      SHM_RETURN_IF_ERROR(hash.Stats(&stats));
+      if (stats.entries != 0) return exists;
+      for (const auto& [field, data] : value.fields) SHM_RETURN_IF_ERROR(hash.Set(field, data, {}));
+      return Status::OK();
+    });
+  }
+  if (s.IsWrongType()) return exists;
+  SHM_RETURN_IF_ERROR(s);
+  if (at_ms == 0) return Status::OK();
   bool applied = false;
-  return to.Expire(dst, at, ExpireIf::kAlways, &applied);
+  return ks.Expire(key, at_ms, ExpireIf::kAlways, &applied);
+}
+
+// Copies one key's value into a new key of `to`'s keyspace (COPY, MOVE), with its expiry.
+Status CopyKey(Keyspace& from, Keyspace& to, std::string_view src, std::string_view dst,
+               KeyType type) {
+  KeyValue value;
+  int64_t at = 0;
+  SHM_RETURN_IF_ERROR(ReadKeyValue(from, src, type, &value, &at));
+  return CreateKey(to, dst, value, at);
 }
 
 void Copy(Call& c) {
@@ -316,6 +351,7 @@ void Copy(Call& c) {
     if (!s.ok()) return ReplyStatus(c.w, s);
   }
   s = CopyKey(*from, *to, c.args[1], c.args[2], type);
+  if (s.IsAlreadyExists()) return c.w.Integer(0);  // Another client wrote it meanwhile.
   s.ok() ? c.w.Integer(1) : ReplyStatus(c.w, s);
 }
 
@@ -336,9 +372,81 @@ void Move(Call& c) {
   if (!s.ok()) return ReplyStatus(c.w, s);
   if (type == KeyType::kNone || there != KeyType::kNone) return c.w.Integer(0);
   s = CopyKey(*from, *to, c.args[1], c.args[1], type);
+  if (s.IsAlreadyExists()) return c.w.Integer(0);
   bool existed = false;
   if (s.ok()) s = from->Delete(c.args[1], &existed);
   s.ok() ? c.w.Integer(1) : ReplyStatus(c.w, s);
+}
+
+void Dump(Call& c) {
+  Keyspace* ks = KS(c);
+  if (ks == nullptr) return;
+  KeyType type = KeyType::kNone;
+  Status s = ks->Type(c.args[1], &type);
+  if (!s.ok()) return ReplyStatus(c.w, s);
+  if (type == KeyType::kNone) return c.w.Null();
+  KeyValue value;
+  int64_t at = 0;
+  s = ReadKeyValue(*ks, c.args[1], type, &value, &at);
+  if (s.IsNotFound()) return c.w.Null();  // Deleted between the two reads.
+  s.ok() ? c.w.Bulk(EncodeDump(value)) : ReplyStatus(c.w, s);
+}
+
+// RESTORE key ttl payload [REPLACE] [ABSTTL] [IDLETIME s] [FREQ f], checked in Redis's order:
+// options, an existing key, the TTL, the payload. IDLETIME and FREQ are checked and ignored
+// (shmstate tracks neither). A TTL already past deletes the key (with REPLACE) and creates none.
+void Restore(Call& c) {
+  bool replace = false, absttl = false;
+  int64_t idle = -1, freq = -1;
+  for (size_t j = 4; j < c.args.size(); ++j) {
+    const bool has_value = j + 1 < c.args.size();
+    if (EqualsIgnoreCase(c.args[j], "replace")) {
+      replace = true;
+    } else if (EqualsIgnoreCase(c.args[j], "absttl")) {
+      absttl = true;
+    } else if (EqualsIgnoreCase(c.args[j], "idletime") && has_value && freq == -1) {
+      if (!ParseInt(c.args[++j], &idle)) return c.w.Error(kNotInteger);
+      if (idle < 0) return c.w.Error("ERR Invalid IDLETIME value, must be >= 0");
+    } else if (EqualsIgnoreCase(c.args[j], "freq") && has_value && idle == -1) {
+      if (!ParseInt(c.args[++j], &freq)) return c.w.Error(kNotInteger);
+      if (freq < 0 || freq > 255) {
+        return c.w.Error("ERR Invalid FREQ value, must be >= 0 and <= 255");
+      }
+    } else {
+      return c.w.Error(kSyntax);
+    }
+  }
+  Keyspace* ks = KS(c);
+  if (ks == nullptr) return;
+  constexpr std::string_view kBusy = "BUSYKEY Target key name already exists.";
+  KeyType type = KeyType::kNone;
+  Status s = ks->Type(c.args[1], &type);
+  if (!s.ok()) return ReplyStatus(c.w, s);
+  if (!replace && type != KeyType::kNone) return c.w.Error(kBusy);
+  int64_t ttl = 0;
+  if (!ParseInt(c.args[2], &ttl)) return c.w.Error(kNotInteger);
+  if (ttl < 0) return c.w.Error("ERR Invalid TTL value, must be >= 0");
+  KeyValue value;
+  switch (DecodeDump(c.args[3], &value)) {
+    case DumpError::kFooter:
+      return c.w.Error("ERR DUMP payload version or checksum are wrong");
+    case DumpError::kFormat:
+      return c.w.Error("ERR Bad data format");
+    case DumpError::kNone:
+      break;
+  }
+  const int64_t now = NowMs();
+  int64_t at = ttl;
+  if (ttl != 0 && !absttl && !AddInt64(ttl, now, &at)) at = std::numeric_limits<int64_t>::max();
+  if (replace) {
+    bool existed = false;
+    s = ks->Delete(c.args[1], &existed);
+    if (!s.ok()) return ReplyStatus(c.w, s);
+  }
+  if (at != 0 && at <= now) return c.w.Simple("OK");
+  s = CreateKey(*ks, c.args[1], value, at);
+  if (s.IsAlreadyExists()) return c.w.Error(kBusy);
+  s.ok() ? c.w.Simple("OK") : ReplyStatus(c.w, s);
 }
 
 // OBJECT ENCODING|REFCOUNT|FREQ|IDLETIME|HELP: the encodings Redis 7.0 would report for the
@@ -439,6 +547,8 @@ void RegisterKeyCommands(CommandTable* table) {
            CommandRow{"copy", -3, kWrite | kDenyOom, {1, 2, 1}, Isolated<Copy>},
            CommandRow{"move", 3, kWrite | kFast, kOne, Isolated<Move>},
            CommandRow{"object", -2, kReadOnly, {2, 2, 1}, Object},
+           CommandRow{"dump", 2, kReadOnly, kOne, Dump},
+           CommandRow{"restore", -4, kWrite | kDenyOom, kOne, Restore},
        }) {
     table->Add(row);
   }

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <iterator>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -357,6 +359,21 @@ void Time(Call& c) {
 // ---------------------------------------------------------------------------------------------
 // INFO, COMMAND, CONFIG.
 
+// A byte count as Redis's INFO prints its *_human fields: "1023B", "1.50K", "64.00M".
+std::string BytesToHuman(uint64_t bytes) {
+  static constexpr const char* kUnits[] = {"K", "M", "G", "T", "P"};
+  if (bytes < 1024) return std::to_string(bytes) + "B";
+  double value = static_cast<double>(bytes) / 1024;
+  size_t unit = 0;
+  while (value >= 1024 && unit + 1 < std::size(kUnits)) {
+    value /= 1024;
+    ++unit;
+  }
+  char text[32];
+  std::snprintf(text, sizeof text, "%.2f%s", value, kUnits[unit]);
+  return text;
+}
+
 void Info(Call& c) {
   std::vector<std::string> sections;
   for (size_t i = 1; i < c.args.size(); ++i) sections.push_back(Lower(c.args[i]));
@@ -374,6 +391,7 @@ void Info(Call& c) {
             "\r\nredis_mode:standalone\r\nos:Linux\r\narch_bits:64\r\nprocess_id:" +
             std::to_string(getpid()) +
             "\r\nuptime_in_seconds:" + std::to_string((NowMs() - c.config.started_ms) / 1000) +
+            "\r\nuptime_in_days:" + std::to_string((NowMs() - c.config.started_ms) / 86400000) +
             "\r\nshmstate_worker:" + std::to_string(c.config.worker_index) +
             "\r\nshmstate_segment:" + segment->shm_name() + "\r\n\r\n";
   }
@@ -392,13 +410,16 @@ void Info(Call& c) {
   if (wants("memory")) {
     size_t used = segment->size() - segment->free_bytes();
     text += "# Memory\r\nused_memory:" + std::to_string(used) +
+            "\r\nused_memory_human:" + BytesToHuman(used) +
             "\r\nmaxmemory:" + std::to_string(segment->size()) +
+            "\r\nmaxmemory_human:" + BytesToHuman(segment->size()) +
             "\r\nmaxmemory_policy:noeviction\r\nmem_allocator:shmstate\r\n\r\n";
   }
   if (wants("stats")) {
     text +=
         "# Stats\r\ntotal_connections_received:" + std::to_string(Counters().connections.load()) +
-        "\r\ntotal_commands_processed:" + std::to_string(Counters().commands.load()) + "\r\n\r\n";
+        "\r\ntotal_commands_processed:" + std::to_string(Counters().commands.load()) +
+        "\r\nevicted_keys:0\r\n\r\n";  // maxmemory-policy noeviction: nothing is evicted.
   }
   if (wants("persistence")) {
     text +=
@@ -412,10 +433,12 @@ void Info(Call& c) {
   if (wants("keyspace")) {
     text += "# Keyspace\r\n";
     for (int db = 0; db < Keyspace::kDatabases; ++db) {
-      uint64_t keys = KeyCount(segment, db);
+      uint64_t expiring = 0;
+      uint64_t keys = KeyCount(segment, db, &expiring);
       if (keys > 0) {
+        // avg_ttl is Redis's running estimate from its expiry sampling; shmstate keeps none.
         text += "db" + std::to_string(db) + ":keys=" + std::to_string(keys) +
-                ",expires=0,avg_ttl=0\r\n";
+                ",expires=" + std::to_string(expiring) + ",avg_ttl=0\r\n";
       }
     }
   }

@@ -44,8 +44,8 @@ struct Call {
 Keyspace* KeyspaceOf(Segment* segment, int db, bool create = true);
 // The calling client's database; nullptr after replying the error when it cannot be opened.
 Keyspace* KS(Call& c);
-// Keys of database `db` (DBSIZE, INFO keyspace).
-uint64_t KeyCount(Segment* segment, int db = 0);
+// Keys of database `db` (DBSIZE, INFO keyspace); *expiring (optional): how many have an expiry.
+uint64_t KeyCount(Segment* segment, int db = 0, uint64_t* expiring = nullptr);
 // The key's version (0: absent): what WATCH records.
 uint64_t KeyVersion(Segment* segment, int db, std::string_view key);
 // The bytes of a key's data (its name and its value's or items' bytes, not the allocator's

@@ -33,10 +33,11 @@ Keyspace* KS(Call& c) {
   return keyspace;
 }
 
-uint64_t KeyCount(Segment* segment, int db) {
+uint64_t KeyCount(Segment* segment, int db, uint64_t* expiring) {
   Keyspace* keyspace = KeyspaceOf(segment, db, false);
-  uint64_t keys = 0;
-  if (keyspace == nullptr || !keyspace->Count(&keys).ok()) return 0;
+  uint64_t keys = 0, with_expiry = 0;
+  if (keyspace == nullptr || !keyspace->Count(&keys, &with_expiry).ok()) keys = with_expiry = 0;
+  if (expiring != nullptr) *expiring = with_expiry;
   return keys;
 }
 

@@ -300,7 +300,30 @@ std::string FormatDouble(double value) {
   return std::string(digits, end);
 }
 
+namespace {
+
+// Runs of '*' followed by more pattern: each is one level of Redis's recursive matcher, which
+// gives up past kMaxGlobStars levels. Escapes and classes are skipped as the matcher reads them.
+bool TooManyStars(std::string_view pattern) {
+  size_t runs = 0;
+  for (size_t p = 0; p < pattern.size(); ++p) {
+    if (pattern[p] == '\\') {
+      ++p;
+    } else if (pattern[p] == '[') {
+      while (p + 1 < pattern.size() && pattern[p + 1] != ']') p += pattern[p + 1] == '\\' ? 2 : 1;
+      ++p;
+    } else if (pattern[p] == '*') {
+      while (p + 1 < pattern.size() && pattern[p + 1] == '*') ++p;
+      if (p + 1 < pattern.size() && ++runs > kMaxGlobStars) return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
 bool GlobMatch(std::string_view pattern, std::string_view text, bool nocase) {
+  if (TooManyStars(pattern)) return false;
   auto lower = [nocase](char c) {
     return nocase && c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
   };

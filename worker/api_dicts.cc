@@ -10,6 +10,7 @@
 #include "shm/dict.h"
 #include "shm/integer.h"
 #include "shm/keyspace.h"
+#include "shm/limits.h"
 #include "shm/utf8.h"
 
 namespace shm {
@@ -49,10 +50,11 @@ Status GetFromKeyspace(RequestContext& context, const std::string& key, DictValu
   return keyspace.Version(key, &value->version);
 }
 
-// Keys come from the path: percent-decoded, 1..kMaxKey bytes of UTF-8 so listings stay JSON.
+// Keys come from the path: percent-decoded, 1..limits::kMaxKey bytes of UTF-8 so listings stay
+// JSON (the request head limit, 8 KiB by default, bounds a key in the URL first).
 Status CheckKey(std::string_view key) {
-  if (key.empty() || key.size() > Dict::kMaxKey) {
-    return Status::InvalidArgument("key must be 1-" + std::to_string(Dict::kMaxKey) + " bytes");
+  if (key.empty() || key.size() > limits::kMaxKey) {
+    return Status::InvalidArgument("key must be 1-" + std::to_string(limits::kMaxKey) + " bytes");
   }
   if (!IsUtf8(key)) return Status::InvalidArgument("key must be UTF-8");
   return Status::OK();

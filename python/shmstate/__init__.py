@@ -35,9 +35,12 @@ from ._shmstate import (AlreadyExists, Conflict, Error, Full, Internal, InvalidA
 #: The in-segment layout this module reads; a server of another layout is refused at attach
 #: with a message naming both (docs/deploy.md#upgrades).
 LAYOUT_VERSION: int = _shmstate.LAYOUT_VERSION
+#: The library's size limits, by name (bytes, items or ms): the one table the HTTP API, the
+#: Redis protocol and this module enforce (shm/limits.h, docs/limits.md). Read-only copy.
+LIMITS: "dict[str, int]" = dict(_shmstate.LIMITS)
 
 __all__ = [
-    "__version__", "LAYOUT_VERSION", "attach", "connect", "Client", "Counter", "Dict", "List",
+    "__version__", "LAYOUT_VERSION", "LIMITS", "attach", "connect", "Client", "Counter", "Dict", "List",
     "Lock", "Sessions", "Array", "Error", "NotFound", "AlreadyExists", "WrongKind",
     "InvalidArgument", "InvalidType", "Conflict", "Full", "Timeout", "Unavailable", "Internal",
 ]

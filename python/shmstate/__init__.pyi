@@ -5,6 +5,7 @@ import numpy as np
 
 __version__: str
 LAYOUT_VERSION: int
+LIMITS: dict[str, int]
 
 Key = Union[bytes, str]
 BytesLike = Union[bytes, bytearray, memoryview]

@@ -38,12 +38,12 @@ from redis import exceptions as rex
 
 from . import _shmstate
 
-_MAX_NAME = 200
+_MAX_NAME = _shmstate.LIMITS["object_name"]
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-")
 _MAX_WAIT_S = 24 * 3600.0
 _BLOCK_SLICE_S = 1.0  # A blocking pop waits in slices this long (Ctrl-C, socket timeouts).
 _ARRAY_CHUNK = 64 << 10
-_ARRAY_MAX_BYTES = 1 << 30
+_ARRAY_MAX_BYTES = _shmstate.LIMITS["array_bytes"]
 _DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
            "float32", "float64")
 

@@ -31,6 +31,7 @@
 #include "shm/dict.h"
 #include "shm/handle.h"
 #include "shm/lease_lock.h"
+#include "shm/limits.h"
 #include "shm/list.h"
 #include "shm/ndarray.h"
 #include "shm/registry.h"
@@ -1324,6 +1325,20 @@ PYBIND11_MODULE(_shmstate, m) {
   m.doc() = "In-process access to a running shmstate server's shared memory (see shmstate).";
   // What attach() checks against the segment (docs/deploy.md#upgrades).
   m.attr("LAYOUT_VERSION") = shm::Segment::LayoutVersion();
+  // The library's size limits (shm/limits.h), the one table every front end reads.
+  py::dict limits;
+  limits["key"] = shm::limits::kMaxKey;
+  limits["value"] = shm::limits::kMaxValue;
+  limits["content_type"] = shm::limits::kMaxContentType;
+  limits["object_name"] = shm::limits::kMaxObjectName;
+  limits["page"] = shm::limits::kMaxPage;
+  limits["list_items"] = shm::limits::kMaxListItems;
+  limits["list_item_bytes"] = shm::limits::kMaxListItemBytes;
+  limits["array_bytes"] = shm::limits::kMaxArrayBytes;
+  limits["ttl_ms"] = shm::limits::kMaxTtlMs;
+  limits["session_bytes"] = shm::limits::kMaxSessionBytes;
+  limits["session_field"] = shm::limits::kMaxSessionField;
+  m.attr("LIMITS") = limits;
 
   static Exceptions exceptions;
   g_exceptions = &exceptions;

@@ -307,6 +307,7 @@ void Account(const Locked& d, uint64_t word, int sign) {
   if (!IsBlob(word)) return;
   add(rep->entries, 1);
   add(rep->bytes, d.blob(word)->charged_bytes());
+  if (d.blob(word)->expires_at_ms != 0) add(rep->expiring, 1);
   if (sign > 0 && d.blob(word)->expires_at_ms != 0 && d.rep->may_expire.load() == 0) {
     d.rep->may_expire.store(1);  // Once: the word is read by every operation of every shard.
   }
@@ -564,18 +565,20 @@ void RepairShardLocked(Segment::Impl* seg, DictRep* rep, uint32_t shard_index) {
   DictShardRep* shard = &rep->shards[shard_index];
   auto* table = seg->Ptr<DictTableRep>(shard->table.load());
   Locked d{seg, rep, shard, table, 0, shard_index};
-  uint64_t entries = 0, bytes = 0, tombstones = 0, max_seq = 0;
+  uint64_t entries = 0, bytes = 0, tombstones = 0, expiring = 0, max_seq = 0;
   for (uint64_t i = 0; i < table->capacity; ++i) {
     uint64_t word = d.slot(i).blob.load();
     if (word == kTombstoneHandle) ++tombstones;
     if (!IsBlob(word)) continue;
     ++entries;
+    expiring += d.blob(word)->expires_at_ms != 0;
     bytes += d.blob(word)->charged_bytes();
     max_seq = std::max(max_seq, d.blob(word)->version / rep->shard_count());
   }
   shard->entries.store(entries);
   shard->bytes.store(bytes);
   shard->tombstones.store(tombstones);
+  shard->expiring.store(expiring);
   if (shard->next_version.load() <= max_seq) shard->next_version.store(max_seq + 1);
   shard->clock_hand.store(shard->clock_hand.load() & d.mask());
 }
@@ -1404,6 +1407,7 @@ Status Dict::Stats(DictStats* stats) const {
       stats->evictions += d.shard->evictions.load();
       stats->expirations += d.shard->expirations.load();
       stats->entries += d.shard->entries.load();
+      stats->expiring += d.shard->expiring.load();
       stats->bytes += d.shard->bytes.load();
       stats->capacity += d.table->capacity;
       stats->max_bytes = d.rep->max_bytes;

@@ -100,6 +100,7 @@ struct alignas(64) DictShardRep {
   std::atomic<uint64_t> entries{0};     // Slots holding a blob.
   std::atomic<uint64_t> bytes{0};       // Sum of their charged_bytes().
   std::atomic<uint64_t> tombstones{0};  // Slots holding kTombstoneHandle.
+  std::atomic<uint64_t> expiring{0};    // Blobs with an expiry (expired ones included).
 
   // Statistics (monotonic; a dead writer may lose an increment).
   std::atomic<uint64_t> hits{0};

@@ -680,11 +680,12 @@ Status Keyspace::Usage(std::string_view key, uint64_t* bytes) const {
   return Status::OK();
 }
 
-Status Keyspace::Count(uint64_t* keys) const {
+Status Keyspace::Count(uint64_t* keys, uint64_t* expiring) const {
   SHM_KEYSPACE_NOT_IN_TRANSACTION();
   DictStats stats;
   SHM_RETURN_IF_ERROR(index_.Stats(&stats));
   *keys = stats.entries;
+  if (expiring != nullptr) *expiring = stats.expiring;
   return Status::OK();
 }
 

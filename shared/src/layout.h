@@ -14,6 +14,7 @@
 #include <cstdint>
 
 #include "robust_mutex.h"
+#include "shm/limits.h"
 
 namespace shm {
 
@@ -21,7 +22,7 @@ inline constexpr uint64_t kSegmentMagic = 0x4554415453484d53ull;  // "SHMSTATE" 
 inline constexpr uint32_t kLayoutVersion = 9;
 inline constexpr uint32_t kMaxIntentSlots = 1024;
 inline constexpr uint32_t kMaxWorkerSlots = 256;
-inline constexpr size_t kMaxNameLength = 200;
+inline constexpr size_t kMaxNameLength = limits::kMaxObjectName;
 
 inline constexpr uint64_t kNullHandle = 0;
 inline constexpr uint64_t kTombstoneHandle = 1;  // A deleted dict slot.

@@ -273,3 +273,19 @@ def test_stats_count_live_attached_clients_only(server):
     child.wait(timeout=10)
     assert server.stats()["clients"] == before  # Dead is not live, even before the manager reaps.
     server.wait_log(f"attached client pid {child.pid} is gone", timeout=10)
+
+
+def test_limits_are_the_librarys_one_table(st):
+    """shmstate.LIMITS is shm/limits.h (docs/limits.md): the bounds the module enforces."""
+    assert shmstate.LIMITS["key"] == 65536
+    assert shmstate.LIMITS["value"] == 16 << 20
+    assert shmstate.LIMITS["object_name"] == 200
+    d = st.dict("limits")
+    longest = b"k" * shmstate.LIMITS["key"]
+    d[longest] = b"v"
+    assert d[longest] == b"v"
+    with pytest.raises(shmstate.InvalidArgument, match="key longer than 65536 bytes"):
+        d[longest + b"k"] = b"v"
+    assert len(d) == 1
+    with pytest.raises(shmstate.InvalidArgument):
+        st.dict("n" * (shmstate.LIMITS["object_name"] + 1))

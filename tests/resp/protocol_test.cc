@@ -139,6 +139,23 @@ TEST(RespGlobTest, RedisPatterns) {
   EXPECT_FALSE(GlobMatch("a\\*b", "axb"));
 }
 
+// Redis's stringmatchlen gives up past 1000 nested stars: such a pattern matches nothing. A
+// trailing star, escaped stars and stars in a class are no nesting level.
+TEST(RespGlobTest, TooManyNestedStarsMatchNothing) {
+  const std::string text(2000, 'a');
+  std::string nested;
+  for (size_t i = 0; i < kMaxGlobStars; ++i) nested += "*a";
+  EXPECT_TRUE(GlobMatch(nested, text));
+  EXPECT_TRUE(GlobMatch(nested + "*", text));
+  EXPECT_FALSE(GlobMatch(nested + "*a", text));
+  EXPECT_FALSE(GlobMatch(nested + "**a", text));
+  std::string escaped;
+  for (size_t i = 0; i < 2 * kMaxGlobStars; ++i) escaped += "\\*[*]";
+  std::string stars_text;
+  for (size_t i = 0; i < 2 * kMaxGlobStars; ++i) stars_text += "**";
+  EXPECT_TRUE(GlobMatch(escaped, stars_text));
+}
+
 class RespDispatchTest : public ::testing::Test {
  protected:
   std::string Run(std::vector<std::string> command) {

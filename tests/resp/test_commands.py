@@ -313,3 +313,15 @@ def test_list_holds_more_than_the_default_list_bound(request):
     assert r.llen("big") == 1060000
     assert r.lindex("big", -1) == b"9999"
     r.close()
+
+
+def test_info_fields_monitoring_reads(r):
+    """Fields redis-cli users and exporters read, in Redis's formats."""
+    memory = r.info("memory")
+    assert memory["maxmemory_human"] == "64.00M"  # The segment (conftest: --size 64MiB).
+    human = memory["used_memory_human"]
+    number, unit = float(human[:-1]), human[-1]
+    assert unit in "BKM" and abs(number * {"B": 1, "K": 1024, "M": 1 << 20}[unit]
+                                 - memory["used_memory"]) <= 0.01 * memory["used_memory"] + 10
+    assert r.info("stats")["evicted_keys"] == 0
+    assert r.info("server")["uptime_in_days"] == 0

@@ -148,3 +148,36 @@ def test_watch_sees_a_list_write(server):
     pipe.lpop("w")
     with pytest.raises(redis.WatchError):
         pipe.execute()
+
+
+def test_info_keyspace_counts_keys_with_an_expiry(r):
+    r.set("plain", "v")
+    r.set("s", "v", ex=100)
+    r.rpush("l", "a")
+    r.expire("l", 100)
+    r.hset("h", "f", "v")
+    r.pexpire("h", 100000)
+    assert r.info("keyspace")["db0"] == {"keys": 4, "expires": 3, "avg_ttl": 0}
+    r.persist("h")
+    r.delete("l")
+    r.set("s", "again")  # A plain SET drops the expiry, as in Redis.
+    assert r.info("keyspace")["db0"]["expires"] == 0
+    r.execute_command("SELECT", 3)
+    r.set("x", "v", px=100000)
+    assert r.info("keyspace")["db3"] == {"keys": 1, "expires": 1, "avg_ttl": 0}
+    r.execute_command("SELECT", 0)
+
+
+def test_keys_up_to_64_kib_and_abusive_patterns(r):
+    long_key = "a" * 50000  # Redis's "Regression for pattern matching very long nested loops".
+    assert r.set(long_key, 1) is True
+    assert r.get(long_key) == "1"
+    assert r.keys("*?" * 50000) == []  # Past 1000 nested stars nothing matches, as in Redis.
+    assert r.keys("a*" * 999 + "a") == [long_key]
+    r.hset("h", "f" * 65536, "v")
+    assert r.hget("h", "f" * 65536) == "v"
+    with pytest.raises(redis.ResponseError, match="key longer than 65536 bytes"):
+        r.set("k" * 65537, "v")
+    with pytest.raises(redis.ResponseError, match="longer than 65536 bytes"):
+        r.hset("h", "f" * 65537, "v")
+    assert r.dbsize() == 2 and r.hlen("h") == 1

@@ -215,7 +215,9 @@ int WriterLoop(Dict dict, KeyLog* log, uint64_t seed) {
       std::string value = test::MakeCheckedValue(rng, rng() % 1500);
       uint64_t sum = test::WholeChecksum(value);
       log[k].in_flight.store(sum);
-      Status s = dict.Set(LogKey(k), value, {});
+      SetOptions options;
+      options.ttl_ms = rng() % 2 == 0 ? 3600 * 1000 : 0;  // Half expire (far off): `expiring`.
+      Status s = dict.Set(LogKey(k), value, options);
       if (!s.ok()) return 2;
       log[k].acked.store(sum);
     } else if (op < 9) {
@@ -236,6 +238,7 @@ void VerifyAfterKill(Dict& dict, KeyLog* log, int kill) {
   DictValue got;
   uint64_t present = 0;
   uint64_t bytes = 0;
+  uint64_t expiring = 0;
   for (int k = 0; k < kLogKeys; ++k) {
     Status s = dict.Get(LogKey(k), &got);
     ASSERT_TRUE(s.ok() || s.IsNotFound()) << s.ToString();
@@ -244,6 +247,7 @@ void VerifyAfterKill(Dict& dict, KeyLog* log, int kill) {
       found = test::WholeChecksum(got.data);
       ASSERT_NE(found, 0u) << "torn value at key " << k << " after kill " << kill;
       ++present;
+      expiring += got.expires_at_ms != 0;
       bytes += Dict::kEntryOverhead + LogKey(k).size() + got.data.size();
     }
     ASSERT_TRUE(found == log[k].acked.load() || found == log[k].in_flight.load())
@@ -255,6 +259,7 @@ void VerifyAfterKill(Dict& dict, KeyLog* log, int kill) {
   ASSERT_TRUE(dict.Stats(&stats).ok());
   EXPECT_EQ(stats.entries, present);
   EXPECT_EQ(stats.bytes, bytes);
+  EXPECT_EQ(stats.expiring, expiring);
 }
 
 // Removes the segments the rebuilds create.

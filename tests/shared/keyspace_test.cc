@@ -9,12 +9,14 @@
 
 #include <atomic>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/test_util.h"
 #include "dict_rep.h"
 #include "segment_impl.h"
 #include "shm/integer.h"
+#include "shm/limits.h"
 #include "shm/registry.h"
 #include "shm/snapshot.h"
 #include "test_clock.h"
@@ -453,6 +455,60 @@ TEST(KeyspaceTest, ProcessesRacingTwoTypesForOneKeyLeaveOne) {
   EXPECT_EQ(strings + lists, kKeys);
   EXPECT_EQ(Aggregates(seg.get()), static_cast<size_t>(lists));  // No orphan, none shared.
   munmap(go, sizeof(std::atomic<int>));
+}
+
+// INFO keyspace's expires=: every key with an expiry, of any type, counted exactly as expiries
+// are set, removed, renamed and deleted with their key.
+TEST(KeyspaceTest, CountsTheKeysWithAnExpiry) {
+  test::ScopedSegment seg;
+  Keyspace ks = Open(seg.get());
+  auto counts = [&ks]() {
+    uint64_t keys = 0, expiring = 0;
+    EXPECT_TRUE(ks.Count(&keys, &expiring).ok());
+    return std::make_pair(keys, expiring);
+  };
+  const int64_t later = WallNowMs() + 100'000;
+  ASSERT_OK(Set(ks, "plain", "v"));
+  StringSet with_ttl;
+  with_ttl.expires_at_ms = later;
+  StringSetResult result;
+  ASSERT_OK(ks.Set("s", "v", with_ttl, &result));
+  ASSERT_OK(Push(ks, "l", "a"));
+  ASSERT_OK(HSet(ks, "h", "f", "v"));
+  bool applied = false;
+  ASSERT_OK(ks.Expire("l", later, ExpireIf::kAlways, &applied));
+  ASSERT_OK(ks.Expire("h", later, ExpireIf::kAlways, &applied));
+  EXPECT_EQ(counts(), std::make_pair(uint64_t{4}, uint64_t{3}));
+  bool removed = false;
+  ASSERT_OK(ks.Persist("h", &removed));
+  ASSERT_OK(Push(ks, "l", "b"));  // A write of the list keeps its key's expiry.
+  EXPECT_EQ(counts(), std::make_pair(uint64_t{4}, uint64_t{2}));
+  bool renamed = false;
+  ASSERT_OK(ks.Rename("s", "plain", false, &renamed));  // Replaces a key without one.
+  EXPECT_EQ(counts(), std::make_pair(uint64_t{3}, uint64_t{2}));
+  ASSERT_OK(Set(ks, "plain", "again"));  // A plain SET clears the expiry.
+  bool existed = false;
+  ASSERT_OK(ks.Delete("l", &existed));
+  EXPECT_EQ(counts(), std::make_pair(uint64_t{2}, uint64_t{0}));
+}
+
+// Keys (and hash fields) up to limits::kMaxKey bytes, far past the old 1 KiB; one more is refused
+// and changes nothing.
+TEST(KeyspaceTest, KeysUpToTheLimit) {
+  test::ScopedSegment seg;
+  Keyspace ks = Open(seg.get());
+  const std::string longest(limits::kMaxKey, 'k');
+  ASSERT_OK(Set(ks, longest, "v"));
+  ASSERT_OK(HSet(ks, "h", longest, "v"));
+  std::string value;
+  ASSERT_OK(ks.Get(longest, &value));
+  EXPECT_EQ(value, "v");
+  const std::string too_long(limits::kMaxKey + 1, 'k');
+  EXPECT_TRUE(Set(ks, too_long, "v").IsInvalidArgument());
+  EXPECT_TRUE(HSet(ks, "h", too_long, "v").IsInvalidArgument());
+  uint64_t keys = 0;
+  ASSERT_OK(ks.Count(&keys));
+  EXPECT_EQ(keys, 2u);
 }
 
 }  // namespace

@@ -83,7 +83,10 @@ class ReplyWriter {
 // exponent for ordinary magnitudes, "inf"/"-inf".
 std::string FormatDouble(double value);
 
-// Redis glob matching (KEYS, SCAN MATCH): * ? [abc] [^a-z] and \ escapes.
+// Redis glob matching (KEYS, SCAN MATCH): * ? [abc] [^a-z] and \ escapes. As Redis's
+// stringmatchlen, a pattern that nests more than kMaxGlobStars stars before its last one matches
+// nothing (Redis's guard against abusive patterns), whatever the text.
+inline constexpr size_t kMaxGlobStars = 1000;
 bool GlobMatch(std::string_view pattern, std::string_view text, bool nocase = false);
 
 }  // namespace shm::resp

@@ -23,6 +23,7 @@
 #include <string_view>
 #include <vector>
 
+#include "shm/limits.h"
 #include "shm/registry.h"
 #include "shm/status.h"
 
@@ -73,6 +74,7 @@ struct DictStats {
   uint64_t evictions = 0;    // Entries removed by CLOCK to make room.
   uint64_t expirations = 0;  // Expired entries removed (lazily, or to make room).
   uint64_t entries = 0;      // Stored entries (expired ones not yet removed included).
+  uint64_t expiring = 0;     // Of those, entries with an expiry (Redis's INFO "expires=").
   uint64_t bytes = 0;        // Bytes charged against max_bytes.
   uint64_t max_bytes = 0;    // 0 = no bound but the segment.
   uint64_t capacity = 0;     // Slots of the hash table.
@@ -96,11 +98,11 @@ using DictUpdateFn = std::function<Status(const DictValue* current, DictUpdate* 
 
 class Dict {
  public:
-  static constexpr size_t kMaxKey = 1024;
-  static constexpr size_t kMaxValue = size_t{16} << 20;
-  static constexpr size_t kMaxContentType = 128;
-  static constexpr size_t kMaxListLimit = 10000;
-  static constexpr int64_t kMaxTtlMs = int64_t{100} * 365 * 24 * 3600 * 1000;  // ~100 years.
+  static constexpr size_t kMaxKey = limits::kMaxKey;
+  static constexpr size_t kMaxValue = limits::kMaxValue;
+  static constexpr size_t kMaxContentType = limits::kMaxContentType;
+  static constexpr size_t kMaxListLimit = limits::kMaxPage;
+  static constexpr int64_t kMaxTtlMs = limits::kMaxTtlMs;
   // Bytes charged per entry on top of key, content type and value.
   static constexpr size_t kEntryOverhead = 40;
 

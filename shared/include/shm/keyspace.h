@@ -157,8 +157,9 @@ class Keyspace {
   // (ObjectInfo::size_bytes). NotFound when absent.
   Status Usage(std::string_view key, uint64_t* bytes) const;
 
-  // Keys present, expired ones not yet swept included (as Redis's DBSIZE).
-  Status Count(uint64_t* keys) const;
+  // Keys present, expired ones not yet swept included (as Redis's DBSIZE); *expiring (optional)
+  // gets how many of them have an expiry (INFO keyspace's expires=).
+  Status Count(uint64_t* keys, uint64_t* expiring = nullptr) const;
   // Keys in hash order, a page at a time (SCAN, KEYS): as Dict::ListKeys; expired keys skipped.
   Status ListKeys(std::string_view prefix, size_t limit, uint64_t cursor,
                   std::vector<std::string>* keys, uint64_t* next_cursor) const;

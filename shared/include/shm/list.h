@@ -26,6 +26,7 @@
 #include <string_view>
 #include <vector>
 
+#include "shm/limits.h"
 #include "shm/registry.h"
 #include "shm/status.h"
 
@@ -76,11 +77,11 @@ class List {
 
   enum class End { kLeft, kRight };
 
-  static constexpr uint64_t kMaxItemsLimit = uint64_t{1} << 28;
-  static constexpr uint64_t kMaxItemBytesLimit = uint64_t{64} << 20;
+  static constexpr uint64_t kMaxItemsLimit = limits::kMaxListItems;
+  static constexpr uint64_t kMaxItemBytesLimit = limits::kMaxListItemBytes;
   // Range returns at most this many items and bytes (but always at least one item).
-  static constexpr size_t kMaxRangeItems = 10000;
-  static constexpr size_t kMaxRangeBytes = size_t{16} << 20;
+  static constexpr size_t kMaxRangeItems = limits::kMaxPage;
+  static constexpr size_t kMaxRangeBytes = limits::kMaxValue;
   // Longest a Pop may block.
   static constexpr std::chrono::milliseconds kMaxWait = std::chrono::hours(24);
 

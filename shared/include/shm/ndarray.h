@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "shm/dtype.h"
+#include "shm/limits.h"
 #include "shm/registry.h"
 #include "shm/slice.h"
 #include "shm/status.h"
@@ -39,7 +40,7 @@ struct ArrayInfo {
 };
 
 // The largest array (data bytes); the segment's free space is the other bound.
-inline constexpr uint64_t kMaxArrayBytes = uint64_t{1} << 30;
+inline constexpr uint64_t kMaxArrayBytes = limits::kMaxArrayBytes;
 
 // Typed strided access to elements of a view (T is const for reads). Valid only inside the
 // callback that received it: the array's lock is held for exactly that long.

@@ -17,6 +17,7 @@
 #include <string_view>
 
 #include "shm/dict.h"
+#include "shm/limits.h"
 #include "shm/registry.h"
 #include "shm/status.h"
 
@@ -24,9 +25,9 @@ namespace shm {
 
 class Sessions {
  public:
-  static constexpr size_t kIdLength = 32;                // 128 random bits in lowercase hex.
-  static constexpr size_t kMaxSessionBytes = 64 * 1024;  // Serialized JSON.
-  static constexpr size_t kMaxFieldName = 256;
+  static constexpr size_t kIdLength = 32;  // 128 random bits in lowercase hex.
+  static constexpr size_t kMaxSessionBytes = limits::kMaxSessionBytes;  // Serialized JSON.
+  static constexpr size_t kMaxFieldName = limits::kMaxSessionField;
   static constexpr int64_t kDefaultIdleTtlMs = 30 * 60 * 1000;
 
   Sessions() = default;
