@@ -79,7 +79,8 @@ void Exec(Call& c) {
 
 }  // namespace
 
-void RunIsolated(Call& c, const std::function<bool()>& check, const std::function<void()>& body) {
+void RunIsolated(Call& c, const std::function<bool()>& check, const std::function<void()>& body,
+                 bool exclusive) {
   if (KeyspaceTransactionScope::Active() || KeyspaceExclusive::HeldByThisThread()) {
     if (!check || check()) body();
     return;
@@ -88,7 +89,7 @@ void RunIsolated(Call& c, const std::function<bool()>& check, const std::functio
   std::string* out = c.w.buffer();
   const size_t mark = out->size();
   const int db = c.client->db;
-  for (int attempt = 0; attempt < kAttempts; ++attempt) {
+  for (int attempt = 0; attempt < (exclusive ? 0 : kAttempts); ++attempt) {
     out->resize(mark);
     c.client->db = db;
     Transaction tx(c.segment());
@@ -111,8 +112,8 @@ void RunIsolated(Call& c, const std::function<bool()>& check, const std::functio
   c.client->db = db;
   Keyspace* ks = KS(c);
   if (ks == nullptr) return;
-  KeyspaceExclusive exclusive;
-  Status s = exclusive.Lock(*ks);
+  KeyspaceExclusive locks;
+  Status s = locks.Lock(*ks);
   if (!s.ok()) return ReplyStatus(c.w, s);
   if (!check || check()) body();
 }

@@ -89,11 +89,20 @@ bool ParseScanArgs(Call& c, size_t cursor_at, bool with_type, ScanArgs* args);
 // dropped. `check` (may be empty) runs first in each attempt, under the same isolation (EXEC's
 // WATCH): false means it replied and the batch must not run. Inside another such batch, runs
 // `body` directly.
-void RunIsolated(Call& c, const std::function<bool()>& check, const std::function<void()>& body);
-// A handler run by RunIsolated: MSET, DEL k1 k2, RENAME, LMOVE...
+// `exclusive` skips the transaction attempt, for a body known to touch a list's or hash's
+// contents.
+void RunIsolated(Call& c, const std::function<bool()>& check, const std::function<void()>& body,
+                 bool exclusive = false);
+// A handler run by RunIsolated: MSET, DEL k1 k2, RENAME...
 template <void (*Handler)(Call&)>
 void Isolated(Call& c) {
   RunIsolated(c, {}, [&c] { Handler(c); });
+}
+// One that moves list items (LMOVE, RPOPLPUSH): isolated by the keyspace's locks at once.
+template <void (*Handler)(Call&)>
+void IsolatedExclusive(Call& c) {
+  RunIsolated(
+      c, {}, [&c] { Handler(c); }, /*exclusive=*/true);
 }
 // Runs a command queued by MULTI, from EXEC (resp_commands.cc): looked up, arity-checked, never
 // blocking.

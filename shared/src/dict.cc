@@ -1478,6 +1478,24 @@ Status DictTxReadLocked(const ObjectRef& ref, const DictTxTarget& target, std::s
   return Status::OK();
 }
 
+Status DictTxProbeLocked(const ObjectRef& ref, const DictTxTarget& target, std::string_view key,
+                         uint64_t* version, int64_t* expires_at_ms) {
+  *version = 0;
+  *expires_at_ms = 0;
+  if (!IsCurrent(ref) || ref.entry->body.load(std::memory_order_acquire) != target.body) {
+    return Status::NotFound("object was deleted");
+  }
+  if (EntryExpiredNow(ref.entry)) return Status::NotFound("object has expired");
+  Segment::Impl* seg = ref.segment->impl();
+  const Locked d = TxView(seg, target.stripe, target.body, target.shard);
+  const DictEntryBlob* live = LiveBlob(d, FindLocked(d, key, target.hash), NowFor(d.rep));
+  if (live != nullptr) {
+    *version = live->version;
+    *expires_at_ms = live->expires_at_ms;
+  }
+  return Status::OK();
+}
+
 bool DictTxRoomLocked(Segment::Impl* seg, const DictTxTarget& target, uint64_t inserts) {
   const Locked d = TxView(seg, target.stripe, target.body, target.shard);
   const uint64_t used = d.shard->entries.load() + d.shard->tombstones.load() + inserts;
@@ -1502,7 +1520,9 @@ Status DictTxAllocateBlob(Segment::Impl* seg, CowWriter* writer, std::string_vie
   return Status::OK();
 }
 
-Status DictTxApplyLocked(Segment::Impl* seg, const TxChangeRep& change, CowWriter* evictor) {
+Status DictTxApplyLocked(Segment::Impl* seg, const TxChangeRep& change, CowWriter* evictor,
+                         bool* rebuild_after) {
+  if (rebuild_after != nullptr) *rebuild_after = false;
   auto* stripe = seg->Ptr<DictStripeRep>(change.stripe);
   const Locked d = TxView(seg, stripe, change.body, change.shard);
   auto* blob = seg->Ptr<DictEntryBlob>(change.blob);
@@ -1539,6 +1559,9 @@ Status DictTxApplyLocked(Segment::Impl* seg, const TxChangeRep& change, CowWrite
   d.slot(pos).blob.store(next, std::memory_order_seq_cst);
   Account(d, old, -1);
   Account(d, next, +1);
+  if (rebuild_after != nullptr && change.erase == 0 && !IsBlob(old)) {
+    *rebuild_after = NeedsRebuildLocked(d);  // An insert filled the table past 3/4.
+  }
   if (!IsBlob(old)) return Status::OK();
   if (evictor != nullptr) {
     evictor->FreeGarbage(d.entry, old);  // Through its blob cache: no allocator lock.

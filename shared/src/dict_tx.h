@@ -33,6 +33,10 @@ bool DictTxLockStripe(Segment::Impl* seg, DictStripeRep* stripe, std::chrono::na
 // else *found says whether the key has a live (unexpired) entry, copied to *value.
 Status DictTxReadLocked(const ObjectRef& ref, const DictTxTarget& target, std::string_view key,
                         DictValue* value, bool* found);
+// Under the lock: as DictTxReadLocked, without copying the entry out: its version (0 when
+// absent or expired) and expiry.
+Status DictTxProbeLocked(const ObjectRef& ref, const DictTxTarget& target, std::string_view key,
+                         uint64_t* version, int64_t* expires_at_ms);
 // Under the lock: whether `inserts` new keys fit the shard's table without a rebuild.
 bool DictTxRoomLocked(Segment::Impl* seg, const DictTxTarget& target, uint64_t inserts);
 // Without any lock held: rebuilds the shard's table with room for `inserts` more keys.
@@ -48,7 +52,9 @@ Status DictTxAllocateBlob(Segment::Impl* seg, CowWriter* writer, std::string_vie
 // blobs), freeing the blob it replaces. With `evictor` (the committer's writer) a dict with
 // max_bytes first evicts to make room; a repair passes none. Idempotent: a put whose blob is in
 // its slot, or an erase of an absent key, is skipped.
-Status DictTxApplyLocked(Segment::Impl* seg, const TxChangeRep& change, CowWriter* evictor);
+// *rebuild_after (may be null) says whether an insert left the shard's table due a rebuild.
+Status DictTxApplyLocked(Segment::Impl* seg, const TxChangeRep& change, CowWriter* evictor,
+                         bool* rebuild_after = nullptr);
 // Under the lock: recomputes what is derived from the shard's table (after a repair's apply).
 void DictTxRepairShardLocked(Segment::Impl* seg, uint64_t body, uint32_t shard);
 // Takes every shard lock of ref's dict in lock order and marks each with a fresh record without

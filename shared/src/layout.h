@@ -152,8 +152,8 @@ struct EntryRep {
   // the int64 limits); 0 otherwise, for good. One word, so the fast path checks one load.
   std::atomic<uint64_t> counter_fast_tag{0};
   // For a counter: the TxRecordRep of a transaction commit that holds it (its value then carries
-  // kCounterTxLock, counter.h), else 0. Set before the lock is added, cleared after it is taken
-  // off; a waiter that finds the record's owner dead settles it (SettleCounterTx).
+  // Counter::kTxLock, counter.h), else 0. Set before the lock is added, cleared after it is taken
+  // off; a waiter that finds the record's owner dead settles it (SettleCounterTxIfOwnerDied).
   std::atomic<uint64_t> counter_tx{0};
   std::atomic<uint64_t> body{0};  // Handle of the kind's Rep (none for counters).
   // Bumped before any blob this object's lock guards is freed (CowWriter::ReleaseGarbage, and the

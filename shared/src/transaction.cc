@@ -319,13 +319,19 @@ class Committer {
       DictTxTarget target;
       SHM_RETURN_IF_ERROR(DictTxLocate(read->ref, read->key, &target));
       if (target.stripe != share.stripe) return Status::Conflict("object was replaced");
-      DictValue value;
-      bool found = false;
-      Status s = DictTxReadLocked(read->ref, target, read->key, &value, &found);
+      uint64_t version = 0;
+      Status s;
+      if (read->keyspace) {  // A list's or hash's version needs the entry's content.
+        DictValue value;
+        bool found = false;
+        s = DictTxReadLocked(read->ref, target, read->key, &value, &found);
+        if (s.ok() && found) version = KeyVersionOfEntry(segment_, value);
+      } else {
+        int64_t expires_at_ms = 0;
+        s = DictTxProbeLocked(read->ref, target, read->key, &version, &expires_at_ms);
+      }
       if (s.IsNotFound()) return Status::Conflict("object was deleted");
       SHM_RETURN_IF_ERROR(s);
-      uint64_t version = 0;
-      if (found) version = read->keyspace ? KeyVersionOfEntry(segment_, value) : value.version;
       if (version != read->version) {
         return Status::Conflict("a key read by the transaction changed before its commit");
       }
@@ -338,17 +344,18 @@ class Committer {
     std::map<std::pair<uint64_t, uint32_t>, uint64_t> inserts;  // (body, shard) -> new keys.
     for (uint32_t i : share.changes) {
       const auto& [write, target] = write_targets_[i];
-      DictValue current;
-      bool found = false;
-      Status s = DictTxReadLocked(write->ref, target, write->key, &current, &found);
+      uint64_t version = 0;
+      int64_t expires_at_ms = 0;
+      Status s = DictTxProbeLocked(write->ref, target, write->key, &version, &expires_at_ms);
       if (s.IsNotFound()) return Status::Conflict("object was deleted");
       SHM_RETURN_IF_ERROR(s);
+      const bool found = version != 0;
       if (write->erase) continue;
       if (!found) ++inserts[{target.body, target.shard}];
       auto* blob = seg_->Ptr<DictEntryBlob>(record()->changes()[i].blob);
       if (write->expiry == Expiry::kKeep) {
         blob->expires_at_ms =
-            found ? current.expires_at_ms : DictTxExpiryLocked(seg_, target, write->ttl_ms);
+            found ? expires_at_ms : DictTxExpiryLocked(seg_, target, write->ttl_ms);
       } else if (write->expiry == Expiry::kTtl) {
         blob->expires_at_ms = DictTxExpiryLocked(seg_, target, write->ttl_ms);
       }
@@ -447,12 +454,13 @@ class Committer {
       for (uint32_t i : share.changes) {
         const TxChangeRep& change = rec->changes()[i];
         // Cannot fail but for a broken invariant: room was checked under these locks.
-        Status s = DictTxApplyLocked(seg_, change, &writer_);
+        bool rebuild = false;
+        Status s = DictTxApplyLocked(seg_, change, &writer_, &rebuild);
         if (!s.ok()) {
           SHM_LOG(kError) << "transaction apply: " << s.ToString();
         }
         CrashPoint("tx_after_apply");
-        if (change.erase == 0) inserted_.emplace_back(write_targets_[i].first->ref, change.shard);
+        if (rebuild) inserted_.emplace_back(write_targets_[i].first->ref, change.shard);
       }
       share.stripe->tx_record.store(0, std::memory_order_seq_cst);
       rec->shares_left.fetch_sub(1, std::memory_order_seq_cst);
