@@ -1107,14 +1107,14 @@ PyObject* DictIncr(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyOb
   });
 }
 
-// `end` ("left"/"right") compared in place; anything else through ParseEnd (its errors).
+// `end` ("left"/"right") compared in place; anything else through ToListEnd (its errors).
 shm::List::End EndArg(PyObject* end, shm::List::End absent) {
   if (end == nullptr) return absent;
   if (PyUnicode_CheckExact(end) && PyUnicode_IS_COMPACT_ASCII(end)) {
     if (PyUnicode_CompareWithASCIIString(end, "left") == 0) return shm::List::End::kLeft;
     if (PyUnicode_CompareWithASCIIString(end, "right") == 0) return shm::List::End::kRight;
   }
-  return ParseEnd(end);
+  return ToListEnd(end);
 }
 
 // push(item, *, end="right") -> int
