@@ -122,10 +122,13 @@ struct alignas(64) ClientSlot {
 // compare-and-swap of `pid` from 0; `ticket` (the blocking order) and the keys are written before
 // `state` leaves kFree, and read only after it did. Freed by its owner, by whoever finds its pid
 // dead, or by the manager's recovery of that pid.
-inline constexpr uint32_t kMaxBlockPlaces = 1024;
-inline constexpr uint32_t kMaxBlockKeys = 16;
+// The table lives in Root, which every segment pays for: 512 places of one cache line each (so
+// four key hashes) keep the documented minimum --size (1 MiB) at 128 registry objects.
+inline constexpr uint32_t kMaxBlockPlaces = 512;
+inline constexpr uint32_t kMaxBlockKeys = 4;
 // A worker's answer to barriers (BlockLines::RequestBarrier): the last request it answered.
-struct alignas(64) BlockBarrierAck {
+// Written only when a barrier is answered, so four to a cache line costs nothing that matters.
+struct BlockBarrierAck {
   std::atomic<pid_t> pid{0};  // 0: free.
   std::atomic<uint64_t> acked{0};
 };
@@ -138,6 +141,7 @@ struct alignas(64) BlockPlace {
   std::atomic<uint32_t> keys{0};  // Hashes used in key_hash; 0: in no line (too many keys).
   std::atomic<uint64_t> key_hash[kMaxBlockKeys];
 };
+static_assert(sizeof(BlockPlace) == 64, "a place is one cache line");
 
 enum class EntryState : uint32_t { kFree = 0, kCreating = 1, kLive = 2 };
 

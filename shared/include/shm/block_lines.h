@@ -35,8 +35,8 @@ namespace shm {
 
 class BlockLines {
  public:
-  static constexpr int kMaxPlaces = 1024;
-  static constexpr size_t kMaxKeys = 16;
+  static constexpr int kMaxPlaces = 512;
+  static constexpr size_t kMaxKeys = 4;
 
   enum class State : uint32_t {
     kFree = 0,
