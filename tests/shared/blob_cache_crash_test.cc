@@ -8,6 +8,7 @@
 #include <string>
 
 #include "blob_cache.h"
+#include "common/status_assert.h"
 #include "common/test_util.h"
 #include "crash_point.h"
 #include "segment_impl.h"
@@ -16,12 +17,6 @@
 
 namespace shm {
 namespace {
-
-#define ASSERT_OK(expr)                                     \
-  do {                                                      \
-    ::shm::Status s_ = (expr);                              \
-    ASSERT_TRUE(s_.ok()) << #expr << ": " << s_.ToString(); \
-  } while (0)
 
 struct CacheCrashCase {
   const char* point;

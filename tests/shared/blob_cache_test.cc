@@ -8,6 +8,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/status_assert.h"
 #include "common/test_util.h"
 #include "cow.h"
 #include "layout.h"
@@ -17,12 +18,6 @@
 
 namespace shm {
 namespace {
-
-#define ASSERT_OK(expr)                                     \
-  do {                                                      \
-    ::shm::Status s_ = (expr);                              \
-    ASSERT_TRUE(s_.ok()) << #expr << ": " << s_.ToString(); \
-  } while (0)
 
 TEST(BlobCacheTest, ClassesServeEveryRequestAndTakeEveryBlockTheyCanServe) {
   for (size_t bytes = 1; bytes <= kMaxCachedBlob; ++bytes) {

@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/status_assert.h"
 #include "common/test_util.h"
 #include "crash_point.h"
 #include "dict_rep.h"
@@ -23,12 +24,6 @@
 
 namespace shm {
 namespace {
-
-#define ASSERT_OK(expr)                                     \
-  do {                                                      \
-    ::shm::Status s_ = (expr);                              \
-    ASSERT_TRUE(s_.ok()) << #expr << ": " << s_.ToString(); \
-  } while (0)
 
 // The handle of the blob holding `key` (white-box: to account for the protocol's one leak).
 uint64_t BlobHandleOf(Segment* seg, const Dict& dict, std::string_view key) {

@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/status_assert.h"
 #include "common/test_util.h"
 #include "kind_ops.h"
 #include "object_guard.h"
@@ -25,17 +26,6 @@
 
 namespace shm {
 namespace {
-
-#define ASSERT_OK(expr)                                     \
-  do {                                                      \
-    ::shm::Status s_ = (expr);                              \
-    ASSERT_TRUE(s_.ok()) << #expr << ": " << s_.ToString(); \
-  } while (0)
-#define EXPECT_OK(expr)                                     \
-  do {                                                      \
-    ::shm::Status s_ = (expr);                              \
-    EXPECT_TRUE(s_.ok()) << #expr << ": " << s_.ToString(); \
-  } while (0)
 
 Dict OpenDict(Segment* seg, std::string_view name, const DictOptions& options = {}) {
   Dict dict;

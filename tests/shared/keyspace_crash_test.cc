@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "common/status_assert.h"
 #include "common/test_util.h"
 #include "crash_point.h"
 #include "shm/keyspace.h"
@@ -22,12 +23,6 @@
 
 namespace shm {
 namespace {
-
-#define ASSERT_OK(expr)                                     \
-  do {                                                      \
-    ::shm::Status s_ = (expr);                              \
-    ASSERT_TRUE(s_.ok()) << #expr << ": " << s_.ToString(); \
-  } while (0)
 
 using Access = Keyspace::Access;
 

@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/status_assert.h"
 #include "common/test_util.h"
 #include "dict_rep.h"
 #include "segment_impl.h"
@@ -23,12 +24,6 @@
 
 namespace shm {
 namespace {
-
-#define ASSERT_OK(expr)                                     \
-  do {                                                      \
-    ::shm::Status s_ = (expr);                              \
-    ASSERT_TRUE(s_.ok()) << #expr << ": " << s_.ToString(); \
-  } while (0)
 
 using Access = Keyspace::Access;
 

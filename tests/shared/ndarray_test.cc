@@ -9,6 +9,7 @@
 #include <random>
 #include <vector>
 
+#include "common/status_assert.h"
 #include "common/test_util.h"
 #include "kind_ops.h"
 #include "segment_impl.h"
@@ -17,12 +18,6 @@
 
 namespace shm {
 namespace {
-
-#define ASSERT_OK(expr)                                     \
-  do {                                                      \
-    Status s_ = (expr);                                     \
-    ASSERT_TRUE(s_.ok()) << #expr << ": " << s_.ToString(); \
-  } while (0)
 
 Slice S(std::string_view text) {
   Slice slice;

@@ -7,18 +7,13 @@
 #include <string>
 #include <vector>
 
+#include "common/status_assert.h"
 #include "common/test_util.h"
 #include "shm/dict.h"
 #include "test_clock.h"
 
 namespace shm {
 namespace {
-
-#define ASSERT_OK(expr)                                     \
-  do {                                                      \
-    ::shm::Status s_ = (expr);                              \
-    ASSERT_TRUE(s_.ok()) << #expr << ": " << s_.ToString(); \
-  } while (0)
 
 Sessions OpenSessions(Segment* seg, int64_t idle_ttl_ms = 60000) {
   Sessions sessions;

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "common/status_assert.h"
 #include "common/test_util.h"
 #include "shm/counter.h"
 #include "shm/dict.h"
@@ -19,17 +20,6 @@
 
 namespace shm {
 namespace {
-
-#define ASSERT_OK(expr)                                     \
-  do {                                                      \
-    ::shm::Status s_ = (expr);                              \
-    ASSERT_TRUE(s_.ok()) << #expr << ": " << s_.ToString(); \
-  } while (0)
-#define EXPECT_OK(expr)                                     \
-  do {                                                      \
-    ::shm::Status s_ = (expr);                              \
-    EXPECT_TRUE(s_.ok()) << #expr << ": " << s_.ToString(); \
-  } while (0)
 
 std::string GetOr(const Dict& d, const std::string& key, const std::string& missing = "<none>") {
   DictValue v;
