@@ -246,7 +246,7 @@ def test_concurrent_transfers_keep_the_total(url):
     for proc in writers:
         out, _ = proc.communicate(timeout=240)
         assert proc.returncode == 0
-        acked += [line.split()[1] for line in out.splitlines()]
+        acked += [line.split()[1] for line in out.splitlines() if line.startswith("t ")]
     out, _ = reader.communicate(timeout=240)
     assert reader.returncode == 0, out
     assert len(acked) == 450

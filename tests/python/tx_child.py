@@ -1,7 +1,9 @@
 """A process the transaction tests start (and kill): transfers between the 16 accounts of the
 dict "acct" with Client.transaction, or reads their total in transactions.
 
-    tx_child.py transfer URL WRITER SEED [LIMIT]   one line "t WRITER:SEQ" after each commit
+    tx_child.py transfer URL WRITER SEED [LIMIT]   one line "t WRITER:SEQ" after each commit, and
+                                                   "g N" after a commit in a segment generation it
+                                                   had not committed in before (shm servers)
     tx_child.py read URL TOTAL [LIMIT]             "r N" every 100 reads; "BAD ..." and exit 3
                                                    when a transaction saw another total
 
@@ -41,11 +43,15 @@ def run_transfers(url, writer, seed, limit):
     st = client(url)
     rng = random.Random(seed)
     out = sys.stdout
+    generation = None
     for seq in range(limit):
         source, target = rng.sample(ACCOUNTS, 2)
         ref = f"{writer}:{seq}"
         st.transaction(transfer, source, target, rng.randrange(1, 200), ref, retries=10000)
         out.write(f"t {ref}\n")
+        if getattr(st, "generation", None) != generation:  # A redis:// client has none.
+            generation = st.generation
+            out.write(f"g {generation}\n")
         out.flush()
 
 
