@@ -785,7 +785,12 @@ class PyClient {
   PyClient(const py::handle& name, const py::handle& follow_timeout) {
     std::string prefix = ToText(name, "name");
     auto ms = ToWait(follow_timeout, "follow_timeout", kDefaultFollow, kMaxFollow);
-    Check(Attachment::Shared(prefix, ms, &attachment_));
+    Status attached;
+    {
+      py::gil_scoped_release release;  // It may wait for a rebuild (Attachment::Open).
+      attached = Attachment::Shared(prefix, ms, &attachment_);
+    }
+    Check(attached);
   }
 
   std::shared_ptr<PyCounter> Counter(const py::handle& name, const py::handle& init,

@@ -1,5 +1,7 @@
 #include "shm/attachment.h"
 
+#include <algorithm>
+#include <chrono>
 #include <map>
 #include <thread>
 #include <utility>
@@ -30,7 +32,17 @@ Status Attachment::AttachNewest(const std::string& prefix, std::shared_ptr<Segme
 Status Attachment::Open(const std::string& prefix, std::chrono::milliseconds follow_timeout,
                         std::shared_ptr<Attachment>* result) {
   std::shared_ptr<Segment> segment;
-  SHM_RETURN_IF_ERROR(AttachNewest(prefix, &segment));
+  // A segment the manager is rebuilding (a process died inside its allocator) is poisoned until
+  // its successor serves: wait for that as an attached client's Follow does, up to the same
+  // follow_timeout, rather than fail an attach that lands in those few milliseconds.
+  auto deadline = std::chrono::steady_clock::now() + follow_timeout;
+  for (auto pause = std::chrono::milliseconds(1);;
+       pause = std::min(pause * 2, std::chrono::milliseconds(20))) {
+    Status s = AttachNewest(prefix, &segment);
+    if (s.ok()) break;
+    if (!s.IsPoisoned() || std::chrono::steady_clock::now() >= deadline) return s;
+    std::this_thread::sleep_for(pause);
+  }
   result->reset(new Attachment(prefix, follow_timeout, std::move(segment)));
   return Status::OK();
 }

@@ -26,7 +26,8 @@ namespace shm {
 
 class Attachment {
  public:
-  // Maps the newest generation of `prefix`. NotFound when no server of that name runs.
+  // Maps the newest generation of `prefix`. NotFound when no server of that name runs. While the
+  // manager rebuilds a poisoned segment, waits (at most follow_timeout) for the new generation.
   static Status Open(const std::string& prefix, std::chrono::milliseconds follow_timeout,
                      std::shared_ptr<Attachment>* result);
 
