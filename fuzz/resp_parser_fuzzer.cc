@@ -69,7 +69,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           resp::Execute(config, &client, parsed.row, parsed.args, &out, &blocked);
       if (outcome == resp::Outcome::kBlock) {
         blocked.deadline = std::chrono::steady_clock::now();  // Never wait in a fuzzer.
-        shm::fuzz::Check(resp::TryBlockedPop(config, &client, blocked, &out), "blocked pop hung");
+        shm::fuzz::Check(resp::TryBlockedPop(config, &client, blocked, nullptr, &out),
+                         "blocked pop hung");
       }
       shm::fuzz::Check(!out.empty(), "a command got no reply");
     }
