@@ -124,7 +124,12 @@ TEST(FifoWaitTest, KilledWorkersWaitersDoNotStallTheLine) {
     other = ParkOne(server, "crash", &pops);
     ASSERT_GT(other, 0) << server.stderr_text();
   }
-  ASSERT_NE(other, first) << "every waiter landed on one worker";
+  if (other == first) {
+    // The kernel handed every connection to one worker (it favours an idle acceptor): the line
+    // across workers this test is about never formed. Stopping answers the parked pops.
+    EXPECT_EQ(server.Stop().code, 0);
+    GTEST_SKIP() << "all " << pops.size() << " waiters landed on worker " << first;
+  }
   const size_t survivor = pops.size() - 1;  // The only waiter on `other`.
   ASSERT_EQ(kill(first, SIGKILL), 0);
   for (size_t i = 0; i < survivor; ++i) {
