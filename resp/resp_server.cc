@@ -31,6 +31,7 @@
 #include "shm/resp_commands.h"
 #include "shm/resp_protocol.h"
 #include "shm/wait_queue.h"
+#include "stamped_read.h"
 
 namespace shm {
 namespace {
@@ -218,7 +219,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     } else {
       socket_.async_read_some(net::buffer(in_.data() + used_, in_.size() - used_),
                               [self = this->shared_from_this()](error_code ec, size_t n) {
-                                self->arrival_ns_ = WallNowNs();
+                                self->arrival_ns_ = resp::WallNowNs();
                                 self->OnRead(ec, n);
                               });
     }
@@ -227,23 +228,37 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   // With one thread on the loop, a read is recvmsg(2) itself, to learn when the bytes reached
   // the server (the kernel's receive timestamp): blocked pops line up by that (BlockLines), so
   // two clients that blocked on two workers are served in the order they sent, whichever worker
-  // ran first. Nothing left to read: wait for readiness and read again. (No reactor runs between
-  // the read that found nothing and the wait on this thread, so no readiness is missed; with a
-  // pool of threads the session reads through Asio and stamps the time it read.)
+  // ran first. (With a pool of threads the session reads through Asio and stamps the time it
+  // read.) On epoll the read is an operation of Asio's reactor (resp/stamped_read.h): one
+  // recvmsg per command, no re-arm of the descriptor.
   void ReadStamped() {
-    iovec iov{in_.data() + used_, in_.size() - used_};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(timespec))];
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    const ssize_t n = ::recvmsg(socket_.native_handle(), &msg, MSG_DONTWAIT);
     auto self = this->shared_from_this();
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+    if constexpr (resp::kReactorStampedReads) {
+      resp::AsyncStampedRead(socket_, in_.data() + used_, in_.size() - used_,
+                             [self](error_code ec, size_t n, int64_t arrival_ns) {
+                               if (self->closed_) {
+                                 self->reading_ = false;
+                                 return;
+                               }
+                               if (!ec) self->arrival_ns_ = arrival_ns;
+                               self->OnRead(ec, n);
+                             });
+    } else {
+      ReadStampedThenWait(std::move(self));
+    }
+  }
+
+  // Without Asio's reactor (io_uring): try the read, and when there is nothing to read wait
+  // for readiness and read again. (No reactor runs between the read that found nothing and the
+  // wait on this thread, so no readiness is missed.)
+  void ReadStampedThenWait(std::shared_ptr<Session> self) {
+    int64_t arrival_ns = 0;
+    const ssize_t n = resp::RecvStamped(socket_.native_handle(), in_.data() + used_,
+                                        in_.size() - used_, &arrival_ns);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       socket_.async_wait(Socket::wait_read, [self](error_code ec) {
         if (ec || self->closed_) return self->OnRead(ec ? ec : net::error::operation_aborted, 0);
-        self->ReadStamped();
+        self->ReadStampedThenWait(self);
       });
       return;
     }
@@ -253,7 +268,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     } else if (n == 0) {
       ec = net::error::eof;
     } else {
-      arrival_ns_ = StampOf(msg);
+      arrival_ns_ = arrival_ns;
     }
     // Completed as Asio completes a read: through the loop, never inside the caller.
     net::post(socket_.get_executor(), [self, ec, n] {
@@ -263,22 +278,6 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       }
       self->OnRead(ec, ec ? 0 : static_cast<size_t>(n));
     });
-  }
-
-  static int64_t WallNowNs() {
-    timespec now{};
-    clock_gettime(CLOCK_REALTIME, &now);
-    return static_cast<int64_t>(now.tv_sec) * 1'000'000'000 + now.tv_nsec;
-  }
-  static int64_t StampOf(msghdr& msg) {
-    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_TIMESTAMPNS) {
-        timespec at{};
-        std::memcpy(&at, CMSG_DATA(c), sizeof at);
-        return static_cast<int64_t>(at.tv_sec) * 1'000'000'000 + at.tv_nsec;
-      }
-    }
-    return WallNowNs();  // The kernel timestamps only once some socket asked for it.
   }
 
   // A connection must send its next command within the read timeout (a blocked pop excepted):
