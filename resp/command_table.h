@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "shm/resp_commands.h"
@@ -65,8 +64,12 @@ class CommandTable {
   const std::vector<CommandRow>& rows() const { return rows_; }
 
  private:
+  // Open addressing on the lower-case name's FNV-1a hash: a row's index + 1, 0 for empty. At
+  // most a quarter full, so a lookup (one per command) hashes a few bytes and ends at the
+  // first or second slot.
+  void Index(size_t row);
   std::vector<CommandRow> rows_;
-  std::unordered_map<std::string_view, size_t> index_;
+  std::vector<uint16_t> slots_;
 };
 
 // The one table, every family registered.

@@ -4,6 +4,7 @@
 #include "shm/resp_commands.h"
 
 #include <algorithm>
+#include <bit>
 #include <cctype>
 #include <cerrno>
 #include <charconv>
@@ -11,6 +12,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <span>
 #include <string>
 
@@ -49,24 +51,55 @@ void RunCommand(Call& c, const std::vector<std::string_view>& args, const Comman
   c.block = inner.block;
 }
 
+// FNV-1a of the name, lower-cased into `lower` on the way.
+uint32_t LowerAndHash(std::string_view name, char* lower) {
+  uint32_t hash = 2166136261u;
+  for (size_t i = 0; i < name.size(); ++i) {
+    const char ch = name[i] >= 'A' && name[i] <= 'Z' ? static_cast<char>(name[i] - 'A' + 'a')
+                                                      : name[i];
+    lower[i] = ch;
+    hash = (hash ^ static_cast<unsigned char>(ch)) * 16777619u;
+  }
+  return hash;
+}
+
 }  // namespace
 
 void CommandTable::Add(const CommandRow& row) {
-  if (row.name.size() > kMaxCommandName || !index_.emplace(row.name, rows_.size()).second) {
-    std::abort();  // A programming error in a Register*Commands function.
+  // A programming error in a Register*Commands function: a name too long, not lower case, or
+  // registered twice.
+  if (row.name.size() > kMaxCommandName || Lower(row.name) != row.name ||
+      Find(row.name) != nullptr || rows_.size() >= UINT16_MAX) {
+    std::abort();
   }
   rows_.push_back(row);
+  if (slots_.size() < 4 * rows_.size()) {
+    slots_.assign(std::bit_ceil(8 * rows_.size()), 0);
+    for (size_t i = 0; i < rows_.size(); ++i) Index(i);
+  } else {
+    Index(rows_.size() - 1);
+  }
+}
+
+void CommandTable::Index(size_t row) {
+  char lower[kMaxCommandName];
+  const size_t mask = slots_.size() - 1;
+  size_t pos = LowerAndHash(rows_[row].name, lower) & mask;
+  while (slots_[pos] != 0) pos = (pos + 1) & mask;
+  slots_[pos] = static_cast<uint16_t>(row + 1);
 }
 
 const CommandRow* CommandTable::Find(std::string_view name) const {
-  if (name.empty() || name.size() > kMaxCommandName) return nullptr;
-  char buffer[kMaxCommandName];
-  for (size_t i = 0; i < name.size(); ++i) {
-    char ch = name[i];
-    buffer[i] = ch >= 'A' && ch <= 'Z' ? static_cast<char>(ch - 'A' + 'a') : ch;
+  if (name.empty() || name.size() > kMaxCommandName || slots_.empty()) return nullptr;
+  char lower[kMaxCommandName];
+  const size_t mask = slots_.size() - 1;
+  for (size_t pos = LowerAndHash(name, lower) & mask; slots_[pos] != 0; pos = (pos + 1) & mask) {
+    const CommandRow& row = rows_[slots_[pos] - 1];
+    if (row.name.size() == name.size() && std::memcmp(row.name.data(), lower, name.size()) == 0) {
+      return &row;
+    }
   }
-  auto it = index_.find(std::string_view(buffer, name.size()));
-  return it == index_.end() ? nullptr : &rows_[it->second];
+  return nullptr;
 }
 
 const CommandTable& Commands() {

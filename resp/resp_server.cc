@@ -439,9 +439,10 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     } else if (name != noted_command_) {
       noted_command_ = name;
       table.SetCommand(client_.table_slot, client_.id, name, batch_ms_);
-    } else {
+    } else if (batch_ms_ != noted_ms_) {  // A pipeline's commands share their batch's time.
       table.Touch(client_.table_slot, client_.id, batch_ms_);
     }
+    noted_ms_ = batch_ms_;
   }
   // What a command may have changed in the row: MULTI state, protocol (HELLO).
   void NoteState() {
@@ -731,6 +732,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   bool noted_multi_ = false;
   int noted_protocol_ = 2;
   int64_t batch_ms_ = 0;    // Wall clock when the current batch was parsed.
+  int64_t noted_ms_ = 0;    // The time the row was last given.
   uint64_t block_seq_ = 0;  // Bumped per blocked pop and per cancel: stale replies are dropped.
   uint64_t wait_id_ = 0;    // The blocked pop's id in the WaitQueue.
   // What the parked wait is: a blocked pop waiting in line or serving its destination's line
