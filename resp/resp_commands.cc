@@ -55,8 +55,8 @@ void RunCommand(Call& c, const std::vector<std::string_view>& args, const Comman
 uint32_t LowerAndHash(std::string_view name, char* lower) {
   uint32_t hash = 2166136261u;
   for (size_t i = 0; i < name.size(); ++i) {
-    const char ch = name[i] >= 'A' && name[i] <= 'Z' ? static_cast<char>(name[i] - 'A' + 'a')
-                                                      : name[i];
+    const char ch =
+        name[i] >= 'A' && name[i] <= 'Z' ? static_cast<char>(name[i] - 'A' + 'a') : name[i];
     lower[i] = ch;
     hash = (hash ^ static_cast<unsigned char>(ch)) * 16777619u;
   }

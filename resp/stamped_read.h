@@ -146,8 +146,7 @@ void AsyncStampedRead(stamped_read_internal::Socket& socket, void* data, size_t 
   namespace net = boost::asio;
   auto& impl = stamped_read_internal::ImplAccess::Of(socket);
   auto& reactor = net::use_service<net::detail::reactor>(socket.get_executor().context());
-  auto* op =
-      new stamped_read_internal::Op<Handler>(impl.socket_, data, size, std::move(handler));
+  auto* op = new stamped_read_internal::Op<Handler>(impl.socket_, data, size, std::move(handler));
   reactor.start_op(net::detail::reactor::read_op, impl.socket_, impl.reactor_data_, op,
                    /*is_continuation=*/false, /*allow_speculative=*/true);
 }
