@@ -2,7 +2,8 @@
 // Dict::Set calls, from 1 and 2 processes (each process on its own 8 accounts), in alternating
 // rounds; prints each round and the medians (bench/RESULTS.md, "Transactions").
 //
-// Usage: tx_driver [rounds] [ms per phase]
+// Usage: tx_driver [rounds] [ms per phase] [transfer|sets]
+// The third argument runs only that phase, in this process, for a profiler (perf record).
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -115,6 +116,15 @@ int main(int argc, char** argv) {
     return 1;
   }
   for (int i = 0; i < 16; ++i) dict.Set("acct" + std::to_string(i), "1000", shm::SetOptions());
+  if (argc > 3) {
+    const Mode only = std::string(argv[3]) == "sets" ? Mode::kTwoSets : Mode::kTransfer;
+    uint64_t n = 0;
+    for (int r = 0; r < rounds; ++r) n += Loop(seg.get(), dict, only, 0, ms);
+    std::printf("%s: %.0f/s\n", argv[3], n / (rounds * ms / 1000.0));
+    seg.reset();
+    shm::Segment::Remove(shm::Segment::ShmName(options.name, 1));
+    return 0;
+  }
   std::vector<double> sets1, tx1, sets2, tx2, ratio1, ratio2, scale_tx, scale_sets;
   for (int r = 0; r < rounds; ++r) {
     sets1.push_back(Phase(seg.get(), dict, Mode::kTwoSets, 1, ms));

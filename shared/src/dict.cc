@@ -22,6 +22,7 @@
 #include "segment_impl.h"
 #include "shm/integer.h"
 #include "shm/log.h"
+#include "shm/process_id.h"
 #include "transaction_rep.h"
 
 namespace shm {
@@ -1596,7 +1597,7 @@ Status DictTxHoldAll(const ObjectRef& ref, std::vector<DictStripeRep*>* held, ui
   // for the batch), and a holder's death is settled like a transaction's that did not commit.
   SHM_RETURN_IF_ERROR(seg->Allocate(TxRecordRep::AllocationSize(0), record));
   auto* rec = new (seg->Ptr<void>(*record)) TxRecordRep();
-  rec->owner = getpid();
+  rec->owner = CurrentPid();
   rec->shares_left.store(static_cast<uint32_t>(stripes.size()));
   for (DictStripeRep* stripe : stripes) {
     if (!LockStripe(seg, stripe, kDefaultLockTimeout)) {

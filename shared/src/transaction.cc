@@ -21,6 +21,7 @@
 #include "segment_impl.h"
 #include "shm/integer.h"
 #include "shm/log.h"
+#include "shm/process_id.h"
 #include "transaction_rep.h"
 
 namespace shm {
@@ -270,7 +271,7 @@ class Committer {
     if (count == 0) return Status::OK();
     SHM_RETURN_IF_ERROR(writer_.AllocateOwned(TxRecordRep::AllocationSize(count), &record_));
     auto* rec = new (seg_->Ptr<void>(record_)) TxRecordRep();
-    rec->owner = getpid();
+    rec->owner = CurrentPid();
     for (uint32_t i = 0; i < count; ++i) new (&rec->changes()[i]) TxChangeRep{};
     rec->count = count;  // Set once every change is zeroed: FreeTxRecord reads this many.
     CrashPoint("tx_after_record");
@@ -527,7 +528,7 @@ bool SettleCounterTxIfOwnerDied(Segment::Impl* seg, EntryRep* e, uint64_t record
   if (record == 0 || !seg->Contains(record, sizeof(TxRecordRep))) return false;
   auto* rec = seg->Ptr<TxRecordRep>(record);
   const pid_t owner = rec->owner;
-  if (owner <= 0 || owner == getpid() || kill(owner, 0) == 0 || errno != ESRCH) return false;
+  if (owner <= 0 || owner == CurrentPid() || kill(owner, 0) == 0 || errno != ESRCH) return false;
   // One repairer at a time, under the entry's robust lock; a repairer's death is repaired again
   // (every step below is idempotent).
   const LockResult locked = e->mu.LockFor(kDefaultLockTimeout);
