@@ -1447,11 +1447,15 @@ Locked TxView(Segment::Impl* seg, DictStripeRep* stripe, uint64_t body, uint32_t
 }  // namespace
 
 Status DictTxLocate(const ObjectRef& ref, std::string_view key, DictTxTarget* target) {
+  return DictTxLocate(ref, HashKey(key), target);
+}
+
+Status DictTxLocate(const ObjectRef& ref, uint64_t hash, DictTxTarget* target) {
   if (!ref.valid()) return Status::InvalidArgument("handle is not open");
   Segment::Impl* seg = ref.segment->impl();
   const uint64_t body = ref.entry->body.load(std::memory_order_acquire);
   if (!IsCurrent(ref) || body == 0) return Status::NotFound("object was deleted");
-  target->hash = HashKey(key);
+  target->hash = hash;
   target->body = body;
   target->shard = ShardFor(ref, target->hash);
   target->stripe = StripeFor(seg, body, target->shard);
