@@ -942,6 +942,10 @@ enum class LockFreeRead { kHit, kAbsent, kUnsure };
 
 constexpr uint64_t kMaxTableCapacity = uint64_t{1} << 40;
 
+// std::has_single_bit is a libgcc call (__popcountdi2) on a baseline x86-64 build, and every read
+// without the lock checks its table's capacity.
+constexpr bool IsPowerOfTwo(uint64_t n) { return n != 0 && (n & (n - 1)) == 0; }
+
 // Looks for `key` on the chain from its home slot: kHit with the blob (*found) and its header as
 // read once (a freed blob's header may change under us, so only `*header` is trusted for
 // lengths), kAbsent when the chain ends first, kUnsure when the words read make no sense, which
@@ -955,7 +959,7 @@ LockFreeRead FindWithoutLock(Segment::Impl* seg, const DictRep* rep, std::string
   if (!seg->Contains(table_handle, sizeof(DictTableRep))) return LockFreeRead::kUnsure;
   const auto* table = seg->Ptr<DictTableRep>(table_handle);
   const uint64_t capacity = table->capacity;
-  if (capacity < 2 || capacity > kMaxTableCapacity || !std::has_single_bit(capacity) ||
+  if (capacity < 2 || capacity > kMaxTableCapacity || !IsPowerOfTwo(capacity) ||
       !seg->Contains(table_handle, DictTableRep::AllocationSize(capacity))) {
     return LockFreeRead::kUnsure;
   }
@@ -1042,7 +1046,7 @@ const DictSlot* HomeSlotWithoutLock(Segment::Impl* seg, const DictRep* rep, uint
   if (!seg->Contains(table_handle, sizeof(DictTableRep))) return nullptr;
   auto* table = seg->Ptr<DictTableRep>(table_handle);
   const uint64_t capacity = table->capacity;
-  if (capacity < 2 || capacity > kMaxTableCapacity || !std::has_single_bit(capacity) ||
+  if (capacity < 2 || capacity > kMaxTableCapacity || !IsPowerOfTwo(capacity) ||
       !seg->Contains(table_handle, DictTableRep::AllocationSize(capacity))) {
     return nullptr;
   }

@@ -1094,14 +1094,14 @@ size_t Transaction::staged_writes() const {
 
 Status Transaction::Run(Segment* segment, int attempts,
                         const std::function<Status(Transaction&)>& fn) {
-  Status last = Status::Conflict("the transaction was not attempted");
+  Status last;  // Built only when needed: a Status with a message allocates it.
   for (int i = 0; i < attempts; ++i) {
     Transaction tx(segment);
     last = fn(tx);
     if (last.ok()) last = tx.Commit();
     if (!last.IsConflict()) return last;
   }
-  return last;
+  return attempts > 0 ? last : Status::Conflict("the transaction was not attempted");
 }
 
 }  // namespace shm
