@@ -1084,7 +1084,13 @@ Status Transaction::Commit() {
   return s;
 }
 
-void Transaction::Reset() { state_->Clear(); }
+void Transaction::Reset() {
+  if (state_ == nullptr) {
+    state_ = TakeState();  // A moved-from transaction made usable again.
+  } else {
+    state_->Clear();
+  }
+}
 
 size_t Transaction::staged_writes() const {
   size_t n = state_->writes;
