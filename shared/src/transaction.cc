@@ -103,6 +103,7 @@ struct Transaction::State {
     uint32_t end;
     bool changes;  // Some entry of it is written.
     bool held;
+    bool marked;  // Its stripe's tx_record names the record.
   };
   std::vector<Share> shares;  // In lock order.
 
@@ -362,7 +363,8 @@ class Committer {
     for (uint32_t k = 0; k < n; ++k) {
       DictStripeRep* stripe = Where(st_->order[k]).target.stripe;
       if (st_->shares.empty() || st_->shares.back().stripe != stripe) {
-        st_->shares.push_back(State::Share{stripe, InKeyspace(seg_, stripe), k, k, false, false});
+        st_->shares.push_back(
+            State::Share{stripe, InKeyspace(seg_, stripe), k, k, false, false, false});
       }
       st_->shares.back().end = k + 1;
       st_->shares.back().changes |= EntryAt(st_->order[k]).written;
@@ -426,7 +428,10 @@ class Committer {
                              std::to_string(share.stripe->mu.owner_pid()) + "); try again");
     }
     share.held = true;
-    if (share.changes) share.stripe->tx_record.store(record_, std::memory_order_seq_cst);
+    if (share.changes) {
+      share.stripe->tx_record.store(record_, std::memory_order_seq_cst);
+      share.marked = true;
+    }
     return Status::OK();
   }
 
@@ -585,6 +590,7 @@ class Committer {
         if (rebuild) inserted_.emplace_back(EntryAt(i).ref, change.shard);
       }
       share.stripe->tx_record.store(0, std::memory_order_seq_cst);
+      share.marked = false;
       rec->shares_left.fetch_sub(1, std::memory_order_seq_cst);
     }
     CrashPoint("tx_after_apply_all");
@@ -600,9 +606,10 @@ class Committer {
     }
     for (auto it = st_->shares.rbegin(); it != st_->shares.rend(); ++it) {
       if (!it->held) continue;
-      if (it->changes) it->stripe->tx_record.store(0, std::memory_order_seq_cst);
+      if (it->marked) it->stripe->tx_record.store(0, std::memory_order_seq_cst);
       it->stripe->mu.unlock();
       it->held = false;
+      it->marked = false;
     }
   }
 
