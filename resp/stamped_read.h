@@ -113,7 +113,11 @@ class Op final : public net::detail::reactor_op {
       return done;
     }
     op->bytes_transferred_ = static_cast<size_t>(n);
-    // A short read took all there was: the next read waits for epoll instead of trying.
+    // A short read took all there was (TCP's recvmsg returns short only with its receive
+    // queue empty): the next read waits for epoll's next edge, which new bytes raise, instead
+    // of trying first and failing with EAGAIN, as Asio's own reads do (they count a read as
+    // exhausted only at 0 bytes). The one exception, a read that stops at TCP urgent data,
+    // stalls only that client until it sends more or its idle timeout closes it.
     return op->bytes_transferred_ < op->size_ ? done_and_exhausted : done;
   }
 
