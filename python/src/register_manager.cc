@@ -68,36 +68,45 @@ template <class T>
 class Leased {
  public:
   Leased() {
-    std::vector<T>& pool = Pool();
-    if (!pool.empty()) {
-      value_ = std::move(pool.back());
+    std::vector<T*>& pool = Pool();
+    if (pool.empty()) {
+      value_ = new T();
+    } else {
+      value_ = pool.back();
       pool.pop_back();
+      Clear(value_);
     }
-    Clear(&value_);
   }
   ~Leased() {
-    std::vector<T>& pool = Pool();
-    if (pool.size() < kPoolSize && Capacity(value_) <= kKeepBytes)
-      pool.push_back(std::move(value_));
+    std::vector<T*>& pool = Pool();
+    if (pool.size() < kPoolSize && Capacity(*value_) <= kKeepBytes) {
+      pool.push_back(value_);  // Within the reserved capacity: no allocation.
+    } else {
+      delete value_;
+    }
   }
   Leased(const Leased&) = delete;
   Leased& operator=(const Leased&) = delete;
-  T* get() { return &value_; }
-  T* operator->() { return &value_; }
-  T& operator*() { return value_; }
+  T* get() { return value_; }
+  T* operator->() { return value_; }
+  T& operator*() { return *value_; }
 
  private:
   static constexpr size_t kPoolSize = 16;
   static constexpr size_t kKeepBytes = 64 << 10;  // A large value's buffer goes back to malloc.
-  static std::vector<T>& Pool() {
-    static auto* pool = new std::vector<T>();  // Never destroyed: used until the very exit.
+  static std::vector<T*>& Pool() {
+    static auto* pool = [] {  // Never destroyed: used until the very exit.
+      auto* p = new std::vector<T*>();
+      p->reserve(kPoolSize);
+      return p;
+    }();
     return *pool;
   }
   static void Clear(std::string* s) { s->clear(); }
   static void Clear(shm::DictValue* v) { v->data.clear(); }
   static size_t Capacity(const std::string& s) { return s.capacity(); }
   static size_t Capacity(const shm::DictValue& v) { return v.data.capacity(); }
-  T value_;
+  T* value_;
 };
 
 // --- records
