@@ -166,3 +166,16 @@ def test_a_command_split_across_reads_after_a_full_batch(server):
     s.sendall(tail[12:])
     assert receive(s, 8) == b"$2\r\nv9\r\n"
     s.close()
+
+
+def test_a_command_sent_one_byte_per_segment(server):
+    # Each byte its own segment, so most reads are short and leave the socket drained: the
+    # session then waits for epoll without reading again, and the next byte must still wake it
+    # (resp/stamped_read.h).
+    s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for i in range(3):
+        for byte in b"*2\r\n$4\r\nPING\r\n$5\r\nbyte%d\r\n" % i:
+            s.send(bytes([byte]))
+        assert receive(s, 11) == b"$5\r\nbyte%d\r\n" % i
+    s.close()
