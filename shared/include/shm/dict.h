@@ -80,6 +80,19 @@ struct DictStats {
   uint64_t capacity = 0;     // Slots of the hash table.
 };
 
+// Receives the entry of a Dict::Read straight from the segment, so a front end builds its answer
+// (a Python bytes, a response body) with one copy and no temporary.
+class DictReader {
+ public:
+  virtual ~DictReader() = default;
+  // `data` and `content_type` point into the segment and are valid only during the call: copy
+  // what you keep. A read without the lock that turns out to be disturbed is retried under the
+  // lock, so Take may run twice for one Read: the last call's copy is the answer. A non-OK
+  // return ends the Read with that status.
+  virtual Status Take(std::string_view data, std::string_view content_type, uint64_t version,
+                      int64_t expires_at_ms) = 0;
+};
+
 // What an Update callback wants written.
 struct DictUpdate {
   bool write = true;  // false: leave the entry as it is (Update answers OK, version unchanged).
@@ -115,6 +128,8 @@ class Dict {
 
   // NotFound if absent or expired. Marks the entry as recently used (CLOCK).
   Status Get(std::string_view key, DictValue* value) const;
+  // Get into `reader` (DictReader): NotFound, with Take not called, if absent or expired.
+  Status Read(std::string_view key, DictReader* reader) const;
   // Writes `value` as the options say; `version` (may be null) gets the new version.
   Status Set(std::string_view key, std::string_view value, const SetOptions& options,
              uint64_t* version = nullptr);
