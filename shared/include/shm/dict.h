@@ -7,7 +7,7 @@
 // Optional CLOCK eviction keeps the dict under max_bytes.
 //
 // Process-safety: a Dict is a cheap process-local handle; copy it freely and use it from any
-// thread. Every call takes the dict's lock (a robust mutex) briefly, except a Get that hits, which
+// thread. Every call takes the dict's lock (a robust mutex) briefly, except a Get or Read, which
 // is first tried without it (docs/crash-protocol.md, "The reclaim sequence"); ListKeys takes it per
 // chunk.
 // Once the dict is deleted (or expires), every call answers NotFound; open it again.
