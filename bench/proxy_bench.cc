@@ -155,6 +155,50 @@ void BM_DictIncr(benchmark::State& state) {
 }
 BENCHMARK(BM_DictIncr);
 
+// A key written new and then deleted: the insert path (a new key's place in insertion order).
+void BM_DictInsertDelete(benchmark::State& state) {
+  shm::Dict dict = FilledDict("bench-dict-insert");
+  std::vector<std::string> keys = DictKeys();
+  const std::string value(64, 'w');
+  size_t i = 0;
+  for (auto _ : state) {
+    const std::string& key = keys[i++ % kDictKeys];
+    benchmark::DoNotOptimize(dict.Delete(key));
+    benchmark::DoNotOptimize(dict.Set(key, value, shm::SetOptions()));
+  }
+}
+BENCHMARK(BM_DictInsertDelete);
+
+// Every entry of a dict of 1024 keys, with values (what HGETALL reads): ListKeys then a Get per
+// key, and Dict::Entries (insertion order).
+void BM_DictListKeysThenGet(benchmark::State& state) {
+  shm::Dict dict = FilledDict("bench-dict-list");
+  for (auto _ : state) {
+    std::vector<std::pair<std::string, std::string>> out;
+    uint64_t cursor = 0;
+    do {
+      std::vector<std::string> keys;
+      if (!dict.ListKeys("", shm::Dict::kMaxListLimit, cursor, &keys, &cursor).ok()) std::abort();
+      for (std::string& key : keys) {
+        shm::DictValue value;
+        if (dict.Get(key, &value).ok()) out.emplace_back(std::move(key), std::move(value.data));
+      }
+    } while (cursor != 0);
+    benchmark::DoNotOptimize(out);
+  }
+}
+BENCHMARK(BM_DictListKeysThenGet);
+
+void BM_DictEntries(benchmark::State& state) {
+  shm::Dict dict = FilledDict("bench-dict-entries");
+  for (auto _ : state) {
+    std::vector<shm::DictItem> items;
+    if (!dict.Entries(true, &items).ok()) std::abort();
+    benchmark::DoNotOptimize(items);
+  }
+}
+BENCHMARK(BM_DictEntries);
+
 void BM_ListPushPop(benchmark::State& state) {
   shm::List list;
   if (!shm::List::Open(BenchSegment(), "bench-list", shm::OpenMode::kCreateIfMissing,

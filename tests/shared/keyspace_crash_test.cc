@@ -1,12 +1,14 @@
 // Crash tests of the keyspace: a writer dies at each step of a command that creates, replaces or
-// removes a list or hash (crash points), or is SIGKILLed at random moments while it runs typed
-// commands (kill loop). Afterwards every key has its old or its new type and value, whole; no
+// removes a list or hash or a hash's field (crash points), or is SIGKILLed at random moments while
+// it runs typed commands (kill loop). Afterwards every key has its old or its new type and value,
+// whole (a hash's fields in their insertion order, which a field written next extends); no
 // key names a missing aggregate; the keyspace stays usable; at most the one aggregate in flight
 // leaks.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <deque>
 #include <map>
@@ -31,7 +33,7 @@ struct KeyState {
   KeyType type = KeyType::kNone;
   std::string string;
   std::vector<std::string> list;
-  std::map<std::string, std::string> hash;
+  std::vector<std::pair<std::string, std::string>> hash;  // In insertion order (Dict::Entries).
   bool operator==(const KeyState&) const = default;
 };
 
@@ -46,14 +48,9 @@ Status ReadKey(Keyspace& ks, const std::string& key, KeyState* state) {
                          [&](List& list) { return list.Range(0, -1, &state->list); });
     case KeyType::kHash:
       return ks.WithHash(key, Access::kRead, [&](Dict& hash) {
-        std::vector<std::string> fields;
-        uint64_t cursor = 0;
-        SHM_RETURN_IF_ERROR(hash.ListKeys("", 1000, 0, &fields, &cursor));
-        for (const std::string& field : fields) {
-          DictValue value;
-          SHM_RETURN_IF_ERROR(hash.Get(field, &value));
-          state->hash[field] = value.data;
-        }
+        std::vector<DictItem> entries;
+        SHM_RETURN_IF_ERROR(hash.Entries(true, &entries));
+        for (DictItem& entry : entries) state->hash.emplace_back(entry.key, entry.value);
         return Status::OK();
       });
     case KeyType::kNone:
@@ -62,13 +59,40 @@ Status ReadKey(Keyspace& ks, const std::string& key, KeyState* state) {
   return Status::OK();
 }
 
+auto FieldOf(KeyState* k, const std::string& field) {
+  return std::find_if(k->hash.begin(), k->hash.end(),
+                      [&](const auto& entry) { return entry.first == field; });
+}
+
 size_t Aggregates(Segment* seg) {
   std::vector<ObjectInfo> objects;
   EXPECT_TRUE(seg->registry().List("redis:0:", ObjectKind::kNone, 1000, "", &objects).ok());
   return objects.size();
 }
 
-enum class Op { kPushNew, kSetOverList, kPopLast, kDeleteHash, kExpireList };
+enum class Op {
+  kPushNew,
+  kSetOverList,
+  kPopLast,
+  kDeleteHash,
+  kExpireList,
+  kHashInsert,  // A new field goes last in the hash's order,
+  kHashUpdate,  // a rewritten one keeps its place,
+  kHashDelete,  // a deleted one leaves it.
+};
+
+Status SetField(Keyspace& ks, std::string_view field, std::string_view value) {
+  return ks.WithHash("hash", Access::kCreate,
+                     [&](Dict& hash) { return hash.Set(field, value, SetOptions()); });
+}
+
+// The keys every case starts from: a list of one item, a hash of three fields.
+Status Populate(Keyspace& ks) {
+  SHM_RETURN_IF_ERROR(ks.WithList("list", Access::kCreate,
+                                  [](List& list) { return list.Push(List::End::kRight, "only"); }));
+  for (const char* field : {"f1", "f2", "f3"}) SHM_RETURN_IF_ERROR(SetField(ks, field, "v"));
+  return Status::OK();
+}
 
 Status RunOp(Keyspace& ks, Op op) {
   switch (op) {
@@ -93,6 +117,12 @@ Status RunOp(Keyspace& ks, Op op) {
       bool applied = false;
       return ks.Expire("list", 1, ExpireIf::kAlways, &applied);  // In the past: deletes.
     }
+    case Op::kHashInsert:
+      return SetField(ks, "f4", "new");
+    case Op::kHashUpdate:
+      return SetField(ks, "f1", "rewritten");
+    case Op::kHashDelete:
+      return ks.WithHash("hash", Access::kWrite, [](Dict& hash) { return hash.Delete("f2"); });
   }
   return Status::Internal("unknown op");
 }
@@ -110,10 +140,7 @@ TEST_P(KeyspaceCrashPointTest, DeathMidCommandLeavesOldOrNewAndAUsableKeyspace) 
   test::ScopedSegment seg;
   Keyspace ks;
   ASSERT_OK(Keyspace::Open(seg.get(), 0, &ks));
-  ASSERT_OK(ks.WithList("list", Access::kCreate,
-                        [](List& list) { return list.Push(List::End::kRight, "only"); }));
-  ASSERT_OK(ks.WithHash("hash", Access::kCreate,
-                        [](Dict& hash) { return hash.Set("f", "v", SetOptions()); }));
+  ASSERT_OK(Populate(ks));
   const std::vector<std::string> keys = {"new", "list", "hash"};
   std::map<std::string, KeyState> before, after;
   for (const std::string& key : keys) ASSERT_OK(ReadKey(ks, key, &before[key]));
@@ -122,10 +149,7 @@ TEST_P(KeyspaceCrashPointTest, DeathMidCommandLeavesOldOrNewAndAUsableKeyspace) 
     test::ScopedSegment model_seg;
     Keyspace model;
     ASSERT_OK(Keyspace::Open(model_seg.get(), 0, &model));
-    ASSERT_OK(model.WithList("list", Access::kCreate,
-                             [](List& list) { return list.Push(List::End::kRight, "only"); }));
-    ASSERT_OK(model.WithHash("hash", Access::kCreate,
-                             [](Dict& hash) { return hash.Set("f", "v", SetOptions()); }));
+    ASSERT_OK(Populate(model));
     ASSERT_OK(RunOp(model, c.op));
     for (const std::string& key : keys) ASSERT_OK(ReadKey(model, key, &after[key]));
   }
@@ -153,6 +177,15 @@ TEST_P(KeyspaceCrashPointTest, DeathMidCommandLeavesOldOrNewAndAUsableKeyspace) 
   }
   EXPECT_LE(Aggregates(seg.get()), named + 1);
   EXPECT_LE(Aggregates(seg.get()), aggregates_before + 1);
+  // The hash's order is whole: a field written now goes last, after the ones it had.
+  if (now["hash"].type == KeyType::kHash) {
+    ASSERT_OK(SetField(ks, "f9", "last"));
+    KeyState hash;
+    ASSERT_OK(ReadKey(ks, "hash", &hash));
+    std::vector<std::pair<std::string, std::string>> expected = now["hash"].hash;
+    expected.emplace_back("f9", "last");
+    EXPECT_EQ(hash.hash, expected);
+  }
   // The keyspace (and the locks the child died holding) still work.
   for (const std::string& key : keys) {
     StringSetResult result;
@@ -164,8 +197,8 @@ TEST_P(KeyspaceCrashPointTest, DeathMidCommandLeavesOldOrNewAndAUsableKeyspace) 
 }
 
 std::string CaseName(const testing::TestParamInfo<CrashCase>& info) {
-  static const char* const kOps[] = {"PushNew", "SetOverList", "PopLast", "DeleteHash",
-                                     "ExpireList"};
+  static const char* const kOps[] = {"PushNew",    "SetOverList", "PopLast",    "DeleteHash",
+                                     "ExpireList", "HashInsert",  "HashUpdate", "HashDelete"};
   return std::string(kOps[static_cast<int>(info.param.op)]) + "_" + info.param.point + "_" +
          std::to_string(info.param.hit);
 }
@@ -190,7 +223,18 @@ INSTANTIATE_TEST_SUITE_P(
         CrashCase{Op::kDeleteHash, "after_commit", 1},
         CrashCase{Op::kDeleteHash, "keyspace_before_orphan_delete", 1},
         CrashCase{Op::kExpireList, "after_commit", 1},
-        CrashCase{Op::kExpireList, "keyspace_before_orphan_delete", 1}),
+        CrashCase{Op::kExpireList, "keyspace_before_orphan_delete", 1},
+        // A hash's fields: the new, rewritten or deleted field's slot is the one commit; its
+        // place in the order travels inside the blob.
+        CrashCase{Op::kHashInsert, "after_allocate", 1},
+        CrashCase{Op::kHashInsert, "after_intent", 1},
+        CrashCase{Op::kHashInsert, "after_commit", 1},
+        CrashCase{Op::kHashUpdate, "after_allocate", 1},
+        CrashCase{Op::kHashUpdate, "after_intent", 1},
+        CrashCase{Op::kHashUpdate, "after_commit", 1}, CrashCase{Op::kHashUpdate, "before_free", 1},
+        CrashCase{Op::kHashDelete, "after_intent", 1},
+        CrashCase{Op::kHashDelete, "after_commit", 1},
+        CrashCase{Op::kHashDelete, "before_free", 1}),
     CaseName);
 
 // A child runs random typed commands on a few keys, reporting each before and after; the parent
@@ -219,13 +263,21 @@ TEST(KeyspaceCrashLoopTest, SigkillAtRandomKeepsEveryKeyWhole) {
           if (k->list.empty()) *k = KeyState();
         }
         break;
-      case 3:  // HSET field (tag's last digit)
+      case 3:  // HSET field (tag's last digit): a new field goes last, a rewrite keeps its place.
         if (k->type == KeyType::kNone) *k = KeyState{KeyType::kHash, "", {}, {}};
-        if (k->type == KeyType::kHash) k->hash[tag.substr(tag.size() - 1)] = tag;
+        if (k->type == KeyType::kHash) {
+          auto at = FieldOf(k, tag.substr(tag.size() - 1));
+          if (at == k->hash.end()) {
+            k->hash.emplace_back(tag.substr(tag.size() - 1), tag);
+          } else {
+            at->second = tag;
+          }
+        }
         break;
       case 4:  // HDEL field
         if (k->type == KeyType::kHash) {
-          k->hash.erase(tag.substr(tag.size() - 1));
+          auto at = FieldOf(k, tag.substr(tag.size() - 1));
+          if (at != k->hash.end()) k->hash.erase(at);
           if (k->hash.empty()) *k = KeyState();
         }
         break;
