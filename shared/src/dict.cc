@@ -1021,6 +1021,57 @@ LockFreeRead FindWithoutLock(Segment::Impl* seg, const DictRep* rep, std::string
   return LockFreeRead::kUnsure;  // A full table: not a state a writer leaves.
 }
 
+// Lock-free hits and misses are statistics. An add per read would make every reader of a dict
+// write a line of the entry that all of them read, so readers in several processes would take
+// it from each other on every read. Each thread tallies its reads of one dict and adds them in
+// batches of kTallyBatch. A tally is added only through the mapping it was made in (the caller's
+// Segment::Impl instance, which the client gate keeps mapped during the call), by the process
+// that made it (a fork child's copy is dropped), to the incarnation it counted: otherwise it is
+// dropped, at most kTallyBatch - 1 reads per thread and dict. Stats() adds the calling thread's.
+constexpr uint32_t kTallyBatch = 64;
+
+struct UnlockedReadTally {
+  uint64_t instance_id = 0;
+  pid_t pid = 0;
+  EntryRep* entry = nullptr;
+  uint64_t incarnation = 0;
+  uint32_t hits = 0;
+  uint32_t misses = 0;
+};
+thread_local UnlockedReadTally t_tally;
+
+void AddTally(UnlockedReadTally* tally) {
+  if (tally->entry->incarnation.load(std::memory_order_relaxed) == tally->incarnation) {
+    if (tally->hits != 0) tally->entry->unlocked_hits.fetch_add(tally->hits);
+    if (tally->misses != 0) tally->entry->unlocked_misses.fetch_add(tally->misses);
+  }
+  tally->hits = tally->misses = 0;
+}
+
+// Adds this thread's tally of `ref` to its entry now (Stats: a thread sees its own reads).
+void AddTallyOf(const ObjectRef& ref) {
+  UnlockedReadTally& tally = t_tally;
+  if (tally.entry == ref.entry && tally.instance_id == ref.segment->impl()->instance_id() &&
+      tally.pid == CurrentPid()) {
+    AddTally(&tally);
+  }
+}
+
+[[maybe_unused]] void CountUnlockedRead(const ObjectRef& ref, bool hit) {
+  UnlockedReadTally& tally = t_tally;
+  const uint64_t instance_id = ref.segment->impl()->instance_id();
+  if (tally.entry != ref.entry || tally.incarnation != ref.incarnation ||
+      tally.instance_id != instance_id || tally.pid != CurrentPid()) {
+    // Another dict's tally: its entry is reachable only through this same, live mapping.
+    if (tally.entry != nullptr && tally.instance_id == instance_id && tally.pid == CurrentPid()) {
+      AddTally(&tally);
+    }
+    tally = UnlockedReadTally{instance_id, CurrentPid(), ref.entry, ref.incarnation, 0, 0};
+  }
+  ++(hit ? tally.hits : tally.misses);
+  if (tally.hits + tally.misses >= kTallyBatch) AddTally(&tally);
+}
+
 // kHit (the entry copied to *value) or kAbsent when the read was not disturbed; kUnsure for
 // anything the locked path must answer.
 LockFreeRead TryGetWithoutLock(const ObjectRef& ref, std::string_view key, uint64_t hash,
@@ -1066,8 +1117,7 @@ LockFreeRead TryGetWithoutLock(const ObjectRef& ref, std::string_view key, uint6
       ref.entry->body.load(std::memory_order_seq_cst) != body) {
     return LockFreeRead::kUnsure;
   }
-  (read == LockFreeRead::kHit ? ref.entry->unlocked_hits : ref.entry->unlocked_misses)
-      .fetch_add(1, std::memory_order_relaxed);
+  CountUnlockedRead(ref, read == LockFreeRead::kHit);
   return read;
 #endif
 }
@@ -1493,6 +1543,7 @@ Status Dict::Entries(bool with_values, std::vector<DictItem>* items) const {
 Status Dict::Stats(DictStats* stats) const {
   return CatchAtBoundary("dict", [&] {
     *stats = DictStats{};
+    if (ref_.valid()) AddTallyOf(ref_);
     stats->hits = ref_.valid() ? ref_.entry->unlocked_hits.load() : 0;
     stats->misses = ref_.valid() ? ref_.entry->unlocked_misses.load() : 0;
     for (uint32_t shard = 0;; ++shard) {  // Each shard under its lock, one at a time.

@@ -80,6 +80,26 @@ TEST(DictTest, SetGetKeepsBytesContentTypeAndIncreasingVersions) {
   EXPECT_EQ(stats.misses, 1u);
 }
 
+// Lock-free reads are tallied per thread and added in batches (dict.cc, UnlockedReadTally): a
+// thread's own Stats sees all its reads, another thread's at most a batch less of each thread's.
+TEST(DictTest, ReadsOfOtherThreadsReachTheStatsInBatches) {
+  test::ScopedSegment seg;
+  Dict dict = OpenDict(seg.get(), "d");
+  ASSERT_OK(dict.Set("k", "v", {}, nullptr));
+  constexpr uint64_t kReads = 1000;
+  std::thread reader([&] {
+    DictValue got;
+    for (uint64_t i = 0; i < kReads; ++i) ASSERT_OK(dict.Get("k", &got));
+    for (uint64_t i = 0; i < kReads; ++i) ASSERT_TRUE(dict.Get("absent", &got).IsNotFound());
+  });
+  reader.join();
+  const DictStats seen = StatsOf(dict);
+  EXPECT_LE(seen.hits, kReads);
+  EXPECT_GE(seen.hits, kReads - 63);
+  EXPECT_LE(seen.misses, kReads);
+  EXPECT_GE(seen.misses, kReads - 63);
+}
+
 TEST(DictTest, AddAndReplaceModes) {
   test::ScopedSegment seg;
   Dict dict = OpenDict(seg.get(), "d");
