@@ -14,14 +14,17 @@ Timed by the thread's CPU time by default (--clock wall for wall time): on a sha
 time the process waits for a core is not the call's.
 Two processes: two fresh interpreters, each on its own objects (its own pyfloor mapping, its own
 counter, dict, list and lock), run the same loop at the same moment, against one of them alone
-in the same round (rounds alternate 1 and 2 processes), medians over the rounds. ops/s is the
-sum of each process's calls over its own CPU time (what the processes cost each other through
-shared memory shows there; the wait for a core on a loaded machine does not), or with
---clock wall both processes' calls over the longer of their two wall times (needs two idle
-cores).
+in the same round (rounds alternate 1 and 2 processes), medians over the rounds. Two figures
+each: wall-clock ops/s (both processes' calls over the longer of their two wall times) and
+CPU ops/s (the sum of each process's calls over its own CPU time: what the processes cost each
+other through shared memory shows there, the wait for a core on a loaded machine does not).
+With --pin (the default on a machine with 2 or more CPUs) the interpreters run under
+`taskset -c 0` and `taskset -c 1`, so the one-process rounds and each of the two run on a core
+of their own; the load average is printed with the table, since the wall-clock figure means
+something only when the two cores were otherwise idle.
 
   PYTHONPATH=build/python:build/bench/pyfloor /usr/bin/python3 bench/py_calls.py \
-      --shmstate build/shmstate [--rounds 15] [--calls 200000] [--mp-rounds 7]
+      --shmstate build/shmstate [--rounds 15] [--calls 200000] [--mp-rounds 7] [--no-pin]
 
 The server (`shmstate serve --workers 0`) it starts is stopped by pid on exit.
 """
@@ -208,9 +211,12 @@ def child(server, index, calls):
 
 def two_process_table(args, name):
     env = dict(os.environ)
-    procs = [subprocess.Popen([sys.executable, __file__, "--child", name, "--index", str(i),
+    pin = args.pin and (os.cpu_count() or 1) >= 2
+    procs = [subprocess.Popen((["taskset", "-c", str(i)] if pin else []) +
+                              [sys.executable, __file__, "--child", name, "--index", str(i),
                                "--calls", str(args.calls)], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True, env=env) for i in range(2)]
+    load_before = os.getloadavg()[0]
     try:
         def run(row_name, n):
             for p in procs[:n]:
@@ -224,7 +230,7 @@ def two_process_table(args, name):
             results = [[int(x) for x in p.stdout.readline().split()] for p in procs[:n]]
             wall = sum(r[2] for r in results) / (max(r[0] for r in results) / 1e9)
             cpu = sum(r[2] / (r[1] / 1e9) for r in results)
-            return wall if args.clock == "wall" else cpu
+            return wall, cpu
         one = {r: [] for r in MP_ROWS}
         two = {r: [] for r in MP_ROWS}
         for round_no in range(args.mp_rounds):
@@ -233,12 +239,19 @@ def two_process_table(args, name):
                 first, second = (1, 2) if round_no % 2 == 0 else (2, 1)
                 for n in (first, second):
                     (one if n == 1 else two)[row_name].append(run(row_name, n))
-        print(f"\n{'call (2 processes)':22} {'1 proc Mops/s':>13} {'2 procs Mops/s':>14} "
-              f"{'2 / 1':>6}   (median of {args.mp_rounds} rounds, separate objects, "
-              f"{args.clock} time)")
+        print(f"\n{'call (2 processes)':22} {'1 proc':>8} {'2 procs':>8} {'2 / 1':>6} "
+              f"{'1 proc':>8} {'2 procs':>8} {'2 / 1':>6}   (Mops/s, median of "
+              f"{args.mp_rounds} rounds, separate objects)")
+        print(f"{'':22} {'wall clock':^24} {'CPU time':^24}   "
+              f"{'pinned to CPUs 0 and 1' if pin else 'not pinned'}, load average "
+              f"{load_before:.2f} before, {os.getloadavg()[0]:.2f} after")
         for row_name in MP_ROWS:
-            a, b = statistics.median(one[row_name]), statistics.median(two[row_name])
-            print(f"{row_name:22} {a / 1e6:13.2f} {b / 1e6:14.2f} {b / a:6.2f}")
+            cells = []
+            for clock in (0, 1):
+                a = statistics.median(r[clock] for r in one[row_name])
+                b = statistics.median(r[clock] for r in two[row_name])
+                cells.append(f"{a / 1e6:8.2f} {b / 1e6:8.2f} {b / a:6.2f}")
+            print(f"{row_name:22} {cells[0]} {cells[1]}")
     finally:
         for p in procs:
             p.stdin.close()
@@ -255,6 +268,9 @@ def main():
                         "loaded machine does not inflate) or wall time")
     parser.add_argument("--mp-rounds", type=int, default=7,
                         help="rounds of the two-process table (0: skip it)")
+    parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True,
+                        help="run the two-process table's interpreters under taskset -c 0 and "
+                        "-c 1 (default; ignored with fewer than 2 CPUs)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--index", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()

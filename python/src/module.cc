@@ -19,6 +19,7 @@
 #include <limits>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "attachment.h"
@@ -320,20 +321,19 @@ class PyDict {
     out["max_bytes"] = st.max_bytes;
     return out;
   }
-  // The value as a new bytes, or null when absent (no Python error set then). The segment's
-  // bytes land in scratch_ (its buffer reused from call to call) and then in the bytes.
-  PyObject* GetFast(std::string_view key) {
+  // The value as a new bytes, or null when absent (no Python error set then): built straight
+  // from the segment's bytes, one copy. With `want_value` false, Py_True when present: the
+  // presence alone, no copy.
+  PyObject* GetFast(std::string_view key, bool want_value = true) {
+    BytesReader reader(want_value);
     bool found = false;
     bound_.RunFast([&](shm::Dict& d) {
-      Status s = d.Get(key, &scratch_);
+      Status s = d.Read(key, &reader);
       found = s.ok();
-      return s.IsNotFound() ? Status::OK() : s;
+      return s.IsNotFound() || reader.failed() ? Status::OK() : s;
     });
-    if (!found) return nullptr;
-    PyObject* value = PyBytes_FromStringAndSize(scratch_.data.data(),
-                                                static_cast<Py_ssize_t>(scratch_.data.size()));
-    if (value == nullptr) throw py::error_already_set();
-    return value;
+    if (reader.failed()) throw py::error_already_set();  // Python's MemoryError.
+    return found ? reader.release() : nullptr;
   }
   int64_t IncrFast(std::string_view key, int64_t by, int64_t init, int64_t ttl_ms) {
     int64_t result = 0;
@@ -351,7 +351,34 @@ class PyDict {
  private:
   std::string name_;
   Bound<shm::Dict> bound_;
-  shm::DictValue scratch_;                                 // GetFast's; the GIL guards it.
+  // GetFast's reader: the value as a new bytes (or Py_True when only presence is wanted). Takes
+  // the GIL's protection from its caller.
+  class BytesReader final : public shm::DictReader {
+   public:
+    explicit BytesReader(bool want_value) : want_value_(want_value) {}
+    ~BytesReader() override { Py_XDECREF(result_); }
+    BytesReader(const BytesReader&) = delete;
+    BytesReader& operator=(const BytesReader&) = delete;
+
+    Status Take(std::string_view data, std::string_view, uint64_t, int64_t) override {
+      Py_CLEAR(result_);  // A disturbed read's copy.
+      if (!want_value_) {
+        result_ = Py_NewRef(Py_True);
+        return Status::OK();
+      }
+      result_ = PyBytes_FromStringAndSize(data.data(), static_cast<Py_ssize_t>(data.size()));
+      if (result_ != nullptr) return Status::OK();
+      failed_ = true;
+      return Status::OutOfSpace("no memory for the value");
+    }
+    bool failed() const { return failed_; }
+    PyObject* release() { return std::exchange(result_, nullptr); }
+
+   private:
+    const bool want_value_;
+    bool failed_ = false;
+    PyObject* result_ = nullptr;
+  };
   const int64_t set_ttl_ms_ = ToTtlMs(py::none(), "ttl");  // What Set makes of ttl=None.
 };
 
@@ -1003,8 +1030,9 @@ PyObject* CounterValue(PyObject* self, void*) {
   return Guarded([&] { return PyLong_FromLongLong(counter->ValueFast()); });
 }
 
-// The value, or `absent` (a new reference) when there is none; null with an error set.
-PyObject* DictLookup(PyObject* self, PyObject* key, PyObject* absent) {
+// The value, or `absent` (a new reference) when there is none; null with an error set. With
+// `want_value` false, any object but `absent` when present (the native path copies nothing).
+PyObject* DictLookup(PyObject* self, PyObject* key, PyObject* absent, bool want_value = true) {
   PyObject* native = SlotValue(self, g_fast.dict_slot);
   if (native == nullptr) return nullptr;
   PyDict* dict = CppOf<PyDict>(native, g_fast.dict);
@@ -1025,7 +1053,7 @@ PyObject* DictLookup(PyObject* self, PyObject* key, PyObject* absent) {
     return PyObject_CallMethod(native, "get", "OO", key, absent);
   }
   return Guarded([&] {
-    PyObject* value = dict->GetFast(BytesArg(key, true, "key").view());
+    PyObject* value = dict->GetFast(BytesArg(key, true, "key").view(), want_value);
     if (value != nullptr) return value;
     Py_INCREF(absent);
     return absent;
@@ -1056,7 +1084,7 @@ PyObject* DictGetItem(PyObject* self, PyObject* key) {
 }
 
 PyObject* DictContains(PyObject* self, PyObject* key) {
-  PyObject* value = DictLookup(self, key, Py_None);
+  PyObject* value = DictLookup(self, key, Py_None, false);
   if (value == nullptr) return nullptr;
   bool found = value != Py_None;
   Py_DECREF(value);

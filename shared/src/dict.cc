@@ -1021,10 +1021,61 @@ LockFreeRead FindWithoutLock(Segment::Impl* seg, const DictRep* rep, std::string
   return LockFreeRead::kUnsure;  // A full table: not a state a writer leaves.
 }
 
+// Lock-free hits and misses are statistics. An add per read would make every reader of a dict
+// write a line of the entry that all of them read, so readers in several processes would take
+// it from each other on every read. Each thread tallies its reads of one dict and adds them in
+// batches of kTallyBatch. A tally is added only through the mapping it was made in (the caller's
+// Segment::Impl instance, which the client gate keeps mapped during the call), by the process
+// that made it (a fork child's copy is dropped), to the incarnation it counted: otherwise it is
+// dropped, at most kTallyBatch - 1 reads per thread and dict. Stats() adds the calling thread's.
+constexpr uint32_t kTallyBatch = 64;
+
+struct UnlockedReadTally {
+  uint64_t instance_id = 0;
+  pid_t pid = 0;
+  EntryRep* entry = nullptr;
+  uint64_t incarnation = 0;
+  uint32_t hits = 0;
+  uint32_t misses = 0;
+};
+thread_local UnlockedReadTally t_tally;
+
+void AddTally(UnlockedReadTally* tally) {
+  if (tally->entry->incarnation.load(std::memory_order_relaxed) == tally->incarnation) {
+    if (tally->hits != 0) tally->entry->unlocked_hits.fetch_add(tally->hits);
+    if (tally->misses != 0) tally->entry->unlocked_misses.fetch_add(tally->misses);
+  }
+  tally->hits = tally->misses = 0;
+}
+
+// Adds this thread's tally of `ref` to its entry now (Stats: a thread sees its own reads).
+void AddTallyOf(const ObjectRef& ref) {
+  UnlockedReadTally& tally = t_tally;
+  if (tally.entry == ref.entry && tally.instance_id == ref.segment->impl()->instance_id() &&
+      tally.pid == CurrentPid()) {
+    AddTally(&tally);
+  }
+}
+
+[[maybe_unused]] void CountUnlockedRead(const ObjectRef& ref, bool hit) {
+  UnlockedReadTally& tally = t_tally;
+  const uint64_t instance_id = ref.segment->impl()->instance_id();
+  if (tally.entry != ref.entry || tally.incarnation != ref.incarnation ||
+      tally.instance_id != instance_id || tally.pid != CurrentPid()) {
+    // Another dict's tally: its entry is reachable only through this same, live mapping.
+    if (tally.entry != nullptr && tally.instance_id == instance_id && tally.pid == CurrentPid()) {
+      AddTally(&tally);
+    }
+    tally = UnlockedReadTally{instance_id, CurrentPid(), ref.entry, ref.incarnation, 0, 0};
+  }
+  ++(hit ? tally.hits : tally.misses);
+  if (tally.hits + tally.misses >= kTallyBatch) AddTally(&tally);
+}
+
 // kHit (the entry copied to *value) or kAbsent when the read was not disturbed; kUnsure for
 // anything the locked path must answer.
 LockFreeRead TryGetWithoutLock(const ObjectRef& ref, std::string_view key, uint64_t hash,
-                               DictValue* value) {
+                               DictReader* reader, Status* taken) {
 #if defined(__SANITIZE_THREAD__)
   return LockFreeRead::kUnsure;
 #else
@@ -1050,11 +1101,12 @@ LockFreeRead TryGetWithoutLock(const ObjectRef& ref, std::string_view key, uint6
       return LockFreeRead::kUnsure;
     }
     if (header.expires_at_ms != 0 && header.expired(WallNowMs())) return LockFreeRead::kUnsure;
+    // Lengths from the header as read once: a freed blob's may change under us.
     const char* bytes = blob->bytes() + header.key_len;
-    value->content_type.assign(bytes, header.ctype_len);
-    value->data.assign(bytes + header.ctype_len, header.value_len);
-    value->version = header.version;
-    value->expires_at_ms = header.expires_at_ms;
+    *taken = reader->Take(std::string_view(bytes + header.ctype_len, header.value_len),
+                          std::string_view(bytes, header.ctype_len), header.version,
+                          header.expires_at_ms);
+    if (!taken->ok()) return LockFreeRead::kUnsure;
   }
   // A transaction commit holds the stripe: what was read may be one side of it. The lock waits
   // for the commit to be whole. Loaded after the slot (acquire), so a reader that saw a
@@ -1065,8 +1117,7 @@ LockFreeRead TryGetWithoutLock(const ObjectRef& ref, std::string_view key, uint6
       ref.entry->body.load(std::memory_order_seq_cst) != body) {
     return LockFreeRead::kUnsure;
   }
-  (read == LockFreeRead::kHit ? ref.entry->unlocked_hits : ref.entry->unlocked_misses)
-      .fetch_add(1, std::memory_order_relaxed);
+  CountUnlockedRead(ref, read == LockFreeRead::kHit);
   return read;
 #endif
 }
@@ -1092,12 +1143,14 @@ const DictSlot* HomeSlotWithoutLock(Segment::Impl* seg, const DictRep* rep, uint
 
 namespace {
 
-// Dict::Get of a key whose hash is known (DictTxGet: a transaction hashed it already).
-Status GetHashed(const ObjectRef& ref, std::string_view key, uint64_t hash, DictValue* value) {
+// Dict::Read of a key whose hash is known (DictTxGet: a transaction hashed it already).
+Status ReadHashed(const ObjectRef& ref, std::string_view key, uint64_t hash, DictReader* reader) {
   SHM_RETURN_IF_ERROR(ValidateKey(key));
   return CatchAtBoundary("dict", [&] {
     if (ref.valid()) {
-      const LockFreeRead read = TryGetWithoutLock(ref, key, hash, value);
+      Status taken;
+      const LockFreeRead read = TryGetWithoutLock(ref, key, hash, reader, &taken);
+      if (!taken.ok()) return taken;
       if (read == LockFreeRead::kHit) return Status::OK();
       if (read == LockFreeRead::kAbsent) return Status::NotFound("no such key");
     }
@@ -1123,15 +1176,40 @@ Status GetHashed(const ObjectRef& ref, std::string_view key, uint64_t hash, Dict
       slot.ref_bit.store(1, std::memory_order_relaxed);
     }
     d.shard->hits.fetch_add(1, std::memory_order_relaxed);
-    CopyOut(live, value);
-    return Status::OK();
+    return reader->Take(live->value(), live->content_type(), live->version, live->expires_at_ms);
   });
+}
+
+// Copies the entry into `value`, reusing its strings' buffers.
+class ValueReader : public DictReader {
+ public:
+  explicit ValueReader(DictValue* value) : value_(value) {}
+  Status Take(std::string_view data, std::string_view content_type, uint64_t version,
+              int64_t expires_at_ms) override {
+    value_->data.assign(data);
+    value_->content_type.assign(content_type);
+    value_->version = version;
+    value_->expires_at_ms = expires_at_ms;
+    return Status::OK();
+  }
+
+ private:
+  DictValue* value_;
+};
+
+Status GetHashed(const ObjectRef& ref, std::string_view key, uint64_t hash, DictValue* value) {
+  ValueReader reader(value);
+  return ReadHashed(ref, key, hash, &reader);
 }
 
 }  // namespace
 
 Status Dict::Get(std::string_view key, DictValue* value) const {
   return GetHashed(ref_, key, HashKey(key), value);
+}
+
+Status Dict::Read(std::string_view key, DictReader* reader) const {
+  return ReadHashed(ref_, key, HashKey(key), reader);
 }
 
 void Dict::Prefetch(std::span<const std::string_view> keys) const {
@@ -1465,6 +1543,7 @@ Status Dict::Entries(bool with_values, std::vector<DictItem>* items) const {
 Status Dict::Stats(DictStats* stats) const {
   return CatchAtBoundary("dict", [&] {
     *stats = DictStats{};
+    if (ref_.valid()) AddTallyOf(ref_);
     stats->hits = ref_.valid() ? ref_.entry->unlocked_hits.load() : 0;
     stats->misses = ref_.valid() ? ref_.entry->unlocked_misses.load() : 0;
     for (uint32_t shard = 0;; ++shard) {  // Each shard under its lock, one at a time.

@@ -19,7 +19,7 @@
 namespace shm {
 
 inline constexpr uint64_t kSegmentMagic = 0x4554415453484d53ull;  // "SHMSTATE" little endian.
-inline constexpr uint32_t kLayoutVersion = 12;
+inline constexpr uint32_t kLayoutVersion = 13;
 inline constexpr uint32_t kMaxIntentSlots = 1024;
 inline constexpr uint32_t kMaxWorkerSlots = 256;
 inline constexpr size_t kMaxNameLength = limits::kMaxObjectName;
@@ -168,6 +168,9 @@ struct EntryRep {
   std::atomic<uint64_t> unlocked_misses{0};  // Dict misses answered without the lock.
   std::atomic<uint64_t> next_free{0};        // Free-list link (index+1), under the registry lock.
   std::atomic<uint32_t> wake_seq{0};  // Futex word: bumped to wake blocked pops and lock waits.
+  // Set by whoever may sleep on wake_seq for a lock's release (FutexWaitWanted), cleared by the
+  // release that wakes them (FutexWakeIfWanted), so an uncontended release makes no system call.
+  std::atomic<uint32_t> wake_wanted{0};
   int64_t created_ms = 0;
   uint32_t name_length = 0;
   char name[kMaxNameLength] = {};

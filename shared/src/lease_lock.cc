@@ -231,7 +231,8 @@ Status LeaseLock::DoAcquire(int64_t ttl_ms, std::chrono::milliseconds wait, std:
                               "' for another " + std::to_string(held_for_ms) + " ms");
     }
     const auto until_expiry = std::chrono::milliseconds(held_for_ms);
-    FutexWait(&entry->wake_seq, seen, std::min<std::chrono::nanoseconds>(remaining, until_expiry));
+    FutexWaitWanted(&entry->wake_seq, &entry->wake_wanted, seen,
+                    std::min<std::chrono::nanoseconds>(remaining, until_expiry));
   }
 }
 
@@ -244,7 +245,8 @@ Status LeaseLock::Release(uint64_t token) {
     SHM_RETURN_IF_ERROR(CheckHolderLocked(rep, token, WallNowMs()));
     ClearLocked(rep);
     guard.Unlock();
-    FutexWakeAll(&ref_.entry->wake_seq);
+    // No system call unless someone sleeps on the word (a blocked Acquire, a parked HTTP wait).
+    FutexWakeIfWanted(&ref_.entry->wake_seq, &ref_.entry->wake_wanted);
     return Status::OK();
   });
 }

@@ -8,6 +8,7 @@
 
 #include <vector>
 
+#include "futex.h"
 #include "layout.h"
 #include "list_rep.h"
 #include "object_guard.h"
@@ -89,6 +90,9 @@ bool WakeWatch::Wait(std::chrono::nanoseconds timeout) {
     words.push_back(futex_waitv{interrupt_seen_, reinterpret_cast<uintptr_t>(&interrupt_),
                                 FUTEX_32 | FUTEX_PRIVATE_FLAG, 0});
     for (auto& [entry, w] : watched_) {
+      // A lock's release wakes only a wanted word (futex.h); set after `seen` was consumed, so a
+      // release in between shows as a changed word and the sleep returns at once.
+      MarkWakeWanted(&w.ref.entry->wake_wanted);
       words.push_back(futex_waitv{w.seen, reinterpret_cast<uintptr_t>(WordOf(w.ref)), FUTEX_32, 0});
     }
     if (word_ != nullptr) {

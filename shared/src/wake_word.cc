@@ -19,7 +19,7 @@ Status WakeWord::Open(Segment* segment, std::string_view name, ObjectKind kind, 
 uint32_t WakeWord::Sequence() const { return ref_.entry->wake_seq.load(std::memory_order_seq_cst); }
 
 void WakeWord::Wait(uint32_t seen, std::chrono::nanoseconds timeout) const {
-  FutexWait(&ref_.entry->wake_seq, seen, timeout);
+  FutexWaitWanted(&ref_.entry->wake_seq, &ref_.entry->wake_wanted, seen, timeout);
 }
 
 void WakeWord::WakeAll() const { FutexWakeAll(&ref_.entry->wake_seq); }

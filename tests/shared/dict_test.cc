@@ -80,6 +80,26 @@ TEST(DictTest, SetGetKeepsBytesContentTypeAndIncreasingVersions) {
   EXPECT_EQ(stats.misses, 1u);
 }
 
+// Lock-free reads are tallied per thread and added in batches (dict.cc, UnlockedReadTally): a
+// thread's own Stats sees all its reads, another thread's at most a batch less of each thread's.
+TEST(DictTest, ReadsOfOtherThreadsReachTheStatsInBatches) {
+  test::ScopedSegment seg;
+  Dict dict = OpenDict(seg.get(), "d");
+  ASSERT_OK(dict.Set("k", "v", {}, nullptr));
+  constexpr uint64_t kReads = 1000;
+  std::thread reader([&] {
+    DictValue got;
+    for (uint64_t i = 0; i < kReads; ++i) ASSERT_OK(dict.Get("k", &got));
+    for (uint64_t i = 0; i < kReads; ++i) ASSERT_TRUE(dict.Get("absent", &got).IsNotFound());
+  });
+  reader.join();
+  const DictStats seen = StatsOf(dict);
+  EXPECT_LE(seen.hits, kReads);
+  EXPECT_GE(seen.hits, kReads - 63);
+  EXPECT_LE(seen.misses, kReads);
+  EXPECT_GE(seen.misses, kReads - 63);
+}
+
 TEST(DictTest, AddAndReplaceModes) {
   test::ScopedSegment seg;
   Dict dict = OpenDict(seg.get(), "d");
@@ -1014,6 +1034,60 @@ TEST(DictTest, MissesWithoutTheLockNeverHideAKeyThatIsThere) {
   DictStats stats = StatsOf(dict);
   EXPECT_GT(stats.misses, 0u);
   EXPECT_EQ(stats.entries, static_cast<uint64_t>(kStay));
+}
+
+// Records every Take of a Read; fails with `fail` (when set) to show its error ends the Read.
+class RecordingReader : public DictReader {
+ public:
+  Status Take(std::string_view data, std::string_view content_type, uint64_t version,
+              int64_t expires_at_ms) override {
+    ++takes;
+    value = DictValue{std::string(data), std::string(content_type), version, expires_at_ms};
+    return fail;
+  }
+  int takes = 0;
+  DictValue value;
+  Status fail;
+};
+
+// Read hands the reader what Get copies out, answers NotFound without calling it for an absent,
+// expired or rejected key, and ends with the reader's error when it has one (changing nothing).
+TEST(DictTest, ReadHandsTheReaderWhatGetCopies) {
+  test::ScopedSegment seg;
+  ScopedWallClockForTesting clock;
+  Dict dict = OpenDict(seg.get(), "d");
+  SetOptions options;
+  options.content_type = "text/x";
+  options.ttl_ms = 60'000;
+  uint64_t version = 0;
+  ASSERT_OK(dict.Set("k", std::string("v\0w", 3), options, &version));
+  DictValue got;
+  ASSERT_OK(dict.Get("k", &got));
+  RecordingReader reader;
+  ASSERT_OK(dict.Read("k", &reader));
+  EXPECT_GE(reader.takes, 1);
+  EXPECT_EQ(reader.value.data, got.data);
+  EXPECT_EQ(reader.value.content_type, "text/x");
+  EXPECT_EQ(reader.value.version, version);
+  EXPECT_EQ(reader.value.expires_at_ms, got.expires_at_ms);
+
+  RecordingReader absent;
+  EXPECT_TRUE(dict.Read("absent", &absent).IsNotFound());
+  EXPECT_TRUE(dict.Read(std::string(Dict::kMaxKey + 1, 'k'), &absent).IsInvalidArgument());
+  EXPECT_EQ(absent.takes, 0);
+
+  RecordingReader failing;
+  failing.fail = Status::OutOfSpace("the reader's own");
+  Status s = dict.Read("k", &failing);
+  EXPECT_TRUE(s.IsOutOfSpace()) << s.ToString();
+  EXPECT_EQ(failing.takes, 1);
+  ASSERT_OK(dict.Get("k", &got));
+  EXPECT_EQ(got.version, version);
+
+  clock.Advance(got.expires_at_ms - WallNowMs());  // Expired: the locked path answers.
+  RecordingReader expired;
+  EXPECT_TRUE(dict.Read("k", &expired).IsNotFound());
+  EXPECT_EQ(expired.takes, 0);
 }
 
 TEST(DictTest, EveryMissIsCountedWithOrWithoutTheLock) {

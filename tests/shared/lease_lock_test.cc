@@ -1,10 +1,12 @@
 #include "shm/lease_lock.h"
 
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <fstream>
 #include <string>
@@ -12,8 +14,10 @@
 
 #include "common/test_util.h"
 #include "crash_point.h"
+#include "layout.h"
 #include "lease_lock_rep.h"
 #include "object_guard.h"
+#include "shm/counter.h"
 #include "shm/registry.h"
 #include "shm/snapshot.h"
 
@@ -130,6 +134,82 @@ TEST(LeaseLockTest, WaiterInAnotherProcessGetsItAfterRelease) {
   ASSERT_TRUE(lock.Get(&info).ok());
   EXPECT_TRUE(info.held);
   EXPECT_EQ(info.owner, "child");
+}
+
+// A release makes the wake system call only when a waiter marked the lock's word wanted
+// (src/futex.h). A waiter killed in its sleep leaves the mark: the next release clears it (one
+// spare wake), and releases after that find it clear again.
+TEST(LeaseLockTest, AKilledWaitersMarkCostsOneSpareWake) {
+  test::ScopedSegment seg;
+  LeaseLock lock = OpenLock(seg.get(), "marked");
+  const std::atomic<uint32_t>& wanted = lock.ref().entry->wake_wanted;
+  uint64_t token = 0;
+  int64_t expires = 0;
+  ASSERT_TRUE(lock.Acquire(60000, milliseconds(0), "parent", &token, &expires).ok());
+  ASSERT_TRUE(lock.Release(token).ok());
+  EXPECT_EQ(wanted.load(), 0u);  // Nobody waited.
+  ASSERT_TRUE(lock.Acquire(60000, milliseconds(0), "parent", &token, &expires).ok());
+  pid_t child = test::ForkChild([&] {
+    uint64_t mine = 0;
+    int64_t until = 0;
+    lock.Acquire(60000, milliseconds(30000), "doomed", &mine, &until).ok();
+    return 1;  // Killed before the release.
+  });
+  ASSERT_TRUE(test::WaitUntilInFutex(child));
+  EXPECT_EQ(wanted.load(), 1u);
+  kill(child, SIGKILL);
+  EXPECT_TRUE(test::WaitChild(child).signaled);
+  ASSERT_TRUE(lock.Release(token).ok());
+  EXPECT_EQ(wanted.load(), 0u);  // The spare wake cleared it.
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(lock.Acquire(60000, milliseconds(0), "parent", &token, &expires).ok());
+    ASSERT_TRUE(lock.Release(token).ok());
+    EXPECT_EQ(wanted.load(), 0u);
+  }
+}
+
+// Two processes hand the lock back and forth, in strict turns: the holder lets the other one
+// start its Acquire (`asked`), sees it announced (`trying`), then releases, so each release races
+// the waiter's mark-then-sleep (src/futex.h) at a different point. A lost wake would leave the
+// waiter asleep until its 10 s wait ends, every round if the protocol were wrong: the children
+// are killed after 60 s and the test fails. The spins wait for the other process's step.
+TEST(LeaseLockTest, HandoffsBetweenProcessesLoseNoWake) {
+  test::ScopedSegment seg;
+  LeaseLock lock = OpenLock(seg.get(), "pingpong");
+  Counter asked, trying;
+  ASSERT_TRUE(Counter::Open(seg.get(), "asked", {OpenMode::kCreateIfMissing, 0, 0}, &asked).ok());
+  ASSERT_TRUE(Counter::Open(seg.get(), "trying", {OpenMode::kCreateIfMissing, 0, 0}, &trying).ok());
+  constexpr int64_t kSteps = 1000;
+  auto wait_for = [](Counter& counter, int64_t value) {
+    int64_t now = 0;
+    while (counter.Get(&now).ok() && now < value) sched_yield();
+    return now == value;
+  };
+  // Process `me` holds the lock at the steps of its parity, and waits for it at the others.
+  auto take_turns = [&](int64_t me, uint64_t token) {
+    int64_t expires = 0;
+    for (int64_t step = 0; step < kSteps; ++step) {
+      if (step % 2 == me) {
+        if (!asked.Set(step + 1).ok() || !wait_for(trying, step + 1)) return 1;
+        if (!lock.Release(token).ok()) return 2;
+      } else {
+        if (!wait_for(asked, step + 1) || !trying.Set(step + 1).ok()) return 3;
+        if (!lock.Acquire(60000, milliseconds(10000), "turn", &token, &expires).ok()) return 4;
+      }
+    }
+    return 0;
+  };
+  uint64_t first = 0;
+  int64_t expires = 0;
+  ASSERT_TRUE(lock.Acquire(60000, milliseconds(0), "turn", &first, &expires).ok());
+  pid_t a = test::ForkChild([&] { return take_turns(0, first); });
+  pid_t b = test::ForkChild([&] { return take_turns(1, 0); });
+  test::ChildExit exit_a = test::WaitChild(a), exit_b = test::WaitChild(b);
+  EXPECT_TRUE(exit_a.exited && exit_a.code == 0) << exit_a.code << " " << exit_a.signal;
+  EXPECT_TRUE(exit_b.exited && exit_b.code == 0) << exit_b.code << " " << exit_b.signal;
+  LeaseInfo info;
+  ASSERT_TRUE(lock.Get(&info).ok());
+  EXPECT_EQ(info.acquisitions, 1u + kSteps);
 }
 
 TEST(LeaseLockTest, ExpiryLetsAnotherTakeItAndVoidsTheOldToken) {

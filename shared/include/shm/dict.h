@@ -7,7 +7,7 @@
 // Optional CLOCK eviction keeps the dict under max_bytes.
 //
 // Process-safety: a Dict is a cheap process-local handle; copy it freely and use it from any
-// thread. Every call takes the dict's lock (a robust mutex) briefly, except a Get that hits, which
+// thread. Every call takes the dict's lock (a robust mutex) briefly, except a Get or Read, which
 // is first tried without it (docs/crash-protocol.md, "The reclaim sequence"); ListKeys takes it per
 // chunk.
 // Once the dict is deleted (or expires), every call answers NotFound; open it again.
@@ -80,6 +80,19 @@ struct DictStats {
   uint64_t capacity = 0;     // Slots of the hash table.
 };
 
+// Receives the entry of a Dict::Read straight from the segment, so a front end builds its answer
+// (a Python bytes, a response body) with one copy and no temporary.
+class DictReader {
+ public:
+  virtual ~DictReader() = default;
+  // `data` and `content_type` point into the segment and are valid only during the call: copy
+  // what you keep. A read without the lock that turns out to be disturbed is retried under the
+  // lock, so Take may run twice for one Read: the last call's copy is the answer. A non-OK
+  // return ends the Read with that status.
+  virtual Status Take(std::string_view data, std::string_view content_type, uint64_t version,
+                      int64_t expires_at_ms) = 0;
+};
+
 // One entry as Dict::Entries lists it.
 struct DictItem {
   std::string key;
@@ -121,6 +134,8 @@ class Dict {
 
   // NotFound if absent or expired. Marks the entry as recently used (CLOCK).
   Status Get(std::string_view key, DictValue* value) const;
+  // Get into `reader` (DictReader): NotFound, with Take not called, if absent or expired.
+  Status Read(std::string_view key, DictReader* reader) const;
   // Writes `value` as the options say; `version` (may be null) gets the new version.
   Status Set(std::string_view key, std::string_view value, const SetOptions& options,
              uint64_t* version = nullptr);

@@ -3,13 +3,15 @@
 // waits (shm/wait_queue.h) are retried at once instead of at their next poll.
 //
 // Writers already wake the blocked waiters of an object through the futex word of its registry
-// entry; a watched list counts the watch as one blocked pop, so that its pushes wake. Wait is one
+// entry; a watched list counts the watch as one blocked pop, so that its pushes wake, and each
+// Wait marks the watched words wanted, so that a lock's release wakes (src/futex.h). Wait is one
 // futex_waitv(2) over the words of the watched objects (at most kMaxWatched), one raw word of
 // the segment (WatchWord) and the watch's own interrupt word. Objects past kMaxWatched, and a
 // kernel without futex_waitv (Linux < 5.16), leave the caller to its poll.
 //
 // Process-safety: a process killed while it watches a list leaves the list counting a waiter
-// that is gone; that costs a spare wake per push, never a lost one (as a killed blocked pop).
+// that is gone; that costs a spare wake per push, never a lost one (as a killed blocked pop). A
+// process killed in Wait leaves its words marked wanted: one spare wake at the next release.
 // Thread-safety: Watch, Unwatch and Interrupt from any thread; Wait from one thread at a time.
 // Process-local: never in shared memory.
 #ifndef SHM_WAKE_WATCH_H_
