@@ -518,6 +518,32 @@ void DeleteKeyAggregate(Segment* segment, const std::string& name, KeyType type)
 }
 const Dict& KeyspaceIndex(const Keyspace& keyspace) { return keyspace.index_; }
 
+Status KeyListOf(Segment* segment, const std::string& name, List* list) {
+  return FindAggregate(segment, name, list);
+}
+Status KeyHashOf(Segment* segment, const std::string& name, Dict* hash) {
+  return FindAggregate(segment, name, hash);
+}
+
+namespace {
+template <typename Proxy>
+Status NewKeyAggregate(const Keyspace& keyspace, Proxy* proxy, DictValue* entry) {
+  std::string name;
+  SHM_RETURN_IF_ERROR(CreateAggregate(keyspace.ref().segment, keyspace.db(), &name, proxy));
+  *entry = DictValue();
+  entry->data = std::move(name);
+  entry->content_type = TagOf(TypeOfProxy(proxy));
+  return Status::OK();
+}
+}  // namespace
+
+Status NewKeyList(const Keyspace& keyspace, List* list, DictValue* entry) {
+  return NewKeyAggregate(keyspace, list, entry);
+}
+Status NewKeyHash(const Keyspace& keyspace, Dict* hash, DictValue* entry) {
+  return NewKeyAggregate(keyspace, hash, entry);
+}
+
 uint64_t KeyVersionOfEntry(Segment* seg, const DictValue& entry) {
   const KeyType type = TypeOfEntry(entry);
   if (type != KeyType::kList && type != KeyType::kHash) return entry.version;

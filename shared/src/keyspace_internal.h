@@ -23,6 +23,13 @@ uint64_t KeyVersionOfEntry(Segment* segment, const DictValue& entry);
 void DeleteKeyAggregate(Segment* segment, const std::string& name, KeyType type);
 // The keyspace's index (its dict of entries).
 const Dict& KeyspaceIndex(const Keyspace& keyspace);
+// The list or hash an aggregate entry names (NotFound when it is gone).
+Status KeyListOf(Segment* segment, const std::string& name, List* list);
+Status KeyHashOf(Segment* segment, const std::string& name, Dict* hash);
+// A new, empty list or hash under a fresh name, and the entry a key naming it holds (no expiry).
+// No key names it yet: the caller deletes it (DeleteKeyAggregate) if none will.
+Status NewKeyList(const Keyspace& keyspace, List* list, DictValue* entry);
+Status NewKeyHash(const Keyspace& keyspace, Dict* hash, DictValue* entry);
 
 // The routing of a KeyspaceTransactionScope (transaction.cc). nullptr when none is active on
 // this thread.

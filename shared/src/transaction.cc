@@ -9,18 +9,22 @@
 #include <map>
 #include <thread>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 
 #include "boundary.h"
 #include "cow.h"
 #include "crash_point.h"
 #include "dict_tx.h"
+#include "futex.h"
 #include "keyspace_internal.h"
 #include "layout.h"
+#include "list_tx.h"
 #include "object_guard.h"
 #include "segment_impl.h"
 #include "shm/integer.h"
 #include "shm/log.h"
+#include "transaction_lists.h"
 #include "transaction_rep.h"
 
 namespace shm {
@@ -32,9 +36,6 @@ constexpr std::string_view kIncrContentType = "text/plain";
 
 Status WrongType() {
   return Status::WrongType("Operation against a key holding the wrong kind of value");
-}
-Status NotInTransactions(std::string_view what) {
-  return Status::InvalidArgument(std::string(what) + " cannot join a transaction yet");
 }
 
 // The identity of an entry: its object's incarnation (a recreated object is another), and key.
@@ -76,10 +77,18 @@ struct Transaction::State {
   std::map<std::pair<const EntryRep*, uint64_t>, CounterOp> counters;
   // Lists and hashes to delete once the commit removed or replaced the keys naming them.
   std::vector<std::pair<std::string, KeyType>> orphans;
+  // Lists pushed and popped (transaction_lists.h).
+  TxLists lists;
+  // Hashes of keys whose fields this transaction writes: their keyspace_writes count the commit.
+  std::map<std::pair<const EntryRep*, uint64_t>, ObjectRef> hash_writes;
+  // Fields in each such hash as this transaction sees them (its key goes with the last one).
+  std::map<std::pair<const EntryRep*, uint64_t>, uint64_t> hash_sizes;
+  // Lists and hashes this transaction created for new keys: deleted unless it commits.
+  std::vector<std::pair<std::string, KeyType>> created;
   size_t staged_bytes = 0;
 
   Status CheckRoom(size_t bytes) const {
-    if (reads.size() + writes.size() + counters.size() >= kMaxOps) {
+    if (reads.size() + writes.size() + counters.size() + lists.staged() >= kMaxOps) {
       return Status::InvalidArgument("transaction has more than " + std::to_string(kMaxOps) +
                                      " operations");
     }
@@ -147,7 +156,9 @@ Status ViewKey(State* st, const Keyspace& ks, std::string_view key, DictValue* e
   bool found = false;
   SHM_RETURN_IF_ERROR(ViewEntry(st, KeyspaceIndex(ks), true, key, entry, &found));
   *type = found ? KeyTypeOfEntry(*entry) : KeyType::kNone;
-  if (found && *type != KeyType::kString && !KeyEntryLive(ks.ref().segment, *entry)) {
+  // An aggregate this transaction named stands: it stages a key's list or hash only non-empty.
+  const bool staged = st->writes.count(KeyOf(KeyspaceIndex(ks).ref(), key)) != 0;
+  if (found && !staged && *type != KeyType::kString && !KeyEntryLive(ks.ref().segment, *entry)) {
     *type = KeyType::kNone;
   }
   return Status::OK();
@@ -185,6 +196,15 @@ bool LockOrder(const Share& a, const Share& b) {
   return a.stripe < b.stripe;
 }
 
+// A list a commit takes, after every stripe.
+struct ListLock {
+  TxListOp* op;
+  uint32_t first;  // Its share's first change in the record.
+  bool changed;    // Pushed or popped (else only its write count is checked).
+  bool held;
+  bool named;  // The record is in its counter_tx.
+};
+
 class Committer {
  public:
   Committer(Segment* segment, State* st)
@@ -200,17 +220,20 @@ class Committer {
     SHM_RETURN_IF_ERROR(BuildRecord());
     for (int round = 0;; ++round) {
       grow_.clear();
+      list_grow_.clear();
       Status s = LockAndValidate();
-      if (s.ok() && grow_.empty()) break;
+      if (s.ok() && grow_.empty() && list_grow_.empty()) break;
       ReleaseAll();
       SHM_RETURN_IF_ERROR(s);
       if (round == kMaxGrowRounds) return Status::Timeout("tables keep filling; try again");
       for (const auto& [ref, shard, inserts] : grow_) {
         SHM_RETURN_IF_ERROR(DictTxGrow(ref, shard, inserts, &writer_));
       }
+      for (const auto& [ref, capacity] : list_grow_) SHM_RETURN_IF_ERROR(ListTxGrow(ref, capacity));
     }
     Apply();
     ReleaseAll();
+    for (EntryRep* entry : wake_) FutexWakeAll(&entry->wake_seq);
     if (record_ != 0) FreeTxRecord(seg_, record_, &writer_);
     record_ = 0;
     for (const auto& [name, type] : st_->orphans) {
@@ -252,6 +275,9 @@ class Committer {
                 return a->ref.entry < b->ref.entry;
               });
     counter_state_.assign(counters_.size(), 0);
+    for (auto& [key, op] : st_->lists.ops()) {  // In lock order (entry address) already.
+      lists_.push_back(ListLock{&op, 0, op.Changes() > 0, false, false});
+    }
     std::vector<Share> sorted = shares_;
     std::sort(sorted.begin(), sorted.end(), LockOrder);
     shares_ = std::move(sorted);
@@ -266,7 +292,16 @@ class Committer {
   // The record and every new blob, allocated before any lock is taken.
   Status BuildRecord() {
     const auto writes = static_cast<uint32_t>(write_targets_.size());
-    const auto count = writes + static_cast<uint32_t>(counters_.size());
+    auto count = writes + static_cast<uint32_t>(counters_.size());
+    const uint32_t lists_first = count;
+    uint32_t changed_lists = 0;
+    for (ListLock& l : lists_) {
+      if (!l.changed) continue;
+      l.first = count;
+      count += ListTxChangeCount(l.op->left.size() + l.op->right.size(),
+                                 l.op->pops_left + l.op->pops_right);
+      ++changed_lists;
+    }
     if (count == 0) return Status::OK();
     SHM_RETURN_IF_ERROR(writer_.AllocateOwned(TxRecordRep::AllocationSize(count), &record_));
     auto* rec = new (seg_->Ptr<void>(record_)) TxRecordRep();
@@ -295,9 +330,16 @@ class Committer {
                                              write->erase ? "" : v.data, v.expires_at_ms, &c.blob));
       shares_[index_[target.stripe]].changes.push_back(i);
     }
+    for (const ListLock& l : lists_) {
+      if (!l.changed) continue;
+      const TxListOp& op = *l.op;
+      SHM_RETURN_IF_ERROR(ListTxFillRecord(seg_, rec, l.first, op.list.ref(), op.left, op.right,
+                                           op.pops_left, op.pops_right));
+    }
+    if (lists_first < count) CrashPoint("tx_after_list_record");
     uint32_t shares = 0;
     for (const Share& share : shares_) shares += share.changes.empty() ? 0 : 1;
-    rec->shares_left.store(shares + static_cast<uint32_t>(counters_.size()));
+    rec->shares_left.store(shares + static_cast<uint32_t>(counters_.size()) + changed_lists);
     return Status::OK();
   }
 
@@ -390,7 +432,23 @@ class Committer {
       SHM_RETURN_IF_ERROR(ValidateShare(share));
       SHM_RETURN_IF_ERROR(PrepareShare(share));
     }
+    for (ListLock& l : lists_) SHM_RETURN_IF_ERROR(LockList(l));
     for (size_t j = 0; j < counters_.size(); ++j) SHM_RETURN_IF_ERROR(LockCounter(j));
+    return Status::OK();
+  }
+
+  // Lists come after every stripe, by entry address. Taking one: its lock, the record named in
+  // its counter_tx (when it changes), the write count read checked, the share prepared.
+  Status LockList(ListLock& l) {
+    const ObjectRef& ref = l.op->list.ref();
+    SHM_RETURN_IF_ERROR(ListTxLock(ref));
+    l.held = true;
+    if (!l.changed) return ListTxPrepareLocked(ref, l.op->writes_seen, nullptr, 0, nullptr);
+    ref.entry->counter_tx.store(record_, std::memory_order_seq_cst);
+    l.named = true;
+    uint64_t grow_to = 0;
+    SHM_RETURN_IF_ERROR(ListTxPrepareLocked(ref, l.op->writes_seen, record(), l.first, &grow_to));
+    if (grow_to != 0) list_grow_.emplace_back(ref, grow_to);
     return Status::OK();
   }
 
@@ -434,6 +492,10 @@ class Committer {
   void Apply() {
     if (record_ == 0) return;
     TxRecordRep* rec = record();
+    for (const ListLock& l : lists_) {
+      if (l.changed) ListTxCountWriteLocked(l.op->list.ref(), l.op->keyspace);
+    }
+    for (const auto& [key, ref] : st_->hash_writes) ref.entry->keyspace_writes.fetch_add(1);
     CrashPoint("tx_before_commit");
     rec->committed.store(1, std::memory_order_seq_cst);  // The commit of the whole transaction.
     CrashPoint("tx_after_commit");
@@ -447,6 +509,15 @@ class Committer {
       CrashPoint("tx_after_counter");
       e->counter_tx.store(0, std::memory_order_seq_cst);
       counter_state_[j] = 0;
+      rec->shares_left.fetch_sub(1, std::memory_order_seq_cst);
+    }
+    for (ListLock& l : lists_) {
+      if (!l.changed) continue;
+      EntryRep* entry = l.op->list.ref().entry;
+      if (ListTxApplyLocked(seg_, rec, l.first)) wake_.push_back(entry);
+      CrashPoint("tx_after_list");
+      entry->counter_tx.store(0, std::memory_order_seq_cst);
+      l.named = false;
       rec->shares_left.fetch_sub(1, std::memory_order_seq_cst);
     }
     for (Share& share : shares_) {
@@ -475,6 +546,11 @@ class Committer {
       if (counter_state_[j] >= 1) e->counter_tx.store(0, std::memory_order_seq_cst);
       counter_state_[j] = 0;
     }
+    for (auto it = lists_.rbegin(); it != lists_.rend(); ++it) {
+      if (it->named) it->op->list.ref().entry->counter_tx.store(0, std::memory_order_seq_cst);
+      if (it->held) ListTxUnlock(it->op->list.ref());
+      it->named = it->held = false;
+    }
     for (auto it = shares_.rbegin(); it != shares_.rend(); ++it) {
       if (!it->held) continue;
       if (!it->changes.empty()) it->stripe->tx_record.store(0, std::memory_order_seq_cst);
@@ -496,6 +572,9 @@ class Committer {
   CowWriter writer_;  // This thread's: its blob cache serves the record and the blobs.
   std::vector<State::CounterOp*> counters_;  // In lock order.
   std::vector<int> counter_state_;           // 0 free, 1 named in counter_tx, 2 value locked.
+  std::vector<ListLock> lists_;              // In lock order.
+  std::vector<std::pair<ObjectRef, uint64_t>> list_grow_;  // Rings to grow, then retry.
+  std::vector<EntryRep*> wake_;  // Lists with blocked pops to wake after the release.
 };
 
 }  // namespace
@@ -566,8 +645,17 @@ void FreeTxRecord(Segment::Impl* seg, uint64_t handle, CowWriter* writer) {
   };
   for (uint32_t i = 0; i < rec->count; ++i) {
     const TxChangeRep& change = rec->changes()[i];
-    // A committed put's blob is its entry now; an erase's only carried the key.
-    if (change.erase == kTxCounter) continue;  // Holds values, not blobs.
+    // A committed put's blob is its entry now; an erase's only carried the key. A list's pushed
+    // items are its slots' once committed; its popped ones are garbage then.
+    if (change.erase == kTxPushLeft || change.erase == kTxPushRight) {
+      if (!committed && IsBlob(change.blob)) free(change.blob);
+      continue;
+    }
+    if (change.erase == kTxPopLeft || change.erase == kTxPopRight) {
+      if (committed && IsBlob(change.blob)) free(change.blob);
+      continue;
+    }
+    if (change.erase >= kTxCounter) continue;  // Holds values, not blobs.
     if (IsBlob(change.blob) && (!committed || change.erase != 0)) free(change.blob);
   }
   free(handle);
@@ -664,7 +752,7 @@ void KeyspaceExclusive::Unlock() {
 // ---- Transaction -------------------------------------------------------------------------------
 
 Transaction::Transaction(Segment* segment) : segment_(segment), state_(std::make_unique<State>()) {}
-Transaction::~Transaction() = default;
+Transaction::~Transaction() { DropCreated(); }
 Transaction::Transaction(Transaction&&) noexcept = default;
 Transaction& Transaction::operator=(Transaction&&) noexcept = default;
 
@@ -822,13 +910,42 @@ Status Transaction::Set(const Counter& counter, int64_t value) {
   return StageCounter(state_.get(), counter, value);
 }
 
-Status Transaction::Push(const List&, List::End, std::string_view, uint64_t*) {
-  return NotInTransactions("a list");
+namespace {
+
+Status ListOf(State* st, const List& list, TxListOp** op) {
+  if (!list.ref().valid()) return Status::InvalidArgument("list handle is not open");
+  *op = st->lists.Of(list);
+  return Status::OK();
 }
-Status Transaction::Pop(const List&, List::End, std::string*, bool*) {
-  return NotInTransactions("a list");
+
+Status PushItem(State* st, TxListOp* op, List::End end, std::string_view item, uint64_t* length) {
+  SHM_RETURN_IF_ERROR(st->CheckRoom(item.size()));
+  SHM_RETURN_IF_ERROR(st->lists.Push(op, end, item, length));
+  st->staged_bytes += item.size();
+  return Status::OK();
 }
-Status Transaction::Length(const List&, uint64_t*) { return NotInTransactions("a list"); }
+
+}  // namespace
+
+Status Transaction::Push(const List& list, List::End end, std::string_view item, uint64_t* length) {
+  TxListOp* op = nullptr;
+  SHM_RETURN_IF_ERROR(ListOf(state_.get(), list, &op));
+  return PushItem(state_.get(), op, end, item, length);
+}
+
+Status Transaction::Pop(const List& list, List::End end, std::string* item, bool* got) {
+  *got = false;
+  TxListOp* op = nullptr;
+  SHM_RETURN_IF_ERROR(ListOf(state_.get(), list, &op));
+  SHM_RETURN_IF_ERROR(state_->CheckRoom(0));
+  return state_->lists.Pop(op, end, item, got);
+}
+
+Status Transaction::Length(const List& list, uint64_t* length) {
+  TxListOp* op = nullptr;
+  SHM_RETURN_IF_ERROR(ListOf(state_.get(), list, &op));
+  return state_->lists.Length(op, length);
+}
 
 Status Transaction::Type(const Keyspace& ks, std::string_view key, KeyType* type) {
   DictValue entry;
@@ -929,42 +1046,221 @@ Status Transaction::Rename(const Keyspace& ks, std::string_view from, std::strin
   return Status::OK();
 }
 
-Status Transaction::Push(const Keyspace&, std::string_view, List::End, std::string_view,
-                         uint64_t*) {
-  return NotInTransactions("a list key's push");
+namespace {
+
+Status AggregateOf(Segment* seg, const std::string& name, List* list) {
+  return KeyListOf(seg, name, list);
 }
-Status Transaction::Pop(const Keyspace&, std::string_view, List::End, std::string*, bool*) {
-  return NotInTransactions("a list key's pop");
+Status AggregateOf(Segment* seg, const std::string& name, Dict* hash) {
+  return KeyHashOf(seg, name, hash);
 }
-Status Transaction::Length(const Keyspace&, std::string_view, uint64_t*) {
-  return NotInTransactions("a list key's length");
+Status NewAggregate(const Keyspace& ks, List* list, DictValue* entry) {
+  return NewKeyList(ks, list, entry);
 }
-Status Transaction::HashGet(const Keyspace&, std::string_view, std::string_view, std::string*) {
-  return NotInTransactions("a hash field");
+Status NewAggregate(const Keyspace& ks, Dict* hash, DictValue* entry) {
+  return NewKeyHash(ks, hash, entry);
 }
-Status Transaction::HashSet(const Keyspace&, std::string_view, std::string_view, std::string_view,
-                            bool*) {
-  return NotInTransactions("a hash field");
+
+// A key's list or hash as this transaction sees it. *proxy_found false when the key is absent
+// (and not created); with `create`, an absent key gets a new aggregate, named by a staged entry.
+// *entry: the key's entry (for the orphan when the key goes with its last element).
+template <typename Proxy>
+Status KeyAggregate(State* st, const Keyspace& ks, std::string_view key, bool create, Proxy* proxy,
+                    bool* proxy_found, DictValue* entry) {
+  constexpr bool kList = std::is_same_v<Proxy, List>;
+  constexpr KeyType kType = kList ? KeyType::kList : KeyType::kHash;
+  *proxy_found = false;
+  KeyType type = KeyType::kNone;
+  SHM_RETURN_IF_ERROR(ViewKey(st, ks, key, entry, &type));
+  Segment* seg = ks.ref().segment;
+  if (type == kType) {
+    Status s = AggregateOf(seg, entry->data, proxy);
+    if (s.IsNotFound()) return Status::Conflict("the key's list or hash went away");
+    SHM_RETURN_IF_ERROR(s);
+    *proxy_found = true;
+    return Status::OK();
+  }
+  if (type != KeyType::kNone) return WrongType();
+  if (!create) return Status::OK();
+  // A stale entry (its aggregate gone or empty) is replaced; its aggregate, if any, goes.
+  if (!entry->content_type.empty()) NoteOrphan(st, *entry, KeyTypeOfEntry(*entry));
+  DictValue fresh;
+  SHM_RETURN_IF_ERROR(NewAggregate(ks, proxy, &fresh));
+  st->created.emplace_back(fresh.data, kType);
+  *entry = fresh;
+  SHM_RETURN_IF_ERROR(
+      Stage(st, KeyspaceIndex(ks), true, key, false, std::move(fresh), Expiry::kAbsolute, 0));
+  if constexpr (!kList) {
+    st->hash_sizes[{proxy->ref().entry, proxy->ref().incarnation}] = 0;
+  }
+  *proxy_found = true;
+  return Status::OK();
 }
-Status Transaction::HashDelete(const Keyspace&, std::string_view, std::string_view, bool*) {
-  return NotInTransactions("a hash field");
+
+Status KeyList(State* st, const Keyspace& ks, std::string_view key, bool create, TxListOp** op,
+               DictValue* entry) {
+  *op = nullptr;
+  List list;
+  bool found = false;
+  SHM_RETURN_IF_ERROR(KeyAggregate(st, ks, key, create, &list, &found, entry));
+  if (!found) return Status::OK();
+  *op = st->lists.Of(list);
+  (*op)->keyspace = true;
+  return Status::OK();
+}
+
+// The key goes with the last element of its list or hash, as outside transactions.
+Status RemoveEmptyKey(State* st, const Keyspace& ks, std::string_view key, const DictValue& entry,
+                      KeyType type) {
+  SHM_RETURN_IF_ERROR(
+      Stage(st, KeyspaceIndex(ks), true, key, true, DictValue(), Expiry::kAbsolute, 0));
+  NoteOrphan(st, entry, type);
+  return Status::OK();
+}
+
+// The fields of a key's hash as this transaction sees them.
+Status HashSize(State* st, const Dict& hash, uint64_t** size) {
+  auto [it, inserted] = st->hash_sizes.try_emplace({hash.ref().entry, hash.ref().incarnation}, 0);
+  if (inserted) {  // The key's version, read already, covers the hash's contents.
+    DictStats stats;
+    Status s = hash.Stats(&stats);
+    if (!s.ok()) {
+      st->hash_sizes.erase(it);
+      return s;
+    }
+    it->second = stats.entries;
+  }
+  *size = &it->second;
+  return Status::OK();
+}
+
+void NoteHashWrite(State* st, const Dict& hash) {
+  st->hash_writes.try_emplace({hash.ref().entry, hash.ref().incarnation}, hash.ref());
+}
+
+}  // namespace
+
+Status Transaction::Push(const Keyspace& ks, std::string_view key, List::End end,
+                         std::string_view item, uint64_t* length) {
+  TxListOp* op = nullptr;
+  DictValue entry;
+  SHM_RETURN_IF_ERROR(KeyList(state_.get(), ks, key, true, &op, &entry));
+  return PushItem(state_.get(), op, end, item, length);
+}
+
+Status Transaction::Pop(const Keyspace& ks, std::string_view key, List::End end, std::string* item,
+                        bool* got) {
+  *got = false;
+  TxListOp* op = nullptr;
+  DictValue entry;
+  SHM_RETURN_IF_ERROR(KeyList(state_.get(), ks, key, false, &op, &entry));
+  if (op == nullptr) return Status::OK();
+  SHM_RETURN_IF_ERROR(state_->CheckRoom(0));
+  SHM_RETURN_IF_ERROR(state_->lists.Pop(op, end, item, got));
+  if (*got && op->ViewLength() == 0) {
+    return RemoveEmptyKey(state_.get(), ks, key, entry, KeyType::kList);
+  }
+  return Status::OK();
+}
+
+Status Transaction::Length(const Keyspace& ks, std::string_view key, uint64_t* length) {
+  *length = 0;
+  TxListOp* op = nullptr;
+  DictValue entry;
+  SHM_RETURN_IF_ERROR(KeyList(state_.get(), ks, key, false, &op, &entry));
+  return op == nullptr ? Status::OK() : state_->lists.Length(op, length);
+}
+
+Status Transaction::HashGet(const Keyspace& ks, std::string_view key, std::string_view field,
+                            std::string* value) {
+  Dict hash;
+  bool found = false;
+  DictValue entry;
+  SHM_RETURN_IF_ERROR(KeyAggregate(state_.get(), ks, key, false, &hash, &found, &entry));
+  if (!found) return Status::NotFound("no such key");
+  DictValue v;
+  SHM_RETURN_IF_ERROR(Get(hash, field, &v));
+  *value = std::move(v.data);
+  return Status::OK();
+}
+
+Status Transaction::HashSet(const Keyspace& ks, std::string_view key, std::string_view field,
+                            std::string_view value, bool* created) {
+  if (field.size() > Dict::kMaxKey) return Status::InvalidArgument("field longer than the limit");
+  if (value.size() > Dict::kMaxValue) return Status::InvalidArgument("value larger than the limit");
+  State* st = state_.get();
+  Dict hash;
+  bool found = false;
+  DictValue entry;
+  SHM_RETURN_IF_ERROR(KeyAggregate(st, ks, key, true, &hash, &found, &entry));
+  uint64_t* size = nullptr;
+  SHM_RETURN_IF_ERROR(HashSize(st, hash, &size));
+  DictValue current;
+  bool exists = false;
+  SHM_RETURN_IF_ERROR(ViewEntry(st, hash, false, field, &current, &exists));
+  DictValue v;
+  v.data.assign(value);
+  SHM_RETURN_IF_ERROR(Stage(st, hash, false, field, false, std::move(v), Expiry::kAbsolute, 0));
+  NoteHashWrite(st, hash);
+  if (!exists) ++*size;
+  if (created != nullptr) *created = !exists;
+  return Status::OK();
+}
+
+Status Transaction::HashDelete(const Keyspace& ks, std::string_view key, std::string_view field,
+                               bool* existed) {
+  *existed = false;
+  if (field.size() > Dict::kMaxKey) return Status::InvalidArgument("field longer than the limit");
+  State* st = state_.get();
+  Dict hash;
+  bool found = false;
+  DictValue entry;
+  SHM_RETURN_IF_ERROR(KeyAggregate(st, ks, key, false, &hash, &found, &entry));
+  if (!found) return Status::OK();
+  uint64_t* size = nullptr;
+  SHM_RETURN_IF_ERROR(HashSize(st, hash, &size));
+  DictValue current;
+  SHM_RETURN_IF_ERROR(ViewEntry(st, hash, false, field, &current, existed));
+  if (!*existed) return Status::OK();
+  SHM_RETURN_IF_ERROR(Stage(st, hash, false, field, true, DictValue(), Expiry::kAbsolute, 0));
+  NoteHashWrite(st, hash);
+  if (--*size == 0) return RemoveEmptyKey(st, ks, key, entry, KeyType::kHash);
+  return Status::OK();
 }
 
 Status Transaction::Commit() {
   State* st = state_.get();
-  if (st->reads.empty() && st->writes.empty() && st->counters.empty()) return Status::OK();
+  if (st->reads.empty() && st->writes.empty() && st->counters.empty() && st->lists.empty()) {
+    return Status::OK();
+  }
   Status s = CatchAtBoundary("transaction", [&] {
     Committer committer(segment_, st);
     return committer.Run();
   });
+  if (s.ok()) st->created.clear();  // Named by their keys now (or orphans, deleted already).
   Reset();
   return s;
 }
 
-void Transaction::Reset() { state_ = std::make_unique<State>(); }
+void Transaction::Reset() {
+  DropCreated();
+  state_ = std::make_unique<State>();
+}
+
+// The lists and hashes made for new keys of a transaction that did not commit: no key names them.
+void Transaction::DropCreated() {
+  if (state_ == nullptr) return;
+  for (const auto& [name, type] : state_->created) {
+    try {
+      DeleteKeyAggregate(segment_, name, type);
+    } catch (...) {  // Best effort: an empty list or hash no key names is a leak, not a fault.
+    }
+  }
+  state_->created.clear();
+}
 
 size_t Transaction::staged_writes() const {
-  size_t n = state_->writes.size();
+  size_t n = state_->writes.size() + state_->lists.staged();
   for (const auto& [id, op] : state_->counters) n += op.write.has_value() ? 1 : 0;
   return n;
 }

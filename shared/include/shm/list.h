@@ -142,8 +142,10 @@ class List {
   Status DoSet(int64_t index, std::string_view item);
   Status DoReplace(const std::vector<std::string>* expected, const std::vector<std::string>& items,
                    bool* swapped);
-  // Replaces the ring by one of `capacity` slots if that is still what the list needs.
-  Status ResizeRing(uint64_t capacity);
+  // Replaces the ring by one of `capacity` slots if that is still what the list needs (with
+  // `at_least`: if its ring has fewer slots).
+  Status ResizeRing(uint64_t capacity, bool at_least = false);
+  friend struct ListTxAccess;  // A transaction's commit (list_tx.h).
 
   ObjectRef ref_;
   uint64_t max_items_ = 0;  // Copied from the list at Open: constant per incarnation.

@@ -158,6 +158,7 @@ class Transaction {
 
  private:
   friend struct TransactionAccess;  // The keyspace's routing into a transaction (keyspace.cc).
+  void DropCreated();
   Segment* segment_ = nullptr;
   std::unique_ptr<State> state_;
 };
