@@ -5,6 +5,7 @@
 #include <charconv>
 #include <random>
 #include <string>
+#include <type_traits>
 
 #include "boundary.h"
 #include "crash_point.h"
@@ -565,8 +566,14 @@ uint64_t KeyVersionOfEntry(Segment* seg, const DictValue& entry) {
 template <typename Proxy>
 Status Keyspace::WithAggregate(std::string_view key, Access access,
                                const std::function<Status(Proxy&)>& fn) {
-  SHM_KEYSPACE_NOT_IN_TRANSACTION();
   SHM_RETURN_IF_ERROR(ValidateKey(key));
+  if (KeyspaceTransactionScope* scope = ActiveKeyspaceScope(); scope != nullptr) {
+    if constexpr (std::is_same_v<Proxy, List>) {
+      return ScopedWithList(scope, *this, key, access, fn);
+    } else {
+      return ScopedUnsupported(scope);
+    }
+  }
   Segment* seg = index_.ref().segment;
   const KeyType type = TypeOfProxy(static_cast<Proxy*>(nullptr));
   Orphan orphan;   // One removed for being empty.

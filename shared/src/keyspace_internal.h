@@ -44,6 +44,12 @@ Status ScopedUpdateEntry(KeyspaceTransactionScope* scope, const Dict& index, std
 void ScopedDeferOrphan(KeyspaceTransactionScope* scope, const std::string& name, KeyType type);
 // Marks the scope unsupported() and answers Conflict: the operation cannot be staged.
 Status ScopedUnsupported(KeyspaceTransactionScope* scope);
+// Keyspace::WithList through the scope's transaction: `fn` gets a handle whose pushes, pops
+// (without a wait), length and range are staged or read there; the key is created with its
+// first item and goes with its last, as outside transactions.
+Status ScopedWithList(KeyspaceTransactionScope* scope, const Keyspace& keyspace,
+                      std::string_view key, Keyspace::Access access,
+                      const std::function<Status(List&)>& fn);
 
 }  // namespace shm
 

@@ -23,6 +23,8 @@
 #include "segment_impl.h"
 #include "shm/log.h"
 #include "shm/process_id.h"
+#include "shm/transaction.h"
+#include "transaction_lists.h"
 #include "transaction_rep.h"
 
 namespace shm {
@@ -332,8 +334,11 @@ Status List::Open(Segment* segment, std::string_view name, OpenMode mode,
   });
 }
 
+void BindListToTransaction(List* list, Transaction* tx) { list->tx_ = tx; }
+
 Status List::Push(End end, std::string_view item, uint64_t* length) {
   if (!ref_.valid()) return Status::InvalidArgument("list handle is not open");
+  if (tx_ != nullptr) return tx_->Push(*this, end, item, length);
   if (item.size() > max_item_bytes_) {
     return Status::InvalidArgument("item of " + std::to_string(item.size()) +
                                    " bytes exceeds the list's max_item_bytes (" +
@@ -423,11 +428,16 @@ Status List::Pop(End end, std::chrono::milliseconds wait, std::string* item, boo
   *got = false;
   if (!ref_.valid()) return Status::InvalidArgument("list handle is not open");
   SHM_RETURN_IF_ERROR(CheckWait(wait));
+  if (tx_ != nullptr) {
+    if (wait.count() > 0 || place != nullptr) return TxListUnsupported();
+    return tx_->Pop(*this, end, item, got);
+  }
   return CatchAtBoundary("list pop", [&] { return DoPop(end, wait, item, got, place); });
 }
 
 Status List::Join(ListPlace* place) {
   if (!ref_.valid()) return Status::InvalidArgument("list handle is not open");
+  if (tx_ != nullptr) return TxListUnsupported();
   return CatchAtBoundary("list join", [&]() -> Status {
     LeaveOtherLine(place);
     if (place->in_line()) return Status::OK();  // In this line already.
@@ -546,6 +556,7 @@ void DropListPlacesOf(Segment::Impl* seg, EntryRep* entry, pid_t pid) {
 }
 
 Status List::Length(uint64_t* length) const {
+  if (tx_ != nullptr) return tx_->Length(*this, length);
   return CatchAtBoundary("list length", [&]() -> Status {
     ObjectGuard guard;
     SHM_RETURN_IF_ERROR(guard.Lock(ref_));
@@ -558,6 +569,7 @@ Status List::Range(int64_t start, int64_t stop, std::vector<std::string>* items,
                    bool* truncated) const {
   items->clear();
   if (truncated != nullptr) *truncated = false;
+  if (tx_ != nullptr) return TxListRange(tx_, *this, start, stop, items, truncated);
   return CatchAtBoundary("list range", [&] { return DoRange(start, stop, items, truncated); });
 }
 
@@ -591,6 +603,7 @@ Status List::DoRange(int64_t start, int64_t stop, std::vector<std::string>* item
 
 Status List::Set(int64_t index, std::string_view item) {
   if (!ref_.valid()) return Status::InvalidArgument("list handle is not open");
+  if (tx_ != nullptr) return TxListUnsupported();
   if (item.size() > max_item_bytes_) {
     return Status::InvalidArgument("item of " + std::to_string(item.size()) +
                                    " bytes exceeds the list's max_item_bytes (" +
@@ -628,6 +641,7 @@ Status List::Replace(const std::vector<std::string>* expected,
                      const std::vector<std::string>& items, bool* swapped) {
   *swapped = false;
   if (!ref_.valid()) return Status::InvalidArgument("list handle is not open");
+  if (tx_ != nullptr) return TxListUnsupported();
   if (items.size() > max_items_) {
     return Status::OutOfSpace("list is full: " + std::to_string(items.size()) +
                               " items exceed its max_items (" + std::to_string(max_items_) + ")");

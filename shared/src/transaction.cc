@@ -669,6 +669,8 @@ thread_local KeyspaceTransactionScope* t_scope = nullptr;
 
 struct TransactionAccess {
   static State* StateOf(KeyspaceTransactionScope* scope) { return scope->tx_->state_.get(); }
+  static State* StateOf(Transaction* tx) { return tx->state_.get(); }
+  static Transaction* TxOf(KeyspaceTransactionScope* scope) { return scope->tx_; }
   static void MarkUnsupported(KeyspaceTransactionScope* scope) { scope->unsupported_ = true; }
 };
 
@@ -1275,6 +1277,38 @@ Status Transaction::Run(Segment* segment, int attempts,
     if (!last.IsConflict()) return last;
   }
   return last;
+}
+
+// ---- Keyspace lists lent to commands in a transaction (keyspace_internal.h) -------------------
+
+Status ScopedWithList(KeyspaceTransactionScope* scope, const Keyspace& ks, std::string_view key,
+                      Keyspace::Access access, const std::function<Status(List&)>& fn) {
+  State* st = TransactionAccess::StateOf(scope);
+  TxListOp* op = nullptr;
+  DictValue entry;
+  SHM_RETURN_IF_ERROR(KeyList(st, ks, key, access == Keyspace::Access::kCreate, &op, &entry));
+  if (op == nullptr) return Status::NotFound("no such key");
+  List bound = op->list;
+  BindListToTransaction(&bound, TransactionAccess::TxOf(scope));
+  Status outcome = fn(bound);
+  if (access == Keyspace::Access::kRead) return outcome;
+  uint64_t length = 0;
+  SHM_RETURN_IF_ERROR(st->lists.Length(op, &length));
+  if (length == 0) SHM_RETURN_IF_ERROR(RemoveEmptyKey(st, ks, key, entry, KeyType::kList));
+  return outcome;
+}
+
+Status TxListRange(Transaction* tx, const List& list, int64_t start, int64_t stop,
+                   std::vector<std::string>* items, bool* truncated) {
+  State* st = TransactionAccess::StateOf(tx);
+  return st->lists.Range(st->lists.Of(list), start, stop, items, truncated);
+}
+
+Status TxListUnsupported() {
+  if (KeyspaceTransactionScope* scope = ActiveKeyspaceScope(); scope != nullptr) {
+    return ScopedUnsupported(scope);
+  }
+  return Status::InvalidArgument("this list operation cannot join a transaction");
 }
 
 }  // namespace shm

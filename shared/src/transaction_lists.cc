@@ -81,6 +81,19 @@ Status TxLists::Length(TxListOp* op, uint64_t* length) {
   return Status::OK();
 }
 
+Status TxLists::Range(TxListOp* op, int64_t start, int64_t stop, std::vector<std::string>* items,
+                      bool* truncated) {
+  if (op->Changes() > 0) return TxListUnsupported();
+  SHM_RETURN_IF_ERROR(EnsureRead(op));
+  SHM_RETURN_IF_ERROR(op->list.Range(start, stop, items, truncated));
+  ListTxView view;
+  SHM_RETURN_IF_ERROR(ListTxRead(op->list.ref(), -1, &view, nullptr));
+  if (view.writes != *op->writes_seen) {
+    return Status::Conflict("list changed while the transaction read it");
+  }
+  return Status::OK();
+}
+
 size_t TxLists::staged() const {
   size_t n = 0;
   for (const auto& [key, op] : ops_) n += op.Changes();

@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "shm/list.h"
 #include "shm/status.h"
@@ -46,6 +47,9 @@ class TxLists {
   Status Push(TxListOp* op, List::End end, std::string_view item, uint64_t* length);
   Status Pop(TxListOp* op, List::End end, std::string* item, bool* got);
   Status Length(TxListOp* op, uint64_t* length);
+  // As List::Range, of a list this transaction has not changed (else Conflict: unsupported).
+  Status Range(TxListOp* op, int64_t start, int64_t stop, std::vector<std::string>* items,
+               bool* truncated);
 
   std::map<Key, TxListOp>& ops() { return ops_; }
   bool empty() const { return ops_.empty(); }
@@ -54,6 +58,12 @@ class TxLists {
  private:
   std::map<Key, TxListOp> ops_;
 };
+
+// A List handle lent to a keyspace command inside a transaction (List::tx_) routes here: its
+// range, and what it cannot stage (Conflict, marking the thread's scope unsupported).
+Status TxListRange(Transaction* tx, const List& list, int64_t start, int64_t stop,
+                   std::vector<std::string>* items, bool* truncated);
+Status TxListUnsupported();
 
 }  // namespace shm
 
