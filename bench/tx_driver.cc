@@ -1,9 +1,14 @@
 // A transfer (two dict updates) in a shm::Transaction against the same two updates as plain
 // Dict::Set calls, from 1 and 2 processes (each process on its own 8 accounts), in alternating
-// rounds; prints each round and the medians (bench/RESULTS.md, "Transactions").
+// rounds; prints each round and the medians (bench/RESULTS.md, "Transactions"). Besides ops per
+// wall second, ops per CPU second of the processes (CLOCK_PROCESS_CPUTIME_ID): on cores shared
+// with other jobs the wall clock measures the scheduler too, and the CPU figure of 2 processes
+// against 1 says what the processes cost each other (contention), which is what scaling needs.
 //
-// Usage: tx_driver [rounds] [ms per phase]
+// Usage: tx_driver [rounds] [ms per phase] [transfer|sets]
+// The third argument runs only that phase, in this process, for a profiler (perf record).
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -54,8 +59,34 @@ uint64_t Loop(shm::Segment* seg, shm::Dict& dict, Mode mode, int proc, int ms) {
   return n;
 }
 
-// Ops per second of `procs` processes running `mode` at once for `ms`.
-double Phase(shm::Segment* seg, shm::Dict& dict, Mode mode, int procs, int ms) {
+double CpuSeconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
+std::string LoadAverage() {
+  char buf[64] = {};
+  FILE* f = std::fopen("/proc/loadavg", "r");
+  if (f == nullptr) return "?";
+  if (std::fgets(buf, sizeof buf, f) == nullptr) buf[0] = 0;
+  std::fclose(f);
+  std::string s(buf);
+  return s.substr(0, s.find(' '));
+}
+
+struct Rate {
+  double wall;  // Ops per wall-clock second, all processes together.
+  double cpu;   // Ops per CPU second of the processes.
+};
+
+struct Report {
+  uint64_t ops;
+  double cpu_seconds;
+};
+
+// The rates of `procs` processes running `mode` at once for `ms`.
+Rate Phase(shm::Segment* seg, shm::Dict& dict, Mode mode, int procs, int ms) {
   std::vector<int> pipes;
   std::vector<pid_t> pids;
   int go[2];
@@ -69,8 +100,10 @@ double Phase(shm::Segment* seg, shm::Dict& dict, Mode mode, int procs, int ms) {
       close(go[1]);
       char c;
       if (read(go[0], &c, 1) != 1) _exit(2);
-      uint64_t n = Loop(seg, dict, mode, p, ms);
-      if (write(fds[1], &n, sizeof n) != sizeof n) _exit(3);
+      const double cpu_start = CpuSeconds();
+      Report report{Loop(seg, dict, mode, p, ms), 0};
+      report.cpu_seconds = CpuSeconds() - cpu_start;
+      if (write(fds[1], &report, sizeof report) != sizeof report) _exit(3);
       _exit(0);
     }
     close(fds[1]);
@@ -82,15 +115,17 @@ double Phase(shm::Segment* seg, shm::Dict& dict, Mode mode, int procs, int ms) {
   if (write(go[1], std::string(procs, 'g').data(), procs) != procs) std::abort();
   close(go[1]);
   uint64_t total = 0;
+  double cpu = 0;
   for (int fd : pipes) {
-    uint64_t n = 0;
-    if (read(fd, &n, sizeof n) != sizeof n) std::abort();
-    total += n;
+    Report report{};
+    if (read(fd, &report, sizeof report) != sizeof report) std::abort();
+    total += report.ops;
+    cpu += report.cpu_seconds;
     close(fd);
   }
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
   for (pid_t pid : pids) waitpid(pid, nullptr, 0);
-  return static_cast<double>(total) / seconds;
+  return Rate{static_cast<double>(total) / seconds, static_cast<double>(total) / cpu};
 }
 
 double Median(std::vector<double> v) {
@@ -115,28 +150,54 @@ int main(int argc, char** argv) {
     return 1;
   }
   for (int i = 0; i < 16; ++i) dict.Set("acct" + std::to_string(i), "1000", shm::SetOptions());
+  if (argc > 3) {
+    const Mode only = std::string(argv[3]) == "sets" ? Mode::kTwoSets : Mode::kTransfer;
+    uint64_t n = 0;
+    for (int r = 0; r < rounds; ++r) n += Loop(seg.get(), dict, only, 0, ms);
+    std::printf("%s: %.0f/s\n", argv[3], n / (rounds * ms / 1000.0));
+    seg.reset();
+    shm::Segment::Remove(shm::Segment::ShmName(options.name, 1));
+    return 0;
+  }
   std::vector<double> sets1, tx1, sets2, tx2, ratio1, ratio2, scale_tx, scale_sets;
+  std::vector<double> cpu_ratio1, cpu_tx1, cpu_tx2, cpu_scale_tx, cpu_scale_sets;
+  const std::string load_before = LoadAverage();
   for (int r = 0; r < rounds; ++r) {
-    sets1.push_back(Phase(seg.get(), dict, Mode::kTwoSets, 1, ms));
-    tx1.push_back(Phase(seg.get(), dict, Mode::kTransfer, 1, ms));
-    sets2.push_back(Phase(seg.get(), dict, Mode::kTwoSets, 2, ms));
-    tx2.push_back(Phase(seg.get(), dict, Mode::kTransfer, 2, ms));
-    ratio1.push_back(sets1.back() / tx1.back());
-    ratio2.push_back(sets2.back() / tx2.back());
-    scale_tx.push_back(tx2.back() / tx1.back());
-    scale_sets.push_back(sets2.back() / sets1.back());
+    const Rate s1 = Phase(seg.get(), dict, Mode::kTwoSets, 1, ms);
+    const Rate t1 = Phase(seg.get(), dict, Mode::kTransfer, 1, ms);
+    const Rate s2 = Phase(seg.get(), dict, Mode::kTwoSets, 2, ms);
+    const Rate t2 = Phase(seg.get(), dict, Mode::kTransfer, 2, ms);
+    sets1.push_back(s1.wall);
+    tx1.push_back(t1.wall);
+    sets2.push_back(s2.wall);
+    tx2.push_back(t2.wall);
+    ratio1.push_back(s1.wall / t1.wall);
+    ratio2.push_back(s2.wall / t2.wall);
+    scale_tx.push_back(t2.wall / t1.wall);
+    scale_sets.push_back(s2.wall / s1.wall);
+    cpu_tx1.push_back(t1.cpu);
+    cpu_tx2.push_back(t2.cpu);
+    cpu_ratio1.push_back(s1.cpu / t1.cpu);
+    cpu_scale_tx.push_back(t2.cpu / t1.cpu);
+    cpu_scale_sets.push_back(s2.cpu / s1.cpu);
     std::printf(
-        "round %d: 1 proc: two sets %.0f/s, transfer %.0f/s (%.2fx); 2 procs: two sets %.0f/s, "
-        "transfer %.0f/s (%.2fx); transfer 2/1 procs %.2fx\n",
-        r, sets1.back(), tx1.back(), ratio1.back(), sets2.back(), tx2.back(), ratio2.back(),
-        scale_tx.back());
+        "round %d: 1 proc: two sets %.0f/s, transfer %.0f/s (%.2fx; CPU %.2fx); 2 procs: two sets "
+        "%.0f/s, transfer %.0f/s (%.2fx); transfer 2/1 procs %.2fx (per CPU-s %.2fx)\n",
+        r, s1.wall, t1.wall, ratio1.back(), cpu_ratio1.back(), s2.wall, t2.wall, ratio2.back(),
+        scale_tx.back(), cpu_scale_tx.back());
   }
   std::printf(
-      "median: 1 proc: two sets %.0f/s, transfer %.0f/s, cost ratio %.2fx (goal <= 3x)\n"
+      "load average %s before, %s after\n"
+      "median: 1 proc: two sets %.0f/s, transfer %.0f/s, cost ratio %.2fx (goal <= 3x); "
+      "in CPU time %.2fx\n"
       "median: 2 procs: two sets %.0f/s, transfer %.0f/s, cost ratio %.2fx\n"
-      "median: transfer 2 procs / 1 proc %.2fx (goal >= 1.5x); two sets 2/1 %.2fx\n",
-      Median(sets1), Median(tx1), Median(ratio1), Median(sets2), Median(tx2), Median(ratio2),
-      Median(scale_tx), Median(scale_sets));
+      "median: transfer 2 procs / 1 proc %.2fx (goal >= 1.5x); two sets 2/1 %.2fx\n"
+      "median: per CPU-second: transfer 1 proc %.0f/s, 2 procs %.0f/s: 2/1 %.2fx (two sets "
+      "%.2fx), so 2 processes on 2 free cores would do at most %.2fx one\n",
+      load_before.c_str(), LoadAverage().c_str(), Median(sets1), Median(tx1), Median(ratio1),
+      Median(cpu_ratio1), Median(sets2), Median(tx2), Median(ratio2), Median(scale_tx),
+      Median(scale_sets), Median(cpu_tx1), Median(cpu_tx2), Median(cpu_scale_tx),
+      Median(cpu_scale_sets), 2 * Median(cpu_scale_tx));
   seg.reset();
   shm::Segment::Remove(shm::Segment::ShmName(options.name, 1));
   return 0;

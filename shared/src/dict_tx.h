@@ -26,6 +26,8 @@ struct DictTxTarget {
 // Where `key` of ref's dict lives, read without the lock (DictTxReadLocked checks it again).
 // NotFound when the dict is gone.
 Status DictTxLocate(const ObjectRef& ref, std::string_view key, DictTxTarget* target);
+// As above, for a key whose DictKeyHash is `hash`.
+Status DictTxLocate(const ObjectRef& ref, uint64_t hash, DictTxTarget* target);
 // Takes a stripe as every dict operation does, settling a dead holder's work first. False when
 // `timeout` ran out, with the lock not held.
 bool DictTxLockStripe(Segment::Impl* seg, DictStripeRep* stripe, std::chrono::nanoseconds timeout);

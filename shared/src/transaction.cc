@@ -4,11 +4,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cerrno>
 #include <chrono>
 #include <map>
 #include <thread>
-#include <tuple>
 #include <type_traits>
 #include <utility>
 
@@ -24,6 +24,7 @@
 #include "segment_impl.h"
 #include "shm/integer.h"
 #include "shm/log.h"
+#include "shm/process_id.h"
 #include "transaction_lists.h"
 #include "transaction_rep.h"
 
@@ -38,43 +39,53 @@ Status WrongType() {
   return Status::WrongType("Operation against a key holding the wrong kind of value");
 }
 
-// The identity of an entry: its object's incarnation (a recreated object is another), and key.
-using EntryKey = std::tuple<const EntryRep*, uint64_t, std::string>;
-
-EntryKey KeyOf(const ObjectRef& ref, std::string_view key) {
-  return {ref.entry, ref.incarnation, std::string(key)};
-}
-
 // How a staged put's expiry is decided at commit, under the lock.
 enum class Expiry : uint8_t { kAbsolute, kTtl, kKeep };
 
+// Lookups of a transaction's entries scan them up to this many, then use State::index.
+constexpr size_t kScanEntries = 8;
+
+uint64_t MixIdentity(const EntryRep* object, uint64_t incarnation, uint64_t hash) {
+  return (hash ^ (reinterpret_cast<uintptr_t>(object) * 0x9e3779b97f4a7c15ull)) + incarnation;
+}
+
 }  // namespace
 
+// A transaction's staging. Run builds a fresh Transaction per attempt and a service runs one per
+// request, so a State is reused (one spare per thread, see TakeState): its vectors, keys and
+// values keep their capacity, and a transaction in the steady state allocates nothing on the heap.
 struct Transaction::State {
-  struct Read {
+  // One dict entry (a registry dict's or a keyspace's) this transaction read, wrote or both,
+  // identified by its object's incarnation (a recreated object is another) and key.
+  struct Entry {
     ObjectRef ref;
+    uint64_t hash = 0;  // DictKeyHash(key): the lookup's filter, and where the commit finds it.
     std::string key;
     bool keyspace = false;
-    uint64_t version = 0;  // 0: absent. For a keyspace key, Keyspace::Version's.
-  };
-  struct Write {
-    ObjectRef ref;
-    std::string key;
-    bool keyspace = false;
+    bool read = false;
+    uint64_t version = 0;  // Read: 0 absent. For a keyspace key, Keyspace::Version's.
+    bool written = false;
     bool erase = false;
-    DictValue value;  // What a later read of this transaction sees (version 0: not yet known).
+    DictValue value;  // Written: what a later read sees (version 0: not yet known).
     Expiry expiry = Expiry::kAbsolute;
     int64_t ttl_ms = 0;
   };
-  std::map<EntryKey, Read> reads;
-  std::map<EntryKey, Write> writes;
+  // The first `used` are this transaction's; the ones after keep their strings' capacity.
+  std::vector<Entry> entries;
+  size_t used = 0;
+  // Past kScanEntries entries: open addressing over entry index + 1 (0: empty), by MixIdentity.
+  std::vector<uint32_t> index;
+  size_t reads = 0;   // Entries read.
+  size_t writes = 0;  // Entries written.
+
   // Counters by entry: the value read (recorded, checked at commit), the value to leave.
   struct CounterOp {
     ObjectRef ref;
     std::optional<int64_t> read;
     std::optional<int64_t> write;
+    int lock_state = 0;  // At commit: 0 free, 1 named in counter_tx, 2 value locked.
   };
-  std::map<std::pair<const EntryRep*, uint64_t>, CounterOp> counters;
+  std::vector<CounterOp> counters;  // Few per transaction: looked up by a scan.
   // Lists and hashes to delete once the commit removed or replaced the keys naming them.
   std::vector<std::pair<std::string, KeyType>> orphans;
   // Lists pushed and popped (transaction_lists.h).
@@ -87,8 +98,27 @@ struct Transaction::State {
   std::vector<std::pair<std::string, KeyType>> created;
   size_t staged_bytes = 0;
 
+  // The commit's working lists (Committer), kept here for their capacity.
+  struct Located {
+    DictTxTarget target;
+    uint32_t change = 0;  // Written: its index in the record.
+  };
+  std::vector<Located> located;  // Per entry.
+  std::vector<uint32_t> order;   // Entry indices in lock order.
+  // One lock a commit takes: the entries order[begin, end) are validated and changed under it.
+  struct Share {
+    DictStripeRep* stripe;
+    bool keyspace;  // A keyspace stripe: taken before every dict stripe (layout.h).
+    uint32_t begin;
+    uint32_t end;
+    bool changes;  // Some entry of it is written.
+    bool held;
+    bool marked;  // Its stripe's tx_record names the record.
+  };
+  std::vector<Share> shares;  // In lock order.
+
   Status CheckRoom(size_t bytes) const {
-    if (reads.size() + writes.size() + counters.size() + lists.staged() >= kMaxOps) {
+    if (reads + writes + counters.size() + lists.staged() >= kMaxOps) {
       return Status::InvalidArgument("transaction has more than " + std::to_string(kMaxOps) +
                                      " operations");
     }
@@ -98,49 +128,137 @@ struct Transaction::State {
     }
     return Status::OK();
   }
+
+  bool empty() const { return used == 0 && counters.empty() && lists.empty(); }
+
+  void Clear() {
+    used = reads = writes = staged_bytes = 0;
+    index.clear();
+    counters.clear();
+    orphans.clear();
+    lists.clear();
+    hash_writes.clear();
+    hash_sizes.clear();
+    created.clear();
+  }
+
+  // The entry of key in ref's dict, or nullptr.
+  Entry* Find(const ObjectRef& ref, uint64_t hash, std::string_view key) {
+    auto same = [&](const Entry& e) {
+      return e.hash == hash && e.ref.entry == ref.entry && e.ref.incarnation == ref.incarnation &&
+             e.key == key;
+    };
+    if (index.empty()) {
+      for (size_t i = 0; i < used; ++i) {
+        if (same(entries[i])) return &entries[i];
+      }
+      return nullptr;
+    }
+    const size_t mask = index.size() - 1;
+    for (size_t pos = MixIdentity(ref.entry, ref.incarnation, hash) & mask;;
+         pos = (pos + 1) & mask) {
+      if (index[pos] == 0) return nullptr;
+      if (same(entries[index[pos] - 1])) return &entries[index[pos] - 1];
+    }
+  }
+
+  // A new entry (REQUIRES: Find answered nullptr), reusing a spare one's strings.
+  Entry* Add(const ObjectRef& ref, uint64_t hash, std::string_view key, bool keyspace) {
+    if (used == entries.size()) entries.emplace_back();
+    Entry& e = entries[used++];
+    e.ref = ref;
+    e.hash = hash;
+    e.key.assign(key);
+    e.keyspace = keyspace;
+    e.read = e.written = e.erase = false;
+    e.version = 0;
+    e.expiry = Expiry::kAbsolute;
+    e.ttl_ms = 0;
+    if (!index.empty() && used * 2 <= index.size()) {
+      Place(used - 1);
+    } else if (used > kScanEntries) {
+      Reindex();
+    }
+    return &e;
+  }
+
+ private:
+  void Place(size_t i) {
+    const Entry& e = entries[i];
+    const size_t mask = index.size() - 1;
+    size_t pos = MixIdentity(e.ref.entry, e.ref.incarnation, e.hash) & mask;
+    while (index[pos] != 0) pos = (pos + 1) & mask;
+    index[pos] = static_cast<uint32_t>(i + 1);
+  }
+  void Reindex() {
+    index.assign(std::bit_ceil(used * 4), 0);
+    for (size_t i = 0; i < used; ++i) Place(i);
+  }
 };
 
 namespace {
 
 using State = Transaction::State;
 
+// Up to one spare State per thread (its capacity is what a transaction reuses).
+thread_local std::unique_ptr<State> t_spare_state;
+
+std::unique_ptr<State> TakeState() {
+  if (t_spare_state != nullptr) return std::move(t_spare_state);
+  return std::make_unique<State>();
+}
+
+void ReturnState(std::unique_ptr<State> state) {
+  if (state == nullptr) return;
+  state->Clear();
+  if (t_spare_state == nullptr) t_spare_state = std::move(state);
+}
+
 // The entry of `key` as this transaction sees it: a staged write, else the committed state (the
 // version read is recorded; a second read that differs is a conflict at once). *found false
-// when absent. For a keyspace, *version_out gets the key's version (Keyspace::Version's).
+// when absent.
 Status ViewEntry(State* st, const Dict& dict, bool keyspace, std::string_view key, DictValue* out,
                  bool* found) {
-  const EntryKey id = KeyOf(dict.ref(), key);
-  if (auto w = st->writes.find(id); w != st->writes.end()) {
-    *found = !w->second.erase;
-    if (*found) *out = w->second.value;
+  const uint64_t hash = DictKeyHash(key);
+  State::Entry* e = st->Find(dict.ref(), hash, key);
+  if (e != nullptr && e->written) {
+    *found = !e->erase;
+    if (*found) *out = e->value;
     return Status::OK();
   }
   SHM_RETURN_IF_ERROR(st->CheckRoom(key.size()));
-  DictValue value;
-  Status s = dict.Get(key, &value);
+  Status s = dict.Get(key, out);
   if (!s.ok() && !s.IsNotFound()) return s;
   *found = s.ok();
   uint64_t version = 0;
-  if (*found) version = keyspace ? KeyVersionOfEntry(dict.ref().segment, value) : value.version;
-  auto [it, inserted] = st->reads.try_emplace(id);
-  if (inserted) {
-    it->second = State::Read{dict.ref(), std::string(key), keyspace, version};
+  if (*found) version = keyspace ? KeyVersionOfEntry(dict.ref().segment, *out) : out->version;
+  if (e == nullptr) e = st->Add(dict.ref(), hash, key, keyspace);
+  if (!e->read) {
+    e->read = true;
+    e->version = version;
+    ++st->reads;
     st->staged_bytes += key.size();
-  } else if (it->second.version != version) {
+  } else if (e->version != version) {
     return Status::Conflict("key changed while the transaction read it");
   }
-  if (*found) *out = std::move(value);
   return Status::OK();
 }
 
 Status Stage(State* st, const Dict& dict, bool keyspace, std::string_view key, bool erase,
              DictValue value, Expiry expiry, int64_t ttl_ms) {
   const size_t bytes = key.size() + value.data.size() + value.content_type.size();
-  const EntryKey id = KeyOf(dict.ref(), key);
-  if (st->writes.find(id) == st->writes.end()) SHM_RETURN_IF_ERROR(st->CheckRoom(bytes));
-  value.version = 0;
-  State::Write& w = st->writes[id];
-  w = State::Write{dict.ref(), std::string(key), keyspace, erase, std::move(value), expiry, ttl_ms};
+  const uint64_t hash = DictKeyHash(key);
+  State::Entry* e = st->Find(dict.ref(), hash, key);
+  if (e == nullptr || !e->written) SHM_RETURN_IF_ERROR(st->CheckRoom(bytes));
+  if (e == nullptr) e = st->Add(dict.ref(), hash, key, keyspace);
+  if (!e->written) ++st->writes;
+  e->written = true;
+  e->keyspace = keyspace;
+  e->erase = erase;
+  e->value = std::move(value);
+  e->value.version = 0;
+  e->expiry = expiry;
+  e->ttl_ms = ttl_ms;
   st->staged_bytes += bytes;
   return Status::OK();
 }
@@ -157,7 +275,8 @@ Status ViewKey(State* st, const Keyspace& ks, std::string_view key, DictValue* e
   SHM_RETURN_IF_ERROR(ViewEntry(st, KeyspaceIndex(ks), true, key, entry, &found));
   *type = found ? KeyTypeOfEntry(*entry) : KeyType::kNone;
   // An aggregate this transaction named stands: it stages a key's list or hash only non-empty.
-  const bool staged = st->writes.count(KeyOf(KeyspaceIndex(ks).ref(), key)) != 0;
+  const State::Entry* e = st->Find(KeyspaceIndex(ks).ref(), DictKeyHash(key), key);
+  const bool staged = e != nullptr && e->written;
   if (found && !staged && *type != KeyType::kString && !KeyEntryLive(ks.ref().segment, *entry)) {
     *type = KeyType::kNone;
   }
@@ -182,19 +301,18 @@ Status StageKeyString(State* st, const Keyspace& ks, std::string_view key, std::
 
 // ---- Commit ----------------------------------------------------------------------------------
 
-// One lock a commit takes, with what it validates and changes under it.
-struct Share {
-  DictStripeRep* stripe = nullptr;
-  bool keyspace = false;  // A keyspace stripe: taken before every dict stripe (layout.h).
-  std::vector<const State::Read*> reads;
-  std::vector<uint32_t> changes;  // Indices into the record.
-  bool held = false;
-};
-
-bool LockOrder(const Share& a, const Share& b) {
-  if (a.keyspace != b.keyspace) return a.keyspace;
-  return a.stripe < b.stripe;
+bool InKeyspace(Segment::Impl* seg, const DictStripeRep* stripe) {
+  const DictStripeRep* keyspace = seg->root()->keyspace_stripes;
+  return stripe >= keyspace && stripe < keyspace + kDictStripes;
 }
+
+// New keys one share inserts into one shard.
+struct Inserts {
+  uint64_t body;
+  uint32_t shard;
+  uint64_t count;
+  const State::Entry* first;  // One of them, naming the dict to grow.
+};
 
 // A list a commit takes, after every stripe.
 struct ListLock {
@@ -226,8 +344,8 @@ class Committer {
       ReleaseAll();
       SHM_RETURN_IF_ERROR(s);
       if (round == kMaxGrowRounds) return Status::Timeout("tables keep filling; try again");
-      for (const auto& [ref, shard, inserts] : grow_) {
-        SHM_RETURN_IF_ERROR(DictTxGrow(ref, shard, inserts, &writer_));
+      for (const Inserts& g : grow_) {
+        SHM_RETURN_IF_ERROR(DictTxGrow(g.first->ref, g.shard, g.count, &writer_));
       }
       for (const auto& [ref, capacity] : list_grow_) SHM_RETURN_IF_ERROR(ListTxGrow(ref, capacity));
     }
@@ -245,54 +363,57 @@ class Committer {
   }
 
  private:
-  Share& ShareOf(const DictTxTarget& target) {
-    auto [it, inserted] = index_.try_emplace(target.stripe, shares_.size());
-    if (inserted) {
-      const DictStripeRep* keyspace = seg_->root()->keyspace_stripes;
-      const bool in_keyspace = target.stripe >= keyspace && target.stripe < keyspace + kDictStripes;
-      shares_.push_back(Share{target.stripe, in_keyspace, {}, {}, false});
-    }
-    return shares_[it->second];
-  }
+  State::Entry& EntryAt(uint32_t i) { return st_->entries[i]; }
+  State::Located& Where(uint32_t i) { return st_->located[i]; }
 
-  // Where every read and write lives; the shares in lock order.
+  // Where every entry lives; the entries in lock order, cut into one share per stripe.
   Status Plan() {
-    for (const auto& [id, read] : st_->reads) {
-      DictTxTarget target;
-      SHM_RETURN_IF_ERROR(DictTxLocate(read.ref, read.key, &target));
-      ShareOf(target);
-      read_targets_.emplace_back(&read, target);
+    const auto n = static_cast<uint32_t>(st_->used);
+    st_->located.resize(n);
+    st_->order.resize(n);
+    for (uint32_t i = 0; i < n; ++i) {
+      SHM_RETURN_IF_ERROR(DictTxLocate(EntryAt(i).ref, EntryAt(i).hash, &Where(i).target));
+      st_->order[i] = i;
     }
-    for (const auto& [id, write] : st_->writes) {
-      DictTxTarget target;
-      SHM_RETURN_IF_ERROR(DictTxLocate(write.ref, write.key, &target));
-      ShareOf(target);
-      write_targets_.emplace_back(&write, target);
+    // Lock order: keyspace stripes before every dict stripe (layout.h), then by address.
+    auto before = [this](uint32_t a, uint32_t b) {
+      const DictStripeRep* sa = Where(a).target.stripe;
+      const DictStripeRep* sb = Where(b).target.stripe;
+      if (sa == sb) return a < b;  // The record lists a share's changes in staging order.
+      const bool ka = InKeyspace(seg_, sa), kb = InKeyspace(seg_, sb);
+      return ka != kb ? ka : sa < sb;
+    };
+    if (n == 2) {  // A transfer: two keys, no sort needed.
+      if (before(1, 0)) std::swap(st_->order[0], st_->order[1]);
+    } else {
+      std::sort(st_->order.begin(), st_->order.end(), before);
     }
-    for (auto& [id, op] : st_->counters) counters_.push_back(&op);
-    std::sort(counters_.begin(), counters_.end(),
-              [](const State::CounterOp* a, const State::CounterOp* b) {
-                return a->ref.entry < b->ref.entry;
+    st_->shares.clear();
+    for (uint32_t k = 0; k < n; ++k) {
+      DictStripeRep* stripe = Where(st_->order[k]).target.stripe;
+      if (st_->shares.empty() || st_->shares.back().stripe != stripe) {
+        st_->shares.push_back(
+            State::Share{stripe, InKeyspace(seg_, stripe), k, k, false, false, false});
+      }
+      st_->shares.back().end = k + 1;
+      st_->shares.back().changes |= EntryAt(st_->order[k]).written;
+    }
+    std::sort(st_->counters.begin(), st_->counters.end(),
+              [](const State::CounterOp& a, const State::CounterOp& b) {
+                return a.ref.entry < b.ref.entry;
               });
-    counter_state_.assign(counters_.size(), 0);
+    for (State::CounterOp& op : st_->counters) op.lock_state = 0;
     for (auto& [key, op] : st_->lists.ops()) {  // In lock order (entry address) already.
       lists_.push_back(ListLock{&op, 0, op.Changes() > 0, false, false});
-    }
-    std::vector<Share> sorted = shares_;
-    std::sort(sorted.begin(), sorted.end(), LockOrder);
-    shares_ = std::move(sorted);
-    index_.clear();
-    for (size_t i = 0; i < shares_.size(); ++i) index_[shares_[i].stripe] = i;
-    for (const auto& [read, target] : read_targets_) {
-      shares_[index_[target.stripe]].reads.push_back(read);
     }
     return Status::OK();
   }
 
-  // The record and every new blob, allocated before any lock is taken.
+  // The record and every new blob, allocated before any lock is taken. The changes follow the
+  // lock order, so each share's are contiguous.
   Status BuildRecord() {
-    const auto writes = static_cast<uint32_t>(write_targets_.size());
-    auto count = writes + static_cast<uint32_t>(counters_.size());
+    const auto writes = static_cast<uint32_t>(st_->writes);
+    auto count = writes + static_cast<uint32_t>(st_->counters.size());
     const uint32_t lists_first = count;
     uint32_t changed_lists = 0;
     for (ListLock& l : lists_) {
@@ -305,30 +426,36 @@ class Committer {
     if (count == 0) return Status::OK();
     SHM_RETURN_IF_ERROR(writer_.AllocateOwned(TxRecordRep::AllocationSize(count), &record_));
     auto* rec = new (seg_->Ptr<void>(record_)) TxRecordRep();
-    rec->owner = getpid();
+    rec->owner = CurrentPid();
     for (uint32_t i = 0; i < count; ++i) new (&rec->changes()[i]) TxChangeRep{};
     rec->count = count;  // Set once every change is zeroed: FreeTxRecord reads this many.
     CrashPoint("tx_after_record");
-    for (uint32_t j = 0; j < counters_.size(); ++j) {
+    for (uint32_t j = 0; j < st_->counters.size(); ++j) {
       TxChangeRep& c = rec->changes()[writes + j];
-      c.entry = seg_->Handle(counters_[j]->ref.entry);
-      c.incarnation = counters_[j]->ref.incarnation;
+      c.entry = seg_->Handle(st_->counters[j].ref.entry);
+      c.incarnation = st_->counters[j].ref.incarnation;
       c.erase = kTxCounter;
     }
-    for (uint32_t i = 0; i < writes; ++i) {
-      const auto& [write, target] = write_targets_[i];
-      TxChangeRep& c = rec->changes()[i];
-      c.stripe = seg_->Handle(target.stripe);
-      c.entry = seg_->Handle(write->ref.entry);
-      c.incarnation = write->ref.incarnation;
-      c.body = target.body;
-      c.shard = target.shard;
-      c.erase = write->erase ? 1 : 0;
-      const DictValue& v = write->value;
-      SHM_RETURN_IF_ERROR(DictTxAllocateBlob(seg_, &writer_, write->key,
-                                             write->erase ? "" : v.content_type,
-                                             write->erase ? "" : v.data, v.expires_at_ms, &c.blob));
-      shares_[index_[target.stripe]].changes.push_back(i);
+    uint32_t next = 0;
+    uint32_t shares = 0;
+    for (const State::Share& share : st_->shares) {
+      shares += share.changes ? 1 : 0;
+      for (uint32_t k = share.begin; k < share.end; ++k) {
+        const State::Entry& e = EntryAt(st_->order[k]);
+        if (!e.written) continue;
+        const DictTxTarget& target = Where(st_->order[k]).target;
+        Where(st_->order[k]).change = next;
+        TxChangeRep& c = rec->changes()[next++];
+        c.stripe = seg_->Handle(target.stripe);
+        c.entry = seg_->Handle(e.ref.entry);
+        c.incarnation = e.ref.incarnation;
+        c.body = target.body;
+        c.shard = target.shard;
+        c.erase = e.erase ? 1 : 0;
+        const DictValue& v = e.value;
+        SHM_RETURN_IF_ERROR(DictTxAllocateBlob(seg_, &writer_, e.key, e.erase ? "" : v.content_type,
+                                               e.erase ? "" : v.data, v.expires_at_ms, &c.blob));
+      }
     }
     for (const ListLock& l : lists_) {
       if (!l.changed) continue;
@@ -337,87 +464,92 @@ class Committer {
                                            op.pops_left, op.pops_right));
     }
     if (lists_first < count) CrashPoint("tx_after_list_record");
-    uint32_t shares = 0;
-    for (const Share& share : shares_) shares += share.changes.empty() ? 0 : 1;
-    rec->shares_left.store(shares + static_cast<uint32_t>(counters_.size()) + changed_lists);
+    rec->shares_left.store(shares + static_cast<uint32_t>(st_->counters.size()) + changed_lists);
     return Status::OK();
   }
 
   TxRecordRep* record() { return seg_->Ptr<TxRecordRep>(record_); }
 
-  Status LockShare(Share& share) {
+  Status LockShare(State::Share& share) {
     if (!DictTxLockStripe(seg_, share.stripe, kDefaultLockTimeout)) {
       return Status::Timeout("a transaction's key is busy (held by pid " +
                              std::to_string(share.stripe->mu.owner_pid()) + "); try again");
     }
     share.held = true;
-    if (!share.changes.empty()) share.stripe->tx_record.store(record_, std::memory_order_seq_cst);
-    return Status::OK();
-  }
-
-  // Under the share's lock: every read still sees the version it recorded.
-  Status ValidateShare(const Share& share) {
-    for (const State::Read* read : share.reads) {
-      DictTxTarget target;
-      SHM_RETURN_IF_ERROR(DictTxLocate(read->ref, read->key, &target));
-      if (target.stripe != share.stripe) return Status::Conflict("object was replaced");
-      uint64_t version = 0;
-      Status s;
-      if (read->keyspace) {  // A list's or hash's version needs the entry's content.
-        DictValue value;
-        bool found = false;
-        s = DictTxReadLocked(read->ref, target, read->key, &value, &found);
-        if (s.ok() && found) version = KeyVersionOfEntry(segment_, value);
-      } else {
-        int64_t expires_at_ms = 0;
-        s = DictTxProbeLocked(read->ref, target, read->key, &version, &expires_at_ms);
-      }
-      if (s.IsNotFound()) return Status::Conflict("object was deleted");
-      SHM_RETURN_IF_ERROR(s);
-      if (version != read->version) {
-        return Status::Conflict("a key read by the transaction changed before its commit");
-      }
+    if (share.changes) {
+      share.stripe->tx_record.store(record_, std::memory_order_seq_cst);
+      share.marked = true;
     }
     return Status::OK();
   }
 
-  // Under the share's lock: room for its inserts, expiries, and the bound of each dict.
-  Status PrepareShare(const Share& share) {
-    std::map<std::pair<uint64_t, uint32_t>, uint64_t> inserts;  // (body, shard) -> new keys.
-    for (uint32_t i : share.changes) {
-      const auto& [write, target] = write_targets_[i];
-      uint64_t version = 0;
-      int64_t expires_at_ms = 0;
-      Status s = DictTxProbeLocked(write->ref, target, write->key, &version, &expires_at_ms);
-      if (s.IsNotFound()) return Status::Conflict("object was deleted");
-      SHM_RETURN_IF_ERROR(s);
-      const bool found = version != 0;
-      if (write->erase) continue;
-      if (!found) ++inserts[{target.body, target.shard}];
-      auto* blob = seg_->Ptr<DictEntryBlob>(record()->changes()[i].blob);
-      if (write->expiry == Expiry::kKeep) {
-        blob->expires_at_ms =
-            found ? expires_at_ms : DictTxExpiryLocked(seg_, target, write->ttl_ms);
-      } else if (write->expiry == Expiry::kTtl) {
-        blob->expires_at_ms = DictTxExpiryLocked(seg_, target, write->ttl_ms);
+  // Under the share's lock, one look at each of its entries: a read still sees the version it
+  // recorded; a write gets its expiry and is checked against its dict's bound; inserts are
+  // counted for the room check.
+  Status CheckEntryLocked(uint32_t i) {
+    const State::Entry& e = EntryAt(i);
+    const DictTxTarget& target = Where(i).target;
+    uint64_t version = 0;
+    int64_t expires_at_ms = 0;
+    Status s;
+    if (e.read && e.keyspace) {  // A list's or hash's version needs the entry's content.
+      DictValue value;
+      bool found = false;
+      s = DictTxReadLocked(e.ref, target, e.key, &value, &found);
+      if (s.ok() && found) {
+        version = value.version;
+        expires_at_ms = value.expires_at_ms;
+        if (KeyVersionOfEntry(segment_, value) != e.version) return ReadChanged();
+      } else if (s.ok() && e.version != 0) {
+        return ReadChanged();
       }
-      const uint64_t max_bytes = seg_->Ptr<DictRep>(target.body)->max_bytes;
-      if (max_bytes != 0 && blob->charged_bytes() > max_bytes) {
-        return Status::InvalidArgument("entry of " + std::to_string(blob->charged_bytes()) +
-                                       " bytes is larger than the dict's max_bytes (" +
-                                       std::to_string(max_bytes) + ")");
+    } else {
+      s = DictTxProbeLocked(e.ref, target, e.key, &version, &expires_at_ms);
+      if (s.ok() && e.read && version != e.version) return ReadChanged();
+    }
+    if (s.IsNotFound()) return Status::Conflict("object was deleted");
+    SHM_RETURN_IF_ERROR(s);
+    if (!e.written || e.erase) return Status::OK();
+    const bool found = version != 0;
+    if (!found) CountInsert(e, target);
+    auto* blob = seg_->Ptr<DictEntryBlob>(record()->changes()[Where(i).change].blob);
+    if (e.expiry == Expiry::kKeep) {
+      blob->expires_at_ms = found ? expires_at_ms : DictTxExpiryLocked(seg_, target, e.ttl_ms);
+    } else if (e.expiry == Expiry::kTtl) {
+      blob->expires_at_ms = DictTxExpiryLocked(seg_, target, e.ttl_ms);
+    }
+    const uint64_t max_bytes = seg_->Ptr<DictRep>(target.body)->max_bytes;
+    if (max_bytes != 0 && blob->charged_bytes() > max_bytes) {
+      return Status::InvalidArgument("entry of " + std::to_string(blob->charged_bytes()) +
+                                     " bytes is larger than the dict's max_bytes (" +
+                                     std::to_string(max_bytes) + ")");
+    }
+    return Status::OK();
+  }
+
+  static Status ReadChanged() {
+    return Status::Conflict("a key read by the transaction changed before its commit");
+  }
+
+  void CountInsert(const State::Entry& e, const DictTxTarget& target) {
+    for (Inserts& ins : inserts_) {
+      if (ins.body == target.body && ins.shard == target.shard) {
+        ++ins.count;
+        return;
       }
     }
-    for (const auto& [where, n] : inserts) {
-      DictTxTarget target{share.stripe, where.first, where.second, 0};
-      if (!DictTxRoomLocked(seg_, target, n)) {
-        for (uint32_t i : share.changes) {
-          const auto& [write, t] = write_targets_[i];
-          if (t.body == where.first && t.shard == where.second) {
-            grow_.emplace_back(write->ref, where.second, n);
-            break;
-          }
-        }
+    inserts_.push_back(Inserts{target.body, target.shard, 1, &e});
+  }
+
+  // Under the share's lock: each of its entries checked, and room for its inserts.
+  Status ValidateShare(const State::Share& share) {
+    inserts_.clear();
+    for (uint32_t k = share.begin; k < share.end; ++k) {
+      SHM_RETURN_IF_ERROR(CheckEntryLocked(st_->order[k]));
+    }
+    for (const Inserts& ins : inserts_) {
+      if (!DictTxRoomLocked(seg_, DictTxTarget{share.stripe, ins.body, ins.shard, 0}, ins.count)) {
+        grow_.push_back(ins);
       }
     }
     return Status::OK();
@@ -427,13 +559,12 @@ class Committer {
   // version may look up its list or hash in the registry, which comes before dict stripes in
   // the lock order.
   Status LockAndValidate() {
-    for (Share& share : shares_) {
+    for (State::Share& share : st_->shares) {
       SHM_RETURN_IF_ERROR(LockShare(share));
       SHM_RETURN_IF_ERROR(ValidateShare(share));
-      SHM_RETURN_IF_ERROR(PrepareShare(share));
     }
     for (ListLock& l : lists_) SHM_RETURN_IF_ERROR(LockList(l));
-    for (size_t j = 0; j < counters_.size(); ++j) SHM_RETURN_IF_ERROR(LockCounter(j));
+    for (size_t j = 0; j < st_->counters.size(); ++j) SHM_RETURN_IF_ERROR(LockCounter(j));
     return Status::OK();
   }
 
@@ -456,9 +587,9 @@ class Committer {
   // counter_tx (waiting for, or settling, another commit's), then add kTxLock to its value,
   // which fixes the value it had (*v): fast adds that land meanwhile undo themselves.
   Status LockCounter(size_t j) {
-    const State::CounterOp& op = *counters_[j];
+    State::CounterOp& op = st_->counters[j];
     EntryRep* e = op.ref.entry;
-    TxChangeRep& change = record()->changes()[write_targets_.size() + j];
+    TxChangeRep& change = record()->changes()[st_->writes + j];
     const auto deadline = std::chrono::steady_clock::now() + kDefaultLockTimeout;
     for (int spins = 0;; ++spins) {
       uint64_t holder = 0;
@@ -469,7 +600,7 @@ class Committer {
       }
       std::this_thread::yield();
     }
-    counter_state_[j] = 1;
+    op.lock_state = 1;
     if (e->incarnation.load() != op.ref.incarnation ||
         e->state.load() != static_cast<uint32_t>(EntryState::kLive) || EntryExpiredNow(e)) {
       return Status::NotFound("counter was deleted");
@@ -480,7 +611,7 @@ class Committer {
         return Status::InvalidArgument("counter is too far from 0 for a transaction");
       }
     } while (!e->counter.compare_exchange_weak(v, v + Counter::kTxLock, std::memory_order_acq_rel));
-    counter_state_[j] = 2;
+    op.lock_state = 2;
     change.blob = static_cast<uint64_t>(v);
     if (op.read.has_value() && *op.read != v) {
       return Status::Conflict("a counter read by the transaction changed before its commit");
@@ -499,16 +630,16 @@ class Committer {
     CrashPoint("tx_before_commit");
     rec->committed.store(1, std::memory_order_seq_cst);  // The commit of the whole transaction.
     CrashPoint("tx_after_commit");
-    for (size_t j = 0; j < counters_.size(); ++j) {
-      const TxChangeRep& change = rec->changes()[write_targets_.size() + j];
-      EntryRep* e = counters_[j]->ref.entry;
+    for (size_t j = 0; j < st_->counters.size(); ++j) {
+      const TxChangeRep& change = rec->changes()[st_->writes + j];
+      EntryRep* e = st_->counters[j].ref.entry;
       // One add takes the lock off and leaves the new value: applied and released at once.
       e->counter.fetch_add(
           static_cast<int64_t>(change.body) - static_cast<int64_t>(change.blob) - Counter::kTxLock,
           std::memory_order_acq_rel);
       CrashPoint("tx_after_counter");
       e->counter_tx.store(0, std::memory_order_seq_cst);
-      counter_state_[j] = 0;
+      st_->counters[j].lock_state = 0;
       rec->shares_left.fetch_sub(1, std::memory_order_seq_cst);
     }
     for (ListLock& l : lists_) {
@@ -520,10 +651,12 @@ class Committer {
       l.named = false;
       rec->shares_left.fetch_sub(1, std::memory_order_seq_cst);
     }
-    for (Share& share : shares_) {
-      if (share.changes.empty()) continue;
-      for (uint32_t i : share.changes) {
-        const TxChangeRep& change = rec->changes()[i];
+    for (State::Share& share : st_->shares) {
+      if (!share.changes) continue;
+      for (uint32_t k = share.begin; k < share.end; ++k) {
+        const uint32_t i = st_->order[k];
+        if (!EntryAt(i).written) continue;
+        const TxChangeRep& change = rec->changes()[Where(i).change];
         // Cannot fail but for a broken invariant: room was checked under these locks.
         bool rebuild = false;
         Status s = DictTxApplyLocked(seg_, change, &writer_, &rebuild);
@@ -531,48 +664,46 @@ class Committer {
           SHM_LOG(kError) << "transaction apply: " << s.ToString();
         }
         CrashPoint("tx_after_apply");
-        if (rebuild) inserted_.emplace_back(write_targets_[i].first->ref, change.shard);
+        if (rebuild) inserted_.emplace_back(EntryAt(i).ref, change.shard);
       }
       share.stripe->tx_record.store(0, std::memory_order_seq_cst);
+      share.marked = false;
       rec->shares_left.fetch_sub(1, std::memory_order_seq_cst);
     }
     CrashPoint("tx_after_apply_all");
   }
 
   void ReleaseAll() {
-    for (size_t j = counters_.size(); j-- > 0;) {
-      EntryRep* e = counters_[j]->ref.entry;
-      if (counter_state_[j] == 2) e->counter.fetch_sub(Counter::kTxLock, std::memory_order_acq_rel);
-      if (counter_state_[j] >= 1) e->counter_tx.store(0, std::memory_order_seq_cst);
-      counter_state_[j] = 0;
+    for (size_t j = st_->counters.size(); j-- > 0;) {
+      State::CounterOp& op = st_->counters[j];
+      EntryRep* e = op.ref.entry;
+      if (op.lock_state == 2) e->counter.fetch_sub(Counter::kTxLock, std::memory_order_acq_rel);
+      if (op.lock_state >= 1) e->counter_tx.store(0, std::memory_order_seq_cst);
+      op.lock_state = 0;
     }
     for (auto it = lists_.rbegin(); it != lists_.rend(); ++it) {
       if (it->named) it->op->list.ref().entry->counter_tx.store(0, std::memory_order_seq_cst);
       if (it->held) ListTxUnlock(it->op->list.ref());
       it->named = it->held = false;
     }
-    for (auto it = shares_.rbegin(); it != shares_.rend(); ++it) {
+    for (auto it = st_->shares.rbegin(); it != st_->shares.rend(); ++it) {
       if (!it->held) continue;
-      if (!it->changes.empty()) it->stripe->tx_record.store(0, std::memory_order_seq_cst);
+      if (it->marked) it->stripe->tx_record.store(0, std::memory_order_seq_cst);
       it->stripe->mu.unlock();
       it->held = false;
+      it->marked = false;
     }
   }
 
   Segment* const segment_;
   Segment::Impl* const seg_;
   State* const st_;
-  std::vector<Share> shares_;
-  std::map<DictStripeRep*, size_t> index_;
-  std::vector<std::pair<const State::Read*, DictTxTarget>> read_targets_;
-  std::vector<std::pair<const State::Write*, DictTxTarget>> write_targets_;
   uint64_t record_ = 0;
-  std::vector<std::tuple<ObjectRef, uint32_t, uint64_t>> grow_;
+  std::vector<Inserts> inserts_;  // One share's (ValidateShare).
+  std::vector<Inserts> grow_;     // Shards too full for the inserts: grown, then retried.
   std::vector<std::pair<ObjectRef, uint32_t>> inserted_;
-  CowWriter writer_;  // This thread's: its blob cache serves the record and the blobs.
-  std::vector<State::CounterOp*> counters_;  // In lock order.
-  std::vector<int> counter_state_;           // 0 free, 1 named in counter_tx, 2 value locked.
-  std::vector<ListLock> lists_;              // In lock order.
+  CowWriter writer_;             // This thread's: its blob cache serves the record and the blobs.
+  std::vector<ListLock> lists_;  // In lock order.
   std::vector<std::pair<ObjectRef, uint64_t>> list_grow_;  // Rings to grow, then retry.
   std::vector<EntryRep*> wake_;  // Lists with blocked pops to wake after the release.
 };
@@ -606,7 +737,7 @@ bool SettleCounterTxIfOwnerDied(Segment::Impl* seg, EntryRep* e, uint64_t record
   if (record == 0 || !seg->Contains(record, sizeof(TxRecordRep))) return false;
   auto* rec = seg->Ptr<TxRecordRep>(record);
   const pid_t owner = rec->owner;
-  if (owner <= 0 || owner == getpid() || kill(owner, 0) == 0 || errno != ESRCH) return false;
+  if (owner <= 0 || owner == CurrentPid() || kill(owner, 0) == 0 || errno != ESRCH) return false;
   // One repairer at a time, under the entry's robust lock; a repairer's death is repaired again
   // (every step below is idempotent).
   const LockResult locked = e->mu.LockFor(kDefaultLockTimeout);
@@ -753,8 +884,11 @@ void KeyspaceExclusive::Unlock() {
 
 // ---- Transaction -------------------------------------------------------------------------------
 
-Transaction::Transaction(Segment* segment) : segment_(segment), state_(std::make_unique<State>()) {}
-Transaction::~Transaction() { DropCreated(); }
+Transaction::Transaction(Segment* segment) : segment_(segment), state_(TakeState()) {}
+Transaction::~Transaction() {
+  DropCreated();
+  ReturnState(std::move(state_));
+}
 Transaction::Transaction(Transaction&&) noexcept = default;
 Transaction& Transaction::operator=(Transaction&&) noexcept = default;
 
@@ -852,19 +986,24 @@ Status Transaction::Expect(const Dict& dict, std::string_view key,
 
 namespace {
 
+State::CounterOp* FindCounter(State* st, const ObjectRef& ref) {
+  for (State::CounterOp& op : st->counters) {
+    if (op.ref.entry == ref.entry && op.ref.incarnation == ref.incarnation) return &op;
+  }
+  return nullptr;
+}
+
 State::CounterOp* CounterOf(State* st, const Counter& counter) {
-  const ObjectRef& ref = counter.ref();
-  auto [it, inserted] = st->counters.try_emplace({ref.entry, ref.incarnation});
-  if (inserted) it->second.ref = ref;
-  return &it->second;
+  State::CounterOp* op = FindCounter(st, counter.ref());
+  if (op != nullptr) return op;
+  st->counters.push_back(State::CounterOp{counter.ref(), std::nullopt, std::nullopt, 0});
+  return &st->counters.back();
 }
 
 // The counter's value as this transaction sees it (its staged value, else a read it records).
 Status CounterView(State* st, const Counter& counter, int64_t* value) {
   if (!counter.ref().valid()) return Status::InvalidArgument("counter handle is not open");
-  if (st->counters.find({counter.ref().entry, counter.ref().incarnation}) == st->counters.end()) {
-    SHM_RETURN_IF_ERROR(st->CheckRoom(0));
-  }
+  if (FindCounter(st, counter.ref()) == nullptr) SHM_RETURN_IF_ERROR(st->CheckRoom(0));
   State::CounterOp* op = CounterOf(st, counter);
   if (op->write.has_value()) {
     *value = *op->write;
@@ -959,8 +1098,8 @@ Status Transaction::Watch(const Keyspace& ks, std::string_view key, uint64_t ver
   DictValue entry;
   bool found = false;
   SHM_RETURN_IF_ERROR(ViewEntry(state_.get(), KeyspaceIndex(ks), true, key, &entry, &found));
-  const auto it = state_->reads.find(KeyOf(KeyspaceIndex(ks).ref(), key));
-  const uint64_t seen = it != state_->reads.end() ? it->second.version : 0;
+  const State::Entry* e = state_->Find(KeyspaceIndex(ks).ref(), DictKeyHash(key), key);
+  const uint64_t seen = e != nullptr && e->read ? e->version : 0;
   if (seen != version) return Status::Conflict("watched key changed");
   return Status::OK();
 }
@@ -1232,9 +1371,7 @@ Status Transaction::HashDelete(const Keyspace& ks, std::string_view key, std::st
 
 Status Transaction::Commit() {
   State* st = state_.get();
-  if (st->reads.empty() && st->writes.empty() && st->counters.empty() && st->lists.empty()) {
-    return Status::OK();
-  }
+  if (st->empty()) return Status::OK();
   Status s = CatchAtBoundary("transaction", [&] {
     Committer committer(segment_, st);
     return committer.Run();
@@ -1242,11 +1379,6 @@ Status Transaction::Commit() {
   if (s.ok()) st->created.clear();  // Named by their keys now (or orphans, deleted already).
   Reset();
   return s;
-}
-
-void Transaction::Reset() {
-  DropCreated();
-  state_ = std::make_unique<State>();
 }
 
 // The lists and hashes made for new keys of a transaction that did not commit: no key names them.
@@ -1261,22 +1393,31 @@ void Transaction::DropCreated() {
   state_->created.clear();
 }
 
+void Transaction::Reset() {
+  DropCreated();
+  if (state_ == nullptr) {
+    state_ = TakeState();  // A moved-from transaction made usable again.
+  } else {
+    state_->Clear();
+  }
+}
+
 size_t Transaction::staged_writes() const {
-  size_t n = state_->writes.size() + state_->lists.staged();
-  for (const auto& [id, op] : state_->counters) n += op.write.has_value() ? 1 : 0;
+  size_t n = state_->writes + state_->lists.staged();
+  for (const State::CounterOp& op : state_->counters) n += op.write.has_value() ? 1 : 0;
   return n;
 }
 
 Status Transaction::Run(Segment* segment, int attempts,
                         const std::function<Status(Transaction&)>& fn) {
-  Status last = Status::Conflict("the transaction was not attempted");
+  Status last;  // Built only when needed: a Status with a message allocates it.
   for (int i = 0; i < attempts; ++i) {
     Transaction tx(segment);
     last = fn(tx);
     if (last.ok()) last = tx.Commit();
     if (!last.IsConflict()) return last;
   }
-  return last;
+  return attempts > 0 ? last : Status::Conflict("the transaction was not attempted");
 }
 
 // ---- Keyspace lists lent to commands in a transaction (keyspace_internal.h) -------------------

@@ -53,6 +53,7 @@ class TxLists {
 
   std::map<Key, TxListOp>& ops() { return ops_; }
   bool empty() const { return ops_.empty(); }
+  void clear() { ops_.clear(); }
   size_t staged() const;  // Pushes and pops staged.
 
  private:

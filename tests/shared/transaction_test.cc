@@ -72,6 +72,47 @@ TEST_F(TransactionTest, ConflictAppliesNothing) {
   EXPECT_EQ(GetOr(b_, "log"), "<none>");
 }
 
+// Past the handful of keys a transaction finds by a scan, its staging is indexed: every key
+// (the same names in two dicts are different entries) is found again, reads its own write, and
+// a change by someone else to the last key read is a conflict.
+TEST_F(TransactionTest, ManyKeysInTwoDictsAreEachTheirOwnEntry) {
+  constexpr int kKeys = 40;
+  for (int i = 0; i < kKeys; ++i) {
+    ASSERT_OK(a_.Set("k" + std::to_string(i), std::to_string(i), SetOptions()));
+    ASSERT_OK(b_.Set("k" + std::to_string(i), std::to_string(1000 + i), SetOptions()));
+  }
+  for (bool disturb : {true, false}) {
+    Transaction tx(seg_.get());
+    for (int i = 0; i < kKeys; ++i) {
+      int64_t ignored = 0;
+      ASSERT_OK(tx.Incr(a_, "k" + std::to_string(i), 1, 0, 0, &ignored));
+      ASSERT_OK(tx.Incr(b_, "k" + std::to_string(i), -1, 0, 0, &ignored));
+    }
+    for (int i = 0; i < kKeys; ++i) {
+      DictValue v;
+      ASSERT_OK(tx.Get(a_, "k" + std::to_string(i), &v));
+      EXPECT_EQ(v.data, std::to_string(i + 1));
+      ASSERT_OK(tx.Get(b_, "k" + std::to_string(i), &v));
+      EXPECT_EQ(v.data, std::to_string(1000 + i - 1));
+    }
+    ASSERT_OK(tx.Expect(a_, "absent", std::nullopt));
+    EXPECT_EQ(tx.staged_writes(), 2u * kKeys);
+    if (disturb) ASSERT_OK(a_.Set("absent", "now here", SetOptions()));
+    Status s = tx.Commit();
+    if (disturb) {
+      EXPECT_TRUE(s.IsConflict()) << s.ToString();
+      EXPECT_EQ(GetOr(a_, "k7"), "7");
+      ASSERT_OK(a_.Delete("absent"));
+    } else {
+      ASSERT_OK(s);
+      for (int i = 0; i < kKeys; ++i) {
+        EXPECT_EQ(GetOr(a_, "k" + std::to_string(i)), std::to_string(i + 1));
+        EXPECT_EQ(GetOr(b_, "k" + std::to_string(i)), std::to_string(1000 + i - 1));
+      }
+    }
+  }
+}
+
 TEST_F(TransactionTest, AbsenceIsARead) {
   Transaction tx(seg_.get());
   DictValue v;

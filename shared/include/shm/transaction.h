@@ -40,8 +40,10 @@
 //
 // Process-safety: a Transaction is a process-local handle used by one thread at a time; any
 // number of transactions in any processes may run at once. It holds no lock between calls
-// except inside Commit. Objects it names must outlive it (a deleted object makes Commit answer
-// NotFound and apply nothing).
+// except inside Commit. Its staging is process-local memory that a thread keeps, once the
+// transaction is destroyed, for the next one it begins (one spare per thread): a transaction of
+// the usual size allocates nothing on the heap. Objects it names must outlive it (a deleted object
+// makes Commit answer NotFound and apply nothing).
 #ifndef SHM_TRANSACTION_H_
 #define SHM_TRANSACTION_H_
 
