@@ -7,14 +7,6 @@
 
 namespace shm::resp {
 
-void NotePush(Call& c, std::string_view key) {
-  if (!BlockLines(c.segment()).AnyTaken()) return;
-  for (const auto& [db, pushed] : c.client->pushed) {
-    if (db == c.client->db && pushed == key) return;
-  }
-  c.client->pushed.emplace_back(c.client->db, std::string(key));
-}
-
 bool LinesObject(Segment* segment, int db, ObjectRef* ref) {
   Keyspace* ks = KeyspaceOf(segment, db, true);
   if (ks == nullptr) return false;
@@ -23,8 +15,7 @@ bool LinesObject(Segment* segment, int db, ObjectRef* ref) {
 }
 
 void RingLines(Segment* segment, int db) {
-  ObjectRef ref;
-  if (LinesObject(segment, db, &ref)) WakeWord::Of(ref).WakeAll();
+  if (Keyspace* ks = KeyspaceOf(segment, db, true)) ks->WakeBlockedPops();
 }
 
 namespace {

@@ -98,26 +98,16 @@ void HMGet(Call& c) {
   for (auto& v : values) v ? c.w.Bulk(*v) : c.w.Null();
 }
 
-// Every field of a hash (and its value when `values`), in the dict's hash order.
-Status ReadFields(Dict& d, bool values, std::vector<std::pair<std::string, std::string>>* out) {
-  out->clear();
-  uint64_t cursor = 0;
-  do {
-    std::vector<std::string> keys;
-    SHM_RETURN_IF_ERROR(d.ListKeys("", Dict::kMaxListLimit, cursor, &keys, &cursor));
-    for (std::string& field : keys) {
-      DictValue value;
-      if (values && !d.Get(field, &value).ok()) continue;
-      out->emplace_back(std::move(field), std::move(value.data));
-    }
-  } while (cursor != 0);
-  return Status::OK();
+// Every field of a hash (and its value when `values`), in insertion order, as Redis lists a small
+// hash (Dict::Entries).
+Status ReadFields(Dict& d, bool values, std::vector<DictItem>* out) {
+  return d.Entries(values, out);
 }
 
 void HashListing(Call& c, bool fields, bool values) {
   Keyspace* ks = KS(c);
   if (ks == nullptr) return;
-  std::vector<std::pair<std::string, std::string>> entries;
+  std::vector<DictItem> entries;
   Status s = ks->WithHash(c.args[1], Access::kRead,
                           [&](Dict& d) { return ReadFields(d, values, &entries); });
   if (!s.ok() && !s.IsNotFound()) return ReplyStatus(c.w, s);
@@ -126,9 +116,9 @@ void HashListing(Call& c, bool fields, bool values) {
   } else {
     c.w.Array(entries.size());
   }
-  for (auto& [field, value] : entries) {
-    if (fields) c.w.Bulk(field);
-    if (values) c.w.Bulk(value);
+  for (const DictItem& entry : entries) {
+    if (fields) c.w.Bulk(entry.key);
+    if (values) c.w.Bulk(entry.value);
   }
 }
 void HGetAll(Call& c) { HashListing(c, true, true); }
@@ -237,14 +227,14 @@ void HRandField(Call& c) {
   }
   Keyspace* ks = KS(c);
   if (ks == nullptr) return;
-  std::vector<std::pair<std::string, std::string>> entries;
+  std::vector<DictItem> entries;
   Status s = ks->WithHash(c.args[1], Access::kRead,
                           [&](Dict& d) { return ReadFields(d, true, &entries); });
   if (s.IsNotFound()) return with_count ? c.w.Array(0) : c.w.Null();
   if (!s.ok()) return ReplyStatus(c.w, s);
   thread_local std::mt19937_64 rng(std::random_device{}());
   if (!with_count) {
-    return c.w.Bulk(entries[rng() % entries.size()].first);
+    return c.w.Bulk(entries[rng() % entries.size()].key);
   }
   std::vector<size_t> picks;
   if (count < 0) {  // Repeats allowed.
@@ -252,27 +242,35 @@ void HRandField(Call& c) {
   } else {
     std::vector<size_t> all(entries.size());
     for (size_t i = 0; i < all.size(); ++i) all[i] = i;
-    std::shuffle(all.begin(), all.end(), rng);
-    all.resize(std::min<size_t>(all.size(), static_cast<size_t>(count)));
+    // A count that takes them all answers the whole hash in its order, as Redis does.
+    if (static_cast<uint64_t>(count) < all.size()) {
+      std::shuffle(all.begin(), all.end(), rng);
+      all.resize(static_cast<size_t>(count));
+    }
     picks = std::move(all);
   }
   if (with_values && c.client->protocol >= 3) {
     c.w.Array(picks.size());
     for (size_t i : picks) {
       c.w.Array(2);
-      c.w.Bulk(entries[i].first);
-      c.w.Bulk(entries[i].second);
+      c.w.Bulk(entries[i].key);
+      c.w.Bulk(entries[i].value);
     }
     return;
   }
   c.w.Array(picks.size() * (with_values ? 2 : 1));
   for (size_t i : picks) {
-    c.w.Bulk(entries[i].first);
-    if (with_values) c.w.Bulk(entries[i].second);
+    c.w.Bulk(entries[i].key);
+    if (with_values) c.w.Bulk(entries[i].value);
   }
 }
 
-// HSCAN key cursor [MATCH pattern] [COUNT n]: the hash's fields in hash order, by cursor.
+// Up to this many fields, HSCAN answers a whole hash at once in insertion order, as Redis does
+// for a hash in its listpack encoding (hash-max-listpack-entries' default).
+constexpr uint64_t kSmallHash = 128;
+
+// HSCAN key cursor [MATCH pattern] [COUNT n]: a small hash whole, in insertion order, with cursor
+// 0 (COUNT ignored, as Redis's listpack); a larger one by cursor in hash order.
 void HScan(Call& c) {
   ScanArgs args;
   if (!ParseScanArgs(c, 2, /*with_type=*/false, &args)) return;
@@ -281,6 +279,18 @@ void HScan(Call& c) {
   std::vector<std::pair<std::string, std::string>> found;
   uint64_t next = 0;
   Status s = ks->WithHash(c.args[1], Access::kRead, [&](Dict& d) {
+    DictStats stats;
+    SHM_RETURN_IF_ERROR(d.Stats(&stats));
+    if (args.cursor == 0 && stats.entries <= kSmallHash) {
+      std::vector<DictItem> entries;
+      SHM_RETURN_IF_ERROR(d.Entries(true, &entries));
+      for (DictItem& entry : entries) {
+        if (GlobMatch(args.pattern, entry.key)) {
+          found.emplace_back(std::move(entry.key), std::move(entry.value));
+        }
+      }
+      return Status::OK();
+    }
     std::vector<std::string> keys;
     size_t limit = static_cast<size_t>(std::min<int64_t>(args.count, Dict::kMaxListLimit));
     SHM_RETURN_IF_ERROR(d.ListKeys("", limit, args.cursor, &keys, &next));

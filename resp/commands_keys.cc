@@ -248,16 +248,13 @@ Status ReadKeyValue(Keyspace& ks, std::string_view key, KeyType type, KeyValue* 
       }
     });
   }
+  // In insertion order, which the copy (written field by field) keeps.
   return ks.WithHash(key, Keyspace::Access::kRead, [&](Dict& hash) {
-    uint64_t cursor = 0;
-    do {
-      std::vector<std::string> keys;
-      SHM_RETURN_IF_ERROR(hash.ListKeys("", Dict::kMaxListLimit, cursor, &keys, &cursor));
-      for (std::string& field : keys) {
-        DictValue data;
-        if (hash.Get(field, &data).ok()) value->fields.emplace_back(std::move(field), data.data);
-      }
-    } while (cursor != 0);
+    std::vector<DictItem> entries;
+    SHM_RETURN_IF_ERROR(hash.Entries(true, &entries));
+    for (DictItem& entry : entries) {
+      value->fields.emplace_back(std::move(entry.key), std::move(entry.value));
+    }
     return Status::OK();
   });
 }
@@ -497,18 +494,15 @@ void Object(Call& c) {
   s = ks->WithHash(c.args[2], Keyspace::Access::kRead, [&](Dict& hash) {
     DictStats stats;
     SHM_RETURN_IF_ERROR(hash.Stats(&stats));
-    if (stats.entries > 128) small = false;
-    uint64_t cursor = 0;
-    do {
-      std::vector<std::string> keys;
-      SHM_RETURN_IF_ERROR(hash.ListKeys("", Dict::kMaxListLimit, cursor, &keys, &cursor));
-      for (const std::string& field : keys) {
-        DictValue value;
-        if (field.size() > 64 || (hash.Get(field, &value).ok() && value.data.size() > 64)) {
-          small = false;
-        }
-      }
-    } while (small && cursor != 0);
+    if (stats.entries > 128) {
+      small = false;
+      return Status::OK();
+    }
+    std::vector<DictItem> entries;
+    SHM_RETURN_IF_ERROR(hash.Entries(true, &entries));
+    for (const DictItem& entry : entries) {
+      if (entry.key.size() > 64 || entry.value.size() > 64) small = false;
+    }
     return Status::OK();
   });
   if (!s.ok()) return ReplyStatus(c.w, s);

@@ -42,7 +42,6 @@ void Push(Call& c, List::End end, bool only_existing) {
         return Status::OK();
       });
   if (s.IsNotFound()) return c.w.Integer(0);
-  if (s.ok()) NotePush(c, c.args[1]);
   s.ok() ? c.w.Integer(static_cast<int64_t>(length)) : ReplyStatus(c.w, s);
 }
 void LPush(Call& c) { Push(c, List::End::kLeft, false); }
@@ -381,7 +380,6 @@ void LMoveGeneric(Call& c, List::End from, List::End to) {
   bool moved = false;
   Status s = MoveItem(*ks, c.args[1], c.args[2], from, to, &item, &moved);
   if (!s.ok()) return ReplyStatus(c.w, s);
-  if (moved) NotePush(c, c.args[2]);
   moved ? c.w.Bulk(item) : c.w.Null();
 }
 void LMove(Call& c) {
@@ -534,6 +532,7 @@ void RegisterListCommands(CommandTable* table) {
 
 bool TryBlockedPop(const RespConfig& config, RespClient* client, const BlockedPop& blocked,
                    const BlockLines::Place* place, std::string* out) {
+  ReadyListSink ready(&client->pushed);  // A move's destination: served before its answer.
   ReplyWriter w(out, client->protocol);
   Keyspace* ks = KeyspaceOf(config.segment, client->db, true);
   if (ks == nullptr) {
@@ -561,7 +560,6 @@ bool TryBlockedPop(const RespConfig& config, RespClient* client, const BlockedPo
       return true;
     }
     if (moved) {
-      if (lines.AnyTaken()) client->pushed.emplace_back(client->db, blocked.destination);
       w.Bulk(item);
       return true;
     }

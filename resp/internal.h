@@ -52,10 +52,6 @@ uint64_t KeyVersion(Segment* segment, int db, std::string_view key);
 // overhead) for MEMORY USAGE; false when the key does not exist.
 bool KeyBytes(Segment* segment, int db, std::string_view key, uint64_t* bytes);
 
-// Notes that the running command pushed to `key` (docs/resp.md, "Blocked pops"): one load of
-// a word when no pop is blocked anywhere.
-void NotePush(Call& c, std::string_view key);
-
 // Writes `status` as a Redis error: WrongType is WRONGTYPE, OutOfSpace OOM, busy locks TRYAGAIN.
 void ReplyStatus(ReplyWriter& w, const Status& status);
 void WrongArity(Call& c);

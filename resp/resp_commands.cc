@@ -120,6 +120,9 @@ Outcome Execute(const RespConfig& config, RespClient* client, const CommandRow* 
   client->reply_skip_this = client->reply_skip_next;
   client->reply_skip_next = false;
   const size_t mark = out->size();
+  // The list keys the command's writes may have made ready (a push, RENAME, COPY, RESTORE, EXEC
+  // ...): the session serves their blocked pops before this reply (LineService).
+  ReadyListSink ready(&client->pushed);
   RunCommand(c, args, row, true);
   if (client->reply_off || client->reply_skip_this || client->reply_skip_next) out->resize(mark);
   return c.block ? Outcome::kBlock : Outcome::kReplied;

@@ -583,7 +583,9 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       blocked_pop_.first_try = false;
       blocked_pop_.deadline = Clock::time_point::min();
       resp::TryBlockedPop(server_->config(), &client_, blocked_pop_, &place_, &reply);
-      client_.pushed.clear();  // A move's destination line is left to its own pops' retries.
+      // A move's destination line is left to its own pops' retries, woken now.
+      for (const auto& [db, key] : client_.pushed) resp::RingLines(server_->config().segment, db);
+      client_.pushed.clear();
       return FinishWait(seq, std::move(reply), false);
     }
     if (!stopping) {

@@ -122,6 +122,8 @@ struct Locked {
   uint64_t NextVersion() const {
     return shard->next_version.fetch_add(1) * rep->shard_count() + shard_index;
   }
+  // The place in insertion order a new key takes (DictEntryBlob::order).
+  uint64_t NextOrder() const { return rep->next_order.fetch_add(1, std::memory_order_relaxed); }
 };
 
 DictStripeRep* StripeFor(Segment::Impl* seg, uint64_t body, uint32_t shard) {
@@ -413,6 +415,8 @@ Status CommitLocked(const Locked& d, CowWriter* writer, const Probe& probe, uint
   SHM_RETURN_IF_ERROR(MakeRoomLocked(d, writer, outgoing, incoming, probe.found, now_ms));
   if (replace && old->expired(now_ms)) d.shard->expirations.fetch_add(1, std::memory_order_relaxed);
   blob->version = d.NextVersion();
+  // A rewrite keeps the key's place; an expired entry's key is a new one.
+  blob->order = replace && !old->expired(now_ms) ? old->order : d.NextOrder();
   uint64_t pos = static_cast<uint64_t>(replace ? probe.found : probe.free);
   // A rewrite counts as a use; a new key must be read to earn protection from the hand.
   d.slot(pos).ref_bit.store(replace ? 1 : 0, std::memory_order_relaxed);
@@ -429,9 +433,9 @@ void FillBlob(Segment::Impl* seg, uint64_t handle, std::string_view key, uint64_
               std::string_view content_type, std::string_view value) {
   auto* blob = new (seg->Ptr<void>(handle)) DictEntryBlob{};
   blob->hash = hash;
-  blob->key_len = static_cast<uint32_t>(key.size());
-  blob->ctype_len = static_cast<uint32_t>(content_type.size());
-  blob->value_len = value.size();
+  blob->key_len = static_cast<uint32_t>(key.size()) & 0xffffff;  // Validated: limits.h.
+  blob->ctype_len = static_cast<uint32_t>(content_type.size()) & 0xff;
+  blob->value_len = static_cast<uint32_t>(value.size());
   char* out = blob->bytes();
   for (std::string_view part : {key, content_type, value}) {
     if (!part.empty()) std::memcpy(out, part.data(), part.size());  // Empty views may be null.
@@ -641,6 +645,8 @@ Status MakeBody(Segment::Impl* seg, const DictOptions& options, uint64_t* body) 
 struct ListedKey {
   uint64_t hash;
   std::string key;
+  uint64_t order = 0;
+  std::string value;  // Only for Entries with values.
 };
 
 // Collects the live keys starting with `prefix` whose hash is in [from, until), where `until`
@@ -648,7 +654,7 @@ struct ListedKey {
 // reaches the end of the hash space. Linear probing never leaves an empty slot between a key's home
 // and its slot, so following the last chain to an empty slot finds every key of the chunk.
 uint64_t CollectChunkLocked(const Locked& d, uint64_t from, std::string_view prefix, int64_t now_ms,
-                            std::vector<ListedKey>* out) {
+                            std::vector<ListedKey>* out, bool with_values = false) {
   uint64_t capacity = d.table->capacity;
   uint64_t first = d.home(from);
   uint64_t last = std::min(capacity, first + kListChunk);  // Exclusive.
@@ -666,7 +672,8 @@ uint64_t CollectChunkLocked(const Locked& d, uint64_t from, std::string_view pre
     const DictEntryBlob* b = d.blob(word);
     if (b->hash < from || (until != 0 && b->hash >= until)) continue;
     if (b->expired(now_ms) || !b->key().starts_with(prefix)) continue;
-    out->push_back(ListedKey{b->hash, std::string(b->key())});
+    out->push_back(ListedKey{b->hash, std::string(b->key()), b->order,
+                             with_values ? std::string(b->value()) : std::string()});
   }
   return until;
 }
@@ -686,14 +693,20 @@ uint64_t TakeUpToLimit(std::vector<ListedKey>* chunk, size_t room, bool nothing_
 }
 
 // Snapshot form (snapshots and the rebuild of a segment): options, a bound above every version,
-// statistics, then the live entries: version, expiry, key, content type, value. Reads only, each
-// shard under its lock (the caller holds the entry's: lock order entry -> stripe).
+// statistics, then the live entries in insertion order: version, expiry, key, content type,
+// value (the order is the entries' order in the snapshot, so the format did not change with it).
+// Reads only, each shard under its lock (the caller holds the entry's: lock order entry ->
+// stripe).
 Status SerializeDictLocked(Segment::Impl* seg, const EntryRep* entry, std::string* out) {
   uint64_t body = entry->body.load();
   auto* rep = seg->Ptr<DictRep>(body);
   int64_t now = WallNowMs();
   std::string entries;
   ByteWriter e(&entries);
+  struct Span {
+    uint64_t order, offset, length;
+  };
+  std::vector<Span> spans;  // Where each entry is in `entries`, to write them in order.
   uint64_t count = 0, version_bound = 1;
   uint64_t stats[4] = {entry->unlocked_hits.load(), entry->unlocked_misses.load(), 0, 0};
   for (uint32_t shard = 0; shard < rep->shard_count(); ++shard) {
@@ -710,15 +723,19 @@ Status SerializeDictLocked(Segment::Impl* seg, const EntryRep* entry, std::strin
       if (!IsBlob(word)) continue;
       const auto* b = seg->Ptr<DictEntryBlob>(word);
       if (b->expired(now)) continue;
+      const uint64_t offset = entries.size();
       e.Put<uint64_t>(b->version);
       e.Put<int64_t>(b->expires_at_ms);
       e.PutBytes(b->key());
       e.PutBytes(b->content_type());
       e.PutBytes(b->value());
+      spans.push_back(Span{b->order, offset, entries.size() - offset});
       ++count;
     }
     stripe->mu.unlock();
   }
+  std::sort(spans.begin(), spans.end(),
+            [](const Span& a, const Span& b) { return a.order < b.order; });
   ByteWriter w(out);
   w.Put<uint64_t>(rep->max_bytes);
   w.Put<uint32_t>(rep->eviction);
@@ -726,7 +743,8 @@ Status SerializeDictLocked(Segment::Impl* seg, const EntryRep* entry, std::strin
   w.Put<uint64_t>(version_bound);
   for (uint64_t stat : stats) w.Put<uint64_t>(stat);
   w.Put<uint64_t>(count);
-  w.PutRaw(entries);
+  for (const Span& span : spans)
+    w.PutRaw(std::string_view(entries).substr(span.offset, span.length));
   return Status::OK();
 }
 
@@ -764,8 +782,9 @@ Status ReadEntry(ByteReader* r, uint64_t version_bound, SnapshotEntry* entry) {
   return Status::OK();
 }
 
-// Inserts an entry into the unpublished dict `rep`, whose shard tables have room for it.
-Status RestoreEntry(Segment::Impl* seg, DictRep* rep, const SnapshotEntry& e) {
+// Inserts an entry into the unpublished dict `rep`, whose shard tables have room for it, at place
+// `order` of the insertion order.
+Status RestoreEntry(Segment::Impl* seg, DictRep* rep, const SnapshotEntry& e, uint64_t order) {
   Locked d = RestoreView(seg, rep, rep->ShardOf(e.hash));
   Probe probe = FindLocked(d, e.key, e.hash);
   if (probe.found >= 0) return MalformedDict("duplicate key");
@@ -776,6 +795,7 @@ Status RestoreEntry(Segment::Impl* seg, DictRep* rep, const SnapshotEntry& e) {
   auto* blob = seg->Ptr<DictEntryBlob>(handle);
   blob->version = e.version;
   blob->expires_at_ms = e.expires_at_ms;
+  blob->order = order;
   d.slot(static_cast<uint64_t>(probe.free)).hash_tag.store(DictHashTag(e.hash));
   d.slot(static_cast<uint64_t>(probe.free)).blob.store(handle);
   Account(d, handle, +1);
@@ -807,7 +827,10 @@ Status FillDict(Segment::Impl* seg, DictRep* rep, ByteReader* r, uint64_t count,
     // New versions, seq * shards + shard, start at the bound.
     rep->shards[shard].next_version.store(version_bound / rep->shard_count() + 1);
   }
-  for (const SnapshotEntry& e : entries) SHM_RETURN_IF_ERROR(RestoreEntry(seg, rep, e));
+  // Snapshots list entries in insertion order (SerializeDictLocked).
+  uint64_t order = 1;
+  for (const SnapshotEntry& e : entries) SHM_RETURN_IF_ERROR(RestoreEntry(seg, rep, e, order++));
+  rep->next_order.store(order);
   return Status::OK();
 }
 
@@ -1409,6 +1432,27 @@ Status Dict::ListKeys(std::string_view prefix, size_t limit, uint64_t cursor,
   });
 }
 
+Status Dict::Entries(bool with_values, std::vector<DictItem>* items) const {
+  items->clear();
+  return CatchAtBoundary("dict", [&] {
+    std::vector<ListedKey> all;
+    uint64_t from = 0;
+    do {
+      ShardGuard guard;  // Per chunk, as ListKeys.
+      SHM_RETURN_IF_ERROR(guard.Lock(ref_, ShardFor(ref_, from)));
+      const Locked& d = guard.view();
+      from = CollectChunkLocked(d, from, "", NowFor(d.rep), &all, with_values);
+    } while (from != 0);
+    std::sort(all.begin(), all.end(),
+              [](const ListedKey& a, const ListedKey& b) { return a.order < b.order; });
+    items->reserve(all.size());
+    for (ListedKey& listed : all) {
+      items->push_back(DictItem{std::move(listed.key), std::move(listed.value)});
+    }
+    return Status::OK();
+  });
+}
+
 Status Dict::Stats(DictStats* stats) const {
   return CatchAtBoundary("dict", [&] {
     *stats = DictStats{};
@@ -1568,6 +1612,9 @@ Status DictTxApplyLocked(Segment::Impl* seg, const TxChangeRep& change, CowWrite
     }
     pos = static_cast<uint64_t>(replace ? probe.found : probe.free);
     blob->version = d.NextVersion();
+    const DictEntryBlob* replaced = replace ? d.blob(d.slot(pos).blob.load()) : nullptr;
+    blob->order =
+        replaced != nullptr && !replaced->expired(NowFor(d.rep)) ? replaced->order : d.NextOrder();
     d.slot(pos).ref_bit.store(replace ? 1 : 0, std::memory_order_relaxed);
     if (!replace) d.slot(pos).hash_tag.store(DictHashTag(blob->hash), std::memory_order_relaxed);
     next = change.blob;

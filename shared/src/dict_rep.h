@@ -23,6 +23,7 @@
 
 #include "layout.h"
 #include "segment_impl.h"
+#include "shm/limits.h"
 
 namespace shm {
 
@@ -31,9 +32,14 @@ struct DictEntryBlob {
   uint64_t version;
   int64_t expires_at_ms;  // Wall clock; 0 = never.
   uint64_t hash;          // Of the key, so a rebuild never re-reads keys.
-  uint32_t key_len;
-  uint32_t ctype_len;
-  uint64_t value_len;
+  // The key's place in insertion order (Dict::Entries): drawn from DictRep::next_order when the
+  // key is first written, copied by every rewrite of it, so a rewrite keeps the place and a key
+  // deleted and written again goes last, as in Redis's small hashes.
+  uint64_t order;
+  // Lengths, packed so the header stays 40 bytes (limits.h bounds each well inside its field).
+  uint32_t value_len;
+  uint32_t key_len : 24;
+  uint32_t ctype_len : 8;
 
   char* bytes() { return reinterpret_cast<char*>(this + 1); }
   const char* bytes() const { return reinterpret_cast<const char*>(this + 1); }
@@ -123,6 +129,12 @@ struct DictRep {
 
   DictShardRep shards[kDictShards];
 
+  // The next DictEntryBlob::order: one counter for every shard, so the order is the dict's, not a
+  // shard's. Taken (fetch_add) only by the insert of a new key; a writer killed after taking one
+  // leaves a gap, never a repeat. On a line of its own: readers of the options above never miss
+  // because of an insert.
+  alignas(64) std::atomic<uint64_t> next_order{1};
+
   uint32_t shard_count() const { return shard_bits == kDictShardBits ? kDictShards : 1; }
   uint32_t ShardOf(uint64_t hash) const {
     return shard_bits == kDictShardBits ? static_cast<uint32_t>(hash >> (64 - kDictShardBits)) : 0;
@@ -144,6 +156,8 @@ static_assert(std::atomic<uint64_t>::is_always_lock_free);
 static_assert(std::atomic<uint32_t>::is_always_lock_free);
 static_assert(sizeof(DictSlot) == 16);
 static_assert(sizeof(DictEntryBlob) == 40);
+static_assert(limits::kMaxKey < (size_t{1} << 24) && limits::kMaxContentType < 256 &&
+              limits::kMaxValue <= UINT32_MAX);
 
 }  // namespace shm
 

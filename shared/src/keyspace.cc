@@ -13,8 +13,10 @@
 #include "keyspace_internal.h"
 #include "layout.h"
 #include "segment_impl.h"
+#include "shm/block_lines.h"
 #include "shm/handle.h"
 #include "shm/integer.h"
+#include "shm/wake_word.h"
 
 namespace shm {
 
@@ -187,6 +189,29 @@ struct Orphan {
   }
 };
 
+// Where this thread's reports of ready list keys go (ReadyListSink), and the keyspace operation
+// on a list it is running (ListFillScope).
+thread_local ReadyListSink* t_ready_sink = nullptr;
+thread_local ListFillScope* t_fill_scope = nullptr;
+
+// The database of a keyspace's list from its object name, "redis:<db>:<id>"; false for others.
+bool KeyspaceDbOfList(std::string_view name, int* db) {
+  constexpr std::string_view kPrefix = "redis:";
+  if (!name.starts_with(kPrefix)) return false;
+  name.remove_prefix(kPrefix.size());
+  const size_t colon = name.find(':');
+  if (colon == std::string_view::npos || colon == 0) return false;
+  auto [end, ec] = std::from_chars(name.data(), name.data() + colon, *db);
+  return ec == std::errc() && end == name.data() + colon && *db >= 0 && *db < Keyspace::kDatabases;
+}
+
+// A list key of `keyspace` may be non-empty now, its write committed: its blocked pops' turn.
+void ReportReady(const Keyspace& keyspace, std::string_view key) {
+  if (!BlockLines(keyspace.ref().segment).AnyTaken()) return;
+  if (t_ready_sink != nullptr) return t_ready_sink->Add(keyspace.db(), key);
+  keyspace.WakeBlockedPops();
+}
+
 Status ValidateKey(std::string_view key) {
   if (key.size() > Keyspace::kMaxKey) {
     return Status::InvalidArgument("key longer than " + std::to_string(Keyspace::kMaxKey) +
@@ -241,6 +266,39 @@ Status UpdateKey(Dict& index, std::string_view key, Orphan* dead, Fn&& fn) {
 }
 
 }  // namespace
+
+ReadyListSink::ReadyListSink(std::vector<std::pair<int, std::string>>* keys)
+    : keys_(keys), previous_(t_ready_sink) {
+  t_ready_sink = this;
+}
+ReadyListSink::~ReadyListSink() { t_ready_sink = previous_; }
+
+void ReadyListSink::Add(int db, std::string_view key) {
+  for (const auto& [known_db, known] : *keys_) {
+    if (known_db == db && known == key) return;
+  }
+  keys_->emplace_back(db, std::string(key));
+}
+
+ListFillScope::ListFillScope() : previous_(t_fill_scope) { t_fill_scope = this; }
+ListFillScope::~ListFillScope() { t_fill_scope = previous_; }
+
+void NoteListFilled(const ObjectRef& list) {
+  if (t_fill_scope != nullptr) {
+    t_fill_scope->filled = true;
+    return;
+  }
+  if (!list.valid() || !BlockLines(list.segment).AnyTaken()) return;
+  int db = 0;
+  if (!KeyspaceDbOfList(std::string_view(list.entry->name, list.entry->name_length), &db)) return;
+  Keyspace keyspace;
+  // No keyspace: no pop waits on it (a blocked pop opens its keyspace first).
+  if (Keyspace::Open(list.segment, db, &keyspace, OpenMode::kOpenExisting).ok()) {
+    keyspace.WakeBlockedPops();
+  }
+}
+
+void Keyspace::WakeBlockedPops() const { WakeWord::Of(index_.ref()).WakeAll(); }
 
 std::string_view KeyTypeName(KeyType type) {
   switch (type) {
@@ -494,11 +552,13 @@ Status Keyspace::Rename(std::string_view from, std::string_view to, bool only_if
       }));
   if (!*renamed) return Status::OK();
   orphan.Delete(index_.ref().segment);
-  return UpdateEntry(index_, from_key, [&](const DictValue* current, DictUpdate* update) {
+  Status s = UpdateEntry(index_, from_key, [&](const DictValue* current, DictUpdate* update) {
     update->write = false;
     if (current != nullptr && current->version == moving.version) update->erase = true;
     return Status::OK();
   });
+  if (TypeOfEntry(moving) == KeyType::kList) ReportReady(*this, to_key);
+  return s;
 }
 
 Status Keyspace::Version(std::string_view key, uint64_t* version) const {
@@ -576,8 +636,9 @@ Status Keyspace::WithAggregate(std::string_view key, Access access,
   }
   Segment* seg = index_.ref().segment;
   const KeyType type = TypeOfProxy(static_cast<Proxy*>(nullptr));
-  Orphan orphan;   // One removed for being empty.
-  Status outcome;  // fn's, or NotFound; the update itself commits whatever fn left.
+  Orphan orphan;       // One removed for being empty.
+  Status outcome;      // fn's, or NotFound; the update itself commits whatever fn left.
+  ListFillScope fill;  // Whether fn pushed: the key is reported once committed.
   Status s = UpdateEntry(index_, key, [&](const DictValue* current, DictUpdate* update) {
     update->write = false;
     Proxy proxy;
@@ -631,6 +692,7 @@ Status Keyspace::WithAggregate(std::string_view key, Access access,
   });
   orphan.Delete(seg);
   SHM_RETURN_IF_ERROR(s);
+  if (fill.filled) ReportReady(*this, key);
   return outcome;
 }
 
@@ -650,6 +712,7 @@ Status Keyspace::RewriteList(std::string_view key,
   Segment* seg = index_.ref().segment;
   Orphan replaced;  // The old list once the new one is published, or the new one on failure.
   Status outcome;
+  ListFillScope fill;  // The new list is filled before it is published: reported after.
   Status s = UpdateKey(index_, key, &replaced, [&](const DictValue* current, DictUpdate* update) {
     update->write = false;
     if (current == nullptr) {
@@ -694,6 +757,7 @@ Status Keyspace::RewriteList(std::string_view key,
   });
   if (s.ok()) replaced.Delete(seg);
   SHM_RETURN_IF_ERROR(s);
+  if (fill.filled && outcome.ok()) ReportReady(*this, key);
   return outcome;
 }
 

@@ -31,6 +31,27 @@ Status KeyHashOf(Segment* segment, const std::string& name, Dict* hash);
 Status NewKeyList(const Keyspace& keyspace, List* list, DictValue* entry);
 Status NewKeyHash(const Keyspace& keyspace, Dict* hash, DictValue* entry);
 
+// A List calls this after every commit that added items (a push, a replace), outside its lock.
+// Inside a keyspace's operation on the list (a ListFillScope) it only marks the scope: the
+// keyspace reports the key once its own commit is done. Otherwise (HTTP, Python, any direct user
+// of a key's list object, named "redis:<db>:..."), while some pop is blocked, it wakes the blocked
+// pops of that database (Keyspace::WakeBlockedPops).
+void NoteListFilled(const ObjectRef& list);
+
+// Marks, on this thread, a keyspace operation that pushes to a key's list (or builds one aside):
+// pushes meanwhile set `filled` instead of waking anyone (NoteListFilled).
+class ListFillScope {
+ public:
+  ListFillScope();
+  ~ListFillScope();
+  ListFillScope(const ListFillScope&) = delete;
+  ListFillScope& operator=(const ListFillScope&) = delete;
+  bool filled = false;
+
+ private:
+  ListFillScope* previous_;
+};
+
 // The routing of a KeyspaceTransactionScope (transaction.cc). nullptr when none is active on
 // this thread.
 KeyspaceTransactionScope* ActiveKeyspaceScope();

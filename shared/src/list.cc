@@ -15,6 +15,7 @@
 #include "cow.h"
 #include "crash_point.h"
 #include "futex.h"
+#include "keyspace_internal.h"
 #include "kind_ops.h"
 #include "layout.h"
 #include "list_rep.h"
@@ -384,6 +385,7 @@ Status List::DoPush(End end, std::string_view item, uint64_t* length) {
       guard.Unlock();
       writer.ReleaseGarbage();  // Nothing was replaced; keeps the protocol uniform.
       if (wake) FutexWakeAll(&ref_.entry->wake_seq);
+      NoteListFilled(ref_);  // A key's list: its Redis blocked pops too.
       if (length != nullptr) *length = count + 1;
       return Status::OK();
     }
@@ -724,6 +726,7 @@ Status List::DoReplace(const std::vector<std::string>* expected,
   guard.Unlock();
   writer.ReleaseGarbage(old_ring == 0 ? nullptr : DestroyRingAndItems);
   if (wake) FutexWakeAll(&ref_.entry->wake_seq);
+  if (!items.empty()) NoteListFilled(ref_);
   *swapped = true;
   return Status::OK();
 }

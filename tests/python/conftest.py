@@ -78,6 +78,15 @@ class Server:
             time.sleep(0.05)
         raise AssertionError(f"server never logged {text!r}:\n{self.log()}")
 
+    def wait_clients_settled(self, killed, generation):
+        """Waits until the manager logged that each killed client (pid, the last segment
+        generation it wrote in: see last_generation) is gone. Only those whose slot was in the
+        generation served now: a poisoned-allocator rebuild removed older generations and what a
+        client held there, leaving nothing to settle."""
+        for pid, last_generation in killed:
+            if last_generation == generation:
+                self.wait_log(f"attached client pid {pid} is gone", timeout=15)
+
     def stop(self):
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)

@@ -15,7 +15,7 @@ import shmstate
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from writer_child import check  # noqa: E402
+from writer_child import check, last_generation  # noqa: E402
 
 CHILD = os.path.join(HERE, "writer_child.py")
 
@@ -108,19 +108,12 @@ def test_sigkill_loop(make_server):
         for w, proc in enumerate(writers):
             output = lines[w] + finish(proc)
             acks.read(output)
-            generations = [int(line.split()[1]) for line in output if line.startswith("g ")]
-            if generations:  # It had written (a writer killed during its imports never did).
-                killed.append((proc.pid, generations[-1]))
+            killed.append((proc.pid, last_generation(output)))
             assert proc.returncode == -signal.SIGKILL
             acks.in_flight += 1
     verify(server, acks)
-    # The manager noticed every dead client that held a slot in the segment it serves now. One
-    # that last wrote in an older generation (a poisoned-allocator rebuild removed it since) left
-    # nothing of it to settle.
-    generation = shmstate.attach(server.name).generation
-    for pid, last_generation in killed:
-        if last_generation == generation:
-            server.wait_log(f"attached client pid {pid} is gone", timeout=15)
+    # The manager noticed every dead client that held a slot in the segment it serves now.
+    server.wait_clients_settled(killed, shmstate.attach(server.name).generation)
 
 
 CRASH_POINTS = ["after_allocate", "after_intent", "after_commit", "before_free",

@@ -17,6 +17,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import shmstate  # noqa: E402
 from tx_child import ACCOUNTS, INITIAL  # noqa: E402
+from writer_child import last_generation  # noqa: E402
 
 CHILD = os.path.join(HERE, "tx_child.py")
 TOTAL = INITIAL * len(ACCOUNTS)
@@ -86,9 +87,7 @@ def test_transfers_killed_at_random(make_server):
             output = lines[w] + finish(proc)
             assert proc.returncode == -signal.SIGKILL, output[-3:]
             acked += [line.split()[1] for line in output if line.startswith("t ")]
-            generations = [int(line.split()[1]) for line in output if line.startswith("g ")]
-            if generations:  # It had committed (one killed during its imports never did).
-                killed.append((proc.pid, generations[-1]))
+            killed.append((proc.pid, last_generation(output)))
             in_flight += 1
         assert reader.poll() is None, finish(reader)[-3:]  # No total seen was wrong.
     reader.send_signal(signal.SIGKILL)
@@ -99,13 +98,8 @@ def test_transfers_killed_at_random(make_server):
     check_log(st, acked, in_flight)
     # What the dead left (locks, records) is settled: a transaction over every account commits.
     st.transaction(lambda tx: [tx.dict("acct").set(a, tx.dict("acct")[a]) for a in ACCOUNTS])
-    # The manager settled the last dead writers, those that held a slot in the segment it serves
-    # now: one that last committed in an older generation (a poisoned-allocator rebuild removed
-    # it since) left nothing of it to settle.
-    generation = st.generation
-    for pid, last_generation in killed[-3:]:
-        if last_generation == generation:
-            server.wait_log(f"attached client pid {pid} is gone", timeout=15)
+    # The manager settled the last dead writers.
+    server.wait_clients_settled(killed[-3:], st.generation)
 
 
 # --- The same over HTTP: POST /v1/tx from concurrent clients while workers are killed ---------

@@ -23,6 +23,13 @@ def check(value):
     return int(writer), int(seq)
 
 
+def last_generation(lines):
+    """The generation of a child's last "g N" line: the segment generation it last wrote in
+    (holds a client slot in); None when it never wrote (killed during its imports)."""
+    generations = [int(line.split()[1]) for line in lines if line.startswith("g ")]
+    return generations[-1] if generations else None
+
+
 def main():
     name, writer, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     limit = int(sys.argv[4]) if len(sys.argv) > 4 else 10**9

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -16,10 +17,12 @@
 #include "common/test_util.h"
 #include "dict_rep.h"
 #include "segment_impl.h"
+#include "shm/block_lines.h"
 #include "shm/integer.h"
 #include "shm/limits.h"
 #include "shm/registry.h"
 #include "shm/snapshot.h"
+#include "shm/wake_word.h"
 #include "test_clock.h"
 
 namespace shm {
@@ -489,6 +492,81 @@ TEST(KeyspaceTest, CountsTheKeysWithAnExpiry) {
 
 // Keys (and hash fields) up to limits::kMaxKey bytes, far past the old 1 KiB; one more is refused
 // and changes nothing.
+// Every write that may make a list key non-empty reports the key once committed (issue 23): to
+// the thread's ReadyListSink when one is installed (the Redis protocol serves the key's blocked
+// pops before its reply), else by waking the database's blocked pops (its keyspace's futex word),
+// and a push made to a key's list object directly (HTTP, Python) wakes them too. Only while some
+// pop is blocked; reads, pops and hash writes report nothing.
+TEST(KeyspaceTest, EveryWriteThatMayFillAListKeyReportsIt) {
+  test::ScopedSegment seg;
+  Keyspace ks = Open(seg.get());
+  Keyspace db1 = Open(seg.get(), 1);
+  const WakeWord word = WakeWord::Of(ks.ref());
+  ASSERT_OK(Push(ks, "src", "a"));
+  std::vector<ObjectInfo> lists;
+  ASSERT_OK(seg->registry().List("redis:0:", ObjectKind::kList, 10, "", &lists));
+  ASSERT_EQ(lists.size(), 1u);
+  List object;  // The key's list, as HTTP and Python open it: by name.
+  ASSERT_OK(List::Open(seg.get(), lists[0].name, OpenMode::kOpenExisting, ListOptions(), &object));
+  List unrelated;
+  ASSERT_OK(List::Open(seg.get(), "jobs", OpenMode::kCreateIfMissing, ListOptions(), &unrelated));
+
+  // No pop blocked: nothing rings.
+  uint32_t seen = word.Sequence();
+  ASSERT_OK(Push(ks, "q", "x"));
+  ASSERT_OK(object.Push(List::End::kRight, "b"));
+  EXPECT_EQ(word.Sequence(), seen);
+
+  BlockLines lines(seg.get());
+  BlockLines::Place place;
+  ASSERT_OK(lines.Join(0, std::vector<std::string>{"waiting"}, 0, &place));
+  // Without a sink: each of these wakes database 0's pops.
+  auto rings = [&](const char* what, const std::function<Status()>& write) {
+    SCOPED_TRACE(what);
+    const uint32_t before = word.Sequence();
+    ASSERT_OK(write());
+    EXPECT_NE(word.Sequence(), before);
+  };
+  rings("keyspace push", [&] { return Push(ks, "q", "y"); });
+  rings("push to the key's list object", [&] { return object.Push(List::End::kLeft, "c"); });
+  bool renamed = false;
+  rings("rename of a list", [&] { return ks.Rename("q", "q2", false, &renamed); });
+  seen = word.Sequence();
+  ASSERT_OK(unrelated.Push(List::End::kRight, "j"));  // Not a key's list.
+  std::string item;
+  ASSERT_OK(PopLeft(ks, "q2", &item));
+  ASSERT_OK(HSet(ks, "h", "f", "v"));
+  ASSERT_OK(Set(ks, "s", "v"));
+  ASSERT_OK(ks.Rename("s", "s2", false, &renamed));
+  EXPECT_EQ(word.Sequence(), seen);
+
+  // With a sink: the keys are collected, once each, and nothing rings.
+  std::vector<std::pair<int, std::string>> ready;
+  {
+    ReadyListSink sink(&ready);
+    seen = word.Sequence();
+    ASSERT_OK(Push(ks, "k1", "a"));
+    ASSERT_OK(Push(ks, "k1", "b"));
+    ASSERT_OK(ks.Rename("k1", "k2", false, &renamed));
+    ASSERT_OK(ks.RewriteList("k2", [](std::vector<std::string>* items) {
+      items->push_back("c");
+      return Status::OK();
+    }));
+    ASSERT_OK(Push(db1, "k3", "a"));
+    ASSERT_OK(PopLeft(ks, "k2", &item));
+    ASSERT_OK(HSet(ks, "h", "g", "v"));
+    EXPECT_EQ(word.Sequence(), seen);
+  }
+  using Ready = std::vector<std::pair<int, std::string>>;
+  EXPECT_EQ(ready, (Ready{{0, "k1"}, {0, "k2"}, {1, "k3"}}));
+  rings("a push after the sink is gone", [&] { return Push(ks, "k2", "d"); });
+
+  lines.Leave(place);
+  seen = word.Sequence();
+  ASSERT_OK(Push(ks, "k2", "e"));
+  EXPECT_EQ(word.Sequence(), seen);
+}
+
 TEST(KeyspaceTest, KeysUpToTheLimit) {
   test::ScopedSegment seg;
   Keyspace ks = Open(seg.get());

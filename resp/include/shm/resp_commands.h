@@ -78,8 +78,9 @@ struct RespClient {
   std::vector<std::vector<std::string>> queued;
   // WATCH: string keys and the version (0 = absent) each had when watched.
   std::vector<std::pair<std::string, uint64_t>> watched;
-  // The (database, key) pairs the running command pushed to while some pop was blocked
-  // (NotePush): the session serves their lines before it sends the reply (ServeLines).
+  // The (database, key) pairs the running command's writes may have made ready while some pop
+  // was blocked (a ReadyListSink, shm/keyspace.h, collects them): the session serves their lines
+  // before it sends the reply (ServeBeforeReply).
   std::vector<std::pair<int, std::string>> pushed;
 };
 

@@ -80,6 +80,12 @@ struct DictStats {
   uint64_t capacity = 0;     // Slots of the hash table.
 };
 
+// One entry as Dict::Entries lists it.
+struct DictItem {
+  std::string key;
+  std::string value;  // Empty unless values were asked for.
+};
+
 // What an Update callback wants written.
 struct DictUpdate {
   bool write = true;  // false: leave the entry as it is (Update answers OK, version unchanged).
@@ -143,6 +149,13 @@ class Dict {
   // chunk, so writers are never stalled for long.
   Status ListKeys(std::string_view prefix, size_t limit, uint64_t cursor,
                   std::vector<std::string>* keys, uint64_t* next_cursor) const;
+
+  // Every live entry, in insertion order: the order keys were first written. A rewrite keeps a
+  // key's place; a key deleted (or expired) and written again goes last. This is the order of
+  // Redis's small hashes (its listpack encoding), kept here at every size. Takes the lock per
+  // chunk, as ListKeys, so a dict written meanwhile may give a listing no single instant had.
+  // O(n log n); `with_values` false leaves every value empty.
+  Status Entries(bool with_values, std::vector<DictItem>* items) const;
 
   Status Stats(DictStats* stats) const;
   // The options the dict was created with.

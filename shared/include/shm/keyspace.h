@@ -28,6 +28,7 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "shm/dict.h"
@@ -171,6 +172,10 @@ class Keyspace {
   // A hint for a batch of operations on `keys` that follows (Dict::Prefetch).
   void Prefetch(std::span<const std::string_view> keys) const { index_.Prefetch(keys); }
 
+  // Wakes every blocked pop of this database (shm/block_lines.h): the keyspace's futex word,
+  // which every worker's wait hub watches. Each pop then tries its keys in its line's turn.
+  void WakeBlockedPops() const;
+
   const ObjectRef& ref() const { return index_.ref(); }
   int db() const { return db_; }
 
@@ -184,6 +189,30 @@ class Keyspace {
 
   Dict index_;  // Kind kKeyspace: a dict body on the keyspace stripes.
   int db_ = 0;
+};
+
+// Blocked pops and the writes that can serve them. Every write that may make a list key non-empty
+// reports the key once it committed: a push through the keyspace (WithList), a list published at
+// a key whole (RENAME, and COPY, MOVE, RESTORE, LINSERT...'s lists built aside), and a push made
+// to a key's list object directly (HTTP, Python: the keyspace's lists are named "redis:<db>:...").
+// Only while some pop is blocked (BlockLines::AnyTaken, one load) does a report cost anything.
+// By default a report wakes the database's blocked pops at once (WakeBlockedPops): they take the
+// item in their line's order. A front end that serves the pops in line before it replies (the
+// Redis protocol's LineService) installs a ReadyListSink around a command instead: the keys the
+// command's writes reported are collected there (database, key; each once), for it to serve.
+// Process-local, per thread; a sink restores the previous one when it goes.
+class ReadyListSink {
+ public:
+  explicit ReadyListSink(std::vector<std::pair<int, std::string>>* keys);
+  ~ReadyListSink();
+  ReadyListSink(const ReadyListSink&) = delete;
+  ReadyListSink& operator=(const ReadyListSink&) = delete;
+
+  void Add(int db, std::string_view key);
+
+ private:
+  std::vector<std::pair<int, std::string>>* keys_;
+  ReadyListSink* previous_;
 };
 
 }  // namespace shm
