@@ -578,6 +578,7 @@ void DeleteKeyAggregate(Segment* segment, const std::string& name, KeyType type)
   DeleteAggregate(segment, name, type);
 }
 const Dict& KeyspaceIndex(const Keyspace& keyspace) { return keyspace.index_; }
+void ReportListReady(const Keyspace& keyspace, std::string_view key) { ReportReady(keyspace, key); }
 
 Status KeyListOf(Segment* segment, const std::string& name, List* list) {
   return FindAggregate(segment, name, list);

@@ -37,6 +37,9 @@ Status NewKeyHash(const Keyspace& keyspace, Dict* hash, DictValue* entry);
 // of a key's list object, named "redis:<db>:..."), while some pop is blocked, it wakes the blocked
 // pops of that database (Keyspace::WakeBlockedPops).
 void NoteListFilled(const ObjectRef& list);
+// A list key of `keyspace` may be non-empty now, its write committed (a transaction's push):
+// its blocked pops' turn (into this thread's ReadyListSink when there is one).
+void ReportListReady(const Keyspace& keyspace, std::string_view key);
 
 // Marks, on this thread, a keyspace operation that pushes to a key's list (or builds one aside):
 // pushes meanwhile set `filled` instead of waking anyone (NoteListFilled).

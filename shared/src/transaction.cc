@@ -96,6 +96,8 @@ struct Transaction::State {
   std::map<std::pair<const EntryRep*, uint64_t>, uint64_t> hash_sizes;
   // Lists and hashes this transaction created for new keys: deleted unless it commits.
   std::vector<std::pair<std::string, KeyType>> created;
+  // List keys it pushed to: reported ready (their blocked pops' turn) once it commits.
+  std::vector<std::pair<Keyspace, std::string>> ready;
   size_t staged_bytes = 0;
 
   // The commit's working lists (Committer), kept here for their capacity.
@@ -140,6 +142,7 @@ struct Transaction::State {
     hash_writes.clear();
     hash_sizes.clear();
     created.clear();
+    ready.clear();
   }
 
   // The entry of key in ref's dict, or nullptr.
@@ -352,6 +355,11 @@ class Committer {
     Apply();
     ReleaseAll();
     for (EntryRep* entry : wake_) FutexWakeAll(&entry->wake_seq);
+    for (const ListLock& l : lists_) {  // A key's list is reported by its key, after the commit.
+      if (!l.op->keyspace && (!l.op->left.empty() || !l.op->right.empty())) {
+        NoteListFilled(l.op->list.ref());
+      }
+    }
     if (record_ != 0) FreeTxRecord(seg_, record_, &writer_);
     record_ = 0;
     for (const auto& [name, type] : st_->orphans) {
@@ -1250,6 +1258,13 @@ Status KeyList(State* st, const Keyspace& ks, std::string_view key, bool create,
   return Status::OK();
 }
 
+void NoteReady(State* st, const Keyspace& ks, std::string_view key) {
+  for (const auto& [k, name] : st->ready) {
+    if (name == key && k.db() == ks.db()) return;
+  }
+  st->ready.emplace_back(ks, std::string(key));
+}
+
 // The key goes with the last element of its list or hash, as outside transactions.
 Status RemoveEmptyKey(State* st, const Keyspace& ks, std::string_view key, const DictValue& entry,
                       KeyType type) {
@@ -1286,7 +1301,9 @@ Status Transaction::Push(const Keyspace& ks, std::string_view key, List::End end
   TxListOp* op = nullptr;
   DictValue entry;
   SHM_RETURN_IF_ERROR(KeyList(state_.get(), ks, key, true, &op, &entry));
-  return PushItem(state_.get(), op, end, item, length);
+  SHM_RETURN_IF_ERROR(PushItem(state_.get(), op, end, item, length));
+  NoteReady(state_.get(), ks, key);
+  return Status::OK();
 }
 
 Status Transaction::Pop(const Keyspace& ks, std::string_view key, List::End end, std::string* item,
@@ -1376,7 +1393,10 @@ Status Transaction::Commit() {
     Committer committer(segment_, st);
     return committer.Run();
   });
-  if (s.ok()) st->created.clear();  // Named by their keys now (or orphans, deleted already).
+  if (s.ok()) {
+    st->created.clear();  // Named by their keys now (or orphans, deleted already).
+    for (const auto& [ks, key] : st->ready) ReportListReady(ks, key);
+  }
   Reset();
   return s;
 }
@@ -1431,8 +1451,10 @@ Status ScopedWithList(KeyspaceTransactionScope* scope, const Keyspace& ks, std::
   if (op == nullptr) return Status::NotFound("no such key");
   List bound = op->list;
   BindListToTransaction(&bound, TransactionAccess::TxOf(scope));
+  const size_t pushed = op->left.size() + op->right.size();
   Status outcome = fn(bound);
   if (access == Keyspace::Access::kRead) return outcome;
+  if (op->left.size() + op->right.size() > pushed) NoteReady(st, ks, key);
   uint64_t length = 0;
   SHM_RETURN_IF_ERROR(st->lists.Length(op, &length));
   if (length == 0) SHM_RETURN_IF_ERROR(RemoveEmptyKey(st, ks, key, entry, KeyType::kList));
