@@ -997,15 +997,16 @@ LockFreeRead FindWithoutLock(Segment::Impl* seg, const DictRep* rep, std::string
       return LockFreeRead::kUnsure;
     }
     const auto* blob = seg->Ptr<DictEntryBlob>(word);
-    // Word by word, relaxed: GCC turns a 40-byte memcpy (or plain word copies) into `rep movsl`,
-    // whose start-up and the store-forwarding stall of reading the copy back cost about a third
-    // of this read. Blobs are 16-byte aligned.
-    uint64_t words[sizeof(DictEntryBlob) / 8];
-    static_assert(sizeof(words) == sizeof(DictEntryBlob));
+    // Five relaxed word loads, unrolled: GCC turns a 40-byte memcpy (or a copy loop) into `rep movsl`
+    // (or a loop it does not unroll), whose start-up and the store-forwarding stall of reading the
+    // copy back cost about a third of this read. Blobs are 16-byte aligned.
     const auto* source = reinterpret_cast<const uint64_t*>(blob);
-    for (size_t w = 0; w < std::size(words); ++w) {
-      words[w] = __atomic_load_n(&source[w], __ATOMIC_RELAXED);
-    }
+    const uint64_t words[] = {__atomic_load_n(&source[0], __ATOMIC_RELAXED),
+                              __atomic_load_n(&source[1], __ATOMIC_RELAXED),
+                              __atomic_load_n(&source[2], __ATOMIC_RELAXED),
+                              __atomic_load_n(&source[3], __ATOMIC_RELAXED),
+                              __atomic_load_n(&source[4], __ATOMIC_RELAXED)};
+    static_assert(sizeof(words) == sizeof(DictEntryBlob));
     std::memcpy(header, words, sizeof(words));
     if (header->hash != hash || header->key_len != key.size()) continue;
     if (header->ctype_len > Dict::kMaxContentType || header->value_len > Dict::kMaxValue ||
