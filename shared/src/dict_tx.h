@@ -50,6 +50,12 @@ int64_t DictTxExpiryLocked(Segment::Impl* seg, const DictTxTarget& target, int64
 Status DictTxAllocateBlob(Segment::Impl* seg, CowWriter* writer, std::string_view key,
                           std::string_view content_type, std::string_view value,
                           int64_t expires_at_ms, uint64_t* handle);
+// As above, for a key whose DictKeyHash is `hash`.
+Status DictTxAllocateBlob(Segment::Impl* seg, CowWriter* writer, std::string_view key,
+                          uint64_t hash, std::string_view content_type, std::string_view value,
+                          int64_t expires_at_ms, uint64_t* handle);
+// Dict::Get of a key whose DictKeyHash is `hash` (a transaction's read: it hashed the key).
+Status DictTxGet(const Dict& dict, std::string_view key, uint64_t hash, DictValue* value);
 // Under the lock: applies `change` with plain stores (the record, not an intent slot, owns its
 // blobs), freeing the blob it replaces. With `evictor` (the committer's writer) a dict with
 // max_bytes first evicts to make room; a repair passes none. Idempotent: a put whose blob is in

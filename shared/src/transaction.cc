@@ -73,6 +73,7 @@ struct Transaction::State {
   // The first `used` are this transaction's; the ones after keep their strings' capacity.
   std::vector<Entry> entries;
   size_t used = 0;
+  size_t recent = 0;  // The entry looked up or added last (Lookup).
   // Past kScanEntries entries: open addressing over entry index + 1 (0: empty), by MixIdentity.
   std::vector<uint32_t> index;
   size_t reads = 0;   // Entries read.
@@ -134,7 +135,7 @@ struct Transaction::State {
   bool empty() const { return used == 0 && counters.empty() && lists.empty(); }
 
   void Clear() {
-    used = reads = writes = staged_bytes = 0;
+    used = reads = writes = staged_bytes = recent = 0;
     index.clear();
     counters.clear();
     orphans.clear();
@@ -143,6 +144,22 @@ struct Transaction::State {
     hash_sizes.clear();
     created.clear();
     ready.clear();
+  }
+
+  // The entry of key in ref's dict, or nullptr; *hash gets DictKeyHash(key). The entry looked up
+  // last is tried first, without hashing: an operation reads a key, then writes it.
+  Entry* Lookup(const ObjectRef& ref, std::string_view key, uint64_t* hash) {
+    if (recent < used) {
+      Entry& e = entries[recent];
+      if (e.ref.entry == ref.entry && e.ref.incarnation == ref.incarnation && e.key == key) {
+        *hash = e.hash;
+        return &e;
+      }
+    }
+    *hash = DictKeyHash(key);
+    Entry* e = Find(ref, *hash, key);
+    if (e != nullptr) recent = static_cast<size_t>(e - entries.data());
+    return e;
   }
 
   // The entry of key in ref's dict, or nullptr.
@@ -168,6 +185,7 @@ struct Transaction::State {
   // A new entry (REQUIRES: Find answered nullptr), reusing a spare one's strings.
   Entry* Add(const ObjectRef& ref, uint64_t hash, std::string_view key, bool keyspace) {
     if (used == entries.size()) entries.emplace_back();
+    recent = used;
     Entry& e = entries[used++];
     e.ref = ref;
     e.hash = hash;
@@ -222,15 +240,15 @@ void ReturnState(std::unique_ptr<State> state) {
 // when absent.
 Status ViewEntry(State* st, const Dict& dict, bool keyspace, std::string_view key, DictValue* out,
                  bool* found) {
-  const uint64_t hash = DictKeyHash(key);
-  State::Entry* e = st->Find(dict.ref(), hash, key);
+  uint64_t hash = 0;
+  State::Entry* e = st->Lookup(dict.ref(), key, &hash);
   if (e != nullptr && e->written) {
     *found = !e->erase;
     if (*found) *out = e->value;
     return Status::OK();
   }
   SHM_RETURN_IF_ERROR(st->CheckRoom(key.size()));
-  Status s = dict.Get(key, out);
+  Status s = DictTxGet(dict, key, hash, out);
   if (!s.ok() && !s.IsNotFound()) return s;
   *found = s.ok();
   uint64_t version = 0;
@@ -250,8 +268,8 @@ Status ViewEntry(State* st, const Dict& dict, bool keyspace, std::string_view ke
 Status Stage(State* st, const Dict& dict, bool keyspace, std::string_view key, bool erase,
              DictValue value, Expiry expiry, int64_t ttl_ms) {
   const size_t bytes = key.size() + value.data.size() + value.content_type.size();
-  const uint64_t hash = DictKeyHash(key);
-  State::Entry* e = st->Find(dict.ref(), hash, key);
+  uint64_t hash = 0;
+  State::Entry* e = st->Lookup(dict.ref(), key, &hash);
   if (e == nullptr || !e->written) SHM_RETURN_IF_ERROR(st->CheckRoom(bytes));
   if (e == nullptr) e = st->Add(dict.ref(), hash, key, keyspace);
   if (!e->written) ++st->writes;
@@ -461,8 +479,9 @@ class Committer {
         c.shard = target.shard;
         c.erase = e.erase ? 1 : 0;
         const DictValue& v = e.value;
-        SHM_RETURN_IF_ERROR(DictTxAllocateBlob(seg_, &writer_, e.key, e.erase ? "" : v.content_type,
-                                               e.erase ? "" : v.data, v.expires_at_ms, &c.blob));
+        SHM_RETURN_IF_ERROR(DictTxAllocateBlob(seg_, &writer_, e.key, e.hash,
+                                               e.erase ? "" : v.content_type, e.erase ? "" : v.data,
+                                               v.expires_at_ms, &c.blob));
       }
     }
     for (const ListLock& l : lists_) {
