@@ -13,7 +13,11 @@ items), Value += 1 under its Lock, Queue put then get, Lock acquire/release, Eve
 trip (two processes ping-pong over two Events; one round trip = two hand-offs). Memory: bytes of the
 segment's allocator the objects take (shmstate; the registry entry of each object, about 0.5 KiB,
 is preallocated and not counted) or the growth of the RSS of the manager's server process
-(stock), per object, over 1000 objects of each type."""
+(stock), per object, over 1000 objects of each type. Each round also times a bare futex
+ping-pong between 2 processes (futex_pingpong): the Event row's floor on this machine.
+
+shmstate's segment is 2 GiB (--size; tmpfs pages are taken only as written): on an idle machine
+the list append row keeps millions of items in its second, more than the default 256 MiB."""
 import argparse
 import multiprocessing as mp
 import os
@@ -107,6 +111,49 @@ def w_event(objs, seconds, start, results, seed):
         results.put(0)
 
 
+def futex_pingpong(seconds):
+    """Round trips/s of a bare futex ping-pong between 2 forked processes: ctypes system calls on
+    one shared word, no library. The floor of any hand-off between two sleeping processes (an
+    Event's set/wait round trip is two), measured in the same run as the rows."""
+    import ctypes
+    import mmap
+    libc = ctypes.CDLL(None, use_errno=True)
+    shared = mmap.mmap(-1, mmap.PAGESIZE)  # Anonymous and MAP_SHARED: the child sees it.
+    word = ctypes.c_int32.from_buffer(shared)
+    addr = ctypes.c_void_p(ctypes.addressof(word))
+    futex, wait_op, wake_op = 202, 0, 1  # SYS_futex on x86-64, FUTEX_WAIT, FUTEX_WAKE.
+
+    def sleep_while(value):
+        while word.value == value:
+            libc.syscall(futex, addr, wait_op, ctypes.c_int32(value), None, None, 0)
+
+    ponger = os.fork()
+    if ponger == 0:  # Answers each odd turn with the next even one, until -1.
+        while True:
+            value = word.value
+            if value == -1:
+                os._exit(0)
+            if value % 2:
+                word.value = value + 1
+                libc.syscall(futex, addr, wake_op, 1, None, None, 0)
+            else:
+                sleep_while(value)
+    trips, deadline = 0, time.monotonic() + seconds
+    t0 = time.monotonic()
+    while time.monotonic() < deadline:
+        word.value = 2 * trips + 1
+        libc.syscall(futex, addr, wake_op, 1, None, None, 0)
+        sleep_while(2 * trips + 1)
+        trips += 1
+    elapsed = time.monotonic() - t0
+    word.value = -1
+    libc.syscall(futex, addr, wake_op, 1, None, None, 0)
+    os.waitpid(ponger, 0)
+    del word
+    shared.close()
+    return trips / elapsed
+
+
 ROWS = [
     ("dict get", w_dict_get, lambda m: m.dict({k: VALUE for k in KEYS})),
     ("dict set", w_dict_set, lambda m: m.dict({k: VALUE for k in KEYS})),
@@ -175,15 +222,20 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--size", default="2GiB",
+                        help="shmstate's segment (sparse): list append keeps ~100 B an item")
     args = parser.parse_args()
     import shmstate
     results = {label: ([], []) for label, _, _ in ROWS}
+    floor = []
     for round_ in range(args.rounds):
+        floor.append(futex_pingpong(args.seconds))
+        print(f"round {round_ + 1}: futex ping-pong\t{floor[-1]:.0f}", file=sys.stderr)
         for label, worker, make in ROWS:  # Alternating: stock, then ours, row by row.
             stock = mp.Manager()
             results[label][0].append(run_row(stock, worker, make, args.seconds))
             stock.shutdown()
-            with shmstate.Manager() as ours:
+            with shmstate.Manager(size=args.size) as ours:
                 results[label][1].append(run_row(ours, worker, make, args.seconds))
             print(f"round {round_ + 1}: {label}\t{results[label][0][-1]:.0f}\t"
                   f"{results[label][1][-1]:.0f}", file=sys.stderr)
@@ -200,6 +252,12 @@ def main():
         print(f"| {label} | {median(stock_ops) / 1e3:.1f}k ops/s | "
               f"{median(ours_ops) / 1e3:.0f}k ops/s | {median(ratios):.0f}x "
               f"({min(ratios):.0f}-{max(ratios):.0f}) |")
+    event = results["Event set/wait round trip"][1]
+    print()
+    print(f"Floor of the Event row: a bare futex ping-pong between 2 processes, "
+          f"{median(floor) / 1e3:.1f}k round trips/s (median of {args.rounds}, "
+          f"{min(floor) / 1e3:.1f}-{max(floor) / 1e3:.1f}k); shmstate's Event reaches "
+          f"{median([e / f for e, f in zip(event, floor)]) * 100:.0f}% of it (median per round).")
     print()
     print("| memory per object (1000 objects) | multiprocessing.Manager (server RSS growth) | "
           "shmstate.Manager (segment bytes) |")

@@ -1134,12 +1134,10 @@ class ConditionProxy(_Blocking):
 class EventProxy(_Blocking):
     _typeid = "Event"
 
-    # is_set() and set() are native (ValueGet, EventSet).
+    # is_set(), set(), clear() and wait() are native (ValueGet, EventSet, EventClear,
+    # EventWait: a bounded spin on the value, then this method's futex sleep).
 
-    def clear(self) -> None:
-        self._d[b"v"] = _dumps(False)
-
-    def wait(self, timeout: Optional[float] = None) -> bool:
+    def _wait_slow(self, timeout: Optional[float] = None) -> bool:
         result = self._wait_until(lambda: True if self._load() else _MISSING, timeout)
         return result is True
 

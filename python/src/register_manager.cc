@@ -17,12 +17,15 @@
 #include <pthread.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "attachment.h"
 #include "bound.h"
@@ -51,10 +54,60 @@ struct Globals {
   PyObject* rlock = nullptr;
   PyObject* owner_died = nullptr;
   PyObject* fast = nullptr;
-  PyTypeObject* dict_type = nullptr;
-  PyTypeObject* list_type = nullptr;
 };
 Globals g;
+
+// --- scratch
+// --------------------------------------------------------------------------------------
+
+// A T (a std::string, a DictValue) taken from a small per-process pool and given back at scope
+// exit, so a warm fast call allocates nothing on the heap: a record, a key or a value read
+// reuses the capacity a previous call left. Leased rather than static because a call may run
+// Python code (a pickle's __reduce__) that calls another proxy. The GIL guards the pool.
+template <class T>
+class Leased {
+ public:
+  Leased() {
+    std::vector<T*>& pool = Pool();
+    if (pool.empty()) {
+      value_ = new T();
+    } else {
+      value_ = pool.back();
+      pool.pop_back();
+      Clear(value_);
+    }
+  }
+  ~Leased() {
+    std::vector<T*>& pool = Pool();
+    if (pool.size() < kPoolSize && Capacity(*value_) <= kKeepBytes) {
+      pool.push_back(value_);  // Within the reserved capacity: no allocation.
+    } else {
+      delete value_;
+    }
+  }
+  Leased(const Leased&) = delete;
+  Leased& operator=(const Leased&) = delete;
+  T* get() { return value_; }
+  T* operator->() { return value_; }
+  T& operator*() { return *value_; }
+
+ private:
+  static constexpr size_t kPoolSize = 16;
+  static constexpr size_t kKeepBytes = 64 << 10;  // A large value's buffer goes back to malloc.
+  static std::vector<T*>& Pool() {
+    static auto* pool = [] {  // Never destroyed: used until the very exit.
+      auto* p = new std::vector<T*>();
+      p->reserve(kPoolSize);
+      return p;
+    }();
+    return *pool;
+  }
+  static void Clear(std::string* s) { s->clear(); }
+  static void Clear(shm::DictValue* v) { v->data.clear(); }
+  static size_t Capacity(const std::string& s) { return s.capacity(); }
+  static size_t Capacity(const shm::DictValue& v) { return v.data.capacity(); }
+  T* value_;
+};
 
 // --- records
 // --------------------------------------------------------------------------------------
@@ -206,6 +259,8 @@ std::shared_ptr<Attachment> SharedAttachment(py::handle server) {
 // The dict object of a proxy (every kind but list and queue items).
 class MgrDict {
  public:
+  static inline PyTypeObject* type = nullptr;  // Its Python class, set by Install.
+
   MgrDict(py::handle server, py::handle name)
       : bound_(
             SharedAttachment(server), [n = ToText(name, "name")](shm::Segment* seg, shm::Dict* d) {
@@ -221,6 +276,12 @@ class MgrDict {
       return s.IsNotFound() ? shm::Status::OK() : s;
     });
     return found;
+  }
+  // The value record of `key` (the `v` of a Value or an Event) into a new object; null with an
+  // error set, or without one when absent.
+  PyObject* GetRecord(std::string_view key) {
+    Leased<shm::DictValue> value;
+    return Get(key, value.get()) ? FromRecord(value->data) : nullptr;
   }
   // mode kAdd: false when present; if_version: false on a mismatch.
   bool Set(std::string_view key, std::string_view value, shm::SetMode mode,
@@ -252,23 +313,29 @@ class MgrDict {
   // Rewrites the entry's value record in place of its old one, keeping its order and key (one
   // read-modify-write under the dict's lock); false when the key is absent (nothing written).
   bool ReplaceValue(std::string_view key, std::string_view value_record, bool* malformed) {
-    bool present = false;
-    bound_.RunFast([&](shm::Dict& d) {
-      return d.Update(key, [&](const shm::DictValue* current, shm::DictUpdate* update) {
-        present = current != nullptr;
-        EntryView old;
-        if (!present || !ParseEntry(current->data, &old)) {
-          *malformed = present;
-          update->write = false;
-          return shm::Status::OK();
-        }
-        update->data.assign(current->data, 0, kEntryHeader + old.key.size());
-        update->data.append(value_record);
-        update->keep_expiry = true;
+    struct Change {
+      std::string_view value_record;
+      bool present = false;
+      bool malformed = false;
+    } change{value_record};
+    // One pointer captured: the std::function keeps it inline (no allocation per call).
+    auto rewrite = [c = &change](const shm::DictValue* current, shm::DictUpdate* update) {
+      c->present = current != nullptr;
+      EntryView old;
+      if (!c->present || !ParseEntry(current->data, &old)) {
+        c->malformed = c->present;
+        update->write = false;
         return shm::Status::OK();
-      });
-    });
-    return present && !*malformed;
+      }
+      update->data.reserve(kEntryHeader + old.key.size() + c->value_record.size());
+      update->data.assign(current->data, 0, kEntryHeader + old.key.size());
+      update->data.append(c->value_record);
+      update->keep_expiry = true;
+      return shm::Status::OK();
+    };
+    bound_.RunFast([&](shm::Dict& d) { return d.Update(key, rewrite); });
+    *malformed = change.malformed;
+    return change.present && !change.malformed;
   }
   int64_t Incr(std::string_view key, int64_t by) {
     int64_t result = 0;
@@ -277,8 +344,8 @@ class MgrDict {
   }
   // Whether a sleeper counted itself in `!w` (manager.py's _Blocking._wait_until).
   bool HasWaiters() {
-    shm::DictValue v;
-    return Get("!w", &v) && !v.data.empty() && v.data != "0" && v.data[0] != '-';
+    Leased<shm::DictValue> v;
+    return Get("!w", v.get()) && !v->data.empty() && v->data != "0" && v->data[0] != '-';
   }
 
  private:
@@ -288,6 +355,8 @@ class MgrDict {
 // A list object: a ListProxy's items or a Queue's.
 class MgrList {
  public:
+  static inline PyTypeObject* type = nullptr;
+
   MgrList(py::handle server, py::handle name)
       : bound_(
             SharedAttachment(server), [n = ToText(name, "name")](shm::Segment* seg, shm::List* l) {
@@ -325,18 +394,42 @@ class MgrList {
 
 // --- fast methods
 // ---------------------------------------------------------------------------------
+//
+// Every fast method is body(handle) for the proxy's native handle (`_h`, a MgrDict or a MgrList)
+// under Guarded: OnHandle below is the one frame around them.
 
-template <class T>
-T* HandleOf(PyObject* self, PyTypeObject* type) {
+// The handle of kind H of a proxy (borrowed: the proxy keeps it), or null with an error set.
+template <class H>
+H* HandleOf(PyObject* self) {
   PyObject* h = PyObject_GetAttr(self, g.h);
   if (h == nullptr) return nullptr;
-  T* cpp = CppOf<T>(h, type);
-  Py_DECREF(h);  // The proxy keeps it.
+  H* cpp = CppOf<H>(h, H::type);
+  Py_DECREF(h);
   if (cpp == nullptr) PyErr_SetString(PyExc_TypeError, "not a shmstate.Manager proxy handle");
   return cpp;
 }
 
-// Calls self._<name>_slow(*args): the Python method the fast one stands in for.
+// body(H&) -> PyObject* (a new reference, or null with an error set) on the proxy's handle.
+template <class H, class F>
+PyObject* OnHandle(PyObject* self, F&& body) {
+  H* h = HandleOf<H>(self);
+  if (h == nullptr) return nullptr;
+  return Guarded([&]() -> PyObject* { return body(*h); });
+}
+
+// fn() -> void under Guarded: false with the error set.
+template <class F>
+bool Done(F&& fn) {
+  PyObject* none = Guarded([&]() -> PyObject* {
+    fn();
+    Py_RETURN_NONE;
+  });
+  if (none == nullptr) return false;
+  Py_DECREF(none);
+  return true;
+}
+
+// Calls self.<name>(*args): the Python method (`_<method>_slow`) the fast one stands in for.
 PyObject* Slow(PyObject* self, const char* name, PyObject* const* args, Py_ssize_t nargs,
                PyObject* kwnames) {
   PyObject* fn = PyObject_GetAttrString(self, name);
@@ -365,18 +458,16 @@ bool EntryKey(PyObject* key, std::string* out) {
 // The value of `key`, or null: with an error set, or (absent) without.
 PyObject* DictLookup(PyObject* self, PyObject* key, bool* absent) {
   *absent = false;
-  MgrDict* d = HandleOf<MgrDict>(self, g.dict_type);
-  if (d == nullptr) return nullptr;
-  return Guarded([&]() -> PyObject* {
-    std::string ekey;
-    if (!EntryKey(key, &ekey)) return nullptr;
-    shm::DictValue value;
-    if (!d->Get(ekey, &value)) {
+  return OnHandle<MgrDict>(self, [&](MgrDict& d) -> PyObject* {
+    Leased<std::string> ekey;
+    Leased<shm::DictValue> value;
+    if (!EntryKey(key, ekey.get())) return nullptr;
+    if (!d.Get(*ekey, value.get())) {
       *absent = true;
       return nullptr;
     }
     EntryView entry;
-    if (!ParseEntry(value.data, &entry)) return BadRecord();
+    if (!ParseEntry(value->data, &entry)) return BadRecord();
     return FromRecord(entry.value);
   });
 }
@@ -400,36 +491,35 @@ PyObject* DictGet(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObj
 }
 
 PyObject* DictContains(PyObject* self, PyObject* key) {
-  MgrDict* d = HandleOf<MgrDict>(self, g.dict_type);
-  if (d == nullptr) return nullptr;
-  return Guarded([&]() -> PyObject* {
-    std::string ekey;
-    if (!EntryKey(key, &ekey)) return nullptr;
-    shm::DictValue value;
-    return PyBool_FromLong(d->Get(ekey, &value));
+  return OnHandle<MgrDict>(self, [&](MgrDict& d) -> PyObject* {
+    Leased<std::string> ekey;
+    Leased<shm::DictValue> value;
+    if (!EntryKey(key, ekey.get())) return nullptr;
+    return PyBool_FromLong(d.Get(*ekey, value.get()));
   });
 }
 
-// d[key] = value: an existing key keeps its order and first-written key (compare-and-set on the
-// entry's version); a new one takes the next order and is added only if still absent.
+// d[key] = value: an existing key keeps its order and first-written key (its value record is
+// replaced under the dict's lock); a new one takes the next order and is added only if still
+// absent.
 PyObject* DictSetItem(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
   if (nargs != 2) {
     PyErr_SetString(PyExc_TypeError, "__setitem__ takes a key and a value");
     return nullptr;
   }
-  MgrDict* d = HandleOf<MgrDict>(self, g.dict_type);
-  if (d == nullptr) return nullptr;
-  return Guarded([&]() -> PyObject* {
-    std::string ekey, value_record, key_record, entry;
-    if (!EntryKey(args[0], &ekey) || !AppendRecord(args[1], &value_record)) return nullptr;
+  return OnHandle<MgrDict>(self, [&](MgrDict& d) -> PyObject* {
+    Leased<std::string> ekey, value_record, key_record, entry;
+    if (!EntryKey(args[0], ekey.get()) || !AppendRecord(args[1], value_record.get())) {
+      return nullptr;
+    }
     while (true) {
       bool malformed = false;
-      if (d->ReplaceValue(ekey, value_record, &malformed)) break;
+      if (d.ReplaceValue(*ekey, *value_record, &malformed)) break;
       if (malformed) return BadRecord();
-      if (key_record.empty() && !AppendRecord(args[0], &key_record)) return nullptr;
-      int64_t order = d->Incr("!order", 1);
-      MakeEntry(order, key_record, value_record, &entry);
-      if (d->Set(ekey, entry, shm::SetMode::kAdd)) break;  // Else added meanwhile: replace it.
+      if (key_record->empty() && !AppendRecord(args[0], key_record.get())) return nullptr;
+      int64_t order = d.Incr("!order", 1);
+      MakeEntry(order, *key_record, *value_record, entry.get());
+      if (d.Set(*ekey, *entry, shm::SetMode::kAdd)) break;  // Else added meanwhile: replace it.
     }
     Py_RETURN_NONE;
   });
@@ -437,25 +527,20 @@ PyObject* DictSetItem(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
 
 // The `v` entry of a Value or an Event.
 PyObject* ValueGet(PyObject* self, PyObject* = nullptr) {
-  MgrDict* d = HandleOf<MgrDict>(self, g.dict_type);
-  if (d == nullptr) return nullptr;
-  return Guarded([&]() -> PyObject* {
-    shm::DictValue value;
-    if (!d->Get("v", &value)) {
+  return OnHandle<MgrDict>(self, [&](MgrDict& d) -> PyObject* {
+    PyObject* value = d.GetRecord("v");
+    if (value == nullptr && !PyErr_Occurred()) {
       PyErr_SetString(PyExc_ReferenceError, "the managed object no longer exists");
-      return nullptr;
     }
-    return FromRecord(value.data);
+    return value;
   });
 }
 
 PyObject* ValueSet(PyObject* self, PyObject* value) {
-  MgrDict* d = HandleOf<MgrDict>(self, g.dict_type);
-  if (d == nullptr) return nullptr;
-  return Guarded([&]() -> PyObject* {
-    std::string record;
-    if (!AppendRecord(value, &record)) return nullptr;
-    d->Set("v", record, shm::SetMode::kSet);
+  return OnHandle<MgrDict>(self, [&](MgrDict& d) -> PyObject* {
+    Leased<std::string> record;
+    if (!AppendRecord(value, record.get())) return nullptr;
+    d.Set("v", *record, shm::SetMode::kSet);
     Py_RETURN_NONE;
   });
 }
@@ -474,20 +559,29 @@ int ValueSetter(PyObject* self, PyObject* value, void*) {
 
 // Event.set(): the value, then a wake if anybody sleeps.
 PyObject* EventSet(PyObject* self, PyObject*) {
-  MgrDict* d = HandleOf<MgrDict>(self, g.dict_type);
+  MgrDict* d = HandleOf<MgrDict>(self);
   if (d == nullptr) return nullptr;
   PyObject* done = ValueSet(self, Py_True);
   if (done == nullptr) return nullptr;
   Py_DECREF(done);
   bool waiters = false;
-  PyObject* ok = Guarded([&]() -> PyObject* {
-    waiters = d->HasWaiters();
-    Py_RETURN_NONE;
-  });
-  if (ok == nullptr) return nullptr;
-  Py_DECREF(ok);
+  if (!Done([&] { waiters = d->HasWaiters(); })) return nullptr;
   if (waiters) return PyObject_CallMethod(self, "_wake", nullptr);
   Py_RETURN_NONE;
+}
+
+PyObject* EventClear(PyObject* self, PyObject*) { return ValueSet(self, Py_False); }
+
+// Event.wait(timeout=None): true at once when the Event is set (one read); else the Python
+// method's futex sleep. No spin before the sleep: a 50 us spin measured 2x slower here at load
+// 8-11 on 2 vCPUs (the spinner takes the CPU its setter needs; docs/manager.md, "Speed").
+PyObject* EventWait(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+  PyObject* set = ValueGet(self);
+  if (set != Py_True) {
+    Py_XDECREF(set);
+    return set == nullptr ? nullptr : Slow(self, "_wait_slow", args, nargs, kwnames);
+  }
+  return set;
 }
 
 // A Lock's holder entry `h` holds this process's owner record (manager._process_owner); the
@@ -522,116 +616,94 @@ uint64_t MyCount(const std::string& holder, const std::string& key) {
 }
 
 // RLock.acquire() without arguments: an add-if-absent (*took), or this thread's count + 1 (a
-// compare-and-set). False when neither applied (the caller runs the Python method) or on an
-// error (set).
-bool RLockTryAcquire(MgrDict* d, bool* took) {
-  std::string key, value;
-  if (!RLockKey(&key)) return false;
-  value = key;
-  PutU64(&value, 1);
-  PyObject* ok = Guarded([&]() -> PyObject* {
-    if (d->Set("h", value, shm::SetMode::kAdd)) {
-      *took = true;
-      Py_RETURN_TRUE;
+// compare-and-set). *applied false when neither applied (the caller runs the Python method).
+// False on an error (set).
+bool RLockTryAcquire(MgrDict& d, bool* applied, bool* took) {
+  Leased<std::string> key, value;
+  if (!RLockKey(key.get())) return false;
+  return Done([&] {
+    *value = *key;
+    PutU64(value.get(), 1);
+    if (d.Set("h", *value, shm::SetMode::kAdd)) {
+      *applied = *took = true;
+      return;
     }
-    shm::DictValue current;
+    Leased<shm::DictValue> current;
     uint64_t count = 0;
-    if (d->Get("h", &current) && (count = MyCount(current.data, key)) != 0) {
-      value = key;
-      PutU64(&value, count + 1);
-      if (d->Set("h", value, shm::SetMode::kSet, current.version)) Py_RETURN_TRUE;
+    if (d.Get("h", current.get()) && (count = MyCount(current->data, *key)) != 0) {
+      *value = *key;
+      PutU64(value.get(), count + 1);
+      *applied = d.Set("h", *value, shm::SetMode::kSet, current->version);
     }
-    Py_RETURN_FALSE;
   });
-  if (ok == nullptr) return false;
-  const bool result = ok == Py_True;
-  Py_DECREF(ok);
-  return result;
 }
 
 // RLock.release() by its holding thread: its count - 1, or the entry's delete at 1 (both
-// compare-and-set on the version read). False when neither applied (the caller runs the Python
-// method, which raises or retries) or on an error (set).
-bool RLockTryRelease(MgrDict* d, bool* waiters) {
-  std::string key;
-  if (!RLockKey(&key)) return false;
-  PyObject* ok = Guarded([&]() -> PyObject* {
-    shm::DictValue current;
+// compare-and-set on the version read). *applied false when neither applied (the caller runs
+// the Python method, which raises or retries). False on an error (set).
+bool RLockTryRelease(MgrDict& d, bool* applied, bool* waiters) {
+  Leased<std::string> key;
+  if (!RLockKey(key.get())) return false;
+  return Done([&] {
+    Leased<shm::DictValue> current;
     uint64_t count = 0;
-    if (!d->Get("h", &current) || (count = MyCount(current.data, key)) == 0) Py_RETURN_FALSE;
+    if (!d.Get("h", current.get()) || (count = MyCount(current->data, *key)) == 0) return;
     if (count > 1) {
-      std::string value = key;
-      PutU64(&value, count - 1);
-      return PyBool_FromLong(d->Set("h", value, shm::SetMode::kSet, current.version));
+      Leased<std::string> value;
+      *value = *key;
+      PutU64(value.get(), count - 1);
+      *applied = d.Set("h", *value, shm::SetMode::kSet, current->version);
+    } else if ((*applied = d.Delete("h", current->version))) {
+      *waiters = d.HasWaiters();
     }
-    if (!d->Delete("h", current.version)) Py_RETURN_FALSE;
-    *waiters = d->HasWaiters();
-    Py_RETURN_TRUE;
   });
-  if (ok == nullptr) return false;
-  const bool result = ok == Py_True;
-  Py_DECREF(ok);
-  return result;
+}
+
+bool IsRLock(PyObject* self, bool* is_rlock) {
+  PyObject* rlock = PyObject_GetAttr(self, g.rlock);
+  if (rlock == nullptr) return false;
+  *is_rlock = rlock == Py_True;
+  Py_DECREF(rlock);
+  return true;
 }
 
 // Lock.acquire() without arguments: one add-if-absent (an RLock: RLockTryAcquire); else (held,
 // a timeout) the Python method's rules.
 PyObject* LockAcquire(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   if (nargs != 0 || kwnames != nullptr) return Slow(self, "_acquire_slow", args, nargs, kwnames);
-  PyObject* rlock = PyObject_GetAttr(self, g.rlock);
-  if (rlock == nullptr) return nullptr;
-  const bool is_rlock = rlock == Py_True;
-  Py_DECREF(rlock);
-  MgrDict* d = HandleOf<MgrDict>(self, g.dict_type);
-  if (d == nullptr) return nullptr;
+  bool is_rlock = false, applied = false, took = false;
+  MgrDict* d = HandleOf<MgrDict>(self);
+  if (d == nullptr || !IsRLock(self, &is_rlock)) return nullptr;
   if (is_rlock) {
-    bool took = false;
-    if (!RLockTryAcquire(d, &took)) {
-      return PyErr_Occurred() ? nullptr : Slow(self, "_acquire_slow", args, nargs, kwnames);
-    }
-    if (took && PyObject_SetAttr(self, g.owner_died, Py_False) != 0) return nullptr;
-    Py_RETURN_TRUE;
+    if (!RLockTryAcquire(*d, &applied, &took)) return nullptr;
+  } else {
+    std::string_view owner;
+    if (!OwnerRecord(&owner)) return nullptr;
+    if (!Done([&] { applied = took = d->Set("h", owner, shm::SetMode::kAdd); })) return nullptr;
   }
-  std::string_view owner;
-  if (!OwnerRecord(&owner)) return nullptr;
-  PyObject* added = Guarded(
-      [&]() -> PyObject* { return PyBool_FromLong(d->Set("h", owner, shm::SetMode::kAdd)); });
-  if (added != Py_True) {
-    Py_XDECREF(added);
-    return added == nullptr ? nullptr : Slow(self, "_acquire_slow", args, nargs, kwnames);
-  }
-  if (PyObject_SetAttr(self, g.owner_died, Py_False) != 0) {
-    Py_DECREF(added);
-    return nullptr;
-  }
-  return added;
+  if (!applied) return Slow(self, "_acquire_slow", args, nargs, kwnames);
+  if (took && PyObject_SetAttr(self, g.owner_died, Py_False) != 0) return nullptr;
+  Py_RETURN_TRUE;
 }
 
 PyObject* LockRelease(PyObject* self, PyObject*) {
-  PyObject* rlock = PyObject_GetAttr(self, g.rlock);
-  if (rlock == nullptr) return nullptr;
-  const bool is_rlock = rlock == Py_True;
-  Py_DECREF(rlock);
-  MgrDict* d = HandleOf<MgrDict>(self, g.dict_type);
-  if (d == nullptr) return nullptr;
-  bool deleted = false, waiters = false;
+  bool is_rlock = false, applied = false, waiters = false;
+  MgrDict* d = HandleOf<MgrDict>(self);
+  if (d == nullptr || !IsRLock(self, &is_rlock)) return nullptr;
   if (is_rlock) {
-    if (!RLockTryRelease(d, &waiters)) {
-      return PyErr_Occurred() ? nullptr : Slow(self, "_release_slow", nullptr, 0, nullptr);
+    if (!RLockTryRelease(*d, &applied, &waiters)) return nullptr;
+    if (!applied) return Slow(self, "_release_slow", nullptr, 0, nullptr);
+  } else {
+    if (!Done([&] {
+          applied = d->Delete("h");
+          if (applied) waiters = d->HasWaiters();
+        })) {
+      return nullptr;
     }
-    if (waiters) return PyObject_CallMethod(self, "_wake", nullptr);
-    Py_RETURN_NONE;
-  }
-  PyObject* ok = Guarded([&]() -> PyObject* {
-    deleted = d->Delete("h");
-    if (deleted) waiters = d->HasWaiters();
-    Py_RETURN_NONE;
-  });
-  if (ok == nullptr) return nullptr;
-  Py_DECREF(ok);
-  if (!deleted) {
-    PyErr_SetString(PyExc_RuntimeError, "release unlocked lock");
-    return nullptr;
+    if (!applied) {
+      PyErr_SetString(PyExc_RuntimeError, "release unlocked lock");
+      return nullptr;
+    }
   }
   if (waiters) return PyObject_CallMethod(self, "_wake", nullptr);
   Py_RETURN_NONE;
@@ -646,12 +718,10 @@ PyObject* LockExit(PyObject* self, PyObject* const*, Py_ssize_t) {
 
 // list.append(item): one push.
 PyObject* ListAppend(PyObject* self, PyObject* item) {
-  MgrList* l = HandleOf<MgrList>(self, g.list_type);
-  if (l == nullptr) return nullptr;
-  return Guarded([&]() -> PyObject* {
-    std::string record;
-    if (!AppendRecord(item, &record)) return nullptr;
-    Check(l->Push(record));
+  return OnHandle<MgrList>(self, [&](MgrList& l) -> PyObject* {
+    Leased<std::string> record;
+    if (!AppendRecord(item, record.get())) return nullptr;
+    Check(l.Push(*record));
     Py_RETURN_NONE;
   });
 }
@@ -659,18 +729,16 @@ PyObject* ListAppend(PyObject* self, PyObject* item) {
 // list[i] for an int i; slices and other indexes through the Python method.
 PyObject* ListGetItem(PyObject* self, PyObject* index) {
   if (!PyLong_CheckExact(index)) return Slow(self, "_getitem_slow", &index, 1, nullptr);
-  MgrList* l = HandleOf<MgrList>(self, g.list_type);
-  if (l == nullptr) return nullptr;
-  return Guarded([&]() -> PyObject* {
+  return OnHandle<MgrList>(self, [&](MgrList& l) -> PyObject* {
     int overflow = 0;
     long long i = PyLong_AsLongLongAndOverflow(index, &overflow);
     if (i == -1 && PyErr_Occurred()) return nullptr;
-    std::string item;
-    if (overflow != 0 || !l->At(i, &item)) {
+    Leased<std::string> item;
+    if (overflow != 0 || !l.At(i, item.get())) {
       PyErr_SetString(PyExc_IndexError, "list index out of range");
       return nullptr;
     }
-    return FromRecord(item);
+    return FromRecord(*item);
   });
 }
 
@@ -691,13 +759,11 @@ PyObject* QueuePut(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyOb
   if (nargs != 1 || kwnames != nullptr || !FastQueue(self)) {
     return Slow(self, "_put_slow", args, nargs, kwnames);
   }
-  MgrList* l = HandleOf<MgrList>(self, g.list_type);
-  if (l == nullptr) return nullptr;
   bool full = false;
-  PyObject* done = Guarded([&]() -> PyObject* {
-    std::string record;
-    if (!AppendRecord(args[0], &record)) return nullptr;
-    shm::Status s = l->Push(record);
+  PyObject* done = OnHandle<MgrList>(self, [&](MgrList& l) -> PyObject* {
+    Leased<std::string> record;
+    if (!AppendRecord(args[0], record.get())) return nullptr;
+    shm::Status s = l.Push(*record);
     full = s.IsOutOfSpace();
     if (!full) Check(s);
     Py_RETURN_NONE;
@@ -711,14 +777,12 @@ PyObject* QueueGet(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyOb
   if (nargs != 0 || kwnames != nullptr || !FastQueue(self)) {
     return Slow(self, "_get_slow", args, nargs, kwnames);
   }
-  MgrList* l = HandleOf<MgrList>(self, g.list_type);
-  if (l == nullptr) return nullptr;
   bool got = false;
-  PyObject* value = Guarded([&]() -> PyObject* {
-    std::string item;
-    got = l->Pop(&item);
+  PyObject* value = OnHandle<MgrList>(self, [&](MgrList& l) -> PyObject* {
+    Leased<std::string> item;
+    got = l.Pop(item.get());
     if (!got) Py_RETURN_NONE;
-    return FromRecord(item);
+    return FromRecord(*item);
   });
   if (value == nullptr || got) return value;
   Py_DECREF(value);
@@ -739,6 +803,8 @@ PyGetSetDef kValueProperty = {"value", ValueGetter, ValueSetter, "The value.", n
 PyMethodDef kEventFast[] = {
     {"is_set", reinterpret_cast<PyCFunction>(ValueGet), METH_NOARGS, "Whether it is set."},
     {"set", reinterpret_cast<PyCFunction>(EventSet), METH_NOARGS, "Sets it; wakes the waiters."},
+    {"clear", reinterpret_cast<PyCFunction>(EventClear), METH_NOARGS, "Clears it."},
+    {"wait", AsCFunction(EventWait), METH_FASTCALL | METH_KEYWORDS, "wait(timeout=None)"},
     {nullptr, nullptr, 0, nullptr}};
 PyMethodDef kLockFast[] = {
     {"acquire", AsCFunction(LockAcquire), METH_FASTCALL | METH_KEYWORDS, "acquire()"},
@@ -768,8 +834,8 @@ void Install(const py::dict& classes, const py::object& encode_key, const py::ob
   g.rlock = PyUnicode_InternFromString("_rlock");
   g.owner_died = PyUnicode_InternFromString("owner_died");
   g.fast = PyUnicode_InternFromString("_fast");
-  g.dict_type = reinterpret_cast<PyTypeObject*>(py::type::of<MgrDict>().ptr());
-  g.list_type = reinterpret_cast<PyTypeObject*>(py::type::of<MgrList>().ptr());
+  MgrDict::type = reinterpret_cast<PyTypeObject*>(py::type::of<MgrDict>().ptr());
+  MgrList::type = reinterpret_cast<PyTypeObject*>(py::type::of<MgrList>().ptr());
   pthread_atfork(nullptr, nullptr, ForgetOwner);
   InstallMethods(classes["dict"], kDictFast);
   InstallMethods(classes["Value"], kValueFast);
