@@ -997,9 +997,9 @@ LockFreeRead FindWithoutLock(Segment::Impl* seg, const DictRep* rep, std::string
       return LockFreeRead::kUnsure;
     }
     const auto* blob = seg->Ptr<DictEntryBlob>(word);
-    // Five relaxed word loads, unrolled: GCC turns a 40-byte memcpy (or a copy loop) into `rep movsl`
-    // (or a loop it does not unroll), whose start-up and the store-forwarding stall of reading the
-    // copy back cost about a third of this read. Blobs are 16-byte aligned.
+    // Five relaxed word loads, unrolled by hand: GCC makes a 40-byte memcpy a `rep movsl` and
+    // keeps a copy loop a loop through the stack; either cost about a third of this read (start-up,
+    // store-forwarding stalls). Blobs are 16-byte aligned.
     const auto* source = reinterpret_cast<const uint64_t*>(blob);
     const uint64_t words[] = {__atomic_load_n(&source[0], __ATOMIC_RELAXED),
                               __atomic_load_n(&source[1], __ATOMIC_RELAXED),
