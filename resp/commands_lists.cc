@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "internal.h"
+#include "shm/transaction.h"
 
 namespace shm::resp {
 namespace {
@@ -317,8 +318,8 @@ void LPos(Call& c) {
 }
 
 // Moves one item from `src` to `dst` (LMOVE); *moved false when `src` is absent. The source's and
-// destination's types are checked before anything moves; the pair of writes is not one commit
-// (the transactions issue's: docs/resp.md).
+// destination's types are checked before anything moves. Run inside a transaction (RunIsolated,
+// MoveItemAtomically), the pop and the push are one commit.
 Status MoveItem(Keyspace& ks, std::string_view src, std::string_view dst, List::End from,
                 List::End to, std::string* item, bool* moved) {
   *moved = false;
@@ -340,6 +341,36 @@ Status MoveItem(Keyspace& ks, std::string_view src, std::string_view dst, List::
   }
   *moved = true;
   return Status::OK();
+}
+
+// MoveItem as one transaction of its own (BLMOVE's retries run outside any command's): retried
+// on a conflict, and run under every shard lock of the keyspace when it cannot be staged.
+Status MoveItemAtomically(Segment* segment, Keyspace& ks, std::string_view src,
+                          std::string_view dst, List::End from, List::End to, std::string* item,
+                          bool* moved) {
+  if (KeyspaceTransactionScope::Active() || KeyspaceExclusive::HeldByThisThread()) {
+    return MoveItem(ks, src, dst, from, to, item, moved);
+  }
+  constexpr int kAttempts = 16;
+  for (int attempt = 0; attempt < kAttempts; ++attempt) {
+    Transaction tx(segment);
+    Status s;
+    bool unsupported = false;
+    {
+      KeyspaceTransactionScope scope(&tx);
+      s = MoveItem(ks, src, dst, from, to, item, moved);
+      unsupported = scope.unsupported();
+    }
+    if (unsupported) break;
+    if (s.ok()) s = tx.Commit();
+    if (!s.IsConflict()) {
+      if (!s.ok()) *moved = false;
+      return s;
+    }
+  }
+  KeyspaceExclusive locks;
+  SHM_RETURN_IF_ERROR(locks.Lock(ks));
+  return MoveItem(ks, src, dst, from, to, item, moved);
 }
 
 void LMoveGeneric(Call& c, List::End from, List::End to) {
@@ -485,8 +516,8 @@ void RegisterListCommands(CommandTable* table) {
            CommandRow{"lrem", 4, kWrite, kOne, LRem},
            CommandRow{"ltrim", 4, kWrite, kOne, LTrim},
            CommandRow{"lpos", -3, kReadOnly, kOne, LPos},
-           CommandRow{"lmove", 5, kWrite | kDenyOom, {1, 2, 1}, IsolatedExclusive<LMove>},
-           CommandRow{"rpoplpush", 3, kWrite | kDenyOom, {1, 2, 1}, IsolatedExclusive<RPopLPush>},
+           CommandRow{"lmove", 5, kWrite | kDenyOom, {1, 2, 1}, Isolated<LMove>},
+           CommandRow{"rpoplpush", 3, kWrite | kDenyOom, {1, 2, 1}, Isolated<RPopLPush>},
            CommandRow{"lmpop", -4, kWrite, {2, -3, 1}, LMPop},
            CommandRow{"blpop", -3, kWrite | kNoScript | kBlocking, {1, -2, 1}, BLPop},
            CommandRow{"brpop", -3, kWrite | kNoScript | kBlocking, {1, -2, 1}, BRPop},
@@ -520,9 +551,10 @@ bool TryBlockedPop(const RespConfig& config, RespClient* client, const BlockedPo
   if (blocked.kind == BlockedPop::Kind::kMove) {
     std::string item;
     bool moved = false;
-    Status s = !may_take(blocked.keys[0]) ? Status::OK()
-                                          : MoveItem(*ks, blocked.keys[0], blocked.destination,
-                                                     blocked.end, blocked.to, &item, &moved);
+    Status s = !may_take(blocked.keys[0])
+                   ? Status::OK()
+                   : MoveItemAtomically(config.segment, *ks, blocked.keys[0], blocked.destination,
+                                        blocked.end, blocked.to, &item, &moved);
     if (!s.ok()) {
       ReplyStatus(w, s);
       return true;

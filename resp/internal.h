@@ -94,12 +94,6 @@ template <void (*Handler)(Call&)>
 void Isolated(Call& c) {
   RunIsolated(c, {}, [&c] { Handler(c); });
 }
-// One that moves list items (LMOVE, RPOPLPUSH): isolated by the keyspace's locks at once.
-template <void (*Handler)(Call&)>
-void IsolatedExclusive(Call& c) {
-  RunIsolated(
-      c, {}, [&c] { Handler(c); }, /*exclusive=*/true);
-}
 // Runs a command queued by MULTI, from EXEC (resp_commands.cc): looked up, arity-checked, never
 // blocking.
 void RunQueued(Call& c, const std::vector<std::string_view>& args);

@@ -5,6 +5,7 @@
 #include <charconv>
 #include <random>
 #include <string>
+#include <type_traits>
 
 #include "boundary.h"
 #include "crash_point.h"
@@ -577,6 +578,33 @@ void DeleteKeyAggregate(Segment* segment, const std::string& name, KeyType type)
   DeleteAggregate(segment, name, type);
 }
 const Dict& KeyspaceIndex(const Keyspace& keyspace) { return keyspace.index_; }
+void ReportListReady(const Keyspace& keyspace, std::string_view key) { ReportReady(keyspace, key); }
+
+Status KeyListOf(Segment* segment, const std::string& name, List* list) {
+  return FindAggregate(segment, name, list);
+}
+Status KeyHashOf(Segment* segment, const std::string& name, Dict* hash) {
+  return FindAggregate(segment, name, hash);
+}
+
+namespace {
+template <typename Proxy>
+Status NewKeyAggregate(const Keyspace& keyspace, Proxy* proxy, DictValue* entry) {
+  std::string name;
+  SHM_RETURN_IF_ERROR(CreateAggregate(keyspace.ref().segment, keyspace.db(), &name, proxy));
+  *entry = DictValue();
+  entry->data = std::move(name);
+  entry->content_type = TagOf(TypeOfProxy(proxy));
+  return Status::OK();
+}
+}  // namespace
+
+Status NewKeyList(const Keyspace& keyspace, List* list, DictValue* entry) {
+  return NewKeyAggregate(keyspace, list, entry);
+}
+Status NewKeyHash(const Keyspace& keyspace, Dict* hash, DictValue* entry) {
+  return NewKeyAggregate(keyspace, hash, entry);
+}
 
 uint64_t KeyVersionOfEntry(Segment* seg, const DictValue& entry) {
   const KeyType type = TypeOfEntry(entry);
@@ -599,8 +627,14 @@ uint64_t KeyVersionOfEntry(Segment* seg, const DictValue& entry) {
 template <typename Proxy>
 Status Keyspace::WithAggregate(std::string_view key, Access access,
                                const std::function<Status(Proxy&)>& fn) {
-  SHM_KEYSPACE_NOT_IN_TRANSACTION();
   SHM_RETURN_IF_ERROR(ValidateKey(key));
+  if (KeyspaceTransactionScope* scope = ActiveKeyspaceScope(); scope != nullptr) {
+    if constexpr (std::is_same_v<Proxy, List>) {
+      return ScopedWithList(scope, *this, key, access, fn);
+    } else {
+      return ScopedUnsupported(scope);
+    }
+  }
   Segment* seg = index_.ref().segment;
   const KeyType type = TypeOfProxy(static_cast<Proxy*>(nullptr));
   Orphan orphan;       // One removed for being empty.

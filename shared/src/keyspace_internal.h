@@ -23,6 +23,13 @@ uint64_t KeyVersionOfEntry(Segment* segment, const DictValue& entry);
 void DeleteKeyAggregate(Segment* segment, const std::string& name, KeyType type);
 // The keyspace's index (its dict of entries).
 const Dict& KeyspaceIndex(const Keyspace& keyspace);
+// The list or hash an aggregate entry names (NotFound when it is gone).
+Status KeyListOf(Segment* segment, const std::string& name, List* list);
+Status KeyHashOf(Segment* segment, const std::string& name, Dict* hash);
+// A new, empty list or hash under a fresh name, and the entry a key naming it holds (no expiry).
+// No key names it yet: the caller deletes it (DeleteKeyAggregate) if none will.
+Status NewKeyList(const Keyspace& keyspace, List* list, DictValue* entry);
+Status NewKeyHash(const Keyspace& keyspace, Dict* hash, DictValue* entry);
 
 // A List calls this after every commit that added items (a push, a replace), outside its lock.
 // Inside a keyspace's operation on the list (a ListFillScope) it only marks the scope: the
@@ -30,6 +37,9 @@ const Dict& KeyspaceIndex(const Keyspace& keyspace);
 // of a key's list object, named "redis:<db>:..."), while some pop is blocked, it wakes the blocked
 // pops of that database (Keyspace::WakeBlockedPops).
 void NoteListFilled(const ObjectRef& list);
+// A list key of `keyspace` may be non-empty now, its write committed (a transaction's push):
+// its blocked pops' turn (into this thread's ReadyListSink when there is one).
+void ReportListReady(const Keyspace& keyspace, std::string_view key);
 
 // Marks, on this thread, a keyspace operation that pushes to a key's list (or builds one aside):
 // pushes meanwhile set `filled` instead of waking anyone (NoteListFilled).
@@ -58,6 +68,12 @@ Status ScopedUpdateEntry(KeyspaceTransactionScope* scope, const Dict& index, std
 void ScopedDeferOrphan(KeyspaceTransactionScope* scope, const std::string& name, KeyType type);
 // Marks the scope unsupported() and answers Conflict: the operation cannot be staged.
 Status ScopedUnsupported(KeyspaceTransactionScope* scope);
+// Keyspace::WithList through the scope's transaction: `fn` gets a handle whose pushes, pops
+// (without a wait), length and range are staged or read there; the key is created with its
+// first item and goes with its last, as outside transactions.
+Status ScopedWithList(KeyspaceTransactionScope* scope, const Keyspace& keyspace,
+                      std::string_view key, Keyspace::Access access,
+                      const std::function<Status(List&)>& fn);
 
 }  // namespace shm
 

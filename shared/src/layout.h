@@ -19,7 +19,7 @@
 namespace shm {
 
 inline constexpr uint64_t kSegmentMagic = 0x4554415453484d53ull;  // "SHMSTATE" little endian.
-inline constexpr uint32_t kLayoutVersion = 13;
+inline constexpr uint32_t kLayoutVersion = 14;
 inline constexpr uint32_t kMaxIntentSlots = 1024;
 inline constexpr uint32_t kMaxWorkerSlots = 256;
 inline constexpr size_t kMaxNameLength = limits::kMaxObjectName;
@@ -158,6 +158,8 @@ struct EntryRep {
   // For a counter: the TxRecordRep of a transaction commit that holds it (its value then carries
   // Counter::kTxLock, counter.h), else 0. Set before the lock is added, cleared after it is taken
   // off; a waiter that finds the record's owner dead settles it (SettleCounterTxIfOwnerDied).
+  // For a list: the record of a commit that holds its `mu` and changes it (list_tx.h), else 0;
+  // the next holder after the committer's death settles it (SettleListTxLocked).
   std::atomic<uint64_t> counter_tx{0};
   std::atomic<uint64_t> body{0};  // Handle of the kind's Rep (none for counters).
   // Bumped before any blob this object's lock guards is freed (CowWriter::ReleaseGarbage, and the

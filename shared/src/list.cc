@@ -13,14 +13,20 @@
 #include "boundary.h"
 #include "byte_io.h"
 #include "cow.h"
+#include "crash_point.h"
 #include "futex.h"
 #include "keyspace_internal.h"
 #include "kind_ops.h"
 #include "layout.h"
 #include "list_rep.h"
+#include "list_tx.h"
 #include "object_guard.h"
 #include "segment_impl.h"
+#include "shm/log.h"
 #include "shm/process_id.h"
+#include "shm/transaction.h"
+#include "transaction_lists.h"
+#include "transaction_rep.h"
 
 namespace shm {
 namespace {
@@ -164,7 +170,7 @@ Status CheckWait(std::chrono::milliseconds wait) {
 // Owner-death repair (see list_rep.h, invariant 3): the slots are the truth. An interrupted push
 // left a published slot just outside [head, tail); an interrupted pop left a zero slot just
 // inside. Invariant (2) guarantees the two ends never name the same slot.
-void RepairListLocked(Segment::Impl* seg, EntryRep* entry) {
+void RepairListSlotsLocked(Segment::Impl* seg, EntryRep* entry) {
   ListRep* rep = RepOf(seg, entry);
   uint64_t ring = rep->ring.load();
   int64_t head = rep->head.load();
@@ -187,6 +193,11 @@ void RepairListLocked(Segment::Impl* seg, EntryRep* entry) {
   rep->head.store(head);
   rep->tail.store(tail);
   rep->bytes.store(bytes);
+}
+
+void RepairListLocked(Segment::Impl* seg, EntryRep* entry) {
+  RepairListSlotsLocked(seg, entry);
+  SettleListTxLocked(seg, entry);  // A dead committer's share of this list (list_tx.h).
 }
 
 // Frees every item, the ring and the rep. Slots, not head/tail, say what is owned.
@@ -324,8 +335,11 @@ Status List::Open(Segment* segment, std::string_view name, OpenMode mode,
   });
 }
 
+void BindListToTransaction(List* list, Transaction* tx) { list->tx_ = tx; }
+
 Status List::Push(End end, std::string_view item, uint64_t* length) {
   if (!ref_.valid()) return Status::InvalidArgument("list handle is not open");
+  if (tx_ != nullptr) return tx_->Push(*this, end, item, length);
   if (item.size() > max_item_bytes_) {
     return Status::InvalidArgument("item of " + std::to_string(item.size()) +
                                    " bytes exceeds the list's max_item_bytes (" +
@@ -358,6 +372,7 @@ Status List::DoPush(End end, std::string_view item, uint64_t* length) {
     const uint64_t capacity = CapacityOf(seg, rep);
     if (HasRoom(count, capacity)) {
       uint64_t ring = rep->ring.load();
+      rep->writes.fetch_add(1);
       if (end == End::kRight) {
         writer.PublishLocked(entry_handle, SlotAt(seg, ring, tail), blob);  // The commit.
         rep->tail.store(tail + 1);
@@ -383,7 +398,7 @@ Status List::DoPush(End end, std::string_view item, uint64_t* length) {
 
 // Copies the slots of [head, tail) by logical position into a new ring and publishes it with one
 // store into ListRep::ring; the old ring array (not its items) is then garbage.
-Status List::ResizeRing(uint64_t capacity) {
+Status List::ResizeRing(uint64_t capacity, bool at_least) {
   Segment::Impl* seg = ref_.segment->impl();
   CowWriter writer(seg);
   if (!writer.ok()) return NoIntentSlot();
@@ -395,7 +410,9 @@ Status List::ResizeRing(uint64_t capacity) {
   ListRep* rep = RepOf(seg, ref_.entry);
   const int64_t head = rep->head.load();
   const int64_t tail = rep->tail.load();
-  if (!WantsCapacity(static_cast<uint64_t>(tail - head), CapacityOf(seg, rep), capacity)) {
+  const uint64_t now = CapacityOf(seg, rep);
+  if (at_least ? now >= capacity
+               : !WantsCapacity(static_cast<uint64_t>(tail - head), now, capacity)) {
     return Status::OK();  // Another process resized first; the writer frees the staged ring.
   }
   const uint64_t old_ring = rep->ring.load();
@@ -413,11 +430,16 @@ Status List::Pop(End end, std::chrono::milliseconds wait, std::string* item, boo
   *got = false;
   if (!ref_.valid()) return Status::InvalidArgument("list handle is not open");
   SHM_RETURN_IF_ERROR(CheckWait(wait));
+  if (tx_ != nullptr) {
+    if (wait.count() > 0 || place != nullptr) return TxListUnsupported();
+    return tx_->Pop(*this, end, item, got);
+  }
   return CatchAtBoundary("list pop", [&] { return DoPop(end, wait, item, got, place); });
 }
 
 Status List::Join(ListPlace* place) {
   if (!ref_.valid()) return Status::InvalidArgument("list handle is not open");
+  if (tx_ != nullptr) return TxListUnsupported();
   return CatchAtBoundary("list join", [&]() -> Status {
     LeaveOtherLine(place);
     if (place->in_line()) return Status::OK();  // In this line already.
@@ -490,7 +512,8 @@ Status List::DoPop(End end, std::chrono::milliseconds wait, std::string* item, b
       const uint64_t blob = slot->load();
       if (!IsBlob(blob)) return Status::Internal("list slot inside [head, tail) is empty");
       std::string_view bytes = ItemView(seg, blob);
-      item->assign(bytes.data(), bytes.size());           // Copied out before the commit.
+      item->assign(bytes.data(), bytes.size());  // Copied out before the commit.
+      rep->writes.fetch_add(1);
       writer.PublishLocked(seg->Handle(entry), slot, 0);  // The commit; the item is garbage.
       if (end == End::kLeft) {
         rep->head.store(head + 1);
@@ -535,6 +558,7 @@ void DropListPlacesOf(Segment::Impl* seg, EntryRep* entry, pid_t pid) {
 }
 
 Status List::Length(uint64_t* length) const {
+  if (tx_ != nullptr) return tx_->Length(*this, length);
   return CatchAtBoundary("list length", [&]() -> Status {
     ObjectGuard guard;
     SHM_RETURN_IF_ERROR(guard.Lock(ref_));
@@ -547,6 +571,7 @@ Status List::Range(int64_t start, int64_t stop, std::vector<std::string>* items,
                    bool* truncated) const {
   items->clear();
   if (truncated != nullptr) *truncated = false;
+  if (tx_ != nullptr) return TxListRange(tx_, *this, start, stop, items, truncated);
   return CatchAtBoundary("list range", [&] { return DoRange(start, stop, items, truncated); });
 }
 
@@ -580,6 +605,7 @@ Status List::DoRange(int64_t start, int64_t stop, std::vector<std::string>* item
 
 Status List::Set(int64_t index, std::string_view item) {
   if (!ref_.valid()) return Status::InvalidArgument("list handle is not open");
+  if (tx_ != nullptr) return TxListUnsupported();
   if (item.size() > max_item_bytes_) {
     return Status::InvalidArgument("item of " + std::to_string(item.size()) +
                                    " bytes exceeds the list's max_item_bytes (" +
@@ -604,6 +630,7 @@ Status List::DoSet(int64_t index, std::string_view item) {
   if (index < 0 || index >= length) return Status::NotFound("list index out of range");
   std::atomic<uint64_t>* slot = SlotAt(seg, rep->ring.load(), rep->head.load() + index);
   const uint64_t old_size = seg->Ptr<ListItemRep>(slot->load())->size;
+  rep->writes.fetch_add(1);
   writer.PublishLocked(seg->Handle(ref_.entry), slot, blob);  // The commit.
   rep->bytes.fetch_add(item.size());
   rep->bytes.fetch_sub(old_size);
@@ -616,6 +643,7 @@ Status List::Replace(const std::vector<std::string>* expected,
                      const std::vector<std::string>& items, bool* swapped) {
   *swapped = false;
   if (!ref_.valid()) return Status::InvalidArgument("list handle is not open");
+  if (tx_ != nullptr) return TxListUnsupported();
   if (items.size() > max_items_) {
     return Status::OutOfSpace("list is full: " + std::to_string(items.size()) +
                               " items exceed its max_items (" + std::to_string(max_items_) + ")");
@@ -685,6 +713,7 @@ Status List::DoReplace(const std::vector<std::string>* expected,
       return Status::OK();
     }
   }
+  rep->writes.fetch_add(1);
   uint64_t bytes = 0;
   for (size_t i = 0; i < blobs.size(); ++i) {
     SlotAt(seg, fresh, head + static_cast<int64_t>(i))->store(blobs[i]);
@@ -700,6 +729,224 @@ Status List::DoReplace(const std::vector<std::string>* expected,
   if (!items.empty()) NoteListFilled(ref_);
   *swapped = true;
   return Status::OK();
+}
+
+// ---- Transactions (list_tx.h) ------------------------------------------------------------------
+
+struct ListTxAccess {
+  static Status Grow(const ObjectRef& ref, uint64_t capacity) {
+    return List(ref, 0, 0).ResizeRing(capacity, true);
+  }
+};
+
+Status ListTxGrow(const ObjectRef& ref, uint64_t capacity) {
+  return ListTxAccess::Grow(ref, capacity);
+}
+
+Status ListTxRead(const ObjectRef& ref, int64_t index, ListTxView* view, std::string* item) {
+  Segment::Impl* seg = ref.segment->impl();
+  ObjectGuard guard;
+  SHM_RETURN_IF_ERROR(guard.Lock(ref));
+  ListRep* rep = RepOf(seg, ref.entry);
+  view->writes = rep->writes.load();
+  view->length = LengthOf(rep);
+  if (index >= 0 && static_cast<uint64_t>(index) < view->length) {
+    std::string_view bytes =
+        ItemView(seg, SlotAt(seg, rep->ring.load(), rep->head.load() + index)->load());
+    item->assign(bytes.data(), bytes.size());
+  }
+  return Status::OK();
+}
+
+Status ListTxFillRecord(Segment::Impl* seg, TxRecordRep* rec, uint32_t first, const ObjectRef& ref,
+                        const std::deque<std::string>& left, const std::deque<std::string>& right,
+                        uint64_t pops_left, uint64_t pops_right) {
+  const uint64_t entry = seg->Handle(ref.entry);
+  TxChangeRep* c = rec->changes() + first;
+  auto next = [&](uint32_t tag) -> TxChangeRep& {
+    c->entry = entry;
+    c->incarnation = ref.incarnation;
+    c->erase = tag;
+    return *c++;
+  };
+  next(kTxList);
+  next(kTxListBytes);
+  for (uint64_t i = 0; i < pops_left; ++i) next(kTxPopLeft);
+  for (uint64_t i = 0; i < pops_right; ++i) next(kTxPopRight);
+  for (const auto* side : {&left, &right}) {
+    for (const std::string& item : *side) {
+      TxChangeRep& change = next(side == &left ? kTxPushLeft : kTxPushRight);
+      uint64_t blob = 0;
+      SHM_RETURN_IF_ERROR(seg->Allocate(sizeof(ListItemRep) + item.size(), &blob));
+      FillItem(seg, blob, item);
+      change.blob = blob;  // The record owns it from here (FreeTxRecord).
+    }
+  }
+  return Status::OK();
+}
+
+Status ListTxLock(const ObjectRef& ref) {
+  EntryRep* entry = ref.entry;
+  const LockResult locked = entry->mu.LockFor(kDefaultLockTimeout);
+  if (locked == LockResult::kTimedOut) {
+    return Status::Timeout("a transaction's list is busy (held by pid " +
+                           std::to_string(entry->mu.owner_pid()) + "); try again");
+  }
+  if (locked == LockResult::kOwnerDied) RepairEntryLocked(ref.segment->impl(), entry);
+  if (!IsCurrent(ref) || EntryExpiredNow(entry)) {
+    entry->mu.unlock();
+    return Status::NotFound("list was deleted");
+  }
+  return Status::OK();
+}
+
+void ListTxUnlock(const ObjectRef& ref) { ref.entry->mu.unlock(); }
+
+namespace {
+
+// One list's share of a record, read back from its changes.
+struct ListShare {
+  const TxChangeRep* header = nullptr;
+  const TxChangeRep* bytes = nullptr;
+  std::vector<const TxChangeRep*> pops_left, pops_right, left, right;
+};
+
+ListShare ShareAt(const TxRecordRep* rec, uint32_t first) {
+  const TxChangeRep* changes = const_cast<TxRecordRep*>(rec)->changes();
+  ListShare share;
+  share.header = &changes[first];
+  share.bytes = &changes[first + 1];
+  for (uint32_t i = first + 2; i < rec->count; ++i) {
+    const TxChangeRep& c = changes[i];
+    if (c.entry != share.header->entry || !IsListTxTag(c.erase) || c.erase <= kTxListBytes) break;
+    auto& side = c.erase == kTxPopLeft    ? share.pops_left
+                 : c.erase == kTxPopRight ? share.pops_right
+                 : c.erase == kTxPushLeft ? share.left
+                                          : share.right;
+    side.push_back(&c);
+  }
+  return share;
+}
+
+uint64_t RingFor(uint64_t slots) {
+  uint64_t capacity = kInitialCapacity;
+  while (!(slots + 1 < capacity)) capacity *= 2;
+  return capacity;
+}
+
+}  // namespace
+
+Status ListTxPrepareLocked(const ObjectRef& ref, std::optional<uint64_t> writes_seen,
+                           TxRecordRep* rec, uint32_t first, uint64_t* grow_to) {
+  Segment::Impl* seg = ref.segment->impl();
+  ListRep* rep = RepOf(seg, ref.entry);
+  if (writes_seen.has_value() && rep->writes.load() != *writes_seen) {
+    return Status::Conflict("a list read by the transaction changed before its commit");
+  }
+  if (rec == nullptr) return Status::OK();  // Read only.
+  *grow_to = 0;
+  const ListShare share = ShareAt(rec, first);
+  const int64_t head = rep->head.load();
+  const int64_t tail = rep->tail.load();
+  const uint64_t length = static_cast<uint64_t>(tail - head);
+  const uint64_t pops_left = share.pops_left.size(), pops_right = share.pops_right.size();
+  const uint64_t pops = pops_left + pops_right;
+  if (pops > length) return Status::Conflict("a list popped by the transaction is shorter");
+  if (pops > 0 && !MayPopLocked(rep, 0)) {
+    return Status::Conflict("older waiters are in line for the list's items");
+  }
+  const uint64_t after = length - pops + share.left.size() + share.right.size();
+  if (after > rep->max_items) {
+    return Status::OutOfSpace("list is full: " + std::to_string(after) +
+                              " items would exceed its max_items (" +
+                              std::to_string(rep->max_items) + ")");
+  }
+  // Every position the share touches must be its own slot, and one slot stays free (list_rep.h).
+  const uint64_t span = length +
+                        (share.left.size() > pops_left ? share.left.size() - pops_left : 0) +
+                        (share.right.size() > pops_right ? share.right.size() - pops_right : 0);
+  if (!(span + 1 < CapacityOf(seg, rep))) {
+    *grow_to = RingFor(span);
+    return Status::OK();
+  }
+  const uint64_t ring = rep->ring.load();
+  TxChangeRep* changes = rec->changes();
+  uint64_t bytes = rep->bytes.load();
+  for (uint64_t i = 0; i < pops; ++i) {
+    const int64_t pos = i < pops_left ? head + static_cast<int64_t>(i)
+                                      : tail - 1 - static_cast<int64_t>(i - pops_left);
+    const uint64_t blob = SlotAt(seg, ring, pos)->load();
+    changes[first + 2 + i].blob = blob;
+    bytes -= seg->Ptr<ListItemRep>(blob)->size;
+  }
+  for (const auto* side : {&share.left, &share.right}) {
+    for (const TxChangeRep* c : *side) bytes += seg->Ptr<ListItemRep>(c->blob)->size;
+  }
+  TxChangeRep& header = changes[first];
+  header.body = ring;
+  header.blob = static_cast<uint64_t>(head);
+  header.shard = static_cast<uint32_t>(length);
+  changes[first + 1].body = bytes;
+  return Status::OK();
+}
+
+void ListTxCountWriteLocked(const ObjectRef& ref, bool keyspace) {
+  RepOf(ref.segment->impl(), ref.entry)->writes.fetch_add(1);
+  if (keyspace) ref.entry->keyspace_writes.fetch_add(1);
+}
+
+bool ListTxApplyLocked(Segment::Impl* seg, const TxRecordRep* rec, uint32_t first) {
+  const ListShare share = ShareAt(rec, first);
+  auto* entry = seg->Ptr<EntryRep>(share.header->entry);
+  ListRep* rep = RepOf(seg, entry);
+  const uint64_t ring = rep->ring.load();
+  if (entry->incarnation.load() != share.header->incarnation || ring != share.header->body) {
+    SHM_LOG(kError) << "transaction: a list's share no longer matches its list; not applied";
+    return false;
+  }
+  const auto head = static_cast<int64_t>(share.header->blob);
+  const int64_t tail = head + share.header->shard;
+  const auto n = [](const std::vector<const TxChangeRep*>& v) {
+    return static_cast<int64_t>(v.size());
+  };
+  // Popped positions first, then pushed ones (a position both popped and pushed ends pushed).
+  for (int64_t i = 0; i < n(share.pops_left); ++i) SlotAt(seg, ring, head + i)->store(0);
+  for (int64_t i = 0; i < n(share.pops_right); ++i) SlotAt(seg, ring, tail - 1 - i)->store(0);
+  const int64_t new_head = head + n(share.pops_left) - n(share.left);
+  const int64_t right_from = tail - n(share.pops_right);
+  for (int64_t i = 0; i < n(share.left); ++i) {
+    SlotAt(seg, ring, new_head + i)->store(share.left[i]->blob);
+  }
+  for (int64_t i = 0; i < n(share.right); ++i) {
+    SlotAt(seg, ring, right_from + i)->store(share.right[i]->blob);
+  }
+  CrashPoint("tx_list_after_slots");
+  rep->head.store(new_head);
+  rep->tail.store(right_from + n(share.right));
+  rep->bytes.store(share.bytes->body);
+  return rep->waiters.load() != 0 && LengthOf(rep) > 0;
+}
+
+void SettleListTxLocked(Segment::Impl* seg, EntryRep* entry) {
+  const uint64_t handle = entry->counter_tx.load(std::memory_order_seq_cst);
+  if (handle == 0 || !seg->Contains(handle, sizeof(TxRecordRep))) return;
+  auto* rec = seg->Ptr<TxRecordRep>(handle);
+  if (rec->committed.load(std::memory_order_seq_cst) == 1) {
+    const uint64_t mine = seg->Handle(entry);
+    for (uint32_t i = 0; i < rec->count; ++i) {
+      const TxChangeRep& c = rec->changes()[i];
+      if (c.erase == kTxList && c.entry == mine) {
+        if (ListTxApplyLocked(seg, rec, i) && entry->body.load() != 0) {
+          FutexWakeAll(&entry->wake_seq);
+        }
+        break;
+      }
+    }
+  }
+  CrashPoint("tx_settle_list");
+  entry->counter_tx.store(0, std::memory_order_seq_cst);
+  // The last share settled frees the record; a death before this leaks it, never frees twice.
+  if (rec->shares_left.fetch_sub(1, std::memory_order_seq_cst) == 1) FreeTxRecord(seg, handle);
 }
 
 }  // namespace shm

@@ -73,6 +73,10 @@ struct ListRep {
   uint64_t max_item_bytes = 0;           // Constant after creation.
   std::atomic<uint64_t> next_ticket{1};  // GUARDED_BY(entry mu). The next place's ticket.
   ListPlaceRep line[kListLineSlots];     // Places of waiting pops, in no order.
+  // Bumped under the lock before every change of the items (push, pop, set, replace, a
+  // transaction's share): a transaction that read the list checks it under the commit's lock.
+  // A death between the bump and the change shows a change that did not happen, never hides one.
+  std::atomic<uint64_t> writes{0};
 };
 
 struct EntryRep;

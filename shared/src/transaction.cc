@@ -7,20 +7,25 @@
 #include <bit>
 #include <cerrno>
 #include <chrono>
+#include <map>
 #include <thread>
+#include <type_traits>
 #include <utility>
 
 #include "boundary.h"
 #include "cow.h"
 #include "crash_point.h"
 #include "dict_tx.h"
+#include "futex.h"
 #include "keyspace_internal.h"
 #include "layout.h"
+#include "list_tx.h"
 #include "object_guard.h"
 #include "segment_impl.h"
 #include "shm/integer.h"
 #include "shm/log.h"
 #include "shm/process_id.h"
+#include "transaction_lists.h"
 #include "transaction_rep.h"
 
 namespace shm {
@@ -32,9 +37,6 @@ constexpr std::string_view kIncrContentType = "text/plain";
 
 Status WrongType() {
   return Status::WrongType("Operation against a key holding the wrong kind of value");
-}
-Status NotInTransactions(std::string_view what) {
-  return Status::InvalidArgument(std::string(what) + " cannot join a transaction yet");
 }
 
 // How a staged put's expiry is decided at commit, under the lock.
@@ -87,6 +89,16 @@ struct Transaction::State {
   std::vector<CounterOp> counters;  // Few per transaction: looked up by a scan.
   // Lists and hashes to delete once the commit removed or replaced the keys naming them.
   std::vector<std::pair<std::string, KeyType>> orphans;
+  // Lists pushed and popped (transaction_lists.h).
+  TxLists lists;
+  // Hashes of keys whose fields this transaction writes: their keyspace_writes count the commit.
+  std::map<std::pair<const EntryRep*, uint64_t>, ObjectRef> hash_writes;
+  // Fields in each such hash as this transaction sees them (its key goes with the last one).
+  std::map<std::pair<const EntryRep*, uint64_t>, uint64_t> hash_sizes;
+  // Lists and hashes this transaction created for new keys: deleted unless it commits.
+  std::vector<std::pair<std::string, KeyType>> created;
+  // List keys it pushed to: reported ready (their blocked pops' turn) once it commits.
+  std::vector<std::pair<Keyspace, std::string>> ready;
   size_t staged_bytes = 0;
 
   // The commit's working lists (Committer), kept here for their capacity.
@@ -109,7 +121,7 @@ struct Transaction::State {
   std::vector<Share> shares;  // In lock order.
 
   Status CheckRoom(size_t bytes) const {
-    if (reads + writes + counters.size() >= kMaxOps) {
+    if (reads + writes + counters.size() + lists.staged() >= kMaxOps) {
       return Status::InvalidArgument("transaction has more than " + std::to_string(kMaxOps) +
                                      " operations");
     }
@@ -120,13 +132,18 @@ struct Transaction::State {
     return Status::OK();
   }
 
-  bool empty() const { return used == 0 && counters.empty(); }
+  bool empty() const { return used == 0 && counters.empty() && lists.empty(); }
 
   void Clear() {
     used = reads = writes = staged_bytes = recent = 0;
     index.clear();
     counters.clear();
     orphans.clear();
+    lists.clear();
+    hash_writes.clear();
+    hash_sizes.clear();
+    created.clear();
+    ready.clear();
   }
 
   // The entry of key in ref's dict, or nullptr; *hash gets DictKeyHash(key). The entry looked up
@@ -278,7 +295,10 @@ Status ViewKey(State* st, const Keyspace& ks, std::string_view key, DictValue* e
   bool found = false;
   SHM_RETURN_IF_ERROR(ViewEntry(st, KeyspaceIndex(ks), true, key, entry, &found));
   *type = found ? KeyTypeOfEntry(*entry) : KeyType::kNone;
-  if (found && *type != KeyType::kString && !KeyEntryLive(ks.ref().segment, *entry)) {
+  // An aggregate this transaction named stands: it stages a key's list or hash only non-empty.
+  const State::Entry* e = st->Find(KeyspaceIndex(ks).ref(), DictKeyHash(key), key);
+  const bool staged = e != nullptr && e->written;
+  if (found && !staged && *type != KeyType::kString && !KeyEntryLive(ks.ref().segment, *entry)) {
     *type = KeyType::kNone;
   }
   return Status::OK();
@@ -315,6 +335,15 @@ struct Inserts {
   const State::Entry* first;  // One of them, naming the dict to grow.
 };
 
+// A list a commit takes, after every stripe.
+struct ListLock {
+  TxListOp* op;
+  uint32_t first;  // Its share's first change in the record.
+  bool changed;    // Pushed or popped (else only its write count is checked).
+  bool held;
+  bool named;  // The record is in its counter_tx.
+};
+
 class Committer {
  public:
   Committer(Segment* segment, State* st)
@@ -330,17 +359,25 @@ class Committer {
     SHM_RETURN_IF_ERROR(BuildRecord());
     for (int round = 0;; ++round) {
       grow_.clear();
+      list_grow_.clear();
       Status s = LockAndValidate();
-      if (s.ok() && grow_.empty()) break;
+      if (s.ok() && grow_.empty() && list_grow_.empty()) break;
       ReleaseAll();
       SHM_RETURN_IF_ERROR(s);
       if (round == kMaxGrowRounds) return Status::Timeout("tables keep filling; try again");
       for (const Inserts& g : grow_) {
         SHM_RETURN_IF_ERROR(DictTxGrow(g.first->ref, g.shard, g.count, &writer_));
       }
+      for (const auto& [ref, capacity] : list_grow_) SHM_RETURN_IF_ERROR(ListTxGrow(ref, capacity));
     }
     Apply();
     ReleaseAll();
+    for (EntryRep* entry : wake_) FutexWakeAll(&entry->wake_seq);
+    for (const ListLock& l : lists_) {  // A key's list is reported by its key, after the commit.
+      if (!l.op->keyspace && (!l.op->left.empty() || !l.op->right.empty())) {
+        NoteListFilled(l.op->list.ref());
+      }
+    }
     if (record_ != 0) FreeTxRecord(seg_, record_, &writer_);
     record_ = 0;
     for (const auto& [name, type] : st_->orphans) {
@@ -392,6 +429,9 @@ class Committer {
                 return a.ref.entry < b.ref.entry;
               });
     for (State::CounterOp& op : st_->counters) op.lock_state = 0;
+    for (auto& [key, op] : st_->lists.ops()) {  // In lock order (entry address) already.
+      lists_.push_back(ListLock{&op, 0, op.Changes() > 0, false, false});
+    }
     return Status::OK();
   }
 
@@ -399,7 +439,16 @@ class Committer {
   // lock order, so each share's are contiguous.
   Status BuildRecord() {
     const auto writes = static_cast<uint32_t>(st_->writes);
-    const auto count = writes + static_cast<uint32_t>(st_->counters.size());
+    auto count = writes + static_cast<uint32_t>(st_->counters.size());
+    const uint32_t lists_first = count;
+    uint32_t changed_lists = 0;
+    for (ListLock& l : lists_) {
+      if (!l.changed) continue;
+      l.first = count;
+      count += ListTxChangeCount(l.op->left.size() + l.op->right.size(),
+                                 l.op->pops_left + l.op->pops_right);
+      ++changed_lists;
+    }
     if (count == 0) return Status::OK();
     SHM_RETURN_IF_ERROR(writer_.AllocateOwned(TxRecordRep::AllocationSize(count), &record_));
     auto* rec = new (seg_->Ptr<void>(record_)) TxRecordRep();
@@ -435,7 +484,14 @@ class Committer {
                                                v.expires_at_ms, &c.blob));
       }
     }
-    rec->shares_left.store(shares + static_cast<uint32_t>(st_->counters.size()));
+    for (const ListLock& l : lists_) {
+      if (!l.changed) continue;
+      const TxListOp& op = *l.op;
+      SHM_RETURN_IF_ERROR(ListTxFillRecord(seg_, rec, l.first, op.list.ref(), op.left, op.right,
+                                           op.pops_left, op.pops_right));
+    }
+    if (lists_first < count) CrashPoint("tx_after_list_record");
+    rec->shares_left.store(shares + static_cast<uint32_t>(st_->counters.size()) + changed_lists);
     return Status::OK();
   }
 
@@ -534,7 +590,23 @@ class Committer {
       SHM_RETURN_IF_ERROR(LockShare(share));
       SHM_RETURN_IF_ERROR(ValidateShare(share));
     }
+    for (ListLock& l : lists_) SHM_RETURN_IF_ERROR(LockList(l));
     for (size_t j = 0; j < st_->counters.size(); ++j) SHM_RETURN_IF_ERROR(LockCounter(j));
+    return Status::OK();
+  }
+
+  // Lists come after every stripe, by entry address. Taking one: its lock, the record named in
+  // its counter_tx (when it changes), the write count read checked, the share prepared.
+  Status LockList(ListLock& l) {
+    const ObjectRef& ref = l.op->list.ref();
+    SHM_RETURN_IF_ERROR(ListTxLock(ref));
+    l.held = true;
+    if (!l.changed) return ListTxPrepareLocked(ref, l.op->writes_seen, nullptr, 0, nullptr);
+    ref.entry->counter_tx.store(record_, std::memory_order_seq_cst);
+    l.named = true;
+    uint64_t grow_to = 0;
+    SHM_RETURN_IF_ERROR(ListTxPrepareLocked(ref, l.op->writes_seen, record(), l.first, &grow_to));
+    if (grow_to != 0) list_grow_.emplace_back(ref, grow_to);
     return Status::OK();
   }
 
@@ -578,6 +650,10 @@ class Committer {
   void Apply() {
     if (record_ == 0) return;
     TxRecordRep* rec = record();
+    for (const ListLock& l : lists_) {
+      if (l.changed) ListTxCountWriteLocked(l.op->list.ref(), l.op->keyspace);
+    }
+    for (const auto& [key, ref] : st_->hash_writes) ref.entry->keyspace_writes.fetch_add(1);
     CrashPoint("tx_before_commit");
     rec->committed.store(1, std::memory_order_seq_cst);  // The commit of the whole transaction.
     CrashPoint("tx_after_commit");
@@ -591,6 +667,15 @@ class Committer {
       CrashPoint("tx_after_counter");
       e->counter_tx.store(0, std::memory_order_seq_cst);
       st_->counters[j].lock_state = 0;
+      rec->shares_left.fetch_sub(1, std::memory_order_seq_cst);
+    }
+    for (ListLock& l : lists_) {
+      if (!l.changed) continue;
+      EntryRep* entry = l.op->list.ref().entry;
+      if (ListTxApplyLocked(seg_, rec, l.first)) wake_.push_back(entry);
+      CrashPoint("tx_after_list");
+      entry->counter_tx.store(0, std::memory_order_seq_cst);
+      l.named = false;
       rec->shares_left.fetch_sub(1, std::memory_order_seq_cst);
     }
     for (State::Share& share : st_->shares) {
@@ -623,6 +708,11 @@ class Committer {
       if (op.lock_state >= 1) e->counter_tx.store(0, std::memory_order_seq_cst);
       op.lock_state = 0;
     }
+    for (auto it = lists_.rbegin(); it != lists_.rend(); ++it) {
+      if (it->named) it->op->list.ref().entry->counter_tx.store(0, std::memory_order_seq_cst);
+      if (it->held) ListTxUnlock(it->op->list.ref());
+      it->named = it->held = false;
+    }
     for (auto it = st_->shares.rbegin(); it != st_->shares.rend(); ++it) {
       if (!it->held) continue;
       if (it->marked) it->stripe->tx_record.store(0, std::memory_order_seq_cst);
@@ -639,7 +729,10 @@ class Committer {
   std::vector<Inserts> inserts_;  // One share's (ValidateShare).
   std::vector<Inserts> grow_;     // Shards too full for the inserts: grown, then retried.
   std::vector<std::pair<ObjectRef, uint32_t>> inserted_;
-  CowWriter writer_;  // This thread's: its blob cache serves the record and the blobs.
+  CowWriter writer_;             // This thread's: its blob cache serves the record and the blobs.
+  std::vector<ListLock> lists_;  // In lock order.
+  std::vector<std::pair<ObjectRef, uint64_t>> list_grow_;  // Rings to grow, then retry.
+  std::vector<EntryRep*> wake_;  // Lists with blocked pops to wake after the release.
 };
 
 }  // namespace
@@ -710,8 +803,17 @@ void FreeTxRecord(Segment::Impl* seg, uint64_t handle, CowWriter* writer) {
   };
   for (uint32_t i = 0; i < rec->count; ++i) {
     const TxChangeRep& change = rec->changes()[i];
-    // A committed put's blob is its entry now; an erase's only carried the key.
-    if (change.erase == kTxCounter) continue;  // Holds values, not blobs.
+    // A committed put's blob is its entry now; an erase's only carried the key. A list's pushed
+    // items are its slots' once committed; its popped ones are garbage then.
+    if (change.erase == kTxPushLeft || change.erase == kTxPushRight) {
+      if (!committed && IsBlob(change.blob)) free(change.blob);
+      continue;
+    }
+    if (change.erase == kTxPopLeft || change.erase == kTxPopRight) {
+      if (committed && IsBlob(change.blob)) free(change.blob);
+      continue;
+    }
+    if (change.erase >= kTxCounter) continue;  // Holds values, not blobs.
     if (IsBlob(change.blob) && (!committed || change.erase != 0)) free(change.blob);
   }
   free(handle);
@@ -725,6 +827,8 @@ thread_local KeyspaceTransactionScope* t_scope = nullptr;
 
 struct TransactionAccess {
   static State* StateOf(KeyspaceTransactionScope* scope) { return scope->tx_->state_.get(); }
+  static State* StateOf(Transaction* tx) { return tx->state_.get(); }
+  static Transaction* TxOf(KeyspaceTransactionScope* scope) { return scope->tx_; }
   static void MarkUnsupported(KeyspaceTransactionScope* scope) { scope->unsupported_ = true; }
 };
 
@@ -808,7 +912,10 @@ void KeyspaceExclusive::Unlock() {
 // ---- Transaction -------------------------------------------------------------------------------
 
 Transaction::Transaction(Segment* segment) : segment_(segment), state_(TakeState()) {}
-Transaction::~Transaction() { ReturnState(std::move(state_)); }
+Transaction::~Transaction() {
+  DropCreated();
+  ReturnState(std::move(state_));
+}
 Transaction::Transaction(Transaction&&) noexcept = default;
 Transaction& Transaction::operator=(Transaction&&) noexcept = default;
 
@@ -971,13 +1078,42 @@ Status Transaction::Set(const Counter& counter, int64_t value) {
   return StageCounter(state_.get(), counter, value);
 }
 
-Status Transaction::Push(const List&, List::End, std::string_view, uint64_t*) {
-  return NotInTransactions("a list");
+namespace {
+
+Status ListOf(State* st, const List& list, TxListOp** op) {
+  if (!list.ref().valid()) return Status::InvalidArgument("list handle is not open");
+  *op = st->lists.Of(list);
+  return Status::OK();
 }
-Status Transaction::Pop(const List&, List::End, std::string*, bool*) {
-  return NotInTransactions("a list");
+
+Status PushItem(State* st, TxListOp* op, List::End end, std::string_view item, uint64_t* length) {
+  SHM_RETURN_IF_ERROR(st->CheckRoom(item.size()));
+  SHM_RETURN_IF_ERROR(st->lists.Push(op, end, item, length));
+  st->staged_bytes += item.size();
+  return Status::OK();
 }
-Status Transaction::Length(const List&, uint64_t*) { return NotInTransactions("a list"); }
+
+}  // namespace
+
+Status Transaction::Push(const List& list, List::End end, std::string_view item, uint64_t* length) {
+  TxListOp* op = nullptr;
+  SHM_RETURN_IF_ERROR(ListOf(state_.get(), list, &op));
+  return PushItem(state_.get(), op, end, item, length);
+}
+
+Status Transaction::Pop(const List& list, List::End end, std::string* item, bool* got) {
+  *got = false;
+  TxListOp* op = nullptr;
+  SHM_RETURN_IF_ERROR(ListOf(state_.get(), list, &op));
+  SHM_RETURN_IF_ERROR(state_->CheckRoom(0));
+  return state_->lists.Pop(op, end, item, got);
+}
+
+Status Transaction::Length(const List& list, uint64_t* length) {
+  TxListOp* op = nullptr;
+  SHM_RETURN_IF_ERROR(ListOf(state_.get(), list, &op));
+  return state_->lists.Length(op, length);
+}
 
 Status Transaction::Type(const Keyspace& ks, std::string_view key, KeyType* type) {
   DictValue entry;
@@ -1078,25 +1214,195 @@ Status Transaction::Rename(const Keyspace& ks, std::string_view from, std::strin
   return Status::OK();
 }
 
-Status Transaction::Push(const Keyspace&, std::string_view, List::End, std::string_view,
-                         uint64_t*) {
-  return NotInTransactions("a list key's push");
+namespace {
+
+Status AggregateOf(Segment* seg, const std::string& name, List* list) {
+  return KeyListOf(seg, name, list);
 }
-Status Transaction::Pop(const Keyspace&, std::string_view, List::End, std::string*, bool*) {
-  return NotInTransactions("a list key's pop");
+Status AggregateOf(Segment* seg, const std::string& name, Dict* hash) {
+  return KeyHashOf(seg, name, hash);
 }
-Status Transaction::Length(const Keyspace&, std::string_view, uint64_t*) {
-  return NotInTransactions("a list key's length");
+Status NewAggregate(const Keyspace& ks, List* list, DictValue* entry) {
+  return NewKeyList(ks, list, entry);
 }
-Status Transaction::HashGet(const Keyspace&, std::string_view, std::string_view, std::string*) {
-  return NotInTransactions("a hash field");
+Status NewAggregate(const Keyspace& ks, Dict* hash, DictValue* entry) {
+  return NewKeyHash(ks, hash, entry);
 }
-Status Transaction::HashSet(const Keyspace&, std::string_view, std::string_view, std::string_view,
-                            bool*) {
-  return NotInTransactions("a hash field");
+
+// A key's list or hash as this transaction sees it. *proxy_found false when the key is absent
+// (and not created); with `create`, an absent key gets a new aggregate, named by a staged entry.
+// *entry: the key's entry (for the orphan when the key goes with its last element).
+template <typename Proxy>
+Status KeyAggregate(State* st, const Keyspace& ks, std::string_view key, bool create, Proxy* proxy,
+                    bool* proxy_found, DictValue* entry) {
+  constexpr bool kList = std::is_same_v<Proxy, List>;
+  constexpr KeyType kType = kList ? KeyType::kList : KeyType::kHash;
+  *proxy_found = false;
+  KeyType type = KeyType::kNone;
+  SHM_RETURN_IF_ERROR(ViewKey(st, ks, key, entry, &type));
+  Segment* seg = ks.ref().segment;
+  if (type == kType) {
+    Status s = AggregateOf(seg, entry->data, proxy);
+    if (s.IsNotFound()) return Status::Conflict("the key's list or hash went away");
+    SHM_RETURN_IF_ERROR(s);
+    *proxy_found = true;
+    return Status::OK();
+  }
+  if (type != KeyType::kNone) return WrongType();
+  if (!create) return Status::OK();
+  // A stale entry (its aggregate gone or empty) is replaced; its aggregate, if any, goes.
+  if (!entry->content_type.empty()) NoteOrphan(st, *entry, KeyTypeOfEntry(*entry));
+  DictValue fresh;
+  SHM_RETURN_IF_ERROR(NewAggregate(ks, proxy, &fresh));
+  st->created.emplace_back(fresh.data, kType);
+  *entry = fresh;
+  SHM_RETURN_IF_ERROR(
+      Stage(st, KeyspaceIndex(ks), true, key, false, std::move(fresh), Expiry::kAbsolute, 0));
+  if constexpr (!kList) {
+    st->hash_sizes[{proxy->ref().entry, proxy->ref().incarnation}] = 0;
+  }
+  *proxy_found = true;
+  return Status::OK();
 }
-Status Transaction::HashDelete(const Keyspace&, std::string_view, std::string_view, bool*) {
-  return NotInTransactions("a hash field");
+
+Status KeyList(State* st, const Keyspace& ks, std::string_view key, bool create, TxListOp** op,
+               DictValue* entry) {
+  *op = nullptr;
+  List list;
+  bool found = false;
+  SHM_RETURN_IF_ERROR(KeyAggregate(st, ks, key, create, &list, &found, entry));
+  if (!found) return Status::OK();
+  *op = st->lists.Of(list);
+  (*op)->keyspace = true;
+  return Status::OK();
+}
+
+void NoteReady(State* st, const Keyspace& ks, std::string_view key) {
+  for (const auto& [k, name] : st->ready) {
+    if (name == key && k.db() == ks.db()) return;
+  }
+  st->ready.emplace_back(ks, std::string(key));
+}
+
+// The key goes with the last element of its list or hash, as outside transactions.
+Status RemoveEmptyKey(State* st, const Keyspace& ks, std::string_view key, const DictValue& entry,
+                      KeyType type) {
+  SHM_RETURN_IF_ERROR(
+      Stage(st, KeyspaceIndex(ks), true, key, true, DictValue(), Expiry::kAbsolute, 0));
+  NoteOrphan(st, entry, type);
+  return Status::OK();
+}
+
+// The fields of a key's hash as this transaction sees them.
+Status HashSize(State* st, const Dict& hash, uint64_t** size) {
+  auto [it, inserted] = st->hash_sizes.try_emplace({hash.ref().entry, hash.ref().incarnation}, 0);
+  if (inserted) {  // The key's version, read already, covers the hash's contents.
+    DictStats stats;
+    Status s = hash.Stats(&stats);
+    if (!s.ok()) {
+      st->hash_sizes.erase(it);
+      return s;
+    }
+    it->second = stats.entries;
+  }
+  *size = &it->second;
+  return Status::OK();
+}
+
+void NoteHashWrite(State* st, const Dict& hash) {
+  st->hash_writes.try_emplace({hash.ref().entry, hash.ref().incarnation}, hash.ref());
+}
+
+}  // namespace
+
+Status Transaction::Push(const Keyspace& ks, std::string_view key, List::End end,
+                         std::string_view item, uint64_t* length) {
+  TxListOp* op = nullptr;
+  DictValue entry;
+  SHM_RETURN_IF_ERROR(KeyList(state_.get(), ks, key, true, &op, &entry));
+  SHM_RETURN_IF_ERROR(PushItem(state_.get(), op, end, item, length));
+  NoteReady(state_.get(), ks, key);
+  return Status::OK();
+}
+
+Status Transaction::Pop(const Keyspace& ks, std::string_view key, List::End end, std::string* item,
+                        bool* got) {
+  *got = false;
+  TxListOp* op = nullptr;
+  DictValue entry;
+  SHM_RETURN_IF_ERROR(KeyList(state_.get(), ks, key, false, &op, &entry));
+  if (op == nullptr) return Status::OK();
+  SHM_RETURN_IF_ERROR(state_->CheckRoom(0));
+  SHM_RETURN_IF_ERROR(state_->lists.Pop(op, end, item, got));
+  if (*got && op->ViewLength() == 0) {
+    return RemoveEmptyKey(state_.get(), ks, key, entry, KeyType::kList);
+  }
+  return Status::OK();
+}
+
+Status Transaction::Length(const Keyspace& ks, std::string_view key, uint64_t* length) {
+  *length = 0;
+  TxListOp* op = nullptr;
+  DictValue entry;
+  SHM_RETURN_IF_ERROR(KeyList(state_.get(), ks, key, false, &op, &entry));
+  return op == nullptr ? Status::OK() : state_->lists.Length(op, length);
+}
+
+Status Transaction::HashGet(const Keyspace& ks, std::string_view key, std::string_view field,
+                            std::string* value) {
+  Dict hash;
+  bool found = false;
+  DictValue entry;
+  SHM_RETURN_IF_ERROR(KeyAggregate(state_.get(), ks, key, false, &hash, &found, &entry));
+  if (!found) return Status::NotFound("no such key");
+  DictValue v;
+  SHM_RETURN_IF_ERROR(Get(hash, field, &v));
+  *value = std::move(v.data);
+  return Status::OK();
+}
+
+Status Transaction::HashSet(const Keyspace& ks, std::string_view key, std::string_view field,
+                            std::string_view value, bool* created) {
+  if (field.size() > Dict::kMaxKey) return Status::InvalidArgument("field longer than the limit");
+  if (value.size() > Dict::kMaxValue) return Status::InvalidArgument("value larger than the limit");
+  State* st = state_.get();
+  Dict hash;
+  bool found = false;
+  DictValue entry;
+  SHM_RETURN_IF_ERROR(KeyAggregate(st, ks, key, true, &hash, &found, &entry));
+  uint64_t* size = nullptr;
+  SHM_RETURN_IF_ERROR(HashSize(st, hash, &size));
+  DictValue current;
+  bool exists = false;
+  SHM_RETURN_IF_ERROR(ViewEntry(st, hash, false, field, &current, &exists));
+  DictValue v;
+  v.data.assign(value);
+  SHM_RETURN_IF_ERROR(Stage(st, hash, false, field, false, std::move(v), Expiry::kAbsolute, 0));
+  NoteHashWrite(st, hash);
+  if (!exists) ++*size;
+  if (created != nullptr) *created = !exists;
+  return Status::OK();
+}
+
+Status Transaction::HashDelete(const Keyspace& ks, std::string_view key, std::string_view field,
+                               bool* existed) {
+  *existed = false;
+  if (field.size() > Dict::kMaxKey) return Status::InvalidArgument("field longer than the limit");
+  State* st = state_.get();
+  Dict hash;
+  bool found = false;
+  DictValue entry;
+  SHM_RETURN_IF_ERROR(KeyAggregate(st, ks, key, false, &hash, &found, &entry));
+  if (!found) return Status::OK();
+  uint64_t* size = nullptr;
+  SHM_RETURN_IF_ERROR(HashSize(st, hash, &size));
+  DictValue current;
+  SHM_RETURN_IF_ERROR(ViewEntry(st, hash, false, field, &current, existed));
+  if (!*existed) return Status::OK();
+  SHM_RETURN_IF_ERROR(Stage(st, hash, false, field, true, DictValue(), Expiry::kAbsolute, 0));
+  NoteHashWrite(st, hash);
+  if (--*size == 0) return RemoveEmptyKey(st, ks, key, entry, KeyType::kHash);
+  return Status::OK();
 }
 
 Status Transaction::Commit() {
@@ -1106,11 +1412,28 @@ Status Transaction::Commit() {
     Committer committer(segment_, st);
     return committer.Run();
   });
+  if (s.ok()) {
+    st->created.clear();  // Named by their keys now (or orphans, deleted already).
+    for (const auto& [ks, key] : st->ready) ReportListReady(ks, key);
+  }
   Reset();
   return s;
 }
 
+// The lists and hashes made for new keys of a transaction that did not commit: no key names them.
+void Transaction::DropCreated() {
+  if (state_ == nullptr) return;
+  for (const auto& [name, type] : state_->created) {
+    try {
+      DeleteKeyAggregate(segment_, name, type);
+    } catch (...) {  // Best effort: an empty list or hash no key names is a leak, not a fault.
+    }
+  }
+  state_->created.clear();
+}
+
 void Transaction::Reset() {
+  DropCreated();
   if (state_ == nullptr) {
     state_ = TakeState();  // A moved-from transaction made usable again.
   } else {
@@ -1119,7 +1442,7 @@ void Transaction::Reset() {
 }
 
 size_t Transaction::staged_writes() const {
-  size_t n = state_->writes;
+  size_t n = state_->writes + state_->lists.staged();
   for (const State::CounterOp& op : state_->counters) n += op.write.has_value() ? 1 : 0;
   return n;
 }
@@ -1134,6 +1457,40 @@ Status Transaction::Run(Segment* segment, int attempts,
     if (!last.IsConflict()) return last;
   }
   return attempts > 0 ? last : Status::Conflict("the transaction was not attempted");
+}
+
+// ---- Keyspace lists lent to commands in a transaction (keyspace_internal.h) -------------------
+
+Status ScopedWithList(KeyspaceTransactionScope* scope, const Keyspace& ks, std::string_view key,
+                      Keyspace::Access access, const std::function<Status(List&)>& fn) {
+  State* st = TransactionAccess::StateOf(scope);
+  TxListOp* op = nullptr;
+  DictValue entry;
+  SHM_RETURN_IF_ERROR(KeyList(st, ks, key, access == Keyspace::Access::kCreate, &op, &entry));
+  if (op == nullptr) return Status::NotFound("no such key");
+  List bound = op->list;
+  BindListToTransaction(&bound, TransactionAccess::TxOf(scope));
+  const size_t pushed = op->left.size() + op->right.size();
+  Status outcome = fn(bound);
+  if (access == Keyspace::Access::kRead) return outcome;
+  if (op->left.size() + op->right.size() > pushed) NoteReady(st, ks, key);
+  uint64_t length = 0;
+  SHM_RETURN_IF_ERROR(st->lists.Length(op, &length));
+  if (length == 0) SHM_RETURN_IF_ERROR(RemoveEmptyKey(st, ks, key, entry, KeyType::kList));
+  return outcome;
+}
+
+Status TxListRange(Transaction* tx, const List& list, int64_t start, int64_t stop,
+                   std::vector<std::string>* items, bool* truncated) {
+  State* st = TransactionAccess::StateOf(tx);
+  return st->lists.Range(st->lists.Of(list), start, stop, items, truncated);
+}
+
+Status TxListUnsupported() {
+  if (KeyspaceTransactionScope* scope = ActiveKeyspaceScope(); scope != nullptr) {
+    return ScopedUnsupported(scope);
+  }
+  return Status::InvalidArgument("this list operation cannot join a transaction");
 }
 
 }  // namespace shm

@@ -1,4 +1,4 @@
-"""POST /v1/tx: a batch of dict and counter operations applied all or nothing; a failed
+"""POST /v1/tx: a batch of dict, counter and list operations applied all or nothing; a failed
 precondition is 409 with the failing operation's position, any refused operation answers its
 error with "index" and applies nothing; bad bodies are clear 400s."""
 import base64
@@ -117,3 +117,30 @@ def test_a_value_that_is_not_utf8_needs_base64(server, st):
     assert status == 400 and body["error"]["index"] == 0
     status, body = tx(server, [{"op": "get", "dict": "bin", "key": "k", "encoding": "base64"}])
     assert status == 200 and body["results"][0]["value"] == "/w=="
+
+
+def test_list_pushes_and_pops_join_the_batch(server, st):
+    jobs = st.list("jobs")
+    jobs.push(b"j1")
+    jobs.push(b"j2")
+    status, body = tx(server, [
+        {"op": "pop", "list": "jobs"},
+        {"op": "push", "list": "done", "value": "j1", "end": "left"},
+        {"op": "pop", "list": "jobs", "end": "right"},
+        {"op": "pop", "list": "jobs"},
+        {"op": "push", "list": "jobs", "value": "back"},
+        {"op": "length", "list": "done"},
+        {"op": "incr", "counter": "moved"}])
+    assert status == 200, body
+    results = body["results"]
+    assert results[0] == {"value": "j1"} and results[2] == {"value": "j2"}
+    assert results[3] == {"value": None}
+    assert results[4] == {"length": 1} and results[5] == {"length": 1}
+    assert jobs.range() == [b"back"] and st.list("done").range() == [b"j1"]
+    # A refused operation later in the batch applies none of the list's pops or pushes.
+    status, body = tx(server, [
+        {"op": "pop", "list": "jobs"},
+        {"op": "push", "list": "done", "value": "x"},
+        {"op": "set", "dict": "cache", "key": "k", "value": "v", "if_version": 12345}])
+    assert status == 409 and body["error"]["index"] == 2, body
+    assert jobs.range() == [b"back"] and st.list("done").range() == [b"j1"]

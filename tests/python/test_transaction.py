@@ -169,12 +169,7 @@ def test_counter_inside_a_transaction(url, n):
     assert hits.value == 9
 
 
-def test_list_inside_a_transaction(url, n, request):
-    if "://" not in url:
-        # shm::Transaction answers InvalidArgument for list operations until tx-core adds them;
-        # strict: this fails as soon as they work, so the marker goes then.
-        request.applymarker(pytest.mark.xfail(strict=True, raises=shmstate.InvalidArgument,
-                                              reason="lists cannot join a shm::Transaction yet"))
+def test_list_inside_a_transaction(url, n):
     st = client(url)
     jobs = st.list(n("jobs"))
     jobs.push(b"old")

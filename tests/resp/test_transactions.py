@@ -233,3 +233,73 @@ def test_sigkilled_workers_apply_each_acknowledged_exec_once(server):
     missing = [t for t in acked if "log:" + t not in logs]
     assert missing == [], "acknowledged transfers lost: %r" % missing[:5]
     assert acked, "no transfer was acknowledged"
+
+
+def test_sigkilled_workers_lose_and_duplicate_no_moved_job(server):
+    """LMOVE, and MULTI LMOVE INCR EXEC, are one crash-atomic transaction each: workers killed
+    mid-move leave every job in exactly one list once, and the move counter counts each
+    acknowledged move (plus those whose reply a kill cut off)."""
+    r = server.client(decode_responses=True)
+    r.flushall()
+    jobs = ["job%d" % i for i in range(40)]
+    r.rpush("q:a", *jobs)
+    queues = ["q:a", "q:b", "q:c"]
+    stop = threading.Event()
+    acked = []
+    unanswered = []  # A MULTI whose reply a kill cut off may have committed.
+    lock = threading.Lock()
+
+    def move(seed):
+        c = server.client(decode_responses=True, socket_timeout=5)
+        rng = random.Random(seed)
+        n = 0
+        while not stop.is_set():
+            src, dst = rng.sample(queues, 2)
+            ends = rng.choice(["LEFT", "RIGHT"]), rng.choice(["LEFT", "RIGHT"])
+            try:
+                if n % 2 == 0:
+                    p = c.pipeline(transaction=True)
+                    p.lmove(src, dst, *ends)
+                    p.incr("moves")
+                    p.execute()
+                    counted = 1
+                else:
+                    c.lmove(src, dst, *ends)
+                    counted = 0
+            except (redis.ConnectionError, redis.TimeoutError):
+                with lock:
+                    unanswered.append(n % 2 == 0)
+                n += 1
+                time.sleep(0.01)
+                continue
+            n += 1
+            with lock:
+                acked.append(counted)
+
+    threads = [threading.Thread(target=move, args=(s,)) for s in (21, 22, 23)]
+    for t in threads:
+        t.start()
+    try:
+        for k in range(8):
+            time.sleep(0.2)
+            pids = worker_pids(server)
+            if pids:
+                os.kill(pids[k % len(pids)], signal.SIGKILL)
+    finally:
+        time.sleep(0.3)
+        stop.set()
+        for t in threads:
+            t.join(30)
+    deadline = time.time() + 15
+    while True:
+        try:
+            found = [item for q in queues for item in r.lrange(q, 0, -1)]
+            moves = int(r.get("moves") or 0)
+            break
+        except redis.ConnectionError:
+            assert time.time() < deadline, "the server did not answer after the kills"
+            time.sleep(0.1)
+    assert sorted(found) == sorted(jobs), "a job was lost or duplicated by a killed move"
+    counted = sum(acked)
+    assert counted <= moves <= counted + sum(unanswered), (counted, moves, sum(unanswered))
+    assert len(acked) > 50, "too few moves were acknowledged"

@@ -32,6 +32,8 @@
 
 namespace shm {
 
+class Transaction;
+
 // Limits of a list, fixed when it is created (opening an existing list keeps its own).
 struct ListOptions {
   uint64_t max_items = uint64_t{1} << 20;       // 1 .. List::kMaxItemsLimit.
@@ -142,12 +144,20 @@ class List {
   Status DoSet(int64_t index, std::string_view item);
   Status DoReplace(const std::vector<std::string>* expected, const std::vector<std::string>& items,
                    bool* swapped);
-  // Replaces the ring by one of `capacity` slots if that is still what the list needs.
-  Status ResizeRing(uint64_t capacity);
+  // Replaces the ring by one of `capacity` slots if that is still what the list needs (with
+  // `at_least`: if its ring has fewer slots).
+  Status ResizeRing(uint64_t capacity, bool at_least = false);
+  friend struct ListTxAccess;  // A transaction's commit (list_tx.h).
+  // Lends a handle to a keyspace command inside a transaction (KeyspaceTransactionScope).
+  friend void BindListToTransaction(List* list, Transaction* tx);
 
   ObjectRef ref_;
   uint64_t max_items_ = 0;  // Copied from the list at Open: constant per incarnation.
   uint64_t max_item_bytes_ = 0;
+  // Set on a handle lent to a keyspace command inside a transaction: Push, Pop (without a wait),
+  // Length and Range go through the transaction; what it cannot stage answers Conflict and
+  // marks the scope unsupported.
+  Transaction* tx_ = nullptr;
 };
 
 }  // namespace shm

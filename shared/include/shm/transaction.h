@@ -20,11 +20,12 @@
 // Single-object operations on objects no transaction touches keep their speed (one relaxed load
 // of the pending mark at most).
 //
-// Covered: registry dicts' entries (Dict), counters (Counter), and keyspace keys: strings, and
-// delete and rename of whole keys of every type. Declared but not yet joining (they answer
-// InvalidArgument "... cannot join a transaction yet", staging nothing): registry lists' push and
-// pop, keyspace lists' push and pop, hash fields. Not covered: arrays (NDArray) and sessions;
-// their operations keep their own single-object atomicity and cannot join a transaction.
+// Covered: registry dicts' entries (Dict), counters (Counter), registry lists' and keyspace
+// lists' push and pop at both ends (List), and keyspace keys: strings, hash fields, and delete
+// and rename of whole keys of every type. A key's list or hash is created with its first element
+// and removed with its last, in the same commit. Not covered: arrays (NDArray), sessions, and a
+// list's middle (set, replace, range of a list the transaction changed); their operations keep
+// their own single-object atomicity and cannot join a transaction.
 //
 // A counter held by a commit carries a lock mark in its value for a few microseconds: plain adds
 // that meet it undo themselves and wait (Counter::AfterFarValue), so a counter some transaction
@@ -105,8 +106,12 @@ class Transaction {
   Status Set(const Counter& counter, int64_t value);
 
   // ---- Registry lists ---------------------------------------------------------------------
-  // A push at `end` (limits as List::Push); a pop never waits: *got false when the list (as this
-  // transaction sees it) is empty. Both count as reads of the list's contents.
+  // A push at `end` (limits as List::Push; max_items is checked again at Commit: OutOfSpace); a
+  // pop never waits: *got false when the list (as this transaction sees it) is empty; it takes
+  // this transaction's own pushes at that end first. A pop, Length, and a push that reports
+  // `length` are reads of the list (another write to it before Commit is a Conflict); a push
+  // without `length` reads nothing. A pop also waits its turn behind blocked pops of other
+  // processes (Conflict at Commit while one is in line).
   Status Push(const List& list, List::End end, std::string_view item, uint64_t* length = nullptr);
   Status Pop(const List& list, List::End end, std::string* item, bool* got);
   Status Length(const List& list, uint64_t* length);
@@ -160,6 +165,7 @@ class Transaction {
 
  private:
   friend struct TransactionAccess;  // The keyspace's routing into a transaction (keyspace.cc).
+  void DropCreated();
   Segment* segment_ = nullptr;
   std::unique_ptr<State> state_;
 };
@@ -167,9 +173,11 @@ class Transaction {
 // While one lives, this thread's Keyspace operations join `tx` (MULTI/EXEC, multi-key commands):
 // the commands of strings and whole keys (get, set, incr, delete, rename, expire, ...) read
 // through the transaction (recorded, seeing its staged writes) and stage their writes in it, with
-// exactly their usual semantics; nothing is visible until tx.Commit(). An operation that cannot
-// be staged (a list's or hash's contents, counting, listing or flushing keys) answers Conflict
-// and sets unsupported(): the caller then runs the batch under a KeyspaceExclusive instead.
+// exactly their usual semantics; nothing is visible until tx.Commit(). A list's ends join too:
+// WithList lends `fn` a handle whose Push, Pop (without a wait), Length and Range go through the
+// transaction. An operation that cannot be staged (a hash's fields through WithHash, a list's
+// middle, counting, listing or flushing keys) answers Conflict and sets unsupported(): the
+// caller then runs the batch under a KeyspaceExclusive instead.
 // Scopes do not nest. Thread-local; use from the thread that made it.
 class KeyspaceTransactionScope {
  public:

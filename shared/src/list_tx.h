@@ -1,0 +1,81 @@
+// The list internals a transaction commit uses (transaction_lists.cc, transaction_rep.h): a read
+// of a list with its write count, and the steps of one list's share of a commit. Functions marked
+// "Under the lock" REQUIRE the list's entry lock (ListTxLock).
+//
+// A list's share in a TxRecordRep is a run of changes (TxChangeRep::erase is the tag):
+//   kTxList        entry, incarnation; under the lock: body = ring, blob = head, shard = length;
+//   kTxListBytes   body = the list's item bytes once the share is applied;
+//   kTxPushLeft    blob = a new item, leftmost first (the record owns it until committed);
+//   kTxPushRight   blob = a new item, in push order;
+//   kTxPopLeft     blob = the item at head + i, filled under the lock (garbage once committed);
+//   kTxPopRight    blob = the item at tail - 1 - i, filled under the lock.
+// Applying it writes every slot of the positions it touches from those values alone, then head,
+// tail and bytes: idempotent, so a share rolled forward twice is the share applied once. The
+// committer names the record in the entry's counter_tx word while it holds the lock; the next
+// holder after its death settles it (SettleListTxLocked, from the list's owner-death repair).
+#ifndef SHM_SRC_LIST_TX_H_
+#define SHM_SRC_LIST_TX_H_
+
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <string>
+
+#include "layout.h"
+#include "segment_impl.h"
+#include "shm/registry.h"
+#include "shm/status.h"
+#include "transaction_rep.h"
+
+namespace shm {
+
+inline constexpr uint32_t kTxList = 3;
+inline constexpr uint32_t kTxListBytes = 4;
+inline constexpr uint32_t kTxPushLeft = 5;
+inline constexpr uint32_t kTxPushRight = 6;
+inline constexpr uint32_t kTxPopLeft = 7;
+inline constexpr uint32_t kTxPopRight = 8;
+inline bool IsListTxTag(uint32_t tag) { return tag >= kTxList && tag <= kTxPopRight; }
+
+struct ListTxView {
+  uint64_t writes = 0;  // ListRep::writes: what a commit checks.
+  uint64_t length = 0;
+};
+// Under the list's own lock, briefly: its write count and length and, when 0 <= index < length,
+// the item at `index` (from the left) into *item.
+Status ListTxRead(const ObjectRef& ref, int64_t index, ListTxView* view, std::string* item);
+
+// The changes one list's share takes in the record.
+inline uint32_t ListTxChangeCount(size_t pushes, uint64_t pops) {
+  return 2 + static_cast<uint32_t>(pushes + pops);
+}
+// Before any lock: writes the share's changes from `first` on, allocating the pushed items.
+Status ListTxFillRecord(Segment::Impl* seg, TxRecordRep* rec, uint32_t first, const ObjectRef& ref,
+                        const std::deque<std::string>& left, const std::deque<std::string>& right,
+                        uint64_t pops_left, uint64_t pops_right);
+// Takes the list's lock as every list operation does (settling a dead holder's work first).
+// NotFound when the list was deleted or expired, Timeout; the lock is not held then.
+Status ListTxLock(const ObjectRef& ref);
+void ListTxUnlock(const ObjectRef& ref);
+// Under the lock: the list still has the write count the transaction read (when it read it:
+// else Conflict), no older waiter of another process is in line for its pops (else Conflict),
+// max_items holds (else OutOfSpace). *grow_to > 0 when the ring needs that many slots first
+// (nothing filled then); else fills the header and the popped items' handles. With `rec`
+// nullptr (a list only read), checks the write count alone.
+Status ListTxPrepareLocked(const ObjectRef& ref, std::optional<uint64_t> writes_seen,
+                           TxRecordRep* rec, uint32_t first, uint64_t* grow_to);
+// Under the lock, before the commit word: counts the write (ListRep::writes and, for a key's
+// list, EntryRep::keyspace_writes) so that readers of the old state conflict.
+void ListTxCountWriteLocked(const ObjectRef& ref, bool keyspace);
+// Under the lock: applies the share at `first` of a committed record. Whether blocked pops
+// should be woken (the list has items and waiters).
+bool ListTxApplyLocked(Segment::Impl* seg, const TxRecordRep* rec, uint32_t first);
+// Without locks: gives the list a ring of `capacity` slots at least.
+Status ListTxGrow(const ObjectRef& ref, uint64_t capacity);
+// Under the lock, after an owner death: settles the record entry->counter_tx names (applies
+// this list's share if committed), clears the word, frees the record with its last share.
+void SettleListTxLocked(Segment::Impl* seg, EntryRep* entry);
+
+}  // namespace shm
+
+#endif  // SHM_SRC_LIST_TX_H_

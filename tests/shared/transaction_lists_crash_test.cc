@@ -1,0 +1,375 @@
+// Crash tests of lists and hash fields in transactions: a committer dies at each step of a commit
+// that pops and pushes at both ends of registry lists and keys' lists and writes hash fields, a
+// repairer dies while settling a list's share, and movers of jobs between lists are SIGKILLed at
+// random (kill loop) while a reader counts the jobs in transactions. Afterwards every transaction
+// is applied wholly or not at all, exactly once: no job is lost or duplicated.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "common/status_assert.h"
+#include "common/test_util.h"
+#include "crash_point.h"
+#include "shm/counter.h"
+#include "shm/keyspace.h"
+#include "shm/list.h"
+#include "shm/registry.h"
+#include "shm/transaction.h"
+
+namespace shm {
+namespace {
+
+struct Objects {
+  List jobs, done;
+  Keyspace ks;
+  Counter moves;
+  Status Open(Segment* seg) {
+    Counter::Options options;
+    options.mode = OpenMode::kCreateIfMissing;
+    SHM_RETURN_IF_ERROR(Counter::Open(seg, "moves", options, &moves));
+    SHM_RETURN_IF_ERROR(List::Open(seg, "jobs", OpenMode::kCreateIfMissing, ListOptions(), &jobs));
+    SHM_RETURN_IF_ERROR(List::Open(seg, "done", OpenMode::kCreateIfMissing, ListOptions(), &done));
+    return Keyspace::Open(seg, 0, &ks);
+  }
+};
+
+std::string Join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const std::string& item : items) out += item + ",";
+  return out;
+}
+
+std::string KeyList(Keyspace& ks, const std::string& key) {
+  std::vector<std::string> items;
+  Status s =
+      ks.WithList(key, Keyspace::Access::kRead, [&](List& l) { return l.Range(0, -1, &items); });
+  if (s.IsNotFound()) return "-";
+  return s.ok() ? Join(items) : "?" + s.ToString();
+}
+
+std::string HashField(Keyspace& ks, const std::string& key, const std::string& field) {
+  std::string value = "-";
+  Status s = ks.WithHash(key, Keyspace::Access::kRead, [&](Dict& d) {
+    DictValue v;
+    Status got = d.Get(field, &v);
+    if (got.ok()) value = v.data;
+    return got.IsNotFound() ? Status::OK() : got;
+  });
+  return s.ok() || s.IsNotFound() ? value : "?";
+}
+
+std::map<std::string, std::string> Snapshot(Objects& o) {
+  std::map<std::string, std::string> out;
+  std::vector<std::string> items;
+  out["jobs"] = o.jobs.Range(0, -1, &items).ok() ? Join(items) : "?";
+  out["done"] = o.done.Range(0, -1, &items).ok() ? Join(items) : "?";
+  out["ks/q"] = KeyList(o.ks, "q");
+  out["ks/fresh"] = KeyList(o.ks, "fresh");
+  out["ks/h f"] = HashField(o.ks, "h", "f");
+  out["ks/h g"] = HashField(o.ks, "h", "g");
+  out["ks/gone f"] = HashField(o.ks, "gone", "f");
+  int64_t moves = 0;
+  out["moves"] = o.moves.Get(&moves).ok() ? std::to_string(moves) : "?";
+  return out;
+}
+
+Status Populate(Objects& o) {
+  for (const char* job : {"j0", "j1", "j2", "j3", "j4"}) {
+    SHM_RETURN_IF_ERROR(o.jobs.Push(List::End::kRight, job));
+  }
+  SHM_RETURN_IF_ERROR(o.done.Push(List::End::kRight, "d0"));
+  SHM_RETURN_IF_ERROR(o.ks.WithList("q", Keyspace::Access::kCreate, [](List& l) {
+    SHM_RETURN_IF_ERROR(l.Push(List::End::kRight, "q0"));
+    return l.Push(List::End::kRight, "q1");
+  }));
+  auto set = [](const char* field, const char* value) {
+    return [=](Dict& d) { return d.Set(field, value, SetOptions()); };
+  };
+  SHM_RETURN_IF_ERROR(o.ks.WithHash("h", Keyspace::Access::kCreate, set("f", "1")));
+  return o.ks.WithHash("gone", Keyspace::Access::kCreate, set("f", "x"));
+}
+
+// Jobs moved at both ends of two registry lists, a key's list emptied (its key goes), another
+// created, hash fields set and deleted (one hash's last), a counter added: one transaction.
+Status RunTransaction(Segment* seg, Objects& o) {
+  Transaction tx(seg);
+  std::string item;
+  bool got = false;
+  SHM_RETURN_IF_ERROR(tx.Pop(o.jobs, List::End::kLeft, &item, &got));
+  SHM_RETURN_IF_ERROR(tx.Push(o.done, List::End::kRight, item));
+  SHM_RETURN_IF_ERROR(tx.Pop(o.jobs, List::End::kRight, &item, &got));
+  SHM_RETURN_IF_ERROR(tx.Push(o.done, List::End::kLeft, item));
+  for (int i = 0; i < 2; ++i) {
+    SHM_RETURN_IF_ERROR(tx.Pop(o.ks, "q", List::End::kLeft, &item, &got));
+    SHM_RETURN_IF_ERROR(tx.Push(o.jobs, List::End::kLeft, item));
+  }
+  SHM_RETURN_IF_ERROR(tx.Push(o.ks, "fresh", List::End::kRight, "n0"));
+  SHM_RETURN_IF_ERROR(tx.HashSet(o.ks, "h", "g", "2"));
+  bool existed = false;
+  SHM_RETURN_IF_ERROR(tx.HashDelete(o.ks, "h", "f", &existed));
+  SHM_RETURN_IF_ERROR(tx.HashDelete(o.ks, "gone", "f", &existed));
+  int64_t n = 0;
+  SHM_RETURN_IF_ERROR(tx.Add(o.moves, 4, &n));
+  return tx.Commit();
+}
+
+struct CrashCase {
+  const char* point;
+  int hit;
+  bool applied;
+};
+
+class TransactionListCrashPointTest : public testing::TestWithParam<CrashCase> {};
+
+TEST_P(TransactionListCrashPointTest, DeathAtEachStepLeavesAllOrNothing) {
+  const CrashCase& c = GetParam();
+  test::ScopedSegment seg(size_t{32} << 20, 256);
+  Objects o;
+  ASSERT_OK(o.Open(seg.get()));
+  ASSERT_OK(Populate(o));
+  const auto before = Snapshot(o);
+  std::map<std::string, std::string> after;
+  {
+    test::ScopedSegment model_seg(size_t{32} << 20, 256);
+    Objects m;
+    ASSERT_OK(m.Open(model_seg.get()));
+    ASSERT_OK(Populate(m));
+    ASSERT_OK(RunTransaction(model_seg.get(), m));
+    after = Snapshot(m);
+  }
+  ASSERT_EQ(after.at("jobs"), "q1,q0,j1,j2,j3,");
+  ASSERT_EQ(after.at("done"), "j4,d0,j0,");
+  ASSERT_EQ(after.at("ks/q"), "-");
+  ASSERT_EQ(after.at("ks/gone f"), "-");
+
+  pid_t child = test::ForkChild([&] {
+    SetCrashPoint(c.point, c.hit);
+    Objects mine;
+    if (!mine.Open(seg.get()).ok()) return 2;
+    return RunTransaction(seg.get(), mine).ok() ? 0 : 3;
+  });
+  test::ChildExit exit = test::WaitChild(child);
+  ASSERT_TRUE(exit.exited);
+  ASSERT_EQ(exit.code, kCrashPointExitCode) << "the crash point was never reached";
+  ASSERT_OK(seg->RecoverDeadProcess(child, nullptr));
+
+  EXPECT_EQ(Snapshot(o), c.applied ? after : before);
+  // Every lock the child died holding works, and the lists take transactions and plain writes.
+  Transaction again(seg.get());
+  std::string item;
+  bool got = false;
+  ASSERT_OK(again.Pop(o.jobs, List::End::kLeft, &item, &got));
+  ASSERT_TRUE(got);
+  ASSERT_OK(again.Push(o.done, List::End::kRight, item));
+  ASSERT_OK(again.Push(o.ks, "q", List::End::kRight, "again"));
+  ASSERT_OK(again.Commit());
+  ASSERT_OK(o.jobs.Push(List::End::kLeft, "plain"));
+  ASSERT_OK(o.done.Pop(List::End::kRight, std::chrono::milliseconds(0), &item, &got));
+  EXPECT_TRUE(got);
+  ASSERT_OK(seg->Probe());
+}
+
+std::string CaseName(const testing::TestParamInfo<CrashCase>& info) {
+  return std::string(info.param.point) + "_" + std::to_string(info.param.hit);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    EveryStep, TransactionListCrashPointTest,
+    testing::Values(CrashCase{"tx_after_record", 1, false},
+                    CrashCase{"tx_after_list_record", 1, false},
+                    CrashCase{"tx_before_commit", 1, false},  // Lists' write counts bumped only.
+                    CrashCase{"tx_after_commit", 1, true},    // Nothing applied: rolled forward.
+                    CrashCase{"tx_after_counter", 1, true},
+                    CrashCase{"tx_list_after_slots", 1, true},  // One list's slots, not its ends.
+                    CrashCase{"tx_after_list", 1, true},        // One list applied, not released.
+                    CrashCase{"tx_list_after_slots", 2, true},  // The second list midway.
+                    CrashCase{"tx_after_list", 4, true},        // Every list, no stripe yet.
+                    CrashCase{"tx_after_apply", 2, true},       // Stripes midway.
+                    CrashCase{"tx_after_apply_all", 1, true},
+                    CrashCase{"tx_before_orphan_delete", 1, true}),
+    CaseName);
+
+// The committer dies after its commit word; the first process to take one of its lists dies
+// while applying that list's share; the next holder applies it again (idempotently).
+TEST(TransactionListCrashTest, RepairerDyingMidSettleIsSettledAgain) {
+  test::ScopedSegment seg(size_t{32} << 20, 256);
+  Objects o;
+  ASSERT_OK(o.Open(seg.get()));
+  ASSERT_OK(Populate(o));
+  pid_t committer = test::ForkChild([&] {
+    SetCrashPoint("tx_after_commit");
+    Objects mine;
+    if (!mine.Open(seg.get()).ok()) return 2;
+    return RunTransaction(seg.get(), mine).ok() ? 0 : 3;
+  });
+  ASSERT_EQ(test::WaitChild(committer).code, kCrashPointExitCode);
+  std::vector<pid_t> repairers;  // Recovered at the end: recovery settles every list.
+  for (const char* point : {"tx_list_after_slots", "tx_settle_list"}) {
+    pid_t repairer = test::ForkChild([&] {
+      SetCrashPoint(point);
+      Objects mine;
+      if (!mine.Open(seg.get()).ok()) return 2;
+      uint64_t length = 0;
+      return mine.done.Length(&length).ok() ? 0 : 3;  // Takes done's lock: settles, dies.
+    });
+    ASSERT_EQ(test::WaitChild(repairer).code, kCrashPointExitCode)
+        << "the repairer did not settle the record at " << point;
+    repairers.push_back(repairer);
+  }
+  for (pid_t repairer : repairers) ASSERT_OK(seg->RecoverDeadProcess(repairer, nullptr));
+  ASSERT_OK(seg->RecoverDeadProcess(committer, nullptr));
+  const auto now = Snapshot(o);
+  EXPECT_EQ(now.at("jobs"), "q1,q0,j1,j2,j3,");
+  EXPECT_EQ(now.at("done"), "j4,d0,j0,");
+  EXPECT_EQ(now.at("ks/q"), "-");
+  EXPECT_EQ(now.at("ks/fresh"), "n0,");
+  EXPECT_EQ(now.at("ks/h g"), "2");
+  EXPECT_EQ(now.at("ks/h f"), "-");
+  EXPECT_EQ(now.at("moves"), "4");
+  uint64_t length = 0;
+  ASSERT_OK(o.done.Length(&length));
+  EXPECT_EQ(length, 3u);  // head and tail were derived again.
+}
+
+// Movers take a job from one of three lists (two registry lists and a key's list, either end)
+// and put it on another (either end), counting the move in the same transaction, while being
+// SIGKILLed at random, 20 rounds, fixed seed; a reader counts the jobs of all three lists in
+// transactions the whole time. Afterwards every job is in exactly one list once, and the move
+// counter is every acknowledged move plus at most the one in flight.
+TEST(TransactionListCrashLoopTest, SigkilledMovesLoseAndDuplicateNothing) {
+  constexpr int kJobs = 40;
+  constexpr int kRounds = 20;
+  std::mt19937 rng(20261206);
+  auto seg = std::make_unique<test::ScopedSegment>(size_t{32} << 20, 256);
+  auto populate = [&](Segment* s) {
+    Objects o;
+    EXPECT_TRUE(o.Open(s).ok());
+    for (int i = 0; i < kJobs; ++i) {
+      EXPECT_TRUE(o.jobs.Push(List::End::kRight, "job" + std::to_string(i)).ok());
+    }
+  };
+  populate(seg->get());
+  int64_t acknowledged = 0;
+  int poisoned = 0, reads_checked = 0;
+  for (int round = 0; round < kRounds; ++round) {
+    int fds[2], rfds[2];
+    ASSERT_EQ(pipe(fds), 0);
+    ASSERT_EQ(pipe(rfds), 0);
+    const uint32_t child_seed = rng();
+    Segment* segment = seg->get();
+    pid_t reader = test::ForkChild([&] {
+      close(rfds[0]);
+      close(fds[0]);
+      close(fds[1]);
+      Objects o;
+      if (!o.Open(segment).ok()) return 2;
+      for (;;) {
+        Transaction tx(segment);
+        uint64_t a = 0, b = 0, q = 0;
+        if (!tx.Length(o.jobs, &a).ok() || !tx.Length(o.done, &b).ok() ||
+            !tx.Length(o.ks, "q", &q).ok() || !tx.Commit().ok()) {
+          continue;
+        }
+        const char* verdict = a + b + q == kJobs ? "+" : "!";
+        if (write(rfds[1], verdict, 1) < 0) return 1;
+      }
+    });
+    pid_t child = test::ForkChild([&] {
+      close(fds[0]);
+      close(rfds[0]);
+      close(rfds[1]);
+      Objects o;
+      if (!o.Open(segment).ok()) return 2;
+      std::mt19937 crng(child_seed);
+      for (;;) {
+        const int from = static_cast<int>(crng() % 3);
+        const int to = (from + 1 + static_cast<int>(crng() % 2)) % 3;
+        const auto from_end = crng() % 2 == 0 ? List::End::kLeft : List::End::kRight;
+        const auto to_end = crng() % 2 == 0 ? List::End::kLeft : List::End::kRight;
+        bool moved = false;
+        Status s = Transaction::Run(segment, 100, [&](Transaction& tx) {
+          std::string item;
+          bool got = false;
+          moved = false;
+          SHM_RETURN_IF_ERROR(from == 2
+                                  ? tx.Pop(o.ks, "q", from_end, &item, &got)
+                                  : tx.Pop(from == 0 ? o.jobs : o.done, from_end, &item, &got));
+          if (!got) return Status::OK();
+          SHM_RETURN_IF_ERROR(to == 2 ? tx.Push(o.ks, "q", to_end, item)
+                                      : tx.Push(to == 0 ? o.jobs : o.done, to_end, item));
+          int64_t n = 0;
+          moved = true;
+          return tx.Add(o.moves, 1, &n);
+        });
+        if (!s.ok()) return 3;
+        if (moved && write(fds[1], "m", 1) < 0) return 1;
+      }
+    });
+    close(fds[1]);
+    close(rfds[1]);
+    const int acks_before_kill = 1 + static_cast<int>(rng() % 300);
+    int acks = 0;
+    char c = 0;
+    while (acks < acks_before_kill && read(fds[0], &c, 1) == 1) ++acks;
+    kill(child, SIGKILL);
+    while (read(fds[0], &c, 1) == 1) ++acks;  // Acknowledged before the kill landed.
+    close(fds[0]);
+    kill(reader, SIGKILL);
+    char verdicts[4096];
+    ssize_t got = 0;
+    while ((got = read(rfds[0], verdicts, sizeof verdicts)) > 0) {
+      for (ssize_t i = 0; i < got; ++i) {
+        ASSERT_EQ(verdicts[i], '+') << "a reader's committed transaction saw a wrong count";
+        ++reads_checked;
+      }
+    }
+    close(rfds[0]);
+    test::ChildExit exit = test::WaitChild(child, 20000);
+    ASSERT_TRUE(exit.signaled) << "mover exited with " << exit.code;
+    test::WaitChild(reader, 20000);
+    Status recovered = (*seg)->RecoverDeadProcess(child, nullptr);
+    if (recovered.ok()) recovered = (*seg)->RecoverDeadProcess(reader, nullptr);
+    if (!recovered.ok() || !(*seg)->Probe().ok()) {
+      ++poisoned;  // Killed inside the allocator: the manager would rebuild. Start afresh.
+      seg = std::make_unique<test::ScopedSegment>(size_t{32} << 20, 256);
+      populate(seg->get());
+      acknowledged = 0;
+      continue;
+    }
+    acknowledged += acks;
+    Objects o;
+    ASSERT_OK(o.Open(seg->get()));
+    std::multiset<std::string> all;
+    std::vector<std::string> items;
+    ASSERT_OK(o.jobs.Range(0, -1, &items));
+    all.insert(items.begin(), items.end());
+    ASSERT_OK(o.done.Range(0, -1, &items));
+    all.insert(items.begin(), items.end());
+    Status s = o.ks.WithList("q", Keyspace::Access::kRead,
+                             [&](List& l) { return l.Range(0, -1, &items); });
+    ASSERT_TRUE(s.ok() || s.IsNotFound()) << s.ToString();
+    if (s.ok()) all.insert(items.begin(), items.end());
+    ASSERT_EQ(all.size(), static_cast<size_t>(kJobs)) << "round " << round;
+    for (int i = 0; i < kJobs; ++i) {
+      ASSERT_EQ(all.count("job" + std::to_string(i)), 1u) << "job " << i << " round " << round;
+    }
+    int64_t moves = 0;
+    ASSERT_OK(o.moves.Get(&moves));
+    ASSERT_GE(moves, acknowledged) << "an acknowledged move was lost, round " << round;
+    ASSERT_LE(moves, acknowledged + 1) << "more moves than made, round " << round;
+    acknowledged = moves;  // The one in flight, if it committed, counts from here on.
+  }
+  EXPECT_LT(poisoned, kRounds / 2);
+  EXPECT_GT(reads_checked, 0);
+}
+
+}  // namespace
+}  // namespace shm

@@ -1,0 +1,346 @@
+// Lists and hash fields inside shm::Transaction: pushes and pops at both ends seen by the
+// transaction only, applied all at once; Conflict when a list read changed; a key's list or hash
+// created with its first element and removed with its last; jobs moved between lists by several
+// processes at once, none lost or duplicated.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "common/status_assert.h"
+#include "common/test_util.h"
+#include "shm/keyspace.h"
+#include "shm/list.h"
+#include "shm/registry.h"
+#include "shm/transaction.h"
+
+namespace shm {
+namespace {
+
+std::vector<std::string> Items(const List& list) {
+  std::vector<std::string> items;
+  EXPECT_TRUE(list.Range(0, -1, &items).ok());
+  return items;
+}
+
+std::vector<std::string> KeyItems(Keyspace& ks, const std::string& key) {
+  std::vector<std::string> items;
+  Status s =
+      ks.WithList(key, Keyspace::Access::kRead, [&](List& l) { return l.Range(0, -1, &items); });
+  EXPECT_TRUE(s.ok() || s.IsNotFound()) << s.ToString();
+  return items;
+}
+
+size_t Aggregates(Segment* seg) {
+  std::vector<ObjectInfo> objects;
+  EXPECT_TRUE(seg->registry().List("redis:0:", ObjectKind::kNone, 100, "", &objects).ok());
+  return objects.size();
+}
+
+class TransactionListsTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_OK(List::Open(seg_.get(), "jobs", OpenMode::kCreateIfMissing, ListOptions(), &jobs_));
+    ASSERT_OK(List::Open(seg_.get(), "done", OpenMode::kCreateIfMissing, ListOptions(), &done_));
+    ASSERT_OK(Keyspace::Open(seg_.get(), 0, &ks_));
+  }
+  test::ScopedSegment seg_{size_t{32} << 20, 256};
+  List jobs_, done_;
+  Keyspace ks_;
+};
+
+TEST_F(TransactionListsTest, PushesAndPopsAtBothEndsAreVisibleOnlyAfterCommit) {
+  ASSERT_OK(jobs_.Push(List::End::kRight, "old"));
+  Transaction tx(seg_.get());
+  uint64_t length = 0;
+  ASSERT_OK(tx.Push(jobs_, List::End::kRight, "new", &length));
+  EXPECT_EQ(length, 2u);
+  std::string item;
+  bool got = false;
+  ASSERT_OK(tx.Pop(jobs_, List::End::kLeft, &item, &got));
+  EXPECT_TRUE(got);
+  EXPECT_EQ(item, "old");
+  ASSERT_OK(tx.Pop(jobs_, List::End::kRight, &item, &got));
+  EXPECT_EQ(item, "new");
+  ASSERT_OK(tx.Pop(jobs_, List::End::kLeft, &item, &got));
+  EXPECT_FALSE(got);
+  ASSERT_OK(tx.Push(jobs_, List::End::kLeft, "kept"));
+  ASSERT_OK(tx.Push(done_, List::End::kLeft, "b"));
+  ASSERT_OK(tx.Push(done_, List::End::kLeft, "a"));
+  ASSERT_OK(tx.Push(done_, List::End::kRight, "c"));
+  ASSERT_OK(tx.Length(done_, &length));
+  EXPECT_EQ(length, 3u);
+  EXPECT_EQ(Items(jobs_), std::vector<std::string>{"old"});  // Nothing visible yet.
+  EXPECT_TRUE(Items(done_).empty());
+  ASSERT_OK(tx.Commit());
+  EXPECT_EQ(Items(jobs_), std::vector<std::string>{"kept"});
+  EXPECT_EQ(Items(done_), (std::vector<std::string>{"a", "b", "c"}));
+  // The lists work as before afterwards, at both ends.
+  ASSERT_OK(done_.Pop(List::End::kRight, std::chrono::milliseconds(0), &item, &got));
+  EXPECT_EQ(item, "c");
+  ASSERT_OK(done_.Push(List::End::kLeft, "z"));
+  EXPECT_EQ(Items(done_), (std::vector<std::string>{"z", "a", "b"}));
+}
+
+TEST_F(TransactionListsTest, PopsReachTheOtherEndsPushesOnceTheCommittedItemsAreGone) {
+  ASSERT_OK(jobs_.Push(List::End::kRight, "1"));
+  Transaction tx(seg_.get());
+  ASSERT_OK(tx.Push(jobs_, List::End::kRight, "2"));
+  ASSERT_OK(tx.Push(jobs_, List::End::kRight, "3"));
+  std::string item;
+  bool got = false;
+  std::vector<std::string> popped;
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_OK(tx.Pop(jobs_, List::End::kLeft, &item, &got));
+    ASSERT_TRUE(got);
+    popped.push_back(item);
+  }
+  EXPECT_EQ(popped, (std::vector<std::string>{"1", "2", "3"}));
+  ASSERT_OK(tx.Commit());
+  EXPECT_TRUE(Items(jobs_).empty());
+}
+
+TEST_F(TransactionListsTest, ConflictWhenAListReadChangedAndNothingApplied) {
+  ASSERT_OK(jobs_.Push(List::End::kRight, "j1"));
+  Transaction tx(seg_.get());
+  std::string item;
+  bool got = false;
+  ASSERT_OK(tx.Pop(jobs_, List::End::kLeft, &item, &got));
+  ASSERT_OK(tx.Push(done_, List::End::kRight, item));
+  ASSERT_OK(jobs_.Push(List::End::kRight, "j2"));  // Someone else's write to a list read.
+  EXPECT_TRUE(tx.Commit().IsConflict());
+  EXPECT_EQ(Items(jobs_), (std::vector<std::string>{"j1", "j2"}));
+  EXPECT_TRUE(Items(done_).empty());
+}
+
+TEST_F(TransactionListsTest, BlindPushesDoNotConflictAndPushesRespectMaxItems) {
+  Transaction tx(seg_.get());
+  ASSERT_OK(tx.Push(done_, List::End::kRight, "mine"));
+  ASSERT_OK(done_.Push(List::End::kRight, "theirs"));
+  ASSERT_OK(tx.Commit());  // The push read nothing.
+  EXPECT_EQ(Items(done_), (std::vector<std::string>{"theirs", "mine"}));
+
+  ListOptions small;
+  small.max_items = 2;
+  List tiny;
+  ASSERT_OK(List::Open(seg_.get(), "tiny", OpenMode::kCreateIfMissing, small, &tiny));
+  ASSERT_OK(tiny.Push(List::End::kRight, "x"));
+  Transaction blind(seg_.get());
+  ASSERT_OK(blind.Push(tiny, List::End::kRight, "y"));
+  ASSERT_OK(blind.Push(tiny, List::End::kRight, "z"));
+  ASSERT_OK(blind.Push(jobs_, List::End::kRight, "not applied either"));
+  EXPECT_TRUE(blind.Commit().IsOutOfSpace());
+  EXPECT_EQ(Items(tiny), std::vector<std::string>{"x"});
+  EXPECT_TRUE(Items(jobs_).empty());
+  Transaction counted(seg_.get());
+  uint64_t length = 0;
+  ASSERT_OK(counted.Push(tiny, List::End::kRight, "y", &length));
+  EXPECT_TRUE(counted.Push(tiny, List::End::kRight, "z", &length).IsOutOfSpace());
+  std::string big(tiny.max_item_bytes() + 1, 'b');
+  EXPECT_TRUE(counted.Push(tiny, List::End::kRight, big).IsInvalidArgument());
+  ASSERT_OK(counted.Commit());
+  EXPECT_EQ(Items(tiny), (std::vector<std::string>{"x", "y"}));
+}
+
+TEST_F(TransactionListsTest, ManyPushesGrowTheRingFirst) {
+  for (int i = 0; i < 5; ++i) ASSERT_OK(jobs_.Push(List::End::kRight, "c" + std::to_string(i)));
+  Transaction tx(seg_.get());
+  std::vector<std::string> expected;
+  for (int i = 299; i >= 0; --i)
+    ASSERT_OK(tx.Push(jobs_, List::End::kLeft, "l" + std::to_string(i)));
+  for (int i = 0; i < 300; ++i) expected.push_back("l" + std::to_string(i));
+  std::string item;
+  bool got = false;
+  ASSERT_OK(tx.Pop(jobs_, List::End::kRight, &item, &got));  // c4
+  EXPECT_EQ(item, "c4");
+  for (int i = 0; i < 4; ++i) expected.push_back("c" + std::to_string(i));
+  for (int i = 0; i < 300; ++i) {
+    ASSERT_OK(tx.Push(jobs_, List::End::kRight, "r" + std::to_string(i)));
+    expected.push_back("r" + std::to_string(i));
+  }
+  ASSERT_OK(tx.Commit());
+  std::vector<std::string> items;
+  for (int64_t first = 0;;) {
+    std::vector<std::string> chunk;
+    bool truncated = false;
+    ASSERT_OK(jobs_.Range(first, -1, &chunk, &truncated));
+    first += static_cast<int64_t>(chunk.size());
+    items.insert(items.end(), chunk.begin(), chunk.end());
+    if (!truncated) break;
+  }
+  EXPECT_EQ(items, expected);
+}
+
+TEST_F(TransactionListsTest, KeyListsAreCreatedWithTheirFirstItemAndGoWithTheirLast) {
+  uint64_t watched = 0;
+  ASSERT_OK(ks_.Version("q", &watched));
+  {
+    Transaction tx(seg_.get());
+    uint64_t length = 0;
+    ASSERT_OK(tx.Push(ks_, "q", List::End::kRight, "a", &length));
+    ASSERT_OK(tx.Push(ks_, "q", List::End::kRight, "b", &length));
+    EXPECT_EQ(length, 2u);
+    KeyType type = KeyType::kNone;
+    ASSERT_OK(tx.Type(ks_, "q", &type));
+    EXPECT_EQ(type, KeyType::kList);
+    ASSERT_OK(ks_.Type("q", &type));
+    EXPECT_EQ(type, KeyType::kNone);  // Not before the commit.
+    ASSERT_OK(tx.Commit());
+  }
+  EXPECT_EQ(KeyItems(ks_, "q"), (std::vector<std::string>{"a", "b"}));
+  uint64_t version = 0;
+  ASSERT_OK(ks_.Version("q", &version));
+  EXPECT_NE(version, watched);
+  {  // A move to another key that empties the first: the first key goes, its list with it.
+    Transaction tx(seg_.get());
+    std::string item;
+    bool got = false;
+    for (int i = 0; i < 2; ++i) {
+      ASSERT_OK(tx.Pop(ks_, "q", List::End::kLeft, &item, &got));
+      ASSERT_TRUE(got);
+      ASSERT_OK(tx.Push(ks_, "p", List::End::kLeft, item));
+    }
+    ASSERT_OK(tx.Pop(ks_, "q", List::End::kLeft, &item, &got));
+    EXPECT_FALSE(got);
+    uint64_t length = 7;
+    ASSERT_OK(tx.Length(ks_, "q", &length));
+    EXPECT_EQ(length, 0u);
+    ASSERT_OK(tx.Commit());
+  }
+  KeyType type = KeyType::kNone;
+  ASSERT_OK(ks_.Type("q", &type));
+  EXPECT_EQ(type, KeyType::kNone);
+  EXPECT_EQ(KeyItems(ks_, "p"), (std::vector<std::string>{"b", "a"}));
+  EXPECT_EQ(Aggregates(seg_.get()), 1u);
+  // A watched push conflicts; a transaction that does not commit leaves no list behind.
+  uint64_t before = 0;
+  ASSERT_OK(ks_.Version("p", &before));
+  ASSERT_OK(ks_.WithList("p", Keyspace::Access::kWrite,
+                         [](List& l) { return l.Push(List::End::kRight, "c"); }));
+  {
+    Transaction tx(seg_.get());
+    ASSERT_OK(tx.Watch(ks_, "p", before).IsConflict() ? Status::OK() : Status::Internal("no"));
+    ASSERT_OK(tx.Push(ks_, "fresh", List::End::kRight, "x"));
+    EXPECT_EQ(Aggregates(seg_.get()), 2u);
+  }
+  EXPECT_EQ(Aggregates(seg_.get()), 1u);
+  StringSetResult set;
+  ASSERT_OK(ks_.Set("s", "v", StringSet(), &set));
+  Transaction wrong(seg_.get());
+  EXPECT_TRUE(wrong.Push(ks_, "s", List::End::kRight, "x").IsWrongType());
+}
+
+TEST_F(TransactionListsTest, HashFieldsJoinAndTheKeyGoesWithItsLastField) {
+  {
+    Transaction tx(seg_.get());
+    bool created = false;
+    ASSERT_OK(tx.HashSet(ks_, "h", "f1", "v1", &created));
+    EXPECT_TRUE(created);
+    ASSERT_OK(tx.HashSet(ks_, "h", "f2", "v2", &created));
+    ASSERT_OK(tx.HashSet(ks_, "h", "f1", "v1b", &created));
+    EXPECT_FALSE(created);
+    std::string value;
+    ASSERT_OK(tx.HashGet(ks_, "h", "f1", &value));
+    EXPECT_EQ(value, "v1b");
+    KeyType type = KeyType::kNone;
+    ASSERT_OK(ks_.Type("h", &type));
+    EXPECT_EQ(type, KeyType::kNone);
+    ASSERT_OK(tx.Commit());
+  }
+  std::string value;
+  ASSERT_OK(ks_.WithHash("h", Keyspace::Access::kRead, [&](Dict& d) {
+    DictValue v;
+    SHM_RETURN_IF_ERROR(d.Get("f2", &v));
+    value = v.data;
+    return Status::OK();
+  }));
+  EXPECT_EQ(value, "v2");
+  uint64_t watched = 0;
+  ASSERT_OK(ks_.Version("h", &watched));
+  {
+    Transaction tx(seg_.get());
+    bool existed = false;
+    ASSERT_OK(tx.HashDelete(ks_, "h", "f1", &existed));
+    EXPECT_TRUE(existed);
+    ASSERT_OK(tx.HashDelete(ks_, "h", "nope", &existed));
+    EXPECT_FALSE(existed);
+    ASSERT_OK(tx.Commit());
+  }
+  uint64_t version = 0;
+  ASSERT_OK(ks_.Version("h", &version));
+  EXPECT_NE(version, watched);  // WATCH sees a transaction's field write.
+  {
+    Transaction tx(seg_.get());
+    bool existed = false;
+    ASSERT_OK(tx.HashDelete(ks_, "h", "f2", &existed));
+    EXPECT_TRUE(existed);
+    EXPECT_TRUE(tx.HashGet(ks_, "h", "f2", &value).IsNotFound());
+    ASSERT_OK(tx.Commit());
+  }
+  KeyType type = KeyType::kNone;
+  ASSERT_OK(ks_.Type("h", &type));
+  EXPECT_EQ(type, KeyType::kNone);
+  EXPECT_EQ(Aggregates(seg_.get()), 0u);
+}
+
+// Processes move jobs from "jobs" to "done" and back (both ends) in transactions while a reader
+// counts both lists in read-only transactions: every committed reader sees every job exactly
+// once, and afterwards no job is lost or duplicated.
+TEST_F(TransactionListsTest, ConcurrentMovesKeepEveryJobExactlyOnce) {
+  constexpr int kJobs = 64, kMovers = 2, kMoves = 1500;
+  for (int i = 0; i < kJobs; ++i)
+    ASSERT_OK(jobs_.Push(List::End::kRight, "job" + std::to_string(i)));
+  Segment* seg = seg_.get();
+  std::vector<pid_t> children;
+  for (int w = 0; w < kMovers; ++w) {
+    children.push_back(test::ForkChild([&, w] {
+      std::mt19937 rng(11 + w);
+      for (int n = 0; n < kMoves; ++n) {
+        const bool forward = rng() % 2 == 0;
+        const auto from_end = rng() % 2 == 0 ? List::End::kLeft : List::End::kRight;
+        const auto to_end = rng() % 2 == 0 ? List::End::kLeft : List::End::kRight;
+        Status s = Transaction::Run(seg, 1000, [&](Transaction& tx) {
+          std::string item;
+          bool got = false;
+          SHM_RETURN_IF_ERROR(tx.Pop(forward ? jobs_ : done_, from_end, &item, &got));
+          if (!got) return Status::OK();
+          return tx.Push(forward ? done_ : jobs_, to_end, item);
+        });
+        if (!s.ok()) return 10;
+      }
+      return 0;
+    }));
+  }
+  children.push_back(test::ForkChild([&] {
+    int committed = 0;
+    for (int n = 0; n < 3000; ++n) {
+      Transaction tx(seg);
+      uint64_t a = 0, b = 0;
+      Status s = tx.Length(jobs_, &a);
+      if (s.ok()) s = tx.Length(done_, &b);
+      if (s.ok()) s = tx.Commit();
+      if (s.ok()) {
+        ++committed;
+        if (a + b != kJobs) return 20;
+      } else if (!s.IsConflict()) {
+        return 21;
+      }
+    }
+    return committed > 0 ? 0 : 22;
+  }));
+  for (pid_t child : children) {
+    test::ChildExit exit = test::WaitChild(child, 120000);
+    EXPECT_TRUE(exit.exited && exit.code == 0) << "child exit " << exit.code;
+  }
+  std::multiset<std::string> all;
+  for (const std::string& item : Items(jobs_)) all.insert(item);
+  for (const std::string& item : Items(done_)) all.insert(item);
+  EXPECT_EQ(all.size(), static_cast<size_t>(kJobs));
+  for (int i = 0; i < kJobs; ++i) EXPECT_EQ(all.count("job" + std::to_string(i)), 1u);
+}
+
+}  // namespace
+}  // namespace shm
