@@ -21,6 +21,7 @@
 #include "shm/keyspace.h"
 #include "shm/registry.h"
 #include "shm/transaction.h"
+#include "tx_crash_harness.h"
 
 namespace shm {
 namespace {
@@ -92,45 +93,18 @@ Status Populate(Objects& o) {
                        [](List& l) { return l.Push(List::End::kRight, "x"); });
 }
 
-struct CrashCase {
-  const char* point;
-  int hit;
-  bool applied;  // What the state must be after the committer died there.
-};
+using test::TxCrashCase;
+using test::TxState;
 
-class TransactionCrashPointTest : public testing::TestWithParam<CrashCase> {};
+class TransactionCrashPointTest : public testing::TestWithParam<TxCrashCase> {};
 
 TEST_P(TransactionCrashPointTest, DeathAtEachStepLeavesAllOrNothing) {
-  const CrashCase& c = GetParam();
-  test::ScopedSegment seg(size_t{32} << 20, 256);
+  test::ScopedSegment seg(test::kTxCrashSegmentBytes, test::kTxCrashRegistryEntries);
   Objects o;
-  ASSERT_OK(o.Open(seg.get()));
-  ASSERT_OK(Populate(o));
-  const auto before = Snapshot(o);
-  std::map<std::string, std::string> after;
-  {
-    test::ScopedSegment model_seg(size_t{32} << 20, 256);
-    Objects m;
-    ASSERT_OK(m.Open(model_seg.get()));
-    ASSERT_OK(Populate(m));
-    ASSERT_OK(RunTransaction(model_seg.get(), m));
-    after = Snapshot(m);
-  }
-  ASSERT_NE(before, after);
-
-  pid_t child = test::ForkChild([&] {
-    SetCrashPoint(c.point, c.hit);
-    Objects mine;
-    if (!mine.Open(seg.get()).ok()) return 2;
-    return RunTransaction(seg.get(), mine).ok() ? 0 : 3;
-  });
-  test::ChildExit exit = test::WaitChild(child);
-  ASSERT_TRUE(exit.exited);
-  ASSERT_EQ(exit.code, kCrashPointExitCode) << "the crash point was never reached";
-  ASSERT_OK(seg->RecoverDeadProcess(child, nullptr));
-
-  const auto now = Snapshot(o);
-  EXPECT_EQ(now, c.applied ? after : before);
+  TxState before, after;
+  ASSERT_NO_FATAL_FAILURE(test::DieInTransactionAndRecover(
+      GetParam(), test::TxScenario<Objects>{Populate, Snapshot, RunTransaction}, seg.get(), &o,
+      &before, &after));
   // Every lock the child died holding works, and the objects take writes.
   Transaction again(seg.get());
   int64_t n = 0;
@@ -143,25 +117,23 @@ TEST_P(TransactionCrashPointTest, DeathAtEachStepLeavesAllOrNothing) {
   ASSERT_OK(seg->Probe());
 }
 
-std::string CaseName(const testing::TestParamInfo<CrashCase>& info) {
-  return std::string(info.param.point) + "_" + std::to_string(info.param.hit);
-}
-
 INSTANTIATE_TEST_SUITE_P(
     EveryStep, TransactionCrashPointTest,
-    testing::Values(CrashCase{"tx_after_record", 1, false}, CrashCase{"tx_before_commit", 1, false},
-                    CrashCase{"tx_after_commit", 1, true},   // Nothing applied yet: rolled forward.
-                    CrashCase{"tx_after_counter", 1, true},  // The counter applied, not cleared.
-                    CrashCase{"tx_after_apply", 1, true},    // One change applied.
-                    CrashCase{"tx_after_apply", 5, true},    // Several stripes in.
-                    CrashCase{"tx_after_apply_all", 1, true},
-                    CrashCase{"tx_before_orphan_delete", 1, true}),
-    CaseName);
+    testing::Values(TxCrashCase{"tx_after_record", 1, false},
+                    TxCrashCase{"tx_before_commit", 1, false},
+                    TxCrashCase{"tx_after_commit", 1,
+                                true},  // Nothing applied yet: rolled forward.
+                    TxCrashCase{"tx_after_counter", 1, true},  // The counter applied, not cleared.
+                    TxCrashCase{"tx_after_apply", 1, true},    // One change applied.
+                    TxCrashCase{"tx_after_apply", 5, true},    // Several stripes in.
+                    TxCrashCase{"tx_after_apply_all", 1, true},
+                    TxCrashCase{"tx_before_orphan_delete", 1, true}),
+    test::TxCrashCaseName);
 
 // The committer dies after its commit word; the first process to take one of its stripes dies
 // while applying that share; the next holder applies it again (idempotently) and the rest.
 TEST(TransactionCrashTest, RepairerDyingMidSettleIsSettledAgain) {
-  test::ScopedSegment seg(size_t{32} << 20, 256);
+  test::ScopedSegment seg(test::kTxCrashSegmentBytes, test::kTxCrashRegistryEntries);
   Objects o;
   ASSERT_OK(o.Open(seg.get()));
   ASSERT_OK(Populate(o));
@@ -208,7 +180,8 @@ TEST(TransactionCrashLoopTest, SigkilledTransfersApplyWhollyAndOnce) {
   constexpr int64_t kStart = 1000;
   constexpr int kRounds = 30;
   std::mt19937 rng(20261206);
-  auto seg = std::make_unique<test::ScopedSegment>(size_t{32} << 20, 256);
+  auto seg = std::make_unique<test::ScopedSegment>(test::kTxCrashSegmentBytes,
+                                                   test::kTxCrashRegistryEntries);
   auto populate = [&](Segment* s) {
     Objects o;
     EXPECT_TRUE(o.Open(s).ok());
@@ -219,7 +192,8 @@ TEST(TransactionCrashLoopTest, SigkilledTransfersApplyWhollyAndOnce) {
   };
   populate(seg->get());
   std::vector<std::string> acknowledged;
-  int poisoned = 0, reads_checked = 0;
+  int poisoned = 0;
+  int64_t reads_checked = 0;
   for (int round = 0; round < kRounds; ++round) {
     int fds[2], rfds[2];
     ASSERT_EQ(pipe(fds), 0);
@@ -291,24 +265,13 @@ TEST(TransactionCrashLoopTest, SigkilledTransfersApplyWhollyAndOnce) {
       acknowledged.push_back(id.substr(0, id.size() - 1));
     }
     fclose(in);
-    kill(reader, SIGKILL);
-    char verdicts[4096];
-    ssize_t got = 0;
-    while ((got = read(rfds[0], verdicts, sizeof verdicts)) > 0) {
-      for (ssize_t i = 0; i < got; ++i) {
-        ASSERT_EQ(verdicts[i], '+') << "a reader's committed transaction saw a wrong total";
-        ++reads_checked;
-      }
-    }
-    close(rfds[0]);
-    test::ChildExit exit = test::WaitChild(child, 20000);
-    ASSERT_TRUE(exit.signaled) << "transfer child exited with " << exit.code;
-    test::WaitChild(reader, 20000);
-    Status recovered = (*seg)->RecoverDeadProcess(child, nullptr);
-    if (recovered.ok()) recovered = (*seg)->RecoverDeadProcess(reader, nullptr);
-    if (!recovered.ok() || !(*seg)->Probe().ok()) {
+    bool recovered = false;
+    ASSERT_NO_FATAL_FAILURE(
+        test::EndKillRound(seg->get(), child, reader, rfds[0], &reads_checked, &recovered));
+    if (!recovered) {
       ++poisoned;  // Killed inside the allocator: the manager would rebuild. Start afresh.
-      seg = std::make_unique<test::ScopedSegment>(size_t{32} << 20, 256);
+      seg = std::make_unique<test::ScopedSegment>(test::kTxCrashSegmentBytes,
+                                                  test::kTxCrashRegistryEntries);
       populate(seg->get());
       acknowledged.clear();
       continue;

@@ -23,6 +23,7 @@
 #include "shm/list.h"
 #include "shm/registry.h"
 #include "shm/transaction.h"
+#include "tx_crash_harness.h"
 
 namespace shm {
 namespace {
@@ -121,47 +122,22 @@ Status RunTransaction(Segment* seg, Objects& o) {
   return tx.Commit();
 }
 
-struct CrashCase {
-  const char* point;
-  int hit;
-  bool applied;
-};
+using test::TxCrashCase;
+using test::TxState;
 
-class TransactionListCrashPointTest : public testing::TestWithParam<CrashCase> {};
+class TransactionListCrashPointTest : public testing::TestWithParam<TxCrashCase> {};
 
 TEST_P(TransactionListCrashPointTest, DeathAtEachStepLeavesAllOrNothing) {
-  const CrashCase& c = GetParam();
-  test::ScopedSegment seg(size_t{32} << 20, 256);
+  test::ScopedSegment seg(test::kTxCrashSegmentBytes, test::kTxCrashRegistryEntries);
   Objects o;
-  ASSERT_OK(o.Open(seg.get()));
-  ASSERT_OK(Populate(o));
-  const auto before = Snapshot(o);
-  std::map<std::string, std::string> after;
-  {
-    test::ScopedSegment model_seg(size_t{32} << 20, 256);
-    Objects m;
-    ASSERT_OK(m.Open(model_seg.get()));
-    ASSERT_OK(Populate(m));
-    ASSERT_OK(RunTransaction(model_seg.get(), m));
-    after = Snapshot(m);
-  }
-  ASSERT_EQ(after.at("jobs"), "q1,q0,j1,j2,j3,");
-  ASSERT_EQ(after.at("done"), "j4,d0,j0,");
-  ASSERT_EQ(after.at("ks/q"), "-");
-  ASSERT_EQ(after.at("ks/gone f"), "-");
-
-  pid_t child = test::ForkChild([&] {
-    SetCrashPoint(c.point, c.hit);
-    Objects mine;
-    if (!mine.Open(seg.get()).ok()) return 2;
-    return RunTransaction(seg.get(), mine).ok() ? 0 : 3;
-  });
-  test::ChildExit exit = test::WaitChild(child);
-  ASSERT_TRUE(exit.exited);
-  ASSERT_EQ(exit.code, kCrashPointExitCode) << "the crash point was never reached";
-  ASSERT_OK(seg->RecoverDeadProcess(child, nullptr));
-
-  EXPECT_EQ(Snapshot(o), c.applied ? after : before);
+  TxState before, after;
+  ASSERT_NO_FATAL_FAILURE(test::DieInTransactionAndRecover(
+      GetParam(), test::TxScenario<Objects>{Populate, Snapshot, RunTransaction}, seg.get(), &o,
+      &before, &after));
+  EXPECT_EQ(after.at("jobs"), "q1,q0,j1,j2,j3,");
+  EXPECT_EQ(after.at("done"), "j4,d0,j0,");
+  EXPECT_EQ(after.at("ks/q"), "-");
+  EXPECT_EQ(after.at("ks/gone f"), "-");
   // Every lock the child died holding works, and the lists take transactions and plain writes.
   Transaction again(seg.get());
   std::string item;
@@ -177,30 +153,26 @@ TEST_P(TransactionListCrashPointTest, DeathAtEachStepLeavesAllOrNothing) {
   ASSERT_OK(seg->Probe());
 }
 
-std::string CaseName(const testing::TestParamInfo<CrashCase>& info) {
-  return std::string(info.param.point) + "_" + std::to_string(info.param.hit);
-}
-
 INSTANTIATE_TEST_SUITE_P(
     EveryStep, TransactionListCrashPointTest,
-    testing::Values(CrashCase{"tx_after_record", 1, false},
-                    CrashCase{"tx_after_list_record", 1, false},
-                    CrashCase{"tx_before_commit", 1, false},  // Lists' write counts bumped only.
-                    CrashCase{"tx_after_commit", 1, true},    // Nothing applied: rolled forward.
-                    CrashCase{"tx_after_counter", 1, true},
-                    CrashCase{"tx_list_after_slots", 1, true},  // One list's slots, not its ends.
-                    CrashCase{"tx_after_list", 1, true},        // One list applied, not released.
-                    CrashCase{"tx_list_after_slots", 2, true},  // The second list midway.
-                    CrashCase{"tx_after_list", 4, true},        // Every list, no stripe yet.
-                    CrashCase{"tx_after_apply", 2, true},       // Stripes midway.
-                    CrashCase{"tx_after_apply_all", 1, true},
-                    CrashCase{"tx_before_orphan_delete", 1, true}),
-    CaseName);
+    testing::Values(TxCrashCase{"tx_after_record", 1, false},
+                    TxCrashCase{"tx_after_list_record", 1, false},
+                    TxCrashCase{"tx_before_commit", 1, false},  // Lists' write counts bumped only.
+                    TxCrashCase{"tx_after_commit", 1, true},    // Nothing applied: rolled forward.
+                    TxCrashCase{"tx_after_counter", 1, true},
+                    TxCrashCase{"tx_list_after_slots", 1, true},  // One list's slots, not its ends.
+                    TxCrashCase{"tx_after_list", 1, true},        // One list applied, not released.
+                    TxCrashCase{"tx_list_after_slots", 2, true},  // The second list midway.
+                    TxCrashCase{"tx_after_list", 4, true},        // Every list, no stripe yet.
+                    TxCrashCase{"tx_after_apply", 2, true},       // Stripes midway.
+                    TxCrashCase{"tx_after_apply_all", 1, true},
+                    TxCrashCase{"tx_before_orphan_delete", 1, true}),
+    test::TxCrashCaseName);
 
 // The committer dies after its commit word; the first process to take one of its lists dies
 // while applying that list's share; the next holder applies it again (idempotently).
 TEST(TransactionListCrashTest, RepairerDyingMidSettleIsSettledAgain) {
-  test::ScopedSegment seg(size_t{32} << 20, 256);
+  test::ScopedSegment seg(test::kTxCrashSegmentBytes, test::kTxCrashRegistryEntries);
   Objects o;
   ASSERT_OK(o.Open(seg.get()));
   ASSERT_OK(Populate(o));
@@ -248,7 +220,8 @@ TEST(TransactionListCrashLoopTest, SigkilledMovesLoseAndDuplicateNothing) {
   constexpr int kJobs = 40;
   constexpr int kRounds = 20;
   std::mt19937 rng(20261206);
-  auto seg = std::make_unique<test::ScopedSegment>(size_t{32} << 20, 256);
+  auto seg = std::make_unique<test::ScopedSegment>(test::kTxCrashSegmentBytes,
+                                                   test::kTxCrashRegistryEntries);
   auto populate = [&](Segment* s) {
     Objects o;
     EXPECT_TRUE(o.Open(s).ok());
@@ -258,7 +231,8 @@ TEST(TransactionListCrashLoopTest, SigkilledMovesLoseAndDuplicateNothing) {
   };
   populate(seg->get());
   int64_t acknowledged = 0;
-  int poisoned = 0, reads_checked = 0;
+  int poisoned = 0;
+  int64_t reads_checked = 0;
   for (int round = 0; round < kRounds; ++round) {
     int fds[2], rfds[2];
     ASSERT_EQ(pipe(fds), 0);
@@ -322,24 +296,13 @@ TEST(TransactionListCrashLoopTest, SigkilledMovesLoseAndDuplicateNothing) {
     kill(child, SIGKILL);
     while (read(fds[0], &c, 1) == 1) ++acks;  // Acknowledged before the kill landed.
     close(fds[0]);
-    kill(reader, SIGKILL);
-    char verdicts[4096];
-    ssize_t got = 0;
-    while ((got = read(rfds[0], verdicts, sizeof verdicts)) > 0) {
-      for (ssize_t i = 0; i < got; ++i) {
-        ASSERT_EQ(verdicts[i], '+') << "a reader's committed transaction saw a wrong count";
-        ++reads_checked;
-      }
-    }
-    close(rfds[0]);
-    test::ChildExit exit = test::WaitChild(child, 20000);
-    ASSERT_TRUE(exit.signaled) << "mover exited with " << exit.code;
-    test::WaitChild(reader, 20000);
-    Status recovered = (*seg)->RecoverDeadProcess(child, nullptr);
-    if (recovered.ok()) recovered = (*seg)->RecoverDeadProcess(reader, nullptr);
-    if (!recovered.ok() || !(*seg)->Probe().ok()) {
+    bool recovered = false;
+    ASSERT_NO_FATAL_FAILURE(
+        test::EndKillRound(seg->get(), child, reader, rfds[0], &reads_checked, &recovered));
+    if (!recovered) {
       ++poisoned;  // Killed inside the allocator: the manager would rebuild. Start afresh.
-      seg = std::make_unique<test::ScopedSegment>(size_t{32} << 20, 256);
+      seg = std::make_unique<test::ScopedSegment>(test::kTxCrashSegmentBytes,
+                                                  test::kTxCrashRegistryEntries);
       populate(seg->get());
       acknowledged = 0;
       continue;
