@@ -4,10 +4,10 @@ a WRONGTYPE destination answered to its pop in its turn; a killed worker's parke
 line. Real processes (2 workers), real sockets, redis-py."""
 import os
 import signal
-import time
 
 import pytest
 import redis
+from waiting import blocked, until
 
 
 def connect(server):
@@ -16,20 +16,6 @@ def connect(server):
 
 def worker_pid(conn):
     return int(conn.info("server")["process_id"])
-
-
-def until(predicate, seconds=10.0):
-    """Polls `predicate` (state another process changes) until true or the bound."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
-
-
-def blocked(conn):
-    return conn.info("clients")["blocked_clients"]
 
 
 @pytest.fixture()

@@ -2,10 +2,10 @@
 client table), and the rows of a worker that dies go with the manager's recovery."""
 import os
 import signal
-import time
 
 import pytest
 import redis
+from waiting import until
 
 
 def connect(server):
@@ -21,16 +21,6 @@ def parse_list(text):
     for line in text.splitlines():
         rows.append(dict(field.split("=", 1) for field in line.split(" ")))
     return rows
-
-
-def until(predicate, seconds=10.0):
-    """Polls `predicate` (state that another process changes) until true or the bound."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 @pytest.fixture()

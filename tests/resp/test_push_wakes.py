@@ -6,7 +6,6 @@ futex word). Real processes (2 workers), real sockets, redis-py; no sleeps: each
 the state it needs (INFO blocked_clients)."""
 import os
 import sys
-import time
 import urllib.request
 
 import pytest
@@ -18,20 +17,7 @@ PYTHON_DIR = os.path.join(os.path.dirname(os.environ.get("SHMSTATE_BIN", os.path
 sys.path.insert(0, PYTHON_DIR)
 import shmstate  # noqa: E402  (build/python)
 from shmstate import _shmstate  # noqa: E402
-
-
-def until(predicate, seconds=10.0):
-    """Polls `predicate` (state another process changes) until true or the bound."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
-
-
-def blocked(conn):
-    return conn.info("clients")["blocked_clients"]
+from waiting import blocked, until  # noqa: E402
 
 
 def park(server, observer, key, db=0):
