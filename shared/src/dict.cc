@@ -23,6 +23,7 @@
 #include "shm/integer.h"
 #include "shm/log.h"
 #include "shm/process_id.h"
+#include "transaction_hashes.h"
 #include "transaction_rep.h"
 
 namespace shm {
@@ -1204,11 +1205,15 @@ Status GetHashed(const ObjectRef& ref, std::string_view key, uint64_t hash, Dict
 
 }  // namespace
 
+void BindDictToTransaction(Dict* dict, Transaction* tx) { dict->tx_ = tx; }
+
 Status Dict::Get(std::string_view key, DictValue* value) const {
+  if (tx_ != nullptr) return TxHashGet(tx_, Unbound(), key, value);
   return GetHashed(ref_, key, HashKey(key), value);
 }
 
 Status Dict::Read(std::string_view key, DictReader* reader) const {
+  if (tx_ != nullptr) return TxHashUnsupported();
   return ReadHashed(ref_, key, HashKey(key), reader);
 }
 
@@ -1241,6 +1246,7 @@ void Dict::Prefetch(std::span<const std::string_view> keys) const {
 
 Status Dict::Set(std::string_view key, std::string_view value, const SetOptions& options,
                  uint64_t* version) {
+  if (tx_ != nullptr) return TxHashUnsupported();
   SHM_RETURN_IF_ERROR(ValidateKey(key));
   SHM_RETURN_IF_ERROR(ValidateValue(value));
   SHM_RETURN_IF_ERROR(ValidateContentType(options.content_type));
@@ -1303,6 +1309,10 @@ Status Dict::SetImpl(std::string_view key, std::string_view value, const SetOpti
 
 Status Dict::Update(std::string_view key, const DictUpdateFn& fn, uint64_t* version) {
   SHM_RETURN_IF_ERROR(ValidateKey(key));
+  if (tx_ != nullptr) {
+    if (version != nullptr) return TxHashUnsupported();  // Not known before the commit.
+    return TxHashUpdate(tx_, Unbound(), key, fn);
+  }
   return CatchAtBoundary("dict", [&] { return UpdateImpl(key, fn, version); });
 }
 
@@ -1419,6 +1429,10 @@ Status Dict::SweepExpired(
 
 Status Dict::Delete(std::string_view key, std::optional<uint64_t> if_version) {
   SHM_RETURN_IF_ERROR(ValidateKey(key));
+  if (tx_ != nullptr) {
+    if (if_version.has_value()) return TxHashUnsupported();
+    return TxHashDelete(tx_, Unbound(), key);
+  }
   return CatchAtBoundary("dict", [&] {
     if (!ref_.valid()) return Status::InvalidArgument("dict handle is not open");
     CowWriter writer(ref_.segment->impl());
@@ -1450,6 +1464,7 @@ Status Dict::Delete(std::string_view key, std::optional<uint64_t> if_version) {
 }
 
 Status Dict::Incr(std::string_view key, int64_t by, int64_t init, int64_t ttl_ms, int64_t* result) {
+  if (tx_ != nullptr) return TxHashUnsupported();
   SHM_RETURN_IF_ERROR(ValidateTtl(ttl_ms));
   // The callback holds one reference, so the std::function keeps it inline (no allocation).
   struct Args {
@@ -1487,6 +1502,7 @@ Status Dict::ListKeys(std::string_view prefix, size_t limit, uint64_t cursor,
   }
   keys->clear();
   *next_cursor = 0;
+  if (tx_ != nullptr) SHM_RETURN_IF_ERROR(TxHashListable(tx_, Unbound()));
   return CatchAtBoundary("dict", [&] {
     // Keys come in hash order and the cursor is the next hash to visit, so a rebuild between
     // chunks (or calls) neither repeats nor skips a key.
@@ -1521,6 +1537,7 @@ Status Dict::ListKeys(std::string_view prefix, size_t limit, uint64_t cursor,
 
 Status Dict::Entries(bool with_values, std::vector<DictItem>* items) const {
   items->clear();
+  if (tx_ != nullptr) SHM_RETURN_IF_ERROR(TxHashListable(tx_, Unbound()));
   return CatchAtBoundary("dict", [&] {
     std::vector<ListedKey> all;
     uint64_t from = 0;
@@ -1541,6 +1558,7 @@ Status Dict::Entries(bool with_values, std::vector<DictItem>* items) const {
 }
 
 Status Dict::Stats(DictStats* stats) const {
+  if (tx_ != nullptr) return TxHashStats(tx_, Unbound(), stats);
   return CatchAtBoundary("dict", [&] {
     *stats = DictStats{};
     if (ref_.valid()) AddTallyOf(ref_);

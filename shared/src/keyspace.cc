@@ -632,7 +632,7 @@ Status Keyspace::WithAggregate(std::string_view key, Access access,
     if constexpr (std::is_same_v<Proxy, List>) {
       return ScopedWithList(scope, *this, key, access, fn);
     } else {
-      return ScopedUnsupported(scope);
+      return ScopedWithHash(scope, *this, key, access, fn);
     }
   }
   Segment* seg = index_.ref().segment;

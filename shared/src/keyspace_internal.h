@@ -74,6 +74,12 @@ Status ScopedUnsupported(KeyspaceTransactionScope* scope);
 Status ScopedWithList(KeyspaceTransactionScope* scope, const Keyspace& keyspace,
                       std::string_view key, Keyspace::Access access,
                       const std::function<Status(List&)>& fn);
+// Keyspace::WithHash through the scope's transaction: `fn` gets a handle whose field reads and
+// writes are read or staged there (transaction_hashes.h); the key is created with its first
+// field and goes with its last, as outside transactions.
+Status ScopedWithHash(KeyspaceTransactionScope* scope, const Keyspace& keyspace,
+                      std::string_view key, Keyspace::Access access,
+                      const std::function<Status(Dict&)>& fn);
 
 }  // namespace shm
 

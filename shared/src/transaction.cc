@@ -25,6 +25,7 @@
 #include "shm/integer.h"
 #include "shm/log.h"
 #include "shm/process_id.h"
+#include "transaction_hashes.h"
 #include "transaction_lists.h"
 #include "transaction_rep.h"
 
@@ -1313,6 +1314,33 @@ void NoteHashWrite(State* st, const Dict& hash) {
   st->hash_writes.try_emplace({hash.ref().entry, hash.ref().incarnation}, hash.ref());
 }
 
+// Stages `field` of a key's hash as `value`, or its removal (value nullptr; nothing when absent),
+// keeping the hash's field count. *existed: the field was there, as this transaction saw it.
+Status StageField(State* st, const Dict& hash, std::string_view field, std::string* value,
+                  bool* existed) {
+  if (field.size() > Dict::kMaxKey) return Status::InvalidArgument("field longer than the limit");
+  if (value != nullptr && value->size() > Dict::kMaxValue) {
+    return Status::InvalidArgument("value larger than " + std::to_string(Dict::kMaxValue) +
+                                   " bytes");
+  }
+  uint64_t* size = nullptr;
+  SHM_RETURN_IF_ERROR(HashSize(st, hash, &size));
+  DictValue current;
+  SHM_RETURN_IF_ERROR(ViewEntry(st, hash, false, field, &current, existed));
+  if (value == nullptr && !*existed) return Status::OK();
+  DictValue v;
+  if (value != nullptr) v.data = std::move(*value);
+  SHM_RETURN_IF_ERROR(
+      Stage(st, hash, false, field, value == nullptr, std::move(v), Expiry::kAbsolute, 0));
+  NoteHashWrite(st, hash);
+  if (value == nullptr) {
+    --*size;
+  } else if (!*existed) {
+    ++*size;
+  }
+  return Status::OK();
+}
+
 }  // namespace
 
 Status Transaction::Push(const Keyspace& ks, std::string_view key, List::End end,
@@ -1370,16 +1398,9 @@ Status Transaction::HashSet(const Keyspace& ks, std::string_view key, std::strin
   bool found = false;
   DictValue entry;
   SHM_RETURN_IF_ERROR(KeyAggregate(st, ks, key, true, &hash, &found, &entry));
-  uint64_t* size = nullptr;
-  SHM_RETURN_IF_ERROR(HashSize(st, hash, &size));
-  DictValue current;
+  std::string copy(value);
   bool exists = false;
-  SHM_RETURN_IF_ERROR(ViewEntry(st, hash, false, field, &current, &exists));
-  DictValue v;
-  v.data.assign(value);
-  SHM_RETURN_IF_ERROR(Stage(st, hash, false, field, false, std::move(v), Expiry::kAbsolute, 0));
-  NoteHashWrite(st, hash);
-  if (!exists) ++*size;
+  SHM_RETURN_IF_ERROR(StageField(st, hash, field, &copy, &exists));
   if (created != nullptr) *created = !exists;
   return Status::OK();
 }
@@ -1394,14 +1415,10 @@ Status Transaction::HashDelete(const Keyspace& ks, std::string_view key, std::st
   DictValue entry;
   SHM_RETURN_IF_ERROR(KeyAggregate(st, ks, key, false, &hash, &found, &entry));
   if (!found) return Status::OK();
+  SHM_RETURN_IF_ERROR(StageField(st, hash, field, nullptr, existed));
   uint64_t* size = nullptr;
   SHM_RETURN_IF_ERROR(HashSize(st, hash, &size));
-  DictValue current;
-  SHM_RETURN_IF_ERROR(ViewEntry(st, hash, false, field, &current, existed));
-  if (!*existed) return Status::OK();
-  SHM_RETURN_IF_ERROR(Stage(st, hash, false, field, true, DictValue(), Expiry::kAbsolute, 0));
-  NoteHashWrite(st, hash);
-  if (--*size == 0) return RemoveEmptyKey(st, ks, key, entry, KeyType::kHash);
+  if (*existed && *size == 0) return RemoveEmptyKey(st, ks, key, entry, KeyType::kHash);
   return Status::OK();
 }
 
@@ -1491,6 +1508,78 @@ Status TxListUnsupported() {
     return ScopedUnsupported(scope);
   }
   return Status::InvalidArgument("this list operation cannot join a transaction");
+}
+
+// ---- Keyspace hashes lent to commands in a transaction (transaction_hashes.h) ----------------
+
+Status ScopedWithHash(KeyspaceTransactionScope* scope, const Keyspace& ks, std::string_view key,
+                      Keyspace::Access access, const std::function<Status(Dict&)>& fn) {
+  State* st = TransactionAccess::StateOf(scope);
+  Dict hash;
+  bool found = false;
+  DictValue entry;
+  SHM_RETURN_IF_ERROR(
+      KeyAggregate(st, ks, key, access == Keyspace::Access::kCreate, &hash, &found, &entry));
+  if (!found) return Status::NotFound("no such key");
+  Dict bound = hash;
+  BindDictToTransaction(&bound, TransactionAccess::TxOf(scope));
+  Status outcome = fn(bound);
+  if (access == Keyspace::Access::kRead) return outcome;
+  // The key goes with its last field, as outside transactions (a new key whose first field
+  // failed too: its staged entry is erased again).
+  uint64_t* size = nullptr;
+  SHM_RETURN_IF_ERROR(HashSize(st, hash, &size));
+  if (*size == 0) SHM_RETURN_IF_ERROR(RemoveEmptyKey(st, ks, key, entry, KeyType::kHash));
+  return outcome;
+}
+
+Status TxHashGet(Transaction* tx, const Dict& hash, std::string_view field, DictValue* value) {
+  bool found = false;
+  SHM_RETURN_IF_ERROR(
+      ViewEntry(TransactionAccess::StateOf(tx), hash, false, field, value, &found));
+  return found ? Status::OK() : Status::NotFound("no such key");
+}
+
+Status TxHashUpdate(Transaction* tx, const Dict& hash, std::string_view field,
+                    const DictUpdateFn& fn) {
+  State* st = TransactionAccess::StateOf(tx);
+  DictValue current;
+  bool found = false;
+  SHM_RETURN_IF_ERROR(ViewEntry(st, hash, false, field, &current, &found));
+  DictUpdate update;
+  SHM_RETURN_IF_ERROR(fn(found ? &current : nullptr, &update));
+  bool existed = false;
+  if (update.erase) return StageField(st, hash, field, nullptr, &existed);
+  if (!update.write) return Status::OK();
+  return StageField(st, hash, field, &update.data, &existed);
+}
+
+Status TxHashDelete(Transaction* tx, const Dict& hash, std::string_view field) {
+  bool existed = false;
+  SHM_RETURN_IF_ERROR(
+      StageField(TransactionAccess::StateOf(tx), hash, field, nullptr, &existed));
+  return existed ? Status::OK() : Status::NotFound("no such key");
+}
+
+Status TxHashStats(Transaction* tx, const Dict& hash, DictStats* stats) {
+  *stats = DictStats{};
+  uint64_t* size = nullptr;
+  SHM_RETURN_IF_ERROR(HashSize(TransactionAccess::StateOf(tx), hash, &size));
+  stats->entries = *size;
+  return Status::OK();
+}
+
+Status TxHashListable(Transaction* tx, const Dict& hash) {
+  const State* st = TransactionAccess::StateOf(tx);
+  if (st->hash_writes.count({hash.ref().entry, hash.ref().incarnation}) == 0) return Status::OK();
+  return TxHashUnsupported();
+}
+
+Status TxHashUnsupported() {
+  if (KeyspaceTransactionScope* scope = ActiveKeyspaceScope(); scope != nullptr) {
+    return ScopedUnsupported(scope);
+  }
+  return Status::InvalidArgument("this hash operation cannot join a transaction");
 }
 
 }  // namespace shm

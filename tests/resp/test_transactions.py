@@ -303,3 +303,193 @@ def test_sigkilled_workers_lose_and_duplicate_no_moved_job(server):
     counted = sum(acked)
     assert counted <= moves <= counted + sum(unanswered), (counted, moves, sum(unanswered))
     assert len(acked) > 50, "too few moves were acknowledged"
+
+
+def hash_batch(p):
+    """Queues hash commands covering each reply kind and error: what EXEC answers for them must
+    be what the same commands answer one by one."""
+    p.hset("h", "b", "2")
+    p.hset("h", "b", "3")
+    p.hsetnx("h", "b", "4")
+    p.hsetnx("h", "c", "5")
+    p.hget("h", "b")
+    p.hmget("h", "a", "b", "zz")
+    p.hincrby("h", "a", 10)
+    p.hincrbyfloat("h", "f", 1.5)
+    p.hincrbyfloat("h", "f", "2.25")
+    p.hexists("h", "c")
+    p.hexists("h", "zz")
+    p.hstrlen("h", "s")
+    p.hlen("h")
+    p.hdel("h", "c", "nope")
+    p.hlen("h")
+    p.hincrby("h", "s", 1)  # Not an integer.
+    p.hincrby("h", "a", 2 ** 63 - 1)  # Overflow.
+    p.hincrbyfloat("h", "s", 1)  # Not a float.
+    p.hincrby("str", "x", 1)  # WRONGTYPE.
+    p.hget("str", "x")  # WRONGTYPE.
+    p.hget("nokey", "f")
+    p.hlen("nokey")
+    p.hdel("nokey", "f")
+    p.hset("gone", "only", "1")
+    p.hdel("gone", "only")
+    p.exists("gone")
+    p.hset("new", mapping={"x": "1", "y": "2"})
+    p.hmget("new", "x", "y")
+    p.hget("h", "a")
+
+
+def seed_hashes(r):
+    r.flushall()
+    r.hset("h", mapping={"a": "1", "s": "text"})
+    r.set("str", "x")
+
+
+def replies(results):
+    return [("error", str(v)) if isinstance(v, redis.ResponseError) else v for v in results]
+
+
+def test_exec_with_hash_commands_answers_as_the_commands_alone(server):
+    r = server.client(decode_responses=True)
+    seed_hashes(r)
+    alone = r.pipeline(transaction=False)
+    hash_batch(alone)
+    expected = replies(alone.execute(raise_on_error=False))
+    state = (r.hgetall("h"), r.hgetall("new"), r.exists("gone"))
+
+    seed_hashes(r)
+    p = r.pipeline(transaction=True)
+    hash_batch(p)
+    got = replies(p.execute(raise_on_error=False))
+    assert got == expected
+    assert (r.hgetall("h"), r.hgetall("new"), r.exists("gone")) == state
+    # Redis's replies, for the record.
+    assert got[:5] == [1, 0, False, True, "3"]
+    assert got[6] == 11 and got[8] == 3.75 and got[12] == 5 and got[14] == 4
+    assert got[15] == ("error", "hash value is not an integer")
+    assert got[16] == ("error", "increment or decrement would overflow")
+    assert got[18][1].startswith("WRONGTYPE") and got[19][1].startswith("WRONGTYPE")
+    assert got[25] == 0 and got[-1] == "11"
+    assert state[0] == {"a": "11", "s": "text", "b": "3", "f": "3.75"}
+
+
+def test_exec_lists_a_hash_it_changed(server):
+    """HGETALL, HKEYS, HVALS, HSCAN and HRANDFIELD of a hash the same EXEC changed see the
+    change (such a batch runs under every shard lock rather than as one transaction)."""
+    r = server.client(decode_responses=True)
+    seed_hashes(r)
+    p = r.pipeline(transaction=True)
+    p.hset("h", "z", "26")
+    p.hdel("h", "s")
+    p.hgetall("h")
+    p.hkeys("h")
+    p.hvals("h")
+    p.hscan("h", 0)
+    p.hrandfield("h", 5)
+    got = p.execute()
+    assert got[2] == {"a": "1", "z": "26"}
+    assert got[3] == ["a", "z"] and got[4] == ["1", "26"]
+    assert got[5] == (0, {"a": "1", "z": "26"})
+    assert sorted(got[6]) == ["a", "z"]
+    # Unchanged by the batch: listed through the transaction, with the field commands.
+    p = r.pipeline(transaction=True)
+    p.hgetall("h")
+    p.hincrby("other", "n", 1)
+    assert p.execute() == [{"a": "1", "z": "26"}, 1]
+
+
+def test_watch_is_exact_for_an_exec_of_hash_commands(server):
+    r = server.client(decode_responses=True)
+    other = server.client(decode_responses=True)
+    r.flushall()
+    r.hset("h", "n", "0")
+    for write in (lambda: other.hset("h", "m", "1"), lambda: other.hdel("h", "m"),
+                  lambda: other.hincrby("h", "n", 1)):
+        p = r.pipeline(transaction=True)
+        p.watch("h")
+        before = r.hgetall("h")
+        write()
+        p.multi()
+        p.hincrby("h", "n", 100)
+        try:
+            p.execute()
+            raised = False
+        except redis.WatchError:
+            raised = True
+        assert raised, "EXEC ran after another client wrote the watched hash"
+        assert int(r.hget("h", "n")) < 100, (before, r.hgetall("h"))
+    p = r.pipeline(transaction=True)
+    p.watch("h")
+    p.multi()
+    p.hincrby("h", "n", 100)
+    assert p.execute() == [101]
+
+
+def test_sigkilled_workers_keep_hash_field_transfers_exact(server):
+    """MULTI HINCRBY HINCRBY SET EXEC between fields of two hashes is one crash-atomic
+    transaction: workers killed mid-EXEC leave the fields' sum exact, and the fields are what
+    the logged transfers (each acknowledged one among them) make them."""
+    r = server.client(decode_responses=True)
+    r.flushall()
+    accounts = [("bank:%d" % (i % 2), "f%d" % i) for i in range(16)]
+    for key, field in accounts:
+        r.hset(key, field, START)
+    stop = threading.Event()
+    acked = []
+    lock = threading.Lock()
+
+    def transfer(seed):
+        c = server.client(decode_responses=True, socket_timeout=5)
+        rng = random.Random(seed)
+        n = 0
+        while not stop.is_set():
+            (ka, fa), (kb, fb) = rng.sample(accounts, 2)
+            amount = rng.randint(1, 50)
+            tid = "t%d_%d" % (seed, n)
+            n += 1
+            try:
+                p = c.pipeline(transaction=True)
+                p.hincrby(ka, fa, -amount)
+                p.hincrby(kb, fb, amount)
+                p.set("log:" + tid, "%s %s %s %s %d" % (ka, fa, kb, fb, amount))
+                p.execute()
+            except (redis.ConnectionError, redis.TimeoutError):
+                time.sleep(0.01)
+                continue
+            with lock:
+                acked.append(tid)
+
+    threads = [threading.Thread(target=transfer, args=(s,)) for s in (31, 32, 33)]
+    for t in threads:
+        t.start()
+    try:
+        for k in range(8):
+            time.sleep(0.2)
+            pids = worker_pids(server)
+            if pids:
+                os.kill(pids[k % len(pids)], signal.SIGKILL)
+    finally:
+        time.sleep(0.3)
+        stop.set()
+        for t in threads:
+            t.join(30)
+    deadline = time.time() + 15
+    while True:
+        try:
+            balances = {(k, f): int(v) for k in ("bank:0", "bank:1")
+                        for f, v in r.hgetall(k).items()}
+            logs = {k: r.get(k) for k in r.scan_iter("log:*", count=1000)}
+            break
+        except redis.ConnectionError:
+            assert time.time() < deadline, "the server did not answer after the kills"
+            time.sleep(0.1)
+    assert sum(balances.values()) == START * len(accounts)
+    expected = {a: START for a in accounts}
+    for entry in logs.values():
+        ka, fa, kb, fb, amount = entry.split()
+        expected[(ka, fa)] -= int(amount)
+        expected[(kb, fb)] += int(amount)
+    assert balances == expected, "a transfer was applied partly or twice"
+    missing = [t for t in acked if "log:" + t not in logs]
+    assert missing == [], "acknowledged transfers lost: %r" % missing[:5]
+    assert len(acked) > 50, "too few transfers were acknowledged"

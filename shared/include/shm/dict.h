@@ -31,6 +31,7 @@ namespace shm {
 
 class Keyspace;
 class Sessions;
+class Transaction;
 
 enum class DictEviction : uint32_t {
   kNone = 0,   // A write that would pass max_bytes fails with OutOfSpace and changes nothing.
@@ -182,6 +183,10 @@ class Dict {
   friend class Keyspace;
   friend class Sessions;
   explicit Dict(const ObjectRef& ref) : ref_(ref) {}
+  // Lends a key's hash to a keyspace command inside a transaction (KeyspaceTransactionScope).
+  friend void BindDictToTransaction(Dict* dict, Transaction* tx);
+  // This handle without the transaction: what the transaction's own reads of the hash use.
+  Dict Unbound() const { return Dict(ref_); }
 
   // Opens a dict-bodied object of `kind` (kDict or kSessions).
   static Status OpenKind(Segment* segment, std::string_view name, ObjectKind kind, OpenMode mode,
@@ -198,6 +203,11 @@ class Dict {
                       size_t* count, uint32_t* shards = nullptr);
 
   ObjectRef ref_;
+  // Set on a handle lent to a keyspace command inside a transaction: Get, Update, Delete and
+  // Stats go through the transaction; Entries and ListKeys read the committed hash when the
+  // transaction has not changed it; what it cannot stage answers Conflict and marks the scope
+  // unsupported.
+  Transaction* tx_ = nullptr;
 };
 
 }  // namespace shm
