@@ -1535,8 +1535,7 @@ Status ScopedWithHash(KeyspaceTransactionScope* scope, const Keyspace& ks, std::
 
 Status TxHashGet(Transaction* tx, const Dict& hash, std::string_view field, DictValue* value) {
   bool found = false;
-  SHM_RETURN_IF_ERROR(
-      ViewEntry(TransactionAccess::StateOf(tx), hash, false, field, value, &found));
+  SHM_RETURN_IF_ERROR(ViewEntry(TransactionAccess::StateOf(tx), hash, false, field, value, &found));
   return found ? Status::OK() : Status::NotFound("no such key");
 }
 
@@ -1556,8 +1555,7 @@ Status TxHashUpdate(Transaction* tx, const Dict& hash, std::string_view field,
 
 Status TxHashDelete(Transaction* tx, const Dict& hash, std::string_view field) {
   bool existed = false;
-  SHM_RETURN_IF_ERROR(
-      StageField(TransactionAccess::StateOf(tx), hash, field, nullptr, &existed));
+  SHM_RETURN_IF_ERROR(StageField(TransactionAccess::StateOf(tx), hash, field, nullptr, &existed));
   return existed ? Status::OK() : Status::NotFound("no such key");
 }
 

@@ -116,7 +116,12 @@ Status RunTransaction(Segment* seg, Objects& o) {
   SHM_RETURN_IF_ERROR(tx.HashSet(o.ks, "h", "g", "2"));
   bool existed = false;
   SHM_RETURN_IF_ERROR(tx.HashDelete(o.ks, "h", "f", &existed));
-  SHM_RETURN_IF_ERROR(tx.HashDelete(o.ks, "gone", "f", &existed));
+  {  // A command's hash (HDEL) lent into the transaction: the key goes with its last field.
+    KeyspaceTransactionScope scope(&tx);
+    SHM_RETURN_IF_ERROR(
+        o.ks.WithHash("gone", Keyspace::Access::kWrite, [](Dict& d) { return d.Delete("f"); }));
+    if (scope.unsupported()) return Status::Internal("HDEL did not join the transaction");
+  }
   int64_t n = 0;
   SHM_RETURN_IF_ERROR(tx.Add(o.moves, 4, &n));
   return tx.Commit();

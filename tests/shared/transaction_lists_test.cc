@@ -286,6 +286,85 @@ TEST_F(TransactionListsTest, HashFieldsJoinAndTheKeyGoesWithItsLastField) {
   EXPECT_EQ(Aggregates(seg_.get()), 0u);
 }
 
+// The hash commands' Dict calls on a key's hash lent by WithHash inside a KeyspaceTransactionScope
+// (MULTI/EXEC): staged in the transaction, seen by its later reads, visible only after Commit; a
+// listing of a hash it changed cannot join (the batch then runs exclusively).
+TEST_F(TransactionListsTest, HashLentToACommandJoinsTheTransaction) {
+  auto incr = [](Dict& d, const char* field, int64_t by) {
+    return d.Update(field, [by](const DictValue* current, DictUpdate* u) {
+      int64_t value = current == nullptr ? 0 : std::stoll(current->data);
+      u->data = std::to_string(value + by);
+      return Status::OK();
+    });
+  };
+  ASSERT_OK(ks_.WithHash("h", Keyspace::Access::kCreate, [&](Dict& d) { return incr(d, "a", 5); }));
+  Transaction tx(seg_.get());
+  {
+    KeyspaceTransactionScope scope(&tx);
+    ASSERT_OK(ks_.WithHash("h", Keyspace::Access::kCreate, [&](Dict& d) {
+      SHM_RETURN_IF_ERROR(incr(d, "a", 10));
+      SHM_RETURN_IF_ERROR(incr(d, "b", 1));
+      DictValue v;
+      SHM_RETURN_IF_ERROR(d.Get("a", &v));
+      EXPECT_EQ(v.data, "15");
+      DictStats stats;
+      SHM_RETURN_IF_ERROR(d.Stats(&stats));
+      EXPECT_EQ(stats.entries, 2u);
+      std::vector<DictItem> items;
+      EXPECT_TRUE(d.Entries(true, &items).IsConflict());  // Changed here: not listable.
+      return Status::OK();
+    }));
+    EXPECT_TRUE(scope.unsupported());
+  }
+  tx.Reset();
+  {
+    KeyspaceTransactionScope scope(&tx);
+    ASSERT_OK(
+        ks_.WithHash("h", Keyspace::Access::kCreate, [&](Dict& d) { return incr(d, "a", 10); }));
+    ASSERT_OK(
+        ks_.WithHash("g", Keyspace::Access::kCreate, [&](Dict& d) { return incr(d, "x", 1); }));
+    ASSERT_OK(ks_.WithHash("h", Keyspace::Access::kWrite, [&](Dict& d) {
+      EXPECT_TRUE(d.Delete("nope").IsNotFound());
+      return Status::OK();
+    }));
+    EXPECT_FALSE(scope.unsupported());
+  }
+  std::string value;
+  ASSERT_OK(tx.HashGet(ks_, "h", "a", &value));
+  EXPECT_EQ(value, "15");
+  KeyType type = KeyType::kNone;
+  ASSERT_OK(ks_.Type("g", &type));
+  EXPECT_EQ(type, KeyType::kNone);  // Not before the commit.
+  // Another writer of a field this transaction read: Conflict, nothing applied.
+  Transaction loser(seg_.get());
+  {
+    KeyspaceTransactionScope scope(&loser);
+    ASSERT_OK(
+        ks_.WithHash("h", Keyspace::Access::kCreate, [&](Dict& d) { return incr(d, "a", 1); }));
+  }
+  ASSERT_OK(tx.Commit());
+  EXPECT_TRUE(loser.Commit().IsConflict());
+  ASSERT_OK(ks_.WithHash("h", Keyspace::Access::kRead, [&](Dict& d) {
+    std::vector<DictItem> items;
+    SHM_RETURN_IF_ERROR(d.Entries(true, &items));
+    EXPECT_EQ(items.size(), 1u);
+    EXPECT_EQ(items[0].value, "15");
+    return Status::OK();
+  }));
+  // The last field deleted through a lent hash removes the key in the same commit.
+  {
+    KeyspaceTransactionScope scope(&tx);
+    ASSERT_OK(ks_.WithHash("g", Keyspace::Access::kWrite, [&](Dict& d) { return d.Delete("x"); }));
+    EXPECT_FALSE(scope.unsupported());
+  }
+  ASSERT_OK(ks_.Type("g", &type));
+  EXPECT_EQ(type, KeyType::kHash);
+  ASSERT_OK(tx.Commit());
+  ASSERT_OK(ks_.Type("g", &type));
+  EXPECT_EQ(type, KeyType::kNone);
+  EXPECT_EQ(Aggregates(seg_.get()), 1u);  // h's.
+}
+
 // Processes move jobs from "jobs" to "done" and back (both ends) in transactions while a reader
 // counts both lists in read-only transactions: every committed reader sees every job exactly
 // once, and afterwards no job is lost or duplicated.
