@@ -23,9 +23,10 @@
 // Covered: registry dicts' entries (Dict), counters (Counter), registry lists' and keyspace
 // lists' push and pop at both ends (List), and keyspace keys: strings, hash fields, and delete
 // and rename of whole keys of every type. A key's list or hash is created with its first element
-// and removed with its last, in the same commit. Not covered: arrays (NDArray), sessions, and a
-// list's middle (set, replace, range of a list the transaction changed); their operations keep
-// their own single-object atomicity and cannot join a transaction.
+// and removed with its last, in the same commit. Not covered: arrays (NDArray), sessions, a
+// list's middle (set, replace, range of a list the transaction changed) and a listing of a hash
+// the transaction changed; their operations keep their own single-object atomicity and cannot
+// join a transaction.
 //
 // A counter held by a commit carries a lock mark in its value for a few microseconds: plain adds
 // that meet it undo themselves and wait (Counter::AfterFarValue), so a counter some transaction
@@ -175,8 +176,10 @@ class Transaction {
 // through the transaction (recorded, seeing its staged writes) and stage their writes in it, with
 // exactly their usual semantics; nothing is visible until tx.Commit(). A list's ends join too:
 // WithList lends `fn` a handle whose Push, Pop (without a wait), Length and Range go through the
-// transaction. An operation that cannot be staged (a hash's fields through WithHash, a list's
-// middle, counting, listing or flushing keys) answers Conflict and sets unsupported(): the
+// transaction; and a hash's fields: WithHash lends a handle whose Get, Update, Delete and Stats
+// (its field count) go through it, and whose Entries and ListKeys read a hash it has not changed.
+// An operation that cannot be staged (a list's middle, a listing of a hash the transaction
+// changed, counting, listing or flushing keys) answers Conflict and sets unsupported(): the
 // caller then runs the batch under a KeyspaceExclusive instead.
 // Scopes do not nest. Thread-local; use from the thread that made it.
 class KeyspaceTransactionScope {
@@ -201,7 +204,7 @@ class KeyspaceTransactionScope {
 // keyspace operations this thread runs meanwhile (of every type) do not take those locks again,
 // and every other process's wait, lock-free readers included. So a batch run under it is
 // isolated (no one sees part of it). It is not atomic across a crash: a holder killed mid-batch
-// leaves the operations it completed. What MULTI/EXEC uses for lists and hashes.
+// leaves the operations it completed. What MULTI/EXEC uses for what a transaction cannot stage.
 class KeyspaceExclusive {
  public:
   KeyspaceExclusive() = default;
