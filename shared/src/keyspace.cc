@@ -708,8 +708,10 @@ Status Keyspace::WithHash(std::string_view key, Access access,
 
 Status Keyspace::RewriteList(std::string_view key,
                              const std::function<Status(std::vector<std::string>* items)>& fn) {
-  SHM_KEYSPACE_NOT_IN_TRANSACTION();
   SHM_RETURN_IF_ERROR(ValidateKey(key));
+  if (KeyspaceTransactionScope* scope = ActiveKeyspaceScope(); scope != nullptr) {
+    return ScopedRewriteList(scope, *this, key, fn);
+  }
   Segment* seg = index_.ref().segment;
   Orphan replaced;  // The old list once the new one is published, or the new one on failure.
   Status outcome;

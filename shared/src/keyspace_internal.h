@@ -74,6 +74,11 @@ Status ScopedUnsupported(KeyspaceTransactionScope* scope);
 Status ScopedWithList(KeyspaceTransactionScope* scope, const Keyspace& keyspace,
                       std::string_view key, Keyspace::Access access,
                       const std::function<Status(List&)>& fn);
+// Keyspace::RewriteList through the scope's transaction: `fn` edits the list as the transaction
+// sees it; the result is staged as the list's new content (its key goes when it is empty).
+Status ScopedRewriteList(KeyspaceTransactionScope* scope, const Keyspace& keyspace,
+                         std::string_view key,
+                         const std::function<Status(std::vector<std::string>* items)>& fn);
 // Keyspace::WithHash through the scope's transaction: `fn` gets a handle whose field reads and
 // writes are read or staged there (transaction_hashes.h); the key is created with its first
 // field and goes with its last, as outside transactions.

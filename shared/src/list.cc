@@ -582,24 +582,11 @@ Status List::DoRange(int64_t start, int64_t stop, std::vector<std::string>* item
   SHM_RETURN_IF_ERROR(guard.Lock(ref_));
   ListRep* rep = RepOf(seg, ref_.entry);
   const int64_t head = rep->head.load();
-  const auto length = static_cast<int64_t>(LengthOf(rep));
-  // LRANGE: negative from the end, then clamp. Lengths are < 2^28, so no overflow once clamped.
-  if (start < 0) start = std::max<int64_t>(start, -length) + length;
-  if (stop < 0) stop = std::max<int64_t>(stop, -length - 1) + length;
-  stop = std::min(stop, length - 1);
-  if (start > stop) return Status::OK();
   const uint64_t ring = rep->ring.load();
-  size_t bytes = 0;
-  for (int64_t i = start; i <= stop; ++i) {
-    std::string_view item = ItemView(seg, SlotAt(seg, ring, head + i)->load());
-    if (!items->empty() &&
-        (items->size() >= kMaxRangeItems || bytes + item.size() > kMaxRangeBytes)) {
-      if (truncated != nullptr) *truncated = true;
-      break;
-    }
-    bytes += item.size();
-    items->emplace_back(item);
-  }
+  CollectRange(
+      static_cast<int64_t>(LengthOf(rep)), start, stop,
+      [&](int64_t i) { return ItemView(seg, SlotAt(seg, ring, head + i)->load()); }, items,
+      truncated);
   return Status::OK();
 }
 

@@ -16,13 +16,17 @@
 #ifndef SHM_SRC_LIST_TX_H_
 #define SHM_SRC_LIST_TX_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "layout.h"
 #include "segment_impl.h"
+#include "shm/list.h"
 #include "shm/registry.h"
 #include "shm/status.h"
 #include "transaction_rep.h"
@@ -53,6 +57,30 @@ inline uint32_t ListTxChangeCount(size_t pushes, uint64_t pops) {
 Status ListTxFillRecord(Segment::Impl* seg, TxRecordRep* rec, uint32_t first, const ObjectRef& ref,
                         const std::deque<std::string>& left, const std::deque<std::string>& right,
                         uint64_t pops_left, uint64_t pops_right);
+// LRANGE's rule on a list of `length` items, the one List::Range and a transaction's view of a
+// list it changed both use: negative indexes count from the end, bounds are clamped, start >
+// stop is empty, at most List::kMaxRangeItems items and kMaxRangeBytes bytes (at least one item;
+// *truncated, if given, set when cut short). item_at(i) returns the i-th item (a string_view).
+template <typename ItemAt>
+void CollectRange(int64_t length, int64_t start, int64_t stop, ItemAt&& item_at,
+                  std::vector<std::string>* items, bool* truncated) {
+  // Lengths are < 2^28, so no overflow once clamped.
+  if (start < 0) start = std::max<int64_t>(start, -length) + length;
+  if (stop < 0) stop = std::max<int64_t>(stop, -length - 1) + length;
+  stop = std::min(stop, length - 1);
+  size_t bytes = 0;
+  for (int64_t i = start; i <= stop; ++i) {
+    std::string_view item = item_at(i);
+    if (!items->empty() &&
+        (items->size() >= List::kMaxRangeItems || bytes + item.size() > List::kMaxRangeBytes)) {
+      if (truncated != nullptr) *truncated = true;
+      break;
+    }
+    bytes += item.size();
+    items->emplace_back(item);
+  }
+}
+
 // Takes the list's lock as every list operation does (settling a dead holder's work first).
 // NotFound when the list was deleted or expired, Timeout; the lock is not held then.
 Status ListTxLock(const ObjectRef& ref);

@@ -1497,6 +1497,37 @@ Status ScopedWithList(KeyspaceTransactionScope* scope, const Keyspace& ks, std::
   return outcome;
 }
 
+Status ScopedRewriteList(KeyspaceTransactionScope* scope, const Keyspace& ks, std::string_view key,
+                         const std::function<Status(std::vector<std::string>* items)>& fn) {
+  State* st = TransactionAccess::StateOf(scope);
+  TxListOp* op = nullptr;
+  DictValue entry;
+  SHM_RETURN_IF_ERROR(KeyList(st, ks, key, false, &op, &entry));
+  if (op == nullptr) return Status::NotFound("no such key");
+  std::vector<std::string> items;
+  SHM_RETURN_IF_ERROR(st->lists.View(op, &items));
+  Status outcome = fn(&items);
+  if (!outcome.ok()) return outcome;
+  // Staged as every committed item popped and the new content pushed: one record's share, so a
+  // list too long for one transaction takes the exclusive path instead.
+  size_t bytes = 0;
+  for (const std::string& item : items) bytes += item.size();
+  const size_t ops = st->reads + st->writes + st->counters.size() + st->lists.staged() -
+                     op->Changes() + op->length + items.size();
+  if (ops >= Transaction::kMaxOps || st->staged_bytes + bytes > Transaction::kMaxStagedBytes) {
+    return ScopedUnsupported(scope);
+  }
+  const bool filled = !items.empty();
+  SHM_RETURN_IF_ERROR(st->lists.Rewrite(op, std::move(items)));
+  st->staged_bytes += bytes;
+  if (filled) {
+    NoteReady(st, ks, key);
+    return outcome;
+  }
+  SHM_RETURN_IF_ERROR(RemoveEmptyKey(st, ks, key, entry, KeyType::kList));
+  return outcome;
+}
+
 Status TxListRange(Transaction* tx, const List& list, int64_t start, int64_t stop,
                    std::vector<std::string>* items, bool* truncated) {
   State* st = TransactionAccess::StateOf(tx);

@@ -1,6 +1,9 @@
 #include "transaction_lists.h"
 
+#include <iterator>
+#include <string_view>
 #include <utility>
+#include <vector>
 
 #include "list_tx.h"
 #include "object_guard.h"
@@ -81,9 +84,59 @@ Status TxLists::Length(TxListOp* op, uint64_t* length) {
   return Status::OK();
 }
 
+Status TxLists::View(TxListOp* op, std::vector<std::string>* items) {
+  items->clear();
+  SHM_RETURN_IF_ERROR(EnsureRead(op));
+  items->assign(op->left.begin(), op->left.end());
+  const uint64_t committed = op->length - op->pops_left - op->pops_right;
+  const int64_t last = static_cast<int64_t>(op->pops_left + committed) - 1;
+  for (int64_t first = static_cast<int64_t>(op->pops_left); first <= last;) {
+    std::vector<std::string> chunk;
+    bool truncated = false;
+    SHM_RETURN_IF_ERROR(op->list.Range(first, last, &chunk, &truncated));
+    if (chunk.empty()) return Status::Conflict("list changed while the transaction read it");
+    first += static_cast<int64_t>(chunk.size());
+    for (std::string& item : chunk) items->push_back(std::move(item));
+  }
+  ListTxView view;
+  SHM_RETURN_IF_ERROR(ListTxRead(op->list.ref(), -1, &view, nullptr));
+  if (view.writes != *op->writes_seen) {
+    return Status::Conflict("list changed while the transaction read it");
+  }
+  items->insert(items->end(), op->right.begin(), op->right.end());
+  return Status::OK();
+}
+
+Status TxLists::Rewrite(TxListOp* op, std::vector<std::string> items) {
+  SHM_RETURN_IF_ERROR(EnsureRead(op));
+  if (items.size() > op->list.max_items()) {
+    return Status::OutOfSpace("list is full: " + std::to_string(items.size()) +
+                              " items exceed its max_items (" +
+                              std::to_string(op->list.max_items()) + ")");
+  }
+  for (const std::string& item : items) {
+    if (item.size() > op->list.max_item_bytes()) {
+      return Status::InvalidArgument("item of " + std::to_string(item.size()) +
+                                     " bytes exceeds the list's max_item_bytes (" +
+                                     std::to_string(op->list.max_item_bytes()) + ")");
+    }
+  }
+  op->pops_left = op->length - op->pops_right;
+  op->left.clear();
+  op->right.assign(std::make_move_iterator(items.begin()), std::make_move_iterator(items.end()));
+  return Status::OK();
+}
+
 Status TxLists::Range(TxListOp* op, int64_t start, int64_t stop, std::vector<std::string>* items,
                       bool* truncated) {
-  if (op->Changes() > 0) return TxListUnsupported();
+  if (op->Changes() > 0) {  // The list as this transaction left it.
+    std::vector<std::string> all;
+    SHM_RETURN_IF_ERROR(View(op, &all));
+    CollectRange(
+        static_cast<int64_t>(all.size()), start, stop,
+        [&](int64_t i) { return std::string_view(all[static_cast<size_t>(i)]); }, items, truncated);
+    return Status::OK();
+  }
   SHM_RETURN_IF_ERROR(EnsureRead(op));
   SHM_RETURN_IF_ERROR(op->list.Range(start, stop, items, truncated));
   ListTxView view;

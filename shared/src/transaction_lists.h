@@ -47,7 +47,14 @@ class TxLists {
   Status Push(TxListOp* op, List::End end, std::string_view item, uint64_t* length);
   Status Pop(TxListOp* op, List::End end, std::string* item, bool* got);
   Status Length(TxListOp* op, uint64_t* length);
-  // As List::Range, of a list this transaction has not changed (else Conflict: unsupported).
+  // Every item of the list as this transaction sees it, in order (the committed ones read now
+  // and checked unchanged, as Pop's).
+  Status View(TxListOp* op, std::vector<std::string>* items);
+  // Makes `items` the list's whole content in this transaction: every committed item popped,
+  // `items` pushed (a middle edit: LSET, LINSERT, LREM, LTRIM). Limits as Push; on an error
+  // nothing changes.
+  Status Rewrite(TxListOp* op, std::vector<std::string> items);
+  // As List::Range, of the list as this transaction sees it.
   Status Range(TxListOp* op, int64_t start, int64_t stop, std::vector<std::string>* items,
                bool* truncated);
 

@@ -493,3 +493,53 @@ def test_sigkilled_workers_keep_hash_field_transfers_exact(server):
     missing = [t for t in acked if "log:" + t not in logs]
     assert missing == [], "acknowledged transfers lost: %r" % missing[:5]
     assert len(acked) > 50, "too few transfers were acknowledged"
+
+
+def list_batch(p):
+    """Queues edits in a list's middle and reads of the list they changed: EXEC must answer what
+    the commands answer one by one."""
+    p.rpush("l", "x")
+    p.lset("l", 1, "B")
+    p.lset("l", -1, "X")
+    p.lset("l", 99, "no")  # Out of range.
+    p.lset("nokey", 0, "no")  # No such key.
+    p.lset("str", 0, "no")  # WRONGTYPE.
+    p.linsert("l", "before", "B", "b0")
+    p.linsert("l", "after", "zz", "no")
+    p.linsert("nokey", "after", "a", "no")
+    p.lrem("l", 0, "a")
+    p.lrem("l", -1, "c")
+    p.lrange("l", 0, -1)
+    p.llen("l")
+    p.lindex("l", 1)
+    p.ltrim("l", 1, -2)
+    p.lrange("l", 0, -1)
+    p.lpush("l", "first")
+    p.ltrim("l", 5, 10)  # Empties the list: the key goes.
+    p.exists("l")
+    p.ltrim("two", 0, 0)
+    p.lpop("two")
+    p.exists("two")
+
+
+def seed_lists(r):
+    r.flushall()
+    r.rpush("l", "a", "b", "c", "a", "c")
+    r.rpush("two", "p", "q")
+    r.set("str", "x")
+
+
+def test_exec_with_list_middle_edits_answers_as_the_commands_alone(server):
+    r = server.client(decode_responses=True)
+    seed_lists(r)
+    alone = r.pipeline(transaction=False)
+    list_batch(alone)
+    expected = replies(alone.execute(raise_on_error=False))
+    seed_lists(r)
+    p = r.pipeline(transaction=True)
+    list_batch(p)
+    got = replies(p.execute(raise_on_error=False))
+    assert got == expected
+    assert got[11] == ["b0", "B", "c", "X"] and got[15] == ["B", "c"]
+    assert got[18] == 0 and got[21] == 0
+    assert r.keys("*") == ["str"]

@@ -365,6 +365,49 @@ TEST_F(TransactionListsTest, HashLentToACommandJoinsTheTransaction) {
   EXPECT_EQ(Aggregates(seg_.get()), 1u);  // h's.
 }
 
+// A key's list edited in its middle (LSET, LINSERT, LREM, LTRIM: Keyspace::RewriteList) inside a
+// KeyspaceTransactionScope: staged as the list's new content, ranged as the transaction left it,
+// visible only after Commit; a list edited to nothing goes with its key in the same commit.
+TEST_F(TransactionListsTest, ListMiddleEditsJoinTheTransaction) {
+  ASSERT_OK(ks_.WithList("q", Keyspace::Access::kCreate, [](List& l) {
+    for (const char* item : {"a", "b", "c"}) SHM_RETURN_IF_ERROR(l.Push(List::End::kRight, item));
+    return Status::OK();
+  }));
+  ASSERT_OK(ks_.WithList("gone", Keyspace::Access::kCreate,
+                         [](List& l) { return l.Push(List::End::kRight, "x"); }));
+  Transaction tx(seg_.get());
+  {
+    KeyspaceTransactionScope scope(&tx);
+    ASSERT_OK(ks_.WithList("q", Keyspace::Access::kWrite,
+                           [](List& l) { return l.Push(List::End::kLeft, "first"); }));
+    ASSERT_OK(ks_.RewriteList("q", [](std::vector<std::string>* items) {
+      EXPECT_EQ(*items, (std::vector<std::string>{"first", "a", "b", "c"}));
+      (*items)[2] = "B";
+      items->erase(items->begin() + 1);
+      return Status::OK();
+    }));
+    std::vector<std::string> seen;
+    ASSERT_OK(ks_.WithList("q", Keyspace::Access::kRead,
+                           [&](List& l) { return l.Range(-2, -1, &seen); }));
+    EXPECT_EQ(seen, (std::vector<std::string>{"B", "c"}));
+    ASSERT_OK(ks_.RewriteList("gone", [](std::vector<std::string>* items) {
+      items->clear();
+      return Status::OK();
+    }));
+    EXPECT_TRUE(ks_.RewriteList("nokey", [](std::vector<std::string>*) { return Status::OK(); })
+                    .IsNotFound());
+    EXPECT_FALSE(scope.unsupported());
+  }
+  EXPECT_EQ(KeyItems(ks_, "q"), (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_EQ(KeyItems(ks_, "gone"), (std::vector<std::string>{"x"}));
+  ASSERT_OK(tx.Commit());
+  EXPECT_EQ(KeyItems(ks_, "q"), (std::vector<std::string>{"first", "B", "c"}));
+  KeyType type = KeyType::kNone;
+  ASSERT_OK(ks_.Type("gone", &type));
+  EXPECT_EQ(type, KeyType::kNone);
+  EXPECT_EQ(Aggregates(seg_.get()), 1u);  // q's.
+}
+
 // Processes move jobs from "jobs" to "done" and back (both ends) in transactions while a reader
 // counts both lists in read-only transactions: every committed reader sees every job exactly
 // once, and afterwards no job is lost or duplicated.
