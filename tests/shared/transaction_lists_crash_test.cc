@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -74,6 +75,7 @@ std::map<std::string, std::string> Snapshot(Objects& o) {
   out["done"] = o.done.Range(0, -1, &items).ok() ? Join(items) : "?";
   out["ks/q"] = KeyList(o.ks, "q");
   out["ks/fresh"] = KeyList(o.ks, "fresh");
+  out["ks/mid"] = KeyList(o.ks, "mid");
   out["ks/h f"] = HashField(o.ks, "h", "f");
   out["ks/h g"] = HashField(o.ks, "h", "g");
   out["ks/gone f"] = HashField(o.ks, "gone", "f");
@@ -90,6 +92,11 @@ Status Populate(Objects& o) {
   SHM_RETURN_IF_ERROR(o.ks.WithList("q", Keyspace::Access::kCreate, [](List& l) {
     SHM_RETURN_IF_ERROR(l.Push(List::End::kRight, "q0"));
     return l.Push(List::End::kRight, "q1");
+  }));
+  SHM_RETURN_IF_ERROR(o.ks.WithList("mid", Keyspace::Access::kCreate, [](List& l) {
+    for (const char* item : {"m0", "m1", "m2"})
+      SHM_RETURN_IF_ERROR(l.Push(List::End::kRight, item));
+    return Status::OK();
   }));
   auto set = [](const char* field, const char* value) {
     return [=](Dict& d) { return d.Set(field, value, SetOptions()); };
@@ -120,7 +127,12 @@ Status RunTransaction(Segment* seg, Objects& o) {
     KeyspaceTransactionScope scope(&tx);
     SHM_RETURN_IF_ERROR(
         o.ks.WithHash("gone", Keyspace::Access::kWrite, [](Dict& d) { return d.Delete("f"); }));
-    if (scope.unsupported()) return Status::Internal("HDEL did not join the transaction");
+    // An edit in a list's middle (LSET, LINSERT, LREM, LTRIM): the list rewritten whole.
+    SHM_RETURN_IF_ERROR(o.ks.RewriteList("mid", [](std::vector<std::string>* items) {
+      std::reverse(items->begin(), items->end());
+      return Status::OK();
+    }));
+    if (scope.unsupported()) return Status::Internal("HDEL or LSET did not join the transaction");
   }
   int64_t n = 0;
   SHM_RETURN_IF_ERROR(tx.Add(o.moves, 4, &n));
@@ -143,6 +155,7 @@ TEST_P(TransactionListCrashPointTest, DeathAtEachStepLeavesAllOrNothing) {
   EXPECT_EQ(after.at("done"), "j4,d0,j0,");
   EXPECT_EQ(after.at("ks/q"), "-");
   EXPECT_EQ(after.at("ks/gone f"), "-");
+  EXPECT_EQ(after.at("ks/mid"), "m2,m1,m0,");
   // Every lock the child died holding works, and the lists take transactions and plain writes.
   Transaction again(seg.get());
   std::string item;
@@ -168,8 +181,9 @@ INSTANTIATE_TEST_SUITE_P(
                     TxCrashCase{"tx_list_after_slots", 1, true},  // One list's slots, not its ends.
                     TxCrashCase{"tx_after_list", 1, true},        // One list applied, not released.
                     TxCrashCase{"tx_list_after_slots", 2, true},  // The second list midway.
-                    TxCrashCase{"tx_after_list", 4, true},        // Every list, no stripe yet.
-                    TxCrashCase{"tx_after_apply", 2, true},       // Stripes midway.
+                    TxCrashCase{"tx_after_list", 4, true},
+                    TxCrashCase{"tx_after_list", 5, true},   // Every list, no stripe yet.
+                    TxCrashCase{"tx_after_apply", 2, true},  // Stripes midway.
                     TxCrashCase{"tx_after_apply_all", 1, true},
                     TxCrashCase{"tx_before_orphan_delete", 1, true}),
     test::TxCrashCaseName);
