@@ -150,7 +150,9 @@ class Keyspace {
   // Replaces the key's list by `fn`'s edit of its items (LSET, LINSERT, LREM, LTRIM): the new
   // list is built aside and published by one commit of the key's entry, so a crash leaves the
   // old list or the new one, whole (at worst the unpublished copy leaks). O(length). NotFound if
-  // absent, WrongType if another type; an empty result removes the key.
+  // absent, WrongType if another type; an empty result removes the key. Inside a
+  // KeyspaceTransactionScope, `fn` edits the list as the transaction sees it and the result is
+  // staged in the transaction (transaction.h).
   Status RewriteList(std::string_view key,
                      const std::function<Status(std::vector<std::string>* items)>& fn);
 

@@ -24,9 +24,8 @@
 // lists' push and pop at both ends (List), and keyspace keys: strings, hash fields, and delete
 // and rename of whole keys of every type. A key's list or hash is created with its first element
 // and removed with its last, in the same commit. Not covered: arrays (NDArray), sessions, a
-// list's middle (set, replace, range of a list the transaction changed) and a listing of a hash
-// the transaction changed; their operations keep their own single-object atomicity and cannot
-// join a transaction.
+// registry list's middle (List::Set, Replace) and a listing of a hash the transaction changed;
+// their operations keep their own single-object atomicity and cannot join a transaction.
 //
 // A counter held by a commit carries a lock mark in its value for a few microseconds: plain adds
 // that meet it undo themselves and wait (Counter::AfterFarValue), so a counter some transaction
@@ -176,11 +175,12 @@ class Transaction {
 // through the transaction (recorded, seeing its staged writes) and stage their writes in it, with
 // exactly their usual semantics; nothing is visible until tx.Commit(). A list's ends join too:
 // WithList lends `fn` a handle whose Push, Pop (without a wait), Length and Range go through the
-// transaction; and a hash's fields: WithHash lends a handle whose Get, Update, Delete and Stats
-// (its field count) go through it, and whose Entries and ListKeys read a hash it has not changed.
-// An operation that cannot be staged (a list's middle, a listing of a hash the transaction
-// changed, counting, listing or flushing keys) answers Conflict and sets unsupported(): the
-// caller then runs the batch under a KeyspaceExclusive instead.
+// transaction, and RewriteList (a list's middle) stages the edited list whole; and a hash's
+// fields: WithHash lends a handle whose Get, Update, Delete and Stats (its field count) go
+// through it, and whose Entries and ListKeys read a hash it has not changed. An operation that
+// cannot be staged (a listing of a hash the transaction changed, a rewrite of a list longer than
+// kMaxOps allows, counting, listing or flushing keys) answers Conflict and sets unsupported():
+// the caller then runs the batch under a KeyspaceExclusive instead.
 // Scopes do not nest. Thread-local; use from the thread that made it.
 class KeyspaceTransactionScope {
  public:
