@@ -543,3 +543,71 @@ def test_exec_with_list_middle_edits_answers_as_the_commands_alone(server):
     assert got[11] == ["b0", "B", "c", "X"] and got[15] == ["B", "c"]
     assert got[18] == 0 and got[21] == 0
     assert r.keys("*") == ["str"]
+
+
+def test_sigkilled_workers_keep_jobs_moved_by_middle_edits_exactly_once(server):
+    """MULTI LREM src 1 job, LPUSH dst job, LINSERT/LSET/LREM of a probe in dst EXEC (edits in
+    lists' middles) is one crash-atomic transaction: workers killed mid-EXEC leave every job in
+    exactly one list once, and no probe."""
+    r = server.client(decode_responses=True)
+    r.flushall()
+    jobs = ["job%d" % i for i in range(30)]
+    queues = ["m:a", "m:b", "m:c"]
+    r.rpush("m:a", *jobs)
+    stop = threading.Event()
+    acked = []
+    lock = threading.Lock()
+
+    def move(seed):
+        c = server.client(decode_responses=True, socket_timeout=5)
+        rng = random.Random(seed)
+        while not stop.is_set():
+            src, dst = rng.sample(queues, 2)
+            job = rng.choice(jobs)
+            try:
+                p = c.pipeline(transaction=True)
+                p.watch(src)
+                if job not in p.lrange(src, 0, -1):
+                    p.unwatch()
+                    continue
+                p.multi()
+                p.lrem(src, 1, job)
+                p.lpush(dst, job)
+                p.linsert(dst, "after", job, "probe")
+                p.lset(dst, 1, "probe2")
+                p.lrem(dst, 1, "probe2")
+                p.ltrim(dst, 0, -1)
+                p.execute()
+            except redis.WatchError:
+                continue
+            except (redis.ConnectionError, redis.TimeoutError):
+                time.sleep(0.01)
+                continue
+            with lock:
+                acked.append(job)
+
+    threads = [threading.Thread(target=move, args=(s,)) for s in (41, 42, 43)]
+    for t in threads:
+        t.start()
+    try:
+        for k in range(8):
+            time.sleep(0.2)
+            pids = worker_pids(server)
+            if pids:
+                os.kill(pids[k % len(pids)], signal.SIGKILL)
+    finally:
+        time.sleep(0.3)
+        stop.set()
+        for t in threads:
+            t.join(30)
+    deadline = time.time() + 15
+    while True:
+        try:
+            found = [item for q in queues for item in r.lrange(q, 0, -1)]
+            break
+        except redis.ConnectionError:
+            assert time.time() < deadline, "the server did not answer after the kills"
+            time.sleep(0.1)
+    assert not {"probe", "probe2"} & set(found), "a killed EXEC left part of its batch"
+    assert sorted(found) == sorted(jobs), "a job was lost or duplicated by a killed move"
+    assert len(acked) > 50, "too few moves were acknowledged"
