@@ -1,7 +1,8 @@
-"""MULTI/EXEC, WATCH and the multi-key commands are isolated (and, for strings and whole keys,
-atomic across a crash): redis-py clients on several connections (two workers) transfer between
-16 accounts, swap keys and move list items while readers check invariants inside MULTI/EXEC;
-workers are SIGKILLed in the middle of transfers. Seeded, bounded."""
+"""MULTI/EXEC, WATCH and the multi-key commands are isolated (and, for strings, whole keys, lists
+and hash fields, atomic across a crash): redis-py clients on several connections (two workers)
+transfer between 16 accounts (keys or hash fields), swap keys and move list items (at the ends
+or in the middle) while readers check invariants inside MULTI/EXEC; workers are SIGKILLed in the
+middle of transfers. Seeded, bounded."""
 import multiprocessing
 import os
 import random
