@@ -80,8 +80,7 @@ void Exec(Call& c) {
 
 }  // namespace
 
-void RunIsolated(Call& c, const std::function<bool()>& check, const std::function<void()>& body,
-                 bool exclusive) {
+void RunIsolated(Call& c, const std::function<bool()>& check, const std::function<void()>& body) {
   if (KeyspaceTransactionScope::Active() || KeyspaceExclusive::HeldByThisThread()) {
     if (!check || check()) body();
     return;
@@ -90,7 +89,7 @@ void RunIsolated(Call& c, const std::function<bool()>& check, const std::functio
   std::string* out = c.w.buffer();
   const size_t mark = out->size();
   const int db = c.client->db;
-  for (int attempt = 0; attempt < (exclusive ? 0 : kAttempts); ++attempt) {
+  for (int attempt = 0; attempt < kAttempts; ++attempt) {
     out->resize(mark);
     c.client->db = db;
     Transaction tx(c.segment());
