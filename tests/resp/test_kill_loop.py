@@ -1,18 +1,12 @@
 """The kill loop over RESP: workers are SIGKILLed while redis-py clients INCR and RPUSH; every
 acknowledged reply is durable and whole, and the server keeps answering."""
-import os
-import signal
 import threading
 import time
 
 import redis
+from killing import answer_after_kills, run_while_killing_workers
 
 KILLS = 12
-
-
-def worker_pids(server):
-    with open("/proc/%d/task/%d/children" % (server.proc.pid, server.proc.pid)) as f:
-        return [int(p) for p in f.read().split()]
 
 
 def test_acknowledged_writes_survive_killed_workers(server):
@@ -37,30 +31,10 @@ def test_acknowledged_writes_survive_killed_workers(server):
                 acked_incr.append(value)
                 acked_push.append(item)
 
-    threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    try:
-        for k in range(KILLS):
-            time.sleep(0.15)
-            pids = worker_pids(server)
-            if pids:
-                os.kill(pids[k % len(pids)], signal.SIGKILL)
-    finally:
-        time.sleep(0.3)
-        stop.set()
-        for t in threads:
-            t.join(30)
+    run_while_killing_workers(server, client_loop, range(4), stop, kills=KILLS, every=0.15)
     assert server.alive()
     r = server.client(decode_responses=True)
-    deadline = time.time() + 10
-    while True:  # The replacement workers answer within a second.
-        try:
-            final = int(r.get("counter"))
-            break
-        except redis.ConnectionError:
-            assert time.time() < deadline
-            time.sleep(0.1)
+    final = answer_after_kills(lambda: int(r.get("counter")), seconds=10)
     assert len(set(acked_incr)) == len(acked_incr)
     assert final >= max(acked_incr, default=0) and final >= len(acked_incr)
     items = r.lrange("items", 0, -1)

@@ -4,13 +4,12 @@ transfer between 16 accounts (keys or hash fields), swap keys and move list item
 or in the middle) while readers check invariants inside MULTI/EXEC; workers are SIGKILLed in the
 middle of transfers. Seeded, bounded."""
 import multiprocessing
-import os
 import random
-import signal
 import threading
 import time
 
 import redis
+from killing import answer_after_kills, run_while_killing_workers
 
 ACCOUNTS = ["acct%d" % i for i in range(16)]
 START = 1000
@@ -167,11 +166,6 @@ def test_rename_and_lmove_are_isolated(server):
     assert wrong == [], "a MULTI/EXEC saw a rename or a move half done: %r" % wrong[:1]
 
 
-def worker_pids(server):
-    with open("/proc/%d/task/%d/children" % (server.proc.pid, server.proc.pid)) as f:
-        return [int(p) for p in f.read().split()]
-
-
 def test_sigkilled_workers_apply_each_acknowledged_exec_once(server):
     r = server.client(decode_responses=True)
     r.flushall()
@@ -201,29 +195,13 @@ def test_sigkilled_workers_apply_each_acknowledged_exec_once(server):
             with lock:
                 acked.append(tid)
 
-    threads = [threading.Thread(target=transfer, args=(s,)) for s in (11, 12, 13)]
-    for t in threads:
-        t.start()
-    try:
-        for k in range(8):
-            time.sleep(0.2)
-            pids = worker_pids(server)
-            if pids:
-                os.kill(pids[k % len(pids)], signal.SIGKILL)
-    finally:
-        time.sleep(0.3)
-        stop.set()
-        for t in threads:
-            t.join(30)
-    deadline = time.time() + 15
-    while True:  # The replacement workers answer within a second or so.
-        try:
-            balances = {a: int(v) for a, v in zip(ACCOUNTS, r.mget(ACCOUNTS))}
-            logs = {k: r.get(k) for k in r.scan_iter("log:*", count=1000)}
-            break
-        except redis.ConnectionError:
-            assert time.time() < deadline, "the server did not answer after the kills"
-            time.sleep(0.1)
+    run_while_killing_workers(server, transfer, (11, 12, 13), stop)
+
+    def read():
+        balances = {a: int(v) for a, v in zip(ACCOUNTS, r.mget(ACCOUNTS))}
+        return balances, {k: r.get(k) for k in r.scan_iter("log:*", count=1000)}
+
+    balances, logs = answer_after_kills(read)
     assert sum(balances.values()) == START * len(ACCOUNTS)
     expected = {a: START for a in ACCOUNTS}
     for entry in logs.values():
@@ -277,29 +255,13 @@ def test_sigkilled_workers_lose_and_duplicate_no_moved_job(server):
             with lock:
                 acked.append(counted)
 
-    threads = [threading.Thread(target=move, args=(s,)) for s in (21, 22, 23)]
-    for t in threads:
-        t.start()
-    try:
-        for k in range(8):
-            time.sleep(0.2)
-            pids = worker_pids(server)
-            if pids:
-                os.kill(pids[k % len(pids)], signal.SIGKILL)
-    finally:
-        time.sleep(0.3)
-        stop.set()
-        for t in threads:
-            t.join(30)
-    deadline = time.time() + 15
-    while True:
-        try:
-            found = [item for q in queues for item in r.lrange(q, 0, -1)]
-            moves = int(r.get("moves") or 0)
-            break
-        except redis.ConnectionError:
-            assert time.time() < deadline, "the server did not answer after the kills"
-            time.sleep(0.1)
+    run_while_killing_workers(server, move, (21, 22, 23), stop)
+
+    def read():
+        found = [item for q in queues for item in r.lrange(q, 0, -1)]
+        return found, int(r.get("moves") or 0)
+
+    found, moves = answer_after_kills(read)
     assert sorted(found) == sorted(jobs), "a job was lost or duplicated by a killed move"
     counted = sum(acked)
     assert counted <= moves <= counted + sum(unanswered), (counted, moves, sum(unanswered))
@@ -460,30 +422,14 @@ def test_sigkilled_workers_keep_hash_field_transfers_exact(server):
             with lock:
                 acked.append(tid)
 
-    threads = [threading.Thread(target=transfer, args=(s,)) for s in (31, 32, 33)]
-    for t in threads:
-        t.start()
-    try:
-        for k in range(8):
-            time.sleep(0.2)
-            pids = worker_pids(server)
-            if pids:
-                os.kill(pids[k % len(pids)], signal.SIGKILL)
-    finally:
-        time.sleep(0.3)
-        stop.set()
-        for t in threads:
-            t.join(30)
-    deadline = time.time() + 15
-    while True:
-        try:
-            balances = {(k, f): int(v) for k in ("bank:0", "bank:1")
-                        for f, v in r.hgetall(k).items()}
-            logs = {k: r.get(k) for k in r.scan_iter("log:*", count=1000)}
-            break
-        except redis.ConnectionError:
-            assert time.time() < deadline, "the server did not answer after the kills"
-            time.sleep(0.1)
+    run_while_killing_workers(server, transfer, (31, 32, 33), stop)
+
+    def read():
+        balances = {(k, f): int(v) for k in ("bank:0", "bank:1")
+                    for f, v in r.hgetall(k).items()}
+        return balances, {k: r.get(k) for k in r.scan_iter("log:*", count=1000)}
+
+    balances, logs = answer_after_kills(read)
     assert sum(balances.values()) == START * len(accounts)
     expected = {a: START for a in accounts}
     for entry in logs.values():
@@ -587,28 +533,8 @@ def test_sigkilled_workers_keep_jobs_moved_by_middle_edits_exactly_once(server):
             with lock:
                 acked.append(job)
 
-    threads = [threading.Thread(target=move, args=(s,)) for s in (41, 42, 43)]
-    for t in threads:
-        t.start()
-    try:
-        for k in range(8):
-            time.sleep(0.2)
-            pids = worker_pids(server)
-            if pids:
-                os.kill(pids[k % len(pids)], signal.SIGKILL)
-    finally:
-        time.sleep(0.3)
-        stop.set()
-        for t in threads:
-            t.join(30)
-    deadline = time.time() + 15
-    while True:
-        try:
-            found = [item for q in queues for item in r.lrange(q, 0, -1)]
-            break
-        except redis.ConnectionError:
-            assert time.time() < deadline, "the server did not answer after the kills"
-            time.sleep(0.1)
+    run_while_killing_workers(server, move, (41, 42, 43), stop)
+    found = answer_after_kills(lambda: [item for q in queues for item in r.lrange(q, 0, -1)])
     assert not {"probe", "probe2"} & set(found), "a killed EXEC left part of its batch"
     assert sorted(found) == sorted(jobs), "a job was lost or duplicated by a killed move"
     assert len(acked) > 50, "too few moves were acknowledged"
