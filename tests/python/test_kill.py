@@ -15,7 +15,7 @@ import shmstate
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from writer_child import check, last_generation  # noqa: E402
+from writer_child import check, finish, kill_round, last_generation  # noqa: E402
 
 CHILD = os.path.join(HERE, "writer_child.py")
 
@@ -45,15 +45,6 @@ def start_writer(server, writer, seed, env=None):
     return subprocess.Popen([sys.executable, "-u", CHILD, server.name, str(writer), str(seed)],
                             stdout=subprocess.PIPE, text=True,
                             env=dict(os.environ, **(env or {})))
-
-
-def finish(proc):
-    """The rest of a dead (or dying) writer's acknowledgements. Read through proc.stdout itself:
-    communicate(timeout=...) reads the raw pipe and would drop what readline() buffered."""
-    rest = proc.stdout.read()
-    proc.stdout.close()
-    proc.wait(timeout=30)
-    return rest.splitlines(keepends=True)
 
 
 def verify(server, acks):
@@ -94,19 +85,11 @@ def test_sigkill_loop(make_server):
     for round_ in range(24):
         # Writer ids are unique per process: a key's sequence numbers only grow.
         writers = [start_writer(server, 10 * round_ + w, rng.randrange(1 << 30)) for w in range(3)]
-        lines = {w: [] for w in range(3)}
         victim = rng.randrange(3)
         stop_after = rng.randrange(5, 400)
-        # Read the victim until it has acknowledged stop_after calls, then kill it mid-flight.
-        for _ in range(stop_after):
-            line = writers[victim].stdout.readline()
-            if not line:
-                break
-            lines[victim].append(line)
-        for proc in [writers[victim]] + writers:
-            proc.send_signal(signal.SIGKILL)
-        for w, proc in enumerate(writers):
-            output = lines[w] + finish(proc)
+        # The victim is killed mid-flight once it has acknowledged stop_after calls.
+        outputs = kill_round(writers, victim, stop_after)
+        for proc, output in zip(writers, outputs):
             acks.read(output)
             killed.append((proc.pid, last_generation(output)))
             assert proc.returncode == -signal.SIGKILL

@@ -17,7 +17,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import shmstate  # noqa: E402
 from tx_child import ACCOUNTS, INITIAL  # noqa: E402
-from writer_child import last_generation  # noqa: E402
+from writer_child import finish, kill_round, last_generation  # noqa: E402
 
 CHILD = os.path.join(HERE, "tx_child.py")
 TOTAL = INITIAL * len(ACCOUNTS)
@@ -26,14 +26,6 @@ TOTAL = INITIAL * len(ACCOUNTS)
 def start(*args):
     return subprocess.Popen([sys.executable, "-u", CHILD, *map(str, args)],
                             stdout=subprocess.PIPE, text=True)
-
-
-def finish(proc):
-    """Everything the process wrote (it is dead or dying): read through proc.stdout itself."""
-    rest = proc.stdout.read()
-    proc.stdout.close()
-    proc.wait(timeout=30)
-    return rest.splitlines()
 
 
 def setup_accounts(st):
@@ -73,18 +65,10 @@ def test_transfers_killed_at_random(make_server):
     for round_ in range(16):
         writers = [start("transfer", server.name, 10 * round_ + w, rng.randrange(1 << 30))
                    for w in range(3)]
-        lines = {w: [] for w in range(3)}
         victim = rng.randrange(3)
-        # Read the victim until it has committed this many transfers, then kill all three.
-        for _ in range(rng.randrange(3, 120)):
-            line = writers[victim].stdout.readline()
-            if not line:
-                break
-            lines[victim].append(line)
-        for proc in [writers[victim]] + writers:
-            proc.send_signal(signal.SIGKILL)
-        for w, proc in enumerate(writers):
-            output = lines[w] + finish(proc)
+        # The victim is killed once it has committed this many transfers, with the other two.
+        outputs = kill_round(writers, victim, rng.randrange(3, 120))
+        for proc, output in zip(writers, outputs):
             assert proc.returncode == -signal.SIGKILL, output[-3:]
             acked += [line.split()[1] for line in output if line.startswith("t ")]
             killed.append((proc.pid, last_generation(output)))

@@ -3,6 +3,7 @@ and list pushes through the shmstate module, one acknowledgement line on stdout 
 returned ("c VALUE", "d KEY SEQ", "l ITEM"), and "g GENERATION" after a call made in a segment
 generation it had not written in yet (the generation it holds a client slot in). Usage: writer_child.py NAME ID SEED [LIMIT]."""
 import random
+import signal
 import sys
 import zlib
 
@@ -21,6 +22,29 @@ def check(value):
     assert crc == b"%08x" % zlib.crc32(body), f"torn value {value[:40]!r}..."
     writer, seq, _ = body.split(b":", 2)
     return int(writer), int(seq)
+
+
+def finish(proc):
+    """The rest of a dead (or dying) child's output lines. Read through proc.stdout itself:
+    communicate(timeout=...) reads the raw pipe and would drop what readline() buffered."""
+    rest = proc.stdout.read()
+    proc.stdout.close()
+    proc.wait(timeout=30)
+    return rest.splitlines(keepends=True)
+
+
+def kill_round(children, victim, lines_before_kill):
+    """Reads up to `lines_before_kill` acknowledgement lines of children[victim], then SIGKILLs
+    it mid-flight and every other child; returns each child's whole output."""
+    lines = [[] for _ in children]
+    for _ in range(lines_before_kill):
+        line = children[victim].stdout.readline()
+        if not line:
+            break
+        lines[victim].append(line)
+    for proc in [children[victim]] + children:
+        proc.send_signal(signal.SIGKILL)
+    return [lines[i] + finish(proc) for i, proc in enumerate(children)]
 
 
 def last_generation(lines):
