@@ -78,6 +78,23 @@ class Server:
             time.sleep(0.05)
         raise AssertionError(f"server never logged {text!r}:\n{self.log()}")
 
+    def wait_healthy(self, timeout=15.0):
+        """Waits (bounded) until a worker answers GET /healthz with 200. A client killed inside
+        the allocator poisons the segment: until the manager has rebuilt it and restarted the
+        workers on the new generation, /healthz answers 503 or the connection drops."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                status, body = self.http("GET", "/healthz")
+            except OSError as e:  # A worker stopped for the rebuild.
+                status, body = None, repr(e).encode()
+            if status == 200:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"/healthz never answered 200 (last: {status} {body!r}):\n{self.log()}")
+            time.sleep(0.05)
+
     def wait_clients_settled(self, killed, generation):
         """Waits until the manager logged that each killed client (pid, the last segment
         generation it wrote in: see last_generation) is gone. Only those whose slot was in the
