@@ -70,6 +70,10 @@ struct Transaction::State {
     DictValue value;  // Written: what a later read sees (version 0: not yet known).
     Expiry expiry = Expiry::kAbsolute;
     int64_t ttl_ms = 0;
+    // A hash field's put that (re)creates it (new, or deleted by this transaction first): its
+    // rank among such puts, the order they take at the end of the hash's insertion order.
+    // 0: the field keeps its place.
+    uint64_t appended = 0;
   };
   // The first `used` are this transaction's; the ones after keep their strings' capacity.
   std::vector<Entry> entries;
@@ -77,8 +81,9 @@ struct Transaction::State {
   size_t recent = 0;  // The entry looked up or added last (Lookup).
   // Past kScanEntries entries: open addressing over entry index + 1 (0: empty), by MixIdentity.
   std::vector<uint32_t> index;
-  size_t reads = 0;   // Entries read.
-  size_t writes = 0;  // Entries written.
+  size_t reads = 0;      // Entries read.
+  size_t writes = 0;     // Entries written.
+  uint64_t appends = 0;  // Hash fields (re)created so far (Entry::appended).
 
   // Counters by entry: the value read (recorded, checked at commit), the value to leave.
   struct CounterOp {
@@ -137,6 +142,7 @@ struct Transaction::State {
 
   void Clear() {
     used = reads = writes = staged_bytes = recent = 0;
+    appends = 0;
     index.clear();
     counters.clear();
     orphans.clear();
@@ -196,6 +202,7 @@ struct Transaction::State {
     e.version = 0;
     e.expiry = Expiry::kAbsolute;
     e.ttl_ms = 0;
+    e.appended = 0;
     if (!index.empty() && used * 2 <= index.size()) {
       Place(used - 1);
     } else if (used > kScanEntries) {
@@ -406,7 +413,10 @@ class Committer {
     auto before = [this](uint32_t a, uint32_t b) {
       const DictStripeRep* sa = Where(a).target.stripe;
       const DictStripeRep* sb = Where(b).target.stripe;
-      if (sa == sb) return a < b;  // The record lists a share's changes in staging order.
+      if (sa == sb) {  // Staging order, but a hash's (re)created fields last, in their order.
+        const uint64_t ra = EntryAt(a).appended, rb = EntryAt(b).appended;
+        return ra != rb ? ra < rb : a < b;
+      }
       const bool ka = InKeyspace(seg_, sa), kb = InKeyspace(seg_, sb);
       return ka != kb ? ka : sa < sb;
     };
@@ -483,6 +493,7 @@ class Committer {
         SHM_RETURN_IF_ERROR(DictTxAllocateBlob(seg_, &writer_, e.key, e.hash,
                                                e.erase ? "" : v.content_type, e.erase ? "" : v.data,
                                                v.expires_at_ms, &c.blob));
+        if (!e.erase && e.appended != 0) seg_->Ptr<DictEntryBlob>(c.blob)->order = kDictTxOrderLast;
       }
     }
     for (const ListLock& l : lists_) {
@@ -1333,6 +1344,13 @@ Status StageField(State* st, const Dict& hash, std::string_view field, std::stri
   SHM_RETURN_IF_ERROR(
       Stage(st, hash, false, field, value == nullptr, std::move(v), Expiry::kAbsolute, 0));
   NoteHashWrite(st, hash);
+  // Redis's order: a field written anew goes last (DictOverlay); a rewrite keeps its place.
+  State::Entry* e = st->Find(hash.ref(), DictKeyHash(field), field);
+  if (value == nullptr) {
+    e->appended = 0;
+  } else if (!*existed) {
+    e->appended = ++st->appends;
+  }
   if (value == nullptr) {
     --*size;
   } else if (!*existed) {
@@ -1598,10 +1616,35 @@ Status TxHashStats(Transaction* tx, const Dict& hash, DictStats* stats) {
   return Status::OK();
 }
 
-Status TxHashListable(Transaction* tx, const Dict& hash) {
-  const State* st = TransactionAccess::StateOf(tx);
-  if (st->hash_writes.count({hash.ref().entry, hash.ref().incarnation}) == 0) return Status::OK();
-  return TxHashUnsupported();
+namespace {
+
+// The hash's staged fields, as its listings see them.
+void HashOverlay(const State* st, const Dict& hash, DictOverlay* overlay) {
+  if (st->hash_writes.count({hash.ref().entry, hash.ref().incarnation}) == 0) return;
+  for (size_t i = 0; i < st->used; ++i) {
+    const State::Entry& e = st->entries[i];
+    if (!e.written || e.ref.entry != hash.ref().entry ||
+        e.ref.incarnation != hash.ref().incarnation) {
+      continue;
+    }
+    overlay->Add(DictOverlay::Write{e.key, e.hash, e.erase, e.appended, e.value.data});
+  }
+}
+
+}  // namespace
+
+Status TxHashEntries(Transaction* tx, const Dict& hash, bool with_values,
+                     std::vector<DictItem>* items) {
+  DictOverlay overlay;
+  HashOverlay(TransactionAccess::StateOf(tx), hash, &overlay);
+  return DictListEntries(hash.ref(), with_values, &overlay, items);
+}
+
+Status TxHashListKeys(Transaction* tx, const Dict& hash, std::string_view prefix, size_t limit,
+                      uint64_t cursor, std::vector<std::string>* keys, uint64_t* next_cursor) {
+  DictOverlay overlay;
+  HashOverlay(TransactionAccess::StateOf(tx), hash, &overlay);
+  return DictListKeys(hash.ref(), prefix, limit, cursor, &overlay, keys, next_cursor);
 }
 
 Status TxHashUnsupported() {

@@ -171,7 +171,7 @@ def test_sigkilled_workers_apply_each_acknowledged_exec_once(server):
     r.flushall()
     r.mset({a: START for a in ACCOUNTS})
     stop = threading.Event()
-    acked = []
+    acked, wrong = [], []
     lock = threading.Lock()
 
     def transfer(seed):
@@ -338,7 +338,7 @@ def test_exec_with_hash_commands_answers_as_the_commands_alone(server):
 
 def test_exec_lists_a_hash_it_changed(server):
     """HGETALL, HKEYS, HVALS, HSCAN and HRANDFIELD of a hash the same EXEC changed see the
-    change (such a batch runs under every shard lock rather than as one transaction)."""
+    change, in the transaction (the staged fields laid over the committed ones)."""
     r = server.client(decode_responses=True)
     seed_hashes(r)
     p = r.pipeline(transaction=True)
@@ -353,12 +353,82 @@ def test_exec_lists_a_hash_it_changed(server):
     assert got[2] == {"a": "1", "z": "26"}
     assert got[3] == ["a", "z"] and got[4] == ["1", "26"]
     assert got[5] == (0, {"a": "1", "z": "26"})
-    assert sorted(got[6]) == ["a", "z"]
+    assert got[6] == ["a", "z"]
     # Unchanged by the batch: listed through the transaction, with the field commands.
     p = r.pipeline(transaction=True)
     p.hgetall("h")
     p.hincrby("other", "n", 1)
     assert p.execute() == [{"a": "1", "z": "26"}, 1]
+    # A hash past HSCAN's whole-hash size, scanned by cursor with its staged fields.
+    r.hset("big", mapping={"f%d" % i: i for i in range(300)})
+    p = r.pipeline(transaction=True)
+    p.hdel("big", *("f%d" % i for i in range(0, 300, 3)))
+    p.hset("big", mapping={"n%d" % i: i for i in range(20)})
+    p.hset("big", "f1", "one")
+    p.hscan("big", 0, count=10000)
+    p.hlen("big")
+    got = p.execute()
+    expected = {"f%d" % i: str(i) for i in range(300) if i % 3}
+    expected.update({"n%d" % i: str(i) for i in range(20)}, f1="one")
+    assert got[3] == (0, expected) and got[4] == len(expected)
+    assert r.hgetall("big") == expected
+
+
+def ordered(reply):
+    """A reply with every dict (HGETALL, HSCAN) turned into its items in order, so replies
+    compare in order."""
+    if isinstance(reply, dict):
+        return [(k, ordered(v)) for k, v in reply.items()]
+    if isinstance(reply, (list, tuple)):
+        return [ordered(v) for v in reply]
+    if isinstance(reply, redis.ResponseError):
+        return ("error", str(reply))
+    return reply
+
+
+def random_hash_batch(p, rng):
+    """Seeded MULTI batch of hash writes and listings of the hashes it writes."""
+    keys, fields = ["h0", "h1"], ["f%d" % i for i in range(6)]
+    for _ in range(rng.randint(4, 14)):
+        key, field, op = rng.choice(keys), rng.choice(fields), rng.randrange(9)
+        if op == 0:
+            p.hset(key, mapping={f: rng.randint(0, 9) for f in rng.sample(fields, 2)})
+        elif op == 1:
+            p.hdel(key, *rng.sample(fields, rng.randint(1, 3)))
+        elif op == 2:
+            p.hsetnx(key, field, rng.randint(0, 9))
+        elif op == 3:
+            p.hincrby(key, field, rng.randint(-3, 3))
+        elif op == 4:
+            p.hgetall(key)
+        elif op == 5:
+            p.hkeys(key)
+        elif op == 6:
+            p.hvals(key)
+        elif op == 7:
+            p.hscan(key, 0)
+        else:
+            p.hrandfield(key, 10, withvalues=rng.random() < 0.5)
+
+
+def test_exec_listings_of_changed_hashes_answer_as_redis(server, real_redis):
+    """Seeded batches of hash writes and listings (HGETALL, HKEYS, HVALS, HSCAN, HRANDFIELD of
+    the whole hash) in MULTI/EXEC answer what Debian's redis-server answers, in its order: a
+    rewritten field in place, a deleted one gone, a new or re-created one last."""
+    r = server.client(decode_responses=True)
+    rng = random.Random(24)
+    for batch in range(60):
+        answers = []
+        seed = rng.random()
+        for client in (real_redis, r):
+            client.flushall()
+            client.hset("h0", mapping={"f0": 0, "f1": 1, "f2": 2})
+            client.hset("h1", mapping={"f3": 3, "f1": 1})
+            p = client.pipeline(transaction=True)
+            random_hash_batch(p, random.Random(seed))
+            answers.append(ordered([p.execute(raise_on_error=False),
+                                    client.hgetall("h0"), client.hgetall("h1")]))
+        assert answers[1] == answers[0], "batch %d differs from redis-server" % batch
 
 
 def test_watch_is_exact_for_an_exec_of_hash_commands(server):
@@ -389,16 +459,17 @@ def test_watch_is_exact_for_an_exec_of_hash_commands(server):
 
 
 def test_sigkilled_workers_keep_hash_field_transfers_exact(server):
-    """MULTI HINCRBY HINCRBY SET EXEC between fields of two hashes is one crash-atomic
-    transaction: workers killed mid-EXEC leave the fields' sum exact, and the fields are what
-    the logged transfers (each acknowledged one among them) make them."""
+    """MULTI HINCRBY HINCRBY SET HGETALL HGETALL EXEC between fields of two hashes is one
+    crash-atomic transaction: the listings of the hashes it changed always sum to the total,
+    workers killed mid-EXEC leave the fields' sum exact, and the fields are what the logged
+    transfers (each acknowledged one among them) make them."""
     r = server.client(decode_responses=True)
     r.flushall()
     accounts = [("bank:%d" % (i % 2), "f%d" % i) for i in range(16)]
     for key, field in accounts:
         r.hset(key, field, START)
     stop = threading.Event()
-    acked = []
+    acked, wrong = [], []
     lock = threading.Lock()
 
     def transfer(seed):
@@ -415,12 +486,17 @@ def test_sigkilled_workers_keep_hash_field_transfers_exact(server):
                 p.hincrby(ka, fa, -amount)
                 p.hincrby(kb, fb, amount)
                 p.set("log:" + tid, "%s %s %s %s %d" % (ka, fa, kb, fb, amount))
-                p.execute()
+                p.hgetall("bank:0")
+                p.hgetall("bank:1")
+                listed = p.execute()[3:]
             except (redis.ConnectionError, redis.TimeoutError):
                 time.sleep(0.01)
                 continue
+            total = sum(int(v) for fields in listed for v in fields.values())
             with lock:
                 acked.append(tid)
+                if total != START * len(accounts):
+                    wrong.append(total)
 
     run_while_killing_workers(server, transfer, (31, 32, 33), stop)
 
@@ -439,6 +515,7 @@ def test_sigkilled_workers_keep_hash_field_transfers_exact(server):
     assert balances == expected, "a transfer was applied partly or twice"
     missing = [t for t in acked if "log:" + t not in logs]
     assert missing == [], "acknowledged transfers lost: %r" % missing[:5]
+    assert wrong == [], "an EXEC listed hashes it changed with a wrong total: %r" % wrong[:5]
     assert len(acked) > 50, "too few transfers were acknowledged"
 
 
