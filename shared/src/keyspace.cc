@@ -606,6 +606,16 @@ Status NewKeyHash(const Keyspace& keyspace, Dict* hash, DictValue* entry) {
   return NewKeyAggregate(keyspace, hash, entry);
 }
 
+Status NewKeyListOf(const Keyspace& keyspace, const std::vector<std::string>& items,
+                    DictValue* entry) {
+  List fresh;
+  SHM_RETURN_IF_ERROR(NewKeyAggregate(keyspace, &fresh, entry));
+  bool swapped = false;
+  Status s = fresh.Replace(nullptr, items, &swapped);  // One ring, built before its lock.
+  if (!s.ok()) DeleteAggregate(keyspace.ref().segment, entry->data, KeyType::kList);
+  return s;
+}
+
 uint64_t KeyVersionOfEntry(Segment* seg, const DictValue& entry) {
   const KeyType type = TypeOfEntry(entry);
   if (type != KeyType::kList && type != KeyType::kHash) return entry.version;
@@ -741,20 +751,12 @@ Status Keyspace::RewriteList(std::string_view key,
       update->erase = true;
       return Status::OK();
     }
-    std::string name;
-    List fresh;
-    SHM_RETURN_IF_ERROR(CreateAggregate(seg, db_, &name, &fresh));
-    for (const std::string& item : items) {
-      Status pushed = fresh.Push(List::End::kRight, item);
-      if (!pushed.ok()) {
-        DeleteAggregate(seg, name, KeyType::kList);
-        return pushed;
-      }
-    }
+    DictValue fresh;
+    SHM_RETURN_IF_ERROR(NewKeyListOf(*this, items, &fresh));
     replaced.From(current);
     update->write = true;
-    update->data = name;
-    update->content_type = kListTag;
+    update->data = std::move(fresh.data);
+    update->content_type = std::move(fresh.content_type);
     update->keep_expiry = true;
     return Status::OK();
   });

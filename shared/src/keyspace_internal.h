@@ -30,6 +30,11 @@ Status KeyHashOf(Segment* segment, const std::string& name, Dict* hash);
 // No key names it yet: the caller deletes it (DeleteKeyAggregate) if none will.
 Status NewKeyList(const Keyspace& keyspace, List* list, DictValue* entry);
 Status NewKeyHash(const Keyspace& keyspace, Dict* hash, DictValue* entry);
+// A new list holding `items` (not empty), built whole before any key names it (RewriteList's
+// replacement, in or out of a transaction), and the entry a key naming it holds (no expiry).
+// On error nothing is left. No key names it yet: the caller deletes it if none will.
+Status NewKeyListOf(const Keyspace& keyspace, const std::vector<std::string>& items,
+                    DictValue* entry);
 
 // A List calls this after every commit that added items (a push, a replace), outside its lock.
 // Inside a keyspace's operation on the list (a ListFillScope) it only marks the scope: the
@@ -75,7 +80,9 @@ Status ScopedWithList(KeyspaceTransactionScope* scope, const Keyspace& keyspace,
                       std::string_view key, Keyspace::Access access,
                       const std::function<Status(List&)>& fn);
 // Keyspace::RewriteList through the scope's transaction: `fn` edits the list as the transaction
-// sees it; the result is staged as the list's new content (its key goes when it is empty).
+// sees it; the result is built as a new list (NewKeyListOf) and the key's entry naming it is
+// staged, the old list an orphan: one change of the record, whatever the length (the key goes
+// when the result is empty). A list this transaction built already is replaced in place.
 Status ScopedRewriteList(KeyspaceTransactionScope* scope, const Keyspace& keyspace,
                          std::string_view key,
                          const std::function<Status(std::vector<std::string>* items)>& fn);

@@ -1526,23 +1526,31 @@ Status ScopedRewriteList(KeyspaceTransactionScope* scope, const Keyspace& ks, st
   SHM_RETURN_IF_ERROR(st->lists.View(op, &items));
   Status outcome = fn(&items);
   if (!outcome.ok()) return outcome;
-  // Staged as every committed item popped and the new content pushed: one record's share, so a
-  // list too long for one transaction takes the exclusive path instead.
-  size_t bytes = 0;
-  for (const std::string& item : items) bytes += item.size();
-  const size_t ops = st->reads + st->writes + st->counters.size() + st->lists.staged() -
-                     op->Changes() + op->length + items.size();
-  if (ops >= Transaction::kMaxOps || st->staged_bytes + bytes > Transaction::kMaxStagedBytes) {
-    return ScopedUnsupported(scope);
-  }
-  const bool filled = !items.empty();
-  SHM_RETURN_IF_ERROR(st->lists.Rewrite(op, std::move(items)));
-  st->staged_bytes += bytes;
-  if (filled) {
+  // The list this transaction built already (no one else sees it): replaced in place, its
+  // staged pushes and pops dropped with it.
+  const auto built = std::find(st->created.begin(), st->created.end(),
+                               std::pair<std::string, KeyType>(entry.data, KeyType::kList));
+  if (built != st->created.end() && !items.empty()) {
+    List list = op->list;
+    st->lists.Drop(op);
+    bool swapped = false;
+    SHM_RETURN_IF_ERROR(list.Replace(nullptr, items, &swapped));
     NoteReady(st, ks, key);
     return outcome;
   }
-  SHM_RETURN_IF_ERROR(RemoveEmptyKey(st, ks, key, entry, KeyType::kList));
+  // The committed list stays as it is, only read (its write count checked at the commit); the
+  // key is staged to name its replacement, built whole now, or removed when nothing is left.
+  st->lists.KeepReadOnly(op);
+  if (items.empty()) return RemoveEmptyKey(st, ks, key, entry, KeyType::kList);
+  DictValue fresh;
+  SHM_RETURN_IF_ERROR(NewKeyListOf(ks, items, &fresh));
+  st->created.emplace_back(fresh.data, KeyType::kList);
+  CrashPoint("tx_after_list_replacement");
+  fresh.expires_at_ms = entry.expires_at_ms;  // LSET, LINSERT... keep the key's expiry.
+  SHM_RETURN_IF_ERROR(
+      Stage(st, KeyspaceIndex(ks), true, key, false, std::move(fresh), Expiry::kAbsolute, 0));
+  NoteOrphan(st, entry, KeyType::kList);
+  NoteReady(st, ks, key);
   return outcome;
 }
 

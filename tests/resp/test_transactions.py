@@ -569,6 +569,34 @@ def test_exec_with_list_middle_edits_answers_as_the_commands_alone(server):
     assert r.keys("*") == ["str"]
 
 
+def test_exec_edits_a_long_lists_middle_as_redis(server, real_redis):
+    """LSET, LINSERT, LREM and LTRIM of a list longer than a transaction's 4096 operations, in
+    one EXEC with reads of it and pushes after the edits, answer what redis-server answers, and
+    leave the list (and its expiry) as it does."""
+    long = ["i%d" % i for i in range(6000)]
+    answers = []
+    for client in (real_redis, server.client(decode_responses=True)):
+        client.flushall()
+        client.rpush("long", *long)
+        client.expire("long", 1000)
+        p = client.pipeline(transaction=True)
+        p.lset("long", 3000, "X")
+        p.linsert("long", "before", "i4000", "Y")
+        p.lrem("long", 1, "i10")
+        p.lrange("long", 2998, 3001)
+        p.rpush("long", "tail")
+        p.lset("long", -1, "TAIL")
+        p.ltrim("long", 5, -5)
+        p.lindex("long", 0)
+        p.llen("long")
+        p.lpop("long")
+        p.lrange("long", -3, -1)
+        got = p.execute()
+        answers.append((got, client.lrange("long", 0, -1), 0 < client.ttl("long") <= 1000))
+    assert answers[1] == answers[0]
+    assert answers[0][0][8] == 5992
+
+
 def test_sigkilled_workers_keep_jobs_moved_by_middle_edits_exactly_once(server):
     """MULTI LREM src 1 job, LPUSH dst job, LINSERT/LSET/LREM of a probe in dst EXEC (edits in
     lists' middles) is one crash-atomic transaction: workers killed mid-EXEC leave every job in
@@ -615,3 +643,50 @@ def test_sigkilled_workers_keep_jobs_moved_by_middle_edits_exactly_once(server):
     assert not {"probe", "probe2"} & set(found), "a killed EXEC left part of its batch"
     assert sorted(found) == sorted(jobs), "a job was lost or duplicated by a killed move"
     assert len(acked) > 50, "too few moves were acknowledged"
+
+
+def test_sigkilled_workers_keep_jobs_moved_out_of_a_long_lists_middle_exactly_once(server):
+    """MULTI LREM src 1 job, LINSERT dst BEFORE pivot job EXEC between a list longer than a
+    transaction's 4096 operations and a short one (each edit one change of the commit, whatever
+    the length): workers killed mid-EXEC leave every job in exactly one list once and the long
+    list's other items in their order."""
+    r = server.client(decode_responses=True)
+    r.flushall()
+    jobs = ["job%d" % i for i in range(20)]
+    pads = ["pad%d" % i for i in range(4500)]
+    r.rpush("long", *pads[:2000], *jobs[:10], *pads[2000:])
+    r.rpush("short", "pivot", *jobs[10:])
+    stop = threading.Event()
+    acked = []
+    lock = threading.Lock()
+
+    def move(seed):
+        c = server.client(decode_responses=True, socket_timeout=10)
+        rng = random.Random(seed)
+        while not stop.is_set():
+            src, dst = rng.sample(["long", "short"], 2)
+            job = rng.choice(jobs)
+            try:
+                p = c.pipeline(transaction=True)
+                p.watch(src)
+                if p.lpos(src, job) is None:
+                    p.unwatch()
+                    continue
+                p.multi()
+                p.lrem(src, 1, job)
+                p.linsert(dst, "before", "pivot" if dst == "short" else "pad2000", job)
+                p.execute()
+            except redis.WatchError:
+                continue
+            except (redis.ConnectionError, redis.TimeoutError):
+                time.sleep(0.01)
+                continue
+            with lock:
+                acked.append(job)
+
+    run_while_killing_workers(server, move, (51, 52), stop)
+    found = answer_after_kills(lambda: r.lrange("long", 0, -1) + r.lrange("short", 0, -1))
+    assert [item for item in found if item.startswith("pad")] == pads
+    assert sorted(item for item in found if item.startswith("job")) == sorted(jobs), \
+        "a job was lost or duplicated by a killed move"
+    assert len(acked) > 10, "too few moves were acknowledged"

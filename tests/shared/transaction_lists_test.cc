@@ -439,7 +439,7 @@ TEST_F(TransactionListsTest, ListingsOfAChangedHashSeeItAsTheCommitWillLeaveIt) 
 }
 
 // A key's list edited in its middle (LSET, LINSERT, LREM, LTRIM: Keyspace::RewriteList) inside a
-// KeyspaceTransactionScope: staged as the list's new content, ranged as the transaction left it,
+// KeyspaceTransactionScope: staged as a new list the key names, ranged as the transaction left it,
 // visible only after Commit; a list edited to nothing goes with its key in the same commit.
 TEST_F(TransactionListsTest, ListMiddleEditsJoinTheTransaction) {
   ASSERT_OK(ks_.WithList("q", Keyspace::Access::kCreate, [](List& l) {

@@ -175,11 +175,12 @@ class Transaction {
 // through the transaction (recorded, seeing its staged writes) and stage their writes in it, with
 // exactly their usual semantics; nothing is visible until tx.Commit(). A list's ends join too:
 // WithList lends `fn` a handle whose Push, Pop (without a wait), Length and Range go through the
-// transaction, and RewriteList (a list's middle) stages the edited list whole; and a hash's
+// transaction, and RewriteList (a list's middle, any length) stages the key naming a new list
+// built with the edited items, the old one deleted after the commit; and a hash's
 // fields: WithHash lends a handle whose Get, Update, Delete and Stats (its field count) go
 // through it, and whose Entries and ListKeys list the hash as the transaction left it (its
 // staged fields over the committed ones, in Redis's order). An operation that cannot be staged
-// (a rewrite of a list longer than kMaxOps allows, counting, listing or flushing keys) answers
+// (counting, listing or flushing keys) answers
 // Conflict and sets unsupported(): the caller then runs the batch under a KeyspaceExclusive
 // instead. Scopes do not nest. Thread-local; use from the thread that made it.
 class KeyspaceTransactionScope {
