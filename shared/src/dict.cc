@@ -1673,6 +1673,48 @@ Locked TxView(Segment::Impl* seg, DictStripeRep* stripe, uint64_t body, uint32_t
 
 }  // namespace
 
+namespace {
+
+uint64_t KeySetDigestLocked(const Locked& d) {
+  const int64_t now_ms = NowFor(d.rep);
+  uint64_t sum = 0, count = 0;
+  for (uint64_t i = 0; i < d.table->capacity; ++i) {
+    const uint64_t word = d.slot(i).blob.load();
+    if (!IsBlob(word) || d.blob(word)->expired(now_ms)) continue;
+    uint64_t mixed = d.blob(word)->hash + 0x9e3779b97f4a7c15ull;  // splitmix64
+    mixed = (mixed ^ (mixed >> 30)) * 0xbf58476d1ce4e5b9ull;
+    mixed = (mixed ^ (mixed >> 27)) * 0x94d049bb133111ebull;
+    sum += mixed ^ (mixed >> 31);
+    ++count;
+  }
+  return sum + count * 0xd1b54a32d192ed03ull;
+}
+
+}  // namespace
+
+Status DictTxKeySetDigests(const ObjectRef& ref, std::vector<uint64_t>* digests) {
+  digests->clear();
+  return CatchAtBoundary("dict", [&] {
+    for (uint32_t shard = 0;; ++shard) {
+      ShardGuard guard;
+      SHM_RETURN_IF_ERROR(guard.Lock(ref, shard));
+      const Locked& d = guard.view();
+      digests->push_back(KeySetDigestLocked(d));
+      if (shard + 1 >= d.rep->shard_count()) return Status::OK();
+    }
+  });
+}
+
+Status DictTxKeySetDigestLocked(const ObjectRef& ref, const DictTxTarget& target,
+                                uint64_t* digest) {
+  if (!IsCurrent(ref) || ref.entry->body.load(std::memory_order_acquire) != target.body) {
+    return Status::NotFound("object was deleted");
+  }
+  *digest =
+      KeySetDigestLocked(TxView(ref.segment->impl(), target.stripe, target.body, target.shard));
+  return Status::OK();
+}
+
 Status DictTxLocate(const ObjectRef& ref, std::string_view key, DictTxTarget* target) {
   return DictTxLocate(ref, HashKey(key), target);
 }

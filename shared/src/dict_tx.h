@@ -79,6 +79,18 @@ void DictTxReleaseAll(Segment::Impl* seg, std::vector<DictStripeRep*>* held, uin
 // After the commit, without locks: grows the shard's table if the inserts filled it.
 void DictTxRebuildIfNeeded(const ObjectRef& ref, uint32_t shard, CowWriter* writer);
 
+// The set of live keys of one shard, as a number that changes when a key comes or goes (a sum
+// over the keys' hashes, mixed, and their count): what a transaction that listed or counted a
+// dict's keys checks again under the commit's lock, so a key added or removed meanwhile (expired
+// included) is a Conflict. Values and versions do not count.
+// The shards of ref's dict and, for each, its digest taken under its lock.
+Status DictTxKeySetDigests(const ObjectRef& ref, std::vector<uint64_t>* digests);
+// Under the lock: the digest of target's shard (its body and shard; any hash). NotFound when
+// ref's dict is no longer the live incarnation with target.body.
+Status DictTxKeySetDigestLocked(const ObjectRef& ref, const DictTxTarget& target, uint64_t* digest);
+// The hash that DictTxLocate maps to shard `shard` of a sharded dict (any shard of another).
+inline uint64_t DictTxShardHash(uint32_t shard) { return uint64_t{shard} << (64 - kDictShardBits); }
+
 // A staged put's blob whose key takes a new place at the end of the insertion order when the
 // commit publishes it, even over a live entry of the key (a key the transaction deleted and
 // wrote again). Stored in the blob's `order` until then; an apply replaces it.

@@ -106,6 +106,16 @@ struct Transaction::State {
   // List keys it pushed to: reported ready (their blocked pops' turn) once it commits.
   std::vector<std::pair<Keyspace, std::string>> ready;
   size_t staged_bytes = 0;
+  // Keyspaces whose keys it listed or counted: the digest of each shard's key set when it did
+  // (DictTxKeySetDigests), checked again under the commit's locks (a key added or removed
+  // meanwhile is a Conflict).
+  struct KeyListing {
+    ObjectRef index;
+    uint64_t body = 0;
+    std::vector<uint64_t> digests;
+  };
+  std::vector<KeyListing> listings;
+  size_t flush_room = 0;  // Operations a flush added to kMaxOps (kMaxFlushKeys).
 
   // The commit's working lists (Committer), kept here for their capacity.
   struct Located {
@@ -127,7 +137,7 @@ struct Transaction::State {
   std::vector<Share> shares;  // In lock order.
 
   Status CheckRoom(size_t bytes) const {
-    if (reads + writes + counters.size() + lists.staged() >= kMaxOps) {
+    if (reads + writes + counters.size() + lists.staged() >= kMaxOps + flush_room) {
       return Status::InvalidArgument("transaction has more than " + std::to_string(kMaxOps) +
                                      " operations");
     }
@@ -138,11 +148,12 @@ struct Transaction::State {
     return Status::OK();
   }
 
-  bool empty() const { return used == 0 && counters.empty() && lists.empty(); }
+  bool empty() const { return used == 0 && counters.empty() && lists.empty() && listings.empty(); }
 
   void Clear() {
     used = reads = writes = staged_bytes = recent = 0;
-    appends = 0;
+    appends = flush_room = 0;
+    listings.clear();
     index.clear();
     counters.clear();
     orphans.clear();
@@ -435,6 +446,7 @@ class Committer {
       st_->shares.back().end = k + 1;
       st_->shares.back().changes |= EntryAt(st_->order[k]).written;
     }
+    SHM_RETURN_IF_ERROR(PlanListings());
     std::sort(st_->counters.begin(), st_->counters.end(),
               [](const State::CounterOp& a, const State::CounterOp& b) {
                 return a.ref.entry < b.ref.entry;
@@ -444,6 +456,39 @@ class Committer {
       lists_.push_back(ListLock{&op, 0, op.Changes() > 0, false, false});
     }
     return Status::OK();
+  }
+
+  // The shards whose key sets the transaction listed: each checked under its stripe, which joins
+  // the shares (without entries when no key of it is read or written).
+  Status PlanListings() {
+    listing_checks_.clear();
+    bool added = false;
+    for (const State::KeyListing& listing : st_->listings) {
+      for (uint32_t shard = 0; shard < listing.digests.size(); ++shard) {
+        ListingCheck check{&listing, {}, listing.digests[shard]};
+        SHM_RETURN_IF_ERROR(DictTxLocate(listing.index, DictTxShardHash(shard), &check.target));
+        if (check.target.body != listing.body) return KeysChanged();
+        listing_checks_.push_back(check);
+        const bool shared =
+            std::any_of(st_->shares.begin(), st_->shares.end(),
+                        [&](const State::Share& s) { return s.stripe == check.target.stripe; });
+        if (shared) continue;
+        st_->shares.push_back(State::Share{
+            check.target.stripe, InKeyspace(seg_, check.target.stripe), 0, 0, false, false, false});
+        added = true;
+      }
+    }
+    if (added) {
+      std::sort(st_->shares.begin(), st_->shares.end(),
+                [](const State::Share& a, const State::Share& b) {
+                  return a.keyspace != b.keyspace ? a.keyspace : a.stripe < b.stripe;
+                });
+    }
+    return Status::OK();
+  }
+
+  static Status KeysChanged() {
+    return Status::Conflict("keys listed by the transaction changed before its commit");
   }
 
   // The record and every new blob, allocated before any lock is taken. The changes follow the
@@ -590,6 +635,13 @@ class Committer {
       if (!DictTxRoomLocked(seg_, DictTxTarget{share.stripe, ins.body, ins.shard, 0}, ins.count)) {
         grow_.push_back(ins);
       }
+    }
+    for (const ListingCheck& check : listing_checks_) {
+      if (check.target.stripe != share.stripe) continue;
+      uint64_t digest = 0;
+      Status s = DictTxKeySetDigestLocked(check.listing->index, check.target, &digest);
+      if (s.IsNotFound() || (s.ok() && digest != check.digest)) return KeysChanged();
+      SHM_RETURN_IF_ERROR(s);
     }
     return Status::OK();
   }
@@ -745,6 +797,12 @@ class Committer {
   std::vector<ListLock> lists_;  // In lock order.
   std::vector<std::pair<ObjectRef, uint64_t>> list_grow_;  // Rings to grow, then retry.
   std::vector<EntryRep*> wake_;  // Lists with blocked pops to wake after the release.
+  struct ListingCheck {
+    const State::KeyListing* listing;
+    DictTxTarget target;  // Its shard.
+    uint64_t digest;      // As the transaction listed it.
+  };
+  std::vector<ListingCheck> listing_checks_;
 };
 
 }  // namespace
@@ -893,6 +951,12 @@ Status ScopedUpdateEntry(KeyspaceTransactionScope* scope, const Dict& index, std
 
 void ScopedDeferOrphan(KeyspaceTransactionScope* scope, const std::string& name, KeyType type) {
   TransactionAccess::StateOf(scope)->orphans.emplace_back(name, type);
+}
+
+bool ScopedEntryStaged(KeyspaceTransactionScope* scope, const Dict& index, std::string_view key) {
+  State* st = TransactionAccess::StateOf(scope);
+  const State::Entry* e = st->Find(index.ref(), DictKeyHash(key), key);
+  return e != nullptr && e->written && !e->erase;
 }
 
 Status ScopedUnsupported(KeyspaceTransactionScope* scope) {
@@ -1494,6 +1558,89 @@ Status Transaction::Run(Segment* segment, int attempts,
   return attempts > 0 ? last : Status::Conflict("the transaction was not attempted");
 }
 
+// ---- Keyspace listings, counts and flushes in a transaction (keyspace_internal.h) ------------
+
+namespace {
+
+void StagedOverlay(const State* st, const Dict& dict, DictOverlay* overlay);
+
+// Records the digest of every shard's key set of the keyspace, once per transaction.
+Status RecordListing(State* st, const Dict& index) {
+  for (const State::KeyListing& listing : st->listings) {
+    if (listing.index.entry == index.ref().entry &&
+        listing.index.incarnation == index.ref().incarnation) {
+      return Status::OK();
+    }
+  }
+  State::KeyListing listing;
+  listing.index = index.ref();
+  listing.body = index.ref().entry->body.load(std::memory_order_acquire);
+  SHM_RETURN_IF_ERROR(DictTxKeySetDigests(index.ref(), &listing.digests));
+  st->listings.push_back(std::move(listing));
+  return Status::OK();
+}
+
+Status ListKeysIn(State* st, const Dict& index, std::string_view prefix, size_t limit,
+                  uint64_t cursor, std::vector<std::string>* keys, uint64_t* next_cursor) {
+  keys->clear();
+  *next_cursor = 0;
+  SHM_RETURN_IF_ERROR(RecordListing(st, index));
+  DictOverlay overlay;
+  StagedOverlay(st, index, &overlay);
+  return DictListKeys(index.ref(), prefix, limit, cursor, &overlay, keys, next_cursor);
+}
+
+// Every key of the keyspace as the transaction sees it.
+Status AllKeysIn(State* st, const Dict& index, std::vector<std::string>* all) {
+  all->clear();
+  uint64_t cursor = 0;
+  do {
+    std::vector<std::string> keys;
+    SHM_RETURN_IF_ERROR(ListKeysIn(st, index, "", Dict::kMaxListLimit, cursor, &keys, &cursor));
+    for (std::string& key : keys) all->push_back(std::move(key));
+  } while (cursor != 0);
+  return Status::OK();
+}
+
+}  // namespace
+
+Status ScopedListKeys(KeyspaceTransactionScope* scope, const Dict& index, std::string_view prefix,
+                      size_t limit, uint64_t cursor, std::vector<std::string>* keys,
+                      uint64_t* next_cursor) {
+  return ListKeysIn(TransactionAccess::StateOf(scope), index, prefix, limit, cursor, keys,
+                    next_cursor);
+}
+
+Status ScopedCountKeys(KeyspaceTransactionScope* scope, const Dict& index, uint64_t* count) {
+  std::vector<std::string> all;
+  SHM_RETURN_IF_ERROR(AllKeysIn(TransactionAccess::StateOf(scope), index, &all));
+  *count = all.size();
+  return Status::OK();
+}
+
+Status ScopedFlush(KeyspaceTransactionScope* scope, const Keyspace& ks) {
+  State* st = TransactionAccess::StateOf(scope);
+  std::vector<std::string> all;
+  SHM_RETURN_IF_ERROR(AllKeysIn(st, KeyspaceIndex(ks), &all));
+  // Refused whole, before anything is staged, when the transaction could not hold it.
+  size_t bytes = 0;
+  for (const std::string& key : all) bytes += key.size();
+  if (all.size() > Transaction::kMaxFlushKeys ||
+      st->staged_bytes + bytes > Transaction::kMaxStagedBytes) {
+    return Status::InvalidArgument("a flush inside a transaction removes at most " +
+                                   std::to_string(Transaction::kMaxFlushKeys) +
+                                   " keys (this one has " + std::to_string(all.size()) +
+                                   "); flush outside MULTI/EXEC");
+  }
+  st->flush_room += 2 * all.size();  // A read and a write per key.
+  Transaction* tx = TransactionAccess::TxOf(scope);
+  for (const std::string& key : all) {
+    bool existed = false;
+    SHM_RETURN_IF_ERROR(tx->Delete(ks, key, &existed));
+  }
+  return Status::OK();
+}
+
 // ---- Keyspace lists lent to commands in a transaction (keyspace_internal.h) -------------------
 
 Status ScopedWithList(KeyspaceTransactionScope* scope, const Keyspace& ks, std::string_view key,
@@ -1569,6 +1716,22 @@ Status TxListUnsupported() {
 
 // ---- Keyspace hashes lent to commands in a transaction (transaction_hashes.h) ----------------
 
+namespace {
+
+// The dict's staged entries (a hash's fields, a keyspace's keys), as its listings see them.
+void StagedOverlay(const State* st, const Dict& dict, DictOverlay* overlay) {
+  for (size_t i = 0; i < st->used; ++i) {
+    const State::Entry& e = st->entries[i];
+    if (!e.written || e.ref.entry != dict.ref().entry ||
+        e.ref.incarnation != dict.ref().incarnation) {
+      continue;
+    }
+    overlay->Add(DictOverlay::Write{e.key, e.hash, e.erase, e.appended, e.value.data});
+  }
+}
+
+}  // namespace
+
 Status ScopedWithHash(KeyspaceTransactionScope* scope, const Keyspace& ks, std::string_view key,
                       Keyspace::Access access, const std::function<Status(Dict&)>& fn) {
   State* st = TransactionAccess::StateOf(scope);
@@ -1629,14 +1792,7 @@ namespace {
 // The hash's staged fields, as its listings see them.
 void HashOverlay(const State* st, const Dict& hash, DictOverlay* overlay) {
   if (st->hash_writes.count({hash.ref().entry, hash.ref().incarnation}) == 0) return;
-  for (size_t i = 0; i < st->used; ++i) {
-    const State::Entry& e = st->entries[i];
-    if (!e.written || e.ref.entry != hash.ref().entry ||
-        e.ref.incarnation != hash.ref().incarnation) {
-      continue;
-    }
-    overlay->Add(DictOverlay::Write{e.key, e.hash, e.erase, e.appended, e.value.data});
-  }
+  StagedOverlay(st, hash, overlay);
 }
 
 }  // namespace

@@ -690,3 +690,120 @@ def test_sigkilled_workers_keep_jobs_moved_out_of_a_long_lists_middle_exactly_on
     assert sorted(item for item in found if item.startswith("job")) == sorted(jobs), \
         "a job was lost or duplicated by a killed move"
     assert len(acked) > 10, "too few moves were acknowledged"
+
+
+def keys_batch(p, rng):
+    """Seeded MULTI batch of key writes with KEYS, SCAN, DBSIZE, EXISTS and FLUSHDB between."""
+    keys = ["k%d" % i for i in range(6)]
+    for _ in range(rng.randint(3, 12)):
+        key, op = rng.choice(keys), rng.randrange(10)
+        if op == 0:
+            p.set(key, rng.randint(0, 9))
+        elif op == 1:
+            p.delete(*rng.sample(keys, 2))
+        elif op == 2:
+            p.rename(key, rng.choice(keys))
+        elif op == 3:
+            p.rpush(key, "x")
+        elif op == 4:
+            p.hset(key, "f", 1)
+        elif op == 5:
+            p.keys("*")
+        elif op == 6:
+            p.scan(0, count=1000)
+        elif op == 7:
+            p.dbsize()
+        elif op == 8:
+            p.exists(*keys)
+        elif rng.random() < 0.3:
+            p.flushdb()
+        else:
+            p.randomkey()
+
+
+def unordered_keys(reply):
+    """KEYS and SCAN replies compared as sets (their order is the server's hash order, a
+    documented difference); RANDOMKEY's as whether it answered a key."""
+    if isinstance(reply, tuple) and len(reply) == 2 and isinstance(reply[1], list):
+        return ("scan", reply[0], sorted(reply[1]))
+    if isinstance(reply, list):
+        return sorted(reply)
+    if isinstance(reply, str) and reply.startswith("k") and len(reply) == 2:
+        return "a key"
+    return ordered(reply)
+
+
+def test_exec_key_listings_and_flushdb_answer_as_redis(server, real_redis):
+    """Seeded batches of key writes with KEYS, SCAN, DBSIZE, RANDOMKEY and FLUSHDB in MULTI/EXEC
+    (one transaction: they see the batch's own writes) answer what redis-server answers."""
+    r = server.client(decode_responses=True)
+    rng = random.Random(2424)
+    for batch in range(60):
+        answers = []
+        seed = rng.random()
+        for client in (real_redis, r):
+            client.flushall()
+            client.set("k0", "a")
+            client.rpush("k1", "x", "y")
+            client.hset("k2", "f", "v")
+            p = client.pipeline(transaction=True)
+            keys_batch(p, random.Random(seed))
+            got = p.execute(raise_on_error=False)
+            answers.append(([unordered_keys(v) for v in got], sorted(client.keys("*"))))
+        assert answers[1] == answers[0], "batch %d differs from redis-server" % batch
+
+
+def test_sigkilled_workers_keep_batches_that_count_and_list_keys_whole(server):
+    """Batches that write two keys of a pair (or remove a pair, or FLUSHDB and write a pair) and
+    count and list the keys in the same EXEC are one crash-atomic transaction: every DBSIZE and
+    KEYS inside sees whole pairs only, and so does the keyspace after workers were SIGKILLed
+    mid-batch."""
+    r = server.client(decode_responses=True)
+    r.flushall()
+    stop = threading.Event()
+    acked, wrong = [], []
+    lock = threading.Lock()
+
+    def pairs_whole(keys):
+        names = sorted(keys)
+        return len(names) % 2 == 0 and all(
+            a[:-1] == b[:-1] and a.endswith("a") and b.endswith("b")
+            for a, b in zip(names[::2], names[1::2]))
+
+    def client(seed):
+        c = server.client(decode_responses=True, socket_timeout=5)
+        rng = random.Random(seed)
+        mine = []
+        n = 0
+        while not stop.is_set():
+            n += 1
+            tid = "p:%d:%d:" % (seed, n)
+            try:
+                p = c.pipeline(transaction=True)
+                op = rng.random()
+                if op < 0.05:
+                    p.flushdb()
+                if op < 0.7 or not mine:
+                    p.set(tid + "a", 1)
+                    p.set(tid + "b", 1)
+                else:
+                    old = mine.pop(rng.randrange(len(mine)))
+                    p.delete(old + "a", old + "b")
+                p.dbsize()
+                p.keys("p:*")
+                got = p.execute()
+            except (redis.ConnectionError, redis.TimeoutError):
+                time.sleep(0.01)
+                continue
+            if op < 0.7 or not mine:
+                mine.append(tid)
+            with lock:
+                acked.append(tid)
+                if got[-2] % 2 or not pairs_whole(got[-1]):
+                    wrong.append((got[-2], got[-1]))
+
+    run_while_killing_workers(server, client, (61, 62, 63), stop)
+    keys = answer_after_kills(lambda: r.keys("*"))
+    assert wrong == [], "a batch counted or listed half a pair: %r" % wrong[:3]
+    assert pairs_whole(keys), "a killed EXEC left half a pair: %r" % sorted(keys)[:10]
+    assert len(acked) > 50, "too few batches were acknowledged"

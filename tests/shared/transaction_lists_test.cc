@@ -438,6 +438,78 @@ TEST_F(TransactionListsTest, ListingsOfAChangedHashSeeItAsTheCommitWillLeaveIt) 
   EXPECT_EQ(Listing(items), "b=9 d=0 y=1 a=3 x=4 ");
 }
 
+std::set<std::string> AllKeys(Keyspace& ks) {
+  std::vector<std::string> keys;
+  uint64_t next = 0;
+  EXPECT_TRUE(ks.ListKeys("", Dict::kMaxListLimit, 0, &keys, &next).ok());
+  EXPECT_EQ(next, 0u);
+  return std::set<std::string>(keys.begin(), keys.end());
+}
+
+// Keyspace::ListKeys, Count and Flush inside a KeyspaceTransactionScope (KEYS, SCAN, DBSIZE,
+// RANDOMKEY, FLUSHDB in MULTI/EXEC): they see the transaction's own keys, a flush stages the
+// deletion of every key, and a key added or removed by someone else before the commit is a
+// Conflict (a value rewritten is not: the listing read the key set).
+TEST_F(TransactionListsTest, KeyListingsCountsAndFlushesJoinTheTransaction) {
+  StringSetResult result;
+  for (const char* key : {"a", "b"}) ASSERT_OK(ks_.Set(key, "1", StringSet(), &result));
+  ASSERT_OK(ks_.WithList("l", Keyspace::Access::kCreate,
+                         [](List& l) { return l.Push(List::End::kRight, "x"); }));
+  Transaction tx(seg_.get());
+  {
+    KeyspaceTransactionScope scope(&tx);
+    ASSERT_OK(ks_.Set("c", "3", StringSet(), &result));
+    bool existed = false;
+    ASSERT_OK(ks_.Delete("a", &existed));
+    EXPECT_EQ(AllKeys(ks_), (std::set<std::string>{"b", "c", "l"}));
+    std::vector<std::string> page;
+    uint64_t next = 0;
+    ASSERT_OK(ks_.ListKeys("", 1, 0, &page, &next));  // A page, resumed by its cursor.
+    EXPECT_EQ(page.size(), 1u);
+    uint64_t count = 0;
+    ASSERT_OK(ks_.Count(&count));
+    EXPECT_EQ(count, 3u);
+    EXPECT_FALSE(scope.unsupported());
+  }
+  EXPECT_EQ(AllKeys(ks_), (std::set<std::string>{"a", "b", "l"}));
+  ASSERT_OK(tx.Commit());
+  EXPECT_EQ(AllKeys(ks_), (std::set<std::string>{"b", "c", "l"}));
+
+  // Another writer between the listing and the commit.
+  for (bool adds_a_key : {true, false}) {
+    Transaction reader(seg_.get());
+    {
+      KeyspaceTransactionScope scope(&reader);
+      uint64_t count = 0;
+      ASSERT_OK(ks_.Count(&count));
+      ASSERT_OK(ks_.Set("mine", "1", StringSet(), &result));
+    }
+    ASSERT_OK(ks_.Set(adds_a_key ? "d" : "b", "2", StringSet(), &result));
+    Status s = reader.Commit();
+    EXPECT_EQ(s.IsConflict(), adds_a_key) << s.ToString();
+    bool existed = false;
+    ASSERT_OK(ks_.Delete("mine", &existed));
+    EXPECT_EQ(existed, !adds_a_key);
+  }
+
+  // A flush: every key, the list's included, goes in the commit; the batch may write after it.
+  Transaction flush(seg_.get());
+  {
+    KeyspaceTransactionScope scope(&flush);
+    ASSERT_OK(ks_.Flush());
+    EXPECT_EQ(AllKeys(ks_), (std::set<std::string>{}));
+    ASSERT_OK(ks_.Set("after", "1", StringSet(), &result));
+    uint64_t count = 0;
+    ASSERT_OK(ks_.Count(&count));
+    EXPECT_EQ(count, 1u);
+    EXPECT_FALSE(scope.unsupported());
+  }
+  EXPECT_EQ(AllKeys(ks_), (std::set<std::string>{"b", "c", "d", "l"}));
+  ASSERT_OK(flush.Commit());
+  EXPECT_EQ(AllKeys(ks_), (std::set<std::string>{"after"}));
+  EXPECT_EQ(Aggregates(seg_.get()), 0u);  // The list went with its key.
+}
+
 // A key's list edited in its middle (LSET, LINSERT, LREM, LTRIM: Keyspace::RewriteList) inside a
 // KeyspaceTransactionScope: staged as a new list the key names, ranged as the transaction left it,
 // visible only after Commit; a list edited to nothing goes with its key in the same commit.

@@ -72,6 +72,9 @@ class Transaction {
   // Limits on one transaction (bad input is refused with InvalidArgument when staged).
   static constexpr size_t kMaxOps = 4096;                      // Staged writes and reads.
   static constexpr size_t kMaxStagedBytes = size_t{64} << 20;  // Keys and values staged.
+  // Keys a keyspace's flush inside a transaction (FLUSHDB in MULTI/EXEC) removes at most, on
+  // top of kMaxOps: more is refused (InvalidArgument) with nothing staged.
+  static constexpr size_t kMaxFlushKeys = size_t{1} << 18;
 
   explicit Transaction(Segment* segment);
   ~Transaction();
