@@ -1246,7 +1246,22 @@ void Dict::Prefetch(std::span<const std::string_view> keys) const {
 
 Status Dict::Set(std::string_view key, std::string_view value, const SetOptions& options,
                  uint64_t* version) {
-  if (tx_ != nullptr) return TxHashUnsupported();
+  if (tx_ != nullptr) {  // A hash field has no expiry, content type or version to ask for.
+    if (options.ttl_ms != 0 || options.if_version.has_value() || !options.content_type.empty() ||
+        version != nullptr) {
+      return TxHashUnsupported();
+    }
+    return TxHashUpdate(tx_, Unbound(), key, [&](const DictValue* current, DictUpdate* update) {
+      if (options.mode == SetMode::kAdd && current != nullptr) {
+        return Status::AlreadyExists("key already exists (mode add)");
+      }
+      if (options.mode == SetMode::kReplace && current == nullptr) {
+        return Status::NotFound("key does not exist (mode replace)");
+      }
+      update->data.assign(value);
+      return Status::OK();
+    });
+  }
   SHM_RETURN_IF_ERROR(ValidateKey(key));
   SHM_RETURN_IF_ERROR(ValidateValue(value));
   SHM_RETURN_IF_ERROR(ValidateContentType(options.content_type));

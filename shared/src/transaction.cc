@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <chrono>
 #include <map>
+#include <set>
 #include <thread>
 #include <type_traits>
 #include <utility>
@@ -103,6 +104,9 @@ struct Transaction::State {
   std::map<std::pair<const EntryRep*, uint64_t>, uint64_t> hash_sizes;
   // Lists and hashes this transaction created for new keys: deleted unless it commits.
   std::vector<std::pair<std::string, KeyType>> created;
+  // The lists among them (no one else sees one before the commit: replaced in place).
+  std::set<std::pair<const EntryRep*, uint64_t>> built_lists;
+  bool refilled = false;  // A built list replaced in place by the command running now.
   // List keys it pushed to: reported ready (their blocked pops' turn) once it commits.
   std::vector<std::pair<Keyspace, std::string>> ready;
   size_t staged_bytes = 0;
@@ -161,6 +165,8 @@ struct Transaction::State {
     hash_writes.clear();
     hash_sizes.clear();
     created.clear();
+    built_lists.clear();
+    refilled = false;
     ready.clear();
   }
 
@@ -1331,6 +1337,7 @@ Status KeyAggregate(State* st, const Keyspace& ks, std::string_view key, bool cr
   DictValue fresh;
   SHM_RETURN_IF_ERROR(NewAggregate(ks, proxy, &fresh));
   st->created.emplace_back(fresh.data, kType);
+  if constexpr (kList) st->built_lists.emplace(proxy->ref().entry, proxy->ref().incarnation);
   *entry = fresh;
   SHM_RETURN_IF_ERROR(
       Stage(st, KeyspaceIndex(ks), true, key, false, std::move(fresh), Expiry::kAbsolute, 0));
@@ -1653,9 +1660,10 @@ Status ScopedWithList(KeyspaceTransactionScope* scope, const Keyspace& ks, std::
   List bound = op->list;
   BindListToTransaction(&bound, TransactionAccess::TxOf(scope));
   const size_t pushed = op->left.size() + op->right.size();
+  st->refilled = false;
   Status outcome = fn(bound);
   if (access == Keyspace::Access::kRead) return outcome;
-  if (op->left.size() + op->right.size() > pushed) NoteReady(st, ks, key);
+  if (op->left.size() + op->right.size() > pushed || st->refilled) NoteReady(st, ks, key);
   uint64_t length = 0;
   SHM_RETURN_IF_ERROR(st->lists.Length(op, &length));
   if (length == 0) SHM_RETURN_IF_ERROR(RemoveEmptyKey(st, ks, key, entry, KeyType::kList));
@@ -1675,9 +1683,8 @@ Status ScopedRewriteList(KeyspaceTransactionScope* scope, const Keyspace& ks, st
   if (!outcome.ok()) return outcome;
   // The list this transaction built already (no one else sees it): replaced in place, its
   // staged pushes and pops dropped with it.
-  const auto built = std::find(st->created.begin(), st->created.end(),
-                               std::pair<std::string, KeyType>(entry.data, KeyType::kList));
-  if (built != st->created.end() && !items.empty()) {
+  if (st->built_lists.count({op->list.ref().entry, op->list.ref().incarnation}) != 0 &&
+      !items.empty()) {
     List list = op->list;
     st->lists.Drop(op);
     bool swapped = false;
@@ -1692,6 +1699,10 @@ Status ScopedRewriteList(KeyspaceTransactionScope* scope, const Keyspace& ks, st
   DictValue fresh;
   SHM_RETURN_IF_ERROR(NewKeyListOf(ks, items, &fresh));
   st->created.emplace_back(fresh.data, KeyType::kList);
+  List built;
+  if (KeyListOf(ks.ref().segment, fresh.data, &built).ok()) {
+    st->built_lists.emplace(built.ref().entry, built.ref().incarnation);
+  }
   CrashPoint("tx_after_list_replacement");
   fresh.expires_at_ms = entry.expires_at_ms;  // LSET, LINSERT... keep the key's expiry.
   SHM_RETURN_IF_ERROR(
@@ -1705,6 +1716,28 @@ Status TxListRange(Transaction* tx, const List& list, int64_t start, int64_t sto
                    std::vector<std::string>* items, bool* truncated) {
   State* st = TransactionAccess::StateOf(tx);
   return st->lists.Range(st->lists.Of(list), start, stop, items, truncated);
+}
+
+Status TxListReplace(Transaction* tx, const List& list, const std::vector<std::string>* expected,
+                     const std::vector<std::string>& items, bool* swapped) {
+  *swapped = false;
+  State* st = TransactionAccess::StateOf(tx);
+  if (st->built_lists.count({list.ref().entry, list.ref().incarnation}) == 0) {
+    return TxListUnsupported();
+  }
+  TxListOp* op = st->lists.Of(list);
+  if (expected != nullptr) {
+    std::vector<std::string> view;
+    SHM_RETURN_IF_ERROR(st->lists.View(op, &view));
+    if (view != *expected) return Status::OK();
+  }
+  // No one else sees it: its content is replaced now, its staged pushes and pops dropped.
+  st->lists.KeepReadOnly(op);
+  op->writes_seen.reset();
+  List unbound = op->list;
+  SHM_RETURN_IF_ERROR(unbound.Replace(nullptr, items, swapped));
+  st->refilled = *swapped && !items.empty();
+  return Status::OK();
 }
 
 Status TxListUnsupported() {

@@ -72,6 +72,11 @@ class TxLists {
 // range, and what it cannot stage (Conflict, marking the thread's scope unsupported).
 Status TxListRange(Transaction* tx, const List& list, int64_t start, int64_t stop,
                    std::vector<std::string>* items, bool* truncated);
+// List::Replace of a lent list: in place when the transaction built the list (a key it created,
+// COPY/MOVE/RESTORE), as the list's own replace (`expected` compared with the transaction's
+// view); else what cannot be staged.
+Status TxListReplace(Transaction* tx, const List& list, const std::vector<std::string>* expected,
+                     const std::vector<std::string>& items, bool* swapped);
 Status TxListUnsupported();
 
 }  // namespace shm

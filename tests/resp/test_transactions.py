@@ -693,10 +693,18 @@ def test_sigkilled_workers_keep_jobs_moved_out_of_a_long_lists_middle_exactly_on
 
 
 def keys_batch(p, rng):
-    """Seeded MULTI batch of key writes with KEYS, SCAN, DBSIZE, EXISTS and FLUSHDB between."""
+    """Seeded MULTI batch of key writes (COPY and MOVE of every type included) with KEYS, SCAN,
+    DBSIZE, EXISTS and FLUSHDB between."""
     keys = ["k%d" % i for i in range(6)]
     for _ in range(rng.randint(3, 12)):
-        key, op = rng.choice(keys), rng.randrange(10)
+        key, op = rng.choice(keys), rng.randrange(12)
+        if op == 10:
+            p.copy(key, rng.choice(keys))
+            p.lrange(key, 0, -1)
+            continue
+        if op == 11:
+            p.move(key, 1)
+            continue
         if op == 0:
             p.set(key, rng.randint(0, 9))
         elif op == 1:
@@ -734,8 +742,9 @@ def unordered_keys(reply):
 
 
 def test_exec_key_listings_and_flushdb_answer_as_redis(server, real_redis):
-    """Seeded batches of key writes with KEYS, SCAN, DBSIZE, RANDOMKEY and FLUSHDB in MULTI/EXEC
-    (one transaction: they see the batch's own writes) answer what redis-server answers."""
+    """Seeded batches of key writes with COPY, MOVE, KEYS, SCAN, DBSIZE, RANDOMKEY and FLUSHDB
+    in MULTI/EXEC (one transaction: they see the batch's own writes) answer what redis-server
+    answers."""
     r = server.client(decode_responses=True)
     rng = random.Random(2424)
     for batch in range(60):

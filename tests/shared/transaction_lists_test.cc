@@ -510,6 +510,60 @@ TEST_F(TransactionListsTest, KeyListingsCountsAndFlushesJoinTheTransaction) {
   EXPECT_EQ(Aggregates(seg_.get()), 0u);  // The list went with its key.
 }
 
+// A key created whole inside a transaction (COPY, MOVE, RESTORE: a new key's list replaced, a
+// new key's hash's fields set) joins it: the list is one the transaction built, replaced in
+// place; the fields are staged. Replacing a list someone else can see still cannot be staged.
+TEST_F(TransactionListsTest, KeysCreatedWholeJoinTheTransaction) {
+  ASSERT_OK(ks_.WithList("old", Keyspace::Access::kCreate,
+                         [](List& l) { return l.Push(List::End::kRight, "o"); }));
+  Transaction tx(seg_.get());
+  {
+    KeyspaceTransactionScope scope(&tx);
+    ASSERT_OK(ks_.WithList("copy", Keyspace::Access::kCreate, [](List& l) {
+      const std::vector<std::string> empty;
+      bool swapped = false;
+      SHM_RETURN_IF_ERROR(l.Replace(&empty, {"a", "b"}, &swapped));
+      EXPECT_TRUE(swapped);
+      return l.Push(List::End::kRight, "c");
+    }));
+    ASSERT_OK(ks_.WithHash("hcopy", Keyspace::Access::kCreate, [](Dict& d) {
+      SHM_RETURN_IF_ERROR(d.Set("f", "1", SetOptions()));
+      SetOptions add;
+      add.mode = SetMode::kAdd;
+      EXPECT_TRUE(d.Set("f", "2", add).IsAlreadyExists());
+      return d.Set("g", "2", SetOptions());
+    }));
+    EXPECT_EQ(KeyItems(ks_, "copy"), (std::vector<std::string>{"a", "b", "c"}));
+    EXPECT_FALSE(scope.unsupported());
+    Status s = ks_.WithList("old", Keyspace::Access::kWrite, [](List& l) {
+      bool swapped = false;
+      return l.Replace(nullptr, {"x"}, &swapped);
+    });
+    EXPECT_TRUE(s.IsConflict());
+    EXPECT_TRUE(scope.unsupported());
+  }
+  tx.Reset();
+  {
+    KeyspaceTransactionScope scope(&tx);
+    ASSERT_OK(ks_.WithList("copy", Keyspace::Access::kCreate, [](List& l) {
+      bool swapped = false;
+      return l.Replace(nullptr, {"a", "b"}, &swapped);
+    }));
+    ASSERT_OK(ks_.WithHash("hcopy", Keyspace::Access::kCreate,
+                           [](Dict& d) { return d.Set("f", "1", SetOptions()); }));
+    EXPECT_FALSE(scope.unsupported());
+  }
+  KeyType type = KeyType::kNone;
+  ASSERT_OK(ks_.Type("copy", &type));
+  EXPECT_EQ(type, KeyType::kNone);
+  ASSERT_OK(tx.Commit());
+  EXPECT_EQ(KeyItems(ks_, "copy"), (std::vector<std::string>{"a", "b"}));
+  std::vector<DictItem> fields;
+  ASSERT_OK(ks_.WithHash("hcopy", Keyspace::Access::kRead,
+                         [&](Dict& d) { return d.Entries(true, &fields); }));
+  EXPECT_EQ(Listing(fields), "f=1 ");
+}
+
 // A key's list edited in its middle (LSET, LINSERT, LREM, LTRIM: Keyspace::RewriteList) inside a
 // KeyspaceTransactionScope: staged as a new list the key names, ranged as the transaction left it,
 // visible only after Commit; a list edited to nothing goes with its key in the same commit.

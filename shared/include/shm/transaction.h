@@ -182,8 +182,11 @@ class Transaction {
 // built with the edited items, the old one deleted after the commit; and a hash's
 // fields: WithHash lends a handle whose Get, Update, Delete and Stats (its field count) go
 // through it, and whose Entries and ListKeys list the hash as the transaction left it (its
-// staged fields over the committed ones, in Redis's order). An operation that cannot be staged
-// (counting, listing or flushing keys) answers
+// staged fields over the committed ones, in Redis's order). ListKeys, Count (without its
+// expiring count) and Flush see the keys as the transaction does and record every shard's key
+// set as read (a key added or removed meanwhile is a Conflict at the commit); Flush stages the
+// deletion of every key (kMaxFlushKeys at most). An operation that cannot be staged (Count of
+// expiring keys, a sweep, replacing a list the transaction did not build) answers
 // Conflict and sets unsupported(): the caller then runs the batch under a KeyspaceExclusive
 // instead. Scopes do not nest. Thread-local; use from the thread that made it.
 class KeyspaceTransactionScope {
