@@ -137,6 +137,10 @@ struct Transaction::State {
     bool changes;  // Some entry of it is written.
     bool held;
     bool marked;  // Its stripe's tx_record names the record.
+    // Held already by this thread's KeyspaceExclusive: used without locking, and its tx_record
+    // gets back the batch's mark (`restore`) instead of 0.
+    bool borrowed = false;
+    uint64_t restore = 0;
   };
   std::vector<Share> shares;  // In lock order.
 
@@ -561,11 +565,16 @@ class Committer {
   TxRecordRep* record() { return seg_->Ptr<TxRecordRep>(record_); }
 
   Status LockShare(State::Share& share) {
-    if (!DictTxLockStripe(seg_, share.stripe, kDefaultLockTimeout)) {
+    share.restore = 0;
+    if (DictTxHeldByThisThread(share.stripe)) {
+      share.borrowed = true;
+      share.restore = share.stripe->tx_record.load(std::memory_order_seq_cst);
+    } else if (!DictTxLockStripe(seg_, share.stripe, kDefaultLockTimeout)) {
       return Status::Timeout("a transaction's key is busy (held by pid " +
                              std::to_string(share.stripe->mu.owner_pid()) + "); try again");
+    } else {
+      share.held = true;
     }
-    share.held = true;
     if (share.changes) {
       share.stripe->tx_record.store(record_, std::memory_order_seq_cst);
       share.marked = true;
@@ -763,7 +772,7 @@ class Committer {
         CrashPoint("tx_after_apply");
         if (rebuild) inserted_.emplace_back(EntryAt(i).ref, change.shard);
       }
-      share.stripe->tx_record.store(0, std::memory_order_seq_cst);
+      share.stripe->tx_record.store(share.restore, std::memory_order_seq_cst);
       share.marked = false;
       rec->shares_left.fetch_sub(1, std::memory_order_seq_cst);
     }
@@ -784,11 +793,10 @@ class Committer {
       it->named = it->held = false;
     }
     for (auto it = st_->shares.rbegin(); it != st_->shares.rend(); ++it) {
-      if (!it->held) continue;
-      if (it->marked) it->stripe->tx_record.store(0, std::memory_order_seq_cst);
-      it->stripe->mu.unlock();
-      it->held = false;
-      it->marked = false;
+      if (!it->held && !it->borrowed) continue;
+      if (it->marked) it->stripe->tx_record.store(it->restore, std::memory_order_seq_cst);
+      if (it->held) it->stripe->mu.unlock();
+      it->held = it->borrowed = it->marked = false;
     }
   }
 

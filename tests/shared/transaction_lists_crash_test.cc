@@ -192,6 +192,44 @@ INSTANTIATE_TEST_SUITE_P(
                     TxCrashCase{"tx_before_orphan_delete", 3, true}),
     test::TxCrashCaseName);
 
+// The same transaction run while the committer holds every shard lock of the keyspace
+// (KeyspaceExclusive: what EXEC does after a batch kept conflicting): its commit uses those
+// stripes without locking them again and gives their tx_record back the batch's mark, and a
+// death at each step still leaves all or nothing.
+Status RunTransactionHoldingTheKeyspace(Segment* seg, Objects& o) {
+  KeyspaceExclusive locks;
+  SHM_RETURN_IF_ERROR(locks.Lock(o.ks));
+  return RunTransaction(seg, o);
+}
+
+class TransactionUnderExclusiveCrashPointTest : public testing::TestWithParam<TxCrashCase> {};
+
+TEST_P(TransactionUnderExclusiveCrashPointTest, DeathAtEachStepLeavesAllOrNothing) {
+  test::ScopedSegment seg(test::kTxCrashSegmentBytes, test::kTxCrashRegistryEntries);
+  Objects o;
+  TxState before, after;
+  ASSERT_NO_FATAL_FAILURE(test::DieInTransactionAndRecover(
+      GetParam(), test::TxScenario<Objects>{Populate, Snapshot, RunTransactionHoldingTheKeyspace},
+      seg.get(), &o, &before, &after));
+  EXPECT_EQ(after.at("ks/mid"), "m2,m1,m0,");
+  // The keyspace's locks and marks work again: a transaction and a plain write.
+  Transaction again(seg.get());
+  ASSERT_OK(again.Push(o.ks, "q", List::End::kRight, "again"));
+  ASSERT_OK(again.Commit());
+  EXPECT_EQ(KeyList(o.ks, "q"), GetParam().applied ? "again," : "q0,q1,again,");
+  StringSetResult result;
+  ASSERT_OK(o.ks.Set("plain", "1", StringSet(), &result));
+  ASSERT_OK(seg->Probe());
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryStep, TransactionUnderExclusiveCrashPointTest,
+                         testing::Values(TxCrashCase{"tx_after_list_replacement", 1, false},
+                                         TxCrashCase{"tx_before_commit", 1, false},
+                                         TxCrashCase{"tx_after_commit", 1, true},
+                                         TxCrashCase{"tx_after_apply", 2, true},
+                                         TxCrashCase{"tx_after_apply_all", 1, true}),
+                         test::TxCrashCaseName);
+
 // The committer dies after its commit word; the first process to take one of its lists dies
 // while applying that list's share; the next holder applies it again (idempotently).
 TEST(TransactionListCrashTest, RepairerDyingMidSettleIsSettledAgain) {
