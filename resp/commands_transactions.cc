@@ -1,8 +1,8 @@
 // MULTI, EXEC, DISCARD, WATCH, UNWATCH (Redis's "transactions" group), and RunIsolated, what
-// EXEC and the multi-key commands run in: one shm::Transaction (atomic and isolated) whenever
-// every command can be staged (all but INFO keyspace's counts), else every shard lock of the
-// keyspace held (isolated). WATCH's versions are checked inside the same isolation
-// (docs/resp.md).
+// EXEC and the multi-key commands run in: one shm::Transaction (atomic and isolated), retried
+// on conflicts, then retried holding every shard lock of the client's keyspace; only a batch
+// that cannot be staged or still conflicts runs under those locks alone (isolated). WATCH's
+// versions are checked inside the same isolation (docs/resp.md).
 #include <string>
 #include <utility>
 #include <vector>
