@@ -26,6 +26,7 @@
 #include "bound.h"
 #include "convert.h"
 #include "fast_call.h"
+#include "method_tables.h"
 #include "register_manager.h"
 #include "register_sync.h"
 #include "register_tx.h"
@@ -1447,30 +1448,12 @@ PYBIND11_MODULE(_shmstate, m) {
     return key.advanced ? py::object(py::str(key.advanced_form)) : py::object(py::none());
   });
 
-  py::class_<PyCounter, std::shared_ptr<PyCounter>>(m, "_Counter")
-      .def("incr", &PyCounter::Incr, arg("by") = 1)
-      .def("value", &PyCounter::Value)
-      .def("set", &PyCounter::Set, arg("value"))
-      .def("cas", &PyCounter::Cas, arg("expected"), arg("value"))
-      .def_property_readonly("name", &PyCounter::name);
-  py::class_<PyDict, std::shared_ptr<PyDict>>(m, "_Dict")
-      .def("get", &PyDict::Get, arg("key"), arg("default") = py::none())
-      .def("get_entry", &PyDict::GetEntry, arg("key"))
-      .def("set", &PyDict::Set, arg("key"), arg("value"), arg("ttl") = py::none(),
-           arg("mode") = "set", arg("if_version") = py::none())
-      .def("delete", &PyDict::Delete, arg("key"))
-      .def("incr", &PyDict::Incr, arg("key"), arg("by") = 1, arg("init") = 0,
-           arg("ttl") = py::none())
-      .def("cas", &PyDict::Cas, arg("key"), arg("expected"), arg("value"))
-      .def("keys_page", &PyDict::Keys, arg("prefix") = "", arg("cursor") = 0, arg("limit") = 1000)
-      .def("stats", &PyDict::Stats)
-      .def_property_readonly("name", &PyDict::name);
-  py::class_<PyList, std::shared_ptr<PyList>>(m, "_List")
-      .def("push", &PyList::Push, arg("item"), arg("end") = "right")
-      .def("pop", &PyList::Pop, arg("wait") = py::none(), arg("end") = "left")
-      .def("length", &PyList::Length)
-      .def("range", &PyList::Range, arg("start") = 0, arg("stop") = -1)
-      .def_property_readonly("name", &PyList::name);
+  py::class_<PyCounter, std::shared_ptr<PyCounter>> counter(m, "_Counter");
+  BindCounterMethods(counter);
+  py::class_<PyDict, std::shared_ptr<PyDict>> dict(m, "_Dict");
+  BindDictMethods(dict);
+  py::class_<PyList, std::shared_ptr<PyList>> list(m, "_List");
+  BindListMethods(list);
   py::class_<PyLock, std::shared_ptr<PyLock>>(m, "_Lock")
       .def("acquire", &PyLock::Acquire, arg("ttl"), arg("timeout") = py::none(), arg("owner") = "")
       .def("release", &PyLock::Release, arg("token"))
