@@ -517,26 +517,30 @@ Status Keyspace::Rename(std::string_view from, std::string_view to, bool only_if
   SHM_RETURN_IF_ERROR(ValidateKey(to));
   *renamed = false;
   const std::string from_key = std::string(from), to_key = std::string(to);
+  Segment* seg = index_.ref().segment;
   DictValue moving;
   bool found = false;
+  // A list or hash emptied or deleted by another front end is no key (UpdateKey drops it).
+  Orphan stale_source;
   SHM_RETURN_IF_ERROR(
-      UpdateEntry(index_, from_key, [&](const DictValue* current, DictUpdate* update) {
+      UpdateKey(index_, from_key, &stale_source, [&](const DictValue* current, DictUpdate* update) {
         update->write = false;
         if (current != nullptr) moving = *current;
         found = current != nullptr;
         return Status::OK();
       }));
+  stale_source.Delete(seg);
   if (!found) return Status::NotFound("no such key");
   if (from == to) {
     *renamed = !only_if_absent;
     return Status::OK();
   }
-  // The destination first, then the source only if it did not change meanwhile: a crash (or a
-  // concurrent writer of the source) in between leaves both keys, never neither. Making the
-  // pair one commit is the transactions issue's (docs/resp.md).
-  Orphan orphan;
+  // The destination first, then the source only if it did not change meanwhile: on its own, a
+  // crash (or a concurrent writer of the source) in between leaves both keys, never neither. In
+  // a transaction scope (RENAME runs in one: docs/resp.md) both updates are one commit.
+  Orphan orphan, stale_target;
   SHM_RETURN_IF_ERROR(
-      UpdateEntry(index_, to_key, [&](const DictValue* current, DictUpdate* update) {
+      UpdateKey(index_, to_key, &stale_target, [&](const DictValue* current, DictUpdate* update) {
         update->write = false;
         if (only_if_absent && current != nullptr) return Status::OK();
         if (current == nullptr || current->data != moving.data ||
@@ -550,8 +554,9 @@ Status Keyspace::Rename(std::string_view from, std::string_view to, bool only_if
         *renamed = true;
         return Status::OK();
       }));
+  stale_target.Delete(seg);
   if (!*renamed) return Status::OK();
-  orphan.Delete(index_.ref().segment);
+  orphan.Delete(seg);
   Status s = UpdateEntry(index_, from_key, [&](const DictValue* current, DictUpdate* update) {
     update->write = false;
     if (current != nullptr && current->version == moving.version) update->erase = true;
