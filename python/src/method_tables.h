@@ -1,7 +1,7 @@
 // The Python methods of the counter, dict and list wrappers, one table each, bound on the plain
-// handles (_Counter, _Dict, _List: module.cc) and on their transaction views (_TxCounter,
-// _TxDict, _TxList: register_tx.cc), so a method's name, arguments and defaults are written once
-// and a transaction's proxy cannot drift from the plain one.
+// handles (_Counter, _Dict, _List: register_<kind>.cc) and on their transaction views
+// (_TxCounter, _TxDict, _TxList: register_tx.cc), so a method's name, arguments and defaults are
+// written once and a transaction's proxy cannot drift from the plain one.
 #ifndef SHMSTATE_PYTHON_METHOD_TABLES_H_
 #define SHMSTATE_PYTHON_METHOD_TABLES_H_
 

@@ -35,8 +35,6 @@ namespace {
 
 using shm::Status;
 
-py::bytes Bytes(const std::string& s) { return py::bytes(s.data(), s.size()); }
-
 [[noreturn]] void RaiseNotInTransaction(const std::string& what) {
   RaiseInvalid(what + " is not available inside a transaction");
 }
@@ -284,7 +282,7 @@ class PyTxDict {
     Write(k, next, options);
     return true;
   }
-  // The fast path's get and set (module.cc): keys and values viewed in place.
+  // The fast path's get and set (register_dict.cc): keys and values viewed in place.
   bool GetFast(std::string_view key, std::string* value) {
     bool found = Read(key, &scratch_);
     if (found) value->assign(scratch_.data);
