@@ -27,6 +27,19 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     [PYTHON_DIR] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
 
 
+def wait_until(predicate, timeout=5.0, what=None):
+    """Polls `predicate` (bounded) for a state another thread or process brings about: True once
+    it holds. On timeout, False; or AssertionError naming `what` when it is given."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            if what is not None:
+                raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            return False
+        time.sleep(0.01)
+    return True
+
+
 class LoggedProcess:
     """A child process (`self.proc`) whose output goes to `self.log_path` (open as `self._log`):
     .log() reads it, .stop() sends SIGTERM and waits, killing it after `stop_timeout` seconds."""
