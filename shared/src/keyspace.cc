@@ -228,6 +228,16 @@ Status GetEntry(const Dict& index, std::string_view key, DictValue* entry) {
   return index.Get(key, entry);
 }
 
+// Whether a key's entry stands (EntryLive): inside a transaction, an entry it staged does (it
+// names a key's list or hash only while the transaction leaves it non-empty, though the list or
+// hash may be empty until the commit).
+bool KeyLive(const Dict& index, std::string_view key, const DictValue& entry) {
+  if (KeyspaceTransactionScope* scope = ActiveKeyspaceScope(); scope != nullptr) {
+    if (ScopedEntryStaged(scope, index, key)) return true;
+  }
+  return EntryLive(index.ref().segment, entry);
+}
+
 // What a transaction cannot stage: Conflict, and the caller runs its batch exclusively.
 #define SHM_KEYSPACE_NOT_IN_TRANSACTION()                                            \
   if (KeyspaceTransactionScope* scope_ = ActiveKeyspaceScope(); scope_ != nullptr) { \
@@ -252,9 +262,8 @@ Status UpdateEntry(Dict& index, std::string_view key, Fn&& fn) {
 // *dead for deletion after the commit.
 template <typename Fn>
 Status UpdateKey(Dict& index, std::string_view key, Orphan* dead, Fn&& fn) {
-  Segment* seg = index.ref().segment;
   return UpdateEntry(index, key, [&](const DictValue* current, DictUpdate* update) {
-    bool stale = current != nullptr && !EntryLive(seg, *current);
+    bool stale = current != nullptr && !KeyLive(index, key, *current);
     if (stale) {
       dead->From(current);
       current = nullptr;
@@ -330,7 +339,7 @@ Status Keyspace::Type(std::string_view key, KeyType* type) const {
   *type = KeyType::kNone;
   if (s.IsNotFound()) return Status::OK();
   SHM_RETURN_IF_ERROR(s);
-  if (EntryLive(index_.ref().segment, entry)) *type = TypeOfEntry(entry);
+  if (KeyLive(index_, key, entry)) *type = TypeOfEntry(entry);
   return Status::OK();
 }
 
@@ -339,7 +348,7 @@ Status Keyspace::Get(std::string_view key, std::string* value, int64_t* expires_
   DictValue entry;
   SHM_RETURN_IF_ERROR(GetEntry(index_, key, &entry));
   if (TypeOfEntry(entry) != KeyType::kString) {
-    return EntryLive(index_.ref().segment, entry) ? WrongType() : Status::NotFound("no such key");
+    return KeyLive(index_, key, entry) ? WrongType() : Status::NotFound("no such key");
   }
   *value = std::move(entry.data);
   if (expires_at_ms != nullptr) *expires_at_ms = entry.expires_at_ms;
@@ -611,6 +620,16 @@ Status NewKeyHash(const Keyspace& keyspace, Dict* hash, DictValue* entry) {
   return NewKeyAggregate(keyspace, hash, entry);
 }
 
+Status NewKeyListOf(const Keyspace& keyspace, const std::vector<std::string>& items,
+                    DictValue* entry) {
+  List fresh;
+  SHM_RETURN_IF_ERROR(NewKeyAggregate(keyspace, &fresh, entry));
+  bool swapped = false;
+  Status s = fresh.Replace(nullptr, items, &swapped);  // One ring, built before its lock.
+  if (!s.ok()) DeleteAggregate(keyspace.ref().segment, entry->data, KeyType::kList);
+  return s;
+}
+
 uint64_t KeyVersionOfEntry(Segment* seg, const DictValue& entry) {
   const KeyType type = TypeOfEntry(entry);
   if (type != KeyType::kList && type != KeyType::kHash) return entry.version;
@@ -746,20 +765,12 @@ Status Keyspace::RewriteList(std::string_view key,
       update->erase = true;
       return Status::OK();
     }
-    std::string name;
-    List fresh;
-    SHM_RETURN_IF_ERROR(CreateAggregate(seg, db_, &name, &fresh));
-    for (const std::string& item : items) {
-      Status pushed = fresh.Push(List::End::kRight, item);
-      if (!pushed.ok()) {
-        DeleteAggregate(seg, name, KeyType::kList);
-        return pushed;
-      }
-    }
+    DictValue fresh;
+    SHM_RETURN_IF_ERROR(NewKeyListOf(*this, items, &fresh));
     replaced.From(current);
     update->write = true;
-    update->data = name;
-    update->content_type = kListTag;
+    update->data = std::move(fresh.data);
+    update->content_type = std::move(fresh.content_type);
     update->keep_expiry = true;
     return Status::OK();
   });
@@ -774,7 +785,7 @@ Status Keyspace::Usage(std::string_view key, uint64_t* bytes) const {
   DictValue entry;
   SHM_RETURN_IF_ERROR(GetEntry(index_, key, &entry));
   Segment* seg = index_.ref().segment;
-  if (!EntryLive(seg, entry)) return Status::NotFound("no such key");
+  if (!KeyLive(index_, key, entry)) return Status::NotFound("no such key");
   if (TypeOfEntry(entry) == KeyType::kString) {
     *bytes = entry.data.size();
     return Status::OK();
@@ -786,7 +797,10 @@ Status Keyspace::Usage(std::string_view key, uint64_t* bytes) const {
 }
 
 Status Keyspace::Count(uint64_t* keys, uint64_t* expiring) const {
-  SHM_KEYSPACE_NOT_IN_TRANSACTION();
+  if (KeyspaceTransactionScope* scope = ActiveKeyspaceScope(); scope != nullptr) {
+    if (expiring != nullptr) return ScopedUnsupported(scope);
+    return ScopedCountKeys(scope, index_, keys);
+  }
   DictStats stats;
   SHM_RETURN_IF_ERROR(index_.Stats(&stats));
   *keys = stats.entries;
@@ -796,7 +810,12 @@ Status Keyspace::Count(uint64_t* keys, uint64_t* expiring) const {
 
 Status Keyspace::ListKeys(std::string_view prefix, size_t limit, uint64_t cursor,
                           std::vector<std::string>* keys, uint64_t* next_cursor) const {
-  SHM_KEYSPACE_NOT_IN_TRANSACTION();
+  if (KeyspaceTransactionScope* scope = ActiveKeyspaceScope(); scope != nullptr) {
+    if (prefix.size() > Dict::kMaxKey || limit < 1 || limit > Dict::kMaxListLimit) {
+      return index_.ListKeys(prefix, limit, cursor, keys, next_cursor);  // Its error.
+    }
+    return ScopedListKeys(scope, index_, prefix, limit, cursor, keys, next_cursor);
+  }
   return index_.ListKeys(prefix, limit, cursor, keys, next_cursor);
 }
 
@@ -823,7 +842,9 @@ Status Keyspace::SweepExpired(size_t budget_per_shard, size_t* removed) {
 }
 
 Status Keyspace::Flush() {
-  SHM_KEYSPACE_NOT_IN_TRANSACTION();
+  if (KeyspaceTransactionScope* scope = ActiveKeyspaceScope(); scope != nullptr) {
+    return ScopedFlush(scope, *this);
+  }
   uint64_t cursor = 0;
   do {
     std::vector<std::string> keys;
