@@ -94,7 +94,7 @@ Status OpenAggregate(Segment* seg, std::string_view name, OpenMode mode, Dict* p
 // The existing aggregate `name`, from this thread's cache when it is still live. NotFound when
 // it is gone (deleted by another front end, or a crash between its delete and its key's).
 template <typename Proxy>
-Status FindAggregate(Segment* seg, const std::string& name, Proxy* proxy) {
+Status FindAggregate(Segment* seg, std::string_view name, Proxy* proxy) {
   auto open = [&](Segment* s, Proxy* p) {
     return OpenAggregate(s, name, OpenMode::kOpenExisting, p, nullptr);
   };
@@ -667,7 +667,10 @@ Status Keyspace::WithAggregate(std::string_view key, Access access,
   Status s = UpdateEntry(index_, key, [&](const DictValue* current, DictUpdate* update) {
     update->write = false;
     Proxy proxy;
-    std::string name;
+    // The aggregate's name: in `current` (which outlives fn), or `created`'s; a view, so a
+    // command on an existing key copies no name.
+    std::string_view name;
+    std::string created;
     if (current != nullptr) {
       if (TypeOfEntry(*current) != type) return WrongType();
       name = current->data;
@@ -685,7 +688,8 @@ Status Keyspace::WithAggregate(std::string_view key, Access access,
       }
       // Under the key's lock (keyspace stripe -> registry is the lock order): a crash before
       // the entry is published leaks an empty list or hash, never shows one.
-      SHM_RETURN_IF_ERROR(CreateAggregate(seg, db_, &name, &proxy));
+      SHM_RETURN_IF_ERROR(CreateAggregate(seg, db_, &created, &proxy));
+      name = created;
       CrashPoint("keyspace_after_create");
     }
     if (access != Access::kRead) proxy.ref().entry->keyspace_writes.fetch_add(1);
