@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -31,6 +32,7 @@
 #include "bound.h"
 #include "convert.h"
 #include "fast_call.h"
+#include "py_wake_word.h"
 #include "shm/dict.h"
 #include "shm/list.h"
 
@@ -54,6 +56,7 @@ struct Globals {
   PyObject* rlock = nullptr;
   PyObject* owner_died = nullptr;
   PyObject* fast = nullptr;
+  PyObject* word = nullptr;
 };
 Globals g;
 
@@ -429,6 +432,29 @@ bool Done(F&& fn) {
   return true;
 }
 
+// The proxy's wake word (`_word`, made on first use; borrowed: the proxy keeps it), or null with
+// an error set.
+PyWakeWord* WordOf(PyObject* self) {
+  PyObject* word = PyObject_GetAttr(self, g.word);
+  if (word == nullptr) return nullptr;
+  PyWakeWord* cpp = CppOf<PyWakeWord>(word, PyWakeWord::type);
+  Py_DECREF(word);
+  if (cpp == nullptr) PyErr_SetString(PyExc_TypeError, "not a shmstate.Manager wake word");
+  return cpp;
+}
+
+// After a change that a sleeper counted in `!w` waits for (_Blocking._wake): wakes the word's
+// sleepers, with no system call if each saw the change while spinning.
+PyObject* Wake(PyObject* self) {
+  PyWakeWord* word = WordOf(self);
+  if (word == nullptr || !Done([&] { word->WakeWaiters(); })) return nullptr;
+  Py_RETURN_NONE;
+}
+
+// The longest single sleep of a native wait (manager._FOREVER): a sleep begun in a generation
+// the server has left is bounded by it (py_wake_word.h).
+constexpr std::chrono::seconds kLongestSleep{2};
+
 // Calls self.<name>(*args): the Python method (`_<method>_slow`) the fast one stands in for.
 PyObject* Slow(PyObject* self, const char* name, PyObject* const* args, Py_ssize_t nargs,
                PyObject* kwnames) {
@@ -566,22 +592,87 @@ PyObject* EventSet(PyObject* self, PyObject*) {
   Py_DECREF(done);
   bool waiters = false;
   if (!Done([&] { waiters = d->HasWaiters(); })) return nullptr;
-  if (waiters) return PyObject_CallMethod(self, "_wake", nullptr);
+  if (waiters) return Wake(self);
   Py_RETURN_NONE;
 }
 
 PyObject* EventClear(PyObject* self, PyObject*) { return ValueSet(self, Py_False); }
 
-// Event.wait(timeout=None): true at once when the Event is set (one read); else the Python
-// method's futex sleep. No spin before the sleep: a 50 us spin measured 2x slower here at load
-// 8-11 on 2 vCPUs (the spinner takes the CPU its setter needs; docs/manager.md, "Speed").
+// The timeout of wait(timeout=None) when it is None (*forever) or a finite int or float; false
+// for any other form (the Python method's rules and errors apply then).
+bool SimpleTimeout(PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames, bool* forever,
+                   double* seconds) {
+  PyObject* timeout = nullptr;
+  if (nargs == 1 && kwnames == nullptr) {
+    timeout = args[0];
+  } else if (nargs == 0 && kwnames != nullptr && PyTuple_GET_SIZE(kwnames) == 1 &&
+             PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "timeout") == 0) {
+    timeout = args[0];
+  } else if (nargs != 0 || kwnames != nullptr) {
+    return false;
+  }
+  *forever = timeout == nullptr || timeout == Py_None;
+  if (*forever) return true;
+  if (!PyFloat_CheckExact(timeout) && !PyLong_CheckExact(timeout)) return false;
+  *seconds = PyFloat_AsDouble(timeout);
+  if (*seconds == -1.0 && PyErr_Occurred()) {
+    PyErr_Clear();  // An int too large for a double: the Python method's rules.
+    return false;
+  }
+  return std::isfinite(*seconds);
+}
+
+// Event.wait(timeout=None): true at once when the Event is set (one read); else the loop of
+// manager.py's _Blocking._wait_until without its Python frames: counted in `!w` (so that a set
+// wakes), then the word's sequence, the value, and the word's wait (a spin of a few microseconds
+// at most, then the futex sleep without the GIL: shm/wake_word.h), until it is set or the
+// timeout ends. Signals are handled after every wait, as between the Python loop's calls.
 PyObject* EventWait(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   PyObject* set = ValueGet(self);
-  if (set != Py_True) {
-    Py_XDECREF(set);
-    return set == nullptr ? nullptr : Slow(self, "_wait_slow", args, nargs, kwnames);
+  if (set != Py_False) return set;  // Set (or not an Event's value: its error).
+  Py_DECREF(set);
+  bool forever = true;
+  double seconds = 0;
+  if (!SimpleTimeout(args, nargs, kwnames, &forever, &seconds)) {
+    return Slow(self, "_wait_slow", args, nargs, kwnames);
   }
-  return set;
+  if (!forever && seconds <= 0) Py_RETURN_FALSE;
+  MgrDict* d = HandleOf<MgrDict>(self);
+  PyWakeWord* word = d == nullptr ? nullptr : WordOf(self);
+  if (word == nullptr || !Done([&] { d->Incr("!w", 1); })) return nullptr;
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point deadline =
+      forever ? Clock::time_point::max()
+              : Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                   std::chrono::duration<double>(std::min(seconds, 1e9)));
+  PyObject* result = nullptr;
+  while (true) {
+    uint32_t seen = 0;
+    if (!Done([&] { seen = word->Sequence(); })) break;
+    result = ValueGet(self);
+    if (result == nullptr || result == Py_True) break;
+    Py_DECREF(result);
+    result = nullptr;
+    const Clock::duration remaining = forever ? kLongestSleep : deadline - Clock::now();
+    if (remaining.count() <= 0) {
+      result = Py_NewRef(Py_False);
+      break;
+    }
+    if (!Done([&] { word->Wait(seen, std::min<Clock::duration>(remaining, kLongestSleep)); }) ||
+        PyErr_CheckSignals() != 0) {
+      break;
+    }
+  }
+  PyObject *type, *value, *traceback;  // Uncounted whatever happened; the loop's error wins.
+  PyErr_Fetch(&type, &value, &traceback);
+  const bool uncounted = Done([&] { d->Incr("!w", -1); });
+  if (type != nullptr) {
+    PyErr_Clear();
+    PyErr_Restore(type, value, traceback);
+    return nullptr;
+  }
+  if (!uncounted) Py_CLEAR(result);
+  return result;
 }
 
 // A Lock's holder entry `h` holds this process's owner record (manager._process_owner); the
@@ -705,7 +796,7 @@ PyObject* LockRelease(PyObject* self, PyObject*) {
       return nullptr;
     }
   }
-  if (waiters) return PyObject_CallMethod(self, "_wake", nullptr);
+  if (waiters) return Wake(self);
   Py_RETURN_NONE;
 }
 
@@ -834,6 +925,7 @@ void Install(const py::dict& classes, const py::object& encode_key, const py::ob
   g.rlock = PyUnicode_InternFromString("_rlock");
   g.owner_died = PyUnicode_InternFromString("owner_died");
   g.fast = PyUnicode_InternFromString("_fast");
+  g.word = PyUnicode_InternFromString("_word");
   MgrDict::type = reinterpret_cast<PyTypeObject*>(py::type::of<MgrDict>().ptr());
   MgrList::type = reinterpret_cast<PyTypeObject*>(py::type::of<MgrList>().ptr());
   pthread_atfork(nullptr, nullptr, ForgetOwner);
