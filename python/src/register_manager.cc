@@ -636,8 +636,8 @@ using Clock = std::chrono::steady_clock;
 // Signals are handled after every wait, as between the Python loop's calls; the sleeper is
 // uncounted on every way out.
 template <class Attempt>
-PyObject* WaitLoop(MgrDict* d, PyWakeWord* word, Clock::time_point deadline,
-                   Clock::duration period, Attempt&& attempt) {
+PyObject* WaitLoop(MgrDict* d, PyWakeWord* word, Clock::time_point deadline, Clock::duration period,
+                   Attempt&& attempt) {
   if (!Done([&] { d->Incr("!w", 1); })) return nullptr;
   PyObject* result = nullptr;
   bool changed = false;

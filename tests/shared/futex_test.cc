@@ -3,9 +3,8 @@
 // a word in shared memory, where every hand-off races the waiter's spin, mark and sleep.
 #include "futex.h"
 
-#include <sys/mman.h>
-
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 
 #include <atomic>
 #include <chrono>
@@ -63,8 +62,8 @@ struct SharedWords {
 };
 
 SharedWords* MapSharedWords() {
-  void* p = mmap(nullptr, sizeof(SharedWords), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-                 -1, 0);
+  void* p =
+      mmap(nullptr, sizeof(SharedWords), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   return p == MAP_FAILED ? nullptr : new (p) SharedWords();
 }
 
