@@ -869,3 +869,55 @@ def test_event_wait_and_clear_hand_off_between_processes(method):
         assert ping.wait(timeout=0.01) is False  # The child cleared the last one.
         ping.set()
         assert ping.wait() is True and ping.wait(0) is True and ping.wait(timeout=-1) is True
+
+
+def _sleepers(proxy):
+    """The sleeper count of a blocking proxy (`!w`, manager.py's _Blocking._wait_until)."""
+    return int(proxy._d.get(b"!w") or 0)
+
+
+def _set_when_waited(ev, deadline):
+    while _sleepers(ev) == 0 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    ev.set()
+
+
+def test_event_wait_of_a_clear_event_takes_the_stdlib_timeouts_and_uncounts_its_sleeper():
+    # wait() and wait(timeout) of a None, int or float wait natively (other forms in the Python
+    # method): each counts itself in `!w` while it waits, so that set() wakes it, and is
+    # uncounted whether it timed out, was set by another process, or was interrupted by a signal.
+    with shmstate.Manager() as m:
+        ev = m.Event()
+        assert ev.wait(0) is False and ev.wait(-1) is False and ev.wait(timeout=0.01) is False
+        assert ev.wait(1e-9) is False and ev.wait(0.02) is False
+        with pytest.raises(TypeError):
+            ev.wait("1")
+        with pytest.raises(TypeError):
+            ev.wait(1, 2)
+        with pytest.raises(TypeError):
+            ev.wait(time=1)
+        assert _sleepers(ev) == 0
+        for timeout in (None, 60, 60.0):
+            ev.clear()
+            p = multiprocessing.get_context("fork").Process(
+                target=_set_when_waited, args=(ev, time.monotonic() + 60))
+            p.start()
+            assert (ev.wait() if timeout is None else ev.wait(timeout=timeout)) is True
+            p.join(60)
+            assert p.exitcode == 0 and _sleepers(ev) == 0
+
+        class Interrupted(Exception):
+            pass
+
+        def interrupt(signum, frame):
+            raise Interrupted()
+        ev.clear()
+        previous = signal.signal(signal.SIGALRM, interrupt)
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0.05)
+            with pytest.raises(Interrupted):
+                ev.wait()
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+        assert _sleepers(ev) == 0 and ev.is_set() is False
