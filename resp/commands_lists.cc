@@ -73,13 +73,20 @@ void Pop(Call& c, List::End end) {
   }
   Keyspace* ks = KS(c);
   if (ks == nullptr) return;
+  if (!with_count) {  // The common LPOP/RPOP: one item, no vector to allocate and free.
+    std::string item;
+    bool got = false;
+    Status s = ks->WithList(c.args[1], Access::kWrite, [&](List& list) {
+      return list.Pop(end, std::chrono::milliseconds(0), &item, &got);
+    });
+    if (s.IsNotFound() || (s.ok() && !got)) return c.w.Null();
+    return s.ok() ? c.w.Bulk(item) : ReplyStatus(c.w, s);
+  }
   std::vector<std::string> items;
-  Status s = with_count && count == 0
-                 ? ks->WithList(c.args[1], Access::kRead, [](List&) { return Status::OK(); })
-                 : PopItems(*ks, c.args[1], end, count, &items);
-  if (s.IsNotFound()) return with_count ? c.w.NullArray() : c.w.Null();
+  Status s = count == 0 ? ks->WithList(c.args[1], Access::kRead, [](List&) { return Status::OK(); })
+                        : PopItems(*ks, c.args[1], end, count, &items);
+  if (s.IsNotFound()) return c.w.NullArray();
   if (!s.ok()) return ReplyStatus(c.w, s);
-  if (!with_count) return items.empty() ? c.w.Null() : c.w.Bulk(items[0]);
   c.w.Array(items.size());
   for (const std::string& item : items) c.w.Bulk(item);
 }

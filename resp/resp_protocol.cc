@@ -221,11 +221,13 @@ ParseStatus ParseCommand(std::string_view data, const RespLimits& limits, Parsed
 }
 
 void ReplyWriter::Header(char type, int64_t count) {
-  char digits[24];
-  auto [end, ec] = std::to_chars(digits, digits + sizeof digits, count);
-  out_->push_back(type);
-  out_->append(digits, end);
-  out_->append("\r\n", 2);
+  // Built aside and appended once: one capacity check per reply line, not three.
+  char line[24];  // Type, at most 20 characters of int64, CR LF.
+  line[0] = type;
+  char* end = std::to_chars(line + 1, line + sizeof line - 2, count).ptr;
+  *end++ = '\r';
+  *end++ = '\n';
+  out_->append(line, end);
 }
 
 void ReplyWriter::Simple(std::string_view text) {

@@ -10,6 +10,10 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include <string_view>
+
+#include "key_hash.h"
+
 enum { kSlots = 2048, kKey = 16, kValue = 64 };
 struct Slot {
   uint64_t used;
@@ -22,11 +26,9 @@ struct Shared {
 };
 static struct Shared* g_shared;
 
+// The dict's own key hash (shared/src/key_hash.h), so the floor is not cheaper by its hash.
 static uint64_t Hash(const char* key, Py_ssize_t n) {
-  uint64_t h = 1469598103934665603ull;
-  for (Py_ssize_t i = 0; i < n; ++i)
-    h = (h ^ static_cast<unsigned char>(key[i])) * 1099511628211ull;
-  return h;
+  return shm::KeyHash(std::string_view(key, static_cast<size_t>(n)));
 }
 
 static struct Slot* Find(const char* key, Py_ssize_t n, int insert) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "crash_point.h"
+#include "owned_word.h"
 
 namespace shm {
 namespace {
@@ -112,8 +113,8 @@ uint64_t BlobCache::Take(size_t bytes, std::atomic<uint64_t>* record) {
   CrashPoint("cache_take");
   rep_->head[c].store(Link(segment_, block).load(std::memory_order_relaxed),
                       std::memory_order_seq_cst);
-  rep_->count[c].fetch_sub(1, std::memory_order_relaxed);
-  slot_->cached_bytes.fetch_sub(segment_->BlockBytes(block), std::memory_order_relaxed);
+  SubOwned(rep_->count[c], 1);  // This thread holds cache_owner: the counts are its own.
+  SubOwned(slot_->cached_bytes, segment_->BlockBytes(block));
   return block;
 }
 
@@ -152,8 +153,8 @@ bool BlobCache::Push(uint64_t handle, const char* crash_point) {
       .store(rep_->head[c].load(std::memory_order_relaxed), std::memory_order_relaxed);
   rep_->head[c].store(handle, std::memory_order_seq_cst);
   if (crash_point != nullptr) CrashPoint(crash_point);
-  rep_->count[c].fetch_add(1, std::memory_order_relaxed);
-  slot_->cached_bytes.fetch_add(footprint, std::memory_order_relaxed);
+  AddOwned(rep_->count[c], 1);  // This thread holds cache_owner: the counts are its own.
+  AddOwned(slot_->cached_bytes, footprint);
   return true;
 }
 

@@ -8,6 +8,7 @@
 #include <atomic>
 
 #include "futex.h"
+#include "key_hash.h"
 #include "layout.h"
 #include "segment_impl.h"
 #include "shm/process_id.h"
@@ -22,16 +23,6 @@ using State = BlockLines::State;
 
 // The hold this thread took (Hold): its own transaction's pops are not held back by it.
 thread_local int t_own_hold = -1;
-
-// FNV-1a: stable across builds and processes (std::hash promises neither).
-uint64_t KeyHash(std::string_view key) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char c : key) {
-    h ^= c;
-    h *= 0x100000001b3ull;
-  }
-  return h;
-}
 
 Root* RootOf(Segment* segment) { return segment->impl()->root(); }
 

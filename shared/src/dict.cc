@@ -19,6 +19,7 @@
 #include "kind_ops.h"
 #include "layout.h"
 #include "object_guard.h"
+#include "owned_word.h"
 #include "segment_impl.h"
 #include "shm/integer.h"
 #include "shm/log.h"
@@ -121,7 +122,7 @@ struct Locked {
   const DictEntryBlob* blob(uint64_t handle) const { return seg->Ptr<DictEntryBlob>(handle); }
   // The version a write in this shard gives its entry.
   uint64_t NextVersion() const {
-    return shard->next_version.fetch_add(1) * rep->shard_count() + shard_index;
+    return AddOwned(shard->next_version, 1) * rep->shard_count() + shard_index;
   }
   // The place in insertion order a new key takes (DictEntryBlob::order).
   uint64_t NextOrder() const { return rep->next_order.fetch_add(1, std::memory_order_relaxed); }
@@ -302,9 +303,9 @@ void Account(const Locked& d, uint64_t word, int sign) {
   DictShardRep* rep = d.shard;
   auto add = [sign](std::atomic<uint64_t>& counter, uint64_t amount) {
     if (sign > 0) {
-      counter.fetch_add(amount, std::memory_order_relaxed);
+      AddOwned(counter, amount);  // Under the shard's lock; derived (RepairShardLocked).
     } else {
-      counter.fetch_sub(amount, std::memory_order_relaxed);
+      SubOwned(counter, amount);
     }
   };
   if (word == kTombstoneHandle) add(rep->tombstones, 1);

@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <string_view>
 
+#include "key_hash.h"
 #include "layout.h"
 #include "segment_impl.h"
 #include "shm/limits.h"
@@ -64,17 +65,7 @@ struct DictSlot {
 inline uint32_t DictHashTag(uint64_t hash) { return static_cast<uint32_t>(hash); }
 
 // The hash of a key: its shard (top bits), home slot (the next bits) and tag (the low 32).
-inline uint64_t DictKeyHash(std::string_view key) {
-  uint64_t h = 1469598103934665603ull;  // FNV-1a, then a murmur finalizer for the low bits.
-  for (unsigned char c : key) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  h ^= h >> 33;
-  h *= 0xff51afd7ed558ccdull;
-  h ^= h >> 33;
-  return h;
-}
+inline uint64_t DictKeyHash(std::string_view key) { return KeyHash(key); }
 
 // A table: this header then `capacity` slots. Capacity is a power of two, constant.
 struct DictTableRep {

@@ -94,7 +94,7 @@ Status OpenAggregate(Segment* seg, std::string_view name, OpenMode mode, Dict* p
 // The existing aggregate `name`, from this thread's cache when it is still live. NotFound when
 // it is gone (deleted by another front end, or a crash between its delete and its key's).
 template <typename Proxy>
-Status FindAggregate(Segment* seg, const std::string& name, Proxy* proxy) {
+Status FindAggregate(Segment* seg, std::string_view name, Proxy* proxy) {
   auto open = [&](Segment* s, Proxy* p) {
     return OpenAggregate(s, name, OpenMode::kOpenExisting, p, nullptr);
   };
@@ -526,26 +526,30 @@ Status Keyspace::Rename(std::string_view from, std::string_view to, bool only_if
   SHM_RETURN_IF_ERROR(ValidateKey(to));
   *renamed = false;
   const std::string from_key = std::string(from), to_key = std::string(to);
+  Segment* seg = index_.ref().segment;
   DictValue moving;
   bool found = false;
+  // A list or hash emptied or deleted by another front end is no key (UpdateKey drops it).
+  Orphan stale_source;
   SHM_RETURN_IF_ERROR(
-      UpdateEntry(index_, from_key, [&](const DictValue* current, DictUpdate* update) {
+      UpdateKey(index_, from_key, &stale_source, [&](const DictValue* current, DictUpdate* update) {
         update->write = false;
         if (current != nullptr) moving = *current;
         found = current != nullptr;
         return Status::OK();
       }));
+  stale_source.Delete(seg);
   if (!found) return Status::NotFound("no such key");
   if (from == to) {
     *renamed = !only_if_absent;
     return Status::OK();
   }
-  // The destination first, then the source only if it did not change meanwhile: a crash (or a
-  // concurrent writer of the source) in between leaves both keys, never neither. Making the
-  // pair one commit is the transactions issue's (docs/resp.md).
-  Orphan orphan;
+  // The destination first, then the source only if it did not change meanwhile: on its own, a
+  // crash (or a concurrent writer of the source) in between leaves both keys, never neither. In
+  // a transaction scope (RENAME runs in one: docs/resp.md) both updates are one commit.
+  Orphan orphan, stale_target;
   SHM_RETURN_IF_ERROR(
-      UpdateEntry(index_, to_key, [&](const DictValue* current, DictUpdate* update) {
+      UpdateKey(index_, to_key, &stale_target, [&](const DictValue* current, DictUpdate* update) {
         update->write = false;
         if (only_if_absent && current != nullptr) return Status::OK();
         if (current == nullptr || current->data != moving.data ||
@@ -559,8 +563,9 @@ Status Keyspace::Rename(std::string_view from, std::string_view to, bool only_if
         *renamed = true;
         return Status::OK();
       }));
+  stale_target.Delete(seg);
   if (!*renamed) return Status::OK();
-  orphan.Delete(index_.ref().segment);
+  orphan.Delete(seg);
   Status s = UpdateEntry(index_, from_key, [&](const DictValue* current, DictUpdate* update) {
     update->write = false;
     if (current != nullptr && current->version == moving.version) update->erase = true;
@@ -662,7 +667,10 @@ Status Keyspace::WithAggregate(std::string_view key, Access access,
   Status s = UpdateEntry(index_, key, [&](const DictValue* current, DictUpdate* update) {
     update->write = false;
     Proxy proxy;
-    std::string name;
+    // The aggregate's name: in `current` (which outlives fn), or `created`'s; a view, so a
+    // command on an existing key copies no name.
+    std::string_view name;
+    std::string created;
     if (current != nullptr) {
       if (TypeOfEntry(*current) != type) return WrongType();
       name = current->data;
@@ -680,7 +688,8 @@ Status Keyspace::WithAggregate(std::string_view key, Access access,
       }
       // Under the key's lock (keyspace stripe -> registry is the lock order): a crash before
       // the entry is published leaks an empty list or hash, never shows one.
-      SHM_RETURN_IF_ERROR(CreateAggregate(seg, db_, &name, &proxy));
+      SHM_RETURN_IF_ERROR(CreateAggregate(seg, db_, &created, &proxy));
+      name = created;
       CrashPoint("keyspace_after_create");
     }
     if (access != Access::kRead) proxy.ref().entry->keyspace_writes.fetch_add(1);

@@ -21,6 +21,7 @@
 #include "list_rep.h"
 #include "list_tx.h"
 #include "object_guard.h"
+#include "owned_word.h"
 #include "segment_impl.h"
 #include "shm/log.h"
 #include "shm/process_id.h"
@@ -372,7 +373,7 @@ Status List::DoPush(End end, std::string_view item, uint64_t* length) {
     const uint64_t capacity = CapacityOf(seg, rep);
     if (HasRoom(count, capacity)) {
       uint64_t ring = rep->ring.load();
-      rep->writes.fetch_add(1);
+      AddOwned(rep->writes, 1);  // Under the entry's lock, as every owned add below.
       if (end == End::kRight) {
         writer.PublishLocked(entry_handle, SlotAt(seg, ring, tail), blob);  // The commit.
         rep->tail.store(tail + 1);
@@ -380,7 +381,7 @@ Status List::DoPush(End end, std::string_view item, uint64_t* length) {
         writer.PublishLocked(entry_handle, SlotAt(seg, ring, head - 1), blob);  // The commit.
         rep->head.store(head - 1);
       }
-      rep->bytes.fetch_add(item.size());
+      AddOwned(rep->bytes, item.size());
       bool wake = rep->waiters.load() != 0;
       guard.Unlock();
       writer.ReleaseGarbage();  // Nothing was replaced; keeps the protocol uniform.
@@ -513,14 +514,14 @@ Status List::DoPop(End end, std::chrono::milliseconds wait, std::string* item, b
       if (!IsBlob(blob)) return Status::Internal("list slot inside [head, tail) is empty");
       std::string_view bytes = ItemView(seg, blob);
       item->assign(bytes.data(), bytes.size());  // Copied out before the commit.
-      rep->writes.fetch_add(1);
+      AddOwned(rep->writes, 1);
       writer.PublishLocked(seg->Handle(entry), slot, 0);  // The commit; the item is garbage.
       if (end == End::kLeft) {
         rep->head.store(head + 1);
       } else {
         rep->tail.store(tail - 1);
       }
-      rep->bytes.fetch_sub(bytes.size());
+      SubOwned(rep->bytes, bytes.size());
       bool wake = false;
       if (place != nullptr && place->in_line()) {  // Served: the next in line may take the rest.
         wake = LeaveLocked(rep, place->slot_, std::exchange(place->ticket_, 0));

@@ -7,6 +7,7 @@
 #include "boundary.h"
 #include "cow.h"
 #include "futex.h"
+#include "key_hash.h"
 #include "kind_ops.h"
 #include "layout.h"
 #include "object_guard.h"
@@ -18,15 +19,6 @@ namespace {
 constexpr std::string_view kKindNames[kObjectKindCount] = {"none", "counter",  "dict",  "list",
                                                            "lock", "sessions", "array", "keyspace"};
 constexpr uint32_t kListChunk = 256;  // Entries scanned per registry-lock hold when listing.
-
-uint64_t HashName(std::string_view name) {
-  uint64_t h = 1469598103934665603ull;  // FNV-1a.
-  for (unsigned char c : name) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h ^ (h >> 29);
-}
 
 std::string_view EntryName(const EntryRep* e) { return {e->name, e->name_length}; }
 uint32_t EntryIndex(Segment::Impl* seg, const EntryRep* e) {
@@ -41,7 +33,7 @@ int64_t FindSlotLocked(Segment::Impl* seg, std::string_view name) {
   const RegistryRep& reg = seg->root()->registry;
   std::atomic<uint32_t>* words = seg->IndexWords();
   uint32_t mask = reg.index_size - 1;
-  uint32_t pos = static_cast<uint32_t>(HashName(name)) & mask;
+  uint32_t pos = static_cast<uint32_t>(KeyHash(name)) & mask;
   for (uint32_t probes = 0; probes < reg.index_size; ++probes, pos = (pos + 1) & mask) {
     uint32_t word = words[pos].load(std::memory_order_relaxed);
     if (word == 0) return -1;
@@ -56,7 +48,7 @@ void IndexInsertLocked(Segment::Impl* seg, EntryRep* e) {
   RegistryRep& reg = seg->root()->registry;
   std::atomic<uint32_t>* words = seg->IndexWords();
   uint32_t mask = reg.index_size - 1;
-  uint32_t pos = static_cast<uint32_t>(HashName(EntryName(e))) & mask;
+  uint32_t pos = static_cast<uint32_t>(KeyHash(EntryName(e))) & mask;
   // The index has at least twice as many words as entries, so an empty word exists.
   while (true) {
     uint32_t word = words[pos].load(std::memory_order_relaxed);
