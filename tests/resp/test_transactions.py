@@ -1,8 +1,10 @@
-"""MULTI/EXEC, WATCH and the multi-key commands are isolated (and, for strings, whole keys, lists
-and hash fields, atomic across a crash): redis-py clients on several connections (two workers)
-transfer between 16 accounts (keys or hash fields), swap keys and move list items (at the ends
-or in the middle) while readers check invariants inside MULTI/EXEC; workers are SIGKILLed in the
-middle of transfers. Seeded, bounded."""
+"""MULTI/EXEC, WATCH and the multi-key commands are isolated and atomic across a crash: redis-py
+clients on several connections (two workers) transfer between 16 accounts (keys or hash fields),
+swap keys, move list items (at the ends or in the middle of short and long lists) and write
+pairs of keys while readers check invariants inside MULTI/EXEC (listings of hashes and of the
+keyspace included); workers are SIGKILLed in the middle of batches. Batches of hash listings,
+long-list edits, key listings and FLUSHDB are compared with Debian's redis-server. Seeded,
+bounded."""
 import multiprocessing
 import random
 import threading
