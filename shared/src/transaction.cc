@@ -1648,10 +1648,15 @@ Status ScopedFlush(KeyspaceTransactionScope* scope, const Keyspace& ks) {
                                    "); flush outside MULTI/EXEC");
   }
   st->flush_room += 2 * all.size();  // A read and a write per key.
-  Transaction* tx = TransactionAccess::TxOf(scope);
+  const Dict& index = KeyspaceIndex(ks);
   for (const std::string& key : all) {
-    bool existed = false;
-    SHM_RETURN_IF_ERROR(tx->Delete(ks, key, &existed));
+    // Every entry goes, one whose list or hash is gone (a key that reads as absent) included.
+    DictValue entry;
+    bool found = false;
+    SHM_RETURN_IF_ERROR(ViewEntry(st, index, true, key, &entry, &found));
+    if (!found) continue;
+    SHM_RETURN_IF_ERROR(Stage(st, index, true, key, true, DictValue(), Expiry::kAbsolute, 0));
+    NoteOrphan(st, entry, KeyTypeOfEntry(entry));
   }
   return Status::OK();
 }
