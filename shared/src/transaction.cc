@@ -119,7 +119,8 @@ struct Transaction::State {
     std::vector<uint64_t> digests;
   };
   std::vector<KeyListing> listings;
-  size_t flush_room = 0;  // Operations a flush added to kMaxOps (kMaxFlushKeys).
+  size_t flush_room = 0;     // Operations a flush added to kMaxOps (kMaxFlushKeys).
+  bool over_limits = false;  // CheckRoom refused something.
 
   // The commit's working lists (Committer), kept here for their capacity.
   struct Located {
@@ -144,12 +145,14 @@ struct Transaction::State {
   };
   std::vector<Share> shares;  // In lock order.
 
-  Status CheckRoom(size_t bytes) const {
+  Status CheckRoom(size_t bytes) {
     if (reads + writes + counters.size() + lists.staged() >= kMaxOps + flush_room) {
+      over_limits = true;
       return Status::InvalidArgument("transaction has more than " + std::to_string(kMaxOps) +
                                      " operations");
     }
     if (staged_bytes + bytes > kMaxStagedBytes) {
+      over_limits = true;
       return Status::InvalidArgument("transaction stages more than " +
                                      std::to_string(kMaxStagedBytes) + " bytes");
     }
@@ -161,6 +164,7 @@ struct Transaction::State {
   void Clear() {
     used = reads = writes = staged_bytes = recent = 0;
     appends = flush_room = 0;
+    over_limits = false;
     listings.clear();
     index.clear();
     counters.clear();
@@ -922,6 +926,9 @@ KeyspaceTransactionScope::KeyspaceTransactionScope(Transaction* tx) : tx_(tx), o
 KeyspaceTransactionScope::~KeyspaceTransactionScope() { t_scope = outer_; }
 
 KeyspaceTransactionScope* ActiveKeyspaceScope() { return t_scope; }
+bool KeyspaceTransactionScope::unsupported() const {
+  return unsupported_ || TransactionAccess::StateOf(tx_)->over_limits;
+}
 bool KeyspaceTransactionScope::Active() { return t_scope != nullptr; }
 
 Status ScopedGetEntry(KeyspaceTransactionScope* scope, const Dict& index, std::string_view key,

@@ -196,7 +196,9 @@ class KeyspaceTransactionScope {
   KeyspaceTransactionScope(const KeyspaceTransactionScope&) = delete;
   KeyspaceTransactionScope& operator=(const KeyspaceTransactionScope&) = delete;
 
-  bool unsupported() const { return unsupported_; }
+  // Also true once the transaction ran past its limits (kMaxOps, kMaxStagedBytes): a command
+  // then answered an error for what the batch as a whole, run under the locks, can do.
+  bool unsupported() const;
   // Whether a scope is active on this thread.
   static bool Active();
 
