@@ -23,8 +23,9 @@ namespace shm {
 // The longest a waiter watches its word before the futex sleep. A hand-off through a sleep costs
 // 9-14 us on the 2-vCPU machine this was tuned on (bench/manager_compare.py's bare futex
 // ping-pong: 36-58k round trips/s, two hand-offs each): a spin below one hand-off costs less
-// than what it can save, and covers a Python peer's answer (an Event set back after the wake it
-// saw, a Lock released after the few calls it held it for: 2-6 us).
+// than what it can save, and still covers a running peer's next step through the native proxy
+// methods (an Event set back, a Lock released: one or two library calls of well under 1 us
+// each, plus the interpreter between them).
 inline constexpr std::chrono::nanoseconds kSpinBudget{6'000};
 
 // Whether spinning before a sleep paid lately, per word, in this process: a spin that saw the
