@@ -30,15 +30,19 @@ inline constexpr std::chrono::nanoseconds kSpinBudget{6'000};
 
 // Whether spinning before a sleep paid lately, per word, in this process: a spin that saw the
 // word change (paid) keeps the word's credit full; one that did not takes a unit off; a word
-// without credit is spun on only every kProbeEvery-th wait, so that it earns its credit back when
-// its waker speeds up. A fixed table indexed by the word's address: two words that share a place
-// reset each other's record, which costs only a spin or two. Thread-safe (relaxed atomics: the
-// advice is a heuristic, a lost update only moves it by one step).
+// without credit is spun on only at a probe, so that it earns its credit back when its waker
+// speeds up: the kProbeEvery-th wait, and twice as far apart after each probe that did not pay
+// (up to kMaxProbeEvery), so that where spins never pay (a loaded machine, where a sleeper's wake
+// takes longer than the spin) they cost about nothing. A fixed table indexed by the word's
+// address: two words that share a place reset each other's record, which costs only a spin or
+// two. Thread-safe (relaxed atomics: the advice is a heuristic, a lost update only moves it by a
+// step).
 class SpinAdvisor {
  public:
   static constexpr int32_t kFreshCredit = 4;  // A new word: four spins that do not pay, then stop.
   static constexpr int32_t kFullCredit = 8;   // After a spin that paid.
   static constexpr uint32_t kProbeEvery = 16;
+  static constexpr uint32_t kMaxProbeEvery = 1024;
 
   // Whether the next wait on `word` should spin first.
   bool ShouldSpin(const void* word);
@@ -52,7 +56,8 @@ class SpinAdvisor {
   struct Place {
     std::atomic<uintptr_t> word{0};
     std::atomic<int32_t> credit{0};
-    std::atomic<uint32_t> skipped{0};
+    std::atomic<uint32_t> skipped{0};  // Waits without a spin since the last probe.
+    std::atomic<uint32_t> probe_every{kProbeEvery};
   };
   static constexpr size_t kPlaces = 64;
   Place& PlaceOf(const void* word);
