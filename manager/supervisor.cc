@@ -477,6 +477,13 @@ void Supervisor::ReapDeadClients(int64_t now_ms) {
         << report.blobs_freed << " blocks and " << report.cached_blocks_freed << " cached ones"
         << (s.ok() ? "" : ": " + s.ToString());
   }
+  // A client killed holding the allocator's or the name index's lock (mid-allocation, or while
+  // attaching) poisons the segment only for whoever takes that lock next, which may be nobody but
+  // new clients failing to attach: look every interval, so the next tick rebuilds.
+  if (Status probe = segment()->Probe(); !probe.ok()) {
+    SHM_LOG(kError) << "segment check: " << probe.ToString();
+    return;
+  }
   // Caches of threads that wrote nothing for a whole interval go back to the allocator, so
   // idle processes do not keep free memory from the others.
   size_t trimmed = segment()->TrimIdleCaches();

@@ -163,7 +163,9 @@ class RobustMutexT {
 
   void OnAcquired() {
     owner_pid_.store(CurrentPid(), std::memory_order_relaxed);
-    if (kPolicy == OnOwnerDeath::kPoison && !kRecursive) CrashPoint("inside_allocator");
+    if (kPolicy == OnOwnerDeath::kPoison) {
+      CrashPoint(kRecursive ? "inside_name_index" : "inside_allocator");
+    }
   }
 
   pthread_mutex_t mutex_;

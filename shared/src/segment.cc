@@ -547,6 +547,13 @@ bool Segment::poisoned() const {
 }
 
 Status Segment::Probe() {
+  // The name index's lock first: a process that died holding it (attaching, or naming an object)
+  // is found by nobody else until some process attaches, and that one can only fail.
+  try {
+    impl_->managed().find<RootAnchor>(kRootAnchorName);
+  } catch (const SegmentPoisoned&) {
+    impl_->MarkPoisoned();
+  }
   uint64_t handle = 0;
   SHM_RETURN_IF_ERROR(impl_->Allocate(8, &handle));
   impl_->Free(handle);

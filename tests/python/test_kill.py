@@ -124,3 +124,30 @@ def test_client_dies_at_each_crash_point(make_server, point):
     if point == "inside_allocator":
         server.wait_log("rebuilt", timeout=15)
         assert shmstate.attach(server.name).generation > 1
+
+
+ATTACH_AND_WRITE = ("import sys, shmstate; st = shmstate.attach(sys.argv[1]); "
+                    "st.dict('after')['k'] = b'v'; print(st.generation)")
+
+
+@pytest.mark.parametrize("point", ["inside_allocator:3", "inside_name_index:1"])
+def test_a_client_dead_holding_a_segment_lock_is_found_without_other_writers(make_server, point):
+    """A client died holding the allocator's or the name index's lock (its first taking of the
+    name index is its attach), and then nobody writes: the manager finds the dead holder itself
+    and rebuilds. A new process attaching meanwhile (the only one to take the name index's lock
+    after the death) waits for the new generation instead of failing on the poisoned one."""
+    server = make_server(workers=1, size="32MiB")
+    proc = start_writer(server, 1, 5, env={"SHM_CRASH_POINT": point})
+    finish(proc)
+    assert proc.returncode == 86, f"the writer did not reach {point}"
+    # A fresh interpreter attaches at once (the segment opened anew, as a gunicorn worker's).
+    early = subprocess.Popen([sys.executable, "-c", ATTACH_AND_WRITE, server.name],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    server.wait_log("rebuilt", timeout=15)
+    out, err = early.communicate(timeout=60)
+    assert early.returncode == 0, err + server.log()
+    late = subprocess.run([sys.executable, "-c", ATTACH_AND_WRITE, server.name],
+                          capture_output=True, text=True, timeout=60)
+    assert late.returncode == 0, late.stderr + server.log()
+    assert int(late.stdout) > 1
+    server.wait_healthy()

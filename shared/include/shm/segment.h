@@ -109,7 +109,8 @@ class Segment {
 
   // True once any process saw the allocator poisoned: the manager must rebuild.
   bool poisoned() const;
-  // Allocates and frees a few bytes: Poisoned if the allocator is, OK otherwise.
+  // Takes the name index's lock and allocates and frees a few bytes: Poisoned (and poisoned()
+  // true from then on) if either lock's holder died, OK otherwise.
   Status Probe();
 
   // Settles what a dead process left behind: takes the locks its intents name (which runs the
