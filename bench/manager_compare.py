@@ -222,16 +222,21 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rows", default="",
+                        help="only the rows whose label contains one of these comma-separated "
+                        "words (case-insensitive), and no memory table")
     parser.add_argument("--size", default="2GiB",
                         help="shmstate's segment (sparse): list append keeps ~100 B an item")
     args = parser.parse_args()
     import shmstate
-    results = {label: ([], []) for label, _, _ in ROWS}
+    wanted = [w.lower() for w in args.rows.split(",") if w]
+    rows = [row for row in ROWS if not wanted or any(w in row[0].lower() for w in wanted)]
+    results = {label: ([], []) for label, _, _ in rows}
     floor = []
     for round_ in range(args.rounds):
         floor.append(futex_pingpong(args.seconds))
         print(f"round {round_ + 1}: futex ping-pong\t{floor[-1]:.0f}", file=sys.stderr)
-        for label, worker, make in ROWS:  # Alternating: stock, then ours, row by row.
+        for label, worker, make in rows:  # Alternating: stock, then ours, row by row.
             stock = mp.Manager()
             results[label][0].append(run_row(stock, worker, make, args.seconds))
             stock.shutdown()
@@ -239,11 +244,13 @@ def main():
                 results[label][1].append(run_row(ours, worker, make, args.seconds))
             print(f"round {round_ + 1}: {label}\t{results[label][0][-1]:.0f}\t"
                   f"{results[label][1][-1]:.0f}", file=sys.stderr)
-    stock = mp.Manager()
-    stock_mem = memory(stock, lambda: rss(stock._process.pid))
-    stock.shutdown()
-    with shmstate.Manager() as ours:
-        ours_mem = memory(ours, lambda: segment_used(ours.address))
+    stock_mem, ours_mem = {}, {}
+    if not wanted:
+        stock = mp.Manager()
+        stock_mem = memory(stock, lambda: rss(stock._process.pid))
+        stock.shutdown()
+        with shmstate.Manager() as ours:
+            ours_mem = memory(ours, lambda: segment_used(ours.address))
     print(f"| row (2 processes, one object; median of {args.rounds} alternating rounds) | "
           "multiprocessing.Manager | shmstate.Manager | ratio (median; min-max) |")
     print("|---|---|---|---|")
@@ -252,12 +259,16 @@ def main():
         print(f"| {label} | {median(stock_ops) / 1e3:.1f}k ops/s | "
               f"{median(ours_ops) / 1e3:.0f}k ops/s | {median(ratios):.0f}x "
               f"({min(ratios):.0f}-{max(ratios):.0f}) |")
-    event = results["Event set/wait round trip"][1]
+    event = results.get("Event set/wait round trip", ([], []))[1]
     print()
-    print(f"Floor of the Event row: a bare futex ping-pong between 2 processes, "
-          f"{median(floor) / 1e3:.1f}k round trips/s (median of {args.rounds}, "
-          f"{min(floor) / 1e3:.1f}-{max(floor) / 1e3:.1f}k); shmstate's Event reaches "
-          f"{median([e / f for e, f in zip(event, floor)]) * 100:.0f}% of it (median per round).")
+    if event:
+        print(f"Floor of the Event row: a bare futex ping-pong between 2 processes, "
+              f"{median(floor) / 1e3:.1f}k round trips/s (median of {args.rounds}, "
+              f"{min(floor) / 1e3:.1f}-{max(floor) / 1e3:.1f}k); shmstate's Event reaches "
+              f"{median([e / f for e, f in zip(event, floor)]) * 100:.0f}% of it "
+              "(median per round).")
+    if not stock_mem:
+        return
     print()
     print("| memory per object (1000 objects) | multiprocessing.Manager (server RSS growth) | "
           "shmstate.Manager (segment bytes) |")

@@ -1,7 +1,7 @@
 // MULTI, EXEC, DISCARD, WATCH, UNWATCH (Redis's "transactions" group), and RunIsolated, what
-// EXEC and the multi-key commands run in: one shm::Transaction (atomic and isolated) when the
-// commands touch strings, whole keys, list ends and hash fields only, else every shard lock of
-// the keyspace held (isolated). WATCH's versions are checked inside the same isolation
+// EXEC and the multi-key commands run in: one shm::Transaction (atomic and isolated) whenever
+// every command can be staged (all but INFO keyspace's counts), else every shard lock of the
+// keyspace held (isolated). WATCH's versions are checked inside the same isolation
 // (docs/resp.md).
 #include <string>
 #include <utility>

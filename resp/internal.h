@@ -80,7 +80,8 @@ bool ParseScanArgs(Call& c, size_t cursor_at, bool with_type, ScanArgs* args);
 
 // Runs `body` (a command's handler, or EXEC's batch) so that no other client sees part of it:
 // in a shm::Transaction when every keyspace operation it makes can be staged (strings, whole
-// keys, lists, hash fields: atomic across a crash too; retried on a conflict), else holding
+// keys, lists, hashes, key listings and flushes: atomic across a crash too; retried on a
+// conflict), else holding
 // every shard lock of the client's keyspace (KeyspaceExclusive: isolated). Replies written by a
 // discarded attempt are dropped. `check` (may be empty) runs first in each attempt, under the same
 // isolation (EXEC's WATCH): false means it replied and the batch must not run. Inside another such

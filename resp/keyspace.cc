@@ -36,7 +36,11 @@ Keyspace* KS(Call& c) {
 uint64_t KeyCount(Segment* segment, int db, uint64_t* expiring) {
   Keyspace* keyspace = KeyspaceOf(segment, db, false);
   uint64_t keys = 0, with_expiry = 0;
-  if (keyspace == nullptr || !keyspace->Count(&keys, &with_expiry).ok()) keys = with_expiry = 0;
+  // Without `expiring`, a count inside a transaction sees the batch's own keys (Keyspace::Count).
+  Status s = keyspace == nullptr
+                 ? Status::NotFound("no keyspace")
+                 : keyspace->Count(&keys, expiring != nullptr ? &with_expiry : nullptr);
+  if (!s.ok()) keys = with_expiry = 0;
   if (expiring != nullptr) *expiring = with_expiry;
   return keys;
 }

@@ -809,7 +809,7 @@ class _Blocking(BaseProxy):
         check, and each count and change is ordered by the object's lock)."""
         waiting = self._d.get(_WAITERS)
         if waiting is not None and int(waiting) > 0:
-            self._word.wake()
+            self._word.wake_waiters()  # Every sleeper sleeps in _word.wait, which marks it.
 
 
 def _timeout_arg(blocking: bool, timeout: Optional[float]) -> Optional[float]:
@@ -1135,7 +1135,7 @@ class EventProxy(_Blocking):
     _typeid = "Event"
 
     # is_set(), set(), clear() and wait() are native (ValueGet, EventSet, EventClear,
-    # EventWait: a bounded spin on the value, then this method's futex sleep).
+    # EventWait: this method's loop for wait() and wait(timeout) of a None, int or float).
 
     def _wait_slow(self, timeout: Optional[float] = None) -> bool:
         result = self._wait_until(lambda: True if self._load() else _MISSING, timeout)

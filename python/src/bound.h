@@ -9,6 +9,8 @@
 
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <utility>
@@ -91,6 +93,24 @@ class Bound {
   std::shared_ptr<shm::Segment> segment_;  // The segment handle_ was last used in.
   uint64_t epoch_ = 0;                     // The attachment's epoch then.
 };
+
+// Blocking calls wait in slices this long, leaving the client gate between them so that a
+// generation move never waits for a long poll, and Ctrl-C ends a long wait.
+constexpr std::chrono::milliseconds kWaitSlice{100};
+
+// Calls attempt(slice) -> bool (done) with slices of `total` until it is done (true) or the time
+// is up (false). The first call has a slice of 0 when `total` is 0 (no wait at all).
+template <class Attempt>
+bool WaitInSlices(std::chrono::milliseconds total, Attempt&& attempt) {
+  auto deadline = std::chrono::steady_clock::now() + total;
+  while (true) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (attempt(std::clamp(left, std::chrono::milliseconds(0), kWaitSlice))) return true;
+    if (left <= kWaitSlice) return false;
+    if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+  }
+}
 
 }  // namespace shmstate
 

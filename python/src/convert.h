@@ -533,6 +533,23 @@ inline shm::List::End ToListEnd(py::handle h) {
   Raise(shm::Status::InvalidArgument("end must be 'left' or 'right'"));
 }
 
+// The other way: library values as Python objects.
+inline py::bytes Bytes(const std::string& s) { return py::bytes(s.data(), s.size()); }
+
+inline py::object FromScalar(const shm::Scalar& s) {
+  switch (s.kind) {
+    case shm::Scalar::Kind::kBool:
+      return py::bool_(s.i != 0);
+    case shm::Scalar::Kind::kInt:
+      return py::int_(s.i);
+    case shm::Scalar::Kind::kUInt:
+      return py::int_(s.u);
+    case shm::Scalar::Kind::kFloat:
+      return py::float_(s.f);
+  }
+  return py::none();
+}
+
 }  // namespace shmstate
 
 #endif  // SHMSTATE_PYTHON_CONVERT_H_

@@ -20,14 +20,10 @@
 #include <string_view>
 
 #include "convert.h"
+#include "errors.h"
 #include "shm/status.h"
 
 namespace shmstate {
-
-// Sets the shmstate exception of `status` (defined in module.cc, with the exception classes).
-void SetStatusError(const shm::Status& status);
-// Sets shmstate.InvalidType with `message`.
-void SetInvalidTypeError(std::string_view message);
 
 // Runs fn() -> PyObject* (a new reference, or null with an error set) so that no C++ exception
 // crosses the C API: the module's own become its Python exceptions.
@@ -178,6 +174,32 @@ inline void InstallGetSet(const py::handle& cls, PyGetSetDef* def) {
       PyDescr_NewGetSet(reinterpret_cast<PyTypeObject*>(cls.ptr()), def));
   if (!descr) throw py::error_already_set();
   py::setattr(cls, def->name, descr);
+}
+
+// Calls the Python function `fn` as the method of `self` with a vectorcall's arguments.
+inline PyObject* CallPython(PyObject* fn, PyObject* self, PyObject* const* args, Py_ssize_t nargs,
+                            PyObject* kwnames) {
+  constexpr Py_ssize_t kMax = 8;
+  Py_ssize_t total = nargs + (kwnames == nullptr ? 0 : PyTuple_GET_SIZE(kwnames));
+  if (total >= kMax) {
+    PyErr_SetString(PyExc_TypeError, "too many arguments");
+    return nullptr;
+  }
+  PyObject* all[kMax];
+  all[0] = self;
+  for (Py_ssize_t i = 0; i < total; ++i) all[i + 1] = args[i];
+  return PyObject_Vectorcall(fn, all, static_cast<size_t>(nargs + 1), kwnames);
+}
+
+// A new reference to the function `name` of the Python class `cls` (the method a descriptor
+// replaces, for handles of another backend).
+inline PyObject* PythonMethod(const py::handle& cls, const char* name) {
+  PyObject* fn = PyDict_GetItemString(reinterpret_cast<PyTypeObject*>(cls.ptr())->tp_dict, name);
+  if (fn == nullptr || !PyFunction_Check(fn)) {
+    throw py::type_error(std::string("no Python method ") + name);
+  }
+  Py_INCREF(fn);
+  return fn;
 }
 
 }  // namespace shmstate

@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -31,6 +32,7 @@
 #include "bound.h"
 #include "convert.h"
 #include "fast_call.h"
+#include "py_wake_word.h"
 #include "shm/dict.h"
 #include "shm/list.h"
 
@@ -54,6 +56,8 @@ struct Globals {
   PyObject* rlock = nullptr;
   PyObject* owner_died = nullptr;
   PyObject* fast = nullptr;
+  PyObject* word = nullptr;
+  PyObject* try_acquire = nullptr;
 };
 Globals g;
 
@@ -429,6 +433,31 @@ bool Done(F&& fn) {
   return true;
 }
 
+// The proxy's wake word (`_word`, made on first use; borrowed: the proxy keeps it), or null with
+// an error set.
+PyWakeWord* WordOf(PyObject* self) {
+  PyObject* word = PyObject_GetAttr(self, g.word);
+  if (word == nullptr) return nullptr;
+  PyWakeWord* cpp = CppOf<PyWakeWord>(word, PyWakeWord::type);
+  Py_DECREF(word);
+  if (cpp == nullptr) PyErr_SetString(PyExc_TypeError, "not a shmstate.Manager wake word");
+  return cpp;
+}
+
+// After a change that a sleeper counted in `!w` waits for (_Blocking._wake): wakes the word's
+// sleepers, with no system call if each saw the change while spinning.
+PyObject* Wake(PyObject* self) {
+  PyWakeWord* word = WordOf(self);
+  if (word == nullptr || !Done([&] { word->WakeWaiters(); })) return nullptr;
+  Py_RETURN_NONE;
+}
+
+// The longest single sleep of a native wait (manager._FOREVER): a sleep begun in a generation
+// the server has left is bounded by it (py_wake_word.h).
+constexpr std::chrono::seconds kLongestSleep{2};
+// A lock waiter's longest sleep (manager._LIVENESS_PERIOD): it looks for a dead holder after it.
+constexpr std::chrono::milliseconds kLivenessPeriod{500};
+
 // Calls self.<name>(*args): the Python method (`_<method>_slow`) the fast one stands in for.
 PyObject* Slow(PyObject* self, const char* name, PyObject* const* args, Py_ssize_t nargs,
                PyObject* kwnames) {
@@ -566,22 +595,105 @@ PyObject* EventSet(PyObject* self, PyObject*) {
   Py_DECREF(done);
   bool waiters = false;
   if (!Done([&] { waiters = d->HasWaiters(); })) return nullptr;
-  if (waiters) return PyObject_CallMethod(self, "_wake", nullptr);
+  if (waiters) return Wake(self);
   Py_RETURN_NONE;
 }
 
 PyObject* EventClear(PyObject* self, PyObject*) { return ValueSet(self, Py_False); }
 
-// Event.wait(timeout=None): true at once when the Event is set (one read); else the Python
-// method's futex sleep. No spin before the sleep: a 50 us spin measured 2x slower here at load
-// 8-11 on 2 vCPUs (the spinner takes the CPU its setter needs; docs/manager.md, "Speed").
+// The timeout of wait(timeout=None) when it is None (*forever) or a finite int or float; false
+// for any other form (the Python method's rules and errors apply then).
+bool SimpleTimeout(PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames, bool* forever,
+                   double* seconds) {
+  PyObject* timeout = nullptr;
+  if (nargs == 1 && kwnames == nullptr) {
+    timeout = args[0];
+  } else if (nargs == 0 && kwnames != nullptr && PyTuple_GET_SIZE(kwnames) == 1 &&
+             PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "timeout") == 0) {
+    timeout = args[0];
+  } else if (nargs != 0 || kwnames != nullptr) {
+    return false;
+  }
+  *forever = timeout == nullptr || timeout == Py_None;
+  if (*forever) return true;
+  if (!PyFloat_CheckExact(timeout) && !PyLong_CheckExact(timeout)) return false;
+  *seconds = PyFloat_AsDouble(timeout);
+  if (*seconds == -1.0 && PyErr_Occurred()) {
+    PyErr_Clear();  // An int too large for a double: the Python method's rules.
+    return false;
+  }
+  return std::isfinite(*seconds);
+}
+
+using Clock = std::chrono::steady_clock;
+
+// The loop of manager.py's _Blocking._wait_until without its Python frames: counted in `!w` (so
+// that a change wakes), then the word's sequence, attempt(changed), and the word's wait (a spin
+// of a few microseconds at most, then the futex sleep without the GIL: shm/wake_word.h) of at
+// most `period`, until attempt gives its result or `deadline` passes (False). attempt(changed)
+// returns a new reference, or null: with an error set (the loop ends), or without one (not yet);
+// `changed` says whether the word moved during the last wait (false in the first round).
+// Signals are handled after every wait, as between the Python loop's calls; the sleeper is
+// uncounted on every way out.
+template <class Attempt>
+PyObject* WaitLoop(MgrDict* d, PyWakeWord* word, Clock::time_point deadline, Clock::duration period,
+                   Attempt&& attempt) {
+  if (!Done([&] { d->Incr("!w", 1); })) return nullptr;
+  PyObject* result = nullptr;
+  bool changed = false;
+  while (true) {
+    uint32_t seen = 0;
+    if (!Done([&] { seen = word->Sequence(); })) break;
+    result = attempt(changed);
+    if (result != nullptr || PyErr_Occurred()) break;
+    const Clock::duration remaining = deadline - Clock::now();
+    if (remaining.count() <= 0) {
+      result = Py_NewRef(Py_False);
+      break;
+    }
+    if (!Done([&] { word->Wait(seen, std::min(remaining, period)); }) ||
+        PyErr_CheckSignals() != 0 || !Done([&] { changed = word->Sequence() != seen; })) {
+      break;
+    }
+  }
+  PyObject *type, *value, *traceback;  // Uncounted whatever happened; the loop's error wins.
+  PyErr_Fetch(&type, &value, &traceback);
+  const bool uncounted = Done([&] { d->Incr("!w", -1); });
+  if (type != nullptr) {
+    Py_CLEAR(result);
+    PyErr_Clear();
+    PyErr_Restore(type, value, traceback);
+    return nullptr;
+  }
+  if (!uncounted) Py_CLEAR(result);
+  return result;
+}
+
+// Event.wait(timeout=None): true at once when the Event is set (one read); else WaitLoop on the
+// value, for wait() and a timeout of None, an int or a float (other forms: the Python method).
 PyObject* EventWait(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   PyObject* set = ValueGet(self);
-  if (set != Py_True) {
-    Py_XDECREF(set);
-    return set == nullptr ? nullptr : Slow(self, "_wait_slow", args, nargs, kwnames);
+  if (set != Py_False) return set;  // Set (or not an Event's value: its error).
+  Py_DECREF(set);
+  bool forever = true;
+  double seconds = 0;
+  if (!SimpleTimeout(args, nargs, kwnames, &forever, &seconds)) {
+    return Slow(self, "_wait_slow", args, nargs, kwnames);
   }
-  return set;
+  if (!forever && seconds <= 0) Py_RETURN_FALSE;
+  MgrDict* d = HandleOf<MgrDict>(self);
+  PyWakeWord* word = d == nullptr ? nullptr : WordOf(self);
+  if (word == nullptr) return nullptr;
+  const Clock::time_point deadline =
+      forever ? Clock::time_point::max()
+              : Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                   std::chrono::duration<double>(std::min(seconds, 1e9)));
+  return WaitLoop(d, word, deadline, kLongestSleep, [&](bool) -> PyObject* {
+    PyObject* value = ValueGet(self);
+    if (value == nullptr || value == Py_True) return value;
+    Py_DECREF(value);
+    return nullptr;
+  });
 }
 
 // A Lock's holder entry `h` holds this process's owner record (manager._process_owner); the
@@ -667,21 +779,48 @@ bool IsRLock(PyObject* self, bool* is_rlock) {
   return true;
 }
 
-// Lock.acquire() without arguments: one add-if-absent (an RLock: RLockTryAcquire); else (held,
-// a timeout) the Python method's rules.
+// A held Lock's acquire() (blocking, no timeout): WaitLoop, each round one add-if-absent. The
+// Python method's _try_acquire, which also takes the lock from a holder found dead, runs in the
+// first round and after every wait that saw no change (a dead holder never wakes anybody: its
+// waiters find it at the end of each _LIVENESS_PERIOD sleep, as in the Python loop).
+PyObject* LockWait(PyObject* self, MgrDict* d, std::string_view owner) {
+  PyWakeWord* word = WordOf(self);
+  if (word == nullptr) return nullptr;
+  return WaitLoop(d, word, Clock::time_point::max(), kLivenessPeriod,
+                  [&](bool changed) -> PyObject* {
+                    if (!changed) {
+                      PyObject* took = PyObject_CallMethodNoArgs(self, g.try_acquire);
+                      if (took == nullptr || took == Py_True) return took;
+                      Py_DECREF(took);  // manager._MISSING: held by a live process.
+                      return nullptr;
+                    }
+                    bool took = false;
+                    if (!Done([&] { took = d->Set("h", owner, shm::SetMode::kAdd); }) || !took) {
+                      return nullptr;
+                    }
+                    if (PyObject_SetAttr(self, g.owner_died, Py_False) != 0) return nullptr;
+                    Py_RETURN_TRUE;
+                  });
+}
+
+// Lock.acquire() without arguments: one add-if-absent (an RLock: RLockTryAcquire); a held Lock
+// waits in LockWait; anything else (an RLock held by another thread, a timeout) follows the
+// Python method's rules.
 PyObject* LockAcquire(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   if (nargs != 0 || kwnames != nullptr) return Slow(self, "_acquire_slow", args, nargs, kwnames);
   bool is_rlock = false, applied = false, took = false;
   MgrDict* d = HandleOf<MgrDict>(self);
   if (d == nullptr || !IsRLock(self, &is_rlock)) return nullptr;
+  std::string_view owner;
   if (is_rlock) {
     if (!RLockTryAcquire(*d, &applied, &took)) return nullptr;
   } else {
-    std::string_view owner;
     if (!OwnerRecord(&owner)) return nullptr;
     if (!Done([&] { applied = took = d->Set("h", owner, shm::SetMode::kAdd); })) return nullptr;
   }
-  if (!applied) return Slow(self, "_acquire_slow", args, nargs, kwnames);
+  if (!applied) {
+    return is_rlock ? Slow(self, "_acquire_slow", args, nargs, kwnames) : LockWait(self, d, owner);
+  }
   if (took && PyObject_SetAttr(self, g.owner_died, Py_False) != 0) return nullptr;
   Py_RETURN_TRUE;
 }
@@ -705,7 +844,7 @@ PyObject* LockRelease(PyObject* self, PyObject*) {
       return nullptr;
     }
   }
-  if (waiters) return PyObject_CallMethod(self, "_wake", nullptr);
+  if (waiters) return Wake(self);
   Py_RETURN_NONE;
 }
 
@@ -834,6 +973,8 @@ void Install(const py::dict& classes, const py::object& encode_key, const py::ob
   g.rlock = PyUnicode_InternFromString("_rlock");
   g.owner_died = PyUnicode_InternFromString("owner_died");
   g.fast = PyUnicode_InternFromString("_fast");
+  g.word = PyUnicode_InternFromString("_word");
+  g.try_acquire = PyUnicode_InternFromString("_try_acquire");
   MgrDict::type = reinterpret_cast<PyTypeObject*>(py::type::of<MgrDict>().ptr());
   MgrList::type = reinterpret_cast<PyTypeObject*>(py::type::of<MgrList>().ptr());
   pthread_atfork(nullptr, nullptr, ForgetOwner);

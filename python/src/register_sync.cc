@@ -1,7 +1,8 @@
 // The bindings behind shmstate.Manager's proxies (python/shmstate/manager.py):
-//  - _WakeWord: the futex sequence word of a named object (shm/wake_word.h). A proxy keeps its
+//  - _WakeWord: the futex sequence word of a named object (py_wake_word.h). A proxy keeps its
 //    state in an ordinary dict (or list) object, committed by compare-and-set, and sleeps here
-//    between checks: the GIL is released while it sleeps, and it never spins.
+//    between checks: the GIL is released while it waits (a spin of a few microseconds at most,
+//    then the futex sleep: shm/wake_word.h).
 //  - _SeqList: index access of a list (List::Set, List::Replace) for ListProxy.
 // Arguments go through convert.h, as every binding's do: a wrong one raises the module's
 // InvalidType or InvalidArgument and changes nothing.
@@ -16,6 +17,7 @@
 
 #include "attachment.h"
 #include "convert.h"
+#include "py_wake_word.h"
 #include "shm/dict.h"
 #include "shm/list.h"
 #include "shm/registry.h"
@@ -94,115 +96,108 @@ class PySeqList {
   std::shared_ptr<Attachment> attachment_;
 };
 
-class PyWakeWord {
- public:
-  PyWakeWord(py::handle prefix, py::handle name, py::handle kind) : name_(ToText(name, "name")) {
-    shm::Status status = shm::ParseKind(ToText(kind, "kind"), &kind_);
-    if (!status.ok()) Raise(status);
-    attachment_ = AttachmentFor(ToText(prefix, "server"), &status);
-    if (attachment_ == nullptr) Raise(status);
-    if (status.ok()) status = OpenIn(attachment_->segment());
-    if (!status.ok()) Raise(status);
-  }
-
-  // Also moves the word into the generation the server copied its state into (growth, a
-  // poisoned allocator), so waiters keep meeting the wakers; callers re-check at least every
-  // few seconds (manager.py), which bounds a sleep begun on the old generation.
-  uint32_t Sequence() {
-    Refresh();
-    return Word().Sequence();
-  }
-
-  void Wait(py::handle seen_arg, py::handle timeout_arg) {
-    const auto seen = static_cast<uint32_t>(ToUInt64(seen_arg, "seen", UINT32_MAX));
-    const std::chrono::nanoseconds timeout =
-        ToWait(timeout_arg, "timeout", std::chrono::hours(24), std::chrono::hours(24));
-    if (timeout.count() <= 0) return;
-    shm::WakeWord word = Word();
-    py::gil_scoped_release release;
-    word.Wait(seen, timeout);
-  }
-
-  void WakeAll() {
-    Refresh();
-    Word().WakeAll();
-  }
-
-  // Deletes `key` of this dict object only if it still has `version` (a pop that returns the
-  // value it removed); False if it changed or is gone. One commit: nothing half-done to repair.
-  bool DeleteIf(py::handle key, py::handle version_arg) {
-    const std::string k = ToKey(key, "key");
-    const uint64_t version = ToUInt64(version_arg, "version");
-    shm::Status status =
-        RunOp(attachment_.get(), [&](const std::shared_ptr<shm::Segment>& segment) {
-          shm::Dict dict;
-          SHM_RETURN_IF_ERROR(shm::Dict::Open(segment.get(), name_, shm::OpenMode::kOpenExisting,
-                                              shm::DictOptions(), &dict));
-          return dict.Delete(k, version);
-        });
-    if (status.IsConflict() || status.IsNotFound()) return false;
-    if (!status.ok()) Raise(status);
-    return true;
-  }
-
- private:
-  // Opens the word in the segment the attachment maps now (following a move in progress).
-  shm::Status OpenIn(const std::shared_ptr<shm::Segment>& /*hint*/) {
-    std::shared_ptr<shm::Segment> opened_in;
-    shm::WakeWord word;
-    shm::Status status =
-        RunOp(attachment_.get(), [&](const std::shared_ptr<shm::Segment>& segment) {
-          SHM_RETURN_IF_ERROR(shm::WakeWord::Open(segment.get(), name_, kind_, &word));
-          opened_in = segment;
-          return shm::Status::OK();
-        });
-    if (!status.ok()) return status;
-    std::lock_guard<std::mutex> lock(mu_);
-    segment_ = std::move(opened_in);
-    word_ = word;
-    return status;
-  }
-
-  void Refresh() {
-    std::shared_ptr<shm::Segment> segment = Segment();
-    if (segment->successor_generation() != 0) {
-      py::gil_scoped_release release;
-      (void)attachment_->Follow(segment);  // Its failure shows in the next operation.
-    }
-    std::shared_ptr<shm::Segment> current = attachment_->segment();
-    if (current != segment) {
-      shm::Status status = OpenIn(current);
-      if (!status.ok()) Raise(status);
-    }
-  }
-
-  std::shared_ptr<shm::Segment> Segment() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return segment_;
-  }
-  shm::WakeWord Word() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return word_;
-  }
-
-  const std::string name_;
-  shm::ObjectKind kind_ = shm::ObjectKind::kNone;
-  std::shared_ptr<Attachment> attachment_;
-  std::mutex mu_;
-  std::shared_ptr<shm::Segment> segment_;  // Keeps the mapping the word lives in.
-  shm::WakeWord word_;
-};
-
 }  // namespace
 
+PyWakeWord::PyWakeWord(py::handle prefix, py::handle name, py::handle kind)
+    : name_(ToText(name, "name")) {
+  shm::Status status = shm::ParseKind(ToText(kind, "kind"), &kind_);
+  if (!status.ok()) Raise(status);
+  attachment_ = AttachmentFor(ToText(prefix, "server"), &status);
+  if (attachment_ == nullptr) Raise(status);
+  status = OpenIn();
+  if (!status.ok()) Raise(status);
+}
+
+uint32_t PyWakeWord::Sequence() {
+  Refresh();
+  return Word().Sequence();
+}
+
+void PyWakeWord::Wait(uint32_t seen, std::chrono::nanoseconds timeout) {
+  if (timeout.count() <= 0) return;
+  shm::WakeWord word = Word();
+  py::gil_scoped_release release;
+  word.Wait(seen, timeout);
+}
+
+void PyWakeWord::WakeAll() {
+  Refresh();
+  Word().WakeAll();
+}
+
+void PyWakeWord::WakeWaiters() {
+  Refresh();
+  Word().WakeWaiters();
+}
+
+bool PyWakeWord::DeleteIf(py::handle key, py::handle version_arg) {
+  const std::string k = ToKey(key, "key");
+  const uint64_t version = ToUInt64(version_arg, "version");
+  shm::Status status = RunOp(attachment_.get(), [&](const std::shared_ptr<shm::Segment>& segment) {
+    shm::Dict dict;
+    SHM_RETURN_IF_ERROR(shm::Dict::Open(segment.get(), name_, shm::OpenMode::kOpenExisting,
+                                        shm::DictOptions(), &dict));
+    return dict.Delete(k, version);
+  });
+  if (status.IsConflict() || status.IsNotFound()) return false;
+  if (!status.ok()) Raise(status);
+  return true;
+}
+
+// Opens the word in the segment the attachment maps now (following a move in progress).
+shm::Status PyWakeWord::OpenIn() {
+  std::shared_ptr<shm::Segment> opened_in;
+  shm::WakeWord word;
+  shm::Status status = RunOp(attachment_.get(), [&](const std::shared_ptr<shm::Segment>& segment) {
+    SHM_RETURN_IF_ERROR(shm::WakeWord::Open(segment.get(), name_, kind_, &word));
+    opened_in = segment;
+    return shm::Status::OK();
+  });
+  if (!status.ok()) return status;
+  std::lock_guard<std::mutex> lock(mu_);
+  segment_ = std::move(opened_in);
+  word_ = word;
+  return status;
+}
+
+void PyWakeWord::Refresh() {
+  std::shared_ptr<shm::Segment> segment = Segment();
+  if (segment->successor_generation() != 0) {
+    py::gil_scoped_release release;
+    (void)attachment_->Follow(segment);  // Its failure shows in the next operation.
+  }
+  if (attachment_->segment() != segment) {
+    shm::Status status = OpenIn();
+    if (!status.ok()) Raise(status);
+  }
+}
+
+std::shared_ptr<shm::Segment> PyWakeWord::Segment() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return segment_;
+}
+
+shm::WakeWord PyWakeWord::Word() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return word_;
+}
+
 void RegisterSync(py::module_& m) {
-  py::class_<PyWakeWord, std::shared_ptr<PyWakeWord>>(m, "_WakeWord")
-      .def(py::init<py::handle, py::handle, py::handle>(), py::arg("server"), py::arg("name"),
+  py::class_<PyWakeWord, std::shared_ptr<PyWakeWord>> word(m, "_WakeWord");
+  word.def(py::init<py::handle, py::handle, py::handle>(), py::arg("server"), py::arg("name"),
            py::arg("kind"))
       .def("seq", &PyWakeWord::Sequence)
-      .def("wait", &PyWakeWord::Wait, py::arg("seen"), py::arg("timeout"))
+      .def(
+          "wait",
+          [](PyWakeWord& self, py::handle seen, py::handle timeout) {
+            self.Wait(static_cast<uint32_t>(ToUInt64(seen, "seen", UINT32_MAX)),
+                      ToWait(timeout, "timeout", std::chrono::hours(24), std::chrono::hours(24)));
+          },
+          py::arg("seen"), py::arg("timeout"))
       .def("wake", &PyWakeWord::WakeAll)
+      .def("wake_waiters", &PyWakeWord::WakeWaiters)
       .def("delete_if", &PyWakeWord::DeleteIf, py::arg("key"), py::arg("version"));
+  PyWakeWord::type = reinterpret_cast<PyTypeObject*>(word.ptr());
   m.def(
       "_segment_free_bytes",
       [](py::handle server) {

@@ -1,10 +1,10 @@
 // The bindings behind shmstate.Client.transaction (python/shmstate/__init__.py):
 //  - _Transaction: one shm::Transaction (shm/transaction.h) on the segment the attachment used
 //    when it began; opens the handles below, commits or aborts.
-//  - _TxCounter, _TxDict, _TxList: the methods of _Counter, _Dict and _List, with the same names
-//    and arguments, staged in the transaction (reads see its own writes), so the shmstate.Counter,
-//    Dict and List wrappers work on them unchanged. What a transaction cannot do (list a dict's
-//    keys, its stats, a list's range, a pop that waits) raises InvalidArgument.
+//  - _TxCounter, _TxDict, _TxList: the methods of _Counter, _Dict and _List, from the same
+//    tables (method_tables.h), staged in the transaction (reads see its own writes), so the
+//    shmstate.Counter, Dict and List wrappers work on them unchanged. What a transaction cannot do
+//    (list a dict's keys, its stats, a list's range, a pop that waits) raises InvalidArgument.
 //
 // A conditional write (mode add/replace, if_version, cas) and a delete read the entry in the
 // transaction first, so the answer they give (False: not written) is validated at commit like any
@@ -21,6 +21,7 @@
 #include <utility>
 
 #include "convert.h"
+#include "method_tables.h"
 #include "shm/counter.h"
 #include "shm/dict.h"
 #include "shm/list.h"
@@ -33,8 +34,6 @@ namespace shmstate {
 namespace {
 
 using shm::Status;
-
-py::bytes Bytes(const std::string& s) { return py::bytes(s.data(), s.size()); }
 
 [[noreturn]] void RaiseNotInTransaction(const std::string& what) {
   RaiseInvalid(what + " is not available inside a transaction");
@@ -283,7 +282,7 @@ class PyTxDict {
     Write(k, next, options);
     return true;
   }
-  // The fast path's get and set (module.cc): keys and values viewed in place.
+  // The fast path's get and set (register_dict.cc): keys and values viewed in place.
   bool GetFast(std::string_view key, std::string* value) {
     bool found = Read(key, &scratch_);
     if (found) value->assign(scratch_.data);
@@ -416,31 +415,13 @@ void RegisterTransaction(py::module_& m) {
            arg("max_item_bytes") = uint64_t{1} << 20)
       .def("commit", &PyTransaction::Commit)
       .def("abort", &PyTransaction::Abort);
-  py::class_<PyTxCounter, std::shared_ptr<PyTxCounter>>(m, "_TxCounter")
-      .def("incr", &PyTxCounter::Incr, arg("by") = 1)
-      .def("value", &PyTxCounter::Value)
-      .def("set", &PyTxCounter::Set, arg("value"))
-      .def("cas", &PyTxCounter::Cas, arg("expected"), arg("value"))
-      .def_property_readonly("name", &PyTxCounter::name);
-  py::class_<PyTxDict, std::shared_ptr<PyTxDict>>(m, "_TxDict")
-      .def("get", &PyTxDict::Get, arg("key"), arg("default") = py::none())
-      .def("get_entry", &PyTxDict::GetEntry, arg("key"))
-      .def("set", &PyTxDict::Set, arg("key"), arg("value"), arg("ttl") = py::none(),
-           arg("mode") = "set", arg("if_version") = py::none())
-      .def("delete", &PyTxDict::Delete, arg("key"))
-      .def("incr", &PyTxDict::Incr, arg("key"), arg("by") = 1, arg("init") = 0,
-           arg("ttl") = py::none())
-      .def("cas", &PyTxDict::Cas, arg("key"), arg("expected"), arg("value"))
-      .def("keys_page", &PyTxDict::Keys, arg("prefix") = "", arg("cursor") = 0, arg("limit") = 1000)
-      .def("stats", &PyTxDict::Stats)
-      .def_property_readonly("name", &PyTxDict::name);
-  g_tx_dict_type = reinterpret_cast<PyTypeObject*>(py::type::of<PyTxDict>().ptr());
-  py::class_<PyTxList, std::shared_ptr<PyTxList>>(m, "_TxList")
-      .def("push", &PyTxList::Push, arg("item"), arg("end") = "right")
-      .def("pop", &PyTxList::Pop, arg("wait") = py::none(), arg("end") = "left")
-      .def("length", &PyTxList::Length)
-      .def("range", &PyTxList::Range, arg("start") = 0, arg("stop") = -1)
-      .def_property_readonly("name", &PyTxList::name);
+  py::class_<PyTxCounter, std::shared_ptr<PyTxCounter>> counter(m, "_TxCounter");
+  BindCounterMethods(counter);
+  py::class_<PyTxDict, std::shared_ptr<PyTxDict>> dict(m, "_TxDict");
+  BindDictMethods(dict);
+  g_tx_dict_type = reinterpret_cast<PyTypeObject*>(dict.ptr());
+  py::class_<PyTxList, std::shared_ptr<PyTxList>> list(m, "_TxList");
+  BindListMethods(list);
 }
 
 }  // namespace shmstate

@@ -18,9 +18,9 @@ pybind11::object BeginTransaction(const std::shared_ptr<Attachment>& attachment)
 // _Transaction, _TxCounter, _TxDict, _TxList.
 void RegisterTransaction(pybind11::module_& m);
 
-// For the fast path of the Dict wrapper (module.cc), which serves a _TxDict without pybind11's
-// dispatch: whether `native` is a _TxDict; its get (true: found, the bytes in *value) and its
-// set with the default options. They raise as the methods do (StatusError). GIL held.
+// For the fast path of the Dict wrapper (register_dict.cc), which serves a _TxDict without
+// pybind11's dispatch: whether `native` is a _TxDict; its get (true: found, the bytes in *value)
+// and its set with the default options. They raise as the methods do (StatusError). GIL held.
 bool IsTxDict(PyObject* native);
 bool TxDictGet(PyObject* native, std::string_view key, std::string* value);
 void TxDictSet(PyObject* native, std::string_view key, std::string_view value);

@@ -1247,7 +1247,22 @@ void Dict::Prefetch(std::span<const std::string_view> keys) const {
 
 Status Dict::Set(std::string_view key, std::string_view value, const SetOptions& options,
                  uint64_t* version) {
-  if (tx_ != nullptr) return TxHashUnsupported();
+  if (tx_ != nullptr) {  // A hash field has no expiry, content type or version to ask for.
+    if (options.ttl_ms != 0 || options.if_version.has_value() || !options.content_type.empty() ||
+        version != nullptr) {
+      return TxHashUnsupported();
+    }
+    return TxHashUpdate(tx_, Unbound(), key, [&](const DictValue* current, DictUpdate* update) {
+      if (options.mode == SetMode::kAdd && current != nullptr) {
+        return Status::AlreadyExists("key already exists (mode add)");
+      }
+      if (options.mode == SetMode::kReplace && current == nullptr) {
+        return Status::NotFound("key does not exist (mode replace)");
+      }
+      update->data.assign(value);
+      return Status::OK();
+    });
+  }
   SHM_RETURN_IF_ERROR(ValidateKey(key));
   SHM_RETURN_IF_ERROR(ValidateValue(value));
   SHM_RETURN_IF_ERROR(ValidateContentType(options.content_type));
@@ -1495,15 +1510,43 @@ Status Dict::Incr(std::string_view key, int64_t by, int64_t init, int64_t ttl_ms
   return Status::OK();
 }
 
-Status Dict::ListKeys(std::string_view prefix, size_t limit, uint64_t cursor,
-                      std::vector<std::string>* keys, uint64_t* next_cursor) const {
-  if (prefix.size() > kMaxKey) return Status::InvalidArgument("prefix longer than the key limit");
-  if (limit < 1 || limit > kMaxListLimit) {
-    return Status::InvalidArgument("limit must be between 1 and " + std::to_string(kMaxListLimit));
+std::vector<const DictOverlay::Write*> DictOverlay::Appended() const {
+  std::vector<const Write*> out;
+  for (const auto& [key, write] : writes_) {
+    if (!write.erase && write.last != 0) out.push_back(&write);
   }
-  keys->clear();
-  *next_cursor = 0;
-  if (tx_ != nullptr) SHM_RETURN_IF_ERROR(TxHashListable(tx_, Unbound()));
+  std::sort(out.begin(), out.end(),
+            [](const Write* a, const Write* b) { return a->last < b->last; });
+  return out;
+}
+
+namespace {
+
+// Lays `overlay` over one chunk of committed keys whose hashes are in [from, until) (until 0:
+// to the end of the hash space): erased keys go, the puts of that range not listed yet come in.
+void OverlayChunk(const DictOverlay& overlay, uint64_t from, uint64_t until,
+                  std::string_view prefix, std::vector<ListedKey>* chunk) {
+  std::erase_if(*chunk, [&](const ListedKey& listed) {
+    const DictOverlay::Write* write = overlay.Find(listed.key);
+    return write != nullptr && write->erase;
+  });
+  std::vector<std::string_view> listed;
+  listed.reserve(chunk->size());
+  for (const ListedKey& k : *chunk) listed.emplace_back(k.key);
+  std::sort(listed.begin(), listed.end());
+  overlay.ForEachPut([&](const DictOverlay::Write& write) {
+    if (write.hash < from || (until != 0 && write.hash >= until)) return;
+    if (!write.key.starts_with(prefix)) return;
+    if (std::binary_search(listed.begin(), listed.end(), write.key)) return;
+    chunk->push_back(ListedKey{write.hash, std::string(write.key)});
+  });
+}
+
+}  // namespace
+
+Status DictListKeys(const ObjectRef& ref, std::string_view prefix, size_t limit, uint64_t cursor,
+                    const DictOverlay* overlay, std::vector<std::string>* keys,
+                    uint64_t* next_cursor) {
   return CatchAtBoundary("dict", [&] {
     // Keys come in hash order and the cursor is the next hash to visit, so a rebuild between
     // chunks (or calls) neither repeats nor skips a key.
@@ -1513,10 +1556,11 @@ Status Dict::ListKeys(std::string_view prefix, size_t limit, uint64_t cursor,
       uint64_t until = 0;
       {
         ShardGuard guard;  // Per chunk, so writers interleave with a long scan.
-        SHM_RETURN_IF_ERROR(guard.Lock(ref_, ShardFor(ref_, from)));
+        SHM_RETURN_IF_ERROR(guard.Lock(ref, ShardFor(ref, from)));
         const Locked& d = guard.view();
         until = CollectChunkLocked(d, from, prefix, NowFor(d.rep), &chunk);
       }
+      if (overlay != nullptr) OverlayChunk(*overlay, from, until, prefix, &chunk);
       std::sort(chunk.begin(), chunk.end(),
                 [](const ListedKey& a, const ListedKey& b) { return a.hash < b.hash; });
       size_t room = limit - keys->size();
@@ -1536,26 +1580,59 @@ Status Dict::ListKeys(std::string_view prefix, size_t limit, uint64_t cursor,
   });
 }
 
-Status Dict::Entries(bool with_values, std::vector<DictItem>* items) const {
-  items->clear();
-  if (tx_ != nullptr) SHM_RETURN_IF_ERROR(TxHashListable(tx_, Unbound()));
+Status DictListEntries(const ObjectRef& ref, bool with_values, const DictOverlay* overlay,
+                       std::vector<DictItem>* items) {
   return CatchAtBoundary("dict", [&] {
     std::vector<ListedKey> all;
     uint64_t from = 0;
     do {
       ShardGuard guard;  // Per chunk, as ListKeys.
-      SHM_RETURN_IF_ERROR(guard.Lock(ref_, ShardFor(ref_, from)));
+      SHM_RETURN_IF_ERROR(guard.Lock(ref, ShardFor(ref, from)));
       const Locked& d = guard.view();
       from = CollectChunkLocked(d, from, "", NowFor(d.rep), &all, with_values);
     } while (from != 0);
+    if (overlay != nullptr) {  // Rewrites in place; erased keys and the ones that go last out.
+      std::erase_if(all, [&](ListedKey& listed) {
+        const DictOverlay::Write* write = overlay->Find(listed.key);
+        if (write == nullptr) return false;
+        if (write->erase || write->last != 0) return true;
+        if (with_values) listed.value.assign(write->value);
+        return false;
+      });
+    }
     std::sort(all.begin(), all.end(),
               [](const ListedKey& a, const ListedKey& b) { return a.order < b.order; });
     items->reserve(all.size());
     for (ListedKey& listed : all) {
       items->push_back(DictItem{std::move(listed.key), std::move(listed.value)});
     }
+    if (overlay != nullptr) {
+      for (const DictOverlay::Write* write : overlay->Appended()) {
+        items->push_back(
+            DictItem{std::string(write->key), with_values ? std::string(write->value) : ""});
+      }
+    }
     return Status::OK();
   });
+}
+
+Status Dict::ListKeys(std::string_view prefix, size_t limit, uint64_t cursor,
+                      std::vector<std::string>* keys, uint64_t* next_cursor) const {
+  if (prefix.size() > kMaxKey) return Status::InvalidArgument("prefix longer than the key limit");
+  if (limit < 1 || limit > kMaxListLimit) {
+    return Status::InvalidArgument("limit must be between 1 and " + std::to_string(kMaxListLimit));
+  }
+  keys->clear();
+  *next_cursor = 0;
+  if (tx_ != nullptr)
+    return TxHashListKeys(tx_, Unbound(), prefix, limit, cursor, keys, next_cursor);
+  return DictListKeys(ref_, prefix, limit, cursor, nullptr, keys, next_cursor);
+}
+
+Status Dict::Entries(bool with_values, std::vector<DictItem>* items) const {
+  items->clear();
+  if (tx_ != nullptr) return TxHashEntries(tx_, Unbound(), with_values, items);
+  return DictListEntries(ref_, with_values, nullptr, items);
 }
 
 Status Dict::Stats(DictStats* stats) const {
@@ -1611,6 +1688,48 @@ Locked TxView(Segment::Impl* seg, DictStripeRep* stripe, uint64_t body, uint32_t
 }
 
 }  // namespace
+
+namespace {
+
+uint64_t KeySetDigestLocked(const Locked& d) {
+  const int64_t now_ms = NowFor(d.rep);
+  uint64_t sum = 0, count = 0;
+  for (uint64_t i = 0; i < d.table->capacity; ++i) {
+    const uint64_t word = d.slot(i).blob.load();
+    if (!IsBlob(word) || d.blob(word)->expired(now_ms)) continue;
+    uint64_t mixed = d.blob(word)->hash + 0x9e3779b97f4a7c15ull;  // splitmix64
+    mixed = (mixed ^ (mixed >> 30)) * 0xbf58476d1ce4e5b9ull;
+    mixed = (mixed ^ (mixed >> 27)) * 0x94d049bb133111ebull;
+    sum += mixed ^ (mixed >> 31);
+    ++count;
+  }
+  return sum + count * 0xd1b54a32d192ed03ull;
+}
+
+}  // namespace
+
+Status DictTxKeySetDigests(const ObjectRef& ref, std::vector<uint64_t>* digests) {
+  digests->clear();
+  return CatchAtBoundary("dict", [&] {
+    for (uint32_t shard = 0;; ++shard) {
+      ShardGuard guard;
+      SHM_RETURN_IF_ERROR(guard.Lock(ref, shard));
+      const Locked& d = guard.view();
+      digests->push_back(KeySetDigestLocked(d));
+      if (shard + 1 >= d.rep->shard_count()) return Status::OK();
+    }
+  });
+}
+
+Status DictTxKeySetDigestLocked(const ObjectRef& ref, const DictTxTarget& target,
+                                uint64_t* digest) {
+  if (!IsCurrent(ref) || ref.entry->body.load(std::memory_order_acquire) != target.body) {
+    return Status::NotFound("object was deleted");
+  }
+  *digest =
+      KeySetDigestLocked(TxView(ref.segment->impl(), target.stripe, target.body, target.shard));
+  return Status::OK();
+}
 
 Status DictTxLocate(const ObjectRef& ref, std::string_view key, DictTxTarget* target) {
   return DictTxLocate(ref, HashKey(key), target);
@@ -1731,8 +1850,10 @@ Status DictTxApplyLocked(Segment::Impl* seg, const TxChangeRep& change, CowWrite
     pos = static_cast<uint64_t>(replace ? probe.found : probe.free);
     blob->version = d.NextVersion();
     const DictEntryBlob* replaced = replace ? d.blob(d.slot(pos).blob.load()) : nullptr;
-    blob->order =
-        replaced != nullptr && !replaced->expired(NowFor(d.rep)) ? replaced->order : d.NextOrder();
+    // A rewrite keeps the key's place, unless the transaction deleted the key first.
+    const bool keep =
+        replaced != nullptr && !replaced->expired(NowFor(d.rep)) && blob->order != kDictTxOrderLast;
+    blob->order = keep ? replaced->order : d.NextOrder();
     d.slot(pos).ref_bit.store(replace ? 1 : 0, std::memory_order_relaxed);
     if (!replace) d.slot(pos).hash_tag.store(DictHashTag(blob->hash), std::memory_order_relaxed);
     next = change.blob;

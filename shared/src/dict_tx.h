@@ -6,7 +6,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "cow.h"
@@ -76,6 +78,66 @@ bool DictTxHoldingAll();
 void DictTxReleaseAll(Segment::Impl* seg, std::vector<DictStripeRep*>* held, uint64_t record);
 // After the commit, without locks: grows the shard's table if the inserts filled it.
 void DictTxRebuildIfNeeded(const ObjectRef& ref, uint32_t shard, CowWriter* writer);
+
+// The set of live keys of one shard, as a number that changes when a key comes or goes (a sum
+// over the keys' hashes, mixed, and their count): what a transaction that listed or counted a
+// dict's keys checks again under the commit's lock, so a key added or removed meanwhile (expired
+// included) is a Conflict. Values and versions do not count.
+// The shards of ref's dict and, for each, its digest taken under its lock.
+Status DictTxKeySetDigests(const ObjectRef& ref, std::vector<uint64_t>* digests);
+// Under the lock: the digest of target's shard (its body and shard; any hash). NotFound when
+// ref's dict is no longer the live incarnation with target.body.
+Status DictTxKeySetDigestLocked(const ObjectRef& ref, const DictTxTarget& target, uint64_t* digest);
+// The hash that DictTxLocate maps to shard `shard` of a sharded dict (any shard of another).
+inline uint64_t DictTxShardHash(uint32_t shard) { return uint64_t{shard} << (64 - kDictShardBits); }
+
+// A staged put's blob whose key takes a new place at the end of the insertion order when the
+// commit publishes it, even over a live entry of the key (a key the transaction deleted and
+// wrote again). Stored in the blob's `order` until then; an apply replaces it.
+inline constexpr uint64_t kDictTxOrderLast = ~uint64_t{0};
+
+// What a transaction staged in one dict, laid over the committed entries by the dict's own
+// listings (DictListEntries, DictListKeys), so a listing inside a transaction follows the same
+// rules as one outside it and as the commit will leave the dict: a rewrite keeps the key's
+// place, an erase drops the key, a put marked `last` (a new key, or one deleted and written
+// again) comes after every committed key, in `last` order. Views into the transaction's staging:
+// valid while it is unchanged.
+class DictOverlay {
+ public:
+  struct Write {
+    std::string_view key;
+    uint64_t hash = 0;  // DictKeyHash(key).
+    bool erase = false;
+    uint64_t last = 0;  // 0: keeps the key's place; else its rank among the puts that go last.
+    std::string_view value;
+  };
+  void Add(const Write& write) { writes_.emplace(write.key, write); }
+  const Write* Find(std::string_view key) const {
+    auto it = writes_.find(key);
+    return it == writes_.end() ? nullptr : &it->second;
+  }
+  bool empty() const { return writes_.empty(); }
+  // The puts marked `last`, in their order.
+  std::vector<const Write*> Appended() const;
+  // Every put (a key the overlay makes present), in no particular order.
+  template <typename Fn>
+  void ForEachPut(Fn&& fn) const {
+    for (const auto& [key, write] : writes_) {
+      if (!write.erase) fn(write);
+    }
+  }
+
+ private:
+  std::unordered_map<std::string_view, Write> writes_;
+};
+
+// Dict::Entries and Dict::ListKeys of the committed dict with `overlay` (may be null) laid over
+// it: the one implementation of both listings.
+Status DictListEntries(const ObjectRef& ref, bool with_values, const DictOverlay* overlay,
+                       std::vector<DictItem>* items);
+Status DictListKeys(const ObjectRef& ref, std::string_view prefix, size_t limit, uint64_t cursor,
+                    const DictOverlay* overlay, std::vector<std::string>* keys,
+                    uint64_t* next_cursor);
 
 }  // namespace shm
 

@@ -5,6 +5,12 @@
 // futex: read the sequence, check the condition under the object lock, unlock, then FutexWait(seq,
 // seen). Wakers bump the sequence after changing the state and call FutexWakeAll. A waiter leaves
 // no state behind, so a killed waiter costs nothing.
+//
+// Before it sleeps, a waiter watches the word for a few microseconds (SpinAdvisor below): a
+// sleep and a wake between two processes cost more than that, so a change that comes within the
+// spin saves the whole hand-off. The spin is bounded (kSpinBudget, and the caller's timeout),
+// happens only with more than one online CPU, and stops on a word whose spins did not pay
+// recently; it reads the word with plain loads, so it does not take the line from the waker.
 #ifndef SHM_SRC_FUTEX_H_
 #define SHM_SRC_FUTEX_H_
 
@@ -14,7 +20,47 @@
 
 namespace shm {
 
-// Sleeps while *word == seen, at most `timeout`. Returns early on a wake or a signal.
+// The longest a waiter watches its word before the futex sleep. A hand-off through a sleep costs
+// 9-14 us on the 2-vCPU machine this was tuned on (bench/manager_compare.py's bare futex
+// ping-pong: 36-58k round trips/s, two hand-offs each): a spin below one hand-off costs less
+// than what it can save, and covers a Python peer's answer (an Event set back after the wake it
+// saw, a Lock released after the few calls it held it for: 2-6 us).
+inline constexpr std::chrono::nanoseconds kSpinBudget{6'000};
+
+// Whether spinning before a sleep paid lately, per word, in this process: a spin that saw the
+// word change (paid) keeps the word's credit full; one that did not takes a unit off; a word
+// without credit is spun on only every kProbeEvery-th wait, so that it earns its credit back when
+// its waker speeds up. A fixed table indexed by the word's address: two words that share a place
+// reset each other's record, which costs only a spin or two. Thread-safe (relaxed atomics: the
+// advice is a heuristic, a lost update only moves it by one step).
+class SpinAdvisor {
+ public:
+  static constexpr int32_t kFreshCredit = 4;  // A new word: four spins that do not pay, then stop.
+  static constexpr int32_t kFullCredit = 8;   // After a spin that paid.
+  static constexpr uint32_t kProbeEvery = 16;
+
+  // Whether the next wait on `word` should spin first.
+  bool ShouldSpin(const void* word);
+  // What that spin found: whether the word changed within it.
+  void Record(const void* word, bool paid);
+
+  // The process's advisor, used by FutexWait.
+  static SpinAdvisor& Get();
+
+ private:
+  struct Place {
+    std::atomic<uintptr_t> word{0};
+    std::atomic<int32_t> credit{0};
+    std::atomic<uint32_t> skipped{0};
+  };
+  static constexpr size_t kPlaces = 64;
+  Place& PlaceOf(const void* word);
+
+  Place places_[kPlaces];
+};
+
+// Sleeps while *word == seen, at most `timeout`, after a bounded spin (SpinAdvisor). Returns
+// early on a wake, a change seen while spinning, or a signal.
 void FutexWait(std::atomic<uint32_t>* word, uint32_t seen, std::chrono::nanoseconds timeout);
 // Bumps the sequence and wakes every waiter.
 void FutexWakeAll(std::atomic<uint32_t>* word);
@@ -29,7 +75,8 @@ void FutexWakeAll(std::atomic<uint32_t>* word);
 //
 // Marks the word wanted; FutexWait then. Also for a waiter that sleeps on several words at once.
 void MarkWakeWanted(std::atomic<uint32_t>* wanted);
-// MarkWakeWanted, then FutexWait.
+// The bounded spin, then MarkWakeWanted and the sleep: a change that comes while spinning costs
+// its waker no system call.
 void FutexWaitWanted(std::atomic<uint32_t>* word, std::atomic<uint32_t>* wanted, uint32_t seen,
                      std::chrono::nanoseconds timeout);
 // Bumps the sequence, and wakes every waiter if the word was wanted (clearing the flag).

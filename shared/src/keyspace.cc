@@ -228,6 +228,16 @@ Status GetEntry(const Dict& index, std::string_view key, DictValue* entry) {
   return index.Get(key, entry);
 }
 
+// Whether a key's entry stands (EntryLive): inside a transaction, an entry it staged does (it
+// names a key's list or hash only while the transaction leaves it non-empty, though the list or
+// hash may be empty until the commit).
+bool KeyLive(const Dict& index, std::string_view key, const DictValue& entry) {
+  if (KeyspaceTransactionScope* scope = ActiveKeyspaceScope(); scope != nullptr) {
+    if (ScopedEntryStaged(scope, index, key)) return true;
+  }
+  return EntryLive(index.ref().segment, entry);
+}
+
 // What a transaction cannot stage: Conflict, and the caller runs its batch exclusively.
 #define SHM_KEYSPACE_NOT_IN_TRANSACTION()                                            \
   if (KeyspaceTransactionScope* scope_ = ActiveKeyspaceScope(); scope_ != nullptr) { \
@@ -252,9 +262,8 @@ Status UpdateEntry(Dict& index, std::string_view key, Fn&& fn) {
 // *dead for deletion after the commit.
 template <typename Fn>
 Status UpdateKey(Dict& index, std::string_view key, Orphan* dead, Fn&& fn) {
-  Segment* seg = index.ref().segment;
   return UpdateEntry(index, key, [&](const DictValue* current, DictUpdate* update) {
-    bool stale = current != nullptr && !EntryLive(seg, *current);
+    bool stale = current != nullptr && !KeyLive(index, key, *current);
     if (stale) {
       dead->From(current);
       current = nullptr;
@@ -330,7 +339,7 @@ Status Keyspace::Type(std::string_view key, KeyType* type) const {
   *type = KeyType::kNone;
   if (s.IsNotFound()) return Status::OK();
   SHM_RETURN_IF_ERROR(s);
-  if (EntryLive(index_.ref().segment, entry)) *type = TypeOfEntry(entry);
+  if (KeyLive(index_, key, entry)) *type = TypeOfEntry(entry);
   return Status::OK();
 }
 
@@ -339,7 +348,7 @@ Status Keyspace::Get(std::string_view key, std::string* value, int64_t* expires_
   DictValue entry;
   SHM_RETURN_IF_ERROR(GetEntry(index_, key, &entry));
   if (TypeOfEntry(entry) != KeyType::kString) {
-    return EntryLive(index_.ref().segment, entry) ? WrongType() : Status::NotFound("no such key");
+    return KeyLive(index_, key, entry) ? WrongType() : Status::NotFound("no such key");
   }
   *value = std::move(entry.data);
   if (expires_at_ms != nullptr) *expires_at_ms = entry.expires_at_ms;
@@ -517,26 +526,30 @@ Status Keyspace::Rename(std::string_view from, std::string_view to, bool only_if
   SHM_RETURN_IF_ERROR(ValidateKey(to));
   *renamed = false;
   const std::string from_key = std::string(from), to_key = std::string(to);
+  Segment* seg = index_.ref().segment;
   DictValue moving;
   bool found = false;
+  // A list or hash emptied or deleted by another front end is no key (UpdateKey drops it).
+  Orphan stale_source;
   SHM_RETURN_IF_ERROR(
-      UpdateEntry(index_, from_key, [&](const DictValue* current, DictUpdate* update) {
+      UpdateKey(index_, from_key, &stale_source, [&](const DictValue* current, DictUpdate* update) {
         update->write = false;
         if (current != nullptr) moving = *current;
         found = current != nullptr;
         return Status::OK();
       }));
+  stale_source.Delete(seg);
   if (!found) return Status::NotFound("no such key");
   if (from == to) {
     *renamed = !only_if_absent;
     return Status::OK();
   }
-  // The destination first, then the source only if it did not change meanwhile: a crash (or a
-  // concurrent writer of the source) in between leaves both keys, never neither. Making the
-  // pair one commit is the transactions issue's (docs/resp.md).
-  Orphan orphan;
+  // The destination first, then the source only if it did not change meanwhile: on its own, a
+  // crash (or a concurrent writer of the source) in between leaves both keys, never neither. In
+  // a transaction scope (RENAME runs in one: docs/resp.md) both updates are one commit.
+  Orphan orphan, stale_target;
   SHM_RETURN_IF_ERROR(
-      UpdateEntry(index_, to_key, [&](const DictValue* current, DictUpdate* update) {
+      UpdateKey(index_, to_key, &stale_target, [&](const DictValue* current, DictUpdate* update) {
         update->write = false;
         if (only_if_absent && current != nullptr) return Status::OK();
         if (current == nullptr || current->data != moving.data ||
@@ -550,8 +563,9 @@ Status Keyspace::Rename(std::string_view from, std::string_view to, bool only_if
         *renamed = true;
         return Status::OK();
       }));
+  stale_target.Delete(seg);
   if (!*renamed) return Status::OK();
-  orphan.Delete(index_.ref().segment);
+  orphan.Delete(seg);
   Status s = UpdateEntry(index_, from_key, [&](const DictValue* current, DictUpdate* update) {
     update->write = false;
     if (current != nullptr && current->version == moving.version) update->erase = true;
@@ -604,6 +618,16 @@ Status NewKeyList(const Keyspace& keyspace, List* list, DictValue* entry) {
 }
 Status NewKeyHash(const Keyspace& keyspace, Dict* hash, DictValue* entry) {
   return NewKeyAggregate(keyspace, hash, entry);
+}
+
+Status NewKeyListOf(const Keyspace& keyspace, const std::vector<std::string>& items,
+                    DictValue* entry) {
+  List fresh;
+  SHM_RETURN_IF_ERROR(NewKeyAggregate(keyspace, &fresh, entry));
+  bool swapped = false;
+  Status s = fresh.Replace(nullptr, items, &swapped);  // One ring, built before its lock.
+  if (!s.ok()) DeleteAggregate(keyspace.ref().segment, entry->data, KeyType::kList);
+  return s;
 }
 
 uint64_t KeyVersionOfEntry(Segment* seg, const DictValue& entry) {
@@ -745,20 +769,12 @@ Status Keyspace::RewriteList(std::string_view key,
       update->erase = true;
       return Status::OK();
     }
-    std::string name;
-    List fresh;
-    SHM_RETURN_IF_ERROR(CreateAggregate(seg, db_, &name, &fresh));
-    for (const std::string& item : items) {
-      Status pushed = fresh.Push(List::End::kRight, item);
-      if (!pushed.ok()) {
-        DeleteAggregate(seg, name, KeyType::kList);
-        return pushed;
-      }
-    }
+    DictValue fresh;
+    SHM_RETURN_IF_ERROR(NewKeyListOf(*this, items, &fresh));
     replaced.From(current);
     update->write = true;
-    update->data = name;
-    update->content_type = kListTag;
+    update->data = std::move(fresh.data);
+    update->content_type = std::move(fresh.content_type);
     update->keep_expiry = true;
     return Status::OK();
   });
@@ -773,7 +789,7 @@ Status Keyspace::Usage(std::string_view key, uint64_t* bytes) const {
   DictValue entry;
   SHM_RETURN_IF_ERROR(GetEntry(index_, key, &entry));
   Segment* seg = index_.ref().segment;
-  if (!EntryLive(seg, entry)) return Status::NotFound("no such key");
+  if (!KeyLive(index_, key, entry)) return Status::NotFound("no such key");
   if (TypeOfEntry(entry) == KeyType::kString) {
     *bytes = entry.data.size();
     return Status::OK();
@@ -785,7 +801,10 @@ Status Keyspace::Usage(std::string_view key, uint64_t* bytes) const {
 }
 
 Status Keyspace::Count(uint64_t* keys, uint64_t* expiring) const {
-  SHM_KEYSPACE_NOT_IN_TRANSACTION();
+  if (KeyspaceTransactionScope* scope = ActiveKeyspaceScope(); scope != nullptr) {
+    if (expiring != nullptr) return ScopedUnsupported(scope);
+    return ScopedCountKeys(scope, index_, keys);
+  }
   DictStats stats;
   SHM_RETURN_IF_ERROR(index_.Stats(&stats));
   *keys = stats.entries;
@@ -795,7 +814,12 @@ Status Keyspace::Count(uint64_t* keys, uint64_t* expiring) const {
 
 Status Keyspace::ListKeys(std::string_view prefix, size_t limit, uint64_t cursor,
                           std::vector<std::string>* keys, uint64_t* next_cursor) const {
-  SHM_KEYSPACE_NOT_IN_TRANSACTION();
+  if (KeyspaceTransactionScope* scope = ActiveKeyspaceScope(); scope != nullptr) {
+    if (prefix.size() > Dict::kMaxKey || limit < 1 || limit > Dict::kMaxListLimit) {
+      return index_.ListKeys(prefix, limit, cursor, keys, next_cursor);  // Its error.
+    }
+    return ScopedListKeys(scope, index_, prefix, limit, cursor, keys, next_cursor);
+  }
   return index_.ListKeys(prefix, limit, cursor, keys, next_cursor);
 }
 
@@ -822,7 +846,9 @@ Status Keyspace::SweepExpired(size_t budget_per_shard, size_t* removed) {
 }
 
 Status Keyspace::Flush() {
-  SHM_KEYSPACE_NOT_IN_TRANSACTION();
+  if (KeyspaceTransactionScope* scope = ActiveKeyspaceScope(); scope != nullptr) {
+    return ScopedFlush(scope, *this);
+  }
   uint64_t cursor = 0;
   do {
     std::vector<std::string> keys;

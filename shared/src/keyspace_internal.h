@@ -30,6 +30,11 @@ Status KeyHashOf(Segment* segment, const std::string& name, Dict* hash);
 // No key names it yet: the caller deletes it (DeleteKeyAggregate) if none will.
 Status NewKeyList(const Keyspace& keyspace, List* list, DictValue* entry);
 Status NewKeyHash(const Keyspace& keyspace, Dict* hash, DictValue* entry);
+// A new list holding `items` (not empty), built whole before any key names it (RewriteList's
+// replacement, in or out of a transaction), and the entry a key naming it holds (no expiry).
+// On error nothing is left. No key names it yet: the caller deletes it if none will.
+Status NewKeyListOf(const Keyspace& keyspace, const std::vector<std::string>& items,
+                    DictValue* entry);
 
 // A List calls this after every commit that added items (a push, a replace), outside its lock.
 // Inside a keyspace's operation on the list (a ListFillScope) it only marks the scope: the
@@ -68,6 +73,8 @@ Status ScopedUpdateEntry(KeyspaceTransactionScope* scope, const Dict& index, std
 void ScopedDeferOrphan(KeyspaceTransactionScope* scope, const std::string& name, KeyType type);
 // Marks the scope unsupported() and answers Conflict: the operation cannot be staged.
 Status ScopedUnsupported(KeyspaceTransactionScope* scope);
+// Whether the scope's transaction staged a write (not a removal) of `key`'s entry.
+bool ScopedEntryStaged(KeyspaceTransactionScope* scope, const Dict& index, std::string_view key);
 // Keyspace::WithList through the scope's transaction: `fn` gets a handle whose pushes, pops
 // (without a wait), length and range are staged or read there; the key is created with its
 // first item and goes with its last, as outside transactions.
@@ -75,10 +82,22 @@ Status ScopedWithList(KeyspaceTransactionScope* scope, const Keyspace& keyspace,
                       std::string_view key, Keyspace::Access access,
                       const std::function<Status(List&)>& fn);
 // Keyspace::RewriteList through the scope's transaction: `fn` edits the list as the transaction
-// sees it; the result is staged as the list's new content (its key goes when it is empty).
+// sees it; the result is built as a new list (NewKeyListOf) and the key's entry naming it is
+// staged, the old list an orphan: one change of the record, whatever the length (the key goes
+// when the result is empty). A list this transaction built already is replaced in place.
 Status ScopedRewriteList(KeyspaceTransactionScope* scope, const Keyspace& keyspace,
                          std::string_view key,
                          const std::function<Status(std::vector<std::string>* items)>& fn);
+// Keyspace::ListKeys and Count through the scope's transaction: the keys as it sees them (its
+// staged keys laid over the committed ones, DictOverlay); the key set of every shard is recorded
+// as read (a key added or removed by someone else before the commit is a Conflict).
+Status ScopedListKeys(KeyspaceTransactionScope* scope, const Dict& index, std::string_view prefix,
+                      size_t limit, uint64_t cursor, std::vector<std::string>* keys,
+                      uint64_t* next_cursor);
+Status ScopedCountKeys(KeyspaceTransactionScope* scope, const Dict& index, uint64_t* count);
+// Keyspace::Flush through the scope's transaction: every key it sees staged for deletion
+// (Transaction::kMaxFlushKeys at most: InvalidArgument, nothing staged, past it).
+Status ScopedFlush(KeyspaceTransactionScope* scope, const Keyspace& keyspace);
 // Keyspace::WithHash through the scope's transaction: `fn` gets a handle whose field reads and
 // writes are read or staged there (transaction_hashes.h); the key is created with its first
 // field and goes with its last, as outside transactions.

@@ -631,7 +631,7 @@ Status List::Replace(const std::vector<std::string>* expected,
                      const std::vector<std::string>& items, bool* swapped) {
   *swapped = false;
   if (!ref_.valid()) return Status::InvalidArgument("list handle is not open");
-  if (tx_ != nullptr) return TxListUnsupported();
+  if (tx_ != nullptr) return TxListReplace(tx_, *this, expected, items, swapped);
   if (items.size() > max_items_) {
     return Status::OutOfSpace("list is full: " + std::to_string(items.size()) +
                               " items exceed its max_items (" + std::to_string(max_items_) + ")");

@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <stdexcept>
 
+#include "cpu_relax.h"
 #include "crash_point.h"
 #include "shm/process_id.h"
 
@@ -131,14 +132,6 @@ class RobustMutexT {
   pid_t owner_pid() const { return owner_pid_.load(std::memory_order_relaxed); }
 
  private:
-  static void CpuRelax() {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    asm volatile("yield");
-#endif
-  }
-
   void ThrowIfPoisoned() const {
     if (kPolicy == OnOwnerDeath::kPoison && poisoned()) throw SegmentPoisoned();
   }

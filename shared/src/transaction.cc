@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <chrono>
 #include <map>
+#include <set>
 #include <thread>
 #include <type_traits>
 #include <utility>
@@ -70,6 +71,10 @@ struct Transaction::State {
     DictValue value;  // Written: what a later read sees (version 0: not yet known).
     Expiry expiry = Expiry::kAbsolute;
     int64_t ttl_ms = 0;
+    // A hash field's put that (re)creates it (new, or deleted by this transaction first): its
+    // rank among such puts, the order they take at the end of the hash's insertion order.
+    // 0: the field keeps its place.
+    uint64_t appended = 0;
   };
   // The first `used` are this transaction's; the ones after keep their strings' capacity.
   std::vector<Entry> entries;
@@ -77,8 +82,9 @@ struct Transaction::State {
   size_t recent = 0;  // The entry looked up or added last (Lookup).
   // Past kScanEntries entries: open addressing over entry index + 1 (0: empty), by MixIdentity.
   std::vector<uint32_t> index;
-  size_t reads = 0;   // Entries read.
-  size_t writes = 0;  // Entries written.
+  size_t reads = 0;      // Entries read.
+  size_t writes = 0;     // Entries written.
+  uint64_t appends = 0;  // Hash fields (re)created so far (Entry::appended).
 
   // Counters by entry: the value read (recorded, checked at commit), the value to leave.
   struct CounterOp {
@@ -98,9 +104,22 @@ struct Transaction::State {
   std::map<std::pair<const EntryRep*, uint64_t>, uint64_t> hash_sizes;
   // Lists and hashes this transaction created for new keys: deleted unless it commits.
   std::vector<std::pair<std::string, KeyType>> created;
+  // The lists among them (no one else sees one before the commit: replaced in place).
+  std::set<std::pair<const EntryRep*, uint64_t>> built_lists;
+  bool refilled = false;  // A built list replaced in place by the command running now.
   // List keys it pushed to: reported ready (their blocked pops' turn) once it commits.
   std::vector<std::pair<Keyspace, std::string>> ready;
   size_t staged_bytes = 0;
+  // Keyspaces whose keys it listed or counted: the digest of each shard's key set when it did
+  // (DictTxKeySetDigests), checked again under the commit's locks (a key added or removed
+  // meanwhile is a Conflict).
+  struct KeyListing {
+    ObjectRef index;
+    uint64_t body = 0;
+    std::vector<uint64_t> digests;
+  };
+  std::vector<KeyListing> listings;
+  size_t flush_room = 0;  // Operations a flush added to kMaxOps (kMaxFlushKeys).
 
   // The commit's working lists (Committer), kept here for their capacity.
   struct Located {
@@ -122,7 +141,7 @@ struct Transaction::State {
   std::vector<Share> shares;  // In lock order.
 
   Status CheckRoom(size_t bytes) const {
-    if (reads + writes + counters.size() + lists.staged() >= kMaxOps) {
+    if (reads + writes + counters.size() + lists.staged() >= kMaxOps + flush_room) {
       return Status::InvalidArgument("transaction has more than " + std::to_string(kMaxOps) +
                                      " operations");
     }
@@ -133,10 +152,12 @@ struct Transaction::State {
     return Status::OK();
   }
 
-  bool empty() const { return used == 0 && counters.empty() && lists.empty(); }
+  bool empty() const { return used == 0 && counters.empty() && lists.empty() && listings.empty(); }
 
   void Clear() {
     used = reads = writes = staged_bytes = recent = 0;
+    appends = flush_room = 0;
+    listings.clear();
     index.clear();
     counters.clear();
     orphans.clear();
@@ -144,6 +165,8 @@ struct Transaction::State {
     hash_writes.clear();
     hash_sizes.clear();
     created.clear();
+    built_lists.clear();
+    refilled = false;
     ready.clear();
   }
 
@@ -196,6 +219,7 @@ struct Transaction::State {
     e.version = 0;
     e.expiry = Expiry::kAbsolute;
     e.ttl_ms = 0;
+    e.appended = 0;
     if (!index.empty() && used * 2 <= index.size()) {
       Place(used - 1);
     } else if (used > kScanEntries) {
@@ -406,7 +430,10 @@ class Committer {
     auto before = [this](uint32_t a, uint32_t b) {
       const DictStripeRep* sa = Where(a).target.stripe;
       const DictStripeRep* sb = Where(b).target.stripe;
-      if (sa == sb) return a < b;  // The record lists a share's changes in staging order.
+      if (sa == sb) {  // Staging order, but a hash's (re)created fields last, in their order.
+        const uint64_t ra = EntryAt(a).appended, rb = EntryAt(b).appended;
+        return ra != rb ? ra < rb : a < b;
+      }
       const bool ka = InKeyspace(seg_, sa), kb = InKeyspace(seg_, sb);
       return ka != kb ? ka : sa < sb;
     };
@@ -425,6 +452,7 @@ class Committer {
       st_->shares.back().end = k + 1;
       st_->shares.back().changes |= EntryAt(st_->order[k]).written;
     }
+    SHM_RETURN_IF_ERROR(PlanListings());
     std::sort(st_->counters.begin(), st_->counters.end(),
               [](const State::CounterOp& a, const State::CounterOp& b) {
                 return a.ref.entry < b.ref.entry;
@@ -434,6 +462,39 @@ class Committer {
       lists_.push_back(ListLock{&op, 0, op.Changes() > 0, false, false});
     }
     return Status::OK();
+  }
+
+  // The shards whose key sets the transaction listed: each checked under its stripe, which joins
+  // the shares (without entries when no key of it is read or written).
+  Status PlanListings() {
+    listing_checks_.clear();
+    bool added = false;
+    for (const State::KeyListing& listing : st_->listings) {
+      for (uint32_t shard = 0; shard < listing.digests.size(); ++shard) {
+        ListingCheck check{&listing, {}, listing.digests[shard]};
+        SHM_RETURN_IF_ERROR(DictTxLocate(listing.index, DictTxShardHash(shard), &check.target));
+        if (check.target.body != listing.body) return KeysChanged();
+        listing_checks_.push_back(check);
+        const bool shared =
+            std::any_of(st_->shares.begin(), st_->shares.end(),
+                        [&](const State::Share& s) { return s.stripe == check.target.stripe; });
+        if (shared) continue;
+        st_->shares.push_back(State::Share{
+            check.target.stripe, InKeyspace(seg_, check.target.stripe), 0, 0, false, false, false});
+        added = true;
+      }
+    }
+    if (added) {
+      std::sort(st_->shares.begin(), st_->shares.end(),
+                [](const State::Share& a, const State::Share& b) {
+                  return a.keyspace != b.keyspace ? a.keyspace : a.stripe < b.stripe;
+                });
+    }
+    return Status::OK();
+  }
+
+  static Status KeysChanged() {
+    return Status::Conflict("keys listed by the transaction changed before its commit");
   }
 
   // The record and every new blob, allocated before any lock is taken. The changes follow the
@@ -483,6 +544,7 @@ class Committer {
         SHM_RETURN_IF_ERROR(DictTxAllocateBlob(seg_, &writer_, e.key, e.hash,
                                                e.erase ? "" : v.content_type, e.erase ? "" : v.data,
                                                v.expires_at_ms, &c.blob));
+        if (!e.erase && e.appended != 0) seg_->Ptr<DictEntryBlob>(c.blob)->order = kDictTxOrderLast;
       }
     }
     for (const ListLock& l : lists_) {
@@ -579,6 +641,13 @@ class Committer {
       if (!DictTxRoomLocked(seg_, DictTxTarget{share.stripe, ins.body, ins.shard, 0}, ins.count)) {
         grow_.push_back(ins);
       }
+    }
+    for (const ListingCheck& check : listing_checks_) {
+      if (check.target.stripe != share.stripe) continue;
+      uint64_t digest = 0;
+      Status s = DictTxKeySetDigestLocked(check.listing->index, check.target, &digest);
+      if (s.IsNotFound() || (s.ok() && digest != check.digest)) return KeysChanged();
+      SHM_RETURN_IF_ERROR(s);
     }
     return Status::OK();
   }
@@ -734,6 +803,12 @@ class Committer {
   std::vector<ListLock> lists_;  // In lock order.
   std::vector<std::pair<ObjectRef, uint64_t>> list_grow_;  // Rings to grow, then retry.
   std::vector<EntryRep*> wake_;  // Lists with blocked pops to wake after the release.
+  struct ListingCheck {
+    const State::KeyListing* listing;
+    DictTxTarget target;  // Its shard.
+    uint64_t digest;      // As the transaction listed it.
+  };
+  std::vector<ListingCheck> listing_checks_;
 };
 
 }  // namespace
@@ -882,6 +957,12 @@ Status ScopedUpdateEntry(KeyspaceTransactionScope* scope, const Dict& index, std
 
 void ScopedDeferOrphan(KeyspaceTransactionScope* scope, const std::string& name, KeyType type) {
   TransactionAccess::StateOf(scope)->orphans.emplace_back(name, type);
+}
+
+bool ScopedEntryStaged(KeyspaceTransactionScope* scope, const Dict& index, std::string_view key) {
+  State* st = TransactionAccess::StateOf(scope);
+  const State::Entry* e = st->Find(index.ref(), DictKeyHash(key), key);
+  return e != nullptr && e->written && !e->erase;
 }
 
 Status ScopedUnsupported(KeyspaceTransactionScope* scope) {
@@ -1256,6 +1337,7 @@ Status KeyAggregate(State* st, const Keyspace& ks, std::string_view key, bool cr
   DictValue fresh;
   SHM_RETURN_IF_ERROR(NewAggregate(ks, proxy, &fresh));
   st->created.emplace_back(fresh.data, kType);
+  if constexpr (kList) st->built_lists.emplace(proxy->ref().entry, proxy->ref().incarnation);
   *entry = fresh;
   SHM_RETURN_IF_ERROR(
       Stage(st, KeyspaceIndex(ks), true, key, false, std::move(fresh), Expiry::kAbsolute, 0));
@@ -1333,6 +1415,13 @@ Status StageField(State* st, const Dict& hash, std::string_view field, std::stri
   SHM_RETURN_IF_ERROR(
       Stage(st, hash, false, field, value == nullptr, std::move(v), Expiry::kAbsolute, 0));
   NoteHashWrite(st, hash);
+  // Redis's order: a field written anew goes last (DictOverlay); a rewrite keeps its place.
+  State::Entry* e = st->Find(hash.ref(), DictKeyHash(field), field);
+  if (value == nullptr) {
+    e->appended = 0;
+  } else if (!*existed) {
+    e->appended = ++st->appends;
+  }
   if (value == nullptr) {
     --*size;
   } else if (!*existed) {
@@ -1476,6 +1565,89 @@ Status Transaction::Run(Segment* segment, int attempts,
   return attempts > 0 ? last : Status::Conflict("the transaction was not attempted");
 }
 
+// ---- Keyspace listings, counts and flushes in a transaction (keyspace_internal.h) ------------
+
+namespace {
+
+void StagedOverlay(const State* st, const Dict& dict, DictOverlay* overlay);
+
+// Records the digest of every shard's key set of the keyspace, once per transaction.
+Status RecordListing(State* st, const Dict& index) {
+  for (const State::KeyListing& listing : st->listings) {
+    if (listing.index.entry == index.ref().entry &&
+        listing.index.incarnation == index.ref().incarnation) {
+      return Status::OK();
+    }
+  }
+  State::KeyListing listing;
+  listing.index = index.ref();
+  listing.body = index.ref().entry->body.load(std::memory_order_acquire);
+  SHM_RETURN_IF_ERROR(DictTxKeySetDigests(index.ref(), &listing.digests));
+  st->listings.push_back(std::move(listing));
+  return Status::OK();
+}
+
+Status ListKeysIn(State* st, const Dict& index, std::string_view prefix, size_t limit,
+                  uint64_t cursor, std::vector<std::string>* keys, uint64_t* next_cursor) {
+  keys->clear();
+  *next_cursor = 0;
+  SHM_RETURN_IF_ERROR(RecordListing(st, index));
+  DictOverlay overlay;
+  StagedOverlay(st, index, &overlay);
+  return DictListKeys(index.ref(), prefix, limit, cursor, &overlay, keys, next_cursor);
+}
+
+// Every key of the keyspace as the transaction sees it.
+Status AllKeysIn(State* st, const Dict& index, std::vector<std::string>* all) {
+  all->clear();
+  uint64_t cursor = 0;
+  do {
+    std::vector<std::string> keys;
+    SHM_RETURN_IF_ERROR(ListKeysIn(st, index, "", Dict::kMaxListLimit, cursor, &keys, &cursor));
+    for (std::string& key : keys) all->push_back(std::move(key));
+  } while (cursor != 0);
+  return Status::OK();
+}
+
+}  // namespace
+
+Status ScopedListKeys(KeyspaceTransactionScope* scope, const Dict& index, std::string_view prefix,
+                      size_t limit, uint64_t cursor, std::vector<std::string>* keys,
+                      uint64_t* next_cursor) {
+  return ListKeysIn(TransactionAccess::StateOf(scope), index, prefix, limit, cursor, keys,
+                    next_cursor);
+}
+
+Status ScopedCountKeys(KeyspaceTransactionScope* scope, const Dict& index, uint64_t* count) {
+  std::vector<std::string> all;
+  SHM_RETURN_IF_ERROR(AllKeysIn(TransactionAccess::StateOf(scope), index, &all));
+  *count = all.size();
+  return Status::OK();
+}
+
+Status ScopedFlush(KeyspaceTransactionScope* scope, const Keyspace& ks) {
+  State* st = TransactionAccess::StateOf(scope);
+  std::vector<std::string> all;
+  SHM_RETURN_IF_ERROR(AllKeysIn(st, KeyspaceIndex(ks), &all));
+  // Refused whole, before anything is staged, when the transaction could not hold it.
+  size_t bytes = 0;
+  for (const std::string& key : all) bytes += key.size();
+  if (all.size() > Transaction::kMaxFlushKeys ||
+      st->staged_bytes + bytes > Transaction::kMaxStagedBytes) {
+    return Status::InvalidArgument("a flush inside a transaction removes at most " +
+                                   std::to_string(Transaction::kMaxFlushKeys) +
+                                   " keys (this one has " + std::to_string(all.size()) +
+                                   "); flush outside MULTI/EXEC");
+  }
+  st->flush_room += 2 * all.size();  // A read and a write per key.
+  Transaction* tx = TransactionAccess::TxOf(scope);
+  for (const std::string& key : all) {
+    bool existed = false;
+    SHM_RETURN_IF_ERROR(tx->Delete(ks, key, &existed));
+  }
+  return Status::OK();
+}
+
 // ---- Keyspace lists lent to commands in a transaction (keyspace_internal.h) -------------------
 
 Status ScopedWithList(KeyspaceTransactionScope* scope, const Keyspace& ks, std::string_view key,
@@ -1488,9 +1660,10 @@ Status ScopedWithList(KeyspaceTransactionScope* scope, const Keyspace& ks, std::
   List bound = op->list;
   BindListToTransaction(&bound, TransactionAccess::TxOf(scope));
   const size_t pushed = op->left.size() + op->right.size();
+  st->refilled = false;
   Status outcome = fn(bound);
   if (access == Keyspace::Access::kRead) return outcome;
-  if (op->left.size() + op->right.size() > pushed) NoteReady(st, ks, key);
+  if (op->left.size() + op->right.size() > pushed || st->refilled) NoteReady(st, ks, key);
   uint64_t length = 0;
   SHM_RETURN_IF_ERROR(st->lists.Length(op, &length));
   if (length == 0) SHM_RETURN_IF_ERROR(RemoveEmptyKey(st, ks, key, entry, KeyType::kList));
@@ -1508,23 +1681,34 @@ Status ScopedRewriteList(KeyspaceTransactionScope* scope, const Keyspace& ks, st
   SHM_RETURN_IF_ERROR(st->lists.View(op, &items));
   Status outcome = fn(&items);
   if (!outcome.ok()) return outcome;
-  // Staged as every committed item popped and the new content pushed: one record's share, so a
-  // list too long for one transaction takes the exclusive path instead.
-  size_t bytes = 0;
-  for (const std::string& item : items) bytes += item.size();
-  const size_t ops = st->reads + st->writes + st->counters.size() + st->lists.staged() -
-                     op->Changes() + op->length + items.size();
-  if (ops >= Transaction::kMaxOps || st->staged_bytes + bytes > Transaction::kMaxStagedBytes) {
-    return ScopedUnsupported(scope);
-  }
-  const bool filled = !items.empty();
-  SHM_RETURN_IF_ERROR(st->lists.Rewrite(op, std::move(items)));
-  st->staged_bytes += bytes;
-  if (filled) {
+  // The list this transaction built already (no one else sees it): replaced in place, its
+  // staged pushes and pops dropped with it.
+  if (st->built_lists.count({op->list.ref().entry, op->list.ref().incarnation}) != 0 &&
+      !items.empty()) {
+    List list = op->list;
+    st->lists.Drop(op);
+    bool swapped = false;
+    SHM_RETURN_IF_ERROR(list.Replace(nullptr, items, &swapped));
     NoteReady(st, ks, key);
     return outcome;
   }
-  SHM_RETURN_IF_ERROR(RemoveEmptyKey(st, ks, key, entry, KeyType::kList));
+  // The committed list stays as it is, only read (its write count checked at the commit); the
+  // key is staged to name its replacement, built whole now, or removed when nothing is left.
+  st->lists.KeepReadOnly(op);
+  if (items.empty()) return RemoveEmptyKey(st, ks, key, entry, KeyType::kList);
+  DictValue fresh;
+  SHM_RETURN_IF_ERROR(NewKeyListOf(ks, items, &fresh));
+  st->created.emplace_back(fresh.data, KeyType::kList);
+  List built;
+  if (KeyListOf(ks.ref().segment, fresh.data, &built).ok()) {
+    st->built_lists.emplace(built.ref().entry, built.ref().incarnation);
+  }
+  CrashPoint("tx_after_list_replacement");
+  fresh.expires_at_ms = entry.expires_at_ms;  // LSET, LINSERT... keep the key's expiry.
+  SHM_RETURN_IF_ERROR(
+      Stage(st, KeyspaceIndex(ks), true, key, false, std::move(fresh), Expiry::kAbsolute, 0));
+  NoteOrphan(st, entry, KeyType::kList);
+  NoteReady(st, ks, key);
   return outcome;
 }
 
@@ -1532,6 +1716,28 @@ Status TxListRange(Transaction* tx, const List& list, int64_t start, int64_t sto
                    std::vector<std::string>* items, bool* truncated) {
   State* st = TransactionAccess::StateOf(tx);
   return st->lists.Range(st->lists.Of(list), start, stop, items, truncated);
+}
+
+Status TxListReplace(Transaction* tx, const List& list, const std::vector<std::string>* expected,
+                     const std::vector<std::string>& items, bool* swapped) {
+  *swapped = false;
+  State* st = TransactionAccess::StateOf(tx);
+  if (st->built_lists.count({list.ref().entry, list.ref().incarnation}) == 0) {
+    return TxListUnsupported();
+  }
+  TxListOp* op = st->lists.Of(list);
+  if (expected != nullptr) {
+    std::vector<std::string> view;
+    SHM_RETURN_IF_ERROR(st->lists.View(op, &view));
+    if (view != *expected) return Status::OK();
+  }
+  // No one else sees it: its content is replaced now, its staged pushes and pops dropped.
+  st->lists.KeepReadOnly(op);
+  op->writes_seen.reset();
+  List unbound = op->list;
+  SHM_RETURN_IF_ERROR(unbound.Replace(nullptr, items, swapped));
+  st->refilled = *swapped && !items.empty();
+  return Status::OK();
 }
 
 Status TxListUnsupported() {
@@ -1542,6 +1748,22 @@ Status TxListUnsupported() {
 }
 
 // ---- Keyspace hashes lent to commands in a transaction (transaction_hashes.h) ----------------
+
+namespace {
+
+// The dict's staged entries (a hash's fields, a keyspace's keys), as its listings see them.
+void StagedOverlay(const State* st, const Dict& dict, DictOverlay* overlay) {
+  for (size_t i = 0; i < st->used; ++i) {
+    const State::Entry& e = st->entries[i];
+    if (!e.written || e.ref.entry != dict.ref().entry ||
+        e.ref.incarnation != dict.ref().incarnation) {
+      continue;
+    }
+    overlay->Add(DictOverlay::Write{e.key, e.hash, e.erase, e.appended, e.value.data});
+  }
+}
+
+}  // namespace
 
 Status ScopedWithHash(KeyspaceTransactionScope* scope, const Keyspace& ks, std::string_view key,
                       Keyspace::Access access, const std::function<Status(Dict&)>& fn) {
@@ -1598,10 +1820,28 @@ Status TxHashStats(Transaction* tx, const Dict& hash, DictStats* stats) {
   return Status::OK();
 }
 
-Status TxHashListable(Transaction* tx, const Dict& hash) {
-  const State* st = TransactionAccess::StateOf(tx);
-  if (st->hash_writes.count({hash.ref().entry, hash.ref().incarnation}) == 0) return Status::OK();
-  return TxHashUnsupported();
+namespace {
+
+// The hash's staged fields, as its listings see them.
+void HashOverlay(const State* st, const Dict& hash, DictOverlay* overlay) {
+  if (st->hash_writes.count({hash.ref().entry, hash.ref().incarnation}) == 0) return;
+  StagedOverlay(st, hash, overlay);
+}
+
+}  // namespace
+
+Status TxHashEntries(Transaction* tx, const Dict& hash, bool with_values,
+                     std::vector<DictItem>* items) {
+  DictOverlay overlay;
+  HashOverlay(TransactionAccess::StateOf(tx), hash, &overlay);
+  return DictListEntries(hash.ref(), with_values, &overlay, items);
+}
+
+Status TxHashListKeys(Transaction* tx, const Dict& hash, std::string_view prefix, size_t limit,
+                      uint64_t cursor, std::vector<std::string>* keys, uint64_t* next_cursor) {
+  DictOverlay overlay;
+  HashOverlay(TransactionAccess::StateOf(tx), hash, &overlay);
+  return DictListKeys(hash.ref(), prefix, limit, cursor, &overlay, keys, next_cursor);
 }
 
 Status TxHashUnsupported() {

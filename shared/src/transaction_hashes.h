@@ -7,7 +7,11 @@
 #ifndef SHM_SRC_TRANSACTION_HASHES_H_
 #define SHM_SRC_TRANSACTION_HASHES_H_
 
+#include <cstddef>
+#include <cstdint>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "shm/dict.h"
 #include "shm/status.h"
@@ -26,10 +30,14 @@ Status TxHashUpdate(Transaction* tx, const Dict& hash, std::string_view field,
 Status TxHashDelete(Transaction* tx, const Dict& hash, std::string_view field);
 // As Dict::Stats, of which only `entries` is filled: the fields as the transaction sees them.
 Status TxHashStats(Transaction* tx, const Dict& hash, DictStats* stats);
-// Before Dict::Entries or ListKeys read the committed hash: OK when the transaction has not
-// changed it (the key's version, read already, covers the listing), else Conflict marking the
-// scope unsupported (the batch then runs exclusively).
-Status TxHashListable(Transaction* tx, const Dict& hash);
+// As Dict::Entries and Dict::ListKeys, of the hash as the transaction sees it: the committed
+// fields with its staged writes laid over them (DictOverlay: in Redis's order, as the commit will
+// leave them). The key's version, read already, covers the committed fields: a write of the hash
+// by someone else before the commit is a Conflict.
+Status TxHashEntries(Transaction* tx, const Dict& hash, bool with_values,
+                     std::vector<DictItem>* items);
+Status TxHashListKeys(Transaction* tx, const Dict& hash, std::string_view prefix, size_t limit,
+                      uint64_t cursor, std::vector<std::string>* keys, uint64_t* next_cursor);
 // What a lent hash cannot stage (Set, Incr, Read): Conflict marking the scope unsupported.
 Status TxHashUnsupported();
 

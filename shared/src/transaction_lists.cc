@@ -107,24 +107,14 @@ Status TxLists::View(TxListOp* op, std::vector<std::string>* items) {
   return Status::OK();
 }
 
-Status TxLists::Rewrite(TxListOp* op, std::vector<std::string> items) {
-  SHM_RETURN_IF_ERROR(EnsureRead(op));
-  if (items.size() > op->list.max_items()) {
-    return Status::OutOfSpace("list is full: " + std::to_string(items.size()) +
-                              " items exceed its max_items (" +
-                              std::to_string(op->list.max_items()) + ")");
-  }
-  for (const std::string& item : items) {
-    if (item.size() > op->list.max_item_bytes()) {
-      return Status::InvalidArgument("item of " + std::to_string(item.size()) +
-                                     " bytes exceeds the list's max_item_bytes (" +
-                                     std::to_string(op->list.max_item_bytes()) + ")");
-    }
-  }
-  op->pops_left = op->length - op->pops_right;
+void TxLists::KeepReadOnly(TxListOp* op) {
+  op->pops_left = op->pops_right = 0;
   op->left.clear();
-  op->right.assign(std::make_move_iterator(items.begin()), std::make_move_iterator(items.end()));
-  return Status::OK();
+  op->right.clear();
+}
+
+void TxLists::Drop(TxListOp* op) {
+  ops_.erase(Key{op->list.ref().entry, op->list.ref().incarnation});
 }
 
 Status TxLists::Range(TxListOp* op, int64_t start, int64_t stop, std::vector<std::string>* items,

@@ -50,10 +50,11 @@ class TxLists {
   // Every item of the list as this transaction sees it, in order (the committed ones read now
   // and checked unchanged, as Pop's).
   Status View(TxListOp* op, std::vector<std::string>* items);
-  // Makes `items` the list's whole content in this transaction: every committed item popped,
-  // `items` pushed (a middle edit: LSET, LINSERT, LREM, LTRIM). Limits as Push; on an error
-  // nothing changes.
-  Status Rewrite(TxListOp* op, std::vector<std::string> items);
+  // Drops the op's staged pushes and pops: the list is only read (its write count checked at
+  // the commit), as when a middle edit replaced it by another list.
+  void KeepReadOnly(TxListOp* op);
+  // Forgets the op altogether (a list no one else sees, replaced in place).
+  void Drop(TxListOp* op);
   // As List::Range, of the list as this transaction sees it.
   Status Range(TxListOp* op, int64_t start, int64_t stop, std::vector<std::string>* items,
                bool* truncated);
@@ -71,6 +72,11 @@ class TxLists {
 // range, and what it cannot stage (Conflict, marking the thread's scope unsupported).
 Status TxListRange(Transaction* tx, const List& list, int64_t start, int64_t stop,
                    std::vector<std::string>* items, bool* truncated);
+// List::Replace of a lent list: in place when the transaction built the list (a key it created,
+// COPY/MOVE/RESTORE), as the list's own replace (`expected` compared with the transaction's
+// view); else what cannot be staged.
+Status TxListReplace(Transaction* tx, const List& list, const std::vector<std::string>* expected,
+                     const std::vector<std::string>& items, bool* swapped);
 Status TxListUnsupported();
 
 }  // namespace shm

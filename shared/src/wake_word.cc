@@ -24,4 +24,8 @@ void WakeWord::Wait(uint32_t seen, std::chrono::nanoseconds timeout) const {
 
 void WakeWord::WakeAll() const { FutexWakeAll(&ref_.entry->wake_seq); }
 
+void WakeWord::WakeWaiters() const {
+  FutexWakeIfWanted(&ref_.entry->wake_seq, &ref_.entry->wake_wanted);
+}
+
 }  // namespace shm

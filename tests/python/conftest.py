@@ -7,6 +7,7 @@ Run through CTest (./scripts/test), or by hand:
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -26,7 +27,67 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     [PYTHON_DIR] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
 
 
-class Server:
+def wait_until(predicate, timeout=5.0, what=None):
+    """Polls `predicate` (bounded) for a state another thread or process brings about: True once
+    it holds. On timeout, False; or AssertionError naming `what` when it is given."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            if what is not None:
+                raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            return False
+        time.sleep(0.01)
+    return True
+
+
+class LoggedProcess:
+    """A child process (`self.proc`) whose output goes to `self.log_path` (open as `self._log`):
+    .log() reads it, .stop() sends SIGTERM and waits, killing it after `stop_timeout` seconds."""
+
+    stop_timeout = 20
+
+    def _open_log(self, path):
+        self.log_path = path
+        self._log = open(path, "w+b")
+        return self._log
+
+    def log(self):
+        if not self._log.closed:
+            self._log.flush()
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def _kill(self):
+        self.proc.kill()
+
+    def wait_listening(self, port, timeout, what):
+        """Waits (bounded) until 127.0.0.1:`port` accepts a connection while the process runs;
+        else stops it and raises with its log."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        exited = self.proc.poll()
+        self.stop()
+        state = f"exited {exited}" if exited is not None else f"did not listen in {timeout} s"
+        raise RuntimeError(f"{what} {state}:\n{self.log()}")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                self._kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+
+class Server(LoggedProcess):
     """A running `shmstate serve`: .name, .port (None with --workers 0), .url(path), .stop()."""
 
     def __init__(self, *args, workers=2, size="16MiB", extra_env=None, log_level="info"):
@@ -34,9 +95,8 @@ class Server:
         cmd = [SHMSTATE_BIN, "serve", "--name", self.name, "--workers", str(workers),
                "--size", size, "--listen", "127.0.0.1:0", "--log-level", log_level, *args]
         env = dict(os.environ, **(extra_env or {}))
-        self.log_path = f"/tmp/{self.name}.log"
-        self._log = open(self.log_path, "w+b")
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log, env=env)
+        log = self._open_log(f"/tmp/{self.name}.log")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, env=env)
         line = self.proc.stdout.readline().decode()  # The first line says where it listens.
         if not line.startswith("shmstate:"):
             self.stop()
@@ -62,11 +122,6 @@ class Server:
         status, body = self.http("GET", "/v1/stats")
         assert status == 200, body
         return json.loads(body)
-
-    def log(self):
-        self._log.flush()
-        with open(self.log_path, "rb") as f:
-            return f.read().decode(errors="replace")
 
     def wait_log(self, text, timeout=10.0):
         """Waits (bounded) for the server to log `text`; returns the log."""
@@ -103,18 +158,6 @@ class Server:
         for pid, last_generation in killed:
             if last_generation == generation:
                 self.wait_log(f"attached client pid {pid} is gone", timeout=15)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        return self.proc.returncode
-
 
 @pytest.fixture
 def server():

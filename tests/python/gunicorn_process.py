@@ -2,12 +2,10 @@
 import http.client
 import json
 import os
-import signal
 import socket
 import subprocess
-import time
 
-from conftest import PYTHON_DIR, REPO
+from conftest import PYTHON_DIR, REPO, LoggedProcess
 
 GUNICORN = "/usr/bin/gunicorn"
 
@@ -18,7 +16,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-class Gunicorn:
+class Gunicorn(LoggedProcess):
     """``gunicorn [args] app`` with ``env``; .port, .request(), .stop()."""
 
     def __init__(self, app, *args, chdir, workers=2, env=None, timeout=20.0):
@@ -27,25 +25,10 @@ class Gunicorn:
                "--chdir", chdir, "--log-level", "warning", "--graceful-timeout", "5", *args, app]
         full_env = dict(os.environ, SHMSTATE_PYTHON_DIR=PYTHON_DIR,
                         PYTHONPATH=os.pathsep.join([PYTHON_DIR, chdir]), **(env or {}))
-        self.log_path = f"/tmp/gunicorn-{self.port}.log"
-        self._log = open(self.log_path, "w+b")
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=full_env,
+        log = self._open_log(f"/tmp/gunicorn-{self.port}.log")
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env,
                                      cwd=REPO)
-        self._wait_ready(workers, timeout)
-
-    def _wait_ready(self, workers, timeout):
-        """Until every worker answers (distinct pids seen), bounded by `timeout`."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"gunicorn exited {self.proc.returncode}:\n{self.log()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"gunicorn did not listen in {timeout} s:\n{self.log()}")
+        self.wait_listening(self.port, timeout, "gunicorn")
 
     def request(self, method, path, body=None, headers=None):
         """(status, headers dict (lower-case names), body) of one request on a new connection."""
@@ -62,19 +45,3 @@ class Gunicorn:
         status, hdrs, data = self.request(method, path, body, headers)
         assert status == 200, (status, data, self.log())
         return json.loads(data), hdrs
-
-    def log(self):
-        self._log.flush()
-        with open(self.log_path, "rb") as f:
-            return f.read().decode(errors="replace")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        return self.proc.returncode

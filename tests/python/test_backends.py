@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import shmstate
-from conftest import Server
+from conftest import Server, wait_until
 
 REDIS_SERVER = shutil.which("redis-server")
 REDIS_CLI = shutil.which("redis-cli")
@@ -47,15 +47,6 @@ def _cli(port, *args, timeout=10):
                           capture_output=True, text=True, timeout=timeout).stdout
 
 
-def _wait_until(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 class RedisNode:
     """One redis-server on a free port in `workdir`, stopped by pid."""
 
@@ -69,7 +60,7 @@ class RedisNode:
             args += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                      "--cluster-node-timeout", "1000"]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _wait_until(lambda: self.proc.poll() is not None or
+        wait_until(lambda: self.proc.poll() is not None or
                     _cli(self.port, "ping").strip() == "PONG", 10, f"redis-server on {self.port}")
         assert self.proc.poll() is None, f"redis-server on {self.port} exited"
 
@@ -113,14 +104,14 @@ def cluster(workdir):
                              capture_output=True, text=True, timeout=30)
         assert out.returncode == 0, out.stdout + out.stderr
         for n in nodes:
-            _wait_until(lambda: "cluster_state:ok" in _cli(n.port, "cluster", "info"), 20,
+            wait_until(lambda: "cluster_state:ok" in _cli(n.port, "cluster", "info"), 20,
                         f"cluster_state:ok on {n.port}")
         # Every node knows every other one and the 3 masters cover all the slots.
-        _wait_until(lambda: all(_cli(n.port, "cluster", "nodes").count("connected") == 6
+        wait_until(lambda: all(_cli(n.port, "cluster", "nodes").count("connected") == 6
                                 for n in nodes), 20, "every node connected")
         # And each replica has synced with its master (else WAIT 1 cannot be satisfied yet).
         for n in nodes:
-            _wait_until(lambda: "role:master" in _cli(n.port, "info", "replication") or
+            wait_until(lambda: "role:master" in _cli(n.port, "info", "replication") or
                         "master_link_status:up" in _cli(n.port, "info", "replication"), 20,
                         f"the replica {n.port} in sync")
         yield nodes
@@ -223,7 +214,7 @@ def test_dict_entries_expire(st, n):
     d.set("short", b"x", ttl=0.2)
     d.set("long", b"y", ttl=60)
     assert d["short"] == b"x"
-    _wait_until(lambda: d.get("short") is None, 10, "the 0.2 s entry to expire")
+    wait_until(lambda: d.get("short") is None, 10, "the 0.2 s entry to expire")
     assert "short" not in d and list(d) == [b"long"] and d["long"] == b"y"
 
 
@@ -569,13 +560,13 @@ def test_master_failover_keeps_every_acknowledged_increment(cluster, n):
     writer = threading.Thread(target=increment)
     writer.start()
     try:
-        _wait_until(lambda: len(acked) >= 200 or not writer.is_alive(), 30, "200 increments")
+        wait_until(lambda: len(acked) >= 200 or not writer.is_alive(), 30, "200 increments")
         master.kill()
     finally:
         stop.set()
         writer.join(timeout=30)
     assert not writer.is_alive()
-    _wait_until(lambda: _cli(replica_port, "role").startswith("master") and
+    wait_until(lambda: _cli(replica_port, "role").startswith("master") and
                 "cluster_state:ok" in _cli(replica_port, "cluster", "info"), 30,
                 f"the replica {replica_port} to take over")
 
@@ -591,7 +582,7 @@ def test_master_failover_keeps_every_acknowledged_increment(cluster, n):
             return True
         except shmstate.Unavailable:
             return False
-    _wait_until(read, 30, "the counter to be served again")
+    wait_until(read, 30, "the counter to be served again")
     assert acked == list(range(1, len(acked) + 1))  # One writer: each ack is the next value.
     # Nothing acknowledged was lost; a call that raised may or may not have been applied.
     assert len(acked) <= value <= len(acked) + len(errors)

@@ -12,6 +12,7 @@ import pytest
 
 import flask_test_app
 import shmstate
+from conftest import wait_until
 from gunicorn_process import Gunicorn
 
 GUNICORN_WORKERS = 3
@@ -209,15 +210,6 @@ def test_cache_clear_only_removes_its_prefix(server, app, cache, st):
     assert cache.clear() is True
     assert cache.get("a") is None and cache.get("b") is None
     assert raw["other/key"] == b"kept"
-
-
-def wait_until(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_cache_timeouts(server):

@@ -5,59 +5,37 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 import uuid
 
 import pytest
 
-from conftest import PYTHON_DIR, REPO, SHMSTATE_BIN
+from conftest import PYTHON_DIR, REPO, SHMSTATE_BIN, LoggedProcess
 from gunicorn_process import free_port
 
 RUN = os.path.join(REPO, "examples", "flask_counter", "run")
 CHECKER = os.path.join(REPO, "examples", "clients", "concurrent_hits.py")
 
 
-class Example:
+class Example(LoggedProcess):
+    """The example's `run` script (its own session: shmstate serve and gunicorn under it)."""
+
+    stop_timeout = 30
+
     def __init__(self, *gunicorn_args):
         self.name = "pyfc" + uuid.uuid4().hex[:10]
         self.port = free_port()
         env = dict(os.environ, SHMSTATE_NAME=self.name, BIND=f"127.0.0.1:{self.port}",
                    SHMSTATE_BIN=SHMSTATE_BIN, SHMSTATE_PYTHON_DIR=PYTHON_DIR)
-        self.log_path = f"/tmp/{self.name}.log"
-        self._log = open(self.log_path, "w+b")
+        log = self._open_log(f"/tmp/{self.name}.log")
         self.proc = subprocess.Popen([RUN, "--log-level", "warning", *gunicorn_args], env=env,
-                                     stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.log()
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise AssertionError("the example never listened:\n" + self.log())
+                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.wait_listening(self.port, 30, "the example")
 
-    def log(self):
-        self._log.flush()
-        with open(self.log_path, "rb") as f:
-            return f.read().decode(errors="replace")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)  # Its own session: only what it started.
-                self.proc.wait()
-        self._log.close()
-        return self.proc.returncode
+    def _kill(self):
+        os.killpg(self.proc.pid, signal.SIGKILL)  # Its own session: only what it started.
 
 
 def hundred_concurrent_incr(port):

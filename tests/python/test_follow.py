@@ -1,8 +1,6 @@
 """Handles follow the server's state into a new generation (growth, a poisoned allocator) with no
 acknowledged write lost, and fail with Unavailable, not a hang, when the server stops."""
-import json
 import os
-import signal
 import subprocess
 import sys
 import time

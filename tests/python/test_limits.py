@@ -18,6 +18,7 @@ from limits.storage import MemoryStorage, storage_from_string  # noqa: E402
 from limits.strategies import (FixedWindowElasticExpiryRateLimiter,  # noqa: E402
                                FixedWindowRateLimiter, MovingWindowRateLimiter)
 
+from conftest import wait_until  # noqa: E402
 import shmstate  # noqa: E402
 import shmstate.limits  # noqa: E402
 from shmstate.limits import ShmstateStorage  # noqa: E402
@@ -28,13 +29,6 @@ STRATEGIES = [FixedWindowRateLimiter, FixedWindowElasticExpiryRateLimiter, Movin
 @pytest.fixture
 def storage(server):
     return storage_from_string(f"shmstate://{server.name}")
-
-
-def wait_until(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
 
 
 def test_the_uri_scheme_is_registered_and_checked(server):
@@ -67,7 +61,8 @@ def test_fixed_window_counts_expires_and_reports_its_reset(storage):
     reset, remaining = limiter.get_window_stats(item, "ann")
     assert remaining == 0 and int(started) + 2 <= reset <= first_hit_done + 2
     assert storage.get(item.key_for("ann")) == 4  # As the library's: a refused hit counts too.
-    wait_until(lambda: limiter.test(item, "ann"))   # The window ends two seconds after it began.
+    # The window ends two seconds after it began.
+    wait_until(lambda: limiter.test(item, "ann"), what="the window to end")
     assert time.time() >= int(started) + 2
     assert limiter.hit(item, "ann") and storage.get(item.key_for("ann")) == 1
     assert limiter.hit(item, "ann", cost=2) and not limiter.hit(item, "ann")
@@ -97,7 +92,7 @@ def test_moving_window_forgets_each_entry_after_the_period(storage):
     reset, remaining = limiter.get_window_stats(item, "w")
     assert remaining == 0 and reset == start + 2
     # The first entry leaves the window before the others: exactly one hit is allowed then.
-    wait_until(lambda: limiter.test(item, "w"))
+    wait_until(lambda: limiter.test(item, "w"), what="the window to end")
     assert time.time() - t0 >= 1.9
     assert limiter.hit(item, "w") and not limiter.hit(item, "w")
     # A cost above the limit never fits (the library's own storages let it in on an empty window).

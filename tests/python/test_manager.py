@@ -26,6 +26,7 @@ import shmstate
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+from conftest import wait_until  # noqa: E402
 from writer_child import check  # noqa: E402
 
 CHILD = os.path.join(HERE, "manager_child.py")
@@ -438,16 +439,6 @@ def _run_child(code, *args, env=None):
                             env=dict(os.environ, **(env or {})))
 
 
-def wait_for(predicate, timeout=30.0):
-    """Waits (bounded) for a state another process brings about; True once it holds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
-
-
 @pytest.mark.parametrize("point,hit", [("queue_put_counted", 1), ("queue_put_counted", 5),
                                        ("queue_get_popped", 1), ("queue_get_popped", 5)])
 def test_joinable_queue_put_or_get_killed_leaves_join_answerable(point, hit):
@@ -496,7 +487,7 @@ def test_joinable_queue_put_or_get_killed_leaves_join_answerable(point, hit):
         assert q.get(timeout=10) == "next"
         joined = threading.Thread(target=q.join, daemon=True)
         joined.start()
-        assert not wait_for(lambda: not joined.is_alive(), timeout=0.3)
+        assert not wait_until(lambda: not joined.is_alive(), timeout=0.3)
         q.task_done()
         joined.join(30)
         assert not joined.is_alive()
@@ -516,10 +507,10 @@ def test_a_condition_waiter_killed_after_its_notify_passes_it_on():
         """
         first = _run_child(code, handle)
         assert first.stdout.readline() == "waiting\n"
-        assert wait_for(lambda: len(cond._getvalue()["waiting"]) == 1)
+        assert wait_until(lambda: len(cond._getvalue()["waiting"]) == 1, timeout=30)
         second = _run_child(code, handle)
         assert second.stdout.readline() == "waiting\n"
-        assert wait_for(lambda: len(cond._getvalue()["waiting"]) == 2)
+        assert wait_until(lambda: len(cond._getvalue()["waiting"]) == 2, timeout=30)
         first.send_signal(signal.SIGSTOP)  # It cannot take the signal before it dies.
         with cond:
             cond.notify()  # Chooses the oldest waiter: the first.
@@ -806,7 +797,7 @@ def test_rlock_fast_path_counts_per_thread():
                 got.append(cond.wait(30))
         other = threading.Thread(target=waiter)
         other.start()
-        assert wait_for(lambda: len(cond._getvalue()["waiting"]) == 1)
+        assert wait_until(lambda: len(cond._getvalue()["waiting"]) == 1, timeout=30)
         with cond:
             cond.notify()
         other.join(30)
@@ -878,3 +869,55 @@ def test_event_wait_and_clear_hand_off_between_processes(method):
         assert ping.wait(timeout=0.01) is False  # The child cleared the last one.
         ping.set()
         assert ping.wait() is True and ping.wait(0) is True and ping.wait(timeout=-1) is True
+
+
+def _sleepers(proxy):
+    """The sleeper count of a blocking proxy (`!w`, manager.py's _Blocking._wait_until)."""
+    return int(proxy._d.get(b"!w") or 0)
+
+
+def _set_when_waited(ev, deadline):
+    while _sleepers(ev) == 0 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    ev.set()
+
+
+def test_event_wait_of_a_clear_event_takes_the_stdlib_timeouts_and_uncounts_its_sleeper():
+    # wait() and wait(timeout) of a None, int or float wait natively (other forms in the Python
+    # method): each counts itself in `!w` while it waits, so that set() wakes it, and is
+    # uncounted whether it timed out, was set by another process, or was interrupted by a signal.
+    with shmstate.Manager() as m:
+        ev = m.Event()
+        assert ev.wait(0) is False and ev.wait(-1) is False and ev.wait(timeout=0.01) is False
+        assert ev.wait(1e-9) is False and ev.wait(0.02) is False
+        with pytest.raises(TypeError):
+            ev.wait("1")
+        with pytest.raises(TypeError):
+            ev.wait(1, 2)
+        with pytest.raises(TypeError):
+            ev.wait(time=1)
+        assert _sleepers(ev) == 0
+        for timeout in (None, 60, 60.0):
+            ev.clear()
+            p = multiprocessing.get_context("fork").Process(
+                target=_set_when_waited, args=(ev, time.monotonic() + 60))
+            p.start()
+            assert (ev.wait() if timeout is None else ev.wait(timeout=timeout)) is True
+            p.join(60)
+            assert p.exitcode == 0 and _sleepers(ev) == 0
+
+        class Interrupted(Exception):
+            pass
+
+        def interrupt(signum, frame):
+            raise Interrupted()
+        ev.clear()
+        previous = signal.signal(signal.SIGALRM, interrupt)
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0.05)
+            with pytest.raises(Interrupted):
+                ev.wait()
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+        assert _sleepers(ev) == 0 and ev.is_set() is False

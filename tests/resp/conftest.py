@@ -5,8 +5,11 @@ comes from SHMSTATE_BIN (set by ctest) or build/shmstate.
 """
 import os
 import re
+import shutil
 import signal
+import socket
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -69,3 +72,34 @@ def r(server):
     client.flushall()
     yield client
     client.close()
+
+
+REDIS_SERVER = os.environ.get("REDIS_SERVER_BIN", "/usr/bin/redis-server")
+
+
+@pytest.fixture(scope="module")
+def real_redis():
+    """Debian's redis-server on a free 127.0.0.1 port (a client, decode_responses), stopped by
+    pid: the reference for replies whose order matters."""
+    workdir = tempfile.mkdtemp(prefix="resp-real-")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", workdir, "--loglevel", "warning"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=10, decode_responses=True)
+    try:
+        for _ in range(500):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                assert proc.poll() is None, "redis-server exited"
+                time.sleep(0.02)  # Waiting for its listener, bounded.
+        yield client
+    finally:
+        client.close()
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=15)
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -171,7 +171,7 @@ def test_sigkilled_workers_apply_each_acknowledged_exec_once(server):
     r.flushall()
     r.mset({a: START for a in ACCOUNTS})
     stop = threading.Event()
-    acked = []
+    acked, wrong = [], []
     lock = threading.Lock()
 
     def transfer(seed):
@@ -338,7 +338,7 @@ def test_exec_with_hash_commands_answers_as_the_commands_alone(server):
 
 def test_exec_lists_a_hash_it_changed(server):
     """HGETALL, HKEYS, HVALS, HSCAN and HRANDFIELD of a hash the same EXEC changed see the
-    change (such a batch runs under every shard lock rather than as one transaction)."""
+    change, in the transaction (the staged fields laid over the committed ones)."""
     r = server.client(decode_responses=True)
     seed_hashes(r)
     p = r.pipeline(transaction=True)
@@ -353,12 +353,82 @@ def test_exec_lists_a_hash_it_changed(server):
     assert got[2] == {"a": "1", "z": "26"}
     assert got[3] == ["a", "z"] and got[4] == ["1", "26"]
     assert got[5] == (0, {"a": "1", "z": "26"})
-    assert sorted(got[6]) == ["a", "z"]
+    assert got[6] == ["a", "z"]
     # Unchanged by the batch: listed through the transaction, with the field commands.
     p = r.pipeline(transaction=True)
     p.hgetall("h")
     p.hincrby("other", "n", 1)
     assert p.execute() == [{"a": "1", "z": "26"}, 1]
+    # A hash past HSCAN's whole-hash size, scanned by cursor with its staged fields.
+    r.hset("big", mapping={"f%d" % i: i for i in range(300)})
+    p = r.pipeline(transaction=True)
+    p.hdel("big", *("f%d" % i for i in range(0, 300, 3)))
+    p.hset("big", mapping={"n%d" % i: i for i in range(20)})
+    p.hset("big", "f1", "one")
+    p.hscan("big", 0, count=10000)
+    p.hlen("big")
+    got = p.execute()
+    expected = {"f%d" % i: str(i) for i in range(300) if i % 3}
+    expected.update({"n%d" % i: str(i) for i in range(20)}, f1="one")
+    assert got[3] == (0, expected) and got[4] == len(expected)
+    assert r.hgetall("big") == expected
+
+
+def ordered(reply):
+    """A reply with every dict (HGETALL, HSCAN) turned into its items in order, so replies
+    compare in order."""
+    if isinstance(reply, dict):
+        return [(k, ordered(v)) for k, v in reply.items()]
+    if isinstance(reply, (list, tuple)):
+        return [ordered(v) for v in reply]
+    if isinstance(reply, redis.ResponseError):
+        return ("error", str(reply))
+    return reply
+
+
+def random_hash_batch(p, rng):
+    """Seeded MULTI batch of hash writes and listings of the hashes it writes."""
+    keys, fields = ["h0", "h1"], ["f%d" % i for i in range(6)]
+    for _ in range(rng.randint(4, 14)):
+        key, field, op = rng.choice(keys), rng.choice(fields), rng.randrange(9)
+        if op == 0:
+            p.hset(key, mapping={f: rng.randint(0, 9) for f in rng.sample(fields, 2)})
+        elif op == 1:
+            p.hdel(key, *rng.sample(fields, rng.randint(1, 3)))
+        elif op == 2:
+            p.hsetnx(key, field, rng.randint(0, 9))
+        elif op == 3:
+            p.hincrby(key, field, rng.randint(-3, 3))
+        elif op == 4:
+            p.hgetall(key)
+        elif op == 5:
+            p.hkeys(key)
+        elif op == 6:
+            p.hvals(key)
+        elif op == 7:
+            p.hscan(key, 0)
+        else:
+            p.hrandfield(key, 10, withvalues=rng.random() < 0.5)
+
+
+def test_exec_listings_of_changed_hashes_answer_as_redis(server, real_redis):
+    """Seeded batches of hash writes and listings (HGETALL, HKEYS, HVALS, HSCAN, HRANDFIELD of
+    the whole hash) in MULTI/EXEC answer what Debian's redis-server answers, in its order: a
+    rewritten field in place, a deleted one gone, a new or re-created one last."""
+    r = server.client(decode_responses=True)
+    rng = random.Random(24)
+    for batch in range(60):
+        answers = []
+        seed = rng.random()
+        for client in (real_redis, r):
+            client.flushall()
+            client.hset("h0", mapping={"f0": 0, "f1": 1, "f2": 2})
+            client.hset("h1", mapping={"f3": 3, "f1": 1})
+            p = client.pipeline(transaction=True)
+            random_hash_batch(p, random.Random(seed))
+            answers.append(ordered([p.execute(raise_on_error=False),
+                                    client.hgetall("h0"), client.hgetall("h1")]))
+        assert answers[1] == answers[0], "batch %d differs from redis-server" % batch
 
 
 def test_watch_is_exact_for_an_exec_of_hash_commands(server):
@@ -389,16 +459,17 @@ def test_watch_is_exact_for_an_exec_of_hash_commands(server):
 
 
 def test_sigkilled_workers_keep_hash_field_transfers_exact(server):
-    """MULTI HINCRBY HINCRBY SET EXEC between fields of two hashes is one crash-atomic
-    transaction: workers killed mid-EXEC leave the fields' sum exact, and the fields are what
-    the logged transfers (each acknowledged one among them) make them."""
+    """MULTI HINCRBY HINCRBY SET HGETALL HGETALL EXEC between fields of two hashes is one
+    crash-atomic transaction: the listings of the hashes it changed always sum to the total,
+    workers killed mid-EXEC leave the fields' sum exact, and the fields are what the logged
+    transfers (each acknowledged one among them) make them."""
     r = server.client(decode_responses=True)
     r.flushall()
     accounts = [("bank:%d" % (i % 2), "f%d" % i) for i in range(16)]
     for key, field in accounts:
         r.hset(key, field, START)
     stop = threading.Event()
-    acked = []
+    acked, wrong = [], []
     lock = threading.Lock()
 
     def transfer(seed):
@@ -415,12 +486,17 @@ def test_sigkilled_workers_keep_hash_field_transfers_exact(server):
                 p.hincrby(ka, fa, -amount)
                 p.hincrby(kb, fb, amount)
                 p.set("log:" + tid, "%s %s %s %s %d" % (ka, fa, kb, fb, amount))
-                p.execute()
+                p.hgetall("bank:0")
+                p.hgetall("bank:1")
+                listed = p.execute()[3:]
             except (redis.ConnectionError, redis.TimeoutError):
                 time.sleep(0.01)
                 continue
+            total = sum(int(v) for fields in listed for v in fields.values())
             with lock:
                 acked.append(tid)
+                if total != START * len(accounts):
+                    wrong.append(total)
 
     run_while_killing_workers(server, transfer, (31, 32, 33), stop)
 
@@ -439,6 +515,7 @@ def test_sigkilled_workers_keep_hash_field_transfers_exact(server):
     assert balances == expected, "a transfer was applied partly or twice"
     missing = [t for t in acked if "log:" + t not in logs]
     assert missing == [], "acknowledged transfers lost: %r" % missing[:5]
+    assert wrong == [], "an EXEC listed hashes it changed with a wrong total: %r" % wrong[:5]
     assert len(acked) > 50, "too few transfers were acknowledged"
 
 
@@ -492,6 +569,34 @@ def test_exec_with_list_middle_edits_answers_as_the_commands_alone(server):
     assert r.keys("*") == ["str"]
 
 
+def test_exec_edits_a_long_lists_middle_as_redis(server, real_redis):
+    """LSET, LINSERT, LREM and LTRIM of a list longer than a transaction's 4096 operations, in
+    one EXEC with reads of it and pushes after the edits, answer what redis-server answers, and
+    leave the list (and its expiry) as it does."""
+    long = ["i%d" % i for i in range(6000)]
+    answers = []
+    for client in (real_redis, server.client(decode_responses=True)):
+        client.flushall()
+        client.rpush("long", *long)
+        client.expire("long", 1000)
+        p = client.pipeline(transaction=True)
+        p.lset("long", 3000, "X")
+        p.linsert("long", "before", "i4000", "Y")
+        p.lrem("long", 1, "i10")
+        p.lrange("long", 2998, 3001)
+        p.rpush("long", "tail")
+        p.lset("long", -1, "TAIL")
+        p.ltrim("long", 5, -5)
+        p.lindex("long", 0)
+        p.llen("long")
+        p.lpop("long")
+        p.lrange("long", -3, -1)
+        got = p.execute()
+        answers.append((got, client.lrange("long", 0, -1), 0 < client.ttl("long") <= 1000))
+    assert answers[1] == answers[0]
+    assert answers[0][0][8] == 5992
+
+
 def test_sigkilled_workers_keep_jobs_moved_by_middle_edits_exactly_once(server):
     """MULTI LREM src 1 job, LPUSH dst job, LINSERT/LSET/LREM of a probe in dst EXEC (edits in
     lists' middles) is one crash-atomic transaction: workers killed mid-EXEC leave every job in
@@ -538,3 +643,176 @@ def test_sigkilled_workers_keep_jobs_moved_by_middle_edits_exactly_once(server):
     assert not {"probe", "probe2"} & set(found), "a killed EXEC left part of its batch"
     assert sorted(found) == sorted(jobs), "a job was lost or duplicated by a killed move"
     assert len(acked) > 50, "too few moves were acknowledged"
+
+
+def test_sigkilled_workers_keep_jobs_moved_out_of_a_long_lists_middle_exactly_once(server):
+    """MULTI LREM src 1 job, LINSERT dst BEFORE pivot job EXEC between a list longer than a
+    transaction's 4096 operations and a short one (each edit one change of the commit, whatever
+    the length): workers killed mid-EXEC leave every job in exactly one list once and the long
+    list's other items in their order."""
+    r = server.client(decode_responses=True)
+    r.flushall()
+    jobs = ["job%d" % i for i in range(20)]
+    pads = ["pad%d" % i for i in range(4500)]
+    r.rpush("long", *pads[:2000], *jobs[:10], *pads[2000:])
+    r.rpush("short", "pivot", *jobs[10:])
+    stop = threading.Event()
+    acked = []
+    lock = threading.Lock()
+
+    def move(seed):
+        c = server.client(decode_responses=True, socket_timeout=10)
+        rng = random.Random(seed)
+        while not stop.is_set():
+            src, dst = rng.sample(["long", "short"], 2)
+            job = rng.choice(jobs)
+            try:
+                p = c.pipeline(transaction=True)
+                p.watch(src)
+                if p.lpos(src, job) is None:
+                    p.unwatch()
+                    continue
+                p.multi()
+                p.lrem(src, 1, job)
+                p.linsert(dst, "before", "pivot" if dst == "short" else "pad2000", job)
+                p.execute()
+            except redis.WatchError:
+                continue
+            except (redis.ConnectionError, redis.TimeoutError):
+                time.sleep(0.01)
+                continue
+            with lock:
+                acked.append(job)
+
+    run_while_killing_workers(server, move, (51, 52), stop)
+    found = answer_after_kills(lambda: r.lrange("long", 0, -1) + r.lrange("short", 0, -1))
+    assert [item for item in found if item.startswith("pad")] == pads
+    assert sorted(item for item in found if item.startswith("job")) == sorted(jobs), \
+        "a job was lost or duplicated by a killed move"
+    assert len(acked) > 10, "too few moves were acknowledged"
+
+
+def keys_batch(p, rng):
+    """Seeded MULTI batch of key writes (COPY and MOVE of every type included) with KEYS, SCAN,
+    DBSIZE, EXISTS and FLUSHDB between."""
+    keys = ["k%d" % i for i in range(6)]
+    for _ in range(rng.randint(3, 12)):
+        key, op = rng.choice(keys), rng.randrange(12)
+        if op == 10:
+            p.copy(key, rng.choice(keys))
+            p.lrange(key, 0, -1)
+            continue
+        if op == 11:
+            p.move(key, 1)
+            continue
+        if op == 0:
+            p.set(key, rng.randint(0, 9))
+        elif op == 1:
+            p.delete(*rng.sample(keys, 2))
+        elif op == 2:
+            p.rename(key, rng.choice(keys))
+        elif op == 3:
+            p.rpush(key, "x")
+        elif op == 4:
+            p.hset(key, "f", 1)
+        elif op == 5:
+            p.keys("*")
+        elif op == 6:
+            p.scan(0, count=1000)
+        elif op == 7:
+            p.dbsize()
+        elif op == 8:
+            p.exists(*keys)
+        elif rng.random() < 0.3:
+            p.flushdb()
+        else:
+            p.randomkey()
+
+
+def unordered_keys(reply):
+    """KEYS and SCAN replies compared as sets (their order is the server's hash order, a
+    documented difference); RANDOMKEY's as whether it answered a key."""
+    if isinstance(reply, tuple) and len(reply) == 2 and isinstance(reply[1], list):
+        return ("scan", reply[0], sorted(reply[1]))
+    if isinstance(reply, list):
+        return sorted(reply)
+    if isinstance(reply, str) and reply.startswith("k") and len(reply) == 2:
+        return "a key"
+    return ordered(reply)
+
+
+def test_exec_key_listings_and_flushdb_answer_as_redis(server, real_redis):
+    """Seeded batches of key writes with COPY, MOVE, KEYS, SCAN, DBSIZE, RANDOMKEY and FLUSHDB
+    in MULTI/EXEC (one transaction: they see the batch's own writes) answer what redis-server
+    answers."""
+    r = server.client(decode_responses=True)
+    rng = random.Random(2424)
+    for batch in range(60):
+        answers = []
+        seed = rng.random()
+        for client in (real_redis, r):
+            client.flushall()
+            client.set("k0", "a")
+            client.rpush("k1", "x", "y")
+            client.hset("k2", "f", "v")
+            p = client.pipeline(transaction=True)
+            keys_batch(p, random.Random(seed))
+            got = p.execute(raise_on_error=False)
+            answers.append(([unordered_keys(v) for v in got], sorted(client.keys("*"))))
+        assert answers[1] == answers[0], "batch %d differs from redis-server" % batch
+
+
+def test_sigkilled_workers_keep_batches_that_count_and_list_keys_whole(server):
+    """Batches that write two keys of a pair (or remove a pair, or FLUSHDB and write a pair) and
+    count and list the keys in the same EXEC are one crash-atomic transaction: every DBSIZE and
+    KEYS inside sees whole pairs only, and so does the keyspace after workers were SIGKILLed
+    mid-batch."""
+    r = server.client(decode_responses=True)
+    r.flushall()
+    stop = threading.Event()
+    acked, wrong = [], []
+    lock = threading.Lock()
+
+    def pairs_whole(keys):
+        names = sorted(keys)
+        return len(names) % 2 == 0 and all(
+            a[:-1] == b[:-1] and a.endswith("a") and b.endswith("b")
+            for a, b in zip(names[::2], names[1::2]))
+
+    def client(seed):
+        c = server.client(decode_responses=True, socket_timeout=5)
+        rng = random.Random(seed)
+        mine = []
+        n = 0
+        while not stop.is_set():
+            n += 1
+            tid = "p:%d:%d:" % (seed, n)
+            try:
+                p = c.pipeline(transaction=True)
+                op = rng.random()
+                if op < 0.05:
+                    p.flushdb()
+                if op < 0.7 or not mine:
+                    p.set(tid + "a", 1)
+                    p.set(tid + "b", 1)
+                else:
+                    old = mine.pop(rng.randrange(len(mine)))
+                    p.delete(old + "a", old + "b")
+                p.dbsize()
+                p.keys("p:*")
+                got = p.execute()
+            except (redis.ConnectionError, redis.TimeoutError):
+                time.sleep(0.01)
+                continue
+            if op < 0.7 or not mine:
+                mine.append(tid)
+            with lock:
+                acked.append(tid)
+                if got[-2] % 2 or not pairs_whole(got[-1]):
+                    wrong.append((got[-2], got[-1]))
+
+    run_while_killing_workers(server, client, (61, 62, 63), stop)
+    keys = answer_after_kills(lambda: r.keys("*"))
+    assert wrong == [], "a batch counted or listed half a pair: %r" % wrong[:3]
+    assert pairs_whole(keys), "a killed EXEC left half a pair: %r" % sorted(keys)[:10]
+    assert len(acked) > 50, "too few batches were acknowledged"

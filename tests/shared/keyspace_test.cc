@@ -257,6 +257,35 @@ TEST(KeyspaceTest, EveryTypeExpiresPersistsAndRenames) {
   EXPECT_TRUE(PopLeft(ks, "l2", &item).IsNotFound());
 }
 
+// A list another front end emptied (its registry object popped directly, not through the key)
+// is no key: RENAME of it says no such key, and RENAMENX onto it renames (Redis has no key there).
+TEST(KeyspaceTest, RenameSeesAListEmptiedElsewhereAsNoKey) {
+  test::ScopedSegment seg;
+  Keyspace ks = Open(seg.get());
+  ASSERT_OK(Push(ks, "drained", "a"));
+  ASSERT_OK(Push(ks, "target", "b"));
+  ASSERT_OK(Set(ks, "s", "v"));
+  std::vector<ObjectInfo> lists;
+  ASSERT_OK(seg->registry().List("redis:0:", ObjectKind::kList, 1000, "", &lists));
+  ASSERT_EQ(lists.size(), 2u);
+  for (const ObjectInfo& info : lists) {  // Both lists emptied behind the keyspace's back.
+    List list;
+    ASSERT_OK(List::Open(seg.get(), info.name, OpenMode::kOpenExisting, ListOptions(), &list));
+    std::string item;
+    bool got = false;
+    ASSERT_OK(list.Pop(List::End::kLeft, std::chrono::milliseconds(0), &item, &got));
+    ASSERT_TRUE(got);
+  }
+  bool renamed = true;
+  EXPECT_TRUE(ks.Rename("drained", "elsewhere", false, &renamed).IsNotFound());
+  EXPECT_FALSE(renamed);
+  EXPECT_EQ(TypeOf(ks, "elsewhere"), KeyType::kNone);
+  ASSERT_OK(ks.Rename("s", "target", true, &renamed));
+  EXPECT_TRUE(renamed);
+  EXPECT_EQ(TypeOf(ks, "target"), KeyType::kString);
+  EXPECT_EQ(Aggregates(seg.get()), 0u);  // Both dead lists went with their entries.
+}
+
 TEST(KeyspaceTest, ExpireConditionsAndTimesRedisAllows) {
   test::ScopedSegment seg;
   Keyspace ks = Open(seg.get());

@@ -310,11 +310,15 @@ TEST_F(TransactionListsTest, HashLentToACommandJoinsTheTransaction) {
       DictStats stats;
       SHM_RETURN_IF_ERROR(d.Stats(&stats));
       EXPECT_EQ(stats.entries, 2u);
+      // Listed as this transaction left it: "a" rewritten in place, "b" new, last.
       std::vector<DictItem> items;
-      EXPECT_TRUE(d.Entries(true, &items).IsConflict());  // Changed here: not listable.
+      SHM_RETURN_IF_ERROR(d.Entries(true, &items));
+      EXPECT_EQ(items.size(), 2u);
+      EXPECT_EQ(items[0].key + "=" + items[0].value + " " + items[1].key + "=" + items[1].value,
+                "a=15 b=1");
       return Status::OK();
     }));
-    EXPECT_TRUE(scope.unsupported());
+    EXPECT_FALSE(scope.unsupported());
   }
   tx.Reset();
   {
@@ -365,8 +369,203 @@ TEST_F(TransactionListsTest, HashLentToACommandJoinsTheTransaction) {
   EXPECT_EQ(Aggregates(seg_.get()), 1u);  // h's.
 }
 
+std::string Listing(const std::vector<DictItem>& items) {
+  std::string out;
+  for (const DictItem& item : items) out += item.key + "=" + item.value + " ";
+  return out;
+}
+
+// Entries and ListKeys of a key's hash the transaction changed: its staged fields laid over the
+// committed ones in Redis's order (a rewrite in place, a field deleted and written again or a new
+// one last, in the order written), which is the order the commit leaves; the listing is a read,
+// so another writer of the hash before the commit is a Conflict.
+TEST_F(TransactionListsTest, ListingsOfAChangedHashSeeItAsTheCommitWillLeaveIt) {
+  auto set = [](Dict& d, const std::string& field, const std::string& value) {
+    return d.Update(field, [value](const DictValue*, DictUpdate* u) {
+      u->data = value;
+      return Status::OK();
+    });
+  };
+  ASSERT_OK(ks_.WithHash("h", Keyspace::Access::kCreate, [&](Dict& d) {
+    for (const char* f : {"a", "b", "c", "d"}) SHM_RETURN_IF_ERROR(set(d, f, "0"));
+    return Status::OK();
+  }));
+  const std::string expected = "b=2 d=0 y=1 a=3 x=4 ";
+  Transaction tx(seg_.get());
+  {
+    KeyspaceTransactionScope scope(&tx);
+    ASSERT_OK(ks_.WithHash("h", Keyspace::Access::kWrite, [&](Dict& d) {
+      DictValue v;
+      EXPECT_TRUE(d.Get("x", &v).IsNotFound());  // Read absent first: x still goes last.
+      SHM_RETURN_IF_ERROR(d.Delete("a"));
+      SHM_RETURN_IF_ERROR(d.Delete("c"));
+      SHM_RETURN_IF_ERROR(set(d, "y", "1"));
+      SHM_RETURN_IF_ERROR(set(d, "b", "2"));
+      SHM_RETURN_IF_ERROR(set(d, "a", "3"));
+      SHM_RETURN_IF_ERROR(set(d, "x", "4"));
+      std::vector<DictItem> items;
+      SHM_RETURN_IF_ERROR(d.Entries(true, &items));
+      EXPECT_EQ(Listing(items), expected);
+      std::vector<std::string> keys;
+      uint64_t next = 0;
+      SHM_RETURN_IF_ERROR(d.ListKeys("", Dict::kMaxListLimit, 0, &keys, &next));
+      EXPECT_EQ(std::set<std::string>(keys.begin(), keys.end()),
+                (std::set<std::string>{"a", "b", "d", "x", "y"}));
+      EXPECT_EQ(next, 0u);
+      return Status::OK();
+    }));
+    EXPECT_FALSE(scope.unsupported());
+  }
+  ASSERT_OK(tx.Commit());
+  std::vector<DictItem> items;
+  ASSERT_OK(
+      ks_.WithHash("h", Keyspace::Access::kRead, [&](Dict& d) { return d.Entries(true, &items); }));
+  EXPECT_EQ(Listing(items), expected);
+  // A listing read the hash: another write of it before the commit is a Conflict.
+  Transaction reader(seg_.get());
+  {
+    KeyspaceTransactionScope scope(&reader);
+    ASSERT_OK(ks_.WithHash("h", Keyspace::Access::kWrite, [&](Dict& d) {
+      SHM_RETURN_IF_ERROR(set(d, "z", "5"));
+      return d.Entries(true, &items);
+    }));
+  }
+  EXPECT_EQ(Listing(items), expected + "z=5 ");
+  ASSERT_OK(ks_.WithHash("h", Keyspace::Access::kWrite, [&](Dict& d) { return set(d, "b", "9"); }));
+  EXPECT_TRUE(reader.Commit().IsConflict());
+  ASSERT_OK(
+      ks_.WithHash("h", Keyspace::Access::kRead, [&](Dict& d) { return d.Entries(true, &items); }));
+  EXPECT_EQ(Listing(items), "b=9 d=0 y=1 a=3 x=4 ");
+}
+
+std::set<std::string> AllKeys(Keyspace& ks) {
+  std::vector<std::string> keys;
+  uint64_t next = 0;
+  EXPECT_TRUE(ks.ListKeys("", Dict::kMaxListLimit, 0, &keys, &next).ok());
+  EXPECT_EQ(next, 0u);
+  return std::set<std::string>(keys.begin(), keys.end());
+}
+
+// Keyspace::ListKeys, Count and Flush inside a KeyspaceTransactionScope (KEYS, SCAN, DBSIZE,
+// RANDOMKEY, FLUSHDB in MULTI/EXEC): they see the transaction's own keys, a flush stages the
+// deletion of every key, and a key added or removed by someone else before the commit is a
+// Conflict (a value rewritten is not: the listing read the key set).
+TEST_F(TransactionListsTest, KeyListingsCountsAndFlushesJoinTheTransaction) {
+  StringSetResult result;
+  for (const char* key : {"a", "b"}) ASSERT_OK(ks_.Set(key, "1", StringSet(), &result));
+  ASSERT_OK(ks_.WithList("l", Keyspace::Access::kCreate,
+                         [](List& l) { return l.Push(List::End::kRight, "x"); }));
+  Transaction tx(seg_.get());
+  {
+    KeyspaceTransactionScope scope(&tx);
+    ASSERT_OK(ks_.Set("c", "3", StringSet(), &result));
+    bool existed = false;
+    ASSERT_OK(ks_.Delete("a", &existed));
+    EXPECT_EQ(AllKeys(ks_), (std::set<std::string>{"b", "c", "l"}));
+    std::vector<std::string> page;
+    uint64_t next = 0;
+    ASSERT_OK(ks_.ListKeys("", 1, 0, &page, &next));  // A page, resumed by its cursor.
+    EXPECT_EQ(page.size(), 1u);
+    uint64_t count = 0;
+    ASSERT_OK(ks_.Count(&count));
+    EXPECT_EQ(count, 3u);
+    EXPECT_FALSE(scope.unsupported());
+  }
+  EXPECT_EQ(AllKeys(ks_), (std::set<std::string>{"a", "b", "l"}));
+  ASSERT_OK(tx.Commit());
+  EXPECT_EQ(AllKeys(ks_), (std::set<std::string>{"b", "c", "l"}));
+
+  // Another writer between the listing and the commit.
+  for (bool adds_a_key : {true, false}) {
+    Transaction reader(seg_.get());
+    {
+      KeyspaceTransactionScope scope(&reader);
+      uint64_t count = 0;
+      ASSERT_OK(ks_.Count(&count));
+      ASSERT_OK(ks_.Set("mine", "1", StringSet(), &result));
+    }
+    ASSERT_OK(ks_.Set(adds_a_key ? "d" : "b", "2", StringSet(), &result));
+    Status s = reader.Commit();
+    EXPECT_EQ(s.IsConflict(), adds_a_key) << s.ToString();
+    bool existed = false;
+    ASSERT_OK(ks_.Delete("mine", &existed));
+    EXPECT_EQ(existed, !adds_a_key);
+  }
+
+  // A flush: every key, the list's included, goes in the commit; the batch may write after it.
+  Transaction flush(seg_.get());
+  {
+    KeyspaceTransactionScope scope(&flush);
+    ASSERT_OK(ks_.Flush());
+    EXPECT_EQ(AllKeys(ks_), (std::set<std::string>{}));
+    ASSERT_OK(ks_.Set("after", "1", StringSet(), &result));
+    uint64_t count = 0;
+    ASSERT_OK(ks_.Count(&count));
+    EXPECT_EQ(count, 1u);
+    EXPECT_FALSE(scope.unsupported());
+  }
+  EXPECT_EQ(AllKeys(ks_), (std::set<std::string>{"b", "c", "d", "l"}));
+  ASSERT_OK(flush.Commit());
+  EXPECT_EQ(AllKeys(ks_), (std::set<std::string>{"after"}));
+  EXPECT_EQ(Aggregates(seg_.get()), 0u);  // The list went with its key.
+}
+
+// A key created whole inside a transaction (COPY, MOVE, RESTORE: a new key's list replaced, a
+// new key's hash's fields set) joins it: the list is one the transaction built, replaced in
+// place; the fields are staged. Replacing a list someone else can see still cannot be staged.
+TEST_F(TransactionListsTest, KeysCreatedWholeJoinTheTransaction) {
+  ASSERT_OK(ks_.WithList("old", Keyspace::Access::kCreate,
+                         [](List& l) { return l.Push(List::End::kRight, "o"); }));
+  Transaction tx(seg_.get());
+  {
+    KeyspaceTransactionScope scope(&tx);
+    ASSERT_OK(ks_.WithList("copy", Keyspace::Access::kCreate, [](List& l) {
+      const std::vector<std::string> empty;
+      bool swapped = false;
+      SHM_RETURN_IF_ERROR(l.Replace(&empty, {"a", "b"}, &swapped));
+      EXPECT_TRUE(swapped);
+      return l.Push(List::End::kRight, "c");
+    }));
+    ASSERT_OK(ks_.WithHash("hcopy", Keyspace::Access::kCreate, [](Dict& d) {
+      SHM_RETURN_IF_ERROR(d.Set("f", "1", SetOptions()));
+      SetOptions add;
+      add.mode = SetMode::kAdd;
+      EXPECT_TRUE(d.Set("f", "2", add).IsAlreadyExists());
+      return d.Set("g", "2", SetOptions());
+    }));
+    EXPECT_EQ(KeyItems(ks_, "copy"), (std::vector<std::string>{"a", "b", "c"}));
+    EXPECT_FALSE(scope.unsupported());
+    Status s = ks_.WithList("old", Keyspace::Access::kWrite, [](List& l) {
+      bool swapped = false;
+      return l.Replace(nullptr, {"x"}, &swapped);
+    });
+    EXPECT_TRUE(s.IsConflict());
+    EXPECT_TRUE(scope.unsupported());
+  }
+  tx.Reset();
+  {
+    KeyspaceTransactionScope scope(&tx);
+    ASSERT_OK(ks_.WithList("copy", Keyspace::Access::kCreate, [](List& l) {
+      bool swapped = false;
+      return l.Replace(nullptr, {"a", "b"}, &swapped);
+    }));
+    ASSERT_OK(ks_.WithHash("hcopy", Keyspace::Access::kCreate,
+                           [](Dict& d) { return d.Set("f", "1", SetOptions()); }));
+    EXPECT_FALSE(scope.unsupported());
+  }
+  KeyType type = KeyType::kNone;
+  ASSERT_OK(ks_.Type("copy", &type));
+  EXPECT_EQ(type, KeyType::kNone);
+  ASSERT_OK(tx.Commit());
+  EXPECT_EQ(KeyItems(ks_, "copy"), (std::vector<std::string>{"a", "b"}));
+  std::vector<DictItem> fields;
+  ASSERT_OK(ks_.WithHash("hcopy", Keyspace::Access::kRead,
+                         [&](Dict& d) { return d.Entries(true, &fields); }));
+  EXPECT_EQ(Listing(fields), "f=1 ");
+}
+
 // A key's list edited in its middle (LSET, LINSERT, LREM, LTRIM: Keyspace::RewriteList) inside a
-// KeyspaceTransactionScope: staged as the list's new content, ranged as the transaction left it,
+// KeyspaceTransactionScope: staged as a new list the key names, ranged as the transaction left it,
 // visible only after Commit; a list edited to nothing goes with its key in the same commit.
 TEST_F(TransactionListsTest, ListMiddleEditsJoinTheTransaction) {
   ASSERT_OK(ks_.WithList("q", Keyspace::Access::kCreate, [](List& l) {

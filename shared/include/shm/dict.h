@@ -204,9 +204,8 @@ class Dict {
 
   ObjectRef ref_;
   // Set on a handle lent to a keyspace command inside a transaction: Get, Update, Delete and
-  // Stats go through the transaction; Entries and ListKeys read the committed hash when the
-  // transaction has not changed it; what it cannot stage answers Conflict and marks the scope
-  // unsupported.
+  // Stats go through the transaction; Entries and ListKeys list the hash as the transaction sees
+  // it; what it cannot stage answers Conflict and marks the scope unsupported.
   Transaction* tx_ = nullptr;
 };
 

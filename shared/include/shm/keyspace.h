@@ -161,7 +161,8 @@ class Keyspace {
   Status Usage(std::string_view key, uint64_t* bytes) const;
 
   // Keys present, expired ones not yet swept included (as Redis's DBSIZE); *expiring (optional)
-  // gets how many of them have an expiry (INFO keyspace's expires=).
+  // gets how many of them have an expiry (INFO keyspace's expires=). Inside a transaction
+  // (shm/transaction.h), without `expiring`: the live keys as the transaction sees them.
   Status Count(uint64_t* keys, uint64_t* expiring = nullptr) const;
   // Keys in hash order, a page at a time (SCAN, KEYS): as Dict::ListKeys; expired keys skipped.
   Status ListKeys(std::string_view prefix, size_t limit, uint64_t cursor,
@@ -169,7 +170,8 @@ class Keyspace {
   // Removes expired keys (and what they own): looks at a bounded sample of each shard, as Redis's
   // active expiry does. *removed gets how many. Called by the manager's tick.
   Status SweepExpired(size_t budget_per_shard, size_t* removed);
-  // Deletes every key (FLUSHDB).
+  // Deletes every key (FLUSHDB). Inside a transaction: staged, Transaction::kMaxFlushKeys at
+  // most.
   Status Flush();
   // A hint for a batch of operations on `keys` that follows (Dict::Prefetch).
   void Prefetch(std::span<const std::string_view> keys) const { index_.Prefetch(keys); }

@@ -24,8 +24,8 @@
 // lists' push and pop at both ends (List), and keyspace keys: strings, hash fields, and delete
 // and rename of whole keys of every type. A key's list or hash is created with its first element
 // and removed with its last, in the same commit. Not covered: arrays (NDArray), sessions, a
-// registry list's middle (List::Set, Replace) and a listing of a hash the transaction changed;
-// their operations keep their own single-object atomicity and cannot join a transaction.
+// registry list's middle (List::Set, Replace); their operations keep their own single-object
+// atomicity and cannot join a transaction.
 //
 // A counter held by a commit carries a lock mark in its value for a few microseconds: plain adds
 // that meet it undo themselves and wait (Counter::AfterFarValue), so a counter some transaction
@@ -72,6 +72,9 @@ class Transaction {
   // Limits on one transaction (bad input is refused with InvalidArgument when staged).
   static constexpr size_t kMaxOps = 4096;                      // Staged writes and reads.
   static constexpr size_t kMaxStagedBytes = size_t{64} << 20;  // Keys and values staged.
+  // Keys a keyspace's flush inside a transaction (FLUSHDB in MULTI/EXEC) removes at most, on
+  // top of kMaxOps: more is refused (InvalidArgument) with nothing staged.
+  static constexpr size_t kMaxFlushKeys = size_t{1} << 18;
 
   explicit Transaction(Segment* segment);
   ~Transaction();
@@ -175,13 +178,17 @@ class Transaction {
 // through the transaction (recorded, seeing its staged writes) and stage their writes in it, with
 // exactly their usual semantics; nothing is visible until tx.Commit(). A list's ends join too:
 // WithList lends `fn` a handle whose Push, Pop (without a wait), Length and Range go through the
-// transaction, and RewriteList (a list's middle) stages the edited list whole; and a hash's
+// transaction, and RewriteList (a list's middle, any length) stages the key naming a new list
+// built with the edited items, the old one deleted after the commit; and a hash's
 // fields: WithHash lends a handle whose Get, Update, Delete and Stats (its field count) go
-// through it, and whose Entries and ListKeys read a hash it has not changed. An operation that
-// cannot be staged (a listing of a hash the transaction changed, a rewrite of a list longer than
-// kMaxOps allows, counting, listing or flushing keys) answers Conflict and sets unsupported():
-// the caller then runs the batch under a KeyspaceExclusive instead.
-// Scopes do not nest. Thread-local; use from the thread that made it.
+// through it, and whose Entries and ListKeys list the hash as the transaction left it (its
+// staged fields over the committed ones, in Redis's order). ListKeys, Count (without its
+// expiring count) and Flush see the keys as the transaction does and record every shard's key
+// set as read (a key added or removed meanwhile is a Conflict at the commit); Flush stages the
+// deletion of every key (kMaxFlushKeys at most). An operation that cannot be staged (Count of
+// expiring keys, a sweep, replacing a list the transaction did not build) answers
+// Conflict and sets unsupported(): the caller then runs the batch under a KeyspaceExclusive
+// instead. Scopes do not nest. Thread-local; use from the thread that made it.
 class KeyspaceTransactionScope {
  public:
   explicit KeyspaceTransactionScope(Transaction* tx);

@@ -34,11 +34,17 @@ class WakeWord {
   static WakeWord Of(const ObjectRef& ref) { return WakeWord(ref); }
 
   uint32_t Sequence() const;
-  // Sleeps while the sequence is still `seen`, at most `timeout`; returns early on a wake or a
-  // signal (the caller re-checks its state either way). Never spins.
+  // Sleeps while the sequence is still `seen`, at most `timeout`; returns early on a wake, a
+  // change or a signal (the caller re-checks its state either way). Before the sleep it watches
+  // the word for at most a few microseconds (src/futex.h: bounded, with more than one CPU only,
+  // and not on a word whose recent spins did not pay), then marks the word wanted.
   void Wait(uint32_t seen, std::chrono::nanoseconds timeout) const;
   // Bumps the sequence and wakes every waiter.
   void WakeAll() const;
+  // Bumps the sequence, and wakes with a system call only if a sleeper of Wait marked the word
+  // (so a change its waiter saw while spinning costs no system call). Only for words whose
+  // sleepers all sleep in Wait (a Manager object's); a list's blocking pop does not mark it.
+  void WakeWaiters() const;
 
   const ObjectRef& ref() const { return ref_; }
 
