@@ -1,8 +1,8 @@
 // MULTI, EXEC, DISCARD, WATCH, UNWATCH (Redis's "transactions" group), and RunIsolated, what
-// EXEC and the multi-key commands run in: one shm::Transaction (atomic and isolated) whenever
-// every command can be staged (all but INFO keyspace's counts), else every shard lock of the
-// keyspace held (isolated). WATCH's versions are checked inside the same isolation
-// (docs/resp.md).
+// EXEC and the multi-key commands run in: one shm::Transaction (atomic and isolated), retried
+// on conflicts, then retried holding every shard lock of the client's keyspace; only a batch
+// that cannot be staged or still conflicts runs under those locks alone (isolated). WATCH's
+// versions are checked inside the same isolation (docs/resp.md).
 #include <string>
 #include <utility>
 #include <vector>
@@ -80,41 +80,64 @@ void Exec(Call& c) {
 
 }  // namespace
 
+namespace {
+
+enum class Attempt { kDone, kConflict, kUnsupported };
+
+// One run of the batch as a transaction, its replies kept only when it commits.
+Attempt RunAsTransaction(Call& c, const std::function<bool()>& check,
+                         const std::function<void()>& body, size_t mark, int db) {
+  std::string* out = c.w.buffer();
+  out->resize(mark);
+  c.client->db = db;
+  Transaction tx(c.segment());
+  bool unsupported = false;
+  {
+    KeyspaceTransactionScope scope(&tx);
+    if (!check || check()) body();
+    unsupported = scope.unsupported();
+  }
+  if (unsupported) return Attempt::kUnsupported;
+  Status s = tx.Commit();
+  if (s.ok()) return Attempt::kDone;
+  if (s.IsConflict()) return Attempt::kConflict;  // A key read changed: run the batch again.
+  out->resize(mark);
+  ReplyStatus(c.w, s);
+  return Attempt::kDone;
+}
+
+}  // namespace
+
 void RunIsolated(Call& c, const std::function<bool()>& check, const std::function<void()>& body) {
   if (KeyspaceTransactionScope::Active() || KeyspaceExclusive::HeldByThisThread()) {
     if (!check || check()) body();
     return;
   }
-  constexpr int kAttempts = 16;  // Then the exclusive path, which always makes progress.
-  std::string* out = c.w.buffer();
-  const size_t mark = out->size();
+  constexpr int kAttempts = 16;  // Then the same holding the database's locks.
+  const size_t mark = c.w.buffer()->size();
   const int db = c.client->db;
-  for (int attempt = 0; attempt < kAttempts; ++attempt) {
-    out->resize(mark);
-    c.client->db = db;
-    Transaction tx(c.segment());
-    bool unsupported = false;
-    bool run = true;
-    {
-      KeyspaceTransactionScope scope(&tx);
-      run = !check || check();
-      if (run) body();
-      unsupported = scope.unsupported();
-    }
-    if (unsupported) break;
-    Status s = tx.Commit();
-    if (s.ok()) return;
-    if (s.IsConflict()) continue;  // A key read changed: run the batch again.
-    out->resize(mark);
-    return ReplyStatus(c.w, s);
+  Attempt outcome = Attempt::kConflict;
+  for (int attempt = 0; attempt < kAttempts && outcome == Attempt::kConflict; ++attempt) {
+    outcome = RunAsTransaction(c, check, body, mark, db);
   }
-  out->resize(mark);
+  if (outcome == Attempt::kDone) return;
+  // Contended (or not stageable): every shard lock of the client's database held, so no other
+  // client of it can change what the batch reads; still a transaction (atomic across a crash)
+  // unless it cannot be staged, or it keeps conflicting on what the locks do not cover (another
+  // database, a registry object), when it runs under the locks alone (isolated).
+  c.w.buffer()->resize(mark);
   c.client->db = db;
   Keyspace* ks = KS(c);
   if (ks == nullptr) return;
   KeyspaceExclusive locks;
   Status s = locks.Lock(*ks);
   if (!s.ok()) return ReplyStatus(c.w, s);
+  for (int attempt = 0; attempt < kAttempts && outcome == Attempt::kConflict; ++attempt) {
+    outcome = RunAsTransaction(c, check, body, mark, db);
+  }
+  if (outcome == Attempt::kDone) return;
+  c.w.buffer()->resize(mark);
+  c.client->db = db;
   if (!check || check()) body();
 }
 

@@ -1924,6 +1924,8 @@ Status DictTxHoldAll(const ObjectRef& ref, std::vector<DictStripeRep*>* held, ui
 
 bool DictTxHoldingAll() { return !t_held_stripes.empty(); }
 
+bool DictTxHeldByThisThread(const DictStripeRep* stripe) { return HeldByThisThread(stripe); }
+
 void DictTxReleaseAll(Segment::Impl* seg, std::vector<DictStripeRep*>* held, uint64_t record) {
   t_held_stripes.clear();
   for (auto it = held->rbegin(); it != held->rend(); ++it) {

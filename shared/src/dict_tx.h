@@ -74,6 +74,9 @@ void DictTxRepairShardLocked(Segment::Impl* seg, uint64_t body, uint32_t shard);
 Status DictTxHoldAll(const ObjectRef& ref, std::vector<DictStripeRep*>* held, uint64_t* record);
 // Whether this thread is inside a DictTxHoldAll batch.
 bool DictTxHoldingAll();
+// Whether `stripe` is one this thread's DictTxHoldAll batch holds (a commit inside the batch
+// uses it without taking it again).
+bool DictTxHeldByThisThread(const DictStripeRep* stripe);
 // Ends DictTxHoldAll's batch: clears the marks, releases the locks, frees the record.
 void DictTxReleaseAll(Segment::Impl* seg, std::vector<DictStripeRep*>* held, uint64_t record);
 // After the commit, without locks: grows the shard's table if the inserts filled it.

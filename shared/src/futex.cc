@@ -75,10 +75,16 @@ bool SpinAdvisor::ShouldSpin(const void* word) {
     place.word.store(address, std::memory_order_relaxed);
     place.credit.store(kFreshCredit, std::memory_order_relaxed);
     place.skipped.store(0, std::memory_order_relaxed);
+    place.probe_every.store(kProbeEvery, std::memory_order_relaxed);
     return true;
   }
   if (place.credit.load(std::memory_order_relaxed) > 0) return true;
-  return place.skipped.fetch_add(1, std::memory_order_relaxed) % kProbeEvery == kProbeEvery - 1;
+  if (place.skipped.fetch_add(1, std::memory_order_relaxed) + 1 <
+      place.probe_every.load(std::memory_order_relaxed)) {
+    return false;
+  }
+  place.skipped.store(0, std::memory_order_relaxed);  // A probe.
+  return true;
 }
 
 void SpinAdvisor::Record(const void* word, bool paid) {
@@ -86,10 +92,16 @@ void SpinAdvisor::Record(const void* word, bool paid) {
   if (place.word.load(std::memory_order_relaxed) != reinterpret_cast<uintptr_t>(word)) return;
   if (paid) {
     place.credit.store(kFullCredit, std::memory_order_relaxed);
+    place.probe_every.store(kProbeEvery, std::memory_order_relaxed);
     return;
   }
   const int32_t credit = place.credit.load(std::memory_order_relaxed);
-  if (credit > 0) place.credit.store(credit - 1, std::memory_order_relaxed);
+  if (credit > 0) {
+    place.credit.store(credit - 1, std::memory_order_relaxed);
+    return;
+  }
+  const uint32_t every = place.probe_every.load(std::memory_order_relaxed);  // A failed probe.
+  place.probe_every.store(std::min(every * 2, kMaxProbeEvery), std::memory_order_relaxed);
 }
 
 void FutexWait(std::atomic<uint32_t>* word, uint32_t seen, std::chrono::nanoseconds timeout) {

@@ -23,21 +23,26 @@ namespace shm {
 // The longest a waiter watches its word before the futex sleep. A hand-off through a sleep costs
 // 9-14 us on the 2-vCPU machine this was tuned on (bench/manager_compare.py's bare futex
 // ping-pong: 36-58k round trips/s, two hand-offs each): a spin below one hand-off costs less
-// than what it can save, and covers a Python peer's answer (an Event set back after the wake it
-// saw, a Lock released after the few calls it held it for: 2-6 us).
+// than what it can save, and still covers a running peer's next step through the native proxy
+// methods (an Event set back, a Lock released: one or two library calls of well under 1 us
+// each, plus the interpreter between them).
 inline constexpr std::chrono::nanoseconds kSpinBudget{6'000};
 
 // Whether spinning before a sleep paid lately, per word, in this process: a spin that saw the
 // word change (paid) keeps the word's credit full; one that did not takes a unit off; a word
-// without credit is spun on only every kProbeEvery-th wait, so that it earns its credit back when
-// its waker speeds up. A fixed table indexed by the word's address: two words that share a place
-// reset each other's record, which costs only a spin or two. Thread-safe (relaxed atomics: the
-// advice is a heuristic, a lost update only moves it by one step).
+// without credit is spun on only at a probe, so that it earns its credit back when its waker
+// speeds up: the kProbeEvery-th wait, and twice as far apart after each probe that did not pay
+// (up to kMaxProbeEvery), so that where spins never pay (a loaded machine, where a sleeper's wake
+// takes longer than the spin) they cost about nothing. A fixed table indexed by the word's
+// address: two words that share a place reset each other's record, which costs only a spin or
+// two. Thread-safe (relaxed atomics: the advice is a heuristic, a lost update only moves it by a
+// step).
 class SpinAdvisor {
  public:
   static constexpr int32_t kFreshCredit = 4;  // A new word: four spins that do not pay, then stop.
   static constexpr int32_t kFullCredit = 8;   // After a spin that paid.
   static constexpr uint32_t kProbeEvery = 16;
+  static constexpr uint32_t kMaxProbeEvery = 1024;
 
   // Whether the next wait on `word` should spin first.
   bool ShouldSpin(const void* word);
@@ -51,7 +56,8 @@ class SpinAdvisor {
   struct Place {
     std::atomic<uintptr_t> word{0};
     std::atomic<int32_t> credit{0};
-    std::atomic<uint32_t> skipped{0};
+    std::atomic<uint32_t> skipped{0};  // Waits without a spin since the last probe.
+    std::atomic<uint32_t> probe_every{kProbeEvery};
   };
   static constexpr size_t kPlaces = 64;
   Place& PlaceOf(const void* word);

@@ -802,8 +802,9 @@ Status Keyspace::Usage(std::string_view key, uint64_t* bytes) const {
 
 Status Keyspace::Count(uint64_t* keys, uint64_t* expiring) const {
   if (KeyspaceTransactionScope* scope = ActiveKeyspaceScope(); scope != nullptr) {
-    if (expiring != nullptr) return ScopedUnsupported(scope);
-    return ScopedCountKeys(scope, index_, keys);
+    // With `expiring` (INFO keyspace, statistics): the committed counts, read outside the
+    // transaction, which neither records nor sees them.
+    if (expiring == nullptr) return ScopedCountKeys(scope, index_, keys);
   }
   DictStats stats;
   SHM_RETURN_IF_ERROR(index_.Stats(&stats));

@@ -119,7 +119,8 @@ struct Transaction::State {
     std::vector<uint64_t> digests;
   };
   std::vector<KeyListing> listings;
-  size_t flush_room = 0;  // Operations a flush added to kMaxOps (kMaxFlushKeys).
+  size_t flush_room = 0;     // Operations a flush added to kMaxOps (kMaxFlushKeys).
+  bool over_limits = false;  // CheckRoom refused something.
 
   // The commit's working lists (Committer), kept here for their capacity.
   struct Located {
@@ -137,15 +138,21 @@ struct Transaction::State {
     bool changes;  // Some entry of it is written.
     bool held;
     bool marked;  // Its stripe's tx_record names the record.
+    // Held already by this thread's KeyspaceExclusive: used without locking, and its tx_record
+    // gets back the batch's mark (`restore`) instead of 0.
+    bool borrowed = false;
+    uint64_t restore = 0;
   };
   std::vector<Share> shares;  // In lock order.
 
-  Status CheckRoom(size_t bytes) const {
+  Status CheckRoom(size_t bytes) {
     if (reads + writes + counters.size() + lists.staged() >= kMaxOps + flush_room) {
+      over_limits = true;
       return Status::InvalidArgument("transaction has more than " + std::to_string(kMaxOps) +
                                      " operations");
     }
     if (staged_bytes + bytes > kMaxStagedBytes) {
+      over_limits = true;
       return Status::InvalidArgument("transaction stages more than " +
                                      std::to_string(kMaxStagedBytes) + " bytes");
     }
@@ -157,6 +164,7 @@ struct Transaction::State {
   void Clear() {
     used = reads = writes = staged_bytes = recent = 0;
     appends = flush_room = 0;
+    over_limits = false;
     listings.clear();
     index.clear();
     counters.clear();
@@ -561,11 +569,16 @@ class Committer {
   TxRecordRep* record() { return seg_->Ptr<TxRecordRep>(record_); }
 
   Status LockShare(State::Share& share) {
-    if (!DictTxLockStripe(seg_, share.stripe, kDefaultLockTimeout)) {
+    share.restore = 0;
+    if (DictTxHeldByThisThread(share.stripe)) {
+      share.borrowed = true;
+      share.restore = share.stripe->tx_record.load(std::memory_order_seq_cst);
+    } else if (!DictTxLockStripe(seg_, share.stripe, kDefaultLockTimeout)) {
       return Status::Timeout("a transaction's key is busy (held by pid " +
                              std::to_string(share.stripe->mu.owner_pid()) + "); try again");
+    } else {
+      share.held = true;
     }
-    share.held = true;
     if (share.changes) {
       share.stripe->tx_record.store(record_, std::memory_order_seq_cst);
       share.marked = true;
@@ -763,7 +776,7 @@ class Committer {
         CrashPoint("tx_after_apply");
         if (rebuild) inserted_.emplace_back(EntryAt(i).ref, change.shard);
       }
-      share.stripe->tx_record.store(0, std::memory_order_seq_cst);
+      share.stripe->tx_record.store(share.restore, std::memory_order_seq_cst);
       share.marked = false;
       rec->shares_left.fetch_sub(1, std::memory_order_seq_cst);
     }
@@ -784,11 +797,10 @@ class Committer {
       it->named = it->held = false;
     }
     for (auto it = st_->shares.rbegin(); it != st_->shares.rend(); ++it) {
-      if (!it->held) continue;
-      if (it->marked) it->stripe->tx_record.store(0, std::memory_order_seq_cst);
-      it->stripe->mu.unlock();
-      it->held = false;
-      it->marked = false;
+      if (!it->held && !it->borrowed) continue;
+      if (it->marked) it->stripe->tx_record.store(it->restore, std::memory_order_seq_cst);
+      if (it->held) it->stripe->mu.unlock();
+      it->held = it->borrowed = it->marked = false;
     }
   }
 
@@ -914,6 +926,9 @@ KeyspaceTransactionScope::KeyspaceTransactionScope(Transaction* tx) : tx_(tx), o
 KeyspaceTransactionScope::~KeyspaceTransactionScope() { t_scope = outer_; }
 
 KeyspaceTransactionScope* ActiveKeyspaceScope() { return t_scope; }
+bool KeyspaceTransactionScope::unsupported() const {
+  return unsupported_ || TransactionAccess::StateOf(tx_)->over_limits;
+}
 bool KeyspaceTransactionScope::Active() { return t_scope != nullptr; }
 
 Status ScopedGetEntry(KeyspaceTransactionScope* scope, const Dict& index, std::string_view key,
@@ -1640,10 +1655,15 @@ Status ScopedFlush(KeyspaceTransactionScope* scope, const Keyspace& ks) {
                                    "); flush outside MULTI/EXEC");
   }
   st->flush_room += 2 * all.size();  // A read and a write per key.
-  Transaction* tx = TransactionAccess::TxOf(scope);
+  const Dict& index = KeyspaceIndex(ks);
   for (const std::string& key : all) {
-    bool existed = false;
-    SHM_RETURN_IF_ERROR(tx->Delete(ks, key, &existed));
+    // Every entry goes, one whose list or hash is gone (a key that reads as absent) included.
+    DictValue entry;
+    bool found = false;
+    SHM_RETURN_IF_ERROR(ViewEntry(st, index, true, key, &entry, &found));
+    if (!found) continue;
+    SHM_RETURN_IF_ERROR(Stage(st, index, true, key, true, DictValue(), Expiry::kAbsolute, 0));
+    NoteOrphan(st, entry, KeyTypeOfEntry(entry));
   }
   return Status::OK();
 }

@@ -505,6 +505,7 @@ SPECS = {
     "_WakeWord.seq": [],
     "_WakeWord.wait": [("seen", UINT, R), ("timeout", SECONDS, R)],
     "_WakeWord.wake": [],
+    "_WakeWord.wake_waiters": [],
     "_WakeWord.delete_if": [("key", KEY, R), ("version", UINT, R)],
     "_SeqList.set": [("index", INT, R), ("item", VALUE, R)],
     "_SeqList.replace": [("expected", some(st.one_of(st.none(), st.lists(VALUE, max_size=4))), R),

@@ -1,8 +1,10 @@
-"""MULTI/EXEC, WATCH and the multi-key commands are isolated (and, for strings, whole keys, lists
-and hash fields, atomic across a crash): redis-py clients on several connections (two workers)
-transfer between 16 accounts (keys or hash fields), swap keys and move list items (at the ends
-or in the middle) while readers check invariants inside MULTI/EXEC; workers are SIGKILLed in the
-middle of transfers. Seeded, bounded."""
+"""MULTI/EXEC, WATCH and the multi-key commands are isolated and atomic across a crash: redis-py
+clients on several connections (two workers) transfer between 16 accounts (keys or hash fields),
+swap keys, move list items (at the ends or in the middle of short and long lists) and write
+pairs of keys while readers check invariants inside MULTI/EXEC (listings of hashes and of the
+keyspace included); workers are SIGKILLed in the middle of batches. Batches of hash listings,
+long-list edits, key listings and FLUSHDB are compared with Debian's redis-server. Seeded,
+bounded."""
 import multiprocessing
 import random
 import threading
@@ -816,3 +818,20 @@ def test_sigkilled_workers_keep_batches_that_count_and_list_keys_whole(server):
     assert wrong == [], "a batch counted or listed half a pair: %r" % wrong[:3]
     assert pairs_whole(keys), "a killed EXEC left half a pair: %r" % sorted(keys)[:10]
     assert len(acked) > 50, "too few batches were acknowledged"
+
+
+def test_batches_past_a_transactions_limits_run_whole(server):
+    """A command or batch with more operations than one transaction holds (4096: MSET of 5000
+    keys, SCAN ... TYPE reading 5000 keys' types) runs whole under the database's locks: never
+    an error after part of it was applied, never a reply missing keys."""
+    r = server.client(decode_responses=True)
+    r.flushall()
+    assert r.mset({"k%d" % i: i for i in range(5000)}) is True
+    assert r.dbsize() == 5000
+    p = r.pipeline(transaction=True)
+    p.set("extra", "x")
+    p.scan(0, count=10000, _type="string")
+    p.keys("k1*")
+    got = p.execute()
+    assert got[1][0] == 0 and len(got[1][1]) == 5001
+    assert len(got[2]) == 1 + 10 + 100 + 1000

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -20,21 +21,29 @@ namespace {
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-TEST(SpinAdvisorTest, AWordWhoseSpinsDoNotPayIsProbedOnlyEverySoOften) {
+// Waits on `word` until the advisor lets one spin; their count, the spinning one included.
+uint32_t WaitsUntilASpin(SpinAdvisor* advisor, const void* word) {
+  uint32_t waits = 1;
+  while (!advisor->ShouldSpin(word) && waits <= 2 * SpinAdvisor::kMaxProbeEvery) ++waits;
+  return waits;
+}
+
+TEST(SpinAdvisorTest, AWordWhoseSpinsDoNotPayIsProbedEverLessOften) {
   auto advisor = std::make_unique<SpinAdvisor>();
   std::atomic<uint32_t> word{0};
   for (int32_t i = 0; i < SpinAdvisor::kFreshCredit; ++i) {
     ASSERT_TRUE(advisor->ShouldSpin(&word)) << i;  // A new word gets its chances.
     advisor->Record(&word, false);
   }
-  // No credit left: one probe every kProbeEvery waits, and a probe that does not pay keeps it so.
-  for (int round = 0; round < 3; ++round) {
-    for (uint32_t i = 0; i + 1 < SpinAdvisor::kProbeEvery; ++i) {
-      EXPECT_FALSE(advisor->ShouldSpin(&word)) << round << " " << i;
-    }
-    EXPECT_TRUE(advisor->ShouldSpin(&word)) << round;
+  // No credit left: a probe at the kProbeEvery-th wait, then twice as far after each probe that
+  // did not pay, up to kMaxProbeEvery.
+  uint32_t every = SpinAdvisor::kProbeEvery;
+  for (int probe = 0; probe < 10; ++probe) {
+    EXPECT_EQ(WaitsUntilASpin(advisor.get(), &word), every) << probe;
     advisor->Record(&word, false);
+    every = std::min(every * 2, SpinAdvisor::kMaxProbeEvery);
   }
+  EXPECT_EQ(every, SpinAdvisor::kMaxProbeEvery);
 }
 
 TEST(SpinAdvisorTest, ASpinThatPaysGivesTheWordItsFullCredit) {
@@ -44,15 +53,15 @@ TEST(SpinAdvisorTest, ASpinThatPaysGivesTheWordItsFullCredit) {
     ASSERT_TRUE(advisor->ShouldSpin(&word));
     advisor->Record(&word, false);
   }
-  uint32_t waits = 1;
-  while (!advisor->ShouldSpin(&word)) ++waits;  // The probe.
-  EXPECT_EQ(waits, SpinAdvisor::kProbeEvery);
-  advisor->Record(&word, true);  // It paid: spins again, through kFullCredit unpaid ones.
+  EXPECT_EQ(WaitsUntilASpin(advisor.get(), &word), SpinAdvisor::kProbeEvery);
+  advisor->Record(&word, false);  // Probes grow apart...
+  EXPECT_EQ(WaitsUntilASpin(advisor.get(), &word), 2 * SpinAdvisor::kProbeEvery);
+  advisor->Record(&word, true);  // ...until one pays: spins again, through kFullCredit unpaid ones,
   for (int32_t i = 0; i < SpinAdvisor::kFullCredit; ++i) {
     ASSERT_TRUE(advisor->ShouldSpin(&word)) << i;
     advisor->Record(&word, false);
   }
-  EXPECT_FALSE(advisor->ShouldSpin(&word));
+  EXPECT_EQ(WaitsUntilASpin(advisor.get(), &word), SpinAdvisor::kProbeEvery);  // and probes anew.
 }
 
 // Two words in an anonymous shared mapping, seen by a forked child at the same address.

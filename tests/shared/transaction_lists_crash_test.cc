@@ -79,6 +79,14 @@ std::map<std::string, std::string> Snapshot(Objects& o) {
   out["ks/h f"] = HashField(o.ks, "h", "f");
   out["ks/h g"] = HashField(o.ks, "h", "g");
   out["ks/gone f"] = HashField(o.ks, "gone", "f");
+  std::string fields;  // In insertion order: a field deleted and set again goes last.
+  Status s = o.ks.WithHash("ord", Keyspace::Access::kRead, [&](Dict& d) {
+    std::vector<DictItem> listed;
+    SHM_RETURN_IF_ERROR(d.Entries(true, &listed));
+    for (const DictItem& item : listed) fields += item.key + "=" + item.value + ",";
+    return Status::OK();
+  });
+  out["ks/ord"] = s.ok() ? fields : "?";
   int64_t moves = 0;
   out["moves"] = o.moves.Get(&moves).ok() ? std::to_string(moves) : "?";
   return out;
@@ -102,6 +110,9 @@ Status Populate(Objects& o) {
     return [=](Dict& d) { return d.Set(field, value, SetOptions()); };
   };
   SHM_RETURN_IF_ERROR(o.ks.WithHash("h", Keyspace::Access::kCreate, set("f", "1")));
+  for (const char* field : {"x", "y", "z"}) {
+    SHM_RETURN_IF_ERROR(o.ks.WithHash("ord", Keyspace::Access::kCreate, set(field, "1")));
+  }
   return o.ks.WithHash("gone", Keyspace::Access::kCreate, set("f", "x"));
 }
 
@@ -123,6 +134,9 @@ Status RunTransaction(Segment* seg, Objects& o) {
   SHM_RETURN_IF_ERROR(tx.HashSet(o.ks, "h", "g", "2"));
   bool existed = false;
   SHM_RETURN_IF_ERROR(tx.HashDelete(o.ks, "h", "f", &existed));
+  // Deleted and set again: its blob takes the last place when applied, by a repairer too.
+  SHM_RETURN_IF_ERROR(tx.HashDelete(o.ks, "ord", "x", &existed));
+  SHM_RETURN_IF_ERROR(tx.HashSet(o.ks, "ord", "x", "X"));
   {  // A command's hash (HDEL) lent into the transaction: the key goes with its last field.
     KeyspaceTransactionScope scope(&tx);
     SHM_RETURN_IF_ERROR(
@@ -157,6 +171,7 @@ TEST_P(TransactionListCrashPointTest, DeathAtEachStepLeavesAllOrNothing) {
   EXPECT_EQ(after.at("ks/q"), "-");
   EXPECT_EQ(after.at("ks/gone f"), "-");
   EXPECT_EQ(after.at("ks/mid"), "m2,m1,m0,");
+  EXPECT_EQ(after.at("ks/ord"), "y=1,z=1,x=X,");
   // Every lock the child died holding works, and the lists take transactions and plain writes.
   Transaction again(seg.get());
   std::string item;
@@ -191,6 +206,44 @@ INSTANTIATE_TEST_SUITE_P(
                     // The last orphan (q's list, gone's hash, mid's list replaced): it leaks.
                     TxCrashCase{"tx_before_orphan_delete", 3, true}),
     test::TxCrashCaseName);
+
+// The same transaction run while the committer holds every shard lock of the keyspace
+// (KeyspaceExclusive: what EXEC does after a batch kept conflicting): its commit uses those
+// stripes without locking them again and gives their tx_record back the batch's mark, and a
+// death at each step still leaves all or nothing.
+Status RunTransactionHoldingTheKeyspace(Segment* seg, Objects& o) {
+  KeyspaceExclusive locks;
+  SHM_RETURN_IF_ERROR(locks.Lock(o.ks));
+  return RunTransaction(seg, o);
+}
+
+class TransactionUnderExclusiveCrashPointTest : public testing::TestWithParam<TxCrashCase> {};
+
+TEST_P(TransactionUnderExclusiveCrashPointTest, DeathAtEachStepLeavesAllOrNothing) {
+  test::ScopedSegment seg(test::kTxCrashSegmentBytes, test::kTxCrashRegistryEntries);
+  Objects o;
+  TxState before, after;
+  ASSERT_NO_FATAL_FAILURE(test::DieInTransactionAndRecover(
+      GetParam(), test::TxScenario<Objects>{Populate, Snapshot, RunTransactionHoldingTheKeyspace},
+      seg.get(), &o, &before, &after));
+  EXPECT_EQ(after.at("ks/mid"), "m2,m1,m0,");
+  // The keyspace's locks and marks work again: a transaction and a plain write.
+  Transaction again(seg.get());
+  ASSERT_OK(again.Push(o.ks, "q", List::End::kRight, "again"));
+  ASSERT_OK(again.Commit());
+  EXPECT_EQ(KeyList(o.ks, "q"), GetParam().applied ? "again," : "q0,q1,again,");
+  StringSetResult result;
+  ASSERT_OK(o.ks.Set("plain", "1", StringSet(), &result));
+  ASSERT_OK(seg->Probe());
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryStep, TransactionUnderExclusiveCrashPointTest,
+                         testing::Values(TxCrashCase{"tx_after_list_replacement", 1, false},
+                                         TxCrashCase{"tx_before_commit", 1, false},
+                                         TxCrashCase{"tx_after_commit", 1, true},
+                                         TxCrashCase{"tx_after_apply", 2, true},
+                                         TxCrashCase{"tx_after_apply_all", 1, true}),
+                         test::TxCrashCaseName);
 
 // The committer dies after its commit word; the first process to take one of its lists dies
 // while applying that list's share; the next holder applies it again (idempotently).

@@ -162,7 +162,8 @@ class Keyspace {
 
   // Keys present, expired ones not yet swept included (as Redis's DBSIZE); *expiring (optional)
   // gets how many of them have an expiry (INFO keyspace's expires=). Inside a transaction
-  // (shm/transaction.h), without `expiring`: the live keys as the transaction sees them.
+  // (shm/transaction.h), without `expiring`: the live keys as the transaction sees them; with
+  // it, the committed counts (statistics, not a read of the transaction).
   Status Count(uint64_t* keys, uint64_t* expiring = nullptr) const;
   // Keys in hash order, a page at a time (SCAN, KEYS): as Dict::ListKeys; expired keys skipped.
   Status ListKeys(std::string_view prefix, size_t limit, uint64_t cursor,

@@ -185,8 +185,8 @@ class Transaction {
 // staged fields over the committed ones, in Redis's order). ListKeys, Count (without its
 // expiring count) and Flush see the keys as the transaction does and record every shard's key
 // set as read (a key added or removed meanwhile is a Conflict at the commit); Flush stages the
-// deletion of every key (kMaxFlushKeys at most). An operation that cannot be staged (Count of
-// expiring keys, a sweep, replacing a list the transaction did not build) answers
+// deletion of every key (kMaxFlushKeys at most). An operation that cannot be staged (a sweep,
+// replacing a list the transaction did not build) answers
 // Conflict and sets unsupported(): the caller then runs the batch under a KeyspaceExclusive
 // instead. Scopes do not nest. Thread-local; use from the thread that made it.
 class KeyspaceTransactionScope {
@@ -196,7 +196,9 @@ class KeyspaceTransactionScope {
   KeyspaceTransactionScope(const KeyspaceTransactionScope&) = delete;
   KeyspaceTransactionScope& operator=(const KeyspaceTransactionScope&) = delete;
 
-  bool unsupported() const { return unsupported_; }
+  // Also true once the transaction ran past its limits (kMaxOps, kMaxStagedBytes): a command
+  // then answered an error for what the batch as a whole, run under the locks, can do.
+  bool unsupported() const;
   // Whether a scope is active on this thread.
   static bool Active();
 
