@@ -135,9 +135,33 @@ void BlobCache::Refill(size_t bytes) {
 }
 
 bool BlobCache::Put(uint64_t handle, std::atomic<uint64_t>* record) {
-  if (!Push(handle, "cache_put")) return false;
+  if (!Push(handle, "cache_put")) {
+    const size_t c = ClassForBlock(segment_->UsableSize(handle));
+    if (c == kBlobClasses || rep_->count[c].load(std::memory_order_relaxed) < kMaxBlocksPerClass) {
+      return false;  // Too large, or the cache's byte bound: spilling this class may not help.
+    }
+    Spill(c);
+    if (!Push(handle, "cache_put")) return false;
+  }
   record->store(0, std::memory_order_seq_cst);
   return true;
+}
+
+void BlobCache::Spill(size_t c) {
+  uint64_t blocks[kSpillBlocks];
+  size_t n = 0;
+  uint64_t bytes = 0;
+  uint64_t next = rep_->head[c].load(std::memory_order_relaxed);
+  for (; n < kSpillBlocks && next != 0; ++n) {
+    blocks[n] = next;
+    bytes += segment_->BlockBytes(next);
+    next = Link(segment_, next).load(std::memory_order_relaxed);
+  }
+  rep_->head[c].store(next, std::memory_order_seq_cst);  // Unlinked: from here they are ours.
+  CrashPoint("cache_spill");                             // Dying here leaks them.
+  SubOwned(rep_->count[c], static_cast<uint32_t>(n));
+  SubOwned(slot_->cached_bytes, bytes);
+  segment_->FreeMany(blocks, n);
 }
 
 bool BlobCache::Push(uint64_t handle, const char* crash_point) {

@@ -54,6 +54,10 @@ inline constexpr size_t kMaxCachedBlob = kBlobClassSizes.back();
 inline constexpr uint32_t kMaxBlocksPerClass = 32;
 inline constexpr uint64_t kMaxCachedBytes = 8 * 1024;
 inline constexpr uint32_t kRefillBlocks = 8;
+// A free that finds its class full (a run of pops, which only free) gives the class's top
+// kSpillBlocks blocks back to the allocator in one call (one lock), then caches its block: the
+// allocator's lock is taken once per kSpillBlocks frees instead of once per free.
+inline constexpr uint32_t kSpillBlocks = 8;
 
 // In the segment, one per slot that has written (IntentSlot::cache). GUARDED_BY(slot.cache_owner).
 struct BlobCacheRep {
@@ -87,8 +91,9 @@ class BlobCache {
   // the last block is linked leaks the blocks not yet linked: the allocate-to-record window of a
   // single Allocate, a few instructions wider.
   void Refill(size_t bytes);
-  // Pushes `handle` (a block the caller owns, named by `*record`) and then clears `*record`.
-  // False (and nothing changed) if the block is too large or the cache is at its bounds.
+  // Pushes `handle` (a block the caller owns, named by `*record`) and then clears `*record`. A
+  // full class first spills kSpillBlocks blocks to the allocator (Spill). False (and `*record`
+  // unchanged) if the block is too large or the cache is at its bounds all the same.
   bool Put(uint64_t handle, std::atomic<uint64_t>* record);
   // Returns every cached block to the allocator (the BlobCacheRep stays with the slot).
   void Empty();
@@ -97,6 +102,10 @@ class BlobCache {
   // Links `handle` onto its class within the bounds (false, and nothing changed, past them),
   // stopping at `crash_point` (may be null) once it is linked.
   bool Push(uint64_t handle, const char* crash_point);
+  // Unlinks the top kSpillBlocks blocks of class `c` (one store of its head), then frees them
+  // with one allocator call. A death between the two leaks them (at most kSpillBlocks): the
+  // cache-to-allocator direction, as EmptyRep's, never a double free.
+  void Spill(size_t c);
 
   Segment::Impl* segment_ = nullptr;
   IntentSlot* slot_ = nullptr;

@@ -275,6 +275,20 @@ void Segment::Impl::Free(uint64_t handle) {
   }
 }
 
+void Segment::Impl::FreeMany(const uint64_t* handles, size_t n) {
+  try {
+    ManagedSegment::segment_manager::multiallocation_chain chain;
+    for (size_t i = 0; i < n; ++i) {
+      if (IsBlob(handles[i])) chain.push_back(Ptr<void>(handles[i]));
+    }
+    if (!chain.empty()) managed_.get_segment_manager()->deallocate_many(chain);
+  } catch (const SegmentPoisoned&) {
+    MarkPoisoned();  // Leaked; the rebuild reclaims them.
+  } catch (const std::exception&) {
+    MarkPoisoned();
+  }
+}
+
 bool ReleaseIntentSlot(Segment::Impl* segment, IntentSlot& slot, bool owner_alive) {
   if (owner_alive) {
     // The manager may be trimming this cache right now; that takes microseconds.

@@ -11,6 +11,7 @@
 #include "common/status_assert.h"
 #include "common/test_util.h"
 #include "crash_point.h"
+#include "list_rep.h"
 #include "segment_impl.h"
 #include "shm/dict.h"
 #include "shm/list.h"
@@ -105,6 +106,60 @@ TEST(BlobCacheCrashTest, ListPushDyingInsideTakeLosesNoItem) {
   EXPECT_EQ(report.cached_blocks_freed, 1);
   ASSERT_OK(seg->registry().Delete("l"));
   EXPECT_EQ(seg->free_bytes(), baseline) << "leak or double free";
+}
+
+// A run of pops only frees: once the items' class holds kMaxBlocksPerClass blocks, the next pop's
+// free spills the class's top kSpillBlocks to the allocator (Spill). A death between unlinking
+// them and freeing them leaks exactly those blocks: the pops stay acknowledged, the item being
+// freed is freed once (as recorded garbage), the rest of the cache once with it.
+TEST(BlobCacheCrashTest, PopsDyingInsideASpillLeakOnlyTheSpilledBlocks) {
+  test::ScopedSegment seg;
+  const std::string item = "item:x";  // Every item the same size: one class.
+  const int items = static_cast<int>(kMaxBlocksPerClass) + 8;
+  const size_t baseline = seg->free_bytes();
+  List list;
+  ASSERT_OK(List::Open(seg.get(), "l", OpenMode::kCreateIfMissing, {}, &list));
+  for (int i = 0; i < items; ++i) ASSERT_OK(list.Push(List::End::kRight, item));
+  pid_t child = test::ForkChild([&] {
+    SetCrashPoint("cache_spill");
+    for (int i = 0; i < items; ++i) {
+      std::string got_item;
+      bool got = false;
+      if (!list.Pop(List::End::kLeft, std::chrono::milliseconds(0), &got_item, &got).ok()) {
+        return 1;
+      }
+    }
+    return 0;  // No spill happened.
+  });
+  test::ChildExit exit = test::WaitChild(child, 30000);
+  ASSERT_TRUE(exit.exited);
+  ASSERT_EQ(exit.code, kCrashPointExitCode);
+  uint64_t length = 0;
+  ASSERT_OK(list.Length(&length));
+  // Pops 1..32 filled the class; pop 33 committed, then its free found the class full.
+  EXPECT_EQ(length, static_cast<uint64_t>(items) - kMaxBlocksPerClass - 1);
+  // What one item's block takes from the allocator: a block the dead child's class still holds
+  // (every item came from the same refills, so the spilled ones are as large).
+  size_t item_block = 0;
+  Segment::Impl* impl = seg->impl();
+  for (uint32_t i = 0; i < impl->root()->intents_in_use.load(); ++i) {
+    const IntentSlot& slot = impl->root()->intents[i];
+    if (slot.owner_pid.load() != child || slot.cache.load() == 0) continue;
+    const auto* rep = impl->Ptr<BlobCacheRep>(slot.cache.load());
+    const uint64_t head = rep->head[ClassForRequest(sizeof(ListItemRep) + item.size())].load();
+    ASSERT_NE(head, 0u);
+    item_block = impl->BlockBytes(head);
+  }
+  ASSERT_NE(item_block, 0u) << "the child's cache";
+  RecoveryReport report;
+  ASSERT_OK(seg->RecoverDeadProcess(child, &report));
+  EXPECT_EQ(report.blobs_freed, 1);  // Pop 33's item, still recorded as garbage.
+  EXPECT_EQ(report.cached_blocks_freed, static_cast<int>(kMaxBlocksPerClass - kSpillBlocks));
+  ASSERT_OK(seg->Probe());
+  // With the list gone, every block is free again but the spilled ones.
+  ASSERT_OK(seg->registry().Delete("l"));
+  EXPECT_EQ(seg->free_bytes() + kSpillBlocks * item_block, baseline)
+      << "a spilled block was freed twice, or another leaked";
 }
 
 }  // namespace

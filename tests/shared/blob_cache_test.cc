@@ -42,6 +42,44 @@ TEST(BlobCacheTest, ClassesServeEveryRequestAndTakeEveryBlockTheyCanServe) {
   }
 }
 
+// Pops only free: once their class is full, each further free spills kSpillBlocks of it to the
+// allocator in one call and caches its own block, so the class holds between 32 - 8 + 1 and 32
+// blocks, and free_bytes stays exact.
+TEST(BlobCacheTest, AFullClassSpillsABatchToTheAllocator) {
+  test::ScopedSegment seg;
+  const size_t baseline = seg->free_bytes();
+  List list;
+  ASSERT_OK(List::Open(seg.get(), "l", OpenMode::kCreateIfMissing, {}, &list));
+  const int items = static_cast<int>(kMaxBlocksPerClass) * 3;
+  for (int i = 0; i < items; ++i) ASSERT_OK(list.Push(List::End::kRight, "item:x"));
+  const size_t c = ClassForRequest(sizeof(uint64_t) + 6);  // ListItemRep and its bytes.
+  auto class_count = [&] {
+    const IntentSlot* slot = seg->impl()->MySlot();
+    const auto* rep = seg->impl()->Ptr<BlobCacheRep>(slot->cache.load());
+    return rep->count[c].load();
+  };
+  std::vector<uint32_t> counts;
+  for (int i = 0; i < items; ++i) {
+    std::string item;
+    bool got = false;
+    ASSERT_OK(list.Pop(List::End::kLeft, std::chrono::milliseconds(0), &item, &got));
+    ASSERT_TRUE(got);
+    counts.push_back(class_count());
+  }
+  // The 33rd pop spilled 8 and cached its own: 25; then up to 32 again, and so on.
+  EXPECT_EQ(counts[kMaxBlocksPerClass - 1], kMaxBlocksPerClass);
+  EXPECT_EQ(counts[kMaxBlocksPerClass], kMaxBlocksPerClass - kSpillBlocks + 1);
+  for (size_t i = kMaxBlocksPerClass; i < counts.size(); ++i) {
+    EXPECT_GE(counts[i], kMaxBlocksPerClass - kSpillBlocks + 1) << i;
+    EXPECT_LE(counts[i], kMaxBlocksPerClass) << i;
+  }
+  ASSERT_OK(seg->registry().Delete("l"));
+  EXPECT_EQ(seg->free_bytes(), baseline) << "leak or double free";
+  seg->TrimIdleCaches();
+  EXPECT_GT(seg->TrimIdleCaches(), 0u);
+  EXPECT_EQ(seg->free_bytes(), baseline);
+}
+
 // Segment::free_bytes counts cached blocks at the allocator's own accounting: emptying the
 // caches leaves it unchanged (this is what checks Impl::kBlockOverhead).
 TEST(BlobCacheTest, FreeBytesCountsCachedBlocksAsFree) {
