@@ -3,6 +3,7 @@
 Each test module gets its own server (a unique --name), stopped by pid at the end. The binary
 comes from SHMSTATE_BIN (set by ctest) or build/shmstate.
 """
+import contextlib
 import os
 import re
 import shutil
@@ -77,18 +78,19 @@ def r(server):
 REDIS_SERVER = os.environ.get("REDIS_SERVER_BIN", "/usr/bin/redis-server")
 
 
-@pytest.fixture(scope="module")
-def real_redis():
-    """Debian's redis-server on a free 127.0.0.1 port (a client, decode_responses), stopped by
-    pid: the reference for replies whose order matters."""
+@contextlib.contextmanager
+def redis_server(*args, decode_responses=False):
+    """Debian's redis-server (with extra `args`) on a free 127.0.0.1 port in its own directory,
+    stopped by pid: yields a redis-py client once it answers."""
     workdir = tempfile.mkdtemp(prefix="resp-real-")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen([REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", workdir, "--loglevel", "warning"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=10, decode_responses=True)
+                             "--appendonly", "no", "--dir", workdir, "--loglevel", "warning",
+                             *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=10,
+                         decode_responses=decode_responses)
     try:
         for _ in range(500):
             try:
@@ -103,3 +105,10 @@ def real_redis():
         os.kill(proc.pid, signal.SIGTERM)
         proc.wait(timeout=15)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def real_redis():
+    """The reference for replies whose order matters (decode_responses)."""
+    with redis_server(decode_responses=True) as client:
+        yield client

@@ -5,51 +5,19 @@ Values are built to hit every encoding Redis 7.0 emits for a small or large stri
 (integer, raw and LZF strings; quicklist of listpacks; listpack and hashtable hashes), so a
 RESTORE into shmstate decodes each, and what shmstate DUMPs is loaded by redis-server itself.
 """
-import os
 import random
-import shutil
-import signal
-import socket
-import subprocess
-import tempfile
 import time
 
 import pytest
 import redis
 
-REDIS_SERVER = os.environ.get("REDIS_SERVER_BIN", "/usr/bin/redis-server")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
+from conftest import redis_server
 
 @pytest.fixture(scope="module")
 def real(request):
-    """Debian's redis-server on a free port, stopped by pid."""
-    workdir = tempfile.mkdtemp(prefix="resp-dump-")
-    port = free_port()
-    proc = subprocess.Popen([REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", workdir, "--loglevel", "warning",
-                             "--enable-debug-command", "local"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=10)
-    try:
-        for _ in range(500):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                assert proc.poll() is None, "redis-server exited"
-                time.sleep(0.02)  # Waiting for its listener, bounded.
+    """Debian's redis-server on a free port (DEBUG allowed), stopped by pid."""
+    with redis_server("--enable-debug-command", "local") as client:
         yield client
-    finally:
-        client.close()
-        os.kill(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=15)
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture()
