@@ -38,7 +38,6 @@ constexpr uint64_t kMaxCapacity = uint64_t{1} << 30;  // Cursors keep the slot i
 constexpr uint64_t kListChunk = 256;  // Home slots scanned per lock hold (ListKeys).
 constexpr int kMaxWriteAttempts = 16;
 constexpr uint64_t kMaxMaxBytes = uint64_t{1} << 48;
-constexpr std::string_view kIncrContentType = "text/plain";
 
 // ---------------------------------------------------------------------------------------------
 // Validation
@@ -1479,6 +1478,18 @@ Status Dict::Delete(std::string_view key, std::optional<uint64_t> if_version) {
   });
 }
 
+Status DictIncrNext(const DictValue* current, int64_t by, int64_t init, int64_t* next) {
+  int64_t base = init;
+  if (current != nullptr && !ParseInt64(current->data, &base)) {
+    return Status::InvalidArgument("value is not a decimal int64, cannot increment it");
+  }
+  if (!AddInt64(base, by, next)) {
+    return Status::InvalidArgument("increment overflow: " + std::to_string(base) + " + " +
+                                   std::to_string(by) + " does not fit in int64");
+  }
+  return Status::OK();
+}
+
 Status Dict::Incr(std::string_view key, int64_t by, int64_t init, int64_t ttl_ms, int64_t* result) {
   if (tx_ != nullptr) return TxHashUnsupported();
   SHM_RETURN_IF_ERROR(ValidateTtl(ttl_ms));
@@ -1487,20 +1498,13 @@ Status Dict::Incr(std::string_view key, int64_t by, int64_t init, int64_t ttl_ms
     int64_t by, init, ttl_ms, next;
   } args{by, init, ttl_ms, 0};
   DictUpdateFn add = [&args](const DictValue* current, DictUpdate* update) {
-    int64_t base = args.init;
+    SHM_RETURN_IF_ERROR(DictIncrNext(current, args.by, args.init, &args.next));
     if (current != nullptr) {
-      if (!ParseInt64(current->data, &base)) {
-        return Status::InvalidArgument("value is not a decimal int64, cannot increment it");
-      }
       update->content_type = current->content_type;
       update->keep_expiry = true;
     } else {
-      update->content_type = kIncrContentType;
+      update->content_type = kDictIncrContentType;
       update->ttl_ms = args.ttl_ms;
-    }
-    if (!AddInt64(base, args.by, &args.next)) {
-      return Status::InvalidArgument("increment overflow: " + std::to_string(base) + " + " +
-                                     std::to_string(args.by) + " does not fit in int64");
     }
     update->data = std::to_string(args.next);
     return Status::OK();

@@ -18,6 +18,12 @@
 
 namespace shm {
 
+// The dict's increment rule, one implementation for Dict::Incr and Transaction::Incr: *next is
+// the value `current` holds (init when absent) plus `by`; InvalidArgument when it is not a decimal
+// int64 or the sum overflows. A value incr creates has the content type kDictIncrContentType.
+inline constexpr std::string_view kDictIncrContentType = "text/plain";
+Status DictIncrNext(const DictValue* current, int64_t by, int64_t init, int64_t* next);
+
 struct DictTxTarget {
   DictStripeRep* stripe = nullptr;
   uint64_t body = 0;

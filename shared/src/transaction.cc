@@ -35,7 +35,6 @@ namespace shm {
 namespace {
 
 constexpr int kMaxGrowRounds = 8;  // Commits retried after growing a table too full for them.
-constexpr std::string_view kIncrContentType = "text/plain";
 
 Status WrongType() {
   return Status::WrongType("Operation against a key holding the wrong kind of value");
@@ -1076,18 +1075,11 @@ Status Transaction::Incr(const Dict& dict, std::string_view key, int64_t by, int
   Status s = Get(dict, key, &current);
   if (!s.ok() && !s.IsNotFound()) return s;
   const bool found = s.ok();
-  int64_t base = init;
-  if (found && !ParseInt64(current.data, &base)) {
-    return Status::InvalidArgument("value is not a decimal int64, cannot increment it");
-  }
   int64_t next = 0;
-  if (!AddInt64(base, by, &next)) {
-    return Status::InvalidArgument("increment overflow: " + std::to_string(base) + " + " +
-                                   std::to_string(by) + " does not fit in int64");
-  }
+  SHM_RETURN_IF_ERROR(DictIncrNext(found ? &current : nullptr, by, init, &next));
   DictValue v;
   v.data = std::to_string(next);
-  v.content_type = found ? current.content_type : std::string(kIncrContentType);
+  v.content_type = found ? current.content_type : std::string(kDictIncrContentType);
   v.expires_at_ms = current.expires_at_ms;
   SHM_RETURN_IF_ERROR(Stage(state_.get(), dict, false, key, false, std::move(v),
                             found ? Expiry::kKeep : Expiry::kTtl, ttl_ms));
