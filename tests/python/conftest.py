@@ -63,13 +63,16 @@ class LoggedProcess:
     def wait_listening(self, port, timeout, what):
         """Waits (bounded) until 127.0.0.1:`port` accepts a connection while the process runs;
         else stops it and raises with its log."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.proc.poll() is None:
+        def listening():
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    return
+                    return True
             except OSError:
-                time.sleep(0.05)
+                return False
+
+        if wait_until(lambda: self.proc.poll() is not None or listening(), timeout) and \
+                self.proc.poll() is None:
+            return
         exited = self.proc.poll()
         self.stop()
         state = f"exited {exited}" if exited is not None else f"did not listen in {timeout} s"
@@ -125,30 +128,26 @@ class Server(LoggedProcess):
 
     def wait_log(self, text, timeout=10.0):
         """Waits (bounded) for the server to log `text`; returns the log."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            log = self.log()
-            if text in log:
-                return log
-            time.sleep(0.05)
-        raise AssertionError(f"server never logged {text!r}:\n{self.log()}")
+        if not wait_until(lambda: text in self.log(), timeout):
+            raise AssertionError(f"server never logged {text!r}:\n{self.log()}")
+        return self.log()
 
     def wait_healthy(self, timeout=15.0):
         """Waits (bounded) until a worker answers GET /healthz with 200. A client killed inside
         the allocator poisons the segment: until the manager has rebuilt it and restarted the
         workers on the new generation, /healthz answers 503 or the connection drops."""
-        deadline = time.monotonic() + timeout
-        while True:
+        last = []
+
+        def healthy():
             try:
-                status, body = self.http("GET", "/healthz")
+                last[:] = self.http("GET", "/healthz")
             except OSError as e:  # A worker stopped for the rebuild.
-                status, body = None, repr(e).encode()
-            if status == 200:
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"/healthz never answered 200 (last: {status} {body!r}):\n{self.log()}")
-            time.sleep(0.05)
+                last[:] = [None, repr(e).encode()]
+            return last[0] == 200
+
+        if not wait_until(healthy, timeout):
+            raise AssertionError(f"/healthz never answered 200 (last: {last[0]} {last[1]!r}):\n"
+                                 f"{self.log()}")
 
     def wait_clients_settled(self, killed, generation):
         """Waits until the manager logged that each killed client (pid, the last segment
