@@ -36,6 +36,9 @@ enum CommandFlag : uint32_t {
   kUnqueued = 1u << 16,
   // shmstate's own: a container of subcommands; a connection's `cmd` is "name|subcommand".
   kContainer = 1u << 17,
+  // shmstate's own: argument 2 is a field of the hash at argument 1 (HSET, HGET, ...): the
+  // pipeline's prefetch reaches into that hash's own table for it.
+  kHashField = 1u << 18,
 };
 
 // Redis's legacy key specification: keys at first, first + step, ..., last (negative: counted

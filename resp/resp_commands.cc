@@ -167,6 +167,36 @@ Outcome Execute(const RespConfig& config, RespClient* client,
   return Execute(config, client, row, args, out, blocked);
 }
 
+namespace {
+
+// A hash is a dict of its own, which the keys' prefetch does not reach: each run of hash-field
+// commands on one key (HSET myhash f1 v, HSET myhash f2 v, ...) prefetches its fields in that
+// hash, at the price of one read of the key's entry per run. At most kMaxHashRuns runs a batch,
+// so a batch alternating between hashes costs a bounded number of entry reads.
+void PrefetchHashFields(const Keyspace& keyspace, std::span<const ParsedCommand> commands) {
+  constexpr int kMaxHashRuns = 4;
+  std::string_view fields[Dict::kMaxPrefetch];
+  std::string_view key;
+  size_t n = 0;
+  int runs = 0;
+  for (const ParsedCommand& command : commands) {
+    if (command.row == nullptr || (command.row->flags & kHashField) == 0 ||
+        command.args.size() < 3) {
+      continue;
+    }
+    if (n > 0 && command.args[1] != key) {
+      if (n > 1) keyspace.PrefetchFields(key, std::span(fields, n));  // One alone gains nothing.
+      n = 0;
+      if (++runs == kMaxHashRuns) return;
+    }
+    key = command.args[1];
+    if (n < Dict::kMaxPrefetch) fields[n++] = command.args[2];
+  }
+  if (n > 1) keyspace.PrefetchFields(key, std::span(fields, n));
+}
+
+}  // namespace
+
 void Prefetch(const RespConfig& config, std::span<const ParsedCommand> commands) {
   std::string_view keys[Dict::kMaxPrefetch];
   size_t n = 0;
@@ -178,9 +208,10 @@ void Prefetch(const RespConfig& config, std::span<const ParsedCommand> commands)
   }
   if (n == 0) return;
   // Database 0's: the one a pipeline almost always uses (a hint, never wrong, at worst idle).
-  if (Keyspace* keyspace = KeyspaceOf(config.segment, 0, false)) {
-    keyspace->Prefetch(std::span(keys, n));
-  }
+  Keyspace* keyspace = KeyspaceOf(config.segment, 0, false);
+  if (keyspace == nullptr) return;
+  keyspace->Prefetch(std::span(keys, n));
+  PrefetchHashFields(*keyspace, commands);
 }
 
 std::string Lower(std::string_view text) {

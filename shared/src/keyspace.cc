@@ -725,6 +725,20 @@ Status Keyspace::WithAggregate(std::string_view key, Access access,
   return outcome;
 }
 
+void Keyspace::PrefetchFields(std::string_view key,
+                              std::span<const std::string_view> fields) const {
+  // Not inside a transaction: its staged entries are not the index's.
+  if (fields.empty() || ActiveKeyspaceScope() != nullptr || !ValidateKey(key).ok()) return;
+  try {
+    DictValue entry;
+    if (!index_.Get(key, &entry).ok() || TypeOfEntry(entry) != KeyType::kHash) return;
+    Dict hash;
+    if (FindAggregate(index_.ref().segment, entry.data, &hash).ok()) hash.Prefetch(fields);
+  } catch (...) {
+    // A hint: a failure (out of memory copying the entry) costs only the prefetch.
+  }
+}
+
 Status Keyspace::WithList(std::string_view key, Access access,
                           const std::function<Status(List&)>& fn) {
   return WithAggregate<List>(key, access, fn);

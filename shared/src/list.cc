@@ -118,14 +118,15 @@ bool PlaceLiveLocked(ListPlaceRep& place, int64_t now_ns) {
 // process's front end orders its own pops (a worker's WaitQueue), and the process of the oldest
 // waiter can always make progress.
 bool MayPopLocked(ListRep* rep, uint64_t ticket) {
-  const int64_t now_ns = MonotonicNs(std::chrono::steady_clock::now());
+  int64_t now_ns = -1;  // The clock is read only when a place must be judged: most pops find none.
   while (true) {
     ListPlaceRep* oldest = nullptr;
     for (ListPlaceRep& place : rep->line) {
-      const uint64_t t = place.ticket.load();
+      const uint64_t t = place.ticket.load(std::memory_order_relaxed);  // Under the lock.
       if (t != 0 && (oldest == nullptr || t < oldest->ticket.load())) oldest = &place;
     }
     if (oldest == nullptr || oldest->ticket.load() == ticket) return true;
+    if (now_ns < 0) now_ns = MonotonicNs(std::chrono::steady_clock::now());
     if (!PlaceLiveLocked(*oldest, now_ns)) continue;  // Freed it: look again.
     return ticket == 0 && oldest->pid.load() == CurrentPid();
   }
@@ -488,7 +489,9 @@ Status List::DoPop(End end, std::chrono::milliseconds wait, std::string* item, b
   EntryRep* entry = ref_.entry;
   CowWriter writer(seg);
   if (!writer.ok()) return NoIntentSlot();
-  const auto deadline = std::chrono::steady_clock::now() + wait;
+  // A pop that does not wait reads no clock (most pops: LPOP, RPOP).
+  const auto deadline = wait.count() > 0 ? std::chrono::steady_clock::now() + wait
+                                         : std::chrono::steady_clock::time_point::min();
   ListPlace own(deadline);  // The place of a pop that waits without the caller's.
   if (place == nullptr && wait.count() > 0) place = &own;
   if (place != nullptr) LeaveOtherLine(place);
@@ -537,6 +540,7 @@ Status List::DoPop(End end, std::chrono::milliseconds wait, std::string* item, b
       }
       return Status::OK();
     }
+    if (wait.count() <= 0) return Status::OK();
     const auto remaining = deadline - std::chrono::steady_clock::now();
     if (remaining.count() <= 0) return Status::OK();  // `own` leaves the line as it goes.
     rep->waiters.fetch_add(1);

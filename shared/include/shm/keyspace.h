@@ -176,6 +176,9 @@ class Keyspace {
   Status Flush();
   // A hint for a batch of operations on `keys` that follows (Dict::Prefetch).
   void Prefetch(std::span<const std::string_view> keys) const { index_.Prefetch(keys); }
+  // The same for operations on `fields` of the hash at `key` (nothing when the key holds no
+  // hash): reads the key's entry to find the hash, then Dict::Prefetch on it.
+  void PrefetchFields(std::string_view key, std::span<const std::string_view> fields) const;
 
   // Wakes every blocked pop of this database (shm/block_lines.h): the keyspace's futex word,
   // which every worker's wait hub watches. Each pop then tries its keys in its line's turn.
