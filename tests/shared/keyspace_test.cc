@@ -368,6 +368,42 @@ TEST(KeyspaceTest, VersionsMoveWithEveryWriteOfEveryType) {
   EXPECT_EQ(v1, v2);  // A read leaves it.
 }
 
+// PrefetchFields is a hint: on a hash, on a key of another type, on an absent or over-long key,
+// it changes no key, no version, no statistic of the hash, and the reads that follow answer as
+// without it.
+TEST(KeyspaceTest, PrefetchFieldsChangesNothing) {
+  test::ScopedSegment seg;
+  Keyspace ks = Open(seg.get());
+  for (int i = 0; i < 50; ++i) ASSERT_OK(HSet(ks, "h", "f" + std::to_string(i), "v"));
+  ASSERT_OK(Push(ks, "l", "a"));
+  ASSERT_OK(Set(ks, "s", "x"));
+  const std::vector<std::string> keys = {"h",      "l", "s",
+                                         "absent", "",  std::string(limits::kMaxKey + 1, 'k')};
+  auto state = [&] {
+    std::vector<uint64_t> out;
+    for (const std::string& key : keys) {
+      uint64_t version = 0;
+      EXPECT_OK(ks.Version(key.size() > limits::kMaxKey ? "absent" : key, &version));
+      out.push_back(version);
+    }
+    DictStats stats;
+    EXPECT_OK(ks.WithHash("h", Access::kRead, [&](Dict& d) { return d.Stats(&stats); }));
+    out.insert(out.end(), {stats.entries, stats.hits, stats.misses, stats.bytes});
+    return out;
+  };
+  const std::vector<uint64_t> before = state();
+  const std::vector<std::string_view> fields = {"f1", "f2", "absent", ""};
+  for (const std::string& key : keys) {
+    ks.PrefetchFields(key, fields);
+    ks.PrefetchFields(key, {});
+  }
+  EXPECT_EQ(state(), before);
+  EXPECT_EQ(TypeOf(ks, "h"), KeyType::kHash);
+  EXPECT_EQ(TypeOf(ks, "l"), KeyType::kList);
+  EXPECT_EQ(TypeOf(ks, "s"), KeyType::kString);
+  EXPECT_EQ(TypeOf(ks, "absent"), KeyType::kNone);
+}
+
 TEST(KeyspaceTest, DatabasesAreSeparateAndFlushEmptiesOne) {
   test::ScopedSegment seg;
   Keyspace db0 = Open(seg.get(), 0), db1 = Open(seg.get(), 1);
