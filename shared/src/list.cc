@@ -430,6 +430,7 @@ Status List::ResizeRing(uint64_t capacity, bool at_least) {
 Status List::Pop(End end, std::chrono::milliseconds wait, std::string* item, bool* got,
                  ListPlace* place) {
   *got = false;
+  left_by_last_pop_ = 0;  // Unknown until a pop succeeds under the lock.
   if (!ref_.valid()) return Status::InvalidArgument("list handle is not open");
   SHM_RETURN_IF_ERROR(CheckWait(wait));
   if (tx_ != nullptr) {
@@ -535,6 +536,7 @@ Status List::DoPop(End end, std::chrono::milliseconds wait, std::string* item, b
       writer.ReleaseGarbage();
       if (wake) FutexWakeAll(&entry->wake_seq);
       *got = true;
+      left_by_last_pop_ = length;
       if (capacity > kShrinkAbove && length <= capacity / 8) {
         ResizeRing(capacity / 4).ok();  // Best effort: the pop itself is done.
       }
@@ -634,6 +636,7 @@ Status List::DoSet(int64_t index, std::string_view item) {
 Status List::Replace(const std::vector<std::string>* expected,
                      const std::vector<std::string>& items, bool* swapped) {
   *swapped = false;
+  left_by_last_pop_ = 0;  // The length is the new content's.
   if (!ref_.valid()) return Status::InvalidArgument("list handle is not open");
   if (tx_ != nullptr) return TxListReplace(tx_, *this, expected, items, swapped);
   if (items.size() > max_items_) {

@@ -133,7 +133,10 @@ class HandleMap {
   }
   // Forgets `name` (e.g. after this thread deleted it).
   void Forget(std::string_view name) {
-    if (auto it = handles_.find(name); it != handles_.end()) handles_.erase(it);
+    if (auto it = handles_.find(name); it != handles_.end()) {
+      if (&*it == last_) last_ = nullptr;
+      handles_.erase(it);
+    }
   }
 
  private:
@@ -145,16 +148,29 @@ class HandleMap {
 
   Handle<Proxy>& Of(Segment* segment, std::string_view name) {
     if (segment_id_ != segment->instance_id()) {  // Another mapping: none of these is valid.
-      handles_.clear();
+      Clear();
       segment_id_ = segment->instance_id();
     }
-    if (auto it = handles_.find(name); it != handles_.end()) return it->second;
-    if (handles_.size() >= kMaxEntries) handles_.clear();
-    return handles_.try_emplace(std::string(name)).first->second;
+    // A pipeline's commands mostly name the object the previous one did (LPUSH mylist ...):
+    // one compare instead of hashing the name.
+    if (last_ != nullptr && last_->first == name) return last_->second;
+    auto it = handles_.find(name);
+    if (it == handles_.end()) {
+      if (handles_.size() >= kMaxEntries) Clear();
+      it = handles_.try_emplace(std::string(name)).first;
+    }
+    last_ = &*it;
+    return it->second;
+  }
+  void Clear() {
+    handles_.clear();
+    last_ = nullptr;
   }
 
+  using Map = std::unordered_map<std::string, Handle<Proxy>, NameHash, std::equal_to<>>;
   uint64_t segment_id_ = 0;
-  std::unordered_map<std::string, Handle<Proxy>, NameHash, std::equal_to<>> handles_;
+  Map handles_;
+  typename Map::value_type* last_ = nullptr;  // The node Of returned last (nodes never move).
 };
 
 }  // namespace shm

@@ -127,6 +127,12 @@ class List {
   Status Replace(const std::vector<std::string>* expected, const std::vector<std::string>& items,
                  bool* swapped);
 
+  // The items this handle's last successful Pop left, as the list's lock saw them; 0 when that
+  // left the list empty, or when unknown (no pop yet, a pop through a transaction, a Replace
+  // since). A hint for a caller that must know whether its pops emptied the list (a key's list
+  // goes with its last item): above 0, they did not, and no second lock is needed to say so.
+  uint64_t left_by_last_pop() const { return left_by_last_pop_; }
+
   const ObjectRef& ref() const { return ref_; }
   uint64_t max_items() const { return max_items_; }
   uint64_t max_item_bytes() const { return max_item_bytes_; }
@@ -158,6 +164,7 @@ class List {
   // Length and Range go through the transaction; what it cannot stage answers Conflict and
   // marks the scope unsupported.
   Transaction* tx_ = nullptr;
+  uint64_t left_by_last_pop_ = 0;
 };
 
 }  // namespace shm
