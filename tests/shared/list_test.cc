@@ -78,6 +78,38 @@ TEST(ListTest, PushPopBothEndsMatchADequeModel) {
   EXPECT_EQ(All(list), std::vector<std::string>(model.begin(), model.end()));
 }
 
+// left_by_last_pop: what the handle's last successful pop left, 0 when it emptied the list or
+// when nothing is known (before a pop, after an empty pop, after a Replace); another handle's
+// pops are its own.
+TEST(ListTest, LeftByLastPopIsWhatThatPopLeft) {
+  test::ScopedSegment seg;
+  List list = OpenList(seg.get(), "left");
+  List other = list;
+  EXPECT_EQ(list.left_by_last_pop(), 0u);
+  for (const char* item : {"a", "b", "c"}) ASSERT_TRUE(list.Push(List::End::kRight, item).ok());
+  std::string item;
+  bool got = false;
+  ASSERT_TRUE(list.Pop(List::End::kLeft, std::chrono::milliseconds(0), &item, &got).ok());
+  EXPECT_TRUE(got);
+  EXPECT_EQ(list.left_by_last_pop(), 2u);
+  ASSERT_TRUE(other.Pop(List::End::kRight, std::chrono::milliseconds(0), &item, &got).ok());
+  EXPECT_EQ(other.left_by_last_pop(), 1u);
+  EXPECT_EQ(list.left_by_last_pop(), 2u);  // A hint of this handle's own last pop.
+  bool swapped = false;
+  ASSERT_TRUE(list.Replace(nullptr, {"x", "y"}, &swapped).ok());
+  EXPECT_EQ(list.left_by_last_pop(), 0u);
+  ASSERT_TRUE(list.Pop(List::End::kLeft, std::chrono::milliseconds(0), &item, &got).ok());
+  EXPECT_EQ(list.left_by_last_pop(), 1u);
+  ASSERT_TRUE(list.Pop(List::End::kLeft, std::chrono::milliseconds(0), &item, &got).ok());
+  EXPECT_EQ(item, "y");
+  EXPECT_EQ(list.left_by_last_pop(), 0u);
+  ASSERT_TRUE(list.Push(List::End::kRight, "z").ok());
+  ASSERT_TRUE(list.Pop(List::End::kLeft, std::chrono::milliseconds(0), &item, &got).ok());
+  ASSERT_TRUE(list.Pop(List::End::kLeft, std::chrono::milliseconds(0), &item, &got).ok());
+  EXPECT_FALSE(got);
+  EXPECT_EQ(list.left_by_last_pop(), 0u);
+}
+
 TEST(ListTest, RangeFollowsLrangeIndexSemantics) {
   test::ScopedSegment seg;
   List list = OpenList(seg.get(), "abc");
