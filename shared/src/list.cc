@@ -105,11 +105,20 @@ bool OwnerGone(pid_t pid) {
   return pid != CurrentPid() && (pid <= 0 || (kill(pid, 0) != 0 && errno == ESRCH));
 }
 
+// Frees a taken place: the ticket first, then the count (list_rep.h: a death in between
+// over-counts, never under-counts).
+void FreePlaceLocked(ListRep* rep, ListPlaceRep& place) {
+  place.ticket.store(0);
+  CrashPoint("list_place_freed");
+  const uint32_t places = rep->places.load(std::memory_order_relaxed);
+  if (places > 0) rep->places.store(places - 1, std::memory_order_relaxed);
+}
+
 // Whether `place` holds a turn; frees it when its owner is gone or its deadline passed.
-bool PlaceLiveLocked(ListPlaceRep& place, int64_t now_ns) {
+bool PlaceLiveLocked(ListRep* rep, ListPlaceRep& place, int64_t now_ns) {
   if (place.ticket.load() == 0) return false;
   if (place.deadline_ns.load() >= now_ns && !OwnerGone(place.pid.load())) return true;
-  place.ticket.store(0);
+  FreePlaceLocked(rep, place);
   return false;
 }
 
@@ -118,7 +127,8 @@ bool PlaceLiveLocked(ListPlaceRep& place, int64_t now_ns) {
 // process's front end orders its own pops (a worker's WaitQueue), and the process of the oldest
 // waiter can always make progress.
 bool MayPopLocked(ListRep* rep, uint64_t ticket) {
-  int64_t now_ns = -1;  // The clock is read only when a place must be judged: most pops find none.
+  if (rep->places.load(std::memory_order_relaxed) == 0) return true;  // Never under-counts.
+  int64_t now_ns = -1;  // The clock is read only when a place must be judged.
   while (true) {
     ListPlaceRep* oldest = nullptr;
     for (ListPlaceRep& place : rep->line) {
@@ -127,12 +137,13 @@ bool MayPopLocked(ListRep* rep, uint64_t ticket) {
     }
     if (oldest == nullptr || oldest->ticket.load() == ticket) return true;
     if (now_ns < 0) now_ns = MonotonicNs(std::chrono::steady_clock::now());
-    if (!PlaceLiveLocked(*oldest, now_ns)) continue;  // Freed it: look again.
+    if (!PlaceLiveLocked(rep, *oldest, now_ns)) continue;  // Freed it: look again.
     return ticket == 0 && oldest->pid.load() == CurrentPid();
   }
 }
 
 bool AnyoneInLineLocked(const ListRep* rep) {
+  if (rep->places.load(std::memory_order_relaxed) == 0) return false;
   return std::any_of(std::begin(rep->line), std::end(rep->line),
                      [](const ListPlaceRep& p) { return p.ticket.load() != 0; });
 }
@@ -142,10 +153,12 @@ uint64_t JoinLocked(ListRep* rep, pid_t pid, int64_t deadline_ns, uint32_t* slot
   const int64_t now_ns = MonotonicNs(std::chrono::steady_clock::now());
   for (uint32_t i = 0; i < kListLineSlots; ++i) {
     ListPlaceRep& place = rep->line[i];
-    if (PlaceLiveLocked(place, now_ns)) continue;
+    if (PlaceLiveLocked(rep, place, now_ns)) continue;
     place.pid.store(pid);
     place.deadline_ns.store(deadline_ns);
     const uint64_t ticket = rep->next_ticket.fetch_add(1);
+    rep->places.store(rep->places.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    CrashPoint("list_place_counted");
     place.ticket.store(ticket);  // The commit.
     *slot = i;
     return ticket;
@@ -157,7 +170,7 @@ uint64_t JoinLocked(ListRep* rep, pid_t pid, int64_t deadline_ns, uint32_t* slot
 // is already there, so wake the waiters when there is one.
 bool LeaveLocked(ListRep* rep, uint32_t slot, uint64_t ticket) {
   ListPlaceRep& place = rep->line[slot];
-  if (place.ticket.load() == ticket) place.ticket.store(0);
+  if (place.ticket.load() == ticket) FreePlaceLocked(rep, place);
   return LengthOf(rep) > 0 && AnyoneInLineLocked(rep);
 }
 
@@ -199,6 +212,10 @@ void RepairListSlotsLocked(Segment::Impl* seg, EntryRep* entry) {
 
 void RepairListLocked(Segment::Impl* seg, EntryRep* entry) {
   RepairListSlotsLocked(seg, entry);
+  ListRep* rep = RepOf(seg, entry);  // A death between a ticket and `places` over-counted.
+  rep->places.store(static_cast<uint32_t>(
+      std::count_if(std::begin(rep->line), std::end(rep->line),
+                    [](const ListPlaceRep& p) { return p.ticket.load() != 0; })));
   SettleListTxLocked(seg, entry);  // A dead committer's share of this list (list_tx.h).
 }
 
@@ -557,7 +574,7 @@ void DropListPlacesOf(Segment::Impl* seg, EntryRep* entry, pid_t pid) {
   bool dropped = false;
   for (ListPlaceRep& place : rep->line) {
     if (place.ticket.load() != 0 && place.pid.load() == pid) {
-      place.ticket.store(0);
+      FreePlaceLocked(rep, place);
       dropped = true;
     }
   }

@@ -21,7 +21,8 @@
 // whoever sees it so, once its owner process is gone or its deadline passed; the manager's recovery
 // of a dead pid frees that pid's places. The ticket word is written last when joining and is the
 // place's only truth: a death between the writes leaves a free place (ticket 0) or a whole one
-// whose dead owner voids it. No repair is needed.
+// whose dead owner voids it. `places` counts the taken places for pops that find none (see
+// there); a death between a ticket and the count over-counts, and the owner-death repair recounts.
 #ifndef SHM_SRC_LIST_REP_H_
 #define SHM_SRC_LIST_REP_H_
 
@@ -68,7 +69,11 @@ struct ListRep {
   std::atomic<uint64_t> bytes{0};          // Sum of item sizes. Derived.
   std::atomic<uint32_t> waiters{0};        // Blocked pops (may over-count after a waiter died:
                                            // that costs a spare wake, never a lost one).
-  uint32_t reserved = 0;
+  // Places of `line` holding a ticket, or more: GUARDED_BY(entry mu). Raised before a ticket is
+  // written and lowered after one is cleared, so a death between the two over-counts (pops then
+  // scan the line, as when a place is taken) and never under-counts; RepairListLocked recounts.
+  // 0 lets a pop skip the scan of the line's 64 places.
+  std::atomic<uint32_t> places{0};
   uint64_t max_items = 0;                // Constant after creation.
   uint64_t max_item_bytes = 0;           // Constant after creation.
   std::atomic<uint64_t> next_ticket{1};  // GUARDED_BY(entry mu). The next place's ticket.

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <deque>
 #include <iostream>
@@ -188,6 +189,54 @@ INSTANTIATE_TEST_SUITE_P(
                       CrashCase{Op::kPushLeft, "after_intent", 2, 7},
                       CrashCase{Op::kPushLeft, "after_commit", 2, 7}),
     CaseName);
+
+// ListRep::places counts the line's taken places so that pops skip scanning it when none is: a
+// process dying between a ticket's store and the count's (joining, or leaving) leaves the count
+// one too high, never too low, and the repair at the next lock recounts it. A pop meanwhile still
+// serves in the line's order: this process's own place, older than the dead one's, comes first.
+TEST(ListPlacesCrashTest, DeathBetweenTicketAndCountOverCountsUntilTheRepair) {
+  for (const char* point : {"list_place_counted", "list_place_freed"}) {
+    SCOPED_TRACE(point);
+    test::ScopedSegment seg;
+    List list = OpenList(seg.get(), "line");
+    auto* rep = seg->impl()->Ptr<ListRep>(list.ref().entry->body.load());
+    auto taken = [&] {
+      return std::count_if(std::begin(rep->line), std::end(rep->line),
+                           [](const ListPlaceRep& p) { return p.ticket.load() != 0; });
+    };
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(5);
+    ListPlace mine(deadline);
+    ASSERT_TRUE(list.Join(&mine).ok());
+    ASSERT_TRUE(mine.in_line());
+    EXPECT_EQ(rep->places.load(), 1u);
+
+    pid_t child = test::ForkChild([&] {
+      SetCrashPoint(point, 1);
+      ListPlace theirs(deadline);
+      if (!list.Join(&theirs).ok()) return 1;
+      theirs.Leave();  // Reaches list_place_freed.
+      return 2;
+    });
+    test::ChildExit exit = test::WaitChild(child, 20000);
+    ASSERT_TRUE(exit.exited);
+    ASSERT_EQ(exit.code, kCrashPointExitCode) << "the crash point was never reached";
+    EXPECT_EQ(rep->places.load(), 2u);  // Over-counted, and the dead child holds the lock.
+    EXPECT_EQ(taken(), 1);
+
+    ASSERT_TRUE(list.Push(End::kRight, "a").ok());  // The first lock repairs.
+    EXPECT_EQ(rep->places.load(), 1u);
+    std::string item;
+    bool got = false;
+    ASSERT_TRUE(list.Pop(End::kLeft, milliseconds(0), &item, &got, &mine).ok());
+    EXPECT_TRUE(got);
+    EXPECT_EQ(item, "a");
+    EXPECT_FALSE(mine.in_line());  // Served: left the line.
+    EXPECT_EQ(rep->places.load(), 0u);
+    EXPECT_EQ(taken(), 0);
+    RecoveryReport report;
+    ASSERT_TRUE(seg->RecoverDeadProcess(child, &report).ok());
+  }
+}
 
 // A child pushes and pops at random, reporting each op before and after doing it; the parent
 // SIGKILLs it at a random moment (~50 times, fixed seed) and checks the list against the model
