@@ -151,6 +151,14 @@ TEST_F(TransactionTest, BadInputIsRefusedWhenStaged) {
   ASSERT_OK(a_.Set("text", "abc", SetOptions()));
   int64_t result = 0;
   EXPECT_TRUE(tx.Incr(a_, "text", 1, 0, 0, &result).IsInvalidArgument());
+  // A time to live out of range: the dict's own rule and message, staged or not.
+  SetOptions forever;
+  forever.ttl_ms = Dict::kMaxTtlMs + 1;
+  const Status plain = a_.Set("k", "v", forever);
+  EXPECT_TRUE(plain.IsInvalidArgument());
+  EXPECT_EQ(tx.Set(a_, "k", "v", forever).ToString(), plain.ToString());
+  EXPECT_EQ(tx.Incr(a_, "n", 1, 0, -1, &result).ToString(),
+            a_.Incr("n", 1, 0, -1, &result).ToString());
   EXPECT_EQ(tx.staged_writes(), 0u);
   ASSERT_OK(tx.Commit());
   EXPECT_EQ(GetOr(a_, "text"), "abc");
