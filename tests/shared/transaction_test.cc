@@ -164,6 +164,23 @@ TEST_F(TransactionTest, BadInputIsRefusedWhenStaged) {
   EXPECT_EQ(GetOr(a_, "text"), "abc");
 }
 
+// Past kMaxOps operations (reads of absent keys count too) staging is refused with nothing more
+// staged; what was staged still commits.
+TEST_F(TransactionTest, OperationsPastTheLimitAreRefused) {
+  Transaction tx(seg_.get());
+  DictValue v;
+  for (size_t i = 0; i + 1 < Transaction::kMaxOps; ++i) {
+    ASSERT_TRUE(tx.Get(a_, "absent" + std::to_string(i), &v).IsNotFound());
+  }
+  ASSERT_OK(tx.Set(a_, "last", "fits"));
+  EXPECT_TRUE(tx.Set(a_, "one", "too many").IsInvalidArgument());
+  EXPECT_TRUE(tx.Get(a_, "another", &v).IsInvalidArgument());
+  EXPECT_EQ(tx.staged_writes(), 1u);
+  ASSERT_OK(tx.Commit());
+  EXPECT_EQ(GetOr(a_, "last"), "fits");
+  EXPECT_EQ(GetOr(a_, "one"), "<none>");
+}
+
 TEST_F(TransactionTest, ManyInsertsIntoOneDictGrowItsTables) {
   Transaction tx(seg_.get());
   for (int i = 0; i < 3000; ++i) ASSERT_OK(tx.Set(a_, "k" + std::to_string(i), "v"));
