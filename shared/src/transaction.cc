@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <bit>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <map>
 #include <set>
@@ -65,6 +66,7 @@ struct Transaction::State {
     bool keyspace = false;
     bool read = false;
     uint64_t version = 0;  // Read: 0 absent. For a keyspace key, Keyspace::Version's.
+    DictTxSlotHint seen;   // Read and found: where (the commit checks that slot first).
     bool written = false;
     bool erase = false;
     DictValue value;  // Written: what a later read sees (version 0: not yet known).
@@ -125,6 +127,7 @@ struct Transaction::State {
   struct Located {
     DictTxTarget target;
     uint32_t change = 0;  // Written: its index in the record.
+    DictTxSlotHint at;    // Where the check under the lock found it (the apply looks there).
   };
   std::vector<Located> located;  // Per entry.
   std::vector<uint32_t> order;   // Entry indices in lock order.
@@ -145,7 +148,8 @@ struct Transaction::State {
   std::vector<Share> shares;  // In lock order.
 
   Status CheckRoom(size_t bytes) {
-    if (reads + writes + counters.size() + lists.staged() >= kMaxOps + flush_room) {
+    const size_t list_ops = lists.empty() ? 0 : lists.staged();
+    if (reads + writes + counters.size() + list_ops >= kMaxOps + flush_room) {
       over_limits = true;
       return Status::InvalidArgument("transaction has more than " + std::to_string(kMaxOps) +
                                      " operations");
@@ -168,11 +172,13 @@ struct Transaction::State {
     index.clear();
     counters.clear();
     orphans.clear();
-    lists.clear();
-    hash_writes.clear();
-    hash_sizes.clear();
+    // A tree's clear is an out-of-line call even when empty, and a transaction of dict entries
+    // (the common one) leaves these empty; it is cleared twice (Commit, then the destructor).
+    if (!lists.empty()) lists.clear();
+    if (!hash_writes.empty()) hash_writes.clear();
+    if (!hash_sizes.empty()) hash_sizes.clear();
     created.clear();
-    built_lists.clear();
+    if (!built_lists.empty()) built_lists.clear();
     refilled = false;
     ready.clear();
   }
@@ -224,6 +230,7 @@ struct Transaction::State {
     e.keyspace = keyspace;
     e.read = e.written = e.erase = false;
     e.version = 0;
+    e.seen = DictTxSlotHint{};
     e.expiry = Expiry::kAbsolute;
     e.ttl_ms = 0;
     e.appended = 0;
@@ -280,7 +287,8 @@ Status ViewEntry(State* st, const Dict& dict, bool keyspace, std::string_view ke
     return Status::OK();
   }
   SHM_RETURN_IF_ERROR(st->CheckRoom(key.size()));
-  Status s = DictTxGet(dict, key, hash, out);
+  DictTxSlotHint seen;
+  Status s = DictTxGet(dict, key, hash, out, &seen);
   if (!s.ok() && !s.IsNotFound()) return s;
   *found = s.ok();
   uint64_t version = 0;
@@ -289,6 +297,7 @@ Status ViewEntry(State* st, const Dict& dict, bool keyspace, std::string_view ke
   if (!e->read) {
     e->read = true;
     e->version = version;
+    e->seen = seen;
     ++st->reads;
     st->staged_bytes += key.size();
   } else if (e->version != version) {
@@ -594,6 +603,7 @@ class Committer {
     uint64_t version = 0;
     int64_t expires_at_ms = 0;
     Status s;
+    Where(i).at = DictTxSlotHint{};
     if (e.read && e.keyspace) {  // A list's or hash's version needs the entry's content.
       DictValue value;
       bool found = false;
@@ -606,7 +616,8 @@ class Committer {
         return ReadChanged();
       }
     } else {
-      s = DictTxProbeLocked(e.ref, target, e.key, &version, &expires_at_ms);
+      s = DictTxProbeLocked(e.ref, target, e.key, e.read ? &e.seen : nullptr, e.version, &version,
+                            &expires_at_ms, &Where(i).at);
       if (s.ok() && e.read && version != e.version) return ReadChanged();
     }
     if (s.IsNotFound()) return Status::Conflict("object was deleted");
@@ -768,7 +779,7 @@ class Committer {
         const TxChangeRep& change = rec->changes()[Where(i).change];
         // Cannot fail but for a broken invariant: room was checked under these locks.
         bool rebuild = false;
-        Status s = DictTxApplyLocked(seg_, change, &writer_, &rebuild);
+        Status s = DictTxApplyLocked(seg_, change, &writer_, &rebuild, &Where(i).at);
         if (!s.ok()) {
           SHM_LOG(kError) << "transaction apply: " << s.ToString();
         }
@@ -1071,16 +1082,16 @@ Status Transaction::Delete(const Dict& dict, std::string_view key,
 Status Transaction::Incr(const Dict& dict, std::string_view key, int64_t by, int64_t init,
                          int64_t ttl_ms, int64_t* result) {
   if (ttl_ms < 0 || ttl_ms > Dict::kMaxTtlMs) return Status::InvalidArgument("ttl_ms out of range");
-  DictValue current;
-  Status s = Get(dict, key, &current);
-  if (!s.ok() && !s.IsNotFound()) return s;
-  const bool found = s.ok();
-  int64_t next = 0;
-  SHM_RETURN_IF_ERROR(DictIncrNext(found ? &current : nullptr, by, init, &next));
+  if (key.size() > Dict::kMaxKey) return Status::InvalidArgument("key longer than the key limit");
+  // The value read becomes the value staged: its content type and expiry carry over.
   DictValue v;
-  v.data = std::to_string(next);
-  v.content_type = found ? current.content_type : std::string(kDictIncrContentType);
-  v.expires_at_ms = current.expires_at_ms;
+  bool found = false;
+  SHM_RETURN_IF_ERROR(ViewEntry(state_.get(), dict, false, key, &v, &found));
+  int64_t next = 0;
+  SHM_RETURN_IF_ERROR(DictIncrNext(found ? &v : nullptr, by, init, &next));
+  char digits[24];
+  v.data.assign(digits, std::to_chars(digits, digits + sizeof digits, next).ptr);
+  if (!found) v.content_type.assign(kDictIncrContentType);
   SHM_RETURN_IF_ERROR(Stage(state_.get(), dict, false, key, false, std::move(v),
                             found ? Expiry::kKeep : Expiry::kTtl, ttl_ms));
   *result = next;
@@ -1560,17 +1571,7 @@ size_t Transaction::staged_writes() const {
   return n;
 }
 
-Status Transaction::Run(Segment* segment, int attempts,
-                        const std::function<Status(Transaction&)>& fn) {
-  Status last;  // Built only when needed: a Status with a message allocates it.
-  for (int i = 0; i < attempts; ++i) {
-    Transaction tx(segment);
-    last = fn(tx);
-    if (last.ok()) last = tx.Commit();
-    if (!last.IsConflict()) return last;
-  }
-  return attempts > 0 ? last : Status::Conflict("the transaction was not attempted");
-}
+Status Transaction::NotAttempted() { return Status::Conflict("the transaction was not attempted"); }
 
 // ---- Keyspace listings, counts and flushes in a transaction (keyspace_internal.h) ------------
 
