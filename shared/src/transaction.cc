@@ -556,10 +556,11 @@ class Committer {
         c.body = target.body;
         c.shard = target.shard;
         c.erase = e.erase ? 1 : 0;
-        const DictValue& v = e.value;
-        SHM_RETURN_IF_ERROR(DictTxAllocateBlob(seg_, &writer_, e.key, e.hash,
-                                               e.erase ? "" : v.content_type, e.erase ? "" : v.data,
-                                               v.expires_at_ms, &c.blob));
+        // Views: `erase ? "" : string` would copy the string into a temporary.
+        const std::string_view content_type = e.erase ? std::string_view() : e.value.content_type;
+        const std::string_view data = e.erase ? std::string_view() : e.value.data;
+        SHM_RETURN_IF_ERROR(DictTxAllocateBlob(seg_, &writer_, e.key, e.hash, content_type, data,
+                                               e.value.expires_at_ms, &c.blob));
         if (!e.erase && e.appended != 0) seg_->Ptr<DictEntryBlob>(c.blob)->order = kDictTxOrderLast;
       }
     }
