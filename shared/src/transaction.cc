@@ -306,8 +306,9 @@ Status ViewEntry(State* st, const Dict& dict, bool keyspace, std::string_view ke
   return Status::OK();
 }
 
+// `value` is moved from (a reference, not a copy: a transfer stages two per commit).
 Status Stage(State* st, const Dict& dict, bool keyspace, std::string_view key, bool erase,
-             DictValue value, Expiry expiry, int64_t ttl_ms) {
+             DictValue&& value, Expiry expiry, int64_t ttl_ms) {
   const size_t bytes = key.size() + value.data.size() + value.content_type.size();
   uint64_t hash = 0;
   State::Entry* e = st->Lookup(dict.ref(), key, &hash);
@@ -1307,7 +1308,8 @@ Status Transaction::Rename(const Keyspace& ks, std::string_view from, std::strin
   const Dict& index = KeyspaceIndex(ks);
   SHM_RETURN_IF_ERROR(
       Stage(state_.get(), index, true, from, true, DictValue(), Expiry::kAbsolute, 0));
-  SHM_RETURN_IF_ERROR(Stage(state_.get(), index, true, to, false, moving, Expiry::kAbsolute, 0));
+  SHM_RETURN_IF_ERROR(
+      Stage(state_.get(), index, true, to, false, std::move(moving), Expiry::kAbsolute, 0));
   NoteOrphan(state_.get(), target, to_type);
   *renamed = true;
   return Status::OK();
