@@ -158,6 +158,17 @@ inline Py_ssize_t SlotOffset(const py::handle& cls, const char* name) {
   return def->offset;
 }
 
+// The offset of the __slots__ member `name` of `cls` or of a class it derives from.
+inline Py_ssize_t InheritedSlotOffset(const py::handle& cls, const char* name) {
+  py::object member = py::getattr(cls, name);  // On the class: the member descriptor itself.
+  if (Py_TYPE(member.ptr()) != &PyMemberDescr_Type) {
+    throw py::type_error(std::string("no __slots__ member ") + name);
+  }
+  PyMemberDef* def = reinterpret_cast<PyMemberDescrObject*>(member.ptr())->d_member;
+  if (def->type != T_OBJECT_EX) throw py::type_error(std::string("not an object slot: ") + name);
+  return def->offset;
+}
+
 // Replaces the methods `defs` (ending with a null name) of `cls` with C-API method descriptors.
 inline void InstallMethods(const py::handle& cls, PyMethodDef* defs) {
   auto* type = reinterpret_cast<PyTypeObject*>(cls.ptr());

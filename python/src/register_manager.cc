@@ -52,12 +52,15 @@ struct Globals {
   PyObject* protocol = nullptr;    // pickle.HIGHEST_PROTOCOL
   PyObject* encode_key = nullptr;  // manager._encode_key
   PyObject* owner = nullptr;       // manager._process_owner
-  PyObject* h = nullptr;           // Interned attribute names.
-  PyObject* rlock = nullptr;
-  PyObject* owner_died = nullptr;
-  PyObject* fast = nullptr;
-  PyObject* word = nullptr;
+  PyObject* word = nullptr;        // Interned attribute names.
   PyObject* try_acquire = nullptr;
+  // Offsets of the proxies' __slots__ members the fast methods read on every call (a member at
+  // a fixed offset costs a load; a lookup by name, a type and an instance dict lookup).
+  Py_ssize_t h_slot = 0;           // BaseProxy._h: the native handle.
+  Py_ssize_t word_slot = 0;        // BaseProxy._word_: the wake word, None until first used.
+  Py_ssize_t rlock_slot = 0;       // AcquirerProxy._rlock.
+  Py_ssize_t owner_died_slot = 0;  // AcquirerProxy.owner_died.
+  Py_ssize_t fast_slot = 0;        // QueueProxy._fast.
 };
 Globals g;
 
@@ -403,12 +406,13 @@ class MgrList {
 // under Guarded: OnHandle below is the one frame around them.
 
 // The handle of kind H of a proxy (borrowed: the proxy keeps it), or null with an error set.
+// `self` is an instance of a proxy class (a method descriptor checks that before the call), so
+// the slot is there.
 template <class H>
 H* HandleOf(PyObject* self) {
-  PyObject* h = PyObject_GetAttr(self, g.h);
+  PyObject* h = SlotValue(self, g.h_slot);
   if (h == nullptr) return nullptr;
   H* cpp = CppOf<H>(h, H::type);
-  Py_DECREF(h);
   if (cpp == nullptr) PyErr_SetString(PyExc_TypeError, "not a shmstate.Manager proxy handle");
   return cpp;
 }
@@ -436,7 +440,10 @@ bool Done(F&& fn) {
 // The proxy's wake word (`_word`, made on first use; borrowed: the proxy keeps it), or null with
 // an error set.
 PyWakeWord* WordOf(PyObject* self) {
-  PyObject* word = PyObject_GetAttr(self, g.word);
+  PyObject* made = SlotValue(self, g.word_slot);
+  if (made == nullptr) return nullptr;
+  if (Py_TYPE(made) == PyWakeWord::type) return CppOf<PyWakeWord>(made, PyWakeWord::type);
+  PyObject* word = PyObject_GetAttr(self, g.word);  // The property makes it.
   if (word == nullptr) return nullptr;
   PyWakeWord* cpp = CppOf<PyWakeWord>(word, PyWakeWord::type);
   Py_DECREF(word);
@@ -528,26 +535,47 @@ PyObject* DictContains(PyObject* self, PyObject* key) {
   });
 }
 
-// d[key] = value: an existing key keeps its order and first-written key (its value record is
-// replaced under the dict's lock); a new one takes the next order and is added only if still
-// absent.
+// d[key] = value: an existing key keeps its order and first-written key, a new one takes the
+// next order and is added only if still absent. An existing entry is read without the lock and
+// rewritten if it still has the version read (a compare-and-set: the new entry is allocated
+// before the dict's lock is taken, and a read takes no lock); one with an expiry (set by
+// another front end) is rewritten under the lock by ReplaceValue, which keeps it. A race with
+// another writer of the key retries.
 PyObject* DictSetItem(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
   if (nargs != 2) {
     PyErr_SetString(PyExc_TypeError, "__setitem__ takes a key and a value");
     return nullptr;
   }
   return OnHandle<MgrDict>(self, [&](MgrDict& d) -> PyObject* {
-    Leased<std::string> ekey, value_record, key_record, entry;
+    Leased<std::string> ekey, value_record, entry;
     if (!EntryKey(args[0], ekey.get()) || !AppendRecord(args[1], value_record.get())) {
       return nullptr;
     }
+    std::optional<Leased<std::string>> key_record;  // Made for an insert only.
     while (true) {
-      bool malformed = false;
-      if (d.ReplaceValue(*ekey, *value_record, &malformed)) break;
-      if (malformed) return BadRecord();
-      if (key_record->empty() && !AppendRecord(args[0], key_record.get())) return nullptr;
+      {
+        Leased<shm::DictValue> current;
+        if (d.Get(*ekey, current.get())) {
+          EntryView old;
+          if (!ParseEntry(current->data, &old)) return BadRecord();
+          if (current->expires_at_ms != 0) {
+            bool malformed = false;
+            if (d.ReplaceValue(*ekey, *value_record, &malformed)) break;
+            if (malformed) return BadRecord();
+            continue;  // Deleted meanwhile.
+          }
+          entry->assign(current->data, 0, kEntryHeader + old.key.size());
+          entry->append(*value_record);
+          if (d.Set(*ekey, *entry, shm::SetMode::kSet, current->version)) break;
+          continue;  // Changed or deleted meanwhile.
+        }
+      }
+      if (!key_record) {
+        key_record.emplace();
+        if (!AppendRecord(args[0], key_record->get())) return nullptr;
+      }
       int64_t order = d.Incr("!order", 1);
-      MakeEntry(order, *key_record, *value_record, entry.get());
+      MakeEntry(order, **key_record, *value_record, entry.get());
       if (d.Set(*ekey, *entry, shm::SetMode::kAdd)) break;  // Else added meanwhile: replace it.
     }
     Py_RETURN_NONE;
@@ -772,11 +800,16 @@ bool RLockTryRelease(MgrDict& d, bool* applied, bool* waiters) {
 }
 
 bool IsRLock(PyObject* self, bool* is_rlock) {
-  PyObject* rlock = PyObject_GetAttr(self, g.rlock);
+  PyObject* rlock = SlotValue(self, g.rlock_slot);
   if (rlock == nullptr) return false;
   *is_rlock = rlock == Py_True;
-  Py_DECREF(rlock);
   return true;
+}
+
+// owner_died = False after a take from a live holder (no write when it already is).
+void NoOwnerDied(PyObject* self) {
+  PyObject* died = *reinterpret_cast<PyObject**>(reinterpret_cast<char*>(self) + g.owner_died_slot);
+  if (died != Py_False) SetSlotValue(self, g.owner_died_slot, Py_False);
 }
 
 // A held Lock's acquire() (blocking, no timeout): WaitLoop, each round one add-if-absent. The
@@ -798,7 +831,7 @@ PyObject* LockWait(PyObject* self, MgrDict* d, std::string_view owner) {
                     if (!Done([&] { took = d->Set("h", owner, shm::SetMode::kAdd); }) || !took) {
                       return nullptr;
                     }
-                    if (PyObject_SetAttr(self, g.owner_died, Py_False) != 0) return nullptr;
+                    NoOwnerDied(self);
                     Py_RETURN_TRUE;
                   });
 }
@@ -821,7 +854,7 @@ PyObject* LockAcquire(PyObject* self, PyObject* const* args, Py_ssize_t nargs, P
   if (!applied) {
     return is_rlock ? Slow(self, "_acquire_slow", args, nargs, kwnames) : LockWait(self, d, owner);
   }
-  if (took && PyObject_SetAttr(self, g.owner_died, Py_False) != 0) return nullptr;
+  if (took) NoOwnerDied(self);
   Py_RETURN_TRUE;
 }
 
@@ -884,14 +917,8 @@ PyObject* ListGetItem(PyObject* self, PyObject* index) {
 // Queue.put(item) and get() of a queue with no bound and no task count (`_fast`): one push or
 // pop; a get that finds the queue empty, and every other form, through the Python method.
 bool FastQueue(PyObject* self) {
-  PyObject* fast = PyObject_GetAttr(self, g.fast);
-  if (fast == nullptr) {
-    PyErr_Clear();
-    return false;
-  }
-  const bool result = fast == Py_True;
-  Py_DECREF(fast);
-  return result;
+  PyObject* fast = *reinterpret_cast<PyObject**>(reinterpret_cast<char*>(self) + g.fast_slot);
+  return fast == Py_True;  // Unset (null) before _set_extra: the Python method.
 }
 
 PyObject* QueuePut(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
@@ -969,11 +996,12 @@ void Install(const py::dict& classes, const py::object& encode_key, const py::ob
   g.protocol = NewRef(pickle.attr("HIGHEST_PROTOCOL"));
   g.encode_key = NewRef(encode_key);
   g.owner = NewRef(owner);
-  g.h = PyUnicode_InternFromString("_h");
-  g.rlock = PyUnicode_InternFromString("_rlock");
-  g.owner_died = PyUnicode_InternFromString("owner_died");
-  g.fast = PyUnicode_InternFromString("_fast");
   g.word = PyUnicode_InternFromString("_word");
+  g.h_slot = InheritedSlotOffset(classes["dict"], "_h");
+  g.word_slot = InheritedSlotOffset(classes["dict"], "_word_");
+  g.rlock_slot = InheritedSlotOffset(classes["Lock"], "_rlock");
+  g.owner_died_slot = InheritedSlotOffset(classes["Lock"], "owner_died");
+  g.fast_slot = InheritedSlotOffset(classes["Queue"], "_fast");
   g.try_acquire = PyUnicode_InternFromString("_try_acquire");
   MgrDict::type = reinterpret_cast<PyTypeObject*>(py::type::of<MgrDict>().ptr());
   MgrList::type = reinterpret_cast<PyTypeObject*>(py::type::of<MgrList>().ptr());
