@@ -26,6 +26,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "attachment.h"
@@ -254,6 +255,90 @@ void MakeEntry(int64_t order, std::string_view key, std::string_view value, std:
   out->append(value);
 }
 
+// The object of the record `r` when making it can run no Python code and raise nothing but
+// MemoryError (None, bool, an int or a float of exactly 8 bytes, bytes, ASCII str; a new
+// reference), else null with no error set (the caller copies the record and uses FromRecord).
+// Safe on bytes a concurrent writer is changing: at worst a wrong object, which the caller drops.
+PyObject* FromRecordInPlace(std::string_view r) {
+  if (r.empty()) return nullptr;
+  const char* p = r.data() + 1;
+  const size_t n = r.size() - 1;
+  switch (r[0]) {
+    case kNone:
+    case kTrue:
+    case kFalse:
+    case kBytes:
+      return n == 0 || r[0] == kBytes ? FromRecord(r) : nullptr;
+    case kInt:
+    case kFloat:
+      return n == 8 ? FromRecord(r) : nullptr;
+    case kStr: {
+      unsigned char high = 0;
+      for (size_t i = 0; i < n; ++i) high |= static_cast<unsigned char>(p[i]);
+      if (high >= 0x80) return nullptr;  // UTF-8 beyond ASCII: decoding may fail.
+      PyObject* str = PyUnicode_New(static_cast<Py_ssize_t>(n), 127);
+      if (str != nullptr) std::memcpy(PyUnicode_1BYTE_DATA(str), p, n);
+      return str;
+    }
+    default:
+      return nullptr;
+  }
+}
+
+// The value of a managed dict's entry (or, with kRecord, of an entry that is a bare record: the
+// `v` of a Value or an Event), read by Dict::Read straight from the segment: an immutable value
+// is built from the segment's bytes (one copy), any other record is copied out and made after the
+// read (a pickle runs Python code, which must not run inside the library's call, nor twice). A
+// read without the lock may call Take with an entry a writer is changing, then again under the
+// lock: an entry that does not parse asks for that retry (Internal), and the last call's value
+// is the answer.
+class EntryValueReader : public shm::DictReader {
+ public:
+  enum Kind { kDictEntry, kRecord };
+  explicit EntryValueReader(std::string* record, Kind kind = kDictEntry)
+      : record_(record), kind_(kind) {}
+  ~EntryValueReader() override { Py_XDECREF(value_); }
+  EntryValueReader(const EntryValueReader&) = delete;
+  EntryValueReader& operator=(const EntryValueReader&) = delete;
+
+  shm::Status Take(std::string_view data, std::string_view, uint64_t, int64_t) override {
+    Py_CLEAR(value_);
+    record_->clear();
+    malformed_ = false;
+    if (no_memory_) PyErr_Clear();  // A retry under the lock: that error was the last try's.
+    no_memory_ = false;
+    EntryView entry;
+    if (kind_ == kRecord) {
+      entry.value = data;
+    } else if (!ParseEntry(data, &entry)) {
+      malformed_ = true;
+      return shm::Status::Internal("not a managed dict's entry");
+    }
+    value_ = FromRecordInPlace(entry.value);
+    if (value_ == nullptr) {
+      if (PyErr_Occurred()) {  // MemoryError.
+        no_memory_ = true;
+        return shm::Status::Internal("out of memory");
+      }
+      record_->assign(entry.value);
+    }
+    return shm::Status::OK();
+  }
+  // After a Read that answered OK: the value (a new reference), or null with an error set.
+  PyObject* Value() {
+    if (value_ != nullptr) return std::exchange(value_, nullptr);
+    return FromRecord(*record_);
+  }
+  bool malformed() const { return malformed_; }
+
+ private:
+  std::string* record_;
+  const Kind kind_;
+  PyObject* value_ = nullptr;
+  bool malformed_ = false;
+  bool no_memory_ = false;  // The last Take set MemoryError.
+};
+
 // --- handles
 // --------------------------------------------------------------------------------------
 
@@ -284,11 +369,24 @@ class MgrDict {
     });
     return found;
   }
+  // The value of the entry `key` into `reader`: false when absent. A malformed entry or a
+  // MemoryError ends the read with the reader saying so (no exception).
+  bool ReadEntryValue(std::string_view key, EntryValueReader* reader) {
+    bool found = false;
+    bound_.RunFast([&](shm::Dict& d) {
+      shm::Status s = d.Read(key, reader);
+      found = s.ok();
+      return s.IsNotFound() || reader->malformed() || PyErr_Occurred() ? shm::Status::OK() : s;
+    });
+    return found;
+  }
   // The value record of `key` (the `v` of a Value or an Event) into a new object; null with an
   // error set, or without one when absent.
   PyObject* GetRecord(std::string_view key) {
-    Leased<shm::DictValue> value;
-    return Get(key, value.get()) ? FromRecord(value->data) : nullptr;
+    Leased<std::string> record;
+    EntryValueReader reader(record.get(), EntryValueReader::kRecord);
+    const bool found = ReadEntryValue(key, &reader);
+    return found && !PyErr_Occurred() ? reader.Value() : nullptr;
   }
   // mode kAdd: false when present; if_version: false on a mismatch.
   bool Set(std::string_view key, std::string_view value, shm::SetMode mode,
@@ -351,8 +449,21 @@ class MgrDict {
   }
   // Whether a sleeper counted itself in `!w` (manager.py's _Blocking._wait_until).
   bool HasWaiters() {
-    Leased<shm::DictValue> v;
-    return Get("!w", v.get()) && !v->data.empty() && v->data != "0" && v->data[0] != '-';
+    // The count as read, straight from the segment (the last Take's answer, as in Read).
+    struct Positive : shm::DictReader {
+      bool positive = false;
+      shm::Status Take(std::string_view data, std::string_view, uint64_t, int64_t) override {
+        positive = !data.empty() && data != "0" && data[0] != '-';
+        return shm::Status::OK();
+      }
+    } count;
+    bool found = false;
+    bound_.RunFast([&](shm::Dict& d) {
+      shm::Status s = d.Read("!w", &count);
+      found = s.ok();
+      return s.IsNotFound() ? shm::Status::OK() : s;
+    });
+    return found && count.positive;
   }
 
  private:
@@ -495,16 +606,17 @@ bool EntryKey(PyObject* key, std::string* out) {
 PyObject* DictLookup(PyObject* self, PyObject* key, bool* absent) {
   *absent = false;
   return OnHandle<MgrDict>(self, [&](MgrDict& d) -> PyObject* {
-    Leased<std::string> ekey;
-    Leased<shm::DictValue> value;
+    Leased<std::string> ekey, record;
     if (!EntryKey(key, ekey.get())) return nullptr;
-    if (!d.Get(*ekey, value.get())) {
+    EntryValueReader reader(record.get());
+    const bool found = d.ReadEntryValue(*ekey, &reader);
+    if (PyErr_Occurred()) return nullptr;
+    if (reader.malformed()) return BadRecord();
+    if (!found) {
       *absent = true;
       return nullptr;
     }
-    EntryView entry;
-    if (!ParseEntry(value->data, &entry)) return BadRecord();
-    return FromRecord(entry.value);
+    return reader.Value();
   });
 }
 

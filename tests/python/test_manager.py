@@ -578,6 +578,49 @@ def test_an_object_a_live_process_or_a_container_holds_is_never_freed(method):
         assert name in [o for o, _ in shmstate.attach(m.address).objects("o.")]
 
 
+def _overwrite(d, keys, tag, seed, rounds, out):
+    rng = random.Random(seed)
+    for _ in range(rounds):
+        for key in rng.sample(keys, len(keys)):
+            d[key] = f"{tag}{key}"
+    out.put(tag)
+
+
+def test_dict_overwrites_racing_from_two_processes_keep_each_key_once_in_insertion_order():
+    # An existing key's overwrite reads its entry without the lock and writes it by
+    # compare-and-set on the entry's version: a lost race retries, so every key keeps its first
+    # place and one whole value of either writer.
+    keys = [f"k{i}" for i in range(64)]
+    with shmstate.Manager() as m:
+        d, out = m.dict(), m.Queue()
+        for key in reversed(keys):
+            d[key] = "first"
+        ctx = multiprocessing.get_context("fork")
+        procs = [ctx.Process(target=_overwrite, args=(d, keys, tag, seed, 300, out))
+                 for tag, seed in (("a", 1), ("b", 2))]
+        for p in procs:
+            p.start()
+        assert sorted(out.get(timeout=120) for _ in procs) == ["a", "b"]
+        for p in procs:
+            p.join(30)
+            assert p.exitcode == 0
+        assert d.keys() == list(reversed(keys)) and len(d) == len(keys)
+        assert all(d[key] in (f"a{key}", f"b{key}") for key in keys)
+
+
+def test_dict_overwrite_keeps_an_expiry_another_front_end_set():
+    with shmstate.Manager() as m:
+        d = m.dict()
+        d["k"] = "old"
+        raw = shmstate.attach(m.address).dict(d._name)
+        entry, _, _ = raw.entry(b"sk")
+        assert raw.set(b"sk", entry, 3600)  # As a Redis or HTTP client could.
+        expires = raw.entry(b"sk")[2]
+        assert expires > 0
+        d["k"] = "new"
+        assert d["k"] == "new" and raw.entry(b"sk")[2] == expires and d.keys() == ["k"]
+
+
 class _Flag(int):
     pass
 
