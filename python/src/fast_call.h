@@ -179,6 +179,21 @@ inline void InstallMethods(const py::handle& cls, PyMethodDef* defs) {
   }
 }
 
+// Points the subscript slots of the Python class `cls` (mp_subscript: x[k]; mp_ass_subscript,
+// unless null: x[k] = v and del x[k]) straight at C functions, so the interpreter calls them
+// without looking __getitem__/__setitem__ up by name and calling the method through a vectorcall
+// (slot_mp_subscript). Call after InstallMethods of those names (assigning a dunder method resets
+// its slot). The class's own type only: a subclass keeps the by-name dispatch.
+inline void InstallSubscriptSlots(const py::handle& cls, binaryfunc get, objobjargproc set) {
+  auto* type = reinterpret_cast<PyTypeObject*>(cls.ptr());
+  if ((type->tp_flags & Py_TPFLAGS_HEAPTYPE) == 0 || type->tp_as_mapping == nullptr) {
+    throw py::type_error("subscript slots of a class defined in Python only");
+  }
+  type->tp_as_mapping->mp_subscript = get;
+  if (set != nullptr) type->tp_as_mapping->mp_ass_subscript = set;
+  PyType_Modified(type);
+}
+
 // Replaces the property `def->name` of `cls` with a C-API getset descriptor.
 inline void InstallGetSet(const py::handle& cls, PyGetSetDef* def) {
   py::object descr = py::reinterpret_steal<py::object>(

@@ -55,6 +55,7 @@ struct Globals {
   PyObject* owner = nullptr;       // manager._process_owner
   PyObject* word = nullptr;        // Interned attribute names.
   PyObject* try_acquire = nullptr;
+  PyObject* delitem = nullptr;
   // Offsets of the proxies' __slots__ members the fast methods read on every call (a member at
   // a fixed offset costs a load; a lookup by name, a type and an instance dict lookup).
   Py_ssize_t h_slot = 0;           // BaseProxy._h: the native handle.
@@ -1067,6 +1068,21 @@ PyObject* QueueGet(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyOb
   return Slow(self, "_get_slow", args, nargs, kwnames);  // Empty: wait there.
 }
 
+// d[key] = value and del d[key] from the type's slot (InstallSubscriptSlots); a delete is the
+// Python __delitem__'s.
+int DictAssSubscript(PyObject* self, PyObject* key, PyObject* value) {
+  PyObject* result = nullptr;
+  if (value == nullptr) {
+    result = PyObject_CallMethodOneArg(self, g.delitem, key);
+  } else {
+    PyObject* args[] = {key, value};
+    result = DictSetItem(self, args, 2);
+  }
+  if (result == nullptr) return -1;
+  Py_DECREF(result);
+  return 0;
+}
+
 PyMethodDef kDictFast[] = {
     {"__getitem__", reinterpret_cast<PyCFunction>(DictGetItem), METH_O, "d[key]"},
     {"__contains__", reinterpret_cast<PyCFunction>(DictContains), METH_O, "key in d"},
@@ -1115,6 +1131,7 @@ void Install(const py::dict& classes, const py::object& encode_key, const py::ob
   g.owner_died_slot = InheritedSlotOffset(classes["Lock"], "owner_died");
   g.fast_slot = InheritedSlotOffset(classes["Queue"], "_fast");
   g.try_acquire = PyUnicode_InternFromString("_try_acquire");
+  g.delitem = PyUnicode_InternFromString("__delitem__");
   MgrDict::type = reinterpret_cast<PyTypeObject*>(py::type::of<MgrDict>().ptr());
   MgrList::type = reinterpret_cast<PyTypeObject*>(py::type::of<MgrList>().ptr());
   pthread_atfork(nullptr, nullptr, ForgetOwner);
@@ -1125,6 +1142,9 @@ void Install(const py::dict& classes, const py::object& encode_key, const py::ob
   InstallMethods(classes["Lock"], kLockFast);
   InstallMethods(classes["list"], kListFast);
   InstallMethods(classes["Queue"], kQueueFast);
+  // After the methods: setting __getitem__ on a class resets its slot to the by-name lookup.
+  InstallSubscriptSlots(classes["dict"], DictGetItem, DictAssSubscript);
+  InstallSubscriptSlots(classes["list"], ListGetItem, nullptr);
 }
 
 }  // namespace

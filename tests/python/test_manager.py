@@ -621,6 +621,35 @@ def test_dict_overwrite_keeps_an_expiry_another_front_end_set():
         assert d["k"] == "new" and raw.entry(b"sk")[2] == expires and d.keys() == ["k"]
 
 
+def test_subscripts_through_the_type_slots_keep_every_form():
+    # d[k], d[k] = v and l[i] go from the interpreter straight to the native methods (the
+    # classes' subscript slots); deletes, errors and a subclass's own methods are unchanged.
+    with shmstate.Manager() as m:
+        d, lst = m.dict({"a": 1, 2: "b"}), m.list([1, 2, 3])
+        del d["a"]
+        assert d.keys() == [2] and "a" not in d
+        with pytest.raises(KeyError):
+            del d["a"]
+        with pytest.raises(KeyError):
+            d["a"]
+        with pytest.raises(TypeError):
+            d[[1]] = 1
+        d[(1, 2)] = [3]
+        assert d[(1, 2)] == [3] and d[2] == "b"
+        assert lst[0] == 1 and lst[-1] == 3 and lst[0:2] == [1, 2]
+        with pytest.raises(IndexError):
+            lst[3]
+        del lst[0]
+        assert lst[0] == 2
+
+        class Loud(type(d)):
+            def __getitem__(self, key):
+                return ("loud", super().__getitem__(key))
+
+        loud = Loud._open(d._server, d._name, None)
+        assert loud[2] == ("loud", "b") and d[2] == "b"
+
+
 class _Flag(int):
     pass
 
