@@ -73,14 +73,6 @@ Status ValidateContentType(std::string_view content_type) {
   return Status::OK();
 }
 
-Status ValidateTtl(int64_t ttl_ms) {
-  if (ttl_ms < 0 || ttl_ms > Dict::kMaxTtlMs) {
-    return Status::InvalidArgument("ttl must be between 0 (default) and " +
-                                   std::to_string(Dict::kMaxTtlMs) + " ms");
-  }
-  return Status::OK();
-}
-
 Status ValidateOptions(const DictOptions& options) {
   if (options.max_bytes > kMaxMaxBytes) {
     return Status::InvalidArgument("max_bytes larger than " + std::to_string(kMaxMaxBytes));
@@ -91,7 +83,7 @@ Status ValidateOptions(const DictOptions& options) {
   if (options.eviction == DictEviction::kClock && options.max_bytes == 0) {
     return Status::InvalidArgument("clock eviction needs max_bytes > 0");
   }
-  Status s = ValidateTtl(options.default_ttl_ms);
+  Status s = DictValidateTtl(options.default_ttl_ms);
   if (!s.ok()) return Status::InvalidArgument("default " + std::string(s.message()));
   return Status::OK();
 }
@@ -1265,7 +1257,7 @@ Status Dict::Set(std::string_view key, std::string_view value, const SetOptions&
   SHM_RETURN_IF_ERROR(ValidateKey(key));
   SHM_RETURN_IF_ERROR(ValidateValue(value));
   SHM_RETURN_IF_ERROR(ValidateContentType(options.content_type));
-  SHM_RETURN_IF_ERROR(ValidateTtl(options.ttl_ms));
+  SHM_RETURN_IF_ERROR(DictValidateTtl(options.ttl_ms));
   return CatchAtBoundary("dict", [&] { return SetImpl(key, value, options, version); });
 }
 
@@ -1380,7 +1372,7 @@ Status Dict::UpdateImpl(std::string_view key, const DictUpdateFn& fn, uint64_t* 
       }
       SHM_RETURN_IF_ERROR(ValidateValue(update.data));
       SHM_RETURN_IF_ERROR(ValidateContentType(update.content_type));
-      SHM_RETURN_IF_ERROR(ValidateTtl(update.ttl_ms));
+      SHM_RETURN_IF_ERROR(DictValidateTtl(update.ttl_ms));
       if (writer_for() == nullptr) return NoIntentSlot();
       // The size depends on the current value, so this blob is allocated under the lock (the
       // allocator's lock is innermost; see the lock order in docs/design.md).
@@ -1478,6 +1470,14 @@ Status Dict::Delete(std::string_view key, std::optional<uint64_t> if_version) {
   });
 }
 
+Status DictValidateTtl(int64_t ttl_ms) {
+  if (ttl_ms < 0 || ttl_ms > Dict::kMaxTtlMs) {
+    return Status::InvalidArgument("ttl must be between 0 (default) and " +
+                                   std::to_string(Dict::kMaxTtlMs) + " ms");
+  }
+  return Status::OK();
+}
+
 Status DictIncrNext(const DictValue* current, int64_t by, int64_t init, int64_t* next) {
   int64_t base = init;
   if (current != nullptr && !ParseInt64(current->data, &base)) {
@@ -1492,7 +1492,7 @@ Status DictIncrNext(const DictValue* current, int64_t by, int64_t init, int64_t*
 
 Status Dict::Incr(std::string_view key, int64_t by, int64_t init, int64_t ttl_ms, int64_t* result) {
   if (tx_ != nullptr) return TxHashUnsupported();
-  SHM_RETURN_IF_ERROR(ValidateTtl(ttl_ms));
+  SHM_RETURN_IF_ERROR(DictValidateTtl(ttl_ms));
   // The callback holds one reference, so the std::function keeps it inline (no allocation).
   struct Args {
     int64_t by, init, ttl_ms, next;

@@ -18,6 +18,10 @@
 
 namespace shm {
 
+// A time to live in ms, for Dict's writes and Transaction's: 0 (the dict's default) up to
+// Dict::kMaxTtlMs, else InvalidArgument.
+Status DictValidateTtl(int64_t ttl_ms);
+
 // The dict's increment rule, one implementation for Dict::Incr and Transaction::Incr: *next is
 // the value `current` holds (init when absent) plus `by`; InvalidArgument when it is not a decimal
 // int64 or the sum overflows. A value incr creates has the content type kDictIncrContentType.

@@ -1035,9 +1035,7 @@ Status Transaction::Set(const Dict& dict, std::string_view key, std::string_view
   for (char ch : options.content_type) {
     if (ch < 0x20 || ch > 0x7e) return Status::InvalidArgument("content type must be printable");
   }
-  if (options.ttl_ms < 0 || options.ttl_ms > Dict::kMaxTtlMs) {
-    return Status::InvalidArgument("ttl_ms out of range");
-  }
+  SHM_RETURN_IF_ERROR(DictValidateTtl(options.ttl_ms));
   if (options.mode != SetMode::kSet || options.if_version.has_value()) {
     DictValue current;
     bool found = false;
@@ -1070,7 +1068,7 @@ Status Transaction::Delete(const Dict& dict, std::string_view key,
 
 Status Transaction::Incr(const Dict& dict, std::string_view key, int64_t by, int64_t init,
                          int64_t ttl_ms, int64_t* result) {
-  if (ttl_ms < 0 || ttl_ms > Dict::kMaxTtlMs) return Status::InvalidArgument("ttl_ms out of range");
+  SHM_RETURN_IF_ERROR(DictValidateTtl(ttl_ms));
   DictValue current;
   Status s = Get(dict, key, &current);
   if (!s.ok() && !s.IsNotFound()) return s;

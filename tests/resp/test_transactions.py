@@ -11,6 +11,7 @@ import threading
 import time
 
 import redis
+from conftest import start
 from killing import answer_after_kills, run_while_killing_workers
 
 ACCOUNTS = ["acct%d" % i for i in range(16)]
@@ -820,10 +821,9 @@ def test_sigkilled_workers_keep_batches_that_count_and_list_keys_whole(server):
     assert len(acked) > 50, "too few batches were acknowledged"
 
 
-def test_batches_past_a_transactions_limits_run_whole(server):
-    """A command or batch with more operations than one transaction holds (4096: MSET of 5000
-    keys, SCAN ... TYPE reading 5000 keys' types) runs whole under the database's locks: never
-    an error after part of it was applied, never a reply missing keys."""
+def test_a_batch_of_thousands_of_keys_is_one_transaction(server):
+    """MSET of 5000 keys and a batch reading 5000 keys' types stay within one transaction's
+    limits (Transaction::kMaxOps): whole replies, no error after part of a batch applied."""
     r = server.client(decode_responses=True)
     r.flushall()
     assert r.mset({"k%d" % i: i for i in range(5000)}) is True
@@ -835,3 +835,24 @@ def test_batches_past_a_transactions_limits_run_whole(server):
     got = p.execute()
     assert got[1][0] == 0 and len(got[1][1]) == 5001
     assert len(got[2]) == 1 + 10 + 100 + 1000
+
+
+def test_batches_past_a_transactions_limits_run_whole(request):
+    """A batch with more operations than one transaction holds (Transaction::kMaxOps, 262,144:
+    here 270,000 keys read by three MGETs beside a write) runs whole under the database's locks:
+    never an error after part of it was applied, never a reply missing keys."""
+    big = start(request, ("--size", "256MiB"))
+    r = big.client(decode_responses=True)
+    keys, chunk = 270000, 90000
+    for first in range(0, keys, chunk):
+        assert r.mset({"k%d" % i: i for i in range(first, first + chunk)}) is True
+    p = r.pipeline(transaction=True)
+    p.set("extra", "x")
+    for first in range(0, keys, chunk):
+        p.mget(["k%d" % i for i in range(first, first + chunk)])
+    p.dbsize()
+    got = p.execute()
+    assert got[0] is True
+    values = [v for reply in got[1:-1] for v in reply]
+    assert values == [str(i) for i in range(keys)]
+    assert got[-1] == keys + 1

@@ -135,25 +135,16 @@ INSTANTIATE_TEST_SUITE_P(
 TEST(TransactionCrashTest, RepairerDyingMidSettleIsSettledAgain) {
   test::ScopedSegment seg(test::kTxCrashSegmentBytes, test::kTxCrashRegistryEntries);
   Objects o;
-  ASSERT_OK(o.Open(seg.get()));
-  ASSERT_OK(Populate(o));
-  pid_t committer = test::ForkChild([&] {
-    SetCrashPoint("tx_after_commit");
-    Objects mine;
-    if (!mine.Open(seg.get()).ok()) return 2;
-    return RunTransaction(seg.get(), mine).ok() ? 0 : 3;
-  });
-  test::ChildExit exit = test::WaitChild(committer);
-  ASSERT_EQ(exit.code, kCrashPointExitCode);
-  pid_t repairer = test::ForkChild([&] {
-    SetCrashPoint("tx_settle_after_apply");
-    Objects mine;
-    if (!mine.Open(seg.get()).ok()) return 2;
-    DictValue v;
-    return mine.a.Get("acct0", &v).ok() ? 0 : 3;  // Takes acct0's stripe: settles, dies.
-  });
-  exit = test::WaitChild(repairer);
-  ASSERT_EQ(exit.code, kCrashPointExitCode) << "the repairer did not settle the record";
+  pid_t committer = 0, repairer = 0;
+  ASSERT_NO_FATAL_FAILURE(test::CommitAndDie(
+      test::TxScenario<Objects>{Populate, Snapshot, RunTransaction}, seg.get(), &o, &committer));
+  ASSERT_NO_FATAL_FAILURE(test::SettleAndDie<Objects>(
+      "tx_settle_after_apply", seg.get(),
+      [](Objects& mine) {
+        DictValue v;
+        return mine.a.Get("acct0", &v);  // Takes acct0's stripe: settles, dies.
+      },
+      &repairer));
   ASSERT_OK(seg->RecoverDeadProcess(committer, nullptr));
   ASSERT_OK(seg->RecoverDeadProcess(repairer, nullptr));
   const auto now = Snapshot(o);

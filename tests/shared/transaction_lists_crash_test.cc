@@ -250,26 +250,19 @@ INSTANTIATE_TEST_SUITE_P(EveryStep, TransactionUnderExclusiveCrashPointTest,
 TEST(TransactionListCrashTest, RepairerDyingMidSettleIsSettledAgain) {
   test::ScopedSegment seg(test::kTxCrashSegmentBytes, test::kTxCrashRegistryEntries);
   Objects o;
-  ASSERT_OK(o.Open(seg.get()));
-  ASSERT_OK(Populate(o));
-  pid_t committer = test::ForkChild([&] {
-    SetCrashPoint("tx_after_commit");
-    Objects mine;
-    if (!mine.Open(seg.get()).ok()) return 2;
-    return RunTransaction(seg.get(), mine).ok() ? 0 : 3;
-  });
-  ASSERT_EQ(test::WaitChild(committer).code, kCrashPointExitCode);
+  pid_t committer = 0;
+  ASSERT_NO_FATAL_FAILURE(test::CommitAndDie(
+      test::TxScenario<Objects>{Populate, Snapshot, RunTransaction}, seg.get(), &o, &committer));
   std::vector<pid_t> repairers;  // Recovered at the end: recovery settles every list.
   for (const char* point : {"tx_list_after_slots", "tx_settle_list"}) {
-    pid_t repairer = test::ForkChild([&] {
-      SetCrashPoint(point);
-      Objects mine;
-      if (!mine.Open(seg.get()).ok()) return 2;
-      uint64_t length = 0;
-      return mine.done.Length(&length).ok() ? 0 : 3;  // Takes done's lock: settles, dies.
-    });
-    ASSERT_EQ(test::WaitChild(repairer).code, kCrashPointExitCode)
-        << "the repairer did not settle the record at " << point;
+    pid_t repairer = 0;
+    ASSERT_NO_FATAL_FAILURE(test::SettleAndDie<Objects>(
+        point, seg.get(),
+        [](Objects& mine) {
+          uint64_t length = 0;
+          return mine.done.Length(&length);  // Takes done's lock: settles, dies.
+        },
+        &repairer));
     repairers.push_back(repairer);
   }
   for (pid_t repairer : repairers) ASSERT_OK(seg->RecoverDeadProcess(repairer, nullptr));

@@ -151,9 +151,34 @@ TEST_F(TransactionTest, BadInputIsRefusedWhenStaged) {
   ASSERT_OK(a_.Set("text", "abc", SetOptions()));
   int64_t result = 0;
   EXPECT_TRUE(tx.Incr(a_, "text", 1, 0, 0, &result).IsInvalidArgument());
+  // A time to live out of range: the dict's own rule and message, staged or not.
+  SetOptions forever;
+  forever.ttl_ms = Dict::kMaxTtlMs + 1;
+  const Status plain = a_.Set("k", "v", forever);
+  EXPECT_TRUE(plain.IsInvalidArgument());
+  EXPECT_EQ(tx.Set(a_, "k", "v", forever).ToString(), plain.ToString());
+  EXPECT_EQ(tx.Incr(a_, "n", 1, 0, -1, &result).ToString(),
+            a_.Incr("n", 1, 0, -1, &result).ToString());
   EXPECT_EQ(tx.staged_writes(), 0u);
   ASSERT_OK(tx.Commit());
   EXPECT_EQ(GetOr(a_, "text"), "abc");
+}
+
+// Past kMaxOps operations (reads of absent keys count too) staging is refused with nothing more
+// staged; what was staged still commits.
+TEST_F(TransactionTest, OperationsPastTheLimitAreRefused) {
+  Transaction tx(seg_.get());
+  DictValue v;
+  for (size_t i = 0; i + 1 < Transaction::kMaxOps; ++i) {
+    ASSERT_TRUE(tx.Get(a_, "absent" + std::to_string(i), &v).IsNotFound());
+  }
+  ASSERT_OK(tx.Set(a_, "last", "fits"));
+  EXPECT_TRUE(tx.Set(a_, "one", "too many").IsInvalidArgument());
+  EXPECT_TRUE(tx.Get(a_, "another", &v).IsInvalidArgument());
+  EXPECT_EQ(tx.staged_writes(), 1u);
+  ASSERT_OK(tx.Commit());
+  EXPECT_EQ(GetOr(a_, "last"), "fits");
+  EXPECT_EQ(GetOr(a_, "one"), "<none>");
 }
 
 TEST_F(TransactionTest, ManyInsertsIntoOneDictGrowItsTables) {

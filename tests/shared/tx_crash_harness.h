@@ -77,6 +77,37 @@ void DieInTransactionAndRecover(const TxCrashCase& c, const TxScenario<Objects>&
   EXPECT_EQ(scenario.snapshot(*o), c.applied ? *after : *before);
 }
 
+// Populates `seg` through *o and lets a child die right after the scenario's transaction set
+// its commit word, with nothing applied yet: the record a repairer must settle. The child's pid
+// goes to *committer (recover it after the repairers). Call with ASSERT_NO_FATAL_FAILURE.
+template <class Objects>
+void CommitAndDie(const TxScenario<Objects>& scenario, Segment* seg, Objects* o, pid_t* committer) {
+  ASSERT_OK(o->Open(seg));
+  ASSERT_OK(scenario.populate(*o));
+  *committer = ForkChild([&] {
+    SetCrashPoint("tx_after_commit");
+    Objects mine;
+    if (!mine.Open(seg).ok()) return 2;
+    return scenario.run(seg, mine).ok() ? 0 : 3;
+  });
+  ASSERT_EQ(WaitChild(*committer).code, kCrashPointExitCode) << "the committer did not commit";
+}
+
+// A child whose `touch` takes a lock of a dead committer's record, so settles the record, and
+// dies at `point` inside that settling. Its pid goes to *repairer. Call with
+// ASSERT_NO_FATAL_FAILURE.
+template <class Objects, class Touch>
+void SettleAndDie(const char* point, Segment* seg, Touch touch, pid_t* repairer) {
+  *repairer = ForkChild([&] {
+    SetCrashPoint(point);
+    Objects mine;
+    if (!mine.Open(seg).ok()) return 2;
+    return touch(mine).ok() ? 0 : 3;
+  });
+  ASSERT_EQ(WaitChild(*repairer).code, kCrashPointExitCode)
+      << "the repairer did not settle the record at " << point;
+}
+
 // The end of a kill-loop round: the writer SIGKILLed, its checking reader killed too. Reads the
 // reader's verdicts ('+' for each committed transaction that saw a right state) until EOF,
 // counting them in *checked and failing at a wrong one; reaps both and recovers what they left.

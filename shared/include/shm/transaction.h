@@ -70,7 +70,10 @@ struct DictStripeRep;  // In the segment (layout.h).
 class Transaction {
  public:
   // Limits on one transaction (bad input is refused with InvalidArgument when staged).
-  static constexpr size_t kMaxOps = 4096;                      // Staged writes and reads.
+  // Staged writes and reads: a bound on the staging's memory (a few hundred bytes an operation
+  // in the process), far above what a command or a queued batch holds (MSET of 90,000 keys in
+  // a 4 MiB command); a batch past it runs under the keyspace's locks instead (docs/resp.md).
+  static constexpr size_t kMaxOps = size_t{1} << 18;
   static constexpr size_t kMaxStagedBytes = size_t{64} << 20;  // Keys and values staged.
   // Keys a keyspace's flush inside a transaction (FLUSHDB in MULTI/EXEC) removes at most, on
   // top of kMaxOps: more is refused (InvalidArgument) with nothing staged.
