@@ -279,6 +279,9 @@ def _rebuild(cls: type, server: str, name: str, extra: Any) -> "BaseProxy":
 class BaseProxy:
     """A handle of one managed object; pickles to a handle of the same object."""
 
+    # What the native methods read on every call (register_manager.cc) are slots, read at a
+    # fixed offset rather than looked up by name; everything else lives in the instance dict.
+    __slots__ = ("_h", "_word_", "__dict__", "__weakref__")
     _typeid = "object"
     _kind = "dict"
 
@@ -830,7 +833,7 @@ class AcquirerProxy(_Blocking):
     compare-and-set. A BoundedSemaphore unit whose holder died goes back to the pool when a
     waiter finds none free; `owner_died` then says so on the proxy that took it."""
 
-    owner_died = False
+    __slots__ = ("_rlock", "owner_died")  # Read and written by the native Lock methods.
 
     def _extra(self) -> Any:
         return self._typeid
@@ -838,6 +841,7 @@ class AcquirerProxy(_Blocking):
     def _set_extra(self, extra: Any) -> None:
         self._typeid = extra
         self._rlock = extra == "RLock"
+        self.owner_died = False
 
     def _try_acquire(self):
         owner = _me()
@@ -1260,6 +1264,7 @@ class QueueProxy(BaseProxy):
     queue); a JoinableQueue's unfinished tasks are entries of its dict object, one per put."""
     _typeid = "Queue"
     _kind = "list"
+    __slots__ = ("_fast",)  # Read by the native put(x) and get().
 
     def _set_extra(self, extra: Any) -> None:
         self._maxsize, self._joinable = extra

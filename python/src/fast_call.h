@@ -158,6 +158,17 @@ inline Py_ssize_t SlotOffset(const py::handle& cls, const char* name) {
   return def->offset;
 }
 
+// The offset of the __slots__ member `name` of `cls` or of a class it derives from.
+inline Py_ssize_t InheritedSlotOffset(const py::handle& cls, const char* name) {
+  py::object member = py::getattr(cls, name);  // On the class: the member descriptor itself.
+  if (Py_TYPE(member.ptr()) != &PyMemberDescr_Type) {
+    throw py::type_error(std::string("no __slots__ member ") + name);
+  }
+  PyMemberDef* def = reinterpret_cast<PyMemberDescrObject*>(member.ptr())->d_member;
+  if (def->type != T_OBJECT_EX) throw py::type_error(std::string("not an object slot: ") + name);
+  return def->offset;
+}
+
 // Replaces the methods `defs` (ending with a null name) of `cls` with C-API method descriptors.
 inline void InstallMethods(const py::handle& cls, PyMethodDef* defs) {
   auto* type = reinterpret_cast<PyTypeObject*>(cls.ptr());
@@ -166,6 +177,21 @@ inline void InstallMethods(const py::handle& cls, PyMethodDef* defs) {
     if (!descr) throw py::error_already_set();
     py::setattr(cls, def->ml_name, descr);
   }
+}
+
+// Points the subscript slots of the Python class `cls` (mp_subscript: x[k]; mp_ass_subscript,
+// unless null: x[k] = v and del x[k]) straight at C functions, so the interpreter calls them
+// without looking __getitem__/__setitem__ up by name and calling the method through a vectorcall
+// (slot_mp_subscript). Call after InstallMethods of those names (assigning a dunder method resets
+// its slot). The class's own type only: a subclass keeps the by-name dispatch.
+inline void InstallSubscriptSlots(const py::handle& cls, binaryfunc get, objobjargproc set) {
+  auto* type = reinterpret_cast<PyTypeObject*>(cls.ptr());
+  if ((type->tp_flags & Py_TPFLAGS_HEAPTYPE) == 0 || type->tp_as_mapping == nullptr) {
+    throw py::type_error("subscript slots of a class defined in Python only");
+  }
+  type->tp_as_mapping->mp_subscript = get;
+  if (set != nullptr) type->tp_as_mapping->mp_ass_subscript = set;
+  PyType_Modified(type);
 }
 
 // Replaces the property `def->name` of `cls` with a C-API getset descriptor.

@@ -26,6 +26,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "attachment.h"
@@ -52,12 +53,16 @@ struct Globals {
   PyObject* protocol = nullptr;    // pickle.HIGHEST_PROTOCOL
   PyObject* encode_key = nullptr;  // manager._encode_key
   PyObject* owner = nullptr;       // manager._process_owner
-  PyObject* h = nullptr;           // Interned attribute names.
-  PyObject* rlock = nullptr;
-  PyObject* owner_died = nullptr;
-  PyObject* fast = nullptr;
-  PyObject* word = nullptr;
+  PyObject* word = nullptr;        // Interned attribute names.
   PyObject* try_acquire = nullptr;
+  PyObject* delitem = nullptr;
+  // Offsets of the proxies' __slots__ members the fast methods read on every call (a member at
+  // a fixed offset costs a load; a lookup by name, a type and an instance dict lookup).
+  Py_ssize_t h_slot = 0;           // BaseProxy._h: the native handle.
+  Py_ssize_t word_slot = 0;        // BaseProxy._word_: the wake word, None until first used.
+  Py_ssize_t rlock_slot = 0;       // AcquirerProxy._rlock.
+  Py_ssize_t owner_died_slot = 0;  // AcquirerProxy.owner_died.
+  Py_ssize_t fast_slot = 0;        // QueueProxy._fast.
 };
 Globals g;
 
@@ -251,6 +256,90 @@ void MakeEntry(int64_t order, std::string_view key, std::string_view value, std:
   out->append(value);
 }
 
+// The object of the record `r` when making it can run no Python code and raise nothing but
+// MemoryError (None, bool, an int or a float of exactly 8 bytes, bytes, ASCII str; a new
+// reference), else null with no error set (the caller copies the record and uses FromRecord).
+// Safe on bytes a concurrent writer is changing: at worst a wrong object, which the caller drops.
+PyObject* FromRecordInPlace(std::string_view r) {
+  if (r.empty()) return nullptr;
+  const char* p = r.data() + 1;
+  const size_t n = r.size() - 1;
+  switch (r[0]) {
+    case kNone:
+    case kTrue:
+    case kFalse:
+    case kBytes:
+      return n == 0 || r[0] == kBytes ? FromRecord(r) : nullptr;
+    case kInt:
+    case kFloat:
+      return n == 8 ? FromRecord(r) : nullptr;
+    case kStr: {
+      unsigned char high = 0;
+      for (size_t i = 0; i < n; ++i) high |= static_cast<unsigned char>(p[i]);
+      if (high >= 0x80) return nullptr;  // UTF-8 beyond ASCII: decoding may fail.
+      PyObject* str = PyUnicode_New(static_cast<Py_ssize_t>(n), 127);
+      if (str != nullptr) std::memcpy(PyUnicode_1BYTE_DATA(str), p, n);
+      return str;
+    }
+    default:
+      return nullptr;
+  }
+}
+
+// The value of a managed dict's entry (or, with kRecord, of an entry that is a bare record: the
+// `v` of a Value or an Event), read by Dict::Read straight from the segment: an immutable value
+// is built from the segment's bytes (one copy), any other record is copied out and made after the
+// read (a pickle runs Python code, which must not run inside the library's call, nor twice). A
+// read without the lock may call Take with an entry a writer is changing, then again under the
+// lock: an entry that does not parse asks for that retry (Internal), and the last call's value
+// is the answer.
+class EntryValueReader : public shm::DictReader {
+ public:
+  enum Kind { kDictEntry, kRecord };
+  explicit EntryValueReader(std::string* record, Kind kind = kDictEntry)
+      : record_(record), kind_(kind) {}
+  ~EntryValueReader() override { Py_XDECREF(value_); }
+  EntryValueReader(const EntryValueReader&) = delete;
+  EntryValueReader& operator=(const EntryValueReader&) = delete;
+
+  shm::Status Take(std::string_view data, std::string_view, uint64_t, int64_t) override {
+    Py_CLEAR(value_);
+    record_->clear();
+    malformed_ = false;
+    if (no_memory_) PyErr_Clear();  // A retry under the lock: that error was the last try's.
+    no_memory_ = false;
+    EntryView entry;
+    if (kind_ == kRecord) {
+      entry.value = data;
+    } else if (!ParseEntry(data, &entry)) {
+      malformed_ = true;
+      return shm::Status::Internal("not a managed dict's entry");
+    }
+    value_ = FromRecordInPlace(entry.value);
+    if (value_ == nullptr) {
+      if (PyErr_Occurred()) {  // MemoryError.
+        no_memory_ = true;
+        return shm::Status::Internal("out of memory");
+      }
+      record_->assign(entry.value);
+    }
+    return shm::Status::OK();
+  }
+  // After a Read that answered OK: the value (a new reference), or null with an error set.
+  PyObject* Value() {
+    if (value_ != nullptr) return std::exchange(value_, nullptr);
+    return FromRecord(*record_);
+  }
+  bool malformed() const { return malformed_; }
+
+ private:
+  std::string* record_;
+  const Kind kind_;
+  PyObject* value_ = nullptr;
+  bool malformed_ = false;
+  bool no_memory_ = false;  // The last Take set MemoryError.
+};
+
 // --- handles
 // --------------------------------------------------------------------------------------
 
@@ -281,11 +370,24 @@ class MgrDict {
     });
     return found;
   }
+  // The value of the entry `key` into `reader`: false when absent. A malformed entry or a
+  // MemoryError ends the read with the reader saying so (no exception).
+  bool ReadEntryValue(std::string_view key, EntryValueReader* reader) {
+    bool found = false;
+    bound_.RunFast([&](shm::Dict& d) {
+      shm::Status s = d.Read(key, reader);
+      found = s.ok();
+      return s.IsNotFound() || reader->malformed() || PyErr_Occurred() ? shm::Status::OK() : s;
+    });
+    return found;
+  }
   // The value record of `key` (the `v` of a Value or an Event) into a new object; null with an
   // error set, or without one when absent.
   PyObject* GetRecord(std::string_view key) {
-    Leased<shm::DictValue> value;
-    return Get(key, value.get()) ? FromRecord(value->data) : nullptr;
+    Leased<std::string> record;
+    EntryValueReader reader(record.get(), EntryValueReader::kRecord);
+    const bool found = ReadEntryValue(key, &reader);
+    return found && !PyErr_Occurred() ? reader.Value() : nullptr;
   }
   // mode kAdd: false when present; if_version: false on a mismatch.
   bool Set(std::string_view key, std::string_view value, shm::SetMode mode,
@@ -348,8 +450,21 @@ class MgrDict {
   }
   // Whether a sleeper counted itself in `!w` (manager.py's _Blocking._wait_until).
   bool HasWaiters() {
-    Leased<shm::DictValue> v;
-    return Get("!w", v.get()) && !v->data.empty() && v->data != "0" && v->data[0] != '-';
+    // The count as read, straight from the segment (the last Take's answer, as in Read).
+    struct Positive : shm::DictReader {
+      bool positive = false;
+      shm::Status Take(std::string_view data, std::string_view, uint64_t, int64_t) override {
+        positive = !data.empty() && data != "0" && data[0] != '-';
+        return shm::Status::OK();
+      }
+    } count;
+    bool found = false;
+    bound_.RunFast([&](shm::Dict& d) {
+      shm::Status s = d.Read("!w", &count);
+      found = s.ok();
+      return s.IsNotFound() ? shm::Status::OK() : s;
+    });
+    return found && count.positive;
   }
 
  private:
@@ -403,12 +518,13 @@ class MgrList {
 // under Guarded: OnHandle below is the one frame around them.
 
 // The handle of kind H of a proxy (borrowed: the proxy keeps it), or null with an error set.
+// `self` is an instance of a proxy class (a method descriptor checks that before the call), so
+// the slot is there.
 template <class H>
 H* HandleOf(PyObject* self) {
-  PyObject* h = PyObject_GetAttr(self, g.h);
+  PyObject* h = SlotValue(self, g.h_slot);
   if (h == nullptr) return nullptr;
   H* cpp = CppOf<H>(h, H::type);
-  Py_DECREF(h);
   if (cpp == nullptr) PyErr_SetString(PyExc_TypeError, "not a shmstate.Manager proxy handle");
   return cpp;
 }
@@ -436,7 +552,10 @@ bool Done(F&& fn) {
 // The proxy's wake word (`_word`, made on first use; borrowed: the proxy keeps it), or null with
 // an error set.
 PyWakeWord* WordOf(PyObject* self) {
-  PyObject* word = PyObject_GetAttr(self, g.word);
+  PyObject* made = SlotValue(self, g.word_slot);
+  if (made == nullptr) return nullptr;
+  if (Py_TYPE(made) == PyWakeWord::type) return CppOf<PyWakeWord>(made, PyWakeWord::type);
+  PyObject* word = PyObject_GetAttr(self, g.word);  // The property makes it.
   if (word == nullptr) return nullptr;
   PyWakeWord* cpp = CppOf<PyWakeWord>(word, PyWakeWord::type);
   Py_DECREF(word);
@@ -488,16 +607,17 @@ bool EntryKey(PyObject* key, std::string* out) {
 PyObject* DictLookup(PyObject* self, PyObject* key, bool* absent) {
   *absent = false;
   return OnHandle<MgrDict>(self, [&](MgrDict& d) -> PyObject* {
-    Leased<std::string> ekey;
-    Leased<shm::DictValue> value;
+    Leased<std::string> ekey, record;
     if (!EntryKey(key, ekey.get())) return nullptr;
-    if (!d.Get(*ekey, value.get())) {
+    EntryValueReader reader(record.get());
+    const bool found = d.ReadEntryValue(*ekey, &reader);
+    if (PyErr_Occurred()) return nullptr;
+    if (reader.malformed()) return BadRecord();
+    if (!found) {
       *absent = true;
       return nullptr;
     }
-    EntryView entry;
-    if (!ParseEntry(value->data, &entry)) return BadRecord();
-    return FromRecord(entry.value);
+    return reader.Value();
   });
 }
 
@@ -528,26 +648,47 @@ PyObject* DictContains(PyObject* self, PyObject* key) {
   });
 }
 
-// d[key] = value: an existing key keeps its order and first-written key (its value record is
-// replaced under the dict's lock); a new one takes the next order and is added only if still
-// absent.
+// d[key] = value: an existing key keeps its order and first-written key, a new one takes the
+// next order and is added only if still absent. An existing entry is read without the lock and
+// rewritten if it still has the version read (a compare-and-set: the new entry is allocated
+// before the dict's lock is taken, and a read takes no lock); one with an expiry (set by
+// another front end) is rewritten under the lock by ReplaceValue, which keeps it. A race with
+// another writer of the key retries.
 PyObject* DictSetItem(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
   if (nargs != 2) {
     PyErr_SetString(PyExc_TypeError, "__setitem__ takes a key and a value");
     return nullptr;
   }
   return OnHandle<MgrDict>(self, [&](MgrDict& d) -> PyObject* {
-    Leased<std::string> ekey, value_record, key_record, entry;
+    Leased<std::string> ekey, value_record, entry;
     if (!EntryKey(args[0], ekey.get()) || !AppendRecord(args[1], value_record.get())) {
       return nullptr;
     }
+    std::optional<Leased<std::string>> key_record;  // Made for an insert only.
     while (true) {
-      bool malformed = false;
-      if (d.ReplaceValue(*ekey, *value_record, &malformed)) break;
-      if (malformed) return BadRecord();
-      if (key_record->empty() && !AppendRecord(args[0], key_record.get())) return nullptr;
+      {
+        Leased<shm::DictValue> current;
+        if (d.Get(*ekey, current.get())) {
+          EntryView old;
+          if (!ParseEntry(current->data, &old)) return BadRecord();
+          if (current->expires_at_ms != 0) {
+            bool malformed = false;
+            if (d.ReplaceValue(*ekey, *value_record, &malformed)) break;
+            if (malformed) return BadRecord();
+            continue;  // Deleted meanwhile.
+          }
+          entry->assign(current->data, 0, kEntryHeader + old.key.size());
+          entry->append(*value_record);
+          if (d.Set(*ekey, *entry, shm::SetMode::kSet, current->version)) break;
+          continue;  // Changed or deleted meanwhile.
+        }
+      }
+      if (!key_record) {
+        key_record.emplace();
+        if (!AppendRecord(args[0], key_record->get())) return nullptr;
+      }
       int64_t order = d.Incr("!order", 1);
-      MakeEntry(order, *key_record, *value_record, entry.get());
+      MakeEntry(order, **key_record, *value_record, entry.get());
       if (d.Set(*ekey, *entry, shm::SetMode::kAdd)) break;  // Else added meanwhile: replace it.
     }
     Py_RETURN_NONE;
@@ -772,11 +913,16 @@ bool RLockTryRelease(MgrDict& d, bool* applied, bool* waiters) {
 }
 
 bool IsRLock(PyObject* self, bool* is_rlock) {
-  PyObject* rlock = PyObject_GetAttr(self, g.rlock);
+  PyObject* rlock = SlotValue(self, g.rlock_slot);
   if (rlock == nullptr) return false;
   *is_rlock = rlock == Py_True;
-  Py_DECREF(rlock);
   return true;
+}
+
+// owner_died = False after a take from a live holder (no write when it already is).
+void NoOwnerDied(PyObject* self) {
+  PyObject* died = *reinterpret_cast<PyObject**>(reinterpret_cast<char*>(self) + g.owner_died_slot);
+  if (died != Py_False) SetSlotValue(self, g.owner_died_slot, Py_False);
 }
 
 // A held Lock's acquire() (blocking, no timeout): WaitLoop, each round one add-if-absent. The
@@ -798,7 +944,7 @@ PyObject* LockWait(PyObject* self, MgrDict* d, std::string_view owner) {
                     if (!Done([&] { took = d->Set("h", owner, shm::SetMode::kAdd); }) || !took) {
                       return nullptr;
                     }
-                    if (PyObject_SetAttr(self, g.owner_died, Py_False) != 0) return nullptr;
+                    NoOwnerDied(self);
                     Py_RETURN_TRUE;
                   });
 }
@@ -821,7 +967,7 @@ PyObject* LockAcquire(PyObject* self, PyObject* const* args, Py_ssize_t nargs, P
   if (!applied) {
     return is_rlock ? Slow(self, "_acquire_slow", args, nargs, kwnames) : LockWait(self, d, owner);
   }
-  if (took && PyObject_SetAttr(self, g.owner_died, Py_False) != 0) return nullptr;
+  if (took) NoOwnerDied(self);
   Py_RETURN_TRUE;
 }
 
@@ -884,14 +1030,8 @@ PyObject* ListGetItem(PyObject* self, PyObject* index) {
 // Queue.put(item) and get() of a queue with no bound and no task count (`_fast`): one push or
 // pop; a get that finds the queue empty, and every other form, through the Python method.
 bool FastQueue(PyObject* self) {
-  PyObject* fast = PyObject_GetAttr(self, g.fast);
-  if (fast == nullptr) {
-    PyErr_Clear();
-    return false;
-  }
-  const bool result = fast == Py_True;
-  Py_DECREF(fast);
-  return result;
+  PyObject* fast = *reinterpret_cast<PyObject**>(reinterpret_cast<char*>(self) + g.fast_slot);
+  return fast == Py_True;  // Unset (null) before _set_extra: the Python method.
 }
 
 PyObject* QueuePut(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
@@ -926,6 +1066,21 @@ PyObject* QueueGet(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyOb
   if (value == nullptr || got) return value;
   Py_DECREF(value);
   return Slow(self, "_get_slow", args, nargs, kwnames);  // Empty: wait there.
+}
+
+// d[key] = value and del d[key] from the type's slot (InstallSubscriptSlots); a delete is the
+// Python __delitem__'s.
+int DictAssSubscript(PyObject* self, PyObject* key, PyObject* value) {
+  PyObject* result = nullptr;
+  if (value == nullptr) {
+    result = PyObject_CallMethodOneArg(self, g.delitem, key);
+  } else {
+    PyObject* args[] = {key, value};
+    result = DictSetItem(self, args, 2);
+  }
+  if (result == nullptr) return -1;
+  Py_DECREF(result);
+  return 0;
 }
 
 PyMethodDef kDictFast[] = {
@@ -969,12 +1124,14 @@ void Install(const py::dict& classes, const py::object& encode_key, const py::ob
   g.protocol = NewRef(pickle.attr("HIGHEST_PROTOCOL"));
   g.encode_key = NewRef(encode_key);
   g.owner = NewRef(owner);
-  g.h = PyUnicode_InternFromString("_h");
-  g.rlock = PyUnicode_InternFromString("_rlock");
-  g.owner_died = PyUnicode_InternFromString("owner_died");
-  g.fast = PyUnicode_InternFromString("_fast");
   g.word = PyUnicode_InternFromString("_word");
+  g.h_slot = InheritedSlotOffset(classes["dict"], "_h");
+  g.word_slot = InheritedSlotOffset(classes["dict"], "_word_");
+  g.rlock_slot = InheritedSlotOffset(classes["Lock"], "_rlock");
+  g.owner_died_slot = InheritedSlotOffset(classes["Lock"], "owner_died");
+  g.fast_slot = InheritedSlotOffset(classes["Queue"], "_fast");
   g.try_acquire = PyUnicode_InternFromString("_try_acquire");
+  g.delitem = PyUnicode_InternFromString("__delitem__");
   MgrDict::type = reinterpret_cast<PyTypeObject*>(py::type::of<MgrDict>().ptr());
   MgrList::type = reinterpret_cast<PyTypeObject*>(py::type::of<MgrList>().ptr());
   pthread_atfork(nullptr, nullptr, ForgetOwner);
@@ -985,6 +1142,9 @@ void Install(const py::dict& classes, const py::object& encode_key, const py::ob
   InstallMethods(classes["Lock"], kLockFast);
   InstallMethods(classes["list"], kListFast);
   InstallMethods(classes["Queue"], kQueueFast);
+  // After the methods: setting __getitem__ on a class resets its slot to the by-name lookup.
+  InstallSubscriptSlots(classes["dict"], DictGetItem, DictAssSubscript);
+  InstallSubscriptSlots(classes["list"], ListGetItem, nullptr);
 }
 
 }  // namespace

@@ -964,11 +964,11 @@ constexpr bool IsPowerOfTwo(uint64_t n) { return n != 0 && (n & (n - 1)) == 0; }
 
 // Looks for `key` on the chain from its home slot: kHit with the blob (*found) and its header as
 // read once (a freed blob's header may change under us, so only `*header` is trusted for
-// lengths), kAbsent when the chain ends first, kUnsure when the words read make no sense, which
-// only a concurrent free can cause.
+// lengths), its slot and where it is (*found_at), kAbsent when the chain ends first, kUnsure when
+// the words read make no sense, which only a concurrent free can cause.
 LockFreeRead FindWithoutLock(Segment::Impl* seg, const DictRep* rep, std::string_view key,
                              uint64_t hash, DictEntryBlob* header, const DictEntryBlob** found,
-                             const DictSlot** found_slot) {
+                             const DictSlot** found_slot, DictTxSlotHint* found_at) {
   uint32_t bits = rep->shard_bits;
   if (bits != 0 && bits != kDictShardBits) return LockFreeRead::kUnsure;
   uint64_t table_handle = rep->shards[rep->ShardOf(hash)].table.load(std::memory_order_acquire);
@@ -1009,6 +1009,7 @@ LockFreeRead FindWithoutLock(Segment::Impl* seg, const DictRep* rep, std::string
     if (std::memcmp(blob->bytes(), key.data(), key.size()) != 0) continue;
     *found = blob;
     *found_slot = &slots[pos];
+    *found_at = DictTxSlotHint{table_handle, pos, word};
     return LockFreeRead::kHit;
   }
   return LockFreeRead::kUnsure;  // A full table: not a state a writer leaves.
@@ -1067,8 +1068,9 @@ void AddTallyOf(const ObjectRef& ref) {
 
 // kHit (the entry copied to *value) or kAbsent when the read was not disturbed; kUnsure for
 // anything the locked path must answer.
+// *seen gets where the entry was (a transaction's hint for its commit, DictTxSlotHint).
 LockFreeRead TryGetWithoutLock(const ObjectRef& ref, std::string_view key, uint64_t hash,
-                               DictReader* reader, Status* taken) {
+                               DictReader* reader, Status* taken, DictTxSlotHint* seen) {
 #if defined(__SANITIZE_THREAD__)
   return LockFreeRead::kUnsure;
 #else
@@ -1086,7 +1088,8 @@ LockFreeRead TryGetWithoutLock(const ObjectRef& ref, std::string_view key, uint6
   DictEntryBlob header;
   const DictEntryBlob* blob = nullptr;
   const DictSlot* slot = nullptr;
-  const LockFreeRead read = FindWithoutLock(seg, rep, key, hash, &header, &blob, &slot);
+  DictTxSlotHint at;
+  const LockFreeRead read = FindWithoutLock(seg, rep, key, hash, &header, &blob, &slot, &at);
   if (read == LockFreeRead::kUnsure) return read;
   if (read == LockFreeRead::kHit) {
     if (rep->eviction == static_cast<uint32_t>(DictEviction::kClock) &&
@@ -1111,6 +1114,7 @@ LockFreeRead TryGetWithoutLock(const ObjectRef& ref, std::string_view key, uint6
     return LockFreeRead::kUnsure;
   }
   CountUnlockedRead(ref, read == LockFreeRead::kHit);
+  if (seen != nullptr) *seen = at;
   return read;
 #endif
 }
@@ -1136,13 +1140,15 @@ const DictSlot* HomeSlotWithoutLock(Segment::Impl* seg, const DictRep* rep, uint
 
 namespace {
 
-// Dict::Read of a key whose hash is known (DictTxGet: a transaction hashed it already).
-Status ReadHashed(const ObjectRef& ref, std::string_view key, uint64_t hash, DictReader* reader) {
+// Dict::Read of a key whose hash is known (DictTxGet: a transaction hashed it already). *seen
+// (may be null) gets where a hit was found.
+Status ReadHashed(const ObjectRef& ref, std::string_view key, uint64_t hash, DictReader* reader,
+                  DictTxSlotHint* seen = nullptr) {
   SHM_RETURN_IF_ERROR(ValidateKey(key));
   return CatchAtBoundary("dict", [&] {
     if (ref.valid()) {
       Status taken;
-      const LockFreeRead read = TryGetWithoutLock(ref, key, hash, reader, &taken);
+      const LockFreeRead read = TryGetWithoutLock(ref, key, hash, reader, &taken, seen);
       if (!taken.ok()) return taken;
       if (read == LockFreeRead::kHit) return Status::OK();
       if (read == LockFreeRead::kAbsent) return Status::NotFound("no such key");
@@ -1169,6 +1175,10 @@ Status ReadHashed(const ObjectRef& ref, std::string_view key, uint64_t hash, Dic
       slot.ref_bit.store(1, std::memory_order_relaxed);
     }
     d.shard->hits.fetch_add(1, std::memory_order_relaxed);
+    if (seen != nullptr) {
+      *seen = DictTxSlotHint{d.shard->table.load(std::memory_order_relaxed),
+                             static_cast<uint64_t>(probe.found), slot.blob.load()};
+    }
     return reader->Take(live->value(), live->content_type(), live->version, live->expires_at_ms);
   });
 }
@@ -1190,9 +1200,10 @@ class ValueReader : public DictReader {
   DictValue* value_;
 };
 
-Status GetHashed(const ObjectRef& ref, std::string_view key, uint64_t hash, DictValue* value) {
+Status GetHashed(const ObjectRef& ref, std::string_view key, uint64_t hash, DictValue* value,
+                 DictTxSlotHint* seen = nullptr) {
   ValueReader reader(value);
-  return ReadHashed(ref, key, hash, &reader);
+  return ReadHashed(ref, key, hash, &reader, seen);
 }
 
 }  // namespace
@@ -1679,6 +1690,17 @@ Status Dict::GetOptions(DictOptions* options) const {
 
 namespace {
 
+// The slot `hint` names when it is in d's current table and still holds the blob it names, else
+// -1. Under the lock, that blob is the entry the hint was taken from.
+int64_t HintedSlotLocked(const Locked& d, const DictTxSlotHint& hint) {
+  if (hint.table == 0 || !IsBlob(hint.blob) ||
+      d.shard->table.load(std::memory_order_relaxed) != hint.table ||
+      hint.pos >= d.table->capacity || d.slot(hint.pos).blob.load() != hint.blob) {
+    return -1;
+  }
+  return static_cast<int64_t>(hint.pos);
+}
+
 // The shard a change names, as if its stripe were locked by ShardGuard.
 Locked TxView(Segment::Impl* seg, DictStripeRep* stripe, uint64_t body, uint32_t shard) {
   auto* rep = seg->Ptr<DictRep>(body);
@@ -1773,19 +1795,32 @@ Status DictTxReadLocked(const ObjectRef& ref, const DictTxTarget& target, std::s
 }
 
 Status DictTxProbeLocked(const ObjectRef& ref, const DictTxTarget& target, std::string_view key,
-                         uint64_t* version, int64_t* expires_at_ms) {
+                         const DictTxSlotHint* seen, uint64_t seen_version, uint64_t* version,
+                         int64_t* expires_at_ms, DictTxSlotHint* at) {
   *version = 0;
   *expires_at_ms = 0;
+  if (at != nullptr) *at = DictTxSlotHint{};
   if (!IsCurrent(ref) || ref.entry->body.load(std::memory_order_acquire) != target.body) {
     return Status::NotFound("object was deleted");
   }
   if (EntryExpiredNow(ref.entry)) return Status::NotFound("object has expired");
   Segment::Impl* seg = ref.segment->impl();
   const Locked d = TxView(seg, target.stripe, target.body, target.shard);
-  const DictEntryBlob* live = LiveBlob(d, FindLocked(d, key, target.hash), NowFor(d.rep));
-  if (live != nullptr) {
-    *version = live->version;
-    *expires_at_ms = live->expires_at_ms;
+  Probe probe;
+  const int64_t hinted = seen != nullptr ? HintedSlotLocked(d, *seen) : -1;
+  if (hinted >= 0 && d.blob(seen->blob)->version == seen_version) {
+    probe.found = hinted;  // The very write the read saw: no other entry has its version.
+  } else {
+    probe = FindLocked(d, key, target.hash);
+  }
+  const DictEntryBlob* live = LiveBlob(d, probe, NowFor(d.rep));
+  if (live == nullptr) return Status::OK();
+  *version = live->version;
+  *expires_at_ms = live->expires_at_ms;
+  if (at != nullptr) {
+    *at = DictTxSlotHint{d.shard->table.load(std::memory_order_relaxed),
+                         static_cast<uint64_t>(probe.found),
+                         d.slot(static_cast<uint64_t>(probe.found)).blob.load()};
   }
   return Status::OK();
 }
@@ -1805,8 +1840,9 @@ int64_t DictTxExpiryLocked(Segment::Impl* seg, const DictTxTarget& target, int64
   return ExpiryFor(ttl_ms, rep, NowFor(rep));
 }
 
-Status DictTxGet(const Dict& dict, std::string_view key, uint64_t hash, DictValue* value) {
-  return GetHashed(dict.ref(), key, hash, value);
+Status DictTxGet(const Dict& dict, std::string_view key, uint64_t hash, DictValue* value,
+                 DictTxSlotHint* seen) {
+  return GetHashed(dict.ref(), key, hash, value, seen);
 }
 
 Status DictTxAllocateBlob(Segment::Impl* seg, CowWriter* writer, std::string_view key,
@@ -1826,12 +1862,14 @@ Status DictTxAllocateBlob(Segment::Impl* seg, CowWriter* writer, std::string_vie
 }
 
 Status DictTxApplyLocked(Segment::Impl* seg, const TxChangeRep& change, CowWriter* evictor,
-                         bool* rebuild_after) {
+                         bool* rebuild_after, const DictTxSlotHint* at) {
   if (rebuild_after != nullptr) *rebuild_after = false;
   auto* stripe = seg->Ptr<DictStripeRep>(change.stripe);
   const Locked d = TxView(seg, stripe, change.body, change.shard);
   auto* blob = seg->Ptr<DictEntryBlob>(change.blob);
-  const Probe probe = FindLocked(d, blob->key(), blob->hash);
+  Probe probe;
+  probe.found = at != nullptr ? HintedSlotLocked(d, *at) : -1;
+  if (probe.found < 0) probe = FindLocked(d, blob->key(), blob->hash);
   uint64_t pos = 0, next = 0;
   if (change.erase != 0) {
     if (probe.found < 0) return Status::OK();  // Absent, or removed before its committer died.

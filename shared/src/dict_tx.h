@@ -35,6 +35,15 @@ struct DictTxTarget {
   uint64_t hash = 0;
 };
 
+// Where a key's entry was found: its shard's table, the slot, and the blob the slot held. A hint
+// only: under the lock it is used when that slot of the current table still holds that blob
+// (else the key is looked up), so it spares a commit its second and third look-up of a key.
+struct DictTxSlotHint {
+  uint64_t table = 0;  // 0: none.
+  uint64_t pos = 0;
+  uint64_t blob = 0;
+};
+
 // Where `key` of ref's dict lives, read without the lock (DictTxReadLocked checks it again).
 // NotFound when the dict is gone.
 Status DictTxLocate(const ObjectRef& ref, std::string_view key, DictTxTarget* target);
@@ -48,9 +57,12 @@ bool DictTxLockStripe(Segment::Impl* seg, DictStripeRep* stripe, std::chrono::na
 Status DictTxReadLocked(const ObjectRef& ref, const DictTxTarget& target, std::string_view key,
                         DictValue* value, bool* found);
 // Under the lock: as DictTxReadLocked, without copying the entry out: its version (0 when
-// absent or expired) and expiry.
+// absent or expired) and expiry; *at (may be null) where it is (table 0: absent). `seen` (may
+// be null): where a read found the entry with version `seen_version`; when its slot holds the
+// same blob with that version (versions are unique per write within a dict), that is the entry.
 Status DictTxProbeLocked(const ObjectRef& ref, const DictTxTarget& target, std::string_view key,
-                         uint64_t* version, int64_t* expires_at_ms);
+                         const DictTxSlotHint* seen, uint64_t seen_version, uint64_t* version,
+                         int64_t* expires_at_ms, DictTxSlotHint* at);
 // Under the lock: whether `inserts` new keys fit the shard's table without a rebuild.
 bool DictTxRoomLocked(Segment::Impl* seg, const DictTxTarget& target, uint64_t inserts);
 // Without any lock held: rebuilds the shard's table with room for `inserts` more keys.
@@ -67,14 +79,17 @@ Status DictTxAllocateBlob(Segment::Impl* seg, CowWriter* writer, std::string_vie
                           uint64_t hash, std::string_view content_type, std::string_view value,
                           int64_t expires_at_ms, uint64_t* handle);
 // Dict::Get of a key whose DictKeyHash is `hash` (a transaction's read: it hashed the key).
-Status DictTxGet(const Dict& dict, std::string_view key, uint64_t hash, DictValue* value);
+// *seen (may be null) gets where a hit was found, untouched otherwise.
+Status DictTxGet(const Dict& dict, std::string_view key, uint64_t hash, DictValue* value,
+                 DictTxSlotHint* seen = nullptr);
 // Under the lock: applies `change` with plain stores (the record, not an intent slot, owns its
 // blobs), freeing the blob it replaces. With `evictor` (the committer's writer) a dict with
 // max_bytes first evicts to make room; a repair passes none. Idempotent: a put whose blob is in
 // its slot, or an erase of an absent key, is skipped.
 // *rebuild_after (may be null) says whether an insert left the shard's table due a rebuild.
+// `at` (may be null): where the commit's check under this same lock hold found the key.
 Status DictTxApplyLocked(Segment::Impl* seg, const TxChangeRep& change, CowWriter* evictor,
-                         bool* rebuild_after = nullptr);
+                         bool* rebuild_after = nullptr, const DictTxSlotHint* at = nullptr);
 // Under the lock: recomputes what is derived from the shard's table (after a repair's apply).
 void DictTxRepairShardLocked(Segment::Impl* seg, uint64_t body, uint32_t shard);
 // Takes every shard lock of ref's dict in lock order and marks each with a fresh record without

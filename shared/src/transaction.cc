@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <bit>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <map>
 #include <set>
@@ -65,6 +66,7 @@ struct Transaction::State {
     bool keyspace = false;
     bool read = false;
     uint64_t version = 0;  // Read: 0 absent. For a keyspace key, Keyspace::Version's.
+    DictTxSlotHint seen;   // Read and found: where (the commit checks that slot first).
     bool written = false;
     bool erase = false;
     DictValue value;  // Written: what a later read sees (version 0: not yet known).
@@ -125,6 +127,7 @@ struct Transaction::State {
   struct Located {
     DictTxTarget target;
     uint32_t change = 0;  // Written: its index in the record.
+    DictTxSlotHint at;    // Where the check under the lock found it (the apply looks there).
   };
   std::vector<Located> located;  // Per entry.
   std::vector<uint32_t> order;   // Entry indices in lock order.
@@ -145,7 +148,8 @@ struct Transaction::State {
   std::vector<Share> shares;  // In lock order.
 
   Status CheckRoom(size_t bytes) {
-    if (reads + writes + counters.size() + lists.staged() >= kMaxOps + flush_room) {
+    const size_t list_ops = lists.empty() ? 0 : lists.staged();
+    if (reads + writes + counters.size() + list_ops >= kMaxOps + flush_room) {
       over_limits = true;
       return Status::InvalidArgument("transaction has more than " + std::to_string(kMaxOps) +
                                      " operations");
@@ -168,11 +172,13 @@ struct Transaction::State {
     index.clear();
     counters.clear();
     orphans.clear();
-    lists.clear();
-    hash_writes.clear();
-    hash_sizes.clear();
+    // A tree's clear is an out-of-line call even when empty, and a transaction of dict entries
+    // (the common one) leaves these empty; it is cleared twice (Commit, then the destructor).
+    if (!lists.empty()) lists.clear();
+    if (!hash_writes.empty()) hash_writes.clear();
+    if (!hash_sizes.empty()) hash_sizes.clear();
     created.clear();
-    built_lists.clear();
+    if (!built_lists.empty()) built_lists.clear();
     refilled = false;
     ready.clear();
   }
@@ -224,6 +230,7 @@ struct Transaction::State {
     e.keyspace = keyspace;
     e.read = e.written = e.erase = false;
     e.version = 0;
+    e.seen = DictTxSlotHint{};
     e.expiry = Expiry::kAbsolute;
     e.ttl_ms = 0;
     e.appended = 0;
@@ -280,7 +287,8 @@ Status ViewEntry(State* st, const Dict& dict, bool keyspace, std::string_view ke
     return Status::OK();
   }
   SHM_RETURN_IF_ERROR(st->CheckRoom(key.size()));
-  Status s = DictTxGet(dict, key, hash, out);
+  DictTxSlotHint seen;
+  Status s = DictTxGet(dict, key, hash, out, &seen);
   if (!s.ok() && !s.IsNotFound()) return s;
   *found = s.ok();
   uint64_t version = 0;
@@ -289,6 +297,7 @@ Status ViewEntry(State* st, const Dict& dict, bool keyspace, std::string_view ke
   if (!e->read) {
     e->read = true;
     e->version = version;
+    e->seen = seen;
     ++st->reads;
     st->staged_bytes += key.size();
   } else if (e->version != version) {
@@ -297,8 +306,9 @@ Status ViewEntry(State* st, const Dict& dict, bool keyspace, std::string_view ke
   return Status::OK();
 }
 
+// `value` is moved from (a reference, not a copy: a transfer stages two per commit).
 Status Stage(State* st, const Dict& dict, bool keyspace, std::string_view key, bool erase,
-             DictValue value, Expiry expiry, int64_t ttl_ms) {
+             DictValue&& value, Expiry expiry, int64_t ttl_ms) {
   const size_t bytes = key.size() + value.data.size() + value.content_type.size();
   uint64_t hash = 0;
   State::Entry* e = st->Lookup(dict.ref(), key, &hash);
@@ -547,10 +557,11 @@ class Committer {
         c.body = target.body;
         c.shard = target.shard;
         c.erase = e.erase ? 1 : 0;
-        const DictValue& v = e.value;
-        SHM_RETURN_IF_ERROR(DictTxAllocateBlob(seg_, &writer_, e.key, e.hash,
-                                               e.erase ? "" : v.content_type, e.erase ? "" : v.data,
-                                               v.expires_at_ms, &c.blob));
+        // Views: `erase ? "" : string` would copy the string into a temporary.
+        const std::string_view content_type = e.erase ? std::string_view() : e.value.content_type;
+        const std::string_view data = e.erase ? std::string_view() : e.value.data;
+        SHM_RETURN_IF_ERROR(DictTxAllocateBlob(seg_, &writer_, e.key, e.hash, content_type, data,
+                                               e.value.expires_at_ms, &c.blob));
         if (!e.erase && e.appended != 0) seg_->Ptr<DictEntryBlob>(c.blob)->order = kDictTxOrderLast;
       }
     }
@@ -594,6 +605,7 @@ class Committer {
     uint64_t version = 0;
     int64_t expires_at_ms = 0;
     Status s;
+    Where(i).at = DictTxSlotHint{};
     if (e.read && e.keyspace) {  // A list's or hash's version needs the entry's content.
       DictValue value;
       bool found = false;
@@ -606,7 +618,8 @@ class Committer {
         return ReadChanged();
       }
     } else {
-      s = DictTxProbeLocked(e.ref, target, e.key, &version, &expires_at_ms);
+      s = DictTxProbeLocked(e.ref, target, e.key, e.read ? &e.seen : nullptr, e.version, &version,
+                            &expires_at_ms, &Where(i).at);
       if (s.ok() && e.read && version != e.version) return ReadChanged();
     }
     if (s.IsNotFound()) return Status::Conflict("object was deleted");
@@ -768,7 +781,7 @@ class Committer {
         const TxChangeRep& change = rec->changes()[Where(i).change];
         // Cannot fail but for a broken invariant: room was checked under these locks.
         bool rebuild = false;
-        Status s = DictTxApplyLocked(seg_, change, &writer_, &rebuild);
+        Status s = DictTxApplyLocked(seg_, change, &writer_, &rebuild, &Where(i).at);
         if (!s.ok()) {
           SHM_LOG(kError) << "transaction apply: " << s.ToString();
         }
@@ -1069,16 +1082,16 @@ Status Transaction::Delete(const Dict& dict, std::string_view key,
 Status Transaction::Incr(const Dict& dict, std::string_view key, int64_t by, int64_t init,
                          int64_t ttl_ms, int64_t* result) {
   SHM_RETURN_IF_ERROR(DictValidateTtl(ttl_ms));
-  DictValue current;
-  Status s = Get(dict, key, &current);
-  if (!s.ok() && !s.IsNotFound()) return s;
-  const bool found = s.ok();
-  int64_t next = 0;
-  SHM_RETURN_IF_ERROR(DictIncrNext(found ? &current : nullptr, by, init, &next));
+  if (key.size() > Dict::kMaxKey) return Status::InvalidArgument("key longer than the key limit");
+  // The value read becomes the value staged: its content type and expiry carry over.
   DictValue v;
-  v.data = std::to_string(next);
-  v.content_type = found ? current.content_type : std::string(kDictIncrContentType);
-  v.expires_at_ms = current.expires_at_ms;
+  bool found = false;
+  SHM_RETURN_IF_ERROR(ViewEntry(state_.get(), dict, false, key, &v, &found));
+  int64_t next = 0;
+  SHM_RETURN_IF_ERROR(DictIncrNext(found ? &v : nullptr, by, init, &next));
+  char digits[24];
+  v.data.assign(digits, std::to_chars(digits, digits + sizeof digits, next).ptr);
+  if (!found) v.content_type.assign(kDictIncrContentType);
   SHM_RETURN_IF_ERROR(Stage(state_.get(), dict, false, key, false, std::move(v),
                             found ? Expiry::kKeep : Expiry::kTtl, ttl_ms));
   *result = next;
@@ -1295,7 +1308,8 @@ Status Transaction::Rename(const Keyspace& ks, std::string_view from, std::strin
   const Dict& index = KeyspaceIndex(ks);
   SHM_RETURN_IF_ERROR(
       Stage(state_.get(), index, true, from, true, DictValue(), Expiry::kAbsolute, 0));
-  SHM_RETURN_IF_ERROR(Stage(state_.get(), index, true, to, false, moving, Expiry::kAbsolute, 0));
+  SHM_RETURN_IF_ERROR(
+      Stage(state_.get(), index, true, to, false, std::move(moving), Expiry::kAbsolute, 0));
   NoteOrphan(state_.get(), target, to_type);
   *renamed = true;
   return Status::OK();
@@ -1558,17 +1572,7 @@ size_t Transaction::staged_writes() const {
   return n;
 }
 
-Status Transaction::Run(Segment* segment, int attempts,
-                        const std::function<Status(Transaction&)>& fn) {
-  Status last;  // Built only when needed: a Status with a message allocates it.
-  for (int i = 0; i < attempts; ++i) {
-    Transaction tx(segment);
-    last = fn(tx);
-    if (last.ok()) last = tx.Commit();
-    if (!last.IsConflict()) return last;
-  }
-  return attempts > 0 ? last : Status::Conflict("the transaction was not attempted");
-}
+Status Transaction::NotAttempted() { return Status::Conflict("the transaction was not attempted"); }
 
 // ---- Keyspace listings, counts and flushes in a transaction (keyspace_internal.h) ------------
 

@@ -578,6 +578,78 @@ def test_an_object_a_live_process_or_a_container_holds_is_never_freed(method):
         assert name in [o for o, _ in shmstate.attach(m.address).objects("o.")]
 
 
+def _overwrite(d, keys, tag, seed, rounds, out):
+    rng = random.Random(seed)
+    for _ in range(rounds):
+        for key in rng.sample(keys, len(keys)):
+            d[key] = f"{tag}{key}"
+    out.put(tag)
+
+
+def test_dict_overwrites_racing_from_two_processes_keep_each_key_once_in_insertion_order():
+    # An existing key's overwrite reads its entry without the lock and writes it by
+    # compare-and-set on the entry's version: a lost race retries, so every key keeps its first
+    # place and one whole value of either writer.
+    keys = [f"k{i}" for i in range(64)]
+    with shmstate.Manager() as m:
+        d, out = m.dict(), m.Queue()
+        for key in reversed(keys):
+            d[key] = "first"
+        ctx = multiprocessing.get_context("fork")
+        procs = [ctx.Process(target=_overwrite, args=(d, keys, tag, seed, 300, out))
+                 for tag, seed in (("a", 1), ("b", 2))]
+        for p in procs:
+            p.start()
+        assert sorted(out.get(timeout=120) for _ in procs) == ["a", "b"]
+        for p in procs:
+            p.join(30)
+            assert p.exitcode == 0
+        assert d.keys() == list(reversed(keys)) and len(d) == len(keys)
+        assert all(d[key] in (f"a{key}", f"b{key}") for key in keys)
+
+
+def test_dict_overwrite_keeps_an_expiry_another_front_end_set():
+    with shmstate.Manager() as m:
+        d = m.dict()
+        d["k"] = "old"
+        raw = shmstate.attach(m.address).dict(d._name)
+        entry, _, _ = raw.entry(b"sk")
+        assert raw.set(b"sk", entry, 3600)  # As a Redis or HTTP client could.
+        expires = raw.entry(b"sk")[2]
+        assert expires > 0
+        d["k"] = "new"
+        assert d["k"] == "new" and raw.entry(b"sk")[2] == expires and d.keys() == ["k"]
+
+
+def test_subscripts_through_the_type_slots_keep_every_form():
+    # d[k], d[k] = v and l[i] go from the interpreter straight to the native methods (the
+    # classes' subscript slots); deletes, errors and a subclass's own methods are unchanged.
+    with shmstate.Manager() as m:
+        d, lst = m.dict({"a": 1, 2: "b"}), m.list([1, 2, 3])
+        del d["a"]
+        assert d.keys() == [2] and "a" not in d
+        with pytest.raises(KeyError):
+            del d["a"]
+        with pytest.raises(KeyError):
+            d["a"]
+        with pytest.raises(TypeError):
+            d[[1]] = 1
+        d[(1, 2)] = [3]
+        assert d[(1, 2)] == [3] and d[2] == "b"
+        assert lst[0] == 1 and lst[-1] == 3 and lst[0:2] == [1, 2]
+        with pytest.raises(IndexError):
+            lst[3]
+        del lst[0]
+        assert lst[0] == 2
+
+        class Loud(type(d)):
+            def __getitem__(self, key):
+                return ("loud", super().__getitem__(key))
+
+        loud = Loud._open(d._server, d._name, None)
+        assert loud[2] == ("loud", "b") and d[2] == "b"
+
+
 class _Flag(int):
     pass
 

@@ -17,6 +17,7 @@
 #include "shm/dict.h"
 #include "shm/keyspace.h"
 #include "shm/registry.h"
+#include "test_clock.h"
 
 namespace shm {
 namespace {
@@ -121,6 +122,68 @@ TEST_F(TransactionTest, AbsenceIsARead) {
   ASSERT_OK(a_.Set("k", "now here", SetOptions()));
   EXPECT_TRUE(tx.Commit().IsConflict());
   EXPECT_EQ(GetOr(b_, "seen"), "<none>");
+}
+
+// A commit first looks for a key read in the slot where the read found it (DictTxSlotHint): that
+// shortcut must never decide. The entry moved to a new table, rewritten with the same bytes in
+// place of the one read, deleted and written again, or expired since the read: each is judged
+// as by a full look-up.
+TEST_F(TransactionTest, ACommitJudgesAKeyReadWhereverItIsNow) {
+  ASSERT_OK(a_.Set("k", "5", SetOptions()));
+  ASSERT_OK(a_.Set("other", "1", SetOptions()));
+  int64_t result = 0;
+  {  // Moved: the inserts rebuild the shards' tables between the read and the commit.
+    Transaction tx(seg_.get());
+    ASSERT_OK(tx.Incr(a_, "k", 1, 0, 0, &result));
+    ASSERT_OK(tx.Incr(a_, "other", -1, 0, 0, &result));
+    for (int i = 0; i < 3000; ++i) ASSERT_OK(a_.Set("fill" + std::to_string(i), "v", SetOptions()));
+    ASSERT_OK(tx.Commit());
+    EXPECT_EQ(GetOr(a_, "k"), "6");
+    EXPECT_EQ(GetOr(a_, "other"), "0");
+    DictStats stats;
+    ASSERT_OK(a_.Stats(&stats));
+    EXPECT_EQ(stats.entries, 3002u);
+  }
+  {  // Rewritten with the very bytes read: a new write all the same.
+    Transaction tx(seg_.get());
+    ASSERT_OK(tx.Incr(a_, "k", 1, 0, 0, &result));
+    ASSERT_OK(a_.Set("k", "6", SetOptions()));
+    EXPECT_TRUE(tx.Commit().IsConflict());
+    EXPECT_EQ(GetOr(a_, "k"), "6");
+  }
+  {  // Deleted and written again.
+    Transaction tx(seg_.get());
+    ASSERT_OK(tx.Incr(a_, "k", 1, 0, 0, &result));
+    ASSERT_OK(a_.Delete("k"));
+    ASSERT_OK(a_.Set("k", "6", SetOptions()));
+    EXPECT_TRUE(tx.Commit().IsConflict());
+    EXPECT_EQ(GetOr(a_, "k"), "6");
+  }
+  {  // Deleted only.
+    Transaction tx(seg_.get());
+    ASSERT_OK(tx.Incr(a_, "k", 1, 0, 0, &result));
+    ASSERT_OK(a_.Delete("k"));
+    EXPECT_TRUE(tx.Commit().IsConflict());
+    EXPECT_EQ(GetOr(a_, "k"), "<none>");
+  }
+  {  // Expired in its slot (no one removed it): absent now, so the read changed.
+    SetOptions ttl;
+    ttl.ttl_ms = 60'000;
+    ASSERT_OK(a_.Set("k", "6", ttl));
+    ScopedWallClockForTesting clock;
+    Transaction tx(seg_.get());
+    ASSERT_OK(tx.Incr(a_, "k", 1, 0, 0, &result));
+    clock.Advance(120'000);
+    EXPECT_TRUE(tx.Commit().IsConflict());
+  }
+  {  // Unchanged: the commit applies, and a second transaction sees its write.
+    ASSERT_OK(a_.Set("k", "6", SetOptions()));
+    ASSERT_OK(Transaction::Run(
+        seg_.get(), 1, [&](Transaction& tx) { return tx.Incr(a_, "k", 1, 0, 0, &result); }));
+    ASSERT_OK(Transaction::Run(
+        seg_.get(), 1, [&](Transaction& tx) { return tx.Incr(a_, "k", 1, 0, 0, &result); }));
+    EXPECT_EQ(GetOr(a_, "k"), "8");
+  }
 }
 
 TEST_F(TransactionTest, PreconditionsAndDeletes) {

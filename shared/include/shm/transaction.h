@@ -54,6 +54,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "shm/counter.h"
@@ -164,14 +165,27 @@ class Transaction {
 
   // Runs fn(tx) then Commit, up to `attempts` times while either answers Conflict (a fresh
   // transaction each time). fn's own non-OK status aborts (nothing applied) and is returned;
-  // after the last attempt, Conflict.
-  static Status Run(Segment* segment, int attempts, const std::function<Status(Transaction&)>& fn);
+  // after the last attempt, Conflict. A template, not a std::function: a lambda capturing more
+  // than two words would be copied to the heap by every call.
+  template <typename Fn>
+  requires std::is_invocable_r_v<Status, Fn&, Transaction&>
+  static Status Run(Segment* segment, int attempts, Fn&& fn) {
+    Status last;  // Built only when needed: a Status with a message allocates it.
+    for (int i = 0; i < attempts; ++i) {
+      Transaction tx(segment);
+      last = fn(tx);
+      if (last.ok()) last = tx.Commit();
+      if (!last.IsConflict()) return last;
+    }
+    return attempts > 0 ? last : NotAttempted();
+  }
 
   struct State;  // Staged operations and reads (transaction.cc).
 
  private:
   friend struct TransactionAccess;  // The keyspace's routing into a transaction (keyspace.cc).
   void DropCreated();
+  static Status NotAttempted();
   Segment* segment_ = nullptr;
   std::unique_ptr<State> state_;
 };
