@@ -893,8 +893,9 @@ bool RLockTryAcquire(MgrDict& d, bool* applied, bool* took) {
 
 // RLock.release() by its holding thread: its count - 1, or the entry's delete at 1 (both
 // compare-and-set on the version read). *applied false when neither applied (the caller runs
-// the Python method, which raises or retries). False on an error (set).
-bool RLockTryRelease(MgrDict& d, bool* applied, bool* waiters) {
+// the Python method, which raises or retries); *freed when the entry was deleted. False on an
+// error (set).
+bool RLockTryRelease(MgrDict& d, bool* applied, bool* freed) {
   Leased<std::string> key;
   if (!RLockKey(key.get())) return false;
   return Done([&] {
@@ -906,8 +907,8 @@ bool RLockTryRelease(MgrDict& d, bool* applied, bool* waiters) {
       *value = *key;
       PutU64(value.get(), count - 1);
       *applied = d.Set("h", *value, shm::SetMode::kSet, current->version);
-    } else if ((*applied = d.Delete("h", current->version))) {
-      *waiters = d.HasWaiters();
+    } else {
+      *applied = *freed = d.Delete("h", current->version);
     }
   });
 }
@@ -971,26 +972,26 @@ PyObject* LockAcquire(PyObject* self, PyObject* const* args, Py_ssize_t nargs, P
   Py_RETURN_TRUE;
 }
 
+// Lock.release(): one delete (an RLock: RLockTryRelease), then a wake whether or not anybody
+// waits. The wake word's bump costs one atomic on a line both sides touch anyway, and a system
+// call only for a waiter that marked the word before its sleep (FutexWakeIfWanted); reading the
+// waiters' count `!w` instead cost a dict read, which under a concurrent acquire often finds its
+// lock-free read unsure and takes the shard lock the other process is contending for.
 PyObject* LockRelease(PyObject* self, PyObject*) {
-  bool is_rlock = false, applied = false, waiters = false;
+  bool is_rlock = false, applied = false, freed = false;
   MgrDict* d = HandleOf<MgrDict>(self);
   if (d == nullptr || !IsRLock(self, &is_rlock)) return nullptr;
   if (is_rlock) {
-    if (!RLockTryRelease(*d, &applied, &waiters)) return nullptr;
+    if (!RLockTryRelease(*d, &applied, &freed)) return nullptr;
     if (!applied) return Slow(self, "_release_slow", nullptr, 0, nullptr);
   } else {
-    if (!Done([&] {
-          applied = d->Delete("h");
-          if (applied) waiters = d->HasWaiters();
-        })) {
-      return nullptr;
-    }
+    if (!Done([&] { applied = freed = d->Delete("h"); })) return nullptr;
     if (!applied) {
       PyErr_SetString(PyExc_RuntimeError, "release unlocked lock");
       return nullptr;
     }
   }
-  if (waiters) return Wake(self);
+  if (freed) return Wake(self);
   Py_RETURN_NONE;
 }
 
