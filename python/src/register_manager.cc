@@ -563,7 +563,7 @@ PyWakeWord* WordOf(PyObject* self) {
   return cpp;
 }
 
-// After a change that a sleeper counted in `!w` waits for (_Blocking._wake): wakes the word's
+// After a change a sleeper may wait for (_Blocking._wake, LockRelease): wakes the word's
 // sleepers, with no system call if each saw the change while spinning.
 PyObject* Wake(PyObject* self) {
   PyWakeWord* word = WordOf(self);
