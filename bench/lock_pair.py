@@ -10,10 +10,9 @@ PIN=a,b,... pins worker i to CPU number i of the list (os.sched_setaffinity): 0,
 workers at once on two cores (they collide on the Lock's shard), 0,0 time-slices them on one.
 Unpinned, the scheduler picks either, which is why the bench's Lock row is bimodal
 (bench/RESULTS.md, "The Lock row")."""
-import multiprocessing as mp
+import functools
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import manager_compare  # noqa: E402
@@ -32,21 +31,9 @@ def main():
     nprocs = int(sys.argv[2]) if len(sys.argv) > 2 else 2
     pin = os.environ.get("PIN", "")
     with shmstate.Manager() as manager:
-        lock = manager.Lock()
-        ctx = mp.get_context("fork")
-        start = ctx.Barrier(nprocs + 1)
-        results = ctx.Queue()
-        procs = [ctx.Process(target=pinned_worker, args=(pin, lock, seconds, start, results, seed))
-                 for seed in range(nprocs)]
-        for p in procs:
-            p.start()
-        start.wait(timeout=60)
-        t0 = time.monotonic()
-        total = sum(results.get(timeout=seconds + 120) for _ in procs)
-        elapsed = time.monotonic() - t0
-        for p in procs:
-            p.join(timeout=30)
-        print(f"{nprocs} procs: {total / elapsed / 1e3:.0f}k ops/s", flush=True)
+        rate = manager_compare.run_row(manager, functools.partial(pinned_worker, pin),
+                                       lambda m: m.Lock(), seconds, nprocs)
+    print(f"{nprocs} procs: {rate / 1e3:.0f}k ops/s", flush=True)
 
 
 if __name__ == "__main__":

@@ -166,13 +166,13 @@ ROWS = [
 ]
 
 
-def run_row(manager, worker, make, seconds):
+def run_row(manager, worker, make, seconds, nprocs=2):
     obj = make(manager)
     ctx = mp.get_context("fork")
-    start = ctx.Barrier(3)
+    start = ctx.Barrier(nprocs + 1)
     results = ctx.Queue()
     procs = [ctx.Process(target=worker, args=(obj, seconds, start, results, seed))
-             for seed in (0, 1)]
+             for seed in range(nprocs)]
     for p in procs:
         p.start()
     start.wait(timeout=60)
