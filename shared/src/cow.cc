@@ -1,6 +1,7 @@
 #include "cow.h"
 
 #include "crash_point.h"
+#include "prefetch_write.h"
 
 namespace shm {
 
@@ -66,6 +67,7 @@ void CowWriter::Stage(uint64_t new_blob) {
 }
 
 uint64_t CowWriter::PublishLocked(uint64_t entry, std::atomic<uint64_t>* cell, uint64_t new_value) {
+  PrefetchForWrite(cell);  // Read, then written: arrives while the intent is written.
   slot_->new_off.store(new_value, std::memory_order_relaxed);
   slot_->entry.store(entry, std::memory_order_relaxed);
   slot_->cell.store(segment_->Handle(cell), std::memory_order_relaxed);

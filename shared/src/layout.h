@@ -19,7 +19,7 @@
 namespace shm {
 
 inline constexpr uint64_t kSegmentMagic = 0x4554415453484d53ull;  // "SHMSTATE" little endian.
-inline constexpr uint32_t kLayoutVersion = 16;
+inline constexpr uint32_t kLayoutVersion = 17;
 inline constexpr uint32_t kMaxIntentSlots = 1024;
 inline constexpr uint32_t kMaxWorkerSlots = 256;
 inline constexpr size_t kMaxNameLength = limits::kMaxObjectName;
@@ -176,7 +176,10 @@ struct EntryRep {
   int64_t created_ms = 0;
   uint32_t name_length = 0;
   char name[kMaxNameLength] = {};
-  ObjectMutex mu;  // Guards body contents; see each kind's Rep.
+  // Guards body contents; see each kind's Rep. On a cache line of its own with the word below:
+  // unaligned, it straddled two lines (glibc writes the lock word at one end and the robust
+  // list's links at the other), so each hand-off of the lock between two cores moved both.
+  alignas(64) ObjectMutex mu;
   // Bumped by every write through a keyspace to the list or hash this entry holds, before the
   // write (a death in between shows a change that did not happen, never hides one): with the
   // key's entry version it makes the key's version (Keyspace::Version). Next to `mu`, whose
@@ -187,6 +190,10 @@ struct EntryRep {
   alignas(128) std::atomic<int64_t> counter{0};
   char counter_padding[120] = {};  // Adjacent-line prefetch pairs 128-byte blocks.
 };
+static_assert(offsetof(EntryRep, mu) % 64 == 0 &&
+                  offsetof(EntryRep, keyspace_writes) + sizeof(uint64_t) <=
+                      offsetof(EntryRep, mu) + 64,
+              "an entry's lock and keyspace_writes share one cache line");
 
 // The registry: a fixed table of entries plus an open-addressing name index.
 // Invariants (all under `mu`):

@@ -22,6 +22,7 @@
 #include "list_tx.h"
 #include "object_guard.h"
 #include "owned_word.h"
+#include "prefetch_write.h"
 #include "segment_impl.h"
 #include "shm/log.h"
 #include "shm/process_id.h"
@@ -78,9 +79,16 @@ Status AllocateItem(CowWriter* writer, Segment::Impl* seg, std::string_view byte
   return Status::OK();
 }
 
+// A fresh rep, on its own cache lines (list_rep.h).
+Status AllocateListRep(Segment::Impl* seg, uint64_t* body, ListRep** rep) {
+  SHM_RETURN_IF_ERROR(seg->Allocate(sizeof(ListRep), body, alignof(ListRep)));
+  *rep = new (seg->Ptr<void>(*body)) ListRep();
+  return Status::OK();
+}
+
 Status AllocateRing(Segment::Impl* seg, uint64_t capacity, uint64_t* handle) {
   SHM_RETURN_IF_ERROR(
-      seg->Allocate(sizeof(ListRingRep) + capacity * sizeof(std::atomic<uint64_t>), handle));
+      seg->Allocate(sizeof(ListRingRep) + capacity * sizeof(std::atomic<uint64_t>), handle, 64));
   auto* ring = new (seg->Ptr<void>(*handle)) ListRingRep();
   ring->capacity = capacity;
   std::atomic<uint64_t>* slots = RingSlots(ring);
@@ -285,8 +293,8 @@ Status FillListFromBytes(Segment::Impl* seg, ListRep* rep, std::string_view byte
 }
 
 Status DeserializeList(Segment::Impl* seg, std::string_view bytes, uint64_t* body) {
-  SHM_RETURN_IF_ERROR(seg->Allocate(sizeof(ListRep), body));
-  auto* rep = new (seg->Ptr<void>(*body)) ListRep();
+  ListRep* rep = nullptr;
+  SHM_RETURN_IF_ERROR(AllocateListRep(seg, body, &rep));
   Status s = FillListFromBytes(seg, rep, bytes);
   if (!s.ok()) {
     DestroyList(seg, *body);
@@ -338,8 +346,8 @@ Status List::Open(Segment* segment, std::string_view name, OpenMode mode,
     spec.mode = mode;
     spec.created = created;
     spec.make_body = [&](uint64_t* body) {
-      SHM_RETURN_IF_ERROR(seg->Allocate(sizeof(ListRep), body));
-      auto* rep = new (seg->Ptr<void>(*body)) ListRep();
+      ListRep* rep = nullptr;
+      SHM_RETURN_IF_ERROR(AllocateListRep(seg, body, &rep));
       rep->max_items = options.max_items;
       rep->max_item_bytes = options.max_item_bytes;
       return Status::OK();
@@ -381,6 +389,7 @@ Status List::DoPush(End end, std::string_view item, uint64_t* length) {
     ObjectGuard guard;
     SHM_RETURN_IF_ERROR(guard.Lock(ref_));  // On error the writer frees the staged item.
     ListRep* rep = RepOf(seg, ref_.entry);
+    PrefetchForWrite(rep);  // Its first line: every word of a push or pop (list_rep.h).
     const int64_t head = rep->head.load();
     const int64_t tail = rep->tail.load();
     const uint64_t count = static_cast<uint64_t>(tail - head);
@@ -519,6 +528,7 @@ Status List::DoPop(End end, std::chrono::milliseconds wait, std::string* item, b
     ObjectGuard guard;
     SHM_RETURN_IF_ERROR(guard.Lock(ref_));
     ListRep* rep = RepOf(seg, entry);
+    PrefetchForWrite(rep);  // Its first line: every word of a push or pop (list_rep.h).
     if (counted_as_waiter) rep->waiters.fetch_sub(1);
     counted_as_waiter = false;
     if (place != nullptr && !place->in_line()) {  // Joins first: the line decides who pops.

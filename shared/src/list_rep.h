@@ -29,6 +29,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 
 #include "shm/segment.h"
@@ -43,10 +44,12 @@ struct ListItemRep {
 };
 inline char* ItemData(ListItemRep* item) { return reinterpret_cast<char*>(item + 1); }
 
-// The ring array: `capacity` atomic slot words follow the header. Immutable capacity.
+// The ring array: `capacity` atomic slot words follow the header. Immutable capacity. The header
+// fills a cache line (the ring is allocated 64-byte aligned) so that pushes writing the first
+// slots do not take the line every push reads the capacity from.
 struct ListRingRep {
   uint64_t capacity = 0;  // Power of two.
-  uint64_t reserved = 0;  // Keeps the slots 16-byte aligned.
+  uint64_t reserved[7] = {};
 };
 inline std::atomic<uint64_t>* RingSlots(ListRingRep* ring) {
   return reinterpret_cast<std::atomic<uint64_t>*>(ring + 1);
@@ -62,27 +65,32 @@ struct ListPlaceRep {
   uint32_t reserved = 0;
 };
 
+// The first cache line holds every word a push or pop reads or writes under the lock (the ring's
+// handle, the ends, the byte count, the write count, the waiters' and places' counts, the limits),
+// so that of the rep only that line moves between two cores taking turns on the list; the line
+// of waiting pops follows. Allocated 64-byte aligned (AllocateListRep).
 struct ListRep {
   std::atomic<uint64_t> ring{0};           // Handle of the ListRingRep; 0 until the first push.
   std::atomic<int64_t> head{kListOrigin};  // GUARDED_BY(entry mu). Derived (invariant 3).
   std::atomic<int64_t> tail{kListOrigin};  // GUARDED_BY(entry mu). Derived (invariant 3).
   std::atomic<uint64_t> bytes{0};          // Sum of item sizes. Derived.
-  std::atomic<uint32_t> waiters{0};        // Blocked pops (may over-count after a waiter died:
-                                           // that costs a spare wake, never a lost one).
+  // Bumped under the lock before every change of the items (push, pop, set, replace, a
+  // transaction's share): a transaction that read the list checks it under the commit's lock.
+  // A death between the bump and the change shows a change that did not happen, never hides one.
+  std::atomic<uint64_t> writes{0};
+  std::atomic<uint32_t> waiters{0};  // Blocked pops (may over-count after a waiter died:
+                                     // that costs a spare wake, never a lost one).
   // Places of `line` holding a ticket, or more: GUARDED_BY(entry mu). Raised before a ticket is
   // written and lowered after one is cleared, so a death between the two over-counts (pops then
   // scan the line, as when a place is taken) and never under-counts; RepairListLocked recounts.
   // 0 lets a pop skip the scan of the line's 64 places.
   std::atomic<uint32_t> places{0};
-  uint64_t max_items = 0;                // Constant after creation.
-  uint64_t max_item_bytes = 0;           // Constant after creation.
-  std::atomic<uint64_t> next_ticket{1};  // GUARDED_BY(entry mu). The next place's ticket.
-  ListPlaceRep line[kListLineSlots];     // Places of waiting pops, in no order.
-  // Bumped under the lock before every change of the items (push, pop, set, replace, a
-  // transaction's share): a transaction that read the list checks it under the commit's lock.
-  // A death between the bump and the change shows a change that did not happen, never hides one.
-  std::atomic<uint64_t> writes{0};
+  uint64_t max_items = 0;                            // Constant after creation.
+  uint64_t max_item_bytes = 0;                       // Constant after creation.
+  alignas(64) std::atomic<uint64_t> next_ticket{1};  // GUARDED_BY(entry mu). The next ticket.
+  ListPlaceRep line[kListLineSlots];                 // Places of waiting pops, in no order.
 };
+static_assert(offsetof(ListRep, next_ticket) == 64, "a push's words fill the rep's first line");
 
 struct EntryRep;
 
@@ -93,7 +101,7 @@ void DropListPlacesOf(Segment::Impl* seg, EntryRep* entry, pid_t pid);
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
 static_assert(std::atomic<int64_t>::is_always_lock_free);
 static_assert(std::atomic<uint32_t>::is_always_lock_free);
-static_assert(sizeof(ListRingRep) % sizeof(std::atomic<uint64_t>) == 0);
+static_assert(sizeof(ListRingRep) == 64);
 
 }  // namespace shm
 

@@ -29,6 +29,7 @@
 
 #include "cpu_relax.h"
 #include "crash_point.h"
+#include "prefetch_write.h"
 #include "shm/process_id.h"
 
 namespace shm {
@@ -132,6 +133,7 @@ class RobustMutexT {
   // once. It watches the lock word (glibc keeps the holder's tid there, 0 when free) with plain
   // loads, so spinning does not steal the line from the holder.
   LockResult SpinToAcquire() {
+    PrefetchForWrite(&mutex_);  // glibc reads the lock word before its compare-and-swap.
     LockResult quick = Handle(pthread_mutex_trylock(&mutex_));
     if (quick != LockResult::kTimedOut) return quick;
     for (int spin = 0; spin < kSpinsBeforeSleeping; ++spin) {
