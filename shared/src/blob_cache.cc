@@ -109,10 +109,10 @@ uint64_t BlobCache::Take(size_t bytes, std::atomic<uint64_t>* record) {
   size_t c = ClassForRequest(bytes);
   uint64_t block = rep_->head[c].load(std::memory_order_relaxed);
   if (block == 0) return 0;
-  record->store(block, std::memory_order_seq_cst);
+  record->store(block, std::memory_order_release);
   CrashPoint("cache_take");
   rep_->head[c].store(Link(segment_, block).load(std::memory_order_relaxed),
-                      std::memory_order_seq_cst);
+                      std::memory_order_release);
   SubOwned(rep_->count[c], 1);  // This thread holds cache_owner: the counts are its own.
   SubOwned(slot_->cached_bytes, segment_->BlockBytes(block));
   return block;
@@ -143,7 +143,7 @@ bool BlobCache::Put(uint64_t handle, std::atomic<uint64_t>* record) {
     Spill(c);
     if (!Push(handle, "cache_put")) return false;
   }
-  record->store(0, std::memory_order_seq_cst);
+  record->store(0, std::memory_order_release);
   return true;
 }
 
@@ -157,7 +157,7 @@ void BlobCache::Spill(size_t c) {
     bytes += segment_->BlockBytes(next);
     next = Link(segment_, next).load(std::memory_order_relaxed);
   }
-  rep_->head[c].store(next, std::memory_order_seq_cst);  // Unlinked: from here they are ours.
+  rep_->head[c].store(next, std::memory_order_release);  // Unlinked: from here they are ours.
   CrashPoint("cache_spill");                             // Dying here leaks them.
   SubOwned(rep_->count[c], static_cast<uint32_t>(n));
   SubOwned(slot_->cached_bytes, bytes);
@@ -175,7 +175,7 @@ bool BlobCache::Push(uint64_t handle, const char* crash_point) {
   }
   Link(segment_, handle)
       .store(rep_->head[c].load(std::memory_order_relaxed), std::memory_order_relaxed);
-  rep_->head[c].store(handle, std::memory_order_seq_cst);
+  rep_->head[c].store(handle, std::memory_order_release);
   if (crash_point != nullptr) CrashPoint(crash_point);
   AddOwned(rep_->count[c], 1);  // This thread holds cache_owner: the counts are its own.
   AddOwned(slot_->cached_bytes, footprint);

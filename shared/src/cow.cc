@@ -45,24 +45,24 @@ Status CowWriter::AllocateStaged(size_t bytes, uint64_t* handle) {
 
 void CowWriter::FreeRecorded(uint64_t blob, std::atomic<uint64_t>* record) {
   if (cache_.held() && cache_.Put(blob, record)) return;
-  record->store(0, std::memory_order_seq_cst);
+  record->store(0, std::memory_order_release);
   segment_->Free(blob);
 }
 
 Status CowWriter::AllocateOwned(size_t bytes, uint64_t* handle) {
   SHM_RETURN_IF_ERROR(AllocateStaged(bytes, handle));
-  slot_->new_off.store(0, std::memory_order_seq_cst);
+  slot_->new_off.store(0, std::memory_order_release);
   return Status::OK();
 }
 
 void CowWriter::FreeGarbage(uint64_t entry, uint64_t blob) {
   slot_->entry.store(entry, std::memory_order_relaxed);
-  slot_->old_off.store(blob, std::memory_order_seq_cst);
+  slot_->old_off.store(blob, std::memory_order_release);
   ReleaseGarbage();
 }
 
 void CowWriter::Stage(uint64_t new_blob) {
-  slot_->new_off.store(new_blob, std::memory_order_seq_cst);
+  slot_->new_off.store(new_blob, std::memory_order_release);
   CrashPoint("after_allocate");
 }
 
@@ -71,20 +71,20 @@ uint64_t CowWriter::PublishLocked(uint64_t entry, std::atomic<uint64_t>* cell, u
   slot_->new_off.store(new_value, std::memory_order_relaxed);
   slot_->entry.store(entry, std::memory_order_relaxed);
   slot_->cell.store(segment_->Handle(cell), std::memory_order_relaxed);
-  slot_->in_cs.store(1, std::memory_order_seq_cst);
+  slot_->in_cs.store(1, std::memory_order_release);
   uint64_t old_value = cell->load(std::memory_order_acquire);
-  slot_->old_off.store(old_value, std::memory_order_seq_cst);
+  slot_->old_off.store(old_value, std::memory_order_release);
   CrashPoint("after_intent");
-  cell->store(new_value, std::memory_order_seq_cst);  // The commit.
+  cell->store(new_value, std::memory_order_release);  // The commit.
   CrashPoint("after_commit");
-  slot_->new_off.store(0, std::memory_order_seq_cst);
-  slot_->in_cs.store(0, std::memory_order_seq_cst);
+  slot_->new_off.store(0, std::memory_order_release);
+  slot_->in_cs.store(0, std::memory_order_release);
   return old_value;
 }
 
 uint64_t CowWriter::PublishBodyLocked(uint64_t entry, std::atomic<uint64_t>* cell,
                                       uint64_t new_value, uint32_t kind) {
-  slot_->old_kind.store(kind, std::memory_order_seq_cst);
+  slot_->old_kind.store(kind, std::memory_order_release);
   return PublishLocked(entry, cell, new_value);
 }
 
@@ -95,12 +95,12 @@ void CowWriter::ReleaseGarbage(void (*destroy)(Segment::Impl*, uint64_t)) {
   if (blob) segment_->NoteReclaim(slot_->entry.load(std::memory_order_relaxed));
   if (blob && destroy == nullptr && cache_.held()) {
     CrashPoint("before_free");  // Still recorded: whoever settles this slot frees it.
-    slot_->old_kind.store(0, std::memory_order_seq_cst);  // A plain blob, as recovery sees it.
+    slot_->old_kind.store(0, std::memory_order_release);  // A plain blob, as recovery sees it.
     FreeRecorded(old_value, &slot_->old_off);
     return;
   }
-  slot_->old_off.store(0, std::memory_order_seq_cst);
-  slot_->old_kind.store(0, std::memory_order_seq_cst);
+  slot_->old_off.store(0, std::memory_order_release);
+  slot_->old_kind.store(0, std::memory_order_release);
   CrashPoint("before_free");  // Dying here leaks old_value: never a double free.
   if (!blob) return;
   if (destroy != nullptr) {
@@ -116,7 +116,7 @@ void CowWriter::DiscardStaged() {
   if (IsBlob(staged)) {
     FreeRecorded(staged, &slot_->new_off);
   } else {
-    slot_->new_off.store(0, std::memory_order_seq_cst);
+    slot_->new_off.store(0, std::memory_order_release);
   }
 }
 

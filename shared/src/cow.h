@@ -17,6 +17,12 @@
 // manager frees it (Segment::RecoverDeadProcess). Worst case a blob leaks; never a torn value or a
 // double free. The whole protocol (every commit word, repair routine and the test that proves it)
 // is on one page: docs/crash-protocol.md.
+//
+// The writer's stores (here and in the blob cache's moves) are release stores: what the protocol
+// needs is that they land in program order, which release gives (a killed thread's retired stores
+// still reach memory, in order). None is followed by a load that must see another process's store
+// (the cell is read under its lock), so sequentially consistent stores only added a full fence
+// each: nine per push, a third of a push's time in the library (bench/RESULTS.md).
 #ifndef SHM_SRC_COW_H_
 #define SHM_SRC_COW_H_
 
