@@ -87,8 +87,9 @@ Status AllocateListRep(Segment::Impl* seg, uint64_t* body, ListRep** rep) {
 }
 
 Status AllocateRing(Segment::Impl* seg, uint64_t capacity, uint64_t* handle) {
-  SHM_RETURN_IF_ERROR(
-      seg->Allocate(sizeof(ListRingRep) + capacity * sizeof(std::atomic<uint64_t>), handle, 64));
+  const uint64_t bytes = sizeof(ListRingRep) + capacity * sizeof(std::atomic<uint64_t>);
+  SHM_RETURN_IF_ERROR(seg->Allocate(bytes, handle, 64));
+  if (bytes >= Segment::Impl::kPopulateWindow) seg->Populate(*handle, bytes);  // Written whole.
   auto* ring = new (seg->Ptr<void>(*handle)) ListRingRep();
   ring->capacity = capacity;
   std::atomic<uint64_t>* slots = RingSlots(ring);

@@ -255,13 +255,34 @@ Status Segment::Impl::Allocate(size_t bytes, uint64_t* handle, size_t alignment)
 
 Status Segment::Impl::AllocateMany(size_t bytes, size_t n, uint64_t* handles, size_t* got) {
   *got = 0;
-  return WithAllocator(this, [&] {
+  Status s = WithAllocator(this, [&] {
     ManagedSegment::segment_manager::multiallocation_chain chain;
     managed_.get_segment_manager()->allocate_many(std::nothrow, bytes, n, chain);
     while (!chain.empty() && *got < n) handles[(*got)++] = Handle(chain.pop_front());
     if (*got == 0) return Status::OutOfSpace("segment full: cannot allocate " + FormatSize(bytes));
     return Status::OK();
   });
+  if (s.ok()) PopulateAhead(handles[0], handles[*got - 1] + bytes);
+  return s;
+}
+
+void Segment::Impl::PopulateAhead(uint64_t from, uint64_t to) {
+  // Blocks of one call are carved in address order from one free block; a batch that crosses a
+  // window boundary is (in a segment that grows) at the frontier of written memory.
+  if (from / kPopulateWindow == to / kPopulateWindow) return;
+  const uint64_t start = to / kPopulateWindow * kPopulateWindow + kPopulateWindow;
+  if (start >= size_) return;
+  Populate(start, std::min<uint64_t>(kPopulateWindow, size_ - start));
+}
+
+void Segment::Impl::Populate(uint64_t handle, uint64_t bytes) {
+  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  const uint64_t start = handle / page * page;
+  const uint64_t end = std::min<uint64_t>(size_, (handle + bytes + page - 1) / page * page);
+  if (start >= end) return;
+  // Best effort: a kernel without MADV_POPULATE_WRITE (before 5.14), or a full /dev/shm, leaves
+  // the pages to fault in one by one as before (a full /dev/shm then shows as SIGBUS either way).
+  madvise(base_ + start, end - start, MADV_POPULATE_WRITE);
 }
 
 void Segment::Impl::Free(uint64_t handle) {
