@@ -61,6 +61,7 @@ int EmptyRep(Segment::Impl* segment, IntentSlot& slot, BlobCacheRep* rep) {
     }
     // Set, not counted down: a thread that died inside Take or Put may have left it off by one.
     rep->count[c].store(0, std::memory_order_relaxed);
+    rep->refill_shift[c].store(0, std::memory_order_relaxed);
   }
   return freed;
 }
@@ -124,8 +125,11 @@ void BlobCache::Refill(size_t bytes) {
   const uint64_t cached = slot_->cached_bytes.load(std::memory_order_relaxed);
   const uint32_t count = rep_->count[c].load(std::memory_order_relaxed);
   if (count != 0 || cached + 2 * footprint > kMaxCachedBytes) return;
-  const size_t n = std::min<uint64_t>(kRefillBlocks, (kMaxCachedBytes - cached) / footprint);
-  uint64_t blocks[kRefillBlocks];
+  const uint32_t shift = rep_->refill_shift[c].load(std::memory_order_relaxed);
+  const uint64_t want = std::min<uint64_t>(kMaxRefillBlocks, uint64_t{kRefillBlocks} << shift);
+  const size_t n = std::min<uint64_t>(want, (kMaxCachedBytes - cached) / footprint);
+  if (want < kMaxRefillBlocks) rep_->refill_shift[c].store(shift + 1, std::memory_order_relaxed);
+  uint64_t blocks[kMaxRefillBlocks];
   size_t got = 0;
   if (!segment_->AllocateMany(kBlobClassSizes[c], n, blocks, &got).ok()) return;
   // Each block is named by nothing until it is linked (see Refill's contract), so no crash point.
@@ -177,6 +181,10 @@ bool BlobCache::Push(uint64_t handle, const char* crash_point) {
       .store(rep_->head[c].load(std::memory_order_relaxed), std::memory_order_relaxed);
   rep_->head[c].store(handle, std::memory_order_release);
   if (crash_point != nullptr) CrashPoint(crash_point);
+  // A free (not a refill's link): the class is not one that only allocates.
+  if (crash_point != nullptr && rep_->refill_shift[c].load(std::memory_order_relaxed) != 0) {
+    rep_->refill_shift[c].store(0, std::memory_order_relaxed);
+  }
   AddOwned(rep_->count[c], 1);  // This thread holds cache_owner: the counts are its own.
   AddOwned(slot_->cached_bytes, footprint);
   return true;

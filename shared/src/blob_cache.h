@@ -53,10 +53,15 @@ inline constexpr size_t kMaxCachedBlob = kBlobClassSizes.back();
 // redis-benchmark MSET -P 16). kMaxCachedBytes still bounds the whole cache.
 inline constexpr uint32_t kMaxBlocksPerClass = 32;
 inline constexpr uint64_t kMaxCachedBytes = 8 * 1024;
-// A refill fills the class (within kMaxCachedBytes): with 8, a Manager list append from Python
-// spent a tenth of its time in the allocator's call (lock, tree search, split); with 32, 200
-// instead of 222 ns per append (bench/RESULTS.md).
-inline constexpr uint32_t kRefillBlocks = kMaxBlocksPerClass;
+// A class's first refill takes kRefillBlocks; each further refill of a class that nothing was
+// freed into since doubles it, up to kMaxRefillBlocks (a full class). Writes that only add to
+// one class (list pushes) then take the allocator's lock once per 32 (with 8, a Manager list
+// append from Python spent a tenth of its time in the allocator's call: 222 -> 200 ns), while a
+// class that also gets frees (a dict set frees what it replaces), or is used once, holds no more
+// than 8 of the cache's 8 KiB: 32 for every class filled the byte bound, and a dict set's frees
+// then went to the allocator one by one (twice the time per set).
+inline constexpr uint32_t kRefillBlocks = 8;
+inline constexpr uint32_t kMaxRefillBlocks = kMaxBlocksPerClass;
 // A free that finds its class full (a run of pops, which only free) gives the class's top
 // kSpillBlocks blocks back to the allocator in one call (one lock), then caches its block: the
 // allocator's lock is taken once per kSpillBlocks frees instead of once per free.
@@ -66,6 +71,8 @@ inline constexpr uint32_t kSpillBlocks = 8;
 struct BlobCacheRep {
   std::atomic<uint64_t> head[kBlobClasses] = {};  // Handle of the first block; 0 = empty.
   std::atomic<uint32_t> count[kBlobClasses] = {};
+  // The class's next refill takes kRefillBlocks << refill_shift; a free into the class resets it.
+  std::atomic<uint32_t> refill_shift[kBlobClasses] = {};
 };
 
 // The class serving a request of `bytes` (<= kMaxCachedBlob).

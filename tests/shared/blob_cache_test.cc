@@ -143,6 +143,43 @@ TEST(BlobCacheTest, AnEmptyClassIsRefilledInOneAllocation) {
   EXPECT_EQ(length, 2 * kRefillBlocks + kRefillBlocks - 1);
 }
 
+// A class that only allocates (pushes) is refilled in batches that double up to a full class,
+// so a long run of pushes takes the allocator's lock once per kMaxRefillBlocks; a free into the
+// class (a pop) brings its next refill back to kRefillBlocks, so a class that also gets frees,
+// or is used once, holds few blocks.
+TEST(BlobCacheTest, AClassThatOnlyAllocatesIsRefilledInGrowingBatches) {
+  test::ScopedSegment seg;
+  List list;
+  ASSERT_OK(List::Open(seg.get(), "l", OpenMode::kCreateIfMissing, {}, &list));
+  bool swapped = false;  // Room in the ring for every push: no growth reaches the allocator.
+  ASSERT_OK(list.Replace(nullptr, std::vector<std::string>(300, std::string(1000, 'y')), &swapped));
+  const std::string item(100, 'x');
+  // The blocks each push took from the allocator (0 when the cache served it).
+  auto push = [&] {
+    const size_t before = seg->impl()->managed().get_free_memory();
+    EXPECT_TRUE(list.Push(List::End::kRight, item).ok());
+    return before - seg->impl()->managed().get_free_memory();
+  };
+  std::vector<size_t> refills;  // Bytes taken by each push that refilled.
+  for (int i = 0; i < 8 + 16 + 32 + 32; ++i) {
+    const size_t taken = push();
+    if (taken != 0) refills.push_back(taken);
+  }
+  ASSERT_EQ(refills.size(), 4u);
+  EXPECT_EQ(refills[1], 2 * refills[0]);
+  EXPECT_EQ(refills[2], 4 * refills[0]);
+  EXPECT_EQ(refills[3], 4 * refills[0]);
+  EXPECT_EQ(refills[0] / kRefillBlocks, refills[2] / kMaxRefillBlocks);  // One block's bytes.
+  // Pops free into the class: the next refill is a small one again.
+  std::string out;
+  bool got = false;
+  ASSERT_OK(list.Pop(List::End::kRight, std::chrono::milliseconds(0), &out, &got));
+  ASSERT_TRUE(got);
+  size_t taken = 0;
+  for (int i = 0; i < 64 && taken == 0; ++i) taken = push();
+  EXPECT_EQ(taken, refills[0]);
+}
+
 TEST(BlobCacheTest, CachesStayWithinTheirBounds) {
   test::ScopedSegment seg;
   List list;
