@@ -828,7 +828,7 @@ def _timeout_arg(blocking: bool, timeout: Optional[float]) -> Optional[float]:
 
 
 class AcquirerProxy(_Blocking):
-    """Semaphore and BoundedSemaphore (Lock and RLock: _LockProxy). State: {"value": free
+    """Semaphore and BoundedSemaphore (Lock: _ProcessLockProxy, RLock: _LockProxy). State: {"value": free
     units, "holders": {owner: units} (BoundedSemaphore only), "bound": max or None}, changed by
     compare-and-set. A BoundedSemaphore unit whose holder died goes back to the pool when a
     waiter finds none free; `owner_died` then says so on the proxy that took it."""
@@ -917,10 +917,43 @@ def _process_owner() -> bytes:
     return _owner_bytes[1]
 
 
+class _ProcessLockProxy(AcquirerProxy):
+    """Lock: a library process lock (shm/process_lock.h), one word holding the holder's pid.
+    acquire(), release(), locked() and `with` are native (register_process_lock.cc): one
+    compare-and-swap each when uncontended; a wait spins a few microseconds, then sleeps on the
+    word's futex without the GIL. Any process may release it, as in the stdlib. A holder found
+    dead is taken over by a waiter (or by an acquire that would otherwise fail): `owner_died`
+    tells the taker."""
+    _kind = "process_lock"
+
+    def _attach_native(self) -> None:
+        self._h = _shmstate._MgrLock(self._server, self._name)
+
+    def __repr__(self) -> str:
+        return f"<AcquirerProxy object, typeid {self._typeid!r} at {hex(id(self))}>"
+
+    def _acquire_slow(self, blocking: bool = True, timeout: Optional[float] = None) -> bool:
+        got, died = self._h.acquire_for(_timeout_arg(blocking, timeout))
+        if got:
+            self.owner_died = died
+        return got
+
+    def _is_owned(self) -> bool:  # Condition's check: a Lock has no owning thread.
+        return self.locked()
+
+    def _release_save(self) -> Any:
+        self.release()
+
+    def _acquire_restore(self, saved: Any) -> None:
+        self.acquire()
+
+    def _getvalue(self) -> Any:
+        return self._h.holder() or None
+
+
 class _LockProxy(AcquirerProxy):
-    """Lock and RLock: the holder entry `h` exists while the lock is held, so an uncontended
-    acquire is one add-if-absent and a release one delete. A Lock's holder is its process (any
-    process may release it, as in the stdlib); an RLock's is (process, thread) with a count.
+    """RLock: the holder entry `h` exists while the lock is held, so an uncontended acquire is
+    one add-if-absent and a release one delete. Its holder is (process, thread) with a count.
     A holder found dead is removed (compare-and-delete on the entry's version) and the lock
     taken: `owner_died` tells the taker."""
 
@@ -1627,7 +1660,12 @@ class SyncManager:
         return self._make(ArrayProxy, {b"v": _dumps(_array.array(typecode, sequence))})
 
     def _acquirer(self, typeid: str, value: int) -> AcquirerProxy:
-        if typeid in ("Lock", "RLock"):
+        if typeid == "Lock":
+            server = self._check()
+            name = f"o.{_client(server).counter('mp.ids').incr()}"
+            _shmstate._MgrLock(server, name, True)  # Creates it.
+            return _own(_ProcessLockProxy._open(server, name, typeid), (name,))
+        if typeid == "RLock":
             return self._make(_LockProxy, {}, typeid)
         return self._make(AcquirerProxy, {b"v": _dumps(_acquirer_state(typeid, value))}, typeid)
 
@@ -1650,7 +1688,7 @@ class SyncManager:
     def Condition(self, lock: Optional[AcquirerProxy] = None) -> ConditionProxy:
         if lock is None:
             lock = self.RLock()
-        elif not isinstance(lock, _LockProxy):
+        elif not isinstance(lock, (_LockProxy, _ProcessLockProxy)):
             raise TypeError("shmstate.Manager().Condition(lock): lock must be a Lock or RLock "
                             "of a shmstate.Manager")
         return self._make(ConditionProxy, {b"v": _dumps({"waiting": [], "signaled": []})}, lock)
@@ -1707,6 +1745,7 @@ def Manager(name: Optional[str] = None, **options: Any) -> SyncManager:
     return manager
 
 
+_shmstate._install_process_lock_fast_paths(_ProcessLockProxy)
 _shmstate._install_manager_fast_paths(
     {"dict": DictProxy, "Value": ValueProxy, "Event": EventProxy, "Lock": _LockProxy,
      "list": ListProxy, "Queue": QueueProxy}, _encode_key, _process_owner)
