@@ -5,6 +5,8 @@
 // a held lock is waited for without the GIL, in slices (bound.h's kWaitSlice) so that a generation
 // move never waits for a sleeper and signals (Ctrl-C) are handled between slices. The library
 // decides everything else (the take-over of a dead holder's lock, the waiters flag, the wake).
+#include "register_process_lock.h"
+
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
@@ -19,7 +21,6 @@
 #include "bound.h"
 #include "convert.h"
 #include "fast_call.h"
-#include "register_process_lock.h"
 #include "shm/process_lock.h"
 
 namespace py = pybind11;
@@ -40,15 +41,14 @@ class MgrLock {
   // Opens the lock `name`; with `create`, creates it if missing (the first open only: a lock
   // deleted later is not created again when the handle follows the server to a new generation).
   MgrLock(py::handle server, py::handle name, bool create)
-      : bound_(SharedAttachmentOf(server),
-               [n = ToText(name, "name"), create](shm::Segment* seg,
-                                                   shm::ProcessLock* lock) mutable {
-                 const shm::OpenMode mode =
-                     create ? shm::OpenMode::kCreateIfMissing : shm::OpenMode::kOpenExisting;
-                 shm::Status s = shm::ProcessLock::Open(seg, n, mode, lock);
-                 if (s.ok()) create = false;
-                 return s;
-               }) {}
+      : bound_(SharedAttachmentOf(server), [n = ToText(name, "name"), create](
+                                               shm::Segment* seg, shm::ProcessLock* lock) mutable {
+          const shm::OpenMode mode =
+              create ? shm::OpenMode::kCreateIfMissing : shm::OpenMode::kOpenExisting;
+          shm::Status s = shm::ProcessLock::Open(seg, n, mode, lock);
+          if (s.ok()) create = false;
+          return s;
+        }) {}
 
   // One compare-and-swap under the GIL.
   bool TryAcquire() {
@@ -199,8 +199,9 @@ void RegisterProcessLock(py::module_& m) {
           },
           py::arg("timeout"),
           "(acquired, owner_died): waits at most `timeout` seconds (None: forever).")
-      .def("release", [](MgrLock& lock) { return lock.Release(); },
-           "Frees the lock; False if it was not held.")
+      .def(
+          "release", [](MgrLock& lock) { return lock.Release(); },
+          "Frees the lock; False if it was not held.")
       .def("locked", &MgrLock::Locked)
       .def("holder", &MgrLock::Holder, "The holder's pid, 0 when free.");
   m.def(

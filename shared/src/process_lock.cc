@@ -164,8 +164,8 @@ Status ProcessLock::Acquire(std::chrono::nanoseconds timeout, bool* acquired, bo
       spun = true;
       std::chrono::nanoseconds spent;
       if (BoundedSpin(
-              word_, remaining,
-              [&] { return word_->load(std::memory_order_relaxed) != seen; }, &spent)) {
+              word_, remaining, [&] { return word_->load(std::memory_order_relaxed) != seen; },
+              &spent)) {
         continue;
       }
     }
@@ -204,7 +204,8 @@ Status ProcessLock::Locked(bool* locked) const {
 
 Status ProcessLock::Holder(pid_t* pid) const {
   SHM_RETURN_IF_ERROR(CheckLive());
-  *pid = static_cast<pid_t>(static_cast<uint64_t>(word_->load(std::memory_order_acquire)) & kPidMask);
+  *pid =
+      static_cast<pid_t>(static_cast<uint64_t>(word_->load(std::memory_order_acquire)) & kPidMask);
   return Status::OK();
 }
 

@@ -47,8 +47,9 @@ class ProcessLock {
   Status TryAcquire(bool* acquired) {
     SHM_RETURN_IF_ERROR(CheckLive());
     int64_t free_word = 0;
-    *acquired = word_->compare_exchange_strong(free_word, static_cast<int64_t>(MyWord()),
-                                               std::memory_order_acquire, std::memory_order_relaxed);
+    *acquired =
+        word_->compare_exchange_strong(free_word, static_cast<int64_t>(MyWord()),
+                                       std::memory_order_acquire, std::memory_order_relaxed);
     return *acquired ? AfterTake() : Status::OK();
   }
   // Takes the lock, waiting at most `timeout` (0: no wait; any duration: then *acquired false).
