@@ -183,7 +183,7 @@ TEST_P(ProcessLockCrashPointTest, DeathAtEachStepLeavesTheLockUsable) {
   test::ScopedSegment seg;
   ProcessLock lock;
   ASSERT_OK(ProcessLock::Open(seg.get(), "l", OpenMode::kCreateIfMissing, &lock));
-  bool got = false, died = false;
+  bool got = false;
   if (!c.holding) {
     ASSERT_OK(lock.TryAcquire(&got));  // The crashing child will wait for it.
     ASSERT_TRUE(got);
@@ -218,8 +218,8 @@ INSTANTIATE_TEST_SUITE_P(Points, ProcessLockCrashPointTest,
                                          CrashCase{"process_lock_taken", true, true},
                                          CrashCase{"process_lock_flagged", false, false},
                                          CrashCase{"process_lock_released", true, false}),
-                         [](const testing::TestParamInfo<CrashCase>& info) {
-                           return std::string(info.param.point);
+                         [](const testing::TestParamInfo<CrashCase>& param_info) {
+                           return std::string(param_info.param.point);
                          });
 
 }  // namespace

@@ -175,7 +175,7 @@ TEST(ProcessLockTest, DeletingTheLockWakesItsSleepersWithNotFound) {
   test::ScopedSegment seg;
   ProcessLock lock;
   ASSERT_OK(ProcessLock::Open(seg.get(), "l", OpenMode::kCreateIfMissing, &lock));
-  bool acquired = false, died = false;
+  bool acquired = false;
   ASSERT_OK(lock.TryAcquire(&acquired));
   pid_t child = test::ForkChild([&] {
     Attached a(seg, "l");
