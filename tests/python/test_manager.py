@@ -212,6 +212,27 @@ def test_a_sleeping_waiter_of_another_process_takes_over_a_killed_holders_lock()
         assert not lock.locked()
 
 
+def _increment_under(value, lock, n):
+    for _ in range(n):
+        with lock:
+            value.value += 1
+
+
+def test_value_increments_under_the_lock_from_three_processes_lose_nothing():
+    ctx = multiprocessing.get_context("fork")
+    with shmstate.Manager() as m:
+        value, lock = m.Value("i", 0), m.Lock()
+        procs = [ctx.Process(target=_increment_under, args=(value, lock, 20000))
+                 for _ in range(3)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(120)
+            assert p.exitcode == 0
+        assert value.value == 60000
+        assert not lock.locked()
+
+
 def test_lock_acquire_forms_release_errors_and_locked():
     with shmstate.Manager() as m:
         lock = m.Lock()
