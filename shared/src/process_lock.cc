@@ -50,10 +50,11 @@ uint64_t WordOf(pid_t pid, uint32_t tag) {
   return (uint64_t{tag} << 32) | (static_cast<uint64_t>(pid) & ProcessLock::kPidMask);
 }
 
-// Whether the process a holder word names is gone: no such pid, or a pid now of another process
-// (another start time). A process this one cannot see is taken for alive.
+// Whether the process a holder word names is gone: no pid, no such pid, or a pid now of another
+// process (another start time). A process this one cannot see is taken for alive.
 bool HolderGone(uint64_t word) {
   const auto pid = static_cast<pid_t>(word & ProcessLock::kPidMask);
+  if (pid == 0) return true;  // No process (a word restored from a damaged snapshot, say).
   if (pid == CurrentPid()) return false;
   if (kill(pid, 0) != 0 && errno == ESRCH) return true;
   uint32_t tag = 0;

@@ -166,6 +166,21 @@ TEST(ProcessLockCrashTest, AReusedPidIsNotTakenForTheHolder) {
   close(done[1]);
 }
 
+// A word that names no process (restored from a damaged snapshot) is not a holder that lives.
+TEST(ProcessLockCrashTest, AWordWithoutAPidIsTakenOver) {
+  test::ScopedSegment seg;
+  ProcessLock lock;
+  ASSERT_OK(ProcessLock::Open(seg.get(), "l", OpenMode::kCreateIfMissing, &lock));
+  lock.ref().entry->counter.store(int64_t{0x1234} << 32);
+  bool got = false, died = false;
+  ASSERT_OK(lock.Acquire(std::chrono::nanoseconds(0), &got, &died));
+  EXPECT_TRUE(got);
+  EXPECT_TRUE(died);
+  pid_t holder = 0;
+  ASSERT_OK(lock.Holder(&holder));
+  EXPECT_EQ(holder, getpid());
+}
+
 struct CrashCase {
   const char* point;
   bool holding;    // The crashed process is the one taking (else: a waiter of a held lock).
