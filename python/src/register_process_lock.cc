@@ -173,12 +173,16 @@ PyMethodDef kLockFast[] = {
     {"__exit__", AsCFunction(LockExit), METH_FASTCALL, "release()"},
     {nullptr, nullptr, 0, nullptr}};
 
-// A timeout in seconds (None: forever) as a duration; the caller checked its sign.
+// A timeout in seconds (None, or decades: forever) as a duration; InvalidArgument below 0 or NaN,
+// InvalidType for a non-number (convert.h's rules).
 std::optional<std::chrono::nanoseconds> TimeoutOf(py::handle timeout) {
   if (timeout.is_none()) return std::nullopt;
-  const double seconds = py::cast<double>(timeout);
-  if (std::isnan(seconds) || seconds < 0) throw py::value_error("timeout must be >= 0");
-  if (seconds > 1e9) return std::nullopt;  // Decades: forever.
+  const double seconds = ToDouble(timeout, "timeout");
+  if (!(seconds >= 0)) {
+    RaiseInvalid("timeout must be a number of seconds >= 0, not " +
+                 py::repr(timeout).cast<std::string>());
+  }
+  if (seconds > 1e9) return std::nullopt;
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
       std::chrono::duration<double>(seconds));
 }

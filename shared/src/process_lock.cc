@@ -118,10 +118,11 @@ Status ProcessLock::CheckLive() const {
   return Status::OK();
 }
 
-Status ProcessLock::AfterTake() {
+Status ProcessLock::AfterTake(bool* acquired) {
   CrashPoint("process_lock_taken");
   Status live = CheckLive();
   if (!live.ok()) {
+    *acquired = false;
     int64_t mine = word_->load(std::memory_order_relaxed);
     if ((static_cast<uint64_t>(mine) & ~kWaiters) == MyWord() &&
         word_->compare_exchange_strong(mine, 0, std::memory_order_release) &&
@@ -149,7 +150,7 @@ Status ProcessLock::Acquire(std::chrono::nanoseconds timeout, bool* acquired, bo
       if (word_->compare_exchange_weak(seen, static_cast<int64_t>(mine), std::memory_order_acquire,
                                        std::memory_order_relaxed)) {
         *acquired = true;
-        return AfterTake();
+        return AfterTake(acquired);
       }
       continue;
     }
@@ -157,7 +158,7 @@ Status ProcessLock::Acquire(std::chrono::nanoseconds timeout, bool* acquired, bo
     if (remaining.count() <= 0) {  // A wait about to fail looks for a dead holder first.
       if (TakeOverIfGone(word_, seen, mine)) {
         *acquired = *owner_died = true;
-        return AfterTake();
+        return AfterTake(acquired);
       }
       return Status::OK();
     }
@@ -183,7 +184,7 @@ Status ProcessLock::Acquire(std::chrono::nanoseconds timeout, bool* acquired, bo
     SHM_RETURN_IF_ERROR(CheckLive());
     if (word_->load(std::memory_order_acquire) == seen && TakeOverIfGone(word_, seen, mine)) {
       *acquired = *owner_died = true;
-      return AfterTake();
+      return AfterTake(acquired);
     }
   }
 }

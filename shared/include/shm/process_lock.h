@@ -50,7 +50,7 @@ class ProcessLock {
     *acquired =
         word_->compare_exchange_strong(free_word, static_cast<int64_t>(MyWord()),
                                        std::memory_order_acquire, std::memory_order_relaxed);
-    return *acquired ? AfterTake() : Status::OK();
+    return *acquired ? AfterTake(acquired) : Status::OK();
   }
   // Takes the lock, waiting at most `timeout` (0: no wait; any duration: then *acquired false).
   // A holder found dead is taken over: *owner_died true then. Waits spin a few microseconds,
@@ -79,9 +79,9 @@ class ProcessLock {
  private:
   explicit ProcessLock(const ObjectRef& ref);
   Status CheckLive() const;
-  // After a successful take: NotFound (and the lock given back) if the object went away between
-  // the check and the take.
-  Status AfterTake();
+  // After a successful take: NotFound (the lock given back, *acquired false) if the object went
+  // away between the check and the take.
+  Status AfterTake(bool* acquired);
 
   ObjectRef ref_;
   std::atomic<int64_t>* word_ = nullptr;  // EntryRep::counter, in this process's mapping.
