@@ -474,7 +474,9 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       }
       noted_command_ = {};
       table.SetCommand(client_.table_slot, client_.id, full, batch_ms_);
-    } else if (name != noted_command_) {
+    } else if (name.data() != noted_command_.data() || name.size() != noted_command_.size()) {
+      // Names are the rows' own (or one literal): the same command has the same pointer, so
+      // the usual pipeline of one command costs no string compare.
       noted_command_ = name;
       table.SetCommand(client_.table_slot, client_.id, name, batch_ms_);
     } else if (batch_ms_ != noted_ms_) {  // A pipeline's commands share their batch's time.
