@@ -356,21 +356,25 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     while (RunCommands() && !writing_ && !closed_ && WriteNow()) {
       // The output bound paused parsing and the batch went out at once: parse on.
     }
-    if (!out_.empty() && !writing_ && !closed_) {
-      if (kOneThread && !closing_) {
-        if (!flush_queued_) {
-          flush_queued_ = true;
-          server_->QueueFlush(this);
-        }
-      } else {
-        WriteNow();
-      }
+    if (closing_) {
+      if (!out_.empty() && !writing_ && !closed_) WriteNow();
+      if (!writing_ && out_.empty()) Close();
+      return;
     }
-    if (closing_ && !writing_ && out_.empty()) return Close();
     // Keep reading while blocked too: that is how a client that hangs up is noticed.
-    if (!closing_ && out_.size() < kMaxPendingOutput &&
-        used_ - start_ <= server_->limits().max_command_bytes) {
+    if (out_.size() < kMaxPendingOutput && used_ - start_ <= server_->limits().max_command_bytes) {
       DoRead();
+    }
+    if (out_.empty() || writing_ || closed_) return;
+    // One thread runs the loop: the replies wait for the end of its pass (Server::QueueFlush),
+    // the pending read keeping the session alive until then.
+    if (kOneThread && reading_) {
+      if (!flush_queued_) {
+        flush_queued_ = true;
+        server_->QueueFlush(this);
+      }
+    } else {
+      WriteNow();
     }
   }
 
