@@ -140,7 +140,9 @@ class Server final : public RespServer, public std::enable_shared_from_this<Serv
   template <typename Socket>
   void OnAccept(error_code ec, Socket socket);
 
-  // Sessions' Flush never queues another flush nor ends a session: the list is stable.
+  // FlushQueued only writes (a failed write closes the socket, whose pending read then
+  // completes later, through the loop): it queues no flush and destroys no session, so the
+  // list does not change while it runs.
   void FlushAll() {
     for (size_t i = 0; i < flush_.size(); ++i) flush_[i]->FlushQueued();
     flush_.clear();
