@@ -828,19 +828,18 @@ def _timeout_arg(blocking: bool, timeout: Optional[float]) -> Optional[float]:
 
 
 class AcquirerProxy(_Blocking):
-    """Semaphore and BoundedSemaphore (Lock and RLock: _LockProxy). State: {"value": free
+    """Semaphore and BoundedSemaphore (Lock: _ProcessLockProxy, RLock: _RLockProxy). State: {"value": free
     units, "holders": {owner: units} (BoundedSemaphore only), "bound": max or None}, changed by
     compare-and-set. A BoundedSemaphore unit whose holder died goes back to the pool when a
     waiter finds none free; `owner_died` then says so on the proxy that took it."""
 
-    __slots__ = ("_rlock", "owner_died")  # Read and written by the native Lock methods.
+    __slots__ = ("owner_died",)  # Written by the native Lock and RLock methods.
 
     def _extra(self) -> Any:
         return self._typeid
 
     def _set_extra(self, extra: Any) -> None:
         self._typeid = extra
-        self._rlock = extra == "RLock"
         self.owner_died = False
 
     def _try_acquire(self):
@@ -906,7 +905,7 @@ class AcquirerProxy(_Blocking):
         return self._load()
 
 
-_HOLDER = b"h"  # A Lock's or RLock's holder entry: present while held.
+_HOLDER = b"h"  # An RLock's holder entry: present while held.
 _owner_bytes: list = [None, None]
 
 
@@ -917,47 +916,76 @@ def _process_owner() -> bytes:
     return _owner_bytes[1]
 
 
-class _LockProxy(AcquirerProxy):
-    """Lock and RLock: the holder entry `h` exists while the lock is held, so an uncontended
-    acquire is one add-if-absent and a release one delete. A Lock's holder is its process (any
-    process may release it, as in the stdlib); an RLock's is (process, thread) with a count.
-    A holder found dead is removed (compare-and-delete on the entry's version) and the lock
-    taken: `owner_died` tells the taker."""
+class _ProcessLockProxy(AcquirerProxy):
+    """Lock: a library process lock (shm/process_lock.h), one word holding the holder's pid.
+    acquire(), release(), locked() and `with` are native (register_process_lock.cc): one
+    compare-and-swap each when uncontended; a wait spins a few microseconds, then sleeps on the
+    word's futex without the GIL. Any process may release it, as in the stdlib. A holder found
+    dead is taken over by a waiter (or by an acquire that would otherwise fail): `owner_died`
+    tells the taker."""
+    _kind = "process_lock"
+
+    def _attach_native(self) -> None:
+        self._h = _shmstate._MgrLock(self._server, self._name)
 
     def __repr__(self) -> str:
         return f"<AcquirerProxy object, typeid {self._typeid!r} at {hex(id(self))}>"
 
-    # acquire(), release() and `with` are native (LockAcquire, LockRelease): for a Lock one
-    # add-if-absent and one delete, for an RLock the same or a compare-and-set of its count;
-    # everything else (a held lock, a timeout, an RLock of another thread) comes here.
+    def _acquire_slow(self, blocking: bool = True, timeout: Optional[float] = None) -> bool:
+        got, died = self._h.acquire_for(_timeout_arg(blocking, timeout))
+        if got:
+            self.owner_died = died
+        return got
+
+    def _is_owned(self) -> bool:  # Condition's check: a Lock has no owning thread.
+        return self.locked()
+
+    def _release_save(self) -> Any:
+        self.release()
+
+    def _acquire_restore(self, saved: Any) -> None:
+        self.acquire()
+
+    def _getvalue(self) -> Any:
+        return self._h.holder() or None
+
+
+class _RLockProxy(AcquirerProxy):
+    """RLock: the holder entry `h` exists while the lock is held, so an uncontended acquire is
+    one add-if-absent and a release one delete; its holder is (process, thread) with a count,
+    changed by compare-and-set. A holder found dead is removed (compare-and-delete on the
+    entry's version) and the lock taken: `owner_died` tells the taker."""
+
+    def __repr__(self) -> str:
+        return f"<AcquirerProxy object, typeid {self._typeid!r} at {hex(id(self))}>"
+
+    # acquire(), release() and `with` are native (register_manager.cc: LockAcquire, LockRelease):
+    # one add-if-absent and one delete, or a compare-and-set of the count; everything else (a
+    # held lock, a timeout, an RLock of another thread) comes here.
     def _acquire_slow(self, blocking: bool = True, timeout: Optional[float] = None) -> bool:
         return AcquirerProxy.acquire(self, blocking, timeout)
 
     def _try_acquire(self):
         n = self._n
-        mine = _rlock_value(1) if self._rlock else _process_owner()
         died = False
         while True:
-            if n.set(_HOLDER, mine, None, "add"):
+            if n.set(_HOLDER, _rlock_value(1), None, "add"):
                 self.owner_died = died
                 return True
             entry = n.get_entry(_HOLDER)
             if entry is None:
                 continue
-            if self._rlock:
-                owner, count = _rlock_holder(entry[0])
-                if owner == _thread_owner():
-                    if n.set(_HOLDER, _rlock_value(count + 1), None, "set", entry[1]):
-                        return True
-                    continue
-            else:
-                owner = _loads(entry[0])
+            owner, count = _rlock_holder(entry[0])
+            if owner == _thread_owner():
+                if n.set(_HOLDER, _rlock_value(count + 1), None, "set", entry[1]):
+                    return True
+                continue
             if _alive(owner):
                 return _MISSING
             if self._word.delete_if(_HOLDER, entry[1]):
                 died = True
 
-    def _release_slow(self) -> None:  # An RLock's.
+    def _release_slow(self) -> None:
         d = self._d
         me = _thread_owner()
         while True:
@@ -974,14 +1002,9 @@ class _LockProxy(AcquirerProxy):
 
     def _is_owned(self) -> bool:
         data = self._d.get(_HOLDER)
-        if not self._rlock:
-            return data is not None
         return data is not None and _rlock_holder(data)[0] == _thread_owner()
 
     def _release_save(self) -> Any:
-        if not self._rlock:
-            self.release()
-            return None
         me = _thread_owner()
         while True:
             entry = self._d.entry(_HOLDER)
@@ -993,14 +1016,12 @@ class _LockProxy(AcquirerProxy):
 
     def _acquire_restore(self, saved: Any) -> None:
         self.acquire()
-        if self._rlock and saved > 1:
+        if saved > 1:
             self._d[_HOLDER] = _rlock_value(saved)
 
     def _getvalue(self) -> Any:
         data = self._d.get(_HOLDER)
-        if data is None:
-            return None
-        return _rlock_holder(data) if self._rlock else _loads(data)
+        return None if data is None else _rlock_holder(data)
 
 
 # An RLock's holder entry: this process's owner record (_process_owner), the thread's ident and
@@ -1627,8 +1648,13 @@ class SyncManager:
         return self._make(ArrayProxy, {b"v": _dumps(_array.array(typecode, sequence))})
 
     def _acquirer(self, typeid: str, value: int) -> AcquirerProxy:
-        if typeid in ("Lock", "RLock"):
-            return self._make(_LockProxy, {}, typeid)
+        if typeid == "Lock":
+            server = self._check()
+            name = f"o.{_client(server).counter('mp.ids').incr()}"
+            _shmstate._MgrLock(server, name, True)  # Creates it.
+            return _own(_ProcessLockProxy._open(server, name, typeid), (name,))
+        if typeid == "RLock":
+            return self._make(_RLockProxy, {}, typeid)
         return self._make(AcquirerProxy, {b"v": _dumps(_acquirer_state(typeid, value))}, typeid)
 
     def Lock(self) -> AcquirerProxy:
@@ -1650,7 +1676,7 @@ class SyncManager:
     def Condition(self, lock: Optional[AcquirerProxy] = None) -> ConditionProxy:
         if lock is None:
             lock = self.RLock()
-        elif not isinstance(lock, _LockProxy):
+        elif not isinstance(lock, (_RLockProxy, _ProcessLockProxy)):
             raise TypeError("shmstate.Manager().Condition(lock): lock must be a Lock or RLock "
                             "of a shmstate.Manager")
         return self._make(ConditionProxy, {b"v": _dumps({"waiting": [], "signaled": []})}, lock)
@@ -1707,6 +1733,7 @@ def Manager(name: Optional[str] = None, **options: Any) -> SyncManager:
     return manager
 
 
+_shmstate._install_process_lock_fast_paths(_ProcessLockProxy)
 _shmstate._install_manager_fast_paths(
-    {"dict": DictProxy, "Value": ValueProxy, "Event": EventProxy, "Lock": _LockProxy,
+    {"dict": DictProxy, "Value": ValueProxy, "Event": EventProxy, "RLock": _RLockProxy,
      "list": ListProxy, "Queue": QueueProxy}, _encode_key, _process_owner)

@@ -19,6 +19,7 @@
 #include "errors.h"
 #include "handles.h"
 #include "register_manager.h"
+#include "register_process_lock.h"
 #include "register_sync.h"
 #include "register_tx.h"
 #include "shm/limits.h"
@@ -106,5 +107,6 @@ PYBIND11_MODULE(_shmstate, m) {
 
   RegisterSync(m);         // shmstate.Manager's blocking proxies (register_sync.cc).
   RegisterManager(m);      // Its hot paths and value records (register_manager.cc).
+  RegisterProcessLock(m);  // Its Lock (register_process_lock.cc).
   RegisterTransaction(m);  // shmstate.Client.transaction (register_tx.cc).
 }

@@ -54,13 +54,11 @@ struct Globals {
   PyObject* encode_key = nullptr;  // manager._encode_key
   PyObject* owner = nullptr;       // manager._process_owner
   PyObject* word = nullptr;        // Interned attribute names.
-  PyObject* try_acquire = nullptr;
   PyObject* delitem = nullptr;
   // Offsets of the proxies' __slots__ members the fast methods read on every call (a member at
   // a fixed offset costs a load; a lookup by name, a type and an instance dict lookup).
   Py_ssize_t h_slot = 0;           // BaseProxy._h: the native handle.
   Py_ssize_t word_slot = 0;        // BaseProxy._word_: the wake word, None until first used.
-  Py_ssize_t rlock_slot = 0;       // AcquirerProxy._rlock.
   Py_ssize_t owner_died_slot = 0;  // AcquirerProxy.owner_died.
   Py_ssize_t fast_slot = 0;        // QueueProxy._fast.
 };
@@ -837,8 +835,8 @@ PyObject* EventWait(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyO
   });
 }
 
-// A Lock's holder entry `h` holds this process's owner record (manager._process_owner); the
-// record is computed once per process (a fork starts over).
+// An RLock's holder entry `h` starts with this process's owner record (manager._process_owner);
+// the record is computed once per process (a fork starts over).
 PyObject* g_owner_record = nullptr;
 void ForgetOwner() { g_owner_record = nullptr; }  // In the child: the parent's stays referenced.
 
@@ -913,84 +911,36 @@ bool RLockTryRelease(MgrDict& d, bool* applied, bool* freed) {
   });
 }
 
-bool IsRLock(PyObject* self, bool* is_rlock) {
-  PyObject* rlock = SlotValue(self, g.rlock_slot);
-  if (rlock == nullptr) return false;
-  *is_rlock = rlock == Py_True;
-  return true;
-}
-
 // owner_died = False after a take from a live holder (no write when it already is).
 void NoOwnerDied(PyObject* self) {
   PyObject* died = *reinterpret_cast<PyObject**>(reinterpret_cast<char*>(self) + g.owner_died_slot);
   if (died != Py_False) SetSlotValue(self, g.owner_died_slot, Py_False);
 }
 
-// A held Lock's acquire() (blocking, no timeout): WaitLoop, each round one add-if-absent. The
-// Python method's _try_acquire, which also takes the lock from a holder found dead, runs in the
-// first round and after every wait that saw no change (a dead holder never wakes anybody: its
-// waiters find it at the end of each _LIVENESS_PERIOD sleep, as in the Python loop).
-PyObject* LockWait(PyObject* self, MgrDict* d, std::string_view owner) {
-  PyWakeWord* word = WordOf(self);
-  if (word == nullptr) return nullptr;
-  return WaitLoop(d, word, Clock::time_point::max(), kLivenessPeriod,
-                  [&](bool changed) -> PyObject* {
-                    if (!changed) {
-                      PyObject* took = PyObject_CallMethodNoArgs(self, g.try_acquire);
-                      if (took == nullptr || took == Py_True) return took;
-                      Py_DECREF(took);  // manager._MISSING: held by a live process.
-                      return nullptr;
-                    }
-                    bool took = false;
-                    if (!Done([&] { took = d->Set("h", owner, shm::SetMode::kAdd); }) || !took) {
-                      return nullptr;
-                    }
-                    NoOwnerDied(self);
-                    Py_RETURN_TRUE;
-                  });
-}
-
-// Lock.acquire() without arguments: one add-if-absent (an RLock: RLockTryAcquire); a held Lock
-// waits in LockWait; anything else (an RLock held by another thread, a timeout) follows the
-// Python method's rules.
+// RLock.acquire() without arguments: one add-if-absent, or this thread's count + 1
+// (RLockTryAcquire); anything else (an RLock held by another thread, a timeout) follows the
+// Python method's rules. (A Lock is a process lock: register_process_lock.cc.)
 PyObject* LockAcquire(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
   if (nargs != 0 || kwnames != nullptr) return Slow(self, "_acquire_slow", args, nargs, kwnames);
-  bool is_rlock = false, applied = false, took = false;
+  bool applied = false, took = false;
   MgrDict* d = HandleOf<MgrDict>(self);
-  if (d == nullptr || !IsRLock(self, &is_rlock)) return nullptr;
-  std::string_view owner;
-  if (is_rlock) {
-    if (!RLockTryAcquire(*d, &applied, &took)) return nullptr;
-  } else {
-    if (!OwnerRecord(&owner)) return nullptr;
-    if (!Done([&] { applied = took = d->Set("h", owner, shm::SetMode::kAdd); })) return nullptr;
-  }
-  if (!applied) {
-    return is_rlock ? Slow(self, "_acquire_slow", args, nargs, kwnames) : LockWait(self, d, owner);
-  }
+  if (d == nullptr || !RLockTryAcquire(*d, &applied, &took)) return nullptr;
+  if (!applied) return Slow(self, "_acquire_slow", args, nargs, kwnames);
   if (took) NoOwnerDied(self);
   Py_RETURN_TRUE;
 }
 
-// Lock.release(): one delete (an RLock: RLockTryRelease), then a wake whether or not anybody
-// waits. The wake word's bump costs one atomic on a line both sides touch anyway, and a system
-// call only for a waiter that marked the word before its sleep (FutexWakeIfWanted); reading the
-// waiters' count `!w` instead cost a dict read, which under a concurrent acquire often finds its
-// lock-free read unsure and takes the shard lock the other process is contending for.
+// RLock.release(): RLockTryRelease, then, once the entry is deleted, a wake whether or not
+// anybody waits. The wake word's bump costs one atomic on a line both sides touch anyway, and a
+// system call only for a waiter that marked the word before its sleep (FutexWakeIfWanted);
+// reading the waiters' count `!w` instead cost a dict read, which under a concurrent acquire
+// often finds its lock-free read unsure and takes the shard lock the other process is contending
+// for.
 PyObject* LockRelease(PyObject* self, PyObject*) {
-  bool is_rlock = false, applied = false, freed = false;
+  bool applied = false, freed = false;
   MgrDict* d = HandleOf<MgrDict>(self);
-  if (d == nullptr || !IsRLock(self, &is_rlock)) return nullptr;
-  if (is_rlock) {
-    if (!RLockTryRelease(*d, &applied, &freed)) return nullptr;
-    if (!applied) return Slow(self, "_release_slow", nullptr, 0, nullptr);
-  } else {
-    if (!Done([&] { applied = freed = d->Delete("h"); })) return nullptr;
-    if (!applied) {
-      PyErr_SetString(PyExc_RuntimeError, "release unlocked lock");
-      return nullptr;
-    }
-  }
+  if (d == nullptr || !RLockTryRelease(*d, &applied, &freed)) return nullptr;
+  if (!applied) return Slow(self, "_release_slow", nullptr, 0, nullptr);
   if (freed) return Wake(self);
   Py_RETURN_NONE;
 }
@@ -1101,7 +1051,7 @@ PyMethodDef kEventFast[] = {
     {"clear", reinterpret_cast<PyCFunction>(EventClear), METH_NOARGS, "Clears it."},
     {"wait", AsCFunction(EventWait), METH_FASTCALL | METH_KEYWORDS, "wait(timeout=None)"},
     {nullptr, nullptr, 0, nullptr}};
-PyMethodDef kLockFast[] = {
+PyMethodDef kRLockFast[] = {
     {"acquire", AsCFunction(LockAcquire), METH_FASTCALL | METH_KEYWORDS, "acquire()"},
     {"release", reinterpret_cast<PyCFunction>(LockRelease), METH_NOARGS, "release()"},
     {"__enter__", AsCFunction(LockAcquire), METH_FASTCALL | METH_KEYWORDS, "acquire()"},
@@ -1128,10 +1078,8 @@ void Install(const py::dict& classes, const py::object& encode_key, const py::ob
   g.word = PyUnicode_InternFromString("_word");
   g.h_slot = InheritedSlotOffset(classes["dict"], "_h");
   g.word_slot = InheritedSlotOffset(classes["dict"], "_word_");
-  g.rlock_slot = InheritedSlotOffset(classes["Lock"], "_rlock");
-  g.owner_died_slot = InheritedSlotOffset(classes["Lock"], "owner_died");
+  g.owner_died_slot = InheritedSlotOffset(classes["RLock"], "owner_died");
   g.fast_slot = InheritedSlotOffset(classes["Queue"], "_fast");
-  g.try_acquire = PyUnicode_InternFromString("_try_acquire");
   g.delitem = PyUnicode_InternFromString("__delitem__");
   MgrDict::type = reinterpret_cast<PyTypeObject*>(py::type::of<MgrDict>().ptr());
   MgrList::type = reinterpret_cast<PyTypeObject*>(py::type::of<MgrList>().ptr());
@@ -1140,7 +1088,7 @@ void Install(const py::dict& classes, const py::object& encode_key, const py::ob
   InstallMethods(classes["Value"], kValueFast);
   InstallGetSet(classes["Value"], &kValueProperty);
   InstallMethods(classes["Event"], kEventFast);
-  InstallMethods(classes["Lock"], kLockFast);
+  InstallMethods(classes["RLock"], kRLockFast);
   InstallMethods(classes["list"], kListFast);
   InstallMethods(classes["Queue"], kQueueFast);
   // After the methods: setting __getitem__ on a class resets its slot to the by-name lookup.

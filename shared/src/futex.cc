@@ -16,32 +16,12 @@ static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t));
 
 namespace {
 
-// One online CPU: the waker cannot run while the waiter spins, so a spin can only delay it.
-bool SeveralCpus() {
-  static const bool several = sysconf(_SC_NPROCESSORS_ONLN) > 1;
-  return several;
-}
-
 // Watches *word for at most min(kSpinBudget, timeout) when the advisor says so: true if it
-// changed from `seen`. *spent is the time spun. The clock is read every few pauses only.
+// changed from `seen`. *spent is the time spun.
 bool SpinWhileUnchanged(std::atomic<uint32_t>* word, uint32_t seen,
                         std::chrono::nanoseconds timeout, std::chrono::nanoseconds* spent) {
-  *spent = std::chrono::nanoseconds(0);
-  if (!SeveralCpus()) return false;
-  SpinAdvisor& advisor = SpinAdvisor::Get();
-  if (!advisor.ShouldSpin(word)) return false;
-  const auto budget = std::min(kSpinBudget, timeout);
-  const auto start = std::chrono::steady_clock::now();
-  bool changed = false;
-  while (!changed && *spent < budget) {
-    for (int i = 0; i < 16 && !changed; ++i) {
-      changed = word->load(std::memory_order_acquire) != seen;
-      if (!changed) CpuRelax();
-    }
-    *spent = std::chrono::steady_clock::now() - start;
-  }
-  advisor.Record(word, changed);
-  return changed;
+  return BoundedSpin(
+      word, timeout, [&] { return word->load(std::memory_order_acquire) != seen; }, spent);
 }
 
 void Sleep(std::atomic<uint32_t>* word, uint32_t seen, std::chrono::nanoseconds timeout) {
@@ -54,6 +34,21 @@ void Sleep(std::atomic<uint32_t>* word, uint32_t seen, std::chrono::nanoseconds 
 }
 
 }  // namespace
+
+// One online CPU: the waker cannot run while the waiter spins, so a spin can only delay it.
+bool SeveralCpus() {
+  static const bool several = sysconf(_SC_NPROCESSORS_ONLN) > 1;
+  return several;
+}
+
+void FutexSleep(const void* word, uint32_t seen, std::chrono::nanoseconds timeout) {
+  Sleep(static_cast<std::atomic<uint32_t>*>(const_cast<void*>(word)), seen, timeout);
+}
+
+void FutexWakeSleepers(const void* word) {
+  syscall(SYS_futex, static_cast<uint32_t*>(const_cast<void*>(word)), FUTEX_WAKE, INT_MAX, nullptr,
+          nullptr, 0);
+}
 
 SpinAdvisor& SpinAdvisor::Get() {
   static SpinAdvisor advisor;

@@ -14,9 +14,12 @@
 #ifndef SHM_SRC_FUTEX_H_
 #define SHM_SRC_FUTEX_H_
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+
+#include "cpu_relax.h"
 
 namespace shm {
 
@@ -65,6 +68,21 @@ class SpinAdvisor {
   Place places_[kPlaces];
 };
 
+// Whether this machine has more than one online CPU: with one, a spinner only delays its waker.
+bool SeveralCpus();
+
+// The bounded spin before a sleep, on any word: at most min(kSpinBudget, timeout), only with
+// several CPUs and when the advisor says so for `word`; true as soon as changed() (plain loads,
+// so the spinner does not take the line from its waker). *spent is the time spun.
+template <class Changed>
+bool BoundedSpin(const void* word, std::chrono::nanoseconds timeout, Changed&& changed,
+                 std::chrono::nanoseconds* spent);
+
+// The system calls alone, on the 32-bit futex word at `word` (for a word packed into a wider
+// atomic, its low half): sleeps while it is `seen`, at most `timeout`; wakes every sleeper.
+void FutexSleep(const void* word, uint32_t seen, std::chrono::nanoseconds timeout);
+void FutexWakeSleepers(const void* word);
+
 // Sleeps while *word == seen, at most `timeout`, after a bounded spin (SpinAdvisor). Returns
 // early on a wake, a change seen while spinning, or a signal.
 void FutexWait(std::atomic<uint32_t>* word, uint32_t seen, std::chrono::nanoseconds timeout);
@@ -87,6 +105,27 @@ void FutexWaitWanted(std::atomic<uint32_t>* word, std::atomic<uint32_t>* wanted,
                      std::chrono::nanoseconds timeout);
 // Bumps the sequence, and wakes every waiter if the word was wanted (clearing the flag).
 void FutexWakeIfWanted(std::atomic<uint32_t>* word, std::atomic<uint32_t>* wanted);
+
+template <class Changed>
+bool BoundedSpin(const void* word, std::chrono::nanoseconds timeout, Changed&& changed,
+                 std::chrono::nanoseconds* spent) {
+  *spent = std::chrono::nanoseconds(0);
+  if (!SeveralCpus()) return false;
+  SpinAdvisor& advisor = SpinAdvisor::Get();
+  if (!advisor.ShouldSpin(word)) return false;
+  const auto budget = std::min(kSpinBudget, timeout);
+  const auto start = std::chrono::steady_clock::now();
+  bool done = false;
+  while (!done && *spent < budget) {  // The clock is read every few pauses only.
+    for (int i = 0; i < 16 && !done; ++i) {
+      done = changed();
+      if (!done) CpuRelax();
+    }
+    *spent = std::chrono::steady_clock::now() - start;
+  }
+  advisor.Record(word, done);
+  return done;
+}
 
 }  // namespace shm
 

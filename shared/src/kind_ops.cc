@@ -14,6 +14,8 @@ void CounterUsage(Segment::Impl*, const EntryRep* entry, ObjectInfo* info) {
 
 // Counters keep their value in the entry itself: no body, nothing to repair.
 const KindOps kCounterOps = {nullptr, DestroyNothing, nullptr, nullptr, CounterUsage};
+// So do process locks (process_lock_rep.h): one word, nothing to repair or free.
+const KindOps kProcessLockOps = {nullptr, DestroyNothing, nullptr, nullptr, nullptr};
 
 const KindOps& KindOpsFor(ObjectKind kind) {
   static const KindOps kNoOps = {nullptr, DestroyNothing};
@@ -31,6 +33,8 @@ const KindOps& KindOpsFor(ObjectKind kind) {
       return kArrayOps;
     case ObjectKind::kKeyspace:
       return kKeyspaceOps;
+    case ObjectKind::kProcessLock:
+      return kProcessLockOps;
     case ObjectKind::kNone:
       break;
   }

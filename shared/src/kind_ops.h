@@ -41,6 +41,13 @@ extern const KindOps kListOps;
 extern const KindOps kKeyspaceOps;
 extern const KindOps kLockOps;
 extern const KindOps kArrayOps;
+extern const KindOps kProcessLockOps;
+
+// Whether the kind keeps its whole state in its registry entry (EntryRep::counter), with no body:
+// a snapshot record's counter field carries it, and there is no payload.
+inline bool StateInEntry(ObjectKind kind) {
+  return kind == ObjectKind::kCounter || kind == ObjectKind::kProcessLock;
+}
 
 const KindOps& KindOpsFor(ObjectKind kind);
 

@@ -19,7 +19,7 @@
 namespace shm {
 
 inline constexpr uint64_t kSegmentMagic = 0x4554415453484d53ull;  // "SHMSTATE" little endian.
-inline constexpr uint32_t kLayoutVersion = 16;
+inline constexpr uint32_t kLayoutVersion = 17;
 inline constexpr uint32_t kMaxIntentSlots = 1024;
 inline constexpr uint32_t kMaxWorkerSlots = 256;
 inline constexpr size_t kMaxNameLength = limits::kMaxObjectName;
@@ -183,7 +183,8 @@ struct EntryRep {
   // line such a write takes anyway.
   std::atomic<uint64_t> keyspace_writes{0};
   // The value, for counters, alone in its 128-byte block: adders contend on it, while the fields
-  // above are read on every add and must stay in every reader's cache.
+  // above are read on every add and must stay in every reader's cache. For a process lock, its
+  // whole state (process_lock_rep.h), for the same reason.
   alignas(128) std::atomic<int64_t> counter{0};
   char counter_padding[120] = {};  // Adjacent-line prefetch pairs 128-byte blocks.
 };

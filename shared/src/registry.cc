@@ -11,13 +11,14 @@
 #include "kind_ops.h"
 #include "layout.h"
 #include "object_guard.h"
+#include "process_lock_rep.h"
 #include "segment_impl.h"
 
 namespace shm {
 namespace {
 
-constexpr std::string_view kKindNames[kObjectKindCount] = {"none", "counter",  "dict",  "list",
-                                                           "lock", "sessions", "array", "keyspace"};
+constexpr std::string_view kKindNames[kObjectKindCount] = {
+    "none", "counter", "dict", "list", "lock", "sessions", "array", "keyspace", "process_lock"};
 constexpr uint32_t kListChunk = 256;  // Entries scanned per registry-lock hold when listing.
 
 std::string_view EntryName(const EntryRep* e) { return {e->name, e->name_length}; }
@@ -127,6 +128,7 @@ Status DeleteLocked(Segment::Impl* seg, EntryRep* e, int64_t index_pos) {
   }
   guard.Unlock();
   FutexWakeAll(&e->wake_seq);  // Blocked pops and lock waits notice the object is gone.
+  if (kind == ObjectKind::kProcessLock) WakeDeletedProcessLock(e);
   RegistryRep& reg = seg->root()->registry;
   seg->IndexWords()[index_pos].store(kIndexTombstone, std::memory_order_release);
   reg.tombstones.fetch_add(1);
@@ -213,7 +215,7 @@ Status ParseKind(std::string_view name, ObjectKind* kind) {
     }
   }
   return Status::InvalidArgument("unknown kind '" + std::string(name) +
-                                 "' (counter, dict, list, lock, sessions, array)");
+                                 "' (counter, dict, list, lock, sessions, array, process_lock)");
 }
 
 Status ValidateName(std::string_view name) {

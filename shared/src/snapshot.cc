@@ -133,7 +133,7 @@ Status SerializeEntry(Segment::Impl* impl, EntryRep* e, int64_t now, std::string
   record.counter = e->counter.load();
   record.name = std::string_view(e->name, e->name_length);
   std::string payload;
-  if (record.kind != ObjectKind::kCounter) {
+  if (!StateInEntry(record.kind)) {
     const KindOps& ops = KindOpsFor(record.kind);
     if (ops.serialize_locked == nullptr) {
       return Status::Internal("objects of kind " + std::string(KindName(record.kind)) +
@@ -189,7 +189,7 @@ Status RestoreRecord(const Record& record, int64_t now, Segment* into, bool* cre
   spec.ttl_ms = record.expires_at_ms == 0 ? 0 : record.expires_at_ms - now;
   spec.counter_init = record.counter;
   spec.created = created;
-  if (record.kind != ObjectKind::kCounter) {
+  if (!StateInEntry(record.kind)) {
     const KindOps& ops = KindOpsFor(record.kind);
     if (ops.deserialize == nullptr) {
       return Status::Internal("objects of kind " + std::string(KindName(record.kind)) +

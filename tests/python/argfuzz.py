@@ -508,6 +508,11 @@ SPECS = {
     "_WakeWord.wake_waiters": [],
     "_WakeWord.delete_if": [("key", KEY, R), ("version", UINT, R)],
     "_SeqList.set": [("index", INT, R), ("item", VALUE, R)],
+    # shmstate.Manager().Lock()'s handle (python/src/register_process_lock.cc).
+    "_MgrLock.acquire_for": [("timeout", SECONDS, R)],
+    "_MgrLock.release": [],
+    "_MgrLock.locked": [],
+    "_MgrLock.holder": [],
     "_SeqList.replace": [("expected", some(st.one_of(st.none(), st.lists(VALUE, max_size=4))), R),
                          ("items", some(st.lists(VALUE, max_size=4)), R)],
 }
@@ -528,7 +533,7 @@ class Fixtures:
 
     def instances(self, cls_name):
         c = self.client
-        for name in ("fz.counter", "fz.dict", "fz.list", "fz.lock", "fz.sessions"):
+        for name in ("fz.counter", "fz.dict", "fz.list", "fz.lock", "fz.sessions", "fz.plock"):
             c.delete(name)  # Another batch may have made it an object of another kind.
         if cls_name in ("Client", "_Client"):
             return [c if cls_name == "Client" else c._native]
@@ -565,7 +570,8 @@ class Fixtures:
             return [{"_TxCounter": lambda: tx.counter("fz.counter"),
                      "_TxDict": lambda: tx.dict("fz.dict"),
                      "_TxList": lambda: tx.list("fz.list")}[cls_name]()]
-        elif cls_name in ("_WakeWord", "_SeqList", "_MgrDict", "_MgrList") and "://" in self.server:
+        elif (cls_name in ("_WakeWord", "_SeqList", "_MgrDict", "_MgrList", "_MgrLock")
+              and "://" in self.server):
             raise KeyError(cls_name)  # Bindings of shm segments only.
         elif cls_name == "_WakeWord":  # Words of a dict and of a list.
             c.dict("fz.dict")["k1"] = b"v"
@@ -575,6 +581,8 @@ class Fixtures:
         elif cls_name == "_MgrDict":  # The Manager's fast-path handles: no public method.
             c.dict("fz.dict")["k1"] = b"v"
             return [_shmstate._MgrDict(self.server, "fz.dict")]
+        elif cls_name == "_MgrLock":  # A process lock, created by its first handle.
+            return [_shmstate._MgrLock(self.server, "fz.plock", True)]
         elif cls_name == "_MgrList":
             c.list("fz.list").push(b"a")
             return [_shmstate._MgrList(self.server, "fz.list")]

@@ -80,6 +80,32 @@ def test_poisoned_allocator_is_rebuilt_and_handles_follow(make_server):
     assert status == 200 and body == big
 
 
+def test_a_manager_lock_and_its_sleeper_follow_a_rebuild(make_server):
+    import threading
+    server = make_server(workers=1)
+    st = shmstate.attach(server.name)
+    with shmstate.Manager(name=server.name) as m:
+        lock = m.Lock()
+        assert lock.acquire()
+        got = []
+        waiter = threading.Thread(target=lambda: got.append(lock.acquire(timeout=60)), daemon=True)
+        waiter.start()
+        crash = subprocess.run(
+            [sys.executable, "-c",
+             "import sys, shmstate; shmstate.attach(sys.argv[1]).dict('kept')['b'] = b'2'",
+             server.name], env=dict(os.environ, SHM_CRASH_POINT="inside_allocator"), timeout=60)
+        assert crash.returncode == 86
+        st.dict("kept")["c"] = b"3" * 1000  # Allocates: runs once the rebuild is done.
+        assert st.generation == 2
+        # The copy kept the holder (this live process): still held, no take-over.
+        assert lock.locked() and not lock.acquire(False)
+        assert waiter.is_alive() and not got
+        lock.release()
+        waiter.join(60)
+        assert got == [True] and lock.locked() and not lock.owner_died
+        lock.release()
+
+
 def test_stopped_server_gives_unavailable_not_a_hang(make_server):
     server = make_server(workers=1)
     st = shmstate.attach(server.name, follow_timeout=0.5)

@@ -175,6 +175,108 @@ def test_units_held_by_a_dead_process_are_taken_back():
         assert lock.acquire(timeout=10) and not lock.owner_died
 
 
+def _hold_forever(lock, ready):
+    lock.acquire()
+    ready.set()
+    time.sleep(600)
+
+
+def _wait_for_lock(lock, out):
+    got = lock.acquire()
+    out.put((got, lock.owner_died))
+    lock.release()
+
+
+def _in_futex(pid):
+    with open(f"/proc/{pid}/wchan") as f:
+        return "futex" in f.read()
+
+
+def test_a_sleeping_waiter_of_another_process_takes_over_a_killed_holders_lock():
+    ctx = multiprocessing.get_context("fork")
+    with shmstate.Manager() as m:
+        lock = m.Lock()
+        ready, out = ctx.Event(), ctx.Queue()
+        holder = ctx.Process(target=_hold_forever, args=(lock, ready))
+        holder.start()
+        assert ready.wait(30)
+        waiter = ctx.Process(target=_wait_for_lock, args=(lock, out))
+        waiter.start()
+        wait_until(lambda: _in_futex(waiter.pid), 30, "the waiter's sleep")
+        assert lock.locked() and lock._getvalue() == holder.pid
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.join(30)
+        assert out.get(timeout=30) == (True, True)
+        waiter.join(30)
+        assert waiter.exitcode == 0
+        assert not lock.locked()
+
+
+def _increment_under(value, lock, n):
+    for _ in range(n):
+        with lock:
+            value.value += 1
+
+
+def test_value_increments_under_the_lock_from_three_processes_lose_nothing():
+    ctx = multiprocessing.get_context("fork")
+    with shmstate.Manager() as m:
+        value, lock = m.Value("i", 0), m.Lock()
+        procs = [ctx.Process(target=_increment_under, args=(value, lock, 20000))
+                 for _ in range(3)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(120)
+            assert p.exitcode == 0
+        assert value.value == 60000
+        assert not lock.locked()
+
+
+def test_lock_acquire_forms_release_errors_and_locked():
+    with shmstate.Manager() as m:
+        lock = m.Lock()
+        assert not lock.locked()
+        assert lock.acquire(False) and lock.locked() and not lock.owner_died
+        assert not lock.acquire(False)
+        assert not lock.acquire(True, 0.05)
+        assert not lock.acquire(timeout=0)
+        with pytest.raises(ValueError):
+            lock.acquire(False, 1)
+        with pytest.raises(ValueError):
+            lock.acquire(timeout=-2)
+        lock.release()
+        with pytest.raises(RuntimeError, match="release unlocked lock"):
+            lock.release()
+        with lock:
+            assert lock.locked()
+        assert not lock.locked()
+        assert lock.acquire(timeout=1) and lock.locked()
+        lock.release()
+
+
+def test_deleting_a_lock_wakes_its_waiter_with_not_found():
+    import threading
+    with shmstate.Manager() as m:
+        lock = m.Lock()
+        pickle.dumps(lock)  # Shared: its proxy no longer frees it.
+        assert lock.acquire()
+        errors = []
+
+        def wait():
+            try:
+                lock.acquire()
+            except Exception as e:  # noqa: BLE001 - the test looks at its type.
+                errors.append(e)
+        waiter = threading.Thread(target=wait, daemon=True)
+        waiter.start()
+        wait_until(lambda: _in_futex(waiter.native_id), 30, "the waiter's sleep")
+        shmstate.attach(m.address).delete(lock._name)
+        waiter.join(30)
+        assert not waiter.is_alive()
+        assert len(errors) == 1 and isinstance(errors[0], shmstate.NotFound), errors
+
+
 def _take_one(sem):
     sem.acquire()  # A signal consumed: the unit is this process's for good.
 

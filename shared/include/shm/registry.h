@@ -1,8 +1,8 @@
 // Registry: the table of named, typed objects in a segment.
 //
-// Every object (counter, dict, list, lease lock, sessions, array) has a unique name in one
-// namespace shared by all kinds: opening a dict at a counter's name is WrongType, never a wrong
-// cast. Names are 1-200 bytes of [A-Za-z0-9._:-] and do not start with '.'.
+// Every object (counter, dict, list, lease lock, sessions, array, process lock) has a unique name
+// in one namespace shared by all kinds: opening a dict at a counter's name is WrongType, never a
+// wrong cast. Names are 1-200 bytes of [A-Za-z0-9._:-] and do not start with '.'.
 //
 // Process-safety: all methods are safe from any thread of any attached process; they take the
 // registry lock (a robust mutex) briefly. Listing takes it per chunk so writers are not stalled.
@@ -30,9 +30,10 @@ enum class ObjectKind : uint32_t {
   kLock = 4,
   kSessions = 5,
   kArray = 6,
-  kKeyspace = 7,  // The Redis keyspace of one database (keyspace.h).
+  kKeyspace = 7,     // The Redis keyspace of one database (keyspace.h).
+  kProcessLock = 8,  // A lock held by a process, one word (process_lock.h).
 };
-inline constexpr uint32_t kObjectKindCount = 8;
+inline constexpr uint32_t kObjectKindCount = 9;
 
 // "counter", "dict", ...; "none" for kNone.
 std::string_view KindName(ObjectKind kind);
