@@ -56,6 +56,8 @@ class SessionBase {
   virtual void Drain() = 0;
   // Closes the connection if CLIENT KILL (of any worker) asked for it.
   virtual void CloseIfKilled() = 0;
+  // The end of the loop's pass: writes the replies the connection batched (Server::QueueFlush).
+  virtual void FlushQueued() = 0;
 };
 
 // How often a worker looks for CLIENT KILL requests of its connections (ClientTable).
@@ -108,6 +110,21 @@ class Server final : public RespServer, public std::enable_shared_from_this<Serv
     if (last && draining_.load() && on_drained_) on_drained_();
   }
 
+  // Writes `session`'s replies at the end of this pass of the event loop (single-threaded
+  // worker only): after every connection the last epoll_wait(2) found readable has run its
+  // commands, as redis-server writes its replies before it sleeps. The client then finds many
+  // replies at once and sends many requests at once, so the next epoll_wait finds several
+  // sockets ready instead of the one just answered. `session` unqueues itself if it goes first.
+  void QueueFlush(SessionBase* session) {
+    flush_.push_back(session);
+    if (flush_.size() == 1) {
+      // Posted from a handler, it runs after the reactor's next look at the sockets, which
+      // does not block since a handler is queued (Asio's scheduler: epoll_wait with timeout 0).
+      net::post(*ioc_, [self = shared_from_this()] { self->FlushAll(); });
+    }
+  }
+  void Unqueue(SessionBase* session) { std::erase(flush_, session); }
+
   const resp::RespConfig& config() const { return config_; }
   const resp::RespLimits& limits() const { return limits_; }
   std::chrono::milliseconds read_timeout() const { return read_timeout_; }
@@ -122,6 +139,14 @@ class Server final : public RespServer, public std::enable_shared_from_this<Serv
  private:
   template <typename Socket>
   void OnAccept(error_code ec, Socket socket);
+
+  // FlushQueued only writes (a failed write closes the socket, whose pending read then
+  // completes later, through the loop): it queues no flush and destroys no session, so the
+  // list does not change while it runs.
+  void FlushAll() {
+    for (size_t i = 0; i < flush_.size(); ++i) flush_[i]->FlushQueued();
+    flush_.clear();
+  }
 
   net::io_context* ioc_;
   void AnswerBarrier(uint64_t request, int turns);
@@ -143,6 +168,7 @@ class Server final : public RespServer, public std::enable_shared_from_this<Serv
   std::atomic<size_t> live_{0};
   Mutex mu_;
   std::map<SessionBase*, std::weak_ptr<SessionBase>> sessions_ GUARDED_BY(mu_);
+  std::vector<SessionBase*> flush_;  // Loop thread only (single-threaded workers).
 };
 
 template <typename Executor>
@@ -157,6 +183,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
         server_(std::move(server)) {}
 
   ~Session() override {
+    if (flush_queued_) server_->Unqueue(this);
     ClientTable(server_->config().segment).Release(client_.table_slot, client_.id);
     server_->Unregister(this);
   }
@@ -170,6 +197,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       // Killed after its current command: what was answered is still sent.
       self->closing_ = true;
       self->Unblock();
+      self->Flush();
       if (!self->writing_) self->Close();
     });
   }
@@ -202,6 +230,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   void Drain() override {
     net::dispatch(socket_.get_executor(), [self = this->shared_from_this()] {
       self->closing_ = true;
+      self->Flush();
       // An idle connection (nothing half-received, nothing to send) closes now; a blocked pop
       // gives up without taking an item.
       if (!self->writing_ && (self->blocked_ || self->start_ == self->used_)) self->Close();
@@ -311,8 +340,10 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     reading_ = false;
     if (ec) {
       // The client went away (or the idle timer closed the socket): a parked pop must not take
-      // an item no one will read.
+      // an item no one will read. Replies still batched go first (a client that shut down its
+      // sending side still reads them).
       Unblock();
+      Flush();
       if (!writing_) Close();
       closing_ = true;
       return;
@@ -327,12 +358,25 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     while (RunCommands() && !writing_ && !closed_ && WriteNow()) {
       // The output bound paused parsing and the batch went out at once: parse on.
     }
-    if (!out_.empty() && !writing_ && !closed_) WriteNow();
-    if (closing_ && !writing_ && out_.empty()) return Close();
+    if (closing_) {
+      if (!out_.empty() && !writing_ && !closed_) WriteNow();
+      if (!writing_ && out_.empty()) Close();
+      return;
+    }
     // Keep reading while blocked too: that is how a client that hangs up is noticed.
-    if (!closing_ && out_.size() < kMaxPendingOutput &&
-        used_ - start_ <= server_->limits().max_command_bytes) {
+    if (out_.size() < kMaxPendingOutput && used_ - start_ <= server_->limits().max_command_bytes) {
       DoRead();
+    }
+    if (out_.empty() || writing_ || closed_) return;
+    // One thread runs the loop: the replies wait for the end of its pass (Server::QueueFlush),
+    // the pending read keeping the session alive until then.
+    if (kOneThread && reading_) {
+      if (!flush_queued_) {
+        flush_queued_ = true;
+        server_->QueueFlush(this);
+      }
+    } else {
+      WriteNow();
     }
   }
 
@@ -436,7 +480,9 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       }
       noted_command_ = {};
       table.SetCommand(client_.table_slot, client_.id, full, batch_ms_);
-    } else if (name != noted_command_) {
+    } else if (name.data() != noted_command_.data() || name.size() != noted_command_.size()) {
+      // Names are the rows' own (or one literal): the same command has the same pointer, so
+      // the usual pipeline of one command costs no string compare.
       noted_command_ = name;
       table.SetCommand(client_.table_slot, client_.id, name, batch_ms_);
     } else if (batch_ms_ != noted_ms_) {  // A pipeline's commands share their batch's time.
@@ -658,6 +704,17 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     held_.clear();
   }
 
+  void FlushQueued() override {
+    flush_queued_ = false;
+    Flush();
+  }
+
+  // Writes the replies batched for the end of the pass now (what the socket does not take at
+  // once goes out with a pending write).
+  void Flush() {
+    if (!out_.empty() && !writing_ && !closed_) WriteNow();
+  }
+
   // Writes the batch at once when the socket takes it all (the usual case: no write operation,
   // no completion handler); whatever it does not take goes out with an async_write. False when
   // the batch is not all written (a write is pending, or the connection failed and closed).
@@ -747,7 +804,11 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   // Wall-clock ns when the last bytes read reached the server: a blocked pop's place in line.
   int64_t arrival_ns_ = 0;
   uint64_t barrier_ = 0;  // The barrier a blocked pop's first try waits for (BlockedPop).
-  static constexpr bool kStampedReads = std::is_same_v<Executor, net::io_context::executor_type>;
+  // One thread runs the worker's loop (no strand): reads are stamped, replies wait for the end
+  // of the loop's pass (Server::QueueFlush).
+  static constexpr bool kOneThread = std::is_same_v<Executor, net::io_context::executor_type>;
+  static constexpr bool kStampedReads = kOneThread;
+  bool flush_queued_ = false;  // In the server's flush list.
   bool reading_ = false;
   bool writing_ = false;
   bool blocked_ = false;  // A BLPOP/BRPOP waits; later commands stay in the buffer.

@@ -24,9 +24,10 @@ class Server:
     def __init__(self, name, extra=()):
         self.name = name
         size = [] if "--size" in extra else ["--size", "64MiB"]  # extra may choose its own.
+        workers = [] if "--workers" in extra else ["--workers", "2"]
         self.proc = subprocess.Popen(
             [BINARY, "serve", "--listen", "127.0.0.1:0", "--resp-listen", "127.0.0.1:0",
-             "--workers", "2", *size, "--name", name, "--log-level", os.environ.get("RESP_LOG", "warn"),
+             *workers, *size, "--name", name, "--log-level", os.environ.get("RESP_LOG", "warn"),
              *extra],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
