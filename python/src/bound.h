@@ -24,6 +24,14 @@
 
 namespace shmstate {
 
+// This process's one attachment of the server named by `server` (a str), waiting up to 10 s for
+// it to come up: what a Manager proxy's handle binds to. Raises as Check does.
+inline std::shared_ptr<Attachment> SharedAttachment(pybind11::handle server) {
+  std::shared_ptr<Attachment> attachment;
+  Check(Attachment::Shared(ToText(server, "server"), std::chrono::seconds(10), &attachment));
+  return attachment;
+}
+
 // A proxy of kind Proxy bound to an attachment: the library's Handle (shm/handle.h), opened by
 // name in whatever generation the attachment is in and reopened after a move
 // (shm::RunClientOp). It stands for the object it opened: a deleted object answers NotFound

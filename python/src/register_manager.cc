@@ -341,12 +341,6 @@ class EntryValueReader : public shm::DictReader {
 // --- handles
 // --------------------------------------------------------------------------------------
 
-std::shared_ptr<Attachment> SharedAttachment(py::handle server) {
-  std::shared_ptr<Attachment> attachment;
-  Check(Attachment::Shared(ToText(server, "server"), std::chrono::seconds(10), &attachment));
-  return attachment;
-}
-
 // The dict object of a proxy (every kind but list and queue items).
 class MgrDict {
  public:

@@ -28,12 +28,6 @@ namespace py = pybind11;
 namespace shmstate {
 namespace {
 
-std::shared_ptr<Attachment> SharedAttachmentOf(py::handle server) {
-  std::shared_ptr<Attachment> attachment;
-  Check(Attachment::Shared(ToText(server, "server"), std::chrono::seconds(10), &attachment));
-  return attachment;
-}
-
 class MgrLock {
  public:
   static inline PyTypeObject* type = nullptr;  // Its Python class, set by Install.
@@ -41,8 +35,8 @@ class MgrLock {
   // Opens the lock `name`; with `create`, creates it if missing (the first open only: a lock
   // deleted later is not created again when the handle follows the server to a new generation).
   MgrLock(py::handle server, py::handle name, bool create)
-      : bound_(SharedAttachmentOf(server), [n = ToText(name, "name"), create](
-                                               shm::Segment* seg, shm::ProcessLock* lock) mutable {
+      : bound_(SharedAttachment(server), [n = ToText(name, "name"), create](
+                                             shm::Segment* seg, shm::ProcessLock* lock) mutable {
           const shm::OpenMode mode =
               create ? shm::OpenMode::kCreateIfMissing : shm::OpenMode::kOpenExisting;
           shm::Status s = shm::ProcessLock::Open(seg, n, mode, lock);
