@@ -63,6 +63,10 @@ class SessionBase {
 // How often a worker looks for CLIENT KILL requests of its connections (ClientTable).
 constexpr auto kKillSweepInterval = std::chrono::milliseconds(100);
 
+// How long a connection waiting for its next command goes before the worker looks once whether
+// the client has shut down its sending side (see Session::OnIdle).
+constexpr auto kHalfCloseProbeDelay = std::chrono::milliseconds(200);
+
 class Server final : public RespServer, public std::enable_shared_from_this<Server> {
  public:
   Server(net::io_context* ioc, bool single_thread, Segment* segment,
@@ -312,15 +316,20 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   // A connection must send its next command within the read timeout (a blocked pop excepted):
   // every read moves the deadline. The timer is not re-armed per read (an insert, a cancel and
   // a posted handler per command): it is armed only when none is pending, and when it fires
-  // before the deadline it waits again for what is left.
+  // before the deadline it waits again for what is left. It also fires once per wait,
+  // kHalfCloseProbeDelay into it, for the half-close probe (OnIdle).
   void StartIdleClock() {
-    idle_deadline_ = Clock::now() + server_->read_timeout();
+    idle_since_ = Clock::now();
+    idle_deadline_ = idle_since_ + server_->read_timeout();
+    half_close_probed_ = false;
     if (!idle_timer_armed_) ArmIdleTimer();
   }
 
   void ArmIdleTimer() {
     idle_timer_armed_ = true;
-    idle_timer_.expires_at(idle_deadline_);
+    idle_timer_.expires_at(half_close_probed_
+                               ? idle_deadline_
+                               : std::min(idle_deadline_, idle_since_ + kHalfCloseProbeDelay));
     // A weak reference: a pending timer must not keep a finished connection alive.
     idle_timer_.async_wait([weak = this->weak_from_this()](error_code ec) {
       if (auto self = weak.lock()) self->OnIdle(ec);
@@ -331,9 +340,36 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     idle_timer_armed_ = false;
     // Nothing to time while no read is pending or a pop is blocked: the next read arms again.
     if (ec || closed_ || blocked_ || !reading_) return;
-    if (Clock::now() < idle_deadline_) return ArmIdleTimer();
+    const Clock::time_point now = Clock::now();
+    if (now < idle_deadline_) {
+      if (!half_close_probed_ && now >= idle_since_ + kHalfCloseProbeDelay) {
+        half_close_probed_ = true;
+        if (PeerShutDownSending()) {
+          // Ends the pending read as a failed read ends: what is batched is written, then the
+          // connection closes (OnRead).
+          error_code ignored;
+          socket_.cancel(ignored);
+          return;
+        }
+      }
+      return ArmIdleTimer();
+    }
     SHM_LOG(kDebug) << "resp: closing idle connection " << client_.address;
     Close();
+  }
+
+  // Whether the client has shut down its sending side with nothing left unread. A read that
+  // took everything there was waits for epoll's next edge (resp/stamped_read.h), and a FIN that
+  // came before that read raises none (a pipeline sent then `shutdown(SHUT_WR)`, as `nc -N`
+  // does): without this look, such a client would wait the whole read timeout for the close.
+  // One peek per wait, kHalfCloseProbeDelay into it, instead of one per read.
+  bool PeerShutDownSending() {
+    char byte = 0;
+    ssize_t n = 0;
+    do {
+      n = ::recv(socket_.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    return n == 0;
   }
 
   void OnRead(error_code ec, size_t bytes) {
@@ -773,7 +809,9 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   Socket socket_;
   Timer idle_timer_;  // Pending while idle_timer_armed_; fires at or before idle_deadline_.
   Clock::time_point idle_deadline_;
+  Clock::time_point idle_since_;  // When the pending read started (StartIdleClock).
   bool idle_timer_armed_ = false;
+  bool half_close_probed_ = false;  // This wait's half-close probe is done.
   std::shared_ptr<Server> server_;
   std::string in_;  // Received bytes; [start_, used_) not yet parsed.
   size_t start_ = 0;

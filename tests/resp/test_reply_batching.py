@@ -139,3 +139,18 @@ def test_one_worker_serves_interleaved_clients_with_selectors(request):
     r = server.client()
     assert [int(r.get("sel:%d" % c)) for c in range(25)] == [200] * 25
     r.close()
+
+
+def test_a_client_that_shuts_down_its_sending_side_gets_every_reply_then_the_close(request):
+    # `printf ... | nc -N`: a pipeline larger than one read, then shutdown(SHUT_WR). The FIN is
+    # already queued when the worker's last read takes the pipeline's tail, so epoll raises no
+    # new edge for it; the worker's probe of a waiting connection finds it, long before the read
+    # timeout (an hour here), and the connection closes after every reply, as Redis closes it.
+    server = start(request, ["--workers", "1", "--read-timeout", "3600s"])
+    for pairs in (1, 3000, 20000):
+        s = socket.create_connection(("127.0.0.1", server.port), timeout=20)
+        s.sendall((command("SET", "hc", "1") + command("GET", "hc")) * pairs)
+        s.shutdown(socket.SHUT_WR)
+        data = read_until_closed(s)  # A close that never came raises socket.timeout.
+        s.close()
+        assert data == b"+OK\r\n$1\r\n1\r\n" * pairs
