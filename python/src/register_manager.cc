@@ -566,8 +566,6 @@ PyObject* Wake(PyObject* self) {
 // The longest single sleep of a native wait (manager._FOREVER): a sleep begun in a generation
 // the server has left is bounded by it (py_wake_word.h).
 constexpr std::chrono::seconds kLongestSleep{2};
-// A lock waiter's longest sleep (manager._LIVENESS_PERIOD): it looks for a dead holder after it.
-constexpr std::chrono::milliseconds kLivenessPeriod{500};
 
 // Calls self.<name>(*args): the Python method (`_<method>_slow`) the fast one stands in for.
 PyObject* Slow(PyObject* self, const char* name, PyObject* const* args, Py_ssize_t nargs,
