@@ -1,8 +1,6 @@
 // BlockLines (shm/block_lines.h): places in Root::block_places.
 #include "shm/block_lines.h"
 
-#include <errno.h>
-#include <signal.h>
 #include <time.h>
 
 #include <atomic>
@@ -43,8 +41,6 @@ struct Order {
 Order OrderOf(const BlockPlace& p, uint64_t ticket) {
   return Order{p.arrival_ns.load(std::memory_order_relaxed), ticket};
 }
-
-bool ProcessGone(pid_t pid) { return pid > 0 && kill(pid, 0) != 0 && errno == ESRCH; }
 
 State Load(const BlockPlace& p) {
   return static_cast<State>(p.state.load(std::memory_order_acquire));

@@ -1,9 +1,6 @@
 #include "shm/list.h"
 
-#include <signal.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <exception>
 #include <new>
@@ -110,9 +107,7 @@ int64_t MonotonicNs(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
 }
 
-bool OwnerGone(pid_t pid) {
-  return pid != CurrentPid() && (pid <= 0 || (kill(pid, 0) != 0 && errno == ESRCH));
-}
+bool OwnerGone(pid_t pid) { return pid != CurrentPid() && (pid <= 0 || ProcessGone(pid)); }
 
 // Frees a taken place: the ticket first, then the count (list_rep.h: a death in between
 // over-counts, never under-counts).

@@ -1,9 +1,11 @@
 #include "shm/process_id.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <mutex>
 
 namespace shm::internal {
@@ -31,3 +33,9 @@ pid_t CacheTidSlow() {
 }
 
 }  // namespace shm::internal
+
+namespace shm {
+
+bool ProcessGone(pid_t pid) { return pid > 0 && kill(pid, 0) != 0 && errno == ESRCH; }
+
+}  // namespace shm

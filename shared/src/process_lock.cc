@@ -1,10 +1,8 @@
 #include "shm/process_lock.h"
 
 #include <fcntl.h>
-#include <signal.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -56,9 +54,9 @@ bool HolderGone(uint64_t word) {
   const auto pid = static_cast<pid_t>(word & ProcessLock::kPidMask);
   if (pid == 0) return true;  // No process (a word restored from a damaged snapshot, say).
   if (pid == CurrentPid()) return false;
-  if (kill(pid, 0) != 0 && errno == ESRCH) return true;
+  if (ProcessGone(pid)) return true;
   uint32_t tag = 0;
-  if (!StartTag(pid, &tag)) return kill(pid, 0) != 0 && errno == ESRCH;
+  if (!StartTag(pid, &tag)) return ProcessGone(pid);
   return tag != static_cast<uint32_t>(word >> 32);
 }
 

@@ -1,11 +1,9 @@
 #include "shm/transaction.h"
 
-#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <bit>
-#include <cerrno>
 #include <charconv>
 #include <chrono>
 #include <map>
@@ -864,7 +862,7 @@ bool SettleCounterTxIfOwnerDied(Segment::Impl* seg, EntryRep* e, uint64_t record
   if (record == 0 || !seg->Contains(record, sizeof(TxRecordRep))) return false;
   auto* rec = seg->Ptr<TxRecordRep>(record);
   const pid_t owner = rec->owner;
-  if (owner <= 0 || owner == CurrentPid() || kill(owner, 0) == 0 || errno != ESRCH) return false;
+  if (owner == CurrentPid() || !ProcessGone(owner)) return false;
   // One repairer at a time, under the entry's robust lock; a repairer's death is repaired again
   // (every step below is idempotent).
   const LockResult locked = e->mu.LockFor(kDefaultLockTimeout);
