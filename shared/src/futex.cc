@@ -108,7 +108,7 @@ void FutexWait(std::atomic<uint32_t>* word, uint32_t seen, std::chrono::nanoseco
 
 void FutexWakeAll(std::atomic<uint32_t>* word) {
   word->fetch_add(1, std::memory_order_seq_cst);
-  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+  FutexWakeSleepers(word);
 }
 
 // Always a store, even over a set flag: a waker may be clearing it meanwhile, and only this
@@ -130,7 +130,7 @@ void FutexWakeIfWanted(std::atomic<uint32_t>* word, std::atomic<uint32_t>* wante
   word->fetch_add(1, std::memory_order_seq_cst);
   if (wanted->load(std::memory_order_seq_cst) == 0) return;
   if (wanted->exchange(0, std::memory_order_seq_cst) == 0) return;  // Another waker took it.
-  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+  FutexWakeSleepers(word);
 }
 
 }  // namespace shm
