@@ -395,7 +395,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       // The output bound paused parsing and the batch went out at once: parse on.
     }
     if (closing_) {
-      if (!out_.empty() && !writing_ && !closed_) WriteNow();
+      Flush();
       if (!writing_ && out_.empty()) Close();
       return;
     }

@@ -131,6 +131,24 @@ inline void SetSlotValue(PyObject* self, Py_ssize_t offset, PyObject* value) {
   Py_INCREF(value);
   Py_XSETREF(*field, value);
 }
+// Stores True or False in the __slots__ member at `offset`, with no write when it holds it
+// already (a lock's owner_died, set on every acquire).
+inline void SetSlotBool(PyObject* self, Py_ssize_t offset, bool value) {
+  PyObject* now = *reinterpret_cast<PyObject**>(reinterpret_cast<char*>(self) + offset);
+  PyObject* wanted = value ? Py_True : Py_False;
+  if (now != wanted) SetSlotValue(self, offset, wanted);
+}
+
+// Calls self.<name>(*args, **kwnames): the Python method (`_<method>_slow`) a fast method stands
+// in for when called in a form it does not take.
+inline PyObject* Slow(PyObject* self, const char* name, PyObject* const* args, Py_ssize_t nargs,
+                      PyObject* kwnames) {
+  PyObject* fn = PyObject_GetAttrString(self, name);
+  if (fn == nullptr) return nullptr;
+  PyObject* result = PyObject_Vectorcall(fn, args, static_cast<size_t>(nargs), kwnames);
+  Py_DECREF(fn);
+  return result;
+}
 
 // The C++ object of a pybind11 instance of exactly `type`; null for anything else (a handle of
 // the Redis backend, say: the caller then calls its Python method).

@@ -567,16 +567,6 @@ PyObject* Wake(PyObject* self) {
 // the server has left is bounded by it (py_wake_word.h).
 constexpr std::chrono::seconds kLongestSleep{2};
 
-// Calls self.<name>(*args): the Python method (`_<method>_slow`) the fast one stands in for.
-PyObject* Slow(PyObject* self, const char* name, PyObject* const* args, Py_ssize_t nargs,
-               PyObject* kwnames) {
-  PyObject* fn = PyObject_GetAttrString(self, name);
-  if (fn == nullptr) return nullptr;
-  PyObject* result = PyObject_Vectorcall(fn, args, static_cast<size_t>(nargs), kwnames);
-  Py_DECREF(fn);
-  return result;
-}
-
 // A dict key's entry key (manager._encode_key): short str keys here, anything else there.
 bool EntryKey(PyObject* key, std::string* out) {
   if (PyUnicode_CheckExact(key) && PyUnicode_IS_COMPACT_ASCII(key) &&
@@ -904,10 +894,7 @@ bool RLockTryRelease(MgrDict& d, bool* applied, bool* freed) {
 }
 
 // owner_died = False after a take from a live holder (no write when it already is).
-void NoOwnerDied(PyObject* self) {
-  PyObject* died = *reinterpret_cast<PyObject**>(reinterpret_cast<char*>(self) + g.owner_died_slot);
-  if (died != Py_False) SetSlotValue(self, g.owner_died_slot, Py_False);
-}
+void NoOwnerDied(PyObject* self) { SetSlotBool(self, g.owner_died_slot, false); }
 
 // RLock.acquire() without arguments: one add-if-absent, or this thread's count + 1
 // (RLockTryAcquire); anything else (an RLock held by another thread, a timeout) follows the

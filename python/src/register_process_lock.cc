@@ -109,29 +109,17 @@ MgrLock* LockOf(PyObject* self) {
   return lock;
 }
 
-void SetOwnerDied(PyObject* self, bool died) {
-  PyObject* now = *reinterpret_cast<PyObject**>(reinterpret_cast<char*>(self) + g_owner_died_slot);
-  PyObject* value = died ? Py_True : Py_False;
-  if (now != value) SetSlotValue(self, g_owner_died_slot, value);
-}
-
 // acquire() and `with`: one compare-and-swap, else the wait; acquire(blocking, timeout) in any
 // other form goes to the Python method (_acquire_slow: the stdlib's argument rules), which calls
 // acquire_for.
 PyObject* LockAcquire(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
-  if (nargs != 0 || kwnames != nullptr) {
-    PyObject* fn = PyObject_GetAttrString(self, "_acquire_slow");
-    if (fn == nullptr) return nullptr;
-    PyObject* result = PyObject_Vectorcall(fn, args, static_cast<size_t>(nargs), kwnames);
-    Py_DECREF(fn);
-    return result;
-  }
+  if (nargs != 0 || kwnames != nullptr) return Slow(self, "_acquire_slow", args, nargs, kwnames);
   MgrLock* lock = LockOf(self);
   if (lock == nullptr) return nullptr;
   return Guarded([&]() -> PyObject* {
     bool died = false;
     if (!lock->TryAcquire() && !lock->Acquire(std::nullopt, &died)) Py_RETURN_FALSE;
-    SetOwnerDied(self, died);
+    SetSlotBool(self, g_owner_died_slot, died);
     Py_RETURN_TRUE;
   });
 }

@@ -161,7 +161,7 @@ uint64_t JoinLocked(ListRep* rep, pid_t pid, int64_t deadline_ns, uint32_t* slot
     place.pid.store(pid);
     place.deadline_ns.store(deadline_ns);
     const uint64_t ticket = rep->next_ticket.fetch_add(1);
-    rep->places.store(rep->places.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    AddOwned(rep->places, 1);  // The list's lock is held: the count is the holder's to write.
     CrashPoint("list_place_counted");
     place.ticket.store(ticket);  // The commit.
     *slot = i;
