@@ -368,10 +368,15 @@ class BaseProxy:
 _ONE_SHARD = 1 << 48
 
 
+def _new_name(server: str) -> str:
+    """A name `o.N` no object of `server` has had."""
+    return f"o.{_client(server).counter('mp.ids').incr()}"
+
+
 def _new_object(server: str, kind_meta: dict, sharded: bool = False) -> str:
     """A fresh dict object `o.N` holding `kind_meta`; one shard unless `sharded` (DictProxy)."""
     client = _client(server)
-    name = f"o.{client.counter('mp.ids').incr()}"
+    name = _new_name(server)
     d = client.dict(name, max_bytes=0 if sharded else _ONE_SHARD)
     for key, value in kind_meta.items():
         d[key] = value
@@ -835,6 +840,9 @@ class AcquirerProxy(_Blocking):
 
     __slots__ = ("owner_died",)  # Written by the native Lock and RLock methods.
 
+    def __repr__(self) -> str:  # Lock and RLock too, as the stdlib's.
+        return f"<AcquirerProxy object, typeid {self._typeid!r} at {hex(id(self))}>"
+
     def _extra(self) -> Any:
         return self._typeid
 
@@ -928,9 +936,6 @@ class _ProcessLockProxy(AcquirerProxy):
     def _attach_native(self) -> None:
         self._h = _shmstate._MgrLock(self._server, self._name)
 
-    def __repr__(self) -> str:
-        return f"<AcquirerProxy object, typeid {self._typeid!r} at {hex(id(self))}>"
-
     def _acquire_slow(self, blocking: bool = True, timeout: Optional[float] = None) -> bool:
         got, died = self._h.acquire_for(_timeout_arg(blocking, timeout))
         if got:
@@ -955,9 +960,6 @@ class _RLockProxy(AcquirerProxy):
     one add-if-absent and a release one delete; its holder is (process, thread) with a count,
     changed by compare-and-set. A holder found dead is removed (compare-and-delete on the
     entry's version) and the lock taken: `owner_died` tells the taker."""
-
-    def __repr__(self) -> str:
-        return f"<AcquirerProxy object, typeid {self._typeid!r} at {hex(id(self))}>"
 
     # acquire(), release() and `with` are native (register_manager.cc: LockAcquire, LockRelease):
     # one add-if-absent and one delete, or a compare-and-set of the count; everything else (a
@@ -1627,7 +1629,7 @@ class SyncManager:
     def list(self, sequence: Any = ()) -> ListProxy:
         server = self._check()
         client = _client(server)
-        name = f"o.{client.counter('mp.ids').incr()}"
+        name = _new_name(server)
         client.list(name, max_items=1 << 28, max_item_bytes=64 << 20)
         proxy = _own(ListProxy._open(server, name, None), (name,))
         items = [_dumps(x) for x in sequence]
@@ -1650,7 +1652,7 @@ class SyncManager:
     def _acquirer(self, typeid: str, value: int) -> AcquirerProxy:
         if typeid == "Lock":
             server = self._check()
-            name = f"o.{_client(server).counter('mp.ids').incr()}"
+            name = _new_name(server)
             _shmstate._MgrLock(server, name, True)  # Creates it.
             return _own(_ProcessLockProxy._open(server, name, typeid), (name,))
         if typeid == "RLock":
