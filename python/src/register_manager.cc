@@ -398,6 +398,27 @@ class MgrDict {
     });
     return applied;
   }
+  enum class Rewrite { kWritten, kAbsent, kForeign };
+  // Rewrites the existing entry `key` with `entry`, keeping the current entry's order (its bytes
+  // 1..8) and expiry in the same commit: kAbsent when the key is absent, kForeign (nothing
+  // written) when the current value is not a managed dict's entry.
+  Rewrite RewriteKeepingOrder(std::string_view key, std::string_view entry) {
+    shm::SetOptions options;
+    options.mode = shm::SetMode::kReplace;
+    options.keep_expiry = true;
+    options.keep_offset = 1;  // After the tag, which must match.
+    options.keep_length = 8;
+    Rewrite result = Rewrite::kWritten;
+    bound_.RunFast([&](shm::Dict& d) {
+      shm::Status s = d.Set(key, entry, options);
+      if (s.IsNotFound() || s.IsConflict()) {
+        result = s.IsNotFound() ? Rewrite::kAbsent : Rewrite::kForeign;
+        return shm::Status::OK();
+      }
+      return s;
+    });
+    return result;
+  }
   // False when absent (or, with if_version, changed).
   bool Delete(std::string_view key, std::optional<uint64_t> if_version = std::nullopt) {
     bool deleted = false;
@@ -568,12 +589,17 @@ PyObject* Wake(PyObject* self) {
 constexpr std::chrono::seconds kLongestSleep{2};
 
 // A dict key's entry key (manager._encode_key): short str keys here, anything else there.
-bool EntryKey(PyObject* key, std::string* out) {
+// *is_record (may be null) says whether the entry key is also the key's record (AppendRecord):
+// true for the short str keys made here, whose entry key only a str of that text has, so every
+// entry under it holds that same key record.
+bool EntryKey(PyObject* key, std::string* out, bool* is_record = nullptr) {
+  if (is_record != nullptr) *is_record = false;
   if (PyUnicode_CheckExact(key) && PyUnicode_IS_COMPACT_ASCII(key) &&
       PyUnicode_GET_LENGTH(key) < 240) {
     out->assign(1, 's');
     out->append(static_cast<const char*>(PyUnicode_DATA(key)),
                 static_cast<size_t>(PyUnicode_GET_LENGTH(key)));
+    if (is_record != nullptr) *is_record = true;
     return true;
   }
   PyObject* encoded = PyObject_CallOneArg(g.encode_key, key);
@@ -629,11 +655,17 @@ PyObject* DictContains(PyObject* self, PyObject* key) {
 }
 
 // d[key] = value: an existing key keeps its order and first-written key, a new one takes the
-// next order and is added only if still absent. An existing entry is read without the lock and
-// rewritten if it still has the version read (a compare-and-set: the new entry is allocated
-// before the dict's lock is taken, and a read takes no lock); one with an expiry (set by
-// another front end) is rewritten under the lock by ReplaceValue, which keeps it. A race with
-// another writer of the key retries.
+// next order and is added only if still absent.
+//
+// A short str key is its own key record (EntryKey), so an existing entry of it differs from the
+// one to write only in its order: one Set rewrites it with the order kept from the current entry
+// under the dict's lock (SetOptions::keep_offset; and its expiry, if another front end set one),
+// with no read before it; the new entry is allocated and filled before the lock is taken.
+//
+// Any other key may be stored under an equal key of another type (1, 1.0, True) whose record the
+// entry keeps: it is read without the lock and rewritten if it still has the version read (a
+// compare-and-set); one with an expiry is rewritten under the lock by ReplaceValue, which keeps
+// it. A race with another writer of the key retries.
 PyObject* DictSetItem(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
   if (nargs != 2) {
     PyErr_SetString(PyExc_TypeError, "__setitem__ takes a key and a value");
@@ -641,12 +673,23 @@ PyObject* DictSetItem(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
   }
   return OnHandle<MgrDict>(self, [&](MgrDict& d) -> PyObject* {
     Leased<std::string> ekey, value_record, entry;
-    if (!EntryKey(args[0], ekey.get()) || !AppendRecord(args[1], value_record.get())) {
+    bool key_is_record = false;
+    if (!EntryKey(args[0], ekey.get(), &key_is_record) ||
+        !AppendRecord(args[1], value_record.get())) {
       return nullptr;
     }
     std::optional<Leased<std::string>> key_record;  // Made for an insert only.
+    bool rewrite = key_is_record;
+    if (rewrite) MakeEntry(0, *ekey, *value_record, entry.get());  // The order is kept.
     while (true) {
-      {
+      if (rewrite) {
+        const MgrDict::Rewrite done = d.RewriteKeepingOrder(*ekey, *entry);
+        if (done == MgrDict::Rewrite::kWritten) break;
+        if (done == MgrDict::Rewrite::kForeign) {
+          rewrite = false;  // Not a managed entry: the read below says what it is.
+          continue;
+        }
+      } else {
         Leased<shm::DictValue> current;
         if (d.Get(*ekey, current.get())) {
           EntryView old;
@@ -663,12 +706,16 @@ PyObject* DictSetItem(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
           continue;  // Changed or deleted meanwhile.
         }
       }
-      if (!key_record) {
-        key_record.emplace();
-        if (!AppendRecord(args[0], key_record->get())) return nullptr;
+      std::string_view record = *ekey;
+      if (!key_is_record) {
+        if (!key_record) {
+          key_record.emplace();
+          if (!AppendRecord(args[0], key_record->get())) return nullptr;
+        }
+        record = **key_record;
       }
       int64_t order = d.Incr("!order", 1);
-      MakeEntry(order, **key_record, *value_record, entry.get());
+      MakeEntry(order, record, *value_record, entry.get());
       if (d.Set(*ekey, *entry, shm::SetMode::kAdd)) break;  // Else added meanwhile: replace it.
     }
     Py_RETURN_NONE;

@@ -475,6 +475,21 @@ Status CheckSetLocked(const DictEntryBlob* live, const SetOptions& options) {
   return Status::OK();
 }
 
+// Copies the field SetOptions::keep_offset/keep_length names from the current entry `live` into
+// the staged, unpublished `blob` (so no lock is needed for the blob, only for `live`); Conflict
+// when `live` has no such field.
+Status KeepFieldLocked(const DictEntryBlob* live, const SetOptions& options, DictEntryBlob* blob) {
+  const std::string_view current = live->value();
+  const std::string_view value = blob->value();
+  if (current.size() < uint64_t{options.keep_offset} + options.keep_length ||
+      current.substr(0, options.keep_offset) != value.substr(0, options.keep_offset)) {
+    return Status::Conflict("the current value has no field to keep there");
+  }
+  std::memcpy(blob->bytes() + blob->key_len + blob->ctype_len + options.keep_offset,
+              current.data() + options.keep_offset, options.keep_length);
+  return Status::OK();
+}
+
 // Copies the live slots of `d.table` into the empty table `fresh`. REQUIRES: the lock.
 void CopyTableLocked(const Locked& d, DictTableRep* fresh) {
   uint64_t mask = fresh->capacity - 1;
@@ -1251,7 +1266,7 @@ Status Dict::Set(std::string_view key, std::string_view value, const SetOptions&
                  uint64_t* version) {
   if (tx_ != nullptr) {  // A hash field has no expiry, content type or version to ask for.
     if (options.ttl_ms != 0 || options.if_version.has_value() || !options.content_type.empty() ||
-        version != nullptr) {
+        options.keep_length != 0 || version != nullptr) {
       return TxHashUnsupported();
     }
     return TxHashUpdate(tx_, Unbound(), key, [&](const DictValue* current, DictUpdate* update) {
@@ -1269,6 +1284,9 @@ Status Dict::Set(std::string_view key, std::string_view value, const SetOptions&
   SHM_RETURN_IF_ERROR(ValidateValue(value));
   SHM_RETURN_IF_ERROR(ValidateContentType(options.content_type));
   SHM_RETURN_IF_ERROR(DictValidateTtl(options.ttl_ms));
+  if (uint64_t{options.keep_offset} + options.keep_length > value.size()) {
+    return Status::InvalidArgument("the kept field lies outside the value");
+  }
   return CatchAtBoundary("dict", [&] { return SetImpl(key, value, options, version); });
 }
 
@@ -1292,13 +1310,13 @@ Status Dict::SetImpl(std::string_view key, std::string_view value, const SetOpti
       const Locked& d = guard.view();
       int64_t now = NowFor(d.rep);
       Probe probe = FindLocked(d, key, hash);
-      SHM_RETURN_IF_ERROR(CheckSetLocked(LiveBlob(d, probe, now), options));
+      const DictEntryBlob* live = LiveBlob(d, probe, now);
+      SHM_RETURN_IF_ERROR(CheckSetLocked(live, options));
 #ifdef SHM_NEGATIVE_CONTROL_IN_PLACE
       // NEGATIVE CONTROL ONLY (scripts/negative-control): overwrite a value of equal size in
       // place instead of copy-on-write, so a writer killed mid-copy leaves it torn. The kill
       // loop must catch that. Never enable this in a real build.
-      if (const DictEntryBlob* live = LiveBlob(d, probe, now);
-          live != nullptr && live->value().size() == value.size()) {
+      if (live != nullptr && live->value().size() == value.size()) {
         std::memcpy(const_cast<char*>(live->value().data()), value.data(), value.size());
         if (version != nullptr) *version = live->version;
         return Status::OK();  // ~CowWriter frees the staged blob.
@@ -1307,7 +1325,12 @@ Status Dict::SetImpl(std::string_view key, std::string_view value, const SetOpti
       rebuild_first = TooFullToInsertLocked(d, probe);
       if (!rebuild_first) {
         auto* blob = seg->Ptr<DictEntryBlob>(handle);
-        blob->expires_at_ms = ExpiryFor(options.ttl_ms, d.rep, now);
+        if (live != nullptr && options.keep_length != 0) {
+          SHM_RETURN_IF_ERROR(KeepFieldLocked(live, options, blob));
+        }
+        blob->expires_at_ms = options.keep_expiry && live != nullptr
+                                  ? live->expires_at_ms
+                                  : ExpiryFor(options.ttl_ms, d.rep, now);
         SHM_RETURN_IF_ERROR(CommitLocked(d, &writer, probe, handle, now, &rebuild_after));
         if (version != nullptr) *version = blob->version;
       }
