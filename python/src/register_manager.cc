@@ -588,18 +588,19 @@ PyObject* Wake(PyObject* self) {
 // the server has left is bounded by it (py_wake_word.h).
 constexpr std::chrono::seconds kLongestSleep{2};
 
+// Whether the entry key of `key` is made here rather than by manager._encode_key: a short ASCII
+// str, whose entry key is 's' and its text.
+bool IsShortStrKey(PyObject* key) {
+  return PyUnicode_CheckExact(key) && PyUnicode_IS_COMPACT_ASCII(key) &&
+         PyUnicode_GET_LENGTH(key) < 240;
+}
+
 // A dict key's entry key (manager._encode_key): short str keys here, anything else there.
-// *is_record (may be null) says whether the entry key is also the key's record (AppendRecord):
-// true for the short str keys made here, whose entry key only a str of that text has, so every
-// entry under it holds that same key record.
-bool EntryKey(PyObject* key, std::string* out, bool* is_record = nullptr) {
-  if (is_record != nullptr) *is_record = false;
-  if (PyUnicode_CheckExact(key) && PyUnicode_IS_COMPACT_ASCII(key) &&
-      PyUnicode_GET_LENGTH(key) < 240) {
+bool EntryKey(PyObject* key, std::string* out) {
+  if (IsShortStrKey(key)) {
     out->assign(1, 's');
     out->append(static_cast<const char*>(PyUnicode_DATA(key)),
                 static_cast<size_t>(PyUnicode_GET_LENGTH(key)));
-    if (is_record != nullptr) *is_record = true;
     return true;
   }
   PyObject* encoded = PyObject_CallOneArg(g.encode_key, key);
@@ -656,69 +657,96 @@ PyObject* DictContains(PyObject* self, PyObject* key) {
 
 // d[key] = value: an existing key keeps its order and first-written key, a new one takes the
 // next order and is added only if still absent.
-//
-// A short str key is its own key record (EntryKey), so an existing entry of it differs from the
-// one to write only in its order: one Set rewrites it with the order kept from the current entry
-// under the dict's lock (SetOptions::keep_offset; and its expiry, if another front end set one),
-// with no read before it; the new entry is allocated and filled before the lock is taken.
-//
-// Any other key may be stored under an equal key of another type (1, 1.0, True) whose record the
-// entry keeps: it is read without the lock and rewritten if it still has the version read (a
-// compare-and-set); one with an expiry is rewritten under the lock by ReplaceValue, which keeps
-// it. A race with another writer of the key retries.
+
+// For a key whose first-written key may be another type's (1, 1.0, True): the existing entry is
+// read without the lock and rewritten, with its key record, if it still has the version read (a
+// compare-and-set); one with an expiry (set by another front end) is rewritten under the lock by
+// ReplaceValue, which keeps it. A race with another writer of the key retries.
+PyObject* SetReadingEntry(MgrDict& d, PyObject* key, std::string_view ekey,
+                          std::string_view value_record) {
+  Leased<std::string> entry;
+  std::optional<Leased<std::string>> key_record;  // Made for an insert only.
+  while (true) {
+    {
+      Leased<shm::DictValue> current;
+      if (d.Get(ekey, current.get())) {
+        EntryView old;
+        if (!ParseEntry(current->data, &old)) return BadRecord();
+        if (current->expires_at_ms != 0) {
+          bool malformed = false;
+          if (d.ReplaceValue(ekey, value_record, &malformed)) break;
+          if (malformed) return BadRecord();
+          continue;  // Deleted meanwhile.
+        }
+        entry->assign(current->data, 0, kEntryHeader + old.key.size());
+        entry->append(value_record);
+        if (d.Set(ekey, *entry, shm::SetMode::kSet, current->version)) break;
+        continue;  // Changed or deleted meanwhile.
+      }
+    }
+    if (!key_record) {
+      key_record.emplace();
+      if (!AppendRecord(key, key_record->get())) return nullptr;
+    }
+    int64_t order = d.Incr("!order", 1);
+    MakeEntry(order, **key_record, value_record, entry.get());
+    if (d.Set(ekey, *entry, shm::SetMode::kAdd)) break;  // Else added meanwhile: replace it.
+  }
+  Py_RETURN_NONE;
+}
+
+// The entry of a short str key (the keys EntryKey encodes itself) with order 0 and no value
+// record yet: false for any other key. Such a key's entry key is also its record, and only a
+// str of that text has it, so every managed entry under it holds that same key record.
+bool StrKeyEntry(PyObject* key, std::string* out) {
+  if (!IsShortStrKey(key)) return false;
+  const auto n = static_cast<size_t>(PyUnicode_GET_LENGTH(key));
+  const auto klen = static_cast<uint32_t>(1 + n);
+  char header[kEntryHeader + 1] = {kEntry};  // The order's 8 bytes are 0.
+  for (int i = 0; i < 4; ++i) header[9 + i] = static_cast<char>(klen >> (8 * i));
+  header[kEntryHeader] = kStr;
+  out->assign(header, sizeof header);
+  out->append(static_cast<const char*>(PyUnicode_DATA(key)), n);
+  return true;
+}
+
+// For a short str key, whose `entry` (StrKeyEntry + the value record) is whole but for its
+// order: an existing entry is rewritten by one Set that keeps its order (and expiry) from the
+// current entry under the dict's lock (MgrDict::RewriteKeepingOrder), with no read before it; the
+// new entry is allocated and filled before the lock is taken. An absent key is added with the
+// next order, a race with another insert of it retrying.
+PyObject* SetStrKey(MgrDict& d, PyObject* key, std::string* entry) {
+  EntryView parts;
+  ParseEntry(*entry, &parts);  // Well formed: made by StrKeyEntry.
+  const std::string_view ekey = parts.key;
+  while (true) {
+    const MgrDict::Rewrite done = d.RewriteKeepingOrder(ekey, *entry);
+    if (done == MgrDict::Rewrite::kWritten) Py_RETURN_NONE;
+    if (done == MgrDict::Rewrite::kForeign) {  // Not a managed entry: the read says what it is.
+      return SetReadingEntry(d, key, ekey, parts.value);
+    }
+    const auto order = static_cast<uint64_t>(d.Incr("!order", 1));
+    for (int i = 0; i < 8; ++i) (*entry)[1 + i] = static_cast<char>(order >> (8 * i));
+    if (d.Set(ekey, *entry, shm::SetMode::kAdd)) Py_RETURN_NONE;  // Else added meanwhile.
+  }
+}
+
 PyObject* DictSetItem(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
   if (nargs != 2) {
     PyErr_SetString(PyExc_TypeError, "__setitem__ takes a key and a value");
     return nullptr;
   }
   return OnHandle<MgrDict>(self, [&](MgrDict& d) -> PyObject* {
-    Leased<std::string> ekey, value_record, entry;
-    bool key_is_record = false;
-    if (!EntryKey(args[0], ekey.get(), &key_is_record) ||
-        !AppendRecord(args[1], value_record.get())) {
+    Leased<std::string> entry;
+    if (StrKeyEntry(args[0], entry.get())) {
+      if (!AppendRecord(args[1], entry.get())) return nullptr;
+      return SetStrKey(d, args[0], entry.get());
+    }
+    Leased<std::string> ekey, value_record;
+    if (!EntryKey(args[0], ekey.get()) || !AppendRecord(args[1], value_record.get())) {
       return nullptr;
     }
-    std::optional<Leased<std::string>> key_record;  // Made for an insert only.
-    bool rewrite = key_is_record;
-    if (rewrite) MakeEntry(0, *ekey, *value_record, entry.get());  // The order is kept.
-    while (true) {
-      if (rewrite) {
-        const MgrDict::Rewrite done = d.RewriteKeepingOrder(*ekey, *entry);
-        if (done == MgrDict::Rewrite::kWritten) break;
-        if (done == MgrDict::Rewrite::kForeign) {
-          rewrite = false;  // Not a managed entry: the read below says what it is.
-          continue;
-        }
-      } else {
-        Leased<shm::DictValue> current;
-        if (d.Get(*ekey, current.get())) {
-          EntryView old;
-          if (!ParseEntry(current->data, &old)) return BadRecord();
-          if (current->expires_at_ms != 0) {
-            bool malformed = false;
-            if (d.ReplaceValue(*ekey, *value_record, &malformed)) break;
-            if (malformed) return BadRecord();
-            continue;  // Deleted meanwhile.
-          }
-          entry->assign(current->data, 0, kEntryHeader + old.key.size());
-          entry->append(*value_record);
-          if (d.Set(*ekey, *entry, shm::SetMode::kSet, current->version)) break;
-          continue;  // Changed or deleted meanwhile.
-        }
-      }
-      std::string_view record = *ekey;
-      if (!key_is_record) {
-        if (!key_record) {
-          key_record.emplace();
-          if (!AppendRecord(args[0], key_record->get())) return nullptr;
-        }
-        record = **key_record;
-      }
-      int64_t order = d.Incr("!order", 1);
-      MakeEntry(order, record, *value_record, entry.get());
-      if (d.Set(*ekey, *entry, shm::SetMode::kAdd)) break;  // Else added meanwhile: replace it.
-    }
-    Py_RETURN_NONE;
+    return SetReadingEntry(d, args[0], *ekey, *value_record);
   });
 }
 

@@ -20,6 +20,7 @@
 #include "layout.h"
 #include "object_guard.h"
 #include "owned_word.h"
+#include "prefetch_write.h"
 #include "segment_impl.h"
 #include "shm/integer.h"
 #include "shm/log.h"
@@ -1151,6 +1152,32 @@ const DictSlot* HomeSlotWithoutLock(Segment::Impl* seg, const DictRep* rep, uint
   return &table->slots()[HomeSlot(hash << bits, capacity)];
 }
 
+// Starts loading, for a write of the key of `hash`, the slot its probe looks at first (for
+// write: the commit stores into it), so that it arrives while the new entry is filled rather
+// than under the shard's lock; PrefetchEntry then does the same for the entry that slot names.
+// Hints: reads only, and a stale handle or a concurrent writer makes them load the wrong lines.
+const DictSlot* PrefetchHomeSlot(const ObjectRef& ref, uint64_t hash) {
+#if !defined(__SANITIZE_THREAD__)  // Its reads race with writers by design.
+  if (!ref.valid() || !IsCurrent(ref)) return nullptr;
+  Segment::Impl* seg = ref.segment->impl();
+  const DictRep* rep = DictRepIfPlausible(seg, ref.entry->body.load(std::memory_order_acquire));
+  const DictSlot* slot = rep == nullptr ? nullptr : HomeSlotWithoutLock(seg, rep, hash);
+  if (slot != nullptr) PrefetchForWrite(slot);
+  return slot;
+#else
+  (void)ref;
+  (void)hash;
+  return nullptr;
+#endif
+}
+void PrefetchEntry(Segment::Impl* seg, const DictSlot* slot) {
+  if (slot == nullptr) return;
+  const uint64_t word = slot->blob.load(std::memory_order_relaxed);
+  if (IsBlob(word) && seg->Contains(word, sizeof(DictEntryBlob))) {
+    __builtin_prefetch(seg->Ptr<DictEntryBlob>(word));
+  }
+}
+
 }  // namespace
 
 namespace {
@@ -1298,10 +1325,12 @@ Status Dict::SetImpl(std::string_view key, std::string_view value, const SetOpti
   if (!writer.ok()) return NoIntentSlot();
   const uint64_t hash = HashKey(key);
   const uint32_t shard = ShardFor(ref_, hash);
+  const DictSlot* home = PrefetchHomeSlot(ref_, hash);
   for (int attempt = 0; attempt < kMaxWriteAttempts; ++attempt) {
     uint64_t handle = 0;
     SHM_RETURN_IF_ERROR(
         AllocateBlob(&writer, seg, key, hash, options.content_type, value, &handle));
+    if (attempt == 0) PrefetchEntry(seg, home);
     bool rebuild_first = false;
     bool rebuild_after = false;
     {
