@@ -696,9 +696,10 @@ PyObject* SetReadingEntry(MgrDict& d, PyObject* key, std::string_view ekey,
 }
 
 // The entry of a short str key (the keys EntryKey encodes itself) with order 0 and no value
-// record yet: false for any other key. Such a key's entry key is also its record, and only a
-// str of that text has it, so every managed entry under it holds that same key record.
-bool StrKeyEntry(PyObject* key, std::string* out) {
+// record yet, and the size of its entry key (*key_size): false for any other key. Such a key's
+// entry key is also its record, and only a str of that text has it, so every managed entry under it
+// holds that same key record.
+bool StrKeyEntry(PyObject* key, std::string* out, size_t* key_size) {
   if (!IsShortStrKey(key)) return false;
   const auto n = static_cast<size_t>(PyUnicode_GET_LENGTH(key));
   const auto klen = static_cast<uint32_t>(1 + n);
@@ -707,6 +708,7 @@ bool StrKeyEntry(PyObject* key, std::string* out) {
   header[kEntryHeader] = kStr;
   out->assign(header, sizeof header);
   out->append(static_cast<const char*>(PyUnicode_DATA(key)), n);
+  *key_size = klen;
   return true;
 }
 
@@ -715,15 +717,14 @@ bool StrKeyEntry(PyObject* key, std::string* out) {
 // current entry under the dict's lock (MgrDict::RewriteKeepingOrder), with no read before it; the
 // new entry is allocated and filled before the lock is taken. An absent key is added with the
 // next order, a race with another insert of it retrying.
-PyObject* SetStrKey(MgrDict& d, PyObject* key, std::string* entry) {
-  EntryView parts;
-  ParseEntry(*entry, &parts);  // Well formed: made by StrKeyEntry.
-  const std::string_view ekey = parts.key;
+PyObject* SetStrKey(MgrDict& d, PyObject* key, std::string* entry, size_t key_size) {
+  const std::string_view ekey = std::string_view(*entry).substr(kEntryHeader, key_size);
   while (true) {
     const MgrDict::Rewrite done = d.RewriteKeepingOrder(ekey, *entry);
     if (done == MgrDict::Rewrite::kWritten) Py_RETURN_NONE;
     if (done == MgrDict::Rewrite::kForeign) {  // Not a managed entry: the read says what it is.
-      return SetReadingEntry(d, key, ekey, parts.value);
+      return SetReadingEntry(d, key, ekey,
+                             std::string_view(*entry).substr(kEntryHeader + key_size));
     }
     const auto order = static_cast<uint64_t>(d.Incr("!order", 1));
     for (int i = 0; i < 8; ++i) (*entry)[1 + i] = static_cast<char>(order >> (8 * i));
@@ -738,9 +739,10 @@ PyObject* DictSetItem(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
   }
   return OnHandle<MgrDict>(self, [&](MgrDict& d) -> PyObject* {
     Leased<std::string> entry;
-    if (StrKeyEntry(args[0], entry.get())) {
+    size_t key_size = 0;
+    if (StrKeyEntry(args[0], entry.get(), &key_size)) {
       if (!AppendRecord(args[1], entry.get())) return nullptr;
-      return SetStrKey(d, args[0], entry.get());
+      return SetStrKey(d, args[0], entry.get(), key_size);
     }
     Leased<std::string> ekey, value_record;
     if (!EntryKey(args[0], ekey.get()) || !AppendRecord(args[1], value_record.get())) {

@@ -314,6 +314,11 @@ void Account(const Locked& d, uint64_t word, int sign) {
 // replaced blob is the writer's garbage until its ReleaseGarbage.
 void PublishSlotLocked(const Locked& d, CowWriter* writer, uint64_t pos, uint64_t next) {
   uint64_t old = writer->PublishLocked(d.entry, &d.slot(pos).blob, next);
+  if (IsBlob(old) && IsBlob(next) &&
+      d.blob(old)->charged_bytes() == d.blob(next)->charged_bytes() &&
+      d.blob(old)->expires_at_ms == 0 && d.blob(next)->expires_at_ms == 0) {
+    return;  // A rewrite of the same size without expiry (the common overwrite): counts unchanged.
+  }
   Account(d, old, -1);
   Account(d, next, +1);
 }
