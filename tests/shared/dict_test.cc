@@ -180,6 +180,33 @@ TEST(DictTest, RewriteKeepsAFieldOfTheCurrentValue) {
   EXPECT_EQ(got.data, "E123longer value");
 }
 
+// A rewrite of the same size without expiry leaves the shard's counts unstored; every other
+// rewrite recounts them: either way they stay exact.
+TEST(DictTest, CountsStayExactAcrossRewritesOfEverySize) {
+  test::ScopedSegment seg;
+  ScopedWallClockForTesting clock;
+  Dict dict = OpenDict(seg.get(), "d");
+  SetOptions ttl;
+  ttl.ttl_ms = 60'000;
+  const std::string sizes[] = {"aaaa", "bbbb", "cc", "dddddddd", "eeeeeeee"};
+  for (const std::string& value : sizes) {
+    ASSERT_OK(dict.Set("k", value, {}));
+    DictStats stats = StatsOf(dict);
+    EXPECT_EQ(stats.entries, 1u);
+    EXPECT_EQ(stats.bytes, Dict::kEntryOverhead + 1 + value.size());
+    EXPECT_EQ(stats.expiring, 0u);
+  }
+  ASSERT_OK(dict.Set("k", "ffffffff", ttl));  // Same size, now with an expiry.
+  EXPECT_EQ(StatsOf(dict).expiring, 1u);
+  ASSERT_OK(dict.Set("k", "gggggggg", ttl));
+  EXPECT_EQ(StatsOf(dict).expiring, 1u);
+  ASSERT_OK(dict.Set("k", "hhhhhhhh", {}));  // Same size, the expiry dropped.
+  DictStats stats = StatsOf(dict);
+  EXPECT_EQ(stats.expiring, 0u);
+  EXPECT_EQ(stats.entries, 1u);
+  EXPECT_EQ(stats.bytes, Dict::kEntryOverhead + 1 + 8);
+}
+
 // SetOptions::keep_expiry: a rewrite keeps the current entry's expiry (Redis's SET KEEPTTL); an
 // absent key gets the TTL asked for.
 TEST(DictTest, RewriteKeepsTheExpiryWhenAsked) {
