@@ -582,7 +582,9 @@ Status List::DoPop(End end, std::chrono::milliseconds wait, std::string* item, b
       std::atomic<uint64_t>* slot = SlotAt(seg, ring, pos);
       const uint64_t word = slot->load();
       if (IsBlob(word)) {
-        writer.emplace(seg);  // Under the lock: claims this thread's slot, allocates nothing.
+        // Under the lock, which the lock order allows (object, then allocator): only a thread's
+        // first writer allocates (its blob cache's rep).
+        writer.emplace(seg);
         if (!writer->ok()) return NoIntentSlot();
       } else if (!IsInlineItem(word)) {
         return Status::Internal("list slot inside [head, tail) is empty");
