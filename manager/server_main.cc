@@ -163,7 +163,6 @@ SupervisorOptions MakeSupervisorOptions(const ServerOptions& options) {
   result.worker.max_body_bytes = options.max_body_bytes;
   result.worker.token = options.token;
   result.worker.read_timeout = options.read_timeout;
-  result.worker.idle_poll = options.idle_poll;
   result.heartbeat_timeout_ms = options.heartbeat_timeout.count();
   result.stop_timeout_ms = result.worker.drain_timeout.count() + 2000;
   result.segment_name = options.name;

@@ -97,9 +97,6 @@ po::options_description ServeFlags() {
        "(the Python module) and serve no HTTP (default: number of cores)")  //
       ("threads", po::value<std::string>()->value_name("T"),
        "threads per worker, 1-64 (default 1)")  //
-      ("idle-poll-us", po::value<std::string>()->value_name("US"),
-       "a one-threaded worker out of work polls its sockets this many microseconds, 0-1000, "
-       "before it sleeps (default 0: sleeps at once)")  //
       ("size", po::value<std::string>()->value_name("BYTES"),
        "shared-memory segment size, e.g. 64MiB, 1GiB (default 64MiB)")  //
       ("name", po::value<std::string>()->value_name("NAME"),
@@ -162,11 +159,6 @@ Status ApplyFlags(const po::variables_map& vm, ServerOptions* options) {
     SHM_RETURN_IF_ERROR(
         IntInRange("threads", text("threads"), 1, ServerOptions::kMaxThreads, &number));
     options->threads = static_cast<int>(number);
-  }
-  if (vm.count("idle-poll-us")) {
-    SHM_RETURN_IF_ERROR(IntInRange("idle-poll-us", text("idle-poll-us"), 0,
-                                   ServerOptions::kMaxIdlePollMicros, &number));
-    options->idle_poll = std::chrono::microseconds(number);
   }
   if (vm.count("size")) {
     SHM_RETURN_IF_ERROR(SizeInRange("size", text("size"), ServerOptions::kMinSegmentSize,

@@ -570,29 +570,10 @@ void StartDrain(Server* server, Listener* listener, net::steady_timer* drain_tim
   for (auto& session : live) session->Drain();
 }
 
-// Runs handlers as ioc->run() does, but a pass that finds nothing ready is followed by more
-// non-blocking looks at the sockets (epoll_wait with timeout 0) for up to `idle_poll` before the
-// thread blocks: a sleep and its wake-up cost the sleeper far more CPU than the looks when the
-// next request comes within a few microseconds (bench/RESULTS.md, "Stop 32"). An idle worker
-// still sleeps, after one `idle_poll`.
-void RunPolling(net::io_context* ioc, std::chrono::microseconds idle_poll) {
-  while (!ioc->stopped()) {
-    if (ioc->poll() > 0) continue;
-    const Clock::time_point until = Clock::now() + idle_poll;
-    bool ran = false;
-    while (!ran && !ioc->stopped() && Clock::now() < until) ran = ioc->poll() > 0;
-    if (!ran) ioc->run_one();
-  }
-}
-
-void RunLoop(net::io_context* ioc, std::chrono::microseconds idle_poll) {
+void RunLoop(net::io_context* ioc) {
   while (true) {
     try {
-      if (idle_poll.count() > 0) {
-        RunPolling(ioc, idle_poll);
-      } else {
-        ioc->run();
-      }
+      ioc->run();
       return;
     } catch (const std::exception& e) {
       // A throw escaping a handler must not end the worker.
@@ -673,10 +654,8 @@ int RunWorker(Segment* segment, int listen_fd, const Router& router, const Worke
 
   int threads = std::clamp(options.threads, 1, kMaxThreads);
   std::vector<std::thread> pool;
-  // Threads of a multi-threaded worker would poll against each other: they sleep at once.
-  const std::chrono::microseconds no_poll{0};
-  for (int i = 1; i < threads; ++i) pool.emplace_back(RunLoop, &server.ioc, no_poll);
-  RunLoop(&server.ioc, threads == 1 ? options.idle_poll : no_poll);
+  for (int i = 1; i < threads; ++i) pool.emplace_back(RunLoop, &server.ioc);
+  RunLoop(&server.ioc);
   for (std::thread& t : pool) t.join();
   // The stop signals stay blocked: one arriving now is not a reason to die instead of returning.
   stopped.store(true);

@@ -52,8 +52,6 @@ struct ServerOptions {
   std::string token;  // Non-empty: clients must send "Authorization: Bearer <token>".
   std::chrono::milliseconds heartbeat_timeout{5000};  // 0 disables the hung-worker check.
   std::chrono::milliseconds read_timeout{30000};  // An idle or slow client is closed after this.
-  // A single-threaded worker out of work polls its sockets this long before it sleeps.
-  std::chrono::microseconds idle_poll{0};
   std::string snapshot_path;  // Non-empty: restored at start, written at stop and periodically.
   std::chrono::milliseconds snapshot_interval{60000};  // 0: write the snapshot only at stop.
 
@@ -64,7 +62,6 @@ struct ServerOptions {
   static constexpr size_t kMinBodyBytes = size_t{1} << 10;
   static constexpr size_t kMaxBodyBytes = size_t{1} << 30;
   static constexpr uint32_t kMaxObjects = 1u << 24;
-  static constexpr int kMaxIdlePollMicros = 1000;
 };
 
 // "64MiB", "512KiB", "1GiB", "1048576" (bytes); also "64M"/"64MB" style binary suffixes.

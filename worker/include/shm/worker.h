@@ -25,9 +25,6 @@ struct WorkerOptions {
   std::string token;                              // Non-empty: Authorization: Bearer required
                                                   // (and the RESP AUTH password).
   int resp_listen_fd = -1;                        // >= 0: also serve RESP on this socket.
-  // A single-threaded worker that runs out of ready work looks at its sockets without blocking
-  // for this long before it sleeps in epoll_wait (0: sleeps at once). See docs/resp.md.
-  std::chrono::microseconds idle_poll{0};
 };
 
 // Serves until asked to stop; returns the process exit code (0 on a clean stop).
