@@ -594,7 +594,10 @@ bool TryBlockedPop(const RespConfig& config, RespClient* client, const BlockedPo
     }
   }
   if (std::chrono::steady_clock::now() < blocked.deadline) return false;
-  blocked.kind == BlockedPop::Kind::kMove ? w.Null() : w.NullArray();
+  // Redis answers every blocking list command's timeout with a null array, BLMOVE and
+  // BRPOPLPUSH included (replyToBlockedClientTimedOut), though their non-blocking forms answer a
+  // null bulk.
+  w.NullArray();
   return true;
 }
 

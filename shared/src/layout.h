@@ -19,7 +19,7 @@
 namespace shm {
 
 inline constexpr uint64_t kSegmentMagic = 0x4554415453484d53ull;  // "SHMSTATE" little endian.
-inline constexpr uint32_t kLayoutVersion = 18;
+inline constexpr uint32_t kLayoutVersion = 19;
 inline constexpr uint32_t kMaxIntentSlots = 1024;
 inline constexpr uint32_t kMaxWorkerSlots = 256;
 inline constexpr size_t kMaxNameLength = limits::kMaxObjectName;
@@ -27,7 +27,12 @@ inline constexpr size_t kMaxNameLength = limits::kMaxObjectName;
 inline constexpr uint64_t kNullHandle = 0;
 inline constexpr uint64_t kTombstoneHandle = 1;  // A deleted dict slot.
 inline constexpr uint64_t kFirstBlobHandle = 64;
-inline bool IsBlob(uint64_t handle) { return handle >= kFirstBlobHandle; }
+// Blocks are 16-byte aligned, so a blob handle is even; an odd word is a value held in the word
+// itself (a list's inline item, list_rep.h), which nothing frees.
+inline constexpr uint64_t kInlineTagBit = 1;
+inline bool IsBlob(uint64_t handle) {
+  return handle >= kFirstBlobHandle && (handle & kInlineTagBit) == 0;
+}
 
 // One per thread that writes. Records a copy-on-write commit in flight so that whoever next takes
 // the lock after this thread's death can tell garbage from live data (see cow.h).

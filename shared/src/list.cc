@@ -4,6 +4,7 @@
 #include <cstring>
 #include <exception>
 #include <new>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -57,9 +58,19 @@ uint64_t LengthOf(const ListRep* rep) {
 // Invariant (2): one slot always stays free.
 bool HasRoom(uint64_t length, uint64_t capacity) { return length + 1 < capacity; }
 
-std::string_view ItemView(Segment::Impl* seg, uint64_t handle) {
+std::string_view BlobItemView(Segment::Impl* seg, uint64_t handle) {
   auto* item = seg->Ptr<ListItemRep>(handle);
   return {ItemData(item), item->size};
+}
+
+// The item in `*slot` (inline or a blob), valid while the slot keeps it (under the lock).
+std::string_view ItemView(Segment::Impl* seg, const std::atomic<uint64_t>* slot) {
+  const uint64_t word = slot->load();
+  return IsInlineItem(word) ? InlineItemView(slot, word) : BlobItemView(seg, word);
+}
+
+uint64_t ItemSize(Segment::Impl* seg, uint64_t word) {
+  return IsInlineItem(word) ? InlineItemSize(word) : seg->Ptr<ListItemRep>(word)->size;
 }
 
 void FillItem(Segment::Impl* seg, uint64_t handle, std::string_view bytes) {
@@ -68,12 +79,40 @@ void FillItem(Segment::Impl* seg, uint64_t handle, std::string_view bytes) {
   if (!bytes.empty()) std::memcpy(ItemData(item), bytes.data(), bytes.size());
 }
 
-// Allocates and stages (from the writer's cache when it can) an item holding `bytes`.
-Status AllocateItem(CowWriter* writer, Segment::Impl* seg, std::string_view bytes,
-                    uint64_t* handle) {
-  SHM_RETURN_IF_ERROR(writer->AllocateStaged(sizeof(ListItemRep) + bytes.size(), handle));
-  FillItem(seg, *handle, bytes);
+// The slot word of an item holding `bytes`: inline when it fits, else a blob allocated and staged
+// (from the writer's cache when it can).
+Status MakeItem(CowWriter* writer, Segment::Impl* seg, std::string_view bytes, uint64_t* word) {
+  if (FitsInline(bytes)) {
+    *word = InlineItemWord(bytes);
+    return Status::OK();
+  }
+  SHM_RETURN_IF_ERROR(writer->AllocateStaged(sizeof(ListItemRep) + bytes.size(), word));
+  FillItem(seg, *word, bytes);
   return Status::OK();
+}
+
+// Like MakeItem for a blob nobody stages (snapshots, replaced rings, transaction records).
+Status MakeUnstagedItem(Segment::Impl* seg, std::string_view bytes, uint64_t* word) {
+  if (FitsInline(bytes)) {
+    *word = InlineItemWord(bytes);
+    return Status::OK();
+  }
+  SHM_RETURN_IF_ERROR(seg->Allocate(sizeof(ListItemRep) + bytes.size(), word));
+  FillItem(seg, *word, bytes);
+  return Status::OK();
+}
+
+// Publishes `word` (an item or 0) into `slot`: the commit of a push or pop. With a writer, under
+// its intent (a blob is staged, or one is replaced); without one, a plain store, for an inline
+// item replacing 0 or 0 replacing one (nothing to free either way; repair reads the slots).
+void PublishItemLocked(CowWriter* writer, uint64_t entry, std::atomic<uint64_t>* slot,
+                       uint64_t word) {
+  if (writer != nullptr) {
+    writer->PublishLocked(entry, slot, word);
+    return;
+  }
+  slot->store(word, std::memory_order_release);
+  CrashPoint("list_inline_published");
 }
 
 // A fresh rep, on its own cache lines (list_rep.h).
@@ -207,7 +246,7 @@ void RepairListSlotsLocked(Segment::Impl* seg, EntryRep* entry) {
   while (tail > head && SlotAt(seg, ring, tail - 1)->load() == 0) --tail;
   uint64_t bytes = 0;
   for (int64_t pos = head; pos < tail; ++pos) {
-    bytes += seg->Ptr<ListItemRep>(SlotAt(seg, ring, pos)->load())->size;
+    bytes += ItemSize(seg, SlotAt(seg, ring, pos)->load());
   }
   rep->head.store(head);
   rep->tail.store(tail);
@@ -223,7 +262,8 @@ void RepairListLocked(Segment::Impl* seg, EntryRep* entry) {
   SettleListTxLocked(seg, entry);  // A dead committer's share of this list (list_tx.h).
 }
 
-// Frees every item, the ring and the rep. Slots, not head/tail, say what is owned.
+// Frees every item, the ring and the rep. Slots, not head/tail, say what is owned (Free skips 0
+// and inline words).
 void DestroyList(Segment::Impl* seg, uint64_t body) {
   auto* rep = seg->Ptr<ListRep>(body);
   uint64_t ring = rep->ring.load();
@@ -245,7 +285,7 @@ Status SerializeListLocked(Segment::Impl* seg, const EntryRep* entry, std::strin
   w.Put<uint64_t>(LengthOf(rep));
   const uint64_t ring = rep->ring.load();
   for (int64_t pos = rep->head.load(); pos < rep->tail.load(); ++pos) {
-    w.PutBytes(ItemView(seg, SlotAt(seg, ring, pos)->load()));
+    w.PutBytes(ItemView(seg, SlotAt(seg, ring, pos)));
   }
   return Status::OK();
 }
@@ -276,10 +316,9 @@ Status FillListFromBytes(Segment::Impl* seg, ListRep* rep, std::string_view byte
     std::string_view item;
     if (!r.GetBytes(&item)) return Malformed("truncated item");
     if (item.size() > rep->max_item_bytes) return Malformed("item larger than max_item_bytes");
-    uint64_t blob = 0;
-    SHM_RETURN_IF_ERROR(seg->Allocate(sizeof(ListItemRep) + item.size(), &blob));
-    FillItem(seg, blob, item);
-    SlotAt(seg, ring, kListOrigin + static_cast<int64_t>(i))->store(blob);
+    uint64_t word = 0;
+    SHM_RETURN_IF_ERROR(MakeUnstagedItem(seg, item, &word));
+    SlotAt(seg, ring, kListOrigin + static_cast<int64_t>(i))->store(word);
     total += item.size();
   }
   if (r.remaining() != 0) return Malformed("trailing bytes");
@@ -373,15 +412,20 @@ Status List::Push(End end, std::string_view item, uint64_t* length) {
 
 // The item is allocated and staged outside the lock; under it, one slot publish commits. A full
 // ring is grown as a separate copy-on-write step (the writer holds one staged blob at a time),
-// so the staged item is dropped and allocated again: rare, since rings double.
+// so the staged item is dropped and allocated again: rare, since rings double. An inline item
+// needs no writer at all: nothing to stage, nothing replaced, and the slot word it publishes is
+// what repair trusts (list_rep.h), so no intent has anything to tell.
 Status List::DoPush(End end, std::string_view item, uint64_t* length) {
   Segment::Impl* seg = ref_.segment->impl();
   const uint64_t entry_handle = seg->Handle(ref_.entry);
-  CowWriter writer(seg);
-  if (!writer.ok()) return NoIntentSlot();
+  std::optional<CowWriter> writer;
+  if (!FitsInline(item)) {
+    writer.emplace(seg);
+    if (!writer->ok()) return NoIntentSlot();
+  }
   for (int attempt = 0; attempt < kMaxPushAttempts; ++attempt) {
-    uint64_t blob = 0;
-    SHM_RETURN_IF_ERROR(AllocateItem(&writer, seg, item, &blob));
+    uint64_t word = 0;
+    SHM_RETURN_IF_ERROR(MakeItem(writer ? &*writer : nullptr, seg, item, &word));
     ObjectGuard guard;
     SHM_RETURN_IF_ERROR(guard.Lock(ref_));  // On error the writer frees the staged item.
     ListRep* rep = RepOf(seg, ref_.entry);
@@ -397,24 +441,24 @@ Status List::DoPush(End end, std::string_view item, uint64_t* length) {
     if (HasRoom(count, capacity)) {
       uint64_t ring = rep->ring.load();
       AddOwned(rep->writes, 1);  // Under the entry's lock, as every owned add below.
+      std::atomic<uint64_t>* slot = SlotAt(seg, ring, end == End::kRight ? tail : head - 1);
+      PublishItemLocked(writer ? &*writer : nullptr, entry_handle, slot, word);  // The commit.
       if (end == End::kRight) {
-        writer.PublishLocked(entry_handle, SlotAt(seg, ring, tail), blob);  // The commit.
         rep->tail.store(tail + 1);
       } else {
-        writer.PublishLocked(entry_handle, SlotAt(seg, ring, head - 1), blob);  // The commit.
         rep->head.store(head - 1);
       }
       AddOwned(rep->bytes, item.size());
       bool wake = rep->waiters.load() != 0;
       guard.Unlock();
-      writer.ReleaseGarbage();  // Nothing was replaced; keeps the protocol uniform.
+      if (writer) writer->ReleaseGarbage();  // Nothing was replaced; keeps the protocol uniform.
       if (wake) FutexWakeAll(&ref_.entry->wake_seq);
       NoteListFilled(ref_);  // A key's list: its Redis blocked pops too.
       if (length != nullptr) *length = count + 1;
       return Status::OK();
     }
     guard.Unlock();
-    writer.DiscardStaged();
+    if (writer) writer->DiscardStaged();
     SHM_RETURN_IF_ERROR(ResizeRing(std::max(kInitialCapacity, capacity * 2)));
   }
   return Status::Internal("list push: the ring kept filling up while growing it");
@@ -510,8 +554,7 @@ Status List::DoPop(End end, std::chrono::milliseconds wait, std::string* item, b
                    ListPlace* place) {
   Segment::Impl* seg = ref_.segment->impl();
   EntryRep* entry = ref_.entry;
-  CowWriter writer(seg);
-  if (!writer.ok()) return NoIntentSlot();
+  std::optional<CowWriter> writer;  // Only for a blob item: an inline one leaves no garbage.
   // A pop that does not wait reads no clock (most pops: LPOP, RPOP).
   const auto deadline = wait.count() > 0 ? std::chrono::steady_clock::now() + wait
                                          : std::chrono::steady_clock::time_point::min();
@@ -537,18 +580,27 @@ Status List::DoPop(End end, std::chrono::milliseconds wait, std::string* item, b
       const uint64_t ring = rep->ring.load();
       const int64_t pos = end == End::kLeft ? head : tail - 1;
       std::atomic<uint64_t>* slot = SlotAt(seg, ring, pos);
-      const uint64_t blob = slot->load();
-      if (!IsBlob(blob)) return Status::Internal("list slot inside [head, tail) is empty");
-      std::string_view bytes = ItemView(seg, blob);
+      const uint64_t word = slot->load();
+      if (IsBlob(word)) {
+        // Under the lock, which the lock order allows (object, then allocator): only a thread's
+        // first writer allocates (its blob cache's rep).
+        writer.emplace(seg);
+        if (!writer->ok()) return NoIntentSlot();
+      } else if (!IsInlineItem(word)) {
+        return Status::Internal("list slot inside [head, tail) is empty");
+      }
+      std::string_view bytes = ItemView(seg, slot);
       item->assign(bytes.data(), bytes.size());  // Copied out before the commit.
+      const uint64_t size = bytes.size();
       AddOwned(rep->writes, 1);
-      writer.PublishLocked(seg->Handle(entry), slot, 0);  // The commit; the item is garbage.
+      // The commit; a blob item is garbage from here.
+      PublishItemLocked(writer ? &*writer : nullptr, seg->Handle(entry), slot, 0);
       if (end == End::kLeft) {
         rep->head.store(head + 1);
       } else {
         rep->tail.store(tail - 1);
       }
-      SubOwned(rep->bytes, bytes.size());
+      SubOwned(rep->bytes, size);
       bool wake = false;
       if (place != nullptr && place->in_line()) {  // Served: the next in line may take the rest.
         wake = LeaveLocked(rep, place->slot_, std::exchange(place->ticket_, 0));
@@ -556,7 +608,7 @@ Status List::DoPop(End end, std::chrono::milliseconds wait, std::string* item, b
       const uint64_t length = static_cast<uint64_t>(tail - head) - 1;
       const uint64_t capacity = CapacityOf(seg, rep);
       guard.Unlock();
-      writer.ReleaseGarbage();
+      if (writer) writer->ReleaseGarbage();
       if (wake) FutexWakeAll(&entry->wake_seq);
       *got = true;
       left_by_last_pop_ = length;
@@ -615,8 +667,7 @@ Status List::DoRange(int64_t start, int64_t stop, std::vector<std::string>* item
   const uint64_t ring = rep->ring.load();
   CollectRange(
       static_cast<int64_t>(LengthOf(rep)), start, stop,
-      [&](int64_t i) { return ItemView(seg, SlotAt(seg, ring, head + i)->load()); }, items,
-      truncated);
+      [&](int64_t i) { return ItemView(seg, SlotAt(seg, ring, head + i)); }, items, truncated);
   return Status::OK();
 }
 
@@ -638,7 +689,7 @@ Status List::DoSet(int64_t index, std::string_view item) {
   CowWriter writer(seg);
   if (!writer.ok()) return NoIntentSlot();
   uint64_t blob = 0;
-  SHM_RETURN_IF_ERROR(AllocateItem(&writer, seg, item, &blob));
+  SHM_RETURN_IF_ERROR(MakeItem(&writer, seg, item, &blob));
   ObjectGuard guard;
   SHM_RETURN_IF_ERROR(guard.Lock(ref_));
   ListRep* rep = RepOf(seg, ref_.entry);
@@ -646,7 +697,7 @@ Status List::DoSet(int64_t index, std::string_view item) {
   if (index < 0) index += length;
   if (index < 0 || index >= length) return Status::NotFound("list index out of range");
   std::atomic<uint64_t>* slot = SlotAt(seg, rep->ring.load(), rep->head.load() + index);
-  const uint64_t old_size = seg->Ptr<ListItemRep>(slot->load())->size;
+  const uint64_t old_size = ItemSize(seg, slot->load());
   rep->writes.fetch_add(1);
   writer.PublishLocked(seg->Handle(ref_.entry), slot, blob);  // The commit.
   rep->bytes.fetch_add(item.size());
@@ -695,12 +746,11 @@ Status List::DoReplace(const std::vector<std::string>* expected,
   };
   for (const std::string& item : items) {
     uint64_t blob = 0;
-    Status s = seg->Allocate(sizeof(ListItemRep) + item.size(), &blob);
+    Status s = MakeUnstagedItem(seg, item, &blob);
     if (!s.ok()) {
       free_blobs();
       return s;
     }
-    FillItem(seg, blob, item);
     blobs.push_back(blob);
   }
   uint64_t fresh = 0;
@@ -723,7 +773,7 @@ Status List::DoReplace(const std::vector<std::string>* expected,
   if (expected != nullptr) {
     bool same = expected->size() == static_cast<uint64_t>(tail - head);
     for (int64_t pos = head; same && pos < tail; ++pos) {
-      same = ItemView(seg, SlotAt(seg, old_ring, pos)->load()) == (*expected)[pos - head];
+      same = ItemView(seg, SlotAt(seg, old_ring, pos)) == (*expected)[pos - head];
     }
     if (!same) {
       guard.Unlock();
@@ -769,8 +819,7 @@ Status ListTxRead(const ObjectRef& ref, int64_t index, ListTxView* view, std::st
   view->writes = rep->writes.load();
   view->length = LengthOf(rep);
   if (index >= 0 && static_cast<uint64_t>(index) < view->length) {
-    std::string_view bytes =
-        ItemView(seg, SlotAt(seg, rep->ring.load(), rep->head.load() + index)->load());
+    std::string_view bytes = ItemView(seg, SlotAt(seg, rep->ring.load(), rep->head.load() + index));
     item->assign(bytes.data(), bytes.size());
   }
   return Status::OK();
@@ -795,9 +844,8 @@ Status ListTxFillRecord(Segment::Impl* seg, TxRecordRep* rec, uint32_t first, co
     for (const std::string& item : *side) {
       TxChangeRep& change = next(side == &left ? kTxPushLeft : kTxPushRight);
       uint64_t blob = 0;
-      SHM_RETURN_IF_ERROR(seg->Allocate(sizeof(ListItemRep) + item.size(), &blob));
-      FillItem(seg, blob, item);
-      change.blob = blob;  // The record owns it from here (FreeTxRecord).
+      SHM_RETURN_IF_ERROR(MakeUnstagedItem(seg, item, &blob));
+      change.blob = blob;  // The record owns it from here (FreeTxRecord), or holds it inline.
     }
   }
   return Status::OK();
@@ -895,10 +943,10 @@ Status ListTxPrepareLocked(const ObjectRef& ref, std::optional<uint64_t> writes_
                                       : tail - 1 - static_cast<int64_t>(i - pops_left);
     const uint64_t blob = SlotAt(seg, ring, pos)->load();
     changes[first + 2 + i].blob = blob;
-    bytes -= seg->Ptr<ListItemRep>(blob)->size;
+    bytes -= ItemSize(seg, blob);
   }
   for (const auto* side : {&share.left, &share.right}) {
-    for (const TxChangeRep* c : *side) bytes += seg->Ptr<ListItemRep>(c->blob)->size;
+    for (const TxChangeRep* c : *side) bytes += ItemSize(seg, c->blob);
   }
   TxChangeRep& header = changes[first];
   header.body = ring;

@@ -1,8 +1,11 @@
 // ListRep: the in-segment layout of a List (a deque of byte strings), and its commit protocol.
 //
-// Items are immutable blobs {size, bytes}. Their handles sit in a ring array of atomic words,
-// addressed by logical position: slot index = pos & (capacity - 1). head and tail are logical
-// positions ([head, tail) holds the items); they start at kListOrigin so pushes on the left
+// Each item is one ring slot word, addressed by logical position: slot index = pos & (capacity -
+// 1). An item of at most kInlineItemBytes bytes lives in the word itself (an inline word: its
+// low bit set, which no block handle has, see IsInlineItem); a bigger one is an immutable blob
+// {size, bytes} whose handle is the word. Either way the item is that one word, so pushes and
+// pops of small items allocate and free nothing and the commit stays one word. head and tail are
+// logical positions ([head, tail) holds the items); they start at kListOrigin so pushes on the left
 // never make them negative.
 //
 // Invariants, under the entry's lock (EntryRep::mu):
@@ -29,9 +32,13 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <string_view>
 
+#include "layout.h"
 #include "shm/segment.h"
 
 namespace shm {
@@ -43,6 +50,28 @@ struct ListItemRep {
   uint64_t size = 0;
 };
 inline char* ItemData(ListItemRep* item) { return reinterpret_cast<char*>(item + 1); }
+
+// An inline item's word: byte 0 (the least significant) is (size << 1) | kInlineItemTag, bytes
+// 1..size the item, the rest 0. Never 0 (an empty item is the word 1), never a blob handle: the
+// allocator hands out 16-byte aligned blocks, so a handle's low bit is 0 (IsBlob says so).
+inline constexpr size_t kInlineItemBytes = 7;
+static_assert(kInlineTagBit == 1, "inline words are the odd ones");
+static_assert(std::endian::native == std::endian::little, "byte 0 is the low byte");
+
+inline bool FitsInline(std::string_view bytes) { return bytes.size() <= kInlineItemBytes; }
+inline bool IsInlineItem(uint64_t word) { return (word & kInlineTagBit) != 0; }
+inline uint64_t InlineItemSize(uint64_t word) { return (word >> 1) & 7; }
+// REQUIRES: FitsInline(bytes).
+inline uint64_t InlineItemWord(std::string_view bytes) {
+  uint64_t word = (uint64_t{bytes.size()} << 1) | kInlineTagBit;
+  if (!bytes.empty()) std::memcpy(reinterpret_cast<char*>(&word) + 1, bytes.data(), bytes.size());
+  return word;
+}
+// The bytes of the inline item in `*slot`, viewed in place: valid while the slot keeps it (under
+// the list's lock).
+inline std::string_view InlineItemView(const std::atomic<uint64_t>* slot, uint64_t word) {
+  return {reinterpret_cast<const char*>(slot) + 1, InlineItemSize(word)};
+}
 
 // The ring array: `capacity` atomic slot words follow the header. Immutable capacity. The header
 // fills a cache line (the ring is allocated 64-byte aligned) so that pushes writing the first

@@ -86,13 +86,15 @@ TEST(BlobCacheCrashTest, ListPushDyingInsideTakeLosesNoItem) {
   size_t baseline = seg->free_bytes();
   List list;
   ASSERT_OK(List::Open(seg.get(), "l", OpenMode::kCreateIfMissing, {}, &list));
-  for (int i = 0; i < 4; ++i) ASSERT_OK(list.Push(List::End::kRight, "item" + std::to_string(i)));
+  // Items of 8 bytes and more are blocks (smaller ones live in their slot word: list_rep.h).
+  for (int i = 0; i < 4; ++i)
+    ASSERT_OK(list.Push(List::End::kRight, "item-blk" + std::to_string(i)));
   pid_t child = test::ForkChild([&] {
     std::string item;
     bool got = false;
     if (!list.Pop(List::End::kLeft, std::chrono::milliseconds(0), &item, &got).ok()) return 1;
     SetCrashPoint("cache_take");
-    list.Push(List::End::kRight, "pushed");
+    list.Push(List::End::kRight, "pushed-blk");
     return 0;
   });
   test::ChildExit exit = test::WaitChild(child, 30000);
@@ -114,7 +116,7 @@ TEST(BlobCacheCrashTest, ListPushDyingInsideTakeLosesNoItem) {
 // freed is freed once (as recorded garbage), the rest of the cache once with it.
 TEST(BlobCacheCrashTest, PopsDyingInsideASpillLeakOnlyTheSpilledBlocks) {
   test::ScopedSegment seg;
-  const std::string item = "item:x";  // Every item the same size: one class.
+  const std::string item = "item:xyz";  // Every item the same size: one class; not inline.
   const int items = static_cast<int>(kMaxBlocksPerClass) + 8;
   const size_t baseline = seg->free_bytes();
   List list;

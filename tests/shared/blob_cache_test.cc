@@ -51,8 +51,9 @@ TEST(BlobCacheTest, AFullClassSpillsABatchToTheAllocator) {
   List list;
   ASSERT_OK(List::Open(seg.get(), "l", OpenMode::kCreateIfMissing, {}, &list));
   const int items = static_cast<int>(kMaxBlocksPerClass) * 3;
-  for (int i = 0; i < items; ++i) ASSERT_OK(list.Push(List::End::kRight, "item:x"));
-  const size_t c = ClassForRequest(sizeof(uint64_t) + 6);  // ListItemRep and its bytes.
+  // 8 bytes: one more than a slot word holds inline (list_rep.h), so each item is a block.
+  for (int i = 0; i < items; ++i) ASSERT_OK(list.Push(List::End::kRight, "item:xyz"));
+  const size_t c = ClassForRequest(sizeof(uint64_t) + 8);  // ListItemRep and its bytes.
   auto class_count = [&] {
     const IntentSlot* slot = seg->impl()->MySlot();
     const auto* rep = seg->impl()->Ptr<BlobCacheRep>(slot->cache.load());

@@ -79,6 +79,7 @@ TEST(ListIndexTest, ReplaceIsACompareAndSetOnTheContent) {
 struct CrashCase {
   bool replace;  // Replace (else Set).
   const char* point;
+  const char* item = "new-item";  // Set's: 8 bytes, a blob; "new" is inline (list_rep.h).
 };
 
 class ListIndexCrashTest : public ::testing::TestWithParam<CrashCase> {};
@@ -94,12 +95,12 @@ TEST_P(ListIndexCrashTest, DeathMidProtocolLeavesBeforeOrAfter) {
   if (c.replace) {
     after.insert(after.begin() + 2, "inserted");
   } else {
-    after[1] = "new";
+    after[1] = c.item;
   }
   pid_t child = test::ForkChild([&] {
     SetCrashPoint(c.point, 1);
     bool swapped = false;
-    return (c.replace ? list.Replace(&before, after, &swapped) : list.Set(1, "new")).ok() ? 0 : 1;
+    return (c.replace ? list.Replace(&before, after, &swapped) : list.Set(1, c.item)).ok() ? 0 : 1;
   });
   test::ChildExit exit = test::WaitChild(child, 20000);
   ASSERT_TRUE(exit.exited);
@@ -126,15 +127,18 @@ TEST_P(ListIndexCrashTest, DeathMidProtocolLeavesBeforeOrAfter) {
 }
 
 std::string CaseName(const ::testing::TestParamInfo<CrashCase>& info) {
-  return std::string(info.param.replace ? "Replace_" : "Set_") + info.param.point;
+  return std::string(info.param.replace ? "Replace_" : "Set_") + info.param.point +
+         (std::string_view(info.param.item).size() <= 7 ? "_inline" : "");
 }
 
 INSTANTIATE_TEST_SUITE_P(
     EveryStep, ListIndexCrashTest,
     ::testing::Values(CrashCase{false, "after_allocate"}, CrashCase{false, "after_intent"},
                       CrashCase{false, "after_commit"}, CrashCase{false, "before_free"},
-                      CrashCase{true, "after_allocate"}, CrashCase{true, "after_intent"},
-                      CrashCase{true, "after_commit"}, CrashCase{true, "before_free"}),
+                      CrashCase{false, "after_intent", "new"},
+                      CrashCase{false, "after_commit", "new"}, CrashCase{true, "after_allocate"},
+                      CrashCase{true, "after_intent"}, CrashCase{true, "after_commit"},
+                      CrashCase{true, "before_free"}),
     CaseName);
 
 }  // namespace
