@@ -399,6 +399,15 @@ Status Keyspace::Set(std::string_view key, std::string_view value, const StringS
   return s;
 }
 
+Status IncrementedValue(const std::string* current, int64_t by, int64_t* result) {
+  int64_t base = 0;
+  if (current != nullptr && !ParseInt64(*current, &base, IntSyntax::kRedisStrict)) {
+    return Status::InvalidArgument(std::string(kNotInteger));
+  }
+  if (!AddInt64(base, by, result)) return Status::InvalidArgument(std::string(kOverflow));
+  return Status::OK();
+}
+
 // UpdateString's read-modify-write without its StringUpdateFn (a std::function call and a
 // StringUpdate per command): INCR is a hot path, written as Set is.
 Status Keyspace::IncrBy(std::string_view key, int64_t by, int64_t* result) {
@@ -406,14 +415,9 @@ Status Keyspace::IncrBy(std::string_view key, int64_t by, int64_t* result) {
   Orphan dead;
   Status s = UpdateKey(index_, key, &dead, [&](const DictValue* current, DictUpdate* update) {
     update->write = false;
-    int64_t base = 0;
-    if (current != nullptr) {
-      if (TypeOfEntry(*current) != KeyType::kString) return WrongType();
-      if (!ParseInt64(current->data, &base, IntSyntax::kRedisStrict)) {
-        return Status::InvalidArgument(std::string(kNotInteger));
-      }
-    }
-    if (!AddInt64(base, by, result)) return Status::InvalidArgument(std::string(kOverflow));
+    if (current != nullptr && TypeOfEntry(*current) != KeyType::kString) return WrongType();
+    SHM_RETURN_IF_ERROR(
+        IncrementedValue(current != nullptr ? &current->data : nullptr, by, result));
     char digits[24];  // An int64 is at most 20 characters.
     char* end = std::to_chars(digits, digits + sizeof digits, *result).ptr;
     update->write = true;
