@@ -8,6 +8,7 @@
 #include <string>
 #include <thread>
 
+#include "counter_rule.h"
 #include "layout.h"
 #include "object_guard.h"
 #include "segment_impl.h"
@@ -21,12 +22,13 @@ bool NearLimits(int64_t value) {
   return value >= (int64_t{1} << 61) || value <= -(int64_t{1} << 61);
 }
 
-Status Overflow(int64_t value, int64_t delta) {
+}  // namespace
+
+Status CounterSum(int64_t value, int64_t delta, int64_t* next) {
+  if (AddInt64(value, delta, next)) return Status::OK();
   return Status::InvalidArgument("counter overflow: " + std::to_string(value) + " + " +
                                  std::to_string(delta) + " does not fit in int64");
 }
-
-}  // namespace
 
 Counter::Counter(const ObjectRef& ref)
     : ref_(ref), value_(&ref.entry->counter), fast_tag_(&ref.entry->counter_fast_tag) {}
@@ -140,7 +142,7 @@ Status Counter::AddSlow(int64_t delta, int64_t* new_value) {
     seen = word.load(std::memory_order_relaxed);
     // A commit that takes the counter after this check changes the word: the exchange fails.
     while (ref_.entry->counter_tx.load(std::memory_order_seq_cst) == 0) {
-      if (!AddInt64(seen, delta, &next)) return Overflow(seen, delta);
+      SHM_RETURN_IF_ERROR(CounterSum(seen, delta, &next));
       if (word.compare_exchange_weak(seen, next, std::memory_order_acq_rel)) {
         done = true;
         break;

@@ -21,6 +21,9 @@ bool KeyEntryLive(Segment* segment, const DictValue& entry);
 uint64_t KeyVersionOfEntry(Segment* segment, const DictValue& entry);
 // Deletes the list or hash `name` (once no key names it).
 void DeleteKeyAggregate(Segment* segment, const std::string& name, KeyType type);
+// INCRBY's rule, one for the keyspace and its transactions: the string `current` (null for a
+// missing key, which counts as 0) parsed Redis-strict, plus `by`, without overflow.
+Status IncrementedValue(const std::string* current, int64_t by, int64_t* result);
 // The keyspace's index (its dict of entries).
 const Dict& KeyspaceIndex(const Keyspace& keyspace);
 // The list or hash an aggregate entry names (NotFound when it is gone).

@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "boundary.h"
+#include "counter_rule.h"
 #include "cow.h"
 #include "crash_point.h"
 #include "dict_tx.h"
@@ -1163,10 +1164,7 @@ Status Transaction::Add(const Counter& counter, int64_t delta, int64_t* new_valu
   int64_t value = 0;
   SHM_RETURN_IF_ERROR(CounterView(state_.get(), counter, &value));
   int64_t next = 0;
-  if (!AddInt64(value, delta, &next)) {
-    return Status::InvalidArgument("counter overflow: " + std::to_string(value) + " + " +
-                                   std::to_string(delta) + " does not fit in int64");
-  }
+  SHM_RETURN_IF_ERROR(CounterSum(value, delta, &next));
   SHM_RETURN_IF_ERROR(StageCounter(state_.get(), counter, next));
   *new_value = next;
   return Status::OK();
@@ -1267,13 +1265,8 @@ Status Transaction::IncrBy(const Keyspace& ks, std::string_view key, int64_t by,
   KeyType type = KeyType::kNone;
   SHM_RETURN_IF_ERROR(ViewKey(state_.get(), ks, key, &entry, &type));
   if (type != KeyType::kNone && type != KeyType::kString) return WrongType();
-  int64_t base = 0;
-  if (type == KeyType::kString && !ParseInt64(entry.data, &base, IntSyntax::kRedisStrict)) {
-    return Status::InvalidArgument("value is not an integer or out of range");
-  }
-  if (!AddInt64(base, by, result)) {
-    return Status::InvalidArgument("increment or decrement would overflow");
-  }
+  SHM_RETURN_IF_ERROR(
+      IncrementedValue(type == KeyType::kString ? &entry.data : nullptr, by, result));
   return StageKeyString(state_.get(), ks, key, std::to_string(*result),
                         type == KeyType::kNone ? 0 : entry.expires_at_ms);
 }

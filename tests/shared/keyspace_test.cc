@@ -202,6 +202,34 @@ TEST(KeyspaceTest, IncrByIsRedisStrictWithOneOverflowRule) {
   EXPECT_EQ(n, INT64_MIN);
 }
 
+// INCR keeps the key's expiry (as Redis does), counts an absent key from 0, and changes nothing
+// when it refuses.
+TEST(KeyspaceTest, IncrByKeepsTheExpiryAndRefusesWithoutWriting) {
+  test::ScopedSegment seg;
+  Keyspace ks = Open(seg.get());
+  int64_t n = 0;
+  ASSERT_OK(ks.IncrBy("fresh", 5, &n));
+  EXPECT_EQ(n, 5);
+  std::string value;
+  int64_t expires_at_ms = -1;
+  ASSERT_OK(ks.Get("fresh", &value, &expires_at_ms));
+  EXPECT_EQ(value, "5");
+  EXPECT_EQ(expires_at_ms, 0);
+  const int64_t later = WallNowMs() + 3'600'000;
+  bool applied = false;
+  ASSERT_OK(ks.Expire("fresh", later, ExpireIf::kAlways, &applied));
+  ASSERT_TRUE(applied);
+  ASSERT_OK(ks.IncrBy("fresh", -7, &n));
+  EXPECT_EQ(n, -2);
+  ASSERT_OK(ks.Get("fresh", &value, &expires_at_ms));
+  EXPECT_EQ(value, "-2");
+  EXPECT_EQ(expires_at_ms, later);
+  ASSERT_OK(Set(ks, "text", "abc"));
+  EXPECT_TRUE(ks.IncrBy("text", 1, &n).IsInvalidArgument());
+  ASSERT_OK(ks.Get("text", &value));
+  EXPECT_EQ(value, "abc");
+}
+
 TEST(IntegerTest, StrictAndDecimalSyntax) {
   int64_t v = 0;
   EXPECT_TRUE(ParseInt64("007", &v, IntSyntax::kDecimal));
