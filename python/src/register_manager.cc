@@ -398,6 +398,27 @@ class MgrDict {
     });
     return applied;
   }
+  enum class Rewrite { kWritten, kAbsent, kForeign };
+  // Rewrites the existing entry `key` with `entry`, keeping the current entry's order (its bytes
+  // 1..8) and expiry in the same commit: kAbsent when the key is absent, kForeign (nothing
+  // written) when the current value is not a managed dict's entry.
+  Rewrite RewriteKeepingOrder(std::string_view key, std::string_view entry) {
+    shm::SetOptions options;
+    options.mode = shm::SetMode::kReplace;
+    options.keep_expiry = true;
+    options.keep_offset = 1;  // After the tag, which must match.
+    options.keep_length = 8;
+    Rewrite result = Rewrite::kWritten;
+    bound_.RunFast([&](shm::Dict& d) {
+      shm::Status s = d.Set(key, entry, options);
+      if (s.IsNotFound() || s.IsConflict()) {
+        result = s.IsNotFound() ? Rewrite::kAbsent : Rewrite::kForeign;
+        return shm::Status::OK();
+      }
+      return s;
+    });
+    return result;
+  }
   // False when absent (or, with if_version, changed).
   bool Delete(std::string_view key, std::optional<uint64_t> if_version = std::nullopt) {
     bool deleted = false;
@@ -567,10 +588,16 @@ PyObject* Wake(PyObject* self) {
 // the server has left is bounded by it (py_wake_word.h).
 constexpr std::chrono::seconds kLongestSleep{2};
 
+// Whether the entry key of `key` is made here rather than by manager._encode_key: a short ASCII
+// str, whose entry key is 's' and its text.
+bool IsShortStrKey(PyObject* key) {
+  return PyUnicode_CheckExact(key) && PyUnicode_IS_COMPACT_ASCII(key) &&
+         PyUnicode_GET_LENGTH(key) < 240;
+}
+
 // A dict key's entry key (manager._encode_key): short str keys here, anything else there.
 bool EntryKey(PyObject* key, std::string* out) {
-  if (PyUnicode_CheckExact(key) && PyUnicode_IS_COMPACT_ASCII(key) &&
-      PyUnicode_GET_LENGTH(key) < 240) {
+  if (IsShortStrKey(key)) {
     out->assign(1, 's');
     out->append(static_cast<const char*>(PyUnicode_DATA(key)),
                 static_cast<size_t>(PyUnicode_GET_LENGTH(key)));
@@ -629,49 +656,99 @@ PyObject* DictContains(PyObject* self, PyObject* key) {
 }
 
 // d[key] = value: an existing key keeps its order and first-written key, a new one takes the
-// next order and is added only if still absent. An existing entry is read without the lock and
-// rewritten if it still has the version read (a compare-and-set: the new entry is allocated
-// before the dict's lock is taken, and a read takes no lock); one with an expiry (set by
-// another front end) is rewritten under the lock by ReplaceValue, which keeps it. A race with
-// another writer of the key retries.
+// next order and is added only if still absent.
+
+// For a key whose first-written key may be another type's (1, 1.0, True): the existing entry is
+// read without the lock and rewritten, with its key record, if it still has the version read (a
+// compare-and-set); one with an expiry (set by another front end) is rewritten under the lock by
+// ReplaceValue, which keeps it. A race with another writer of the key retries.
+PyObject* SetReadingEntry(MgrDict& d, PyObject* key, std::string_view ekey,
+                          std::string_view value_record) {
+  Leased<std::string> entry;
+  std::optional<Leased<std::string>> key_record;  // Made for an insert only.
+  while (true) {
+    {
+      Leased<shm::DictValue> current;
+      if (d.Get(ekey, current.get())) {
+        EntryView old;
+        if (!ParseEntry(current->data, &old)) return BadRecord();
+        if (current->expires_at_ms != 0) {
+          bool malformed = false;
+          if (d.ReplaceValue(ekey, value_record, &malformed)) break;
+          if (malformed) return BadRecord();
+          continue;  // Deleted meanwhile.
+        }
+        entry->assign(current->data, 0, kEntryHeader + old.key.size());
+        entry->append(value_record);
+        if (d.Set(ekey, *entry, shm::SetMode::kSet, current->version)) break;
+        continue;  // Changed or deleted meanwhile.
+      }
+    }
+    if (!key_record) {
+      key_record.emplace();
+      if (!AppendRecord(key, key_record->get())) return nullptr;
+    }
+    int64_t order = d.Incr("!order", 1);
+    MakeEntry(order, **key_record, value_record, entry.get());
+    if (d.Set(ekey, *entry, shm::SetMode::kAdd)) break;  // Else added meanwhile: replace it.
+  }
+  Py_RETURN_NONE;
+}
+
+// The entry of a short str key (the keys EntryKey encodes itself) with order 0 and no value
+// record yet, and the size of its entry key (*key_size): false for any other key. Such a key's
+// entry key is also its record, and only a str of that text has it, so every managed entry under it
+// holds that same key record.
+bool StrKeyEntry(PyObject* key, std::string* out, size_t* key_size) {
+  if (!IsShortStrKey(key)) return false;
+  const auto n = static_cast<size_t>(PyUnicode_GET_LENGTH(key));
+  const auto klen = static_cast<uint32_t>(1 + n);
+  char header[kEntryHeader + 1] = {kEntry};  // The order's 8 bytes are 0.
+  for (int i = 0; i < 4; ++i) header[9 + i] = static_cast<char>(klen >> (8 * i));
+  header[kEntryHeader] = kStr;
+  out->assign(header, sizeof header);
+  out->append(static_cast<const char*>(PyUnicode_DATA(key)), n);
+  *key_size = klen;
+  return true;
+}
+
+// For a short str key, whose `entry` (StrKeyEntry + the value record) is whole but for its
+// order: an existing entry is rewritten by one Set that keeps its order (and expiry) from the
+// current entry under the dict's lock (MgrDict::RewriteKeepingOrder), with no read before it; the
+// new entry is allocated and filled before the lock is taken. An absent key is added with the
+// next order, a race with another insert of it retrying.
+PyObject* SetStrKey(MgrDict& d, PyObject* key, std::string* entry, size_t key_size) {
+  const std::string_view ekey = std::string_view(*entry).substr(kEntryHeader, key_size);
+  while (true) {
+    const MgrDict::Rewrite done = d.RewriteKeepingOrder(ekey, *entry);
+    if (done == MgrDict::Rewrite::kWritten) Py_RETURN_NONE;
+    if (done == MgrDict::Rewrite::kForeign) {  // Not a managed entry: the read says what it is.
+      return SetReadingEntry(d, key, ekey,
+                             std::string_view(*entry).substr(kEntryHeader + key_size));
+    }
+    const auto order = static_cast<uint64_t>(d.Incr("!order", 1));
+    for (int i = 0; i < 8; ++i) (*entry)[1 + i] = static_cast<char>(order >> (8 * i));
+    if (d.Set(ekey, *entry, shm::SetMode::kAdd)) Py_RETURN_NONE;  // Else added meanwhile.
+  }
+}
+
 PyObject* DictSetItem(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
   if (nargs != 2) {
     PyErr_SetString(PyExc_TypeError, "__setitem__ takes a key and a value");
     return nullptr;
   }
   return OnHandle<MgrDict>(self, [&](MgrDict& d) -> PyObject* {
-    Leased<std::string> ekey, value_record, entry;
+    Leased<std::string> entry;
+    size_t key_size = 0;
+    if (StrKeyEntry(args[0], entry.get(), &key_size)) {
+      if (!AppendRecord(args[1], entry.get())) return nullptr;
+      return SetStrKey(d, args[0], entry.get(), key_size);
+    }
+    Leased<std::string> ekey, value_record;
     if (!EntryKey(args[0], ekey.get()) || !AppendRecord(args[1], value_record.get())) {
       return nullptr;
     }
-    std::optional<Leased<std::string>> key_record;  // Made for an insert only.
-    while (true) {
-      {
-        Leased<shm::DictValue> current;
-        if (d.Get(*ekey, current.get())) {
-          EntryView old;
-          if (!ParseEntry(current->data, &old)) return BadRecord();
-          if (current->expires_at_ms != 0) {
-            bool malformed = false;
-            if (d.ReplaceValue(*ekey, *value_record, &malformed)) break;
-            if (malformed) return BadRecord();
-            continue;  // Deleted meanwhile.
-          }
-          entry->assign(current->data, 0, kEntryHeader + old.key.size());
-          entry->append(*value_record);
-          if (d.Set(*ekey, *entry, shm::SetMode::kSet, current->version)) break;
-          continue;  // Changed or deleted meanwhile.
-        }
-      }
-      if (!key_record) {
-        key_record.emplace();
-        if (!AppendRecord(args[0], key_record->get())) return nullptr;
-      }
-      int64_t order = d.Incr("!order", 1);
-      MakeEntry(order, **key_record, *value_record, entry.get());
-      if (d.Set(*ekey, *entry, shm::SetMode::kAdd)) break;  // Else added meanwhile: replace it.
-    }
-    Py_RETURN_NONE;
+    return SetReadingEntry(d, args[0], *ekey, *value_record);
   });
 }
 

@@ -20,6 +20,7 @@
 #include "layout.h"
 #include "object_guard.h"
 #include "owned_word.h"
+#include "prefetch_write.h"
 #include "segment_impl.h"
 #include "shm/integer.h"
 #include "shm/log.h"
@@ -313,6 +314,11 @@ void Account(const Locked& d, uint64_t word, int sign) {
 // replaced blob is the writer's garbage until its ReleaseGarbage.
 void PublishSlotLocked(const Locked& d, CowWriter* writer, uint64_t pos, uint64_t next) {
   uint64_t old = writer->PublishLocked(d.entry, &d.slot(pos).blob, next);
+  if (IsBlob(old) && IsBlob(next) &&
+      d.blob(old)->charged_bytes() == d.blob(next)->charged_bytes() &&
+      d.blob(old)->expires_at_ms == 0 && d.blob(next)->expires_at_ms == 0) {
+    return;  // A rewrite of the same size without expiry (the common overwrite): counts unchanged.
+  }
   Account(d, old, -1);
   Account(d, next, +1);
 }
@@ -472,6 +478,21 @@ Status CheckSetLocked(const DictEntryBlob* live, const SetOptions& options) {
                               std::to_string(*options.if_version));
     }
   }
+  return Status::OK();
+}
+
+// Copies the field SetOptions::keep_offset/keep_length names from the current entry `live` into
+// the staged, unpublished `blob` (so no lock is needed for the blob, only for `live`); Conflict
+// when `live` has no such field.
+Status KeepFieldLocked(const DictEntryBlob* live, const SetOptions& options, DictEntryBlob* blob) {
+  const std::string_view current = live->value();
+  const std::string_view value = blob->value();
+  if (current.size() < uint64_t{options.keep_offset} + options.keep_length ||
+      current.substr(0, options.keep_offset) != value.substr(0, options.keep_offset)) {
+    return Status::Conflict("the current value has no field to keep there");
+  }
+  std::memcpy(blob->bytes() + blob->key_len + blob->ctype_len + options.keep_offset,
+              current.data() + options.keep_offset, options.keep_length);
   return Status::OK();
 }
 
@@ -1136,6 +1157,32 @@ const DictSlot* HomeSlotWithoutLock(Segment::Impl* seg, const DictRep* rep, uint
   return &table->slots()[HomeSlot(hash << bits, capacity)];
 }
 
+// Starts loading, for a write of the key of `hash`, the slot its probe looks at first (for
+// write: the commit stores into it), so that it arrives while the new entry is filled rather
+// than under the shard's lock; PrefetchEntry then does the same for the entry that slot names.
+// Hints: reads only, and a stale handle or a concurrent writer makes them load the wrong lines.
+const DictSlot* PrefetchHomeSlot(const ObjectRef& ref, uint64_t hash) {
+#if !defined(__SANITIZE_THREAD__)  // Its reads race with writers by design.
+  if (!ref.valid() || !IsCurrent(ref)) return nullptr;
+  Segment::Impl* seg = ref.segment->impl();
+  const DictRep* rep = DictRepIfPlausible(seg, ref.entry->body.load(std::memory_order_acquire));
+  const DictSlot* slot = rep == nullptr ? nullptr : HomeSlotWithoutLock(seg, rep, hash);
+  if (slot != nullptr) PrefetchForWrite(slot);
+  return slot;
+#else
+  (void)ref;
+  (void)hash;
+  return nullptr;
+#endif
+}
+void PrefetchEntry(Segment::Impl* seg, const DictSlot* slot) {
+  if (slot == nullptr) return;
+  const uint64_t word = slot->blob.load(std::memory_order_relaxed);
+  if (IsBlob(word) && seg->Contains(word, sizeof(DictEntryBlob))) {
+    __builtin_prefetch(seg->Ptr<DictEntryBlob>(word));
+  }
+}
+
 }  // namespace
 
 namespace {
@@ -1251,7 +1298,7 @@ Status Dict::Set(std::string_view key, std::string_view value, const SetOptions&
                  uint64_t* version) {
   if (tx_ != nullptr) {  // A hash field has no expiry, content type or version to ask for.
     if (options.ttl_ms != 0 || options.if_version.has_value() || !options.content_type.empty() ||
-        version != nullptr) {
+        options.keep_length != 0 || version != nullptr) {
       return TxHashUnsupported();
     }
     return TxHashUpdate(tx_, Unbound(), key, [&](const DictValue* current, DictUpdate* update) {
@@ -1269,6 +1316,9 @@ Status Dict::Set(std::string_view key, std::string_view value, const SetOptions&
   SHM_RETURN_IF_ERROR(ValidateValue(value));
   SHM_RETURN_IF_ERROR(ValidateContentType(options.content_type));
   SHM_RETURN_IF_ERROR(DictValidateTtl(options.ttl_ms));
+  if (uint64_t{options.keep_offset} + options.keep_length > value.size()) {
+    return Status::InvalidArgument("the kept field lies outside the value");
+  }
   return CatchAtBoundary("dict", [&] { return SetImpl(key, value, options, version); });
 }
 
@@ -1280,10 +1330,12 @@ Status Dict::SetImpl(std::string_view key, std::string_view value, const SetOpti
   if (!writer.ok()) return NoIntentSlot();
   const uint64_t hash = HashKey(key);
   const uint32_t shard = ShardFor(ref_, hash);
+  const DictSlot* home = PrefetchHomeSlot(ref_, hash);
   for (int attempt = 0; attempt < kMaxWriteAttempts; ++attempt) {
     uint64_t handle = 0;
     SHM_RETURN_IF_ERROR(
         AllocateBlob(&writer, seg, key, hash, options.content_type, value, &handle));
+    if (attempt == 0) PrefetchEntry(seg, home);
     bool rebuild_first = false;
     bool rebuild_after = false;
     {
@@ -1292,13 +1344,13 @@ Status Dict::SetImpl(std::string_view key, std::string_view value, const SetOpti
       const Locked& d = guard.view();
       int64_t now = NowFor(d.rep);
       Probe probe = FindLocked(d, key, hash);
-      SHM_RETURN_IF_ERROR(CheckSetLocked(LiveBlob(d, probe, now), options));
+      const DictEntryBlob* live = LiveBlob(d, probe, now);
+      SHM_RETURN_IF_ERROR(CheckSetLocked(live, options));
 #ifdef SHM_NEGATIVE_CONTROL_IN_PLACE
       // NEGATIVE CONTROL ONLY (scripts/negative-control): overwrite a value of equal size in
       // place instead of copy-on-write, so a writer killed mid-copy leaves it torn. The kill
       // loop must catch that. Never enable this in a real build.
-      if (const DictEntryBlob* live = LiveBlob(d, probe, now);
-          live != nullptr && live->value().size() == value.size()) {
+      if (live != nullptr && live->value().size() == value.size()) {
         std::memcpy(const_cast<char*>(live->value().data()), value.data(), value.size());
         if (version != nullptr) *version = live->version;
         return Status::OK();  // ~CowWriter frees the staged blob.
@@ -1307,7 +1359,12 @@ Status Dict::SetImpl(std::string_view key, std::string_view value, const SetOpti
       rebuild_first = TooFullToInsertLocked(d, probe);
       if (!rebuild_first) {
         auto* blob = seg->Ptr<DictEntryBlob>(handle);
-        blob->expires_at_ms = ExpiryFor(options.ttl_ms, d.rep, now);
+        if (live != nullptr && options.keep_length != 0) {
+          SHM_RETURN_IF_ERROR(KeepFieldLocked(live, options, blob));
+        }
+        blob->expires_at_ms = options.keep_expiry && live != nullptr
+                                  ? live->expires_at_ms
+                                  : ExpiryFor(options.ttl_ms, d.rep, now);
         SHM_RETURN_IF_ERROR(CommitLocked(d, &writer, probe, handle, now, &rebuild_after));
         if (version != nullptr) *version = blob->version;
       }

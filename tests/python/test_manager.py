@@ -689,9 +689,10 @@ def _overwrite(d, keys, tag, seed, rounds, out):
 
 
 def test_dict_overwrites_racing_from_two_processes_keep_each_key_once_in_insertion_order():
-    # An existing key's overwrite reads its entry without the lock and writes it by
-    # compare-and-set on the entry's version: a lost race retries, so every key keeps its first
-    # place and one whole value of either writer.
+    # An existing str key's overwrite is one Set that keeps the entry's order under the dict's
+    # lock (SetOptions::keep_offset); a key of another type is read without the lock and written
+    # by compare-and-set on the entry's version, a lost race retrying. Either way every key keeps
+    # its first place and one whole value of either writer.
     keys = [f"k{i}" for i in range(64)]
     with shmstate.Manager() as m:
         d, out = m.dict(), m.Queue()
@@ -721,6 +722,27 @@ def test_dict_overwrite_keeps_an_expiry_another_front_end_set():
         assert expires > 0
         d["k"] = "new"
         assert d["k"] == "new" and raw.entry(b"sk")[2] == expires and d.keys() == ["k"]
+
+
+def test_dict_overwrite_of_a_foreign_entry_raises_and_changes_nothing():
+    # A value another front end wrote under a str key's entry key is no managed entry: the
+    # rewrite that keeps the order refuses it (Conflict) and the read path raises.
+    with shmstate.Manager() as m:
+        d = m.dict()
+        d["k"] = "old"
+        d[1] = "one"
+        raw = shmstate.attach(m.address).dict(d._name)
+        # Not tagged (short, long); tagged but too short to hold an order.
+        for foreign in (b"plain", b"a plain value, longer than an order", b"E12"):
+            assert raw.set(b"sk", foreign)
+            with pytest.raises(ValueError):
+                d["k"] = "new"
+            assert raw.entry(b"sk")[0] == foreign
+        del d["k"]
+        d[True] = "true"  # Equal keys of another type keep the first-written key.
+        assert d[1] == "true" and [type(k) for k in d.keys()] == [int]
+        d["k"] = "again"
+        assert d.items() == [(1, "true"), ("k", "again")]
 
 
 def test_subscripts_through_the_type_slots_keep_every_form():

@@ -141,6 +141,109 @@ TEST(DictTest, CompareAndSetOnVersion) {
   EXPECT_TRUE(dict.Delete("k", next).IsConflict());
 }
 
+// SetOptions::keep_offset/keep_length: a rewrite keeps a field of the current value (the
+// Manager's insertion order) in the same commit; a value without that field is a Conflict.
+TEST(DictTest, RewriteKeepsAFieldOfTheCurrentValue) {
+  test::ScopedSegment seg;
+  Dict dict = OpenDict(seg.get(), "d");
+  SetOptions keep = Mode(SetMode::kReplace);
+  keep.keep_offset = 1;
+  keep.keep_length = 3;
+  EXPECT_TRUE(dict.Set("k", "E___new", keep).IsNotFound());  // Absent, with kReplace.
+  ASSERT_OK(dict.Set("k", "E123old", {}));
+  uint64_t version = 0;
+  ASSERT_OK(dict.Set("k", "E___new", keep, &version));
+  DictValue got;
+  ASSERT_OK(dict.Get("k", &got));
+  EXPECT_EQ(got.data, "E123new");
+  EXPECT_EQ(got.version, version);
+  ASSERT_OK(dict.Set("k", "E___longer value", keep));
+  ASSERT_OK(dict.Get("k", &got));
+  EXPECT_EQ(got.data, "E123longer value");
+  // The tag before the field differs, or the current value is too short: nothing changes.
+  EXPECT_TRUE(dict.Set("k", "X___", keep).IsConflict());
+  ASSERT_OK(dict.Set("short", "E1", {}));
+  EXPECT_TRUE(dict.Set("short", "E___", keep).IsConflict());
+  ASSERT_OK(dict.Get("k", &got));
+  EXPECT_EQ(got.data, "E123longer value");
+  ASSERT_OK(dict.Get("short", &got));
+  EXPECT_EQ(got.data, "E1");
+  // Mode kSet writes an absent key as given.
+  keep.mode = SetMode::kSet;
+  ASSERT_OK(dict.Set("new", "E___v", keep));
+  ASSERT_OK(dict.Get("new", &got));
+  EXPECT_EQ(got.data, "E___v");
+  // A field outside the value is refused before anything is looked at.
+  keep.keep_length = 8;
+  EXPECT_TRUE(dict.Set("k", "E__", keep).IsInvalidArgument());
+  ASSERT_OK(dict.Get("k", &got));
+  EXPECT_EQ(got.data, "E123longer value");
+}
+
+// A rewrite of the same size without expiry leaves the shard's counts unstored; every other
+// rewrite recounts them: either way they stay exact.
+TEST(DictTest, CountsStayExactAcrossRewritesOfEverySize) {
+  test::ScopedSegment seg;
+  ScopedWallClockForTesting clock;
+  Dict dict = OpenDict(seg.get(), "d");
+  SetOptions ttl;
+  ttl.ttl_ms = 60'000;
+  const std::string sizes[] = {"aaaa", "bbbb", "cc", "dddddddd", "eeeeeeee"};
+  for (const std::string& value : sizes) {
+    ASSERT_OK(dict.Set("k", value, {}));
+    DictStats stats = StatsOf(dict);
+    EXPECT_EQ(stats.entries, 1u);
+    EXPECT_EQ(stats.bytes, Dict::kEntryOverhead + 1 + value.size());
+    EXPECT_EQ(stats.expiring, 0u);
+  }
+  ASSERT_OK(dict.Set("k", "ffffffff", ttl));  // Same size, now with an expiry.
+  EXPECT_EQ(StatsOf(dict).expiring, 1u);
+  ASSERT_OK(dict.Set("k", "gggggggg", ttl));
+  EXPECT_EQ(StatsOf(dict).expiring, 1u);
+  ASSERT_OK(dict.Set("k", "hhhhhhhh", {}));  // Same size, the expiry dropped.
+  DictStats stats = StatsOf(dict);
+  EXPECT_EQ(stats.expiring, 0u);
+  EXPECT_EQ(stats.entries, 1u);
+  EXPECT_EQ(stats.bytes, Dict::kEntryOverhead + 1 + 8);
+}
+
+// SetOptions::keep_expiry: a rewrite keeps the current entry's expiry (Redis's SET KEEPTTL); an
+// absent key gets the TTL asked for.
+TEST(DictTest, RewriteKeepsTheExpiryWhenAsked) {
+  test::ScopedSegment seg;
+  ScopedWallClockForTesting clock;
+  Dict dict = OpenDict(seg.get(), "d");
+  SetOptions ttl;
+  ttl.ttl_ms = 60'000;
+  ASSERT_OK(dict.Set("k", "a", ttl));
+  DictValue first;
+  ASSERT_OK(dict.Get("k", &first));
+  ASSERT_NE(first.expires_at_ms, 0);
+  clock.Advance(1'000);
+  SetOptions keep;
+  keep.keep_expiry = true;
+  keep.ttl_ms = 5'000;  // Ignored for a rewrite.
+  ASSERT_OK(dict.Set("k", "b", keep));
+  DictValue got;
+  ASSERT_OK(dict.Get("k", &got));
+  EXPECT_EQ(got.data, "b");
+  EXPECT_EQ(got.expires_at_ms, first.expires_at_ms);
+  const int64_t before = WallNowMs();
+  ASSERT_OK(dict.Set("fresh", "c", keep));
+  const int64_t after = WallNowMs();
+  ASSERT_OK(dict.Get("fresh", &got));
+  EXPECT_GE(got.expires_at_ms, before + 5'000);
+  EXPECT_LE(got.expires_at_ms, after + 5'000);
+  keep.ttl_ms = 0;
+  ASSERT_OK(dict.Set("plain", "d", keep));
+  ASSERT_OK(dict.Set("plain", "e", keep));
+  ASSERT_OK(dict.Get("plain", &got));
+  EXPECT_EQ(got.expires_at_ms, 0);
+  // The kept expiry still expires the entry.
+  clock.Advance(first.expires_at_ms - WallNowMs());
+  EXPECT_TRUE(dict.Get("k", &got).IsNotFound());
+}
+
 // The empty key is a key (a Redis key or hash field may be empty).
 TEST(DictTest, TheEmptyKeyIsAKey) {
   test::ScopedSegment seg;

@@ -67,6 +67,16 @@ struct SetOptions {
   // Write only if the entry exists with this version; Conflict otherwise (absent included).
   std::optional<uint64_t> if_version;
   std::string_view content_type;  // <= kMaxContentType bytes of printable ASCII.
+  // true: a rewrite keeps the current entry's expiry (ignores ttl_ms), as Redis's SET KEEPTTL.
+  bool keep_expiry = false;
+  // keep_length > 0: a rewrite takes bytes [keep_offset, keep_offset + keep_length) of the value
+  // written from the current value, in place of `value`'s: a field the writer cannot know without
+  // reading the entry (the Manager's insertion order), kept in the same commit, with no read
+  // before it. The current value must be at least that long and equal `value` on the bytes before
+  // keep_offset (a tag saying what it is); else Conflict and nothing changes. An absent key is
+  // written with `value` as given (mode kReplace: NotFound). The range must lie inside `value`.
+  uint32_t keep_offset = 0;
+  uint32_t keep_length = 0;
 };
 
 struct DictStats {
