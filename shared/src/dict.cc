@@ -1157,16 +1157,22 @@ const DictSlot* HomeSlotWithoutLock(Segment::Impl* seg, const DictRep* rep, uint
   return &table->slots()[HomeSlot(hash << bits, capacity)];
 }
 
+// The rep of ref's dict for prefetch hints, read without the lock: nullptr for a stale handle
+// (its body may be another kind's) or an implausible body.
+const DictRep* RepForHints(const ObjectRef& ref) {
+  if (!ref.valid() || !IsCurrent(ref)) return nullptr;
+  return DictRepIfPlausible(ref.segment->impl(), ref.entry->body.load(std::memory_order_acquire));
+}
+
 // Starts loading, for a write of the key of `hash`, the slot its probe looks at first (for
 // write: the commit stores into it), so that it arrives while the new entry is filled rather
 // than under the shard's lock; PrefetchEntry then does the same for the entry that slot names.
 // Hints: reads only, and a stale handle or a concurrent writer makes them load the wrong lines.
 const DictSlot* PrefetchHomeSlot(const ObjectRef& ref, uint64_t hash) {
 #if !defined(__SANITIZE_THREAD__)  // Its reads race with writers by design.
-  if (!ref.valid() || !IsCurrent(ref)) return nullptr;
-  Segment::Impl* seg = ref.segment->impl();
-  const DictRep* rep = DictRepIfPlausible(seg, ref.entry->body.load(std::memory_order_acquire));
-  const DictSlot* slot = rep == nullptr ? nullptr : HomeSlotWithoutLock(seg, rep, hash);
+  const DictRep* rep = RepForHints(ref);
+  const DictSlot* slot =
+      rep == nullptr ? nullptr : HomeSlotWithoutLock(ref.segment->impl(), rep, hash);
   if (slot != nullptr) PrefetchForWrite(slot);
   return slot;
 #else
@@ -1175,6 +1181,7 @@ const DictSlot* PrefetchHomeSlot(const ObjectRef& ref, uint64_t hash) {
   return nullptr;
 #endif
 }
+// Starts loading the entry `slot` names, if any (Dict::Prefetch's second pass too).
 void PrefetchEntry(Segment::Impl* seg, const DictSlot* slot) {
   if (slot == nullptr) return;
   const uint64_t word = slot->blob.load(std::memory_order_relaxed);
@@ -1268,11 +1275,10 @@ Status Dict::Read(std::string_view key, DictReader* reader) const {
 }
 
 void Dict::Prefetch(std::span<const std::string_view> keys) const {
-#if !defined(__SANITIZE_THREAD__)                 // Its reads race with writers by design.
-  if (!ref_.valid() || !IsCurrent(ref_)) return;  // A stale handle's body may be another kind's.
-  Segment::Impl* seg = ref_.segment->impl();
-  const DictRep* rep = DictRepIfPlausible(seg, ref_.entry->body.load(std::memory_order_acquire));
+#if !defined(__SANITIZE_THREAD__)  // Its reads race with writers by design.
+  const DictRep* rep = RepForHints(ref_);
   if (rep == nullptr) return;
+  Segment::Impl* seg = ref_.segment->impl();
   const size_t n = std::min(keys.size(), kMaxPrefetch);
   const DictSlot* slots[kMaxPrefetch];
   // Two passes, so that the loads of one pass are in flight together: the slots, then the
@@ -1282,13 +1288,7 @@ void Dict::Prefetch(std::span<const std::string_view> keys) const {
         keys[i].size() <= kMaxKey ? HomeSlotWithoutLock(seg, rep, HashKey(keys[i])) : nullptr;
     if (slots[i] != nullptr) __builtin_prefetch(slots[i]);
   }
-  for (size_t i = 0; i < n; ++i) {
-    if (slots[i] == nullptr) continue;
-    const uint64_t word = slots[i]->blob.load(std::memory_order_relaxed);
-    if (IsBlob(word) && seg->Contains(word, sizeof(DictEntryBlob))) {
-      __builtin_prefetch(seg->Ptr<DictEntryBlob>(word));
-    }
-  }
+  for (size_t i = 0; i < n; ++i) PrefetchEntry(seg, slots[i]);
 #else
   (void)keys;
 #endif
