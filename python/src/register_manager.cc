@@ -44,7 +44,10 @@ namespace {
 
 constexpr char kNone = 'N', kTrue = 'T', kFalse = 'F', kInt = 'i', kFloat = 'f', kStr = 's',
                kBytes = 'b', kPickle = 'p', kEntry = 'E';
-constexpr size_t kEntryHeader = 1 + 8 + 4;
+// A managed dict's entry: kEntry, its insertion order (8 bytes, little endian), the size of its
+// key's record (4 bytes), that record, then the value's record.
+constexpr size_t kEntryOrderOffset = 1, kEntryOrderSize = 8;
+constexpr size_t kEntryHeader = kEntryOrderOffset + kEntryOrderSize + 4;
 
 // Python objects the fast paths use, set once by _install_manager_fast_paths.
 struct Globals {
@@ -234,22 +237,39 @@ struct EntryView {
 
 bool ParseEntry(std::string_view e, EntryView* out) {
   if (e.size() < kEntryHeader || e[0] != kEntry) return false;
-  out->order = static_cast<int64_t>(GetU64(e.data() + 1));
+  out->order = static_cast<int64_t>(GetU64(e.data() + kEntryOrderOffset));
   uint32_t klen = 0;
-  for (int i = 0; i < 4; ++i) klen |= uint32_t{static_cast<unsigned char>(e[9 + i])} << (8 * i);
+  for (size_t i = 0; i < 4; ++i) {
+    klen |= uint32_t{static_cast<unsigned char>(e[kEntryOrderOffset + kEntryOrderSize + i])}
+            << (8 * i);
+  }
   if (e.size() - kEntryHeader < klen) return false;
   out->key = e.substr(kEntryHeader, klen);
   out->value = e.substr(kEntryHeader + klen);
   return true;
 }
 
+// Writes `order` into the entry `entry` (whose header is whole).
+void SetEntryOrder(int64_t order, char* entry) {
+  for (size_t i = 0; i < kEntryOrderSize; ++i) {
+    entry[kEntryOrderOffset + i] = static_cast<char>(static_cast<uint64_t>(order) >> (8 * i));
+  }
+}
+
+// Starts `out` as an entry with `order` whose key record has `key_size` bytes: the header, in one
+// append. The key record and the value record follow.
+void StartEntry(int64_t order, uint32_t key_size, std::string* out) {
+  char header[kEntryHeader] = {kEntry};
+  SetEntryOrder(order, header);
+  for (size_t i = 0; i < 4; ++i) {
+    header[kEntryOrderOffset + kEntryOrderSize + i] = static_cast<char>(key_size >> (8 * i));
+  }
+  out->assign(header, sizeof header);
+}
+
 // The entry with `order`, the key record `key` and the value record `value`.
 void MakeEntry(int64_t order, std::string_view key, std::string_view value, std::string* out) {
-  out->clear();
-  out->push_back(kEntry);
-  PutU64(out, static_cast<uint64_t>(order));
-  const auto klen = static_cast<uint32_t>(key.size());
-  for (int i = 0; i < 4; ++i) out->push_back(static_cast<char>(klen >> (8 * i)));
+  StartEntry(order, static_cast<uint32_t>(key.size()), out);
   out->append(key);
   out->append(value);
 }
@@ -406,8 +426,8 @@ class MgrDict {
     shm::SetOptions options;
     options.mode = shm::SetMode::kReplace;
     options.keep_expiry = true;
-    options.keep_offset = 1;  // After the tag, which must match.
-    options.keep_length = 8;
+    options.keep_offset = kEntryOrderOffset;  // After the tag, which must match.
+    options.keep_length = kEntryOrderSize;
     Rewrite result = Rewrite::kWritten;
     bound_.RunFast([&](shm::Dict& d) {
       shm::Status s = d.Set(key, entry, options);
@@ -702,13 +722,10 @@ PyObject* SetReadingEntry(MgrDict& d, PyObject* key, std::string_view ekey,
 bool StrKeyEntry(PyObject* key, std::string* out, size_t* key_size) {
   if (!IsShortStrKey(key)) return false;
   const auto n = static_cast<size_t>(PyUnicode_GET_LENGTH(key));
-  const auto klen = static_cast<uint32_t>(1 + n);
-  char header[kEntryHeader + 1] = {kEntry};  // The order's 8 bytes are 0.
-  for (int i = 0; i < 4; ++i) header[9 + i] = static_cast<char>(klen >> (8 * i));
-  header[kEntryHeader] = kStr;
-  out->assign(header, sizeof header);
+  *key_size = 1 + n;
+  StartEntry(0, static_cast<uint32_t>(*key_size), out);
+  out->push_back(kStr);
   out->append(static_cast<const char*>(PyUnicode_DATA(key)), n);
-  *key_size = klen;
   return true;
 }
 
@@ -726,8 +743,7 @@ PyObject* SetStrKey(MgrDict& d, PyObject* key, std::string* entry, size_t key_si
       return SetReadingEntry(d, key, ekey,
                              std::string_view(*entry).substr(kEntryHeader + key_size));
     }
-    const auto order = static_cast<uint64_t>(d.Incr("!order", 1));
-    for (int i = 0; i < 8; ++i) (*entry)[1 + i] = static_cast<char>(order >> (8 * i));
+    SetEntryOrder(d.Incr("!order", 1), entry->data());
     if (d.Set(ekey, *entry, shm::SetMode::kAdd)) Py_RETURN_NONE;  // Else added meanwhile.
   }
 }
