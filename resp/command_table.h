@@ -7,7 +7,10 @@
 #define SHM_RESP_COMMAND_TABLE_H_
 
 #include <algorithm>
+#include <array>
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string_view>
 #include <vector>
 
@@ -66,13 +69,44 @@ class CommandTable {
   // Every row, in registration order (COMMAND's order).
   const std::vector<CommandRow>& rows() const { return rows_; }
 
+  // No command's name is longer: a longer one is unknown without being read.
+  static constexpr size_t kMaxName = 16;
+
  private:
-  // Open addressing on the lower-case name's FNV-1a hash: a row's index + 1, 0 for empty. At
-  // most a quarter full, so a lookup (one per command) hashes a few bytes and ends at the
-  // first or second slot.
-  void Index(size_t row);
+  // A name of 1 to kMaxName bytes as two words: loads that together cover each of its bytes
+  // (overlapping rather than padded, so never past its end). Two names of one length are equal
+  // when their words are.
+  struct NameWords {
+    uint64_t low = 0;
+    uint64_t high = 0;
+  };
+  static NameWords WordsOf(const char* name, size_t size) {
+    auto load = [](const char* p, auto word) {
+      std::memcpy(&word, p, sizeof word);
+      return static_cast<uint64_t>(word);
+    };
+    if (size >= 8) return {load(name, uint64_t{}), load(name + size - 8, uint64_t{})};
+    if (size >= 4) return {load(name, uint32_t{}), load(name + size - 4, uint32_t{})};
+    auto byte = [name](size_t i) { return uint64_t{static_cast<unsigned char>(name[i])}; };
+    return {byte(0) | byte(size / 2) << 8 | byte(size - 1) << 16, 0};
+  }
+  // The rows grouped by shape: a name's length and the low five bits of its first letter (the
+  // same in either case), usually one row a shape. A lookup (one per command) compares its
+  // name's words with those of its shape's rows, upper case folded by OR-ing 0x20 into the
+  // bytes where the row's name has a letter: no lower-case copy, no hash, no byte loop.
+  struct Shaped {
+    NameWords lower;  // The row's name.
+    NameWords fold;   // 0x20 at its letters, 0 elsewhere.
+    uint16_t row;
+  };
+  static constexpr size_t kShapes = (kMaxName + 1) * 32;
+  static size_t ShapeOf(std::string_view name) {
+    return name.size() * 32 + (static_cast<unsigned char>(name[0]) & 31u);
+  }
+  void IndexShapes();
   std::vector<CommandRow> rows_;
-  std::vector<uint16_t> slots_;
+  std::vector<Shaped> by_shape_;                     // Grouped by shape.
+  std::array<uint16_t, kShapes + 1> shape_start_{};  // Shape s: by_shape_[start[s], start[s+1]).
 };
 
 // The one table, every family registered.

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -24,8 +25,6 @@ namespace shm::resp {
 namespace {
 
 constexpr size_t kMaxQueuedCommands = 10000;  // MULTI without EXEC.
-// No command's name is longer: a longer one is unknown without being lower-cased.
-constexpr size_t kMaxCommandName = 16;
 
 bool ArityOk(int arity, size_t argc) {
   return arity >= 0 ? argc == static_cast<size_t>(arity) : argc >= static_cast<size_t>(-arity);
@@ -40,63 +39,51 @@ void UnknownCommand(Call& c, const std::vector<std::string_view>& args) {
   c.w.Error(text);
 }
 
-// Runs `row` (nullptr: unknown) with `args`.
-void RunCommand(Call& c, const std::vector<std::string_view>& args, const CommandRow* row,
-                bool may_block) {
-  Call inner{c.config, c.client, args, c.w, c.blocked, may_block};
-  if (row == nullptr) return UnknownCommand(inner, args);
-  if (!ArityOk(row->arity, args.size())) return WrongArity(inner);
-  row->handler(inner);
-  c.w = inner.w;  // HELLO may have switched the protocol.
-  c.block = inner.block;
-}
-
-// FNV-1a of the name, lower-cased into `lower` on the way.
-uint32_t LowerAndHash(std::string_view name, char* lower) {
-  uint32_t hash = 2166136261u;
-  for (size_t i = 0; i < name.size(); ++i) {
-    const char ch =
-        name[i] >= 'A' && name[i] <= 'Z' ? static_cast<char>(name[i] - 'A' + 'a') : name[i];
-    lower[i] = ch;
-    hash = (hash ^ static_cast<unsigned char>(ch)) * 16777619u;
-  }
-  return hash;
+// Runs `row` (nullptr: unknown) with c.args.
+void RunCommand(Call& c, const CommandRow* row) {
+  if (row == nullptr) return UnknownCommand(c, c.args);
+  if (!ArityOk(row->arity, c.args.size())) return WrongArity(c);
+  row->handler(c);
 }
 
 }  // namespace
 
 void CommandTable::Add(const CommandRow& row) {
-  // A programming error in a Register*Commands function: a name too long, not lower case, or
-  // registered twice.
-  if (row.name.size() > kMaxCommandName || Lower(row.name) != row.name ||
+  // A programming error in a Register*Commands function: a name empty, too long, not lower
+  // case, or registered twice.
+  if (row.name.empty() || row.name.size() > kMaxName || Lower(row.name) != row.name ||
       Find(row.name) != nullptr || rows_.size() >= UINT16_MAX) {
     std::abort();
   }
   rows_.push_back(row);
-  if (slots_.size() < 4 * rows_.size()) {
-    slots_.assign(std::bit_ceil(8 * rows_.size()), 0);
-    for (size_t i = 0; i < rows_.size(); ++i) Index(i);
-  } else {
-    Index(rows_.size() - 1);
+  IndexShapes();
+}
+
+void CommandTable::IndexShapes() {
+  // A counting sort by shape, redone per row: the table is built once, of a few hundred rows.
+  shape_start_.fill(0);
+  for (const CommandRow& row : rows_) ++shape_start_[ShapeOf(row.name) + 1];
+  for (size_t s = 1; s <= kShapes; ++s) shape_start_[s] += shape_start_[s - 1];
+  std::array<uint16_t, kShapes + 1> next = shape_start_;
+  by_shape_.assign(rows_.size(), Shaped{});
+  for (size_t i = 0; i < rows_.size(); ++i) {
+    const std::string_view name = rows_[i].name;
+    char fold[kMaxName];
+    for (size_t j = 0; j < name.size(); ++j) fold[j] = name[j] >= 'a' && name[j] <= 'z' ? 0x20 : 0;
+    by_shape_[next[ShapeOf(name)]++] = {WordsOf(name.data(), name.size()),
+                                        WordsOf(fold, name.size()), static_cast<uint16_t>(i)};
   }
 }
 
-void CommandTable::Index(size_t row) {
-  char lower[kMaxCommandName];
-  const size_t mask = slots_.size() - 1;
-  size_t pos = LowerAndHash(rows_[row].name, lower) & mask;
-  while (slots_[pos] != 0) pos = (pos + 1) & mask;
-  slots_[pos] = static_cast<uint16_t>(row + 1);
-}
-
 const CommandRow* CommandTable::Find(std::string_view name) const {
-  if (name.empty() || name.size() > kMaxCommandName || slots_.empty()) return nullptr;
-  char lower[kMaxCommandName];
-  const size_t mask = slots_.size() - 1;
-  for (size_t pos = LowerAndHash(name, lower) & mask; slots_[pos] != 0; pos = (pos + 1) & mask) {
-    const CommandRow& row = rows_[slots_[pos] - 1];
-    if (row.name.size() == name.size() && std::memcmp(row.name.data(), lower, name.size()) == 0) {
-      return &row;
+  if (name.empty() || name.size() > kMaxName) return nullptr;
+  const NameWords words = WordsOf(name.data(), name.size());
+  const size_t shape = ShapeOf(name);
+  for (size_t i = shape_start_[shape]; i < shape_start_[shape + 1]; ++i) {
+    const Shaped& candidate = by_shape_[i];
+    if ((words.low | candidate.fold.low) == candidate.lower.low &&
+        (words.high | candidate.fold.high) == candidate.lower.high) {
+      return &rows_[candidate.row];
     }
   }
   return nullptr;
@@ -119,7 +106,10 @@ const CommandTable& Commands() {
 const CommandRow* Lookup(std::string_view name) { return Commands().Find(name); }
 
 void RunQueued(Call& c, const std::vector<std::string_view>& args) {
-  RunCommand(c, args, Lookup(args[0]), /*may_block=*/false);
+  Call inner{c.config, c.client, args, c.w, c.blocked, /*may_block=*/false};
+  RunCommand(inner, Lookup(args[0]));
+  c.w = inner.w;  // HELLO may have switched the protocol.
+  c.block = inner.block;
 }
 
 Outcome Execute(const RespConfig& config, RespClient* client, const CommandRow* row,
@@ -154,9 +144,11 @@ Outcome Execute(const RespConfig& config, RespClient* client, const CommandRow* 
   client->reply_skip_next = false;
   const size_t mark = out->size();
   // The list keys the command's writes may have made ready (a push, RENAME, COPY, RESTORE, EXEC
-  // ...): the session serves their blocked pops before this reply (LineService).
-  ReadyListSink ready(&client->pushed);
-  RunCommand(c, args, row, true);
+  // ...): the session serves their blocked pops before this reply (LineService). Only a write
+  // can, or EXEC (unqueued), which runs writes; a read, PING or an unknown name needs no sink.
+  std::optional<ReadyListSink> ready;
+  if ((flags & (kWrite | kUnqueued)) != 0) ready.emplace(&client->pushed);
+  RunCommand(c, row);
   if (client->reply_off || client->reply_skip_this || client->reply_skip_next) out->resize(mark);
   return c.block ? Outcome::kBlock : Outcome::kReplied;
 }

@@ -1,6 +1,7 @@
 // RESP parsing and reply encoding (see shm/resp_protocol.h).
 #include "shm/resp_protocol.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstring>
@@ -11,38 +12,61 @@ namespace {
 constexpr size_t kMaxLengthDigits = 20;  // A header line longer than this is garbage.
 constexpr size_t kMinBulkBytes = 6;      // "$0\r\n\r\n": the shortest argument.
 
-// Reads a decimal integer header line starting after its type byte at data[pos]. Returns the
-// position after its CRLF, 0 when the line is incomplete, or SIZE_MAX when malformed.
-size_t ReadLength(std::string_view data, size_t pos, int64_t* value) {
-  // The usual line, a few digits then CRLF, in one pass; anything else (a long number, garbage,
-  // a line not yet complete) takes the general path below.
+// A decimal integer header line read by ReadLength.
+struct LengthLine {
+  size_t next;  // The position after its CRLF; 0: the line is incomplete; SIZE_MAX: malformed.
+  int64_t value;
+};
+
+// The general path of ReadLength: a long or negative number, garbage, a line not yet complete.
+[[gnu::noinline]] LengthLine ReadLengthSlow(std::string_view data, size_t pos) {
+  // A few digits then CRLF in one pass first, with one bound per digit (the digits end by the
+  // buffer's end or kFastDigits, whichever comes first).
   constexpr size_t kFastDigits = 18;  // Cannot overflow int64.
   size_t i = pos;
   const bool negative = i < data.size() && data[i] == '-';
   if (negative) ++i;
-  int64_t fast = 0;
   const size_t first = i;
-  while (i < data.size() && i - first < kFastDigits && data[i] >= '0' && data[i] <= '9') {
+  const size_t digits_end = std::min(data.size(), first + kFastDigits);
+  int64_t fast = 0;
+  while (i < digits_end && static_cast<unsigned>(data[i] - '0') < 10u) {
     fast = fast * 10 + (data[i] - '0');
     ++i;
   }
   if (i > first && i + 1 < data.size() && data[i] == '\r' && data[i + 1] == '\n') {
-    *value = negative ? -fast : fast;
-    return i + 2;
+    return {i + 2, negative ? -fast : fast};
   }
   size_t cr = data.find('\r', pos);
   if (cr == std::string_view::npos) {
-    return data.size() - pos > kMaxLengthDigits + 1 ? SIZE_MAX : 0;
+    return {data.size() - pos > kMaxLengthDigits + 1 ? SIZE_MAX : 0, 0};
   }
-  if (cr - pos > kMaxLengthDigits + 1) return SIZE_MAX;
-  if (cr + 1 >= data.size()) return 0;
-  if (data[cr + 1] != '\n') return SIZE_MAX;
+  if (cr - pos > kMaxLengthDigits + 1) return {SIZE_MAX, 0};
+  if (cr + 1 >= data.size()) return {0, 0};
+  if (data[cr + 1] != '\n') return {SIZE_MAX, 0};
   const char* begin = data.data() + pos;
   const char* end = data.data() + cr;
-  if (begin == end) return SIZE_MAX;
-  auto [ptr, ec] = std::from_chars(begin, end, *value);
-  if (ec != std::errc() || ptr != end) return SIZE_MAX;
-  return cr + 2;
+  if (begin == end) return {SIZE_MAX, 0};
+  int64_t value = 0;
+  auto [ptr, ec] = std::from_chars(begin, end, value);
+  if (ec != std::errc() || ptr != end) return {SIZE_MAX, 0};
+  return {cr + 2, value};
+}
+
+// Reads a decimal integer header line starting after its type byte at data[pos] (pos <=
+// data.size()).
+inline LengthLine ReadLength(std::string_view data, size_t pos) {
+  // One or two digits then CRLF, with the bytes for two at hand: nearly every length a client
+  // sends (the last line of a buffer aside). The general path gives every other answer.
+  if (data.size() - pos >= 4) {
+    const char* p = data.data() + pos;
+    const unsigned high = static_cast<unsigned>(p[0] - '0');
+    if (high < 10u) {
+      if (p[1] == '\r' && p[2] == '\n') return {pos + 3, high};
+      const unsigned low = static_cast<unsigned>(p[1] - '0');
+      if (low < 10u && p[2] == '\r' && p[3] == '\n') return {pos + 4, high * 10 + low};
+    }
+  }
+  return ReadLengthSlow(data, pos);
 }
 
 int HexValue(char c) {
@@ -125,10 +149,22 @@ bool SplitInline(std::string_view line, ParsedCommand* out) {
   }
 }
 
-ParseStatus Fail(ParsedCommand* out, std::string message) {
+[[gnu::cold]] [[gnu::noinline]] ParseStatus Fail(ParsedCommand* out, std::string message) {
   out->args.clear();
   out->error = std::move(message);
   return ParseStatus::kError;
+}
+
+[[gnu::cold]] [[gnu::noinline]] ParseStatus FailNotDollar(ParsedCommand* out, char got) {
+  return Fail(out, std::string("Protocol error: expected '$', got '") + got + "'");
+}
+
+// The command's bytes end past what is buffered: at least `at_least` bytes, and the shortest
+// framing of the `args_after` arguments that follow the one being read.
+[[gnu::noinline]] ParseStatus Incomplete(ParsedCommand* out, size_t at_least, int64_t args_after) {
+  out->args.clear();
+  out->needed = at_least + static_cast<size_t>(args_after) * kMinBulkBytes;
+  return ParseStatus::kIncomplete;
 }
 
 ParseStatus ParseInline(std::string_view data, const RespLimits& limits, ParsedCommand* out) {
@@ -173,8 +209,9 @@ ParseStatus ParseCommand(std::string_view data, const RespLimits& limits, Parsed
   out->error.clear();
   if (data.empty()) return ParseStatus::kIncomplete;
   if (data[0] != '*') return ParseInline(data, limits, out);
-  int64_t count = 0;
-  size_t pos = ReadLength(data, 1, &count);
+  const LengthLine header = ReadLength(data, 1);
+  size_t pos = header.next;
+  const int64_t count = header.value;
   if (pos == 0) {
     out->needed = data.size() + 1;
     return ParseStatus::kIncomplete;
@@ -189,48 +226,59 @@ ParseStatus ParseCommand(std::string_view data, const RespLimits& limits, Parsed
   if (pos + static_cast<size_t>(count) * kMinBulkBytes > limits.max_command_bytes) {
     return Fail(out, "Protocol error: command too large");
   }
-  // Reserve by what the bytes at hand can hold, not by what the header claims.
-  out->args.reserve(std::min<size_t>(static_cast<size_t>(count), data.size() / 4 + 1));
-  auto incomplete = [&](size_t at_least, int64_t args_after) {
-    out->args.clear();
-    out->needed = at_least + static_cast<size_t>(args_after) * kMinBulkBytes;
-    return ParseStatus::kIncomplete;
-  };
+  // Reserve by what the bytes at hand can hold, not by what the header claims; a reused
+  // ParsedCommand (a session's) already has the room.
+  const size_t room = std::min<size_t>(static_cast<size_t>(count), data.size() / 4 + 1);
+  if (out->args.capacity() < room) out->args.reserve(room);
   for (int64_t i = 0; i < count; ++i) {
-    if (pos >= data.size()) return incomplete(pos + kMinBulkBytes, count - i - 1);
-    if (data[pos] != '$') {
-      return Fail(out, std::string("Protocol error: expected '$', got '") + data[pos] + "'");
-    }
-    int64_t length = 0;
-    size_t body = ReadLength(data, pos + 1, &length);
-    if (body == 0) return incomplete(data.size() + 1, count - i - 1);
-    if (body == SIZE_MAX || length < 0 || static_cast<uint64_t>(length) > limits.max_bulk_bytes) {
+    if (pos >= data.size()) return Incomplete(out, pos + kMinBulkBytes, count - i - 1);
+    if (data[pos] != '$') return FailNotDollar(out, data[pos]);
+    const LengthLine line = ReadLength(data, pos + 1);
+    const size_t body = line.next;
+    if (body == 0) return Incomplete(out, data.size() + 1, count - i - 1);
+    if (body == SIZE_MAX || line.value < 0 ||
+        static_cast<uint64_t>(line.value) > limits.max_bulk_bytes) {
       return Fail(out, "Protocol error: invalid bulk length");
     }
-    size_t end = body + static_cast<size_t>(length);
+    const size_t length = static_cast<size_t>(line.value);
+    const size_t end = body + length;
     if (end > limits.max_command_bytes) return Fail(out, "Protocol error: command too large");
-    if (end + 2 > data.size()) return incomplete(end + 2, count - i - 1);
+    if (end + 2 > data.size()) return Incomplete(out, end + 2, count - i - 1);
     if (data[end] != '\r' || data[end + 1] != '\n') {
       return Fail(out, "Protocol error: bulk string not terminated by CRLF");
     }
-    out->args.push_back(data.substr(body, static_cast<size_t>(length)));
+    out->args.emplace_back(data.data() + body, length);
     pos = end + 2;
   }
   out->consumed = pos;
   return ParseStatus::kCommand;
 }
 
+namespace {
+
+// Writes `value` in decimal at `p` (room for 20 characters); returns the end. The one-digit
+// lengths and counts that most replies carry skip the general conversion.
+char* WriteDecimal(char* p, int64_t value) {
+  if (static_cast<uint64_t>(value) < 10) {
+    *p = static_cast<char>('0' + value);
+    return p + 1;
+  }
+  return std::to_chars(p, p + 20, value).ptr;
+}
+
+}  // namespace
+
 void ReplyWriter::Header(char type, int64_t count) {
   // Built aside and appended once: one capacity check per reply line, not three.
   char line[24];  // Type, at most 20 characters of int64, CR LF.
   line[0] = type;
-  char* end = std::to_chars(line + 1, line + sizeof line - 2, count).ptr;
+  char* end = WriteDecimal(line + 1, count);
   *end++ = '\r';
   *end++ = '\n';
-  out_->append(line, end);
+  out_->append(line, static_cast<size_t>(end - line));
 }
 
-void ReplyWriter::Simple(std::string_view text) {
+void ReplyWriter::SimpleLong(std::string_view text) {
   out_->push_back('+');
   out_->append(text);
   out_->append("\r\n", 2);
@@ -246,9 +294,25 @@ void ReplyWriter::Error(std::string_view text) {
 void ReplyWriter::Integer(int64_t value) { Header(':', value); }
 
 void ReplyWriter::Bulk(std::string_view bytes) {
-  Header('$', static_cast<int64_t>(bytes.size()));
-  out_->append(bytes);
-  out_->append("\r\n", 2);
+  // A short value goes out with its header in one append; a long one in three (the copy
+  // dwarfs the calls).
+  constexpr size_t kShortBulk = 64;
+  if (bytes.size() > kShortBulk) {
+    Header('$', static_cast<int64_t>(bytes.size()));
+    out_->append(bytes);
+    out_->append("\r\n", 2);
+    return;
+  }
+  char line[24 + kShortBulk + 2];  // Header line, value, CR LF.
+  line[0] = '$';
+  char* end = WriteDecimal(line + 1, static_cast<int64_t>(bytes.size()));
+  *end++ = '\r';
+  *end++ = '\n';
+  std::memcpy(end, bytes.data(), bytes.size());
+  end += bytes.size();
+  *end++ = '\r';
+  *end++ = '\n';
+  out_->append(line, static_cast<size_t>(end - line));
 }
 
 void ReplyWriter::Null() {

@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -60,8 +61,18 @@ class ReplyWriter {
   int protocol() const { return protocol_; }
   std::string* buffer() { return out_; }
 
-  void Simple(std::string_view text);  // +text
-  void Error(std::string_view text);   // -text (the caller includes the ERR/WRONGTYPE prefix).
+  // +text. Inline: the usual text is a literal ("OK", "PONG"), which then goes out as one
+  // constant-size append.
+  void Simple(std::string_view text) {
+    if (text.size() > kShortSimple) return SimpleLong(text);
+    char line[kShortSimple + 3];
+    line[0] = '+';
+    std::memcpy(line + 1, text.data(), text.size());
+    line[text.size() + 1] = '\r';
+    line[text.size() + 2] = '\n';
+    out_->append(line, text.size() + 3);
+  }
+  void Error(std::string_view text);  // -text (the caller includes the ERR/WRONGTYPE prefix).
   void Integer(int64_t value);
   void Bulk(std::string_view bytes);
   void Null();       // $-1 (RESP2) or _ (RESP3)
@@ -73,7 +84,9 @@ class ReplyWriter {
   void Raw(std::string_view bytes) { out_->append(bytes); }
 
  private:
+  static constexpr size_t kShortSimple = 32;
   void Header(char type, int64_t count);
+  void SimpleLong(std::string_view text);
 
   std::string* out_;
   int protocol_;
