@@ -4,7 +4,7 @@
 #include "shm/resp_commands.h"
 
 #include <algorithm>
-#include <bit>
+#include <atomic>
 #include <cctype>
 #include <cerrno>
 #include <charconv>
@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 #include <optional>
 #include <span>
 #include <string>
@@ -44,6 +45,31 @@ void RunCommand(Call& c, const CommandRow* row) {
   if (row == nullptr) return UnknownCommand(c, c.args);
   if (!ArityOk(row->arity, c.args.size())) return WrongArity(c);
   row->handler(c);
+}
+
+// Before AUTH or inside MULTI: whether the command must not run now (refused, or queued for
+// EXEC); if so, its reply is written.
+[[gnu::noinline]] bool Gated(Call& c, const CommandRow* row, uint32_t flags) {
+  RespClient* client = c.client;
+  if (!c.config.password.empty() && !client->authenticated && (flags & kNoAuth) == 0) {
+    c.w.Error("NOAUTH Authentication required.");
+    return true;
+  }
+  if (!client->in_multi || (flags & kUnqueued) != 0) return false;
+  if (row == nullptr) {
+    client->multi_failed = true;
+    UnknownCommand(c, c.args);
+  } else if (!ArityOk(row->arity, c.args.size())) {
+    client->multi_failed = true;
+    WrongArity(c);
+  } else if (client->queued.size() >= kMaxQueuedCommands) {
+    client->multi_failed = true;
+    c.w.Error("ERR shmstate queues at most 10000 commands in a transaction");
+  } else {
+    client->queued.emplace_back(c.args.begin(), c.args.end());
+    c.w.Simple("QUEUED");
+  }
+  return true;
 }
 
 }  // namespace
@@ -103,7 +129,18 @@ const CommandTable& Commands() {
   return table;
 }
 
-const CommandRow* Lookup(std::string_view name) { return Commands().Find(name); }
+const CommandRow* Lookup(std::string_view name) {
+  // The table's address, kept after the first call: checking the function-local static's guard
+  // (and saving the registers its first call needs) on every lookup costs as much as the rest
+  // of a short one.
+  static std::atomic<const CommandTable*> table{nullptr};  // Constant-initialized: no guard.
+  const CommandTable* known = table.load(std::memory_order_acquire);
+  if (known == nullptr) [[unlikely]] {
+    known = &Commands();
+    table.store(known, std::memory_order_release);
+  }
+  return known->Find(name);
+}
 
 void RunQueued(Call& c, const std::vector<std::string_view>& args) {
   Call inner{c.config, c.client, args, c.w, c.blocked, /*may_block=*/false};
@@ -118,25 +155,8 @@ Outcome Execute(const RespConfig& config, RespClient* client, const CommandRow* 
   Call c{config, client, args, ReplyWriter(out, client->protocol), blocked, true};
   if (args.empty()) return Outcome::kReplied;
   const uint32_t flags = row == nullptr ? 0 : row->flags;
-  if (!config.password.empty() && !client->authenticated && (flags & kNoAuth) == 0) {
-    c.w.Error("NOAUTH Authentication required.");
-    return Outcome::kReplied;
-  }
-  if (client->in_multi && (flags & kUnqueued) == 0) {
-    if (row == nullptr) {
-      client->multi_failed = true;
-      UnknownCommand(c, args);
-    } else if (!ArityOk(row->arity, args.size())) {
-      client->multi_failed = true;
-      WrongArity(c);
-    } else if (client->queued.size() >= kMaxQueuedCommands) {
-      client->multi_failed = true;
-      c.w.Error("ERR shmstate queues at most 10000 commands in a transaction");
-    } else {
-      client->queued.emplace_back(args.begin(), args.end());
-      c.w.Simple("QUEUED");
-    }
-    return Outcome::kReplied;
+  if ((!config.password.empty() && !client->authenticated) || client->in_multi) [[unlikely]] {
+    if (Gated(c, row, flags)) return Outcome::kReplied;
   }
   // CLIENT REPLY: a reply is dropped while OFF, and for the command after SKIP (the CLIENT
   // REPLY OFF|SKIP command's own included).
@@ -161,48 +181,68 @@ Outcome Execute(const RespConfig& config, RespClient* client,
 
 namespace {
 
+// Room for the views of one batch's prefetch, left unset until written: zeroing Dict::
+// kMaxPrefetch views (1 KiB) per batch would cost more than collecting them.
+class PrefetchViews {
+ public:
+  PrefetchViews() {}  // Leaves views_ unset.
+  void Add(std::string_view view) {
+    new (&views_[size_]) std::string_view(view);
+    ++size_;
+  }
+  bool full() const { return size_ == Dict::kMaxPrefetch; }
+  size_t size() const { return size_; }
+  void clear() { size_ = 0; }
+  std::span<const std::string_view> span() const { return std::span(views_, size_); }
+
+ private:
+  union {
+    std::string_view views_[Dict::kMaxPrefetch];
+  };
+  size_t size_ = 0;
+};
+
 // A hash is a dict of its own, which the keys' prefetch does not reach: each run of hash-field
 // commands on one key (HSET myhash f1 v, HSET myhash f2 v, ...) prefetches its fields in that
 // hash, at the price of one read of the key's entry per run. At most kMaxHashRuns runs a batch,
 // so a batch alternating between hashes costs a bounded number of entry reads.
 void PrefetchHashFields(const Keyspace& keyspace, std::span<const ParsedCommand> commands) {
   constexpr int kMaxHashRuns = 4;
-  std::string_view fields[Dict::kMaxPrefetch];
+  PrefetchViews fields;
   std::string_view key;
-  size_t n = 0;
   int runs = 0;
   for (const ParsedCommand& command : commands) {
     if (command.row == nullptr || (command.row->flags & kHashField) == 0 ||
         command.args.size() < 3) {
       continue;
     }
-    if (n > 0 && command.args[1] != key) {
-      if (n > 1) keyspace.PrefetchFields(key, std::span(fields, n));  // One alone gains nothing.
-      n = 0;
+    if (fields.size() > 0 && command.args[1] != key) {
+      // One alone gains nothing.
+      if (fields.size() > 1) keyspace.PrefetchFields(key, fields.span());
+      fields.clear();
       if (++runs == kMaxHashRuns) return;
     }
     key = command.args[1];
-    if (n < Dict::kMaxPrefetch) fields[n++] = command.args[2];
+    if (!fields.full()) fields.Add(command.args[2]);
   }
-  if (n > 1) keyspace.PrefetchFields(key, std::span(fields, n));
+  if (fields.size() > 1) keyspace.PrefetchFields(key, fields.span());
 }
 
 }  // namespace
 
 void Prefetch(const RespConfig& config, std::span<const ParsedCommand> commands) {
-  std::string_view keys[Dict::kMaxPrefetch];
-  size_t n = 0;
+  PrefetchViews keys;
   for (const ParsedCommand& command : commands) {
     if (command.row == nullptr) continue;
     ForEachKey(*command.row, command.args.size(), [&](size_t i) {
-      if (n < Dict::kMaxPrefetch) keys[n++] = command.args[i];
+      if (!keys.full()) keys.Add(command.args[i]);
     });
   }
-  if (n == 0) return;
+  if (keys.size() == 0) return;
   // Database 0's: the one a pipeline almost always uses (a hint, never wrong, at worst idle).
   Keyspace* keyspace = KeyspaceOf(config.segment, 0, false);
   if (keyspace == nullptr) return;
-  keyspace->Prefetch(std::span(keys, n));
+  keyspace->Prefetch(keys.span());
   PrefetchHashFields(*keyspace, commands);
 }
 

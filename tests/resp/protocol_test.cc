@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/test_util.h"
@@ -127,6 +129,27 @@ TEST(RespWriterTest, Resp2AndResp3) {
   EXPECT_EQ(three, "_\r\n%1\r\n$1\r\na\r\n,1.5\r\n-ERR bad  line\r\n");
 }
 
+// Integers and lengths of every digit count and sign, and bulk strings on either side of the
+// short-reply path, come out as std::to_string writes them.
+TEST(RespWriterTest, NumbersAndBulkSizes) {
+  std::string out, expected;
+  ReplyWriter w(&out, 2);
+  for (int64_t value : {int64_t{0}, int64_t{7}, int64_t{10}, int64_t{99}, int64_t{100}, int64_t{-1},
+                        int64_t{-10}, int64_t{123456789}, int64_t{1000000}, INT64_MAX, INT64_MIN}) {
+    w.Integer(value);
+    expected += ":" + std::to_string(value) + "\r\n";
+  }
+  for (size_t size : {0, 1, 9, 10, 63, 64, 65, 99, 100, 1000}) {
+    const std::string bytes(size, 'x');
+    w.Bulk(bytes);
+    expected += "$" + std::to_string(size) + "\r\n" + bytes + "\r\n";
+  }
+  w.Simple("OK");
+  w.Simple(std::string(100, 's'));
+  expected += "+OK\r\n+" + std::string(100, 's') + "\r\n";
+  EXPECT_EQ(out, expected);
+}
+
 TEST(RespGlobTest, RedisPatterns) {
   EXPECT_TRUE(GlobMatch("*", ""));
   EXPECT_TRUE(GlobMatch("user:*:name", "user:42:name"));
@@ -191,6 +214,28 @@ TEST_F(RespDispatchTest, StringsCountersAndTypes) {
   EXPECT_EQ(Run({"TYPE", "l"}), "+list\r\n");
   EXPECT_EQ(Run({"GET"}), "-ERR wrong number of arguments for 'get' command\r\n");
   EXPECT_EQ(Run({"FOO", "x"}), "-ERR unknown command 'FOO', with args beginning with: 'x' \r\n");
+}
+
+// Names are found in any case, and only whole: a prefix, a longer name, a name with one byte
+// changed (to one that differs from it in the case bit alone, too), or one longer than any
+// command's, is unknown.
+TEST(RespLookupTest, AnyCaseWholeNamesOnly) {
+  using namespace std::literals;
+  for (auto [lower, other_case] : {std::pair{"get"sv, "GET"sv},
+                                   {"get"sv, "gEt"sv},
+                                   {"ping"sv, "PING"sv},
+                                   {"lrange"sv, "LRange"sv},
+                                   {"hincrbyfloat"sv, "HINCRBYFLOAT"sv}}) {
+    ASSERT_NE(Lookup(lower), nullptr) << lower;
+    EXPECT_EQ(Lookup(other_case), Lookup(lower)) << other_case;
+  }
+  EXPECT_NE(Lookup("incr"), Lookup("incrby"));
+  for (std::string_view name :
+       {""sv, "g"sv, "ge"sv, "gett"sv, "G\x05T"sv, "gE\x14"sv, "GET\0"sv, "\0GET"sv, "pin"sv,
+        "p\x09ng"sv, "PIN\x07"sv, "hincrbyfloa"sv, "hincrbyfloatt"sv, "HINCRBYFLOAT\x20"sv,
+        "hincrbyfloaT\x80"sv, "aaaaaaaaaaaaaaaaa"sv, "\xc7\xc5\xd4"sv, "\xe7\xe5\xf4"sv}) {
+    EXPECT_EQ(Lookup(name), nullptr) << name;
+  }
 }
 
 TEST_F(RespDispatchTest, BlockingPopBlocksOnlyWhenEmpty) {
