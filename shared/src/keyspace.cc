@@ -705,16 +705,21 @@ Status Keyspace::WithAggregate(std::string_view key, Access access,
   Orphan orphan;       // One removed for being empty.
   Status outcome;      // fn's, or NotFound; the update itself commits whatever fn left.
   ListFillScope fill;  // Whether fn pushed: the key is reported once committed.
-  Status s = UpdateEntry(index_, key, [&](const DictEntryView* current, DictUpdate* update) {
+  auto update_entry = [&](const DictEntryView* current, DictUpdate* update) {
     update->write = false;
     Proxy proxy;
-    // The aggregate's name: in `current` (which outlives fn), or `created`'s; a view, so a
-    // command on an existing key copies no name.
+    // The aggregate's name: in `current` (a view of the entry in the segment, which the shard's
+    // lock keeps in place until the update returns), or `created`'s: a command on an existing
+    // key copies no name.
     std::string_view name;
     std::string created;
     if (current != nullptr) {
       if (TypeOfEntry(*current) != type) return WrongType();
       name = current->data;
+      // The shard's lock keeps every keyspace command from deleting the aggregate while the
+      // entry names it, but not another front end (HTTP, Python: the list or dict by its
+      // registry name), nor a crash between a delete and its entry's: so the cached handle's
+      // liveness is still checked here, and again under the object's own lock by fn's operation.
       Status found = FindAggregate(seg, name, &proxy);
       if (!found.ok() && !found.IsNotFound()) return found;
       if (found.IsNotFound()) {
@@ -759,7 +764,10 @@ Status Keyspace::WithAggregate(std::string_view key, Access access,
     update->content_type = TagOf(type);
     update->keep_expiry = true;
     return Status::OK();
-  });
+  };
+  // Straight to the index's update (no transaction is active, checked above; the key was
+  // validated above; the index is never bound to a transaction), as Dict::UpdateView would.
+  Status s = CatchAtBoundary("dict", [&] { return index_.UpdateImpl(key, update_entry, nullptr); });
   orphan.Delete(seg);
   SHM_RETURN_IF_ERROR(s);
   if (fill.filled) ReportReady(*this, key);
