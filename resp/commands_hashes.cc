@@ -14,10 +14,9 @@ namespace {
 
 using Access = Keyspace::Access;
 
-template <typename Fn>
-Status UpdateField(Dict& d, std::string_view field, Fn&& fn) {
-  return d.Update(
-      field, [&fn](const DictValue* current, DictUpdate* update) { return fn(current, update); });
+// A field's read-modify-write, shown the field in place (no copy of its value).
+Status UpdateField(Dict& d, std::string_view field, DictViewUpdateRef fn) {
+  return d.UpdateView(field, fn);
 }
 
 void HSetGeneric(Call& c, bool reply_ok) {
@@ -27,11 +26,12 @@ void HSetGeneric(Call& c, bool reply_ok) {
   int64_t created = 0;
   Status s = ks->WithHash(c.args[1], Access::kCreate, [&](Dict& d) {
     for (size_t i = 2; i + 1 < c.args.size(); i += 2) {
-      SHM_RETURN_IF_ERROR(UpdateField(d, c.args[i], [&](const DictValue* current, DictUpdate* u) {
-        if (current == nullptr) ++created;
-        u->data.assign(c.args[i + 1]);
-        return Status::OK();
-      }));
+      SHM_RETURN_IF_ERROR(
+          UpdateField(d, c.args[i], [&](const DictEntryView* current, DictUpdate* u) {
+            if (current == nullptr) ++created;
+            u->data.assign(c.args[i + 1]);
+            return Status::OK();
+          }));
     }
     return Status::OK();
   });
@@ -46,7 +46,7 @@ void HSetNx(Call& c) {
   if (ks == nullptr) return;
   bool set = false;
   Status s = ks->WithHash(c.args[1], Access::kCreate, [&](Dict& d) {
-    return UpdateField(d, c.args[2], [&](const DictValue* current, DictUpdate* u) {
+    return UpdateField(d, c.args[2], [&](const DictEntryView* current, DictUpdate* u) {
       u->write = current == nullptr;
       set = u->write;
       if (set) u->data.assign(c.args[3]);
@@ -167,7 +167,7 @@ void HIncrBy(Call& c) {
   if (ks == nullptr) return;
   int64_t result = 0;
   Status s = ks->WithHash(c.args[1], Access::kCreate, [&](Dict& d) {
-    return UpdateField(d, c.args[2], [&](const DictValue* current, DictUpdate* u) {
+    return UpdateField(d, c.args[2], [&](const DictEntryView* current, DictUpdate* u) {
       int64_t value = 0;
       if (current != nullptr && !ParseInt(current->data, &value)) {
         return Status::InvalidArgument("hash value is not an integer");
@@ -190,7 +190,7 @@ void HIncrByFloat(Call& c) {
   if (ks == nullptr) return;
   std::string text;
   Status s = ks->WithHash(c.args[1], Access::kCreate, [&](Dict& d) {
-    return UpdateField(d, c.args[2], [&](const DictValue* current, DictUpdate* u) {
+    return UpdateField(d, c.args[2], [&](const DictEntryView* current, DictUpdate* u) {
       long double value = 0;
       if (current != nullptr && !ParseLongDouble(current->data, &value)) {
         return Status::InvalidArgument("hash value is not a float");

@@ -1382,16 +1382,32 @@ Status Dict::SetImpl(std::string_view key, std::string_view value, const SetOpti
   return Status::Timeout("dict is being resized by other writers; try again");
 }
 
-Status Dict::Update(std::string_view key, const DictUpdateFn& fn, uint64_t* version) {
+Status Dict::Update(std::string_view key, DictUpdateRef fn, uint64_t* version) {
+  // A view's copy, for callbacks that keep the entry or read it as std::strings.
+  auto copied = [&fn](const DictEntryView* current, DictUpdate* update) {
+    if (current == nullptr) return fn(nullptr, update);
+    const DictValue value = current->ToValue();
+    return fn(&value, update);
+  };
+  return UpdateView(key, copied, version);
+}
+
+Status Dict::UpdateView(std::string_view key, DictViewUpdateRef fn, uint64_t* version) {
   SHM_RETURN_IF_ERROR(ValidateKey(key));
   if (tx_ != nullptr) {
     if (version != nullptr) return TxHashUnsupported();  // Not known before the commit.
-    return TxHashUpdate(tx_, Unbound(), key, fn);
+    // The transaction's entry is its own copy: shown to fn as a view of it.
+    auto viewed = [&fn](const DictValue* current, DictUpdate* update) {
+      if (current == nullptr) return fn(nullptr, update);
+      const DictEntryView view = DictEntryView::Of(*current);
+      return fn(&view, update);
+    };
+    return TxHashUpdate(tx_, Unbound(), key, viewed);
   }
   return CatchAtBoundary("dict", [&] { return UpdateImpl(key, fn, version); });
 }
 
-Status Dict::UpdateImpl(std::string_view key, const DictUpdateFn& fn, uint64_t* version) {
+Status Dict::UpdateImpl(std::string_view key, DictViewUpdateRef fn, uint64_t* version) {
   if (!ref_.valid()) return Status::InvalidArgument("dict handle is not open");
   Segment::Impl* seg = ref_.segment->impl();
   // Made when the update turns out to write: one that only reads (the keyspace's commands on a
@@ -1419,8 +1435,10 @@ Status Dict::UpdateImpl(std::string_view key, const DictUpdateFn& fn, uint64_t* 
         continue;
       }
       const DictEntryBlob* live = LiveBlob(d, probe, now);
-      DictValue current;
-      if (live != nullptr) CopyOut(live, &current);
+      DictEntryView current;
+      if (live != nullptr) {
+        current = {live->value(), live->content_type(), live->version, live->expires_at_ms};
+      }
       DictUpdate update;
       SHM_RETURN_IF_ERROR(fn(live != nullptr ? &current : nullptr, &update));
       if (update.erase) {
@@ -1561,11 +1579,10 @@ Status DictIncrNext(const DictValue* current, int64_t by, int64_t init, int64_t*
 Status Dict::Incr(std::string_view key, int64_t by, int64_t init, int64_t ttl_ms, int64_t* result) {
   if (tx_ != nullptr) return TxHashUnsupported();
   SHM_RETURN_IF_ERROR(DictValidateTtl(ttl_ms));
-  // The callback holds one reference, so the std::function keeps it inline (no allocation).
   struct Args {
     int64_t by, init, ttl_ms, next;
   } args{by, init, ttl_ms, 0};
-  DictUpdateFn add = [&args](const DictValue* current, DictUpdate* update) {
+  auto add = [&args](const DictValue* current, DictUpdate* update) {
     SHM_RETURN_IF_ERROR(DictIncrNext(current, args.by, args.init, &args.next));
     if (current != nullptr) {
       update->content_type = current->content_type;

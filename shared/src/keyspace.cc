@@ -30,12 +30,13 @@ constexpr std::string_view kNotInteger = "value is not an integer or out of rang
 constexpr std::string_view kOverflow = "increment or decrement would overflow";
 constexpr int kMaxNameAttempts = 8;
 
-KeyType TypeOfEntry(const DictValue& entry) {
+KeyType TypeOfEntry(const DictEntryView& entry) {
   if (entry.content_type.empty()) return KeyType::kString;
   if (entry.content_type == kListTag) return KeyType::kList;
   if (entry.content_type == kHashTag) return KeyType::kHash;
   return KeyType::kString;  // Never written; a string is the harmless reading.
 }
+KeyType TypeOfEntry(const DictValue& entry) { return TypeOfEntry(DictEntryView::Of(entry)); }
 
 Status WrongType() {
   return Status::WrongType("Operation against a key holding the wrong kind of value");
@@ -157,12 +158,12 @@ Status IsEmpty(Dict& hash, bool* empty) {
 // or deleting the object) leaves an entry for which this is false; such a key reads as absent
 // everywhere and the next write of the key drops the entry.
 template <typename Proxy>
-bool ProxyLive(Segment* seg, const std::string& name) {
+bool ProxyLive(Segment* seg, std::string_view name) {
   Proxy proxy;
   bool empty = true;
   return FindAggregate(seg, name, &proxy).ok() && IsEmpty(proxy, &empty).ok() && !empty;
 }
-bool EntryLive(Segment* seg, const DictValue& entry) {
+bool EntryLive(Segment* seg, const DictEntryView& entry) {
   switch (TypeOfEntry(entry)) {
     case KeyType::kList:
       return ProxyLive<List>(seg, entry.data);
@@ -181,10 +182,15 @@ std::string_view TagOf(KeyType type) { return type == KeyType::kList ? kListTag 
 struct Orphan {
   std::string name;
   KeyType type = KeyType::kNone;
-  void From(const DictValue* entry) {
+  void From(const DictEntryView* entry) {
     if (entry == nullptr) return;
     type = TypeOfEntry(*entry);
     if (type == KeyType::kList || type == KeyType::kHash) name = entry->data;
+  }
+  void From(const DictValue* entry) {
+    if (entry == nullptr) return;
+    const DictEntryView view = DictEntryView::Of(*entry);
+    From(&view);
   }
   void Delete(Segment* seg) {
     if (name.empty()) return;
@@ -239,11 +245,14 @@ Status GetEntry(const Dict& index, std::string_view key, DictValue* entry) {
 // Whether a key's entry stands (EntryLive): inside a transaction, an entry it staged does (it
 // names a key's list or hash only while the transaction leaves it non-empty, though the list or
 // hash may be empty until the commit).
-bool KeyLive(const Dict& index, std::string_view key, const DictValue& entry) {
+bool KeyLive(const Dict& index, std::string_view key, const DictEntryView& entry) {
   if (KeyspaceTransactionScope* scope = ActiveKeyspaceScope(); scope != nullptr) {
     if (ScopedEntryStaged(scope, index, key)) return true;
   }
   return EntryLive(index.ref().segment, entry);
+}
+bool KeyLive(const Dict& index, std::string_view key, const DictValue& entry) {
+  return KeyLive(index, key, DictEntryView::Of(entry));
 }
 
 // What a transaction cannot stage: Conflict, and the caller runs its batch exclusively.
@@ -252,17 +261,20 @@ bool KeyLive(const Dict& index, std::string_view key, const DictValue& entry) {
     return ScopedUnsupported(scope_);                                                \
   }
 
-// Dict::Update with a callback of any size: the DictUpdateFn it builds holds one reference to
-// `fn`, so it fits std::function's own storage and allocates nothing (a hot path: every command).
-template <typename Fn>
-Status UpdateEntry(Dict& index, std::string_view key, Fn&& fn) {
+// Dict::UpdateView of a key's entry (through this thread's transaction when one is active): `fn`
+// sees the entry in place, under the shard's lock, and copies only what it keeps (a hot path:
+// every command). The key is validated by the caller.
+Status UpdateEntry(Dict& index, std::string_view key, DictViewUpdateRef fn) {
   if (KeyspaceTransactionScope* scope = ActiveKeyspaceScope(); scope != nullptr) {
-    return ScopedUpdateEntry(
-        scope, index, key,
-        [&fn](const DictValue* current, DictUpdate* update) { return fn(current, update); });
+    // The transaction's entry is its own copy: shown to fn as a view of it.
+    return ScopedUpdateEntry(scope, index, key,
+                             [&fn](const DictValue* current, DictUpdate* update) {
+                               if (current == nullptr) return fn(nullptr, update);
+                               const DictEntryView view = DictEntryView::Of(*current);
+                               return fn(&view, update);
+                             });
   }
-  return index.Update(
-      key, [&fn](const DictValue* current, DictUpdate* update) { return fn(current, update); });
+  return index.UpdateView(key, fn);
 }
 
 // Dict::Update on a key's entry, where an entry whose aggregate no longer stands (EntryLive) is
@@ -270,7 +282,7 @@ Status UpdateEntry(Dict& index, std::string_view key, Fn&& fn) {
 // *dead for deletion after the commit.
 template <typename Fn>
 Status UpdateKey(Dict& index, std::string_view key, Orphan* dead, Fn&& fn) {
-  return UpdateEntry(index, key, [&](const DictValue* current, DictUpdate* update) {
+  return UpdateEntry(index, key, [&](const DictEntryView* current, DictUpdate* update) {
     bool stale = current != nullptr && !KeyLive(index, key, *current);
     if (stale) {
       dead->From(current);
@@ -372,11 +384,11 @@ Status Keyspace::Set(std::string_view key, std::string_view value, const StringS
   }
   *result = StringSetResult{};
   Orphan orphan;
-  Status s = UpdateKey(index_, key, &orphan, [&](const DictValue* current, DictUpdate* update) {
+  Status s = UpdateKey(index_, key, &orphan, [&](const DictEntryView* current, DictUpdate* update) {
     update->write = false;
     if (options.get && current != nullptr) {
       if (TypeOfEntry(*current) != KeyType::kString) return WrongType();
-      result->old = current->data;
+      result->old.emplace(current->data);
     }
     using Cond = StringSet::Cond;
     if ((options.cond == Cond::kIfAbsent && current != nullptr) ||
@@ -399,9 +411,9 @@ Status Keyspace::Set(std::string_view key, std::string_view value, const StringS
   return s;
 }
 
-Status IncrementedValue(const std::string* current, int64_t by, int64_t* result) {
+Status IncrementedValue(std::optional<std::string_view> current, int64_t by, int64_t* result) {
   int64_t base = 0;
-  if (current != nullptr && !ParseInt64(*current, &base, IntSyntax::kRedisStrict)) {
+  if (current.has_value() && !ParseInt64(*current, &base, IntSyntax::kRedisStrict)) {
     return Status::InvalidArgument(std::string(kNotInteger));
   }
   if (!AddInt64(base, by, result)) return Status::InvalidArgument(std::string(kOverflow));
@@ -413,11 +425,12 @@ Status IncrementedValue(const std::string* current, int64_t by, int64_t* result)
 Status Keyspace::IncrBy(std::string_view key, int64_t by, int64_t* result) {
   SHM_RETURN_IF_ERROR(ValidateKey(key));
   Orphan dead;
-  Status s = UpdateKey(index_, key, &dead, [&](const DictValue* current, DictUpdate* update) {
+  Status s = UpdateKey(index_, key, &dead, [&](const DictEntryView* current, DictUpdate* update) {
     update->write = false;
     if (current != nullptr && TypeOfEntry(*current) != KeyType::kString) return WrongType();
-    SHM_RETURN_IF_ERROR(
-        IncrementedValue(current != nullptr ? &current->data : nullptr, by, result));
+    SHM_RETURN_IF_ERROR(IncrementedValue(
+        current != nullptr ? std::optional<std::string_view>(current->data) : std::nullopt, by,
+        result));
     char digits[24];  // An int64 is at most 20 characters.
     char* end = std::to_chars(digits, digits + sizeof digits, *result).ptr;
     update->write = true;
@@ -429,14 +442,15 @@ Status Keyspace::IncrBy(std::string_view key, int64_t by, int64_t* result) {
   return s;
 }
 
-Status Keyspace::UpdateString(std::string_view key, const StringUpdateFn& fn) {
+Status Keyspace::UpdateString(std::string_view key, StringUpdateFn fn) {
   SHM_RETURN_IF_ERROR(ValidateKey(key));
   Orphan dead;
-  Status s = UpdateKey(index_, key, &dead, [&](const DictValue* current, DictUpdate* update) {
+  Status s = UpdateKey(index_, key, &dead, [&](const DictEntryView* current, DictUpdate* update) {
     update->write = false;
     if (current != nullptr && TypeOfEntry(*current) != KeyType::kString) return WrongType();
     StringUpdate change;
-    SHM_RETURN_IF_ERROR(fn(current != nullptr ? &current->data : nullptr,
+    const std::string old = current != nullptr ? std::string(current->data) : std::string();
+    SHM_RETURN_IF_ERROR(fn(current != nullptr ? &old : nullptr,
                            current != nullptr ? current->expires_at_ms : 0, &change));
     switch (change.action) {
       case StringUpdate::Action::kKeep:
@@ -465,7 +479,7 @@ Status Keyspace::Delete(std::string_view key, bool* existed) {
   SHM_RETURN_IF_ERROR(ValidateKey(key));
   *existed = false;
   Orphan orphan;
-  Status s = UpdateKey(index_, key, &orphan, [&](const DictValue* current, DictUpdate* update) {
+  Status s = UpdateKey(index_, key, &orphan, [&](const DictEntryView* current, DictUpdate* update) {
     update->write = false;
     if (current == nullptr) return Status::OK();
     orphan.From(current);
@@ -481,7 +495,7 @@ Status Keyspace::Expire(std::string_view key, int64_t at_ms, ExpireIf cond, bool
   SHM_RETURN_IF_ERROR(ValidateKey(key));
   *applied = false;
   Orphan orphan;
-  Status s = UpdateKey(index_, key, &orphan, [&](const DictValue* current, DictUpdate* update) {
+  Status s = UpdateKey(index_, key, &orphan, [&](const DictEntryView* current, DictUpdate* update) {
     update->write = false;
     if (current == nullptr) return Status::OK();
     const int64_t now = current->expires_at_ms;  // 0: none, "infinitely late" for GT/LT.
@@ -523,7 +537,7 @@ Status Keyspace::Persist(std::string_view key, bool* removed) {
   SHM_RETURN_IF_ERROR(ValidateKey(key));
   *removed = false;
   Orphan dead;
-  Status s = UpdateKey(index_, key, &dead, [&](const DictValue* current, DictUpdate* update) {
+  Status s = UpdateKey(index_, key, &dead, [&](const DictEntryView* current, DictUpdate* update) {
     update->write = false;
     if (current == nullptr || current->expires_at_ms == 0) return Status::OK();
     *removed = true;
@@ -556,13 +570,13 @@ Status Keyspace::Rename(std::string_view from, std::string_view to, bool only_if
   bool found = false;
   // A list or hash emptied or deleted by another front end is no key (UpdateKey drops it).
   Orphan stale_source;
-  SHM_RETURN_IF_ERROR(
-      UpdateKey(index_, from_key, &stale_source, [&](const DictValue* current, DictUpdate* update) {
-        update->write = false;
-        if (current != nullptr) moving = *current;
-        found = current != nullptr;
-        return Status::OK();
-      }));
+  SHM_RETURN_IF_ERROR(UpdateKey(index_, from_key, &stale_source,
+                                [&](const DictEntryView* current, DictUpdate* update) {
+                                  update->write = false;
+                                  if (current != nullptr) moving = current->ToValue();
+                                  found = current != nullptr;
+                                  return Status::OK();
+                                }));
   stale_source.Delete(seg);
   if (!found) return Status::NotFound("no such key");
   if (from == to) {
@@ -573,25 +587,25 @@ Status Keyspace::Rename(std::string_view from, std::string_view to, bool only_if
   // crash (or a concurrent writer of the source) in between leaves both keys, never neither. In
   // a transaction scope (RENAME runs in one: docs/resp.md) both updates are one commit.
   Orphan orphan, stale_target;
-  SHM_RETURN_IF_ERROR(
-      UpdateKey(index_, to_key, &stale_target, [&](const DictValue* current, DictUpdate* update) {
-        update->write = false;
-        if (only_if_absent && current != nullptr) return Status::OK();
-        if (current == nullptr || current->data != moving.data ||
-            current->content_type != moving.content_type) {
-          orphan.From(current);
-        }
-        update->write = true;
-        update->data = moving.data;
-        update->content_type = moving.content_type;
-        update->expires_at_ms = moving.expires_at_ms;
-        *renamed = true;
-        return Status::OK();
-      }));
+  SHM_RETURN_IF_ERROR(UpdateKey(index_, to_key, &stale_target,
+                                [&](const DictEntryView* current, DictUpdate* update) {
+                                  update->write = false;
+                                  if (only_if_absent && current != nullptr) return Status::OK();
+                                  if (current == nullptr || current->data != moving.data ||
+                                      current->content_type != moving.content_type) {
+                                    orphan.From(current);
+                                  }
+                                  update->write = true;
+                                  update->data = moving.data;
+                                  update->content_type = moving.content_type;
+                                  update->expires_at_ms = moving.expires_at_ms;
+                                  *renamed = true;
+                                  return Status::OK();
+                                }));
   stale_target.Delete(seg);
   if (!*renamed) return Status::OK();
   orphan.Delete(seg);
-  Status s = UpdateEntry(index_, from_key, [&](const DictValue* current, DictUpdate* update) {
+  Status s = UpdateEntry(index_, from_key, [&](const DictEntryView* current, DictUpdate* update) {
     update->write = false;
     if (current != nullptr && current->version == moving.version) update->erase = true;
     return Status::OK();
@@ -612,7 +626,9 @@ Status Keyspace::Version(std::string_view key, uint64_t* version) const {
 }
 
 KeyType KeyTypeOfEntry(const DictValue& entry) { return TypeOfEntry(entry); }
-bool KeyEntryLive(Segment* segment, const DictValue& entry) { return EntryLive(segment, entry); }
+bool KeyEntryLive(Segment* segment, const DictValue& entry) {
+  return EntryLive(segment, DictEntryView::Of(entry));
+}
 void DeleteKeyAggregate(Segment* segment, const std::string& name, KeyType type) {
   DeleteAggregate(segment, name, type);
 }
@@ -675,7 +691,7 @@ uint64_t KeyVersionOfEntry(Segment* seg, const DictValue& entry) {
 
 template <typename Proxy>
 Status Keyspace::WithAggregate(std::string_view key, Access access,
-                               const std::function<Status(Proxy&)>& fn) {
+                               FunctionRef<Status(Proxy&)> fn) {
   SHM_RETURN_IF_ERROR(ValidateKey(key));
   if (KeyspaceTransactionScope* scope = ActiveKeyspaceScope(); scope != nullptr) {
     if constexpr (std::is_same_v<Proxy, List>) {
@@ -689,16 +705,21 @@ Status Keyspace::WithAggregate(std::string_view key, Access access,
   Orphan orphan;       // One removed for being empty.
   Status outcome;      // fn's, or NotFound; the update itself commits whatever fn left.
   ListFillScope fill;  // Whether fn pushed: the key is reported once committed.
-  Status s = UpdateEntry(index_, key, [&](const DictValue* current, DictUpdate* update) {
+  auto update_entry = [&](const DictEntryView* current, DictUpdate* update) {
     update->write = false;
     Proxy proxy;
-    // The aggregate's name: in `current` (which outlives fn), or `created`'s; a view, so a
-    // command on an existing key copies no name.
+    // The aggregate's name: in `current` (a view of the entry in the segment, which the shard's
+    // lock keeps in place until the update returns), or `created`'s: a command on an existing
+    // key copies no name.
     std::string_view name;
     std::string created;
     if (current != nullptr) {
       if (TypeOfEntry(*current) != type) return WrongType();
       name = current->data;
+      // The shard's lock keeps every keyspace command from deleting the aggregate while the
+      // entry names it, but not another front end (HTTP, Python: the list or dict by its
+      // registry name), nor a crash between a delete and its entry's: so the cached handle's
+      // liveness is still checked here, and again under the object's own lock by fn's operation.
       Status found = FindAggregate(seg, name, &proxy);
       if (!found.ok() && !found.IsNotFound()) return found;
       if (found.IsNotFound()) {
@@ -743,7 +764,10 @@ Status Keyspace::WithAggregate(std::string_view key, Access access,
     update->content_type = TagOf(type);
     update->keep_expiry = true;
     return Status::OK();
-  });
+  };
+  // Straight to the index's update (no transaction is active, checked above; the key was
+  // validated above; the index is never bound to a transaction), as Dict::UpdateView would.
+  Status s = CatchAtBoundary("dict", [&] { return index_.UpdateImpl(key, update_entry, nullptr); });
   orphan.Delete(seg);
   SHM_RETURN_IF_ERROR(s);
   if (fill.filled) ReportReady(*this, key);
@@ -764,12 +788,10 @@ void Keyspace::PrefetchFields(std::string_view key,
   }
 }
 
-Status Keyspace::WithList(std::string_view key, Access access,
-                          const std::function<Status(List&)>& fn) {
+Status Keyspace::WithList(std::string_view key, Access access, FunctionRef<Status(List&)> fn) {
   return WithAggregate<List>(key, access, fn);
 }
-Status Keyspace::WithHash(std::string_view key, Access access,
-                          const std::function<Status(Dict&)>& fn) {
+Status Keyspace::WithHash(std::string_view key, Access access, FunctionRef<Status(Dict&)> fn) {
   return WithAggregate<Dict>(key, access, fn);
 }
 
@@ -783,40 +805,41 @@ Status Keyspace::RewriteList(std::string_view key,
   Orphan replaced;  // The old list once the new one is published, or the new one on failure.
   Status outcome;
   ListFillScope fill;  // The new list is filled before it is published: reported after.
-  Status s = UpdateKey(index_, key, &replaced, [&](const DictValue* current, DictUpdate* update) {
-    update->write = false;
-    if (current == nullptr) {
-      outcome = Status::NotFound("no such key");
-      return Status::OK();
-    }
-    if (TypeOfEntry(*current) != KeyType::kList) return WrongType();
-    List old;
-    SHM_RETURN_IF_ERROR(FindAggregate(seg, current->data, &old));
-    std::vector<std::string> items;
-    for (int64_t first = 0;;) {
-      std::vector<std::string> chunk;
-      bool truncated = false;
-      SHM_RETURN_IF_ERROR(old.Range(first, -1, &chunk, &truncated));
-      first += static_cast<int64_t>(chunk.size());
-      for (std::string& item : chunk) items.push_back(std::move(item));
-      if (!truncated || chunk.empty()) break;
-    }
-    outcome = fn(&items);
-    if (!outcome.ok()) return Status::OK();
-    if (items.empty()) {
-      replaced.From(current);
-      update->erase = true;
-      return Status::OK();
-    }
-    DictValue fresh;
-    SHM_RETURN_IF_ERROR(NewKeyListOf(*this, items, &fresh));
-    replaced.From(current);
-    update->write = true;
-    update->data = std::move(fresh.data);
-    update->content_type = std::move(fresh.content_type);
-    update->keep_expiry = true;
-    return Status::OK();
-  });
+  Status s =
+      UpdateKey(index_, key, &replaced, [&](const DictEntryView* current, DictUpdate* update) {
+        update->write = false;
+        if (current == nullptr) {
+          outcome = Status::NotFound("no such key");
+          return Status::OK();
+        }
+        if (TypeOfEntry(*current) != KeyType::kList) return WrongType();
+        List old;
+        SHM_RETURN_IF_ERROR(FindAggregate(seg, current->data, &old));
+        std::vector<std::string> items;
+        for (int64_t first = 0;;) {
+          std::vector<std::string> chunk;
+          bool truncated = false;
+          SHM_RETURN_IF_ERROR(old.Range(first, -1, &chunk, &truncated));
+          first += static_cast<int64_t>(chunk.size());
+          for (std::string& item : chunk) items.push_back(std::move(item));
+          if (!truncated || chunk.empty()) break;
+        }
+        outcome = fn(&items);
+        if (!outcome.ok()) return Status::OK();
+        if (items.empty()) {
+          replaced.From(current);
+          update->erase = true;
+          return Status::OK();
+        }
+        DictValue fresh;
+        SHM_RETURN_IF_ERROR(NewKeyListOf(*this, items, &fresh));
+        replaced.From(current);
+        update->write = true;
+        update->data = std::move(fresh.data);
+        update->content_type = std::move(fresh.content_type);
+        update->keep_expiry = true;
+        return Status::OK();
+      });
   if (s.ok()) replaced.Delete(seg);
   SHM_RETURN_IF_ERROR(s);
   if (fill.filled && outcome.ok()) ReportReady(*this, key);

@@ -3,6 +3,7 @@
 #define SHM_SRC_KEYSPACE_INTERNAL_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -23,7 +24,7 @@ uint64_t KeyVersionOfEntry(Segment* segment, const DictValue& entry);
 void DeleteKeyAggregate(Segment* segment, const std::string& name, KeyType type);
 // INCRBY's rule, one for the keyspace and its transactions: the string `current` (null for a
 // missing key, which counts as 0) parsed Redis-strict, plus `by`, without overflow.
-Status IncrementedValue(const std::string* current, int64_t by, int64_t* result);
+Status IncrementedValue(std::optional<std::string_view> current, int64_t by, int64_t* result);
 // The keyspace's index (its dict of entries).
 const Dict& KeyspaceIndex(const Keyspace& keyspace);
 // The list or hash an aggregate entry names (NotFound when it is gone).
@@ -71,7 +72,7 @@ KeyspaceTransactionScope* ActiveKeyspaceScope();
 Status ScopedGetEntry(KeyspaceTransactionScope* scope, const Dict& index, std::string_view key,
                       DictValue* entry);
 Status ScopedUpdateEntry(KeyspaceTransactionScope* scope, const Dict& index, std::string_view key,
-                         const DictUpdateFn& fn);
+                         DictUpdateRef fn);
 // A list or hash to delete once the scope's transaction commits.
 void ScopedDeferOrphan(KeyspaceTransactionScope* scope, const std::string& name, KeyType type);
 // Marks the scope unsupported() and answers Conflict: the operation cannot be staged.
@@ -82,8 +83,7 @@ bool ScopedEntryStaged(KeyspaceTransactionScope* scope, const Dict& index, std::
 // (without a wait), length and range are staged or read there; the key is created with its
 // first item and goes with its last, as outside transactions.
 Status ScopedWithList(KeyspaceTransactionScope* scope, const Keyspace& keyspace,
-                      std::string_view key, Keyspace::Access access,
-                      const std::function<Status(List&)>& fn);
+                      std::string_view key, Keyspace::Access access, FunctionRef<Status(List&)> fn);
 // Keyspace::RewriteList through the scope's transaction: `fn` edits the list as the transaction
 // sees it; the result is built as a new list (NewKeyListOf) and the key's entry naming it is
 // staged, the old list an orphan: one change of the record, whatever the length (the key goes
@@ -105,8 +105,7 @@ Status ScopedFlush(KeyspaceTransactionScope* scope, const Keyspace& keyspace);
 // writes are read or staged there (transaction_hashes.h); the key is created with its first
 // field and goes with its last, as outside transactions.
 Status ScopedWithHash(KeyspaceTransactionScope* scope, const Keyspace& keyspace,
-                      std::string_view key, Keyspace::Access access,
-                      const std::function<Status(Dict&)>& fn);
+                      std::string_view key, Keyspace::Access access, FunctionRef<Status(Dict&)> fn);
 
 }  // namespace shm
 

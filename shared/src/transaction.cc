@@ -951,7 +951,7 @@ Status ScopedGetEntry(KeyspaceTransactionScope* scope, const Dict& index, std::s
 }
 
 Status ScopedUpdateEntry(KeyspaceTransactionScope* scope, const Dict& index, std::string_view key,
-                         const DictUpdateFn& fn) {
+                         DictUpdateRef fn) {
   State* st = TransactionAccess::StateOf(scope);
   DictValue current;
   bool found = false;
@@ -1265,8 +1265,9 @@ Status Transaction::IncrBy(const Keyspace& ks, std::string_view key, int64_t by,
   KeyType type = KeyType::kNone;
   SHM_RETURN_IF_ERROR(ViewKey(state_.get(), ks, key, &entry, &type));
   if (type != KeyType::kNone && type != KeyType::kString) return WrongType();
-  SHM_RETURN_IF_ERROR(
-      IncrementedValue(type == KeyType::kString ? &entry.data : nullptr, by, result));
+  SHM_RETURN_IF_ERROR(IncrementedValue(
+      type == KeyType::kString ? std::optional<std::string_view>(entry.data) : std::nullopt, by,
+      result));
   return StageKeyString(state_.get(), ks, key, std::to_string(*result),
                         type == KeyType::kNone ? 0 : entry.expires_at_ms);
 }
@@ -1656,7 +1657,7 @@ Status ScopedFlush(KeyspaceTransactionScope* scope, const Keyspace& ks) {
 // ---- Keyspace lists lent to commands in a transaction (keyspace_internal.h) -------------------
 
 Status ScopedWithList(KeyspaceTransactionScope* scope, const Keyspace& ks, std::string_view key,
-                      Keyspace::Access access, const std::function<Status(List&)>& fn) {
+                      Keyspace::Access access, FunctionRef<Status(List&)> fn) {
   State* st = TransactionAccess::StateOf(scope);
   TxListOp* op = nullptr;
   DictValue entry;
@@ -1771,7 +1772,7 @@ void StagedOverlay(const State* st, const Dict& dict, DictOverlay* overlay) {
 }  // namespace
 
 Status ScopedWithHash(KeyspaceTransactionScope* scope, const Keyspace& ks, std::string_view key,
-                      Keyspace::Access access, const std::function<Status(Dict&)>& fn) {
+                      Keyspace::Access access, FunctionRef<Status(Dict&)> fn) {
   State* st = TransactionAccess::StateOf(scope);
   Dict hash;
   bool found = false;
@@ -1797,8 +1798,7 @@ Status TxHashGet(Transaction* tx, const Dict& hash, std::string_view field, Dict
   return found ? Status::OK() : Status::NotFound("no such key");
 }
 
-Status TxHashUpdate(Transaction* tx, const Dict& hash, std::string_view field,
-                    const DictUpdateFn& fn) {
+Status TxHashUpdate(Transaction* tx, const Dict& hash, std::string_view field, DictUpdateRef fn) {
   State* st = TransactionAccess::StateOf(tx);
   DictValue current;
   bool found = false;

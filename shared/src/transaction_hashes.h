@@ -24,8 +24,7 @@ class Transaction;
 Status TxHashGet(Transaction* tx, const Dict& hash, std::string_view field, DictValue* value);
 // As Dict::Update: `fn` sees the field as the transaction does; what it writes (or erases) is
 // staged. Expiry and content type of a field are not staged (hash fields have none).
-Status TxHashUpdate(Transaction* tx, const Dict& hash, std::string_view field,
-                    const DictUpdateFn& fn);
+Status TxHashUpdate(Transaction* tx, const Dict& hash, std::string_view field, DictUpdateRef fn);
 // As Dict::Delete (NotFound when absent, as the transaction sees it).
 Status TxHashDelete(Transaction* tx, const Dict& hash, std::string_view field);
 // As Dict::Stats, of which only `entries` is filled: the fields as the transaction sees them.

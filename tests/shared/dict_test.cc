@@ -687,6 +687,49 @@ TEST(DictTest, UpdateAbortsOnErrorAndCanLeaveTheEntry) {
                   .IsInvalidArgument());
 }
 
+// UpdateView shows the entry in place (what the keyspace's commands use): the same entry Update
+// copies, nullptr when absent, and what it writes commits as Update's does.
+TEST(DictTest, UpdateViewSeesTheEntryInPlace) {
+  test::ScopedSegment seg;
+  Dict dict = OpenDict(seg.get(), "d");
+  SetOptions typed;
+  typed.content_type = "text/plain";
+  typed.ttl_ms = 60000;
+  uint64_t version = 0;
+  ASSERT_OK(dict.Set("k", "abc", typed, &version));
+  DictValue copy;
+  ASSERT_OK(dict.Get("k", &copy));
+  ASSERT_OK(dict.UpdateView("k", [&](const DictEntryView* current, DictUpdate* update) {
+    EXPECT_NE(current, nullptr);
+    EXPECT_EQ(current->data, "abc");
+    EXPECT_EQ(current->content_type, "text/plain");
+    EXPECT_EQ(current->version, version);
+    EXPECT_EQ(current->expires_at_ms, copy.expires_at_ms);
+    DictValue kept = current->ToValue();
+    EXPECT_EQ(kept.data, copy.data);
+    EXPECT_EQ(kept.content_type, copy.content_type);
+    update->data.assign(current->data);
+    update->data += "d";
+    update->keep_expiry = true;
+    return Status::OK();
+  }));
+  DictValue got;
+  ASSERT_OK(dict.Get("k", &got));
+  EXPECT_EQ(got.data, "abcd");
+  EXPECT_EQ(got.expires_at_ms, copy.expires_at_ms);
+  bool saw_absent = false;
+  ASSERT_OK(dict.UpdateView("absent", [&](const DictEntryView* current, DictUpdate* update) {
+    saw_absent = current == nullptr;
+    update->write = false;
+    return Status::OK();
+  }));
+  EXPECT_TRUE(saw_absent);
+  EXPECT_TRUE(dict.Get("absent", &got).IsNotFound());
+  EXPECT_TRUE(dict.UpdateView(std::string(Dict::kMaxKey + 1, 'k'),
+                              [](const DictEntryView*, DictUpdate*) { return Status::OK(); })
+                  .IsInvalidArgument());
+}
+
 TEST(DictTest, WrongTypeOpenAndStaleHandleAfterDelete) {
   test::ScopedSegment seg;
   Counter counter;

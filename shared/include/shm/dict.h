@@ -23,6 +23,7 @@
 #include <string_view>
 #include <vector>
 
+#include "shm/function_ref.h"
 #include "shm/limits.h"
 #include "shm/registry.h"
 #include "shm/status.h"
@@ -125,6 +126,28 @@ struct DictUpdate {
 // Runs under the dict's lock: `current` is the entry (nullptr when absent or expired). A non-OK
 // return aborts the update and is returned by Update. Keep it short; never touch a Dict from it.
 using DictUpdateFn = std::function<Status(const DictValue* current, DictUpdate* update)>;
+// What Update takes: any such callable, by reference (shm/function_ref.h), so a lambda passed to
+// it is neither copied nor wrapped.
+using DictUpdateRef = FunctionRef<Status(const DictValue* current, DictUpdate* update)>;
+
+// The current entry as Dict::UpdateView shows it: views into the segment, valid only during the
+// callback (the entry is immutable and the dict's lock keeps it from being replaced meanwhile).
+struct DictEntryView {
+  std::string_view data;
+  std::string_view content_type;
+  uint64_t version = 0;
+  int64_t expires_at_ms = 0;
+
+  static DictEntryView Of(const DictValue& value) {
+    return {value.data, value.content_type, value.version, value.expires_at_ms};
+  }
+  DictValue ToValue() const {
+    return {std::string(data), std::string(content_type), version, expires_at_ms};
+  }
+};
+// Update's callback on a view: no copy of the current entry (a caller that overwrites it, or reads
+// a few bytes of it, pays nothing for the rest).
+using DictViewUpdateRef = FunctionRef<Status(const DictEntryView* current, DictUpdate* update)>;
 
 class Dict {
  public:
@@ -158,7 +181,9 @@ class Dict {
   Status Incr(std::string_view key, int64_t by, int64_t init, int64_t ttl_ms, int64_t* result);
   // Computes the entry's next value from its current one under the lock (atomic
   // read-modify-write). `version` (may be null) gets the version written, or the current one.
-  Status Update(std::string_view key, const DictUpdateFn& fn, uint64_t* version = nullptr);
+  Status Update(std::string_view key, DictUpdateRef fn, uint64_t* version = nullptr);
+  // The same, showing `fn` the current entry in place (DictEntryView) rather than a copy of it.
+  Status UpdateView(std::string_view key, DictViewUpdateRef fn, uint64_t* version = nullptr);
 
   // A hint, for a batch of operations that follows (a pipeline's): starts loading the table
   // slots of `keys`, then the entries those slots name, into the CPU cache, so that the batch
@@ -203,7 +228,7 @@ class Dict {
                          const DictOptions& options, Dict* result, bool* created);
   Status SetImpl(std::string_view key, std::string_view value, const SetOptions& options,
                  uint64_t* version);
-  Status UpdateImpl(std::string_view key, const DictUpdateFn& fn, uint64_t* version);
+  Status UpdateImpl(std::string_view key, DictViewUpdateRef fn, uint64_t* version);
   // Removes up to `budget` expired entries of shard `shard`, resuming where the last sweep of the
   // shard stopped, and looks at no more than 16 * budget slots (Redis's sampling, bounded work per
   // call). `removed(value)` runs under the shard's lock for each, before it is unlinked.

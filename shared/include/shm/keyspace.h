@@ -27,11 +27,11 @@
 #include <span>
 #include <string>
 #include <string_view>
-#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "shm/dict.h"
+#include "shm/function_ref.h"
 #include "shm/list.h"
 #include "shm/registry.h"
 #include "shm/status.h"
@@ -66,9 +66,10 @@ struct StringUpdate {
   std::optional<int64_t> expires_at_ms;  // nullopt: keep the key's expiry (0 clears it).
 };
 // Runs under the key's lock: `current` is the string (nullptr when absent); `expires_at_ms` its
-// expiry (0 none). A non-OK return aborts the update and is returned.
+// expiry (0 none). A non-OK return aborts the update and is returned. Any such callable, by
+// reference (shm/function_ref.h).
 using StringUpdateFn =
-    std::function<Status(const std::string* current, int64_t expires_at_ms, StringUpdate* update)>;
+    FunctionRef<Status(const std::string* current, int64_t expires_at_ms, StringUpdate* update)>;
 
 class Keyspace {
  public:
@@ -95,15 +96,7 @@ class Keyspace {
   Status IncrBy(std::string_view key, int64_t by, int64_t* result);
   // A read-modify-write of the string at `key` under its lock (APPEND, SETRANGE, GETDEL, GETEX,
   // INCRBYFLOAT...). WrongType if the key holds a list or hash.
-  Status UpdateString(std::string_view key, const StringUpdateFn& fn);
-  template <typename Fn>
-  requires(!std::is_same_v<std::decay_t<Fn>, StringUpdateFn>) Status
-      UpdateString(std::string_view key, Fn&& fn) {
-    return UpdateString(
-        key, StringUpdateFn([&fn](const std::string* current, int64_t at, StringUpdate* update) {
-          return fn(current, at, update);
-        }));
-  }
+  Status UpdateString(std::string_view key, StringUpdateFn fn);
 
   // Generic key operations, every type alike.
   // *existed: the key was there (and is now gone).
@@ -131,21 +124,11 @@ class Keyspace {
   // emptiness check after it runs only when fn failed. After a kWrite or kCreate the key's version
   // moves on, a list or hash left empty is removed with its key, and a new one fn did not fill is
   // never created. `fn` must not block and must not use this keyspace.
+  // `fn` is any callable, taken by reference (shm/function_ref.h): nothing is copied or
+  // allocated per call.
   enum class Access : uint8_t { kRead, kWrite, kCreate };
-  Status WithList(std::string_view key, Access access, const std::function<Status(List&)>& fn);
-  Status WithHash(std::string_view key, Access access, const std::function<Status(Dict&)>& fn);
-  // The same for a callable of any size, without a heap allocation (the std::function built
-  // holds one reference to `fn`): what a hot path calls.
-  template <typename Fn>
-  requires(!std::is_same_v<std::decay_t<Fn>, std::function<Status(List&)>>) Status
-      WithList(std::string_view key, Access access, Fn&& fn) {
-    return WithList(key, access, std::function<Status(List&)>([&fn](List& l) { return fn(l); }));
-  }
-  template <typename Fn>
-  requires(!std::is_same_v<std::decay_t<Fn>, std::function<Status(Dict&)>>) Status
-      WithHash(std::string_view key, Access access, Fn&& fn) {
-    return WithHash(key, access, std::function<Status(Dict&)>([&fn](Dict& d) { return fn(d); }));
-  }
+  Status WithList(std::string_view key, Access access, FunctionRef<Status(List&)> fn);
+  Status WithHash(std::string_view key, Access access, FunctionRef<Status(Dict&)> fn);
 
   // Replaces the key's list by `fn`'s edit of its items (LSET, LINSERT, LREM, LTRIM): the new
   // list is built aside and published by one commit of the key's entry, so a crash leaves the
@@ -192,8 +175,7 @@ class Keyspace {
   Keyspace(const Dict& index, int db) : index_(index), db_(db) {}
 
   template <typename Proxy>
-  Status WithAggregate(std::string_view key, Access access,
-                       const std::function<Status(Proxy&)>& fn);
+  Status WithAggregate(std::string_view key, Access access, FunctionRef<Status(Proxy&)> fn);
 
   Dict index_;  // Kind kKeyspace: a dict body on the keyspace stripes.
   int db_ = 0;
