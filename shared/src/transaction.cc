@@ -68,7 +68,7 @@ struct Transaction::State {
     // Read a keyspace key's list or hash: its version needs the entry's content at the commit
     // (a string's or an absent key's is the entry's own, which a probe checks).
     bool read_aggregate = false;
-    DictTxSlotHint seen;   // Read and found: where (the commit checks that slot first).
+    DictTxSlotHint seen;  // Read and found: where (the commit checks that slot first).
     bool written = false;
     bool erase = false;
     DictValue value;  // Written: what a later read sees (version 0: not yet known).
