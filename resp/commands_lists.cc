@@ -133,20 +133,53 @@ Status ReadRange(List& l, int64_t start, int64_t stop, std::vector<std::string>*
   return Status::OK();
 }
 
+// LRANGE's reply written from the list under its lock: the array header once (the count is
+// known there), then each item, with no copy in between. A reply past kMaxRangeReplyBytes stops
+// the visit and is dropped (LRange answers an error instead).
+class RangeReply final : public List::RangeVisitor {
+ public:
+  explicit RangeReply(ReplyWriter* w) : w_(w), mark_(w->buffer()->size()) {}
+
+  void Begin(uint64_t count) override {
+    w_->buffer()->resize(mark_);  // A visit run again (WithList's retry) starts over.
+    bytes_ = 0;
+    w_->Array(count);
+  }
+  bool Item(std::string_view item) override {
+    bytes_ += item.size();
+    if (bytes_ > kMaxRangeReplyBytes) {
+      too_big_ = true;
+      return false;
+    }
+    w_->Bulk(item);
+    return true;
+  }
+  // Drops what the visit wrote (an error or a reply too big is answered instead).
+  void Drop() { w_->buffer()->resize(mark_); }
+  bool too_big() const { return too_big_; }
+
+ private:
+  ReplyWriter* w_;
+  size_t mark_;
+  size_t bytes_ = 0;
+  bool too_big_ = false;
+};
+
 void LRange(Call& c) {
   int64_t start = 0, stop = 0;
   if (!ParseInt(c.args[2], &start) || !ParseInt(c.args[3], &stop)) return c.w.Error(kNotInteger);
   Keyspace* ks = KS(c);
   if (ks == nullptr) return;
-  std::vector<std::string> items;
-  bool too_big = false;
+  RangeReply reply(&c.w);
   Status s = ks->WithList(c.args[1], Access::kRead,
-                          [&](List& l) { return ReadRange(l, start, stop, &items, &too_big); });
-  if (too_big) return c.w.Error("ERR LRANGE reply would pass 64 MiB; ask for a smaller range");
+                          [&](List& l) { return l.VisitRange(start, stop, &reply); });
+  if (s.ok() && !reply.too_big()) return;
+  reply.Drop();
+  if (reply.too_big()) {
+    return c.w.Error("ERR LRANGE reply would pass 64 MiB; ask for a smaller range");
+  }
   if (s.IsNotFound()) return c.w.Array(0);
-  if (!s.ok()) return ReplyStatus(c.w, s);
-  c.w.Array(items.size());
-  for (const std::string& item : items) c.w.Bulk(item);
+  ReplyStatus(c.w, s);
 }
 
 // LINDEX: the key's type before the index (Redis's order).

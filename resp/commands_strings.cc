@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "internal.h"
+#include "shm/transaction.h"
 
 namespace shm::resp {
 namespace {
@@ -228,12 +229,12 @@ void MGet(Call& c) {
   }
 }
 
-// MSET and MSETNX set key by key (atomic across keys is the transactions issue's: docs/resp.md).
 // MGET of several keys reads them at one instant (as one read-only transaction).
 void MGetKeys(Call& c) { c.args.size() <= 2 ? MGet(c) : Isolated<MGet>(c); }
 
-void MSet(Call& c) {
-  if (c.args.size() % 2 != 1) return WrongArity(c);
+// MSET and MSETNX key by key, for RunIsolated to make one transaction of (or to run under the
+// keyspace's locks): inside MULTI/EXEC, and when SetPairsAtOnce gives up.
+void MSetKeyByKey(Call& c) {
   Keyspace* ks = KS(c);
   if (ks == nullptr) return;
   for (size_t i = 1; i + 1 < c.args.size(); i += 2) {
@@ -244,8 +245,7 @@ void MSet(Call& c) {
   c.w.Simple("OK");
 }
 
-void MSetNx(Call& c) {
-  if (c.args.size() % 2 != 1) return WrongArity(c);
+void MSetNxKeyByKey(Call& c) {
   Keyspace* ks = KS(c);
   if (ks == nullptr) return;
   for (size_t i = 1; i + 1 < c.args.size(); i += 2) {
@@ -260,6 +260,69 @@ void MSetNx(Call& c) {
     if (!s.ok()) return ReplyStatus(c.w, s);
   }
   c.w.Integer(1);
+}
+
+// MSET's (and MSETNX's, `only_if_none`) pairs staged straight into one shm::Transaction and
+// committed, retried on a conflict: the same atomicity as RunIsolated's transaction (across
+// keys and across a crash; MSETNX's reads validated by the same commit), without the generic
+// scope a command of any shape needs (a std::function per key, the update's copies). False,
+// with nothing applied or replied, when the pairs must go RunIsolated's way instead: contended
+// past the attempts, near a transaction's limits, or a pair refused (its error is RunIsolated's
+// to answer, after the pairs before it as ever).
+bool SetPairsAtOnce(Call& c, Keyspace* ks, bool only_if_none) {
+  const size_t pairs = (c.args.size() - 1) / 2;
+  size_t bytes = 0;
+  for (size_t i = 1; i < c.args.size(); ++i) bytes += c.args[i].size();
+  if (pairs >= Transaction::kMaxOps / 4 || bytes >= Transaction::kMaxStagedBytes / 2) return false;
+  constexpr int kAttempts = 16;  // RunIsolated's, before it takes the locks.
+  for (int attempt = 0; attempt < kAttempts; ++attempt) {
+    Transaction tx(c.segment());
+    Status s;
+    bool refused = false;  // MSETNX: some key exists.
+    if (only_if_none) {
+      for (size_t i = 1; i + 1 < c.args.size() && s.ok() && !refused; i += 2) {
+        KeyType type = KeyType::kNone;
+        s = tx.Type(*ks, c.args[i], &type);
+        refused = s.ok() && type != KeyType::kNone;
+      }
+    }
+    for (size_t i = 1; i + 1 < c.args.size() && s.ok() && !refused; i += 2) {
+      StringSetResult result;  // A repeated key's last value wins: its stage replaces the first.
+      s = tx.Set(*ks, c.args[i], c.args[i + 1], StringSet(), &result);
+    }
+    if (s.IsConflict()) continue;  // A key read twice changed in between.
+    if (!s.ok()) return false;
+    s = tx.Commit();  // Read-only when refused: it validates the reads.
+    if (s.IsConflict()) continue;
+    if (!s.ok()) {
+      ReplyStatus(c.w, s);
+    } else if (only_if_none) {
+      c.w.Integer(refused ? 0 : 1);
+    } else {
+      c.w.Simple("OK");
+    }
+    return true;
+  }
+  return false;
+}
+
+// MSET and MSETNX are atomic across their keys (docs/resp.md).
+void MSet(Call& c) {
+  if (c.args.size() % 2 != 1) return WrongArity(c);
+  Keyspace* ks = KS(c);
+  if (ks == nullptr) return;
+  const bool nested = KeyspaceTransactionScope::Active() || KeyspaceExclusive::HeldByThisThread();
+  if (!nested && SetPairsAtOnce(c, ks, false)) return;
+  RunIsolated(c, {}, [&c] { MSetKeyByKey(c); });
+}
+
+void MSetNx(Call& c) {
+  if (c.args.size() % 2 != 1) return WrongArity(c);
+  Keyspace* ks = KS(c);
+  if (ks == nullptr) return;
+  const bool nested = KeyspaceTransactionScope::Active() || KeyspaceExclusive::HeldByThisThread();
+  if (!nested && SetPairsAtOnce(c, ks, true)) return;
+  RunIsolated(c, {}, [&c] { MSetNxKeyByKey(c); });
 }
 
 Status TooLong() {
@@ -492,8 +555,8 @@ void RegisterStringCommands(CommandTable* table) {
            CommandRow{"getdel", 2, kWrite | kFast, kOne, GetDel},
            CommandRow{"getex", -2, kWrite | kFast, kOne, GetEx},
            CommandRow{"mget", -2, kReadOnly | kFast, {1, -1, 1}, MGetKeys},
-           CommandRow{"mset", -3, kWrite | kDenyOom, {1, -1, 2}, Isolated<MSet>},
-           CommandRow{"msetnx", -3, kWrite | kDenyOom, {1, -1, 2}, Isolated<MSetNx>},
+           CommandRow{"mset", -3, kWrite | kDenyOom, {1, -1, 2}, MSet},
+           CommandRow{"msetnx", -3, kWrite | kDenyOom, {1, -1, 2}, MSetNx},
            CommandRow{"append", 3, kWrite | kDenyOom | kFast, kOne, Append},
            CommandRow{"strlen", 2, kReadOnly | kFast, kOne, StrLen},
            CommandRow{"incr", 2, kWrite | kDenyOom | kFast, kOne, Incr},

@@ -1919,6 +1919,11 @@ Status DictTxGet(const Dict& dict, std::string_view key, uint64_t hash, DictValu
   return GetHashed(dict.ref(), key, hash, value, seen);
 }
 
+Status DictTxRead(const Dict& dict, std::string_view key, uint64_t hash, DictReader* reader,
+                  DictTxSlotHint* seen) {
+  return ReadHashed(dict.ref(), key, hash, reader, seen);
+}
+
 Status DictTxAllocateBlob(Segment::Impl* seg, CowWriter* writer, std::string_view key,
                           std::string_view content_type, std::string_view value,
                           int64_t expires_at_ms, uint64_t* handle) {

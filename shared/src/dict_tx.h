@@ -82,6 +82,10 @@ Status DictTxAllocateBlob(Segment::Impl* seg, CowWriter* writer, std::string_vie
 // *seen (may be null) gets where a hit was found, untouched otherwise.
 Status DictTxGet(const Dict& dict, std::string_view key, uint64_t hash, DictValue* value,
                  DictTxSlotHint* seen = nullptr);
+// The same read through `reader`, which keeps what it needs of the entry (a blind write of a
+// keyspace string needs its type and version, not its old bytes).
+Status DictTxRead(const Dict& dict, std::string_view key, uint64_t hash, DictReader* reader,
+                  DictTxSlotHint* seen = nullptr);
 // Under the lock: applies `change` with plain stores (the record, not an intent slot, owns its
 // blobs), freeing the blob it replaces. With `evictor` (the committer's writer) a dict with
 // max_bytes first evicts to make room; a repair passes none. Idempotent: a put whose blob is in

@@ -671,6 +671,47 @@ Status List::DoRange(int64_t start, int64_t stop, std::vector<std::string>* item
   return Status::OK();
 }
 
+Status List::VisitRange(int64_t start, int64_t stop, RangeVisitor* visitor) const {
+  if (!ref_.valid()) return Status::InvalidArgument("list handle is not open");
+  if (tx_ == nullptr) {
+    return CatchAtBoundary("list range", [&] { return DoVisitRange(start, stop, visitor); });
+  }
+  // The transaction's view answers in Range's chunks; visited once all are in.
+  uint64_t length = 0;
+  SHM_RETURN_IF_ERROR(Length(&length));
+  ClampRange(static_cast<int64_t>(length), &start, &stop);
+  std::vector<std::string> items;
+  std::vector<std::string> chunk;
+  while (start <= stop) {
+    bool truncated = false;
+    SHM_RETURN_IF_ERROR(Range(start, stop, &chunk, &truncated));
+    if (chunk.empty()) break;
+    start += static_cast<int64_t>(chunk.size());
+    for (std::string& item : chunk) items.push_back(std::move(item));
+    if (!truncated) break;
+  }
+  visitor->Begin(items.size());
+  for (const std::string& item : items) {
+    if (!visitor->Item(item)) break;
+  }
+  return Status::OK();
+}
+
+Status List::DoVisitRange(int64_t start, int64_t stop, RangeVisitor* visitor) const {
+  Segment::Impl* seg = ref_.segment->impl();
+  ObjectGuard guard;
+  SHM_RETURN_IF_ERROR(guard.Lock(ref_));
+  ListRep* rep = RepOf(seg, ref_.entry);
+  const int64_t head = rep->head.load();
+  const uint64_t ring = rep->ring.load();
+  ClampRange(static_cast<int64_t>(LengthOf(rep)), &start, &stop);
+  visitor->Begin(start <= stop ? static_cast<uint64_t>(stop - start + 1) : 0);
+  for (int64_t i = start; i <= stop; ++i) {
+    if (!visitor->Item(ItemView(seg, SlotAt(seg, ring, head + i)))) break;
+  }
+  return Status::OK();
+}
+
 Status List::Set(int64_t index, std::string_view item) {
   if (!ref_.valid()) return Status::InvalidArgument("list handle is not open");
   if (tx_ != nullptr) return TxListUnsupported();

@@ -61,13 +61,17 @@ Status ListTxFillRecord(Segment::Impl* seg, TxRecordRep* rec, uint32_t first, co
 // list it changed both use: negative indexes count from the end, bounds are clamped, start >
 // stop is empty, at most List::kMaxRangeItems items and kMaxRangeBytes bytes (at least one item;
 // *truncated, if given, set when cut short). item_at(i) returns the i-th item (a string_view).
+// LRANGE's bounds on a list of `length` items: *start..*stop from the left, within the list
+// (empty when *start > *stop). Lengths are < 2^28, so no overflow once clamped.
+inline void ClampRange(int64_t length, int64_t* start, int64_t* stop) {
+  if (*start < 0) *start = std::max<int64_t>(*start, -length) + length;
+  if (*stop < 0) *stop = std::max<int64_t>(*stop, -length - 1) + length;
+  *stop = std::min(*stop, length - 1);
+}
 template <typename ItemAt>
 void CollectRange(int64_t length, int64_t start, int64_t stop, ItemAt&& item_at,
                   std::vector<std::string>* items, bool* truncated) {
-  // Lengths are < 2^28, so no overflow once clamped.
-  if (start < 0) start = std::max<int64_t>(start, -length) + length;
-  if (stop < 0) stop = std::max<int64_t>(stop, -length - 1) + length;
-  stop = std::min(stop, length - 1);
+  ClampRange(length, &start, &stop);
   size_t bytes = 0;
   for (int64_t i = start; i <= stop; ++i) {
     std::string_view item = item_at(i);

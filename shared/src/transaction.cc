@@ -65,7 +65,10 @@ struct Transaction::State {
     bool keyspace = false;
     bool read = false;
     uint64_t version = 0;  // Read: 0 absent. For a keyspace key, Keyspace::Version's.
-    DictTxSlotHint seen;   // Read and found: where (the commit checks that slot first).
+    // Read a keyspace key's list or hash: its version needs the entry's content at the commit
+    // (a string's or an absent key's is the entry's own, which a probe checks).
+    bool read_aggregate = false;
+    DictTxSlotHint seen;  // Read and found: where (the commit checks that slot first).
     bool written = false;
     bool erase = false;
     DictValue value;  // Written: what a later read sees (version 0: not yet known).
@@ -227,7 +230,7 @@ struct Transaction::State {
     e.hash = hash;
     e.key.assign(key);
     e.keyspace = keyspace;
-    e.read = e.written = e.erase = false;
+    e.read = e.written = e.erase = e.read_aggregate = false;
     e.version = 0;
     e.seen = DictTxSlotHint{};
     e.expiry = Expiry::kAbsolute;
@@ -273,11 +276,34 @@ void ReturnState(std::unique_ptr<State> state) {
   if (t_spare_state == nullptr) t_spare_state = std::move(state);
 }
 
+// Keeps a keyspace entry without a string's bytes: its type (the content type), version,
+// expiry, and a list's or hash's name (its data). What a blind overwrite of the key needs.
+class EntryWithoutStringBytes final : public DictReader {
+ public:
+  explicit EntryWithoutStringBytes(DictValue* out) : out_(out) {}
+  Status Take(std::string_view data, std::string_view content_type, uint64_t version,
+              int64_t expires_at_ms) override {
+    if (content_type.empty()) {
+      out_->data.clear();
+    } else {
+      out_->data.assign(data);
+    }
+    out_->content_type.assign(content_type);
+    out_->version = version;
+    out_->expires_at_ms = expires_at_ms;
+    return Status::OK();
+  }
+
+ private:
+  DictValue* out_;
+};
+
 // The entry of `key` as this transaction sees it: a staged write, else the committed state (the
 // version read is recorded; a second read that differs is a conflict at once). *found false
-// when absent.
+// when absent. Without `string_bytes`, a keyspace string's committed bytes are not copied (out's
+// data is empty then).
 Status ViewEntry(State* st, const Dict& dict, bool keyspace, std::string_view key, DictValue* out,
-                 bool* found) {
+                 bool* found, bool string_bytes = true) {
   uint64_t hash = 0;
   State::Entry* e = st->Lookup(dict.ref(), key, &hash);
   if (e != nullptr && e->written) {
@@ -287,7 +313,13 @@ Status ViewEntry(State* st, const Dict& dict, bool keyspace, std::string_view ke
   }
   SHM_RETURN_IF_ERROR(st->CheckRoom(key.size()));
   DictTxSlotHint seen;
-  Status s = DictTxGet(dict, key, hash, out, &seen);
+  Status s;
+  if (string_bytes || !keyspace) {
+    s = DictTxGet(dict, key, hash, out, &seen);
+  } else {
+    EntryWithoutStringBytes reader(out);
+    s = DictTxRead(dict, key, hash, &reader, &seen);
+  }
   if (!s.ok() && !s.IsNotFound()) return s;
   *found = s.ok();
   uint64_t version = 0;
@@ -295,6 +327,7 @@ Status ViewEntry(State* st, const Dict& dict, bool keyspace, std::string_view ke
   if (e == nullptr) e = st->Add(dict.ref(), hash, key, keyspace);
   if (!e->read) {
     e->read = true;
+    e->read_aggregate = keyspace && *found && KeyTypeOfEntry(*out) != KeyType::kString;
     e->version = version;
     e->seen = seen;
     ++st->reads;
@@ -326,22 +359,23 @@ Status Stage(State* st, const Dict& dict, bool keyspace, std::string_view key, b
 }
 
 // A keyspace entry as this transaction sees it, with an entry whose list or hash is gone shown
-// as absent (as Keyspace does).
-Status ViewKey(State* st, const Keyspace& ks, std::string_view key, DictValue* entry,
-               KeyType* type) {
+// as absent (as Keyspace does). `string_bytes` as ViewEntry's.
+Status ViewKey(State* st, const Keyspace& ks, std::string_view key, DictValue* entry, KeyType* type,
+               bool string_bytes = true) {
   if (key.size() > Keyspace::kMaxKey) {
     return Status::InvalidArgument("key longer than " + std::to_string(Keyspace::kMaxKey) +
                                    " bytes");
   }
   bool found = false;
-  SHM_RETURN_IF_ERROR(ViewEntry(st, KeyspaceIndex(ks), true, key, entry, &found));
+  SHM_RETURN_IF_ERROR(ViewEntry(st, KeyspaceIndex(ks), true, key, entry, &found, string_bytes));
   *type = found ? KeyTypeOfEntry(*entry) : KeyType::kNone;
+  if (!found || *type == KeyType::kString) return Status::OK();
   // An aggregate this transaction named stands: it stages a key's list or hash only non-empty.
-  const State::Entry* e = st->Find(KeyspaceIndex(ks).ref(), DictKeyHash(key), key);
+  // (ViewEntry looked the key up last, so Lookup finds it without hashing it again.)
+  uint64_t hash = 0;
+  const State::Entry* e = st->Lookup(KeyspaceIndex(ks).ref(), key, &hash);
   const bool staged = e != nullptr && e->written;
-  if (found && !staged && *type != KeyType::kString && !KeyEntryLive(ks.ref().segment, *entry)) {
-    *type = KeyType::kNone;
-  }
+  if (!staged && !KeyEntryLive(ks.ref().segment, *entry)) *type = KeyType::kNone;
   return Status::OK();
 }
 
@@ -605,7 +639,7 @@ class Committer {
     int64_t expires_at_ms = 0;
     Status s;
     Where(i).at = DictTxSlotHint{};
-    if (e.read && e.keyspace) {  // A list's or hash's version needs the entry's content.
+    if (e.read && e.read_aggregate) {  // A list's or hash's version needs the entry's content.
       DictValue value;
       bool found = false;
       s = DictTxReadLocked(e.ref, target, e.key, &value, &found);
@@ -1242,7 +1276,8 @@ Status Transaction::Set(const Keyspace& ks, std::string_view key, std::string_vi
   *result = StringSetResult{};
   DictValue entry;
   KeyType type = KeyType::kNone;
-  SHM_RETURN_IF_ERROR(ViewKey(state_.get(), ks, key, &entry, &type));
+  // The old string's bytes only for GET: an overwrite needs its type and version alone.
+  SHM_RETURN_IF_ERROR(ViewKey(state_.get(), ks, key, &entry, &type, options.get));
   if (options.get && type != KeyType::kNone) {
     if (type != KeyType::kString) return WrongType();
     result->old = entry.data;

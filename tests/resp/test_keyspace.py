@@ -70,6 +70,71 @@ def test_msetnx_last_pair_wins(r):
     assert r.get("x1") == "b"
 
 
+def test_mset_repeated_key_last_wins_and_replaces_every_type(r):
+    r.rpush("ml", "a", "b")
+    r.hset("mh", "f", "v")
+    r.set("ms", "old", ex=100)
+    assert r.execute_command("MSET", "m1", "a", "ml", "x", "m1", "b", "mh", "y", "ms", "z") is True
+    assert r.mget("m1", "ml", "mh", "ms") == ["b", "x", "y", "z"]
+    assert r.type("ml") == "string" and r.type("mh") == "string"
+    assert r.ttl("ms") == -1  # MSET keeps no expiry (Redis).
+    assert r.rpush("ml2", "c") == 1  # The list MSET replaced left nothing behind at a new key.
+
+
+def test_msetnx_refuses_without_writing_any_key(r):
+    r.rpush("nl", "a")
+    assert r.execute_command("MSETNX", "n1", "a", "n2", "b", "nl", "c") == 0
+    assert r.exists("n1", "n2") == 0 and r.lrange("nl", 0, -1) == ["a"]
+    r.set("n3", "s")
+    assert r.execute_command("MSETNX", "n3", "a", "n4", "b") == 0
+    assert r.get("n3") == "s" and r.exists("n4") == 0
+    assert r.execute_command("MSETNX", "n1", "a", "n2", "b") == 1
+    assert r.mget("n1", "n2") == ["a", "b"]
+
+
+def test_mset_and_msetnx_inside_multi_see_the_batch(r):
+    p = r.pipeline(transaction=True)
+    p.set("t1", "x")
+    p.execute_command("MSETNX", "t1", "a", "t2", "b")
+    p.execute_command("MSET", "t2", "c", "t3", "d", "t2", "e")
+    p.mget("t1", "t2", "t3")
+    assert p.execute() == [True, 0, True, ["x", "e", "d"]]
+
+
+def test_mset_errors_as_before_on_a_key_too_long(r):
+    with pytest.raises(redis.ResponseError):
+        r.execute_command("MSET", "ok1", "v", "k" * (1 << 20), "v")
+    assert r.ping()
+
+
+def test_lrange_over_inline_and_block_items(r):
+    items = ["", "a", "1234567", "12345678", "z" * 300, "bc"]  # Up to 7 bytes live in the slot.
+    r.rpush("lr", *items)
+    cases = [(0, -1), (0, 0), (1, 3), (-2, -1), (2, -3), (-100, 100), (-7, -6), (5, 5),
+             (6, 10), (100, 200), (3, 1), (-1, -2), (0, -7), (-6, -6)]
+    for start, stop in cases:
+        n = len(items)
+        first = max(start + n, 0) if start < 0 else start
+        last = min(stop + n if stop < 0 else stop, n - 1)
+        want = items[first:last + 1] if first <= last else []
+        assert r.lrange("lr", start, stop) == want, (start, stop)
+    assert r.lrange("absent", 0, -1) == []
+    r.set("str", "v")
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        r.lrange("str", 0, -1)
+
+
+def test_lrange_inside_multi_sees_the_staged_list(r):
+    r.rpush("ml", "a", "12345678")
+    p = r.pipeline(transaction=True)
+    p.rpush("ml", "b")
+    p.lrange("ml", 0, -1)
+    p.lpush("new", "y" * 20, "x")
+    p.lrange("new", -1, 5)
+    p.lrange("ml", 1, 1)
+    assert p.execute() == [3, ["a", "12345678", "b"], 2, ["y" * 20], ["12345678"]]
+
+
 def test_expired_keys_leave_dbsize_without_being_read(server):
     c = server.client(decode_responses=True)
     c.execute_command("SELECT", 3)  # A database of its own: other tests' keys stay out.

@@ -162,6 +162,69 @@ TEST(ListTest, RangeIsCappedAndSaysSo) {
   EXPECT_EQ(got.size(), 5u);
 }
 
+// Collects what List::VisitRange shows, stopping after `stop_after` items when given.
+class CollectingVisitor final : public List::RangeVisitor {
+ public:
+  explicit CollectingVisitor(size_t stop_after = SIZE_MAX) : stop_after_(stop_after) {}
+  void Begin(uint64_t count) override {
+    ++begins;
+    announced = count;
+    items.clear();
+  }
+  bool Item(std::string_view item) override {
+    items.emplace_back(item);
+    return items.size() < stop_after_;
+  }
+  int begins = 0;
+  uint64_t announced = 0;
+  std::vector<std::string> items;
+
+ private:
+  size_t stop_after_;
+};
+
+TEST(ListTest, VisitRangeShowsWhatRangeCopiesInlineAndBlobItems) {
+  test::ScopedSegment seg;
+  List list = OpenList(seg.get(), "visit");
+  CollectingVisitor empty;
+  ASSERT_TRUE(list.VisitRange(0, -1, &empty).ok());
+  EXPECT_EQ(empty.begins, 1);
+  EXPECT_EQ(empty.announced, 0u);
+  // Items of 7 bytes or less live in their slot, longer ones in a block (list_rep.h).
+  const std::vector<std::string> pushed = {"",  "a", "1234567", "12345678", std::string(300, 'z'),
+                                           "bc"};
+  for (const std::string& item : pushed) ASSERT_TRUE(list.Push(End::kRight, item).ok());
+  const int64_t bounds[] = {INT64_MIN, -100, -7, -6, -2, -1, 0, 1, 3, 5, 6, 100, INT64_MAX};
+  for (int64_t start : bounds) {
+    for (int64_t stop : bounds) {
+      std::vector<std::string> want;
+      ASSERT_TRUE(list.Range(start, stop, &want).ok());
+      CollectingVisitor visitor;
+      ASSERT_TRUE(list.VisitRange(start, stop, &visitor).ok());
+      EXPECT_EQ(visitor.begins, 1);
+      EXPECT_EQ(visitor.announced, want.size()) << "start=" << start << " stop=" << stop;
+      EXPECT_EQ(visitor.items, want) << "start=" << start << " stop=" << stop;
+    }
+  }
+  CollectingVisitor first_two(2);  // Item answering false stops the visit.
+  ASSERT_TRUE(list.VisitRange(0, -1, &first_two).ok());
+  EXPECT_EQ(first_two.announced, 6u);
+  EXPECT_EQ(first_two.items, Items({"", "a"}));
+}
+
+TEST(ListTest, VisitRangeIsNotCappedAsRangeIs) {
+  test::ScopedSegment seg(64 << 20);
+  List list = OpenList(seg.get(), "long");
+  for (size_t i = 0; i < List::kMaxRangeItems + 5; ++i) {
+    ASSERT_TRUE(list.Push(End::kRight, std::to_string(i)).ok());
+  }
+  CollectingVisitor visitor;
+  ASSERT_TRUE(list.VisitRange(0, -1, &visitor).ok());
+  EXPECT_EQ(visitor.announced, List::kMaxRangeItems + 5);
+  ASSERT_EQ(visitor.items.size(), List::kMaxRangeItems + 5);
+  EXPECT_EQ(visitor.items.back(), std::to_string(List::kMaxRangeItems + 4));
+}
+
 TEST(ListTest, LimitsAnswerClearlyAndChangeNothing) {
   test::ScopedSegment seg;
   List list;

@@ -137,6 +137,22 @@ class List {
   uint64_t max_items() const { return max_items_; }
   uint64_t max_item_bytes() const { return max_item_bytes_; }
 
+  // What VisitRange calls: Begin once with the number of items, then Item for each in order
+  // (false stops the visit). A view is valid only during its call.
+  class RangeVisitor {
+   public:
+    virtual void Begin(uint64_t count) = 0;
+    virtual bool Item(std::string_view item) = 0;
+
+   protected:
+    ~RangeVisitor() = default;
+  };
+  // Items start..stop as Range counts them, without its kMaxRange limits and without copying
+  // them: the visitor sees the list of one instant, under its lock (LRANGE writes its reply from
+  // there). The visitor must not use this list or block. Inside a transaction (a handle lent by
+  // Keyspace::WithList), the list as the transaction sees it, copied once.
+  Status VisitRange(int64_t start, int64_t stop, RangeVisitor* visitor) const;
+
  private:
   List(const ObjectRef& ref, uint64_t max_items, uint64_t max_item_bytes)
       : ref_(ref), max_items_(max_items), max_item_bytes_(max_item_bytes) {}
@@ -146,6 +162,7 @@ class List {
                ListPlace* place);
   Status DoRange(int64_t start, int64_t stop, std::vector<std::string>* items,
                  bool* truncated) const;
+  Status DoVisitRange(int64_t start, int64_t stop, RangeVisitor* visitor) const;
   void LeaveOtherLine(ListPlace* place) const;
   Status DoSet(int64_t index, std::string_view item);
   Status DoReplace(const std::vector<std::string>* expected, const std::vector<std::string>& items,
