@@ -306,24 +306,19 @@ bool SetPairsAtOnce(Call& c, Keyspace* ks, bool only_if_none) {
   return false;
 }
 
-// MSET and MSETNX are atomic across their keys (docs/resp.md).
-void MSet(Call& c) {
+// MSET and MSETNX are atomic across their keys (docs/resp.md): one transaction of the pairs,
+// or RunIsolated's key-by-key way inside another transaction or when the pairs cannot be staged.
+void SetPairs(Call& c, bool only_if_none) {
   if (c.args.size() % 2 != 1) return WrongArity(c);
   Keyspace* ks = KS(c);
   if (ks == nullptr) return;
   const bool nested = KeyspaceTransactionScope::Active() || KeyspaceExclusive::HeldByThisThread();
-  if (!nested && SetPairsAtOnce(c, ks, false)) return;
-  RunIsolated(c, {}, [&c] { MSetKeyByKey(c); });
+  if (!nested && SetPairsAtOnce(c, ks, only_if_none)) return;
+  RunIsolated(c, {}, [&c, only_if_none] { only_if_none ? MSetNxKeyByKey(c) : MSetKeyByKey(c); });
 }
 
-void MSetNx(Call& c) {
-  if (c.args.size() % 2 != 1) return WrongArity(c);
-  Keyspace* ks = KS(c);
-  if (ks == nullptr) return;
-  const bool nested = KeyspaceTransactionScope::Active() || KeyspaceExclusive::HeldByThisThread();
-  if (!nested && SetPairsAtOnce(c, ks, true)) return;
-  RunIsolated(c, {}, [&c] { MSetNxKeyByKey(c); });
-}
+void MSet(Call& c) { SetPairs(c, false); }
+void MSetNx(Call& c) { SetPairs(c, true); }
 
 Status TooLong() {
   return Status::InvalidArgument("string exceeds maximum allowed size (proto-max-bulk-len)");
