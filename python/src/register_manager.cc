@@ -457,7 +457,7 @@ class MgrDict {
       bool present = false;
       bool malformed = false;
     } change{value_record};
-    // One pointer captured: the std::function keeps it inline (no allocation per call).
+    // Dict::Update takes the callback by reference (FunctionRef): no copy, no allocation per call.
     auto rewrite = [c = &change](const shm::DictValue* current, shm::DictUpdate* update) {
       c->present = current != nullptr;
       EntryView old;
