@@ -1870,10 +1870,11 @@ Status DictTxReadLocked(const ObjectRef& ref, const DictTxTarget& target, std::s
 
 Status DictTxProbeLocked(const ObjectRef& ref, const DictTxTarget& target, std::string_view key,
                          const DictTxSlotHint* seen, uint64_t seen_version, uint64_t* version,
-                         int64_t* expires_at_ms, DictTxSlotHint* at) {
+                         int64_t* expires_at_ms, DictTxSlotHint* at, DictEntryView* live_view) {
   *version = 0;
   *expires_at_ms = 0;
   if (at != nullptr) *at = DictTxSlotHint{};
+  if (live_view != nullptr) *live_view = DictEntryView{};
   if (!IsCurrent(ref) || ref.entry->body.load(std::memory_order_acquire) != target.body) {
     return Status::NotFound("object was deleted");
   }
@@ -1891,6 +1892,9 @@ Status DictTxProbeLocked(const ObjectRef& ref, const DictTxTarget& target, std::
   if (live == nullptr) return Status::OK();
   *version = live->version;
   *expires_at_ms = live->expires_at_ms;
+  if (live_view != nullptr) {
+    *live_view = {live->value(), live->content_type(), live->version, live->expires_at_ms};
+  }
   if (at != nullptr) {
     *at = DictTxSlotHint{d.shard->table.load(std::memory_order_relaxed),
                          static_cast<uint64_t>(probe.found),

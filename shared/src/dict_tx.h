@@ -60,9 +60,11 @@ Status DictTxReadLocked(const ObjectRef& ref, const DictTxTarget& target, std::s
 // absent or expired) and expiry; *at (may be null) where it is (table 0: absent). `seen` (may
 // be null): where a read found the entry with version `seen_version`; when its slot holds the
 // same blob with that version (versions are unique per write within a dict), that is the entry.
+// *live (may be null): the live entry's content, views into the segment valid while the lock is
+// held (empty when absent or expired).
 Status DictTxProbeLocked(const ObjectRef& ref, const DictTxTarget& target, std::string_view key,
                          const DictTxSlotHint* seen, uint64_t seen_version, uint64_t* version,
-                         int64_t* expires_at_ms, DictTxSlotHint* at);
+                         int64_t* expires_at_ms, DictTxSlotHint* at, DictEntryView* live = nullptr);
 // Under the lock: whether `inserts` new keys fit the shard's table without a rebuild.
 bool DictTxRoomLocked(Segment::Impl* seg, const DictTxTarget& target, uint64_t inserts);
 // Without any lock held: rebuilds the shard's table with room for `inserts` more keys.

@@ -626,6 +626,7 @@ Status Keyspace::Version(std::string_view key, uint64_t* version) const {
 }
 
 KeyType KeyTypeOfEntry(const DictValue& entry) { return TypeOfEntry(entry); }
+KeyType KeyTypeOfEntry(const DictEntryView& entry) { return TypeOfEntry(entry); }
 bool KeyEntryLive(Segment* segment, const DictValue& entry) {
   return EntryLive(segment, DictEntryView::Of(entry));
 }

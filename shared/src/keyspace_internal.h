@@ -15,6 +15,7 @@ namespace shm {
 
 // The type an entry stands for (its content type's tag).
 KeyType KeyTypeOfEntry(const DictValue& entry);
+KeyType KeyTypeOfEntry(const DictEntryView& entry);
 // Whether an aggregate entry's list or hash still exists and is not empty (strings: true).
 bool KeyEntryLive(Segment* segment, const DictValue& entry);
 // Keyspace::Version of a key holding `entry`: the entry's version, mixed with its list's or

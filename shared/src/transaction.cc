@@ -69,6 +69,10 @@ struct Transaction::State {
     // (a string's or an absent key's is the entry's own, which a probe checks).
     bool read_aggregate = false;
     DictTxSlotHint seen;  // Read and found: where (the commit checks that slot first).
+    // Invariant: a keyspace entry written without being read (a blind overwrite, BlindKeyWrite)
+    // replaces whatever the key holds at the commit: the commit finds, under the key's stripe
+    // lock, the list or hash the old entry names and deletes it after the commit (a read one's
+    // goes to State::orphans at staging instead).
     bool written = false;
     bool erase = false;
     DictValue value;  // Written: what a later read sees (version 0: not yet known).
@@ -339,11 +343,13 @@ Status ViewEntry(State* st, const Dict& dict, bool keyspace, std::string_view ke
 }
 
 // `value` is moved from (a reference, not a copy: a transfer stages two per commit).
+// `unseen_hash` (may be null): the key is one the transaction has no entry of, with this hash.
 Status Stage(State* st, const Dict& dict, bool keyspace, std::string_view key, bool erase,
-             DictValue&& value, Expiry expiry, int64_t ttl_ms) {
+             DictValue&& value, Expiry expiry, int64_t ttl_ms,
+             const uint64_t* unseen_hash = nullptr) {
   const size_t bytes = key.size() + value.data.size() + value.content_type.size();
-  uint64_t hash = 0;
-  State::Entry* e = st->Lookup(dict.ref(), key, &hash);
+  uint64_t hash = unseen_hash != nullptr ? *unseen_hash : 0;
+  State::Entry* e = unseen_hash != nullptr ? nullptr : st->Lookup(dict.ref(), key, &hash);
   if (e == nullptr || !e->written) SHM_RETURN_IF_ERROR(st->CheckRoom(bytes));
   if (e == nullptr) e = st->Add(dict.ref(), hash, key, keyspace);
   if (!e->written) ++st->writes;
@@ -358,14 +364,19 @@ Status Stage(State* st, const Dict& dict, bool keyspace, std::string_view key, b
   return Status::OK();
 }
 
-// A keyspace entry as this transaction sees it, with an entry whose list or hash is gone shown
-// as absent (as Keyspace does). `string_bytes` as ViewEntry's.
-Status ViewKey(State* st, const Keyspace& ks, std::string_view key, DictValue* entry, KeyType* type,
-               bool string_bytes = true) {
+Status ValidateKeyLength(std::string_view key) {
   if (key.size() > Keyspace::kMaxKey) {
     return Status::InvalidArgument("key longer than " + std::to_string(Keyspace::kMaxKey) +
                                    " bytes");
   }
+  return Status::OK();
+}
+
+// A keyspace entry as this transaction sees it, with an entry whose list or hash is gone shown
+// as absent (as Keyspace does). `string_bytes` as ViewEntry's.
+Status ViewKey(State* st, const Keyspace& ks, std::string_view key, DictValue* entry, KeyType* type,
+               bool string_bytes = true) {
+  SHM_RETURN_IF_ERROR(ValidateKeyLength(key));
   bool found = false;
   SHM_RETURN_IF_ERROR(ViewEntry(st, KeyspaceIndex(ks), true, key, entry, &found, string_bytes));
   *type = found ? KeyTypeOfEntry(*entry) : KeyType::kNone;
@@ -379,12 +390,24 @@ Status ViewKey(State* st, const Keyspace& ks, std::string_view key, DictValue* e
   return Status::OK();
 }
 
+// Whether a string write of `key` with `options` may skip reading the old entry: it needs
+// nothing of it (no GET, condition or KEEPTTL), and the transaction has not seen the key yet (a
+// key it read keeps its read's validation; one it wrote has its staged entry replaced). The
+// commit then finds what the write replaces (Entry's invariant): one probe under the lock
+// instead of a read at staging and its validation.
+// *hash gets the key's hash (Stage's `unseen_hash`).
+bool BlindKeyWrite(State* st, const Keyspace& ks, std::string_view key, const StringSet& options,
+                   uint64_t* hash) {
+  if (options.get || options.keep_ttl || options.cond != StringSet::Cond::kAlways) return false;
+  return st->Lookup(KeyspaceIndex(ks).ref(), key, hash) == nullptr;
+}
+
 void NoteOrphan(State* st, const DictValue& entry, KeyType type) {
   if (type == KeyType::kList || type == KeyType::kHash) st->orphans.emplace_back(entry.data, type);
 }
 
 Status StageKeyString(State* st, const Keyspace& ks, std::string_view key, std::string value,
-                      int64_t expires_at_ms) {
+                      int64_t expires_at_ms, const uint64_t* unseen_hash = nullptr) {
   if (value.size() > Keyspace::kMaxValue) {
     return Status::InvalidArgument("string exceeds maximum allowed size (" +
                                    std::to_string(Keyspace::kMaxValue) + " bytes)");
@@ -392,7 +415,8 @@ Status StageKeyString(State* st, const Keyspace& ks, std::string_view key, std::
   DictValue entry;
   entry.data = std::move(value);
   entry.expires_at_ms = expires_at_ms;
-  return Stage(st, KeyspaceIndex(ks), true, key, false, std::move(entry), Expiry::kAbsolute, 0);
+  return Stage(st, KeyspaceIndex(ks), true, key, false, std::move(entry), Expiry::kAbsolute, 0,
+               unseen_hash);
 }
 
 // ---- Commit ----------------------------------------------------------------------------------
@@ -455,9 +479,11 @@ class Committer {
     }
     if (record_ != 0) FreeTxRecord(seg_, record_, &writer_);
     record_ = 0;
-    for (const auto& [name, type] : st_->orphans) {
-      CrashPoint("tx_before_orphan_delete");
-      DeleteKeyAggregate(segment_, name, type);
+    for (const auto* orphans : {&st_->orphans, &replaced_}) {
+      for (const auto& [name, type] : *orphans) {
+        CrashPoint("tx_before_orphan_delete");
+        DeleteKeyAggregate(segment_, name, type);
+      }
     }
     for (const auto& [ref, shard] : inserted_) DictTxRebuildIfNeeded(ref, shard, &writer_);
     return Status::OK();
@@ -651,9 +677,12 @@ class Committer {
         return ReadChanged();
       }
     } else {
+      const bool blind = e.keyspace && e.written && !e.read;  // Entry's invariant.
+      DictEntryView replaced;
       s = DictTxProbeLocked(e.ref, target, e.key, e.read ? &e.seen : nullptr, e.version, &version,
-                            &expires_at_ms, &Where(i).at);
+                            &expires_at_ms, &Where(i).at, blind ? &replaced : nullptr);
       if (s.ok() && e.read && version != e.version) return ReadChanged();
+      if (s.ok() && blind) NoteReplaced(replaced);
     }
     if (s.IsNotFound()) return Status::Conflict("object was deleted");
     SHM_RETURN_IF_ERROR(s);
@@ -673,6 +702,14 @@ class Committer {
                                      std::to_string(max_bytes) + ")");
     }
     return Status::OK();
+  }
+
+  // A blind write's replaced entry: its list or hash, if any, deleted after the commit.
+  void NoteReplaced(const DictEntryView& replaced) {
+    const KeyType type = KeyTypeOfEntry(replaced);
+    if (type == KeyType::kList || type == KeyType::kHash) {
+      replaced_.emplace_back(std::string(replaced.data), type);
+    }
   }
 
   static Status ReadChanged() {
@@ -714,6 +751,7 @@ class Committer {
   // version may look up its list or hash in the registry, which comes before dict stripes in
   // the lock order.
   Status LockAndValidate() {
+    replaced_.clear();  // Found again by this round's validation.
     for (State::Share& share : st_->shares) {
       SHM_RETURN_IF_ERROR(LockShare(share));
       SHM_RETURN_IF_ERROR(ValidateShare(share));
@@ -860,6 +898,8 @@ class Committer {
   std::vector<ListLock> lists_;  // In lock order.
   std::vector<std::pair<ObjectRef, uint64_t>> list_grow_;  // Rings to grow, then retry.
   std::vector<EntryRep*> wake_;  // Lists with blocked pops to wake after the release.
+  // Blind writes' replaced lists and hashes (NoteReplaced), deleted after the commit.
+  std::vector<std::pair<std::string, KeyType>> replaced_;
   struct ListingCheck {
     const State::KeyListing* listing;
     DictTxTarget target;  // Its shard.
@@ -1274,6 +1314,13 @@ Status Transaction::Get(const Keyspace& ks, std::string_view key, std::string* v
 Status Transaction::Set(const Keyspace& ks, std::string_view key, std::string_view value,
                         const StringSet& options, StringSetResult* result) {
   *result = StringSetResult{};
+  if (uint64_t hash = 0; BlindKeyWrite(state_.get(), ks, key, options, &hash)) {  // MSET's pairs.
+    SHM_RETURN_IF_ERROR(ValidateKeyLength(key));
+    SHM_RETURN_IF_ERROR(StageKeyString(state_.get(), ks, key, std::string(value),
+                                       options.expires_at_ms.value_or(0), &hash));
+    result->written = true;
+    return Status::OK();
+  }
   DictValue entry;
   KeyType type = KeyType::kNone;
   // The old string's bytes only for GET: an overwrite needs its type and version alone.

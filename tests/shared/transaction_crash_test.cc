@@ -51,7 +51,7 @@ std::map<std::string, std::string> Snapshot(Objects& o) {
   }
   DictValue v;
   out["b/log"] = o.b.Get("log", &v).ok() ? v.data : "-";
-  for (const char* key : {"k1", "k2", "gone", "moved"}) {
+  for (const char* key : {"k1", "k2", "gone", "moved", "l2"}) {
     std::string s;
     out[std::string("ks/") + key] = o.ks.Get(key, &s).ok() ? s : "-";
   }
@@ -59,11 +59,13 @@ std::map<std::string, std::string> Snapshot(Objects& o) {
   out["hits"] = o.hits.Get(&hits).ok() ? std::to_string(hits) : "?";
   KeyType type = KeyType::kNone;
   out["ks/l type"] = o.ks.Type("l", &type).ok() ? std::string(KeyTypeName(type)) : "?";
+  out["ks/l2 type"] = o.ks.Type("l2", &type).ok() ? std::string(KeyTypeName(type)) : "?";
   return out;
 }
 
-// A transfer between accounts of dict a, a log entry in dict b, an MSET, a RENAME and the
-// deletion of a list key in the keyspace: one transaction across three objects and many shards.
+// A transfer between accounts of dict a, a log entry in dict b, an MSET (one of its keys a list
+// until then), a RENAME and the deletion of a list key in the keyspace: one transaction across
+// three objects and many shards.
 Status RunTransaction(Segment* seg, Objects& o) {
   Transaction tx(seg);
   int64_t n = 0;
@@ -76,6 +78,7 @@ Status RunTransaction(Segment* seg, Objects& o) {
   StringSetResult set;
   SHM_RETURN_IF_ERROR(tx.Set(o.ks, "k1", "new1", StringSet(), &set));
   SHM_RETURN_IF_ERROR(tx.Set(o.ks, "k2", "new2", StringSet(), &set));
+  SHM_RETURN_IF_ERROR(tx.Set(o.ks, "l2", "new3", StringSet(), &set));  // Unread: replaced.
   bool done = false;
   SHM_RETURN_IF_ERROR(tx.Rename(o.ks, "gone", "moved", false, &done));
   SHM_RETURN_IF_ERROR(tx.Delete(o.ks, "l", &done));
@@ -89,8 +92,11 @@ Status Populate(Objects& o) {
   StringSetResult set;
   SHM_RETURN_IF_ERROR(o.ks.Set("k1", "old1", StringSet(), &set));
   SHM_RETURN_IF_ERROR(o.ks.Set("gone", "payload", StringSet(), &set));
-  return o.ks.WithList("l", Keyspace::Access::kCreate,
-                       [](List& l) { return l.Push(List::End::kRight, "x"); });
+  for (const char* key : {"l", "l2"}) {
+    SHM_RETURN_IF_ERROR(o.ks.WithList(key, Keyspace::Access::kCreate,
+                                      [](List& l) { return l.Push(List::End::kRight, "x"); }));
+  }
+  return Status::OK();
 }
 
 using test::TxCrashCase;
@@ -127,7 +133,8 @@ INSTANTIATE_TEST_SUITE_P(
                     TxCrashCase{"tx_after_apply", 1, true},    // One change applied.
                     TxCrashCase{"tx_after_apply", 5, true},    // Several stripes in.
                     TxCrashCase{"tx_after_apply_all", 1, true},
-                    TxCrashCase{"tx_before_orphan_delete", 1, true}),
+                    TxCrashCase{"tx_before_orphan_delete", 1, true},   // l's list (read).
+                    TxCrashCase{"tx_before_orphan_delete", 2, true}),  // l2's (unread).
     test::TxCrashCaseName);
 
 // The committer dies after its commit word; the first process to take one of its stripes dies

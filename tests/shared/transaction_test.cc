@@ -338,6 +338,48 @@ TEST_F(TransactionTest, WatchSeesAPushToAList) {
   EXPECT_EQ(type, KeyType::kNone);
 }
 
+// A plain string write stages without reading the key (MSET's pairs): whatever the key holds at
+// the commit is replaced, a list or hash that appeared after the staging included, and that list
+// or hash is deleted with it (no object left that no key names). A later DEL of the key in the
+// same transaction still deletes what the key held.
+TEST_F(TransactionTest, BlindStringWritesReplaceWhatTheKeyHoldsAtTheCommit) {
+  Keyspace ks;
+  ASSERT_OK(Keyspace::Open(seg_.get(), 0, &ks));
+  ASSERT_OK(ks.WithList("old-list", Keyspace::Access::kCreate,
+                        [](List& l) { return l.Push(List::End::kRight, "a"); }));
+  StringSetResult set;
+  Transaction tx(seg_.get());
+  ASSERT_OK(tx.Set(ks, "old-list", "s1", StringSet(), &set));
+  EXPECT_TRUE(set.written);
+  ASSERT_OK(tx.Set(ks, "later-list", "s2", StringSet(), &set));
+  ASSERT_OK(tx.Set(ks, "later-hash", "s3", StringSet(), &set));
+  ASSERT_OK(tx.Set(ks, "deleted", "s4", StringSet(), &set));
+  bool existed = false;
+  ASSERT_OK(tx.Delete(ks, "deleted", &existed));
+  EXPECT_TRUE(existed);  // The transaction's own staged string.
+  // After the staging, other clients make lists and a hash of three of the keys.
+  ASSERT_OK(ks.WithList("later-list", Keyspace::Access::kCreate,
+                        [](List& l) { return l.Push(List::End::kRight, "b"); }));
+  ASSERT_OK(ks.WithHash("later-hash", Keyspace::Access::kCreate,
+                        [](Dict& h) { return h.Set("f", "v", SetOptions()); }));
+  ASSERT_OK(ks.WithList("deleted", Keyspace::Access::kCreate,
+                        [](List& l) { return l.Push(List::End::kRight, "c"); }));
+  ASSERT_OK(tx.Commit());
+  const std::pair<const char*, const char*> strings[] = {
+      {"old-list", "s1"}, {"later-list", "s2"}, {"later-hash", "s3"}};
+  for (const auto& [key, expected] : strings) {
+    std::string value;
+    EXPECT_TRUE(ks.Get(key, &value).ok()) << key;
+    EXPECT_EQ(value, expected) << key;
+  }
+  KeyType type = KeyType::kString;
+  ASSERT_OK(ks.Type("deleted", &type));
+  EXPECT_EQ(type, KeyType::kNone);
+  std::vector<ObjectInfo> objects;  // Every list and hash went with its key.
+  ASSERT_OK(seg_->registry().List("redis:0:", ObjectKind::kNone, 100, "", &objects));
+  EXPECT_TRUE(objects.empty()) << objects.size() << " left, first " << objects[0].name;
+}
+
 // Processes transfer random amounts between 16 accounts (two dict entries each, on several
 // shards and both dicts) while readers sum all 16 in read-only transactions: every committed
 // reader sees the exact total, and afterwards the total is exact and the number of transfers
