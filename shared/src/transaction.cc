@@ -342,12 +342,12 @@ Status ViewEntry(State* st, const Dict& dict, bool keyspace, std::string_view ke
   return Status::OK();
 }
 
-// `value` is moved from (a reference, not a copy: a transfer stages two per commit).
-// `unseen_hash` (may be null): the key is one the transaction has no entry of, with this hash.
-Status Stage(State* st, const Dict& dict, bool keyspace, std::string_view key, bool erase,
-             DictValue&& value, Expiry expiry, int64_t ttl_ms,
-             const uint64_t* unseen_hash = nullptr) {
-  const size_t bytes = key.size() + value.data.size() + value.content_type.size();
+// The entry a write of `key` staging `bytes` goes to, marked written (its value the caller's to
+// fill). `unseen_hash` (may be null): the key is one the transaction has no entry of, with this
+// hash.
+Status StageEntry(State* st, const Dict& dict, bool keyspace, std::string_view key, bool erase,
+                  size_t bytes, Expiry expiry, int64_t ttl_ms, const uint64_t* unseen_hash,
+                  State::Entry** staged) {
   uint64_t hash = unseen_hash != nullptr ? *unseen_hash : 0;
   State::Entry* e = unseen_hash != nullptr ? nullptr : st->Lookup(dict.ref(), key, &hash);
   if (e == nullptr || !e->written) SHM_RETURN_IF_ERROR(st->CheckRoom(bytes));
@@ -356,11 +356,22 @@ Status Stage(State* st, const Dict& dict, bool keyspace, std::string_view key, b
   e->written = true;
   e->keyspace = keyspace;
   e->erase = erase;
-  e->value = std::move(value);
-  e->value.version = 0;
   e->expiry = expiry;
   e->ttl_ms = ttl_ms;
   st->staged_bytes += bytes;
+  *staged = e;
+  return Status::OK();
+}
+
+// `value` is moved from (a reference, not a copy: a transfer stages two per commit).
+Status Stage(State* st, const Dict& dict, bool keyspace, std::string_view key, bool erase,
+             DictValue&& value, Expiry expiry, int64_t ttl_ms) {
+  const size_t bytes = key.size() + value.data.size() + value.content_type.size();
+  State::Entry* e = nullptr;
+  SHM_RETURN_IF_ERROR(
+      StageEntry(st, dict, keyspace, key, erase, bytes, expiry, ttl_ms, nullptr, &e));
+  e->value = std::move(value);
+  e->value.version = 0;
   return Status::OK();
 }
 
@@ -406,17 +417,21 @@ void NoteOrphan(State* st, const DictValue& entry, KeyType type) {
   if (type == KeyType::kList || type == KeyType::kHash) st->orphans.emplace_back(entry.data, type);
 }
 
-Status StageKeyString(State* st, const Keyspace& ks, std::string_view key, std::string value,
+// Copied into the staged entry's own string: a spare entry's capacity serves it.
+Status StageKeyString(State* st, const Keyspace& ks, std::string_view key, std::string_view value,
                       int64_t expires_at_ms, const uint64_t* unseen_hash = nullptr) {
   if (value.size() > Keyspace::kMaxValue) {
     return Status::InvalidArgument("string exceeds maximum allowed size (" +
                                    std::to_string(Keyspace::kMaxValue) + " bytes)");
   }
-  DictValue entry;
-  entry.data = std::move(value);
-  entry.expires_at_ms = expires_at_ms;
-  return Stage(st, KeyspaceIndex(ks), true, key, false, std::move(entry), Expiry::kAbsolute, 0,
-               unseen_hash);
+  State::Entry* e = nullptr;
+  SHM_RETURN_IF_ERROR(StageEntry(st, KeyspaceIndex(ks), true, key, false, key.size() + value.size(),
+                                 Expiry::kAbsolute, 0, unseen_hash, &e));
+  e->value.data.assign(value);
+  e->value.content_type.clear();
+  e->value.version = 0;
+  e->value.expires_at_ms = expires_at_ms;
+  return Status::OK();
 }
 
 // ---- Commit ----------------------------------------------------------------------------------
@@ -1316,8 +1331,8 @@ Status Transaction::Set(const Keyspace& ks, std::string_view key, std::string_vi
   *result = StringSetResult{};
   if (uint64_t hash = 0; BlindKeyWrite(state_.get(), ks, key, options, &hash)) {  // MSET's pairs.
     SHM_RETURN_IF_ERROR(ValidateKeyLength(key));
-    SHM_RETURN_IF_ERROR(StageKeyString(state_.get(), ks, key, std::string(value),
-                                       options.expires_at_ms.value_or(0), &hash));
+    SHM_RETURN_IF_ERROR(
+        StageKeyString(state_.get(), ks, key, value, options.expires_at_ms.value_or(0), &hash));
     result->written = true;
     return Status::OK();
   }
@@ -1336,7 +1351,7 @@ Status Transaction::Set(const Keyspace& ks, std::string_view key, std::string_vi
   }
   const int64_t expiry = options.keep_ttl ? (type != KeyType::kNone ? entry.expires_at_ms : 0)
                                           : options.expires_at_ms.value_or(0);
-  SHM_RETURN_IF_ERROR(StageKeyString(state_.get(), ks, key, std::string(value), expiry));
+  SHM_RETURN_IF_ERROR(StageKeyString(state_.get(), ks, key, value, expiry));
   NoteOrphan(state_.get(), entry, type);
   result->written = true;
   return Status::OK();
