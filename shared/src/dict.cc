@@ -1194,7 +1194,7 @@ void PrefetchEntry(Segment::Impl* seg, const DictSlot* slot) {
 
 namespace {
 
-// Dict::Read of a key whose hash is known (DictTxGet: a transaction hashed it already). *seen
+// Dict::Read of a key whose hash is known (DictTxRead: a transaction hashed it already). *seen
 // (may be null) gets where a hit was found.
 Status ReadHashed(const ObjectRef& ref, std::string_view key, uint64_t hash, DictReader* reader,
                   DictTxSlotHint* seen = nullptr) {
@@ -1237,30 +1237,25 @@ Status ReadHashed(const ObjectRef& ref, std::string_view key, uint64_t hash, Dic
   });
 }
 
-// Copies the entry into `value`, reusing its strings' buffers.
-class ValueReader : public DictReader {
- public:
-  explicit ValueReader(DictValue* value) : value_(value) {}
-  Status Take(std::string_view data, std::string_view content_type, uint64_t version,
-              int64_t expires_at_ms) override {
-    value_->data.assign(data);
-    value_->content_type.assign(content_type);
-    value_->version = version;
-    value_->expires_at_ms = expires_at_ms;
-    return Status::OK();
-  }
-
- private:
-  DictValue* value_;
-};
-
-Status GetHashed(const ObjectRef& ref, std::string_view key, uint64_t hash, DictValue* value,
-                 DictTxSlotHint* seen = nullptr) {
-  ValueReader reader(value);
-  return ReadHashed(ref, key, hash, &reader, seen);
+Status GetHashed(const ObjectRef& ref, std::string_view key, uint64_t hash, DictValue* value) {
+  DictValueReader reader(value);
+  return ReadHashed(ref, key, hash, &reader);
 }
 
 }  // namespace
+
+Status DictValueReader::Take(std::string_view data, std::string_view content_type, uint64_t version,
+                             int64_t expires_at_ms) {
+  if (skip_untyped_data_ && content_type.empty()) {
+    value_->data.clear();
+  } else {
+    value_->data.assign(data);
+  }
+  value_->content_type.assign(content_type);
+  value_->version = version;
+  value_->expires_at_ms = expires_at_ms;
+  return Status::OK();
+}
 
 void BindDictToTransaction(Dict* dict, Transaction* tx) { dict->tx_ = tx; }
 
@@ -1916,11 +1911,6 @@ Status DictTxGrow(const ObjectRef& ref, uint32_t shard, uint64_t inserts, CowWri
 int64_t DictTxExpiryLocked(Segment::Impl* seg, const DictTxTarget& target, int64_t ttl_ms) {
   const auto* rep = seg->Ptr<DictRep>(target.body);
   return ExpiryFor(ttl_ms, rep, NowFor(rep));
-}
-
-Status DictTxGet(const Dict& dict, std::string_view key, uint64_t hash, DictValue* value,
-                 DictTxSlotHint* seen) {
-  return GetHashed(dict.ref(), key, hash, value, seen);
 }
 
 Status DictTxRead(const Dict& dict, std::string_view key, uint64_t hash, DictReader* reader,

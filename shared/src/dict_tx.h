@@ -80,14 +80,25 @@ Status DictTxAllocateBlob(Segment::Impl* seg, CowWriter* writer, std::string_vie
 Status DictTxAllocateBlob(Segment::Impl* seg, CowWriter* writer, std::string_view key,
                           uint64_t hash, std::string_view content_type, std::string_view value,
                           int64_t expires_at_ms, uint64_t* handle);
-// Dict::Get of a key whose DictKeyHash is `hash` (a transaction's read: it hashed the key).
-// *seen (may be null) gets where a hit was found, untouched otherwise.
-Status DictTxGet(const Dict& dict, std::string_view key, uint64_t hash, DictValue* value,
-                 DictTxSlotHint* seen = nullptr);
-// The same read through `reader`, which keeps what it needs of the entry (a blind write of a
-// keyspace string needs its type and version, not its old bytes).
+// Dict::Read of a key whose DictKeyHash is `hash` (a transaction's read: it hashed the key),
+// through `reader`, which keeps what it needs of the entry. *seen (may be null) gets where a hit
+// was found, untouched otherwise.
 Status DictTxRead(const Dict& dict, std::string_view key, uint64_t hash, DictReader* reader,
                   DictTxSlotHint* seen = nullptr);
+// Copies an entry into *value, reusing its strings' buffers (Dict::Get's reader). With
+// `skip_untyped_data`, an entry without a content type (a keyspace string) leaves value->data
+// empty: a write replacing the string needs its type, version and expiry, not its bytes.
+class DictValueReader final : public DictReader {
+ public:
+  explicit DictValueReader(DictValue* value, bool skip_untyped_data = false)
+      : value_(value), skip_untyped_data_(skip_untyped_data) {}
+  Status Take(std::string_view data, std::string_view content_type, uint64_t version,
+              int64_t expires_at_ms) override;
+
+ private:
+  DictValue* value_;
+  bool skip_untyped_data_;
+};
 // Under the lock: applies `change` with plain stores (the record, not an intent slot, owns its
 // blobs), freeing the blob it replaces. With `evictor` (the committer's writer) a dict with
 // max_bytes first evicts to make room; a repair passes none. Idempotent: a put whose blob is in

@@ -280,28 +280,6 @@ void ReturnState(std::unique_ptr<State> state) {
   if (t_spare_state == nullptr) t_spare_state = std::move(state);
 }
 
-// Keeps a keyspace entry without a string's bytes: its type (the content type), version,
-// expiry, and a list's or hash's name (its data). What a blind overwrite of the key needs.
-class EntryWithoutStringBytes final : public DictReader {
- public:
-  explicit EntryWithoutStringBytes(DictValue* out) : out_(out) {}
-  Status Take(std::string_view data, std::string_view content_type, uint64_t version,
-              int64_t expires_at_ms) override {
-    if (content_type.empty()) {
-      out_->data.clear();
-    } else {
-      out_->data.assign(data);
-    }
-    out_->content_type.assign(content_type);
-    out_->version = version;
-    out_->expires_at_ms = expires_at_ms;
-    return Status::OK();
-  }
-
- private:
-  DictValue* out_;
-};
-
 // The entry of `key` as this transaction sees it: a staged write, else the committed state (the
 // version read is recorded; a second read that differs is a conflict at once). *found false
 // when absent. Without `string_bytes`, a keyspace string's committed bytes are not copied (out's
@@ -317,13 +295,8 @@ Status ViewEntry(State* st, const Dict& dict, bool keyspace, std::string_view ke
   }
   SHM_RETURN_IF_ERROR(st->CheckRoom(key.size()));
   DictTxSlotHint seen;
-  Status s;
-  if (string_bytes || !keyspace) {
-    s = DictTxGet(dict, key, hash, out, &seen);
-  } else {
-    EntryWithoutStringBytes reader(out);
-    s = DictTxRead(dict, key, hash, &reader, &seen);
-  }
+  DictValueReader reader(out, keyspace && !string_bytes);
+  Status s = DictTxRead(dict, key, hash, &reader, &seen);
   if (!s.ok() && !s.IsNotFound()) return s;
   *found = s.ok();
   uint64_t version = 0;
