@@ -310,10 +310,8 @@ void Account(const Locked& d, uint64_t word, int sign) {
   }
 }
 
-// Publishes `next` (a blob or a marker) into slot `pos` and keeps the derived counts. The
-// replaced blob is the writer's garbage until its ReleaseGarbage.
-void PublishSlotLocked(const Locked& d, CowWriter* writer, uint64_t pos, uint64_t next) {
-  uint64_t old = writer->PublishLocked(d.entry, &d.slot(pos).blob, next);
+// The derived counts after slot word `old` became `next` (a blob or a marker each).
+void AccountReplaceLocked(const Locked& d, uint64_t old, uint64_t next) {
   if (IsBlob(old) && IsBlob(next) &&
       d.blob(old)->charged_bytes() == d.blob(next)->charged_bytes() &&
       d.blob(old)->expires_at_ms == 0 && d.blob(next)->expires_at_ms == 0) {
@@ -321,6 +319,12 @@ void PublishSlotLocked(const Locked& d, CowWriter* writer, uint64_t pos, uint64_
   }
   Account(d, old, -1);
   Account(d, next, +1);
+}
+
+// Publishes `next` (a blob or a marker) into slot `pos` and keeps the derived counts. The
+// replaced blob is the writer's garbage until its ReleaseGarbage.
+void PublishSlotLocked(const Locked& d, CowWriter* writer, uint64_t pos, uint64_t next) {
+  AccountReplaceLocked(d, writer->PublishLocked(d.entry, &d.slot(pos).blob, next), next);
 }
 
 // Removes the entry at `pos`. A slot whose successor is empty ends no other key's chain, so it
@@ -1978,8 +1982,7 @@ Status DictTxApplyLocked(Segment::Impl* seg, const TxChangeRep& change, CowWrite
   // replaced blob is freed after readers without the lock are told; a death in between leaks it.
   const uint64_t old = d.slot(pos).blob.load();
   d.slot(pos).blob.store(next, std::memory_order_seq_cst);
-  Account(d, old, -1);
-  Account(d, next, +1);
+  AccountReplaceLocked(d, old, next);
   if (rebuild_after != nullptr && change.erase == 0 && !IsBlob(old)) {
     *rebuild_after = NeedsRebuildLocked(d);  // An insert filled the table past 3/4.
   }
