@@ -1841,7 +1841,8 @@ Status DictTxLocate(const ObjectRef& ref, uint64_t hash, DictTxTarget* target) {
   if (!IsCurrent(ref) || body == 0) return Status::NotFound("object was deleted");
   target->hash = hash;
   target->body = body;
-  target->shard = ShardFor(ref, target->hash);
+  // The body read before IsCurrent: a delete since is caught under the lock (body compared).
+  target->shard = seg->Ptr<DictRep>(body)->ShardOf(hash) % kDictShards;
   target->stripe = StripeFor(seg, body, target->shard);
   return Status::OK();
 }

@@ -132,6 +132,8 @@ struct Transaction::State {
   // The commit's working lists (Committer), kept here for their capacity.
   struct Located {
     DictTxTarget target;
+    // Its stripe's place in the lock order: keyspace stripes first, then by address.
+    uint64_t lock_rank = 0;
     uint32_t change = 0;  // Written: its index in the record.
     DictTxSlotHint at;    // Where the check under the lock found it (the apply looks there).
   };
@@ -409,6 +411,9 @@ Status StageKeyString(State* st, const Keyspace& ks, std::string_view key, std::
 
 // ---- Commit ----------------------------------------------------------------------------------
 
+// Above every address of a process's mapping (x86-64 and AArch64 user space: under 2^57).
+constexpr uint64_t kDictRank = uint64_t{1} << 63;
+
 bool InKeyspace(Segment::Impl* seg, const DictStripeRep* stripe) {
   const DictStripeRep* keyspace = seg->root()->keyspace_stripes;
   return stripe >= keyspace && stripe < keyspace + kDictStripes;
@@ -487,19 +492,20 @@ class Committer {
     st_->located.resize(n);
     st_->order.resize(n);
     for (uint32_t i = 0; i < n; ++i) {
-      SHM_RETURN_IF_ERROR(DictTxLocate(EntryAt(i).ref, EntryAt(i).hash, &Where(i).target));
+      State::Located& where = Where(i);
+      SHM_RETURN_IF_ERROR(DictTxLocate(EntryAt(i).ref, EntryAt(i).hash, &where.target));
+      // Lock order: keyspace stripes before every dict stripe (layout.h), then by address.
+      const auto address = reinterpret_cast<uintptr_t>(where.target.stripe);
+      where.lock_rank = InKeyspace(seg_, where.target.stripe) ? address : address | kDictRank;
       st_->order[i] = i;
     }
-    // Lock order: keyspace stripes before every dict stripe (layout.h), then by address.
     auto before = [this](uint32_t a, uint32_t b) {
-      const DictStripeRep* sa = Where(a).target.stripe;
-      const DictStripeRep* sb = Where(b).target.stripe;
+      const uint64_t sa = Where(a).lock_rank, sb = Where(b).lock_rank;
       if (sa == sb) {  // Staging order, but a hash's (re)created fields last, in their order.
         const uint64_t ra = EntryAt(a).appended, rb = EntryAt(b).appended;
         return ra != rb ? ra < rb : a < b;
       }
-      const bool ka = InKeyspace(seg_, sa), kb = InKeyspace(seg_, sb);
-      return ka != kb ? ka : sa < sb;
+      return sa < sb;
     };
     if (n == 2) {  // A transfer: two keys, no sort needed.
       if (before(1, 0)) std::swap(st_->order[0], st_->order[1]);
