@@ -284,6 +284,11 @@ Probe FindLocked(const Locked& d, std::string_view key, uint64_t hash) {
   return probe;
 }
 
+// Whether slot `pos`'s entry names a keyspace's list or hash (DictRep::names_aggregates).
+bool NamesAggregateLocked(const Locked& d, uint64_t pos) {
+  return d.rep->names_aggregates() && !d.blob(d.slot(pos).blob.load())->content_type().empty();
+}
+
 // The live entry a probe found, or nullptr when absent or expired.
 const DictEntryBlob* LiveBlob(const Locked& d, const Probe& probe, int64_t now_ms) {
   if (probe.found < 0) return nullptr;
@@ -1220,7 +1225,8 @@ Status ReadHashed(const ObjectRef& ref, std::string_view key, uint64_t hash, Dic
     const DictEntryBlob* live = LiveBlob(d, probe, now);
     if (live == nullptr) {
       d.shard->misses.fetch_add(1, std::memory_order_relaxed);
-      if (probe.found >= 0 && writer.emplace(d.seg).ok()) {  // Expired: remove it lazily.
+      if (probe.found >= 0 && !NamesAggregateLocked(d, static_cast<uint64_t>(probe.found)) &&
+          writer.emplace(d.seg).ok()) {  // Expired: removed lazily.
         RemoveLocked(d, &*writer, static_cast<uint64_t>(probe.found));
         d.shard->expirations.fetch_add(1, std::memory_order_relaxed);
         guard.Unlock();
@@ -1439,6 +1445,12 @@ Status Dict::UpdateImpl(std::string_view key, DictViewUpdateRef fn, uint64_t* ve
         current = {live->value(), live->content_type(), live->version, live->expires_at_ms};
       }
       DictUpdate update;
+      if (live == nullptr && probe.found >= 0) {
+        const DictEntryBlob* expired =
+            d.blob(d.slot(static_cast<uint64_t>(probe.found)).blob.load());
+        update.expired_data = expired->value();
+        update.expired_content_type = expired->content_type();
+      }
       SHM_RETURN_IF_ERROR(fn(live != nullptr ? &current : nullptr, &update));
       if (update.erase) {
         if (version != nullptr) *version = 0;
@@ -1870,11 +1882,11 @@ Status DictTxReadLocked(const ObjectRef& ref, const DictTxTarget& target, std::s
 
 Status DictTxProbeLocked(const ObjectRef& ref, const DictTxTarget& target, std::string_view key,
                          const DictTxSlotHint* seen, uint64_t seen_version, uint64_t* version,
-                         int64_t* expires_at_ms, DictTxSlotHint* at, DictEntryView* live_view) {
+                         int64_t* expires_at_ms, DictTxSlotHint* at, DictTxHeld* held) {
   *version = 0;
   *expires_at_ms = 0;
   if (at != nullptr) *at = DictTxSlotHint{};
-  if (live_view != nullptr) *live_view = DictEntryView{};
+  if (held != nullptr) *held = DictTxHeld{};
   if (!IsCurrent(ref) || ref.entry->body.load(std::memory_order_acquire) != target.body) {
     return Status::NotFound("object was deleted");
   }
@@ -1889,12 +1901,13 @@ Status DictTxProbeLocked(const ObjectRef& ref, const DictTxTarget& target, std::
     probe = FindLocked(d, key, target.hash);
   }
   const DictEntryBlob* live = LiveBlob(d, probe, NowFor(d.rep));
+  if (held != nullptr && probe.found >= 0) {
+    const DictEntryBlob* b = d.blob(d.slot(static_cast<uint64_t>(probe.found)).blob.load());
+    *held = {{b->value(), b->content_type(), b->version, b->expires_at_ms}, live == nullptr};
+  }
   if (live == nullptr) return Status::OK();
   *version = live->version;
   *expires_at_ms = live->expires_at_ms;
-  if (live_view != nullptr) {
-    *live_view = {live->value(), live->content_type(), live->version, live->expires_at_ms};
-  }
   if (at != nullptr) {
     *at = DictTxSlotHint{d.shard->table.load(std::memory_order_relaxed),
                          static_cast<uint64_t>(probe.found),

@@ -117,6 +117,10 @@ struct DictRep {
   // Which stripes lock the shards: 0 Root::dict_stripes, 1 Root::keyspace_stripes (a keyspace).
   // Constant after creation.
   uint32_t stripe_set = 0;
+  // A keyspace's index, whose entries with a content type name a list or hash: such an entry,
+  // expired, is removed only with what it names (Keyspace::SweepExpired, or a write replacing
+  // it), never by a read.
+  bool names_aggregates() const { return stripe_set != 0; }
 
   DictShardRep shards[kDictShards];
 

@@ -35,6 +35,13 @@ struct DictTxTarget {
   uint64_t hash = 0;
 };
 
+// The entry a key's slot holds under the lock, live or expired: views into the segment, valid
+// while the lock is held (empty when the key has no entry).
+struct DictTxHeld {
+  DictEntryView entry;
+  bool expired = false;
+};
+
 // Where a key's entry was found: its shard's table, the slot, and the blob the slot held. A hint
 // only: under the lock it is used when that slot of the current table still holds that blob
 // (else the key is looked up), so it spares a commit its second and third look-up of a key.
@@ -60,11 +67,10 @@ Status DictTxReadLocked(const ObjectRef& ref, const DictTxTarget& target, std::s
 // absent or expired) and expiry; *at (may be null) where it is (table 0: absent). `seen` (may
 // be null): where a read found the entry with version `seen_version`; when its slot holds the
 // same blob with that version (versions are unique per write within a dict), that is the entry.
-// *live (may be null): the live entry's content, views into the segment valid while the lock is
-// held (empty when absent or expired).
+// *held (may be null): what the key's slot holds, live or expired (a write replaces either).
 Status DictTxProbeLocked(const ObjectRef& ref, const DictTxTarget& target, std::string_view key,
                          const DictTxSlotHint* seen, uint64_t seen_version, uint64_t* version,
-                         int64_t* expires_at_ms, DictTxSlotHint* at, DictEntryView* live = nullptr);
+                         int64_t* expires_at_ms, DictTxSlotHint* at, DictTxHeld* held = nullptr);
 // Under the lock: whether `inserts` new keys fit the shard's table without a rebuild.
 bool DictTxRoomLocked(Segment::Impl* seg, const DictTxTarget& target, uint64_t inserts);
 // Without any lock held: rebuilds the shard's table with room for `inserts` more keys.

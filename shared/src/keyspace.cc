@@ -192,6 +192,12 @@ struct Orphan {
     const DictEntryView view = DictEntryView::Of(*entry);
     From(&view);
   }
+  // The expired entry an update replaced (DictUpdate::expired_*), if it wrote or erased.
+  void FromExpired(const DictUpdate& update) {
+    if (update.expired_content_type.empty() || (!update.write && !update.erase)) return;
+    const DictEntryView view{update.expired_data, update.expired_content_type, 0, 0};
+    From(&view);
+  }
   void Delete(Segment* seg) {
     if (name.empty()) return;
     if (KeyspaceTransactionScope* scope = ActiveKeyspaceScope(); scope != nullptr) {
@@ -279,7 +285,7 @@ Status UpdateEntry(Dict& index, std::string_view key, DictViewUpdateRef fn) {
 
 // Dict::Update on a key's entry, where an entry whose aggregate no longer stands (EntryLive) is
 // shown to `fn` as absent and dropped unless fn writes the key; its aggregate, if any, goes to
-// *dead for deletion after the commit.
+// *dead for deletion after the commit, as does an expired entry's that fn replaces.
 template <typename Fn>
 Status UpdateKey(Dict& index, std::string_view key, Orphan* dead, Fn&& fn) {
   return UpdateEntry(index, key, [&](const DictEntryView* current, DictUpdate* update) {
@@ -290,6 +296,7 @@ Status UpdateKey(Dict& index, std::string_view key, Orphan* dead, Fn&& fn) {
     }
     SHM_RETURN_IF_ERROR(fn(current, update));
     if (stale && !update->write) update->erase = true;
+    dead->FromExpired(*update);  // Never with `stale`: the dict showed no live entry then.
     return Status::OK();
   });
 }
@@ -704,6 +711,7 @@ Status Keyspace::WithAggregate(std::string_view key, Access access,
   Segment* seg = index_.ref().segment;
   const KeyType type = TypeOfProxy(static_cast<Proxy*>(nullptr));
   Orphan orphan;       // One removed for being empty.
+  Orphan expired;      // One an expired entry named, which the update replaced.
   Status outcome;      // fn's, or NotFound; the update itself commits whatever fn left.
   ListFillScope fill;  // Whether fn pushed: the key is reported once committed.
   auto update_entry = [&](const DictEntryView* current, DictUpdate* update) {
@@ -768,8 +776,15 @@ Status Keyspace::WithAggregate(std::string_view key, Access access,
   };
   // Straight to the index's update (no transaction is active, checked above; the key was
   // validated above; the index is never bound to a transaction), as Dict::UpdateView would.
-  Status s = CatchAtBoundary("dict", [&] { return index_.UpdateImpl(key, update_entry, nullptr); });
+  auto update_and_note_expired = [&](const DictEntryView* current, DictUpdate* update) {
+    SHM_RETURN_IF_ERROR(update_entry(current, update));
+    expired.FromExpired(*update);
+    return Status::OK();
+  };
+  Status s = CatchAtBoundary(
+      "dict", [&] { return index_.UpdateImpl(key, update_and_note_expired, nullptr); });
   orphan.Delete(seg);
+  expired.Delete(seg);
   SHM_RETURN_IF_ERROR(s);
   if (fill.filled) ReportReady(*this, key);
   return outcome;

@@ -671,12 +671,14 @@ class Committer {
         return ReadChanged();
       }
     } else {
-      const bool blind = e.keyspace && e.written && !e.read;  // Entry's invariant.
-      DictEntryView replaced;
+      const bool replaces = e.keyspace && e.written;
+      DictTxHeld held;
       s = DictTxProbeLocked(e.ref, target, e.key, e.read ? &e.seen : nullptr, e.version, &version,
-                            &expires_at_ms, &Where(i).at, blind ? &replaced : nullptr);
+                            &expires_at_ms, &Where(i).at, replaces ? &held : nullptr);
       if (s.ok() && e.read && version != e.version) return ReadChanged();
-      if (s.ok() && blind) NoteReplaced(replaced);
+      // A blind write's (Entry's invariant), or an expired entry any write replaces (a read saw
+      // the key absent); a read's live list or hash is in State::orphans already.
+      if (s.ok() && replaces && (!e.read || held.expired)) NoteReplaced(held.entry);
     }
     if (s.IsNotFound()) return Status::Conflict("object was deleted");
     SHM_RETURN_IF_ERROR(s);
@@ -698,7 +700,7 @@ class Committer {
     return Status::OK();
   }
 
-  // A blind write's replaced entry: its list or hash, if any, deleted after the commit.
+  // A replaced entry's list or hash, if any, deleted after the commit.
   void NoteReplaced(const DictEntryView& replaced) {
     const KeyType type = KeyTypeOfEntry(replaced);
     if (type == KeyType::kList || type == KeyType::kHash) {

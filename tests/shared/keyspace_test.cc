@@ -22,6 +22,7 @@
 #include "shm/limits.h"
 #include "shm/registry.h"
 #include "shm/snapshot.h"
+#include "shm/transaction.h"
 #include "shm/wake_word.h"
 #include "test_clock.h"
 
@@ -374,6 +375,51 @@ TEST(KeyspaceTest, SweepRemovesExpiredKeysSoCountIsExact) {
   EXPECT_EQ(Aggregates(seg.get()), 0u);
   std::string value;
   ASSERT_OK(ks.Get("s150", &value));
+}
+
+// A key whose list or hash expired, overwritten before the sweep reached it, takes its list or
+// hash with it: by SET, by a new list or hash of the key, and by a transaction's writes (a blind
+// SET and a read one); DEL and reads leave the expired entry to the sweep, which deletes both.
+// Nothing is left that no key names.
+TEST(KeyspaceTest, OverwritingAnExpiredListOrHashDeletesIt) {
+  test::ScopedSegment seg;
+  ScopedWallClockForTesting clock;
+  Keyspace ks = Open(seg.get());
+  const std::vector<std::string> keys = {"set",      "push",    "hset", "del",
+                                         "tx-blind", "tx-read", "read"};
+  for (size_t i = 0; i < keys.size(); ++i) {
+    ASSERT_OK(i % 2 == 0 ? Push(ks, keys[i], "item") : HSet(ks, keys[i], "f", "v"));
+    bool applied = false;
+    ASSERT_OK(ks.Expire(keys[i], WallNowMs() + 1000, ExpireIf::kAlways, &applied));
+  }
+  ASSERT_EQ(Aggregates(seg.get()), keys.size());
+  clock.Advance(1001);
+  ASSERT_OK(Set(ks, "set", "s"));
+  ASSERT_OK(Push(ks, "push", "new"));
+  ASSERT_OK(HSet(ks, "hset", "g", "w"));
+  bool existed = true;
+  ASSERT_OK(ks.Delete("del", &existed));
+  EXPECT_FALSE(existed);  // Expired: absent, as in Redis.
+  std::string value;      // Reads see it absent and leave it (and its list) to the sweep.
+  EXPECT_TRUE(ks.Get("read", &value).IsNotFound());
+  KeyType type = KeyType::kString;
+  ASSERT_OK(ks.Type("read", &type));
+  EXPECT_EQ(type, KeyType::kNone);
+  Transaction tx(seg.get());
+  StringSetResult set;
+  ASSERT_OK(tx.Set(ks, "tx-blind", "s", StringSet(), &set));
+  StringSet get;
+  get.get = true;
+  ASSERT_OK(tx.Set(ks, "tx-read", "s", get, &set));
+  EXPECT_FALSE(set.old.has_value());
+  ASSERT_OK(tx.Commit());
+  size_t removed = 0;  // DEL and reads of an expired key left it: the sweep's, with its list.
+  for (int tick = 0; tick < 100; ++tick) ASSERT_OK(ks.SweepExpired(64, &removed));
+  EXPECT_EQ(Aggregates(seg.get()), 2u);  // push's new list and hset's new hash.
+  ASSERT_OK(ks.Type("push", &type));
+  EXPECT_EQ(type, KeyType::kList);
+  ASSERT_OK(ks.Type("hset", &type));
+  EXPECT_EQ(type, KeyType::kHash);
 }
 
 TEST(KeyspaceTest, VersionsMoveWithEveryWriteOfEveryType) {

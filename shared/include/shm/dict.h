@@ -122,6 +122,12 @@ struct DictUpdate {
   // keep_expiry; any time is allowed (an absolute time needs no cap to stay in range).
   int64_t expires_at_ms = -1;
   bool erase = false;  // true: remove the entry (NotFound-free: absent stays absent).
+  // Set by UpdateView before its callback, which sees the key as absent: the entry the key still
+  // holds though it expired (views valid during the callback; empty content and data when none).
+  // A write or erase replaces it, so the caller may release what it names (the keyspace: a list
+  // or hash).
+  std::string_view expired_data;
+  std::string_view expired_content_type;
 };
 // Runs under the dict's lock: `current` is the entry (nullptr when absent or expired). A non-OK
 // return aborts the update and is returned by Update. Keep it short; never touch a Dict from it.
