@@ -232,10 +232,19 @@ void PrefetchHashFields(const Keyspace& keyspace, std::span<const ParsedCommand>
 
 void Prefetch(const RespConfig& config, std::span<const ParsedCommand> commands) {
   PrefetchViews keys;
+  std::string_view last;  // The key added last.
   for (const ParsedCommand& command : commands) {
     if (command.row == nullptr) continue;
     ForEachKey(*command.row, command.args.size(), [&](size_t i) {
-      if (!keys.full()) keys.Add(command.args[i]);
+      // A pipeline on one hot key (LPUSH mylist ..., HSET myhash ...) names it in every command:
+      // once in the CPU cache, hashing and probing it again is pure cost. The last bytes first:
+      // random keys of one length (key:000000012345) differ there.
+      const std::string_view key = command.args[i];
+      if (!last.empty() && key.size() == last.size() && key.back() == last.back() && key == last) {
+        return;
+      }
+      if (!keys.full()) keys.Add(key);
+      last = key;
     });
   }
   if (keys.size() == 0) return;
