@@ -58,8 +58,9 @@ class RegistryGuard {
 
 // Whether `ref` still names the live incarnation of its entry. Safe without the lock (entries are
 // never freed): readers that follow an entry's handles without it check before and after. Inline,
-// as are the expiry checks below: every keyed operation asks them under its locks.
-inline bool IsCurrent(const ObjectRef& ref) {
+// as are the expiry checks below: every keyed operation asks them under its locks (always: GCC
+// kept a call in Dict's read path, ReadHashed, whose body is over its inlining budget).
+[[gnu::always_inline]] inline bool IsCurrent(const ObjectRef& ref) {
   return ref.entry->state.load(std::memory_order_seq_cst) ==
              static_cast<uint32_t>(EntryState::kLive) &&
          ref.entry->incarnation.load(std::memory_order_seq_cst) == ref.incarnation;
