@@ -14,17 +14,25 @@ namespace {
 // another segment, is opened again.
 thread_local std::array<Handle<Keyspace>, Keyspace::kDatabases> t_keyspaces;
 
-}  // namespace
-
-Keyspace* KeyspaceOf(Segment* segment, int db, bool create) {
-  if (db < 0 || db >= Keyspace::kDatabases) return nullptr;
+// KeyspaceOf's opening, out of line: kept apart, the per-command path saves no registers for it.
+[[gnu::noinline]] Keyspace* OpenKeyspace(Handle<Keyspace>& handle, Segment* segment, int db,
+                                         bool create) {
   auto open = [&](Segment* seg, Keyspace* keyspace) {
     return Keyspace::Open(seg, db, keyspace,
                           create ? OpenMode::kCreateIfMissing : OpenMode::kOpenExisting);
   };
   Keyspace* keyspace = nullptr;
-  if (!t_keyspaces[db].Get(segment, open, &keyspace).ok()) return nullptr;
+  if (!handle.Get(segment, open, &keyspace).ok()) return nullptr;
   return keyspace;
+}
+
+}  // namespace
+
+Keyspace* KeyspaceOf(Segment* segment, int db, bool create) {
+  if (db < 0 || db >= Keyspace::kDatabases) return nullptr;
+  Handle<Keyspace>& handle = t_keyspaces[db];
+  if (Keyspace* current = handle.Current(segment); current != nullptr) return current;
+  return OpenKeyspace(handle, segment, db, create);
 }
 
 Keyspace* KS(Call& c) {

@@ -15,16 +15,6 @@ Status LockTimeout(const char* what, pid_t holder) {
 
 }  // namespace
 
-bool EntryExpired(const EntryRep* entry, int64_t now_ms) {
-  int64_t expires = entry->expires_at_ms.load(std::memory_order_relaxed);
-  return expires != 0 && now_ms >= expires;
-}
-
-bool EntryExpiredNow(const EntryRep* entry) {
-  int64_t expires = entry->expires_at_ms.load(std::memory_order_relaxed);
-  return expires != 0 && WallNowMs() >= expires;  // The clock is read only for objects with a TTL.
-}
-
 void RepairEntryLocked(Segment::Impl* segment, EntryRep* entry) {
   ResolveIntentsLocked(segment, segment->Handle(entry));
   if (entry->body.load() == 0) return;
@@ -43,12 +33,6 @@ Status ObjectGuard::LockEntry(Segment::Impl* segment, EntryRep* entry,
   owner_died_ = result == LockResult::kOwnerDied;
   if (owner_died_) RepairEntryLocked(segment, entry);
   return Status::OK();
-}
-
-bool IsCurrent(const ObjectRef& ref) {
-  return ref.entry->state.load(std::memory_order_seq_cst) ==
-             static_cast<uint32_t>(EntryState::kLive) &&
-         ref.entry->incarnation.load(std::memory_order_seq_cst) == ref.incarnation;
 }
 
 Status ObjectGuard::Lock(const ObjectRef& ref, std::chrono::milliseconds timeout) {

@@ -7,7 +7,9 @@
 #ifndef SHM_SRC_OBJECT_GUARD_H_
 #define SHM_SRC_OBJECT_GUARD_H_
 
+#include <atomic>
 #include <chrono>
+#include <cstdint>
 
 #include "layout.h"
 #include "segment_impl.h"
@@ -55,17 +57,29 @@ class RegistryGuard {
 };
 
 // Whether `ref` still names the live incarnation of its entry. Safe without the lock (entries are
-// never freed): readers that follow an entry's handles without it check before and after.
-bool IsCurrent(const ObjectRef& ref);
+// never freed): readers that follow an entry's handles without it check before and after. Inline,
+// as are the expiry checks below: every keyed operation asks them under its locks (always: GCC
+// kept a call in Dict's read path, ReadHashed, whose body is over its inlining budget).
+[[gnu::always_inline]] inline bool IsCurrent(const ObjectRef& ref) {
+  return ref.entry->state.load(std::memory_order_seq_cst) ==
+             static_cast<uint32_t>(EntryState::kLive) &&
+         ref.entry->incarnation.load(std::memory_order_seq_cst) == ref.incarnation;
+}
 
 // Runs the owner-death repair of an entry whose lock the caller holds.
 void RepairEntryLocked(Segment::Impl* segment, EntryRep* entry);
 // Rebuilds the registry's index and free list from the entries' states. REQUIRES: registry lock.
 void RepairRegistryLocked(Segment::Impl* segment);
 // True when the entry is live and past its expiry.
-bool EntryExpired(const EntryRep* entry, int64_t now_ms);
+inline bool EntryExpired(const EntryRep* entry, int64_t now_ms) {
+  int64_t expires = entry->expires_at_ms.load(std::memory_order_relaxed);
+  return expires != 0 && now_ms >= expires;
+}
 // The same, reading the wall clock only when the entry has an expiry.
-bool EntryExpiredNow(const EntryRep* entry);
+inline bool EntryExpiredNow(const EntryRep* entry) {
+  int64_t expires = entry->expires_at_ms.load(std::memory_order_relaxed);
+  return expires != 0 && WallNowMs() >= expires;  // The clock is read only for objects with a TTL.
+}
 
 }  // namespace shm
 

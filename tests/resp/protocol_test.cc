@@ -134,8 +134,9 @@ TEST(RespWriterTest, Resp2AndResp3) {
 TEST(RespWriterTest, NumbersAndBulkSizes) {
   std::string out, expected;
   ReplyWriter w(&out, 2);
-  for (int64_t value : {int64_t{0}, int64_t{7}, int64_t{10}, int64_t{99}, int64_t{100}, int64_t{-1},
-                        int64_t{-10}, int64_t{123456789}, int64_t{1000000}, INT64_MAX, INT64_MIN}) {
+  for (int64_t value :
+       {int64_t{0}, int64_t{7}, int64_t{9}, int64_t{10}, int64_t{99}, int64_t{100}, int64_t{-1},
+        int64_t{-10}, int64_t{123456789}, int64_t{1000000}, INT64_MAX, INT64_MIN}) {
     w.Integer(value);
     expected += ":" + std::to_string(value) + "\r\n";
   }

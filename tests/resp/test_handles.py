@@ -104,3 +104,19 @@ def test_object_deleted_over_http_reopens(clients, server):
     assert everyone(clients, lambda c: c.llen("shared:list")) == [0] * CLIENTS
     everyone(clients, lambda c: c.rpush("shared:list", "x"))
     assert a.llen("shared:list") == CLIENTS
+
+
+def test_keyspace_deleted_over_http_reopens(clients, server):
+    # Every connection's thread keeps its handle of database 0's keyspace object ("redis:0") from
+    # one command to the next (resp/keyspace.cc): deleted by another front end, it must be seen
+    # as gone (the keys with it) and opened anew, never answered through the stale handle.
+    a = clients[0]
+    a.set("k", "before")
+    assert everyone(clients, lambda c: c.get("k")) == ["before"] * CLIENTS
+    base = "http://127.0.0.1:%d" % server.http_port
+    req = urllib.request.Request(base + "/v1/objects/redis:0", method="DELETE")
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status in (200, 204)
+    assert everyone(clients, lambda c: c.get("k")) == [None] * CLIENTS
+    everyone(clients, lambda c: c.incr("count"))
+    assert a.get("count") == str(CLIENTS)

@@ -69,9 +69,18 @@ class Handle {
   // moment (an existing Redis aggregate). The reference is valid until the next call.
   template <typename Open>
   Status Get(Segment* segment, Open&& open, Proxy** proxy) {
-    if (!OpenedIn(segment) || Stale()) SHM_RETURN_IF_ERROR(Reopen(segment, open));
+    if (Proxy* current = Current(segment); current != nullptr) {
+      *proxy = current;
+      return Status::OK();
+    }
+    SHM_RETURN_IF_ERROR(Reopen(segment, open));
     *proxy = &proxy_;
     return Status::OK();
+  }
+  // Get's answer when it needs no opening, else nullptr (the caller then calls Get): for a path
+  // that runs per command, where Get's Status and opener are measurable.
+  Proxy* Current(const Segment* segment) {
+    return OpenedIn(segment) && !Stale() ? &proxy_ : nullptr;
   }
 
   // Takes `proxy`, opened in `segment` by the caller (it created the object).
