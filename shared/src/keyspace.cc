@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <charconv>
+#include <optional>
 #include <random>
 #include <string>
 #include <type_traits>
@@ -192,9 +193,9 @@ struct Orphan {
     const DictEntryView view = DictEntryView::Of(*entry);
     From(&view);
   }
-  // The expired entry an update replaced (DictUpdate::expired_*), if it wrote or erased.
+  // The expired entry an update replaces (DictUpdate::expired_*), if any.
   void FromExpired(const DictUpdate& update) {
-    if (update.expired_content_type.empty() || (!update.write && !update.erase)) return;
+    if (update.expired_content_type.empty()) return;
     const DictEntryView view{update.expired_data, update.expired_content_type, 0, 0};
     From(&view);
   }
@@ -296,7 +297,8 @@ Status UpdateKey(Dict& index, std::string_view key, Orphan* dead, Fn&& fn) {
     }
     SHM_RETURN_IF_ERROR(fn(current, update));
     if (stale && !update->write) update->erase = true;
-    dead->FromExpired(*update);  // Never with `stale`: the dict showed no live entry then.
+    // Never with `stale`: the dict showed no live entry then.
+    if (update->write || update->erase) dead->FromExpired(*update);
     return Status::OK();
   });
 }
@@ -710,10 +712,10 @@ Status Keyspace::WithAggregate(std::string_view key, Access access,
   }
   Segment* seg = index_.ref().segment;
   const KeyType type = TypeOfProxy(static_cast<Proxy*>(nullptr));
-  Orphan orphan;       // One removed for being empty.
-  Orphan expired;      // One an expired entry named, which the update replaced.
-  Status outcome;      // fn's, or NotFound; the update itself commits whatever fn left.
-  ListFillScope fill;  // Whether fn pushed: the key is reported once committed.
+  Orphan orphan;                  // One removed for being empty.
+  std::optional<Orphan> expired;  // One an expired entry named, which the update replaced.
+  Status outcome;                 // fn's, or NotFound; the update itself commits whatever fn left.
+  ListFillScope fill;             // Whether fn pushed: the key is reported once committed.
   auto update_entry = [&](const DictEntryView* current, DictUpdate* update) {
     update->write = false;
     Proxy proxy;
@@ -741,6 +743,9 @@ Status Keyspace::WithAggregate(std::string_view key, Access access,
         outcome = Status::NotFound("no such key");
         return Status::OK();
       }
+      // The new entry (or, should fn leave the new aggregate empty, the erase) replaces an
+      // expired one the key still holds: its list or hash goes too.
+      if (!update->expired_content_type.empty()) expired.emplace().FromExpired(*update);
       // Under the key's lock (keyspace stripe -> registry is the lock order): a crash before
       // the entry is published leaks an empty list or hash, never shows one.
       SHM_RETURN_IF_ERROR(CreateAggregate(seg, db_, &created, &proxy));
@@ -776,15 +781,9 @@ Status Keyspace::WithAggregate(std::string_view key, Access access,
   };
   // Straight to the index's update (no transaction is active, checked above; the key was
   // validated above; the index is never bound to a transaction), as Dict::UpdateView would.
-  auto update_and_note_expired = [&](const DictEntryView* current, DictUpdate* update) {
-    SHM_RETURN_IF_ERROR(update_entry(current, update));
-    expired.FromExpired(*update);
-    return Status::OK();
-  };
-  Status s = CatchAtBoundary(
-      "dict", [&] { return index_.UpdateImpl(key, update_and_note_expired, nullptr); });
+  Status s = CatchAtBoundary("dict", [&] { return index_.UpdateImpl(key, update_entry, nullptr); });
   orphan.Delete(seg);
-  expired.Delete(seg);
+  if (expired && s.ok()) expired->Delete(seg);  // Else the expired entry stands, naming it.
   SHM_RETURN_IF_ERROR(s);
   if (fill.filled) ReportReady(*this, key);
   return outcome;
