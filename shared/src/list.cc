@@ -659,16 +659,8 @@ Status List::Range(int64_t start, int64_t stop, std::vector<std::string>* items,
 
 Status List::DoRange(int64_t start, int64_t stop, std::vector<std::string>* items,
                      bool* truncated) const {
-  Segment::Impl* seg = ref_.segment->impl();
-  ObjectGuard guard;
-  SHM_RETURN_IF_ERROR(guard.Lock(ref_));
-  ListRep* rep = RepOf(seg, ref_.entry);
-  const int64_t head = rep->head.load();
-  const uint64_t ring = rep->ring.load();
-  CollectRange(
-      static_cast<int64_t>(LengthOf(rep)), start, stop,
-      [&](int64_t i) { return ItemView(seg, SlotAt(seg, ring, head + i)); }, items, truncated);
-  return Status::OK();
+  RangeCollector collector(items, truncated);
+  return DoVisitRange(start, stop, &collector);
 }
 
 Status List::VisitRange(int64_t start, int64_t stop, RangeVisitor* visitor) const {

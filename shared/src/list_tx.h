@@ -49,6 +49,30 @@ struct ListTxView {
 // the item at `index` (from the left) into *item.
 Status ListTxRead(const ObjectRef& ref, int64_t index, ListTxView* view, std::string* item);
 
+// Copies a range's items under List::Range's caps (kMaxRangeItems, kMaxRangeBytes; the first
+// item always): the item past them sets *truncated (may be null) and ends the visit.
+class RangeCollector final : public List::RangeVisitor {
+ public:
+  RangeCollector(std::vector<std::string>* items, bool* truncated)
+      : items_(items), truncated_(truncated) {}
+  void Begin(uint64_t) override {}
+  bool Item(std::string_view item) override {
+    if (!items_->empty() &&
+        (items_->size() >= List::kMaxRangeItems || bytes_ + item.size() > List::kMaxRangeBytes)) {
+      if (truncated_ != nullptr) *truncated_ = true;
+      return false;
+    }
+    bytes_ += item.size();
+    items_->emplace_back(item);
+    return true;
+  }
+
+ private:
+  std::vector<std::string>* items_;
+  bool* truncated_;
+  size_t bytes_ = 0;
+};
+
 // The changes one list's share takes in the record.
 inline uint32_t ListTxChangeCount(size_t pushes, uint64_t pops) {
   return 2 + static_cast<uint32_t>(pushes + pops);
@@ -57,10 +81,6 @@ inline uint32_t ListTxChangeCount(size_t pushes, uint64_t pops) {
 Status ListTxFillRecord(Segment::Impl* seg, TxRecordRep* rec, uint32_t first, const ObjectRef& ref,
                         const std::deque<std::string>& left, const std::deque<std::string>& right,
                         uint64_t pops_left, uint64_t pops_right);
-// LRANGE's rule on a list of `length` items, the one List::Range and a transaction's view of a
-// list it changed both use: negative indexes count from the end, bounds are clamped, start >
-// stop is empty, at most List::kMaxRangeItems items and kMaxRangeBytes bytes (at least one item;
-// *truncated, if given, set when cut short). item_at(i) returns the i-th item (a string_view).
 // LRANGE's bounds on a list of `length` items: *start..*stop from the left, within the list
 // (empty when *start > *stop). Lengths are < 2^28, so no overflow once clamped.
 inline void ClampRange(int64_t length, int64_t* start, int64_t* stop) {
@@ -68,20 +88,15 @@ inline void ClampRange(int64_t length, int64_t* start, int64_t* stop) {
   if (*stop < 0) *stop = std::max<int64_t>(*stop, -length - 1) + length;
   *stop = std::min(*stop, length - 1);
 }
+// LRANGE's rule on a list of `length` items, the one List::Range and a transaction's view of a
+// list it changed both use: ClampRange's bounds, RangeCollector's caps. item_at(i) returns the
+// i-th item (a string_view).
 template <typename ItemAt>
 void CollectRange(int64_t length, int64_t start, int64_t stop, ItemAt&& item_at,
                   std::vector<std::string>* items, bool* truncated) {
   ClampRange(length, &start, &stop);
-  size_t bytes = 0;
-  for (int64_t i = start; i <= stop; ++i) {
-    std::string_view item = item_at(i);
-    if (!items->empty() &&
-        (items->size() >= List::kMaxRangeItems || bytes + item.size() > List::kMaxRangeBytes)) {
-      if (truncated != nullptr) *truncated = true;
-      break;
-    }
-    bytes += item.size();
-    items->emplace_back(item);
+  RangeCollector collector(items, truncated);
+  for (int64_t i = start; i <= stop && collector.Item(item_at(i)); ++i) {
   }
 }
 
