@@ -237,16 +237,8 @@ Status ReadKeyValue(Keyspace& ks, std::string_view key, KeyType type, KeyValue* 
   SHM_RETURN_IF_ERROR(ks.ExpiryOf(key, at_ms));
   if (type == KeyType::kString) return ks.Get(key, &value->string);
   if (type == KeyType::kList) {
-    return ks.WithList(key, Keyspace::Access::kRead, [&](List& list) {
-      for (int64_t first = 0;;) {
-        std::vector<std::string> chunk;
-        bool truncated = false;
-        SHM_RETURN_IF_ERROR(list.Range(first, -1, &chunk, &truncated));
-        first += static_cast<int64_t>(chunk.size());
-        for (std::string& item : chunk) value->items.push_back(std::move(item));
-        if (!truncated || chunk.empty()) return Status::OK();
-      }
-    });
+    return ks.WithList(key, Keyspace::Access::kRead,
+                       [&](List& list) { return list.All(&value->items); });
   }
   // In insertion order, which the copy (written field by field) keeps.
   return ks.WithHash(key, Keyspace::Access::kRead, [&](Dict& hash) {

@@ -831,14 +831,7 @@ Status Keyspace::RewriteList(std::string_view key,
         List old;
         SHM_RETURN_IF_ERROR(FindAggregate(seg, current->data, &old));
         std::vector<std::string> items;
-        for (int64_t first = 0;;) {
-          std::vector<std::string> chunk;
-          bool truncated = false;
-          SHM_RETURN_IF_ERROR(old.Range(first, -1, &chunk, &truncated));
-          first += static_cast<int64_t>(chunk.size());
-          for (std::string& item : chunk) items.push_back(std::move(item));
-          if (!truncated || chunk.empty()) break;
-        }
+        SHM_RETURN_IF_ERROR(old.All(&items));
         outcome = fn(&items);
         if (!outcome.ok()) return Status::OK();
         if (items.empty()) {

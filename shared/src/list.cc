@@ -657,6 +657,17 @@ Status List::Range(int64_t start, int64_t stop, std::vector<std::string>* items,
   return CatchAtBoundary("list range", [&] { return DoRange(start, stop, items, truncated); });
 }
 
+Status List::All(std::vector<std::string>* items) const {
+  for (int64_t first = 0;;) {
+    std::vector<std::string> chunk;
+    bool truncated = false;
+    SHM_RETURN_IF_ERROR(Range(first, -1, &chunk, &truncated));
+    first += static_cast<int64_t>(chunk.size());
+    for (std::string& item : chunk) items->push_back(std::move(item));
+    if (!truncated || chunk.empty()) return Status::OK();
+  }
+}
+
 Status List::DoRange(int64_t start, int64_t stop, std::vector<std::string>* items,
                      bool* truncated) const {
   RangeCollector collector(items, truncated);

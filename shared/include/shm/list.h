@@ -112,6 +112,9 @@ class List {
   // and kMaxRangeBytes bytes; `truncated` (optional) tells whether the range was cut short.
   Status Range(int64_t start, int64_t stop, std::vector<std::string>* items,
                bool* truncated = nullptr) const;
+  // Every item, left to right, appended to *items: Range's chunks one after another, so without
+  // its bounds (a list a command rewrites or copies whole).
+  Status All(std::vector<std::string>* items) const;
 
   // Index access for sequence front ends (shmstate.Manager().list()).
   //
