@@ -233,14 +233,6 @@ void ReportReady(const Keyspace& keyspace, std::string_view key) {
   keyspace.WakeBlockedPops();
 }
 
-Status ValidateKey(std::string_view key) {
-  if (key.size() > Keyspace::kMaxKey) {
-    return Status::InvalidArgument("key longer than " + std::to_string(Keyspace::kMaxKey) +
-                                   " bytes");
-  }
-  return Status::OK();
-}
-
 // The key's entry: through this thread's transaction when one is active.
 Status GetEntry(const Dict& index, std::string_view key, DictValue* entry) {
   if (KeyspaceTransactionScope* scope = ActiveKeyspaceScope(); scope != nullptr) {
@@ -362,7 +354,7 @@ Status Keyspace::Open(Segment* segment, int db, Keyspace* result, OpenMode mode)
 }
 
 Status Keyspace::Type(std::string_view key, KeyType* type) const {
-  SHM_RETURN_IF_ERROR(ValidateKey(key));
+  SHM_RETURN_IF_ERROR(ValidateKeyspaceKey(key));
   DictValue entry;
   Status s = GetEntry(index_, key, &entry);
   *type = KeyType::kNone;
@@ -373,7 +365,7 @@ Status Keyspace::Type(std::string_view key, KeyType* type) const {
 }
 
 Status Keyspace::Get(std::string_view key, std::string* value, int64_t* expires_at_ms) const {
-  SHM_RETURN_IF_ERROR(ValidateKey(key));
+  SHM_RETURN_IF_ERROR(ValidateKeyspaceKey(key));
   DictValue entry;
   SHM_RETURN_IF_ERROR(GetEntry(index_, key, &entry));
   if (TypeOfEntry(entry) != KeyType::kString) {
@@ -386,7 +378,7 @@ Status Keyspace::Get(std::string_view key, std::string* value, int64_t* expires_
 
 Status Keyspace::Set(std::string_view key, std::string_view value, const StringSet& options,
                      StringSetResult* result) {
-  SHM_RETURN_IF_ERROR(ValidateKey(key));
+  SHM_RETURN_IF_ERROR(ValidateKeyspaceKey(key));
   if (value.size() > kMaxValue) {
     return Status::InvalidArgument("string exceeds maximum allowed size (" +
                                    std::to_string(kMaxValue) + " bytes)");
@@ -432,7 +424,7 @@ Status IncrementedValue(std::optional<std::string_view> current, int64_t by, int
 // UpdateString's read-modify-write without its StringUpdateFn (a std::function call and a
 // StringUpdate per command): INCR is a hot path, written as Set is.
 Status Keyspace::IncrBy(std::string_view key, int64_t by, int64_t* result) {
-  SHM_RETURN_IF_ERROR(ValidateKey(key));
+  SHM_RETURN_IF_ERROR(ValidateKeyspaceKey(key));
   Orphan dead;
   Status s = UpdateKey(index_, key, &dead, [&](const DictEntryView* current, DictUpdate* update) {
     update->write = false;
@@ -452,7 +444,7 @@ Status Keyspace::IncrBy(std::string_view key, int64_t by, int64_t* result) {
 }
 
 Status Keyspace::UpdateString(std::string_view key, StringUpdateFn fn) {
-  SHM_RETURN_IF_ERROR(ValidateKey(key));
+  SHM_RETURN_IF_ERROR(ValidateKeyspaceKey(key));
   Orphan dead;
   Status s = UpdateKey(index_, key, &dead, [&](const DictEntryView* current, DictUpdate* update) {
     update->write = false;
@@ -485,7 +477,7 @@ Status Keyspace::UpdateString(std::string_view key, StringUpdateFn fn) {
 }
 
 Status Keyspace::Delete(std::string_view key, bool* existed) {
-  SHM_RETURN_IF_ERROR(ValidateKey(key));
+  SHM_RETURN_IF_ERROR(ValidateKeyspaceKey(key));
   *existed = false;
   Orphan orphan;
   Status s = UpdateKey(index_, key, &orphan, [&](const DictEntryView* current, DictUpdate* update) {
@@ -501,7 +493,7 @@ Status Keyspace::Delete(std::string_view key, bool* existed) {
 }
 
 Status Keyspace::Expire(std::string_view key, int64_t at_ms, ExpireIf cond, bool* applied) {
-  SHM_RETURN_IF_ERROR(ValidateKey(key));
+  SHM_RETURN_IF_ERROR(ValidateKeyspaceKey(key));
   *applied = false;
   Orphan orphan;
   Status s = UpdateKey(index_, key, &orphan, [&](const DictEntryView* current, DictUpdate* update) {
@@ -543,7 +535,7 @@ Status Keyspace::Expire(std::string_view key, int64_t at_ms, ExpireIf cond, bool
 }
 
 Status Keyspace::Persist(std::string_view key, bool* removed) {
-  SHM_RETURN_IF_ERROR(ValidateKey(key));
+  SHM_RETURN_IF_ERROR(ValidateKeyspaceKey(key));
   *removed = false;
   Orphan dead;
   Status s = UpdateKey(index_, key, &dead, [&](const DictEntryView* current, DictUpdate* update) {
@@ -561,7 +553,7 @@ Status Keyspace::Persist(std::string_view key, bool* removed) {
 }
 
 Status Keyspace::ExpiryOf(std::string_view key, int64_t* at_ms) const {
-  SHM_RETURN_IF_ERROR(ValidateKey(key));
+  SHM_RETURN_IF_ERROR(ValidateKeyspaceKey(key));
   DictValue entry;
   SHM_RETURN_IF_ERROR(GetEntry(index_, key, &entry));
   *at_ms = entry.expires_at_ms;
@@ -624,7 +616,7 @@ Status Keyspace::Rename(std::string_view from, std::string_view to, bool only_if
 }
 
 Status Keyspace::Version(std::string_view key, uint64_t* version) const {
-  SHM_RETURN_IF_ERROR(ValidateKey(key));
+  SHM_RETURN_IF_ERROR(ValidateKeyspaceKey(key));
   DictValue entry;
   Status s = GetEntry(index_, key, &entry);
   *version = 0;
@@ -634,6 +626,13 @@ Status Keyspace::Version(std::string_view key, uint64_t* version) const {
   return Status::OK();
 }
 
+Status ValidateKeyspaceKey(std::string_view key) {
+  if (key.size() > Keyspace::kMaxKey) {
+    return Status::InvalidArgument("key longer than " + std::to_string(Keyspace::kMaxKey) +
+                                   " bytes");
+  }
+  return Status::OK();
+}
 KeyType KeyTypeOfEntry(const DictValue& entry) { return TypeOfEntry(entry); }
 KeyType KeyTypeOfEntry(const DictEntryView& entry) { return TypeOfEntry(entry); }
 bool KeyEntryLive(Segment* segment, const DictValue& entry) {
@@ -702,7 +701,7 @@ uint64_t KeyVersionOfEntry(Segment* seg, const DictValue& entry) {
 template <typename Proxy>
 Status Keyspace::WithAggregate(std::string_view key, Access access,
                                FunctionRef<Status(Proxy&)> fn) {
-  SHM_RETURN_IF_ERROR(ValidateKey(key));
+  SHM_RETURN_IF_ERROR(ValidateKeyspaceKey(key));
   if (KeyspaceTransactionScope* scope = ActiveKeyspaceScope(); scope != nullptr) {
     if constexpr (std::is_same_v<Proxy, List>) {
       return ScopedWithList(scope, *this, key, access, fn);
@@ -792,7 +791,7 @@ Status Keyspace::WithAggregate(std::string_view key, Access access,
 void Keyspace::PrefetchFields(std::string_view key,
                               std::span<const std::string_view> fields) const {
   // Not inside a transaction: its staged entries are not the index's.
-  if (fields.empty() || ActiveKeyspaceScope() != nullptr || !ValidateKey(key).ok()) return;
+  if (fields.empty() || ActiveKeyspaceScope() != nullptr || !ValidateKeyspaceKey(key).ok()) return;
   try {
     DictValue entry;
     if (!index_.Get(key, &entry).ok() || TypeOfEntry(entry) != KeyType::kHash) return;
@@ -812,7 +811,7 @@ Status Keyspace::WithHash(std::string_view key, Access access, FunctionRef<Statu
 
 Status Keyspace::RewriteList(std::string_view key,
                              const std::function<Status(std::vector<std::string>* items)>& fn) {
-  SHM_RETURN_IF_ERROR(ValidateKey(key));
+  SHM_RETURN_IF_ERROR(ValidateKeyspaceKey(key));
   if (KeyspaceTransactionScope* scope = ActiveKeyspaceScope(); scope != nullptr) {
     return ScopedRewriteList(scope, *this, key, fn);
   }
@@ -855,7 +854,7 @@ Status Keyspace::RewriteList(std::string_view key,
 }
 
 Status Keyspace::Usage(std::string_view key, uint64_t* bytes) const {
-  SHM_RETURN_IF_ERROR(ValidateKey(key));
+  SHM_RETURN_IF_ERROR(ValidateKeyspaceKey(key));
   DictValue entry;
   SHM_RETURN_IF_ERROR(GetEntry(index_, key, &entry));
   Segment* seg = index_.ref().segment;

@@ -13,6 +13,9 @@
 
 namespace shm {
 
+// InvalidArgument for a key longer than Keyspace::kMaxKey: every keyspace operation's first check,
+// the transaction's too.
+Status ValidateKeyspaceKey(std::string_view key);
 // The type an entry stands for (its content type's tag).
 KeyType KeyTypeOfEntry(const DictValue& entry);
 KeyType KeyTypeOfEntry(const DictEntryView& entry);

@@ -350,19 +350,11 @@ Status Stage(State* st, const Dict& dict, bool keyspace, std::string_view key, b
   return Status::OK();
 }
 
-Status ValidateKeyLength(std::string_view key) {
-  if (key.size() > Keyspace::kMaxKey) {
-    return Status::InvalidArgument("key longer than " + std::to_string(Keyspace::kMaxKey) +
-                                   " bytes");
-  }
-  return Status::OK();
-}
-
 // A keyspace entry as this transaction sees it, with an entry whose list or hash is gone shown
 // as absent (as Keyspace does). `string_bytes` as ViewEntry's.
 Status ViewKey(State* st, const Keyspace& ks, std::string_view key, DictValue* entry, KeyType* type,
                bool string_bytes = true) {
-  SHM_RETURN_IF_ERROR(ValidateKeyLength(key));
+  SHM_RETURN_IF_ERROR(ValidateKeyspaceKey(key));
   bool found = false;
   SHM_RETURN_IF_ERROR(ViewEntry(st, KeyspaceIndex(ks), true, key, entry, &found, string_bytes));
   *type = found ? KeyTypeOfEntry(*entry) : KeyType::kNone;
@@ -1311,7 +1303,7 @@ Status Transaction::Set(const Keyspace& ks, std::string_view key, std::string_vi
                         const StringSet& options, StringSetResult* result) {
   *result = StringSetResult{};
   if (uint64_t hash = 0; BlindKeyWrite(state_.get(), ks, key, options, &hash)) {  // MSET's pairs.
-    SHM_RETURN_IF_ERROR(ValidateKeyLength(key));
+    SHM_RETURN_IF_ERROR(ValidateKeyspaceKey(key));
     SHM_RETURN_IF_ERROR(
         StageKeyString(state_.get(), ks, key, value, options.expires_at_ms.value_or(0), &hash));
     result->written = true;
