@@ -562,8 +562,8 @@ Status Keyspace::ExpiryOf(std::string_view key, int64_t* at_ms) const {
 
 Status Keyspace::Rename(std::string_view from, std::string_view to, bool only_if_absent,
                         bool* renamed) {
-  SHM_RETURN_IF_ERROR(ValidateKey(from));
-  SHM_RETURN_IF_ERROR(ValidateKey(to));
+  SHM_RETURN_IF_ERROR(ValidateKeyspaceKey(from));
+  SHM_RETURN_IF_ERROR(ValidateKeyspaceKey(to));
   *renamed = false;
   const std::string from_key = std::string(from), to_key = std::string(to);
   Segment* seg = index_.ref().segment;
