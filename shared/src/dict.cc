@@ -210,9 +210,9 @@ class ShardGuard {
       Unlock();
       return Status::NotFound("object has expired");
     }
-    if (!reentrant) {
-      stripe->holder_shard.store(shard);
-      stripe->holder_body.store(body);
+    if (!reentrant) {  // Relaxed: only a later holder of `mu` reads them (layout.h).
+      stripe->holder_shard.store(shard, std::memory_order_relaxed);
+      stripe->holder_body.store(body, std::memory_order_relaxed);
     }
     auto* rep = seg->Ptr<DictRep>(body);
     DictShardRep* shard_rep = &rep->shards[shard];
@@ -227,7 +227,7 @@ class ShardGuard {
 
   void Unlock() {
     if (stripe_ == nullptr) return;
-    stripe_->holder_body.store(0);
+    stripe_->holder_body.store(0, std::memory_order_relaxed);
     stripe_->mu.unlock();
     stripe_ = nullptr;
   }
@@ -291,7 +291,7 @@ Probe FindLocked(const Locked& d, std::string_view key, uint64_t hash) {
 
 // Whether slot `pos`'s entry names a keyspace's list or hash (DictRep::names_aggregates).
 bool NamesAggregateLocked(const Locked& d, uint64_t pos) {
-  return d.rep->names_aggregates() && !d.blob(d.slot(pos).blob.load())->content_type().empty();
+  return d.rep->KeptWhenExpired(d.blob(d.slot(pos).blob.load())->content_type());
 }
 
 // The live entry a probe found, or nullptr when absent or expired.
@@ -750,7 +750,9 @@ Status SerializeDictLocked(Segment::Impl* seg, const EntryRep* entry, std::strin
       uint64_t word = table->slots()[i].blob.load();
       if (!IsBlob(word)) continue;
       const auto* b = seg->Ptr<DictEntryBlob>(word);
-      if (b->expired(now)) continue;
+      // An expired list or hash key is kept with its object, for the restored sweep to remove
+      // both: skipped, it would leave the object restored and named by no key.
+      if (b->expired(now) && !rep->KeptWhenExpired(b->content_type())) continue;
       const uint64_t offset = entries.size();
       e.Put<uint64_t>(b->version);
       e.Put<int64_t>(b->expires_at_ms);
@@ -842,7 +844,9 @@ Status FillDict(Segment::Impl* seg, DictRep* rep, ByteReader* r, uint64_t count,
   for (uint64_t i = 0; i < count; ++i) {
     SnapshotEntry e;
     SHM_RETURN_IF_ERROR(ReadEntry(r, version_bound, &e));
-    if (e.expires_at_ms != 0 && e.expires_at_ms <= now) continue;  // Expired meanwhile.
+    if (e.expires_at_ms != 0 && e.expires_at_ms <= now && !rep->KeptWhenExpired(e.content_type)) {
+      continue;  // Expired meanwhile.
+    }
     ++per_shard[rep->ShardOf(e.hash)];
     entries.push_back(e);
   }
@@ -862,8 +866,10 @@ Status FillDict(Segment::Impl* seg, DictRep* rep, ByteReader* r, uint64_t count,
   return Status::OK();
 }
 
-// Builds a body from snapshot bytes. Statistics go to shard 0 (they are reported as sums).
-Status DeserializeDict(Segment::Impl* seg, std::string_view bytes, uint64_t* body) {
+// Builds a body from snapshot bytes, locked by the stripe set `stripe_set` (DictRep). Statistics
+// go to shard 0 (they are reported as sums).
+Status DeserializeDictBody(Segment::Impl* seg, std::string_view bytes, uint32_t stripe_set,
+                           uint64_t* body) {
   *body = 0;
   ByteReader r(bytes);
   uint64_t version_bound = 0, count = 0;
@@ -886,6 +892,7 @@ Status DeserializeDict(Segment::Impl* seg, std::string_view bytes, uint64_t* bod
   }
   SHM_RETURN_IF_ERROR(AllocateBody(seg, options, body));
   auto* rep = seg->Ptr<DictRep>(*body);
+  rep->stripe_set = stripe_set;  // Unpublished yet: no lock can be held on it.
   DictShardRep& first = rep->shards[0];
   std::atomic<uint64_t>* targets[4] = {&first.hits, &first.misses, &first.evictions,
                                        &first.expirations};
@@ -896,6 +903,10 @@ Status DeserializeDict(Segment::Impl* seg, std::string_view bytes, uint64_t* bod
     *body = 0;
   }
   return s;
+}
+
+Status DeserializeDict(Segment::Impl* seg, std::string_view bytes, uint64_t* body) {
+  return DeserializeDictBody(seg, bytes, 0, body);
 }
 
 void DictUsage(Segment::Impl* seg, const EntryRep* entry, ObjectInfo* info) {
@@ -927,9 +938,7 @@ const KindOps kDictOps = {RepairDictLocked, DestroyDict, SerializeDictLocked, De
 namespace {
 // A keyspace's body is a dict's, locked by the keyspace stripes (Root::keyspace_stripes).
 Status DeserializeKeyspace(Segment::Impl* seg, std::string_view bytes, uint64_t* body) {
-  SHM_RETURN_IF_ERROR(DeserializeDict(seg, bytes, body));
-  seg->Ptr<DictRep>(*body)->stripe_set = 1;  // Unpublished yet: no lock can be held on it.
-  return Status::OK();
+  return DeserializeDictBody(seg, bytes, 1, body);
 }
 }  // namespace
 

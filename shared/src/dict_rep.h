@@ -121,6 +121,11 @@ struct DictRep {
   // expired, is removed only with what it names (Keyspace::SweepExpired, or a write replacing
   // it), never by a read.
   bool names_aggregates() const { return stripe_set != 0; }
+  // Whether an expired entry of this content type stays until the sweep (one naming a list or
+  // hash, above); any other expired entry is as good as absent, to reads and to snapshots alike.
+  bool KeptWhenExpired(std::string_view content_type) const {
+    return names_aggregates() && !content_type.empty();
+  }
 
   DictShardRep shards[kDictShards];
 

@@ -78,7 +78,9 @@ inline constexpr uint32_t kDictStripes = 256;
 struct alignas(64) DictStripeRep {
   ObjectMutex mu;
   // The dict body and shard whose derived state the holder changes, set once it holds `mu` and
-  // saw the dict live, 0 otherwise: what the owner-death repair recomputes.
+  // saw the dict live, 0 otherwise: what the owner-death repair recomputes. Written and read
+  // only by holders of `mu`, so relaxed: the mutex orders them (and a dead holder's stores, made
+  // before its death, are seen by the next holder, which takes `mu` after the kernel marked it).
   std::atomic<uint64_t> holder_body{0};
   std::atomic<uint32_t> holder_shard{0};
   // Bumped before any blob a shard on this stripe guards is freed or reused.

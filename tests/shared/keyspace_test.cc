@@ -534,6 +534,40 @@ TEST(KeyspaceTest, ASnapshotKeepsEveryTypeAndTheKeyspaceLocks) {
   EXPECT_EQ(TypeOf(restored, "l"), KeyType::kNone);
 }
 
+// A list or hash key that expired but is not yet swept: the snapshot keeps its entry with its
+// object, so the restored keyspace's sweep removes both. Skipping the entry restored the object
+// named by no key, which no sweep finds.
+TEST(KeyspaceTest, ASnapshotOfAnExpiredUnsweptListOrHashLeavesNoObjectBehind) {
+  test::ScopedSegment from;
+  ScopedWallClockForTesting clock;
+  Keyspace ks = Open(from.get());
+  ASSERT_OK(Push(ks, "expired-list", "a"));
+  ASSERT_OK(HSet(ks, "expired-hash", "f", "v"));
+  ASSERT_OK(Push(ks, "kept", "b"));
+  ASSERT_OK(Set(ks, "expired-string", "s"));
+  bool applied = false;
+  for (const char* key : {"expired-list", "expired-hash", "expired-string"}) {
+    ASSERT_OK(ks.Expire(key, WallNowMs() + 1000, ExpireIf::kAlways, &applied));
+  }
+  clock.Advance(1001);
+  std::string bytes;
+  SnapshotStats stats;
+  ASSERT_OK(SerializeSegment(from.get(), &bytes, &stats));
+  test::ScopedSegment into;
+  ASSERT_OK(RestoreSegment(bytes, into.get(), &stats));
+  Keyspace restored = Open(into.get());
+  EXPECT_EQ(TypeOf(restored, "expired-list"), KeyType::kNone);
+  EXPECT_EQ(TypeOf(restored, "expired-hash"), KeyType::kNone);
+  EXPECT_EQ(TypeOf(restored, "expired-string"), KeyType::kNone);
+  size_t removed = 0;
+  for (int tick = 0; tick < 100; ++tick) ASSERT_OK(restored.SweepExpired(64, &removed));
+  EXPECT_EQ(Aggregates(into.get()), 1u);  // kept's list alone.
+  EXPECT_EQ(TypeOf(restored, "kept"), KeyType::kList);
+  uint64_t keys = 0;
+  ASSERT_OK(restored.Count(&keys));
+  EXPECT_EQ(keys, 1u);
+}
+
 // Processes race SET NX and RPUSH on the same new keys: for each key exactly one of them wins
 // and the key has that one type; the loser saw the winner (not written / WRONGTYPE). With strings
 // and lists in separate structures, both could win and leave two types for one key.
