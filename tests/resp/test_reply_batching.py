@@ -154,3 +154,47 @@ def test_a_client_that_shuts_down_its_sending_side_gets_every_reply_then_the_clo
         data = read_until_closed(s)  # A close that never came raises socket.timeout.
         s.close()
         assert data == b"+OK\r\n$1\r\n1\r\n" * pairs
+
+
+def worker_cpu_ticks(server):
+    """User + system clock ticks of the server's worker processes (children of the manager)."""
+    total = 0
+    with open("/proc/%d/task/%d/children" % (server.proc.pid, server.proc.pid)) as f:
+        pids = [int(p) for p in f.read().split()]
+    assert pids, "the manager has no worker"
+    for pid in pids:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15).
+    return total
+
+
+def test_after_pipelined_batches_stop_the_worker_goes_back_to_sleep(request):
+    # Pipelined batches make a one-threaded worker look at its sockets for a few microseconds
+    # before it sleeps (Server::IdlePoll). Once the traffic stops, the looks must stop too: the
+    # worker's CPU time stands still. (A poll that kept re-posting itself would spin a core.)
+    server = start(request, ["--workers", "1"])
+    conns = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(4)]
+    for round_ in range(50):
+        for s in conns:
+            s.sendall(command("PING") * 16)
+        for s in conns:
+            buf = b""
+            while buf.count(b"\r\n") < 16:
+                chunk = s.recv(65536)
+                assert chunk, "closed in round %d" % round_
+                buf += chunk
+            assert buf == b"+PONG\r\n" * 16
+    before = worker_cpu_ticks(server)
+    for _ in range(40):  # Waits for the state, up to 40 * 0.25 s: no CPU used for 0.25 s.
+        time.sleep(0.25)
+        now = worker_cpu_ticks(server)
+        if now == before:
+            break
+        before = now
+    else:
+        raise AssertionError("the worker kept using CPU with no traffic: %d ticks" % now)
+    for s in conns:  # And it still answers.
+        s.sendall(command("PING"))
+        assert s.recv(64) == b"+PONG\r\n"
+        s.close()
