@@ -504,6 +504,13 @@ TEST(KeyspaceTest, TheKeyspaceIsNotADictToOtherFrontEnds) {
                   .IsWrongType());
 }
 
+// A snapshot of `from` restored into `into`.
+Status SnapshotInto(Segment* from, Segment* into) {
+  std::string bytes;
+  SHM_RETURN_IF_ERROR(SerializeSegment(from, &bytes, nullptr));
+  return RestoreSegment(bytes, into, nullptr);
+}
+
 TEST(KeyspaceTest, ASnapshotKeepsEveryTypeAndTheKeyspaceLocks) {
   test::ScopedSegment from;
   Keyspace ks = Open(from.get());
@@ -512,11 +519,8 @@ TEST(KeyspaceTest, ASnapshotKeepsEveryTypeAndTheKeyspaceLocks) {
   ASSERT_OK(HSet(ks, "h", "f", "v"));
   bool applied = false;
   ASSERT_OK(ks.Expire("s", WallNowMs() + 600'000, ExpireIf::kAlways, &applied));
-  std::string bytes;
-  SnapshotStats stats;
-  ASSERT_OK(SerializeSegment(from.get(), &bytes, &stats));
   test::ScopedSegment into;
-  ASSERT_OK(RestoreSegment(bytes, into.get(), &stats));
+  ASSERT_OK(SnapshotInto(from.get(), into.get()));
   Keyspace restored = Open(into.get());
   EXPECT_EQ(TypeOf(restored, "s"), KeyType::kString);
   EXPECT_EQ(TypeOf(restored, "l"), KeyType::kList);
@@ -550,11 +554,8 @@ TEST(KeyspaceTest, ASnapshotOfAnExpiredUnsweptListOrHashLeavesNoObjectBehind) {
     ASSERT_OK(ks.Expire(key, WallNowMs() + 1000, ExpireIf::kAlways, &applied));
   }
   clock.Advance(1001);
-  std::string bytes;
-  SnapshotStats stats;
-  ASSERT_OK(SerializeSegment(from.get(), &bytes, &stats));
   test::ScopedSegment into;
-  ASSERT_OK(RestoreSegment(bytes, into.get(), &stats));
+  ASSERT_OK(SnapshotInto(from.get(), into.get()));
   Keyspace restored = Open(into.get());
   EXPECT_EQ(TypeOf(restored, "expired-list"), KeyType::kNone);
   EXPECT_EQ(TypeOf(restored, "expired-hash"), KeyType::kNone);
