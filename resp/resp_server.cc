@@ -63,17 +63,6 @@ class SessionBase {
 // How often a worker looks for CLIENT KILL requests of its connections (ClientTable).
 constexpr auto kKillSweepInterval = std::chrono::milliseconds(100);
 
-// Pipelining clients (a batch of commands per read) send their next batch microseconds after
-// their replies leave; a worker that sleeps in epoll_wait(2) in between pays a sleep and a
-// wake-up for it, which cost it more CPU than a few looks at the sockets without sleeping. So
-// after a pass that answered pipelined batches, a single-threaded worker keeps looking (one
-// non-blocking epoll_wait per Server::IdlePoll) for up to kIdlePoll, or until a read completes,
-// before it may sleep. A client of one command per round trip gets none: its next request is a
-// round trip away, and polling for it cost 13-26% more CPU per command (bench/RESULTS.md,
-// "Stop 32"). Pipelined: reads averaging kPipelinedBatch commands or more.
-constexpr auto kIdlePoll = std::chrono::microseconds(5);
-constexpr uint32_t kPipelinedBatch = 4;
-
 // How long a connection waiting for its next command goes before the worker looks once whether
 // the client has shut down its sending side (see Session::OnIdle).
 constexpr auto kHalfCloseProbeDelay = std::chrono::milliseconds(200);
@@ -140,14 +129,6 @@ class Server final : public RespServer, public std::enable_shared_from_this<Serv
   }
   void Unqueue(SessionBase* session) { std::erase(flush_, session); }
 
-  // A read's batch of `commands` (single-threaded worker only): the running average of commands
-  // per read, in sixteenths, decides whether the end of the pass polls (kIdlePoll).
-  void NoteBatch(size_t commands) {
-    ++reads_;
-    const uint32_t sample = static_cast<uint32_t>(std::min<size_t>(commands, kParseAhead)) * 16;
-    batch_average_ = (batch_average_ * 7 + sample) / 8;
-  }
-
   const resp::RespConfig& config() const { return config_; }
   const resp::RespLimits& limits() const { return limits_; }
   std::chrono::milliseconds read_timeout() const { return read_timeout_; }
@@ -169,21 +150,6 @@ class Server final : public RespServer, public std::enable_shared_from_this<Serv
   void FlushAll() {
     for (size_t i = 0; i < flush_.size(); ++i) flush_[i]->FlushQueued();
     flush_.clear();
-    if (batch_average_ >= kPipelinedBatch * 16 && !polling_ && !draining_.load()) {
-      polling_ = true;
-      IdlePoll(reads_, Clock::now() + kIdlePoll);
-    }
-  }
-
-  // Posted, it runs after the reactor's next look at the sockets, which does not block while a
-  // handler is queued (as QueueFlush's): so each call is one more look. Stops once a read has
-  // completed since the poll began (its pass flushes and polls again) or the time is up.
-  void IdlePoll(uint64_t reads, Clock::time_point until) {
-    if (reads_ != reads || Clock::now() >= until) {
-      polling_ = false;
-      return;
-    }
-    net::post(*ioc_, [self = shared_from_this(), reads, until] { self->IdlePoll(reads, until); });
   }
 
   net::io_context* ioc_;
@@ -207,11 +173,6 @@ class Server final : public RespServer, public std::enable_shared_from_this<Serv
   Mutex mu_;
   std::map<SessionBase*, std::weak_ptr<SessionBase>> sessions_ GUARDED_BY(mu_);
   std::vector<SessionBase*> flush_;  // Loop thread only (single-threaded workers).
-  // Loop thread only (single-threaded workers): reads that ran commands, their average batch
-  // (NoteBatch), and whether an IdlePoll is under way.
-  uint64_t reads_ = 0;
-  uint32_t batch_average_ = 0;
-  bool polling_ = false;
 };
 
 template <typename Executor>
@@ -463,7 +424,6 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       needed_ = 0;
       size_t parsed = 0;
       const resp::ParseStatus stop = ParseAhead(&parsed);
-      if (kOneThread && parsed > 0) server_->NoteBatch(parsed);
       if (parsed > 1) resp::Prefetch(server_->config(), std::span(ahead_.data(), parsed));
       batch_ms_ = resp::NowMs();  // The commands' time in the client table: one clock read.
       size_t ran = 0;
